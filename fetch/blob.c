@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "blob.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+#include <zstd.h>
+
+#include "digest.h"
+#include "names.h"
+#include "pbs_format.h"
+
+/* CRC and digest are computed in steps of this size so the bytes stay in L2 between them. */
+#define HASH_STEP (256u * 1024)
+
+void fetch_data_release(fetch_data *d)
+{
+    if (!d)
+        return;
+    free(d->base);
+    d->base = NULL;
+    d->bytes = NULL;
+    d->len = 0;
+}
+
+int fetch_blob_kind(const void *raw, size_t raw_len)
+{
+    static const struct {
+        const char *magic;
+        enum fetch_blob_kind kind;
+    } kinds[] = {
+        {PBS_MAGIC_BLOB_UNCOMPRESSED, FETCH_BLOB_PLAIN},
+        {PBS_MAGIC_BLOB_COMPRESSED, FETCH_BLOB_ZSTD},
+        {PBS_MAGIC_BLOB_ENCRYPTED, FETCH_BLOB_ENCRYPTED},
+        {PBS_MAGIC_BLOB_ENCR_COMPR, FETCH_BLOB_ENCRYPTED_ZSTD},
+    };
+    if (raw_len < PBS_MAGIC_LEN)
+        return -EBADMSG;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if (memcmp(raw, kinds[i].magic, PBS_MAGIC_LEN) == 0)
+            return (int)kinds[i].kind;
+    }
+    return -EBADMSG;
+}
+
+static uint32_t read_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* One decompression context per thread, freed when the thread exits. */
+static pthread_key_t dctx_key;
+static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
+
+static void dctx_destroy(void *p)
+{
+    ZSTD_freeDCtx(p);
+}
+
+static void dctx_key_init(void)
+{
+    (void)pthread_key_create(&dctx_key, dctx_destroy);
+}
+
+static ZSTD_DCtx *thread_dctx(void)
+{
+    ZSTD_DCtx *d;
+    pthread_once(&dctx_once, dctx_key_init);
+    d = pthread_getspecific(dctx_key);
+    if (!d) {
+        d = ZSTD_createDCtx();
+        if (d && pthread_setspecific(dctx_key, d) != 0) {
+            ZSTD_freeDCtx(d);
+            d = NULL;
+        }
+    } else {
+        ZSTD_DCtx_reset(d, ZSTD_reset_session_only);
+    }
+    return d;
+}
+
+static int check_digest(const uint8_t *bytes, size_t len, const uint8_t *want, fetch_error *err)
+{
+    uint8_t got[FETCH_SHA256_LEN];
+    char hex_want[2 * FETCH_SHA256_LEN + 1], hex_got[2 * FETCH_SHA256_LEN + 1];
+    int r = fetch_sha256(bytes, len, got);
+    if (r < 0)
+        return fetch_error_set(err, r, "SHA-256 failed");
+    if (memcmp(got, want, FETCH_SHA256_LEN) != 0) {
+        fetch_hex_encode(want, FETCH_SHA256_LEN, hex_want);
+        fetch_hex_encode(got, FETCH_SHA256_LEN, hex_got);
+        return fetch_error_set(err, -EBADMSG, "digest mismatch: expected %.16s…, data hashes to %.16s…",
+                               hex_want, hex_got);
+    }
+    return 0;
+}
+
+/* Uncompressed payload: CRC and (optional) digest in one pass over the bytes. */
+static int verify_plain(const uint8_t *p, size_t len, uint32_t want_crc, const uint8_t *digest,
+                        fetch_error *err)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    fetch_sha256_ctx *sha = NULL;
+    uint8_t got[FETCH_SHA256_LEN];
+    int r = 0;
+
+    if (digest && !(sha = fetch_sha256_new()))
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    for (size_t off = 0; off < len; off += HASH_STEP) {
+        size_t step = len - off < HASH_STEP ? len - off : HASH_STEP;
+        crc = crc32_z(crc, p + off, step);
+        if (sha && (r = fetch_sha256_update(sha, p + off, step)) < 0)
+            goto out;
+    }
+    if ((uint32_t)crc != want_crc) {
+        r = fetch_error_set(err, -EBADMSG, "CRC-32 mismatch (stored %08x, computed %08x)",
+                            want_crc, (uint32_t)crc);
+        goto out;
+    }
+    if (sha) {
+        if ((r = fetch_sha256_final(sha, got)) < 0)
+            goto out;
+        if (memcmp(got, digest, FETCH_SHA256_LEN) != 0)
+            r = check_digest(p, len, digest, err);
+    }
+out:
+    fetch_sha256_free(sha);
+    return r;
+}
+
+/*
+ * Decompresses one zstd frame into a buffer of exactly @want bytes (or, if
+ * @want is 0, of at most @max bytes). Frames may lack a content size.
+ */
+static int decompress(const uint8_t *src, size_t src_len, size_t want, size_t max,
+                      uint8_t **ret_buf, size_t *ret_len, fetch_error *err)
+{
+    ZSTD_DCtx *d = thread_dctx();
+    ZSTD_inBuffer in = {src, src_len, 0};
+    ZSTD_outBuffer out;
+    size_t cap, rc;
+    uint8_t *buf;
+
+    if (!d)
+        return fetch_error_set(err, -ENOMEM, "out of memory (zstd context)");
+    if (want) {
+        cap = want;
+    } else {
+        unsigned long long fcs = ZSTD_getFrameContentSize(src, src_len);
+        if (fcs == ZSTD_CONTENTSIZE_ERROR)
+            return fetch_error_set(err, -EBADMSG, "corrupt zstd frame header");
+        if (fcs != ZSTD_CONTENTSIZE_UNKNOWN && fcs > max)
+            return fetch_error_set(err, -EFBIG, "blob decodes to %llu bytes, limit %zu", fcs, max);
+        cap = fcs != ZSTD_CONTENTSIZE_UNKNOWN ? (size_t)fcs : (max < 65536 ? max : 65536);
+    }
+    buf = malloc(cap ? cap : 1);
+    if (!buf)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    out = (ZSTD_outBuffer){buf, cap, 0};
+
+    for (;;) {
+        rc = ZSTD_decompressStream(d, &out, &in);
+        if (ZSTD_isError(rc)) {
+            free(buf);
+            return fetch_error_set(err, -EBADMSG, "corrupt zstd data: %s", ZSTD_getErrorName(rc));
+        }
+        if (rc == 0)
+            break; /* frame complete */
+        if (out.pos < out.size) {
+            if (in.pos == in.size) {
+                free(buf);
+                return fetch_error_set(err, -EBADMSG, "truncated zstd frame");
+            }
+            continue;
+        }
+        /* output full, frame not complete */
+        if (want || cap >= max) {
+            /* does the frame really hold more data? */
+            uint8_t extra;
+            ZSTD_outBuffer probe = {&extra, 1, 0};
+            rc = ZSTD_decompressStream(d, &probe, &in);
+            if (ZSTD_isError(rc) || probe.pos) {
+                free(buf);
+                if (ZSTD_isError(rc))
+                    return fetch_error_set(err, -EBADMSG, "corrupt zstd data: %s",
+                                           ZSTD_getErrorName(rc));
+                return fetch_error_set(err, -EBADMSG, "chunk decompresses to more than %zu bytes",
+                                       want ? want : max);
+            }
+            if (rc == 0)
+                break;
+            if (in.pos == in.size) {
+                free(buf);
+                return fetch_error_set(err, -EBADMSG, "truncated zstd frame");
+            }
+            continue;
+        }
+        {
+            size_t ncap = cap * 2 > max ? max : cap * 2;
+            uint8_t *nbuf = realloc(buf, ncap);
+            if (!nbuf) {
+                free(buf);
+                return fetch_error_set(err, -ENOMEM, "out of memory");
+            }
+            buf = nbuf;
+            cap = ncap;
+            out.dst = buf;
+            out.size = cap;
+        }
+    }
+    if (in.pos != in.size) {
+        free(buf);
+        return fetch_error_set(err, -EBADMSG, "trailing bytes after zstd frame");
+    }
+    if (want && out.pos != want) {
+        free(buf);
+        return fetch_error_set(err, -EBADMSG, "chunk decompresses to %zu bytes, expected %zu",
+                               out.pos, want);
+    }
+    *ret_buf = buf;
+    *ret_len = out.pos;
+    return 0;
+}
+
+int fetch_blob_decode(void *raw, size_t raw_len, const struct fetch_blob_expect *exp,
+                      fetch_data *ret, fetch_error *err)
+{
+    const uint8_t *p = raw;
+    size_t max = exp->len ? exp->len : exp->max_len;
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+    uint32_t crc;
+    int kind, r;
+
+    if (raw_len > PBS_BLOB_MAX) {
+        r = fetch_error_set(err, -EFBIG, "blob of %zu bytes exceeds the %u byte limit", raw_len,
+                            PBS_BLOB_MAX);
+        goto fail;
+    }
+    kind = fetch_blob_kind(raw, raw_len);
+    if (kind < 0) {
+        if (raw_len < PBS_MAGIC_LEN)
+            r = fetch_error_set(err, -EBADMSG, "blob truncated (%zu bytes)", raw_len);
+        else
+            r = fetch_error_set(err, -EBADMSG, "not a blob (unknown magic)");
+        goto fail;
+    }
+    if (kind == FETCH_BLOB_ENCRYPTED || kind == FETCH_BLOB_ENCRYPTED_ZSTD) {
+        r = fetch_error_set(err, -ENOKEY, "blob is encrypted and no key is configured");
+        goto fail;
+    }
+    if (raw_len < PBS_BLOB_HDR_LEN) {
+        r = fetch_error_set(err, -EBADMSG, "blob truncated (%zu bytes)", raw_len);
+        goto fail;
+    }
+    crc = read_le32(p + PBS_BLOB_CRC_OFFSET);
+
+    if (kind == FETCH_BLOB_PLAIN) {
+        size_t n = raw_len - PBS_BLOB_HDR_LEN;
+        if (exp->len && n != exp->len) {
+            r = fetch_error_set(err, -EBADMSG, "blob holds %zu bytes, expected %zu", n, exp->len);
+            goto fail;
+        }
+        if (!exp->len && n > max) {
+            r = fetch_error_set(err, -EFBIG, "blob holds %zu bytes, limit %zu", n, max);
+            goto fail;
+        }
+        r = verify_plain(p + PBS_BLOB_HDR_LEN, n, crc, exp->digest, err);
+        if (r < 0)
+            goto fail;
+        ret->base = raw;
+        ret->bytes = p + PBS_BLOB_HDR_LEN;
+        ret->len = n;
+        return 0;
+    }
+
+    /* zstd: CRC covers the compressed payload, the digest the plaintext */
+    r = verify_plain(p + PBS_BLOB_HDR_LEN, raw_len - PBS_BLOB_HDR_LEN, crc, NULL, err);
+    if (r < 0)
+        goto fail;
+    r = decompress(p + PBS_BLOB_HDR_LEN, raw_len - PBS_BLOB_HDR_LEN, exp->len, max, &plain,
+                   &plain_len, err);
+    if (r < 0)
+        goto fail;
+    free(raw);
+    if (exp->digest && (r = check_digest(plain, plain_len, exp->digest, err)) < 0) {
+        free(plain);
+        return r;
+    }
+    ret->base = plain;
+    ret->bytes = plain;
+    ret->len = plain_len;
+    return 0;
+
+fail:
+    free(raw);
+    return r;
+}

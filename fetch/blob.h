@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * PBS DataBlob decoding (pbs.md §5): magic, CRC-32, zstd, digest.
+ * Chunk files and *.blob files share this format. Thread-safe.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+/* Decoded bytes: @bytes points into the allocation @base, which the holder owns. */
+typedef struct fetch_data {
+    void *base;
+    const uint8_t *bytes;
+    size_t len;
+} fetch_data;
+
+/* Frees the allocation and clears @d. NULL-safe; safe on a cleared fetch_data. */
+void fetch_data_release(fetch_data *d);
+
+enum fetch_blob_kind {
+    FETCH_BLOB_PLAIN,
+    FETCH_BLOB_ZSTD,
+    FETCH_BLOB_ENCRYPTED,
+    FETCH_BLOB_ENCRYPTED_ZSTD,
+};
+
+/* Kind of a raw blob from its magic, or -EBADMSG (short or unknown magic). */
+int fetch_blob_kind(const void *raw, size_t raw_len);
+
+struct fetch_blob_expect {
+    /* exact plaintext length; 0 = not known, then at most @max_len */
+    size_t len;
+    size_t max_len;
+    /* SHA-256 the plaintext must have, or NULL to skip the check */
+    const uint8_t *digest;
+};
+
+/*
+ * Decodes a raw blob. Takes ownership of @raw (a malloc()ed buffer) whether
+ * it succeeds or not. On success fills @ret (plaintext; for an uncompressed
+ * blob it points into @raw, so no copy is made).
+ * Errors: -EBADMSG (truncated, bad magic, CRC mismatch, corrupt zstd frame,
+ * decoded length differs from the expected one, digest mismatch), -ENOKEY
+ * (encrypted blob), -EFBIG (larger than the limits), -ENOMEM.
+ */
+int fetch_blob_decode(void *raw, size_t raw_len, const struct fetch_blob_expect *exp,
+                      fetch_data *ret, fetch_error *err);

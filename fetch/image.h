@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The one in-memory shape every backup format reduces to: an image is a size
+ * and an ordered, gap-free list of extents. A zero extent (its digest is the
+ * digest of that many zero bytes) is a hole: served as zeros, never fetched.
+ * An image is immutable once built, so readers need no lock.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "fidx.h"
+
+struct fetch_extent {
+    uint64_t offset;
+    uint32_t length;
+    bool zero;
+    uint8_t digest[32];
+};
+
+struct fetch_image {
+    uint64_t size;
+    uint64_t stride;        /* fixed extent length (all but the last), or 0 if variable */
+    size_t count;
+    struct fetch_extent *extents;
+    uint64_t data_bytes;    /* bytes in non-zero extents */
+    size_t zero_count;
+};
+
+/* Builds an image from a fixed index. -ENOMEM, or -EIO if hashing fails. */
+int fetch_image_from_fidx(const struct fetch_fidx *idx, struct fetch_image **ret,
+                          fetch_error *err);
+void fetch_image_free(struct fetch_image *img);
+
+/* Index of the extent holding @offset; @offset must be < size. */
+size_t fetch_image_find(const struct fetch_image *img, uint64_t offset);
+
+/*
+ * lseek(2) semantics for SEEK_DATA (whence 3) and SEEK_HOLE (whence 4): the
+ * resulting offset, or -ENXIO when @offset >= size or no data follows.
+ * End of file counts as a hole.
+ */
+int64_t fetch_image_seek(const struct fetch_image *img, uint64_t offset, int whence);

@@ -1,0 +1,473 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "pbs.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "digest.h"
+#include "fidx.h"
+#include "names.h"
+#include "pbs_format.h"
+
+/* index files: 4096 + 32 bytes per chunk; 1 GiB covers 128 TiB images at 4 MiB chunks */
+#define FIDX_MAX (1024u * 1024 * 1024)
+
+struct walk {
+    struct fetch_store *store;
+    struct fetch_pbs_snapshot *v;
+    size_t n, cap;
+    char **warn;
+    size_t nwarn, capwarn;
+    int fatal; /* -ENOMEM */
+};
+
+__attribute__((format(printf, 2, 3))) static void warn(struct walk *w, const char *fmt, ...)
+{
+    char *line = NULL;
+    va_list ap;
+    if (w->nwarn == w->capwarn) {
+        size_t ncap = w->capwarn ? w->capwarn * 2 : 8;
+        char **nv = realloc(w->warn, ncap * sizeof(*nv));
+        if (!nv) {
+            w->fatal = -ENOMEM;
+            return;
+        }
+        w->warn = nv;
+        w->capwarn = ncap;
+    }
+    va_start(ap, fmt);
+    if (vasprintf(&line, fmt, ap) < 0)
+        line = NULL;
+    va_end(ap);
+    if (!line) {
+        w->fatal = -ENOMEM;
+        return;
+    }
+    w->warn[w->nwarn++] = line;
+}
+
+static char *join(const char *a, const char *b)
+{
+    char *s = NULL;
+    if (asprintf(&s, "%s%s%s", a, a[0] ? "/" : "", b) < 0)
+        return NULL;
+    return s;
+}
+
+int fetch_pbs_probe(struct fetch_store *s, fetch_error *err)
+{
+    struct fetch_dirent *d = NULL;
+    size_t n = 0;
+    int r = fetch_store_list(s, PBS_CHUNK_DIR, &d, &n, err);
+    fetch_dirents_free(d, n);
+    if (r == -ENOENT || r == -ENOTDIR)
+        return fetch_error_set(err, -EMEDIUMTYPE,
+                               "not a Proxmox Backup Server datastore (no %s directory)",
+                               PBS_CHUNK_DIR);
+    return r;
+}
+
+static int read_manifest(struct fetch_store *s, const char *dir, struct fetch_manifest **ret,
+                         fetch_error *err)
+{
+    void *raw = NULL;
+    size_t len = 0;
+    fetch_data data = {0};
+    struct fetch_blob_expect exp = {.max_len = FETCH_PBS_SMALL_BLOB_MAX};
+    char *path = join(dir, PBS_MANIFEST_NAME);
+    int r;
+
+    if (!path)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    r = fetch_store_get(s, path, PBS_BLOB_MAX, &raw, &len, err);
+    free(path);
+    if (r < 0)
+        return r;
+    r = fetch_blob_decode(raw, len, &exp, &data, err);
+    if (r < 0)
+        return fetch_error_prefix(err, r, "manifest");
+    r = fetch_manifest_parse((const char *)data.bytes, data.len, ret, err);
+    fetch_data_release(&data);
+    return r;
+}
+
+static void add_snapshot(struct walk *w, const char *ns, const char *type, const char *id,
+                         const char *dir, const char *time_str)
+{
+    struct fetch_pbs_snapshot *snap;
+    struct fetch_manifest *m = NULL;
+    fetch_error err = {""};
+    int64_t epoch = 0;
+    int r;
+
+    r = read_manifest(w->store, dir, &m, &err);
+    if (r == -ENOENT)
+        return; /* not finished yet (or being written) */
+    if (r == -ENOMEM) {
+        w->fatal = r;
+        return;
+    }
+    if (r < 0) {
+        warn(w, "skipping snapshot %s: %s", dir, err.msg);
+        return;
+    }
+    (void)fetch_name_parse_time(time_str, &epoch);
+    if (strcmp(m->type, type) || strcmp(m->id, id) || m->time != epoch) {
+        warn(w, "skipping snapshot %s: manifest names %s/%s at %lld", dir, m->type, m->id,
+             (long long)m->time);
+        fetch_manifest_free(m);
+        return;
+    }
+    if (w->n == w->cap) {
+        size_t ncap = w->cap ? w->cap * 2 : 16;
+        struct fetch_pbs_snapshot *nv = realloc(w->v, ncap * sizeof(*nv));
+        if (!nv) {
+            fetch_manifest_free(m);
+            w->fatal = -ENOMEM;
+            return;
+        }
+        w->v = nv;
+        w->cap = ncap;
+    }
+    snap = &w->v[w->n];
+    memset(snap, 0, sizeof(*snap));
+    snap->ns = strdup(ns);
+    snap->id = strdup(id);
+    snap->path = strdup(dir);
+    if (!snap->ns || !snap->id || !snap->path) {
+        free(snap->ns);
+        free(snap->id);
+        free(snap->path);
+        fetch_manifest_free(m);
+        w->fatal = -ENOMEM;
+        return;
+    }
+    snprintf(snap->type, sizeof(snap->type), "%s", type);
+    snprintf(snap->time_str, sizeof(snap->time_str), "%s", time_str);
+    snap->time = epoch;
+    snap->manifest = m;
+    w->n++;
+}
+
+static int list_or_warn(struct walk *w, const char *dir, struct fetch_dirent **d, size_t *n)
+{
+    fetch_error err = {""};
+    int r = fetch_store_list(w->store, dir, d, n, &err);
+    if (r == -ENOMEM)
+        w->fatal = r;
+    else if (r < 0)
+        warn(w, "cannot list %s: %s", dir, err.msg);
+    return r;
+}
+
+static void walk_group(struct walk *w, const char *ns, const char *type, const char *id,
+                       const char *gdir)
+{
+    struct fetch_dirent *d = NULL;
+    size_t n = 0;
+    if (list_or_warn(w, gdir, &d, &n) < 0)
+        return;
+    for (size_t i = 0; i < n && !w->fatal; i++) {
+        char *sdir;
+        if (!d[i].is_dir)
+            continue; /* owner, notes */
+        if (!fetch_name_is_time(d[i].name)) {
+            if (d[i].name[0] != '.')
+                warn(w, "ignoring %s/%s: not a snapshot name", gdir, d[i].name);
+            continue;
+        }
+        sdir = join(gdir, d[i].name);
+        if (!sdir) {
+            w->fatal = -ENOMEM;
+            break;
+        }
+        add_snapshot(w, ns, type, id, sdir, d[i].name);
+        free(sdir);
+    }
+    fetch_dirents_free(d, n);
+}
+
+static void walk_type(struct walk *w, const char *ns, const char *type, const char *tdir)
+{
+    struct fetch_dirent *d = NULL;
+    size_t n = 0;
+    if (list_or_warn(w, tdir, &d, &n) < 0)
+        return;
+    for (size_t i = 0; i < n && !w->fatal; i++) {
+        char *gdir;
+        if (!d[i].is_dir)
+            continue;
+        if (!fetch_name_is_id(d[i].name)) {
+            warn(w, "ignoring %s/%s: not a valid backup id", tdir, d[i].name);
+            continue;
+        }
+        gdir = join(tdir, d[i].name);
+        if (!gdir) {
+            w->fatal = -ENOMEM;
+            break;
+        }
+        walk_group(w, ns, type, d[i].name, gdir);
+        free(gdir);
+    }
+    fetch_dirents_free(d, n);
+}
+
+/* @dir: store path of the namespace ("" for root); @ns: "a/b" */
+static void walk_ns(struct walk *w, const char *dir, const char *ns, int depth)
+{
+    struct fetch_dirent *d = NULL;
+    size_t n = 0;
+    if (list_or_warn(w, dir, &d, &n) < 0)
+        return;
+    for (size_t i = 0; i < n && !w->fatal; i++) {
+        char *sub;
+        if (!d[i].is_dir)
+            continue;
+        if (fetch_name_is_type(d[i].name)) {
+            sub = join(dir, d[i].name);
+            if (!sub) {
+                w->fatal = -ENOMEM;
+                break;
+            }
+            walk_type(w, ns, d[i].name, sub);
+            free(sub);
+        } else if (!strcmp(d[i].name, PBS_NS_DIR)) {
+            struct fetch_dirent *c = NULL;
+            size_t cn = 0;
+            char *nsdir = join(dir, PBS_NS_DIR);
+            if (!nsdir) {
+                w->fatal = -ENOMEM;
+                break;
+            }
+            if (depth >= PBS_NS_MAX_DEPTH) {
+                warn(w, "ignoring %s: namespaces nested deeper than %d", nsdir,
+                     PBS_NS_MAX_DEPTH);
+            } else if (list_or_warn(w, nsdir, &c, &cn) == 0) {
+                for (size_t j = 0; j < cn && !w->fatal; j++) {
+                    char *child, *childns;
+                    if (!c[j].is_dir)
+                        continue;
+                    if (!fetch_name_is_ns(c[j].name)) {
+                        warn(w, "ignoring %s/%s: not a valid namespace name", nsdir, c[j].name);
+                        continue;
+                    }
+                    child = join(nsdir, c[j].name);
+                    childns = join(ns, c[j].name);
+                    if (!child || !childns || strlen(childns) > PBS_NS_MAX_LEN) {
+                        if (!child || !childns)
+                            w->fatal = -ENOMEM;
+                        else
+                            warn(w, "ignoring %s: namespace name too long", child);
+                    } else {
+                        walk_ns(w, child, childns, depth + 1);
+                    }
+                    free(child);
+                    free(childns);
+                }
+                fetch_dirents_free(c, cn);
+            }
+            free(nsdir);
+        }
+        /* anything else (.chunks, .lock, lost+found, ...) is not ours to show */
+    }
+    fetch_dirents_free(d, n);
+}
+
+static int snap_cmp(const void *a, const void *b)
+{
+    const struct fetch_pbs_snapshot *x = a, *y = b;
+    int c = strcmp(x->ns, y->ns);
+    if (!c)
+        c = strcmp(x->type, y->type);
+    if (!c)
+        c = strcmp(x->id, y->id);
+    if (!c)
+        c = (x->time > y->time) - (x->time < y->time);
+    return c;
+}
+
+int fetch_pbs_catalog_load(struct fetch_store *s, struct fetch_pbs_catalog **ret,
+                           fetch_error *err)
+{
+    struct walk w = {.store = s};
+    struct fetch_pbs_catalog *c;
+    struct fetch_dirent *d = NULL;
+    size_t n = 0;
+    int r;
+
+    r = fetch_store_list(s, "", &d, &n, err);
+    fetch_dirents_free(d, n);
+    if (r < 0)
+        return r;
+    walk_ns(&w, "", "", 0);
+    c = calloc(1, sizeof(*c));
+    if (w.fatal || !c) {
+        free(c);
+        c = calloc(1, sizeof(*c));
+        if (c) {
+            c->snaps = w.v;
+            c->count = w.n;
+            c->warnings = w.warn;
+            c->warning_count = w.nwarn;
+        }
+        fetch_pbs_catalog_free(c);
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    }
+    if (w.n)
+        qsort(w.v, w.n, sizeof(*w.v), snap_cmp);
+    c->snaps = w.v;
+    c->count = w.n;
+    c->warnings = w.warn;
+    c->warning_count = w.nwarn;
+    *ret = c;
+    return 0;
+}
+
+void fetch_pbs_catalog_free(struct fetch_pbs_catalog *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->count; i++) {
+        free(c->snaps[i].ns);
+        free(c->snaps[i].id);
+        free(c->snaps[i].path);
+        fetch_manifest_free(c->snaps[i].manifest);
+    }
+    free(c->snaps);
+    for (size_t i = 0; i < c->warning_count; i++)
+        free(c->warnings[i]);
+    free(c->warnings);
+    free(c);
+}
+
+enum fetch_pbs_archive fetch_pbs_archive_kind(const char *file, size_t *ret_stem_len)
+{
+    static const struct {
+        const char *suffix;
+        enum fetch_pbs_archive kind;
+    } kinds[] = {
+        {".fidx", FETCH_PBS_ARCHIVE_FIDX},
+        {".didx", FETCH_PBS_ARCHIVE_DIDX},
+        {".blob", FETCH_PBS_ARCHIVE_BLOB},
+    };
+    size_t len = strlen(file);
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        size_t sl = strlen(kinds[i].suffix);
+        if (len > sl && !strcmp(file + len - sl, kinds[i].suffix)) {
+            if (ret_stem_len)
+                *ret_stem_len = len - sl;
+            return kinds[i].kind;
+        }
+    }
+    if (ret_stem_len)
+        *ret_stem_len = len;
+    return FETCH_PBS_ARCHIVE_OTHER;
+}
+
+static int read_snapshot_file(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
+                              const struct fetch_manifest_file *file, size_t max, void **ret,
+                              size_t *ret_len, fetch_error *err)
+{
+    char *path;
+    int r;
+    if (!fetch_name_is_file(file->name))
+        return fetch_error_set(err, -EBADMSG, "invalid file name in manifest");
+    path = join(snap->path, file->name);
+    if (!path)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    r = fetch_store_get(s, path, max, ret, ret_len, err);
+    free(path);
+    return r;
+}
+
+int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
+                        const struct fetch_manifest_file *file, struct fetch_image **ret,
+                        fetch_error *err)
+{
+    struct fetch_fidx *idx = NULL;
+    void *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    if (file->crypt == FETCH_CRYPT_ENCRYPT)
+        return fetch_error_set(err, -ENOKEY,
+                               "%s is encrypted; encryption keys are not supported yet",
+                               file->name);
+    r = read_snapshot_file(s, snap, file, FIDX_MAX, &buf, &len, err);
+    if (r < 0)
+        return r;
+    r = fetch_fidx_parse(buf, len, &idx, err);
+    if (r < 0)
+        return r;
+    if (memcmp(idx->csum, file->csum, sizeof(idx->csum)) != 0) {
+        fetch_fidx_free(idx);
+        return fetch_error_set(err, -EBADMSG, "index checksum differs from the manifest's");
+    }
+    if (idx->size != file->size) {
+        r = fetch_error_set(err, -EBADMSG, "index size %llu differs from the manifest's %llu",
+                            (unsigned long long)idx->size, (unsigned long long)file->size);
+        fetch_fidx_free(idx);
+        return r;
+    }
+    r = fetch_image_from_fidx(idx, ret, err);
+    fetch_fidx_free(idx);
+    return r;
+}
+
+int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
+                        const struct fetch_manifest_file *file, fetch_data *ret,
+                        fetch_error *err)
+{
+    struct fetch_blob_expect exp = {.max_len = FETCH_PBS_SMALL_BLOB_MAX};
+    uint8_t csum[32];
+    void *raw = NULL;
+    size_t len = 0;
+    int r;
+
+    if (file->crypt == FETCH_CRYPT_ENCRYPT)
+        return fetch_error_set(err, -ENOKEY,
+                               "%s is encrypted; encryption keys are not supported yet",
+                               file->name);
+    r = read_snapshot_file(s, snap, file, FETCH_PBS_SMALL_BLOB_MAX + PBS_BLOB_ENC_HDR_LEN, &raw,
+                           &len, err);
+    if (r < 0)
+        return r;
+    if ((r = fetch_sha256(raw, len, csum)) < 0) {
+        free(raw);
+        return fetch_error_set(err, r, "SHA-256 failed");
+    }
+    if (len != file->size || memcmp(csum, file->csum, sizeof(csum)) != 0) {
+        free(raw);
+        return fetch_error_set(err, -EBADMSG, "%s does not match the manifest's size/checksum",
+                               file->name);
+    }
+    return fetch_blob_decode(raw, len, &exp, ret, err);
+}
+
+int fetch_pbs_read_chunk(struct fetch_store *s, const uint8_t digest[32], size_t len,
+                         fetch_data *ret, fetch_error *err)
+{
+    struct fetch_blob_expect exp = {.len = len, .digest = digest};
+    char hex[2 * PBS_DIGEST_LEN + 1];
+    char path[sizeof(PBS_CHUNK_DIR) + 6 + sizeof(hex)];
+    void *raw = NULL;
+    size_t raw_len = 0;
+    int r;
+
+    fetch_hex_encode(digest, PBS_DIGEST_LEN, hex);
+    snprintf(path, sizeof(path), "%s/%.4s/%s", PBS_CHUNK_DIR, hex, hex);
+    r = fetch_store_get(s, path, PBS_BLOB_MAX, &raw, &raw_len, err);
+    if (r < 0)
+        return r == -ENOENT ? fetch_error_set(err, r, "chunk %s is missing", hex) : r;
+    if (raw_len == 0) {
+        free(raw);
+        return fetch_error_set(err, -ENOENT, "chunk %s is missing (empty file)", hex);
+    }
+    r = fetch_blob_decode(raw, raw_len, &exp, ret, err);
+    if (r < 0)
+        return fetch_error_prefix(err, r, "chunk %.16s…", hex);
+    return 0;
+}

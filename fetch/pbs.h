@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * PBS datastore reader over a fetch_store: the catalog of finished snapshots,
+ * their archives, and verified chunks (pbs.md §3-§7). Thread-safe: a catalog
+ * is immutable once loaded; chunk reads share nothing.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blob.h"
+#include "error.h"
+#include "image.h"
+#include "manifest.h"
+#include "store.h"
+
+/* Manifest and config blobs larger than this are not read into memory. */
+#define FETCH_PBS_SMALL_BLOB_MAX (16u * 1024 * 1024)
+
+struct fetch_pbs_snapshot {
+    char *ns;          /* "" for the root namespace, else "a/b" (validated components) */
+    char type[8];      /* vm, ct, host */
+    char *id;
+    int64_t time;
+    char time_str[24]; /* YYYY-MM-DDTHH:MM:SSZ */
+    char *path;        /* store-relative directory, e.g. "ns/a/vm/100/2025-07-10T12:00:00Z" */
+    struct fetch_manifest *manifest;
+};
+
+struct fetch_pbs_catalog {
+    size_t count;
+    struct fetch_pbs_snapshot *snaps; /* sorted by ns, type, id, time */
+    size_t warning_count;
+    char **warnings;                  /* skipped entries, one line each */
+};
+
+/*
+ * Checks that the store looks like a datastore (has a .chunks directory).
+ * -EMEDIUMTYPE with a message if not.
+ */
+int fetch_pbs_probe(struct fetch_store *s, fetch_error *err);
+
+/*
+ * Walks namespaces, groups and snapshots. Only finished snapshots (with an
+ * index.json.blob) are listed; unreadable or inconsistent ones are skipped
+ * and described in warnings. Fails only when the root cannot be read.
+ */
+int fetch_pbs_catalog_load(struct fetch_store *s, struct fetch_pbs_catalog **ret,
+                           fetch_error *err);
+void fetch_pbs_catalog_free(struct fetch_pbs_catalog *c);
+
+enum fetch_pbs_archive {
+    FETCH_PBS_ARCHIVE_OTHER,
+    FETCH_PBS_ARCHIVE_FIDX,
+    FETCH_PBS_ARCHIVE_DIDX,
+    FETCH_PBS_ARCHIVE_BLOB,
+};
+
+/* Kind of a snapshot file by its suffix; @ret_stem_len (may be NULL) gets the
+ * length of the name without ".fidx"/".didx"/".blob". */
+enum fetch_pbs_archive fetch_pbs_archive_kind(const char *file, size_t *ret_stem_len);
+
+/*
+ * Reads a .fidx archive of @snap and builds its image. Checks the index and
+ * that its checksum and size equal the manifest's. -ENOKEY for an encrypted
+ * archive (keys are not supported yet), -EBADMSG for any inconsistency.
+ */
+int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
+                        const struct fetch_manifest_file *file, struct fetch_image **ret,
+                        fetch_error *err);
+
+/* Reads and decodes a small .blob of @snap, verifying the manifest csum. */
+int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
+                        const struct fetch_manifest_file *file, fetch_data *ret,
+                        fetch_error *err);
+
+/*
+ * Reads chunk @digest from .chunks/ and decodes it to exactly @len bytes whose
+ * SHA-256 is @digest. -ENOENT when missing (a 0-byte file counts as missing),
+ * -EBADMSG when corrupt.
+ */
+int fetch_pbs_read_chunk(struct fetch_store *s, const uint8_t digest[32], size_t len,
+                         fetch_data *ret, fetch_error *err);

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A store is where backup objects come from: a struct of callbacks with one
+ * implementation per transport (local directory now; HTTP(S) and S3 later).
+ * Paths are store-relative, '/'-separated, and built by the caller only from
+ * validated names (fetch/names.h). Implementations are thread-safe.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+
+struct fetch_dirent {
+    char *name;
+    bool is_dir;
+};
+
+struct fetch_store;
+
+struct fetch_store_ops {
+    const char *kind; /* "local", ... */
+    /* Entries of directory @dir ("" = root), unsorted, without "." and "..".
+     * -ENOENT if missing, -ENOTDIR if not a directory. */
+    int (*list)(struct fetch_store *s, const char *dir, struct fetch_dirent **ret,
+                size_t *ret_n, fetch_error *err);
+    /* Whole object @path into a malloc()ed buffer. -ENOENT if missing,
+     * -EFBIG if larger than @max. A 0-byte object is returned as such. */
+    int (*get)(struct fetch_store *s, const char *path, size_t max, void **ret,
+               size_t *ret_len, fetch_error *err);
+    void (*free)(struct fetch_store *s);
+};
+
+struct fetch_store {
+    const struct fetch_store_ops *ops;
+    char *location; /* as given by the user, for messages */
+};
+
+/*
+ * Opens a local directory store. Errors: -ENOENT (missing), -ENOTDIR, -EACCES.
+ */
+int fetch_store_open_local(const char *path, struct fetch_store **ret, fetch_error *err);
+
+/* NULL-safe. */
+void fetch_store_free(struct fetch_store *s);
+
+static inline int fetch_store_list(struct fetch_store *s, const char *dir,
+                                   struct fetch_dirent **ret, size_t *ret_n, fetch_error *err)
+{
+    return s->ops->list(s, dir, ret, ret_n, err);
+}
+
+static inline int fetch_store_get(struct fetch_store *s, const char *path, size_t max,
+                                  void **ret, size_t *ret_len, fetch_error *err)
+{
+    return s->ops->get(s, path, max, ret, ret_len, err);
+}
+
+void fetch_dirents_free(struct fetch_dirent *d, size_t n);

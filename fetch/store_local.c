@@ -1,0 +1,178 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Local directory store: openat() below one directory fd, never following symlinks. */
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct local_store {
+    struct fetch_store base;
+    int rootfd;
+};
+
+void fetch_dirents_free(struct fetch_dirent *d, size_t n)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(d[i].name);
+    free(d);
+}
+
+static int local_list(struct fetch_store *s, const char *dir, struct fetch_dirent **ret,
+                      size_t *ret_n, fetch_error *err)
+{
+    struct local_store *ls = (struct local_store *)s;
+    struct fetch_dirent *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    DIR *d;
+    int fd, r = 0;
+
+    fd = openat(ls->rootfd, dir[0] ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return fetch_error_set(err, -errno, "%s: %s", dir[0] ? dir : ".", strerror(errno));
+    d = fdopendir(fd);
+    if (!d) {
+        r = -errno;
+        close(fd);
+        return fetch_error_set(err, r, "%s: %s", dir, strerror(-r));
+    }
+    errno = 0;
+    while ((de = readdir(d))) {
+        bool is_dir;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (de->d_type == DT_UNKNOWN) {
+            struct stat st;
+            if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                continue;
+            is_dir = S_ISDIR(st.st_mode);
+        } else {
+            is_dir = de->d_type == DT_DIR;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct fetch_dirent *nv = realloc(v, ncap * sizeof(*v));
+            if (!nv) {
+                r = -ENOMEM;
+                break;
+            }
+            v = nv;
+            cap = ncap;
+        }
+        v[n].name = strdup(de->d_name);
+        if (!v[n].name) {
+            r = -ENOMEM;
+            break;
+        }
+        v[n++].is_dir = is_dir;
+        errno = 0;
+    }
+    if (r == 0 && errno != 0)
+        r = -errno;
+    closedir(d);
+    if (r < 0) {
+        fetch_dirents_free(v, n);
+        return fetch_error_set(err, r, "%s: %s", dir, strerror(-r));
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+static int local_get(struct fetch_store *s, const char *path, size_t max, void **ret,
+                     size_t *ret_len, fetch_error *err)
+{
+    struct local_store *ls = (struct local_store *)s;
+    struct stat st;
+    size_t len, done = 0;
+    uint8_t *buf;
+    int fd, r;
+
+    fd = openat(ls->rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    if (fd < 0)
+        return fetch_error_set(err, -errno, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        close(fd);
+        return fetch_error_set(err, r, "%s: %s", path, strerror(-r));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return fetch_error_set(err, -EINVAL, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max) {
+        close(fd);
+        return fetch_error_set(err, -EFBIG, "%s: %lld bytes, more than the %zu expected", path,
+                               (long long)st.st_size, max);
+    }
+    len = (size_t)st.st_size;
+    buf = malloc(len ? len : 1);
+    if (!buf) {
+        close(fd);
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    }
+    while (done < len) {
+        ssize_t n = pread(fd, buf + done, len - done, (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            r = n < 0 ? -errno : -EIO;
+            free(buf);
+            close(fd);
+            return fetch_error_set(err, r, "%s: read: %s", path,
+                                   n < 0 ? strerror(-r) : "file shrank while reading");
+        }
+        done += (size_t)n;
+    }
+    close(fd);
+    *ret = buf;
+    *ret_len = len;
+    return 0;
+}
+
+static void local_free(struct fetch_store *s)
+{
+    struct local_store *ls = (struct local_store *)s;
+    close(ls->rootfd);
+    free(ls->base.location);
+    free(ls);
+}
+
+static const struct fetch_store_ops local_ops = {
+    .kind = "local",
+    .list = local_list,
+    .get = local_get,
+    .free = local_free,
+};
+
+int fetch_store_open_local(const char *path, struct fetch_store **ret, fetch_error *err)
+{
+    struct local_store *ls;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return fetch_error_set(err, -errno, "%s: %s", path, strerror(errno));
+    ls = calloc(1, sizeof(*ls));
+    if (!ls || !(ls->base.location = strdup(path))) {
+        free(ls);
+        close(fd);
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    }
+    ls->base.ops = &local_ops;
+    ls->rootfd = fd;
+    *ret = &ls->base;
+    return 0;
+}
+
+void fetch_store_free(struct fetch_store *s)
+{
+    if (s)
+        s->ops->free(s);
+}
