@@ -1,0 +1,315 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "memcache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * One shard: the budget and the LRU must be global (a 4 MiB chunk must stay
+ * while it is read in 1 MiB pieces), and the lock is held for microseconds.
+ * The shard structure is kept so that a bigger table can split later.
+ */
+#define SHARDS 1
+#define BUCKETS 1024
+
+struct cache_mem_entry {
+    struct cache_mem_entry *next;              /* hash chain */
+    struct cache_mem_entry *lru_prev, *lru_next; /* only while filled and unreferenced */
+    uint8_t key[CACHE_KEY_LEN];
+    uint8_t algo;
+    bool filled;
+    bool in_table;
+    int error;         /* set by cache_mem_fail while waiters remain */
+    unsigned refs;
+    const uint8_t *bytes;
+    size_t len;
+    void *owner;
+    void (*release)(void *owner);
+    unsigned shard;
+};
+
+struct shard {
+    pthread_mutex_t lock;
+    pthread_cond_t filled; /* broadcast when any entry of the shard is filled or failed */
+    struct cache_mem_entry *table[BUCKETS];
+    struct cache_mem_entry *lru_head, *lru_tail; /* head = least recently used */
+    size_t bytes, entries;
+    size_t budget;
+    uint64_t hits, misses, waits, evictions;
+};
+
+struct cache_mem {
+    struct shard shards[SHARDS];
+};
+
+static unsigned key_shard(const uint8_t *key)
+{
+    return key[0] % SHARDS;
+}
+
+static unsigned key_bucket(const uint8_t *key)
+{
+    return (unsigned)(key[1] | key[2] << 8) % BUCKETS;
+}
+
+struct cache_mem *cache_mem_new(size_t budget)
+{
+    struct cache_mem *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    for (unsigned i = 0; i < SHARDS; i++) {
+        pthread_mutex_init(&c->shards[i].lock, NULL);
+        pthread_cond_init(&c->shards[i].filled, NULL);
+        c->shards[i].budget = budget / SHARDS;
+    }
+    return c;
+}
+
+static void entry_destroy(struct cache_mem_entry *e)
+{
+    if (e->release)
+        e->release(e->owner);
+    free(e);
+}
+
+void cache_mem_free(struct cache_mem *c)
+{
+    if (!c)
+        return;
+    for (unsigned i = 0; i < SHARDS; i++) {
+        struct shard *s = &c->shards[i];
+        for (unsigned b = 0; b < BUCKETS; b++) {
+            struct cache_mem_entry *e = s->table[b];
+            while (e) {
+                struct cache_mem_entry *next = e->next;
+                entry_destroy(e);
+                e = next;
+            }
+        }
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->filled);
+    }
+    free(c);
+}
+
+static void lru_unlink(struct shard *s, struct cache_mem_entry *e)
+{
+    if (e->lru_prev)
+        e->lru_prev->lru_next = e->lru_next;
+    else if (s->lru_head == e)
+        s->lru_head = e->lru_next;
+    else
+        return; /* not on the list */
+    if (e->lru_next)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        s->lru_tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push(struct shard *s, struct cache_mem_entry *e)
+{
+    e->lru_next = NULL;
+    e->lru_prev = s->lru_tail;
+    if (s->lru_tail)
+        s->lru_tail->lru_next = e;
+    else
+        s->lru_head = e;
+    s->lru_tail = e;
+}
+
+static void table_remove(struct shard *s, struct cache_mem_entry *e)
+{
+    struct cache_mem_entry **p = &s->table[key_bucket(e->key)];
+    while (*p && *p != e)
+        p = &(*p)->next;
+    if (*p)
+        *p = e->next;
+    e->in_table = false;
+    s->entries--;
+    if (e->filled)
+        s->bytes -= e->len;
+}
+
+static struct cache_mem_entry *table_find(struct shard *s, uint8_t algo, const uint8_t *key)
+{
+    for (struct cache_mem_entry *e = s->table[key_bucket(key)]; e; e = e->next) {
+        if (e->algo == algo && memcmp(e->key, key, CACHE_KEY_LEN) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Evicts unreferenced entries, oldest first, until the shard fits its budget.
+ * Returns the evicted entries as a list, to be destroyed without the lock. */
+static struct cache_mem_entry *evict_locked(struct shard *s)
+{
+    struct cache_mem_entry *out = NULL;
+    while (s->bytes > s->budget && s->lru_head) {
+        struct cache_mem_entry *e = s->lru_head;
+        lru_unlink(s, e);
+        table_remove(s, e);
+        s->evictions++;
+        e->next = out;
+        out = e;
+    }
+    return out;
+}
+
+static void destroy_list(struct cache_mem_entry *e)
+{
+    while (e) {
+        struct cache_mem_entry *next = e->next;
+        entry_destroy(e);
+        e = next;
+    }
+}
+
+int cache_mem_acquire(struct cache_mem *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
+                      struct cache_mem_entry **ret)
+{
+    struct shard *s = &c->shards[key_shard(key)];
+    struct cache_mem_entry *e;
+    bool waited = false;
+
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        e = table_find(s, (uint8_t)algo, key);
+        if (!e)
+            break;
+        if (e->filled) {
+            if (e->refs == 0)
+                lru_unlink(s, e);
+            e->refs++;
+            if (waited)
+                s->waits++;
+            else
+                s->hits++;
+            pthread_mutex_unlock(&s->lock);
+            *ret = e;
+            return 0;
+        }
+        /* pending: wait for its loader; the entry stays alive while we hold a ref */
+        e->refs++;
+        while (!e->filled && !e->error)
+            pthread_cond_wait(&s->filled, &s->lock);
+        if (e->error) {
+            int err = e->error;
+            if (--e->refs == 0 && !e->in_table) {
+                pthread_mutex_unlock(&s->lock);
+                free(e);
+                return err;
+            }
+            pthread_mutex_unlock(&s->lock);
+            return err;
+        }
+        e->refs--; /* re-taken above on the next pass */
+        waited = true;
+    }
+
+    e = calloc(1, sizeof(*e));
+    if (!e) {
+        pthread_mutex_unlock(&s->lock);
+        return -ENOMEM;
+    }
+    memcpy(e->key, key, CACHE_KEY_LEN);
+    e->algo = (uint8_t)algo;
+    e->refs = 1;
+    e->shard = key_shard(key);
+    e->in_table = true;
+    e->next = s->table[key_bucket(key)];
+    s->table[key_bucket(key)] = e;
+    s->entries++;
+    s->misses++;
+    pthread_mutex_unlock(&s->lock);
+    *ret = e;
+    return 1;
+}
+
+void cache_mem_fill(struct cache_mem *c, struct cache_mem_entry *e, const uint8_t *bytes,
+                    size_t len, void *owner, void (*release)(void *owner))
+{
+    struct shard *s = &c->shards[e->shard];
+    pthread_mutex_lock(&s->lock);
+    e->bytes = bytes;
+    e->len = len;
+    e->owner = owner;
+    e->release = release;
+    e->filled = true;
+    s->bytes += len;
+    pthread_cond_broadcast(&s->filled);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void cache_mem_fail(struct cache_mem *c, struct cache_mem_entry *e, int err)
+{
+    struct shard *s = &c->shards[e->shard];
+    bool destroy;
+    pthread_mutex_lock(&s->lock);
+    e->error = err < 0 ? err : -EIO;
+    table_remove(s, e);
+    destroy = --e->refs == 0;
+    pthread_cond_broadcast(&s->filled);
+    pthread_mutex_unlock(&s->lock);
+    if (destroy)
+        free(e);
+}
+
+const uint8_t *cache_mem_entry_bytes(const struct cache_mem_entry *e, size_t *ret_len)
+{
+    *ret_len = e->len;
+    return e->bytes;
+}
+
+void cache_mem_release(struct cache_mem *c, struct cache_mem_entry *e)
+{
+    struct cache_mem_entry *evicted = NULL;
+    struct shard *s;
+    if (!e)
+        return;
+    s = &c->shards[e->shard];
+    pthread_mutex_lock(&s->lock);
+    if (--e->refs == 0) {
+        if (e->in_table) {
+            lru_push(s, e);
+            evicted = evict_locked(s);
+        } else {
+            e->next = evicted;
+            evicted = e;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    destroy_list(evicted);
+}
+
+int cache_mem_contains(struct cache_mem *c, enum cache_algo algo,
+                       const uint8_t key[CACHE_KEY_LEN])
+{
+    struct shard *s = &c->shards[key_shard(key)];
+    struct cache_mem_entry *e;
+    int r;
+    pthread_mutex_lock(&s->lock);
+    e = table_find(s, (uint8_t)algo, key);
+    r = e && e->filled;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+void cache_mem_get_stats(struct cache_mem *c, struct cache_mem_stats *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    for (unsigned i = 0; i < SHARDS; i++) {
+        struct shard *s = &c->shards[i];
+        pthread_mutex_lock(&s->lock);
+        ret->hits += s->hits;
+        ret->misses += s->misses;
+        ret->waits += s->waits;
+        ret->evictions += s->evictions;
+        ret->entries += s->entries;
+        ret->bytes += s->bytes;
+        pthread_mutex_unlock(&s->lock);
+    }
+}
