@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* FUSE lowlevel operations of the read-only snapshot tree (thread model: fs/fs.h). */
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "fetch/names.h"
+#include "log.h"
+
+static struct fs_ctx *ctx_of(fuse_req_t req)
+{
+    return fuse_req_userdata(req);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    (void)userdata;
+    /* 1 MiB requests: libfuse derives max_pages from max_write */
+    conn->max_write = FS_MAX_READ;
+    conn->max_read = FS_MAX_READ;
+    if (conn->capable & FUSE_CAP_ASYNC_READ)
+        conn->want |= FUSE_CAP_ASYNC_READ;
+    /* the tree never changes, so the kernel may cache everything */
+    conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
+    conn->max_background = 64;
+}
+
+static void log_load_error(const struct fs_node *n, int r, const fetch_error *err)
+{
+    char path[512];
+    fs_node_path(n, path, sizeof(path));
+    if (r == -ENOKEY)
+        fs_warn("%s: %s", path, err->msg);
+    else
+        fs_err("%s: %s", path, err->msg[0] ? err->msg : strerror(-r));
+}
+
+/* Loads what stat needs: images need their index for st_blocks, blobs their size. */
+static int prepare(struct fs_ctx *ctx, struct fs_node *n)
+{
+    fetch_error err = {""};
+    int r;
+    if (n->kind != FS_NODE_IMAGE && n->kind != FS_NODE_BLOB)
+        return 0;
+    if (n->file->crypt == FETCH_CRYPT_ENCRYPT)
+        return 0; /* listed with the manifest's size; open() refuses it */
+    r = fs_node_load(ctx->tree, n, &err);
+    if (r < 0) {
+        log_load_error(n, r, &err);
+        return r == -ENOMEM ? -ENOMEM : -EIO;
+    }
+    return 0;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fs_ctx *ctx = ctx_of(req);
+    struct fs_node *dir = fs_tree_get(ctx->tree, parent), *n;
+    struct fuse_entry_param e;
+    int r;
+
+    if (!dir || dir->kind != FS_NODE_DIR) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    n = fs_tree_lookup(dir, name);
+    if (!n) {
+        /* negative entries may be cached too: the tree is fixed for this mount */
+        memset(&e, 0, sizeof(e));
+        e.entry_timeout = FS_TIMEOUT;
+        fuse_reply_entry(req, &e);
+        return;
+    }
+    if ((r = prepare(ctx, n)) < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    memset(&e, 0, sizeof(e));
+    e.ino = n->ino;
+    e.generation = 1;
+    e.attr_timeout = FS_TIMEOUT;
+    e.entry_timeout = FS_TIMEOUT;
+    fs_node_stat(ctx->tree, n, &e.attr);
+    fuse_reply_entry(req, &e);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct fs_ctx *ctx = ctx_of(req);
+    struct fs_node *n = fs_tree_get(ctx->tree, ino);
+    struct stat st;
+    int r;
+    (void)fi;
+    if (!n) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if ((r = prepare(ctx, n)) < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    fs_node_stat(ctx->tree, n, &st);
+    fuse_reply_attr(req, &st, FS_TIMEOUT);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    struct fs_node *n = fs_tree_get(ctx_of(req)->tree, ino);
+    if (!n || n->kind != FS_NODE_SYMLINK)
+        fuse_reply_err(req, EINVAL);
+    else
+        fuse_reply_readlink(req, n->target);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct fs_node *n = fs_tree_get(ctx_of(req)->tree, ino);
+    if (!n)
+        fuse_reply_err(req, ENOENT);
+    else if (n->kind != FS_NODE_DIR)
+        fuse_reply_err(req, ENOTDIR);
+    else {
+        fi->cache_readdir = 1;
+        fi->keep_cache = 1;
+        fuse_reply_open(req, fi);
+    }
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+    struct fs_ctx *ctx = ctx_of(req);
+    struct fs_node *n = fs_tree_get(ctx->tree, ino);
+    size_t used = 0, total;
+    char *buf;
+    (void)fi;
+
+    if (!n || n->kind != FS_NODE_DIR) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    buf = malloc(size ? size : 1);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    total = n->child_count + 2;
+    for (size_t i = off < 0 ? 0 : (size_t)off; i < total; i++) {
+        struct stat st = {0};
+        const char *name;
+        size_t need;
+        if (i == 0) {
+            name = ".";
+            st.st_ino = n->ino;
+            st.st_mode = S_IFDIR;
+        } else if (i == 1) {
+            name = "..";
+            st.st_ino = n->parent ? n->parent->ino : n->ino;
+            st.st_mode = S_IFDIR;
+        } else {
+            const struct fs_node *c = n->children[i - 2];
+            name = c->name;
+            st.st_ino = c->ino;
+            st.st_mode = c->kind == FS_NODE_DIR ? S_IFDIR
+                         : c->kind == FS_NODE_SYMLINK ? S_IFLNK
+                                                       : S_IFREG;
+        }
+        need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
+        if (need > size - used)
+            break;
+        used += need;
+    }
+    fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct fs_ctx *ctx = ctx_of(req);
+    struct fs_node *n = fs_tree_get(ctx->tree, ino);
+    int r;
+
+    if (!n) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (n->kind == FS_NODE_DIR) {
+        fuse_reply_err(req, EISDIR);
+        return;
+    }
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    if (n->kind == FS_NODE_IMAGE && n->file->crypt == FETCH_CRYPT_ENCRYPT) {
+        char path[512];
+        fs_node_path(n, path, sizeof(path));
+        fs_warn("%s: encrypted archive; encryption keys are not supported yet", path);
+        fuse_reply_err(req, ENOKEY);
+        return;
+    }
+    if ((r = prepare(ctx, n)) < 0) {
+        fuse_reply_err(req, -r);
+        return;
+    }
+    fi->keep_cache = 1; /* snapshots are immutable */
+    fuse_reply_open(req, fi);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    struct fs_ctx *ctx = ctx_of(req);
+    struct fs_node *n = fs_tree_get(ctx->tree, ino);
+    (void)fi;
+
+    if (!n || !n->loaded || off < 0) {
+        fuse_reply_err(req, n ? EIO : ENOENT);
+        return;
+    }
+    if (n->kind == FS_NODE_IMAGE) {
+        fs_image_read(ctx, n, req, (uint64_t)off, size);
+        return;
+    }
+    if ((uint64_t)off >= n->blob.len) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    if (size > n->blob.len - (size_t)off)
+        size = n->blob.len - (size_t)off;
+    fuse_reply_buf(req, (const char *)n->blob.bytes + off, size);
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+                     struct fuse_file_info *fi)
+{
+    struct fs_ctx *ctx = ctx_of(req);
+    struct fs_node *n = fs_tree_get(ctx->tree, ino);
+    int64_t pos;
+    (void)fi;
+
+    if (!n || !n->loaded) {
+        fuse_reply_err(req, EIO);
+        return;
+    }
+    if (off < 0) {
+        fuse_reply_err(req, ENXIO);
+        return;
+    }
+    if (n->kind == FS_NODE_BLOB) {
+        /* blobs are small and dense */
+        if ((uint64_t)off >= n->blob.len)
+            fuse_reply_err(req, ENXIO);
+        else
+            fuse_reply_lseek(req, whence == SEEK_HOLE ? (off_t)n->blob.len : off);
+        return;
+    }
+    pos = fetch_image_seek(n->image, (uint64_t)off, whence);
+    if (pos < 0)
+        fuse_reply_err(req, (int)-pos);
+    else
+        fuse_reply_lseek(req, (off_t)pos);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct fs_ctx *ctx = ctx_of(req);
+    struct statvfs sv;
+    (void)ino;
+    memset(&sv, 0, sizeof(sv));
+    sv.f_bsize = 4096;
+    sv.f_frsize = 4096;
+    sv.f_files = ctx->tree->count;
+    sv.f_namemax = 255;
+    sv.f_flag = ST_RDONLY;
+    fuse_reply_statfs(req, &sv);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .getattr = op_getattr,
+    .readlink = op_readlink,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .open = op_open,
+    .read = op_read,
+    .lseek = op_lseek,
+    .statfs = op_statfs,
+};
+
+const struct fuse_lowlevel_ops *fs_ops(void)
+{
+    return &ops;
+}
