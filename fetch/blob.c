@@ -200,7 +200,9 @@ static int decompress(const uint8_t *src, size_t src_len, size_t want, size_t ma
             continue;
         }
         {
-            size_t ncap = cap * 2 > max ? max : cap * 2;
+            size_t ncap = cap ? cap * 2 : 65536;
+            if (ncap > max)
+                ncap = max;
             uint8_t *nbuf = realloc(buf, ncap);
             if (!nbuf) {
                 free(buf);
