@@ -188,8 +188,10 @@ static int decompress(const uint8_t *src, size_t src_len, size_t want, size_t ma
                 if (ZSTD_isError(rc))
                     return fetch_error_set(err, -EBADMSG, "corrupt zstd data: %s",
                                            ZSTD_getErrorName(rc));
+                if (!want)
+                    return fetch_error_set(err, -EFBIG, "blob decodes to more than %zu bytes", max);
                 return fetch_error_set(err, -EBADMSG, "chunk decompresses to more than %zu bytes",
-                                       want ? want : max);
+                                       want);
             }
             if (rc == 0)
                 break;

@@ -50,14 +50,19 @@ static json_object *get_typed(json_object *o, const char *key, json_type type)
 static int parse_file(json_object *f, size_t i, struct fetch_manifest_file *out, fetch_error *err)
 {
     json_object *name = get_typed(f, "filename", json_type_string);
-    json_object *crypt = get_typed(f, "crypt-mode", json_type_string);
+    json_object *crypt = NULL;
     json_object *size = get_typed(f, "size", json_type_int);
     json_object *csum = get_typed(f, "csum", json_type_string);
     int64_t sz;
 
+    if (json_object_is_type(f, json_type_object) &&
+        json_object_object_get_ex(f, "crypt-mode", &crypt) &&
+        !json_object_is_type(crypt, json_type_string))
+        return fetch_error_set(err, -EBADMSG, "manifest file entry %zu: crypt-mode is not a string", i);
     if (!json_object_is_type(f, json_type_object) || !name || !size || !csum)
         return fetch_error_set(err, -EBADMSG, "manifest file entry %zu lacks filename/size/csum", i);
-    if (!fetch_name_is_file(json_object_get_string(name)))
+    if ((size_t)json_object_get_string_len(name) != strlen(json_object_get_string(name)) ||
+        !fetch_name_is_file(json_object_get_string(name)))
         return fetch_error_set(err, -EBADMSG, "manifest file entry %zu has an invalid name", i);
     out->crypt = FETCH_CRYPT_NONE;
     if (crypt && parse_crypt(json_object_get_string(crypt), &out->crypt) < 0)
@@ -68,7 +73,7 @@ static int parse_file(json_object *f, size_t i, struct fetch_manifest_file *out,
     if (sz < 0 || errno != 0)
         return fetch_error_set(err, -EBADMSG, "manifest: invalid size for %s",
                                json_object_get_string(name));
-    out->size = (uint64_t)sz;
+    out->size = json_object_get_uint64(size);
     if (fetch_hex_decode(json_object_get_string(csum), out->csum, sizeof(out->csum)) < 0)
         return fetch_error_set(err, -EBADMSG, "manifest: invalid csum for %s",
                                json_object_get_string(name));

@@ -62,7 +62,7 @@ int fetch_name_parse_time(const char *s, int64_t *ret_epoch)
     }
     if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2dZ", &y, &mo, &d, &h, &mi, &se) != 6)
         return -EINVAL;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 60)
+    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || se > 59)
         return -EINVAL;
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
@@ -74,7 +74,8 @@ int fetch_name_parse_time(const char *s, int64_t *ret_epoch)
     if (t == (time_t)-1)
         return -EINVAL;
     /* reject dates that timegm normalised (Feb 30 etc.) */
-    if (tm.tm_mday != d || tm.tm_mon != mo - 1)
+    if (tm.tm_year != y - 1900 || tm.tm_mon != mo - 1 || tm.tm_mday != d || tm.tm_hour != h ||
+        tm.tm_min != mi || tm.tm_sec != se)
         return -EINVAL;
     if (ret_epoch)
         *ret_epoch = (int64_t)t;

@@ -82,7 +82,7 @@ static int read_manifest(struct fetch_store *s, const char *dir, struct fetch_ma
 
     if (!path)
         return fetch_error_set(err, -ENOMEM, "out of memory");
-    r = fetch_store_get(s, path, PBS_BLOB_MAX, &raw, &len, err);
+    r = fetch_store_get(s, path, FETCH_PBS_SMALL_BLOB_MAX + PBS_BLOB_HDR_LEN, &raw, &len, err);
     free(path);
     if (r < 0)
         return r;

@@ -96,7 +96,7 @@ static int local_get(struct fetch_store *s, const char *path, size_t max, void *
     uint8_t *buf;
     int fd, r;
 
-    fd = openat(ls->rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    fd = openat(ls->rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return fetch_error_set(err, -errno, "%s: %s", path, strerror(errno));
     if (fstat(fd, &st) < 0) {
