@@ -219,7 +219,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct fs_node *n = fs_tree_get(ctx->tree, ino);
     (void)fi;
 
-    if (!n || !n->loaded || off < 0) {
+    if (!n || !fs_node_loaded(n) || off < 0) {
         fuse_reply_err(req, n ? EIO : ENOENT);
         return;
     }
@@ -244,7 +244,7 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
     int64_t pos;
     (void)fi;
 
-    if (!n || !n->loaded) {
+    if (!n || !fs_node_loaded(n)) {
         fuse_reply_err(req, EIO);
         return;
     }

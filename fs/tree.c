@@ -228,13 +228,16 @@ int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
     int r = 0;
     if (n->kind != FS_NODE_IMAGE && n->kind != FS_NODE_BLOB)
         return 0;
+    if (fs_node_loaded(n))
+        return 0;
     pthread_mutex_lock(&n->lock);
-    if (!n->loaded) {
+    if (!atomic_load_explicit(&n->loaded, memory_order_relaxed)) {
         if (n->kind == FS_NODE_IMAGE)
             r = fetch_pbs_open_fidx(t->store, n->snap, n->file, &n->image, err);
         else
             r = fetch_pbs_read_blob(t->store, n->snap, n->file, &n->blob, err);
-        n->loaded = r == 0;
+        if (r == 0)
+            atomic_store_explicit(&n->loaded, true, memory_order_release);
     }
     pthread_mutex_unlock(&n->lock);
     return r;
@@ -263,7 +266,7 @@ void fs_node_stat(const struct fs_tree *t, const struct fs_node *n, struct stat 
     case FS_NODE_IMAGE:
         st->st_mode = S_IFREG | 0444;
         st->st_nlink = 1;
-        if (n->loaded) {
+        if (fs_node_loaded(n)) {
             st->st_size = (off_t)n->image->size;
             st->st_blocks = (blkcnt_t)((n->image->data_bytes + 511) / 512);
         } else {
@@ -274,7 +277,7 @@ void fs_node_stat(const struct fs_tree *t, const struct fs_node *n, struct stat 
     case FS_NODE_BLOB:
         st->st_mode = S_IFREG | 0444;
         st->st_nlink = 1;
-        st->st_size = (off_t)(n->loaded ? n->blob.len : 0);
+        st->st_size = (off_t)(fs_node_loaded(n) ? n->blob.len : 0);
         st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
         break;
     }

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,10 +47,11 @@ struct fs_node {
     /* images and blobs */
     const struct fetch_pbs_snapshot *snap;
     const struct fetch_manifest_file *file;
-    pthread_mutex_t lock;  /* guards the two fields below while loading */
+    pthread_mutex_t lock;  /* serialises loading of the two fields below */
     struct fetch_image *image;
     fetch_data blob;
-    bool loaded;
+    /* set (release) once image/blob are complete; test with fs_node_loaded() */
+    atomic_bool loaded;
 };
 
 struct fs_tree {
@@ -78,6 +80,12 @@ struct fs_node *fs_tree_lookup(struct fs_node *dir, const char *name);
  * malformed ones, -ENOENT/-EIO from the store; @err says why.
  */
 int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err);
+
+/* Whether @n's image or blob is loaded and may be read without the lock. */
+static inline bool fs_node_loaded(const struct fs_node *n)
+{
+    return atomic_load_explicit(&n->loaded, memory_order_acquire);
+}
 
 /* Attributes of @n. Images and blobs must have been loaded, else the
  * manifest's size is shown. */
