@@ -1,0 +1,290 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Errors: damaged chunks give EIO on their own ranges only (never wrong
+# bytes) and the daemon keeps serving; a damaged index fails the image, not
+# the mount; CLI errors are one clear line and exit status 1; SIGTERM
+# unmounts cleanly.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+require_fuse
+require_cmd python3 unshare
+setup_workdir
+cd "$W"
+S=$W/store
+M=$W/mnt
+T=2025-05-05T05:05:05Z
+CS=65536
+new_store "$S"
+
+# vm/100: healthy reference; vm/101..104: one kind of chunk damage each;
+# vm/105: damaged index. Different seeds: no data chunk is shared.
+make_preset good.raw 64K 1
+LAYOUT=rand:256K,zero:128K,rand:192K,text:100K # chunks 0-3 rand, 4-5 zero, 6-8 rand, 9-10 text
+for i in 1 2 3 4 5; do
+    make_image e$i.raw $LAYOUT $((10 + i))
+done
+mkpbs --chunk-size 64K --id 100 --time $T "$S" drive-scsi0.img=good.raw >/dev/null
+for i in 1 2 3 4 5; do
+    mkpbs --chunk-size 64K --id $((100 + i)) --time $T "$S" drive-scsi0.img=e$i.raw >/dev/null
+done
+fidx() { echo "$S/vm/$1/$T/drive-scsi0.img.fidx"; }
+img() { echo "$M/vm/$1/$T/drive-scsi0.img"; }
+
+# bad_set ID IDX...: all chunk indices of vm/ID whose digest is one of those of IDX...
+# (and checks that no other index of the store uses those chunks)
+bad_set() {
+    local id=$1 f d j=0 set=() digs=()
+    shift
+    f=$(fidx "$id")
+    for j in "$@"; do
+        digs+=("$(fidx_digest "$f" "$j")")
+    done
+    j=0
+    while read -r d; do
+        for x in "${digs[@]}"; do
+            [[ $d == "$x" ]] && set+=("$j")
+        done
+        j=$((j + 1))
+    done < <(fidx_digests "$f")
+    for x in "${digs[@]}"; do
+        for g in "$S"/vm/*/"$T"/*.fidx; do
+            [[ $g == "$f" ]] && continue
+            ! fidx_has "$g" "$x" || fail "test setup: chunk $x of vm/$id is shared with $g"
+        done
+    done
+    echo "${set[*]}"
+}
+
+# check_chunks DESC ID SRC "BAD..." [direct]: reads every chunk of vm/ID on
+# its own; the BAD ones must fail with EIO and return no bytes, all others
+# must equal SRC.
+check_chunks() {
+    local desc=$1 id=$2 src=$3 bad=" $4 " fl=${5:-} size n j off len nbad=0
+    size=$(stat -c %s "$src")
+    n=$(((size + CS - 1) / CS))
+    for ((j = 0; j < n; j++)); do
+        off=$((j * CS))
+        len=$((size - off < CS ? size - off : CS))
+        if read_range "$(img "$id")" $off $len "$fl" >chunk.bin 2>chunk.err; then
+            [[ $bad != *" $j "* ]] || fail "$desc: chunk $j [$off, +$len) of vm/$id read without error" \
+                "got $(stat -c %s chunk.bin) bytes, sha256 $(sha_of chunk.bin), source sha256 $(read_range "$src" $off $len | sha256sum | cut -c1-64)"
+            cmp -s chunk.bin <(read_range "$src" $off $len) ||
+                fail "$desc: chunk $j [$off, +$len) of vm/$id differs from the source"
+        else
+            [[ $bad == *" $j "* ]] || fail "$desc: chunk $j [$off, +$len) of vm/$id failed to read, but it is intact" "$(cat chunk.err)"
+            grep -q "Input/output error" chunk.err || fail "$desc: chunk $j of vm/$id: expected EIO" "$(cat chunk.err)"
+            [[ ! -s chunk.bin ]] || fail "$desc: chunk $j of vm/$id: failed read still returned $(stat -c %s chunk.bin) bytes"
+            nbad=$((nbad + 1))
+        fi
+    done
+    ok "$desc: chunks {${4// /,}} of vm/$id give EIO, the other $((n - nbad)) equal the source${fl:+ ($fl)}"
+}
+
+# --- damage the chunks ------------------------------------------------------
+# vm/101: a byte of the payload flipped, in a random (stored) and a text
+# (compressed) chunk
+BAD1=$(bad_set 101 1 9)
+for j in 1 9; do
+    p=$(chunk_path "$S" "$(fidx_digest "$(fidx 101)" $j)")
+    sz=$(stat -c %s "$p")
+    off=$((12 + (sz - 12) / 2)) # after magic and CRC
+    b=$(od -An -tu1 -j $off -N 1 "$p" | tr -d ' ')
+    printf '%b' "$(printf '\\%03o' $((b ^ 0x55)))" | dd of="$p" bs=1 seek=$off conv=notrunc status=none
+done
+# vm/102: the chunk file is missing
+BAD2=$(bad_set 102 2)
+rm "$(chunk_path "$S" "$(fidx_digest "$(fidx 102)" 2)")"
+# vm/103: the chunk file is empty
+BAD3=$(bad_set 103 6)
+: >"$(chunk_path "$S" "$(fidx_digest "$(fidx 103)" 6)")"
+# vm/104: the chunk file is a valid blob of other data (chunk 7 over chunk 3)
+BAD4=$(bad_set 104 3)
+cp "$(chunk_path "$S" "$(fidx_digest "$(fidx 104)" 7)")" "$(chunk_path "$S" "$(fidx_digest "$(fidx 104)" 3)")"
+# vm/105: the index's digest list modified (first two digests swapped), so
+# the index checksum no longer matches; serving it would give wrong data
+f=$(fidx 105)
+d0=$(fidx_digest "$f" 0)
+d1=$(fidx_digest "$f" 1)
+[[ $d0 != "$d1" ]] || fail "test setup: first chunks of e5.raw are equal"
+python3 - "$f" <<'EOF'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(4096)
+    a, b = f.read(32), f.read(32)
+    f.seek(4096)
+    f.write(b + a)
+EOF
+[[ $(fidx_digest "$f" 0) == "$d1" ]] || fail "test setup: digest swap in $f did not happen"
+
+# vm/106..111: more damaged indexes (all images of one size and chunk size)
+for i in 6 7 8 9 10 11; do
+    make_image e$i.raw $LAYOUT $((10 + i))
+    mkpbs --chunk-size 64K --id $((100 + i)) --time $T "$S" drive-scsi0.img=e$i.raw >/dev/null
+done
+# index of another backup of the same size (vm/110's) in place of vm/111's
+cp "$(fidx 110)" "$(fidx 111)"
+truncate -s -32 "$(fidx 106)"                                         # one digest short
+printf 'NOTFIDX!' | dd of="$(fidx 107)" conv=notrunc status=none       # bad magic
+truncate -s 4096 "$(fidx 108)"                                        # header only
+python3 - "$(fidx 109)" "$(fidx 110)" <<'EOF'
+import struct, sys
+for path, field, f in ((sys.argv[1], 64, lambda v: v + 65536), (sys.argv[2], 72, lambda v: 131072)):
+    b = bytearray(open(path, "rb").read())  # 64: image size, 72: chunk size
+    struct.pack_into("<Q", b, field, f(struct.unpack_from("<Q", b, field)[0]))
+    open(path, "wb").write(b)
+EOF
+declare -A IDXDAMAGE=([105]="digest list modified (index checksum mismatch)" [106]="index one digest short"
+    [107]="index with a bad magic" [108]="index header without digests" [109]="index size field wrong"
+    [110]="index chunk-size field wrong" [111]="valid index of another backup (manifest checksum mismatch)")
+
+# config blobs: vm/120's with a flipped byte (CRC mismatch), vm/121's replaced
+# by another valid blob (manifest checksum mismatch)
+printf 'cores: 4\nmemory: 8192\nname: blobtest\n' >conf.a
+printf 'cores: 1\nmemory: 512\nname: other-vm\n' >conf.b
+mkpbs --id 120 --time $T "$S" qemu-server.conf=conf.a >/dev/null
+mkpbs --id 121 --time $T "$S" qemu-server.conf=conf.a >/dev/null
+mkpbs --id 122 --time $T "$S" qemu-server.conf=conf.b >/dev/null
+p=$S/vm/120/$T/qemu-server.conf.blob
+printf 'Z' | dd of="$p" bs=1 seek=$(($(stat -c %s "$p") - 3)) conv=notrunc status=none
+cp "$S/vm/122/$T/qemu-server.conf.blob" "$S/vm/121/$T/qemu-server.conf.blob"
+
+lazyimg_mount "$S" "$M"
+PID=$MOUNT_PID
+
+for fl in direct ""; do
+    check_chunks "flipped payload byte" 101 e1.raw "$BAD1" $fl
+    check_chunks "missing chunk file" 102 e2.raw "$BAD2" $fl
+    check_chunks "0-byte chunk file" 103 e3.raw "$BAD3" $fl
+    check_chunks "chunk file holding another valid chunk (digest mismatch)" 104 e4.raw "$BAD4" $fl
+done
+for id in 101 102 103 104; do
+    if out=$(cat "$(img $id)" 2>&1 >/dev/null); then
+        fail "cat of the whole damaged image vm/$id succeeded"
+    fi
+    grep -q "Input/output error" <<<"$out" || fail "cat of damaged vm/$id: expected EIO" "$out"
+done
+ok "cat of each whole damaged image fails with EIO"
+# whole-range reads around the damaged chunk: the intact part before it reads
+n=$(echo "$BAD2" | cut -d' ' -f1)
+cmp <(read_range "$(img 102)" 0 $((n * CS))) <(read_range e2.raw 0 $((n * CS))) ||
+    fail "the intact range before the missing chunk of vm/102 differs"
+ok "a large read ending just before the missing chunk equals the source"
+
+pid_alive "$PID" || fail "daemon died after the read errors"
+mountpoint -q "$M" || fail "mount gone after the read errors"
+out=$(cmp "$(img 100)" good.raw 2>&1) || fail "healthy image vm/100 differs after the read errors" "$out"
+ok "daemon $PID alive and still serving (healthy image equals its source)"
+# errors are not sticky beyond their chunk, and are not turned into data later
+check_chunks "second pass, missing chunk file" 102 e2.raw "$BAD2" direct
+
+# --- damaged indexes ----------------------------------------------------------
+for id in 105 106 107 108 109 110 111; do
+    what=${IDXDAMAGE[$id]}
+    stat_rc=0
+    stat_out=$(stat -c %s "$(img $id)" 2>&1) || stat_rc=$?
+    open_rc=0
+    head -c 1M "$(img $id)" >idx.bin 2>idx.err || open_rc=$?
+    if ((stat_rc == 0 && open_rc == 0)); then
+        fail "vm/$id, $what: stat and read both succeed" "stat: $stat_out; read $(stat -c %s idx.bin) bytes"
+    fi
+    [[ ! -s idx.bin ]] || fail "vm/$id, $what: returned $(stat -c %s idx.bin) bytes"
+    ok "vm/$id, $what: fails (stat: ${stat_out##*: }; read: $(sed 's/.*: //' idx.err | head -1))"
+done
+out=$(cmp "$(img 100)" good.raw 2>&1) || fail "healthy image vm/100 differs next to damaged indexes" "$out"
+ok "other images still work next to the damaged indexes"
+
+# --- damaged config blobs -----------------------------------------------------
+for id in 120 121; do
+    f=$M/vm/$id/$T/qemu-server.conf
+    if out=$(cat "$f" 2>&1 >blob.out); then
+        fail "vm/$id: reading a damaged config blob succeeded" "content: $(cat blob.out)"
+    fi
+    [[ ! -s blob.out ]] || fail "vm/$id: a damaged config blob returned bytes" "$(cat blob.out)"
+    grep -q "Input/output error" <<<"$out" || fail "vm/$id: damaged config blob: expected EIO" "$out"
+done
+ok "config blob with a flipped byte, and one replaced by another valid blob: EIO, no bytes"
+expect_same_file "intact config blob next to them reads fine" conf.b "$M/vm/122/$T/qemu-server.conf"
+pid_alive "$PID" || fail "daemon died after the index and blob errors"
+ok "daemon alive after the index and blob errors"
+
+# --- SIGTERM ----------------------------------------------------------------
+kill -TERM "$PID"
+wait_pid_exit "$PID" 10 || fail "daemon $PID still running 10 s after SIGTERM"
+ok "daemon exits on SIGTERM"
+! mountpoint -q "$M" || fail "$M still mounted after SIGTERM of the daemon"
+! grep -qF " $M " /proc/self/mountinfo || fail "$M still in /proc/self/mountinfo after SIGTERM"
+out=$(ls -A "$M" 2>&1) || fail "mountpoint not accessible after SIGTERM (stale mount?)" "$out"
+[[ -z $out ]] || fail "mountpoint not empty after SIGTERM" "$out"
+ok "SIGTERM: mount gone cleanly, mountpoint is an empty directory again"
+
+# --- SIGINT ------------------------------------------------------------------
+lazyimg_mount "$S" "$M"
+kill -INT "$MOUNT_PID"
+wait_pid_exit "$MOUNT_PID" 10 || fail "daemon $MOUNT_PID still running 10 s after SIGINT"
+! mountpoint -q "$M" || fail "$M still mounted after SIGINT of the daemon"
+out=$(ls -A "$M" 2>&1) || fail "mountpoint not accessible after SIGINT (stale mount?)" "$out"
+ok "SIGINT: daemon exits, mount gone cleanly"
+
+# --- unmount while busy -----------------------------------------------------------
+lazyimg_mount "$S" "$M"
+exec 7<"$(img 100)"
+rc=0
+"$LAZYIMG" umount "$M" >busy.out 2>busy.err || rc=$?
+((rc == 1)) || fail "lazyimg umount of a busy mount: exit status $rc, expected 1" "$(cat busy.err)"
+[[ $(wc -l <busy.err) == 1 ]] || fail "lazyimg umount of a busy mount: expected one line on stderr" "$(cat busy.err)"
+grep -qi "busy" busy.err || fail "lazyimg umount of a busy mount: message does not say busy" "$(cat busy.err)"
+mountpoint -q "$M" || fail "busy mount went away after a failed lazyimg umount"
+ok "lazyimg umount of a busy mount: exit 1, '$(cat busy.err)', still mounted"
+"$LAZYIMG" umount -z "$M" 2>busy.err || fail "lazyimg umount -z of a busy mount failed" "$(cat busy.err)"
+! mountpoint -q "$M" || fail "$M still mounted after lazyimg umount -z"
+ok "lazyimg umount -z detaches the busy mount"
+pid_alive "$MOUNT_PID" || fail "daemon exited while a file of the detached mount is still open"
+cmp <(cat <&7) good.raw || fail "reading the open file of a lazily unmounted mount gives wrong data"
+ok "the file still open reads the source bytes after the lazy unmount"
+exec 7<&-
+wait_pid_exit "$MOUNT_PID" 10 || fail "daemon still running 10 s after the last file of the detached mount was closed"
+ok "daemon exits once the last open file is closed"
+
+# --- CLI errors ------------------------------------------------------------------
+# cli_error DESC SUBSTRING CMD...: exit 1, nothing on stdout, one line on
+# stderr that mentions SUBSTRING.
+cli_error() {
+    local desc=$1 sub=$2 rc=0
+    shift 2
+    "$@" >cli.out 2>cli.err </dev/null || rc=$?
+    ((rc == 1)) || fail "$desc: exit status $rc, expected 1" "stderr: $(cat cli.err)"
+    [[ ! -s cli.out ]] || fail "$desc: unexpected stdout" "$(cat cli.out)"
+    [[ $(wc -l <cli.err) == 1 && -n $(tr -d '[:space:]' <cli.err) ]] ||
+        fail "$desc: expected exactly one line on stderr, got $(wc -l <cli.err)" "$(cat cli.err)"
+    grep -qiF -- "$sub" cli.err || fail "$desc: message does not mention '$sub'" "$(cat cli.err)"
+    ok "$desc: exit 1, '$(cat cli.err)'"
+}
+mkdir -p m1 plain/dir full
+: >full/file
+cli_error "mount: store path missing" "$W/nostore" "$LAZYIMG" mount "$W/nostore" "$W/m1"
+cli_error "mount: store is not a datastore (no .chunks)" "datastore" "$LAZYIMG" mount "$W/plain" "$W/m1"
+cli_error "mount: mountpoint missing" "$W/nomnt" "$LAZYIMG" mount "$S" "$W/nomnt"
+cli_error "mount: mountpoint not empty" "not empty" "$LAZYIMG" mount "$S" "$W/full"
+cli_error "ls: store path missing" "$W/nostore" "$LAZYIMG" ls "$W/nostore"
+cli_error "ls: store is not a datastore" "datastore" "$LAZYIMG" ls "$W/plain"
+for m in m1 nomnt full; do
+    [[ -z $(daemon_pids "$W/$m") ]] || fail "a daemon was left running after a failed mount on $W/$m"
+    ! mountpoint -q "$W/$m" 2>/dev/null || fail "$W/$m got mounted by a failed mount"
+done
+ok "failed mounts leave no daemon and no mount"
+
+lazyimg_mount "$S" "$M"
+cli_error "mount: mountpoint already mounted" "already mounted" "$LAZYIMG" mount "$S" "$M"
+[[ $(daemon_pids "$M" | wc -l) == 1 ]] || fail "second mount on $M left a second daemon"
+out=$(cmp "$(img 100)" good.raw 2>&1) || fail "first mount broken by the second mount attempt" "$out"
+ok "first mount still serves after the refused second mount"
+lazyimg_umount "$M"
+ok "unmounted"
+
+# no /dev/fuse: a private mount namespace with an empty tmpfs over /dev
+# shellcheck disable=SC2016 # "$0" "$1" "$2" are expanded by the inner sh
+cli_error "mount: no /dev/fuse" "/dev/fuse" \
+    unshare -m --propagation private sh -c 'mount -t tmpfs none /dev && exec "$0" mount "$1" "$2"' "$LAZYIMG" "$S" "$W/m1"
+[[ -z $(daemon_pids "$W/m1") ]] || fail "a daemon was left running after the mount without /dev/fuse"
+ok "no daemon left after the mount without /dev/fuse"
