@@ -459,7 +459,10 @@ int fetch_pbs_read_chunk(struct fetch_store *s, const uint8_t digest[32], size_t
 
     fetch_hex_encode(digest, PBS_DIGEST_LEN, hex);
     snprintf(path, sizeof(path), "%s/%.4s/%s", PBS_CHUNK_DIR, hex, hex);
-    r = fetch_store_get(s, path, PBS_BLOB_MAX, &raw, &raw_len, err);
+    /* a stored chunk is never much larger than its plaintext (PBS keeps the
+     * compressed form only when it is smaller): bound the read by that */
+    r = fetch_store_get(s, path, len + len / 128 + 1024 + PBS_BLOB_ENC_HDR_LEN, &raw, &raw_len,
+                        err);
     if (r < 0)
         return r == -ENOENT ? fetch_error_set(err, r, "chunk %s is missing", hex) : r;
     if (raw_len == 0) {

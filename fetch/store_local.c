@@ -1,5 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Local directory store: openat() below one directory fd, never following symlinks. */
+/*
+ * Local directory store: every path is opened beneath one directory fd with
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so neither ".." nor a
+ * symlink in any component leads out of the datastore. Kernels without
+ * openat2 (< 5.6) fall back to openat(O_NOFOLLOW), which guards the last
+ * component only; paths are built from validated names either way.
+ */
 #include "store.h"
 
 #include <dirent.h>
@@ -9,12 +15,34 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/openat2.h>
 
 struct local_store {
     struct fetch_store base;
     int rootfd;
 };
+
+static int open_beneath(int rootfd, const char *path, int flags)
+{
+    static bool no_openat2;
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    if (!__atomic_load_n(&no_openat2, __ATOMIC_RELAXED)) {
+        long fd;
+        do {
+            fd = syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
+        } while (fd < 0 && (errno == EAGAIN || errno == EINTR));
+        if (fd >= 0 || errno != ENOSYS)
+            return (int)fd;
+        __atomic_store_n(&no_openat2, true, __ATOMIC_RELAXED);
+    }
+    return openat(rootfd, path, flags | O_CLOEXEC | O_NOFOLLOW);
+}
 
 void fetch_dirents_free(struct fetch_dirent *d, size_t n)
 {
@@ -35,7 +63,7 @@ static int local_list(struct fetch_store *s, const char *dir, struct fetch_diren
     DIR *d;
     int fd, r = 0;
 
-    fd = openat(ls->rootfd, dir[0] ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    fd = open_beneath(ls->rootfd, dir[0] ? dir : ".", O_RDONLY | O_DIRECTORY);
     if (fd < 0)
         return fetch_error_set(err, -errno, "%s: %s", dir[0] ? dir : ".", strerror(errno));
     d = fdopendir(fd);
@@ -96,7 +124,8 @@ static int local_get(struct fetch_store *s, const char *path, size_t max, void *
     uint8_t *buf;
     int fd, r;
 
-    fd = openat(ls->rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+    /* O_NONBLOCK: a FIFO planted in the store must not hang us */
+    fd = open_beneath(ls->rootfd, path, O_RDONLY | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return fetch_error_set(err, -errno, "%s: %s", path, strerror(errno));
     if (fstat(fd, &st) < 0) {

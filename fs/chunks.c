@@ -44,7 +44,8 @@ int fs_chunks_get(struct fs_chunks *c, const struct fetch_extent *e, struct cach
 
     r = cache_mem_acquire(c->mem, CACHE_ALGO_SHA256, e->digest, &entry);
     if (r < 0)
-        return fetch_error_set(err, r, "chunk load failed in another reader");
+        return fetch_error_set(err, r, r == -ENOMEM ? "out of memory"
+                                                    : "chunk load failed in another reader");
     if (r == 0) {
         *ret = entry;
         return 0;

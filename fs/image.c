@@ -78,7 +78,9 @@ void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t req, 
             }
             held[nheld++] = entry;
             bytes = cache_mem_entry_bytes(entry, &blen);
-            if (blen != e->length) { /* cannot happen: verified on load */
+            /* a hostile index can name one digest at two lengths: the bytes
+             * loaded for the other length are not this extent's */
+            if (blen != e->length) {
                 r = -EIO;
                 goto out;
             }

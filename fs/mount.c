@@ -307,6 +307,7 @@ int fs_cmd_mount(int argc, char **argv)
     if (cat->count == 0)
         fs_warn("%s: no finished snapshots; the mount will be empty", o.store);
     r = fs_tree_new(store, cat, &ctx.tree);
+    cat = NULL; /* owned by the tree now; fs_tree_new frees it on failure */
     if (r < 0) {
         fs_err("cannot build the snapshot tree: %s",
                r == -EEXIST ? "two archives of one snapshot share a name" : strerror(-r));
@@ -335,6 +336,7 @@ int fs_cmd_mount(int argc, char **argv)
         /* libfuse's own request trace is too much for -d; keep ours */
     }
     se = fuse_session_new(&args, fs_ops(), sizeof(struct fuse_lowlevel_ops), &ctx);
+    fuse_opt_free_args(&args);
     if (!se) {
         fs_err("cannot create the FUSE session");
         goto out;
@@ -364,9 +366,12 @@ int fs_cmd_mount(int argc, char **argv)
     fuse_loop_cfg_set_max_threads(loop_cfg, o.threads);
     fuse_loop_cfg_set_idle_threads(loop_cfg, o.threads);
     r = fuse_session_loop_mt(se, loop_cfg);
-    status = r == 0 ? 0 : 1;
-    if (r != 0)
-        fs_err("FUSE session ended with an error (%d)", r);
+    /* > 0: the signal (SIGTERM, SIGINT, SIGHUP) that asked us to stop */
+    status = r < 0 ? 1 : 0;
+    if (r < 0)
+        fs_err("FUSE session ended with an error: %s", strerror(-r));
+    else
+        fs_info("unmounting %s%s", mnt, r > 0 ? " (signal)" : "");
     fuse_loop_cfg_destroy(loop_cfg);
 out_unmount:
     fuse_session_unmount(se);
@@ -376,10 +381,8 @@ out:
     if (se)
         fuse_session_destroy(se);
     fs_chunks_free(ctx.chunks);
-    if (ctx.tree)
-        fs_tree_free(ctx.tree);
-    else
-        fetch_pbs_catalog_free(cat);
+    fs_tree_free(ctx.tree);
+    fetch_pbs_catalog_free(cat);
     fetch_store_free(store);
     return status;
 }

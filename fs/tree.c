@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "tree.h"
 
+#include "log.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +67,15 @@ static struct fs_node *dir_get(struct fs_tree *t, struct fs_node *dir, const cha
     return node_new(t, dir, FS_NODE_DIR, name, strlen(name), mtime);
 }
 
+static bool has_child(const struct fs_node *dir, const char *name, size_t len)
+{
+    for (size_t i = 0; i < dir->child_count; i++) {
+        if (strlen(dir->children[i]->name) == len && !strncmp(dir->children[i]->name, name, len))
+            return true;
+    }
+    return false;
+}
+
 static int add_snapshot(struct fs_tree *t, const struct fetch_pbs_snapshot *snap,
                         struct fs_node **ret_group)
 {
@@ -97,6 +108,13 @@ static int add_snapshot(struct fs_tree *t, const struct fetch_pbs_snapshot *snap
         size_t stem = 0;
         enum fetch_pbs_archive kind = fetch_pbs_archive_kind(f->name, &stem);
         struct fs_node *n;
+        if ((kind == FETCH_PBS_ARCHIVE_FIDX || kind == FETCH_PBS_ARCHIVE_BLOB) &&
+            has_child(sdir, f->name, stem)) {
+            /* "x.fidx" and "x.blob" would both show as "x": keep the first */
+            fs_warn("%s: %s hidden: another archive has the name %.*s", snap->path, f->name,
+                    (int)stem, f->name);
+            continue;
+        }
         if (kind == FETCH_PBS_ARCHIVE_FIDX)
             n = node_new(t, sdir, FS_NODE_IMAGE, f->name, stem, snap->time);
         else if (kind == FETCH_PBS_ARCHIVE_BLOB && f->crypt != FETCH_CRYPT_ENCRYPT &&

@@ -288,3 +288,32 @@ cli_error "mount: no /dev/fuse" "/dev/fuse" \
     unshare -m --propagation private sh -c 'mount -t tmpfs none /dev && exec "$0" mount "$1" "$2"' "$LAZYIMG" "$S" "$W/m1"
 [[ -z $(daemon_pids "$W/m1") ]] || fail "a daemon was left running after the mount without /dev/fuse"
 ok "no daemon left after the mount without /dev/fuse"
+
+# --- foreground daemon: SIGTERM is a clean exit (status 0) -------------------------
+"$LAZYIMG" mount -f "$S" "$W/m1" 2>fg.err &
+fg_pid=$!
+T_PIDS+=("$fg_pid")
+T_MOUNTS+=("$W/m1")
+wait_mounted "$W/m1" 20 || fail "foreground mount did not appear" "$(cat fg.err)"
+kill -TERM "$fg_pid"
+rc=0
+wait "$fg_pid" || rc=$?
+((rc == 0)) || fail "foreground daemon exited with status $rc after SIGTERM, expected 0" "$(cat fg.err)"
+! grep -q "ended with an error" fg.err || fail "foreground daemon logged an error on SIGTERM" "$(cat fg.err)"
+ok "foreground daemon: SIGTERM unmounts and exits with status 0"
+
+# --- two archives of one snapshot with one visible name ---------------------------
+# x.img.fidx and x.img.blob would both show as x.img: the first listed wins,
+# the other is hidden with a warning, and the rest of the store still mounts.
+S2=$W/store2
+new_store "$S2"
+printf 'not an image\n' >clash.txt
+mkpbs --chunk-size 64K --id 300 --time $T "$S2" x.img=good.raw x.img.blob=clash.txt >/dev/null
+mkpbs --chunk-size 64K --id 301 --time $T "$S2" drive-scsi0.img=good.raw >/dev/null
+err=$("$LAZYIMG" mount "$S2" "$W/m1" 2>&1) || fail "mount of a store with a name clash failed" "$err"
+T_MOUNTS+=("$W/m1")
+grep -q "x.img.blob hidden" <<<"$err" || fail "no warning about the hidden archive" "$err"
+expect_same_file "name clash: x.img is the image listed first" good.raw "$W/m1/vm/300/$T/x.img"
+expect_same_file "name clash: the other snapshots of the store are served" good.raw "$W/m1/vm/301/$T/drive-scsi0.img"
+lazyimg_umount "$W/m1"
+ok "unmounted"

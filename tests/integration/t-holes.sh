@@ -136,9 +136,9 @@ lazyimg_umount "$M"
 ok "unmounted"
 
 # --- reading holes never opens a chunk (strace the daemon) ------------------
-lazyimg_mount_fg "$S" "$M" daemon.log strace -f -qq -e trace=openat -o "$W/strace.log" --
+lazyimg_mount_fg "$S" "$M" daemon.log strace -f -qq -e trace=openat,openat2 -o "$W/strace.log" --
 chunk_opens() {
-    { grep -E 'openat\(.*\.chunks/[0-9a-f]{4}/[0-9a-f]{64}' strace.log || true; } | sed -E 's#.*\.chunks/[0-9a-f]{4}/([0-9a-f]{64}).*#\1#' | sort -u
+    { grep -E 'openat2?\(.*\.chunks/[0-9a-f]{4}/[0-9a-f]{64}' strace.log || true; } | sed -E 's#.*\.chunks/[0-9a-f]{4}/([0-9a-f]{64}).*#\1#' | sort -u
 }
 for spec in "${IMAGES[@]}"; do
     read -r name img src cs <<<"$spec"
