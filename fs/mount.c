@@ -18,7 +18,7 @@
 #include "fs.h"
 #include "log.h"
 
-#define DEFAULT_MEM_CACHE (32ull << 20)
+#define DEFAULT_MEM_CACHE (24ull << 20)
 #define DEFAULT_THREADS 16
 #define DEFAULT_READAHEAD_KB 16384
 
@@ -36,7 +36,7 @@ static const char mount_usage[] =
     "Options:\n"
     "  -f, --foreground       stay in the foreground, log to stderr\n"
     "  -d, --debug            log debug messages (implies --foreground)\n"
-    "      --mem-cache SIZE   decoded chunks kept in memory (default 32M)\n"
+    "      --mem-cache SIZE   decoded chunks kept in memory (default 24M)\n"
     "      --threads N        FUSE worker threads (default 16)\n"
     "      --readahead-kb N   kernel readahead window of the mount, in KiB\n"
     "                         (default 16384; needs root, 0 keeps the kernel's)\n"
@@ -373,6 +373,15 @@ int fs_cmd_mount(int argc, char **argv)
     else
         fs_info("unmounting %s%s", mnt, r > 0 ? " (signal)" : "");
     fuse_loop_cfg_destroy(loop_cfg);
+    {
+        struct fs_chunks_stats st;
+        fs_chunks_get_stats(ctx.chunks, &st);
+        fs_info("chunks loaded %llu (%llu MiB), failed %llu; memory hits %llu, waits %llu, "
+                "evictions %llu",
+                (unsigned long long)st.loads, (unsigned long long)(st.load_bytes >> 20),
+                (unsigned long long)st.load_errors, (unsigned long long)st.mem.hits,
+                (unsigned long long)st.mem.waits, (unsigned long long)st.mem.evictions);
+    }
 out_unmount:
     fuse_session_unmount(se);
 out_handlers:
