@@ -84,6 +84,20 @@ t_cp=$(for _ in $(seq $RUNS); do
   [ -f "$ZFILE.away" ] && mv "$ZFILE.away" "$ZFILE"
   echo "$t1 - $t0" | bc -l
 done | median)
+# the read side of cp alone: the same copy into /dev/null (no file to write)
+t_cp_null=$(for _ in $(seq $RUNS); do
+  mount_fresh
+  [ -f "$ZFILE" ] && mv "$ZFILE" "$ZFILE.away"
+  t0=$(now); cp --sparse=always "$IMG" /dev/null; t1=$(now)
+  [ -f "$ZFILE.away" ] && mv "$ZFILE.away" "$ZFILE"
+  echo "$t1 - $t0" | bc -l
+done | median)
+# what writing the copy costs on this disk: cp of the raw file
+t_cp_raw=$(for _ in $(seq $RUNS); do
+  rm -f "$W/copy2.raw"; t0=$(now); cp --sparse=always "$RAW" "$W/copy2.raw"; t1=$(now)
+  echo "$t1 - $t0" | bc -l
+done | median)
+rm -f "$W/copy2.raw"
 cmp "$W/copy.raw" "$RAW" || { echo "bench: cp --sparse output differs from the source" >&2; exit 1; }
 copy_kb=$(du -k "$W/copy.raw" | cut -f1)
 rm -f "$W/copy.raw"
@@ -100,7 +114,9 @@ image: $((SIZE >> 20)) MiB, $((DATA >> 20)) MiB incompressible data + $(((SIZE -
 | cat image through the mount | $(printf %.2f "$t_cat_mnt") | $(mbps "$SIZE" "$t_cat_mnt") | $(echo "$t_cat_raw / $t_cat_mnt" | bc -l | xargs printf %.2f) |
 | data half, raw file (reference) | $(printf %.2f "$t_data_raw") | $(mbps "$DATA" "$t_data_raw") | 1.00 |
 | data half through the mount | $(printf %.2f "$t_data_mnt") | $(mbps "$DATA" "$t_data_mnt") | $(echo "$t_data_raw / $t_data_mnt" | bc -l | xargs printf %.2f) |
-| cp --sparse=always from the mount | $(printf %.2f "$t_cp") | $(mbps "$SIZE" "$t_cp") | $(echo "$t_cp / $t_data_mnt" | bc -l | xargs printf %.2f) x data-half read |
+| cp --sparse=always from the mount to a file | $(printf %.2f "$t_cp") | $(mbps "$SIZE" "$t_cp") | $(echo "$t_cp / $t_data_mnt" | bc -l | xargs printf %.2f) x data-half read |
+| cp --sparse=always from the mount to /dev/null | $(printf %.2f "$t_cp_null") | $(mbps "$SIZE" "$t_cp_null") | $(echo "$t_cp_null / $t_data_mnt" | bc -l | xargs printf %.2f) x data-half read |
+| cp --sparse=always of the raw file to a file (cost of writing the copy) | $(printf %.2f "$t_cp_raw") | $(mbps "$SIZE" "$t_cp_raw") | |
 
 daemon peak RSS (VmHWM, highest of the runs) while reading the whole image: $((rss_kb / 1024)) MiB
 cp --sparse=always output: $((copy_kb / 1024)) MiB allocated of $((SIZE >> 20)) MiB; identical to the source; no zero chunk read
