@@ -163,61 +163,84 @@ static int list_or_warn(struct walk *w, const char *dir, struct fetch_dirent **d
     return r;
 }
 
-static void walk_group(struct walk *w, const char *ns, const char *type, const char *id,
-                       const char *gdir)
+/* Where the walk is: the namespace ("" or "a/b"), its depth, and below it the
+ * type and id once known. */
+struct level {
+    const char *ns;
+    int depth;
+    const char *type;
+    const char *id;
+};
+
+typedef void (*visit_fn)(struct walk *w, const struct level *lv, const char *path,
+                         const char *name);
+
+/*
+ * Calls @visit for each subdirectory of @dir whose name passes @valid, with
+ * its store path. Other subdirectories are reported as "not a valid @what",
+ * except hidden ones; plain files (owner, notes, .lock) are not ours to judge.
+ */
+static void each_subdir(struct walk *w, const char *dir, bool (*valid)(const char *),
+                        const char *what, visit_fn visit, const struct level *lv)
 {
     struct fetch_dirent *d = NULL;
     size_t n = 0;
-    if (list_or_warn(w, gdir, &d, &n) < 0)
+    if (list_or_warn(w, dir, &d, &n) < 0)
         return;
     for (size_t i = 0; i < n && !w->fatal; i++) {
-        char *sdir;
+        char *path;
         if (!d[i].is_dir)
-            continue; /* owner, notes */
-        if (!fetch_name_is_time(d[i].name)) {
+            continue;
+        if (!valid(d[i].name)) {
             if (d[i].name[0] != '.')
-                warn(w, "ignoring %s/%s: not a snapshot name", gdir, d[i].name);
+                warn(w, "ignoring %s/%s: not a valid %s", dir, d[i].name, what);
             continue;
         }
-        sdir = join(gdir, d[i].name);
-        if (!sdir) {
+        path = join(dir, d[i].name);
+        if (!path) {
             w->fatal = -ENOMEM;
             break;
         }
-        add_snapshot(w, ns, type, id, sdir, d[i].name);
-        free(sdir);
+        visit(w, lv, path, d[i].name);
+        free(path);
     }
     fetch_dirents_free(d, n);
 }
 
-static void walk_type(struct walk *w, const char *ns, const char *type, const char *tdir)
+static void visit_snapshot(struct walk *w, const struct level *lv, const char *path,
+                           const char *name)
 {
-    struct fetch_dirent *d = NULL;
-    size_t n = 0;
-    if (list_or_warn(w, tdir, &d, &n) < 0)
-        return;
-    for (size_t i = 0; i < n && !w->fatal; i++) {
-        char *gdir;
-        if (!d[i].is_dir)
-            continue;
-        if (!fetch_name_is_id(d[i].name)) {
-            warn(w, "ignoring %s/%s: not a valid backup id", tdir, d[i].name);
-            continue;
-        }
-        gdir = join(tdir, d[i].name);
-        if (!gdir) {
-            w->fatal = -ENOMEM;
-            break;
-        }
-        walk_group(w, ns, type, d[i].name, gdir);
-        free(gdir);
-    }
-    fetch_dirents_free(d, n);
+    add_snapshot(w, lv->ns, lv->type, lv->id, path, name);
 }
 
-/* @dir: store path of the namespace ("" for root); @ns: "a/b" */
+static void visit_group(struct walk *w, const struct level *lv, const char *path,
+                        const char *name)
+{
+    struct level sub = *lv;
+    sub.id = name;
+    each_subdir(w, path, fetch_name_is_time, "snapshot name", visit_snapshot, &sub);
+}
+
+static void walk_ns(struct walk *w, const char *dir, const char *ns, int depth);
+
+static void visit_ns(struct walk *w, const struct level *lv, const char *path, const char *name)
+{
+    char *ns = join(lv->ns, name);
+    if (!ns) {
+        w->fatal = -ENOMEM;
+        return;
+    }
+    if (strlen(ns) > PBS_NS_MAX_LEN)
+        warn(w, "ignoring %s: namespace name too long", path);
+    else
+        walk_ns(w, path, ns, lv->depth + 1);
+    free(ns);
+}
+
+/* @dir: store path of the namespace ("" for the root); @ns: "a/b" */
 static void walk_ns(struct walk *w, const char *dir, const char *ns, int depth)
 {
+    struct level lv = {.ns = ns, .depth = depth};
     struct fetch_dirent *d = NULL;
     size_t n = 0;
     if (list_or_warn(w, dir, &d, &n) < 0)
@@ -226,52 +249,23 @@ static void walk_ns(struct walk *w, const char *dir, const char *ns, int depth)
         char *sub;
         if (!d[i].is_dir)
             continue;
-        if (fetch_name_is_type(d[i].name)) {
-            sub = join(dir, d[i].name);
-            if (!sub) {
-                w->fatal = -ENOMEM;
-                break;
-            }
-            walk_type(w, ns, d[i].name, sub);
-            free(sub);
-        } else if (!strcmp(d[i].name, PBS_NS_DIR)) {
-            struct fetch_dirent *c = NULL;
-            size_t cn = 0;
-            char *nsdir = join(dir, PBS_NS_DIR);
-            if (!nsdir) {
-                w->fatal = -ENOMEM;
-                break;
-            }
-            if (depth >= PBS_NS_MAX_DEPTH) {
-                warn(w, "ignoring %s: namespaces nested deeper than %d", nsdir,
-                     PBS_NS_MAX_DEPTH);
-            } else if (list_or_warn(w, nsdir, &c, &cn) == 0) {
-                for (size_t j = 0; j < cn && !w->fatal; j++) {
-                    char *child, *childns;
-                    if (!c[j].is_dir)
-                        continue;
-                    if (!fetch_name_is_ns(c[j].name)) {
-                        warn(w, "ignoring %s/%s: not a valid namespace name", nsdir, c[j].name);
-                        continue;
-                    }
-                    child = join(nsdir, c[j].name);
-                    childns = join(ns, c[j].name);
-                    if (!child || !childns || strlen(childns) > PBS_NS_MAX_LEN) {
-                        if (!child || !childns)
-                            w->fatal = -ENOMEM;
-                        else
-                            warn(w, "ignoring %s: namespace name too long", child);
-                    } else {
-                        walk_ns(w, child, childns, depth + 1);
-                    }
-                    free(child);
-                    free(childns);
-                }
-                fetch_dirents_free(c, cn);
-            }
-            free(nsdir);
-        }
         /* anything else (.chunks, .lock, lost+found, ...) is not ours to show */
+        if (!fetch_name_is_type(d[i].name) && strcmp(d[i].name, PBS_NS_DIR))
+            continue;
+        sub = join(dir, d[i].name);
+        if (!sub) {
+            w->fatal = -ENOMEM;
+            break;
+        }
+        if (strcmp(d[i].name, PBS_NS_DIR)) {
+            lv.type = d[i].name;
+            each_subdir(w, sub, fetch_name_is_id, "backup id", visit_group, &lv);
+        } else if (depth >= PBS_NS_MAX_DEPTH) {
+            warn(w, "ignoring %s: namespaces nested deeper than %d", sub, PBS_NS_MAX_DEPTH);
+        } else {
+            each_subdir(w, sub, fetch_name_is_ns, "namespace name", visit_ns, &lv);
+        }
+        free(sub);
     }
     fetch_dirents_free(d, n);
 }
