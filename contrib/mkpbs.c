@@ -658,27 +658,6 @@ static void pool_finish(struct pool *p, uint8_t (*digests)[PBS_DIGEST_LEN])
     pthread_cond_destroy(&p->cond);
 }
 
-/* Like read_full(), at an offset (holes are skipped, so the file position is not used). */
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-    uint8_t *p = buf;
-    size_t done = 0;
-
-    while (done < len) {
-        ssize_t n = pread(fd, p + done, len - done, (off_t)(off + done));
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            break;
-        done += (size_t)n;
-    }
-    return (ssize_t)done;
-}
-
 /*
  * Finds whether [off, off+len) of a regular file lies entirely in a hole.
  * *next_data caches the start of the next data region (UINT64_MAX: unknown).
@@ -774,7 +753,7 @@ static void write_fixed_index(struct options *opt, struct archive *a, int snapfd
             memset(s->buf, 0, len);
             got = (ssize_t)len;
         } else {
-            got = regular ? pread_full(a->fd, s->buf, len, off) : read_full(a->fd, s->buf, len);
+            got = regular ? pread_full(a->fd, s->buf, len, (off_t)off) : read_full(a->fd, s->buf, len);
             if (got < 0)
                 die("cannot read %s: %s", a->src, strerror((int)-got));
         }

@@ -63,12 +63,13 @@ char *xstrdup(const char *s)
     return p;
 }
 
-int write_all(int fd, const void *buf, size_t len)
+/* @offset < 0: at the file position (write), else at @offset (pwrite). */
+static int write_at(int fd, const void *buf, size_t len, off_t offset)
 {
     const uint8_t *p = buf;
 
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        ssize_t n = offset < 0 ? write(fd, p, len) : pwrite(fd, p, len, offset);
 
         if (n < 0) {
             if (errno == EINTR)
@@ -79,38 +80,31 @@ int write_all(int fd, const void *buf, size_t len)
             return -EIO;
         p += n;
         len -= (size_t)n;
+        if (offset >= 0)
+            offset += n;
     }
     return 0;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+    return write_at(fd, buf, len, -1);
 }
 
 int pwrite_all(int fd, const void *buf, size_t len, off_t offset)
 {
-    const uint8_t *p = buf;
-
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, offset);
-
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            return -EIO;
-        p += n;
-        len -= (size_t)n;
-        offset += n;
-    }
-    return 0;
+    return write_at(fd, buf, len, offset);
 }
 
-ssize_t read_full(int fd, void *buf, size_t len)
+/* @offset < 0: at the file position (read), else at @offset (pread). */
+static ssize_t read_at(int fd, void *buf, size_t len, off_t offset)
 {
     uint8_t *p = buf;
     size_t done = 0;
 
     while (done < len) {
-        ssize_t n = read(fd, p + done, len - done);
+        ssize_t n = offset < 0 ? read(fd, p + done, len - done)
+                               : pread(fd, p + done, len - done, offset + (off_t)done);
 
         if (n < 0) {
             if (errno == EINTR)
@@ -122,6 +116,16 @@ ssize_t read_full(int fd, void *buf, size_t len)
         done += (size_t)n;
     }
     return (ssize_t)done;
+}
+
+ssize_t read_full(int fd, void *buf, size_t len)
+{
+    return read_at(fd, buf, len, -1);
+}
+
+ssize_t pread_full(int fd, void *buf, size_t len, off_t offset)
+{
+    return read_at(fd, buf, len, offset);
 }
 
 bool parse_u64(const char *s, uint64_t *ret_value)

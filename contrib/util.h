@@ -32,6 +32,7 @@ int pwrite_all(int fd, const void *buf, size_t len, off_t offset);
  * (less than @len only at end of file) or -errno.
  */
 ssize_t read_full(int fd, void *buf, size_t len);
+ssize_t pread_full(int fd, void *buf, size_t len, off_t offset);
 
 /*
  * Parses a size: decimal digits with an optional binary suffix K, M, G or T
