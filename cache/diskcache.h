@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The persistent local chunk cache: verified plaintext chunks, keyed by
+ * (algorithm, digest), shared by every snapshot, every store and every mount
+ * that uses the same cache directory.
+ *
+ * Layout of a cache directory
+ *   index.sqlite (+ -wal, -shm)   SQLite in WAL mode: one row per chunk
+ *   data/<algo>/<2 hex>/<64 hex>  one file per chunk (plaintext bytes)
+ *   tmp/                          files being written (unique names)
+ *
+ * Why one file per chunk (not pack files): PBS chunks are large (up to 4 MiB,
+ * 64 KiB at least for fixed indexes), so per-file overhead is small; eviction
+ * is an unlink that returns the space at once (no hole punching, no
+ * compaction); a file is published atomically by rename(); two daemons never
+ * write into the same file; and a hit can be served straight from the file.
+ *
+ * Integrity: every row holds a CRC-32 of each 64 KiB block of the file. Reads
+ * verify the blocks they touch before returning any byte; a mismatch drops the
+ * entry (row and file) and returns -EBADMSG, so the caller fetches the chunk
+ * again. The digest itself is not re-computed on reads (the caller verified it
+ * before inserting); `cache_disk_verify()` re-hashes everything.
+ *
+ * Crash safety: a file is written under tmp/, fsync()ed, renamed into data/
+ * and its directory fsync()ed before the row pointing at it is committed
+ * (inserts are committed in groups). A crash leaves at worst a file without
+ * a row (removed by gc/verify), never a row pointing at missing or wrong bytes.
+ *
+ * Budget: allocated bytes (st_blocks * 512 of the files), not apparent size.
+ * When the total passes the high watermark, least recently used entries older
+ * than the minimum age are evicted down to the low watermark. last_use is
+ * kept in memory and written in batches, never once per read.
+ *
+ * Sharing: SQLite WAL with a busy timeout; temp names carry pid, thread and a
+ * counter; rows are INSERT OR IGNORE (dedup by digest); an entry evicted by
+ * another process is seen as a miss (its open file stays readable).
+ *
+ * Threads: all functions are thread-safe. Inserts are queued and written by
+ * the cache's own writer thread, off the caller's path. No function here
+ * blocks on the network; lookups and reads do small disk I/O.
+ *
+ * Errors: -errno; text in the optional fetch-independent @err buffers.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memcache.h" /* enum cache_algo, CACHE_KEY_LEN */
+
+#define CACHE_DISK_BLOCK (64u * 1024)
+#define CACHE_DISK_MAX_CHUNK (16u * 1024 * 1024)
+
+struct cache_disk;
+struct cache_disk_handle;
+
+struct cache_disk_options {
+    const char *dir;          /* created if missing (mode 0700) */
+    uint64_t budget;          /* allocated bytes; 0 = default 10 GiB */
+    unsigned high_pct;        /* evict when above this % of budget; 0 = 95 */
+    unsigned low_pct;         /* ... down to this %; 0 = 90 */
+    unsigned min_age_sec;     /* entries used more recently are not evicted; 0 = 60 */
+    unsigned flush_ms;        /* last_use and insert batches; 0 = 2000 */
+    const char *store;        /* name of the store using this handle, for per-store
+                                 statistics (e.g. its location); NULL = "" */
+    unsigned max_open;        /* open entry handles kept; 0 = 512 */
+};
+
+/*
+ * Opens (creating if needed) the cache in o->dir and starts its writer thread.
+ * Errors: -ENOTDIR, -EACCES, -EIO (SQLite), -ENOMEM; @err gets a message.
+ */
+int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret, char *err,
+                    size_t err_len);
+
+/* Writes every queued insert and batched last_use, stops the writer thread,
+ * closes everything. NULL-safe. No handle may still be held. */
+void cache_disk_close(struct cache_disk *c);
+
+/*
+ * Finds a chunk. Returns 1 and a handle (hold it while reading) if present,
+ * 0 if absent, -errno on failure (callers treat failures as misses).
+ */
+int cache_disk_lookup(struct cache_disk *c, enum cache_algo algo,
+                      const uint8_t key[CACHE_KEY_LEN], struct cache_disk_handle **ret);
+
+/* Length of the cached chunk. */
+size_t cache_disk_handle_len(const struct cache_disk_handle *h);
+
+/*
+ * Reads [@off, @off + @len) of the chunk into @buf after checking the CRC of
+ * every 64 KiB block it touches. -EBADMSG (entry dropped) on a mismatch or a
+ * short file; -EINVAL for a range outside the chunk; -errno for I/O errors.
+ */
+int cache_disk_read(struct cache_disk *c, struct cache_disk_handle *h, uint64_t off, size_t len,
+                    void *buf);
+
+/* Drops a handle from lookup. NULL-safe. */
+void cache_disk_release(struct cache_disk *c, struct cache_disk_handle *h);
+
+/*
+ * Queues chunk @key (already verified by the caller) for insertion. The cache
+ * reads @bytes later, on its writer thread, and calls @done(@owner) when it no
+ * longer needs them (after writing, or at once if the entry exists, the queue
+ * is full, or the cache is out of space). Never fails the caller: on ENOSPC
+ * inserts pause, the condition is counted in the statistics and the reason is
+ * available from cache_disk_get_stats().
+ */
+void cache_disk_insert(struct cache_disk *c, enum cache_algo algo,
+                       const uint8_t key[CACHE_KEY_LEN], const uint8_t *bytes, size_t len,
+                       void *owner, void (*done)(void *owner));
+
+/* Waits until every insert queued so far is committed (tests, shutdown). */
+void cache_disk_sync(struct cache_disk *c);
+
+struct cache_disk_stats {
+    uint64_t entries, bytes_allocated, bytes_apparent, budget;
+    /* this process since open */
+    uint64_t hits, misses, inserts, insert_skipped, evictions, bad_entries;
+    uint64_t sqlite_writes;    /* committed write transactions */
+    uint64_t enospc;           /* inserts dropped because the cache filesystem is full */
+    int last_insert_error;     /* -errno of the last failed insert, 0 if none */
+};
+void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret);
+
+/* Per store, as persisted in the index (all processes, all time). */
+struct cache_disk_store_stats {
+    char store[256];
+    uint64_t entries, bytes_allocated;
+    uint64_t hits, misses, inserts, evictions;
+};
+/* Calls @cb for every store that has used the cache. */
+int cache_disk_store_stats(struct cache_disk *c,
+                           void (*cb)(const struct cache_disk_store_stats *s, void *arg),
+                           void *arg);
+
+/*
+ * Maintenance (the `lazyimg cache` subcommands). verify re-reads every entry,
+ * checks length, block CRCs and the digest (SHA-256 for CACHE_ALGO_SHA256,
+ * SHA-512/256 for CACHE_ALGO_SHA512_256), drops bad entries and reports each
+ * through @bad (may be NULL); it also removes data files without a row and
+ * stale temp files. Returns the number of bad entries, or -errno.
+ */
+int cache_disk_verify(struct cache_disk *c, uint64_t *ret_checked,
+                      void (*bad)(const char *hex_key, const char *why, void *arg), void *arg);
+/* Evicts (LRU, ignoring the minimum age) down to @target allocated bytes. */
+int cache_disk_gc(struct cache_disk *c, uint64_t target, uint64_t *ret_evicted);
+/* Removes every entry. */
+int cache_disk_clear(struct cache_disk *c);
