@@ -6,7 +6,11 @@
  *
  * Layout of a cache directory
  *   index.sqlite (+ -wal, -shm)   SQLite in WAL mode: one row per chunk
- *   data/<algo>/<2 hex>/<64 hex>  one file per chunk (plaintext bytes)
+ *   data/<algo>/<2 hex>/<64 hex>.<created>
+ *                                 one file per chunk (plaintext bytes); the
+ *                                 row's creation time in the name gives each
+ *                                 copy its own path, so removing an evicted
+ *                                 copy never removes a newer one
  *   tmp/                          files being written (unique names)
  *
  * Why one file per chunk (not pack files): PBS chunks are large (up to 4 MiB,
@@ -90,8 +94,9 @@ size_t cache_disk_handle_len(const struct cache_disk_handle *h);
 
 /*
  * Reads [@off, @off + @len) of the chunk into @buf after checking the CRC of
- * every 64 KiB block it touches. -EBADMSG (entry dropped) on a mismatch or a
- * short file; -EINVAL for a range outside the chunk; -errno for I/O errors.
+ * every 64 KiB block it touches. 0 on success; -EBADMSG (entry dropped) on a
+ * mismatch or a short file; -EINVAL for a range outside the chunk; -errno for
+ * I/O errors.
  */
 int cache_disk_read(struct cache_disk *c, struct cache_disk_handle *h, uint64_t off, size_t len,
                     void *buf);
@@ -111,7 +116,8 @@ void cache_disk_insert(struct cache_disk *c, enum cache_algo algo,
                        const uint8_t key[CACHE_KEY_LEN], const uint8_t *bytes, size_t len,
                        void *owner, void (*done)(void *owner));
 
-/* Waits until every insert queued so far is committed (tests, shutdown). */
+/* Waits until every insert queued so far is committed, with the batched
+ * last_use values and counters (tests, shutdown). */
 void cache_disk_sync(struct cache_disk *c);
 
 struct cache_disk_stats {

@@ -1,0 +1,620 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The persistent chunk cache: open/close, the SQLite index and its
+ * connections, shared helpers. Lookups and reads are in diskcache_read.c,
+ * inserts, the writer thread and eviction in diskcache_write.c, maintenance
+ * (stats, verify, gc, clear) in diskcache_admin.c. The contract is
+ * diskcache.h; the locks are described in diskcache_internal.h.
+ *
+ * Files and rows, and why they cannot disagree in a harmful way:
+ *  - a data file is written under tmp/, fsync()ed, renamed to its data path
+ *    and its directory fsync()ed before the transaction adding its row
+ *    commits; the rename happens inside that write transaction, so gc and
+ *    verify, which walk data/ under the same lock, never mistake a file about
+ *    to get its row for an orphan;
+ *  - a row is deleted in a durable transaction and its file unlinked after
+ *    the commit; the path carries the row's creation time, so that unlink
+ *    never hits a newer copy of the chunk published meanwhile by another
+ *    process (which a path made of the digest alone would allow);
+ *  - a crash in between leaves files without rows (orphans), which gc and
+ *    verify remove; never a row naming missing or wrong bytes.
+ */
+#include "diskcache.h"
+#include "diskcache_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GIB ((uint64_t)1 << 30)
+
+#define DEFAULT_BUDGET (10 * GIB)
+#define DEFAULT_HIGH_PCT 95
+#define DEFAULT_LOW_PCT 90
+#define DEFAULT_MIN_AGE_SEC 60
+#define DEFAULT_FLUSH_MS 2000
+#define DEFAULT_MAX_OPEN 512
+
+/* ---- small helpers ------------------------------------------------------ */
+
+int64_t cache_dc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t cache_dc_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t cache_dc_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int cache_dc_sql_errno(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return 0;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    case SQLITE_FULL:
+        return -ENOSPC;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_AUTH:
+        return -EACCES;
+    default:
+        return -EIO;
+    }
+}
+
+int cache_dc_exec(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : cache_dc_sql_errno(rc);
+}
+
+void cache_dc_hex(const uint8_t key[CACHE_KEY_LEN], char out[DC_KEY_HEX])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (unsigned i = 0; i < CACHE_KEY_LEN; i++) {
+        out[2 * i] = digits[key[i] >> 4];
+        out[2 * i + 1] = digits[key[i] & 15];
+    }
+    out[2 * CACHE_KEY_LEN] = '\0';
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+int cache_dc_unhex(const char *hex, uint8_t key[CACHE_KEY_LEN])
+{
+    for (unsigned i = 0; i < CACHE_KEY_LEN; i++) {
+        int hi = hexval(hex[2 * i]), lo = hi < 0 ? -1 : hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return -EINVAL;
+        key[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return hex[2 * CACHE_KEY_LEN] == '\0' ? 0 : -EINVAL;
+}
+
+const char *cache_dc_algo_name(unsigned algo)
+{
+    switch (algo) {
+    case CACHE_ALGO_SHA256:
+        return "sha256";
+    case CACHE_ALGO_SHA512_256:
+        return "sha512_256";
+    default:
+        return NULL;
+    }
+}
+
+void cache_dc_data_path(unsigned algo, const uint8_t key[CACHE_KEY_LEN], int64_t created,
+                        char out[DC_PATH_MAX])
+{
+    char hex[DC_KEY_HEX];
+    cache_dc_hex(key, hex);
+    snprintf(out, DC_PATH_MAX, "data/%s/%.2s/%s.%" PRId64, cache_dc_algo_name(algo), hex, hex,
+             created);
+}
+
+/* Appends to a vector; false when out of memory (the caller drops the item:
+ * touches and drops are hints that are found again later). */
+bool cache_dc_vec_push(struct dc_vec *v, unsigned algo, const uint8_t *key, int64_t t)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        struct dc_keytime *nv = realloc(v->v, cap * sizeof(*nv));
+        if (!nv)
+            return false;
+        v->v = nv;
+        v->cap = cap;
+    }
+    v->v[v->n].algo = (uint8_t)algo;
+    memcpy(v->v[v->n].key, key, CACHE_KEY_LEN);
+    v->v[v->n].t = t;
+    v->n++;
+    return true;
+}
+
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t err_len,
+                                                          const char *fmt, ...)
+{
+    va_list ap;
+    if (!err || !err_len)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- SQLite connections -------------------------------------------------- */
+
+static const char schema_v1[] =
+    "CREATE TABLE chunks("
+    " algo INTEGER NOT NULL,"
+    " digest BLOB NOT NULL,"
+    " len INTEGER NOT NULL,"      /* bytes of the chunk */
+    " alloc INTEGER NOT NULL,"    /* st_blocks * 512 of its data file */
+    " crcs BLOB NOT NULL,"        /* little-endian CRC-32 of each 64 KiB block */
+    " last_use INTEGER NOT NULL," /* ms since the epoch, batched */
+    " created INTEGER NOT NULL,"  /* µs since the epoch: names this incarnation */
+    " store INTEGER NOT NULL,"    /* stores.id of the inserter */
+    " PRIMARY KEY(algo, digest)) WITHOUT ROWID;"
+    "CREATE INDEX chunks_last_use ON chunks(last_use);"
+    "CREATE TABLE stores("
+    " id INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " hits INTEGER NOT NULL DEFAULT 0,"
+    " misses INTEGER NOT NULL DEFAULT 0,"
+    " inserts INTEGER NOT NULL DEFAULT 0,"
+    " evictions INTEGER NOT NULL DEFAULT 0);"
+    /* running totals over chunks, updated in the transactions that change
+     * rows, so no insert or stats call needs a full SUM() */
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO meta VALUES('entries', 0), ('alloc', 0), ('apparent', 0);"
+    "PRAGMA user_version = 1;";
+
+/*
+ * Durability: connections run with synchronous=NORMAL, under which a WAL
+ * commit is not fsync()ed, so a power loss may forget the last commits. For
+ * inserts that is safe: a forgotten insert leaves a data file without a row
+ * (an orphan, removed by gc/verify), and no committed row names a file that
+ * is not durable, because the file was fsync()ed, renamed and its directory
+ * fsync()ed before the commit. Transactions that delete rows switch to
+ * synchronous=FULL, so the deletion is durable before the file is unlinked.
+ * Every read checks block CRCs. A process crash (kill -9) loses nothing that
+ * was committed.
+ */
+static int db_configure(sqlite3 *db)
+{
+    int rc = sqlite3_busy_timeout(db, 5000);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF;", NULL, NULL,
+                          NULL);
+    return cache_dc_sql_errno(rc);
+}
+
+static int db_open(const char *path, sqlite3 **ret)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(
+        path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int r;
+    if (rc != SQLITE_OK) {
+        r = db ? cache_dc_sql_errno(rc) : -ENOMEM;
+        sqlite3_close(db);
+        return r;
+    }
+    if ((r = db_configure(db)) < 0) {
+        sqlite3_close(db);
+        return r;
+    }
+    *ret = db;
+    return 0;
+}
+
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
+{
+    int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, ret, NULL);
+    return cache_dc_sql_errno(rc);
+}
+
+/*
+ * Switches the database to WAL mode (persistent: a no-op once done). The
+ * switch needs the database to itself for a moment and SQLite reports BUSY
+ * at once rather than through the busy handler when several processes open a
+ * new cache together, so it is retried here for up to the busy timeout.
+ */
+static int db_wal(sqlite3 *db)
+{
+    int rc = SQLITE_BUSY;
+    for (int i = 0; i < 500 && (rc == SQLITE_BUSY || rc == SQLITE_LOCKED); i++) {
+        sqlite3_stmt *st = NULL;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        if (i)
+            nanosleep(&ts, NULL);
+        rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                const char *mode = (const char *)sqlite3_column_text(st, 0);
+                rc = mode && !strcmp(mode, "wal") ? SQLITE_OK : SQLITE_BUSY;
+            }
+        }
+        sqlite3_finalize(st);
+        rc &= 0xff;
+    }
+    return rc;
+}
+
+/* Creates the schema, or checks that the existing one is one we know. */
+static int db_schema(sqlite3 *db, char *err, size_t err_len)
+{
+    sqlite3_stmt *st = NULL;
+    int version = -1, rc, r;
+
+    rc = db_wal(db);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        goto sqlfail;
+    rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (version < 0)
+        goto sqlfail;
+    if (version == 0)
+        rc = sqlite3_exec(db, schema_v1, NULL, NULL, NULL);
+    if (rc == SQLITE_OK && version > DC_SCHEMA_VERSION) {
+        /* a newer lazyimg made this index; later versions migrate, older ones refuse */
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        set_err(err, err_len, "cache index %s: schema version %d is newer than this lazyimg's (%d)",
+                sqlite3_db_filename(db, "main"), version, DC_SCHEMA_VERSION);
+        return -EPROTO;
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        goto sqlfail;
+    return 0;
+
+sqlfail:
+    r = cache_dc_sql_errno(rc ? rc : SQLITE_ERROR);
+    set_err(err, err_len, "cache index %s: %s", sqlite3_db_filename(db, "main"),
+            sqlite3_errmsg(db));
+    if (!sqlite3_get_autocommit(db))
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return r;
+}
+
+int cache_dc_read_meta(sqlite3_stmt *meta, uint64_t *entries, uint64_t *alloc, uint64_t *apparent)
+{
+    int rc;
+    *entries = *alloc = *apparent = 0;
+    while ((rc = sqlite3_step(meta)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(meta, 0);
+        sqlite3_int64 v = sqlite3_column_int64(meta, 1);
+        uint64_t u = v > 0 ? (uint64_t)v : 0;
+        if (!k)
+            continue;
+        if (!strcmp(k, "entries"))
+            *entries = u;
+        else if (!strcmp(k, "alloc"))
+            *alloc = u;
+        else if (!strcmp(k, "apparent"))
+            *apparent = u;
+    }
+    sqlite3_reset(meta);
+    return rc == SQLITE_DONE ? 0 : cache_dc_sql_errno(rc);
+}
+
+static const char sql_meta_get[] = "SELECT key, value FROM meta";
+
+static void rconn_free(struct dc_rconn *rc)
+{
+    if (!rc)
+        return;
+    sqlite3_finalize(rc->lookup);
+    sqlite3_finalize(rc->meta);
+    sqlite3_close(rc->db);
+    free(rc);
+}
+
+/*
+ * Read connections come from a pool rather than one per thread: a lookup
+ * takes one for the length of one query, so the pool holds as many as there
+ * are concurrent lookups, nothing is tied to thread lifetimes, and close()
+ * knows every connection. In WAL mode these readers never wait for the
+ * writer's transactions.
+ */
+int cache_dc_rconn_get(struct cache_disk *c, struct dc_rconn **ret)
+{
+    struct dc_rconn *rc;
+    int r;
+
+    pthread_mutex_lock(&c->pool_lock);
+    rc = c->pool;
+    if (rc)
+        c->pool = rc->next;
+    pthread_mutex_unlock(&c->pool_lock);
+    if (rc) {
+        *ret = rc;
+        return 0;
+    }
+    if (!(rc = calloc(1, sizeof(*rc))))
+        return -ENOMEM;
+    if ((r = db_open(c->db_path, &rc->db)) < 0 ||
+        (r = cache_dc_sql_errno(sqlite3_exec(rc->db, "PRAGMA query_only=1", NULL, NULL, NULL))) <
+            0 ||
+        (r = prepare(rc->db,
+                     "SELECT len, crcs, created FROM chunks WHERE algo = ?1 AND digest = ?2",
+                     &rc->lookup)) < 0 ||
+        (r = prepare(rc->db, sql_meta_get, &rc->meta)) < 0) {
+        rconn_free(rc);
+        return r;
+    }
+    *ret = rc;
+    return 0;
+}
+
+void cache_dc_rconn_put(struct cache_disk *c, struct dc_rconn *rc)
+{
+    pthread_mutex_lock(&c->pool_lock);
+    rc->next = c->pool;
+    c->pool = rc;
+    pthread_mutex_unlock(&c->pool_lock);
+}
+
+static int writer_prepare(struct cache_disk *c)
+{
+    static const struct {
+        size_t off;
+        const char *sql;
+    } stmts[] = {
+#define S(field, sql) {offsetof(struct cache_disk, field), sql}
+        S(st_begin, "BEGIN IMMEDIATE"),
+        S(st_commit, "COMMIT"),
+        S(st_rollback, "ROLLBACK"),
+        S(st_sync_full, "PRAGMA synchronous=FULL"),
+        S(st_sync_normal, "PRAGMA synchronous=NORMAL"),
+        S(st_insert, "INSERT OR IGNORE INTO chunks(algo, digest, len, alloc, crcs, last_use, "
+                     "created, store) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+        S(st_get, "SELECT alloc, len, created FROM chunks WHERE algo = ?1 AND digest = ?2"),
+        S(st_delete, "DELETE FROM chunks WHERE algo = ?1 AND digest = ?2"),
+        S(st_touch, "UPDATE chunks SET last_use = max(last_use, ?3) WHERE algo = ?1 AND "
+                    "digest = ?2"),
+        S(st_meta_add, "UPDATE meta SET value = value + ?2 WHERE key = ?1"),
+        S(st_meta_get, sql_meta_get),
+        S(st_store_add, "UPDATE stores SET hits = hits + ?2, misses = misses + ?3, "
+                        "inserts = inserts + ?4, evictions = evictions + ?5 WHERE id = ?1"),
+        S(st_victims, "SELECT algo, digest, alloc, len, store, created FROM chunks "
+                      "WHERE last_use < ?1 "
+                      "ORDER BY last_use LIMIT ?2"),
+#undef S
+    };
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+        sqlite3_stmt **slot = (sqlite3_stmt **)((char *)c + stmts[i].off);
+        int r = prepare(c->wdb, stmts[i].sql, slot);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static void writer_finalize(struct cache_disk *c)
+{
+    sqlite3_stmt *all[] = {c->st_begin,       c->st_commit,   c->st_rollback, c->st_sync_full,
+                           c->st_sync_normal, c->st_insert,   c->st_get,      c->st_delete,
+                           c->st_touch,       c->st_meta_add, c->st_meta_get, c->st_store_add,
+                           c->st_victims};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        sqlite3_finalize(all[i]);
+}
+
+/* The id of store @name in the stores table, created if missing. */
+static int store_id(sqlite3 *db, const char *name, int64_t *ret)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO stores(name) VALUES(?1)", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(db, "SELECT id FROM stores WHERE name = ?1", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *ret = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            rc = SQLITE_CORRUPT;
+        }
+    }
+    sqlite3_finalize(st);
+    return cache_dc_sql_errno(rc);
+}
+
+/* ---- open / close -------------------------------------------------------- */
+
+static int make_dir(int dirfd, const char *name)
+{
+    if (mkdirat(dirfd, name, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret, char *err,
+                    size_t err_len)
+{
+    struct cache_disk *c;
+    pthread_condattr_t ca;
+    size_t plen;
+    int r;
+
+    if (!o || !o->dir || !o->dir[0]) {
+        set_err(err, err_len, "no cache directory given");
+        return -EINVAL;
+    }
+    if (!(c = calloc(1, sizeof(*c))))
+        return -ENOMEM;
+    c->dirfd = -1;
+    c->budget = o->budget ? o->budget : DEFAULT_BUDGET;
+    c->high_pct = o->high_pct ? o->high_pct : DEFAULT_HIGH_PCT;
+    c->low_pct = o->low_pct ? o->low_pct : DEFAULT_LOW_PCT;
+    if (c->high_pct > 100)
+        c->high_pct = 100;
+    if (c->low_pct > c->high_pct)
+        c->low_pct = c->high_pct;
+    c->min_age_ms = (int64_t)(o->min_age_sec ? o->min_age_sec : DEFAULT_MIN_AGE_SEC) * 1000;
+    c->flush_ms = o->flush_ms ? o->flush_ms : DEFAULT_FLUSH_MS;
+    c->max_open = o->max_open ? o->max_open : DEFAULT_MAX_OPEN;
+    pthread_mutex_init(&c->db_lock, NULL);
+    pthread_mutex_init(&c->pool_lock, NULL);
+    pthread_mutex_init(&c->h_lock, NULL);
+    pthread_mutex_init(&c->q_lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->q_wake, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&c->q_done, NULL);
+
+    plen = strlen(o->dir);
+    if (!(c->dir = strdup(o->dir)) || !(c->db_path = malloc(plen + sizeof("/index.sqlite")))) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    memcpy(c->db_path, o->dir, plen);
+    memcpy(c->db_path + plen, "/index.sqlite", sizeof("/index.sqlite"));
+
+    if (mkdir(o->dir, 0700) < 0 && errno != EEXIST) {
+        r = -errno;
+        set_err(err, err_len, "cannot create cache directory %s: %s", o->dir, strerror(-r));
+        goto fail;
+    }
+    c->dirfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (c->dirfd < 0) {
+        r = -errno;
+        set_err(err, err_len, "cannot open cache directory %s: %s", o->dir, strerror(-r));
+        goto fail;
+    }
+    if ((r = make_dir(c->dirfd, "data")) < 0 || (r = make_dir(c->dirfd, "tmp")) < 0) {
+        set_err(err, err_len, "cannot create directories in %s: %s", o->dir, strerror(-r));
+        goto fail;
+    }
+
+    if ((r = db_open(c->db_path, &c->wdb)) < 0) {
+        set_err(err, err_len, "cannot open cache index %s: %s", c->db_path,
+                c->wdb ? sqlite3_errmsg(c->wdb) : strerror(-r));
+        goto fail;
+    }
+    if ((r = db_schema(c->wdb, err, err_len)) < 0)
+        goto fail;
+    if ((r = writer_prepare(c)) < 0 ||
+        (r = store_id(c->wdb, o->store ? o->store : "", &c->store_id)) < 0) {
+        set_err(err, err_len, "cache index %s: %s", c->db_path, sqlite3_errmsg(c->wdb));
+        goto fail;
+    }
+    cache_dc_refresh_total(c);
+
+    for (c->nbuckets = 64; c->nbuckets < 2 * (size_t)c->max_open; c->nbuckets *= 2)
+        ;
+    if (!(c->buckets = calloc(c->nbuckets, sizeof(*c->buckets))) ||
+        !(c->wstate = cache_dc_wstate_new())) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    c->writer_running = true;
+    if ((r = -pthread_create(&c->writer, NULL, cache_dc_writer_main, c)) < 0) {
+        c->writer_running = false;
+        set_err(err, err_len, "cannot start the cache writer thread: %s", strerror(-r));
+        goto fail;
+    }
+    c->writer_joinable = true;
+    *ret = c;
+    return 0;
+
+fail:
+    if (r == -EPROTO || r == -EBUSY)
+        r = -EIO;
+    cache_disk_close(c);
+    return r;
+}
+
+void cache_disk_close(struct cache_disk *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->q_lock);
+    c->stop = true;
+    pthread_cond_signal(&c->q_wake);
+    pthread_mutex_unlock(&c->q_lock);
+    if (c->writer_joinable)
+        pthread_join(c->writer, NULL);
+    /* nothing can be queued without a writer, but be exact about ownership */
+    while (c->q_head) {
+        struct dc_item *it = c->q_head;
+        c->q_head = it->next;
+        if (it->done)
+            it->done(it->owner);
+        free(it);
+    }
+    cache_dc_free_handles(c);
+    free(c->touches.v);
+    free(c->drops.v);
+    while (c->pool) {
+        struct dc_rconn *rc = c->pool;
+        c->pool = rc->next;
+        rconn_free(rc);
+    }
+    writer_finalize(c);
+    sqlite3_close(c->wdb);
+    if (c->dirfd >= 0)
+        close(c->dirfd);
+    pthread_mutex_destroy(&c->db_lock);
+    pthread_mutex_destroy(&c->pool_lock);
+    pthread_mutex_destroy(&c->h_lock);
+    pthread_mutex_destroy(&c->q_lock);
+    pthread_cond_destroy(&c->q_wake);
+    pthread_cond_destroy(&c->q_done);
+    free(c->wstate);
+    free(c->dir);
+    free(c->db_path);
+    free(c);
+}

@@ -1,0 +1,508 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The persistent chunk cache: statistics and maintenance (the `lazyimg cache`
+ * subcommands). The contract is diskcache.h; locks are described in
+ * diskcache_internal.h.
+ */
+#include "diskcache.h"
+#include "diskcache_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <isa-l/crc.h>
+
+/* Rows read per verify query: short read transactions, so that the WAL can
+ * be checkpointed while a long verify runs. */
+#define VERIFY_PAGE 64
+/* A temp file of a dead process older than this is removed by verify. */
+#define STALE_TMP_SEC 60
+
+void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret)
+{
+    struct cache_disk_stats s = {0};
+    struct dc_rconn *rc;
+
+    if (cache_dc_rconn_get(c, &rc) == 0) {
+        cache_dc_read_meta(rc->meta, &s.entries, &s.bytes_allocated, &s.bytes_apparent);
+        cache_dc_rconn_put(c, rc);
+    }
+    s.budget = c->budget;
+    s.hits = atomic_load(&c->hits);
+    s.misses = atomic_load(&c->misses);
+    s.inserts = atomic_load(&c->inserts);
+    s.insert_skipped = atomic_load(&c->insert_skipped);
+    s.evictions = atomic_load(&c->evictions);
+    s.bad_entries = atomic_load(&c->bad_entries);
+    s.sqlite_writes = atomic_load(&c->sqlite_writes);
+    s.enospc = atomic_load(&c->enospc);
+    s.last_insert_error = atomic_load(&c->last_insert_error);
+    *ret = s;
+}
+
+static uint64_t col_u64(sqlite3_stmt *st, int col)
+{
+    sqlite3_int64 v = sqlite3_column_int64(st, col);
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+int cache_disk_store_stats(struct cache_disk *c,
+                           void (*cb)(const struct cache_disk_store_stats *s, void *arg), void *arg)
+{
+    static const char sql[] =
+        "SELECT s.name, s.hits, s.misses, s.inserts, s.evictions, IFNULL(t.n, 0), IFNULL(t.b, 0)"
+        " FROM stores s LEFT JOIN"
+        " (SELECT store, COUNT(*) AS n, SUM(alloc) AS b FROM chunks GROUP BY store) t"
+        " ON t.store = s.id ORDER BY s.name";
+    struct dc_rconn *rc;
+    sqlite3_stmt *st = NULL;
+    int r, step;
+
+    if ((r = cache_dc_rconn_get(c, &rc)) < 0)
+        return r;
+    r = cache_dc_sql_errno(sqlite3_prepare_v2(rc->db, sql, -1, &st, NULL));
+    while (r == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct cache_disk_store_stats s = {0};
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        snprintf(s.store, sizeof(s.store), "%s", name ? name : "");
+        s.hits = col_u64(st, 1);
+        s.misses = col_u64(st, 2);
+        s.inserts = col_u64(st, 3);
+        s.evictions = col_u64(st, 4);
+        s.entries = col_u64(st, 5);
+        s.bytes_allocated = col_u64(st, 6);
+        cb(&s, arg);
+    }
+    if (r == 0 && step != SQLITE_DONE)
+        r = cache_dc_sql_errno(step);
+    sqlite3_finalize(st);
+    cache_dc_rconn_put(c, rc);
+    return r;
+}
+
+/* ---- verify -------------------------------------------------------------- */
+
+struct vrow {
+    uint8_t algo;
+    uint8_t key[CACHE_KEY_LEN];
+    int64_t len, created;
+    uint8_t *crcs;
+    size_t crcs_len;
+};
+
+static int digest_of(unsigned algo, const uint8_t *p, size_t len, uint8_t out[CACHE_KEY_LEN])
+{
+    const EVP_MD *md = algo == CACHE_ALGO_SHA256 ? EVP_sha256() : EVP_sha512_256();
+    unsigned outlen = 0;
+    if (!EVP_Digest(p, len, out, &outlen, md, NULL) || outlen != CACHE_KEY_LEN)
+        return -EIO;
+    return 0;
+}
+
+/*
+ * Checks one entry against its file: 0 if good, 1 with @why filled if bad,
+ * -errno if the check itself could not run (out of memory, descriptors).
+ */
+static int check_entry(struct cache_disk *c, const struct vrow *row, uint8_t *buf, char *why,
+                       size_t why_len)
+{
+    char path[DC_PATH_MAX];
+    uint8_t digest[CACHE_KEY_LEN];
+    uint64_t len = (uint64_t)row->len, nblocks, done = 0;
+    struct stat st;
+    int fd, r = 0;
+
+    if (!cache_dc_algo_name(row->algo)) {
+        snprintf(why, why_len, "unknown digest algorithm %u", row->algo);
+        return 1;
+    }
+    nblocks = (len + CACHE_DISK_BLOCK - 1) / CACHE_DISK_BLOCK;
+    if (row->len <= 0 || len > CACHE_DISK_MAX_CHUNK || row->crcs_len != nblocks * 4) {
+        snprintf(why, why_len, "malformed index row");
+        return 1;
+    }
+    cache_dc_data_path(row->algo, row->key, row->created, path);
+    fd = openat(c->dirfd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        r = -errno;
+        if (r == -ENOMEM || r == -EMFILE || r == -ENFILE || r == -EACCES)
+            return r;
+        snprintf(why, why_len, "data file cannot be opened: %s", strerror(-r));
+        return 1;
+    }
+    if (fstat(fd, &st) < 0) {
+        snprintf(why, why_len, "data file cannot be examined: %s", strerror(errno));
+        r = 1;
+        goto out;
+    }
+    if ((uint64_t)st.st_size != len) {
+        snprintf(why, why_len, "data file has %lld bytes, the index says %llu",
+                 (long long)st.st_size, (unsigned long long)len);
+        r = 1;
+        goto out;
+    }
+    while (done < len) {
+        ssize_t n = pread(fd, buf + done, (size_t)(len - done), (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(why, why_len, "data file unreadable: %s",
+                     n < 0 ? strerror(errno) : "unexpected end of file");
+            r = 1;
+            goto out;
+        }
+        done += (uint64_t)n;
+    }
+    for (uint64_t b = 0; b < nblocks; b++) {
+        uint64_t off = b * CACHE_DISK_BLOCK;
+        uint64_t n = len - off < CACHE_DISK_BLOCK ? len - off : CACHE_DISK_BLOCK;
+        const uint8_t *p = row->crcs + 4 * b;
+        uint32_t want =
+            (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        if (crc32_gzip_refl(0, buf + off, n) != want) {
+            snprintf(why, why_len, "CRC mismatch in block %llu", (unsigned long long)b);
+            r = 1;
+            goto out;
+        }
+    }
+    if ((r = digest_of(row->algo, buf, (size_t)len, digest)) < 0)
+        goto out;
+    if (memcmp(digest, row->key, CACHE_KEY_LEN)) {
+        snprintf(why, why_len, "%s digest mismatch",
+                 row->algo == CACHE_ALGO_SHA256 ? "SHA-256" : "SHA-512/256");
+        r = 1;
+    }
+out:
+    close(fd);
+    return r;
+}
+
+static void vrows_free(struct vrow *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(rows[i].crcs);
+}
+
+/* Reads the next page of rows after (@algo, @key). Number of rows, or -errno. */
+static int read_page(struct cache_disk *c, unsigned algo, const uint8_t *key, size_t keylen,
+                     struct vrow *rows)
+{
+    static const char sql[] = "SELECT algo, digest, len, crcs, created FROM chunks"
+                              " WHERE (algo, digest) > (?1, ?2) ORDER BY algo, digest LIMIT ?3";
+    struct dc_rconn *rc;
+    sqlite3_stmt *st = NULL;
+    int n = 0, r, step;
+
+    if ((r = cache_dc_rconn_get(c, &rc)) < 0)
+        return r;
+    r = cache_dc_sql_errno(sqlite3_prepare_v2(rc->db, sql, -1, &st, NULL));
+    if (r == 0) {
+        sqlite3_bind_int(st, 1, (int)algo);
+        sqlite3_bind_blob(st, 2, key, (int)keylen, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, VERIFY_PAGE);
+    }
+    while (r == 0 && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct vrow *v = &rows[n];
+        const void *digest = sqlite3_column_blob(st, 1);
+        const void *crcs = sqlite3_column_blob(st, 3);
+        int dlen = sqlite3_column_bytes(st, 1), clen = sqlite3_column_bytes(st, 3);
+        memset(v, 0, sizeof(*v));
+        v->algo = (uint8_t)sqlite3_column_int(st, 0);
+        memcpy(v->key, digest ? digest : "", dlen == CACHE_KEY_LEN ? CACHE_KEY_LEN : 0);
+        v->len = sqlite3_column_int64(st, 2);
+        v->created = sqlite3_column_int64(st, 4);
+        v->crcs_len = (size_t)clen;
+        if (dlen != CACHE_KEY_LEN) {
+            v->len = -1; /* never ours; reported as malformed */
+        } else if (clen > 0 && !(v->crcs = malloc((size_t)clen))) {
+            r = -ENOMEM;
+            break;
+        } else if (clen > 0) {
+            memcpy(v->crcs, crcs, (size_t)clen);
+        }
+        n++;
+    }
+    if (r == 0 && step != SQLITE_DONE)
+        r = cache_dc_sql_errno(step);
+    sqlite3_finalize(st);
+    cache_dc_rconn_put(c, rc);
+    if (r < 0) {
+        vrows_free(rows, (size_t)n);
+        return r;
+    }
+    return n;
+}
+
+/* Opens a directory under the cache directory for listing. NULL, errno set. */
+static DIR *open_dir(struct cache_disk *c, const char *path)
+{
+    DIR *d;
+    int fd = openat(c->dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    if (!(d = fdopendir(fd)))
+        close(fd);
+    return d;
+}
+
+/* Parses a data file name, <64 hex>.<created>, found in fan-out dir @sub. */
+static int parse_data_name(const char *name, const char *sub, uint8_t key[CACHE_KEY_LEN],
+                           int64_t *ret_created)
+{
+    char hex[DC_KEY_HEX];
+    const char *dot = strchr(name, '.');
+    char *end;
+    long long created;
+
+    if (!dot || dot - name != 2 * CACHE_KEY_LEN || memcmp(name, sub, 2))
+        return -EINVAL;
+    memcpy(hex, name, 2 * CACHE_KEY_LEN);
+    hex[2 * CACHE_KEY_LEN] = '\0';
+    if (cache_dc_unhex(hex, key) < 0 || !(dot[1] >= '0' && dot[1] <= '9'))
+        return -EINVAL;
+    errno = 0;
+    created = strtoll(dot + 1, &end, 10);
+    if (errno || *end || created <= 0)
+        return -EINVAL;
+    *ret_created = created;
+    return 0;
+}
+
+/*
+ * Removes the data files of one fan-out directory that no row names. Runs in
+ * a write transaction: publishing also happens under the write lock, so a
+ * file seen here without a row is not one about to get its row.
+ */
+static int sweep_orphans_in(struct cache_disk *c, unsigned algo, const char *sub,
+                            uint64_t *ret_removed)
+{
+    char dir[DC_PATH_MAX], path[DC_PATH_MAX];
+    struct dirent *de;
+    DIR *d;
+    int r;
+
+    snprintf(dir, sizeof(dir), "data/%s/%.2s", cache_dc_algo_name(algo), sub);
+    pthread_mutex_lock(&c->db_lock);
+    if ((r = cache_dc_exec(c->st_begin)) < 0)
+        goto out;
+    if (!(d = open_dir(c, dir))) {
+        r = errno == ENOENT ? 0 : -errno;
+        cache_dc_exec(c->st_rollback);
+        goto out;
+    }
+    while ((de = readdir(d))) {
+        uint8_t key[CACHE_KEY_LEN];
+        int64_t created, row_created = 0;
+        if (parse_data_name(de->d_name, sub, key, &created) < 0)
+            continue; /* not a name we give: leave it alone */
+        if ((r = cache_dc_row_created(c, algo, key, &row_created)) < 0)
+            break;
+        if (r == 0 || row_created != created) {
+            cache_dc_data_path(algo, key, created, path);
+            if (unlinkat(c->dirfd, path, 0) == 0 && ret_removed)
+                (*ret_removed)++;
+        }
+        r = 0;
+    }
+    closedir(d);
+    /* nothing was written: ending the transaction either way releases the lock */
+    cache_dc_exec(c->st_rollback);
+out:
+    pthread_mutex_unlock(&c->db_lock);
+    return r;
+}
+
+/* The two lowercase hex digits of a fan-out directory. */
+static bool is_fanout_name(const char *n)
+{
+    for (int i = 0; i < 2; i++) {
+        if (!((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')))
+            return false;
+    }
+    return n[2] == '\0';
+}
+
+static int sweep_orphans(struct cache_disk *c, uint64_t *ret_removed)
+{
+    static const unsigned algos[] = {CACHE_ALGO_SHA256, CACHE_ALGO_SHA512_256};
+    for (size_t i = 0; i < sizeof(algos) / sizeof(algos[0]); i++) {
+        char dir[DC_PATH_MAX];
+        struct dirent *de;
+        DIR *d;
+        int r = 0;
+
+        snprintf(dir, sizeof(dir), "data/%s", cache_dc_algo_name(algos[i]));
+        if (!(d = open_dir(c, dir))) {
+            if (errno == ENOENT)
+                continue;
+            return -errno;
+        }
+        while ((de = readdir(d))) {
+            if (is_fanout_name(de->d_name) &&
+                (r = sweep_orphans_in(c, algos[i], de->d_name, ret_removed)) < 0)
+                break;
+        }
+        closedir(d);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Whether temp file @name (pid.tid.counter) belongs to a process that is gone. */
+static bool tmp_owner_dead(const char *name)
+{
+    char *end;
+    long pid;
+    errno = 0;
+    pid = strtol(name, &end, 10);
+    if (errno || end == name || *end != '.' || pid <= 0 || pid > INT32_MAX)
+        return false;
+    if (pid == getpid())
+        return false;
+    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Removes temp files left by dead processes (a live one may be writing). */
+static void sweep_tmp(struct cache_disk *c)
+{
+    time_t now = time(NULL);
+    struct dirent *de;
+    DIR *d = open_dir(c, "tmp");
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        char path[sizeof(de->d_name) + sizeof("tmp/")];
+        struct stat st;
+        if (de->d_name[0] == '.' || !tmp_owner_dead(de->d_name))
+            continue;
+        snprintf(path, sizeof(path), "tmp/%s", de->d_name);
+        if (fstatat(c->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            st.st_mtime > now - STALE_TMP_SEC)
+            continue;
+        unlinkat(c->dirfd, path, 0);
+    }
+    closedir(d);
+}
+
+/* Recomputes the running totals from the rows (repairs any drift). */
+static int recount(struct cache_disk *c)
+{
+    static const char sql[] =
+        "UPDATE meta SET value = (SELECT CASE meta.key WHEN 'entries' THEN COUNT(*)"
+        " WHEN 'alloc' THEN IFNULL(SUM(alloc), 0) ELSE IFNULL(SUM(len), 0) END FROM chunks)"
+        " WHERE key IN ('entries', 'alloc', 'apparent')";
+    sqlite3_stmt *st = NULL;
+    int r;
+
+    pthread_mutex_lock(&c->db_lock);
+    r = cache_dc_sql_errno(sqlite3_prepare_v2(c->wdb, sql, -1, &st, NULL));
+    if (r == 0)
+        r = cache_dc_exec(st); /* one statement: its own transaction */
+    sqlite3_finalize(st);
+    if (r == 0) {
+        uint64_t entries, alloc, apparent;
+        if (cache_dc_read_meta(c->st_meta_get, &entries, &alloc, &apparent) == 0)
+            c->total_alloc = alloc;
+    }
+    pthread_mutex_unlock(&c->db_lock);
+    return r;
+}
+
+int cache_disk_verify(struct cache_disk *c, uint64_t *ret_checked,
+                      void (*bad)(const char *hex_key, const char *why, void *arg), void *arg)
+{
+    struct vrow rows[VERIFY_PAGE];
+    uint8_t last_key[CACHE_KEY_LEN] = {0};
+    size_t last_len = 0;
+    unsigned last_algo = 0;
+    uint64_t checked = 0;
+    uint8_t *buf;
+    int nbad = 0, r = 0;
+
+    if (!(buf = malloc(CACHE_DISK_MAX_CHUNK)))
+        return -ENOMEM;
+    for (;;) {
+        int n = read_page(c, last_algo, last_key, last_len, rows);
+        if (n <= 0) {
+            r = n;
+            break;
+        }
+        for (int i = 0; i < n && r == 0; i++) {
+            char why[160], hex[DC_KEY_HEX];
+            int bad_now = check_entry(c, &rows[i], buf, why, sizeof(why));
+            checked++;
+            if (bad_now < 0) {
+                r = bad_now;
+                break;
+            }
+            if (!bad_now || rows[i].len < 0)
+                continue;
+            pthread_mutex_lock(&c->db_lock);
+            bad_now = cache_dc_drop_row(c, rows[i].algo, rows[i].key, rows[i].created);
+            pthread_mutex_unlock(&c->db_lock);
+            if (bad_now < 0) {
+                r = bad_now;
+                break;
+            }
+            if (bad_now == 0)
+                continue; /* evicted or replaced meanwhile: not bad, just gone */
+            nbad++;
+            if (bad) {
+                cache_dc_hex(rows[i].key, hex);
+                bad(hex, why, arg);
+            }
+        }
+        last_algo = rows[n - 1].algo;
+        memcpy(last_key, rows[n - 1].key, CACHE_KEY_LEN);
+        last_len = CACHE_KEY_LEN;
+        vrows_free(rows, (size_t)n);
+        if (r < 0 || n < VERIFY_PAGE)
+            break;
+    }
+    free(buf);
+    if (r == 0)
+        r = sweep_orphans(c, NULL);
+    if (r == 0) {
+        sweep_tmp(c);
+        r = recount(c);
+    }
+    if (r < 0)
+        return r;
+    if (ret_checked)
+        *ret_checked = checked;
+    return nbad;
+}
+
+/* ---- gc and clear -------------------------------------------------------- */
+
+int cache_disk_gc(struct cache_disk *c, uint64_t target, uint64_t *ret_evicted)
+{
+    uint64_t evicted = 0;
+    int r;
+    pthread_mutex_lock(&c->db_lock);
+    r = cache_dc_evict(c, target, INT64_MAX, &evicted);
+    pthread_mutex_unlock(&c->db_lock);
+    /* and what crashes left behind, which the budget does not count */
+    if (r == 0)
+        r = sweep_orphans(c, NULL);
+    if (r < 0)
+        return r;
+    sweep_tmp(c);
+    if (ret_evicted)
+        *ret_evicted = evicted;
+    return 0;
+}
+
+int cache_disk_clear(struct cache_disk *c)
+{
+    return cache_disk_gc(c, 0, NULL);
+}

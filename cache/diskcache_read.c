@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The persistent chunk cache: the table of open entry handles, lookups and
+ * verified reads. See diskcache.h (contract) and diskcache_internal.h (locks).
+ */
+#include "diskcache.h"
+#include "diskcache_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <isa-l/crc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- the table of open handles ----------------------------------------- */
+
+static size_t bucket_of(const struct cache_disk *c, unsigned algo, const uint8_t *key)
+{
+    uint64_t h;
+    memcpy(&h, key, sizeof(h)); /* digests are uniformly distributed already */
+    return (size_t)((h ^ algo) & (c->nbuckets - 1));
+}
+
+static struct cache_disk_handle *table_find(struct cache_disk *c, unsigned algo, const uint8_t *key)
+{
+    for (struct cache_disk_handle *h = c->buckets[bucket_of(c, algo, key)]; h; h = h->hnext) {
+        if (h->algo == algo && !memcmp(h->key, key, CACHE_KEY_LEN))
+            return h;
+    }
+    return NULL;
+}
+
+static void table_add(struct cache_disk *c, struct cache_disk_handle *h)
+{
+    size_t b = bucket_of(c, h->algo, h->key);
+    h->hnext = c->buckets[b];
+    c->buckets[b] = h;
+    h->in_table = true;
+    c->nopen++;
+}
+
+static void lru_remove(struct cache_disk *c, struct cache_disk_handle *h)
+{
+    if (!h->on_lru)
+        return;
+    if (h->lru_prev)
+        h->lru_prev->lru_next = h->lru_next;
+    else
+        c->lru_head = h->lru_next;
+    if (h->lru_next)
+        h->lru_next->lru_prev = h->lru_prev;
+    else
+        c->lru_tail = h->lru_prev;
+    h->lru_prev = h->lru_next = NULL;
+    h->on_lru = false;
+}
+
+static void lru_append(struct cache_disk *c, struct cache_disk_handle *h)
+{
+    h->lru_next = NULL;
+    h->lru_prev = c->lru_tail;
+    if (c->lru_tail)
+        c->lru_tail->lru_next = h;
+    else
+        c->lru_head = h;
+    c->lru_tail = h;
+    h->on_lru = true;
+}
+
+/* Takes @h out of the table (h_lock held); keeps its pending last_use. */
+static void table_remove(struct cache_disk *c, struct cache_disk_handle *h)
+{
+    struct cache_disk_handle **p = &c->buckets[bucket_of(c, h->algo, h->key)];
+    while (*p && *p != h)
+        p = &(*p)->hnext;
+    if (*p)
+        *p = h->hnext;
+    h->hnext = NULL;
+    h->in_table = false;
+    c->nopen--;
+    lru_remove(c, h);
+    if (__atomic_exchange_n(&h->use_dirty, false, __ATOMIC_RELAXED))
+        cache_dc_vec_push(&c->touches, h->algo, h->key,
+                          __atomic_load_n(&h->last_use, __ATOMIC_RELAXED));
+}
+
+static void handle_free(struct cache_disk_handle *h)
+{
+    if (h->fd >= 0)
+        close(h->fd);
+    free(h);
+}
+
+static void free_list(struct cache_disk_handle *h)
+{
+    while (h) {
+        struct cache_disk_handle *next = h->hnext;
+        handle_free(h);
+        h = next;
+    }
+}
+
+/* Closes unreferenced handles beyond max_open, least recently used first
+ * (h_lock held). Returns them as a list to free after unlocking. */
+static struct cache_disk_handle *trim_locked(struct cache_disk *c)
+{
+    struct cache_disk_handle *out = NULL;
+    while (c->nopen > c->max_open && c->lru_head) {
+        struct cache_disk_handle *h = c->lru_head;
+        table_remove(c, h);
+        h->hnext = out;
+        out = h;
+    }
+    return out;
+}
+
+void cache_dc_forget_handle(struct cache_disk *c, unsigned algo, const uint8_t *key)
+{
+    struct cache_disk_handle *h, *dead = NULL;
+    pthread_mutex_lock(&c->h_lock);
+    h = table_find(c, algo, key);
+    if (h) {
+        __atomic_store_n(&h->use_dirty, false, __ATOMIC_RELAXED); /* the row is gone */
+        table_remove(c, h);
+        if (h->refs == 0)
+            dead = h;
+    }
+    pthread_mutex_unlock(&c->h_lock);
+    if (dead)
+        handle_free(dead);
+}
+
+static bool vec_has(const struct dc_vec *v, unsigned algo, const uint8_t *key)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->v[i].algo == algo && !memcmp(v->v[i].key, key, CACHE_KEY_LEN))
+            return true;
+    }
+    return false;
+}
+
+bool cache_dc_drop_pending(struct cache_disk *c, unsigned algo, const uint8_t *key)
+{
+    bool found;
+    pthread_mutex_lock(&c->q_lock);
+    found = vec_has(&c->drops, algo, key) || vec_has(&c->drops_inflight, algo, key);
+    pthread_mutex_unlock(&c->q_lock);
+    return found;
+}
+
+/* Queues the deletion of the row (incarnation @created) and its file. */
+static void queue_drop(struct cache_disk *c, unsigned algo, const uint8_t *key, int64_t created)
+{
+    pthread_mutex_lock(&c->q_lock);
+    if (cache_dc_vec_push(&c->drops, algo, key, created))
+        pthread_cond_signal(&c->q_wake);
+    pthread_mutex_unlock(&c->q_lock);
+}
+
+/* ---- lookups and reads --------------------------------------------------- */
+
+/* Table hit: a reference to the handle, or NULL if absent or stale. */
+static struct cache_disk_handle *lookup_open(struct cache_disk *c, unsigned algo,
+                                             const uint8_t *key)
+{
+    struct cache_disk_handle *h;
+    struct stat st;
+
+    pthread_mutex_lock(&c->h_lock);
+    h = table_find(c, algo, key);
+    if (h) {
+        lru_remove(c, h);
+        h->refs++;
+    }
+    pthread_mutex_unlock(&c->h_lock);
+    if (!h)
+        return NULL;
+    /* another process may have evicted it: its file is then unlinked */
+    if (fstat(h->fd, &st) == 0 && st.st_nlink > 0)
+        return h;
+    pthread_mutex_lock(&c->h_lock);
+    if (h->in_table) {
+        __atomic_store_n(&h->use_dirty, false, __ATOMIC_RELAXED);
+        table_remove(c, h);
+    }
+    pthread_mutex_unlock(&c->h_lock);
+    cache_disk_release(c, h);
+    return NULL;
+}
+
+/* Index lookup and open of the data file. 1 and a new handle, 0, -errno. */
+static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
+                        struct cache_disk_handle **ret)
+{
+    struct dc_rconn *rc;
+    struct cache_disk_handle *h = NULL;
+    char path[DC_PATH_MAX];
+    int64_t len = 0, created = 0;
+    int r, step;
+
+    if ((r = cache_dc_rconn_get(c, &rc)) < 0)
+        return r;
+    sqlite3_bind_int(rc->lookup, 1, (int)algo);
+    sqlite3_bind_blob(rc->lookup, 2, key, CACHE_KEY_LEN, SQLITE_STATIC);
+    step = sqlite3_step(rc->lookup);
+    if (step == SQLITE_ROW) {
+        const void *crcs = sqlite3_column_blob(rc->lookup, 1);
+        int crcs_len = sqlite3_column_bytes(rc->lookup, 1);
+        len = sqlite3_column_int64(rc->lookup, 0);
+        created = sqlite3_column_int64(rc->lookup, 2);
+        if (len <= 0 || (uint64_t)len > CACHE_DISK_MAX_CHUNK ||
+            (uint64_t)crcs_len != (uint64_t)cache_dc_nblocks((uint64_t)len) * 4 || !crcs) {
+            r = -EBADMSG; /* a row we did not write: drop it below */
+        } else if (!(h = calloc(1, sizeof(*h) + (size_t)crcs_len))) {
+            r = -ENOMEM;
+        } else {
+            h->nblocks = cache_dc_nblocks((uint64_t)len);
+            for (uint32_t i = 0; i < h->nblocks; i++)
+                h->crcs[i] = cache_dc_get_le32((const uint8_t *)crcs + 4 * i);
+            r = 1;
+        }
+    } else {
+        r = step == SQLITE_DONE ? 0 : cache_dc_sql_errno(step);
+    }
+    sqlite3_reset(rc->lookup);
+    cache_dc_rconn_put(c, rc);
+    if (r == -EBADMSG) {
+        atomic_fetch_add(&c->bad_entries, 1);
+        queue_drop(c, algo, key, created);
+        return 0;
+    }
+    if (r <= 0)
+        return r;
+
+    cache_dc_data_path(algo, key, created, path);
+    h->fd = openat(c->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOATIME);
+    if (h->fd < 0 && errno == EPERM) /* O_NOATIME needs ownership */
+        h->fd = openat(c->dirfd, path, O_RDONLY | O_CLOEXEC);
+    if (h->fd < 0) {
+        r = -errno;
+        free(h);
+        if (r != -ENOENT)
+            return r;
+        /* evicted between the query and the open (then the drop finds a
+         * newer row or none and does nothing), or removed by hand: a miss */
+        queue_drop(c, algo, key, created);
+        return 0;
+    }
+    h->algo = (uint8_t)algo;
+    memcpy(h->key, key, CACHE_KEY_LEN);
+    h->len = (uint64_t)len;
+    h->created = created;
+    *ret = h;
+    return 1;
+}
+
+int cache_disk_lookup(struct cache_disk *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
+                      struct cache_disk_handle **ret)
+{
+    struct cache_disk_handle *h, *existing, *dead;
+    int r;
+
+    if (!cache_dc_algo_valid(algo)) {
+        atomic_fetch_add(&c->misses, 1);
+        return 0;
+    }
+    h = lookup_open(c, algo, key);
+    if (!h) {
+        r = cache_dc_drop_pending(c, algo, key) ? 0 : lookup_index(c, algo, key, &h);
+        if (r <= 0) {
+            atomic_fetch_add(&c->misses, 1);
+            return r;
+        }
+        pthread_mutex_lock(&c->h_lock);
+        existing = table_find(c, algo, key);
+        if (existing) {
+            /* another thread opened it meanwhile: use that one */
+            handle_free(h);
+            h = existing;
+            lru_remove(c, h);
+        } else {
+            table_add(c, h);
+        }
+        h->refs++;
+        dead = trim_locked(c);
+        pthread_mutex_unlock(&c->h_lock);
+        free_list(dead);
+    }
+    /* last_use is a hint: a racy store from two readers is harmless */
+    __atomic_store_n(&h->last_use, cache_dc_now_ms(), __ATOMIC_RELAXED);
+    __atomic_store_n(&h->use_dirty, true, __ATOMIC_RELAXED);
+    atomic_fetch_add(&c->hits, 1);
+    *ret = h;
+    return 1;
+}
+
+size_t cache_disk_handle_len(const struct cache_disk_handle *h)
+{
+    return (size_t)h->len;
+}
+
+void cache_disk_release(struct cache_disk *c, struct cache_disk_handle *h)
+{
+    struct cache_disk_handle *dead = NULL;
+    if (!h)
+        return;
+    pthread_mutex_lock(&c->h_lock);
+    if (--h->refs == 0) {
+        if (h->in_table) {
+            lru_append(c, h);
+            dead = trim_locked(c);
+        } else {
+            h->hnext = NULL;
+            dead = h;
+        }
+    }
+    pthread_mutex_unlock(&c->h_lock);
+    free_list(dead);
+}
+
+/* A failed integrity check: the entry is never served again by anyone. */
+static void entry_bad(struct cache_disk *c, struct cache_disk_handle *h)
+{
+    atomic_fetch_add(&c->bad_entries, 1);
+    pthread_mutex_lock(&c->h_lock);
+    if (h->in_table) {
+        __atomic_store_n(&h->use_dirty, false, __ATOMIC_RELAXED);
+        table_remove(c, h);
+    }
+    pthread_mutex_unlock(&c->h_lock);
+    queue_drop(c, h->algo, h->key, h->created);
+}
+
+/* pread() until @len bytes or end of file: bytes read, or -errno. */
+static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, (off_t)(off + done));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+/* Reads blocks [@from, @to) of the chunk into @dst and checks their CRCs. */
+static int read_blocks(const struct cache_disk_handle *h, uint64_t from, uint64_t to, uint8_t *dst)
+{
+    uint64_t start = from * CACHE_DISK_BLOCK;
+    uint64_t end = to * CACHE_DISK_BLOCK < h->len ? to * CACHE_DISK_BLOCK : h->len;
+    ssize_t got = pread_full(h->fd, dst, (size_t)(end - start), start);
+    if (got < 0)
+        return (int)got;
+    if ((uint64_t)got != end - start)
+        return -EBADMSG; /* the file is shorter than its row says */
+    for (uint64_t b = from; b < to; b++) {
+        uint64_t off = b * CACHE_DISK_BLOCK - start;
+        uint64_t n = end - start - off < CACHE_DISK_BLOCK ? end - start - off : CACHE_DISK_BLOCK;
+        if (crc32_gzip_refl(0, dst + off, n) != h->crcs[b])
+            return -EBADMSG;
+    }
+    return 0;
+}
+
+int cache_disk_read(struct cache_disk *c, struct cache_disk_handle *h, uint64_t off, size_t len,
+                    void *buf)
+{
+    uint8_t *out = buf, *bounce = NULL;
+    uint64_t end, pos;
+    int r = 0;
+
+    if (off > h->len || len > h->len - off)
+        return -EINVAL;
+    end = off + len;
+    pos = off;
+    while (pos < end && r == 0) {
+        uint64_t blk = pos / CACHE_DISK_BLOCK;
+        uint64_t bstart = blk * CACHE_DISK_BLOCK;
+        uint64_t bend = bstart + CACHE_DISK_BLOCK < h->len ? bstart + CACHE_DISK_BLOCK : h->len;
+        if (bstart == pos && bend <= end) {
+            /* whole blocks: straight into the caller's buffer; a failed check
+             * returns an error, so unverified bytes there are never used */
+            uint64_t last = blk + 1;
+            while (last < h->nblocks && (last + 1) * CACHE_DISK_BLOCK <= end)
+                last++;
+            if (last == h->nblocks - 1 && h->len <= end)
+                last++; /* the short final block, wholly requested */
+            r = read_blocks(h, blk, last, out + (bstart - off));
+            pos = last * CACHE_DISK_BLOCK < h->len ? last * CACHE_DISK_BLOCK : h->len;
+        } else {
+            /* a block partly requested: verify all of it in a bounce buffer */
+            uint64_t cend = bend < end ? bend : end;
+            if (!bounce && !(bounce = malloc(CACHE_DISK_BLOCK))) {
+                r = -ENOMEM;
+                break;
+            }
+            r = read_blocks(h, blk, blk + 1, bounce);
+            if (r == 0)
+                memcpy(out + (pos - off), bounce + (pos - bstart), (size_t)(cend - pos));
+            pos = cend;
+        }
+    }
+    free(bounce);
+    if (r == -EBADMSG)
+        entry_bad(c, h);
+    return r;
+}
+
+/* Collects last_use values to write: dirty handles and closed ones (h_lock). */
+void cache_dc_collect_touches(struct cache_disk *c, struct dc_vec *out)
+{
+    pthread_mutex_lock(&c->h_lock);
+    *out = c->touches;
+    memset(&c->touches, 0, sizeof(c->touches));
+    for (size_t b = 0; b < c->nbuckets; b++) {
+        for (struct cache_disk_handle *h = c->buckets[b]; h; h = h->hnext) {
+            if (__atomic_exchange_n(&h->use_dirty, false, __ATOMIC_RELAXED))
+                cache_dc_vec_push(out, h->algo, h->key,
+                                  __atomic_load_n(&h->last_use, __ATOMIC_RELAXED));
+        }
+    }
+    pthread_mutex_unlock(&c->h_lock);
+}
+
+bool cache_dc_handle_cached(struct cache_disk *c, unsigned algo, const uint8_t *key)
+{
+    bool found;
+    pthread_mutex_lock(&c->h_lock);
+    found = table_find(c, algo, key) != NULL;
+    pthread_mutex_unlock(&c->h_lock);
+    return found;
+}
+
+void cache_dc_free_handles(struct cache_disk *c)
+{
+    if (!c->buckets)
+        return;
+    for (size_t b = 0; b < c->nbuckets; b++)
+        free_list(c->buckets[b]);
+    free(c->buckets);
+    c->buckets = NULL;
+}

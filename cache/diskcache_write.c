@@ -1,0 +1,789 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The persistent chunk cache: the insert queue, the writer thread that
+ * publishes chunks and writes the batched index updates, and eviction. See
+ * diskcache.h (contract), diskcache_internal.h (locks) and the top of
+ * diskcache.c (how files and rows stay consistent).
+ */
+#include "diskcache.h"
+#include "diskcache_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <isa-l/crc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* The queue is bounded so that a slow cache disk costs cached chunks, never
+ * memory or the caller's time: beyond either limit inserts are skipped. */
+#define QUEUE_MAX_ITEMS 256
+#define QUEUE_MAX_BYTES ((size_t)1 << 30)
+/* Files written before their rows are committed in one transaction. */
+#define BATCH_MAX 64
+/* After ENOSPC, inserts are dropped at once for this long. */
+#define ENOSPC_PAUSE_MS 5000
+/* Rows deleted per eviction transaction (bounds how long the lock is held). */
+#define EVICT_STEP 64
+
+/* ---- inserts -------------------------------------------------------------- */
+
+static void item_done(struct dc_item *it)
+{
+    if (it->done)
+        it->done(it->owner);
+}
+
+static void skip_insert(struct cache_disk *c, int err)
+{
+    atomic_fetch_add(&c->insert_skipped, 1);
+    if (err == -ENOSPC || err == -EDQUOT)
+        atomic_fetch_add(&c->enospc, 1);
+}
+
+static bool inserts_paused(struct cache_disk *c)
+{
+    return atomic_load(&c->paused_until) > cache_dc_mono_ms();
+}
+
+void cache_disk_insert(struct cache_disk *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
+                       const uint8_t *bytes, size_t len, void *owner, void (*done)(void *owner))
+{
+    struct dc_item *it;
+
+    if (!cache_dc_algo_valid(algo) || len == 0 || len > CACHE_DISK_MAX_CHUNK) {
+        skip_insert(c, -EINVAL);
+        goto now;
+    }
+    if (inserts_paused(c)) {
+        skip_insert(c, -ENOSPC);
+        goto now;
+    }
+    if (cache_dc_handle_cached(c, algo, key))
+        goto now;
+    if (!(it = malloc(sizeof(*it)))) {
+        skip_insert(c, -ENOMEM);
+        goto now;
+    }
+    it->next = NULL;
+    it->algo = (uint8_t)algo;
+    memcpy(it->key, key, CACHE_KEY_LEN);
+    it->bytes = bytes;
+    it->len = len;
+    it->owner = owner;
+    it->done = done;
+    pthread_mutex_lock(&c->q_lock);
+    if (c->stop || c->q_count >= QUEUE_MAX_ITEMS || c->q_bytes + len > QUEUE_MAX_BYTES) {
+        pthread_mutex_unlock(&c->q_lock);
+        free(it);
+        skip_insert(c, 0);
+        goto now;
+    }
+    if (c->q_tail)
+        c->q_tail->next = it;
+    else
+        c->q_head = it;
+    c->q_tail = it;
+    c->q_count++;
+    c->q_bytes += len;
+    pthread_cond_signal(&c->q_wake);
+    pthread_mutex_unlock(&c->q_lock);
+    return;
+now:
+    if (done)
+        done(owner);
+}
+
+void cache_disk_sync(struct cache_disk *c)
+{
+    uint64_t mine;
+    pthread_mutex_lock(&c->q_lock);
+    mine = ++c->sync_req;
+    pthread_cond_signal(&c->q_wake);
+    while (c->sync_done < mine && c->writer_running)
+        pthread_cond_wait(&c->q_done, &c->q_lock);
+    pthread_mutex_unlock(&c->q_lock);
+}
+
+/* ---- the writer thread ------------------------------------------------- */
+
+/* A chunk written to tmp/, waiting for its fsync and its row. */
+struct wr_file {
+    uint8_t algo;
+    uint8_t key[CACHE_KEY_LEN];
+    uint64_t len, alloc;
+    int64_t created; /* the row's created value, part of its data path */
+    int fd;
+    bool live;     /* still to be published */
+    bool renamed;  /* now at its data/ path, row not yet committed */
+    uint8_t *crcs; /* little-endian, as stored */
+    char tmp[64];
+};
+
+struct wr_state {
+    struct wr_file files[BATCH_MAX];
+    size_t n;
+    int64_t batch_started; /* monotonic ms */
+    int64_t last_created;
+    bool inserted; /* rows were added since the last eviction check */
+    bool enospc;   /* the filesystem filled up since the last check */
+};
+
+static void insert_failed(struct cache_disk *c, struct wr_state *w, int err)
+{
+    skip_insert(c, err);
+    atomic_store(&c->last_insert_error, err);
+    if (err == -ENOSPC || err == -EDQUOT) {
+        w->enospc = true;
+        atomic_store(&c->paused_until, cache_dc_mono_ms() + ENOSPC_PAUSE_MS);
+    }
+}
+
+/* Removes a file not (or no longer) meant to be published: its temp name, or
+ * its data path, which is unique to this incarnation and so only ours. */
+static void file_discard(struct cache_disk *c, struct wr_file *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+    if (f->renamed) {
+        char path[DC_PATH_MAX];
+        cache_dc_data_path(f->algo, f->key, f->created, path);
+        unlinkat(c->dirfd, path, 0);
+    } else {
+        unlinkat(c->dirfd, f->tmp, 0);
+    }
+    f->live = f->renamed = false;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void bind_key(sqlite3_stmt *st, unsigned algo, const uint8_t *key)
+{
+    sqlite3_bind_int(st, 1, (int)algo);
+    sqlite3_bind_blob(st, 2, key, CACHE_KEY_LEN, SQLITE_STATIC);
+}
+
+int cache_dc_row_created(struct cache_disk *c, unsigned algo, const uint8_t *key,
+                         int64_t *ret_created)
+{
+    int rc;
+    bind_key(c->st_get, algo, key);
+    rc = sqlite3_step(c->st_get);
+    if (rc == SQLITE_ROW && ret_created)
+        *ret_created = sqlite3_column_int64(c->st_get, 2);
+    sqlite3_reset(c->st_get);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : cache_dc_sql_errno(rc);
+}
+
+/* Writes one queued chunk to a temp file and hands its bytes back. */
+static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item *it)
+{
+    struct wr_file *f = &w->files[w->n];
+    uint32_t nblocks = cache_dc_nblocks(it->len);
+    int64_t now_us = cache_dc_now_us();
+    int r;
+
+    if (inserts_paused(c)) {
+        skip_insert(c, -ENOSPC);
+        goto out;
+    }
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->files[i].algo == it->algo && !memcmp(w->files[i].key, it->key, CACHE_KEY_LEN))
+            goto out; /* already in this batch */
+    }
+    pthread_mutex_lock(&c->db_lock);
+    r = cache_dc_row_created(c, it->algo, it->key, NULL);
+    pthread_mutex_unlock(&c->db_lock);
+    if (r > 0 && !cache_dc_drop_pending(c, it->algo, it->key))
+        goto out; /* dedup; on a failed query the commit checks again */
+
+    memset(f, 0, sizeof(*f));
+    f->fd = -1;
+    f->algo = it->algo;
+    memcpy(f->key, it->key, CACHE_KEY_LEN);
+    f->len = it->len;
+    /* strictly increasing, so that no two incarnations share a data path */
+    f->created = w->last_created = now_us > w->last_created ? now_us : w->last_created + 1;
+    snprintf(f->tmp, sizeof(f->tmp), "tmp/%d.%ld.%" PRIu64, (int)getpid(),
+             (long)syscall(SYS_gettid), atomic_fetch_add(&c->tmp_counter, 1));
+    if (!(f->crcs = malloc((size_t)nblocks * 4))) {
+        insert_failed(c, w, -ENOMEM);
+        goto out;
+    }
+    for (uint32_t b = 0; b < nblocks; b++) {
+        size_t off = (size_t)b * CACHE_DISK_BLOCK;
+        size_t n = it->len - off < CACHE_DISK_BLOCK ? it->len - off : CACHE_DISK_BLOCK;
+        cache_dc_put_le32(f->crcs + 4 * b, crc32_gzip_refl(0, it->bytes + off, n));
+    }
+    f->fd = openat(c->dirfd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (f->fd < 0) {
+        r = -errno;
+        free(f->crcs);
+        insert_failed(c, w, r);
+        goto out;
+    }
+    if ((r = write_all(f->fd, it->bytes, it->len)) < 0) {
+        file_discard(c, f);
+        free(f->crcs);
+        insert_failed(c, w, r);
+        goto out;
+    }
+    /* start writeback now; the batch's fsync()s then mostly wait for nothing */
+    sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    f->live = true;
+    w->n++;
+out:
+    item_done(it);
+    free(it);
+}
+
+/* Adds @len bytes of @path to the set @dirs (of capacity @max) if missing. */
+static void dirs_add(char (*dirs)[DC_PATH_MAX], size_t *ndirs, size_t max, const char *path,
+                     size_t len)
+{
+    for (size_t i = 0; i < *ndirs; i++) {
+        if (strlen(dirs[i]) == len && !memcmp(dirs[i], path, len))
+            return;
+    }
+    if (*ndirs < max && len < DC_PATH_MAX) {
+        memcpy(dirs[*ndirs], path, len);
+        dirs[*ndirs][len] = '\0';
+        (*ndirs)++;
+    }
+}
+
+/* Makes the directories of @path (data/<algo>/<xx>/<name>). A directory made
+ * here needs its parent fsync()ed too: those parents are added to @dirs. */
+static int make_dirs(struct cache_disk *c, const char *path, char (*dirs)[DC_PATH_MAX],
+                     size_t *ndirs, size_t max)
+{
+    char dir[DC_PATH_MAX];
+    const char *algo_end = strchr(path + sizeof("data/") - 1, '/');
+    const char *fan_end = algo_end ? strchr(algo_end + 1, '/') : NULL;
+    const char *ends[2] = {algo_end, fan_end};
+
+    if (!fan_end)
+        return -EINVAL;
+    for (int i = 0; i < 2; i++) {
+        size_t len = (size_t)(ends[i] - path);
+        memcpy(dir, path, len);
+        dir[len] = '\0';
+        if (mkdirat(c->dirfd, dir, 0700) == 0)
+            dirs_add(dirs, ndirs, max, dir, (size_t)(strrchr(dir, '/') - dir));
+        else if (errno != EEXIST)
+            return -errno;
+    }
+    return 0;
+}
+
+static int fsync_dir(struct cache_disk *c, const char *dir)
+{
+    int fd = openat(c->dirfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int r = 0;
+    if (fd < 0)
+        return -errno;
+    if (fsync(fd) < 0)
+        r = -errno;
+    close(fd);
+    return r;
+}
+
+static int meta_add(struct cache_disk *c, const char *key, int64_t delta)
+{
+    if (!delta)
+        return 0;
+    sqlite3_bind_text(c->st_meta_add, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(c->st_meta_add, 2, delta);
+    return cache_dc_exec(c->st_meta_add);
+}
+
+struct deltas {
+    int64_t entries, alloc, apparent;
+};
+
+static int meta_apply(struct cache_disk *c, const struct deltas *d)
+{
+    int r = meta_add(c, "entries", d->entries);
+    if (r == 0)
+        r = meta_add(c, "alloc", d->alloc);
+    if (r == 0)
+        r = meta_add(c, "apparent", d->apparent);
+    return r;
+}
+
+static int store_add(struct cache_disk *c, int64_t id, uint64_t hits, uint64_t misses,
+                     uint64_t inserts, uint64_t evictions)
+{
+    sqlite3_bind_int64(c->st_store_add, 1, id);
+    sqlite3_bind_int64(c->st_store_add, 2, (int64_t)hits);
+    sqlite3_bind_int64(c->st_store_add, 3, (int64_t)misses);
+    sqlite3_bind_int64(c->st_store_add, 4, (int64_t)inserts);
+    sqlite3_bind_int64(c->st_store_add, 5, (int64_t)evictions);
+    return cache_dc_exec(c->st_store_add);
+}
+
+/*
+ * Deleting entries. The row is deleted in a transaction that is durable when
+ * it commits (synchronous=FULL for it), and the file is unlinked only after
+ * that commit. A crash in between leaves a file without a row (an orphan,
+ * removed by gc/verify), never a row without its file. The unlink cannot hit
+ * a newer copy of the chunk published meanwhile by another process, because
+ * every incarnation has its own path (digest + created).
+ */
+
+/* Inside a write transaction: deletes the row of @key if its created value
+ * is @created (any when 0), and queues its file on @doomed. 1 if deleted. */
+static int delete_entry(struct cache_disk *c, unsigned algo, const uint8_t *key, int64_t created,
+                        struct deltas *d, struct dc_vec *doomed)
+{
+    int64_t alloc, len, row_created;
+    int rc, r;
+
+    bind_key(c->st_get, algo, key);
+    rc = sqlite3_step(c->st_get);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(c->st_get);
+        return rc == SQLITE_DONE ? 0 : cache_dc_sql_errno(rc);
+    }
+    alloc = sqlite3_column_int64(c->st_get, 0);
+    len = sqlite3_column_int64(c->st_get, 1);
+    row_created = sqlite3_column_int64(c->st_get, 2);
+    sqlite3_reset(c->st_get);
+    if (created && row_created != created)
+        return 0; /* dropped and inserted again meanwhile: the new one stays */
+    bind_key(c->st_delete, algo, key);
+    if ((r = cache_dc_exec(c->st_delete)) < 0)
+        return r;
+    cache_dc_vec_push(doomed, algo, key, row_created); /* out of memory: an orphan for gc */
+    d->entries--;
+    d->alloc -= alloc;
+    d->apparent -= len;
+    return 1;
+}
+
+/* After the commit that deleted their rows: unlinks the files. */
+static void unlink_doomed(struct cache_disk *c, struct dc_vec *doomed)
+{
+    for (size_t i = 0; i < doomed->n; i++) {
+        char path[DC_PATH_MAX];
+        if (!cache_dc_algo_valid(doomed->v[i].algo))
+            continue;
+        cache_dc_data_path(doomed->v[i].algo, doomed->v[i].key, doomed->v[i].t, path);
+        unlinkat(c->dirfd, path, 0); /* ENOENT: already gone, which is what we want */
+        cache_dc_forget_handle(c, doomed->v[i].algo, doomed->v[i].key);
+    }
+    doomed->n = 0;
+}
+
+/* BEGIN IMMEDIATE; @durable: this transaction deletes rows (see above). */
+static int txn_begin(struct cache_disk *c, bool durable)
+{
+    if (durable != c->sync_full) {
+        int r = cache_dc_exec(durable ? c->st_sync_full : c->st_sync_normal);
+        if (r < 0)
+            return r;
+        c->sync_full = durable;
+    }
+    return cache_dc_exec(c->st_begin);
+}
+
+static int txn_commit(struct cache_disk *c)
+{
+    int r = cache_dc_exec(c->st_commit);
+    if (r == 0)
+        atomic_fetch_add(&c->sqlite_writes, 1);
+    return r;
+}
+
+static void txn_rollback(struct cache_disk *c)
+{
+    if (!sqlite3_get_autocommit(c->wdb))
+        cache_dc_exec(c->st_rollback);
+}
+
+void cache_dc_refresh_total(struct cache_disk *c)
+{
+    uint64_t entries, alloc, apparent;
+    if (cache_dc_read_meta(c->st_meta_get, &entries, &alloc, &apparent) == 0)
+        c->total_alloc = alloc;
+}
+
+int cache_dc_drop_row(struct cache_disk *c, unsigned algo, const uint8_t *key, int64_t created)
+{
+    struct dc_vec doomed = {0};
+    struct deltas d = {0};
+    int r = txn_begin(c, true);
+    if (r < 0)
+        return r;
+    r = delete_entry(c, algo, key, created, &d, &doomed);
+    if (r >= 0) {
+        int r2 = meta_apply(c, &d);
+        if (r2 == 0)
+            r2 = txn_commit(c);
+        if (r2 < 0)
+            r = r2;
+    }
+    if (r < 0) {
+        txn_rollback(c);
+    } else {
+        unlink_doomed(c, &doomed);
+        cache_dc_refresh_total(c);
+    }
+    free(doomed.v);
+    return r;
+}
+
+/* Step 1 of a commit: the bytes must be durable before anything names them. */
+static size_t fsync_batch(struct cache_disk *c, struct wr_state *w)
+{
+    size_t nlive = 0;
+    for (size_t i = 0; i < w->n; i++) {
+        struct wr_file *f = &w->files[i];
+        struct stat st;
+        if (!f->live)
+            continue;
+        if (fsync(f->fd) < 0 || fstat(f->fd, &st) < 0) {
+            int err = -errno;
+            file_discard(c, f);
+            insert_failed(c, w, err);
+            continue;
+        }
+        f->alloc = (uint64_t)st.st_blocks * 512;
+        close(f->fd);
+        f->fd = -1;
+        nlive++;
+    }
+    return nlive;
+}
+
+/*
+ * Publishes the live files of the batch (write transaction open, db_lock
+ * held): rename into data/, then fsync every directory touched. Renaming
+ * under the write lock lets gc/verify tell orphans from files about to get
+ * their row. A file whose chunk another process published first is dropped.
+ */
+static int publish_batch(struct cache_disk *c, struct wr_state *w)
+{
+    char dirs[BATCH_MAX + 8][DC_PATH_MAX];
+    size_t ndirs = 0, max = sizeof(dirs) / sizeof(dirs[0]);
+    int r;
+
+    for (size_t i = 0; i < w->n; i++) {
+        struct wr_file *f = &w->files[i];
+        char path[DC_PATH_MAX];
+        if (!f->live)
+            continue;
+        if ((r = cache_dc_row_created(c, f->algo, f->key, NULL)) != 0) {
+            if (r < 0)
+                return r;
+            file_discard(c, f);
+            continue;
+        }
+        cache_dc_data_path(f->algo, f->key, f->created, path);
+        if ((r = make_dirs(c, path, dirs, &ndirs, max)) < 0 ||
+            renameat(c->dirfd, f->tmp, c->dirfd, path) < 0) {
+            int err = r < 0 ? r : -errno;
+            file_discard(c, f);
+            insert_failed(c, w, err);
+            continue;
+        }
+        f->renamed = true;
+        dirs_add(dirs, &ndirs, max, path, (size_t)(strrchr(path, '/') - path));
+    }
+    for (size_t j = 0; j < ndirs; j++) {
+        if ((r = fsync_dir(c, dirs[j])) < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Rows of the published files. Number inserted, or -errno. */
+static int insert_rows(struct cache_disk *c, struct wr_state *w, struct deltas *d)
+{
+    int64_t now = cache_dc_now_ms();
+    int inserted = 0, r;
+
+    for (size_t i = 0; i < w->n; i++) {
+        struct wr_file *f = &w->files[i];
+        if (!f->renamed)
+            continue;
+        bind_key(c->st_insert, f->algo, f->key);
+        sqlite3_bind_int64(c->st_insert, 3, (int64_t)f->len);
+        sqlite3_bind_int64(c->st_insert, 4, (int64_t)f->alloc);
+        sqlite3_bind_blob(c->st_insert, 5, f->crcs, (int)(cache_dc_nblocks(f->len) * 4),
+                          SQLITE_STATIC);
+        sqlite3_bind_int64(c->st_insert, 6, now);
+        sqlite3_bind_int64(c->st_insert, 7, f->created);
+        sqlite3_bind_int64(c->st_insert, 8, c->store_id);
+        if ((r = cache_dc_exec(c->st_insert)) < 0)
+            return r;
+        if (sqlite3_changes(c->wdb) == 1) {
+            d->entries++;
+            d->alloc += (int64_t)f->alloc;
+            d->apparent += (int64_t)f->len;
+            inserted++;
+        }
+    }
+    return inserted;
+}
+
+/*
+ * Publishes the batch and writes the pending drops, last_use values and this
+ * process's counters, in one transaction. Called on the writer thread.
+ */
+static void commit_batch(struct cache_disk *c, struct wr_state *w)
+{
+    struct dc_vec drops, touches = {0}, doomed = {0};
+    struct deltas d = {0};
+    uint64_t hits, misses;
+    size_t nlive = fsync_batch(c, w);
+    int inserted = 0, r = 0;
+
+    pthread_mutex_lock(&c->q_lock);
+    /* taken, but still visible to lookups until their deletion is committed */
+    drops = c->drops_inflight = c->drops;
+    memset(&c->drops, 0, sizeof(c->drops));
+    pthread_mutex_unlock(&c->q_lock);
+    cache_dc_collect_touches(c, &touches);
+    hits = atomic_load(&c->hits);
+    misses = atomic_load(&c->misses);
+
+    pthread_mutex_lock(&c->db_lock);
+    if (!nlive && !drops.n && !touches.n && hits == c->hits_flushed && misses == c->misses_flushed)
+        goto out;
+    if ((r = txn_begin(c, drops.n > 0)) < 0)
+        goto fail;
+    /* drops first, so that a chunk dropped and fetched again is published */
+    for (size_t i = 0; i < drops.n && r >= 0; i++)
+        r = delete_entry(c, drops.v[i].algo, drops.v[i].key, drops.v[i].t, &d, &doomed);
+    if (r < 0 || (r = publish_batch(c, w)) < 0 || (inserted = r = insert_rows(c, w, &d)) < 0)
+        goto fail;
+    r = 0;
+    for (size_t i = 0; i < touches.n && r == 0; i++) {
+        bind_key(c->st_touch, touches.v[i].algo, touches.v[i].key);
+        sqlite3_bind_int64(c->st_touch, 3, touches.v[i].t);
+        r = cache_dc_exec(c->st_touch);
+    }
+    if (r == 0 && (inserted || hits != c->hits_flushed || misses != c->misses_flushed))
+        r = store_add(c, c->store_id, hits - c->hits_flushed, misses - c->misses_flushed,
+                      (uint64_t)inserted, 0);
+    if (r == 0)
+        r = meta_apply(c, &d);
+    if (r == 0)
+        r = txn_commit(c);
+    if (r < 0)
+        goto fail;
+
+    c->hits_flushed = hits;
+    c->misses_flushed = misses;
+    atomic_fetch_add(&c->inserts, (uint64_t)inserted);
+    if (inserted)
+        w->inserted = true;
+    for (size_t i = 0; i < w->n; i++)
+        w->files[i].renamed = false; /* committed: the files belong to their rows */
+    unlink_doomed(c, &doomed);
+    cache_dc_refresh_total(c);
+    goto out;
+
+fail:
+    /* nothing of this transaction is committed: its files go (their names are
+     * unique to this process), rows and files of drops stay as they were */
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->files[i].live) {
+            file_discard(c, &w->files[i]);
+            insert_failed(c, w, r);
+        }
+    }
+    txn_rollback(c);
+out:
+    pthread_mutex_unlock(&c->db_lock);
+    for (size_t i = 0; i < w->n; i++) {
+        if (w->files[i].fd >= 0)
+            close(w->files[i].fd);
+        free(w->files[i].crcs);
+    }
+    w->n = 0;
+    pthread_mutex_lock(&c->q_lock);
+    memset(&c->drops_inflight, 0, sizeof(c->drops_inflight));
+    pthread_mutex_unlock(&c->q_lock);
+    free(drops.v);
+    free(touches.v);
+    free(doomed.v);
+}
+
+int cache_dc_evict(struct cache_disk *c, uint64_t target, int64_t cutoff_ms, uint64_t *ret_evicted)
+{
+    struct dc_vec doomed = {0};
+    int r = 0;
+
+    for (;;) {
+        struct {
+            uint8_t algo;
+            uint8_t key[CACHE_KEY_LEN];
+            int64_t alloc, len, store, created;
+        } v[EVICT_STEP];
+        struct deltas d = {0};
+        uint64_t entries, alloc, apparent, va;
+        size_t n = 0, ndel = 0;
+        int rc;
+
+        if ((r = txn_begin(c, true)) < 0)
+            break;
+        if ((r = cache_dc_read_meta(c->st_meta_get, &entries, &alloc, &apparent)) < 0)
+            goto fail;
+        c->total_alloc = alloc;
+        /* a target of 0 means every entry, even files that take no blocks */
+        if (alloc <= target && (target > 0 || entries == 0))
+            goto done;
+        sqlite3_bind_int64(c->st_victims, 1, cutoff_ms);
+        sqlite3_bind_int(c->st_victims, 2, EVICT_STEP);
+        while (n < EVICT_STEP && (rc = sqlite3_step(c->st_victims)) == SQLITE_ROW) {
+            const void *k = sqlite3_column_blob(c->st_victims, 1);
+            if (!k || sqlite3_column_bytes(c->st_victims, 1) != CACHE_KEY_LEN)
+                continue;
+            v[n].algo = (uint8_t)sqlite3_column_int(c->st_victims, 0);
+            memcpy(v[n].key, k, CACHE_KEY_LEN);
+            v[n].alloc = sqlite3_column_int64(c->st_victims, 2);
+            v[n].len = sqlite3_column_int64(c->st_victims, 3);
+            v[n].store = sqlite3_column_int64(c->st_victims, 4);
+            v[n].created = sqlite3_column_int64(c->st_victims, 5);
+            n++;
+        }
+        sqlite3_reset(c->st_victims);
+        if (n == 0)
+            goto done; /* everything left is too young */
+        for (size_t i = 0; i < n && (alloc > target || target == 0); i++) {
+            bind_key(c->st_delete, v[i].algo, v[i].key);
+            if ((r = cache_dc_exec(c->st_delete)) < 0 ||
+                (r = store_add(c, v[i].store, 0, 0, 0, 1)) < 0)
+                goto fail;
+            cache_dc_vec_push(&doomed, v[i].algo, v[i].key, v[i].created);
+            d.entries--;
+            d.alloc -= v[i].alloc;
+            d.apparent -= v[i].len;
+            va = v[i].alloc > 0 ? (uint64_t)v[i].alloc : 0;
+            alloc = va < alloc ? alloc - va : 0;
+            ndel++;
+        }
+        if ((r = meta_apply(c, &d)) < 0 || (r = txn_commit(c)) < 0)
+            goto fail;
+        c->total_alloc = alloc;
+        atomic_fetch_add(&c->evictions, ndel);
+        if (ret_evicted)
+            *ret_evicted += ndel;
+        unlink_doomed(c, &doomed);
+        continue;
+    done:
+        txn_rollback(c); /* nothing written */
+        break;
+    fail:
+        txn_rollback(c);
+        break;
+    }
+    free(doomed.v);
+    return r;
+}
+
+/* After a commit: keep the budget, and make room when the disk filled up. */
+static void writer_evict(struct cache_disk *c, struct wr_state *w)
+{
+    uint64_t high = c->budget * c->high_pct / 100, low = c->budget * c->low_pct / 100;
+    int64_t cutoff = cache_dc_now_ms() - c->min_age_ms;
+
+    if (!w->inserted && !w->enospc)
+        return; /* a process that adds nothing (stats, verify) never evicts */
+    pthread_mutex_lock(&c->db_lock);
+    if (w->enospc) {
+        /* the filesystem is smaller than the budget: give back a tenth */
+        uint64_t target = c->total_alloc * c->low_pct / 100;
+        cache_dc_evict(c, target < low ? target : low, cutoff, NULL);
+    } else if (c->total_alloc > high) {
+        cache_dc_evict(c, low, cutoff, NULL);
+    }
+    pthread_mutex_unlock(&c->db_lock);
+    w->inserted = w->enospc = false;
+}
+
+void *cache_dc_writer_main(void *arg)
+{
+    struct cache_disk *c = arg;
+    struct wr_state *w = c->wstate;
+    int64_t next_flush = cache_dc_mono_ms() + c->flush_ms;
+
+    pthread_mutex_lock(&c->q_lock);
+    for (;;) {
+        uint64_t req;
+        bool drained, stop;
+
+        while (!c->q_head && !c->stop && c->sync_done == c->sync_req && !c->drops.n) {
+            int64_t now = cache_dc_mono_ms();
+            struct timespec ts;
+            if (now >= next_flush)
+                break;
+            ts.tv_sec = next_flush / 1000;
+            ts.tv_nsec = (next_flush % 1000) * 1000000;
+            pthread_cond_timedwait(&c->q_wake, &c->q_lock, &ts);
+        }
+        if (c->q_head) {
+            struct dc_item *it = c->q_head;
+            c->q_head = it->next;
+            if (!c->q_head)
+                c->q_tail = NULL;
+            c->q_count--;
+            c->q_bytes -= it->len;
+            pthread_mutex_unlock(&c->q_lock);
+            if (w->n == 0)
+                w->batch_started = cache_dc_mono_ms();
+            writer_take(c, w, it);
+            pthread_mutex_lock(&c->q_lock);
+            if (c->q_head && w->n < BATCH_MAX &&
+                cache_dc_mono_ms() - w->batch_started < (int64_t)c->flush_ms)
+                continue;
+        }
+        drained = !c->q_head;
+        req = c->sync_req;
+        stop = c->stop;
+        pthread_mutex_unlock(&c->q_lock);
+
+        commit_batch(c, w);
+        writer_evict(c, w);
+        next_flush = cache_dc_mono_ms() + c->flush_ms;
+
+        pthread_mutex_lock(&c->q_lock);
+        if (drained && req > c->sync_done) {
+            c->sync_done = req;
+            pthread_cond_broadcast(&c->q_done);
+        }
+        if (stop && drained)
+            break;
+    }
+    c->writer_running = false;
+    pthread_cond_broadcast(&c->q_done);
+    pthread_mutex_unlock(&c->q_lock);
+    return NULL;
+}
+
+struct wr_state *cache_dc_wstate_new(void)
+{
+    return calloc(1, sizeof(struct wr_state));
+}

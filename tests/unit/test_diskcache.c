@@ -1,0 +1,1361 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cache/diskcache: inserts, lookups and verified reads, dedup, persistence,
+ * corruption, eviction, maintenance, two instances sharing a directory, and
+ * failures injected with the linker's --wrap (write, fsync, renameat,
+ * sqlite3_step). Ends with a micro-benchmark of warm reads (printed only).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "cache/diskcache.h"
+#include "fixtures.h"
+
+#define KIB ((size_t)1024)
+#define MIB (1024 * KIB)
+
+/* ---- injected failures ---------------------------------------------------- */
+
+static atomic_int fail_write_errno, fail_fsync_errno, fail_fsync_skip, fail_renameat_errno;
+static atomic_int fail_commit;
+static atomic_int write_calls, fsync_calls;
+/* while set, writes wait (the writer thread stalls: the queue fills up) */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static bool gate_closed;
+
+ssize_t __real_write(int fd, const void *buf, size_t n);
+ssize_t __wrap_write(int fd, const void *buf, size_t n);
+int __real_fsync(int fd);
+int __wrap_fsync(int fd);
+int __real_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+int __wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+int __real_sqlite3_step(sqlite3_stmt *st);
+int __wrap_sqlite3_step(sqlite3_stmt *st);
+
+ssize_t __wrap_write(int fd, const void *buf, size_t n)
+{
+    int e = atomic_load(&fail_write_errno);
+    atomic_fetch_add(&write_calls, 1);
+    pthread_mutex_lock(&gate_lock);
+    while (gate_closed)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return __real_write(fd, buf, n);
+}
+
+int __wrap_fsync(int fd)
+{
+    int e = atomic_load(&fail_fsync_errno);
+    atomic_fetch_add(&fsync_calls, 1);
+    if (e && atomic_fetch_sub(&fail_fsync_skip, 1) <= 0) {
+        errno = e;
+        return -1;
+    }
+    return __real_fsync(fd);
+}
+
+int __wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+{
+    int e = atomic_load(&fail_renameat_errno);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return __real_renameat(olddirfd, oldpath, newdirfd, newpath);
+}
+
+int __wrap_sqlite3_step(sqlite3_stmt *st)
+{
+    const char *sql = sqlite3_sql(st);
+    if (atomic_load(&fail_commit) && sql && !strcmp(sql, "COMMIT"))
+        return SQLITE_IOERR; /* as a failed WAL write would; the transaction stays open */
+    return __real_sqlite3_step(st);
+}
+
+static void set_gate(bool closed)
+{
+    pthread_mutex_lock(&gate_lock);
+    gate_closed = closed;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+static void clear_failures(void)
+{
+    atomic_store(&fail_write_errno, 0);
+    atomic_store(&fail_fsync_errno, 0);
+    atomic_store(&fail_fsync_skip, 0);
+    atomic_store(&fail_renameat_errno, 0);
+    atomic_store(&fail_commit, 0);
+    set_gate(false);
+}
+
+/* ---- fixtures ------------------------------------------------------------- */
+
+struct fx {
+    char dir[256];
+};
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    const char *tmp = getenv("TMPDIR");
+    assert_non_null(f);
+    snprintf(f->dir, sizeof(f->dir), "%s/lazyimg-dc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(f->dir));
+    clear_failures();
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    clear_failures();
+    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+static struct cache_disk *open_cache(const char *dir, struct cache_disk_options *o)
+{
+    struct cache_disk_options d = {0};
+    struct cache_disk *c = NULL;
+    char err[256] = "";
+    if (!o)
+        o = &d;
+    o->dir = dir;
+    if (!o->flush_ms)
+        o->flush_ms = 20;
+    if (!o->store)
+        o->store = "test";
+    if (cache_disk_open(o, &c, err, sizeof(err)) < 0)
+        fail_msg("cache_disk_open: %s", err);
+    return c;
+}
+
+/* A chunk: random bytes and their SHA-256 (or SHA-512/256). */
+struct chunk {
+    uint8_t *bytes;
+    size_t len;
+    uint8_t key[CACHE_KEY_LEN];
+    enum cache_algo algo;
+};
+
+static struct chunk make_chunk(size_t len, uint64_t seed)
+{
+    struct chunk ch = {.len = len, .algo = CACHE_ALGO_SHA256};
+    ch.bytes = fx_malloc(len);
+    fx_fill_random(ch.bytes, len, seed);
+    fx_sha256(ch.bytes, len, ch.key);
+    return ch;
+}
+
+static atomic_int done_calls;
+
+static void free_done(void *owner)
+{
+    atomic_fetch_add(&done_calls, 1);
+    free(owner);
+}
+
+/* Queues a copy of @ch (the cache owns the copy until done()). */
+static void insert(struct cache_disk *c, const struct chunk *ch)
+{
+    uint8_t *copy = fx_memdup(ch->bytes, ch->len);
+    cache_disk_insert(c, ch->algo, ch->key, copy, ch->len, copy, free_done);
+}
+
+/* Looks @ch up and checks its whole content; 1 if present and right, 0 if absent. */
+static int check_chunk(struct cache_disk *c, const struct chunk *ch)
+{
+    struct cache_disk_handle *h = NULL;
+    uint8_t *buf;
+    int r = cache_disk_lookup(c, ch->algo, ch->key, &h);
+    if (r <= 0)
+        return r;
+    assert_int_equal(cache_disk_handle_len(h), ch->len);
+    buf = fx_malloc(ch->len);
+    assert_int_equal(cache_disk_read(c, h, 0, ch->len, buf), 0);
+    assert_memory_equal(buf, ch->bytes, ch->len);
+    free(buf);
+    cache_disk_release(c, h);
+    return 1;
+}
+
+static struct cache_disk_stats stats(struct cache_disk *c)
+{
+    struct cache_disk_stats st;
+    cache_disk_get_stats(c, &st);
+    return st;
+}
+
+/* @a/@b into @out, which must be large enough. */
+static void join(char *out, size_t out_len, const char *a, const char *b)
+{
+    int n = snprintf(out, out_len, "%s/%s", a, b);
+    assert_true(n > 0 && (size_t)n < out_len);
+}
+
+/* Regular files under @dir/@sub (recursively). */
+static int count_files(const char *dir, const char *sub)
+{
+    char path[1024];
+    int n = 0;
+    DIR *d;
+    struct dirent *de;
+    join(path, sizeof(path), dir, sub);
+    if (!(d = opendir(path)))
+        return 0;
+    while ((de = readdir(d))) {
+        char child[1024];
+        struct stat st;
+        if (de->d_name[0] == '.')
+            continue;
+        join(child, sizeof(child), sub, de->d_name);
+        join(path, sizeof(path), dir, child);
+        if (lstat(path, &st) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode))
+            n += count_files(dir, child);
+        else if (S_ISREG(st.st_mode))
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* The data file of @ch (exactly one must exist). */
+static void data_path(const char *dir, const struct chunk *ch, char *out, size_t out_len)
+{
+    char hex[2 * CACHE_KEY_LEN + 1], sub[512];
+    struct dirent *de;
+    DIR *d;
+    int found = 0;
+
+    fx_hex(ch->key, CACHE_KEY_LEN, hex);
+    snprintf(sub, sizeof(sub), "%s/data/%s/%.2s", dir,
+             ch->algo == CACHE_ALGO_SHA256 ? "sha256" : "sha512_256", hex);
+    d = opendir(sub);
+    assert_non_null(d);
+    while ((de = readdir(d))) {
+        if (!strncmp(de->d_name, hex, 64) && de->d_name[64] == '.') {
+            join(out, out_len, sub, de->d_name);
+            found++;
+        }
+    }
+    closedir(d);
+    assert_int_equal(found, 1);
+}
+
+static void flip_byte(const char *path, off_t off)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    uint8_t b;
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, &b, 1, off), 1);
+    b ^= 0x5a;
+    assert_int_equal(pwrite(fd, &b, 1, off), 1);
+    close(fd);
+}
+
+/* Rows in the index, counted with SQLite directly. */
+static int count_rows(const char *dir)
+{
+    char path[512];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int n = -1;
+    snprintf(path, sizeof(path), "%s/index.sqlite", dir);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM chunks", -1, &st, NULL),
+                     SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* ---- basic operation ------------------------------------------------------ */
+
+static void test_insert_lookup_read(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    /* three whole blocks and a short fourth */
+    struct chunk ch = make_chunk(3 * CACHE_DISK_BLOCK + 1000, 1);
+    struct cache_disk_handle *h = NULL;
+    struct cache_disk_stats st;
+    static const struct {
+        uint64_t off;
+        size_t len;
+    } ranges[] = {
+        {0, 3 * CACHE_DISK_BLOCK + 1000},                /* whole */
+        {CACHE_DISK_BLOCK, CACHE_DISK_BLOCK},            /* one aligned block */
+        {0, 2 * CACHE_DISK_BLOCK},                       /* aligned, two blocks */
+        {100, 5000},                                     /* inside one block */
+        {60000, 135000},                                 /* spanning three blocks */
+        {CACHE_DISK_BLOCK - 1, 2},                       /* across a boundary */
+        {3 * CACHE_DISK_BLOCK, 1000},                    /* the short last block */
+        {3 * CACHE_DISK_BLOCK + 999, 1},                 /* its last byte */
+        {2 * CACHE_DISK_BLOCK, CACHE_DISK_BLOCK + 1000}, /* aligned start, to the end */
+        {5, 3 * CACHE_DISK_BLOCK + 995},                 /* unaligned start, to the end */
+        {4096, 0},                                       /* empty */
+    };
+    uint8_t *buf = fx_malloc(ch.len);
+
+    done_calls = 0;
+    insert(c, &ch);
+    cache_disk_sync(c);
+    assert_int_equal(done_calls, 1);
+    assert_int_equal(cache_disk_lookup(c, ch.algo, ch.key, &h), 1);
+    assert_int_equal(cache_disk_handle_len(h), ch.len);
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+        memset(buf, 0xee, ch.len);
+        assert_int_equal(cache_disk_read(c, h, ranges[i].off, ranges[i].len, buf), 0);
+        assert_memory_equal(buf, ch.bytes + ranges[i].off, ranges[i].len);
+    }
+    assert_int_equal(cache_disk_read(c, h, ch.len - 10, 11, buf), -EINVAL);
+    assert_int_equal(cache_disk_read(c, h, ch.len + 1, 0, buf), -EINVAL);
+    assert_int_equal(cache_disk_read(c, h, UINT64_MAX, 2, buf), -EINVAL);
+    cache_disk_release(c, h);
+    cache_disk_release(c, NULL);
+
+    /* the other algorithm is another key */
+    ch.algo = CACHE_ALGO_SHA512_256;
+    assert_int_equal(cache_disk_lookup(c, ch.algo, ch.key, &h), 0);
+    ch.algo = CACHE_ALGO_SHA256;
+
+    st = stats(c);
+    assert_int_equal(st.entries, 1);
+    assert_int_equal(st.inserts, 1);
+    assert_int_equal(st.hits, 1);
+    assert_int_equal(st.misses, 1);
+    assert_int_equal(st.bytes_apparent, ch.len);
+    assert_true(st.bytes_allocated >= ch.len);
+    assert_int_equal(st.bad_entries, 0);
+    assert_int_equal(st.last_insert_error, 0);
+    assert_true(st.sqlite_writes >= 1);
+    assert_int_equal(count_files(f->dir, "data"), 1);
+    assert_int_equal(count_files(f->dir, "tmp"), 0);
+    free(buf);
+    free(ch.bytes);
+    cache_disk_close(c);
+}
+
+static void test_dedup(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk ch = make_chunk(100 * KIB, 2);
+
+    done_calls = 0;
+    insert(c, &ch);
+    insert(c, &ch); /* same batch */
+    cache_disk_sync(c);
+    insert(c, &ch); /* already committed */
+    cache_disk_sync(c);
+    assert_int_equal(check_chunk(c, &ch), 1);
+    insert(c, &ch); /* open handle: refused at once */
+    cache_disk_sync(c);
+    assert_int_equal(done_calls, 4);
+    assert_int_equal(stats(c).entries, 1);
+    assert_int_equal(stats(c).inserts, 1);
+    assert_int_equal(count_rows(f->dir), 1);
+    assert_int_equal(count_files(f->dir, "data"), 1);
+    assert_int_equal(count_files(f->dir, "tmp"), 0);
+    free(ch.bytes);
+    cache_disk_close(c);
+}
+
+static void test_miss_and_bad_arguments(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct cache_disk_handle *h = NULL;
+    uint8_t key[CACHE_KEY_LEN] = {1, 2, 3};
+    uint8_t byte = 0;
+
+    assert_int_equal(cache_disk_lookup(c, CACHE_ALGO_SHA256, key, &h), 0);
+    assert_null(h);
+    assert_int_equal(cache_disk_lookup(c, (enum cache_algo)7, key, &h), 0);
+    assert_int_equal(stats(c).misses, 2);
+    /* refused inserts hand their bytes back at once */
+    done_calls = 0;
+    cache_disk_insert(c, CACHE_ALGO_SHA256, key, &byte, 0, NULL, free_done);
+    cache_disk_insert(c, (enum cache_algo)7, key, &byte, 1, NULL, free_done);
+    cache_disk_insert(c, CACHE_ALGO_SHA256, key, &byte, CACHE_DISK_MAX_CHUNK + 1, NULL, free_done);
+    assert_int_equal(done_calls, 3);
+    cache_disk_sync(c);
+    assert_int_equal(stats(c).entries, 0);
+    assert_int_equal(stats(c).insert_skipped, 3);
+    cache_disk_close(c);
+    cache_disk_close(NULL);
+}
+
+static void test_open_errors(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk_options o = {0};
+    struct cache_disk *c = NULL;
+    char path[512], err[256] = "";
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/file", f->dir);
+    fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    o.dir = path;
+    assert_int_equal(cache_disk_open(&o, &c, err, sizeof(err)), -ENOTDIR);
+    assert_null(c);
+    assert_true(strlen(err) > 0);
+    o.dir = NULL;
+    assert_int_equal(cache_disk_open(&o, &c, err, sizeof(err)), -EINVAL);
+    /* a directory created on demand, with its parts */
+    snprintf(path, sizeof(path), "%s/new", f->dir);
+    c = open_cache(path, NULL);
+    cache_disk_close(c);
+    snprintf(path, sizeof(path), "%s/new/tmp", f->dir);
+    assert_int_equal(access(path, F_OK), 0);
+}
+
+static void test_reopen(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(CACHE_DISK_MAX_CHUNK, 3), b = make_chunk(1, 4);
+
+    insert(c, &a);
+    insert(c, &b);
+    cache_disk_close(c); /* close writes what is queued */
+    c = open_cache(f->dir, NULL);
+    assert_int_equal(check_chunk(c, &a), 1);
+    assert_int_equal(check_chunk(c, &b), 1);
+    assert_int_equal(stats(c).entries, 2);
+    assert_int_equal(stats(c).bytes_apparent, a.len + b.len);
+    assert_int_equal(stats(c).inserts, 0); /* this process's, since open */
+    free(a.bytes);
+    free(b.bytes);
+    cache_disk_close(c);
+}
+
+/* ---- integrity ---------------------------------------------------------------- */
+
+static void test_corrupt_byte(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(4 * CACHE_DISK_BLOCK, 5), b = make_chunk(4 * CACHE_DISK_BLOCK, 6);
+    struct cache_disk_handle *h = NULL;
+    char path[512];
+    uint8_t *buf = fx_malloc(a.len);
+
+    insert(c, &a);
+    insert(c, &b);
+    cache_disk_sync(c);
+    /* a: corrupted before any lookup; b: while its handle is open */
+    data_path(f->dir, &a, path, sizeof(path));
+    flip_byte(path, 2 * CACHE_DISK_BLOCK + 17);
+    assert_int_equal(check_chunk(c, &b), 1);
+    data_path(f->dir, &b, path, sizeof(path));
+    flip_byte(path, 3);
+
+    assert_int_equal(cache_disk_lookup(c, a.algo, a.key, &h), 1);
+    /* blocks that are intact still read */
+    assert_int_equal(cache_disk_read(c, h, 0, 2 * CACHE_DISK_BLOCK, buf), 0);
+    assert_memory_equal(buf, a.bytes, 2 * CACHE_DISK_BLOCK);
+    /* the bad block, read partly, fails: no byte of it is returned */
+    assert_int_equal(cache_disk_read(c, h, 2 * CACHE_DISK_BLOCK + 100, 10, buf), -EBADMSG);
+    /* the handle stays usable by its holder, the entry is gone for everyone else */
+    assert_int_equal(cache_disk_lookup(c, a.algo, a.key, &h), 0);
+    cache_disk_release(c, h);
+
+    assert_int_equal(cache_disk_lookup(c, b.algo, b.key, &h), 1);
+    assert_int_equal(cache_disk_read(c, h, 0, b.len, buf), -EBADMSG);
+    cache_disk_release(c, h);
+    assert_int_equal(cache_disk_lookup(c, b.algo, b.key, &h), 0);
+
+    cache_disk_sync(c);
+    assert_int_equal(stats(c).bad_entries, 2);
+    assert_int_equal(stats(c).entries, 0);
+    assert_int_equal(count_rows(f->dir), 0);
+    assert_int_equal(count_files(f->dir, "data"), 0);
+
+    /* fetched again, it is cached again */
+    insert(c, &a);
+    cache_disk_sync(c);
+    assert_int_equal(check_chunk(c, &a), 1);
+    free(buf);
+    free(a.bytes);
+    free(b.bytes);
+    cache_disk_close(c);
+}
+
+static void test_truncated_file(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(2 * CACHE_DISK_BLOCK + 10, 7);
+    struct cache_disk_handle *h = NULL;
+    char path[512];
+    uint8_t *buf = fx_malloc(a.len);
+
+    insert(c, &a);
+    cache_disk_sync(c);
+    data_path(f->dir, &a, path, sizeof(path));
+    assert_int_equal(truncate(path, (off_t)a.len - 20), 0);
+    assert_int_equal(cache_disk_lookup(c, a.algo, a.key, &h), 1);
+    assert_int_equal(cache_disk_read(c, h, 0, CACHE_DISK_BLOCK, buf), 0);
+    assert_int_equal(cache_disk_read(c, h, a.len - 5, 5, buf), -EBADMSG);
+    cache_disk_release(c, h);
+    assert_int_equal(cache_disk_lookup(c, a.algo, a.key, &h), 0);
+    cache_disk_sync(c);
+    assert_int_equal(stats(c).entries, 0);
+    assert_int_equal(count_files(f->dir, "data"), 0);
+    free(buf);
+    free(a.bytes);
+    cache_disk_close(c);
+}
+
+static void test_missing_file(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(1000, 8);
+    struct cache_disk_handle *h = NULL;
+    char path[512];
+
+    insert(c, &a);
+    cache_disk_sync(c);
+    data_path(f->dir, &a, path, sizeof(path));
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(cache_disk_lookup(c, a.algo, a.key, &h), 0);
+    cache_disk_sync(c);
+    assert_int_equal(count_rows(f->dir), 0);
+    assert_int_equal(stats(c).entries, 0);
+    free(a.bytes);
+    cache_disk_close(c);
+}
+
+/* An entry evicted by another instance is a miss for this one. */
+static void test_evicted_elsewhere(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c1 = open_cache(f->dir, NULL), *c2 = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(5000, 9);
+    struct cache_disk_handle *h = NULL, *held = NULL;
+    uint8_t buf[100];
+    uint64_t evicted = 0;
+
+    insert(c1, &a);
+    cache_disk_sync(c1);
+    assert_int_equal(check_chunk(c1, &a), 1); /* c1 keeps the handle open */
+    assert_int_equal(cache_disk_lookup(c1, a.algo, a.key, &held), 1);
+    assert_int_equal(cache_disk_gc(c2, 0, &evicted), 0);
+    assert_int_equal(evicted, 1);
+    assert_int_equal(cache_disk_lookup(c1, a.algo, a.key, &h), 0);
+    /* a handle held across the eviction still reads the right bytes */
+    assert_int_equal(cache_disk_read(c1, held, 100, sizeof(buf), buf), 0);
+    assert_memory_equal(buf, a.bytes + 100, sizeof(buf));
+    cache_disk_release(c1, held);
+    /* and it can come back */
+    insert(c2, &a);
+    cache_disk_sync(c2);
+    assert_int_equal(check_chunk(c1, &a), 1);
+    free(a.bytes);
+    cache_disk_close(c1);
+    cache_disk_close(c2);
+}
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    if (!d)
+        return -1;
+    while ((de = readdir(d)))
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void test_max_open(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk_options o = {.max_open = 3};
+    struct cache_disk *c = open_cache(f->dir, &o);
+    struct chunk ch[10];
+    int fds;
+
+    for (int i = 0; i < 10; i++) {
+        ch[i] = make_chunk(3000, 100 + (uint64_t)i);
+        insert(c, &ch[i]);
+    }
+    cache_disk_sync(c);
+    assert_int_equal(check_chunk(c, &ch[0]), 1);
+    fds = count_fds();
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 10; i++)
+            assert_int_equal(check_chunk(c, &ch[i]), 1);
+    }
+    /* at most max_open handles stay open (the pool may add read connections) */
+    assert_true(count_fds() <= fds + 3);
+    cache_disk_sync(c);
+    for (int i = 0; i < 10; i++)
+        free(ch[i].bytes);
+    cache_disk_close(c);
+}
+
+/* ---- eviction ------------------------------------------------------------- */
+
+/* Allocated bytes of one chunk of @len on this filesystem. */
+static uint64_t alloc_of(const char *dir, size_t len)
+{
+    char sub[512];
+    struct cache_disk *c;
+    struct chunk ch = make_chunk(len, 999);
+    uint64_t a;
+    snprintf(sub, sizeof(sub), "%s/probe", dir);
+    c = open_cache(sub, NULL);
+    insert(c, &ch);
+    cache_disk_sync(c);
+    a = stats(c).bytes_allocated;
+    cache_disk_close(c);
+    free(ch.bytes);
+    assert_true(a > 0);
+    return a;
+}
+
+static void test_eviction_lru(void **state)
+{
+    struct fx *f = *state;
+    const size_t len = 64 * KIB;
+    uint64_t a = alloc_of(f->dir, len);
+    /* high watermark 9.5 chunks, low 9 */
+    struct cache_disk_options o = {.budget = 10 * a, .min_age_sec = 1};
+    struct cache_disk *c = open_cache(f->dir, &o);
+    struct chunk ch[11];
+    struct cache_disk_stats st;
+
+    for (int i = 0; i < 11; i++)
+        ch[i] = make_chunk(len, 200 + (uint64_t)i);
+    /* 0..8, each used after the previous one */
+    for (int i = 0; i < 9; i++) {
+        insert(c, &ch[i]);
+        cache_disk_sync(c);
+        sleep_ms(5);
+    }
+    assert_int_equal(stats(c).entries, 9);
+    /* 0 becomes the most recently used */
+    assert_int_equal(check_chunk(c, &ch[0]), 1);
+    cache_disk_sync(c);
+    sleep_ms(1100); /* all older than the minimum age */
+    insert(c, &ch[9]);
+    insert(c, &ch[10]);
+    cache_disk_sync(c);
+
+    st = stats(c);
+    assert_int_equal(st.evictions, 2);
+    assert_int_equal(st.entries, 9);
+    assert_true(st.bytes_allocated <= o.budget * 90 / 100);
+    assert_int_equal(check_chunk(c, &ch[1]), 0);
+    assert_int_equal(check_chunk(c, &ch[2]), 0);
+    assert_int_equal(check_chunk(c, &ch[0]), 1);
+    for (int i = 3; i < 11; i++)
+        assert_int_equal(check_chunk(c, &ch[i]), 1);
+    assert_int_equal(count_files(f->dir, "data"), 9);
+    for (int i = 0; i < 11; i++)
+        free(ch[i].bytes);
+    cache_disk_close(c);
+}
+
+/* A burst does not evict itself: entries younger than min_age stay. */
+static void test_min_age(void **state)
+{
+    struct fx *f = *state;
+    const size_t len = 64 * KIB;
+    uint64_t a = alloc_of(f->dir, len);
+    struct cache_disk_options o = {.budget = 2 * a}; /* default minimum age: 60 s */
+    struct cache_disk *c = open_cache(f->dir, &o);
+    struct chunk ch[5];
+
+    for (int i = 0; i < 5; i++) {
+        ch[i] = make_chunk(len, 300 + (uint64_t)i);
+        insert(c, &ch[i]);
+    }
+    cache_disk_sync(c);
+    assert_int_equal(stats(c).evictions, 0);
+    assert_int_equal(stats(c).entries, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(check_chunk(c, &ch[i]), 1);
+        free(ch[i].bytes);
+    }
+    cache_disk_close(c);
+}
+
+/* The budget holds while more than it is written through the cache. */
+static void test_budget_under_stream(void **state)
+{
+    struct fx *f = *state;
+    const size_t len = 128 * KIB;
+    uint64_t a = alloc_of(f->dir, len);
+    struct cache_disk_options o = {.budget = 8 * a, .min_age_sec = 1};
+    struct cache_disk *c = open_cache(f->dir, &o);
+    struct chunk ch[31];
+
+    for (int i = 0; i < 31; i++)
+        ch[i] = make_chunk(len, 400 + (uint64_t)i);
+    for (int i = 0; i < 30; i++) {
+        insert(c, &ch[i]);
+        cache_disk_sync(c);
+        if (i == 9)
+            sleep_ms(1100); /* the first ten become evictable */
+    }
+    /* the old ones went first; younger ones may have followed on a slow disk */
+    assert_true(stats(c).evictions >= 10);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(check_chunk(c, &ch[i]), 0);
+    sleep_ms(1100);
+    insert(c, &ch[30]);
+    cache_disk_sync(c);
+    assert_true(stats(c).bytes_allocated <= o.budget * 90 / 100);
+    assert_int_equal(check_chunk(c, &ch[30]), 1);
+    assert_int_equal(count_files(f->dir, "data"), (int)stats(c).entries);
+    for (int i = 0; i < 31; i++)
+        free(ch[i].bytes);
+    cache_disk_close(c);
+}
+
+/* ---- maintenance ------------------------------------------------------------ */
+
+static void test_gc_clear(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk ch[6];
+    uint64_t a, evicted = 0;
+
+    for (int i = 0; i < 6; i++) {
+        ch[i] = make_chunk(64 * KIB, 600 + (uint64_t)i);
+        insert(c, &ch[i]);
+        cache_disk_sync(c);
+        sleep_ms(3);
+    }
+    a = stats(c).bytes_allocated / 6;
+    /* gc ignores the minimum age and evicts the least recently used */
+    assert_int_equal(cache_disk_gc(c, 3 * a, &evicted), 0);
+    assert_int_equal(evicted, 3);
+    assert_int_equal(stats(c).entries, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(check_chunk(c, &ch[i]), 0);
+    for (int i = 3; i < 6; i++)
+        assert_int_equal(check_chunk(c, &ch[i]), 1);
+    assert_int_equal(cache_disk_gc(c, 100 * a, &evicted), 0);
+    assert_int_equal(evicted, 0);
+
+    assert_int_equal(cache_disk_clear(c), 0);
+    assert_int_equal(stats(c).entries, 0);
+    assert_int_equal(stats(c).bytes_allocated, 0);
+    assert_int_equal(count_rows(f->dir), 0);
+    assert_int_equal(count_files(f->dir, "data"), 0);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(check_chunk(c, &ch[i]), 0);
+        free(ch[i].bytes);
+    }
+    cache_disk_close(c);
+}
+
+struct bad_report {
+    int n;
+    char keys[4][65];
+    char why[4][160];
+};
+
+static void on_bad(const char *hex, const char *why, void *arg)
+{
+    struct bad_report *r = arg;
+    if (r->n < 4) {
+        snprintf(r->keys[r->n], sizeof(r->keys[0]), "%s", hex);
+        snprintf(r->why[r->n], sizeof(r->why[0]), "%s", why);
+    }
+    r->n++;
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+    close(fd);
+}
+
+static void age_file(const char *path, int seconds)
+{
+    struct timespec ts[2];
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec -= seconds;
+    ts[1] = ts[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+static pid_t dead_pid(void)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(0);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    return pid;
+}
+
+static void test_verify(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk good = make_chunk(3 * CACHE_DISK_BLOCK, 700);
+    struct chunk crc = make_chunk(2 * CACHE_DISK_BLOCK, 701);
+    struct chunk wrong = make_chunk(1000, 702); /* bytes that are not its digest's */
+    struct chunk sha512 = make_chunk(5000, 703), orphan = make_chunk(10, 704);
+    struct bad_report rep = {0};
+    char path[512], hex[65], crc_hex[65], wrong_hex[65];
+    unsigned mdlen = 0;
+    uint64_t checked = 0;
+    pid_t gone = dead_pid();
+
+    sha512.algo = CACHE_ALGO_SHA512_256;
+    assert_true(EVP_Digest(sha512.bytes, sha512.len, sha512.key, &mdlen, EVP_sha512_256(), NULL));
+    wrong.key[0] ^= 1;
+    insert(c, &good);
+    insert(c, &crc);
+    insert(c, &wrong);
+    insert(c, &sha512);
+    cache_disk_sync(c);
+    data_path(f->dir, &crc, path, sizeof(path));
+    flip_byte(path, CACHE_DISK_BLOCK + 5);
+    /* an orphan data file, and temp files: stale, fresh, and a live process's */
+    fx_hex(orphan.key, CACHE_KEY_LEN, hex);
+    snprintf(path, sizeof(path), "%s/data/sha256/%.2s", f->dir, hex);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/data/sha256/%.2s/%s.12345", f->dir, hex, hex);
+    write_file(path, orphan.bytes, orphan.len);
+    snprintf(path, sizeof(path), "%s/tmp/%d.1.1", f->dir, (int)gone);
+    write_file(path, "x", 1);
+    age_file(path, 120);
+    snprintf(path, sizeof(path), "%s/tmp/%d.1.2", f->dir, (int)gone);
+    write_file(path, "x", 1);
+    snprintf(path, sizeof(path), "%s/tmp/%d.1.3", f->dir, (int)getpid());
+    write_file(path, "x", 1);
+    age_file(path, 120);
+    assert_int_equal(count_files(f->dir, "data"), 5);
+
+    assert_int_equal(cache_disk_verify(c, &checked, on_bad, &rep), 2);
+    assert_int_equal(checked, 4);
+    assert_int_equal(rep.n, 2);
+    fx_hex(crc.key, CACHE_KEY_LEN, crc_hex);
+    fx_hex(wrong.key, CACHE_KEY_LEN, wrong_hex);
+    for (int i = 0; i < 2; i++) {
+        if (!strcmp(rep.keys[i], crc_hex)) {
+            assert_non_null(strstr(rep.why[i], "CRC"));
+        } else {
+            assert_string_equal(rep.keys[i], wrong_hex);
+            assert_non_null(strstr(rep.why[i], "digest"));
+        }
+    }
+    assert_string_not_equal(rep.keys[0], rep.keys[1]);
+    assert_int_equal(stats(c).entries, 2);
+    assert_int_equal(check_chunk(c, &good), 1);
+    assert_int_equal(check_chunk(c, &sha512), 1);
+    assert_int_equal(check_chunk(c, &crc), 0);
+    assert_int_equal(count_files(f->dir, "data"), 2); /* bad entries and the orphan gone */
+    assert_int_equal(count_files(f->dir, "tmp"), 2);  /* the stale one gone */
+    snprintf(path, sizeof(path), "%s/tmp/%d.1.1", f->dir, (int)gone);
+    assert_int_equal(access(path, F_OK), -1);
+
+    /* a clean cache verifies clean */
+    rep.n = 0;
+    assert_int_equal(cache_disk_verify(c, &checked, on_bad, &rep), 0);
+    assert_int_equal(checked, 2);
+    assert_int_equal(rep.n, 0);
+    free(good.bytes);
+    free(crc.bytes);
+    free(wrong.bytes);
+    free(sha512.bytes);
+    free(orphan.bytes);
+    cache_disk_close(c);
+}
+
+struct store_seen {
+    int n;
+    uint64_t inserts, entries, hits, misses;
+};
+
+static void on_store(const struct cache_disk_store_stats *s, void *arg)
+{
+    struct store_seen *seen = arg;
+    seen->n++;
+    seen->inserts += s->inserts;
+    seen->entries += s->entries;
+    seen->hits += s->hits;
+    seen->misses += s->misses;
+}
+
+/* ---- sharing ---------------------------------------------------------------- */
+
+#define SHARED_KEYS 96
+#define SHARED_THREADS 4
+
+struct sharer {
+    struct cache_disk *c;
+    struct chunk *chunks;
+    int first;
+};
+
+static void *sharer_main(void *arg)
+{
+    struct sharer *s = arg;
+    /* each thread inserts half of all keys, overlapping its neighbours */
+    for (int i = 0; i < SHARED_KEYS / 2; i++) {
+        const struct chunk *ch = &s->chunks[(s->first + i) % SHARED_KEYS];
+        struct cache_disk_handle *h = NULL;
+        uint8_t *copy = fx_memdup(ch->bytes, ch->len);
+        if (cache_disk_lookup(s->c, ch->algo, ch->key, &h) == 1)
+            cache_disk_release(s->c, h);
+        cache_disk_insert(s->c, ch->algo, ch->key, copy, ch->len, copy, free_done);
+        if (i % 16 == 15)
+            cache_disk_sync(s->c);
+    }
+    cache_disk_sync(s->c);
+    return NULL;
+}
+
+static void test_two_instances(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk_options oa = {.store = "a"}, ob = {.store = "b"};
+    struct cache_disk *ca = open_cache(f->dir, &oa), *cb = open_cache(f->dir, &ob);
+    struct chunk *chunks = calloc(SHARED_KEYS, sizeof(*chunks));
+    struct sharer s[SHARED_THREADS];
+    pthread_t t[SHARED_THREADS];
+    struct store_seen seen = {0};
+    struct cache_disk_stats sa, sb;
+
+    assert_non_null(chunks);
+    for (int i = 0; i < SHARED_KEYS; i++)
+        chunks[i] = make_chunk(16 * KIB + (size_t)i * 1000, 800 + (uint64_t)i);
+    done_calls = 0;
+    for (int i = 0; i < SHARED_THREADS; i++) {
+        s[i] = (struct sharer){i % 2 ? cb : ca, chunks, i * SHARED_KEYS / SHARED_THREADS};
+        assert_int_equal(pthread_create(&t[i], NULL, sharer_main, &s[i]), 0);
+    }
+    for (int i = 0; i < SHARED_THREADS; i++)
+        pthread_join(t[i], NULL);
+    cache_disk_sync(ca);
+    cache_disk_sync(cb);
+    assert_int_equal(done_calls, SHARED_THREADS * SHARED_KEYS / 2);
+
+    sa = stats(ca);
+    sb = stats(cb);
+    assert_int_equal(sa.entries, SHARED_KEYS);
+    assert_int_equal(sb.entries, SHARED_KEYS);
+    assert_int_equal(sa.inserts + sb.inserts, SHARED_KEYS);
+    assert_int_equal(sa.last_insert_error, 0);
+    assert_int_equal(sb.last_insert_error, 0);
+    assert_int_equal(sa.bad_entries + sb.bad_entries, 0);
+    assert_int_equal(count_rows(f->dir), SHARED_KEYS);
+    assert_int_equal(count_files(f->dir, "data"), SHARED_KEYS);
+    assert_int_equal(count_files(f->dir, "tmp"), 0);
+    for (int i = 0; i < SHARED_KEYS; i++) {
+        assert_int_equal(check_chunk(ca, &chunks[i]), 1);
+        assert_int_equal(check_chunk(cb, &chunks[i]), 1);
+    }
+    cache_disk_sync(ca);
+    cache_disk_sync(cb);
+    assert_int_equal(cache_disk_store_stats(ca, on_store, &seen), 0);
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.inserts, SHARED_KEYS);
+    assert_int_equal(seen.entries, SHARED_KEYS);
+    assert_int_equal(seen.hits, sa.hits + sb.hits + 2 * SHARED_KEYS);
+    assert_int_equal(seen.misses, sa.misses + sb.misses);
+    assert_int_equal(cache_disk_verify(ca, NULL, NULL, NULL), 0);
+    cache_disk_close(ca);
+    cache_disk_close(cb);
+    for (int i = 0; i < SHARED_KEYS; i++)
+        free(chunks[i].bytes);
+    free(chunks);
+}
+
+/* Processes creating the same new cache at once all succeed (WAL switch, schema). */
+static void test_concurrent_create(void **state)
+{
+    struct fx *f = *state;
+    enum { ROUNDS = 6, PROCS = 10 };
+
+    for (int round = 0; round < ROUNDS; round++) {
+        char dir[512], name[32];
+        pid_t pids[PROCS];
+        struct cache_disk *c;
+
+        snprintf(name, sizeof(name), "new%d", round);
+        join(dir, sizeof(dir), f->dir, name);
+        for (int i = 0; i < PROCS; i++) {
+            pids[i] = fork();
+            assert_true(pids[i] >= 0);
+            if (pids[i] == 0) {
+                struct cache_disk_options o = {.dir = dir, .flush_ms = 20};
+                struct cache_disk *cc = NULL;
+                struct chunk ch;
+                int ok;
+                if (cache_disk_open(&o, &cc, NULL, 0) < 0)
+                    _exit(1);
+                ch = make_chunk(1000, 1500 + (uint64_t)i);
+                cache_disk_insert(cc, ch.algo, ch.key, ch.bytes, ch.len, NULL, NULL);
+                cache_disk_sync(cc);
+                ok = stats(cc).inserts == 1;
+                cache_disk_close(cc);
+                free(ch.bytes);
+                _exit(ok ? 0 : 2);
+            }
+        }
+        for (int i = 0; i < PROCS; i++) {
+            int st = 0;
+            assert_int_equal(waitpid(pids[i], &st, 0), pids[i]);
+            assert_true(WIFEXITED(st));
+            assert_int_equal(WEXITSTATUS(st), 0);
+        }
+        c = open_cache(dir, NULL);
+        assert_int_equal(stats(c).entries, PROCS);
+        assert_int_equal(cache_disk_verify(c, NULL, NULL, NULL), 0);
+        cache_disk_close(c);
+    }
+}
+
+/* A full queue skips inserts at once instead of blocking the caller. */
+static void test_queue_full(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk first = make_chunk(100, 900);
+    int calls, skipped = 0;
+
+    set_gate(true);
+    calls = atomic_load(&write_calls);
+    done_calls = 0;
+    insert(c, &first);
+    while (atomic_load(&write_calls) == calls) /* the writer is now stuck in write() */
+        sleep_ms(1);
+    for (int i = 0; i < 300; i++) {
+        struct chunk ch = make_chunk(100, 1000 + (uint64_t)i);
+        insert(c, &ch);
+        free(ch.bytes);
+    }
+    /* everything beyond the queue's 256 entries was handed back already */
+    skipped = atomic_load(&done_calls);
+    assert_int_equal(skipped, 300 - 256);
+    assert_int_equal(stats(c).insert_skipped, (uint64_t)skipped);
+    set_gate(false);
+    cache_disk_sync(c);
+    assert_int_equal(done_calls, 301);
+    assert_int_equal(stats(c).entries, 257);
+    free(first.bytes);
+    cache_disk_close(c);
+}
+
+/* ---- injected failures --------------------------------------------------- */
+
+static void test_write_enospc(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(70 * KIB, 1100), b = make_chunk(70 * KIB, 1101);
+    struct chunk later = make_chunk(5000, 1102);
+    struct cache_disk_stats st;
+
+    insert(c, &a);
+    cache_disk_sync(c);
+    atomic_store(&fail_write_errno, ENOSPC);
+    done_calls = 0;
+    insert(c, &b);
+    cache_disk_sync(c);
+    atomic_store(&fail_write_errno, 0);
+    assert_int_equal(done_calls, 1);
+    st = stats(c);
+    assert_int_equal(st.enospc, 1);
+    assert_int_equal(st.insert_skipped, 1);
+    assert_int_equal(st.last_insert_error, -ENOSPC);
+    assert_int_equal(check_chunk(c, &b), 0);
+    assert_int_equal(count_rows(f->dir), 1);
+    assert_int_equal(count_files(f->dir, "tmp"), 0);
+    assert_int_equal(count_files(f->dir, "data"), 1);
+    /* readers are not affected */
+    assert_int_equal(check_chunk(c, &a), 1);
+    /* inserts pause for a while: dropped at once, counted */
+    insert(c, &later);
+    assert_int_equal(done_calls, 2);
+    assert_int_equal(stats(c).enospc, 2);
+    cache_disk_sync(c);
+    assert_int_equal(check_chunk(c, &later), 0);
+    free(a.bytes);
+    free(b.bytes);
+    free(later.bytes);
+    cache_disk_close(c);
+}
+
+static void test_fsync_fails(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(10 * KIB, 1200), b = make_chunk(10 * KIB, 1201);
+    struct chunk d = make_chunk(10 * KIB, 1202);
+
+    insert(c, &a);
+    cache_disk_sync(c);
+    /* the data file's fsync */
+    atomic_store(&fail_fsync_errno, EIO);
+    insert(c, &b);
+    cache_disk_sync(c);
+    atomic_store(&fail_fsync_errno, 0);
+    assert_int_equal(stats(c).last_insert_error, -EIO);
+    assert_int_equal(check_chunk(c, &b), 0);
+    /* the directory's fsync, after the rename: the published file goes too */
+    atomic_store(&fail_fsync_skip, 1);
+    atomic_store(&fail_fsync_errno, EIO);
+    insert(c, &d);
+    cache_disk_sync(c);
+    atomic_store(&fail_fsync_errno, 0);
+    assert_int_equal(check_chunk(c, &d), 0);
+    assert_int_equal(stats(c).insert_skipped, 2);
+    assert_int_equal(count_rows(f->dir), 1);
+    assert_int_equal(count_files(f->dir, "data"), 1);
+    assert_int_equal(count_files(f->dir, "tmp"), 0);
+    assert_int_equal(check_chunk(c, &a), 1);
+    /* and the cache goes on */
+    insert(c, &b);
+    cache_disk_sync(c);
+    assert_int_equal(check_chunk(c, &b), 1);
+    free(a.bytes);
+    free(b.bytes);
+    free(d.bytes);
+    cache_disk_close(c);
+}
+
+static void test_rename_fails(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(10 * KIB, 1300), b = make_chunk(10 * KIB, 1301);
+
+    insert(c, &a);
+    cache_disk_sync(c);
+    atomic_store(&fail_renameat_errno, EACCES);
+    insert(c, &b);
+    cache_disk_sync(c);
+    atomic_store(&fail_renameat_errno, 0);
+    assert_int_equal(stats(c).last_insert_error, -EACCES);
+    assert_int_equal(check_chunk(c, &b), 0);
+    assert_int_equal(check_chunk(c, &a), 1);
+    assert_int_equal(count_rows(f->dir), 1);
+    assert_int_equal(count_files(f->dir, "data"), 1);
+    assert_int_equal(count_files(f->dir, "tmp"), 0);
+    free(a.bytes);
+    free(b.bytes);
+    cache_disk_close(c);
+}
+
+static void test_commit_fails(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(10 * KIB, 1400), b = make_chunk(10 * KIB, 1401);
+    struct chunk d = make_chunk(10 * KIB, 1402);
+
+    insert(c, &a);
+    cache_disk_sync(c);
+    atomic_store(&fail_commit, 1);
+    insert(c, &b);
+    cache_disk_sync(c);
+    atomic_store(&fail_commit, 0);
+    assert_int_equal(stats(c).last_insert_error, -EIO);
+    assert_int_equal(check_chunk(c, &b), 0);
+    assert_int_equal(count_files(f->dir, "data"), 1); /* the renamed file was removed */
+    assert_int_equal(count_files(f->dir, "tmp"), 0);
+    /* the cache keeps working */
+    insert(c, &d);
+    cache_disk_sync(c);
+    assert_int_equal(check_chunk(c, &d), 1);
+    cache_disk_close(c);
+
+    c = open_cache(f->dir, NULL);
+    assert_int_equal(check_chunk(c, &b), 0);
+    assert_int_equal(check_chunk(c, &a), 1);
+    assert_int_equal(check_chunk(c, &d), 1);
+    assert_int_equal(stats(c).entries, 2);
+    assert_int_equal(count_rows(f->dir), 2);
+    assert_int_equal(cache_disk_verify(c, NULL, NULL, NULL), 0);
+    free(a.bytes);
+    free(b.bytes);
+    free(d.bytes);
+    cache_disk_close(c);
+}
+
+/* ---- micro-benchmark ------------------------------------------------------ */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * Warm lookups + 4 KiB reads (latency percentiles) and 1 MiB reads
+ * (throughput) over 4 MiB chunks in the page cache. Printed, not asserted:
+ * sanitizers and valgrind slow it down by large factors. LAZYIMG_DC_BENCH=N
+ * scales the work (0 skips it).
+ */
+static void test_bench_warm_reads(void **state)
+{
+    struct fx *f = *state;
+    const char *env = getenv("LAZYIMG_DC_BENCH");
+    int scale = env ? atoi(env) : 1;
+    const int nchunks = 8, small_ops = 20000 * scale, big_ops = 512 * scale;
+    const size_t clen = 4 * MIB;
+    struct cache_disk *c;
+    struct chunk *ch;
+    double *lat, t0, total;
+    uint8_t *buf;
+    uint64_t seed = 1;
+
+    if (scale <= 0)
+        skip();
+    c = open_cache(f->dir, NULL);
+    ch = calloc((size_t)nchunks, sizeof(*ch));
+    lat = calloc((size_t)small_ops, sizeof(*lat));
+    buf = fx_malloc(MIB);
+    assert_non_null(ch);
+    assert_non_null(lat);
+    for (int i = 0; i < nchunks; i++) {
+        ch[i] = make_chunk(clen, 2000 + (uint64_t)i);
+        insert(c, &ch[i]);
+    }
+    cache_disk_sync(c);
+    for (int i = 0; i < nchunks; i++)
+        assert_int_equal(check_chunk(c, &ch[i]), 1); /* warm: page cache and handles */
+
+    for (int i = 0; i < small_ops; i++) {
+        struct cache_disk_handle *h = NULL;
+        const struct chunk *x;
+        uint64_t off;
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        x = &ch[(seed >> 33) % (uint64_t)nchunks];
+        off = ((seed >> 17) % (clen / 4096)) * 4096;
+        t0 = now_s();
+        assert_int_equal(cache_disk_lookup(c, x->algo, x->key, &h), 1);
+        assert_int_equal(cache_disk_read(c, h, off, 4096, buf), 0);
+        cache_disk_release(c, h);
+        lat[i] = now_s() - t0;
+    }
+    assert_memory_equal(
+        buf, ch[(seed >> 33) % (uint64_t)nchunks].bytes + ((seed >> 17) % (clen / 4096)) * 4096,
+        4096);
+    qsort(lat, (size_t)small_ops, sizeof(*lat), cmp_double);
+
+    t0 = now_s();
+    for (int i = 0; i < big_ops; i++) {
+        struct cache_disk_handle *h = NULL;
+        const struct chunk *x = &ch[(i / 4) % nchunks];
+        assert_int_equal(cache_disk_lookup(c, x->algo, x->key, &h), 1);
+        assert_int_equal(cache_disk_read(c, h, (uint64_t)(i % 4) * MIB, MIB, buf), 0);
+        cache_disk_release(c, h);
+    }
+    total = now_s() - t0;
+    print_message("warm lookup+read 4 KiB: p50 %.1f us, p99 %.1f us, max %.1f us (%d ops)\n",
+                  lat[small_ops / 2] * 1e6, lat[small_ops * 99 / 100] * 1e6,
+                  lat[small_ops - 1] * 1e6, small_ops);
+    print_message("warm lookup+read 1 MiB: %.2f GB/s (%d MiB in %.3f s)\n",
+                  (double)big_ops * MIB / total / 1e9, big_ops, total);
+    for (int i = 0; i < nchunks; i++)
+        free(ch[i].bytes);
+    free(ch);
+    free(lat);
+    free(buf);
+    cache_disk_close(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_insert_lookup_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_miss_and_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_byte, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evicted_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eviction_lru, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_min_age, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget_under_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc_clear, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_instances, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_create, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_enospc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fsync_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rename_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bench_warm_reads, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
