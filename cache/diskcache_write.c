@@ -196,6 +196,33 @@ int cache_dc_row_created(struct cache_disk *c, unsigned algo, const uint8_t *key
 }
 
 /* Writes one queued chunk to a temp file and hands its bytes back. */
+static uint64_t alloc_estimate(size_t len)
+{
+    return ((uint64_t)len + 4095) & ~(uint64_t)4095;
+}
+
+/*
+ * The budget is a cap, not only an eviction trigger: when a chunk does not fit,
+ * room is made from entries past the minimum age (down to the low watermark);
+ * if there is still none, the chunk is not cached. So a burst larger than the
+ * budget neither evicts itself nor overruns the budget.
+ */
+static bool budget_room(struct cache_disk *c, struct wr_state *w, size_t len)
+{
+    uint64_t need = alloc_estimate(len), low = c->budget * c->low_pct / 100;
+    bool fits;
+    for (size_t i = 0; i < w->n; i++)
+        need += alloc_estimate(w->files[i].len);
+    pthread_mutex_lock(&c->db_lock);
+    fits = c->total_alloc + need <= c->budget;
+    if (!fits) {
+        cache_dc_evict(c, low > need ? low - need : 0, cache_dc_now_ms() - c->min_age_ms, NULL);
+        fits = c->total_alloc + need <= c->budget;
+    }
+    pthread_mutex_unlock(&c->db_lock);
+    return fits;
+}
+
 static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item *it)
 {
     struct wr_file *f = &w->files[w->n];
@@ -216,6 +243,10 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
     pthread_mutex_unlock(&c->db_lock);
     if (r > 0 && !cache_dc_drop_pending(c, it->algo, it->key))
         goto out; /* dedup; on a failed query the commit checks again */
+    if (!budget_room(c, w, it->len)) {
+        skip_insert(c, 0);
+        goto out;
+    }
 
     memset(f, 0, sizeof(*f));
     f->fd = -1;

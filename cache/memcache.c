@@ -264,6 +264,14 @@ const uint8_t *cache_mem_entry_bytes(const struct cache_mem_entry *e, size_t *re
     return e->bytes;
 }
 
+void cache_mem_ref(struct cache_mem *c, struct cache_mem_entry *e)
+{
+    struct shard *s = &c->shards[e->shard];
+    pthread_mutex_lock(&s->lock);
+    e->refs++;
+    pthread_mutex_unlock(&s->lock);
+}
+
 void cache_mem_release(struct cache_mem *c, struct cache_mem_entry *e)
 {
     struct cache_mem_entry *evicted = NULL;

@@ -60,7 +60,10 @@ void cache_mem_fail(struct cache_mem *c, struct cache_mem_entry *e, int err);
 /* Bytes of a filled entry the caller holds a reference to. */
 const uint8_t *cache_mem_entry_bytes(const struct cache_mem_entry *e, size_t *ret_len);
 
-/* Drops a reference from acquire. NULL-safe. */
+/* Takes another reference to an entry the caller already holds. */
+void cache_mem_ref(struct cache_mem *c, struct cache_mem_entry *e);
+
+/* Drops a reference from acquire or cache_mem_ref. NULL-safe. */
 void cache_mem_release(struct cache_mem *c, struct cache_mem_entry *e);
 
 /* Whether the chunk is present and filled (no claim, no wait). */

@@ -1,6 +1,8 @@
 #!/bin/bash
 # lazyimg benchmark (not a test): sequential read through the mount of a
-# local datastore against plain reads of the same bytes on this machine.
+# local datastore against plain reads of the same bytes on this machine,
+# without and with the chunk cache (cold and warm), and warm random 4 KiB
+# O_DIRECT read latency (fio).
 #
 #   contrib/bench.sh [WORKDIR]      (root; default WORKDIR /var/tmp/lazyimg-bench)
 #
@@ -22,6 +24,7 @@ SEG=256 NSEG=8
 IMG=$MNT/vm/100/latest/drive-scsi0.img
 mkdir -p "$MNT"
 cleanup() { mountpoint -q "$MNT" && fusermount3 -u -z "$MNT"; true; }
+PID=
 trap cleanup EXIT
 
 if [ ! -f "$STORE/vm/100/2025-07-10T12:00:00Z/index.json.blob" ]; then
@@ -36,11 +39,22 @@ now() { date +%s.%N; }
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 mbps() { awk -v b="$1" -v t="$2" 'BEGIN {printf "%.0f", b / t / 1e6}'; }
 
+CACHE=$W/cache
+# mount_fresh [OPTIONS...]: a new daemon (default: no disk cache), in the
+# foreground in our background so that its log ($W/daemon.log) is complete
+# once it has exited. Sets PID.
 mount_fresh() {
-  cleanup
-  for _ in $(seq 50); do mountpoint -q "$MNT" || break; sleep 0.1; done
-  "$B/fs/lazyimg" mount "$STORE" "$MNT"
-  PID=$(pgrep -n -f "lazyimg mount $STORE")
+  umount_wait
+  "$B/fs/lazyimg" mount -f "${@:---no-cache}" "$STORE" "$MNT" >"$W/daemon.log" 2>&1 &
+  PID=$!
+  for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.05; done
+  mountpoint -q "$MNT" || { cat "$W/daemon.log" >&2; exit 1; }
+}
+umount_wait() {
+  if mountpoint -q "$MNT"; then
+    fusermount3 -u "$MNT"
+    wait "$PID" 2>/dev/null || true
+  fi
 }
 
 # data segments only: dd each 256 MiB data segment
@@ -101,6 +115,40 @@ rm -f "$W/copy2.raw"
 cmp "$W/copy.raw" "$RAW" || { echo "bench: cp --sparse output differs from the source" >&2; exit 1; }
 copy_kb=$(du -k "$W/copy.raw" | cut -f1)
 rm -f "$W/copy.raw"
+
+# --- the chunk cache: cold (empty cache) and warm (every chunk cached) ------------
+log_num() { sed -n "s/.* \([0-9][0-9]*\) $1.*/\1/p" "$W/daemon.log" | tail -1; }
+rm -rf "$CACHE"
+mount_fresh --cache-dir "$CACHE"
+t0=$(now); cat "$IMG" > /dev/null; t1=$(now)
+t_cold=$(echo "$t1 - $t0" | bc -l)
+umount_wait
+sql_cold=$(log_num "SQLite write transactions")
+: > "$W/times"
+for _ in $(seq $RUNS); do
+  mount_fresh --cache-dir "$CACHE"
+  t0=$(now); cat "$IMG" > /dev/null; t1=$(now)
+  echo "$t1 - $t0" | bc -l >> "$W/times"
+  umount_wait
+done
+t_warm=$(median < "$W/times")
+sql_warm=$(log_num "SQLite write transactions")
+loads_warm=$(sed -n 's/.*chunks loaded from the store \([0-9]*\).*/\1/p' "$W/daemon.log" | tail -1)
+t_warm_data=$(for _ in $(seq $RUNS); do mount_fresh --cache-dir "$CACHE"; read_data_half "$IMG"; umount_wait; done | median)
+
+# warm random 4 KiB O_DIRECT reads over the first data segment (fio)
+fio_p() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["jobs"][0]["read"]; p=d["clat_ns"]["percentile"]; print("%.0f %.0f %.0f %.0f" % (p["50.000000"]/1e3, p["99.000000"]/1e3, p["99.900000"]/1e3, d["iops"]))' "$1"; }
+fio_run() {
+  fio --name=randread --filename="$1" --direct=1 --rw=randread --bs=4k --ioengine=psync \
+    --size=${SEG}M --runtime=10 --time_based --output-format=json > "$2"
+}
+mount_fresh --cache-dir "$CACHE"
+cat "$IMG" > /dev/null  # page cache of the cache files, like the datastore's
+fio_run "$IMG" "$W/fio-mnt.json"
+umount_wait
+fio_run "$RAW" "$W/fio-raw.json"
+read -r f_p50 f_p99 f_p999 f_iops < <(fio_p "$W/fio-mnt.json")
+read -r r_p50 r_p99 r_p999 r_iops < <(fio_p "$W/fio-raw.json")
 cleanup
 
 cat <<EOT
@@ -120,4 +168,21 @@ image: $((SIZE >> 20)) MiB, $((DATA >> 20)) MiB incompressible data + $(((SIZE -
 
 daemon peak RSS (VmHWM, highest of the runs) while reading the whole image: $((rss_kb / 1024)) MiB
 cp --sparse=always output: $((copy_kb / 1024)) MiB allocated of $((SIZE >> 20)) MiB; identical to the source; no zero chunk read
+
+chunk cache (--cache-dir on the same disk; each warm figure from a fresh mount):
+
+| what | time (s) | MB/s | vs reference |
+|---|---|---|---|
+| cat raw image file (reference) | $(printf %.2f "$t_cat_raw") | $(mbps "$SIZE" "$t_cat_raw") | 1.00 |
+| cold: cat through the mount, empty cache | $(printf %.2f "$t_cold") | $(mbps "$SIZE" "$t_cold") | $(echo "$t_cat_raw / $t_cold" | bc -l | xargs printf %.2f) |
+| warm: cat through the mount, every chunk cached | $(printf %.2f "$t_warm") | $(mbps "$SIZE" "$t_warm") | $(echo "$t_cat_raw / $t_warm" | bc -l | xargs printf %.2f) |
+| warm: data half through the mount | $(printf %.2f "$t_warm_data") | $(mbps "$DATA" "$t_warm_data") | $(echo "$t_data_raw / $t_warm_data" | bc -l | xargs printf %.2f) vs raw data half |
+
+chunks read from the store by a warm run: $loads_warm
+SQLite write transactions: $sql_cold for the cold read ($(echo "$sql_cold * 1073741824 / $SIZE" | bc) per GiB read), $sql_warm for a warm read ($(echo "$sql_warm * 1073741824 / $SIZE" | bc) per GiB read)
+
+| random 4 KiB reads, O_DIRECT, fio psync, 10 s, first ${SEG} MiB (data) | p50 (µs) | p99 (µs) | p99.9 (µs) | IOPS |
+|---|---|---|---|---|
+| through the mount, warm cache | $f_p50 | $f_p99 | $f_p999 | $f_iops |
+| raw image file on this disk (reference) | $r_p50 | $r_p99 | $r_p999 | $r_iops |
 EOT

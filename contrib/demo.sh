@@ -45,8 +45,8 @@ echo "== writing snapshots into $STORE"
 
 echo "== lazyimg ls $STORE"
 "$B/fs/lazyimg" ls "$STORE"
-echo "== lazyimg mount $STORE $MNT"
-"$B/fs/lazyimg" mount "$STORE" "$MNT"
+echo "== lazyimg mount --cache-dir $DEMO/cache $STORE $MNT"
+"$B/fs/lazyimg" mount --cache-dir "$DEMO/cache" "$STORE" "$MNT"
 find "$MNT" | sed "s|^$MNT|  mnt|" | sort
 
 L=$B/fs/lazyimg
@@ -63,5 +63,6 @@ Mounted. Things to try:
   dev=\$(losetup -r -f --show $MNT/vm/100/latest/drive-scsi0.img); mkdir -p /tmp/demo-fs
   mount -o ro,noload \$dev /tmp/demo-fs && ls -l /tmp/demo-fs && cat /tmp/demo-fs/README.txt
   umount /tmp/demo-fs; losetup -d \$dev
+  $L cache stats --cache-dir $DEMO/cache          # what the chunk cache holds now
   $L umount $MNT                  # when done
 EOT

@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "cache/diskcache.h"
 #include "fetch/pbs.h"
 #include "fetch/store.h"
 #include "log.h"
@@ -83,4 +86,80 @@ struct fetch_store *fs_open_store(const char *location)
         return NULL;
     }
     return s;
+}
+
+/* mkdir -p with mode 0700 for the directories it creates. */
+static int mkdir_parents(const char *path)
+{
+    char tmp[PATH_MAX];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof(tmp))
+        return -ENAMETOOLONG;
+    memcpy(tmp, path, len + 1);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+int fs_prepare_cache_dir(const char *opt, const char *mountpoint, char *buf, size_t len)
+{
+    char path[PATH_MAX], resolved[PATH_MAX];
+    const char *env = getenv("LAZYIMG_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    int r;
+
+    if (opt && *opt)
+        snprintf(path, sizeof(path), "%s", opt);
+    else if (env && *env)
+        snprintf(path, sizeof(path), "%s", env);
+    else if (geteuid() == 0)
+        snprintf(path, sizeof(path), "/var/cache/lazyimg");
+    else if (xdg && *xdg == '/')
+        snprintf(path, sizeof(path), "%s/lazyimg", xdg);
+    else if (home && *home == '/')
+        snprintf(path, sizeof(path), "%s/.cache/lazyimg", home);
+    else {
+        fs_err("no cache directory: set --cache-dir or LAZYIMG_CACHE_DIR (or use --no-cache)");
+        return -1;
+    }
+    if ((r = mkdir_parents(path)) < 0) {
+        fs_err("cache directory %s: %s", path, strerror(-r));
+        return -1;
+    }
+    if (!realpath(path, resolved)) {
+        fs_err("cache directory %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (strlen(resolved) >= len) {
+        fs_err("cache directory %s: path too long", resolved);
+        return -1;
+    }
+    memcpy(buf, resolved, strlen(resolved) + 1);
+    if (mountpoint) {
+        size_t ml = strlen(mountpoint);
+        if (!strncmp(buf, mountpoint, ml) && (buf[ml] == '/' || buf[ml] == '\0')) {
+            fs_err("cache directory %s is inside the mountpoint %s", buf, mountpoint);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int fs_open_cache(const struct cache_disk_options *o, struct cache_disk **ret)
+{
+    char msg[256] = "";
+    int r = cache_disk_open(o, ret, msg, sizeof(msg));
+    if (r < 0) {
+        fs_err("cache %s: %s", o->dir, msg[0] ? msg : strerror(-r));
+        return -1;
+    }
+    return 0;
 }

@@ -9,6 +9,25 @@
 int fs_cmd_mount(int argc, char **argv);
 int fs_cmd_ls(int argc, char **argv);
 int fs_cmd_umount(int argc, char **argv);
+int fs_cmd_cache(int argc, char **argv);
+
+#define FS_DEFAULT_CACHE_SIZE (10ull << 30)
+
+struct cache_disk;
+struct cache_disk_options;
+
+/*
+ * The cache directory: @opt if given, else $LAZYIMG_CACHE_DIR, else
+ * /var/cache/lazyimg for root, else $XDG_CACHE_HOME/lazyimg or
+ * ~/.cache/lazyimg. Created (0700) if missing and resolved to an absolute
+ * path in @buf. With @mountpoint (absolute), refuses a directory at or below
+ * it: the daemon must never use paths under its own mount. Prints a one-line
+ * error and returns -1 on failure.
+ */
+int fs_prepare_cache_dir(const char *opt, const char *mountpoint, char *buf, size_t len);
+
+/* cache_disk_open with a one-line error on failure; 0 or -1. */
+int fs_open_cache(const struct cache_disk_options *o, struct cache_disk **ret);
 
 /* "64M", "1G", "4096": binary suffixes K, M, G, T. 0 or -EINVAL/-ERANGE. */
 int fs_parse_size(const char *s, uint64_t *ret);

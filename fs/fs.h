@@ -7,11 +7,16 @@
  *    lowlevel op replies exactly once, from the thread that received it.
  *  - The tree (fs/tree.h) is immutable after mount; per-node loads of an
  *    index or a blob take that node's mutex only.
- *  - Reads of chunks not yet in memory load them on the FUSE thread that asked
- *    (local store: a file read and a verification, no network). Loads of
- *    different chunks run on different threads at once; readers of one chunk
- *    being loaded wait for that single load (fs/chunks.h). No lock is held
- *    across the load of a chunk.
+ *  - Reads of chunks not in memory are answered on the FUSE thread that
+ *    asked: from the disk cache (a pread of the requested bytes and a CRC
+ *    check), else by loading the chunk from the store (local store: a file
+ *    read and a verification, no network). Loads of different chunks run on
+ *    different threads at once; readers of one chunk being loaded wait for
+ *    that single load (fs/chunks.h). No lock is held across the load of a
+ *    chunk.
+ *  - The disk cache's own writer thread stores loaded chunks (and batches
+ *    last-use updates) off the reply path; it holds a reference to the
+ *    decoded chunk until the bytes are on disk.
  *  - Holes (zero extents) are answered from a static zero buffer and never
  *    reach the store.
  *  - One helper thread, started after the session is mounted, raises the
@@ -19,6 +24,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +40,7 @@
 struct fs_ctx {
     struct fs_tree *tree;
     struct fs_chunks *chunks;
+    bool has_disk_cache; /* reads may need a scratch buffer for disk-cache hits */
 };
 
 /* The lowlevel ops table; the session's userdata must be a struct fs_ctx. */

@@ -33,6 +33,7 @@ void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t req, 
     struct iovec stack_iov[STACK_IOV], *iov = stack_iov;
     struct cache_mem_entry *stack_held[STACK_IOV], **held = stack_held;
     size_t niov = 0, nheld = 0, first, last, slots;
+    uint8_t *scratch = NULL; /* disk-cache hits are read into it, at the request offset */
     uint64_t end;
     int r = 0;
 
@@ -67,24 +68,22 @@ void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t req, 
             else
                 iov[niov++] = (struct iovec){zero_buf, len};
         } else {
-            struct cache_mem_entry *entry;
-            fetch_error err = {""};
+            struct cache_mem_entry *ref = NULL;
             const uint8_t *bytes;
-            size_t blen;
-            r = fs_chunks_get(ctx->chunks, e, &entry, &err);
+            fetch_error err = {""};
+            if (!scratch && ctx->has_disk_cache && !(scratch = malloc(end - off))) {
+                r = -ENOMEM;
+                goto out;
+            }
+            r = fs_chunks_read(ctx->chunks, e, (uint32_t)(from - e->offset), len,
+                               scratch ? scratch + (from - off) : NULL, &bytes, &ref, &err);
             if (r < 0) {
                 log_chunk_error(n, e, r, &err);
                 goto out;
             }
-            held[nheld++] = entry;
-            bytes = cache_mem_entry_bytes(entry, &blen);
-            /* a hostile index can name one digest at two lengths: the bytes
-             * loaded for the other length are not this extent's */
-            if (blen != e->length) {
-                r = -EIO;
-                goto out;
-            }
-            iov[niov++] = (struct iovec){(void *)(bytes + (from - e->offset)), len};
+            if (ref)
+                held[nheld++] = ref;
+            iov[niov++] = (struct iovec){(void *)bytes, len};
         }
     }
 out:
@@ -94,6 +93,7 @@ out:
         fuse_reply_iov(req, iov, (int)niov);
     for (size_t i = 0; i < nheld; i++)
         fs_chunks_put(ctx->chunks, held[i]);
+    free(scratch);
     if (iov != stack_iov)
         free(iov);
     if (held != stack_held)

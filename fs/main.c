@@ -26,6 +26,8 @@ static const char usage[] =
     "                           datastore directory (lazyimg mount --help)\n"
     "  ls STORE                 list snapshots and archives (--json)\n"
     "  umount MOUNTPOINT        unmount (same as fusermount3 -u)\n"
+    "  cache stats|verify|gc|clear\n"
+    "                           the persistent chunk cache (lazyimg cache --help)\n"
     "\n"
     "  -h, --help               show this help\n"
     "  -V, --version            show the version\n";
@@ -94,6 +96,7 @@ int main(int argc, char **argv)
         {"mount", fs_cmd_mount},
         {"ls", fs_cmd_ls},
         {"umount", fs_cmd_umount},
+        {"cache", fs_cmd_cache},
         {"unmount", fs_cmd_umount},
     };
 

@@ -14,6 +14,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "cache/diskcache.h"
 #include "cli.h"
 #include "fs.h"
 #include "log.h"
@@ -36,6 +37,11 @@ static const char mount_usage[] =
     "Options:\n"
     "  -f, --foreground       stay in the foreground, log to stderr\n"
     "  -d, --debug            log debug messages (implies --foreground)\n"
+    "      --cache-dir DIR    persistent chunk cache (default: $LAZYIMG_CACHE_DIR,\n"
+    "                         else /var/cache/lazyimg as root, else\n"
+    "                         $XDG_CACHE_HOME/lazyimg or ~/.cache/lazyimg)\n"
+    "      --cache-size SIZE  disk space the cache may take (default 10G)\n"
+    "      --no-cache         read every chunk from the store (no disk cache)\n"
     "      --mem-cache SIZE   decoded chunks kept in memory (default 24M)\n"
     "      --threads N        FUSE worker threads (default 16)\n"
     "      --readahead-kb N   kernel readahead window of the mount, in KiB\n"
@@ -45,8 +51,9 @@ static const char mount_usage[] =
     "  -h, --help             show this help\n";
 
 struct mount_opts {
-    bool foreground, debug, allow_other;
-    uint64_t mem_cache;
+    bool foreground, debug, allow_other, no_cache;
+    uint64_t mem_cache, cache_size;
+    const char *cache_dir;
     unsigned threads;
     unsigned readahead_kb;
     const char *store, *mountpoint;
@@ -54,11 +61,15 @@ struct mount_opts {
 
 static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
 {
-    enum { OPT_MEM = 256, OPT_THREADS, OPT_RA, OPT_ALLOW_OTHER };
+    enum { OPT_MEM = 256, OPT_THREADS, OPT_RA, OPT_ALLOW_OTHER, OPT_CACHE_DIR, OPT_CACHE_SIZE,
+           OPT_NO_CACHE };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"debug", no_argument, NULL, 'd'},
         {"mem-cache", required_argument, NULL, OPT_MEM},
+        {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+        {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
+        {"no-cache", no_argument, NULL, OPT_NO_CACHE},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"readahead-kb", required_argument, NULL, OPT_RA},
         {"allow-other", no_argument, NULL, OPT_ALLOW_OTHER},
@@ -72,6 +83,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         .mem_cache = DEFAULT_MEM_CACHE,
         .threads = DEFAULT_THREADS,
         .readahead_kb = DEFAULT_READAHEAD_KB,
+        .cache_size = FS_DEFAULT_CACHE_SIZE,
     };
     while ((c = getopt_long(argc, argv, "fdh", opts, NULL)) != -1) {
         switch (c) {
@@ -103,6 +115,18 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             break;
         case OPT_ALLOW_OTHER:
             o->allow_other = true;
+            break;
+        case OPT_CACHE_DIR:
+            o->cache_dir = optarg;
+            break;
+        case OPT_CACHE_SIZE:
+            if (fs_parse_size(optarg, &o->cache_size) < 0 || o->cache_size < (16u << 20)) {
+                fs_err("--cache-size: invalid size '%s' (at least 16M)", optarg);
+                return 2;
+            }
+            break;
+        case OPT_NO_CACHE:
+            o->no_cache = true;
             break;
         case 'h':
             fputs(mount_usage, stdout);
@@ -283,6 +307,9 @@ int fs_cmd_mount(int argc, char **argv)
     char mnt[PATH_MAX], fsname[PATH_MAX + 16], optstr[PATH_MAX + 128];
     char *fuse_argv[4];
     struct fuse_args args;
+    struct cache_disk *disk = NULL;
+    struct cache_disk_options copts = {0};
+    char cache_dir[PATH_MAX], store_abs[PATH_MAX];
     int r, status = 1;
 
     r = parse_mount_opts(argc, argv, &o);
@@ -297,6 +324,18 @@ int fs_cmd_mount(int argc, char **argv)
         return 1;
     if (check_mountpoint(o.mountpoint, mnt, sizeof(mnt)) < 0 || check_dev_fuse() < 0)
         goto out;
+    if (!o.no_cache) {
+        /* open once now for a clear error; the daemon reopens it after the fork */
+        if (fs_prepare_cache_dir(o.cache_dir, mnt, cache_dir, sizeof(cache_dir)) < 0)
+            goto out;
+        copts.dir = cache_dir;
+        copts.budget = o.cache_size;
+        copts.store = realpath(o.store, store_abs) ? store_abs : o.store;
+        if (fs_open_cache(&copts, &disk) < 0)
+            goto out;
+        cache_disk_close(disk);
+        disk = NULL;
+    }
     r = fetch_pbs_catalog_load(store, &cat, &err);
     if (r < 0) {
         fs_err("%s: %s", o.store, err.msg);
@@ -311,11 +350,6 @@ int fs_cmd_mount(int argc, char **argv)
     if (r < 0) {
         fs_err("cannot build the snapshot tree: %s",
                r == -EEXIST ? "two archives of one snapshot share a name" : strerror(-r));
-        goto out;
-    }
-    ctx.chunks = fs_chunks_new(store, (size_t)o.mem_cache);
-    if (!ctx.chunks) {
-        fs_err("out of memory");
         goto out;
     }
 
@@ -356,6 +390,14 @@ int fs_cmd_mount(int argc, char **argv)
     if (!o.foreground)
         fs_log_use_syslog(true);
     fs_info("mounted %s at %s (%zu snapshots)", o.store, mnt, ctx.tree->catalog->count);
+    if (!o.no_cache && fs_open_cache(&copts, &disk) < 0)
+        fs_warn("continuing without the disk cache");
+    ctx.has_disk_cache = disk != NULL;
+    ctx.chunks = fs_chunks_new(store, (size_t)o.mem_cache, disk);
+    if (!ctx.chunks) {
+        fs_err("out of memory");
+        goto out_unmount;
+    }
 
     start_readahead_thread(mnt, o.readahead_kb);
     loop_cfg = fuse_loop_cfg_create();
@@ -376,11 +418,23 @@ int fs_cmd_mount(int argc, char **argv)
     {
         struct fs_chunks_stats st;
         fs_chunks_get_stats(ctx.chunks, &st);
-        fs_info("chunks loaded %llu (%llu MiB), failed %llu; memory hits %llu, waits %llu, "
-                "evictions %llu",
+        fs_info("chunks loaded from the store %llu (%llu MiB), failed %llu; disk cache hits %llu, "
+                "bad %llu; memory hits %llu, waits %llu, evictions %llu",
                 (unsigned long long)st.loads, (unsigned long long)(st.load_bytes >> 20),
-                (unsigned long long)st.load_errors, (unsigned long long)st.mem.hits,
+                (unsigned long long)st.load_errors, (unsigned long long)st.disk_hits,
+                (unsigned long long)st.disk_bad, (unsigned long long)st.mem.hits,
                 (unsigned long long)st.mem.waits, (unsigned long long)st.mem.evictions);
+        if (disk) {
+            struct cache_disk_stats ds;
+            cache_disk_sync(disk);
+            cache_disk_get_stats(disk, &ds);
+            fs_info("disk cache %s: %llu inserted, %llu not inserted (%llu for lack of space), "
+                    "%llu evicted, %llu entries, %llu SQLite write transactions",
+                    cache_dir, (unsigned long long)ds.inserts,
+                    (unsigned long long)ds.insert_skipped, (unsigned long long)ds.enospc,
+                    (unsigned long long)ds.evictions, (unsigned long long)ds.entries,
+                    (unsigned long long)ds.sqlite_writes);
+        }
     }
 out_unmount:
     fuse_session_unmount(se);
@@ -389,6 +443,8 @@ out_handlers:
 out:
     if (se)
         fuse_session_destroy(se);
+    /* first: its writer still holds decoded chunks of ctx.chunks */
+    cache_disk_close(disk);
     fs_chunks_free(ctx.chunks);
     fs_tree_free(ctx.tree);
     fetch_pbs_catalog_free(cat);

@@ -123,6 +123,8 @@ t_cleanup() {
 setup_workdir() {
     W=$(mktemp -d "${TMPDIR:-/tmp}/lazyimg-$T_NAME.XXXXXX")
     W=$(realpath "$W")
+    # every mount of the test shares a cache of its own, never the system's
+    export LAZYIMG_CACHE_DIR=$W/cache
     trap t_cleanup EXIT
     # an unexpected failing command (set -e) says where it was
     set -E

@@ -1,0 +1,173 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The persistent chunk cache: second reads never touch the store, a new
+# snapshot fetches only its new chunks, the budget holds, kill -9 never leaves
+# wrong bytes, a full cache filesystem never fails reads, two daemons share one
+# cache, bad cache entries are dropped and fetched again, and the CLI.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+require_fuse
+require_cmd python3 strace
+setup_workdir
+cd "$W"
+S=$W/store
+M=$W/mnt
+C=$W/cache
+T1=2025-08-01T00:00:00Z
+T2=2025-08-02T00:00:00Z
+new_store "$S"
+
+# a 24 MiB image of 1 MiB chunks (random, some zero), and a second version of
+# it with 2 of its 20 data chunks changed (90% shared)
+make_image a.raw rand:12M,zero:4M,rand:8M 1
+cp a.raw b.raw
+dd if=/dev/urandom of=b.raw bs=1M seek=3 count=1 conv=notrunc status=none
+dd if=/dev/urandom of=b.raw bs=1M seek=20 count=1 conv=notrunc status=none
+mkpbs --chunk-size 1M --time $T1 "$S" drive-scsi0.img=a.raw >/dev/null
+mkpbs --chunk-size 1M --time $T2 "$S" drive-scsi0.img=b.raw >/dev/null
+IMG1=$M/vm/100/$T1/drive-scsi0.img
+IMG2=$M/vm/100/$T2/drive-scsi0.img
+
+# store_loads LOG: "chunks loaded from the store N" from a foreground daemon's log
+store_loads() {
+    sed -n 's/.*chunks loaded from the store \([0-9]*\).*/\1/p' "$1" | tail -1
+}
+
+# --- first read fills the cache; the second never opens the store -----------
+lazyimg_mount "$S" "$M" --cache-dir "$C"
+cmp "$IMG1" a.raw || fail "first read through the cache differs from the source"
+ok "first (cold) read equals the source"
+lazyimg_umount "$M"
+[[ -f $C/index.sqlite ]] || fail "no cache index at $C/index.sqlite"
+n=$(find "$C/data" -type f | wc -l)
+expect_eq "the cache holds the 20 data chunks of snapshot 1 (no zero chunk)" 20 "$n"
+
+mv "$S/.chunks" "$S/.chunks.away"
+mkdir "$S/.chunks"
+lazyimg_mount "$S" "$M" --cache-dir "$C"
+cmp "$IMG1" a.raw || fail "second read with the store's chunks gone differs (not served from the cache?)"
+ok "second read with every store chunk moved away equals the source: served from the cache"
+lazyimg_umount "$M"
+rmdir "$S/.chunks"
+mv "$S/.chunks.away" "$S/.chunks"
+
+# --- the next day's snapshot fetches only its new chunks ---------------------
+lazyimg_mount_fg "$S" "$M" snap2.log -- --cache-dir "$C"
+cmp "$IMG2" b.raw || fail "snapshot 2 through the cache differs from its source"
+lazyimg_umount "$M"
+expect_eq "snapshot 2 (90% shared) loaded only its 2 new chunks from the store" 2 "$(store_loads snap2.log)"
+
+# --- a damaged cache entry is dropped and fetched again, never served --------
+f=$(find "$C/data" -type f | head -1)
+printf '\x5a' | dd of="$f" bs=1 seek=1000 conv=notrunc status=none
+lazyimg_mount_fg "$S" "$M" bad.log -- --cache-dir "$C"
+cmp "$IMG1" a.raw || fail "a damaged cache entry was served"
+cmp "$IMG2" b.raw || fail "snapshot 2 wrong after the damaged cache entry"
+lazyimg_umount "$M"
+grep -q "bad 1" bad.log || fail "the daemon did not count the bad cache entry" "$(cat bad.log)"
+expect_eq "the damaged entry was fetched again from the store (one load)" 1 "$(store_loads bad.log)"
+
+# --- lazyimg cache verify / stats / gc / clear -------------------------------
+out=$("$LAZYIMG" cache verify --cache-dir "$C") || fail "cache verify failed on a good cache" "$out"
+grep -q "checked 22 entries, 0 bad" <<<"$out" || fail "cache verify: unexpected report" "$out"
+ok "cache verify: $out"
+f=$(find "$C/data" -type f | head -1)
+printf '\xa5' | dd of="$f" bs=1 seek=5 conv=notrunc status=none
+rc=0
+out=$("$LAZYIMG" cache verify --cache-dir "$C") || rc=$?
+((rc == 1)) || fail "cache verify of a damaged entry: exit $rc, expected 1" "$out"
+grep -q "bad entry $(basename "$f" | cut -d. -f1)" <<<"$out" || fail "cache verify did not name the bad entry" "$out"
+grep -q "checked 22 entries, 1 bad" <<<"$out" || fail "cache verify: unexpected summary" "$out"
+[[ ! -e $f ]] || fail "cache verify left the bad entry's file"
+ok "cache verify finds, reports and drops a damaged entry (exit 1)"
+
+"$LAZYIMG" cache stats --json --cache-dir "$C" >stats.json || fail "cache stats --json failed"
+python3 - "$S" <<'PY' || fail "cache stats --json is not what was expected" "$(cat stats.json)"
+import json, os, sys
+st = json.load(open("stats.json"))
+assert st["entries"] == 21, st
+assert st["bytes_apparent"] == 21 * 1024 * 1024, st
+assert st["bytes_allocated"] >= st["bytes_apparent"], st
+stores = {s["store"]: s for s in st["stores"]}
+s = stores[os.path.realpath(sys.argv[1])]
+assert s["misses"] >= 22 and s["hits"] > 0 and s["inserts"] >= 22, s
+PY
+ok "cache stats --json: 21 entries of 1 MiB, per-store hits/misses/inserts"
+"$LAZYIMG" cache stats --cache-dir "$C" | grep -q "21 entries" || fail "cache stats table"
+ok "cache stats table"
+out=$("$LAZYIMG" cache gc --size 5M --cache-dir "$C") || fail "cache gc failed" "$out"
+n=$(find "$C/data" -type f | wc -l)
+((n <= 5)) || fail "cache gc --size 5M left $n entries of 1 MiB" "$out"
+ok "cache gc --size 5M: $n entries left ($out)"
+"$LAZYIMG" cache clear --cache-dir "$C" >/dev/null || fail "cache clear failed"
+expect_eq "cache clear removes every entry" 0 "$(find "$C/data" -type f | wc -l)"
+
+# --- the budget holds under a read larger than it ----------------------------
+make_image big.raw rand:48M 7
+mkpbs --chunk-size 1M --id 200 --time $T1 "$S" drive-scsi0.img=big.raw >/dev/null
+C2=$W/cache-small
+lazyimg_mount "$S" "$M" --cache-dir "$C2" --cache-size 16M
+cmp "$M/vm/200/$T1/drive-scsi0.img" big.raw || fail "read larger than the cache budget differs"
+lazyimg_umount "$M"
+# allocated bytes of the data files themselves (du would add the fan-out directories)
+kb=$(find "$C2/data" -type f -printf '%b\n' | awk '{s += $1} END {print int(s / 2)}')
+((kb <= 16 * 1024 && kb > 0)) || fail "cache of budget 16M takes ${kb} KiB of files after a 48 MiB read"
+ok "a 48 MiB read with a 16M budget leaves ${kb} KiB of cache files (<= 16384)"
+
+# --- ENOSPC: a full cache filesystem never fails reads -----------------------
+C3=$W/cache-tiny
+mkdir -p "$C3"
+mount -t tmpfs -o size=6M lazyimg-test "$C3"
+add_cleanup "umount -l '$C3'"
+lazyimg_mount_fg "$S" "$M" enospc.log -- --cache-dir "$C3" --cache-size 1G
+cmp "$M/vm/200/$T1/drive-scsi0.img" big.raw || fail "reads failed or differ with a full cache filesystem"
+cmp "$IMG1" a.raw || fail "second image wrong with a full cache filesystem"
+lazyimg_umount "$M"
+grep -qi "no space" enospc.log || fail "the daemon did not report the full cache filesystem" "$(cat enospc.log)"
+ok "cache filesystem full (6M tmpfs): every read correct, reported: $(grep -i -m1 'no space' enospc.log)"
+umount "$C3"
+
+# --- two daemons on one cache directory --------------------------------------
+S2=$W/store2
+new_store "$S2"
+mkpbs --chunk-size 1M --id 300 --time $T1 "$S2" drive-scsi0.img=a.raw >/dev/null
+C4=$W/cache-shared
+lazyimg_mount "$S" "$M" --cache-dir "$C4"
+lazyimg_mount "$S2" "$W/mnt2" --cache-dir "$C4"
+pids=()
+cat "$IMG1" >r1.out & pids+=($!)
+cat "$M/vm/200/$T1/drive-scsi0.img" >r2.out & pids+=($!)
+cat "$W/mnt2/vm/300/$T1/drive-scsi0.img" >r3.out & pids+=($!)
+cat "$IMG2" >r4.out & pids+=($!)
+for p in "${pids[@]}"; do wait "$p" || fail "a reader failed while two daemons shared the cache"; done
+cmp r1.out a.raw && cmp r2.out big.raw && cmp r3.out a.raw && cmp r4.out b.raw ||
+    fail "wrong bytes while two daemons shared the cache"
+ok "two daemons reading at once through one cache directory: all bytes right"
+lazyimg_umount "$W/mnt2"
+lazyimg_umount "$M"
+out=$("$LAZYIMG" cache verify --cache-dir "$C4") || fail "cache verify after two daemons" "$out"
+# a.raw's 20 chunks are stored once for both stores; + 48 of big.raw + 2 new of b.raw
+grep -q "checked 70 entries, 0 bad" <<<"$out" || fail "shared cache: expected 70 distinct entries" "$out"
+ok "shared cache: chunks common to both stores stored once ($out)"
+
+# --- kill -9 during cold reads: never wrong bytes after a restart -------------
+C5=$W/cache-kill
+for i in 1 2 3 4 5 6; do
+    lazyimg_mount "$S" "$M" --cache-dir "$C5"
+    pid=$MOUNT_PID
+    cat "$M/vm/200/$T1/drive-scsi0.img" >/dev/null 2>&1 &
+    reader=$!
+    sleep "0.0$((RANDOM % 9 + 1))"
+    kill -KILL "$pid"
+    wait "$reader" 2>/dev/null || true
+    fusermount3 -u -z "$M" 2>/dev/null || umount -l "$M"
+    wait_pid_exit "$pid" 5 || fail "killed daemon still there"
+done
+ok "killed the daemon with SIGKILL during 6 cold reads"
+lazyimg_mount "$S" "$M" --cache-dir "$C5"
+cmp "$M/vm/200/$T1/drive-scsi0.img" big.raw || fail "wrong bytes after kill -9 restarts"
+lazyimg_umount "$M"
+out=$("$LAZYIMG" cache verify --cache-dir "$C5") || fail "cache verify after kill -9 found bad entries" "$out"
+grep -q " 0 bad" <<<"$out" || fail "cache verify after kill -9" "$out"
+ok "after 6 kill -9: the image reads right and cache verify says: $out"
