@@ -37,6 +37,9 @@ static void print_store(const struct cache_disk_store_stats *s, void *arg)
 {
     char alloc[32];
     json_object *arr = arg;
+    /* the unnamed store of maintenance commands (this one included) */
+    if (!s->store[0] && !s->entries && !s->hits && !s->misses && !s->inserts && !s->evictions)
+        return;
     if (arr) {
         json_object *o = json_object_new_object();
         json_object_object_add(o, "store", json_object_new_string(s->store));
