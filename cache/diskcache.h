@@ -130,6 +130,9 @@ struct cache_disk_stats {
 };
 void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret);
 
+/* The enospc counter alone: no query, cheap enough for every insert. */
+uint64_t cache_disk_enospc_count(struct cache_disk *c);
+
 /* Per store, as persisted in the index (all processes, all time). */
 struct cache_disk_store_stats {
     char store[256];

@@ -26,6 +26,11 @@
 /* A temp file of a dead process older than this is removed by verify. */
 #define STALE_TMP_SEC 60
 
+uint64_t cache_disk_enospc_count(struct cache_disk *c)
+{
+    return atomic_load(&c->enospc);
+}
+
 void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret)
 {
     struct cache_disk_stats s = {0};

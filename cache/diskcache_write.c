@@ -213,10 +213,16 @@ static bool budget_room(struct cache_disk *c, struct wr_state *w, size_t len)
     bool fits;
     for (size_t i = 0; i < w->n; i++)
         need += alloc_estimate(w->files[i].len);
+    if (need >= c->budget)
+        return false; /* never empty the cache for one batch */
     pthread_mutex_lock(&c->db_lock);
     fits = c->total_alloc + need <= c->budget;
     if (!fits) {
-        cache_dc_evict(c, low > need ? low - need : 0, cache_dc_now_ms() - c->min_age_ms, NULL);
+        /* down to the low watermark, or just enough when the batch is larger */
+        uint64_t target = low > need ? low - need : c->budget - need;
+        int r = cache_dc_evict(c, target, cache_dc_now_ms() - c->min_age_ms, NULL);
+        if (r < 0)
+            atomic_store(&c->last_insert_error, r);
         fits = c->total_alloc + need <= c->budget;
     }
     pthread_mutex_unlock(&c->db_lock);

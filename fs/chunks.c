@@ -2,6 +2,8 @@
 #include "chunks.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -15,6 +17,9 @@ struct fs_chunks {
     struct cache_disk *disk;
     atomic_uint_fast64_t loads, load_errors, load_bytes, disk_hits, disk_bad;
     atomic_uint_fast64_t enospc_seen, enospc_warned_at;
+    pthread_mutex_t lent_lock;
+    pthread_cond_t lent_cond;
+    size_t lent_bytes, lent_max; /* decoded chunks held by the disk writer */
 };
 
 struct fs_chunks *fs_chunks_new(struct fetch_store *store, size_t mem_budget,
@@ -25,6 +30,9 @@ struct fs_chunks *fs_chunks_new(struct fetch_store *store, size_t mem_budget,
         return NULL;
     c->store = store;
     c->disk = disk;
+    c->lent_max = mem_budget;
+    pthread_mutex_init(&c->lent_lock, NULL);
+    pthread_cond_init(&c->lent_cond, NULL);
     c->mem = cache_mem_new(mem_budget);
     if (!c->mem) {
         free(c);
@@ -38,6 +46,8 @@ void fs_chunks_free(struct fs_chunks *c)
     if (!c)
         return;
     cache_mem_free(c->mem);
+    pthread_mutex_destroy(&c->lent_lock);
+    pthread_cond_destroy(&c->lent_cond);
     free(c);
 }
 
@@ -50,21 +60,53 @@ struct lent {
 static void lent_done(void *owner)
 {
     struct lent *l = owner;
-    cache_mem_release(l->chunks->mem, l->entry);
+    struct fs_chunks *c = l->chunks;
+    size_t len;
+    cache_mem_entry_bytes(l->entry, &len);
+    cache_mem_release(c->mem, l->entry);
+    pthread_mutex_lock(&c->lent_lock);
+    c->lent_bytes -= len;
+    pthread_cond_broadcast(&c->lent_cond);
+    pthread_mutex_unlock(&c->lent_lock);
     free(l);
+}
+
+/*
+ * Chunks lent to the disk cache's writer stay in memory until written: their
+ * total is bounded by the memory budget. A loader waits (a little) for the
+ * writer rather than skip the insert, so that a chunk fetched once is cached;
+ * after LENT_WAIT_MS it gives up on caching this chunk.
+ */
+#define LENT_WAIT_MS 2000
+
+static bool lend_room(struct fs_chunks *c, size_t len)
+{
+    struct timespec until;
+    bool ok = true;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += LENT_WAIT_MS / 1000;
+    pthread_mutex_lock(&c->lent_lock);
+    while (c->lent_bytes && c->lent_bytes + len > c->lent_max) {
+        if (pthread_cond_timedwait(&c->lent_cond, &c->lent_lock, &until) != 0) {
+            ok = false;
+            break;
+        }
+    }
+    if (ok)
+        c->lent_bytes += len;
+    pthread_mutex_unlock(&c->lent_lock);
+    return ok;
 }
 
 /* Says, at most once a minute, that chunks are not being cached because the
  * cache filesystem is full; reads go on from the store. */
 static void report_disk_trouble(struct fs_chunks *c)
 {
-    struct cache_disk_stats st;
+    uint64_t now = cache_disk_enospc_count(c->disk), before, last;
     struct timespec ts;
-    uint64_t before, last;
 
-    cache_disk_get_stats(c->disk, &st);
-    before = atomic_exchange(&c->enospc_seen, st.enospc);
-    if (st.enospc <= before)
+    before = atomic_exchange(&c->enospc_seen, now);
+    if (now <= before)
         return;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     last = atomic_load(&c->enospc_warned_at);
@@ -81,12 +123,20 @@ static void queue_insert(struct fs_chunks *c, const struct fetch_extent *e,
     struct lent *l;
     const uint8_t *bytes;
     size_t len;
-    if (!c->disk || !(l = malloc(sizeof(*l))))
+    if (!c->disk)
+        return;
+    bytes = cache_mem_entry_bytes(entry, &len);
+    if (!lend_room(c, len))
         return; /* not caching it costs a later fetch, never a wrong byte */
+    if (!(l = malloc(sizeof(*l)))) {
+        pthread_mutex_lock(&c->lent_lock);
+        c->lent_bytes -= len;
+        pthread_mutex_unlock(&c->lent_lock);
+        return;
+    }
     cache_mem_ref(c->mem, entry);
     l->chunks = c;
     l->entry = entry;
-    bytes = cache_mem_entry_bytes(entry, &len);
     cache_disk_insert(c->disk, CACHE_ALGO_SHA256, e->digest, bytes, len, l, lent_done);
     report_disk_trouble(c);
 }
