@@ -3,6 +3,7 @@
 #include "fs.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -12,6 +13,31 @@
 
 /* Never written: holes are answered from it. */
 static uint8_t zero_buf[FS_MAX_READ];
+
+/*
+ * Disk-cache hits are read into a per-thread buffer of FS_MAX_READ bytes, at
+ * the offset of the piece in the request: the reply is sent from the same
+ * thread before the buffer is reused, and no read allocates.
+ */
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void scratch_key_init(void)
+{
+    (void)pthread_key_create(&scratch_key, free);
+}
+
+static uint8_t *thread_scratch(void)
+{
+    uint8_t *b;
+    pthread_once(&scratch_once, scratch_key_init);
+    b = pthread_getspecific(scratch_key);
+    if (!b && (b = malloc(FS_MAX_READ)) && pthread_setspecific(scratch_key, b) != 0) {
+        free(b);
+        b = NULL;
+    }
+    return b;
+}
 
 /* enough for a 1 MiB read over 64 KiB chunks, unaligned, without allocating */
 #define STACK_IOV 24
@@ -71,7 +97,7 @@ void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t req, 
             struct cache_mem_entry *ref = NULL;
             const uint8_t *bytes;
             fetch_error err = {""};
-            if (!scratch && ctx->has_disk_cache && !(scratch = malloc(end - off))) {
+            if (!scratch && ctx->has_disk_cache && !(scratch = thread_scratch())) {
                 r = -ENOMEM;
                 goto out;
             }
@@ -93,7 +119,6 @@ out:
         fuse_reply_iov(req, iov, (int)niov);
     for (size_t i = 0; i < nheld; i++)
         fs_chunks_put(ctx->chunks, held[i]);
-    free(scratch);
     if (iov != stack_iov)
         free(iov);
     if (held != stack_held)
