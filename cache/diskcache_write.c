@@ -213,7 +213,7 @@ static bool budget_room(struct cache_disk *c, struct wr_state *w, size_t len)
     bool fits;
     for (size_t i = 0; i < w->n; i++)
         need += alloc_estimate(w->files[i].len);
-    if (need >= c->budget)
+    if (need > c->budget)
         return false; /* never empty the cache for one batch */
     pthread_mutex_lock(&c->db_lock);
     fits = c->total_alloc + need <= c->budget;

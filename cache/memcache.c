@@ -293,6 +293,27 @@ void cache_mem_release(struct cache_mem *c, struct cache_mem_entry *e)
     destroy_list(evicted);
 }
 
+int cache_mem_lookup(struct cache_mem *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
+                     struct cache_mem_entry **ret)
+{
+    struct shard *s = &c->shards[key_shard(key)];
+    struct cache_mem_entry *e;
+    pthread_mutex_lock(&s->lock);
+    e = table_find(s, (uint8_t)algo, key);
+    if (!e || !e->filled) {
+        s->misses++;
+        pthread_mutex_unlock(&s->lock);
+        return -ENOENT;
+    }
+    if (e->refs == 0)
+        lru_unlink(s, e);
+    e->refs++;
+    s->hits++;
+    pthread_mutex_unlock(&s->lock);
+    *ret = e;
+    return 0;
+}
+
 int cache_mem_contains(struct cache_mem *c, enum cache_algo algo,
                        const uint8_t key[CACHE_KEY_LEN])
 {

@@ -66,6 +66,11 @@ void cache_mem_ref(struct cache_mem *c, struct cache_mem_entry *e);
 /* Drops a reference from acquire or cache_mem_ref. NULL-safe. */
 void cache_mem_release(struct cache_mem *c, struct cache_mem_entry *e);
 
+/* A reference to the chunk if present and filled: 0 and *ret set; -ENOENT if
+ * absent or still being loaded (no claim, no wait). Counts a hit or a miss. */
+int cache_mem_lookup(struct cache_mem *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
+                     struct cache_mem_entry **ret);
+
 /* Whether the chunk is present and filled (no claim, no wait). */
 int cache_mem_contains(struct cache_mem *c, enum cache_algo algo,
                        const uint8_t key[CACHE_KEY_LEN]);

@@ -61,8 +61,16 @@ int fetch_pbs_probe(struct fetch_store *s, fetch_error *err)
 {
     struct fetch_dirent *d = NULL;
     size_t n = 0;
-    int r = fetch_store_list(s, PBS_CHUNK_DIR, &d, &n, err);
+    bool found = false;
+    /* the root, not .chunks itself: that holds 65536 directories, which a
+     * remote store would have to list page by page */
+    int r = fetch_store_list(s, "", &d, &n, err);
+    for (size_t i = 0; r == 0 && i < n; i++)
+        if (d[i].is_dir && !strcmp(d[i].name, PBS_CHUNK_DIR))
+            found = true;
     fetch_dirents_free(d, n);
+    if (r == 0 && !found)
+        r = -ENOENT;
     if (r == -ENOENT || r == -ENOTDIR)
         return fetch_error_set(err, -EMEDIUMTYPE,
                                "not a Proxmox Backup Server datastore (no %s directory)",
@@ -320,6 +328,89 @@ int fetch_pbs_catalog_load(struct fetch_store *s, struct fetch_pbs_catalog **ret
     return 0;
 }
 
+/* Checks "[ns/NS/]...TYPE/ID/TIME" and splits out the namespace ("a/b"). */
+static int parse_snapshot_path(const char *path, char *ns, size_t nslen, char *type,
+                               size_t typelen, char *id, size_t idlen, char *time_str,
+                               size_t timelen)
+{
+    char buf[1024], *parts[3 + 2 * PBS_NS_MAX_DEPTH];
+    size_t np = 0, at = 0;
+    char *p;
+
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -EINVAL;
+    for (p = buf; np < sizeof(parts) / sizeof(parts[0]);) {
+        char *slash = strchr(p, '/');
+        parts[np++] = p;
+        if (!slash)
+            break;
+        *slash = '\0';
+        p = slash + 1;
+    }
+    if (strchr(p, '/') || np < 3 || (np - 3) % 2)
+        return -EINVAL;
+    ns[0] = '\0';
+    for (size_t i = 0; i + 3 < np; i += 2) {
+        if (strcmp(parts[i], PBS_NS_DIR) || !fetch_name_is_ns(parts[i + 1]))
+            return -EINVAL;
+        at += (size_t)snprintf(ns + at, nslen - at, "%s%s", at ? "/" : "", parts[i + 1]);
+        if (at >= nslen)
+            return -EINVAL;
+    }
+    if (!fetch_name_is_type(parts[np - 3]) || !fetch_name_is_id(parts[np - 2]) ||
+        !fetch_name_is_time(parts[np - 1]))
+        return -EINVAL;
+    snprintf(type, typelen, "%s", parts[np - 3]);
+    snprintf(id, idlen, "%s", parts[np - 2]);
+    snprintf(time_str, timelen, "%s", parts[np - 1]);
+    return 0;
+}
+
+int fetch_pbs_catalog_load_paths(struct fetch_store *s, const char *const *paths, size_t n,
+                                 struct fetch_pbs_catalog **ret, fetch_error *err)
+{
+    struct walk w = {.store = s};
+    struct fetch_pbs_catalog *c = NULL;
+    int r = 0;
+
+    for (size_t i = 0; i < n && !r; i++) {
+        char ns[PBS_NS_MAX_LEN + 1], type[8], id[256], time_str[24];
+        size_t before = w.n, nwarn = w.nwarn;
+        if (parse_snapshot_path(paths[i], ns, sizeof(ns), type, sizeof(type), id, sizeof(id),
+                                time_str, sizeof(time_str)) < 0) {
+            r = fetch_error_set(err, -EINVAL,
+                                "snapshot '%s': expected [ns/NS/]TYPE/ID/YYYY-MM-DDTHH:MM:SSZ",
+                                paths[i]);
+            break;
+        }
+        add_snapshot(&w, ns, type, id, paths[i], time_str);
+        if (w.fatal)
+            r = fetch_error_set(err, w.fatal, "out of memory");
+        else if (w.n == before)
+            r = fetch_error_set(err, -ENOENT, "snapshot %s: %s", paths[i],
+                                w.nwarn > nwarn ? w.warn[w.nwarn - 1]
+                                                : "not found (no index.json.blob)");
+    }
+    if (!r && !(c = calloc(1, sizeof(*c))))
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+    if (!r && w.n)
+        qsort(w.v, w.n, sizeof(*w.v), snap_cmp);
+    if (!c)
+        c = calloc(1, sizeof(*c));
+    if (c) {
+        c->snaps = w.v;
+        c->count = w.n;
+        c->warnings = w.warn;
+        c->warning_count = w.nwarn;
+    }
+    if (r < 0 || !c) {
+        fetch_pbs_catalog_free(c);
+        return r < 0 ? r : -ENOMEM;
+    }
+    *ret = c;
+    return 0;
+}
+
 void fetch_pbs_catalog_free(struct fetch_pbs_catalog *c)
 {
     if (!c)
@@ -441,24 +532,28 @@ int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *
     return fetch_blob_decode(raw, len, &exp, ret, err);
 }
 
-int fetch_pbs_read_chunk(struct fetch_store *s, const uint8_t digest[32], size_t len,
-                         fetch_data *ret, fetch_error *err)
+void fetch_pbs_chunk_path(const uint8_t digest[32], char *buf, size_t len)
+{
+    char hex[2 * PBS_DIGEST_LEN + 1];
+    fetch_hex_encode(digest, PBS_DIGEST_LEN, hex);
+    snprintf(buf, len, "%s/%.4s/%s", PBS_CHUNK_DIR, hex, hex);
+}
+
+/* a stored chunk is never much larger than its plaintext (PBS keeps the
+ * compressed form only when it is smaller): reads are bounded by that */
+size_t fetch_pbs_chunk_max_raw(size_t len)
+{
+    return len + len / 128 + 1024 + PBS_BLOB_ENC_HDR_LEN;
+}
+
+int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, void *raw, size_t raw_len,
+                           fetch_data *ret, fetch_error *err)
 {
     struct fetch_blob_expect exp = {.len = len, .digest = digest};
     char hex[2 * PBS_DIGEST_LEN + 1];
-    char path[sizeof(PBS_CHUNK_DIR) + 6 + sizeof(hex)];
-    void *raw = NULL;
-    size_t raw_len = 0;
     int r;
 
     fetch_hex_encode(digest, PBS_DIGEST_LEN, hex);
-    snprintf(path, sizeof(path), "%s/%.4s/%s", PBS_CHUNK_DIR, hex, hex);
-    /* a stored chunk is never much larger than its plaintext (PBS keeps the
-     * compressed form only when it is smaller): bound the read by that */
-    r = fetch_store_get(s, path, len + len / 128 + 1024 + PBS_BLOB_ENC_HDR_LEN, &raw, &raw_len,
-                        err);
-    if (r < 0)
-        return r == -ENOENT ? fetch_error_set(err, r, "chunk %s is missing", hex) : r;
     if (raw_len == 0) {
         free(raw);
         return fetch_error_set(err, -ENOENT, "chunk %s is missing (empty file)", hex);
@@ -467,4 +562,19 @@ int fetch_pbs_read_chunk(struct fetch_store *s, const uint8_t digest[32], size_t
     if (r < 0)
         return fetch_error_prefix(err, r, "chunk %.16s…", hex);
     return 0;
+}
+
+int fetch_pbs_read_chunk(struct fetch_store *s, const uint8_t digest[32], size_t len,
+                         fetch_data *ret, fetch_error *err)
+{
+    char path[FETCH_PBS_CHUNK_PATH_MAX];
+    void *raw = NULL;
+    size_t raw_len = 0;
+    int r;
+
+    fetch_pbs_chunk_path(digest, path, sizeof(path));
+    r = fetch_store_get(s, path, fetch_pbs_chunk_max_raw(len), &raw, &raw_len, err);
+    if (r < 0)
+        return r == -ENOENT ? fetch_error_set(err, r, "chunk %s is missing", path) : r;
+    return fetch_pbs_decode_chunk(digest, len, raw, raw_len, ret, err);
 }

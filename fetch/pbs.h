@@ -48,6 +48,14 @@ int fetch_pbs_probe(struct fetch_store *s, fetch_error *err);
  */
 int fetch_pbs_catalog_load(struct fetch_store *s, struct fetch_pbs_catalog **ret,
                            fetch_error *err);
+
+/*
+ * Builds a catalog of just the snapshots at @paths ("[ns/NS/]TYPE/ID/TIME"),
+ * without listing anything. Fails with -EINVAL for a malformed path and
+ * -ENOENT (or the manifest's error) for a snapshot that cannot be read.
+ */
+int fetch_pbs_catalog_load_paths(struct fetch_store *s, const char *const *paths, size_t n,
+                                 struct fetch_pbs_catalog **ret, fetch_error *err);
 void fetch_pbs_catalog_free(struct fetch_pbs_catalog *c);
 
 enum fetch_pbs_archive {
@@ -74,6 +82,19 @@ int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *
 int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
                         const struct fetch_manifest_file *file, fetch_data *ret,
                         fetch_error *err);
+
+/* ".chunks/<4 hex>/<64 hex>": the store path of chunk @digest. */
+#define FETCH_PBS_CHUNK_PATH_MAX 80
+void fetch_pbs_chunk_path(const uint8_t digest[32], char *buf, size_t len);
+/* The largest stored object a chunk of @len plaintext bytes may be. */
+size_t fetch_pbs_chunk_max_raw(size_t len);
+/*
+ * Decodes a fetched chunk object (ownership of the malloc()ed @raw passes to
+ * this call) to exactly @len bytes whose SHA-256 is @digest. -ENOENT for a
+ * 0-byte object, -EBADMSG when corrupt, -ENOKEY when encrypted.
+ */
+int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, void *raw, size_t raw_len,
+                           fetch_data *ret, fetch_error *err);
 
 /*
  * Reads chunk @digest from .chunks/ and decodes it to exactly @len bytes whose

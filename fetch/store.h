@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * A store is where backup objects come from: a struct of callbacks with one
- * implementation per transport (local directory now; HTTP(S) and S3 later).
+ * implementation per transport: a local directory (store_local.c), HTTP(S)
+ * (store_http.c) and S3 (store_s3.c); fetch/remote.h opens any of them.
  * Paths are store-relative, '/'-separated, and built by the caller only from
  * validated names (fetch/names.h). Implementations are thread-safe.
  */
@@ -20,7 +21,7 @@ struct fetch_dirent {
 struct fetch_store;
 
 struct fetch_store_ops {
-    const char *kind; /* "local", ... */
+    const char *kind; /* "local", "http", "s3" */
     /* Entries of directory @dir ("" = root), unsorted, without "." and "..".
      * -ENOENT if missing, -ENOTDIR if not a directory. */
     int (*list)(struct fetch_store *s, const char *dir, struct fetch_dirent **ret,
@@ -30,6 +31,15 @@ struct fetch_store_ops {
     int (*get)(struct fetch_store *s, const char *path, size_t max, void **ret,
                size_t *ret_len, fetch_error *err);
     void (*free)(struct fetch_store *s);
+    /*
+     * Remote stores only (NULL for local ones): configures @easy, a fresh or
+     * reset CURL easy handle owned by the caller, for a GET of object @path:
+     * URL, authentication (SigV4, basic, bearer), TLS options, connect and
+     * total deadlines. The caller sets the write callback and performs the
+     * transfer (the fetcher pool does it in a curl multi); the result is
+     * converted with fetch_remote_result(). May be called from any thread.
+     */
+    int (*setup_get)(struct fetch_store *s, void *easy, const char *path, fetch_error *err);
 };
 
 struct fetch_store {

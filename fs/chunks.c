@@ -8,11 +8,32 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include <string.h>
+
 #include "fetch/pbs.h"
 #include "log.h"
 
+struct waiter {
+    struct waiter *next;
+    fs_chunk_done_fn done;
+    void *arg;
+};
+
+/* One fetch of one chunk, however many readers wait for it. */
+struct flight {
+    struct flight *next; /* hash chain */
+    struct fs_chunks *chunks;
+    uint8_t digest[32];
+    uint32_t len;
+    enum fetch_prio prio;
+    struct fetch_job *job;
+    struct waiter *waiters;
+};
+
+#define FLIGHT_BUCKETS 1024
+
 struct fs_chunks {
-    struct fetch_store *store;
+    struct fetch_pool *pool;
     struct cache_mem *mem;
     struct cache_disk *disk;
     atomic_uint_fast64_t loads, load_errors, load_bytes, disk_hits, disk_bad;
@@ -20,15 +41,18 @@ struct fs_chunks {
     pthread_mutex_t lent_lock;
     pthread_cond_t lent_cond;
     size_t lent_bytes, lent_max; /* decoded chunks held by the disk writer */
+    pthread_mutex_t flight_lock;
+    struct flight *flights[FLIGHT_BUCKETS];
 };
 
-struct fs_chunks *fs_chunks_new(struct fetch_store *store, size_t mem_budget,
+struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
                                 struct cache_disk *disk)
 {
     struct fs_chunks *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    c->store = store;
+    c->pool = pool;
+    pthread_mutex_init(&c->flight_lock, NULL);
     c->disk = disk;
     c->lent_max = mem_budget;
     pthread_mutex_init(&c->lent_lock, NULL);
@@ -46,6 +70,7 @@ void fs_chunks_free(struct fs_chunks *c)
     if (!c)
         return;
     cache_mem_free(c->mem);
+    pthread_mutex_destroy(&c->flight_lock);
     pthread_mutex_destroy(&c->lent_lock);
     pthread_cond_destroy(&c->lent_cond);
     free(c);
@@ -117,7 +142,7 @@ static void report_disk_trouble(struct fs_chunks *c)
             "(reads continue from the store)");
 }
 
-static void queue_insert(struct fs_chunks *c, const struct fetch_extent *e,
+static void queue_insert(struct fs_chunks *c, const uint8_t digest[32],
                          struct cache_mem_entry *entry)
 {
     struct lent *l;
@@ -137,7 +162,7 @@ static void queue_insert(struct fs_chunks *c, const struct fetch_extent *e,
     cache_mem_ref(c->mem, entry);
     l->chunks = c;
     l->entry = entry;
-    cache_disk_insert(c->disk, CACHE_ALGO_SHA256, e->digest, bytes, len, l, lent_done);
+    cache_disk_insert(c->disk, CACHE_ALGO_SHA256, digest, bytes, len, l, lent_done);
     report_disk_trouble(c);
 }
 
@@ -164,46 +189,175 @@ static int read_disk(struct fs_chunks *c, const struct fetch_extent *e, uint32_t
     return 1;
 }
 
-int fs_chunks_read(struct fs_chunks *c, const struct fetch_extent *e, uint32_t off, size_t len,
-                   uint8_t *scratch, const uint8_t **ret_bytes, struct cache_mem_entry **ret_ref,
-                   fetch_error *err)
+int fs_chunks_peek(struct fs_chunks *c, const struct fetch_extent *e, uint32_t off, size_t len,
+                   uint8_t *scratch, const uint8_t **ret_bytes, struct cache_mem_entry **ret_ref)
 {
     struct cache_mem_entry *entry;
-    fetch_data data = {0};
     size_t blen;
-    int r;
 
-    if (!cache_mem_contains(c->mem, CACHE_ALGO_SHA256, e->digest) &&
-        read_disk(c, e, off, len, scratch)) {
+    if (cache_mem_lookup(c->mem, CACHE_ALGO_SHA256, e->digest, &entry) == 0) {
+        /* a hostile index can name one digest at two lengths: the bytes
+         * loaded for the other length are not this extent's */
+        const uint8_t *bytes = cache_mem_entry_bytes(entry, &blen);
+        if (blen != e->length) {
+            cache_mem_release(c->mem, entry);
+            return -EIO;
+        }
+        *ret_bytes = bytes + off;
+        *ret_ref = entry;
+        return 1;
+    }
+    if (scratch && read_disk(c, e, off, len, scratch)) {
         *ret_bytes = scratch;
         *ret_ref = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)
+{
+    struct cache_disk_handle *h = NULL;
+    bool yes;
+    if (!c->disk || cache_disk_lookup(c->disk, CACHE_ALGO_SHA256, e->digest, &h) <= 0)
+        return false;
+    yes = cache_disk_handle_len(h) == e->length;
+    cache_disk_release(c->disk, h);
+    return yes;
+}
+
+static unsigned flight_bucket(const uint8_t digest[32])
+{
+    return ((unsigned)digest[0] << 8 | digest[1]) % FLIGHT_BUCKETS;
+}
+
+/* flight_lock held */
+static struct flight **flight_find(struct fs_chunks *c, const uint8_t digest[32])
+{
+    struct flight **fp = &c->flights[flight_bucket(digest)];
+    while (*fp && memcmp((*fp)->digest, digest, 32) != 0)
+        fp = &(*fp)->next;
+    return fp;
+}
+
+static int flight_decode(void *arg, void *raw, size_t raw_len, fetch_data *ret, fetch_error *err)
+{
+    struct flight *f = arg;
+    return fetch_pbs_decode_chunk(f->digest, f->len, raw, raw_len, ret, err);
+}
+
+static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *err)
+{
+    struct flight *f = arg, **fp;
+    struct fs_chunks *c = f->chunks;
+    struct cache_mem_entry *entry = NULL;
+    struct waiter *w;
+    fetch_error fill_err = {""};
+
+    if (r == 0) {
+        r = cache_mem_acquire(c->mem, CACHE_ALGO_SHA256, f->digest, &entry);
+        if (r == 1) {
+            cache_mem_fill(c->mem, entry, data->bytes, data->len, data->base, free);
+            r = 0;
+        } else {
+            /* already there (r == 0), or no memory for an entry */
+            fetch_data_release(data);
+            if (r < 0)
+                fetch_error_set(&fill_err, r, "out of memory");
+        }
+        if (r == 0) {
+            atomic_fetch_add(&c->loads, 1);
+            atomic_fetch_add(&c->load_bytes, f->len);
+        }
+    }
+    if (r < 0)
+        atomic_fetch_add(&c->load_errors, 1);
+
+    /* published in memory before the flight goes: a later want() finds one or the other */
+    pthread_mutex_lock(&c->flight_lock);
+    fp = flight_find(c, f->digest);
+    if (*fp == f)
+        *fp = f->next;
+    w = f->waiters;
+    pthread_mutex_unlock(&c->flight_lock);
+
+    while (w) {
+        struct waiter *next = w->next;
+        if (r == 0) {
+            cache_mem_ref(c->mem, entry);
+            w->done(w->arg, 0, entry, NULL);
+        } else {
+            w->done(w->arg, r, NULL, fill_err.msg[0] ? &fill_err : err);
+        }
+        free(w);
+        w = next;
+    }
+    /* readers are answered first: the disk cache may make this worker wait */
+    if (r == 0) {
+        queue_insert(c, f->digest, entry);
+        cache_mem_release(c->mem, entry);
+    }
+    free(f);
+}
+
+int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_prio prio,
+                   fs_chunk_done_fn done, void *arg)
+{
+    struct flight **fp, *f;
+    struct waiter *w = NULL;
+    struct cache_mem_entry *entry;
+    char path[FETCH_PBS_CHUNK_PATH_MAX];
+
+    if (done && !(w = malloc(sizeof(*w))))
+        return -ENOMEM;
+    if (w)
+        *w = (struct waiter){NULL, done, arg};
+    else if (cache_mem_contains(c->mem, CACHE_ALGO_SHA256, e->digest) || fs_chunks_on_disk(c, e))
+        return 0;
+
+    pthread_mutex_lock(&c->flight_lock);
+    fp = flight_find(c, e->digest);
+    if ((f = *fp)) {
+        if (w) {
+            w->next = f->waiters;
+            f->waiters = w;
+        }
+        if (prio < f->prio) {
+            f->prio = prio;
+            fetch_pool_upgrade(c->pool, f->job, prio);
+        }
+        pthread_mutex_unlock(&c->flight_lock);
         return 0;
     }
-    r = cache_mem_acquire(c->mem, CACHE_ALGO_SHA256, e->digest, &entry);
-    if (r < 0)
-        return fetch_error_set(err, r, r == -ENOMEM ? "out of memory"
-                                                    : "chunk load failed in another reader");
-    if (r == 1) {
-        /* we are the loader */
-        r = fetch_pbs_read_chunk(c->store, e->digest, e->length, &data, err);
-        if (r < 0) {
-            atomic_fetch_add(&c->load_errors, 1);
-            cache_mem_fail(c->mem, entry, r);
-            return r;
-        }
-        atomic_fetch_add(&c->loads, 1);
-        atomic_fetch_add(&c->load_bytes, data.len);
-        cache_mem_fill(c->mem, entry, data.bytes, data.len, data.base, free);
-        queue_insert(c, e, entry);
+    if (w && cache_mem_lookup(c->mem, CACHE_ALGO_SHA256, e->digest, &entry) == 0) {
+        pthread_mutex_unlock(&c->flight_lock);
+        free(w);
+        done(arg, 0, entry, NULL);
+        return 0;
     }
-    /* a hostile index can name one digest at two lengths: the bytes loaded
-     * for the other length are not this extent's */
-    *ret_bytes = cache_mem_entry_bytes(entry, &blen) + off;
-    if (blen != e->length) {
-        cache_mem_release(c->mem, entry);
-        return fetch_error_set(err, -EIO, "one chunk digest used with two lengths");
+    if (!(f = calloc(1, sizeof(*f)))) {
+        pthread_mutex_unlock(&c->flight_lock);
+        free(w);
+        return -ENOMEM;
     }
-    *ret_ref = entry;
+    f->chunks = c;
+    memcpy(f->digest, e->digest, 32);
+    f->len = e->length;
+    f->prio = prio;
+    f->waiters = w;
+    fetch_pbs_chunk_path(e->digest, path, sizeof(path));
+    /* in the table before the job exists: its completion may run at once */
+    *fp = f;
+    f->job = fetch_pool_submit(c->pool, path, fetch_pbs_chunk_max_raw(e->length), prio,
+                               flight_decode, flight_done, f);
+    if (!f->job) {
+        *flight_find(c, e->digest) = f->next;
+        pthread_mutex_unlock(&c->flight_lock);
+        free(w);
+        free(f);
+        return -ENOMEM;
+    }
+    pthread_mutex_unlock(&c->flight_lock);
     return 0;
 }
 

@@ -1,17 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Chunk access for the read path. Composes, in this order:
- *  1. the in-memory set of decoded chunks (cache/memcache.h, single-flight);
+ *  1. the in-memory set of decoded chunks (cache/memcache.h);
  *  2. the persistent disk cache (cache/diskcache.h), whose hits are read
  *     straight from its data file, only the bytes asked for, CRC-checked;
- *  3. the store (fetch/pbs.h): fetched, CRC-checked, decompressed and
- *     digest-verified once however many readers want the chunk at the same
- *     time, then queued for the disk cache off the reply path.
+ *  3. the store, through the fetcher pool (fetch/pool.h): fetched, decoded and
+ *     digest-verified on a pool worker, once however many readers want the
+ *     chunk at the same time (one flight per digest), then published in
+ *     memory, handed to the waiting readers and queued for the disk cache.
+ * Nothing here waits for the network: fs_chunks_peek() answers from memory or
+ * disk or says "not here", and fs_chunks_want() registers a completion.
  * A disk-cache entry that fails its check is dropped and the chunk is fetched
  * from the store instead: never served. Thread-safe.
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,7 +23,7 @@
 #include "cache/memcache.h"
 #include "fetch/error.h"
 #include "fetch/image.h"
-#include "fetch/store.h"
+#include "fetch/pool.h"
 
 struct fs_chunks;
 
@@ -33,24 +37,50 @@ struct fs_chunks_stats {
 };
 
 /*
- * @store and @disk are borrowed; @disk may be NULL (no disk cache).
+ * @pool and @disk are borrowed; @disk may be NULL (no disk cache).
  * @mem_budget: bytes of decoded chunks kept in memory.
  */
-struct fs_chunks *fs_chunks_new(struct fetch_store *store, size_t mem_budget,
+struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
                                 struct cache_disk *disk);
+/* The pool must have been freed first (all completions done). NULL-safe. */
 void fs_chunks_free(struct fs_chunks *c);
 
 /*
- * Reads [@off, @off + @len) of non-zero extent @e (@off + @len <= e->length).
- * On success *ret_bytes points at the bytes: either inside a decoded chunk
- * held in memory (*ret_ref is set: drop it with fs_chunks_put once the bytes
- * are no longer needed) or in @scratch (at least @len bytes; *ret_ref NULL).
- * Errors: -ENOENT (missing), -EBADMSG (corrupt), -EIO, -ENOMEM; @err says
- * which chunk and why.
+ * Reads [@off, @off + @len) of non-zero extent @e (@off + @len <= e->length)
+ * if the chunk is in memory or in the disk cache; never fetches.
+ * Returns 1 with *ret_bytes pointing at the bytes: inside a decoded chunk held
+ * in memory (*ret_ref set: drop it with fs_chunks_put) or in @scratch (at
+ * least @len bytes, may be NULL when there is no disk cache; *ret_ref NULL).
+ * Returns 0 when the chunk has to be fetched, -EIO for a digest used with two
+ * lengths.
  */
-int fs_chunks_read(struct fs_chunks *c, const struct fetch_extent *e, uint32_t off, size_t len,
-                   uint8_t *scratch, const uint8_t **ret_bytes, struct cache_mem_entry **ret_ref,
-                   fetch_error *err);
+int fs_chunks_peek(struct fs_chunks *c, const struct fetch_extent *e, uint32_t off, size_t len,
+                   uint8_t *scratch, const uint8_t **ret_bytes, struct cache_mem_entry **ret_ref);
+
+/*
+ * Called once per fs_chunks_want() with @done: with 0 and a reference to the
+ * decoded chunk (drop it with fs_chunks_put; check its length against the
+ * extent's), or with a negative errno (-ENOENT missing, -EBADMSG corrupt,
+ * -ENOKEY, -EIO, -ETIMEDOUT, -ECANCELED at unmount) and a message. Runs on a
+ * pool worker, or on the caller's thread before fs_chunks_want returns when
+ * the chunk is already in memory.
+ */
+typedef void (*fs_chunk_done_fn)(void *arg, int r, struct cache_mem_entry *entry,
+                                 const fetch_error *err);
+
+/*
+ * Makes sure chunk @e gets loaded at priority @prio (a chunk already in
+ * flight at a lower priority is upgraded). With @done, a completion as
+ * above. Without, a prefetch: nothing is done when the chunk is in memory, in
+ * the disk cache or already in flight, and the result only fills the caches.
+ * Returns 0, or -ENOMEM (then @done is not called).
+ */
+int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_prio prio,
+                   fs_chunk_done_fn done, void *arg);
+
+/* Whether the disk cache holds chunk @e (a lookup, no read). */
+bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e);
+
 void fs_chunks_put(struct fs_chunks *c, struct cache_mem_entry *entry);
 
 void fs_chunks_get_stats(struct fs_chunks *c, struct fs_chunks_stats *ret);

@@ -11,6 +11,7 @@
 
 #include "cache/diskcache.h"
 #include "fetch/pbs.h"
+#include "fetch/remote.h"
 #include "fetch/store.h"
 #include "log.h"
 
@@ -59,29 +60,31 @@ void fs_format_size(uint64_t v, char *buf, size_t len)
         snprintf(buf, len, "%.1f%c", d, units[u]);
 }
 
-struct fetch_store *fs_open_store(const char *location)
+struct fetch_store *fs_open_store(const char *location, const struct fetch_remote_options *ro)
 {
     struct fetch_store *s = NULL;
     fetch_error err = {""};
     struct stat st;
     int r;
 
-    if (stat(location, &st) < 0) {
-        fs_err("%s: %s", location, strerror(errno));
-        return NULL;
+    if (!fetch_location_is_remote(location)) {
+        if (stat(location, &st) < 0) {
+            fs_err("%s: %s", location, strerror(errno));
+            return NULL;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            fs_err("%s: not a directory (expected a datastore directory)", location);
+            return NULL;
+        }
     }
-    if (!S_ISDIR(st.st_mode)) {
-        fs_err("%s: not a directory (expected a datastore directory)", location);
-        return NULL;
-    }
-    r = fetch_store_open_local(location, &s, &err);
+    r = fetch_store_open(location, ro, &s, &err);
     if (r < 0) {
         fs_err("%s", err.msg);
         return NULL;
     }
     r = fetch_pbs_probe(s, &err);
     if (r < 0) {
-        fs_err("%s: %s", location, err.msg);
+        fs_err("%s: %s", s->location, err.msg);
         fetch_store_free(s);
         return NULL;
     }

@@ -5,11 +5,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fetch/remote.h"
+
 /* Subcommands: argv[0] is the subcommand name. Return the process exit status. */
 int fs_cmd_mount(int argc, char **argv);
 int fs_cmd_ls(int argc, char **argv);
 int fs_cmd_umount(int argc, char **argv);
 int fs_cmd_cache(int argc, char **argv);
+int fs_cmd_status(int argc, char **argv);
+int fs_cmd_hydrate(int argc, char **argv);
 
 #define FS_DEFAULT_CACHE_SIZE (10ull << 30)
 
@@ -34,6 +38,7 @@ int fs_parse_size(const char *s, uint64_t *ret);
 /* "1.5G", "512K", "17B" into @buf. */
 void fs_format_size(uint64_t v, char *buf, size_t len);
 
-/* Opens the store at @location and checks that it is a datastore; prints a
+/* Opens the store at @location (a directory, http(s):// URL or s3:// bucket;
+ * @ro may be NULL for defaults) and checks that it is a datastore; prints a
  * one-line error and returns NULL otherwise. */
-struct fetch_store *fs_open_store(const char *location);
+struct fetch_store *fs_open_store(const char *location, const struct fetch_remote_options *ro);

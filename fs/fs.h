@@ -4,29 +4,39 @@
  *
  * Thread model
  *  - The FUSE session runs multithreaded (fuse_session_loop_mt); every
- *    lowlevel op replies exactly once, from the thread that received it.
- *  - The tree (fs/tree.h) is immutable after mount; per-node loads of an
- *    index or a blob take that node's mutex only.
- *  - Reads of chunks not in memory are answered on the FUSE thread that
- *    asked: from the disk cache (a pread of the requested bytes and a CRC
- *    check), else by loading the chunk from the store (local store: a file
- *    read and a verification, no network). Loads of different chunks run on
- *    different threads at once; readers of one chunk being loaded wait for
- *    that single load (fs/chunks.h). No lock is held across the load of a
- *    chunk.
+ *    lowlevel op replies exactly once. The tree (fs/tree.h) is immutable
+ *    after mount; per-node loads of an index or a blob take that node's mutex
+ *    only (they are small synchronous transfers, with mirror fallback).
+ *  - A read never waits for the network or for a chunk decode: chunks in
+ *    memory or in the disk cache (a pread of the requested bytes and a CRC
+ *    check) are answered on the FUSE thread; for a chunk that must be fetched
+ *    the read registers a waiter on that chunk's single flight (fs/chunks.h)
+ *    and returns; the pool worker that completes the last awaited chunk
+ *    copies the bytes into the reply and answers it (fs/image.c).
+ *  - The fetcher pool (fetch/pool.h) has one thread driving the curl multi
+ *    handle (remote stores) and --threads workers that read local stores,
+ *    decode and verify, then run the completions. Queues are strictly
+ *    ordered: demand reads, then readahead of sequential streams, then
+ *    hydration; a demand read upgrades a queued chunk.
  *  - The disk cache's own writer thread stores loaded chunks (and batches
  *    last-use updates) off the reply path; it holds a reference to the
- *    decoded chunk until the bytes are on disk.
+ *    decoded chunk until the bytes are on disk. A pool worker may wait for
+ *    it (bounded) after it has answered the readers.
+ *  - The control socket (fs/control.h) has one thread; hydration jobs submit
+ *    at the lowest priority from their own thread.
  *  - Holes (zero extents) are answered from a static zero buffer and never
  *    reach the store.
  *  - One helper thread, started after the session is mounted, raises the
  *    kernel readahead of the mount (mount.c).
+ *  - At unmount the control thread stops first, then the pool (queued jobs
+ *    complete with -ECANCELED and their readers get EIO), then the session.
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
@@ -40,12 +50,40 @@
 struct fs_ctx {
     struct fs_tree *tree;
     struct fs_chunks *chunks;
-    bool has_disk_cache; /* reads may need a scratch buffer for disk-cache hits */
+    struct fetch_pool *pool;
+    struct cache_disk *disk;             /* NULL without a disk cache */
+    struct fetch_store *const *stores;   /* the store and its mirrors, in order */
+    size_t nstores;
+    bool has_disk_cache;     /* reads may need a scratch buffer for disk-cache hits */
+    unsigned readahead_max;  /* chunks a sequential stream may prefetch (0: none) */
+};
+
+/* A sequential stream in an open file (see fs_image_read). */
+struct fs_stream {
+    uint64_t next;     /* offset the next read of the stream starts at */
+    uint64_t used;     /* file clock at its last read; 0 = unused slot */
+    size_t chunk;      /* extent index of its last read's end */
+    size_t requested;  /* highest extent index prefetched */
+    unsigned window;   /* chunks ahead */
+};
+
+#define FS_STREAMS 4
+
+/* Per open() of an image (fi->fh): streams for readahead, guarded by @lock. */
+struct fs_file {
+    pthread_mutex_t lock;
+    uint64_t clock;
+    struct fs_stream streams[FS_STREAMS];
 };
 
 /* The lowlevel ops table; the session's userdata must be a struct fs_ctx. */
 const struct fuse_lowlevel_ops *fs_ops(void);
 
-/* Answers a read of [@off, @off + @size) of image node @n; replies exactly once. */
-void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t req, uint64_t off,
-                   size_t size);
+/*
+ * Answers a read of [@off, @off + @size) of image node @n opened as @f (may
+ * be NULL: no readahead); replies exactly once: at once when every chunk is
+ * in memory or in the disk cache, else from the pool worker that completes
+ * the last missing chunk. Starts readahead of @f's sequential streams.
+ */
+void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f,
+                   fuse_req_t req, uint64_t off, size_t size);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -49,11 +50,190 @@ static void log_chunk_error(const struct fs_node *n, const struct fetch_extent *
     fs_node_path(n, path, sizeof(path));
     fs_err("%s: read error at offset %llu (chunk %zu bytes): %s", path,
            (unsigned long long)e->offset, (size_t)e->length,
-           err->msg[0] ? err->msg : strerror(-r));
+           err && err->msg[0] ? err->msg : strerror(-r));
 }
 
-void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t req, uint64_t off,
-                   size_t size)
+/*
+ * A read that waits for chunks being fetched: answered from its own buffer by
+ * the completion of the last chunk it waits for, on that pool worker.
+ */
+struct pending {
+    fuse_req_t req;
+    struct fs_ctx *ctx;
+    const struct fs_node *node;
+    atomic_int outstanding; /* chunks still awaited, +1 while being set up */
+    atomic_int error;       /* first errno, positive */
+    size_t size;
+    uint8_t buf[];
+};
+
+struct piece {
+    struct pending *p;
+    const struct fetch_extent *e;
+    uint32_t chunk_off; /* where the piece starts in the chunk */
+    uint32_t buf_off;   /* and in the reply */
+    uint32_t len;
+};
+
+static void pending_put(struct pending *p)
+{
+    int err;
+    if (atomic_fetch_sub(&p->outstanding, 1) != 1)
+        return;
+    if ((err = atomic_load(&p->error)))
+        fuse_reply_err(p->req, err);
+    else
+        fuse_reply_buf(p->req, (const char *)p->buf, p->size);
+    free(p);
+}
+
+static void piece_done(void *arg, int r, struct cache_mem_entry *entry, const fetch_error *err)
+{
+    struct piece *pc = arg;
+    struct pending *p = pc->p;
+
+    if (r == 0) {
+        size_t blen;
+        const uint8_t *bytes = cache_mem_entry_bytes(entry, &blen);
+        if (blen == pc->e->length)
+            memcpy(p->buf + pc->buf_off, bytes + pc->chunk_off, pc->len);
+        else
+            r = -EIO; /* one digest at two lengths: not this extent's bytes */
+        fs_chunks_put(p->ctx->chunks, entry);
+    }
+    if (r < 0) {
+        int none = 0;
+        log_chunk_error(p->node, pc->e, r, err);
+        atomic_compare_exchange_strong(&p->error, &none, r == -ENOMEM ? ENOMEM : EIO);
+    }
+    free(pc);
+    pending_put(p);
+}
+
+/*
+ * Finishes a read that hit a chunk which must be fetched: the pieces already
+ * gathered in @iov are copied into a pending reply, and the rest of the
+ * extents from @i on are filled in or awaited.
+ */
+static void read_async(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t req, uint64_t off,
+                       uint64_t end, size_t i, const struct iovec *iov, size_t niov)
+{
+    const struct fetch_image *img = n->image;
+    size_t size = (size_t)(end - off), at = 0;
+    struct pending *p = malloc(sizeof(*p) + size);
+
+    if (!p) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    p->req = req;
+    p->ctx = ctx;
+    p->node = n;
+    atomic_init(&p->outstanding, 1);
+    atomic_init(&p->error, 0);
+    p->size = size;
+    for (size_t k = 0; k < niov; k++) {
+        memcpy(p->buf + at, iov[k].iov_base, iov[k].iov_len);
+        at += iov[k].iov_len;
+    }
+    for (; i < img->count && img->extents[i].offset < end; i++) {
+        const struct fetch_extent *e = &img->extents[i];
+        uint64_t from = off > e->offset ? off : e->offset;
+        uint64_t to = end < e->offset + e->length ? end : e->offset + e->length;
+        size_t len = (size_t)(to - from), buf_off = (size_t)(from - off);
+        struct cache_mem_entry *ref = NULL;
+        const uint8_t *bytes;
+        struct piece *pc;
+        int r;
+
+        if (e->zero) {
+            memset(p->buf + buf_off, 0, len);
+            continue;
+        }
+        r = fs_chunks_peek(ctx->chunks, e, (uint32_t)(from - e->offset), len,
+                           ctx->has_disk_cache ? p->buf + buf_off : NULL, &bytes, &ref);
+        if (r == 1) {
+            if (ref) {
+                memcpy(p->buf + buf_off, bytes, len);
+                fs_chunks_put(ctx->chunks, ref);
+            }
+            continue;
+        }
+        if (r == 0 && (pc = malloc(sizeof(*pc)))) {
+            *pc = (struct piece){p, e, (uint32_t)(from - e->offset), (uint32_t)buf_off,
+                                 (uint32_t)len};
+            atomic_fetch_add(&p->outstanding, 1);
+            if ((r = fs_chunks_want(ctx->chunks, e, FETCH_PRIO_DEMAND, piece_done, pc)) == 0)
+                continue;
+            atomic_fetch_sub(&p->outstanding, 1);
+            free(pc);
+        } else if (r == 0) {
+            r = -ENOMEM;
+        }
+        log_chunk_error(n, e, r, NULL);
+        atomic_store(&p->error, r == -ENOMEM ? ENOMEM : EIO);
+        break;
+    }
+    pending_put(p);
+}
+
+/*
+ * Sequential streams of one open file: a read that starts where a stream
+ * ended continues it and widens its window (up to the --readahead limit) each
+ * time it enters a new chunk; any other read starts a new stream (replacing
+ * the least recently used one) with no window, so random access prefetches
+ * nothing.
+ */
+static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct fetch_image *img,
+                      uint64_t off, uint64_t end)
+{
+    struct fs_stream *s = NULL, *lru = &f->streams[0];
+    size_t last, target, from;
+
+    if (!f || !ctx->readahead_max)
+        return;
+    last = fetch_image_find(img, end - 1);
+    pthread_mutex_lock(&f->lock);
+    f->clock++;
+    for (unsigned k = 0; k < FS_STREAMS; k++) {
+        struct fs_stream *x = &f->streams[k];
+        if (x->used && off == x->next) {
+            s = x;
+            break;
+        }
+        if (x->used < lru->used)
+            lru = x;
+    }
+    if (!s) {
+        *lru = (struct fs_stream){.next = end, .used = f->clock, .chunk = last,
+                                  .requested = last};
+        pthread_mutex_unlock(&f->lock);
+        return;
+    }
+    s->used = f->clock;
+    s->next = end;
+    if (last != s->chunk) {
+        s->chunk = last;
+        s->window = s->window ? s->window * 2 : 1;
+        if (s->window > ctx->readahead_max)
+            s->window = ctx->readahead_max;
+    }
+    target = last + s->window;
+    if (target >= img->count)
+        target = img->count - 1;
+    from = s->requested > last ? s->requested + 1 : last + 1;
+    if (target > s->requested)
+        s->requested = target;
+    pthread_mutex_unlock(&f->lock);
+
+    for (size_t i = from; i <= target && i < img->count; i++)
+        if (!img->extents[i].zero)
+            (void)fs_chunks_want(ctx->chunks, &img->extents[i], FETCH_PRIO_READAHEAD, NULL,
+                                 NULL);
+}
+
+void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f,
+                   fuse_req_t req, uint64_t off, size_t size)
 {
     const struct fetch_image *img = n->image;
     struct iovec stack_iov[STACK_IOV], *iov = stack_iov;
@@ -72,6 +252,7 @@ void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t req, 
     end = off + size > img->size ? img->size : off + size;
     first = fetch_image_find(img, off);
     last = fetch_image_find(img, end - 1);
+    prefetch_streams(ctx, f, img, off, end);
     slots = last - first + 1;
     if (slots > STACK_IOV) {
         iov = calloc(slots, sizeof(*iov));
@@ -96,17 +277,23 @@ void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t req, 
         } else {
             struct cache_mem_entry *ref = NULL;
             const uint8_t *bytes;
-            fetch_error err = {""};
             if (!scratch && ctx->has_disk_cache && !(scratch = thread_scratch())) {
                 r = -ENOMEM;
                 goto out;
             }
-            r = fs_chunks_read(ctx->chunks, e, (uint32_t)(from - e->offset), len,
-                               scratch ? scratch + (from - off) : NULL, &bytes, &ref, &err);
+            r = fs_chunks_peek(ctx->chunks, e, (uint32_t)(from - e->offset), len,
+                               scratch ? scratch + (from - off) : NULL, &bytes, &ref);
             if (r < 0) {
-                log_chunk_error(n, e, r, &err);
+                log_chunk_error(n, e, r, NULL);
                 goto out;
             }
+            if (r == 0) {
+                /* to be fetched: the reply is sent when the chunks arrive */
+                read_async(ctx, n, req, off, end, i, iov, niov);
+                r = 1;
+                goto out;
+            }
+            r = 0;
             if (ref)
                 held[nheld++] = ref;
             iov[niov++] = (struct iovec){(void *)bytes, len};
@@ -115,7 +302,7 @@ void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t req, 
 out:
     if (r < 0)
         fuse_reply_err(req, r == -ENOMEM ? ENOMEM : EIO);
-    else
+    else if (r == 0)
         fuse_reply_iov(req, iov, (int)niov);
     for (size_t i = 0; i < nheld; i++)
         fs_chunks_put(ctx->chunks, held[i]);

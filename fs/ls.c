@@ -9,15 +9,20 @@
 #include "cli.h"
 #include "fetch/pbs.h"
 #include "log.h"
+#include "remote_opts.h"
 
 static const char ls_usage[] =
-    "Usage: lazyimg ls [--json] STORE\n"
+    "Usage: lazyimg ls [options] STORE\n"
     "\n"
     "Lists the finished snapshots of a Proxmox Backup Server datastore and\n"
-    "their archives, with the path each one has below a mountpoint.\n"
+    "their archives, with the path each one has below a mountpoint. STORE is a\n"
+    "directory, an http:// or https:// URL of a datastore served by a web server\n"
+    "with a directory index, or s3://BUCKET[/PREFIX].\n"
     "\n"
-    "  --json      print a JSON array instead of a table\n"
-    "  -h, --help  show this help\n";
+    "Options:\n"
+    "      --json             print a JSON array instead of a table\n"
+    FS_REMOTE_OPTIONS_HELP
+    "  -h, --help             show this help\n";
 
 static const char *archive_kind(const struct fetch_manifest_file *f, size_t *stem)
 {
@@ -124,9 +129,11 @@ int fs_cmd_ls(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"json", no_argument, NULL, 'j'},
+        FS_REMOTE_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {0},
     };
+    struct fetch_remote_options ro = {0};
     struct fetch_pbs_catalog *cat = NULL;
     struct fetch_store *store;
     fetch_error err = {""};
@@ -134,6 +141,11 @@ int fs_cmd_ls(int argc, char **argv)
     int c, r;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int handled = fs_remote_opt_parse(c, optarg, &ro);
+        if (handled < 0)
+            return 2;
+        if (handled)
+            continue;
         switch (c) {
         case 'j':
             json = true;
@@ -150,12 +162,12 @@ int fs_cmd_ls(int argc, char **argv)
         fs_err("ls: expected one STORE argument (see lazyimg ls --help)");
         return 2;
     }
-    store = fs_open_store(argv[optind]);
+    store = fs_open_store(argv[optind], &ro);
     if (!store)
         return 1;
     r = fetch_pbs_catalog_load(store, &cat, &err);
     if (r < 0) {
-        fs_err("%s: %s", argv[optind], err.msg);
+        fs_err("%s: %s", store->location, err.msg);
         fetch_store_free(store);
         return 1;
     }

@@ -28,6 +28,9 @@ static const char usage[] =
     "  umount MOUNTPOINT        unmount (same as fusermount3 -u)\n"
     "  cache stats|verify|gc|clear\n"
     "                           the persistent chunk cache (lazyimg cache --help)\n"
+    "  status MOUNTPOINT        what the daemon of a mount is doing (--json)\n"
+    "  hydrate PATH...          fetch whole images of a mount into its disk cache\n"
+    "                           (lazyimg hydrate --help)\n"
     "\n"
     "  -h, --help               show this help\n"
     "  -V, --version            show the version\n";
@@ -97,6 +100,8 @@ int main(int argc, char **argv)
         {"ls", fs_cmd_ls},
         {"umount", fs_cmd_umount},
         {"cache", fs_cmd_cache},
+        {"status", fs_cmd_status},
+        {"hydrate", fs_cmd_hydrate},
         {"unmount", fs_cmd_umount},
     };
 

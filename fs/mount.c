@@ -16,18 +16,29 @@
 
 #include "cache/diskcache.h"
 #include "cli.h"
+#include "control.h"
+#include "fetch/pool.h"
+#include "fetch/remote.h"
 #include "fs.h"
 #include "log.h"
+#include "remote_opts.h"
 
 #define DEFAULT_MEM_CACHE (24ull << 20)
-#define DEFAULT_THREADS 16
+#define FUSE_THREADS 16
 #define DEFAULT_READAHEAD_KB 16384
+#define DEFAULT_READAHEAD 8
+#define DEFAULT_CONCURRENCY 16
+#define DEFAULT_RETRIES 4
+#define MAX_MIRRORS 8
+#define MAX_SNAPSHOTS 64
 
 static const char mount_usage[] =
     "Usage: lazyimg mount [options] STORE MOUNTPOINT\n"
     "\n"
-    "Mounts every finished snapshot of the Proxmox Backup Server datastore\n"
-    "directory STORE read-only at MOUNTPOINT:\n"
+    "Mounts every finished snapshot of the Proxmox Backup Server datastore STORE\n"
+    "read-only at MOUNTPOINT. STORE is a directory, an http:// or https:// URL\n"
+    "of a datastore served by a web server (with a directory index, or use\n"
+    "--snapshot), or s3://BUCKET[/PREFIX]:\n"
     "  MOUNTPOINT/[ns/<name>/...]<type>/<id>/<time>/<archive>.img   disk images\n"
     "  MOUNTPOINT/[ns/<name>/...]<type>/<id>/<time>/<name>.conf     decoded config blobs\n"
     "  MOUNTPOINT/[ns/<name>/...]<type>/<id>/latest                 -> newest snapshot\n"
@@ -43,26 +54,59 @@ static const char mount_usage[] =
     "      --cache-size SIZE  disk space the cache may take (default 10G)\n"
     "      --no-cache         read every chunk from the store (no disk cache)\n"
     "      --mem-cache SIZE   decoded chunks kept in memory (default 24M)\n"
-    "      --threads N        FUSE worker threads (default 16)\n"
+    "      --threads N        chunk decode threads (default: number of CPUs)\n"
+    "      --fetch-concurrency N  chunk transfers in flight (default 16, or\n"
+    "                         $LAZYIMG_FETCH_CONCURRENCY)\n"
+    "      --retries N        extra attempts per chunk and store after a server\n"
+    "                         error, timeout, reset or damaged transfer (default 4)\n"
+    "      --mirror STORE     another copy of the datastore, tried in the order\n"
+    "                         given when STORE fails (repeatable)\n"
+    "      --snapshot PATH    mount just this snapshot, [ns/NS/]TYPE/ID/TIME, without\n"
+    "                         listing the store (repeatable)\n"
+    "      --readahead N      chunks a sequential reader is prefetched ahead, per\n"
+    "                         stream (default 8, 0 disables)\n"
     "      --readahead-kb N   kernel readahead window of the mount, in KiB\n"
     "                         (default 16384; needs root, 0 keeps the kernel's)\n"
+    "      --hydrate          fetch every chunk of every image into the cache in\n"
+    "                         the background (lowest priority)\n"
+    "      --bandwidth RATE   cap for --hydrate, bytes per second (e.g. 50M)\n"
     "      --allow-other      let other users access the mount (needs\n"
     "                         user_allow_other in /etc/fuse.conf unless root)\n"
+    FS_REMOTE_OPTIONS_HELP
     "  -h, --help             show this help\n";
 
 struct mount_opts {
     bool foreground, debug, allow_other, no_cache;
     uint64_t mem_cache, cache_size;
     const char *cache_dir;
-    unsigned threads;
+    unsigned threads, concurrency, retries, readahead;
     unsigned readahead_kb;
+    bool hydrate;
+    uint64_t bandwidth;
+    const char *mirrors[MAX_MIRRORS];
+    size_t nmirrors;
+    const char *snapshots[MAX_SNAPSHOTS];
+    size_t nsnapshots;
+    struct fetch_remote_options remote;
     const char *store, *mountpoint;
 };
+
+static int parse_count(const char *opt, const char *arg, unsigned lo, unsigned hi, unsigned *ret)
+{
+    uint64_t v;
+    if (fs_parse_size(arg, &v) < 0 || v < lo || v > hi) {
+        fs_err("%s: expected %u to %u, got '%s'", opt, lo, hi, arg);
+        return -1;
+    }
+    *ret = (unsigned)v;
+    return 0;
+}
 
 static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
 {
     enum { OPT_MEM = 256, OPT_THREADS, OPT_RA, OPT_ALLOW_OTHER, OPT_CACHE_DIR, OPT_CACHE_SIZE,
-           OPT_NO_CACHE };
+           OPT_NO_CACHE, OPT_CONC, OPT_RETRIES, OPT_MIRROR, OPT_SNAPSHOT, OPT_READAHEAD,
+           OPT_HYDRATE, OPT_BANDWIDTH };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"debug", no_argument, NULL, 'd'},
@@ -73,19 +117,38 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {"threads", required_argument, NULL, OPT_THREADS},
         {"readahead-kb", required_argument, NULL, OPT_RA},
         {"allow-other", no_argument, NULL, OPT_ALLOW_OTHER},
+        {"fetch-concurrency", required_argument, NULL, OPT_CONC},
+        {"retries", required_argument, NULL, OPT_RETRIES},
+        {"mirror", required_argument, NULL, OPT_MIRROR},
+        {"snapshot", required_argument, NULL, OPT_SNAPSHOT},
+        {"readahead", required_argument, NULL, OPT_READAHEAD},
+        {"hydrate", no_argument, NULL, OPT_HYDRATE},
+        {"bandwidth", required_argument, NULL, OPT_BANDWIDTH},
+        FS_REMOTE_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {0},
     };
+    const char *env_conc = getenv("LAZYIMG_FETCH_CONCURRENCY");
     uint64_t v;
     int c;
 
     *o = (struct mount_opts){
         .mem_cache = DEFAULT_MEM_CACHE,
-        .threads = DEFAULT_THREADS,
         .readahead_kb = DEFAULT_READAHEAD_KB,
+        .readahead = DEFAULT_READAHEAD,
+        .concurrency = DEFAULT_CONCURRENCY,
+        .retries = DEFAULT_RETRIES,
         .cache_size = FS_DEFAULT_CACHE_SIZE,
     };
+    if (env_conc && *env_conc &&
+        parse_count("LAZYIMG_FETCH_CONCURRENCY", env_conc, 1, 256, &o->concurrency) < 0)
+        return 2;
     while ((c = getopt_long(argc, argv, "fdh", opts, NULL)) != -1) {
+        int handled = fs_remote_opt_parse(c, optarg, &o->remote);
+        if (handled < 0)
+            return 2;
+        if (handled)
+            continue;
         switch (c) {
         case 'f':
             o->foreground = true;
@@ -100,11 +163,43 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             }
             break;
         case OPT_THREADS:
-            if (fs_parse_size(optarg, &v) < 0 || v < 1 || v > 256) {
-                fs_err("--threads: expected 1 to 256, got '%s'", optarg);
+            if (parse_count("--threads", optarg, 1, 256, &o->threads) < 0)
+                return 2;
+            break;
+        case OPT_CONC:
+            if (parse_count("--fetch-concurrency", optarg, 1, 256, &o->concurrency) < 0)
+                return 2;
+            break;
+        case OPT_RETRIES:
+            if (parse_count("--retries", optarg, 0, 20, &o->retries) < 0)
+                return 2;
+            break;
+        case OPT_READAHEAD:
+            if (parse_count("--readahead", optarg, 0, 1024, &o->readahead) < 0)
+                return 2;
+            break;
+        case OPT_MIRROR:
+            if (o->nmirrors == MAX_MIRRORS) {
+                fs_err("--mirror: at most %d mirrors", MAX_MIRRORS);
                 return 2;
             }
-            o->threads = (unsigned)v;
+            o->mirrors[o->nmirrors++] = optarg;
+            break;
+        case OPT_SNAPSHOT:
+            if (o->nsnapshots == MAX_SNAPSHOTS) {
+                fs_err("--snapshot: at most %d snapshots", MAX_SNAPSHOTS);
+                return 2;
+            }
+            o->snapshots[o->nsnapshots++] = optarg;
+            break;
+        case OPT_HYDRATE:
+            o->hydrate = true;
+            break;
+        case OPT_BANDWIDTH:
+            if (fs_parse_size(optarg, &o->bandwidth) < 0 || o->bandwidth < 4096) {
+                fs_err("--bandwidth: invalid rate '%s' (bytes per second, at least 4K)", optarg);
+                return 2;
+            }
             break;
         case OPT_RA:
             if (fs_parse_size(optarg, &v) < 0 || v > 1024 * 1024) {
@@ -295,15 +390,93 @@ static void tune_malloc(void)
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
 }
 
+/*
+ * Opens STORE and its mirrors. With --snapshot nothing is listed, so a
+ * server without a directory index works; otherwise each must look like a
+ * datastore. A mirror that cannot be opened now is an error: failover
+ * targets are checked before they are needed.
+ */
+static int open_stores(const struct mount_opts *o, struct fetch_store **stores)
+{
+    for (size_t i = 0; i <= o->nmirrors; i++) {
+        const char *loc = i ? o->mirrors[i - 1] : o->store;
+        if (o->nsnapshots) {
+            fetch_error err = {""};
+            if (fetch_store_open(loc, &o->remote, &stores[i], &err) < 0) {
+                fs_err("%s", err.msg);
+                return -1;
+            }
+        } else if (!(stores[i] = fs_open_store(loc, &o->remote))) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The catalog from the first store that gives one. */
+static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
+                        struct fetch_pbs_catalog **ret, size_t *ret_from)
+{
+    for (size_t i = 0; i <= o->nmirrors; i++) {
+        const char *loc = i ? o->mirrors[i - 1] : o->store;
+        fetch_error err = {""};
+        int r = o->nsnapshots ? fetch_pbs_catalog_load_paths(stores[i], o->snapshots,
+                                                             o->nsnapshots, ret, &err)
+                              : fetch_pbs_catalog_load(stores[i], ret, &err);
+        if (r == 0) {
+            *ret_from = i;
+            return 0;
+        }
+        fs_err("%s: %s", loc, err.msg);
+        if (r == -ENOMEM || r == -EINVAL)
+            break;
+    }
+    return -1;
+}
+
+static void log_stats(struct fs_ctx *ctx, const char *cache_dir)
+{
+    struct fs_chunks_stats st;
+    struct fetch_pool_stats ps;
+    fs_chunks_get_stats(ctx->chunks, &st);
+    fetch_pool_get_stats(ctx->pool, &ps);
+    fs_info("chunks loaded from the store %llu (%llu MiB), failed %llu; disk cache hits %llu, "
+            "bad %llu; memory hits %llu, waits %llu, evictions %llu",
+            (unsigned long long)st.loads, (unsigned long long)(st.load_bytes >> 20),
+            (unsigned long long)st.load_errors, (unsigned long long)st.disk_hits,
+            (unsigned long long)st.disk_bad, (unsigned long long)st.mem.hits,
+            (unsigned long long)st.mem.waits, (unsigned long long)st.mem.evictions);
+    fs_info("fetch requests %llu, retries %llu, failovers %llu, latency p50 %llu us, "
+            "p99 %llu us; active store %s",
+            (unsigned long long)ps.requests, (unsigned long long)ps.retries,
+            (unsigned long long)ps.failovers,
+            (unsigned long long)fetch_pool_latency_pct(&ps, 50),
+            (unsigned long long)fetch_pool_latency_pct(&ps, 99),
+            ctx->stores[ps.active_store]->location);
+    if (ctx->disk) {
+        struct cache_disk_stats ds;
+        cache_disk_sync(ctx->disk);
+        cache_disk_get_stats(ctx->disk, &ds);
+        fs_info("disk cache %s: %llu inserted, %llu not inserted (%llu for lack of space), "
+                "%llu evicted, %llu entries, %llu SQLite write transactions",
+                cache_dir, (unsigned long long)ds.inserts,
+                (unsigned long long)ds.insert_skipped, (unsigned long long)ds.enospc,
+                (unsigned long long)ds.evictions, (unsigned long long)ds.entries,
+                (unsigned long long)ds.sqlite_writes);
+    }
+}
+
 int fs_cmd_mount(int argc, char **argv)
 {
     struct mount_opts o;
-    struct fetch_store *store = NULL;
+    struct fetch_store *stores[MAX_MIRRORS + 1] = {0};
+    struct fetch_pool_config pcfg = {0};
+    struct fs_control *control = NULL;
     struct fetch_pbs_catalog *cat = NULL;
+    size_t cat_from = 0;
     struct fs_ctx ctx = {0};
     struct fuse_session *se = NULL;
     struct fuse_loop_config *loop_cfg = NULL;
-    fetch_error err = {""};
     char mnt[PATH_MAX], fsname[PATH_MAX + 16], optstr[PATH_MAX + 128];
     char *fuse_argv[4];
     struct fuse_args args;
@@ -319,9 +492,8 @@ int fs_cmd_mount(int argc, char **argv)
         fs_log_set_level(FS_LOG_DEBUG);
 
     tune_malloc();
-    store = fs_open_store(o.store);
-    if (!store)
-        return 1;
+    if (open_stores(&o, stores) < 0)
+        goto out;
     if (check_mountpoint(o.mountpoint, mnt, sizeof(mnt)) < 0 || check_dev_fuse() < 0)
         goto out;
     if (!o.no_cache) {
@@ -330,22 +502,21 @@ int fs_cmd_mount(int argc, char **argv)
             goto out;
         copts.dir = cache_dir;
         copts.budget = o.cache_size;
-        copts.store = realpath(o.store, store_abs) ? store_abs : o.store;
+        copts.store = !fetch_location_is_remote(o.store) && realpath(o.store, store_abs)
+                          ? store_abs
+                          : o.store;
         if (fs_open_cache(&copts, &disk) < 0)
             goto out;
         cache_disk_close(disk);
         disk = NULL;
     }
-    r = fetch_pbs_catalog_load(store, &cat, &err);
-    if (r < 0) {
-        fs_err("%s: %s", o.store, err.msg);
+    if (load_catalog(&o, stores, &cat, &cat_from) < 0)
         goto out;
-    }
     for (size_t i = 0; i < cat->warning_count; i++)
         fs_warn("%s", cat->warnings[i]);
     if (cat->count == 0)
         fs_warn("%s: no finished snapshots; the mount will be empty", o.store);
-    r = fs_tree_new(store, cat, &ctx.tree);
+    r = fs_tree_new(stores[cat_from], cat, &ctx.tree);
     cat = NULL; /* owned by the tree now; fs_tree_new frees it on failure */
     if (r < 0) {
         fs_err("cannot build the snapshot tree: %s",
@@ -392,12 +563,26 @@ int fs_cmd_mount(int argc, char **argv)
     fs_info("mounted %s at %s (%zu snapshots)", o.store, mnt, ctx.tree->catalog->count);
     if (!o.no_cache && fs_open_cache(&copts, &disk) < 0)
         fs_warn("continuing without the disk cache");
+    fs_tree_set_mirrors(ctx.tree, stores, o.nmirrors + 1);
     ctx.has_disk_cache = disk != NULL;
-    ctx.chunks = fs_chunks_new(store, (size_t)o.mem_cache, disk);
+    ctx.disk = disk;
+    ctx.stores = stores;
+    ctx.nstores = o.nmirrors + 1;
+    ctx.readahead_max = o.readahead;
+    pcfg.concurrency = o.concurrency;
+    pcfg.workers = o.threads;
+    pcfg.retries = o.retries;
+    ctx.pool = fetch_pool_new(stores, ctx.nstores, &pcfg);
+    ctx.chunks = ctx.pool ? fs_chunks_new(ctx.pool, (size_t)o.mem_cache, disk) : NULL;
     if (!ctx.chunks) {
-        fs_err("out of memory");
+        fs_err("cannot start the fetcher pool: out of memory");
         goto out_unmount;
     }
+    if ((r = fs_control_start(&ctx, mnt, &control)) < 0)
+        fs_warn("no control socket (lazyimg status and hydrate will not work): %s",
+                strerror(-r));
+    if (o.hydrate && control && (r = fs_control_hydrate_all(control, o.bandwidth)) < 0)
+        fs_warn("--hydrate: %s", strerror(-r));
 
     start_readahead_thread(mnt, o.readahead_kb);
     loop_cfg = fuse_loop_cfg_create();
@@ -405,8 +590,8 @@ int fs_cmd_mount(int argc, char **argv)
         fs_err("out of memory");
         goto out_unmount;
     }
-    fuse_loop_cfg_set_max_threads(loop_cfg, o.threads);
-    fuse_loop_cfg_set_idle_threads(loop_cfg, o.threads);
+    fuse_loop_cfg_set_max_threads(loop_cfg, FUSE_THREADS);
+    fuse_loop_cfg_set_idle_threads(loop_cfg, FUSE_THREADS);
     r = fuse_session_loop_mt(se, loop_cfg);
     /* > 0: the signal (SIGTERM, SIGINT, SIGHUP) that asked us to stop */
     status = r < 0 ? 1 : 0;
@@ -415,28 +600,14 @@ int fs_cmd_mount(int argc, char **argv)
     else
         fs_info("unmounting %s%s", mnt, r > 0 ? " (signal)" : "");
     fuse_loop_cfg_destroy(loop_cfg);
-    {
-        struct fs_chunks_stats st;
-        fs_chunks_get_stats(ctx.chunks, &st);
-        fs_info("chunks loaded from the store %llu (%llu MiB), failed %llu; disk cache hits %llu, "
-                "bad %llu; memory hits %llu, waits %llu, evictions %llu",
-                (unsigned long long)st.loads, (unsigned long long)(st.load_bytes >> 20),
-                (unsigned long long)st.load_errors, (unsigned long long)st.disk_hits,
-                (unsigned long long)st.disk_bad, (unsigned long long)st.mem.hits,
-                (unsigned long long)st.mem.waits, (unsigned long long)st.mem.evictions);
-        if (disk) {
-            struct cache_disk_stats ds;
-            cache_disk_sync(disk);
-            cache_disk_get_stats(disk, &ds);
-            fs_info("disk cache %s: %llu inserted, %llu not inserted (%llu for lack of space), "
-                    "%llu evicted, %llu entries, %llu SQLite write transactions",
-                    cache_dir, (unsigned long long)ds.inserts,
-                    (unsigned long long)ds.insert_skipped, (unsigned long long)ds.enospc,
-                    (unsigned long long)ds.evictions, (unsigned long long)ds.entries,
-                    (unsigned long long)ds.sqlite_writes);
-        }
-    }
+    fs_control_stop(control);
+    control = NULL;
+    log_stats(&ctx, cache_dir);
 out_unmount:
+    fs_control_stop(control);
+    /* before the session goes: completions still running answer their requests */
+    fetch_pool_free(ctx.pool);
+    ctx.pool = NULL;
     fuse_session_unmount(se);
 out_handlers:
     fuse_remove_signal_handlers(se);
@@ -448,6 +619,7 @@ out:
     fs_chunks_free(ctx.chunks);
     fs_tree_free(ctx.tree);
     fetch_pbs_catalog_free(cat);
-    fetch_store_free(store);
+    for (size_t i = 0; i <= MAX_MIRRORS; i++)
+        fetch_store_free(stores[i]);
     return status;
 }

@@ -208,8 +208,33 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, -r);
         return;
     }
+    if (n->kind == FS_NODE_IMAGE) {
+        struct fs_file *f = calloc(1, sizeof(*f));
+        if (!f) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        pthread_mutex_init(&f->lock, NULL);
+        fi->fh = (uintptr_t)f;
+    }
     fi->keep_cache = 1; /* snapshots are immutable */
-    fuse_reply_open(req, fi);
+    if (fuse_reply_open(req, fi) == -ENOENT && fi->fh) {
+        /* the open was interrupted: no release will follow */
+        struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
+        pthread_mutex_destroy(&f->lock);
+        free(f);
+    }
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
+    (void)ino;
+    if (f) {
+        pthread_mutex_destroy(&f->lock);
+        free(f);
+    }
+    fuse_reply_err(req, 0);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -217,14 +242,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
     struct fs_ctx *ctx = ctx_of(req);
     struct fs_node *n = fs_tree_get(ctx->tree, ino);
-    (void)fi;
 
     if (!n || !fs_node_loaded(n) || off < 0) {
         fuse_reply_err(req, n ? EIO : ENOENT);
         return;
     }
     if (n->kind == FS_NODE_IMAGE) {
-        fs_image_read(ctx, n, req, (uint64_t)off, size);
+        fs_image_read(ctx, n, (struct fs_file *)(uintptr_t)fi->fh, req, (uint64_t)off, size);
         return;
     }
     if ((uint64_t)off >= n->blob.len) {
@@ -290,6 +314,7 @@ static const struct fuse_lowlevel_ops ops = {
     .readdir = op_readdir,
     .open = op_open,
     .read = op_read,
+    .release = op_release,
     .lseek = op_lseek,
     .statfs = op_statfs,
 };

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "tree.h"
 
+#include "fetch/remote.h"
+
 #include "log.h"
 
 #include <errno.h>
@@ -250,15 +252,31 @@ int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
         return 0;
     pthread_mutex_lock(&n->lock);
     if (!atomic_load_explicit(&n->loaded, memory_order_relaxed)) {
-        if (n->kind == FS_NODE_IMAGE)
-            r = fetch_pbs_open_fidx(t->store, n->snap, n->file, &n->image, err);
-        else
-            r = fetch_pbs_read_blob(t->store, n->snap, n->file, &n->blob, err);
+        /* the store the catalog came from, then the mirrors, while the
+         * failure is one that another copy may not have */
+        for (size_t i = 0; i <= t->nmirrors; i++) {
+            struct fetch_store *s = i ? t->mirrors[i - 1] : t->store;
+            if (i && s == t->store)
+                continue;
+            err->msg[0] = '\0';
+            if (n->kind == FS_NODE_IMAGE)
+                r = fetch_pbs_open_fidx(s, n->snap, n->file, &n->image, err);
+            else
+                r = fetch_pbs_read_blob(s, n->snap, n->file, &n->blob, err);
+            if (r == 0 || !fetch_remote_retryable(r))
+                break;
+        }
         if (r == 0)
             atomic_store_explicit(&n->loaded, true, memory_order_release);
     }
     pthread_mutex_unlock(&n->lock);
     return r;
+}
+
+void fs_tree_set_mirrors(struct fs_tree *t, struct fetch_store *const *stores, size_t n)
+{
+    t->mirrors = stores;
+    t->nmirrors = n;
 }
 
 void fs_node_stat(const struct fs_tree *t, const struct fs_node *n, struct stat *st)

@@ -55,7 +55,9 @@ struct fs_node {
 };
 
 struct fs_tree {
-    struct fetch_store *store;
+    struct fetch_store *store;              /* the one the catalog came from */
+    struct fetch_store *const *mirrors;     /* all stores, tried when @store fails */
+    size_t nmirrors;
     struct fetch_pbs_catalog *catalog;
     struct fs_node **by_ino; /* by_ino[ino - 1] */
     size_t count, cap;
@@ -68,6 +70,8 @@ struct fs_tree {
 int fs_tree_new(struct fetch_store *store, struct fetch_pbs_catalog *catalog,
                 struct fs_tree **ret);
 void fs_tree_free(struct fs_tree *t);
+/* Stores (borrowed) that index and blob loads fall back to, in order. */
+void fs_tree_set_mirrors(struct fs_tree *t, struct fetch_store *const *stores, size_t n);
 
 /* Node by inode number, or NULL. */
 struct fs_node *fs_tree_get(struct fs_tree *t, uint64_t ino);

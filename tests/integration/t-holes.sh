@@ -138,7 +138,7 @@ ok "unmounted"
 # --- reading holes never opens a chunk (strace the daemon) ------------------
 # a cache of its own: the reads above filled the test's shared one, and a cached
 # chunk never reaches the store
-lazyimg_mount_fg "$S" "$M" daemon.log strace -f -qq -e trace=openat,openat2 -o "$W/strace.log" -- --cache-dir "$W/cache-strace"
+lazyimg_mount_fg "$S" "$M" daemon.log strace -f -qq -e trace=openat,openat2 -o "$W/strace.log" -- --cache-dir "$W/cache-strace" --readahead 0
 chunk_opens() {
     { grep -E 'openat2?\(.*\.chunks/[0-9a-f]{4}/[0-9a-f]{64}' strace.log || true; } | sed -E 's#.*\.chunks/[0-9a-f]{4}/([0-9a-f]{64}).*#\1#' | sort -u
 }

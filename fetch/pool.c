@@ -1,0 +1,704 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The fetcher pool (pool.h). One mutex guards the queues and the counters;
+ * it is never held across a transfer, a file read, a decode or a completion.
+ *
+ * A job moves through: queued (in one of the priority queues) → running (a
+ * curl transfer on the curl thread, or a file read on a worker for a local
+ * store) → waiting for a retry (the retry list, ordered by nothing: it is
+ * short) or fetched (the decode queue) → decoded and completed on a worker.
+ */
+#include "pool.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "remote.h"
+
+struct fetch_job {
+    struct fetch_job *next;
+    char *path;
+    size_t max_len;
+    enum fetch_prio prio;
+    bool queued;         /* in a priority queue (upgradable) */
+    fetch_decode_fn decode;
+    fetch_done_fn done;
+    void *arg;
+
+    size_t store;        /* index of the store being tried */
+    unsigned stores_tried;
+    unsigned attempt;    /* on this store */
+    uint64_t not_before; /* µs, CLOCK_MONOTONIC: when a retry may start */
+    uint64_t started;
+
+    /* transfer */
+    CURL *easy;
+    uint8_t *buf;
+    size_t len, cap;
+    bool too_big;
+    char errbuf[CURL_ERROR_SIZE];
+
+    int result;
+    fetch_error err;
+};
+
+struct queue {
+    struct fetch_job *head, *tail;
+    size_t n;
+};
+
+struct fetch_pool {
+    struct fetch_store *const *stores;
+    size_t nstores;
+    struct fetch_pool_config cfg;
+    bool any_remote;
+
+    pthread_mutex_t lock;
+    pthread_cond_t work; /* workers: a job to decode, or a local job to read */
+    struct queue prio[FETCH_PRIO_COUNT];
+    struct queue decode;  /* fetched or failed: to decode/complete */
+    struct queue retry;   /* waiting for not_before */
+    struct queue transfers; /* in the curl multi */
+    size_t active;        /* store new jobs start on */
+    bool stopping;
+    unsigned workers_running;
+
+    CURLM *multi;
+    pthread_t curl_thread;
+    bool curl_started;
+    struct queue idle_easy; /* reusable easy handles (job shells) */
+    pthread_t *worker_threads;
+    unsigned nworkers;
+
+    struct fetch_pool_stats st; /* queued[] and inflight derived on read */
+    uint64_t running;           /* transfers or local reads in progress */
+    uint64_t decoding;
+    unsigned rand_state;
+};
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void q_push(struct queue *q, struct fetch_job *j)
+{
+    j->next = NULL;
+    if (q->tail)
+        q->tail->next = j;
+    else
+        q->head = j;
+    q->tail = j;
+    q->n++;
+}
+
+static void q_push_front(struct queue *q, struct fetch_job *j)
+{
+    j->next = q->head;
+    q->head = j;
+    if (!q->tail)
+        q->tail = j;
+    q->n++;
+}
+
+static struct fetch_job *q_pop(struct queue *q)
+{
+    struct fetch_job *j = q->head;
+    if (!j)
+        return NULL;
+    q->head = j->next;
+    if (!q->head)
+        q->tail = NULL;
+    q->n--;
+    j->next = NULL;
+    return j;
+}
+
+static bool q_remove(struct queue *q, struct fetch_job *j)
+{
+    struct fetch_job *prev = NULL;
+    for (struct fetch_job *x = q->head; x; prev = x, x = x->next) {
+        if (x != j)
+            continue;
+        if (prev)
+            prev->next = x->next;
+        else
+            q->head = x->next;
+        if (q->tail == x)
+            q->tail = prev;
+        q->n--;
+        x->next = NULL;
+        return true;
+    }
+    return false;
+}
+
+static bool is_remote(const struct fetch_pool *p, size_t store)
+{
+    return p->stores[store]->ops->setup_get != NULL;
+}
+
+/* Highest-priority queued job for the given kind of store; pool lock held. */
+static struct fetch_job *take_queued(struct fetch_pool *p, bool remote)
+{
+    for (int c = 0; c < FETCH_PRIO_COUNT; c++) {
+        for (struct fetch_job *j = p->prio[c].head; j; j = j->next) {
+            if (is_remote(p, j->store) != remote)
+                continue;
+            q_remove(&p->prio[c], j);
+            j->queued = false;
+            return j;
+        }
+    }
+    return NULL;
+}
+
+static void wake_curl(struct fetch_pool *p)
+{
+    if (p->multi)
+        curl_multi_wakeup(p->multi);
+}
+
+/* Hands a finished (fetched or failed) job to the workers; pool lock held. */
+static void to_decode(struct fetch_pool *p, struct fetch_job *j)
+{
+    q_push(&p->decode, j);
+    p->decoding++;
+    pthread_cond_signal(&p->work);
+}
+
+/* Places a job back in its priority queue for a (new) store; pool lock held. */
+static void requeue(struct fetch_pool *p, struct fetch_job *j)
+{
+    j->queued = true;
+    q_push_front(&p->prio[j->prio], j);
+    if (is_remote(p, j->store))
+        wake_curl(p);
+    else
+        pthread_cond_signal(&p->work);
+}
+
+static unsigned jitter(struct fetch_pool *p, unsigned ms)
+{
+    /* up to +50%: spreads retries of many chunks that failed together */
+    return ms + (unsigned)(rand_r(&p->rand_state) % (ms / 2 + 1));
+}
+
+/*
+ * Decides what a failed attempt leads to; pool lock held. Returns true when
+ * the job was placed for another attempt, false when it has failed for good
+ * (the caller completes it with j->result).
+ */
+static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
+{
+    int r = j->result;
+    bool conn_failed = r == -ECONNREFUSED || r == -EHOSTUNREACH;
+
+    if (p->stopping || !fetch_remote_retryable(r))
+        return false;
+    /* a server that refuses connections is down: go to a mirror at once */
+    if (j->attempt < p->cfg.retries && !(conn_failed && p->nstores > 1)) {
+        unsigned ms = p->cfg.backoff_ms << (j->attempt < 10 ? j->attempt : 10);
+        j->attempt++;
+        p->st.retries++;
+        j->not_before = now_us() + (uint64_t)jitter(p, ms) * 1000u;
+        q_push(&p->retry, j);
+        wake_curl(p);
+        if (!is_remote(p, j->store))
+            pthread_cond_signal(&p->work);
+        return true;
+    }
+    if (j->stores_tried + 1 < p->nstores) {
+        j->stores_tried++;
+        j->store = (j->store + 1) % p->nstores;
+        j->attempt = 0;
+        requeue(p, j);
+        return true;
+    }
+    return false;
+}
+
+/* A job worked on store j->store: make it the active store if it is not. */
+static void note_success(struct fetch_pool *p, struct fetch_job *j)
+{
+    if (j->store != p->active && j->stores_tried > 0) {
+        p->active = j->store;
+        p->st.failovers++;
+    }
+}
+
+static void record_latency(struct fetch_pool *p, uint64_t us)
+{
+    unsigned b = 0;
+    while (b + 1 < FETCH_LAT_BUCKETS && (us >> (b + 1)))
+        b++;
+    p->st.latency_us[b]++;
+}
+
+/* ---- curl thread ---- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct fetch_job *j = userdata;
+    size_t n = size * nmemb;
+    if (n > j->max_len - j->len) {
+        j->too_big = true;
+        return 0;
+    }
+    if (j->len + n > j->cap) {
+        size_t cap = j->cap ? j->cap : 64 * 1024;
+        curl_off_t cl = -1;
+        uint8_t *b;
+        if (curl_easy_getinfo(j->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
+            cl > 0 && (uint64_t)cl <= j->max_len && (size_t)cl >= j->len + n)
+            cap = (size_t)cl;
+        while (cap < j->len + n)
+            cap *= 2;
+        if (cap > j->max_len)
+            cap = j->max_len;
+        if (!(b = realloc(j->buf, cap)))
+            return 0;
+        j->buf = b;
+        j->cap = cap;
+    }
+    memcpy(j->buf + j->len, data, n);
+    j->len += n;
+    return n;
+}
+
+/* Starts the transfer of @j; pool lock held (setup_get only formats). */
+static int start_transfer(struct fetch_pool *p, struct fetch_job *j)
+{
+    struct fetch_store *s = p->stores[j->store];
+    int r;
+
+    if (!j->easy && !(j->easy = curl_easy_init()))
+        return fetch_error_set(&j->err, -ENOMEM, "out of memory");
+    curl_easy_reset(j->easy);
+    j->len = 0;
+    j->too_big = false;
+    j->errbuf[0] = '\0';
+    r = s->ops->setup_get(s, j->easy, j->path, &j->err);
+    if (r < 0)
+        return r;
+    curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
+    curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
+    curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->errbuf);
+    if (curl_multi_add_handle(p->multi, j->easy) != CURLM_OK)
+        return fetch_error_set(&j->err, -ENOMEM, "cannot start a transfer");
+    j->started = now_us();
+    q_push(&p->transfers, j);
+    p->running++;
+    p->st.requests++;
+    return 0;
+}
+
+static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode cc)
+{
+    long status = 0;
+    curl_multi_remove_handle(p->multi, j->easy);
+    curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
+    q_remove(&p->transfers, j);
+    p->running--;
+    record_latency(p, now_us() - j->started);
+    p->st.bytes += j->len;
+    if (j->too_big) {
+        j->result = fetch_error_set(&j->err, -EFBIG, "%s: object larger than %zu bytes",
+                                    j->path, j->max_len);
+    } else if (cc == CURLE_WRITE_ERROR) {
+        j->result = fetch_error_set(&j->err, -ENOMEM, "%s: out of memory", j->path);
+    } else {
+        j->err.msg[0] = '\0';
+        j->result = fetch_remote_result((int)cc, status, j->errbuf, j->path, &j->err);
+    }
+    if (j->result == 0) {
+        to_decode(p, j);
+        return;
+    }
+    if (!after_failure(p, j))
+        to_decode(p, j);
+}
+
+/* Moves due retries back to their queues; returns ms until the next one (or -1). */
+static long due_retries(struct fetch_pool *p)
+{
+    uint64_t now = now_us(), next = UINT64_MAX;
+    struct queue keep = {0};
+    struct fetch_job *j;
+
+    while ((j = q_pop(&p->retry))) {
+        if (j->not_before <= now)
+            requeue(p, j);
+        else {
+            if (j->not_before < next)
+                next = j->not_before;
+            q_push(&keep, j);
+        }
+    }
+    p->retry = keep;
+    return next == UINT64_MAX ? -1 : (long)((next - now) / 1000u + 1);
+}
+
+static void *curl_main(void *arg)
+{
+    struct fetch_pool *p = arg;
+
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        struct fetch_job *j;
+        CURLMsg *msg;
+        int left, timeout_ms = 1000;
+        long next;
+
+        if (p->stopping && p->transfers.n == 0)
+            break;
+        next = due_retries(p);
+        if (next >= 0 && next < timeout_ms)
+            timeout_ms = (int)next;
+        while (!p->stopping && p->transfers.n < p->cfg.concurrency && (j = take_queued(p, true))) {
+            int r = start_transfer(p, j);
+            if (r < 0) {
+                j->result = r;
+                to_decode(p, j);
+            }
+        }
+        pthread_mutex_unlock(&p->lock);
+
+        curl_multi_perform(p->multi, &left);
+        pthread_mutex_lock(&p->lock);
+        while ((msg = curl_multi_info_read(p->multi, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+            finish_transfer(p, j, msg->data.result);
+        }
+        if (p->stopping) {
+            /* abort what runs: completions see -ECANCELED */
+            while ((j = q_pop(&p->transfers))) {
+                curl_multi_remove_handle(p->multi, j->easy);
+                p->running--;
+                j->result = fetch_error_set(&j->err, -ECANCELED, "%s: cancelled", j->path);
+                to_decode(p, j);
+            }
+            continue;
+        }
+        pthread_mutex_unlock(&p->lock);
+        curl_multi_poll(p->multi, NULL, 0, timeout_ms, NULL);
+        pthread_mutex_lock(&p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* ---- workers ---- */
+
+/* A local store's object, read on this worker. */
+static void read_local(struct fetch_pool *p, struct fetch_job *j)
+{
+    struct fetch_store *s = p->stores[j->store];
+    void *buf = NULL;
+    size_t len = 0;
+    uint64_t t0 = now_us();
+    int r;
+
+    j->err.msg[0] = '\0';
+    r = fetch_store_get(s, j->path, j->max_len, &buf, &len, &j->err);
+    pthread_mutex_lock(&p->lock);
+    p->running--;
+    record_latency(p, now_us() - t0);
+    if (r == 0) {
+        p->st.bytes += len;
+        j->buf = buf;
+        j->len = len;
+    }
+    j->result = r;
+    if (r == 0 || !after_failure(p, j))
+        to_decode(p, j);
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void complete(struct fetch_pool *p, struct fetch_job *j)
+{
+    fetch_data data = {0};
+    int r = j->result;
+
+    if (r == 0 && p->stopping)
+        r = fetch_error_set(&j->err, -ECANCELED, "%s: cancelled", j->path);
+    if (r == 0) {
+        void *raw = j->buf;
+        j->buf = NULL;
+        j->cap = 0;
+        j->err.msg[0] = '\0';
+        r = j->decode(j->arg, raw, j->len, &data, &j->err);
+        if (r == -EBADMSG && is_remote(p, j->store)) {
+            /* bytes damaged in transit look like a corrupt chunk: fetch again */
+            pthread_mutex_lock(&p->lock);
+            p->decoding--;
+            j->result = r;
+            if (after_failure(p, j)) {
+                pthread_mutex_unlock(&p->lock);
+                return;
+            }
+            p->decoding++;
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+    pthread_mutex_lock(&p->lock);
+    p->decoding--;
+    p->st.done++;
+    if (r < 0)
+        p->st.failed++;
+    else
+        note_success(p, j);
+    /* keep the easy handle (and its connection cache state) for a later job */
+    if (j->easy) {
+        struct fetch_job *shell = calloc(1, sizeof(*shell));
+        if (shell) {
+            shell->easy = j->easy;
+            j->easy = NULL;
+            q_push(&p->idle_easy, shell);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+
+    j->done(j->arg, r, r == 0 ? &data : NULL, &j->err);
+    if (j->easy)
+        curl_easy_cleanup(j->easy);
+    free(j->buf);
+    free(j->path);
+    free(j);
+}
+
+static void *worker_main(void *arg)
+{
+    struct fetch_pool *p = arg;
+
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        struct fetch_job *j = q_pop(&p->decode);
+        if (j) {
+            pthread_mutex_unlock(&p->lock);
+            complete(p, j);
+            pthread_mutex_lock(&p->lock);
+            continue;
+        }
+        if (!p->stopping && (j = take_queued(p, false))) {
+            p->running++;
+            p->st.requests++;
+            pthread_mutex_unlock(&p->lock);
+            read_local(p, j);
+            pthread_mutex_lock(&p->lock);
+            continue;
+        }
+        if (!p->any_remote && p->retry.n) {
+            /* local retries have no curl thread to wake them */
+            long ms = due_retries(p);
+            if (p->decode.n || (ms < 0 && p->prio[0].n + p->prio[1].n + p->prio[2].n))
+                continue;
+            if (ms >= 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += (ms % 1000) * 1000000L;
+                ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000L;
+                ts.tv_nsec %= 1000000000L;
+                pthread_cond_timedwait(&p->work, &p->lock, &ts);
+                continue;
+            }
+        }
+        if (p->stopping && !p->decode.n && p->running == 0 && (!p->any_remote || !p->curl_started))
+            break;
+        pthread_cond_wait(&p->work, &p->lock);
+    }
+    p->workers_running--;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+struct fetch_pool *fetch_pool_new(struct fetch_store *const *stores, size_t nstores,
+                                  const struct fetch_pool_config *cfg)
+{
+    struct fetch_pool *p;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+    if (!nstores || !(p = calloc(1, sizeof(*p))))
+        return NULL;
+    p->stores = stores;
+    p->nstores = nstores;
+    p->cfg = *cfg;
+    if (!p->cfg.concurrency)
+        p->cfg.concurrency = 16;
+    if (!p->cfg.workers)
+        p->cfg.workers = ncpu > 0 ? (unsigned)ncpu : 2;
+    if (!p->cfg.backoff_ms)
+        p->cfg.backoff_ms = 100;
+    p->rand_state = (unsigned)now_us();
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->work, NULL);
+    for (size_t i = 0; i < nstores; i++)
+        if (is_remote(p, i))
+            p->any_remote = true;
+
+    if (p->any_remote) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK || !(p->multi = curl_multi_init()))
+            goto fail;
+        curl_multi_setopt(p->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+        curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, (long)p->cfg.concurrency * 2);
+        curl_multi_setopt(p->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)p->cfg.concurrency);
+        if (pthread_create(&p->curl_thread, NULL, curl_main, p) != 0)
+            goto fail;
+        p->curl_started = true;
+    }
+    if (!(p->worker_threads = calloc(p->cfg.workers, sizeof(pthread_t))))
+        goto fail;
+    for (unsigned i = 0; i < p->cfg.workers; i++) {
+        if (pthread_create(&p->worker_threads[i], NULL, worker_main, p) != 0)
+            goto fail;
+        pthread_mutex_lock(&p->lock);
+        p->workers_running++;
+        p->nworkers++;
+        pthread_mutex_unlock(&p->lock);
+    }
+    return p;
+fail:
+    fetch_pool_free(p);
+    return NULL;
+}
+
+static void cancel_queue(struct fetch_pool *p, struct queue *q)
+{
+    struct fetch_job *j;
+    while ((j = q_pop(q))) {
+        j->queued = false;
+        j->result = fetch_error_set(&j->err, -ECANCELED, "%s: cancelled", j->path);
+        to_decode(p, j);
+    }
+}
+
+void fetch_pool_free(struct fetch_pool *p)
+{
+    struct fetch_job *j;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = true;
+    for (int c = 0; c < FETCH_PRIO_COUNT; c++)
+        cancel_queue(p, &p->prio[c]);
+    cancel_queue(p, &p->retry);
+    pthread_mutex_unlock(&p->lock);
+
+    if (p->curl_started) {
+        /* running transfers are aborted: their jobs complete with -ECANCELED */
+        pthread_mutex_lock(&p->lock);
+        wake_curl(p);
+        pthread_mutex_unlock(&p->lock);
+        pthread_join(p->curl_thread, NULL);
+        pthread_mutex_lock(&p->lock);
+        p->curl_started = false;
+        pthread_cond_broadcast(&p->work);
+        pthread_mutex_unlock(&p->lock);
+    }
+    pthread_mutex_lock(&p->lock);
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    for (unsigned i = 0; i < p->nworkers; i++)
+        pthread_join(p->worker_threads[i], NULL);
+    free(p->worker_threads);
+    while ((j = q_pop(&p->idle_easy))) {
+        curl_easy_cleanup(j->easy);
+        free(j);
+    }
+    if (p->multi)
+        curl_multi_cleanup(p->multi);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->work);
+    free(p);
+}
+
+struct fetch_job *fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len,
+                                    enum fetch_prio prio, fetch_decode_fn decode,
+                                    fetch_done_fn done, void *arg)
+{
+    struct fetch_job *j = calloc(1, sizeof(*j)), *shell;
+    if (!j || !(j->path = strdup(path))) {
+        free(j);
+        return NULL;
+    }
+    j->max_len = max_len;
+    j->prio = prio < FETCH_PRIO_COUNT ? prio : FETCH_PRIO_HYDRATE;
+    j->decode = decode;
+    j->done = done;
+    j->arg = arg;
+    pthread_mutex_lock(&p->lock);
+    if ((shell = q_pop(&p->idle_easy))) {
+        j->easy = shell->easy;
+        free(shell);
+    }
+    j->store = p->active;
+    j->queued = true;
+    if (p->stopping) {
+        j->queued = false;
+        j->result = fetch_error_set(&j->err, -ECANCELED, "%s: cancelled", j->path);
+        to_decode(p, j);
+    } else {
+        q_push(&p->prio[j->prio], j);
+        if (is_remote(p, j->store))
+            wake_curl(p);
+        else
+            pthread_cond_signal(&p->work);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return j;
+}
+
+void fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *j, enum fetch_prio prio)
+{
+    pthread_mutex_lock(&p->lock);
+    if (prio < j->prio) {
+        if (j->queued && q_remove(&p->prio[j->prio], j)) {
+            q_push(&p->prio[prio], j);
+            if (is_remote(p, j->store))
+                wake_curl(p);
+        }
+        j->prio = prio; /* a retry or a failover requeues it at the new class */
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+void fetch_pool_get_stats(struct fetch_pool *p, struct fetch_pool_stats *ret)
+{
+    pthread_mutex_lock(&p->lock);
+    *ret = p->st;
+    for (int c = 0; c < FETCH_PRIO_COUNT; c++)
+        ret->queued[c] = p->prio[c].n;
+    ret->inflight = p->running + p->retry.n;
+    ret->decoding = p->decoding;
+    ret->active_store = p->active;
+    pthread_mutex_unlock(&p->lock);
+}
+
+uint64_t fetch_pool_latency_pct(const struct fetch_pool_stats *s, double pct)
+{
+    uint64_t total = 0, seen = 0;
+    for (int i = 0; i < FETCH_LAT_BUCKETS; i++)
+        total += s->latency_us[i];
+    if (!total)
+        return 0;
+    for (int i = 0; i < FETCH_LAT_BUCKETS; i++) {
+        seen += s->latency_us[i];
+        if ((double)seen * 100.0 >= pct * (double)total)
+            return (uint64_t)2 << i; /* the bucket's upper bound */
+    }
+    return (uint64_t)1 << (FETCH_LAT_BUCKETS - 1);
+}

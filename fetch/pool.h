@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The fetcher pool: gets objects (chunks) from a store, or from the first
+ * working one of several mirrors, many at once, and decodes them on worker
+ * threads.
+ *
+ *  - One thread drives a curl multi handle for remote stores: up to
+ *    @concurrency transfers in flight, connections kept alive and reused,
+ *    HTTP/2 multiplexing where the server offers it. Local stores are read by
+ *    the workers directly.
+ *  - @workers threads run the caller's decode function (CRC, decompression,
+ *    digest verification) and then its completion, outside any pool lock.
+ *  - Three strict priority classes; a queued job can be upgraded.
+ *  - Failures that fetch_remote_retryable() accepts are retried with
+ *    exponential backoff and jitter, up to @retries times; then the next
+ *    mirror is tried, and if it works it becomes the active store for every
+ *    later job. -ENOENT (404) and -EACCES fail at once.
+ *  - The pool does no single-flight: one job per submit (fs/chunks.c keeps
+ *    one job per chunk).
+ * Thread-safe. Completions run on worker threads.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "blob.h"
+#include "error.h"
+#include "store.h"
+
+enum fetch_prio {
+    FETCH_PRIO_DEMAND,    /* someone waits for it */
+    FETCH_PRIO_READAHEAD, /* a sequential stream will want it soon */
+    FETCH_PRIO_HYDRATE,   /* background hydration */
+    FETCH_PRIO_COUNT,
+};
+
+struct fetch_pool_config {
+    unsigned concurrency; /* transfers in flight (remote stores); default 16 */
+    unsigned workers;     /* decode threads; default: online CPUs */
+    unsigned retries;     /* extra attempts per store; default 4 */
+    unsigned backoff_ms;  /* first retry delay, doubled each time, with jitter; default 100 */
+};
+
+/*
+ * Turns the raw object into the caller's bytes; runs on a worker thread.
+ * @raw is malloc()ed and owned by the decoder from now on (free it or keep it
+ * in *ret). Returns 0 or a negative errno with @err set; -EBADMSG from a
+ * remote store is retried as a corrupted transfer.
+ */
+typedef int (*fetch_decode_fn)(void *arg, void *raw, size_t raw_len, fetch_data *ret,
+                               fetch_error *err);
+
+/*
+ * Called exactly once per job, on a worker thread, with 0 and the decoded
+ * bytes (owned by the callee from now on) or a negative errno and a message.
+ */
+typedef void (*fetch_done_fn)(void *arg, int r, fetch_data *data, const fetch_error *err);
+
+struct fetch_pool;
+struct fetch_job;
+
+/*
+ * @stores: the store and its mirrors, in order of preference; borrowed, they
+ * must outlive the pool. NULL on ENOMEM or when a thread cannot start.
+ */
+struct fetch_pool *fetch_pool_new(struct fetch_store *const *stores, size_t nstores,
+                                  const struct fetch_pool_config *cfg);
+/* Cancels queued jobs (their completions run with -ECANCELED), waits for the
+ * rest, stops the threads. NULL-safe. */
+void fetch_pool_free(struct fetch_pool *p);
+
+/*
+ * Queues a GET of object @path (copied) of at most @max_len bytes (a larger
+ * object fails with -EFBIG) at priority @prio. Returns the job, valid until
+ * its completion has returned; NULL on ENOMEM (no completion then).
+ */
+struct fetch_job *fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len,
+                                    enum fetch_prio prio, fetch_decode_fn decode,
+                                    fetch_done_fn done, void *arg);
+
+/* Moves a still-queued job up to @prio (never down). The caller guarantees
+ * that the job's completion has not returned yet. */
+void fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *job, enum fetch_prio prio);
+
+/* Fetch latency histogram: bucket i counts requests that took [2^i, 2^(i+1)) µs. */
+#define FETCH_LAT_BUCKETS 32
+
+struct fetch_pool_stats {
+    uint64_t queued[FETCH_PRIO_COUNT]; /* waiting for a transfer slot */
+    uint64_t inflight;                 /* transfers running or waiting for a retry */
+    uint64_t decoding;                 /* fetched, being decoded */
+    uint64_t done, failed;             /* jobs completed, of which failed */
+    uint64_t requests;                 /* attempts, retries included */
+    uint64_t retries, failovers;
+    uint64_t bytes;                    /* raw bytes received */
+    uint64_t latency_us[FETCH_LAT_BUCKETS];
+    size_t active_store;               /* index into the stores given to fetch_pool_new */
+};
+void fetch_pool_get_stats(struct fetch_pool *p, struct fetch_pool_stats *ret);
+/* Latency (µs) below which @pct percent of the requests finished, from @s's histogram. */
+uint64_t fetch_pool_latency_pct(const struct fetch_pool_stats *s, double pct);

@@ -1,0 +1,627 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What HTTP(S) and S3 stores share: opening by location, the libcurl handle
+ * setup every transfer gets, the conversion of CURLcode and HTTP status into
+ * -errno, and the blocking GET (with retries and a body bound) that list()
+ * and get() use.
+ */
+#include "remote_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libxml/parser.h>
+
+#include "config.h"
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000L
+#define DEFAULT_TIMEOUT_MS 60000L
+#define ERROR_BODY_MAX (64 * 1024)
+#define EASY_CACHE_MAX 8
+
+bool fetch_location_is_remote(const char *location)
+{
+    return location && (!strncasecmp(location, "http://", 7) ||
+                        !strncasecmp(location, "https://", 8) ||
+                        !strncasecmp(location, "s3://", 5));
+}
+
+int fetch_store_open(const char *location, const struct fetch_remote_options *o,
+                     struct fetch_store **ret, fetch_error *err)
+{
+    if (!location || !*location)
+        return fetch_error_set(err, -EINVAL, "empty store location");
+    if (!strncasecmp(location, "s3://", 5))
+        return fetch_s3_open(location, o, true, ret, err);
+    if (!strncasecmp(location, "http://", 7) || !strncasecmp(location, "https://", 8))
+        return fetch_http_open(location, o, true, ret, err);
+    /* "ftp://x" and the like: a clear error rather than a missing directory */
+    const char *colon = strstr(location, "://");
+    if (colon && !memchr(location, '/', (size_t)(colon - location)))
+        return fetch_error_set(err, -EINVAL,
+                               "%.*s: unsupported location scheme (use a directory, http://, "
+                               "https:// or s3://)",
+                               (int)(colon - location), location);
+    return fetch_store_open_local(location, ret, err);
+}
+
+/* ---- result conversion ---- */
+
+bool fetch_remote_retryable(int r)
+{
+    switch (r) {
+    case -EAGAIN:
+    case -ETIMEDOUT:
+    case -ECONNREFUSED:
+    case -ECONNRESET:
+    case -EHOSTUNREACH:
+    case -EPROTO:
+    case -EBADMSG:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool contains_ci(const char *hay, const char *needle)
+{
+    return hay && strcasestr(hay, needle) != NULL;
+}
+
+int fetch_remote_result(int curl_code, long http_status, const char *curl_errbuf,
+                        const char *what, fetch_error *err)
+{
+    const char *detail = curl_errbuf && *curl_errbuf ? curl_errbuf : NULL;
+    const char *why;
+    int r;
+
+    if (!what)
+        what = "request";
+    if (curl_code == CURLE_OK) {
+        if (http_status >= 200 && http_status < 300)
+            return 0;
+        if (http_status == 404 || http_status == 410)
+            return fetch_error_set(err, -ENOENT, "%s: not found (HTTP %ld)", what, http_status);
+        if (http_status == 401)
+            return fetch_error_set(err, -EACCES,
+                                   "%s: authentication required or rejected (HTTP 401)", what);
+        if (http_status == 403)
+            return fetch_error_set(err, -EACCES, "%s: access denied (HTTP 403)", what);
+        if (http_status == 429)
+            return fetch_error_set(err, -EAGAIN, "%s: server busy (HTTP 429)", what);
+        if (http_status >= 500)
+            return fetch_error_set(err, -EAGAIN, "%s: server error (HTTP %ld)", what,
+                                   http_status);
+        if (http_status >= 300 && http_status < 400)
+            return fetch_error_set(err, -EIO, "%s: unexpected redirect (HTTP %ld)", what,
+                                   http_status);
+        if (http_status == 0)
+            return fetch_error_set(err, -EPROTO, "%s: no HTTP status in the answer", what);
+        return fetch_error_set(err, -EIO, "%s: request failed (HTTP %ld)", what, http_status);
+    }
+
+    switch ((CURLcode)curl_code) {
+    case CURLE_COULDNT_CONNECT:
+        if (contains_ci(detail, "unreachable") || contains_ci(detail, "no route")) {
+            r = -EHOSTUNREACH;
+            why = "host unreachable";
+        } else if (contains_ci(detail, "timed out") || contains_ci(detail, "timeout")) {
+            r = -ETIMEDOUT;
+            why = "connection timed out";
+        } else {
+            r = -ECONNREFUSED;
+            why = "connection refused";
+        }
+        break;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        r = -EHOSTUNREACH;
+        why = "cannot resolve host name";
+        break;
+    case CURLE_OPERATION_TIMEDOUT:
+        r = -ETIMEDOUT;
+        why = "timed out";
+        break;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_USE_SSL_FAILED:
+        r = -EPROTO;
+        why = curl_code == CURLE_PEER_FAILED_VERIFICATION
+                  ? "TLS certificate verification failed (see --ca-cert, --insecure)"
+                  : "TLS error";
+        break;
+    case CURLE_PARTIAL_FILE:
+        r = -EPROTO;
+        why = "truncated answer";
+        break;
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_HTTP3:
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        r = -EPROTO;
+        why = "protocol error";
+        break;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+        r = -ECONNRESET;
+        why = "connection lost";
+        break;
+    case CURLE_LOGIN_DENIED:
+        r = -EACCES;
+        why = "login denied";
+        break;
+    case CURLE_OUT_OF_MEMORY:
+        r = -ENOMEM;
+        why = "out of memory";
+        break;
+    case CURLE_URL_MALFORMAT:
+        r = -EINVAL;
+        why = "malformed URL";
+        break;
+    case CURLE_FILESIZE_EXCEEDED:
+        r = -EFBIG;
+        why = "object too large";
+        break;
+    case CURLE_ABORTED_BY_CALLBACK:
+        r = -ECANCELED;
+        why = "transfer cancelled";
+        break;
+    case CURLE_TOO_MANY_REDIRECTS:
+        r = -EIO;
+        why = "too many redirects";
+        break;
+    default:
+        r = -EIO;
+        why = curl_easy_strerror((CURLcode)curl_code);
+        break;
+    }
+    /* the library's text adds nothing to these (and the location names the host) */
+    if (detail && r != -ECONNREFUSED && curl_code != CURLE_PEER_FAILED_VERIFICATION) {
+        size_t dl = strlen(detail);
+        while (dl && (detail[dl - 1] == '\n' || detail[dl - 1] == '\r'))
+            dl--;
+        return fetch_error_set(err, r, "%s: %s (%.*s)", what, why, (int)dl, detail);
+    }
+    return fetch_error_set(err, r, "%s: %s", what, why);
+}
+
+/* ---- global init, configuration ---- */
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static int global_result;
+
+static void global_init(void)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        global_result = -ENOMEM;
+        return;
+    }
+    xmlInitParser();
+}
+
+int fetch_remote_global_init(fetch_error *err)
+{
+    pthread_once(&global_once, global_init);
+    if (global_result < 0)
+        return fetch_error_set(err, global_result, "cannot initialize libcurl");
+    return 0;
+}
+
+int fetch_remote_conf_init(struct fetch_remote_conf *c, const struct fetch_remote_options *o)
+{
+    *c = (struct fetch_remote_conf){
+        .connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS,
+        .timeout_ms = DEFAULT_TIMEOUT_MS,
+    };
+    if (!o)
+        return 0;
+    c->insecure = o->insecure;
+    if (o->connect_timeout_ms > 0)
+        c->connect_timeout_ms = o->connect_timeout_ms;
+    if (o->timeout_ms > 0)
+        c->timeout_ms = o->timeout_ms;
+    if (o->ca_cert && !(c->ca_cert = strdup(o->ca_cert)))
+        return -ENOMEM;
+    return 0;
+}
+
+void fetch_remote_conf_release(struct fetch_remote_conf *c)
+{
+    free(c->ca_cert);
+    c->ca_cert = NULL;
+}
+
+int fetch_remote_easy_setup(CURL *easy, const struct fetch_remote_conf *c, const char *url,
+                            fetch_error *err)
+{
+    CURLcode cc = CURLE_OK;
+
+#define SET(opt, val)                                                                            \
+    do {                                                                                         \
+        if (cc == CURLE_OK)                                                                      \
+            cc = curl_easy_setopt(easy, opt, val);                                               \
+    } while (0)
+    SET(CURLOPT_URL, url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    if (c->redir_protocols) {
+        SET(CURLOPT_FOLLOWLOCATION, 1L);
+        SET(CURLOPT_MAXREDIRS, 5L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+        SET(CURLOPT_REDIR_PROTOCOLS_STR, c->redir_protocols);
+#else
+        SET(CURLOPT_REDIR_PROTOCOLS, strcmp(c->redir_protocols, "https")
+                                         ? (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS)
+                                         : (long)CURLPROTO_HTTPS);
+#endif
+    } else {
+        SET(CURLOPT_FOLLOWLOCATION, 0L);
+    }
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_FAILONERROR, 0L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+    SET(CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    SET(CURLOPT_TCP_KEEPIDLE, 30L);
+    SET(CURLOPT_TCP_KEEPINTVL, 15L);
+    SET(CURLOPT_USERAGENT, "lazyimg/" LAZYIMG_VERSION);
+    SET(CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
+    if (c->ca_cert)
+        SET(CURLOPT_CAINFO, c->ca_cert);
+#undef SET
+    if (cc == CURLE_OUT_OF_MEMORY)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    if (cc != CURLE_OK)
+        return fetch_error_set(err, -EINVAL, "libcurl: %s", curl_easy_strerror(cc));
+    return 0;
+}
+
+/* ---- easy handle cache ---- */
+
+struct fetch_easy_cache {
+    pthread_mutex_t lock;
+    CURL *idle[EASY_CACHE_MAX];
+    size_t n;
+};
+
+struct fetch_easy_cache *fetch_easy_cache_new(void)
+{
+    struct fetch_easy_cache *ec = calloc(1, sizeof(*ec));
+    if (!ec)
+        return NULL;
+    pthread_mutex_init(&ec->lock, NULL);
+    return ec;
+}
+
+void fetch_easy_cache_free(struct fetch_easy_cache *ec)
+{
+    if (!ec)
+        return;
+    for (size_t i = 0; i < ec->n; i++)
+        curl_easy_cleanup(ec->idle[i]);
+    pthread_mutex_destroy(&ec->lock);
+    free(ec);
+}
+
+static CURL *easy_take(struct fetch_easy_cache *ec)
+{
+    CURL *e = NULL;
+    if (ec) {
+        pthread_mutex_lock(&ec->lock);
+        if (ec->n)
+            e = ec->idle[--ec->n];
+        pthread_mutex_unlock(&ec->lock);
+    }
+    if (e) {
+        curl_easy_reset(e); /* keeps live connections and the TLS session cache */
+        return e;
+    }
+    return curl_easy_init();
+}
+
+static void easy_give(struct fetch_easy_cache *ec, CURL *e)
+{
+    if (ec) {
+        pthread_mutex_lock(&ec->lock);
+        if (ec->n < EASY_CACHE_MAX) {
+            ec->idle[ec->n++] = e;
+            e = NULL;
+        }
+        pthread_mutex_unlock(&ec->lock);
+    }
+    if (e)
+        curl_easy_cleanup(e);
+}
+
+/* ---- blocking GET ---- */
+
+struct sink {
+    CURL *easy;
+    char *buf;
+    size_t len, cap, max;
+    bool too_big, nomem, checked;
+    bool success; /* 2xx: the whole body is wanted */
+};
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct sink *s = userdata;
+    size_t n = size * nmemb;
+
+    if (!s->checked) {
+        long status = 0;
+        curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &status);
+        s->success = status >= 200 && status < 300;
+        s->checked = true;
+    }
+    if (!s->success) {
+        /* error details: keep the beginning, drop the rest quietly */
+        if (s->len >= ERROR_BODY_MAX)
+            return n;
+        if (n > ERROR_BODY_MAX - s->len)
+            n = ERROR_BODY_MAX - s->len;
+    } else if (n > s->max - s->len) {
+        s->too_big = true;
+        return 0;
+    }
+    if (s->len + n + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 16 * 1024;
+        curl_off_t cl = -1;
+        char *b;
+        if (s->success &&
+            curl_easy_getinfo(s->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
+            cl > 0 && (uint64_t)cl <= s->max && (size_t)cl >= s->len + n)
+            cap = (size_t)cl + 1;
+        while (cap < s->len + n + 1)
+            cap *= 2;
+        if (!(b = realloc(s->buf, cap))) {
+            s->nomem = true;
+            return 0;
+        }
+        s->buf = b;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, data, n);
+    s->len += n;
+    return size * nmemb;
+}
+
+void fetch_response_release(struct fetch_response *r)
+{
+    free(r->body);
+    free(r->content_type);
+    *r = (struct fetch_response){0};
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static int perform_once(CURL *easy, fetch_request_setup_fn setup, void *arg, size_t max,
+                        const char *what, struct fetch_response *ret, fetch_error *err)
+{
+    char errbuf[CURL_ERROR_SIZE];
+    struct sink s = {.easy = easy, .max = max};
+    const char *ct = NULL;
+    CURLcode cc;
+    long status = 0;
+    int r;
+
+    r = setup(arg, easy, err);
+    if (r < 0)
+        return r;
+    errbuf[0] = '\0';
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, &s);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+    cc = curl_easy_perform(easy);
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+    if (s.too_big) {
+        free(s.buf);
+        return fetch_error_set(err, -EFBIG, "%s: larger than the %zu bytes expected", what, max);
+    }
+    if (s.nomem || cc == CURLE_WRITE_ERROR) {
+        free(s.buf);
+        return fetch_error_set(err, -ENOMEM, "%s: out of memory", what);
+    }
+    if (cc != CURLE_OK) {
+        free(s.buf);
+        return fetch_remote_result((int)cc, status, errbuf, what, err);
+    }
+    if (!s.buf && !(s.buf = malloc(1)))
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    s.buf[s.len] = '\0';
+    if (curl_easy_getinfo(easy, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct &&
+        !(ret->content_type = strdup(ct))) {
+        free(s.buf);
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    }
+    ret->status = status;
+    ret->body = s.buf;
+    ret->len = s.len;
+    return 0;
+}
+
+int fetch_remote_perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg,
+                         size_t max, unsigned attempts, const char *what,
+                         struct fetch_response *ret, fetch_error *err)
+{
+    unsigned delay_ms = 100;
+    int r = -EIO;
+
+    if (attempts == 0)
+        attempts = 1;
+    for (unsigned i = 0; i < attempts; i++) {
+        struct fetch_response resp = {0};
+        CURL *easy = easy_take(ec);
+        if (!easy)
+            return fetch_error_set(err, -ENOMEM, "out of memory");
+        if (i > 0) {
+            sleep_ms(delay_ms);
+            delay_ms *= 4;
+        }
+        r = perform_once(easy, setup, arg, max, what, &resp, err);
+        easy_give(ec, easy);
+        if (r == 0 && (resp.status == 429 || resp.status >= 500) && i + 1 < attempts) {
+            fetch_response_release(&resp);
+            r = -EAGAIN;
+            continue;
+        }
+        if (r == 0) {
+            *ret = resp;
+            return 0;
+        }
+        if (!fetch_remote_retryable(r) || r == -EBADMSG)
+            return r;
+    }
+    return r;
+}
+
+/* ---- percent encoding, dirent vectors ---- */
+
+static bool unreserved(unsigned char c)
+{
+    return isascii(c) && (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~');
+}
+
+char *fetch_percent_encode(const char *s, bool keep_slash)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t len = strlen(s), o = 0;
+    char *out;
+
+    if (len > (SIZE_MAX - 1) / 3)
+        return NULL;
+    out = malloc(len * 3 + 1);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (unreserved(c) || (keep_slash && c == '/')) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+char *fetch_percent_decode(const char *s, size_t len)
+{
+    char *out = malloc(len + 1);
+    size_t o = 0;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '%') {
+            int hi, lo;
+            if (i + 2 >= len)
+                goto bad;
+            hi = hexval(s[i + 1]);
+            lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                goto bad;
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (s[i] == '\0') {
+            goto bad;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    out[o] = '\0';
+    return out;
+bad:
+    free(out);
+    return NULL;
+}
+
+int fetch_dirvec_add(struct fetch_dirvec *d, const char *name, size_t len, bool is_dir)
+{
+    if (len == 0 || memchr(name, '/', len) || memchr(name, '\0', len) ||
+        (len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+        return 0;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 16;
+        struct fetch_dirent *v = realloc(d->v, cap * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        d->v = v;
+        d->cap = cap;
+    }
+    if (!(d->v[d->n].name = strndup(name, len)))
+        return -ENOMEM;
+    d->v[d->n++].is_dir = is_dir;
+    return 0;
+}
+
+static int cmp_dirent(const void *a, const void *b)
+{
+    const struct fetch_dirent *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+void fetch_dirvec_finish(struct fetch_dirvec *d)
+{
+    size_t o = 0;
+    if (d->n < 2)
+        return;
+    qsort(d->v, d->n, sizeof(*d->v), cmp_dirent);
+    for (size_t i = 0; i < d->n; i++) {
+        if (o > 0 && !strcmp(d->v[o - 1].name, d->v[i].name)) {
+            d->v[o - 1].is_dir |= d->v[i].is_dir;
+            free(d->v[i].name);
+            continue;
+        }
+        d->v[o++] = d->v[i];
+    }
+    d->n = o;
+}
+
+void fetch_dirvec_release(struct fetch_dirvec *d)
+{
+    fetch_dirents_free(d->v, d->n);
+    *d = (struct fetch_dirvec){0};
+}

@@ -1,0 +1,596 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * HTTP(S) store: a datastore directory published by a web server. Objects
+ * are plain GETs of <base>/<percent-encoded path>; directory listings come
+ * from the server's index page (nginx autoindex in JSON or HTML, Apache
+ * mod_autoindex). Credentials, if any, come from a file (basic or bearer)
+ * and never appear in messages.
+ */
+#include "remote_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#define LIST_MAX (64u << 20)
+#define AUTH_FILE_MAX 4096
+#define ATTEMPTS 3
+
+struct http_store {
+    struct fetch_store base;
+    char *base_url; /* no trailing '/' */
+    struct fetch_remote_conf conf;
+    struct fetch_easy_cache *ec;
+    char *user, *password; /* basic authentication */
+    char *bearer;
+};
+
+/* ---- index parsing ---- */
+
+static int parse_json_index(const char *body, size_t len, struct fetch_dirvec *d,
+                            fetch_error *err)
+{
+    struct json_tokener *tok;
+    json_object *root;
+    size_t used, n;
+    int r = 0;
+
+    if (len > INT_MAX)
+        return fetch_error_set(err, -EFBIG, "directory index too large");
+    tok = json_tokener_new_ex(8);
+    if (!tok)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    root = json_tokener_parse_ex(tok, body, (int)len);
+    used = (size_t)json_tokener_get_parse_end(tok);
+    if (!root || json_tokener_get_error(tok) != json_tokener_success) {
+        json_tokener_free(tok);
+        json_object_put(root);
+        return fetch_error_set(err, -EBADMSG, "directory index: malformed JSON");
+    }
+    json_tokener_free(tok);
+    while (used < len && isspace((unsigned char)body[used]))
+        used++;
+    if (used != len || !json_object_is_type(root, json_type_array)) {
+        json_object_put(root);
+        return fetch_error_set(err, -EBADMSG, "directory index: expected one JSON array");
+    }
+    n = json_object_array_length(root);
+    for (size_t i = 0; i < n && r == 0; i++) {
+        json_object *e = json_object_array_get_idx(root, i), *name, *type;
+        const char *t;
+        if (!json_object_is_type(e, json_type_object) ||
+            !json_object_object_get_ex(e, "name", &name) ||
+            !json_object_is_type(name, json_type_string) ||
+            !json_object_object_get_ex(e, "type", &type) ||
+            !json_object_is_type(type, json_type_string))
+            continue;
+        t = json_object_get_string(type);
+        if (strcmp(t, "directory") && strcmp(t, "file"))
+            continue; /* "other": symlinks to nowhere, devices */
+        r = fetch_dirvec_add(d, json_object_get_string(name),
+                             (size_t)json_object_get_string_len(name), !strcmp(t, "directory"));
+    }
+    json_object_put(root);
+    return r < 0 ? fetch_error_set(err, r, "out of memory") : 0;
+}
+
+/* Replaces the HTML character references of @s (in place). Unknown ones
+ * stay as they are. */
+static void html_unescape(char *s)
+{
+    static const struct {
+        const char *name;
+        char c;
+    } named[] = {{"amp;", '&'}, {"lt;", '<'}, {"gt;", '>'}, {"quot;", '"'}, {"apos;", '\''}};
+    char *o = s;
+    for (char *p = s; *p;) {
+        if (*p != '&') {
+            *o++ = *p++;
+            continue;
+        }
+        if (p[1] == '#') {
+            bool hex = p[2] == 'x' || p[2] == 'X';
+            char *q = p + (hex ? 3 : 2), *end;
+            unsigned long v;
+            if (isxdigit((unsigned char)*q)) {
+                v = strtoul(q, &end, hex ? 16 : 10);
+                /* ASCII only: names with other characters come percent-encoded */
+                if (end != q && *end == ';' && v > 0 && v < 0x80) {
+                    *o++ = (char)v;
+                    p = end + 1;
+                    continue;
+                }
+            }
+        } else {
+            size_t k;
+            for (k = 0; k < sizeof(named) / sizeof(named[0]); k++) {
+                size_t nl = strlen(named[k].name);
+                if (!strncmp(p + 1, named[k].name, nl)) {
+                    *o++ = named[k].c;
+                    p += 1 + nl;
+                    break;
+                }
+            }
+            if (k < sizeof(named) / sizeof(named[0]))
+                continue;
+        }
+        *o++ = *p++;
+    }
+    *o = '\0';
+}
+
+/* Whether @href starts with a URI scheme ("http:", "mailto:", "javascript:"). */
+static bool has_scheme(const char *href, size_t len)
+{
+    size_t i = 0;
+    if (len == 0 || !isalpha((unsigned char)href[0]))
+        return false;
+    while (i < len && (isalnum((unsigned char)href[i]) || href[i] == '+' || href[i] == '-' ||
+                       href[i] == '.'))
+        i++;
+    return i < len && href[i] == ':';
+}
+
+/* One href of an index page: an entry of this directory, or nothing. */
+static int add_href(struct fetch_dirvec *d, const char *raw, size_t len)
+{
+    char *copy, *name;
+    size_t n;
+    bool is_dir = false;
+    int r;
+
+    if (!(copy = strndup(raw, len)))
+        return -ENOMEM;
+    html_unescape(copy);
+    n = strcspn(copy, "?#"); /* queries: Apache's sort links; fragments */
+    if (n == 0 || copy[0] == '/' || has_scheme(copy, n) || strstr(copy, "//")) {
+        free(copy);
+        return 0;
+    }
+    copy[n] = '\0';
+    name = copy;
+    if (!strncmp(name, "./", 2)) /* Apache writes "./a:b" for names with a colon */
+        name += 2;
+    n = strlen(name);
+    if (n && name[n - 1] == '/') {
+        is_dir = true;
+        name[--n] = '\0';
+    }
+    /* "a/b" is not an entry of this directory; "../" is its parent */
+    if (!n || strchr(name, '/')) {
+        free(copy);
+        return 0;
+    }
+    char *decoded = fetch_percent_decode(name, n);
+    free(copy);
+    if (!decoded)
+        return 0; /* malformed escape or %00: not a name we could ask for again */
+    r = fetch_dirvec_add(d, decoded, strlen(decoded), is_dir);
+    free(decoded);
+    return r;
+}
+
+static const char *find_ci(const char *p, const char *end, const char *needle)
+{
+    size_t nl = strlen(needle);
+    for (; p + nl <= end; p++) {
+        if (!strncasecmp(p, needle, nl))
+            return p;
+    }
+    return NULL;
+}
+
+static int parse_html_index(const char *body, size_t len, struct fetch_dirvec *d)
+{
+    const char *p = body, *end = body + len;
+
+    while ((p = find_ci(p, end, "<a"))) {
+        const char *tag_end, *q;
+        p += 2;
+        if (p >= end || !(isspace((unsigned char)*p)))
+            continue;
+        tag_end = memchr(p, '>', (size_t)(end - p));
+        if (!tag_end)
+            break;
+        /* the href attribute of this tag */
+        for (q = p; (q = find_ci(q, tag_end, "href"));) {
+            const char *v, *vend;
+            bool boundary = isspace((unsigned char)q[-1]);
+            q += 4;
+            while (q < tag_end && isspace((unsigned char)*q))
+                q++;
+            if (!boundary || q >= tag_end || *q != '=')
+                continue;
+            q++;
+            while (q < tag_end && isspace((unsigned char)*q))
+                q++;
+            if (q < tag_end && (*q == '"' || *q == '\'')) {
+                v = q + 1;
+                vend = memchr(v, *q, (size_t)(end - v));
+                if (!vend)
+                    return 0;
+                if (vend > tag_end) { /* a quoted '>' inside the value */
+                    const char *gt = memchr(vend, '>', (size_t)(end - vend));
+                    tag_end = gt ? gt : end;
+                }
+            } else {
+                v = q;
+                for (vend = v; vend < tag_end && !isspace((unsigned char)*vend); vend++)
+                    ;
+            }
+            int r = add_href(d, v, (size_t)(vend - v));
+            if (r < 0)
+                return r;
+            break;
+        }
+        p = tag_end;
+    }
+    return 0;
+}
+
+int fetch_http_parse_index(const char *body, size_t len, const char *content_type,
+                           struct fetch_dirent **ret, size_t *ret_n, fetch_error *err)
+{
+    struct fetch_dirvec d = {0};
+    size_t i = 0;
+    bool json;
+    int r;
+
+    while (i < len && isspace((unsigned char)body[i]))
+        i++;
+    json = (content_type && strcasestr(content_type, "json")) || (i < len && body[i] == '[');
+    if (json) {
+        r = parse_json_index(body, len, &d, err);
+    } else {
+        r = parse_html_index(body, len, &d);
+        if (r < 0)
+            fetch_error_set(err, r, "out of memory");
+    }
+    if (r < 0) {
+        fetch_dirvec_release(&d);
+        return r;
+    }
+    fetch_dirvec_finish(&d);
+    *ret = d.v;
+    *ret_n = d.n;
+    return 0;
+}
+
+/* ---- transfers ---- */
+
+static char *object_url(const struct http_store *hs, const char *path, bool dir)
+{
+    char *enc = fetch_percent_encode(path, true), *url;
+    if (!enc)
+        return NULL;
+    if (asprintf(&url, "%s/%s%s", hs->base_url, enc, dir && *enc ? "/" : "") < 0)
+        url = NULL;
+    free(enc);
+    return url;
+}
+
+static int setup_url(struct http_store *hs, CURL *easy, const char *url, fetch_error *err)
+{
+    int r = fetch_remote_easy_setup(easy, &hs->conf, url, err);
+    if (r < 0)
+        return r;
+    if (hs->bearer) {
+        curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+        if (curl_easy_setopt(easy, CURLOPT_XOAUTH2_BEARER, hs->bearer) != CURLE_OK)
+            return fetch_error_set(err, -ENOMEM, "out of memory");
+    } else if (hs->user) {
+        curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        if (curl_easy_setopt(easy, CURLOPT_USERNAME, hs->user) != CURLE_OK ||
+            curl_easy_setopt(easy, CURLOPT_PASSWORD, hs->password) != CURLE_OK)
+            return fetch_error_set(err, -ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static int http_setup_get(struct fetch_store *s, void *easy, const char *path, fetch_error *err)
+{
+    struct http_store *hs = (struct http_store *)s;
+    char *url = object_url(hs, path, false);
+    int r;
+    if (!url)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    r = setup_url(hs, easy, url, err);
+    free(url);
+    return r;
+}
+
+struct req {
+    struct http_store *hs;
+    const char *url;
+    bool compress;
+};
+
+static int req_setup(void *arg, CURL *easy, fetch_error *err)
+{
+    struct req *q = arg;
+    int r = setup_url(q->hs, easy, q->url, err);
+    if (r == 0 && q->compress)
+        curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+    return r;
+}
+
+static int do_list(struct http_store *hs, const char *dir, unsigned attempts, const char *what,
+                   struct fetch_dirent **ret, size_t *ret_n, fetch_error *err)
+{
+    struct fetch_response resp = {0};
+    struct req q = {.hs = hs, .compress = true};
+    char *url = object_url(hs, dir, true);
+    int r;
+
+    if (!url)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    q.url = url;
+    r = fetch_remote_perform(hs->ec, req_setup, &q, LIST_MAX, attempts, what, &resp, err);
+    free(url);
+    if (r < 0)
+        return r;
+    r = fetch_remote_result(CURLE_OK, resp.status, NULL, what, err);
+    if (r == 0) {
+        r = fetch_http_parse_index(resp.body, resp.len, resp.content_type, ret, ret_n, err);
+        if (r < 0)
+            fetch_error_prefix(err, r, "%s", what);
+    }
+    fetch_response_release(&resp);
+    return r;
+}
+
+static int http_list(struct fetch_store *s, const char *dir, struct fetch_dirent **ret,
+                     size_t *ret_n, fetch_error *err)
+{
+    return do_list((struct http_store *)s, dir, ATTEMPTS, dir[0] ? dir : "/", ret, ret_n, err);
+}
+
+static int http_get(struct fetch_store *s, const char *path, size_t max, void **ret,
+                    size_t *ret_len, fetch_error *err)
+{
+    struct http_store *hs = (struct http_store *)s;
+    struct fetch_response resp = {0};
+    struct req q = {.hs = hs};
+    char *url = object_url(hs, path, false);
+    int r;
+
+    if (!url)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    q.url = url;
+    r = fetch_remote_perform(hs->ec, req_setup, &q, max, ATTEMPTS, path, &resp, err);
+    free(url);
+    if (r < 0)
+        return r;
+    r = fetch_remote_result(CURLE_OK, resp.status, NULL, path, err);
+    if (r < 0) {
+        fetch_response_release(&resp);
+        return r;
+    }
+    *ret = resp.body;
+    *ret_len = resp.len;
+    resp.body = NULL;
+    fetch_response_release(&resp);
+    return 0;
+}
+
+static void wipe_free(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+static void http_free(struct fetch_store *s)
+{
+    struct http_store *hs = (struct http_store *)s;
+    fetch_easy_cache_free(hs->ec);
+    fetch_remote_conf_release(&hs->conf);
+    wipe_free(hs->user);
+    wipe_free(hs->password);
+    wipe_free(hs->bearer);
+    free(hs->base_url);
+    free(hs->base.location);
+    free(hs);
+}
+
+static const struct fetch_store_ops http_ops = {
+    .kind = "http",
+    .list = http_list,
+    .get = http_get,
+    .free = http_free,
+    .setup_get = http_setup_get,
+};
+
+/* ---- opening ---- */
+
+static int read_auth_file(struct http_store *hs, const char *file, fetch_error *err)
+{
+    char buf[AUTH_FILE_MAX + 1];
+    size_t len = 0;
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    int r = 0;
+
+    if (fd < 0)
+        return fetch_error_set(err, errno == ENOENT ? -EINVAL : -errno,
+                               "%s: cannot read the HTTP auth file: %s", file, strerror(errno));
+    while (len < sizeof(buf)) {
+        ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    if (r < 0) {
+        explicit_bzero(buf, sizeof(buf));
+        return fetch_error_set(err, r, "%s: cannot read the HTTP auth file: %s", file,
+                               strerror(-r));
+    }
+    if (len > AUTH_FILE_MAX) {
+        explicit_bzero(buf, sizeof(buf));
+        return fetch_error_set(err, -EINVAL, "%s: HTTP auth file too large", file);
+    }
+    buf[len] = '\0';
+    len = strcspn(buf, "\r\n"); /* the first line */
+    while (len && isspace((unsigned char)buf[len - 1]))
+        len--;
+    buf[len] = '\0';
+    char *line = buf;
+    while (isspace((unsigned char)*line))
+        line++;
+    if (!strncasecmp(line, "Bearer", 6) && isspace((unsigned char)line[6])) {
+        char *tok = line + 7;
+        while (isspace((unsigned char)*tok))
+            tok++;
+        if (!*tok)
+            r = fetch_error_set(err, -EINVAL, "%s: empty bearer token", file);
+        else if (!(hs->bearer = strdup(tok)))
+            r = fetch_error_set(err, -ENOMEM, "out of memory");
+    } else {
+        char *colon = strchr(line, ':');
+        if (!colon || colon == line) {
+            r = fetch_error_set(err, -EINVAL,
+                                "%s: expected one line \"user:password\" or \"Bearer TOKEN\"",
+                                file);
+        } else {
+            *colon = '\0';
+            if (!(hs->user = strdup(line)) || !(hs->password = strdup(colon + 1)))
+                r = fetch_error_set(err, -ENOMEM, "out of memory");
+        }
+    }
+    explicit_bzero(buf, sizeof(buf));
+    return r;
+}
+
+/* Validates @location, and sets the base URL and the location shown in
+ * messages (without a password the URL may carry). */
+static int parse_location(struct http_store *hs, const char *location, fetch_error *err)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *query = NULL, *frag = NULL, *pw = NULL, *shown = NULL;
+    size_t len;
+    int r = 0;
+
+    if (!u)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    if (curl_url_set(u, CURLUPART_URL, location, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
+        r = fetch_error_set(err, -EINVAL, "%s: malformed URL", location);
+        goto out;
+    }
+    if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
+        curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK) {
+        r = fetch_error_set(err, -EINVAL, "%s: a store URL takes no query or fragment",
+                            location);
+        goto out;
+    }
+    if (curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) == CURLUE_OK) {
+        if (curl_url_set(u, CURLUPART_PASSWORD, "***", 0) != CURLUE_OK ||
+            curl_url_get(u, CURLUPART_URL, &shown, 0) != CURLUE_OK) {
+            r = fetch_error_set(err, -ENOMEM, "out of memory");
+            goto out;
+        }
+    }
+    hs->base.location = strdup(shown ? shown : location);
+    hs->base_url = strdup(location);
+    if (!hs->base.location || !hs->base_url) {
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    len = strlen(hs->base_url);
+    while (len && hs->base_url[len - 1] == '/')
+        hs->base_url[--len] = '\0';
+    len = strlen(hs->base.location);
+    while (len > 1 && hs->base.location[len - 1] == '/' && hs->base.location[len - 2] != '/')
+        hs->base.location[--len] = '\0';
+out:
+    if (pw)
+        explicit_bzero(pw, strlen(pw));
+    curl_free(pw);
+    curl_free(host);
+    curl_free(query);
+    curl_free(frag);
+    curl_free(shown);
+    curl_url_cleanup(u);
+    return r;
+}
+
+/*
+ * Whether the server answers for the datastore directory: any answer but
+ * 403 (a server without a directory index, usable with known snapshot
+ * paths) must be a success; a refused connection, a TLS failure, 401 or 404
+ * fail here with a clear message.
+ */
+static int check_root(struct http_store *hs, fetch_error *err)
+{
+    struct fetch_response resp = {0};
+    struct req q = {.hs = hs, .compress = true};
+    char *url = object_url(hs, "", true);
+    int r;
+
+    if (!url)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    q.url = url;
+    r = fetch_remote_perform(hs->ec, req_setup, &q, LIST_MAX, 1, hs->base.location, &resp, err);
+    free(url);
+    if (r == -EFBIG)
+        r = 0; /* an answer, even if a large one */
+    if (r < 0)
+        return r;
+    if (resp.status != 403)
+        r = fetch_remote_result(CURLE_OK, resp.status, NULL, hs->base.location, err);
+    fetch_response_release(&resp);
+    return r;
+}
+
+int fetch_http_open(const char *location, const struct fetch_remote_options *o, bool check,
+                    struct fetch_store **ret, fetch_error *err)
+{
+    struct http_store *hs;
+    int r;
+
+    r = fetch_remote_global_init(err);
+    if (r < 0)
+        return r;
+    hs = calloc(1, sizeof(*hs));
+    if (!hs)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    hs->base.ops = &http_ops;
+    r = parse_location(hs, location, err);
+    if (r < 0)
+        goto fail;
+    if (fetch_remote_conf_init(&hs->conf, o) < 0 || !(hs->ec = fetch_easy_cache_new())) {
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    /* a redirect may go from http to https, never from https to http */
+    hs->conf.redir_protocols = strncasecmp(location, "https:", 6) ? "http,https" : "https";
+    if (o && o->http_auth_file) {
+        r = read_auth_file(hs, o->http_auth_file, err);
+        if (r < 0)
+            goto fail;
+    }
+    if (check) {
+        r = check_root(hs, err);
+        if (r < 0)
+            goto fail;
+    }
+    *ret = &hs->base;
+    return 0;
+fail:
+    http_free(&hs->base);
+    return r;
+}

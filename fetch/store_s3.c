@@ -1,0 +1,961 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * S3 store: s3://bucket[/prefix]. Requests are signed with SigV4 by libcurl
+ * (CURLOPT_AWS_SIGV4); listings use ListObjectsV2 with '/' as delimiter and
+ * follow continuation tokens. Two layouts are understood:
+ *   - plain (a datastore directory synced to the bucket): path P is key
+ *     <prefix>/P;
+ *   - PBS 4 S3 datastores: chunks under <prefix>/.chunks/, everything else
+ *     (namespaces, groups, snapshots) under <prefix>/.cnt/. Recognized by a
+ *     .cnt/ "directory" directly below the prefix.
+ * Keys are percent-encoded with the RFC 3986 unreserved set, which is also
+ * the canonical form SigV4 signs, so the URL and the signature agree.
+ */
+#include "remote_internal.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#define LIST_PAGE_MAX (16u << 20)
+#define LIST_PAGES_MAX 100000
+#define CREDS_FILE_MAX (1u << 20)
+#define ATTEMPTS 3
+#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define CHUNK_DIR ".chunks"
+#define CNT_DIR ".cnt"
+
+struct s3_store {
+    struct fetch_store base;
+    char *bucket;
+    char *prefix; /* "" or without leading/trailing '/' */
+    bool pbs4;
+    bool path_style;
+    char *root_url; /* objects are root_url + "/" + key */
+    char *sigv4;    /* "aws:amz:<region>:s3" */
+    struct fetch_s3_creds creds;
+    struct curl_slist *headers; /* constant for the store's life */
+    struct fetch_remote_conf conf;
+    struct fetch_easy_cache *ec;
+};
+
+/* ---- key mapping ---- */
+
+static bool is_chunk_path(const char *path)
+{
+    size_t n = strlen(CHUNK_DIR);
+    return !strncmp(path, CHUNK_DIR, n) && (path[n] == '\0' || path[n] == '/');
+}
+
+char *fetch_s3_key(const char *prefix, bool pbs4, const char *path)
+{
+    const char *parts[3];
+    size_t np = 0, len = 0, o = 0;
+    char *key;
+
+    if (*prefix)
+        parts[np++] = prefix;
+    if (pbs4 && !is_chunk_path(path))
+        parts[np++] = CNT_DIR;
+    if (*path)
+        parts[np++] = path;
+    for (size_t i = 0; i < np; i++)
+        len += strlen(parts[i]) + 1;
+    key = malloc(len + 1);
+    if (!key)
+        return NULL;
+    for (size_t i = 0; i < np; i++) {
+        size_t l = strlen(parts[i]);
+        if (i)
+            key[o++] = '/';
+        memcpy(key + o, parts[i], l);
+        o += l;
+    }
+    key[o] = '\0';
+    return key;
+}
+
+char *fetch_s3_dir_prefix(const char *prefix, bool pbs4, const char *dir)
+{
+    char *key = fetch_s3_key(prefix, pbs4, dir), *p;
+    size_t l;
+    if (!key || !*key)
+        return key;
+    l = strlen(key);
+    p = realloc(key, l + 2);
+    if (!p) {
+        free(key);
+        return NULL;
+    }
+    p[l] = '/';
+    p[l + 1] = '\0';
+    return p;
+}
+
+/* ---- XML ---- */
+
+static bool node_is(const xmlNode *n, const char *name)
+{
+    return n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name);
+}
+
+static const xmlNode *child(const xmlNode *n, const char *name)
+{
+    for (const xmlNode *c = n->children; c; c = c->next) {
+        if (node_is(c, name))
+            return c;
+    }
+    return NULL;
+}
+
+/* The text of @n as a malloc()ed string; NULL on ENOMEM. */
+static char *text_of(const xmlNode *n)
+{
+    xmlChar *t = xmlNodeGetContent(n);
+    char *s;
+    if (!t)
+        return strdup("");
+    s = strdup((const char *)t);
+    xmlFree(t);
+    return s;
+}
+
+static void xml_silent(void *ctx, const char *msg, ...)
+{
+    (void)ctx;
+    (void)msg;
+}
+
+static void xml_silent_structured(void *ctx, xmlErrorPtr e)
+{
+    (void)ctx;
+    (void)e;
+}
+
+static int parse_xml(const char *xml, size_t len, xmlDoc **ret, fetch_error *err)
+{
+    xmlDoc *doc;
+    if (len > INT_MAX)
+        return fetch_error_set(err, -EFBIG, "S3 answer too large");
+    /* Library code never prints: libxml2 reports some errors (encoding
+     * conversion) to stderr despite XML_PARSE_NOERROR. These handlers are
+     * per thread; lazyimg has no other libxml2 user. */
+    xmlSetGenericErrorFunc(NULL, xml_silent);
+    xmlSetStructuredErrorFunc(NULL, xml_silent_structured);
+    doc = xmlReadMemory(xml, (int)len, "s3.xml", NULL,
+                        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (!doc || !xmlDocGetRootElement(doc)) {
+        xmlFreeDoc(doc);
+        return fetch_error_set(err, -EBADMSG, "malformed XML in the S3 answer");
+    }
+    if (doc->intSubset || doc->extSubset) { /* no entity games */
+        xmlFreeDoc(doc);
+        return fetch_error_set(err, -EBADMSG, "S3 answer has a DTD");
+    }
+    *ret = doc;
+    return 0;
+}
+
+/* Copies server text for a message: printable ASCII only, bounded. */
+static void clean_copy(char *dst, size_t cap, const char *src)
+{
+    size_t o = 0;
+    for (; src && *src && o + 1 < cap; src++)
+        dst[o++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
+    dst[o] = '\0';
+}
+
+static int add_entry(struct fetch_dirvec *d, const char *full, const char *prefix, bool is_dir)
+{
+    size_t pl = strlen(prefix), l;
+    const char *name;
+    if (strncmp(full, prefix, pl))
+        return 0;
+    name = full + pl;
+    l = strlen(name);
+    if (is_dir && l && name[l - 1] == '/')
+        l--;
+    return fetch_dirvec_add(d, name, l, is_dir);
+}
+
+int fetch_s3_parse_list(const char *xml, size_t len, const char *prefix, struct fetch_dirvec *d,
+                        char **ret_token, fetch_error *err)
+{
+    const xmlNode *root;
+    char *token = NULL;
+    bool truncated = false;
+    xmlDoc *doc;
+    int r;
+
+    r = parse_xml(xml, len, &doc, err);
+    if (r < 0)
+        return r;
+    root = xmlDocGetRootElement(doc);
+    if (!node_is(root, "ListBucketResult")) {
+        char name[64];
+        clean_copy(name, sizeof(name), (const char *)root->name);
+        xmlFreeDoc(doc);
+        return fetch_error_set(err, -EBADMSG, "S3 listing: unexpected <%s> document", name);
+    }
+    for (const xmlNode *c = root->children; c && r == 0; c = c->next) {
+        const xmlNode *k;
+        char *t;
+        if (node_is(c, "Contents") || node_is(c, "CommonPrefixes")) {
+            bool is_dir = node_is(c, "CommonPrefixes");
+            if (!(k = child(c, is_dir ? "Prefix" : "Key")))
+                continue;
+            if (!(t = text_of(k))) {
+                r = -ENOMEM;
+                break;
+            }
+            r = add_entry(d, t, prefix, is_dir);
+            free(t);
+        } else if (node_is(c, "IsTruncated")) {
+            if (!(t = text_of(c))) {
+                r = -ENOMEM;
+                break;
+            }
+            truncated = !strcmp(t, "true");
+            free(t);
+        } else if (node_is(c, "NextContinuationToken")) {
+            free(token);
+            if (!(token = text_of(c)))
+                r = -ENOMEM;
+        }
+    }
+    xmlFreeDoc(doc);
+    if (r < 0) {
+        free(token);
+        return fetch_error_set(err, r, "out of memory");
+    }
+    if (!truncated) {
+        free(token);
+        token = NULL;
+    } else if (!token || !*token) {
+        free(token);
+        return fetch_error_set(err, -EBADMSG, "S3 listing truncated without a continuation token");
+    }
+    *ret_token = token;
+    return 0;
+}
+
+int fetch_s3_error(long status, const char *xml, size_t len, const char *what, fetch_error *err)
+{
+    char code[64] = "", msg[128] = "", region[64] = "", endpoint[128] = "";
+    xmlDoc *doc = NULL;
+
+    if (status >= 200 && status < 300)
+        return 0;
+    if (xml && len && parse_xml(xml, len, &doc, NULL) == 0) {
+        const xmlNode *root = xmlDocGetRootElement(doc), *n;
+        if (node_is(root, "Error")) {
+            static const char *const tags[] = {"Code", "Message", "Region", "Endpoint"};
+            char *dst[] = {code, msg, region, endpoint};
+            const size_t caps[] = {sizeof(code), sizeof(msg), sizeof(region), sizeof(endpoint)};
+            for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
+                xmlChar *t;
+                if (!(n = child(root, tags[i])) || !(t = xmlNodeGetContent(n)))
+                    continue;
+                clean_copy(dst[i], caps[i], (const char *)t);
+                xmlFree(t);
+            }
+        }
+        xmlFreeDoc(doc);
+    }
+    if (!*code)
+        return fetch_remote_result(CURLE_OK, status, NULL, what, err);
+
+    if (!strcmp(code, "NoSuchKey"))
+        return fetch_error_set(err, -ENOENT, "%s: not found (NoSuchKey)", what);
+    if (!strcmp(code, "NoSuchBucket"))
+        return fetch_error_set(err, -ENOENT, "%s: the S3 bucket does not exist (NoSuchBucket)",
+                               what);
+    if (!strcmp(code, "InvalidAccessKeyId"))
+        return fetch_error_set(err, -EACCES, "%s: S3 rejected the access key (InvalidAccessKeyId)",
+                               what);
+    if (!strcmp(code, "SignatureDoesNotMatch"))
+        return fetch_error_set(err, -EACCES,
+                               "%s: S3 rejected the request signature, check the secret key "
+                               "(SignatureDoesNotMatch)",
+                               what);
+    if (!strcmp(code, "AccessDenied") || !strcmp(code, "AllAccessDisabled"))
+        return fetch_error_set(err, -EACCES, "%s: S3 denied access (%s)", what, code);
+    if (!strcmp(code, "ExpiredToken") || !strcmp(code, "InvalidToken") ||
+        !strcmp(code, "TokenRefreshRequired"))
+        return fetch_error_set(err, -EACCES, "%s: S3 rejected the session token (%s)", what,
+                               code);
+    if (!strcmp(code, "RequestTimeTooSkewed"))
+        return fetch_error_set(err, -EACCES,
+                               "%s: S3 rejected the request time, check the system clock "
+                               "(RequestTimeTooSkewed)",
+                               what);
+    if (!strcmp(code, "AuthorizationHeaderMalformed") && *region)
+        return fetch_error_set(err, -EACCES,
+                               "%s: the bucket is in region %s (see --s3-region) (%s)", what,
+                               region, code);
+    if (!strcmp(code, "PermanentRedirect") || !strcmp(code, "TemporaryRedirect") ||
+        !strcmp(code, "IllegalLocationConstraintException"))
+        return fetch_error_set(err, -EIO,
+                               "%s: the bucket is served by another endpoint%s%s (see "
+                               "--s3-endpoint, --s3-region) (%s)",
+                               what, *endpoint ? " " : "", endpoint, code);
+    if (!strcmp(code, "SlowDown") || !strcmp(code, "InternalError") ||
+        !strcmp(code, "ServiceUnavailable") || !strcmp(code, "RequestTimeout"))
+        return fetch_error_set(err, -EAGAIN, "%s: S3 is busy or failing (%s)", what, code);
+
+    int r = fetch_remote_result(CURLE_OK, status, NULL, what, NULL);
+    if (r == 0)
+        r = -EIO;
+    if (*msg)
+        return fetch_error_set(err, r, "%s: S3 error %s (HTTP %ld): %s", what, code, status, msg);
+    return fetch_error_set(err, r, "%s: S3 error %s (HTTP %ld)", what, code, status);
+}
+
+/* ---- credentials ---- */
+
+void fetch_s3_creds_release(struct fetch_s3_creds *c)
+{
+    char **f[] = {&c->key_id, &c->secret, &c->token};
+    for (size_t i = 0; i < 3; i++) {
+        if (*f[i]) {
+            explicit_bzero(*f[i], strlen(*f[i]));
+            free(*f[i]);
+            *f[i] = NULL;
+        }
+    }
+}
+
+static void trim(const char **s, const char **e)
+{
+    while (*s < *e && isspace((unsigned char)**s))
+        (*s)++;
+    while (*e > *s && isspace((unsigned char)(*e)[-1]))
+        (*e)--;
+}
+
+int fetch_s3_parse_credentials(const char *text, size_t len, const char *profile,
+                               struct fetch_s3_creds *ret, fetch_error *err)
+{
+    struct fetch_s3_creds c = {0};
+    const char *p = text, *end = text + len;
+    bool in_section = false, seen_section = false;
+    size_t pl = strlen(profile);
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *ls = p, *le = nl ? nl : end;
+        p = nl ? nl + 1 : end;
+        trim(&ls, &le);
+        if (ls == le || *ls == '#' || *ls == ';')
+            continue;
+        if (*ls == '[') {
+            const char *ns = ls + 1, *ne = le;
+            if (ne[-1] != ']')
+                continue;
+            ne--;
+            trim(&ns, &ne);
+            if ((size_t)(ne - ns) > 8 && !strncmp(ns, "profile", 7) && isspace((unsigned char)ns[7])) {
+                ns += 8;
+                trim(&ns, &ne);
+            }
+            in_section = (size_t)(ne - ns) == pl && !strncmp(ns, profile, pl);
+            seen_section |= in_section;
+            continue;
+        }
+        if (!in_section)
+            continue;
+        const char *eq = memchr(ls, '=', (size_t)(le - ls));
+        if (!eq)
+            continue;
+        const char *ks = ls, *ke = eq, *vs = eq + 1, *ve = le;
+        char **dst = NULL;
+        trim(&ks, &ke);
+        trim(&vs, &ve);
+        if ((size_t)(ke - ks) == 17 && !strncasecmp(ks, "aws_access_key_id", 17))
+            dst = &c.key_id;
+        else if ((size_t)(ke - ks) == 21 && !strncasecmp(ks, "aws_secret_access_key", 21))
+            dst = &c.secret;
+        else if ((size_t)(ke - ks) == 17 && !strncasecmp(ks, "aws_session_token", 17))
+            dst = &c.token;
+        if (!dst || ve == vs)
+            continue;
+        if (*dst) {
+            explicit_bzero(*dst, strlen(*dst));
+            free(*dst);
+        }
+        if (!(*dst = strndup(vs, (size_t)(ve - vs)))) {
+            fetch_s3_creds_release(&c);
+            return fetch_error_set(err, -ENOMEM, "out of memory");
+        }
+    }
+    if (!seen_section) {
+        fetch_s3_creds_release(&c);
+        return fetch_error_set(err, -ENOENT, "no [%s] section", profile);
+    }
+    if (!c.key_id || !c.secret) {
+        fetch_s3_creds_release(&c);
+        return fetch_error_set(err, -ENOENT,
+                               "section [%s] lacks aws_access_key_id or aws_secret_access_key",
+                               profile);
+    }
+    *ret = c;
+    return 0;
+}
+
+static int read_small_file(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+    struct stat st;
+    char *buf;
+    size_t len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), r = 0;
+
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0)
+        r = -errno;
+    else if (!S_ISREG(st.st_mode))
+        r = -EINVAL;
+    else if ((uint64_t)st.st_size > max)
+        r = -EFBIG;
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        close(fd);
+        return -ENOMEM;
+    }
+    while (len < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            r = n < 0 ? -errno : 0;
+            break;
+        }
+        len += (size_t)n;
+    }
+    close(fd);
+    if (r < 0) {
+        explicit_bzero(buf, (size_t)st.st_size);
+        free(buf);
+        return r;
+    }
+    buf[len] = '\0';
+    *ret = buf;
+    *ret_len = len;
+    return 0;
+}
+
+static int creds_from_file(const char *file, struct fetch_s3_creds *ret, fetch_error *err)
+{
+    const char *profile = getenv("AWS_PROFILE");
+    char *text = NULL;
+    size_t len = 0;
+    int r;
+
+    if (!profile || !*profile)
+        profile = "default";
+    r = read_small_file(file, CREDS_FILE_MAX, &text, &len);
+    if (r < 0)
+        return fetch_error_set(err, r == -ENOMEM ? r : -EINVAL,
+                               "%s: cannot read the S3 credentials file: %s", file,
+                               r == -EINVAL ? "not a regular file" : strerror(-r));
+    r = fetch_s3_parse_credentials(text, len, profile, ret, err);
+    explicit_bzero(text, len);
+    free(text);
+    if (r < 0)
+        return fetch_error_prefix(err, r == -ENOMEM ? r : -EINVAL, "%s", file);
+    return 0;
+}
+
+/*
+ * Credentials, in order: the file given in the options; $AWS_ACCESS_KEY_ID
+ * and $AWS_SECRET_ACCESS_KEY (with $AWS_SESSION_TOKEN); the default shared
+ * credentials file ($AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials).
+ */
+static int load_creds(const struct fetch_remote_options *o, struct fetch_s3_creds *ret,
+                      fetch_error *err)
+{
+    const char *id = getenv("AWS_ACCESS_KEY_ID"), *secret = getenv("AWS_SECRET_ACCESS_KEY");
+    const char *token = getenv("AWS_SESSION_TOKEN"), *file, *home;
+    char buf[PATH_MAX];
+
+    if (o && o->s3_credentials_file)
+        return creds_from_file(o->s3_credentials_file, ret, err);
+    if (id && *id && secret && *secret) {
+        struct fetch_s3_creds c = {0};
+        if (!(c.key_id = strdup(id)) || !(c.secret = strdup(secret)) ||
+            (token && *token && !(c.token = strdup(token)))) {
+            fetch_s3_creds_release(&c);
+            return fetch_error_set(err, -ENOMEM, "out of memory");
+        }
+        *ret = c;
+        return 0;
+    }
+    file = getenv("AWS_SHARED_CREDENTIALS_FILE");
+    if ((!file || !*file) && (home = getenv("HOME")) && *home) {
+        if (snprintf(buf, sizeof(buf), "%s/.aws/credentials", home) < (int)sizeof(buf))
+            file = buf;
+    }
+    if (file && *file && access(file, F_OK) == 0)
+        return creds_from_file(file, ret, err);
+    return fetch_error_set(err, -EINVAL,
+                           "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                           "(and AWS_SESSION_TOKEN), or give an AWS credentials file with "
+                           "--s3-credentials-file (profile [default] or $AWS_PROFILE; "
+                           "~/.aws/credentials is read if present)");
+}
+
+/* ---- requests ---- */
+
+static struct curl_slist *headers_with(const struct curl_slist *base,
+                                       const char *const *extra)
+{
+    struct curl_slist *copy = NULL, *t;
+    for (const struct curl_slist *h = base; h; h = h->next) {
+        if (!(t = curl_slist_append(copy, h->data)))
+            goto nomem;
+        copy = t;
+    }
+    for (size_t i = 0; extra[i]; i++) {
+        if (!(t = curl_slist_append(copy, extra[i])))
+            goto nomem;
+        copy = t;
+    }
+    return copy;
+nomem:
+    curl_slist_free_all(copy);
+    return NULL;
+}
+
+int fetch_s3_setup_request(struct fetch_store *s, CURL *easy, const char *path,
+                           const char *const *extra_headers, struct curl_slist **ret_headers,
+                           fetch_error *err)
+{
+    struct s3_store *ss = (struct s3_store *)s;
+    struct curl_slist *hdrs = ss->headers;
+    char *key = fetch_s3_key(ss->prefix, ss->pbs4, path), *enc = NULL, *url = NULL;
+    int r;
+
+    if (!key || !(enc = fetch_percent_encode(key, true)) ||
+        asprintf(&url, "%s/%s", ss->root_url, enc) < 0) {
+        free(key);
+        free(enc);
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    }
+    free(key);
+    free(enc);
+    if (extra_headers) {
+        if (!(hdrs = headers_with(ss->headers, extra_headers))) {
+            free(url);
+            return fetch_error_set(err, -ENOMEM, "out of memory");
+        }
+        *ret_headers = hdrs;
+    }
+    r = fetch_remote_easy_setup(easy, &ss->conf, url, err);
+    free(url);
+    if (r < 0)
+        return r;
+    if (curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, ss->sigv4) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_USERNAME, ss->creds.key_id) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_PASSWORD, ss->creds.secret) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, hdrs) != CURLE_OK)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    return 0;
+}
+
+static int s3_setup_get(struct fetch_store *s, void *easy, const char *path, fetch_error *err)
+{
+    return fetch_s3_setup_request(s, easy, path, NULL, NULL, err);
+}
+
+struct req {
+    struct s3_store *ss;
+    const char *path; /* object, or NULL with @url */
+    const char *url;
+};
+
+static int req_setup(void *arg, CURL *easy, fetch_error *err)
+{
+    struct req *q = arg;
+    struct s3_store *ss = q->ss;
+    int r;
+    if (q->path)
+        return fetch_s3_setup_request(&ss->base, easy, q->path, NULL, NULL, err);
+    r = fetch_remote_easy_setup(easy, &ss->conf, q->url, err);
+    if (r < 0)
+        return r;
+    if (curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, ss->sigv4) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_USERNAME, ss->creds.key_id) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_PASSWORD, ss->creds.secret) != CURLE_OK ||
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, ss->headers) != CURLE_OK)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    return 0;
+}
+
+static int s3_get(struct fetch_store *s, const char *path, size_t max, void **ret,
+                  size_t *ret_len, fetch_error *err)
+{
+    struct s3_store *ss = (struct s3_store *)s;
+    struct fetch_response resp = {0};
+    struct req q = {.ss = ss, .path = path};
+    int r;
+
+    r = fetch_remote_perform(ss->ec, req_setup, &q, max, ATTEMPTS, path, &resp, err);
+    if (r < 0)
+        return r;
+    r = fetch_s3_error(resp.status, resp.body, resp.len, path, err);
+    if (r < 0) {
+        fetch_response_release(&resp);
+        return r;
+    }
+    *ret = resp.body;
+    *ret_len = resp.len;
+    resp.body = NULL;
+    fetch_response_release(&resp);
+    return 0;
+}
+
+/* The URL of a ListObjectsV2 request; its query is in SigV4 canonical
+ * order (sorted, fully encoded) as libcurl signs it as given. */
+static char *list_url(const struct s3_store *ss, const char *prefix, const char *token)
+{
+    char *ep = fetch_percent_encode(prefix, false), *et = NULL, *url = NULL;
+    if (!ep || (token && !(et = fetch_percent_encode(token, false)))) {
+        free(ep);
+        return NULL;
+    }
+    if (asprintf(&url, "%s%s?%s%s%sdelimiter=%%2F&list-type=2&prefix=%s", ss->root_url,
+                 ss->path_style ? "" : "/", et ? "continuation-token=" : "", et ? et : "",
+                 et ? "&" : "", ep) < 0)
+        url = NULL;
+    free(ep);
+    free(et);
+    return url;
+}
+
+/* Lists the "directory" @prefix ("" or ending in '/'); @max_pages 0: all. */
+static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempts,
+                       unsigned max_pages, const char *what, struct fetch_dirvec *d,
+                       fetch_error *err)
+{
+    char *token = NULL;
+    unsigned pages = 0;
+    int r;
+
+    do {
+        struct fetch_response resp = {0};
+        struct req q = {.ss = ss};
+        char *url = list_url(ss, prefix, token), *next = NULL;
+        if (!url) {
+            free(token);
+            return fetch_error_set(err, -ENOMEM, "out of memory");
+        }
+        q.url = url;
+        r = fetch_remote_perform(ss->ec, req_setup, &q, LIST_PAGE_MAX, attempts, what, &resp,
+                                 err);
+        free(url);
+        if (r == 0)
+            r = fetch_s3_error(resp.status, resp.body, resp.len, what, err);
+        if (r == 0) {
+            r = fetch_s3_parse_list(resp.body, resp.len, prefix, d, &next, err);
+            if (r < 0)
+                fetch_error_prefix(err, r, "%s", what);
+        }
+        fetch_response_release(&resp);
+        if (r == 0 && next && token && !strcmp(next, token))
+            r = fetch_error_set(err, -EBADMSG, "%s: S3 listing repeats its continuation token",
+                                what);
+        free(token);
+        token = next;
+        if (r < 0)
+            break;
+        if (++pages >= (max_pages ? max_pages : LIST_PAGES_MAX))
+            break;
+    } while (token);
+    free(token);
+    return r;
+}
+
+static int s3_list(struct fetch_store *s, const char *dir, struct fetch_dirent **ret,
+                   size_t *ret_n, fetch_error *err)
+{
+    struct s3_store *ss = (struct s3_store *)s;
+    struct fetch_dirvec d = {0};
+    const char *what = dir[0] ? dir : "/";
+    char *prefix = fetch_s3_dir_prefix(ss->prefix, ss->pbs4, dir);
+    int r;
+
+    if (!prefix)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    r = list_prefix(ss, prefix, ATTEMPTS, 0, what, &d, err);
+    free(prefix);
+    if (r == 0 && ss->pbs4 && !dir[0] && fetch_dirvec_add(&d, CHUNK_DIR, strlen(CHUNK_DIR), true))
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+    if (r == 0 && d.n == 0 && (dir[0] || ss->prefix[0]))
+        r = fetch_error_set(err, -ENOENT, "%s: not found (no objects below it)", what);
+    if (r < 0) {
+        fetch_dirvec_release(&d);
+        return r;
+    }
+    fetch_dirvec_finish(&d);
+    *ret = d.v;
+    *ret_n = d.n;
+    return 0;
+}
+
+static void s3_free(struct fetch_store *s)
+{
+    struct s3_store *ss = (struct s3_store *)s;
+    fetch_easy_cache_free(ss->ec);
+    curl_slist_free_all(ss->headers); /* holds the session token */
+    fetch_s3_creds_release(&ss->creds);
+    fetch_remote_conf_release(&ss->conf);
+    free(ss->bucket);
+    free(ss->prefix);
+    free(ss->root_url);
+    free(ss->sigv4);
+    free(ss->base.location);
+    free(ss);
+}
+
+static const struct fetch_store_ops s3_ops = {
+    .kind = "s3",
+    .list = s3_list,
+    .get = s3_get,
+    .free = s3_free,
+    .setup_get = s3_setup_get,
+};
+
+/* ---- opening ---- */
+
+static int parse_location(struct s3_store *ss, const char *location, fetch_error *err)
+{
+    const char *b = location + 5, *slash = strchr(b, '/');
+    size_t bl = slash ? (size_t)(slash - b) : strlen(b);
+    const char *p = slash ? slash + 1 : "";
+    size_t pl;
+
+    if (bl == 0 || bl > 255)
+        return fetch_error_set(err, -EINVAL, "%s: expected s3://BUCKET[/PREFIX]", location);
+    for (size_t i = 0; i < bl; i++) {
+        if (!isalnum((unsigned char)b[i]) && b[i] != '.' && b[i] != '-' && b[i] != '_')
+            return fetch_error_set(err, -EINVAL, "%s: invalid bucket name", location);
+    }
+    while (*p == '/')
+        p++;
+    pl = strlen(p);
+    while (pl && p[pl - 1] == '/')
+        pl--;
+    /* every prefix segment must be a plain name */
+    for (size_t i = 0; i < pl;) {
+        size_t sl = strcspn(p + i, "/");
+        if (sl > pl - i)
+            sl = pl - i;
+        if (sl == 0 || (sl == 1 && p[i] == '.') || (sl == 2 && p[i] == '.' && p[i + 1] == '.'))
+            return fetch_error_set(err, -EINVAL, "%s: invalid prefix", location);
+        for (size_t k = i; k < i + sl; k++) {
+            if ((unsigned char)p[k] < 0x20 || p[k] == 0x7f)
+                return fetch_error_set(err, -EINVAL, "%s: invalid prefix", location);
+        }
+        i += sl + 1;
+    }
+    if (!(ss->bucket = strndup(b, bl)) || !(ss->prefix = strndup(p, pl)) ||
+        asprintf(&ss->base.location, "s3://%s%s%s", ss->bucket, pl ? "/" : "", ss->prefix) < 0) {
+        ss->base.location = NULL;
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static bool host_is_ip_or_local(const char *host)
+{
+    struct in_addr a4;
+    return host[0] == '[' || inet_pton(AF_INET, host, &a4) == 1 || !strcasecmp(host, "localhost");
+}
+
+static int setup_endpoint(struct s3_store *ss, const struct fetch_remote_options *o,
+                          const char *region, fetch_error *err)
+{
+    char *def = NULL, *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
+    const char *endpoint = o ? o->s3_endpoint : NULL;
+    CURLU *u = NULL;
+    size_t pl;
+    int r = 0;
+
+    if (!endpoint || !*endpoint) {
+        if (asprintf(&def, "https://s3.%s.amazonaws.com", region) < 0)
+            return fetch_error_set(err, -ENOMEM, "out of memory");
+        endpoint = def;
+    }
+    if (!(u = curl_url())) {
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    if (curl_url_set(u, CURLUPART_URL, endpoint, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+        (strcasecmp(scheme, "http") && strcasecmp(scheme, "https"))) {
+        r = fetch_error_set(err, -EINVAL, "%s: invalid S3 endpoint (expected http(s)://HOST[:PORT])",
+                            endpoint);
+        goto out;
+    }
+    {
+        char *q = NULL, *user = NULL;
+        bool extra = curl_url_get(u, CURLUPART_QUERY, &q, 0) == CURLUE_OK ||
+                     curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK;
+        curl_free(q);
+        curl_free(user);
+        if (extra) {
+            r = fetch_error_set(err, -EINVAL,
+                                "%s: an S3 endpoint takes no query or user name", endpoint);
+            goto out;
+        }
+    }
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK)
+        port = NULL;
+    if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+        path = NULL;
+    pl = path ? strlen(path) : 0;
+    while (pl && path[pl - 1] == '/')
+        path[--pl] = '\0';
+    ss->path_style = (o && o->s3_path_style) || host_is_ip_or_local(host) ||
+                     (strchr(ss->bucket, '.') && !strcasecmp(scheme, "https")) ||
+                     strchr(ss->bucket, '_');
+    if (ss->path_style)
+        r = asprintf(&ss->root_url, "%s://%s%s%s%s/%s", scheme, host, port ? ":" : "",
+                     port ? port : "", path ? path : "", ss->bucket);
+    else
+        r = asprintf(&ss->root_url, "%s://%s.%s%s%s%s", scheme, ss->bucket, host,
+                     port ? ":" : "", port ? port : "", path ? path : "");
+    if (r < 0) {
+        ss->root_url = NULL;
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+    } else {
+        r = 0;
+    }
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_free(path);
+    curl_url_cleanup(u);
+    free(def);
+    return r;
+}
+
+static const char *pick_region(const struct fetch_remote_options *o)
+{
+    const char *r = o ? o->s3_region : NULL;
+    if (!r || !*r)
+        r = getenv("AWS_REGION");
+    if (!r || !*r)
+        r = getenv("AWS_DEFAULT_REGION");
+    if (!r || !*r)
+        r = "us-east-1";
+    return r;
+}
+
+static bool region_valid(const char *r)
+{
+    if (!*r || strlen(r) > 64)
+        return false;
+    for (; *r; r++) {
+        if (!isalnum((unsigned char)*r) && *r != '-' && *r != '_')
+            return false;
+    }
+    return true;
+}
+
+int fetch_s3_open(const char *location, const struct fetch_remote_options *o, bool check,
+                  struct fetch_store **ret, fetch_error *err)
+{
+    const char *region = pick_region(o);
+    struct s3_store *ss;
+    int r;
+
+    r = fetch_remote_global_init(err);
+    if (r < 0)
+        return r;
+    if (!region_valid(region))
+        return fetch_error_set(err, -EINVAL, "%s: invalid S3 region", region);
+    ss = calloc(1, sizeof(*ss));
+    if (!ss)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    ss->base.ops = &s3_ops;
+    r = parse_location(ss, location, err);
+    if (r < 0)
+        goto fail;
+    r = setup_endpoint(ss, o, region, err);
+    if (r < 0)
+        goto fail;
+    r = load_creds(o, &ss->creds, err);
+    if (r < 0) {
+        fetch_error_prefix(err, r, "%s", ss->base.location);
+        goto fail;
+    }
+    if (fetch_remote_conf_init(&ss->conf, o) < 0 || !(ss->ec = fetch_easy_cache_new()) ||
+        asprintf(&ss->sigv4, "aws:amz:%s:s3", region) < 0) {
+        ss->sigv4 = NULL;
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    /* the payload hash S3 requires (and s3rver insists on): GETs have no body */
+    ss->headers = curl_slist_append(NULL, "x-amz-content-sha256: " EMPTY_SHA256);
+    if (ss->headers && ss->creds.token) {
+        char *h = NULL;
+        struct curl_slist *t = NULL;
+        if (asprintf(&h, "x-amz-security-token: %s", ss->creds.token) >= 0) {
+            t = curl_slist_append(ss->headers, h);
+            explicit_bzero(h, strlen(h));
+            free(h);
+        }
+        if (!t) {
+            curl_slist_free_all(ss->headers);
+            ss->headers = NULL;
+        }
+    }
+    if (!ss->headers) {
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (check) {
+        /* one page of the top level: reachability, credentials, bucket, layout */
+        struct fetch_dirvec d = {0};
+        char *prefix = fetch_s3_dir_prefix(ss->prefix, false, "");
+        if (!prefix) {
+            r = fetch_error_set(err, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        r = list_prefix(ss, prefix, 1, 1, ss->base.location, &d, err);
+        free(prefix);
+        if (r == 0 && d.n == 0 && ss->prefix[0])
+            r = fetch_error_set(err, -ENOENT, "%s: no objects below this prefix",
+                                ss->base.location);
+        for (size_t i = 0; r == 0 && i < d.n; i++) {
+            if (d.v[i].is_dir && !strcmp(d.v[i].name, CNT_DIR))
+                ss->pbs4 = true;
+        }
+        fetch_dirvec_release(&d);
+        if (r < 0)
+            goto fail;
+    }
+    *ret = &ss->base;
+    return 0;
+fail:
+    s3_free(&ss->base);
+    return r;
+}

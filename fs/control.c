@@ -1,0 +1,841 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "control.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cache/diskcache.h"
+#include "fetch/pool.h"
+#include "fs.h"
+#include "hydrate.h"
+#include "log.h"
+
+/* A reply larger than this is refused by the client (a status of very many images). */
+#define MAX_REPLY (64u << 20)
+/* How long the client waits for a reply (a status looks up every chunk of
+ * every loaded image in the disk cache). */
+#define CLIENT_TIMEOUT_MS 120000
+
+struct fs_control {
+    struct fs_ctx *ctx;
+    struct fs_hydrator *hyd;
+    int listen_fd;
+    int stop_fd; /* eventfd: readable once the thread must stop */
+    pthread_t thread;
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    dev_t sock_dev; /* the socket file we bound, removed only if still ours */
+    ino_t sock_ino;
+    /* previous sample for mb_per_s; control thread only */
+    uint64_t prev_bytes;
+    struct timespec prev_time;
+};
+
+static void set_err(char *err, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    if (!err || !len)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- socket location ---------------------------------------------------- */
+
+int fs_control_dir(char *buf, size_t len, int create, char *err, size_t err_len)
+{
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    uid_t uid = geteuid();
+    struct stat st;
+    int w;
+
+    if (uid == 0)
+        w = snprintf(buf, len, "/run/lazyimg");
+    else if (xdg && xdg[0] == '/')
+        w = snprintf(buf, len, "%s/lazyimg", xdg);
+    else
+        w = snprintf(buf, len, "/tmp/lazyimg-%u", (unsigned)uid);
+    if (w < 0 || (size_t)w >= len) {
+        set_err(err, err_len, "control socket directory: path too long");
+        return -ENAMETOOLONG;
+    }
+    if (create && mkdir(buf, 0700) < 0 && errno != EEXIST) {
+        int e = errno;
+        set_err(err, err_len, "control socket directory %s: %s", buf, strerror(e));
+        return -e;
+    }
+    if (lstat(buf, &st) < 0) {
+        int e = errno;
+        set_err(err, err_len, "control socket directory %s: %s", buf, strerror(e));
+        return -e;
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_uid != uid || (st.st_mode & 022)) {
+        set_err(err, err_len,
+                "control socket directory %s: refusing it (%s)", buf,
+                !S_ISDIR(st.st_mode) ? "not a directory"
+                : st.st_uid != uid   ? "owned by another user"
+                                     : "writable by group or others");
+        return -EPERM;
+    }
+    return 0;
+}
+
+int fs_control_socket_path(dev_t dev, char *buf, size_t len, char *err, size_t err_len)
+{
+    char dir[PATH_MAX];
+    int r = fs_control_dir(dir, sizeof(dir), 0, err, err_len);
+    int w;
+    if (r < 0)
+        return r;
+    w = snprintf(buf, len, "%s/%u:%u.sock", dir, major(dev), minor(dev));
+    if (w < 0 || (size_t)w >= len) {
+        set_err(err, err_len, "control socket path too long");
+        return -ENAMETOOLONG;
+    }
+    return 0;
+}
+
+/* Undoes the octal escapes (\040 ...) of a mountinfo field, in place. */
+static void unescape_mountinfo(char *s)
+{
+    char *out = s;
+    for (char *p = s; *p; p++) {
+        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
+            p[3] >= '0' && p[3] <= '7') {
+            *out++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+            p += 3;
+        } else {
+            *out++ = *p;
+        }
+    }
+    *out = '\0';
+}
+
+/*
+ * The device number of the mount at @mountpoint, from /proc/self/mountinfo
+ * (the last entry for it: the one on top). Never touches the mountpoint.
+ */
+static int mount_dev(const char *mountpoint, unsigned *ret_major, unsigned *ret_minor)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char *line = NULL;
+    size_t cap = 0;
+    int r = -ENOENT;
+
+    if (!f)
+        return -errno;
+    while (getline(&line, &cap, f) > 0) {
+        /* id parent major:minor root mountpoint options ... */
+        char *fields[5], *p = line;
+        unsigned maj, min;
+        char end;
+        int i;
+        for (i = 0; i < 5 && *p && *p != '\n'; i++) {
+            fields[i] = p;
+            p += strcspn(p, " \n");
+            if (*p)
+                *p++ = '\0';
+        }
+        if (i < 5 || sscanf(fields[2], "%u:%u%c", &maj, &min, &end) != 2)
+            continue;
+        unescape_mountinfo(fields[4]);
+        if (!strcmp(fields[4], mountpoint)) {
+            *ret_major = maj;
+            *ret_minor = min;
+            r = 0;
+        }
+    }
+    free(line);
+    fclose(f);
+    return r;
+}
+
+/* ---- status ------------------------------------------------------------- */
+
+static int add_u64(json_object *o, const char *key, uint64_t v)
+{
+    return json_object_object_add(o, key, json_object_new_uint64(v));
+}
+
+/* A double with @decimals digits after the point in the JSON text. */
+static int add_double(json_object *o, const char *key, double v, int decimals)
+{
+    char num[64];
+    snprintf(num, sizeof(num), "%.*f", decimals, v);
+    return json_object_object_add(o, key, json_object_new_double_s(v, num));
+}
+
+static json_object *stores_json(struct fs_control *c, const struct fetch_pool_stats *ps)
+{
+    json_object *arr = json_object_new_array();
+    for (size_t i = 0; arr && i < c->ctx->nstores; i++) {
+        json_object *s = json_object_new_object();
+        if (!s)
+            break;
+        json_object_object_add(s, "location",
+                               json_object_new_string(c->ctx->stores[i]->location));
+        json_object_object_add(s, "active", json_object_new_boolean(i == ps->active_store));
+        json_object_array_add(arr, s);
+    }
+    return arr;
+}
+
+static json_object *fetch_json(struct fs_control *c, const struct fetch_pool_stats *ps)
+{
+    json_object *o = json_object_new_object(), *q = json_object_new_object();
+    json_object *lat = json_object_new_object(), *hist = json_object_new_array();
+    struct timespec now;
+    double dt, rate = 0;
+
+    if (!o || !q || !lat || !hist) {
+        json_object_put(o);
+        json_object_put(q);
+        json_object_put(lat);
+        json_object_put(hist);
+        return NULL;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    dt = (double)(now.tv_sec - c->prev_time.tv_sec) +
+         (double)(now.tv_nsec - c->prev_time.tv_nsec) / 1e9;
+    if (dt > 0 && ps->bytes >= c->prev_bytes)
+        rate = (double)(ps->bytes - c->prev_bytes) / dt / 1e6;
+    c->prev_bytes = ps->bytes;
+    c->prev_time = now;
+
+    add_u64(o, "inflight", ps->inflight);
+    add_u64(q, "demand", ps->queued[FETCH_PRIO_DEMAND]);
+    add_u64(q, "readahead", ps->queued[FETCH_PRIO_READAHEAD]);
+    add_u64(q, "hydrate", ps->queued[FETCH_PRIO_HYDRATE]);
+    json_object_object_add(o, "queued", q);
+    add_u64(o, "decoding", ps->decoding);
+    add_u64(o, "requests", ps->requests);
+    add_u64(o, "retries", ps->retries);
+    add_u64(o, "failovers", ps->failovers);
+    add_u64(o, "errors", ps->failed);
+    add_u64(o, "bytes", ps->bytes);
+    add_double(o, "mb_per_s", rate, 2);
+    add_u64(lat, "p50", fetch_pool_latency_pct(ps, 50));
+    add_u64(lat, "p99", fetch_pool_latency_pct(ps, 99));
+    for (unsigned i = 0; i < FETCH_LAT_BUCKETS; i++) {
+        json_object *pair;
+        if (!ps->latency_us[i])
+            continue;
+        if (!(pair = json_object_new_array()))
+            break;
+        json_object_array_add(pair, json_object_new_uint64(2ull << i));
+        json_object_array_add(pair, json_object_new_uint64(ps->latency_us[i]));
+        json_object_array_add(hist, pair);
+    }
+    json_object_object_add(lat, "histogram", hist);
+    json_object_object_add(o, "latency_us", lat);
+    return o;
+}
+
+static json_object *cache_json(struct fs_control *c)
+{
+    json_object *o = json_object_new_object();
+    struct fs_chunks_stats st;
+    uint64_t hits, lookups;
+
+    if (!o)
+        return NULL;
+    fs_chunks_get_stats(c->ctx->chunks, &st);
+    hits = st.mem.hits + st.disk_hits;
+    lookups = hits + st.loads + st.load_errors;
+    add_u64(o, "memory_hits", st.mem.hits);
+    add_u64(o, "disk_hits", st.disk_hits);
+    add_u64(o, "loads", st.loads);
+    add_u64(o, "load_errors", st.load_errors);
+    add_double(o, "hit_rate", lookups ? (double)hits / (double)lookups : 0, 4);
+    add_u64(o, "memory_entries", st.mem.entries);
+    add_u64(o, "memory_bytes", st.mem.bytes);
+    if (c->ctx->disk) {
+        json_object *d = json_object_new_object();
+        struct cache_disk_stats ds;
+        if (d) {
+            cache_disk_get_stats(c->ctx->disk, &ds);
+            add_u64(d, "entries", ds.entries);
+            add_u64(d, "bytes", ds.bytes_allocated);
+            add_u64(d, "bytes_apparent", ds.bytes_apparent);
+            add_u64(d, "budget", ds.budget);
+            add_u64(d, "inserts", ds.inserts);
+            add_u64(d, "insert_skipped", ds.insert_skipped);
+            add_u64(d, "evictions", ds.evictions);
+            add_u64(d, "bad_entries", ds.bad_entries);
+            add_u64(d, "enospc", ds.enospc);
+        }
+        json_object_object_add(o, "disk", d);
+    } else {
+        json_object_object_add(o, "disk", NULL);
+    }
+    return o;
+}
+
+static json_object *image_json(struct fs_control *c, struct fs_node *n)
+{
+    const struct fetch_image *img = n->image;
+    json_object *o = json_object_new_object();
+    struct fs_hydrate_progress p;
+    uint64_t cached = 0;
+    char path[PATH_MAX];
+
+    if (!o)
+        return NULL;
+    if (c->ctx->disk) {
+        for (size_t i = 0; i < img->count; i++) {
+            const struct fetch_extent *e = &img->extents[i];
+            if (!e->zero && fs_chunks_on_disk(c->ctx->chunks, e))
+                cached += e->length;
+        }
+    }
+    fs_node_path(n, path, sizeof(path));
+    json_object_object_add(o, "path", json_object_new_string(path));
+    add_u64(o, "size", img->size);
+    add_u64(o, "zero_bytes", img->size - img->data_bytes);
+    add_u64(o, "data_bytes", img->data_bytes);
+    add_u64(o, "cached_bytes", cached);
+    /* rounded down: 100.0 only when every byte is cached */
+    add_double(o, "hydrated_pct",
+               img->data_bytes ? (double)(cached * 1000 / img->data_bytes) / 10 : 100.0, 1);
+    if (fs_hydrator_node_progress(c->hyd, n, &p) == 0)
+        json_object_object_add(o, "hydration", fs_hydrate_progress_json(&p));
+    return o;
+}
+
+/*
+ * The status object. "images" lists the images whose index is loaded (opened,
+ * stat()ed or hydrated since the mount): the others cost nothing yet, and
+ * loading them here would fetch every index.
+ */
+static json_object *status_json(struct fs_control *c)
+{
+    json_object *o = json_object_new_object(), *images = json_object_new_array();
+    struct fetch_pool_stats ps;
+    struct fs_tree *t = c->ctx->tree;
+
+    if (!o || !images) {
+        json_object_put(o);
+        json_object_put(images);
+        return NULL;
+    }
+    fetch_pool_get_stats(c->ctx->pool, &ps);
+    json_object_object_add(o, "stores", stores_json(c, &ps));
+    json_object_object_add(o, "fetch", fetch_json(c, &ps));
+    json_object_object_add(o, "cache", cache_json(c));
+    for (size_t i = 0; i < t->count; i++) {
+        struct fs_node *n = t->by_ino[i];
+        if (n && n->kind == FS_NODE_IMAGE && fs_node_loaded(n) && n->image)
+            json_object_array_add(images, image_json(c, n));
+    }
+    json_object_object_add(o, "images", images);
+    return o;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static json_object *error_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_object *error_reply(const char *fmt, ...)
+{
+    json_object *o = json_object_new_object();
+    char msg[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (o)
+        json_object_object_add(o, "error", json_object_new_string(msg));
+    return o;
+}
+
+/* A decimal number without sign, spaces or leading zeros, ending at a space
+ * or the end of the string; *s moves past it. */
+static int parse_u64(const char **s, uint64_t *ret)
+{
+    const char *p = *s;
+    uint64_t v = 0;
+    size_t n = 0;
+    for (; *p >= '0' && *p <= '9'; p++, n++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -ERANGE;
+        v = v * 10 + d;
+    }
+    if (n == 0 || (n > 1 && **s == '0') || (*p != ' ' && *p != '\0'))
+        return -EINVAL;
+    *s = p;
+    *ret = v;
+    return 0;
+}
+
+/* Parses "@verb N[ N]" exactly: @count numbers. */
+static bool parse_args(const char *line, const char *verb, uint64_t *nums, int count)
+{
+    size_t vl = strlen(verb);
+    const char *p = line;
+    if (strncmp(p, verb, vl) != 0)
+        return false;
+    p += vl;
+    for (int i = 0; i < count; i++) {
+        if (*p++ != ' ' || parse_u64(&p, &nums[i]) < 0)
+            return false;
+    }
+    return *p == '\0';
+}
+
+static json_object *handle(struct fs_control *c, const char *line)
+{
+    uint64_t a[2];
+    json_object *o;
+
+    if (!strcmp(line, "status"))
+        return status_json(c);
+    if (parse_args(line, "hydrate", a, 2)) {
+        struct fs_node *n = fs_tree_get(c->ctx->tree, a[0]);
+        const char *msg = "";
+        uint64_t job;
+        if (!n)
+            return error_reply("no such inode %llu in this mount", (unsigned long long)a[0]);
+        if (n->kind != FS_NODE_IMAGE)
+            return error_reply("not an image");
+        if (a[1] && a[1] < 4096)
+            return error_reply("bandwidth below 4K bytes per second");
+        if (fs_hydrator_add(c->hyd, n, a[1], &job, &msg) < 0)
+            return error_reply("%s", msg);
+        if ((o = json_object_new_object()))
+            add_u64(o, "job", job);
+        return o;
+    }
+    if (parse_args(line, "progress", a, 1)) {
+        struct fs_hydrate_progress p;
+        if (fs_hydrator_progress(c->hyd, a[0], &p) < 0)
+            return error_reply("no hydration job %llu", (unsigned long long)a[0]);
+        return fs_hydrate_progress_json(&p);
+    }
+    if (parse_args(line, "cancel", a, 1)) {
+        if (fs_hydrator_cancel(c->hyd, a[0]) < 0)
+            return error_reply("no hydration job %llu", (unsigned long long)a[0]);
+        if ((o = json_object_new_object()))
+            json_object_object_add(o, "ok", json_object_new_boolean(true));
+        return o;
+    }
+    return error_reply("unknown request (expected: status, hydrate INO BW, progress JOB, "
+                       "cancel JOB)");
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Waits until @fd is ready for @events, the deadline passes (-ETIMEDOUT) or
+ * @stop_fd (if >= 0) becomes readable (-ECANCELED).
+ */
+static int wait_fd(int fd, short events, int stop_fd, int64_t deadline)
+{
+    for (;;) {
+        struct pollfd p[2] = {{fd, events, 0}, {stop_fd, POLLIN, 0}};
+        int64_t left = deadline - now_ms();
+        int r;
+        if (left <= 0)
+            return -ETIMEDOUT;
+        r = poll(p, stop_fd >= 0 ? 2 : 1, (int)(left > INT_MAX ? INT_MAX : left));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (stop_fd >= 0 && p[1].revents)
+            return -ECANCELED;
+        if (p[0].revents)
+            return 0;
+    }
+}
+
+static int send_all(int fd, const char *buf, size_t len, int stop_fd, int64_t deadline)
+{
+    while (len) {
+        ssize_t w = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            int r;
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN)
+                return -errno;
+            if ((r = wait_fd(fd, POLLOUT, stop_fd, deadline)) < 0)
+                return r;
+            continue;
+        }
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads one request line into @buf (without its '\n'). */
+static int read_request(int fd, char *buf, size_t cap, int stop_fd, int64_t deadline)
+{
+    size_t len = 0;
+    for (;;) {
+        ssize_t n;
+        char *nl;
+        int r = wait_fd(fd, POLLIN, stop_fd, deadline);
+        if (r < 0)
+            return r;
+        n = recv(fd, buf + len, cap - len, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EPIPE;
+        len += (size_t)n;
+        if ((nl = memchr(buf, '\n', len))) {
+            *nl = '\0';
+            for (const char *p = buf; *p; p++)
+                if (*p < 0x20 || *p > 0x7e)
+                    return -EINVAL;
+            if ((size_t)(nl - buf) != strlen(buf))
+                return -EINVAL; /* a NUL inside */
+            return 0;
+        }
+        if (len == cap)
+            return -E2BIG;
+    }
+}
+
+/*
+ * After refusing an overlong request: closing with its rest unread would
+ * reset the connection before the client read the reply. Ends our side and
+ * reads (a little, briefly) until the client closes.
+ */
+static void drain(int fd, int stop_fd)
+{
+    int64_t deadline = now_ms() + 500;
+    size_t total = 0;
+    char buf[4096];
+    shutdown(fd, SHUT_WR);
+    while (total < 65536 && wait_fd(fd, POLLIN, stop_fd, deadline) == 0) {
+        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+}
+
+static void serve(struct fs_control *c, int fd)
+{
+    int64_t deadline = now_ms() + FS_CONTROL_TIMEOUT_MS;
+    char line[FS_CONTROL_MAX_REQUEST];
+    struct ucred cred;
+    socklen_t cl = sizeof(cred);
+    json_object *reply;
+    const char *text;
+    int r;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0 ||
+        (cred.uid != 0 && cred.uid != geteuid())) {
+        fs_debug("control: refusing a client of uid %u", (unsigned)cred.uid);
+        return;
+    }
+    r = read_request(fd, line, sizeof(line), c->stop_fd, deadline);
+    if (r == -ECANCELED || r == -EPIPE || r == -ETIMEDOUT)
+        return;
+    if (r == -E2BIG || r == -EINVAL)
+        reply = error_reply("bad request (one line of printable text, at most %d bytes)",
+                            FS_CONTROL_MAX_REQUEST - 1);
+    else if (r < 0)
+        return;
+    else
+        reply = handle(c, line);
+    text = reply ? json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN)
+                 : "{\"error\":\"out of memory\"}";
+    if (send_all(fd, text, strlen(text), c->stop_fd, deadline) == 0 &&
+        send_all(fd, "\n", 1, c->stop_fd, deadline) == 0 && r < 0)
+        drain(fd, c->stop_fd);
+    json_object_put(reply);
+}
+
+static void *control_thread(void *arg)
+{
+    struct fs_control *c = arg;
+    for (;;) {
+        struct pollfd p[2] = {{c->listen_fd, POLLIN, 0}, {c->stop_fd, POLLIN, 0}};
+        int fd;
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            fs_err("control socket: poll: %s", strerror(errno));
+            break;
+        }
+        if (p[1].revents)
+            break;
+        if (!p[0].revents)
+            continue;
+        fd = accept4(c->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+                fs_debug("control socket: accept: %s", strerror(errno));
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                usleep(100 * 1000); /* don't spin on a full fd table */
+            continue;
+        }
+        serve(c, fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static int bind_socket(struct fs_control *c, unsigned maj, unsigned min)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    char dir[PATH_MAX], err[PATH_MAX + 128];
+    struct stat st;
+    int r, w;
+
+    r = fs_control_dir(dir, sizeof(dir), 1, err, sizeof(err));
+    if (r < 0) {
+        fs_err("%s", err);
+        return r;
+    }
+    w = snprintf(c->path, sizeof(c->path), "%s/%u:%u.sock", dir, maj, min);
+    if (w < 0 || (size_t)w >= sizeof(c->path)) {
+        fs_err("control socket %s/%u:%u.sock: path too long", dir, maj, min);
+        c->path[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    memcpy(addr.sun_path, c->path, (size_t)w + 1);
+    c->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (c->listen_fd < 0)
+        return -errno;
+    /* no live daemon can own this name (device numbers are unique among
+     * mounts): whatever is there is left over from one that died */
+    if (lstat(c->path, &st) == 0 && !S_ISDIR(st.st_mode) && unlink(c->path) < 0)
+        fs_debug("control socket %s: %s", c->path, strerror(errno));
+    if (bind(c->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        r = -errno;
+        fs_err("control socket %s: %s", c->path, strerror(-r));
+        c->path[0] = '\0';
+        return r;
+    }
+    if (chmod(c->path, 0600) < 0 || lstat(c->path, &st) < 0 || listen(c->listen_fd, 16) < 0) {
+        r = -errno;
+        fs_err("control socket %s: %s", c->path, strerror(-r));
+        return r;
+    }
+    c->sock_dev = st.st_dev;
+    c->sock_ino = st.st_ino;
+    return 0;
+}
+
+static void remove_socket(struct fs_control *c)
+{
+    struct stat st;
+    if (c->path[0] && lstat(c->path, &st) == 0 && st.st_dev == c->sock_dev &&
+        st.st_ino == c->sock_ino)
+        unlink(c->path);
+}
+
+int fs_control_start(struct fs_ctx *ctx, const char *mountpoint, struct fs_control **ret)
+{
+    struct fs_control *c;
+    unsigned maj = 0, min = 0;
+    int r;
+
+    r = mount_dev(mountpoint, &maj, &min);
+    if (r < 0) {
+        fs_err("control socket: %s not found in /proc/self/mountinfo: %s", mountpoint,
+               strerror(-r));
+        return r;
+    }
+    if (!(c = calloc(1, sizeof(*c))))
+        return -ENOMEM;
+    c->ctx = ctx;
+    c->listen_fd = -1;
+    clock_gettime(CLOCK_MONOTONIC, &c->prev_time);
+    c->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->stop_fd < 0) {
+        r = -errno;
+        goto fail;
+    }
+    if ((r = bind_socket(c, maj, min)) < 0)
+        goto fail;
+    if (!(c->hyd = fs_hydrator_new(ctx))) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    if ((r = -pthread_create(&c->thread, NULL, control_thread, c)) < 0)
+        goto fail;
+    fs_debug("control socket %s", c->path);
+    *ret = c;
+    return 0;
+fail:
+    fs_hydrator_free(c->hyd);
+    remove_socket(c);
+    if (c->listen_fd >= 0)
+        close(c->listen_fd);
+    if (c->stop_fd >= 0)
+        close(c->stop_fd);
+    free(c);
+    return r;
+}
+
+void fs_control_stop(struct fs_control *c)
+{
+    uint64_t one = 1;
+    if (!c)
+        return;
+    if (write(c->stop_fd, &one, sizeof(one)) != sizeof(one))
+        fs_err("control socket: cannot stop its thread: %s", strerror(errno));
+    pthread_join(c->thread, NULL);
+    remove_socket(c);
+    close(c->listen_fd);
+    fs_hydrator_free(c->hyd);
+    close(c->stop_fd);
+    free(c);
+}
+
+int fs_control_hydrate_all(struct fs_control *c, uint64_t bandwidth_bytes_per_s)
+{
+    struct fs_tree *t = c->ctx->tree;
+    size_t jobs = 0;
+
+    if (!c->ctx->disk) {
+        fs_warn("--hydrate: hydration needs the disk cache (mounted with --no-cache)");
+        return -ENOTSUP;
+    }
+    for (size_t i = 0; i < t->count; i++) {
+        struct fs_node *n = t->by_ino[i];
+        const char *msg = "";
+        uint64_t job;
+        int r;
+        if (!n || n->kind != FS_NODE_IMAGE)
+            continue;
+        if ((r = fs_hydrator_add(c->hyd, n, bandwidth_bytes_per_s, &job, &msg)) < 0)
+            return r;
+        jobs++;
+    }
+    fs_info("hydrating %zu images in the background", jobs);
+    return 0;
+}
+
+/* ---- client ------------------------------------------------------------- */
+
+int fs_control_request(dev_t dev, const char *request, json_object **ret, char *err,
+                       size_t err_len)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    int64_t deadline = now_ms() + CLIENT_TIMEOUT_MS;
+    char path[sizeof(addr.sun_path)];
+    size_t len = 0, cap = 0;
+    char *buf = NULL;
+    json_object *o;
+    json_tokener *tok;
+    int fd, r;
+
+    r = fs_control_socket_path(dev, path, sizeof(path), err, err_len);
+    if (r < 0)
+        return r;
+    if (strlen(request) + 1 >= FS_CONTROL_MAX_REQUEST || strchr(request, '\n')) {
+        set_err(err, err_len, "request too long");
+        return -EINVAL;
+    }
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        r = -errno;
+        set_err(err, err_len, "socket: %s", strerror(-r));
+        return r;
+    }
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        r = -errno;
+        if (r == -ENOENT || r == -ECONNREFUSED)
+            set_err(err, err_len, "not a lazyimg mount (no control socket %s%s)", path,
+                    r == -ECONNREFUSED ? ": nobody listens" : "");
+        else
+            set_err(err, err_len, "control socket %s: %s", path, strerror(-r));
+        close(fd);
+        return r;
+    }
+    if ((r = send_all(fd, request, strlen(request), -1, deadline)) < 0 ||
+        (r = send_all(fd, "\n", 1, -1, deadline)) < 0) {
+        set_err(err, err_len, "control socket %s: %s", path, strerror(-r));
+        close(fd);
+        return r;
+    }
+    for (;;) {
+        ssize_t n;
+        if (cap - len < 4096) {
+            char *nb;
+            if (cap >= MAX_REPLY) {
+                r = -EPROTO;
+                set_err(err, err_len, "reply of the daemon too large");
+                break;
+            }
+            if (!(nb = realloc(buf, cap ? cap * 2 : 16384))) {
+                r = -ENOMEM;
+                set_err(err, err_len, "out of memory");
+                break;
+            }
+            buf = nb;
+            cap = cap ? cap * 2 : 16384;
+        }
+        if ((r = wait_fd(fd, POLLIN, -1, deadline)) < 0) {
+            set_err(err, err_len, "no reply from the daemon (%s)", strerror(-r));
+            break;
+        }
+        n = recv(fd, buf + len, cap - len - 1, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0) {
+            r = -errno;
+            set_err(err, err_len, "control socket %s: %s", path, strerror(-r));
+            break;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    if (r < 0) {
+        free(buf);
+        return r;
+    }
+    r = -EPROTO;
+    if (len && (tok = json_tokener_new())) {
+        o = json_tokener_parse_ex(tok, buf, (int)len);
+        if (o && json_object_is_type(o, json_type_object)) {
+            *ret = o;
+            r = 0;
+        } else {
+            json_object_put(o);
+        }
+        json_tokener_free(tok);
+    }
+    free(buf);
+    if (r < 0)
+        set_err(err, err_len, "the daemon sent no valid reply");
+    return r;
+}

@@ -1,0 +1,614 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "hydrate.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache/diskcache.h"
+#include "log.h"
+
+/* Finished jobs kept for progress queries; older ones are forgotten. */
+#define KEEP_FINISHED 256
+/* After the last completion, how long chunks may take to reach the disk
+ * cache (its writer queue, plus the time a loader waits for room there). */
+#define SETTLE_MS 4000
+/* Passes over chunks that did not reach the cache (the first one included). */
+#define MAX_PASSES 3
+
+struct job {
+    struct job *next;
+    uint64_t id;
+    struct fs_node *node;
+    uint64_t bandwidth;
+    enum fs_hydrate_state state;
+    bool cancel;
+    uint64_t total, done, fetched, errors, uncached, uncached_chunks;
+    unsigned outstanding;
+    struct timespec started, ended;
+    char error[320];
+};
+
+struct fs_hydrator {
+    struct fs_ctx *ctx;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* new job, stop, a completion */
+    pthread_t thread;
+    bool stop;
+    struct job *jobs; /* oldest first */
+    size_t finished;
+    uint64_t next_id;
+};
+
+/* One chunk asked for by a job. */
+struct want {
+    struct fs_hydrator *h;
+    struct job *job;
+    uint32_t len;
+    uint64_t bytes; /* data bytes of the image that use the chunk */
+    bool recount;   /* a later pass: the bytes were counted as done already */
+};
+
+/* A distinct non-zero chunk of the image and the bytes of the image using it. */
+struct uniq {
+    size_t extent;
+    uint64_t bytes;
+};
+
+static double seconds_between(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+/* lock held */
+static void job_error(struct job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void job_error(struct job *job, const char *fmt, ...)
+{
+    va_list ap;
+    if (job->error[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(job->error, sizeof(job->error), fmt, ap);
+    va_end(ap);
+}
+
+static void chunk_done(void *arg, int r, struct cache_mem_entry *entry, const fetch_error *err)
+{
+    struct want *w = arg;
+    struct fs_hydrator *h = w->h;
+    struct job *job = w->job;
+    size_t len = 0;
+
+    if (r == 0) {
+        cache_mem_entry_bytes(entry, &len);
+        fs_chunks_put(h->ctx->chunks, entry);
+    }
+    pthread_mutex_lock(&h->lock);
+    if (r == 0 && len == w->len) {
+        job->fetched += w->len;
+        if (!w->recount)
+            job->done += w->bytes;
+    } else {
+        job->errors++;
+        if (r == 0)
+            job_error(job, "a chunk has %zu bytes where the index says %u", len, w->len);
+        else
+            job_error(job, "%s", err && err->msg[0] ? err->msg : strerror(-r));
+    }
+    job->outstanding--;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+    free(w);
+}
+
+static uint64_t digest_hash(const uint8_t d[32])
+{
+    uint64_t v;
+    memcpy(&v, d, sizeof(v));
+    return v;
+}
+
+/*
+ * The distinct non-zero chunks of @img in offset order, each with the bytes
+ * of the image that use it (so that done bytes add up to data_bytes).
+ */
+static int distinct_chunks(const struct fetch_image *img, struct uniq **ret, size_t *ret_n)
+{
+    size_t nonzero = img->count - img->zero_count, cap = 16, n = 0;
+    uint32_t *table;
+    struct uniq *u;
+
+    if (img->count >= UINT32_MAX)
+        return -EFBIG;
+    while (cap < 2 * nonzero)
+        cap <<= 1;
+    table = calloc(cap, sizeof(*table)); /* uniq index + 1; 0 = empty */
+    u = malloc((nonzero ? nonzero : 1) * sizeof(*u));
+    if (!table || !u) {
+        free(table);
+        free(u);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < img->count; i++) {
+        const struct fetch_extent *e = &img->extents[i];
+        size_t slot;
+        if (e->zero)
+            continue;
+        for (slot = digest_hash(e->digest) & (cap - 1); table[slot];
+             slot = (slot + 1) & (cap - 1)) {
+            const struct fetch_extent *o = &img->extents[u[table[slot] - 1].extent];
+            if (o->length == e->length && !memcmp(o->digest, e->digest, 32))
+                break;
+        }
+        if (table[slot]) {
+            u[table[slot] - 1].bytes += e->length;
+        } else if (n < nonzero) {
+            u[n] = (struct uniq){i, e->length};
+            table[slot] = (uint32_t)++n;
+        }
+    }
+    free(table);
+    *ret = u;
+    *ret_n = n;
+    return 0;
+}
+
+/* Whether the job should stop submitting; lock held. */
+static bool job_stopping(struct fs_hydrator *h, struct job *job)
+{
+    return h->stop || job->cancel;
+}
+
+/* Waits @ns nanoseconds unless the job is stopped first; lock held. */
+static void wait_ns(struct fs_hydrator *h, struct job *job, uint64_t ns)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)(ns / 1000000000u);
+    until.tv_nsec += (long)(ns % 1000000000u);
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    while (!job_stopping(h, job)) {
+        if (pthread_cond_timedwait(&h->cond, &h->lock, &until) == ETIMEDOUT)
+            break;
+    }
+}
+
+/* Token bucket of a job with a bandwidth cap; starts empty. */
+struct bucket {
+    uint64_t rate;
+    double tokens;
+    struct timespec last;
+};
+
+/* Waits until @len bytes may go; lock held. false when the job is stopped. */
+static bool bucket_take(struct fs_hydrator *h, struct job *job, struct bucket *b, uint32_t len)
+{
+    if (!b->rate)
+        return !job_stopping(h, job);
+    for (;;) {
+        struct timespec now;
+        double cap = (double)(b->rate > len ? b->rate : len);
+        if (job_stopping(h, job))
+            return false;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        b->tokens += seconds_between(&b->last, &now) * (double)b->rate;
+        b->last = now;
+        if (b->tokens > cap)
+            b->tokens = cap;
+        if (b->tokens >= len) {
+            b->tokens -= len;
+            return true;
+        }
+        wait_ns(h, job, (uint64_t)((len - b->tokens) / (double)b->rate * 1e9) + 1000000);
+    }
+}
+
+/*
+ * Asks for chunks @list[0..@n) of @img (skipping, on the first pass, those
+ * already in the disk cache) and waits for every completion.
+ */
+static void run_pass(struct fs_hydrator *h, struct job *job, const struct fetch_image *img,
+                     const struct uniq *list, size_t n, bool first, struct bucket *b)
+{
+    struct fs_chunks *chunks = h->ctx->chunks;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct fetch_extent *e = &img->extents[list[i].extent];
+        struct want *w;
+        int r;
+
+        if (first && fs_chunks_on_disk(chunks, e)) {
+            pthread_mutex_lock(&h->lock);
+            job->done += list[i].bytes;
+            pthread_mutex_unlock(&h->lock);
+            continue;
+        }
+        pthread_mutex_lock(&h->lock);
+        while (job->outstanding >= FS_HYDRATE_OUTSTANDING && !job_stopping(h, job))
+            pthread_cond_wait(&h->cond, &h->lock);
+        if (!bucket_take(h, job, b, e->length)) {
+            pthread_mutex_unlock(&h->lock);
+            break;
+        }
+        job->outstanding++;
+        pthread_mutex_unlock(&h->lock);
+
+        w = malloc(sizeof(*w));
+        r = w ? 0 : -ENOMEM;
+        if (w) {
+            *w = (struct want){h, job, e->length, list[i].bytes, !first};
+            r = fs_chunks_want(chunks, e, FETCH_PRIO_HYDRATE, chunk_done, w);
+        }
+        if (r < 0) {
+            free(w);
+            pthread_mutex_lock(&h->lock);
+            job->outstanding--;
+            job->errors++;
+            job_error(job, "%s", strerror(-r));
+            pthread_mutex_unlock(&h->lock);
+        }
+    }
+    /* completions point at the job: wait for all of them, stopped or not */
+    pthread_mutex_lock(&h->lock);
+    while (job->outstanding)
+        pthread_cond_wait(&h->cond, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/*
+ * Moves the chunks of @list not in the disk cache to its front and returns
+ * their number. Fetched chunks reach the cache shortly after their
+ * completion (the disk writer's queue): syncs and looks again for a while.
+ */
+static size_t missing_chunks(struct fs_hydrator *h, struct job *job, const struct fetch_image *img,
+                             struct uniq *list, size_t n)
+{
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        size_t m = 0;
+        bool stopping;
+        cache_disk_sync(h->ctx->disk);
+        for (size_t i = 0; i < n; i++) {
+            if (!fs_chunks_on_disk(h->ctx->chunks, &img->extents[list[i].extent]))
+                list[m++] = list[i];
+        }
+        n = m;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        pthread_mutex_lock(&h->lock);
+        stopping = job_stopping(h, job);
+        if (n && !stopping && seconds_between(&start, &now) * 1000 < SETTLE_MS)
+            wait_ns(h, job, 200 * 1000000ull);
+        pthread_mutex_unlock(&h->lock);
+        if (!n || stopping || seconds_between(&start, &now) * 1000 >= SETTLE_MS)
+            return n;
+    }
+}
+
+static void run_job(struct fs_hydrator *h, struct job *job)
+{
+    const struct fetch_image *img;
+    struct bucket b = {.rate = job->bandwidth};
+    fetch_error err = {""};
+    struct uniq *list = NULL;
+    size_t n = 0, missing;
+    uint64_t errors_before;
+    int r;
+
+    r = fs_node_load(h->ctx->tree, job->node, &err);
+    if (r == 0)
+        r = distinct_chunks(job->node->image, &list, &n);
+    if (r < 0) {
+        pthread_mutex_lock(&h->lock);
+        job->errors++;
+        job_error(job, "%s", err.msg[0] ? err.msg : strerror(-r));
+        pthread_mutex_unlock(&h->lock);
+        return;
+    }
+    img = job->node->image;
+    pthread_mutex_lock(&h->lock);
+    job->total = img->data_bytes;
+    pthread_mutex_unlock(&h->lock);
+    clock_gettime(CLOCK_MONOTONIC, &b.last);
+
+    missing = n;
+    for (int pass = 0; pass < MAX_PASSES; pass++) {
+        size_t before = missing;
+        pthread_mutex_lock(&h->lock);
+        errors_before = job->errors;
+        pthread_mutex_unlock(&h->lock);
+        run_pass(h, job, img, list, missing, pass == 0, &b);
+        pthread_mutex_lock(&h->lock);
+        if (job_stopping(h, job)) {
+            /* stopped: not worth a lookup of every chunk */
+            pthread_mutex_unlock(&h->lock);
+            free(list);
+            return;
+        }
+        pthread_mutex_unlock(&h->lock);
+        missing = missing_chunks(h, job, img, list, missing);
+        pthread_mutex_lock(&h->lock);
+        /* again only for chunks fetched fine that the cache dropped */
+        bool again = missing && missing < before + (pass == 0) && job->errors == errors_before &&
+                     !job_stopping(h, job);
+        pthread_mutex_unlock(&h->lock);
+        if (!again)
+            break;
+        fs_debug("hydrate: %zu chunks did not reach the disk cache; asking again", missing);
+    }
+
+    pthread_mutex_lock(&h->lock);
+    job->uncached_chunks = missing;
+    job->uncached = 0;
+    for (size_t i = 0; i < missing; i++)
+        job->uncached += list[i].bytes;
+    pthread_mutex_unlock(&h->lock);
+    free(list);
+}
+
+/* Forgets the oldest finished jobs beyond KEEP_FINISHED; lock held. */
+static void prune(struct fs_hydrator *h)
+{
+    struct job **jp = &h->jobs;
+    while (h->finished > KEEP_FINISHED && *jp) {
+        struct job *j = *jp;
+        if (j->state == FS_HYDRATE_DONE) {
+            *jp = j->next;
+            free(j);
+            h->finished--;
+        } else {
+            jp = &j->next;
+        }
+    }
+}
+
+static void *worker(void *arg)
+{
+    struct fs_hydrator *h = arg;
+    char path[256];
+
+    pthread_mutex_lock(&h->lock);
+    for (;;) {
+        struct job *job = h->jobs;
+        while (job && job->state != FS_HYDRATE_QUEUED)
+            job = job->next;
+        if (h->stop)
+            break;
+        if (!job) {
+            pthread_cond_wait(&h->cond, &h->lock);
+            continue;
+        }
+        job->state = FS_HYDRATE_RUNNING;
+        clock_gettime(CLOCK_MONOTONIC, &job->started);
+        if (job->cancel) {
+            job->ended = job->started;
+        } else {
+            pthread_mutex_unlock(&h->lock);
+            fs_node_path(job->node, path, sizeof(path));
+            fs_debug("hydrate %s: started (job %llu)", path, (unsigned long long)job->id);
+            run_job(h, job);
+            pthread_mutex_lock(&h->lock);
+            clock_gettime(CLOCK_MONOTONIC, &job->ended);
+            if (job->errors)
+                fs_warn("hydrate %s: %llu chunks failed: %s", path,
+                        (unsigned long long)job->errors, job->error);
+            else if (job->uncached)
+                fs_warn("hydrate %s: %llu chunks (%llu bytes) are not in the disk cache "
+                        "(cache budget too small?)",
+                        path, (unsigned long long)job->uncached_chunks,
+                        (unsigned long long)job->uncached);
+            else
+                fs_debug("hydrate %s: %s, %llu bytes fetched", path,
+                         job->cancel || h->stop ? "stopped" : "done",
+                         (unsigned long long)job->fetched);
+        }
+        job->state = FS_HYDRATE_DONE;
+        h->finished++;
+        prune(h);
+        pthread_cond_broadcast(&h->cond);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+struct fs_hydrator *fs_hydrator_new(struct fs_ctx *ctx)
+{
+    struct fs_hydrator *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->ctx = ctx;
+    h->next_id = 1;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    if (pthread_create(&h->thread, NULL, worker, h) != 0) {
+        pthread_mutex_destroy(&h->lock);
+        pthread_cond_destroy(&h->cond);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void fs_hydrator_free(struct fs_hydrator *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->lock);
+    h->stop = true;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+    pthread_join(h->thread, NULL);
+    while (h->jobs) {
+        struct job *j = h->jobs;
+        h->jobs = j->next;
+        free(j);
+    }
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->cond);
+    free(h);
+}
+
+int fs_hydrator_add(struct fs_hydrator *h, struct fs_node *n, uint64_t bandwidth,
+                    uint64_t *ret_job, const char **ret_msg)
+{
+    struct job *job, **jp;
+
+    if (!h->ctx->disk) {
+        *ret_msg = "hydration needs the disk cache (mounted with --no-cache, or the cache "
+                   "could not be opened)";
+        return -ENOTSUP;
+    }
+    if (n->kind != FS_NODE_IMAGE) {
+        *ret_msg = "not an image";
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&h->lock);
+    for (jp = &h->jobs; *jp; jp = &(*jp)->next) {
+        job = *jp;
+        if (job->node == n && job->state != FS_HYDRATE_DONE && !job->cancel) {
+            *ret_job = job->id;
+            pthread_mutex_unlock(&h->lock);
+            return 0;
+        }
+    }
+    if (!(job = calloc(1, sizeof(*job)))) {
+        pthread_mutex_unlock(&h->lock);
+        *ret_msg = "out of memory";
+        return -ENOMEM;
+    }
+    job->id = h->next_id++;
+    job->node = n;
+    job->bandwidth = bandwidth;
+    job->state = FS_HYDRATE_QUEUED;
+    if (fs_node_loaded(n))
+        job->total = n->image->data_bytes;
+    *jp = job;
+    *ret_job = job->id;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+    return 0;
+}
+
+/* lock held */
+static struct job *find_job(struct fs_hydrator *h, uint64_t id)
+{
+    for (struct job *j = h->jobs; j; j = j->next)
+        if (j->id == id)
+            return j;
+    return NULL;
+}
+
+int fs_hydrator_cancel(struct fs_hydrator *h, uint64_t id)
+{
+    struct job *j;
+    pthread_mutex_lock(&h->lock);
+    j = find_job(h, id);
+    if (j) {
+        j->cancel = true;
+        pthread_cond_broadcast(&h->cond);
+    }
+    pthread_mutex_unlock(&h->lock);
+    return j ? 0 : -ENOENT;
+}
+
+/* lock held */
+static void fill_progress(const struct job *j, struct fs_hydrate_progress *p)
+{
+    struct timespec now;
+    *p = (struct fs_hydrate_progress){
+        .job = j->id,
+        .state = j->state,
+        .cancelled = j->cancel,
+        .total = j->total,
+        .done = j->done,
+        .fetched = j->fetched,
+        .errors = j->errors,
+        .uncached = j->uncached,
+        .uncached_chunks = j->uncached_chunks,
+    };
+    if (j->state == FS_HYDRATE_RUNNING) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        p->elapsed_s = seconds_between(&j->started, &now);
+    } else if (j->state == FS_HYDRATE_DONE) {
+        p->elapsed_s = seconds_between(&j->started, &j->ended);
+    }
+    fs_node_path(j->node, p->path, sizeof(p->path));
+    snprintf(p->error, sizeof(p->error), "%s", j->error);
+}
+
+int fs_hydrator_progress(struct fs_hydrator *h, uint64_t id, struct fs_hydrate_progress *ret)
+{
+    struct job *j;
+    pthread_mutex_lock(&h->lock);
+    j = find_job(h, id);
+    if (j)
+        fill_progress(j, ret);
+    pthread_mutex_unlock(&h->lock);
+    return j ? 0 : -ENOENT;
+}
+
+int fs_hydrator_node_progress(struct fs_hydrator *h, const struct fs_node *n,
+                              struct fs_hydrate_progress *ret)
+{
+    struct job *last = NULL;
+    pthread_mutex_lock(&h->lock);
+    for (struct job *j = h->jobs; j; j = j->next)
+        if (j->node == n)
+            last = j;
+    if (last)
+        fill_progress(last, ret);
+    pthread_mutex_unlock(&h->lock);
+    return last ? 0 : -ENOENT;
+}
+
+static int add_u64(json_object *o, const char *key, uint64_t v)
+{
+    json_object *x = json_object_new_uint64(v);
+    return x ? json_object_object_add(o, key, x) : -1;
+}
+
+json_object *fs_hydrate_progress_json(const struct fs_hydrate_progress *p)
+{
+    static const char *const states[] = {"queued", "running", "done"};
+    json_object *o = json_object_new_object();
+    char num[32];
+    int bad = 0;
+
+    if (!o)
+        return NULL;
+    snprintf(num, sizeof(num), "%.3f", p->elapsed_s);
+    bad |= add_u64(o, "job", p->job);
+    bad |= json_object_object_add(o, "state", json_object_new_string(states[p->state]));
+    bad |= json_object_object_add(o, "finished",
+                                  json_object_new_boolean(p->state == FS_HYDRATE_DONE));
+    bad |= json_object_object_add(o, "cancelled", json_object_new_boolean(p->cancelled));
+    bad |= json_object_object_add(o, "path", json_object_new_string(p->path));
+    bad |= add_u64(o, "total", p->total);
+    bad |= add_u64(o, "done", p->done);
+    bad |= add_u64(o, "fetched", p->fetched);
+    bad |= add_u64(o, "errors", p->errors);
+    bad |= add_u64(o, "uncached", p->uncached);
+    bad |= add_u64(o, "uncached_chunks", p->uncached_chunks);
+    bad |= json_object_object_add(o, "elapsed_s", json_object_new_double_s(p->elapsed_s, num));
+    if (p->error[0])
+        bad |= json_object_object_add(o, "error", json_object_new_string(p->error));
+    if (p->uncached) {
+        char msg[200];
+        snprintf(msg, sizeof(msg),
+                 "%llu chunks (%llu bytes) are not in the disk cache (cache budget too small?)",
+                 (unsigned long long)p->uncached_chunks, (unsigned long long)p->uncached);
+        bad |= json_object_object_add(o, "warning", json_object_new_string(msg));
+    }
+    if (bad) {
+        json_object_put(o);
+        return NULL;
+    }
+    return o;
+}

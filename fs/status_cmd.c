@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* `lazyimg status`: what the daemon of a mount is doing, from its control socket. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "control.h"
+#include "log.h"
+
+static const char status_usage[] =
+    "Usage: lazyimg status [--json] MOUNTPOINT\n"
+    "\n"
+    "Shows what the daemon serving MOUNTPOINT (or any path inside the mount) is\n"
+    "doing: its store and mirrors (the one in use marked), chunk transfers in\n"
+    "flight and queued per class (demand, readahead, hydrate), throughput since\n"
+    "the previous status call (since the mount for the first), fetch latency,\n"
+    "retries, failovers and errors, cache hit rate and disk cache use, and one\n"
+    "line per image whose index the daemon has loaded since the mount (images\n"
+    "that were opened, stat()ed or hydrated; the others are not listed): bytes\n"
+    "of data in the disk cache, share of zeros, hydration progress.\n"
+    "\n"
+    "  --json      print one JSON object instead (keys: stores, fetch, cache,\n"
+    "              images)\n"
+    "  -h, --help  show this help\n";
+
+static uint64_t u64(json_object *o, const char *key)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, key, &v) ? json_object_get_uint64(v) : 0;
+}
+
+static double dbl(json_object *o, const char *key)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : 0;
+}
+
+static const char *str(json_object *o, const char *key)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
+               ? json_object_get_string(v)
+               : "";
+}
+
+static json_object *obj(json_object *o, const char *key)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, key, &v) ? v : NULL;
+}
+
+static void format_us(uint64_t us, char *buf, size_t len)
+{
+    if (us < 10000)
+        snprintf(buf, len, "%llu us", (unsigned long long)us);
+    else if (us < 10000000)
+        snprintf(buf, len, "%llu ms", (unsigned long long)(us / 1000));
+    else
+        snprintf(buf, len, "%llu s", (unsigned long long)(us / 1000000));
+}
+
+static void hydration_text(json_object *h, char *buf, size_t len)
+{
+    const char *state = str(h, "state");
+    uint64_t total = u64(h, "total"), done = u64(h, "done");
+    if (!h) {
+        snprintf(buf, len, "-");
+    } else if (!strcmp(state, "queued")) {
+        snprintf(buf, len, "queued");
+    } else if (!strcmp(state, "running")) {
+        snprintf(buf, len, "running %.0f%%", total ? 100.0 * (double)done / (double)total : 0.0);
+    } else if (u64(h, "errors")) {
+        snprintf(buf, len, "failed (%llu errors)", (unsigned long long)u64(h, "errors"));
+    } else if (json_object_get_boolean(obj(h, "cancelled"))) {
+        snprintf(buf, len, "stopped");
+    } else if (u64(h, "uncached")) {
+        snprintf(buf, len, "done, %llu chunks not cached",
+                 (unsigned long long)u64(h, "uncached_chunks"));
+    } else {
+        snprintf(buf, len, "done");
+    }
+}
+
+static void print_human(json_object *st)
+{
+    json_object *stores = obj(st, "stores"), *f = obj(st, "fetch"), *c = obj(st, "cache");
+    json_object *q = obj(f, "queued"), *lat = obj(f, "latency_us"), *d = obj(c, "disk");
+    json_object *images = obj(st, "images");
+    char a[32], b[32];
+    size_t n, width = 4;
+
+    printf("stores:\n");
+    n = json_object_is_type(stores, json_type_array) ? json_object_array_length(stores) : 0;
+    for (size_t i = 0; i < n; i++) {
+        json_object *s = json_object_array_get_idx(stores, i);
+        bool active = json_object_get_boolean(obj(s, "active"));
+        printf("  %s %s%s\n", active ? "*" : " ", str(s, "location"), active ? " (active)" : "");
+    }
+    format_us(u64(lat, "p50"), a, sizeof(a));
+    format_us(u64(lat, "p99"), b, sizeof(b));
+    printf("fetch:   %llu in flight, queued %llu demand / %llu readahead / %llu hydrate, "
+           "%llu decoding\n",
+           (unsigned long long)u64(f, "inflight"), (unsigned long long)u64(q, "demand"),
+           (unsigned long long)u64(q, "readahead"), (unsigned long long)u64(q, "hydrate"),
+           (unsigned long long)u64(f, "decoding"));
+    printf("         %.2f MB/s, %llu requests, latency p50 %s, p99 %s\n", dbl(f, "mb_per_s"),
+           (unsigned long long)u64(f, "requests"), a, b);
+    printf("         %llu retries, %llu failovers, %llu errors\n",
+           (unsigned long long)u64(f, "retries"), (unsigned long long)u64(f, "failovers"),
+           (unsigned long long)u64(f, "errors"));
+    printf("cache:   hit rate %.1f%% (memory %llu, disk %llu, loaded from the store %llu)\n",
+           100 * dbl(c, "hit_rate"), (unsigned long long)u64(c, "memory_hits"),
+           (unsigned long long)u64(c, "disk_hits"), (unsigned long long)u64(c, "loads"));
+    if (d) {
+        fs_format_size(u64(d, "bytes"), a, sizeof(a));
+        fs_format_size(u64(d, "budget"), b, sizeof(b));
+        printf("         disk %s of %s, %llu entries\n", a, b,
+               (unsigned long long)u64(d, "entries"));
+    } else {
+        printf("         no disk cache\n");
+    }
+
+    n = json_object_is_type(images, json_type_array) ? json_object_array_length(images) : 0;
+    if (n == 0) {
+        printf("images:  none loaded yet (an image is listed once opened or stat()ed)\n");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(str(json_object_array_get_idx(images, i), "path"));
+        if (l > width)
+            width = l;
+    }
+    printf("images:\n  %-*s  %17s %6s %5s  %s\n", (int)width, "PATH", "CACHED / DATA", "",
+           "ZERO", "HYDRATION");
+    for (size_t i = 0; i < n; i++) {
+        json_object *im = json_object_array_get_idx(images, i);
+        uint64_t size = u64(im, "size"), zero = u64(im, "zero_bytes");
+        char sz[80], hyd[96];
+        fs_format_size(u64(im, "cached_bytes"), a, sizeof(a));
+        fs_format_size(u64(im, "data_bytes"), b, sizeof(b));
+        snprintf(sz, sizeof(sz), "%s / %s", a, b);
+        hydration_text(obj(im, "hydration"), hyd, sizeof(hyd));
+        printf("  %-*s  %17s %5.1f%% %4.0f%%  %s\n", (int)width, str(im, "path"), sz,
+               dbl(im, "hydrated_pct"), size ? 100.0 * (double)zero / (double)size : 0.0, hyd);
+    }
+}
+
+int fs_cmd_status(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    bool json = false;
+    json_object *st = NULL, *e;
+    char err[512];
+    struct stat sb;
+    int c, r;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'j') {
+            json = true;
+        } else if (c == 'h') {
+            fputs(status_usage, stdout);
+            return 0;
+        } else {
+            fputs(status_usage, stderr);
+            return 2;
+        }
+    }
+    if (argc - optind != 1) {
+        fs_err("status: expected one MOUNTPOINT (see lazyimg status --help)");
+        return 2;
+    }
+    if (stat(argv[optind], &sb) < 0) {
+        fs_err("%s: %s", argv[optind], strerror(errno));
+        return 1;
+    }
+    r = fs_control_request(sb.st_dev, "status", &st, err, sizeof(err));
+    if (r < 0) {
+        fs_err("%s: %s", argv[optind], err);
+        return 1;
+    }
+    if (json_object_object_get_ex(st, "error", &e)) {
+        fs_err("%s: %s", argv[optind], json_object_get_string(e));
+        json_object_put(st);
+        return 1;
+    }
+    if (json)
+        printf("%s\n", json_object_to_json_string_ext(
+                           st, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    else
+        print_human(st);
+    json_object_put(st);
+    return 0;
+}

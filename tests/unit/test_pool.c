@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unit tests for fetch/pool.c with local stores: priorities, upgrades,
+ * errors, mirror failover, cancellation at free. Remote transfers are
+ * exercised by the integration tests against real servers. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fetch/pool.h"
+#include "fetch/store.h"
+
+static char dir_a[64], dir_b[64];
+
+static void put_file(const char *dir, const char *name, const char *content)
+{
+    char path[128];
+    FILE *f;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    f = fopen(path, "we");
+    assert_non_null(f);
+    fputs(content, f);
+    fclose(f);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir_a, sizeof(dir_a), "/tmp/lazyimg-pool-a-XXXXXX");
+    snprintf(dir_b, sizeof(dir_b), "/tmp/lazyimg-pool-b-XXXXXX");
+    assert_non_null(mkdtemp(dir_a));
+    assert_non_null(mkdtemp(dir_b));
+    for (int i = 0; i < 32; i++) {
+        char name[16], content[16];
+        snprintf(name, sizeof(name), "o%d", i);
+        snprintf(content, sizeof(content), "object %d", i);
+        put_file(dir_a, name, content);
+        put_file(dir_b, name, content);
+    }
+    put_file(dir_b, "only-b", "from b");
+    put_file(dir_a, "bad", "corrupt");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[200];
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "rm -rf %s %s", dir_a, dir_b);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Collects completions in order; the first decode can be held back. */
+struct rec {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool hold, held;
+    int order[64];
+    int results[64];
+    char text[64][400];
+    int n;
+};
+
+struct item {
+    struct rec *rec;
+    int id;
+};
+
+static int decode_copy(void *arg, void *raw, size_t raw_len, fetch_data *ret, fetch_error *err)
+{
+    struct item *it = arg;
+    struct rec *r = it->rec;
+    pthread_mutex_lock(&r->lock);
+    while (r->hold) {
+        r->held = true;
+        pthread_cond_broadcast(&r->cond);
+        pthread_cond_wait(&r->cond, &r->lock);
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (raw_len == 7 && memcmp(raw, "corrupt", 7) == 0) {
+        free(raw);
+        return fetch_error_set(err, -EBADMSG, "bad bytes");
+    }
+    ret->base = raw;
+    ret->bytes = raw;
+    ret->len = raw_len;
+    return 0;
+}
+
+static void done_rec(void *arg, int res, fetch_data *data, const fetch_error *err)
+{
+    struct item *it = arg;
+    struct rec *r = it->rec;
+    pthread_mutex_lock(&r->lock);
+    r->order[r->n] = it->id;
+    r->results[r->n] = res;
+    if (res == 0)
+        snprintf(r->text[r->n], sizeof(r->text[0]), "%.*s", (int)data->len, data->bytes);
+    else
+        snprintf(r->text[r->n], sizeof(r->text[0]), "%s", err->msg);
+    r->n++;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    if (res == 0)
+        fetch_data_release(data);
+}
+
+static void rec_init(struct rec *r)
+{
+    memset(r, 0, sizeof(*r));
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->cond, NULL);
+}
+
+static void rec_wait(struct rec *r, int n)
+{
+    pthread_mutex_lock(&r->lock);
+    while (r->n < n)
+        pthread_cond_wait(&r->cond, &r->lock);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static struct fetch_store *open_store(const char *dir)
+{
+    struct fetch_store *s = NULL;
+    fetch_error err = {""};
+    assert_int_equal(fetch_store_open_local(dir, &s, &err), 0);
+    return s;
+}
+
+/* With one worker held on a first job, later jobs complete strictly by class,
+ * FIFO within a class, and an upgraded job moves up. */
+static void test_priorities(void **state)
+{
+    struct fetch_store *s = open_store(dir_a);
+    struct fetch_pool_config cfg = {.workers = 1};
+    struct fetch_pool *p = fetch_pool_new(&s, 1, &cfg);
+    struct rec r;
+    struct item items[8];
+    struct fetch_job *upgraded = NULL;
+    const enum fetch_prio prio[8] = {FETCH_PRIO_DEMAND,    FETCH_PRIO_HYDRATE,
+                                     FETCH_PRIO_READAHEAD, FETCH_PRIO_HYDRATE,
+                                     FETCH_PRIO_DEMAND,    FETCH_PRIO_READAHEAD,
+                                     FETCH_PRIO_HYDRATE,   FETCH_PRIO_DEMAND};
+    const int expect[8] = {0, 4, 7, 6, 2, 5, 1, 3};
+    (void)state;
+
+    assert_non_null(p);
+    rec_init(&r);
+    r.hold = true;
+    for (int i = 0; i < 8; i++) {
+        char name[8];
+        struct fetch_job *j;
+        items[i] = (struct item){&r, i};
+        snprintf(name, sizeof(name), "o%d", i);
+        j = fetch_pool_submit(p, name, 1024, prio[i], decode_copy, done_rec, &items[i]);
+        assert_non_null(j);
+        if (i == 0) {
+            /* wait until the worker holds job 0, so the rest queue up */
+            pthread_mutex_lock(&r.lock);
+            while (!r.held)
+                pthread_cond_wait(&r.cond, &r.lock);
+            pthread_mutex_unlock(&r.lock);
+        }
+        if (i == 6)
+            upgraded = j;
+    }
+    fetch_pool_upgrade(p, upgraded, FETCH_PRIO_DEMAND);
+    {
+        struct fetch_pool_stats st;
+        fetch_pool_get_stats(p, &st);
+        assert_int_equal(st.queued[FETCH_PRIO_DEMAND], 3);
+        assert_int_equal(st.queued[FETCH_PRIO_READAHEAD], 2);
+        assert_int_equal(st.queued[FETCH_PRIO_HYDRATE], 2);
+    }
+    pthread_mutex_lock(&r.lock);
+    r.hold = false;
+    pthread_cond_broadcast(&r.cond);
+    pthread_mutex_unlock(&r.lock);
+    rec_wait(&r, 8);
+    for (int i = 0; i < 8; i++) {
+        char want[16];
+        assert_int_equal(r.order[i], expect[i]);
+        assert_int_equal(r.results[i], 0);
+        snprintf(want, sizeof(want), "object %d", expect[i]);
+        assert_string_equal(r.text[i], want);
+    }
+    fetch_pool_free(p);
+    fetch_store_free(s);
+}
+
+static void test_errors(void **state)
+{
+    struct fetch_store *s = open_store(dir_a);
+    struct fetch_pool_config cfg = {.workers = 2};
+    struct fetch_pool *p = fetch_pool_new(&s, 1, &cfg);
+    struct rec r;
+    struct item a = {&r, 1}, b = {&r, 2}, c = {&r, 3};
+    struct fetch_pool_stats st;
+    (void)state;
+
+    rec_init(&r);
+    assert_non_null(fetch_pool_submit(p, "missing", 1024, FETCH_PRIO_DEMAND, decode_copy,
+                                      done_rec, &a));
+    rec_wait(&r, 1);
+    assert_int_equal(r.results[0], -ENOENT);
+    assert_non_null(fetch_pool_submit(p, "bad", 1024, FETCH_PRIO_DEMAND, decode_copy, done_rec,
+                                      &b));
+    rec_wait(&r, 2);
+    assert_int_equal(r.results[1], -EBADMSG);
+    assert_string_equal(r.text[1], "bad bytes");
+    assert_non_null(fetch_pool_submit(p, "o1", 3, FETCH_PRIO_DEMAND, decode_copy, done_rec, &c));
+    rec_wait(&r, 3);
+    assert_int_equal(r.results[2], -EFBIG);
+    fetch_pool_get_stats(p, &st);
+    assert_int_equal(st.done, 3);
+    assert_int_equal(st.failed, 3);
+    assert_int_equal(st.retries, 0); /* a local store's errors are final */
+    fetch_pool_free(p);
+    fetch_store_free(s);
+}
+
+/* Jobs still queued when the pool is freed complete with -ECANCELED. */
+static void test_cancel(void **state)
+{
+    struct fetch_store *s = open_store(dir_a);
+    struct fetch_pool_config cfg = {.workers = 1};
+    struct fetch_pool *p = fetch_pool_new(&s, 1, &cfg);
+    struct rec r;
+    struct item items[4];
+    (void)state;
+
+    rec_init(&r);
+    r.hold = true;
+    for (int i = 0; i < 4; i++) {
+        items[i] = (struct item){&r, i};
+        assert_non_null(fetch_pool_submit(p, "o1", 1024, FETCH_PRIO_READAHEAD, decode_copy,
+                                          done_rec, &items[i]));
+        if (i == 0) {
+            pthread_mutex_lock(&r.lock);
+            while (!r.held)
+                pthread_cond_wait(&r.cond, &r.lock);
+            pthread_mutex_unlock(&r.lock);
+        }
+    }
+    pthread_mutex_lock(&r.lock);
+    r.hold = false;
+    pthread_cond_broadcast(&r.cond);
+    pthread_mutex_unlock(&r.lock);
+    fetch_pool_free(p);
+    assert_int_equal(r.n, 4);
+    for (int i = 0; i < 4; i++)
+        assert_true(r.results[i] == 0 || r.results[i] == -ECANCELED);
+    fetch_store_free(s);
+}
+
+/* Two local "mirrors": a missing object is final (-ENOENT, no failover),
+ * and every found object comes back right whichever store served it. */
+static void test_mirrors_local(void **state)
+{
+    struct fetch_store *s[2] = {open_store(dir_a), open_store(dir_b)};
+    struct fetch_pool_config cfg = {.workers = 2};
+    struct fetch_pool *p = fetch_pool_new(s, 2, &cfg);
+    struct rec r;
+    struct item a = {&r, 1}, b = {&r, 2};
+    (void)state;
+
+    rec_init(&r);
+    assert_non_null(fetch_pool_submit(p, "only-b", 1024, FETCH_PRIO_DEMAND, decode_copy,
+                                      done_rec, &a));
+    rec_wait(&r, 1);
+    assert_int_equal(r.results[0], -ENOENT);
+    assert_non_null(fetch_pool_submit(p, "o5", 1024, FETCH_PRIO_DEMAND, decode_copy, done_rec,
+                                      &b));
+    rec_wait(&r, 2);
+    assert_int_equal(r.results[1], 0);
+    assert_string_equal(r.text[1], "object 5");
+    fetch_pool_free(p);
+    fetch_store_free(s[0]);
+    fetch_store_free(s[1]);
+}
+
+static void test_latency_pct(void **state)
+{
+    struct fetch_pool_stats st = {0};
+    (void)state;
+    assert_int_equal(fetch_pool_latency_pct(&st, 50), 0);
+    st.latency_us[10] = 90; /* [1024, 2048) µs */
+    st.latency_us[20] = 10;
+    assert_int_equal(fetch_pool_latency_pct(&st, 50), 2048);
+    assert_int_equal(fetch_pool_latency_pct(&st, 90), 2048);
+    assert_int_equal(fetch_pool_latency_pct(&st, 99), 2u << 20);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_priorities),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_mirrors_local),
+        cmocka_unit_test(test_latency_pct),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
