@@ -69,8 +69,13 @@ int fetch_pbs_probe(struct fetch_store *s, fetch_error *err)
         if (d[i].is_dir && !strcmp(d[i].name, PBS_CHUNK_DIR))
             found = true;
     fetch_dirents_free(d, n);
-    if (r == 0 && !found)
-        r = -ENOENT;
+    if (r == 0 && !found) {
+        /* directory indexes may hide dot entries (nginx's does): ask for it */
+        d = NULL;
+        n = 0;
+        r = fetch_store_list(s, PBS_CHUNK_DIR, &d, &n, err);
+        fetch_dirents_free(d, n);
+    }
     if (r == -ENOENT || r == -ENOTDIR)
         return fetch_error_set(err, -EMEDIUMTYPE,
                                "not a Proxmox Backup Server datastore (no %s directory)",

@@ -56,6 +56,7 @@ struct fs_ctx {
     size_t nstores;
     bool has_disk_cache;     /* reads may need a scratch buffer for disk-cache hits */
     unsigned readahead_max;  /* chunks a sequential stream may prefetch (0: none) */
+    size_t mem_budget;       /* of decoded chunks in memory (bounds the readahead window) */
 };
 
 /* A sequential stream in an open file (see fs_image_read). */

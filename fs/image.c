@@ -189,10 +189,18 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
 {
     struct fs_stream *s = NULL, *lru = &f->streams[0];
     size_t last, target, from;
+    unsigned max;
 
     if (!f || !ctx->readahead_max)
         return;
     last = fetch_image_find(img, end - 1);
+    /* prefetched chunks wait in memory: a window larger than half of it
+     * would evict them before they are read */
+    max = ctx->readahead_max;
+    if (img->stride && ctx->mem_budget / 2 / img->stride < max)
+        max = (unsigned)(ctx->mem_budget / 2 / img->stride);
+    if (!max)
+        max = 1;
     pthread_mutex_lock(&f->lock);
     f->clock++;
     for (unsigned k = 0; k < FS_STREAMS; k++) {
@@ -215,8 +223,8 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
     if (last != s->chunk) {
         s->chunk = last;
         s->window = s->window ? s->window * 2 : 1;
-        if (s->window > ctx->readahead_max)
-            s->window = ctx->readahead_max;
+        if (s->window > max)
+            s->window = max;
     }
     target = last + s->window;
     if (target >= img->count)

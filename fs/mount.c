@@ -24,6 +24,7 @@
 #include "remote_opts.h"
 
 #define DEFAULT_MEM_CACHE (24ull << 20)
+#define DEFAULT_MEM_CACHE_REMOTE (64ull << 20) /* a deeper readahead hides latency */
 #define FUSE_THREADS 16
 #define DEFAULT_READAHEAD_KB 16384
 #define DEFAULT_READAHEAD 8
@@ -53,7 +54,9 @@ static const char mount_usage[] =
     "                         $XDG_CACHE_HOME/lazyimg or ~/.cache/lazyimg)\n"
     "      --cache-size SIZE  disk space the cache may take (default 10G)\n"
     "      --no-cache         read every chunk from the store (no disk cache)\n"
-    "      --mem-cache SIZE   decoded chunks kept in memory (default 24M)\n"
+    "      --mem-cache SIZE   decoded chunks kept in memory (default 24M,\n"
+    "                         64M for remote stores); readahead uses at most\n"
+    "                         half of it\n"
     "      --threads N        chunk decode threads (default: number of CPUs)\n"
     "      --fetch-concurrency N  chunk transfers in flight (default 16, or\n"
     "                         $LAZYIMG_FETCH_CONCURRENCY)\n"
@@ -129,6 +132,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {0},
     };
     const char *env_conc = getenv("LAZYIMG_FETCH_CONCURRENCY");
+    bool mem_cache_set = false;
     uint64_t v;
     int c;
 
@@ -157,6 +161,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             o->debug = o->foreground = true;
             break;
         case OPT_MEM:
+            mem_cache_set = true;
             if (fs_parse_size(optarg, &o->mem_cache) < 0 || o->mem_cache < (4u << 20)) {
                 fs_err("--mem-cache: invalid size '%s' (at least 4M)", optarg);
                 return 2;
@@ -237,6 +242,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
     }
     o->store = argv[optind];
     o->mountpoint = argv[optind + 1];
+    if (!mem_cache_set && fetch_location_is_remote(o->store))
+        o->mem_cache = DEFAULT_MEM_CACHE_REMOTE;
     return 0;
 }
 
@@ -569,6 +576,7 @@ int fs_cmd_mount(int argc, char **argv)
     ctx.stores = stores;
     ctx.nstores = o.nmirrors + 1;
     ctx.readahead_max = o.readahead;
+    ctx.mem_budget = (size_t)o.mem_cache;
     pcfg.concurrency = o.concurrency;
     pcfg.workers = o.threads;
     pcfg.retries = o.retries;
