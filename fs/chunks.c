@@ -253,6 +253,8 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     struct cache_mem_entry *entry = NULL;
     struct waiter *w;
     fetch_error fill_err = {""};
+    bool inserted = false;
+    enum fetch_prio prio;
 
     if (r == 0) {
         r = cache_mem_acquire(c->mem, CACHE_ALGO_SHA256, f->digest, &entry);
@@ -279,8 +281,16 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     if (*fp == f)
         *fp = f->next;
     w = f->waiters;
+    prio = f->prio;
     pthread_mutex_unlock(&c->flight_lock);
 
+    /* hydration waits for the chunk to be on its way to disk (it checks the
+     * cache afterwards); readers are answered first: the disk cache may make
+     * this worker wait */
+    if (r == 0 && prio == FETCH_PRIO_HYDRATE) {
+        queue_insert(c, f->digest, entry);
+        inserted = true;
+    }
     while (w) {
         struct waiter *next = w->next;
         if (r == 0) {
@@ -292,9 +302,9 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
         free(w);
         w = next;
     }
-    /* readers are answered first: the disk cache may make this worker wait */
     if (r == 0) {
-        queue_insert(c, f->digest, entry);
+        if (!inserted)
+            queue_insert(c, f->digest, entry);
         cache_mem_release(c->mem, entry);
     }
     free(f);

@@ -87,8 +87,7 @@ int fs_control_dir(char *buf, size_t len, int create, char *err, size_t err_len)
         return -e;
     }
     if (!S_ISDIR(st.st_mode) || st.st_uid != uid || (st.st_mode & 022)) {
-        set_err(err, err_len,
-                "control socket directory %s: refusing it (%s)", buf,
+        set_err(err, err_len, "control socket directory %s: refusing it (%s)", buf,
                 !S_ISDIR(st.st_mode) ? "not a directory"
                 : st.st_uid != uid   ? "owned by another user"
                                      : "writable by group or others");
@@ -189,8 +188,7 @@ static json_object *stores_json(struct fs_control *c, const struct fetch_pool_st
         json_object *s = json_object_new_object();
         if (!s)
             break;
-        json_object_object_add(s, "location",
-                               json_object_new_string(c->ctx->stores[i]->location));
+        json_object_object_add(s, "location", json_object_new_string(c->ctx->stores[i]->location));
         json_object_object_add(s, "active", json_object_new_boolean(i == ps->active_store));
         json_object_array_add(arr, s);
     }
@@ -743,8 +741,7 @@ int fs_control_hydrate_all(struct fs_control *c, uint64_t bandwidth_bytes_per_s)
 
 /* ---- client ------------------------------------------------------------- */
 
-int fs_control_request(dev_t dev, const char *request, json_object **ret, char *err,
-                       size_t err_len)
+int fs_control_request(dev_t dev, const char *request, json_object **ret, char *err, size_t err_len)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     int64_t deadline = now_ms() + CLIENT_TIMEOUT_MS;

@@ -397,8 +397,8 @@ static void *worker(void *arg)
             pthread_mutex_lock(&h->lock);
             clock_gettime(CLOCK_MONOTONIC, &job->ended);
             if (job->errors)
-                fs_warn("hydrate %s: %llu chunks failed: %s", path,
-                        (unsigned long long)job->errors, job->error);
+                fs_warn("hydrate %s: %llu chunks failed: %s", path, (unsigned long long)job->errors,
+                        job->error);
             else if (job->uncached)
                 fs_warn("hydrate %s: %llu chunks (%llu bytes) are not in the disk cache "
                         "(cache budget too small?)",
@@ -455,8 +455,8 @@ void fs_hydrator_free(struct fs_hydrator *h)
     free(h);
 }
 
-int fs_hydrator_add(struct fs_hydrator *h, struct fs_node *n, uint64_t bandwidth,
-                    uint64_t *ret_job, const char **ret_msg)
+int fs_hydrator_add(struct fs_hydrator *h, struct fs_node *n, uint64_t bandwidth, uint64_t *ret_job,
+                    const char **ret_msg)
 {
     struct job *job, **jp;
 
@@ -586,8 +586,8 @@ json_object *fs_hydrate_progress_json(const struct fs_hydrate_progress *p)
     snprintf(num, sizeof(num), "%.3f", p->elapsed_s);
     bad |= add_u64(o, "job", p->job);
     bad |= json_object_object_add(o, "state", json_object_new_string(states[p->state]));
-    bad |= json_object_object_add(o, "finished",
-                                  json_object_new_boolean(p->state == FS_HYDRATE_DONE));
+    bad |=
+        json_object_object_add(o, "finished", json_object_new_boolean(p->state == FS_HYDRATE_DONE));
     bad |= json_object_object_add(o, "cancelled", json_object_new_boolean(p->cancelled));
     bad |= json_object_object_add(o, "path", json_object_new_string(p->path));
     bad |= add_u64(o, "total", p->total);

@@ -66,8 +66,8 @@ void fs_hydrator_free(struct fs_hydrator *h);
  * is returned instead. 0 and *ret_job, or -ENOTSUP (no disk cache), -EINVAL
  * (@n is not an image), -ENOMEM; *ret_msg (static text) says why.
  */
-int fs_hydrator_add(struct fs_hydrator *h, struct fs_node *n, uint64_t bandwidth,
-                    uint64_t *ret_job, const char **ret_msg);
+int fs_hydrator_add(struct fs_hydrator *h, struct fs_node *n, uint64_t bandwidth, uint64_t *ret_job,
+                    const char **ret_msg);
 
 /* Asks job @job to stop (its outstanding chunks still complete). 0 or -ENOENT. */
 int fs_hydrator_cancel(struct fs_hydrator *h, uint64_t job);

@@ -177,8 +177,8 @@ static void draw(bool tty, uint64_t done, uint64_t total, double mbps, bool fina
         memset(bar, '#', filled);
         memset(bar + filled, '-', 30 - filled);
         bar[30] = '\0';
-        fprintf(stderr, "\r[%s] %s / %s %3.0f%% %7.2f MB/s ETA %s\033[K", bar, a, b,
-                frac * 100, mbps, eta);
+        fprintf(stderr, "\r[%s] %s / %s %3.0f%% %7.2f MB/s ETA %s\033[K", bar, a, b, frac * 100,
+                mbps, eta);
         if (final)
             fputc('\n', stderr);
     } else {
@@ -336,11 +336,14 @@ int fs_cmd_hydrate(int argc, char **argv)
             if (t->failed)
                 status = 1;
         }
+        size_t images = 0;
+        for (size_t i = 0; i < n; i++)
+            images += !ts[i].dup;
         fs_format_size(done, a, sizeof(a));
         fs_format_size(fetched, b, sizeof(b));
         printf("%s %zu image%s: %s of data cached, %s fetched in %.1f s (%.2f MB/s)\n",
-               status ? "hydrate incomplete:" : "hydrated", n, n == 1 ? "" : "s", a, b, secs,
-               secs > 0 ? (double)fetched / secs / 1e6 : 0);
+               status ? "hydrate incomplete:" : "hydrated", images, images == 1 ? "" : "s", a, b,
+               secs, secs > 0 ? (double)fetched / secs / 1e6 : 0);
     }
     free(ts);
     return status;

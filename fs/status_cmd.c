@@ -133,8 +133,8 @@ static void print_human(json_object *st)
         if (l > width)
             width = l;
     }
-    printf("images:\n  %-*s  %17s %6s %5s  %s\n", (int)width, "PATH", "CACHED / DATA", "",
-           "ZERO", "HYDRATION");
+    printf("images:\n  %-*s  %17s %6s %5s  %s\n", (int)width, "PATH", "CACHED / DATA", "", "ZERO",
+           "HYDRATION");
     for (size_t i = 0; i < n; i++) {
         json_object *im = json_object_array_get_idx(images, i);
         uint64_t size = u64(im, "size"), zero = u64(im, "zero_bytes");
@@ -191,8 +191,8 @@ int fs_cmd_status(int argc, char **argv)
         return 1;
     }
     if (json)
-        printf("%s\n", json_object_to_json_string_ext(
-                           st, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        printf("%s\n", json_object_to_json_string_ext(st, JSON_C_TO_STRING_PRETTY |
+                                                              JSON_C_TO_STRING_NOSLASHESCAPE));
     else
         print_human(st);
     json_object_put(st);
