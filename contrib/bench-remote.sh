@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-B=$ROOT/build
+B=${LAZYIMG_BUILD:-$ROOT/build}
 W=${1:-/var/tmp/lazyimg-bench}
 RUNS=${RUNS:-3}
 [ -x "$B/fs/lazyimg" ] || contrib/build.sh >/dev/null
@@ -97,7 +97,7 @@ read_data_half() {
 
 # --- reference: curl, same chunk files, same concurrency ----------------------
 find "$STORE/.chunks" -type f -size +0 | sed "s|^$W|url = \"http://127.0.0.1:$PORT|; s|\$|\"\noutput = \"/dev/null\"|" >"$W/urls.cfg"
-CHUNK_BYTES=$(find "$STORE/.chunks" -type f -size +0 -printf '%s\n' | awk '{s += $1} END {print s}')
+CHUNK_BYTES=$(find "$STORE/.chunks" -type f -size +0 -printf '%s\n' | awk '{s += $1} END {printf "%d\n", s}')
 t_curl=$(for _ in $(seq $RUNS); do
   t0=$(now); curl -s --parallel --parallel-max 16 -K "$W/urls.cfg" 2>/dev/null; t1=$(now)
   echo "$t1 - $t0" | bc -l

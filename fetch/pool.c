@@ -356,7 +356,7 @@ static void *curl_main(void *arg)
     for (;;) {
         struct fetch_job *j;
         CURLMsg *msg;
-        int left, timeout_ms = 1000;
+        int left, finished, timeout_ms = 1000;
         long next;
 
         if (p->stopping && p->transfers.n == 0)
@@ -375,11 +375,13 @@ static void *curl_main(void *arg)
 
         curl_multi_perform(p->multi, &left);
         pthread_mutex_lock(&p->lock);
+        finished = 0;
         while ((msg = curl_multi_info_read(p->multi, &left))) {
             if (msg->msg != CURLMSG_DONE)
                 continue;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
             finish_transfer(p, j, msg->data.result);
+            finished++;
         }
         if (p->stopping) {
             /* abort what runs: completions see -ECANCELED */
@@ -391,6 +393,8 @@ static void *curl_main(void *arg)
             }
             continue;
         }
+        if (finished)
+            continue; /* free slots: start queued jobs before waiting */
         pthread_mutex_unlock(&p->lock);
         curl_multi_poll(p->multi, NULL, 0, timeout_ms, NULL);
         pthread_mutex_lock(&p->lock);

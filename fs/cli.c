@@ -83,6 +83,13 @@ struct fetch_store *fs_open_store(const char *location, const struct fetch_remot
         return NULL;
     }
     r = fetch_pbs_probe(s, &err);
+    if (r < 0 && !strcmp(s->ops->kind, "http") && (r == -EACCES || r == -ENOENT)) {
+        fs_err("%s: %s: the server gives no directory listing; name the snapshots with "
+               "--snapshot [ns/NS/]TYPE/ID/TIME",
+               s->location, err.msg);
+        fetch_store_free(s);
+        return NULL;
+    }
     if (r < 0) {
         fs_err("%s: %s", s->location, err.msg);
         fetch_store_free(s);

@@ -1,0 +1,89 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Transfer faults between the daemon and an HTTP store (faultproxy.py in front
+# of nginx, faults on chunk requests only): 500s, connection resets, stalls
+# beyond --fetch-timeout, truncated and corrupted bodies. With 2 faults per
+# chunk the retries succeed and the image is byte-identical; with every
+# attempt failing, reads of the affected range fail with EIO within the
+# deadline x attempts, never with wrong bytes, and the daemon keeps serving
+# holes and other snapshots.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+require_fuse
+require_cmd python3 curl timeout
+setup_workdir
+. "$(dirname "$0")/lib_remote.sh"
+cd "$W"
+S=$W/store
+M=$W/mnt
+T1=2025-04-01T00:00:00Z
+T2=2025-04-02T00:00:00Z
+new_store "$S"
+CH=$((256 << 10))
+# 6 data chunks, 4 zero chunks (a hole at [1536K, 2560K)), 2 data chunks
+make_image f.raw rand:1536K,zero:1M,rand:512K 1
+make_image g.raw rand:512K 2
+mkpbs --chunk-size 256K --time $T1 "$S" drive-scsi0.img=f.raw >/dev/null
+mkpbs --chunk-size 256K --id 101 --time $T2 "$S" drive-scsi0.img=g.raw >/dev/null
+IMG=vm/100/$T1/drive-scsi0.img
+OTHER=vm/101/$T2/drive-scsi0.img
+HOLE_OFF=$((1536 << 10))
+
+start_nginx "$S"
+# faults on chunk files only (not on a listing of .chunks/)
+start_proxy "$NGINX_URL" --match '/\.chunks/[0-9a-f]{4}/[0-9a-f]{64}$'
+FT=2      # --fetch-timeout
+RETRIES=2 # --retries: 3 attempts per chunk
+OPTS=(--no-cache --retries "$RETRIES" --fetch-timeout "$FT" --connect-timeout 2 --readahead 0)
+LIMIT=$((FT * (RETRIES + 1) + 10)) # seconds any read may take
+
+# --- 2 faults per chunk: the retries make every read succeed -------------------
+for mode in status500 reset truncate flip stall; do
+    extra=()
+    [[ $mode == stall ]] && extra=(seconds=30)
+    proxy_fault "$mode" times=2 "${extra[@]}"
+    lazyimg_mount "$PROXY_URL" "$M" "${OPTS[@]}"
+    t0=$SECONDS
+    out=$(timeout $((LIMIT * 3)) cmp "$M/$IMG" f.raw 2>&1) || fail "$mode x2 per chunk: the image is not byte-identical after retries" "$out"
+    st=$(proxy_stats)
+    python3 -c 'import json, sys
+st = json.loads(sys.argv[1])
+f = st["faulted"]
+assert len(f) == 8 and all(n == 2 for n in f.values()), f' "$st" ||
+        fail "$mode: expected exactly 2 faulted requests for each of the 8 data chunks" "$st"
+    ok "$mode x2 per chunk: the image is byte-identical after retries ($((SECONDS - t0)) s)"
+    pid_alive "$MOUNT_PID" || fail "$mode: the daemon died"
+    lazyimg_umount "$M"
+done
+
+# --- every attempt fails: EIO, in time, never wrong bytes ----------------------
+for mode in status500 reset truncate flip stall; do
+    extra=()
+    [[ $mode == stall ]] && extra=(seconds=60)
+    proxy_fault "$mode" times=all "${extra[@]}"
+    lazyimg_mount "$PROXY_URL" "$M" "${OPTS[@]}"
+    rm -f got
+    t0=$SECONDS
+    rc=0
+    err=$(timeout $LIMIT dd if="$M/$IMG" of=got bs=$CH count=2 status=none 2>&1) || rc=$?
+    took=$((SECONDS - t0))
+    ((rc != 124)) || fail "$mode x all: the read did not return within $LIMIT s (deadline $FT s x $((RETRIES + 1)) attempts + 10)"
+    ((rc != 0)) || fail "$mode x all: the read of a chunk that never arrives intact succeeded"
+    grep -q "Input/output error" <<<"$err" || fail "$mode x all: expected EIO" "$err"
+    n=$(stat -c %s got 2>/dev/null || echo 0)
+    if ((n > 0)); then
+        cmp -s got <(head -c "$n" f.raw) || fail "$mode x all: the $n bytes returned before the error are wrong"
+    fi
+    ok "$mode x all: dd fails with EIO after $took s, $n bytes returned (all correct)"
+    # the daemon is alive and still serves holes (no store access) ...
+    pid_alive "$MOUNT_PID" || fail "$mode x all: the daemon died"
+    cmp -s <(read_range "$M/$IMG" $HOLE_OFF $((1 << 20))) <(head -c $((1 << 20)) /dev/zero) ||
+        fail "$mode x all: the hole of the image does not read as zeros"
+    ok "$mode x all: the hole still reads as zeros"
+    # ... and other snapshots once the store is healthy again
+    proxy_fault none
+    out=$(timeout $LIMIT cmp "$M/$OTHER" g.raw 2>&1) || fail "$mode x all: the other snapshot is not readable after the faults" "$out"
+    ok "$mode x all: the daemon then serves another snapshot byte-identical"
+    lazyimg_umount "$M"
+done

@@ -1,0 +1,116 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# S3 stores served by s3rver (a local S3 server from npm, see
+# contrib/npm-packages.txt): a datastore uploaded as a plain synced layout and
+# in the PBS 4 layout (.cnt/ and .chunks/), with a group whose listing takes
+# two ListObjectsV2 pages; the tree, images and `lazyimg ls` equal those of
+# the local store; credentials from the environment and from a file; an
+# unknown access key and missing credentials fail with clear errors.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+require_fuse
+require_cmd python3 curl node
+setup_workdir
+. "$(dirname "$0")/lib_remote.sh"
+cd "$W"
+S=$W/store
+M=$W/mnt
+T1=2025-06-01T00:00:00Z
+T2=2025-06-02T00:00:00Z
+TP=2025-06-03T00:00:00Z
+new_store "$S"
+make_image a1.raw rand:1M,zero:512K,text:300K 1
+make_image a2.raw rand:700K,zero:256K,rand:64K 2
+make_image prod.raw text:256K,zero:256K,rand:128K 3
+make_image tiny.raw rand:64K 4
+mkpbs --chunk-size 64K --time $T1 "$S" drive-scsi0.img=a1.raw >/dev/null
+mkpbs --chunk-size 64K --time $T2 "$S" drive-scsi0.img=a1.raw drive-scsi1.img=a2.raw >/dev/null
+mkpbs --chunk-size 128K --ns prod --type ct --id 300 --time $TP "$S" root.img=prod.raw >/dev/null
+# vm/900: a group whose listing takes 2 ListObjectsV2 pages. s3rver returns
+# every common prefix (snapshot) on the first page and pages only objects, so
+# the group holds 1001 stray objects (ignored by the mount, like any stray
+# file) besides its 5 snapshots: the client must follow the continuation
+# token (base64 with '+', '/' and '=': percent-encoded) and merge the pages.
+# (1000+ snapshots would page on a real S3 but not here, and would cost a
+# manifest request each: about 45 ms per snapshot through s3rver.)
+base=$(date -ud 2024-01-01T00:00:00Z +%s)
+for i in $(seq 0 4); do echo $((base + i * 60)); done |
+    xargs -P 4 -I{} "$MKPBS" --quiet --jobs 1 --chunk-size 64K --id 900 --time {} "$S" drive-scsi0.img=tiny.raw ||
+    fail "lazyimg-mkpbs of the vm/900 snapshots failed"
+for i in $(seq 1000 2000); do : >"$S/vm/900/stray-$i.log"; done
+
+# the reference: the local store
+lazyimg_mount "$S" "$M" --no-cache
+(cd "$M" && find . -printf '%y %s %p\n' | sort -k3) >tree.local
+lazyimg_umount "$M"
+"$LAZYIMG" ls "$S" | tail -n +2 | awk '{print $1, $2, $3}' | sort >ls.local
+expect_eq "the local store lists 9 archives" 9 "$(wc -l <ls.local)"
+
+start_s3rver
+s3_mkbucket lazyimg
+s3_upload "$S" lazyimg plain/store
+s3_upload --layout pbs4 "$S" lazyimg pbs4/store
+n=$(s3_list lazyimg plain/store/ | wc -l)
+((n > 1001 + 5 * 2)) || fail "only $n keys listed below plain/store/ after the upload"
+ok "uploaded the datastore twice: plain ($n keys) and PBS 4 layout"
+s3_list lazyimg pbs4/store/.cnt/vm/900/ / >p4.list
+grep -qx "pbs4/store/.cnt/vm/900/2024-01-01T00:00:00Z/" p4.list || fail "PBS 4 layout: snapshot prefix missing" "$(head p4.list)"
+[[ -n $(s3_list lazyimg pbs4/store/.chunks/ | head -1) ]] || fail "PBS 4 layout: no chunks below .chunks/"
+ok "PBS 4 layout: snapshots below .cnt/, chunks below .chunks/"
+
+# the daemon reaches s3rver through faultproxy (no faults; --keep-host keeps
+# the signed Host header) so that its requests can be counted
+start_proxy "$S3_ENDPOINT" --keep-host
+export AWS_ACCESS_KEY_ID=$S3_AK AWS_SECRET_ACCESS_KEY=$S3_SK
+unset AWS_SESSION_TOKEN AWS_PROFILE AWS_SHARED_CREDENTIALS_FILE AWS_REGION AWS_DEFAULT_REGION
+export HOME=$W/home # no ~/.aws/credentials
+mkdir -p "$HOME"
+S3OPTS=(--s3-endpoint "$PROXY_URL" --s3-region us-east-1 --s3-path-style)
+
+for layout in plain pbs4; do
+    LOC=s3://lazyimg/$layout/store
+    : >"$W/faultproxy.log"
+    lazyimg_mount "$LOC" "$M" --no-cache "${S3OPTS[@]}"
+    (cd "$M" && find . -printf '%y %s %p\n' | sort -k3) >"tree.$layout"
+    expect_same_file "$layout: the mounted tree equals the local-store mount's" tree.local "tree.$layout"
+    for f in "vm/100/$T1/drive-scsi0.img a1.raw" "vm/100/$T2/drive-scsi0.img a1.raw" \
+        "vm/100/$T2/drive-scsi1.img a2.raw" "ns/prod/ct/300/$TP/root.img prod.raw" \
+        "vm/900/2024-01-01T00:00:00Z/drive-scsi0.img tiny.raw" "vm/900/latest/drive-scsi0.img tiny.raw"; do
+        read -r path src <<<"$f"
+        out=$(cmp "$M/$path" "$src" 2>&1) || fail "$layout: image $path differs from $src" "$out"
+    done
+    ok "$layout: images byte-identical to their sources"
+    lazyimg_umount "$M"
+    grep -q 'continuation-token=' "$W/faultproxy.log" ||
+        fail "$layout: the mount never asked for a second ListObjectsV2 page" "$(grep list-type "$W/faultproxy.log" | head -5)"
+    ok "$layout: the listing followed a continuation token"
+    out=$("$LAZYIMG" ls "${S3OPTS[@]}" "$LOC" 2>&1) || fail "$layout: lazyimg ls $LOC failed" "$(tail -5 <<<"$out")"
+    tail -n +2 <<<"$out" | awk '{print $1, $2, $3}' | sort >"ls.$layout"
+    expect_same_file "$layout: lazyimg ls of the bucket equals that of the directory" ls.local "ls.$layout"
+done
+
+# --- credentials ------------------------------------------------------------------
+LOC=s3://lazyimg/plain/store
+printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$S3_AK" "$S3_SK" >creds
+unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+lazyimg_mount "$LOC" "$M" --no-cache --snapshot "vm/100/$T2" --s3-credentials-file "$W/creds" "${S3OPTS[@]}"
+cmp "$M/vm/100/$T2/drive-scsi1.img" a2.raw || fail "--s3-credentials-file: image differs"
+lazyimg_umount "$M"
+export AWS_ACCESS_KEY_ID=$S3_AK AWS_SECRET_ACCESS_KEY=$S3_SK
+ok "--s3-credentials-file (and --snapshot): the image reads back exactly"
+
+rc=0
+out=$(AWS_ACCESS_KEY_ID=NOSUCHKEY "$LAZYIMG" mount "${S3OPTS[@]}" "$LOC" "$M" 2>&1) || rc=$?
+! mountpoint -q "$M" || { fusermount3 -u "$M"; fail "mount with an unknown access key succeeded"; }
+((rc == 1)) || fail "unknown access key: exit $rc, expected 1" "$out"
+[[ $(wc -l <<<"$out") == 1 ]] || fail "unknown access key: not a one-line error" "$out"
+grep -qi 'access key' <<<"$out" || fail "unknown access key: the error does not mention the access key" "$out"
+ok "unknown access key: exit 1: $out"
+
+rc=0
+out=$(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$LAZYIMG" mount "${S3OPTS[@]}" "$LOC" "$M" 2>&1) || rc=$?
+! mountpoint -q "$M" || { fusermount3 -u "$M"; fail "mount without credentials succeeded"; }
+((rc == 1)) || fail "missing credentials: exit $rc, expected 1" "$out"
+grep -qi 'credential' <<<"$out" || fail "missing credentials: the error does not say credentials are missing" "$out"
+ok "missing credentials: exit 1: $out"
