@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@ struct fetch_job {
     size_t max_len;
     enum fetch_prio prio;
     bool queued;         /* in a priority queue (upgradable) */
+    bool in_bg;          /* in the background decode queue */
     fetch_decode_fn decode;
     fetch_done_fn done;
     void *arg;
@@ -63,6 +65,7 @@ struct fetch_pool {
     pthread_cond_t work; /* workers: a job to decode, or a local job to read */
     struct queue prio[FETCH_PRIO_COUNT];
     struct queue decode;  /* fetched or failed: to decode/complete */
+    struct queue decode_bg; /* the same for hydration jobs: the background worker's */
     struct queue retry;   /* waiting for not_before */
     struct queue transfers; /* in the curl multi */
     size_t active;        /* store new jobs start on */
@@ -146,10 +149,11 @@ static bool is_remote(const struct fetch_pool *p, size_t store)
     return p->stores[store]->ops->setup_get != NULL;
 }
 
-/* Highest-priority queued job for the given kind of store; pool lock held. */
-static struct fetch_job *take_queued(struct fetch_pool *p, bool remote)
+/* Highest-priority queued job of classes [@from, @to] for the given kind of
+ * store; pool lock held. */
+static struct fetch_job *take_queued(struct fetch_pool *p, bool remote, int from, int to)
 {
-    for (int c = 0; c < FETCH_PRIO_COUNT; c++) {
+    for (int c = from; c <= to; c++) {
         for (struct fetch_job *j = p->prio[c].head; j; j = j->next) {
             if (is_remote(p, j->store) != remote)
                 continue;
@@ -170,9 +174,10 @@ static void wake_curl(struct fetch_pool *p)
 /* Hands a finished (fetched or failed) job to the workers; pool lock held. */
 static void to_decode(struct fetch_pool *p, struct fetch_job *j)
 {
-    q_push(&p->decode, j);
+    j->in_bg = j->prio == FETCH_PRIO_HYDRATE;
+    q_push(j->in_bg ? &p->decode_bg : &p->decode, j);
     p->decoding++;
-    pthread_cond_signal(&p->work);
+    pthread_cond_broadcast(&p->work);
 }
 
 /* Places a job back in its priority queue for a (new) store; pool lock held. */
@@ -183,7 +188,7 @@ static void requeue(struct fetch_pool *p, struct fetch_job *j)
     if (is_remote(p, j->store))
         wake_curl(p);
     else
-        pthread_cond_signal(&p->work);
+        pthread_cond_broadcast(&p->work);
 }
 
 static unsigned jitter(struct fetch_pool *p, unsigned ms)
@@ -213,7 +218,7 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
         q_push(&p->retry, j);
         wake_curl(p);
         if (!is_remote(p, j->store))
-            pthread_cond_signal(&p->work);
+            pthread_cond_broadcast(&p->work);
         return true;
     }
     if (j->stores_tried + 1 < p->nstores) {
@@ -364,7 +369,8 @@ static void *curl_main(void *arg)
         next = due_retries(p);
         if (next >= 0 && next < timeout_ms)
             timeout_ms = (int)next;
-        while (!p->stopping && p->transfers.n < p->cfg.concurrency && (j = take_queued(p, true))) {
+        while (!p->stopping && p->transfers.n < p->cfg.concurrency &&
+               (j = take_queued(p, true, 0, FETCH_PRIO_COUNT - 1))) {
             int r = start_transfer(p, j);
             if (r < 0) {
                 j->result = r;
@@ -482,20 +488,29 @@ static void complete(struct fetch_pool *p, struct fetch_job *j)
     free(j);
 }
 
-static void *worker_main(void *arg)
+/*
+ * Foreground workers decode demand and readahead jobs (and read them from
+ * local stores); the background worker does the same for hydration at the
+ * lowest CPU priority (nice 19), so that hydrating an image costs the readers
+ * of a mount little latency.
+ */
+static void worker_loop(struct fetch_pool *p, bool bg)
 {
-    struct fetch_pool *p = arg;
+    struct queue *dq = bg ? &p->decode_bg : &p->decode;
+    int from = bg ? FETCH_PRIO_HYDRATE : FETCH_PRIO_DEMAND;
+    int to = bg ? FETCH_PRIO_HYDRATE : FETCH_PRIO_READAHEAD;
 
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        struct fetch_job *j = q_pop(&p->decode);
+        struct fetch_job *j = q_pop(dq);
         if (j) {
+            j->in_bg = false;
             pthread_mutex_unlock(&p->lock);
             complete(p, j);
             pthread_mutex_lock(&p->lock);
             continue;
         }
-        if (!p->stopping && (j = take_queued(p, false))) {
+        if (!p->stopping && (j = take_queued(p, false, from, to))) {
             p->running++;
             p->st.requests++;
             pthread_mutex_unlock(&p->lock);
@@ -506,7 +521,7 @@ static void *worker_main(void *arg)
         if (!p->any_remote && p->retry.n) {
             /* local retries have no curl thread to wake them */
             long ms = due_retries(p);
-            if (p->decode.n || (ms < 0 && p->prio[0].n + p->prio[1].n + p->prio[2].n))
+            if (dq->n || (ms < 0 && p->prio[0].n + p->prio[1].n + p->prio[2].n))
                 continue;
             if (ms >= 0) {
                 struct timespec ts;
@@ -518,13 +533,26 @@ static void *worker_main(void *arg)
                 continue;
             }
         }
-        if (p->stopping && !p->decode.n && p->running == 0 && (!p->any_remote || !p->curl_started))
+        if (p->stopping && !dq->n && p->running == 0 && (!p->any_remote || !p->curl_started))
             break;
         pthread_cond_wait(&p->work, &p->lock);
     }
     p->workers_running--;
     pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->lock);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_loop(arg, false);
+    return NULL;
+}
+
+static void *bg_worker_main(void *arg)
+{
+    /* per thread on Linux; failure only costs the readers some latency */
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
+    worker_loop(arg, true);
     return NULL;
 }
 
@@ -564,10 +592,11 @@ struct fetch_pool *fetch_pool_new(struct fetch_store *const *stores, size_t nsto
             goto fail;
         p->curl_started = true;
     }
-    if (!(p->worker_threads = calloc(p->cfg.workers, sizeof(pthread_t))))
+    if (!(p->worker_threads = calloc(p->cfg.workers + 1, sizeof(pthread_t))))
         goto fail;
-    for (unsigned i = 0; i < p->cfg.workers; i++) {
-        if (pthread_create(&p->worker_threads[i], NULL, worker_main, p) != 0)
+    for (unsigned i = 0; i <= p->cfg.workers; i++) {
+        if (pthread_create(&p->worker_threads[i], NULL,
+                           i < p->cfg.workers ? worker_main : bg_worker_main, p) != 0)
             goto fail;
         pthread_mutex_lock(&p->lock);
         p->workers_running++;
@@ -660,7 +689,7 @@ struct fetch_job *fetch_pool_submit(struct fetch_pool *p, const char *path, size
         if (is_remote(p, j->store))
             wake_curl(p);
         else
-            pthread_cond_signal(&p->work);
+            pthread_cond_broadcast(&p->work);
     }
     pthread_mutex_unlock(&p->lock);
     return j;
@@ -674,6 +703,13 @@ void fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *j, enum fetch_pr
             q_push(&p->prio[prio], j);
             if (is_remote(p, j->store))
                 wake_curl(p);
+            else
+                pthread_cond_broadcast(&p->work);
+        } else if (j->in_bg && q_remove(&p->decode_bg, j)) {
+            /* fetched for hydration, now wanted by a reader: decode it now */
+            j->in_bg = false;
+            q_push(&p->decode, j);
+            pthread_cond_broadcast(&p->work);
         }
         j->prio = prio; /* a retry or a failover requeues it at the new class */
     }

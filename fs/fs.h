@@ -37,6 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
@@ -57,6 +58,9 @@ struct fs_ctx {
     bool has_disk_cache;     /* reads may need a scratch buffer for disk-cache hits */
     unsigned readahead_max;  /* chunks a sequential stream may prefetch (0: none) */
     size_t mem_budget;       /* of decoded chunks in memory (bounds the readahead window) */
+    atomic_uint_least64_t last_read_ms; /* CLOCK_MONOTONIC_COARSE of the last image read */
+    pthread_mutex_t files_lock;
+    struct fs_file *files;   /* open image files */
 };
 
 /* A sequential stream in an open file (see fs_image_read). */
@@ -72,10 +76,17 @@ struct fs_stream {
 
 /* Per open() of an image (fi->fh): streams for readahead, guarded by @lock. */
 struct fs_file {
+    struct fs_file *prev, *next; /* in fs_ctx.files: freed at unmount if never released */
     pthread_mutex_t lock;
     uint64_t clock;
     struct fs_stream streams[FS_STREAMS];
 };
+
+/* Milliseconds on CLOCK_MONOTONIC_COARSE (cheap enough for every read). */
+uint64_t fs_now_ms(void);
+
+/* Frees the files the kernel never released (a lazy unmount while they were open). */
+void fs_files_free_all(struct fs_ctx *ctx);
 
 /* The lowlevel ops table; the session's userdata must be a struct fs_ctx. */
 const struct fuse_lowlevel_ops *fs_ops(void);

@@ -29,6 +29,7 @@ struct job {
     bool cancel;
     uint64_t total, done, fetched, errors, uncached, uncached_chunks;
     unsigned outstanding;
+    uint64_t last_submit_ms; /* when the last chunk was asked for (yield_to_readers) */
     struct timespec started, ended;
     char error[320];
 };
@@ -211,6 +212,27 @@ static bool bucket_take(struct fs_hydrator *h, struct job *job, struct bucket *b
 }
 
 /*
+ * Hydration is background work: while the mount is being read (a read in the
+ * last HYDRATE_QUIET_MS), it keeps one chunk in flight and starts one at most
+ * every HYDRATE_QUIET_MS, so that readers keep the CPU, the disk and the
+ * network; at full speed otherwise. Lock held.
+ */
+#define HYDRATE_QUIET_MS 100
+
+static void yield_to_readers(struct fs_hydrator *h, struct job *job)
+{
+    for (;;) {
+        uint64_t now = fs_now_ms();
+        uint64_t last = atomic_load_explicit(&h->ctx->last_read_ms, memory_order_relaxed);
+        if (job_stopping(h, job) || now - last >= HYDRATE_QUIET_MS ||
+            (job->outstanding == 0 && now - job->last_submit_ms >= HYDRATE_QUIET_MS))
+            break;
+        wait_ns(h, job, 10 * 1000000ull);
+    }
+    job->last_submit_ms = fs_now_ms();
+}
+
+/*
  * Asks for chunks @list[0..@n) of @img (skipping, on the first pass, those
  * already in the disk cache) and waits for every completion.
  */
@@ -233,6 +255,7 @@ static void run_pass(struct fs_hydrator *h, struct job *job, const struct fetch_
         pthread_mutex_lock(&h->lock);
         while (job->outstanding >= FS_HYDRATE_OUTSTANDING && !job_stopping(h, job))
             pthread_cond_wait(&h->cond, &h->lock);
+        yield_to_readers(h, job);
         if (!bucket_take(h, job, b, e->length)) {
             pthread_mutex_unlock(&h->lock);
             break;

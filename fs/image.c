@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "fetch/names.h"
 #include "log.h"
@@ -240,6 +241,13 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
                                  NULL);
 }
 
+uint64_t fs_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f,
                    fuse_req_t req, uint64_t off, size_t size)
 {
@@ -257,6 +265,7 @@ void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *
     }
     if (size > FS_MAX_READ)
         size = FS_MAX_READ;
+    atomic_store_explicit(&ctx->last_read_ms, fs_now_ms(), memory_order_relaxed);
     end = off + size > img->size ? img->size : off + size;
     first = fetch_image_find(img, off);
     last = fetch_image_find(img, end - 1);

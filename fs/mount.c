@@ -481,7 +481,7 @@ int fs_cmd_mount(int argc, char **argv)
     struct fs_control *control = NULL;
     struct fetch_pbs_catalog *cat = NULL;
     size_t cat_from = 0;
-    struct fs_ctx ctx = {0};
+    struct fs_ctx ctx = {.files_lock = PTHREAD_MUTEX_INITIALIZER};
     struct fuse_session *se = NULL;
     struct fuse_loop_config *loop_cfg = NULL;
     char mnt[PATH_MAX], fsname[PATH_MAX + 16], optstr[PATH_MAX + 128];
@@ -625,6 +625,8 @@ out:
     /* first: its writer still holds decoded chunks of ctx.chunks */
     cache_disk_close(disk);
     fs_chunks_free(ctx.chunks);
+    fs_files_free_all(&ctx);
+    pthread_mutex_destroy(&ctx.files_lock);
     fs_tree_free(ctx.tree);
     fetch_pbs_catalog_free(cat);
     for (size_t i = 0; i <= MAX_MIRRORS; i++)

@@ -179,6 +179,36 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     free(buf);
 }
 
+static void file_link(struct fs_ctx *ctx, struct fs_file *f)
+{
+    pthread_mutex_lock(&ctx->files_lock);
+    f->next = ctx->files;
+    if (f->next)
+        f->next->prev = f;
+    ctx->files = f;
+    pthread_mutex_unlock(&ctx->files_lock);
+}
+
+static void file_free(struct fs_ctx *ctx, struct fs_file *f)
+{
+    pthread_mutex_lock(&ctx->files_lock);
+    if (f->prev)
+        f->prev->next = f->next;
+    else
+        ctx->files = f->next;
+    if (f->next)
+        f->next->prev = f->prev;
+    pthread_mutex_unlock(&ctx->files_lock);
+    pthread_mutex_destroy(&f->lock);
+    free(f);
+}
+
+void fs_files_free_all(struct fs_ctx *ctx)
+{
+    while (ctx->files)
+        file_free(ctx, ctx->files);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fs_ctx *ctx = ctx_of(req);
@@ -215,14 +245,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             return;
         }
         pthread_mutex_init(&f->lock, NULL);
+        file_link(ctx, f);
         fi->fh = (uintptr_t)f;
     }
     fi->keep_cache = 1; /* snapshots are immutable */
     if (fuse_reply_open(req, fi) == -ENOENT && fi->fh) {
         /* the open was interrupted: no release will follow */
-        struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
-        pthread_mutex_destroy(&f->lock);
-        free(f);
+        file_free(ctx, (struct fs_file *)(uintptr_t)fi->fh);
     }
 }
 
@@ -230,10 +259,8 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
     (void)ino;
-    if (f) {
-        pthread_mutex_destroy(&f->lock);
-        free(f);
-    }
+    if (f)
+        file_free(ctx_of(req), f);
     fuse_reply_err(req, 0);
 }
 
