@@ -222,6 +222,9 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
         return true;
     }
     if (j->stores_tried + 1 < p->nstores) {
+        free(j->buf); /* what the failed attempt received */
+        j->buf = NULL;
+        j->len = j->cap = 0;
         j->stores_tried++;
         j->store = (j->store + 1) % p->nstores;
         j->attempt = 0;
@@ -254,6 +257,11 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 {
     struct fetch_job *j = userdata;
     size_t n = size * nmemb;
+    long status = 0;
+    /* an error page is not the object: the status says what happened */
+    if (curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
+        (status < 200 || status > 299))
+        return n;
     if (n > j->max_len - j->len) {
         j->too_big = true;
         return 0;
@@ -369,8 +377,12 @@ static void *curl_main(void *arg)
         next = due_retries(p);
         if (next >= 0 && next < timeout_ms)
             timeout_ms = (int)next;
-        while (!p->stopping && p->transfers.n < p->cfg.concurrency &&
-               (j = take_queued(p, true, 0, FETCH_PRIO_COUNT - 1))) {
+        /* a quarter of the slots stays free of hydration for readers */
+        while (!p->stopping &&
+               ((p->transfers.n < p->cfg.concurrency &&
+                 (j = take_queued(p, true, FETCH_PRIO_DEMAND, FETCH_PRIO_READAHEAD))) ||
+                (p->transfers.n < p->cfg.concurrency - p->cfg.concurrency / 4 &&
+                 (j = take_queued(p, true, FETCH_PRIO_HYDRATE, FETCH_PRIO_HYDRATE))))) {
             int r = start_transfer(p, j);
             if (r < 0) {
                 j->result = r;
@@ -441,7 +453,7 @@ static void complete(struct fetch_pool *p, struct fetch_job *j)
     fetch_data data = {0};
     int r = j->result;
 
-    if (r == 0 && p->stopping)
+    if (r == 0 && __atomic_load_n(&p->stopping, __ATOMIC_RELAXED))
         r = fetch_error_set(&j->err, -ECANCELED, "%s: cancelled", j->path);
     if (r == 0) {
         void *raw = j->buf;
@@ -619,17 +631,25 @@ static void cancel_queue(struct fetch_pool *p, struct queue *q)
     }
 }
 
+void fetch_pool_stop(struct fetch_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->lock);
+    __atomic_store_n(&p->stopping, true, __ATOMIC_RELAXED);
+    for (int c = 0; c < FETCH_PRIO_COUNT; c++)
+        cancel_queue(p, &p->prio[c]);
+    cancel_queue(p, &p->retry);
+    wake_curl(p);
+    pthread_mutex_unlock(&p->lock);
+}
+
 void fetch_pool_free(struct fetch_pool *p)
 {
     struct fetch_job *j;
     if (!p)
         return;
-    pthread_mutex_lock(&p->lock);
-    p->stopping = true;
-    for (int c = 0; c < FETCH_PRIO_COUNT; c++)
-        cancel_queue(p, &p->prio[c]);
-    cancel_queue(p, &p->retry);
-    pthread_mutex_unlock(&p->lock);
+    fetch_pool_stop(p);
 
     if (p->curl_started) {
         /* running transfers are aborted: their jobs complete with -ECANCELED */

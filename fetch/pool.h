@@ -67,8 +67,11 @@ struct fetch_job;
  */
 struct fetch_pool *fetch_pool_new(struct fetch_store *const *stores, size_t nstores,
                                   const struct fetch_pool_config *cfg);
-/* Cancels queued jobs (their completions run with -ECANCELED), waits for the
- * rest, stops the threads. NULL-safe. */
+/* Cancels queued and waiting jobs and aborts running transfers: their
+ * completions run (soon) with -ECANCELED; later submits fail the same way.
+ * Returns at once. NULL-safe. */
+void fetch_pool_stop(struct fetch_pool *p);
+/* Stops (as above), waits for every completion, ends the threads. NULL-safe. */
 void fetch_pool_free(struct fetch_pool *p);
 
 /*

@@ -342,6 +342,9 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
     if (w && cache_mem_lookup(c->mem, CACHE_ALGO_SHA256, e->digest, &entry) == 0) {
         pthread_mutex_unlock(&c->flight_lock);
         free(w);
+        /* hydration wants it on disk: a reader's insert may have been dropped */
+        if (prio == FETCH_PRIO_HYDRATE && c->disk && !fs_chunks_on_disk(c, e))
+            queue_insert(c, e->digest, entry);
         done(arg, 0, entry, NULL);
         return 0;
     }

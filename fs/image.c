@@ -188,12 +188,13 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t r
 static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct fetch_image *img,
                       uint64_t off, uint64_t end)
 {
-    struct fs_stream *s = NULL, *lru = &f->streams[0];
+    struct fs_stream *s = NULL, *lru;
     size_t last, target, from;
     unsigned max;
 
     if (!f || !ctx->readahead_max)
         return;
+    lru = &f->streams[0];
     last = fetch_image_find(img, end - 1);
     /* prefetched chunks wait in memory: a window larger than half of it
      * would evict them before they are read */

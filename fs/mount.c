@@ -608,10 +608,13 @@ int fs_cmd_mount(int argc, char **argv)
     else
         fs_info("unmounting %s%s", mnt, r > 0 ? " (signal)" : "");
     fuse_loop_cfg_destroy(loop_cfg);
+    /* no new fetches: hydration jobs see their chunks cancelled at once */
+    fetch_pool_stop(ctx.pool);
     fs_control_stop(control);
     control = NULL;
     log_stats(&ctx, cache_dir);
 out_unmount:
+    fetch_pool_stop(ctx.pool);
     fs_control_stop(control);
     /* before the session goes: completions still running answer their requests */
     fetch_pool_free(ctx.pool);
