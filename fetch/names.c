@@ -135,7 +135,7 @@ void fetch_hex_encode(const uint8_t *in, size_t len, char *out)
     out[2 * len] = '\0';
 }
 
-static int hex_value(char c)
+int fetch_hex_value(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -151,7 +151,7 @@ int fetch_hex_decode(const char *in, uint8_t *out, size_t len)
     if (!in || strlen(in) != 2 * len)
         return -EINVAL;
     for (size_t i = 0; i < len; i++) {
-        int hi = hex_value(in[2 * i]), lo = hex_value(in[2 * i + 1]);
+        int hi = fetch_hex_value(in[2 * i]), lo = fetch_hex_value(in[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -EINVAL;
         out[i] = (uint8_t)(hi << 4 | lo);

@@ -30,5 +30,7 @@ bool fetch_name_is_digest_hex(const char *s);
 
 /* Lowercase hex of @len bytes into @out (2*len+1 bytes). */
 void fetch_hex_encode(const uint8_t *in, size_t len, char *out);
+/* The value of hex digit @c (either case), or -1. */
+int fetch_hex_value(char c);
 /* Decodes exactly 2*@len hex digits (either case); 0 or -EINVAL. */
 int fetch_hex_decode(const char *in, uint8_t *out, size_t len);

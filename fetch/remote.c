@@ -18,6 +18,7 @@
 #include <libxml/parser.h>
 
 #include "config.h"
+#include "names.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
 #define DEFAULT_TIMEOUT_MS 60000L
@@ -537,17 +538,6 @@ char *fetch_percent_encode(const char *s, bool keep_slash)
     return out;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 char *fetch_percent_decode(const char *s, size_t len)
 {
     char *out = malloc(len + 1);
@@ -559,8 +549,8 @@ char *fetch_percent_decode(const char *s, size_t len)
             int hi, lo;
             if (i + 2 >= len)
                 goto bad;
-            hi = hexval(s[i + 1]);
-            lo = hexval(s[i + 2]);
+            hi = fetch_hex_value(s[i + 1]);
+            lo = fetch_hex_value(s[i + 2]);
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 goto bad;
             out[o++] = (char)(hi << 4 | lo);
