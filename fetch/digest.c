@@ -102,3 +102,82 @@ int fetch_sha256_zeros(uint64_t len, uint8_t out[FETCH_SHA256_LEN])
     pthread_mutex_unlock(&zero_memo.lock);
     return 0;
 }
+
+static const EVP_MD *digest_md(enum fetch_digest_algo algo)
+{
+    switch (algo) {
+    case FETCH_DIGEST_SHA256:
+        return EVP_sha256();
+    case FETCH_DIGEST_SHA512_256:
+        return EVP_sha512_256();
+    }
+    return NULL;
+}
+
+int fetch_digest(enum fetch_digest_algo algo, const void *data, size_t len, uint8_t out[32])
+{
+    const EVP_MD *md = digest_md(algo);
+    unsigned int n = 0;
+    if (!md)
+        return -EINVAL;
+    if (EVP_Digest(data, len, out, &n, md, NULL) != 1 || n != 32)
+        return -EIO;
+    return 0;
+}
+
+/* Feeds @len zero bytes to @md. */
+static int feed_zeros(EVP_MD_CTX *md, uint64_t len)
+{
+    static const uint8_t zeros[64 * 1024];
+    while (len) {
+        size_t step = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
+        if (EVP_DigestUpdate(md, zeros, step) != 1)
+            return -EIO;
+        len -= step;
+    }
+    return 0;
+}
+
+int fetch_digest_zeros_ladder(enum fetch_digest_algo algo, const uint64_t *lens, size_t n,
+                              uint8_t (*out)[32])
+{
+    const EVP_MD *type = digest_md(algo);
+    EVP_MD_CTX *run = NULL, *fork = NULL;
+    uint64_t fed = 0;
+    int r = 0;
+
+    if (!type)
+        return -EINVAL;
+    for (size_t i = 1; i < n; i++)
+        if (lens[i] <= lens[i - 1])
+            return -EINVAL;
+    if (n == 0)
+        return 0;
+    run = EVP_MD_CTX_new();
+    fork = EVP_MD_CTX_new();
+    if (!run || !fork) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if (EVP_DigestInit_ex(run, type, NULL) != 1) {
+        r = -EIO;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned int got = 0;
+        /* the running state advances to lens[i]; finalizing a copy leaves it
+         * free to go on towards the next length */
+        if ((r = feed_zeros(run, lens[i] - fed)) < 0)
+            goto out;
+        fed = lens[i];
+        if (EVP_MD_CTX_copy_ex(fork, run) != 1 || EVP_DigestFinal_ex(fork, out[i], &got) != 1 ||
+            got != 32) {
+            r = -EIO;
+            goto out;
+        }
+    }
+out:
+    EVP_MD_CTX_free(fork);
+    EVP_MD_CTX_free(run);
+    return r;
+}

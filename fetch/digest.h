@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* SHA-256 helpers (OpenSSL EVP). Thread-safe. */
+/* SHA-256 and SHA-512/256 helpers (OpenSSL EVP). Thread-safe. */
 #pragma once
 
 #include <stddef.h>
@@ -22,3 +22,21 @@ fetch_sha256_ctx *fetch_sha256_new(void);
 int fetch_sha256_update(fetch_sha256_ctx *c, const void *data, size_t len);
 int fetch_sha256_final(fetch_sha256_ctx *c, uint8_t out[FETCH_SHA256_LEN]);
 void fetch_sha256_free(fetch_sha256_ctx *c);
+
+/* Chunk id algorithms: PBS uses SHA-256; casync SHA-512/256 or SHA-256. */
+enum fetch_digest_algo {
+    FETCH_DIGEST_SHA256 = 0,
+    FETCH_DIGEST_SHA512_256 = 1,
+};
+
+/* @algo digest (32 bytes) of @len bytes; 0, -EINVAL or -ENOMEM/-EIO when OpenSSL fails. */
+int fetch_digest(enum fetch_digest_algo algo, const void *data, size_t len, uint8_t out[32]);
+
+/*
+ * @algo digests of zero runs of each of @n strictly ascending lengths
+ * @lens, in one pass over the longest (the hash state is copied at each
+ * length): cheap for the thousands of distinct chunk lengths of a
+ * variable-size index. 0, -EINVAL, -ENOMEM or -EIO.
+ */
+int fetch_digest_zeros_ladder(enum fetch_digest_algo algo, const uint64_t *lens, size_t n,
+                              uint8_t (*out)[32]);

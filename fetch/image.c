@@ -40,6 +40,8 @@ int fetch_image_from_fidx(const struct fetch_fidx *idx, struct fetch_image **ret
         const uint8_t *zero = i + 1 == idx->count ? zero_last : zero_full;
         e->offset = (uint64_t)i * idx->chunk_size;
         e->length = (uint32_t)(i + 1 == idx->count ? last_len : idx->chunk_size);
+        e->kind = FETCH_CHUNK_PBS;
+        e->algo = FETCH_DIGEST_SHA256;
         memcpy(e->digest, idx->digests + i * PBS_DIGEST_LEN, sizeof(e->digest));
         e->zero = memcmp(e->digest, zero, sizeof(e->digest)) == 0;
         if (e->zero)

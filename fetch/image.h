@@ -14,10 +14,18 @@
 #include "error.h"
 #include "fidx.h"
 
+/* How an extent's chunk is named in its store and decoded (fetch/chunk.h). */
+enum fetch_chunk_kind {
+    FETCH_CHUNK_PBS = 0,    /* .chunks/<4 hex>/<64 hex>, a PBS blob */
+    FETCH_CHUNK_CASYNC = 1, /* <4 hex>/<64 hex>.cacnk (or raw without suffix) */
+};
+
 struct fetch_extent {
     uint64_t offset;
     uint32_t length;
     bool zero;
+    uint8_t kind;   /* enum fetch_chunk_kind */
+    uint8_t algo;   /* enum fetch_digest_algo of digest */
     uint8_t digest[32];
 };
 

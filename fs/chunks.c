@@ -10,6 +10,7 @@
 
 #include <string.h>
 
+#include "fetch/cacnk.h"
 #include "fetch/pbs.h"
 #include "log.h"
 
@@ -25,6 +26,8 @@ struct flight {
     struct fs_chunks *chunks;
     uint8_t digest[32];
     uint32_t len;
+    uint8_t kind, algo;  /* of the extent: how the chunk is named and verified */
+    bool raw;            /* casync: fetching the uncompressed name (no suffix) */
     enum fetch_prio prio;
     struct fetch_job *job;
     struct waiter *waiters;
@@ -43,14 +46,24 @@ struct fs_chunks {
     size_t lent_bytes, lent_max; /* decoded chunks held by the disk writer */
     pthread_mutex_t flight_lock;
     struct flight *flights[FLIGHT_BUCKETS];
+    char *casync_prefix;
 };
 
+static enum cache_algo cache_algo_of(uint8_t algo)
+{
+    return algo == FETCH_DIGEST_SHA512_256 ? CACHE_ALGO_SHA512_256 : CACHE_ALGO_SHA256;
+}
+
 struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
-                                struct cache_disk *disk)
+                                struct cache_disk *disk, const char *casync_prefix)
 {
     struct fs_chunks *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
+    if (!(c->casync_prefix = strdup(casync_prefix ? casync_prefix : ""))) {
+        free(c);
+        return NULL;
+    }
     c->pool = pool;
     pthread_mutex_init(&c->flight_lock, NULL);
     c->disk = disk;
@@ -59,6 +72,7 @@ struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
     pthread_cond_init(&c->lent_cond, NULL);
     c->mem = cache_mem_new(mem_budget);
     if (!c->mem) {
+        free(c->casync_prefix);
         free(c);
         return NULL;
     }
@@ -73,6 +87,7 @@ void fs_chunks_free(struct fs_chunks *c)
     pthread_mutex_destroy(&c->flight_lock);
     pthread_mutex_destroy(&c->lent_lock);
     pthread_cond_destroy(&c->lent_cond);
+    free(c->casync_prefix);
     free(c);
 }
 
@@ -142,7 +157,7 @@ static void report_disk_trouble(struct fs_chunks *c)
             "(reads continue from the store)");
 }
 
-static void queue_insert(struct fs_chunks *c, const uint8_t digest[32],
+static void queue_insert(struct fs_chunks *c, uint8_t algo, const uint8_t digest[32],
                          struct cache_mem_entry *entry)
 {
     struct lent *l;
@@ -162,7 +177,7 @@ static void queue_insert(struct fs_chunks *c, const uint8_t digest[32],
     cache_mem_ref(c->mem, entry);
     l->chunks = c;
     l->entry = entry;
-    cache_disk_insert(c->disk, CACHE_ALGO_SHA256, digest, bytes, len, l, lent_done);
+    cache_disk_insert(c->disk, cache_algo_of(algo), digest, bytes, len, l, lent_done);
     report_disk_trouble(c);
 }
 
@@ -172,7 +187,7 @@ static int read_disk(struct fs_chunks *c, const struct fetch_extent *e, uint32_t
 {
     struct cache_disk_handle *h = NULL;
     int r;
-    if (!c->disk || cache_disk_lookup(c->disk, CACHE_ALGO_SHA256, e->digest, &h) <= 0)
+    if (!c->disk || cache_disk_lookup(c->disk, cache_algo_of(e->algo), e->digest, &h) <= 0)
         return 0;
     if (cache_disk_handle_len(h) != e->length) {
         /* the digest names other bytes than this extent's: not ours to serve */
@@ -195,7 +210,7 @@ int fs_chunks_peek(struct fs_chunks *c, const struct fetch_extent *e, uint32_t o
     struct cache_mem_entry *entry;
     size_t blen;
 
-    if (cache_mem_lookup(c->mem, CACHE_ALGO_SHA256, e->digest, &entry) == 0) {
+    if (cache_mem_lookup(c->mem, cache_algo_of(e->algo), e->digest, &entry) == 0) {
         /* a hostile index can name one digest at two lengths: the bytes
          * loaded for the other length are not this extent's */
         const uint8_t *bytes = cache_mem_entry_bytes(entry, &blen);
@@ -219,7 +234,7 @@ bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)
 {
     struct cache_disk_handle *h = NULL;
     bool yes;
-    if (!c->disk || cache_disk_lookup(c->disk, CACHE_ALGO_SHA256, e->digest, &h) <= 0)
+    if (!c->disk || cache_disk_lookup(c->disk, cache_algo_of(e->algo), e->digest, &h) <= 0)
         return false;
     yes = cache_disk_handle_len(h) == e->length;
     cache_disk_release(c->disk, h);
@@ -232,10 +247,10 @@ static unsigned flight_bucket(const uint8_t digest[32])
 }
 
 /* flight_lock held */
-static struct flight **flight_find(struct fs_chunks *c, const uint8_t digest[32])
+static struct flight **flight_find(struct fs_chunks *c, uint8_t algo, const uint8_t digest[32])
 {
     struct flight **fp = &c->flights[flight_bucket(digest)];
-    while (*fp && memcmp((*fp)->digest, digest, 32) != 0)
+    while (*fp && ((*fp)->algo != algo || memcmp((*fp)->digest, digest, 32) != 0))
         fp = &(*fp)->next;
     return fp;
 }
@@ -243,7 +258,31 @@ static struct flight **flight_find(struct fs_chunks *c, const uint8_t digest[32]
 static int flight_decode(void *arg, void *raw, size_t raw_len, fetch_data *ret, fetch_error *err)
 {
     struct flight *f = arg;
+    if (f->kind == FETCH_CHUNK_CASYNC)
+        return fetch_cacnk_decode(f->algo, f->digest, f->len, !f->raw, raw, raw_len, ret, err);
     return fetch_pbs_decode_chunk(f->digest, f->len, raw, raw_len, ret, err);
+}
+
+static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *err);
+
+/*
+ * Submits the fetch of @f's chunk object, by the naming of its format.
+ * flight_lock held. Returns the job, or NULL (out of memory).
+ */
+static struct fetch_job *flight_submit(struct fs_chunks *c, struct flight *f)
+{
+    char path[FETCH_PBS_CHUNK_PATH_MAX + 256];
+    size_t max;
+
+    if (f->kind == FETCH_CHUNK_CASYNC) {
+        if (fetch_cacnk_path(c->casync_prefix, f->digest, !f->raw, path, sizeof(path)) < 0)
+            return NULL;
+        max = f->raw ? f->len : fetch_cacnk_max_raw(f->len);
+    } else {
+        fetch_pbs_chunk_path(f->digest, path, sizeof(path));
+        max = fetch_pbs_chunk_max_raw(f->len);
+    }
+    return fetch_pool_submit(c->pool, path, max, f->prio, flight_decode, flight_done, f);
 }
 
 static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *err)
@@ -256,8 +295,21 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     bool inserted = false;
     enum fetch_prio prio;
 
+    if (r == -ENOENT && f->kind == FETCH_CHUNK_CASYNC && !f->raw) {
+        /* no .cacnk: an uncompressed store names the chunk without a suffix */
+        struct fetch_job *job;
+        pthread_mutex_lock(&c->flight_lock);
+        f->raw = true;
+        job = flight_submit(c, f);
+        if (job)
+            f->job = job;
+        pthread_mutex_unlock(&c->flight_lock);
+        if (job)
+            return;
+        f->raw = false;
+    }
     if (r == 0) {
-        r = cache_mem_acquire(c->mem, CACHE_ALGO_SHA256, f->digest, &entry);
+        r = cache_mem_acquire(c->mem, cache_algo_of(f->algo), f->digest, &entry);
         if (r == 1) {
             cache_mem_fill(c->mem, entry, data->bytes, data->len, data->base, free);
             r = 0;
@@ -277,7 +329,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
 
     /* published in memory before the flight goes: a later want() finds one or the other */
     pthread_mutex_lock(&c->flight_lock);
-    fp = flight_find(c, f->digest);
+    fp = flight_find(c, f->algo, f->digest);
     if (*fp == f)
         *fp = f->next;
     w = f->waiters;
@@ -288,7 +340,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
      * cache afterwards); readers are answered first: the disk cache may make
      * this worker wait */
     if (r == 0 && prio == FETCH_PRIO_HYDRATE) {
-        queue_insert(c, f->digest, entry);
+        queue_insert(c, f->algo, f->digest, entry);
         inserted = true;
     }
     while (w) {
@@ -304,7 +356,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     }
     if (r == 0) {
         if (!inserted)
-            queue_insert(c, f->digest, entry);
+            queue_insert(c, f->algo, f->digest, entry);
         cache_mem_release(c->mem, entry);
     }
     free(f);
@@ -316,17 +368,16 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
     struct flight **fp, *f;
     struct waiter *w = NULL;
     struct cache_mem_entry *entry;
-    char path[FETCH_PBS_CHUNK_PATH_MAX];
 
     if (done && !(w = malloc(sizeof(*w))))
         return -ENOMEM;
     if (w)
         *w = (struct waiter){NULL, done, arg};
-    else if (cache_mem_contains(c->mem, CACHE_ALGO_SHA256, e->digest) || fs_chunks_on_disk(c, e))
+    else if (cache_mem_contains(c->mem, cache_algo_of(e->algo), e->digest) || fs_chunks_on_disk(c, e))
         return 0;
 
     pthread_mutex_lock(&c->flight_lock);
-    fp = flight_find(c, e->digest);
+    fp = flight_find(c, e->algo, e->digest);
     if ((f = *fp)) {
         if (w) {
             w->next = f->waiters;
@@ -339,12 +390,12 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
         pthread_mutex_unlock(&c->flight_lock);
         return 0;
     }
-    if (w && cache_mem_lookup(c->mem, CACHE_ALGO_SHA256, e->digest, &entry) == 0) {
+    if (w && cache_mem_lookup(c->mem, cache_algo_of(e->algo), e->digest, &entry) == 0) {
         pthread_mutex_unlock(&c->flight_lock);
         free(w);
         /* hydration wants it on disk: a reader's insert may have been dropped */
         if (prio == FETCH_PRIO_HYDRATE && c->disk && !fs_chunks_on_disk(c, e))
-            queue_insert(c, e->digest, entry);
+            queue_insert(c, e->algo, e->digest, entry);
         done(arg, 0, entry, NULL);
         return 0;
     }
@@ -356,15 +407,15 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
     f->chunks = c;
     memcpy(f->digest, e->digest, 32);
     f->len = e->length;
+    f->kind = e->kind;
+    f->algo = e->algo;
     f->prio = prio;
     f->waiters = w;
-    fetch_pbs_chunk_path(e->digest, path, sizeof(path));
     /* in the table before the job exists: its completion may run at once */
     *fp = f;
-    f->job = fetch_pool_submit(c->pool, path, fetch_pbs_chunk_max_raw(e->length), prio,
-                               flight_decode, flight_done, f);
+    f->job = flight_submit(c, f);
     if (!f->job) {
-        *flight_find(c, e->digest) = f->next;
+        *flight_find(c, e->algo, e->digest) = f->next;
         pthread_mutex_unlock(&c->flight_lock);
         free(w);
         free(f);

@@ -39,9 +39,13 @@ struct fs_chunks_stats {
 /*
  * @pool and @disk are borrowed; @disk may be NULL (no disk cache).
  * @mem_budget: bytes of decoded chunks kept in memory.
+ * @casync_prefix: where casync chunk objects live in the pool's stores
+ * ("default.castr/", or "" when the stores are chunk stores themselves);
+ * NULL for "". Chunks are named, decoded and verified by their extent's kind
+ * and digest algorithm; memory and disk caches key them by both.
  */
 struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
-                                struct cache_disk *disk);
+                                struct cache_disk *disk, const char *casync_prefix);
 /* The pool must have been freed first (all completions done). NULL-safe. */
 void fs_chunks_free(struct fs_chunks *c);
 

@@ -60,7 +60,8 @@ void fs_format_size(uint64_t v, char *buf, size_t len)
         snprintf(buf, len, "%.1f%c", d, units[u]);
 }
 
-struct fetch_store *fs_open_store(const char *location, const struct fetch_remote_options *ro)
+struct fetch_store *fs_open_store(const char *location, const struct fetch_remote_options *ro,
+                                  enum fs_repo_kind *ret_kind)
 {
     struct fetch_store *s = NULL;
     fetch_error err = {""};
@@ -73,7 +74,8 @@ struct fetch_store *fs_open_store(const char *location, const struct fetch_remot
             return NULL;
         }
         if (!S_ISDIR(st.st_mode)) {
-            fs_err("%s: not a directory (expected a datastore directory)", location);
+            fs_err("%s: not a directory (expected a datastore or casync repository)",
+                   location);
             return NULL;
         }
     }
@@ -83,9 +85,15 @@ struct fetch_store *fs_open_store(const char *location, const struct fetch_remot
         return NULL;
     }
     r = fetch_pbs_probe(s, &err);
+    *ret_kind = FS_REPO_PBS;
+    if (r == -EMEDIUMTYPE) {
+        *ret_kind = FS_REPO_CASYNC;
+        return s;
+    }
     if (r < 0 && !strcmp(s->ops->kind, "http") && (r == -EACCES || r == -ENOENT)) {
-        fs_err("%s: %s: the server gives no directory listing; name the snapshots with "
-               "--snapshot [ns/NS/]TYPE/ID/TIME",
+        fs_err("%s: %s: the server gives no directory listing; name what to mount with "
+               "--snapshot [ns/NS/]TYPE/ID/TIME (a datastore) or --snapshot PATH.caibx "
+               "(a casync repository)",
                s->location, err.msg);
         fetch_store_free(s);
         return NULL;

@@ -38,7 +38,17 @@ int fs_parse_size(const char *s, uint64_t *ret);
 /* "1.5G", "512K", "17B" into @buf. */
 void fs_format_size(uint64_t v, char *buf, size_t len);
 
-/* Opens the store at @location (a directory, http(s):// URL or s3:// bucket;
- * @ro may be NULL for defaults) and checks that it is a datastore; prints a
- * one-line error and returns NULL otherwise. */
-struct fetch_store *fs_open_store(const char *location, const struct fetch_remote_options *ro);
+enum fs_repo_kind {
+    FS_REPO_PBS,    /* a Proxmox Backup Server datastore (has .chunks/) */
+    FS_REPO_CASYNC, /* a casync/desync repository (*.caibx, default.castr/) */
+};
+
+/*
+ * Opens the store at @location (a directory, http(s):// URL or s3:// bucket;
+ * @ro may be NULL for defaults) and tells what it holds: a datastore when it
+ * has a .chunks directory, else a casync repository (whose catalog load says
+ * whether it has any index). Prints a one-line error and returns NULL when
+ * the store cannot be opened or listed.
+ */
+struct fetch_store *fs_open_store(const char *location, const struct fetch_remote_options *ro,
+                                  enum fs_repo_kind *ret_kind);

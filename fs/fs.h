@@ -53,10 +53,12 @@ struct fs_ctx {
     struct fs_chunks *chunks;
     struct fetch_pool *pool;
     struct cache_disk *disk;             /* NULL without a disk cache */
-    struct fetch_store *const *stores;   /* the store and its mirrors, in order */
+    /* where chunks come from: the store and its mirrors in order, or the
+     * casync chunk store */
+    struct fetch_store *const *stores;
     size_t nstores;
     bool has_disk_cache;     /* reads may need a scratch buffer for disk-cache hits */
-    unsigned readahead_max;  /* chunks a sequential stream may prefetch (0: none) */
+    unsigned readahead_max;  /* FS_READAHEAD_UNITs a sequential stream may prefetch (0: none) */
     size_t mem_budget;       /* of decoded chunks in memory (bounds the readahead window) */
     atomic_uint_least64_t last_read_ms; /* CLOCK_MONOTONIC_COARSE of the last image read */
     pthread_mutex_t files_lock;
@@ -69,10 +71,12 @@ struct fs_stream {
     uint64_t used;     /* file clock at its last read; 0 = unused slot */
     size_t chunk;      /* extent index of its last read's end */
     size_t requested;  /* highest extent index prefetched */
-    unsigned window;   /* chunks ahead */
+    unsigned window;   /* FS_READAHEAD_UNITs ahead */
 };
 
 #define FS_STREAMS 4
+/* readahead windows are counted in these: a PBS chunk, 64 casync chunks */
+#define FS_READAHEAD_UNIT (4ull << 20)
 
 /* Per open() of an image (fi->fh): streams for readahead, guarded by @lock. */
 struct fs_file {

@@ -29,7 +29,9 @@ struct job {
     bool cancel;
     uint64_t total, done, fetched, errors, uncached, uncached_chunks;
     unsigned outstanding;
-    uint64_t last_submit_ms; /* when the last chunk was asked for (yield_to_readers) */
+    uint64_t outstanding_bytes;
+    uint64_t last_submit_ms; /* when the last step started (yield_to_readers) */
+    uint64_t step_bytes;     /* asked for in this step */
     struct timespec started, ended;
     char error[320];
 };
@@ -101,6 +103,7 @@ static void chunk_done(void *arg, int r, struct cache_mem_entry *entry, const fe
             job_error(job, "%s", err && err->msg[0] ? err->msg : strerror(-r));
     }
     job->outstanding--;
+    job->outstanding_bytes -= w->len;
     pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->lock);
     free(w);
@@ -213,20 +216,31 @@ static bool bucket_take(struct fs_hydrator *h, struct job *job, struct bucket *b
 
 /*
  * Hydration is background work: while the mount is being read (a read in the
- * last HYDRATE_QUIET_MS), it keeps one chunk in flight and starts one at most
+ * last HYDRATE_QUIET_MS), it keeps one step in flight and starts one at most
  * every HYDRATE_QUIET_MS, so that readers keep the CPU, the disk and the
- * network; at full speed otherwise. Lock held.
+ * network; at full speed otherwise. A step is one chunk, or as many chunks
+ * as fit in HYDRATE_STEP_BYTES (small casync chunks go in batches). Lock held.
  */
 #define HYDRATE_QUIET_MS 100
+#define HYDRATE_STEP_BYTES (1u << 20)
 
-static void yield_to_readers(struct fs_hydrator *h, struct job *job)
+static void yield_to_readers(struct fs_hydrator *h, struct job *job, uint32_t len)
 {
+    if (job->step_bytes && job->step_bytes + len <= HYDRATE_STEP_BYTES) {
+        job->step_bytes += len; /* the step goes on */
+        return;
+    }
     for (;;) {
         uint64_t now = fs_now_ms();
         uint64_t last = atomic_load_explicit(&h->ctx->last_read_ms, memory_order_relaxed);
-        if (job_stopping(h, job) || now - last >= HYDRATE_QUIET_MS ||
-            (job->outstanding == 0 && now - job->last_submit_ms >= HYDRATE_QUIET_MS))
+        if (job_stopping(h, job) || now - last >= HYDRATE_QUIET_MS) {
+            job->step_bytes = 0; /* no readers: no steps */
             break;
+        }
+        if (job->outstanding == 0 && now - job->last_submit_ms >= HYDRATE_QUIET_MS) {
+            job->step_bytes = len;
+            break;
+        }
         wait_ns(h, job, 10 * 1000000ull);
     }
     job->last_submit_ms = fs_now_ms();
@@ -253,14 +267,17 @@ static void run_pass(struct fs_hydrator *h, struct job *job, const struct fetch_
             continue;
         }
         pthread_mutex_lock(&h->lock);
-        while (job->outstanding >= FS_HYDRATE_OUTSTANDING && !job_stopping(h, job))
+        while ((job->outstanding >= FS_HYDRATE_OUTSTANDING ||
+                job->outstanding_bytes >= FS_HYDRATE_OUTSTANDING_BYTES) &&
+               !job_stopping(h, job))
             pthread_cond_wait(&h->cond, &h->lock);
-        yield_to_readers(h, job);
+        yield_to_readers(h, job, e->length);
         if (!bucket_take(h, job, b, e->length)) {
             pthread_mutex_unlock(&h->lock);
             break;
         }
         job->outstanding++;
+        job->outstanding_bytes += e->length;
         pthread_mutex_unlock(&h->lock);
 
         w = malloc(sizeof(*w));
@@ -273,6 +290,7 @@ static void run_pass(struct fs_hydrator *h, struct job *job, const struct fetch_
             free(w);
             pthread_mutex_lock(&h->lock);
             job->outstanding--;
+            job->outstanding_bytes -= e->length;
             job->errors++;
             job_error(job, "%s", strerror(-r));
             pthread_mutex_unlock(&h->lock);

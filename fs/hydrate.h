@@ -9,7 +9,9 @@
  *    already in the disk cache counts as done at once (so a rerun fetches
  *    only what is missing); the others are asked for through fs_chunks_want()
  *    at FETCH_PRIO_HYDRATE (readers always go first), at most
- *    FS_HYDRATE_OUTSTANDING at a time, paced by a token bucket when the job
+ *    FS_HYDRATE_OUTSTANDING chunks and FS_HYDRATE_OUTSTANDING_BYTES at a
+ *    time (many small casync chunks, or a few large PBS ones), paced by a
+ *    token bucket when the job
  *    has a bandwidth cap (counted in chunk bytes, which bounds the bytes on
  *    the wire: chunks travel compressed or as is).
  *  - At the end the disk cache is synced and every chunk looked up again;
@@ -29,7 +31,8 @@
 
 #include "fs.h"
 
-#define FS_HYDRATE_OUTSTANDING 32
+#define FS_HYDRATE_OUTSTANDING 512
+#define FS_HYDRATE_OUTSTANDING_BYTES (32 * FS_READAHEAD_UNIT)
 
 struct fs_hydrator;
 

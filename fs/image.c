@@ -180,17 +180,19 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t r
 
 /*
  * Sequential streams of one open file: a read that starts where a stream
- * ended continues it and widens its window (up to the --readahead limit) each
- * time it enters a new chunk; any other read starts a new stream (replacing
- * the least recently used one) with no window, so random access prefetches
- * nothing.
+ * ended continues it and widens its window (doubling, up to the --readahead
+ * limit) each time it enters a new chunk; any other read starts a new stream
+ * (replacing the least recently used one) with no window, so random access
+ * prefetches nothing. Windows are in bytes (units of FS_READAHEAD_UNIT), so
+ * that an image of 64 KiB chunks reads as far ahead as one of 4 MiB chunks:
+ * all the chunks a step reaches are submitted at once.
  */
 static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct fetch_image *img,
                       uint64_t off, uint64_t end)
 {
     struct fs_stream *s = NULL, *lru;
     size_t last, target, from;
-    unsigned max;
+    uint64_t max, ahead;
 
     if (!f || !ctx->readahead_max)
         return;
@@ -199,8 +201,8 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
     /* prefetched chunks wait in memory: a window larger than half of it
      * would evict them before they are read */
     max = ctx->readahead_max;
-    if (img->stride && ctx->mem_budget / 2 / img->stride < max)
-        max = (unsigned)(ctx->mem_budget / 2 / img->stride);
+    if (ctx->mem_budget / 2 / FS_READAHEAD_UNIT < max)
+        max = ctx->mem_budget / 2 / FS_READAHEAD_UNIT;
     if (!max)
         max = 1;
     pthread_mutex_lock(&f->lock);
@@ -228,7 +230,11 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
         if (s->window > max)
             s->window = max;
     }
-    target = last + s->window;
+    /* the window in bytes past the read, but at least s->window chunks */
+    ahead = (uint64_t)s->window * FS_READAHEAD_UNIT;
+    target = end - 1 + ahead >= img->size ? img->count - 1 : fetch_image_find(img, end - 1 + ahead);
+    if (target < last + s->window)
+        target = last + s->window;
     if (target >= img->count)
         target = img->count - 1;
     from = s->requested > last ? s->requested + 1 : last + 1;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* `lazyimg ls`: the snapshots and archives of a store, as a table or JSON. */
+/* `lazyimg ls`: the snapshots and archives of a datastore, or the indexes of
+ * a casync repository, as a table or JSON. */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include <json-c/json.h>
 
 #include "cli.h"
+#include "fetch/casync.h"
 #include "fetch/pbs.h"
 #include "log.h"
 #include "remote_opts.h"
@@ -15,12 +17,15 @@ static const char ls_usage[] =
     "Usage: lazyimg ls [options] STORE\n"
     "\n"
     "Lists the finished snapshots of a Proxmox Backup Server datastore and\n"
-    "their archives, with the path each one has below a mountpoint. STORE is a\n"
-    "directory, an http:// or https:// URL of a datastore served by a web server\n"
-    "with a directory index, or s3://BUCKET[/PREFIX].\n"
+    "their archives, or the indexes of a casync/desync repository (*.caibx\n"
+    "blob indexes, checked, and *.caidx archive indexes, which cannot be mounted\n"
+    "yet), with the path each one has below a mountpoint. STORE is a directory,\n"
+    "an http:// or https:// URL served by a web server with a directory index,\n"
+    "or s3://BUCKET[/PREFIX].\n"
     "\n"
     "Options:\n"
     "      --json             print a JSON array instead of a table\n"
+    "      --casync           STORE is a casync repository (skips the datastore check)\n"
     FS_REMOTE_OPTIONS_HELP
     "  -h, --help             show this help\n";
 
@@ -103,6 +108,75 @@ static int print_json(const struct fetch_pbs_catalog *c)
     return 0;
 }
 
+static const char *digest_name(enum fetch_digest_algo a)
+{
+    return a == FETCH_DIGEST_SHA512_256 ? "sha512-256" : "sha256";
+}
+
+/* The mount path of an index: its path without ".caibx". */
+static int casync_name_len(const struct fetch_casync_index *x)
+{
+    return (int)(strlen(x->path) - (x->archive ? 0 : 6));
+}
+
+static int print_casync_json(const struct fetch_casync_catalog *c)
+{
+    json_object *arr = json_object_new_array();
+    if (!arr)
+        return -1;
+    for (size_t i = 0; i < c->count; i++) {
+        const struct fetch_casync_index *x = &c->indexes[i];
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "index", json_object_new_string(x->path));
+        json_object_object_add(o, "kind", json_object_new_string(x->archive ? "archive" : "blob"));
+        json_object_object_add(o, "mountable", json_object_new_boolean(x->image != NULL));
+        if (x->image) {
+            json_object_object_add(o, "name",
+                                   json_object_new_string_len(x->path, casync_name_len(x)));
+            json_object_object_add(o, "size", json_object_new_int64((int64_t)x->image->size));
+            json_object_object_add(o, "data-bytes",
+                                   json_object_new_int64((int64_t)x->image->data_bytes));
+            json_object_object_add(o, "chunks", json_object_new_int64((int64_t)x->image->count));
+            json_object_object_add(o, "null-chunks",
+                                   json_object_new_int64((int64_t)x->image->zero_count));
+            json_object_object_add(o, "chunk-size-min", json_object_new_int64((int64_t)x->chunk_min));
+            json_object_object_add(o, "chunk-size-avg", json_object_new_int64((int64_t)x->chunk_avg));
+            json_object_object_add(o, "chunk-size-max", json_object_new_int64((int64_t)x->chunk_max));
+            json_object_object_add(o, "digest", json_object_new_string(digest_name(x->algo)));
+        } else if (x->error) {
+            json_object_object_add(o, "error", json_object_new_string(x->error_msg ? x->error_msg
+                                                                                   : strerror(-x->error)));
+        }
+        json_object_array_add(arr, o);
+    }
+    puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(arr);
+    return 0;
+}
+
+static void print_casync_table(const struct fetch_casync_catalog *c)
+{
+    printf("%-40s %9s %9s %8s %9s %-10s %s\n", "IMAGE", "SIZE", "DATA", "CHUNKS", "AVG", "DIGEST",
+           "MOUNTED");
+    for (size_t i = 0; i < c->count; i++) {
+        const struct fetch_casync_index *x = &c->indexes[i];
+        char size[32], data[32], avg[32];
+        if (!x->image) {
+            printf("%-40s %9s %9s %8s %9s %-10s %s%s\n", x->path, "-", "-", "-", "-", "-",
+                   x->archive ? "not mountable (directory archive index)" : "invalid: ",
+                   x->archive ? "" : x->error_msg ? x->error_msg : strerror(-x->error));
+            continue;
+        }
+        fs_format_size(x->image->size, size, sizeof(size));
+        fs_format_size(x->image->data_bytes, data, sizeof(data));
+        fs_format_size(x->chunk_avg, avg, sizeof(avg));
+        printf("%-40.*s %9s %9s %8zu %9s %-10s yes\n", casync_name_len(x), x->path, size, data,
+               x->image->count, avg, digest_name(x->algo));
+    }
+    if (c->count == 0)
+        printf("(no *.caibx or *.caidx index)\n");
+}
+
 static void print_table(const struct fetch_pbs_catalog *c)
 {
     printf("%-44s %-28s %-6s %9s  %-9s %s\n", "SNAPSHOT", "ARCHIVE", "KIND", "SIZE", "CRYPT",
@@ -129,15 +203,18 @@ int fs_cmd_ls(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"json", no_argument, NULL, 'j'},
+        {"casync", no_argument, NULL, 'c'},
         FS_REMOTE_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     struct fetch_remote_options ro = {0};
     struct fetch_pbs_catalog *cat = NULL;
-    struct fetch_store *store;
+    struct fetch_casync_catalog *ccat = NULL;
+    struct fetch_store *store = NULL;
+    enum fs_repo_kind kind = FS_REPO_CASYNC;
     fetch_error err = {""};
-    bool json = false;
+    bool json = false, casync = false;
     int c, r;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -149,6 +226,9 @@ int fs_cmd_ls(int argc, char **argv)
         switch (c) {
         case 'j':
             json = true;
+            break;
+        case 'c':
+            casync = true;
             break;
         case 'h':
             fputs(ls_usage, stdout);
@@ -162,9 +242,31 @@ int fs_cmd_ls(int argc, char **argv)
         fs_err("ls: expected one STORE argument (see lazyimg ls --help)");
         return 2;
     }
-    store = fs_open_store(argv[optind], &ro);
-    if (!store)
+    if (casync) {
+        if (fetch_store_open(argv[optind], &ro, &store, &err) < 0) {
+            fs_err("%s", err.msg);
+            return 1;
+        }
+    } else if (!(store = fs_open_store(argv[optind], &ro, &kind))) {
         return 1;
+    }
+    if (kind == FS_REPO_CASYNC) {
+        r = fetch_casync_catalog_load(store, &ccat, &err);
+        if (r < 0) {
+            fs_err("%s: %s", store->location, err.msg);
+            fetch_store_free(store);
+            return 1;
+        }
+        for (size_t i = 0; i < ccat->warning_count; i++)
+            fs_warn("%s", ccat->warnings[i]);
+        if (json)
+            r = print_casync_json(ccat);
+        else
+            print_casync_table(ccat);
+        fetch_casync_catalog_free(ccat);
+        fetch_store_free(store);
+        return r < 0 ? 1 : 0;
+    }
     r = fetch_pbs_catalog_load(store, &cat, &err);
     if (r < 0) {
         fs_err("%s: %s", store->location, err.msg);

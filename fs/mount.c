@@ -17,6 +17,7 @@
 #include "cache/diskcache.h"
 #include "cli.h"
 #include "control.h"
+#include "fetch/casync.h"
 #include "fetch/pool.h"
 #include "fetch/remote.h"
 #include "fs.h"
@@ -36,13 +37,16 @@
 static const char mount_usage[] =
     "Usage: lazyimg mount [options] STORE MOUNTPOINT\n"
     "\n"
-    "Mounts every finished snapshot of the Proxmox Backup Server datastore STORE\n"
-    "read-only at MOUNTPOINT. STORE is a directory, an http:// or https:// URL\n"
-    "of a datastore served by a web server (with a directory index, or use\n"
-    "--snapshot), or s3://BUCKET[/PREFIX]:\n"
+    "Mounts the backups in STORE read-only at MOUNTPOINT. STORE is a directory,\n"
+    "an http:// or https:// URL served by a web server (with a directory index,\n"
+    "or use --snapshot), or s3://BUCKET[/PREFIX]. It is either\n"
+    "a Proxmox Backup Server datastore (it has .chunks/): every finished snapshot,\n"
     "  MOUNTPOINT/[ns/<name>/...]<type>/<id>/<time>/<archive>.img   disk images\n"
     "  MOUNTPOINT/[ns/<name>/...]<type>/<id>/<time>/<name>.conf     decoded config blobs\n"
     "  MOUNTPOINT/[ns/<name>/...]<type>/<id>/latest                 -> newest snapshot\n"
+    "or a casync/desync repository: *.caibx blob indexes at any depth, with their\n"
+    "chunks in default.castr/ at the top of STORE or in --chunk-store:\n"
+    "  MOUNTPOINT/<dir>/<name>        the image of <dir>/<name>.caibx\n"
     "Returns once the mount is in place; the daemon runs until unmounted\n"
     "(lazyimg umount MOUNTPOINT or fusermount3 -u MOUNTPOINT).\n"
     "\n"
@@ -64,10 +68,14 @@ static const char mount_usage[] =
     "                         error, timeout, reset or damaged transfer (default 4)\n"
     "      --mirror STORE     another copy of the datastore, tried in the order\n"
     "                         given when STORE fails (repeatable)\n"
-    "      --snapshot PATH    mount just this snapshot, [ns/NS/]TYPE/ID/TIME, without\n"
-    "                         listing the store (repeatable)\n"
-    "      --readahead N      chunks a sequential reader is prefetched ahead, per\n"
-    "                         stream (default 8, 0 disables)\n"
+    "      --snapshot PATH    mount just this snapshot, [ns/NS/]TYPE/ID/TIME, or\n"
+    "                         casync index, DIR/NAME.caibx, without listing the\n"
+    "                         store (repeatable)\n"
+    "      --chunk-store LOCATION  casync: the chunk store (a directory, URL or\n"
+    "                         s3:// location holding <4 hex>/<id>.cacnk), when it\n"
+    "                         is not STORE/default.castr\n"
+    "      --readahead N      how far a sequential reader is prefetched ahead, per\n"
+    "                         stream, in units of 4 MiB (default 8, 0 disables)\n"
     "      --readahead-kb N   kernel readahead window of the mount, in KiB\n"
     "                         (default 16384; needs root, 0 keeps the kernel's)\n"
     "      --hydrate          fetch every chunk of every image into the cache in\n"
@@ -90,6 +98,9 @@ struct mount_opts {
     size_t nmirrors;
     const char *snapshots[MAX_SNAPSHOTS];
     size_t nsnapshots;
+    const char *chunk_store;
+    enum fs_repo_kind kind;
+    bool kind_known;
     struct fetch_remote_options remote;
     const char *store, *mountpoint;
 };
@@ -109,7 +120,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
 {
     enum { OPT_MEM = 256, OPT_THREADS, OPT_RA, OPT_ALLOW_OTHER, OPT_CACHE_DIR, OPT_CACHE_SIZE,
            OPT_NO_CACHE, OPT_CONC, OPT_RETRIES, OPT_MIRROR, OPT_SNAPSHOT, OPT_READAHEAD,
-           OPT_HYDRATE, OPT_BANDWIDTH };
+           OPT_HYDRATE, OPT_BANDWIDTH, OPT_CHUNK_STORE };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"debug", no_argument, NULL, 'd'},
@@ -127,6 +138,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {"readahead", required_argument, NULL, OPT_READAHEAD},
         {"hydrate", no_argument, NULL, OPT_HYDRATE},
         {"bandwidth", required_argument, NULL, OPT_BANDWIDTH},
+        {"chunk-store", required_argument, NULL, OPT_CHUNK_STORE},
         FS_REMOTE_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {0},
@@ -200,6 +212,9 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         case OPT_HYDRATE:
             o->hydrate = true;
             break;
+        case OPT_CHUNK_STORE:
+            o->chunk_store = optarg;
+            break;
         case OPT_BANDWIDTH:
             if (fs_parse_size(optarg, &o->bandwidth) < 0 || o->bandwidth < 4096) {
                 fs_err("--bandwidth: invalid rate '%s' (bytes per second, at least 4K)", optarg);
@@ -242,8 +257,20 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
     }
     o->store = argv[optind];
     o->mountpoint = argv[optind + 1];
-    if (!mem_cache_set && fetch_location_is_remote(o->store))
+    if (!mem_cache_set && (fetch_location_is_remote(o->store) ||
+                           (o->chunk_store && fetch_location_is_remote(o->chunk_store))))
         o->mem_cache = DEFAULT_MEM_CACHE_REMOTE;
+    /* what STORE holds, when the options say it; else open_stores() looks */
+    bool casync = o->chunk_store != NULL;
+    for (size_t i = 0; i < o->nsnapshots; i++)
+        casync = casync || fetch_casync_index_kind(o->snapshots[i]) != 0;
+    if (casync) {
+        o->kind = FS_REPO_CASYNC;
+        o->kind_known = true;
+    } else if (o->nsnapshots) {
+        o->kind = FS_REPO_PBS;
+        o->kind_known = true;
+    }
     return 0;
 }
 
@@ -398,36 +425,53 @@ static void tune_malloc(void)
 }
 
 /*
- * Opens STORE and its mirrors. With --snapshot nothing is listed, so a
- * server without a directory index works; otherwise each must look like a
- * datastore. A mirror that cannot be opened now is an error: failover
+ * Opens STORE and its mirrors. With --snapshot or --chunk-store nothing is
+ * listed, so a server without a directory index works; otherwise STORE says
+ * what it holds (a datastore or a casync repository) and the mirrors must
+ * hold the same. A mirror that cannot be opened now is an error: failover
  * targets are checked before they are needed.
  */
-static int open_stores(const struct mount_opts *o, struct fetch_store **stores)
+static int open_stores(struct mount_opts *o, struct fetch_store **stores)
 {
     for (size_t i = 0; i <= o->nmirrors; i++) {
         const char *loc = i ? o->mirrors[i - 1] : o->store;
-        if (o->nsnapshots) {
+        enum fs_repo_kind kind;
+        if (o->kind_known) {
             fetch_error err = {""};
             if (fetch_store_open(loc, &o->remote, &stores[i], &err) < 0) {
                 fs_err("%s", err.msg);
                 return -1;
             }
-        } else if (!(stores[i] = fs_open_store(loc, &o->remote))) {
+            continue;
+        }
+        if (!(stores[i] = fs_open_store(loc, &o->remote, &kind)))
+            return -1;
+        if (i == 0) {
+            o->kind = kind;
+        } else if (kind != o->kind) {
+            fs_err("%s: not the same kind of store as %s", loc, o->store);
             return -1;
         }
     }
+    o->kind_known = true;
     return 0;
 }
 
-/* The catalog from the first store that gives one. */
+/* The catalog from the first store that gives one (exactly one of the two). */
 static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
-                        struct fetch_pbs_catalog **ret, size_t *ret_from)
+                        struct fetch_pbs_catalog **ret, struct fetch_casync_catalog **ret_casync,
+                        size_t *ret_from)
 {
     for (size_t i = 0; i <= o->nmirrors; i++) {
         const char *loc = i ? o->mirrors[i - 1] : o->store;
         fetch_error err = {""};
-        int r = o->nsnapshots ? fetch_pbs_catalog_load_paths(stores[i], o->snapshots,
+        int r;
+        if (o->kind == FS_REPO_CASYNC)
+            r = o->nsnapshots ? fetch_casync_catalog_load_paths(stores[i], o->snapshots,
+                                                                o->nsnapshots, ret_casync, &err)
+                              : fetch_casync_catalog_load(stores[i], ret_casync, &err);
+        else
+            r = o->nsnapshots ? fetch_pbs_catalog_load_paths(stores[i], o->snapshots,
                                                              o->nsnapshots, ret, &err)
                               : fetch_pbs_catalog_load(stores[i], ret, &err);
         if (r == 0) {
@@ -435,10 +479,82 @@ static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
             return 0;
         }
         fs_err("%s: %s", loc, err.msg);
-        if (r == -ENOMEM || r == -EINVAL)
+        if (r == -ENOMEM || r == -EINVAL || r == -EBADMSG || r == -EMEDIUMTYPE)
             break;
     }
     return -1;
+}
+
+/* Builds the tree of a PBS catalog; logs what was skipped. */
+static int build_pbs_tree(const struct mount_opts *o, struct fetch_store *store,
+                          struct fetch_pbs_catalog *cat, struct fs_tree **ret)
+{
+    int r;
+    for (size_t i = 0; i < cat->warning_count; i++)
+        fs_warn("%s", cat->warnings[i]);
+    if (cat->count == 0)
+        fs_warn("%s: no finished snapshots; the mount will be empty", o->store);
+    r = fs_tree_new(store, cat, ret);
+    if (r < 0)
+        fs_err("cannot build the snapshot tree: %s",
+               r == -EEXIST ? "two archives of one snapshot share a name" : strerror(-r));
+    return r;
+}
+
+/* Builds the tree of a casync catalog; refuses a store with nothing to mount. */
+static int build_casync_tree(const struct mount_opts *o, struct fetch_store *store,
+                             struct fetch_casync_catalog *cat, struct fs_tree **ret)
+{
+    int r;
+    for (size_t i = 0; i < cat->warning_count; i++)
+        fs_warn("%s", cat->warnings[i]);
+    if (cat->count == 0) {
+        fs_err("%s: neither a Proxmox Backup Server datastore (no .chunks directory) nor a "
+               "casync repository (no *.caibx index found)",
+               o->store);
+        fetch_casync_catalog_free(cat);
+        return -EMEDIUMTYPE;
+    }
+    r = fs_tree_new_casync(store, cat, ret);
+    if (r < 0)
+        fs_err("cannot build the image tree: %s", strerror(-r));
+    else if ((*ret)->image_count == 0)
+        fs_warn("%s: no blob index (*.caibx) could be mounted; the mount will be empty",
+                o->store);
+    return r;
+}
+
+/*
+ * casync chunks come from --chunk-store (opened into @ret_chunk_store) or
+ * from default.castr/ in STORE and its mirrors; @ret_prefix says which. A
+ * local default store that does not exist is an error now rather than EIO
+ * at every read.
+ */
+static int open_chunk_store(const struct mount_opts *o, struct fetch_store **ret_chunk_store,
+                            const char **ret_prefix)
+{
+    fetch_error err = {""};
+    struct stat st;
+    char path[PATH_MAX];
+
+    *ret_prefix = "";
+    if (o->chunk_store) {
+        if (fetch_store_open(o->chunk_store, &o->remote, ret_chunk_store, &err) < 0) {
+            fs_err("--chunk-store: %s", err.msg);
+            return -1;
+        }
+        return 0;
+    }
+    *ret_prefix = FETCH_CASYNC_DEFAULT_STORE "/";
+    if (!fetch_location_is_remote(o->store)) {
+        snprintf(path, sizeof(path), "%s/%s", o->store, FETCH_CASYNC_DEFAULT_STORE);
+        if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            fs_err("%s: no chunk store (%s is missing); name it with --chunk-store LOCATION",
+                   o->store, path);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static void log_stats(struct fs_ctx *ctx, const char *cache_dir)
@@ -480,7 +596,10 @@ int fs_cmd_mount(int argc, char **argv)
     struct fetch_pool_config pcfg = {0};
     struct fs_control *control = NULL;
     struct fetch_pbs_catalog *cat = NULL;
-    size_t cat_from = 0;
+    struct fetch_casync_catalog *casync_cat = NULL;
+    struct fetch_store *chunk_store = NULL, *const *pool_stores = stores;
+    const char *casync_prefix = "";
+    size_t cat_from = 0, npool_stores;
     struct fs_ctx ctx = {.files_lock = PTHREAD_MUTEX_INITIALIZER};
     struct fuse_session *se = NULL;
     struct fuse_loop_config *loop_cfg = NULL;
@@ -501,6 +620,8 @@ int fs_cmd_mount(int argc, char **argv)
     tune_malloc();
     if (open_stores(&o, stores) < 0)
         goto out;
+    if (o.kind == FS_REPO_CASYNC && open_chunk_store(&o, &chunk_store, &casync_prefix) < 0)
+        goto out;
     if (check_mountpoint(o.mountpoint, mnt, sizeof(mnt)) < 0 || check_dev_fuse() < 0)
         goto out;
     if (!o.no_cache) {
@@ -509,27 +630,25 @@ int fs_cmd_mount(int argc, char **argv)
             goto out;
         copts.dir = cache_dir;
         copts.budget = o.cache_size;
-        copts.store = !fetch_location_is_remote(o.store) && realpath(o.store, store_abs)
+        /* hits and misses are counted per store the chunks come from */
+        const char *chunks_from = o.chunk_store ? o.chunk_store : o.store;
+        copts.store = !fetch_location_is_remote(chunks_from) && realpath(chunks_from, store_abs)
                           ? store_abs
-                          : o.store;
+                          : chunks_from;
         if (fs_open_cache(&copts, &disk) < 0)
             goto out;
         cache_disk_close(disk);
         disk = NULL;
     }
-    if (load_catalog(&o, stores, &cat, &cat_from) < 0)
+    if (load_catalog(&o, stores, &cat, &casync_cat, &cat_from) < 0)
         goto out;
-    for (size_t i = 0; i < cat->warning_count; i++)
-        fs_warn("%s", cat->warnings[i]);
-    if (cat->count == 0)
-        fs_warn("%s: no finished snapshots; the mount will be empty", o.store);
-    r = fs_tree_new(stores[cat_from], cat, &ctx.tree);
-    cat = NULL; /* owned by the tree now; fs_tree_new frees it on failure */
-    if (r < 0) {
-        fs_err("cannot build the snapshot tree: %s",
-               r == -EEXIST ? "two archives of one snapshot share a name" : strerror(-r));
+    /* the catalog is owned by the tree now (freed on failure) */
+    r = cat ? build_pbs_tree(&o, stores[cat_from], cat, &ctx.tree)
+            : build_casync_tree(&o, stores[cat_from], casync_cat, &ctx.tree);
+    cat = NULL;
+    casync_cat = NULL;
+    if (r < 0)
         goto out;
-    }
 
     snprintf(fsname, sizeof(fsname), "lazyimg:%s", o.store);
     /* commas would split the option string: keep fsname free of them */
@@ -567,21 +686,33 @@ int fs_cmd_mount(int argc, char **argv)
     }
     if (!o.foreground)
         fs_log_use_syslog(true);
-    fs_info("mounted %s at %s (%zu snapshots)", o.store, mnt, ctx.tree->catalog->count);
+    if (ctx.tree->catalog)
+        fs_info("mounted %s at %s (%zu snapshots)", o.store, mnt, ctx.tree->catalog->count);
+    else
+        fs_info("mounted %s at %s (%zu casync images, chunks from %s%s)", o.store, mnt,
+                ctx.tree->image_count, chunk_store ? chunk_store->location : o.store,
+                chunk_store ? "" : "/" FETCH_CASYNC_DEFAULT_STORE);
     if (!o.no_cache && fs_open_cache(&copts, &disk) < 0)
         fs_warn("continuing without the disk cache");
     fs_tree_set_mirrors(ctx.tree, stores, o.nmirrors + 1);
     ctx.has_disk_cache = disk != NULL;
     ctx.disk = disk;
-    ctx.stores = stores;
-    ctx.nstores = o.nmirrors + 1;
+    /* chunks come from STORE and its mirrors, or from the casync chunk store */
+    npool_stores = o.nmirrors + 1;
+    if (chunk_store) {
+        pool_stores = &chunk_store;
+        npool_stores = 1;
+    }
+    ctx.stores = pool_stores;
+    ctx.nstores = npool_stores;
     ctx.readahead_max = o.readahead;
     ctx.mem_budget = (size_t)o.mem_cache;
     pcfg.concurrency = o.concurrency;
     pcfg.workers = o.threads;
     pcfg.retries = o.retries;
-    ctx.pool = fetch_pool_new(stores, ctx.nstores, &pcfg);
-    ctx.chunks = ctx.pool ? fs_chunks_new(ctx.pool, (size_t)o.mem_cache, disk) : NULL;
+    ctx.pool = fetch_pool_new(pool_stores, ctx.nstores, &pcfg);
+    ctx.chunks = ctx.pool ? fs_chunks_new(ctx.pool, (size_t)o.mem_cache, disk, casync_prefix)
+                          : NULL;
     if (!ctx.chunks) {
         fs_err("cannot start the fetcher pool: out of memory");
         goto out_unmount;
@@ -632,7 +763,9 @@ out:
     pthread_mutex_destroy(&ctx.files_lock);
     fs_tree_free(ctx.tree);
     fetch_pbs_catalog_free(cat);
+    fetch_casync_catalog_free(casync_cat);
     for (size_t i = 0; i <= MAX_MIRRORS; i++)
         fetch_store_free(stores[i]);
+    fetch_store_free(chunk_store);
     return status;
 }

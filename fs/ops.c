@@ -47,7 +47,7 @@ static int prepare(struct fs_ctx *ctx, struct fs_node *n)
     int r;
     if (n->kind != FS_NODE_IMAGE && n->kind != FS_NODE_BLOB)
         return 0;
-    if (n->file->crypt == FETCH_CRYPT_ENCRYPT)
+    if (n->file && n->file->crypt == FETCH_CRYPT_ENCRYPT)
         return 0; /* listed with the manifest's size; open() refuses it */
     r = fs_node_load(ctx->tree, n, &err);
     if (r < 0) {
@@ -227,7 +227,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EROFS);
         return;
     }
-    if (n->kind == FS_NODE_IMAGE && n->file->crypt == FETCH_CRYPT_ENCRYPT) {
+    if (n->kind == FS_NODE_IMAGE && n->file && n->file->crypt == FETCH_CRYPT_ENCRYPT) {
         char path[512];
         fs_node_path(n, path, sizeof(path));
         fs_warn("%s: encrypted archive; encryption keys are not supported yet", path);

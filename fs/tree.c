@@ -117,8 +117,10 @@ static int add_snapshot(struct fs_tree *t, const struct fetch_pbs_snapshot *snap
                     (int)stem, f->name);
             continue;
         }
-        if (kind == FETCH_PBS_ARCHIVE_FIDX)
+        if (kind == FETCH_PBS_ARCHIVE_FIDX) {
             n = node_new(t, sdir, FS_NODE_IMAGE, f->name, stem, snap->time);
+            t->image_count += n != NULL;
+        }
         else if (kind == FETCH_PBS_ARCHIVE_BLOB && f->crypt != FETCH_CRYPT_ENCRYPT &&
                  f->size <= FETCH_PBS_SMALL_BLOB_MAX)
             n = node_new(t, sdir, FS_NODE_BLOB, f->name, stem, snap->time);
@@ -154,10 +156,104 @@ static int finish_dirs(struct fs_tree *t)
     return 0;
 }
 
+static struct fs_tree *tree_alloc(struct fetch_store *store)
+{
+    struct fs_tree *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->store = store;
+    t->mount_time = (int64_t)time(NULL);
+    t->uid = getuid();
+    t->gid = getgid();
+    if (!node_new(t, NULL, FS_NODE_DIR, "", 0, t->mount_time)) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Adds index @x at its path; the image moves into the node. */
+static int add_casync_index(struct fs_tree *t, struct fetch_casync_index *x)
+{
+    struct fs_node *dir = t->by_ino[0], *n;
+    const char *p = x->path;
+
+    for (;;) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p) - 6; /* without ".caibx" */
+        struct fs_node *child = NULL;
+        char comp[256];
+
+        if (len == 0 || len >= sizeof(comp))
+            return 0; /* validated by the catalog: cannot happen */
+        memcpy(comp, p, len);
+        comp[len] = '\0';
+        for (size_t i = dir->child_count; i-- > 0;) {
+            if (!strcmp(dir->children[i]->name, comp)) {
+                child = dir->children[i];
+                break;
+            }
+        }
+        if (!slash) {
+            if (child) {
+                fs_warn("%s: hidden: the name %s is taken by another index or directory",
+                        x->path, comp);
+                return 0;
+            }
+            if (!(n = node_new(t, dir, FS_NODE_IMAGE, comp, len, t->mount_time)))
+                return -ENOMEM;
+            n->image = x->image;
+            x->image = NULL;
+            atomic_store_explicit(&n->loaded, true, memory_order_release);
+            t->image_count++;
+            return 0;
+        }
+        if (child && child->kind != FS_NODE_DIR) {
+            fs_warn("%s: hidden: the directory name %s is taken by an index", x->path, comp);
+            return 0;
+        }
+        if (!child && !(child = node_new(t, dir, FS_NODE_DIR, comp, len, t->mount_time)))
+            return -ENOMEM;
+        dir = child;
+        p = slash + 1;
+    }
+}
+
+int fs_tree_new_casync(struct fetch_store *store, struct fetch_casync_catalog *catalog,
+                       struct fs_tree **ret)
+{
+    struct fs_tree *t = tree_alloc(store);
+    int r = 0;
+
+    if (!t) {
+        fetch_casync_catalog_free(catalog);
+        return -ENOMEM;
+    }
+    t->casync = catalog;
+    for (size_t i = 0; i < catalog->count && r == 0; i++) {
+        struct fetch_casync_index *x = &catalog->indexes[i];
+        if (x->archive)
+            fs_info("%s: a directory archive index (.caidx): not mounted (not supported yet)",
+                    x->path);
+        else if (x->error)
+            fs_warn("skipping %s", x->error_msg ? x->error_msg : strerror(-x->error));
+        else
+            r = add_casync_index(t, x);
+    }
+    if (r == 0)
+        r = finish_dirs(t);
+    if (r < 0) {
+        fs_tree_free(t);
+        return r;
+    }
+    *ret = t;
+    return 0;
+}
+
 int fs_tree_new(struct fetch_store *store, struct fetch_pbs_catalog *catalog,
                 struct fs_tree **ret)
 {
-    struct fs_tree *t = calloc(1, sizeof(*t));
+    struct fs_tree *t = tree_alloc(store);
     struct fs_node *group = NULL, *prev_group = NULL;
     const struct fetch_pbs_snapshot *newest = NULL;
     int r = 0;
@@ -166,15 +262,7 @@ int fs_tree_new(struct fetch_store *store, struct fetch_pbs_catalog *catalog,
         fetch_pbs_catalog_free(catalog);
         return -ENOMEM;
     }
-    t->store = store;
     t->catalog = catalog;
-    t->mount_time = (int64_t)time(NULL);
-    t->uid = getuid();
-    t->gid = getgid();
-    if (!node_new(t, NULL, FS_NODE_DIR, "", 0, t->mount_time)) {
-        r = -ENOMEM;
-        goto fail;
-    }
     /* snapshots are sorted by (ns, type, id, time): a group's last one is its newest */
     for (size_t i = 0; i <= catalog->count; i++) {
         if (i < catalog->count && (r = add_snapshot(t, &catalog->snaps[i], &group)) < 0)
@@ -217,6 +305,7 @@ void fs_tree_free(struct fs_tree *t)
     }
     free(t->by_ino);
     fetch_pbs_catalog_free(t->catalog);
+    fetch_casync_catalog_free(t->casync);
     free(t);
 }
 

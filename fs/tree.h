@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The snapshot namespace shown by the mount:
+ * The namespace shown by the mount. For a PBS datastore:
  *   [ns/<n>/…]<type>/<id>/<time>/<archive>   and   <type>/<id>/latest -> <time>
+ * For a casync repository, each blob index at its store path without the
+ * ".caibx" suffix: releases/os.img.caibx -> releases/os.img.
  * Built once from a catalog and immutable afterwards (lookups need no lock).
  * Image indexes and blobs are loaded on first use, under the node's own
  * mutex, and kept for the life of the tree.
@@ -16,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "fetch/blob.h"
+#include "fetch/casync.h"
 #include "fetch/error.h"
 #include "fetch/image.h"
 #include "fetch/pbs.h"
@@ -26,7 +29,7 @@
 enum fs_node_kind {
     FS_NODE_DIR,
     FS_NODE_SYMLINK,
-    FS_NODE_IMAGE, /* a .fidx, shown without the suffix */
+    FS_NODE_IMAGE, /* a .fidx or .caibx, shown without the suffix */
     FS_NODE_BLOB,  /* a small non-encrypted .blob, shown decoded without the suffix */
 };
 
@@ -44,7 +47,8 @@ struct fs_node {
     /* symlinks */
     char *target;
 
-    /* images and blobs */
+    /* images and blobs; both NULL for casync images, which are loaded when
+     * the tree is built */
     const struct fetch_pbs_snapshot *snap;
     const struct fetch_manifest_file *file;
     pthread_mutex_t lock;  /* serialises loading of the two fields below */
@@ -58,7 +62,9 @@ struct fs_tree {
     struct fetch_store *store;              /* the one the catalog came from */
     struct fetch_store *const *mirrors;     /* all stores, tried when @store fails */
     size_t nmirrors;
-    struct fetch_pbs_catalog *catalog;
+    struct fetch_pbs_catalog *catalog;      /* PBS, or NULL */
+    struct fetch_casync_catalog *casync;    /* casync, or NULL */
+    size_t image_count;                     /* images shown */
     struct fs_node **by_ino; /* by_ino[ino - 1] */
     size_t count, cap;
     int64_t mount_time;
@@ -69,6 +75,13 @@ struct fs_tree {
 /* Builds the tree; takes ownership of @catalog (not of @store). */
 int fs_tree_new(struct fetch_store *store, struct fetch_pbs_catalog *catalog,
                 struct fs_tree **ret);
+/*
+ * Builds the tree of a casync repository; takes ownership of @catalog (not
+ * of @store). Indexes that failed to load and directory archives are left
+ * out with a warning; so is an index whose visible name is taken.
+ */
+int fs_tree_new_casync(struct fetch_store *store, struct fetch_casync_catalog *catalog,
+                       struct fs_tree **ret);
 void fs_tree_free(struct fs_tree *t);
 /* Stores (borrowed) that index and blob loads fall back to, in order. */
 void fs_tree_set_mirrors(struct fs_tree *t, struct fetch_store *const *stores, size_t n);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lzma.h>
 #include <openssl/evp.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -58,6 +59,13 @@ void fx_sha256(const void *data, size_t len, uint8_t out[32])
     unsigned int n = 0;
     if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != 32)
         fx_die("EVP_Digest failed");
+}
+
+void fx_sha512_256(const void *data, size_t len, uint8_t out[32])
+{
+    unsigned int n = 0;
+    if (EVP_Digest(data, len, out, &n, EVP_sha512_256(), NULL) != 1 || n != 32)
+        fx_die("EVP_Digest(SHA-512/256) failed");
 }
 
 void fx_hex(const uint8_t *in, size_t len, char *out)
@@ -190,6 +198,99 @@ uint8_t *fx_zstd_rle_frame(uint64_t total, uint8_t byte, bool with_size, size_t 
         f[n++] = byte;
     }
     *ret_len = n;
+    return f;
+}
+
+uint8_t *fx_zstd_stream(const void *data, size_t len, size_t *ret_len)
+{
+    ZSTD_CStream *c = ZSTD_createCStream();
+    size_t cap = ZSTD_compressBound(len) + ZSTD_CStreamOutSize(), rem, piece = 4096;
+    uint8_t *out = fx_malloc(cap);
+    ZSTD_inBuffer in = {data, 0, 0};
+    ZSTD_outBuffer ob = {out, cap, 0};
+
+    if (!c || ZSTD_isError(ZSTD_initCStream(c, 3)))
+        fx_die("ZSTD_initCStream failed");
+    /* at least one ZSTD_compressStream call, so even an empty input has no pledged size */
+    do {
+        in.size = len - in.size < piece ? len : in.size + piece;
+        do {
+            rem = ZSTD_compressStream(c, &ob, &in);
+            if (ZSTD_isError(rem))
+                fx_die("ZSTD_compressStream: %s", ZSTD_getErrorName(rem));
+        } while (in.pos < in.size);
+    } while (in.size < len);
+    do {
+        rem = ZSTD_endStream(c, &ob);
+        if (ZSTD_isError(rem))
+            fx_die("ZSTD_endStream: %s", ZSTD_getErrorName(rem));
+    } while (rem != 0);
+    ZSTD_freeCStream(c);
+    if (ZSTD_getFrameContentSize(out, ob.pos) != ZSTD_CONTENTSIZE_UNKNOWN || ob.pos < 5 ||
+        (out[4] & 0xc0) != 0)
+        fx_die("streamed zstd frame unexpectedly has a content size");
+    *ret_len = ob.pos;
+    return out;
+}
+
+uint8_t *fx_xz(const void *data, size_t len, size_t *ret_len)
+{
+    size_t cap = lzma_stream_buffer_bound(len), pos = 0;
+    uint8_t *out = fx_malloc(cap);
+    lzma_ret r = lzma_easy_buffer_encode(6, LZMA_CHECK_CRC64, NULL, data, len, out, &pos, cap);
+    if (r != LZMA_OK)
+        fx_die("lzma_easy_buffer_encode: %d", (int)r);
+    *ret_len = pos;
+    return out;
+}
+
+uint8_t *fx_gzip(const void *data, size_t len, size_t *ret_len)
+{
+    z_stream z;
+    size_t cap;
+    uint8_t *out;
+
+    memset(&z, 0, sizeof(z));
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        fx_die("deflateInit2 failed");
+    cap = deflateBound(&z, (uLong)len);
+    out = fx_malloc(cap);
+    z.next_in = (Bytef *)data;
+    z.avail_in = (uInt)len;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END)
+        fx_die("deflate did not finish");
+    *ret_len = z.total_out;
+    deflateEnd(&z);
+    return out;
+}
+
+uint8_t *fx_caibx(uint64_t flags, uint64_t min, uint64_t avg, uint64_t max, const uint64_t *ends,
+                  const uint8_t *ids, size_t n, size_t *ret_len)
+{
+    size_t len = 104 + 40 * n;
+    uint8_t *f = calloc(1, len), *tail;
+    if (!f)
+        fx_die("out of memory");
+    fx_put_le64(f + 0, 48);
+    fx_put_le64(f + 8, FX_CA_INDEX);
+    fx_put_le64(f + 16, flags);
+    fx_put_le64(f + 24, min);
+    fx_put_le64(f + 32, avg);
+    fx_put_le64(f + 40, max);
+    fx_put_le64(f + 48, UINT64_MAX);
+    fx_put_le64(f + 56, FX_CA_TABLE);
+    for (size_t i = 0; i < n; i++) {
+        fx_put_le64(f + 64 + 40 * i, ends[i]);
+        memcpy(f + 64 + 40 * i + 8, ids + 32 * i, 32);
+    }
+    tail = f + 64 + 40 * n;
+    /* two zero fills, then index_offset, table size and marker */
+    fx_put_le64(tail + 16, 48);
+    fx_put_le64(tail + 24, 16 + 40 * (uint64_t)n + 40);
+    fx_put_le64(tail + 32, FX_CA_TAIL_MARKER);
+    *ret_len = len;
     return f;
 }
 

@@ -27,6 +27,7 @@ void *fx_malloc(size_t len);
 void *fx_memdup(const void *p, size_t len);
 
 void fx_sha256(const void *data, size_t len, uint8_t out[32]);
+void fx_sha512_256(const void *data, size_t len, uint8_t out[32]);
 void fx_hex(const uint8_t *in, size_t len, char *out); /* 2*len+1 bytes */
 void fx_unhex(const char *hex, uint8_t *out, size_t len);
 uint32_t fx_crc32(const void *data, size_t len);
@@ -45,6 +46,32 @@ uint8_t *fx_zstd_frame(const void *data, size_t len, bool with_size, size_t *ret
  * blocks (4 bytes each), so a few hundred KiB describe many GiB.
  */
 uint8_t *fx_zstd_rle_frame(uint64_t total, uint8_t byte, bool with_size, size_t *ret_len);
+
+/*
+ * One zstd frame written the way casync 2 does (ZSTD_initCStream at level 3,
+ * input fed in pieces, then ZSTD_endStream): the size is never pledged, so
+ * the frame header has no content size (checked).
+ */
+uint8_t *fx_zstd_stream(const void *data, size_t len, size_t *ret_len);
+/* One .xz stream (liblzma, preset 6, CRC64 check), as casync --compression=xz writes. */
+uint8_t *fx_xz(const void *data, size_t len, size_t *ret_len);
+/* One gzip member (zlib deflate with the gzip wrapper), as casync --compression=gzip. */
+uint8_t *fx_gzip(const void *data, size_t len, size_t *ret_len);
+
+/* casync index constants (casync.md §2.2), spelled out independently of fetch/caibx.h */
+#define FX_CA_INDEX 0x96824d9c7b129ff9ull
+#define FX_CA_TABLE 0xe75b9e112f17417dull
+#define FX_CA_TAIL_MARKER 0x4b4f050e5549ecd1ull
+#define FX_CA_SHA512_256 0x2000000000000000ull
+#define FX_CA_FLAGS_CASYNC 0xb000000000000000ull /* casync make defaults */
+#define FX_CA_FLAGS_SHA256 0x9000000000000000ull /* casync make --digest=sha256 */
+
+/*
+ * A .caibx file laid out as casync.md §2.1 describes: header, @n items
+ * {le64 @ends[i], @ids[32*i]}, tail. Returns a malloc()ed buffer of 104 + 40n.
+ */
+uint8_t *fx_caibx(uint64_t flags, uint64_t min, uint64_t avg, uint64_t max, const uint64_t *ends,
+                  const uint8_t *ids, size_t n, size_t *ret_len);
 
 /* A blob: magic, CRC-32 of @payload (LE), payload. Returns a malloc()ed buffer. */
 uint8_t *fx_blob(const uint8_t magic[8], const void *payload, size_t len, size_t *ret_len);
