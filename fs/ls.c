@@ -173,8 +173,6 @@ static void print_casync_table(const struct fetch_casync_catalog *c)
         printf("%-40.*s %9s %9s %8zu %9s %-10s yes\n", casync_name_len(x), x->path, size, data,
                x->image->count, avg, digest_name(x->algo));
     }
-    if (c->count == 0)
-        printf("(no *.caibx or *.caidx index)\n");
 }
 
 static void print_table(const struct fetch_pbs_catalog *c)
@@ -259,6 +257,14 @@ int fs_cmd_ls(int argc, char **argv)
         }
         for (size_t i = 0; i < ccat->warning_count; i++)
             fs_warn("%s", ccat->warnings[i]);
+        if (ccat->count == 0) {
+            fs_err("%s: neither a Proxmox Backup Server datastore (no .chunks directory) nor "
+                   "a casync repository (no *.caibx or *.caidx index found)",
+                   store->location);
+            fetch_casync_catalog_free(ccat);
+            fetch_store_free(store);
+            return 1;
+        }
         if (json)
             r = print_casync_json(ccat);
         else

@@ -620,8 +620,6 @@ int fs_cmd_mount(int argc, char **argv)
     tune_malloc();
     if (open_stores(&o, stores) < 0)
         goto out;
-    if (o.kind == FS_REPO_CASYNC && open_chunk_store(&o, &chunk_store, &casync_prefix) < 0)
-        goto out;
     if (check_mountpoint(o.mountpoint, mnt, sizeof(mnt)) < 0 || check_dev_fuse() < 0)
         goto out;
     if (!o.no_cache) {
@@ -648,6 +646,8 @@ int fs_cmd_mount(int argc, char **argv)
     cat = NULL;
     casync_cat = NULL;
     if (r < 0)
+        goto out;
+    if (o.kind == FS_REPO_CASYNC && open_chunk_store(&o, &chunk_store, &casync_prefix) < 0)
         goto out;
 
     snprintf(fsname, sizeof(fsname), "lazyimg:%s", o.store);
