@@ -104,6 +104,9 @@ int cache_disk_read(struct cache_disk *c, struct cache_disk_handle *h, uint64_t 
 /* Drops a handle from lookup. NULL-safe. */
 void cache_disk_release(struct cache_disk *c, struct cache_disk_handle *h);
 
+/* Inserts queued at most; beyond, cache_disk_insert() skips (see below). */
+#define CACHE_DISK_QUEUE_MAX_ITEMS 4096
+
 /*
  * Queues chunk @key (already verified by the caller) for insertion. The cache
  * reads @bytes later, on its writer thread, and calls @done(@owner) when it no

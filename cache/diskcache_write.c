@@ -20,8 +20,12 @@
 #include <unistd.h>
 
 /* The queue is bounded so that a slow cache disk costs cached chunks, never
- * memory or the caller's time: beyond either limit inserts are skipped. */
-#define QUEUE_MAX_ITEMS 256
+ * memory or the caller's time: beyond either limit inserts are skipped.
+ * Callers bound the bytes they lend (fs/chunks.c waits for room up to its
+ * memory budget); the item limit is high enough for that budget in small
+ * casync chunks (64 MiB of 16 KiB chunks), so that they wait rather than
+ * lose inserts when the disk is slower than the store. */
+#define QUEUE_MAX_ITEMS CACHE_DISK_QUEUE_MAX_ITEMS
 #define QUEUE_MAX_BYTES ((size_t)1 << 30)
 /* Files written before their rows are committed in one transaction. */
 #define BATCH_MAX 64
@@ -130,6 +134,9 @@ struct wr_state {
     int64_t batch_started; /* monotonic ms */
     int64_t last_created;
     bool inserted; /* rows were added since the last eviction check */
+    /* data/<algo>/<xx> directories this writer made or found: bit xx of
+     * made[algo]; saves two mkdirat() per insert */
+    uint8_t made[3][32];
     bool enospc;   /* the filesystem filled up since the last check */
 };
 
@@ -309,18 +316,23 @@ static void dirs_add(char (*dirs)[DC_PATH_MAX], size_t *ndirs, size_t max, const
     }
 }
 
-/* Makes the directories of @path (data/<algo>/<xx>/<name>). A directory made
- * here needs its parent fsync()ed too: those parents are added to @dirs. */
-static int make_dirs(struct cache_disk *c, const char *path, char (*dirs)[DC_PATH_MAX],
-                     size_t *ndirs, size_t max)
+/* Makes the directories of @path (data/<algo>/<xx>/<name>) of file @f. A
+ * directory made here needs its parent fsync()ed too: those parents are added
+ * to @dirs. */
+static int make_dirs(struct cache_disk *c, struct wr_state *w, const struct wr_file *f,
+                     const char *path, char (*dirs)[DC_PATH_MAX], size_t *ndirs, size_t max)
 {
     char dir[DC_PATH_MAX];
     const char *algo_end = strchr(path + sizeof("data/") - 1, '/');
     const char *fan_end = algo_end ? strchr(algo_end + 1, '/') : NULL;
     const char *ends[2] = {algo_end, fan_end};
+    uint8_t *made = f->algo < 3 ? &w->made[f->algo][f->key[0] >> 3] : NULL;
+    uint8_t bit = (uint8_t)(1u << (f->key[0] & 7));
 
     if (!fan_end)
         return -EINVAL;
+    if (made && (*made & bit))
+        return 0;
     for (int i = 0; i < 2; i++) {
         size_t len = (size_t)(ends[i] - path);
         memcpy(dir, path, len);
@@ -330,6 +342,8 @@ static int make_dirs(struct cache_disk *c, const char *path, char (*dirs)[DC_PAT
         else if (errno != EEXIST)
             return -errno;
     }
+    if (made)
+        *made |= bit;
     return 0;
 }
 
@@ -537,9 +551,19 @@ static int publish_batch(struct cache_disk *c, struct wr_state *w)
             continue;
         }
         cache_dc_data_path(f->algo, f->key, f->created, path);
-        if ((r = make_dirs(c, path, dirs, &ndirs, max)) < 0 ||
-            renameat(c->dirfd, f->tmp, c->dirfd, path) < 0) {
-            int err = r < 0 ? r : -errno;
+        r = make_dirs(c, w, f, path, dirs, &ndirs, max);
+        if (r == 0 && renameat(c->dirfd, f->tmp, c->dirfd, path) < 0) {
+            r = -errno;
+            if (r == -ENOENT && f->algo < 3) {
+                /* the directory went (cache clear in another process): again */
+                w->made[f->algo][f->key[0] >> 3] &= (uint8_t)~(1u << (f->key[0] & 7));
+                r = make_dirs(c, w, f, path, dirs, &ndirs, max);
+                if (r == 0 && renameat(c->dirfd, f->tmp, c->dirfd, path) < 0)
+                    r = -errno;
+            }
+        }
+        if (r < 0) {
+            int err = r;
             file_discard(c, f);
             insert_failed(c, w, err);
             continue;

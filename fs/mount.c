@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -425,6 +426,30 @@ static void tune_malloc(void)
 }
 
 /*
+ * Open disk-cache entries keep their file open, so that a chunk looked up
+ * by readahead is read without another index query. A readahead window of
+ * small casync chunks holds hundreds of them: the soft descriptor limit is
+ * raised to the hard one (at most 65536) and half of it, minus room for the
+ * rest of the daemon, goes to cache entries (512 to 8192).
+ */
+static unsigned cache_open_files(void)
+{
+    struct rlimit rl;
+    rlim_t want;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 0;
+    want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+        (void)getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= 2 * 8192 + 512)
+        return 8192;
+    return rl.rlim_cur < 2 * 512 + 512 ? 512 : (unsigned)((rl.rlim_cur - 512) / 2);
+}
+
+/*
  * Opens STORE and its mirrors. With --snapshot or --chunk-store nothing is
  * listed, so a server without a directory index works; otherwise STORE says
  * what it holds (a datastore or a casync repository) and the mirrors must
@@ -628,6 +653,7 @@ int fs_cmd_mount(int argc, char **argv)
             goto out;
         copts.dir = cache_dir;
         copts.budget = o.cache_size;
+        copts.max_open = cache_open_files();
         /* hits and misses are counted per store the chunks come from */
         const char *chunks_from = o.chunk_store ? o.chunk_store : o.store;
         copts.store = !fetch_location_is_remote(chunks_from) && realpath(chunks_from, store_abs)

@@ -1092,19 +1092,19 @@ static void test_queue_full(void **state)
     insert(c, &first);
     while (atomic_load(&write_calls) == calls) /* the writer is now stuck in write() */
         sleep_ms(1);
-    for (int i = 0; i < 300; i++) {
+    for (int i = 0; i < CACHE_DISK_QUEUE_MAX_ITEMS + 44; i++) {
         struct chunk ch = make_chunk(100, 1000 + (uint64_t)i);
         insert(c, &ch);
         free(ch.bytes);
     }
-    /* everything beyond the queue's 256 entries was handed back already */
+    /* everything beyond the queue's entries was handed back already */
     skipped = atomic_load(&done_calls);
-    assert_int_equal(skipped, 300 - 256);
+    assert_int_equal(skipped, 44);
     assert_int_equal(stats(c).insert_skipped, (uint64_t)skipped);
     set_gate(false);
     cache_disk_sync(c);
-    assert_int_equal(done_calls, 301);
-    assert_int_equal(stats(c).entries, 257);
+    assert_int_equal(done_calls, CACHE_DISK_QUEUE_MAX_ITEMS + 45);
+    assert_int_equal(stats(c).entries, CACHE_DISK_QUEUE_MAX_ITEMS + 1);
     free(first.bytes);
     cache_disk_close(c);
 }
