@@ -34,7 +34,7 @@ size_t fetch_cacnk_max_raw(size_t len);
  * -EBADMSG); a raw object (@compressed false) is the plaintext itself.
  * Output longer or shorter than @len, a broken stream or a digest mismatch is
  * -EBADMSG with a message; so are bytes after the end of an xz or gzip stream
- * or of the last zstd frame, and an xz stream needing more than 256 MiB of
+ * or of the last zstd frame, and an xz stream needing more than 72 MiB of
  * decoder memory. Frame size fields are never trusted: the output buffer is
  * @len (+1) bytes whatever the stream claims. A 0-byte object is -ENOENT
  * (casync marks known missing chunks with a symlink to /dev/null); -ENOMEM.

@@ -93,6 +93,12 @@ static int validate(const uint8_t *p, size_t len, fetch_error *err)
 
     for (size_t i = 0; i < n; i++) {
         uint64_t end = get_le64(p + FETCH_CAIBX_HEAD + i * FETCH_CAIBX_ITEM);
+        /* a tail where an item should be: the file goes on after its table */
+        if (end == 0 && i > 0 &&
+            get_le64(p + FETCH_CAIBX_HEAD + i * FETCH_CAIBX_ITEM + 32) == FETCH_CAIBX_TAIL_MARKER)
+            return fetch_error_set(err, -EBADMSG,
+                                   "index: trailing bytes after the table tail at offset %zu",
+                                   (size_t)(FETCH_CAIBX_HEAD + (i + 1) * FETCH_CAIBX_ITEM));
         if (end <= prev)
             return fetch_error_set(err, -EBADMSG,
                                    "index: chunk %zu ends at %llu, not after %llu (end offsets "

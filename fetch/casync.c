@@ -47,6 +47,7 @@ static bool path_is_safe(const char *path)
 
 struct walk {
     struct fetch_store *store;
+    bool load;
     struct fetch_casync_index *v;
     size_t n, cap;
     char **warnings;
@@ -117,6 +118,13 @@ static void add_index(struct walk *w, char *path, bool archive)
 {
     struct fetch_casync_index *x;
     fetch_error err = {""};
+    if (w->n == FETCH_CASYNC_MAX_INDEXES) {
+        if (w->nwarn < MAX_WARNINGS)
+            warn(w, "more than %d indexes: %s and later ones are left out",
+                 FETCH_CASYNC_MAX_INDEXES, path);
+        free(path);
+        return;
+    }
     if (w->n == w->cap) {
         size_t ncap = w->cap ? w->cap * 2 : 16;
         struct fetch_casync_index *nv = realloc(w->v, ncap * sizeof(*nv));
@@ -132,7 +140,7 @@ static void add_index(struct walk *w, char *path, bool archive)
     memset(x, 0, sizeof(*x));
     x->path = path;
     x->archive = archive;
-    if (archive)
+    if (archive || !w->load)
         return;
     x->error = fetch_casync_open_index(w->store, path, x, &err);
     if (x->error == -ENOMEM)
@@ -170,8 +178,11 @@ static void walk_dir(struct walk *w, const char *dir, int depth)
 
         if (name[0] == '.')
             continue;
-        if (d[i].is_dir && len > 6 && !strcmp(name + len - 6, ".castr"))
-            continue; /* a chunk store: 65536 directories of chunks, no indexes */
+        if (d[i].is_dir && ((len > 6 && !strcmp(name + len - 6, ".castr")) ||
+                            (len == 4 && fetch_hex_value(name[0]) >= 0 &&
+                             fetch_hex_value(name[1]) >= 0 && fetch_hex_value(name[2]) >= 0 &&
+                             fetch_hex_value(name[3]) >= 0)))
+            continue; /* a chunk store or one of its 65536 directories: no indexes */
         if (!d[i].is_dir && !kind)
             continue;
         if (!fetch_name_is_file(name)) {
@@ -227,10 +238,10 @@ static int walk_finish(struct walk *w, struct fetch_casync_catalog **ret, fetch_
     return 0;
 }
 
-int fetch_casync_catalog_load(struct fetch_store *s, struct fetch_casync_catalog **ret,
+int fetch_casync_catalog_load(struct fetch_store *s, bool load, struct fetch_casync_catalog **ret,
                               fetch_error *err)
 {
-    struct walk w = {.store = s, .err = err};
+    struct walk w = {.store = s, .load = load, .err = err};
     walk_dir(&w, "", 0);
     return walk_finish(&w, ret, err);
 }
@@ -238,7 +249,7 @@ int fetch_casync_catalog_load(struct fetch_store *s, struct fetch_casync_catalog
 int fetch_casync_catalog_load_paths(struct fetch_store *s, const char *const *paths, size_t n,
                                     struct fetch_casync_catalog **ret, fetch_error *err)
 {
-    struct walk w = {.store = s};
+    struct walk w = {.store = s, .load = true};
     for (size_t i = 0; i < n && !w.fatal; i++) {
         const char *p = paths[i];
         int kind = fetch_casync_index_kind(p);

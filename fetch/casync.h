@@ -22,6 +22,7 @@
 /* directories below the root the catalog walk descends into, at most */
 #define FETCH_CASYNC_MAX_DEPTH 16
 #define FETCH_CASYNC_MAX_DIRS 4096
+#define FETCH_CASYNC_MAX_INDEXES 65536
 
 struct fetch_casync_index {
     char *path;    /* store-relative, every component validated: "releases/os.img.caibx" */
@@ -46,12 +47,14 @@ struct fetch_casync_catalog {
 int fetch_casync_index_kind(const char *name);
 
 /*
- * Walks the store for index files (directories named *.castr and names
- * starting with '.' are not entered) and loads every blob index. An index
- * that fails to load is kept with its error (callers decide whether to
- * show or skip it). Fails only when the root cannot be listed.
+ * Walks the store for index files (directories named *.castr or with a
+ * 4-hex-digit name, i.e. chunk stores, and names starting with '.' are not
+ * entered). With @load, every blob index is read and checked too, and one
+ * that fails is kept with its error (callers decide whether to show or skip
+ * it); without, only paths are collected (fetch_casync_open_index() loads
+ * them later). Fails only when the root cannot be listed.
  */
-int fetch_casync_catalog_load(struct fetch_store *s, struct fetch_casync_catalog **ret,
+int fetch_casync_catalog_load(struct fetch_store *s, bool load, struct fetch_casync_catalog **ret,
                               fetch_error *err);
 
 /*

@@ -65,6 +65,7 @@ int fetch_pbs_probe(struct fetch_store *s, fetch_error *err)
     /* the root, not .chunks itself: that holds 65536 directories, which a
      * remote store would have to list page by page */
     int r = fetch_store_list(s, "", &d, &n, err);
+    bool root_listed = r == 0;
     for (size_t i = 0; r == 0 && i < n; i++)
         if (d[i].is_dir && !strcmp(d[i].name, PBS_CHUNK_DIR))
             found = true;
@@ -76,7 +77,7 @@ int fetch_pbs_probe(struct fetch_store *s, fetch_error *err)
         r = fetch_store_list(s, PBS_CHUNK_DIR, &d, &n, err);
         fetch_dirents_free(d, n);
     }
-    if (r == -ENOENT || r == -ENOTDIR)
+    if (root_listed && (r == -ENOENT || r == -ENOTDIR))
         return fetch_error_set(err, -EMEDIUMTYPE,
                                "not a Proxmox Backup Server datastore (no %s directory)",
                                PBS_CHUNK_DIR);

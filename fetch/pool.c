@@ -509,12 +509,17 @@ static void complete(struct fetch_pool *p, struct fetch_job *j)
 static void worker_loop(struct fetch_pool *p, bool bg)
 {
     struct queue *dq = bg ? &p->decode_bg : &p->decode;
+    struct queue *other = bg ? &p->decode : &p->decode_bg;
     int from = bg ? FETCH_PRIO_HYDRATE : FETCH_PRIO_DEMAND;
     int to = bg ? FETCH_PRIO_HYDRATE : FETCH_PRIO_READAHEAD;
 
     pthread_mutex_lock(&p->lock);
     for (;;) {
         struct fetch_job *j = q_pop(dq);
+        /* when stopping, every worker drains both queues: a completion may
+         * submit (and so cancel into a queue) after the other kind has gone */
+        if (!j && p->stopping)
+            j = q_pop(other);
         if (j) {
             j->in_bg = false;
             pthread_mutex_unlock(&p->lock);
@@ -545,7 +550,8 @@ static void worker_loop(struct fetch_pool *p, bool bg)
                 continue;
             }
         }
-        if (p->stopping && !dq->n && p->running == 0 && (!p->any_remote || !p->curl_started))
+        if (p->stopping && !dq->n && !other->n && p->running == 0 &&
+            (!p->any_remote || !p->curl_started))
             break;
         pthread_cond_wait(&p->work, &p->lock);
     }

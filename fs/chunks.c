@@ -44,6 +44,7 @@ struct fs_chunks {
     pthread_mutex_t lent_lock;
     pthread_cond_t lent_cond;
     size_t lent_bytes, lent_max; /* decoded chunks held by the disk writer */
+    size_t lent_count;           /* and their number (its queue is bounded too) */
     pthread_mutex_t flight_lock;
     struct flight *flights[FLIGHT_BUCKETS];
     char *casync_prefix;
@@ -106,6 +107,7 @@ static void lent_done(void *owner)
     cache_mem_release(c->mem, l->entry);
     pthread_mutex_lock(&c->lent_lock);
     c->lent_bytes -= len;
+    c->lent_count--;
     pthread_cond_broadcast(&c->lent_cond);
     pthread_mutex_unlock(&c->lent_lock);
     free(l);
@@ -126,14 +128,17 @@ static bool lend_room(struct fs_chunks *c, size_t len)
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += LENT_WAIT_MS / 1000;
     pthread_mutex_lock(&c->lent_lock);
-    while (c->lent_bytes && c->lent_bytes + len > c->lent_max) {
+    while (c->lent_bytes &&
+           (c->lent_bytes + len > c->lent_max || c->lent_count >= CACHE_DISK_QUEUE_MAX_ITEMS)) {
         if (pthread_cond_timedwait(&c->lent_cond, &c->lent_lock, &until) != 0) {
             ok = false;
             break;
         }
     }
-    if (ok)
+    if (ok) {
         c->lent_bytes += len;
+        c->lent_count++;
+    }
     pthread_mutex_unlock(&c->lent_lock);
     return ok;
 }
@@ -171,6 +176,7 @@ static void queue_insert(struct fs_chunks *c, uint8_t algo, const uint8_t digest
     if (!(l = malloc(sizeof(*l)))) {
         pthread_mutex_lock(&c->lent_lock);
         c->lent_bytes -= len;
+        c->lent_count--;
         pthread_mutex_unlock(&c->lent_lock);
         return;
     }
@@ -295,8 +301,9 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     bool inserted = false;
     enum fetch_prio prio;
 
-    if (r == -ENOENT && f->kind == FETCH_CHUNK_CASYNC && !f->raw) {
-        /* no .cacnk: an uncompressed store names the chunk without a suffix */
+    if ((r == -ENOENT || r == -ELOOP) && f->kind == FETCH_CHUNK_CASYNC && !f->raw) {
+        /* no .cacnk (or casync's "known missing" symlink to /dev/null): an
+         * uncompressed store names the chunk without a suffix */
         struct fetch_job *job;
         pthread_mutex_lock(&c->flight_lock);
         f->raw = true;

@@ -233,7 +233,8 @@ static void yield_to_readers(struct fs_hydrator *h, struct job *job, uint32_t le
     for (;;) {
         uint64_t now = fs_now_ms();
         uint64_t last = atomic_load_explicit(&h->ctx->last_read_ms, memory_order_relaxed);
-        if (job_stopping(h, job) || now - last >= HYDRATE_QUIET_MS) {
+        /* a reader may have stored a newer time than @now */
+        if (job_stopping(h, job) || (last <= now && now - last >= HYDRATE_QUIET_MS)) {
             job->step_bytes = 0; /* no readers: no steps */
             break;
         }
@@ -255,6 +256,9 @@ static void run_pass(struct fs_hydrator *h, struct job *job, const struct fetch_
 {
     struct fs_chunks *chunks = h->ctx->chunks;
 
+    pthread_mutex_lock(&h->lock);
+    job->step_bytes = 0;
+    pthread_mutex_unlock(&h->lock);
     for (size_t i = 0; i < n; i++) {
         const struct fetch_extent *e = &img->extents[list[i].extent];
         struct want *w;

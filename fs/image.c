@@ -43,6 +43,9 @@ static uint8_t *thread_scratch(void)
 
 /* enough for a 1 MiB read over 64 KiB chunks, unaligned, without allocating */
 #define STACK_IOV 24
+/* a reply goes out in one writev() with a header: beyond this many pieces
+ * (tiny chunks) the read is gathered into one buffer instead */
+#define MAX_REPLY_IOV 1000
 
 static void log_chunk_error(const struct fs_node *n, const struct fetch_extent *e, int r,
                             const fetch_error *err)
@@ -230,11 +233,11 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
         if (s->window > max)
             s->window = max;
     }
-    /* the window in bytes past the read, but at least s->window chunks */
+    /* the window in bytes past the read (chunks larger than the window: one) */
     ahead = (uint64_t)s->window * FS_READAHEAD_UNIT;
     target = end - 1 + ahead >= img->size ? img->count - 1 : fetch_image_find(img, end - 1 + ahead);
-    if (target < last + s->window)
-        target = last + s->window;
+    if (target <= last)
+        target = last + 1;
     if (target >= img->count)
         target = img->count - 1;
     from = s->requested > last ? s->requested + 1 : last + 1;
@@ -278,6 +281,10 @@ void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *
     last = fetch_image_find(img, end - 1);
     prefetch_streams(ctx, f, img, off, end);
     slots = last - first + 1;
+    if (slots > MAX_REPLY_IOV) {
+        read_async(ctx, n, req, off, end, first, NULL, 0);
+        return;
+    }
     if (slots > STACK_IOV) {
         iov = calloc(slots, sizeof(*iov));
         held = calloc(slots, sizeof(*held));

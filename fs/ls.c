@@ -249,7 +249,7 @@ int fs_cmd_ls(int argc, char **argv)
         return 1;
     }
     if (kind == FS_REPO_CASYNC) {
-        r = fetch_casync_catalog_load(store, &ccat, &err);
+        r = fetch_casync_catalog_load(store, true, &ccat, &err);
         if (r < 0) {
             fs_err("%s: %s", store->location, err.msg);
             fetch_store_free(store);

@@ -67,8 +67,9 @@ static const char mount_usage[] =
     "                         $LAZYIMG_FETCH_CONCURRENCY)\n"
     "      --retries N        extra attempts per chunk and store after a server\n"
     "                         error, timeout, reset or damaged transfer (default 4)\n"
-    "      --mirror STORE     another copy of the datastore, tried in the order\n"
-    "                         given when STORE fails (repeatable)\n"
+    "      --mirror STORE     another copy of STORE, tried in the order given when\n"
+    "                         STORE fails (repeatable; chunks from --chunk-store\n"
+    "                         or a local default.castr come from there only)\n"
     "      --snapshot PATH    mount just this snapshot, [ns/NS/]TYPE/ID/TIME, or\n"
     "                         casync index, DIR/NAME.caibx, without listing the\n"
     "                         store (repeatable)\n"
@@ -262,10 +263,20 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
                            (o->chunk_store && fetch_location_is_remote(o->chunk_store))))
         o->mem_cache = DEFAULT_MEM_CACHE_REMOTE;
     /* what STORE holds, when the options say it; else open_stores() looks */
-    bool casync = o->chunk_store != NULL;
+    size_t indexes = 0;
     for (size_t i = 0; i < o->nsnapshots; i++)
-        casync = casync || fetch_casync_index_kind(o->snapshots[i]) != 0;
-    if (casync) {
+        indexes += fetch_casync_index_kind(o->snapshots[i]) != 0;
+    if (indexes && indexes != o->nsnapshots) {
+        fs_err("--snapshot: give either datastore snapshots (TYPE/ID/TIME) or casync indexes "
+               "(PATH.caibx), not both");
+        return 2;
+    }
+    if (o->chunk_store && o->nsnapshots && !indexes) {
+        fs_err("--snapshot: with --chunk-store, name casync indexes with their suffix "
+               "(PATH.caibx)");
+        return 2;
+    }
+    if (indexes || o->chunk_store) {
         o->kind = FS_REPO_CASYNC;
         o->kind_known = true;
     } else if (o->nsnapshots) {
@@ -432,7 +443,7 @@ static void tune_malloc(void)
  * raised to the hard one (at most 65536) and half of it, minus room for the
  * rest of the daemon, goes to cache entries (512 to 8192).
  */
-static unsigned cache_open_files(void)
+static unsigned cache_open_files(unsigned concurrency)
 {
     struct rlimit rl;
     rlim_t want;
@@ -444,9 +455,11 @@ static unsigned cache_open_files(void)
         (void)setrlimit(RLIMIT_NOFILE, &rl);
         (void)getrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= 2 * 8192 + 512)
+    /* the rest: FUSE, SQLite, logs, a connection or two per transfer */
+    rlim_t rest = 512 + 2 * (rlim_t)concurrency;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= 2 * 8192 + rest)
         return 8192;
-    return rl.rlim_cur < 2 * 512 + 512 ? 512 : (unsigned)((rl.rlim_cur - 512) / 2);
+    return rl.rlim_cur < 2 * 512 + rest ? 512 : (unsigned)((rl.rlim_cur - rest) / 2);
 }
 
 /*
@@ -494,7 +507,7 @@ static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
         if (o->kind == FS_REPO_CASYNC)
             r = o->nsnapshots ? fetch_casync_catalog_load_paths(stores[i], o->snapshots,
                                                                 o->nsnapshots, ret_casync, &err)
-                              : fetch_casync_catalog_load(stores[i], ret_casync, &err);
+                              : fetch_casync_catalog_load(stores[i], false, ret_casync, &err);
         else
             r = o->nsnapshots ? fetch_pbs_catalog_load_paths(stores[i], o->snapshots,
                                                              o->nsnapshots, ret, &err)
@@ -504,7 +517,7 @@ static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
             return 0;
         }
         fs_err("%s: %s", loc, err.msg);
-        if (r == -ENOMEM || r == -EINVAL || r == -EBADMSG || r == -EMEDIUMTYPE)
+        if (r == -ENOMEM || r == -EINVAL || r == -EMEDIUMTYPE)
             break;
     }
     return -1;
@@ -552,8 +565,9 @@ static int build_casync_tree(const struct mount_opts *o, struct fetch_store *sto
 /*
  * casync chunks come from --chunk-store (opened into @ret_chunk_store) or
  * from default.castr/ in STORE and its mirrors; @ret_prefix says which. A
- * local default store that does not exist is an error now rather than EIO
- * at every read.
+ * local default store is opened as a store of its own (it may be a symlink,
+ * which paths inside a store may not cross); one that does not exist is an
+ * error now rather than EIO at every read.
  */
 static int open_chunk_store(const struct mount_opts *o, struct fetch_store **ret_chunk_store,
                             const char **ret_prefix)
@@ -578,6 +592,11 @@ static int open_chunk_store(const struct mount_opts *o, struct fetch_store **ret
                    o->store, path);
             return -1;
         }
+        if (fetch_store_open_local(path, ret_chunk_store, &err) < 0) {
+            fs_err("%s", err.msg);
+            return -1;
+        }
+        *ret_prefix = "";
     }
     return 0;
 }
@@ -653,7 +672,7 @@ int fs_cmd_mount(int argc, char **argv)
             goto out;
         copts.dir = cache_dir;
         copts.budget = o.cache_size;
-        copts.max_open = cache_open_files();
+        copts.max_open = cache_open_files(o.concurrency);
         /* hits and misses are counted per store the chunks come from */
         const char *chunks_from = o.chunk_store ? o.chunk_store : o.store;
         copts.store = !fetch_location_is_remote(chunks_from) && realpath(chunks_from, store_abs)

@@ -202,9 +202,12 @@ static int add_casync_index(struct fs_tree *t, struct fetch_casync_index *x)
             }
             if (!(n = node_new(t, dir, FS_NODE_IMAGE, comp, len, t->mount_time)))
                 return -ENOMEM;
-            n->image = x->image;
-            x->image = NULL;
-            atomic_store_explicit(&n->loaded, true, memory_order_release);
+            n->index = x;
+            if (x->image) {
+                n->image = x->image;
+                x->image = NULL;
+                atomic_store_explicit(&n->loaded, true, memory_order_release);
+            }
             t->image_count++;
             return 0;
         }
@@ -348,10 +351,15 @@ int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
             if (i && s == t->store)
                 continue;
             err->msg[0] = '\0';
-            if (n->kind == FS_NODE_IMAGE)
+            if (n->kind == FS_NODE_IMAGE && n->index) {
+                struct fetch_casync_index x = {0};
+                r = fetch_casync_open_index(s, n->index->path, &x, err);
+                n->image = x.image;
+            } else if (n->kind == FS_NODE_IMAGE) {
                 r = fetch_pbs_open_fidx(s, n->snap, n->file, &n->image, err);
-            else
+            } else {
                 r = fetch_pbs_read_blob(s, n->snap, n->file, &n->blob, err);
+            }
             if (r == 0 || !fetch_remote_retryable(r))
                 break;
         }
@@ -394,6 +402,8 @@ void fs_node_stat(const struct fs_tree *t, const struct fs_node *n, struct stat 
         if (fs_node_loaded(n)) {
             st->st_size = (off_t)n->image->size;
             st->st_blocks = (blkcnt_t)((n->image->data_bytes + 511) / 512);
+        } else if (!n->file) {
+            st->st_size = 0; /* a casync index not read yet: stat reads it */
         } else {
             st->st_size = (off_t)n->file->size;
             st->st_blocks = (blkcnt_t)((n->file->size + 511) / 512);

@@ -47,10 +47,11 @@ struct fs_node {
     /* symlinks */
     char *target;
 
-    /* images and blobs; both NULL for casync images, which are loaded when
-     * the tree is built */
+    /* images and blobs of a datastore */
     const struct fetch_pbs_snapshot *snap;
     const struct fetch_manifest_file *file;
+    /* casync images: the index (in the tree's catalog), loaded like the above */
+    const struct fetch_casync_index *index;
     pthread_mutex_t lock;  /* serialises loading of the two fields below */
     struct fetch_image *image;
     fetch_data blob;
@@ -77,8 +78,10 @@ int fs_tree_new(struct fetch_store *store, struct fetch_pbs_catalog *catalog,
                 struct fs_tree **ret);
 /*
  * Builds the tree of a casync repository; takes ownership of @catalog (not
- * of @store). Indexes that failed to load and directory archives are left
- * out with a warning; so is an index whose visible name is taken.
+ * of @store). Indexes the catalog loaded already (--snapshot) move into their
+ * nodes; the others are read on first use. Indexes that failed to load and
+ * directory archives are left out with a message; so is an index whose
+ * visible name is taken.
  */
 int fs_tree_new_casync(struct fetch_store *store, struct fetch_casync_catalog *catalog,
                        struct fs_tree **ret);
