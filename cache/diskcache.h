@@ -93,6 +93,14 @@ int cache_disk_lookup(struct cache_disk *c, enum cache_algo algo,
 size_t cache_disk_handle_len(const struct cache_disk_handle *h);
 
 /*
+ * Asks the kernel to start reading the chunk's file into the page cache
+ * (POSIX_FADV_WILLNEED) without waiting for it, so that a later
+ * cache_disk_read() of a prefetched chunk does not wait for the disk.
+ * A hint: failures are ignored.
+ */
+void cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h);
+
+/*
  * Reads [@off, @off + @len) of the chunk into @buf after checking the CRC of
  * every 64 KiB block it touches. 0 on success; -EBADMSG (entry dropped) on a
  * mismatch or a short file; -EINVAL for a range outside the chunk; -errno for

@@ -301,6 +301,12 @@ size_t cache_disk_handle_len(const struct cache_disk_handle *h)
     return (size_t)h->len;
 }
 
+void cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h)
+{
+    (void)c;
+    (void)posix_fadvise(h->fd, 0, (off_t)h->len, POSIX_FADV_WILLNEED);
+}
+
 void cache_disk_release(struct cache_disk *c, struct cache_disk_handle *h)
 {
     struct cache_disk_handle *dead = NULL;

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -380,6 +381,64 @@ static void test_insert_lookup_read(void **state)
     assert_true(st.sqlite_writes >= 1);
     assert_int_equal(count_files(f->dir, "data"), 1);
     assert_int_equal(count_files(f->dir, "tmp"), 0);
+    free(buf);
+    free(ch.bytes);
+    cache_disk_close(c);
+}
+
+/* Pages of @path in the page cache, or -1 when they cannot be dropped (tmpfs). */
+static long resident_pages(const char *path, bool drop_first)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    long page = sysconf(_SC_PAGESIZE), n = 0, pages;
+    unsigned char *vec;
+    void *map;
+
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    if (drop_first)
+        assert_int_equal(posix_fadvise(fd, 0, st.st_size, POSIX_FADV_DONTNEED), 0);
+    pages = (long)((st.st_size + page - 1) / page);
+    map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(map != MAP_FAILED);
+    vec = fx_malloc((size_t)pages);
+    assert_int_equal(mincore(map, (size_t)st.st_size, vec), 0);
+    for (long i = 0; i < pages; i++)
+        n += vec[i] & 1;
+    free(vec);
+    munmap(map, (size_t)st.st_size);
+    close(fd);
+    return n;
+}
+
+/* A prefetched chunk's file is brought into the page cache before any read. */
+static void test_prefetch(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk ch = make_chunk(4 * CACHE_DISK_BLOCK + 123, 21);
+    struct cache_disk_handle *h = NULL;
+    char path[512];
+    long n = 0;
+    uint8_t *buf = fx_malloc(ch.len);
+
+    insert(c, &ch);
+    cache_disk_sync(c);
+    data_path(f->dir, &ch, path, sizeof(path));
+    assert_int_equal(cache_disk_lookup(c, ch.algo, ch.key, &h), 1);
+    if (resident_pages(path, true) == 0) {
+        cache_disk_prefetch(c, h);
+        /* the hint is asynchronous: give the disk up to five seconds */
+        for (int i = 0; i < 500 && (n = resident_pages(path, false)) == 0; i++)
+            sleep_ms(10);
+        assert_true(n > 0);
+    } else {
+        cache_disk_prefetch(c, h); /* cannot be observed here: still harmless */
+    }
+    assert_int_equal(cache_disk_read(c, h, 0, ch.len, buf), 0);
+    assert_memory_equal(buf, ch.bytes, ch.len);
+    cache_disk_release(c, h);
     free(buf);
     free(ch.bytes);
     cache_disk_close(c);
@@ -1340,6 +1399,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_insert_lookup_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefetch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_miss_and_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
