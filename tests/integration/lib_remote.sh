@@ -214,9 +214,10 @@ proxy_reset() {
 proxy_count() {
     local js
     js=$(proxy_stats)
+    # the counters on stdin: thousands of paths exceed one argument's limit
     python3 -c 'import json, re, sys
-st = json.loads(sys.argv[2]); r = re.compile(sys.argv[1])
-print(sum(n for p, n in st["counts"].items() if r.search(p)))' "$1" "$js"
+st = json.load(sys.stdin); r = re.compile(sys.argv[1])
+print(sum(n for p, n in st["counts"].items() if r.search(p)))' "$1" <<<"$js"
 }
 
 # --- s3rver ---------------------------------------------------------------------

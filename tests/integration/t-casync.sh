@@ -10,12 +10,14 @@
 # as not mountable and each kind of malformed index as invalid (which a mount
 # skips with a warning, and a --snapshot mount refuses); a corrupt chunk (zstd,
 # xz, gzip, raw) fails only its own range with EIO; an uncompressed store
-# (chunk files without .cacnk) serves locally and over HTTP.
+# (chunk files without .cacnk) serves locally and over HTTP; a repository in
+# an S3 bucket (s3rver) and a chunk store in one (--chunk-store s3://) serve
+# the same images, without requests for null chunks, and warm from the cache.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 require_fuse
-require_cmd python3 curl casync zstd cmp cp du od
+require_cmd python3 curl casync zstd cmp cp du od node
 HERE=$(cd "$(dirname "$0")" && pwd)
 CT=$HERE/casync_tool.py
 setup_workdir
@@ -498,3 +500,43 @@ stat "$M/disk.img" >/dev/null
 stop_nginx
 check_image "hydrated, nginx stopped" "$M/disk.img" disk.img "$R/disk.img.caibx"
 lazyimg_umount "$M"
+
+# --- S3 (s3rver): the repository in a bucket, and a chunk store in a bucket ----------
+start_s3rver
+s3_mkbucket casync
+s3_upload "$R" casync repo
+# through faultproxy (no faults; --keep-host keeps the signed Host header) so
+# that requests can be counted
+start_proxy "$S3_ENDPOINT" --keep-host
+export AWS_ACCESS_KEY_ID=$S3_AK AWS_SECRET_ACCESS_KEY=$S3_SK
+unset AWS_SESSION_TOKEN AWS_PROFILE AWS_SHARED_CREDENTIALS_FILE AWS_REGION AWS_DEFAULT_REGION
+S3OPTS=(--s3-endpoint "$PROXY_URL" --s3-region us-east-1 --s3-path-style)
+lazyimg_mount s3://casync/repo "$M" --no-cache "${S3OPTS[@]}"
+files "$M" >tree.s3
+expect_same_file "S3 mount: the same files as the local mount" tree.expect tree.s3
+for v in "${VARIANTS[@]}"; do
+    read -r name repo idx src <<<"$v"
+    [[ $repo == "$R" ]] || continue
+    check_image "s3 $name" "$M/${idx%.caibx}" "$src" "$repo/$idx"
+done
+lazyimg_umount "$M"
+got=$(grep -F -f null.ids "$W/faultproxy.log" || true)
+[[ -z $got ]] || fail "S3: null chunks were requested" "$(head -5 <<<"$got")"
+n=$(proxy_count '/casync/repo/default\.castr/[0-9a-f]{4}/[0-9a-f]{64}\.cacnk$')
+((n > 0)) || fail "S3: no chunk object was requested through the proxy" "$(tail -5 "$W/faultproxy.log")"
+ok "S3: no request for any null chunk ($n chunk objects fetched)"
+out=$("$LAZYIMG" ls "${S3OPTS[@]}" s3://casync/repo 2>&1) || fail "lazyimg ls s3://casync/repo failed" "$out"
+check_ls "lazyimg ls (S3)" "$out"
+
+# local indexes, --chunk-store s3://; with a disk cache: the warm read fetches nothing
+C=$W/cache-s3
+lazyimg_mount "$D" "$M" --cache-dir "$C" --chunk-store s3://casync/repo/default.castr "${S3OPTS[@]}"
+check_image "chunk-store-s3 disk" "$M/disk.img" disk.img "$R/disk.img.caibx"
+check_image "chunk-store-s3 nested" "$M/releases/x.img" x.img "$R/releases/x.img.caibx"
+lazyimg_umount "$M"
+proxy_reset
+lazyimg_mount "$D" "$M" --cache-dir "$C" --chunk-store s3://casync/repo/default.castr "${S3OPTS[@]}"
+check_image "chunk-store-s3 disk, warm" "$M/disk.img" disk.img "$R/disk.img.caibx"
+check_image "chunk-store-s3 nested, warm" "$M/releases/x.img" x.img "$R/releases/x.img.caibx"
+lazyimg_umount "$M"
+expect_eq "--chunk-store s3://, warm: no chunk object requested" 0 "$(proxy_count '\.cacnk$')"
