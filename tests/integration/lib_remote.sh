@@ -232,6 +232,7 @@ start_s3rver() {
     S3_DIR=$W/s3rver
     mkdir -p "$S3_DIR/data"
     out=$S3_DIR/stdout.log
+    : >"$out" # exists before the first poll below (the child opens it later)
     # port 0: s3rver picks a free port and prints "S3rver listening on ADDR:PORT"
     # --openssl-legacy-provider: s3rver makes ListObjectsV2 continuation tokens
     # with DES, which OpenSSL 3 has only in its legacy provider (without it every
