@@ -212,6 +212,48 @@ static int index_cmp(const void *a, const void *b)
                   ((const struct fetch_casync_index *)b)->path);
 }
 
+/* strcmp(NAME + ".caibx", path) for the @len bytes of NAME at @name. */
+static int blob_name_cmp(const char *name, size_t len, const char *path)
+{
+    int c = strncmp(name, path, len);
+    return c ? c : strcmp(".caibx", path + len);
+}
+
+/* The blob index named by the @len bytes at @name in sorted @v, or NULL. */
+static struct fetch_casync_index *find_blob(struct fetch_casync_index *v, size_t n,
+                                            const char *name, size_t len)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = blob_name_cmp(name, len, v[mid].path);
+        if (c == 0)
+            return v[mid].archive ? NULL : &v[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+/*
+ * Marks the indexes below a directory whose name a blob index takes. In
+ * sorted order "x.caibx" comes before "x/..." ('.' < '/'), so the index that
+ * takes a name is always decided before the ones it hides.
+ */
+static void mark_shadowed(struct fetch_casync_index *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *p = v[i].path;
+        for (const char *s = strchr(p, '/'); s && !v[i].shadowed_by; s = strchr(s + 1, '/')) {
+            const struct fetch_casync_index *o = find_blob(v, n, p, (size_t)(s - p));
+            if (o && !o->shadowed_by)
+                v[i].shadowed_by = o->path;
+        }
+    }
+}
+
 static int walk_finish(struct walk *w, struct fetch_casync_catalog **ret, fetch_error *err)
 {
     struct fetch_casync_catalog *c;
@@ -230,6 +272,7 @@ static int walk_finish(struct walk *w, struct fetch_casync_catalog **ret, fetch_
     }
     if (w->n)
         qsort(w->v, w->n, sizeof(*w->v), index_cmp);
+    mark_shadowed(w->v, w->n);
     c->count = w->n;
     c->indexes = w->v;
     c->warning_count = w->nwarn;

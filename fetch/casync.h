@@ -34,6 +34,13 @@ struct fetch_casync_index {
     /* blob indexes that did not: the negative errno and why */
     int error;
     char *error_msg;
+    /*
+     * The path of another blob index whose mount name is one of this path's
+     * directories ("x.caibx" beside "x/y.caibx": the file x takes the name, so
+     * x/y is not mounted); NULL when nothing hides it. Set by path alone,
+     * whether or not either index is valid, as the mount does.
+     */
+    const char *shadowed_by;
 };
 
 struct fetch_casync_catalog {

@@ -130,6 +130,10 @@ static int print_casync_json(const struct fetch_casync_catalog *c)
         json_object_object_add(o, "index", json_object_new_string(x->path));
         json_object_object_add(o, "kind", json_object_new_string(x->archive ? "archive" : "blob"));
         json_object_object_add(o, "mountable", json_object_new_boolean(x->image != NULL));
+        json_object_object_add(o, "mounted",
+                               json_object_new_boolean(x->image != NULL && !x->shadowed_by));
+        if (x->shadowed_by)
+            json_object_object_add(o, "hidden-by", json_object_new_string(x->shadowed_by));
         if (x->image) {
             json_object_object_add(o, "name",
                                    json_object_new_string_len(x->path, casync_name_len(x)));
@@ -170,8 +174,10 @@ static void print_casync_table(const struct fetch_casync_catalog *c)
         fs_format_size(x->image->size, size, sizeof(size));
         fs_format_size(x->image->data_bytes, data, sizeof(data));
         fs_format_size(x->chunk_avg, avg, sizeof(avg));
-        printf("%-40.*s %9s %9s %8zu %9s %-10s yes\n", casync_name_len(x), x->path, size, data,
-               x->image->count, avg, digest_name(x->algo));
+        printf("%-40.*s %9s %9s %8zu %9s %-10s %s%s%s\n", casync_name_len(x), x->path, size,
+               data, x->image->count, avg, digest_name(x->algo),
+               x->shadowed_by ? "no (hidden: its directory's name is taken by " : "yes",
+               x->shadowed_by ? x->shadowed_by : "", x->shadowed_by ? ")" : "");
     }
 }
 

@@ -238,6 +238,9 @@ int fs_tree_new_casync(struct fetch_store *store, struct fetch_casync_catalog *c
         if (x->archive)
             fs_info("%s: a directory archive index (.caidx): not mounted (not supported yet)",
                     x->path);
+        else if (x->shadowed_by)
+            fs_warn("%s: hidden: its directory's name is taken by the index %s", x->path,
+                    x->shadowed_by);
         else if (x->error)
             fs_warn("skipping %s", x->error_msg ? x->error_msg : strerror(-x->error));
         else

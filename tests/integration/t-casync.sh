@@ -7,7 +7,8 @@
 # source and `casync extract`'s restore; SEEK_DATA/SEEK_HOLE report exactly
 # the null chunks (casync_tool.py map), which are never fetched; cp
 # --sparse=always allocates only the data; `lazyimg ls` lists indexes, a .caidx
-# as not mountable and each kind of malformed index as invalid (which a mount
+# as not mountable, an index below a directory whose name another index takes
+# (x.caibx beside x/y.caibx) as hidden, and each kind of malformed index as invalid (which a mount
 # skips with a warning, and a --snapshot mount refuses); a corrupt chunk (zstd,
 # xz, gzip, raw) fails only its own range with EIO; an uncompressed store
 # (chunk files without .cacnk) serves locally and over HTTP; a repository in
@@ -257,6 +258,33 @@ check_ls() {
 }
 out=$("$LAZYIMG" ls "$R" 2>&1) || fail "lazyimg ls $R failed" "$out"
 check_ls "lazyimg ls (local)" "$out"
+
+# --- a name taken twice: x.caibx beside x/y.caibx -----------------------------------
+# the file x takes the name: x/y is hidden, by the mount (with a warning) and in ls
+SH=$W/shadow
+mkdir -p "$SH/x" "$SH/w"
+cp "$R/releases/x.img.caibx" "$SH/x.caibx"
+cp "$R/small.img.caibx" "$SH/x/y.caibx"
+cp "$R/small.img.caibx" "$SH/w/y.caibx"
+mount_out "$SH" "$M" --no-cache --chunk-store "$R/default.castr"
+expect_eq "x.caibx beside x/y.caibx: x is the file, x/y is not mounted" "$(printf '%s\n' ./w/y ./x)" "$(files "$M")"
+cmp "$M/x" x.img || fail "x.caibx beside x/: x differs from x.img"
+lazyimg_umount "$M"
+grep -E 'x/y\.caibx.*hidden.*x\.caibx' <<<"$MOUNT_OUT" >/dev/null ||
+    fail "the mount does not warn that x/y.caibx is hidden by x.caibx" "$MOUNT_OUT"
+out=$("$LAZYIMG" ls "$SH" 2>&1) || fail "lazyimg ls $SH failed" "$out"
+line=$(ls_line "$out" x/y.caibx)
+grep -qE '(^|[[:space:]])no \(hidden: .*x\.caibx\)' <<<"$line" || fail "ls: x/y is not shown as hidden by x.caibx" "$out"
+for i in x.caibx w/y.caibx; do
+    line=$(ls_line "$out" "$i")
+    grep -qE '[[:space:]]yes$' <<<"$line" || fail "ls: $i is not shown as mounted" "$out"
+done
+ok "the mount warns that x/y.caibx is hidden; ls: x/y '$(grep -o 'no (hidden.*' <<<"$(ls_line "$out" x/y.caibx)")', x and w/y 'yes'"
+out=$("$LAZYIMG" ls --json "$SH" 2>&1) || fail "lazyimg ls --json $SH failed" "$out"
+got=$(python3 -c 'import json, sys
+for x in json.load(sys.stdin):
+    print(x["index"], x["mounted"], x.get("hidden-by", "-"))' <<<"$out") || fail "ls --json: not the expected JSON" "$out"
+expect_eq "ls --json: mounted and hidden-by" "$(printf '%s\n' 'w/y.caibx True -' 'x.caibx True -' 'x/y.caibx False x.caibx')" "$got"
 
 # --- malformed indexes -------------------------------------------------------------
 # one copy of small.img.caibx per rule of the reader checklist, next to a good one
