@@ -188,12 +188,17 @@ static int add_casync_index(struct fs_tree *t, struct fetch_casync_index *x)
             return 0; /* validated by the catalog: cannot happen */
         memcpy(comp, p, len);
         comp[len] = '\0';
-        for (size_t i = dir->child_count; i-- > 0;) {
-            if (!strcmp(dir->children[i]->name, comp)) {
-                child = dir->children[i];
-                break;
-            }
-        }
+        /*
+         * Only the newest child can have this name: indexes come sorted by
+         * path, so all the paths below one directory are consecutive, and an
+         * index whose name a directory would take is shadowed (skipped)
+         * before it gets here. Were this ever wrong, finish_dirs() refuses
+         * the duplicate name (-EEXIST): the mount fails, it never serves a
+         * wrong file. (A scan of every child made a mount of 60000 indexes in
+         * one directory take 21 s.)
+         */
+        if (dir->child_count && !strcmp(dir->children[dir->child_count - 1]->name, comp))
+            child = dir->children[dir->child_count - 1];
         if (!slash) {
             if (child) {
                 fs_warn("%s: hidden: the name %s is taken by another index or directory",
