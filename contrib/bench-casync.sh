@@ -24,7 +24,8 @@
 #    disk cache;
 # with the chunk store's files in the page cache for every cold figure, and
 # per-chunk overhead figures: chunks, nginx requests per cold read, the
-# daemon's peak RSS (VmHWM), and `lazyimg status --json` after a cold read.
+# daemon's peak RSS (VmHWM), its context switches (all threads: wakeups) per
+# cold --no-cache and warm read, and `lazyimg status --json` after a cold read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -156,6 +157,11 @@ read_image() { # FILE: seconds for dd of the whole file
   echo "$(now) - $t0" | bc -l
 }
 vmhwm() { awk '/^VmHWM/ {print $2}' "/proc/$PID/status"; }
+# context switches of all the daemon's threads so far (its wakeups)
+ctxsw() {
+  cat "/proc/$PID/task/"*/status 2>/dev/null |
+    awk '/^(voluntary|nonvoluntary)_ctxt_switches/ {s += $2} END {print s + 0}'
+}
 cache_entries() {
   "$LZ" cache stats --json --cache-dir "$1" 2>/dev/null |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["entries"])' 2>/dev/null || echo -1
@@ -196,7 +202,7 @@ for img in st.get("images") or []:
 print(" ".join(out))' "$1" 2>/dev/null || echo "(lazyimg status --json did not answer)"
 }
 
-declare -A T_CURL T_EX T_NOC T_COLD T_WARM REQ_NOC REQ_COLD REQ_WARM CACHED RSS STATUS EX_ERR
+declare -A T_CURL T_EX T_NOC T_COLD T_WARM REQ_NOC REQ_COLD REQ_WARM CACHED RSS STATUS EX_ERR CSW_NOC CSW_WARM
 for spec in "${IMAGES[@]}"; do
   read -r name idx opts <<<"$spec"
   img=$MNT/${idx%.caibx}
@@ -238,7 +244,9 @@ for spec in "${IMAGES[@]}"; do
     warm_store
     mount_fresh --no-cache
     r0=$(requests)
+    c0=$(ctxsw)
     read_image "$img" >>"$W/t.noc"
+    echo $(($(ctxsw) - c0)) >>"$W/x.noc"
     echo $(($(requests) - r0)) >>"$W/r.noc"
     rss=$(vmhwm)
     umount_wait
@@ -246,6 +254,7 @@ for spec in "${IMAGES[@]}"; do
   done
   T_NOC[$name]=$(median <"$W/t.noc")
   REQ_NOC[$name]=$(median <"$W/r.noc")
+  CSW_NOC[$name]=$(median <"$W/x.noc")
 
   # cold with an empty disk cache, then warm from the disk cache
   rm -f "$W/t.cold" "$W/t.warm" "$W/r.cold" "$W/r.warm" "$W/c.cold"
@@ -260,7 +269,9 @@ for spec in "${IMAGES[@]}"; do
     wait_cache "$W/cache" "${NDIST[$name]}" >>"$W/c.cold"
     drop_caches
     r0=$(requests)
+    c0=$(ctxsw)
     read_image "$img" >>"$W/t.warm"
+    echo $(($(ctxsw) - c0)) >>"$W/x.warm"
     echo $(($(requests) - r0)) >>"$W/r.warm"
     vmhwm >>"$W/rss.$name"
     umount_wait
@@ -271,6 +282,8 @@ for spec in "${IMAGES[@]}"; do
   REQ_WARM[$name]=$(median <"$W/r.warm")
   CACHED[$name]=$(median <"$W/c.cold")
   RSS[$name]=$(sort -n "$W/rss.$name" | tail -1)
+  CSW_WARM[$name]=$(median <"$W/x.warm")
+  rm -f "$W/x.noc" "$W/x.warm"
   rm -f "$W/rss.$name" "$W/t.noc" "$W/r.noc" "$W/t.cold" "$W/t.warm" "$W/r.cold" "$W/r.warm" "$W/c.cold"
 done
 rm -rf "$W/cache"
@@ -325,5 +338,8 @@ for name in 64K 4M; do
   echo "  disk cache entries after the cold read: ${CACHED[$name]} of ${NDIST[$name]};" \
     "requests during the warm read: ${REQ_WARM[$name]} (ideal: 0)"
   echo "  daemon peak RSS (VmHWM, highest of the runs): $((RSS[$name] / 1024)) MiB"
+  echo "  daemon context switches (all threads, wakeups) per read: ${CSW_NOC[$name]} cold --no-cache" \
+    "($(awk -v a="${CSW_NOC[$name]}" -v b="${NDIST[$name]}" 'BEGIN {printf "%.1f", a / b}') per data chunk)," \
+    "${CSW_WARM[$name]} warm ($(awk -v a="${CSW_WARM[$name]}" -v b="${NCH[$name]}" 'BEGIN {printf "%.1f", a / b}') per chunk)"
   echo "  lazyimg status --json after the first cold read: ${STATUS[$name]}"
 done
