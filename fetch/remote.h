@@ -41,11 +41,32 @@ struct fetch_remote_options {
     long timeout_ms;
 };
 
+/*
+ * The form of @location that may be shown to anyone (messages, the mount's
+ * fsname in /proc/mounts, the store name in the cache, status, ls): the
+ * password of every URL userinfo in it ("https://user:secret@host/ds")
+ * replaced by @replacement ("***" gives "https://user:***@host/ds"), or left
+ * out with its ':' when @replacement is NULL ("https://user@host/ds").
+ * Everything else is copied unchanged; malformed URLs are masked too (the
+ * userinfo of "scheme://" is what precedes the last '@' before the first
+ * '/', '?' or '#'). Like snprintf: writes at most @size bytes, NUL included,
+ * and returns the length of the whole result. Pure and thread-safe.
+ */
+size_t fetch_location_mask(const char *location, const char *replacement, char *buf,
+                           size_t size);
+/* fetch_location_mask(@location, "***") into a new string; NULL on ENOMEM. */
+char *fetch_location_shown(const char *location);
+
 /* True for locations handled by a remote store (http://, https://, s3://). */
 bool fetch_location_is_remote(const char *location);
 
 /*
- * Opens the store at @location (see above); @o may be NULL (defaults). Remote
+ * Opens the store at @location (see above); @o may be NULL (defaults).
+ * An http(s):// location may carry "user:password@" (percent-encoded): it is
+ * taken out of the URL and used as HTTP basic authentication, like
+ * --http-auth-file (giving both is -EINVAL); an s3:// location may not
+ * (-EINVAL: keys come from the credentials options). The store's location,
+ * and every message, show the location as fetch_location_shown() does. Remote
  * stores check that the server answers, so that a wrong URL, a refused
  * connection, a TLS failure or bad credentials fail here with a clear
  * one-line message naming the location: -ECONNREFUSED, -EHOSTUNREACH,

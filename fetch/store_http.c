@@ -4,7 +4,7 @@
  * are plain GETs of <base>/<percent-encoded path>; directory listings come
  * from the server's index page (nginx autoindex in JSON or HTML, Apache
  * mod_autoindex). Credentials, if any, come from a file (basic or bearer)
- * and never appear in messages.
+ * or from the URL's userinfo (basic), and never appear in messages.
  */
 #include "remote_internal.h"
 
@@ -475,38 +475,51 @@ static int read_auth_file(struct http_store *hs, const char *file, fetch_error *
     return r;
 }
 
-/* Validates @location, and sets the base URL and the location shown in
- * messages (without a password the URL may carry). */
+/* Validates @location, and sets the base URL (without userinfo), the basic
+ * authentication a "user:password@" in it gives, and the location shown in
+ * messages (fetch_location_shown: without the password). */
 static int parse_location(struct http_store *hs, const char *location, fetch_error *err)
 {
     CURLU *u = curl_url();
-    char *host = NULL, *query = NULL, *frag = NULL, *pw = NULL, *shown = NULL;
+    char *host = NULL, *query = NULL, *frag = NULL, *user = NULL, *pw = NULL, *bare = NULL;
+    char *shown = fetch_location_shown(location);
     size_t len;
     int r = 0;
 
-    if (!u)
-        return fetch_error_set(err, -ENOMEM, "out of memory");
+    if (!u || !shown) {
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
     if (curl_url_set(u, CURLUPART_URL, location, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
-        r = fetch_error_set(err, -EINVAL, "%s: malformed URL", location);
+        r = fetch_error_set(err, -EINVAL, "%s: malformed URL", shown);
         goto out;
     }
     if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
         curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0) == CURLUE_OK) {
-        r = fetch_error_set(err, -EINVAL, "%s: a store URL takes no query or fragment",
-                            location);
+        r = fetch_error_set(err, -EINVAL, "%s: a store URL takes no query or fragment", shown);
         goto out;
     }
-    if (curl_url_get(u, CURLUPART_PASSWORD, &pw, 0) == CURLUE_OK) {
-        if (curl_url_set(u, CURLUPART_PASSWORD, "***", 0) != CURLUE_OK ||
-            curl_url_get(u, CURLUPART_URL, &shown, 0) != CURLUE_OK) {
+    if (curl_url_get(u, CURLUPART_USER, &user, CURLU_URLDECODE) == CURLUE_OK && user) {
+        /* basic authentication, kept out of every URL the store builds */
+        if (curl_url_get(u, CURLUPART_PASSWORD, &pw, CURLU_URLDECODE) != CURLUE_OK)
+            pw = NULL;
+        if (!(hs->user = strdup(user)) || !(hs->password = strdup(pw ? pw : ""))) {
+            r = fetch_error_set(err, -ENOMEM, "out of memory");
+            goto out;
+        }
+        if (curl_url_set(u, CURLUPART_USER, NULL, 0) != CURLUE_OK ||
+            curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) != CURLUE_OK ||
+            curl_url_set(u, CURLUPART_OPTIONS, NULL, 0) != CURLUE_OK ||
+            curl_url_get(u, CURLUPART_URL, &bare, 0) != CURLUE_OK) {
             r = fetch_error_set(err, -ENOMEM, "out of memory");
             goto out;
         }
     }
-    hs->base.location = strdup(shown ? shown : location);
-    hs->base_url = strdup(location);
-    if (!hs->base.location || !hs->base_url) {
+    hs->base.location = shown;
+    shown = NULL;
+    hs->base_url = strdup(bare ? bare : location);
+    if (!hs->base_url) {
         r = fetch_error_set(err, -ENOMEM, "out of memory");
         goto out;
     }
@@ -517,13 +530,17 @@ static int parse_location(struct http_store *hs, const char *location, fetch_err
     while (len > 1 && hs->base.location[len - 1] == '/' && hs->base.location[len - 2] != '/')
         hs->base.location[--len] = '\0';
 out:
+    if (user)
+        explicit_bzero(user, strlen(user));
     if (pw)
         explicit_bzero(pw, strlen(pw));
+    curl_free(user);
     curl_free(pw);
+    curl_free(bare);
     curl_free(host);
     curl_free(query);
     curl_free(frag);
-    curl_free(shown);
+    free(shown);
     curl_url_cleanup(u);
     return r;
 }
@@ -579,6 +596,13 @@ int fetch_http_open(const char *location, const struct fetch_remote_options *o, 
     /* a redirect may go from http to https, never from https to http */
     hs->conf.redir_protocols = strncasecmp(location, "https:", 6) ? "http,https" : "https";
     if (o && o->http_auth_file) {
+        if (hs->user) {
+            r = fetch_error_set(err, -EINVAL,
+                                "%s: credentials both in the URL and in --http-auth-file "
+                                "(give them once)",
+                                hs->base.location);
+            goto fail;
+        }
         r = read_auth_file(hs, o->http_auth_file, err);
         if (r < 0)
             goto fail;

@@ -96,11 +96,155 @@ int fs_control_dir(char *buf, size_t len, int create, char *err, size_t err_len)
     return 0;
 }
 
+static void unescape_mountinfo(char *s);
+
+/*
+ * The owner of the FUSE mount with device @dev: the user_id= option of its
+ * /proc/self/mountinfo entry (FUSE sets it to the uid that mounted). -ENOENT
+ * if no entry has that device or the entry has no user_id.
+ */
+static int mount_owner(dev_t dev, uid_t *ret_uid)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char *line = NULL;
+    size_t cap = 0;
+    int r = -ENOENT;
+
+    if (!f)
+        return -errno;
+    while (getline(&line, &cap, f) > 0) {
+        unsigned maj, min;
+        char *sep, *opt;
+        unsigned long uid;
+        /* id parent major:minor root mountpoint options [optional...] - type source superopts */
+        if (sscanf(line, "%*s %*s %u:%u", &maj, &min) != 2 || makedev(maj, min) != dev ||
+            !(sep = strstr(line, " - ")))
+            continue;
+        for (opt = strstr(sep, "user_id="); opt; opt = strstr(opt + 1, "user_id=")) {
+            if (opt[-1] != ',' && opt[-1] != ' ')
+                continue;
+            char *end;
+            errno = 0;
+            uid = strtoul(opt + 8, &end, 10);
+            if (!errno && end != opt + 8 && (*end == ',' || *end == '\n' || !*end)) {
+                *ret_uid = (uid_t)uid;
+                r = 0;
+            }
+            break;
+        }
+    }
+    free(line);
+    fclose(f);
+    return r;
+}
+
+/*
+ * Root asking for the mount of another user: that user's daemon has its
+ * socket in $XDG_RUNTIME_DIR/lazyimg (systemd: /run/user/UID) or in
+ * /tmp/lazyimg-UID. A directory counts only if it is owned by that user and
+ * not writable by others, and the socket only if it is that user's.
+ */
+static int owner_socket_path(dev_t dev, uid_t owner, char *buf, size_t len, char *err,
+                             size_t err_len)
+{
+    char dirs[2][64];
+    struct stat st;
+
+    snprintf(dirs[0], sizeof(dirs[0]), "/run/user/%u/lazyimg", (unsigned)owner);
+    snprintf(dirs[1], sizeof(dirs[1]), "/tmp/lazyimg-%u", (unsigned)owner);
+    for (size_t i = 0; i < 2; i++) {
+        int w = snprintf(buf, len, "%s/%u:%u.sock", dirs[i], major(dev), minor(dev));
+        if (w < 0 || (size_t)w >= len)
+            continue;
+        if (lstat(dirs[i], &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != owner ||
+            (st.st_mode & 022))
+            continue;
+        if (lstat(buf, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_uid == owner)
+            return 0;
+    }
+    set_err(err, err_len,
+            "mounted by uid %u, whose daemon keeps its control socket in that user's "
+            "$XDG_RUNTIME_DIR/lazyimg; there is no %u:%u.sock of that user in %s or %s "
+            "(run lazyimg status as uid %u)",
+            (unsigned)owner, major(dev), minor(dev), dirs[0], dirs[1], (unsigned)owner);
+    return -ENOENT;
+}
+
+int fs_mountinfo_lookup(const char *path, dev_t *ret)
+{
+    char abs[PATH_MAX], norm[PATH_MAX], *line = NULL;
+    size_t cap = 0, best = 0, o = 0;
+    FILE *f;
+    int r = -ENOENT;
+
+    if (path[0] == '/') {
+        if (snprintf(abs, sizeof(abs), "%s", path) >= (int)sizeof(abs))
+            return -ENAMETOOLONG;
+    } else {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof(cwd)))
+            return -errno;
+        if (snprintf(abs, sizeof(abs), "%s/%s", cwd, path) >= (int)sizeof(abs))
+            return -ENAMETOOLONG;
+    }
+    /* lexically: ".", ".." and repeated slashes (symlinks cannot be followed here) */
+    for (char *p = abs; *p;) {
+        size_t n;
+        while (*p == '/')
+            p++;
+        n = strcspn(p, "/");
+        if (n == 0)
+            break;
+        if (n == 1 && p[0] == '.') {
+        } else if (n == 2 && p[0] == '.' && p[1] == '.') {
+            while (o > 0 && norm[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--;
+        } else {
+            norm[o++] = '/';
+            memcpy(norm + o, p, n);
+            o += n;
+        }
+        p += n;
+    }
+    if (o == 0)
+        norm[o++] = '/';
+    norm[o] = '\0';
+
+    if (!(f = fopen("/proc/self/mountinfo", "re")))
+        return -errno;
+    while (getline(&line, &cap, f) > 0) {
+        char mnt[PATH_MAX];
+        unsigned maj, min;
+        size_t ml;
+        if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &maj, &min, mnt) != 3)
+            continue;
+        unescape_mountinfo(mnt);
+        ml = strlen(mnt);
+        if (!(ml == 1 || (!strncmp(norm, mnt, ml) && (norm[ml] == '/' || !norm[ml]))))
+            continue;
+        /* the longest mountpoint above @path; of equal ones the last (on top) */
+        if (ml >= best) {
+            best = ml;
+            *ret = makedev(maj, min);
+            r = 0;
+        }
+    }
+    free(line);
+    fclose(f);
+    return r;
+}
+
 int fs_control_socket_path(dev_t dev, char *buf, size_t len, char *err, size_t err_len)
 {
     char dir[PATH_MAX];
-    int r = fs_control_dir(dir, sizeof(dir), 0, err, err_len);
-    int w;
+    uid_t owner = 0;
+    int r, w;
+
+    if (geteuid() == 0 && mount_owner(dev, &owner) == 0 && owner != 0)
+        return owner_socket_path(dev, owner, buf, len, err, err_len);
+    r = fs_control_dir(dir, sizeof(dir), 0, err, err_len);
     if (r < 0)
         return r;
     w = snprintf(buf, len, "%s/%u:%u.sock", dir, major(dev), minor(dev));
@@ -163,6 +307,15 @@ static int mount_dev(const char *mountpoint, unsigned *ret_major, unsigned *ret_
     }
     free(line);
     fclose(f);
+    return r;
+}
+
+int fs_mountinfo_dev(const char *mountpoint, dev_t *ret)
+{
+    unsigned maj, min;
+    int r = mount_dev(mountpoint, &maj, &min);
+    if (r == 0)
+        *ret = makedev(maj, min);
     return r;
 }
 

@@ -64,6 +64,11 @@ void fs_control_stop(struct fs_control *c);
  * image, run one after another. 0, or -ENOTSUP without a disk cache, -ENOMEM. */
 int fs_control_hydrate_all(struct fs_control *c, uint64_t bandwidth_bytes_per_s);
 
+/* The device number of the mount at @mountpoint (absolute, canonical; the
+ * one on top) from /proc/self/mountinfo, without touching the mount: usable
+ * before its FUSE session answers. 0 or -ENOENT, -errno. */
+int fs_mountinfo_dev(const char *mountpoint, dev_t *ret);
+
 /*
  * Client side. The socket directory for the calling user into @buf; with
  * @create it is made (0700) if missing. 0, -ENAMETOOLONG, -EPERM (not a
@@ -71,7 +76,16 @@ int fs_control_hydrate_all(struct fs_control *c, uint64_t bandwidth_bytes_per_s)
  */
 int fs_control_dir(char *buf, size_t len, int create, char *err, size_t err_len);
 
-/* The socket path of the mount with device @dev into @buf. 0 or -errno as above. */
+/* The mount below which @path lies, found lexically in /proc/self/mountinfo
+ * (for a path that cannot be stat()ed: root is refused by a FUSE mount of
+ * another user without allow_other). 0 or -ENOENT, -ENAMETOOLONG, -errno. */
+int fs_mountinfo_lookup(const char *path, dev_t *ret);
+
+/* The socket path of the mount with device @dev into @buf. 0 or -errno as
+ * above. For root, a mount made by another user (its user_id= in
+ * mountinfo) has its socket with that user: /run/user/UID/lazyimg or
+ * /tmp/lazyimg-UID, owned by UID; -ENOENT with the places looked at in @err
+ * if neither has it. */
 int fs_control_socket_path(dev_t dev, char *buf, size_t len, char *err, size_t err_len);
 
 /*

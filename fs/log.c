@@ -2,7 +2,9 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <syslog.h>
 
 static enum fs_log_level max_level = FS_LOG_INFO;
@@ -20,11 +22,75 @@ void fs_log_use_syslog(bool on)
     use_syslog = on;
 }
 
+/*
+ * The length of the valid UTF-8 sequence at @s (@n bytes available), or 0:
+ * no overlong forms, no surrogates, nothing above U+10FFFF, and no C1
+ * control (U+0080..U+009F), which some terminals obey like ESC [.
+ */
+static size_t utf8_printable_len(const unsigned char *s, size_t n)
+{
+    uint32_t cp;
+    size_t len;
+
+    if (s[0] < 0xc2 || s[0] > 0xf4)
+        return 0;
+    len = s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : 4;
+    if (n < len)
+        return 0;
+    cp = s[0] & (0x7f >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+        return 0;
+    return len;
+}
+
+size_t fs_escape(const char *s, char *buf, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s), o = 0, w = 0; /* w: bytes written, whole pieces only */
+
+    for (size_t i = 0; i < n;) {
+        char esc[4];
+        const char *piece = (const char *)p + i;
+        size_t plen = 1, u;
+
+        if (p[i] >= 0x20 && p[i] < 0x7f) {
+            i++;
+        } else if (p[i] >= 0x80 && (u = utf8_printable_len(p + i, n - i))) {
+            plen = u;
+            i += u;
+        } else {
+            esc[0] = '\\';
+            esc[1] = 'x';
+            esc[2] = hex[p[i] >> 4];
+            esc[3] = hex[p[i] & 15];
+            piece = esc;
+            plen = 4;
+            i++;
+        }
+        /* never half an escape or half a character */
+        if (w == o && size && plen < size - o) {
+            memcpy(buf + o, piece, plen);
+            w += plen;
+        }
+        o += plen;
+    }
+    if (size)
+        buf[w] = '\0';
+    return o;
+}
+
 void fs_log(enum fs_log_level level, const char *fmt, ...)
 {
     static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
     static const char *const tag[] = {"", "warning: ", "", "debug: "};
-    char msg[1024];
+    char msg[1024], out[4 * sizeof(msg)];
     va_list ap;
 
     if (level > max_level)
@@ -32,8 +98,10 @@ void fs_log(enum fs_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* one line, whatever a store or a user put into the arguments */
+    fs_escape(msg, out, sizeof(out));
     if (use_syslog)
-        syslog(prio[level], "%s", msg);
+        syslog(prio[level], "%s", out);
     else
-        fprintf(stderr, "lazyimg: %s%s\n", tag[level], msg);
+        fprintf(stderr, "lazyimg: %s%s\n", tag[level], out);
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 
 enum fs_log_level { FS_LOG_ERR, FS_LOG_WARN, FS_LOG_INFO, FS_LOG_DEBUG };
 
@@ -14,6 +15,21 @@ void fs_log_set_level(enum fs_log_level max);
 /* Switches output to syslog (after daemonizing). */
 void fs_log_use_syslog(bool on);
 
+/*
+ * Copies @s into @buf (@size bytes, always NUL-terminated when @size > 0,
+ * truncated to fit) with every byte that could act on a terminal or split a
+ * log line written as \xNN: C0 controls (tab, CR and LF included), DEL, C1
+ * controls (U+0080..U+009F) and bytes that are not valid UTF-8. Printable
+ * ASCII and valid UTF-8 text pass unchanged; a backslash stays as it is.
+ * Returns the length of the whole escaped string (like snprintf), so a
+ * result >= @size means it was truncated. For names from a store (and any
+ * other text not ours) in tables and messages; fs_log() escapes every
+ * message with it.
+ */
+size_t fs_escape(const char *s, char *buf, size_t size);
+
+/* Formats and writes one message; the formatted text is passed through
+ * fs_escape(), so arguments cannot inject control sequences or lines. */
 __attribute__((format(printf, 2, 3))) void fs_log(enum fs_log_level level, const char *fmt, ...);
 
 #define fs_err(...) fs_log(FS_LOG_ERR, __VA_ARGS__)

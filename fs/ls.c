@@ -164,20 +164,25 @@ static void print_casync_table(const struct fetch_casync_catalog *c)
            "MOUNTED");
     for (size_t i = 0; i < c->count; i++) {
         const struct fetch_casync_index *x = &c->indexes[i];
-        char size[32], data[32], avg[32];
+        char size[32], data[32], avg[32], name[1024], why[1024], by[1024];
+        /* names and messages from the store, escaped for the terminal */
+        fs_escape(x->path, name, sizeof(name));
         if (!x->image) {
-            printf("%-40s %9s %9s %8s %9s %-10s %s%s\n", x->path, "-", "-", "-", "-", "-",
-                   x->archive ? "not mountable (directory archive index)" : "invalid: ",
-                   x->archive ? "" : x->error_msg ? x->error_msg : strerror(-x->error));
+            fs_escape(x->archive ? "" : x->error_msg ? x->error_msg : strerror(-x->error), why,
+                      sizeof(why));
+            printf("%-40s %9s %9s %8s %9s %-10s %s%s\n", name, "-", "-", "-", "-", "-",
+                   x->archive ? "not mountable (directory archive index)" : "invalid: ", why);
             continue;
         }
+        fs_escape(x->shadowed_by ? x->shadowed_by : "", by, sizeof(by));
         fs_format_size(x->image->size, size, sizeof(size));
         fs_format_size(x->image->data_bytes, data, sizeof(data));
         fs_format_size(x->chunk_avg, avg, sizeof(avg));
-        printf("%-40.*s %9s %9s %8zu %9s %-10s %s%s%s\n", casync_name_len(x), x->path, size,
-               data, x->image->count, avg, digest_name(x->algo),
-               x->shadowed_by ? "no (hidden: its directory's name is taken by " : "yes",
-               x->shadowed_by ? x->shadowed_by : "", x->shadowed_by ? ")" : "");
+        name[strlen(name) - (x->archive ? 0 : 6)] = '\0'; /* without ".caibx" */
+        printf("%-40s %9s %9s %8zu %9s %-10s %s%s%s\n", name, size, data, x->image->count, avg,
+               digest_name(x->algo),
+               x->shadowed_by ? "no (hidden: its directory's name is taken by " : "yes", by,
+               x->shadowed_by ? ")" : "");
     }
 }
 
@@ -187,15 +192,18 @@ static void print_table(const struct fetch_pbs_catalog *c)
            "MOUNTED");
     for (size_t i = 0; i < c->count; i++) {
         const struct fetch_pbs_snapshot *s = &c->snaps[i];
-        char path[512];
-        snapshot_path(s, path, sizeof(path));
+        char raw[512], path[2048], name[1024];
+        snapshot_path(s, raw, sizeof(raw));
+        fs_escape(raw, path, sizeof(path));
         for (size_t j = 0; j < s->manifest->count; j++) {
             const struct fetch_manifest_file *f = &s->manifest->files[j];
             size_t stem = 0;
             const char *kind = archive_kind(f, &stem);
             char size[32];
             fs_format_size(f->size, size, sizeof(size));
-            printf("%-44s %-28.*s %-6s %9s  %-9s %s\n", path, (int)stem, f->name, kind, size,
+            fs_escape(f->name, name, sizeof(name));
+            name[stem < strlen(name) ? stem : strlen(name)] = '\0'; /* names are ASCII */
+            printf("%-44s %-28s %-6s %9s  %-9s %s\n", path, name, kind, size,
                    fetch_crypt_name(f->crypt), mount_state(f));
         }
     }

@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "fetch/remote.h"
 #include "log.h"
 
 extern char **environ;
@@ -90,6 +91,47 @@ int fs_cmd_umount(int argc, char **argv)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
 }
 
+/*
+ * A password in a URL argument ("https://user:secret@host/ds") would stay in
+ * /proc/PID/cmdline, which every local user can read (ps): the commands run
+ * on private copies of the arguments, and the process's own argument area is
+ * rewritten with every such password left out (the rest moved up, the tail
+ * zeroed). Returns the copies (argv itself when there is nothing to hide),
+ * or NULL on ENOMEM.
+ */
+static char **conceal_url_passwords(int argc, char **argv)
+{
+    char **copy, *area, *end;
+    bool secret = false, contiguous = true;
+
+    for (int i = 1; i < argc; i++)
+        secret |= fetch_location_mask(argv[i], NULL, NULL, 0) != strlen(argv[i]);
+    if (!secret)
+        return argv;
+    if (!(copy = calloc((size_t)argc + 1, sizeof(*copy))))
+        return NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!(copy[i] = strdup(argv[i])))
+            return NULL; /* the process exits */
+        if (i + 1 < argc && argv[i + 1] != argv[i] + strlen(argv[i]) + 1)
+            contiguous = false;
+    }
+    if (contiguous) {
+        area = argv[1];
+        end = argv[argc - 1] + strlen(argv[argc - 1]) + 1;
+        for (int i = 1; i < argc; i++)
+            area += fetch_location_mask(copy[i], NULL, area, (size_t)(end - area)) + 1;
+        memset(area, 0, (size_t)(end - area));
+    } else {
+        for (int i = 1; i < argc; i++) {
+            size_t n = strlen(argv[i]) + 1;
+            size_t m = fetch_location_mask(copy[i], NULL, argv[i], n) + 1;
+            memset(argv[i] + m, 0, n - m);
+        }
+    }
+    return copy;
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -116,6 +158,10 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
         printf("lazyimg %s\n", LAZYIMG_VERSION);
         return 0;
+    }
+    if (!(argv = conceal_url_passwords(argc, argv))) {
+        fs_err("out of memory");
+        return 1;
     }
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         if (!strcmp(argv[1], cmds[i].name))

@@ -105,6 +105,8 @@ struct mount_opts {
     bool kind_known;
     struct fetch_remote_options remote;
     const char *store, *mountpoint;
+    /* STORE as shown everywhere (fsname, messages, cache): without a password */
+    char store_shown[PATH_MAX];
 };
 
 static int parse_count(const char *opt, const char *arg, unsigned lo, unsigned hi, unsigned *ret)
@@ -259,6 +261,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
     }
     o->store = argv[optind];
     o->mountpoint = argv[optind + 1];
+    fetch_location_mask(o->store, "***", o->store_shown, sizeof(o->store_shown));
     if (!mem_cache_set && (fetch_location_is_remote(o->store) ||
                            (o->chunk_store && fetch_location_is_remote(o->chunk_store))))
         o->mem_cache = DEFAULT_MEM_CACHE_REMOTE;
@@ -408,6 +411,38 @@ static void *raise_readahead(void *arg)
     return NULL;
 }
 
+/*
+ * Whether the kernel readahead of the mount at @mountpoint (mounted, its
+ * session not yet answering) can be set to @kb: that takes writing the
+ * mount's read_ahead_kb in sysfs, which only root may do. If not, says so
+ * once, on the terminal of `lazyimg mount`, with the window the mount keeps.
+ */
+static bool readahead_settable(const char *mountpoint, unsigned kb)
+{
+    char path[128], cur[32] = "";
+    dev_t dev;
+    ssize_t n;
+    int fd;
+
+    if (kb == 0 || fs_mountinfo_dev(mountpoint, &dev) < 0)
+        return kb != 0; /* the thread tries, and logs at debug level */
+    snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(dev), minor(dev));
+    if (access(path, W_OK) == 0)
+        return true;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    n = fd >= 0 ? read(fd, cur, sizeof(cur) - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    cur[n > 0 ? n : 0] = '\0';
+    cur[strcspn(cur, "\n")] = '\0';
+    if (strtoul(cur, NULL, 10) == kb)
+        return false;
+    fs_warn("kernel readahead of %s stays at %s%s, not the %u KiB of --readahead-kb: only "
+            "root can change it (lazyimg's own --readahead still works)",
+            mountpoint, *cur ? cur : "the kernel's default", *cur ? " KiB" : "", kb);
+    return false;
+}
+
 static void start_readahead_thread(const char *mountpoint, unsigned kb)
 {
     struct readahead_job *job;
@@ -487,7 +522,8 @@ static int open_stores(struct mount_opts *o, struct fetch_store **stores)
         if (i == 0) {
             o->kind = kind;
         } else if (kind != o->kind) {
-            fs_err("%s: not the same kind of store as %s", loc, o->store);
+            fs_err("%s: not the same kind of store as %s", stores[i]->location,
+                   stores[0]->location);
             return -1;
         }
     }
@@ -501,7 +537,6 @@ static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
                         size_t *ret_from)
 {
     for (size_t i = 0; i <= o->nmirrors; i++) {
-        const char *loc = i ? o->mirrors[i - 1] : o->store;
         fetch_error err = {""};
         int r;
         if (o->kind == FS_REPO_CASYNC)
@@ -516,7 +551,7 @@ static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
             *ret_from = i;
             return 0;
         }
-        fs_err("%s: %s", loc, err.msg);
+        fs_err("%s: %s", stores[i]->location, err.msg);
         if (r == -ENOMEM || r == -EINVAL || r == -EMEDIUMTYPE)
             break;
     }
@@ -531,7 +566,7 @@ static int build_pbs_tree(const struct mount_opts *o, struct fetch_store *store,
     for (size_t i = 0; i < cat->warning_count; i++)
         fs_warn("%s", cat->warnings[i]);
     if (cat->count == 0)
-        fs_warn("%s: no finished snapshots; the mount will be empty", o->store);
+        fs_warn("%s: no finished snapshots; the mount will be empty", o->store_shown);
     r = fs_tree_new(store, cat, ret);
     if (r < 0)
         fs_err("cannot build the snapshot tree: %s",
@@ -549,7 +584,7 @@ static int build_casync_tree(const struct mount_opts *o, struct fetch_store *sto
     if (cat->count == 0) {
         fs_err("%s: neither a Proxmox Backup Server datastore (no .chunks directory) nor a "
                "casync repository (no *.caibx index found)",
-               o->store);
+               o->store_shown);
         fetch_casync_catalog_free(cat);
         return -EMEDIUMTYPE;
     }
@@ -558,7 +593,7 @@ static int build_casync_tree(const struct mount_opts *o, struct fetch_store *sto
         fs_err("cannot build the image tree: %s", strerror(-r));
     else if ((*ret)->image_count == 0)
         fs_warn("%s: no blob index (*.caibx) could be mounted; the mount will be empty",
-                o->store);
+                o->store_shown);
     return r;
 }
 
@@ -675,9 +710,9 @@ int fs_cmd_mount(int argc, char **argv)
         copts.max_open = cache_open_files(o.concurrency);
         /* hits and misses are counted per store the chunks come from */
         const char *chunks_from = o.chunk_store ? o.chunk_store : o.store;
-        copts.store = !fetch_location_is_remote(chunks_from) && realpath(chunks_from, store_abs)
-                          ? store_abs
-                          : chunks_from;
+        if (fetch_location_is_remote(chunks_from) || !realpath(chunks_from, store_abs))
+            fetch_location_mask(chunks_from, "***", store_abs, sizeof(store_abs));
+        copts.store = store_abs;
         if (fs_open_cache(&copts, &disk) < 0)
             goto out;
         cache_disk_close(disk);
@@ -695,7 +730,7 @@ int fs_cmd_mount(int argc, char **argv)
     if (o.kind == FS_REPO_CASYNC && open_chunk_store(&o, &chunk_store, &casync_prefix) < 0)
         goto out;
 
-    snprintf(fsname, sizeof(fsname), "lazyimg:%s", o.store);
+    snprintf(fsname, sizeof(fsname), "lazyimg:%s", o.store_shown);
     /* commas would split the option string: keep fsname free of them */
     for (char *p = fsname; *p; p++)
         if (*p == ',')
@@ -725,6 +760,7 @@ int fs_cmd_mount(int argc, char **argv)
         fs_err("cannot mount at %s (see the message above)", mnt);
         goto out_handlers;
     }
+    bool set_readahead = readahead_settable(mnt, o.readahead_kb);
     if (fuse_daemonize(o.foreground) != 0) {
         fs_err("cannot detach from the terminal");
         goto out_unmount;
@@ -732,10 +768,11 @@ int fs_cmd_mount(int argc, char **argv)
     if (!o.foreground)
         fs_log_use_syslog(true);
     if (ctx.tree->catalog)
-        fs_info("mounted %s at %s (%zu snapshots)", o.store, mnt, ctx.tree->catalog->count);
+        fs_info("mounted %s at %s (%zu snapshots)", o.store_shown, mnt,
+                ctx.tree->catalog->count);
     else
-        fs_info("mounted %s at %s (%zu casync images, chunks from %s%s)", o.store, mnt,
-                ctx.tree->image_count, chunk_store ? chunk_store->location : o.store,
+        fs_info("mounted %s at %s (%zu casync images, chunks from %s%s)", o.store_shown, mnt,
+                ctx.tree->image_count, chunk_store ? chunk_store->location : o.store_shown,
                 chunk_store ? "" : "/" FETCH_CASYNC_DEFAULT_STORE);
     if (!o.no_cache && fs_open_cache(&copts, &disk) < 0)
         fs_warn("continuing without the disk cache");
@@ -768,7 +805,8 @@ int fs_cmd_mount(int argc, char **argv)
     if (o.hydrate && control && (r = fs_control_hydrate_all(control, o.bandwidth)) < 0)
         fs_warn("--hydrate: %s", strerror(-r));
 
-    start_readahead_thread(mnt, o.readahead_kb);
+    if (set_readahead)
+        start_readahead_thread(mnt, o.readahead_kb);
     loop_cfg = fuse_loop_cfg_create();
     if (!loop_cfg) {
         fs_err("out of memory");

@@ -4,7 +4,9 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "control.h"
@@ -44,6 +46,14 @@ static const char *str(json_object *o, const char *key)
     return json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
                ? json_object_get_string(v)
                : "";
+}
+
+/* A string of the reply as it may be printed (the daemon of another user,
+ * or a store's names, must not drive root's terminal). */
+static const char *safe(json_object *o, const char *key, char *buf, size_t len)
+{
+    fs_escape(str(o, key), buf, len);
+    return buf;
 }
 
 static json_object *obj(json_object *o, const char *key)
@@ -89,7 +99,7 @@ static void print_human(json_object *st)
     json_object *stores = obj(st, "stores"), *f = obj(st, "fetch"), *c = obj(st, "cache");
     json_object *q = obj(f, "queued"), *lat = obj(f, "latency_us"), *d = obj(c, "disk");
     json_object *images = obj(st, "images");
-    char a[32], b[32];
+    char a[32], b[32], text[4 * PATH_MAX];
     size_t n, width = 4;
 
     printf("stores:\n");
@@ -97,7 +107,8 @@ static void print_human(json_object *st)
     for (size_t i = 0; i < n; i++) {
         json_object *s = json_object_array_get_idx(stores, i);
         bool active = json_object_get_boolean(obj(s, "active"));
-        printf("  %s %s%s\n", active ? "*" : " ", str(s, "location"), active ? " (active)" : "");
+        printf("  %s %s%s\n", active ? "*" : " ", safe(s, "location", text, sizeof(text)),
+               active ? " (active)" : "");
     }
     format_us(u64(lat, "p50"), a, sizeof(a));
     format_us(u64(lat, "p99"), b, sizeof(b));
@@ -129,12 +140,13 @@ static void print_human(json_object *st)
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        size_t l = strlen(str(json_object_array_get_idx(images, i), "path"));
+        size_t l = strlen(safe(json_object_array_get_idx(images, i), "path", text, sizeof(text)));
         if (l > width)
             width = l;
     }
-    printf("images:\n  %-*s  %17s %6s %5s  %s\n", (int)width, "PATH", "CACHED / DATA", "", "ZERO",
-           "HYDRATION");
+    /* CACHED%: share of the data bytes in the disk cache; ZERO: share of the size */
+    printf("images:\n  %-*s  %17s %7s %5s  %s\n", (int)width, "PATH", "CACHED / DATA", "CACHED%",
+           "ZERO", "HYDRATION");
     for (size_t i = 0; i < n; i++) {
         json_object *im = json_object_array_get_idx(images, i);
         uint64_t size = u64(im, "size"), zero = u64(im, "zero_bytes");
@@ -143,7 +155,7 @@ static void print_human(json_object *st)
         fs_format_size(u64(im, "data_bytes"), b, sizeof(b));
         snprintf(sz, sizeof(sz), "%s / %s", a, b);
         hydration_text(obj(im, "hydration"), hyd, sizeof(hyd));
-        printf("  %-*s  %17s %5.1f%% %4.0f%%  %s\n", (int)width, str(im, "path"), sz,
+        printf("  %-*s  %17s %6.1f%% %4.0f%%  %s\n", (int)width, safe(im, "path", text, sizeof(text)), sz,
                dbl(im, "hydrated_pct"), size ? 100.0 * (double)zero / (double)size : 0.0, hyd);
     }
 }
@@ -177,8 +189,13 @@ int fs_cmd_status(int argc, char **argv)
         return 2;
     }
     if (stat(argv[optind], &sb) < 0) {
-        fs_err("%s: %s", argv[optind], strerror(errno));
-        return 1;
+        /* root, on the mount of another user without allow_other: EACCES */
+        int stat_errno = errno;
+        if (stat_errno != EACCES || geteuid() != 0 ||
+            fs_mountinfo_lookup(argv[optind], &sb.st_dev) < 0) {
+            fs_err("%s: %s", argv[optind], strerror(stat_errno));
+            return 1;
+        }
     }
     r = fs_control_request(sb.st_dev, "status", &st, err, sizeof(err));
     if (r < 0) {

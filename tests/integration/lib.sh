@@ -161,6 +161,8 @@ daemon_pids() {
     for p in /proc/[0-9]*; do
         args=()
         mapfile -d '' -t args <"$p/cmdline" 2>/dev/null || continue
+        # a daemon that hid a URL password in its arguments leaves NULs at the end
+        while ((${#args[@]})) && [[ -z ${args[-1]} ]]; do unset 'args[-1]'; done
         ((${#args[@]} >= 3)) || continue
         [[ "${args[0]}" == "$LAZYIMG" && "${args[1]}" == mount && "${args[-1]}" == "$1" ]] || continue
         pid_alive "${p#/proc/}" && echo "${p#/proc/}"

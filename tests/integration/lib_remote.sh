@@ -6,7 +6,8 @@
 # contrib/install-deps.sh). Every server listens on 127.0.0.1 only and is
 # stopped by the EXIT trap of lib.sh (add_cleanup hooks).
 #
-#   start_nginx [--autoindex json|html|off] [--name NAME] ROOT
+#   start_nginx [--autoindex json|html|off] [--name NAME] [--htpasswd FILE] ROOT
+#       (--htpasswd: HTTP basic authentication against FILE is required)
 #       serves ROOT; sets NGINX_NAME NGINX_PORT NGINX_URL NGINX_PID NGINX_LOG
 #   stop_nginx [NAME]              fast stop (connections cut); default: the last one
 #   nginx_url NAME / nginx_log NAME / nginx_pid NAME
@@ -58,11 +59,12 @@ NGINX_N=0
 NGINX_NAME="" NGINX_PORT="" NGINX_URL="" NGINX_PID="" NGINX_LOG=""
 
 start_nginx() {
-    local fmt=json name="" root dir port try conf
+    local fmt=json name="" root dir port try conf auth=""
     while (($#)); do
         case $1 in
         --autoindex) fmt=$2; shift 2 ;;
         --name) name=$2; shift 2 ;;
+        --htpasswd) auth="auth_basic \"lazyimg\"; auth_basic_user_file $(realpath "$2");"; shift 2 ;;
         *) break ;;
         esac
     done
@@ -108,7 +110,7 @@ http {
         listen 127.0.0.1:$port;
         server_name localhost;
         root $root;
-        location / { $autoindex }
+        location / { $autoindex $auth }
     }
 }
 EOF

@@ -908,6 +908,49 @@ static void virtual_host_url(void **state)
     curl_easy_cleanup(easy);
 }
 
+static void url_userinfo(void **state)
+{
+    char *r_ok = responsef("200 OK", "text/html", "<a href=\"x/\">x/</a>");
+    const char *resp[] = {r_ok};
+    struct fetch_store *s = NULL;
+    fetch_error err = {""};
+    char loc[160], buf[256], small[12];
+    struct srv srv;
+    (void)state;
+
+    /* masking */
+    fetch_location_mask("https://u:p%40ss@h:1/ds", "***", buf, sizeof(buf));
+    assert_string_equal(buf, "https://u:***@h:1/ds");
+    fetch_location_mask("https://u:p@ss@h/ds/a@b", NULL, buf, sizeof(buf));
+    assert_string_equal(buf, "https://u@h/ds/a@b");
+    fetch_location_mask("--mirror=http://a:b@h/x", "***", buf, sizeof(buf));
+    assert_string_equal(buf, "--mirror=http://a:***@h/x");
+    fetch_location_mask("http://user@h/x", "***", buf, sizeof(buf));
+    assert_string_equal(buf, "http://user@h/x");
+    fetch_location_mask("/srv/ds", "***", buf, sizeof(buf));
+    assert_string_equal(buf, "/srv/ds");
+    assert_int_equal(fetch_location_mask("http://a:secret@h", "***", small, sizeof(small)),
+                     strlen("http://a:***@h"));
+    assert_string_equal(small, "http://a:**");
+
+    /* the userinfo is basic authentication, and no message shows the password */
+    srv_start(&srv, 1, resp);
+    snprintf(loc, sizeof(loc), "http://us%%65r:pa%%3As%%40s@127.0.0.1:%d/ds/", srv.port);
+    assert_int_equal(fetch_store_open(loc, NULL, &s, &err), 0);
+    snprintf(buf, sizeof(buf), "http://us%%65r:***@127.0.0.1:%d/ds", srv.port);
+    assert_string_equal(s->location, buf);
+    fetch_store_free(s);
+    srv_stop(&srv);
+    /* "user:pa:s@s" */
+    assert_string_equal(header(srv.requests[0], "Authorization", buf, sizeof(buf)),
+                        "Basic dXNlcjpwYTpzQHM=");
+    assert_int_equal(fetch_store_open("http://u:Secret1@[bad/x", NULL, &s, &err), -EINVAL);
+    assert_null(strstr(err.msg, "Secret1"));
+    assert_int_equal(fetch_store_open("s3://AKIA:Secret1@bucket/x", NULL, &s, &err), -EINVAL);
+    assert_null(strstr(err.msg, "Secret1"));
+    free(r_ok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -923,6 +966,7 @@ int main(void)
         cmocka_unit_test(sigv4_aws_example),
         cmocka_unit_test(http_store_transfers),
         cmocka_unit_test(http_basic_auth_and_errors),
+        cmocka_unit_test(url_userinfo),
         cmocka_unit_test(s3_store_transfers),
         cmocka_unit_test(s3_open_errors),
         cmocka_unit_test(virtual_host_url),

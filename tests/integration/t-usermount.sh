@@ -1,0 +1,80 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# A mount made by an unprivileged user (nobody, through the setuid
+# fusermount3): it says once, at mount time, that the kernel readahead stays
+# at the kernel's window (a root mount does not); root's `lazyimg status`
+# reaches that user's daemon through its socket in /tmp/lazyimg-UID or
+# /run/user/UID/lazyimg, and names the places it looked at when the socket
+# is elsewhere. Runs in a private mount namespace; where /dev/fuse is not
+# usable by other users (no udev), a 0666 node of the same device is bound
+# over it there only.
+set -euo pipefail
+if [[ -z ${LAZYIMG_T_NS:-} ]]; then
+    [[ $(id -u) == 0 ]] || { echo "SKIP - needs root"; exit 77; }
+    exec unshare -m --propagation private env LAZYIMG_T_NS=1 bash "$0" "$@"
+fi
+. "$(dirname "$0")/lib.sh"
+
+require_fuse
+require_cmd setpriv
+setup_workdir
+cd "$W"
+chmod 755 "$W"
+U=65534 # nobody
+T=2025-07-10T12:00:00Z
+S=$W/store
+new_store "$S"
+make_image a.raw rand:512K,zero:256K 1
+mkpbs --chunk-size 64K --time $T "$S" drive-scsi0.img=a.raw >/dev/null
+chmod -R a+rX "$S" a.raw
+if [[ $(stat -c %a /dev/fuse) != 666 ]]; then
+    mknod -m 666 "$W/fuse" c "$((16#$(stat -c %t /dev/fuse)))" "$((16#$(stat -c %T /dev/fuse)))"
+    mount --bind "$W/fuse" /dev/fuse
+fi
+mkdir -p cache m1 m2 m3 run
+chown $U cache m1 m2 m3
+add_cleanup "rm -rf /tmp/lazyimg-$U /run/user/$U"
+as_user() { setpriv --reuid $U --regid $U --clear-groups env -i PATH=/usr/bin:/bin HOME=/nonexistent LAZYIMG_CACHE_DIR=$W/cache "$@"; }
+
+# a user's mount (socket in /tmp/lazyimg-UID): one line about the readahead
+T_MOUNTS+=("$W/m1")
+as_user "$LAZYIMG" mount "$S" "$W/m1" >m1.log 2>&1 || fail "user mount failed" "$(cat m1.log)"
+T_PIDS+=("$(daemon_pid "$W/m1")")
+grep -q "user_id=$U," <(grep -F " $W/m1 " /proc/self/mountinfo) || fail "m1 is not a mount of uid $U"
+n=$(grep -c "kernel readahead of $W/m1 stays at [0-9]* KiB, not the 16384 KiB of --readahead-kb: only root can change it" m1.log || true)
+expect_eq "the user's mount says once that the kernel readahead stays" 1 "$n"
+expect_eq "and says nothing else" 1 "$(wc -l <m1.log)"
+as_user cat "$W/m1/vm/100/$T/drive-scsi0.img" | cmp - a.raw || fail "the user's mount reads wrong bytes"
+"$LAZYIMG" status "$W/m1" >st1.out 2>&1 || fail "root: status of the user's mount failed" "$(cat st1.out)"
+grep -qF "* $S (active)" st1.out || fail "root: status of the user's mount" "$(cat st1.out)"
+grep -qF "vm/100/$T/drive-scsi0.img" st1.out || fail "root: status lists no image" "$(cat st1.out)"
+ok "root's status reaches the user's daemon (/tmp/lazyimg-$U)"
+"$LAZYIMG" status "$W/m1/vm/100/$T" >/dev/null 2>&1 || fail "root: status of a path inside the user's mount failed"
+ok "root's status of a path inside the user's mount"
+
+# XDG_RUNTIME_DIR=/run/user/UID
+mkdir -p /run/user/$U && chown $U /run/user/$U && chmod 700 /run/user/$U
+T_MOUNTS+=("$W/m2")
+as_user XDG_RUNTIME_DIR=/run/user/$U "$LAZYIMG" mount "$S" "$W/m2" >m2.log 2>&1 || fail "user mount 2 failed" "$(cat m2.log)"
+T_PIDS+=("$(daemon_pid "$W/m2")")
+"$LAZYIMG" status "$W/m2" >st2.out 2>&1 || fail "root: status of the user's mount (XDG) failed" "$(cat st2.out)"
+grep -qF "* $S (active)" st2.out || fail "root: status (XDG)" "$(cat st2.out)"
+ok "root's status reaches the user's daemon (/run/user/$U/lazyimg)"
+
+# somewhere root cannot guess: an exact reason
+mkdir -p "$W/run/x" && chown $U "$W/run/x" && chmod 700 "$W/run/x"
+T_MOUNTS+=("$W/m3")
+as_user XDG_RUNTIME_DIR=$W/run/x "$LAZYIMG" mount "$S" "$W/m3" >m3.log 2>&1 || fail "user mount 3 failed" "$(cat m3.log)"
+T_PIDS+=("$(daemon_pid "$W/m3")")
+out=$("$LAZYIMG" status "$W/m3" 2>&1) && fail "status found a socket it cannot know" "$out"
+[[ $out == *"mounted by uid $U"*"/run/user/$U/lazyimg or /tmp/lazyimg-$U"* && $out != *"not a lazyimg mount"* ]] ||
+    fail "status: expected the owner and the places looked at" "$out"
+ok "a socket elsewhere: status names the owner and where it looked"
+
+# root's own mount: no readahead line
+mkdir -p m4
+T_MOUNTS+=("$W/m4")
+"$LAZYIMG" mount "$S" "$W/m4" >m4.log 2>&1 || fail "root mount failed" "$(cat m4.log)"
+T_PIDS+=("$(daemon_pid "$W/m4")")
+! grep -q "readahead" m4.log || fail "root's mount warns about readahead" "$(cat m4.log)"
+ok "root's mount raises the readahead silently"
