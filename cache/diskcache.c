@@ -22,6 +22,7 @@
 #include "diskcache.h"
 #include "diskcache_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -228,8 +229,11 @@ static int db_configure(sqlite3 *db)
 static int db_open(const char *path, sqlite3 **ret)
 {
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(
-        path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    /* the path has no symbolic link (see open_dir), so none may appear */
+    int rc = sqlite3_open_v2(path, &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                                 SQLITE_OPEN_NOFOLLOW,
+                             NULL);
     int r;
     if (rc != SQLITE_OK) {
         r = db ? cache_dc_sql_errno(rc) : -ENOMEM;
@@ -471,6 +475,173 @@ static int store_id(sqlite3 *db, const char *name, int64_t *ret)
     return cache_dc_sql_errno(rc);
 }
 
+/* ---- trust ----------------------------------------------------------------
+ *
+ * Block CRCs catch damage, not an attacker: whoever can write the cache
+ * directory can replace a data file and recompute its row. So, as ssh does
+ * for its files, the cache is used only when no one but this user (and root)
+ * can change it: the directory, data/ and its fan-out directories, tmp/ and
+ * the index files must be owned by the effective user and not writable by
+ * group or others, and must not be symbolic links. The directory's parent
+ * must be owned by this user or root and, when others may write it, sticky
+ * (others could otherwise rename the directory away and put their own in its
+ * place, which SQLite, opening the index by path, would use). Parents further
+ * up are not checked (ssh does not either). Once these checks pass, only this
+ * user can change anything below the directory, so the checks are made once,
+ * at open; files are still opened without following symbolic links.
+ */
+
+/* Describes why @st (of @path) cannot be trusted; 0 if it can. */
+static int check_stat(const struct stat *st, bool want_dir, const char *what, const char *path,
+                      char *err, size_t err_len)
+{
+    if (S_ISLNK(st->st_mode)) {
+        set_err(err, err_len, "%s %s is a symbolic link; refusing to use it", what, path);
+        return -EPERM;
+    }
+    if (want_dir ? !S_ISDIR(st->st_mode) : !S_ISREG(st->st_mode)) {
+        set_err(err, err_len, "%s %s is not a %s; refusing to use it", what, path,
+                want_dir ? "directory" : "regular file");
+        return want_dir ? -ENOTDIR : -EPERM;
+    }
+    if (st->st_uid != geteuid()) {
+        set_err(err, err_len,
+                "%s %s is owned by uid %u, not by this user (uid %u); refusing to use it "
+                "(choose another --cache-dir)",
+                what, path, (unsigned)st->st_uid, (unsigned)geteuid());
+        return -EPERM;
+    }
+    if (st->st_mode & (S_IWGRP | S_IWOTH)) {
+        set_err(err, err_len,
+                "%s %s is writable by group or others (mode %04o); refusing to use it "
+                "(chmod go-w %s, or choose another --cache-dir)",
+                what, path, (unsigned)(st->st_mode & 07777), path);
+        return -EPERM;
+    }
+    return 0;
+}
+
+/* @name below @dirfd (shown as @dir/@name): 0 if trusted or (@may_miss)
+ * absent, else -errno with a message. */
+static int check_at(int dirfd, const char *dir, const char *name, bool want_dir, bool may_miss,
+                    char *err, size_t err_len)
+{
+    struct stat st;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        int r = -errno;
+        if (r == -ENOENT && may_miss)
+            return 0;
+        set_err(err, err_len, "cache: cannot stat %s: %s", path, strerror(-r));
+        return r;
+    }
+    return check_stat(&st, want_dir, want_dir ? "cache directory" : "cache file", path, err,
+                      err_len);
+}
+
+static bool is_fanout_name(const char *name)
+{
+    static const char hex[] = "0123456789abcdef";
+    return strlen(name) == 2 && strchr(hex, name[0]) && strchr(hex, name[1]);
+}
+
+/* data/<algo> and its data/<algo>/<xx> fan-out directories, if present. */
+static int check_algo_tree(int datafd, const char *data_path, const char *algo, char *err,
+                           size_t err_len)
+{
+    char path[PATH_MAX];
+    struct dirent *de;
+    DIR *d;
+    int fd, r;
+
+    if ((r = check_at(datafd, data_path, algo, true, true, err, err_len)) < 0)
+        return r;
+    fd = openat(datafd, algo, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!(d = fdopendir(fd))) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    if (snprintf(path, sizeof(path), "%s/%s", data_path, algo) >= (int)sizeof(path)) {
+        closedir(d);
+        return -ENAMETOOLONG;
+    }
+    r = 0;
+    while (r == 0 && (de = readdir(d)))
+        if (is_fanout_name(de->d_name))
+            r = check_at(dirfd(d), path, de->d_name, true, true, err, err_len);
+    closedir(d);
+    return r;
+}
+
+/* The directory behind @dirfd (opened from @canon, its path without symbolic
+ * links), its parent, and everything below it that exists. */
+static int check_tree(int dirfd, const char *canon, char *err, size_t err_len)
+{
+    static const char *const index_files[] = {"index.sqlite", "index.sqlite-wal",
+                                              "index.sqlite-shm", "index.sqlite-journal"};
+    char parent[PATH_MAX], data_path[PATH_MAX];
+    struct stat st, pst;
+    char *slash;
+    int datafd, r;
+
+    if (fstat(dirfd, &st) < 0)
+        return -errno;
+    if ((r = check_stat(&st, true, "cache directory", canon, err, err_len)) < 0)
+        return r;
+
+    snprintf(parent, sizeof(parent), "%s", canon);
+    slash = strrchr(parent, '/');
+    if (slash)
+        slash[slash == parent ? 1 : 0] = '\0';
+    if (stat(parent, &pst) < 0) {
+        r = -errno;
+        set_err(err, err_len, "cache: cannot stat %s: %s", parent, strerror(-r));
+        return r;
+    }
+    if (pst.st_uid != geteuid() && pst.st_uid != 0) {
+        set_err(err, err_len,
+                "the parent %s of cache directory %s is owned by uid %u, not by this user or "
+                "root; refusing to use it (choose another --cache-dir)",
+                parent, canon, (unsigned)pst.st_uid);
+        return -EPERM;
+    }
+    if ((pst.st_mode & (S_IWGRP | S_IWOTH)) && !(pst.st_mode & S_ISVTX)) {
+        set_err(err, err_len,
+                "the parent %s of cache directory %s is writable by group or others and not "
+                "sticky (mode %04o); refusing to use it (chmod go-w %s, or choose another "
+                "--cache-dir)",
+                parent, canon, (unsigned)(pst.st_mode & 07777), parent);
+        return -EPERM;
+    }
+
+    for (size_t i = 0; i < sizeof(index_files) / sizeof(index_files[0]); i++)
+        if ((r = check_at(dirfd, canon, index_files[i], false, true, err, err_len)) < 0)
+            return r;
+    if ((r = check_at(dirfd, canon, "tmp", true, false, err, err_len)) < 0 ||
+        (r = check_at(dirfd, canon, "data", true, false, err, err_len)) < 0)
+        return r;
+    datafd = openat(dirfd, "data", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (datafd < 0) {
+        r = -errno;
+        set_err(err, err_len, "cache: cannot open %s/data: %s", canon, strerror(-r));
+        return r;
+    }
+    r = 0;
+    if (snprintf(data_path, sizeof(data_path), "%s/data", canon) >= (int)sizeof(data_path))
+        r = -ENAMETOOLONG;
+    for (unsigned algo = 0; r == 0 && algo < 3; algo++)
+        if (cache_dc_algo_valid(algo))
+            r = check_algo_tree(datafd, data_path, cache_dc_algo_name(algo), err, err_len);
+    close(datafd);
+    if (r < 0 && err && !err[0])
+        set_err(err, err_len, "cache: cannot check %s: %s", data_path, strerror(-r));
+    return r;
+}
+
 /* ---- open / close -------------------------------------------------------- */
 
 static int make_dir(int dirfd, const char *name)
@@ -480,12 +651,61 @@ static int make_dir(int dirfd, const char *name)
     return 0;
 }
 
+/*
+ * Opens (creating it, mode 0700, if missing) the cache directory without
+ * following a symbolic link, checks that it and everything below it can be
+ * trusted, and sets c->dirfd and c->db_path (through a path without symbolic
+ * links, which SQLITE_OPEN_NOFOLLOW requires).
+ */
+static int open_dir(struct cache_disk *c, const char *dir, char *err, size_t err_len)
+{
+    char canon[PATH_MAX];
+    struct stat st, cst;
+    size_t plen;
+    int r;
+
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+        r = -errno;
+        set_err(err, err_len, "cannot create cache directory %s: %s", dir, strerror(-r));
+        return r;
+    }
+    c->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (c->dirfd < 0) {
+        r = -errno;
+        if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode))
+            return check_stat(&st, true, "cache directory", dir, err, err_len);
+        set_err(err, err_len, "cannot open cache directory %s: %s", dir, strerror(-r));
+        return r;
+    }
+    if (!realpath(dir, canon)) {
+        r = -errno;
+        set_err(err, err_len, "cannot resolve cache directory %s: %s", dir, strerror(-r));
+        return r;
+    }
+    if (fstat(c->dirfd, &st) < 0 || stat(canon, &cst) < 0 || st.st_dev != cst.st_dev ||
+        st.st_ino != cst.st_ino) {
+        set_err(err, err_len, "cache directory %s changed while it was opened", dir);
+        return -EAGAIN;
+    }
+    if ((r = make_dir(c->dirfd, "data")) < 0 || (r = make_dir(c->dirfd, "tmp")) < 0) {
+        set_err(err, err_len, "cannot create directories in %s: %s", dir, strerror(-r));
+        return r;
+    }
+    if ((r = check_tree(c->dirfd, canon, err, err_len)) < 0)
+        return r;
+    plen = strlen(canon);
+    if (!(c->db_path = malloc(plen + sizeof("/index.sqlite"))))
+        return -ENOMEM;
+    memcpy(c->db_path, canon, plen);
+    memcpy(c->db_path + plen, "/index.sqlite", sizeof("/index.sqlite"));
+    return 0;
+}
+
 int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret, char *err,
                     size_t err_len)
 {
     struct cache_disk *c;
     pthread_condattr_t ca;
-    size_t plen;
     int r;
 
     if (!o || !o->dir || !o->dir[0]) {
@@ -515,29 +735,12 @@ int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret,
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&c->q_done, NULL);
 
-    plen = strlen(o->dir);
-    if (!(c->dir = strdup(o->dir)) || !(c->db_path = malloc(plen + sizeof("/index.sqlite")))) {
+    if (!(c->dir = strdup(o->dir))) {
         r = -ENOMEM;
         goto fail;
     }
-    memcpy(c->db_path, o->dir, plen);
-    memcpy(c->db_path + plen, "/index.sqlite", sizeof("/index.sqlite"));
-
-    if (mkdir(o->dir, 0700) < 0 && errno != EEXIST) {
-        r = -errno;
-        set_err(err, err_len, "cannot create cache directory %s: %s", o->dir, strerror(-r));
+    if ((r = open_dir(c, o->dir, err, err_len)) < 0)
         goto fail;
-    }
-    c->dirfd = open(o->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (c->dirfd < 0) {
-        r = -errno;
-        set_err(err, err_len, "cannot open cache directory %s: %s", o->dir, strerror(-r));
-        goto fail;
-    }
-    if ((r = make_dir(c->dirfd, "data")) < 0 || (r = make_dir(c->dirfd, "tmp")) < 0) {
-        set_err(err, err_len, "cannot create directories in %s: %s", o->dir, strerror(-r));
-        goto fail;
-    }
 
     if ((r = db_open(c->db_path, &c->wdb)) < 0) {
         set_err(err, err_len, "cannot open cache index %s: %s", c->db_path,

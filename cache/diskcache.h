@@ -35,6 +35,15 @@
  * than the minimum age are evicted down to the low watermark. last_use is
  * kept in memory and written in batches, never once per read.
  *
+ * Trust: the CRCs catch damage, not tampering (anyone who can write the
+ * directory can recompute them). So the cache is used only if nobody else
+ * can write it: cache_disk_open() refuses a directory, data/ or fan-out
+ * directory, tmp/ or index file that is a symbolic link, is not owned by the
+ * effective user, or is writable by group or others, and a directory whose
+ * parent is owned by another user (not root) or is writable by others without
+ * being sticky. Files below are opened without following symbolic links; a
+ * data file that is a symbolic link or belongs to another user is a bad entry.
+ *
  * Sharing: SQLite WAL with a busy timeout; temp names carry pid, thread and a
  * counter; rows are INSERT OR IGNORE (dedup by digest); an entry evicted by
  * another process is seen as a miss (its open file stays readable).
@@ -72,8 +81,10 @@ struct cache_disk_options {
 };
 
 /*
- * Opens (creating if needed) the cache in o->dir and starts its writer thread.
- * Errors: -ENOTDIR, -EACCES, -EIO (SQLite), -ENOMEM; @err gets a message.
+ * Opens (creating if needed, mode 0700) the cache in o->dir and starts its
+ * writer thread. Errors: -EPERM (not trusted, see "Trust" above; @err says
+ * why and what to do), -ENOTDIR, -EACCES, -EIO (SQLite), -ENOMEM; @err gets a
+ * message.
  */
 int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret, char *err,
                     size_t err_len);
@@ -83,11 +94,22 @@ int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret,
 void cache_disk_close(struct cache_disk *c);
 
 /*
- * Finds a chunk. Returns 1 and a handle (hold it while reading) if present,
+ * Finds a chunk to read it: marks it used (eviction order, written in
+ * batches) and counts a hit or a miss. Returns 1 and a handle (hold it while reading) if present,
  * 0 if absent, -errno on failure (callers treat failures as misses).
  */
 int cache_disk_lookup(struct cache_disk *c, enum cache_algo algo,
                       const uint8_t key[CACHE_KEY_LEN], struct cache_disk_handle **ret);
+
+/*
+ * Whether the index holds chunk @key, and its length in *@ret_len (may be
+ * NULL): 1 if present, 0 if absent, -errno on failure. Changes nothing: no
+ * last_use update (eviction order), no hit or miss counted, no file opened.
+ * For reports (`lazyimg status`), which must not make every chunk they look
+ * at "recently used"; reads use cache_disk_lookup().
+ */
+int cache_disk_peek(struct cache_disk *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
+                    uint64_t *ret_len);
 
 /* Length of the cached chunk. */
 size_t cache_disk_handle_len(const struct cache_disk_handle *h);

@@ -135,7 +135,7 @@ static int check_entry(struct cache_disk *c, const struct vrow *row, uint8_t *bu
         return 1;
     }
     cache_dc_data_path(row->algo, row->key, row->created, path);
-    fd = openat(c->dirfd, path, O_RDONLY | O_CLOEXEC);
+    fd = openat(c->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         r = -errno;
         if (r == -ENOMEM || r == -EMFILE || r == -ENFILE || r == -EACCES)
@@ -145,6 +145,11 @@ static int check_entry(struct cache_disk *c, const struct vrow *row, uint8_t *bu
     }
     if (fstat(fd, &st) < 0) {
         snprintf(why, why_len, "data file cannot be examined: %s", strerror(errno));
+        r = 1;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        snprintf(why, why_len, "data file is not a regular file of this user");
         r = 1;
         goto out;
     }
@@ -250,7 +255,7 @@ static int read_page(struct cache_disk *c, unsigned algo, const uint8_t *key, si
 static DIR *open_dir(struct cache_disk *c, const char *path)
 {
     DIR *d;
-    int fd = openat(c->dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = openat(c->dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return NULL;
     if (!(d = fdopendir(fd)))

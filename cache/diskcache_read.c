@@ -197,6 +197,7 @@ static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
     struct dc_rconn *rc;
     struct cache_disk_handle *h = NULL;
     char path[DC_PATH_MAX];
+    struct stat st;
     int64_t len = 0, created = 0;
     int r, step;
 
@@ -235,16 +236,27 @@ static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
         return r;
 
     cache_dc_data_path(algo, key, created, path);
-    h->fd = openat(c->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOATIME);
-    if (h->fd < 0 && errno == EPERM) /* O_NOATIME needs ownership */
-        h->fd = openat(c->dirfd, path, O_RDONLY | O_CLOEXEC);
+    /* O_NOATIME fails (EPERM) on a file of another user, which is refused */
+    h->fd = openat(c->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_NOFOLLOW);
     if (h->fd < 0) {
         r = -errno;
         free(h);
+        if (r == -ELOOP || r == -EPERM) {
+            /* a symbolic link or a file of another user: never served */
+            atomic_fetch_add(&c->bad_entries, 1);
+            queue_drop(c, algo, key, created);
+            return 0;
+        }
         if (r != -ENOENT)
             return r;
         /* evicted between the query and the open (then the drop finds a
          * newer row or none and does nothing), or removed by hand: a miss */
+        queue_drop(c, algo, key, created);
+        return 0;
+    }
+    if (fstat(h->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        handle_free(h);
+        atomic_fetch_add(&c->bad_entries, 1);
         queue_drop(c, algo, key, created);
         return 0;
     }
@@ -294,6 +306,32 @@ int cache_disk_lookup(struct cache_disk *c, enum cache_algo algo, const uint8_t 
     atomic_fetch_add(&c->hits, 1);
     *ret = h;
     return 1;
+}
+
+int cache_disk_peek(struct cache_disk *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
+                    uint64_t *ret_len)
+{
+    struct dc_rconn *rc;
+    int r, step;
+
+    if (!cache_dc_algo_valid(algo) || cache_dc_drop_pending(c, algo, key))
+        return 0;
+    if ((r = cache_dc_rconn_get(c, &rc)) < 0)
+        return r;
+    sqlite3_bind_int(rc->lookup, 1, (int)algo);
+    sqlite3_bind_blob(rc->lookup, 2, key, CACHE_KEY_LEN, SQLITE_STATIC);
+    step = sqlite3_step(rc->lookup);
+    if (step == SQLITE_ROW) {
+        int64_t len = sqlite3_column_int64(rc->lookup, 0);
+        r = len > 0 && (uint64_t)len <= CACHE_DISK_MAX_CHUNK;
+        if (r && ret_len)
+            *ret_len = (uint64_t)len;
+    } else {
+        r = step == SQLITE_DONE ? 0 : cache_dc_sql_errno(step);
+    }
+    sqlite3_reset(rc->lookup);
+    cache_dc_rconn_put(c, rc);
+    return r;
 }
 
 size_t cache_disk_handle_len(const struct cache_disk_handle *h)

@@ -450,9 +450,15 @@ static json_object *image_json(struct fs_control *c, struct fs_node *n)
     if (!o)
         return NULL;
     if (c->ctx->disk) {
+        /* a peek: a status poller must not make every chunk "recently used"
+         * (then nothing is evictable and new chunks are not cached) */
         for (size_t i = 0; i < img->count; i++) {
             const struct fetch_extent *e = &img->extents[i];
-            if (!e->zero && fs_chunks_on_disk(c->ctx->chunks, e))
+            enum cache_algo algo =
+                e->algo == FETCH_DIGEST_SHA512_256 ? CACHE_ALGO_SHA512_256 : CACHE_ALGO_SHA256;
+            uint64_t len = 0;
+            if (!e->zero && cache_disk_peek(c->ctx->disk, algo, e->digest, &len) > 0 &&
+                len == e->length)
                 cached += e->length;
         }
     }

@@ -118,7 +118,8 @@ ok "a 48 MiB read with a 16M budget leaves ${kb} KiB of cache files (<= 16384)"
 # --- ENOSPC: a full cache filesystem never fails reads -----------------------
 C3=$W/cache-tiny
 mkdir -p "$C3"
-mount -t tmpfs -o size=6M lazyimg-test "$C3"
+# mode 0700: a tmpfs root is 1777 by default, and a cache others may write is refused
+mount -t tmpfs -o size=6M,mode=0700 lazyimg-test "$C3"
 add_cleanup "umount -l '$C3'"
 lazyimg_mount_fg "$S" "$M" enospc.log -- --cache-dir "$C3" --cache-size 1G
 cmp "$M/vm/200/$T1/drive-scsi0.img" big.raw || fail "reads failed or differ with a full cache filesystem"

@@ -542,6 +542,274 @@ static void test_reopen(void **state)
 
 /* ---- integrity ---------------------------------------------------------------- */
 
+/* ---- trust: nobody else may be able to change the cache ------------------- */
+
+/* One integer from the index, read with SQLite directly. */
+static int64_t db_int(const char *dir, const char *sql)
+{
+    char path[512];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    join(path, sizeof(path), dir, "index.sqlite");
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* cache_disk_open(@dir) fails with -EPERM and a message containing @needle. */
+static void expect_refused(const char *dir, const char *needle)
+{
+    struct cache_disk_options o = {.dir = dir, .store = "test"};
+    struct cache_disk *c = NULL;
+    char err[512] = "";
+    int r = cache_disk_open(&o, &c, err, sizeof(err));
+    if (r != -EPERM || c || !strstr(err, needle))
+        fail_msg("open %s: %d (expected -EPERM) with \"%s\" (expected \"%s\")", dir, r, err,
+                 needle);
+}
+
+static void expect_opens(const char *dir)
+{
+    cache_disk_close(open_cache(dir, NULL));
+}
+
+static void test_trust_modes_links(void **state)
+{
+    struct fx *f = *state;
+    char dir[512], path[600], path2[600], msg[1400];
+    struct chunk a = make_chunk(CACHE_DISK_BLOCK, 40);
+    struct cache_disk *c;
+    char hex[2 * CACHE_KEY_LEN + 1];
+    struct stat st;
+    const char *made[] = {"", "/data", "/tmp", "/data/sha256"};
+
+    join(dir, sizeof(dir), f->dir, "c");
+    c = open_cache(dir, NULL);
+    insert(c, &a);
+    cache_disk_sync(c);
+    cache_disk_close(c);
+    /* what the cache creates passes its own checks */
+    for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++) {
+        snprintf(path, sizeof(path), "%s%s", dir, made[i]);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 077, 0);
+        assert_int_equal(st.st_uid, geteuid());
+    }
+    expect_opens(dir);
+
+    /* a directory others may write */
+    assert_int_equal(chmod(dir, 0777), 0);
+    snprintf(msg, sizeof(msg),
+             "cache directory %s is writable by group or others (mode 0777); refusing to use it "
+             "(chmod go-w %s, or choose another --cache-dir)",
+             dir, dir);
+    expect_refused(dir, msg);
+    assert_int_equal(chmod(dir, 0770), 0);
+    expect_refused(dir, "(mode 0770)");
+    assert_int_equal(chmod(dir, 0755), 0); /* readable by others is fine */
+    expect_opens(dir);
+
+    /* data/, tmp/ and a fan-out directory */
+    fx_hex(a.key, CACHE_KEY_LEN, hex);
+    snprintf(path, sizeof(path), "%s/data/sha256/%.2s", dir, hex);
+    assert_int_equal(chmod(path, 0777), 0);
+    expect_refused(dir, path);
+    assert_int_equal(chmod(path, 0700), 0);
+    join(path, sizeof(path), dir, "data");
+    assert_int_equal(chmod(path, 0757), 0);
+    expect_refused(dir, "/data is writable by group or others (mode 0757)");
+    assert_int_equal(chmod(path, 0700), 0);
+    join(path, sizeof(path), dir, "tmp");
+    assert_int_equal(chmod(path, 0702), 0);
+    expect_refused(dir, "/tmp is writable by group or others");
+    assert_int_equal(chmod(path, 0700), 0);
+    expect_opens(dir);
+
+    /* a symbolic link for index.sqlite (to a good index), for a fan-out
+     * directory, for data/, and for the directory itself */
+    join(path, sizeof(path), dir, "index.sqlite");
+    join(path2, sizeof(path2), dir, "real.sqlite");
+    assert_int_equal(rename(path, path2), 0);
+    assert_int_equal(symlink("real.sqlite", path), 0);
+    snprintf(msg, sizeof(msg), "cache file %s is a symbolic link; refusing to use it", path);
+    expect_refused(dir, msg);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rename(path2, path), 0);
+    expect_opens(dir);
+    assert_int_equal(check_chunk(c = open_cache(dir, NULL), &a), 1);
+    cache_disk_close(c);
+
+    snprintf(path, sizeof(path), "%s/data/sha256/%.2s", dir, hex);
+    snprintf(path2, sizeof(path2), "%s/elsewhere", f->dir);
+    assert_int_equal(rename(path, path2), 0);
+    assert_int_equal(symlink(path2, path), 0);
+    expect_refused(dir, "is a symbolic link");
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rename(path2, path), 0);
+
+    join(path, sizeof(path), f->dir, "link");
+    assert_int_equal(symlink(dir, path), 0);
+    expect_refused(path, "is a symbolic link");
+    assert_int_equal(unlink(path), 0);
+    expect_opens(dir);
+    free(a.bytes);
+}
+
+static void test_trust_parent(void **state)
+{
+    struct fx *f = *state;
+    char parent[512], dir[600];
+
+    join(parent, sizeof(parent), f->dir, "p");
+    assert_int_equal(mkdir(parent, 0700), 0);
+    join(dir, sizeof(dir), parent, "c");
+    expect_opens(dir);
+    /* others could rename the directory away and put theirs in its place */
+    assert_int_equal(chmod(parent, 0777), 0);
+    expect_refused(dir, "is writable by group or others and not sticky (mode 0777)");
+    /* as in /tmp, the sticky bit forbids that */
+    assert_int_equal(chmod(parent, 01777), 0);
+    expect_opens(dir);
+}
+
+/* As root: files and directories of another user. */
+static void test_trust_owner(void **state)
+{
+    struct fx *f = *state;
+    const uid_t other = 65534;
+    char dir[512], path[600], msg[1400];
+    struct chunk a = make_chunk(CACHE_DISK_BLOCK, 41);
+    struct cache_disk *c;
+    int fd;
+
+    if (geteuid() != 0) {
+        skip();
+        return;
+    }
+    join(dir, sizeof(dir), f->dir, "c");
+    c = open_cache(dir, NULL);
+    insert(c, &a);
+    cache_disk_sync(c);
+    cache_disk_close(c);
+
+    assert_int_equal(chown(dir, other, other), 0);
+    snprintf(msg, sizeof(msg),
+             "cache directory %s is owned by uid 65534, not by this user (uid 0); refusing to "
+             "use it",
+             dir);
+    expect_refused(dir, msg);
+    assert_int_equal(chown(dir, 0, 0), 0);
+
+    join(path, sizeof(path), dir, "index.sqlite");
+    assert_int_equal(chown(path, other, other), 0);
+    expect_refused(dir, "index.sqlite is owned by uid 65534");
+    assert_int_equal(chown(path, 0, 0), 0);
+
+    /* a -shm file planted by someone else */
+    join(path, sizeof(path), dir, "index.sqlite-shm");
+    fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(chown(path, other, other), 0);
+    expect_refused(dir, "index.sqlite-shm is owned by uid 65534");
+    assert_int_equal(unlink(path), 0);
+
+    join(path, sizeof(path), dir, "data");
+    assert_int_equal(chown(path, other, other), 0);
+    expect_refused(dir, "/data is owned by uid 65534");
+    assert_int_equal(chown(path, 0, 0), 0);
+
+    /* the parent: another user's directory (root's is fine) */
+    join(path, sizeof(path), f->dir, "p");
+    assert_int_equal(mkdir(path, 0755), 0);
+    assert_int_equal(chown(path, other, other), 0);
+    join(dir, sizeof(dir), path, "c");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    expect_refused(dir, "is owned by uid 65534, not by this user or root");
+    free(a.bytes);
+}
+
+/* A data file that is a symbolic link or another user's is never served. */
+static void test_trust_data_files(void **state)
+{
+    struct fx *f = *state;
+    struct chunk a = make_chunk(2 * CACHE_DISK_BLOCK, 42), b = make_chunk(CACHE_DISK_BLOCK, 43);
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    char path[512], target[600];
+
+    insert(c, &a);
+    insert(c, &b);
+    cache_disk_sync(c);
+    cache_disk_close(c);
+    /* a: a link to a file with the right bytes, elsewhere */
+    data_path(f->dir, &a, path, sizeof(path));
+    join(target, sizeof(target), f->dir, "a.copy");
+    assert_int_equal(rename(path, target), 0);
+    assert_int_equal(symlink(target, path), 0);
+    c = open_cache(f->dir, NULL);
+    assert_int_equal(check_chunk(c, &a), 0);
+    if (geteuid() == 0) {
+        data_path(f->dir, &b, path, sizeof(path));
+        assert_int_equal(chown(path, 65534, 65534), 0);
+        assert_int_equal(check_chunk(c, &b), 0);
+    }
+    cache_disk_sync(c);
+    assert_int_equal(stats(c).bad_entries, geteuid() == 0 ? 2 : 1);
+    assert_int_equal(count_rows(f->dir), geteuid() == 0 ? 0 : 1);
+    cache_disk_close(c);
+    free(a.bytes);
+    free(b.bytes);
+}
+
+/* cache_disk_peek() finds entries without touching last_use or counters. */
+static void test_peek_changes_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(3 * CACHE_DISK_BLOCK + 5, 44), b = make_chunk(1000, 45);
+    const char *use_sql = "SELECT last_use FROM chunks";
+    const char *hits_sql = "SELECT hits + misses FROM stores WHERE name = 'test'";
+    struct cache_disk_handle *h = NULL;
+    int64_t use0, counted0;
+    uint64_t len = 0;
+
+    insert(c, &a);
+    cache_disk_sync(c);
+    use0 = db_int(f->dir, use_sql);
+    counted0 = db_int(f->dir, hits_sql);
+    assert_true(use0 > 0);
+    sleep_ms(5);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(cache_disk_peek(c, a.algo, a.key, &len), 1);
+        assert_int_equal(len, a.len);
+        assert_int_equal(cache_disk_peek(c, b.algo, b.key, &len), 0);
+    }
+    assert_int_equal(cache_disk_peek(c, a.algo, a.key, NULL), 1);
+    assert_int_equal(stats(c).hits, 0);
+    assert_int_equal(stats(c).misses, 0);
+    sleep_ms(50); /* past flush_ms: anything batched would be written */
+    cache_disk_sync(c);
+    assert_int_equal(db_int(f->dir, use_sql), use0);
+    assert_int_equal(db_int(f->dir, hits_sql), counted0);
+
+    /* the same check sees what a lookup does */
+    assert_int_equal(cache_disk_lookup(c, a.algo, a.key, &h), 1);
+    cache_disk_release(c, h);
+    cache_disk_sync(c);
+    assert_true(db_int(f->dir, use_sql) > use0);
+    assert_int_equal(stats(c).hits, 1);
+    cache_disk_close(c);
+    assert_int_equal(db_int(f->dir, hits_sql), counted0 + 1);
+    free(a.bytes);
+    free(b.bytes);
+}
+
 static void test_corrupt_byte(void **state)
 {
     struct fx *f = *state;
@@ -1404,6 +1672,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_miss_and_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trust_modes_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trust_parent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trust_owner, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trust_data_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
