@@ -1168,6 +1168,11 @@ static void archive_kind(void **state)
     assert_int_equal(stem, strlen("drive-scsi0.img"));
     assert_int_equal(fetch_pbs_archive_kind("root.pxar.didx", &stem), FETCH_PBS_ARCHIVE_DIDX);
     assert_int_equal(stem, strlen("root.pxar"));
+    assert_int_equal(fetch_pbs_archive_kind("root.mpxar.didx", NULL), FETCH_PBS_ARCHIVE_DIDX);
+    assert_int_equal(fetch_pbs_archive_kind("catalog.pcat1.didx", &stem),
+                     FETCH_PBS_ARCHIVE_CATALOG);
+    assert_int_equal(stem, strlen("catalog.pcat1"));
+    assert_int_equal(fetch_pbs_archive_kind("mycatalog.pcat1.didx", NULL), FETCH_PBS_ARCHIVE_DIDX);
     assert_int_equal(fetch_pbs_archive_kind("qemu-server.conf.blob", &stem),
                      FETCH_PBS_ARCHIVE_BLOB);
     assert_int_equal(stem, strlen("qemu-server.conf"));
