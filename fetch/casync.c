@@ -54,9 +54,9 @@ struct walk {
     char **warnings;
     size_t nwarn;
     size_t dirs;
-    char *datastore;       /* the first datastore met below the root */
+    char *datastore; /* the first datastore met below the root */
     size_t ndatastores;
-    char *unsafe;          /* the first entry skipped for its name */
+    char *unsafe; /* the first entry skipped for its name */
     size_t nunsafe;
     int fatal;
     fetch_error *err; /* why the root could not be listed */
@@ -219,8 +219,7 @@ static void walk_dir(struct walk *w, const char *dir, int depth)
             continue;
         if (!fetch_name_is_file(name)) {
             /* told once, at the end, with the count */
-            if (!w->nunsafe++ &&
-                asprintf(&w->unsafe, "%s%s%s", dir, *dir ? "/" : "", name) < 0) {
+            if (!w->nunsafe++ && asprintf(&w->unsafe, "%s%s%s", dir, *dir ? "/" : "", name) < 0) {
                 w->unsafe = NULL;
                 w->fatal = -ENOMEM;
             }
@@ -298,8 +297,10 @@ static int walk_finish(struct walk *w, struct fetch_casync_catalog **ret, fetch_
         if (w->nunsafe == 1)
             warn(w, "skipping %s: unsafe name (names must be [A-Za-z0-9._+-])", w->unsafe);
         else
-            warn(w, "skipping %s and %zu more entries: unsafe names (names must be "
-                 "[A-Za-z0-9._+-])", w->unsafe, w->nunsafe - 1);
+            warn(w,
+                 "skipping %s and %zu more entries: unsafe names (names must be "
+                 "[A-Za-z0-9._+-])",
+                 w->unsafe, w->nunsafe - 1);
     }
     free(w->unsafe);
     if (!w->fatal && !(c = calloc(1, sizeof(*c))))

@@ -684,6 +684,7 @@ static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempt
     char *token = NULL;
     unsigned long long pages = 0, bytes = 0;
     size_t first = d->n;
+    const char *sep = what[0] == '/' ? "" : "/"; /* "s3://b/p" + "/" or "/dir" */
     int r;
 
     do {
@@ -695,7 +696,7 @@ static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempt
                                 "S3 listing of %s%s%s exceeded %llu pages (the server keeps "
                                 "answering IsTruncated; set LAZYIMG_S3_LIST_MAX_PAGES to "
                                 "allow more)",
-                                ss->base.location, what[0] == '/' ? "" : "/", what, ss->list_max_pages);
+                                ss->base.location, sep, what, ss->list_max_pages);
             break;
         }
         if (!(url = list_url(ss, prefix, token))) {
@@ -722,12 +723,12 @@ static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempt
             r = fetch_error_set(err, -EFBIG,
                                 "S3 listing of %s%s%s exceeded %llu entries (set "
                                 "LAZYIMG_S3_LIST_MAX_ENTRIES to allow more)",
-                                ss->base.location, what[0] == '/' ? "" : "/", what, ss->list_max_entries);
+                                ss->base.location, sep, what, ss->list_max_entries);
         if (r == 0 && bytes > ss->list_max_bytes)
             r = fetch_error_set(err, -EFBIG,
                                 "S3 listing of %s%s%s exceeded %llu bytes (set "
                                 "LAZYIMG_S3_LIST_MAX_BYTES to allow more)",
-                                ss->base.location, what[0] == '/' ? "" : "/", what, ss->list_max_bytes);
+                                ss->base.location, sep, what, ss->list_max_bytes);
         free(token);
         token = next;
         if (r < 0)

@@ -124,8 +124,7 @@ int fs_casync_catalog_report(const char *location, const struct fetch_casync_cat
     if (ds)
         fs_warn("%s: %s%s is a Proxmox Backup Server datastore, not searched for casync "
                 "indexes (mount it on its own)",
-                location, c->datastore,
-                c->datastore_count > 1 ? " (and others)" : "");
+                location, c->datastore, c->datastore_count > 1 ? " (and others)" : "");
     if (c->count == 0) {
         fs_err("%s: neither a Proxmox Backup Server datastore (no .chunks directory) nor a "
                "casync repository (no *.caibx or *.caidx index found)",

@@ -147,7 +147,7 @@ static int print_json(struct fetch_store *store, const struct fetch_pbs_catalog 
             json_object_object_add(fo, "name", json_object_new_string_len(f->name, (int)stem));
             json_object_object_add(fo, "kind", json_object_new_string(kind));
             json_object_object_add(fo, "size", json_object_new_int64((int64_t)size));
-            if (kind[0] == 'b')
+            if (!strcmp(kind, "blob"))
                 json_object_object_add(fo, "stored-size", json_object_new_int64((int64_t)f->size));
             json_object_object_add(fo, "crypt-mode",
                                    json_object_new_string(fetch_crypt_name(f->crypt)));

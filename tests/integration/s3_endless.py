@@ -8,6 +8,7 @@ NextContinuationToken, forever. Any other request gets 404.
                                   to PORTFILE), counts pages in PORTFILE.pages
 """
 import http.server
+import os
 import sys
 import threading
 
@@ -56,9 +57,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client that gives up (timeout, bound reached) resets its connection
+
+
+srv = Server(("127.0.0.1", 0), Handler)
 with open(PORTFILE + ".tmp", "w") as f:
     f.write(f"{srv.server_address[1]}\n")
-import os
 os.rename(PORTFILE + ".tmp", PORTFILE)
 srv.serve_forever()
