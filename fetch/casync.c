@@ -9,6 +9,7 @@
 
 #include "caibx.h"
 #include "names.h"
+#include "pbs.h"
 
 #define MAX_WARNINGS 64
 
@@ -53,6 +54,10 @@ struct walk {
     char **warnings;
     size_t nwarn;
     size_t dirs;
+    char *datastore; /* the first datastore met below the root */
+    size_t ndatastores;
+    char *unsafe; /* the first entry skipped for its name */
+    size_t nunsafe;
     int fatal;
     fetch_error *err; /* why the root could not be listed */
 };
@@ -149,6 +154,26 @@ static void add_index(struct walk *w, char *path, bool archive)
         w->fatal = -ENOMEM;
 }
 
+/*
+ * Whether directory @dir (listed in @d) is a Proxmox Backup Server datastore:
+ * it has .chunks, or, when its listing may hide dot entries, it has a
+ * backup-type or ns directory and the datastore probe confirms it.
+ */
+static bool is_datastore(struct walk *w, const char *dir, const struct fetch_dirent *d, size_t n)
+{
+    fetch_error err = {""};
+    bool candidate = false;
+    for (size_t i = 0; i < n; i++) {
+        if (!d[i].is_dir)
+            continue;
+        if (!strcmp(d[i].name, ".chunks"))
+            return true;
+        if (fetch_name_is_type(d[i].name) || !strcmp(d[i].name, "ns"))
+            candidate = true;
+    }
+    return candidate && fetch_pbs_probe_dir(w->store, dir, &err) == 0;
+}
+
 static void walk_dir(struct walk *w, const char *dir, int depth)
 {
     struct fetch_dirent *d = NULL;
@@ -170,6 +195,13 @@ static void walk_dir(struct walk *w, const char *dir, int depth)
             warn(w, "cannot list %s: %s", dir, err.msg);
         return;
     }
+    if (*dir && is_datastore(w, dir, d, n)) {
+        /* its snapshots are not indexes (and their names not safe ones) */
+        if (!w->ndatastores++ && !(w->datastore = strdup(dir)))
+            w->fatal = -ENOMEM;
+        fetch_dirents_free(d, n);
+        return;
+    }
     for (size_t i = 0; i < n && !w->fatal; i++) {
         const char *name = d[i].name;
         size_t len = strlen(name);
@@ -186,7 +218,11 @@ static void walk_dir(struct walk *w, const char *dir, int depth)
         if (!d[i].is_dir && !kind)
             continue;
         if (!fetch_name_is_file(name)) {
-            warn(w, "skipping %s%s%s: unsafe name", dir, *dir ? "/" : "", name);
+            /* told once, at the end, with the count */
+            if (!w->nunsafe++ && asprintf(&w->unsafe, "%s%s%s", dir, *dir ? "/" : "", name) < 0) {
+                w->unsafe = NULL;
+                w->fatal = -ENOMEM;
+            }
             continue;
         }
         if (asprintf(&path, "%s%s%s", dir, *dir ? "/" : "", name) < 0) {
@@ -257,6 +293,16 @@ static void mark_shadowed(struct fetch_casync_index *v, size_t n)
 static int walk_finish(struct walk *w, struct fetch_casync_catalog **ret, fetch_error *err)
 {
     struct fetch_casync_catalog *c;
+    if (w->nunsafe && !w->fatal) {
+        if (w->nunsafe == 1)
+            warn(w, "skipping %s: unsafe name (names must be [A-Za-z0-9._+-])", w->unsafe);
+        else
+            warn(w,
+                 "skipping %s and %zu more entries: unsafe names (names must be "
+                 "[A-Za-z0-9._+-])",
+                 w->unsafe, w->nunsafe - 1);
+    }
+    free(w->unsafe);
     if (!w->fatal && !(c = calloc(1, sizeof(*c))))
         w->fatal = -ENOMEM;
     if (w->fatal) {
@@ -267,6 +313,7 @@ static int walk_finish(struct walk *w, struct fetch_casync_catalog **ret, fetch_
         for (size_t i = 0; i < w->nwarn; i++)
             free(w->warnings[i]);
         free(w->warnings);
+        free(w->datastore);
         /* any other error was described where it happened */
         return r == -ENOMEM ? fetch_error_set(err, r, "out of memory") : r;
     }
@@ -277,6 +324,8 @@ static int walk_finish(struct walk *w, struct fetch_casync_catalog **ret, fetch_
     c->indexes = w->v;
     c->warning_count = w->nwarn;
     c->warnings = w->warnings;
+    c->datastore = w->datastore;
+    c->datastore_count = w->ndatastores;
     *ret = c;
     return 0;
 }
@@ -338,5 +387,6 @@ void fetch_casync_catalog_free(struct fetch_casync_catalog *c)
     for (size_t i = 0; i < c->warning_count; i++)
         free(c->warnings[i]);
     free(c->warnings);
+    free(c->datastore);
     free(c);
 }

@@ -48,6 +48,13 @@ struct fetch_casync_catalog {
     struct fetch_casync_index *indexes; /* sorted by path */
     size_t warning_count;
     char **warnings;                    /* skipped names, one line each */
+    /*
+     * Directories below the root that are Proxmox Backup Server datastores
+     * (they hold .chunks): not searched for indexes. The first one's store
+     * path (NULL if none), and how many.
+     */
+    char *datastore;
+    size_t datastore_count;
 };
 
 /* Kind of an index file by its suffix: 1 blob (.caibx), 2 archive (.caidx), else 0. */
@@ -55,8 +62,9 @@ int fetch_casync_index_kind(const char *name);
 
 /*
  * Walks the store for index files (directories named *.castr or with a
- * 4-hex-digit name, i.e. chunk stores, and names starting with '.' are not
- * entered). With @load, every blob index is read and checked too, and one
+ * 4-hex-digit name, i.e. chunk stores, datastores, and names starting with
+ * '.' are not entered; entries with unsafe names are skipped and told in one
+ * warning). With @load, every blob index is read and checked too, and one
  * that fails is kept with its error (callers decide whether to show or skip
  * it); without, only paths are collected (fetch_casync_open_index() loads
  * them later). Fails only when the root cannot be listed.

@@ -57,31 +57,63 @@ static char *join(const char *a, const char *b)
     return s;
 }
 
-int fetch_pbs_probe(struct fetch_store *s, fetch_error *err)
+/* Whether the listing @d of @n entries has a subdirectory @name. */
+static bool has_subdir(const struct fetch_dirent *d, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (d[i].is_dir && !strcmp(d[i].name, name))
+            return true;
+    return false;
+}
+
+int fetch_pbs_probe_dir(struct fetch_store *s, const char *dir, fetch_error *err)
 {
     struct fetch_dirent *d = NULL;
     size_t n = 0;
     bool found = false;
-    /* the root, not .chunks itself: that holds 65536 directories, which a
-     * remote store would have to list page by page */
-    int r = fetch_store_list(s, "", &d, &n, err);
-    bool root_listed = r == 0;
-    for (size_t i = 0; r == 0 && i < n; i++)
-        if (d[i].is_dir && !strcmp(d[i].name, PBS_CHUNK_DIR))
-            found = true;
+    char *path;
+    /* the directory itself, not .chunks: that holds 65536 directories, which
+     * a remote store would have to list page by page */
+    int r = fetch_store_list(s, dir, &d, &n, err);
+    bool dir_listed = r == 0;
+    if (r == 0)
+        found = has_subdir(d, n, PBS_CHUNK_DIR);
     fetch_dirents_free(d, n);
     if (r == 0 && !found) {
-        /* directory indexes may hide dot entries (nginx's does): ask for it */
+        /*
+         * Directory indexes may hide dot entries (nginx's does). PBS creates
+         * all 65536 prefix directories with the datastore, so the first one
+         * confirms it for the price of a few entries (the whole .chunks/
+         * listing is 7 MB over nginx). A copy that left out empty directories
+         * may lack it: then .chunks itself, which holds only the used ones.
+         */
+        if (!(path = join(dir, PBS_CHUNK_DIR "/0000")))
+            return fetch_error_set(err, -ENOMEM, "out of memory");
         d = NULL;
         n = 0;
-        r = fetch_store_list(s, PBS_CHUNK_DIR, &d, &n, err);
+        r = fetch_store_list(s, path, &d, &n, err);
         fetch_dirents_free(d, n);
+        free(path);
+        if (r == -ENOENT || r == -ENOTDIR) {
+            if (!(path = join(dir, PBS_CHUNK_DIR)))
+                return fetch_error_set(err, -ENOMEM, "out of memory");
+            d = NULL;
+            n = 0;
+            r = fetch_store_list(s, path, &d, &n, err);
+            fetch_dirents_free(d, n);
+            free(path);
+        }
     }
-    if (root_listed && (r == -ENOENT || r == -ENOTDIR))
+    if (dir_listed && (r == -ENOENT || r == -ENOTDIR))
         return fetch_error_set(err, -EMEDIUMTYPE,
                                "not a Proxmox Backup Server datastore (no %s directory)",
                                PBS_CHUNK_DIR);
     return r;
+}
+
+int fetch_pbs_probe(struct fetch_store *s, fetch_error *err)
+{
+    return fetch_pbs_probe_dir(s, "", err);
 }
 
 static int read_manifest(struct fetch_store *s, const char *dir, struct fetch_manifest **ret,
@@ -450,6 +482,8 @@ enum fetch_pbs_archive fetch_pbs_archive_kind(const char *file, size_t *ret_stem
         if (len > sl && !strcmp(file + len - sl, kinds[i].suffix)) {
             if (ret_stem_len)
                 *ret_stem_len = len - sl;
+            if (kinds[i].kind == FETCH_PBS_ARCHIVE_DIDX && !strcmp(file, PBS_CATALOG_NAME))
+                return FETCH_PBS_ARCHIVE_CATALOG;
             return kinds[i].kind;
         }
     }

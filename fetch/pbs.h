@@ -40,6 +40,13 @@ struct fetch_pbs_catalog {
  * -EMEDIUMTYPE with a message if not.
  */
 int fetch_pbs_probe(struct fetch_store *s, fetch_error *err);
+/*
+ * The same for directory @dir of the store ("" = the root). Costs one small
+ * listing of @dir and, when its listing hides dot entries (nginx autoindex),
+ * one of .chunks/0000 (never the 65536 entries of .chunks, unless a copy
+ * without empty directories lacks .chunks/0000).
+ */
+int fetch_pbs_probe_dir(struct fetch_store *s, const char *dir, fetch_error *err);
 
 /*
  * Walks namespaces, groups and snapshots. Only finished snapshots (with an
@@ -61,12 +68,14 @@ void fetch_pbs_catalog_free(struct fetch_pbs_catalog *c);
 enum fetch_pbs_archive {
     FETCH_PBS_ARCHIVE_OTHER,
     FETCH_PBS_ARCHIVE_FIDX,
-    FETCH_PBS_ARCHIVE_DIDX,
+    FETCH_PBS_ARCHIVE_DIDX,    /* a pxar file archive (.pxar, .mpxar, .ppxar) or other .didx */
     FETCH_PBS_ARCHIVE_BLOB,
+    FETCH_PBS_ARCHIVE_CATALOG, /* catalog.pcat1.didx: the file list of the pxar archives */
 };
 
-/* Kind of a snapshot file by its suffix; @ret_stem_len (may be NULL) gets the
- * length of the name without ".fidx"/".didx"/".blob". */
+/* Kind of a snapshot file by its suffix (and the name of the catalog);
+ * @ret_stem_len (may be NULL) gets the length of the name without
+ * ".fidx"/".didx"/".blob". */
 enum fetch_pbs_archive fetch_pbs_archive_kind(const char *file, size_t *ret_stem_len);
 
 /*

@@ -42,6 +42,8 @@
 #define PBS_CHUNK_SIZE_DEFAULT PBS_CHUNK_SIZE_MAX
 
 #define PBS_MANIFEST_NAME "index.json.blob"
+/* the dynamic index of the catalog of a snapshot's pxar archives */
+#define PBS_CATALOG_NAME "catalog.pcat1.didx"
 #define PBS_CHUNK_DIR ".chunks"
 #define PBS_NS_DIR "ns"
 #define PBS_NS_MAX_DEPTH 7

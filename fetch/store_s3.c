@@ -29,7 +29,17 @@
 #include <libxml/tree.h>
 
 #define LIST_PAGE_MAX (16u << 20)
-#define LIST_PAGES_MAX 100000
+/*
+ * Bounds of one listing (one "directory", all its pages). The largest a sane
+ * store needs is far below them (a PBS group of thousands of snapshots, a
+ * casync directory of at most FETCH_CASYNC_MAX_INDEXES indexes), while a
+ * server that keeps answering IsTruncated with a fresh token hits one within
+ * seconds instead of filling memory. LAZYIMG_S3_LIST_MAX_{PAGES,ENTRIES,BYTES}
+ * lower or raise them (tests, exotic stores).
+ */
+#define LIST_PAGES_MAX 10000
+#define LIST_ENTRIES_MAX 1000000
+#define LIST_BYTES_MAX (256ull << 20)
 #define CREDS_FILE_MAX (1u << 20)
 #define ATTEMPTS 3
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -48,6 +58,8 @@ struct s3_store {
     struct curl_slist *headers; /* constant for the store's life */
     struct fetch_remote_conf conf;
     struct fetch_easy_cache *ec;
+    /* listing bounds (LIST_*_MAX unless the environment says otherwise) */
+    unsigned long long list_max_pages, list_max_entries, list_max_bytes;
 };
 
 /* ---- key mapping ---- */
@@ -647,22 +659,49 @@ static char *list_url(const struct s3_store *ss, const char *prefix, const char 
     return url;
 }
 
-/* Lists the "directory" @prefix ("" or ending in '/'); @max_pages 0: all. */
+/* A positive bound from the environment variable @name, else @def. */
+static unsigned long long env_bound(const char *name, unsigned long long def)
+{
+    const char *v = getenv(name);
+    char *end;
+    unsigned long long n;
+    if (!v || !*v)
+        return def;
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    return errno || *end || n == 0 ? def : n;
+}
+
+/*
+ * Lists the "directory" @prefix ("" or ending in '/'). @max_pages 0: all
+ * pages, within the store's listing bounds (beyond one: -EFBIG and a message
+ * naming it); else stops quietly after @max_pages pages.
+ */
 static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempts,
                        unsigned max_pages, const char *what, struct fetch_dirvec *d,
                        fetch_error *err)
 {
     char *token = NULL;
-    unsigned pages = 0;
+    unsigned long long pages = 0, bytes = 0;
+    size_t first = d->n;
+    const char *sep = what[0] == '/' ? "" : "/"; /* "s3://b/p" + "/" or "/dir" */
     int r;
 
     do {
         struct fetch_response resp = {0};
         struct req q = {.ss = ss};
-        char *url = list_url(ss, prefix, token), *next = NULL;
-        if (!url) {
-            free(token);
-            return fetch_error_set(err, -ENOMEM, "out of memory");
+        char *url, *next = NULL;
+        if (!max_pages && pages >= ss->list_max_pages) {
+            r = fetch_error_set(err, -EFBIG,
+                                "S3 listing of %s%s%s exceeded %llu pages (the server keeps "
+                                "answering IsTruncated; set LAZYIMG_S3_LIST_MAX_PAGES to "
+                                "allow more)",
+                                ss->base.location, sep, what, ss->list_max_pages);
+            break;
+        }
+        if (!(url = list_url(ss, prefix, token))) {
+            r = fetch_error_set(err, -ENOMEM, "out of memory");
+            break;
         }
         q.url = url;
         r = fetch_remote_perform(ss->ec, req_setup, &q, LIST_PAGE_MAX, attempts, what, &resp,
@@ -671,6 +710,7 @@ static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempt
         if (r == 0)
             r = fetch_s3_error(resp.status, resp.body, resp.len, what, err);
         if (r == 0) {
+            bytes += resp.len;
             r = fetch_s3_parse_list(resp.body, resp.len, prefix, d, &next, err);
             if (r < 0)
                 fetch_error_prefix(err, r, "%s", what);
@@ -679,11 +719,21 @@ static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempt
         if (r == 0 && next && token && !strcmp(next, token))
             r = fetch_error_set(err, -EBADMSG, "%s: S3 listing repeats its continuation token",
                                 what);
+        if (r == 0 && d->n - first > ss->list_max_entries)
+            r = fetch_error_set(err, -EFBIG,
+                                "S3 listing of %s%s%s exceeded %llu entries (set "
+                                "LAZYIMG_S3_LIST_MAX_ENTRIES to allow more)",
+                                ss->base.location, sep, what, ss->list_max_entries);
+        if (r == 0 && bytes > ss->list_max_bytes)
+            r = fetch_error_set(err, -EFBIG,
+                                "S3 listing of %s%s%s exceeded %llu bytes (set "
+                                "LAZYIMG_S3_LIST_MAX_BYTES to allow more)",
+                                ss->base.location, sep, what, ss->list_max_bytes);
         free(token);
         token = next;
         if (r < 0)
             break;
-        if (++pages >= (max_pages ? max_pages : LIST_PAGES_MAX))
+        if (++pages >= max_pages && max_pages)
             break;
     } while (token);
     free(token);
@@ -913,6 +963,9 @@ int fetch_s3_open(const char *location, const struct fetch_remote_options *o, bo
         r = fetch_error_set(err, -ENOMEM, "out of memory");
         goto fail;
     }
+    ss->list_max_pages = env_bound("LAZYIMG_S3_LIST_MAX_PAGES", LIST_PAGES_MAX);
+    ss->list_max_entries = env_bound("LAZYIMG_S3_LIST_MAX_ENTRIES", LIST_ENTRIES_MAX);
+    ss->list_max_bytes = env_bound("LAZYIMG_S3_LIST_MAX_BYTES", LIST_BYTES_MAX);
     /* the payload hash S3 requires (and s3rver insists on): GETs have no body */
     ss->headers = curl_slist_append(NULL, "x-amz-content-sha256: " EMPTY_SHA256);
     if (ss->headers && ss->creds.token) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cache/diskcache.h"
+#include "fetch/casync.h"
 #include "fetch/pbs.h"
 #include "fetch/remote.h"
 #include "fetch/store.h"
@@ -104,6 +105,33 @@ struct fetch_store *fs_open_store(const char *location, const struct fetch_remot
         return NULL;
     }
     return s;
+}
+
+int fs_casync_catalog_report(const char *location, const struct fetch_casync_catalog *c)
+{
+    size_t len = strlen(location);
+    bool ds = c->datastore != NULL;
+    /* a mount of a datastore's parent would warn about, and hide, nothing but it */
+    if (c->count == 0 && ds) {
+        fs_err("%s: not a datastore or casync repository; did you mean %s%s%s? (a Proxmox "
+               "Backup Server datastore%s)",
+               location, location, len && location[len - 1] == '/' ? "" : "/", c->datastore,
+               c->datastore_count > 1 ? ", the first of several below it" : "");
+        return -1;
+    }
+    for (size_t i = 0; i < c->warning_count; i++)
+        fs_warn("%s", c->warnings[i]);
+    if (ds)
+        fs_warn("%s: %s%s is a Proxmox Backup Server datastore, not searched for casync "
+                "indexes (mount it on its own)",
+                location, c->datastore, c->datastore_count > 1 ? " (and others)" : "");
+    if (c->count == 0) {
+        fs_err("%s: neither a Proxmox Backup Server datastore (no .chunks directory) nor a "
+               "casync repository (no *.caibx or *.caidx index found)",
+               location);
+        return -1;
+    }
+    return 0;
 }
 
 /* mkdir -p with mode 0700 for the directories it creates. */

@@ -52,3 +52,13 @@ enum fs_repo_kind {
  */
 struct fetch_store *fs_open_store(const char *location, const struct fetch_remote_options *ro,
                                   enum fs_repo_kind *ret_kind);
+
+struct fetch_casync_catalog;
+
+/*
+ * Prints the warnings of a casync catalog load, and, when it found no index,
+ * the one-line error that @location is neither kind of repository, naming a
+ * datastore found below it ("did you mean LOCATION/ds?") instead of the
+ * warnings. Returns -1 when the catalog is empty, else 0.
+ */
+int fs_casync_catalog_report(const char *location, const struct fetch_casync_catalog *c);

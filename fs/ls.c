@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* `lazyimg ls`: the snapshots and archives of a datastore, or the indexes of
  * a casync repository, as a table or JSON. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,13 +30,21 @@ static const char ls_usage[] =
     FS_REMOTE_OPTIONS_HELP
     "  -h, --help             show this help\n";
 
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t l = strlen(s), sl = strlen(suffix);
+    return l >= sl && !strcmp(s + l - sl, suffix);
+}
+
 static const char *archive_kind(const struct fetch_manifest_file *f, size_t *stem)
 {
     switch (fetch_pbs_archive_kind(f->name, stem)) {
     case FETCH_PBS_ARCHIVE_FIDX:
         return "image";
     case FETCH_PBS_ARCHIVE_DIDX:
-        return "pxar";
+        return has_suffix(f->name, "pxar.didx") ? "pxar" : "didx";
+    case FETCH_PBS_ARCHIVE_CATALOG:
+        return "catalog";
     case FETCH_PBS_ARCHIVE_BLOB:
         return "blob";
     default:
@@ -43,15 +52,56 @@ static const char *archive_kind(const struct fetch_manifest_file *f, size_t *ste
     }
 }
 
-/* Whether the mount shows the file (and can read it). */
+/* Whether the mount shows the file (and can read it): "yes", or why not. */
 static const char *mount_state(const struct fetch_manifest_file *f)
 {
     enum fetch_pbs_archive k = fetch_pbs_archive_kind(f->name, NULL);
-    if (k == FETCH_PBS_ARCHIVE_DIDX || k == FETCH_PBS_ARCHIVE_OTHER)
-        return "not yet supported";
+    switch (k) {
+    case FETCH_PBS_ARCHIVE_DIDX:
+        if (has_suffix(f->name, ".ppxar.didx"))
+            return "no (payload of a pxar archive: file archives are not supported yet)";
+        if (has_suffix(f->name, "pxar.didx"))
+            return "no (pxar file archive: file archives are not supported yet)";
+        return "no (dynamic index: not supported yet)";
+    case FETCH_PBS_ARCHIVE_CATALOG:
+        return "no (catalog of the pxar archives' files)";
+    case FETCH_PBS_ARCHIVE_OTHER:
+        return "no (unknown kind of file)";
+    default:
+        break;
+    }
     if (f->crypt == FETCH_CRYPT_ENCRYPT)
         return k == FETCH_PBS_ARCHIVE_BLOB ? "hidden (encrypted)" : "encrypted, no key";
+    if (k == FETCH_PBS_ARCHIVE_BLOB && f->size > FETCH_PBS_SMALL_BLOB_MAX)
+        return "no (blob larger than 16 MiB)";
     return "yes";
+}
+
+/*
+ * The size the mount shows: for a blob it shows, its decoded size (the
+ * manifest has the stored one, header and compression included), read from
+ * the store; else the manifest's. A blob that cannot be read gets -errno and
+ * @errbuf says why.
+ */
+static int shown_size(struct fetch_store *store, const struct fetch_pbs_snapshot *s,
+                      const struct fetch_manifest_file *f, uint64_t *ret, char *errbuf,
+                      size_t errlen)
+{
+    fetch_data data = {0};
+    fetch_error err = {""};
+    int r;
+    *ret = f->size;
+    if (fetch_pbs_archive_kind(f->name, NULL) != FETCH_PBS_ARCHIVE_BLOB ||
+        strcmp(mount_state(f), "yes"))
+        return 0;
+    r = fetch_pbs_read_blob(store, s, f, &data, &err);
+    if (r < 0) {
+        snprintf(errbuf, errlen, "%s", err.msg[0] ? err.msg : strerror(-r));
+        return r;
+    }
+    *ret = data.len;
+    fetch_data_release(&data);
+    return 0;
 }
 
 static void snapshot_path(const struct fetch_pbs_snapshot *s, char *buf, size_t len)
@@ -69,7 +119,7 @@ static void snapshot_path(const struct fetch_pbs_snapshot *s, char *buf, size_t 
         snprintf(buf + off, len - off, "%s/%s/%s", s->type, s->id, s->time_str);
 }
 
-static int print_json(const struct fetch_pbs_catalog *c)
+static int print_json(struct fetch_store *store, const struct fetch_pbs_catalog *c)
 {
     json_object *arr = json_object_new_array();
     if (!arr)
@@ -89,15 +139,24 @@ static int print_json(const struct fetch_pbs_catalog *c)
             const struct fetch_manifest_file *f = &s->manifest->files[j];
             json_object *fo = json_object_new_object();
             size_t stem = 0;
-            const char *kind = archive_kind(f, &stem);
+            const char *kind = archive_kind(f, &stem), *state = mount_state(f);
+            char why[256];
+            uint64_t size;
+            int r = shown_size(store, s, f, &size, why, sizeof(why));
             json_object_object_add(fo, "filename", json_object_new_string(f->name));
             json_object_object_add(fo, "name", json_object_new_string_len(f->name, (int)stem));
             json_object_object_add(fo, "kind", json_object_new_string(kind));
-            json_object_object_add(fo, "size", json_object_new_int64((int64_t)f->size));
+            json_object_object_add(fo, "size", json_object_new_int64((int64_t)size));
+            if (!strcmp(kind, "blob"))
+                json_object_object_add(fo, "stored-size", json_object_new_int64((int64_t)f->size));
             json_object_object_add(fo, "crypt-mode",
                                    json_object_new_string(fetch_crypt_name(f->crypt)));
             json_object_object_add(fo, "mountable",
-                                   json_object_new_boolean(!strcmp(mount_state(f), "yes")));
+                                   json_object_new_boolean(!strcmp(state, "yes") && r == 0));
+            if (r < 0)
+                json_object_object_add(fo, "error", json_object_new_string(why));
+            else if (strcmp(state, "yes"))
+                json_object_object_add(fo, "reason", json_object_new_string(state));
             json_object_array_add(files, fo);
         }
         json_object_object_add(o, "files", files);
@@ -119,13 +178,45 @@ static int casync_name_len(const struct fetch_casync_index *x)
     return (int)(strlen(x->path) - (x->archive ? 0 : 6));
 }
 
-static int print_casync_json(const struct fetch_casync_catalog *c)
+/*
+ * Reads and checks blob index @x (an entry of a catalog loaded without its
+ * images), keeping its error; the image is dropped again by index_unload
+ * once printed, so a listing holds one image at a time, not all of them.
+ * Returns -ENOMEM only.
+ */
+static int index_load(struct fetch_store *store, struct fetch_casync_index *x)
+{
+    fetch_error err = {""};
+    if (x->archive)
+        return 0;
+    x->error = fetch_casync_open_index(store, x->path, x, &err);
+    if (x->error == -ENOMEM)
+        return -ENOMEM;
+    if (x->error < 0 && !(x->error_msg = strdup(err.msg)))
+        return -ENOMEM;
+    return 0;
+}
+
+static void index_unload(struct fetch_casync_index *x)
+{
+    fetch_image_free(x->image);
+    x->image = NULL;
+    free(x->error_msg);
+    x->error_msg = NULL;
+}
+
+static int print_casync_json(struct fetch_store *store, struct fetch_casync_catalog *c)
 {
     json_object *arr = json_object_new_array();
     if (!arr)
         return -1;
     for (size_t i = 0; i < c->count; i++) {
-        const struct fetch_casync_index *x = &c->indexes[i];
+        struct fetch_casync_index *x = &c->indexes[i];
+        if (index_load(store, x) < 0) {
+            json_object_put(arr);
+            fs_err("out of memory");
+            return -1;
+        }
         json_object *o = json_object_new_object();
         json_object_object_add(o, "index", json_object_new_string(x->path));
         json_object_object_add(o, "kind", json_object_new_string(x->archive ? "archive" : "blob"));
@@ -151,6 +242,7 @@ static int print_casync_json(const struct fetch_casync_catalog *c)
             json_object_object_add(o, "error", json_object_new_string(x->error_msg ? x->error_msg
                                                                                    : strerror(-x->error)));
         }
+        index_unload(x);
         json_object_array_add(arr, o);
     }
     puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -158,37 +250,44 @@ static int print_casync_json(const struct fetch_casync_catalog *c)
     return 0;
 }
 
-static void print_casync_table(const struct fetch_casync_catalog *c)
+static int print_casync_table(struct fetch_store *store, struct fetch_casync_catalog *c)
 {
     printf("%-40s %9s %9s %8s %9s %-10s %s\n", "IMAGE", "SIZE", "DATA", "CHUNKS", "AVG", "DIGEST",
            "MOUNTED");
     for (size_t i = 0; i < c->count; i++) {
-        const struct fetch_casync_index *x = &c->indexes[i];
-        char size[32], data[32], avg[32], name[1024], why[1024], by[1024];
+        struct fetch_casync_index *x = &c->indexes[i];
+        char size[32], data[32], avg[32], raw[1024], name[1024], why[1024], by[1024];
+        if (index_load(store, x) < 0) {
+            fs_err("out of memory");
+            return -1;
+        }
         /* names and messages from the store, escaped for the terminal */
-        fs_escape(x->path, name, sizeof(name));
+        snprintf(raw, sizeof(raw), "%.*s", casync_name_len(x), x->path);
+        fs_escape(raw, name, sizeof(name));
         if (!x->image) {
             fs_escape(x->archive ? "" : x->error_msg ? x->error_msg : strerror(-x->error), why,
                       sizeof(why));
             printf("%-40s %9s %9s %8s %9s %-10s %s%s\n", name, "-", "-", "-", "-", "-",
                    x->archive ? "not mountable (directory archive index)" : "invalid: ", why);
+            index_unload(x);
             continue;
         }
         fs_escape(x->shadowed_by ? x->shadowed_by : "", by, sizeof(by));
         fs_format_size(x->image->size, size, sizeof(size));
         fs_format_size(x->image->data_bytes, data, sizeof(data));
         fs_format_size(x->chunk_avg, avg, sizeof(avg));
-        name[strlen(name) - (x->archive ? 0 : 6)] = '\0'; /* without ".caibx" */
         printf("%-40s %9s %9s %8zu %9s %-10s %s%s%s\n", name, size, data, x->image->count, avg,
                digest_name(x->algo),
                x->shadowed_by ? "no (hidden: its directory's name is taken by " : "yes", by,
                x->shadowed_by ? ")" : "");
+        index_unload(x);
     }
+    return 0;
 }
 
-static void print_table(const struct fetch_pbs_catalog *c)
+static void print_table(struct fetch_store *store, const struct fetch_pbs_catalog *c)
 {
-    printf("%-44s %-28s %-6s %9s  %-9s %s\n", "SNAPSHOT", "ARCHIVE", "KIND", "SIZE", "CRYPT",
+    printf("%-44s %-28s %-7s %9s  %-9s %s\n", "SNAPSHOT", "ARCHIVE", "KIND", "SIZE", "CRYPT",
            "MOUNTED");
     for (size_t i = 0; i < c->count; i++) {
         const struct fetch_pbs_snapshot *s = &c->snaps[i];
@@ -199,11 +298,18 @@ static void print_table(const struct fetch_pbs_catalog *c)
             const struct fetch_manifest_file *f = &s->manifest->files[j];
             size_t stem = 0;
             const char *kind = archive_kind(f, &stem);
-            char size[32];
-            fs_format_size(f->size, size, sizeof(size));
-            fs_escape(f->name, name, sizeof(name));
-            name[stem < strlen(name) ? stem : strlen(name)] = '\0'; /* names are ASCII */
-            printf("%-44s %-28s %-6s %9s  %-9s %s\n", path, name, kind, size,
+            char size[32], why[256], raw_name[1024], why_shown[1024];
+            uint64_t bytes;
+            snprintf(raw_name, sizeof(raw_name), "%.*s", (int)stem, f->name);
+            fs_escape(raw_name, name, sizeof(name));
+            if (shown_size(store, s, f, &bytes, why, sizeof(why)) < 0) {
+                fs_escape(why, why_shown, sizeof(why_shown));
+                printf("%-44s %-28s %-7s %9s  %-9s unreadable: %s\n", path, name, kind, "-",
+                       fetch_crypt_name(f->crypt), why_shown);
+                continue;
+            }
+            fs_format_size(bytes, size, sizeof(size));
+            printf("%-44s %-28s %-7s %9s  %-9s %s\n", path, name, kind, size,
                    fetch_crypt_name(f->crypt), mount_state(f));
         }
     }
@@ -263,26 +369,22 @@ int fs_cmd_ls(int argc, char **argv)
         return 1;
     }
     if (kind == FS_REPO_CASYNC) {
-        r = fetch_casync_catalog_load(store, true, &ccat, &err);
+        /* the paths only: each index is read when its line is printed */
+        r = fetch_casync_catalog_load(store, false, &ccat, &err);
         if (r < 0) {
             fs_err("%s: %s", store->location, err.msg);
             fetch_store_free(store);
             return 1;
         }
-        for (size_t i = 0; i < ccat->warning_count; i++)
-            fs_warn("%s", ccat->warnings[i]);
-        if (ccat->count == 0) {
-            fs_err("%s: neither a Proxmox Backup Server datastore (no .chunks directory) nor "
-                   "a casync repository (no *.caibx or *.caidx index found)",
-                   store->location);
+        if (fs_casync_catalog_report(store->location, ccat) < 0) {
             fetch_casync_catalog_free(ccat);
             fetch_store_free(store);
             return 1;
         }
         if (json)
-            r = print_casync_json(ccat);
+            r = print_casync_json(store, ccat);
         else
-            print_casync_table(ccat);
+            r = print_casync_table(store, ccat);
         fetch_casync_catalog_free(ccat);
         fetch_store_free(store);
         return r < 0 ? 1 : 0;
@@ -296,9 +398,9 @@ int fs_cmd_ls(int argc, char **argv)
     for (size_t i = 0; i < cat->warning_count; i++)
         fs_warn("%s", cat->warnings[i]);
     if (json)
-        r = print_json(cat);
+        r = print_json(store, cat);
     else
-        print_table(cat);
+        print_table(store, cat);
     fetch_pbs_catalog_free(cat);
     fetch_store_free(store);
     return r < 0 ? 1 : 0;

@@ -558,6 +558,40 @@ static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
     return -1;
 }
 
+/*
+ * One warning for the dynamic-index archives (pxar file archives of
+ * containers and hosts) the mount does not show yet: how many, and how many
+ * snapshots they leave empty.
+ */
+static void warn_unsupported_archives(const struct mount_opts *o,
+                                      const struct fetch_pbs_catalog *cat)
+{
+    size_t archives = 0, snaps = 0, empty = 0;
+    char tail[96] = "";
+    for (size_t i = 0; i < cat->count; i++) {
+        const struct fetch_manifest *m = cat->snaps[i].manifest;
+        size_t n = 0, shown = 0;
+        for (size_t j = 0; j < m->count; j++) {
+            enum fetch_pbs_archive k = fetch_pbs_archive_kind(m->files[j].name, NULL);
+            n += k == FETCH_PBS_ARCHIVE_DIDX;
+            shown += k == FETCH_PBS_ARCHIVE_FIDX ||
+                     (k == FETCH_PBS_ARCHIVE_BLOB && m->files[j].crypt != FETCH_CRYPT_ENCRYPT);
+        }
+        archives += n;
+        snaps += n > 0;
+        empty += n > 0 && shown == 0;
+    }
+    if (!archives)
+        return;
+    if (empty)
+        snprintf(tail, sizeof(tail), "; %zu snapshot%s nothing else and appear%s empty", empty,
+                 empty == 1 ? " holds" : "s hold", empty == 1 ? "s" : "");
+    fs_warn("%s: %zu pxar file archive%s not shown (in %zu snapshot%s): file archives are "
+            "not supported yet%s; `lazyimg ls` lists them",
+            o->store_shown, archives, archives == 1 ? " is" : "s are", snaps, snaps == 1 ? "" : "s",
+            tail);
+}
+
 /* Builds the tree of a PBS catalog; logs what was skipped. */
 static int build_pbs_tree(const struct mount_opts *o, struct fetch_store *store,
                           struct fetch_pbs_catalog *cat, struct fs_tree **ret)
@@ -567,6 +601,7 @@ static int build_pbs_tree(const struct mount_opts *o, struct fetch_store *store,
         fs_warn("%s", cat->warnings[i]);
     if (cat->count == 0)
         fs_warn("%s: no finished snapshots; the mount will be empty", o->store_shown);
+    warn_unsupported_archives(o, cat);
     r = fs_tree_new(store, cat, ret);
     if (r < 0)
         fs_err("cannot build the snapshot tree: %s",
@@ -579,12 +614,7 @@ static int build_casync_tree(const struct mount_opts *o, struct fetch_store *sto
                              struct fetch_casync_catalog *cat, struct fs_tree **ret)
 {
     int r;
-    for (size_t i = 0; i < cat->warning_count; i++)
-        fs_warn("%s", cat->warnings[i]);
-    if (cat->count == 0) {
-        fs_err("%s: neither a Proxmox Backup Server datastore (no .chunks directory) nor a "
-               "casync repository (no *.caibx index found)",
-               o->store_shown);
+    if (fs_casync_catalog_report(o->store_shown, cat) < 0) {
         fetch_casync_catalog_free(cat);
         return -EMEDIUMTYPE;
     }

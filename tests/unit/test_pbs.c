@@ -289,6 +289,102 @@ static void probe(void **state)
     fetch_store_free(s);
 }
 
+/*
+ * A store over a local one whose listings hide dot entries, as nginx's
+ * autoindex does, and which records the directories it was asked to list.
+ */
+struct hiding_store {
+    struct fetch_store base;
+    struct fetch_store *inner;
+    char listed[8][64];
+    size_t nlisted;
+};
+
+static int hiding_list(struct fetch_store *s, const char *dir, struct fetch_dirent **ret,
+                       size_t *ret_n, fetch_error *err)
+{
+    struct hiding_store *h = (struct hiding_store *)s;
+    struct fetch_dirent *d = NULL;
+    size_t n = 0, k = 0;
+    int r;
+    if (h->nlisted < 8)
+        snprintf(h->listed[h->nlisted++], sizeof(h->listed[0]), "%s", dir);
+    r = fetch_store_list(h->inner, dir, &d, &n, err);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++) {
+        if (d[i].name[0] == '.')
+            free(d[i].name);
+        else
+            d[k++] = d[i];
+    }
+    *ret = d;
+    *ret_n = k;
+    return 0;
+}
+
+static int hiding_get(struct fetch_store *s, const char *path, size_t max, void **ret,
+                      size_t *ret_len, fetch_error *err)
+{
+    return fetch_store_get(((struct hiding_store *)s)->inner, path, max, ret, ret_len, err);
+}
+
+static void hiding_free(struct fetch_store *s)
+{
+    (void)s;
+}
+
+static const struct fetch_store_ops hiding_ops = {
+    .kind = "http",
+    .list = hiding_list,
+    .get = hiding_get,
+    .free = hiding_free,
+};
+
+static bool was_listed(const struct hiding_store *h, const char *dir)
+{
+    for (size_t i = 0; i < h->nlisted; i++)
+        if (!strcmp(h->listed[i], dir))
+            return true;
+    return false;
+}
+
+/* Behind an index that hides .chunks, the probe lists .chunks/0000 (a few
+ * entries), never .chunks itself (65536) when that exists. */
+static void probe_hidden_chunks(void **state)
+{
+    struct ds *ds = *state;
+    struct hiding_store h = {.base = {.ops = &hiding_ops}};
+    fetch_error err = {""};
+    char *chunks;
+
+    h.inner = open_store(ds->root);
+    fx_mkdirs(ds->root, ".chunks/0000");
+    fx_mkdirs(ds->root, ".chunks/ffff");
+    assert_int_equal(fetch_pbs_probe(&h.base, &err), 0);
+    assert_true(was_listed(&h, ".chunks/0000"));
+    assert_false(was_listed(&h, ".chunks"));
+
+    /* a copy without empty prefix directories: .chunks itself, as before */
+    chunks = join(ds->root, ".chunks");
+    fx_rmtree(chunks);
+    free(chunks);
+    fx_mkdirs(ds->root, ".chunks/ffff");
+    h.nlisted = 0;
+    assert_int_equal(fetch_pbs_probe(&h.base, &err), 0);
+    assert_true(was_listed(&h, ".chunks"));
+
+    /* a datastore below the root */
+    fx_mkdirs(ds->root, "sub/ds/.chunks/0000");
+    h.nlisted = 0;
+    assert_int_equal(fetch_pbs_probe_dir(&h.base, "sub/ds", &err), 0);
+    assert_true(was_listed(&h, "sub/ds/.chunks/0000"));
+    assert_int_equal(fetch_pbs_probe_dir(&h.base, "sub", &err), -EMEDIUMTYPE);
+    assert_non_null(strstr(err.msg, "no .chunks directory"));
+    assert_int_equal(fetch_pbs_probe_dir(&h.base, "nowhere", &err), -ENOENT);
+    fetch_store_free(h.inner);
+}
+
 static void probe_symlinked_chunks(void **state)
 {
     struct ds *ds = *state;
@@ -1168,6 +1264,11 @@ static void archive_kind(void **state)
     assert_int_equal(stem, strlen("drive-scsi0.img"));
     assert_int_equal(fetch_pbs_archive_kind("root.pxar.didx", &stem), FETCH_PBS_ARCHIVE_DIDX);
     assert_int_equal(stem, strlen("root.pxar"));
+    assert_int_equal(fetch_pbs_archive_kind("root.mpxar.didx", NULL), FETCH_PBS_ARCHIVE_DIDX);
+    assert_int_equal(fetch_pbs_archive_kind("catalog.pcat1.didx", &stem),
+                     FETCH_PBS_ARCHIVE_CATALOG);
+    assert_int_equal(stem, strlen("catalog.pcat1"));
+    assert_int_equal(fetch_pbs_archive_kind("mycatalog.pcat1.didx", NULL), FETCH_PBS_ARCHIVE_DIDX);
     assert_int_equal(fetch_pbs_archive_kind("qemu-server.conf.blob", &stem),
                      FETCH_PBS_ARCHIVE_BLOB);
     assert_int_equal(stem, strlen("qemu-server.conf"));
@@ -1189,6 +1290,7 @@ int main(void)
         DS_TEST(store_list_and_get),
         DS_TEST(probe),
         DS_TEST(probe_symlinked_chunks),
+        DS_TEST(probe_hidden_chunks),
         DS_TEST(catalog_empty),
         DS_TEST(catalog_sorted_and_filtered),
         DS_TEST(catalog_skips_inconsistent),
