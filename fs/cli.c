@@ -204,7 +204,11 @@ int fs_open_cache(const struct cache_disk_options *o, struct cache_disk **ret)
     char msg[256] = "";
     int r = cache_disk_open(o, ret, msg, sizeof(msg));
     if (r < 0) {
-        fs_err("cache %s: %s", o->dir, msg[0] ? msg : strerror(-r));
+        /* the cache's messages name the path they are about */
+        if (msg[0])
+            fs_err("%s", msg);
+        else
+            fs_err("cache %s: %s", o->dir, strerror(-r));
         return -1;
     }
     return 0;
