@@ -30,6 +30,6 @@ for t in "${targets[@]}"; do
     echo "run-all: fuzz_$t failed; the input is in $artifacts/$t/" >&2
     exit 1
   fi
-  grep -E "^#[0-9]+ +(INITED|DONE)|stat::number_of_executed_units|stat::new_units_added" "$work/$t.log"
+  grep -E "^#[0-9]+[[:space:]]+(INITED|DONE)|stat::number_of_executed_units|stat::new_units_added" "$work/$t.log"
 done
 echo "run-all: ${#targets[@]} targets, ${secs}s each, no crashes"
