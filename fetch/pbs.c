@@ -66,12 +66,27 @@ static bool has_subdir(const struct fetch_dirent *d, size_t n, const char *name)
     return false;
 }
 
+/* Lists @dir/@sub only to learn whether it exists: 0, -ENOENT, -ENOTDIR, ... */
+static int list_probe(struct fetch_store *s, const char *dir, const char *sub, fetch_error *err)
+{
+    struct fetch_dirent *d = NULL;
+    size_t n = 0;
+    char *path = join(dir, sub);
+    int r;
+
+    if (!path)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    r = fetch_store_list(s, path, &d, &n, err);
+    fetch_dirents_free(d, n);
+    free(path);
+    return r;
+}
+
 int fetch_pbs_probe_dir(struct fetch_store *s, const char *dir, fetch_error *err)
 {
     struct fetch_dirent *d = NULL;
     size_t n = 0;
     bool found = false;
-    char *path;
     /* the directory itself, not .chunks: that holds 65536 directories, which
      * a remote store would have to list page by page */
     int r = fetch_store_list(s, dir, &d, &n, err);
@@ -87,22 +102,9 @@ int fetch_pbs_probe_dir(struct fetch_store *s, const char *dir, fetch_error *err
          * listing is 7 MB over nginx). A copy that left out empty directories
          * may lack it: then .chunks itself, which holds only the used ones.
          */
-        if (!(path = join(dir, PBS_CHUNK_DIR "/0000")))
-            return fetch_error_set(err, -ENOMEM, "out of memory");
-        d = NULL;
-        n = 0;
-        r = fetch_store_list(s, path, &d, &n, err);
-        fetch_dirents_free(d, n);
-        free(path);
-        if (r == -ENOENT || r == -ENOTDIR) {
-            if (!(path = join(dir, PBS_CHUNK_DIR)))
-                return fetch_error_set(err, -ENOMEM, "out of memory");
-            d = NULL;
-            n = 0;
-            r = fetch_store_list(s, path, &d, &n, err);
-            fetch_dirents_free(d, n);
-            free(path);
-        }
+        r = list_probe(s, dir, PBS_CHUNK_DIR "/0000", err);
+        if (r == -ENOENT || r == -ENOTDIR)
+            r = list_probe(s, dir, PBS_CHUNK_DIR, err);
     }
     if (dir_listed && (r == -ENOENT || r == -ENOTDIR))
         return fetch_error_set(err, -EMEDIUMTYPE,
