@@ -52,3 +52,9 @@ enum fs_repo_kind {
  */
 struct fetch_store *fs_open_store(const char *location, const struct fetch_remote_options *ro,
                                   enum fs_repo_kind *ret_kind);
+
+/*
+ * What the open store @s holds (see fs_open_store). Prints a one-line error
+ * and returns -1 when it cannot be listed.
+ */
+int fs_store_kind(struct fetch_store *s, enum fs_repo_kind *ret_kind);
