@@ -5,10 +5,12 @@
  * still be mounted from what an earlier mount saw.
  *
  * Layout: CACHE_DIR/meta/<store key>/<SHA-256 of the entry key, hex>, one
- * file per entry, written atomically (a temporary file, fsync, rename; every
+ * file per entry, written atomically (a temporary file, then rename; every
  * open O_NOFOLLOW | O_CLOEXEC). Each file holds a header (magic, lengths, a
  * SHA-256 over key and bytes) and the entry key, so a torn or damaged file
- * reads as a miss, never as other bytes. Callers still verify the bytes they
+ * (a crash before the data reached the disk) reads as a miss, never as other
+ * bytes. Entries are not fsync()ed one by one: cache_meta_sync() makes
+ * everything written so far durable at once. Callers still verify the bytes they
  * get back (the formats carry their own checksums): the cache only promises
  * to return what was put.
  *
@@ -65,3 +67,6 @@ int cache_meta_get(struct cache_meta *m, const char *key, size_t max, void **ret
 
 /* Removes the entry of @key, if any. 0 or -errno (-ENOENT when absent). */
 int cache_meta_remove(struct cache_meta *m, const char *key);
+
+/* Makes the entries written so far durable (syncfs of the cache's filesystem). */
+int cache_meta_sync(struct cache_meta *m);

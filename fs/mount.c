@@ -853,6 +853,8 @@ int fs_cmd_mount(int argc, char **argv)
                    o.store, cache_dir);
         goto out;
     }
+    if (fs_is_offline_store(stores[cat_from]) && o.store_mode == FS_OFFLINE_NO)
+        fs_offline_store_sync(stores[cat_from]); /* the catalog survives a crash */
     if (offline_notice(&o, stores[cat_from], cat ? cat->count : casync_cat->count,
                        offline_desc, sizeof(offline_desc)))
         ctx.offline = offline_desc;

@@ -421,3 +421,11 @@ void fs_offline_store_stats(struct fetch_store *s, uint64_t *ret_served, int64_t
     *ret_served = atomic_load(&os->served);
     *ret_oldest = atomic_load(&os->oldest);
 }
+
+void fs_offline_store_sync(struct fetch_store *s)
+{
+    struct offline_store *os = (struct offline_store *)s;
+    int r = cache_meta_sync(os->meta);
+    if (r < 0)
+        fs_debug("metadata cache: sync: %s", strerror(-r));
+}

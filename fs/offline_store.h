@@ -62,5 +62,8 @@ struct fetch_store *fs_offline_store_inner(struct fetch_store *s);
  */
 void fs_offline_store_stats(struct fetch_store *s, uint64_t *ret_served, int64_t *ret_oldest);
 
+/* Makes what @s cached so far durable (cache_meta_sync); logs a failure. */
+void fs_offline_store_sync(struct fetch_store *s);
+
 /* Whether @s is a wrapper made by fs_offline_store_new. */
 bool fs_is_offline_store(const struct fetch_store *s);
