@@ -117,6 +117,16 @@ int fetch_store_open(const char *location, const struct fetch_remote_options *o,
     return fetch_store_open_local(location, ret, err);
 }
 
+int fetch_store_open_unchecked(const char *location, const struct fetch_remote_options *o,
+                               struct fetch_store **ret, fetch_error *err)
+{
+    if (location && !strncasecmp(location, "s3://", 5))
+        return fetch_s3_open(location, o, false, ret, err);
+    if (location && (!strncasecmp(location, "http://", 7) || !strncasecmp(location, "https://", 8)))
+        return fetch_http_open(location, o, false, ret, err);
+    return fetch_store_open(location, o, ret, err);
+}
+
 /* ---- result conversion ---- */
 
 bool fetch_remote_retryable(int r)

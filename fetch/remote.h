@@ -85,6 +85,14 @@ int fetch_store_open(const char *location, const struct fetch_remote_options *o,
                      struct fetch_store **ret, fetch_error *err);
 
 /*
+ * Like fetch_store_open(), but a remote store does not check that the server
+ * answers: for a store known to be unreachable now that later transfers may
+ * reach (a mount from cached metadata). Local stores are opened as usual.
+ */
+int fetch_store_open_unchecked(const char *location, const struct fetch_remote_options *o,
+                               struct fetch_store **ret, fetch_error *err);
+
+/*
  * Converts the outcome of a transfer set up by setup_get() or performed by a
  * remote store: 0 for 2xx; -ENOENT for 404; -EACCES for 401/403; -EIO for
  * other 4xx; -EAGAIN for 5xx and 429; -ETIMEDOUT for deadlines;

@@ -85,26 +85,34 @@ struct fetch_store *fs_open_store(const char *location, const struct fetch_remot
         fs_err("%s", err.msg);
         return NULL;
     }
-    r = fetch_pbs_probe(s, &err);
+    if (fs_store_kind(s, ret_kind) < 0) {
+        fetch_store_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+int fs_store_kind(struct fetch_store *s, enum fs_repo_kind *ret_kind)
+{
+    fetch_error err = {""};
+    int r = fetch_pbs_probe(s, &err);
     *ret_kind = FS_REPO_PBS;
     if (r == -EMEDIUMTYPE) {
         *ret_kind = FS_REPO_CASYNC;
-        return s;
+        return 0;
     }
     if (r < 0 && !strcmp(s->ops->kind, "http") && (r == -EACCES || r == -ENOENT)) {
         fs_err("%s: %s: the server gives no directory listing; name what to mount with "
                "--snapshot [ns/NS/]TYPE/ID/TIME (a datastore) or --snapshot PATH.caibx "
                "(a casync repository)",
                s->location, err.msg);
-        fetch_store_free(s);
-        return NULL;
+        return -1;
     }
     if (r < 0) {
         fs_err("%s: %s", s->location, err.msg);
-        fetch_store_free(s);
-        return NULL;
+        return -1;
     }
-    return s;
+    return 0;
 }
 
 int fs_casync_catalog_report(const char *location, const struct fetch_casync_catalog *c)

@@ -62,3 +62,9 @@ struct fetch_casync_catalog;
  * warnings. Returns -1 when the catalog is empty, else 0.
  */
 int fs_casync_catalog_report(const char *location, const struct fetch_casync_catalog *c);
+
+/*
+ * What the open store @s holds (see fs_open_store). Prints a one-line error
+ * and returns -1 when it cannot be listed.
+ */
+int fs_store_kind(struct fetch_store *s, enum fs_repo_kind *ret_kind);

@@ -494,6 +494,10 @@ static json_object *status_json(struct fs_control *c)
     }
     fetch_pool_get_stats(c->ctx->pool, &ps);
     json_object_object_add(o, "stores", stores_json(c, &ps));
+    /* mounted from cached metadata (--offline, or the store was unreachable) */
+    json_object_object_add(o, "offline", json_object_new_boolean(c->ctx->offline != NULL));
+    json_object_object_add(o, "offline_reason",
+                           c->ctx->offline ? json_object_new_string(c->ctx->offline) : NULL);
     json_object_object_add(o, "fetch", fetch_json(c, &ps));
     json_object_object_add(o, "cache", cache_json(c));
     for (size_t i = 0; i < t->count; i++) {

@@ -57,6 +57,8 @@ struct fs_ctx {
      * casync chunk store */
     struct fetch_store *const *stores;
     size_t nstores;
+    /* NULL, or why the mount serves cached metadata (status says "offline") */
+    const char *offline;
     bool has_disk_cache;     /* reads may need a scratch buffer for disk-cache hits */
     unsigned readahead_max;  /* FS_READAHEAD_UNITs a sequential stream may prefetch (0: none) */
     size_t mem_budget;       /* of decoded chunks in memory (bounds the readahead window) */

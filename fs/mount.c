@@ -13,9 +13,11 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache/diskcache.h"
+#include "cache/metacache.h"
 #include "cli.h"
 #include "control.h"
 #include "fetch/casync.h"
@@ -23,6 +25,7 @@
 #include "fetch/remote.h"
 #include "fs.h"
 #include "log.h"
+#include "offline_store.h"
 #include "remote_opts.h"
 
 #define DEFAULT_MEM_CACHE (24ull << 20)
@@ -83,13 +86,20 @@ static const char mount_usage[] =
     "      --hydrate          fetch every chunk of every image into the cache in\n"
     "                         the background (lowest priority)\n"
     "      --bandwidth RATE   cap for --hydrate, bytes per second (e.g. 50M)\n"
+    "      --offline          do not contact STORE: mount from the listings,\n"
+    "                         manifests and indexes an earlier mount cached (in\n"
+    "                         the cache directory); reads of chunks that are not\n"
+    "                         in the cache fail with EIO at once. Without it, a\n"
+    "                         STORE that cannot be reached is mounted that way\n"
+    "                         too, with a warning, and fetches chunks again once\n"
+    "                         it answers\n"
     "      --allow-other      let other users access the mount (needs\n"
     "                         user_allow_other in /etc/fuse.conf unless root)\n"
     FS_REMOTE_OPTIONS_HELP
     "  -h, --help             show this help\n";
 
 struct mount_opts {
-    bool foreground, debug, allow_other, no_cache;
+    bool foreground, debug, allow_other, no_cache, offline;
     uint64_t mem_cache, cache_size;
     const char *cache_dir;
     unsigned threads, concurrency, retries, readahead;
@@ -107,6 +117,11 @@ struct mount_opts {
     const char *store, *mountpoint;
     /* STORE as shown everywhere (fsname, messages, cache): without a password */
     char store_shown[PATH_MAX];
+    /* set by open_stores: the cache directory for the metadata cache (NULL
+     * with --no-cache), how STORE was opened and, when it was unreachable, why */
+    const char *meta_dir;
+    enum fs_offline_mode store_mode;
+    char store_down[sizeof(((fetch_error *)0)->msg)];
 };
 
 static int parse_count(const char *opt, const char *arg, unsigned lo, unsigned hi, unsigned *ret)
@@ -124,7 +139,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
 {
     enum { OPT_MEM = 256, OPT_THREADS, OPT_RA, OPT_ALLOW_OTHER, OPT_CACHE_DIR, OPT_CACHE_SIZE,
            OPT_NO_CACHE, OPT_CONC, OPT_RETRIES, OPT_MIRROR, OPT_SNAPSHOT, OPT_READAHEAD,
-           OPT_HYDRATE, OPT_BANDWIDTH, OPT_CHUNK_STORE };
+           OPT_HYDRATE, OPT_BANDWIDTH, OPT_CHUNK_STORE, OPT_OFFLINE };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"debug", no_argument, NULL, 'd'},
@@ -143,6 +158,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {"hydrate", no_argument, NULL, OPT_HYDRATE},
         {"bandwidth", required_argument, NULL, OPT_BANDWIDTH},
         {"chunk-store", required_argument, NULL, OPT_CHUNK_STORE},
+        {"offline", no_argument, NULL, OPT_OFFLINE},
         FS_REMOTE_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {0},
@@ -247,6 +263,9 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         case OPT_NO_CACHE:
             o->no_cache = true;
             break;
+        case OPT_OFFLINE:
+            o->offline = true;
+            break;
         case 'h':
             fputs(mount_usage, stdout);
             return -1;
@@ -262,6 +281,10 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
     o->store = argv[optind];
     o->mountpoint = argv[optind + 1];
     fetch_location_mask(o->store, "***", o->store_shown, sizeof(o->store_shown));
+    if (o->offline && o->no_cache) {
+        fs_err("--offline: everything comes from the cache directory; not with --no-cache");
+        return 2;
+    }
     if (!mem_cache_set && (fetch_location_is_remote(o->store) ||
                            (o->chunk_store && fetch_location_is_remote(o->chunk_store))))
         o->mem_cache = DEFAULT_MEM_CACHE_REMOTE;
@@ -497,28 +520,110 @@ static unsigned cache_open_files(unsigned concurrency)
     return rl.rlim_cur < 2 * 512 + rest ? 512 : (unsigned)((rl.rlim_cur - rest) / 2);
 }
 
+/* ---- offline: stores that remember their metadata (fs/offline_store.h) ---- */
+
+/*
+ * Opens the store at @loc as a store whose listings and small objects are
+ * kept in the metadata cache below o->meta_dir (none with --no-cache). With
+ * --offline the store is not contacted; when STORE (@primary) cannot be
+ * reached now, it is opened without the reachability check and answers from
+ * the cache until it is back (the caller warns). @ret_kind (may be NULL) gets
+ * what it holds. Prints a one-line error and returns -1 on failure.
+ */
+static int open_offline_aware(struct mount_opts *o, const char *loc, bool primary,
+                              struct fetch_store **ret, enum fs_repo_kind *ret_kind)
+{
+    enum fs_offline_mode mode = o->offline ? FS_OFFLINE_FORCED : FS_OFFLINE_NO;
+    struct fetch_store *inner = NULL;
+    struct cache_meta *meta = NULL;
+    fetch_error err = {""};
+    char msg[PATH_MAX + 128] = "", shown[PATH_MAX];
+    int r;
+
+    /* @loc may hold a password: only @shown is printed or kept */
+    fetch_location_mask(loc, "***", shown, sizeof(shown));
+
+    if (!o->meta_dir) {
+        if (ret_kind)
+            return (*ret = fs_open_store(loc, &o->remote, ret_kind)) ? 0 : -1;
+        if (fetch_store_open(loc, &o->remote, ret, &err) < 0) {
+            fs_err("%s", err.msg);
+            return -1;
+        }
+        return 0;
+    }
+    if (mode == FS_OFFLINE_NO && ret_kind && !fetch_location_is_remote(loc)) {
+        /* a directory is there or not: no network to fall back from */
+        if (!(inner = fs_open_store(loc, &o->remote, ret_kind)))
+            return -1;
+        ret_kind = NULL;
+    } else if (mode == FS_OFFLINE_NO) {
+        r = fetch_store_open(loc, &o->remote, &inner, &err);
+        if (r < 0 && (!primary || !fs_offline_error_is_network(r))) {
+            fs_err("%s", err.msg);
+            return -1;
+        }
+        if (r < 0) {
+            /* "LOCATION: connection refused": the warning names the location */
+            size_t ll = strlen(shown);
+            const char *why = !strncmp(err.msg, shown, ll) && !strncmp(err.msg + ll, ": ", 2)
+                                  ? err.msg + ll + 2
+                                  : err.msg;
+            snprintf(o->store_down, sizeof(o->store_down), "%s", why);
+            mode = FS_OFFLINE_DOWN;
+            if (fetch_store_open_unchecked(loc, &o->remote, &inner, &err) < 0) {
+                fs_err("%s", err.msg);
+                return -1;
+            }
+        }
+    }
+    r = cache_meta_open(o->meta_dir, loc, &meta, msg, sizeof(msg));
+    if (r < 0 && mode == FS_OFFLINE_NO) {
+        fs_warn("%s (%s will not be mountable while it is unreachable)", msg, shown);
+        *ret = inner;
+    } else if (r < 0) {
+        fs_err("%s", msg);
+        fetch_store_free(inner);
+        return -1;
+    } else if (fs_offline_store_new(shown, inner, meta, mode, ret) < 0) {
+        fs_err("out of memory");
+        return -1;
+    }
+    if (primary)
+        o->store_mode = mode;
+    if (ret_kind && fs_store_kind(*ret, ret_kind) < 0) {
+        if (mode != FS_OFFLINE_NO)
+            fs_err("%s: no cached listing of the store in %s/meta (mount it once while it is "
+                   "reachable)",
+                   shown, o->meta_dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* The store chunks are fetched from: the real one behind a remembering store. */
+static struct fetch_store *chunk_source(struct fetch_store *s)
+{
+    return fs_is_offline_store(s) ? fs_offline_store_inner(s) : s;
+}
+
 /*
  * Opens STORE and its mirrors. With --snapshot or --chunk-store nothing is
  * listed, so a server without a directory index works; otherwise STORE says
  * what it holds (a datastore or a casync repository) and the mirrors must
  * hold the same. A mirror that cannot be opened now is an error: failover
- * targets are checked before they are needed.
+ * targets are checked before they are needed (STORE itself may be mounted
+ * from cached metadata, see open_offline_aware).
  */
 static int open_stores(struct mount_opts *o, struct fetch_store **stores)
 {
     for (size_t i = 0; i <= o->nmirrors; i++) {
         const char *loc = i ? o->mirrors[i - 1] : o->store;
         enum fs_repo_kind kind;
-        if (o->kind_known) {
-            fetch_error err = {""};
-            if (fetch_store_open(loc, &o->remote, &stores[i], &err) < 0) {
-                fs_err("%s", err.msg);
-                return -1;
-            }
-            continue;
-        }
-        if (!(stores[i] = fs_open_store(loc, &o->remote, &kind)))
+        if (open_offline_aware(o, loc, i == 0, &stores[i], o->kind_known ? NULL : &kind) < 0)
             return -1;
+        if (o->kind_known)
+            continue;
         if (i == 0) {
             o->kind = kind;
         } else if (kind != o->kind) {
@@ -642,8 +747,23 @@ static int open_chunk_store(const struct mount_opts *o, struct fetch_store **ret
     char path[PATH_MAX];
 
     *ret_prefix = "";
+    if (o->chunk_store && o->store_mode == FS_OFFLINE_FORCED) {
+        /* --offline: chunks come from the chunk cache only */
+        if (!(*ret_chunk_store = fs_offline_null_store_new(o->chunk_store))) {
+            fs_err("out of memory");
+            return -1;
+        }
+        return 0;
+    }
     if (o->chunk_store) {
-        if (fetch_store_open(o->chunk_store, &o->remote, ret_chunk_store, &err) < 0) {
+        int r = fetch_store_open(o->chunk_store, &o->remote, ret_chunk_store, &err);
+        if (r < 0 && o->store_mode == FS_OFFLINE_DOWN && fs_offline_error_is_network(r)) {
+            /* like STORE: chunks are fetched again once it answers */
+            fs_warn("--chunk-store: %s; uncached chunks will fail with EIO until it answers",
+                    err.msg);
+            r = fetch_store_open_unchecked(o->chunk_store, &o->remote, ret_chunk_store, &err);
+        }
+        if (r < 0) {
             fs_err("--chunk-store: %s", err.msg);
             return -1;
         }
@@ -654,7 +774,7 @@ static int open_chunk_store(const struct mount_opts *o, struct fetch_store **ret
         snprintf(path, sizeof(path), "%s/%s", o->store, FETCH_CASYNC_DEFAULT_STORE);
         if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
             fs_err("%s: no chunk store (%s is missing); name it with --chunk-store LOCATION",
-                   o->store, path);
+                   o->store_shown, path);
             return -1;
         }
         if (fetch_store_open_local(path, ret_chunk_store, &err) < 0) {
@@ -698,6 +818,49 @@ static void log_stats(struct fs_ctx *ctx, const char *cache_dir)
     }
 }
 
+/*
+ * After the catalog was loaded from @s: when any of it came from the metadata
+ * cache, says so once (a warning, or a notice with --offline), describes the
+ * state in @desc for `lazyimg status` and returns true.
+ */
+static bool offline_notice(const struct mount_opts *o, struct fetch_store *s, size_t count,
+                           char *desc, size_t desc_len)
+{
+    const char *what = o->kind == FS_REPO_CASYNC ? "indexes" : "snapshots";
+    char when[32] = "an earlier mount";
+    uint64_t served = 0;
+    int64_t oldest = 0;
+    struct tm tm;
+
+    if (fs_is_offline_store(s))
+        fs_offline_store_stats(s, &served, &oldest);
+    if (o->store_mode == FS_OFFLINE_NO && !served)
+        return false;
+    time_t t = (time_t)oldest;
+    if (oldest && localtime_r(&t, &tm))
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
+    if (o->store_mode == FS_OFFLINE_FORCED) {
+        snprintf(desc, desc_len, "--offline: the store is not contacted; catalog cached %s",
+                 when);
+        fs_info("%s: --offline: mounting from the cached catalog of %s (%zu %s); chunks not "
+                "in the cache fail with EIO",
+                o->store_shown, when, count, what);
+    } else if (o->store_mode == FS_OFFLINE_DOWN) {
+        snprintf(desc, desc_len, "the store was unreachable at mount (%s); catalog cached %s",
+                 o->store_down, when);
+        fs_warn("store %s unreachable (%s); mounting from the cached catalog of %s (%zu %s); "
+                "uncached chunks will fail with EIO until it answers again",
+                o->store_shown, o->store_down, when, count, what);
+    } else {
+        snprintf(desc, desc_len, "the store failed during the mount; %llu listings or "
+                 "objects came from the cache of %s", (unsigned long long)served, when);
+        fs_warn("%s did not answer every request of the catalog: %llu listings or objects "
+                "came from the cached catalog of %s (%zu %s)",
+                o->store_shown, (unsigned long long)served, when, count, what);
+    }
+    return true;
+}
+
 int fs_cmd_mount(int argc, char **argv)
 {
     struct mount_opts o;
@@ -717,7 +880,8 @@ int fs_cmd_mount(int argc, char **argv)
     struct fuse_args args;
     struct cache_disk *disk = NULL;
     struct cache_disk_options copts = {0};
-    char cache_dir[PATH_MAX], store_abs[PATH_MAX];
+    char cache_dir[PATH_MAX], store_abs[PATH_MAX], offline_desc[512];
+    struct fetch_store *chunk_sources[MAX_MIRRORS + 1] = {0};
     int r, status = 1;
 
     r = parse_mount_opts(argc, argv, &o);
@@ -727,8 +891,7 @@ int fs_cmd_mount(int argc, char **argv)
         fs_log_set_level(FS_LOG_DEBUG);
 
     tune_malloc();
-    if (open_stores(&o, stores) < 0)
-        goto out;
+    /* the cache directory first: the metadata cache may stand in for STORE */
     if (check_mountpoint(o.mountpoint, mnt, sizeof(mnt)) < 0 || check_dev_fuse() < 0)
         goto out;
     if (!o.no_cache) {
@@ -747,9 +910,22 @@ int fs_cmd_mount(int argc, char **argv)
             goto out;
         cache_disk_close(disk);
         disk = NULL;
+        o.meta_dir = cache_dir;
     }
-    if (load_catalog(&o, stores, &cat, &casync_cat, &cat_from) < 0)
+    if (open_stores(&o, stores) < 0)
         goto out;
+    if (load_catalog(&o, stores, &cat, &casync_cat, &cat_from) < 0) {
+        if (o.store_mode != FS_OFFLINE_NO)
+            fs_err("%s: no cached catalog of the store in %s/meta (mount it once while it is "
+                   "reachable)",
+                   o.store_shown, cache_dir);
+        goto out;
+    }
+    if (fs_is_offline_store(stores[cat_from]) && o.store_mode == FS_OFFLINE_NO)
+        fs_offline_store_sync(stores[cat_from]); /* the catalog survives a crash */
+    if (offline_notice(&o, stores[cat_from], cat ? cat->count : casync_cat->count,
+                       offline_desc, sizeof(offline_desc)))
+        ctx.offline = offline_desc;
     /* the catalog is owned by the tree now (freed on failure) */
     r = cat ? build_pbs_tree(&o, stores[cat_from], cat, &ctx.tree)
             : build_casync_tree(&o, stores[cat_from], casync_cat, &ctx.tree);
@@ -811,6 +987,9 @@ int fs_cmd_mount(int argc, char **argv)
     ctx.disk = disk;
     /* chunks come from STORE and its mirrors, or from the casync chunk store */
     npool_stores = o.nmirrors + 1;
+    for (size_t i = 0; i < npool_stores; i++)
+        chunk_sources[i] = chunk_source(stores[i]);
+    pool_stores = chunk_sources;
     if (chunk_store) {
         pool_stores = &chunk_store;
         npool_stores = 1;

@@ -24,8 +24,11 @@ static const char status_usage[] =
     "that were opened, stat()ed or hydrated; the others are not listed): bytes\n"
     "of data in the disk cache, share of zeros, hydration progress.\n"
     "\n"
-    "  --json      print one JSON object instead (keys: stores, fetch, cache,\n"
-    "              images)\n"
+    "When the mount was made from cached metadata (--offline, or the store was\n"
+    "unreachable at mount), a line \"mode: offline: REASON\" says so.\n"
+    "\n"
+    "  --json      print one JSON object instead (keys: stores, offline,\n"
+    "              offline_reason, fetch, cache, images)\n"
     "  -h, --help  show this help\n";
 
 static uint64_t u64(json_object *o, const char *key)
@@ -110,6 +113,8 @@ static void print_human(json_object *st)
         printf("  %s %s%s\n", active ? "*" : " ", safe(s, "location", text, sizeof(text)),
                active ? " (active)" : "");
     }
+    if (json_object_get_boolean(obj(st, "offline")))
+        printf("mode:    offline: %s\n", str(st, "offline_reason"));
     format_us(u64(lat, "p50"), a, sizeof(a));
     format_us(u64(lat, "p99"), b, sizeof(b));
     printf("fetch:   %llu in flight, queued %llu demand / %llu readahead / %llu hydrate, "

@@ -10,6 +10,7 @@
 #       (--htpasswd: HTTP basic authentication against FILE is required)
 #       serves ROOT; sets NGINX_NAME NGINX_PORT NGINX_URL NGINX_PID NGINX_LOG
 #   stop_nginx [NAME]              fast stop (connections cut); default: the last one
+#   restart_nginx [NAME]           starts a stopped one again on its port
 #   nginx_url NAME / nginx_log NAME / nginx_pid NAME
 #   nginx_count NAME REGEX [STATUS]  requests whose URI matches REGEX (and status)
 #   nginx_chunk_gets NAME          "COUNT URI" of every .chunks/ GET answered 200
@@ -149,6 +150,22 @@ stop_nginx() {
     pid=${NGINX_PIDS[$n]}
     kill -KILL "$pid" 2>/dev/null || true
     wait_pid_exit "$pid" 5 || fail "nginx $n (pid $pid) did not stop"
+}
+
+# restart_nginx [NAME]: starts a stopped nginx again, same port and root.
+restart_nginx() {
+    local n dir pid
+    n=$(_nginx_name "${1:-}")
+    dir=$W/$n
+    "$NGINX_BIN" -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log" >>"$dir/stdout.log" 2>&1 &
+    pid=$!
+    disown "$pid"
+    T_PIDS+=("$pid")
+    add_cleanup "kill_wait $pid"
+    wait_http "http://127.0.0.1:${NGINX_PORTS[$n]}/" 10 && pid_alive "$pid" ||
+        fail "nginx $n did not start again on port ${NGINX_PORTS[$n]}" "$(tail -20 "$dir/error.log" 2>/dev/null)"
+    NGINX_PIDS[$n]=$pid
+    [[ $n != "$NGINX_NAME" ]] || NGINX_PID=$pid
 }
 
 # nginx_count NAME REGEX [STATUS]: requests whose URI matches REGEX (ERE).
