@@ -86,6 +86,10 @@ no_secret "cache stats" stats.out
 cat "$LAZYIMG_CACHE_DIR"/index.sqlite* >db.bin
 grep -aqF "lazy:***@" db.bin || fail "cache database: no masked store name"
 no_secret "the cache database" db.bin
+# every file of the cache directory: chunks, and the metadata cache (meta/)
+find "$LAZYIMG_CACHE_DIR" -type f -exec cat {} + >cachedir.bin
+[ -n "$(find "$LAZYIMG_CACHE_DIR/meta" -type f)" ] || fail "no metadata cached below meta/"
+no_secret "the cache directory's files" cachedir.bin
 
 # --- 5: hostile names and manifest fields -----------------------------------
 E=$W/evil

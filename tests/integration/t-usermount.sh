@@ -74,7 +74,7 @@ ok "a socket elsewhere: status names the owner and where it looked"
 # root's own mount: no readahead line
 mkdir -p m4
 T_MOUNTS+=("$W/m4")
-"$LAZYIMG" mount "$S" "$W/m4" >m4.log 2>&1 || fail "root mount failed" "$(cat m4.log)"
+"$LAZYIMG" mount --cache-dir "$W/cache-root" "$S" "$W/m4" >m4.log 2>&1 || fail "root mount failed" "$(cat m4.log)"
 T_PIDS+=("$(daemon_pid "$W/m4")")
 ! grep -q "readahead" m4.log || fail "root's mount warns about readahead" "$(cat m4.log)"
 ok "root's mount raises the readahead silently"
