@@ -25,8 +25,8 @@ T1=2025-09-01T00:00:00Z
 ROUNDS=${TEARDOWN_ROUNDS:-30}
 LIMIT_MS=5000 # how long the daemon may take to exit
 new_store "$S"
-# 3072 distinct 64 KiB chunks: hydration keeps submitting for seconds
-make_image a.raw rand:192M 1
+# 1536 distinct 64 KiB chunks: hydration keeps submitting for a second or more
+make_image a.raw rand:96M 1
 mkpbs --chunk-size 64K --time $T1 "$S" drive-scsi0.img=a.raw >/dev/null
 IMG=vm/100/$T1/drive-scsi0.img
 mkdir -p "$M"
@@ -105,7 +105,7 @@ bg_mount() {
 }
 
 # sigterm_rounds NAME N STORE [OPTIONS...]: N rounds of mount --hydrate,
-# status loop, SIGTERM after MIN_MS + 0..800 ms
+# status loop, SIGTERM after MIN_MS + 0..500 ms
 MIN_MS=0
 sigterm_rounds() {
     local name=$1 n=$2 store=$3 i ms took rc slowest=0 log
@@ -115,7 +115,7 @@ sigterm_rounds() {
         log=$W/$name.$i.log
         bg_mount "$log" "$store" "$@"
         start_status_loop
-        ms=$((MIN_MS + RANDOM % 800))
+        ms=$((MIN_MS + RANDOM % 500))
         sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
         kill -TERM "$DPID"
         took=$(wait_gone "$DPID" $LIMIT_MS) ||
@@ -142,7 +142,7 @@ for ((i = 0; i < ROUNDS; i++)); do
     DPID=$(quiet_daemon_pid)
     T_PIDS+=("$DPID")
     start_status_loop
-    ms=$((RANDOM % 800))
+    ms=$((RANDOM % 500))
     sleep "$(printf '0.%03d' "$ms")"
     t0=$(now_ms)
     out=$(timeout 60 "$LAZYIMG" umount "$M" 2>&1) || fail "umount round $i: lazyimg umount failed" "$out"
