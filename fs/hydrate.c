@@ -42,7 +42,7 @@ struct fs_hydrator {
     pthread_cond_t cond; /* new job, stop, a completion */
     pthread_t thread;
     bool stop;
-    bool exited; /* the thread has left its loop (it may still be returning) */
+    bool exited;      /* the thread has left its loop (it may still be returning) */
     struct job *jobs; /* oldest first */
     size_t finished;
     uint64_t next_id;

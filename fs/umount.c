@@ -49,7 +49,8 @@ static const char umount_usage[] =
     "directory is no longer in use when this returns. If the daemon is still\n"
     "running after SECONDS, says so and exits with status 1.\n"
     "  -z, --lazy         detach now even if busy; the daemon exits once the\n"
-    "                     last file in the mount is closed\n"
+    "                     last file in the mount is closed, so this does not\n"
+    "                     wait for it unless --timeout is given\n"
     "      --timeout SECONDS  how long to wait for the daemon (default 30;\n"
     "                     0: do not wait)\n"
     "  -h, --help         show this help\n";
@@ -297,6 +298,7 @@ int fs_cmd_umount(int argc, char **argv)
     char path[PATH_MAX], err[PATH_MAX + 128] = "";
     struct mount_entry me;
     unsigned wait_s = DEFAULT_WAIT_S;
+    bool wait_given = false;
     pid_t pid = 0;
     int pidfd = -1;
     bool lazy = false, have_daemon = false;
@@ -313,6 +315,7 @@ int fs_cmd_umount(int argc, char **argv)
                 return 2;
             }
             wait_s = (unsigned)v;
+            wait_given = true;
         } else if (c == 'h') {
             fputs(umount_usage, stdout);
             return 0;
@@ -326,6 +329,8 @@ int fs_cmd_umount(int argc, char **argv)
         return 2;
     }
     arg = argv[optind];
+    if (lazy && !wait_given)
+        wait_s = 0; /* a busy mount's daemon lives on, rightly */
     r = mount_path(arg, false, path, sizeof(path));
     if (r == 0)
         r = find_mount(path, &me);
@@ -361,8 +366,8 @@ int fs_cmd_umount(int argc, char **argv)
         return 0;
     }
     if (!wait_exit(pid, pidfd, wait_s * 1000u)) {
-        fs_err("umount %s: unmounted, but its daemon (pid %d) is still running after %u s%s",
-               arg, (int)pid, wait_s,
+        fs_err("umount %s: unmounted, but its daemon (pid %d) is still running after %u s%s", arg,
+               (int)pid, wait_s,
                lazy ? " (files in the detached mount are still open?)"
                     : " (it may still be writing its disk cache)");
         if (pidfd >= 0)
