@@ -189,6 +189,11 @@ static int find_daemon(dev_t dev, pid_t *ret_pid, int *ret_pidfd, char *err, siz
         close(fd);
         return r;
     }
+    if (cred.pid <= 0) { /* a daemon in another pid namespace */
+        snprintf(err, err_len, "%s: the daemon's pid is not visible here", addr.sun_path);
+        close(fd);
+        return -ENXIO;
+    }
     pidfd = pidfd_open_compat(cred.pid);
     /* the listener was alive after the pidfd was taken: it is that process */
     p = (struct pollfd){fd, POLLIN, 0};
