@@ -516,8 +516,8 @@ static void worker_loop(struct fetch_pool *p, bool bg)
     pthread_mutex_lock(&p->lock);
     for (;;) {
         struct fetch_job *j = q_pop(dq);
-        /* when stopping, every worker drains both queues: a completion may
-         * submit (and so cancel into a queue) after the other kind has gone */
+        /* when stopping, every worker drains both queues: the jobs cancelled
+         * by fetch_pool_stop land in both, and either kind may have gone */
         if (!j && p->stopping)
             j = q_pop(other);
         if (j) {
@@ -542,7 +542,7 @@ static void worker_loop(struct fetch_pool *p, bool bg)
                 continue;
             if (ms >= 0) {
                 struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
+                clock_gettime(CLOCK_MONOTONIC, &ts);
                 ts.tv_nsec += (ms % 1000) * 1000000L;
                 ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000L;
                 ts.tv_nsec %= 1000000000L;
@@ -595,7 +595,11 @@ struct fetch_pool *fetch_pool_new(struct fetch_store *const *stores, size_t nsto
         p->cfg.backoff_ms = 100;
     p->rand_state = (unsigned)now_us();
     pthread_mutex_init(&p->lock, NULL);
-    pthread_cond_init(&p->work, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->work, &ca);
+    pthread_condattr_destroy(&ca);
     for (size_t i = 0; i < nstores; i++)
         if (is_remote(p, i))
             p->any_remote = true;
@@ -685,14 +689,14 @@ void fetch_pool_free(struct fetch_pool *p)
     free(p);
 }
 
-struct fetch_job *fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len,
-                                    enum fetch_prio prio, fetch_decode_fn decode,
-                                    fetch_done_fn done, void *arg)
+int fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, enum fetch_prio prio,
+                      fetch_decode_fn decode, fetch_done_fn done, void *arg,
+                      struct fetch_job **ret_job)
 {
     struct fetch_job *j = calloc(1, sizeof(*j)), *shell;
     if (!j || !(j->path = strdup(path))) {
         free(j);
-        return NULL;
+        return -ENOMEM;
     }
     j->max_len = max_len;
     j->prio = prio < FETCH_PRIO_COUNT ? prio : FETCH_PRIO_HYDRATE;
@@ -700,25 +704,30 @@ struct fetch_job *fetch_pool_submit(struct fetch_pool *p, const char *path, size
     j->done = done;
     j->arg = arg;
     pthread_mutex_lock(&p->lock);
+    if (p->stopping) {
+        /* no completion: the workers may be gone already (a local store's
+         * leave once the last job is done), and nothing would run it */
+        pthread_mutex_unlock(&p->lock);
+        free(j->path);
+        free(j);
+        return -ECANCELED;
+    }
     if ((shell = q_pop(&p->idle_easy))) {
         j->easy = shell->easy;
         free(shell);
     }
     j->store = p->active;
     j->queued = true;
-    if (p->stopping) {
-        j->queued = false;
-        j->result = fetch_error_set(&j->err, -ECANCELED, "%s: cancelled", j->path);
-        to_decode(p, j);
-    } else {
-        q_push(&p->prio[j->prio], j);
-        if (is_remote(p, j->store))
-            wake_curl(p);
-        else
-            pthread_cond_broadcast(&p->work);
-    }
+    q_push(&p->prio[j->prio], j);
+    /* before the unlock: once a worker has it, the completion may free the
+     * caller's memory that @ret_job points into */
+    *ret_job = j;
+    if (is_remote(p, j->store))
+        wake_curl(p);
+    else
+        pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->lock);
-    return j;
+    return 0;
 }
 
 void fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *j, enum fetch_prio prio)

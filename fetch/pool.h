@@ -67,21 +67,28 @@ struct fetch_job;
  */
 struct fetch_pool *fetch_pool_new(struct fetch_store *const *stores, size_t nstores,
                                   const struct fetch_pool_config *cfg);
-/* Cancels queued and waiting jobs and aborts running transfers: their
- * completions run (soon) with -ECANCELED; later submits fail the same way.
- * Returns at once. NULL-safe. */
+/*
+ * Cancels queued and waiting jobs and aborts running transfers: their
+ * completions run (soon, on the workers) with -ECANCELED. From now on
+ * fetch_pool_submit() fails at once with -ECANCELED. Returns at once.
+ * NULL-safe. Teardown order: stop whatever submits (hydration), then the
+ * pool, then free it.
+ */
 void fetch_pool_stop(struct fetch_pool *p);
-/* Stops (as above), waits for every completion, ends the threads. NULL-safe. */
+/* Stops (as above), waits for every completion, ends the threads. Nothing may
+ * call into the pool once this has begun. NULL-safe. */
 void fetch_pool_free(struct fetch_pool *p);
 
 /*
  * Queues a GET of object @path (copied) of at most @max_len bytes (a larger
- * object fails with -EFBIG) at priority @prio. Returns the job, valid until
- * its completion has returned; NULL on ENOMEM (no completion then).
+ * object fails with -EFBIG) at priority @prio. Returns 0 and *ret_job, valid
+ * until its completion has returned (the completion may run before this
+ * returns); or -ENOMEM, or -ECANCELED when the pool is stopped: then there is
+ * no completion and *ret_job is untouched.
  */
-struct fetch_job *fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len,
-                                    enum fetch_prio prio, fetch_decode_fn decode,
-                                    fetch_done_fn done, void *arg);
+int fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, enum fetch_prio prio,
+                      fetch_decode_fn decode, fetch_done_fn done, void *arg,
+                      struct fetch_job **ret_job);
 
 /* Moves a still-queued job up to @prio (never down). The caller guarantees
  * that the job's completion has not returned yet. */

@@ -291,23 +291,24 @@ static int flight_decode(void *arg, void *raw, size_t raw_len, fetch_data *ret, 
 static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *err);
 
 /*
- * Submits the fetch of @f's chunk object, by the naming of its format.
- * flight_lock held. Returns the job, or NULL (out of memory).
+ * Submits the fetch of @f's chunk object, by the naming of its format, and
+ * sets f->job. flight_lock held. 0, -ENOMEM, or -ECANCELED (the pool is
+ * stopped: unmounting).
  */
-static struct fetch_job *flight_submit(struct fs_chunks *c, struct flight *f)
+static int flight_submit(struct fs_chunks *c, struct flight *f)
 {
     char path[FETCH_PBS_CHUNK_PATH_MAX + 256];
     size_t max;
 
     if (f->kind == FETCH_CHUNK_CASYNC) {
         if (fetch_cacnk_path(c->casync_prefix, f->digest, !f->raw, path, sizeof(path)) < 0)
-            return NULL;
+            return -ENOMEM;
         max = f->raw ? f->len : fetch_cacnk_max_raw(f->len);
     } else {
         fetch_pbs_chunk_path(f->digest, path, sizeof(path));
         max = fetch_pbs_chunk_max_raw(f->len);
     }
-    return fetch_pool_submit(c->pool, path, max, f->prio, flight_decode, flight_done, f);
+    return fetch_pool_submit(c->pool, path, max, f->prio, flight_decode, flight_done, f, &f->job);
 }
 
 static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *err)
@@ -323,14 +324,12 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     if ((r == -ENOENT || r == -ELOOP) && f->kind == FETCH_CHUNK_CASYNC && !f->raw) {
         /* no .cacnk (or casync's "known missing" symlink to /dev/null): an
          * uncompressed store names the chunk without a suffix */
-        struct fetch_job *job;
+        int sr;
         pthread_mutex_lock(&c->flight_lock);
         f->raw = true;
-        job = flight_submit(c, f);
-        if (job)
-            f->job = job;
+        sr = flight_submit(c, f);
         pthread_mutex_unlock(&c->flight_lock);
-        if (job)
+        if (sr == 0)
             return;
         f->raw = false;
     }
@@ -440,13 +439,13 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
     f->waiters = w;
     /* in the table before the job exists: its completion may run at once */
     *fp = f;
-    f->job = flight_submit(c, f);
-    if (!f->job) {
+    int r = flight_submit(c, f);
+    if (r < 0) {
         *flight_find(c, e->algo, e->digest) = f->next;
         pthread_mutex_unlock(&c->flight_lock);
         free(w);
         free(f);
-        return -ENOMEM;
+        return r;
     }
     pthread_mutex_unlock(&c->flight_lock);
     return 0;

@@ -77,7 +77,8 @@ typedef void (*fs_chunk_done_fn)(void *arg, int r, struct cache_mem_entry *entry
  * flight at a lower priority is upgraded). With @done, a completion as
  * above. Without, a prefetch: nothing is done when the chunk is in memory, in
  * the disk cache or already in flight, and the result only fills the caches.
- * Returns 0, or -ENOMEM (then @done is not called).
+ * Returns 0, or -ENOMEM, or -ECANCELED once the pool is stopped (unmounting);
+ * then @done is not called.
  */
 int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_prio prio,
                    fs_chunk_done_fn done, void *arg);

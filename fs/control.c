@@ -37,6 +37,7 @@ struct fs_control {
     int listen_fd;
     int stop_fd; /* eventfd: readable once the thread must stop */
     pthread_t thread;
+    bool stopped; /* fs_control_stop has run */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     dev_t sock_dev; /* the socket file we bound, removed only if still ours */
     ino_t sock_ino;
@@ -853,7 +854,7 @@ int fs_control_start(struct fs_ctx *ctx, const char *mountpoint, struct fs_contr
     *ret = c;
     return 0;
 fail:
-    fs_hydrator_free(c->hyd);
+    (void)fs_hydrator_free(c->hyd, 5000); /* it has no job: it ends at once */
     remove_socket(c);
     if (c->listen_fd >= 0)
         close(c->listen_fd);
@@ -866,16 +867,31 @@ fail:
 void fs_control_stop(struct fs_control *c)
 {
     uint64_t one = 1;
-    if (!c)
+    if (!c || c->stopped)
         return;
+    c->stopped = true;
+    /* the thread waits for nothing but its socket and @stop_fd: it ends soon */
     if (write(c->stop_fd, &one, sizeof(one)) != sizeof(one))
         fs_err("control socket: cannot stop its thread: %s", strerror(errno));
     pthread_join(c->thread, NULL);
     remove_socket(c);
     close(c->listen_fd);
-    fs_hydrator_free(c->hyd);
+    c->listen_fd = -1;
+    fs_hydrator_stop(c->hyd);
+}
+
+int fs_control_free(struct fs_control *c, unsigned timeout_ms)
+{
+    int r;
+    if (!c)
+        return 0;
+    fs_control_stop(c);
+    r = fs_hydrator_free(c->hyd, timeout_ms);
+    if (r < 0)
+        return r; /* @c stays: its hydrator's thread still runs */
     close(c->stop_fd);
     free(c);
+    return 0;
 }
 
 int fs_control_hydrate_all(struct fs_control *c, uint64_t bandwidth_bytes_per_s)

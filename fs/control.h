@@ -47,18 +47,27 @@ struct fs_control;
  * Starts serving the control socket of the mount at @mountpoint (absolute,
  * canonical), after the FUSE session is mounted and before its loop runs.
  * @ctx is borrowed and must outlive the control (its pool, chunks and disk
- * cache are used until fs_control_stop returns). Returns 0 or -errno
+ * cache are used until fs_control_free returns 0). Returns 0 or -errno
  * (-ENOENT: @mountpoint is not in /proc/self/mountinfo; -EPERM: an unsafe
  * socket directory); the reason is also logged.
  */
 int fs_control_start(struct fs_ctx *ctx, const char *mountpoint, struct fs_control **ret);
 
 /*
- * Stops the thread, stops the hydration jobs (waiting for their outstanding
- * chunk completions) and removes the socket. Call it after the FUSE loop has
- * ended and before the fetcher pool is freed. NULL-safe.
+ * Stops serving: ends the thread (no request is served any more, so none can
+ * start hydration), removes the socket, and asks hydration to stop (without
+ * waiting). Call it after the FUSE loop has ended and before the fetcher pool
+ * is stopped. NULL-safe; a second call does nothing.
  */
 void fs_control_stop(struct fs_control *c);
+
+/*
+ * Stops (as above), then waits up to @timeout_ms for hydration to end (stop
+ * the fetcher pool first, so that its outstanding chunks complete at once)
+ * and frees @c. 0, or -ETIMEDOUT: hydration is stuck (fs_hydrator_free), @c
+ * is left allocated and the caller must free nothing @ctx holds. NULL-safe.
+ */
+int fs_control_free(struct fs_control *c, unsigned timeout_ms);
 
 /* Queues hydration of every image of the tree (mount --hydrate), one job per
  * image, run one after another. 0, or -ENOTSUP without a disk cache, -ENOMEM. */

@@ -42,6 +42,7 @@ struct fs_hydrator {
     pthread_cond_t cond; /* new job, stop, a completion */
     pthread_t thread;
     bool stop;
+    bool exited;      /* the thread has left its loop (it may still be returning) */
     struct job *jobs; /* oldest first */
     size_t finished;
     uint64_t next_id;
@@ -171,7 +172,7 @@ static bool job_stopping(struct fs_hydrator *h, struct job *job)
 static void wait_ns(struct fs_hydrator *h, struct job *job, uint64_t ns)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += (time_t)(ns / 1000000000u);
     until.tv_nsec += (long)(ns % 1000000000u);
     if (until.tv_nsec >= 1000000000) {
@@ -265,9 +266,13 @@ static void run_pass(struct fs_hydrator *h, struct job *job, const struct fetch_
         int r;
 
         if (first && fs_chunks_on_disk(chunks, e)) {
+            bool stopping;
             pthread_mutex_lock(&h->lock);
             job->done += list[i].bytes;
+            stopping = job_stopping(h, job);
             pthread_mutex_unlock(&h->lock);
+            if (stopping)
+                break;
             continue;
         }
         pthread_mutex_lock(&h->lock);
@@ -298,9 +303,12 @@ static void run_pass(struct fs_hydrator *h, struct job *job, const struct fetch_
             job->errors++;
             job_error(job, "%s", strerror(-r));
             pthread_mutex_unlock(&h->lock);
+            if (r == -ECANCELED)
+                break; /* the pool is stopped: so will every other chunk be */
         }
     }
-    /* completions point at the job: wait for all of them, stopped or not */
+    /* completions point at the job: wait for all of them, stopped or not
+     * (at unmount the pool is stopped next, which completes them at once) */
     pthread_mutex_lock(&h->lock);
     while (job->outstanding)
         pthread_cond_wait(&h->cond, &h->lock);
@@ -321,6 +329,11 @@ static size_t missing_chunks(struct fs_hydrator *h, struct job *job, const struc
         size_t m = 0;
         bool stopping;
         cache_disk_sync(h->ctx->disk);
+        pthread_mutex_lock(&h->lock);
+        stopping = job_stopping(h, job);
+        pthread_mutex_unlock(&h->lock);
+        if (stopping)
+            return n; /* the sync may have outlasted fs_hydrator_free's deadline */
         for (size_t i = 0; i < n; i++) {
             if (!fs_chunks_on_disk(h->ctx->chunks, &img->extents[list[i].extent]))
                 list[m++] = list[i];
@@ -348,6 +361,13 @@ static void run_job(struct fs_hydrator *h, struct job *job)
     int r;
 
     r = fs_node_load(h->ctx->tree, job->node, &err);
+    pthread_mutex_lock(&h->lock);
+    if (job_stopping(h, job)) {
+        /* stopped while the index loaded (a remote one may take long) */
+        pthread_mutex_unlock(&h->lock);
+        return;
+    }
+    pthread_mutex_unlock(&h->lock);
     if (r == 0)
         r = distinct_chunks(job->node->image, &list, &n);
     if (r < 0) {
@@ -441,7 +461,10 @@ static void *worker(void *arg)
             run_job(h, job);
             pthread_mutex_lock(&h->lock);
             clock_gettime(CLOCK_MONOTONIC, &job->ended);
-            if (job->errors)
+            if (h->stop)
+                fs_debug("hydrate %s: stopped at unmount, %llu bytes fetched", path,
+                         (unsigned long long)job->fetched);
+            else if (job->errors)
                 fs_warn("hydrate %s: %llu chunks failed: %s", path, (unsigned long long)job->errors,
                         job->error);
             else if (job->uncached)
@@ -459,6 +482,8 @@ static void *worker(void *arg)
         prune(h);
         pthread_cond_broadcast(&h->cond);
     }
+    h->exited = true;
+    pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->lock);
     return NULL;
 }
@@ -471,7 +496,11 @@ struct fs_hydrator *fs_hydrator_new(struct fs_ctx *ctx)
     h->ctx = ctx;
     h->next_id = 1;
     pthread_mutex_init(&h->lock, NULL);
-    pthread_cond_init(&h->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->cond, &ca);
+    pthread_condattr_destroy(&ca);
     if (pthread_create(&h->thread, NULL, worker, h) != 0) {
         pthread_mutex_destroy(&h->lock);
         pthread_cond_destroy(&h->cond);
@@ -481,7 +510,7 @@ struct fs_hydrator *fs_hydrator_new(struct fs_ctx *ctx)
     return h;
 }
 
-void fs_hydrator_free(struct fs_hydrator *h)
+void fs_hydrator_stop(struct fs_hydrator *h)
 {
     if (!h)
         return;
@@ -489,6 +518,30 @@ void fs_hydrator_free(struct fs_hydrator *h)
     h->stop = true;
     pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->lock);
+}
+
+int fs_hydrator_free(struct fs_hydrator *h, unsigned timeout_ms)
+{
+    struct timespec until;
+    bool exited;
+
+    if (!h)
+        return 0;
+    fs_hydrator_stop(h);
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)(timeout_ms / 1000);
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&h->lock);
+    while (!h->exited && pthread_cond_timedwait(&h->cond, &h->lock, &until) != ETIMEDOUT)
+        ;
+    exited = h->exited;
+    pthread_mutex_unlock(&h->lock);
+    if (!exited)
+        return -ETIMEDOUT; /* left running, and @h with it */
     pthread_join(h->thread, NULL);
     while (h->jobs) {
         struct job *j = h->jobs;
@@ -498,6 +551,7 @@ void fs_hydrator_free(struct fs_hydrator *h)
     pthread_mutex_destroy(&h->lock);
     pthread_cond_destroy(&h->cond);
     free(h);
+    return 0;
 }
 
 int fs_hydrator_add(struct fs_hydrator *h, struct fs_node *n, uint64_t bandwidth, uint64_t *ret_job,

@@ -59,9 +59,25 @@ struct fs_hydrate_progress {
 
 /* A hydrator for @ctx (borrowed). NULL on ENOMEM or when its thread cannot start. */
 struct fs_hydrator *fs_hydrator_new(struct fs_ctx *ctx);
-/* Stops the running job (waiting for its outstanding chunks) and the thread;
- * queued jobs are dropped. NULL-safe. */
-void fs_hydrator_free(struct fs_hydrator *h);
+/*
+ * Asks the running job and the thread to stop; returns at once. From now on
+ * no new chunk is asked for once the thread looks again (it may be inside one
+ * fs_chunks_want() call). NULL-safe.
+ */
+void fs_hydrator_stop(struct fs_hydrator *h);
+
+/*
+ * Stops (as above) and waits up to @timeout_ms for the thread, which waits
+ * for the completions of its outstanding chunks: stop the fetcher pool right
+ * after fs_hydrator_stop() so that they come at once. Queued jobs are dropped.
+ * Returns 0 once @h is freed, or -ETIMEDOUT when the thread did not end in
+ * time (e.g. stuck loading an image index from a stalled server): then @h is
+ * left allocated and the thread running; it still uses the tree and its
+ * stores, the disk cache, the chunks and, in a short window, the pool, so the
+ * caller must not free those (at unmount: sync the disk cache and _exit).
+ * NULL-safe (0).
+ */
+int fs_hydrator_free(struct fs_hydrator *h, unsigned timeout_ms);
 
 /*
  * Queues a job for image node @n with a cap of @bandwidth bytes per second

@@ -1,21 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* lazyimg: subcommand dispatch, umount, help and version. */
+/* lazyimg: subcommand dispatch, help and version. */
 #include <errno.h>
-#include <getopt.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "config.h"
 #include "fetch/remote.h"
 #include "log.h"
-
-extern char **environ;
 
 static const char usage[] =
     "Usage: lazyimg COMMAND [options] ...\n"
@@ -26,7 +20,7 @@ static const char usage[] =
     "  mount STORE MOUNTPOINT   mount the snapshots of a Proxmox Backup Server\n"
     "                           datastore directory (lazyimg mount --help)\n"
     "  ls STORE                 list snapshots and archives (--json)\n"
-    "  umount MOUNTPOINT        unmount (same as fusermount3 -u)\n"
+    "  umount MOUNTPOINT        unmount, and wait for the daemon to exit\n"
     "  cache stats|verify|gc|clear\n"
     "                           the persistent chunk cache (lazyimg cache --help)\n"
     "  status MOUNTPOINT        what the daemon of a mount is doing (--json)\n"
@@ -35,61 +29,6 @@ static const char usage[] =
     "\n"
     "  -h, --help               show this help\n"
     "  -V, --version            show the version\n";
-
-static const char umount_usage[] =
-    "Usage: lazyimg umount [-z|--lazy] MOUNTPOINT\n"
-    "\n"
-    "Unmounts a lazyimg mount; the daemon exits once the mount is gone.\n"
-    "  -z, --lazy  detach now even if busy (finishes when no longer in use)\n";
-
-int fs_cmd_umount(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"lazy", no_argument, NULL, 'z'},
-        {"help", no_argument, NULL, 'h'},
-        {0},
-    };
-    char *child_argv[5];
-    bool lazy = false;
-    pid_t pid;
-    int c, status, n = 0;
-
-    while ((c = getopt_long(argc, argv, "zh", opts, NULL)) != -1) {
-        if (c == 'z') {
-            lazy = true;
-        } else if (c == 'h') {
-            fputs(umount_usage, stdout);
-            return 0;
-        } else {
-            fputs(umount_usage, stderr);
-            return 2;
-        }
-    }
-    if (argc - optind != 1) {
-        fs_err("umount: expected one MOUNTPOINT");
-        return 2;
-    }
-    child_argv[n++] = (char *)"fusermount3";
-    child_argv[n++] = (char *)(lazy ? "-uz" : "-u");
-    child_argv[n++] = (char *)"--";
-    child_argv[n++] = argv[optind];
-    child_argv[n] = NULL;
-    c = posix_spawnp(&pid, "fusermount3", NULL, NULL, child_argv, environ);
-    if (c != 0) {
-        /* no fusermount3: root can unmount directly */
-        if (umount2(argv[optind], lazy ? MNT_DETACH : 0) == 0)
-            return 0;
-        fs_err("umount %s: %s", argv[optind], strerror(errno));
-        return 1;
-    }
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            fs_err("umount: %s", strerror(errno));
-            return 1;
-        }
-    }
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
-}
 
 /*
  * A password in a URL argument ("https://user:secret@host/ds") would stay in

@@ -37,6 +37,10 @@
 #define DEFAULT_RETRIES 4
 #define MAX_MIRRORS 8
 #define MAX_SNAPSHOTS 64
+/* At unmount, how long hydration may take to stop (it waits for nothing but
+ * the completions of its chunks, which the stopped pool cancels, unless it is
+ * inside a blocking store request such as loading a remote image index). */
+#define TEARDOWN_HYDRATE_MS 2000
 
 static const char mount_usage[] =
     "Usage: lazyimg mount [options] STORE MOUNTPOINT\n"
@@ -786,12 +790,11 @@ static int open_chunk_store(const struct mount_opts *o, struct fetch_store **ret
     return 0;
 }
 
-static void log_stats(struct fs_ctx *ctx, const char *cache_dir)
+/* @ps: the pool's last stats (it is freed by now). Syncs the disk cache. */
+static void log_stats(struct fs_ctx *ctx, const struct fetch_pool_stats *ps, const char *cache_dir)
 {
     struct fs_chunks_stats st;
-    struct fetch_pool_stats ps;
     fs_chunks_get_stats(ctx->chunks, &st);
-    fetch_pool_get_stats(ctx->pool, &ps);
     fs_info("chunks loaded from the store %llu (%llu MiB), failed %llu; disk cache hits %llu, "
             "bad %llu; memory hits %llu, waits %llu, evictions %llu",
             (unsigned long long)st.loads, (unsigned long long)(st.load_bytes >> 20),
@@ -800,11 +803,11 @@ static void log_stats(struct fs_ctx *ctx, const char *cache_dir)
             (unsigned long long)st.mem.waits, (unsigned long long)st.mem.evictions);
     fs_info("fetch requests %llu, retries %llu, failovers %llu, latency p50 %llu us, "
             "p99 %llu us; active store %s",
-            (unsigned long long)ps.requests, (unsigned long long)ps.retries,
-            (unsigned long long)ps.failovers,
-            (unsigned long long)fetch_pool_latency_pct(&ps, 50),
-            (unsigned long long)fetch_pool_latency_pct(&ps, 99),
-            ctx->stores[ps.active_store]->location);
+            (unsigned long long)ps->requests, (unsigned long long)ps->retries,
+            (unsigned long long)ps->failovers,
+            (unsigned long long)fetch_pool_latency_pct(ps, 50),
+            (unsigned long long)fetch_pool_latency_pct(ps, 99),
+            ctx->stores[ps->active_store]->location);
     if (ctx->disk) {
         struct cache_disk_stats ds;
         cache_disk_sync(ctx->disk);
@@ -880,8 +883,10 @@ int fs_cmd_mount(int argc, char **argv)
     struct fuse_args args;
     struct cache_disk *disk = NULL;
     struct cache_disk_options copts = {0};
-    char cache_dir[PATH_MAX], store_abs[PATH_MAX], offline_desc[512];
+    char cache_dir[PATH_MAX] = "", store_abs[PATH_MAX], offline_desc[512];
     struct fetch_store *chunk_sources[MAX_MIRRORS + 1] = {0};
+    struct fetch_pool_stats pool_stats = {0};
+    bool loop_ended = false, hydrator_stuck = false;
     int r, status = 1;
 
     r = parse_mount_opts(argc, argv, &o);
@@ -1031,18 +1036,43 @@ int fs_cmd_mount(int argc, char **argv)
     else
         fs_info("unmounting %s%s", mnt, r > 0 ? " (signal)" : "");
     fuse_loop_cfg_destroy(loop_cfg);
-    /* no new fetches: hydration jobs see their chunks cancelled at once */
-    fetch_pool_stop(ctx.pool);
-    fs_control_stop(control);
-    control = NULL;
-    log_stats(&ctx, cache_dir);
+    loop_ended = true;
 out_unmount:
-    fetch_pool_stop(ctx.pool);
+    /*
+     * Teardown, every wait bounded. First what submits fetches: the control
+     * socket (a request can start hydration) and hydration. Then the pool:
+     * its queued and running fetches complete at once with -ECANCELED (the
+     * outstanding chunks hydration waits for) and later submits fail at once.
+     */
     fs_control_stop(control);
-    /* before the session goes: completions still running answer their requests */
-    fetch_pool_free(ctx.pool);
-    ctx.pool = NULL;
+    fetch_pool_stop(ctx.pool);
+    if (fs_control_free(control, TEARDOWN_HYDRATE_MS) < 0)
+        hydrator_stuck = true;
+    control = NULL;
+    if (ctx.pool)
+        fetch_pool_get_stats(ctx.pool, &pool_stats);
+    if (!hydrator_stuck) {
+        /* before the session goes: completions still running answer their requests */
+        fetch_pool_free(ctx.pool);
+        ctx.pool = NULL;
+    }
+    /* the mount goes before the disk cache is flushed (which may take seconds) */
     fuse_session_unmount(se);
+    if (loop_ended && ctx.chunks)
+        log_stats(&ctx, &pool_stats, cache_dir);
+    if (hydrator_stuck) {
+        /* it may still use the pool, the chunks, the disk cache and the
+         * tree: free nothing; the cache is consistent (synced just above,
+         * crash-safe anyway) */
+        fs_warn("hydration did not stop within %u ms (a store request is stuck); exiting "
+                "without waiting for it",
+                TEARDOWN_HYDRATE_MS);
+        if (disk)
+            cache_disk_sync(disk);
+        fuse_remove_signal_handlers(se);
+        fflush(NULL);
+        _exit(status);
+    }
 out_handlers:
     fuse_remove_signal_handlers(se);
 out:

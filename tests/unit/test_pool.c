@@ -138,6 +138,16 @@ static struct fetch_store *open_store(const char *dir)
     return s;
 }
 
+/* A submit that must be accepted; returns its job. */
+static struct fetch_job *submit(struct fetch_pool *p, const char *path, size_t max_len,
+                                enum fetch_prio prio, struct item *it)
+{
+    struct fetch_job *j = NULL;
+    assert_int_equal(fetch_pool_submit(p, path, max_len, prio, decode_copy, done_rec, it, &j), 0);
+    assert_non_null(j);
+    return j;
+}
+
 static void wait_held(struct rec *r, int n)
 {
     pthread_mutex_lock(&r->lock);
@@ -174,8 +184,7 @@ static void test_priorities(void **state)
         struct fetch_job *j;
         items[i] = (struct item){&r, i};
         snprintf(name, sizeof(name), "o%d", i);
-        j = fetch_pool_submit(p, name, 1024, prio[i], decode_copy, done_rec, &items[i]);
-        assert_non_null(j);
+        j = submit(p, name, 1024, prio[i], &items[i]);
         /* the foreground worker holds job 0 and the background one job 1:
          * the rest queue up */
         if (i == 0)
@@ -225,16 +234,14 @@ static void test_errors(void **state)
     (void)state;
 
     rec_init(&r);
-    assert_non_null(fetch_pool_submit(p, "missing", 1024, FETCH_PRIO_DEMAND, decode_copy,
-                                      done_rec, &a));
+    submit(p, "missing", 1024, FETCH_PRIO_DEMAND, &a);
     rec_wait(&r, 1);
     assert_int_equal(r.results[0], -ENOENT);
-    assert_non_null(fetch_pool_submit(p, "bad", 1024, FETCH_PRIO_DEMAND, decode_copy, done_rec,
-                                      &b));
+    submit(p, "bad", 1024, FETCH_PRIO_DEMAND, &b);
     rec_wait(&r, 2);
     assert_int_equal(r.results[1], -EBADMSG);
     assert_string_equal(r.text[1], "bad bytes");
-    assert_non_null(fetch_pool_submit(p, "o1", 3, FETCH_PRIO_DEMAND, decode_copy, done_rec, &c));
+    submit(p, "o1", 3, FETCH_PRIO_DEMAND, &c);
     rec_wait(&r, 3);
     assert_int_equal(r.results[2], -EFBIG);
     fetch_pool_get_stats(p, &st);
@@ -259,8 +266,7 @@ static void test_cancel(void **state)
     r.hold = true;
     for (int i = 0; i < 4; i++) {
         items[i] = (struct item){&r, i};
-        assert_non_null(fetch_pool_submit(p, "o1", 1024, FETCH_PRIO_READAHEAD, decode_copy,
-                                          done_rec, &items[i]));
+        submit(p, "o1", 1024, FETCH_PRIO_READAHEAD, &items[i]);
         if (i == 0)
             wait_held(&r, 1);
     }
@@ -272,6 +278,57 @@ static void test_cancel(void **state)
     assert_int_equal(r.n, 4);
     for (int i = 0; i < 4; i++)
         assert_true(r.results[i] == 0 || r.results[i] == -ECANCELED);
+    fetch_store_free(s);
+}
+
+/*
+ * fetch_pool_stop(): queued jobs complete with -ECANCELED, each exactly once;
+ * a submit after the stop fails at once with -ECANCELED and never completes,
+ * even once the workers of a local store have left (they did: nothing was
+ * queued). Before, such a job was queued for a completion nothing would run,
+ * and whoever waited for it (hydration at unmount) waited forever.
+ */
+static void test_submit_after_stop(void **state)
+{
+    struct fetch_store *s = open_store(dir_a);
+    struct fetch_pool_config cfg = {.workers = 2};
+    struct fetch_pool *p = fetch_pool_new(&s, 1, &cfg);
+    struct rec r;
+    struct item items[9];
+    struct fetch_job *j = NULL;
+    struct fetch_pool_stats st;
+    (void)state;
+
+    assert_non_null(p);
+    rec_init(&r);
+    r.hold = true;
+    for (int i = 0; i < 8; i++) {
+        items[i] = (struct item){&r, i};
+        submit(p, "o1", 1024, i % 2 ? FETCH_PRIO_HYDRATE : FETCH_PRIO_DEMAND, &items[i]);
+    }
+    wait_held(&r, 1);
+    fetch_pool_stop(p);
+    pthread_mutex_lock(&r.lock);
+    r.hold = false;
+    pthread_cond_broadcast(&r.cond);
+    pthread_mutex_unlock(&r.lock);
+    rec_wait(&r, 8);
+    for (int i = 0; i < 8; i++)
+        assert_true(r.results[i] == 0 || r.results[i] == -ECANCELED);
+    /* the workers of a local store leave once nothing is left to complete */
+    usleep(100 * 1000);
+    items[8] = (struct item){&r, 8};
+    for (int prio = 0; prio < FETCH_PRIO_COUNT; prio++) {
+        assert_int_equal(fetch_pool_submit(p, "o2", 1024, (enum fetch_prio)prio, decode_copy,
+                                           done_rec, &items[8], &j),
+                         -ECANCELED);
+        assert_null(j); /* untouched */
+    }
+    fetch_pool_get_stats(p, &st);
+    assert_int_equal(st.done, 8);
+    assert_int_equal(st.queued[0] + st.queued[1] + st.queued[2] + st.inflight + st.decoding, 0);
+    fetch_pool_free(p);
+    assert_int_equal(r.n, 8); /* no completion for the refused submits */
     fetch_store_free(s);
 }
 
@@ -287,12 +344,10 @@ static void test_mirrors_local(void **state)
     (void)state;
 
     rec_init(&r);
-    assert_non_null(fetch_pool_submit(p, "only-b", 1024, FETCH_PRIO_DEMAND, decode_copy,
-                                      done_rec, &a));
+    submit(p, "only-b", 1024, FETCH_PRIO_DEMAND, &a);
     rec_wait(&r, 1);
     assert_int_equal(r.results[0], -ENOENT);
-    assert_non_null(fetch_pool_submit(p, "o5", 1024, FETCH_PRIO_DEMAND, decode_copy, done_rec,
-                                      &b));
+    submit(p, "o5", 1024, FETCH_PRIO_DEMAND, &b);
     rec_wait(&r, 2);
     assert_int_equal(r.results[1], 0);
     assert_string_equal(r.text[1], "object 5");
@@ -319,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_priorities),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_submit_after_stop),
         cmocka_unit_test(test_mirrors_local),
         cmocka_unit_test(test_latency_pct),
     };

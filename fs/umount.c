@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * `lazyimg umount`: unmounts a lazyimg mount and waits for its daemon to
+ * exit, so that what the daemon still does after the mount is gone (flushing
+ * the disk cache) is over when the command returns.
+ *
+ * The daemon is found before the unmount, without touching the mount (which
+ * could hang if the daemon is stuck): its major:minor from
+ * /proc/self/mountinfo names its control socket (control.h), and the socket's
+ * SO_PEERCRED gives the pid of the process that listens on it, the daemon
+ * itself (it forks before it creates the socket). A pidfd taken while the
+ * connection is still open (so the pid cannot have been reused) becomes
+ * readable when the daemon exits; without pidfd support /proc/<pid> is
+ * polled instead.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "control.h"
+#include "log.h"
+
+extern char **environ;
+
+#define DEFAULT_WAIT_S 30
+
+static const char umount_usage[] =
+    "Usage: lazyimg umount [-z|--lazy] [--timeout SECONDS] MOUNTPOINT\n"
+    "\n"
+    "Unmounts a lazyimg mount, then waits until its daemon has exited (it\n"
+    "flushes the disk cache after the mount is gone), so that the cache\n"
+    "directory is no longer in use when this returns. If the daemon is still\n"
+    "running after SECONDS, says so and exits with status 1.\n"
+    "  -z, --lazy         detach now even if busy; the daemon exits once the\n"
+    "                     last file in the mount is closed, so this does not\n"
+    "                     wait for it unless --timeout is given\n"
+    "      --timeout SECONDS  how long to wait for the daemon (default 30;\n"
+    "                     0: do not wait)\n"
+    "  -h, --help         show this help\n";
+
+/* What /proc/self/mountinfo says of the mount at @path (absolute). */
+struct mount_entry {
+    unsigned major, minor;
+    char fstype[64];
+};
+
+/* Undoes the octal escapes (\040 ...) of a mountinfo field, in place. */
+static void unescape(char *s)
+{
+    char *out = s;
+    for (; *s; s++) {
+        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+            s[3] >= '0' && s[3] <= '7') {
+            *out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+            s += 3;
+        } else {
+            *out++ = *s;
+        }
+    }
+    *out = '\0';
+}
+
+/* 1 and *ret when @path is a mountpoint (the newest mount there), 0 if not, -errno. */
+static int find_mount(const char *path, struct mount_entry *ret)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+    char *line = NULL;
+    size_t cap = 0;
+    int found = 0;
+    if (!f)
+        return -errno;
+    while (getline(&line, &cap, f) > 0) {
+        /* id parent major:minor root mountpoint options [optional...] - fstype ... */
+        unsigned maj, min;
+        char *mnt = NULL, *sep, *type;
+        int n = -1;
+        if (sscanf(line, "%*s %*s %u:%u %*s %n", &maj, &min, &n) != 2 || n < 0)
+            continue;
+        mnt = line + n;
+        if (!(sep = strchr(mnt, ' ')))
+            continue;
+        *sep = '\0';
+        unescape(mnt);
+        if (strcmp(mnt, path) != 0)
+            continue;
+        /* later lines are newer mounts stacked on the same path: keep the last */
+        *ret = (struct mount_entry){maj, min, ""};
+        found = 1;
+        if ((type = strstr(sep + 1, " - "))) {
+            type += 3;
+            snprintf(ret->fstype, sizeof(ret->fstype), "%.*s", (int)strcspn(type, " \n"), type);
+        }
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
+/*
+ * The absolute path of @arg as mountinfo spells it, without stat()ing the
+ * mount itself (a stuck daemon would hang us): the parent directory is
+ * resolved, the last component kept. With @full, the whole path is resolved
+ * (for a symlink to a mountpoint).
+ */
+static int mount_path(const char *arg, bool full, char *buf, size_t len)
+{
+    char tmp[PATH_MAX], parent[PATH_MAX];
+    const char *base;
+    char *slash;
+    size_t n = strlen(arg);
+    int w;
+
+    if (full)
+        return realpath(arg, buf) && strlen(buf) < len ? 0 : -errno;
+    if (n == 0 || n >= sizeof(tmp))
+        return -EINVAL;
+    memcpy(tmp, arg, n + 1);
+    while (n > 1 && tmp[n - 1] == '/')
+        tmp[--n] = '\0';
+    slash = strrchr(tmp, '/');
+    base = slash ? slash + 1 : tmp;
+    if (!strcmp(base, ".") || !strcmp(base, "..") || !strcmp(tmp, "/"))
+        return realpath(arg, buf) && strlen(buf) < len ? 0 : -errno;
+    if (slash == tmp)
+        snprintf(parent, sizeof(parent), "/");
+    else if (slash) {
+        *slash = '\0';
+        if (!realpath(tmp, parent))
+            return -errno;
+    } else if (!realpath(".", parent)) {
+        return -errno;
+    }
+    w = snprintf(buf, len, "%s%s%s", parent, strcmp(parent, "/") ? "/" : "", base);
+    return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
+}
+
+static int pidfd_open_compat(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/*
+ * The daemon serving the mount with device @dev: its pid and, where the
+ * kernel has them, a pidfd (else -1). 0, or -errno (-ENOENT/-ECONNREFUSED: no
+ * daemon listens) with a message in @err.
+ */
+static int find_daemon(dev_t dev, pid_t *ret_pid, int *ret_pidfd, char *err, size_t err_len)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    struct ucred cred;
+    socklen_t cl = sizeof(cred);
+    struct pollfd p;
+    int fd, pidfd, r;
+
+    r = fs_control_socket_path(dev, addr.sun_path, sizeof(addr.sun_path), err, err_len);
+    if (r < 0)
+        return r;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    /* non-blocking: a full backlog (a busy daemon) is EAGAIN, not a wait */
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+        r = -errno;
+        snprintf(err, err_len, "%s: %s", addr.sun_path, strerror(-r));
+        close(fd);
+        return r;
+    }
+    if (cred.pid <= 0) { /* a daemon in another pid namespace */
+        snprintf(err, err_len, "%s: the daemon's pid is not visible here", addr.sun_path);
+        close(fd);
+        return -ENXIO;
+    }
+    pidfd = pidfd_open_compat(cred.pid);
+    /* the listener was alive after the pidfd was taken: it is that process */
+    p = (struct pollfd){fd, POLLIN, 0};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
+        if (pidfd >= 0)
+            close(pidfd);
+        close(fd);
+        snprintf(err, err_len, "the daemon (pid %d) has just exited", (int)cred.pid);
+        return -ESRCH;
+    }
+    close(fd);
+    *ret_pid = cred.pid;
+    *ret_pidfd = pidfd;
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether process @pid is gone (or a zombie), from /proc. */
+static bool pid_gone(pid_t pid)
+{
+    char path[64], buf[512], *paren;
+    ssize_t n;
+    int fd;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return errno == ENOENT || errno == ESRCH;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return true;
+    buf[n] = '\0';
+    paren = strrchr(buf, ')');
+    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+/* Waits up to @timeout_ms for the daemon to exit. true when it has. */
+static bool wait_exit(pid_t pid, int pidfd, unsigned timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    bool use_pidfd = pidfd >= 0;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (use_pidfd) {
+            struct pollfd p = {pidfd, POLLIN, 0};
+            int r = poll(&p, 1, left > 0 ? (int)(left > INT_MAX ? INT_MAX : left) : 0);
+            if (r > 0)
+                return true;
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r == 0)
+                return false;
+            use_pidfd = false; /* poll failed otherwise: look at /proc instead */
+            continue;
+        }
+        if (pid_gone(pid))
+            return true;
+        if (left <= 0)
+            return false;
+        usleep(20 * 1000);
+    }
+}
+
+/* fusermount3 -u [-z] PATH, or umount2 where there is no fusermount3. 0 or -1 (told). */
+static int do_unmount(const char *path, bool lazy)
+{
+    char *child_argv[5];
+    pid_t pid;
+    int c, status, n = 0;
+
+    child_argv[n++] = (char *)"fusermount3";
+    child_argv[n++] = (char *)(lazy ? "-uz" : "-u");
+    child_argv[n++] = (char *)"--";
+    child_argv[n++] = (char *)path;
+    child_argv[n] = NULL;
+    c = posix_spawnp(&pid, "fusermount3", NULL, NULL, child_argv, environ);
+    if (c != 0) {
+        /* no fusermount3: root can unmount directly */
+        if (umount2(path, lazy ? MNT_DETACH : 0) == 0)
+            return 0;
+        fs_err("umount %s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            fs_err("umount: %s", strerror(errno));
+            return -1;
+        }
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+int fs_cmd_umount(int argc, char **argv)
+{
+    enum { OPT_TIMEOUT = 256 };
+    static const struct option opts[] = {
+        {"lazy", no_argument, NULL, 'z'},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    char path[PATH_MAX], err[PATH_MAX + 128] = "";
+    struct mount_entry me;
+    unsigned wait_s = DEFAULT_WAIT_S;
+    bool wait_given = false;
+    pid_t pid = 0;
+    int pidfd = -1;
+    bool lazy = false, have_daemon = false;
+    const char *arg;
+    int c, r;
+
+    while ((c = getopt_long(argc, argv, "zh", opts, NULL)) != -1) {
+        if (c == 'z') {
+            lazy = true;
+        } else if (c == OPT_TIMEOUT) {
+            uint64_t v;
+            if (fs_parse_size(optarg, &v) < 0 || v > 86400) {
+                fs_err("--timeout: expected 0 to 86400 seconds, got '%s'", optarg);
+                return 2;
+            }
+            wait_s = (unsigned)v;
+            wait_given = true;
+        } else if (c == 'h') {
+            fputs(umount_usage, stdout);
+            return 0;
+        } else {
+            fputs(umount_usage, stderr);
+            return 2;
+        }
+    }
+    if (argc - optind != 1) {
+        fs_err("umount: expected one MOUNTPOINT (see lazyimg umount --help)");
+        return 2;
+    }
+    arg = argv[optind];
+    if (lazy && !wait_given)
+        wait_s = 0; /* a busy mount's daemon lives on, rightly */
+    r = mount_path(arg, false, path, sizeof(path));
+    if (r == 0)
+        r = find_mount(path, &me);
+    if (r == 0 && mount_path(arg, true, path, sizeof(path)) == 0)
+        r = find_mount(path, &me); /* a symlink to the mountpoint */
+    if (r < 0) {
+        fs_err("umount %s: %s", arg, strerror(-r));
+        return 1;
+    }
+    if (r == 0) {
+        fs_err("umount %s: not mounted", arg);
+        return 1;
+    }
+    if (strcmp(me.fstype, "fuse.lazyimg") != 0) {
+        fs_err("umount %s: not a lazyimg mount (a %s mount)", arg,
+               me.fstype[0] ? me.fstype : "unknown");
+        return 1;
+    }
+    r = find_daemon(makedev(me.major, me.minor), &pid, &pidfd, err, sizeof(err));
+    if (r == 0)
+        have_daemon = true;
+    else if (r != -ENOENT && r != -ECONNREFUSED && r != -ESRCH)
+        fs_warn("umount %s: cannot find its daemon (%s); not waiting for it to exit", arg, err);
+
+    if (do_unmount(path, lazy) < 0) {
+        if (pidfd >= 0)
+            close(pidfd);
+        return 1;
+    }
+    if (!have_daemon || wait_s == 0) {
+        if (pidfd >= 0)
+            close(pidfd);
+        return 0;
+    }
+    if (!wait_exit(pid, pidfd, wait_s * 1000u)) {
+        fs_err("umount %s: unmounted, but its daemon (pid %d) is still running after %u s%s", arg,
+               (int)pid, wait_s,
+               lazy ? " (files in the detached mount are still open?)"
+                    : " (it may still be writing its disk cache)");
+        if (pidfd >= 0)
+            close(pidfd);
+        return 1;
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    return 0;
+}
