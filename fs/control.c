@@ -24,6 +24,7 @@
 #include "fs.h"
 #include "hydrate.h"
 #include "log.h"
+#include "mountinfo.h"
 
 /* A reply larger than this is refused by the client (a status of very many images). */
 #define MAX_REPLY (64u << 20)
@@ -97,8 +98,6 @@ int fs_control_dir(char *buf, size_t len, int create, char *err, size_t err_len)
     return 0;
 }
 
-static void unescape_mountinfo(char *s);
-
 /*
  * The owner of the FUSE mount with device @dev: the user_id= option of its
  * /proc/self/mountinfo entry (FUSE sets it to the uid that mounted). -ENOENT
@@ -106,37 +105,14 @@ static void unescape_mountinfo(char *s);
  */
 static int mount_owner(dev_t dev, uid_t *ret_uid)
 {
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    char *line = NULL;
-    size_t cap = 0;
-    int r = -ENOENT;
-
-    if (!f)
-        return -errno;
-    while (getline(&line, &cap, f) > 0) {
-        unsigned maj, min;
-        char *sep, *opt;
-        unsigned long uid;
-        /* id parent major:minor root mountpoint options [optional...] - type source superopts */
-        if (sscanf(line, "%*s %*s %u:%u", &maj, &min) != 2 || makedev(maj, min) != dev ||
-            !(sep = strstr(line, " - ")))
-            continue;
-        for (opt = strstr(sep, "user_id="); opt; opt = strstr(opt + 1, "user_id=")) {
-            if (opt[-1] != ',' && opt[-1] != ' ')
-                continue;
-            char *end;
-            errno = 0;
-            uid = strtoul(opt + 8, &end, 10);
-            if (!errno && end != opt + 8 && (*end == ',' || *end == '\n' || !*end)) {
-                *ret_uid = (uid_t)uid;
-                r = 0;
-            }
-            break;
-        }
-    }
-    free(line);
-    fclose(f);
-    return r;
+    struct fs_mount_entry e;
+    int r = fs_mountinfo_find_dev(dev, &e);
+    if (r < 0)
+        return r;
+    if (r == 0 || !e.has_user_id)
+        return -ENOENT;
+    *ret_uid = e.user_id;
+    return 0;
 }
 
 /*
@@ -171,72 +147,6 @@ static int owner_socket_path(dev_t dev, uid_t owner, char *buf, size_t len, char
     return -ENOENT;
 }
 
-int fs_mountinfo_lookup(const char *path, dev_t *ret)
-{
-    char abs[PATH_MAX], norm[PATH_MAX], *line = NULL;
-    size_t cap = 0, best = 0, o = 0;
-    FILE *f;
-    int r = -ENOENT;
-
-    if (path[0] == '/') {
-        if (snprintf(abs, sizeof(abs), "%s", path) >= (int)sizeof(abs))
-            return -ENAMETOOLONG;
-    } else {
-        char cwd[PATH_MAX];
-        if (!getcwd(cwd, sizeof(cwd)))
-            return -errno;
-        if (snprintf(abs, sizeof(abs), "%s/%s", cwd, path) >= (int)sizeof(abs))
-            return -ENAMETOOLONG;
-    }
-    /* lexically: ".", ".." and repeated slashes (symlinks cannot be followed here) */
-    for (char *p = abs; *p;) {
-        size_t n;
-        while (*p == '/')
-            p++;
-        n = strcspn(p, "/");
-        if (n == 0)
-            break;
-        if (n == 1 && p[0] == '.') {
-        } else if (n == 2 && p[0] == '.' && p[1] == '.') {
-            while (o > 0 && norm[o - 1] != '/')
-                o--;
-            if (o > 0)
-                o--;
-        } else {
-            norm[o++] = '/';
-            memcpy(norm + o, p, n);
-            o += n;
-        }
-        p += n;
-    }
-    if (o == 0)
-        norm[o++] = '/';
-    norm[o] = '\0';
-
-    if (!(f = fopen("/proc/self/mountinfo", "re")))
-        return -errno;
-    while (getline(&line, &cap, f) > 0) {
-        char mnt[PATH_MAX];
-        unsigned maj, min;
-        size_t ml;
-        if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &maj, &min, mnt) != 3)
-            continue;
-        unescape_mountinfo(mnt);
-        ml = strlen(mnt);
-        if (!(ml == 1 || (!strncmp(norm, mnt, ml) && (norm[ml] == '/' || !norm[ml]))))
-            continue;
-        /* the longest mountpoint above @path; of equal ones the last (on top) */
-        if (ml >= best) {
-            best = ml;
-            *ret = makedev(maj, min);
-            r = 0;
-        }
-    }
-    free(line);
-    fclose(f);
-    return r;
-}
-
 int fs_control_socket_path(dev_t dev, char *buf, size_t len, char *err, size_t err_len)
 {
     char dir[PATH_MAX];
@@ -254,70 +164,6 @@ int fs_control_socket_path(dev_t dev, char *buf, size_t len, char *err, size_t e
         return -ENAMETOOLONG;
     }
     return 0;
-}
-
-/* Undoes the octal escapes (\040 ...) of a mountinfo field, in place. */
-static void unescape_mountinfo(char *s)
-{
-    char *out = s;
-    for (char *p = s; *p; p++) {
-        if (p[0] == '\\' && p[1] >= '0' && p[1] <= '3' && p[2] >= '0' && p[2] <= '7' &&
-            p[3] >= '0' && p[3] <= '7') {
-            *out++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-            p += 3;
-        } else {
-            *out++ = *p;
-        }
-    }
-    *out = '\0';
-}
-
-/*
- * The device number of the mount at @mountpoint, from /proc/self/mountinfo
- * (the last entry for it: the one on top). Never touches the mountpoint.
- */
-static int mount_dev(const char *mountpoint, unsigned *ret_major, unsigned *ret_minor)
-{
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    char *line = NULL;
-    size_t cap = 0;
-    int r = -ENOENT;
-
-    if (!f)
-        return -errno;
-    while (getline(&line, &cap, f) > 0) {
-        /* id parent major:minor root mountpoint options ... */
-        char *fields[5], *p = line;
-        unsigned maj, min;
-        char end;
-        int i;
-        for (i = 0; i < 5 && *p && *p != '\n'; i++) {
-            fields[i] = p;
-            p += strcspn(p, " \n");
-            if (*p)
-                *p++ = '\0';
-        }
-        if (i < 5 || sscanf(fields[2], "%u:%u%c", &maj, &min, &end) != 2)
-            continue;
-        unescape_mountinfo(fields[4]);
-        if (!strcmp(fields[4], mountpoint)) {
-            *ret_major = maj;
-            *ret_minor = min;
-            r = 0;
-        }
-    }
-    free(line);
-    fclose(f);
-    return r;
-}
-
-int fs_mountinfo_dev(const char *mountpoint, dev_t *ret)
-{
-    unsigned maj, min;
-    int r = mount_dev(mountpoint, &maj, &min);
-    if (r == 0)
-        *ret = makedev(maj, min);
-    return r;
 }
 
 /* ---- status ------------------------------------------------------------- */
@@ -823,15 +669,18 @@ static void remove_socket(struct fs_control *c)
 int fs_control_start(struct fs_ctx *ctx, const char *mountpoint, struct fs_control **ret)
 {
     struct fs_control *c;
-    unsigned maj = 0, min = 0;
+    unsigned maj, min;
+    dev_t dev;
     int r;
 
-    r = mount_dev(mountpoint, &maj, &min);
+    r = fs_mountinfo_dev(mountpoint, &dev);
     if (r < 0) {
         fs_err("control socket: %s not found in /proc/self/mountinfo: %s", mountpoint,
                strerror(-r));
         return r;
     }
+    maj = major(dev);
+    min = minor(dev);
     if (!(c = calloc(1, sizeof(*c))))
         return -ENOMEM;
     c->ctx = ctx;

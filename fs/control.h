@@ -73,11 +73,6 @@ int fs_control_free(struct fs_control *c, unsigned timeout_ms);
  * image, run one after another. 0, or -ENOTSUP without a disk cache, -ENOMEM. */
 int fs_control_hydrate_all(struct fs_control *c, uint64_t bandwidth_bytes_per_s);
 
-/* The device number of the mount at @mountpoint (absolute, canonical; the
- * one on top) from /proc/self/mountinfo, without touching the mount: usable
- * before its FUSE session answers. 0 or -ENOENT, -errno. */
-int fs_mountinfo_dev(const char *mountpoint, dev_t *ret);
-
 /*
  * Client side. The socket directory for the calling user into @buf; with
  * @create it is made (0700) if missing. 0, -ENAMETOOLONG, -EPERM (not a
@@ -85,10 +80,6 @@ int fs_mountinfo_dev(const char *mountpoint, dev_t *ret);
  */
 int fs_control_dir(char *buf, size_t len, int create, char *err, size_t err_len);
 
-/* The mount below which @path lies, found lexically in /proc/self/mountinfo
- * (for a path that cannot be stat()ed: root is refused by a FUSE mount of
- * another user without allow_other). 0 or -ENOENT, -ENAMETOOLONG, -errno. */
-int fs_mountinfo_lookup(const char *path, dev_t *ret);
 
 /* The socket path of the mount with device @dev into @buf. 0 or -errno as
  * above. For root, a mount made by another user (its user_id= in

@@ -25,6 +25,7 @@
 #include "fetch/remote.h"
 #include "fs.h"
 #include "log.h"
+#include "mountinfo.h"
 #include "offline_store.h"
 #include "remote_opts.h"
 
@@ -319,35 +320,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
 /* Whether @path (absolute, canonical) is a mountpoint, from /proc/self/mountinfo. */
 static bool is_mounted(const char *path)
 {
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    char *line = NULL;
-    size_t cap = 0;
-    bool found = false;
-    if (!f)
-        return false;
-    while (!found && getline(&line, &cap, f) > 0) {
-        /* id parent major:minor root mountpoint ... ; mountpoint octal-escapes spaces */
-        char mnt[PATH_MAX];
-        if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1) {
-            char unescaped[PATH_MAX];
-            size_t j = 0;
-            for (size_t i = 0; mnt[i] && j + 1 < sizeof(unescaped); i++) {
-                if (mnt[i] == '\\' && mnt[i + 1] >= '0' && mnt[i + 1] <= '3' && mnt[i + 2] &&
-                    mnt[i + 3]) {
-                    unescaped[j++] = (char)((mnt[i + 1] - '0') * 64 + (mnt[i + 2] - '0') * 8 +
-                                            (mnt[i + 3] - '0'));
-                    i += 3;
-                } else {
-                    unescaped[j++] = mnt[i];
-                }
-            }
-            unescaped[j] = '\0';
-            found = !strcmp(unescaped, path);
-        }
-    }
-    free(line);
-    fclose(f);
-    return found;
+    struct fs_mount_entry e;
+    return fs_mountinfo_find(path, &e) == 1;
 }
 
 static int check_mountpoint(const char *mnt, char *abs, size_t abs_len)

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "control.h"
 #include "log.h"
+#include "mountinfo.h"
 
 static const char status_usage[] =
     "Usage: lazyimg status [--json] MOUNTPOINT\n"

@@ -36,6 +36,7 @@
 #include "cli.h"
 #include "control.h"
 #include "log.h"
+#include "mountinfo.h"
 
 extern char **environ;
 
@@ -54,64 +55,6 @@ static const char umount_usage[] =
     "      --timeout SECONDS  how long to wait for the daemon (default 30;\n"
     "                     0: do not wait)\n"
     "  -h, --help         show this help\n";
-
-/* What /proc/self/mountinfo says of the mount at @path (absolute). */
-struct mount_entry {
-    unsigned major, minor;
-    char fstype[64];
-};
-
-/* Undoes the octal escapes (\040 ...) of a mountinfo field, in place. */
-static void unescape(char *s)
-{
-    char *out = s;
-    for (; *s; s++) {
-        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-            s[3] >= '0' && s[3] <= '7') {
-            *out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-            s += 3;
-        } else {
-            *out++ = *s;
-        }
-    }
-    *out = '\0';
-}
-
-/* 1 and *ret when @path is a mountpoint (the newest mount there), 0 if not, -errno. */
-static int find_mount(const char *path, struct mount_entry *ret)
-{
-    FILE *f = fopen("/proc/self/mountinfo", "re");
-    char *line = NULL;
-    size_t cap = 0;
-    int found = 0;
-    if (!f)
-        return -errno;
-    while (getline(&line, &cap, f) > 0) {
-        /* id parent major:minor root mountpoint options [optional...] - fstype ... */
-        unsigned maj, min;
-        char *mnt = NULL, *sep, *type;
-        int n = -1;
-        if (sscanf(line, "%*s %*s %u:%u %*s %n", &maj, &min, &n) != 2 || n < 0)
-            continue;
-        mnt = line + n;
-        if (!(sep = strchr(mnt, ' ')))
-            continue;
-        *sep = '\0';
-        unescape(mnt);
-        if (strcmp(mnt, path) != 0)
-            continue;
-        /* later lines are newer mounts stacked on the same path: keep the last */
-        *ret = (struct mount_entry){maj, min, ""};
-        found = 1;
-        if ((type = strstr(sep + 1, " - "))) {
-            type += 3;
-            snprintf(ret->fstype, sizeof(ret->fstype), "%.*s", (int)strcspn(type, " \n"), type);
-        }
-    }
-    free(line);
-    fclose(f);
-    return found;
-}
 
 /*
  * The absolute path of @arg as mountinfo spells it, without stat()ing the
@@ -301,7 +244,7 @@ int fs_cmd_umount(int argc, char **argv)
         {0},
     };
     char path[PATH_MAX], err[PATH_MAX + 128] = "";
-    struct mount_entry me;
+    struct fs_mount_entry me;
     unsigned wait_s = DEFAULT_WAIT_S;
     bool wait_given = false;
     pid_t pid = 0;
@@ -338,9 +281,9 @@ int fs_cmd_umount(int argc, char **argv)
         wait_s = 0; /* a busy mount's daemon lives on, rightly */
     r = mount_path(arg, false, path, sizeof(path));
     if (r == 0)
-        r = find_mount(path, &me);
+        r = fs_mountinfo_find(path, &me);
     if (r == 0 && mount_path(arg, true, path, sizeof(path)) == 0)
-        r = find_mount(path, &me); /* a symlink to the mountpoint */
+        r = fs_mountinfo_find(path, &me); /* a symlink to the mountpoint */
     if (r < 0) {
         fs_err("umount %s: %s", arg, strerror(-r));
         return 1;
@@ -354,7 +297,7 @@ int fs_cmd_umount(int argc, char **argv)
                me.fstype[0] ? me.fstype : "unknown");
         return 1;
     }
-    r = find_daemon(makedev(me.major, me.minor), &pid, &pidfd, err, sizeof(err));
+    r = find_daemon(me.dev, &pid, &pidfd, err, sizeof(err));
     if (r == 0)
         have_daemon = true;
     else if (r != -ENOENT && r != -ECONNREFUSED && r != -ESRCH)
