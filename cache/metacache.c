@@ -93,6 +93,21 @@ static int mkdirat_p(int dirfd, const char *name)
     return 0;
 }
 
+/*
+ * Like the chunk cache (diskcache.h, "Trust"): a directory of the metadata
+ * cache must be ours and writable by nobody else, or whoever can write it
+ * could plant a self-consistent manifest or index.
+ */
+static int check_owned(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022))
+        return -EPERM;
+    return 0;
+}
+
 int cache_meta_open(const char *cache_dir, const char *location, struct cache_meta **ret,
                     char *msg, size_t msg_len)
 {
@@ -117,6 +132,8 @@ int cache_meta_open(const char *cache_dir, const char *location, struct cache_me
         r = -errno;
         goto fail;
     }
+    if ((r = check_owned(meta)) < 0)
+        goto fail;
     if ((r = mkdirat_p(meta, key)) < 0)
         goto fail;
     m = calloc(1, sizeof(*m));
@@ -125,8 +142,11 @@ int cache_meta_open(const char *cache_dir, const char *location, struct cache_me
         goto fail;
     }
     m->dirfd = openat(meta, key, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (m->dirfd < 0) {
-        r = -errno;
+    if (m->dirfd < 0 || (r = check_owned(m->dirfd)) < 0) {
+        if (m->dirfd < 0)
+            r = -errno;
+        else
+            close(m->dirfd);
         free(m);
         goto fail;
     }
@@ -136,7 +156,10 @@ int cache_meta_open(const char *cache_dir, const char *location, struct cache_me
     return 0;
 fail:
     if (msg)
-        snprintf(msg, msg_len, "metadata cache in %s/meta: %s", cache_dir, strerror(-r));
+        snprintf(msg, msg_len, "metadata cache in %s/meta: %s", cache_dir,
+                 r == -EPERM ? "not owned by this user, or writable by group or others; "
+                               "refusing to use it (chmod -R go-w, or remove it)"
+                             : strerror(-r));
     if (meta >= 0)
         close(meta);
     if (top >= 0)
@@ -235,7 +258,7 @@ static int load_entry(struct cache_meta *m, const char *name, const char *key, s
         r = -errno;
         goto out;
     }
-    if (!S_ISREG(st.st_mode) || st.st_size < META_HDR_LEN ||
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_size < META_HDR_LEN ||
         (uint64_t)st.st_size > (uint64_t)META_HDR_LEN + META_KEY_MAX + CACHE_META_ENTRY_MAX) {
         r = -EBADMSG;
         goto out;

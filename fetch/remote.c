@@ -57,6 +57,19 @@ size_t fetch_location_mask(const char *location, const char *replacement, char *
             if (*q == '@')
                 at = q;
         colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+        if (!at && (colon = memchr(auth, ':', (size_t)(end - auth))) &&
+            strspn(colon + 1, "0123456789") != (size_t)(end - colon - 1) &&
+            (at = strrchr(end, '@'))) {
+            /*
+             * A password with an unencoded '/', '?' or '#' ("u:p/ss@host"):
+             * not a valid URL, but it must not be shown either. The
+             * authority seemed to end inside it: "user:" then no port, and an
+             * '@' further on. Everything up to the last '@' is hidden.
+             */
+            end = at + strcspn(at, "/?#");
+        } else if (!at) {
+            colon = NULL;
+        }
         if (!colon) {
             PUT(p, (size_t)(end - p));
             p = end;
@@ -357,6 +370,11 @@ int fetch_remote_easy_setup(CURL *easy, const struct fetch_remote_conf *c, const
         SET(CURLOPT_FOLLOWLOCATION, 0L);
     }
     SET(CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+    /* removing a handle in the middle of a name lookup must not wait for the
+     * resolver thread (an unresponsive DNS server would hold up an unmount) */
+    SET(CURLOPT_QUICK_EXIT, 1L);
+#endif
     SET(CURLOPT_FAILONERROR, 0L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
     SET(CURLOPT_TIMEOUT_MS, c->timeout_ms);

@@ -555,7 +555,18 @@ static int open_offline_aware(struct mount_opts *o, const char *loc, bool primar
             }
         }
     }
-    r = cache_meta_open(o->meta_dir, loc, &meta, msg, sizeof(msg));
+    /* a directory is keyed by where it is, not by how it was typed ("."):
+     * its real path, or (gone, --offline) its absolute path */
+    const char *key = loc;
+    char key_buf[PATH_MAX], cwd[PATH_MAX];
+    if (!fetch_location_is_remote(loc)) {
+        if (realpath(loc, key_buf))
+            key = key_buf;
+        else if (loc[0] != '/' && getcwd(cwd, sizeof(cwd)) &&
+                 snprintf(key_buf, sizeof(key_buf), "%s/%s", cwd, loc) < (int)sizeof(key_buf))
+            key = key_buf;
+    }
+    r = cache_meta_open(o->meta_dir, key, &meta, msg, sizeof(msg));
     if (r < 0 && mode == FS_OFFLINE_NO) {
         fs_warn("%s (%s will not be mountable while it is unreachable)", msg, shown);
         *ret = inner;
@@ -726,8 +737,10 @@ static int open_chunk_store(const struct mount_opts *o, struct fetch_store **ret
 
     *ret_prefix = "";
     if (o->chunk_store && o->store_mode == FS_OFFLINE_FORCED) {
-        /* --offline: chunks come from the chunk cache only */
-        if (!(*ret_chunk_store = fs_offline_null_store_new(o->chunk_store))) {
+        /* --offline: chunks come from the chunk cache only; the location
+         * is shown (status, read errors), so without a password */
+        fetch_location_mask(o->chunk_store, "***", path, sizeof(path));
+        if (!(*ret_chunk_store = fs_offline_null_store_new(path))) {
             fs_err("out of memory");
             return -1;
         }

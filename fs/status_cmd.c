@@ -115,7 +115,7 @@ static void print_human(json_object *st)
                active ? " (active)" : "");
     }
     if (json_object_get_boolean(obj(st, "offline")))
-        printf("mode:    offline: %s\n", str(st, "offline_reason"));
+        printf("mode:    offline: %s\n", safe(st, "offline_reason", text, sizeof(text)));
     format_us(u64(lat, "p50"), a, sizeof(a));
     format_us(u64(lat, "p99"), b, sizeof(b));
     printf("fetch:   %llu in flight, queued %llu demand / %llu readahead / %llu hydrate, "

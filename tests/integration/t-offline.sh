@@ -178,4 +178,20 @@ read_range "$M/releases/c.img" $(((1500 << 10) - 4096)) 4096 direct | cmp -s - <
     fail "casync, store back: the range does not read right"
 ok "casync, store back: the range reads"
 lazyimg_umount "$M"
+# --- a local store is keyed by where it is, not by how it was typed ---------
+# mounted as "." from inside it, then --offline by its absolute path through a
+# symlink: the same cached catalog (before, "." and the path were two stores)
+CL=$W/cache-local
+ln -s "$S" "$W/store-link"
+mkdir -p "$W/ml"
+T_MOUNTS+=("$W/ml")
+out=$(cd "$S" && "$LAZYIMG" mount --cache-dir "$CL" . "$W/ml" 2>&1) || fail "mount . failed" "$out"
+T_PIDS+=("$(daemon_pid "$W/ml")")
+cmp -s <(head -c 65536 "$W/ml/$IMG") <(head -c 65536 a.raw) || fail "local: the first chunk reads wrong"
+lazyimg_umount "$W/ml"
+mount_capture "$W/store-link" "$W/ml" --cache-dir "$CL" --offline
+cmp -s <(head -c 65536 "$W/ml/$IMG") <(head -c 65536 a.raw) ||
+    fail "local --offline by another spelling: the cached chunk reads wrong"
+lazyimg_umount "$W/ml"
+ok "a local store mounted as '.' is found again --offline through a symlink to it"
 echo "# $T_CHECKS checks passed"

@@ -206,6 +206,35 @@ static void test_symlink_not_followed(void **state)
     assert_null(got);
 }
 
+/* Directories others may write, and entries of another user, are not trusted. */
+static void test_trust(void **state)
+{
+    struct fixture *f = *state;
+    struct cache_meta *m = NULL;
+    char path[PATH_MAX], meta[PATH_MAX], msg[512];
+    void *got = NULL;
+    size_t len = 0;
+
+    snprintf(meta, sizeof(meta), "%s/meta", f->dir);
+    assert_int_equal(chmod(meta, 0777), 0);
+    assert_int_equal(cache_meta_open(f->dir, LOC, &m, msg, sizeof(msg)), -EPERM);
+    assert_non_null(strstr(msg, "writable by group or others"));
+    assert_int_equal(chmod(meta, 0700), 0);
+    assert_int_equal(chmod(f->entries, 0770), 0);
+    assert_int_equal(cache_meta_open(f->dir, LOC, &m, msg, sizeof(msg)), -EPERM);
+    assert_int_equal(chmod(f->entries, 0700), 0);
+    assert_int_equal(cache_meta_open(f->dir, LOC, &m, msg, sizeof(msg)), 0);
+    cache_meta_free(m);
+
+    if (geteuid() != 0)
+        return; /* chown to another user needs root */
+    assert_int_equal(cache_meta_put(f->m, "get:o", "good", 4), 0);
+    only_entry(f, path, sizeof(path));
+    assert_int_equal(chown(path, 65534, 65534), 0);
+    assert_true(cache_meta_get(f->m, "get:o", 1 << 20, &got, &len, NULL) < 0);
+    assert_null(got);
+}
+
 static void test_store_key(void **state)
 {
     char a[CACHE_META_STORE_KEY_LEN + 1], b[CACHE_META_STORE_KEY_LEN + 1];
@@ -296,6 +325,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_files_miss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlink_not_followed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trust, setup, teardown),
         cmocka_unit_test(test_store_key),
         cmocka_unit_test_setup_teardown(test_no_credentials_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_puts, setup, teardown),

@@ -929,6 +929,15 @@ static void url_userinfo(void **state)
     assert_string_equal(buf, "http://user@h/x");
     fetch_location_mask("/srv/ds", "***", buf, sizeof(buf));
     assert_string_equal(buf, "/srv/ds");
+    /* unencoded '/', '?', '#' in a password: never shown, a port is not a password */
+    fetch_location_mask("https://u:p#ss@h/ds", "***", buf, sizeof(buf));
+    assert_string_equal(buf, "https://u:***@h/ds");
+    fetch_location_mask("https://u:p?x@h/ds", "***", buf, sizeof(buf));
+    assert_string_equal(buf, "https://u:***@h/ds");
+    fetch_location_mask("https://u:p/ss@h/ds", "***", buf, sizeof(buf));
+    assert_string_equal(buf, "https://u:***@h/ds");
+    fetch_location_mask("http://h:8080/a@b", "***", buf, sizeof(buf));
+    assert_string_equal(buf, "http://h:8080/a@b");
     assert_int_equal(fetch_location_mask("http://a:secret@h", "***", small, sizeof(small)),
                      strlen("http://a:***@h"));
     assert_string_equal(small, "http://a:**");
