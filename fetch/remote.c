@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -519,6 +520,26 @@ static void sleep_ms(unsigned ms)
         ;
 }
 
+static atomic_bool abort_all;
+
+void fetch_remote_abort_all(void)
+{
+    atomic_store(&abort_all, true);
+}
+
+/* CURLOPT_XFERINFOFUNCTION: curl calls it at least once a second, even on a
+ * connection where nothing moves */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)arg;
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    return atomic_load(&abort_all) ? 1 : 0;
+}
+
 static int perform_once(CURL *easy, fetch_request_setup_fn setup, void *arg, size_t max,
                         const char *what, struct fetch_response *ret, fetch_error *err)
 {
@@ -536,6 +557,8 @@ static int perform_once(CURL *easy, fetch_request_setup_fn setup, void *arg, siz
     curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
     cc = curl_easy_perform(easy);
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
@@ -576,13 +599,17 @@ int fetch_remote_perform(struct fetch_easy_cache *ec, fetch_request_setup_fn set
         attempts = 1;
     for (unsigned i = 0; i < attempts; i++) {
         struct fetch_response resp = {0};
-        CURL *easy = easy_take(ec);
-        if (!easy)
+        CURL *easy;
+        /* the backoff in steps, so that an abort is seen within 100 ms */
+        for (unsigned slept = 0; i > 0 && slept < delay_ms && !atomic_load(&abort_all);
+             slept += 100)
+            sleep_ms(delay_ms - slept < 100 ? delay_ms - slept : 100);
+        delay_ms *= i > 0 ? 4 : 1;
+        if (atomic_load(&abort_all))
+            return fetch_error_set(err, -ECANCELED, "%s: cancelled (the mount is going away)",
+                                   what);
+        if (!(easy = easy_take(ec)))
             return fetch_error_set(err, -ENOMEM, "out of memory");
-        if (i > 0) {
-            sleep_ms(delay_ms);
-            delay_ms *= 4;
-        }
         r = perform_once(easy, setup, arg, max, what, &resp, err);
         easy_give(ec, easy);
         if (r == 0 && (resp.status == 429 || resp.status >= 500) && i + 1 < attempts) {

@@ -103,6 +103,17 @@ int fetch_store_open_unchecked(const char *location, const struct fetch_remote_o
 int fetch_remote_result(int curl_code, long http_status, const char *curl_errbuf,
                         const char *what, fetch_error *err);
 
+/*
+ * Ends every blocking store request of this process (listings, index and
+ * blob loads through fetch_remote_perform), now and from now on: a running
+ * transfer stops within about a second with -ECANCELED, a new one fails at
+ * once. For a daemon that is going away: a FUSE thread or the hydrator inside
+ * a request to a stalled server must not hold up the unmount for minutes.
+ * Async-signal-safe. Transfers of the fetcher pool are stopped by
+ * fetch_pool_stop instead.
+ */
+void fetch_remote_abort_all(void);
+
 /* Whether a failure of that kind is worth another attempt (or another mirror):
  * -EAGAIN, -ETIMEDOUT, -ECONNREFUSED, -ECONNRESET, -EHOSTUNREACH, -EPROTO and
  * -EBADMSG (bytes corrupted in transit). Never -ENOENT, -EACCES or -EIO. */

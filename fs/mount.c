@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -851,6 +852,33 @@ static bool offline_notice(const struct mount_opts *o, struct fetch_store *s, si
     return true;
 }
 
+/*
+ * The FUSE loop joins its worker threads before it returns, and a worker may
+ * be inside a blocking store request (an index load from a stalled server,
+ * up to --fetch-timeout x attempts). As soon as the session is told to end
+ * (a signal, or the unmount), every such request is cancelled, so that the
+ * loop returns at once.
+ */
+struct exit_watch {
+    struct fuse_session *se;
+    atomic_bool done;
+    pthread_t thread;
+};
+
+static void *watch_exit(void *arg)
+{
+    struct exit_watch *w = arg;
+    const struct timespec step = {.tv_nsec = 50 * 1000000L};
+    while (!atomic_load(&w->done)) {
+        if (fuse_session_exited(w->se)) {
+            fetch_remote_abort_all();
+            break;
+        }
+        nanosleep(&step, NULL);
+    }
+    return NULL;
+}
+
 int fs_cmd_mount(int argc, char **argv)
 {
     struct mount_opts o;
@@ -873,7 +901,8 @@ int fs_cmd_mount(int argc, char **argv)
     char cache_dir[PATH_MAX] = "", store_abs[PATH_MAX], offline_desc[512];
     struct fetch_store *chunk_sources[MAX_MIRRORS + 1] = {0};
     struct fetch_pool_stats pool_stats = {0};
-    bool loop_ended = false, hydrator_stuck = false;
+    bool loop_ended = false, hydrator_stuck = false, exit_watch_started = false;
+    struct exit_watch exit_watch = {0};
     int r, status = 1;
 
     r = parse_mount_opts(argc, argv, &o);
@@ -1015,7 +1044,14 @@ int fs_cmd_mount(int argc, char **argv)
     }
     fuse_loop_cfg_set_max_threads(loop_cfg, FUSE_THREADS);
     fuse_loop_cfg_set_idle_threads(loop_cfg, FUSE_THREADS);
+    exit_watch.se = se;
+    exit_watch_started = pthread_create(&exit_watch.thread, NULL, watch_exit, &exit_watch) == 0;
     r = fuse_session_loop_mt(se, loop_cfg);
+    atomic_store(&exit_watch.done, true);
+    if (exit_watch_started)
+        pthread_join(exit_watch.thread, NULL);
+    /* and hydration's own index loads */
+    fetch_remote_abort_all();
     /* > 0: the signal (SIGTERM, SIGINT, SIGHUP) that asked us to stop */
     status = r < 0 ? 1 : 0;
     if (r < 0)

@@ -7,7 +7,8 @@
 # hydration, whose next chunk then waited forever for a worker that had left,
 # with the mountpoint still mounted and nobody serving it). The same against
 # an HTTP store whose server stalls every chunk transfer, and one whose
-# server stalls the image index that hydration loads first. `lazyimg umount`
+# server stalls the image index that hydration loads first, or that a stat
+# of the image is waiting for (the load is cancelled). `lazyimg umount`
 # returns only once the daemon has exited (it flushes the disk cache after
 # the mount is gone), says so in --help, gives up after --timeout with a
 # message, and says "not mounted" for a path that is not mounted.
@@ -205,6 +206,32 @@ sigterm_rounds http-stalled-chunks "$REMOTE_ROUNDS" "$PROXY_URL" --snapshot "vm/
 proxy_fault stall seconds=60 "match=\\.fidx\$"
 MIN_MS=300 # hydration is inside the load by then
 sigterm_rounds http-stalled-index 2 "$PROXY_URL" --snapshot "vm/100/$T1"
-grep -q "hydration did not stop within" "$W"/http-stalled-index.0.log ||
-    fail "stalled index: the daemon did not say that it left hydration behind" "$(cat "$W"/http-stalled-index.0.log)"
-ok "stalled index: the daemon said why it did not wait for hydration"
+# the index load is cancelled with the session: hydration stops in time
+! grep -q "hydration did not stop within" "$W"/http-stalled-index.*.log ||
+    fail "stalled index: hydration was left behind inside its index load" "$(cat "$W"/http-stalled-index.*.log)"
+ok "stalled index: hydration's index load was cancelled, nothing left behind"
+
+# a FUSE thread inside a blocking index load (a stat of the image, no
+# hydration): the FUSE loop joins its threads before it returns, so the load
+# must be cancelled as soon as the session ends, not run to its deadline
+for ((i = 0; i < 2; i++)); do
+    rm -rf "${C:?}"/*
+    log=$W/http-stalled-stat.$i.log
+    "$LAZYIMG" mount -f --cache-dir "$C" --fetch-timeout 60 --snapshot "vm/100/$T1" \
+        "$PROXY_URL" "$M" >"$log" 2>&1 &
+    DPID=$!
+    T_PIDS+=("$DPID")
+    wait_mount_ms "$log"
+    stat "$M/vm/100/$T1/drive-scsi0.img" >/dev/null 2>&1 &
+    STAT_PID=$!
+    T_PIDS+=("$STAT_PID")
+    sleep 0.5
+    pid_alive "$STAT_PID" || fail "the stat of the image did not wait for the stalled index"
+    kill -TERM "$DPID"
+    took=$(wait_gone "$DPID" $LIMIT_MS) ||
+        fail "stalled stat round $i: the daemon did not exit within $LIMIT_MS ms" \
+            "$(cat "$log"; mounted "$M" && echo "$M still mounted")"
+    wait "$STAT_PID" 2>/dev/null && fail "the stat of a stalled image succeeded"
+    ! mounted "$M" || fail "stalled stat round $i: $M is still mounted"
+done
+ok "a stat inside a stalled index load: SIGTERM, the daemon exited in $took ms, the mount gone"
