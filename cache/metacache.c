@@ -41,9 +41,8 @@ static int sha256_2(const void *a, size_t alen, const void *b, size_t blen, uint
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int n = 0;
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-             EVP_DigestUpdate(ctx, a, alen) && (!blen || EVP_DigestUpdate(ctx, b, blen)) &&
-             EVP_DigestFinal_ex(ctx, out, &n);
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, a, alen) &&
+             (!blen || EVP_DigestUpdate(ctx, b, blen)) && EVP_DigestFinal_ex(ctx, out, &n);
     EVP_MD_CTX_free(ctx);
     return ok ? 0 : -ENOMEM;
 }
@@ -108,8 +107,8 @@ static int check_owned(int fd)
     return 0;
 }
 
-int cache_meta_open(const char *cache_dir, const char *location, struct cache_meta **ret,
-                    char *msg, size_t msg_len)
+int cache_meta_open(const char *cache_dir, const char *location, struct cache_meta **ret, char *msg,
+                    size_t msg_len)
 {
     char key[CACHE_META_STORE_KEY_LEN + 1];
     struct cache_meta *m;
@@ -274,14 +273,12 @@ static int load_entry(struct cache_meta *m, const char *name, const char *key, s
     }
     if ((r = read_whole(fd, (size_t)st.st_size, &file)) < 0)
         goto out;
-    if (memcmp(file, META_MAGIC, META_MAGIC_LEN) ||
-        get_le(file + META_MAGIC_LEN, 4) != klen || get_le(file + META_MAGIC_LEN + 4, 8) != dlen ||
-        memcmp(file + META_HDR_LEN, key, klen)) {
+    if (memcmp(file, META_MAGIC, META_MAGIC_LEN) || get_le(file + META_MAGIC_LEN, 4) != klen ||
+        get_le(file + META_MAGIC_LEN + 4, 8) != dlen || memcmp(file + META_HDR_LEN, key, klen)) {
         r = -EBADMSG;
         goto out;
     }
-    if ((r = sha256_2(file + META_HDR_LEN, klen, file + META_HDR_LEN + klen, (size_t)dlen, d)) <
-        0)
+    if ((r = sha256_2(file + META_HDR_LEN, klen, file + META_HDR_LEN + klen, (size_t)dlen, d)) < 0)
         goto out;
     if (memcmp(d, file + META_MAGIC_LEN + 12, 32)) {
         r = -EBADMSG;
@@ -299,8 +296,8 @@ out:
     return r;
 }
 
-int cache_meta_get(struct cache_meta *m, const char *key, size_t max, void **ret,
-                   size_t *ret_len, int64_t *ret_mtime)
+int cache_meta_get(struct cache_meta *m, const char *key, size_t max, void **ret, size_t *ret_len,
+                   int64_t *ret_mtime)
 {
     char name[65];
     uint8_t *file = NULL, *out;
@@ -358,8 +355,7 @@ int cache_meta_put(struct cache_meta *m, const char *key, const void *data, size
     put_le(hdr + META_MAGIC_LEN + 4, len, 8);
     if ((r = sha256_2(key, klen, data, len, hdr + META_MAGIC_LEN + 12)) < 0)
         return r;
-    snprintf(tmp, sizeof(tmp), ".tmp.%ld.%u", (long)getpid(),
-             atomic_fetch_add(&tmp_counter, 1));
+    snprintf(tmp, sizeof(tmp), ".tmp.%ld.%u", (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
     fd = openat(m->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;

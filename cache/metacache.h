@@ -43,8 +43,8 @@ int cache_meta_store_key(const char *location, char out[CACHE_META_STORE_KEY_LEN
  * at @location below @cache_dir. On failure, a message goes to @msg (may be
  * NULL). Errors: -errno of mkdir/open.
  */
-int cache_meta_open(const char *cache_dir, const char *location, struct cache_meta **ret,
-                    char *msg, size_t msg_len);
+int cache_meta_open(const char *cache_dir, const char *location, struct cache_meta **ret, char *msg,
+                    size_t msg_len);
 /* NULL-safe. */
 void cache_meta_free(struct cache_meta *m);
 
@@ -62,8 +62,8 @@ int cache_meta_put(struct cache_meta *m, const char *key, const void *data, size
  * -ENOENT when absent, -EFBIG when longer than @max, -EBADMSG when the file
  * is damaged (it is removed), else -errno.
  */
-int cache_meta_get(struct cache_meta *m, const char *key, size_t max, void **ret,
-                   size_t *ret_len, int64_t *ret_mtime);
+int cache_meta_get(struct cache_meta *m, const char *key, size_t max, void **ret, size_t *ret_len,
+                   int64_t *ret_mtime);
 
 /* Removes the entry of @key, if any. 0 or -errno (-ENOENT when absent). */
 int cache_meta_remove(struct cache_meta *m, const char *key);

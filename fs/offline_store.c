@@ -52,8 +52,10 @@ static int null_get(struct fetch_store *s, const char *path, size_t max, void **
     (void)max;
     (void)ret;
     (void)ret_len;
-    return fetch_error_set(err, -ENETDOWN, "%s: %s: not in the cache, and the store is not "
-                           "contacted (--offline)", s->location, path);
+    return fetch_error_set(err, -ENETDOWN,
+                           "%s: %s: not in the cache, and the store is not "
+                           "contacted (--offline)",
+                           s->location, path);
 }
 
 static void null_free(struct fetch_store *s)
@@ -202,8 +204,8 @@ static void entry_release(struct entry *e)
  * The cached answer of @e: 0 with its bytes, -ENOENT or -ENOTDIR when the
  * store said so, 1 when nothing is cached, -EFBIG or -ENOMEM.
  */
-static int cached_answer(struct offline_store *os, const struct entry *e, size_t max,
-                         void **ret, size_t *ret_len)
+static int cached_answer(struct offline_store *os, const struct entry *e, size_t max, void **ret,
+                         size_t *ret_len)
 {
     void *none;
     size_t len;
@@ -218,8 +220,8 @@ static int cached_answer(struct offline_store *os, const struct entry *e, size_t
 }
 
 /* Keeps what the store answered: bytes, or that the object does not exist. */
-static void remember(struct offline_store *os, const struct entry *e, int result,
-                     const void *data, size_t len)
+static void remember(struct offline_store *os, const struct entry *e, int result, const void *data,
+                     size_t len)
 {
     int r = 0;
     if (result == 0) {
@@ -239,8 +241,8 @@ static int cached_error(struct offline_store *os, int c, const char *what, size_
                         fetch_error *err)
 {
     if (c == -ENOENT || c == -ENOTDIR)
-        return fetch_error_set(err, c, "%s: %s (as the store said before; cached)",
-                               what, c == -ENOENT ? "not found" : "not a directory");
+        return fetch_error_set(err, c, "%s: %s (as the store said before; cached)", what,
+                               c == -ENOENT ? "not found" : "not a directory");
     if (c == -EFBIG)
         return fetch_error_set(err, c, "%s: larger than %zu bytes", what, max);
     if (c == -ENOMEM)
@@ -308,8 +310,8 @@ static int call_list(struct offline_store *os, void *arg, void **ret, size_t *re
     return 0;
 }
 
-static int os_list(struct fetch_store *s, const char *dir, struct fetch_dirent **ret,
-                   size_t *ret_n, fetch_error *err)
+static int os_list(struct fetch_store *s, const char *dir, struct fetch_dirent **ret, size_t *ret_n,
+                   fetch_error *err)
 {
     struct offline_store *os = (struct offline_store *)s;
     struct list_call lc = {.dir = dir};
@@ -336,8 +338,8 @@ static int os_list(struct fetch_store *s, const char *dir, struct fetch_dirent *
     r = decode_list(raw, len, ret, ret_n);
     free(raw);
     if (r < 0)
-        return fetch_error_set(err, r, "%s: %s: damaged listing in the metadata cache",
-                               s->location, dir[0] ? dir : "/");
+        return fetch_error_set(err, r, "%s: %s: damaged listing in the metadata cache", s->location,
+                               dir[0] ? dir : "/");
     return 0;
 }
 
@@ -353,8 +355,8 @@ static int call_get(struct offline_store *os, void *arg, void **ret, size_t *ret
     return fetch_store_get(os->inner, gc->path, gc->max, ret, ret_len, err);
 }
 
-static int os_get(struct fetch_store *s, const char *path, size_t max, void **ret,
-                  size_t *ret_len, fetch_error *err)
+static int os_get(struct fetch_store *s, const char *path, size_t max, void **ret, size_t *ret_len,
+                  fetch_error *err)
 {
     struct offline_store *os = (struct offline_store *)s;
     struct get_call gc = {.path = path, .max = max};
@@ -383,9 +385,8 @@ bool fs_is_offline_store(const struct fetch_store *s)
     return s && s->ops->free == os_free;
 }
 
-int fs_offline_store_new(const char *location, struct fetch_store *inner,
-                         struct cache_meta *meta, enum fs_offline_mode mode,
-                         struct fetch_store **ret)
+int fs_offline_store_new(const char *location, struct fetch_store *inner, struct cache_meta *meta,
+                         enum fs_offline_mode mode, struct fetch_store **ret)
 {
     struct offline_store *os = calloc(1, sizeof(*os));
     if (os && !inner)

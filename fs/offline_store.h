@@ -43,9 +43,8 @@ bool fs_offline_error_is_network(int r);
  * inner store of its own that fails every request at once (see
  * fs_offline_store_inner). -ENOMEM.
  */
-int fs_offline_store_new(const char *location, struct fetch_store *inner,
-                         struct cache_meta *meta, enum fs_offline_mode mode,
-                         struct fetch_store **ret);
+int fs_offline_store_new(const char *location, struct fetch_store *inner, struct cache_meta *meta,
+                         enum fs_offline_mode mode, struct fetch_store **ret);
 
 /*
  * A store that fails every request at once with -ENETDOWN (--offline: chunks
