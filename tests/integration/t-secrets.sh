@@ -52,6 +52,13 @@ ok "a wrong password: 401 naming the masked URL"
 out=$("$LAZYIMG" ls "http://lazy:x@127.0.0.1:$NGINX_PORT/" --http-auth-file htpasswd 2>&1) && fail "credentials given twice were accepted"
 [[ $out == *"both in the URL and in --http-auth-file"* ]] || fail "credentials twice: unclear message" "$out"
 ok "credentials in the URL and --http-auth-file: refused"
+# a password with an unencoded '#', '/' or '?' is no URL, and is not shown either
+for pw in 'Hid#den9' 'Hid/den9' 'Hid?den9'; do
+    out=$("$LAZYIMG" ls "http://lazy:$pw@127.0.0.1:1/ds" 2>&1) && fail "ls of a malformed URL succeeded" "$out"
+    ! grep -qF "$pw" <<<"$out" || fail "a malformed URL's password was shown" "$out"
+    grep -q "malformed URL" <<<"$out" || fail "no 'malformed URL' for $pw" "$out"
+done
+ok "a password with an unencoded # / ?: 'malformed URL', the password not shown"
 "$LAZYIMG" ls "$URL" >ls.out 2>&1 || fail "ls with the password failed" "$(cat ls.out)"
 grep -q "^vm/100/$T " ls.out || fail "ls with the password lists nothing" "$(cat ls.out)"
 no_secret "ls" ls.out
