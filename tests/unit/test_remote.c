@@ -362,8 +362,8 @@ static void s3_list_pages(void **state)
         "<NotAListing/>",
         "not xml at all",
         "<ListBucketResult><Contents>",
-        "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaa\">]>"
-        "<ListBucketResult><Contents><Key>&a;</Key></Contents></ListBucketResult>",
+        ("<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaa\">]>"
+         "<ListBucketResult><Contents><Key>&a;</Key></Contents></ListBucketResult>"),
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         token = NULL;
