@@ -502,6 +502,24 @@ static unsigned cache_open_files(unsigned concurrency)
 /* ---- offline: stores that remember their metadata (fs/offline_store.h) ---- */
 
 /*
+ * How the caches name a store: a directory by where it is, not by how it was
+ * typed ("."): its real path, or (gone, --offline) its absolute path; a URL
+ * without its password.
+ */
+static void canonical_location(const char *loc, char *buf, size_t size)
+{
+    char real[PATH_MAX], cwd[PATH_MAX];
+    if (!fetch_location_is_remote(loc)) {
+        if (realpath(loc, real) && snprintf(buf, size, "%s", real) < (int)size)
+            return;
+        if (loc[0] != '/' && getcwd(cwd, sizeof(cwd)) &&
+            snprintf(buf, size, "%s/%s", cwd, loc) < (int)size)
+            return;
+    }
+    fetch_location_mask(loc, "***", buf, size);
+}
+
+/*
  * Opens the store at @loc as a store whose listings and small objects are
  * kept in the metadata cache below o->meta_dir (none with --no-cache). With
  * --offline the store is not contacted; when STORE (@primary) cannot be
@@ -556,17 +574,8 @@ static int open_offline_aware(struct mount_opts *o, const char *loc, bool primar
             }
         }
     }
-    /* a directory is keyed by where it is, not by how it was typed ("."):
-     * its real path, or (gone, --offline) its absolute path */
-    const char *key = loc;
-    char key_buf[PATH_MAX], cwd[PATH_MAX];
-    if (!fetch_location_is_remote(loc)) {
-        if (realpath(loc, key_buf))
-            key = key_buf;
-        else if (loc[0] != '/' && getcwd(cwd, sizeof(cwd)) &&
-                 snprintf(key_buf, sizeof(key_buf), "%s/%s", cwd, loc) < (int)sizeof(key_buf))
-            key = key_buf;
-    }
+    char key[PATH_MAX];
+    canonical_location(loc, key, sizeof(key));
     r = cache_meta_open(o->meta_dir, key, &meta, msg, sizeof(msg));
     if (r < 0 && mode == FS_OFFLINE_NO) {
         fs_warn("%s (%s will not be mountable while it is unreachable)", msg, shown);
@@ -924,8 +933,7 @@ int fs_cmd_mount(int argc, char **argv)
         copts.max_open = cache_open_files(o.concurrency);
         /* hits and misses are counted per store the chunks come from */
         const char *chunks_from = o.chunk_store ? o.chunk_store : o.store;
-        if (fetch_location_is_remote(chunks_from) || !realpath(chunks_from, store_abs))
-            fetch_location_mask(chunks_from, "***", store_abs, sizeof(store_abs));
+        canonical_location(chunks_from, store_abs, sizeof(store_abs));
         copts.store = store_abs;
         if (fs_open_cache(&copts, &disk) < 0)
             goto out;
