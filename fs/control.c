@@ -278,6 +278,7 @@ static json_object *cache_json(struct fs_control *c)
             add_u64(d, "evictions", ds.evictions);
             add_u64(d, "bad_entries", ds.bad_entries);
             add_u64(d, "enospc", ds.enospc);
+            add_u64(d, "sqlite_writes", ds.sqlite_writes);
         }
         json_object_object_add(o, "disk", d);
     } else {
