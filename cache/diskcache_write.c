@@ -27,8 +27,15 @@
  * lose inserts when the disk is slower than the store. */
 #define QUEUE_MAX_ITEMS CACHE_DISK_QUEUE_MAX_ITEMS
 #define QUEUE_MAX_BYTES ((size_t)1 << 30)
-/* Files written before their rows are committed in one transaction. */
-#define BATCH_MAX 64
+/*
+ * Files written before their rows are committed in one transaction: a batch
+ * is committed when it has BATCH_MAX files or BATCH_BYTES bytes, when its
+ * first file is flush_ms old, or when someone waits (sync, close, a dropped
+ * entry). Not when the queue runs empty: a writer faster than the store would
+ * then commit (and fsync the directories) once per chunk.
+ */
+#define BATCH_MAX 256
+#define BATCH_BYTES ((uint64_t)256 << 20)
 /* After ENOSPC, inserts are dropped at once for this long. */
 #define ENOSPC_PAUSE_MS 5000
 /* Rows deleted per eviction transaction (bounds how long the lock is held). */
@@ -132,6 +139,7 @@ struct wr_state {
     struct wr_file files[BATCH_MAX];
     size_t n;
     int64_t batch_started; /* monotonic ms */
+    uint64_t batch_bytes;  /* of the files in the batch */
     int64_t last_created;
     bool inserted; /* rows were added since the last eviction check */
     /* data/<algo>/<xx> directories this writer made or found: bit xx of
@@ -296,6 +304,7 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
     sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     f->live = true;
     w->n++;
+    w->batch_bytes += f->len;
 out:
     item_done(it);
     free(it);
@@ -684,6 +693,7 @@ out:
         free(w->files[i].crcs);
     }
     w->n = 0;
+    w->batch_bytes = 0;
     pthread_mutex_lock(&c->q_lock);
     memset(&c->drops_inflight, 0, sizeof(c->drops_inflight));
     pthread_mutex_unlock(&c->q_lock);
@@ -797,12 +807,13 @@ void *cache_dc_writer_main(void *arg)
         bool drained, stop;
 
         while (!c->q_head && !c->stop && c->sync_done == c->sync_req && !c->drops.n) {
-            int64_t now = cache_dc_mono_ms();
+            /* an open batch is committed flush_ms after it started */
+            int64_t due = w->n ? w->batch_started + (int64_t)c->flush_ms : next_flush;
             struct timespec ts;
-            if (now >= next_flush)
+            if (cache_dc_mono_ms() >= due)
                 break;
-            ts.tv_sec = next_flush / 1000;
-            ts.tv_nsec = (next_flush % 1000) * 1000000;
+            ts.tv_sec = due / 1000;
+            ts.tv_nsec = (due % 1000) * 1000000;
             pthread_cond_timedwait(&c->q_wake, &c->q_lock, &ts);
         }
         if (c->q_head) {
@@ -817,7 +828,8 @@ void *cache_dc_writer_main(void *arg)
                 w->batch_started = cache_dc_mono_ms();
             writer_take(c, w, it);
             pthread_mutex_lock(&c->q_lock);
-            if (c->q_head && w->n < BATCH_MAX &&
+            if (w->n < BATCH_MAX && w->batch_bytes < BATCH_BYTES && !c->stop &&
+                c->sync_done == c->sync_req && !c->drops.n &&
                 cache_dc_mono_ms() - w->batch_started < (int64_t)c->flush_ms)
                 continue;
         }

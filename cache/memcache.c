@@ -22,6 +22,7 @@ struct cache_mem_entry {
     uint8_t algo;
     bool filled;
     bool in_table;
+    bool read;         /* a reader has had it: evicted before chunks not yet read */
     int error;         /* set by cache_mem_fail while waiters remain */
     unsigned refs;
     const uint8_t *bytes;
@@ -35,7 +36,11 @@ struct shard {
     pthread_mutex_t lock;
     pthread_cond_t filled; /* broadcast when any entry of the shard is filled or failed */
     struct cache_mem_entry *table[BUCKETS];
-    struct cache_mem_entry *lru_head, *lru_tail; /* head = least recently used */
+    /* unreferenced filled entries, head = least recently used: those a
+     * reader has had, and those nobody has read yet (readahead) */
+    struct lru {
+        struct cache_mem_entry *head, *tail;
+    } lru_read, lru_unread;
     size_t bytes, entries;
     size_t budget;
     uint64_t hits, misses, waits, evictions;
@@ -95,30 +100,36 @@ void cache_mem_free(struct cache_mem *c)
     free(c);
 }
 
-static void lru_unlink(struct shard *s, struct cache_mem_entry *e)
+static void list_unlink(struct lru *l, struct cache_mem_entry *e)
 {
     if (e->lru_prev)
         e->lru_prev->lru_next = e->lru_next;
-    else if (s->lru_head == e)
-        s->lru_head = e->lru_next;
+    else if (l->head == e)
+        l->head = e->lru_next;
     else
-        return; /* not on the list */
+        return; /* not on this list */
     if (e->lru_next)
         e->lru_next->lru_prev = e->lru_prev;
     else
-        s->lru_tail = e->lru_prev;
+        l->tail = e->lru_prev;
     e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_unlink(struct shard *s, struct cache_mem_entry *e)
+{
+    list_unlink(e->read ? &s->lru_read : &s->lru_unread, e);
 }
 
 static void lru_push(struct shard *s, struct cache_mem_entry *e)
 {
+    struct lru *l = e->read ? &s->lru_read : &s->lru_unread;
     e->lru_next = NULL;
-    e->lru_prev = s->lru_tail;
-    if (s->lru_tail)
-        s->lru_tail->lru_next = e;
+    e->lru_prev = l->tail;
+    if (l->tail)
+        l->tail->lru_next = e;
     else
-        s->lru_head = e;
-    s->lru_tail = e;
+        l->head = e;
+    l->tail = e;
 }
 
 static void table_remove(struct shard *s, struct cache_mem_entry *e)
@@ -143,13 +154,18 @@ static struct cache_mem_entry *table_find(struct shard *s, uint8_t algo, const u
     return NULL;
 }
 
-/* Evicts unreferenced entries, oldest first, until the shard fits its budget.
- * Returns the evicted entries as a list, to be destroyed without the lock. */
+/*
+ * Evicts unreferenced entries until the shard fits its budget: first those a
+ * reader has had, least recently used first, then those not read yet. A
+ * sequential reader's prefetched chunks are so kept until it gets to them,
+ * however the chunks it has finished with were ordered. Returns the evicted
+ * entries as a list, to be destroyed without the lock.
+ */
 static struct cache_mem_entry *evict_locked(struct shard *s)
 {
     struct cache_mem_entry *out = NULL;
-    while (s->bytes > s->budget && s->lru_head) {
-        struct cache_mem_entry *e = s->lru_head;
+    while (s->bytes > s->budget && (s->lru_read.head || s->lru_unread.head)) {
+        struct cache_mem_entry *e = s->lru_read.head ? s->lru_read.head : s->lru_unread.head;
         lru_unlink(s, e);
         table_remove(s, e);
         s->evictions++;
@@ -308,10 +324,25 @@ int cache_mem_lookup(struct cache_mem *c, enum cache_algo algo, const uint8_t ke
     if (e->refs == 0)
         lru_unlink(s, e);
     e->refs++;
+    e->read = true;
     s->hits++;
     pthread_mutex_unlock(&s->lock);
     *ret = e;
     return 0;
+}
+
+void cache_mem_mark_read(struct cache_mem *c, struct cache_mem_entry *e)
+{
+    struct shard *s = &c->shards[e->shard];
+    pthread_mutex_lock(&s->lock);
+    if (!e->read) {
+        if (e->refs == 0 && e->in_table)
+            lru_unlink(s, e);
+        e->read = true;
+        if (e->refs == 0 && e->in_table)
+            lru_push(s, e);
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 int cache_mem_contains(struct cache_mem *c, enum cache_algo algo,

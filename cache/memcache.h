@@ -71,6 +71,10 @@ void cache_mem_release(struct cache_mem *c, struct cache_mem_entry *e);
 int cache_mem_lookup(struct cache_mem *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
                      struct cache_mem_entry **ret);
 
+/* Notes that a reader has had the entry (the caller holds a reference):
+ * entries not read yet are evicted last. cache_mem_lookup() notes it itself. */
+void cache_mem_mark_read(struct cache_mem *c, struct cache_mem_entry *e);
+
 /* Whether the chunk is present and filled (no claim, no wait). */
 int cache_mem_contains(struct cache_mem *c, enum cache_algo algo,
                        const uint8_t key[CACHE_KEY_LEN]);

@@ -45,6 +45,8 @@ struct fs_chunks {
     pthread_cond_t lent_cond;
     size_t lent_bytes, lent_max; /* decoded chunks held by the disk writer */
     size_t lent_count;           /* and their number (its queue is bounded too) */
+    uint64_t lent_returned;      /* chunks the writer gave back: its progress */
+    atomic_uint_fast64_t lend_gave_up;
     pthread_mutex_t flight_lock;
     struct flight *flights[FLIGHT_BUCKETS];
     char *casync_prefix;
@@ -68,7 +70,9 @@ struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
     c->pool = pool;
     pthread_mutex_init(&c->flight_lock, NULL);
     c->disk = disk;
-    c->lent_max = mem_budget;
+    /* lent chunks are memory entries too: half of the budget for them, half
+     * for readahead (fs/image.c), so that neither evicts the other's */
+    c->lent_max = mem_budget / 2;
     pthread_mutex_init(&c->lent_lock, NULL);
     pthread_cond_init(&c->lent_cond, NULL);
     c->mem = cache_mem_new(mem_budget);
@@ -108,6 +112,7 @@ static void lent_done(void *owner)
     pthread_mutex_lock(&c->lent_lock);
     c->lent_bytes -= len;
     c->lent_count--;
+    c->lent_returned++;
     pthread_cond_broadcast(&c->lent_cond);
     pthread_mutex_unlock(&c->lent_lock);
     free(l);
@@ -115,22 +120,37 @@ static void lent_done(void *owner)
 
 /*
  * Chunks lent to the disk cache's writer stay in memory until written: their
- * total is bounded by the memory budget. A loader waits (a little) for the
- * writer rather than skip the insert, so that a chunk fetched once is cached;
- * after LENT_WAIT_MS it gives up on caching this chunk.
+ * total is bounded by the memory budget. A loader waits for the writer rather
+ * than skip the insert, so that every chunk fetched is cached (a slow cache
+ * disk slows loads to its speed). Only a writer that returns nothing for
+ * LENT_STALL_MS (a hung disk) makes loaders give up on caching, which is
+ * counted and reported, never silent.
  */
-#define LENT_WAIT_MS 2000
+#define LENT_STALL_MS 30000
 
 static bool lend_room(struct fs_chunks *c, size_t len)
 {
-    struct timespec until;
+    uint64_t seen;
+    unsigned stalled_ms = 0;
     bool ok = true;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += LENT_WAIT_MS / 1000;
+
     pthread_mutex_lock(&c->lent_lock);
+    seen = c->lent_returned;
     while (c->lent_bytes &&
            (c->lent_bytes + len > c->lent_max || c->lent_count >= CACHE_DISK_QUEUE_MAX_ITEMS)) {
-        if (pthread_cond_timedwait(&c->lent_cond, &c->lent_lock, &until) != 0) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&c->lent_cond, &c->lent_lock, &until) == 0)
+            continue;
+        if (c->lent_returned != seen) {
+            seen = c->lent_returned;
+            stalled_ms = 0;
+        } else if ((stalled_ms += 100) >= LENT_STALL_MS) {
             ok = false;
             break;
         }
@@ -140,6 +160,10 @@ static bool lend_room(struct fs_chunks *c, size_t len)
         c->lent_count++;
     }
     pthread_mutex_unlock(&c->lent_lock);
+    if (!ok && atomic_fetch_add(&c->lend_gave_up, 1) == 0)
+        fs_warn("disk cache: the cache writer has made no progress for %d s; chunks are "
+                "not being cached until it does (reads continue from the store)",
+                LENT_STALL_MS / 1000);
     return ok;
 }
 
@@ -360,6 +384,8 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     w = f->waiters;
     prio = f->prio;
     pthread_mutex_unlock(&c->flight_lock);
+    if (r == 0 && w)
+        cache_mem_mark_read(c->mem, entry);
 
     /* hydration waits for the chunk to be on its way to disk (it checks the
      * cache afterwards); readers are answered first: the disk cache may make
@@ -463,5 +489,6 @@ void fs_chunks_get_stats(struct fs_chunks *c, struct fs_chunks_stats *ret)
     ret->load_bytes = atomic_load(&c->load_bytes);
     ret->disk_hits = atomic_load(&c->disk_hits);
     ret->disk_bad = atomic_load(&c->disk_bad);
+    ret->not_cached = atomic_load(&c->lend_gave_up);
     cache_mem_get_stats(c->mem, &ret->mem);
 }

@@ -33,6 +33,7 @@ struct fs_chunks_stats {
     uint64_t load_bytes;  /* plaintext bytes of loaded chunks */
     uint64_t disk_hits;   /* reads answered from the disk cache */
     uint64_t disk_bad;    /* disk cache entries that failed their check */
+    uint64_t not_cached;  /* loaded chunks not handed to the disk cache (its writer hung) */
     struct cache_mem_stats mem;
 };
 

@@ -1102,6 +1102,39 @@ static void test_budget_under_stream(void **state)
     cache_disk_close(c);
 }
 
+/* A writer that keeps up with a trickle of inserts still commits them in one
+ * transaction per flush interval, not one per chunk (each commit costs a
+ * directory fsync and a WAL write). */
+static void test_batched_commits(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk_options o = {.flush_ms = 1500};
+    struct cache_disk *c = open_cache(f->dir, &o);
+    struct chunk ch[20];
+    uint64_t before;
+
+    for (int i = 0; i < 20; i++)
+        ch[i] = make_chunk(64 * KIB, 900 + (uint64_t)i);
+    before = stats(c).sqlite_writes;
+    done_calls = 0;
+    for (int i = 0; i < 20; i++) {
+        insert(c, &ch[i]);
+        sleep_ms(20); /* the queue runs empty after every insert */
+    }
+    /* the bytes are handed back once written, before the commit */
+    for (int i = 0; i < 500 && done_calls < 20; i++)
+        sleep_ms(10);
+    assert_int_equal(done_calls, 20);
+    cache_disk_sync(c);
+    assert_int_equal(stats(c).inserts, 20);
+    assert_true(stats(c).sqlite_writes - before <= 2);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(check_chunk(c, &ch[i]), 1);
+        free(ch[i].bytes);
+    }
+    cache_disk_close(c);
+}
+
 /* ---- maintenance ------------------------------------------------------------ */
 
 static void test_gc_clear(void **state)
@@ -1684,6 +1717,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_lru, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_age, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batched_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_under_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_clear, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify, setup, teardown),

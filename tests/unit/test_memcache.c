@@ -220,6 +220,52 @@ static void test_eviction_lru_and_refs(void **state)
     assert_int_equal(released, 4);
 }
 
+/* A sequential reader's prefetched chunks stay until it reads them: chunks a
+ * reader has had go first, even when they were loaded later. */
+static void test_unread_evicted_last(void **state)
+{
+    struct cache_mem *c = cache_mem_new(100);
+    struct cache_mem_entry *e[4], *held;
+    uint8_t key[4][CACHE_KEY_LEN];
+    (void)state;
+
+    released = 0;
+    for (int i = 0; i < 4; i++)
+        key_of(key[i], 20 + i);
+    /* 0 and 1 prefetched (nobody has read them), then 2 loaded for a reader */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[i], &e[i]), 1);
+        fill(c, e[i], 30, (uint8_t)i);
+        if (i == 2)
+            cache_mem_mark_read(c, e[i]);
+        cache_mem_release(c, e[i]);
+    }
+    /* 3 is over budget: 2 (read, the most recent) goes, not 0 (the oldest) */
+    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[3], &e[3]), 1);
+    fill(c, e[3], 30, 3);
+    cache_mem_release(c, e[3]);
+    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[2]), 0);
+    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[0]), 1);
+    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[1]), 1);
+    /* a lookup is a read: 0 is now the first to go */
+    assert_int_equal(cache_mem_lookup(c, CACHE_ALGO_SHA256, key[0], &held), 0);
+    cache_mem_release(c, held);
+    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[2], &e[2]), 1);
+    fill(c, e[2], 30, 2);
+    cache_mem_release(c, e[2]);
+    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[0]), 0);
+    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[1]), 1);
+    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[3]), 1);
+    /* with no read entry left, the least recently used unread one goes */
+    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[0], &e[0]), 1);
+    fill(c, e[0], 30, 0);
+    cache_mem_release(c, e[0]);
+    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[1]), 0);
+    assert_int_equal(released, 3);
+    cache_mem_free(c);
+    assert_int_equal(released, 6);
+}
+
 struct hammer {
     struct cache_mem *c;
     int loads;
@@ -285,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_single_flight),
         cmocka_unit_test(test_failed_load),
         cmocka_unit_test(test_eviction_lru_and_refs),
+        cmocka_unit_test(test_unread_evicted_last),
         cmocka_unit_test(test_concurrent_consistency),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,70 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Filling the chunk cache: after one cold sequential read of an image smaller
+# than the budget every data chunk is in the cache, each fetched once, even
+# when the cache disk stalls for longer than a chunk takes to load (loaders
+# wait for the writer; nothing is dropped silently).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+require_fuse
+require_cmd python3
+setup_workdir
+cd "$W"
+S=$W/store
+M=$W/mnt
+T1=2025-08-01T00:00:00Z
+new_store "$S"
+
+# 18 distinct data chunks of 4 MiB and 2 zero ones
+make_image a.raw rand:48M,zero:8M,rand:24M 7
+mkpbs --chunk-size 4M --time $T1 "$S" drive-scsi0.img=a.raw >/dev/null
+IMG=$M/vm/100/$T1/drive-scsi0.img
+DATA_CHUNKS=18
+
+# json_field JSON PATH...: one number from `lazyimg status --json`
+json_field() {
+    python3 -c 'import json,sys
+o=json.loads(sys.argv[1])
+for k in sys.argv[2:]: o=o[k]
+print(o)' "$@"
+}
+
+# check_filled CACHE LABEL: after a cold read (mounted), then unmounted
+check_filled() {
+    local st
+    st=$("$LAZYIMG" status --json "$M") || fail "$2: lazyimg status failed" "$st"
+    expect_eq "$2: each data chunk was loaded from the store once" $DATA_CHUNKS \
+        "$(json_field "$st" cache loads)"
+    expect_eq "$2: no insert skipped by the disk cache" 0 "$(json_field "$st" cache disk insert_skipped)"
+    expect_eq "$2: no chunk withheld from the disk cache" 0 "$(json_field "$st" cache disk not_handed_over)"
+    lazyimg_umount "$M"
+    expect_eq "$2: the cache holds every data chunk of the image" $DATA_CHUNKS \
+        "$(find "$1/data" -type f | wc -l)"
+}
+
+# --- the defaults ------------------------------------------------------------
+lazyimg_mount "$S" "$M" --cache-dir "$W/cache1"
+cmp "$IMG" a.raw || fail "cold read with the cache filling differs from the source"
+ok "cold read with the cache filling equals the source"
+check_filled "$W/cache1" "defaults"
+
+# --- a cache disk that stalls for 2.5 s twice, with a small memory budget ----
+# (4 MiB may wait for the disk writer, so loaders must wait for it)
+[[ -f ${SLOWWRITE:-} ]] || fail "SLOWWRITE (the slow-write shim) is not set"
+t0=$(date +%s.%N)
+(
+    export LD_PRELOAD=$SLOWWRITE SLOWWRITE_MATCH="$W/cache2/tmp/" SLOWWRITE_MS=2500 SLOWWRITE_COUNT=2
+    # an ASan build's runtime must otherwise come first in the library list
+    export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0
+    "$LAZYIMG" mount --cache-dir "$W/cache2" --mem-cache 8M "$S" "$M"
+) || fail "mount with a slow cache disk failed"
+T_MOUNTS+=("$M")
+T_PIDS+=("$(daemon_pid "$M")")
+cmp "$IMG" a.raw || fail "cold read with a stalling cache disk differs from the source"
+t1=$(date +%s.%N)
+awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a >= 2.5) }' ||
+    fail "the read took under 2.5 s: the slow-write shim did not slow the cache disk"
+ok "cold read with a stalling cache disk equals the source"
+check_filled "$W/cache2" "stalling cache disk"
+
