@@ -22,7 +22,8 @@ struct cache_mem_entry {
     uint8_t algo;
     bool filled;
     bool in_table;
-    bool read;         /* a reader has had it: evicted before chunks not yet read */
+    bool read;         /* readers have had all its bytes: evicted before the others */
+    size_t consumed;   /* bytes readers have had (counting repeats) */
     int error;         /* set by cache_mem_fail while waiters remain */
     unsigned refs;
     const uint8_t *bytes;
@@ -324,18 +325,18 @@ int cache_mem_lookup(struct cache_mem *c, enum cache_algo algo, const uint8_t ke
     if (e->refs == 0)
         lru_unlink(s, e);
     e->refs++;
-    e->read = true;
     s->hits++;
     pthread_mutex_unlock(&s->lock);
     *ret = e;
     return 0;
 }
 
-void cache_mem_mark_read(struct cache_mem *c, struct cache_mem_entry *e)
+void cache_mem_note_read(struct cache_mem *c, struct cache_mem_entry *e, size_t n)
 {
     struct shard *s = &c->shards[e->shard];
     pthread_mutex_lock(&s->lock);
-    if (!e->read) {
+    e->consumed += n;
+    if (!e->read && e->filled && e->consumed >= e->len) {
         if (e->refs == 0 && e->in_table)
             lru_unlink(s, e);
         e->read = true;

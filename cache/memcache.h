@@ -71,9 +71,13 @@ void cache_mem_release(struct cache_mem *c, struct cache_mem_entry *e);
 int cache_mem_lookup(struct cache_mem *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
                      struct cache_mem_entry **ret);
 
-/* Notes that a reader has had the entry (the caller holds a reference):
- * entries not read yet are evicted last. cache_mem_lookup() notes it itself. */
-void cache_mem_mark_read(struct cache_mem *c, struct cache_mem_entry *e);
+/*
+ * Notes that a reader has had @n bytes of the entry (the caller holds a
+ * reference). Entries whose every byte has been read are evicted first, least
+ * recently used first; the others (prefetched, or read in pieces that arrive
+ * out of order) only when no such entry is left.
+ */
+void cache_mem_note_read(struct cache_mem *c, struct cache_mem_entry *e, size_t n);
 
 /* Whether the chunk is present and filled (no claim, no wait). */
 int cache_mem_contains(struct cache_mem *c, enum cache_algo algo,

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "blob.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -20,7 +21,7 @@ void fetch_data_release(fetch_data *d)
 {
     if (!d)
         return;
-    free(d->base);
+    fetch_buf_free(d->base);
     d->base = NULL;
     d->bytes = NULL;
     d->len = 0;
@@ -157,7 +158,7 @@ static int decompress(const uint8_t *src, size_t src_len, size_t want, size_t ma
             return fetch_error_set(err, -EFBIG, "blob decodes to %llu bytes, limit %zu", fcs, max);
         cap = fcs != ZSTD_CONTENTSIZE_UNKNOWN ? (size_t)fcs : (max < 65536 ? max : 65536);
     }
-    buf = malloc(cap ? cap : 1);
+    buf = fetch_buf_alloc(cap ? cap : 1);
     if (!buf)
         return fetch_error_set(err, -ENOMEM, "out of memory");
     out = (ZSTD_outBuffer){buf, cap, 0};
@@ -165,14 +166,14 @@ static int decompress(const uint8_t *src, size_t src_len, size_t want, size_t ma
     for (;;) {
         rc = ZSTD_decompressStream(d, &out, &in);
         if (ZSTD_isError(rc)) {
-            free(buf);
+            fetch_buf_free(buf);
             return fetch_error_set(err, -EBADMSG, "corrupt zstd data: %s", ZSTD_getErrorName(rc));
         }
         if (rc == 0)
             break; /* frame complete */
         if (out.pos < out.size) {
             if (in.pos == in.size) {
-                free(buf);
+                fetch_buf_free(buf);
                 return fetch_error_set(err, -EBADMSG, "truncated zstd frame");
             }
             continue;
@@ -184,7 +185,7 @@ static int decompress(const uint8_t *src, size_t src_len, size_t want, size_t ma
             ZSTD_outBuffer probe = {&extra, 1, 0};
             rc = ZSTD_decompressStream(d, &probe, &in);
             if (ZSTD_isError(rc) || probe.pos) {
-                free(buf);
+                fetch_buf_free(buf);
                 if (ZSTD_isError(rc))
                     return fetch_error_set(err, -EBADMSG, "corrupt zstd data: %s",
                                            ZSTD_getErrorName(rc));
@@ -196,7 +197,7 @@ static int decompress(const uint8_t *src, size_t src_len, size_t want, size_t ma
             if (rc == 0)
                 break;
             if (in.pos == in.size) {
-                free(buf);
+                fetch_buf_free(buf);
                 return fetch_error_set(err, -EBADMSG, "truncated zstd frame");
             }
             continue;
@@ -205,9 +206,9 @@ static int decompress(const uint8_t *src, size_t src_len, size_t want, size_t ma
             size_t ncap = cap ? cap * 2 : 65536;
             if (ncap > max)
                 ncap = max;
-            uint8_t *nbuf = realloc(buf, ncap);
+            uint8_t *nbuf = fetch_buf_realloc(buf, ncap);
             if (!nbuf) {
-                free(buf);
+                fetch_buf_free(buf);
                 return fetch_error_set(err, -ENOMEM, "out of memory");
             }
             buf = nbuf;
@@ -217,11 +218,11 @@ static int decompress(const uint8_t *src, size_t src_len, size_t want, size_t ma
         }
     }
     if (in.pos != in.size) {
-        free(buf);
+        fetch_buf_free(buf);
         return fetch_error_set(err, -EBADMSG, "trailing bytes after zstd frame");
     }
     if (want && out.pos != want) {
-        free(buf);
+        fetch_buf_free(buf);
         return fetch_error_set(err, -EBADMSG, "chunk decompresses to %zu bytes, expected %zu",
                                out.pos, want);
     }
@@ -290,9 +291,9 @@ int fetch_blob_decode(void *raw, size_t raw_len, const struct fetch_blob_expect 
                    &plain_len, err);
     if (r < 0)
         goto fail;
-    free(raw);
+    fetch_buf_free(raw);
     if (exp->digest && (r = check_digest(plain, plain_len, exp->digest, err)) < 0) {
-        free(plain);
+        fetch_buf_free(plain);
         return r;
     }
     ret->base = plain;
@@ -301,6 +302,6 @@ int fetch_blob_decode(void *raw, size_t raw_len, const struct fetch_blob_expect 
     return 0;
 
 fail:
-    free(raw);
+    fetch_buf_free(raw);
     return r;
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "cacnk.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -266,7 +267,7 @@ int fetch_cacnk_decode(enum fetch_digest_algo algo, const uint8_t id[32], size_t
 
     fetch_hex_encode(id, 32, hex);
     if (raw_len == 0) {
-        free(raw);
+        fetch_buf_free(raw);
         return fetch_error_set(err, -ENOENT, "chunk %s is missing (empty file)", hex);
     }
     if (!compressed) {
@@ -287,13 +288,13 @@ int fetch_cacnk_decode(enum fetch_digest_algo algo, const uint8_t id[32], size_t
         r = fetch_error_set(err, -EBADMSG, "chunk length %zu out of range", len);
         goto fail;
     }
-    plain = malloc(len + 1);
+    plain = fetch_buf_alloc(len + 1);
     if (!plain) {
         r = fetch_error_set(err, -ENOMEM, "out of memory");
         goto fail;
     }
     r = decompress(raw, raw_len, plain, len, err);
-    free(raw);
+    fetch_buf_free(raw);
     raw = NULL;
     if (r == 0)
         r = verify(algo, id, plain, len, err);
@@ -305,7 +306,7 @@ int fetch_cacnk_decode(enum fetch_digest_algo algo, const uint8_t id[32], size_t
     return 0;
 
 fail:
-    free(plain);
-    free(raw);
+    fetch_buf_free(plain);
+    fetch_buf_free(raw);
     return fetch_error_prefix(err, r, "chunk %s", hex);
 }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "pbs.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -563,11 +564,11 @@ int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *
     if (r < 0)
         return r;
     if ((r = fetch_sha256(raw, len, csum)) < 0) {
-        free(raw);
+        fetch_buf_free(raw);
         return fetch_error_set(err, r, "SHA-256 failed");
     }
     if (len != file->size || memcmp(csum, file->csum, sizeof(csum)) != 0) {
-        free(raw);
+        fetch_buf_free(raw);
         return fetch_error_set(err, -EBADMSG, "%s does not match the manifest's size/checksum",
                                file->name);
     }
@@ -597,7 +598,7 @@ int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, void *raw, size
 
     fetch_hex_encode(digest, PBS_DIGEST_LEN, hex);
     if (raw_len == 0) {
-        free(raw);
+        fetch_buf_free(raw);
         return fetch_error_set(err, -ENOENT, "chunk %s is missing (empty file)", hex);
     }
     r = fetch_blob_decode(raw, raw_len, &exp, ret, err);

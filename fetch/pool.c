@@ -9,6 +9,7 @@
  * short) or fetched (the decode queue) → decoded and completed on a worker.
  */
 #include "pool.h"
+#include "buf.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -222,7 +223,7 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
         return true;
     }
     if (j->stores_tried + 1 < p->nstores) {
-        free(j->buf); /* what the failed attempt received */
+        fetch_buf_free(j->buf); /* what the failed attempt received */
         j->buf = NULL;
         j->len = j->cap = 0;
         j->stores_tried++;
@@ -277,7 +278,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
             cap *= 2;
         if (cap > j->max_len)
             cap = j->max_len;
-        if (!(b = realloc(j->buf, cap)))
+        if (!(b = fetch_buf_realloc(j->buf, cap)))
             return 0;
         j->buf = b;
         j->cap = cap;
@@ -495,7 +496,7 @@ static void complete(struct fetch_pool *p, struct fetch_job *j)
     j->done(j->arg, r, r == 0 ? &data : NULL, &j->err);
     if (j->easy)
         curl_easy_cleanup(j->easy);
-    free(j->buf);
+    fetch_buf_free(j->buf);
     free(j->path);
     free(j);
 }

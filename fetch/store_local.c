@@ -7,6 +7,7 @@
  * component only; paths are built from validated names either way.
  */
 #include "store.h"
+#include "buf.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -143,7 +144,7 @@ static int local_get(struct fetch_store *s, const char *path, size_t max, void *
                                (long long)st.st_size, max);
     }
     len = (size_t)st.st_size;
-    buf = malloc(len ? len : 1);
+    buf = fetch_buf_alloc(len);
     if (!buf) {
         close(fd);
         return fetch_error_set(err, -ENOMEM, "out of memory");
@@ -154,7 +155,7 @@ static int local_get(struct fetch_store *s, const char *path, size_t max, void *
             continue;
         if (n <= 0) {
             r = n < 0 ? -errno : -EIO;
-            free(buf);
+            fetch_buf_free(buf);
             close(fd);
             return fetch_error_set(err, r, "%s: read: %s", path,
                                    n < 0 ? strerror(-r) : "file shrank while reading");

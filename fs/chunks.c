@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "chunks.h"
+#include "fetch/buf.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -248,6 +249,7 @@ int fs_chunks_peek(struct fs_chunks *c, const struct fetch_extent *e, uint32_t o
             cache_mem_release(c->mem, entry);
             return -EIO;
         }
+        cache_mem_note_read(c->mem, entry, len);
         *ret_bytes = bytes + off;
         *ret_ref = entry;
         return 1;
@@ -360,7 +362,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     if (r == 0) {
         r = cache_mem_acquire(c->mem, cache_algo_of(f->algo), f->digest, &entry);
         if (r == 1) {
-            cache_mem_fill(c->mem, entry, data->bytes, data->len, data->base, free);
+            cache_mem_fill(c->mem, entry, data->bytes, data->len, data->base, fetch_buf_free);
             r = 0;
         } else {
             /* already there (r == 0), or no memory for an entry */
@@ -384,8 +386,6 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     w = f->waiters;
     prio = f->prio;
     pthread_mutex_unlock(&c->flight_lock);
-    if (r == 0 && w)
-        cache_mem_mark_read(c->mem, entry);
 
     /* hydration waits for the chunk to be on its way to disk (it checks the
      * cache afterwards); readers are answered first: the disk cache may make
@@ -475,6 +475,11 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
     }
     pthread_mutex_unlock(&c->flight_lock);
     return 0;
+}
+
+void fs_chunks_note_read(struct fs_chunks *c, struct cache_mem_entry *entry, size_t len)
+{
+    cache_mem_note_read(c->mem, entry, len);
 }
 
 void fs_chunks_put(struct fs_chunks *c, struct cache_mem_entry *entry)

@@ -87,6 +87,10 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
 /* Whether the disk cache holds chunk @e (a lookup, no read). */
 bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e);
 
+/* A reader has had @len bytes of a chunk from fs_chunks_want()'s callback
+ * (fs_chunks_peek() notes its own): chunks read in full leave memory first. */
+void fs_chunks_note_read(struct fs_chunks *c, struct cache_mem_entry *entry, size_t len);
+
 void fs_chunks_put(struct fs_chunks *c, struct cache_mem_entry *entry);
 
 void fs_chunks_get_stats(struct fs_chunks *c, struct fs_chunks_stats *ret);

@@ -89,6 +89,7 @@ static void chunk_done(void *arg, int r, struct cache_mem_entry *entry, const fe
 
     if (r == 0) {
         cache_mem_entry_bytes(entry, &len);
+        fs_chunks_note_read(h->ctx->chunks, entry, len);
         fs_chunks_put(h->ctx->chunks, entry);
     }
     pthread_mutex_lock(&h->lock);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The image read path: offsets to extents, holes from a zero buffer, chunks from fs/chunks. */
 #include "fs.h"
+#include "fetch/buf.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -88,7 +89,7 @@ static void pending_put(struct pending *p)
         fuse_reply_err(p->req, err);
     else
         fuse_reply_buf(p->req, (const char *)p->buf, p->size);
-    free(p);
+    fetch_buf_free(p);
 }
 
 static void piece_done(void *arg, int r, struct cache_mem_entry *entry, const fetch_error *err)
@@ -99,9 +100,10 @@ static void piece_done(void *arg, int r, struct cache_mem_entry *entry, const fe
     if (r == 0) {
         size_t blen;
         const uint8_t *bytes = cache_mem_entry_bytes(entry, &blen);
-        if (blen == pc->e->length)
+        if (blen == pc->e->length) {
             memcpy(p->buf + pc->buf_off, bytes + pc->chunk_off, pc->len);
-        else
+            fs_chunks_note_read(p->ctx->chunks, entry, pc->len);
+        } else
             r = -EIO; /* one digest at two lengths: not this extent's bytes */
         fs_chunks_put(p->ctx->chunks, entry);
     }
@@ -124,7 +126,7 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t r
 {
     const struct fetch_image *img = n->image;
     size_t size = (size_t)(end - off), at = 0;
-    struct pending *p = malloc(sizeof(*p) + size);
+    struct pending *p = fetch_buf_alloc(sizeof(*p) + size);
 
     if (!p) {
         fuse_reply_err(req, ENOMEM);

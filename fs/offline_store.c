@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "offline_store.h"
+#include "fetch/buf.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -329,14 +330,14 @@ static int os_list(struct fetch_store *s, const char *dir, struct fetch_dirent *
     if (r < 0)
         return r;
     if (!from_cache) {
-        free(raw);
+        fetch_buf_free(raw);
         *ret = lc.d;
         *ret_n = lc.n;
         return 0;
     }
     fetch_dirents_free(lc.d, lc.n); /* a network error after a partial answer: none */
     r = decode_list(raw, len, ret, ret_n);
-    free(raw);
+    fetch_buf_free(raw);
     if (r < 0)
         return fetch_error_set(err, r, "%s: %s: damaged listing in the metadata cache", s->location,
                                dir[0] ? dir : "/");

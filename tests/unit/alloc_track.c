@@ -9,6 +9,11 @@ void *__real_calloc(size_t nmemb, size_t size);
 void *__wrap_malloc(size_t n);
 void *__wrap_realloc(void *p, size_t n);
 void *__wrap_calloc(size_t nmemb, size_t size);
+/* fetch/buf.h's chunk buffers, which do not all come from malloc */
+void *__real_fetch_buf_alloc(size_t n);
+void *__real_fetch_buf_realloc(void *p, size_t n);
+void *__wrap_fetch_buf_alloc(size_t n);
+void *__wrap_fetch_buf_realloc(void *p, size_t n);
 
 static bool tracking;
 static size_t largest;
@@ -38,6 +43,18 @@ void *__wrap_calloc(size_t nmemb, size_t size)
     else
         note(nmemb * size);
     return __real_calloc(nmemb, size);
+}
+
+void *__wrap_fetch_buf_alloc(size_t n)
+{
+    note(n);
+    return __real_fetch_buf_alloc(n);
+}
+
+void *__wrap_fetch_buf_realloc(void *p, size_t n)
+{
+    note(n);
+    return __real_fetch_buf_realloc(p, n);
 }
 
 void fx_alloc_track_start(void)

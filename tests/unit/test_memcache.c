@@ -220,8 +220,8 @@ static void test_eviction_lru_and_refs(void **state)
     assert_int_equal(released, 4);
 }
 
-/* A sequential reader's prefetched chunks stay until it reads them: chunks a
- * reader has had go first, even when they were loaded later. */
+/* A sequential reader's prefetched chunks stay until it reads them: chunks
+ * whose every byte a reader has had go first, even when loaded later. */
 static void test_unread_evicted_last(void **state)
 {
     struct cache_mem *c = cache_mem_new(100);
@@ -236,8 +236,10 @@ static void test_unread_evicted_last(void **state)
     for (int i = 0; i < 3; i++) {
         assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[i], &e[i]), 1);
         fill(c, e[i], 30, (uint8_t)i);
-        if (i == 2)
-            cache_mem_mark_read(c, e[i]);
+        if (i == 2) {
+            cache_mem_note_read(c, e[i], 10); /* part of it: not read yet */
+            cache_mem_note_read(c, e[i], 20);
+        }
         cache_mem_release(c, e[i]);
     }
     /* 3 is over budget: 2 (read, the most recent) goes, not 0 (the oldest) */
@@ -247,8 +249,15 @@ static void test_unread_evicted_last(void **state)
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[2]), 0);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[0]), 1);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[1]), 1);
-    /* a lookup is a read: 0 is now the first to go */
+    /* 0 read in two pieces, out of order or not: now the first to go */
     assert_int_equal(cache_mem_lookup(c, CACHE_ALGO_SHA256, key[0], &held), 0);
+    cache_mem_note_read(c, held, 20);
+    cache_mem_release(c, held);
+    assert_int_equal(cache_mem_lookup(c, CACHE_ALGO_SHA256, key[1], &held), 0);
+    cache_mem_note_read(c, held, 29); /* one byte short: still unread */
+    cache_mem_release(c, held);
+    assert_int_equal(cache_mem_lookup(c, CACHE_ALGO_SHA256, key[0], &held), 0);
+    cache_mem_note_read(c, held, 10);
     cache_mem_release(c, held);
     assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[2], &e[2]), 1);
     fill(c, e[2], 30, 2);
@@ -256,11 +265,13 @@ static void test_unread_evicted_last(void **state)
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[0]), 0);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[1]), 1);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[3]), 1);
-    /* with no read entry left, the least recently used unread one goes */
+    /* with no read entry left, the least recently used unread one goes: 3
+     * (1 was looked at since) */
     assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[0], &e[0]), 1);
     fill(c, e[0], 30, 0);
     cache_mem_release(c, e[0]);
-    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[1]), 0);
+    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[3]), 0);
+    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[1]), 1);
     assert_int_equal(released, 3);
     cache_mem_free(c);
     assert_int_equal(released, 6);

@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "buf.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BUF_USE_SLOTS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BUF_USE_SLOTS 0
+#endif
+#endif
+#ifndef BUF_USE_SLOTS
+#define BUF_USE_SLOTS 1
+#endif
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static uint8_t *region; /* FETCH_BUF_SLOTS slots, NULL if not mapped */
+/* free slots, oldest first: warm[nwarm - 1] was freed last */
+static uint16_t warm[FETCH_BUF_SLOTS], cold[FETCH_BUF_SLOTS];
+static size_t nwarm, ncold, warm_bytes, used;
+static size_t touched[FETCH_BUF_SLOTS]; /* bytes of the slot that may be resident */
+static unsigned long long slot_allocs, heap_allocs, released;
+
+static void region_init(void)
+{
+    void *m;
+    if (!BUF_USE_SLOTS)
+        return;
+    m = mmap(NULL, (size_t)FETCH_BUF_SLOTS * FETCH_BUF_SLOT, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED)
+        return; /* everything from malloc */
+    region = m;
+    for (size_t i = 0; i < FETCH_BUF_SLOTS; i++)
+        cold[i] = (uint16_t)(FETCH_BUF_SLOTS - 1 - i);
+    ncold = FETCH_BUF_SLOTS;
+}
+
+static bool in_region(const void *p, size_t *ret_slot)
+{
+    uintptr_t a = (uintptr_t)p, r = (uintptr_t)region;
+    if (!region || a < r || a >= r + (uintptr_t)FETCH_BUF_SLOTS * FETCH_BUF_SLOT)
+        return false;
+    *ret_slot = (size_t)((a - r) / FETCH_BUF_SLOT);
+    return true;
+}
+
+void *fetch_buf_alloc(size_t len)
+{
+    size_t s;
+    if (len >= FETCH_BUF_MIN && len <= FETCH_BUF_SLOT) {
+        pthread_once(&once, region_init);
+        pthread_mutex_lock(&lock);
+        if (region && (nwarm || ncold)) {
+            if (nwarm) {
+                s = warm[--nwarm];
+                warm_bytes -= touched[s];
+            } else {
+                s = cold[--ncold];
+            }
+            if (touched[s] < len)
+                touched[s] = len;
+            used++;
+            slot_allocs++;
+            pthread_mutex_unlock(&lock);
+            return region + s * FETCH_BUF_SLOT;
+        }
+        pthread_mutex_unlock(&lock);
+    }
+    __atomic_add_fetch(&heap_allocs, 1, __ATOMIC_RELAXED);
+    return malloc(len ? len : 1);
+}
+
+void fetch_buf_free(void *p)
+{
+    size_t s, drop[FETCH_BUF_SLOTS], ndrop = 0;
+    if (!p)
+        return;
+    if (!in_region(p, &s)) {
+        free(p);
+        return;
+    }
+    pthread_mutex_lock(&lock);
+    used--;
+    warm[nwarm++] = (uint16_t)s;
+    warm_bytes += touched[s];
+    /* beyond the warm limit the slots freed longest ago give their pages back */
+    while (warm_bytes > FETCH_BUF_WARM_MAX && nwarm > 1) {
+        size_t old = warm[0];
+        memmove(warm, warm + 1, (nwarm - 1) * sizeof(warm[0]));
+        nwarm--;
+        warm_bytes -= touched[old];
+        drop[ndrop++] = old;
+    }
+    pthread_mutex_unlock(&lock);
+    for (size_t i = 0; i < ndrop; i++)
+        (void)madvise(region + drop[i] * FETCH_BUF_SLOT, FETCH_BUF_SLOT, MADV_DONTNEED);
+    if (ndrop) {
+        pthread_mutex_lock(&lock);
+        for (size_t i = 0; i < ndrop; i++) {
+            touched[drop[i]] = 0;
+            cold[ncold++] = (uint16_t)drop[i];
+        }
+        released += ndrop;
+        pthread_mutex_unlock(&lock);
+    }
+}
+
+void *fetch_buf_realloc(void *p, size_t len)
+{
+    size_t s;
+    void *n;
+    if (!p)
+        return fetch_buf_alloc(len);
+    if (in_region(p, &s)) {
+        if (len <= FETCH_BUF_SLOT) {
+            pthread_mutex_lock(&lock);
+            if (touched[s] < len)
+                touched[s] = len;
+            pthread_mutex_unlock(&lock);
+            return p;
+        }
+        if (!(n = malloc(len)))
+            return NULL;
+        memcpy(n, p, FETCH_BUF_SLOT);
+        fetch_buf_free(p);
+        return n;
+    }
+    return realloc(p, len ? len : 1);
+}
+
+void fetch_buf_get_stats(struct fetch_buf_stats *ret)
+{
+    pthread_mutex_lock(&lock);
+    ret->slots_used = used;
+    ret->slots_warm = nwarm;
+    ret->warm_bytes = warm_bytes;
+    ret->slot_allocs = slot_allocs;
+    ret->released = released;
+    pthread_mutex_unlock(&lock);
+    ret->heap_allocs = __atomic_load_n(&heap_allocs, __ATOMIC_RELAXED);
+}

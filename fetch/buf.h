@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Chunk-sized buffers: objects as fetched, decoded chunks, read replies.
+ *
+ * They are megabytes each and live for milliseconds. From malloc they either
+ * pile up in the heap (freed chunks in the middle of an arena are not given
+ * back: RSS of twice the working set was measured) or, when mmap()ed, cost a
+ * page fault and a zeroed page per 4 KiB on every use (a second of CPU per
+ * GiB of chunks on this project's machines). So buffers between
+ * FETCH_BUF_MIN and FETCH_BUF_SLOT bytes come from fixed slots of one
+ * reserved mapping, reused most recently freed first, so that their pages
+ * stay mapped; the slots freed longest ago beyond FETCH_BUF_WARM_MAX bytes
+ * of touched pages are returned to the kernel (MADV_DONTNEED). Other sizes,
+ * and every size once all slots are in use, come from malloc.
+ *
+ * fetch_buf_free() and fetch_buf_realloc() accept any pointer from malloc
+ * too, so that a buffer can come from either (a caller's malloc()ed raw
+ * blob is freed by the decoder with fetch_buf_free()). Thread-safe.
+ * Under AddressSanitizer every buffer comes from malloc, so that overflows
+ * are caught.
+ */
+#pragma once
+
+#include <stddef.h>
+
+#define FETCH_BUF_MIN ((size_t)256 << 10)
+#define FETCH_BUF_SLOT (((size_t)4 << 20) + ((size_t)64 << 10)) /* a 4 MiB chunk and its header */
+#define FETCH_BUF_SLOTS 256
+#define FETCH_BUF_WARM_MAX ((size_t)16 << 20)
+
+/* @len bytes, uninitialised; NULL on ENOMEM. */
+void *fetch_buf_alloc(size_t len);
+
+/* Like realloc(): the contents up to the smaller size are kept; NULL (and @p
+ * untouched) on ENOMEM. */
+void *fetch_buf_realloc(void *p, size_t len);
+
+/* NULL-safe. */
+void fetch_buf_free(void *p);
+
+struct fetch_buf_stats {
+    size_t slots_used, slots_warm, warm_bytes;
+    unsigned long long slot_allocs, heap_allocs, released;
+};
+void fetch_buf_get_stats(struct fetch_buf_stats *ret);
