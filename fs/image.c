@@ -59,8 +59,11 @@ static void log_chunk_error(const struct fs_node *n, const struct fetch_extent *
 }
 
 /*
- * A read that waits for chunks being fetched: answered from its own buffer by
- * the completion of the last chunk it waits for, on that pool worker.
+ * A read that waits for chunks being fetched: answered by the completion of
+ * the last chunk it waits for, on that pool worker. The reply points into the
+ * chunks themselves (one reference held per piece until it is sent), so the
+ * bytes are copied once, by the kernel; only pieces read from the disk cache
+ * or gathered before the read had to wait are copied into @copy.
  */
 struct pending {
     fuse_req_t req;
@@ -69,16 +72,63 @@ struct pending {
     atomic_int outstanding; /* chunks still awaited, +1 while being set up */
     atomic_int error;       /* first errno, positive */
     size_t size;
-    uint8_t buf[];
+    uint8_t *copy;          /* @size bytes, allocated when a piece needs it */
+    size_t n;               /* pieces used */
+    struct reply_piece {
+        const uint8_t *bytes; /* NULL: not there (yet) */
+        size_t len;
+        struct cache_mem_entry *ref; /* held until the reply is sent */
+    } pieces[];
 };
 
+/* A chunk awaited by a pending read. */
 struct piece {
     struct pending *p;
     const struct fetch_extent *e;
     uint32_t chunk_off; /* where the piece starts in the chunk */
-    uint32_t buf_off;   /* and in the reply */
     uint32_t len;
+    size_t slot;        /* in p->pieces */
 };
+
+static void pending_free(struct pending *p)
+{
+    for (size_t k = 0; k < p->n; k++)
+        fs_chunks_put(p->ctx->chunks, p->pieces[k].ref);
+    fetch_buf_free(p->copy);
+    free(p);
+}
+
+/* Sends the reply from the pieces (gathered into one buffer when they are
+ * too many for one writev) and frees @p. */
+static void pending_reply(struct pending *p)
+{
+    struct iovec stack_iov[STACK_IOV] = {{0}}, *iov = stack_iov;
+    uint8_t *flat;
+    size_t at = 0;
+
+    if (p->n <= MAX_REPLY_IOV) {
+        if (p->n > STACK_IOV && !(iov = malloc(p->n * sizeof(*iov)))) {
+            fuse_reply_err(p->req, ENOMEM);
+            return;
+        }
+        for (size_t k = 0; k < p->n; k++)
+            iov[k] = (struct iovec){(void *)p->pieces[k].bytes, p->pieces[k].len};
+        fuse_reply_iov(p->req, iov, (int)p->n);
+        if (iov != stack_iov)
+            free(iov);
+        return;
+    }
+    if (!(flat = fetch_buf_alloc(p->size))) {
+        fuse_reply_err(p->req, ENOMEM);
+        return;
+    }
+    for (size_t k = 0; k < p->n; k++) {
+        memcpy(flat + at, p->pieces[k].bytes, p->pieces[k].len);
+        at += p->pieces[k].len;
+    }
+    fuse_reply_buf(p->req, (const char *)flat, at);
+    fetch_buf_free(flat);
+}
 
 static void pending_put(struct pending *p)
 {
@@ -88,8 +138,8 @@ static void pending_put(struct pending *p)
     if ((err = atomic_load(&p->error)))
         fuse_reply_err(p->req, err);
     else
-        fuse_reply_buf(p->req, (const char *)p->buf, p->size);
-    fetch_buf_free(p);
+        pending_reply(p);
+    pending_free(p);
 }
 
 static void piece_done(void *arg, int r, struct cache_mem_entry *entry, const fetch_error *err)
@@ -101,11 +151,14 @@ static void piece_done(void *arg, int r, struct cache_mem_entry *entry, const fe
         size_t blen;
         const uint8_t *bytes = cache_mem_entry_bytes(entry, &blen);
         if (blen == pc->e->length) {
-            memcpy(p->buf + pc->buf_off, bytes + pc->chunk_off, pc->len);
             fs_chunks_note_read(p->ctx->chunks, entry, pc->len);
-        } else
+            /* only this completion writes its piece; pending_put reads it
+             * after the atomic decrement that orders the two */
+            p->pieces[pc->slot] = (struct reply_piece){bytes + pc->chunk_off, pc->len, entry};
+        } else {
             r = -EIO; /* one digest at two lengths: not this extent's bytes */
-        fs_chunks_put(p->ctx->chunks, entry);
+            fs_chunks_put(p->ctx->chunks, entry);
+        }
     }
     if (r < 0) {
         int none = 0;
@@ -116,19 +169,29 @@ static void piece_done(void *arg, int r, struct cache_mem_entry *entry, const fe
     pending_put(p);
 }
 
+/* The bytes of the reply at [@at, @at + @len), for a piece that must be copied. */
+static uint8_t *pending_copy_area(struct pending *p, size_t at, size_t len)
+{
+    (void)len;
+    if (!p->copy && !(p->copy = fetch_buf_alloc(p->size)))
+        return NULL;
+    return p->copy + at;
+}
+
 /*
  * Finishes a read that hit a chunk which must be fetched: the pieces already
- * gathered in @iov are copied into a pending reply, and the rest of the
- * extents from @i on are filled in or awaited.
+ * gathered in @iov (which may point into a reused scratch buffer) are copied,
+ * and the rest of the extents from @i on are filled in or awaited.
  */
 static void read_async(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t req, uint64_t off,
                        uint64_t end, size_t i, const struct iovec *iov, size_t niov)
 {
     const struct fetch_image *img = n->image;
-    size_t size = (size_t)(end - off), at = 0;
-    struct pending *p = fetch_buf_alloc(sizeof(*p) + size);
+    size_t size = (size_t)(end - off), at = 0, slots;
+    struct pending *p;
 
-    if (!p) {
+    slots = niov + (fetch_image_find(img, end - 1) - i + 1);
+    if (!(p = calloc(1, sizeof(*p) + slots * sizeof(p->pieces[0])))) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
@@ -139,7 +202,18 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t r
     atomic_init(&p->error, 0);
     p->size = size;
     for (size_t k = 0; k < niov; k++) {
-        memcpy(p->buf + at, iov[k].iov_base, iov[k].iov_len);
+        const uint8_t *bytes = iov[k].iov_base;
+        if (bytes != zero_buf) {
+            uint8_t *dst = pending_copy_area(p, at, iov[k].iov_len);
+            if (!dst) {
+                pending_free(p);
+                fuse_reply_err(req, ENOMEM);
+                return;
+            }
+            memcpy(dst, bytes, iov[k].iov_len);
+            bytes = dst;
+        }
+        p->pieces[p->n++] = (struct reply_piece){bytes, iov[k].iov_len, NULL};
         at += iov[k].iov_len;
     }
     for (; i < img->count && img->extents[i].offset < end; i++) {
@@ -147,27 +221,30 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t r
         uint64_t from = off > e->offset ? off : e->offset;
         uint64_t to = end < e->offset + e->length ? end : e->offset + e->length;
         size_t len = (size_t)(to - from), buf_off = (size_t)(from - off);
+        struct reply_piece *rp = &p->pieces[p->n++];
         struct cache_mem_entry *ref = NULL;
+        uint8_t *area = NULL;
         const uint8_t *bytes;
         struct piece *pc;
         int r;
 
+        rp->len = len;
         if (e->zero) {
-            memset(p->buf + buf_off, 0, len);
+            rp->bytes = zero_buf;
             continue;
         }
-        r = fs_chunks_peek(ctx->chunks, e, (uint32_t)(from - e->offset), len,
-                           ctx->has_disk_cache ? p->buf + buf_off : NULL, &bytes, &ref);
-        if (r == 1) {
-            if (ref) {
-                memcpy(p->buf + buf_off, bytes, len);
-                fs_chunks_put(ctx->chunks, ref);
+        if (ctx->has_disk_cache && !(area = pending_copy_area(p, buf_off, len))) {
+            r = -ENOMEM;
+        } else {
+            r = fs_chunks_peek(ctx->chunks, e, (uint32_t)(from - e->offset), len, area, &bytes,
+                               &ref);
+            if (r == 1) {
+                *rp = (struct reply_piece){bytes, len, ref};
+                continue;
             }
-            continue;
         }
         if (r == 0 && (pc = malloc(sizeof(*pc)))) {
-            *pc = (struct piece){p, e, (uint32_t)(from - e->offset), (uint32_t)buf_off,
-                                 (uint32_t)len};
+            *pc = (struct piece){p, e, (uint32_t)(from - e->offset), (uint32_t)len, p->n - 1};
             atomic_fetch_add(&p->outstanding, 1);
             if ((r = fs_chunks_want(ctx->chunks, e, FETCH_PRIO_DEMAND, piece_done, pc)) == 0)
                 continue;
