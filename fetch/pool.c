@@ -434,7 +434,10 @@ static void read_local(struct fetch_pool *p, struct fetch_job *j)
     int r;
 
     j->err.msg[0] = '\0';
-    r = fetch_store_get(s, j->path, j->max_len, &buf, &len, &j->err);
+    if (s->ops->get_buf)
+        r = s->ops->get_buf(s, j->path, j->max_len, &buf, &len, &j->err);
+    else
+        r = fetch_store_get(s, j->path, j->max_len, &buf, &len, &j->err);
     pthread_mutex_lock(&p->lock);
     p->running--;
     record_latency(p, now_us() - t0);

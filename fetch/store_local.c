@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -116,8 +117,9 @@ static int local_list(struct fetch_store *s, const char *dir, struct fetch_diren
     return 0;
 }
 
-static int local_get(struct fetch_store *s, const char *path, size_t max, void **ret,
-                     size_t *ret_len, fetch_error *err)
+/* @pooled: the buffer from fetch_buf_alloc(), else from malloc() */
+static int read_object(struct fetch_store *s, const char *path, size_t max, bool pooled,
+                       void **ret, size_t *ret_len, fetch_error *err)
 {
     struct local_store *ls = (struct local_store *)s;
     struct stat st;
@@ -144,7 +146,7 @@ static int local_get(struct fetch_store *s, const char *path, size_t max, void *
                                (long long)st.st_size, max);
     }
     len = (size_t)st.st_size;
-    buf = fetch_buf_alloc(len);
+    buf = pooled ? fetch_buf_alloc(len) : malloc(len ? len : 1);
     if (!buf) {
         close(fd);
         return fetch_error_set(err, -ENOMEM, "out of memory");
@@ -155,7 +157,10 @@ static int local_get(struct fetch_store *s, const char *path, size_t max, void *
             continue;
         if (n <= 0) {
             r = n < 0 ? -errno : -EIO;
-            fetch_buf_free(buf);
+            if (pooled)
+                fetch_buf_free(buf);
+            else
+                free(buf);
             close(fd);
             return fetch_error_set(err, r, "%s: read: %s", path,
                                    n < 0 ? strerror(-r) : "file shrank while reading");
@@ -166,6 +171,18 @@ static int local_get(struct fetch_store *s, const char *path, size_t max, void *
     *ret = buf;
     *ret_len = len;
     return 0;
+}
+
+static int local_get(struct fetch_store *s, const char *path, size_t max, void **ret,
+                     size_t *ret_len, fetch_error *err)
+{
+    return read_object(s, path, max, false, ret, ret_len, err);
+}
+
+static int local_get_buf(struct fetch_store *s, const char *path, size_t max, void **ret,
+                         size_t *ret_len, fetch_error *err)
+{
+    return read_object(s, path, max, true, ret, ret_len, err);
 }
 
 static void local_free(struct fetch_store *s)
@@ -180,6 +197,7 @@ static const struct fetch_store_ops local_ops = {
     .kind = "local",
     .list = local_list,
     .get = local_get,
+    .get_buf = local_get_buf,
     .free = local_free,
 };
 

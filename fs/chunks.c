@@ -442,6 +442,13 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
         pthread_mutex_unlock(&c->flight_lock);
         return 0;
     }
+    /* a flight that completed since the check above has published its chunk
+     * in memory before leaving the table: looking again under the lock
+     * closes that window (a second fetch of the same chunk) */
+    if (!w && cache_mem_contains(c->mem, cache_algo_of(e->algo), e->digest)) {
+        pthread_mutex_unlock(&c->flight_lock);
+        return 0;
+    }
     if (w && cache_mem_lookup(c->mem, cache_algo_of(e->algo), e->digest, &entry) == 0) {
         pthread_mutex_unlock(&c->flight_lock);
         free(w);
