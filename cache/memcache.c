@@ -44,6 +44,7 @@ struct shard {
     } lru_read, lru_unread;
     size_t bytes, entries;
     size_t budget;
+    size_t read_bytes; /* of the entries on lru_read */
     uint64_t hits, misses, waits, evictions;
 };
 
@@ -118,12 +119,18 @@ static void list_unlink(struct lru *l, struct cache_mem_entry *e)
 
 static void lru_unlink(struct shard *s, struct cache_mem_entry *e)
 {
+    struct cache_mem_entry *head = e->read ? s->lru_read.head : s->lru_unread.head;
+    bool listed = e->lru_prev || head == e;
     list_unlink(e->read ? &s->lru_read : &s->lru_unread, e);
+    if (listed && e->read)
+        s->read_bytes -= e->len;
 }
 
 static void lru_push(struct shard *s, struct cache_mem_entry *e)
 {
     struct lru *l = e->read ? &s->lru_read : &s->lru_unread;
+    if (e->read)
+        s->read_bytes += e->len;
     e->lru_next = NULL;
     e->lru_prev = l->tail;
     if (l->tail)
@@ -156,16 +163,19 @@ static struct cache_mem_entry *table_find(struct shard *s, uint8_t algo, const u
 }
 
 /*
- * Evicts unreferenced entries until the shard fits its budget: first those a
- * reader has had, least recently used first, then those not read yet. A
- * sequential reader's prefetched chunks are so kept until it gets to them,
- * however the chunks it has finished with were ordered. Returns the evicted
- * entries as a list, to be destroyed without the lock.
+ * Evicts unreferenced entries until the shard fits its budget: first those
+ * readers have had in full, least recently used first, then those not read
+ * yet. A sequential reader's prefetched chunks are so kept until it gets to
+ * them, however the chunks it has finished with were ordered. Chunks read in
+ * full are kept up to a quarter of the budget only: the kernel's page cache
+ * holds their bytes, and a later read of them finds them there or on disk.
+ * Returns the evicted entries as a list, to be destroyed without the lock.
  */
 static struct cache_mem_entry *evict_locked(struct shard *s)
 {
     struct cache_mem_entry *out = NULL;
-    while (s->bytes > s->budget && (s->lru_read.head || s->lru_unread.head)) {
+    while ((s->bytes > s->budget && (s->lru_read.head || s->lru_unread.head)) ||
+           (s->read_bytes > s->budget / 4 && s->lru_read.head)) {
         struct cache_mem_entry *e = s->lru_read.head ? s->lru_read.head : s->lru_unread.head;
         lru_unlink(s, e);
         table_remove(s, e);

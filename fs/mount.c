@@ -31,7 +31,7 @@
 #include "remote_opts.h"
 
 #define DEFAULT_MEM_CACHE (24ull << 20)
-#define DEFAULT_MEM_CACHE_REMOTE (64ull << 20) /* a deeper readahead hides latency */
+#define DEFAULT_MEM_CACHE_REMOTE (48ull << 20) /* a deeper readahead hides latency */
 #define FUSE_THREADS 16
 #define DEFAULT_READAHEAD_KB 16384
 #define DEFAULT_READAHEAD 8
@@ -69,7 +69,7 @@ static const char mount_usage[] =
     "      --cache-size SIZE  disk space the cache may take (default 10G)\n"
     "      --no-cache         read every chunk from the store (no disk cache)\n"
     "      --mem-cache SIZE   decoded chunks kept in memory (default 24M,\n"
-    "                         64M for remote stores); readahead uses at most\n"
+    "                         48M for remote stores); readahead uses at most\n"
     "                         half of it\n"
     "      --threads N        chunk decode threads (default: number of CPUs)\n"
     "      --fetch-concurrency N  chunk transfers in flight (default 16, or\n"
