@@ -49,8 +49,9 @@
  * another process is seen as a miss (its open file stays readable).
  *
  * Threads: all functions are thread-safe. Inserts are queued and written by
- * the cache's own writer thread, off the caller's path. No function here
- * blocks on the network; lookups and reads do small disk I/O.
+ * the cache's own writer thread, off the caller's path; a committer thread
+ * fsyncs and commits each batch while the writer goes on with the next one.
+ * No function here blocks on the network; lookups and reads do small disk I/O.
  *
  * Errors: -errno; text in the optional fetch-independent @err buffers.
  */

@@ -135,7 +135,10 @@ struct wr_file {
     char tmp[64];
 };
 
+struct committer;
+
 struct wr_state {
+    struct committer *k; /* the writer's: who commits its batches */
     struct wr_file files[BATCH_MAX];
     size_t n;
     int64_t batch_started; /* monotonic ms */
@@ -222,9 +225,11 @@ static uint64_t alloc_estimate(size_t len)
  * if there is still none, the chunk is not cached. So a burst larger than the
  * budget neither evicts itself nor overruns the budget.
  */
+static uint64_t committing_bytes(struct wr_state *w);
+
 static bool budget_room(struct cache_disk *c, struct wr_state *w, size_t len)
 {
-    uint64_t need = alloc_estimate(len), low = c->budget * c->low_pct / 100;
+    uint64_t need = alloc_estimate(len) + committing_bytes(w), low = c->budget * c->low_pct / 100;
     bool fits;
     for (size_t i = 0; i < w->n; i++)
         need += alloc_estimate(w->files[i].len);
@@ -795,12 +800,137 @@ static void writer_evict(struct cache_disk *c, struct wr_state *w)
     w->inserted = w->enospc = false;
 }
 
+/*
+ * The committer: a second thread that fsyncs, publishes and commits the
+ * batches the writer hands it, so that the writer goes on writing the next
+ * chunks (into the page cache) while the disk catches up. Loaders wait for
+ * the writer only (fs/chunks.c), so a cold read is paced by the copy into
+ * the page cache, not by the disk's write speed, as long as the kernel takes
+ * dirty pages. One batch is committed at a time; a second one waits.
+ */
+struct committer {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct wr_state *cw;    /* the batch being committed (its own made[] and flags) */
+    uint64_t bytes;         /* allocation estimate of that batch (budget) */
+    uint64_t handed, done;  /* batches handed over and committed */
+    bool busy, quit;
+    struct cache_disk *c;
+};
+
+static uint64_t committing_bytes(struct wr_state *w)
+{
+    uint64_t b;
+    if (!w->k)
+        return 0;
+    pthread_mutex_lock(&w->k->lock);
+    b = w->k->busy ? w->k->bytes : 0;
+    pthread_mutex_unlock(&w->k->lock);
+    return b;
+}
+
+static void *committer_main(void *arg)
+{
+    struct committer *k = arg;
+    pthread_mutex_lock(&k->lock);
+    for (;;) {
+        while (!k->busy && !k->quit)
+            pthread_cond_wait(&k->cond, &k->lock);
+        if (!k->busy)
+            break;
+        pthread_mutex_unlock(&k->lock);
+        commit_batch(k->c, k->cw);
+        writer_evict(k->c, k->cw);
+        pthread_mutex_lock(&k->lock);
+        k->busy = false;
+        k->done++;
+        pthread_cond_broadcast(&k->cond);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return NULL;
+}
+
+static struct committer *committer_start(struct cache_disk *c)
+{
+    struct committer *k = calloc(1, sizeof(*k));
+    if (!k || !(k->cw = calloc(1, sizeof(*k->cw)))) {
+        free(k);
+        return NULL;
+    }
+    k->c = c;
+    pthread_mutex_init(&k->lock, NULL);
+    pthread_cond_init(&k->cond, NULL);
+    if (pthread_create(&k->thread, NULL, committer_main, k) != 0) {
+        pthread_mutex_destroy(&k->lock);
+        pthread_cond_destroy(&k->cond);
+        free(k->cw);
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+/* Commits everything handed over, stops the thread, frees it. */
+static void committer_stop(struct committer *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->lock);
+    k->quit = true;
+    pthread_cond_broadcast(&k->cond);
+    pthread_mutex_unlock(&k->lock);
+    pthread_join(k->thread, NULL);
+    pthread_mutex_destroy(&k->lock);
+    pthread_cond_destroy(&k->cond);
+    free(k->cw);
+    free(k);
+}
+
+/*
+ * Hands the writer's batch (possibly empty: the periodic flush of last-use
+ * times and counters) to the committer, after the previous one is done; with
+ * @wait, returns once this one is committed too. Without a committer thread
+ * (it could not be started), commits on this thread.
+ */
+static void hand_over(struct cache_disk *c, struct wr_state *w, bool wait)
+{
+    struct committer *k = w->k;
+    uint64_t mine, bytes = 0;
+
+    if (!k) {
+        commit_batch(c, w);
+        writer_evict(c, w);
+        return;
+    }
+    for (size_t i = 0; i < w->n; i++)
+        bytes += alloc_estimate(w->files[i].len);
+    pthread_mutex_lock(&k->lock);
+    while (k->busy)
+        pthread_cond_wait(&k->cond, &k->lock);
+    memcpy(k->cw->files, w->files, w->n * sizeof(w->files[0]));
+    k->cw->n = w->n;
+    k->cw->batch_bytes = w->batch_bytes;
+    k->cw->enospc |= w->enospc;
+    k->bytes = bytes;
+    w->n = 0;
+    w->batch_bytes = 0;
+    w->enospc = false;
+    k->busy = true;
+    mine = ++k->handed;
+    pthread_cond_broadcast(&k->cond);
+    while (wait && k->done < mine)
+        pthread_cond_wait(&k->cond, &k->lock);
+    pthread_mutex_unlock(&k->lock);
+}
+
 void *cache_dc_writer_main(void *arg)
 {
     struct cache_disk *c = arg;
     struct wr_state *w = c->wstate;
     int64_t next_flush = cache_dc_mono_ms() + c->flush_ms;
 
+    w->k = committer_start(c); /* NULL: this thread commits too */
     pthread_mutex_lock(&c->q_lock);
     for (;;) {
         uint64_t req;
@@ -838,8 +968,8 @@ void *cache_dc_writer_main(void *arg)
         stop = c->stop;
         pthread_mutex_unlock(&c->q_lock);
 
-        commit_batch(c, w);
-        writer_evict(c, w);
+        /* a sync or the close waits for the commit; otherwise writing goes on */
+        hand_over(c, w, (drained && req > c->sync_done) || stop);
         next_flush = cache_dc_mono_ms() + c->flush_ms;
 
         pthread_mutex_lock(&c->q_lock);
@@ -850,6 +980,10 @@ void *cache_dc_writer_main(void *arg)
         if (stop && drained)
             break;
     }
+    pthread_mutex_unlock(&c->q_lock);
+    committer_stop(w->k); /* idle: the last hand-over waited */
+    w->k = NULL;
+    pthread_mutex_lock(&c->q_lock);
     c->writer_running = false;
     pthread_cond_broadcast(&c->q_done);
     pthread_mutex_unlock(&c->q_lock);
