@@ -103,5 +103,7 @@ const struct fuse_lowlevel_ops *fs_ops(void);
  * in memory or in the disk cache, else from the pool worker that completes
  * the last missing chunk. Starts readahead of @f's sequential streams.
  */
+/* Once at start, before any read. */
+void fs_image_init(void);
 void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f,
                    fuse_req_t req, uint64_t off, size_t size);

@@ -921,6 +921,7 @@ int fs_cmd_mount(int argc, char **argv)
         fs_log_set_level(FS_LOG_DEBUG);
 
     tune_malloc();
+    fs_image_init();
     /* the cache directory first: the metadata cache may stand in for STORE */
     if (check_mountpoint(o.mountpoint, mnt, sizeof(mnt)) < 0 || check_dev_fuse() < 0)
         goto out;
