@@ -153,6 +153,8 @@ N_CAS=$(wc -l <"$W/cas.ids")
 find "$CAS" -type f -print0 >"$W/cas.files"
 N_CAS_ALL=$(python3 "$CT" chunks "$CAS/$CREL.caibx" | wc -l)
 for f in $(tr '\0' ' ' <"$W/pbs.files"); do [ -f "$f" ] || die "missing chunk file $f"; done
+# what a cold read of the datastore reads: the snapshot's files and the chunk files
+{ find "$DS/vm" -type f -print0; cat "$W/pbs.files"; } >"$W/pbs.warm"
 
 # --- nginx on a free port --------------------------------------------------------
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -306,8 +308,8 @@ for run in $(seq "$RUNS"); do
   for where in local http; do
     store=$DS
     [ $where = http ] && store=$HTTP/ds
-    lz "$where.nocache" "$store" $REL nocache "" "$W/pbs.files" "$N_PBS"
-    lz "$where.fill" "$store" $REL fill "$W/cache-$where" "$W/pbs.files" "$N_PBS"
+    lz "$where.nocache" "$store" $REL nocache "" "$W/pbs.warm" "$N_PBS"
+    lz "$where.fill" "$store" $REL fill "$W/cache-$where" "$W/pbs.warm" "$N_PBS"
     if [ $where = local ]; then
       cache_files "$W/cache-local"
       cbytes=$(bytes_of "$W/cachefiles")
@@ -341,7 +343,7 @@ for run in $(seq "$RUNS"); do
 
   # cp --sparse=always of the HTTP image, fresh mount, fresh cache
   rm -rf "$W/cache-cp"
-  files_of "$W/pbs.files" >/dev/null
+  files_of "$W/pbs.warm" >/dev/null
   mount_fresh "$HTTP/ds" --cache-dir "$W/cache-cp"
   t0=$EPOCHREALTIME
   cp --sparse=always "$MNT/$REL" "$W/out.raw"
