@@ -74,6 +74,10 @@ SIZE=$((SIZE_MB << 20))
 DATA=$((SIZE / 2))
 SEG=$((SIZE_MB / 16))
 T_START=$EPOCHREALTIME
+# the whole machine's CPU time (user, nice, system) and steal, in ticks, to tell
+# at the end how much of it other processes took during the run
+cpu_stat() { awk '/^cpu / {print $2 + $3 + $4, $9}' /proc/stat; }
+read -r BUSY0 STEAL0 < <(cpu_stat)
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
@@ -109,6 +113,9 @@ drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 # files_of LIST: cat every file named in LIST (NUL-separated) to stdout
 files_of() { xargs -0 cat <"$1"; }
 bytes_of() { xargs -0 stat -c %s <"$1" | awk '{s += $1} END {printf "%d\n", s}'; }
+
+FUZZ_BEFORE=$(pgrep -f fuzz_ || true)
+[ -z "$FUZZ_BEFORE" ] || log "warning: fuzzers are running (pgrep -f fuzz_): the figures will not be reliable"
 
 # --- memory first ----------------------------------------------------------------
 MEM_MB=$(awk '/^MemTotal/ {printf "%d", $2 / 1024}' /proc/meminfo)
@@ -361,6 +368,18 @@ for run in $(seq "$RUNS"); do
 done
 rm -rf "$W/cache-cp" "$W/cache-local" "$W/cache-http" "$W/cache-cas"
 
+# CPU taken by other processes: the machine's busy time minus ours (this shell and
+# every child it waited for, from `times`, plus nginx, still running). Kernel
+# threads working for us (writeback) count as others: a few seconds on an idle machine.
+read -r BUSY1 STEAL1 < <(cpu_stat)
+T_RUN=$(secs "$T_START" "$EPOCHREALTIME")
+own=$(times | awk '{for (i = 1; i <= NF; i++) {split($i, a, /[ms]/); s += a[1] * 60 + a[2]}} END {print s}')
+for p in "$NGINX_PID" $(pgrep -P "$NGINX_PID"); do
+  own=$(calc "$own + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') / $TICK")
+done
+OTHERS=$(calc "($BUSY1 - $BUSY0) / $TICK - $own")
+STEAL=$(calc "100 * ($STEAL1 - $STEAL0) / $TICK / $T_RUN / $(nproc)")
+
 # --- the table -------------------------------------------------------------------
 # one row per line: | what | MB/s of data | min–max | CPU s/GiB | peak RSS MiB | ratio | target | result |
 line_row() { # LABEL NAME
@@ -464,5 +483,9 @@ r2() { fmt %.2f "$1"; }
   echo "- chunks loaded by warm reads (expected 0): local $(runs_of local.warmdrop.loads) (page cache dropped), $(runs_of local.warmpc.loads) (warm);" \
     "HTTP $(runs_of http.warmdrop.loads), $(runs_of http.warmpc.loads)"
   echo "SHA-256 s per GiB: $(r2 "$SHA"); the copies of the peer and of cp were compared with the image (first run): identical"
-  echo "duration of the benchmark: $(fmt %.0f "$(secs "$T_START" "$EPOCHREALTIME")") s"
+  echo "duration of the benchmark: $(fmt %.0f "$T_RUN") s; CPU time of other processes meanwhile: about $(fmt %.0f "$OTHERS") s" \
+    "($(fmt %.0f "$(calc "100 * $OTHERS / $T_RUN / $(nproc)")")% of the machine); stolen by the hypervisor: $(fmt %.0f "$STEAL")%"
+  awk -v o="$OTHERS" -v t="$T_RUN" -v n="$(nproc)" 'BEGIN {exit !(o > 0.05 * t * n)}' &&
+    echo "WARNING: the machine was not idle during the run (other processes took more than 5% of its CPU): the figures are not reliable"
+  [ -z "$FUZZ_BEFORE" ] || echo "WARNING: fuzzers were running when the benchmark started"
 } | tee "$W/results.txt"
