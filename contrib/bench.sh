@@ -1,188 +1,491 @@
 #!/bin/bash
-# lazyimg benchmark (not a test): sequential read through the mount of a
-# local datastore against plain reads of the same bytes on this machine,
-# without and with the chunk cache (cold and warm), and warm random 4 KiB
-# O_DIRECT read latency (fio).
+# lazyimg benchmark (not a test), issue 13: the read paths with the settings a
+# user gets by default (disk cache on), against references measured in the same
+# run on this machine, and the issue's targets as ratios with PASS/FAIL.
 #
-#   contrib/bench.sh [WORKDIR]      (root; default WORKDIR /var/tmp/lazyimg-bench)
+#   contrib/bench.sh [WORKDIR]    (root; default WORKDIR /var/tmp/lazyimg-bench)
 #
-# Builds a 4 GiB image: 8 x (256 MiB incompressible + 256 MiB zeros), 4 MiB
-# chunks, written with lazyimg-mkpbs. The datastore files are read once first
-# so the page cache is warm for them; every lazyimg figure comes from a fresh
-# mount (so the kernel's cache of the mounted file is empty). Each figure is
-# the median of RUNS runs (default 3).
+# Environment:
+#   RUNS=N        runs of every figure; the table shows the median and min–max (default 2)
+#   SIZE_MB=N     image size in MiB, a multiple of 128 (default 2048); smaller
+#                 sizes are for checking the script, not for figures
+#   WARM_MB=N     MiB written to /dev/shm (then removed) before measuring, so
+#                 that no figure pays for pages the machine touches for the first
+#                 time (default: 3/4 of the available memory; 0: do not warm)
+#   LAZYIMG_BUILD=DIR  the build directory (default ./build)
+#
+# The image: 8 x (SIZE/16 incompressible + SIZE/16 zeros), 2 GiB by default,
+# written with lazyimg-mkimage, as a PBS datastore with 4 MiB chunks
+# (lazyimg-mkpbs) and as a casync store with 64 KiB average chunks (casync make);
+# both, the raw image and a plain file of SIZE/2 bytes are kept in
+# WORKDIR/data-<SIZE>M between runs. nginx on 127.0.0.1 serves that directory.
+# "MB/s of data" = the image's data bytes (SIZE/2) / time; "logical" = SIZE / time.
+#
+# Every lazyimg figure comes from a fresh daemon (lazyimg mount -f in the
+# background, fusermount3 -u, wait for it), read with `cat IMAGE >/dev/null`:
+#   cold --no-cache               the store's files in the page cache
+#   cold cache filling            defaults, a fresh empty --cache-dir, store files
+#                                 in the page cache; then the daemon is given time
+#                                 to finish its cache inserts (status --json)
+#   warm, page cache dropped      sync; drop_caches; fresh mount; every chunk cached
+#   warm, page cache warm         the cache's files read first; fresh mount
+# for the local datastore and for the same datastore over HTTP, and cold
+# --no-cache / cache filling for the casync store over HTTP. Daemon CPU is
+# utime+stime from /proc/PID/stat and peak RSS VmHWM from /proc/PID/status, both
+# taken just before the unmount.
+#
+# References, same run: openssl speed -evp sha256 (16384-byte blocks); cat of the
+# plain file and of the cache's chunk files with the page cache dropped; curl -Z
+# --parallel-max 16 of the image's data chunk files from nginx; the peer: nbdkit's
+# curl plugin with its readahead filter serving the raw image from nginx, copied
+# by qemu-img convert -O raw to a file; against which lazyimg's cold remote read
+# and cp --sparse=always of the remote image (fresh mount, fresh cache) are set.
+#
+# The table goes to stdout and to WORKDIR/results.txt; progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-B=$PWD/build
+ROOT=$PWD
+B=${LAZYIMG_BUILD:-$ROOT/build}
 W=${1:-/var/tmp/lazyimg-bench}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-2}
+SIZE_MB=${SIZE_MB:-2048}
+WARM_MB=${WARM_MB:-auto}
+# the defaults a user gets: nothing from the environment
+unset LAZYIMG_CACHE_DIR LAZYIMG_FETCH_CONCURRENCY
+
+die() { echo "bench.sh: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (FUSE mounts, drop_caches, nginx)"
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number"
+if ! [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || [ $((SIZE_MB % 128)) != 0 ]; then die "SIZE_MB must be a multiple of 128"; fi
+for c in nginx curl nbdkit qemu-img openssl casync python3 fusermount3 mountpoint cmp; do
+  command -v "$c" >/dev/null || die "$c is needed (contrib/install-deps.sh)"
+done
 [ -x "$B/fs/lazyimg" ] || contrib/build.sh >/dev/null
+LZ=$B/fs/lazyimg
+CT=$ROOT/tests/integration/casync_tool.py
 
 mkdir -p "$W"
-STORE=$W/ds MNT=$W/mnt RAW=$W/bench.raw
-SEG=256 NSEG=8
-IMG=$MNT/vm/100/latest/drive-scsi0.img
-mkdir -p "$MNT"
-cleanup() { mountpoint -q "$MNT" && fusermount3 -u -z "$MNT"; true; }
-PID=
+W=$(realpath "$W")
+D=$W/data-${SIZE_MB}M
+MNT=$W/mnt
+SOCK=$W/nbd.sock
+mkdir -p "$D" "$MNT"
+SIZE=$((SIZE_MB << 20))
+DATA=$((SIZE / 2))
+SEG=$((SIZE_MB / 16))
+T_START=$EPOCHREALTIME
+# the whole machine's CPU time (user, nice, system) and steal, in ticks, to tell
+# at the end how much of it other processes took during the run
+cpu_stat() { awk '/^cpu / {print $2 + $3 + $4, $9}' /proc/stat; }
+read -r BUSY0 STEAL0 < <(cpu_stat)
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+
+# --- cleanup ---------------------------------------------------------------------
+PID="" NGINX_PID="" NBD_PID=""
+cleanup() {
+  set +e
+  mountpoint -q "$MNT" && fusermount3 -u -z "$MNT"
+  [ -n "$PID" ] && kill "$PID" 2>/dev/null
+  [ -n "$NBD_PID" ] && kill "$NBD_PID" 2>/dev/null
+  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null
+  wait 2>/dev/null
+  rm -f /dev/shm/lazyimg-bench-warm "$W/out.raw" "$SOCK"
+  true
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+mountpoint -q "$MNT" && fusermount3 -u -z "$MNT"
 
-if [ ! -f "$STORE/vm/100/2025-07-10T12:00:00Z/index.json.blob" ]; then
-  layout=$(for _ in $(seq $NSEG); do printf 'rand:%dM,zero:%dM,' $SEG $SEG; done)
-  "$B/contrib/lazyimg-mkimage" "$RAW" "${layout%,}"
-  "$B/contrib/lazyimg-mkpbs" --quiet --time 2025-07-10T12:00:00Z "$STORE" drive-scsi0.img="$RAW"
+# --- helpers ---------------------------------------------------------------------
+declare -A V # figure -> its values, one per run, space-separated
+add() { V[$1]+="$2 "; }
+# shellcheck disable=SC2086 # (the values, split)
+vals() { printf '%s\n' ${V[$1]-}; }
+med() { vals "$1" | sort -g | awk 'NF {v[++n] = $1} END {if (!n) print "nan"; else if (n % 2) print v[(n + 1) / 2]; else print (v[n / 2] + v[n / 2 + 1]) / 2}'; }
+lo() { vals "$1" | sort -g | awk 'NF {print; exit}'; }
+hi() { vals "$1" | sort -g | awk 'NF {v = $1} END {print v}'; }
+calc() { awk "BEGIN {print $*}"; }
+fmt() { awk -v v="$2" "BEGIN {printf \"$1\", v}"; }
+secs() { calc "$2 - $1"; } # T0 T1
+mbps() { calc "$1 / $2 / 1e6"; } # BYTES SECONDS
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+# files_of LIST: cat every file named in LIST (NUL-separated) to stdout
+files_of() { xargs -0 cat <"$1"; }
+bytes_of() { xargs -0 stat -c %s <"$1" | awk '{s += $1} END {printf "%d\n", s}'; }
+
+FUZZ_BEFORE=$(pgrep -f fuzz_ || true)
+[ -z "$FUZZ_BEFORE" ] || log "warning: fuzzers are running (pgrep -f fuzz_): the figures will not be reliable"
+
+# --- memory first ----------------------------------------------------------------
+MEM_MB=$(awk '/^MemTotal/ {printf "%d", $2 / 1024}' /proc/meminfo)
+if [ "$WARM_MB" = auto ]; then
+  WARM_MB=$(awk '/^MemAvailable/ {printf "%d", $2 / 1024 * 3 / 4}' /proc/meminfo)
+  shm=$(df -m --output=avail /dev/shm | tail -1)
+  [ "$WARM_MB" -gt $((shm - 1024)) ] && WARM_MB=$((shm - 1024))
 fi
-SIZE=$(stat -c %s "$RAW")
-DATA=$((NSEG * SEG * 1024 * 1024))
+WARMED="no (WARM_MB=0)"
+if [ "$WARM_MB" -gt 0 ]; then
+  log "warming memory: $WARM_MB MiB into /dev/shm..."
+  t0=$EPOCHREALTIME
+  dd if=/dev/zero of=/dev/shm/lazyimg-bench-warm bs=1M count="$WARM_MB" status=none
+  t1=$EPOCHREALTIME
+  rm -f /dev/shm/lazyimg-bench-warm
+  WARMED="yes: wrote $WARM_MB MiB to /dev/shm and removed it, $(fmt %.0f "$(mbps $((WARM_MB << 20)) "$(secs "$t0" "$t1")")") MB/s"
+fi
 
-now() { date +%s.%N; }
-median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-mbps() { awk -v b="$1" -v t="$2" 'BEGIN {printf "%.0f", b / t / 1e6}'; }
+# --- the image and its stores (kept between runs) --------------------------------
+RAW=$D/img.raw DS=$D/ds CAS=$D/casync PLAIN=$D/plain
+FIDX=$DS/vm/100/2025-07-10T12:00:00Z/drive-scsi0.img.fidx
+REL=vm/100/latest/drive-scsi0.img CREL=img64k
+if [ ! -f "$D/.made-v1" ]; then
+  rm -rf "${D:?}"/*
+  log "writing the $SIZE_MB MiB image, its PBS datastore and its casync store..."
+  layout=$(for _ in 1 2 3 4 5 6 7 8; do printf 'rand:%dM,zero:%dM,' "$SEG" "$SEG"; done)
+  "$B/contrib/lazyimg-mkimage" "$RAW" "${layout%,}" >/dev/null
+  "$B/contrib/lazyimg-mkpbs" --quiet --time 2025-07-10T12:00:00Z "$DS" drive-scsi0.img="$RAW"
+  mkdir -p "$CAS"
+  casync make --store="$CAS/default.castr" "$CAS/$CREL.caibx" "$RAW" >/dev/null
+  "$B/contrib/lazyimg-mkimage" --seed 7 "$PLAIN" "rand:$((SIZE_MB / 2))M" >/dev/null
+  touch "$D/.made-v1"
+fi
+# the distinct data chunks: PBS from the fidx (4096-byte header, then 32-byte
+# digests; the zero chunk is served as a hole), casync from its index
+ZERO=$(head -c 4194304 /dev/zero | sha256sum | cut -c1-64)
+tail -c +4097 "$FIDX" | od -An -v -tx1 -w32 | tr -d ' ' | sort -u | grep -vx "$ZERO" >"$W/pbs.ids"
+N_PBS=$(wc -l <"$W/pbs.ids")
+sed -E "s|^(....)(.*)\$|$DS/.chunks/\\1/\\1\\2|" "$W/pbs.ids" | tr '\n' '\0' >"$W/pbs.files"
+python3 "$CT" chunks "$CAS/$CREL.caibx" | awk '$4 == "data" {print $3}' | sort -u >"$W/cas.ids"
+N_CAS=$(wc -l <"$W/cas.ids")
+find "$CAS" -type f -print0 >"$W/cas.files"
+N_CAS_ALL=$(python3 "$CT" chunks "$CAS/$CREL.caibx" | wc -l)
+for f in $(tr '\0' ' ' <"$W/pbs.files"); do [ -f "$f" ] || die "missing chunk file $f"; done
+# what a cold read of the datastore reads: the snapshot's files and the chunk files
+{ find "$DS/vm" -type f -print0; cat "$W/pbs.files"; } >"$W/pbs.warm"
 
-CACHE=$W/cache
-# mount_fresh [OPTIONS...]: a new daemon (default: no disk cache), in the
-# foreground in our background so that its log ($W/daemon.log) is complete
-# once it has exited. Sets PID.
+# --- nginx on a free port --------------------------------------------------------
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+for _ in 1 2 3 4 5; do
+  PORT=$(free_port)
+  cat >"$W/nginx.conf" <<EOF
+worker_processes 2; daemon off; pid $W/nginx.pid; error_log $W/nginx-error.log; user root;
+events { worker_connections 1024; }
+http {
+  access_log off; sendfile on; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$PORT; root $D; location / { autoindex on; autoindex_format json; } }
+}
+EOF
+  nginx -c "$W/nginx.conf" >"$W/nginx.out" 2>&1 &
+  NGINX_PID=$!
+  up=no
+  for _ in $(seq 50); do
+    if curl -sf -o /dev/null "http://127.0.0.1:$PORT/ds/"; then up=yes; break; fi
+    kill -0 "$NGINX_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ $up = yes ] && break
+  kill "$NGINX_PID" 2>/dev/null || true
+  wait "$NGINX_PID" 2>/dev/null || true
+  NGINX_PID=""
+done
+[ -n "$NGINX_PID" ] || { cat "$W/nginx-error.log" "$W/nginx.out" >&2; die "nginx did not start"; }
+HTTP=http://127.0.0.1:$PORT
+sed "s|^$D/\\(.*\\)\$|url = \"$HTTP/\\1\"\\noutput = \"/dev/null\"|" < <(tr '\0' '\n' <"$W/pbs.files") >"$W/curl.cfg"
+CURL_BYTES=$(bytes_of "$W/pbs.files")
+
+# --- mounts ----------------------------------------------------------------------
+# mount_fresh STORE [OPTIONS...]: a new daemon in our background (log $W/daemon.log)
 mount_fresh() {
-  umount_wait
-  "$B/fs/lazyimg" mount -f "${@:---no-cache}" "$STORE" "$MNT" >"$W/daemon.log" 2>&1 &
+  local store=$1
+  shift
+  "$LZ" mount -f "$@" "$store" "$MNT" >"$W/daemon.log" 2>&1 &
   PID=$!
-  for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.05; done
-  mountpoint -q "$MNT" || { cat "$W/daemon.log" >&2; exit 1; }
+  for _ in $(seq 600); do
+    mountpoint -q "$MNT" && return 0
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$W/daemon.log" >&2
+  die "mount of $store failed"
 }
 umount_wait() {
-  if mountpoint -q "$MNT"; then
-    fusermount3 -u "$MNT"
-    wait "$PID" 2>/dev/null || true
-  fi
-}
-
-# data segments only: dd each 256 MiB data segment
-read_data_half() {
-  local t0 t1 i
-  t0=$(now)
-  for i in $(seq 0 $((NSEG - 1))); do
-    dd if="$1" of=/dev/null bs=1M skip=$((i * 2 * SEG)) count=$SEG status=none
+  local i
+  for i in $(seq 20); do
+    fusermount3 -u "$MNT" 2>/dev/null && break
+    [ "$i" = 20 ] && die "cannot unmount $MNT"
+    sleep 0.2
   done
-  t1=$(now)
-  echo "$t1 - $t0" | bc -l
+  wait "$PID" || die "the daemon exited with status $? (log: $W/daemon.log)"
+  PID=""
 }
+cpu_ticks() { sed 's/.*) //' "/proc/$PID/stat" | awk '{print $12 + $13}'; }
+vmhwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$PID/status"; }
+TICK=$(getconf CLK_TCK)
+# status: "loads inserts insert_skipped sqlite_writes" from status --json
+status() {
+  "$LZ" status --json "$MNT" | python3 -c '
+import json, sys
+c = json.load(sys.stdin)["cache"]
+d = c.get("disk") or {}
+print(c["loads"], d.get("inserts", 0), d.get("insert_skipped", 0), d.get("sqlite_writes", 0))'
+}
+# settle N: until N chunks (the image's distinct data chunks) are inserted or
+# skipped, or nothing changes for 3 s (at most 60 s); prints the status line and
+# the seconds waited
+settle() {
+  local st last="" since=$EPOCHREALTIME t0=$EPOCHREALTIME i s
+  while :; do
+    st=$(status)
+    read -r _ i s _ <<<"$st"
+    [ $((i + s)) -ge "$1" ] && break
+    [ "$st" != "$last" ] && since=$EPOCHREALTIME
+    last=$st
+    awk -v a="$since" -v b="$t0" -v n="$EPOCHREALTIME" 'BEGIN {exit !(n - a >= 3 || n - b >= 60)}' && break
+    sleep 0.1
+  done
+  echo "$st $(secs "$t0" "$EPOCHREALTIME")"
+}
+cache_entries() {
+  "$LZ" cache stats --json --cache-dir "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["entries"])'
+}
+cache_files() { find "$1/data" -type f -print0 >"$W/cachefiles"; }
 
-echo "warming the page cache for the datastore and the raw image..."
-find "$STORE/.chunks" -type f -size +0 -print0 | xargs -0 cat > /dev/null
-cat "$RAW" > /dev/null
-
-t_cat_raw=$(for _ in $(seq $RUNS); do t0=$(now); cat "$RAW" > /dev/null; t1=$(now); echo "$t1 - $t0" | bc -l; done | median)
-t_data_raw=$(for _ in $(seq $RUNS); do read_data_half "$RAW"; done | median)
-
-: > "$W/times"
-rss_kb=0
-for _ in $(seq $RUNS); do
-  mount_fresh
-  t0=$(now); cat "$IMG" > /dev/null; t1=$(now)
-  echo "$t1 - $t0" | bc -l >> "$W/times"
-  r=$(awk '/VmHWM/ {print $2}' "/proc/$PID/status")
-  [ "$r" -gt "$rss_kb" ] && rss_kb=$r
-done
-t_cat_mnt=$(median < "$W/times")
-t_data_mnt=$(for _ in $(seq $RUNS); do mount_fresh; read_data_half "$IMG"; done | median)
-
-# cp --sparse=always; the zero chunk is moved away meanwhile: had cp read a
-# hole through the store, it would have failed with EIO
-ZERO=bb9f8df61474d25e71fa00722318cd387396ca1736605e1248821cc0de3d3af8
-ZFILE=$STORE/.chunks/${ZERO:0:4}/$ZERO
-t_cp=$(for _ in $(seq $RUNS); do
-  mount_fresh; rm -f "$W/copy.raw"
-  [ -f "$ZFILE" ] && mv "$ZFILE" "$ZFILE.away"
-  t0=$(now); cp --sparse=always "$IMG" "$W/copy.raw"; t1=$(now)
-  [ -f "$ZFILE.away" ] && mv "$ZFILE.away" "$ZFILE"
-  echo "$t1 - $t0" | bc -l
-done | median)
-# the read side of cp alone: the same copy into /dev/null (no file to write)
-t_cp_null=$(for _ in $(seq $RUNS); do
-  mount_fresh
-  [ -f "$ZFILE" ] && mv "$ZFILE" "$ZFILE.away"
-  t0=$(now); cp --sparse=always "$IMG" /dev/null; t1=$(now)
-  [ -f "$ZFILE.away" ] && mv "$ZFILE.away" "$ZFILE"
-  echo "$t1 - $t0" | bc -l
-done | median)
-# what writing the copy costs on this disk: cp of the raw file
-t_cp_raw=$(for _ in $(seq $RUNS); do
-  rm -f "$W/copy2.raw"; t0=$(now); cp --sparse=always "$RAW" "$W/copy2.raw"; t1=$(now)
-  echo "$t1 - $t0" | bc -l
-done | median)
-rm -f "$W/copy2.raw"
-cmp "$W/copy.raw" "$RAW" || { echo "bench: cp --sparse output differs from the source" >&2; exit 1; }
-copy_kb=$(du -k "$W/copy.raw" | cut -f1)
-rm -f "$W/copy.raw"
-
-# --- the chunk cache: cold (empty cache) and warm (every chunk cached) ------------
-log_num() { sed -n "s/.* \([0-9][0-9]*\) $1.*/\1/p" "$W/daemon.log" | tail -1; }
-rm -rf "$CACHE"
-mount_fresh --cache-dir "$CACHE"
-t0=$(now); cat "$IMG" > /dev/null; t1=$(now)
-t_cold=$(echo "$t1 - $t0" | bc -l)
-umount_wait
-sql_cold=$(log_num "SQLite write transactions")
-: > "$W/times"
-for _ in $(seq $RUNS); do
-  mount_fresh --cache-dir "$CACHE"
-  t0=$(now); cat "$IMG" > /dev/null; t1=$(now)
-  echo "$t1 - $t0" | bc -l >> "$W/times"
+# lz NAME STORE IMAGE MODE CACHE_DIR WARMLIST N: one timed cat of the image
+# through a fresh mount (N: its distinct data chunks). MODE: nocache, fill, warmdrop or warmpc. Adds NAME.mbps,
+# NAME.cpu (s/GiB of data), NAME.rss (MiB), NAME.loads, NAME.logical (MB/s) and
+# for fill also NAME.{inserts_end,inserts,skipped,sql,sql_exit,settle,cached}.
+lz() {
+  local name=$1 store=$2 img=$3 mode=$4 cache=$5 list=$6 n=$7 t0 t1 t cpu rss st
+  local -a opts
+  case $mode in
+    nocache) opts=(--no-cache); files_of "$list" >/dev/null ;;
+    fill) rm -rf "$cache"; opts=(--cache-dir "$cache"); files_of "$list" >/dev/null ;;
+    warmdrop) opts=(--cache-dir "$cache"); drop_caches ;;
+    warmpc) opts=(--cache-dir "$cache"); cache_files "$cache"; files_of "$W/cachefiles" >/dev/null ;;
+  esac
+  mount_fresh "$store" "${opts[@]}"
+  t0=$EPOCHREALTIME
+  cat "$MNT/$img" >/dev/null
+  t1=$EPOCHREALTIME
+  t=$(secs "$t0" "$t1")
+  st=$(status)
+  if [ "$mode" = fill ]; then
+    add "$name.inserts_end" "$(echo "$st" | cut -d' ' -f2)"
+    st=$(settle "$n")
+    add "$name.inserts" "$(echo "$st" | cut -d' ' -f2)"
+    add "$name.skipped" "$(echo "$st" | cut -d' ' -f3)"
+    add "$name.sql" "$(echo "$st" | cut -d' ' -f4)"
+    add "$name.settle" "$(echo "$st" | cut -d' ' -f5)"
+  fi
+  add "$name.loads" "$(echo "$st" | cut -d' ' -f1)"
+  cpu=$(cpu_ticks)
+  rss=$(vmhwm_kb)
   umount_wait
-done
-t_warm=$(median < "$W/times")
-sql_warm=$(log_num "SQLite write transactions")
-loads_warm=$(sed -n 's/.*chunks loaded from the store \([0-9]*\).*/\1/p' "$W/daemon.log" | tail -1)
-t_warm_data=$(for _ in $(seq $RUNS); do mount_fresh --cache-dir "$CACHE"; read_data_half "$IMG"; umount_wait; done | median)
-
-# warm random 4 KiB O_DIRECT reads over the first data segment (fio)
-fio_p() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["jobs"][0]["read"]; p=d["clat_ns"]["percentile"]; print("%.0f %.0f %.0f %.0f" % (p["50.000000"]/1e3, p["99.000000"]/1e3, p["99.900000"]/1e3, d["iops"]))' "$1"; }
-fio_run() {
-  fio --name=randread --filename="$1" --direct=1 --rw=randread --bs=4k --ioengine=psync \
-    --size=${SEG}M --runtime=10 --time_based --output-format=json > "$2"
+  add "$name.mbps" "$(mbps $DATA "$t")"
+  add "$name.logical" "$(mbps $SIZE "$t")"
+  add "$name.cpu" "$(calc "$cpu / $TICK / ($DATA / 1073741824)")"
+  add "$name.rss" "$(calc "$rss / 1024")"
+  if [ "$mode" = fill ]; then
+    add "$name.sql_exit" "$(sed -n 's/.* \([0-9][0-9]*\) SQLite write transactions.*/\1/p' "$W/daemon.log" | tail -1)"
+    add "$name.cached" "$(cache_entries "$cache")"
+  fi
+  log "  $name: $(fmt %.0f "$(mbps $DATA "$t")") MB/s of data"
 }
-mount_fresh --cache-dir "$CACHE"
-cat "$IMG" > /dev/null  # page cache of the cache files, like the datastore's
-fio_run "$IMG" "$W/fio-mnt.json"
-umount_wait
-fio_run "$RAW" "$W/fio-raw.json"
-read -r f_p50 f_p99 f_p999 f_iops < <(fio_p "$W/fio-mnt.json")
-read -r r_p50 r_p99 r_p999 r_iops < <(fio_p "$W/fio-raw.json")
-cleanup
 
-cat <<EOT
+# --- the runs --------------------------------------------------------------------
+files_of "$W/pbs.files" >/dev/null
+for run in $(seq "$RUNS"); do
+  log "run $run of $RUNS"
+  # references
+  out=$(openssl speed -evp sha256 -seconds 3 -bytes 16384 2>/dev/null | awk '$1 == "sha256" {sub(/k$/, "", $2); print $2}')
+  add sha "$(calc "1073741824 / ($out * 1000)")"
+  add sha.mbps "$(calc "$out / 1000")"
+  drop_caches
+  t0=$EPOCHREALTIME; cat "$PLAIN" >/dev/null; t1=$EPOCHREALTIME
+  add plain "$(mbps $DATA "$(secs "$t0" "$t1")")"
+  files_of "$W/pbs.files" >/dev/null
+  t0=$EPOCHREALTIME
+  got=$(curl -sS --no-progress-meter -Z --parallel-max 16 -w '%{size_download}\n' -K "$W/curl.cfg" | awk '{s += $1} END {printf "%d", s}')
+  t1=$EPOCHREALTIME
+  [ "$got" = "$CURL_BYTES" ] || die "curl fetched $got bytes of $CURL_BYTES"
+  add curl "$(mbps "$CURL_BYTES" "$(secs "$t0" "$t1")")"
+  log "  references: sha256 $(fmt %.0f "$(calc "$out / 1000")") MB/s, cat plain $(fmt %.0f "$(vals plain | tail -1)") MB/s, curl $(fmt %.0f "$(vals curl | tail -1)") MB/s"
 
-lazyimg benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r)
-image: $((SIZE >> 20)) MiB, $((DATA >> 20)) MiB incompressible data + $(((SIZE - DATA) >> 20)) MiB zero chunks, 4 MiB chunks; median of $RUNS runs
+  # lazyimg, local datastore and HTTP, and the cache's files read with the page cache dropped
+  for where in local http; do
+    store=$DS
+    [ $where = http ] && store=$HTTP/ds
+    lz "$where.nocache" "$store" $REL nocache "" "$W/pbs.warm" "$N_PBS"
+    lz "$where.fill" "$store" $REL fill "$W/cache-$where" "$W/pbs.warm" "$N_PBS"
+    if [ $where = local ]; then
+      cache_files "$W/cache-local"
+      cbytes=$(bytes_of "$W/cachefiles")
+      drop_caches
+      t0=$EPOCHREALTIME; files_of "$W/cachefiles" >/dev/null; t1=$EPOCHREALTIME
+      add cachecat "$(mbps "$cbytes" "$(secs "$t0" "$t1")")"
+      log "  cat of the cache's chunk files, page cache dropped: $(fmt %.0f "$(vals cachecat | tail -1)") MB/s"
+    fi
+    lz "$where.warmdrop" "$store" $REL warmdrop "$W/cache-$where" "" "$N_PBS"
+    lz "$where.warmpc" "$store" $REL warmpc "$W/cache-$where" "" "$N_PBS"
+  done
+  # casync, 64 KiB average chunks, over HTTP
+  lz cas.nocache "$HTTP/casync" $CREL nocache "" "$W/cas.files" "$N_CAS"
+  lz cas.fill "$HTTP/casync" $CREL fill "$W/cache-cas" "$W/cas.files" "$N_CAS"
 
-| what | time (s) | MB/s | vs reference |
-|---|---|---|---|
-| cat raw image file (reference) | $(printf %.2f "$t_cat_raw") | $(mbps "$SIZE" "$t_cat_raw") | 1.00 |
-| cat image through the mount | $(printf %.2f "$t_cat_mnt") | $(mbps "$SIZE" "$t_cat_mnt") | $(echo "$t_cat_raw / $t_cat_mnt" | bc -l | xargs printf %.2f) |
-| data half, raw file (reference) | $(printf %.2f "$t_data_raw") | $(mbps "$DATA" "$t_data_raw") | 1.00 |
-| data half through the mount | $(printf %.2f "$t_data_mnt") | $(mbps "$DATA" "$t_data_mnt") | $(echo "$t_data_raw / $t_data_mnt" | bc -l | xargs printf %.2f) |
-| cp --sparse=always from the mount to a file | $(printf %.2f "$t_cp") | $(mbps "$SIZE" "$t_cp") | $(echo "$t_cp / $t_data_mnt" | bc -l | xargs printf %.2f) x data-half read |
-| cp --sparse=always from the mount to /dev/null | $(printf %.2f "$t_cp_null") | $(mbps "$SIZE" "$t_cp_null") | $(echo "$t_cp_null / $t_data_mnt" | bc -l | xargs printf %.2f) x data-half read |
-| cp --sparse=always of the raw file to a file (cost of writing the copy) | $(printf %.2f "$t_cp_raw") | $(mbps "$SIZE" "$t_cp_raw") | |
+  # the peer: nbdkit curl + readahead, qemu-img convert to a file
+  cat "$RAW" >/dev/null
+  rm -f "$W/out.raw" "$SOCK"
+  nbdkit -f -U "$SOCK" --filter=readahead curl url="$HTTP/img.raw" 2>"$W/nbdkit.log" &
+  NBD_PID=$!
+  for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+  [ -S "$SOCK" ] || { cat "$W/nbdkit.log" >&2; die "nbdkit did not start"; }
+  t0=$EPOCHREALTIME
+  qemu-img convert -O raw "nbd+unix:///?socket=$SOCK" "$W/out.raw"
+  t1=$EPOCHREALTIME
+  kill "$NBD_PID"; wait "$NBD_PID" 2>/dev/null || true; NBD_PID=""
+  add peer "$(mbps $SIZE "$(secs "$t0" "$t1")")"
+  if [ "$run" = 1 ]; then cmp "$W/out.raw" "$RAW" || die "the peer's copy differs from the image"; fi
+  rm -f "$W/out.raw"; sync
+  log "  peer (nbdkit curl, qemu-img convert): $(fmt %.0f "$(vals peer | tail -1)") MB/s logical"
 
-daemon peak RSS (VmHWM, highest of the runs) while reading the whole image: $((rss_kb / 1024)) MiB
-cp --sparse=always output: $((copy_kb / 1024)) MiB allocated of $((SIZE >> 20)) MiB; identical to the source; no zero chunk read
+  # cp --sparse=always of the HTTP image, fresh mount, fresh cache
+  rm -rf "$W/cache-cp"
+  files_of "$W/pbs.warm" >/dev/null
+  mount_fresh "$HTTP/ds" --cache-dir "$W/cache-cp"
+  t0=$EPOCHREALTIME
+  cp --sparse=always "$MNT/$REL" "$W/out.raw"
+  t1=$EPOCHREALTIME
+  add cp.rss "$(calc "$(vmhwm_kb) / 1024")"
+  umount_wait
+  add cp "$(mbps $SIZE "$(secs "$t0" "$t1")")"
+  if [ "$run" = 1 ]; then cmp "$W/out.raw" "$RAW" || die "cp --sparse=always's copy differs from the image"; fi
+  rm -f "$W/out.raw"; sync
+  log "  cp --sparse=always: $(fmt %.0f "$(vals cp | tail -1)") MB/s logical"
 
-chunk cache (--cache-dir on the same disk; each warm figure from a fresh mount):
+  add ratio1.local "$(calc "$(vals local.fill.mbps | tail -1) / $(vals local.nocache.mbps | tail -1)")"
+  add ratio1.http "$(calc "$(vals http.fill.mbps | tail -1) / $(vals http.nocache.mbps | tail -1)")"
+  add ratio1.cas "$(calc "$(vals cas.fill.mbps | tail -1) / $(vals cas.nocache.mbps | tail -1)")"
+done
+rm -rf "$W/cache-cp" "$W/cache-local" "$W/cache-http" "$W/cache-cas"
 
-| what | time (s) | MB/s | vs reference |
-|---|---|---|---|
-| cat raw image file (reference) | $(printf %.2f "$t_cat_raw") | $(mbps "$SIZE" "$t_cat_raw") | 1.00 |
-| cold: cat through the mount, empty cache | $(printf %.2f "$t_cold") | $(mbps "$SIZE" "$t_cold") | $(echo "$t_cat_raw / $t_cold" | bc -l | xargs printf %.2f) |
-| warm: cat through the mount, every chunk cached | $(printf %.2f "$t_warm") | $(mbps "$SIZE" "$t_warm") | $(echo "$t_cat_raw / $t_warm" | bc -l | xargs printf %.2f) |
-| warm: data half through the mount | $(printf %.2f "$t_warm_data") | $(mbps "$DATA" "$t_warm_data") | $(echo "$t_data_raw / $t_warm_data" | bc -l | xargs printf %.2f) vs raw data half |
+# CPU taken by other processes: the machine's busy time minus ours (this shell and
+# every child it waited for, from `times`, plus nginx, still running). Kernel
+# threads working for us (writeback) count as others: a few seconds on an idle machine.
+read -r BUSY1 STEAL1 < <(cpu_stat)
+T_RUN=$(secs "$T_START" "$EPOCHREALTIME")
+own=$(times | awk '{for (i = 1; i <= NF; i++) {split($i, a, /[ms]/); s += a[1] * 60 + a[2]}} END {print s}')
+for p in "$NGINX_PID" $(pgrep -P "$NGINX_PID"); do
+  own=$(calc "$own + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') / $TICK")
+done
+OTHERS=$(calc "($BUSY1 - $BUSY0) / $TICK - $own")
+STEAL=$(calc "100 * ($STEAL1 - $STEAL0) / $TICK / $T_RUN / $(nproc)")
 
-chunks read from the store by a warm run: $loads_warm
-SQLite write transactions: $sql_cold for the cold read ($(echo "$sql_cold * 1073741824 / $SIZE" | bc) per GiB read), $sql_warm for a warm read ($(echo "$sql_warm * 1073741824 / $SIZE" | bc) per GiB read)
-
-| random 4 KiB reads, O_DIRECT, fio psync, 10 s, first ${SEG} MiB (data) | p50 (µs) | p99 (µs) | p99.9 (µs) | IOPS |
-|---|---|---|---|---|
-| through the mount, warm cache | $f_p50 | $f_p99 | $f_p999 | $f_iops |
-| raw image file on this disk (reference) | $r_p50 | $r_p99 | $r_p999 | $r_iops |
-EOT
+# --- the table -------------------------------------------------------------------
+# one row per line: | what | MB/s of data | min–max | CPU s/GiB | peak RSS MiB | ratio | target | result |
+line_row() { # LABEL NAME
+  printf '| %s | %s | %s–%s | %s | %s | | | |\n' "$1" "$(fmt %.0f "$(med "$2.mbps")")" \
+    "$(fmt %.0f "$(lo "$2.mbps")")" "$(fmt %.0f "$(hi "$2.mbps")")" \
+    "$(fmt %.2f "$(med "$2.cpu")")" "$(fmt %.0f "$(hi "$2.rss")")"
+}
+ref_row() { # LABEL KEY [UNIT-NOTE]
+  printf '| %s | %s | %s–%s | | | | | |\n' "$1" "$(fmt %.0f "$(med "$2")")" "$(fmt %.0f "$(lo "$2")")" "$(fmt %.0f "$(hi "$2")")"
+}
+# judge VALUE OP TARGET: PASS or FAIL
+judge() { awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN {
+  ok = (op == ">=") ? v >= t : (op == "<=") ? v <= t : v == t
+  print ok ? "PASS" : "FAIL" }'; }
+ratio_row() { # LABEL VALUE OP TARGET [TARGET-TEXT]
+  printf '| %s | | | | | %s | %s %s | %s |\n' "$1" "$2" "$3" "${5:-$4}" "$(judge "$2" "$3" "$4")"
+}
+# every run's value equal to N
+all_eq() { # KEY N: PASS if every run's value is N
+  local v
+  for v in ${V[$1]}; do [ "$v" = "$2" ] || { echo FAIL; return; }; done
+  echo PASS
+}
+runs_of() { vals "$1" | awk -v f="${2:-%s}" 'NF {printf "%s" f, (n++ ? ", " : ""), $1} END {print ""}'; }
+count_row() { # LABEL KEY N TARGET-TEXT
+  printf '| %s | | | | | %s | %s | %s |\n' "$1" "$(runs_of "$2")" "$4" "$(all_eq "$2" "$3")"
+}
+SHA=$(med sha)
+GIB=$(calc "$DATA / 1073741824")
+r2() { fmt %.2f "$1"; }
+{
+  echo
+  echo "lazyimg benchmark (contrib/bench.sh) — $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) cores, $((MEM_MB / 1024)) GiB memory ($MEM_MB MiB)"
+  echo "memory warmed first: $WARMED"
+  echo "image: $SIZE_MB MiB = 8 x ($SEG MiB incompressible + $SEG MiB zeros), $((DATA >> 20)) MiB of data;" \
+    "PBS datastore with 4 MiB chunks ($N_PBS distinct data chunks), casync store with 64 KiB average chunks" \
+    "($N_CAS_ALL chunks, $N_CAS distinct data chunks)"
+  echo "HTTP: nginx on 127.0.0.1; store files in the page cache for every cold read; each lazyimg figure from a fresh mount" \
+    "with default options (--no-cache or --cache-dir only), read by cat; $RUNS runs: median, min–max"
+  echo "MB/s of data = $((DATA >> 20)) MiB / time; CPU = daemon utime+stime per GiB of data; RSS = daemon VmHWM (highest run)"
+  echo
+  echo "| what | MB/s | min–max | CPU s/GiB | peak RSS MiB | ratio | target | result |"
+  echo "|---|---|---|---|---|---|---|---|"
+  printf '| ref: SHA-256, openssl speed -evp sha256, 16 KiB blocks (1 core) | %s | %s–%s | %s (s per GiB hashed) | | | | |\n' \
+    "$(fmt %.0f "$(med sha.mbps)")" "$(fmt %.0f "$(lo sha.mbps)")" "$(fmt %.0f "$(hi sha.mbps)")" "$(r2 "$SHA")"
+  ref_row "ref: cat of a plain $((DATA >> 20)) MiB file, page cache dropped" plain
+  ref_row "ref: cat of the cache's chunk files, page cache dropped" cachecat
+  ref_row "ref: curl -Z --parallel-max 16, the data chunk files from nginx" curl
+  ref_row "ref (peer): nbdkit curl --filter=readahead, qemu-img convert -O raw to a file (logical MB/s)" peer
+  line_row "local, cold --no-cache" local.nocache
+  line_row "local, cold cache filling (defaults, empty cache)" local.fill
+  line_row "local, warm, page cache dropped" local.warmdrop
+  line_row "local, warm, page cache warm" local.warmpc
+  line_row "HTTP, cold --no-cache" http.nocache
+  line_row "HTTP, cold cache filling (defaults, empty cache)" http.fill
+  line_row "HTTP, warm, page cache dropped" http.warmdrop
+  line_row "HTTP, warm, page cache warm" http.warmpc
+  line_row "casync 64K over HTTP, cold --no-cache" cas.nocache
+  line_row "casync 64K over HTTP, cold cache filling" cas.fill
+  printf '| HTTP, cold read with defaults (logical MB/s) | %s | %s–%s | | | | | |\n' \
+    "$(fmt %.0f "$(med http.fill.logical)")" "$(fmt %.0f "$(lo http.fill.logical)")" "$(fmt %.0f "$(hi http.fill.logical)")"
+  printf '| HTTP, cp --sparse=always to a file, fresh mount and cache (logical MB/s) | %s | %s–%s | | %s | | | |\n' \
+    "$(fmt %.0f "$(med cp)")" "$(fmt %.0f "$(lo cp)")" "$(fmt %.0f "$(hi cp)")" "$(fmt %.0f "$(hi cp.rss)")"
+  for w in local:local http:HTTP "cas:casync 64K"; do
+    k=${w%%:*}
+    printf '| 1. cache filling / --no-cache, %s (median; min–max of the runs: %s–%s) | | | | | %s | >= 0.85 in every run | %s |\n' \
+      "${w#*:}" "$(r2 "$(lo "ratio1.$k")")" "$(r2 "$(hi "ratio1.$k")")" "$(r2 "$(med "ratio1.$k")")" "$(judge "$(lo "ratio1.$k")" ">=" 0.85)"
+  done
+  count_row "2. cached chunks after the cold cache-filling read (cache stats), local; distinct data chunks $N_PBS" local.fill.cached "$N_PBS" "= $N_PBS"
+  count_row "2. cached chunks, HTTP" http.fill.cached "$N_PBS" "= $N_PBS"
+  count_row "2. cached chunks, casync 64K" cas.fill.cached "$N_CAS" "= $N_CAS"
+  ratio_row "3. CPU per GiB / SHA-256 s per GiB, local --no-cache" "$(r2 "$(calc "$(med local.nocache.cpu) / $SHA")")" "<=" 2
+  ratio_row "3. CPU per GiB / SHA-256 s per GiB, HTTP --no-cache" "$(r2 "$(calc "$(med http.nocache.cpu) / $SHA")")" "<=" 2
+  ratio_row "3. CPU per GiB / SHA-256 s per GiB, local cache filling" "$(r2 "$(calc "$(med local.fill.cpu) / $SHA")")" "<=" 2.5
+  ratio_row "3. CPU per GiB / SHA-256 s per GiB, HTTP cache filling" "$(r2 "$(calc "$(med http.fill.cpu) / $SHA")")" "<=" 2.5
+  ratio_row "4. warm (page cache dropped) / cat of the cache's files, local" "$(r2 "$(calc "$(med local.warmdrop.mbps) / $(med cachecat)")")" ">=" 0.85
+  ratio_row "4. warm (page cache dropped) / cat of the cache's files, HTTP" "$(r2 "$(calc "$(med http.warmdrop.mbps) / $(med cachecat)")")" ">=" 0.85
+  ratio_row "4. warm, page cache warm, local (MB/s of data)" "$(fmt %.0f "$(med local.warmpc.mbps)")" ">=" 1500 "1500 MB/s"
+  ratio_row "4. warm, page cache warm, HTTP (MB/s of data)" "$(fmt %.0f "$(med http.warmpc.mbps)")" ">=" 1500 "1500 MB/s"
+  ratio_row "5. HTTP cold read with defaults / peer (logical)" "$(r2 "$(calc "$(med http.fill.logical) / $(med peer)")")" ">=" 2
+  ratio_row "5. HTTP cp --sparse=always / peer (logical)" "$(r2 "$(calc "$(med cp) / $(med peer)")")" ">=" 2
+  ratio_row "6. peak RSS MiB, cold read with defaults, local (highest run)" "$(fmt %.0f "$(hi local.fill.rss)")" "<=" 100 "100 MiB"
+  ratio_row "6. peak RSS MiB, cold read with defaults, HTTP (highest run)" "$(fmt %.0f "$(hi http.fill.rss)")" "<=" 100 "100 MiB"
+  for w in local:local http:HTTP "cas:casync 64K"; do
+    k=${w%%:*}
+    ratio_row "7. SQLite write transactions per GiB of data, cold cache filling, ${w#*:} (status --json; highest run)" \
+      "$(fmt %.1f "$(calc "$(hi "$k.fill.sql") / $GIB")")" "<=" 12
+  done
+  count_row "8. chunks loaded (status --json) by the cold cache-filling read, local" local.fill.loads "$N_PBS" "= $N_PBS"
+  count_row "8. chunks loaded, HTTP" http.fill.loads "$N_PBS" "= $N_PBS"
+  count_row "8. chunks loaded, casync 64K" cas.fill.loads "$N_CAS" "= $N_CAS"
+  echo
+  echo "per run:"
+  for w in local:local http:HTTP "cas:casync 64K"; do
+    k=${w%%:*}
+    echo "- ${w#*:}, cold cache filling: $(runs_of "$k.fill.inserts_end") chunks inserted when the read ended;" \
+      "after waiting $(runs_of "$k.fill.settle" %.1f) s: $(runs_of "$k.fill.inserts") inserted, $(runs_of "$k.fill.skipped") skipped;" \
+      "SQLite write transactions $(runs_of "$k.fill.sql") (status --json), $(runs_of "$k.fill.sql_exit") (daemon log at exit);" \
+      "chunks loaded by --no-cache reads: $(runs_of "$k.nocache.loads")"
+  done
+  echo "- chunks loaded by warm reads (expected 0): local $(runs_of local.warmdrop.loads) (page cache dropped), $(runs_of local.warmpc.loads) (warm);" \
+    "HTTP $(runs_of http.warmdrop.loads), $(runs_of http.warmpc.loads)"
+  echo "SHA-256 s per GiB: $(r2 "$SHA"); the copies of the peer and of cp were compared with the image (first run): identical"
+  echo "duration of the benchmark: $(fmt %.0f "$T_RUN") s; CPU time of other processes meanwhile: about $(fmt %.0f "$OTHERS") s" \
+    "($(fmt %.0f "$(calc "100 * $OTHERS / $T_RUN / $(nproc)")")% of the machine); stolen by the hypervisor: $(fmt %.0f "$STEAL")%"
+  awk -v o="$OTHERS" -v t="$T_RUN" -v n="$(nproc)" 'BEGIN {exit !(o > 0.05 * t * n)}' &&
+    echo "WARNING: the machine was not idle during the run (other processes took more than 5% of its CPU): the figures are not reliable"
+  [ -z "$FUZZ_BEFORE" ] || echo "WARNING: fuzzers were running when the benchmark started"
+} | tee "$W/results.txt"
