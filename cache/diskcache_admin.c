@@ -421,7 +421,7 @@ static int recount(struct cache_disk *c)
     if (r == 0) {
         uint64_t entries, alloc, apparent;
         if (cache_dc_read_meta(c->st_meta_get, &entries, &alloc, &apparent) == 0)
-            c->total_alloc = alloc;
+            __atomic_store_n(&c->total_alloc, alloc, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&c->db_lock);
     return r;

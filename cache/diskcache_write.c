@@ -235,6 +235,9 @@ static bool budget_room(struct cache_disk *c, struct wr_state *w, size_t len)
         need += alloc_estimate(w->files[i].len);
     if (need > c->budget)
         return false; /* never empty the cache for one batch */
+    /* the common case without the lock, which a commit may hold for a while */
+    if (__atomic_load_n(&c->total_alloc, __ATOMIC_RELAXED) + need <= c->budget)
+        return true;
     pthread_mutex_lock(&c->db_lock);
     fits = c->total_alloc + need <= c->budget;
     if (!fits) {
@@ -264,11 +267,9 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
         if (w->files[i].algo == it->algo && !memcmp(w->files[i].key, it->key, CACHE_KEY_LEN))
             goto out; /* already in this batch */
     }
-    pthread_mutex_lock(&c->db_lock);
-    r = cache_dc_row_created(c, it->algo, it->key, NULL);
-    pthread_mutex_unlock(&c->db_lock);
-    if (r > 0 && !cache_dc_drop_pending(c, it->algo, it->key))
-        goto out; /* dedup; on a failed query the commit checks again */
+    /* No index lookup here: it would wait for the committer's lock. A chunk
+     * already cached is rarely inserted (inserts follow store loads, which
+     * follow cache misses), and the commit drops a file whose row exists. */
     if (!budget_room(c, w, it->len)) {
         skip_insert(c, 0);
         goto out;
@@ -490,7 +491,7 @@ void cache_dc_refresh_total(struct cache_disk *c)
 {
     uint64_t entries, alloc, apparent;
     if (cache_dc_read_meta(c->st_meta_get, &entries, &alloc, &apparent) == 0)
-        c->total_alloc = alloc;
+        __atomic_store_n(&c->total_alloc, alloc, __ATOMIC_RELAXED);
 }
 
 int cache_dc_drop_row(struct cache_disk *c, unsigned algo, const uint8_t *key, int64_t created)
@@ -727,7 +728,7 @@ int cache_dc_evict(struct cache_disk *c, uint64_t target, int64_t cutoff_ms, uin
             break;
         if ((r = cache_dc_read_meta(c->st_meta_get, &entries, &alloc, &apparent)) < 0)
             goto fail;
-        c->total_alloc = alloc;
+        __atomic_store_n(&c->total_alloc, alloc, __ATOMIC_RELAXED);
         /* a target of 0 means every entry, even files that take no blocks */
         if (alloc <= target && (target > 0 || entries == 0))
             goto done;
@@ -763,7 +764,7 @@ int cache_dc_evict(struct cache_disk *c, uint64_t target, int64_t cutoff_ms, uin
         }
         if ((r = meta_apply(c, &d)) < 0 || (r = txn_commit(c)) < 0)
             goto fail;
-        c->total_alloc = alloc;
+        __atomic_store_n(&c->total_alloc, alloc, __ATOMIC_RELAXED);
         atomic_fetch_add(&c->evictions, ndel);
         if (ret_evicted)
             *ret_evicted += ndel;

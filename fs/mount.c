@@ -30,8 +30,10 @@
 #include "offline_store.h"
 #include "remote_opts.h"
 
-#define DEFAULT_MEM_CACHE (24ull << 20)
-#define DEFAULT_MEM_CACHE_REMOTE (48ull << 20) /* a deeper readahead hides latency */
+/* Room for the kernel's 16 MiB readahead plus ours (half of it) with the
+ * chunks in between: below that, chunks the kernel asks for out of order
+ * leave memory before it gets to them and are loaded twice. */
+#define DEFAULT_MEM_CACHE (40ull << 20)
 #define FUSE_THREADS 16
 #define DEFAULT_READAHEAD_KB 16384
 #define DEFAULT_READAHEAD 8
@@ -68,9 +70,8 @@ static const char mount_usage[] =
     "                         $XDG_CACHE_HOME/lazyimg or ~/.cache/lazyimg)\n"
     "      --cache-size SIZE  disk space the cache may take (default 10G)\n"
     "      --no-cache         read every chunk from the store (no disk cache)\n"
-    "      --mem-cache SIZE   decoded chunks kept in memory (default 24M,\n"
-    "                         48M for remote stores); readahead uses at most\n"
-    "                         half of it\n"
+    "      --mem-cache SIZE   decoded chunks kept in memory (default 40M);\n"
+    "                         readahead uses at most half of it\n"
     "      --threads N        chunk decode threads (default: number of CPUs)\n"
     "      --fetch-concurrency N  chunk transfers in flight (default 16, or\n"
     "                         $LAZYIMG_FETCH_CONCURRENCY)\n"
@@ -170,7 +171,6 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {0},
     };
     const char *env_conc = getenv("LAZYIMG_FETCH_CONCURRENCY");
-    bool mem_cache_set = false;
     uint64_t v;
     int c;
 
@@ -199,7 +199,6 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             o->debug = o->foreground = true;
             break;
         case OPT_MEM:
-            mem_cache_set = true;
             if (fs_parse_size(optarg, &o->mem_cache) < 0 || o->mem_cache < (4u << 20)) {
                 fs_err("--mem-cache: invalid size '%s' (at least 4M)", optarg);
                 return 2;
@@ -291,9 +290,6 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         fs_err("--offline: everything comes from the cache directory; not with --no-cache");
         return 2;
     }
-    if (!mem_cache_set && (fetch_location_is_remote(o->store) ||
-                           (o->chunk_store && fetch_location_is_remote(o->chunk_store))))
-        o->mem_cache = DEFAULT_MEM_CACHE_REMOTE;
     /* what STORE holds, when the options say it; else open_stores() looks */
     size_t indexes = 0;
     for (size_t i = 0; i < o->nsnapshots; i++)
