@@ -373,7 +373,8 @@ rm -rf "$W/cache-cp" "$W/cache-local" "$W/cache-http" "$W/cache-cas"
 # threads working for us (writeback) count as others: a few seconds on an idle machine.
 read -r BUSY1 STEAL1 < <(cpu_stat)
 T_RUN=$(secs "$T_START" "$EPOCHREALTIME")
-own=$(times | awk '{for (i = 1; i <= NF; i++) {split($i, a, /[ms]/); s += a[1] * 60 + a[2]}} END {print s}')
+times >"$W/times.txt" # (in this shell: a pipe would run it in a subshell that has no children yet)
+own=$(awk '{for (i = 1; i <= NF; i++) {split($i, a, /[ms]/); s += a[1] * 60 + a[2]}} END {print s}' "$W/times.txt")
 for p in "$NGINX_PID" $(pgrep -P "$NGINX_PID"); do
   own=$(calc "$own + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') / $TICK")
 done
