@@ -55,6 +55,9 @@ unset LAZYIMG_CACHE_DIR LAZYIMG_FETCH_CONCURRENCY
 
 die() { echo "bench.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (FUSE mounts, drop_caches, nginx)"
+# one benchmark at a time on the machine: two would measure each other
+exec 9>/run/lock/lazyimg-bench.lock
+flock -n 9 || die "another contrib/bench.sh is running on this machine (/run/lock/lazyimg-bench.lock)"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number"
 if ! [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || [ $((SIZE_MB % 128)) != 0 ]; then die "SIZE_MB must be a multiple of 128"; fi
 for c in nginx curl nbdkit qemu-img openssl casync python3 fusermount3 mountpoint cmp; do
