@@ -55,6 +55,9 @@ unset LAZYIMG_CACHE_DIR LAZYIMG_FETCH_CONCURRENCY
 
 die() { echo "bench.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (FUSE mounts, drop_caches, nginx)"
+# one benchmark at a time on the machine: two would measure each other
+exec 9>/run/lock/lazyimg-bench.lock
+flock -n 9 || die "another contrib/bench.sh is running on this machine (/run/lock/lazyimg-bench.lock)"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number"
 if ! [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || [ $((SIZE_MB % 128)) != 0 ]; then die "SIZE_MB must be a multiple of 128"; fi
 for c in nginx curl nbdkit qemu-img openssl casync python3 fusermount3 mountpoint cmp; do
@@ -373,7 +376,8 @@ rm -rf "$W/cache-cp" "$W/cache-local" "$W/cache-http" "$W/cache-cas"
 # threads working for us (writeback) count as others: a few seconds on an idle machine.
 read -r BUSY1 STEAL1 < <(cpu_stat)
 T_RUN=$(secs "$T_START" "$EPOCHREALTIME")
-own=$(times | awk '{for (i = 1; i <= NF; i++) {split($i, a, /[ms]/); s += a[1] * 60 + a[2]}} END {print s}')
+times >"$W/times.txt" # (in this shell: a pipe would run it in a subshell that has no children yet)
+own=$(awk '{for (i = 1; i <= NF; i++) {split($i, a, /[ms]/); s += a[1] * 60 + a[2]}} END {print s}' "$W/times.txt")
 for p in "$NGINX_PID" $(pgrep -P "$NGINX_PID"); do
   own=$(calc "$own + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') / $TICK")
 done
