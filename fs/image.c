@@ -87,7 +87,10 @@ struct pending {
     atomic_int outstanding; /* chunks still awaited, +1 while being set up */
     atomic_int error;       /* first errno, positive */
     size_t size;
-    uint8_t *copy;          /* @size bytes, allocated when a piece needs it */
+    /* @size bytes, allocated when a read starts (the disk cache is on) and
+     * written only by pieces copied in: from malloc, whose untouched pages
+     * cost no memory, not from a reused chunk slot whose pages are all mapped */
+    uint8_t *copy;
     size_t n;               /* pieces used */
     struct reply_piece {
         const uint8_t *bytes; /* NULL: not there (yet) */
@@ -109,7 +112,7 @@ static void pending_free(struct pending *p)
 {
     for (size_t k = 0; k < p->n; k++)
         fs_chunks_put(p->ctx->chunks, p->pieces[k].ref);
-    fetch_buf_free(p->copy);
+    free(p->copy);
     free(p);
 }
 
@@ -188,7 +191,7 @@ static void piece_done(void *arg, int r, struct cache_mem_entry *entry, const fe
 static uint8_t *pending_copy_area(struct pending *p, size_t at, size_t len)
 {
     (void)len;
-    if (!p->copy && !(p->copy = fetch_buf_alloc(p->size)))
+    if (!p->copy && !(p->copy = malloc(p->size)))
         return NULL;
     return p->copy + at;
 }
