@@ -227,12 +227,20 @@ static uint64_t alloc_estimate(size_t len)
  */
 static uint64_t committing_bytes(struct wr_state *w);
 
+/* Allocation estimate of the files in @w's batch. */
+static uint64_t batch_alloc(const struct wr_state *w)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < w->n; i++)
+        sum += alloc_estimate(w->files[i].len);
+    return sum;
+}
+
 static bool budget_room(struct cache_disk *c, struct wr_state *w, size_t len)
 {
-    uint64_t need = alloc_estimate(len) + committing_bytes(w), low = c->budget * c->low_pct / 100;
+    uint64_t need = alloc_estimate(len) + committing_bytes(w) + batch_alloc(w);
+    uint64_t low = c->budget * c->low_pct / 100;
     bool fits;
-    for (size_t i = 0; i < w->n; i++)
-        need += alloc_estimate(w->files[i].len);
     if (need > c->budget)
         return false; /* never empty the cache for one batch */
     /* the common case without the lock, which a commit may hold for a while */
@@ -897,15 +905,14 @@ static void committer_stop(struct committer *k)
 static void hand_over(struct cache_disk *c, struct wr_state *w, bool wait)
 {
     struct committer *k = w->k;
-    uint64_t mine, bytes = 0;
+    uint64_t mine, bytes;
 
     if (!k) {
         commit_batch(c, w);
         writer_evict(c, w);
         return;
     }
-    for (size_t i = 0; i < w->n; i++)
-        bytes += alloc_estimate(w->files[i].len);
+    bytes = batch_alloc(w);
     pthread_mutex_lock(&k->lock);
     while (k->busy)
         pthread_cond_wait(&k->cond, &k->lock);

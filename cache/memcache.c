@@ -102,27 +102,26 @@ void cache_mem_free(struct cache_mem *c)
     free(c);
 }
 
-static void list_unlink(struct lru *l, struct cache_mem_entry *e)
+/* Whether @e was on @l (and is no longer). */
+static bool list_unlink(struct lru *l, struct cache_mem_entry *e)
 {
     if (e->lru_prev)
         e->lru_prev->lru_next = e->lru_next;
     else if (l->head == e)
         l->head = e->lru_next;
     else
-        return; /* not on this list */
+        return false;
     if (e->lru_next)
         e->lru_next->lru_prev = e->lru_prev;
     else
         l->tail = e->lru_prev;
     e->lru_prev = e->lru_next = NULL;
+    return true;
 }
 
 static void lru_unlink(struct shard *s, struct cache_mem_entry *e)
 {
-    struct cache_mem_entry *head = e->read ? s->lru_read.head : s->lru_unread.head;
-    bool listed = e->lru_prev || head == e;
-    list_unlink(e->read ? &s->lru_read : &s->lru_unread, e);
-    if (listed && e->read)
+    if (list_unlink(e->read ? &s->lru_read : &s->lru_unread, e) && e->read)
         s->read_bytes -= e->len;
 }
 

@@ -187,10 +187,9 @@ static void piece_done(void *arg, int r, struct cache_mem_entry *entry, const fe
     pending_put(p);
 }
 
-/* The bytes of the reply at [@at, @at + @len), for a piece that must be copied. */
-static uint8_t *pending_copy_area(struct pending *p, size_t at, size_t len)
+/* Where the piece at @at of the reply goes when it must be copied. */
+static uint8_t *pending_copy_area(struct pending *p, size_t at)
 {
-    (void)len;
     if (!p->copy && !(p->copy = malloc(p->size)))
         return NULL;
     return p->copy + at;
@@ -222,7 +221,7 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t r
     for (size_t k = 0; k < niov; k++) {
         const uint8_t *bytes = iov[k].iov_base;
         if (bytes != zero_buf) {
-            uint8_t *dst = pending_copy_area(p, at, iov[k].iov_len);
+            uint8_t *dst = pending_copy_area(p, at);
             if (!dst) {
                 pending_free(p);
                 fuse_reply_err(req, ENOMEM);
@@ -251,7 +250,7 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t r
             rp->bytes = zero_buf;
             continue;
         }
-        if (ctx->has_disk_cache && !(area = pending_copy_area(p, buf_off, len))) {
+        if (ctx->has_disk_cache && !(area = pending_copy_area(p, buf_off))) {
             r = -ENOMEM;
         } else {
             r = fs_chunks_peek(ctx->chunks, e, (uint32_t)(from - e->offset), len, area, &bytes,
