@@ -60,6 +60,9 @@ struct fs_ctx {
     /* NULL, or why the mount serves cached metadata (status says "offline") */
     const char *offline;
     bool has_disk_cache;     /* reads may need a scratch buffer for disk-cache hits */
+    /* images bypass the kernel's page cache (FOPEN_DIRECT_IO): every read
+     * comes here, in the reader's order and sizes (up to FS_MAX_READ) */
+    bool direct_io;
     unsigned readahead_max;  /* FS_READAHEAD_UNITs a sequential stream may prefetch (0: none) */
     size_t mem_budget;       /* of decoded chunks in memory (bounds the readahead window) */
     atomic_uint_least64_t last_read_ms; /* CLOCK_MONOTONIC_COARSE of the last image read */

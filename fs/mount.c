@@ -88,8 +88,15 @@ static const char mount_usage[] =
     "                         is not STORE/default.castr\n"
     "      --readahead N      how far a sequential reader is prefetched ahead, per\n"
     "                         stream, in units of 4 MiB (default 8, 0 disables)\n"
-    "      --readahead-kb N   kernel readahead window of the mount, in KiB\n"
-    "                         (default 16384; needs root, 0 keeps the kernel's)\n"
+    "      --page-cache       let the kernel keep image bytes in its page cache,\n"
+    "                         as for ordinary files. Without it (the default)\n"
+    "                         image reads go straight to the daemon, which holds\n"
+    "                         the chunks in memory and on disk: faster for\n"
+    "                         streaming reads, but an image cannot be mapped\n"
+    "                         with mmap(MAP_SHARED) (ENODEV; MAP_PRIVATE works)\n"
+    "      --readahead-kb N   kernel readahead window of the mount, in KiB, with\n"
+    "                         --page-cache (default 16384; needs root, 0 keeps\n"
+    "                         the kernel's)\n"
     "      --hydrate          fetch every chunk of every image into the cache in\n"
     "                         the background (lowest priority)\n"
     "      --bandwidth RATE   cap for --hydrate, bytes per second (e.g. 50M)\n"
@@ -106,7 +113,7 @@ static const char mount_usage[] =
     "  -h, --help             show this help\n";
 
 struct mount_opts {
-    bool foreground, debug, allow_other, no_cache, offline;
+    bool foreground, debug, allow_other, no_cache, offline, page_cache;
     uint64_t mem_cache, cache_size;
     const char *cache_dir;
     unsigned threads, concurrency, retries, readahead;
@@ -146,7 +153,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
 {
     enum { OPT_MEM = 256, OPT_THREADS, OPT_RA, OPT_ALLOW_OTHER, OPT_CACHE_DIR, OPT_CACHE_SIZE,
            OPT_NO_CACHE, OPT_CONC, OPT_RETRIES, OPT_MIRROR, OPT_SNAPSHOT, OPT_READAHEAD,
-           OPT_HYDRATE, OPT_BANDWIDTH, OPT_CHUNK_STORE, OPT_OFFLINE };
+           OPT_HYDRATE, OPT_BANDWIDTH, OPT_CHUNK_STORE, OPT_OFFLINE, OPT_PAGE_CACHE };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"debug", no_argument, NULL, 'd'},
@@ -166,6 +173,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {"bandwidth", required_argument, NULL, OPT_BANDWIDTH},
         {"chunk-store", required_argument, NULL, OPT_CHUNK_STORE},
         {"offline", no_argument, NULL, OPT_OFFLINE},
+        {"page-cache", no_argument, NULL, OPT_PAGE_CACHE},
         FS_REMOTE_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {0},
@@ -267,6 +275,9 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             break;
         case OPT_NO_CACHE:
             o->no_cache = true;
+            break;
+        case OPT_PAGE_CACHE:
+            o->page_cache = true;
             break;
         case OPT_OFFLINE:
             o->offline = true;
@@ -992,7 +1003,7 @@ int fs_cmd_mount(int argc, char **argv)
         fs_err("cannot mount at %s (see the message above)", mnt);
         goto out_handlers;
     }
-    bool set_readahead = readahead_settable(mnt, o.readahead_kb);
+    bool set_readahead = o.page_cache && readahead_settable(mnt, o.readahead_kb);
     if (fuse_daemonize(o.foreground) != 0) {
         fs_err("cannot detach from the terminal");
         goto out_unmount;
@@ -1023,6 +1034,7 @@ int fs_cmd_mount(int argc, char **argv)
     ctx.stores = pool_stores;
     ctx.nstores = npool_stores;
     ctx.readahead_max = o.readahead;
+    ctx.direct_io = !o.page_cache;
     ctx.mem_budget = (size_t)o.mem_cache;
     pcfg.concurrency = o.concurrency;
     pcfg.workers = o.threads;

@@ -249,6 +249,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fi->fh = (uintptr_t)f;
     }
     fi->keep_cache = 1; /* snapshots are immutable */
+    /* Streaming an image through the kernel's page cache costs a fresh page
+     * per 4 KiB read (on a VM that hands freed memory back to its host, a
+     * fault there too) and lets kernel readahead reorder the requests; the
+     * daemon keeps the chunks in memory and on disk anyway. */
+    if (n->kind == FS_NODE_IMAGE && ctx->direct_io)
+        fi->direct_io = 1;
     if (fuse_reply_open(req, fi) == -ENOENT && fi->fh) {
         /* the open was interrupted: no release will follow */
         file_free(ctx, (struct fs_file *)(uintptr_t)fi->fh);

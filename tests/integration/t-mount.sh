@@ -208,14 +208,29 @@ sz=$(stat -c %s a1.raw)
 expect_eq "read at EOF returns 0 bytes" 0 "$(read_range "$M/vm/100/$T1/drive-scsi0.img" "$sz" 4096 | wc -c)"
 expect_eq "read across EOF is short" 10 "$(read_range "$M/vm/100/$T1/drive-scsi0.img" $((sz - 10)) 4096 | wc -c)"
 
-# mmap (page-cache reads through the mapping)
-python3 - "$M/vm/100/$T2/drive-scsi0.img" a2.raw <<'EOF' || fail "mmap of vm/100/$T2/drive-scsi0.img differs from the source"
-import hashlib, mmap, sys
-with open(sys.argv[1], "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
-    got = hashlib.sha256(m).hexdigest()
-assert got == hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
+# mmap: images bypass the page cache by default, so MAP_PRIVATE maps them and
+# MAP_SHARED is refused (ENODEV); with --page-cache (below) MAP_SHARED works
+cat >mmap_check.py <<'EOF'
+import errno, hashlib, mmap, sys
+path, src, mode = sys.argv[1:4]
+flags = mmap.MAP_SHARED if mode == "shared" else mmap.MAP_PRIVATE
+want = hashlib.sha256(open(src, "rb").read()).hexdigest()
+with open(path, "rb") as f:
+    try:
+        m = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+    except OSError as e:
+        print("mmap failed:", errno.errorcode.get(e.errno, e.errno))
+        sys.exit(3 if e.errno == errno.ENODEV else 1)
+    with m:
+        got = hashlib.sha256(m).hexdigest()
+sys.exit(0 if got == want else 2)
 EOF
-ok "mmap of an image reads the source bytes"
+python3 mmap_check.py "$M/vm/100/$T2/drive-scsi0.img" a2.raw private ||
+    fail "mmap(MAP_PRIVATE) of vm/100/$T2/drive-scsi0.img differs from the source or fails"
+ok "mmap(MAP_PRIVATE) of an image reads the source bytes"
+rc=0
+python3 mmap_check.py "$M/vm/100/$T2/drive-scsi0.img" a2.raw shared >/dev/null || rc=$?
+expect_eq "mmap(MAP_SHARED) of an image without --page-cache fails with ENODEV (exit 3)" 3 "$rc"
 # statfs works on the mount
 stat -f "$M" >/dev/null || fail "statfs (stat -f) on the mount failed"
 ok "statfs on the mount works"
@@ -281,6 +296,17 @@ for id in 410:--no-compress 411:--zstd-no-content-size; do
     cmp -s "$M/vm/${id%%:*}/$T1/qemu-server.conf" conf1 || fail "${id#*:}: config blob differs from the source"
     ok "mkpbs ${id#*:}: image and config blob read back exactly"
 done
+lazyimg_umount "$M"
+# --page-cache: the same images through the kernel's page cache, and
+# mmap(MAP_SHARED), which the default refuses, works
+lazyimg_mount "$F" "$M" --page-cache
+for i in 0 6; do
+    out=$(cmp "$M/vm/$((400 + i))/$T1/drive-scsi0.img" f.raw 2>&1) ||
+        fail "--page-cache, chunk size ${sizes[i]}: image differs from the source" "$out"
+done
+python3 mmap_check.py "$M/vm/406/$T1/drive-scsi0.img" f.raw shared ||
+    fail "--page-cache: mmap(MAP_SHARED) of an image fails or differs from the source"
+ok "--page-cache: images read back exactly, also through mmap(MAP_SHARED)"
 lazyimg_umount "$M"
 
 # --- encrypted snapshot -------------------------------------------------------

@@ -36,9 +36,10 @@ chown $U cache m1 m2 m3
 add_cleanup "rm -rf /tmp/lazyimg-$U /run/user/$U"
 as_user() { setpriv --reuid $U --regid $U --clear-groups env -i PATH=/usr/bin:/bin HOME=/nonexistent LAZYIMG_CACHE_DIR=$W/cache "$@"; }
 
-# a user's mount (socket in /tmp/lazyimg-UID): one line about the readahead
+# a user's mount with --page-cache (socket in /tmp/lazyimg-UID): one line
+# about the kernel readahead, which only root can raise
 T_MOUNTS+=("$W/m1")
-as_user "$LAZYIMG" mount "$S" "$W/m1" >m1.log 2>&1 || fail "user mount failed" "$(cat m1.log)"
+as_user "$LAZYIMG" mount --page-cache "$S" "$W/m1" >m1.log 2>&1 || fail "user mount failed" "$(cat m1.log)"
 T_PIDS+=("$(daemon_pid "$W/m1")")
 grep -q "user_id=$U," <(grep -F " $W/m1 " /proc/self/mountinfo) || fail "m1 is not a mount of uid $U"
 n=$(grep -c "kernel readahead of $W/m1 stays at [0-9]* KiB, not the 16384 KiB of --readahead-kb: only root can change it" m1.log || true)
@@ -57,6 +58,7 @@ mkdir -p /run/user/$U && chown $U /run/user/$U && chmod 700 /run/user/$U
 T_MOUNTS+=("$W/m2")
 as_user XDG_RUNTIME_DIR=/run/user/$U "$LAZYIMG" mount "$S" "$W/m2" >m2.log 2>&1 || fail "user mount 2 failed" "$(cat m2.log)"
 T_PIDS+=("$(daemon_pid "$W/m2")")
+expect_eq "a user's mount without --page-cache says nothing" "" "$(cat m2.log)"
 "$LAZYIMG" status "$W/m2" >st2.out 2>&1 || fail "root: status of the user's mount (XDG) failed" "$(cat st2.out)"
 grep -qF "* $S (active)" st2.out || fail "root: status (XDG)" "$(cat st2.out)"
 ok "root's status reaches the user's daemon (/run/user/$U/lazyimg)"
