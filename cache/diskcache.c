@@ -43,6 +43,7 @@
 #define DEFAULT_MIN_AGE_SEC 60
 #define DEFAULT_FLUSH_MS 2000
 #define DEFAULT_MAX_OPEN 512
+#define DEFAULT_DIRECT_BACKLOG ((uint64_t)8 << 20)
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -725,6 +726,7 @@ int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret,
     c->min_age_ms = (int64_t)(o->min_age_sec ? o->min_age_sec : DEFAULT_MIN_AGE_SEC) * 1000;
     c->flush_ms = o->flush_ms ? o->flush_ms : DEFAULT_FLUSH_MS;
     c->max_open = o->max_open ? o->max_open : DEFAULT_MAX_OPEN;
+    c->direct_backlog = o->direct_backlog ? o->direct_backlog : DEFAULT_DIRECT_BACKLOG;
     pthread_mutex_init(&c->db_lock, NULL);
     pthread_mutex_init(&c->pool_lock, NULL);
     pthread_mutex_init(&c->h_lock, NULL);

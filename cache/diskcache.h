@@ -70,15 +70,20 @@ struct cache_disk;
 struct cache_disk_handle;
 
 struct cache_disk_options {
-    const char *dir;          /* created if missing (mode 0700) */
-    uint64_t budget;          /* allocated bytes; 0 = default 10 GiB */
-    unsigned high_pct;        /* evict when above this % of budget; 0 = 95 */
-    unsigned low_pct;         /* ... down to this %; 0 = 90 */
-    unsigned min_age_sec;     /* entries used more recently are not evicted; 0 = 60 */
-    unsigned flush_ms;        /* last_use and insert batches; 0 = 2000 */
-    const char *store;        /* name of the store using this handle, for per-store
-                                 statistics (e.g. its location); NULL = "" */
-    unsigned max_open;        /* open entry handles kept; 0 = 512 */
+    const char *dir;      /* created if missing (mode 0700) */
+    uint64_t budget;      /* allocated bytes; 0 = default 10 GiB */
+    unsigned high_pct;    /* evict when above this % of budget; 0 = 95 */
+    unsigned low_pct;     /* ... down to this %; 0 = 90 */
+    unsigned min_age_sec; /* entries used more recently are not evicted; 0 = 60 */
+    unsigned flush_ms;    /* last_use and insert batches; 0 = 2000 */
+    const char *store;    /* name of the store using this handle, for per-store
+                             statistics (e.g. its location); NULL = "" */
+    unsigned max_open;    /* open entry handles kept; 0 = 512 */
+    /* Files are written with O_DIRECT (no page-cache copy) while at most this
+     * many bytes of inserts wait behind the one being written, through the
+     * page cache beyond (a disk slower than the store must not hold up the
+     * callers, who wait for room); 0 = 8 MiB, UINT64_MAX = always direct. */
+    uint64_t direct_backlog;
 };
 
 /*
@@ -99,8 +104,8 @@ void cache_disk_close(struct cache_disk *c);
  * batches) and counts a hit or a miss. Returns 1 and a handle (hold it while reading) if present,
  * 0 if absent, -errno on failure (callers treat failures as misses).
  */
-int cache_disk_lookup(struct cache_disk *c, enum cache_algo algo,
-                      const uint8_t key[CACHE_KEY_LEN], struct cache_disk_handle **ret);
+int cache_disk_lookup(struct cache_disk *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
+                      struct cache_disk_handle **ret);
 
 /*
  * Whether the index holds chunk @key, and its length in *@ret_len (may be
@@ -146,9 +151,8 @@ void cache_disk_release(struct cache_disk *c, struct cache_disk_handle *h);
  * inserts pause, the condition is counted in the statistics and the reason is
  * available from cache_disk_get_stats().
  */
-void cache_disk_insert(struct cache_disk *c, enum cache_algo algo,
-                       const uint8_t key[CACHE_KEY_LEN], const uint8_t *bytes, size_t len,
-                       void *owner, void (*done)(void *owner));
+void cache_disk_insert(struct cache_disk *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
+                       const uint8_t *bytes, size_t len, void *owner, void (*done)(void *owner));
 
 /* Waits until every insert queued so far is committed, with the batched
  * last_use values and counters (tests, shutdown). */
@@ -158,9 +162,10 @@ struct cache_disk_stats {
     uint64_t entries, bytes_allocated, bytes_apparent, budget;
     /* this process since open */
     uint64_t hits, misses, inserts, insert_skipped, evictions, bad_entries;
-    uint64_t sqlite_writes;    /* committed write transactions */
-    uint64_t enospc;           /* inserts dropped because the cache filesystem is full */
-    int last_insert_error;     /* -errno of the last failed insert, 0 if none */
+    uint64_t sqlite_writes;  /* committed write transactions */
+    uint64_t direct_inserts; /* files written with O_DIRECT (the rest: page cache) */
+    uint64_t enospc;         /* inserts dropped because the cache filesystem is full */
+    int last_insert_error;   /* -errno of the last failed insert, 0 if none */
 };
 void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret);
 

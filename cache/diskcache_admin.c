@@ -48,6 +48,7 @@ void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret)
     s.evictions = atomic_load(&c->evictions);
     s.bad_entries = atomic_load(&c->bad_entries);
     s.sqlite_writes = atomic_load(&c->sqlite_writes);
+    s.direct_inserts = atomic_load(&c->direct_inserts);
     s.enospc = atomic_load(&c->enospc);
     s.last_insert_error = atomic_load(&c->last_insert_error);
     *ret = s;

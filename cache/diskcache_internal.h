@@ -84,6 +84,7 @@ struct cache_disk {
     /* resolved options */
     uint64_t budget;
     unsigned high_pct, low_pct, flush_ms, max_open;
+    uint64_t direct_backlog;
     int64_t min_age_ms;
     char *dir;
     char *db_path;
@@ -130,7 +131,7 @@ struct cache_disk {
 
     /* this process since open */
     _Atomic uint64_t hits, misses, inserts, insert_skipped, evictions, bad_entries;
-    _Atomic uint64_t sqlite_writes, enospc;
+    _Atomic uint64_t sqlite_writes, enospc, direct_inserts;
     _Atomic int last_insert_error;
     _Atomic uint64_t tmp_counter;
 };

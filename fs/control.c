@@ -279,6 +279,7 @@ static json_object *cache_json(struct fs_control *c)
             add_u64(d, "bad_entries", ds.bad_entries);
             add_u64(d, "enospc", ds.enospc);
             add_u64(d, "sqlite_writes", ds.sqlite_writes);
+            add_u64(d, "direct_writes", ds.direct_inserts);
             add_u64(d, "not_handed_over", st.not_cached);
         }
         json_object_object_add(o, "disk", d);

@@ -939,6 +939,9 @@ int fs_cmd_mount(int argc, char **argv)
         copts.dir = cache_dir;
         copts.budget = o.cache_size;
         copts.max_open = cache_open_files(o.concurrency);
+        /* loaders wait once half of --mem-cache waits for the writer: it
+         * stops waiting for the disk (O_DIRECT) well before that */
+        copts.direct_backlog = o.mem_cache / 5;
         /* hits and misses are counted per store the chunks come from */
         const char *chunks_from = o.chunk_store ? o.chunk_store : o.store;
         canonical_location(chunks_from, store_abs, sizeof(store_abs));
