@@ -895,18 +895,32 @@ static void writer_evict(struct cache_disk *c, struct wr_state *w)
 
 /*
  * The committer: a second thread that fsyncs, publishes and commits the
- * batches the writer hands it, so that the writer goes on writing the next
- * chunks (into the page cache) while the disk catches up. Loaders wait for
- * the writer only (fs/chunks.c), so a cold read is paced by the copy into
- * the page cache, not by the disk's write speed, as long as the kernel takes
- * dirty pages. One batch is committed at a time; a second one waits.
+ * batches the writer hands it, in order, so that the writer goes on writing
+ * the next chunks while the disk catches up. Loaders wait for the writer only
+ * (fs/chunks.c), so a cold read is paced by the writes, not by the disk's
+ * fsyncs. Batches queue up to UNCOMMITTED_MAX bytes (allocation estimate):
+ * beyond that the writer waits for commits, so that what a crash can lose
+ * (files written, rows not committed) and the dirty page cache stay bounded.
+ * The kernel throttles dirty pages on its own too.
  */
+#define UNCOMMITTED_MAX ((uint64_t)1 << 30)
+
+struct pending_batch {
+    struct pending_batch *next;
+    uint64_t bytes; /* allocation estimate (budget) */
+    uint64_t batch_bytes;
+    bool enospc;
+    size_t n;
+    struct wr_file files[];
+};
+
 struct committer {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    struct wr_state *cw;   /* the batch being committed (its own made[] and flags) */
-    uint64_t bytes;        /* allocation estimate of that batch (budget) */
+    struct wr_state *cw; /* the batch being committed (its own made[] and flags) */
+    struct pending_batch *head, *tail;
+    uint64_t bytes;        /* allocation estimate of the queued and the busy batches */
     uint64_t handed, done; /* batches handed over and committed */
     bool busy, quit;
     struct cache_disk *c;
@@ -918,7 +932,7 @@ static uint64_t committing_bytes(struct wr_state *w)
     if (!w->k)
         return 0;
     pthread_mutex_lock(&w->k->lock);
-    b = w->k->busy ? w->k->bytes : 0;
+    b = w->k->bytes;
     pthread_mutex_unlock(&w->k->lock);
     return b;
 }
@@ -928,14 +942,29 @@ static void *committer_main(void *arg)
     struct committer *k = arg;
     pthread_mutex_lock(&k->lock);
     for (;;) {
-        while (!k->busy && !k->quit)
+        struct pending_batch *pb;
+        uint64_t bytes;
+        while (!k->head && !k->quit)
             pthread_cond_wait(&k->cond, &k->lock);
-        if (!k->busy)
+        if (!(pb = k->head))
             break;
+        k->head = pb->next;
+        if (!k->head)
+            k->tail = NULL;
+        k->busy = true;
         pthread_mutex_unlock(&k->lock);
+
+        memcpy(k->cw->files, pb->files, pb->n * sizeof(pb->files[0]));
+        k->cw->n = pb->n;
+        k->cw->batch_bytes = pb->batch_bytes;
+        k->cw->enospc |= pb->enospc;
+        bytes = pb->bytes;
+        free(pb);
         commit_batch(k->c, k->cw);
         writer_evict(k->c, k->cw);
+
         pthread_mutex_lock(&k->lock);
+        k->bytes -= bytes;
         k->busy = false;
         k->done++;
         pthread_cond_broadcast(&k->cond);
@@ -982,13 +1011,15 @@ static void committer_stop(struct committer *k)
 
 /*
  * Hands the writer's batch (possibly empty: the periodic flush of last-use
- * times and counters) to the committer, after the previous one is done; with
- * @wait, returns once this one is committed too. Without a committer thread
- * (it could not be started), commits on this thread.
+ * times and counters) to the committer, once the queue has room; with @wait,
+ * returns once it is committed. Without a committer thread (it could not be
+ * started), or without memory for the hand-over once the committer is idle,
+ * commits on this thread.
  */
 static void hand_over(struct cache_disk *c, struct wr_state *w, bool wait)
 {
     struct committer *k = w->k;
+    struct pending_batch *pb;
     uint64_t mine, bytes;
 
     if (!k) {
@@ -998,17 +1029,34 @@ static void hand_over(struct cache_disk *c, struct wr_state *w, bool wait)
     }
     bytes = batch_alloc(w);
     pthread_mutex_lock(&k->lock);
-    while (k->busy)
+    while ((k->head || k->busy) && k->bytes + bytes > UNCOMMITTED_MAX)
         pthread_cond_wait(&k->cond, &k->lock);
-    memcpy(k->cw->files, w->files, w->n * sizeof(w->files[0]));
-    k->cw->n = w->n;
-    k->cw->batch_bytes = w->batch_bytes;
-    k->cw->enospc |= w->enospc;
-    k->bytes = bytes;
+    pthread_mutex_unlock(&k->lock);
+    if (!(pb = malloc(sizeof(*pb) + w->n * sizeof(w->files[0])))) {
+        pthread_mutex_lock(&k->lock);
+        while (k->head || k->busy)
+            pthread_cond_wait(&k->cond, &k->lock);
+        pthread_mutex_unlock(&k->lock);
+        commit_batch(c, w); /* the committer is idle and stays so: nothing queued */
+        writer_evict(c, w);
+        return;
+    }
+    memcpy(pb->files, w->files, w->n * sizeof(w->files[0]));
+    pb->n = w->n;
+    pb->batch_bytes = w->batch_bytes;
+    pb->enospc = w->enospc;
+    pb->bytes = bytes;
+    pb->next = NULL;
     w->n = 0;
     w->batch_bytes = 0;
     w->enospc = false;
-    k->busy = true;
+    pthread_mutex_lock(&k->lock);
+    if (k->tail)
+        k->tail->next = pb;
+    else
+        k->head = pb;
+    k->tail = pb;
+    k->bytes += bytes;
     mine = ++k->handed;
     pthread_cond_broadcast(&k->cond);
     while (wait && k->done < mine)

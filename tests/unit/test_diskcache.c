@@ -45,6 +45,8 @@ static atomic_int write_calls, fsync_calls;
 static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
 static bool gate_closed;
+/* while set, fsync() waits (the committer stalls) */
+static bool fsync_gate_closed;
 
 ssize_t __real_write(int fd, const void *buf, size_t n);
 ssize_t __wrap_write(int fd, const void *buf, size_t n);
@@ -74,6 +76,10 @@ int __wrap_fsync(int fd)
 {
     int e = atomic_load(&fail_fsync_errno);
     atomic_fetch_add(&fsync_calls, 1);
+    pthread_mutex_lock(&gate_lock);
+    while (fsync_gate_closed)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    pthread_mutex_unlock(&gate_lock);
     if (e && atomic_fetch_sub(&fail_fsync_skip, 1) <= 0) {
         errno = e;
         return -1;
@@ -107,6 +113,14 @@ static void set_gate(bool closed)
     pthread_mutex_unlock(&gate_lock);
 }
 
+static void set_fsync_gate(bool closed)
+{
+    pthread_mutex_lock(&gate_lock);
+    fsync_gate_closed = closed;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
 static void clear_failures(void)
 {
     atomic_store(&fail_write_errno, 0);
@@ -115,6 +129,7 @@ static void clear_failures(void)
     atomic_store(&fail_renameat_errno, 0);
     atomic_store(&fail_commit, 0);
     set_gate(false);
+    set_fsync_gate(false);
 }
 
 /* ---- fixtures ------------------------------------------------------------- */
@@ -1222,6 +1237,41 @@ static void test_direct_writes(void **state)
     cache_disk_close(c);
 }
 
+/* The writer goes on while the committer waits for the disk: batches queue
+ * behind a commit whose fsync() stalls, and the writer's memory comes back. */
+static void test_commits_queue(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL); /* flush_ms 20 */
+    struct chunk ch[4];
+    int fsyncs;
+
+    for (int i = 0; i < 4; i++)
+        ch[i] = make_chunk(64 * KIB, 1400 + (uint64_t)i);
+    done_calls = 0;
+    set_fsync_gate(true);
+    fsyncs = atomic_load(&fsync_calls);
+    insert(c, &ch[0]);
+    while (atomic_load(&fsync_calls) == fsyncs) /* the committer is stuck in fsync() */
+        sleep_ms(1);
+    for (int i = 1; i < 4; i++) {
+        insert(c, &ch[i]);
+        sleep_ms(60); /* each in a batch of its own, handed over after 20 ms */
+    }
+    for (int i = 0; i < 200 && done_calls < 4; i++)
+        sleep_ms(10);
+    assert_int_equal(done_calls, 4);
+    assert_int_equal(stats(c).inserts, 0); /* nothing committed yet */
+    set_fsync_gate(false);
+    cache_disk_sync(c);
+    assert_int_equal(stats(c).inserts, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(check_chunk(c, &ch[i]), 1);
+        free(ch[i].bytes);
+    }
+    cache_disk_close(c);
+}
+
 /* ---- maintenance ------------------------------------------------------------ */
 
 static void test_gc_clear(void **state)
@@ -1806,6 +1856,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_min_age, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batched_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commits_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_under_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_clear, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
