@@ -35,12 +35,14 @@ struct flight {
 };
 
 #define FLIGHT_BUCKETS 1024
+/* chunks queued for readahead from the disk cache (disk_loader_main) */
+#define DISK_LOAD_QUEUE 16
 
 struct fs_chunks {
     struct fetch_pool *pool;
     struct cache_mem *mem;
     struct cache_disk *disk;
-    atomic_uint_fast64_t loads, load_errors, load_bytes, disk_hits, disk_bad;
+    atomic_uint_fast64_t loads, load_errors, load_bytes, disk_hits, disk_bad, disk_loads;
     atomic_uint_fast64_t enospc_seen, enospc_warned_at;
     pthread_mutex_t lent_lock;
     pthread_cond_t lent_cond;
@@ -51,7 +53,20 @@ struct fs_chunks {
     pthread_mutex_t flight_lock;
     struct flight *flights[FLIGHT_BUCKETS];
     char *casync_prefix;
+    /* readahead from the disk cache (disk_loader_main), dl_lock */
+    pthread_mutex_t dl_lock;
+    pthread_cond_t dl_cond;
+    struct disk_load {
+        uint8_t digest[32];
+        uint32_t len;
+        uint8_t algo;
+    } dl_queue[DISK_LOAD_QUEUE], dl_busy; /* dl_busy.len 0: idle */
+    unsigned dl_head, dl_count;
+    bool dl_running, dl_quit;
+    pthread_t dl_thread;
 };
+
+static void *disk_loader_main(void *arg);
 
 static enum cache_algo cache_algo_of(uint8_t algo)
 {
@@ -82,6 +97,11 @@ struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
         free(c);
         return NULL;
     }
+    pthread_mutex_init(&c->dl_lock, NULL);
+    pthread_cond_init(&c->dl_cond, NULL);
+    /* without the thread, readahead of cached chunks is a kernel hint only */
+    if (disk)
+        c->dl_running = pthread_create(&c->dl_thread, NULL, disk_loader_main, c) == 0;
     return c;
 }
 
@@ -89,12 +109,120 @@ void fs_chunks_free(struct fs_chunks *c)
 {
     if (!c)
         return;
+    fs_chunks_stop(c);
+    pthread_mutex_destroy(&c->dl_lock);
+    pthread_cond_destroy(&c->dl_cond);
     cache_mem_free(c->mem);
     pthread_mutex_destroy(&c->flight_lock);
     pthread_mutex_destroy(&c->lent_lock);
     pthread_cond_destroy(&c->lent_cond);
     free(c->casync_prefix);
     free(c);
+}
+
+/*
+ * Readahead from the disk cache: a chunk a sequential reader will want next
+ * is read from its cache file (CRC-checked) into memory on this thread, so
+ * that the reader's requests are answered from memory while the next chunk
+ * is read and checked on another core. Without it every request would read
+ * and check its range on the FUSE thread first. The queue is small and
+ * bounded; a chunk that does not fit is only hinted to the kernel
+ * (POSIX_FADV_WILLNEED) and read by the reader as before.
+ */
+
+static void disk_load_one(struct fs_chunks *c, const struct disk_load *d)
+{
+    struct cache_disk_handle *h = NULL;
+    struct cache_mem_entry *entry;
+    uint8_t *buf;
+    int r;
+
+    if (cache_mem_contains(c->mem, cache_algo_of(d->algo), d->digest) ||
+        cache_disk_lookup(c->disk, cache_algo_of(d->algo), d->digest, &h) <= 0)
+        return;
+    if (cache_disk_handle_len(h) != d->len || !(buf = fetch_buf_alloc(d->len))) {
+        cache_disk_release(c->disk, h);
+        return;
+    }
+    r = cache_disk_read(c->disk, h, 0, d->len, buf);
+    cache_disk_release(c->disk, h);
+    if (r < 0) {
+        if (r == -EBADMSG)
+            atomic_fetch_add(&c->disk_bad, 1); /* dropped: a reader fetches it */
+        fetch_buf_free(buf);
+        return;
+    }
+    r = cache_mem_acquire(c->mem, cache_algo_of(d->algo), d->digest, &entry);
+    if (r == 1) {
+        cache_mem_fill(c->mem, entry, buf, d->len, buf, fetch_buf_free);
+        atomic_fetch_add(&c->disk_loads, 1);
+    } else {
+        fetch_buf_free(buf); /* another thread brought it in meanwhile */
+    }
+    if (r >= 0)
+        cache_mem_release(c->mem, entry);
+}
+
+static void *disk_loader_main(void *arg)
+{
+    struct fs_chunks *c = arg;
+    pthread_mutex_lock(&c->dl_lock);
+    for (;;) {
+        struct disk_load d;
+        while (!c->dl_count && !c->dl_quit)
+            pthread_cond_wait(&c->dl_cond, &c->dl_lock);
+        if (c->dl_quit)
+            break;
+        d = c->dl_queue[c->dl_head];
+        c->dl_busy = d;
+        c->dl_head = (c->dl_head + 1) % DISK_LOAD_QUEUE;
+        c->dl_count--;
+        pthread_mutex_unlock(&c->dl_lock);
+        disk_load_one(c, &d);
+        pthread_mutex_lock(&c->dl_lock);
+        c->dl_busy.len = 0;
+    }
+    pthread_mutex_unlock(&c->dl_lock);
+    return NULL;
+}
+
+/* Queues the load of @e from the disk cache; false when the queue is full. */
+static bool disk_load_queue(struct fs_chunks *c, const struct fetch_extent *e)
+{
+    bool queued = false;
+    pthread_mutex_lock(&c->dl_lock);
+    if (c->dl_running && !c->dl_quit) {
+        queued = c->dl_busy.len && !memcmp(c->dl_busy.digest, e->digest, 32);
+        for (unsigned i = 0; i < c->dl_count && !queued; i++)
+            queued = !memcmp(c->dl_queue[(c->dl_head + i) % DISK_LOAD_QUEUE].digest, e->digest,
+                             32);
+        if (!queued && c->dl_count < DISK_LOAD_QUEUE) {
+            struct disk_load *d = &c->dl_queue[(c->dl_head + c->dl_count) % DISK_LOAD_QUEUE];
+            memcpy(d->digest, e->digest, 32);
+            d->len = e->length;
+            d->algo = e->algo;
+            c->dl_count++;
+            queued = true;
+            pthread_cond_signal(&c->dl_cond);
+        }
+    }
+    pthread_mutex_unlock(&c->dl_lock);
+    return queued;
+}
+
+void fs_chunks_stop(struct fs_chunks *c)
+{
+    bool join;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->dl_lock);
+    c->dl_quit = true;
+    join = c->dl_running;
+    c->dl_running = false;
+    pthread_cond_broadcast(&c->dl_cond);
+    pthread_mutex_unlock(&c->dl_lock);
+    if (join)
+        pthread_join(c->dl_thread, NULL);
 }
 
 /* A memory entry lent to the disk cache's writer until it has the bytes on disk. */
@@ -289,6 +417,8 @@ static bool disk_prefetch(struct fs_chunks *c, const struct fetch_extent *e)
     if (yes)
         cache_disk_prefetch(c->disk, h);
     cache_disk_release(c->disk, h);
+    if (yes)
+        disk_load_queue(c, e);
     return yes;
 }
 
@@ -500,6 +630,7 @@ void fs_chunks_get_stats(struct fs_chunks *c, struct fs_chunks_stats *ret)
     ret->load_errors = atomic_load(&c->load_errors);
     ret->load_bytes = atomic_load(&c->load_bytes);
     ret->disk_hits = atomic_load(&c->disk_hits);
+    ret->disk_loads = atomic_load(&c->disk_loads);
     ret->disk_bad = atomic_load(&c->disk_bad);
     ret->not_cached = atomic_load(&c->lend_gave_up);
     cache_mem_get_stats(c->mem, &ret->mem);

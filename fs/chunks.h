@@ -32,6 +32,7 @@ struct fs_chunks_stats {
     uint64_t load_errors; /* missing or corrupt */
     uint64_t load_bytes;  /* plaintext bytes of loaded chunks */
     uint64_t disk_hits;   /* reads answered from the disk cache */
+    uint64_t disk_loads;  /* chunks read ahead from the disk cache into memory */
     uint64_t disk_bad;    /* disk cache entries that failed their check */
     uint64_t not_cached;  /* loaded chunks not handed to the disk cache (its writer hung) */
     struct cache_mem_stats mem;
@@ -47,6 +48,9 @@ struct fs_chunks_stats {
  */
 struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
                                 struct cache_disk *disk, const char *casync_prefix);
+/* Stops reading ahead from the disk cache (its thread): before the disk cache
+ * closes. Idempotent, NULL-safe. */
+void fs_chunks_stop(struct fs_chunks *c);
 /* The pool must have been freed first (all completions done). NULL-safe. */
 void fs_chunks_free(struct fs_chunks *c);
 

@@ -259,6 +259,7 @@ static json_object *cache_json(struct fs_control *c)
     lookups = hits + st.loads + st.load_errors;
     add_u64(o, "memory_hits", st.mem.hits);
     add_u64(o, "disk_hits", st.disk_hits);
+    add_u64(o, "disk_loads", st.disk_loads);
     add_u64(o, "loads", st.loads);
     add_u64(o, "load_errors", st.load_errors);
     add_double(o, "hit_rate", lookups ? (double)hits / (double)lookups : 0, 4);

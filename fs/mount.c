@@ -1089,6 +1089,7 @@ out_unmount:
      */
     fs_control_stop(control);
     fetch_pool_stop(ctx.pool);
+    fs_chunks_stop(ctx.chunks); /* its reads of the disk cache */
     if (fs_control_free(control, TEARDOWN_HYDRATE_MS) < 0)
         hydrator_stuck = true;
     control = NULL;
@@ -1122,6 +1123,7 @@ out:
     if (se)
         fuse_session_destroy(se);
     /* first: its writer still holds decoded chunks of ctx.chunks */
+    fs_chunks_stop(ctx.chunks);
     cache_disk_close(disk);
     fs_chunks_free(ctx.chunks);
     fs_files_free_all(&ctx);

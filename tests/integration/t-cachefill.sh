@@ -3,7 +3,8 @@
 # Filling the chunk cache: after one cold sequential read of an image smaller
 # than the budget every data chunk is in the cache, each fetched once, even
 # when the cache disk stalls for longer than a chunk takes to load (loaders
-# wait for the writer; nothing is dropped silently).
+# wait for the writer; nothing is dropped silently), and that a warm
+# sequential read is read ahead from the cache into memory.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -68,3 +69,15 @@ awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a >= 2.5) }' ||
 ok "cold read with a stalling cache disk equals the source"
 check_filled "$W/cache2" "stalling cache disk"
 
+
+# --- warm: readahead of a sequential reader comes from the disk cache --------
+# (read ahead into memory on the daemon's disk-loader thread, CRC-checked)
+lazyimg_mount "$S" "$M" --cache-dir "$W/cache1"
+cmp "$IMG" a.raw || fail "warm read from the cache differs from the source"
+st=$("$LAZYIMG" status --json "$M") || fail "warm: lazyimg status failed" "$st"
+expect_eq "warm: nothing loaded from the store" 0 "$(json_field "$st" cache loads)"
+n=$(json_field "$st" cache disk_loads)
+((n >= DATA_CHUNKS / 2 && n <= DATA_CHUNKS)) ||
+    fail "warm: $n of $DATA_CHUNKS data chunks read ahead from the disk cache (expected at least half)"
+ok "warm: $n of $DATA_CHUNKS data chunks read ahead from the disk cache into memory"
+lazyimg_umount "$M"
