@@ -730,6 +730,7 @@ int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret,
     pthread_mutex_init(&c->db_lock, NULL);
     pthread_mutex_init(&c->pool_lock, NULL);
     pthread_mutex_init(&c->h_lock, NULL);
+    pthread_mutex_init(&c->p_lock, NULL);
     pthread_mutex_init(&c->q_lock, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -815,6 +816,8 @@ void cache_disk_close(struct cache_disk *c)
     pthread_mutex_destroy(&c->db_lock);
     pthread_mutex_destroy(&c->pool_lock);
     pthread_mutex_destroy(&c->h_lock);
+    cache_dc_pending_free_all(c);
+    pthread_mutex_destroy(&c->p_lock);
     pthread_mutex_destroy(&c->q_lock);
     pthread_cond_destroy(&c->q_wake);
     pthread_cond_destroy(&c->q_done);

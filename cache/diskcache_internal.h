@@ -12,8 +12,9 @@
  *   h_lock     the table of open handles, its LRU list and pending touches;
  *   q_lock     the insert queue, pending drops, sync and stop state;
  *   pool_lock  the free list of read connections.
- * A thread holding h_lock, q_lock or pool_lock takes no other lock, except
- * that h_lock may be held while taking q_lock (never the reverse).
+ *   p_lock     files written whose rows are not committed yet.
+ * A thread holding h_lock, q_lock, pool_lock or p_lock takes no other lock,
+ * except that h_lock may be held while taking q_lock (never the reverse).
  */
 #pragma once
 
@@ -56,6 +57,23 @@ struct cache_disk_handle {
     uint32_t nblocks;
     uint32_t crcs[]; /* CRC-32 of each CACHE_DISK_BLOCK block */
 };
+
+/*
+ * A file written for an insert whose row is not committed yet (the writer's
+ * batch, or one queued for the committer): cache_disk_lookup() finds it here,
+ * so that a chunk evicted from memory before its commit is not fetched again.
+ * Its file is at @tmp until published, then at its data path. p_lock.
+ */
+struct dc_pending {
+    struct dc_pending *next;
+    uint8_t algo;
+    uint8_t key[CACHE_KEY_LEN];
+    uint64_t len;
+    int64_t created;
+    char tmp[64];
+    uint8_t crcs[]; /* little-endian, as stored */
+};
+#define DC_PENDING_BUCKETS 1024
 
 /* A key with a time: batched last_use updates, and rows to drop. */
 struct dc_keytime {
@@ -112,6 +130,10 @@ struct cache_disk {
     size_t nopen;                                  /* handles in the table */
     struct cache_disk_handle *lru_head, *lru_tail; /* head = least recently used */
     struct dc_vec touches; /* last_use of handles closed before their flush */
+
+    /* inserts written, rows not committed (p_lock) */
+    pthread_mutex_t p_lock;
+    struct dc_pending *pending[DC_PENDING_BUCKETS];
 
     /* insert queue (q_lock) */
     pthread_mutex_t q_lock;
@@ -228,3 +250,9 @@ void cache_dc_free_handles(struct cache_disk *c);
 /* diskcache_write.c: the writer thread, and its state (freed with free()). */
 void *cache_dc_writer_main(void *arg);
 struct wr_state *cache_dc_wstate_new(void);
+/* The pending insert of @key as a handle of its file (not in the handle
+ * table): 1, or 0 if there is none or its file cannot be opened. */
+int cache_dc_pending_open(struct cache_disk *c, unsigned algo, const uint8_t *key,
+                          struct cache_disk_handle **ret);
+/* Frees what is left in the pending table (close). */
+void cache_dc_pending_free_all(struct cache_disk *c);

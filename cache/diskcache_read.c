@@ -281,6 +281,14 @@ int cache_disk_lookup(struct cache_disk *c, enum cache_algo algo, const uint8_t 
     h = lookup_open(c, algo, key);
     if (!h) {
         r = cache_dc_drop_pending(c, algo, key) ? 0 : lookup_index(c, algo, key, &h);
+        if (r == 0 && cache_dc_pending_open(c, algo, key, &h) == 1) {
+            /* written, not committed yet: read it from its file, outside the
+             * handle table (freed at its release) */
+            h->refs = 1;
+            atomic_fetch_add(&c->hits, 1);
+            *ret = h;
+            return 1;
+        }
         if (r <= 0) {
             atomic_fetch_add(&c->misses, 1);
             return r;

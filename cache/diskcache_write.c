@@ -138,6 +138,107 @@ struct wr_file {
     char tmp[64];
 };
 
+/* ---- inserts written, rows not committed ------------------------------------ */
+
+static unsigned pending_bucket(const uint8_t *key)
+{
+    return ((unsigned)key[0] << 8 | key[1]) % DC_PENDING_BUCKETS;
+}
+
+/* Publishes @f (written, closed) to lookups until its commit. A hint: without
+ * memory, the chunk is only found once committed. */
+static void pending_add(struct cache_disk *c, const struct wr_file *f)
+{
+    size_t ncrc = (size_t)cache_dc_nblocks(f->len) * 4;
+    struct dc_pending *p = malloc(sizeof(*p) + ncrc);
+    unsigned b = pending_bucket(f->key);
+    if (!p)
+        return;
+    p->algo = f->algo;
+    memcpy(p->key, f->key, CACHE_KEY_LEN);
+    p->len = f->len;
+    p->created = f->created;
+    memcpy(p->tmp, f->tmp, sizeof(p->tmp));
+    memcpy(p->crcs, f->crcs, ncrc);
+    pthread_mutex_lock(&c->p_lock);
+    p->next = c->pending[b];
+    c->pending[b] = p;
+    pthread_mutex_unlock(&c->p_lock);
+}
+
+/* Once @f's row is committed (or its file dropped). */
+static void pending_remove(struct cache_disk *c, const struct wr_file *f)
+{
+    struct dc_pending **pp, *p = NULL;
+    pthread_mutex_lock(&c->p_lock);
+    for (pp = &c->pending[pending_bucket(f->key)]; *pp; pp = &(*pp)->next) {
+        if ((*pp)->created == f->created && (*pp)->algo == f->algo &&
+            !memcmp((*pp)->key, f->key, CACHE_KEY_LEN)) {
+            p = *pp;
+            *pp = p->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->p_lock);
+    free(p);
+}
+
+int cache_dc_pending_open(struct cache_disk *c, unsigned algo, const uint8_t *key,
+                          struct cache_disk_handle **ret)
+{
+    struct cache_disk_handle *h = NULL;
+    char tmp[sizeof(((struct dc_pending *)0)->tmp)], path[DC_PATH_MAX];
+    int64_t created = 0;
+    struct stat st;
+
+    pthread_mutex_lock(&c->p_lock);
+    for (struct dc_pending *p = c->pending[pending_bucket(key)]; p; p = p->next) {
+        if (p->algo == algo && !memcmp(p->key, key, CACHE_KEY_LEN)) {
+            uint32_t n = cache_dc_nblocks(p->len);
+            if ((h = calloc(1, sizeof(*h) + (size_t)n * 4))) {
+                h->nblocks = n;
+                for (uint32_t i = 0; i < n; i++)
+                    h->crcs[i] = cache_dc_get_le32(p->crcs + 4 * i);
+                h->len = p->len;
+                created = p->created;
+                memcpy(tmp, p->tmp, sizeof(tmp));
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->p_lock);
+    if (!h)
+        return 0;
+    /* at its temporary name until published, then at its data path */
+    h->fd = openat(c->dirfd, tmp, O_RDONLY | O_CLOEXEC | O_NOATIME | O_NOFOLLOW);
+    if (h->fd < 0) {
+        cache_dc_data_path(algo, key, created, path);
+        h->fd = openat(c->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_NOFOLLOW);
+    }
+    if (h->fd < 0 || fstat(h->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        if (h->fd >= 0)
+            close(h->fd);
+        free(h);
+        return 0;
+    }
+    h->algo = (uint8_t)algo;
+    memcpy(h->key, key, CACHE_KEY_LEN);
+    h->created = created;
+    *ret = h;
+    return 1;
+}
+
+void cache_dc_pending_free_all(struct cache_disk *c)
+{
+    for (size_t b = 0; b < DC_PENDING_BUCKETS; b++) {
+        while (c->pending[b]) {
+            struct dc_pending *p = c->pending[b];
+            c->pending[b] = p->next;
+            free(p);
+        }
+    }
+}
+
 struct committer;
 
 struct wr_state {
@@ -399,6 +500,7 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
     f->live = true;
     w->n++;
     w->batch_bytes += f->len;
+    pending_add(c, f);
 out:
     item_done(it);
     free(it);
@@ -788,6 +890,8 @@ out:
     for (size_t i = 0; i < w->n; i++) {
         if (w->files[i].fd >= 0)
             close(w->files[i].fd);
+        /* committed (visible to new lookups) or dropped */
+        pending_remove(c, &w->files[i]);
         free(w->files[i].crcs);
     }
     w->n = 0;
@@ -1064,6 +1168,25 @@ static void hand_over(struct cache_disk *c, struct wr_state *w, bool wait)
     pthread_mutex_unlock(&k->lock);
 }
 
+/*
+ * Whether entries dropped from the index (found bad or missing) wait for a
+ * commit that nothing queued will make (q_lock held). A queued batch takes
+ * them when it commits, deletions first, so that a chunk dropped and fetched
+ * again is published; handing over another batch for them would only spin.
+ */
+static bool drops_due(struct cache_disk *c, struct wr_state *w)
+{
+    bool queued = false;
+    if (!c->drops.n)
+        return false;
+    if (w->k) {
+        pthread_mutex_lock(&w->k->lock);
+        queued = w->k->head != NULL;
+        pthread_mutex_unlock(&w->k->lock);
+    }
+    return !queued;
+}
+
 void *cache_dc_writer_main(void *arg)
 {
     struct cache_disk *c = arg;
@@ -1077,7 +1200,7 @@ void *cache_dc_writer_main(void *arg)
         size_t backlog;
         bool drained, stop;
 
-        while (!c->q_head && !c->stop && c->sync_done == c->sync_req && !c->drops.n) {
+        while (!c->q_head && !c->stop && c->sync_done == c->sync_req && !drops_due(c, w)) {
             /* an open batch is committed flush_ms after it started */
             int64_t due = w->n ? w->batch_started + (int64_t)c->flush_ms : next_flush;
             struct timespec ts;
@@ -1101,7 +1224,7 @@ void *cache_dc_writer_main(void *arg)
             writer_take(c, w, it, backlog);
             pthread_mutex_lock(&c->q_lock);
             if (w->n < BATCH_MAX && w->batch_bytes < BATCH_BYTES && !c->stop &&
-                c->sync_done == c->sync_req && !c->drops.n &&
+                c->sync_done == c->sync_req && !drops_due(c, w) &&
                 cache_dc_mono_ms() - w->batch_started < (int64_t)c->flush_ms)
                 continue;
         }
