@@ -166,8 +166,9 @@ static struct cache_mem_entry *table_find(struct shard *s, uint8_t algo, const u
  * readers have had in full, least recently used first, then those not read
  * yet. A sequential reader's prefetched chunks are so kept until it gets to
  * them, however the chunks it has finished with were ordered. Chunks read in
- * full are kept up to a quarter of the budget only: the kernel's page cache
- * holds their bytes, and a later read of them finds them there or on disk.
+ * full are kept up to a quarter of the budget only: a later read of them
+ * finds them in the disk cache (or, with the kernel's page cache in front of
+ * the files, there), while a prefetched chunk not read yet is a fetch saved.
  * Returns the evicted entries as a list, to be destroyed without the lock.
  */
 static struct cache_mem_entry *evict_locked(struct shard *s)
