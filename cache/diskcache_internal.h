@@ -14,7 +14,9 @@
  *   pool_lock  the free list of read connections.
  *   p_lock     files written whose rows are not committed yet.
  * A thread holding h_lock, q_lock, pool_lock or p_lock takes no other lock,
- * except that h_lock may be held while taking q_lock (never the reverse).
+ * except that h_lock may be held while taking q_lock (never the reverse),
+ * and that the writer, holding q_lock, takes its committer's lock
+ * (diskcache_write.c; nothing holding that lock takes another).
  */
 #pragma once
 
@@ -254,5 +256,9 @@ struct wr_state *cache_dc_wstate_new(void);
  * table): 1, or 0 if there is none or its file cannot be opened. */
 int cache_dc_pending_open(struct cache_disk *c, unsigned algo, const uint8_t *key,
                           struct cache_disk_handle **ret);
+/* Forgets the pending insert of @key made at @created (its file failed a
+ * check): later lookups miss rather than read it again. */
+void cache_dc_pending_forget(struct cache_disk *c, unsigned algo, const uint8_t *key,
+                             int64_t created);
 /* Frees what is left in the pending table (close). */
 void cache_dc_pending_free_all(struct cache_disk *c);

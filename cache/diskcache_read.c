@@ -382,6 +382,8 @@ static void entry_bad(struct cache_disk *c, struct cache_disk_handle *h)
         table_remove(c, h);
     }
     pthread_mutex_unlock(&c->h_lock);
+    /* a file not committed yet is not handed out again either */
+    cache_dc_pending_forget(c, h->algo, h->key, h->created);
     queue_drop(c, h->algo, h->key, h->created);
 }
 

@@ -166,14 +166,14 @@ static void pending_add(struct cache_disk *c, const struct wr_file *f)
     pthread_mutex_unlock(&c->p_lock);
 }
 
-/* Once @f's row is committed (or its file dropped). */
-static void pending_remove(struct cache_disk *c, const struct wr_file *f)
+void cache_dc_pending_forget(struct cache_disk *c, unsigned algo, const uint8_t *key,
+                             int64_t created)
 {
     struct dc_pending **pp, *p = NULL;
     pthread_mutex_lock(&c->p_lock);
-    for (pp = &c->pending[pending_bucket(f->key)]; *pp; pp = &(*pp)->next) {
-        if ((*pp)->created == f->created && (*pp)->algo == f->algo &&
-            !memcmp((*pp)->key, f->key, CACHE_KEY_LEN)) {
+    for (pp = &c->pending[pending_bucket(key)]; *pp; pp = &(*pp)->next) {
+        if ((*pp)->created == created && (*pp)->algo == algo &&
+            !memcmp((*pp)->key, key, CACHE_KEY_LEN)) {
             p = *pp;
             *pp = p->next;
             break;
@@ -181,6 +181,12 @@ static void pending_remove(struct cache_disk *c, const struct wr_file *f)
     }
     pthread_mutex_unlock(&c->p_lock);
     free(p);
+}
+
+/* Once @f's row is committed (or its file dropped). */
+static void pending_remove(struct cache_disk *c, const struct wr_file *f)
+{
+    cache_dc_pending_forget(c, f->algo, f->key, f->created);
 }
 
 int cache_dc_pending_open(struct cache_disk *c, unsigned algo, const uint8_t *key,
@@ -1002,12 +1008,19 @@ static void writer_evict(struct cache_disk *c, struct wr_state *w)
  * batches the writer hands it, in order, so that the writer goes on writing
  * the next chunks while the disk catches up. Loaders wait for the writer only
  * (fs/chunks.c), so a cold read is paced by the writes, not by the disk's
- * fsyncs. Batches queue up to UNCOMMITTED_MAX bytes (allocation estimate):
+ * fsyncs. Batches queue up to UNCOMMITTED_MAX bytes (allocation estimate;
+ * a quarter of the budget if that is less, since the budget counts them):
  * beyond that the writer waits for commits, so that what a crash can lose
  * (files written, rows not committed) and the dirty page cache stay bounded.
  * The kernel throttles dirty pages on its own too.
  */
 #define UNCOMMITTED_MAX ((uint64_t)1 << 30)
+
+/* The budget counts uncommitted files: a small cache queues less. */
+static uint64_t uncommitted_max(const struct cache_disk *c)
+{
+    return c->budget / 4 < UNCOMMITTED_MAX ? c->budget / 4 : UNCOMMITTED_MAX;
+}
 
 struct pending_batch {
     struct pending_batch *next;
@@ -1133,7 +1146,7 @@ static void hand_over(struct cache_disk *c, struct wr_state *w, bool wait)
     }
     bytes = batch_alloc(w);
     pthread_mutex_lock(&k->lock);
-    while ((k->head || k->busy) && k->bytes + bytes > UNCOMMITTED_MAX)
+    while ((k->head || k->busy) && k->bytes + bytes > uncommitted_max(c))
         pthread_cond_wait(&k->cond, &k->lock);
     pthread_mutex_unlock(&k->lock);
     if (!(pb = malloc(sizeof(*pb) + w->n * sizeof(w->files[0])))) {

@@ -1277,6 +1277,46 @@ static void test_commits_queue(void **state)
     cache_disk_close(c);
 }
 
+/* A file written but not committed that fails its check is not handed out
+ * again (it is forgotten and dropped; the chunk is a miss). */
+static void test_pending_bad(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk ch = make_chunk(64 * KIB, 1500);
+    struct cache_disk_handle *h = NULL;
+    char path[1024];
+    uint8_t *buf = fx_malloc(ch.len);
+    struct dirent *de;
+    DIR *d;
+    int fd, fsyncs;
+
+    set_fsync_gate(true);
+    fsyncs = atomic_load(&fsync_calls);
+    insert(c, &ch);
+    while (atomic_load(&fsync_calls) == fsyncs) /* written; the commit is stuck */
+        sleep_ms(1);
+    snprintf(path, sizeof(path), "%s/tmp", f->dir);
+    assert_non_null(d = opendir(path));
+    while ((de = readdir(d)) && de->d_name[0] == '.')
+        ;
+    assert_non_null(de);
+    snprintf(path, sizeof(path), "%s/tmp/%s", f->dir, de->d_name);
+    closedir(d);
+    assert_true((fd = open(path, O_WRONLY | O_CLOEXEC)) >= 0);
+    assert_int_equal(pwrite(fd, "\xa5", 1, 1000), 1);
+    close(fd);
+    assert_int_equal(cache_disk_lookup(c, ch.algo, ch.key, &h), 1);
+    assert_int_equal(cache_disk_read(c, h, 0, ch.len, buf), -EBADMSG);
+    cache_disk_release(c, h);
+    assert_int_equal(cache_disk_lookup(c, ch.algo, ch.key, &h), 0);
+    set_fsync_gate(false);
+    cache_disk_sync(c);
+    free(buf);
+    free(ch.bytes);
+    cache_disk_close(c);
+}
+
 /* ---- maintenance ------------------------------------------------------------ */
 
 static void test_gc_clear(void **state)
@@ -1862,6 +1902,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batched_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commits_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_under_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_clear, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
