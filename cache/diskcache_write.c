@@ -319,12 +319,13 @@ static int write_all(int fd, const uint8_t *p, size_t len)
  * on the host for each): measured, that cost more CPU than the read that
  * fetched the chunk. O_DIRECT writes from memory the writer reuses, and the
  * fsync() of the batch then has only metadata to write. Reads of the file
- * later go through the page cache as before. The price is that the writer waits for the disk: with @backlog
- * bytes queued behind this chunk beyond c->direct_backlog (a disk slower than
- * the store), it writes through the page cache instead, which does not wait
- * (and loaders wait for the writer). Bytes not aligned in memory go through
- * @w's bounce buffer. Page-aligned pieces, so that the buffered tail never
- * shares a page with bytes written directly.
+ * later go through the page cache as before. The price is that the writer
+ * waits for the disk: with @backlog bytes queued behind this chunk beyond
+ * c->direct_backlog (a disk slower than the store), it writes through the
+ * page cache instead, which does not wait (and loaders wait for the writer).
+ * Bytes not aligned in memory go through @w's bounce buffer. Page-aligned
+ * pieces, so that the buffered tail never shares a page with bytes written
+ * directly.
  */
 #define DIRECT_ALIGN 4096
 

@@ -193,9 +193,10 @@ static bool disk_load_queue(struct fs_chunks *c, const struct fetch_extent *e)
     pthread_mutex_lock(&c->dl_lock);
     if (c->dl_running && !c->dl_quit) {
         queued = c->dl_busy.len && !memcmp(c->dl_busy.digest, e->digest, 32);
-        for (unsigned i = 0; i < c->dl_count && !queued; i++)
-            queued = !memcmp(c->dl_queue[(c->dl_head + i) % DISK_LOAD_QUEUE].digest, e->digest,
-                             32);
+        for (unsigned i = 0; i < c->dl_count && !queued; i++) {
+            const struct disk_load *q = &c->dl_queue[(c->dl_head + i) % DISK_LOAD_QUEUE];
+            queued = !memcmp(q->digest, e->digest, 32);
+        }
         if (!queued && c->dl_count < DISK_LOAD_QUEUE) {
             struct disk_load *d = &c->dl_queue[(c->dl_head + c->dl_count) % DISK_LOAD_QUEUE];
             memcpy(d->digest, e->digest, 32);
