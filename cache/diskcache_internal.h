@@ -77,6 +77,11 @@ struct dc_pending {
 };
 #define DC_PENDING_BUCKETS 1024
 
+static inline unsigned cache_dc_pending_bucket(const uint8_t *key)
+{
+    return ((unsigned)key[0] << 8 | key[1]) % DC_PENDING_BUCKETS;
+}
+
 /* A key with a time: batched last_use updates, and rows to drop. */
 struct dc_keytime {
     uint8_t algo;
@@ -248,14 +253,15 @@ bool cache_dc_drop_pending(struct cache_disk *c, unsigned algo, const uint8_t *k
 bool cache_dc_handle_cached(struct cache_disk *c, unsigned algo, const uint8_t *key);
 void cache_dc_collect_touches(struct cache_disk *c, struct dc_vec *out);
 void cache_dc_free_handles(struct cache_disk *c);
+/* The pending insert of @key (struct dc_pending) as a handle of its file,
+ * not in the handle table: 1, or 0 if there is none or its file cannot be
+ * opened. */
+int cache_dc_pending_open(struct cache_disk *c, unsigned algo, const uint8_t *key,
+                          struct cache_disk_handle **ret);
 
 /* diskcache_write.c: the writer thread, and its state (freed with free()). */
 void *cache_dc_writer_main(void *arg);
 struct wr_state *cache_dc_wstate_new(void);
-/* The pending insert of @key as a handle of its file (not in the handle
- * table): 1, or 0 if there is none or its file cannot be opened. */
-int cache_dc_pending_open(struct cache_disk *c, unsigned algo, const uint8_t *key,
-                          struct cache_disk_handle **ret);
 /* Forgets the pending insert of @key made at @created (its file failed a
  * check): later lookups miss rather than read it again. */
 void cache_dc_pending_forget(struct cache_disk *c, unsigned algo, const uint8_t *key,

@@ -191,13 +191,31 @@ static struct cache_disk_handle *lookup_open(struct cache_disk *c, unsigned algo
 }
 
 /* Index lookup and open of the data file. 1 and a new handle, 0, -errno. */
+/*
+ * Opens the cache file at @path (relative to the cache directory) for
+ * reading: its descriptor, or -errno; -ELOOP (a symbolic link), -EPERM (a
+ * file of another user: O_NOATIME refuses it) and -EBADMSG (not a regular
+ * file of ours) for a file never to be served.
+ */
+static int open_entry_file(struct cache_disk *c, const char *path)
+{
+    struct stat st;
+    int fd = openat(c->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+        close(fd);
+        return -EBADMSG;
+    }
+    return fd;
+}
+
 static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
                         struct cache_disk_handle **ret)
 {
     struct dc_rconn *rc;
     struct cache_disk_handle *h = NULL;
     char path[DC_PATH_MAX];
-    struct stat st;
     int64_t len = 0, created = 0;
     int r, step;
 
@@ -236,13 +254,11 @@ static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
         return r;
 
     cache_dc_data_path(algo, key, created, path);
-    /* O_NOATIME fails (EPERM) on a file of another user, which is refused */
-    h->fd = openat(c->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_NOFOLLOW);
-    if (h->fd < 0) {
-        r = -errno;
+    if ((h->fd = open_entry_file(c, path)) < 0) {
+        r = h->fd;
         free(h);
-        if (r == -ELOOP || r == -EPERM) {
-            /* a symbolic link or a file of another user: never served */
+        if (r == -ELOOP || r == -EPERM || r == -EBADMSG) {
+            /* a symbolic link or not a file of ours: never served */
             atomic_fetch_add(&c->bad_entries, 1);
             queue_drop(c, algo, key, created);
             return 0;
@@ -254,15 +270,52 @@ static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
         queue_drop(c, algo, key, created);
         return 0;
     }
-    if (fstat(h->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
-        handle_free(h);
-        atomic_fetch_add(&c->bad_entries, 1);
-        queue_drop(c, algo, key, created);
+    h->algo = (uint8_t)algo;
+    memcpy(h->key, key, CACHE_KEY_LEN);
+    h->len = (uint64_t)len;
+    h->created = created;
+    *ret = h;
+    return 1;
+}
+
+/* ---- inserts written, rows not committed (the table: diskcache_write.c) --- */
+
+int cache_dc_pending_open(struct cache_disk *c, unsigned algo, const uint8_t *key,
+                          struct cache_disk_handle **ret)
+{
+    struct cache_disk_handle *h = NULL;
+    char tmp[sizeof(((struct dc_pending *)0)->tmp)], path[DC_PATH_MAX];
+    int64_t created = 0;
+
+    pthread_mutex_lock(&c->p_lock);
+    for (struct dc_pending *p = c->pending[cache_dc_pending_bucket(key)]; p; p = p->next) {
+        if (p->algo == algo && !memcmp(p->key, key, CACHE_KEY_LEN)) {
+            uint32_t n = cache_dc_nblocks(p->len);
+            if ((h = calloc(1, sizeof(*h) + (size_t)n * 4))) {
+                h->nblocks = n;
+                for (uint32_t i = 0; i < n; i++)
+                    h->crcs[i] = cache_dc_get_le32(p->crcs + 4 * i);
+                h->len = p->len;
+                created = p->created;
+                memcpy(tmp, p->tmp, sizeof(tmp));
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->p_lock);
+    if (!h)
+        return 0;
+    /* at its temporary name until published, then at its data path */
+    if ((h->fd = open_entry_file(c, tmp)) < 0) {
+        cache_dc_data_path(algo, key, created, path);
+        h->fd = open_entry_file(c, path);
+    }
+    if (h->fd < 0) {
+        free(h);
         return 0;
     }
     h->algo = (uint8_t)algo;
     memcpy(h->key, key, CACHE_KEY_LEN);
-    h->len = (uint64_t)len;
     h->created = created;
     *ret = h;
     return 1;

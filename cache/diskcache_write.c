@@ -140,18 +140,13 @@ struct wr_file {
 
 /* ---- inserts written, rows not committed ------------------------------------ */
 
-static unsigned pending_bucket(const uint8_t *key)
-{
-    return ((unsigned)key[0] << 8 | key[1]) % DC_PENDING_BUCKETS;
-}
-
 /* Publishes @f (written, closed) to lookups until its commit. A hint: without
  * memory, the chunk is only found once committed. */
 static void pending_add(struct cache_disk *c, const struct wr_file *f)
 {
     size_t ncrc = (size_t)cache_dc_nblocks(f->len) * 4;
     struct dc_pending *p = malloc(sizeof(*p) + ncrc);
-    unsigned b = pending_bucket(f->key);
+    unsigned b = cache_dc_pending_bucket(f->key);
     if (!p)
         return;
     p->algo = f->algo;
@@ -171,7 +166,7 @@ void cache_dc_pending_forget(struct cache_disk *c, unsigned algo, const uint8_t 
 {
     struct dc_pending **pp, *p = NULL;
     pthread_mutex_lock(&c->p_lock);
-    for (pp = &c->pending[pending_bucket(key)]; *pp; pp = &(*pp)->next) {
+    for (pp = &c->pending[cache_dc_pending_bucket(key)]; *pp; pp = &(*pp)->next) {
         if ((*pp)->created == created && (*pp)->algo == algo &&
             !memcmp((*pp)->key, key, CACHE_KEY_LEN)) {
             p = *pp;
@@ -187,51 +182,6 @@ void cache_dc_pending_forget(struct cache_disk *c, unsigned algo, const uint8_t 
 static void pending_remove(struct cache_disk *c, const struct wr_file *f)
 {
     cache_dc_pending_forget(c, f->algo, f->key, f->created);
-}
-
-int cache_dc_pending_open(struct cache_disk *c, unsigned algo, const uint8_t *key,
-                          struct cache_disk_handle **ret)
-{
-    struct cache_disk_handle *h = NULL;
-    char tmp[sizeof(((struct dc_pending *)0)->tmp)], path[DC_PATH_MAX];
-    int64_t created = 0;
-    struct stat st;
-
-    pthread_mutex_lock(&c->p_lock);
-    for (struct dc_pending *p = c->pending[pending_bucket(key)]; p; p = p->next) {
-        if (p->algo == algo && !memcmp(p->key, key, CACHE_KEY_LEN)) {
-            uint32_t n = cache_dc_nblocks(p->len);
-            if ((h = calloc(1, sizeof(*h) + (size_t)n * 4))) {
-                h->nblocks = n;
-                for (uint32_t i = 0; i < n; i++)
-                    h->crcs[i] = cache_dc_get_le32(p->crcs + 4 * i);
-                h->len = p->len;
-                created = p->created;
-                memcpy(tmp, p->tmp, sizeof(tmp));
-            }
-            break;
-        }
-    }
-    pthread_mutex_unlock(&c->p_lock);
-    if (!h)
-        return 0;
-    /* at its temporary name until published, then at its data path */
-    h->fd = openat(c->dirfd, tmp, O_RDONLY | O_CLOEXEC | O_NOATIME | O_NOFOLLOW);
-    if (h->fd < 0) {
-        cache_dc_data_path(algo, key, created, path);
-        h->fd = openat(c->dirfd, path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_NOFOLLOW);
-    }
-    if (h->fd < 0 || fstat(h->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
-        if (h->fd >= 0)
-            close(h->fd);
-        free(h);
-        return 0;
-    }
-    h->algo = (uint8_t)algo;
-    memcpy(h->key, key, CACHE_KEY_LEN);
-    h->created = created;
-    *ret = h;
-    return 1;
 }
 
 void cache_dc_pending_free_all(struct cache_disk *c)
@@ -253,6 +203,7 @@ struct wr_state {
     size_t n;
     int64_t batch_started; /* monotonic ms */
     uint64_t batch_bytes;  /* of the files in the batch */
+    uint64_t batch_alloc;  /* their allocation estimate (budget) */
     int64_t last_created;
     bool inserted; /* rows were added since the last eviction check */
     /* data/<algo>/<xx> directories this writer made or found: bit xx of
@@ -412,18 +363,9 @@ static uint64_t alloc_estimate(size_t len)
  */
 static uint64_t committing_bytes(struct wr_state *w);
 
-/* Allocation estimate of the files in @w's batch. */
-static uint64_t batch_alloc(const struct wr_state *w)
-{
-    uint64_t sum = 0;
-    for (size_t i = 0; i < w->n; i++)
-        sum += alloc_estimate(w->files[i].len);
-    return sum;
-}
-
 static bool budget_room(struct cache_disk *c, struct wr_state *w, size_t len)
 {
-    uint64_t need = alloc_estimate(len) + committing_bytes(w) + batch_alloc(w);
+    uint64_t need = alloc_estimate(len) + committing_bytes(w) + w->batch_alloc;
     uint64_t low = c->budget * c->low_pct / 100;
     bool fits;
     if (need > c->budget)
@@ -507,6 +449,7 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
     f->live = true;
     w->n++;
     w->batch_bytes += f->len;
+    w->batch_alloc += alloc_estimate(f->len);
     pending_add(c, f);
 out:
     item_done(it);
@@ -903,6 +846,7 @@ out:
     }
     w->n = 0;
     w->batch_bytes = 0;
+    w->batch_alloc = 0;
     pthread_mutex_lock(&c->q_lock);
     memset(&c->drops_inflight, 0, sizeof(c->drops_inflight));
     pthread_mutex_unlock(&c->q_lock);
@@ -1026,7 +970,6 @@ static uint64_t uncommitted_max(const struct cache_disk *c)
 struct pending_batch {
     struct pending_batch *next;
     uint64_t bytes; /* allocation estimate (budget) */
-    uint64_t batch_bytes;
     bool enospc;
     size_t n;
     struct wr_file files[];
@@ -1074,7 +1017,6 @@ static void *committer_main(void *arg)
 
         memcpy(k->cw->files, pb->files, pb->n * sizeof(pb->files[0]));
         k->cw->n = pb->n;
-        k->cw->batch_bytes = pb->batch_bytes;
         k->cw->enospc |= pb->enospc;
         bytes = pb->bytes;
         free(pb);
@@ -1145,7 +1087,7 @@ static void hand_over(struct cache_disk *c, struct wr_state *w, bool wait)
         writer_evict(c, w);
         return;
     }
-    bytes = batch_alloc(w);
+    bytes = w->batch_alloc;
     pthread_mutex_lock(&k->lock);
     while ((k->head || k->busy) && k->bytes + bytes > uncommitted_max(c))
         pthread_cond_wait(&k->cond, &k->lock);
@@ -1161,12 +1103,12 @@ static void hand_over(struct cache_disk *c, struct wr_state *w, bool wait)
     }
     memcpy(pb->files, w->files, w->n * sizeof(w->files[0]));
     pb->n = w->n;
-    pb->batch_bytes = w->batch_bytes;
     pb->enospc = w->enospc;
     pb->bytes = bytes;
     pb->next = NULL;
     w->n = 0;
     w->batch_bytes = 0;
+    w->batch_alloc = 0;
     w->enospc = false;
     pthread_mutex_lock(&k->lock);
     if (k->tail)
