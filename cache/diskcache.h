@@ -131,8 +131,9 @@ void cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h);
 /*
  * Reads [@off, @off + @len) of the chunk into @buf after checking the CRC of
  * every 64 KiB block it touches. 0 on success; -EBADMSG (entry dropped) on a
- * mismatch or a short file; -EINVAL for a range outside the chunk; -errno for
- * I/O errors.
+ * mismatch or a short file; -ESTALE for the same when another reader found
+ * the entry bad first (dropped and counted once, by that reader); -EINVAL for
+ * a range outside the chunk; -errno for I/O errors.
  */
 int cache_disk_read(struct cache_disk *c, struct cache_disk_handle *h, uint64_t off, size_t len,
                     void *buf);

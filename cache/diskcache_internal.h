@@ -263,8 +263,9 @@ int cache_dc_pending_open(struct cache_disk *c, unsigned algo, const uint8_t *ke
 void *cache_dc_writer_main(void *arg);
 struct wr_state *cache_dc_wstate_new(void);
 /* Forgets the pending insert of @key made at @created (its file failed a
- * check): later lookups miss rather than read it again. */
-void cache_dc_pending_forget(struct cache_disk *c, unsigned algo, const uint8_t *key,
+ * check): later lookups miss rather than read it again. Whether there was
+ * one. */
+bool cache_dc_pending_forget(struct cache_disk *c, unsigned algo, const uint8_t *key,
                              int64_t created);
 /* Frees what is left in the pending table (close). */
 void cache_dc_pending_free_all(struct cache_disk *c);

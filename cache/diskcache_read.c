@@ -425,19 +425,29 @@ void cache_disk_release(struct cache_disk *c, struct cache_disk_handle *h)
     free_list(dead);
 }
 
-/* A failed integrity check: the entry is never served again by anyone. */
-static void entry_bad(struct cache_disk *c, struct cache_disk_handle *h)
+/*
+ * A failed integrity check: the entry is never served again by anyone.
+ * false when another reader of the same handle (or pending file) found it
+ * bad first: it is dropped and counted already.
+ */
+static bool entry_bad(struct cache_disk *c, struct cache_disk_handle *h)
 {
-    atomic_fetch_add(&c->bad_entries, 1);
+    bool first;
     pthread_mutex_lock(&c->h_lock);
+    first = h->in_table;
     if (h->in_table) {
         __atomic_store_n(&h->use_dirty, false, __ATOMIC_RELAXED);
         table_remove(c, h);
     }
     pthread_mutex_unlock(&c->h_lock);
     /* a file not committed yet is not handed out again either */
-    cache_dc_pending_forget(c, h->algo, h->key, h->created);
+    if (cache_dc_pending_forget(c, h->algo, h->key, h->created))
+        first = true;
+    if (!first)
+        return false;
+    atomic_fetch_add(&c->bad_entries, 1);
     queue_drop(c, h->algo, h->key, h->created);
+    return true;
 }
 
 /* pread() until @len bytes or end of file: bytes read, or -errno. */
@@ -516,8 +526,8 @@ int cache_disk_read(struct cache_disk *c, struct cache_disk_handle *h, uint64_t 
         }
     }
     free(bounce);
-    if (r == -EBADMSG)
-        entry_bad(c, h);
+    if (r == -EBADMSG && !entry_bad(c, h))
+        r = -ESTALE;
     return r;
 }
 

@@ -161,7 +161,7 @@ static void pending_add(struct cache_disk *c, const struct wr_file *f)
     pthread_mutex_unlock(&c->p_lock);
 }
 
-void cache_dc_pending_forget(struct cache_disk *c, unsigned algo, const uint8_t *key,
+bool cache_dc_pending_forget(struct cache_disk *c, unsigned algo, const uint8_t *key,
                              int64_t created)
 {
     struct dc_pending **pp, *p = NULL;
@@ -176,6 +176,7 @@ void cache_dc_pending_forget(struct cache_disk *c, unsigned algo, const uint8_t 
     }
     pthread_mutex_unlock(&c->p_lock);
     free(p);
+    return p != NULL;
 }
 
 /* Once @f's row is committed (or its file dropped). */
