@@ -48,7 +48,9 @@ static const char umount_usage[] =
     "Unmounts a lazyimg mount, then waits until its daemon has exited (it\n"
     "flushes the disk cache after the mount is gone), so that the cache\n"
     "directory is no longer in use when this returns. If the daemon is still\n"
-    "running after SECONDS, says so and exits with status 1.\n"
+    "running after SECONDS, says so and exits with status 1. A mount that is\n"
+    "busy (a file or directory in it open, a process's working directory in\n"
+    "it) is tried again for 2 s, then left mounted with an error.\n"
     "  -z, --lazy         detach now even if busy; the daemon exits once the\n"
     "                     last file in the mount is closed, so this does not\n"
     "                     wait for it unless --timeout is given\n"
@@ -205,33 +207,112 @@ static bool wait_exit(pid_t pid, int pidfd, unsigned timeout_ms)
     }
 }
 
-/* fusermount3 -u [-z] PATH, or umount2 where there is no fusermount3. 0 or -1 (told). */
-static int do_unmount(const char *path, bool lazy)
+/*
+ * One fusermount3 -u [-z] PATH, its stderr collected in @msg (which says why
+ * it failed). 0, 1 when it failed, -ENOENT when there is no fusermount3, or
+ * another -errno.
+ */
+static int run_fusermount(const char *path, bool lazy, char *msg, size_t msg_len)
 {
     char *child_argv[5];
+    posix_spawn_file_actions_t fa;
+    size_t got = 0;
     pid_t pid;
-    int c, status, n = 0;
+    int c, status, pfd[2], n = 0;
 
+    msg[0] = '\0';
     child_argv[n++] = (char *)"fusermount3";
     child_argv[n++] = (char *)(lazy ? "-uz" : "-u");
     child_argv[n++] = (char *)"--";
     child_argv[n++] = (char *)path;
     child_argv[n] = NULL;
-    c = posix_spawnp(&pid, "fusermount3", NULL, NULL, child_argv, environ);
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return -errno;
+    c = posix_spawn_file_actions_init(&fa);
+    if (c == 0)
+        c = posix_spawn_file_actions_adddup2(&fa, pfd[1], STDERR_FILENO);
+    if (c == 0)
+        c = posix_spawnp(&pid, "fusermount3", &fa, NULL, child_argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pfd[1]);
     if (c != 0) {
-        /* no fusermount3: root can unmount directly */
-        if (umount2(path, lazy ? MNT_DETACH : 0) == 0)
-            return 0;
-        fs_err("umount %s: %s", path, strerror(errno));
-        return -1;
+        close(pfd[0]);
+        return -c;
     }
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
-            fs_err("umount: %s", strerror(errno));
-            return -1;
+    for (;;) {
+        ssize_t k = read(pfd[0], msg + got, msg_len - 1 - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+        if (got == msg_len - 1) { /* keep the start; drain the rest */
+            char sink[256];
+            ssize_t d;
+            while ((d = read(pfd[0], sink, sizeof(sink))) > 0 || (d < 0 && errno == EINTR))
+                ;
+            break;
         }
     }
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+    msg[got] = '\0';
+    while (got > 0 && msg[got - 1] == '\n')
+        msg[--got] = '\0';
+    close(pfd[0]);
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+}
+
+/*
+ * How long a mount that is busy is tried again. Busy for a moment is common:
+ * any path lookup that passes through the mountpoint (a `lazyimg status`, a
+ * shell's prompt, a file manager's stat()) holds the mount while it runs, and
+ * the kernel refuses the unmount in that instant.
+ */
+#define BUSY_RETRY_MS 2000
+#define BUSY_STEP_MS 50
+
+/*
+ * fusermount3 -u [-z] PATH, tried again while the mount is busy for at most
+ * BUSY_RETRY_MS; umount2 where there is no fusermount3. 0 or -1 (told).
+ */
+static int do_unmount(const char *path, bool lazy)
+{
+    int64_t deadline = now_ms() + BUSY_RETRY_MS;
+    char msg[1024];
+    const char *busy = strerror(EBUSY);
+    int r;
+
+    for (;;) {
+        r = run_fusermount(path, lazy, msg, sizeof(msg));
+        if (r == -ENOENT) {
+            /* no fusermount3: root can unmount directly */
+            while (umount2(path, lazy ? MNT_DETACH : 0) < 0) {
+                if (errno != EBUSY || now_ms() >= deadline) {
+                    fs_err("umount %s: %s", path, strerror(errno));
+                    return -1;
+                }
+                usleep(BUSY_STEP_MS * 1000);
+            }
+            return 0;
+        }
+        if (r < 0) {
+            fs_err("umount %s: cannot run fusermount3: %s", path, strerror(-r));
+            return -1;
+        }
+        if (r == 0)
+            return 0;
+        if (!strstr(msg, busy) || now_ms() >= deadline)
+            break;
+        usleep(BUSY_STEP_MS * 1000);
+    }
+    if (msg[0])
+        fprintf(stderr, "%s\n", msg);
+    else
+        fs_err("umount %s: fusermount3 failed", path);
+    return -1;
 }
 
 int fs_cmd_umount(int argc, char **argv)

@@ -246,6 +246,19 @@ exec 7<&-
 wait_pid_exit "$MOUNT_PID" 10 || fail "daemon still running 10 s after the last file of the detached mount was closed"
 ok "daemon exits once the last open file is closed"
 
+# --- unmount while busy for a moment: tried again, then unmounted ----------------
+lazyimg_mount "$S" "$M"
+(exec 8<"$(img 100)"; sleep 0.4) &
+holder=$!
+sleep 0.1
+t0=$(date +%s%N)
+out=$("$LAZYIMG" umount "$M" 2>&1) || fail "lazyimg umount of a mount busy for 0.4 s failed" "$out"
+took=$((($(date +%s%N) - t0) / 1000000))
+wait "$holder"
+! mountpoint -q "$M" || fail "$M still mounted after lazyimg umount of a mount busy for a moment"
+((took >= 200)) || fail "lazyimg umount of a mount busy for 0.4 s returned in $took ms (was it busy?)"
+ok "lazyimg umount of a mount busy for a moment: tried again, unmounted after $took ms"
+
 # --- CLI errors ------------------------------------------------------------------
 # cli_error DESC SUBSTRING CMD...: exit 1, nothing on stdout, one line on
 # stderr that mentions SUBSTRING.
