@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "cacnk.h"
+#include "chunk.h"
 #include "buf.h"
 
 #include <errno.h>
@@ -310,3 +311,36 @@ fail:
     fetch_buf_free(raw);
     return fetch_error_prefix(err, r, "chunk %s", hex);
 }
+
+/*
+ * casync chunk objects: "<prefix><4 hex>/<64 hex>.cacnk" (compressed, name
+ * 0), or in an uncompressed store the plaintext under "<…>/<64 hex>" (name 1).
+ */
+static int cacnk_chunk_path(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
+                            unsigned name, char *buf, size_t len)
+{
+    return fetch_cacnk_path(ctx && ctx->prefix ? ctx->prefix : "", ch->digest, name == 0, buf,
+                            len);
+}
+
+static size_t cacnk_chunk_max_raw(const struct fetch_chunk_ref *ch, unsigned name)
+{
+    return name == 0 ? fetch_cacnk_max_raw(ch->len) : ch->len;
+}
+
+static int cacnk_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
+                              unsigned name, void *raw, size_t raw_len, fetch_data *ret,
+                              fetch_error *err)
+{
+    (void)ctx;
+    return fetch_cacnk_decode((enum fetch_digest_algo)ch->algo, ch->digest, ch->len, name == 0,
+                              raw, raw_len, ret, err);
+}
+
+const struct fetch_chunk_format fetch_cacnk_chunk_format = {
+    .label = "casync chunk",
+    .names = 2,
+    .path = cacnk_chunk_path,
+    .max_raw = cacnk_chunk_max_raw,
+    .decode = cacnk_chunk_decode,
+};

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "pbs.h"
+#include "chunk.h"
 #include "buf.h"
 
 #include <errno.h>
@@ -606,6 +607,41 @@ int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, void *raw, size
         return fetch_error_prefix(err, r, "chunk %.16s…", hex);
     return 0;
 }
+
+static int pbs_chunk_path(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
+                          unsigned name, char *buf, size_t len)
+{
+    char path[FETCH_PBS_CHUNK_PATH_MAX];
+    int w;
+    (void)name;
+    fetch_pbs_chunk_path(ch->digest, path, sizeof(path));
+    w = snprintf(buf, len, "%s%s", ctx && ctx->prefix ? ctx->prefix : "", path);
+    return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
+}
+
+static size_t pbs_chunk_max_raw(const struct fetch_chunk_ref *ch, unsigned name)
+{
+    (void)name;
+    return fetch_pbs_chunk_max_raw(ch->len);
+}
+
+static int pbs_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
+                            unsigned name, void *raw, size_t raw_len, fetch_data *ret,
+                            fetch_error *err)
+{
+    (void)ctx;
+    (void)name;
+    return fetch_pbs_decode_chunk(ch->digest, ch->len, raw, raw_len, ret, err);
+}
+
+/* A PBS chunk: .chunks/<4 hex>/<64 hex>, a blob (pbs.md §5). */
+const struct fetch_chunk_format fetch_pbs_chunk_format = {
+    .label = "PBS chunk",
+    .names = 1,
+    .path = pbs_chunk_path,
+    .max_raw = pbs_chunk_max_raw,
+    .decode = pbs_chunk_decode,
+};
 
 int fetch_pbs_read_chunk(struct fetch_store *s, const uint8_t digest[32], size_t len,
                          fetch_data *ret, fetch_error *err)

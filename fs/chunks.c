@@ -11,8 +11,8 @@
 
 #include <string.h>
 
-#include "fetch/cacnk.h"
-#include "fetch/pbs.h"
+#include "fetch/chunk.h"
+#include "fetch/digest.h"
 #include "log.h"
 
 struct waiter {
@@ -25,10 +25,8 @@ struct waiter {
 struct flight {
     struct flight *next; /* hash chain */
     struct fs_chunks *chunks;
-    uint8_t digest[32];
-    uint32_t len;
-    uint8_t kind, algo;  /* of the extent: how the chunk is named and verified */
-    bool raw;            /* casync: fetching the uncompressed name (no suffix) */
+    struct fetch_chunk_ref ch; /* how the chunk is named and verified */
+    unsigned name;             /* which of its names is being fetched */
     enum fetch_prio prio;
     struct fetch_job *job;
     struct waiter *waiters;
@@ -52,7 +50,8 @@ struct fs_chunks {
     atomic_uint_fast64_t lend_gave_up;
     pthread_mutex_t flight_lock;
     struct flight *flights[FLIGHT_BUCKETS];
-    char *casync_prefix;
+    char *prefix;               /* where chunk objects live in the stores */
+    struct fetch_chunk_ctx ctx; /* of every chunk: ctx.prefix is @prefix */
     /* readahead from the disk cache (disk_loader_main), dl_lock */
     pthread_mutex_t dl_lock;
     pthread_cond_t dl_cond;
@@ -74,15 +73,16 @@ static enum cache_algo cache_algo_of(uint8_t algo)
 }
 
 struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
-                                struct cache_disk *disk, const char *casync_prefix)
+                                struct cache_disk *disk, const char *chunk_prefix)
 {
     struct fs_chunks *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    if (!(c->casync_prefix = strdup(casync_prefix ? casync_prefix : ""))) {
+    if (!(c->prefix = strdup(chunk_prefix ? chunk_prefix : ""))) {
         free(c);
         return NULL;
     }
+    c->ctx.prefix = c->prefix;
     c->pool = pool;
     pthread_mutex_init(&c->flight_lock, NULL);
     c->disk = disk;
@@ -93,7 +93,7 @@ struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
     pthread_cond_init(&c->lent_cond, NULL);
     c->mem = cache_mem_new(mem_budget);
     if (!c->mem) {
-        free(c->casync_prefix);
+        free(c->prefix);
         free(c);
         return NULL;
     }
@@ -116,7 +116,7 @@ void fs_chunks_free(struct fs_chunks *c)
     pthread_mutex_destroy(&c->flight_lock);
     pthread_mutex_destroy(&c->lent_lock);
     pthread_cond_destroy(&c->lent_cond);
-    free(c->casync_prefix);
+    free(c->prefix);
     free(c);
 }
 
@@ -432,7 +432,7 @@ static unsigned flight_bucket(const uint8_t digest[32])
 static struct flight **flight_find(struct fs_chunks *c, uint8_t algo, const uint8_t digest[32])
 {
     struct flight **fp = &c->flights[flight_bucket(digest)];
-    while (*fp && ((*fp)->algo != algo || memcmp((*fp)->digest, digest, 32) != 0))
+    while (*fp && ((*fp)->ch.algo != algo || memcmp((*fp)->ch.digest, digest, 32) != 0))
         fp = &(*fp)->next;
     return fp;
 }
@@ -440,32 +440,24 @@ static struct flight **flight_find(struct fs_chunks *c, uint8_t algo, const uint
 static int flight_decode(void *arg, void *raw, size_t raw_len, fetch_data *ret, fetch_error *err)
 {
     struct flight *f = arg;
-    if (f->kind == FETCH_CHUNK_CASYNC)
-        return fetch_cacnk_decode(f->algo, f->digest, f->len, !f->raw, raw, raw_len, ret, err);
-    return fetch_pbs_decode_chunk(f->digest, f->len, raw, raw_len, ret, err);
+    return fetch_chunk_decode(&f->chunks->ctx, &f->ch, f->name, raw, raw_len, ret, err);
 }
 
 static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *err);
 
 /*
- * Submits the fetch of @f's chunk object, by the naming of its format, and
- * sets f->job. flight_lock held. 0, -ENOMEM, or -ECANCELED (the pool is
- * stopped: unmounting).
+ * Submits the fetch of @f's chunk object under its current name and sets
+ * f->job. flight_lock held. 0, -ENOMEM, -EINVAL (a chunk kind this build
+ * does not know), or -ECANCELED (the pool is stopped: unmounting).
  */
 static int flight_submit(struct fs_chunks *c, struct flight *f)
 {
-    char path[FETCH_PBS_CHUNK_PATH_MAX + 256];
-    size_t max;
-
-    if (f->kind == FETCH_CHUNK_CASYNC) {
-        if (fetch_cacnk_path(c->casync_prefix, f->digest, !f->raw, path, sizeof(path)) < 0)
-            return -ENOMEM;
-        max = f->raw ? f->len : fetch_cacnk_max_raw(f->len);
-    } else {
-        fetch_pbs_chunk_path(f->digest, path, sizeof(path));
-        max = fetch_pbs_chunk_max_raw(f->len);
-    }
-    return fetch_pool_submit(c->pool, path, max, f->prio, flight_decode, flight_done, f, &f->job);
+    char path[FETCH_CHUNK_PATH_MAX];
+    int r = fetch_chunk_path(&c->ctx, &f->ch, f->name, path, sizeof(path));
+    if (r < 0)
+        return r == -ENAMETOOLONG ? -ENOMEM : r;
+    return fetch_pool_submit(c->pool, path, fetch_chunk_max_raw(&f->ch, f->name), f->prio,
+                             flight_decode, flight_done, f, &f->job);
 }
 
 static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *err)
@@ -478,20 +470,20 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     bool inserted = false;
     enum fetch_prio prio;
 
-    if ((r == -ENOENT || r == -ELOOP) && f->kind == FETCH_CHUNK_CASYNC && !f->raw) {
-        /* no .cacnk (or casync's "known missing" symlink to /dev/null): an
-         * uncompressed store names the chunk without a suffix */
+    if ((r == -ENOENT || r == -ELOOP) && fetch_chunk_has_next_name(&f->ch, f->name)) {
+        /* not under this name (or marked "known missing" by a symlink to
+         * /dev/null): the format's next name, e.g. an uncompressed store's */
         int sr;
         pthread_mutex_lock(&c->flight_lock);
-        f->raw = true;
+        f->name++;
         sr = flight_submit(c, f);
         pthread_mutex_unlock(&c->flight_lock);
         if (sr == 0)
             return;
-        f->raw = false;
+        f->name--;
     }
     if (r == 0) {
-        r = cache_mem_acquire(c->mem, cache_algo_of(f->algo), f->digest, &entry);
+        r = cache_mem_acquire(c->mem, cache_algo_of(f->ch.algo), f->ch.digest, &entry);
         if (r == 1) {
             cache_mem_fill(c->mem, entry, data->bytes, data->len, data->base, fetch_buf_free);
             r = 0;
@@ -503,7 +495,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
         }
         if (r == 0) {
             atomic_fetch_add(&c->loads, 1);
-            atomic_fetch_add(&c->load_bytes, f->len);
+            atomic_fetch_add(&c->load_bytes, f->ch.len);
         }
     }
     if (r < 0)
@@ -511,7 +503,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
 
     /* published in memory before the flight goes: a later want() finds one or the other */
     pthread_mutex_lock(&c->flight_lock);
-    fp = flight_find(c, f->algo, f->digest);
+    fp = flight_find(c, f->ch.algo, f->ch.digest);
     if (*fp == f)
         *fp = f->next;
     w = f->waiters;
@@ -522,7 +514,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
      * cache afterwards); readers are answered first: the disk cache may make
      * this worker wait */
     if (r == 0 && prio == FETCH_PRIO_HYDRATE) {
-        queue_insert(c, f->algo, f->digest, entry);
+        queue_insert(c, f->ch.algo, f->ch.digest, entry);
         inserted = true;
     }
     while (w) {
@@ -538,7 +530,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     }
     if (r == 0) {
         if (!inserted)
-            queue_insert(c, f->algo, f->digest, entry);
+            queue_insert(c, f->ch.algo, f->ch.digest, entry);
         cache_mem_release(c->mem, entry);
     }
     free(f);
@@ -595,10 +587,7 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
         return -ENOMEM;
     }
     f->chunks = c;
-    memcpy(f->digest, e->digest, 32);
-    f->len = e->length;
-    f->kind = e->kind;
-    f->algo = e->algo;
+    fetch_chunk_ref_of(e, &f->ch);
     f->prio = prio;
     f->waiters = w;
     /* in the table before the job exists: its completion may run at once */

@@ -41,13 +41,14 @@ struct fs_chunks_stats {
 /*
  * @pool and @disk are borrowed; @disk may be NULL (no disk cache).
  * @mem_budget: bytes of decoded chunks kept in memory.
- * @casync_prefix: where casync chunk objects live in the pool's stores
- * ("default.castr/", or "" when the stores are chunk stores themselves);
- * NULL for "". Chunks are named, decoded and verified by their extent's kind
- * and digest algorithm; memory and disk caches key them by both.
+ * @chunk_prefix: where chunk objects live below the pool's stores' roots
+ * ("default.castr/" below a repository that keeps them in a subdirectory, or
+ * "" when the stores hold them at their roots); NULL for "". Chunks are named, decoded
+ * and verified by their extent's kind (fetch/chunk.h) and digest algorithm;
+ * memory and disk caches key them by both.
  */
 struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
-                                struct cache_disk *disk, const char *casync_prefix);
+                                struct cache_disk *disk, const char *chunk_prefix);
 /* Stops reading ahead from the disk cache (its thread): before the disk cache
  * closes. Idempotent, NULL-safe. */
 void fs_chunks_stop(struct fs_chunks *c);
