@@ -10,9 +10,8 @@
 #include <unistd.h>
 
 #include "cache/diskcache.h"
-#include "fetch/casync.h"
-#include "fetch/pbs.h"
 #include "fetch/remote.h"
+#include "fetch/repo.h"
 #include "fetch/store.h"
 #include "log.h"
 
@@ -48,21 +47,11 @@ int fs_parse_size(const char *s, uint64_t *ret)
 
 void fs_format_size(uint64_t v, char *buf, size_t len)
 {
-    static const char units[] = "BKMGTP";
-    double d = (double)v;
-    int u = 0;
-    while (d >= 1024 && u < 5) {
-        d /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(buf, len, "%lluB", (unsigned long long)v);
-    else
-        snprintf(buf, len, "%.1f%c", d, units[u]);
+    fetch_format_size(v, buf, len);
 }
 
 struct fetch_store *fs_open_store(const char *location, const struct fetch_remote_options *ro,
-                                  enum fs_repo_kind *ret_kind)
+                                  const struct fetch_repo_format **ret_format)
 {
     struct fetch_store *s = NULL;
     fetch_error err = {""};
@@ -75,8 +64,7 @@ struct fetch_store *fs_open_store(const char *location, const struct fetch_remot
             return NULL;
         }
         if (!S_ISDIR(st.st_mode)) {
-            fs_err("%s: not a directory (expected a datastore or casync repository)",
-                   location);
+            fs_err("%s: not a directory (expected a backup repository)", location);
             return NULL;
         }
     }
@@ -85,27 +73,28 @@ struct fetch_store *fs_open_store(const char *location, const struct fetch_remot
         fs_err("%s", err.msg);
         return NULL;
     }
-    if (fs_store_kind(s, ret_kind) < 0) {
+    if (fs_store_kind(s, ret_format) < 0) {
         fetch_store_free(s);
         return NULL;
     }
     return s;
 }
 
-int fs_store_kind(struct fetch_store *s, enum fs_repo_kind *ret_kind)
+int fs_store_kind(struct fetch_store *s, const struct fetch_repo_format **ret_format)
 {
     fetch_error err = {""};
-    int r = fetch_pbs_probe(s, &err);
-    *ret_kind = FS_REPO_PBS;
-    if (r == -EMEDIUMTYPE) {
-        *ret_kind = FS_REPO_CASYNC;
-        return 0;
-    }
+    int r = fetch_repo_probe(s, ret_format, &err);
     if (r < 0 && !strcmp(s->ops->kind, "http") && (r == -EACCES || r == -ENOENT)) {
-        fs_err("%s: %s: the server gives no directory listing; name what to mount with "
-               "--snapshot [ns/NS/]TYPE/ID/TIME (a datastore) or --snapshot PATH.caibx "
-               "(a casync repository)",
-               s->location, err.msg);
+        /* "--snapshot A (a …) or --snapshot B (a …)" */
+        const struct fetch_repo_format *const *f;
+        char hints[512] = "";
+        size_t n, off = 0;
+        f = fetch_repo_formats(&n);
+        for (size_t i = 0; i < n && off < sizeof(hints); i++)
+            off += (size_t)snprintf(hints + off, sizeof(hints) - off, "%s--snapshot %s (%s)",
+                                    i ? " or " : "", f[i]->snapshot_hint, f[i]->label);
+        fs_err("%s: %s: the server gives no directory listing; name what to mount with %s",
+               s->location, err.msg, hints);
         return -1;
     }
     if (r < 0) {
@@ -115,31 +104,14 @@ int fs_store_kind(struct fetch_store *s, enum fs_repo_kind *ret_kind)
     return 0;
 }
 
-int fs_casync_catalog_report(const char *location, const struct fetch_casync_catalog *c)
+void fs_repo_report(const struct fetch_repo *repo)
 {
-    size_t len = strlen(location);
-    bool ds = c->datastore != NULL;
-    /* a mount of a datastore's parent would warn about, and hide, nothing but it */
-    if (c->count == 0 && ds) {
-        fs_err("%s: not a datastore or casync repository; did you mean %s%s%s? (a Proxmox "
-               "Backup Server datastore%s)",
-               location, location, len && location[len - 1] == '/' ? "" : "/", c->datastore,
-               c->datastore_count > 1 ? ", the first of several below it" : "");
-        return -1;
+    for (size_t i = 0; i < repo->note_count; i++) {
+        if (repo->notes[i].warning)
+            fs_warn("%s", repo->notes[i].text);
+        else
+            fs_info("%s", repo->notes[i].text);
     }
-    for (size_t i = 0; i < c->warning_count; i++)
-        fs_warn("%s", c->warnings[i]);
-    if (ds)
-        fs_warn("%s: %s%s is a Proxmox Backup Server datastore, not searched for casync "
-                "indexes (mount it on its own)",
-                location, c->datastore, c->datastore_count > 1 ? " (and others)" : "");
-    if (c->count == 0) {
-        fs_err("%s: neither a Proxmox Backup Server datastore (no .chunks directory) nor a "
-               "casync repository (no *.caibx or *.caidx index found)",
-               location);
-        return -1;
-    }
-    return 0;
 }
 
 /* mkdir -p with mode 0700 for the directories it creates. */

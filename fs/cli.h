@@ -38,33 +38,23 @@ int fs_parse_size(const char *s, uint64_t *ret);
 /* "1.5G", "512K", "17B" into @buf. */
 void fs_format_size(uint64_t v, char *buf, size_t len);
 
-enum fs_repo_kind {
-    FS_REPO_PBS,    /* a Proxmox Backup Server datastore (has .chunks/) */
-    FS_REPO_CASYNC, /* a casync/desync repository (*.caibx, default.castr/) */
-};
+struct fetch_repo_format;
 
 /*
  * Opens the store at @location (a directory, http(s):// URL or s3:// bucket;
- * @ro may be NULL for defaults) and tells what it holds: a datastore when it
- * has a .chunks directory, else a casync repository (whose catalog load says
- * whether it has any index). Prints a one-line error and returns NULL when
- * the store cannot be opened or listed.
+ * @ro may be NULL for defaults) and tells which repository format it holds
+ * (fetch_repo_probe). Prints a one-line error and returns NULL when the store
+ * cannot be opened or probed.
  */
 struct fetch_store *fs_open_store(const char *location, const struct fetch_remote_options *ro,
-                                  enum fs_repo_kind *ret_kind);
-
-struct fetch_casync_catalog;
-
-/*
- * Prints the warnings of a casync catalog load, and, when it found no index,
- * the one-line error that @location is neither kind of repository, naming a
- * datastore found below it ("did you mean LOCATION/ds?") instead of the
- * warnings. Returns -1 when the catalog is empty, else 0.
- */
-int fs_casync_catalog_report(const char *location, const struct fetch_casync_catalog *c);
+                                  const struct fetch_repo_format **ret_format);
 
 /*
  * What the open store @s holds (see fs_open_store). Prints a one-line error
- * and returns -1 when it cannot be listed.
+ * and returns -1 when it cannot be probed.
  */
-int fs_store_kind(struct fetch_store *s, enum fs_repo_kind *ret_kind);
+int fs_store_kind(struct fetch_store *s, const struct fetch_repo_format **ret_format);
+
+/* Prints a repository's notes: warnings as warnings, the rest as information. */
+struct fetch_repo;
+void fs_repo_report(const struct fetch_repo *repo);

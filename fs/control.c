@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cache/diskcache.h"
+#include "fetch/digest.h"
 #include "fetch/pool.h"
 #include "fs.h"
 #include "hydrate.h"

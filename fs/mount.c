@@ -21,7 +21,7 @@
 #include "cache/metacache.h"
 #include "cli.h"
 #include "control.h"
-#include "fetch/casync.h"
+#include "fetch/repo.h"
 #include "fetch/pool.h"
 #include "fetch/remote.h"
 #include "fs.h"
@@ -125,8 +125,7 @@ struct mount_opts {
     const char *snapshots[MAX_SNAPSHOTS];
     size_t nsnapshots;
     const char *chunk_store;
-    enum fs_repo_kind kind;
-    bool kind_known;
+    const struct fetch_repo_format *format; /* what STORE holds, once known */
     struct fetch_remote_options remote;
     const char *store, *mountpoint;
     /* STORE as shown everywhere (fsname, messages, cache): without a password */
@@ -302,25 +301,22 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         return 2;
     }
     /* what STORE holds, when the options say it; else open_stores() looks */
-    size_t indexes = 0;
-    for (size_t i = 0; i < o->nsnapshots; i++)
-        indexes += fetch_casync_index_kind(o->snapshots[i]) != 0;
-    if (indexes && indexes != o->nsnapshots) {
-        fs_err("--snapshot: give either datastore snapshots (TYPE/ID/TIME) or casync indexes "
-               "(PATH.caibx), not both");
-        return 2;
+    for (size_t i = 0; i < o->nsnapshots; i++) {
+        const struct fetch_repo_format *f = fetch_repo_format_for_path(o->snapshots[i]);
+        if (o->format && f != o->format) {
+            fs_err("--snapshot: give either %s (%s) or %s (%s), not both", o->format->items,
+                   o->format->snapshot_hint, f->items, f->snapshot_hint);
+            return 2;
+        }
+        o->format = f;
     }
-    if (o->chunk_store && o->nsnapshots && !indexes) {
-        fs_err("--snapshot: with --chunk-store, name casync indexes with their suffix "
-               "(PATH.caibx)");
-        return 2;
-    }
-    if (indexes || o->chunk_store) {
-        o->kind = FS_REPO_CASYNC;
-        o->kind_known = true;
-    } else if (o->nsnapshots) {
-        o->kind = FS_REPO_PBS;
-        o->kind_known = true;
+    if (o->chunk_store) {
+        const struct fetch_repo_format *f = fetch_repo_format_with_chunk_dir();
+        if (o->format && o->format != f) {
+            fs_err("--snapshot: with --chunk-store, name %s as %s", f->items, f->snapshot_hint);
+            return 2;
+        }
+        o->format = f;
     }
     return 0;
 }
@@ -535,7 +531,7 @@ static void canonical_location(const char *loc, char *buf, size_t size)
  * what it holds. Prints a one-line error and returns -1 on failure.
  */
 static int open_offline_aware(struct mount_opts *o, const char *loc, bool primary,
-                              struct fetch_store **ret, enum fs_repo_kind *ret_kind)
+                              struct fetch_store **ret, const struct fetch_repo_format **ret_kind)
 {
     enum fs_offline_mode mode = o->offline ? FS_OFFLINE_FORCED : FS_OFFLINE_NO;
     struct fetch_store *inner = NULL;
@@ -616,48 +612,39 @@ static struct fetch_store *chunk_source(struct fetch_store *s)
 /*
  * Opens STORE and its mirrors. With --snapshot or --chunk-store nothing is
  * listed, so a server without a directory index works; otherwise STORE says
- * what it holds (a datastore or a casync repository) and the mirrors must
- * hold the same. A mirror that cannot be opened now is an error: failover
+ * what it holds (its repository format) and the mirrors must hold the same. A mirror that cannot be opened now is an error: failover
  * targets are checked before they are needed (STORE itself may be mounted
  * from cached metadata, see open_offline_aware).
  */
 static int open_stores(struct mount_opts *o, struct fetch_store **stores)
 {
+    bool given = o->format != NULL; /* by the options: nothing is probed */
     for (size_t i = 0; i <= o->nmirrors; i++) {
         const char *loc = i ? o->mirrors[i - 1] : o->store;
-        enum fs_repo_kind kind;
-        if (open_offline_aware(o, loc, i == 0, &stores[i], o->kind_known ? NULL : &kind) < 0)
+        const struct fetch_repo_format *kind = NULL;
+        if (open_offline_aware(o, loc, i == 0, &stores[i], given ? NULL : &kind) < 0)
             return -1;
-        if (o->kind_known)
+        if (given)
             continue;
         if (i == 0) {
-            o->kind = kind;
-        } else if (kind != o->kind) {
+            o->format = kind;
+        } else if (kind != o->format) {
             fs_err("%s: not the same kind of store as %s", stores[i]->location,
                    stores[0]->location);
             return -1;
         }
     }
-    o->kind_known = true;
     return 0;
 }
 
-/* The catalog from the first store that gives one (exactly one of the two). */
+/* The catalog from the first store that gives one. */
 static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
-                        struct fetch_pbs_catalog **ret, struct fetch_casync_catalog **ret_casync,
-                        size_t *ret_from)
+                        struct fetch_repo **ret, size_t *ret_from)
 {
     for (size_t i = 0; i <= o->nmirrors; i++) {
         fetch_error err = {""};
-        int r;
-        if (o->kind == FS_REPO_CASYNC)
-            r = o->nsnapshots ? fetch_casync_catalog_load_paths(stores[i], o->snapshots,
-                                                                o->nsnapshots, ret_casync, &err)
-                              : fetch_casync_catalog_load(stores[i], false, ret_casync, &err);
-        else
-            r = o->nsnapshots ? fetch_pbs_catalog_load_paths(stores[i], o->snapshots,
-                                                             o->nsnapshots, ret, &err)
-                              : fetch_pbs_catalog_load(stores[i], ret, &err);
+        int r = fetch_repo_load(o->format, stores[i], o->snapshots, o->nsnapshots, true, ret,
+                                &err);
         if (r == 0) {
             *ret_from = i;
             return 0;
@@ -669,90 +656,37 @@ static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
     return -1;
 }
 
-/*
- * One warning for the dynamic-index archives (pxar file archives of
- * containers and hosts) the mount does not show yet: how many, and how many
- * snapshots they leave empty.
- */
-static void warn_unsupported_archives(const struct mount_opts *o,
-                                      const struct fetch_pbs_catalog *cat)
-{
-    size_t archives = 0, snaps = 0, empty = 0;
-    char tail[96] = "";
-    for (size_t i = 0; i < cat->count; i++) {
-        const struct fetch_manifest *m = cat->snaps[i].manifest;
-        size_t n = 0, shown = 0;
-        for (size_t j = 0; j < m->count; j++) {
-            enum fetch_pbs_archive k = fetch_pbs_archive_kind(m->files[j].name, NULL);
-            n += k == FETCH_PBS_ARCHIVE_DIDX;
-            shown += k == FETCH_PBS_ARCHIVE_FIDX ||
-                     (k == FETCH_PBS_ARCHIVE_BLOB && m->files[j].crypt != FETCH_CRYPT_ENCRYPT);
-        }
-        archives += n;
-        snaps += n > 0;
-        empty += n > 0 && shown == 0;
-    }
-    if (!archives)
-        return;
-    if (empty)
-        snprintf(tail, sizeof(tail), "; %zu snapshot%s nothing else and appear%s empty", empty,
-                 empty == 1 ? " holds" : "s hold", empty == 1 ? "s" : "");
-    fs_warn("%s: %zu pxar file archive%s not shown (in %zu snapshot%s): file archives are "
-            "not supported yet%s; `lazyimg ls` lists them",
-            o->store_shown, archives, archives == 1 ? " is" : "s are", snaps, snaps == 1 ? "" : "s",
-            tail);
-}
-
-/* Builds the tree of a PBS catalog; logs what was skipped. */
-static int build_pbs_tree(const struct mount_opts *o, struct fetch_store *store,
-                          struct fetch_pbs_catalog *cat, struct fs_tree **ret)
+/* Builds the tree of the catalog (owned by the tree now); tells what was skipped. */
+static int build_tree(struct fetch_repo *repo, struct fs_tree **ret)
 {
     int r;
-    for (size_t i = 0; i < cat->warning_count; i++)
-        fs_warn("%s", cat->warnings[i]);
-    if (cat->count == 0)
-        fs_warn("%s: no finished snapshots; the mount will be empty", o->store_shown);
-    warn_unsupported_archives(o, cat);
-    r = fs_tree_new(store, cat, ret);
+    fs_repo_report(repo);
+    r = fs_tree_new(repo, ret);
     if (r < 0)
-        fs_err("cannot build the snapshot tree: %s",
-               r == -EEXIST ? "two archives of one snapshot share a name" : strerror(-r));
-    return r;
-}
-
-/* Builds the tree of a casync catalog; refuses a store with nothing to mount. */
-static int build_casync_tree(const struct mount_opts *o, struct fetch_store *store,
-                             struct fetch_casync_catalog *cat, struct fs_tree **ret)
-{
-    int r;
-    if (fs_casync_catalog_report(o->store_shown, cat) < 0) {
-        fetch_casync_catalog_free(cat);
-        return -EMEDIUMTYPE;
-    }
-    r = fs_tree_new_casync(store, cat, ret);
-    if (r < 0)
-        fs_err("cannot build the image tree: %s", strerror(-r));
-    else if ((*ret)->image_count == 0)
-        fs_warn("%s: no blob index (*.caibx) could be mounted; the mount will be empty",
-                o->store_shown);
+        fs_err("cannot build the tree of the mount: %s", strerror(-r));
     return r;
 }
 
 /*
- * casync chunks come from --chunk-store (opened into @ret_chunk_store) or
- * from default.castr/ in STORE and its mirrors; @ret_prefix says which. A
- * local default store is opened as a store of its own (it may be a symlink,
- * which paths inside a store may not cross); one that does not exist is an
- * error now rather than EIO at every read.
+ * Chunks of a format that keeps them in a directory of their own (its
+ * chunk_dir, e.g. default.castr/) come from --chunk-store (opened into
+ * @ret_chunk_store) or from that directory in STORE and its mirrors;
+ * @ret_prefix says which. A local chunk directory is opened as a store of its
+ * own (it may be a symlink, which paths inside a store may not cross); one
+ * that does not exist is an error now rather than EIO at every read. Other
+ * formats' chunks are found from the store's root: prefix "".
  */
 static int open_chunk_store(const struct mount_opts *o, struct fetch_store **ret_chunk_store,
-                            const char **ret_prefix)
+                            char *ret_prefix, size_t prefix_len)
 {
+    const char *dir = o->format->chunk_dir;
     fetch_error err = {""};
     struct stat st;
     char path[PATH_MAX];
 
-    *ret_prefix = "";
+    ret_prefix[0] = '\0';
+    if (!dir)
+        return 0;
     if (o->chunk_store && o->store_mode == FS_OFFLINE_FORCED) {
         /* --offline: chunks come from the chunk cache only; the location
          * is shown (status, read errors), so without a password */
@@ -777,9 +711,9 @@ static int open_chunk_store(const struct mount_opts *o, struct fetch_store **ret
         }
         return 0;
     }
-    *ret_prefix = FETCH_CASYNC_DEFAULT_STORE "/";
+    snprintf(ret_prefix, prefix_len, "%s/", dir);
     if (!fetch_location_is_remote(o->store)) {
-        snprintf(path, sizeof(path), "%s/%s", o->store, FETCH_CASYNC_DEFAULT_STORE);
+        snprintf(path, sizeof(path), "%s/%s", o->store, dir);
         if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
             fs_err("%s: no chunk store (%s is missing); name it with --chunk-store LOCATION",
                    o->store_shown, path);
@@ -789,7 +723,7 @@ static int open_chunk_store(const struct mount_opts *o, struct fetch_store **ret
             fs_err("%s", err.msg);
             return -1;
         }
-        *ret_prefix = "";
+        ret_prefix[0] = '\0';
     }
     return 0;
 }
@@ -833,7 +767,7 @@ static void log_stats(struct fs_ctx *ctx, const struct fetch_pool_stats *ps, con
 static bool offline_notice(const struct mount_opts *o, struct fetch_store *s, size_t count,
                            char *desc, size_t desc_len)
 {
-    const char *what = o->kind == FS_REPO_CASYNC ? "indexes" : "snapshots";
+    const char *what = o->format->items;
     char when[32] = "an earlier mount";
     uint64_t served = 0;
     int64_t oldest = 0;
@@ -901,10 +835,9 @@ int fs_cmd_mount(int argc, char **argv)
     struct fetch_store *stores[MAX_MIRRORS + 1] = {0};
     struct fetch_pool_config pcfg = {0};
     struct fs_control *control = NULL;
-    struct fetch_pbs_catalog *cat = NULL;
-    struct fetch_casync_catalog *casync_cat = NULL;
+    struct fetch_repo *repo = NULL;
     struct fetch_store *chunk_store = NULL, *const *pool_stores = stores;
-    const char *casync_prefix = "";
+    char chunk_prefix[256] = "";
     size_t cat_from = 0, npool_stores;
     struct fs_ctx ctx = {.files_lock = PTHREAD_MUTEX_INITIALIZER};
     struct fuse_session *se = NULL;
@@ -954,7 +887,7 @@ int fs_cmd_mount(int argc, char **argv)
     }
     if (open_stores(&o, stores) < 0)
         goto out;
-    if (load_catalog(&o, stores, &cat, &casync_cat, &cat_from) < 0) {
+    if (load_catalog(&o, stores, &repo, &cat_from) < 0) {
         if (o.store_mode != FS_OFFLINE_NO)
             fs_err("%s: no cached catalog of the store in %s/meta (mount it once while it is "
                    "reachable)",
@@ -963,17 +896,14 @@ int fs_cmd_mount(int argc, char **argv)
     }
     if (fs_is_offline_store(stores[cat_from]) && o.store_mode == FS_OFFLINE_NO)
         fs_offline_store_sync(stores[cat_from]); /* the catalog survives a crash */
-    if (offline_notice(&o, stores[cat_from], cat ? cat->count : casync_cat->count,
-                       offline_desc, sizeof(offline_desc)))
+    if (offline_notice(&o, stores[cat_from], repo->items, offline_desc, sizeof(offline_desc)))
         ctx.offline = offline_desc;
     /* the catalog is owned by the tree now (freed on failure) */
-    r = cat ? build_pbs_tree(&o, stores[cat_from], cat, &ctx.tree)
-            : build_casync_tree(&o, stores[cat_from], casync_cat, &ctx.tree);
-    cat = NULL;
-    casync_cat = NULL;
+    r = build_tree(repo, &ctx.tree);
+    repo = NULL;
     if (r < 0)
         goto out;
-    if (o.kind == FS_REPO_CASYNC && open_chunk_store(&o, &chunk_store, &casync_prefix) < 0)
+    if (open_chunk_store(&o, &chunk_store, chunk_prefix, sizeof(chunk_prefix)) < 0)
         goto out;
 
     snprintf(fsname, sizeof(fsname), "lazyimg:%s", o.store_shown);
@@ -1013,19 +943,20 @@ int fs_cmd_mount(int argc, char **argv)
     }
     if (!o.foreground)
         fs_log_use_syslog(true);
-    if (ctx.tree->catalog)
-        fs_info("mounted %s at %s (%zu snapshots)", o.store_shown, mnt,
-                ctx.tree->catalog->count);
+    if (!o.format->chunk_dir)
+        fs_info("mounted %s at %s (%zu %s)", o.store_shown, mnt, ctx.tree->repo->items,
+                o.format->items);
     else
-        fs_info("mounted %s at %s (%zu casync images, chunks from %s%s)", o.store_shown, mnt,
-                ctx.tree->image_count, chunk_store ? chunk_store->location : o.store_shown,
-                chunk_store ? "" : "/" FETCH_CASYNC_DEFAULT_STORE);
+        fs_info("mounted %s at %s (%zu %s, %zu images, chunks from %s%s%s)", o.store_shown, mnt,
+                ctx.tree->repo->items, o.format->items, ctx.tree->image_count,
+                chunk_store ? chunk_store->location : o.store_shown, chunk_store ? "" : "/",
+                chunk_store ? "" : o.format->chunk_dir);
     if (!o.no_cache && fs_open_cache(&copts, &disk) < 0)
         fs_warn("continuing without the disk cache");
     fs_tree_set_mirrors(ctx.tree, stores, o.nmirrors + 1);
     ctx.has_disk_cache = disk != NULL;
     ctx.disk = disk;
-    /* chunks come from STORE and its mirrors, or from the casync chunk store */
+    /* chunks come from STORE and its mirrors, or from the format's chunk store */
     npool_stores = o.nmirrors + 1;
     for (size_t i = 0; i < npool_stores; i++)
         chunk_sources[i] = chunk_source(stores[i]);
@@ -1043,7 +974,7 @@ int fs_cmd_mount(int argc, char **argv)
     pcfg.workers = o.threads;
     pcfg.retries = o.retries;
     ctx.pool = fetch_pool_new(pool_stores, ctx.nstores, &pcfg);
-    ctx.chunks = ctx.pool ? fs_chunks_new(ctx.pool, (size_t)o.mem_cache, disk, casync_prefix)
+    ctx.chunks = ctx.pool ? fs_chunks_new(ctx.pool, (size_t)o.mem_cache, disk, chunk_prefix)
                           : NULL;
     if (!ctx.chunks) {
         fs_err("cannot start the fetcher pool: out of memory");
@@ -1129,8 +1060,7 @@ out:
     fs_files_free_all(&ctx);
     pthread_mutex_destroy(&ctx.files_lock);
     fs_tree_free(ctx.tree);
-    fetch_pbs_catalog_free(cat);
-    fetch_casync_catalog_free(casync_cat);
+    fetch_repo_free(repo);
     for (size_t i = 0; i <= MAX_MIRRORS; i++)
         fetch_store_free(stores[i]);
     fetch_store_free(chunk_store);

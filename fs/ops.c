@@ -47,8 +47,8 @@ static int prepare(struct fs_ctx *ctx, struct fs_node *n)
     int r;
     if (n->kind != FS_NODE_IMAGE && n->kind != FS_NODE_BLOB)
         return 0;
-    if (n->file && n->file->crypt == FETCH_CRYPT_ENCRYPT)
-        return 0; /* listed with the manifest's size; open() refuses it */
+    if (n->entry && n->entry->refuse)
+        return 0; /* listed with the repository's size; open() refuses it */
     r = fs_node_load(ctx->tree, n, &err);
     if (r < 0) {
         log_load_error(n, r, &err);
@@ -227,11 +227,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EROFS);
         return;
     }
-    if (n->kind == FS_NODE_IMAGE && n->file && n->file->crypt == FETCH_CRYPT_ENCRYPT) {
+    if (n->entry && n->entry->refuse) {
         char path[512];
         fs_node_path(n, path, sizeof(path));
-        fs_warn("%s: encrypted archive; encryption keys are not supported yet", path);
-        fuse_reply_err(req, ENOKEY);
+        fs_warn("%s: %s", path,
+                n->entry->refuse_msg ? n->entry->refuse_msg : strerror(-n->entry->refuse));
+        fuse_reply_err(req, -n->entry->refuse);
         return;
     }
     if ((r = prepare(ctx, n)) < 0) {

@@ -55,82 +55,61 @@ static struct fs_node *node_new(struct fs_tree *t, struct fs_node *parent, enum 
     return n;
 }
 
-/* Finds or creates directory @name below @dir; the last child is checked
- * first because the catalog arrives sorted. */
-static struct fs_node *dir_get(struct fs_tree *t, struct fs_node *dir, const char *name,
-                               int64_t mtime)
+/*
+ * The children of every directory by name, while the tree is built: a
+ * repository may list tens of thousands of entries in one directory, in any
+ * order, and a scan of the children per entry made such mounts take seconds.
+ */
+struct name_index {
+    struct fs_node **slots; /* open addressing, NULL: free */
+    size_t mask;
+};
+
+static size_t name_hash(const struct fs_node *parent, const char *name, size_t len)
 {
-    if (dir->child_count && !strcmp(dir->children[dir->child_count - 1]->name, name))
-        return dir->children[dir->child_count - 1];
-    for (size_t i = 0; i < dir->child_count; i++) {
-        if (!strcmp(dir->children[i]->name, name))
-            return dir->children[i];
-    }
-    return node_new(t, dir, FS_NODE_DIR, name, strlen(name), mtime);
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)(uintptr_t)parent;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)name[i]) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 29));
 }
 
-static bool has_child(const struct fs_node *dir, const char *name, size_t len)
+static int name_index_init(struct name_index *x, size_t expect)
 {
-    for (size_t i = 0; i < dir->child_count; i++) {
-        if (strlen(dir->children[i]->name) == len && !strncmp(dir->children[i]->name, name, len))
-            return true;
-    }
-    return false;
+    size_t n = 64;
+    while (n < expect * 2)
+        n *= 2;
+    x->slots = calloc(n, sizeof(*x->slots));
+    x->mask = n - 1;
+    return x->slots ? 0 : -ENOMEM;
 }
 
-static int add_snapshot(struct fs_tree *t, const struct fetch_pbs_snapshot *snap,
-                        struct fs_node **ret_group)
+/* The slot of child @name of @parent: the node, or the free slot it would take. */
+static struct fs_node **name_slot(struct name_index *x, const struct fs_node *parent,
+                                  const char *name, size_t len)
 {
-    struct fs_node *dir = t->by_ino[0];
-    const char *ns = snap->ns;
-    struct fs_node *sdir;
+    size_t i = name_hash(parent, name, len) & x->mask;
+    for (;; i = (i + 1) & x->mask) {
+        struct fs_node *n = x->slots[i];
+        if (!n || (n->parent == parent && strlen(n->name) == len && !memcmp(n->name, name, len)))
+            return &x->slots[i];
+    }
+}
 
-    while (*ns) {
-        const char *slash = strchr(ns, '/');
-        size_t len = slash ? (size_t)(slash - ns) : strlen(ns);
-        char comp[64];
-        if (len >= sizeof(comp))
-            return -EINVAL;
-        memcpy(comp, ns, len);
-        comp[len] = '\0';
-        if (!(dir = dir_get(t, dir, "ns", t->mount_time)) ||
-            !(dir = dir_get(t, dir, comp, t->mount_time)))
-            return -ENOMEM;
-        ns += len + (slash != NULL);
-    }
-    if (!(dir = dir_get(t, dir, snap->type, t->mount_time)) ||
-        !(dir = dir_get(t, dir, snap->id, t->mount_time)))
+/* Grows the index before it is half full; -ENOMEM. */
+static int name_index_reserve(struct name_index *x, size_t nodes)
+{
+    struct name_index bigger;
+    if (nodes * 2 < x->mask + 1)
+        return 0;
+    if (name_index_init(&bigger, nodes * 2) < 0)
         return -ENOMEM;
-    *ret_group = dir;
-    sdir = node_new(t, dir, FS_NODE_DIR, snap->time_str, strlen(snap->time_str), snap->time);
-    if (!sdir)
-        return -ENOMEM;
-    for (size_t i = 0; i < snap->manifest->count; i++) {
-        const struct fetch_manifest_file *f = &snap->manifest->files[i];
-        size_t stem = 0;
-        enum fetch_pbs_archive kind = fetch_pbs_archive_kind(f->name, &stem);
-        struct fs_node *n;
-        if ((kind == FETCH_PBS_ARCHIVE_FIDX || kind == FETCH_PBS_ARCHIVE_BLOB) &&
-            has_child(sdir, f->name, stem)) {
-            /* "x.fidx" and "x.blob" would both show as "x": keep the first */
-            fs_warn("%s: %s hidden: another archive has the name %.*s", snap->path, f->name,
-                    (int)stem, f->name);
-            continue;
-        }
-        if (kind == FETCH_PBS_ARCHIVE_FIDX) {
-            n = node_new(t, sdir, FS_NODE_IMAGE, f->name, stem, snap->time);
-            t->image_count += n != NULL;
-        }
-        else if (kind == FETCH_PBS_ARCHIVE_BLOB && f->crypt != FETCH_CRYPT_ENCRYPT &&
-                 f->size <= FETCH_PBS_SMALL_BLOB_MAX)
-            n = node_new(t, sdir, FS_NODE_BLOB, f->name, stem, snap->time);
-        else
-            continue; /* .didx (pxar) archives come later; encrypted blobs stay hidden */
-        if (!n)
-            return -ENOMEM;
-        n->snap = snap;
-        n->file = f;
+    for (size_t i = 0; i <= x->mask; i++) {
+        struct fs_node *n = x->slots[i];
+        if (n)
+            *name_slot(&bigger, n->parent, n->name, strlen(n->name)) = n;
     }
+    free(x->slots);
+    *x = bigger;
     return 0;
 }
 
@@ -142,115 +121,101 @@ static int name_cmp(const void *a, const void *b)
 
 static int finish_dirs(struct fs_tree *t)
 {
-    size_t n = t->count; /* symlinks added below need no visit */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < t->count; i++) {
         struct fs_node *d = t->by_ino[i];
         if (d->kind != FS_NODE_DIR || !d->child_count)
             continue;
         qsort(d->children, d->child_count, sizeof(*d->children), name_cmp);
         for (size_t j = 1; j < d->child_count; j++) {
             if (!strcmp(d->children[j - 1]->name, d->children[j]->name))
-                return -EEXIST; /* the manifest names two files with one visible name */
+                return -EEXIST; /* cannot happen: names are unique when added */
         }
     }
     return 0;
 }
 
-static struct fs_tree *tree_alloc(struct fetch_store *store)
-{
-    struct fs_tree *t = calloc(1, sizeof(*t));
-    if (!t)
-        return NULL;
-    t->store = store;
-    t->mount_time = (int64_t)time(NULL);
-    t->uid = getuid();
-    t->gid = getgid();
-    if (!node_new(t, NULL, FS_NODE_DIR, "", 0, t->mount_time)) {
-        free(t);
-        return NULL;
-    }
-    return t;
-}
+static const enum fs_node_kind kind_of_entry[] = {
+    [FETCH_ENTRY_DIR] = FS_NODE_DIR,
+    [FETCH_ENTRY_IMAGE] = FS_NODE_IMAGE,
+    [FETCH_ENTRY_BLOB] = FS_NODE_BLOB,
+    [FETCH_ENTRY_SYMLINK] = FS_NODE_SYMLINK,
+};
 
-/* Adds index @x at its path; the image moves into the node. */
-static int add_casync_index(struct fs_tree *t, struct fetch_casync_index *x)
+/* Adds entry @e at its path, with the directories it needs. 0 (also when
+ * it is left out, with a warning) or -ENOMEM. */
+static int add_entry(struct fs_tree *t, struct name_index *x, struct fetch_entry *e)
 {
-    struct fs_node *dir = t->by_ino[0], *n;
-    const char *p = x->path;
+    struct fs_node *dir = t->by_ino[0], *n, **slot;
+    const char *p = e->path;
+    int64_t mtime = e->mtime ? e->mtime : t->mount_time;
 
     for (;;) {
         const char *slash = strchr(p, '/');
-        size_t len = slash ? (size_t)(slash - p) : strlen(p) - 6; /* without ".caibx" */
-        struct fs_node *child = NULL;
-        char comp[256];
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
 
-        if (len == 0 || len >= sizeof(comp))
-            return 0; /* validated by the catalog: cannot happen */
-        memcpy(comp, p, len);
-        comp[len] = '\0';
-        /*
-         * Only the newest child can have this name: indexes come sorted by
-         * path, so all the paths below one directory are consecutive, and an
-         * index whose name a directory would take is shadowed (skipped)
-         * before it gets here. Were this ever wrong, finish_dirs() refuses
-         * the duplicate name (-EEXIST): the mount fails, it never serves a
-         * wrong file. (A scan of every child made a mount of 60000 indexes in
-         * one directory take 21 s.)
-         */
-        if (dir->child_count && !strcmp(dir->children[dir->child_count - 1]->name, comp))
-            child = dir->children[dir->child_count - 1];
-        if (!slash) {
-            if (child) {
-                fs_warn("%s: hidden: the name %s is taken by another index or directory",
-                        x->path, comp);
+        if (len == 0 || name_index_reserve(x, t->count + 1) < 0)
+            return len == 0 ? 0 : -ENOMEM; /* components are validated: no empty one */
+        slot = name_slot(x, dir, p, len);
+        if (slash) {
+            if (*slot && (*slot)->kind != FS_NODE_DIR) {
+                fs_warn("%s: hidden: the directory name %.*s is taken by a file", e->path,
+                        (int)len, p);
                 return 0;
             }
-            if (!(n = node_new(t, dir, FS_NODE_IMAGE, comp, len, t->mount_time)))
+            if (!*slot &&
+                !(*slot = node_new(t, dir, FS_NODE_DIR, p, len, t->mount_time)))
                 return -ENOMEM;
-            n->index = x;
-            if (x->image) {
-                n->image = x->image;
-                x->image = NULL;
+            dir = *slot;
+            p = slash + 1;
+            continue;
+        }
+        if (*slot && e->type == FETCH_ENTRY_DIR && (*slot)->kind == FS_NODE_DIR) {
+            (*slot)->mtime = mtime; /* a directory listed after its contents */
+            return 0;
+        }
+        if (*slot) {
+            fs_warn("%s: hidden: the name %.*s is taken by another %s", e->path, (int)len, p,
+                    (*slot)->kind == FS_NODE_DIR ? "directory" : "file");
+            return 0;
+        }
+        if (!(n = *slot = node_new(t, dir, kind_of_entry[e->type], p, len, mtime)))
+            return -ENOMEM;
+        n->target = e->target;
+        if (e->type == FETCH_ENTRY_IMAGE || e->type == FETCH_ENTRY_BLOB)
+            n->entry = e;
+        if (e->type == FETCH_ENTRY_IMAGE) {
+            t->image_count++;
+            if (e->image) {
+                n->image = e->image;
+                e->image = NULL;
                 atomic_store_explicit(&n->loaded, true, memory_order_release);
             }
-            t->image_count++;
-            return 0;
         }
-        if (child && child->kind != FS_NODE_DIR) {
-            fs_warn("%s: hidden: the directory name %s is taken by an index", x->path, comp);
-            return 0;
-        }
-        if (!child && !(child = node_new(t, dir, FS_NODE_DIR, comp, len, t->mount_time)))
-            return -ENOMEM;
-        dir = child;
-        p = slash + 1;
+        return 0;
     }
 }
 
-int fs_tree_new_casync(struct fetch_store *store, struct fetch_casync_catalog *catalog,
-                       struct fs_tree **ret)
+int fs_tree_new(struct fetch_repo *repo, struct fs_tree **ret)
 {
-    struct fs_tree *t = tree_alloc(store);
+    struct fs_tree *t = calloc(1, sizeof(*t));
+    struct name_index x = {0};
     int r = 0;
 
     if (!t) {
-        fetch_casync_catalog_free(catalog);
+        fetch_repo_free(repo);
         return -ENOMEM;
     }
-    t->casync = catalog;
-    for (size_t i = 0; i < catalog->count && r == 0; i++) {
-        struct fetch_casync_index *x = &catalog->indexes[i];
-        if (x->archive)
-            fs_info("%s: a directory archive index (.caidx): not mounted (not supported yet)",
-                    x->path);
-        else if (x->shadowed_by)
-            fs_warn("%s: hidden: its directory's name is taken by the index %s", x->path,
-                    x->shadowed_by);
-        else if (x->error)
-            fs_warn("skipping %s", x->error_msg ? x->error_msg : strerror(-x->error));
-        else
-            r = add_casync_index(t, x);
-    }
+    t->repo = repo;
+    t->store = repo->store;
+    t->mount_time = (int64_t)time(NULL);
+    t->uid = getuid();
+    t->gid = getgid();
+    if (!node_new(t, NULL, FS_NODE_DIR, "", 0, t->mount_time) ||
+        name_index_init(&x, repo->count + 1) < 0)
+        r = -ENOMEM;
+    for (size_t i = 0; i < repo->count && r == 0; i++)
+        r = add_entry(t, &x, &repo->entries[i]);
+    free(x.slots);
     if (r == 0)
         r = finish_dirs(t);
     if (r < 0) {
@@ -261,45 +226,6 @@ int fs_tree_new_casync(struct fetch_store *store, struct fetch_casync_catalog *c
     return 0;
 }
 
-int fs_tree_new(struct fetch_store *store, struct fetch_pbs_catalog *catalog,
-                struct fs_tree **ret)
-{
-    struct fs_tree *t = tree_alloc(store);
-    struct fs_node *group = NULL, *prev_group = NULL;
-    const struct fetch_pbs_snapshot *newest = NULL;
-    int r = 0;
-
-    if (!t) {
-        fetch_pbs_catalog_free(catalog);
-        return -ENOMEM;
-    }
-    t->catalog = catalog;
-    /* snapshots are sorted by (ns, type, id, time): a group's last one is its newest */
-    for (size_t i = 0; i <= catalog->count; i++) {
-        if (i < catalog->count && (r = add_snapshot(t, &catalog->snaps[i], &group)) < 0)
-            goto fail;
-        if (prev_group && (i == catalog->count || group != prev_group)) {
-            struct fs_node *l = node_new(t, prev_group, FS_NODE_SYMLINK, "latest", 6,
-                                         newest->time);
-            if (!l || !(l->target = strdup(newest->time_str))) {
-                r = -ENOMEM;
-                goto fail;
-            }
-        }
-        if (i < catalog->count) {
-            prev_group = group;
-            newest = &catalog->snaps[i];
-        }
-    }
-    if ((r = finish_dirs(t)) < 0)
-        goto fail;
-    *ret = t;
-    return 0;
-fail:
-    fs_tree_free(t);
-    return r;
-}
-
 void fs_tree_free(struct fs_tree *t)
 {
     if (!t)
@@ -308,15 +234,13 @@ void fs_tree_free(struct fs_tree *t)
         struct fs_node *n = t->by_ino[i];
         free(n->name);
         free(n->children);
-        free(n->target);
         fetch_image_free(n->image);
         fetch_data_release(&n->blob);
         pthread_mutex_destroy(&n->lock);
         free(n);
     }
     free(t->by_ino);
-    fetch_pbs_catalog_free(t->catalog);
-    fetch_casync_catalog_free(t->casync);
+    fetch_repo_free(t->repo);
     free(t);
 }
 
@@ -359,15 +283,10 @@ int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
             if (i && s == t->store)
                 continue;
             err->msg[0] = '\0';
-            if (n->kind == FS_NODE_IMAGE && n->index) {
-                struct fetch_casync_index x = {0};
-                r = fetch_casync_open_index(s, n->index->path, &x, err);
-                n->image = x.image;
-            } else if (n->kind == FS_NODE_IMAGE) {
-                r = fetch_pbs_open_fidx(s, n->snap, n->file, &n->image, err);
-            } else {
-                r = fetch_pbs_read_blob(s, n->snap, n->file, &n->blob, err);
-            }
+            if (n->kind == FS_NODE_IMAGE)
+                r = fetch_repo_open_image(t->repo, s, n->entry, &n->image, err);
+            else
+                r = fetch_repo_read_blob(t->repo, s, n->entry, &n->blob, err);
             if (r == 0 || !fetch_remote_retryable(r))
                 break;
         }
@@ -410,11 +329,10 @@ void fs_node_stat(const struct fs_tree *t, const struct fs_node *n, struct stat 
         if (fs_node_loaded(n)) {
             st->st_size = (off_t)n->image->size;
             st->st_blocks = (blkcnt_t)((n->image->data_bytes + 511) / 512);
-        } else if (!n->file) {
-            st->st_size = 0; /* a casync index not read yet: stat reads it */
         } else {
-            st->st_size = (off_t)n->file->size;
-            st->st_blocks = (blkcnt_t)((n->file->size + 511) / 512);
+            /* not loaded (refused, or not yet): the repository's size */
+            st->st_size = (off_t)n->entry->size;
+            st->st_blocks = (blkcnt_t)((n->entry->size + 511) / 512);
         }
         break;
     case FS_NODE_BLOB:

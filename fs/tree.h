@@ -1,12 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The namespace shown by the mount. For a PBS datastore:
- *   [ns/<n>/…]<type>/<id>/<time>/<archive>   and   <type>/<id>/latest -> <time>
- * For a casync repository, each blob index at its store path without the
- * ".caibx" suffix: releases/os.img.caibx -> releases/os.img.
- * Built once from a catalog and immutable afterwards (lookups need no lock).
- * Image indexes and blobs are loaded on first use, under the node's own
- * mutex, and kept for the life of the tree.
+ * The namespace shown by the mount: the entries of a repository (fetch/repo.h)
+ * as directories, images, small files and symlinks, with the directories
+ * their paths need. Built once and immutable afterwards (lookups need no
+ * lock). Images and small files are opened on first use, under the node's
+ * own mutex, and kept for the life of the tree.
  */
 #pragma once
 
@@ -18,10 +16,9 @@
 #include <sys/stat.h>
 
 #include "fetch/blob.h"
-#include "fetch/casync.h"
 #include "fetch/error.h"
 #include "fetch/image.h"
-#include "fetch/pbs.h"
+#include "fetch/repo.h"
 #include "fetch/store.h"
 
 #define FS_ROOT_INO 1
@@ -29,8 +26,8 @@
 enum fs_node_kind {
     FS_NODE_DIR,
     FS_NODE_SYMLINK,
-    FS_NODE_IMAGE, /* a .fidx or .caibx, shown without the suffix */
-    FS_NODE_BLOB,  /* a small non-encrypted .blob, shown decoded without the suffix */
+    FS_NODE_IMAGE, /* a lazy image */
+    FS_NODE_BLOB,  /* a small file, read whole and shown decoded */
 };
 
 struct fs_node {
@@ -45,13 +42,10 @@ struct fs_node {
     size_t child_count, child_cap;
 
     /* symlinks */
-    char *target;
+    const char *target;
 
-    /* images and blobs of a datastore */
-    const struct fetch_pbs_snapshot *snap;
-    const struct fetch_manifest_file *file;
-    /* casync images: the index (in the tree's catalog), loaded like the above */
-    const struct fetch_casync_index *index;
+    /* images and small files: the repository's entry (in the tree's repo) */
+    const struct fetch_entry *entry;
     pthread_mutex_t lock;  /* serialises loading of the two fields below */
     struct fetch_image *image;
     fetch_data blob;
@@ -63,8 +57,7 @@ struct fs_tree {
     struct fetch_store *store;              /* the one the catalog came from */
     struct fetch_store *const *mirrors;     /* all stores, tried when @store fails */
     size_t nmirrors;
-    struct fetch_pbs_catalog *catalog;      /* PBS, or NULL */
-    struct fetch_casync_catalog *casync;    /* casync, or NULL */
+    struct fetch_repo *repo;                /* what the tree shows (owned) */
     size_t image_count;                     /* images shown */
     struct fs_node **by_ino; /* by_ino[ino - 1] */
     size_t count, cap;
@@ -73,18 +66,14 @@ struct fs_tree {
     gid_t gid;
 };
 
-/* Builds the tree; takes ownership of @catalog (not of @store). */
-int fs_tree_new(struct fetch_store *store, struct fetch_pbs_catalog *catalog,
-                struct fs_tree **ret);
 /*
- * Builds the tree of a casync repository; takes ownership of @catalog (not
- * of @store). Indexes the catalog loaded already (--snapshot) move into their
- * nodes; the others are read on first use. Indexes that failed to load and
- * directory archives are left out with a message; so is an index whose
- * visible name is taken.
+ * Builds the tree of @repo's entries and takes ownership of @repo (freed on
+ * failure too); its store is the one opens use first. An entry whose name,
+ * or one of whose directories' names, is taken by an earlier entry is left
+ * out with a warning; images the repository read already move into their
+ * nodes. -ENOMEM.
  */
-int fs_tree_new_casync(struct fetch_store *store, struct fetch_casync_catalog *catalog,
-                       struct fs_tree **ret);
+int fs_tree_new(struct fetch_repo *repo, struct fs_tree **ret);
 void fs_tree_free(struct fs_tree *t);
 /* Stores (borrowed) that index and blob loads fall back to, in order. */
 void fs_tree_set_mirrors(struct fs_tree *t, struct fetch_store *const *stores, size_t n);
@@ -95,9 +84,10 @@ struct fs_node *fs_tree_get(struct fs_tree *t, uint64_t ino);
 struct fs_node *fs_tree_lookup(struct fs_node *dir, const char *name);
 
 /*
- * Loads the index (images) or decoded bytes (blobs) of @n once; later calls
- * return at once. Thread-safe. -ENOKEY for encrypted archives, -EBADMSG for
- * malformed ones, -ENOENT/-EIO from the store; @err says why.
+ * Loads the index (images) or decoded bytes (small files) of @n once, from
+ * the repository's store and then its mirrors; later calls return at once.
+ * Thread-safe. The entry's refusal (-ENOKEY for an encrypted archive),
+ * -EBADMSG for malformed ones, -ENOENT/-EIO from the store; @err says why.
  */
 int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err);
 
@@ -107,8 +97,8 @@ static inline bool fs_node_loaded(const struct fs_node *n)
     return atomic_load_explicit(&n->loaded, memory_order_acquire);
 }
 
-/* Attributes of @n. Images and blobs must have been loaded, else the
- * manifest's size is shown. */
+/* Attributes of @n. Images and small files must have been loaded, else the
+ * size the repository gave (0 when it did not know) is shown. */
 void fs_node_stat(const struct fs_tree *t, const struct fs_node *n, struct stat *st);
 
 /* "vm/100/2025-…Z/drive-scsi0.img": the node's path below the mountpoint, for messages. */

@@ -21,6 +21,7 @@
 
 #include "alloc_track.h"
 #include "fetch/pbs.h"
+#include "fetch/repo.h"
 #include "fetch/store.h"
 #include "fixtures.h"
 
@@ -1281,6 +1282,125 @@ static void archive_kind(void **state)
     assert_int_equal(fetch_pbs_archive_kind("", &stem), FETCH_PBS_ARCHIVE_OTHER);
 }
 
+static const struct fetch_entry *entry_at(const struct fetch_repo *r, const char *path)
+{
+    for (size_t i = 0; i < r->count; i++) {
+        if (!strcmp(r->entries[i].path, path))
+            return &r->entries[i];
+    }
+    return NULL;
+}
+
+static bool noted(const struct fetch_repo *r, const char *needle)
+{
+    for (size_t i = 0; i < r->note_count; i++) {
+        if (strstr(r->notes[i].text, needle))
+            return true;
+    }
+    return false;
+}
+
+/* The datastore as a repository (fetch/repo.h): what the mount shows. */
+static void repo_entries(void **state)
+{
+    struct ds *ds = *state;
+    const char *root = ds->root;
+    const char *dir = "vm/100/" T1;
+    const struct fetch_repo_format *f = NULL;
+    struct fetch_repo *r = NULL;
+    const struct fetch_entry *e;
+    struct fetch_image *img = NULL;
+    struct image_fx im;
+    struct fx_file files[5];
+    fetch_error err = {""};
+    struct fetch_store *s;
+    char path[256];
+
+    put_snapshot(root, "", "vm", "100", T0);
+    put_snapshot(root, "ns/a/", "ct", "7", T0);
+    fx_mkdirs(root, dir);
+    put_image(root, dir, "drive-scsi0.img.fidx", "DZD", 1000, &im, &files[0]);
+    put_blob(root, dir, "qemu-server.conf.blob", "cores: 1\n", false, &files[1]);
+    /* shows as "qemu-server.conf" too: hidden, with a note */
+    put_blob(root, dir, "qemu-server.conf.fidx", "x", false, &files[2]);
+    files[3] = (struct fx_file){.name = "drive-efi.img.fidx", .crypt = "encrypt", .size = 4096};
+    files[4] = (struct fx_file){.name = "root.pxar.didx", .crypt = "none", .size = 99};
+    put_manifest(root, dir, "vm", "100", T1, files, 5);
+
+    s = open_store(root);
+    assert_int_equal(fetch_repo_probe(s, &f, &err), 0);
+    assert_string_equal(f->name, "pbs");
+    assert_ptr_equal(fetch_repo_format_for_path("vm/100/" T1), f);
+    assert_null(f->chunk_dir);
+
+    /* for ls: the catalog, no entries */
+    assert_int_equal(fetch_repo_load(f, s, NULL, 0, false, &r, &err), 0);
+    assert_int_equal(r->items, 3);
+    assert_int_equal(r->count, 0);
+    fetch_repo_free(r);
+
+    assert_int_equal(fetch_repo_load(f, s, NULL, 0, true, &r, &err), 0);
+    assert_int_equal(r->items, 3);
+    e = entry_at(r, dir);
+    assert_non_null(e);
+    assert_int_equal(e->type, FETCH_ENTRY_DIR);
+    assert_int_equal(e->mtime, fx_epoch(T1));
+    assert_non_null(entry_at(r, "ns/a/ct/7/" T0));
+    e = entry_at(r, "vm/100/latest");
+    assert_non_null(e);
+    assert_int_equal(e->type, FETCH_ENTRY_SYMLINK);
+    assert_string_equal(e->target, T1); /* the newest */
+    assert_non_null(entry_at(r, "ns/a/ct/7/latest"));
+    /* the link follows its group's snapshots */
+    assert_true(entry_at(r, "vm/100/latest") > entry_at(r, dir));
+
+    snprintf(path, sizeof(path), "%s/drive-scsi0.img", dir);
+    e = entry_at(r, path);
+    assert_non_null(e);
+    assert_int_equal(e->type, FETCH_ENTRY_IMAGE);
+    assert_int_equal(e->size, im.size);
+    assert_int_equal(e->refuse, 0);
+    assert_int_equal(fetch_repo_open_image(r, s, e, &img, &err), 0);
+    assert_int_equal(img->size, im.size);
+    assert_int_equal(img->count, 3);
+    fetch_image_free(img);
+
+    snprintf(path, sizeof(path), "%s/qemu-server.conf", dir);
+    e = entry_at(r, path);
+    assert_non_null(e);
+    assert_int_equal(e->type, FETCH_ENTRY_BLOB);
+    fetch_data d = {0};
+    assert_int_equal(fetch_repo_read_blob(r, s, e, &d, &err), 0);
+    assert_int_equal(d.len, strlen("cores: 1\n"));
+    fetch_data_release(&d);
+    assert_true(noted(r, "qemu-server.conf.fidx hidden"));
+
+    snprintf(path, sizeof(path), "%s/drive-efi.img", dir);
+    e = entry_at(r, path);
+    assert_non_null(e);
+    assert_int_equal(e->refuse, -ENOKEY);
+    assert_int_equal(e->size, 4096);
+    img = NULL;
+    assert_int_equal(fetch_repo_open_image(r, s, e, &img, &err), -ENOKEY);
+    assert_null(img);
+
+    /* pxar archives are not entries yet: one note says so */
+    snprintf(path, sizeof(path), "%s/root.pxar", dir);
+    assert_null(entry_at(r, path));
+    assert_true(noted(r, "1 pxar file archive is not shown"));
+    fetch_repo_free(r);
+
+    /* --snapshot: just that one */
+    const char *one[] = {"vm/100/" T0};
+    assert_int_equal(fetch_repo_load(f, s, one, 1, true, &r, &err), 0);
+    assert_int_equal(r->items, 1);
+    assert_non_null(entry_at(r, "vm/100/" T0 "/qemu-server.conf"));
+    assert_null(entry_at(r, path));
+    fetch_repo_free(r);
+    image_fx_free(&im);
+    fetch_store_free(s);
+}
+
 #define DS_TEST(f) cmocka_unit_test_setup_teardown(f, ds_setup, ds_teardown)
 
 int main(void)
@@ -1313,6 +1433,7 @@ int main(void)
         DS_TEST(read_chunk_missing),
         DS_TEST(read_chunk_corrupt),
         DS_TEST(read_chunk_symlink_not_followed),
+        DS_TEST(repo_entries),
         cmocka_unit_test(archive_kind),
     };
     return cmocka_run_group_tests_name("pbs", tests, NULL, NULL);

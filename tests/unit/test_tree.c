@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Unit tests: fs/tree.h (the mount's namespace built from a repository's
+ * entries, fetch/repo.h), with a repository format of the test's own:
+ * directories made for paths, names kept unique (a later entry whose name
+ * or directory name is taken is left out), a directory entry listed after
+ * its contents, symlinks, images read at load time moving into their nodes,
+ * sizes before loading, refusals, loads falling back to mirrors, and a
+ * large flat directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fetch/image.h"
+#include "fetch/repo.h"
+#include "fs/log.h"
+#include "fs/tree.h"
+
+/* The stores of the test: only their identity matters. */
+static struct fetch_store store_a, store_b;
+
+static int opens_a, opens_b;
+static int fail_a; /* what store_a answers an open with */
+
+static int fake_open_image(const struct fetch_repo *repo, struct fetch_store *s,
+                           const struct fetch_entry *e, struct fetch_image **ret,
+                           fetch_error *err)
+{
+    struct fetch_image *img;
+    (void)repo;
+    if (s == &store_a) {
+        opens_a++;
+        if (fail_a)
+            return fetch_error_set(err, fail_a, "store a: %s", strerror(-fail_a));
+    } else {
+        opens_b++;
+    }
+    img = calloc(1, sizeof(*img));
+    assert_non_null(img);
+    img->size = (uint64_t)(uintptr_t)e->handle;
+    *ret = img;
+    return 0;
+}
+
+static int fake_read_blob(const struct fetch_repo *repo, struct fetch_store *s,
+                          const struct fetch_entry *e, fetch_data *ret, fetch_error *err)
+{
+    (void)repo;
+    (void)s;
+    (void)err;
+    char *b = strdup(e->path);
+    assert_non_null(b);
+    *ret = (fetch_data){b, (const uint8_t *)b, strlen(b)};
+    return 0;
+}
+
+static const struct fetch_repo_format fake_format = {
+    .name = "fake",
+    .label = "a test repository",
+    .items = "things",
+    .open_image = fake_open_image,
+    .read_blob = fake_read_blob,
+};
+
+static struct fetch_repo *repo_new(void)
+{
+    struct fetch_repo *r = calloc(1, sizeof(*r));
+    assert_non_null(r);
+    r->format = &fake_format;
+    r->store = &store_a;
+    return r;
+}
+
+static void add(struct fetch_repo *r, const char *path, enum fetch_entry_type type, int64_t mtime,
+                uint64_t size_or_handle)
+{
+    struct fetch_entry e = {.path = (char *)path, .type = type, .mtime = mtime,
+                            .size = size_or_handle,
+                            .handle = (const void *)(uintptr_t)size_or_handle};
+    if (type == FETCH_ENTRY_SYMLINK)
+        e.target = (char *)"2025-01-01T00:00:00Z";
+    assert_int_equal(fetch_repo_add_entry(r, &e), 0);
+}
+
+/* The node at @path ("a/b/c") or NULL. */
+static struct fs_node *walk(struct fs_tree *t, const char *path)
+{
+    struct fs_node *n = fs_tree_get(t, FS_ROOT_INO);
+    char buf[256], *save = NULL;
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *c = strtok_r(buf, "/", &save); c && n; c = strtok_r(NULL, "/", &save))
+        n = n->kind == FS_NODE_DIR ? fs_tree_lookup(n, c) : NULL;
+    return n;
+}
+
+static void dirs_names_and_kinds(void **state)
+{
+    (void)state;
+    struct fetch_repo *r = repo_new();
+    struct fs_tree *t = NULL;
+    struct fs_node *n, *root;
+    struct stat st;
+    char path[256];
+
+    add(r, "vm/100/2025-01-01T00:00:00Z", FETCH_ENTRY_DIR, 1735689600, 0);
+    add(r, "vm/100/2025-01-01T00:00:00Z/drive-scsi0.img", FETCH_ENTRY_IMAGE, 1735689600, 4096);
+    add(r, "vm/100/2025-01-01T00:00:00Z/qemu-server.conf", FETCH_ENTRY_BLOB, 1735689600, 0);
+    add(r, "vm/100/latest", FETCH_ENTRY_SYMLINK, 1735689600, 0);
+    add(r, "ct/200/x", FETCH_ENTRY_IMAGE, 0, 512);
+    /* a directory entry after its contents gives it its time */
+    add(r, "ct/200", FETCH_ENTRY_DIR, 1700000000, 0);
+    assert_int_equal(fs_tree_new(r, &t), 0);
+
+    root = fs_tree_get(t, FS_ROOT_INO);
+    assert_int_equal(root->child_count, 2);
+    /* sorted for the binary search of lookups */
+    assert_string_equal(root->children[0]->name, "ct");
+    assert_string_equal(root->children[1]->name, "vm");
+    assert_int_equal(t->image_count, 2);
+
+    n = walk(t, "vm/100/2025-01-01T00:00:00Z");
+    assert_non_null(n);
+    assert_int_equal(n->kind, FS_NODE_DIR);
+    assert_int_equal(n->mtime, 1735689600);
+    n = walk(t, "vm/100");
+    assert_int_equal(n->mtime, t->mount_time); /* made for the path */
+    assert_int_equal(walk(t, "ct/200")->mtime, 1700000000);
+
+    n = walk(t, "vm/100/latest");
+    assert_non_null(n);
+    assert_int_equal(n->kind, FS_NODE_SYMLINK);
+    assert_string_equal(n->target, "2025-01-01T00:00:00Z");
+    fs_node_stat(t, n, &st);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(st.st_size, 20);
+
+    n = walk(t, "vm/100/2025-01-01T00:00:00Z/drive-scsi0.img");
+    assert_non_null(n);
+    assert_int_equal(n->kind, FS_NODE_IMAGE);
+    assert_false(fs_node_loaded(n));
+    fs_node_stat(t, n, &st); /* before loading: the repository's size */
+    assert_int_equal(st.st_size, 4096);
+    assert_int_equal(st.st_mode, S_IFREG | 0444);
+    assert_int_equal(fs_node_path(n, path, sizeof(path)), 0);
+    assert_string_equal(path, "vm/100/2025-01-01T00:00:00Z/drive-scsi0.img");
+
+    n = walk(t, "vm/100/2025-01-01T00:00:00Z/qemu-server.conf");
+    assert_int_equal(n->kind, FS_NODE_BLOB);
+    fetch_error err = {""};
+    assert_int_equal(fs_node_load(t, n, &err), 0);
+    fs_node_stat(t, n, &st);
+    assert_int_equal(st.st_size, strlen("vm/100/2025-01-01T00:00:00Z/qemu-server.conf"));
+
+    /* directories count their subdirectories in st_nlink */
+    fs_node_stat(t, walk(t, "vm/100"), &st);
+    assert_int_equal(st.st_nlink, 3);
+    assert_null(walk(t, "vm/101"));
+    assert_null(fs_tree_get(t, 0));
+    assert_null(fs_tree_get(t, t->count + 1));
+    fs_tree_free(t);
+}
+
+static void taken_names_hidden(void **state)
+{
+    (void)state;
+    struct fetch_repo *r = repo_new();
+    struct fs_tree *t = NULL;
+    struct fs_node *n;
+
+    add(r, "a/x", FETCH_ENTRY_IMAGE, 0, 1);
+    add(r, "a/x", FETCH_ENTRY_BLOB, 0, 2);      /* the name is taken: left out */
+    add(r, "a/x/y", FETCH_ENTRY_IMAGE, 0, 3);   /* its directory's name is taken */
+    add(r, "a", FETCH_ENTRY_IMAGE, 0, 4);       /* a directory has the name */
+    add(r, "b/c", FETCH_ENTRY_IMAGE, 0, 5);
+    add(r, "b/c/d", FETCH_ENTRY_IMAGE, 0, 6);
+    assert_int_equal(fs_tree_new(r, &t), 0);
+
+    n = walk(t, "a/x");
+    assert_non_null(n);
+    assert_int_equal(n->kind, FS_NODE_IMAGE);
+    assert_int_equal(n->entry->size, 1); /* the first one */
+    assert_int_equal(walk(t, "a")->kind, FS_NODE_DIR);
+    assert_int_equal(walk(t, "a")->child_count, 1);
+    assert_int_equal(walk(t, "b")->child_count, 1);
+    assert_int_equal(t->image_count, 2);
+    fs_tree_free(t);
+}
+
+static void loaded_images_and_refusals(void **state)
+{
+    (void)state;
+    struct fetch_repo *r = repo_new();
+    struct fs_tree *t = NULL;
+    struct fs_node *n;
+    struct fetch_image *pre = calloc(1, sizeof(*pre));
+    fetch_error err = {""};
+    struct stat st;
+
+    assert_non_null(pre);
+    pre->size = 1 << 20;
+    pre->data_bytes = 4096;
+    add(r, "pre", FETCH_ENTRY_IMAGE, 0, 0);
+    r->entries[0].image = pre;
+    add(r, "locked", FETCH_ENTRY_IMAGE, 0, 777);
+    r->entries[1].refuse = -ENOKEY;
+    r->entries[1].refuse_msg = "encrypted";
+    assert_int_equal(fs_tree_new(r, &t), 0);
+    assert_null(t->repo->entries[0].image); /* moved into the node */
+
+    opens_a = opens_b = 0;
+    n = walk(t, "pre");
+    assert_true(fs_node_loaded(n));
+    assert_ptr_equal(n->image, pre);
+    assert_int_equal(fs_node_load(t, n, &err), 0);
+    assert_int_equal(opens_a + opens_b, 0);
+    fs_node_stat(t, n, &st);
+    assert_int_equal(st.st_size, 1 << 20);
+    assert_int_equal(st.st_blocks, 8);
+
+    n = walk(t, "locked");
+    assert_int_equal(fs_node_load(t, n, &err), -ENOKEY);
+    assert_non_null(strstr(err.msg, "encrypted"));
+    assert_false(fs_node_loaded(n));
+    assert_int_equal(opens_a + opens_b, 0);
+    fs_node_stat(t, n, &st);
+    assert_int_equal(st.st_size, 777);
+    fs_tree_free(t);
+}
+
+static void loads_fall_back_to_mirrors(void **state)
+{
+    (void)state;
+    struct fetch_repo *r = repo_new();
+    struct fetch_store *mirrors[2] = {&store_a, &store_b};
+    struct fs_tree *t = NULL;
+    struct fs_node *n;
+    fetch_error err = {""};
+
+    add(r, "one", FETCH_ENTRY_IMAGE, 0, 100);
+    add(r, "two", FETCH_ENTRY_IMAGE, 0, 200);
+    assert_int_equal(fs_tree_new(r, &t), 0);
+    fs_tree_set_mirrors(t, mirrors, 2);
+
+    /* a failure another copy may not have: the next store is tried */
+    opens_a = opens_b = 0;
+    fail_a = -ECONNRESET;
+    n = walk(t, "one");
+    assert_int_equal(fs_node_load(t, n, &err), 0);
+    assert_int_equal(opens_a, 1); /* the repo's store, not again as a mirror */
+    assert_int_equal(opens_b, 1);
+    assert_int_equal(n->image->size, 100);
+    /* loaded once: later calls return at once */
+    assert_int_equal(fs_node_load(t, n, &err), 0);
+    assert_int_equal(opens_a + opens_b, 2);
+
+    /* a failure every copy has (not found): not retried elsewhere */
+    fail_a = -ENOENT;
+    n = walk(t, "two");
+    assert_int_equal(fs_node_load(t, n, &err), -ENOENT);
+    assert_int_equal(opens_a, 2);
+    assert_int_equal(opens_b, 1);
+    assert_false(fs_node_loaded(n));
+    fail_a = 0;
+    assert_int_equal(fs_node_load(t, n, &err), 0);
+    assert_int_equal(n->image->size, 200);
+    fs_tree_free(t);
+}
+
+static void large_flat_directory(void **state)
+{
+    (void)state;
+    enum { N = 60000 };
+    struct fetch_repo *r = repo_new();
+    struct fs_tree *t = NULL;
+    struct fs_node *d;
+    char path[64];
+
+    /* in reverse order: nothing may rely on the repository's order */
+    for (int i = N; i-- > 0;) {
+        snprintf(path, sizeof(path), "dir/img%05d", i);
+        add(r, path, FETCH_ENTRY_IMAGE, 0, (uint64_t)i + 1);
+    }
+    add(r, "dir/img00042", FETCH_ENTRY_IMAGE, 0, 1); /* taken */
+    assert_int_equal(fs_tree_new(r, &t), 0);
+    d = walk(t, "dir");
+    assert_int_equal(d->child_count, N);
+    assert_int_equal(t->image_count, N);
+    for (int i = 0; i < N; i += 997) {
+        snprintf(path, sizeof(path), "img%05d", i);
+        assert_int_equal(fs_tree_lookup(d, path)->entry->size, (uint64_t)i + 1);
+    }
+    for (size_t i = 1; i < d->child_count; i++)
+        assert_true(strcmp(d->children[i - 1]->name, d->children[i]->name) < 0);
+    fs_tree_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(dirs_names_and_kinds),
+        cmocka_unit_test(taken_names_hidden),
+        cmocka_unit_test(loaded_images_and_refusals),
+        cmocka_unit_test(loads_fall_back_to_mirrors),
+        cmocka_unit_test(large_flat_directory),
+    };
+    fs_log_set_level(FS_LOG_ERR);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
