@@ -19,11 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cache/diskcache.h"
-#include "fetch/digest.h"
-#include "fetch/pool.h"
 #include "fs.h"
 #include "hydrate.h"
+#include "status.h"
 #include "log.h"
 #include "mountinfo.h"
 
@@ -35,7 +33,7 @@
 
 struct fs_control {
     struct fs_ctx *ctx;
-    struct fs_hydrator *hyd;
+    struct fs_hydrator *hyd; /* borrowed; NULL: hydration requests are refused */
     int listen_fd;
     int stop_fd; /* eventfd: readable once the thread must stop */
     pthread_t thread;
@@ -43,9 +41,7 @@ struct fs_control {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     dev_t sock_dev; /* the socket file we bound, removed only if still ours */
     ino_t sock_ino;
-    /* previous sample for mb_per_s; control thread only */
-    uint64_t prev_bytes;
-    struct timespec prev_time;
+    struct fs_status_rate rate; /* control thread only */
 };
 
 static void set_err(char *err, size_t len, const char *fmt, ...)
@@ -167,200 +163,6 @@ int fs_control_socket_path(dev_t dev, char *buf, size_t len, char *err, size_t e
     return 0;
 }
 
-/* ---- status ------------------------------------------------------------- */
-
-static int add_u64(json_object *o, const char *key, uint64_t v)
-{
-    return json_object_object_add(o, key, json_object_new_uint64(v));
-}
-
-/* A double with @decimals digits after the point in the JSON text. */
-static int add_double(json_object *o, const char *key, double v, int decimals)
-{
-    char num[64];
-    snprintf(num, sizeof(num), "%.*f", decimals, v);
-    return json_object_object_add(o, key, json_object_new_double_s(v, num));
-}
-
-static json_object *stores_json(struct fs_control *c, const struct fetch_pool_stats *ps)
-{
-    json_object *arr = json_object_new_array();
-    for (size_t i = 0; arr && i < c->ctx->nstores; i++) {
-        json_object *s = json_object_new_object();
-        if (!s)
-            break;
-        json_object_object_add(s, "location", json_object_new_string(c->ctx->stores[i]->location));
-        json_object_object_add(s, "active", json_object_new_boolean(i == ps->active_store));
-        json_object_array_add(arr, s);
-    }
-    return arr;
-}
-
-static json_object *fetch_json(struct fs_control *c, const struct fetch_pool_stats *ps)
-{
-    json_object *o = json_object_new_object(), *q = json_object_new_object();
-    json_object *lat = json_object_new_object(), *hist = json_object_new_array();
-    struct timespec now;
-    double dt, rate = 0;
-
-    if (!o || !q || !lat || !hist) {
-        json_object_put(o);
-        json_object_put(q);
-        json_object_put(lat);
-        json_object_put(hist);
-        return NULL;
-    }
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    dt = (double)(now.tv_sec - c->prev_time.tv_sec) +
-         (double)(now.tv_nsec - c->prev_time.tv_nsec) / 1e9;
-    if (dt > 0 && ps->bytes >= c->prev_bytes)
-        rate = (double)(ps->bytes - c->prev_bytes) / dt / 1e6;
-    c->prev_bytes = ps->bytes;
-    c->prev_time = now;
-
-    add_u64(o, "inflight", ps->inflight);
-    add_u64(q, "demand", ps->queued[FETCH_PRIO_DEMAND]);
-    add_u64(q, "readahead", ps->queued[FETCH_PRIO_READAHEAD]);
-    add_u64(q, "hydrate", ps->queued[FETCH_PRIO_HYDRATE]);
-    json_object_object_add(o, "queued", q);
-    add_u64(o, "decoding", ps->decoding);
-    add_u64(o, "requests", ps->requests);
-    add_u64(o, "retries", ps->retries);
-    add_u64(o, "failovers", ps->failovers);
-    add_u64(o, "errors", ps->failed);
-    add_u64(o, "bytes", ps->bytes);
-    add_double(o, "mb_per_s", rate, 2);
-    add_u64(lat, "p50", fetch_pool_latency_pct(ps, 50));
-    add_u64(lat, "p99", fetch_pool_latency_pct(ps, 99));
-    for (unsigned i = 0; i < FETCH_LAT_BUCKETS; i++) {
-        json_object *pair;
-        if (!ps->latency_us[i])
-            continue;
-        if (!(pair = json_object_new_array()))
-            break;
-        json_object_array_add(pair, json_object_new_uint64(2ull << i));
-        json_object_array_add(pair, json_object_new_uint64(ps->latency_us[i]));
-        json_object_array_add(hist, pair);
-    }
-    json_object_object_add(lat, "histogram", hist);
-    json_object_object_add(o, "latency_us", lat);
-    return o;
-}
-
-static json_object *cache_json(struct fs_control *c)
-{
-    json_object *o = json_object_new_object();
-    struct fs_chunks_stats st;
-    uint64_t hits, lookups;
-
-    if (!o)
-        return NULL;
-    fs_chunks_get_stats(c->ctx->chunks, &st);
-    hits = st.mem.hits + st.disk_hits;
-    lookups = hits + st.loads + st.load_errors;
-    add_u64(o, "memory_hits", st.mem.hits);
-    add_u64(o, "disk_hits", st.disk_hits);
-    add_u64(o, "disk_loads", st.disk_loads);
-    add_u64(o, "loads", st.loads);
-    add_u64(o, "load_errors", st.load_errors);
-    add_double(o, "hit_rate", lookups ? (double)hits / (double)lookups : 0, 4);
-    add_u64(o, "memory_entries", st.mem.entries);
-    add_u64(o, "memory_bytes", st.mem.bytes);
-    if (c->ctx->disk) {
-        json_object *d = json_object_new_object();
-        struct cache_disk_stats ds;
-        if (d) {
-            cache_disk_get_stats(c->ctx->disk, &ds);
-            add_u64(d, "entries", ds.entries);
-            add_u64(d, "bytes", ds.bytes_allocated);
-            add_u64(d, "bytes_apparent", ds.bytes_apparent);
-            add_u64(d, "budget", ds.budget);
-            add_u64(d, "inserts", ds.inserts);
-            add_u64(d, "insert_skipped", ds.insert_skipped);
-            add_u64(d, "evictions", ds.evictions);
-            add_u64(d, "bad_entries", ds.bad_entries);
-            add_u64(d, "enospc", ds.enospc);
-            add_u64(d, "sqlite_writes", ds.sqlite_writes);
-            add_u64(d, "direct_writes", ds.direct_inserts);
-            add_u64(d, "not_handed_over", st.not_cached);
-        }
-        json_object_object_add(o, "disk", d);
-    } else {
-        json_object_object_add(o, "disk", NULL);
-    }
-    return o;
-}
-
-static json_object *image_json(struct fs_control *c, struct fs_node *n)
-{
-    const struct fetch_image *img = n->image;
-    json_object *o = json_object_new_object();
-    struct fs_hydrate_progress p;
-    uint64_t cached = 0;
-    char path[PATH_MAX];
-
-    if (!o)
-        return NULL;
-    if (c->ctx->disk) {
-        /* a peek: a status poller must not make every chunk "recently used"
-         * (then nothing is evictable and new chunks are not cached) */
-        for (size_t i = 0; i < img->count; i++) {
-            const struct fetch_extent *e = &img->extents[i];
-            enum cache_algo algo =
-                e->algo == FETCH_DIGEST_SHA512_256 ? CACHE_ALGO_SHA512_256 : CACHE_ALGO_SHA256;
-            uint64_t len = 0;
-            if (!e->zero && cache_disk_peek(c->ctx->disk, algo, e->digest, &len) > 0 &&
-                len == e->length)
-                cached += e->length;
-        }
-    }
-    fs_node_path(n, path, sizeof(path));
-    json_object_object_add(o, "path", json_object_new_string(path));
-    add_u64(o, "size", img->size);
-    add_u64(o, "zero_bytes", img->size - img->data_bytes);
-    add_u64(o, "data_bytes", img->data_bytes);
-    add_u64(o, "cached_bytes", cached);
-    /* rounded down: 100.0 only when every byte is cached */
-    add_double(o, "hydrated_pct",
-               img->data_bytes ? (double)(cached * 1000 / img->data_bytes) / 10 : 100.0, 1);
-    if (fs_hydrator_node_progress(c->hyd, n, &p) == 0)
-        json_object_object_add(o, "hydration", fs_hydrate_progress_json(&p));
-    return o;
-}
-
-/*
- * The status object. "images" lists the images whose index is loaded (opened,
- * stat()ed or hydrated since the mount): the others cost nothing yet, and
- * loading them here would fetch every index.
- */
-static json_object *status_json(struct fs_control *c)
-{
-    json_object *o = json_object_new_object(), *images = json_object_new_array();
-    struct fetch_pool_stats ps;
-    struct fs_tree *t = c->ctx->tree;
-
-    if (!o || !images) {
-        json_object_put(o);
-        json_object_put(images);
-        return NULL;
-    }
-    fetch_pool_get_stats(c->ctx->pool, &ps);
-    json_object_object_add(o, "stores", stores_json(c, &ps));
-    /* mounted from cached metadata (--offline, or the store was unreachable) */
-    json_object_object_add(o, "offline", json_object_new_boolean(c->ctx->offline != NULL));
-    json_object_object_add(o, "offline_reason",
-                           c->ctx->offline ? json_object_new_string(c->ctx->offline) : NULL);
-    json_object_object_add(o, "fetch", fetch_json(c, &ps));
-    json_object_object_add(o, "cache", cache_json(c));
-    for (size_t i = 0; i < t->count; i++) {
-        struct fs_node *n = t->by_ino[i];
-        if (n && n->kind == FS_NODE_IMAGE && fs_node_loaded(n) && n->image)
-            json_object_array_add(images, image_json(c, n));
-    }
-    json_object_object_add(o, "images", images);
-    return o;
-}
-
 /* ---- requests ----------------------------------------------------------- */
 
 static json_object *error_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -418,7 +220,7 @@ static json_object *handle(struct fs_control *c, const char *line)
     json_object *o;
 
     if (!strcmp(line, "status"))
-        return status_json(c);
+        return fs_status_json(c->ctx, c->hyd, &c->rate);
     if (parse_args(line, "hydrate", a, 2)) {
         struct fs_node *n = fs_tree_get(c->ctx->tree, a[0]);
         const char *msg = "";
@@ -429,20 +231,22 @@ static json_object *handle(struct fs_control *c, const char *line)
             return error_reply("not an image");
         if (a[1] && a[1] < 4096)
             return error_reply("bandwidth below 4K bytes per second");
+        if (!c->hyd)
+            return error_reply("hydration is not available in this mount");
         if (fs_hydrator_add(c->hyd, n, a[1], &job, &msg) < 0)
             return error_reply("%s", msg);
         if ((o = json_object_new_object()))
-            add_u64(o, "job", job);
+            json_object_object_add(o, "job", json_object_new_uint64(job));
         return o;
     }
     if (parse_args(line, "progress", a, 1)) {
         struct fs_hydrate_progress p;
-        if (fs_hydrator_progress(c->hyd, a[0], &p) < 0)
+        if (!c->hyd || fs_hydrator_progress(c->hyd, a[0], &p) < 0)
             return error_reply("no hydration job %llu", (unsigned long long)a[0]);
         return fs_hydrate_progress_json(&p);
     }
     if (parse_args(line, "cancel", a, 1)) {
-        if (fs_hydrator_cancel(c->hyd, a[0]) < 0)
+        if (!c->hyd || fs_hydrator_cancel(c->hyd, a[0]) < 0)
             return error_reply("no hydration job %llu", (unsigned long long)a[0]);
         if ((o = json_object_new_object()))
             json_object_object_add(o, "ok", json_object_new_boolean(true));
@@ -671,7 +475,8 @@ static void remove_socket(struct fs_control *c)
         unlink(c->path);
 }
 
-int fs_control_start(struct fs_ctx *ctx, const char *mountpoint, struct fs_control **ret)
+int fs_control_start(struct fs_ctx *ctx, struct fs_hydrator *hyd, const char *mountpoint,
+                     struct fs_control **ret)
 {
     struct fs_control *c;
     unsigned maj, min;
@@ -689,8 +494,9 @@ int fs_control_start(struct fs_ctx *ctx, const char *mountpoint, struct fs_contr
     if (!(c = calloc(1, sizeof(*c))))
         return -ENOMEM;
     c->ctx = ctx;
+    c->hyd = hyd;
     c->listen_fd = -1;
-    clock_gettime(CLOCK_MONOTONIC, &c->prev_time);
+    clock_gettime(CLOCK_MONOTONIC, &c->rate.prev_time);
     c->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (c->stop_fd < 0) {
         r = -errno;
@@ -698,17 +504,12 @@ int fs_control_start(struct fs_ctx *ctx, const char *mountpoint, struct fs_contr
     }
     if ((r = bind_socket(c, maj, min)) < 0)
         goto fail;
-    if (!(c->hyd = fs_hydrator_new(ctx))) {
-        r = -ENOMEM;
-        goto fail;
-    }
     if ((r = -pthread_create(&c->thread, NULL, control_thread, c)) < 0)
         goto fail;
     fs_debug("control socket %s", c->path);
     *ret = c;
     return 0;
 fail:
-    (void)fs_hydrator_free(c->hyd, 5000); /* it has no job: it ends at once */
     remove_socket(c);
     if (c->listen_fd >= 0)
         close(c->listen_fd);
@@ -731,45 +532,15 @@ void fs_control_stop(struct fs_control *c)
     remove_socket(c);
     close(c->listen_fd);
     c->listen_fd = -1;
-    fs_hydrator_stop(c->hyd);
 }
 
-int fs_control_free(struct fs_control *c, unsigned timeout_ms)
+void fs_control_free(struct fs_control *c)
 {
-    int r;
     if (!c)
-        return 0;
+        return;
     fs_control_stop(c);
-    r = fs_hydrator_free(c->hyd, timeout_ms);
-    if (r < 0)
-        return r; /* @c stays: its hydrator's thread still runs */
     close(c->stop_fd);
     free(c);
-    return 0;
-}
-
-int fs_control_hydrate_all(struct fs_control *c, uint64_t bandwidth_bytes_per_s)
-{
-    struct fs_tree *t = c->ctx->tree;
-    size_t jobs = 0;
-
-    if (!c->ctx->disk) {
-        fs_warn("--hydrate: hydration needs the disk cache (mounted with --no-cache)");
-        return -ENOTSUP;
-    }
-    for (size_t i = 0; i < t->count; i++) {
-        struct fs_node *n = t->by_ino[i];
-        const char *msg = "";
-        uint64_t job;
-        int r;
-        if (!n || n->kind != FS_NODE_IMAGE)
-            continue;
-        if ((r = fs_hydrator_add(c->hyd, n, bandwidth_bytes_per_s, &job, &msg)) < 0)
-            return r;
-        jobs++;
-    }
-    fs_info("hydrating %zu images in the background", jobs);
-    return 0;
 }
 
 /* ---- client ------------------------------------------------------------- */

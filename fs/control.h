@@ -16,7 +16,7 @@
  * Protocol: the client sends one request line (at most FS_CONTROL_MAX_REQUEST
  * bytes with its '\n') and reads one JSON object until the daemon closes the
  * connection. Numbers are decimal, without sign or leading spaces.
- *   status                  the mount's status (fs/status_cmd.c documents it)
+ *   status                  the mount's status (fs/status.h)
  *   hydrate <ino> <bw>      starts hydrating the image with FUSE inode <ino>,
  *                           <bw> bytes per second (0: no cap) -> {"job":N}
  *   progress <job>          -> the job's progress (fs/hydrate.h)
@@ -42,36 +42,28 @@
 
 struct fs_ctx;
 struct fs_control;
+struct fs_hydrator;
 
 /*
  * Starts serving the control socket of the mount at @mountpoint (absolute,
  * canonical), after the FUSE session is mounted and before its loop runs.
- * @ctx is borrowed and must outlive the control (its pool, chunks and disk
- * cache are used until fs_control_free returns 0). Returns 0 or -errno
+ * @ctx and @hyd (NULL: hydration requests are refused) are borrowed and must
+ * outlive the control's thread (until fs_control_stop). Returns 0 or -errno
  * (-ENOENT: @mountpoint is not in /proc/self/mountinfo; -EPERM: an unsafe
  * socket directory); the reason is also logged.
  */
-int fs_control_start(struct fs_ctx *ctx, const char *mountpoint, struct fs_control **ret);
+int fs_control_start(struct fs_ctx *ctx, struct fs_hydrator *hyd, const char *mountpoint,
+                     struct fs_control **ret);
 
 /*
  * Stops serving: ends the thread (no request is served any more, so none can
- * start hydration), removes the socket, and asks hydration to stop (without
- * waiting). Call it after the FUSE loop has ended and before the fetcher pool
- * is stopped. NULL-safe; a second call does nothing.
+ * start hydration) and removes the socket. NULL-safe; a second call does
+ * nothing.
  */
 void fs_control_stop(struct fs_control *c);
 
-/*
- * Stops (as above), then waits up to @timeout_ms for hydration to end (stop
- * the fetcher pool first, so that its outstanding chunks complete at once)
- * and frees @c. 0, or -ETIMEDOUT: hydration is stuck (fs_hydrator_free), @c
- * is left allocated and the caller must free nothing @ctx holds. NULL-safe.
- */
-int fs_control_free(struct fs_control *c, unsigned timeout_ms);
-
-/* Queues hydration of every image of the tree (mount --hydrate), one job per
- * image, run one after another. 0, or -ENOTSUP without a disk cache, -ENOMEM. */
-int fs_control_hydrate_all(struct fs_control *c, uint64_t bandwidth_bytes_per_s);
+/* Stops (as above) and frees @c. NULL-safe. */
+void fs_control_free(struct fs_control *c);
 
 /*
  * Client side. The socket directory for the calling user into @buf; with

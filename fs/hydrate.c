@@ -605,6 +605,30 @@ static struct job *find_job(struct fs_hydrator *h, uint64_t id)
     return NULL;
 }
 
+int fs_hydrator_add_all(struct fs_hydrator *h, uint64_t bandwidth)
+{
+    struct fs_tree *t = h->ctx->tree;
+    size_t jobs = 0;
+
+    if (!h->ctx->disk) {
+        fs_warn("--hydrate: hydration needs the disk cache (mounted with --no-cache)");
+        return -ENOTSUP;
+    }
+    for (size_t i = 0; i < t->count; i++) {
+        struct fs_node *n = t->by_ino[i];
+        const char *msg = "";
+        uint64_t job;
+        int r;
+        if (!n || n->kind != FS_NODE_IMAGE)
+            continue;
+        if ((r = fs_hydrator_add(h, n, bandwidth, &job, &msg)) < 0)
+            return r;
+        jobs++;
+    }
+    fs_info("hydrating %zu images in the background", jobs);
+    return 0;
+}
+
 int fs_hydrator_cancel(struct fs_hydrator *h, uint64_t id)
 {
     struct job *j;

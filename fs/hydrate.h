@@ -88,6 +88,13 @@ int fs_hydrator_free(struct fs_hydrator *h, unsigned timeout_ms);
 int fs_hydrator_add(struct fs_hydrator *h, struct fs_node *n, uint64_t bandwidth, uint64_t *ret_job,
                     const char **ret_msg);
 
+/*
+ * Queues a job for every image of the tree (mount --hydrate), run one after
+ * another, and logs how many. 0, or -ENOTSUP without a disk cache (logged),
+ * -ENOMEM.
+ */
+int fs_hydrator_add_all(struct fs_hydrator *h, uint64_t bandwidth);
+
 /* Asks job @job to stop (its outstanding chunks still complete). 0 or -ENOENT. */
 int fs_hydrator_cancel(struct fs_hydrator *h, uint64_t job);
 

@@ -20,7 +20,7 @@
 #include "cache/diskcache.h"
 #include "cache/metacache.h"
 #include "cli.h"
-#include "control.h"
+#include "daemon.h"
 #include "fetch/repo.h"
 #include "fetch/pool.h"
 #include "fetch/remote.h"
@@ -603,12 +603,6 @@ static int open_offline_aware(struct mount_opts *o, const char *loc, bool primar
     return 0;
 }
 
-/* The store chunks are fetched from: the real one behind a remembering store. */
-static struct fetch_store *chunk_source(struct fetch_store *s)
-{
-    return fs_is_offline_store(s) ? fs_offline_store_inner(s) : s;
-}
-
 /*
  * Opens STORE and its mirrors. With --snapshot or --chunk-store nothing is
  * listed, so a server without a directory index works; otherwise STORE says
@@ -728,37 +722,6 @@ static int open_chunk_store(const struct mount_opts *o, struct fetch_store **ret
     return 0;
 }
 
-/* @ps: the pool's last stats (it is freed by now). Syncs the disk cache. */
-static void log_stats(struct fs_ctx *ctx, const struct fetch_pool_stats *ps, const char *cache_dir)
-{
-    struct fs_chunks_stats st;
-    fs_chunks_get_stats(ctx->chunks, &st);
-    fs_info("chunks loaded from the store %llu (%llu MiB), failed %llu; disk cache hits %llu, "
-            "bad %llu; memory hits %llu, waits %llu, evictions %llu",
-            (unsigned long long)st.loads, (unsigned long long)(st.load_bytes >> 20),
-            (unsigned long long)st.load_errors, (unsigned long long)st.disk_hits,
-            (unsigned long long)st.disk_bad, (unsigned long long)st.mem.hits,
-            (unsigned long long)st.mem.waits, (unsigned long long)st.mem.evictions);
-    fs_info("fetch requests %llu, retries %llu, failovers %llu, latency p50 %llu us, "
-            "p99 %llu us; active store %s",
-            (unsigned long long)ps->requests, (unsigned long long)ps->retries,
-            (unsigned long long)ps->failovers,
-            (unsigned long long)fetch_pool_latency_pct(ps, 50),
-            (unsigned long long)fetch_pool_latency_pct(ps, 99),
-            ctx->stores[ps->active_store]->location);
-    if (ctx->disk) {
-        struct cache_disk_stats ds;
-        cache_disk_sync(ctx->disk);
-        cache_disk_get_stats(ctx->disk, &ds);
-        fs_info("disk cache %s: %llu inserted, %llu not inserted (%llu for lack of space), "
-                "%llu evicted, %llu entries, %llu SQLite write transactions",
-                cache_dir, (unsigned long long)ds.inserts,
-                (unsigned long long)ds.insert_skipped, (unsigned long long)ds.enospc,
-                (unsigned long long)ds.evictions, (unsigned long long)ds.entries,
-                (unsigned long long)ds.sqlite_writes);
-    }
-}
-
 /*
  * After the catalog was loaded from @s: when any of it came from the metadata
  * cache, says so once (a warning, or a notice with --offline), describes the
@@ -829,221 +792,203 @@ static void *watch_exit(void *arg)
     return NULL;
 }
 
-int fs_cmd_mount(int argc, char **argv)
+/*
+ * Everything before the FUSE session: the cache directory (the metadata
+ * cache may stand in for STORE), the stores, the catalog, the tree and the
+ * chunk store, handed to a new daemon. @mounted gets the line to log once
+ * mounted. 0 or -1 (told).
+ */
+static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemon **ret,
+                          char *mounted, size_t mounted_len)
 {
-    struct mount_opts o;
-    struct fetch_store *stores[MAX_MIRRORS + 1] = {0};
-    struct fetch_pool_config pcfg = {0};
-    struct fs_control *control = NULL;
-    struct fetch_repo *repo = NULL;
-    struct fetch_store *chunk_store = NULL, *const *pool_stores = stores;
-    char chunk_prefix[256] = "";
-    size_t cat_from = 0, npool_stores;
-    struct fs_ctx ctx = {.files_lock = PTHREAD_MUTEX_INITIALIZER};
-    struct fuse_session *se = NULL;
-    struct fuse_loop_config *loop_cfg = NULL;
-    char mnt[PATH_MAX], fsname[PATH_MAX + 16], optstr[PATH_MAX + 128];
-    char *fuse_argv[4];
-    struct fuse_args args;
-    struct cache_disk *disk = NULL;
+    struct fetch_store *stores[MAX_MIRRORS + 1] = {0}, *chunk_store = NULL;
+    struct fs_daemon_config cfg = {0};
     struct cache_disk_options copts = {0};
-    char cache_dir[PATH_MAX] = "", store_abs[PATH_MAX], offline_desc[512];
-    struct fetch_store *chunk_sources[MAX_MIRRORS + 1] = {0};
-    struct fetch_pool_stats pool_stats = {0};
-    bool loop_ended = false, hydrator_stuck = false, exit_watch_started = false;
-    struct exit_watch exit_watch = {0};
-    int r, status = 1;
+    struct cache_disk *disk = NULL;
+    struct fetch_repo *repo = NULL;
+    struct fs_tree *tree = NULL;
+    char cache_dir[PATH_MAX] = "", store_abs[PATH_MAX], offline_desc[512], chunk_prefix[256];
+    size_t cat_from = 0;
 
-    r = parse_mount_opts(argc, argv, &o);
-    if (r)
-        return r < 0 ? 0 : r;
-    if (o.debug)
-        fs_log_set_level(FS_LOG_DEBUG);
-
-    tune_malloc();
-    fs_image_init();
-    /* the cache directory first: the metadata cache may stand in for STORE */
-    if (check_mountpoint(o.mountpoint, mnt, sizeof(mnt)) < 0 || check_dev_fuse() < 0)
-        goto out;
-    if (!o.no_cache) {
+    if (!o->no_cache) {
         /* open once now for a clear error; the daemon reopens it after the fork */
-        if (fs_prepare_cache_dir(o.cache_dir, mnt, cache_dir, sizeof(cache_dir)) < 0)
-            goto out;
+        if (fs_prepare_cache_dir(o->cache_dir, mnt, cache_dir, sizeof(cache_dir)) < 0)
+            goto fail;
         copts.dir = cache_dir;
-        copts.budget = o.cache_size;
-        copts.max_open = cache_open_files(o.concurrency);
+        copts.budget = o->cache_size;
+        copts.max_open = cache_open_files(o->concurrency);
         /* loaders wait once half of --mem-cache waits for the writer: it
          * stops waiting for the disk (O_DIRECT) well before that */
-        copts.direct_backlog = o.mem_cache / 5;
+        copts.direct_backlog = o->mem_cache / 5;
         /* hits and misses are counted per store the chunks come from */
-        const char *chunks_from = o.chunk_store ? o.chunk_store : o.store;
-        canonical_location(chunks_from, store_abs, sizeof(store_abs));
+        canonical_location(o->chunk_store ? o->chunk_store : o->store, store_abs,
+                           sizeof(store_abs));
         copts.store = store_abs;
         if (fs_open_cache(&copts, &disk) < 0)
-            goto out;
+            goto fail;
         cache_disk_close(disk);
-        disk = NULL;
-        o.meta_dir = cache_dir;
+        o->meta_dir = cache_dir;
     }
-    if (open_stores(&o, stores) < 0)
-        goto out;
-    if (load_catalog(&o, stores, &repo, &cat_from) < 0) {
-        if (o.store_mode != FS_OFFLINE_NO)
+    if (open_stores(o, stores) < 0)
+        goto fail;
+    if (load_catalog(o, stores, &repo, &cat_from) < 0) {
+        if (o->store_mode != FS_OFFLINE_NO)
             fs_err("%s: no cached catalog of the store in %s/meta (mount it once while it is "
                    "reachable)",
-                   o.store_shown, cache_dir);
-        goto out;
+                   o->store_shown, cache_dir);
+        goto fail;
     }
-    if (fs_is_offline_store(stores[cat_from]) && o.store_mode == FS_OFFLINE_NO)
+    if (fs_is_offline_store(stores[cat_from]) && o->store_mode == FS_OFFLINE_NO)
         fs_offline_store_sync(stores[cat_from]); /* the catalog survives a crash */
-    if (offline_notice(&o, stores[cat_from], repo->items, offline_desc, sizeof(offline_desc)))
-        ctx.offline = offline_desc;
+    if (offline_notice(o, stores[cat_from], repo->items, offline_desc, sizeof(offline_desc)))
+        cfg.offline = offline_desc;
     /* the catalog is owned by the tree now (freed on failure) */
-    r = build_tree(repo, &ctx.tree);
-    repo = NULL;
-    if (r < 0)
-        goto out;
-    if (open_chunk_store(&o, &chunk_store, chunk_prefix, sizeof(chunk_prefix)) < 0)
-        goto out;
+    if (build_tree(repo, &tree) < 0 ||
+        open_chunk_store(o, &chunk_store, chunk_prefix, sizeof(chunk_prefix)) < 0)
+        goto fail;
+    /* (a message: cut short if it must be) */
+    if ((!o->format->chunk_dir
+             ? snprintf(mounted, mounted_len, "mounted %s at %s (%zu %s)", o->store_shown, mnt,
+                        tree->repo->items, o->format->items)
+             : snprintf(mounted, mounted_len,
+                        "mounted %s at %s (%zu %s, %zu images, chunks from %s%s%s)",
+                        o->store_shown, mnt, tree->repo->items, o->format->items,
+                        tree->image_count, chunk_store ? chunk_store->location : o->store_shown,
+                        chunk_store ? "" : "/", chunk_store ? "" : o->format->chunk_dir)) < 0)
+        mounted[0] = '\0';
+    cfg.tree = tree;
+    cfg.stores = stores;
+    cfg.nstores = o->nmirrors + 1;
+    cfg.chunk_store = chunk_store;
+    cfg.chunk_prefix = chunk_prefix;
+    cfg.cache = o->no_cache ? NULL : &copts;
+    cfg.mem_cache = (size_t)o->mem_cache;
+    cfg.readahead = o->readahead;
+    cfg.direct_io = !o->page_cache;
+    cfg.pool = (struct fetch_pool_config){.concurrency = o->concurrency,
+                                          .workers = o->threads,
+                                          .retries = o->retries};
+    cfg.hydrate = o->hydrate;
+    cfg.bandwidth = o->bandwidth;
+    cfg.stop_hydrate_ms = TEARDOWN_HYDRATE_MS;
+    if (fs_daemon_new(&cfg, ret) < 0) {
+        fs_err("out of memory");
+        return -1;
+    }
+    return 0;
+fail:
+    fs_tree_free(tree);
+    for (size_t i = 0; i <= MAX_MIRRORS; i++)
+        fetch_store_free(stores[i]);
+    fetch_store_free(chunk_store);
+    return -1;
+}
 
-    snprintf(fsname, sizeof(fsname), "lazyimg:%s", o.store_shown);
+/* The FUSE session (read-only, our fsname and max_read) with signal handlers. */
+static struct fuse_session *session_new(const struct mount_opts *o, struct fs_daemon *d)
+{
+    char fsname[PATH_MAX + 16], optstr[PATH_MAX + 128];
+    char *fuse_argv[] = {(char *)"lazyimg", (char *)"-o", optstr, NULL};
+    struct fuse_args args = FUSE_ARGS_INIT(3, fuse_argv);
+    struct fuse_session *se;
+
+    snprintf(fsname, sizeof(fsname), "lazyimg:%s", o->store_shown);
     /* commas would split the option string: keep fsname free of them */
     for (char *p = fsname; *p; p++)
         if (*p == ',')
             *p = '_';
     snprintf(optstr, sizeof(optstr),
              "ro,default_permissions,subtype=lazyimg,fsname=%s,max_read=%u%s", fsname,
-             FS_MAX_READ, o.allow_other ? ",allow_other" : "");
-    fuse_argv[0] = (char *)"lazyimg";
-    fuse_argv[1] = (char *)"-o";
-    fuse_argv[2] = optstr;
-    fuse_argv[3] = NULL;
-    args = (struct fuse_args)FUSE_ARGS_INIT(3, fuse_argv);
-    if (o.debug) {
-        /* libfuse's own request trace is too much for -d; keep ours */
-    }
-    se = fuse_session_new(&args, fs_ops(), sizeof(struct fuse_lowlevel_ops), &ctx);
+             FS_MAX_READ, o->allow_other ? ",allow_other" : "");
+    /* libfuse's own request trace is too much for -d: ours only */
+    se = fuse_session_new(&args, fs_ops(), sizeof(struct fuse_lowlevel_ops), fs_daemon_ctx(d));
     fuse_opt_free_args(&args);
     if (!se) {
         fs_err("cannot create the FUSE session");
-        goto out;
+        return NULL;
     }
     if (fuse_set_signal_handlers(se) != 0) {
         fs_err("cannot install signal handlers");
-        goto out;
+        fuse_session_destroy(se);
+        return NULL;
     }
+    return se;
+}
+
+/* Runs the FUSE loop until unmounted or signalled. The exit status. */
+static int run_loop(struct fuse_session *se, const char *mnt)
+{
+    struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+    struct exit_watch w = {.se = se};
+    bool watching;
+    int r;
+
+    if (!cfg) {
+        fs_err("out of memory");
+        return 1;
+    }
+    fuse_loop_cfg_set_max_threads(cfg, FUSE_THREADS);
+    fuse_loop_cfg_set_idle_threads(cfg, FUSE_THREADS);
+    watching = pthread_create(&w.thread, NULL, watch_exit, &w) == 0;
+    r = fuse_session_loop_mt(se, cfg);
+    atomic_store(&w.done, true);
+    if (watching)
+        pthread_join(w.thread, NULL);
+    /* and hydration's own index loads */
+    fetch_remote_abort_all();
+    fuse_loop_cfg_destroy(cfg);
+    /* > 0: the signal (SIGTERM, SIGINT, SIGHUP) that asked us to stop */
+    if (r < 0)
+        fs_err("FUSE session ended with an error: %s", strerror(-r));
+    else
+        fs_info("unmounting %s%s", mnt, r > 0 ? " (signal)" : "");
+    return r < 0 ? 1 : 0;
+}
+
+int fs_cmd_mount(int argc, char **argv)
+{
+    struct mount_opts o;
+    struct fs_daemon *d = NULL;
+    struct fuse_session *se = NULL;
+    char mnt[PATH_MAX], mounted[2 * PATH_MAX + 256];
+    bool set_readahead, loop_ran = false;
+    int r, status = 1;
+
+    if ((r = parse_mount_opts(argc, argv, &o)))
+        return r < 0 ? 0 : r;
+    if (o.debug)
+        fs_log_set_level(FS_LOG_DEBUG);
+    tune_malloc();
+    fs_image_init();
+    if (check_mountpoint(o.mountpoint, mnt, sizeof(mnt)) < 0 || check_dev_fuse() < 0 ||
+        prepare_daemon(&o, mnt, &d, mounted, sizeof(mounted)) < 0 || !(se = session_new(&o, d)))
+        goto out;
     if (fuse_session_mount(se, mnt) != 0) {
         fs_err("cannot mount at %s (see the message above)", mnt);
         goto out_handlers;
     }
-    bool set_readahead = o.page_cache && readahead_settable(mnt, o.readahead_kb);
+    set_readahead = o.page_cache && readahead_settable(mnt, o.readahead_kb);
     if (fuse_daemonize(o.foreground) != 0) {
         fs_err("cannot detach from the terminal");
         goto out_unmount;
     }
     if (!o.foreground)
         fs_log_use_syslog(true);
-    if (!o.format->chunk_dir)
-        fs_info("mounted %s at %s (%zu %s)", o.store_shown, mnt, ctx.tree->repo->items,
-                o.format->items);
-    else
-        fs_info("mounted %s at %s (%zu %s, %zu images, chunks from %s%s%s)", o.store_shown, mnt,
-                ctx.tree->repo->items, o.format->items, ctx.tree->image_count,
-                chunk_store ? chunk_store->location : o.store_shown, chunk_store ? "" : "/",
-                chunk_store ? "" : o.format->chunk_dir);
-    if (!o.no_cache && fs_open_cache(&copts, &disk) < 0)
-        fs_warn("continuing without the disk cache");
-    fs_tree_set_mirrors(ctx.tree, stores, o.nmirrors + 1);
-    ctx.has_disk_cache = disk != NULL;
-    ctx.disk = disk;
-    /* chunks come from STORE and its mirrors, or from the format's chunk store */
-    npool_stores = o.nmirrors + 1;
-    for (size_t i = 0; i < npool_stores; i++)
-        chunk_sources[i] = chunk_source(stores[i]);
-    pool_stores = chunk_sources;
-    if (chunk_store) {
-        pool_stores = &chunk_store;
-        npool_stores = 1;
-    }
-    ctx.stores = pool_stores;
-    ctx.nstores = npool_stores;
-    ctx.readahead_max = o.readahead;
-    ctx.direct_io = !o.page_cache;
-    ctx.mem_budget = (size_t)o.mem_cache;
-    pcfg.concurrency = o.concurrency;
-    pcfg.workers = o.threads;
-    pcfg.retries = o.retries;
-    ctx.pool = fetch_pool_new(pool_stores, ctx.nstores, &pcfg);
-    ctx.chunks = ctx.pool ? fs_chunks_new(ctx.pool, (size_t)o.mem_cache, disk, chunk_prefix)
-                          : NULL;
-    if (!ctx.chunks) {
-        fs_err("cannot start the fetcher pool: out of memory");
+    fs_info("%s", mounted);
+    if (fs_daemon_start(d, mnt) < 0)
         goto out_unmount;
-    }
-    if ((r = fs_control_start(&ctx, mnt, &control)) < 0)
-        fs_warn("no control socket (lazyimg status and hydrate will not work): %s",
-                strerror(-r));
-    if (o.hydrate && control && (r = fs_control_hydrate_all(control, o.bandwidth)) < 0)
-        fs_warn("--hydrate: %s", strerror(-r));
-
     if (set_readahead)
         start_readahead_thread(mnt, o.readahead_kb);
-    loop_cfg = fuse_loop_cfg_create();
-    if (!loop_cfg) {
-        fs_err("out of memory");
-        goto out_unmount;
-    }
-    fuse_loop_cfg_set_max_threads(loop_cfg, FUSE_THREADS);
-    fuse_loop_cfg_set_idle_threads(loop_cfg, FUSE_THREADS);
-    exit_watch.se = se;
-    exit_watch_started = pthread_create(&exit_watch.thread, NULL, watch_exit, &exit_watch) == 0;
-    r = fuse_session_loop_mt(se, loop_cfg);
-    atomic_store(&exit_watch.done, true);
-    if (exit_watch_started)
-        pthread_join(exit_watch.thread, NULL);
-    /* and hydration's own index loads */
-    fetch_remote_abort_all();
-    /* > 0: the signal (SIGTERM, SIGINT, SIGHUP) that asked us to stop */
-    status = r < 0 ? 1 : 0;
-    if (r < 0)
-        fs_err("FUSE session ended with an error: %s", strerror(-r));
-    else
-        fs_info("unmounting %s%s", mnt, r > 0 ? " (signal)" : "");
-    fuse_loop_cfg_destroy(loop_cfg);
-    loop_ended = true;
+    status = run_loop(se, mnt);
+    loop_ran = true;
 out_unmount:
-    /*
-     * Teardown, every wait bounded. First what submits fetches: the control
-     * socket (a request can start hydration) and hydration. Then the pool:
-     * its queued and running fetches complete at once with -ECANCELED (the
-     * outstanding chunks hydration waits for) and later submits fail at once.
-     */
-    fs_control_stop(control);
-    fetch_pool_stop(ctx.pool);
-    fs_chunks_stop(ctx.chunks); /* its reads of the disk cache */
-    if (fs_control_free(control, TEARDOWN_HYDRATE_MS) < 0)
-        hydrator_stuck = true;
-    control = NULL;
-    if (ctx.pool)
-        fetch_pool_get_stats(ctx.pool, &pool_stats);
-    if (!hydrator_stuck) {
-        /* before the session goes: completions still running answer their requests */
-        fetch_pool_free(ctx.pool);
-        ctx.pool = NULL;
-    }
-    /* the mount goes before the disk cache is flushed (which may take seconds) */
-    fuse_session_unmount(se);
-    if (loop_ended && ctx.chunks)
-        log_stats(&ctx, &pool_stats, cache_dir);
-    if (hydrator_stuck) {
-        /* it may still use the pool, the chunks, the disk cache and the
-         * tree: free nothing; the cache is consistent (synced just above,
-         * crash-safe anyway) */
-        fs_warn("hydration did not stop within %u ms (a store request is stuck); exiting "
-                "without waiting for it",
-                TEARDOWN_HYDRATE_MS);
-        if (disk)
-            cache_disk_sync(disk);
+    r = fs_daemon_stop(d);
+    fuse_session_unmount(se); /* the mount goes before the disk cache is flushed */
+    if (loop_ran)
+        fs_daemon_report(d);
+    if (r < 0) {
+        /* a stuck thread may use anything: sync the cache and exit */
+        fs_daemon_sync(d);
         fuse_remove_signal_handlers(se);
         fflush(NULL);
         _exit(status);
@@ -1053,16 +998,6 @@ out_handlers:
 out:
     if (se)
         fuse_session_destroy(se);
-    /* first: its writer still holds decoded chunks of ctx.chunks */
-    fs_chunks_stop(ctx.chunks);
-    cache_disk_close(disk);
-    fs_chunks_free(ctx.chunks);
-    fs_files_free_all(&ctx);
-    pthread_mutex_destroy(&ctx.files_lock);
-    fs_tree_free(ctx.tree);
-    fetch_repo_free(repo);
-    for (size_t i = 0; i <= MAX_MIRRORS; i++)
-        fetch_store_free(stores[i]);
-    fetch_store_free(chunk_store);
+    fs_daemon_free(d);
     return status;
 }

@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "daemon.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "control.h"
+#include "hydrate.h"
+#include "log.h"
+#include "offline_store.h"
+
+struct fs_daemon {
+    struct fs_ctx ctx;
+    struct fetch_store **stores; /* STORE and its mirrors */
+    size_t nstores;
+    /* where chunks come from: the stores behind the metadata cache's
+     * wrappers, or the chunk store */
+    struct fetch_store **chunk_sources;
+    struct fetch_store *chunk_store;
+    char *chunk_prefix;
+    char *offline;
+    struct cache_disk_options cache;
+    bool has_cache;
+    size_t mem_cache;
+    struct fetch_pool_config pool_cfg;
+    bool hydrate;
+    uint64_t bandwidth;
+    unsigned stop_hydrate_ms;
+
+    struct fs_hydrator *hyd;
+    struct fs_control *control;
+    struct fetch_pool_stats pool_stats; /* the pool's last, taken before it is freed */
+    bool started, stopped, stuck;
+};
+
+/* The store chunks are fetched from: the real one behind a remembering store. */
+static struct fetch_store *chunk_source(struct fetch_store *s)
+{
+    return fs_is_offline_store(s) ? fs_offline_store_inner(s) : s;
+}
+
+static void free_given(const struct fs_daemon_config *cfg)
+{
+    fs_tree_free(cfg->tree);
+    for (size_t i = 0; i < cfg->nstores; i++)
+        fetch_store_free(cfg->stores[i]);
+    fetch_store_free(cfg->chunk_store);
+}
+
+int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret)
+{
+    struct fs_daemon *d = calloc(1, sizeof(*d));
+    if (!d || !(d->stores = calloc(cfg->nstores, sizeof(*d->stores))) ||
+        !(d->chunk_sources = calloc(cfg->nstores, sizeof(*d->chunk_sources))) ||
+        !(d->chunk_prefix = strdup(cfg->chunk_prefix ? cfg->chunk_prefix : "")) ||
+        (cfg->offline && !(d->offline = strdup(cfg->offline))) ||
+        (cfg->cache && !(d->cache.dir = strdup(cfg->cache->dir))) ||
+        (cfg->cache && cfg->cache->store && !(d->cache.store = strdup(cfg->cache->store)))) {
+        if (d) {
+            free(d->stores);
+            free(d->chunk_sources);
+            free(d->chunk_prefix);
+            free(d->offline);
+            free((char *)d->cache.dir);
+            free(d);
+        }
+        free_given(cfg);
+        return -ENOMEM;
+    }
+    memcpy(d->stores, cfg->stores, cfg->nstores * sizeof(*d->stores));
+    d->nstores = cfg->nstores;
+    d->chunk_store = cfg->chunk_store;
+    for (size_t i = 0; i < d->nstores; i++)
+        d->chunk_sources[i] = chunk_source(d->stores[i]);
+    if (cfg->cache) {
+        const char *dir = d->cache.dir, *store = d->cache.store;
+        d->cache = *cfg->cache;
+        d->cache.dir = dir;
+        d->cache.store = store;
+        d->has_cache = true;
+    }
+    d->mem_cache = cfg->mem_cache;
+    d->pool_cfg = cfg->pool;
+    d->hydrate = cfg->hydrate;
+    d->bandwidth = cfg->bandwidth;
+    d->stop_hydrate_ms = cfg->stop_hydrate_ms;
+
+    pthread_mutex_init(&d->ctx.files_lock, NULL);
+    d->ctx.tree = cfg->tree;
+    d->ctx.offline = d->offline;
+    d->ctx.readahead_max = cfg->readahead;
+    d->ctx.direct_io = cfg->direct_io;
+    d->ctx.mem_budget = cfg->mem_cache;
+    /* index and blob loads fall back to the mirrors in order */
+    fs_tree_set_mirrors(d->ctx.tree, d->stores, d->nstores);
+    /* chunks come from STORE and its mirrors, or from the chunk store */
+    d->ctx.stores = d->chunk_store ? &d->chunk_store : d->chunk_sources;
+    d->ctx.nstores = d->chunk_store ? 1 : d->nstores;
+    *ret = d;
+    return 0;
+}
+
+struct fs_ctx *fs_daemon_ctx(struct fs_daemon *d)
+{
+    return &d->ctx;
+}
+
+int fs_daemon_start(struct fs_daemon *d, const char *mountpoint)
+{
+    struct fs_ctx *ctx = &d->ctx;
+    int r;
+
+    d->started = true;
+    if (d->has_cache && fs_open_cache(&d->cache, &ctx->disk) < 0)
+        fs_warn("continuing without the disk cache");
+    ctx->has_disk_cache = ctx->disk != NULL;
+    ctx->pool = fetch_pool_new(ctx->stores, ctx->nstores, &d->pool_cfg);
+    ctx->chunks = ctx->pool ? fs_chunks_new(ctx->pool, d->mem_cache, ctx->disk, d->chunk_prefix)
+                            : NULL;
+    if (!ctx->chunks) {
+        fs_err("cannot start the fetcher pool: out of memory");
+        return -ENOMEM;
+    }
+    /* hydration does not depend on the control socket: --hydrate works without it */
+    if (!(d->hyd = fs_hydrator_new(ctx)))
+        fs_warn("no hydration (out of memory)");
+    else if (d->hydrate && (r = fs_hydrator_add_all(d->hyd, d->bandwidth)) < 0 && r != -ENOTSUP)
+        fs_warn("--hydrate: %s", strerror(-r));
+    if ((r = fs_control_start(ctx, d->hyd, mountpoint, &d->control)) < 0)
+        fs_warn("no control socket (lazyimg status and hydrate will not work): %s",
+                strerror(-r));
+    return 0;
+}
+
+int fs_daemon_stop(struct fs_daemon *d)
+{
+    struct fs_ctx *ctx = &d->ctx;
+    if (d->stopped)
+        return d->stuck ? -ETIMEDOUT : 0;
+    d->stopped = true;
+    /* first what submits fetches: requests (one can start hydration), then
+     * hydration itself */
+    fs_control_stop(d->control);
+    fs_hydrator_stop(d->hyd);
+    /* the pool: its queued and running fetches complete at once with
+     * -ECANCELED (the outstanding chunks hydration waits for); later
+     * submits fail at once */
+    fetch_pool_stop(ctx->pool);
+    fs_chunks_stop(ctx->chunks); /* its reads of the disk cache */
+    if (fs_hydrator_free(d->hyd, d->stop_hydrate_ms) < 0) {
+        fs_warn("hydration did not stop within %u ms (a store request is stuck); exiting "
+                "without waiting for it",
+                d->stop_hydrate_ms);
+        d->stuck = true;
+    } else {
+        d->hyd = NULL;
+    }
+    if (ctx->pool)
+        fetch_pool_get_stats(ctx->pool, &d->pool_stats);
+    if (!d->stuck) {
+        /* before the session goes: completions still running answer their requests */
+        fetch_pool_free(ctx->pool);
+        ctx->pool = NULL;
+    }
+    return d->stuck ? -ETIMEDOUT : 0;
+}
+
+void fs_daemon_report(struct fs_daemon *d)
+{
+    struct fs_ctx *ctx = &d->ctx;
+    const struct fetch_pool_stats *ps = &d->pool_stats;
+    struct fs_chunks_stats st;
+
+    if (!ctx->chunks)
+        return;
+    fs_chunks_get_stats(ctx->chunks, &st);
+    fs_info("chunks loaded from the store %llu (%llu MiB), failed %llu; disk cache hits %llu, "
+            "bad %llu; memory hits %llu, waits %llu, evictions %llu",
+            (unsigned long long)st.loads, (unsigned long long)(st.load_bytes >> 20),
+            (unsigned long long)st.load_errors, (unsigned long long)st.disk_hits,
+            (unsigned long long)st.disk_bad, (unsigned long long)st.mem.hits,
+            (unsigned long long)st.mem.waits, (unsigned long long)st.mem.evictions);
+    fs_info("fetch requests %llu, retries %llu, failovers %llu, latency p50 %llu us, "
+            "p99 %llu us; active store %s",
+            (unsigned long long)ps->requests, (unsigned long long)ps->retries,
+            (unsigned long long)ps->failovers,
+            (unsigned long long)fetch_pool_latency_pct(ps, 50),
+            (unsigned long long)fetch_pool_latency_pct(ps, 99),
+            ctx->stores[ps->active_store]->location);
+    if (ctx->disk) {
+        struct cache_disk_stats ds;
+        cache_disk_sync(ctx->disk);
+        cache_disk_get_stats(ctx->disk, &ds);
+        fs_info("disk cache %s: %llu inserted, %llu not inserted (%llu for lack of space), "
+                "%llu evicted, %llu entries, %llu SQLite write transactions",
+                d->cache.dir, (unsigned long long)ds.inserts,
+                (unsigned long long)ds.insert_skipped, (unsigned long long)ds.enospc,
+                (unsigned long long)ds.evictions, (unsigned long long)ds.entries,
+                (unsigned long long)ds.sqlite_writes);
+    }
+}
+
+void fs_daemon_sync(struct fs_daemon *d)
+{
+    if (d->ctx.disk)
+        cache_disk_sync(d->ctx.disk);
+}
+
+void fs_daemon_free(struct fs_daemon *d)
+{
+    struct fs_ctx *ctx;
+    if (!d)
+        return;
+    ctx = &d->ctx;
+    if (fs_daemon_stop(d) < 0)
+        return; /* a thread may still use all of it */
+    fs_control_free(d->control);
+    /* first: the disk cache's writer still holds decoded chunks of the chunk layer */
+    fs_chunks_stop(ctx->chunks);
+    cache_disk_close(ctx->disk);
+    fs_chunks_free(ctx->chunks);
+    fs_files_free_all(ctx);
+    pthread_mutex_destroy(&ctx->files_lock);
+    fs_tree_free(ctx->tree);
+    for (size_t i = 0; i < d->nstores; i++)
+        fetch_store_free(d->stores[i]);
+    fetch_store_free(d->chunk_store);
+    free(d->stores);
+    free(d->chunk_sources);
+    free(d->chunk_prefix);
+    free(d->offline);
+    free((char *)d->cache.dir);
+    free((char *)d->cache.store);
+    free(d);
+}

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The daemon behind a mount: everything that serves the FUSE session. It
+ * owns the tree, the stores, the fetcher pool, the chunk layer, the disk
+ * cache, the hydrator and the control socket; fs/mount.c keeps the options,
+ * the FUSE session and detaching from the terminal.
+ *
+ * Lifecycle, in this order (daemon.c does each step in the order given):
+ *   fs_daemon_new      before the fork (no threads): takes the tree and the
+ *                      stores
+ *   fs_daemon_start    after the fork, with the session mounted: the disk
+ *                      cache (a warning and none if it cannot be opened),
+ *                      the pool, the chunk layer, the hydrator (queueing
+ *                      every image with --hydrate), the control socket
+ *   (the FUSE loop runs; its userdata is fs_daemon_ctx)
+ *   fs_daemon_stop     after the loop: the control socket (no request can
+ *                      start anything), the pool (queued and running fetches
+ *                      complete with -ECANCELED, later submits fail), the
+ *                      chunk layer's reads of the disk cache, hydration
+ *                      (waited for, bounded), the pool freed
+ *   (the session is unmounted: the mount is gone before the disk cache is
+ *   flushed, which may take seconds)
+ *   fs_daemon_report   the day's figures in the log; flushes the disk cache
+ *   fs_daemon_free     the disk cache closed (its writer finishes), then the
+ *                      chunk layer, the files, the tree and the stores
+ * When hydration did not stop (a store request is stuck), fs_daemon_stop
+ * says so: the caller syncs (fs_daemon_sync) and exits without freeing,
+ * since the stuck thread may still use any of it.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/diskcache.h"
+#include "fetch/pool.h"
+#include "fs.h"
+
+struct fs_daemon;
+
+struct fs_daemon_config {
+    struct fs_tree *tree;            /* taken */
+    struct fetch_store **stores;     /* taken: STORE and its mirrors, in order */
+    size_t nstores;
+    struct fetch_store *chunk_store; /* taken: chunks come from here instead, or NULL */
+    const char *chunk_prefix;        /* where chunks live below the stores' roots */
+    /* the disk cache (the daemon opens it after the fork); NULL: none */
+    const struct cache_disk_options *cache;
+    const char *offline;             /* why catalog metadata came from the cache, or NULL */
+    size_t mem_cache;                /* bytes of decoded chunks in memory */
+    unsigned readahead;              /* FS_READAHEAD_UNITs per stream */
+    bool direct_io;                  /* images bypass the page cache */
+    struct fetch_pool_config pool;
+    bool hydrate;                    /* queue every image at start */
+    uint64_t bandwidth;              /* its cap, bytes per second (0: none) */
+    unsigned stop_hydrate_ms;        /* how long fs_daemon_stop waits for hydration */
+};
+
+/*
+ * Takes what @cfg gives (freed here on failure too) and copies the rest.
+ * 0 or -ENOMEM.
+ */
+int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret);
+
+/* The FUSE session's userdata: lives as long as @d. */
+struct fs_ctx *fs_daemon_ctx(struct fs_daemon *d);
+
+/*
+ * Starts serving the mount at @mountpoint (absolute, canonical). 0, or
+ * -ENOMEM when the pool or the chunk layer cannot start (logged). What only
+ * degrades the mount (no disk cache, no control socket, --hydrate refused)
+ * is a warning.
+ */
+int fs_daemon_start(struct fs_daemon *d, const char *mountpoint);
+
+/* Stops what fetches (see above). 0, or -ETIMEDOUT: hydration is stuck. */
+int fs_daemon_stop(struct fs_daemon *d);
+
+/* Logs what the mount did and flushes the disk cache (after a started daemon). */
+void fs_daemon_report(struct fs_daemon *d);
+
+/* Flushes the disk cache to disk (before exiting without fs_daemon_free). */
+void fs_daemon_sync(struct fs_daemon *d);
+
+/* Frees everything (after the FUSE session is destroyed). NULL-safe. */
+void fs_daemon_free(struct fs_daemon *d);

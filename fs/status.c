@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "status.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "cache/diskcache.h"
+#include "fetch/digest.h"
+#include "fetch/pool.h"
+#include "hydrate.h"
+
+static int add_u64(json_object *o, const char *key, uint64_t v)
+{
+    return json_object_object_add(o, key, json_object_new_uint64(v));
+}
+
+/* A double with @decimals digits after the point in the JSON text. */
+static int add_double(json_object *o, const char *key, double v, int decimals)
+{
+    char num[64];
+    snprintf(num, sizeof(num), "%.*f", decimals, v);
+    return json_object_object_add(o, key, json_object_new_double_s(v, num));
+}
+
+static json_object *stores_json(const struct fs_ctx *ctx, const struct fetch_pool_stats *ps)
+{
+    json_object *arr = json_object_new_array();
+    for (size_t i = 0; arr && i < ctx->nstores; i++) {
+        json_object *s = json_object_new_object();
+        if (!s)
+            break;
+        json_object_object_add(s, "location", json_object_new_string(ctx->stores[i]->location));
+        json_object_object_add(s, "active", json_object_new_boolean(i == ps->active_store));
+        json_object_array_add(arr, s);
+    }
+    return arr;
+}
+
+static json_object *fetch_json(struct fs_status_rate *rt, const struct fetch_pool_stats *ps)
+{
+    json_object *o = json_object_new_object(), *q = json_object_new_object();
+    json_object *lat = json_object_new_object(), *hist = json_object_new_array();
+    struct timespec now;
+    double dt, rate = 0;
+
+    if (!o || !q || !lat || !hist) {
+        json_object_put(o);
+        json_object_put(q);
+        json_object_put(lat);
+        json_object_put(hist);
+        return NULL;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    dt = (double)(now.tv_sec - rt->prev_time.tv_sec) +
+         (double)(now.tv_nsec - rt->prev_time.tv_nsec) / 1e9;
+    if (dt > 0 && ps->bytes >= rt->prev_bytes)
+        rate = (double)(ps->bytes - rt->prev_bytes) / dt / 1e6;
+    rt->prev_bytes = ps->bytes;
+    rt->prev_time = now;
+
+    add_u64(o, "inflight", ps->inflight);
+    add_u64(q, "demand", ps->queued[FETCH_PRIO_DEMAND]);
+    add_u64(q, "readahead", ps->queued[FETCH_PRIO_READAHEAD]);
+    add_u64(q, "hydrate", ps->queued[FETCH_PRIO_HYDRATE]);
+    json_object_object_add(o, "queued", q);
+    add_u64(o, "decoding", ps->decoding);
+    add_u64(o, "requests", ps->requests);
+    add_u64(o, "retries", ps->retries);
+    add_u64(o, "failovers", ps->failovers);
+    add_u64(o, "errors", ps->failed);
+    add_u64(o, "bytes", ps->bytes);
+    add_double(o, "mb_per_s", rate, 2);
+    add_u64(lat, "p50", fetch_pool_latency_pct(ps, 50));
+    add_u64(lat, "p99", fetch_pool_latency_pct(ps, 99));
+    for (unsigned i = 0; i < FETCH_LAT_BUCKETS; i++) {
+        json_object *pair;
+        if (!ps->latency_us[i])
+            continue;
+        if (!(pair = json_object_new_array()))
+            break;
+        json_object_array_add(pair, json_object_new_uint64(2ull << i));
+        json_object_array_add(pair, json_object_new_uint64(ps->latency_us[i]));
+        json_object_array_add(hist, pair);
+    }
+    json_object_object_add(lat, "histogram", hist);
+    json_object_object_add(o, "latency_us", lat);
+    return o;
+}
+
+static json_object *cache_json(const struct fs_ctx *ctx)
+{
+    json_object *o = json_object_new_object();
+    struct fs_chunks_stats st;
+    uint64_t hits, lookups;
+
+    if (!o)
+        return NULL;
+    fs_chunks_get_stats(ctx->chunks, &st);
+    hits = st.mem.hits + st.disk_hits;
+    lookups = hits + st.loads + st.load_errors;
+    add_u64(o, "memory_hits", st.mem.hits);
+    add_u64(o, "disk_hits", st.disk_hits);
+    add_u64(o, "disk_loads", st.disk_loads);
+    add_u64(o, "loads", st.loads);
+    add_u64(o, "load_errors", st.load_errors);
+    add_double(o, "hit_rate", lookups ? (double)hits / (double)lookups : 0, 4);
+    add_u64(o, "memory_entries", st.mem.entries);
+    add_u64(o, "memory_bytes", st.mem.bytes);
+    if (ctx->disk) {
+        json_object *d = json_object_new_object();
+        struct cache_disk_stats ds;
+        if (d) {
+            cache_disk_get_stats(ctx->disk, &ds);
+            add_u64(d, "entries", ds.entries);
+            add_u64(d, "bytes", ds.bytes_allocated);
+            add_u64(d, "bytes_apparent", ds.bytes_apparent);
+            add_u64(d, "budget", ds.budget);
+            add_u64(d, "inserts", ds.inserts);
+            add_u64(d, "insert_skipped", ds.insert_skipped);
+            add_u64(d, "evictions", ds.evictions);
+            add_u64(d, "bad_entries", ds.bad_entries);
+            add_u64(d, "enospc", ds.enospc);
+            add_u64(d, "sqlite_writes", ds.sqlite_writes);
+            add_u64(d, "direct_writes", ds.direct_inserts);
+            add_u64(d, "not_handed_over", st.not_cached);
+        }
+        json_object_object_add(o, "disk", d);
+    } else {
+        json_object_object_add(o, "disk", NULL);
+    }
+    return o;
+}
+
+static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
+                               struct fs_node *n)
+{
+    const struct fetch_image *img = n->image;
+    json_object *o = json_object_new_object();
+    struct fs_hydrate_progress p;
+    uint64_t cached = 0;
+    char path[PATH_MAX];
+
+    if (!o)
+        return NULL;
+    if (ctx->disk) {
+        /* a peek: a status poller must not make every chunk "recently used"
+         * (then nothing is evictable and new chunks are not cached) */
+        for (size_t i = 0; i < img->count; i++) {
+            const struct fetch_extent *e = &img->extents[i];
+            enum cache_algo algo =
+                e->algo == FETCH_DIGEST_SHA512_256 ? CACHE_ALGO_SHA512_256 : CACHE_ALGO_SHA256;
+            uint64_t len = 0;
+            if (!e->zero && cache_disk_peek(ctx->disk, algo, e->digest, &len) > 0 &&
+                len == e->length)
+                cached += e->length;
+        }
+    }
+    fs_node_path(n, path, sizeof(path));
+    json_object_object_add(o, "path", json_object_new_string(path));
+    add_u64(o, "size", img->size);
+    add_u64(o, "zero_bytes", img->size - img->data_bytes);
+    add_u64(o, "data_bytes", img->data_bytes);
+    add_u64(o, "cached_bytes", cached);
+    /* rounded down: 100.0 only when every byte is cached */
+    add_double(o, "hydrated_pct",
+               img->data_bytes ? (double)(cached * 1000 / img->data_bytes) / 10 : 100.0, 1);
+    if (fs_hydrator_node_progress(hyd, n, &p) == 0)
+        json_object_object_add(o, "hydration", fs_hydrate_progress_json(&p));
+    return o;
+}
+
+json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
+                           struct fs_status_rate *rate)
+{
+    json_object *o = json_object_new_object(), *images = json_object_new_array();
+    struct fetch_pool_stats ps;
+    struct fs_tree *t = ctx->tree;
+
+    if (!o || !images) {
+        json_object_put(o);
+        json_object_put(images);
+        return NULL;
+    }
+    fetch_pool_get_stats(ctx->pool, &ps);
+    json_object_object_add(o, "stores", stores_json(ctx, &ps));
+    /* mounted from cached metadata (--offline, or the store was unreachable) */
+    json_object_object_add(o, "offline", json_object_new_boolean(ctx->offline != NULL));
+    json_object_object_add(o, "offline_reason",
+                           ctx->offline ? json_object_new_string(ctx->offline) : NULL);
+    json_object_object_add(o, "fetch", fetch_json(rate, &ps));
+    json_object_object_add(o, "cache", cache_json(ctx));
+    for (size_t i = 0; i < t->count; i++) {
+        struct fs_node *n = t->by_ino[i];
+        if (n && n->kind == FS_NODE_IMAGE && fs_node_loaded(n) && n->image)
+            json_object_array_add(images, image_json(ctx, hyd, n));
+    }
+    json_object_object_add(o, "images", images);
+    return o;
+}

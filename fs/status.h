@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The status of a mount as one JSON object, the reply to the control
+ * socket's "status" request (fs/control.h); `lazyimg status` prints it, and
+ * its --help (fs/status_cmd.c) documents the fields to users:
+ *   stores[]        {location, active}: where chunks come from, in order
+ *   offline, offline_reason
+ *   fetch           the fetcher pool: inflight, queued{demand,readahead,
+ *                   hydrate}, decoding, requests, retries, failovers, errors,
+ *                   bytes, mb_per_s (since the previous status), latency_us
+ *                   {p50, p99, histogram [[upper bound, count]…]}
+ *   cache           memory_hits, disk_hits, disk_loads, loads, load_errors,
+ *                   hit_rate, memory_entries, memory_bytes, disk (null
+ *                   without a disk cache: entries, bytes, bytes_apparent,
+ *                   budget, inserts, insert_skipped, evictions, bad_entries,
+ *                   enospc, sqlite_writes, direct_writes, not_handed_over)
+ *   images[]        the images whose index is loaded (opened, stat()ed or
+ *                   hydrated since the mount; loading the others here would
+ *                   fetch every index): path, size, zero_bytes, data_bytes,
+ *                   cached_bytes, hydrated_pct, hydration (fs/hydrate.h)
+ */
+#pragma once
+
+#include <stdint.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "fs.h"
+
+struct fs_hydrator;
+
+/* The previous sample, for mb_per_s; one per caller (not thread-safe). */
+struct fs_status_rate {
+    uint64_t prev_bytes;
+    struct timespec prev_time;
+};
+
+/* The status object (the caller puts it), or NULL when out of memory.
+ * @hyd may be NULL (no hydration: no "hydration" members). */
+json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
+                            struct fs_status_rate *rate);
