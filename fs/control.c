@@ -214,14 +214,35 @@ static bool parse_args(const char *line, const char *verb, uint64_t *nums, int c
     return *p == '\0';
 }
 
+int fs_control_parse(const char *line, struct fs_control_req *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    if (!strcmp(line, "status"))
+        ret->verb = FS_CONTROL_STATUS;
+    else if (parse_args(line, "hydrate", ret->args, 2))
+        ret->verb = FS_CONTROL_HYDRATE;
+    else if (parse_args(line, "progress", ret->args, 1))
+        ret->verb = FS_CONTROL_PROGRESS;
+    else if (parse_args(line, "cancel", ret->args, 1))
+        ret->verb = FS_CONTROL_CANCEL;
+    else
+        return -EINVAL;
+    return 0;
+}
+
 static json_object *handle(struct fs_control *c, const char *line)
 {
-    uint64_t a[2];
+    struct fs_control_req q;
+    const uint64_t *a = q.args;
     json_object *o;
 
-    if (!strcmp(line, "status"))
+    if (fs_control_parse(line, &q) < 0)
+        return error_reply("unknown request (expected: status, hydrate INO BW, progress JOB, "
+                           "cancel JOB)");
+    switch (q.verb) {
+    case FS_CONTROL_STATUS:
         return fs_status_json(c->ctx, c->hyd, &c->rate);
-    if (parse_args(line, "hydrate", a, 2)) {
+    case FS_CONTROL_HYDRATE: {
         struct fs_node *n = fs_tree_get(c->ctx->tree, a[0]);
         const char *msg = "";
         uint64_t job;
@@ -239,21 +260,20 @@ static json_object *handle(struct fs_control *c, const char *line)
             json_object_object_add(o, "job", json_object_new_uint64(job));
         return o;
     }
-    if (parse_args(line, "progress", a, 1)) {
+    case FS_CONTROL_PROGRESS: {
         struct fs_hydrate_progress p;
         if (!c->hyd || fs_hydrator_progress(c->hyd, a[0], &p) < 0)
             return error_reply("no hydration job %llu", (unsigned long long)a[0]);
         return fs_hydrate_progress_json(&p);
     }
-    if (parse_args(line, "cancel", a, 1)) {
+    case FS_CONTROL_CANCEL:
         if (!c->hyd || fs_hydrator_cancel(c->hyd, a[0]) < 0)
             return error_reply("no hydration job %llu", (unsigned long long)a[0]);
         if ((o = json_object_new_object()))
             json_object_object_add(o, "ok", json_object_new_boolean(true));
         return o;
     }
-    return error_reply("unknown request (expected: status, hydrate INO BW, progress JOB, "
-                       "cancel JOB)");
+    return error_reply("unknown request");
 }
 
 static int64_t now_ms(void)

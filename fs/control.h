@@ -65,6 +65,21 @@ void fs_control_stop(struct fs_control *c);
 /* Stops (as above) and frees @c. NULL-safe. */
 void fs_control_free(struct fs_control *c);
 
+enum fs_control_verb { FS_CONTROL_STATUS, FS_CONTROL_HYDRATE, FS_CONTROL_PROGRESS, FS_CONTROL_CANCEL };
+
+/* A parsed request line. */
+struct fs_control_req {
+    enum fs_control_verb verb;
+    uint64_t args[2]; /* hydrate: inode, bandwidth; progress, cancel: job */
+};
+
+/*
+ * Parses one request line (without its '\n') exactly as the protocol above
+ * spells it: one space before each number, decimal without sign or leading
+ * zeros, nothing after. 0, or -EINVAL.
+ */
+int fs_control_parse(const char *line, struct fs_control_req *ret);
+
 /*
  * Client side. The socket directory for the calling user into @buf; with
  * @create it is made (0700) if missing. 0, -ENAMETOOLONG, -EPERM (not a

@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Unit tests: fs/chunks.h (chunk flights over the memory cache and the
+ * fetcher pool), with the pool replaced by the test (the linker's --wrap of
+ * fetch_pool_submit and fetch_pool_upgrade): the test sees each submitted
+ * job and completes it itself, in any order, as a pool worker would (decode,
+ * then done). Checked: one fetch however many readers want a chunk at once
+ * (single flight), a demand read upgrading a queued prefetch, every waiter
+ * answered with the bytes or the error, a corrupt chunk never reaching
+ * memory, a format's second object name tried after -ENOENT, prefetches of
+ * chunks in memory costing nothing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fetch/digest.h"
+#include "fetch/pool.h"
+#include "fixtures.h"
+#include "fs/chunks.h"
+
+/* ---- the fake pool ------------------------------------------------------ */
+
+#define MAX_JOBS 16
+
+struct fake_job {
+    char path[512];
+    size_t max_len;
+    enum fetch_prio prio;
+    fetch_decode_fn decode;
+    fetch_done_fn done;
+    void *arg;
+    bool completed;
+};
+
+static struct fake_job jobs[MAX_JOBS];
+static size_t njobs;
+static int upgrades;
+static enum fetch_prio upgraded_to;
+
+int __wrap_fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len,
+                             enum fetch_prio prio, fetch_decode_fn decode, fetch_done_fn done,
+                             void *arg, struct fetch_job **ret_job);
+int __wrap_fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len,
+                             enum fetch_prio prio, fetch_decode_fn decode, fetch_done_fn done,
+                             void *arg, struct fetch_job **ret_job)
+{
+    struct fake_job *j;
+    (void)p;
+    assert_true(njobs < MAX_JOBS);
+    j = &jobs[njobs++];
+    *j = (struct fake_job){.max_len = max_len, .prio = prio, .decode = decode, .done = done,
+                           .arg = arg};
+    snprintf(j->path, sizeof(j->path), "%s", path);
+    *ret_job = (struct fetch_job *)j;
+    return 0;
+}
+
+void __wrap_fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *job, enum fetch_prio prio);
+void __wrap_fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *job, enum fetch_prio prio)
+{
+    struct fake_job *j = (struct fake_job *)job;
+    (void)p;
+    assert_false(j->completed);
+    upgrades++;
+    upgraded_to = prio;
+    j->prio = prio;
+}
+
+/* Completes job @i as a pool worker does: decode the object, then done. */
+static void complete(size_t i, const void *object, size_t len)
+{
+    struct fake_job *j = &jobs[i];
+    fetch_data d = {0};
+    fetch_error err = {""};
+    int r;
+    assert_true(i < njobs);
+    assert_false(j->completed);
+    j->completed = true;
+    r = j->decode(j->arg, fx_memdup(object, len), len, &d, &err);
+    j->done(j->arg, r, r == 0 ? &d : NULL, &err);
+}
+
+static void fail_job(size_t i, int r)
+{
+    struct fake_job *j = &jobs[i];
+    fetch_error err = {""};
+    j->completed = true;
+    fetch_error_set(&err, r, "test: %s", strerror(-r));
+    j->done(j->arg, r, NULL, &err);
+}
+
+/* ---- readers ------------------------------------------------------------ */
+
+struct reader {
+    struct fs_chunks *c;
+    int calls, r;
+    uint8_t got[4096];
+    size_t got_len;
+    char msg[400];
+};
+
+static void reader_done(void *arg, int r, struct cache_mem_entry *entry, const fetch_error *err)
+{
+    struct reader *rd = arg;
+    rd->calls++;
+    rd->r = r;
+    if (r == 0) {
+        size_t len;
+        const uint8_t *b = cache_mem_entry_bytes(entry, &len);
+        assert_true(len <= sizeof(rd->got));
+        memcpy(rd->got, b, len);
+        rd->got_len = len;
+        fs_chunks_put(rd->c, entry);
+    } else {
+        snprintf(rd->msg, sizeof(rd->msg), "%s", err ? err->msg : "");
+    }
+}
+
+static struct fs_chunks *chunks;
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(jobs, 0, sizeof(jobs));
+    njobs = 0;
+    upgrades = 0;
+    /* the pool is never touched: every call into it is the test's */
+    chunks = fs_chunks_new((struct fetch_pool *)&jobs, 8 << 20, NULL, "pre/");
+    return chunks ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < njobs; i++)
+        assert_true(jobs[i].completed); /* every flight ended */
+    fs_chunks_free(chunks);
+    return 0;
+}
+
+/* A data extent of kind @kind over @data, with its digest. */
+static struct fetch_extent extent_of(uint8_t kind, const uint8_t *data, size_t len)
+{
+    struct fetch_extent e = {.offset = 0, .length = (uint32_t)len, .kind = kind,
+                             .algo = kind == FETCH_CHUNK_CASYNC ? FETCH_DIGEST_SHA512_256
+                                                                : FETCH_DIGEST_SHA256};
+    if (e.algo == FETCH_DIGEST_SHA256)
+        fx_sha256(data, len, e.digest);
+    else
+        fx_sha512_256(data, len, e.digest);
+    return e;
+}
+
+static void single_flight(void **state)
+{
+    (void)state;
+    uint8_t data[3000];
+    struct reader a = {.c = chunks}, b = {.c = chunks}, c = {.c = chunks};
+    struct fetch_extent e;
+    const uint8_t *bytes;
+    struct cache_mem_entry *ref = NULL;
+    struct fs_chunks_stats st;
+    uint8_t *blob;
+    size_t blob_len;
+    char hex[65], want[128];
+
+    fx_fill_random(data, sizeof(data), 1);
+    e = extent_of(FETCH_CHUNK_PBS, data, sizeof(data));
+    assert_int_equal(fs_chunks_peek(chunks, &e, 0, 10, NULL, &bytes, &ref), 0);
+    assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &a), 0);
+    assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &b), 0);
+    assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_READAHEAD, NULL, NULL), 0);
+    assert_int_equal(njobs, 1); /* one flight */
+    fx_hex(e.digest, 32, hex);
+    snprintf(want, sizeof(want), "pre/.chunks/%.4s/%s", hex, hex);
+    assert_string_equal(jobs[0].path, want);
+    assert_true(jobs[0].max_len >= sizeof(data));
+    assert_int_equal(a.calls + b.calls, 0); /* nothing answered before the fetch */
+
+    blob = fx_blob_plain(data, sizeof(data), &blob_len);
+    complete(0, blob, blob_len);
+    free(blob);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(b.calls, 1);
+    assert_int_equal(a.r, 0);
+    assert_int_equal(a.got_len, sizeof(data));
+    assert_memory_equal(a.got, data, sizeof(data));
+    assert_memory_equal(b.got, data, sizeof(data));
+
+    /* in memory now: peek answers, want answers on this thread, no fetch */
+    assert_int_equal(fs_chunks_peek(chunks, &e, 100, 50, NULL, &bytes, &ref), 1);
+    assert_memory_equal(bytes, data + 100, 50);
+    fs_chunks_put(chunks, ref);
+    assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &c), 0);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.r, 0);
+    assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_READAHEAD, NULL, NULL), 0);
+    assert_int_equal(njobs, 1);
+    fs_chunks_get_stats(chunks, &st);
+    assert_int_equal(st.loads, 1);
+    assert_int_equal(st.load_errors, 0);
+}
+
+static void demand_upgrades_prefetch(void **state)
+{
+    (void)state;
+    uint8_t data[2000];
+    struct reader a = {.c = chunks};
+    struct fetch_extent e;
+    uint8_t *blob;
+    size_t blob_len;
+
+    fx_fill_text(data, sizeof(data), 2);
+    e = extent_of(FETCH_CHUNK_PBS, data, sizeof(data));
+    assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_READAHEAD, NULL, NULL), 0);
+    assert_int_equal(njobs, 1);
+    assert_int_equal(jobs[0].prio, FETCH_PRIO_READAHEAD);
+    assert_int_equal(upgrades, 0);
+    /* a reader arrives: the queued prefetch becomes a demand fetch */
+    assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &a), 0);
+    assert_int_equal(njobs, 1);
+    assert_int_equal(upgrades, 1);
+    assert_int_equal(upgraded_to, FETCH_PRIO_DEMAND);
+    /* never down */
+    assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_HYDRATE, NULL, NULL), 0);
+    assert_int_equal(upgrades, 1);
+    blob = fx_blob_plain(data, sizeof(data), &blob_len);
+    complete(0, blob, blob_len);
+    free(blob);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.r, 0);
+    assert_memory_equal(a.got, data, sizeof(data));
+}
+
+static void corrupt_chunk_is_an_error(void **state)
+{
+    (void)state;
+    uint8_t data[1500];
+    struct reader a = {.c = chunks}, b = {.c = chunks};
+    struct fetch_extent e;
+    const uint8_t *bytes;
+    struct cache_mem_entry *ref;
+    struct fs_chunks_stats st;
+    uint8_t *blob;
+    size_t blob_len;
+
+    fx_fill_random(data, sizeof(data), 3);
+    e = extent_of(FETCH_CHUNK_PBS, data, sizeof(data));
+    assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &a), 0);
+    assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &b), 0);
+    blob = fx_blob_plain(data, sizeof(data), &blob_len);
+    blob[blob_len - 1] ^= 0x40; /* a flipped bit, CRC made to match: only the digest can tell */
+    fx_blob_fix_crc(blob, blob_len);
+    complete(0, blob, blob_len);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(b.calls, 1);
+    assert_int_equal(a.r, -EBADMSG);
+    assert_int_equal(b.r, -EBADMSG);
+    assert_true(a.msg[0] != '\0');
+    assert_int_equal(fs_chunks_peek(chunks, &e, 0, 10, NULL, &bytes, &ref), 0);
+    fs_chunks_get_stats(chunks, &st);
+    assert_int_equal(st.load_errors, 1);
+    assert_int_equal(st.loads, 0);
+
+    /* the next reader fetches again (the store may have been repaired) */
+    a.calls = 0;
+    assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &a), 0);
+    assert_int_equal(njobs, 2);
+    blob[blob_len - 1] ^= 0x40;
+    fx_blob_fix_crc(blob, blob_len);
+    complete(1, blob, blob_len);
+    free(blob);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.r, 0);
+    assert_memory_equal(a.got, data, sizeof(data));
+}
+
+static void second_name_after_enoent(void **state)
+{
+    (void)state;
+    uint8_t data[2500];
+    struct reader a = {.c = chunks}, b = {.c = chunks};
+    struct fetch_extent e, e2;
+    char hex[65], want[160];
+
+    fx_fill_text(data, sizeof(data), 4);
+    e = extent_of(FETCH_CHUNK_CASYNC, data, sizeof(data));
+    fx_hex(e.digest, 32, hex);
+    assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &a), 0);
+    assert_int_equal(njobs, 1);
+    snprintf(want, sizeof(want), "pre/%.4s/%s.cacnk", hex, hex);
+    assert_string_equal(jobs[0].path, want);
+    /* no compressed object: the uncompressed store's name is fetched */
+    fail_job(0, -ENOENT);
+    assert_int_equal(a.calls, 0);
+    assert_int_equal(njobs, 2);
+    snprintf(want, sizeof(want), "pre/%.4s/%s", hex, hex);
+    assert_string_equal(jobs[1].path, want);
+    assert_int_equal(jobs[1].max_len, sizeof(data));
+    complete(1, data, sizeof(data));
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.r, 0);
+    assert_memory_equal(a.got, data, sizeof(data));
+
+    /* missing under both names: the reader gets -ENOENT */
+    data[0] ^= 1;
+    e2 = extent_of(FETCH_CHUNK_CASYNC, data, sizeof(data));
+    assert_int_equal(fs_chunks_want(chunks, &e2, FETCH_PRIO_DEMAND, reader_done, &b), 0);
+    fail_job(2, -ENOENT);
+    fail_job(3, -ENOENT);
+    assert_int_equal(njobs, 4);
+    assert_int_equal(b.calls, 1);
+    assert_int_equal(b.r, -ENOENT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(single_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(demand_upgrades_prefetch, setup, teardown),
+        cmocka_unit_test_setup_teardown(corrupt_chunk_is_an_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(second_name_after_enoent, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
