@@ -7,6 +7,7 @@
  * or from the URL's userinfo (basic), and never appear in messages.
  */
 #include "remote_internal.h"
+#include "secret.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -413,37 +414,17 @@ static const struct fetch_store_ops http_ops = {
 
 static int read_auth_file(struct http_store *hs, const char *file, fetch_error *err)
 {
-    char buf[AUTH_FILE_MAX + 1];
-    size_t len = 0;
-    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    int r = 0;
+    char *buf = NULL;
+    size_t len = 0, size;
+    int r = fetch_secret_file_read(file, AUTH_FILE_MAX, &buf, &len);
 
-    if (fd < 0)
-        return fetch_error_set(err, errno == ENOENT ? -EINVAL : -errno,
-                               "%s: cannot read the HTTP auth file: %s", file, strerror(errno));
-    while (len < sizeof(buf)) {
-        ssize_t n = read(fd, buf + len, sizeof(buf) - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            r = -errno;
-            break;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    if (r < 0) {
-        explicit_bzero(buf, sizeof(buf));
-        return fetch_error_set(err, r, "%s: cannot read the HTTP auth file: %s", file,
-                               strerror(-r));
-    }
-    if (len > AUTH_FILE_MAX) {
-        explicit_bzero(buf, sizeof(buf));
+    if (r == -EFBIG)
         return fetch_error_set(err, -EINVAL, "%s: HTTP auth file too large", file);
-    }
-    buf[len] = '\0';
+    if (r < 0)
+        return fetch_error_set(err, r == -ENOENT || r == -EINVAL ? -EINVAL : r,
+                               "%s: cannot read the HTTP auth file: %s", file,
+                               r == -EINVAL ? "not a regular file" : strerror(-r));
+    size = len + 1;
     len = strcspn(buf, "\r\n"); /* the first line */
     while (len && isspace((unsigned char)buf[len - 1]))
         len--;
@@ -471,7 +452,7 @@ static int read_auth_file(struct http_store *hs, const char *file, fetch_error *
                 r = fetch_error_set(err, -ENOMEM, "out of memory");
         }
     }
-    explicit_bzero(buf, sizeof(buf));
+    fetch_secret_free(buf, size);
     return r;
 }
 

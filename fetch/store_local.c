@@ -218,9 +218,3 @@ int fetch_store_open_local(const char *path, struct fetch_store **ret, fetch_err
     *ret = &ls->base;
     return 0;
 }
-
-void fetch_store_free(struct fetch_store *s)
-{
-    if (s)
-        s->ops->free(s);
-}

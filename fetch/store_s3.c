@@ -12,6 +12,7 @@
  * the canonical form SigV4 signs, so the URL and the signature agree.
  */
 #include "remote_internal.h"
+#include "secret.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -425,52 +426,6 @@ int fetch_s3_parse_credentials(const char *text, size_t len, const char *profile
     return 0;
 }
 
-static int read_small_file(const char *path, size_t max, char **ret, size_t *ret_len)
-{
-    struct stat st;
-    char *buf;
-    size_t len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), r = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) < 0)
-        r = -errno;
-    else if (!S_ISREG(st.st_mode))
-        r = -EINVAL;
-    else if ((uint64_t)st.st_size > max)
-        r = -EFBIG;
-    if (r < 0) {
-        close(fd);
-        return r;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        close(fd);
-        return -ENOMEM;
-    }
-    while (len < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + len, (size_t)st.st_size - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            r = n < 0 ? -errno : 0;
-            break;
-        }
-        len += (size_t)n;
-    }
-    close(fd);
-    if (r < 0) {
-        explicit_bzero(buf, (size_t)st.st_size);
-        free(buf);
-        return r;
-    }
-    buf[len] = '\0';
-    *ret = buf;
-    *ret_len = len;
-    return 0;
-}
-
 static int creds_from_file(const char *file, struct fetch_s3_creds *ret, fetch_error *err)
 {
     const char *profile = getenv("AWS_PROFILE");
@@ -480,14 +435,13 @@ static int creds_from_file(const char *file, struct fetch_s3_creds *ret, fetch_e
 
     if (!profile || !*profile)
         profile = "default";
-    r = read_small_file(file, CREDS_FILE_MAX, &text, &len);
+    r = fetch_secret_file_read(file, CREDS_FILE_MAX, &text, &len);
     if (r < 0)
         return fetch_error_set(err, r == -ENOMEM ? r : -EINVAL,
                                "%s: cannot read the S3 credentials file: %s", file,
                                r == -EINVAL ? "not a regular file" : strerror(-r));
     r = fetch_s3_parse_credentials(text, len, profile, ret, err);
-    explicit_bzero(text, len);
-    free(text);
+    fetch_secret_free(text, len);
     if (r < 0)
         return fetch_error_prefix(err, r == -ENOMEM ? r : -EINVAL, "%s", file);
     return 0;

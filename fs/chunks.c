@@ -87,7 +87,7 @@ struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
     pthread_mutex_init(&c->flight_lock, NULL);
     c->disk = disk;
     /* lent chunks are memory entries too: half of the budget for them, half
-     * for readahead (fs/image.c), so that neither evicts the other's */
+     * for readahead (fs/read.c), so that neither evicts the other's */
     c->lent_max = mem_budget / 2;
     pthread_mutex_init(&c->lent_lock, NULL);
     pthread_cond_init(&c->lent_cond, NULL);

@@ -12,7 +12,7 @@
  *    check) are answered on the FUSE thread; for a chunk that must be fetched
  *    the read registers a waiter on that chunk's single flight (fs/chunks.h)
  *    and returns; the pool worker that completes the last awaited chunk
- *    copies the bytes into the reply and answers it (fs/image.c).
+ *    copies the bytes into the reply and answers it (fs/read.c).
  *  - The fetcher pool (fetch/pool.h) has one thread driving the curl multi
  *    handle (remote stores) and --threads workers that read local stores,
  *    decode and verify, then run the completions. Queues are strictly
@@ -45,6 +45,11 @@
 #include "chunks.h"
 #include "tree.h"
 
+/* readahead windows are counted in these: a PBS chunk, 64 small chunks */
+#define FS_READAHEAD_UNIT (4ull << 20)
+
+struct fs_file;
+
 #define FS_MAX_READ (1024u * 1024)
 #define FS_TIMEOUT 86400.0 /* snapshots never change: cache attributes and entries for a day */
 
@@ -67,28 +72,7 @@ struct fs_ctx {
     size_t mem_budget;       /* of decoded chunks in memory (bounds the readahead window) */
     atomic_uint_least64_t last_read_ms; /* CLOCK_MONOTONIC_COARSE of the last image read */
     pthread_mutex_t files_lock;
-    struct fs_file *files;   /* open image files */
-};
-
-/* A sequential stream in an open file (see fs_image_read). */
-struct fs_stream {
-    uint64_t next;     /* offset the next read of the stream starts at */
-    uint64_t used;     /* file clock at its last read; 0 = unused slot */
-    size_t chunk;      /* extent index of its last read's end */
-    size_t requested;  /* highest extent index prefetched */
-    unsigned window;   /* FS_READAHEAD_UNITs ahead */
-};
-
-#define FS_STREAMS 4
-/* readahead windows are counted in these: a PBS chunk, 64 casync chunks */
-#define FS_READAHEAD_UNIT (4ull << 20)
-
-/* Per open() of an image (fi->fh): streams for readahead, guarded by @lock. */
-struct fs_file {
-    struct fs_file *prev, *next; /* in fs_ctx.files: freed at unmount if never released */
-    pthread_mutex_t lock;
-    uint64_t clock;
-    struct fs_stream streams[FS_STREAMS];
+    struct fs_file *files;   /* open image files (fs/read.h) */
 };
 
 /* Milliseconds on CLOCK_MONOTONIC_COARSE (cheap enough for every read). */
@@ -99,14 +83,3 @@ void fs_files_free_all(struct fs_ctx *ctx);
 
 /* The lowlevel ops table; the session's userdata must be a struct fs_ctx. */
 const struct fuse_lowlevel_ops *fs_ops(void);
-
-/*
- * Answers a read of [@off, @off + @size) of image node @n opened as @f (may
- * be NULL: no readahead); replies exactly once: at once when every chunk is
- * in memory or in the disk cache, else from the pool worker that completes
- * the last missing chunk. Starts readahead of @f's sequential streams.
- */
-/* Once at start, before any read. */
-void fs_image_init(void);
-void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f,
-                   fuse_req_t req, uint64_t off, size_t size);

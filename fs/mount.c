@@ -26,6 +26,7 @@
 #include "fetch/remote.h"
 #include "fs.h"
 #include "log.h"
+#include "read.h"
 #include "mountinfo.h"
 #include "offline_store.h"
 #include "remote_opts.h"
@@ -959,7 +960,7 @@ int fs_cmd_mount(int argc, char **argv)
     if (o.debug)
         fs_log_set_level(FS_LOG_DEBUG);
     tune_malloc();
-    fs_image_init();
+    fs_read_init();
     if (check_mountpoint(o.mountpoint, mnt, sizeof(mnt)) < 0 || check_dev_fuse() < 0 ||
         prepare_daemon(&o, mnt, &d, mounted, sizeof(mounted)) < 0 || !(se = session_new(&o, d)))
         goto out;

@@ -11,6 +11,7 @@
 
 #include "fetch/names.h"
 #include "log.h"
+#include "read.h"
 
 static struct fs_ctx *ctx_of(fuse_req_t req)
 {
@@ -282,7 +283,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     if (n->kind == FS_NODE_IMAGE) {
-        fs_image_read(ctx, n, (struct fs_file *)(uintptr_t)fi->fh, req, (uint64_t)off, size);
+        fs_read_image(ctx, n, (struct fs_file *)(uintptr_t)fi->fh, req, (uint64_t)off, size);
         return;
     }
     if ((uint64_t)off >= n->blob.len) {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The image read path: offsets to extents, holes from a zero buffer, chunks from fs/chunks. */
-#include "fs.h"
+#include "read.h"
 #include "fetch/buf.h"
 
 #include <errno.h>
@@ -17,14 +17,14 @@
 
 /*
  * Holes are answered from this buffer of zeros. Its pages are written once
- * (fs_image_init): pages never written map the kernel's shared zero page, and
+ * (fs_read_init): pages never written map the kernel's shared zero page, and
  * FUSE pins a reply's pages with get_user_pages, whose fast path does not
  * take the zero page; the slow path cost a fifth of the daemon's CPU on a warm
  * read of an image half made of holes.
  */
 static uint8_t zero_buf[FS_MAX_READ] __attribute__((aligned(4096)));
 
-void fs_image_init(void)
+void fs_read_init(void)
 {
     long page = sysconf(_SC_PAGESIZE);
     volatile uint8_t *z = zero_buf;
@@ -354,7 +354,7 @@ uint64_t fs_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-void fs_image_read(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f,
+void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f,
                    fuse_req_t req, uint64_t off, size_t size)
 {
     const struct fetch_image *img = n->image;

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The read path of an image: offsets to extents, holes from a zero buffer,
+ * chunks from fs/chunks.h, replies assembled from pieces that arrive in any
+ * order, and readahead of the sequential streams of each open file.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fs.h"
+
+/* A sequential stream in an open file (see fs_read_image). */
+struct fs_stream {
+    uint64_t next;     /* offset the next read of the stream starts at */
+    uint64_t used;     /* file clock at its last read; 0 = unused slot */
+    size_t chunk;      /* extent index of its last read's end */
+    size_t requested;  /* highest extent index prefetched */
+    unsigned window;   /* FS_READAHEAD_UNITs ahead */
+};
+
+#define FS_STREAMS 4
+
+/* Per open() of an image (fi->fh): streams for readahead, guarded by @lock. */
+struct fs_file {
+    struct fs_file *prev, *next; /* in fs_ctx.files: freed at unmount if never released */
+    pthread_mutex_t lock;
+    uint64_t clock;
+    struct fs_stream streams[FS_STREAMS];
+};
+
+/* Once at start, before any read. */
+void fs_read_init(void);
+
+/*
+ * Answers a read of [@off, @off + @size) of image node @n opened as @f (may
+ * be NULL: no readahead); replies exactly once: at once when every chunk is
+ * in memory or in the disk cache, else from the pool worker that completes
+ * the last missing chunk. Starts readahead of @f's sequential streams.
+ */
+void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f,
+                   fuse_req_t req, uint64_t off, size_t size);
