@@ -27,6 +27,7 @@
 # daemon's peak RSS (VmHWM), its context switches (all threads: wakeups) per
 # cold --no-cache and warm read, and `lazyimg status --json` after a cold read.
 set -euo pipefail
+. "$(dirname "$0")/bench-lib.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 B=${LAZYIMG_BUILD:-$ROOT/build}
@@ -100,35 +101,8 @@ for spec in "${IMAGES[@]}"; do
 done
 
 # --- nginx on a free port ------------------------------------------------------------
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 LOG=$W/access.log
-for _ in 1 2 3 4 5; do
-  PORT=$(free_port)
-  cat >"$W/nginx.conf" <<EOF
-worker_processes 2; daemon off; pid $W/nginx.pid; error_log $W/nginx-error.log; user root;
-events { worker_connections 1024; }
-http {
-  log_format bench '\$request_uri \$status \$body_bytes_sent';
-  access_log $LOG bench;
-  sendfile on; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$PORT; root $W; location / { autoindex on; autoindex_format json; } }
-}
-EOF
-  : >"$LOG"
-  nginx -c "$W/nginx.conf" >"$W/nginx.out" 2>&1 &
-  NGINX_PID=$!
-  up=no
-  for _ in $(seq 50); do
-    if curl -sf -o /dev/null "http://127.0.0.1:$PORT/repo/"; then up=yes; break; fi
-    kill -0 "$NGINX_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ $up = yes ] && break
-  kill "$NGINX_PID" 2>/dev/null || true
-  wait "$NGINX_PID" 2>/dev/null || true
-  NGINX_PID=""
-done
-[ -n "$NGINX_PID" ] || { echo "nginx did not start" >&2; cat "$W/nginx-error.log" "$W/nginx.out" >&2; exit 1; }
+start_nginx "$W" "$W" repo/ "$LOG" || { echo "nginx did not start" >&2; exit 1; }
 URL=http://127.0.0.1:$PORT/repo
 requests() { wc -l <"$LOG"; }
 

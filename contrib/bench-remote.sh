@@ -19,6 +19,7 @@
 #    and with a hydration of the rest of the image running.
 # Each figure is the median of RUNS runs (default 3; delay runs: 1).
 set -euo pipefail
+. "$(dirname "$0")/bench-lib.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 B=${LAZYIMG_BUILD:-$ROOT/build}
@@ -40,7 +41,6 @@ if [ ! -f "$STORE/vm/100/2025-07-10T12:00:00Z/index.json.blob" ]; then
   "$B/contrib/lazyimg-mkpbs" --quiet --time 2025-07-10T12:00:00Z "$STORE" drive-scsi0.img="$RAW"
 fi
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 mbps() { awk -v b="$1" -v t="$2" 'BEGIN {printf "%.0f", b / t / 1e6}'; }
@@ -54,19 +54,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PORT=$(free_port)
-cat >"$W/nginx.conf" <<EOF
-worker_processes 2; daemon off; pid $W/nginx.pid; error_log $W/nginx-error.log; user root;
-events { worker_connections 1024; }
-http {
-  access_log off; sendfile on; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$PORT; root $W; location / { autoindex on; autoindex_format json; } }
-}
-EOF
-nginx -c "$W/nginx.conf" &
-NGINX_PID=$!
+start_nginx "$W" "$W" ds/ || { echo "nginx did not start" >&2; exit 1; }
 URL=http://127.0.0.1:$PORT/ds
-for _ in $(seq 50); do curl -sf -o /dev/null "$URL/" && break; sleep 0.1; done
 
 echo "warming the page cache for the datastore..."
 find "$STORE/.chunks" -type f -size +0 -print0 | xargs -0 cat >/dev/null

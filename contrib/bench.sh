@@ -43,6 +43,7 @@
 #
 # The table goes to stdout and to WORKDIR/results.txt; progress goes to stderr.
 set -euo pipefail
+. "$(dirname "$0")/bench-lib.sh"
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 B=${LAZYIMG_BUILD:-$ROOT/build}
@@ -167,31 +168,7 @@ for f in $(tr '\0' ' ' <"$W/pbs.files"); do [ -f "$f" ] || die "missing chunk fi
 { find "$DS/vm" -type f -print0; cat "$W/pbs.files"; } >"$W/pbs.warm"
 
 # --- nginx on a free port --------------------------------------------------------
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-for _ in 1 2 3 4 5; do
-  PORT=$(free_port)
-  cat >"$W/nginx.conf" <<EOF
-worker_processes 2; daemon off; pid $W/nginx.pid; error_log $W/nginx-error.log; user root;
-events { worker_connections 1024; }
-http {
-  access_log off; sendfile on; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$PORT; root $D; location / { autoindex on; autoindex_format json; } }
-}
-EOF
-  nginx -c "$W/nginx.conf" >"$W/nginx.out" 2>&1 &
-  NGINX_PID=$!
-  up=no
-  for _ in $(seq 50); do
-    if curl -sf -o /dev/null "http://127.0.0.1:$PORT/ds/"; then up=yes; break; fi
-    kill -0 "$NGINX_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  [ $up = yes ] && break
-  kill "$NGINX_PID" 2>/dev/null || true
-  wait "$NGINX_PID" 2>/dev/null || true
-  NGINX_PID=""
-done
-[ -n "$NGINX_PID" ] || { cat "$W/nginx-error.log" "$W/nginx.out" >&2; die "nginx did not start"; }
+start_nginx "$W" "$D" ds/ || die "nginx did not start"
 HTTP=http://127.0.0.1:$PORT
 sed "s|^$D/\\(.*\\)\$|url = \"$HTTP/\\1\"\\noutput = \"/dev/null\"|" < <(tr '\0' '\n' <"$W/pbs.files") >"$W/curl.cfg"
 CURL_BYTES=$(bytes_of "$W/pbs.files")

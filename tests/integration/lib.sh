@@ -20,6 +20,8 @@ export LC_ALL=C # byte-order sorting; English error texts ("Input/output error")
 : "${SEEKMAP:?SEEKMAP must point to the seekmap helper}"
 
 T_NAME=$(basename "$0" .sh)
+# this directory (absolute: tests change theirs): lib_remote.sh, helpers
+T_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 T_CHECKS=0
 W=""            # work directory (absolute)
 T_MOUNTS=()     # FUSE mountpoints to detach on exit
@@ -259,6 +261,20 @@ mkpbs() {
 new_store() {
     mkdir -p "$1/.chunks"
     : >"$1/.lock"
+}
+
+# begin_mount_test [PROGRAM...]: how a test that mounts a datastore starts:
+# root and /dev/fuse (else it is skipped), the PROGRAMs it needs, its work
+# directory (the current directory from now on), an empty datastore in
+# S=$W/store and the mountpoint path M=$W/mnt.
+begin_mount_test() {
+    require_fuse
+    require_cmd "$@"
+    setup_workdir
+    cd "$W"
+    S=$W/store
+    M=$W/mnt
+    new_store "$S"
 }
 
 # summary_field LINE NAME: NAME=N from an mkpbs summary line.

@@ -10,14 +10,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd python3
-setup_workdir
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test python3
 T1=2025-08-01T00:00:00Z
-new_store "$S"
 
 # two 12 MiB images of 1 MiB chunks, nothing shared
 make_image a.raw rand:12M 11

@@ -7,16 +7,10 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd python3 strace
-setup_workdir
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test python3 strace
 C=$W/cache
 T1=2025-08-01T00:00:00Z
 T2=2025-08-02T00:00:00Z
-new_store "$S"
 
 # a 24 MiB image of 1 MiB chunks (random, some zero), and a second version of
 # it with 2 of its 20 data chunks changed (90% shared)

@@ -8,14 +8,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd python3
-setup_workdir
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test python3
 T1=2025-08-01T00:00:00Z
-new_store "$S"
 
 # 18 distinct data chunks of 4 MiB and 2 zero ones
 make_image a.raw rand:48M,zero:8M,rand:24M 7

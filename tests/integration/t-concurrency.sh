@@ -6,14 +6,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd python3
-setup_workdir
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test python3
 T=2025-07-07T07:07:07Z
-new_store "$S"
 
 # A: 24 MiB, 64K chunks (384 chunks); B: 16 MiB, 1M chunks.
 make_image a.raw rand:5M,zero:1M,text:3M,rand:64K,zero:100K,rand:4M,repeat:2M,text:2M,zero:3M,rand:4660K 31

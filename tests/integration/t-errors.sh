@@ -7,15 +7,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd python3 unshare
-setup_workdir
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test python3 unshare
 T=2025-05-05T05:05:05Z
 CS=65536
-new_store "$S"
 
 # vm/100: healthy reference; vm/101..104: one kind of chunk damage each;
 # vm/105: damaged index. Different seeds: no data chunk is shared.

@@ -6,15 +6,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd mkfs.ext4 losetup
-setup_workdir
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test mkfs.ext4 losetup
 FS=$W/fsmnt
 T=2025-06-01T12:00:00Z
-new_store "$S"
 
 # --- the tree -------------------------------------------------------------
 D=$W/tree

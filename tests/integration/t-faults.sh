@@ -10,16 +10,10 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd python3 curl timeout
-setup_workdir
-. "$(dirname "$0")/lib_remote.sh"
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test python3 curl timeout
+. "$T_DIR/lib_remote.sh"
 T1=2025-04-01T00:00:00Z
 T2=2025-04-02T00:00:00Z
-new_store "$S"
 CH=$((256 << 10))
 # 6 data chunks, 4 zero chunks (a hole at [1536K, 2560K)), 2 data chunks
 make_image f.raw rand:1536K,zero:1M,rand:512K 1

@@ -6,14 +6,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd qemu-img strace python3
-setup_workdir
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test qemu-img strace python3
 T=2025-04-01T10:00:00Z
-new_store "$S"
 
 # 64 KiB chunks: the mixed preset (aligned/unaligned zero runs, partly-zero,
 # repeated chunks, a short last chunk).

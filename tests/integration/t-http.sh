@@ -9,19 +9,13 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd python3 curl
-setup_workdir
-. "$(dirname "$0")/lib_remote.sh"
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test python3 curl
+. "$T_DIR/lib_remote.sh"
 T1=2025-03-01T10:00:00Z
 T2=2025-03-02T10:00:00Z
 TC=2025-03-03T00:00:00Z
 TP=2025-03-04T00:00:00Z
 TE=2025-03-05T12:30:00Z
-new_store "$S"
 
 # --- a datastore: groups, namespaces, shared chunks, holes, a config blob -----
 make_image a1.raw rand:1M,zero:512K,text:512K,rand:300K 1

@@ -7,15 +7,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd python3
-setup_workdir
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test python3
 C=$W/cache
 T1=2025-08-01T00:00:00Z
-new_store "$S"
 
 # a: 16 MiB of data in 1 MiB chunks (4 of them repeats of the first 4: 12
 #    distinct chunks) and a 4 MiB hole; b: 24 MiB of random data

@@ -7,15 +7,9 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd python3 curl timeout
-setup_workdir
-. "$(dirname "$0")/lib_remote.sh"
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test python3 curl timeout
+. "$T_DIR/lib_remote.sh"
 T1=2025-05-01T00:00:00Z
-new_store "$S"
 make_image a.raw rand:24M,zero:4M,rand:4M 1
 mkpbs --chunk-size 1M --time $T1 "$S" drive-scsi0.img=a.raw >/dev/null
 IMG=$M/vm/100/$T1/drive-scsi0.img

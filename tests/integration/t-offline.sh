@@ -12,17 +12,11 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd python3 curl casync
-setup_workdir
-. "$(dirname "$0")/lib_remote.sh"
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test python3 curl casync
+. "$T_DIR/lib_remote.sh"
 C=$W/cache
 T1=2025-03-01T10:00:00Z
 T2=2025-03-02T10:00:00Z
-new_store "$S"
 make_image a.raw rand:1M,zero:512K,rand:1M 1
 make_image ct.raw text:256K,rand:256K 2
 printf 'cores: 2\nmemory: 2048\n' >conf

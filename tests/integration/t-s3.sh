@@ -9,17 +9,11 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd python3 curl node
-setup_workdir
-. "$(dirname "$0")/lib_remote.sh"
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test python3 curl node
+. "$T_DIR/lib_remote.sh"
 T1=2025-06-01T00:00:00Z
 T2=2025-06-02T00:00:00Z
 TP=2025-06-03T00:00:00Z
-new_store "$S"
 make_image a1.raw rand:1M,zero:512K,text:300K 1
 make_image a2.raw rand:700K,zero:256K,rand:64K 2
 make_image prod.raw text:256K,zero:256K,rand:128K 3

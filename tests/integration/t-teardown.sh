@@ -15,17 +15,11 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-require_fuse
-require_cmd python3 curl timeout
-setup_workdir
-. "$(dirname "$0")/lib_remote.sh"
-cd "$W"
-S=$W/store
-M=$W/mnt
+begin_mount_test python3 curl timeout
+. "$T_DIR/lib_remote.sh"
 T1=2025-09-01T00:00:00Z
 ROUNDS=${TEARDOWN_ROUNDS:-30}
 LIMIT_MS=5000 # how long the daemon may take to exit
-new_store "$S"
 # 1536 distinct 64 KiB chunks: hydration keeps submitting for a second or more
 make_image a.raw rand:96M 1
 mkpbs --chunk-size 64K --time $T1 "$S" drive-scsi0.img=a.raw >/dev/null
