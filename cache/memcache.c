@@ -16,15 +16,15 @@
 #define BUCKETS 1024
 
 struct cache_mem_entry {
-    struct cache_mem_entry *next;              /* hash chain */
+    struct cache_mem_entry *next;                /* hash chain */
     struct cache_mem_entry *lru_prev, *lru_next; /* only while filled and unreferenced */
     uint8_t key[CACHE_KEY_LEN];
     uint8_t algo;
     bool filled;
     bool in_table;
-    bool read;         /* readers have had all its bytes: evicted before the others */
-    size_t consumed;   /* bytes readers have had (counting repeats) */
-    int error;         /* set by cache_mem_fail while waiters remain */
+    bool read;       /* readers have had all its bytes: evicted before the others */
+    size_t consumed; /* bytes readers have had (counting repeats) */
+    int error;       /* set by cache_mem_fail while waiters remain */
     unsigned refs;
     const uint8_t *bytes;
     size_t len;
@@ -356,8 +356,7 @@ void cache_mem_note_read(struct cache_mem *c, struct cache_mem_entry *e, size_t 
     pthread_mutex_unlock(&s->lock);
 }
 
-int cache_mem_contains(struct cache_mem *c, enum cache_algo algo,
-                       const uint8_t key[CACHE_KEY_LEN])
+int cache_mem_contains(struct cache_mem *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN])
 {
     struct shard *s = &c->shards[key_shard(key)];
     struct cache_mem_entry *e;

@@ -80,8 +80,7 @@ int cache_mem_lookup(struct cache_mem *c, enum cache_algo algo, const uint8_t ke
 void cache_mem_note_read(struct cache_mem *c, struct cache_mem_entry *e, size_t n);
 
 /* Whether the chunk is present and filled (no claim, no wait). */
-int cache_mem_contains(struct cache_mem *c, enum cache_algo algo,
-                       const uint8_t key[CACHE_KEY_LEN]);
+int cache_mem_contains(struct cache_mem *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN]);
 
 struct cache_mem_stats {
     uint64_t hits, misses, waits, evictions;

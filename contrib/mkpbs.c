@@ -753,7 +753,8 @@ static void write_fixed_index(struct options *opt, struct archive *a, int snapfd
             memset(s->buf, 0, len);
             got = (ssize_t)len;
         } else {
-            got = regular ? pread_full(a->fd, s->buf, len, (off_t)off) : read_full(a->fd, s->buf, len);
+            got = regular ? pread_full(a->fd, s->buf, len, (off_t)off)
+                          : read_full(a->fd, s->buf, len);
             if (got < 0)
                 die("cannot read %s: %s", a->src, strerror((int)-got));
         }

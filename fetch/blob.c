@@ -93,8 +93,9 @@ static int check_digest(const uint8_t *bytes, size_t len, const uint8_t *want, f
     if (memcmp(got, want, FETCH_SHA256_LEN) != 0) {
         fetch_hex_encode(want, FETCH_SHA256_LEN, hex_want);
         fetch_hex_encode(got, FETCH_SHA256_LEN, hex_got);
-        return fetch_error_set(err, -EBADMSG, "digest mismatch: expected %.16s…, data hashes to %.16s…",
-                               hex_want, hex_got);
+        return fetch_error_set(err, -EBADMSG,
+                               "digest mismatch: expected %.16s…, data hashes to %.16s…", hex_want,
+                               hex_got);
     }
     return 0;
 }
@@ -118,8 +119,8 @@ static int verify_plain(const uint8_t *p, size_t len, uint32_t want_crc, const u
             goto out;
     }
     if (crc != want_crc) {
-        r = fetch_error_set(err, -EBADMSG, "CRC-32 mismatch (stored %08x, computed %08x)",
-                            want_crc, crc);
+        r = fetch_error_set(err, -EBADMSG, "CRC-32 mismatch (stored %08x, computed %08x)", want_crc,
+                            crc);
         goto out;
     }
     if (sha) {

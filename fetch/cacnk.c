@@ -319,8 +319,7 @@ fail:
 static int cacnk_chunk_path(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
                             unsigned name, char *buf, size_t len)
 {
-    return fetch_cacnk_path(ctx && ctx->prefix ? ctx->prefix : "", ch->digest, name == 0, buf,
-                            len);
+    return fetch_cacnk_path(ctx && ctx->prefix ? ctx->prefix : "", ch->digest, name == 0, buf, len);
 }
 
 static size_t cacnk_chunk_max_raw(const struct fetch_chunk_ref *ch, unsigned name)
@@ -333,8 +332,8 @@ static int cacnk_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fe
                               fetch_error *err)
 {
     (void)ctx;
-    return fetch_cacnk_decode((enum fetch_digest_algo)ch->algo, ch->digest, ch->len, name == 0,
-                              raw, raw_len, ret, err);
+    return fetch_cacnk_decode((enum fetch_digest_algo)ch->algo, ch->digest, ch->len, name == 0, raw,
+                              raw_len, ret, err);
 }
 
 const struct fetch_chunk_format fetch_cacnk_chunk_format = {

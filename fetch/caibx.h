@@ -18,11 +18,12 @@
 #define FETCH_CAIBX_TAIL_MARKER 0x4b4f050e5549ecd1ull
 #define FETCH_CAIBX_FLAG_SHA512_256 0x2000000000000000ull
 #define FETCH_CAIBX_CHUNK_LIMIT (128ull * 1024 * 1024) /* largest chunk_size_max */
-#define FETCH_CAIBX_HEAD 64u  /* INDEX header (48) + TABLE header (16) */
+#define FETCH_CAIBX_HEAD 64u                           /* INDEX header (48) + TABLE header (16) */
 #define FETCH_CAIBX_ITEM 40u
 #define FETCH_CAIBX_TAIL 40u
 /* Index files larger than this are refused before being read (16M items). */
-#define FETCH_CAIBX_FILE_MAX (FETCH_CAIBX_HEAD + FETCH_CAIBX_TAIL + 16ull * 1024 * 1024 * FETCH_CAIBX_ITEM)
+#define FETCH_CAIBX_FILE_MAX                                                                       \
+    (FETCH_CAIBX_HEAD + FETCH_CAIBX_TAIL + 16ull * 1024 * 1024 * FETCH_CAIBX_ITEM)
 
 struct fetch_caibx {
     uint64_t flags;
@@ -30,7 +31,7 @@ struct fetch_caibx {
     enum fetch_digest_algo algo; /* from FETCH_CAIBX_FLAG_SHA512_256 */
     uint64_t size;               /* blob size: the last end offset, 0 when empty */
     size_t count;
-    const uint8_t *items;        /* count * 40 bytes {le64 end, id[32]}, inside buf */
+    const uint8_t *items; /* count * 40 bytes {le64 end, id[32]}, inside buf */
     void *buf;
 };
 

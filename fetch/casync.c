@@ -90,8 +90,8 @@ static void index_clear(struct fetch_casync_index *x)
     memset(x, 0, sizeof(*x));
 }
 
-int fetch_casync_open_index(struct fetch_store *s, const char *path,
-                            struct fetch_casync_index *ret, fetch_error *err)
+int fetch_casync_open_index(struct fetch_store *s, const char *path, struct fetch_casync_index *ret,
+                            fetch_error *err)
 {
     struct fetch_caibx *idx = NULL;
     void *raw = NULL;
@@ -99,8 +99,8 @@ int fetch_casync_open_index(struct fetch_store *s, const char *path,
     int r = fetch_store_get(s, path, FETCH_CAIBX_FILE_MAX, &raw, &len, err);
 
     if (r == -EFBIG)
-        return fetch_error_set(err, r, "%s: larger than %llu bytes, the largest index read",
-                               path, (unsigned long long)FETCH_CAIBX_FILE_MAX);
+        return fetch_error_set(err, r, "%s: larger than %llu bytes, the largest index read", path,
+                               (unsigned long long)FETCH_CAIBX_FILE_MAX);
     if (r < 0)
         return fetch_error_prefix(err, r, "%s", path);
     if ((r = fetch_caibx_parse(raw, len, &idx, err)) < 0)
@@ -210,10 +210,10 @@ static void walk_dir(struct walk *w, const char *dir, int depth)
 
         if (name[0] == '.')
             continue;
-        if (d[i].is_dir && ((len > 6 && !strcmp(name + len - 6, ".castr")) ||
-                            (len == 4 && fetch_hex_value(name[0]) >= 0 &&
-                             fetch_hex_value(name[1]) >= 0 && fetch_hex_value(name[2]) >= 0 &&
-                             fetch_hex_value(name[3]) >= 0)))
+        if (d[i].is_dir &&
+            ((len > 6 && !strcmp(name + len - 6, ".castr")) ||
+             (len == 4 && fetch_hex_value(name[0]) >= 0 && fetch_hex_value(name[1]) >= 0 &&
+              fetch_hex_value(name[2]) >= 0 && fetch_hex_value(name[3]) >= 0)))
             continue; /* a chunk store or one of its 65536 directories: no indexes */
         if (!d[i].is_dir && !kind)
             continue;

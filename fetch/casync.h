@@ -25,8 +25,8 @@
 #define FETCH_CASYNC_MAX_INDEXES 65536
 
 struct fetch_casync_index {
-    char *path;    /* store-relative, every component validated: "releases/os.img.caibx" */
-    bool archive;  /* a .caidx (directory archive): listed, not mountable */
+    char *path;   /* store-relative, every component validated: "releases/os.img.caibx" */
+    bool archive; /* a .caidx (directory archive): listed, not mountable */
     /* blob indexes that loaded: */
     struct fetch_image *image;
     uint64_t chunk_min, chunk_avg, chunk_max;
@@ -47,7 +47,7 @@ struct fetch_casync_catalog {
     size_t count;
     struct fetch_casync_index *indexes; /* sorted by path */
     size_t warning_count;
-    char **warnings;                    /* skipped names, one line each */
+    char **warnings; /* skipped names, one line each */
     /*
      * Directories below the root that are Proxmox Backup Server datastores
      * (they hold .chunks): not searched for indexes. The first one's store
@@ -85,5 +85,5 @@ void fetch_casync_catalog_free(struct fetch_casync_catalog *c);
  * Reads and validates index @path and builds its image. -EBADMSG (malformed),
  * -EFBIG (larger than FETCH_CAIBX_FILE_MAX), -ENOENT, store errors.
  */
-int fetch_casync_open_index(struct fetch_store *s, const char *path,
-                            struct fetch_casync_index *ret, fetch_error *err);
+int fetch_casync_open_index(struct fetch_store *s, const char *path, struct fetch_casync_index *ret,
+                            fetch_error *err);

@@ -88,10 +88,9 @@ static int add_entries(struct fetch_repo *repo, struct fetch_casync_catalog *c)
         } else {
             snprintf(path, sizeof(path), "%.*s", name_len(x), x->path);
             /* an index read already (--snapshot) moves into the entry */
-            r = fetch_repo_add_entry(repo, &(struct fetch_entry){.path = path,
-                                                                 .type = FETCH_ENTRY_IMAGE,
-                                                                 .image = x->image,
-                                                                 .handle = x});
+            r = fetch_repo_add_entry(
+                repo, &(struct fetch_entry){
+                          .path = path, .type = FETCH_ENTRY_IMAGE, .image = x->image, .handle = x});
             if (r == 0)
                 x->image = NULL;
             images++;
@@ -105,8 +104,8 @@ static int add_entries(struct fetch_repo *repo, struct fetch_casync_catalog *c)
     return r;
 }
 
-static int casync_load(struct fetch_repo *repo, const char *const *paths, size_t n,
-                       bool for_mount, fetch_error *err)
+static int casync_load(struct fetch_repo *repo, const char *const *paths, size_t n, bool for_mount,
+                       fetch_error *err)
 {
     struct fetch_casync_catalog *c = NULL;
     int r;
@@ -178,8 +177,8 @@ static void index_unload(struct fetch_casync_index *x)
 }
 
 static const struct fetch_list_column casync_columns[] = {
-    {"IMAGE", 40, false, 0}, {"SIZE", 9, true, 1},    {"DATA", 9, true, 1},
-    {"CHUNKS", 8, true, 1},  {"AVG", 9, true, 1},     {"DIGEST", 10, false, 1},
+    {"IMAGE", 40, false, 0},  {"SIZE", 9, true, 1}, {"DATA", 9, true, 1},
+    {"CHUNKS", 8, true, 1},   {"AVG", 9, true, 1},  {"DIGEST", 10, false, 1},
     {"MOUNTED", 0, false, 1},
 };
 
@@ -201,7 +200,9 @@ static int casync_list_rows(struct fetch_repo *repo, fetch_list_row_fn row, void
             snprintf(avg, sizeof(avg), "-");
             snprintf(state, sizeof(state), "%s%s",
                      x->archive ? "not mountable (directory archive index)" : "invalid: ",
-                     x->archive ? "" : x->error_msg ? x->error_msg : strerror(-x->error));
+                     x->archive     ? ""
+                     : x->error_msg ? x->error_msg
+                                    : strerror(-x->error));
         } else {
             fetch_format_size(x->image->size, size, sizeof(size));
             fetch_format_size(x->image->data_bytes, data, sizeof(data));
@@ -251,14 +252,17 @@ static json_object *casync_list_json(struct fetch_repo *repo)
             json_object_object_add(o, "chunks", json_object_new_int64((int64_t)x->image->count));
             json_object_object_add(o, "null-chunks",
                                    json_object_new_int64((int64_t)x->image->zero_count));
-            json_object_object_add(o, "chunk-size-min", json_object_new_int64((int64_t)x->chunk_min));
-            json_object_object_add(o, "chunk-size-avg", json_object_new_int64((int64_t)x->chunk_avg));
-            json_object_object_add(o, "chunk-size-max", json_object_new_int64((int64_t)x->chunk_max));
+            json_object_object_add(o, "chunk-size-min",
+                                   json_object_new_int64((int64_t)x->chunk_min));
+            json_object_object_add(o, "chunk-size-avg",
+                                   json_object_new_int64((int64_t)x->chunk_avg));
+            json_object_object_add(o, "chunk-size-max",
+                                   json_object_new_int64((int64_t)x->chunk_max));
             json_object_object_add(o, "digest", json_object_new_string(digest_name(x->algo)));
         } else if (x->error) {
-            json_object_object_add(o, "error",
-                                   json_object_new_string(x->error_msg ? x->error_msg
-                                                                       : strerror(-x->error)));
+            json_object_object_add(
+                o, "error",
+                json_object_new_string(x->error_msg ? x->error_msg : strerror(-x->error)));
         }
         index_unload(x);
         json_object_array_add(arr, o);

@@ -46,8 +46,7 @@ size_t fetch_chunk_max_raw(const struct fetch_chunk_ref *ch, unsigned name)
 }
 
 int fetch_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
-                       unsigned name, void *raw, size_t raw_len, fetch_data *ret,
-                       fetch_error *err)
+                       unsigned name, void *raw, size_t raw_len, fetch_data *ret, fetch_error *err)
 {
     const struct fetch_chunk_format *f = fetch_chunk_format_of(ch->kind);
     if (!f || name >= f->names) {

@@ -20,9 +20,9 @@
 
 /* The chunk an extent names: what naming, decoding and checking need. */
 struct fetch_chunk_ref {
-    uint8_t kind;      /* enum fetch_chunk_kind */
-    uint8_t algo;      /* enum fetch_digest_algo of @digest */
-    uint32_t len;      /* plaintext bytes */
+    uint8_t kind; /* enum fetch_chunk_kind */
+    uint8_t algo; /* enum fetch_digest_algo of @digest */
+    uint32_t len; /* plaintext bytes */
     uint8_t digest[32];
 };
 
@@ -47,8 +47,8 @@ struct fetch_chunk_format {
     const char *label; /* for messages: "PBS blob", "casync chunk" */
     unsigned names;
     /* The store path of the object; -ENAMETOOLONG if @len is too small. */
-    int (*path)(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
-                unsigned name, char *buf, size_t len);
+    int (*path)(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch, unsigned name,
+                char *buf, size_t len);
     /* The largest stored object a chunk of ch->len plaintext bytes may be. */
     size_t (*max_raw)(const struct fetch_chunk_ref *ch, unsigned name);
     /*
@@ -75,8 +75,7 @@ int fetch_chunk_path(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk
                      unsigned name, char *buf, size_t len);
 size_t fetch_chunk_max_raw(const struct fetch_chunk_ref *ch, unsigned name);
 int fetch_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
-                       unsigned name, void *raw, size_t raw_len, fetch_data *ret,
-                       fetch_error *err);
+                       unsigned name, void *raw, size_t raw_len, fetch_data *ret, fetch_error *err);
 
 /* The formats, defined beside their decoders. */
 extern const struct fetch_chunk_format fetch_pbs_chunk_format;

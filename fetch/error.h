@@ -16,8 +16,8 @@ typedef struct fetch_error {
  * that callers can write `return fetch_error_set(e, -EBADMSG, "...")`.
  * @err must be a negative errno.
  */
-__attribute__((format(printf, 3, 4))) int fetch_error_set(fetch_error *e, int err,
-                                                          const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) int fetch_error_set(fetch_error *e, int err, const char *fmt,
+                                                          ...);
 
 /* Prefixes the current message with "<prefix>: " (for context at module edges). */
 __attribute__((format(printf, 3, 4))) int fetch_error_prefix(fetch_error *e, int err,

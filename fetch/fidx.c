@@ -25,8 +25,8 @@ int fetch_fidx_parse(void *buf, size_t len, struct fetch_fidx **ret, fetch_error
     int r;
 
     if (len < PBS_FIDX_HDR_LEN) {
-        r = fetch_error_set(err, -EBADMSG, "fixed index truncated: %zu bytes, header needs %u",
-                            len, PBS_FIDX_HDR_LEN);
+        r = fetch_error_set(err, -EBADMSG, "fixed index truncated: %zu bytes, header needs %u", len,
+                            PBS_FIDX_HDR_LEN);
         goto fail;
     }
     if (memcmp(p + PBS_FIDX_OFF_MAGIC, PBS_MAGIC_FIXED_INDEX, PBS_MAGIC_LEN) != 0) {

@@ -9,8 +9,7 @@
 #include "digest.h"
 #include "pbs_format.h"
 
-int fetch_image_from_fidx(const struct fetch_fidx *idx, struct fetch_image **ret,
-                          fetch_error *err)
+int fetch_image_from_fidx(const struct fetch_fidx *idx, struct fetch_image **ret, fetch_error *err)
 {
     uint8_t zero_full[32], zero_last[32];
     struct fetch_image *img;

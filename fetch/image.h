@@ -24,23 +24,22 @@ struct fetch_extent {
     uint64_t offset;
     uint32_t length;
     bool zero;
-    uint8_t kind;   /* enum fetch_chunk_kind */
-    uint8_t algo;   /* enum fetch_digest_algo of digest */
+    uint8_t kind; /* enum fetch_chunk_kind */
+    uint8_t algo; /* enum fetch_digest_algo of digest */
     uint8_t digest[32];
 };
 
 struct fetch_image {
     uint64_t size;
-    uint64_t stride;        /* fixed extent length (all but the last), or 0 if variable */
+    uint64_t stride; /* fixed extent length (all but the last), or 0 if variable */
     size_t count;
     struct fetch_extent *extents;
-    uint64_t data_bytes;    /* bytes in non-zero extents */
+    uint64_t data_bytes; /* bytes in non-zero extents */
     size_t zero_count;
 };
 
 /* Builds an image from a fixed index. -ENOMEM, or -EIO if hashing fails. */
-int fetch_image_from_fidx(const struct fetch_fidx *idx, struct fetch_image **ret,
-                          fetch_error *err);
+int fetch_image_from_fidx(const struct fetch_fidx *idx, struct fetch_image **ret, fetch_error *err);
 void fetch_image_free(struct fetch_image *img);
 
 /* Index of the extent holding @offset; @offset must be < size. */

@@ -58,9 +58,11 @@ static int parse_file(json_object *f, size_t i, struct fetch_manifest_file *out,
     if (json_object_is_type(f, json_type_object) &&
         json_object_object_get_ex(f, "crypt-mode", &crypt) &&
         !json_object_is_type(crypt, json_type_string))
-        return fetch_error_set(err, -EBADMSG, "manifest file entry %zu: crypt-mode is not a string", i);
+        return fetch_error_set(err, -EBADMSG, "manifest file entry %zu: crypt-mode is not a string",
+                               i);
     if (!json_object_is_type(f, json_type_object) || !name || !size || !csum)
-        return fetch_error_set(err, -EBADMSG, "manifest file entry %zu lacks filename/size/csum", i);
+        return fetch_error_set(err, -EBADMSG, "manifest file entry %zu lacks filename/size/csum",
+                               i);
     if ((size_t)json_object_get_string_len(name) != strlen(json_object_get_string(name)) ||
         !fetch_name_is_file(json_object_get_string(name)))
         return fetch_error_set(err, -EBADMSG, "manifest file entry %zu has an invalid name", i);
@@ -104,8 +106,8 @@ int fetch_manifest_parse(const char *json, size_t len, struct fetch_manifest **r
         size_t off = root ? (size_t)tok->char_offset : 0;
         bool trailing_ok = root != NULL;
         for (size_t i = off; trailing_ok && i < len; i++)
-            trailing_ok = json[i] == ' ' || json[i] == '\n' || json[i] == '\r' ||
-                          json[i] == '\t' || json[i] == '\0';
+            trailing_ok = json[i] == ' ' || json[i] == '\n' || json[i] == '\r' || json[i] == '\t' ||
+                          json[i] == '\0';
         if (!trailing_ok) {
             r = fetch_error_set(err, -EBADMSG, "manifest is not valid JSON: %s",
                                 json_tokener_error_desc(json_tokener_get_error(tok)));

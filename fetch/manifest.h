@@ -14,10 +14,10 @@ enum fetch_crypt {
 };
 
 struct fetch_manifest_file {
-    char *name;             /* validated with fetch_name_is_file() */
+    char *name; /* validated with fetch_name_is_file() */
     enum fetch_crypt crypt;
-    uint64_t size;          /* fidx: image bytes; blob: raw file length */
-    uint8_t csum[32];       /* fidx: index checksum; blob: SHA-256 of the raw file */
+    uint64_t size;    /* fidx: image bytes; blob: raw file length */
+    uint8_t csum[32]; /* fidx: index checksum; blob: SHA-256 of the raw file */
 };
 
 struct fetch_manifest {

@@ -263,8 +263,7 @@ static void visit_snapshot(struct walk *w, const struct level *lv, const char *p
     add_snapshot(w, lv->ns, lv->type, lv->id, path, name);
 }
 
-static void visit_group(struct walk *w, const struct level *lv, const char *path,
-                        const char *name)
+static void visit_group(struct walk *w, const struct level *lv, const char *path, const char *name)
 {
     struct level sub = *lv;
     sub.id = name;
@@ -333,8 +332,7 @@ static int snap_cmp(const void *a, const void *b)
     return c;
 }
 
-int fetch_pbs_catalog_load(struct fetch_store *s, struct fetch_pbs_catalog **ret,
-                           fetch_error *err)
+int fetch_pbs_catalog_load(struct fetch_store *s, struct fetch_pbs_catalog **ret, fetch_error *err)
 {
     struct walk w = {.store = s};
     struct fetch_pbs_catalog *c;
@@ -371,9 +369,8 @@ int fetch_pbs_catalog_load(struct fetch_store *s, struct fetch_pbs_catalog **ret
 }
 
 /* Checks "[ns/NS/]...TYPE/ID/TIME" and splits out the namespace ("a/b"). */
-static int parse_snapshot_path(const char *path, char *ns, size_t nslen, char *type,
-                               size_t typelen, char *id, size_t idlen, char *time_str,
-                               size_t timelen)
+static int parse_snapshot_path(const char *path, char *ns, size_t nslen, char *type, size_t typelen,
+                               char *id, size_t idlen, char *time_str, size_t timelen)
 {
     char buf[1024], *parts[3 + 2 * PBS_NS_MAX_DEPTH];
     size_t np = 0, at = 0;
@@ -522,9 +519,8 @@ int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *
     int r;
 
     if (file->crypt == FETCH_CRYPT_ENCRYPT)
-        return fetch_error_set(err, -ENOKEY,
-                               "%s is encrypted; encryption keys are not supported yet",
-                               file->name);
+        return fetch_error_set(
+            err, -ENOKEY, "%s is encrypted; encryption keys are not supported yet", file->name);
     r = read_snapshot_file(s, snap, file, FIDX_MAX, &buf, &len, err);
     if (r < 0)
         return r;
@@ -547,8 +543,7 @@ int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *
 }
 
 int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
-                        const struct fetch_manifest_file *file, fetch_data *ret,
-                        fetch_error *err)
+                        const struct fetch_manifest_file *file, fetch_data *ret, fetch_error *err)
 {
     struct fetch_blob_expect exp = {.max_len = FETCH_PBS_SMALL_BLOB_MAX};
     uint8_t csum[32];
@@ -557,9 +552,8 @@ int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *
     int r;
 
     if (file->crypt == FETCH_CRYPT_ENCRYPT)
-        return fetch_error_set(err, -ENOKEY,
-                               "%s is encrypted; encryption keys are not supported yet",
-                               file->name);
+        return fetch_error_set(
+            err, -ENOKEY, "%s is encrypted; encryption keys are not supported yet", file->name);
     r = read_snapshot_file(s, snap, file, FETCH_PBS_SMALL_BLOB_MAX + PBS_BLOB_ENC_HDR_LEN, &raw,
                            &len, err);
     if (r < 0)

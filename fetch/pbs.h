@@ -19,8 +19,8 @@
 #define FETCH_PBS_SMALL_BLOB_MAX (16u * 1024 * 1024)
 
 struct fetch_pbs_snapshot {
-    char *ns;          /* "" for the root namespace, else "a/b" (validated components) */
-    char type[8];      /* vm, ct, host */
+    char *ns;     /* "" for the root namespace, else "a/b" (validated components) */
+    char type[8]; /* vm, ct, host */
     char *id;
     int64_t time;
     char time_str[24]; /* YYYY-MM-DDTHH:MM:SSZ */
@@ -32,7 +32,7 @@ struct fetch_pbs_catalog {
     size_t count;
     struct fetch_pbs_snapshot *snaps; /* sorted by ns, type, id, time */
     size_t warning_count;
-    char **warnings;                  /* skipped entries, one line each */
+    char **warnings; /* skipped entries, one line each */
 };
 
 /*
@@ -53,8 +53,7 @@ int fetch_pbs_probe_dir(struct fetch_store *s, const char *dir, fetch_error *err
  * index.json.blob) are listed; unreadable or inconsistent ones are skipped
  * and described in warnings. Fails only when the root cannot be read.
  */
-int fetch_pbs_catalog_load(struct fetch_store *s, struct fetch_pbs_catalog **ret,
-                           fetch_error *err);
+int fetch_pbs_catalog_load(struct fetch_store *s, struct fetch_pbs_catalog **ret, fetch_error *err);
 
 /*
  * Builds a catalog of just the snapshots at @paths ("[ns/NS/]TYPE/ID/TIME"),
@@ -68,7 +67,7 @@ void fetch_pbs_catalog_free(struct fetch_pbs_catalog *c);
 enum fetch_pbs_archive {
     FETCH_PBS_ARCHIVE_OTHER,
     FETCH_PBS_ARCHIVE_FIDX,
-    FETCH_PBS_ARCHIVE_DIDX,    /* a pxar file archive (.pxar, .mpxar, .ppxar) or other .didx */
+    FETCH_PBS_ARCHIVE_DIDX, /* a pxar file archive (.pxar, .mpxar, .ppxar) or other .didx */
     FETCH_PBS_ARCHIVE_BLOB,
     FETCH_PBS_ARCHIVE_CATALOG, /* catalog.pcat1.didx: the file list of the pxar archives */
 };
@@ -89,8 +88,7 @@ int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *
 
 /* Reads and decodes a small .blob of @snap, verifying the manifest csum. */
 int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
-                        const struct fetch_manifest_file *file, fetch_data *ret,
-                        fetch_error *err);
+                        const struct fetch_manifest_file *file, fetch_data *ret, fetch_error *err);
 
 /* ".chunks/<4 hex>/<64 hex>": the store path of chunk @digest. */
 #define FETCH_PBS_CHUNK_PATH_MAX 80

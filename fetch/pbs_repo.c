@@ -116,8 +116,8 @@ static int add_snapshot(struct fetch_repo *repo, const struct fetch_pbs_snapshot
     int r;
 
     snapshot_path(snap, dir, sizeof(dir));
-    r = fetch_repo_add_entry(repo, &(struct fetch_entry){.path = dir, .type = FETCH_ENTRY_DIR,
-                                                         .mtime = snap->time});
+    r = fetch_repo_add_entry(
+        repo, &(struct fetch_entry){.path = dir, .type = FETCH_ENTRY_DIR, .mtime = snap->time});
     for (size_t j = 0; j < snap->manifest->count && r == 0; j++) {
         const struct fetch_manifest_file *f = &snap->manifest->files[j];
         size_t stem = 0;

@@ -28,13 +28,13 @@ struct fetch_job {
     char *path;
     size_t max_len;
     enum fetch_prio prio;
-    bool queued;         /* in a priority queue (upgradable) */
-    bool in_bg;          /* in the background decode queue */
+    bool queued; /* in a priority queue (upgradable) */
+    bool in_bg;  /* in the background decode queue */
     fetch_decode_fn decode;
     fetch_done_fn done;
     void *arg;
 
-    size_t store;        /* index of the store being tried */
+    size_t store; /* index of the store being tried */
     unsigned stores_tried;
     unsigned attempt;    /* on this store */
     uint64_t not_before; /* µs, CLOCK_MONOTONIC: when a retry may start */
@@ -65,11 +65,11 @@ struct fetch_pool {
     pthread_mutex_t lock;
     pthread_cond_t work; /* workers: a job to decode, or a local job to read */
     struct queue prio[FETCH_PRIO_COUNT];
-    struct queue decode;  /* fetched or failed: to decode/complete */
+    struct queue decode;    /* fetched or failed: to decode/complete */
     struct queue decode_bg; /* the same for hydration jobs: the background worker's */
-    struct queue retry;   /* waiting for not_before */
+    struct queue retry;     /* waiting for not_before */
     struct queue transfers; /* in the curl multi */
-    size_t active;        /* store new jobs start on */
+    size_t active;          /* store new jobs start on */
     bool stopping;
     unsigned workers_running;
 
@@ -326,8 +326,8 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
     record_latency(p, now_us() - j->started);
     p->st.bytes += j->len;
     if (j->too_big) {
-        j->result = fetch_error_set(&j->err, -EFBIG, "%s: object larger than %zu bytes",
-                                    j->path, j->max_len);
+        j->result = fetch_error_set(&j->err, -EFBIG, "%s: object larger than %zu bytes", j->path,
+                                    j->max_len);
     } else if (cc == CURLE_WRITE_ERROR) {
         j->result = fetch_error_set(&j->err, -ENOMEM, "%s: out of memory", j->path);
     } else {

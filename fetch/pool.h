@@ -104,9 +104,9 @@ struct fetch_pool_stats {
     uint64_t done, failed;             /* jobs completed, of which failed */
     uint64_t requests;                 /* attempts, retries included */
     uint64_t retries, failovers;
-    uint64_t bytes;                    /* raw bytes received */
+    uint64_t bytes; /* raw bytes received */
     uint64_t latency_us[FETCH_LAT_BUCKETS];
-    size_t active_store;               /* index into the stores given to fetch_pool_new */
+    size_t active_store; /* index into the stores given to fetch_pool_new */
 };
 void fetch_pool_get_stats(struct fetch_pool *p, struct fetch_pool_stats *ret);
 /* Latency (µs) below which @pct percent of the requests finished, from @s's histogram. */

@@ -49,8 +49,8 @@ static bool contains_ci(const char *hay, const char *needle)
     return hay && strcasestr(hay, needle) != NULL;
 }
 
-int fetch_remote_result(int curl_code, long http_status, const char *curl_errbuf,
-                        const char *what, fetch_error *err)
+int fetch_remote_result(int curl_code, long http_status, const char *curl_errbuf, const char *what,
+                        fetch_error *err)
 {
     const char *detail = curl_errbuf && *curl_errbuf ? curl_errbuf : NULL;
     const char *why;
@@ -71,8 +71,7 @@ int fetch_remote_result(int curl_code, long http_status, const char *curl_errbuf
         if (http_status == 429)
             return fetch_error_set(err, -EAGAIN, "%s: server busy (HTTP 429)", what);
         if (http_status >= 500)
-            return fetch_error_set(err, -EAGAIN, "%s: server error (HTTP %ld)", what,
-                                   http_status);
+            return fetch_error_set(err, -EAGAIN, "%s: server error (HTTP %ld)", what, http_status);
         if (http_status >= 300 && http_status < 400)
             return fetch_error_set(err, -EIO, "%s: unexpected redirect (HTTP %ld)", what,
                                    http_status);
@@ -231,10 +230,10 @@ int fetch_remote_easy_setup(CURL *easy, const struct fetch_remote_conf *c, const
 {
     CURLcode cc = CURLE_OK;
 
-#define SET(opt, val)                                                                            \
-    do {                                                                                         \
-        if (cc == CURLE_OK)                                                                      \
-            cc = curl_easy_setopt(easy, opt, val);                                               \
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (cc == CURLE_OK)                                                                        \
+            cc = curl_easy_setopt(easy, opt, val);                                                 \
     } while (0)
     SET(CURLOPT_URL, url);
 #if LIBCURL_VERSION_NUM >= 0x075500

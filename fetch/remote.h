@@ -27,9 +27,9 @@ struct fetch_remote_options {
     /* HTTP: a file holding "user:password" (basic) or "Bearer TOKEN" (one line). */
     const char *http_auth_file;
     /* S3 */
-    const char *s3_endpoint;  /* default https://s3.<region>.amazonaws.com */
-    const char *s3_region;    /* default $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1 */
-    bool s3_path_style;       /* bucket in the path instead of the host name */
+    const char *s3_endpoint; /* default https://s3.<region>.amazonaws.com */
+    const char *s3_region;   /* default $AWS_REGION, $AWS_DEFAULT_REGION, us-east-1 */
+    bool s3_path_style;      /* bucket in the path instead of the host name */
     /* Keys come from this file if set (AWS shared credentials format,
      * [default] or $AWS_PROFILE section, also "[profile NAME]"), else from
      * $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY and $AWS_SESSION_TOKEN, else
@@ -52,8 +52,7 @@ struct fetch_remote_options {
  * '/', '?' or '#'). Like snprintf: writes at most @size bytes, NUL included,
  * and returns the length of the whole result. Pure and thread-safe.
  */
-size_t fetch_location_mask(const char *location, const char *replacement, char *buf,
-                           size_t size);
+size_t fetch_location_mask(const char *location, const char *replacement, char *buf, size_t size);
 /* fetch_location_mask(@location, "***") into a new string; NULL on ENOMEM. */
 char *fetch_location_shown(const char *location);
 
@@ -100,8 +99,8 @@ int fetch_store_open_unchecked(const char *location, const struct fetch_remote_o
  * errors and truncated bodies. @curl_errbuf (may be NULL) is the transfer's
  * CURLOPT_ERRORBUFFER; the message names @what (the object path).
  */
-int fetch_remote_result(int curl_code, long http_status, const char *curl_errbuf,
-                        const char *what, fetch_error *err);
+int fetch_remote_result(int curl_code, long http_status, const char *curl_errbuf, const char *what,
+                        fetch_error *err);
 
 /*
  * Ends every blocking store request of this process (listings, index and

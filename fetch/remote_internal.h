@@ -50,8 +50,8 @@ void fetch_easy_cache_free(struct fetch_easy_cache *ec);
 typedef int (*fetch_request_setup_fn)(void *arg, CURL *easy, fetch_error *err);
 
 struct fetch_response {
-    long status;       /* HTTP status, 0 if none */
-    char *body;        /* malloc()ed, NUL-terminated (not counted in @len) */
+    long status; /* HTTP status, 0 if none */
+    char *body;  /* malloc()ed, NUL-terminated (not counted in @len) */
     size_t len;
     char *content_type; /* malloc()ed or NULL */
 };

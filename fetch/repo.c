@@ -54,8 +54,7 @@ const struct fetch_repo_format *fetch_repo_format_with_chunk_dir(void)
     return NULL;
 }
 
-int fetch_repo_probe(struct fetch_store *s, const struct fetch_repo_format **ret,
-                     fetch_error *err)
+int fetch_repo_probe(struct fetch_store *s, const struct fetch_repo_format **ret, fetch_error *err)
 {
     for (size_t i = 0; i < NFORMATS; i++) {
         int r = formats[i]->probe ? formats[i]->probe(s, err) : 0;

@@ -39,13 +39,13 @@ enum fetch_entry_type {
 };
 
 struct fetch_entry {
-    char *path;    /* below the mountpoint: '/'-separated, every component validated */
+    char *path; /* below the mountpoint: '/'-separated, every component validated */
     enum fetch_entry_type type;
     int64_t mtime; /* seconds since the epoch; 0: the mount's time */
     /* the size shown while the entry is not opened; 0 when unknown (images:
      * stat opens them) */
     uint64_t size;
-    char *target;  /* symlinks */
+    char *target; /* symlinks */
     /* -errno that opening gets without trying (-ENOKEY: encrypted, no key),
      * with @refuse_msg for the log; 0 */
     int refuse;
@@ -71,8 +71,8 @@ struct fetch_repo {
     struct fetch_entry *entries;
     size_t note_count;
     struct fetch_repo_note *notes;
-    size_t items;      /* snapshots, indexes, …: what the mount says it shows */
-    void *priv;        /* the format's catalog */
+    size_t items; /* snapshots, indexes, …: what the mount says it shows */
+    void *priv;   /* the format's catalog */
 };
 
 /* A column of the `ls` table. */
@@ -87,9 +87,9 @@ struct fetch_list_column {
 typedef int (*fetch_list_row_fn)(void *arg, const char *const *cells);
 
 struct fetch_repo_format {
-    const char *name;    /* "pbs", "casync": for options and messages */
-    const char *label;   /* "a Proxmox Backup Server datastore" */
-    const char *items;   /* "snapshots", "indexes" */
+    const char *name;  /* "pbs", "casync": for options and messages */
+    const char *label; /* "a Proxmox Backup Server datastore" */
+    const char *items; /* "snapshots", "indexes" */
     /* what --snapshot takes, for help and errors: "[ns/NS/]TYPE/ID/TIME" */
     const char *snapshot_hint;
     /*
@@ -148,8 +148,7 @@ const struct fetch_repo_format *fetch_repo_format_with_chunk_dir(void);
  * -EMEDIUMTYPE. A store no format recognises belongs to the last one (whose
  * load says what is missing). -errno with @err when a probe fails otherwise.
  */
-int fetch_repo_probe(struct fetch_store *s, const struct fetch_repo_format **ret,
-                     fetch_error *err);
+int fetch_repo_probe(struct fetch_store *s, const struct fetch_repo_format **ret, fetch_error *err);
 
 /* Loads the catalog of @s as format @f (see load above). */
 int fetch_repo_load(const struct fetch_repo_format *f, struct fetch_store *s,
@@ -158,8 +157,7 @@ int fetch_repo_load(const struct fetch_repo_format *f, struct fetch_store *s,
 void fetch_repo_free(struct fetch_repo *repo);
 
 int fetch_repo_open_image(const struct fetch_repo *repo, struct fetch_store *s,
-                          const struct fetch_entry *e, struct fetch_image **ret,
-                          fetch_error *err);
+                          const struct fetch_entry *e, struct fetch_image **ret, fetch_error *err);
 int fetch_repo_read_blob(const struct fetch_repo *repo, struct fetch_store *s,
                          const struct fetch_entry *e, fetch_data *ret, fetch_error *err);
 

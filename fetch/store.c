@@ -14,9 +14,9 @@
 
 bool fetch_location_is_remote(const char *location)
 {
-    return location && (!strncasecmp(location, "http://", 7) ||
-                        !strncasecmp(location, "https://", 8) ||
-                        !strncasecmp(location, "s3://", 5));
+    return location &&
+           (!strncasecmp(location, "http://", 7) || !strncasecmp(location, "https://", 8) ||
+            !strncasecmp(location, "s3://", 5));
 }
 
 /* The end of the authority of the URL whose "://" is at @sep. */
@@ -25,18 +25,17 @@ static const char *authority_end(const char *sep)
     return sep + 3 + strcspn(sep + 3, "/?#");
 }
 
-size_t fetch_location_mask(const char *location, const char *replacement, char *buf,
-                           size_t size)
+size_t fetch_location_mask(const char *location, const char *replacement, char *buf, size_t size)
 {
     const char *p = location, *sep;
     size_t o = 0;
 
-#define PUT(src, n)                                                                              \
-    do {                                                                                         \
-        size_t n_ = (n);                                                                         \
-        if (size && o < size - 1)                                                                \
-            memcpy(buf + o, (src), n_ < size - 1 - o ? n_ : size - 1 - o);                       \
-        o += n_;                                                                                 \
+#define PUT(src, n)                                                                                \
+    do {                                                                                           \
+        size_t n_ = (n);                                                                           \
+        if (size && o < size - 1)                                                                  \
+            memcpy(buf + o, (src), n_ < size - 1 - o ? n_ : size - 1 - o);                         \
+        o += n_;                                                                                   \
     } while (0)
     while ((sep = strstr(p, "://"))) {
         const char *auth = sep + 3, *end = authority_end(sep), *at = NULL, *colon;

@@ -24,16 +24,16 @@ struct fetch_store_ops {
     const char *kind; /* "local", "http", "s3" */
     /* Entries of directory @dir ("" = root), unsorted, without "." and "..".
      * -ENOENT if missing, -ENOTDIR if not a directory. */
-    int (*list)(struct fetch_store *s, const char *dir, struct fetch_dirent **ret,
-                size_t *ret_n, fetch_error *err);
+    int (*list)(struct fetch_store *s, const char *dir, struct fetch_dirent **ret, size_t *ret_n,
+                fetch_error *err);
     /* Whole object @path into a malloc()ed buffer. -ENOENT if missing,
      * -EFBIG if larger than @max. A 0-byte object is returned as such. */
-    int (*get)(struct fetch_store *s, const char *path, size_t max, void **ret,
-               size_t *ret_len, fetch_error *err);
+    int (*get)(struct fetch_store *s, const char *path, size_t max, void **ret, size_t *ret_len,
+               fetch_error *err);
     /* Optional: as get, into a buffer from fetch_buf_alloc() (free it with
      * fetch_buf_free()); the fetcher pool's local workers use it for chunks. */
-    int (*get_buf)(struct fetch_store *s, const char *path, size_t max, void **ret,
-                   size_t *ret_len, fetch_error *err);
+    int (*get_buf)(struct fetch_store *s, const char *path, size_t max, void **ret, size_t *ret_len,
+                   fetch_error *err);
     void (*free)(struct fetch_store *s);
     /*
      * Remote stores only (NULL for local ones): configures @easy, a fresh or
@@ -65,8 +65,8 @@ static inline int fetch_store_list(struct fetch_store *s, const char *dir,
     return s->ops->list(s, dir, ret, ret_n, err);
 }
 
-static inline int fetch_store_get(struct fetch_store *s, const char *path, size_t max,
-                                  void **ret, size_t *ret_len, fetch_error *err)
+static inline int fetch_store_get(struct fetch_store *s, const char *path, size_t max, void **ret,
+                                  size_t *ret_len, fetch_error *err)
 {
     return s->ops->get(s, path, max, ret, ret_len, err);
 }

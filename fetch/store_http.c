@@ -35,8 +35,7 @@ struct http_store {
 
 /* ---- index parsing ---- */
 
-static int parse_json_index(const char *body, size_t len, struct fetch_dirvec *d,
-                            fetch_error *err)
+static int parse_json_index(const char *body, size_t len, struct fetch_dirvec *d, fetch_error *err)
 {
     struct json_tokener *tok;
     json_object *root;
@@ -133,8 +132,8 @@ static bool has_scheme(const char *href, size_t len)
     size_t i = 0;
     if (len == 0 || !isalpha((unsigned char)href[0]))
         return false;
-    while (i < len && (isalnum((unsigned char)href[i]) || href[i] == '+' || href[i] == '-' ||
-                       href[i] == '.'))
+    while (i < len &&
+           (isalnum((unsigned char)href[i]) || href[i] == '+' || href[i] == '-' || href[i] == '.'))
         i++;
     return i < len && href[i] == ':';
 }
@@ -443,9 +442,8 @@ static int read_auth_file(struct http_store *hs, const char *file, fetch_error *
     } else {
         char *colon = strchr(line, ':');
         if (!colon || colon == line) {
-            r = fetch_error_set(err, -EINVAL,
-                                "%s: expected one line \"user:password\" or \"Bearer TOKEN\"",
-                                file);
+            r = fetch_error_set(
+                err, -EINVAL, "%s: expected one line \"user:password\" or \"Bearer TOKEN\"", file);
         } else {
             *colon = '\0';
             if (!(hs->user = strdup(line)) || !(hs->password = strdup(colon + 1)))

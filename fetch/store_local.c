@@ -118,8 +118,8 @@ static int local_list(struct fetch_store *s, const char *dir, struct fetch_diren
 }
 
 /* @pooled: the buffer from fetch_buf_alloc(), else from malloc() */
-static int read_object(struct fetch_store *s, const char *path, size_t max, bool pooled,
-                       void **ret, size_t *ret_len, fetch_error *err)
+static int read_object(struct fetch_store *s, const char *path, size_t max, bool pooled, void **ret,
+                       size_t *ret_len, fetch_error *err)
 {
     struct local_store *ls = (struct local_store *)s;
     struct stat st;

@@ -306,8 +306,7 @@ int fetch_s3_error(long status, const char *xml, size_t len, const char *what, f
         return fetch_error_set(err, -EACCES, "%s: S3 denied access (%s)", what, code);
     if (!strcmp(code, "ExpiredToken") || !strcmp(code, "InvalidToken") ||
         !strcmp(code, "TokenRefreshRequired"))
-        return fetch_error_set(err, -EACCES, "%s: S3 rejected the session token (%s)", what,
-                               code);
+        return fetch_error_set(err, -EACCES, "%s: S3 rejected the session token (%s)", what, code);
     if (!strcmp(code, "RequestTimeTooSkewed"))
         return fetch_error_set(err, -EACCES,
                                "%s: S3 rejected the request time, check the system clock "
@@ -378,7 +377,8 @@ int fetch_s3_parse_credentials(const char *text, size_t len, const char *profile
                 continue;
             ne--;
             trim(&ns, &ne);
-            if ((size_t)(ne - ns) > 8 && !strncmp(ns, "profile", 7) && isspace((unsigned char)ns[7])) {
+            if ((size_t)(ne - ns) > 8 && !strncmp(ns, "profile", 7) &&
+                isspace((unsigned char)ns[7])) {
                 ns += 8;
                 trim(&ns, &ne);
             }
@@ -418,9 +418,8 @@ int fetch_s3_parse_credentials(const char *text, size_t len, const char *profile
     }
     if (!c.key_id || !c.secret) {
         fetch_s3_creds_release(&c);
-        return fetch_error_set(err, -ENOENT,
-                               "section [%s] lacks aws_access_key_id or aws_secret_access_key",
-                               profile);
+        return fetch_error_set(
+            err, -ENOENT, "section [%s] lacks aws_access_key_id or aws_secret_access_key", profile);
     }
     *ret = c;
     return 0;
@@ -487,8 +486,7 @@ static int load_creds(const struct fetch_remote_options *o, struct fetch_s3_cred
 
 /* ---- requests ---- */
 
-static struct curl_slist *headers_with(const struct curl_slist *base,
-                                       const char *const *extra)
+static struct curl_slist *headers_with(const struct curl_slist *base, const char *const *extra)
 {
     struct curl_slist *copy = NULL, *t;
     for (const struct curl_slist *h = base; h; h = h->next) {
@@ -572,8 +570,8 @@ static int req_setup(void *arg, CURL *easy, fetch_error *err)
     return 0;
 }
 
-static int s3_get(struct fetch_store *s, const char *path, size_t max, void **ret,
-                  size_t *ret_len, fetch_error *err)
+static int s3_get(struct fetch_store *s, const char *path, size_t max, void **ret, size_t *ret_len,
+                  fetch_error *err)
 {
     struct s3_store *ss = (struct s3_store *)s;
     struct fetch_response resp = {0};
@@ -658,8 +656,7 @@ static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempt
             break;
         }
         q.url = url;
-        r = fetch_remote_perform(ss->ec, req_setup, &q, LIST_PAGE_MAX, attempts, what, &resp,
-                                 err);
+        r = fetch_remote_perform(ss->ec, req_setup, &q, LIST_PAGE_MAX, attempts, what, &resp, err);
         free(url);
         if (r == 0)
             r = fetch_s3_error(resp.status, resp.body, resp.len, what, err);
@@ -694,8 +691,8 @@ static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempt
     return r;
 }
 
-static int s3_list(struct fetch_store *s, const char *dir, struct fetch_dirent **ret,
-                   size_t *ret_n, fetch_error *err)
+static int s3_list(struct fetch_store *s, const char *dir, struct fetch_dirent **ret, size_t *ret_n,
+                   fetch_error *err)
 {
     struct s3_store *ss = (struct s3_store *)s;
     struct fetch_dirvec d = {0};
@@ -813,8 +810,8 @@ static int setup_endpoint(struct s3_store *ss, const struct fetch_remote_options
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
         (strcasecmp(scheme, "http") && strcasecmp(scheme, "https"))) {
-        r = fetch_error_set(err, -EINVAL, "%s: invalid S3 endpoint (expected http(s)://HOST[:PORT])",
-                            endpoint);
+        r = fetch_error_set(err, -EINVAL,
+                            "%s: invalid S3 endpoint (expected http(s)://HOST[:PORT])", endpoint);
         goto out;
     }
     {
@@ -824,8 +821,8 @@ static int setup_endpoint(struct s3_store *ss, const struct fetch_remote_options
         curl_free(q);
         curl_free(user);
         if (extra) {
-            r = fetch_error_set(err, -EINVAL,
-                                "%s: an S3 endpoint takes no query or user name", endpoint);
+            r = fetch_error_set(err, -EINVAL, "%s: an S3 endpoint takes no query or user name",
+                                endpoint);
             goto out;
         }
     }
@@ -843,8 +840,8 @@ static int setup_endpoint(struct s3_store *ss, const struct fetch_remote_options
         r = asprintf(&ss->root_url, "%s://%s%s%s%s/%s", scheme, host, port ? ":" : "",
                      port ? port : "", path ? path : "", ss->bucket);
     else
-        r = asprintf(&ss->root_url, "%s://%s.%s%s%s%s", scheme, ss->bucket, host,
-                     port ? ":" : "", port ? port : "", path ? path : "");
+        r = asprintf(&ss->root_url, "%s://%s.%s%s%s%s", scheme, ss->bucket, host, port ? ":" : "",
+                     port ? port : "", path ? path : "");
     if (r < 0) {
         ss->root_url = NULL;
         r = fetch_error_set(err, -ENOMEM, "out of memory");

@@ -86,8 +86,8 @@ static int cmd_stats(struct cache_disk *c, const char *dir, bool json)
     fs_format_size(st.bytes_apparent, apparent, sizeof(apparent));
     printf("cache %s: %llu entries, %s on disk (%s of chunk data)\n\n", dir,
            (unsigned long long)st.entries, alloc, apparent);
-    printf("%-40s %9s %10s %10s %10s %10s %10s\n", "STORE", "ENTRIES", "ON DISK", "HITS",
-           "MISSES", "INSERTS", "EVICTIONS");
+    printf("%-40s %9s %10s %10s %10s %10s %10s\n", "STORE", "ENTRIES", "ON DISK", "HITS", "MISSES",
+           "INSERTS", "EVICTIONS");
     return cache_disk_store_stats(c, print_store, NULL);
 }
 

@@ -72,8 +72,8 @@ static enum cache_algo cache_algo_of(uint8_t algo)
     return algo == FETCH_DIGEST_SHA512_256 ? CACHE_ALGO_SHA512_256 : CACHE_ALGO_SHA256;
 }
 
-struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
-                                struct cache_disk *disk, const char *chunk_prefix)
+struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget, struct cache_disk *disk,
+                                const char *chunk_prefix)
 {
     struct fs_chunks *c = calloc(1, sizeof(*c));
     if (!c)

@@ -47,8 +47,8 @@ struct fs_chunks_stats {
  * and verified by their extent's kind (fetch/chunk.h) and digest algorithm;
  * memory and disk caches key them by both.
  */
-struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget,
-                                struct cache_disk *disk, const char *chunk_prefix);
+struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget, struct cache_disk *disk,
+                                const char *chunk_prefix);
 /* Stops reading ahead from the disk cache (its thread): before the disk cache
  * closes. Idempotent, NULL-safe. */
 void fs_chunks_stop(struct fs_chunks *c);

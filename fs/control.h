@@ -65,7 +65,12 @@ void fs_control_stop(struct fs_control *c);
 /* Stops (as above) and frees @c. NULL-safe. */
 void fs_control_free(struct fs_control *c);
 
-enum fs_control_verb { FS_CONTROL_STATUS, FS_CONTROL_HYDRATE, FS_CONTROL_PROGRESS, FS_CONTROL_CANCEL };
+enum fs_control_verb {
+    FS_CONTROL_STATUS,
+    FS_CONTROL_HYDRATE,
+    FS_CONTROL_PROGRESS,
+    FS_CONTROL_CANCEL
+};
 
 /* A parsed request line. */
 struct fs_control_req {
@@ -86,7 +91,6 @@ int fs_control_parse(const char *line, struct fs_control_req *ret);
  * directory, not ours, or writable by others; @err says which) or -errno.
  */
 int fs_control_dir(char *buf, size_t len, int create, char *err, size_t err_len);
-
 
 /* The socket path of the mount with device @dev into @buf. 0 or -errno as
  * above. For root, a mount made by another user (its user_id= in

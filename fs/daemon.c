@@ -117,8 +117,8 @@ int fs_daemon_start(struct fs_daemon *d, const char *mountpoint)
         fs_warn("continuing without the disk cache");
     ctx->has_disk_cache = ctx->disk != NULL;
     ctx->pool = fetch_pool_new(ctx->stores, ctx->nstores, &d->pool_cfg);
-    ctx->chunks = ctx->pool ? fs_chunks_new(ctx->pool, d->mem_cache, ctx->disk, d->chunk_prefix)
-                            : NULL;
+    ctx->chunks =
+        ctx->pool ? fs_chunks_new(ctx->pool, d->mem_cache, ctx->disk, d->chunk_prefix) : NULL;
     if (!ctx->chunks) {
         fs_err("cannot start the fetcher pool: out of memory");
         return -ENOMEM;
@@ -129,8 +129,7 @@ int fs_daemon_start(struct fs_daemon *d, const char *mountpoint)
     else if (d->hydrate && (r = fs_hydrator_add_all(d->hyd, d->bandwidth)) < 0 && r != -ENOTSUP)
         fs_warn("--hydrate: %s", strerror(-r));
     if ((r = fs_control_start(ctx, d->hyd, mountpoint, &d->control)) < 0)
-        fs_warn("no control socket (lazyimg status and hydrate will not work): %s",
-                strerror(-r));
+        fs_warn("no control socket (lazyimg status and hydrate will not work): %s", strerror(-r));
     return 0;
 }
 
@@ -185,8 +184,7 @@ void fs_daemon_report(struct fs_daemon *d)
     fs_info("fetch requests %llu, retries %llu, failovers %llu, latency p50 %llu us, "
             "p99 %llu us; active store %s",
             (unsigned long long)ps->requests, (unsigned long long)ps->retries,
-            (unsigned long long)ps->failovers,
-            (unsigned long long)fetch_pool_latency_pct(ps, 50),
+            (unsigned long long)ps->failovers, (unsigned long long)fetch_pool_latency_pct(ps, 50),
             (unsigned long long)fetch_pool_latency_pct(ps, 99),
             ctx->stores[ps->active_store]->location);
     if (ctx->disk) {
@@ -195,10 +193,9 @@ void fs_daemon_report(struct fs_daemon *d)
         cache_disk_get_stats(ctx->disk, &ds);
         fs_info("disk cache %s: %llu inserted, %llu not inserted (%llu for lack of space), "
                 "%llu evicted, %llu entries, %llu SQLite write transactions",
-                d->cache.dir, (unsigned long long)ds.inserts,
-                (unsigned long long)ds.insert_skipped, (unsigned long long)ds.enospc,
-                (unsigned long long)ds.evictions, (unsigned long long)ds.entries,
-                (unsigned long long)ds.sqlite_writes);
+                d->cache.dir, (unsigned long long)ds.inserts, (unsigned long long)ds.insert_skipped,
+                (unsigned long long)ds.enospc, (unsigned long long)ds.evictions,
+                (unsigned long long)ds.entries, (unsigned long long)ds.sqlite_writes);
     }
 }
 

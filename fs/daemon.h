@@ -40,21 +40,21 @@
 struct fs_daemon;
 
 struct fs_daemon_config {
-    struct fs_tree *tree;            /* taken */
-    struct fetch_store **stores;     /* taken: STORE and its mirrors, in order */
+    struct fs_tree *tree;        /* taken */
+    struct fetch_store **stores; /* taken: STORE and its mirrors, in order */
     size_t nstores;
     struct fetch_store *chunk_store; /* taken: chunks come from here instead, or NULL */
     const char *chunk_prefix;        /* where chunks live below the stores' roots */
     /* the disk cache (the daemon opens it after the fork); NULL: none */
     const struct cache_disk_options *cache;
-    const char *offline;             /* why catalog metadata came from the cache, or NULL */
-    size_t mem_cache;                /* bytes of decoded chunks in memory */
-    unsigned readahead;              /* FS_READAHEAD_UNITs per stream */
-    bool direct_io;                  /* images bypass the page cache */
+    const char *offline; /* why catalog metadata came from the cache, or NULL */
+    size_t mem_cache;    /* bytes of decoded chunks in memory */
+    unsigned readahead;  /* FS_READAHEAD_UNITs per stream */
+    bool direct_io;      /* images bypass the page cache */
     struct fetch_pool_config pool;
-    bool hydrate;                    /* queue every image at start */
-    uint64_t bandwidth;              /* its cap, bytes per second (0: none) */
-    unsigned stop_hydrate_ms;        /* how long fs_daemon_stop waits for hydration */
+    bool hydrate;             /* queue every image at start */
+    uint64_t bandwidth;       /* its cap, bytes per second (0: none) */
+    unsigned stop_hydrate_ms; /* how long fs_daemon_stop waits for hydration */
 };
 
 /*

@@ -57,22 +57,22 @@ struct fs_ctx {
     struct fs_tree *tree;
     struct fs_chunks *chunks;
     struct fetch_pool *pool;
-    struct cache_disk *disk;             /* NULL without a disk cache */
+    struct cache_disk *disk; /* NULL without a disk cache */
     /* where chunks come from: the store and its mirrors in order, or the
      * casync chunk store */
     struct fetch_store *const *stores;
     size_t nstores;
     /* NULL, or why the mount serves cached metadata (status says "offline") */
     const char *offline;
-    bool has_disk_cache;     /* reads may need a scratch buffer for disk-cache hits */
+    bool has_disk_cache; /* reads may need a scratch buffer for disk-cache hits */
     /* images bypass the kernel's page cache (FOPEN_DIRECT_IO): every read
      * comes here, in the reader's order and sizes (up to FS_MAX_READ) */
     bool direct_io;
-    unsigned readahead_max;  /* FS_READAHEAD_UNITs a sequential stream may prefetch (0: none) */
-    size_t mem_budget;       /* of decoded chunks in memory (bounds the readahead window) */
+    unsigned readahead_max; /* FS_READAHEAD_UNITs a sequential stream may prefetch (0: none) */
+    size_t mem_budget;      /* of decoded chunks in memory (bounds the readahead window) */
     atomic_uint_least64_t last_read_ms; /* CLOCK_MONOTONIC_COARSE of the last image read */
     pthread_mutex_t files_lock;
-    struct fs_file *files;   /* open image files (fs/read.h) */
+    struct fs_file *files; /* open image files (fs/read.h) */
 };
 
 /* Milliseconds on CLOCK_MONOTONIC_COARSE (cheap enough for every read). */

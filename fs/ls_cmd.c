@@ -28,8 +28,7 @@ static const char ls_usage_head[] =
     "      --format NAME      what STORE holds, without probing it:\n";
 
 static const char ls_usage_tail[] =
-    FS_REMOTE_OPTIONS_HELP
-    "  -h, --help             show this help\n";
+    FS_REMOTE_OPTIONS_HELP "  -h, --help             show this help\n";
 
 static void usage(FILE *out)
 {
@@ -89,7 +88,8 @@ static int print_json(struct fetch_repo *repo)
         fs_err("out of memory");
         return -1;
     }
-    puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    puts(json_object_to_json_string_ext(arr,
+                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(arr);
     return 0;
 }

@@ -77,12 +77,8 @@ int main(int argc, char **argv)
         const char *name;
         int (*run)(int, char **);
     } cmds[] = {
-        {"mount", fs_cmd_mount},
-        {"ls", fs_cmd_ls},
-        {"umount", fs_cmd_umount},
-        {"cache", fs_cmd_cache},
-        {"status", fs_cmd_status},
-        {"hydrate", fs_cmd_hydrate},
+        {"mount", fs_cmd_mount},    {"ls", fs_cmd_ls},         {"umount", fs_cmd_umount},
+        {"cache", fs_cmd_cache},    {"status", fs_cmd_status}, {"hydrate", fs_cmd_hydrate},
         {"unmount", fs_cmd_umount},
     };
 

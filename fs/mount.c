@@ -109,9 +109,8 @@ static const char mount_usage[] =
     "                         too, with a warning, and fetches chunks again once\n"
     "                         it answers\n"
     "      --allow-other      let other users access the mount (needs\n"
-    "                         user_allow_other in /etc/fuse.conf unless root)\n"
-    FS_REMOTE_OPTIONS_HELP
-    "  -h, --help             show this help\n";
+    "                         user_allow_other in /etc/fuse.conf unless "
+    "root)\n" FS_REMOTE_OPTIONS_HELP "  -h, --help             show this help\n";
 
 struct mount_opts {
     bool foreground, debug, allow_other, no_cache, offline, page_cache;
@@ -151,9 +150,25 @@ static int parse_count(const char *opt, const char *arg, unsigned lo, unsigned h
 
 static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
 {
-    enum { OPT_MEM = 256, OPT_THREADS, OPT_RA, OPT_ALLOW_OTHER, OPT_CACHE_DIR, OPT_CACHE_SIZE,
-           OPT_NO_CACHE, OPT_CONC, OPT_RETRIES, OPT_MIRROR, OPT_SNAPSHOT, OPT_READAHEAD,
-           OPT_HYDRATE, OPT_BANDWIDTH, OPT_CHUNK_STORE, OPT_OFFLINE, OPT_PAGE_CACHE };
+    enum {
+        OPT_MEM = 256,
+        OPT_THREADS,
+        OPT_RA,
+        OPT_ALLOW_OTHER,
+        OPT_CACHE_DIR,
+        OPT_CACHE_SIZE,
+        OPT_NO_CACHE,
+        OPT_CONC,
+        OPT_RETRIES,
+        OPT_MIRROR,
+        OPT_SNAPSHOT,
+        OPT_READAHEAD,
+        OPT_HYDRATE,
+        OPT_BANDWIDTH,
+        OPT_CHUNK_STORE,
+        OPT_OFFLINE,
+        OPT_PAGE_CACHE
+    };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
         {"debug", no_argument, NULL, 'd'},
@@ -607,9 +622,9 @@ static int open_offline_aware(struct mount_opts *o, const char *loc, bool primar
 /*
  * Opens STORE and its mirrors. With --snapshot or --chunk-store nothing is
  * listed, so a server without a directory index works; otherwise STORE says
- * what it holds (its repository format) and the mirrors must hold the same. A mirror that cannot be opened now is an error: failover
- * targets are checked before they are needed (STORE itself may be mounted
- * from cached metadata, see open_offline_aware).
+ * what it holds (its repository format) and the mirrors must hold the same. A mirror that cannot be
+ * opened now is an error: failover targets are checked before they are needed (STORE itself may be
+ * mounted from cached metadata, see open_offline_aware).
  */
 static int open_stores(struct mount_opts *o, struct fetch_store **stores)
 {
@@ -638,8 +653,7 @@ static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
 {
     for (size_t i = 0; i <= o->nmirrors; i++) {
         fetch_error err = {""};
-        int r = fetch_repo_load(o->format, stores[i], o->snapshots, o->nsnapshots, true, ret,
-                                &err);
+        int r = fetch_repo_load(o->format, stores[i], o->snapshots, o->nsnapshots, true, ret, &err);
         if (r == 0) {
             *ret_from = i;
             return 0;
@@ -745,8 +759,7 @@ static bool offline_notice(const struct mount_opts *o, struct fetch_store *s, si
     if (oldest && localtime_r(&t, &tm))
         strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
     if (o->store_mode == FS_OFFLINE_FORCED) {
-        snprintf(desc, desc_len, "--offline: the store is not contacted; catalog cached %s",
-                 when);
+        snprintf(desc, desc_len, "--offline: the store is not contacted; catalog cached %s", when);
         fs_info("%s: --offline: mounting from the cached catalog of %s (%zu %s); chunks not "
                 "in the cache fail with EIO",
                 o->store_shown, when, count, what);
@@ -757,8 +770,10 @@ static bool offline_notice(const struct mount_opts *o, struct fetch_store *s, si
                 "uncached chunks will fail with EIO until it answers again",
                 o->store_shown, o->store_down, when, count, what);
     } else {
-        snprintf(desc, desc_len, "the store failed during the mount; %llu listings or "
-                 "objects came from the cache of %s", (unsigned long long)served, when);
+        snprintf(desc, desc_len,
+                 "the store failed during the mount; %llu listings or "
+                 "objects came from the cache of %s",
+                 (unsigned long long)served, when);
         fs_warn("%s did not answer every request of the catalog: %llu listings or objects "
                 "came from the cached catalog of %s (%zu %s)",
                 o->store_shown, (unsigned long long)served, when, count, what);
@@ -852,9 +867,9 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
              ? snprintf(mounted, mounted_len, "mounted %s at %s (%zu %s)", o->store_shown, mnt,
                         tree->repo->items, o->format->items)
              : snprintf(mounted, mounted_len,
-                        "mounted %s at %s (%zu %s, %zu images, chunks from %s%s%s)",
-                        o->store_shown, mnt, tree->repo->items, o->format->items,
-                        tree->image_count, chunk_store ? chunk_store->location : o->store_shown,
+                        "mounted %s at %s (%zu %s, %zu images, chunks from %s%s%s)", o->store_shown,
+                        mnt, tree->repo->items, o->format->items, tree->image_count,
+                        chunk_store ? chunk_store->location : o->store_shown,
                         chunk_store ? "" : "/", chunk_store ? "" : o->format->chunk_dir)) < 0)
         mounted[0] = '\0';
     cfg.tree = tree;
@@ -866,9 +881,8 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
     cfg.mem_cache = (size_t)o->mem_cache;
     cfg.readahead = o->readahead;
     cfg.direct_io = !o->page_cache;
-    cfg.pool = (struct fetch_pool_config){.concurrency = o->concurrency,
-                                          .workers = o->threads,
-                                          .retries = o->retries};
+    cfg.pool = (struct fetch_pool_config){
+        .concurrency = o->concurrency, .workers = o->threads, .retries = o->retries};
     cfg.hydrate = o->hydrate;
     cfg.bandwidth = o->bandwidth;
     cfg.stop_hydrate_ms = TEARDOWN_HYDRATE_MS;
@@ -899,8 +913,8 @@ static struct fuse_session *session_new(const struct mount_opts *o, struct fs_da
         if (*p == ',')
             *p = '_';
     snprintf(optstr, sizeof(optstr),
-             "ro,default_permissions,subtype=lazyimg,fsname=%s,max_read=%u%s", fsname,
-             FS_MAX_READ, o->allow_other ? ",allow_other" : "");
+             "ro,default_permissions,subtype=lazyimg,fsname=%s,max_read=%u%s", fsname, FS_MAX_READ,
+             o->allow_other ? ",allow_other" : "");
     /* libfuse's own request trace is too much for -d: ours only */
     se = fuse_session_new(&args, fs_ops(), sizeof(struct fuse_lowlevel_ops), fs_daemon_ctx(d));
     fuse_opt_free_args(&args);

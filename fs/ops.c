@@ -167,9 +167,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             const struct fs_node *c = n->children[i - 2];
             name = c->name;
             st.st_ino = c->ino;
-            st.st_mode = c->kind == FS_NODE_DIR ? S_IFDIR
+            st.st_mode = c->kind == FS_NODE_DIR       ? S_IFDIR
                          : c->kind == FS_NODE_SYMLINK ? S_IFLNK
-                                                       : S_IFREG;
+                                                      : S_IFREG;
         }
         need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
         if (need > size - used)

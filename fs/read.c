@@ -28,7 +28,7 @@ void fs_read_init(void)
 {
     long page = sysconf(_SC_PAGESIZE);
     volatile uint8_t *z = zero_buf;
-    for (size_t i = 0; i < sizeof(zero_buf); i += page > 0 ? (size_t)page : 4096)
+    for (size_t i = 0; i<sizeof(zero_buf); i += page> 0 ? (size_t)page : 4096)
         z[i] = 0;
 }
 
@@ -91,7 +91,7 @@ struct pending {
      * written only by pieces copied in: from malloc, whose untouched pages
      * cost no memory, not from a reused chunk slot whose pages are all mapped */
     uint8_t *copy;
-    size_t n;               /* pieces used */
+    size_t n; /* pieces used */
     struct reply_piece {
         const uint8_t *bytes; /* NULL: not there (yet) */
         size_t len;
@@ -105,7 +105,7 @@ struct piece {
     const struct fetch_extent *e;
     uint32_t chunk_off; /* where the piece starts in the chunk */
     uint32_t len;
-    size_t slot;        /* in p->pieces */
+    size_t slot; /* in p->pieces */
 };
 
 static void pending_free(struct pending *p)
@@ -287,7 +287,7 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t r
  * all the chunks a step reaches are submitted at once.
  */
 static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct fetch_image *img,
-                      uint64_t off, uint64_t end)
+                             uint64_t off, uint64_t end)
 {
     struct fs_stream *s = NULL, *lru;
     size_t last, target, from;
@@ -316,8 +316,7 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
             lru = x;
     }
     if (!s) {
-        *lru = (struct fs_stream){.next = end, .used = f->clock, .chunk = last,
-                                  .requested = last};
+        *lru = (struct fs_stream){.next = end, .used = f->clock, .chunk = last, .requested = last};
         pthread_mutex_unlock(&f->lock);
         return;
     }
@@ -343,8 +342,7 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
 
     for (size_t i = from; i <= target && i < img->count; i++)
         if (!img->extents[i].zero)
-            (void)fs_chunks_want(ctx->chunks, &img->extents[i], FETCH_PRIO_READAHEAD, NULL,
-                                 NULL);
+            (void)fs_chunks_want(ctx->chunks, &img->extents[i], FETCH_PRIO_READAHEAD, NULL, NULL);
 }
 
 uint64_t fs_now_ms(void)
@@ -354,8 +352,8 @@ uint64_t fs_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f,
-                   fuse_req_t req, uint64_t off, size_t size)
+void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f, fuse_req_t req,
+                   uint64_t off, size_t size)
 {
     const struct fetch_image *img = n->image;
     struct iovec stack_iov[STACK_IOV], *iov = stack_iov;

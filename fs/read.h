@@ -14,11 +14,11 @@
 
 /* A sequential stream in an open file (see fs_read_image). */
 struct fs_stream {
-    uint64_t next;     /* offset the next read of the stream starts at */
-    uint64_t used;     /* file clock at its last read; 0 = unused slot */
-    size_t chunk;      /* extent index of its last read's end */
-    size_t requested;  /* highest extent index prefetched */
-    unsigned window;   /* FS_READAHEAD_UNITs ahead */
+    uint64_t next;    /* offset the next read of the stream starts at */
+    uint64_t used;    /* file clock at its last read; 0 = unused slot */
+    size_t chunk;     /* extent index of its last read's end */
+    size_t requested; /* highest extent index prefetched */
+    unsigned window;  /* FS_READAHEAD_UNITs ahead */
 };
 
 #define FS_STREAMS 4
@@ -40,5 +40,5 @@ void fs_read_init(void);
  * in memory or in the disk cache, else from the pool worker that completes
  * the last missing chunk. Starts readahead of @f's sequential streams.
  */
-void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f,
-                   fuse_req_t req, uint64_t off, size_t size);
+void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f, fuse_req_t req,
+                   uint64_t off, size_t size);

@@ -25,37 +25,37 @@ enum {
     FS_OPT_FETCH_TIMEOUT,
 };
 
-#define FS_REMOTE_LONG_OPTIONS                                                                   \
-    {"ca-cert", required_argument, NULL, FS_OPT_CA_CERT},                                        \
-        {"insecure", no_argument, NULL, FS_OPT_INSECURE},                                        \
-        {"http-auth-file", required_argument, NULL, FS_OPT_HTTP_AUTH_FILE},                      \
-        {"s3-endpoint", required_argument, NULL, FS_OPT_S3_ENDPOINT},                            \
-        {"s3-region", required_argument, NULL, FS_OPT_S3_REGION},                                \
-        {"s3-path-style", no_argument, NULL, FS_OPT_S3_PATH_STYLE},                              \
-        {"s3-credentials-file", required_argument, NULL, FS_OPT_S3_CREDENTIALS_FILE},            \
-        {"connect-timeout", required_argument, NULL, FS_OPT_CONNECT_TIMEOUT},                    \
-    {                                                                                            \
-        "fetch-timeout", required_argument, NULL, FS_OPT_FETCH_TIMEOUT                           \
+#define FS_REMOTE_LONG_OPTIONS                                                                     \
+    {"ca-cert", required_argument, NULL, FS_OPT_CA_CERT},                                          \
+        {"insecure", no_argument, NULL, FS_OPT_INSECURE},                                          \
+        {"http-auth-file", required_argument, NULL, FS_OPT_HTTP_AUTH_FILE},                        \
+        {"s3-endpoint", required_argument, NULL, FS_OPT_S3_ENDPOINT},                              \
+        {"s3-region", required_argument, NULL, FS_OPT_S3_REGION},                                  \
+        {"s3-path-style", no_argument, NULL, FS_OPT_S3_PATH_STYLE},                                \
+        {"s3-credentials-file", required_argument, NULL, FS_OPT_S3_CREDENTIALS_FILE},              \
+        {"connect-timeout", required_argument, NULL, FS_OPT_CONNECT_TIMEOUT},                      \
+    {                                                                                              \
+        "fetch-timeout", required_argument, NULL, FS_OPT_FETCH_TIMEOUT                             \
     }
 
 /* Usage lines, in the layout of the subcommands' help (a string literal). */
-#define FS_REMOTE_OPTIONS_HELP                                                                   \
-    "Remote stores (http://, https://, s3://):\n"                                                \
-    "      --ca-cert FILE     trust the CA certificates in FILE (PEM) for TLS\n"                 \
-    "      --insecure         do not verify TLS certificates (testing only)\n"                   \
-    "      --http-auth-file FILE  credentials for HTTP(S) stores: one line\n"                     \
-    "                         \"user:password\" (basic) or \"Bearer TOKEN\"\n"                   \
-    "      --s3-endpoint URL  S3 service URL (default\n"                                     \
-    "                         https://s3.REGION.amazonaws.com)\n"                                \
-    "      --s3-region R      S3 region (default $AWS_REGION, $AWS_DEFAULT_REGION,\n"            \
-    "                         else us-east-1)\n"                                                 \
-    "      --s3-path-style    put the bucket in the URL path, not the host name\n"            \
-    "                         (automatic for IP addresses and localhost)\n"                      \
-    "      --s3-credentials-file FILE  AWS credentials file, profile [default] or\n"             \
-    "                         $AWS_PROFILE; otherwise $AWS_ACCESS_KEY_ID,\n"                     \
-    "                         $AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN, then\n"                \
-    "                         ~/.aws/credentials\n"                                              \
-    "      --connect-timeout SECONDS  per connection attempt (default 10)\n"                     \
+#define FS_REMOTE_OPTIONS_HELP                                                                     \
+    "Remote stores (http://, https://, s3://):\n"                                                  \
+    "      --ca-cert FILE     trust the CA certificates in FILE (PEM) for TLS\n"                   \
+    "      --insecure         do not verify TLS certificates (testing only)\n"                     \
+    "      --http-auth-file FILE  credentials for HTTP(S) stores: one line\n"                      \
+    "                         \"user:password\" (basic) or \"Bearer TOKEN\"\n"                     \
+    "      --s3-endpoint URL  S3 service URL (default\n"                                           \
+    "                         https://s3.REGION.amazonaws.com)\n"                                  \
+    "      --s3-region R      S3 region (default $AWS_REGION, $AWS_DEFAULT_REGION,\n"              \
+    "                         else us-east-1)\n"                                                   \
+    "      --s3-path-style    put the bucket in the URL path, not the host name\n"                 \
+    "                         (automatic for IP addresses and localhost)\n"                        \
+    "      --s3-credentials-file FILE  AWS credentials file, profile [default] or\n"               \
+    "                         $AWS_PROFILE; otherwise $AWS_ACCESS_KEY_ID,\n"                       \
+    "                         $AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN, then\n"                  \
+    "                         ~/.aws/credentials\n"                                                \
+    "      --connect-timeout SECONDS  per connection attempt (default 10)\n"                       \
     "      --fetch-timeout SECONDS    per request, transfer included (default 60)\n"
 
 /*

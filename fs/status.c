@@ -132,8 +132,7 @@ static json_object *cache_json(const struct fs_ctx *ctx)
     return o;
 }
 
-static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
-                               struct fs_node *n)
+static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd, struct fs_node *n)
 {
     const struct fetch_image *img = n->image;
     json_object *o = json_object_new_object();
@@ -171,7 +170,7 @@ static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd
 }
 
 json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
-                           struct fs_status_rate *rate)
+                            struct fs_status_rate *rate)
 {
     json_object *o = json_object_new_object(), *images = json_object_new_array();
     struct fetch_pool_stats ps;

@@ -161,8 +161,9 @@ static void print_human(json_object *st)
         fs_format_size(u64(im, "data_bytes"), b, sizeof(b));
         snprintf(sz, sizeof(sz), "%s / %s", a, b);
         hydration_text(obj(im, "hydration"), hyd, sizeof(hyd));
-        printf("  %-*s  %17s %6.1f%% %4.0f%%  %s\n", (int)width, safe(im, "path", text, sizeof(text)), sz,
-               dbl(im, "hydrated_pct"), size ? 100.0 * (double)zero / (double)size : 0.0, hyd);
+        printf("  %-*s  %17s %6.1f%% %4.0f%%  %s\n", (int)width,
+               safe(im, "path", text, sizeof(text)), sz, dbl(im, "hydrated_pct"),
+               size ? 100.0 * (double)zero / (double)size : 0.0, hyd);
     }
 }
 

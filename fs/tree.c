@@ -158,12 +158,11 @@ static int add_entry(struct fs_tree *t, struct name_index *x, struct fetch_entry
         slot = name_slot(x, dir, p, len);
         if (slash) {
             if (*slot && (*slot)->kind != FS_NODE_DIR) {
-                fs_warn("%s: hidden: the directory name %.*s is taken by a file", e->path,
-                        (int)len, p);
+                fs_warn("%s: hidden: the directory name %.*s is taken by a file", e->path, (int)len,
+                        p);
                 return 0;
             }
-            if (!*slot &&
-                !(*slot = node_new(t, dir, FS_NODE_DIR, p, len, t->mount_time)))
+            if (!*slot && !(*slot = node_new(t, dir, FS_NODE_DIR, p, len, t->mount_time)))
                 return -ENOMEM;
             dir = *slot;
             p = slash + 1;

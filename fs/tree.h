@@ -46,7 +46,7 @@ struct fs_node {
 
     /* images and small files: the repository's entry (in the tree's repo) */
     const struct fetch_entry *entry;
-    pthread_mutex_t lock;  /* serialises loading of the two fields below */
+    pthread_mutex_t lock; /* serialises loading of the two fields below */
     struct fetch_image *image;
     fetch_data blob;
     /* set (release) once image/blob are complete; test with fs_node_loaded() */
@@ -54,11 +54,11 @@ struct fs_node {
 };
 
 struct fs_tree {
-    struct fetch_store *store;              /* the one the catalog came from */
-    struct fetch_store *const *mirrors;     /* all stores, tried when @store fails */
+    struct fetch_store *store;          /* the one the catalog came from */
+    struct fetch_store *const *mirrors; /* all stores, tried when @store fails */
     size_t nmirrors;
-    struct fetch_repo *repo;                /* what the tree shows (owned) */
-    size_t image_count;                     /* images shown */
+    struct fetch_repo *repo; /* what the tree shows (owned) */
+    size_t image_count;      /* images shown */
     struct fs_node **by_ino; /* by_ino[ino - 1] */
     size_t count, cap;
     int64_t mount_time;

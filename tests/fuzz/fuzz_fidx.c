@@ -27,8 +27,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fetch_fidx_parse(buf, size, &idx, NULL) < 0)
         return 0;
     if (fetch_image_from_fidx(idx, &img, NULL) == 0) {
-        uint64_t probes[] = {0, 1, img->size / 2, img->size ? img->size - 1 : 0, img->size,
-                             img->size + 1};
+        uint64_t probes[] = {
+            0, 1, img->size / 2, img->size ? img->size - 1 : 0, img->size, img->size + 1};
         for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {
             int64_t d = fetch_image_seek(img, probes[i], SEEK_DATA);
             int64_t h = fetch_image_seek(img, probes[i], SEEK_HOLE);
@@ -64,8 +64,7 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
         memcpy(data + FIELDS, f, n);
     } else {
         /* the digest list (may grow or shrink) */
-        size = PBS_FIDX_HDR_LEN + LLVMFuzzerMutate(data + PBS_FIDX_HDR_LEN,
-                                                   size - PBS_FIDX_HDR_LEN,
+        size = PBS_FIDX_HDR_LEN + LLVMFuzzerMutate(data + PBS_FIDX_HDR_LEN, size - PBS_FIDX_HDR_LEN,
                                                    max_size - PBS_FIDX_HDR_LEN);
     }
     /* leave 1 in 16 unrepaired: the checksum and length checks stay covered */

@@ -31,16 +31,14 @@ static void emit(struct map *m, bool hole, off_t off, off_t len)
         return;
     }
     if (m->have)
-        printf("%s %lld %lld\n", m->hole ? "hole" : "data", (long long)m->start,
-               (long long)m->len);
+        printf("%s %lld %lld\n", m->hole ? "hole" : "data", (long long)m->start, (long long)m->len);
     *m = (struct map){true, hole, off, len};
 }
 
 static void flush(struct map *m)
 {
     if (m->have)
-        printf("%s %lld %lld\n", m->hole ? "hole" : "data", (long long)m->start,
-               (long long)m->len);
+        printf("%s %lld %lld\n", m->hole ? "hole" : "data", (long long)m->start, (long long)m->len);
 }
 
 static int actual(int fd, off_t size)

@@ -126,7 +126,8 @@ void fx_fill_random(void *buf, size_t len, uint64_t seed)
 
 void fx_fill_text(void *buf, size_t len, uint64_t seed)
 {
-    static const char text[] = "lazyimg fixture line: the quick brown fox jumps over the lazy dog\n";
+    static const char text[] =
+        "lazyimg fixture line: the quick brown fox jumps over the lazy dog\n";
     uint8_t *p = buf;
     for (size_t i = 0; i < len; i++)
         p[i] = (uint8_t)text[i % (sizeof(text) - 1)];
@@ -497,8 +498,9 @@ char *fx_manifest_json(const char *type, const char *id, int64_t time, const str
     struct sb b = {0};
     char hex[65];
 
-    sb_printf(&b, "{\n  \"backup-id\": \"%s\",\n  \"backup-time\": %lld,\n"
-                  "  \"backup-type\": \"%s\",\n  \"files\": [",
+    sb_printf(&b,
+              "{\n  \"backup-id\": \"%s\",\n  \"backup-time\": %lld,\n"
+              "  \"backup-type\": \"%s\",\n  \"files\": [",
               id, (long long)time, type);
     for (size_t i = 0; i < n; i++) {
         fx_hex(files[i].csum, 32, hex);
@@ -508,12 +510,13 @@ char *fx_manifest_json(const char *type, const char *id, int64_t time, const str
                   i ? "," : "", files[i].crypt, hex, files[i].name,
                   (unsigned long long)files[i].size);
     }
-    sb_printf(&b, "%s],\n  \"signature\": null,\n  \"unprotected\": {\n"
-                  "    \"chunk_upload_stats\": {\n      \"compressed_size\": 1234,\n"
-                  "      \"count\": 3,\n      \"duplicates\": 1,\n      \"size\": 4096\n    },\n"
-                  "    \"key-fingerprint\": null,\n    \"verify_state\": {\n"
-                  "      \"state\": \"ok\",\n      \"upid\": \"UPID:pbs:0000:verify\"\n    }\n"
-                  "  }\n}\n",
+    sb_printf(&b,
+              "%s],\n  \"signature\": null,\n  \"unprotected\": {\n"
+              "    \"chunk_upload_stats\": {\n      \"compressed_size\": 1234,\n"
+              "      \"count\": 3,\n      \"duplicates\": 1,\n      \"size\": 4096\n    },\n"
+              "    \"key-fingerprint\": null,\n    \"verify_state\": {\n"
+              "      \"state\": \"ok\",\n      \"upid\": \"UPID:pbs:0000:verify\"\n    }\n"
+              "  }\n}\n",
               n ? "\n  " : "");
     return b.s;
 }

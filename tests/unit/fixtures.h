@@ -90,8 +90,8 @@ extern const uint8_t fx_fidx_uuid[16];
 int64_t fx_epoch(const char *time_str);
 
 /* Datastore directories. Paths are relative to @root unless said otherwise. */
-char *fx_tmpdir(void);               /* mkdtemp under $TMPDIR or /tmp */
-void fx_rmtree(const char *root);    /* rm -rf, not following symlinks */
+char *fx_tmpdir(void);            /* mkdtemp under $TMPDIR or /tmp */
+void fx_rmtree(const char *root); /* rm -rf, not following symlinks */
 void fx_mkdirs(const char *root, const char *rel);
 void fx_write(const char *root, const char *rel, const void *data, size_t len);
 void *fx_read(const char *root, const char *rel, size_t *ret_len);

@@ -376,8 +376,7 @@ static void bad_digest(void **state)
     fx_fill_text(data, n, 8);
     fx_sha256(data, n, digest);
     for (int compress = 0; compress < 3; compress++) {
-        blob = compress ? fx_blob_zstd(data, n, compress == 1, &len)
-                        : fx_blob_plain(data, n, &len);
+        blob = compress ? fx_blob_zstd(data, n, compress == 1, &len) : fx_blob_plain(data, n, &len);
         digest[31] ^= 1;
         expect_fail(blob, len, n, 0, digest, -EBADMSG, "wrong digest (last byte)");
         expect_fail(blob, len, 0, n, digest, -EBADMSG, "wrong digest, unknown length");

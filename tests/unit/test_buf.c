@@ -80,7 +80,7 @@ static void test_reuse_and_bounds(void **state)
     assert_int_equal(st.slots_used, 0);
     assert_true(st.warm_bytes <= FETCH_BUF_WARM_MAX);
     assert_true(st.released >= 3);
-    assert_int_equal(resident(v[0], 4u << 20), 0);       /* freed first: released */
+    assert_int_equal(resident(v[0], 4u << 20), 0);            /* freed first: released */
     assert_int_equal(resident(v[N - 1], 4u << 20), 4u << 20); /* freed last: warm */
 }
 

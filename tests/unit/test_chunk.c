@@ -105,9 +105,8 @@ static void cacnk_names_in_order(void **state)
     assert_int_equal(fetch_chunk_decode(&ctx, &ch, 0, z, z_len, &d, &err), 0);
     assert_memory_equal(d.bytes, data, sizeof(data));
     fetch_data_release(&d);
-    assert_int_equal(fetch_chunk_decode(&ctx, &ch, 1, fx_memdup(data, sizeof(data)),
-                                        sizeof(data), &d, &err),
-                     0);
+    assert_int_equal(
+        fetch_chunk_decode(&ctx, &ch, 1, fx_memdup(data, sizeof(data)), sizeof(data), &d, &err), 0);
     assert_memory_equal(d.bytes, data, sizeof(data));
     fetch_data_release(&d);
     /* a compressed object fetched under the raw name is not the plaintext */
@@ -132,9 +131,9 @@ static void unknown_kind_refused(void **state)
     assert_int_equal(fetch_chunk_path(&ctx, &ch, 0, path, sizeof(path)), -EINVAL);
     assert_int_equal(fetch_chunk_max_raw(&ch, 0), 0);
     /* the object is freed (ASan/LSan would report it otherwise) */
-    assert_int_equal(fetch_chunk_decode(&ctx, &ch, 0, fx_memdup(data, sizeof(data)),
-                                        sizeof(data), &d, &err),
-                     -EINVAL);
+    assert_int_equal(
+        fetch_chunk_decode(&ctx, &ch, 0, fx_memdup(data, sizeof(data)), sizeof(data), &d, &err),
+        -EINVAL);
     assert_non_null(strstr(err.msg, "unknown kind"));
     assert_non_null(fetch_chunk_format_of(FETCH_CHUNK_PBS));
     assert_non_null(fetch_chunk_format_of(FETCH_CHUNK_CASYNC));

@@ -22,80 +22,9 @@
 #include <string.h>
 
 #include "fetch/digest.h"
-#include "fetch/pool.h"
+#include "fake_pool.h"
 #include "fixtures.h"
 #include "fs/chunks.h"
-
-/* ---- the fake pool ------------------------------------------------------ */
-
-#define MAX_JOBS 16
-
-struct fake_job {
-    char path[512];
-    size_t max_len;
-    enum fetch_prio prio;
-    fetch_decode_fn decode;
-    fetch_done_fn done;
-    void *arg;
-    bool completed;
-};
-
-static struct fake_job jobs[MAX_JOBS];
-static size_t njobs;
-static int upgrades;
-static enum fetch_prio upgraded_to;
-
-int __wrap_fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len,
-                             enum fetch_prio prio, fetch_decode_fn decode, fetch_done_fn done,
-                             void *arg, struct fetch_job **ret_job);
-int __wrap_fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len,
-                             enum fetch_prio prio, fetch_decode_fn decode, fetch_done_fn done,
-                             void *arg, struct fetch_job **ret_job)
-{
-    struct fake_job *j;
-    (void)p;
-    assert_true(njobs < MAX_JOBS);
-    j = &jobs[njobs++];
-    *j = (struct fake_job){.max_len = max_len, .prio = prio, .decode = decode, .done = done,
-                           .arg = arg};
-    snprintf(j->path, sizeof(j->path), "%s", path);
-    *ret_job = (struct fetch_job *)j;
-    return 0;
-}
-
-void __wrap_fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *job, enum fetch_prio prio);
-void __wrap_fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *job, enum fetch_prio prio)
-{
-    struct fake_job *j = (struct fake_job *)job;
-    (void)p;
-    assert_false(j->completed);
-    upgrades++;
-    upgraded_to = prio;
-    j->prio = prio;
-}
-
-/* Completes job @i as a pool worker does: decode the object, then done. */
-static void complete(size_t i, const void *object, size_t len)
-{
-    struct fake_job *j = &jobs[i];
-    fetch_data d = {0};
-    fetch_error err = {""};
-    int r;
-    assert_true(i < njobs);
-    assert_false(j->completed);
-    j->completed = true;
-    r = j->decode(j->arg, fx_memdup(object, len), len, &d, &err);
-    j->done(j->arg, r, r == 0 ? &d : NULL, &err);
-}
-
-static void fail_job(size_t i, int r)
-{
-    struct fake_job *j = &jobs[i];
-    fetch_error err = {""};
-    j->completed = true;
-    fetch_error_set(&err, r, "test: %s", strerror(-r));
-    j->done(j->arg, r, NULL, &err);
-}
 
 /* ---- readers ------------------------------------------------------------ */
 
@@ -129,19 +58,16 @@ static struct fs_chunks *chunks;
 static int setup(void **state)
 {
     (void)state;
-    memset(jobs, 0, sizeof(jobs));
-    njobs = 0;
-    upgrades = 0;
+    fake_pool_reset();
     /* the pool is never touched: every call into it is the test's */
-    chunks = fs_chunks_new((struct fetch_pool *)&jobs, 8 << 20, NULL, "pre/");
+    chunks = fs_chunks_new(fake_pool(), 8 << 20, NULL, "pre/");
     return chunks ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < njobs; i++)
-        assert_true(jobs[i].completed); /* every flight ended */
+    fake_pool_reset(); /* every flight ended */
     fs_chunks_free(chunks);
     return 0;
 }
@@ -149,7 +75,9 @@ static int teardown(void **state)
 /* A data extent of kind @kind over @data, with its digest. */
 static struct fetch_extent extent_of(uint8_t kind, const uint8_t *data, size_t len)
 {
-    struct fetch_extent e = {.offset = 0, .length = (uint32_t)len, .kind = kind,
+    struct fetch_extent e = {.offset = 0,
+                             .length = (uint32_t)len,
+                             .kind = kind,
                              .algo = kind == FETCH_CHUNK_CASYNC ? FETCH_DIGEST_SHA512_256
                                                                 : FETCH_DIGEST_SHA256};
     if (e.algo == FETCH_DIGEST_SHA256)
@@ -178,15 +106,15 @@ static void single_flight(void **state)
     assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &a), 0);
     assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &b), 0);
     assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_READAHEAD, NULL, NULL), 0);
-    assert_int_equal(njobs, 1); /* one flight */
+    assert_int_equal(fake_njobs, 1); /* one flight */
     fx_hex(e.digest, 32, hex);
     snprintf(want, sizeof(want), "pre/.chunks/%.4s/%s", hex, hex);
-    assert_string_equal(jobs[0].path, want);
-    assert_true(jobs[0].max_len >= sizeof(data));
+    assert_string_equal(fake_jobs[0].path, want);
+    assert_true(fake_jobs[0].max_len >= sizeof(data));
     assert_int_equal(a.calls + b.calls, 0); /* nothing answered before the fetch */
 
     blob = fx_blob_plain(data, sizeof(data), &blob_len);
-    complete(0, blob, blob_len);
+    fake_pool_complete(0, blob, blob_len);
     free(blob);
     assert_int_equal(a.calls, 1);
     assert_int_equal(b.calls, 1);
@@ -203,7 +131,7 @@ static void single_flight(void **state)
     assert_int_equal(c.calls, 1);
     assert_int_equal(c.r, 0);
     assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_READAHEAD, NULL, NULL), 0);
-    assert_int_equal(njobs, 1);
+    assert_int_equal(fake_njobs, 1);
     fs_chunks_get_stats(chunks, &st);
     assert_int_equal(st.loads, 1);
     assert_int_equal(st.load_errors, 0);
@@ -221,19 +149,19 @@ static void demand_upgrades_prefetch(void **state)
     fx_fill_text(data, sizeof(data), 2);
     e = extent_of(FETCH_CHUNK_PBS, data, sizeof(data));
     assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_READAHEAD, NULL, NULL), 0);
-    assert_int_equal(njobs, 1);
-    assert_int_equal(jobs[0].prio, FETCH_PRIO_READAHEAD);
-    assert_int_equal(upgrades, 0);
+    assert_int_equal(fake_njobs, 1);
+    assert_int_equal(fake_jobs[0].prio, FETCH_PRIO_READAHEAD);
+    assert_int_equal(fake_upgrades, 0);
     /* a reader arrives: the queued prefetch becomes a demand fetch */
     assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &a), 0);
-    assert_int_equal(njobs, 1);
-    assert_int_equal(upgrades, 1);
-    assert_int_equal(upgraded_to, FETCH_PRIO_DEMAND);
+    assert_int_equal(fake_njobs, 1);
+    assert_int_equal(fake_upgrades, 1);
+    assert_int_equal(fake_upgraded_to, FETCH_PRIO_DEMAND);
     /* never down */
     assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_HYDRATE, NULL, NULL), 0);
-    assert_int_equal(upgrades, 1);
+    assert_int_equal(fake_upgrades, 1);
     blob = fx_blob_plain(data, sizeof(data), &blob_len);
-    complete(0, blob, blob_len);
+    fake_pool_complete(0, blob, blob_len);
     free(blob);
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.r, 0);
@@ -259,7 +187,7 @@ static void corrupt_chunk_is_an_error(void **state)
     blob = fx_blob_plain(data, sizeof(data), &blob_len);
     blob[blob_len - 1] ^= 0x40; /* a flipped bit, CRC made to match: only the digest can tell */
     fx_blob_fix_crc(blob, blob_len);
-    complete(0, blob, blob_len);
+    fake_pool_complete(0, blob, blob_len);
     assert_int_equal(a.calls, 1);
     assert_int_equal(b.calls, 1);
     assert_int_equal(a.r, -EBADMSG);
@@ -273,10 +201,10 @@ static void corrupt_chunk_is_an_error(void **state)
     /* the next reader fetches again (the store may have been repaired) */
     a.calls = 0;
     assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &a), 0);
-    assert_int_equal(njobs, 2);
+    assert_int_equal(fake_njobs, 2);
     blob[blob_len - 1] ^= 0x40;
     fx_blob_fix_crc(blob, blob_len);
-    complete(1, blob, blob_len);
+    fake_pool_complete(1, blob, blob_len);
     free(blob);
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.r, 0);
@@ -295,17 +223,17 @@ static void second_name_after_enoent(void **state)
     e = extent_of(FETCH_CHUNK_CASYNC, data, sizeof(data));
     fx_hex(e.digest, 32, hex);
     assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_DEMAND, reader_done, &a), 0);
-    assert_int_equal(njobs, 1);
+    assert_int_equal(fake_njobs, 1);
     snprintf(want, sizeof(want), "pre/%.4s/%s.cacnk", hex, hex);
-    assert_string_equal(jobs[0].path, want);
+    assert_string_equal(fake_jobs[0].path, want);
     /* no compressed object: the uncompressed store's name is fetched */
-    fail_job(0, -ENOENT);
+    fake_pool_fail(0, -ENOENT);
     assert_int_equal(a.calls, 0);
-    assert_int_equal(njobs, 2);
+    assert_int_equal(fake_njobs, 2);
     snprintf(want, sizeof(want), "pre/%.4s/%s", hex, hex);
-    assert_string_equal(jobs[1].path, want);
-    assert_int_equal(jobs[1].max_len, sizeof(data));
-    complete(1, data, sizeof(data));
+    assert_string_equal(fake_jobs[1].path, want);
+    assert_int_equal(fake_jobs[1].max_len, sizeof(data));
+    fake_pool_complete(1, data, sizeof(data));
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.r, 0);
     assert_memory_equal(a.got, data, sizeof(data));
@@ -314,9 +242,9 @@ static void second_name_after_enoent(void **state)
     data[0] ^= 1;
     e2 = extent_of(FETCH_CHUNK_CASYNC, data, sizeof(data));
     assert_int_equal(fs_chunks_want(chunks, &e2, FETCH_PRIO_DEMAND, reader_done, &b), 0);
-    fail_job(2, -ENOENT);
-    fail_job(3, -ENOENT);
-    assert_int_equal(njobs, 4);
+    fake_pool_fail(2, -ENOENT);
+    fake_pool_fail(3, -ENOENT);
+    assert_int_equal(fake_njobs, 4);
     assert_int_equal(b.calls, 1);
     assert_int_equal(b.r, -ENOENT);
 }

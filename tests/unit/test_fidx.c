@@ -80,20 +80,20 @@ static void valid_all_chunk_sizes(void **state)
 {
     (void)state;
     for (uint64_t cs = 64 * 1024; cs <= 4 * 1024 * 1024; cs *= 2) {
-        check_valid(cs, cs);              /* one full chunk */
-        check_valid(3 * cs, cs);          /* exact multiple */
-        check_valid(3 * cs + 1, cs);      /* one-byte last chunk */
-        check_valid(5 * cs - 1, cs);      /* last chunk one byte short */
-        check_valid(1, cs);               /* a single short chunk */
+        check_valid(cs, cs);         /* one full chunk */
+        check_valid(3 * cs, cs);     /* exact multiple */
+        check_valid(3 * cs + 1, cs); /* one-byte last chunk */
+        check_valid(5 * cs - 1, cs); /* last chunk one byte short */
+        check_valid(1, cs);          /* a single short chunk */
     }
 }
 
 static void valid_real_sizes(void **state)
 {
     (void)state;
-    check_valid(540672, 4 * FX_MIB);           /* OVMF EFI vars disk */
-    check_valid(4ull << 20, 4 * FX_MIB);       /* TPM state */
-    check_valid(32ull << 30, 4 * FX_MIB);      /* 32 GiB disk: 8192 digests */
+    check_valid(540672, 4 * FX_MIB);      /* OVMF EFI vars disk */
+    check_valid(4ull << 20, 4 * FX_MIB);  /* TPM state */
+    check_valid(32ull << 30, 4 * FX_MIB); /* 32 GiB disk: 8192 digests */
     check_valid((32ull << 30) + 512, 4 * FX_MIB);
 }
 
@@ -154,9 +154,9 @@ static void wrong_magic(void **state)
 static void bad_chunk_size(void **state)
 {
     static const uint64_t bad[] = {
-        0, 1, 2, 4096, 32 * 1024, /* powers of two below 64 KiB */
-        65535, 65537, 3 * 65536, 65536 + 4096, (4u << 20) - 1, (4u << 20) + 65536,
-        8u << 20, 16u << 20, 1ull << 32, 1ull << 63, UINT64_MAX, 3ull << 21,
+        0,        1,         2,          4096,         32 * 1024, /* powers of two below 64 KiB */
+        65535,    65537,     3 * 65536,  65536 + 4096, (4u << 20) - 1, (4u << 20) + 65536,
+        8u << 20, 16u << 20, 1ull << 32, 1ull << 63,   UINT64_MAX,     3ull << 21,
     };
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -250,14 +250,10 @@ static void ctime_passed_through(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(valid_all_chunk_sizes),
-        cmocka_unit_test(valid_real_sizes),
-        cmocka_unit_test(valid_size_zero),
-        cmocka_unit_test(truncated_header),
-        cmocka_unit_test(wrong_magic),
-        cmocka_unit_test(bad_chunk_size),
-        cmocka_unit_test(digest_count_mismatch),
-        cmocka_unit_test(wrong_index_checksum),
+        cmocka_unit_test(valid_all_chunk_sizes), cmocka_unit_test(valid_real_sizes),
+        cmocka_unit_test(valid_size_zero),       cmocka_unit_test(truncated_header),
+        cmocka_unit_test(wrong_magic),           cmocka_unit_test(bad_chunk_size),
+        cmocka_unit_test(digest_count_mismatch), cmocka_unit_test(wrong_index_checksum),
         cmocka_unit_test(ctime_passed_through),
     };
     return cmocka_run_group_tests_name("fidx", tests, NULL, NULL);

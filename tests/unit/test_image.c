@@ -423,7 +423,8 @@ static void seek_large_image(void **state)
     assert_int_equal(fetch_image_seek(img, hit * cs + 1, SEEK_DATA), (int64_t)(hit * cs + 1));
     assert_int_equal(fetch_image_seek(img, hit * cs, SEEK_HOLE), (int64_t)((hit + 1) * cs));
     assert_int_equal(fetch_image_seek(img, (hit + 1) * cs, SEEK_DATA), -ENXIO);
-    assert_int_equal(fetch_image_seek(img, (1ull << 40) - 1, SEEK_HOLE), (int64_t)((1ull << 40) - 1));
+    assert_int_equal(fetch_image_seek(img, (1ull << 40) - 1, SEEK_HOLE),
+                     (int64_t)((1ull << 40) - 1));
     fetch_image_free(img);
     fetch_fidx_free(idx);
     free(dg);

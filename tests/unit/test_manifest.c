@@ -45,8 +45,8 @@ static char *file_entry(const char *name, const char *crypt, const char *size, c
 
 static char *doc(const char *type, const char *id, const char *time, const char *files)
 {
-    const char *kv[] = {"backup-type", type, "backup-id", id, "backup-time", time,
-                        "files", files, "signature", "null"};
+    const char *kv[] = {"backup-type", type,    "backup-id", id,          "backup-time",
+                        time,          "files", files,       "signature", "null"};
     return object(kv, 5);
 }
 
@@ -191,9 +191,21 @@ static void length_bounds_input(void **state)
 
 static void not_json(void **state)
 {
-    static const char *bad[] = {"",     " ",      "\n",     "not json", "{",    "}",
-                                "[]",   "null",   "true",   "123",      "\"x\"", "{}",
-                                "{\"backup-type\":", "{'backup-type':'vm'}", "\xff\xfe{"};
+    static const char *bad[] = {"",
+                                " ",
+                                "\n",
+                                "not json",
+                                "{",
+                                "}",
+                                "[]",
+                                "null",
+                                "true",
+                                "123",
+                                "\"x\"",
+                                "{}",
+                                "{\"backup-type\":",
+                                "{'backup-type':'vm'}",
+                                "\xff\xfe{"};
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         expect_bad(bad[i], "not a manifest");
@@ -293,9 +305,9 @@ static void bad_csum(void **state)
 static void hostile_filenames(void **state)
 {
     static const char *bad[] = {
-        "\"../x\"",         "\"a/b\"",     "\".hidden\"",   "\"..\"",        "\".\"",
-        "\"\"",             "\"/etc/passwd\"", "\"x/../../y\"", "\"a\\nb\"", "\"a\\u0001b\"",
-        "\"..\\/x\"",       "\"a b.blob\"", "\"\\u00e4.blob\"",
+        "\"../x\"",   "\"a/b\"",         "\".hidden\"",      "\"..\"",    "\".\"",
+        "\"\"",       "\"/etc/passwd\"", "\"x/../../y\"",    "\"a\\nb\"", "\"a\\u0001b\"",
+        "\"..\\/x\"", "\"a b.blob\"",    "\"\\u00e4.blob\"",
     };
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -330,7 +342,8 @@ static void negative_size(void **state)
 {
     (void)state;
     expect_bad_doc(doc1("\"a.blob\"", "\"none\"", "-1", CSUM_Q), "size -1");
-    expect_bad_doc(doc1("\"a.blob\"", "\"none\"", "-9223372036854775808", CSUM_Q), "size INT64_MIN");
+    expect_bad_doc(doc1("\"a.blob\"", "\"none\"", "-9223372036854775808", CSUM_Q),
+                   "size INT64_MIN");
 }
 
 /* A size beyond INT64_MAX is either rejected or kept exactly, never clamped. */
@@ -380,22 +393,14 @@ static void deep_nesting(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(valid_pretty),
-        cmocka_unit_test(valid_variants),
-        cmocka_unit_test(length_bounds_input),
-        cmocka_unit_test(not_json),
-        cmocka_unit_test(trailing_garbage),
-        cmocka_unit_test(missing_keys),
-        cmocka_unit_test(wrong_types),
-        cmocka_unit_test(crypt_mode_wrong_type),
-        cmocka_unit_test(bad_names_and_type),
-        cmocka_unit_test(bad_csum),
-        cmocka_unit_test(hostile_filenames),
-        cmocka_unit_test(filename_with_nul),
-        cmocka_unit_test(unknown_crypt_mode),
-        cmocka_unit_test(negative_size),
-        cmocka_unit_test(huge_size_not_clamped),
-        cmocka_unit_test(duplicate_filename),
+        cmocka_unit_test(valid_pretty),          cmocka_unit_test(valid_variants),
+        cmocka_unit_test(length_bounds_input),   cmocka_unit_test(not_json),
+        cmocka_unit_test(trailing_garbage),      cmocka_unit_test(missing_keys),
+        cmocka_unit_test(wrong_types),           cmocka_unit_test(crypt_mode_wrong_type),
+        cmocka_unit_test(bad_names_and_type),    cmocka_unit_test(bad_csum),
+        cmocka_unit_test(hostile_filenames),     cmocka_unit_test(filename_with_nul),
+        cmocka_unit_test(unknown_crypt_mode),    cmocka_unit_test(negative_size),
+        cmocka_unit_test(huge_size_not_clamped), cmocka_unit_test(duplicate_filename),
         cmocka_unit_test(deep_nesting),
     };
     return cmocka_run_group_tests_name("manifest", tests, NULL, NULL);

@@ -338,12 +338,9 @@ static void test_concurrent_consistency(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_miss_fill_hit),
-        cmocka_unit_test(test_single_flight),
-        cmocka_unit_test(test_failed_load),
-        cmocka_unit_test(test_eviction_lru_and_refs),
-        cmocka_unit_test(test_unread_evicted_last),
-        cmocka_unit_test(test_concurrent_consistency),
+        cmocka_unit_test(test_miss_fill_hit),       cmocka_unit_test(test_single_flight),
+        cmocka_unit_test(test_failed_load),         cmocka_unit_test(test_eviction_lru_and_refs),
+        cmocka_unit_test(test_unread_evicted_last), cmocka_unit_test(test_concurrent_consistency),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,8 +25,8 @@ static char *repeat(char c, size_t n)
 static void type_names(void **state)
 {
     static const char *good[] = {"vm", "ct", "host"};
-    static const char *bad[] = {"", "VM", "Vm", "vms", "v", "hos", "hostx", "host ", " vm",
-                                "vm/", "qemu", "lxc", "vm\n", ".", ".."};
+    static const char *bad[] = {"",    "VM",  "Vm",   "vms", "v",    "hos", "hostx", "host ",
+                                " vm", "vm/", "qemu", "lxc", "vm\n", ".",   ".."};
     (void)state;
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         assert_true(fetch_name_is_type(good[i]));
@@ -39,11 +39,12 @@ static void type_names(void **state)
 
 static void id_names(void **state)
 {
-    static const char *good[] = {"100", "a", "_", "_x", "9", "my-host.example_1", "A-b.C_d",
-                                 "host.example.com", "x..y", "a-"};
-    static const char *bad[] = {"",   ".",    "..",  ".x",   "..x",  "-x",   "a/b",  "/a",
-                                "a/", "a b",  " a",  "a\n",  "a\t",  "a\x7f", "a\x01", "\xc3\xa4",
-                                "a:b", "a\\b", "a*", "a%2f", "a+b",  "a~",   "a@b"};
+    static const char *good[] = {
+        "100",  "a", "_", "_x", "9", "my-host.example_1", "A-b.C_d", "host.example.com",
+        "x..y", "a-"};
+    static const char *bad[] = {"",    ".",    "..", ".x",   "..x", "-x",    "a/b",   "/a",
+                                "a/",  "a b",  " a", "a\n",  "a\t", "a\x7f", "a\x01", "\xc3\xa4",
+                                "a:b", "a\\b", "a*", "a%2f", "a+b", "a~",    "a@b"};
     char *max, *over;
     (void)state;
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
@@ -66,8 +67,8 @@ static void id_names(void **state)
 static void ns_names(void **state)
 {
     static const char *good[] = {"a", "prod", "team_1", "x.y-z", "_", "0"};
-    static const char *bad[] = {"", ".", "..", ".a", "-a", "a/b", "ns/a", "a b", "a\n", "a\x01",
-                                "\xc3\xa4"};
+    static const char *bad[] = {"",     ".",   "..",  ".a",    "-a",      "a/b",
+                                "ns/a", "a b", "a\n", "a\x01", "\xc3\xa4"};
     char *max, *over;
     (void)state;
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
@@ -121,7 +122,7 @@ static void time_invalid(void **state)
         "2025-07-10T12:60:00Z",
         "2025-07-10T12:00:61Z",
         "2025-07-10T12:00:99Z",
-        "2025-07-10 12:00:00Z",  /* wrong pattern */
+        "2025-07-10 12:00:00Z", /* wrong pattern */
         "2025-07-10t12:00:00Z",
         "2025-07-10T12:00:00z",
         "2025-07-10T12:00:00",   /* missing Z */
@@ -201,12 +202,19 @@ static void time_format(void **state)
 
 static void file_names(void **state)
 {
-    static const char *good[] = {"drive-scsi0.img.fidx", "index.json.blob", "qemu-server.conf.blob",
-                                 "root.pxar.didx", "a", "x+y", "A_b-C.d", "catalog.pcat1.didx",
-                                 "drive-tpmstate0-backup.img.fidx", "a..b"};
-    static const char *bad[] = {"",      ".",     "..",      ".hidden", "..x",   "a/b",
-                                "/abs",  "a/",    "../x",    "a\x01b",  "a\nb",  "a\tb",
-                                "a\x7f", "a b",   "a\\b",    "a:b",     "a*b",   "\xc3\xa4.blob",
+    static const char *good[] = {"drive-scsi0.img.fidx",
+                                 "index.json.blob",
+                                 "qemu-server.conf.blob",
+                                 "root.pxar.didx",
+                                 "a",
+                                 "x+y",
+                                 "A_b-C.d",
+                                 "catalog.pcat1.didx",
+                                 "drive-tpmstate0-backup.img.fidx",
+                                 "a..b"};
+    static const char *bad[] = {"",      ".",     "..",       ".hidden", "..x",  "a/b",
+                                "/abs",  "a/",    "../x",     "a\x01b",  "a\nb", "a\tb",
+                                "a\x7f", "a b",   "a\\b",     "a:b",     "a*b",  "\xc3\xa4.blob",
                                 "a\rb",  "a%2fb", ".tmp_fidx"};
     char *max, *over;
     (void)state;
@@ -292,8 +300,16 @@ static void hex_round_trip(void **state)
 
 static void hex_decode_invalid(void **state)
 {
-    static const char *bad[] = {"abc", "abcdef", "abcdefab0", "abcdefgh", "abcd efa",
-                                "0x12abcd", "-1234567", "abcdef\n1", ("ab\xc3\xa4" "cdef")};
+    static const char *bad[] = {"abc",
+                                "abcdef",
+                                "abcdefab0",
+                                "abcdefgh",
+                                "abcd efa",
+                                "0x12abcd",
+                                "-1234567",
+                                "abcdef\n1",
+                                ("ab\xc3\xa4"
+                                 "cdef")};
     uint8_t out[4];
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -306,16 +322,11 @@ static void hex_decode_invalid(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(type_names),
-        cmocka_unit_test(id_names),
-        cmocka_unit_test(ns_names),
-        cmocka_unit_test(time_valid),
-        cmocka_unit_test(time_invalid),
-        cmocka_unit_test(time_is_canonical),
-        cmocka_unit_test(time_format),
-        cmocka_unit_test(file_names),
-        cmocka_unit_test(digest_hex),
-        cmocka_unit_test(hex_round_trip),
+        cmocka_unit_test(type_names),         cmocka_unit_test(id_names),
+        cmocka_unit_test(ns_names),           cmocka_unit_test(time_valid),
+        cmocka_unit_test(time_invalid),       cmocka_unit_test(time_is_canonical),
+        cmocka_unit_test(time_format),        cmocka_unit_test(file_names),
+        cmocka_unit_test(digest_hex),         cmocka_unit_test(hex_round_trip),
         cmocka_unit_test(hex_decode_invalid),
     };
     return cmocka_run_group_tests_name("names", tests, NULL, NULL);

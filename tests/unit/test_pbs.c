@@ -682,8 +682,7 @@ static void catalog_namespace_depth(void **state)
         fail_msg("catalog lists %zu snapshots, expected only the one at depth 7", c->count);
     }
     assert_string_equal(c->snaps[0].ns, ns);
-    assert_string_equal(c->snaps[0].path,
-                        "ns/n1/ns/n2/ns/n3/ns/n4/ns/n5/ns/n6/ns/n7/vm/100/" T1);
+    assert_string_equal(c->snaps[0].path, "ns/n1/ns/n2/ns/n3/ns/n4/ns/n5/ns/n6/ns/n7/vm/100/" T1);
     fetch_pbs_catalog_free(c);
     fetch_store_free(s);
 }
@@ -923,9 +922,9 @@ static void open_fidx_encrypted(void **state)
     fetch_error err = {""};
     snap_fx_init(&f, ds->root, NULL);
     assert_int_equal(entry(&f, "drive-efidisk0.img.fidx")->crypt, FETCH_CRYPT_ENCRYPT);
-    assert_int_equal(fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-efidisk0.img.fidx"), &img,
-                                         &err),
-                     -ENOKEY);
+    assert_int_equal(
+        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-efidisk0.img.fidx"), &img, &err),
+        -ENOKEY);
     assert_null(img);
     assert_true(err.msg[0] != '\0');
     snap_fx_release(&f);
@@ -943,8 +942,8 @@ static void tamper_size(struct fx_file *files, size_t n)
     files[0].size += 1;
 }
 
-static void expect_open_fails(const char *root, void (*tamper)(struct fx_file *, size_t),
-                              int want, const char *what)
+static void expect_open_fails(const char *root, void (*tamper)(struct fx_file *, size_t), int want,
+                              const char *what)
 {
     struct snap_fx f;
     struct fetch_image *img = NULL;
@@ -984,20 +983,17 @@ static void open_fidx_bad_file(void **state)
     raw = fx_read(ds->root, rel, &len);
     raw[4096 + 40] ^= 1;
     fx_write(ds->root, rel, raw, len);
-    assert_int_equal(fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), &img,
-                                         NULL),
-                     -EBADMSG);
+    assert_int_equal(
+        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), &img, NULL), -EBADMSG);
     /* altered consistently (checksum recomputed): differs from the manifest */
     fx_sha256(raw + 4096, len - 4096, raw + 32);
     fx_write(ds->root, rel, raw, len);
-    assert_int_equal(fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), &img,
-                                         NULL),
-                     -EBADMSG);
+    assert_int_equal(
+        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), &img, NULL), -EBADMSG);
     /* truncated */
     fx_write(ds->root, rel, raw, len - 32);
-    assert_int_equal(fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), &img,
-                                         NULL),
-                     -EBADMSG);
+    assert_int_equal(
+        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), &img, NULL), -EBADMSG);
     /* missing */
     {
         char *p = fx_path(ds->root, rel);

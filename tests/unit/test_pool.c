@@ -168,10 +168,9 @@ static void test_priorities(void **state)
     struct rec r;
     struct item items[8];
     struct fetch_job *upgraded = NULL;
-    const enum fetch_prio prio[8] = {FETCH_PRIO_DEMAND,    FETCH_PRIO_HYDRATE,
-                                     FETCH_PRIO_READAHEAD, FETCH_PRIO_HYDRATE,
-                                     FETCH_PRIO_DEMAND,    FETCH_PRIO_READAHEAD,
-                                     FETCH_PRIO_HYDRATE,   FETCH_PRIO_DEMAND};
+    const enum fetch_prio prio[8] = {FETCH_PRIO_DEMAND,  FETCH_PRIO_HYDRATE, FETCH_PRIO_READAHEAD,
+                                     FETCH_PRIO_HYDRATE, FETCH_PRIO_DEMAND,  FETCH_PRIO_READAHEAD,
+                                     FETCH_PRIO_HYDRATE, FETCH_PRIO_DEMAND};
     const int expect_fg[6] = {0, 4, 7, 6, 2, 5}, expect_bg[2] = {1, 3};
     int nfg = 0, nbg = 0;
     (void)state;
@@ -371,12 +370,9 @@ static void test_latency_pct(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_priorities),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_submit_after_stop),
-        cmocka_unit_test(test_mirrors_local),
-        cmocka_unit_test(test_latency_pct),
+        cmocka_unit_test(test_priorities),    cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_cancel),        cmocka_unit_test(test_submit_after_stop),
+        cmocka_unit_test(test_mirrors_local), cmocka_unit_test(test_latency_pct),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -128,8 +128,9 @@ static const char *header(const char *req, const char *name, char *buf, size_t l
 static char *responsef(const char *status, const char *ctype, const char *body)
 {
     char *r;
-    if (asprintf(&r, "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n%s",
+    if (asprintf(&r,
+                 "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                 "Connection: close\r\n\r\n%s",
                  status, ctype, strlen(body), body) < 0)
         fx_die("asprintf");
     return r;
@@ -190,7 +191,8 @@ static void nginx_json(void **state)
 {
     static const char body[] =
         "[\n"
-        "{ \"name\":\"vm\", \"type\":\"directory\", \"mtime\":\"Mon, 01 Jan 2024 00:00:00 GMT\" },\n"
+        "{ \"name\":\"vm\", \"type\":\"directory\", \"mtime\":\"Mon, 01 Jan 2024 00:00:00 GMT\" "
+        "},\n"
         "{ \"name\":\"2024-01-01T00:00:00Z\", \"type\":\"directory\", \"mtime\":\"x\" },\n"
         "{ \"name\":\"index.json.blob\", \"type\":\"file\", \"mtime\":\"x\", \"size\":123 },\n"
         "{ \"name\":\"sp ace \\u00e9\", \"type\":\"file\", \"size\":1 },\n"
@@ -221,15 +223,16 @@ static void nginx_json(void **state)
     assert_true(has_entry(d, n, "ct", true));
     fetch_dirents_free(d, n);
 
-    static const char *bad[] = {"[", "[{\"name\":\"a\"}] x", "{\"name\":\"a\"}",
-                                "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"};
+    static const char *bad[] = {
+        "[", "[{\"name\":\"a\"}] x", "{\"name\":\"a\"}",
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         fetch_error err = {""};
         d = NULL;
         n = 0;
-        assert_int_equal(fetch_http_parse_index(bad[i], strlen(bad[i]), "application/json", &d,
-                                                &n, &err),
-                         -EBADMSG);
+        assert_int_equal(
+            fetch_http_parse_index(bad[i], strlen(bad[i]), "application/json", &d, &n, &err),
+            -EBADMSG);
         assert_null(d);
     }
 }
@@ -332,12 +335,11 @@ static void s3_list_pages(void **state)
         "<CommonPrefixes><Prefix>ds/vm/101/</Prefix></CommonPrefixes>"
         "<NextContinuationToken>1/abc+def==</NextContinuationToken>"
         "</ListBucketResult>";
-    static const char page2[] =
-        "<ListBucketResult><IsTruncated>false</IsTruncated>"
-        "<CommonPrefixes><Prefix>ds/vm/102/</Prefix></CommonPrefixes>"
-        "<CommonPrefixes><Prefix>ds/vm/x/y/</Prefix></CommonPrefixes>"
-        "<CommonPrefixes><Prefix>ds/vm/../</Prefix></CommonPrefixes>"
-        "</ListBucketResult>";
+    static const char page2[] = "<ListBucketResult><IsTruncated>false</IsTruncated>"
+                                "<CommonPrefixes><Prefix>ds/vm/102/</Prefix></CommonPrefixes>"
+                                "<CommonPrefixes><Prefix>ds/vm/x/y/</Prefix></CommonPrefixes>"
+                                "<CommonPrefixes><Prefix>ds/vm/../</Prefix></CommonPrefixes>"
+                                "</ListBucketResult>";
     struct fetch_dirvec d = {0};
     fetch_error err = {""};
     char *token = NULL;
@@ -524,8 +526,7 @@ static void result_mapping(void **state)
         {CURLE_COULDNT_CONNECT, 0, "Failed to connect to 127.0.0.1 port 9: Connection refused",
          -ECONNREFUSED},
         {CURLE_COULDNT_CONNECT, 0, "Failed to connect: No route to host", -EHOSTUNREACH},
-        {CURLE_COULDNT_RESOLVE_HOST, 0, "Could not resolve host: nowhere.invalid",
-         -EHOSTUNREACH},
+        {CURLE_COULDNT_RESOLVE_HOST, 0, "Could not resolve host: nowhere.invalid", -EHOSTUNREACH},
         {CURLE_OPERATION_TIMEDOUT, 0, NULL, -ETIMEDOUT},
         {CURLE_PEER_FAILED_VERIFICATION, 0, NULL, -EPROTO},
         {CURLE_SSL_CONNECT_ERROR, 0, NULL, -EPROTO},
@@ -540,8 +541,8 @@ static void result_mapping(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fetch_error err = {""};
-        int r = fetch_remote_result(cases[i].cc, cases[i].status, cases[i].errbuf,
-                                    ".chunks/abcd/x", &err);
+        int r = fetch_remote_result(cases[i].cc, cases[i].status, cases[i].errbuf, ".chunks/abcd/x",
+                                    &err);
         if (r != cases[i].expect)
             fail_msg("case %zu (curl %d, HTTP %ld): %d, expected %d", i, cases[i].cc,
                      cases[i].status, r, cases[i].expect);
@@ -589,8 +590,7 @@ static void sigv4_aws_example(void **state)
         "Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,"
         "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,"
         "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
-    static const char *const extra[] = {"Range: bytes=0-9", "X-Amz-Date: 20130524T000000Z",
-                                        NULL};
+    static const char *const extra[] = {"Range: bytes=0-9", "X-Amz-Date: 20130524T000000Z", NULL};
     const char *resp[] = {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789"};
     struct fetch_remote_options o = {.s3_endpoint = "http://s3.amazonaws.com",
                                      .s3_region = "us-east-1"};
@@ -756,11 +756,10 @@ static void http_basic_auth_and_errors(void **state)
 
 static void s3_store_transfers(void **state)
 {
-    static const char top[] =
-        "<ListBucketResult><IsTruncated>false</IsTruncated>"
-        "<CommonPrefixes><Prefix>ds/.chunks/</Prefix></CommonPrefixes>"
-        "<CommonPrefixes><Prefix>ds/.cnt/</Prefix></CommonPrefixes>"
-        "</ListBucketResult>";
+    static const char top[] = "<ListBucketResult><IsTruncated>false</IsTruncated>"
+                              "<CommonPrefixes><Prefix>ds/.chunks/</Prefix></CommonPrefixes>"
+                              "<CommonPrefixes><Prefix>ds/.cnt/</Prefix></CommonPrefixes>"
+                              "</ListBucketResult>";
     static const char root1[] =
         "<ListBucketResult><IsTruncated>true</IsTruncated>"
         "<CommonPrefixes><Prefix>ds/.cnt/ns/</Prefix></CommonPrefixes>"
@@ -963,22 +962,14 @@ static void url_userinfo(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(percent_encoding),
-        cmocka_unit_test(nginx_json),
-        cmocka_unit_test(nginx_html),
-        cmocka_unit_test(apache_html),
-        cmocka_unit_test(s3_list_pages),
-        cmocka_unit_test(s3_errors),
-        cmocka_unit_test(s3_credentials),
-        cmocka_unit_test(s3_key_mapping),
-        cmocka_unit_test(result_mapping),
-        cmocka_unit_test(sigv4_aws_example),
-        cmocka_unit_test(http_store_transfers),
-        cmocka_unit_test(http_basic_auth_and_errors),
-        cmocka_unit_test(url_userinfo),
-        cmocka_unit_test(s3_store_transfers),
-        cmocka_unit_test(s3_open_errors),
-        cmocka_unit_test(virtual_host_url),
+        cmocka_unit_test(percent_encoding),     cmocka_unit_test(nginx_json),
+        cmocka_unit_test(nginx_html),           cmocka_unit_test(apache_html),
+        cmocka_unit_test(s3_list_pages),        cmocka_unit_test(s3_errors),
+        cmocka_unit_test(s3_credentials),       cmocka_unit_test(s3_key_mapping),
+        cmocka_unit_test(result_mapping),       cmocka_unit_test(sigv4_aws_example),
+        cmocka_unit_test(http_store_transfers), cmocka_unit_test(http_basic_auth_and_errors),
+        cmocka_unit_test(url_userinfo),         cmocka_unit_test(s3_store_transfers),
+        cmocka_unit_test(s3_open_errors),       cmocka_unit_test(virtual_host_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

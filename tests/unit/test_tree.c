@@ -31,8 +31,7 @@ static int opens_a, opens_b;
 static int fail_a; /* what store_a answers an open with */
 
 static int fake_open_image(const struct fetch_repo *repo, struct fetch_store *s,
-                           const struct fetch_entry *e, struct fetch_image **ret,
-                           fetch_error *err)
+                           const struct fetch_entry *e, struct fetch_image **ret, fetch_error *err)
 {
     struct fetch_image *img;
     (void)repo;
@@ -82,7 +81,9 @@ static struct fetch_repo *repo_new(void)
 static void add(struct fetch_repo *r, const char *path, enum fetch_entry_type type, int64_t mtime,
                 uint64_t size_or_handle)
 {
-    struct fetch_entry e = {.path = (char *)path, .type = type, .mtime = mtime,
+    struct fetch_entry e = {.path = (char *)path,
+                            .type = type,
+                            .mtime = mtime,
                             .size = size_or_handle,
                             .handle = (const void *)(uintptr_t)size_or_handle};
     if (type == FETCH_ENTRY_SYMLINK)
@@ -176,9 +177,9 @@ static void taken_names_hidden(void **state)
     struct fs_node *n;
 
     add(r, "a/x", FETCH_ENTRY_IMAGE, 0, 1);
-    add(r, "a/x", FETCH_ENTRY_BLOB, 0, 2);      /* the name is taken: left out */
-    add(r, "a/x/y", FETCH_ENTRY_IMAGE, 0, 3);   /* its directory's name is taken */
-    add(r, "a", FETCH_ENTRY_IMAGE, 0, 4);       /* a directory has the name */
+    add(r, "a/x", FETCH_ENTRY_BLOB, 0, 2);    /* the name is taken: left out */
+    add(r, "a/x/y", FETCH_ENTRY_IMAGE, 0, 3); /* its directory's name is taken */
+    add(r, "a", FETCH_ENTRY_IMAGE, 0, 4);     /* a directory has the name */
     add(r, "b/c", FETCH_ENTRY_IMAGE, 0, 5);
     add(r, "b/c/d", FETCH_ENTRY_IMAGE, 0, 6);
     assert_int_equal(fs_tree_new(r, &t), 0);
@@ -305,10 +306,8 @@ static void large_flat_directory(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(dirs_names_and_kinds),
-        cmocka_unit_test(taken_names_hidden),
-        cmocka_unit_test(loaded_images_and_refusals),
-        cmocka_unit_test(loads_fall_back_to_mirrors),
+        cmocka_unit_test(dirs_names_and_kinds),       cmocka_unit_test(taken_names_hidden),
+        cmocka_unit_test(loaded_images_and_refusals), cmocka_unit_test(loads_fall_back_to_mirrors),
         cmocka_unit_test(large_flat_directory),
     };
     fs_log_set_level(FS_LOG_ERR);

@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Unit tests: fs/read.h (the read path of an image) with the fetcher pool
+ * (fake_pool.h) and the FUSE replies replaced by the test. Checked: a read
+ * over chunks that arrive in any order is answered once, with the bytes in
+ * order, holes as zeros; a chunk that does not verify fails the read with
+ * EIO (never bytes); sequential reads of an open file are detected and read
+ * ahead (window growing by FS_READAHEAD_UNIT steps, holes skipped), random
+ * reads are not, and reads past the end get nothing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "fake_pool.h"
+#include "fetch/digest.h"
+#include "fixtures.h"
+#include "fs/log.h"
+#include "fs/read.h"
+
+#define MIB (1024u * 1024)
+#define NCHUNKS 24
+#define ZERO_CHUNK 6 /* a hole */
+
+/* ---- the replies -------------------------------------------------------- */
+
+static int replies;    /* replies sent */
+static int reply_err;  /* 0: bytes */
+static uint8_t *reply; /* the bytes of the last reply */
+static size_t reply_len;
+
+static void take(const void *bytes, size_t len)
+{
+    replies++;
+    reply_err = 0;
+    free(reply);
+    reply = malloc(len ? len : 1);
+    assert_non_null(reply);
+    if (len)
+        memcpy(reply, bytes, len);
+    reply_len = len;
+}
+
+int __wrap_fuse_reply_iov(fuse_req_t req, const struct iovec *iov, int count);
+int __wrap_fuse_reply_iov(fuse_req_t req, const struct iovec *iov, int count)
+{
+    size_t len = 0, at = 0;
+    uint8_t *flat;
+    (void)req;
+    for (int i = 0; i < count; i++)
+        len += iov[i].iov_len;
+    flat = malloc(len ? len : 1);
+    assert_non_null(flat);
+    for (int i = 0; i < count; i++) {
+        memcpy(flat + at, iov[i].iov_base, iov[i].iov_len);
+        at += iov[i].iov_len;
+    }
+    take(flat, len);
+    free(flat);
+    return 0;
+}
+
+int __wrap_fuse_reply_buf(fuse_req_t req, const char *buf, size_t size);
+int __wrap_fuse_reply_buf(fuse_req_t req, const char *buf, size_t size)
+{
+    (void)req;
+    take(buf, size);
+    return 0;
+}
+
+int __wrap_fuse_reply_err(fuse_req_t req, int err);
+int __wrap_fuse_reply_err(fuse_req_t req, int err)
+{
+    (void)req;
+    replies++;
+    reply_err = err;
+    return 0;
+}
+
+/* ---- an image of NCHUNKS chunks of 1 MiB, one of them a hole ------------ */
+
+static uint8_t *source; /* the image's bytes */
+static uint8_t *blobs[NCHUNKS];
+static size_t blob_lens[NCHUNKS];
+static char names[NCHUNKS][65];
+static struct fetch_image img;
+static struct fetch_extent extents[NCHUNKS];
+static struct fs_node node;
+static struct fs_ctx ctx;
+static struct fs_file file;
+
+static int setup(void **state)
+{
+    (void)state;
+    source = calloc(NCHUNKS, MIB);
+    assert_non_null(source);
+    for (size_t i = 0; i < NCHUNKS; i++) {
+        struct fetch_extent *e = &extents[i];
+        uint8_t *c = source + i * MIB;
+        *e = (struct fetch_extent){
+            .offset = i * MIB, .length = MIB, .kind = FETCH_CHUNK_PBS, .algo = FETCH_DIGEST_SHA256};
+        if (i != ZERO_CHUNK)
+            fx_fill_random(c, MIB, 100 + i);
+        fx_sha256(c, MIB, e->digest);
+        e->zero = i == ZERO_CHUNK;
+        fx_hex(e->digest, 32, names[i]);
+        blobs[i] = fx_blob_plain(c, MIB, &blob_lens[i]);
+    }
+    img = (struct fetch_image){.size = NCHUNKS * (uint64_t)MIB,
+                               .stride = MIB,
+                               .count = NCHUNKS,
+                               .extents = extents,
+                               .data_bytes = (NCHUNKS - 1) * (uint64_t)MIB,
+                               .zero_count = 1};
+    node = (struct fs_node){.kind = FS_NODE_IMAGE, .name = (char *)"img", .image = &img};
+    fs_read_init();
+    fs_log_set_level(FS_LOG_ERR);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NCHUNKS; i++)
+        free(blobs[i]);
+    free(source);
+    free(reply);
+    return 0;
+}
+
+/* A fresh chunk layer (nothing in memory) and open file for each test. */
+static int per_test(void **state)
+{
+    (void)state;
+    fake_pool_reset();
+    replies = 0;
+    ctx = (struct fs_ctx){.readahead_max = 8, .mem_budget = 64 * MIB};
+    ctx.chunks = fs_chunks_new(fake_pool(), ctx.mem_budget, NULL, "");
+    assert_non_null(ctx.chunks);
+    memset(&file, 0, sizeof(file));
+    pthread_mutex_init(&file.lock, NULL);
+    return 0;
+}
+
+static int per_test_end(void **state)
+{
+    (void)state;
+    fake_pool_reset();
+    fs_chunks_free(ctx.chunks);
+    pthread_mutex_destroy(&file.lock);
+    return 0;
+}
+
+/* The job fetching chunk @i, or -1. */
+static long job_of(size_t i)
+{
+    return fake_pool_find(names[i]);
+}
+
+static void complete_chunk(size_t i)
+{
+    long j = job_of(i);
+    assert_true(j >= 0);
+    fake_pool_complete((size_t)j, blobs[i], blob_lens[i]);
+}
+
+static void read_at(uint64_t off, size_t size)
+{
+    fs_read_image(&ctx, &node, &file, (fuse_req_t)&node, off, size);
+}
+
+static void check_reply(uint64_t off, size_t size)
+{
+    assert_int_equal(reply_err, 0);
+    assert_int_equal(reply_len, size);
+    assert_memory_equal(reply, source + off, size);
+}
+
+static void pieces_in_any_order(void **state)
+{
+    (void)state;
+    /* half of chunk 2 and half of chunk 3: two fetches, answered once */
+    read_at(2 * MIB + MIB / 2, MIB);
+    assert_int_equal(replies, 0);
+    assert_true(job_of(2) >= 0 && job_of(3) >= 0);
+    assert_int_equal(fake_jobs[job_of(2)].prio, FETCH_PRIO_DEMAND);
+    complete_chunk(3); /* the second piece first */
+    assert_int_equal(replies, 0);
+    complete_chunk(2);
+    assert_int_equal(replies, 1);
+    check_reply(2 * MIB + MIB / 2, MIB);
+
+    /* the end of chunk 5 and the hole after it: zeros, nothing fetched for them */
+    read_at(5 * MIB + 3 * MIB / 4, MIB / 2);
+    assert_int_equal(replies, 1);
+    complete_chunk(5);
+    assert_int_equal(replies, 2);
+    check_reply(5 * MIB + 3 * MIB / 4, MIB / 2);
+    for (size_t i = 0; i < fake_njobs; i++)
+        assert_null(strstr(fake_jobs[i].path, names[ZERO_CHUNK]));
+
+    /* in memory now: answered at once */
+    read_at(2 * MIB + 100, 5000);
+    assert_int_equal(replies, 3);
+    check_reply(2 * MIB + 100, 5000);
+
+    /* the hole alone, and past the end */
+    read_at(ZERO_CHUNK * MIB, 4096);
+    assert_int_equal(replies, 4);
+    check_reply(ZERO_CHUNK * MIB, 4096);
+    read_at(NCHUNKS * (uint64_t)MIB, 4096);
+    assert_int_equal(replies, 5);
+    assert_int_equal(reply_len, 0);
+    /* a read over the end is cut there */
+    read_at(NCHUNKS * (uint64_t)MIB - 1000, 4096);
+    complete_chunk(NCHUNKS - 1);
+    assert_int_equal(replies, 6);
+    check_reply(NCHUNKS * (uint64_t)MIB - 1000, 1000);
+}
+
+static void bad_chunk_fails_the_read(void **state)
+{
+    (void)state;
+    uint8_t *bad = fx_memdup(blobs[8], blob_lens[8]);
+    read_at(7 * MIB + MIB / 2, MIB);
+    assert_int_equal(replies, 0);
+    complete_chunk(7);
+    bad[4000] ^= 1;
+    fx_blob_fix_crc(bad, blob_lens[8]);
+    fake_pool_complete((size_t)job_of(8), bad, blob_lens[8]);
+    free(bad);
+    assert_int_equal(replies, 1);
+    assert_int_equal(reply_err, EIO);
+}
+
+/* The readahead chunks submitted so far, as a bit set. */
+static uint32_t readahead_set(void)
+{
+    uint32_t set = 0;
+    for (size_t i = 0; i < NCHUNKS; i++) {
+        long j = job_of(i);
+        if (j >= 0 && fake_jobs[j].prio == FETCH_PRIO_READAHEAD)
+            set |= 1u << i;
+    }
+    return set;
+}
+
+static void complete_all(void)
+{
+    for (size_t j = 0; j < fake_njobs; j++) {
+        if (fake_jobs[j].completed)
+            continue;
+        for (size_t i = 0; i < NCHUNKS; i++) {
+            if (strstr(fake_jobs[j].path, names[i])) {
+                fake_pool_complete(j, blobs[i], blob_lens[i]);
+                break;
+            }
+        }
+    }
+}
+
+static void sequential_reads_read_ahead(void **state)
+{
+    (void)state;
+    /* the first read of a stream prefetches nothing */
+    read_at(0, MIB);
+    assert_int_equal(fake_njobs, 1);
+    complete_all();
+    check_reply(0, MIB);
+    /* it continues: a window of one unit (4 MiB) past the read, the hole skipped */
+    read_at(MIB, MIB);
+    assert_int_equal(readahead_set(), 0x3cu); /* chunks 2..5 */
+    assert_int_equal(fake_jobs[job_of(1)].prio, FETCH_PRIO_DEMAND);
+    complete_all();
+    check_reply(MIB, MIB);
+    /* the next chunk: the window doubles to 8 MiB (chunks up to 10, 6 a hole) */
+    read_at(2 * MIB, MIB);
+    check_reply(2 * MIB, MIB); /* read ahead: answered at once */
+    assert_int_equal(readahead_set(), 0x3cu | 0x780u);
+    assert_int_equal(job_of(ZERO_CHUNK), -1);
+    complete_all();
+
+    /* a random read elsewhere starts a stream of its own: nothing ahead */
+    size_t before = fake_njobs;
+    read_at(20 * MIB + 12345, 1000);
+    assert_int_equal(fake_njobs, before + 1);
+    assert_int_equal(fake_jobs[job_of(20)].prio, FETCH_PRIO_DEMAND);
+    complete_all();
+    check_reply(20 * MIB + 12345, 1000);
+    /* the first stream goes on where it was: 16 MiB ahead now (up to chunk 19) */
+    read_at(3 * MIB, MIB);
+    check_reply(3 * MIB, MIB);
+    assert_true(job_of(19) >= 0);
+    assert_int_equal(fake_jobs[job_of(19)].prio, FETCH_PRIO_READAHEAD);
+    complete_all();
+
+    /* without an open file (no streams) nothing is read ahead */
+    before = fake_njobs;
+    fs_read_image(&ctx, &node, NULL, (fuse_req_t)&node, 21 * MIB, MIB);
+    fs_read_image(&ctx, &node, NULL, (fuse_req_t)&node, 22 * MIB, MIB);
+    assert_int_equal(fake_njobs, before + 2);
+    complete_all();
+}
+
+static void readahead_bounded_by_memory(void **state)
+{
+    (void)state;
+    /* a memory budget of 8 MiB: at most one unit (4 MiB) ahead, however long the stream */
+    fs_chunks_free(ctx.chunks);
+    ctx.mem_budget = 8 * MIB;
+    ctx.chunks = fs_chunks_new(fake_pool(), ctx.mem_budget, NULL, "");
+    for (size_t i = 8; i < 16; i++) {
+        read_at(i * MIB, MIB);
+        complete_all();
+        check_reply(i * MIB, MIB);
+    }
+    /* the last read (chunk 15) had chunks up to 19 ahead, not further */
+    assert_true(job_of(19) >= 0);
+    assert_int_equal(job_of(20), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(pieces_in_any_order, per_test, per_test_end),
+        cmocka_unit_test_setup_teardown(bad_chunk_fails_the_read, per_test, per_test_end),
+        cmocka_unit_test_setup_teardown(sequential_reads_read_ahead, per_test, per_test_end),
+        cmocka_unit_test_setup_teardown(readahead_bounded_by_memory, per_test, per_test_end),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
