@@ -101,12 +101,20 @@ void fetch_dirvec_release(struct fetch_dirvec *d);
 int fetch_http_parse_index(const char *body, size_t len, const char *content_type,
                            struct fetch_dirent **ret, size_t *ret_n, fetch_error *err);
 
-/* ---- S3 (store_s3.c) ---- */
+/* ---- S3 (store_s3.c, s3_xml.c, s3_creds.c) ---- */
 
 struct fetch_s3_creds {
     char *key_id, *secret, *token; /* token may be NULL */
 };
 void fetch_s3_creds_release(struct fetch_s3_creds *c);
+/*
+ * The credentials of an S3 store, in order: the file given in @o; the
+ * environment ($AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN);
+ * the shared credentials file. -EINVAL with a message saying where to put
+ * them, -ENOMEM (s3_creds.c).
+ */
+int fetch_s3_load_creds(const struct fetch_remote_options *o, struct fetch_s3_creds *ret,
+                        fetch_error *err);
 
 /* Parses an AWS shared credentials file (INI) for section @profile
  * ("[name]" or "[profile name]"). -ENOENT if the section or its keys are

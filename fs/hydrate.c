@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "hydrate.h"
+#include "bucket.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -187,32 +188,18 @@ static void wait_ns(struct fs_hydrator *h, struct job *job, uint64_t ns)
 }
 
 /* Token bucket of a job with a bandwidth cap; starts empty. */
-struct bucket {
-    uint64_t rate;
-    double tokens;
-    struct timespec last;
-};
-
 /* Waits until @len bytes may go; lock held. false when the job is stopped. */
-static bool bucket_take(struct fs_hydrator *h, struct job *job, struct bucket *b, uint32_t len)
+static bool bucket_take(struct fs_hydrator *h, struct job *job, struct fs_bucket *b, uint32_t len)
 {
-    if (!b->rate)
-        return !job_stopping(h, job);
     for (;;) {
         struct timespec now;
-        double cap = (double)(b->rate > len ? b->rate : len);
+        uint64_t wait;
         if (job_stopping(h, job))
             return false;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        b->tokens += seconds_between(&b->last, &now) * (double)b->rate;
-        b->last = now;
-        if (b->tokens > cap)
-            b->tokens = cap;
-        if (b->tokens >= len) {
-            b->tokens -= len;
+        if (!(wait = fs_bucket_take(b, len, &now)))
             return true;
-        }
-        wait_ns(h, job, (uint64_t)((len - b->tokens) / (double)b->rate * 1e9) + 1000000);
+        wait_ns(h, job, wait);
     }
 }
 
@@ -254,7 +241,7 @@ static void yield_to_readers(struct fs_hydrator *h, struct job *job, uint32_t le
  * already in the disk cache) and waits for every completion.
  */
 static void run_pass(struct fs_hydrator *h, struct job *job, const struct fetch_image *img,
-                     const struct uniq *list, size_t n, bool first, struct bucket *b)
+                     const struct uniq *list, size_t n, bool first, struct fs_bucket *b)
 {
     struct fs_chunks *chunks = h->ctx->chunks;
 
@@ -354,7 +341,8 @@ static size_t missing_chunks(struct fs_hydrator *h, struct job *job, const struc
 static void run_job(struct fs_hydrator *h, struct job *job)
 {
     const struct fetch_image *img;
-    struct bucket b = {.rate = job->bandwidth};
+    struct fs_bucket b;
+    struct timespec now;
     fetch_error err = {""};
     struct uniq *list = NULL;
     size_t n = 0, missing;
@@ -382,7 +370,8 @@ static void run_job(struct fs_hydrator *h, struct job *job)
     pthread_mutex_lock(&h->lock);
     job->total = img->data_bytes;
     pthread_mutex_unlock(&h->lock);
-    clock_gettime(CLOCK_MONOTONIC, &b.last);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    fs_bucket_init(&b, job->bandwidth, &now);
 
     missing = n;
     for (int pass = 0; pass < MAX_PASSES; pass++) {
