@@ -17,14 +17,12 @@
 
 struct cache_mem_entry {
     struct cache_mem_entry *next;                /* hash chain */
-    struct cache_mem_entry *lru_prev, *lru_next; /* only while filled and unreferenced */
+    struct cache_mem_entry *lru_prev, *lru_next; /* only while unreferenced */
     uint8_t key[CACHE_KEY_LEN];
     uint8_t algo;
-    bool filled;
     bool in_table;
     bool read;       /* readers have had all its bytes: evicted before the others */
     size_t consumed; /* bytes readers have had (counting repeats) */
-    int error;       /* set by cache_mem_fail while waiters remain */
     unsigned refs;
     const uint8_t *bytes;
     size_t len;
@@ -35,9 +33,8 @@ struct cache_mem_entry {
 
 struct shard {
     pthread_mutex_t lock;
-    pthread_cond_t filled; /* broadcast when any entry of the shard is filled or failed */
     struct cache_mem_entry *table[BUCKETS];
-    /* unreferenced filled entries, head = least recently used: those a
+    /* unreferenced entries, head = least recently used: those a
      * reader has had, and those nobody has read yet (readahead) */
     struct lru {
         struct cache_mem_entry *head, *tail;
@@ -45,7 +42,7 @@ struct shard {
     size_t bytes, entries;
     size_t budget;
     size_t read_bytes; /* of the entries on lru_read */
-    uint64_t hits, misses, waits, evictions;
+    uint64_t hits, misses, evictions;
 };
 
 struct cache_mem {
@@ -69,7 +66,6 @@ struct cache_mem *cache_mem_new(size_t budget)
         return NULL;
     for (unsigned i = 0; i < SHARDS; i++) {
         pthread_mutex_init(&c->shards[i].lock, NULL);
-        pthread_cond_init(&c->shards[i].filled, NULL);
         c->shards[i].budget = budget / SHARDS;
     }
     return c;
@@ -97,7 +93,6 @@ void cache_mem_free(struct cache_mem *c)
             }
         }
         pthread_mutex_destroy(&s->lock);
-        pthread_cond_destroy(&s->filled);
     }
     free(c);
 }
@@ -148,8 +143,7 @@ static void table_remove(struct shard *s, struct cache_mem_entry *e)
         *p = e->next;
     e->in_table = false;
     s->entries--;
-    if (e->filled)
-        s->bytes -= e->len;
+    s->bytes -= e->len;
 }
 
 static struct cache_mem_entry *table_find(struct shard *s, uint8_t algo, const uint8_t *key)
@@ -195,50 +189,24 @@ static void destroy_list(struct cache_mem_entry *e)
     }
 }
 
-int cache_mem_acquire(struct cache_mem *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
-                      struct cache_mem_entry **ret)
+int cache_mem_insert(struct cache_mem *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
+                     const uint8_t *bytes, size_t len, void *owner, void (*release)(void *owner),
+                     struct cache_mem_entry **ret)
 {
     struct shard *s = &c->shards[key_shard(key)];
-    struct cache_mem_entry *e;
-    bool waited = false;
+    struct cache_mem_entry *e, *fresh = calloc(1, sizeof(*fresh));
 
     pthread_mutex_lock(&s->lock);
-    for (;;) {
-        e = table_find(s, (uint8_t)algo, key);
-        if (!e)
-            break;
-        if (e->filled) {
-            if (e->refs == 0)
-                lru_unlink(s, e);
-            e->refs++;
-            if (waited)
-                s->waits++;
-            else
-                s->hits++;
-            pthread_mutex_unlock(&s->lock);
-            *ret = e;
-            return 0;
-        }
-        /* pending: wait for its loader; the entry stays alive while we hold a ref */
+    if ((e = table_find(s, (uint8_t)algo, key))) {
+        if (e->refs == 0)
+            lru_unlink(s, e);
         e->refs++;
-        while (!e->filled && !e->error)
-            pthread_cond_wait(&s->filled, &s->lock);
-        if (e->error) {
-            int err = e->error;
-            if (--e->refs == 0 && !e->in_table) {
-                pthread_mutex_unlock(&s->lock);
-                free(e);
-                return err;
-            }
-            pthread_mutex_unlock(&s->lock);
-            return err;
-        }
-        e->refs--; /* re-taken above on the next pass */
-        waited = true;
+        pthread_mutex_unlock(&s->lock);
+        free(fresh);
+        *ret = e;
+        return 0;
     }
-
-    e = calloc(1, sizeof(*e));
-    if (!e) {
+    if (!(e = fresh)) {
         pthread_mutex_unlock(&s->lock);
         return -ENOMEM;
     }
@@ -246,43 +214,18 @@ int cache_mem_acquire(struct cache_mem *c, enum cache_algo algo, const uint8_t k
     e->algo = (uint8_t)algo;
     e->refs = 1;
     e->shard = key_shard(key);
-    e->in_table = true;
-    e->next = s->table[key_bucket(key)];
-    s->table[key_bucket(key)] = e;
-    s->entries++;
-    s->misses++;
-    pthread_mutex_unlock(&s->lock);
-    *ret = e;
-    return 1;
-}
-
-void cache_mem_fill(struct cache_mem *c, struct cache_mem_entry *e, const uint8_t *bytes,
-                    size_t len, void *owner, void (*release)(void *owner))
-{
-    struct shard *s = &c->shards[e->shard];
-    pthread_mutex_lock(&s->lock);
     e->bytes = bytes;
     e->len = len;
     e->owner = owner;
     e->release = release;
-    e->filled = true;
+    e->in_table = true;
+    e->next = s->table[key_bucket(key)];
+    s->table[key_bucket(key)] = e;
+    s->entries++;
     s->bytes += len;
-    pthread_cond_broadcast(&s->filled);
     pthread_mutex_unlock(&s->lock);
-}
-
-void cache_mem_fail(struct cache_mem *c, struct cache_mem_entry *e, int err)
-{
-    struct shard *s = &c->shards[e->shard];
-    bool destroy;
-    pthread_mutex_lock(&s->lock);
-    e->error = err < 0 ? err : -EIO;
-    table_remove(s, e);
-    destroy = --e->refs == 0;
-    pthread_cond_broadcast(&s->filled);
-    pthread_mutex_unlock(&s->lock);
-    if (destroy)
-        free(e);
+    *ret = e;
+    return 1;
 }
 
 const uint8_t *cache_mem_entry_bytes(const struct cache_mem_entry *e, size_t *ret_len)
@@ -327,7 +270,7 @@ int cache_mem_lookup(struct cache_mem *c, enum cache_algo algo, const uint8_t ke
     struct cache_mem_entry *e;
     pthread_mutex_lock(&s->lock);
     e = table_find(s, (uint8_t)algo, key);
-    if (!e || !e->filled) {
+    if (!e) {
         s->misses++;
         pthread_mutex_unlock(&s->lock);
         return -ENOENT;
@@ -346,7 +289,7 @@ void cache_mem_note_read(struct cache_mem *c, struct cache_mem_entry *e, size_t 
     struct shard *s = &c->shards[e->shard];
     pthread_mutex_lock(&s->lock);
     e->consumed += n;
-    if (!e->read && e->filled && e->consumed >= e->len) {
+    if (!e->read && e->consumed >= e->len) {
         if (e->refs == 0 && e->in_table)
             lru_unlink(s, e);
         e->read = true;
@@ -363,7 +306,7 @@ int cache_mem_contains(struct cache_mem *c, enum cache_algo algo, const uint8_t 
     int r;
     pthread_mutex_lock(&s->lock);
     e = table_find(s, (uint8_t)algo, key);
-    r = e && e->filled;
+    r = e != NULL;
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -376,7 +319,6 @@ void cache_mem_get_stats(struct cache_mem *c, struct cache_mem_stats *ret)
         pthread_mutex_lock(&s->lock);
         ret->hits += s->hits;
         ret->misses += s->misses;
-        ret->waits += s->waits;
         ret->evictions += s->evictions;
         ret->entries += s->entries;
         ret->bytes += s->bytes;

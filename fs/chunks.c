@@ -152,13 +152,12 @@ static void disk_load_one(struct fs_chunks *c, const struct disk_load *d)
         fetch_buf_free(buf);
         return;
     }
-    r = cache_mem_acquire(c->mem, cache_algo_of(d->algo), d->digest, &entry);
-    if (r == 1) {
-        cache_mem_fill(c->mem, entry, buf, d->len, buf, fetch_buf_free);
+    r = cache_mem_insert(c->mem, cache_algo_of(d->algo), d->digest, buf, d->len, buf,
+                         fetch_buf_free, &entry);
+    if (r == 1)
         atomic_fetch_add(&c->disk_loads, 1);
-    } else {
+    else
         fetch_buf_free(buf); /* another thread brought it in meanwhile */
-    }
     if (r >= 0)
         cache_mem_release(c->mem, entry);
 }
@@ -483,9 +482,9 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
         f->name--;
     }
     if (r == 0) {
-        r = cache_mem_acquire(c->mem, cache_algo_of(f->ch.algo), f->ch.digest, &entry);
+        r = cache_mem_insert(c->mem, cache_algo_of(f->ch.algo), f->ch.digest, data->bytes,
+                             data->len, data->base, fetch_buf_free, &entry);
         if (r == 1) {
-            cache_mem_fill(c->mem, entry, data->bytes, data->len, data->base, fetch_buf_free);
             r = 0;
         } else {
             /* already there (r == 0), or no memory for an entry */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* cache/memcache: lookups, single-flight loads, failures, eviction. */
+/* cache/memcache: lookups, inserts (one winner per key), references, eviction. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -31,16 +31,22 @@ static void key_of(uint8_t key[CACHE_KEY_LEN], int n)
     key[5] = (uint8_t)(n >> 8);
 }
 
-/* Fills pending entry @e with @len bytes of value @v. */
-static void fill(struct cache_mem *c, struct cache_mem_entry *e, size_t len, uint8_t v)
+/* Inserts @key with @len bytes of value @v: the return of cache_mem_insert,
+ * the entry in *ret (the test's buffer is freed here when it lost). */
+static int insert(struct cache_mem *c, const uint8_t *key, size_t len, uint8_t v,
+                  struct cache_mem_entry **ret)
 {
     uint8_t *buf = malloc(len);
+    int r;
     assert_non_null(buf);
     memset(buf, v, len);
-    cache_mem_fill(c, e, buf, len, buf, count_release);
+    r = cache_mem_insert(c, CACHE_ALGO_SHA256, key, buf, len, buf, count_release, ret);
+    if (r != 1)
+        free(buf);
+    return r;
 }
 
-static void test_miss_fill_hit(void **state)
+static void test_insert_lookup(void **state)
 {
     struct cache_mem *c = cache_mem_new(1 << 20);
     struct cache_mem_entry *e, *e2;
@@ -53,14 +59,14 @@ static void test_miss_fill_hit(void **state)
     released = 0;
     key_of(key, 1);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key), 0);
-    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key, &e), 1);
-    fill(c, e, 100, 0xab);
+    assert_int_equal(cache_mem_lookup(c, CACHE_ALGO_SHA256, key, &e), -ENOENT);
+    assert_int_equal(insert(c, key, 100, 0xab, &e), 1);
     cache_mem_release(c, e);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key), 1);
     /* the same digest under another algorithm is another key */
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA512_256, key), 0);
 
-    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key, &e2), 0);
+    assert_int_equal(cache_mem_lookup(c, CACHE_ALGO_SHA256, key, &e2), 0);
     assert_ptr_equal(e, e2);
     bytes = cache_mem_entry_bytes(e2, &len);
     assert_int_equal(len, 100);
@@ -68,8 +74,17 @@ static void test_miss_fill_hit(void **state)
     assert_int_equal(bytes[99], 0xab);
     cache_mem_release(c, e2);
 
+    /* a second insert of the key gets the entry that is there; its bytes stay */
+    assert_int_equal(insert(c, key, 50, 0x11, &e2), 0);
+    assert_ptr_equal(e, e2);
+    bytes = cache_mem_entry_bytes(e2, &len);
+    assert_int_equal(len, 100);
+    assert_int_equal(bytes[0], 0xab);
+    cache_mem_release(c, e2);
+    assert_int_equal(released, 0);
+
     cache_mem_get_stats(c, &st);
-    assert_int_equal(st.misses, 1);
+    assert_int_equal(st.misses, 1); /* lookups count, inserts do not */
     assert_int_equal(st.hits, 1);
     assert_int_equal(st.entries, 1);
     assert_int_equal(st.bytes, 100);
@@ -77,99 +92,54 @@ static void test_miss_fill_hit(void **state)
     assert_int_equal(released, 1);
 }
 
-struct waiter {
+struct racer {
     struct cache_mem *c;
-    uint8_t key[CACHE_KEY_LEN];
+    const uint8_t *key;
+    pthread_barrier_t *start;
     int result;
-    uint8_t first_byte;
+    struct cache_mem_entry *entry;
 };
 
-static void *wait_for_chunk(void *arg)
+static void *race_insert(void *arg)
 {
-    struct waiter *w = arg;
-    struct cache_mem_entry *e = NULL;
-    w->result = cache_mem_acquire(w->c, CACHE_ALGO_SHA256, w->key, &e);
-    if (w->result == 0) {
-        size_t len;
-        w->first_byte = cache_mem_entry_bytes(e, &len)[0];
-        cache_mem_release(w->c, e);
-    }
+    struct racer *r = arg;
+    pthread_barrier_wait(r->start);
+    r->result = insert(r->c, r->key, 4096, 0x5a, &r->entry);
     return NULL;
 }
 
-/* Waits until @n threads are blocked in acquire on the pending key. The test
- * has no hook for that, so poll: a waiter that got through early would have
- * returned 1 (a second load), which the assertions below catch. */
-static void settle(void)
+/* Threads inserting one key at once: one of them wins, all hold that entry. */
+static void test_insert_race(void **state)
 {
-    struct timespec ts = {0, 100 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-}
-
-static void test_single_flight(void **state)
-{
+    enum { N = 8 };
     struct cache_mem *c = cache_mem_new(1 << 20);
-    struct waiter w[3];
-    pthread_t t[3];
-    struct cache_mem_entry *e;
-    struct cache_mem_stats st;
+    struct racer r[N];
+    pthread_t t[N];
+    pthread_barrier_t start;
     uint8_t key[CACHE_KEY_LEN];
+    int winners = 0;
     (void)state;
 
+    released = 0;
     key_of(key, 2);
-    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key, &e), 1);
-    for (int i = 0; i < 3; i++) {
-        w[i].c = c;
-        memcpy(w[i].key, key, sizeof(key));
-        w[i].result = 99;
-        assert_int_equal(pthread_create(&t[i], NULL, wait_for_chunk, &w[i]), 0);
+    pthread_barrier_init(&start, NULL, N);
+    for (int i = 0; i < N; i++) {
+        r[i] = (struct racer){.c = c, .key = key, .start = &start};
+        assert_int_equal(pthread_create(&t[i], NULL, race_insert, &r[i]), 0);
     }
-    settle();
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(w[i].result, 99); /* still waiting for the one load */
-    fill(c, e, 4096, 0x5a);
-    cache_mem_release(c, e);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < N; i++)
         pthread_join(t[i], NULL);
-        assert_int_equal(w[i].result, 0);
-        assert_int_equal(w[i].first_byte, 0x5a);
+    for (int i = 0; i < N; i++) {
+        assert_true(r[i].result == 0 || r[i].result == 1);
+        winners += r[i].result;
+        assert_ptr_equal(r[i].entry, r[0].entry);
     }
-    cache_mem_get_stats(c, &st);
-    assert_int_equal(st.misses, 1); /* one load for four readers */
-    assert_int_equal(st.waits, 3);
+    assert_int_equal(winners, 1);
+    for (int i = 0; i < N; i++)
+        cache_mem_release(c, r[i].entry);
+    pthread_barrier_destroy(&start);
     cache_mem_free(c);
-}
-
-static void test_failed_load(void **state)
-{
-    struct cache_mem *c = cache_mem_new(1 << 20);
-    struct waiter w[2];
-    pthread_t t[2];
-    struct cache_mem_entry *e;
-    uint8_t key[CACHE_KEY_LEN];
-    (void)state;
-
-    key_of(key, 3);
-    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key, &e), 1);
-    for (int i = 0; i < 2; i++) {
-        w[i].c = c;
-        memcpy(w[i].key, key, sizeof(key));
-        w[i].result = 99;
-        assert_int_equal(pthread_create(&t[i], NULL, wait_for_chunk, &w[i]), 0);
-    }
-    settle();
-    cache_mem_fail(c, e, -EBADMSG);
-    for (int i = 0; i < 2; i++) {
-        pthread_join(t[i], NULL);
-        assert_int_equal(w[i].result, -EBADMSG);
-    }
-    /* a failure is not remembered: the next reader loads again */
-    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key), 0);
-    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key, &e), 1);
-    fill(c, e, 10, 1);
-    cache_mem_release(c, e);
-    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key), 1);
-    cache_mem_free(c);
+    assert_int_equal(released, 1);
 }
 
 static void test_eviction_lru_and_refs(void **state)
@@ -185,16 +155,14 @@ static void test_eviction_lru_and_refs(void **state)
         key_of(key[i], 10 + i);
     /* 0 and 1 fit (80 bytes) */
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[i], &e[i]), 1);
-        fill(c, e[i], 40, (uint8_t)i);
+        assert_int_equal(insert(c, key[i], 40, (uint8_t)i, &e[i]), 1);
         cache_mem_release(c, e[i]);
     }
     /* touch 0 so that 1 is the least recently used */
-    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[0], &held), 0);
+    assert_int_equal(cache_mem_lookup(c, CACHE_ALGO_SHA256, key[0], &held), 0);
     cache_mem_release(c, held);
     /* 2 pushes the total to 120: 1 goes */
-    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[2], &e[2]), 1);
-    fill(c, e[2], 40, 2);
+    assert_int_equal(insert(c, key[2], 40, 2, &e[2]), 1);
     cache_mem_release(c, e[2]);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[1]), 0);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[0]), 1);
@@ -202,9 +170,8 @@ static void test_eviction_lru_and_refs(void **state)
     assert_int_equal(released, 1);
 
     /* a referenced entry is never evicted, even over budget */
-    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[0], &held), 0);
-    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[3], &e[3]), 1);
-    fill(c, e[3], 90, 3);
+    assert_int_equal(cache_mem_lookup(c, CACHE_ALGO_SHA256, key[0], &held), 0);
+    assert_int_equal(insert(c, key[3], 90, 3, &e[3]), 1);
     cache_mem_release(c, e[3]);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[0]), 1);
     {
@@ -234,8 +201,7 @@ static void test_unread_evicted_last(void **state)
         key_of(key[i], 20 + i);
     /* 0 and 1 prefetched (nobody has read them), then 2 loaded for a reader */
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[i], &e[i]), 1);
-        fill(c, e[i], 30, (uint8_t)i);
+        assert_int_equal(insert(c, key[i], 30, (uint8_t)i, &e[i]), 1);
         if (i == 2) {
             cache_mem_note_read(c, e[i], 10); /* part of it: not read yet */
             cache_mem_note_read(c, e[i], 20);
@@ -243,8 +209,7 @@ static void test_unread_evicted_last(void **state)
         cache_mem_release(c, e[i]);
     }
     /* 3 is over budget: 2 (read, the most recent) goes, not 0 (the oldest) */
-    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[3], &e[3]), 1);
-    fill(c, e[3], 30, 3);
+    assert_int_equal(insert(c, key[3], 30, 3, &e[3]), 1);
     cache_mem_release(c, e[3]);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[2]), 0);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[0]), 1);
@@ -259,16 +224,14 @@ static void test_unread_evicted_last(void **state)
     assert_int_equal(cache_mem_lookup(c, CACHE_ALGO_SHA256, key[0], &held), 0);
     cache_mem_note_read(c, held, 10);
     cache_mem_release(c, held);
-    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[2], &e[2]), 1);
-    fill(c, e[2], 30, 2);
+    assert_int_equal(insert(c, key[2], 30, 2, &e[2]), 1);
     cache_mem_release(c, e[2]);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[0]), 0);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[1]), 1);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[3]), 1);
     /* with no read entry left, the least recently used unread one goes: 3
      * (1 was looked at since) */
-    assert_int_equal(cache_mem_acquire(c, CACHE_ALGO_SHA256, key[0], &e[0]), 1);
-    fill(c, e[0], 30, 0);
+    assert_int_equal(insert(c, key[0], 30, 0, &e[0]), 1);
     cache_mem_release(c, e[0]);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[3]), 0);
     assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, key[1]), 1);
@@ -297,18 +260,19 @@ static void *hammer_thread(void *arg)
         size_t len;
         int r;
         key_of(key, k);
-        r = cache_mem_acquire(h->c, CACHE_ALGO_SHA256, key, &e);
-        if (r < 0)
-            continue;
-        if (r == 1) {
+        r = cache_mem_lookup(h->c, CACHE_ALGO_SHA256, key, &e);
+        if (r < 0) {
             uint8_t *buf = malloc(64);
-            if (!buf) {
-                cache_mem_fail(h->c, e, -ENOMEM);
+            if (!buf)
                 continue;
-            }
             memset(buf, k, 64);
-            cache_mem_fill(h->c, e, buf, 64, buf, free);
-            __atomic_add_fetch(&h->loads, 1, __ATOMIC_RELAXED);
+            r = cache_mem_insert(h->c, CACHE_ALGO_SHA256, key, buf, 64, buf, free, &e);
+            if (r != 1)
+                free(buf);
+            if (r < 0)
+                continue;
+            if (r == 1)
+                __atomic_add_fetch(&h->loads, 1, __ATOMIC_RELAXED);
         }
         b = cache_mem_entry_bytes(e, &len);
         if (len != 64 || b[0] != k || b[63] != k)
@@ -338,9 +302,9 @@ static void test_concurrent_consistency(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_miss_fill_hit),       cmocka_unit_test(test_single_flight),
-        cmocka_unit_test(test_failed_load),         cmocka_unit_test(test_eviction_lru_and_refs),
-        cmocka_unit_test(test_unread_evicted_last), cmocka_unit_test(test_concurrent_consistency),
+        cmocka_unit_test(test_insert_lookup),          cmocka_unit_test(test_insert_race),
+        cmocka_unit_test(test_eviction_lru_and_refs),  cmocka_unit_test(test_unread_evicted_last),
+        cmocka_unit_test(test_concurrent_consistency),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
