@@ -886,12 +886,14 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
     cfg.hydrate = o->hydrate;
     cfg.bandwidth = o->bandwidth;
     cfg.stop_hydrate_ms = TEARDOWN_HYDRATE_MS;
+    o->meta_dir = NULL; /* @cache_dir ends here */
     if (fs_daemon_new(&cfg, ret) < 0) {
         fs_err("out of memory");
         return -1;
     }
     return 0;
 fail:
+    o->meta_dir = NULL;
     fs_tree_free(tree);
     for (size_t i = 0; i <= MAX_MIRRORS; i++)
         fetch_store_free(stores[i]);
