@@ -44,6 +44,8 @@
 #define DEFAULT_FLUSH_MS 2000
 #define DEFAULT_MAX_OPEN 512
 #define DEFAULT_DIRECT_BACKLOG ((uint64_t)8 << 20)
+#define DEFAULT_QUEUE_BYTES ((uint64_t)64 << 20)
+#define DEFAULT_STALL_MS 30000
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -727,6 +729,8 @@ int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret,
     c->flush_ms = o->flush_ms ? o->flush_ms : DEFAULT_FLUSH_MS;
     c->max_open = o->max_open ? o->max_open : DEFAULT_MAX_OPEN;
     c->direct_backlog = o->direct_backlog ? o->direct_backlog : DEFAULT_DIRECT_BACKLOG;
+    c->q_max_bytes = o->queue_bytes ? o->queue_bytes : DEFAULT_QUEUE_BYTES;
+    c->stall_ms = o->stall_ms ? o->stall_ms : DEFAULT_STALL_MS;
     pthread_mutex_init(&c->db_lock, NULL);
     pthread_mutex_init(&c->pool_lock, NULL);
     pthread_mutex_init(&c->h_lock, NULL);
@@ -735,6 +739,7 @@ int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret,
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&c->q_wake, &ca);
+    pthread_cond_init(&c->q_room, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&c->q_done, NULL);
 
@@ -790,6 +795,7 @@ void cache_disk_close(struct cache_disk *c)
     pthread_mutex_lock(&c->q_lock);
     c->stop = true;
     pthread_cond_signal(&c->q_wake);
+    pthread_cond_broadcast(&c->q_room);
     pthread_mutex_unlock(&c->q_lock);
     if (c->writer_joinable)
         pthread_join(c->writer, NULL);
@@ -798,7 +804,7 @@ void cache_disk_close(struct cache_disk *c)
         struct dc_item *it = c->q_head;
         c->q_head = it->next;
         if (it->done)
-            it->done(it->owner);
+            it->done(it->owner, -ECANCELED);
         free(it);
     }
     cache_dc_free_handles(c);
@@ -821,6 +827,7 @@ void cache_disk_close(struct cache_disk *c)
     pthread_mutex_destroy(&c->q_lock);
     pthread_cond_destroy(&c->q_wake);
     pthread_cond_destroy(&c->q_done);
+    pthread_cond_destroy(&c->q_room);
     free(c->wstate);
     free(c->dir);
     free(c->db_path);

@@ -84,6 +84,14 @@ struct cache_disk_options {
      * page cache beyond (a disk slower than the store must not hold up the
      * callers, who wait for room); 0 = 8 MiB, UINT64_MAX = always direct. */
     uint64_t direct_backlog;
+    /* Bytes of inserts waiting for the writer; beyond, cache_disk_insert()
+     * waits for room (its caller holds the bytes until they are written, so
+     * this bounds that memory); 0 = 64 MiB. One insert larger than this is
+     * queued alone. */
+    uint64_t queue_bytes;
+    /* ... and gives up, not caching the chunk, once the writer has taken
+     * nothing from the queue for this long (a hung disk); 0 = 30000. */
+    unsigned stall_ms;
 };
 
 /*
@@ -141,19 +149,37 @@ int cache_disk_read(struct cache_disk *c, struct cache_disk_handle *h, uint64_t 
 /* Drops a handle from lookup. NULL-safe. */
 void cache_disk_release(struct cache_disk *c, struct cache_disk_handle *h);
 
-/* Inserts queued at most; beyond, cache_disk_insert() skips (see below). */
+/* Inserts queued at most, whatever their size. */
 #define CACHE_DISK_QUEUE_MAX_ITEMS 4096
 
 /*
+ * The outcome of an insert, given to its completion:
+ *   1  written: lookups find the chunk from now on (its row is committed
+ *      with the next batch; a failed commit is counted in the statistics)
+ *   0  the cache had the chunk already (when it knows without an index
+ *      lookup: an open entry or the same batch; otherwise the chunk is
+ *      written again, 1, and the commit keeps one copy)
+ *  -EAGAIN     the writer took nothing from its full queue for stall_ms
+ *  -ENOSPC     the cache filesystem is full (inserts pause for a while),
+ *              or -EDQUOT
+ *  -ENOBUFS    no room within the budget: nothing old enough to evict
+ *  -ECANCELED  the cache is closing
+ *  -EINVAL     a bad algorithm or length; other -errno: the write failed
+ */
+typedef void (*cache_disk_done_fn)(void *owner, int result);
+
+/*
  * Queues chunk @key (already verified by the caller) for insertion. The cache
- * reads @bytes later, on its writer thread, and calls @done(@owner) when it no
- * longer needs them (after writing, or at once if the entry exists, the queue
- * is full, or the cache is out of space). Never fails the caller: on ENOSPC
- * inserts pause, the condition is counted in the statistics and the reason is
- * available from cache_disk_get_stats().
+ * reads @bytes later, on its writer thread, and calls @done(@owner, result)
+ * once when it no longer needs them: after writing, or at once when the
+ * insert is refused. When the queue is full (options queue_bytes and
+ * CACHE_DISK_QUEUE_MAX_ITEMS) the caller waits for room: a cache disk slower
+ * than the store slows its callers down rather than losing inserts, until
+ * the writer stalls (stall_ms). Failures never reach the caller otherwise:
+ * they are counted in the statistics (and ENOSPC pauses inserts).
  */
 void cache_disk_insert(struct cache_disk *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
-                       const uint8_t *bytes, size_t len, void *owner, void (*done)(void *owner));
+                       const uint8_t *bytes, size_t len, void *owner, cache_disk_done_fn done);
 
 /* Waits until every insert queued so far is committed, with the batched
  * last_use values and counters (tests, shutdown). */
@@ -163,6 +189,8 @@ struct cache_disk_stats {
     uint64_t entries, bytes_allocated, bytes_apparent, budget;
     /* this process since open */
     uint64_t hits, misses, inserts, insert_skipped, evictions, bad_entries;
+    uint64_t insert_waits;   /* inserts that waited for room in the queue */
+    uint64_t insert_stalled; /* ... and gave up (-EAGAIN) */
     uint64_t sqlite_writes;  /* committed write transactions */
     uint64_t direct_inserts; /* files written with O_DIRECT (the rest: page cache) */
     uint64_t enospc;         /* inserts dropped because the cache filesystem is full */

@@ -50,6 +50,8 @@ void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret)
     s.sqlite_writes = atomic_load(&c->sqlite_writes);
     s.direct_inserts = atomic_load(&c->direct_inserts);
     s.enospc = atomic_load(&c->enospc);
+    s.insert_waits = atomic_load(&c->insert_waits);
+    s.insert_stalled = atomic_load(&c->insert_stalled);
     s.last_insert_error = atomic_load(&c->last_insert_error);
     *ret = s;
 }

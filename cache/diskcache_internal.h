@@ -102,7 +102,7 @@ struct dc_item {
     const uint8_t *bytes;
     size_t len;
     void *owner;
-    void (*done)(void *owner);
+    cache_disk_done_fn done;
 };
 
 struct cache_disk {
@@ -146,8 +146,12 @@ struct cache_disk {
     pthread_mutex_t q_lock;
     pthread_cond_t q_wake; /* writer: work, sync or stop */
     pthread_cond_t q_done; /* sync waiters */
+    pthread_cond_t q_room; /* inserts waiting for room (CLOCK_MONOTONIC) */
     struct dc_item *q_head, *q_tail;
     size_t q_count, q_bytes;
+    size_t q_max_bytes;
+    unsigned stall_ms;
+    uint64_t q_taken;             /* items the writer took: its progress */
     struct dc_vec drops;          /* rows found bad or missing, to delete */
     struct dc_vec drops_inflight; /* taken by the writer, not yet committed */
     uint64_t sync_req, sync_done;
@@ -160,7 +164,7 @@ struct cache_disk {
 
     /* this process since open */
     _Atomic uint64_t hits, misses, inserts, insert_skipped, evictions, bad_entries;
-    _Atomic uint64_t sqlite_writes, enospc, direct_inserts;
+    _Atomic uint64_t sqlite_writes, enospc, direct_inserts, insert_waits, insert_stalled;
     _Atomic int last_insert_error;
     _Atomic uint64_t tmp_counter;
 };

@@ -19,14 +19,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* The queue is bounded so that a slow cache disk costs cached chunks, never
- * memory or the caller's time: beyond either limit inserts are skipped.
- * Callers bound the bytes they lend (fs/chunks.c waits for room up to its
- * memory budget); the item limit is high enough for that budget in small
- * casync chunks (64 MiB of 16 KiB chunks), so that they wait rather than
- * lose inserts when the disk is slower than the store. */
+/* The queue is bounded in bytes (options queue_bytes: its callers hold the
+ * bytes until written) and in items; a full queue makes inserts wait for
+ * room, so that a slow cache disk costs the callers time, not cached chunks,
+ * unless the writer stalls. */
 #define QUEUE_MAX_ITEMS CACHE_DISK_QUEUE_MAX_ITEMS
-#define QUEUE_MAX_BYTES ((size_t)1 << 30)
+/* How often a waiting insert looks for the writer's progress. */
+#define WAIT_STEP_MS 100
 /*
  * Files written before their rows are committed in one transaction: a batch
  * is committed when it has BATCH_MAX files or BATCH_BYTES bytes, when its
@@ -46,17 +45,20 @@
 
 /* ---- inserts -------------------------------------------------------------- */
 
-static void item_done(struct dc_item *it)
+static void item_done(struct dc_item *it, int result)
 {
     if (it->done)
-        it->done(it->owner);
+        it->done(it->owner, result);
 }
 
-static void skip_insert(struct cache_disk *c, int err)
+/* Counts a refused insert (ENOSPC and EDQUOT also as a full filesystem) and
+ * returns @err for its completion. */
+static int skip_insert(struct cache_disk *c, int err)
 {
     atomic_fetch_add(&c->insert_skipped, 1);
     if (err == -ENOSPC || err == -EDQUOT)
         atomic_fetch_add(&c->enospc, 1);
+    return err;
 }
 
 static bool inserts_paused(struct cache_disk *c)
@@ -64,23 +66,64 @@ static bool inserts_paused(struct cache_disk *c)
     return atomic_load(&c->paused_until) > cache_dc_mono_ms();
 }
 
+static bool queue_full(const struct cache_disk *c, size_t len)
+{
+    return c->q_count && (c->q_count >= QUEUE_MAX_ITEMS || c->q_bytes + len > c->q_max_bytes);
+}
+
+/*
+ * Waits, q_lock held, until an item of @len bytes fits in the queue: 0, or
+ * -EAGAIN once the writer has taken nothing for stall_ms, -ECANCELED when
+ * the cache closes.
+ */
+static int wait_for_room(struct cache_disk *c, size_t len)
+{
+    uint64_t seen = c->q_taken;
+    unsigned idle_ms = 0;
+
+    if (!c->stop && queue_full(c, len))
+        atomic_fetch_add(&c->insert_waits, 1);
+    while (!c->stop && queue_full(c, len)) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += WAIT_STEP_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&c->q_room, &c->q_lock, &until) == 0)
+            continue;
+        if (c->q_taken != seen) {
+            seen = c->q_taken;
+            idle_ms = 0;
+        } else if ((idle_ms += WAIT_STEP_MS) >= c->stall_ms) {
+            atomic_fetch_add(&c->insert_stalled, 1);
+            return -EAGAIN;
+        }
+    }
+    return c->stop ? -ECANCELED : 0;
+}
+
 void cache_disk_insert(struct cache_disk *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
-                       const uint8_t *bytes, size_t len, void *owner, void (*done)(void *owner))
+                       const uint8_t *bytes, size_t len, void *owner, cache_disk_done_fn done)
 {
     struct dc_item *it;
+    int r;
 
     if (!cache_dc_algo_valid(algo) || len == 0 || len > CACHE_DISK_MAX_CHUNK) {
-        skip_insert(c, -EINVAL);
+        r = skip_insert(c, -EINVAL);
         goto now;
     }
     if (inserts_paused(c)) {
-        skip_insert(c, -ENOSPC);
+        r = skip_insert(c, -ENOSPC);
         goto now;
     }
-    if (cache_dc_handle_cached(c, algo, key))
+    if (cache_dc_handle_cached(c, algo, key)) {
+        r = 0;
         goto now;
+    }
     if (!(it = malloc(sizeof(*it)))) {
-        skip_insert(c, -ENOMEM);
+        r = skip_insert(c, -ENOMEM);
         goto now;
     }
     it->next = NULL;
@@ -91,10 +134,10 @@ void cache_disk_insert(struct cache_disk *c, enum cache_algo algo, const uint8_t
     it->owner = owner;
     it->done = done;
     pthread_mutex_lock(&c->q_lock);
-    if (c->stop || c->q_count >= QUEUE_MAX_ITEMS || c->q_bytes + len > QUEUE_MAX_BYTES) {
+    if ((r = wait_for_room(c, len)) < 0) {
         pthread_mutex_unlock(&c->q_lock);
         free(it);
-        skip_insert(c, 0);
+        skip_insert(c, r);
         goto now;
     }
     if (c->q_tail)
@@ -109,7 +152,7 @@ void cache_disk_insert(struct cache_disk *c, enum cache_algo algo, const uint8_t
     return;
 now:
     if (done)
-        done(owner);
+        done(owner, r);
 }
 
 void cache_disk_sync(struct cache_disk *c)
@@ -218,7 +261,7 @@ struct wr_state {
     bool no_direct;
 };
 
-static void insert_failed(struct cache_disk *c, struct wr_state *w, int err)
+static int insert_failed(struct cache_disk *c, struct wr_state *w, int err)
 {
     skip_insert(c, err);
     atomic_store(&c->last_insert_error, err);
@@ -226,6 +269,7 @@ static void insert_failed(struct cache_disk *c, struct wr_state *w, int err)
         w->enospc = true;
         atomic_store(&c->paused_until, cache_dc_mono_ms() + ENOSPC_PAUSE_MS);
     }
+    return err;
 }
 
 /* Removes a file not (or no longer) meant to be published: its temp name, or
@@ -394,21 +438,23 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
     struct wr_file *f = &w->files[w->n];
     uint32_t nblocks = cache_dc_nblocks(it->len);
     int64_t now_us = cache_dc_now_us();
-    int r;
+    int r = 1;
 
     if (inserts_paused(c)) {
-        skip_insert(c, -ENOSPC);
+        r = skip_insert(c, -ENOSPC);
         goto out;
     }
     for (size_t i = 0; i < w->n; i++) {
-        if (w->files[i].algo == it->algo && !memcmp(w->files[i].key, it->key, CACHE_KEY_LEN))
-            goto out; /* already in this batch */
+        if (w->files[i].algo == it->algo && !memcmp(w->files[i].key, it->key, CACHE_KEY_LEN)) {
+            r = 0; /* already in this batch */
+            goto out;
+        }
     }
     /* No index lookup here: it would wait for the committer's lock. A chunk
      * already cached is rarely inserted (inserts follow store loads, which
      * follow cache misses), and the commit drops a file whose row exists. */
     if (!budget_room(c, w, it->len)) {
-        skip_insert(c, 0);
+        r = skip_insert(c, -ENOBUFS);
         goto out;
     }
 
@@ -422,7 +468,7 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
     snprintf(f->tmp, sizeof(f->tmp), "tmp/%d.%ld.%" PRIu64, (int)getpid(),
              (long)syscall(SYS_gettid), atomic_fetch_add(&c->tmp_counter, 1));
     if (!(f->crcs = malloc((size_t)nblocks * 4))) {
-        insert_failed(c, w, -ENOMEM);
+        r = insert_failed(c, w, -ENOMEM);
         goto out;
     }
     for (uint32_t b = 0; b < nblocks; b++) {
@@ -452,8 +498,9 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
     w->batch_bytes += f->len;
     w->batch_alloc += alloc_estimate(f->len);
     pending_add(c, f);
+    r = 1;
 out:
-    item_done(it);
+    item_done(it, r);
     free(it);
 }
 
@@ -1174,6 +1221,8 @@ void *cache_dc_writer_main(void *arg)
                 c->q_tail = NULL;
             c->q_count--;
             c->q_bytes -= it->len;
+            c->q_taken++;
+            pthread_cond_broadcast(&c->q_room);
             backlog = c->q_bytes;
             pthread_mutex_unlock(&c->q_lock);
             if (w->n == 0)

@@ -15,9 +15,12 @@
 #include "fetch/digest.h"
 #include "log.h"
 
+/* A reader (done) or a cacher (cached: answered once the disk cache has
+ * taken or refused the chunk, see fs_chunks_cache). */
 struct waiter {
     struct waiter *next;
     fs_chunk_done_fn done;
+    fs_chunk_cached_fn cached;
     void *arg;
 };
 
@@ -42,12 +45,7 @@ struct fs_chunks {
     struct cache_disk *disk;
     atomic_uint_fast64_t loads, load_errors, load_bytes, disk_hits, disk_bad, disk_loads;
     atomic_uint_fast64_t enospc_seen, enospc_warned_at;
-    pthread_mutex_t lent_lock;
-    pthread_cond_t lent_cond;
-    size_t lent_bytes, lent_max; /* decoded chunks held by the disk writer */
-    size_t lent_count;           /* and their number (its queue is bounded too) */
-    uint64_t lent_returned;      /* chunks the writer gave back: its progress */
-    atomic_uint_fast64_t lend_gave_up;
+    atomic_uint_fast64_t not_cached; /* the disk writer stalled */
     pthread_mutex_t flight_lock;
     struct flight *flights[FLIGHT_BUCKETS];
     char *prefix;               /* where chunk objects live in the stores */
@@ -86,11 +84,6 @@ struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget, stru
     c->pool = pool;
     pthread_mutex_init(&c->flight_lock, NULL);
     c->disk = disk;
-    /* lent chunks are memory entries too: half of the budget for them, half
-     * for readahead (fs/read.c), so that neither evicts the other's */
-    c->lent_max = mem_budget / 2;
-    pthread_mutex_init(&c->lent_lock, NULL);
-    pthread_cond_init(&c->lent_cond, NULL);
     c->mem = cache_mem_new(mem_budget);
     if (!c->mem) {
         free(c->prefix);
@@ -114,8 +107,6 @@ void fs_chunks_free(struct fs_chunks *c)
     pthread_cond_destroy(&c->dl_cond);
     cache_mem_free(c->mem);
     pthread_mutex_destroy(&c->flight_lock);
-    pthread_mutex_destroy(&c->lent_lock);
-    pthread_cond_destroy(&c->lent_cond);
     free(c->prefix);
     free(c);
 }
@@ -225,75 +216,35 @@ void fs_chunks_stop(struct fs_chunks *c)
         pthread_join(c->dl_thread, NULL);
 }
 
-/* A memory entry lent to the disk cache's writer until it has the bytes on disk. */
+/* A memory entry lent to the disk cache's writer until it has the bytes on
+ * disk (the cache bounds how many bytes it holds: the daemon gives it half
+ * of the memory budget), and the cachers waiting for the outcome. */
 struct lent {
     struct fs_chunks *chunks;
     struct cache_mem_entry *entry;
+    struct waiter *cachers;
 };
 
-static void lent_done(void *owner)
+static void answer_cachers(struct waiter *w, int cache_r)
+{
+    while (w) {
+        struct waiter *next = w->next;
+        w->cached(w->arg, 0, cache_r, NULL);
+        free(w);
+        w = next;
+    }
+}
+
+static void lent_done(void *owner, int result)
 {
     struct lent *l = owner;
     struct fs_chunks *c = l->chunks;
-    size_t len;
-    cache_mem_entry_bytes(l->entry, &len);
     cache_mem_release(c->mem, l->entry);
-    pthread_mutex_lock(&c->lent_lock);
-    c->lent_bytes -= len;
-    c->lent_count--;
-    c->lent_returned++;
-    pthread_cond_broadcast(&c->lent_cond);
-    pthread_mutex_unlock(&c->lent_lock);
+    if (result == -EAGAIN && atomic_fetch_add(&c->not_cached, 1) == 0)
+        fs_warn("disk cache: the cache writer is making no progress (a hung disk?); chunks "
+                "are not being cached until it does (reads continue from the store)");
+    answer_cachers(l->cachers, result);
     free(l);
-}
-
-/*
- * Chunks lent to the disk cache's writer stay in memory until written: their
- * total is bounded by the memory budget. A loader waits for the writer rather
- * than skip the insert, so that every chunk fetched is cached (a slow cache
- * disk slows loads to its speed). Only a writer that returns nothing for
- * LENT_STALL_MS (a hung disk) makes loaders give up on caching, which is
- * counted and reported, never silent.
- */
-#define LENT_STALL_MS 30000
-
-static bool lend_room(struct fs_chunks *c, size_t len)
-{
-    uint64_t seen;
-    unsigned stalled_ms = 0;
-    bool ok = true;
-
-    pthread_mutex_lock(&c->lent_lock);
-    seen = c->lent_returned;
-    while (c->lent_bytes &&
-           (c->lent_bytes + len > c->lent_max || c->lent_count >= CACHE_DISK_QUEUE_MAX_ITEMS)) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 100 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        if (pthread_cond_timedwait(&c->lent_cond, &c->lent_lock, &until) == 0)
-            continue;
-        if (c->lent_returned != seen) {
-            seen = c->lent_returned;
-            stalled_ms = 0;
-        } else if ((stalled_ms += 100) >= LENT_STALL_MS) {
-            ok = false;
-            break;
-        }
-    }
-    if (ok) {
-        c->lent_bytes += len;
-        c->lent_count++;
-    }
-    pthread_mutex_unlock(&c->lent_lock);
-    if (!ok && atomic_fetch_add(&c->lend_gave_up, 1) == 0)
-        fs_warn("disk cache: the cache writer has made no progress for %d s; chunks are "
-                "not being cached until it does (reads continue from the store)",
-                LENT_STALL_MS / 1000);
-    return ok;
 }
 
 /* Says, at most once a minute, that chunks are not being cached because the
@@ -315,29 +266,54 @@ static void report_disk_trouble(struct fs_chunks *c)
             "(reads continue from the store)");
 }
 
+/*
+ * Hands @entry to the disk cache (which may make this thread wait for room in
+ * its queue) and answers @cachers with the outcome; without a disk cache,
+ * they get -ENODEV.
+ */
 static void queue_insert(struct fs_chunks *c, uint8_t algo, const uint8_t digest[32],
-                         struct cache_mem_entry *entry)
+                         struct cache_mem_entry *entry, struct waiter *cachers)
 {
     struct lent *l;
     const uint8_t *bytes;
     size_t len;
-    if (!c->disk)
-        return;
-    bytes = cache_mem_entry_bytes(entry, &len);
-    if (!lend_room(c, len))
-        return; /* not caching it costs a later fetch, never a wrong byte */
-    if (!(l = malloc(sizeof(*l)))) {
-        pthread_mutex_lock(&c->lent_lock);
-        c->lent_bytes -= len;
-        c->lent_count--;
-        pthread_mutex_unlock(&c->lent_lock);
+    if (!c->disk || !(l = malloc(sizeof(*l)))) {
+        /* not caching it costs a later fetch, never a wrong byte */
+        answer_cachers(cachers, c->disk ? -ENOMEM : -ENODEV);
         return;
     }
+    bytes = cache_mem_entry_bytes(entry, &len);
     cache_mem_ref(c->mem, entry);
     l->chunks = c;
     l->entry = entry;
+    l->cachers = cachers;
     cache_disk_insert(c->disk, cache_algo_of(algo), digest, bytes, len, l, lent_done);
     report_disk_trouble(c);
+}
+
+/* Hands @entry (a reference, dropped) to the cachers @list: its length is
+ * checked against the extent's, then it goes to the disk cache. */
+static void cacher_take(struct fs_chunks *c, uint8_t algo, const uint8_t digest[32],
+                        uint32_t want_len, struct cache_mem_entry *entry, struct waiter *list)
+{
+    size_t len;
+    cache_mem_entry_bytes(entry, &len);
+    if (len != want_len) {
+        fetch_error err;
+        fetch_error_set(&err, -EIO, "the chunk has %zu bytes where the index says %u", len,
+                        want_len);
+        while (list) {
+            struct waiter *next = list->next;
+            list->cached(list->arg, -EIO, 0, &err);
+            free(list);
+            list = next;
+        }
+    } else {
+        /* hydrated chunks leave memory before the ones readers use */
+        cache_mem_note_read(c->mem, entry, len);
+        queue_insert(c, algo, digest, entry, list);
+    }
+    cache_mem_release(c->mem, entry);
 }
 
 /* 1 and the bytes in @scratch when the disk cache has a good copy; 0 if not. */
@@ -464,10 +440,8 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     struct flight *f = arg, **fp;
     struct fs_chunks *c = f->chunks;
     struct cache_mem_entry *entry = NULL;
-    struct waiter *w;
+    struct waiter *w, *cachers = NULL;
     fetch_error fill_err = {""};
-    bool inserted = false;
-    enum fetch_prio prio;
 
     if ((r == -ENOENT || r == -ELOOP) && fetch_chunk_has_next_name(&f->ch, f->name)) {
         /* not under this name (or marked "known missing" by a symlink to
@@ -506,48 +480,50 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     if (*fp == f)
         *fp = f->next;
     w = f->waiters;
-    prio = f->prio;
     pthread_mutex_unlock(&c->flight_lock);
 
-    /* hydration waits for the chunk to be on its way to disk (it checks the
-     * cache afterwards); readers are answered first: the disk cache may make
-     * this worker wait */
-    if (r == 0 && prio == FETCH_PRIO_HYDRATE) {
-        queue_insert(c, f->ch.algo, f->ch.digest, entry);
-        inserted = true;
-    }
+    /* readers first: the disk cache may make this worker wait */
     while (w) {
         struct waiter *next = w->next;
-        if (r == 0) {
-            cache_mem_ref(c->mem, entry);
-            w->done(w->arg, 0, entry, NULL);
+        if (w->cached) {
+            w->next = cachers;
+            cachers = w;
         } else {
-            w->done(w->arg, r, NULL, fill_err.msg[0] ? &fill_err : err);
+            if (r == 0) {
+                cache_mem_ref(c->mem, entry);
+                w->done(w->arg, 0, entry, NULL);
+            } else {
+                w->done(w->arg, r, NULL, fill_err.msg[0] ? &fill_err : err);
+            }
+            free(w);
         }
-        free(w);
         w = next;
     }
-    if (r == 0) {
-        if (!inserted)
-            queue_insert(c, f->ch.algo, f->ch.digest, entry);
+    if (r == 0 && cachers) {
+        cacher_take(c, f->ch.algo, f->ch.digest, f->ch.len, entry, cachers);
+    } else if (r == 0) {
+        queue_insert(c, f->ch.algo, f->ch.digest, entry, NULL);
         cache_mem_release(c->mem, entry);
+    } else {
+        while (cachers) {
+            struct waiter *next = cachers->next;
+            cachers->cached(cachers->arg, r, 0, fill_err.msg[0] ? &fill_err : err);
+            free(cachers);
+            cachers = next;
+        }
     }
     free(f);
 }
 
-int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_prio prio,
-                   fs_chunk_done_fn done, void *arg)
+/* fs_chunks_want() and fs_chunks_cache(): @w NULL for a prefetch. */
+static int want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_prio prio,
+                struct waiter *w)
 {
     struct flight **fp, *f;
-    struct waiter *w = NULL;
     struct cache_mem_entry *entry;
 
-    if (done && !(w = malloc(sizeof(*w))))
-        return -ENOMEM;
-    if (w)
-        *w = (struct waiter){NULL, done, arg};
-    else if (cache_mem_contains(c->mem, cache_algo_of(e->algo), e->digest) ||
-             (prio == FETCH_PRIO_READAHEAD ? disk_prefetch(c, e) : fs_chunks_on_disk(c, e)))
+    if (!w && (cache_mem_contains(c->mem, cache_algo_of(e->algo), e->digest) ||
+               (prio == FETCH_PRIO_READAHEAD ? disk_prefetch(c, e) : fs_chunks_on_disk(c, e))))
         return 0;
 
     pthread_mutex_lock(&c->flight_lock);
@@ -573,16 +549,17 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
     }
     if (w && cache_mem_lookup(c->mem, cache_algo_of(e->algo), e->digest, &entry) == 0) {
         pthread_mutex_unlock(&c->flight_lock);
-        free(w);
-        /* hydration wants it on disk: a reader's insert may have been dropped */
-        if (prio == FETCH_PRIO_HYDRATE && c->disk && !fs_chunks_on_disk(c, e))
-            queue_insert(c, e->algo, e->digest, entry);
-        done(arg, 0, entry, NULL);
+        if (w->cached) {
+            w->next = NULL;
+            cacher_take(c, e->algo, e->digest, e->length, entry, w);
+        } else {
+            w->done(w->arg, 0, entry, NULL);
+            free(w);
+        }
         return 0;
     }
     if (!(f = calloc(1, sizeof(*f)))) {
         pthread_mutex_unlock(&c->flight_lock);
-        free(w);
         return -ENOMEM;
     }
     f->chunks = c;
@@ -595,12 +572,44 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
     if (r < 0) {
         *flight_find(c, e->algo, e->digest) = f->next;
         pthread_mutex_unlock(&c->flight_lock);
-        free(w);
         free(f);
         return r;
     }
     pthread_mutex_unlock(&c->flight_lock);
     return 0;
+}
+
+int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_prio prio,
+                   fs_chunk_done_fn done, void *arg)
+{
+    struct waiter *w = NULL;
+    int r;
+    if (done && !(w = malloc(sizeof(*w))))
+        return -ENOMEM;
+    if (w)
+        *w = (struct waiter){NULL, done, NULL, arg};
+    if ((r = want(c, e, prio, w)) < 0)
+        free(w);
+    return r;
+}
+
+int fs_chunks_cache(struct fs_chunks *c, const struct fetch_extent *e, fs_chunk_cached_fn cached,
+                    void *arg)
+{
+    struct waiter *w;
+    int r;
+    if (!c->disk)
+        return -ENODEV;
+    if (fs_chunks_on_disk(c, e)) {
+        cached(arg, 0, 0, NULL);
+        return 0;
+    }
+    if (!(w = malloc(sizeof(*w))))
+        return -ENOMEM;
+    *w = (struct waiter){NULL, NULL, cached, arg};
+    if ((r = want(c, e, FETCH_PRIO_HYDRATE, w)) < 0)
+        free(w);
+    return r;
 }
 
 void fs_chunks_note_read(struct fs_chunks *c, struct cache_mem_entry *entry, size_t len)
@@ -621,6 +630,6 @@ void fs_chunks_get_stats(struct fs_chunks *c, struct fs_chunks_stats *ret)
     ret->disk_hits = atomic_load(&c->disk_hits);
     ret->disk_loads = atomic_load(&c->disk_loads);
     ret->disk_bad = atomic_load(&c->disk_bad);
-    ret->not_cached = atomic_load(&c->lend_gave_up);
+    ret->not_cached = atomic_load(&c->not_cached);
     cache_mem_get_stats(c->mem, &ret->mem);
 }

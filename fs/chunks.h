@@ -7,7 +7,8 @@
  *  3. the store, through the fetcher pool (fetch/pool.h): fetched, decoded and
  *     digest-verified on a pool worker, once however many readers want the
  *     chunk at the same time (one flight per digest), then published in
- *     memory, handed to the waiting readers and queued for the disk cache.
+ *     memory, handed to the waiting readers and queued for the disk cache
+ *     (whose queue is bounded: when it is full, the pool worker waits).
  * Nothing here waits for the network: fs_chunks_peek() answers from memory or
  * disk or says "not here", and fs_chunks_want() registers a completion.
  * A disk-cache entry that fails its check is dropped and the chunk is fetched
@@ -34,7 +35,7 @@ struct fs_chunks_stats {
     uint64_t disk_hits;   /* reads answered from the disk cache */
     uint64_t disk_loads;  /* chunks read ahead from the disk cache into memory */
     uint64_t disk_bad;    /* disk cache entries that failed their check */
-    uint64_t not_cached;  /* loaded chunks not handed to the disk cache (its writer hung) */
+    uint64_t not_cached;  /* loaded chunks the disk cache refused: its writer stalled */
     struct cache_mem_stats mem;
 };
 
@@ -88,6 +89,26 @@ typedef void (*fs_chunk_done_fn)(void *arg, int r, struct cache_mem_entry *entry
  */
 int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_prio prio,
                    fs_chunk_done_fn done, void *arg);
+
+/*
+ * Called once per fs_chunks_cache(): @fetch_r is 0 when the chunk was in
+ * memory or was fetched and verified, else the fetch's -errno (as for
+ * fs_chunk_done_fn, with @err); then @cache_r is the disk cache's outcome
+ * (cache/diskcache.h: 1 written, 0 already there, -errno refused; -ENOMEM
+ * when memory was short). Runs on a pool worker, or on the caller's thread.
+ */
+typedef void (*fs_chunk_cached_fn)(void *arg, int fetch_r, int cache_r, const fetch_error *err);
+
+/*
+ * Makes sure chunk @e is in the disk cache (hydration): answered at once when
+ * it is there, else loaded at FETCH_PRIO_HYDRATE (from memory if it is there)
+ * and inserted, and answered with the insert's outcome. Such chunks leave
+ * memory before those that readers use. Returns 0, -ENODEV without a disk
+ * cache, -ENOMEM, -ECANCELED once the pool is stopped; then @cached is not
+ * called.
+ */
+int fs_chunks_cache(struct fs_chunks *c, const struct fetch_extent *e, fs_chunk_cached_fn cached,
+                    void *arg);
 
 /* Whether the disk cache holds chunk @e (a lookup, no read). */
 bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e);

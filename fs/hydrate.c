@@ -15,11 +15,6 @@
 
 /* Finished jobs kept for progress queries; older ones are forgotten. */
 #define KEEP_FINISHED 256
-/* After the last completion, how long chunks may take to reach the disk
- * cache (its writer queue, plus the time a loader waits for room there). */
-#define SETTLE_MS 4000
-/* Passes over chunks that did not reach the cache (the first one included). */
-#define MAX_PASSES 3
 
 struct job {
     struct job *next;
@@ -29,6 +24,7 @@ struct job {
     enum fs_hydrate_state state;
     bool cancel;
     uint64_t total, done, fetched, errors, uncached, uncached_chunks;
+    int uncached_why; /* the first refusal's -errno; -ESTALE: evicted again */
     unsigned outstanding;
     uint64_t outstanding_bytes;
     uint64_t last_submit_ms; /* when the last step started (yield_to_readers) */
@@ -49,19 +45,19 @@ struct fs_hydrator {
     uint64_t next_id;
 };
 
-/* One chunk asked for by a job. */
-struct want {
-    struct fs_hydrator *h;
-    struct job *job;
-    uint32_t len;
-    uint64_t bytes; /* data bytes of the image that use the chunk */
-    bool recount;   /* a later pass: the bytes were counted as done already */
-};
-
 /* A distinct non-zero chunk of the image and the bytes of the image using it. */
 struct uniq {
     size_t extent;
     uint64_t bytes;
+    bool cached; /* the disk cache took it (or had it) */
+};
+
+/* One chunk asked for by a job. */
+struct want {
+    struct fs_hydrator *h;
+    struct job *job;
+    struct uniq *u;
+    uint32_t len;
 };
 
 static double seconds_between(const struct timespec *a, const struct timespec *b)
@@ -81,29 +77,32 @@ static void job_error(struct job *job, const char *fmt, ...)
     va_end(ap);
 }
 
-static void chunk_done(void *arg, int r, struct cache_mem_entry *entry, const fetch_error *err)
+/* lock held */
+static void job_uncached(struct job *job, uint64_t bytes, int why)
+{
+    job->uncached_chunks++;
+    job->uncached += bytes;
+    if (!job->uncached_why)
+        job->uncached_why = why;
+}
+
+static void chunk_cached(void *arg, int fetch_r, int cache_r, const fetch_error *err)
 {
     struct want *w = arg;
     struct fs_hydrator *h = w->h;
     struct job *job = w->job;
-    size_t len = 0;
 
-    if (r == 0) {
-        cache_mem_entry_bytes(entry, &len);
-        fs_chunks_note_read(h->ctx->chunks, entry, len);
-        fs_chunks_put(h->ctx->chunks, entry);
-    }
     pthread_mutex_lock(&h->lock);
-    if (r == 0 && len == w->len) {
-        job->fetched += w->len;
-        if (!w->recount)
-            job->done += w->bytes;
-    } else {
+    if (fetch_r < 0) {
         job->errors++;
-        if (r == 0)
-            job_error(job, "a chunk has %zu bytes where the index says %u", len, w->len);
+        job_error(job, "%s", err && err->msg[0] ? err->msg : strerror(-fetch_r));
+    } else {
+        job->fetched += w->len;
+        job->done += w->u->bytes;
+        if (cache_r >= 0)
+            w->u->cached = true;
         else
-            job_error(job, "%s", err && err->msg[0] ? err->msg : strerror(-r));
+            job_uncached(job, w->u->bytes, cache_r);
     }
     job->outstanding--;
     job->outstanding_bytes -= w->len;
@@ -154,7 +153,7 @@ static int distinct_chunks(const struct fetch_image *img, struct uniq **ret, siz
         if (table[slot]) {
             u[table[slot] - 1].bytes += e->length;
         } else if (n < nonzero) {
-            u[n] = (struct uniq){i, e->length};
+            u[n] = (struct uniq){i, e->length, false};
             table[slot] = (uint32_t)++n;
         }
     }
@@ -237,11 +236,11 @@ static void yield_to_readers(struct fs_hydrator *h, struct job *job, uint32_t le
 }
 
 /*
- * Asks for chunks @list[0..@n) of @img (skipping, on the first pass, those
- * already in the disk cache) and waits for every completion.
+ * Asks for chunks @list[0..@n) of @img (those already in the disk cache count
+ * as done at once) and waits for every completion.
  */
 static void run_pass(struct fs_hydrator *h, struct job *job, const struct fetch_image *img,
-                     const struct uniq *list, size_t n, bool first, struct fs_bucket *b)
+                     struct uniq *list, size_t n, struct fs_bucket *b)
 {
     struct fs_chunks *chunks = h->ctx->chunks;
 
@@ -253,10 +252,11 @@ static void run_pass(struct fs_hydrator *h, struct job *job, const struct fetch_
         struct want *w;
         int r;
 
-        if (first && fs_chunks_on_disk(chunks, e)) {
+        if (fs_chunks_on_disk(chunks, e)) {
             bool stopping;
             pthread_mutex_lock(&h->lock);
             job->done += list[i].bytes;
+            list[i].cached = true;
             stopping = job_stopping(h, job);
             pthread_mutex_unlock(&h->lock);
             if (stopping)
@@ -280,8 +280,8 @@ static void run_pass(struct fs_hydrator *h, struct job *job, const struct fetch_
         w = malloc(sizeof(*w));
         r = w ? 0 : -ENOMEM;
         if (w) {
-            *w = (struct want){h, job, e->length, list[i].bytes, !first};
-            r = fs_chunks_want(chunks, e, FETCH_PRIO_HYDRATE, chunk_done, w);
+            *w = (struct want){h, job, &list[i], e->length};
+            r = fs_chunks_cache(chunks, e, chunk_cached, w);
         }
         if (r < 0) {
             free(w);
@@ -304,37 +304,21 @@ static void run_pass(struct fs_hydrator *h, struct job *job, const struct fetch_
 }
 
 /*
- * Moves the chunks of @list not in the disk cache to its front and returns
- * their number. Fetched chunks reach the cache shortly after their
- * completion (the disk writer's queue): syncs and looks again for a while.
+ * The disk cache told each completion whether it took the chunk; a chunk it
+ * took may have been evicted since, by this job's later chunks when the
+ * budget is smaller than the image (older entries go first): once the
+ * inserts are committed, the chunks counted as cached are looked up once.
  */
-static size_t missing_chunks(struct fs_hydrator *h, struct job *job, const struct fetch_image *img,
-                             struct uniq *list, size_t n)
+static void count_evicted(struct fs_hydrator *h, struct job *job, const struct fetch_image *img,
+                          const struct uniq *list, size_t n)
 {
-    struct timespec start, now;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    for (;;) {
-        size_t m = 0;
-        bool stopping;
-        cache_disk_sync(h->ctx->disk);
-        pthread_mutex_lock(&h->lock);
-        stopping = job_stopping(h, job);
-        pthread_mutex_unlock(&h->lock);
-        if (stopping)
-            return n; /* the sync may have outlasted fs_hydrator_free's deadline */
-        for (size_t i = 0; i < n; i++) {
-            if (!fs_chunks_on_disk(h->ctx->chunks, &img->extents[list[i].extent]))
-                list[m++] = list[i];
+    cache_disk_sync(h->ctx->disk);
+    for (size_t i = 0; i < n; i++) {
+        if (list[i].cached && !fs_chunks_on_disk(h->ctx->chunks, &img->extents[list[i].extent])) {
+            pthread_mutex_lock(&h->lock);
+            job_uncached(job, list[i].bytes, -ESTALE);
+            pthread_mutex_unlock(&h->lock);
         }
-        n = m;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        pthread_mutex_lock(&h->lock);
-        stopping = job_stopping(h, job);
-        if (n && !stopping && seconds_between(&start, &now) * 1000 < SETTLE_MS)
-            wait_ns(h, job, 200 * 1000000ull);
-        pthread_mutex_unlock(&h->lock);
-        if (!n || stopping || seconds_between(&start, &now) * 1000 >= SETTLE_MS)
-            return n;
     }
 }
 
@@ -345,8 +329,8 @@ static void run_job(struct fs_hydrator *h, struct job *job)
     struct timespec now;
     fetch_error err = {""};
     struct uniq *list = NULL;
-    size_t n = 0, missing;
-    uint64_t errors_before;
+    size_t n = 0;
+    bool stopping;
     int r;
 
     r = fs_node_load(h->ctx->tree, job->node, &err);
@@ -373,39 +357,32 @@ static void run_job(struct fs_hydrator *h, struct job *job)
     clock_gettime(CLOCK_MONOTONIC, &now);
     fs_bucket_init(&b, job->bandwidth, &now);
 
-    missing = n;
-    for (int pass = 0; pass < MAX_PASSES; pass++) {
-        size_t before = missing;
-        pthread_mutex_lock(&h->lock);
-        errors_before = job->errors;
-        pthread_mutex_unlock(&h->lock);
-        run_pass(h, job, img, list, missing, pass == 0, &b);
-        pthread_mutex_lock(&h->lock);
-        if (job_stopping(h, job)) {
-            /* stopped: not worth a lookup of every chunk */
-            pthread_mutex_unlock(&h->lock);
-            free(list);
-            return;
-        }
-        pthread_mutex_unlock(&h->lock);
-        missing = missing_chunks(h, job, img, list, missing);
-        pthread_mutex_lock(&h->lock);
-        /* again only for chunks fetched fine that the cache dropped */
-        bool again = missing && missing < before + (pass == 0) && job->errors == errors_before &&
-                     !job_stopping(h, job);
-        pthread_mutex_unlock(&h->lock);
-        if (!again)
-            break;
-        fs_debug("hydrate: %zu chunks did not reach the disk cache; asking again", missing);
-    }
-
+    run_pass(h, job, img, list, n, &b);
     pthread_mutex_lock(&h->lock);
-    job->uncached_chunks = missing;
-    job->uncached = 0;
-    for (size_t i = 0; i < missing; i++)
-        job->uncached += list[i].bytes;
+    stopping = job_stopping(h, job);
     pthread_mutex_unlock(&h->lock);
+    /* stopped: not worth a lookup of every chunk */
+    if (!stopping)
+        count_evicted(h, job, img, list, n);
     free(list);
+}
+
+/* Why chunks are missing from the cache, for people. */
+static const char *uncached_why(int why)
+{
+    switch (why) {
+    case -ESTALE:
+        return "evicted again: the cache budget is smaller than the image";
+    case -ENOBUFS:
+        return "no room within the cache budget (nothing old enough to evict)";
+    case -ENOSPC:
+    case -EDQUOT:
+        return "the cache filesystem is full";
+    case -EAGAIN:
+        return "the cache writer made no progress (a hung disk?)";
+    default:
+        return strerror(-why);
+    }
 }
 
 /* Forgets the oldest finished jobs beyond KEEP_FINISHED; lock held. */
@@ -458,10 +435,9 @@ static void *worker(void *arg)
                 fs_warn("hydrate %s: %llu chunks failed: %s", path, (unsigned long long)job->errors,
                         job->error);
             else if (job->uncached)
-                fs_warn("hydrate %s: %llu chunks (%llu bytes) are not in the disk cache "
-                        "(cache budget too small?)",
-                        path, (unsigned long long)job->uncached_chunks,
-                        (unsigned long long)job->uncached);
+                fs_warn("hydrate %s: %llu chunks (%llu bytes) are not in the disk cache: %s", path,
+                        (unsigned long long)job->uncached_chunks, (unsigned long long)job->uncached,
+                        uncached_why(job->uncached_why));
             else
                 fs_debug("hydrate %s: %s, %llu bytes fetched", path,
                          job->cancel || h->stop ? "stopped" : "done",
@@ -645,6 +621,7 @@ static void fill_progress(const struct job *j, struct fs_hydrate_progress *p)
         .errors = j->errors,
         .uncached = j->uncached,
         .uncached_chunks = j->uncached_chunks,
+        .uncached_why = j->uncached_why,
     };
     if (j->state == FS_HYDRATE_RUNNING) {
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -713,10 +690,10 @@ json_object *fs_hydrate_progress_json(const struct fs_hydrate_progress *p)
     if (p->error[0])
         bad |= json_object_object_add(o, "error", json_object_new_string(p->error));
     if (p->uncached) {
-        char msg[200];
-        snprintf(msg, sizeof(msg),
-                 "%llu chunks (%llu bytes) are not in the disk cache (cache budget too small?)",
-                 (unsigned long long)p->uncached_chunks, (unsigned long long)p->uncached);
+        char msg[300];
+        snprintf(msg, sizeof(msg), "%llu chunks (%llu bytes) are not in the disk cache: %s",
+                 (unsigned long long)p->uncached_chunks, (unsigned long long)p->uncached,
+                 uncached_why(p->uncached_why));
         bad |= json_object_object_add(o, "warning", json_object_new_string(msg));
     }
     if (bad) {

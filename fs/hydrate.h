@@ -7,17 +7,18 @@
  *    in the order they were added.
  *  - A job walks the image's distinct non-zero chunks in offset order: a chunk
  *    already in the disk cache counts as done at once (so a rerun fetches
- *    only what is missing); the others are asked for through fs_chunks_want()
+ *    only what is missing); the others are asked for through fs_chunks_cache()
  *    at FETCH_PRIO_HYDRATE (readers always go first), at most
  *    FS_HYDRATE_OUTSTANDING chunks and FS_HYDRATE_OUTSTANDING_BYTES at a
  *    time (many small casync chunks, or a few large PBS ones), paced by a
  *    token bucket when the job
  *    has a bandwidth cap (counted in chunk bytes, which bounds the bytes on
  *    the wire: chunks travel compressed or as is).
- *  - At the end the disk cache is synced and every chunk looked up again;
- *    chunks the cache dropped (its insert queue was full) are asked for once
- *    more; what is still missing (e.g. a budget smaller than the image) is
- *    reported in the job's "uncached" bytes.
+ *  - Each completion carries the disk cache's outcome: a chunk it refused
+ *    (full filesystem, no room in its budget, a stalled writer) is counted in
+ *    the job's "uncached" bytes with the first reason. At the end the inserts
+ *    are committed and the chunks taken are looked up once: those evicted
+ *    again (a budget smaller than the image) are counted there too.
  *  - Needs a disk cache: without one jobs are refused.
  * Thread-safe: a mutex guards the job list and every job's counters;
  * chunk completions (on pool workers) take it briefly.
@@ -52,6 +53,7 @@ struct fs_hydrate_progress {
     uint64_t errors;          /* chunks that could not be fetched */
     uint64_t uncached;        /* data bytes not in the cache at the end */
     uint64_t uncached_chunks; /* ... in that many distinct chunks */
+    int uncached_why;         /* the first reason (-errno; -ESTALE evicted again) */
     double elapsed_s;         /* since the job started (0 while queued) */
     char path[256];           /* the image below the mountpoint */
     char error[320];          /* first error, "" if none */

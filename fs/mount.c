@@ -833,8 +833,11 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
         copts.dir = cache_dir;
         copts.budget = o->cache_size;
         copts.max_open = cache_open_files(o->concurrency);
-        /* loaders wait once half of --mem-cache waits for the writer: it
-         * stops waiting for the disk (O_DIRECT) well before that */
+        /* chunks waiting for the disk writer are memory entries too: half of
+         * --mem-cache for them (loaders wait beyond), half for readahead
+         * (fs/read.c), so that neither evicts the other's; the writer stops
+         * waiting for the disk (O_DIRECT) well before that */
+        copts.queue_bytes = o->mem_cache / 2;
         copts.direct_backlog = o->mem_cache / 5;
         /* hits and misses are counted per store the chunks come from */
         canonical_location(o->chunk_store ? o->chunk_store : o->store, store_abs,

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,19 +22,38 @@ int __wrap_fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_
                              void *arg, struct fetch_job **ret_job);
 void __wrap_fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *job, enum fetch_prio prio);
 
+/* Jobs may be submitted from another thread (the hydrator's): the table's
+ * entries are filled under this lock before fake_njobs counts them. */
+static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int __wrap_fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len,
                              enum fetch_prio prio, fetch_decode_fn decode, fetch_done_fn done,
                              void *arg, struct fetch_job **ret_job)
 {
     struct fake_job *j;
     assert_ptr_equal(p, fake_pool());
+    pthread_mutex_lock(&jobs_lock);
     assert_true(fake_njobs < FAKE_POOL_MAX_JOBS);
-    j = &fake_jobs[fake_njobs++];
+    j = &fake_jobs[fake_njobs];
     *j = (struct fake_job){
         .max_len = max_len, .prio = prio, .decode = decode, .done = done, .arg = arg};
     snprintf(j->path, sizeof(j->path), "%s", path);
     *ret_job = (struct fetch_job *)j;
+    fake_njobs++;
+    pthread_mutex_unlock(&jobs_lock);
     return 0;
+}
+
+long fake_pool_next_pending(void)
+{
+    long found = -1;
+    pthread_mutex_lock(&jobs_lock);
+    for (size_t i = 0; i < fake_njobs && found < 0; i++) {
+        if (!fake_jobs[i].completed)
+            found = (long)i;
+    }
+    pthread_mutex_unlock(&jobs_lock);
+    return found;
 }
 
 void __wrap_fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *job, enum fetch_prio prio)
@@ -53,11 +73,13 @@ struct fetch_pool *fake_pool(void)
 
 void fake_pool_reset(void)
 {
+    pthread_mutex_lock(&jobs_lock);
     for (size_t i = 0; i < fake_njobs; i++)
         assert_true(fake_jobs[i].completed); /* every flight ended */
     memset(fake_jobs, 0, sizeof(fake_jobs));
     fake_njobs = 0;
     fake_upgrades = 0;
+    pthread_mutex_unlock(&jobs_lock);
 }
 
 void fake_pool_complete(size_t i, const void *object, size_t len)
@@ -86,10 +108,13 @@ void fake_pool_fail(size_t i, int r)
 long fake_pool_find(const char *suffix)
 {
     size_t sl = strlen(suffix);
-    for (size_t i = 0; i < fake_njobs; i++) {
+    long found = -1;
+    pthread_mutex_lock(&jobs_lock);
+    for (size_t i = 0; i < fake_njobs && found < 0; i++) {
         size_t l = strlen(fake_jobs[i].path);
         if (l >= sl && !strcmp(fake_jobs[i].path + l - sl, suffix))
-            return (long)i;
+            found = (long)i;
     }
-    return -1;
+    pthread_mutex_unlock(&jobs_lock);
+    return found;
 }

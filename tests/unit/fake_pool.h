@@ -3,7 +3,8 @@
  * The fetcher pool replaced by the test (link with -Wl,--wrap=fetch_pool_submit
  * -Wl,--wrap=fetch_pool_upgrade): each submitted job is recorded, and the
  * test completes it itself, in any order, as a pool worker would (decode,
- * then done).
+ * then done). Jobs may be submitted from other threads; the test's thread
+ * completes them.
  */
 #pragma once
 
@@ -39,3 +40,5 @@ void fake_pool_complete(size_t i, const void *object, size_t len);
 void fake_pool_fail(size_t i, int r);
 /* The job whose path ends in @suffix, or -1. */
 long fake_pool_find(const char *suffix);
+/* The oldest job not completed yet, or -1. */
+long fake_pool_next_pending(void);

@@ -203,11 +203,27 @@ static struct chunk make_chunk(size_t len, uint64_t seed)
 }
 
 static atomic_int done_calls;
+/* outcomes seen, by result + 200 (results are -errno .. 1) */
+static atomic_int results[256];
 
-static void free_done(void *owner)
+static void free_done(void *owner, int result)
 {
+    if (result >= -200 && result < 56)
+        atomic_fetch_add(&results[result + 200], 1);
     atomic_fetch_add(&done_calls, 1);
     free(owner);
+}
+
+static void clear_results(void)
+{
+    for (size_t i = 0; i < 256; i++)
+        atomic_store(&results[i], 0);
+    done_calls = 0;
+}
+
+static int results_of(int result)
+{
+    return atomic_load(&results[result + 200]);
 }
 
 /* Queues a copy of @ch (the cache owns the copy until done()). */
@@ -1626,34 +1642,91 @@ static void test_concurrent_create(void **state)
     }
 }
 
-/* A full queue skips inserts at once instead of blocking the caller. */
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct inserter {
+    struct cache_disk *c;
+    struct chunk ch;
+    atomic_bool returned;
+};
+
+static void *insert_thread(void *arg)
+{
+    struct inserter *in = arg;
+    insert(in->c, &in->ch);
+    atomic_store(&in->returned, true);
+    return NULL;
+}
+
+/*
+ * A full queue makes inserts wait for room: while the writer is stuck they
+ * give up after stall_ms with -EAGAIN (counted), and a waiting insert goes in
+ * as soon as the writer takes the next item. Every completion says what
+ * happened to its chunk.
+ */
 static void test_queue_full(void **state)
 {
     struct fx *f = *state;
-    struct cache_disk *c = open_cache(f->dir, NULL);
-    struct chunk first = make_chunk(100, 900);
-    int calls, skipped = 0;
+    struct cache_disk_options o = {.queue_bytes = 1000, .stall_ms = 300};
+    struct cache_disk *c = open_cache(f->dir, &o);
+    struct chunk first = make_chunk(100, 900), dup = make_chunk(100, 900);
+    struct chunk q[10], late = make_chunk(100, 990);
+    struct inserter in = {.c = c};
+    pthread_t t;
+    uint64_t start;
+    int calls;
 
+    clear_results();
     set_gate(true);
     calls = atomic_load(&write_calls);
-    done_calls = 0;
     insert(c, &first);
     while (atomic_load(&write_calls) == calls) /* the writer is now stuck in write() */
         sleep_ms(1);
-    for (int i = 0; i < CACHE_DISK_QUEUE_MAX_ITEMS + 44; i++) {
-        struct chunk ch = make_chunk(100, 1000 + (uint64_t)i);
-        insert(c, &ch);
-        free(ch.bytes);
+    for (int i = 0; i < 10; i++) { /* 10 x 100 bytes: the queue is full */
+        q[i] = make_chunk(100, 1000 + (uint64_t)i);
+        insert(c, &q[i]);
     }
-    /* everything beyond the queue's entries was handed back already */
-    skipped = atomic_load(&done_calls);
-    assert_int_equal(skipped, 44);
-    assert_int_equal(stats(c).insert_skipped, (uint64_t)skipped);
+    assert_int_equal(done_calls, 0);
+    /* one more waits stall_ms for the stuck writer, then gives up */
+    start = mono_ms();
+    insert(c, &late);
+    assert_true(mono_ms() - start >= 300);
+    assert_int_equal(done_calls, 1);
+    assert_int_equal(results_of(-EAGAIN), 1);
+    assert_int_equal(stats(c).insert_stalled, 1);
+    assert_int_equal(stats(c).insert_waits, 1);
+    assert_int_equal(stats(c).insert_skipped, 1);
+
+    /* another waits, and goes in once the writer moves on */
+    in.ch = make_chunk(100, 991);
+    assert_int_equal(pthread_create(&t, NULL, insert_thread, &in), 0);
+    sleep_ms(150);
+    assert_false(atomic_load(&in.returned));
     set_gate(false);
+    assert_int_equal(pthread_join(t, NULL), 0);
     cache_disk_sync(c);
-    assert_int_equal(done_calls, CACHE_DISK_QUEUE_MAX_ITEMS + 45);
-    assert_int_equal(stats(c).entries, CACHE_DISK_QUEUE_MAX_ITEMS + 1);
+    /* the same chunk as the first, which a reader holds open: the cache has it */
+    assert_int_equal(check_chunk(c, &first), 1);
+    insert(c, &dup);
+    assert_int_equal(done_calls, 14);
+    assert_int_equal(results_of(1), 12); /* first, q[0..9], in.ch */
+    assert_int_equal(results_of(0), 1);  /* dup */
+    assert_int_equal(stats(c).insert_stalled, 1);
+    assert_int_equal(stats(c).insert_waits, 2);
+    assert_int_equal(stats(c).entries, 12);
+    assert_int_equal(check_chunk(c, &in.ch), 1);
+    assert_int_equal(check_chunk(c, &late), 0);
+    for (int i = 0; i < 10; i++)
+        free(q[i].bytes);
     free(first.bytes);
+    free(dup.bytes);
+    free(late.bytes);
+    free(in.ch.bytes);
     cache_disk_close(c);
 }
 
@@ -1670,11 +1743,12 @@ static void test_write_enospc(void **state)
     insert(c, &a);
     cache_disk_sync(c);
     atomic_store(&fail_write_errno, ENOSPC);
-    done_calls = 0;
+    clear_results();
     insert(c, &b);
     cache_disk_sync(c);
     atomic_store(&fail_write_errno, 0);
     assert_int_equal(done_calls, 1);
+    assert_int_equal(results_of(-ENOSPC), 1);
     st = stats(c);
     assert_int_equal(st.enospc, 1);
     assert_int_equal(st.insert_skipped, 1);
@@ -1688,6 +1762,7 @@ static void test_write_enospc(void **state)
     /* inserts pause for a while: dropped at once, counted */
     insert(c, &later);
     assert_int_equal(done_calls, 2);
+    assert_int_equal(results_of(-ENOSPC), 2);
     assert_int_equal(stats(c).enospc, 2);
     cache_disk_sync(c);
     assert_int_equal(check_chunk(c, &later), 0);
