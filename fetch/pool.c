@@ -57,7 +57,7 @@ struct queue {
 };
 
 struct fetch_pool {
-    struct fetch_store *const *stores;
+    struct fetch_mirrors *mirrors; /* borrowed */
     size_t nstores;
     struct fetch_pool_config cfg;
     bool any_remote;
@@ -69,7 +69,6 @@ struct fetch_pool {
     struct queue decode_bg; /* the same for hydration jobs: the background worker's */
     struct queue retry;     /* waiting for not_before */
     struct queue transfers; /* in the curl multi */
-    size_t active;          /* store new jobs start on */
     bool stopping;
     unsigned workers_running;
 
@@ -147,7 +146,7 @@ static bool q_remove(struct queue *q, struct fetch_job *j)
 
 static bool is_remote(const struct fetch_pool *p, size_t store)
 {
-    return p->stores[store]->ops->setup_get != NULL;
+    return fetch_mirrors_store(p->mirrors, store)->ops->setup_get != NULL;
 }
 
 /* Highest-priority queued job of classes [@from, @to] for the given kind of
@@ -222,12 +221,12 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
             pthread_cond_broadcast(&p->work);
         return true;
     }
-    if (j->stores_tried + 1 < p->nstores) {
+    if (j->stores_tried + 1 < p->nstores && fetch_mirrors_fail_over(p->mirrors, r)) {
         fetch_buf_free(j->buf); /* what the failed attempt received */
         j->buf = NULL;
         j->len = j->cap = 0;
         j->stores_tried++;
-        j->store = (j->store + 1) % p->nstores;
+        j->store = fetch_mirrors_next(p->mirrors, j->store);
         j->attempt = 0;
         requeue(p, j);
         return true;
@@ -235,13 +234,10 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
     return false;
 }
 
-/* A job worked on store j->store: make it the active store if it is not. */
+/* A job worked on store j->store: after a failover, it becomes the active store. */
 static void note_success(struct fetch_pool *p, struct fetch_job *j)
 {
-    if (j->store != p->active && j->stores_tried > 0) {
-        p->active = j->store;
-        p->st.failovers++;
-    }
+    fetch_mirrors_worked(p->mirrors, j->store, j->stores_tried);
 }
 
 static void record_latency(struct fetch_pool *p, uint64_t us)
@@ -291,7 +287,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 /* Starts the transfer of @j; pool lock held (setup_get only formats). */
 static int start_transfer(struct fetch_pool *p, struct fetch_job *j)
 {
-    struct fetch_store *s = p->stores[j->store];
+    struct fetch_store *s = fetch_mirrors_store(p->mirrors, j->store);
     int r;
 
     if (!j->easy && !(j->easy = curl_easy_init()))
@@ -427,7 +423,7 @@ static void *curl_main(void *arg)
 /* A local store's object, read on this worker. */
 static void read_local(struct fetch_pool *p, struct fetch_job *j)
 {
-    struct fetch_store *s = p->stores[j->store];
+    struct fetch_store *s = fetch_mirrors_store(p->mirrors, j->store);
     void *buf = NULL;
     size_t len = 0;
     uint64_t t0 = now_us();
@@ -580,16 +576,16 @@ static void *bg_worker_main(void *arg)
 
 /* ---- lifecycle ---- */
 
-struct fetch_pool *fetch_pool_new(struct fetch_store *const *stores, size_t nstores,
+struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
                                   const struct fetch_pool_config *cfg)
 {
     struct fetch_pool *p;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
-    if (!nstores || !(p = calloc(1, sizeof(*p))))
+    if (!(p = calloc(1, sizeof(*p))))
         return NULL;
-    p->stores = stores;
-    p->nstores = nstores;
+    p->mirrors = mirrors;
+    p->nstores = fetch_mirrors_count(mirrors);
     p->cfg = *cfg;
     if (!p->cfg.concurrency)
         p->cfg.concurrency = 16;
@@ -604,7 +600,7 @@ struct fetch_pool *fetch_pool_new(struct fetch_store *const *stores, size_t nsto
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->work, &ca);
     pthread_condattr_destroy(&ca);
-    for (size_t i = 0; i < nstores; i++)
+    for (size_t i = 0; i < p->nstores; i++)
         if (is_remote(p, i))
             p->any_remote = true;
 
@@ -720,7 +716,7 @@ int fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, en
         j->easy = shell->easy;
         free(shell);
     }
-    j->store = p->active;
+    j->store = fetch_mirrors_active(p->mirrors);
     j->queued = true;
     q_push(&p->prio[j->prio], j);
     /* before the unlock: once a worker has it, the completion may free the
@@ -763,7 +759,8 @@ void fetch_pool_get_stats(struct fetch_pool *p, struct fetch_pool_stats *ret)
         ret->queued[c] = p->prio[c].n;
     ret->inflight = p->running + p->retry.n;
     ret->decoding = p->decoding;
-    ret->active_store = p->active;
+    ret->active_store = fetch_mirrors_active(p->mirrors);
+    ret->failovers = fetch_mirrors_failovers(p->mirrors);
     pthread_mutex_unlock(&p->lock);
 }
 

@@ -13,8 +13,8 @@
  *  - Three strict priority classes; a queued job can be upgraded.
  *  - Failures that fetch_remote_retryable() accepts are retried with
  *    exponential backoff and jitter, up to @retries times; then the next
- *    mirror is tried, and if it works it becomes the active store for every
- *    later job. -ENOENT (404) and -EACCES fail at once.
+ *    mirror is tried (fetch/mirrors.h), and if it works it becomes the
+ *    active store for every later job. -ENOENT (404) and -EACCES fail at once.
  *  - The pool does no single-flight: one job per submit (fs/chunks.c keeps
  *    one job per chunk).
  * Thread-safe. Completions run on worker threads.
@@ -27,6 +27,7 @@
 
 #include "blob.h"
 #include "error.h"
+#include "mirrors.h"
 #include "store.h"
 
 enum fetch_prio {
@@ -62,10 +63,11 @@ struct fetch_pool;
 struct fetch_job;
 
 /*
- * @stores: the store and its mirrors, in order of preference; borrowed, they
- * must outlive the pool. NULL on ENOMEM or when a thread cannot start.
+ * @mirrors: the store and its mirrors (fetch/mirrors.h: which one new jobs
+ * start on, and when a failure moves a job to the next); borrowed, it must
+ * outlive the pool. NULL on ENOMEM or when a thread cannot start.
  */
-struct fetch_pool *fetch_pool_new(struct fetch_store *const *stores, size_t nstores,
+struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
                                   const struct fetch_pool_config *cfg);
 /*
  * Cancels queued and waiting jobs and aborts running transfers: their
@@ -106,7 +108,7 @@ struct fetch_pool_stats {
     uint64_t retries, failovers;
     uint64_t bytes; /* raw bytes received */
     uint64_t latency_us[FETCH_LAT_BUCKETS];
-    size_t active_store; /* index into the stores given to fetch_pool_new */
+    size_t active_store; /* index into the pool's mirrors */
 };
 void fetch_pool_get_stats(struct fetch_pool *p, struct fetch_pool_stats *ret);
 /* Latency (µs) below which @pct percent of the requests finished, from @s's histogram. */

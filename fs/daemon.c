@@ -15,10 +15,13 @@ struct fs_daemon {
     struct fs_ctx ctx;
     struct fetch_store **stores; /* STORE and its mirrors */
     size_t nstores;
+    struct fetch_mirrors *mirrors; /* over @stores: index and blob loads */
     /* where chunks come from: the stores behind the metadata cache's
      * wrappers, or the chunk store */
     struct fetch_store **chunk_sources;
     struct fetch_store *chunk_store;
+    /* over @chunk_sources (sharing @mirrors' active store), or the chunk store */
+    struct fetch_mirrors *chunk_mirrors;
     char *chunk_prefix;
     char *offline;
     struct cache_disk_options cache;
@@ -57,13 +60,19 @@ int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret)
         !(d->chunk_prefix = strdup(cfg->chunk_prefix ? cfg->chunk_prefix : "")) ||
         (cfg->offline && !(d->offline = strdup(cfg->offline))) ||
         (cfg->cache && !(d->cache.dir = strdup(cfg->cache->dir))) ||
-        (cfg->cache && cfg->cache->store && !(d->cache.store = strdup(cfg->cache->store)))) {
+        (cfg->cache && cfg->cache->store && !(d->cache.store = strdup(cfg->cache->store))) ||
+        !(d->mirrors = fetch_mirrors_new(d->stores, cfg->nstores)) ||
+        !(d->chunk_mirrors = cfg->chunk_store
+                                 ? fetch_mirrors_new(&d->chunk_store, 1)
+                                 : fetch_mirrors_new_like(d->mirrors, d->chunk_sources))) {
         if (d) {
+            fetch_mirrors_free(d->mirrors);
             free(d->stores);
             free(d->chunk_sources);
             free(d->chunk_prefix);
             free(d->offline);
             free((char *)d->cache.dir);
+            free((char *)d->cache.store);
             free(d);
         }
         free_given(cfg);
@@ -74,6 +83,8 @@ int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret)
     d->chunk_store = cfg->chunk_store;
     for (size_t i = 0; i < d->nstores; i++)
         d->chunk_sources[i] = chunk_source(d->stores[i]);
+    /* the catalog came from there: the others failed, or it was asked for */
+    fetch_mirrors_set_active(d->mirrors, cfg->active_store);
     if (cfg->cache) {
         const char *dir = d->cache.dir, *store = d->cache.store;
         d->cache = *cfg->cache;
@@ -93,8 +104,8 @@ int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret)
     d->ctx.readahead_max = cfg->readahead;
     d->ctx.direct_io = cfg->direct_io;
     d->ctx.mem_budget = cfg->mem_cache;
-    /* index and blob loads fall back to the mirrors in order */
-    fs_tree_set_mirrors(d->ctx.tree, d->stores, d->nstores);
+    /* index and blob loads go to the active store, then the others */
+    fs_tree_set_mirrors(d->ctx.tree, d->mirrors);
     /* chunks come from STORE and its mirrors, or from the chunk store */
     d->ctx.stores = d->chunk_store ? &d->chunk_store : d->chunk_sources;
     d->ctx.nstores = d->chunk_store ? 1 : d->nstores;
@@ -116,7 +127,7 @@ int fs_daemon_start(struct fs_daemon *d, const char *mountpoint)
     if (d->has_cache && fs_open_cache(&d->cache, &ctx->disk) < 0)
         fs_warn("continuing without the disk cache");
     ctx->has_disk_cache = ctx->disk != NULL;
-    ctx->pool = fetch_pool_new(ctx->stores, ctx->nstores, &d->pool_cfg);
+    ctx->pool = fetch_pool_new(d->chunk_mirrors, &d->pool_cfg);
     ctx->chunks =
         ctx->pool ? fs_chunks_new(ctx->pool, d->mem_cache, ctx->disk, d->chunk_prefix) : NULL;
     if (!ctx->chunks) {
@@ -224,6 +235,8 @@ void fs_daemon_free(struct fs_daemon *d)
     for (size_t i = 0; i < d->nstores; i++)
         fetch_store_free(d->stores[i]);
     fetch_store_free(d->chunk_store);
+    fetch_mirrors_free(d->chunk_mirrors);
+    fetch_mirrors_free(d->mirrors);
     free(d->stores);
     free(d->chunk_sources);
     free(d->chunk_prefix);

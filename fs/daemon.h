@@ -43,6 +43,7 @@ struct fs_daemon_config {
     struct fs_tree *tree;        /* taken */
     struct fetch_store **stores; /* taken: STORE and its mirrors, in order */
     size_t nstores;
+    size_t active_store;             /* the one to try first: where the catalog was found */
     struct fetch_store *chunk_store; /* taken: chunks come from here instead, or NULL */
     const char *chunk_prefix;        /* where chunks live below the stores' roots */
     /* the disk cache (the daemon opens it after the fork); NULL: none */

@@ -878,6 +878,7 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
     cfg.tree = tree;
     cfg.stores = stores;
     cfg.nstores = o->nmirrors + 1;
+    cfg.active_store = cat_from;
     cfg.chunk_store = chunk_store;
     cfg.chunk_prefix = chunk_prefix;
     cfg.cache = o->no_cache ? NULL : &copts;

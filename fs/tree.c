@@ -266,6 +266,21 @@ struct fs_node *fs_tree_lookup(struct fs_node *dir, const char *name)
     return NULL;
 }
 
+struct load {
+    struct fs_tree *t;
+    struct fs_node *n;
+    fetch_error *err;
+};
+
+static int load_from(struct fetch_store *s, void *arg)
+{
+    struct load *l = arg;
+    l->err->msg[0] = '\0';
+    if (l->n->kind == FS_NODE_IMAGE)
+        return fetch_repo_open_image(l->t->repo, s, l->n->entry, &l->n->image, l->err);
+    return fetch_repo_read_blob(l->t->repo, s, l->n->entry, &l->n->blob, l->err);
+}
+
 int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
 {
     int r = 0;
@@ -275,20 +290,9 @@ int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
         return 0;
     pthread_mutex_lock(&n->lock);
     if (!atomic_load_explicit(&n->loaded, memory_order_relaxed)) {
-        /* the store the catalog came from, then the mirrors, while the
-         * failure is one that another copy may not have */
-        for (size_t i = 0; i <= t->nmirrors; i++) {
-            struct fetch_store *s = i ? t->mirrors[i - 1] : t->store;
-            if (i && s == t->store)
-                continue;
-            err->msg[0] = '\0';
-            if (n->kind == FS_NODE_IMAGE)
-                r = fetch_repo_open_image(t->repo, s, n->entry, &n->image, err);
-            else
-                r = fetch_repo_read_blob(t->repo, s, n->entry, &n->blob, err);
-            if (r == 0 || !fetch_remote_retryable(r))
-                break;
-        }
+        struct load l = {t, n, err};
+        /* the mirrors in turn while the failure is one another copy may not have */
+        r = t->mirrors ? fetch_mirrors_run(t->mirrors, load_from, &l) : load_from(t->store, &l);
         if (r == 0)
             atomic_store_explicit(&n->loaded, true, memory_order_release);
     }
@@ -296,10 +300,9 @@ int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
     return r;
 }
 
-void fs_tree_set_mirrors(struct fs_tree *t, struct fetch_store *const *stores, size_t n)
+void fs_tree_set_mirrors(struct fs_tree *t, struct fetch_mirrors *m)
 {
-    t->mirrors = stores;
-    t->nmirrors = n;
+    t->mirrors = m;
 }
 
 void fs_node_stat(const struct fs_tree *t, const struct fs_node *n, struct stat *st)

@@ -18,6 +18,7 @@
 #include "fetch/blob.h"
 #include "fetch/error.h"
 #include "fetch/image.h"
+#include "fetch/mirrors.h"
 #include "fetch/repo.h"
 #include "fetch/store.h"
 
@@ -54,12 +55,11 @@ struct fs_node {
 };
 
 struct fs_tree {
-    struct fetch_store *store;          /* the one the catalog came from */
-    struct fetch_store *const *mirrors; /* all stores, tried when @store fails */
-    size_t nmirrors;
-    struct fetch_repo *repo; /* what the tree shows (owned) */
-    size_t image_count;      /* images shown */
-    struct fs_node **by_ino; /* by_ino[ino - 1] */
+    struct fetch_store *store;     /* the one the catalog came from */
+    struct fetch_mirrors *mirrors; /* all stores (borrowed), or NULL: @store alone */
+    struct fetch_repo *repo;       /* what the tree shows (owned) */
+    size_t image_count;            /* images shown */
+    struct fs_node **by_ino;       /* by_ino[ino - 1] */
     size_t count, cap;
     int64_t mount_time;
     uid_t uid;
@@ -75,8 +75,9 @@ struct fs_tree {
  */
 int fs_tree_new(struct fetch_repo *repo, struct fs_tree **ret);
 void fs_tree_free(struct fs_tree *t);
-/* Stores (borrowed) that index and blob loads fall back to, in order. */
-void fs_tree_set_mirrors(struct fs_tree *t, struct fetch_store *const *stores, size_t n);
+/* The stores (borrowed) index and blob loads use instead of the catalog's
+ * alone: the active one first, then the others (fetch/mirrors.h). */
+void fs_tree_set_mirrors(struct fs_tree *t, struct fetch_mirrors *m);
 
 /* Node by inode number, or NULL. */
 struct fs_node *fs_tree_get(struct fs_tree *t, uint64_t ino);
@@ -85,7 +86,7 @@ struct fs_node *fs_tree_lookup(struct fs_node *dir, const char *name);
 
 /*
  * Loads the index (images) or decoded bytes (small files) of @n once, from
- * the repository's store and then its mirrors; later calls return at once.
+ * the tree's mirrors (or the repository's store); later calls return at once.
  * Thread-safe. The entry's refusal (-ENOKEY for an encrypted archive),
  * -EBADMSG for malformed ones, -ENOENT/-EIO from the store; @err says why.
  */

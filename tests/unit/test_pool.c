@@ -130,6 +130,23 @@ static void rec_wait(struct rec *r, int n)
     pthread_mutex_unlock(&r->lock);
 }
 
+/* A pool over @n stores as mirrors; pool_free() frees both. */
+static struct fetch_mirrors *test_mirrors;
+
+static struct fetch_pool *pool_new(struct fetch_store *const *stores, size_t n,
+                                   const struct fetch_pool_config *cfg)
+{
+    assert_non_null(test_mirrors = fetch_mirrors_new(stores, n));
+    return fetch_pool_new(test_mirrors, cfg);
+}
+
+static void pool_free(struct fetch_pool *p)
+{
+    fetch_pool_free(p);
+    fetch_mirrors_free(test_mirrors);
+    test_mirrors = NULL;
+}
+
 static struct fetch_store *open_store(const char *dir)
 {
     struct fetch_store *s = NULL;
@@ -164,7 +181,7 @@ static void test_priorities(void **state)
 {
     struct fetch_store *s = open_store(dir_a);
     struct fetch_pool_config cfg = {.workers = 1};
-    struct fetch_pool *p = fetch_pool_new(&s, 1, &cfg);
+    struct fetch_pool *p = pool_new(&s, 1, &cfg);
     struct rec r;
     struct item items[8];
     struct fetch_job *upgraded = NULL;
@@ -218,7 +235,7 @@ static void test_priorities(void **state)
         assert_string_equal(r.text[i], want);
     }
     assert_int_equal(nfg, 6);
-    fetch_pool_free(p);
+    pool_free(p);
     fetch_store_free(s);
 }
 
@@ -226,7 +243,7 @@ static void test_errors(void **state)
 {
     struct fetch_store *s = open_store(dir_a);
     struct fetch_pool_config cfg = {.workers = 2};
-    struct fetch_pool *p = fetch_pool_new(&s, 1, &cfg);
+    struct fetch_pool *p = pool_new(&s, 1, &cfg);
     struct rec r;
     struct item a = {&r, 1}, b = {&r, 2}, c = {&r, 3};
     struct fetch_pool_stats st;
@@ -247,7 +264,7 @@ static void test_errors(void **state)
     assert_int_equal(st.done, 3);
     assert_int_equal(st.failed, 3);
     assert_int_equal(st.retries, 0); /* a local store's errors are final */
-    fetch_pool_free(p);
+    pool_free(p);
     fetch_store_free(s);
 }
 
@@ -256,7 +273,7 @@ static void test_cancel(void **state)
 {
     struct fetch_store *s = open_store(dir_a);
     struct fetch_pool_config cfg = {.workers = 1};
-    struct fetch_pool *p = fetch_pool_new(&s, 1, &cfg);
+    struct fetch_pool *p = pool_new(&s, 1, &cfg);
     struct rec r;
     struct item items[4];
     (void)state;
@@ -273,7 +290,7 @@ static void test_cancel(void **state)
     r.hold = false;
     pthread_cond_broadcast(&r.cond);
     pthread_mutex_unlock(&r.lock);
-    fetch_pool_free(p);
+    pool_free(p);
     assert_int_equal(r.n, 4);
     for (int i = 0; i < 4; i++)
         assert_true(r.results[i] == 0 || r.results[i] == -ECANCELED);
@@ -291,7 +308,7 @@ static void test_submit_after_stop(void **state)
 {
     struct fetch_store *s = open_store(dir_a);
     struct fetch_pool_config cfg = {.workers = 2};
-    struct fetch_pool *p = fetch_pool_new(&s, 1, &cfg);
+    struct fetch_pool *p = pool_new(&s, 1, &cfg);
     struct rec r;
     struct item items[9];
     struct fetch_job *j = NULL;
@@ -326,7 +343,7 @@ static void test_submit_after_stop(void **state)
     fetch_pool_get_stats(p, &st);
     assert_int_equal(st.done, 8);
     assert_int_equal(st.queued[0] + st.queued[1] + st.queued[2] + st.inflight + st.decoding, 0);
-    fetch_pool_free(p);
+    pool_free(p);
     assert_int_equal(r.n, 8); /* no completion for the refused submits */
     fetch_store_free(s);
 }
@@ -337,7 +354,7 @@ static void test_mirrors_local(void **state)
 {
     struct fetch_store *s[2] = {open_store(dir_a), open_store(dir_b)};
     struct fetch_pool_config cfg = {.workers = 2};
-    struct fetch_pool *p = fetch_pool_new(s, 2, &cfg);
+    struct fetch_pool *p = pool_new(s, 2, &cfg);
     struct rec r;
     struct item a = {&r, 1}, b = {&r, 2};
     (void)state;
@@ -350,7 +367,7 @@ static void test_mirrors_local(void **state)
     rec_wait(&r, 2);
     assert_int_equal(r.results[1], 0);
     assert_string_equal(r.text[1], "object 5");
-    fetch_pool_free(p);
+    pool_free(p);
     fetch_store_free(s[0]);
     fetch_store_free(s[1]);
 }

@@ -28,7 +28,7 @@
 static struct fetch_store store_a, store_b;
 
 static int opens_a, opens_b;
-static int fail_a; /* what store_a answers an open with */
+static int fail_a, fail_b; /* what store_a and store_b answer an open with */
 
 static int fake_open_image(const struct fetch_repo *repo, struct fetch_store *s,
                            const struct fetch_entry *e, struct fetch_image **ret, fetch_error *err)
@@ -41,6 +41,8 @@ static int fake_open_image(const struct fetch_repo *repo, struct fetch_store *s,
             return fetch_error_set(err, fail_a, "store a: %s", strerror(-fail_a));
     } else {
         opens_b++;
+        if (fail_b)
+            return fetch_error_set(err, fail_b, "store b: %s", strerror(-fail_b));
     }
     img = calloc(1, sizeof(*img));
     assert_non_null(img);
@@ -240,39 +242,54 @@ static void loads_fall_back_to_mirrors(void **state)
 {
     (void)state;
     struct fetch_repo *r = repo_new();
-    struct fetch_store *mirrors[2] = {&store_a, &store_b};
+    struct fetch_store *stores[2] = {&store_a, &store_b};
+    struct fetch_mirrors *m = fetch_mirrors_new(stores, 2);
     struct fs_tree *t = NULL;
     struct fs_node *n;
     fetch_error err = {""};
 
     add(r, "one", FETCH_ENTRY_IMAGE, 0, 100);
     add(r, "two", FETCH_ENTRY_IMAGE, 0, 200);
+    add(r, "three", FETCH_ENTRY_IMAGE, 0, 300);
     assert_int_equal(fs_tree_new(r, &t), 0);
-    fs_tree_set_mirrors(t, mirrors, 2);
+    fs_tree_set_mirrors(t, m);
 
-    /* a failure another copy may not have: the next store is tried */
+    /* a failure another copy may not have: the next store is tried, and
+     * becomes the active one */
     opens_a = opens_b = 0;
     fail_a = -ECONNRESET;
     n = walk(t, "one");
     assert_int_equal(fs_node_load(t, n, &err), 0);
-    assert_int_equal(opens_a, 1); /* the repo's store, not again as a mirror */
+    assert_int_equal(opens_a, 1);
     assert_int_equal(opens_b, 1);
     assert_int_equal(n->image->size, 100);
+    assert_int_equal(fetch_mirrors_active(m), 1);
+    assert_int_equal(fetch_mirrors_failovers(m), 1);
     /* loaded once: later calls return at once */
     assert_int_equal(fs_node_load(t, n, &err), 0);
     assert_int_equal(opens_a + opens_b, 2);
 
-    /* a failure every copy has (not found): not retried elsewhere */
-    fail_a = -ENOENT;
+    /* later loads start on the active store: the failed one is not asked */
     n = walk(t, "two");
-    assert_int_equal(fs_node_load(t, n, &err), -ENOENT);
-    assert_int_equal(opens_a, 2);
-    assert_int_equal(opens_b, 1);
-    assert_false(fs_node_loaded(n));
-    fail_a = 0;
     assert_int_equal(fs_node_load(t, n, &err), 0);
-    assert_int_equal(n->image->size, 200);
+    assert_int_equal(opens_a, 1);
+    assert_int_equal(opens_b, 2);
+
+    /* a failure every copy has (not found): not retried elsewhere */
+    fail_a = 0;
+    fail_b = -ENOENT;
+    n = walk(t, "three");
+    assert_int_equal(fs_node_load(t, n, &err), -ENOENT);
+    assert_non_null(strstr(err.msg, "store b"));
+    assert_int_equal(opens_a, 1);
+    assert_int_equal(opens_b, 3);
+    assert_false(fs_node_loaded(n));
+    fail_b = 0;
+    assert_int_equal(fs_node_load(t, n, &err), 0);
+    assert_int_equal(n->image->size, 300);
+    assert_int_equal(fetch_mirrors_failovers(m), 1);
     fs_tree_free(t);
+    fetch_mirrors_free(m);
 }
 
 static void large_flat_directory(void **state)
