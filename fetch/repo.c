@@ -105,26 +105,32 @@ void fetch_repo_free(struct fetch_repo *repo)
     free(repo);
 }
 
-int fetch_repo_open_image(const struct fetch_repo *repo, struct fetch_store *s,
-                          const struct fetch_entry *e, struct fetch_image **ret, fetch_error *err)
+/* -EINVAL unless @e is of @type, the entry's refusal, or 0; @err says why. */
+static int check_entry(const struct fetch_entry *e, enum fetch_entry_type type, const char *what,
+                       fetch_error *err)
 {
-    if (e->type != FETCH_ENTRY_IMAGE)
-        return fetch_error_set(err, -EINVAL, "%s: not an image", e->path);
+    if (e->type != type)
+        return fetch_error_set(err, -EINVAL, "%s: not %s", e->path, what);
     if (e->refuse)
         return fetch_error_set(err, e->refuse, "%s: %s", e->path,
                                e->refuse_msg ? e->refuse_msg : strerror(-e->refuse));
-    return repo->format->open_image(repo, s, e, ret, err);
+    return 0;
+}
+
+int fetch_repo_open_image(const struct fetch_repo *repo, struct fetch_store *s,
+                          const struct fetch_entry *e, struct fetch_image **ret, fetch_error *err)
+{
+    int r = check_entry(e, FETCH_ENTRY_IMAGE, "an image", err);
+    return r < 0 ? r : repo->format->open_image(repo, s, e, ret, err);
 }
 
 int fetch_repo_read_blob(const struct fetch_repo *repo, struct fetch_store *s,
                          const struct fetch_entry *e, fetch_data *ret, fetch_error *err)
 {
-    if (e->type != FETCH_ENTRY_BLOB || !repo->format->read_blob)
-        return fetch_error_set(err, -EINVAL, "%s: not a small file", e->path);
-    if (e->refuse)
-        return fetch_error_set(err, e->refuse, "%s: %s", e->path,
-                               e->refuse_msg ? e->refuse_msg : strerror(-e->refuse));
-    return repo->format->read_blob(repo, s, e, ret, err);
+    int r = check_entry(e, FETCH_ENTRY_BLOB, "a small file", err);
+    if (r == 0 && !repo->format->read_blob)
+        r = fetch_error_set(err, -EINVAL, "%s: not a small file", e->path);
+    return r < 0 ? r : repo->format->read_blob(repo, s, e, ret, err);
 }
 
 int fetch_repo_add_entry(struct fetch_repo *repo, const struct fetch_entry *e)

@@ -8,6 +8,7 @@
 
 #include <json-c/json.h>
 
+#include "fetch/repo.h"
 #include "cache/diskcache.h"
 #include "cli.h"
 #include "log.h"
@@ -53,7 +54,7 @@ static void print_store(const struct cache_disk_store_stats *s, void *arg)
         json_object_array_add(arr, o);
         return;
     }
-    fs_format_size(s->bytes_allocated, alloc, sizeof(alloc));
+    fetch_format_size(s->bytes_allocated, alloc, sizeof(alloc));
     printf("%-40s %9llu %10s %10llu %10llu %10llu %10llu\n", s->store[0] ? s->store : "-",
            (unsigned long long)s->entries, alloc, (unsigned long long)s->hits,
            (unsigned long long)s->misses, (unsigned long long)s->inserts,
@@ -82,8 +83,8 @@ static int cmd_stats(struct cache_disk *c, const char *dir, bool json)
         json_object_put(o);
         return r;
     }
-    fs_format_size(st.bytes_allocated, alloc, sizeof(alloc));
-    fs_format_size(st.bytes_apparent, apparent, sizeof(apparent));
+    fetch_format_size(st.bytes_allocated, alloc, sizeof(alloc));
+    fetch_format_size(st.bytes_apparent, apparent, sizeof(apparent));
     printf("cache %s: %llu entries, %s on disk (%s of chunk data)\n\n", dir,
            (unsigned long long)st.entries, alloc, apparent);
     printf("%-40s %9s %10s %10s %10s %10s %10s\n", "STORE", "ENTRIES", "ON DISK", "HITS", "MISSES",
@@ -167,7 +168,7 @@ int fs_cmd_cache(int argc, char **argv)
         uint64_t evicted = 0;
         char size[32];
         r = cache_disk_gc(c, o.size, &evicted);
-        fs_format_size(o.size, size, sizeof(size));
+        fetch_format_size(o.size, size, sizeof(size));
         if (r >= 0)
             printf("evicted %llu entries (target %s)\n", (unsigned long long)evicted, size);
     } else {

@@ -57,11 +57,6 @@ int fs_parse_size(const char *s, uint64_t *ret)
     return 0;
 }
 
-void fs_format_size(uint64_t v, char *buf, size_t len)
-{
-    fetch_format_size(v, buf, len);
-}
-
 struct fetch_store *fs_open_store(const char *location, const struct fetch_remote_options *ro,
                                   const struct fetch_repo_format **ret_format)
 {

@@ -35,8 +35,7 @@ int fs_open_cache(const struct cache_disk_options *o, struct cache_disk **ret);
 
 /* "64M", "1G", "4096": binary suffixes K, M, G, T. 0 or -EINVAL/-ERANGE. */
 int fs_parse_size(const char *s, uint64_t *ret);
-/* "1.5G", "512K", "17B" into @buf. */
-void fs_format_size(uint64_t v, char *buf, size_t len);
+/* Sizes are printed with fetch_format_size() (fetch/repo.h). */
 
 struct fetch_repo_format;
 

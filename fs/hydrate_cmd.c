@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fetch/repo.h"
 #include "cli.h"
 #include "control.h"
 #include "log.h"
@@ -165,8 +166,8 @@ static void draw(bool tty, uint64_t done, uint64_t total, double mbps, bool fina
     double frac = total ? (double)done / (double)total : (final ? 1.0 : 0.0);
     size_t filled = (size_t)(frac * 30 + 0.5);
 
-    fs_format_size(done, a, sizeof(a));
-    fs_format_size(total, b, sizeof(b));
+    fetch_format_size(done, a, sizeof(a));
+    fetch_format_size(total, b, sizeof(b));
     if (final)
         snprintf(eta, sizeof(eta), "%s", done >= total ? "0:00" : "--:--");
     else
@@ -339,8 +340,8 @@ int fs_cmd_hydrate(int argc, char **argv)
         size_t images = 0;
         for (size_t i = 0; i < n; i++)
             images += !ts[i].dup;
-        fs_format_size(done, a, sizeof(a));
-        fs_format_size(fetched, b, sizeof(b));
+        fetch_format_size(done, a, sizeof(a));
+        fetch_format_size(fetched, b, sizeof(b));
         printf("%s %zu image%s: %s of data cached, %s fetched in %.1f s (%.2f MB/s)\n",
                status ? "hydrate incomplete:" : "hydrated", images, images == 1 ? "" : "s", a, b,
                secs, secs > 0 ? (double)fetched / secs / 1e6 : 0);

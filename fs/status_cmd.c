@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fetch/repo.h"
 #include "cli.h"
 #include "control.h"
 #include "log.h"
@@ -132,8 +133,8 @@ static void print_human(json_object *st)
            100 * dbl(c, "hit_rate"), (unsigned long long)u64(c, "memory_hits"),
            (unsigned long long)u64(c, "disk_hits"), (unsigned long long)u64(c, "loads"));
     if (d) {
-        fs_format_size(u64(d, "bytes"), a, sizeof(a));
-        fs_format_size(u64(d, "budget"), b, sizeof(b));
+        fetch_format_size(u64(d, "bytes"), a, sizeof(a));
+        fetch_format_size(u64(d, "budget"), b, sizeof(b));
         printf("         disk %s of %s, %llu entries\n", a, b,
                (unsigned long long)u64(d, "entries"));
     } else {
@@ -157,8 +158,8 @@ static void print_human(json_object *st)
         json_object *im = json_object_array_get_idx(images, i);
         uint64_t size = u64(im, "size"), zero = u64(im, "zero_bytes");
         char sz[80], hyd[96];
-        fs_format_size(u64(im, "cached_bytes"), a, sizeof(a));
-        fs_format_size(u64(im, "data_bytes"), b, sizeof(b));
+        fetch_format_size(u64(im, "cached_bytes"), a, sizeof(a));
+        fetch_format_size(u64(im, "data_bytes"), b, sizeof(b));
         snprintf(sz, sizeof(sz), "%s / %s", a, b);
         hydration_text(obj(im, "hydration"), hyd, sizeof(hyd));
         printf("  %-*s  %17s %6.1f%% %4.0f%%  %s\n", (int)width,
