@@ -52,6 +52,22 @@ static void free_given(const struct fs_daemon_config *cfg)
     fetch_store_free(cfg->chunk_store);
 }
 
+/* What fs_daemon_new allocates for itself (not the stores, tree and threads). */
+static void free_own(struct fs_daemon *d)
+{
+    if (!d)
+        return;
+    fetch_mirrors_free(d->chunk_mirrors);
+    fetch_mirrors_free(d->mirrors);
+    free(d->stores);
+    free(d->chunk_sources);
+    free(d->chunk_prefix);
+    free(d->offline);
+    free((char *)d->cache.dir);
+    free((char *)d->cache.store);
+    free(d);
+}
+
 int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret)
 {
     struct fs_daemon *d = calloc(1, sizeof(*d));
@@ -65,16 +81,7 @@ int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret)
         !(d->chunk_mirrors = cfg->chunk_store
                                  ? fetch_mirrors_new(&d->chunk_store, 1)
                                  : fetch_mirrors_new_like(d->mirrors, d->chunk_sources))) {
-        if (d) {
-            fetch_mirrors_free(d->mirrors);
-            free(d->stores);
-            free(d->chunk_sources);
-            free(d->chunk_prefix);
-            free(d->offline);
-            free((char *)d->cache.dir);
-            free((char *)d->cache.store);
-            free(d);
-        }
+        free_own(d);
         free_given(cfg);
         return -ENOMEM;
     }
@@ -235,13 +242,5 @@ void fs_daemon_free(struct fs_daemon *d)
     for (size_t i = 0; i < d->nstores; i++)
         fetch_store_free(d->stores[i]);
     fetch_store_free(d->chunk_store);
-    fetch_mirrors_free(d->chunk_mirrors);
-    fetch_mirrors_free(d->mirrors);
-    free(d->stores);
-    free(d->chunk_sources);
-    free(d->chunk_prefix);
-    free(d->offline);
-    free((char *)d->cache.dir);
-    free((char *)d->cache.store);
-    free(d);
+    free_own(d);
 }

@@ -25,6 +25,7 @@
 
 #include "cache/diskcache.h"
 #include "fetch/digest.h"
+#include "fake_image.h"
 #include "fake_pool.h"
 #include "fixtures.h"
 #include "fs/chunks.h"
@@ -40,13 +41,7 @@
 #define REPEAT 7
 #define DISTINCT (NCHUNKS - 2)
 
-static uint8_t *source;
-static uint8_t *blobs[NCHUNKS];
-static size_t blob_lens[NCHUNKS];
-static char names[NCHUNKS][65];
-static struct fetch_extent extents[NCHUNKS];
-static struct fetch_image img;
-static struct fs_node node;
+static struct fake_image fi;
 
 static char *dir;
 static struct cache_disk *disk;
@@ -56,33 +51,7 @@ static struct fs_hydrator *hyd;
 static int setup(void **state)
 {
     (void)state;
-    source = calloc(NCHUNKS, CHUNK);
-    assert_non_null(source);
-    for (size_t i = 0; i < NCHUNKS; i++) {
-        struct fetch_extent *e = &extents[i];
-        uint8_t *c = source + i * CHUNK;
-        *e = (struct fetch_extent){.offset = i * CHUNK,
-                                   .length = CHUNK,
-                                   .kind = FETCH_CHUNK_PBS,
-                                   .algo = FETCH_DIGEST_SHA256,
-                                   .zero = i == HOLE};
-        if (i == REPEAT)
-            memcpy(c, source + REPEAT_OF * CHUNK, CHUNK);
-        else if (i != HOLE)
-            fx_fill_random(c, CHUNK, 500 + i);
-        fx_sha256(c, CHUNK, e->digest);
-        fx_hex(e->digest, 32, names[i]);
-        blobs[i] = fx_blob_plain(c, CHUNK, &blob_lens[i]);
-    }
-    img = (struct fetch_image){.size = NCHUNKS * (uint64_t)CHUNK,
-                               .stride = CHUNK,
-                               .count = NCHUNKS,
-                               .extents = extents,
-                               .data_bytes = (NCHUNKS - 1) * (uint64_t)CHUNK,
-                               .zero_count = 1};
-    node = (struct fs_node){.kind = FS_NODE_IMAGE, .name = (char *)"img", .image = &img};
-    pthread_mutex_init(&node.lock, NULL);
-    atomic_store(&node.loaded, true); /* no tree: the index is "loaded" */
+    fake_image_init(&fi, NCHUNKS, CHUNK, HOLE, REPEAT, REPEAT_OF, 500);
     fs_log_set_level(FS_LOG_ERR);
     return 0;
 }
@@ -90,10 +59,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < NCHUNKS; i++)
-        free(blobs[i]);
-    free(source);
-    pthread_mutex_destroy(&node.lock);
+    fake_image_free(&fi);
     return 0;
 }
 
@@ -130,7 +96,7 @@ static size_t chunk_of_job(long j)
 {
     for (size_t i = 0; i < NCHUNKS; i++) {
         size_t pl = strlen(fake_jobs[j].path);
-        if (pl >= 64 && !strcmp(fake_jobs[j].path + pl - 64, names[i]))
+        if (pl >= 64 && !strcmp(fake_jobs[j].path + pl - 64, fi.names[i]))
             return i;
     }
     fail_msg("job %ld fetches an unknown chunk: %s", j, fake_jobs[j].path);
@@ -159,7 +125,7 @@ static struct fs_hydrate_progress serve(uint64_t id, long fail_chunk)
             if ((long)i == fail_chunk)
                 fake_pool_fail((size_t)j, -EBADMSG);
             else
-                fake_pool_complete((size_t)j, blobs[i], blob_lens[i]);
+                fake_pool_complete((size_t)j, fi.blobs[i], fi.blob_lens[i]);
             continue;
         }
         assert_int_equal(fs_hydrator_progress(hyd, id, &p), 0);
@@ -175,7 +141,7 @@ static uint64_t add_job(void)
 {
     uint64_t id = 0;
     const char *msg = NULL;
-    assert_int_equal(fs_hydrator_add(hyd, &node, 0, &id, &msg), 0);
+    assert_int_equal(fs_hydrator_add(hyd, &fi.node, 0, &id, &msg), 0);
     return id;
 }
 
@@ -186,21 +152,21 @@ static void every_chunk_once(void **state)
     start(0);
     p = serve(add_job(), -1);
     assert_int_equal(p.errors, 0);
-    assert_int_equal(p.total, img.data_bytes);
-    assert_int_equal(p.done, img.data_bytes);
+    assert_int_equal(p.total, fi.img.data_bytes);
+    assert_int_equal(p.done, fi.img.data_bytes);
     assert_int_equal(p.fetched, DISTINCT * (uint64_t)CHUNK);
     assert_int_equal(p.uncached, 0);
     /* one fetch per distinct chunk, none for the hole */
     assert_int_equal(fake_njobs, DISTINCT);
-    assert_int_equal(fake_pool_find(names[HOLE]), -1);
+    assert_int_equal(fake_pool_find(fi.names[HOLE]), -1);
     for (size_t i = 0; i < NCHUNKS; i++) {
         if (i != HOLE)
-            assert_true(fs_chunks_on_disk(ctx.chunks, &extents[i]));
+            assert_true(fs_chunks_on_disk(ctx.chunks, &fi.extents[i]));
     }
 
     /* a rerun finds everything in the cache and fetches nothing */
     p = serve(add_job(), -1);
-    assert_int_equal(p.done, img.data_bytes);
+    assert_int_equal(p.done, fi.img.data_bytes);
     assert_int_equal(p.fetched, 0);
     assert_int_equal(fake_njobs, DISTINCT);
 }
@@ -211,17 +177,17 @@ static void chunk_in_memory(void **state)
     struct fs_hydrate_progress p;
     (void)state;
     start(0);
-    assert_int_equal(fs_chunks_want(ctx.chunks, &extents[5], FETCH_PRIO_DEMAND, NULL, NULL), 0);
+    assert_int_equal(fs_chunks_want(ctx.chunks, &fi.extents[5], FETCH_PRIO_DEMAND, NULL, NULL), 0);
     assert_int_equal(fake_njobs, 1);
-    fake_pool_complete(0, blobs[5], blob_lens[5]);
+    fake_pool_complete(0, fi.blobs[5], fi.blob_lens[5]);
     cache_disk_clear(disk); /* in memory only */
-    assert_false(fs_chunks_on_disk(ctx.chunks, &extents[5]));
+    assert_false(fs_chunks_on_disk(ctx.chunks, &fi.extents[5]));
     p = serve(add_job(), -1);
     assert_int_equal(p.errors, 0);
     assert_int_equal(p.uncached, 0);
-    assert_int_equal(p.done, img.data_bytes);
+    assert_int_equal(p.done, fi.img.data_bytes);
     assert_int_equal(fake_njobs, 1 + DISTINCT - 1); /* not fetched again */
-    assert_true(fs_chunks_on_disk(ctx.chunks, &extents[5]));
+    assert_true(fs_chunks_on_disk(ctx.chunks, &fi.extents[5]));
 }
 
 static void failed_fetch(void **state)
@@ -232,10 +198,10 @@ static void failed_fetch(void **state)
     p = serve(add_job(), 9);
     assert_int_equal(p.errors, 1);
     assert_non_null(strstr(p.error, "Bad message"));
-    assert_int_equal(p.done, img.data_bytes - CHUNK);
+    assert_int_equal(p.done, fi.img.data_bytes - CHUNK);
     assert_int_equal(p.fetched, (DISTINCT - 1) * (uint64_t)CHUNK);
-    assert_false(fs_chunks_on_disk(ctx.chunks, &extents[9]));
-    assert_true(fs_chunks_on_disk(ctx.chunks, &extents[10]));
+    assert_false(fs_chunks_on_disk(ctx.chunks, &fi.extents[9]));
+    assert_true(fs_chunks_on_disk(ctx.chunks, &fi.extents[10]));
 }
 
 /* A budget of a few chunks: the cache refuses the rest (nothing is old
@@ -249,7 +215,7 @@ static void budget_too_small(void **state)
     start(4 * (CHUNK + 4 * KIB));
     p = serve(add_job(), -1);
     assert_int_equal(p.errors, 0);
-    assert_int_equal(p.done, img.data_bytes);
+    assert_int_equal(p.done, fi.img.data_bytes);
     assert_true(p.uncached_chunks >= DISTINCT - 4);
     assert_true(p.uncached_chunks < DISTINCT);
     assert_int_equal(p.uncached_why, -ENOBUFS);

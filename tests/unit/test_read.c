@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "fake_image.h"
 #include "fake_pool.h"
 #include "fetch/digest.h"
 #include "fixtures.h"
@@ -87,40 +88,14 @@ int __wrap_fuse_reply_err(fuse_req_t req, int err)
 
 /* ---- an image of NCHUNKS chunks of 1 MiB, one of them a hole ------------ */
 
-static uint8_t *source; /* the image's bytes */
-static uint8_t *blobs[NCHUNKS];
-static size_t blob_lens[NCHUNKS];
-static char names[NCHUNKS][65];
-static struct fetch_image img;
-static struct fetch_extent extents[NCHUNKS];
-static struct fs_node node;
+static struct fake_image fi;
 static struct fs_ctx ctx;
 static struct fs_file file;
 
 static int setup(void **state)
 {
     (void)state;
-    source = calloc(NCHUNKS, MIB);
-    assert_non_null(source);
-    for (size_t i = 0; i < NCHUNKS; i++) {
-        struct fetch_extent *e = &extents[i];
-        uint8_t *c = source + i * MIB;
-        *e = (struct fetch_extent){
-            .offset = i * MIB, .length = MIB, .kind = FETCH_CHUNK_PBS, .algo = FETCH_DIGEST_SHA256};
-        if (i != ZERO_CHUNK)
-            fx_fill_random(c, MIB, 100 + i);
-        fx_sha256(c, MIB, e->digest);
-        e->zero = i == ZERO_CHUNK;
-        fx_hex(e->digest, 32, names[i]);
-        blobs[i] = fx_blob_plain(c, MIB, &blob_lens[i]);
-    }
-    img = (struct fetch_image){.size = NCHUNKS * (uint64_t)MIB,
-                               .stride = MIB,
-                               .count = NCHUNKS,
-                               .extents = extents,
-                               .data_bytes = (NCHUNKS - 1) * (uint64_t)MIB,
-                               .zero_count = 1};
-    node = (struct fs_node){.kind = FS_NODE_IMAGE, .name = (char *)"img", .image = &img};
+    fake_image_init(&fi, NCHUNKS, MIB, ZERO_CHUNK, -1, -1, 100);
     fs_read_init();
     fs_log_set_level(FS_LOG_ERR);
     return 0;
@@ -129,9 +104,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < NCHUNKS; i++)
-        free(blobs[i]);
-    free(source);
+    fake_image_free(&fi);
     free(reply);
     return 0;
 }
@@ -162,26 +135,26 @@ static int per_test_end(void **state)
 /* The job fetching chunk @i, or -1. */
 static long job_of(size_t i)
 {
-    return fake_pool_find(names[i]);
+    return fake_pool_find(fi.names[i]);
 }
 
 static void complete_chunk(size_t i)
 {
     long j = job_of(i);
     assert_true(j >= 0);
-    fake_pool_complete((size_t)j, blobs[i], blob_lens[i]);
+    fake_pool_complete((size_t)j, fi.blobs[i], fi.blob_lens[i]);
 }
 
 static void read_at(uint64_t off, size_t size)
 {
-    fs_read_image(&ctx, &node, &file, (fuse_req_t)&node, off, size);
+    fs_read_image(&ctx, &fi.node, &file, (fuse_req_t)&fi.node, off, size);
 }
 
 static void check_reply(uint64_t off, size_t size)
 {
     assert_int_equal(reply_err, 0);
     assert_int_equal(reply_len, size);
-    assert_memory_equal(reply, source + off, size);
+    assert_memory_equal(reply, fi.source + off, size);
 }
 
 static void pieces_in_any_order(void **state)
@@ -205,7 +178,7 @@ static void pieces_in_any_order(void **state)
     assert_int_equal(replies, 2);
     check_reply(5 * MIB + 3 * MIB / 4, MIB / 2);
     for (size_t i = 0; i < fake_njobs; i++)
-        assert_null(strstr(fake_jobs[i].path, names[ZERO_CHUNK]));
+        assert_null(strstr(fake_jobs[i].path, fi.names[ZERO_CHUNK]));
 
     /* in memory now: answered at once */
     read_at(2 * MIB + 100, 5000);
@@ -229,13 +202,13 @@ static void pieces_in_any_order(void **state)
 static void bad_chunk_fails_the_read(void **state)
 {
     (void)state;
-    uint8_t *bad = fx_memdup(blobs[8], blob_lens[8]);
+    uint8_t *bad = fx_memdup(fi.blobs[8], fi.blob_lens[8]);
     read_at(7 * MIB + MIB / 2, MIB);
     assert_int_equal(replies, 0);
     complete_chunk(7);
     bad[4000] ^= 1;
-    fx_blob_fix_crc(bad, blob_lens[8]);
-    fake_pool_complete((size_t)job_of(8), bad, blob_lens[8]);
+    fx_blob_fix_crc(bad, fi.blob_lens[8]);
+    fake_pool_complete((size_t)job_of(8), bad, fi.blob_lens[8]);
     free(bad);
     assert_int_equal(replies, 1);
     assert_int_equal(reply_err, EIO);
@@ -259,8 +232,8 @@ static void complete_all(void)
         if (fake_jobs[j].completed)
             continue;
         for (size_t i = 0; i < NCHUNKS; i++) {
-            if (strstr(fake_jobs[j].path, names[i])) {
-                fake_pool_complete(j, blobs[i], blob_lens[i]);
+            if (strstr(fake_jobs[j].path, fi.names[i])) {
+                fake_pool_complete(j, fi.blobs[i], fi.blob_lens[i]);
                 break;
             }
         }
@@ -304,8 +277,8 @@ static void sequential_reads_read_ahead(void **state)
 
     /* without an open file (no streams) nothing is read ahead */
     before = fake_njobs;
-    fs_read_image(&ctx, &node, NULL, (fuse_req_t)&node, 21 * MIB, MIB);
-    fs_read_image(&ctx, &node, NULL, (fuse_req_t)&node, 22 * MIB, MIB);
+    fs_read_image(&ctx, &fi.node, NULL, (fuse_req_t)&fi.node, 21 * MIB, MIB);
+    fs_read_image(&ctx, &fi.node, NULL, (fuse_req_t)&fi.node, 22 * MIB, MIB);
     assert_int_equal(fake_njobs, before + 2);
     complete_all();
 }
