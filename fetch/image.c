@@ -90,3 +90,111 @@ int64_t fetch_image_seek(const struct fetch_image *img, uint64_t offset, int whe
     }
     return want_zero ? (int64_t)img->size : -ENXIO;
 }
+
+/* ---- variable-size chunk lists (casync .caibx, PBS .didx) ---------------- */
+
+static uint64_t item_end(const uint8_t *items, size_t i)
+{
+    const uint8_t *p = items + i * FETCH_IMAGE_ITEM;
+    uint64_t v = 0;
+    for (int b = 7; b >= 0; b--)
+        v = v << 8 | p[b];
+    return v;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/*
+ * The distinct chunk lengths of @items, ascending, and the digest of that many
+ * zero bytes for each: every length a zero chunk of this index could have.
+ */
+static int zero_digests(const uint8_t *items, size_t count, enum fetch_digest_algo algo,
+                        uint64_t **ret_lens, uint8_t (**ret_digests)[32], size_t *ret_n)
+{
+    uint64_t *lens, prev = 0;
+    uint8_t(*digests)[32];
+    size_t n = 0;
+    int r;
+
+    lens = malloc((count ? count : 1) * sizeof(*lens));
+    if (!lens)
+        return -ENOMEM;
+    for (size_t i = 0; i < count; i++) {
+        uint64_t end = item_end(items, i);
+        lens[i] = end - prev;
+        prev = end;
+    }
+    qsort(lens, count, sizeof(*lens), cmp_u64);
+    for (size_t i = 0; i < count; i++)
+        if (n == 0 || lens[i] != lens[n - 1])
+            lens[n++] = lens[i];
+    digests = malloc((n ? n : 1) * sizeof(*digests));
+    if (!digests) {
+        free(lens);
+        return -ENOMEM;
+    }
+    r = fetch_digest_zeros_ladder(algo, lens, n, digests);
+    if (r < 0) {
+        free(digests);
+        free(lens);
+        return r;
+    }
+    *ret_lens = lens;
+    *ret_digests = digests;
+    *ret_n = n;
+    return 0;
+}
+
+int fetch_image_from_items(const uint8_t *items, size_t count, uint8_t kind, uint8_t algo,
+                           struct fetch_image **ret, fetch_error *err)
+{
+    struct fetch_image *img;
+    uint64_t *lens = NULL, prev = 0;
+    uint8_t(*zero)[32] = NULL;
+    size_t nlens = 0;
+    int r;
+
+    img = calloc(1, sizeof(*img));
+    if (!img)
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    img->extents = calloc(count ? count : 1, sizeof(*img->extents));
+    if (!img->extents) {
+        free(img);
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    }
+    img->size = count ? item_end(items, count - 1) : 0;
+    img->stride = 0;
+    img->count = count;
+
+    r = zero_digests(items, count, (enum fetch_digest_algo)algo, &lens, &zero, &nlens);
+    if (r < 0) {
+        fetch_image_free(img);
+        return fetch_error_set(err, r, r == -ENOMEM ? "out of memory" : "hashing failed");
+    }
+    for (size_t i = 0; i < count; i++) {
+        struct fetch_extent *e = &img->extents[i];
+        uint64_t end = item_end(items, i);
+        const uint64_t *at;
+
+        e->offset = prev;
+        e->length = (uint32_t)(end - prev); /* the parsers bound chunks (<= 128 MiB) */
+        e->kind = kind;
+        e->algo = algo;
+        memcpy(e->digest, items + i * FETCH_IMAGE_ITEM + 8, sizeof(e->digest));
+        at = bsearch(&(uint64_t){end - prev}, lens, nlens, sizeof(*lens), cmp_u64);
+        e->zero = at && memcmp(e->digest, zero[at - lens], sizeof(e->digest)) == 0;
+        if (e->zero)
+            img->zero_count++;
+        else
+            img->data_bytes += e->length;
+        prev = end;
+    }
+    free(zero);
+    free(lens);
+    *ret = img;
+    return 0;
+}

@@ -42,6 +42,21 @@ struct fetch_image {
 int fetch_image_from_fidx(const struct fetch_fidx *idx, struct fetch_image **ret, fetch_error *err);
 void fetch_image_free(struct fetch_image *img);
 
+/* An item of a variable-size chunk list (casync .caibx, PBS .didx): {le64
+ * end offset, digest[32]}. */
+#define FETCH_IMAGE_ITEM 40u
+
+/*
+ * Builds the image of @count items with strictly increasing end offsets and
+ * chunks of at most 128 MiB (the caller's parser checked both): one extent
+ * per item, of chunk kind @kind (enum fetch_chunk_kind) and digest algorithm
+ * @algo (enum fetch_digest_algo); an item whose digest is that of its own
+ * length of zero bytes is a hole. stride is 0 (variable). The zero digests
+ * take one hash pass over the longest chunk. -ENOMEM, or -EIO if hashing fails.
+ */
+int fetch_image_from_items(const uint8_t *items, size_t count, uint8_t kind, uint8_t algo,
+                           struct fetch_image **ret, fetch_error *err);
+
 /* Index of the extent holding @offset; @offset must be < size. */
 size_t fetch_image_find(const struct fetch_image *img, uint64_t offset);
 
