@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "pbs.h"
+#include "didx.h"
 #include "chunk.h"
 #include "buf.h"
 
@@ -539,6 +540,34 @@ int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *
     }
     r = fetch_image_from_fidx(idx, ret, err);
     fetch_fidx_free(idx);
+    return r;
+}
+
+int fetch_pbs_open_didx(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
+                        const struct fetch_manifest_file *file, struct fetch_image **ret,
+                        fetch_error *err)
+{
+    struct fetch_didx *idx = NULL;
+    void *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    if (file->crypt == FETCH_CRYPT_ENCRYPT)
+        return fetch_error_set(
+            err, -ENOKEY, "%s is encrypted; encryption keys are not supported yet", file->name);
+    if ((r = read_snapshot_file(s, snap, file, FETCH_DIDX_FILE_MAX, &buf, &len, err)) < 0 ||
+        (r = fetch_didx_parse(buf, len, &idx, err)) < 0)
+        return r;
+    if (memcmp(idx->csum, file->csum, sizeof(idx->csum)) != 0)
+        r = fetch_error_set(err, -EBADMSG, "%s: index checksum differs from the manifest's",
+                            file->name);
+    else if (idx->size != file->size)
+        r = fetch_error_set(err, -EBADMSG, "%s: stream size %llu differs from the manifest's %llu",
+                            file->name, (unsigned long long)idx->size,
+                            (unsigned long long)file->size);
+    else
+        r = fetch_image_from_didx(idx, ret, err);
+    fetch_didx_free(idx);
     return r;
 }
 

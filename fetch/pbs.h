@@ -86,6 +86,16 @@ int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *
                         const struct fetch_manifest_file *file, struct fetch_image **ret,
                         fetch_error *err);
 
+/*
+ * Reads a .didx archive of @snap (a pxar stream) and builds the image of its
+ * stream. Checks the index and that its checksum and size equal the
+ * manifest's. -ENOKEY for an encrypted archive, -EBADMSG for any
+ * inconsistency.
+ */
+int fetch_pbs_open_didx(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
+                        const struct fetch_manifest_file *file, struct fetch_image **ret,
+                        fetch_error *err);
+
 /* Reads and decodes a small .blob of @snap, verifying the manifest csum. */
 int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
                         const struct fetch_manifest_file *file, fetch_data *ret, fetch_error *err);

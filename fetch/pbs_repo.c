@@ -2,8 +2,9 @@
 /*
  * A Proxmox Backup Server datastore as a repository (fetch/repo.h):
  *   [ns/<n>/…]<type>/<id>/<time>/<archive>   and   <type>/<id>/latest -> <time>
- * Images are the .fidx archives, small files the non-encrypted .blob ones;
- * dynamic-index (pxar) archives are listed by `ls`, not shown yet.
+ * Images are the .fidx archives, small files the non-encrypted .blob ones,
+ * directories the pxar file archives: `x.pxar.didx` (v1), or the pair
+ * `x.mpxar.didx` + `x.ppxar.didx` (v2), both shown as `x.pxar`.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "pbs.h"
+#include "pxar.h"
 #include "repo.h"
 
 /* What an entry's handle points at: one archive of one snapshot. */
@@ -54,12 +56,54 @@ static void snapshot_path(const struct fetch_pbs_snapshot *s, char *buf, size_t 
         snprintf(buf + off, len - off, "%s/%s/%s", s->type, s->id, s->time_str);
 }
 
-/* Whether the mount shows archive @f. */
-static bool shown(const struct fetch_manifest_file *f, enum fetch_pbs_archive k)
+/* What a pxar file name is: a v1 archive, the metadata or payload half of a
+ * v2 pair, or not pxar (0). */
+enum pxar_part { PXAR_NONE, PXAR_V1, PXAR_META, PXAR_PAYLOAD };
+
+static enum pxar_part pxar_part(const char *name)
 {
+    if (has_suffix(name, ".mpxar.didx"))
+        return PXAR_META;
+    if (has_suffix(name, ".ppxar.didx"))
+        return PXAR_PAYLOAD;
+    if (has_suffix(name, ".pxar.didx"))
+        return PXAR_V1;
+    return PXAR_NONE;
+}
+
+/* The payload half of v2 metadata archive @meta in @m, or NULL. */
+static const struct fetch_manifest_file *payload_of(const struct fetch_manifest *m,
+                                                    const struct fetch_manifest_file *meta)
+{
+    size_t l = strlen(meta->name) - strlen(".mpxar.didx");
+    for (size_t i = 0; i < m->count; i++) {
+        const char *n = m->files[i].name;
+        if (pxar_part(n) == PXAR_PAYLOAD && strlen(n) == strlen(meta->name) &&
+            !strncmp(n, meta->name, l))
+            return &m->files[i];
+    }
+    return NULL;
+}
+
+/* Whether the mount shows archive @f of @m. */
+static bool shown(const struct fetch_manifest *m, const struct fetch_manifest_file *f,
+                  enum fetch_pbs_archive k)
+{
+    if (k == FETCH_PBS_ARCHIVE_DIDX)
+        return pxar_part(f->name) == PXAR_V1 ||
+               (pxar_part(f->name) == PXAR_META && payload_of(m, f));
     return k == FETCH_PBS_ARCHIVE_FIDX ||
            (k == FETCH_PBS_ARCHIVE_BLOB && f->crypt != FETCH_CRYPT_ENCRYPT &&
             f->size <= FETCH_PBS_SMALL_BLOB_MAX);
+}
+
+/* The name archive @f shows under: its stem, "x.pxar" for "x.mpxar.didx". */
+static void shown_name(const struct fetch_manifest_file *f, size_t stem, char *buf, size_t len)
+{
+    if (pxar_part(f->name) == PXAR_META)
+        snprintf(buf, len, "%.*s.pxar", (int)(strlen(f->name) - strlen(".mpxar.didx")), f->name);
+    else
+        snprintf(buf, len, "%.*s", (int)stem, f->name);
 }
 
 /*
@@ -76,9 +120,9 @@ static int note_unsupported(struct fetch_repo *repo, const struct fetch_pbs_cata
         size_t n = 0, nshown = 0;
         for (size_t j = 0; j < m->count; j++) {
             enum fetch_pbs_archive k = fetch_pbs_archive_kind(m->files[j].name, NULL);
-            n += k == FETCH_PBS_ARCHIVE_DIDX;
-            nshown += k == FETCH_PBS_ARCHIVE_FIDX ||
-                      (k == FETCH_PBS_ARCHIVE_BLOB && m->files[j].crypt != FETCH_CRYPT_ENCRYPT);
+            bool half = pxar_part(m->files[j].name) == PXAR_PAYLOAD;
+            n += k == FETCH_PBS_ARCHIVE_DIDX && !half && !shown(m, &m->files[j], k);
+            nshown += shown(m, &m->files[j], k);
         }
         archives += n;
         snaps += n > 0;
@@ -90,20 +134,23 @@ static int note_unsupported(struct fetch_repo *repo, const struct fetch_pbs_cata
         snprintf(tail, sizeof(tail), "; %zu snapshot%s nothing else and appear%s empty", empty,
                  empty == 1 ? " holds" : "s hold", empty == 1 ? "s" : "");
     return fetch_repo_add_note(repo, true,
-                               "%s: %zu pxar file archive%s not shown (in %zu snapshot%s): file "
-                               "archives are not supported yet%s; `lazyimg ls` lists them",
+                               "%s: %zu dynamic-index archive%s not shown (in %zu snapshot%s): "
+                               "only pxar file archives are%s; `lazyimg ls` lists them",
                                repo->store->location, archives, archives == 1 ? " is" : "s are",
                                snaps, snaps == 1 ? "" : "s", tail);
 }
 
 /* Whether archive @j of @m shows under a name an earlier one has taken. */
-static bool name_taken(const struct fetch_manifest *m, size_t j, size_t stem)
+static bool name_taken(const struct fetch_manifest *m, size_t j, const char *name)
 {
+    char other[300];
     for (size_t i = 0; i < j; i++) {
         size_t st = 0;
         enum fetch_pbs_archive k = fetch_pbs_archive_kind(m->files[i].name, &st);
-        if (shown(&m->files[i], k) && st == stem &&
-            !strncmp(m->files[i].name, m->files[j].name, stem))
+        if (!shown(m, &m->files[i], k))
+            continue;
+        shown_name(&m->files[i], st, other, sizeof(other));
+        if (!strcmp(other, name))
             return true;
     }
     return false;
@@ -112,7 +159,7 @@ static bool name_taken(const struct fetch_manifest *m, size_t j, size_t stem)
 static int add_snapshot(struct fetch_repo *repo, const struct fetch_pbs_snapshot *snap,
                         struct pbs_ref **refs)
 {
-    char dir[512], path[1024];
+    char dir[512], path[1024], name[300];
     int r;
 
     snapshot_path(snap, dir, sizeof(dir));
@@ -124,18 +171,19 @@ static int add_snapshot(struct fetch_repo *repo, const struct fetch_pbs_snapshot
         enum fetch_pbs_archive k = fetch_pbs_archive_kind(f->name, &stem);
         struct fetch_entry e = {.path = path, .mtime = snap->time, .handle = *refs};
 
-        if (!shown(f, k))
-            continue; /* .didx (pxar) archives come later; encrypted blobs stay hidden */
-        if (name_taken(snap->manifest, j, stem)) {
+        if (!shown(snap->manifest, f, k))
+            continue; /* other .didx; encrypted blobs stay hidden */
+        shown_name(f, stem, name, sizeof(name));
+        if (name_taken(snap->manifest, j, name)) {
             /* "x.fidx" and "x.blob" would both show as "x": keep the first */
-            r = fetch_repo_add_note(repo, true, "%s: %s hidden: another archive has the name %.*s",
-                                    snap->path, f->name, (int)stem, f->name);
+            r = fetch_repo_add_note(repo, true, "%s: %s hidden: another archive has the name %s",
+                                    snap->path, f->name, name);
             continue;
         }
-        snprintf(path, sizeof(path), "%s/%.*s", dir, (int)stem, f->name);
-        if (k == FETCH_PBS_ARCHIVE_FIDX) {
-            e.type = FETCH_ENTRY_IMAGE;
-            e.size = f->size;
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        if (k == FETCH_PBS_ARCHIVE_FIDX || k == FETCH_PBS_ARCHIVE_DIDX) {
+            e.type = k == FETCH_PBS_ARCHIVE_FIDX ? FETCH_ENTRY_IMAGE : FETCH_ENTRY_ARCHIVE;
+            e.size = k == FETCH_PBS_ARCHIVE_FIDX ? f->size : 0;
             if (f->crypt == FETCH_CRYPT_ENCRYPT) {
                 e.refuse = -ENOKEY;
                 e.refuse_msg = "encrypted archive; encryption keys are not supported yet";
@@ -228,6 +276,29 @@ static int pbs_read_blob(const struct fetch_repo *repo, struct fetch_store *s,
     return fetch_pbs_read_blob(s, ref->snap, ref->file, ret, err);
 }
 
+static int pbs_open_archive(const struct fetch_repo *repo, struct fetch_store *s,
+                            const struct fetch_entry *e, struct fetch_archive_src *ret,
+                            fetch_error *err)
+{
+    const struct pbs_ref *ref = e->handle;
+    const struct fetch_manifest_file *payload = NULL;
+    struct fetch_archive_src src = {.format = &fetch_pxar_format};
+    int r;
+    (void)repo;
+
+    if (pxar_part(ref->file->name) == PXAR_META &&
+        !(payload = payload_of(ref->snap->manifest, ref->file)))
+        return fetch_error_set(err, -EBADMSG, "%s: its payload archive is missing",
+                               ref->file->name);
+    if ((r = fetch_pbs_open_didx(s, ref->snap, ref->file, &src.meta, err)) < 0 ||
+        (payload && (r = fetch_pbs_open_didx(s, ref->snap, payload, &src.payload, err)) < 0)) {
+        fetch_archive_src_free(&src);
+        return r;
+    }
+    *ret = src;
+    return 0;
+}
+
 /* --- lazyimg ls ------------------------------------------------------------ */
 
 static const char *archive_kind(const struct fetch_manifest_file *f, size_t *stem)
@@ -252,11 +323,11 @@ static const char *mount_state(const struct fetch_manifest_file *f)
     enum fetch_pbs_archive k = fetch_pbs_archive_kind(f->name, NULL);
     switch (k) {
     case FETCH_PBS_ARCHIVE_DIDX:
-        if (has_suffix(f->name, ".ppxar.didx"))
-            return "no (payload of a pxar archive: file archives are not supported yet)";
-        if (has_suffix(f->name, "pxar.didx"))
-            return "no (pxar file archive: file archives are not supported yet)";
-        return "no (dynamic index: not supported yet)";
+        if (pxar_part(f->name) == PXAR_PAYLOAD)
+            return "with its .mpxar (the file contents of a pxar archive)";
+        if (pxar_part(f->name) == PXAR_NONE)
+            return "no (dynamic index: not supported yet)";
+        break;
     case FETCH_PBS_ARCHIVE_CATALOG:
         return "no (catalog of the pxar archives' files)";
     case FETCH_PBS_ARCHIVE_OTHER:
@@ -392,6 +463,7 @@ const struct fetch_repo_format fetch_pbs_repo_format = {
     .free_priv = pbs_free_priv,
     .open_image = pbs_open_image,
     .read_blob = pbs_read_blob,
+    .open_archive = pbs_open_archive,
     .columns = pbs_columns,
     .ncolumns = sizeof(pbs_columns) / sizeof(pbs_columns[0]),
     .empty_list = "(no finished snapshots)",

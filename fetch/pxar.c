@@ -50,6 +50,7 @@
 #define ITEM_SMALL_MAX (64u * 1024) /* an ACL, fcaps or prelude item */
 
 struct fetch_pxar {
+    struct fetch_archive base; /* first: the archive interface's view */
     const struct fetch_stream *meta, *payload;
     unsigned version;
     uint64_t root_base; /* where the root's goodbye tail measures from */
@@ -154,30 +155,30 @@ static bool is_meta_item(uint64_t type)
     }
 }
 
-static enum fetch_pxar_kind kind_of(uint64_t mode)
+static enum fetch_archive_kind kind_of(uint64_t mode)
 {
     switch (mode & S_IFMT) {
     case S_IFDIR:
-        return FETCH_PXAR_DIR;
+        return FETCH_ARCHIVE_DIR;
     case S_IFREG:
-        return FETCH_PXAR_FILE;
+        return FETCH_ARCHIVE_FILE;
     case S_IFLNK:
-        return FETCH_PXAR_SYMLINK;
+        return FETCH_ARCHIVE_SYMLINK;
     case S_IFCHR:
     case S_IFBLK:
-        return FETCH_PXAR_DEVICE;
+        return FETCH_ARCHIVE_DEVICE;
     case S_IFIFO:
-        return FETCH_PXAR_FIFO;
+        return FETCH_ARCHIVE_FIFO;
     case S_IFSOCK:
-        return FETCH_PXAR_SOCKET;
+        return FETCH_ARCHIVE_SOCKET;
     default:
-        return (enum fetch_pxar_kind) - 1;
+        return (enum fetch_archive_kind) - 1;
     }
 }
 
 /* The ENTRY (or ENTRY_V1) item at @pos: the metadata fields of @e. */
 static int read_entry_item(const struct fetch_pxar *a, uint64_t pos, uint64_t end,
-                           struct fetch_pxar_entry *e, fetch_error *err)
+                           struct fetch_archive_entry *e, fetch_error *err)
 {
     uint8_t b[40];
     struct item it;
@@ -223,7 +224,7 @@ static int read_entry_item(const struct fetch_pxar *a, uint64_t pos, uint64_t en
  * the tail's offset measures from (the ENTRY, or the stream's start for the
  * root of a v2 archive).
  */
-static int read_goodbye(const struct fetch_pxar *a, struct fetch_pxar_entry *e, uint64_t base,
+static int read_goodbye(const struct fetch_pxar *a, struct fetch_archive_entry *e, uint64_t base,
                         uint64_t end, fetch_error *err)
 {
     uint8_t t[GB_ITEM];
@@ -273,7 +274,7 @@ static int read_goodbye(const struct fetch_pxar *a, struct fetch_pxar_entry *e, 
  * @end: metadata items, then its content by kind. @base: see read_goodbye.
  */
 static int decode_entry(const struct fetch_pxar *a, uint64_t pos, uint64_t base, uint64_t end,
-                        struct fetch_pxar_entry *e, fetch_error *err)
+                        struct fetch_archive_entry *e, fetch_error *err)
 {
     struct item it;
     uint64_t p;
@@ -299,22 +300,22 @@ static int decode_entry(const struct fetch_pxar *a, uint64_t pos, uint64_t base,
     e->meta_end = p;
 
     switch (e->kind) {
-    case FETCH_PXAR_DIR:
+    case FETCH_ARCHIVE_DIR:
         return read_goodbye(a, e, base, end, err);
-    case FETCH_PXAR_FIFO:
-    case FETCH_PXAR_SOCKET:
+    case FETCH_ARCHIVE_FIFO:
+    case FETCH_ARCHIVE_SOCKET:
         return 0;
     default:
         break;
     }
     if ((r = item_at(a, p, end, &it, err)) < 0)
         return r;
-    if (e->kind == FETCH_PXAR_FILE && it.type == PXAR_PAYLOAD && !a->payload) {
+    if (e->kind == FETCH_ARCHIVE_FILE && it.type == PXAR_PAYLOAD && !a->payload) {
         e->size = it.size - HDR;
         e->data_off = p + HDR;
         return 0;
     }
-    if (e->kind == FETCH_PXAR_FILE && it.type == PXAR_PAYLOAD_REF && a->payload &&
+    if (e->kind == FETCH_ARCHIVE_FILE && it.type == PXAR_PAYLOAD_REF && a->payload &&
         it.size == HDR + 16) {
         if ((r = rd(a->meta, p + HDR, b, 16, err)) < 0)
             return r;
@@ -330,13 +331,13 @@ static int decode_entry(const struct fetch_pxar *a, uint64_t pos, uint64_t base,
                                    (unsigned long long)le64(b));
         return 0;
     }
-    if (e->kind == FETCH_PXAR_SYMLINK && it.type == PXAR_SYMLINK && it.size >= HDR + 2 &&
+    if (e->kind == FETCH_ARCHIVE_SYMLINK && it.type == PXAR_SYMLINK && it.size >= HDR + 2 &&
         it.size <= HDR + FETCH_PXAR_PATH_MAX + 1) {
         e->size = it.size - HDR - 1;
         e->target_off = p + HDR;
         return 0;
     }
-    if (e->kind == FETCH_PXAR_DEVICE && it.type == PXAR_DEVICE && it.size == HDR + 16) {
+    if (e->kind == FETCH_ARCHIVE_DEVICE && it.type == PXAR_DEVICE && it.size == HDR + 16) {
         if ((r = rd(a->meta, p + HDR, b, 16, err)) < 0)
             return r;
         e->dev_major = le64(b);
@@ -354,7 +355,7 @@ int fetch_pxar_open(const struct fetch_stream *meta, const struct fetch_stream *
                     struct fetch_pxar **ret, fetch_error *err)
 {
     struct fetch_pxar *a;
-    struct fetch_pxar_entry root;
+    struct fetch_archive_entry root;
     uint8_t t[GB_ITEM], v[8];
     uint64_t pos, gb_start;
     struct item it;
@@ -362,6 +363,7 @@ int fetch_pxar_open(const struct fetch_stream *meta, const struct fetch_stream *
 
     if (!(a = calloc(1, sizeof(*a))))
         return fetch_error_set(err, -ENOMEM, "out of memory");
+    a->base.format = &fetch_pxar_format;
     a->meta = meta;
     a->payload = payload;
     a->version = 1;
@@ -406,7 +408,7 @@ int fetch_pxar_open(const struct fetch_stream *meta, const struct fetch_stream *
     a->root_pos = pos;
     if ((r = fetch_pxar_root(a, &root, err)) < 0)
         goto fail;
-    if (root.kind != FETCH_PXAR_DIR) {
+    if (root.kind != FETCH_ARCHIVE_DIR) {
         r = fetch_error_set(err, -EBADMSG, "pxar: the root is not a directory");
         goto fail;
     }
@@ -427,14 +429,15 @@ unsigned fetch_pxar_version(const struct fetch_pxar *a)
     return a->version;
 }
 
-int fetch_pxar_root(struct fetch_pxar *a, struct fetch_pxar_entry *ret, fetch_error *err)
+int fetch_pxar_root(struct fetch_pxar *a, struct fetch_archive_entry *ret, fetch_error *err)
 {
     return decode_entry(a, a->root_pos, a->root_base, a->meta->size, ret, err);
 }
 
 /* Goodbye item @i of @dir: {hash, offset back from the table's start, size}. */
-static int goodbye_item(const struct fetch_pxar *a, const struct fetch_pxar_entry *dir, uint64_t i,
-                        uint64_t *hash, uint64_t *fname, uint64_t *end, fetch_error *err)
+static int goodbye_item(const struct fetch_pxar *a, const struct fetch_archive_entry *dir,
+                        uint64_t i, uint64_t *hash, uint64_t *fname, uint64_t *end,
+                        fetch_error *err)
 {
     uint64_t start = dir->goodbye_off - HDR, back, size;
     uint8_t b[GB_ITEM];
@@ -461,9 +464,9 @@ static int goodbye_item(const struct fetch_pxar *a, const struct fetch_pxar_entr
  * The child whose FILENAME item is at @fname (range to @end) of @dir: its
  * name into @name (@cap bytes) and its entry, hardlinks resolved.
  */
-static int decode_child(const struct fetch_pxar *a, const struct fetch_pxar_entry *dir,
+static int decode_child(const struct fetch_pxar *a, const struct fetch_archive_entry *dir,
                         uint64_t fname, uint64_t end, char *name, size_t cap,
-                        struct fetch_pxar_entry *ret, fetch_error *err)
+                        struct fetch_archive_entry *ret, fetch_error *err)
 {
     struct item it, link;
     uint64_t at;
@@ -508,18 +511,18 @@ static int decode_child(const struct fetch_pxar *a, const struct fetch_pxar_entr
     at += it.size;
     if ((r = decode_entry(a, at, at, a->meta->size, ret, err)) < 0)
         return r;
-    if (ret->kind == FETCH_PXAR_DIR)
+    if (ret->kind == FETCH_ARCHIVE_DIR)
         return fetch_error_set(err, -EBADMSG, "pxar: hardlink at %llu to a directory",
                                (unsigned long long)fname);
     return 0;
 }
 
-int fetch_pxar_child(struct fetch_pxar *a, const struct fetch_pxar_entry *dir, uint64_t i,
-                     char *name, size_t name_cap, struct fetch_pxar_entry *ret, fetch_error *err)
+int fetch_pxar_child(struct fetch_pxar *a, const struct fetch_archive_entry *dir, uint64_t i,
+                     char *name, size_t name_cap, struct fetch_archive_entry *ret, fetch_error *err)
 {
     uint64_t hash, fname, end;
     int r;
-    if (dir->kind != FETCH_PXAR_DIR)
+    if (dir->kind != FETCH_ARCHIVE_DIR)
         return fetch_error_set(err, -ENOTDIR, "pxar: not a directory");
     if (i >= dir->goodbye_count)
         return -ERANGE;
@@ -534,14 +537,14 @@ int fetch_pxar_child(struct fetch_pxar *a, const struct fetch_pxar_entry *dir, u
     return 0;
 }
 
-int fetch_pxar_lookup(struct fetch_pxar *a, const struct fetch_pxar_entry *dir, const char *name,
-                      size_t len, struct fetch_pxar_entry *ret, fetch_error *err)
+int fetch_pxar_lookup(struct fetch_pxar *a, const struct fetch_archive_entry *dir, const char *name,
+                      size_t len, struct fetch_archive_entry *ret, fetch_error *err)
 {
     char got[FETCH_PXAR_NAME_MAX + 1];
     uint64_t want, hash, fname, end, i = 0;
     int r;
 
-    if (dir->kind != FETCH_PXAR_DIR)
+    if (dir->kind != FETCH_ARCHIVE_DIR)
         return fetch_error_set(err, -ENOTDIR, "pxar: not a directory");
     if (len == 0 || len > FETCH_PXAR_NAME_MAX)
         return -ENOENT;
@@ -574,11 +577,11 @@ int fetch_pxar_lookup(struct fetch_pxar *a, const struct fetch_pxar_entry *dir, 
     return -ENOENT;
 }
 
-int fetch_pxar_readlink(struct fetch_pxar *a, const struct fetch_pxar_entry *e, char *buf,
+int fetch_pxar_readlink(struct fetch_pxar *a, const struct fetch_archive_entry *e, char *buf,
                         size_t cap, fetch_error *err)
 {
     int r;
-    if (e->kind != FETCH_PXAR_SYMLINK)
+    if (e->kind != FETCH_ARCHIVE_SYMLINK)
         return fetch_error_set(err, -EINVAL, "pxar: not a symlink");
     if (cap <= e->size)
         return fetch_error_set(err, -ENAMETOOLONG, "pxar: symlink target of %llu bytes",
@@ -591,12 +594,31 @@ int fetch_pxar_readlink(struct fetch_pxar *a, const struct fetch_pxar_entry *e, 
     return 0;
 }
 
-long fetch_pxar_read(struct fetch_pxar *a, const struct fetch_pxar_entry *e, uint64_t off,
+int fetch_pxar_check_data(struct fetch_pxar *a, const struct fetch_archive_entry *e,
+                          fetch_error *err)
+{
+    uint8_t h[HDR];
+    int r;
+    if (e->kind != FETCH_ARCHIVE_FILE || !e->data_in_payload)
+        return 0;
+    /* the payload stream must have a PAYLOAD item of this size there */
+    if ((r = rd(a->payload, e->data_off - HDR, h, HDR, err)) < 0)
+        return r;
+    if (le64(h) != PXAR_PAYLOAD || le64(h + 8) != e->size + HDR)
+        return fetch_error_set(err, -EBADMSG,
+                               "pxar: file at %llu: no payload of %llu bytes at payload offset "
+                               "%llu",
+                               (unsigned long long)e->pos, (unsigned long long)e->size,
+                               (unsigned long long)(e->data_off - HDR));
+    return 0;
+}
+
+long fetch_pxar_read(struct fetch_pxar *a, const struct fetch_archive_entry *e, uint64_t off,
                      void *buf, size_t len, fetch_error *err)
 {
     const struct fetch_stream *s = e->data_in_payload ? a->payload : a->meta;
     int r;
-    if (e->kind != FETCH_PXAR_FILE)
+    if (e->kind != FETCH_ARCHIVE_FILE)
         return fetch_error_set(err, -EINVAL, "pxar: not a regular file");
     if (off >= e->size)
         return 0;
@@ -604,24 +626,14 @@ long fetch_pxar_read(struct fetch_pxar *a, const struct fetch_pxar_entry *e, uin
         len = (size_t)(e->size - off);
     if (len > (size_t)LONG_MAX)
         len = (size_t)LONG_MAX;
-    if (e->data_in_payload) {
-        /* the payload stream must have a PAYLOAD item of this size there */
-        uint8_t h[HDR];
-        if ((r = rd(s, e->data_off - HDR, h, HDR, err)) < 0)
-            return r;
-        if (le64(h) != PXAR_PAYLOAD || le64(h + 8) != e->size + HDR)
-            return fetch_error_set(err, -EBADMSG,
-                                   "pxar: file at %llu: no payload of %llu bytes at payload "
-                                   "offset %llu",
-                                   (unsigned long long)e->pos, (unsigned long long)e->size,
-                                   (unsigned long long)(e->data_off - HDR));
-    }
+    if ((r = fetch_pxar_check_data(a, e, err)) < 0)
+        return r;
     if ((r = rd(s, e->data_off + off, buf, len, err)) < 0)
         return r;
     return (long)len;
 }
 
-int fetch_pxar_xattrs(struct fetch_pxar *a, const struct fetch_pxar_entry *e,
+int fetch_pxar_xattrs(struct fetch_pxar *a, const struct fetch_archive_entry *e,
                       int (*cb)(const char *name, const void *value, size_t vlen, void *arg),
                       void *arg, fetch_error *err)
 {
@@ -658,3 +670,73 @@ int fetch_pxar_xattrs(struct fetch_pxar *a, const struct fetch_pxar_entry *e,
     free(buf);
     return r;
 }
+
+/* ---- the archive interface (fetch/archive.h) ----------------------------- */
+
+static struct fetch_pxar *pxar_of(struct fetch_archive *a)
+{
+    return (struct fetch_pxar *)a;
+}
+
+static int ar_open(const struct fetch_stream *meta, const struct fetch_stream *payload,
+                   struct fetch_archive **ret, fetch_error *err)
+{
+    struct fetch_pxar *a = NULL;
+    int r = fetch_pxar_open(meta, payload, &a, err);
+    if (r == 0)
+        *ret = &a->base;
+    return r;
+}
+
+static void ar_free(struct fetch_archive *a)
+{
+    fetch_pxar_free(pxar_of(a));
+}
+
+static int ar_root(struct fetch_archive *a, struct fetch_archive_entry *ret, fetch_error *err)
+{
+    return fetch_pxar_root(pxar_of(a), ret, err);
+}
+
+static int ar_lookup(struct fetch_archive *a, const struct fetch_archive_entry *dir,
+                     const char *name, size_t len, struct fetch_archive_entry *ret,
+                     fetch_error *err)
+{
+    return fetch_pxar_lookup(pxar_of(a), dir, name, len, ret, err);
+}
+
+static int ar_child(struct fetch_archive *a, const struct fetch_archive_entry *dir, uint64_t i,
+                    char *name, size_t cap, struct fetch_archive_entry *ret, fetch_error *err)
+{
+    return fetch_pxar_child(pxar_of(a), dir, i, name, cap, ret, err);
+}
+
+static int ar_readlink(struct fetch_archive *a, const struct fetch_archive_entry *e, char *buf,
+                       size_t cap, fetch_error *err)
+{
+    return fetch_pxar_readlink(pxar_of(a), e, buf, cap, err);
+}
+
+static int ar_check_data(struct fetch_archive *a, const struct fetch_archive_entry *e,
+                         fetch_error *err)
+{
+    return fetch_pxar_check_data(pxar_of(a), e, err);
+}
+
+static int ar_xattrs(struct fetch_archive *a, const struct fetch_archive_entry *e,
+                     fetch_xattr_fn cb, void *arg, fetch_error *err)
+{
+    return fetch_pxar_xattrs(pxar_of(a), e, cb, arg, err);
+}
+
+const struct fetch_archive_format fetch_pxar_format = {
+    .name = "pxar",
+    .open = ar_open,
+    .free = ar_free,
+    .root = ar_root,
+    .lookup = ar_lookup,
+    .child = ar_child,
+    .readlink = ar_readlink,
+    .check_data = ar_check_data,
+    .xattrs = ar_xattrs,
+};

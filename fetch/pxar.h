@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "archive.h"
 #include "error.h"
 #include "stream.h"
 
@@ -30,41 +31,6 @@
 #define FETCH_PXAR_GOODBYE_MAX (1u << 24) /* items in one directory */
 
 struct fetch_pxar;
-
-/* What an entry is (from its mode). */
-enum fetch_pxar_kind {
-    FETCH_PXAR_DIR,
-    FETCH_PXAR_FILE,
-    FETCH_PXAR_SYMLINK,
-    FETCH_PXAR_DEVICE, /* character or block: S_ISCHR/S_ISBLK(mode) */
-    FETCH_PXAR_FIFO,
-    FETCH_PXAR_SOCKET,
-};
-
-struct fetch_pxar_entry {
-    /* where its ENTRY item starts in the metadata stream: unique per entry,
-     * and the same for every hardlink to it (an inode number) */
-    uint64_t pos;
-    enum fetch_pxar_kind kind;
-    uint64_t mode; /* with the S_IFMT bits */
-    uint64_t flags;
-    uint32_t uid, gid;
-    int64_t mtime_sec;
-    uint32_t mtime_nsec;
-    uint64_t size; /* files: bytes; symlinks: target length; else 0 */
-    /* files: where their bytes start, in the payload stream (v2) or the
-     * metadata stream (v1) */
-    uint64_t data_off;
-    bool data_in_payload;
-    uint64_t dev_major, dev_minor;
-    /* the items between ENTRY and the content (xattrs, ACLs, fcaps) */
-    uint64_t meta_off, meta_end;
-    /* symlinks: where the target (NUL-terminated, size bytes) is */
-    uint64_t target_off;
-    /* directories: the goodbye table's items (without the tail) */
-    uint64_t goodbye_off;
-    uint64_t goodbye_count;
-};
 
 /*
  * Opens the archive in @meta (v1: the whole archive; v2: the metadata
@@ -77,15 +43,15 @@ void fetch_pxar_free(struct fetch_pxar *a);
 /* 1 or 2: the format version (FORMAT_VERSION item, absent in v1). */
 unsigned fetch_pxar_version(const struct fetch_pxar *a);
 
-int fetch_pxar_root(struct fetch_pxar *a, struct fetch_pxar_entry *ret, fetch_error *err);
+int fetch_pxar_root(struct fetch_pxar *a, struct fetch_archive_entry *ret, fetch_error *err);
 
 /*
  * The entry named @name (@len bytes, no '/') in directory @dir: 0 and *@ret,
  * -ENOENT, -ENOTDIR, or -EBADMSG/-EIO. Hardlinks are resolved: *@ret is the
  * entry they point at.
  */
-int fetch_pxar_lookup(struct fetch_pxar *a, const struct fetch_pxar_entry *dir, const char *name,
-                      size_t len, struct fetch_pxar_entry *ret, fetch_error *err);
+int fetch_pxar_lookup(struct fetch_pxar *a, const struct fetch_archive_entry *dir, const char *name,
+                      size_t len, struct fetch_archive_entry *ret, fetch_error *err);
 
 /*
  * Child @i (0 <= i < dir->goodbye_count, in goodbye-table order) of @dir:
@@ -93,19 +59,25 @@ int fetch_pxar_lookup(struct fetch_pxar *a, const struct fetch_pxar_entry *dir, 
  * @name_cap bytes) and entry (hardlinks resolved). -EBADMSG/-EIO, -ERANGE
  * past the end.
  */
-int fetch_pxar_child(struct fetch_pxar *a, const struct fetch_pxar_entry *dir, uint64_t i,
-                     char *name, size_t name_cap, struct fetch_pxar_entry *ret, fetch_error *err);
+int fetch_pxar_child(struct fetch_pxar *a, const struct fetch_archive_entry *dir, uint64_t i,
+                     char *name, size_t name_cap, struct fetch_archive_entry *ret,
+                     fetch_error *err);
 
 /* Reads the target of symlink @e into @buf (@cap > e->size), NUL-terminated. */
-int fetch_pxar_readlink(struct fetch_pxar *a, const struct fetch_pxar_entry *e, char *buf,
+int fetch_pxar_readlink(struct fetch_pxar *a, const struct fetch_archive_entry *e, char *buf,
                         size_t cap, fetch_error *err);
+
+/* Whether file @e's payload stream has its PAYLOAD header where the entry
+ * says (v2); 0 or -EBADMSG. */
+int fetch_pxar_check_data(struct fetch_pxar *a, const struct fetch_archive_entry *e,
+                          fetch_error *err);
 
 /*
  * Reads up to @len bytes of file @e at @off into @buf: the count (0 at or
  * past the end), or -errno. For callers that read through the streams; the
  * mount maps file ranges onto the payload stream itself (data_off).
  */
-long fetch_pxar_read(struct fetch_pxar *a, const struct fetch_pxar_entry *e, uint64_t off,
+long fetch_pxar_read(struct fetch_pxar *a, const struct fetch_archive_entry *e, uint64_t off,
                      void *buf, size_t len, fetch_error *err);
 
 /*
@@ -114,9 +86,13 @@ long fetch_pxar_read(struct fetch_pxar *a, const struct fetch_pxar_entry *e, uin
  * kernel's xattr form and file capabilities as "security.capability".
  * Stops at a non-zero return of @cb and returns it; 0, or -errno.
  */
-int fetch_pxar_xattrs(struct fetch_pxar *a, const struct fetch_pxar_entry *e,
+int fetch_pxar_xattrs(struct fetch_pxar *a, const struct fetch_archive_entry *e,
                       int (*cb)(const char *name, const void *value, size_t vlen, void *arg),
                       void *arg, fetch_error *err);
+
+/* The decoder as an archive format (fetch/archive.h): open returns a
+ * struct fetch_pxar. */
+extern const struct fetch_archive_format fetch_pxar_format;
 
 /* SipHash-2-4 of @name with pxar's keys: the goodbye table's hash. */
 uint64_t fetch_pxar_hash(const char *name, size_t len);

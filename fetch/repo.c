@@ -133,6 +133,16 @@ int fetch_repo_read_blob(const struct fetch_repo *repo, struct fetch_store *s,
     return r < 0 ? r : repo->format->read_blob(repo, s, e, ret, err);
 }
 
+int fetch_repo_open_archive(const struct fetch_repo *repo, struct fetch_store *s,
+                            const struct fetch_entry *e, struct fetch_archive_src *ret,
+                            fetch_error *err)
+{
+    int r = check_entry(e, FETCH_ENTRY_ARCHIVE, "a file archive", err);
+    if (r == 0 && !repo->format->open_archive)
+        r = fetch_error_set(err, -EINVAL, "%s: not a file archive", e->path);
+    return r < 0 ? r : repo->format->open_archive(repo, s, e, ret, err);
+}
+
 int fetch_repo_add_entry(struct fetch_repo *repo, const struct fetch_entry *e)
 {
     struct fetch_entry *ne;

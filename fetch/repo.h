@@ -26,6 +26,7 @@
 
 #include <json-c/json.h>
 
+#include "archive.h"
 #include "blob.h"
 #include "error.h"
 #include "image.h"
@@ -36,6 +37,7 @@ enum fetch_entry_type {
     FETCH_ENTRY_IMAGE,   /* a lazy image: fetch_repo_open_image() */
     FETCH_ENTRY_BLOB,    /* a small file, read whole: fetch_repo_read_blob() */
     FETCH_ENTRY_SYMLINK, /* @target */
+    FETCH_ENTRY_ARCHIVE, /* a file archive shown as a directory: fetch_repo_open_archive() */
 };
 
 struct fetch_entry {
@@ -121,6 +123,11 @@ struct fetch_repo_format {
     /* Reads and decodes the bytes of small file @e from store @s. */
     int (*read_blob)(const struct fetch_repo *repo, struct fetch_store *s,
                      const struct fetch_entry *e, fetch_data *ret, fetch_error *err);
+    /* The images (and decoder) of file archive @e, from store @s; NULL when
+     * the format has no archives. */
+    int (*open_archive)(const struct fetch_repo *repo, struct fetch_store *s,
+                        const struct fetch_entry *e, struct fetch_archive_src *ret,
+                        fetch_error *err);
 
     /* `lazyimg ls`: the table's columns, and the line shown when it is empty
      * (NULL: none) */
@@ -160,6 +167,9 @@ int fetch_repo_open_image(const struct fetch_repo *repo, struct fetch_store *s,
                           const struct fetch_entry *e, struct fetch_image **ret, fetch_error *err);
 int fetch_repo_read_blob(const struct fetch_repo *repo, struct fetch_store *s,
                          const struct fetch_entry *e, fetch_data *ret, fetch_error *err);
+int fetch_repo_open_archive(const struct fetch_repo *repo, struct fetch_store *s,
+                            const struct fetch_entry *e, struct fetch_archive_src *ret,
+                            fetch_error *err);
 
 /* For the formats: appends an entry (@path copied) or a note. -ENOMEM. */
 int fetch_repo_add_entry(struct fetch_repo *repo, const struct fetch_entry *e);

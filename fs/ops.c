@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fetch/names.h"
+#include "archive.h"
 #include "log.h"
 #include "read.h"
 
@@ -65,6 +66,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct fuse_entry_param e;
     int r;
 
+    if (fs_archive_ino(parent) || (dir && dir->kind == FS_NODE_ARCHIVE)) {
+        if ((r = fs_archive_lookup(ctx, parent, name, &e)) < 0)
+            fuse_reply_err(req, -r);
+        else
+            fuse_reply_entry(req, &e);
+        return;
+    }
     if (!dir || dir->kind != FS_NODE_DIR) {
         fuse_reply_err(req, ENOTDIR);
         return;
@@ -97,6 +105,13 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     struct stat st;
     int r;
     (void)fi;
+    if (fs_archive_ino(ino)) {
+        if ((r = fs_archive_getattr(ctx, ino, &st)) < 0)
+            fuse_reply_err(req, -r);
+        else
+            fuse_reply_attr(req, &st, FS_TIMEOUT);
+        return;
+    }
     if (!n) {
         fuse_reply_err(req, ENOENT);
         return;
@@ -112,7 +127,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
     struct fs_node *n = fs_tree_get(ctx_of(req)->tree, ino);
-    if (!n || n->kind != FS_NODE_SYMLINK)
+    if (fs_archive_ino(ino))
+        fs_archive_readlink(ctx_of(req), req, ino);
+    else if (!n || n->kind != FS_NODE_SYMLINK)
         fuse_reply_err(req, EINVAL);
     else
         fuse_reply_readlink(req, n->target);
@@ -121,15 +138,18 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fs_node *n = fs_tree_get(ctx_of(req)->tree, ino);
-    if (!n)
-        fuse_reply_err(req, ENOENT);
-    else if (n->kind != FS_NODE_DIR)
-        fuse_reply_err(req, ENOTDIR);
-    else {
-        fi->cache_readdir = 1;
-        fi->keep_cache = 1;
-        fuse_reply_open(req, fi);
+    int r;
+    if (fs_archive_ino(ino) || (n && n->kind == FS_NODE_ARCHIVE))
+        r = fs_archive_opendir(ctx_of(req), ino);
+    else
+        r = !n ? -ENOENT : n->kind != FS_NODE_DIR ? -ENOTDIR : 0;
+    if (r < 0) {
+        fuse_reply_err(req, -r);
+        return;
     }
+    fi->cache_readdir = 1;
+    fi->keep_cache = 1;
+    fuse_reply_open(req, fi);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -141,6 +161,10 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     char *buf;
     (void)fi;
 
+    if (fs_archive_ino(ino) || (n && n->kind == FS_NODE_ARCHIVE)) {
+        fs_archive_readdir(ctx, req, ino, size, off);
+        return;
+    }
     if (!n || n->kind != FS_NODE_DIR) {
         fuse_reply_err(req, ENOTDIR);
         return;
@@ -167,9 +191,9 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             const struct fs_node *c = n->children[i - 2];
             name = c->name;
             st.st_ino = c->ino;
-            st.st_mode = c->kind == FS_NODE_DIR       ? S_IFDIR
-                         : c->kind == FS_NODE_SYMLINK ? S_IFLNK
-                                                      : S_IFREG;
+            st.st_mode = c->kind == FS_NODE_DIR || c->kind == FS_NODE_ARCHIVE ? S_IFDIR
+                         : c->kind == FS_NODE_SYMLINK                         ? S_IFLNK
+                                                                              : S_IFREG;
         }
         need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
         if (need > size - used)
@@ -216,16 +240,34 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct fs_node *n = fs_tree_get(ctx->tree, ino);
     int r;
 
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+        fuse_reply_err(req, fs_archive_ino(ino) || n ? EROFS : ENOENT);
+        return;
+    }
+    if (fs_archive_ino(ino)) {
+        struct fs_file *f;
+        if ((r = fs_archive_open(ctx, ino)) < 0) {
+            fuse_reply_err(req, -r);
+            return;
+        }
+        if (!(f = calloc(1, sizeof(*f)))) {
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        pthread_mutex_init(&f->lock, NULL);
+        file_link(ctx, f);
+        fi->fh = (uintptr_t)f;
+        fi->keep_cache = 1;
+        if (fuse_reply_open(req, fi) == -ENOENT)
+            file_free(ctx, f);
+        return;
+    }
     if (!n) {
         fuse_reply_err(req, ENOENT);
         return;
     }
-    if (n->kind == FS_NODE_DIR) {
+    if (n->kind == FS_NODE_DIR || n->kind == FS_NODE_ARCHIVE) {
         fuse_reply_err(req, EISDIR);
-        return;
-    }
-    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-        fuse_reply_err(req, EROFS);
         return;
     }
     if (n->entry && n->entry->refuse) {
@@ -278,6 +320,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct fs_ctx *ctx = ctx_of(req);
     struct fs_node *n = fs_tree_get(ctx->tree, ino);
 
+    if (fs_archive_ino(ino) && off >= 0) {
+        fs_archive_read(ctx, req, ino, (struct fs_file *)(uintptr_t)fi->fh, (uint64_t)off, size);
+        return;
+    }
     if (!n || !fs_node_loaded(n) || off < 0) {
         fuse_reply_err(req, n ? EIO : ENOENT);
         return;
@@ -303,6 +349,18 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
     int64_t pos;
     (void)fi;
 
+    if (fs_archive_ino(ino)) {
+        /* files in archives are dense */
+        struct stat st;
+        int r = fs_archive_getattr(ctx, ino, &st);
+        if (r < 0)
+            fuse_reply_err(req, -r);
+        else if (off < 0 || off >= st.st_size)
+            fuse_reply_err(req, ENXIO);
+        else
+            fuse_reply_lseek(req, whence == SEEK_HOLE ? st.st_size : off);
+        return;
+    }
     if (!n || !fs_node_loaded(n)) {
         fuse_reply_err(req, EIO);
         return;
@@ -324,6 +382,25 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
         fuse_reply_err(req, (int)-pos);
     else
         fuse_reply_lseek(req, (off_t)pos);
+}
+
+/* Extended attributes: entries of archives have theirs; nothing else has any. */
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    if (fs_archive_ino(ino))
+        fs_archive_getxattr(ctx_of(req), req, ino, name, size);
+    else
+        fuse_reply_err(req, ENODATA);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    if (fs_archive_ino(ino))
+        fs_archive_listxattr(ctx_of(req), req, ino, size);
+    else if (size == 0)
+        fuse_reply_xattr(req, 0);
+    else
+        fuse_reply_buf(req, NULL, 0);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -351,6 +428,8 @@ static const struct fuse_lowlevel_ops ops = {
     .read = op_read,
     .release = op_release,
     .lseek = op_lseek,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
     .statfs = op_statfs,
 };
 

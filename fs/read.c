@@ -200,10 +200,10 @@ static uint8_t *pending_copy_area(struct pending *p, size_t at)
  * gathered in @iov (which may point into a reused scratch buffer) are copied,
  * and the rest of the extents from @i on are filled in or awaited.
  */
-static void read_async(struct fs_ctx *ctx, const struct fs_node *n, fuse_req_t req, uint64_t off,
-                       uint64_t end, size_t i, const struct iovec *iov, size_t niov)
+static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
+                       fuse_req_t req, uint64_t off, uint64_t end, size_t i,
+                       const struct iovec *iov, size_t niov)
 {
-    const struct fetch_image *img = n->image;
     size_t size = (size_t)(end - off), at = 0, slots;
     struct pending *p;
 
@@ -355,7 +355,13 @@ uint64_t fs_now_ms(void)
 void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f, fuse_req_t req,
                    uint64_t off, size_t size)
 {
-    const struct fetch_image *img = n->image;
+    fs_read_span(ctx, n, n->image, 0, n->image->size, f, req, off, size);
+}
+
+void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
+                  uint64_t base, uint64_t span, struct fs_file *f, fuse_req_t req, uint64_t off,
+                  size_t size)
+{
     struct iovec stack_iov[STACK_IOV], *iov = stack_iov;
     struct cache_mem_entry *stack_held[STACK_IOV], **held = stack_held;
     size_t niov = 0, nheld = 0, first, last, slots;
@@ -363,20 +369,22 @@ void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *
     uint64_t end;
     int r = 0;
 
-    if (off >= img->size || size == 0) {
+    if (off >= span || size == 0) {
         fuse_reply_buf(req, NULL, 0);
         return;
     }
     if (size > FS_MAX_READ)
         size = FS_MAX_READ;
     atomic_store_explicit(&ctx->last_read_ms, fs_now_ms(), memory_order_relaxed);
-    end = off + size > img->size ? img->size : off + size;
+    /* from here on, offsets are the image's */
+    end = base + (off + size > span ? span : off + size);
+    off += base;
     first = fetch_image_find(img, off);
     last = fetch_image_find(img, end - 1);
     prefetch_streams(ctx, f, img, off, end);
     slots = last - first + 1;
     if (slots > MAX_REPLY_IOV) {
-        read_async(ctx, n, req, off, end, first, NULL, 0);
+        read_async(ctx, n, img, req, off, end, first, NULL, 0);
         return;
     }
     if (slots > STACK_IOV) {
@@ -414,7 +422,7 @@ void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *
             }
             if (r == 0) {
                 /* to be fetched: the reply is sent when the chunks arrive */
-                read_async(ctx, n, req, off, end, i, iov, niov);
+                read_async(ctx, n, img, req, off, end, i, iov, niov);
                 r = 1;
                 goto out;
             }

@@ -42,3 +42,9 @@ void fs_read_init(void);
  */
 void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f, fuse_req_t req,
                    uint64_t off, size_t size);
+
+/* The same for a file that is @span bytes of @img from @base on (a file in
+ * an archive's stream); @n names it in log lines. base + span <= img->size. */
+void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
+                  uint64_t base, uint64_t span, struct fs_file *f, fuse_req_t req, uint64_t off,
+                  size_t size);

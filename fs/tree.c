@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "tree.h"
+#include "archive.h"
 
 #include "fetch/remote.h"
 
@@ -11,9 +12,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-/* st_blksize: the size cp and friends use for their buffers; matches max_read */
-#define FS_BLKSIZE (1024 * 1024)
 
 static struct fs_node *node_new(struct fs_tree *t, struct fs_node *parent, enum fs_node_kind kind,
                                 const char *name, size_t name_len, int64_t mtime)
@@ -135,10 +133,9 @@ static int finish_dirs(struct fs_tree *t)
 }
 
 static const enum fs_node_kind kind_of_entry[] = {
-    [FETCH_ENTRY_DIR] = FS_NODE_DIR,
-    [FETCH_ENTRY_IMAGE] = FS_NODE_IMAGE,
-    [FETCH_ENTRY_BLOB] = FS_NODE_BLOB,
-    [FETCH_ENTRY_SYMLINK] = FS_NODE_SYMLINK,
+    [FETCH_ENTRY_DIR] = FS_NODE_DIR,         [FETCH_ENTRY_IMAGE] = FS_NODE_IMAGE,
+    [FETCH_ENTRY_BLOB] = FS_NODE_BLOB,       [FETCH_ENTRY_SYMLINK] = FS_NODE_SYMLINK,
+    [FETCH_ENTRY_ARCHIVE] = FS_NODE_ARCHIVE,
 };
 
 /* Adds entry @e at its path, with the directories it needs. 0 (also when
@@ -180,7 +177,8 @@ static int add_entry(struct fs_tree *t, struct name_index *x, struct fetch_entry
         if (!(n = *slot = node_new(t, dir, kind_of_entry[e->type], p, len, mtime)))
             return -ENOMEM;
         n->target = e->target;
-        if (e->type == FETCH_ENTRY_IMAGE || e->type == FETCH_ENTRY_BLOB)
+        if (e->type == FETCH_ENTRY_IMAGE || e->type == FETCH_ENTRY_BLOB ||
+            e->type == FETCH_ENTRY_ARCHIVE)
             n->entry = e;
         if (e->type == FETCH_ENTRY_IMAGE) {
             t->image_count++;
@@ -235,10 +233,13 @@ void fs_tree_free(struct fs_tree *t)
         free(n->children);
         fetch_image_free(n->image);
         fetch_data_release(&n->blob);
+        fs_archive_free(n->archive);
+        fetch_archive_src_free(&n->archive_src);
         pthread_mutex_destroy(&n->lock);
         free(n);
     }
     free(t->by_ino);
+    fs_archive_inodes_free(t->archive_inodes);
     fetch_repo_free(t->repo);
     free(t);
 }
@@ -278,13 +279,15 @@ static int load_from(struct fetch_store *s, void *arg)
     l->err->msg[0] = '\0';
     if (l->n->kind == FS_NODE_IMAGE)
         return fetch_repo_open_image(l->t->repo, s, l->n->entry, &l->n->image, l->err);
+    if (l->n->kind == FS_NODE_ARCHIVE)
+        return fetch_repo_open_archive(l->t->repo, s, l->n->entry, &l->n->archive_src, l->err);
     return fetch_repo_read_blob(l->t->repo, s, l->n->entry, &l->n->blob, l->err);
 }
 
 int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
 {
     int r = 0;
-    if (n->kind != FS_NODE_IMAGE && n->kind != FS_NODE_BLOB)
+    if (n->kind != FS_NODE_IMAGE && n->kind != FS_NODE_BLOB && n->kind != FS_NODE_ARCHIVE)
         return 0;
     if (fs_node_loaded(n))
         return 0;
@@ -319,6 +322,11 @@ void fs_node_stat(const struct fs_tree *t, const struct fs_node *n, struct stat 
         st->st_nlink = 2;
         for (size_t i = 0; i < n->child_count; i++)
             st->st_nlink += n->children[i]->kind == FS_NODE_DIR;
+        break;
+    case FS_NODE_ARCHIVE:
+        /* the archive's own root shows its metadata inside (fs/archive.c) */
+        st->st_mode = S_IFDIR | 0555;
+        st->st_nlink = 2;
         break;
     case FS_NODE_SYMLINK:
         st->st_mode = S_IFLNK | 0777;

@@ -23,13 +23,18 @@
 #include "fetch/store.h"
 
 #define FS_ROOT_INO 1
+/* st_blksize: the size cp and friends use for their buffers; matches max_read */
+#define FS_BLKSIZE (1024 * 1024)
 
 enum fs_node_kind {
     FS_NODE_DIR,
     FS_NODE_SYMLINK,
-    FS_NODE_IMAGE, /* a lazy image */
-    FS_NODE_BLOB,  /* a small file, read whole and shown decoded */
+    FS_NODE_IMAGE,   /* a lazy image */
+    FS_NODE_BLOB,    /* a small file, read whole and shown decoded */
+    FS_NODE_ARCHIVE, /* a file archive, shown as a directory (fs/archive.h) */
 };
+
+struct fs_archive;
 
 struct fs_node {
     uint64_t ino;
@@ -45,11 +50,13 @@ struct fs_node {
     /* symlinks */
     const char *target;
 
-    /* images and small files: the repository's entry (in the tree's repo) */
+    /* images, small files and archives: the repository's entry (in the tree's repo) */
     const struct fetch_entry *entry;
-    pthread_mutex_t lock; /* serialises loading of the two fields below */
+    pthread_mutex_t lock; /* serialises loading of the fields below */
     struct fetch_image *image;
     fetch_data blob;
+    struct fetch_archive_src archive_src; /* archives: their streams' images */
+    struct fs_archive *archive;           /* ... and their decoder (fs/archive.c) */
     /* set (release) once image/blob are complete; test with fs_node_loaded() */
     atomic_bool loaded;
 };
@@ -64,6 +71,8 @@ struct fs_tree {
     int64_t mount_time;
     uid_t uid;
     gid_t gid;
+    /* the entries of the file archives that lookups have reached (fs/archive.c) */
+    struct fs_archive_inodes *archive_inodes;
 };
 
 /*

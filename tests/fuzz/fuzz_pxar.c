@@ -33,7 +33,7 @@ static int count_xattr(const char *name, const void *value, size_t vlen, void *a
 
 static unsigned budget;
 
-static void walk(struct fetch_pxar *a, const struct fetch_pxar_entry *dir, int depth,
+static void walk(struct fetch_pxar *a, const struct fetch_archive_entry *dir, int depth,
                  uint64_t meta_size)
 {
     char name[FETCH_PXAR_NAME_MAX + 1], target[FETCH_PXAR_PATH_MAX + 1];
@@ -43,7 +43,7 @@ static void walk(struct fetch_pxar *a, const struct fetch_pxar_entry *dir, int d
     if (depth > 16)
         return;
     for (uint64_t i = 0; i < dir->goodbye_count && budget; i++, budget--) {
-        struct fetch_pxar_entry c, again;
+        struct fetch_archive_entry c, again;
         unsigned n = 0;
         if (fetch_pxar_child(a, dir, i, name, sizeof(name), &c, &err) < 0)
             continue;
@@ -55,12 +55,12 @@ static void walk(struct fetch_pxar *a, const struct fetch_pxar_entry *dir, int d
             again.pos >= meta_size)
             abort();
         (void)fetch_pxar_xattrs(a, &c, count_xattr, &n, &err);
-        if (c.kind == FETCH_PXAR_DIR)
+        if (c.kind == FETCH_ARCHIVE_DIR)
             walk(a, &c, depth + 1, meta_size);
-        else if (c.kind == FETCH_PXAR_FILE &&
+        else if (c.kind == FETCH_ARCHIVE_FILE &&
                  fetch_pxar_read(a, &c, 0, b, sizeof(b), &err) > (long)sizeof(b))
             abort();
-        else if (c.kind == FETCH_PXAR_SYMLINK && c.size < sizeof(target))
+        else if (c.kind == FETCH_ARCHIVE_SYMLINK && c.size < sizeof(target))
             (void)fetch_pxar_readlink(a, &c, target, sizeof(target), &err);
     }
 }
@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct fetch_stream meta, payload = {1ull << 40, zeros_read, NULL};
     for (int v2 = 0; v2 < 2; v2++) {
         struct fetch_pxar *a = NULL;
-        struct fetch_pxar_entry root;
+        struct fetch_archive_entry root;
         fetch_error err = {""};
         fetch_stream_of_buffer(&meta, data, size);
         if (fetch_pxar_open(&meta, v2 ? &payload : NULL, &a, &err) < 0)

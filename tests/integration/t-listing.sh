@@ -9,7 +9,8 @@
 #  - `ls`/`mount` of a datastore's parent print one line naming the datastore
 #    ("did you mean …/ds?"), locally and over HTTP;
 #  - `ls` prints a blob's decoded size, the size the mount shows;
-#  - pxar archives (and the catalog) are labelled with the reason they are not
+#  - pxar archives are labelled and mountable (t-pxar reads them); the catalog
+#    and other dynamic indexes are labelled with the reason they are not
 #    shown, and the mount warns once with the count.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -56,7 +57,8 @@ import json, os, struct, sys, zlib
 d = sys.argv[1]
 os.makedirs(d)
 files = [{"filename": n, "size": s, "csum": c * 64, "crypt-mode": "none"}
-         for n, s, c in [("catalog.pcat1.didx", 4200, "1"), ("root.pxar.didx", 123456, "2")]]
+         for n, s, c in [("catalog.pcat1.didx", 4200, "1"), ("root.pxar.didx", 123456, "2"),
+                         ("other.didx", 99, "3")]]
 m = json.dumps({"backup-type": "ct", "backup-id": "200", "backup-time": 1752307200,
                 "files": files, "unprotected": {}, "signature": None}).encode()
 with open(os.path.join(d, "index.json.blob"), "wb") as f:
@@ -122,29 +124,31 @@ assert f["stored-size"] > f["size"], f
 EOF
 ok "ls shows the blob's decoded size ($CONF_SIZE B), as the mount does"
 
-# --- 13: pxar archives and the catalog
+# --- 13: pxar archives, the catalog, other dynamic indexes
 pline=$(grep -F "ct/200/" ls.local | grep " root.pxar ")
 cline=$(grep -F "ct/200/" ls.local | grep " catalog.pcat1 ")
+oline=$(grep -F "ct/200/" ls.local | grep " other ")
 expect_eq "root.pxar is labelled pxar" pxar "$(awk '{print $3}' <<<"$pline")"
 expect_eq "catalog.pcat1 is labelled catalog" catalog "$(awk '{print $3}' <<<"$cline")"
-grep -q "no (pxar file archive: file archives are not supported yet)" <<<"$pline" || fail "ls gives no reason for the pxar archive" "$pline"
+grep -qE " yes$" <<<"$pline" || fail "ls does not show the pxar archive as mountable" "$pline"
 grep -q "no (catalog" <<<"$cline" || fail "ls gives no reason for the catalog" "$cline"
+grep -q "no (dynamic index: not supported yet)" <<<"$oline" || fail "ls gives no reason for the other dynamic index" "$oline"
 python3 - ls.json <<'EOF' || fail "ls --json pxar entries" "$(cat ls.json)"
 import json, sys
 snaps = json.load(open(sys.argv[1]))
 f = {f["filename"]: f for s in snaps for f in s["files"]}
-assert f["root.pxar.didx"]["kind"] == "pxar" and not f["root.pxar.didx"]["mountable"], f
-assert "not supported" in f["root.pxar.didx"]["reason"], f
+assert f["root.pxar.didx"]["kind"] == "pxar" and f["root.pxar.didx"]["mountable"], f
 assert f["catalog.pcat1.didx"]["kind"] == "catalog", f
+assert not f["other.didx"]["mountable"] and "not supported" in f["other.didx"]["reason"], f
 EOF
-expect_eq "the pxar-only snapshot is an empty directory" "" "$(cat ct.ls)"
+expect_eq "the container snapshot shows its pxar archive" "root.pxar" "$(cat ct.ls)"
 "$LAZYIMG" mount --no-cache "$DS" mnt >out 2>&1 || fail "mount failed" "$(cat out)"
 T_MOUNTS+=("$W/mnt")
-grep -q "1 pxar file archive is not shown (in 1 snapshot): file archives are not supported yet; 1 snapshot holds nothing else and appears empty; .lazyimg ls. lists them" out ||
-    fail "the mount does not warn about the pxar archive" "$(cat out)"
-expect_eq "the mount warns once" 1 "$(grep -c pxar out)"
+grep -q "1 dynamic-index archive is not shown (in 1 snapshot): only pxar file archives are; .lazyimg ls. lists them" out ||
+    fail "the mount does not warn about the other dynamic index" "$(cat out)"
+expect_eq "the mount warns once" 1 "$(grep -c "dynamic-index" out)"
 lazyimg_umount mnt
-ok "pxar archives: labelled and explained by ls, counted once by the mount"
+ok "pxar archives shown; the catalog and other dynamic indexes labelled and explained by ls, counted once by the mount"
 
 # --- 6a: casync ls releases each index once printed
 R=$W/repo

@@ -1307,9 +1307,10 @@ static void repo_entries(void **state)
     const struct fetch_entry *e;
     struct fetch_image *img = NULL;
     struct image_fx im;
-    struct fx_file files[5];
+    struct fx_file files[6];
     fetch_error err = {""};
     struct fetch_store *s;
+    struct fetch_archive_src src = {0};
     char path[256];
 
     put_snapshot(root, "", "vm", "100", T0);
@@ -1321,7 +1322,8 @@ static void repo_entries(void **state)
     put_blob(root, dir, "qemu-server.conf.fidx", "x", false, &files[2]);
     files[3] = (struct fx_file){.name = "drive-efi.img.fidx", .crypt = "encrypt", .size = 4096};
     files[4] = (struct fx_file){.name = "root.pxar.didx", .crypt = "none", .size = 99};
-    put_manifest(root, dir, "vm", "100", T1, files, 5);
+    files[5] = (struct fx_file){.name = "other.didx", .crypt = "none", .size = 99};
+    put_manifest(root, dir, "vm", "100", T1, files, 6);
 
     s = open_store(root);
     assert_int_equal(fetch_repo_probe(s, &f, &err), 0);
@@ -1380,10 +1382,15 @@ static void repo_entries(void **state)
     assert_int_equal(fetch_repo_open_image(r, s, e, &img, &err), -ENOKEY);
     assert_null(img);
 
-    /* pxar archives are not entries yet: one note says so */
+    /* a pxar archive is a directory tree; its index is missing here */
     snprintf(path, sizeof(path), "%s/root.pxar", dir);
-    assert_null(entry_at(r, path));
-    assert_true(noted(r, "1 pxar file archive is not shown"));
+    e = entry_at(r, path);
+    assert_non_null(e);
+    assert_int_equal(e->type, FETCH_ENTRY_ARCHIVE);
+    assert_true(fetch_repo_open_archive(r, s, e, &src, &err) < 0);
+    assert_null(src.meta);
+    /* other dynamic indexes are not shown: one note says so */
+    assert_true(noted(r, "1 dynamic-index archive is not shown"));
     fetch_repo_free(r);
 
     /* --snapshot: just that one */

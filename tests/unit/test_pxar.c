@@ -77,20 +77,20 @@ static void hash_vectors(void **state)
 /* Walks the tree of @a: the 10 x 10 layout of both fixtures. */
 static void check_tree(struct fetch_pxar *a, bool payload_pairs)
 {
-    struct fetch_pxar_entry root, dir, file, again;
+    struct fetch_archive_entry root, dir, file, again;
     fetch_error err = {""};
     char name[256], want[32];
     unsigned seen_dirs = 0;
 
     assert_int_equal(fetch_pxar_root(a, &root, &err), 0);
-    assert_int_equal(root.kind, FETCH_PXAR_DIR);
+    assert_int_equal(root.kind, FETCH_ARCHIVE_DIR);
     assert_int_equal(root.goodbye_count, 10);
     for (uint64_t i = 0; i < root.goodbye_count; i++) {
         unsigned seen_files = 0;
         assert_int_equal(fetch_pxar_child(a, &root, i, name, sizeof(name), &dir, &err), 0);
         assert_int_equal(strncmp(name, "folder_", 7), 0);
         seen_dirs |= 1u << (name[7] - '0');
-        assert_int_equal(dir.kind, FETCH_PXAR_DIR);
+        assert_int_equal(dir.kind, FETCH_ARCHIVE_DIR);
         assert_int_equal(dir.mode, 040777);
         assert_int_equal(dir.uid, 1000);
         assert_int_equal(dir.gid, 1000);
@@ -102,7 +102,7 @@ static void check_tree(struct fetch_pxar *a, bool payload_pairs)
             assert_int_equal(fetch_pxar_child(a, &dir, j, want, sizeof(want), &file, &err), 0);
             assert_int_equal(strncmp(want, "file_", 5), 0);
             seen_files |= 1u << (want[5] - '0');
-            assert_int_equal(file.kind, FETCH_PXAR_FILE);
+            assert_int_equal(file.kind, FETCH_ARCHIVE_FILE);
             assert_int_equal(file.mode, 0100777);
             assert_int_equal(file.size, FILE_SIZE);
             assert_true(file.data_in_payload);
@@ -171,9 +171,9 @@ static void real_v2_with_prelude(void **state)
 }
 
 /* Walks everything reachable, as a mount would; errors are fine, crashes not. */
-static unsigned walk(struct fetch_pxar *a, const struct fetch_pxar_entry *dir, int depth)
+static unsigned walk(struct fetch_pxar *a, const struct fetch_archive_entry *dir, int depth)
 {
-    struct fetch_pxar_entry c;
+    struct fetch_archive_entry c;
     fetch_error err = {""};
     char name[FETCH_PXAR_NAME_MAX + 1], target[FETCH_PXAR_PATH_MAX + 1];
     unsigned n = 0;
@@ -186,11 +186,11 @@ static unsigned walk(struct fetch_pxar *a, const struct fetch_pxar_entry *dir, i
             continue;
         n++;
         (void)fetch_pxar_lookup(a, dir, name, strlen(name), &c, &err);
-        if (c.kind == FETCH_PXAR_DIR)
+        if (c.kind == FETCH_ARCHIVE_DIR)
             n += walk(a, &c, depth + 1);
-        else if (c.kind == FETCH_PXAR_FILE)
+        else if (c.kind == FETCH_ARCHIVE_FILE)
             (void)fetch_pxar_read(a, &c, 0, b, sizeof(b), &err);
-        else if (c.kind == FETCH_PXAR_SYMLINK)
+        else if (c.kind == FETCH_ARCHIVE_SYMLINK)
             (void)fetch_pxar_readlink(a, &c, target, sizeof(target), &err);
     }
     return n;
@@ -208,7 +208,7 @@ static void damaged_streams(void **state)
     /* every byte flipped in turn (a step keeps it quick under sanitizers) */
     for (size_t at = 0; at < len; at += 7) {
         struct fetch_pxar *a = NULL;
-        struct fetch_pxar_entry root;
+        struct fetch_archive_entry root;
         fetch_error err = {""};
         memcpy(buf, orig, len);
         buf[at] ^= (uint8_t)(1u << (at % 8));
