@@ -17,6 +17,12 @@
 #include "image.h"
 #include "stream.h"
 
+/* Bounds on what one item of an archive may hold. */
+#define FETCH_ARCHIVE_NAME_MAX 4095u         /* a file name, without its NUL */
+#define FETCH_ARCHIVE_PATH_MAX 4095u         /* a symlink or hardlink target */
+#define FETCH_ARCHIVE_XATTR_MAX (64u * 1024) /* one xattr: name, NUL, value */
+#define FETCH_ARCHIVE_GOODBYE_MAX (1u << 24) /* entries of one directory */
+
 /* What an entry is (from its mode). */
 enum fetch_archive_kind {
     FETCH_ARCHIVE_DIR,
@@ -78,6 +84,11 @@ struct fetch_archive_format {
      * them, for example); 0 or -EBADMSG. NULL: nothing to check. */
     int (*check_data)(struct fetch_archive *a, const struct fetch_archive_entry *e,
                       fetch_error *err);
+    /* Reads up to @len bytes of file @e at @off: the count (0 at or past the
+     * end) or -errno. For readers without a mount; the mount maps a file's
+     * range onto its stream itself (data_off). */
+    long (*read)(struct fetch_archive *a, const struct fetch_archive_entry *e, uint64_t off,
+                 void *buf, size_t len, fetch_error *err);
     int (*xattrs)(struct fetch_archive *a, const struct fetch_archive_entry *e, fetch_xattr_fn cb,
                   void *arg, fetch_error *err);
 };
@@ -90,3 +101,50 @@ struct fetch_archive_src {
 };
 
 void fetch_archive_src_free(struct fetch_archive_src *s); /* frees the images; NULL-safe */
+
+/* The operations of an open archive, through its format. */
+static inline void fetch_archive_free(struct fetch_archive *a)
+{
+    if (a)
+        a->format->free(a);
+}
+
+static inline int fetch_archive_root(struct fetch_archive *a, struct fetch_archive_entry *ret,
+                                     fetch_error *err)
+{
+    return a->format->root(a, ret, err);
+}
+
+static inline int fetch_archive_lookup(struct fetch_archive *a,
+                                       const struct fetch_archive_entry *dir, const char *name,
+                                       size_t len, struct fetch_archive_entry *ret,
+                                       fetch_error *err)
+{
+    return a->format->lookup(a, dir, name, len, ret, err);
+}
+
+static inline int fetch_archive_child(struct fetch_archive *a,
+                                      const struct fetch_archive_entry *dir, uint64_t i, char *name,
+                                      size_t cap, struct fetch_archive_entry *ret, fetch_error *err)
+{
+    return a->format->child(a, dir, i, name, cap, ret, err);
+}
+
+static inline int fetch_archive_readlink(struct fetch_archive *a,
+                                         const struct fetch_archive_entry *e, char *buf, size_t cap,
+                                         fetch_error *err)
+{
+    return a->format->readlink(a, e, buf, cap, err);
+}
+
+static inline long fetch_archive_read(struct fetch_archive *a, const struct fetch_archive_entry *e,
+                                      uint64_t off, void *buf, size_t len, fetch_error *err)
+{
+    return a->format->read(a, e, off, buf, len, err);
+}
+
+static inline int fetch_archive_xattrs(struct fetch_archive *a, const struct fetch_archive_entry *e,
+                                       fetch_xattr_fn cb, void *arg, fetch_error *err)
+{
+    return a->format->xattrs(a, e, cb, arg, err);
+}

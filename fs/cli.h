@@ -10,6 +10,7 @@
 /* Subcommands: argv[0] is the subcommand name. Return the process exit status. */
 int fs_cmd_mount(int argc, char **argv);
 int fs_cmd_ls(int argc, char **argv);
+int fs_cmd_find(int argc, char **argv);
 int fs_cmd_umount(int argc, char **argv);
 int fs_cmd_cache(int argc, char **argv);
 int fs_cmd_status(int argc, char **argv);

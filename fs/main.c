@@ -23,6 +23,8 @@ static const char usage[] =
     "                           (lazyimg mount --help)\n"
     "  ls STORE                 list what STORE holds and what the mount shows\n"
     "                           (--json)\n"
+    "  find STORE PATTERN       which snapshots hold a file: searches the file\n"
+    "                           archives' metadata (lazyimg find --help)\n"
     "  umount MOUNTPOINT        unmount, and wait for the daemon to exit\n"
     "  cache stats|verify|gc|clear\n"
     "                           the persistent chunk cache (lazyimg cache --help)\n"
@@ -80,9 +82,9 @@ int main(int argc, char **argv)
         const char *name;
         int (*run)(int, char **);
     } cmds[] = {
-        {"mount", fs_cmd_mount},    {"ls", fs_cmd_ls},         {"umount", fs_cmd_umount},
-        {"cache", fs_cmd_cache},    {"status", fs_cmd_status}, {"hydrate", fs_cmd_hydrate},
-        {"unmount", fs_cmd_umount},
+        {"mount", fs_cmd_mount},     {"ls", fs_cmd_ls},          {"umount", fs_cmd_umount},
+        {"find", fs_cmd_find},       {"cache", fs_cmd_cache},    {"status", fs_cmd_status},
+        {"hydrate", fs_cmd_hydrate}, {"unmount", fs_cmd_umount},
     };
 
     if (argc < 2) {

@@ -33,10 +33,10 @@ static int count_xattr(const char *name, const void *value, size_t vlen, void *a
 
 static unsigned budget;
 
-static void walk(struct fetch_pxar *a, const struct fetch_archive_entry *dir, int depth,
+static void walk(struct fetch_archive *a, const struct fetch_archive_entry *dir, int depth,
                  uint64_t meta_size)
 {
-    char name[FETCH_PXAR_NAME_MAX + 1], target[FETCH_PXAR_PATH_MAX + 1];
+    char name[FETCH_ARCHIVE_NAME_MAX + 1], target[FETCH_ARCHIVE_PATH_MAX + 1];
     fetch_error err = {""};
     uint8_t b[256];
 
@@ -45,23 +45,23 @@ static void walk(struct fetch_pxar *a, const struct fetch_archive_entry *dir, in
     for (uint64_t i = 0; i < dir->goodbye_count && budget; i++, budget--) {
         struct fetch_archive_entry c, again;
         unsigned n = 0;
-        if (fetch_pxar_child(a, dir, i, name, sizeof(name), &c, &err) < 0)
+        if (fetch_archive_child(a, dir, i, name, sizeof(name), &c, &err) < 0)
             continue;
         if (c.pos >= meta_size || c.meta_end > meta_size || strlen(name) == 0)
             abort();
         /* by name: the same entry, or another of the same name (a damaged
          * archive may hold two) */
-        if (fetch_pxar_lookup(a, dir, name, strlen(name), &again, &err) == 0 &&
+        if (fetch_archive_lookup(a, dir, name, strlen(name), &again, &err) == 0 &&
             again.pos >= meta_size)
             abort();
-        (void)fetch_pxar_xattrs(a, &c, count_xattr, &n, &err);
+        (void)fetch_archive_xattrs(a, &c, count_xattr, &n, &err);
         if (c.kind == FETCH_ARCHIVE_DIR)
             walk(a, &c, depth + 1, meta_size);
         else if (c.kind == FETCH_ARCHIVE_FILE &&
-                 fetch_pxar_read(a, &c, 0, b, sizeof(b), &err) > (long)sizeof(b))
+                 fetch_archive_read(a, &c, 0, b, sizeof(b), &err) > (long)sizeof(b))
             abort();
         else if (c.kind == FETCH_ARCHIVE_SYMLINK && c.size < sizeof(target))
-            (void)fetch_pxar_readlink(a, &c, target, sizeof(target), &err);
+            (void)fetch_archive_readlink(a, &c, target, sizeof(target), &err);
     }
 }
 
@@ -69,16 +69,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct fetch_stream meta, payload = {1ull << 40, zeros_read, NULL};
     for (int v2 = 0; v2 < 2; v2++) {
-        struct fetch_pxar *a = NULL;
+        struct fetch_archive *a = NULL;
         struct fetch_archive_entry root;
         fetch_error err = {""};
         fetch_stream_of_buffer(&meta, data, size);
         if (fetch_pxar_open(&meta, v2 ? &payload : NULL, &a, &err) < 0)
             continue;
         budget = 4096;
-        if (fetch_pxar_root(a, &root, &err) == 0)
+        if (fetch_archive_root(a, &root, &err) == 0)
             walk(a, &root, 0, size);
-        fetch_pxar_free(a);
+        fetch_archive_free(a);
     }
     return 0;
 }

@@ -109,6 +109,36 @@ cmp "$M/host/web/$T/root.pxar/data/big.bin" "$SRC/data/big.bin" || fail "big.bin
 ok "over nginx: a 3 MB file read sequentially, byte-identical"
 lazyimg_umount "$M"
 
+# --- lazyimg find: names across snapshots, from the metadata alone
+: >"$NGINX_LOG"
+"$LAZYIMG" find "$URL" 'hello.txt' >find.out 2>find.err || fail "find failed" "$(cat find.err)"
+expect_eq "find: one match per archive" 2 "$(wc -l <find.out)"
+grep -q "^host/web/$T  root.pxar/etc/app/hello.txt  11  2021-02-03T04:05:06Z$" find.out ||
+    fail "find: the v2 match is not as expected" "$(cat find.out)"
+grep -q "^ct/200/$T  root.pxar/etc/app/hello.txt  11 " find.out || fail "find: no v1 match" "$(cat find.out)"
+python3 - "$S/host/web/$T/root.ppxar.didx" "$NGINX_LOG" <<'EOF' || fail "find fetched payload chunks of the v2 archive"
+import sys
+b = open(sys.argv[1], "rb").read()
+payload = {b[4096 + 40 * i + 8: 4096 + 40 * i + 40].hex() for i in range((len(b) - 4096) // 40)}
+log = open(sys.argv[2]).read()
+hit = [d for d in payload if d in log]
+sys.exit(1 if hit else 0)
+EOF
+grep -q "in 2 archives; fetched" find.err || fail "find: no summary of what it fetched" "$(cat find.err)"
+"$LAZYIMG" find --json --snapshot host/web "$URL" 'data/n1*' >find.json 2>/dev/null || fail "find --json failed"
+python3 - find.json <<'EOF' || fail "find --json: unexpected output" "$(cat find.json)"
+import json, sys
+m = json.load(open(sys.argv[1]))
+paths = sorted(x["path"] for x in m)
+assert len(m) == 111, len(m)  # n1, n10..n19, n100..n199
+assert all(x["snapshot"].startswith("host/web/") and x["type"] == "file" for x in m), m[:3]
+assert "root.pxar/data/n1" in paths and "root.pxar/data/n199" in paths, paths[:5]
+EOF
+RC=0
+"$LAZYIMG" find "$URL" 'no-such-file' >/dev/null 2>&1 || RC=$?
+expect_eq "find without a match exits 1" 1 "$RC"
+ok "find: matches in both archives with size and mtime, no payload chunk of the v2 archive fetched, --json and --snapshot"
+
 # --- a corrupt payload chunk: EIO for the file in it, the rest reads on
 python3 - "$S" "$S/host/web/$T/root.ppxar.didx" <<'EOF'
 import os, struct, sys

@@ -75,19 +75,19 @@ static void hash_vectors(void **state)
 }
 
 /* Walks the tree of @a: the 10 x 10 layout of both fixtures. */
-static void check_tree(struct fetch_pxar *a, bool payload_pairs)
+static void check_tree(struct fetch_archive *a, bool payload_pairs)
 {
     struct fetch_archive_entry root, dir, file, again;
     fetch_error err = {""};
     char name[256], want[32];
     unsigned seen_dirs = 0;
 
-    assert_int_equal(fetch_pxar_root(a, &root, &err), 0);
+    assert_int_equal(fetch_archive_root(a, &root, &err), 0);
     assert_int_equal(root.kind, FETCH_ARCHIVE_DIR);
     assert_int_equal(root.goodbye_count, 10);
     for (uint64_t i = 0; i < root.goodbye_count; i++) {
         unsigned seen_files = 0;
-        assert_int_equal(fetch_pxar_child(a, &root, i, name, sizeof(name), &dir, &err), 0);
+        assert_int_equal(fetch_archive_child(a, &root, i, name, sizeof(name), &dir, &err), 0);
         assert_int_equal(strncmp(name, "folder_", 7), 0);
         seen_dirs |= 1u << (name[7] - '0');
         assert_int_equal(dir.kind, FETCH_ARCHIVE_DIR);
@@ -96,38 +96,38 @@ static void check_tree(struct fetch_pxar *a, bool payload_pairs)
         assert_int_equal(dir.gid, 1000);
         assert_int_equal(dir.goodbye_count, 10);
         /* found by name: the same entry */
-        assert_int_equal(fetch_pxar_lookup(a, &root, name, strlen(name), &again, &err), 0);
+        assert_int_equal(fetch_archive_lookup(a, &root, name, strlen(name), &again, &err), 0);
         assert_int_equal(again.pos, dir.pos);
         for (uint64_t j = 0; j < dir.goodbye_count; j++) {
-            assert_int_equal(fetch_pxar_child(a, &dir, j, want, sizeof(want), &file, &err), 0);
+            assert_int_equal(fetch_archive_child(a, &dir, j, want, sizeof(want), &file, &err), 0);
             assert_int_equal(strncmp(want, "file_", 5), 0);
             seen_files |= 1u << (want[5] - '0');
             assert_int_equal(file.kind, FETCH_ARCHIVE_FILE);
             assert_int_equal(file.mode, 0100777);
             assert_int_equal(file.size, FILE_SIZE);
             assert_true(file.data_in_payload);
-            assert_int_equal(fetch_pxar_lookup(a, &dir, want, strlen(want), &again, &err), 0);
+            assert_int_equal(fetch_archive_lookup(a, &dir, want, strlen(want), &again, &err), 0);
             assert_int_equal(again.pos, file.pos);
             assert_int_equal(again.data_off, file.data_off);
             if (payload_pairs) {
                 /* the file's bytes: a range of the payload stream, after its header */
                 uint8_t got[300];
-                assert_int_equal(fetch_pxar_read(a, &file, FILE_SIZE - 100, got, sizeof(got), &err),
-                                 100);
+                assert_int_equal(
+                    fetch_archive_read(a, &file, FILE_SIZE - 100, got, sizeof(got), &err), 100);
                 for (size_t k = 0; k < 100; k++)
                     assert_int_equal(got[k], payload_byte(file.data_off + FILE_SIZE - 100 + k));
-                assert_int_equal(fetch_pxar_read(a, &file, FILE_SIZE, got, 10, &err), 0);
+                assert_int_equal(fetch_archive_read(a, &file, FILE_SIZE, got, 10, &err), 0);
             }
         }
         assert_int_equal(seen_files, 0x3ff);
         /* no other names */
-        assert_int_equal(fetch_pxar_lookup(a, &dir, "file_10", 7, &again, &err), -ENOENT);
-        assert_int_equal(fetch_pxar_lookup(a, &dir, "folder_0", 8, &again, &err), -ENOENT);
+        assert_int_equal(fetch_archive_lookup(a, &dir, "file_10", 7, &again, &err), -ENOENT);
+        assert_int_equal(fetch_archive_lookup(a, &dir, "folder_0", 8, &again, &err), -ENOENT);
     }
     assert_int_equal(seen_dirs, 0x3ff);
-    assert_int_equal(fetch_pxar_lookup(a, &root, "file_0", 6, &again, &err), -ENOENT);
-    assert_int_equal(fetch_pxar_lookup(a, &root, "folder_", 7, &again, &err), -ENOENT);
-    assert_int_equal(fetch_pxar_child(a, &root, 10, name, sizeof(name), &again, &err), -ERANGE);
+    assert_int_equal(fetch_archive_lookup(a, &root, "file_0", 6, &again, &err), -ENOENT);
+    assert_int_equal(fetch_archive_lookup(a, &root, "folder_", 7, &again, &err), -ENOENT);
+    assert_int_equal(fetch_archive_child(a, &root, 10, name, sizeof(name), &again, &err), -ERANGE);
 }
 
 static void real_v2_archive(void **state)
@@ -135,7 +135,7 @@ static void real_v2_archive(void **state)
     size_t len = 0;
     uint8_t *buf = load(DATA_MPXAR, &len);
     struct fetch_stream meta;
-    struct fetch_pxar *a = NULL;
+    struct fetch_archive *a = NULL;
     fetch_error err = {""};
     (void)state;
 
@@ -144,7 +144,7 @@ static void real_v2_archive(void **state)
     assert_int_equal(fetch_pxar_open(&meta, &payload, &a, &err), 0);
     assert_int_equal(fetch_pxar_version(a), 2);
     check_tree(a, true);
-    fetch_pxar_free(a);
+    fetch_archive_free(a);
 
     /* a v2 metadata stream needs its payload stream */
     assert_int_equal(fetch_pxar_open(&meta, NULL, &a, &err), -EBADMSG);
@@ -159,39 +159,39 @@ static void real_v2_with_prelude(void **state)
     size_t len = 0;
     uint8_t *buf = load(EXPECTED_MPXAR, &len);
     struct fetch_stream meta;
-    struct fetch_pxar *a = NULL;
+    struct fetch_archive *a = NULL;
     fetch_error err = {""};
     (void)state;
 
     fetch_stream_of_buffer(&meta, buf, len);
     assert_int_equal(fetch_pxar_open(&meta, &payload, &a, &err), 0);
     check_tree(a, false);
-    fetch_pxar_free(a);
+    fetch_archive_free(a);
     free(buf);
 }
 
 /* Walks everything reachable, as a mount would; errors are fine, crashes not. */
-static unsigned walk(struct fetch_pxar *a, const struct fetch_archive_entry *dir, int depth)
+static unsigned walk(struct fetch_archive *a, const struct fetch_archive_entry *dir, int depth)
 {
     struct fetch_archive_entry c;
     fetch_error err = {""};
-    char name[FETCH_PXAR_NAME_MAX + 1], target[FETCH_PXAR_PATH_MAX + 1];
+    char name[FETCH_ARCHIVE_NAME_MAX + 1], target[FETCH_ARCHIVE_PATH_MAX + 1];
     unsigned n = 0;
     uint8_t b[64];
 
     if (depth > 8)
         return 0;
     for (uint64_t i = 0; i < dir->goodbye_count && i < 64; i++) {
-        if (fetch_pxar_child(a, dir, i, name, sizeof(name), &c, &err) < 0)
+        if (fetch_archive_child(a, dir, i, name, sizeof(name), &c, &err) < 0)
             continue;
         n++;
-        (void)fetch_pxar_lookup(a, dir, name, strlen(name), &c, &err);
+        (void)fetch_archive_lookup(a, dir, name, strlen(name), &c, &err);
         if (c.kind == FETCH_ARCHIVE_DIR)
             n += walk(a, &c, depth + 1);
         else if (c.kind == FETCH_ARCHIVE_FILE)
-            (void)fetch_pxar_read(a, &c, 0, b, sizeof(b), &err);
+            (void)fetch_archive_read(a, &c, 0, b, sizeof(b), &err);
         else if (c.kind == FETCH_ARCHIVE_SYMLINK)
-            (void)fetch_pxar_readlink(a, &c, target, sizeof(target), &err);
+            (void)fetch_archive_readlink(a, &c, target, sizeof(target), &err);
     }
     return n;
 }
@@ -207,7 +207,7 @@ static void damaged_streams(void **state)
     assert_non_null(buf);
     /* every byte flipped in turn (a step keeps it quick under sanitizers) */
     for (size_t at = 0; at < len; at += 7) {
-        struct fetch_pxar *a = NULL;
+        struct fetch_archive *a = NULL;
         struct fetch_archive_entry root;
         fetch_error err = {""};
         memcpy(buf, orig, len);
@@ -218,14 +218,14 @@ static void damaged_streams(void **state)
             continue;
         }
         opened++;
-        if (fetch_pxar_root(a, &root, &err) == 0)
+        if (fetch_archive_root(a, &root, &err) == 0)
             (void)walk(a, &root, 0);
-        fetch_pxar_free(a);
+        fetch_archive_free(a);
     }
     assert_true(opened > 0);
     /* truncated: the tail is gone or points outside */
     for (size_t cut = 1; cut < len; cut = cut * 3 + 1) {
-        struct fetch_pxar *a = NULL;
+        struct fetch_archive *a = NULL;
         fetch_error err = {""};
         fetch_stream_of_buffer(&meta, orig, len - cut);
         assert_int_equal(fetch_pxar_open(&meta, &payload, &a, &err), -EBADMSG);

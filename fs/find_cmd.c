@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * `lazyimg find`: which snapshots hold a file. Walks the file archives of a
+ * repository's snapshots through their metadata alone (fetch/archive.h over
+ * fetch/store_stream.h, no mount, no cache): a split (v2) pxar archive's
+ * metadata stream; its payload stream is never read. Prints each match and,
+ * on stderr, what it fetched.
+ */
+#include <errno.h>
+#include <fnmatch.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "cli.h"
+#include "fetch/archive.h"
+#include "fetch/repo.h"
+#include "fetch/store_stream.h"
+#include "log.h"
+#include "remote_opts.h"
+
+#define MAX_SNAPSHOT_ARGS 64
+#define MAX_DEPTH 256
+
+static const char find_usage[] =
+    "Usage: lazyimg find [options] STORE PATTERN\n"
+    "\n"
+    "Finds files by name in the file archives (pxar) of every snapshot of STORE,\n"
+    "or of those named, and prints for each: snapshot, path (below the snapshot's\n"
+    "directory in a mount), size and modification time (UTC). PATTERN is a shell\n"
+    "glob (* ? [...]) matched against file names, or against the whole path\n"
+    "inside the archive when it contains a '/'. Only the archives' metadata is\n"
+    "read (the .mpxar stream of a split archive), never file contents; the\n"
+    "chunks fetched are counted on stderr. Archives in the older single-stream\n"
+    "format (.pxar.didx) hold file contents between their metadata: they are\n"
+    "read whole, and said so.\n"
+    "\n"
+    "Options:\n"
+    "      --snapshot PATH    only this snapshot ([ns/NS/]TYPE/ID/TIME) or group\n"
+    "                         ([ns/NS/]TYPE/ID); may be repeated\n"
+    "      --json             print a JSON array of matches instead of a "
+    "table\n" FS_REMOTE_OPTIONS_HELP "  -h, --help             show this help\n"
+    "\n"
+    "Exit status: 0 with matches, 1 without, 2 for usage errors, 3 when an archive\n"
+    "could not be read (the others are searched all the same).\n";
+
+struct search {
+    const char *pattern;
+    bool by_path;
+    bool json;
+    json_object *matches;
+    size_t found, archives, v1, failed;
+    uint64_t chunks, bytes;
+    /* the archive being searched */
+    const struct fetch_archive_format *format;
+    struct fetch_archive *a;
+    const char *snapshot, *archive;
+};
+
+/* A payload stream that must not be read: find reads metadata only. */
+static int no_payload(void *ctx, uint64_t off, void *buf, size_t len, fetch_error *err)
+{
+    (void)ctx;
+    (void)off;
+    (void)buf;
+    (void)len;
+    return fetch_error_set(err, -EPERM, "find reads no file contents");
+}
+
+static const char *kind_name(enum fetch_archive_kind k)
+{
+    static const char *const names[] = {"dir", "file", "symlink", "device", "fifo", "socket"};
+    return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
+}
+
+static void print_match(struct search *s, const char *path, const struct fetch_archive_entry *e)
+{
+    char when[32], shown[4096], snap[1024];
+    struct tm tm;
+    time_t t = (time_t)e->mtime_sec;
+
+    s->found++;
+    if (!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(when, sizeof(when), "%lld", (long long)e->mtime_sec);
+    if (s->json) {
+        json_object *o = json_object_new_object();
+        char full[4400];
+        snprintf(full, sizeof(full), "%s/%s", s->archive, path);
+        json_object_object_add(o, "snapshot", json_object_new_string(s->snapshot));
+        json_object_object_add(o, "path", json_object_new_string(full));
+        json_object_object_add(o, "type", json_object_new_string(kind_name(e->kind)));
+        json_object_object_add(o, "size", json_object_new_uint64(e->size));
+        json_object_object_add(o, "mtime", json_object_new_string(when));
+        json_object_array_add(s->matches, o);
+        return;
+    }
+    fs_escape(s->snapshot, snap, sizeof(snap));
+    fs_escape(path, shown, sizeof(shown));
+    printf("%s  %s/%s  %llu  %s\n", snap, s->archive, shown, (unsigned long long)e->size, when);
+}
+
+/* Walks directory @dir (at @path inside the archive). -errno on a read error. */
+static int walk(struct search *s, const struct fetch_archive_entry *dir, char *path, size_t plen,
+                int depth, fetch_error *err)
+{
+    char name[4096];
+    if (depth > MAX_DEPTH)
+        return fetch_error_set(err, -ELOOP, "directories nested deeper than %d", MAX_DEPTH);
+    for (uint64_t i = 0; i < dir->goodbye_count; i++) {
+        struct fetch_archive_entry c;
+        size_t nl;
+        int r = s->format->child(s->a, dir, i, name, sizeof(name), &c, err);
+        if (r < 0)
+            return r;
+        nl = strlen(name);
+        if (plen + 1 + nl >= 4096)
+            return fetch_error_set(err, -ENAMETOOLONG, "a path longer than 4095 bytes");
+        if (plen)
+            path[plen] = '/';
+        memcpy(path + plen + (plen > 0), name, nl + 1);
+        if (fnmatch(s->pattern, s->by_path ? path : name, s->by_path ? FNM_PATHNAME : 0) == 0)
+            print_match(s, path, &c);
+        if (c.kind == FETCH_ARCHIVE_DIR &&
+            (r = walk(s, &c, path, plen + (plen > 0) + nl, depth + 1, err)) < 0)
+            return r;
+        path[plen] = '\0';
+    }
+    return 0;
+}
+
+/* Searches archive entry @e of @repo. */
+static void search_archive(struct search *s, struct fetch_repo *repo, struct fetch_store *store,
+                           const struct fetch_entry *e)
+{
+    struct fetch_archive_src src = {0};
+    struct fetch_store_stream meta;
+    struct fetch_stream payload = {0, no_payload, NULL};
+    struct fetch_archive_entry root;
+    fetch_error err = {""};
+    char path[4096] = "", snap[1024];
+    const char *slash = strrchr(e->path, '/');
+    int r;
+
+    snprintf(snap, sizeof(snap), "%.*s", slash ? (int)(slash - e->path) : 0, e->path);
+    s->snapshot = snap;
+    s->archive = slash ? slash + 1 : e->path;
+    s->archives++;
+    if ((r = fetch_repo_open_archive(repo, store, e, &src, &err)) < 0) {
+        fs_err("%s: %s", e->path, err.msg[0] ? err.msg : strerror(-r));
+        s->failed++;
+        return;
+    }
+    fetch_store_stream_init(&meta, store, NULL, src.meta);
+    if (src.payload)
+        payload.size = src.payload->size;
+    else
+        s->v1++;
+    s->format = src.format;
+    r = src.format->open(&meta.s, src.payload ? &payload : NULL, &s->a, &err);
+    if (r == 0) {
+        r = src.format->root(s->a, &root, &err);
+        if (r == 0)
+            r = walk(s, &root, path, 0, 0, &err);
+        src.format->free(s->a);
+    }
+    if (r < 0) {
+        fs_err("%s: %s", e->path, err.msg[0] ? err.msg : strerror(-r));
+        s->failed++;
+    }
+    if (!src.payload)
+        fs_info("%s: a single-stream archive: its file contents were read too (%llu chunks)",
+                e->path, (unsigned long long)meta.chunks);
+    s->chunks += meta.chunks;
+    s->bytes += meta.bytes;
+    fetch_store_stream_release(&meta);
+    fetch_archive_src_free(&src);
+}
+
+/* Whether @path is below (or is) one of the @n snapshot or group paths. */
+static bool selected(const char *path, char *const *sel, size_t n)
+{
+    if (n == 0)
+        return true;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(sel[i]);
+        while (l && sel[i][l - 1] == '/')
+            l--;
+        if (!strncmp(path, sel[i], l) && path[l] == '/')
+            return true;
+    }
+    return false;
+}
+
+int fs_cmd_find(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"snapshot", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        FS_REMOTE_LONG_OPTIONS,
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    struct fetch_remote_options ro = {0};
+    const struct fetch_repo_format *format = NULL;
+    struct fetch_repo *repo = NULL;
+    struct fetch_store *store = NULL;
+    struct search s = {0};
+    char *sel[MAX_SNAPSHOT_ARGS];
+    size_t nsel = 0;
+    fetch_error err = {""};
+    char size[32];
+    int c, r;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int handled = fs_remote_opt_parse(c, optarg, &ro);
+        if (handled < 0)
+            return 2;
+        if (handled)
+            continue;
+        switch (c) {
+        case 's':
+            if (nsel == MAX_SNAPSHOT_ARGS) {
+                fs_err("find: at most %d --snapshot options", MAX_SNAPSHOT_ARGS);
+                return 2;
+            }
+            sel[nsel++] = optarg;
+            break;
+        case 'j':
+            s.json = true;
+            break;
+        case 'h':
+            fputs(find_usage, stdout);
+            return 0;
+        default:
+            fputs(find_usage, stderr);
+            return 2;
+        }
+    }
+    if (argc - optind != 2) {
+        fs_err("find: expected STORE and PATTERN (see lazyimg find --help)");
+        return 2;
+    }
+    s.pattern = argv[optind + 1];
+    s.by_path = strchr(s.pattern, '/') != NULL;
+    if (!(store = fs_open_store(argv[optind], &ro, &format)))
+        return 1;
+    if ((r = fetch_repo_load(format, store, NULL, 0, true, &repo, &err)) < 0) {
+        fs_err("%s: %s", store->location, err.msg);
+        fetch_store_free(store);
+        return 1;
+    }
+    if (s.json && !(s.matches = json_object_new_array())) {
+        fs_err("out of memory");
+        r = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < repo->count; i++) {
+        const struct fetch_entry *e = &repo->entries[i];
+        if (e->type == FETCH_ENTRY_ARCHIVE && selected(e->path, sel, nsel))
+            search_archive(&s, repo, store, e);
+    }
+    if (s.json)
+        puts(json_object_to_json_string_ext(s.matches, JSON_C_TO_STRING_PRETTY |
+                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+    fetch_format_size(s.bytes, size, sizeof(size));
+    fprintf(stderr,
+            "find: %zu match%s in %zu archive%s; fetched %llu chunk%s (%s), of file contents "
+            "%s\n",
+            s.found, s.found == 1 ? "" : "es", s.archives, s.archives == 1 ? "" : "s",
+            (unsigned long long)s.chunks, s.chunks == 1 ? "" : "s", size,
+            s.v1 ? "those of the single-stream archives" : "none");
+    r = 0;
+out:
+    json_object_put(s.matches);
+    fetch_repo_free(repo);
+    fetch_store_free(store);
+    if (r < 0)
+        return 1;
+    return s.failed ? 3 : s.found ? 0 : 1;
+}
