@@ -361,15 +361,7 @@ int fetch_casync_catalog_load_paths(struct fetch_store *s, const char *const *pa
             free(path);
             break;
         }
-        if (kind == 2) {
-            w.fatal = fetch_error_set(err, -EMEDIUMTYPE,
-                                      "%s: a directory archive index (.caidx) cannot be "
-                                      "mounted yet; only blob indexes (.caibx)",
-                                      path);
-            free(path);
-            break;
-        }
-        add_index(&w, path, false);
+        add_index(&w, path, kind == 2);
         if (!w.fatal && w.v[w.n - 1].error < 0)
             w.fatal = fetch_error_set(err, w.v[w.n - 1].error, "%s", w.v[w.n - 1].error_msg);
     }

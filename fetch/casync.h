@@ -26,7 +26,7 @@
 
 struct fetch_casync_index {
     char *path;   /* store-relative, every component validated: "releases/os.img.caibx" */
-    bool archive; /* a .caidx (directory archive): listed, not mountable */
+    bool archive; /* a .caidx (directory archive): its catar archive is shown as a tree */
     /* blob indexes that loaded: */
     struct fetch_image *image;
     uint64_t chunk_min, chunk_avg, chunk_max;

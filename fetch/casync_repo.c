@@ -2,8 +2,9 @@
 /*
  * A casync/desync repository as a repository (fetch/repo.h): each blob index
  * at its store path without the ".caibx" suffix (releases/os.img.caibx ->
- * releases/os.img), its chunks in default.castr/ or a chunk store of its own.
- * Directory archive indexes (.caidx) are listed, not shown yet.
+ * releases/os.img), its chunks in default.castr/ or a chunk store of its own;
+ * each directory archive index as the directory tree of its catar archive
+ * (backup/etc.caidx -> backup/etc/).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,9 +12,10 @@
 #include <string.h>
 
 #include "casync.h"
+#include "catar.h"
 #include "repo.h"
 
-#define CAIBX_SUFFIX_LEN 6 /* ".caibx" */
+#define SUFFIX_LEN 6 /* ".caibx", ".caidx" */
 
 static void casync_free_priv(void *p)
 {
@@ -25,10 +27,10 @@ static struct fetch_casync_catalog *cat_of(const struct fetch_repo *repo)
     return repo->priv;
 }
 
-/* The mount path of an index: its path without ".caibx". */
+/* The mount path of an index: its path without ".caibx" or ".caidx". */
 static int name_len(const struct fetch_casync_index *x)
 {
-    return (int)(strlen(x->path) - (x->archive ? 0 : CAIBX_SUFFIX_LEN));
+    return (int)(strlen(x->path) - SUFFIX_LEN);
 }
 
 /*
@@ -65,7 +67,8 @@ static int check_catalog(struct fetch_repo *repo, const struct fetch_casync_cata
     return 0;
 }
 
-/* One image entry per blob index that can be shown; notes for the others. */
+/* One entry per index that can be shown: an image per blob index, a
+ * directory tree per archive index; notes for the others. */
 static int add_entries(struct fetch_repo *repo, struct fetch_casync_catalog *c)
 {
     size_t images = 0;
@@ -74,10 +77,12 @@ static int add_entries(struct fetch_repo *repo, struct fetch_casync_catalog *c)
         struct fetch_casync_index *x = &c->indexes[i];
         char path[4096];
         if (x->archive) {
-            r = fetch_repo_add_note(repo, false,
-                                    "%s: a directory archive index (.caidx): not mounted (not "
-                                    "supported yet)",
-                                    x->path);
+            /* read when first opened: the tree only needs the name */
+            snprintf(path, sizeof(path), "%.*s", name_len(x), x->path);
+            r = fetch_repo_add_entry(
+                repo,
+                &(struct fetch_entry){.path = path, .type = FETCH_ENTRY_ARCHIVE, .handle = x});
+            images++;
         } else if (x->shadowed_by) {
             r = fetch_repo_add_note(repo, true,
                                     "%s: hidden: its directory's name is taken by the index %s",
@@ -98,8 +103,8 @@ static int add_entries(struct fetch_repo *repo, struct fetch_casync_catalog *c)
     }
     if (r == 0 && images == 0)
         r = fetch_repo_add_note(repo, true,
-                                "%s: no blob index (*.caibx) could be mounted; the mount will be "
-                                "empty",
+                                "%s: no index (*.caibx, *.caidx) could be mounted; the mount "
+                                "will be empty",
                                 repo->store->location);
     return r;
 }
@@ -137,6 +142,20 @@ static int casync_open_image(const struct fetch_repo *repo, struct fetch_store *
     return r;
 }
 
+static int casync_open_archive(const struct fetch_repo *repo, struct fetch_store *s,
+                               const struct fetch_entry *e, struct fetch_archive_src *ret,
+                               fetch_error *err)
+{
+    const struct fetch_casync_index *x = e->handle;
+    struct fetch_casync_index loaded = {0};
+    int r;
+    (void)repo;
+    if ((r = fetch_casync_open_index(s, x->path, &loaded, err)) < 0)
+        return r;
+    *ret = (struct fetch_archive_src){.format = &fetch_catar_format, .meta = loaded.image};
+    return 0;
+}
+
 static bool casync_claims(const char *path)
 {
     return fetch_casync_index_kind(path) != 0;
@@ -158,8 +177,6 @@ static const char *digest_name(enum fetch_digest_algo a)
 static int index_load(struct fetch_store *store, struct fetch_casync_index *x)
 {
     fetch_error err = {""};
-    if (x->archive)
-        return 0;
     x->error = fetch_casync_open_index(store, x->path, x, &err);
     if (x->error == -ENOMEM)
         return -ENOMEM;
@@ -198,11 +215,8 @@ static int casync_list_rows(struct fetch_repo *repo, fetch_list_row_fn row, void
             snprintf(data, sizeof(data), "-");
             snprintf(count, sizeof(count), "-");
             snprintf(avg, sizeof(avg), "-");
-            snprintf(state, sizeof(state), "%s%s",
-                     x->archive ? "not mountable (directory archive index)" : "invalid: ",
-                     x->archive     ? ""
-                     : x->error_msg ? x->error_msg
-                                    : strerror(-x->error));
+            snprintf(state, sizeof(state), "invalid: %s",
+                     x->error_msg ? x->error_msg : strerror(-x->error));
         } else {
             fetch_format_size(x->image->size, size, sizeof(size));
             fetch_format_size(x->image->data_bytes, data, sizeof(data));
@@ -213,7 +227,8 @@ static int casync_list_rows(struct fetch_repo *repo, fetch_list_row_fn row, void
                 snprintf(state, sizeof(state), "no (hidden: its directory's name is taken by %s)",
                          x->shadowed_by);
             else
-                snprintf(state, sizeof(state), "yes");
+                snprintf(state, sizeof(state), "%s",
+                         x->archive ? "yes (a directory: its catar archive)" : "yes");
         }
         r = row(arg, cells);
         index_unload(x);
@@ -274,7 +289,7 @@ const struct fetch_repo_format fetch_casync_repo_format = {
     .name = "casync",
     .label = "a casync repository",
     .items = "indexes",
-    .snapshot_hint = "PATH.caibx",
+    .snapshot_hint = "PATH.caibx or PATH.caidx",
     .chunk_dir = FETCH_CASYNC_DEFAULT_STORE,
     .probe = NULL, /* anything: the load says whether there is an index */
     .claims = casync_claims,
@@ -282,6 +297,7 @@ const struct fetch_repo_format fetch_casync_repo_format = {
     .free_priv = casync_free_priv,
     .open_image = casync_open_image,
     .read_blob = NULL,
+    .open_archive = casync_open_archive,
     .columns = casync_columns,
     .ncolumns = sizeof(casync_columns) / sizeof(casync_columns[0]),
     .empty_list = NULL,

@@ -214,9 +214,15 @@ rm -f hx.disk.img hx.mid.img
 
 # --- local repositories ----------------------------------------------------------
 lazyimg_mount "$R" "$M"
-printf '%s\n' "${R_IMAGES[@]}" >tree.expect
+# the .caidx shows as the directory tree of its catar archive
+printf '%s\n' "${R_IMAGES[@]}" ./tree/a.txt ./tree/link ./tree/sub/b.bin | sort >tree.expect
 files "$M" >tree.local
-expect_same_file "local mount: one file per .caibx (nested kept, .caidx and default.castr not shown)" tree.expect tree.local
+expect_same_file "local mount: one file per .caibx (nested kept), the .caidx as a tree, default.castr not shown" tree.expect tree.local
+diff -r --no-dereference tree "$M/tree" >diff.out 2>&1 || fail "tree.caidx: the mounted tree differs from its source" "$(cat diff.out)"
+expect_eq "tree.caidx: the symlink's target" a.txt "$(readlink "$M/tree/link")"
+expect_eq "tree.caidx: a file's mode" "$(stat -c %a tree/sub/b.bin)" "$(stat -c %a "$M/tree/sub/b.bin")"
+ok "tree.caidx (written by casync make): the catar archive's tree equals its source"
+
 for v in "${VARIANTS[@]}"; do
     read -r name repo idx src <<<"$v"
     [[ $repo == "$R" ]] || continue
@@ -237,6 +243,7 @@ done
 # ls_line OUTPUT PATH: the line of index PATH (shown with or without .caibx)
 ls_line() {
     local p=${2%.caibx}
+    p=${p%.caidx}
     p=${p//./\\.}
     grep -E "(^|[[:space:]])$p(\\.caibx|\\.caidx)?([[:space:]]|$)" <<<"$1" || true
 }
@@ -253,8 +260,8 @@ check_ls() {
     done
     line=$(ls_line "$out" tree.caidx)
     [[ $(grep -c . <<<"$line") == 1 ]] || fail "$label: expected one line for tree.caidx" "$out"
-    grep -q 'not mountable' <<<"$line" || fail "$label: tree.caidx is not shown as 'not mountable'" "$line"
-    ok "$label: every .caibx with its chunk count, tree.caidx 'not mountable'"
+    grep -q 'yes (a directory' <<<"$line" || fail "$label: tree.caidx is not shown as a directory" "$line"
+    ok "$label: every .caibx with its chunk count, tree.caidx a directory"
 }
 out=$("$LAZYIMG" ls "$R" 2>&1) || fail "lazyimg ls $R failed" "$out"
 check_ls "lazyimg ls (local)" "$out"
