@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,8 +122,12 @@ static void stream_init(struct chunk_stream *cs, struct fs_ctx *ctx, const struc
 
 /* ---- open archives ------------------------------------------------------- */
 
+/* Errors logged per archive; later ones are counted, not logged. */
+#define LOGGED_ERRORS 8
+
 struct fs_archive {
     struct chunk_stream meta, payload;
+    atomic_uint errors;
     struct fetch_archive *dec;
     const struct fetch_archive_format *format;
     struct fetch_archive_entry root;
@@ -141,7 +146,14 @@ static void log_archive_error(const struct fs_node *n, const char *what, int r,
                               const fetch_error *err)
 {
     char path[512];
+    unsigned seen = n->archive ? atomic_fetch_add(&n->archive->errors, 1) : 0;
+    if (seen > LOGGED_ERRORS)
+        return;
     fs_node_path(n, path, sizeof(path));
+    if (seen == LOGGED_ERRORS) {
+        fs_err("%s: more errors in this archive; they are not logged", path);
+        return;
+    }
     fs_err("%s: %s%s%s", path, what, what[0] ? ": " : "",
            err && err->msg[0] ? err->msg : strerror(-r));
 }
@@ -165,7 +177,10 @@ static int archive_of(struct fs_ctx *ctx, struct fs_node *n, struct fs_archive *
         return r == -ENOMEM ? -ENOMEM : -EIO;
     }
     pthread_mutex_lock(&n->lock);
-    if (!(a = n->archive)) {
+    if (n->archive_failed) {
+        r = n->archive_failed; /* said once already */
+        a = NULL;
+    } else if (!(a = n->archive)) {
         const struct fetch_archive_src *src = &n->archive_src;
         if (!(a = calloc(1, sizeof(*a)))) {
             r = -ENOMEM;
@@ -182,6 +197,10 @@ static int archive_of(struct fs_ctx *ctx, struct fs_node *n, struct fs_archive *
             log_archive_error(n, "cannot open the archive", r, &err);
             fs_archive_free(a);
             a = NULL;
+            /* a malformed archive stays so; a stream that could not be read
+             * (a chunk missing or unreachable: -EIO) is tried again */
+            if (r == -EBADMSG)
+                n->archive_failed = -EIO;
             r = r == -ENOMEM ? -ENOMEM : -EIO;
             goto out;
         }

@@ -57,6 +57,7 @@ struct fs_node {
     fetch_data blob;
     struct fetch_archive_src archive_src; /* archives: their streams' images */
     struct fs_archive *archive;           /* ... and their decoder (fs/archive.c) */
+    int archive_failed;                   /* the decoder refused it: -EIO (logged once) */
     /* set (release) once image/blob are complete; test with fs_node_loaded() */
     atomic_bool loaded;
 };
