@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "pbs.h"
+#include "pbs_format.h"
 #include "pxar.h"
 #include "repo.h"
 
@@ -299,6 +300,25 @@ static int pbs_open_archive(const struct fetch_repo *repo, struct fetch_store *s
     return 0;
 }
 
+static int pbs_open_catalog(const struct fetch_repo *repo, struct fetch_store *s,
+                            const struct fetch_entry *e, struct fetch_image **ret, char *name,
+                            size_t name_len, fetch_error *err)
+{
+    const struct pbs_ref *ref = e->handle;
+    const struct fetch_manifest *m = ref->snap->manifest;
+    (void)repo;
+    /* the client writes a catalog of its single-stream archives only */
+    if (pxar_part(ref->file->name) != PXAR_V1)
+        return -ENOENT;
+    for (size_t i = 0; i < m->count; i++) {
+        if (strcmp(m->files[i].name, PBS_CATALOG_NAME))
+            continue;
+        snprintf(name, name_len, "%s", ref->file->name);
+        return fetch_pbs_open_didx(s, ref->snap, &m->files[i], ret, err);
+    }
+    return -ENOENT;
+}
+
 /* --- lazyimg ls ------------------------------------------------------------ */
 
 static const char *archive_kind(const struct fetch_manifest_file *f, size_t *stem)
@@ -464,6 +484,7 @@ const struct fetch_repo_format fetch_pbs_repo_format = {
     .open_image = pbs_open_image,
     .read_blob = pbs_read_blob,
     .open_archive = pbs_open_archive,
+    .open_catalog = pbs_open_catalog,
     .columns = pbs_columns,
     .ncolumns = sizeof(pbs_columns) / sizeof(pbs_columns[0]),
     .empty_list = "(no finished snapshots)",

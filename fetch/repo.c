@@ -143,6 +143,16 @@ int fetch_repo_open_archive(const struct fetch_repo *repo, struct fetch_store *s
     return r < 0 ? r : repo->format->open_archive(repo, s, e, ret, err);
 }
 
+int fetch_repo_open_catalog(const struct fetch_repo *repo, struct fetch_store *s,
+                            const struct fetch_entry *e, struct fetch_image **ret, char *name,
+                            size_t name_len, fetch_error *err)
+{
+    int r = check_entry(e, FETCH_ENTRY_ARCHIVE, "a file archive", err);
+    if (r == 0 && !repo->format->open_catalog)
+        return -ENOENT;
+    return r < 0 ? r : repo->format->open_catalog(repo, s, e, ret, name, name_len, err);
+}
+
 int fetch_repo_add_entry(struct fetch_repo *repo, const struct fetch_entry *e)
 {
     struct fetch_entry *ne;

@@ -128,6 +128,15 @@ struct fetch_repo_format {
     int (*open_archive)(const struct fetch_repo *repo, struct fetch_store *s,
                         const struct fetch_entry *e, struct fetch_archive_src *ret,
                         fetch_error *err);
+    /*
+     * The image of a file catalog (fetch/pcat.h) that lists archive @e's
+     * files without their contents, and the name of @e's directory in it
+     * (into @name, @name_len bytes); -ENOENT when there is none. NULL: the
+     * format has no catalogs.
+     */
+    int (*open_catalog)(const struct fetch_repo *repo, struct fetch_store *s,
+                        const struct fetch_entry *e, struct fetch_image **ret, char *name,
+                        size_t name_len, fetch_error *err);
 
     /* `lazyimg ls`: the table's columns, and the line shown when it is empty
      * (NULL: none) */
@@ -170,6 +179,10 @@ int fetch_repo_read_blob(const struct fetch_repo *repo, struct fetch_store *s,
 int fetch_repo_open_archive(const struct fetch_repo *repo, struct fetch_store *s,
                             const struct fetch_entry *e, struct fetch_archive_src *ret,
                             fetch_error *err);
+/* See open_catalog above: -ENOENT also for formats without catalogs. */
+int fetch_repo_open_catalog(const struct fetch_repo *repo, struct fetch_store *s,
+                            const struct fetch_entry *e, struct fetch_image **ret, char *name,
+                            size_t name_len, fetch_error *err);
 
 /* For the formats: appends an entry (@path copied) or a note. -ENOMEM. */
 int fetch_repo_add_entry(struct fetch_repo *repo, const struct fetch_entry *e);

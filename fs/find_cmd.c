@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "fetch/archive.h"
+#include "fetch/pcat.h"
 #include "fetch/repo.h"
 #include "fetch/store_stream.h"
 #include "log.h"
@@ -33,11 +34,12 @@ static const char find_usage[] =
     "or of those named, and prints for each: snapshot, path (below the snapshot's\n"
     "directory in a mount), size and modification time (UTC). PATTERN is a shell\n"
     "glob (* ? [...]) matched against file names, or against the whole path\n"
-    "inside the archive when it contains a '/'. Only the archives' metadata is\n"
-    "read (the .mpxar stream of a split archive), never file contents; the\n"
-    "chunks fetched are counted on stderr. Archives in the older single-stream\n"
-    "format (.pxar.didx) hold file contents between their metadata: they are\n"
-    "read whole, and said so.\n"
+    "inside the archive when it contains a '/'. Only metadata is read, never file\n"
+    "contents: the .mpxar stream of a split archive, or the snapshot's file\n"
+    "catalog (catalog.pcat1.didx) for a single-stream one (.pxar.didx; without a\n"
+    "catalog, the archive itself is walked, which reads the chunks its metadata\n"
+    "shares with file contents, and said so). The chunks fetched are counted on\n"
+    "stderr.\n"
     "\n"
     "Options:\n"
     "      --snapshot PATH    only this snapshot ([ns/NS/]TYPE/ID/TIME) or group\n"
@@ -53,7 +55,7 @@ struct search {
     bool by_path;
     bool json;
     json_object *matches;
-    size_t found, archives, v1, failed;
+    size_t found, archives, walked_v1, failed;
     uint64_t chunks, bytes;
     /* the archive being searched */
     const struct fetch_archive_format *format;
@@ -77,30 +79,31 @@ static const char *kind_name(enum fetch_archive_kind k)
     return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }
 
-static void print_match(struct search *s, const char *path, const struct fetch_archive_entry *e)
+static void print_match(struct search *s, const char *path, enum fetch_archive_kind kind,
+                        uint64_t fsize, int64_t mtime)
 {
     char when[32], shown[4096], snap[1024];
     struct tm tm;
-    time_t t = (time_t)e->mtime_sec;
+    time_t t = (time_t)mtime;
 
     s->found++;
     if (!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(when, sizeof(when), "%lld", (long long)e->mtime_sec);
+        snprintf(when, sizeof(when), "%lld", (long long)mtime);
     if (s->json) {
         json_object *o = json_object_new_object();
         char full[4400];
         snprintf(full, sizeof(full), "%s/%s", s->archive, path);
         json_object_object_add(o, "snapshot", json_object_new_string(s->snapshot));
         json_object_object_add(o, "path", json_object_new_string(full));
-        json_object_object_add(o, "type", json_object_new_string(kind_name(e->kind)));
-        json_object_object_add(o, "size", json_object_new_uint64(e->size));
+        json_object_object_add(o, "type", json_object_new_string(kind_name(kind)));
+        json_object_object_add(o, "size", json_object_new_uint64(fsize));
         json_object_object_add(o, "mtime", json_object_new_string(when));
         json_object_array_add(s->matches, o);
         return;
     }
     fs_escape(s->snapshot, snap, sizeof(snap));
     fs_escape(path, shown, sizeof(shown));
-    printf("%s  %s/%s  %llu  %s\n", snap, s->archive, shown, (unsigned long long)e->size, when);
+    printf("%s  %s/%s  %llu  %s\n", snap, s->archive, shown, (unsigned long long)fsize, when);
 }
 
 /* Walks directory @dir (at @path inside the archive). -errno on a read error. */
@@ -123,13 +126,53 @@ static int walk(struct search *s, const struct fetch_archive_entry *dir, char *p
             path[plen] = '/';
         memcpy(path + plen + (plen > 0), name, nl + 1);
         if (fnmatch(s->pattern, s->by_path ? path : name, s->by_path ? FNM_PATHNAME : 0) == 0)
-            print_match(s, path, &c);
+            print_match(s, path, c.kind, c.size, c.mtime_sec);
         if (c.kind == FETCH_ARCHIVE_DIR &&
             (r = walk(s, &c, path, plen + (plen > 0) + nl, depth + 1, err)) < 0)
             return r;
         path[plen] = '\0';
     }
     return 0;
+}
+
+static int catalog_entry(const struct fetch_pcat_entry *e, void *arg)
+{
+    struct search *s = arg;
+    if (fnmatch(s->pattern, s->by_path ? e->path : e->name, s->by_path ? FNM_PATHNAME : 0) == 0)
+        print_match(s, e->path, e->kind, e->size, e->mtime);
+    return 0;
+}
+
+/*
+ * Searches archive @e through the file catalog of its snapshot: 1 when
+ * searched (or failed, said), 0 when there is no catalog for it.
+ */
+static int search_catalog(struct search *s, struct fetch_repo *repo, struct fetch_store *store,
+                          const struct fetch_entry *e)
+{
+    struct fetch_image *img = NULL;
+    struct fetch_store_stream cat;
+    fetch_error err = {""};
+    char name[512];
+    int r = fetch_repo_open_catalog(repo, store, e, &img, name, sizeof(name), &err);
+    if (r == -ENOENT)
+        return 0;
+    if (r == 0) {
+        fetch_store_stream_init(&cat, store, NULL, img);
+        r = fetch_pcat_walk(&cat.s, name, catalog_entry, s, &err);
+        s->chunks += cat.chunks;
+        s->bytes += cat.bytes;
+        fetch_store_stream_release(&cat);
+        fetch_image_free(img);
+    }
+    if (r < 0) {
+        fs_err("%s: the catalog: %s", e->path,
+               r == -ENOENT ? "the archive is not in it"
+               : err.msg[0] ? err.msg
+                            : strerror(-r));
+        s->failed++;
+    }
+    return 1;
 }
 
 /* Searches archive entry @e of @repo. */
@@ -149,6 +192,8 @@ static void search_archive(struct search *s, struct fetch_repo *repo, struct fet
     s->snapshot = snap;
     s->archive = slash ? slash + 1 : e->path;
     s->archives++;
+    if (search_catalog(s, repo, store, e))
+        return;
     if ((r = fetch_repo_open_archive(repo, store, e, &src, &err)) < 0) {
         fs_err("%s: %s", e->path, err.msg[0] ? err.msg : strerror(-r));
         s->failed++;
@@ -158,7 +203,7 @@ static void search_archive(struct search *s, struct fetch_repo *repo, struct fet
     if (src.payload)
         payload.size = src.payload->size;
     else
-        s->v1++;
+        s->walked_v1++;
     s->format = src.format;
     r = src.format->open(&meta.s, src.payload ? &payload : NULL, &s->a, &err);
     if (r == 0) {
@@ -172,7 +217,8 @@ static void search_archive(struct search *s, struct fetch_repo *repo, struct fet
         s->failed++;
     }
     if (!src.payload)
-        fs_info("%s: a single-stream archive: its file contents were read too (%llu chunks)",
+        fs_info("%s: a single-stream archive without a catalog: walked, %llu chunks read (file "
+                "contents share them)",
                 e->path, (unsigned long long)meta.chunks);
     s->chunks += meta.chunks;
     s->bytes += meta.bytes;
@@ -272,7 +318,8 @@ int fs_cmd_find(int argc, char **argv)
             "%s\n",
             s.found, s.found == 1 ? "" : "es", s.archives, s.archives == 1 ? "" : "s",
             (unsigned long long)s.chunks, s.chunks == 1 ? "" : "s", size,
-            s.v1 ? "those of the single-stream archives" : "none");
+            s.walked_v1 ? "those sharing chunks with the metadata of archives without a catalog"
+                        : "none");
     r = 0;
 out:
     json_object_put(s.matches);

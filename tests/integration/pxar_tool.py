@@ -8,8 +8,10 @@ datastore (format: shared/formats/pbs.md sections 4, 5 and 11):
   pxar_tool.py add DATASTORE TYPE/ID/TIME SRC_DIR [--v2] [--name root]
                    [--chunk-size BYTES]
 
-v1 writes NAME.pxar.didx (one stream); --v2 writes NAME.mpxar.didx (metadata,
-files as PAYLOAD_REF) and NAME.ppxar.didx (payload). The streams are cut into
+v1 writes NAME.pxar.didx (one stream) and, as the PBS client does in that
+mode, the snapshot's file catalog catalog.pcat1.didx (unless --no-catalog);
+--v2 writes NAME.mpxar.didx (metadata, files as PAYLOAD_REF) and
+NAME.ppxar.didx (payload). The streams are cut into
 chunks of varying size (up to --chunk-size), stored as uncompressed blobs in
 .chunks/, and the snapshot's manifest (index.json.blob, uncompressed) gets
 the archives with their index checksums and stream sizes; an existing
@@ -45,6 +47,7 @@ PAYLOAD_TAIL_MARKER = 0x6c72b78b984c81b5
 K0, K1 = 0x83ac3f1cfbb450db, 0xaa4f1b6879369fbd
 
 BLOB_MAGIC = bytes([66, 171, 56, 7, 190, 131, 112, 161])
+PCAT_MAGIC = bytes([145, 253, 96, 249, 196, 103, 88, 213])
 DIDX_MAGIC = bytes([28, 145, 78, 165, 25, 186, 179, 205])
 M64 = (1 << 64) - 1
 
@@ -192,6 +195,71 @@ class Encoder:
         return bytes(self.meta), bytes(self.payload) if self.v2 else None
 
 
+def enc_u64(v):
+    out = bytearray()
+    while v >= 128:
+        out.append(128 | (v & 127))
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def enc_i64(v):
+    if v >= 0:
+        return enc_u64(v)
+    d = -(v + 1) + 1
+    out = bytearray()
+    while d >= 128:
+        out.append(128 | (d & 127))
+        d >>= 7
+    out += bytes([128 | d, 0])
+    return bytes(out)
+
+
+def catalog(archives):
+    """A pcat1 file catalog of [(archive name, source dir)]: directory blocks
+    children first, the root's offset last (pbs.md section 11)."""
+    out = bytearray(PCAT_MAGIC)
+    seen = set()
+
+    def block(entries):
+        start = len(out)
+        table = bytearray(enc_u64(len(entries)))
+        for kind, name, extra in entries:
+            table += kind + enc_u64(len(name)) + name
+            if kind == b"d":
+                table += enc_u64(start - extra)
+            elif kind == b"f":
+                table += enc_u64(extra[0]) + enc_i64(extra[1])
+        out.extend(enc_u64(len(table)) + table)
+        return start
+
+    def walk(path):
+        entries = []
+        for name in sorted(os.listdir(path)):
+            p = os.path.join(path, name)
+            st = os.lstat(p)
+            b = os.fsencode(name)
+            if stat.S_ISDIR(st.st_mode):
+                entries.append((b"d", b, walk(p)))
+            elif not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
+                entries.append((b"h", b, None))
+            elif stat.S_ISREG(st.st_mode):
+                if st.st_nlink > 1:
+                    seen.add((st.st_dev, st.st_ino))
+                entries.append((b"f", b, (st.st_size, int(st.st_mtime))))
+            else:
+                kind = {stat.S_IFLNK: b"l", stat.S_IFBLK: b"b", stat.S_IFCHR: b"c",
+                        stat.S_IFIFO: b"p", stat.S_IFSOCK: b"s"}[stat.S_IFMT(st.st_mode)]
+                entries.append((kind, b, None))
+        return block(entries)
+
+    tops = [(b"d", name.encode(), walk(src)) for name, src in archives]
+    root = block(tops)
+    out += struct.pack("<Q", root)
+    return bytes(out)
+
+
 def cut(stream, max_chunk):
     """Chunks of varying size (a quarter to all of @max_chunk): like a
     content-defined chunker's, but from the offset alone."""
@@ -261,6 +329,9 @@ def cmd_add(a):
                  put_didx(a.datastore, snapdir, a.name + ".ppxar.didx", payload, a.chunk_size)]
     else:
         files = [put_didx(a.datastore, snapdir, a.name + ".pxar.didx", meta, a.chunk_size)]
+        if not a.no_catalog:
+            cat = catalog([(a.name + ".pxar.didx", a.src)])
+            files.append(put_didx(a.datastore, snapdir, "catalog.pcat1.didx", cat, a.chunk_size))
     put_manifest(snapdir, group, files)
     print("%s: %s, metadata %d bytes%s" % (a.snapshot, "v2" if a.v2 else "v1", len(meta),
                                             ", payload %d bytes" % len(payload) if a.v2 else ""))
@@ -285,6 +356,7 @@ def main():
     a.add_argument("--v2", action="store_true")
     a.add_argument("--name", default="root")
     a.add_argument("--chunk-size", type=int, default=256 * 1024)
+    a.add_argument("--no-catalog", action="store_true")
     a.set_defaults(fn=cmd_add)
     s = sub.add_parser("stream")
     s.add_argument("src")

@@ -6,7 +6,8 @@
 # locally and over nginx: the tree compared with its source byte for byte
 # and attribute for attribute (modes, owners, times, symlinks, hardlinks as
 # one inode, a FIFO and a device shown as such, xattrs); a file read fetches
-# only its chunks; a corrupt payload chunk is EIO for the files in it, the
+# only its chunks; `lazyimg find` reads metadata only (the v2 metadata stream,
+# the v1 archive's catalog); a corrupt payload chunk is EIO for the files in it, the
 # rest reads on; a malformed archive is EIO for the archive, with a log line.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -116,15 +117,17 @@ expect_eq "find: one match per archive" 2 "$(wc -l <find.out)"
 grep -q "^host/web/$T  root.pxar/etc/app/hello.txt  11  2021-02-03T04:05:06Z$" find.out ||
     fail "find: the v2 match is not as expected" "$(cat find.out)"
 grep -q "^ct/200/$T  root.pxar/etc/app/hello.txt  11 " find.out || fail "find: no v1 match" "$(cat find.out)"
-python3 - "$S/host/web/$T/root.ppxar.didx" "$NGINX_LOG" <<'EOF' || fail "find fetched payload chunks of the v2 archive"
+python3 - "$S/host/web/$T/root.ppxar.didx" "$S/ct/200/$T/root.pxar.didx" "$NGINX_LOG" <<'EOF' || fail "find fetched file contents" "$(cat find.err)"
 import sys
-b = open(sys.argv[1], "rb").read()
-payload = {b[4096 + 40 * i + 8: 4096 + 40 * i + 40].hex() for i in range((len(b) - 4096) // 40)}
-log = open(sys.argv[2]).read()
-hit = [d for d in payload if d in log]
+def digests(path):
+    b = open(path, "rb").read()
+    return {b[4096 + 40 * i + 8: 4096 + 40 * i + 40].hex() for i in range((len(b) - 4096) // 40)}
+log = open(sys.argv[3]).read()
+# the v2 payload stream, and the v1 archive (searched through the snapshot's catalog)
+hit = [d for d in digests(sys.argv[1]) | digests(sys.argv[2]) if d in log]
 sys.exit(1 if hit else 0)
 EOF
-grep -q "in 2 archives; fetched" find.err || fail "find: no summary of what it fetched" "$(cat find.err)"
+grep -q "in 2 archives; fetched .*, of file contents none" find.err || fail "find: no summary of what it fetched" "$(cat find.err)"
 "$LAZYIMG" find --json --snapshot host/web "$URL" 'data/n1*' >find.json 2>/dev/null || fail "find --json failed"
 python3 - find.json <<'EOF' || fail "find --json: unexpected output" "$(cat find.json)"
 import json, sys
@@ -137,7 +140,7 @@ EOF
 RC=0
 "$LAZYIMG" find "$URL" 'no-such-file' >/dev/null 2>&1 || RC=$?
 expect_eq "find without a match exits 1" 1 "$RC"
-ok "find: matches in both archives with size and mtime, no payload chunk of the v2 archive fetched, --json and --snapshot"
+ok "find: matches in both archives with size and mtime (v1 through its catalog), no chunk of file contents fetched, --json and --snapshot"
 
 # --- a corrupt payload chunk: EIO for the file in it, the rest reads on
 python3 - "$S" "$S/host/web/$T/root.ppxar.didx" <<'EOF'
