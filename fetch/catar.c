@@ -91,6 +91,12 @@ static const struct gb_dialect catar = {
     .goodbye = CA_GOODBYE,
     .xattr = CA_XATTR,
     .fcaps = CA_FCAPS,
+    .acl_user = CA_ACL_USER,
+    .acl_group = CA_ACL_GROUP,
+    .acl_group_obj = CA_ACL_GROUP_OBJ,
+    .acl_default = CA_ACL_DEFAULT,
+    .acl_default_user = CA_ACL_DEFAULT_USER,
+    .acl_default_group = CA_ACL_DEFAULT_GROUP,
     .meta_items = meta_items,
     .n_meta_items = sizeof(meta_items) / sizeof(meta_items[0]),
     /* item {offset, size, hash}; tail {entry offset, size, marker} */

@@ -588,10 +588,112 @@ long gb_read(struct fetch_archive *base, const struct fetch_archive_entry *e, ui
     return (long)len;
 }
 
+/*
+ * POSIX ACLs, gathered from an entry's ACL items and given as the kernel's
+ * xattr form (system.posix_acl_access, ..._default): a 4-byte version (2),
+ * then {le16 tag, le16 perm, le32 id} entries sorted by tag and id. The
+ * owner, group and other entries of the access ACL come from the mode,
+ * unless a group-object item says the group's (then the mode's group bits
+ * are the mask).
+ */
+#define ACL_USER_OBJ 0x01
+#define ACL_USER 0x02
+#define ACL_GROUP_OBJ 0x04
+#define ACL_GROUP 0x08
+#define ACL_MASK 0x10
+#define ACL_OTHER 0x20
+#define ACL_NO_ID 0xffffffffu
+#define ACL_NO_MASK UINT64_MAX /* pxar: a default ACL without a mask */
+#define ACL_MAX_ENTRIES 1024u
+
+struct acl_entry {
+    uint16_t tag, perm;
+    uint32_t id;
+};
+
+struct acl {
+    struct acl_entry v[ACL_MAX_ENTRIES];
+    unsigned n;
+    bool any;
+};
+
+static int acl_add(struct acl *acl, uint16_t tag, uint64_t perm, uint64_t id)
+{
+    if (acl->n == ACL_MAX_ENTRIES || perm > 7 || id > UINT32_MAX)
+        return -EBADMSG;
+    acl->v[acl->n++] = (struct acl_entry){tag, (uint16_t)perm, (uint32_t)id};
+    acl->any = true;
+    return 0;
+}
+
+static int acl_cmp(const void *x, const void *y)
+{
+    const struct acl_entry *a = x, *b = y;
+    if (a->tag != b->tag)
+        return a->tag < b->tag ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* Sorts @acl and passes it to @cb as xattr @name. */
+static int acl_emit(struct acl *acl, const char *name, fetch_xattr_fn cb, void *arg)
+{
+    uint8_t out[4 + 8 * ACL_MAX_ENTRIES];
+    size_t len = 4;
+    qsort(acl->v, acl->n, sizeof(acl->v[0]), acl_cmp);
+    out[0] = 2;
+    out[1] = out[2] = out[3] = 0;
+    for (unsigned i = 0; i < acl->n; i++, len += 8) {
+        const struct acl_entry *e = &acl->v[i];
+        out[len] = (uint8_t)e->tag;
+        out[len + 1] = (uint8_t)(e->tag >> 8);
+        out[len + 2] = (uint8_t)e->perm;
+        out[len + 3] = 0;
+        for (int b = 0; b < 4; b++)
+            out[len + 4 + b] = (uint8_t)(e->id >> (8 * b));
+    }
+    return cb(name, out, len, arg);
+}
+
+/* The ACL items of @e (the dialect's types) into @access and @dflt. */
+static int acl_item(const struct gb_archive *a, uint64_t type, const uint8_t *b, size_t len,
+                    struct acl *access, struct acl *dflt, struct acl *obj, bool *has_group_obj)
+{
+    const struct gb_dialect *d = a->d;
+    if ((type == d->acl_user || type == d->acl_group || type == d->acl_default_user ||
+         type == d->acl_default_group) &&
+        len >= 16) {
+        bool user = type == d->acl_user || type == d->acl_default_user;
+        bool def = type == d->acl_default_user || type == d->acl_default_group;
+        return acl_add(def ? dflt : access, user ? ACL_USER : ACL_GROUP, le64(b + 8), le64(b));
+    }
+    if (type == d->acl_group_obj && len >= 8) {
+        *has_group_obj = true;
+        return acl_add(obj, ACL_GROUP_OBJ, le64(b), ACL_NO_ID);
+    }
+    if (type == d->acl_default && len >= 32) {
+        int r;
+        if ((r = acl_add(dflt, ACL_USER_OBJ, le64(b), ACL_NO_ID)) < 0 ||
+            (r = acl_add(dflt, ACL_GROUP_OBJ, le64(b + 8), ACL_NO_ID)) < 0 ||
+            (r = acl_add(dflt, ACL_OTHER, le64(b + 16), ACL_NO_ID)) < 0)
+            return r;
+        return le64(b + 24) == ACL_NO_MASK ? 0 : acl_add(dflt, ACL_MASK, le64(b + 24), ACL_NO_ID);
+    }
+    return -EBADMSG;
+}
+
+static bool is_acl_item(const struct gb_dialect *d, uint64_t type)
+{
+    return type &&
+           (type == d->acl_user || type == d->acl_group || type == d->acl_group_obj ||
+            type == d->acl_default || type == d->acl_default_user || type == d->acl_default_group);
+}
+
 int gb_xattrs(struct fetch_archive *base, const struct fetch_archive_entry *e, fetch_xattr_fn cb,
               void *arg, fetch_error *err)
 {
     struct gb_archive *a = (struct gb_archive *)base;
+    struct acl *acls = NULL; /* access, default, group object */
+    bool has_group_obj = false;
     uint8_t *buf = NULL;
     struct item it;
     int r = 0;
@@ -601,8 +703,25 @@ int gb_xattrs(struct fetch_archive *base, const struct fetch_archive_entry *e, f
         uint8_t *nul;
         if ((r = item_at(a, p, e->meta_end, &it, err)) < 0)
             break;
+        if (is_acl_item(a->d, it.type)) {
+            uint8_t b[32];
+            size_t n = it.size - HDR < sizeof(b) ? (size_t)(it.size - HDR) : sizeof(b);
+            if (!acls && !(acls = calloc(3, sizeof(*acls)))) {
+                r = fetch_error_set(err, -ENOMEM, "out of memory");
+                break;
+            }
+            if ((r = rd(a->meta, p + HDR, b, n, err)) < 0)
+                break;
+            if ((r = acl_item(a, it.type, b, n, &acls[0], &acls[1], &acls[2], &has_group_obj)) <
+                0) {
+                r = fetch_error_set(err, -EBADMSG, "entry at %llu: malformed ACL item",
+                                    (unsigned long long)e->pos);
+                break;
+            }
+            continue;
+        }
         if (it.type != a->d->xattr && it.type != a->d->fcaps)
-            continue; /* ACLs and the quota project id are not shown (yet) */
+            continue; /* the quota project id is not shown */
         len = (size_t)(it.size - HDR);
         free(buf);
         if (!(buf = malloc(len + 1))) {
@@ -622,6 +741,25 @@ int gb_xattrs(struct fetch_archive *base, const struct fetch_archive_entry *e, f
         }
         r = cb((const char *)buf, nul + 1, len - (size_t)(nul + 1 - buf), arg);
     }
+    if (r == 0 && acls && (acls[0].any || has_group_obj)) {
+        /* the access ACL: owner and other from the mode; the group's own
+         * entry or the mode's group bits; then those bits are the mask */
+        struct acl *acc = &acls[0];
+        if ((r = acl_add(acc, ACL_USER_OBJ, (e->mode >> 6) & 7, ACL_NO_ID)) == 0 &&
+            (r = acl_add(acc, ACL_OTHER, e->mode & 7, ACL_NO_ID)) == 0)
+            r = has_group_obj ? acl_add(acc, ACL_GROUP_OBJ, acls[2].v[0].perm, ACL_NO_ID)
+                              : acl_add(acc, ACL_GROUP_OBJ, (e->mode >> 3) & 7, ACL_NO_ID);
+        if (r == 0 && (has_group_obj || acc->n > 3))
+            r = acl_add(acc, ACL_MASK, (e->mode >> 3) & 7, ACL_NO_ID);
+        if (r < 0)
+            r = fetch_error_set(err, -EBADMSG, "entry at %llu: malformed ACL",
+                                (unsigned long long)e->pos);
+        else
+            r = acl_emit(acc, "system.posix_acl_access", cb, arg);
+    }
+    if (r == 0 && acls && acls[1].any)
+        r = acl_emit(&acls[1], "system.posix_acl_default", cb, arg);
+    free(acls);
     free(buf);
     return r;
 }

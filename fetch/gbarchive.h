@@ -40,6 +40,10 @@ struct gb_dialect {
     uint64_t format_version; /* the first item of a split archive's metadata (0: none) */
     uint64_t prelude;        /* may follow it (0: none) */
     uint64_t xattr, fcaps;
+    /* POSIX ACL items: named users and groups ({id, perms}), the owning
+     * group ({perms}), the default ACL ({user, group, other, mask perms})
+     * and its named entries */
+    uint64_t acl_user, acl_group, acl_group_obj, acl_default, acl_default_user, acl_default_group;
     /* the items that may come between an ENTRY and its content */
     const uint64_t *meta_items;
     size_t n_meta_items;

@@ -409,7 +409,7 @@ static int pbs_list_rows(struct fetch_repo *repo, fetch_list_row_fn row, void *a
             uint64_t bytes;
             const char *cells[6] = {path, name, kind, size, fetch_crypt_name(f->crypt), state};
             int r;
-            snprintf(name, sizeof(name), "%.*s", (int)stem, f->name);
+            shown_name(f, stem, name, sizeof(name));
             if (shown_size(repo->store, s, f, &bytes, why, sizeof(why)) < 0) {
                 snprintf(size, sizeof(size), "-");
                 snprintf(state, sizeof(state), "unreadable: %s", why);
@@ -446,11 +446,12 @@ static json_object *pbs_list_json(struct fetch_repo *repo)
             json_object *fo = json_object_new_object();
             size_t stem = 0;
             const char *kind = archive_kind(f, &stem), *state = mount_state(f);
-            char why[256];
+            char why[256], shown[300];
             uint64_t size;
             int r = shown_size(repo->store, s, f, &size, why, sizeof(why));
             json_object_object_add(fo, "filename", json_object_new_string(f->name));
-            json_object_object_add(fo, "name", json_object_new_string_len(f->name, (int)stem));
+            shown_name(f, stem, shown, sizeof(shown));
+            json_object_object_add(fo, "name", json_object_new_string(shown));
             json_object_object_add(fo, "kind", json_object_new_string(kind));
             json_object_object_add(fo, "size", json_object_new_int64((int64_t)size));
             if (!strcmp(kind, "blob"))

@@ -100,6 +100,12 @@ static const struct gb_dialect pxar = {
     .prelude = PXAR_PRELUDE,
     .xattr = PXAR_XATTR,
     .fcaps = PXAR_FCAPS,
+    .acl_user = PXAR_ACL_USER,
+    .acl_group = PXAR_ACL_GROUP,
+    .acl_group_obj = PXAR_ACL_GROUP_OBJ,
+    .acl_default = PXAR_ACL_DEFAULT,
+    .acl_default_user = PXAR_ACL_DEFAULT_USER,
+    .acl_default_group = PXAR_ACL_DEFAULT_GROUP,
     .meta_items = meta_items,
     .n_meta_items = sizeof(meta_items) / sizeof(meta_items[0]),
     /* item {hash, offset, size}; tail {marker, offset, size} */

@@ -27,6 +27,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     conn->max_read = FS_MAX_READ;
     if (conn->capable & FUSE_CAP_ASYNC_READ)
         conn->want |= FUSE_CAP_ASYNC_READ;
+    /* files of archives carry POSIX ACLs (fs/archive.c gives them as
+     * system.posix_acl_* xattrs); the kernel checks them with the modes
+     * (the mount has default_permissions) */
+    if (conn->capable & FUSE_CAP_POSIX_ACL)
+        conn->want |= FUSE_CAP_POSIX_ACL;
     /* the tree never changes, so the kernel may cache everything */
     conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
     conn->max_background = 64;

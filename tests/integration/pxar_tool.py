@@ -33,11 +33,20 @@ import zlib
 
 FORMAT_VERSION = 0x730f6c75df16a40d
 ENTRY = 0xd5956474e588acef
+ENTRY_V1 = 0x11da850a1c1cceff
+FCAPS = 0x2da9dd9db5f7fb67
 FILENAME = 0x16701121063917b3
 SYMLINK = 0x27f971e7dbf5dc5f
 HARDLINK = 0x51269c8422bd7275
 DEVICE = 0x9fc9e906586d5ce9
 XATTR = 0x0dab0229b57dcd03
+ACL_USER = 0x2ce8540a457d55b8
+ACL_GROUP = 0x136e3eceb04c03ab
+ACL_GROUP_OBJ = 0x10868031e9582876
+ACL_DEFAULT = 0xbbbb13415a6896f5
+ACL_DEFAULT_USER = 0xc89357b40532cd1f
+ACL_DEFAULT_GROUP = 0xf90a8a5816038ffe
+NO_MASK = (1 << 64) - 1
 PAYLOAD = 0x28147a1b0b7c1a25
 PAYLOAD_REF = 0x419d3d6bc4ba977e
 GOODBYE = 0x2fec4fa642d5731d
@@ -99,6 +108,12 @@ def name_hash(name):
 assert name_hash(b"__PROXMOX_FORMAT_ENTRY_V2__") == ENTRY
 
 
+def parse_acl(v):
+    """The kernel's xattr form of a POSIX ACL: [(tag, perm, id)]."""
+    assert struct.unpack_from("<I", v)[0] == 2
+    return [struct.unpack_from("<HHI", v, o) for o in range(4, len(v), 8)]
+
+
 def item(htype, content=b""):
     return struct.pack("<QQ", htype, 16 + len(content)) + content
 
@@ -122,8 +137,9 @@ def bst_order(sorted_items):
 
 
 class Encoder:
-    def __init__(self, v2):
+    def __init__(self, v2, entry_v1=False):
         self.v2 = v2
+        self.entry_v1 = entry_v1
         self.meta = bytearray()
         self.payload = bytearray()
         self.inodes = {}  # (dev, ino) -> FILENAME offset of the first link
@@ -133,15 +149,46 @@ class Encoder:
 
     def entry(self, path, st):
         mtime_ns = st.st_mtime_ns
-        self.meta += item(ENTRY, struct.pack("<QQIIqII", st.st_mode, 0, st.st_uid, st.st_gid,
-                                             mtime_ns // 10**9, mtime_ns % 10**9, 0))
+        if self.entry_v1:  # the older layout: mtime as u64 nanoseconds
+            self.meta += item(ENTRY_V1, struct.pack("<QQIIQ", st.st_mode, 0, st.st_uid,
+                                                    st.st_gid, mtime_ns))
+        else:
+            self.meta += item(ENTRY, struct.pack("<QQIIqII", st.st_mode, 0, st.st_uid,
+                                                 st.st_gid, mtime_ns // 10**9, mtime_ns % 10**9,
+                                                 0))
         try:
             names = sorted(os.listxattr(path, follow_symlinks=False))
         except OSError:
             names = []
+        acls, fcaps = {}, None
         for n in names:
             v = os.getxattr(path, n, follow_symlinks=False)
+            if n.startswith("system.posix_acl_"):
+                acls[n] = parse_acl(v)
+                continue
+            if n == "security.capability":
+                fcaps = v
+                continue
             self.meta += item(XATTR, n.encode() + b"\0" + v)
+        # ACL items in pxar's order; owner and other come from the mode
+        acc = acls.get("system.posix_acl_access", [])
+        for tag, kind in ((2, ACL_USER), (8, ACL_GROUP)):
+            for t, perm, i in acc:
+                if t == tag:
+                    self.meta += item(kind, struct.pack("<QQ", i, perm))
+        if any(t == 0x10 for t, _, _ in acc):
+            self.meta += item(ACL_GROUP_OBJ, struct.pack("<Q", [p for t, p, _ in acc if t == 4][0]))
+        dfl = acls.get("system.posix_acl_default", [])
+        if dfl:
+            get = lambda tag, none=0: next((p for t, p, _ in dfl if t == tag), none)
+            self.meta += item(ACL_DEFAULT, struct.pack("<QQQQ", get(1), get(4), get(0x20),
+                                                       get(0x10, NO_MASK)))
+            for tag, kind in ((2, ACL_DEFAULT_USER), (8, ACL_DEFAULT_GROUP)):
+                for t, perm, i in dfl:
+                    if t == tag:
+                        self.meta += item(kind, struct.pack("<QQ", i, perm))
+        if fcaps is not None:
+            self.meta += item(FCAPS, fcaps)
 
     def node(self, path, st, root_base=None):
         """Encodes @path (its ENTRY first); returns nothing."""
@@ -318,7 +365,7 @@ def put_manifest(snapdir, group, files):
 
 
 def cmd_add(a):
-    meta, payload = Encoder(a.v2).encode(a.src)
+    meta, payload = Encoder(a.v2, a.entry_v1).encode(a.src)
     group = a.snapshot.split("/")
     if len(group) != 3:
         sys.exit("pxar_tool: SNAPSHOT must be TYPE/ID/TIME")
@@ -357,6 +404,7 @@ def main():
     a.add_argument("--name", default="root")
     a.add_argument("--chunk-size", type=int, default=256 * 1024)
     a.add_argument("--no-catalog", action="store_true")
+    a.add_argument("--entry-v1", action="store_true", help="the older ENTRY layout")
     a.set_defaults(fn=cmd_add)
     s = sub.add_parser("stream")
     s.add_argument("src")

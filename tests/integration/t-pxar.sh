@@ -34,7 +34,23 @@ chmod 0640 "$SRC/etc/app/conf"
 chown 1234:5678 "$SRC/etc/app/conf"
 touch -d '2021-02-03 04:05:06.789' "$SRC/etc/app/hello.txt"
 XATTRS=0
-if setfattr -n user.lazyimg -v shown "$SRC/etc/app/hello.txt" 2>/dev/null; then
+# user xattrs and ACLs need a filesystem that keeps them (ext4 does; old tmpfs
+# does not): an access ACL with a named user and group, and a default ACL
+if python3 - "$SRC" <<'EOF' 2>/dev/null; then
+import os, struct, sys
+src = sys.argv[1]
+os.setxattr(os.path.join(src, "etc/app/hello.txt"), "user.lazyimg", b"shown")
+def acl(*entries):
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, i) for t, p, i in entries)
+N = 0xffffffff
+os.setxattr(os.path.join(src, "etc/app/conf"), "system.posix_acl_access",
+            acl((1, 6, N), (2, 4, 4321), (4, 4, N), (8, 6, 777), (0x10, 6, N), (0x20, 0, N)))
+os.setxattr(os.path.join(src, "etc/app"), "system.posix_acl_default",
+            acl((1, 7, N), (2, 5, 4321), (4, 5, N), (0x10, 5, N), (0x20, 0, N)))
+# file capabilities (VFS_CAP_REVISION_2: cap_net_bind_service, effective)
+os.setxattr(os.path.join(src, "data/mid.bin"), "security.capability",
+            struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0))
+EOF
     XATTRS=1
 fi
 
@@ -42,6 +58,8 @@ make_image disk.raw rand:64K 1
 mkpbs --chunk-size 64K --time $T "$S" drive-scsi0.img=disk.raw >/dev/null
 python3 "$PXAR_TOOL" add "$S" "ct/200/$T" "$SRC" --chunk-size 65536 >/dev/null
 python3 "$PXAR_TOOL" add "$S" "host/web/$T" "$SRC" --v2 --chunk-size 65536 >/dev/null
+# the older ENTRY layout (mtime as u64 nanoseconds), without a catalog
+python3 "$PXAR_TOOL" add "$S" "ct/201/$T" "$SRC" --entry-v1 --no-catalog >/dev/null
 
 # compare_tree DIR: DIR is the source tree, as lazyimg shows it
 compare_tree() {
@@ -74,6 +92,16 @@ if xattrs:
     p = os.path.join(got, "etc/app/hello.txt")
     if os.getxattr(p, "user.lazyimg") != b"shown" or "user.lazyimg" not in os.listxattr(p):
         bad.append("xattr user.lazyimg")
+    for rel, name in (("etc/app/conf", "system.posix_acl_access"),
+                      ("etc/app", "system.posix_acl_default"),
+                      ("data/mid.bin", "security.capability")):
+        want = os.getxattr(os.path.join(src, rel), name)
+        try:
+            have = os.getxattr(os.path.join(got, rel), name)
+        except OSError as e:
+            have = repr(e)
+        if have != want:
+            bad.append("%s: %s %r != %r" % (rel, name, have, want))
 if bad:
     print("\n".join(bad[:20]))
     sys.exit(1)
@@ -88,6 +116,8 @@ compare_tree "$V1"
 ok "v1 archive: the tree, contents and attributes equal the source (xattrs checked: $XATTRS)"
 compare_tree "$V2"
 ok "v2 split archive: the tree, contents and attributes equal the source"
+compare_tree "$M/ct/201/$T/root.pxar"
+ok "v1 archive with the older ENTRY layout: the same"
 [[ -p $V2/var/fifo && -c $V2/var/null ]] || fail "the FIFO and the device are not shown as such"
 expect_eq "the device's numbers" 1:3 "$(stat -c %t:%T "$V2/var/null")"
 expect_eq "a lookup of a missing name" "No such file or directory" \
@@ -112,7 +142,8 @@ lazyimg_umount "$M"
 
 # --- lazyimg find: names across snapshots, from the metadata alone
 : >"$NGINX_LOG"
-"$LAZYIMG" find "$URL" 'hello.txt' >find.out 2>find.err || fail "find failed" "$(cat find.err)"
+"$LAZYIMG" find --snapshot ct/200 --snapshot host/web "$URL" 'hello.txt' >find.out 2>find.err ||
+    fail "find failed" "$(cat find.err)"
 expect_eq "find: one match per archive" 2 "$(wc -l <find.out)"
 grep -q "^host/web/$T  root.pxar/etc/app/hello.txt  11  2021-02-03T04:05:06Z$" find.out ||
     fail "find: the v2 match is not as expected" "$(cat find.out)"
@@ -137,6 +168,10 @@ assert len(m) == 111, len(m)  # n1, n10..n19, n100..n199
 assert all(x["snapshot"].startswith("host/web/") and x["type"] == "file" for x in m), m[:3]
 assert "root.pxar/data/n1" in paths and "root.pxar/data/n199" in paths, paths[:5]
 EOF
+# an archive without a catalog is walked, and find says so
+"$LAZYIMG" find --snapshot ct/201 "$URL" 'hello.txt' >find1.out 2>find1.err || fail "find (no catalog) failed" "$(cat find1.err)"
+grep -q "^ct/201/$T  root.pxar/etc/app/hello.txt  11 " find1.out || fail "find (no catalog): no match" "$(cat find1.out)"
+grep -q "without a catalog: walked" find1.err || fail "find does not say it walked the archive" "$(cat find1.err)"
 RC=0
 "$LAZYIMG" find "$URL" 'no-such-file' >/dev/null 2>&1 || RC=$?
 expect_eq "find without a match exits 1" 1 "$RC"
