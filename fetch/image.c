@@ -91,6 +91,28 @@ int64_t fetch_image_seek(const struct fetch_image *img, uint64_t offset, int whe
     return want_zero ? (int64_t)img->size : -ENXIO;
 }
 
+int fetch_image_read(const struct fetch_image *img, uint64_t off, void *buf, size_t len,
+                     fetch_image_chunk_fn chunk, void *ctx, fetch_error *err)
+{
+    uint64_t end = off + len;
+    uint8_t *dst = buf;
+    if (len == 0)
+        return 0;
+    for (size_t i = fetch_image_find(img, off); i < img->count && img->extents[i].offset < end;
+         i++) {
+        const struct fetch_extent *e = &img->extents[i];
+        uint64_t from = off > e->offset ? off : e->offset;
+        uint64_t to = end < e->offset + e->length ? end : e->offset + e->length;
+        int r;
+        if (e->zero)
+            memset(dst + (from - off), 0, (size_t)(to - from));
+        else if ((r = chunk(ctx, e, (uint32_t)(from - e->offset), (size_t)(to - from),
+                            dst + (from - off), err)) < 0)
+            return r;
+    }
+    return 0;
+}
+
 /* ---- variable-size chunk lists (casync .caibx, PBS .didx) ---------------- */
 
 static uint64_t item_end(const uint8_t *items, size_t i)

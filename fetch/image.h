@@ -42,6 +42,16 @@ struct fetch_image {
 int fetch_image_from_fidx(const struct fetch_fidx *idx, struct fetch_image **ret, fetch_error *err);
 void fetch_image_free(struct fetch_image *img);
 
+/*
+ * Reads [@off, @off + @len) of @img (inside it) into @buf: holes as zeros,
+ * each piece of a data extent through @chunk (@from: where the piece starts
+ * in the chunk). 0, or the first error of @chunk.
+ */
+typedef int (*fetch_image_chunk_fn)(void *ctx, const struct fetch_extent *e, uint32_t from,
+                                    size_t len, uint8_t *dst, fetch_error *err);
+int fetch_image_read(const struct fetch_image *img, uint64_t off, void *buf, size_t len,
+                     fetch_image_chunk_fn chunk, void *ctx, fetch_error *err);
+
 /* An item of a variable-size chunk list (casync .caibx, PBS .didx): {le64
  * end offset, digest[32]}. */
 #define FETCH_IMAGE_ITEM 40u

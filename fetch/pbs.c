@@ -510,6 +510,17 @@ static int read_snapshot_file(struct fetch_store *s, const struct fetch_pbs_snap
     return r;
 }
 
+/* Reads index @file of @snap (at most @max bytes): -ENOKEY if encrypted. */
+static int read_index(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
+                      const struct fetch_manifest_file *file, size_t max, void **buf, size_t *len,
+                      fetch_error *err)
+{
+    if (file->crypt == FETCH_CRYPT_ENCRYPT)
+        return fetch_error_set(
+            err, -ENOKEY, "%s is encrypted; encryption keys are not supported yet", file->name);
+    return read_snapshot_file(s, snap, file, max, buf, len, err);
+}
+
 int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
                         const struct fetch_manifest_file *file, struct fetch_image **ret,
                         fetch_error *err)
@@ -519,14 +530,8 @@ int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *
     size_t len = 0;
     int r;
 
-    if (file->crypt == FETCH_CRYPT_ENCRYPT)
-        return fetch_error_set(
-            err, -ENOKEY, "%s is encrypted; encryption keys are not supported yet", file->name);
-    r = read_snapshot_file(s, snap, file, FIDX_MAX, &buf, &len, err);
-    if (r < 0)
-        return r;
-    r = fetch_fidx_parse(buf, len, &idx, err);
-    if (r < 0)
+    if ((r = read_index(s, snap, file, FIDX_MAX, &buf, &len, err)) < 0 ||
+        (r = fetch_fidx_parse(buf, len, &idx, err)) < 0)
         return r;
     if (memcmp(idx->csum, file->csum, sizeof(idx->csum)) != 0) {
         fetch_fidx_free(idx);
@@ -552,10 +557,7 @@ int fetch_pbs_open_didx(struct fetch_store *s, const struct fetch_pbs_snapshot *
     size_t len = 0;
     int r;
 
-    if (file->crypt == FETCH_CRYPT_ENCRYPT)
-        return fetch_error_set(
-            err, -ENOKEY, "%s is encrypted; encryption keys are not supported yet", file->name);
-    if ((r = read_snapshot_file(s, snap, file, FETCH_DIDX_FILE_MAX, &buf, &len, err)) < 0 ||
+    if ((r = read_index(s, snap, file, FETCH_DIDX_FILE_MAX, &buf, &len, err)) < 0 ||
         (r = fetch_didx_parse(buf, len, &idx, err)) < 0)
         return r;
     if (memcmp(idx->csum, file->csum, sizeof(idx->csum)) != 0)

@@ -48,35 +48,25 @@ static int load(struct fetch_store_stream *ss, size_t i, unsigned *ret_slot, fet
     }
 }
 
+static int chunk_piece(void *arg, const struct fetch_extent *e, uint32_t from, size_t len,
+                       uint8_t *dst, fetch_error *err)
+{
+    struct fetch_store_stream *ss = arg;
+    unsigned k;
+    int r = load(ss, (size_t)(e - ss->img->extents), &k, err);
+    if (r < 0)
+        return r == -ENOMEM ? r : -EIO;
+    if (ss->slots[k].data.len != e->length)
+        return fetch_error_set(err, -EIO, "a chunk of %zu bytes where the index says %u",
+                               ss->slots[k].data.len, e->length);
+    memcpy(dst, (const uint8_t *)ss->slots[k].data.bytes + from, len);
+    return 0;
+}
+
 static int stream_read(void *arg, uint64_t off, void *buf, size_t len, fetch_error *err)
 {
     struct fetch_store_stream *ss = arg;
-    const struct fetch_image *img = ss->img;
-    uint64_t end = off + len;
-    uint8_t *dst = buf;
-
-    if (len == 0)
-        return 0;
-    for (size_t i = fetch_image_find(img, off); i < img->count && img->extents[i].offset < end;
-         i++) {
-        const struct fetch_extent *e = &img->extents[i];
-        uint64_t from = off > e->offset ? off : e->offset;
-        uint64_t to = end < e->offset + e->length ? end : e->offset + e->length;
-        unsigned k;
-        int r;
-        if (e->zero) {
-            memset(dst + (from - off), 0, (size_t)(to - from));
-            continue;
-        }
-        if ((r = load(ss, i, &k, err)) < 0)
-            return r == -ENOMEM ? r : -EIO;
-        if (ss->slots[k].data.len != e->length)
-            return fetch_error_set(err, -EIO, "a chunk of %zu bytes where the index says %u",
-                                   ss->slots[k].data.len, e->length);
-        memcpy(dst + (from - off), (const uint8_t *)ss->slots[k].data.bytes + (from - e->offset),
-               (size_t)(to - from));
-    }
-    return 0;
+    return fetch_image_read(ss->img, off, buf, len, chunk_piece, ss, err);
 }
 
 void fetch_store_stream_init(struct fetch_store_stream *ss, struct fetch_store *store,

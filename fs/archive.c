@@ -89,28 +89,17 @@ static int chunk_bytes(struct fs_ctx *ctx, const struct fetch_extent *e, uint32_
     return 0;
 }
 
+static int chunk_piece(void *arg, const struct fetch_extent *e, uint32_t from, size_t len,
+                       uint8_t *dst, fetch_error *err)
+{
+    struct chunk_stream *cs = arg;
+    return chunk_bytes(cs->ctx, e, from, len, dst, err);
+}
+
 static int stream_read(void *arg, uint64_t off, void *buf, size_t len, fetch_error *err)
 {
     struct chunk_stream *cs = arg;
-    const struct fetch_image *img = cs->img;
-    uint8_t *dst = buf;
-    uint64_t end = off + len;
-
-    if (len == 0)
-        return 0;
-    for (size_t i = fetch_image_find(img, off); i < img->count && img->extents[i].offset < end;
-         i++) {
-        const struct fetch_extent *e = &img->extents[i];
-        uint64_t from = off > e->offset ? off : e->offset;
-        uint64_t to = end < e->offset + e->length ? end : e->offset + e->length;
-        int r;
-        if (e->zero)
-            memset(dst + (from - off), 0, (size_t)(to - from));
-        else if ((r = chunk_bytes(cs->ctx, e, (uint32_t)(from - e->offset), (size_t)(to - from),
-                                  dst + (from - off), err)) < 0)
-            return r;
-    }
-    return 0;
+    return fetch_image_read(cs->img, off, buf, len, chunk_piece, cs, err);
 }
 
 static void stream_init(struct chunk_stream *cs, struct fs_ctx *ctx, const struct fetch_image *img)

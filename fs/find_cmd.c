@@ -30,9 +30,10 @@
 static const char find_usage[] =
     "Usage: lazyimg find [options] STORE PATTERN\n"
     "\n"
-    "Finds files by name in the file archives (pxar) of every snapshot of STORE,\n"
-    "or of those named, and prints for each: snapshot, path (below the snapshot's\n"
-    "directory in a mount), size and modification time (UTC). PATTERN is a shell\n"
+    "Finds files by name in the file archives of every snapshot of STORE (pxar\n"
+    "archives of a datastore, .caidx archives of a casync repository), or of those\n"
+    "named, and prints for each: snapshot (the directory holding the archive),\n"
+    "path (below it in a mount), size and modification time (UTC). PATTERN is a shell\n"
     "glob (* ? [...]) matched against file names, or against the whole path\n"
     "inside the archive when it contains a '/'. Only metadata is read, never file\n"
     "contents: the .mpxar stream of a split archive, or the snapshot's file\n"
@@ -61,6 +62,7 @@ struct search {
     const struct fetch_archive_format *format;
     struct fetch_archive *a;
     const char *snapshot, *archive;
+    char chunk_prefix[256]; /* where chunks live below the store's root */
 };
 
 /* A payload stream that must not be read: find reads metadata only. */
@@ -158,7 +160,7 @@ static int search_catalog(struct search *s, struct fetch_repo *repo, struct fetc
     if (r == -ENOENT)
         return 0;
     if (r == 0) {
-        fetch_store_stream_init(&cat, store, NULL, img);
+        fetch_store_stream_init(&cat, store, s->chunk_prefix, img);
         r = fetch_pcat_walk(&cat.s, name, catalog_entry, s, &err);
         s->chunks += cat.chunks;
         s->bytes += cat.bytes;
@@ -188,7 +190,8 @@ static void search_archive(struct search *s, struct fetch_repo *repo, struct fet
     const char *slash = strrchr(e->path, '/');
     int r;
 
-    snprintf(snap, sizeof(snap), "%.*s", slash ? (int)(slash - e->path) : 0, e->path);
+    /* the directory that holds the archive: a snapshot, or "." */
+    snprintf(snap, sizeof(snap), "%.*s", slash ? (int)(slash - e->path) : 1, slash ? e->path : ".");
     s->snapshot = snap;
     s->archive = slash ? slash + 1 : e->path;
     s->archives++;
@@ -199,7 +202,7 @@ static void search_archive(struct search *s, struct fetch_repo *repo, struct fet
         s->failed++;
         return;
     }
-    fetch_store_stream_init(&meta, store, NULL, src.meta);
+    fetch_store_stream_init(&meta, store, s->chunk_prefix, src.meta);
     if (src.payload)
         payload.size = src.payload->size;
     else
@@ -299,6 +302,9 @@ int fs_cmd_find(int argc, char **argv)
         fetch_store_free(store);
         return 1;
     }
+    /* chunks below the format's chunk directory (casync: default.castr/) */
+    if (repo->format->chunk_dir)
+        snprintf(s.chunk_prefix, sizeof(s.chunk_prefix), "%s/", repo->format->chunk_dir);
     if (s.json && !(s.matches = json_object_new_array())) {
         fs_err("out of memory");
         r = -ENOMEM;

@@ -222,6 +222,9 @@ diff -r --no-dereference tree "$M/tree" >diff.out 2>&1 || fail "tree.caidx: the 
 expect_eq "tree.caidx: the symlink's target" a.txt "$(readlink "$M/tree/link")"
 expect_eq "tree.caidx: a file's mode" "$(stat -c %a tree/sub/b.bin)" "$(stat -c %a "$M/tree/sub/b.bin")"
 ok "tree.caidx (written by casync make): the catar archive's tree equals its source"
+"$LAZYIMG" find "$R" 'b.bin' >find.out 2>find.err || fail "find in a casync repository failed" "$(cat find.err)"
+grep -q "^\.  tree/sub/b.bin  300000  " find.out || fail "find: no match for b.bin in tree.caidx" "$(cat find.out)"
+ok "find in a casync repository: sub/b.bin of tree.caidx"
 
 for v in "${VARIANTS[@]}"; do
     read -r name repo idx src <<<"$v"
