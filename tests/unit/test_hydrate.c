@@ -180,7 +180,10 @@ static void chunk_in_memory(void **state)
     assert_int_equal(fs_chunks_want(ctx.chunks, &fi.extents[5], FETCH_PRIO_DEMAND, NULL, NULL), 0);
     assert_int_equal(fake_njobs, 1);
     fake_pool_complete(0, fi.blobs[5], fi.blob_lens[5]);
-    cache_disk_clear(disk); /* in memory only */
+    /* the reader's insert lands first (it is queued): then the chunk is
+     * taken off the disk, in memory only */
+    cache_disk_sync(disk);
+    cache_disk_clear(disk);
     assert_false(fs_chunks_on_disk(ctx.chunks, &fi.extents[5]));
     p = serve(add_job(), -1);
     assert_int_equal(p.errors, 0);
