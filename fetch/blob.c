@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "blob.h"
+#include "pbs_key.h"
 #include "buf.h"
 
 #include <errno.h>
@@ -232,6 +233,78 @@ static int decompress(const uint8_t *src, size_t src_len, size_t want, size_t ma
     return 0;
 }
 
+/* An encrypted blob: magic, CRC of the ciphertext, IV, tag, ciphertext. Takes @raw. */
+static int decode_encrypted(void *raw, size_t raw_len, bool zstd,
+                            const struct fetch_blob_expect *exp, fetch_data *ret, fetch_error *err)
+{
+    const uint8_t *p = raw;
+    size_t max = exp->len ? exp->len : exp->max_len, n;
+    uint8_t *plain = NULL, *out = NULL, keyed[32];
+    size_t out_len;
+    int r;
+
+    if (!exp->key) {
+        r = fetch_error_set(err, -ENOKEY, "blob is encrypted and no key is configured");
+        goto fail;
+    }
+    if (raw_len < PBS_BLOB_ENC_HDR_LEN) {
+        r = fetch_error_set(err, -EBADMSG, "encrypted blob truncated (%zu bytes)", raw_len);
+        goto fail;
+    }
+    n = raw_len - PBS_BLOB_ENC_HDR_LEN;
+    if ((r = verify_plain(p + PBS_BLOB_ENC_HDR_LEN, n, read_le32(p + PBS_BLOB_CRC_OFFSET), NULL,
+                          err)) < 0)
+        goto fail;
+    if (!zstd && (exp->len ? n != exp->len : n > max)) {
+        r = fetch_error_set(err, exp->len ? -EBADMSG : -EFBIG,
+                            "encrypted blob holds %zu bytes, expected %s%zu", n,
+                            exp->len ? "" : "at most ", max);
+        goto fail;
+    }
+    if (!(plain = fetch_buf_alloc(n ? n : 1))) {
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (fetch_pbs_gcm_decrypt(exp->key->key, p + PBS_BLOB_HDR_LEN,
+                              p + PBS_BLOB_HDR_LEN + PBS_BLOB_IV_LEN, p + PBS_BLOB_ENC_HDR_LEN, n,
+                              plain) < 0) {
+        r = fetch_error_set(err, -EBADMSG,
+                            "encrypted blob does not authenticate (a wrong key, or damaged)");
+        goto fail;
+    }
+    fetch_buf_free(raw);
+    raw = NULL;
+    if (zstd) {
+        r = decompress(plain, n, exp->len, max, &out, &out_len, err);
+        fetch_buf_free(plain);
+        plain = NULL;
+        if (r < 0)
+            return r;
+    } else {
+        out = plain;
+        out_len = n;
+        plain = NULL;
+    }
+    if (exp->digest) {
+        if ((r = fetch_pbs_key_digest(exp->key, out, out_len, keyed)) < 0) {
+            fetch_buf_free(out);
+            return fetch_error_set(err, r, "SHA-256 failed");
+        }
+        if (memcmp(keyed, exp->digest, sizeof(keyed))) {
+            fetch_buf_free(out);
+            return fetch_error_set(err, -EBADMSG, "digest mismatch after decryption");
+        }
+    }
+    ret->base = out;
+    ret->bytes = out;
+    ret->len = out_len;
+    return 0;
+fail:
+    fetch_buf_free(plain);
+    fetch_buf_free(raw);
+    return r;
+}
+
 int fetch_blob_decode(void *raw, size_t raw_len, const struct fetch_blob_expect *exp,
                       fetch_data *ret, fetch_error *err)
 {
@@ -255,10 +328,8 @@ int fetch_blob_decode(void *raw, size_t raw_len, const struct fetch_blob_expect 
             r = fetch_error_set(err, -EBADMSG, "not a blob (unknown magic)");
         goto fail;
     }
-    if (kind == FETCH_BLOB_ENCRYPTED || kind == FETCH_BLOB_ENCRYPTED_ZSTD) {
-        r = fetch_error_set(err, -ENOKEY, "blob is encrypted and no key is configured");
-        goto fail;
-    }
+    if (kind == FETCH_BLOB_ENCRYPTED || kind == FETCH_BLOB_ENCRYPTED_ZSTD)
+        return decode_encrypted(raw, raw_len, kind == FETCH_BLOB_ENCRYPTED_ZSTD, exp, ret, err);
     if (raw_len < PBS_BLOB_HDR_LEN) {
         r = fetch_error_set(err, -EBADMSG, "blob truncated (%zu bytes)", raw_len);
         goto fail;

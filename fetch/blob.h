@@ -31,21 +31,30 @@ enum fetch_blob_kind {
 /* Kind of a raw blob from its magic, or -EBADMSG (short or unknown magic). */
 int fetch_blob_kind(const void *raw, size_t raw_len);
 
+struct fetch_pbs_key;
+
 struct fetch_blob_expect {
     /* exact plaintext length; 0 = not known, then at most @max_len */
     size_t len;
     size_t max_len;
-    /* SHA-256 the plaintext must have, or NULL to skip the check */
+    /* SHA-256 the plaintext must have (keyed with the id key for an
+     * encrypted blob), or NULL to skip the check */
     const uint8_t *digest;
+    /* the key encrypted blobs are read with (fetch/pbs_key.h); NULL: none */
+    const struct fetch_pbs_key *key;
 };
 
 /*
  * Decodes a raw blob. Takes ownership of @raw (a malloc()ed buffer) whether
  * it succeeds or not. On success fills @ret (plaintext; for an uncompressed
  * blob it points into @raw, so no copy is made).
+ * An encrypted blob (AES-256-GCM, the CRC over the ciphertext) is decrypted
+ * with @exp->key, then decompressed if it is the compressed kind; its digest
+ * is keyed (SHA-256 of the plaintext and the key's id key).
  * Errors: -EBADMSG (truncated, bad magic, CRC mismatch, corrupt zstd frame,
- * decoded length differs from the expected one, digest mismatch), -ENOKEY
- * (encrypted blob), -EFBIG (larger than the limits), -ENOMEM.
+ * decoded length differs from the expected one, digest mismatch, ciphertext
+ * that does not authenticate with the key), -ENOKEY (encrypted blob and no
+ * key), -EFBIG (larger than the limits), -ENOMEM.
  */
 int fetch_blob_decode(void *raw, size_t raw_len, const struct fetch_blob_expect *exp,
                       fetch_data *ret, fetch_error *err);

@@ -320,6 +320,35 @@ uint8_t *fx_blob_zstd(const void *data, size_t len, bool with_size, size_t *ret_
     return b;
 }
 
+uint8_t *fx_blob_encrypted(const uint8_t key[32], const uint8_t iv[16], const void *data,
+                           size_t len, bool compress, size_t *ret_len)
+{
+    size_t plen = len, flen;
+    uint8_t *frame = compress ? fx_zstd_frame(data, len, true, &flen) : NULL;
+    const uint8_t *plain = compress ? frame : data;
+    uint8_t *b;
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int n = 0, m = 0;
+
+    if (compress)
+        plen = flen;
+    b = fx_malloc(44 + plen);
+    memcpy(b, compress ? fx_magic_encr_compr : fx_magic_encrypted, 8);
+    memcpy(b + 12, iv, 16);
+    if (!ctx || !EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) ||
+        !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 16, NULL) ||
+        !EVP_EncryptInit_ex(ctx, NULL, NULL, key, iv) ||
+        !EVP_EncryptUpdate(ctx, b + 44, &n, plain, (int)plen) ||
+        !EVP_EncryptFinal_ex(ctx, b + 44 + n, &m) ||
+        !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, b + 28))
+        fx_die("AES-256-GCM encryption failed");
+    EVP_CIPHER_CTX_free(ctx);
+    fx_put_le32(b + 8, fx_crc32(b + 44, plen));
+    free(frame);
+    *ret_len = 44 + plen;
+    return b;
+}
+
 void fx_blob_fix_crc(uint8_t *blob, size_t len)
 {
     if (len < 12)

@@ -79,6 +79,10 @@ uint8_t *fx_blob_plain(const void *data, size_t len, size_t *ret_len);
 uint8_t *fx_blob_zstd(const void *data, size_t len, bool with_size, size_t *ret_len);
 /* Recomputes the CRC of a (modified) blob with a 12-byte header. */
 void fx_blob_fix_crc(uint8_t *blob, size_t len);
+/* An encrypted blob (AES-256-GCM with @iv, 16 bytes; zstd first when
+ * @compress): magic, CRC of the ciphertext, IV, tag, ciphertext. */
+uint8_t *fx_blob_encrypted(const uint8_t key[32], const uint8_t iv[16], const void *data,
+                           size_t len, bool compress, size_t *ret_len);
 
 /* A .fidx file: 4096-byte header (csum computed over the @n digests) + digests. */
 uint8_t *fx_fidx(uint64_t size, uint64_t chunk_size, const uint8_t *digests, size_t n,

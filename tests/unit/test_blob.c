@@ -16,6 +16,7 @@
 
 #include "alloc_track.h"
 #include "fetch/blob.h"
+#include "fetch/pbs_key.h"
 #include "fixtures.h"
 
 /* Decodes a copy of @blob (fetch_blob_decode takes ownership of its input). */
@@ -446,6 +447,69 @@ static void encrypted(void **state)
     free(blob);
 }
 
+/* Decodes a copy of @blob with @key. */
+static int decode_with(const struct fetch_pbs_key *key, const uint8_t *blob, size_t len,
+                       size_t exp_len, const uint8_t *digest, fetch_data *out, fetch_error *err)
+{
+    struct fetch_blob_expect exp = {.len = exp_len, .digest = digest, .key = key};
+    memset(out, 0, sizeof(*out));
+    err->msg[0] = '\0';
+    return fetch_blob_decode(fx_memdup(blob, len), len, &exp, out, err);
+}
+
+/* Encrypted blobs decrypt with the right key, to the right bytes, and
+ * otherwise fail: a wrong key, a flipped byte of the ciphertext (CRC fixed
+ * or not), a flipped tag, a digest that is not keyed with the key's id. */
+static void decrypted(void **state)
+{
+    /* an unprotected key file: the key is 0, 1, ..., 31 */
+    const char *json = "{\"kdf\":null,\"data\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}";
+    struct fetch_pbs_key key, other;
+    uint8_t iv[16], data[70000], *cat = fx_malloc(sizeof(data) + 32), digest[32], plain_digest[32];
+    fetch_error err;
+    fetch_data d;
+    (void)state;
+
+    assert_int_equal(fetch_pbs_key_load(json, strlen(json), NULL, &key, &err), 0);
+    other = key;
+    other.key[0] ^= 1;
+    fx_fill_random(iv, sizeof(iv), 3);
+    fx_fill_text(data, sizeof(data), 4);
+    /* the keyed digest, computed here: SHA-256(data || id key) */
+    memcpy(cat, data, sizeof(data));
+    memcpy(cat + sizeof(data), key.id_key, 32);
+    fx_sha256(cat, sizeof(data) + 32, digest);
+    fx_sha256(data, sizeof(data), plain_digest);
+    for (int compress = 0; compress < 2; compress++) {
+        size_t len;
+        uint8_t *blob = fx_blob_encrypted(key.key, iv, data, sizeof(data), compress, &len);
+
+        assert_int_equal(decode_with(&key, blob, len, sizeof(data), digest, &d, &err), 0);
+        assert_int_equal(d.len, sizeof(data));
+        assert_memory_equal(d.bytes, data, sizeof(data));
+        fetch_data_release(&d);
+        assert_int_equal(decode_with(NULL, blob, len, sizeof(data), digest, &d, &err), -ENOKEY);
+        assert_int_equal(decode_with(&other, blob, len, sizeof(data), digest, &d, &err), -EBADMSG);
+        assert_non_null(strstr(err.msg, "does not authenticate"));
+        /* the unkeyed digest is not the chunk's */
+        assert_int_equal(decode_with(&key, blob, len, sizeof(data), plain_digest, &d, &err),
+                         -EBADMSG);
+        assert_non_null(strstr(err.msg, "digest"));
+
+        blob[len - 1] ^= 1; /* the CRC catches it */
+        assert_int_equal(decode_with(&key, blob, len, sizeof(data), digest, &d, &err), -EBADMSG);
+        fx_put_le32(blob + 8, fx_crc32(blob + 44, len - 44)); /* now the tag does */
+        assert_int_equal(decode_with(&key, blob, len, sizeof(data), digest, &d, &err), -EBADMSG);
+        assert_non_null(strstr(err.msg, "does not authenticate"));
+        blob[len - 1] ^= 1;
+        fx_put_le32(blob + 8, fx_crc32(blob + 44, len - 44));
+        blob[30] ^= 0x40; /* the tag (not covered by the CRC) */
+        assert_int_equal(decode_with(&key, blob, len, sizeof(data), digest, &d, &err), -EBADMSG);
+        free(blob);
+    }
+    free(cat);
+}
+
 static void zstd_garbage(void **state)
 {
     uint8_t junk[512], *blob;
@@ -646,6 +710,7 @@ int main(void)
         cmocka_unit_test(plain_length_mismatch),
         cmocka_unit_test(zstd_length_mismatch),
         cmocka_unit_test(encrypted),
+        cmocka_unit_test(decrypted),
         cmocka_unit_test(zstd_garbage),
         cmocka_unit_test(zstd_truncated),
         cmocka_unit_test(zstd_trailing_data),
