@@ -32,11 +32,18 @@
 #define SCRYPT_ZERO "d21efcaa8661cfb986792810577dd7276aaf7476294aaf85d44484e78d051473"
 #define PBKDF2_ZERO "41d2767ee74e5dd2636bf1f31941bbb6e11edc1d0aa91a8dd2d6b9e517637dda"
 
+/* The file's bytes, NUL-terminated (the tests edit them as a string). */
 static char *load_file(const char *name, size_t *len)
 {
-    char rel[128];
+    char rel[128], *s;
+    uint8_t *raw;
     snprintf(rel, sizeof(rel), "pbs-keys/%s", name);
-    return fx_read(TEST_DATA_DIR, rel, len);
+    raw = fx_read(TEST_DATA_DIR, rel, len);
+    s = fx_malloc(*len + 1);
+    memcpy(s, raw, *len);
+    s[*len] = '\0';
+    free(raw);
+    return s;
 }
 
 static void check_known(const char *file, const char *fp, const char *zero_hex)
