@@ -84,11 +84,14 @@ static ZSTD_DCtx *thread_dctx(void)
     return d;
 }
 
-static int check_digest(const uint8_t *bytes, size_t len, const uint8_t *want, fetch_error *err)
+/* The digest of @bytes (keyed with @key's id key for an encrypted blob, NULL
+ * for none) must be @want. */
+static int check_digest(const uint8_t *bytes, size_t len, const uint8_t *want,
+                        const struct fetch_pbs_key *key, fetch_error *err)
 {
     uint8_t got[FETCH_SHA256_LEN];
     char hex_want[2 * FETCH_SHA256_LEN + 1], hex_got[2 * FETCH_SHA256_LEN + 1];
-    int r = fetch_sha256(bytes, len, got);
+    int r = key ? fetch_pbs_key_digest(key, bytes, len, got) : fetch_sha256(bytes, len, got);
     if (r < 0)
         return fetch_error_set(err, r, "SHA-256 failed");
     if (memcmp(got, want, FETCH_SHA256_LEN) != 0) {
@@ -128,7 +131,7 @@ static int verify_plain(const uint8_t *p, size_t len, uint32_t want_crc, const u
         if ((r = fetch_sha256_final(sha, got)) < 0)
             goto out;
         if (memcmp(got, digest, FETCH_SHA256_LEN) != 0)
-            r = check_digest(p, len, digest, err);
+            r = check_digest(p, len, digest, NULL, err);
     }
 out:
     fetch_sha256_free(sha);
@@ -239,7 +242,7 @@ static int decode_encrypted(void *raw, size_t raw_len, bool zstd,
 {
     const uint8_t *p = raw;
     size_t max = exp->len ? exp->len : exp->max_len, n;
-    uint8_t *plain = NULL, *out = NULL, keyed[32];
+    uint8_t *plain = NULL, *out = NULL;
     size_t out_len;
     int r;
 
@@ -285,15 +288,9 @@ static int decode_encrypted(void *raw, size_t raw_len, bool zstd,
         out_len = n;
         plain = NULL;
     }
-    if (exp->digest) {
-        if ((r = fetch_pbs_key_digest(exp->key, out, out_len, keyed)) < 0) {
-            fetch_buf_free(out);
-            return fetch_error_set(err, r, "SHA-256 failed");
-        }
-        if (memcmp(keyed, exp->digest, sizeof(keyed))) {
-            fetch_buf_free(out);
-            return fetch_error_set(err, -EBADMSG, "digest mismatch after decryption");
-        }
+    if (exp->digest && (r = check_digest(out, out_len, exp->digest, exp->key, err)) < 0) {
+        fetch_buf_free(out);
+        return r;
     }
     ret->base = out;
     ret->bytes = out;
@@ -364,7 +361,7 @@ int fetch_blob_decode(void *raw, size_t raw_len, const struct fetch_blob_expect 
     if (r < 0)
         goto fail;
     fetch_buf_free(raw);
-    if (exp->digest && (r = check_digest(plain, plain_len, exp->digest, err)) < 0) {
+    if (exp->digest && (r = check_digest(plain, plain_len, exp->digest, NULL, err)) < 0) {
         fetch_buf_free(plain);
         return r;
     }
