@@ -165,6 +165,11 @@ static int archive_of(struct fs_ctx *ctx, struct fs_node *n, struct fs_archive *
         log_archive_error(n, "", r, &err);
         return r == -ENOMEM ? -ENOMEM : -EIO;
     }
+    /* open already: every request after the first (reads included) */
+    if ((a = atomic_load_explicit(&n->archive, memory_order_acquire))) {
+        *ret = a;
+        return 0;
+    }
     pthread_mutex_lock(&n->lock);
     if (n->archive_failed) {
         r = n->archive_failed; /* said once already */
@@ -193,7 +198,7 @@ static int archive_of(struct fs_ctx *ctx, struct fs_node *n, struct fs_archive *
             r = r == -ENOMEM ? -ENOMEM : -EIO;
             goto out;
         }
-        n->archive = a;
+        atomic_store_explicit(&n->archive, a, memory_order_release);
     }
 out:
     pthread_mutex_unlock(&n->lock);

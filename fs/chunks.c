@@ -225,11 +225,12 @@ struct lent {
     struct waiter *cachers;
 };
 
-static void answer_cachers(struct waiter *w, int cache_r)
+/* Answers (and frees) the cachers @w: the fetch's outcome, then the cache's. */
+static void answer_cachers(struct waiter *w, int fetch_r, int cache_r, const fetch_error *err)
 {
     while (w) {
         struct waiter *next = w->next;
-        w->cached(w->arg, 0, cache_r, NULL);
+        w->cached(w->arg, fetch_r, cache_r, err);
         free(w);
         w = next;
     }
@@ -243,7 +244,7 @@ static void lent_done(void *owner, int result)
     if (result == -EAGAIN && atomic_fetch_add(&c->not_cached, 1) == 0)
         fs_warn("disk cache: the cache writer is making no progress (a hung disk?); chunks "
                 "are not being cached until it does (reads continue from the store)");
-    answer_cachers(l->cachers, result);
+    answer_cachers(l->cachers, 0, result, NULL);
     free(l);
 }
 
@@ -279,7 +280,7 @@ static void queue_insert(struct fs_chunks *c, uint8_t algo, const uint8_t digest
     size_t len;
     if (!c->disk || !(l = malloc(sizeof(*l)))) {
         /* not caching it costs a later fetch, never a wrong byte */
-        answer_cachers(cachers, c->disk ? -ENOMEM : -ENODEV);
+        answer_cachers(cachers, 0, c->disk ? -ENOMEM : -ENODEV, NULL);
         return;
     }
     bytes = cache_mem_entry_bytes(entry, &len);
@@ -302,12 +303,7 @@ static void cacher_take(struct fs_chunks *c, uint8_t algo, const uint8_t digest[
         fetch_error err;
         fetch_error_set(&err, -EIO, "the chunk has %zu bytes where the index says %u", len,
                         want_len);
-        while (list) {
-            struct waiter *next = list->next;
-            list->cached(list->arg, -EIO, 0, &err);
-            free(list);
-            list = next;
-        }
+        answer_cachers(list, -EIO, 0, &err);
     } else {
         /* hydrated chunks leave memory before the ones readers use */
         cache_mem_note_read(c->mem, entry, len);
@@ -505,12 +501,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
         queue_insert(c, f->ch.algo, f->ch.digest, entry, NULL);
         cache_mem_release(c->mem, entry);
     } else {
-        while (cachers) {
-            struct waiter *next = cachers->next;
-            cachers->cached(cachers->arg, r, 0, fill_err.msg[0] ? &fill_err : err);
-            free(cachers);
-            cachers = next;
-        }
+        answer_cachers(cachers, r, 0, fill_err.msg[0] ? &fill_err : err);
     }
     free(f);
 }

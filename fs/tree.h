@@ -56,8 +56,10 @@ struct fs_node {
     struct fetch_image *image;
     fetch_data blob;
     struct fetch_archive_src archive_src; /* archives: their streams' images */
-    struct fs_archive *archive;           /* ... and their decoder (fs/archive.c) */
-    int archive_failed;                   /* the decoder refused it: -EIO (logged once) */
+    /* ... and their decoder (fs/archive.c): set once, under @lock; read
+     * without it by every request inside the archive */
+    struct fs_archive *_Atomic archive;
+    int archive_failed; /* the decoder refused it: -EIO (logged once) */
     /* set (release) once image/blob are complete; test with fs_node_loaded() */
     atomic_bool loaded;
 };
