@@ -138,6 +138,8 @@ const char *cache_dc_algo_name(unsigned algo)
         return "sha256";
     case CACHE_ALGO_SHA512_256:
         return "sha512_256";
+    case CACHE_ALGO_SHA256_KEYED:
+        return "sha256_keyed";
     default:
         return NULL;
     }
@@ -636,7 +638,7 @@ static int check_tree(int dirfd, const char *canon, char *err, size_t err_len)
     r = 0;
     if (snprintf(data_path, sizeof(data_path), "%s/data", canon) >= (int)sizeof(data_path))
         r = -ENAMETOOLONG;
-    for (unsigned algo = 0; r == 0 && algo < 3; algo++)
+    for (unsigned algo = 0; r == 0 && algo < 4; algo++)
         if (cache_dc_algo_valid(algo))
             r = check_algo_tree(datafd, data_path, cache_dc_algo_name(algo), err, err_len);
     close(datafd);

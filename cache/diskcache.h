@@ -6,7 +6,8 @@
  *
  * Layout of a cache directory
  *   index.sqlite (+ -wal, -shm)   SQLite in WAL mode: one row per chunk
- *   data/<algo>/<2 hex>/<64 hex>.<created>
+ *   data/<algo>/<2 hex>/<64 hex>.<created>   (algo: sha256, sha512_256,
+ *                                 sha256_keyed)
  *                                 one file per chunk (plaintext bytes); the
  *                                 row's creation time in the name gives each
  *                                 copy its own path, so removing an evicted
@@ -215,7 +216,8 @@ int cache_disk_store_stats(struct cache_disk *c,
 /*
  * Maintenance (the `lazyimg cache` subcommands). verify re-reads every entry,
  * checks length, block CRCs and the digest (SHA-256 for CACHE_ALGO_SHA256,
- * SHA-512/256 for CACHE_ALGO_SHA512_256), drops bad entries and reports each
+ * SHA-512/256 for CACHE_ALGO_SHA512_256; not for CACHE_ALGO_SHA256_KEYED,
+ * which needs the key), drops bad entries and reports each
  * through @bad (may be NULL); it also removes data files without a row and
  * stale temp files. Returns the number of bad entries, or -errno.
  */

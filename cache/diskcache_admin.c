@@ -186,6 +186,8 @@ static int check_entry(struct cache_disk *c, const struct vrow *row, uint8_t *bu
             goto out;
         }
     }
+    if (row->algo == CACHE_ALGO_SHA256_KEYED)
+        goto out; /* a keyed digest: the CRCs are all we can check without the key */
     if ((r = digest_of(row->algo, buf, (size_t)len, digest)) < 0)
         goto out;
     if (memcmp(digest, row->key, CACHE_KEY_LEN)) {
@@ -345,7 +347,8 @@ static bool is_fanout_name(const char *n)
 
 static int sweep_orphans(struct cache_disk *c, uint64_t *ret_removed)
 {
-    static const unsigned algos[] = {CACHE_ALGO_SHA256, CACHE_ALGO_SHA512_256};
+    static const unsigned algos[] = {CACHE_ALGO_SHA256, CACHE_ALGO_SHA512_256,
+                                     CACHE_ALGO_SHA256_KEYED};
     for (size_t i = 0; i < sizeof(algos) / sizeof(algos[0]); i++) {
         char dir[DC_PATH_MAX];
         struct dirent *de;

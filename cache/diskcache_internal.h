@@ -171,7 +171,8 @@ struct cache_disk {
 
 static inline bool cache_dc_algo_valid(unsigned algo)
 {
-    return algo == CACHE_ALGO_SHA256 || algo == CACHE_ALGO_SHA512_256;
+    return algo == CACHE_ALGO_SHA256 || algo == CACHE_ALGO_SHA512_256 ||
+           algo == CACHE_ALGO_SHA256_KEYED;
 }
 
 /* 64 KiB blocks of a chunk of @len bytes. */

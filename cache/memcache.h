@@ -23,6 +23,9 @@ struct cache_mem_entry;
 enum cache_algo {
     CACHE_ALGO_SHA256 = 1,
     CACHE_ALGO_SHA512_256 = 2,
+    /* SHA-256(plaintext ‖ a key's id key): decrypted chunks of encrypted
+     * PBS archives; the cache cannot recompute it (it has no key) */
+    CACHE_ALGO_SHA256_KEYED = 3,
 };
 
 /* @budget: bytes of chunk data kept when no one holds them. NULL on ENOMEM. */

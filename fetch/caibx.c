@@ -182,5 +182,5 @@ int fetch_image_from_caibx(const struct fetch_caibx *idx, struct fetch_image **r
                            fetch_error *err)
 {
     return fetch_image_from_items(idx->items, idx->count, FETCH_CHUNK_CASYNC, (uint8_t)idx->algo,
-                                  ret, err);
+                                  NULL, ret, err);
 }

@@ -26,13 +26,17 @@ struct fetch_chunk_ref {
     uint8_t digest[32];
 };
 
+struct fetch_pbs_key;
+
 /*
  * What chunks of every kind share in one mount: where the chunk objects live
  * below each store's root ("" or "default.castr/", ending in '/' unless
- * empty). Keys of encrypted formats will live here too.
+ * empty), and the key of encrypted chunks (PBS chunks with keyed digests,
+ * FETCH_DIGEST_SHA256_KEYED), NULL when the mount has none.
  */
 struct fetch_chunk_ctx {
     const char *prefix;
+    const struct fetch_pbs_key *key;
 };
 
 /* Longest object path fetch_chunk_path() writes, prefix included. */

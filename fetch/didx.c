@@ -102,8 +102,10 @@ void fetch_didx_free(struct fetch_didx *idx)
     free(idx);
 }
 
-int fetch_image_from_didx(const struct fetch_didx *idx, struct fetch_image **ret, fetch_error *err)
+int fetch_image_from_didx(const struct fetch_didx *idx, const uint8_t *id_key,
+                          struct fetch_image **ret, fetch_error *err)
 {
-    return fetch_image_from_items(idx->items, idx->count, FETCH_CHUNK_PBS, FETCH_DIGEST_SHA256, ret,
-                                  err);
+    return fetch_image_from_items(idx->items, idx->count, FETCH_CHUNK_PBS,
+                                  id_key ? FETCH_DIGEST_SHA256_KEYED : FETCH_DIGEST_SHA256, id_key,
+                                  ret, err);
 }

@@ -43,8 +43,10 @@ int fetch_didx_parse(void *buf, size_t len, struct fetch_didx **ret, fetch_error
 void fetch_didx_free(struct fetch_didx *idx);
 
 /*
- * The stream's image: one extent per entry (FETCH_CHUNK_PBS, SHA-256), an
- * entry whose digest is that of its length of zero bytes a hole. @idx may be
+ * The stream's image: one extent per entry (FETCH_CHUNK_PBS, SHA-256, keyed
+ * with @id_key for an encrypted archive, else @id_key is NULL), an entry
+ * whose digest is that of its length of zero bytes a hole. @idx may be
  * freed afterwards. -ENOMEM, or -EIO if hashing fails.
  */
-int fetch_image_from_didx(const struct fetch_didx *idx, struct fetch_image **ret, fetch_error *err);
+int fetch_image_from_didx(const struct fetch_didx *idx, const uint8_t *id_key,
+                          struct fetch_image **ret, fetch_error *err);

@@ -110,6 +110,8 @@ static const EVP_MD *digest_md(enum fetch_digest_algo algo)
         return EVP_sha256();
     case FETCH_DIGEST_SHA512_256:
         return EVP_sha512_256();
+    case FETCH_DIGEST_SHA256_KEYED:
+        break; /* needs the key */
     }
     return NULL;
 }
@@ -138,10 +140,10 @@ static int feed_zeros(EVP_MD_CTX *md, uint64_t len)
     return 0;
 }
 
-int fetch_digest_zeros_ladder(enum fetch_digest_algo algo, const uint64_t *lens, size_t n,
-                              uint8_t (*out)[32])
+/* The ladder of @type digests of zeros, each followed by @suffix (NULL: none). */
+static int zeros_ladder(const EVP_MD *type, const uint8_t *suffix, size_t suffix_len,
+                        const uint64_t *lens, size_t n, uint8_t (*out)[32])
 {
-    const EVP_MD *type = digest_md(algo);
     EVP_MD_CTX *run = NULL, *fork = NULL;
     uint64_t fed = 0;
     int r = 0;
@@ -170,8 +172,9 @@ int fetch_digest_zeros_ladder(enum fetch_digest_algo algo, const uint64_t *lens,
         if ((r = feed_zeros(run, lens[i] - fed)) < 0)
             goto out;
         fed = lens[i];
-        if (EVP_MD_CTX_copy_ex(fork, run) != 1 || EVP_DigestFinal_ex(fork, out[i], &got) != 1 ||
-            got != 32) {
+        if (EVP_MD_CTX_copy_ex(fork, run) != 1 ||
+            (suffix && EVP_DigestUpdate(fork, suffix, suffix_len) != 1) ||
+            EVP_DigestFinal_ex(fork, out[i], &got) != 1 || got != 32) {
             r = -EIO;
             goto out;
         }
@@ -180,4 +183,16 @@ out:
     EVP_MD_CTX_free(fork);
     EVP_MD_CTX_free(run);
     return r;
+}
+
+int fetch_digest_zeros_ladder(enum fetch_digest_algo algo, const uint64_t *lens, size_t n,
+                              uint8_t (*out)[32])
+{
+    return zeros_ladder(digest_md(algo), NULL, 0, lens, n, out);
+}
+
+int fetch_digest_zeros_ladder_keyed(const uint8_t id_key[32], const uint64_t *lens, size_t n,
+                                    uint8_t (*out)[32])
+{
+    return zeros_ladder(EVP_sha256(), id_key, 32, lens, n, out);
 }

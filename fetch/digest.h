@@ -27,6 +27,10 @@ void fetch_sha256_free(fetch_sha256_ctx *c);
 enum fetch_digest_algo {
     FETCH_DIGEST_SHA256 = 0,
     FETCH_DIGEST_SHA512_256 = 1,
+    /* SHA-256(data ‖ 32-byte id key): chunks of encrypted PBS archives
+     * (pbs.md §5). Needs the key: fetch_digest() refuses it (-EINVAL); see
+     * fetch_pbs_key_digest() and fetch_digest_zeros_ladder_keyed(). */
+    FETCH_DIGEST_SHA256_KEYED = 2,
 };
 
 /* @algo digest (32 bytes) of @len bytes; 0, -EINVAL or -ENOMEM/-EIO when OpenSSL fails. */
@@ -40,3 +44,6 @@ int fetch_digest(enum fetch_digest_algo algo, const void *data, size_t len, uint
  */
 int fetch_digest_zeros_ladder(enum fetch_digest_algo algo, const uint64_t *lens, size_t n,
                               uint8_t (*out)[32]);
+/* The same for FETCH_DIGEST_SHA256_KEYED: SHA-256(zeros ‖ @id_key). */
+int fetch_digest_zeros_ladder_keyed(const uint8_t id_key[32], const uint64_t *lens, size_t n,
+                                    uint8_t (*out)[32]);

@@ -9,11 +9,23 @@
 #include "digest.h"
 #include "pbs_format.h"
 
-int fetch_image_from_fidx(const struct fetch_fidx *idx, struct fetch_image **ret, fetch_error *err)
+/* The @algo digests of zero runs of @n ascending lengths: see
+ * fetch_digest_zeros_ladder(); keyed digests take @id_key. */
+static int zeros_ladder(uint8_t algo, const uint8_t *id_key, const uint64_t *lens, size_t n,
+                        uint8_t (*out)[32])
 {
-    uint8_t zero_full[32], zero_last[32];
+    if (algo == FETCH_DIGEST_SHA256_KEYED)
+        return id_key ? fetch_digest_zeros_ladder_keyed(id_key, lens, n, out) : -EINVAL;
+    return fetch_digest_zeros_ladder((enum fetch_digest_algo)algo, lens, n, out);
+}
+
+int fetch_image_from_fidx(const struct fetch_fidx *idx, const uint8_t *id_key,
+                          struct fetch_image **ret, fetch_error *err)
+{
+    uint8_t zeros[2][32], algo = id_key ? FETCH_DIGEST_SHA256_KEYED : FETCH_DIGEST_SHA256;
+    const uint8_t *zero_full, *zero_last;
     struct fetch_image *img;
-    uint64_t last_len;
+    uint64_t last_len, lens[2];
     int r;
 
     img = calloc(1, sizeof(*img));
@@ -28,19 +40,23 @@ int fetch_image_from_fidx(const struct fetch_fidx *idx, struct fetch_image **ret
     img->stride = idx->chunk_size;
     img->count = idx->count;
 
+    /* the zero chunk of each length a chunk here has: the full one and the last */
     last_len = idx->count ? idx->size - (uint64_t)(idx->count - 1) * idx->chunk_size : 0;
-    if ((r = fetch_sha256_zeros(idx->chunk_size, zero_full)) < 0 ||
-        (r = fetch_sha256_zeros(last_len, zero_last)) < 0) {
+    lens[0] = last_len < idx->chunk_size ? last_len : idx->chunk_size;
+    lens[1] = idx->chunk_size;
+    if ((r = zeros_ladder(algo, id_key, lens, lens[0] < lens[1] ? 2 : 1, zeros)) < 0) {
         fetch_image_free(img);
         return fetch_error_set(err, r, "SHA-256 failed");
     }
+    zero_full = lens[0] < lens[1] ? zeros[1] : zeros[0];
+    zero_last = zeros[0];
     for (size_t i = 0; i < idx->count; i++) {
         struct fetch_extent *e = &img->extents[i];
         const uint8_t *zero = i + 1 == idx->count ? zero_last : zero_full;
         e->offset = (uint64_t)i * idx->chunk_size;
         e->length = (uint32_t)(i + 1 == idx->count ? last_len : idx->chunk_size);
         e->kind = FETCH_CHUNK_PBS;
-        e->algo = FETCH_DIGEST_SHA256;
+        e->algo = algo;
         memcpy(e->digest, idx->digests + i * PBS_DIGEST_LEN, sizeof(e->digest));
         e->zero = memcmp(e->digest, zero, sizeof(e->digest)) == 0;
         if (e->zero)
@@ -134,7 +150,7 @@ static int cmp_u64(const void *a, const void *b)
  * The distinct chunk lengths of @items, ascending, and the digest of that many
  * zero bytes for each: every length a zero chunk of this index could have.
  */
-static int zero_digests(const uint8_t *items, size_t count, enum fetch_digest_algo algo,
+static int zero_digests(const uint8_t *items, size_t count, uint8_t algo, const uint8_t *id_key,
                         uint64_t **ret_lens, uint8_t (**ret_digests)[32], size_t *ret_n)
 {
     uint64_t *lens, prev = 0;
@@ -159,7 +175,7 @@ static int zero_digests(const uint8_t *items, size_t count, enum fetch_digest_al
         free(lens);
         return -ENOMEM;
     }
-    r = fetch_digest_zeros_ladder(algo, lens, n, digests);
+    r = zeros_ladder(algo, id_key, lens, n, digests);
     if (r < 0) {
         free(digests);
         free(lens);
@@ -172,7 +188,7 @@ static int zero_digests(const uint8_t *items, size_t count, enum fetch_digest_al
 }
 
 int fetch_image_from_items(const uint8_t *items, size_t count, uint8_t kind, uint8_t algo,
-                           struct fetch_image **ret, fetch_error *err)
+                           const uint8_t *id_key, struct fetch_image **ret, fetch_error *err)
 {
     struct fetch_image *img;
     uint64_t *lens = NULL, prev = 0;
@@ -192,7 +208,7 @@ int fetch_image_from_items(const uint8_t *items, size_t count, uint8_t kind, uin
     img->stride = 0;
     img->count = count;
 
-    r = zero_digests(items, count, (enum fetch_digest_algo)algo, &lens, &zero, &nlens);
+    r = zero_digests(items, count, algo, id_key, &lens, &zero, &nlens);
     if (r < 0) {
         fetch_image_free(img);
         return fetch_error_set(err, r, r == -ENOMEM ? "out of memory" : "hashing failed");

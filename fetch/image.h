@@ -38,8 +38,14 @@ struct fetch_image {
     size_t zero_count;
 };
 
-/* Builds an image from a fixed index. -ENOMEM, or -EIO if hashing fails. */
-int fetch_image_from_fidx(const struct fetch_fidx *idx, struct fetch_image **ret, fetch_error *err);
+/*
+ * Builds an image from a fixed index (PBS chunks). @id_key: NULL for a plain
+ * archive; for an encrypted one the key's id key (fetch/pbs_key.h), which
+ * keys the digests (FETCH_DIGEST_SHA256_KEYED) and so the zero chunk's.
+ * -ENOMEM, or -EIO if hashing fails.
+ */
+int fetch_image_from_fidx(const struct fetch_fidx *idx, const uint8_t *id_key,
+                          struct fetch_image **ret, fetch_error *err);
 void fetch_image_free(struct fetch_image *img);
 
 /*
@@ -62,10 +68,12 @@ int fetch_image_read(const struct fetch_image *img, uint64_t off, void *buf, siz
  * per item, of chunk kind @kind (enum fetch_chunk_kind) and digest algorithm
  * @algo (enum fetch_digest_algo); an item whose digest is that of its own
  * length of zero bytes is a hole. stride is 0 (variable). The zero digests
- * take one hash pass over the longest chunk. -ENOMEM, or -EIO if hashing fails.
+ * take one hash pass over the longest chunk. @id_key: the key of
+ * FETCH_DIGEST_SHA256_KEYED digests, else NULL. -ENOMEM, -EINVAL (a keyed
+ * algorithm without a key), or -EIO if hashing fails.
  */
 int fetch_image_from_items(const uint8_t *items, size_t count, uint8_t kind, uint8_t algo,
-                           struct fetch_image **ret, fetch_error *err);
+                           const uint8_t *id_key, struct fetch_image **ret, fetch_error *err);
 
 /* Index of the extent holding @offset; @offset must be < size. */
 size_t fetch_image_find(const struct fetch_image *img, uint64_t offset);

@@ -8,8 +8,11 @@
 #include <string.h>
 
 #include <json-c/json.h>
+#include <openssl/crypto.h>
 
+#include "digest.h"
 #include "names.h"
+#include "pbs_key.h"
 
 #define MANIFEST_MAX_FILES 4096
 
@@ -85,6 +88,177 @@ static int parse_file(json_object *f, size_t i, struct fetch_manifest_file *out,
     return 0;
 }
 
+/* A JSON string as serde_json writes it: only '"', '\\' and control
+ * characters escaped, everything else (UTF-8 included) as it is. */
+static void canonical_string(FILE *f, const char *s, size_t len)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        static const char short_esc[] = {
+            ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f', ['\r'] = 'r'};
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < sizeof(short_esc) && short_esc[c])
+            fprintf(f, "\\%c", short_esc[c]);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int canonical(FILE *f, json_object *v, unsigned depth);
+
+/* Object @v with its keys in byte order; the manifest itself (@depth 0)
+ * without "unprotected" and "signature", which are not signed. */
+static int canonical_object(FILE *f, json_object *v, unsigned depth)
+{
+    size_t n = 0;
+    const char **keys = calloc((size_t)json_object_object_length(v) + 1, sizeof(*keys));
+    int r = 0;
+
+    if (!keys)
+        return -ENOMEM;
+    json_object_object_foreach(v, key, val)
+    {
+        (void)val;
+        if (depth > 0 || (strcmp(key, "unprotected") && strcmp(key, "signature")))
+            keys[n++] = key;
+    }
+    qsort(keys, n, sizeof(*keys), cmp_str);
+    fputc('{', f);
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        if (i)
+            fputc(',', f);
+        canonical_string(f, keys[i], strlen(keys[i]));
+        fputc(':', f);
+        r = canonical(f, json_object_object_get(v, keys[i]), depth + 1);
+    }
+    fputc('}', f);
+    free(keys);
+    return r;
+}
+
+/*
+ * Writes @v in PBS's canonical form (pbs.md §5, manifest signature): no
+ * whitespace, object keys in byte order, strings and numbers as serde_json
+ * writes them; a null value has no canonical form (-EINVAL). @depth bounds
+ * the recursion.
+ */
+static int canonical(FILE *f, json_object *v, unsigned depth)
+{
+    int r = 0;
+    if (depth > 64)
+        return -EINVAL;
+    switch (json_object_get_type(v)) {
+    case json_type_null:
+        return -EINVAL;
+    case json_type_boolean:
+        fputs(json_object_get_boolean(v) ? "true" : "false", f);
+        return 0;
+    case json_type_int:
+    case json_type_double:
+        /* json-c keeps the number's text: integers print as they came */
+        fputs(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), f);
+        return 0;
+    case json_type_string:
+        canonical_string(f, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+        return 0;
+    case json_type_array:
+        fputc('[', f);
+        for (size_t i = 0; r == 0 && i < json_object_array_length(v); i++) {
+            if (i)
+                fputc(',', f);
+            r = canonical(f, json_object_array_get_idx(v, i), depth + 1);
+        }
+        fputc(']', f);
+        return r;
+    case json_type_object:
+        return canonical_object(f, v, depth);
+    }
+    return -EINVAL;
+}
+
+/* The canonical JSON of manifest @root without "unprotected" and "signature". */
+static int signed_part(json_object *root, char **ret, size_t *ret_len)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    int r;
+
+    if (!f)
+        return -ENOMEM;
+    r = canonical_object(f, root, 0);
+    if (fclose(f) != 0 && r == 0)
+        r = -ENOMEM;
+    if (r < 0) {
+        free(buf);
+        return r;
+    }
+    *ret = buf;
+    *ret_len = len;
+    return 0;
+}
+
+/* The key fingerprint and signature of @root, into @m. */
+static int parse_signing(json_object *root, struct fetch_manifest *m, fetch_error *err)
+{
+    json_object *unprot = get_typed(root, "unprotected", json_type_object), *fp, *sig;
+    int r;
+
+    if (unprot && (fp = get_typed(unprot, "key-fingerprint", json_type_string))) {
+        if (fetch_pbs_fingerprint_parse(json_object_get_string(fp), m->key_fingerprint) < 0)
+            return fetch_error_set(err, -EBADMSG, "manifest: invalid key-fingerprint");
+        m->has_fingerprint = true;
+    }
+    if (!(sig = get_typed(root, "signature", json_type_string)))
+        return 0;
+    if (fetch_hex_decode(json_object_get_string(sig), m->signature, sizeof(m->signature)) < 0)
+        return fetch_error_set(err, -EBADMSG, "manifest: invalid signature");
+    m->has_signature = true;
+    r = signed_part(root, &m->signed_json, &m->signed_len);
+    if (r == -ENOMEM)
+        return fetch_error_set(err, r, "out of memory");
+    return 0; /* no canonical form: signed_json stays NULL, verification fails */
+}
+
+int fetch_manifest_verify(const struct fetch_manifest *m, const struct fetch_pbs_key *k,
+                          fetch_error *err)
+{
+    char mine[FETCH_PBS_FINGERPRINT_STR], theirs[FETCH_PBS_FINGERPRINT_STR];
+    uint8_t mac[32];
+    int r;
+
+    if (!m->has_signature)
+        return fetch_error_set(err, -ENODATA, "the manifest is not signed");
+    if (m->has_fingerprint && memcmp(m->key_fingerprint, k->fingerprint, 32) != 0) {
+        fetch_pbs_fingerprint_str(m->key_fingerprint, theirs);
+        fetch_pbs_fingerprint_str(k->fingerprint, mine);
+        return fetch_error_set(err, -EKEYREJECTED,
+                               "this snapshot was signed with key %s, the key file is %s", theirs,
+                               mine);
+    }
+    if (!m->signed_json)
+        return fetch_error_set(err, -EBADMSG,
+                               "the manifest's signature cannot be checked (a null value in "
+                               "its signed part)");
+    if ((r = fetch_pbs_key_hmac(k, m->signed_json, m->signed_len, mac)) < 0)
+        return fetch_error_set(err, r, "HMAC-SHA256 failed");
+    if (CRYPTO_memcmp(mac, m->signature, sizeof(mac)) != 0)
+        return fetch_error_set(err, -EBADMSG,
+                               "the manifest's signature does not verify with the key: it was "
+                               "changed after the backup");
+    return 0;
+}
+
 int fetch_manifest_parse(const char *json, size_t len, struct fetch_manifest **ret,
                          fetch_error *err)
 {
@@ -146,6 +320,8 @@ int fetch_manifest_parse(const char *json, size_t len, struct fetch_manifest **r
     }
     snprintf(m->type, sizeof(m->type), "%s", json_object_get_string(type));
     m->time = json_object_get_int64(time);
+    if ((r = parse_signing(root, m, err)) < 0)
+        goto out;
     for (size_t i = 0; i < n; i++) {
         r = parse_file(json_object_array_get_idx(files, i), i, &m->files[i], err);
         if (r < 0)
@@ -175,6 +351,7 @@ void fetch_manifest_free(struct fetch_manifest *m)
         free(m->files[i].name);
     free(m->files);
     free(m->id);
+    free(m->signed_json);
     free(m);
 }
 

@@ -2,6 +2,7 @@
 /* PBS snapshot manifest (index.json.blob payload, pbs.md §7), parsed with json-c. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,17 @@ struct fetch_manifest {
     int64_t time;
     size_t count;
     struct fetch_manifest_file *files;
+    /* unprotected.key-fingerprint: the key that encrypted or signed it */
+    bool has_fingerprint;
+    uint8_t key_fingerprint[32];
+    /* signature: HMAC-SHA256 under the key's id key of @signed_json, the
+     * canonical JSON of everything but "unprotected" and "signature"
+     * (NULL when unsigned, or when the manifest has no canonical form: a
+     * null value in the signed part) */
+    bool has_signature;
+    uint8_t signature[32];
+    char *signed_json;
+    size_t signed_len;
 };
 
 /*
@@ -36,6 +48,18 @@ struct fetch_manifest {
 int fetch_manifest_parse(const char *json, size_t len, struct fetch_manifest **ret,
                          fetch_error *err);
 void fetch_manifest_free(struct fetch_manifest *m);
+
+struct fetch_pbs_key;
+
+/*
+ * Checks the manifest's signature with key @k: 0 when it verifies,
+ * -ENODATA when the manifest is not signed, -EKEYREJECTED when it was
+ * signed with another key (its fingerprint is not @k's), -EBADMSG when the
+ * signature does not verify (the protected part was changed, or the
+ * manifest has no canonical form), -EIO. @err says which.
+ */
+int fetch_manifest_verify(const struct fetch_manifest *m, const struct fetch_pbs_key *k,
+                          fetch_error *err);
 
 /* The entry named @name, or NULL. */
 const struct fetch_manifest_file *fetch_manifest_find(const struct fetch_manifest *m,

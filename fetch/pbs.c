@@ -14,6 +14,7 @@
 #include "fidx.h"
 #include "names.h"
 #include "pbs_format.h"
+#include "pbs_key.h"
 
 /* index files: 4096 + 32 bytes per chunk; 1 GiB covers 128 TiB images at 4 MiB chunks */
 #define FIDX_MAX (1024u * 1024 * 1024)
@@ -510,27 +511,54 @@ static int read_snapshot_file(struct fetch_store *s, const struct fetch_pbs_snap
     return r;
 }
 
-/* Reads index @file of @snap (at most @max bytes): -ENOKEY if encrypted. */
-static int read_index(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
-                      const struct fetch_manifest_file *file, size_t max, void **buf, size_t *len,
-                      fetch_error *err)
+int fetch_pbs_check_key(const struct fetch_pbs_snapshot *snap,
+                        const struct fetch_manifest_file *file, const struct fetch_pbs_key *key,
+                        fetch_error *err)
 {
-    if (file->crypt == FETCH_CRYPT_ENCRYPT)
-        return fetch_error_set(
-            err, -ENOKEY, "%s is encrypted; encryption keys are not supported yet", file->name);
-    return read_snapshot_file(s, snap, file, max, buf, len, err);
+    const struct fetch_manifest *m = snap->manifest;
+    char theirs[FETCH_PBS_FINGERPRINT_STR], mine[FETCH_PBS_FINGERPRINT_STR];
+
+    if (file->crypt != FETCH_CRYPT_ENCRYPT)
+        return 0;
+    if (!key)
+        return fetch_error_set(err, -ENOKEY, "%s is encrypted: give its key with --keyfile",
+                               file->name);
+    if (m->has_fingerprint && memcmp(m->key_fingerprint, key->fingerprint, 32) != 0) {
+        fetch_pbs_fingerprint_str(m->key_fingerprint, theirs);
+        fetch_pbs_fingerprint_str(key->fingerprint, mine);
+        return fetch_error_set(err, -EKEYREJECTED,
+                               "this snapshot was encrypted with key %s, the key file is %s",
+                               theirs, mine);
+    }
+    return 0;
+}
+
+/* Reads index @file of @snap (at most @max bytes), once its key is known to fit. */
+static int read_index(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
+                      const struct fetch_manifest_file *file, const struct fetch_pbs_key *key,
+                      size_t max, void **buf, size_t *len, fetch_error *err)
+{
+    int r = fetch_pbs_check_key(snap, file, key, err);
+    return r < 0 ? r : read_snapshot_file(s, snap, file, max, buf, len, err);
+}
+
+/* The id key that keys @file's chunk digests, or NULL for a plain archive. */
+static const uint8_t *id_key_of(const struct fetch_manifest_file *file,
+                                const struct fetch_pbs_key *key)
+{
+    return file->crypt == FETCH_CRYPT_ENCRYPT ? key->id_key : NULL;
 }
 
 int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
-                        const struct fetch_manifest_file *file, struct fetch_image **ret,
-                        fetch_error *err)
+                        const struct fetch_manifest_file *file, const struct fetch_pbs_key *key,
+                        struct fetch_image **ret, fetch_error *err)
 {
     struct fetch_fidx *idx = NULL;
     void *buf = NULL;
     size_t len = 0;
     int r;
 
-    if ((r = read_index(s, snap, file, FIDX_MAX, &buf, &len, err)) < 0 ||
+    if ((r = read_index(s, snap, file, key, FIDX_MAX, &buf, &len, err)) < 0 ||
         (r = fetch_fidx_parse(buf, len, &idx, err)) < 0)
         return r;
     if (memcmp(idx->csum, file->csum, sizeof(idx->csum)) != 0) {
@@ -543,21 +571,21 @@ int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *
         fetch_fidx_free(idx);
         return r;
     }
-    r = fetch_image_from_fidx(idx, ret, err);
+    r = fetch_image_from_fidx(idx, id_key_of(file, key), ret, err);
     fetch_fidx_free(idx);
     return r;
 }
 
 int fetch_pbs_open_didx(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
-                        const struct fetch_manifest_file *file, struct fetch_image **ret,
-                        fetch_error *err)
+                        const struct fetch_manifest_file *file, const struct fetch_pbs_key *key,
+                        struct fetch_image **ret, fetch_error *err)
 {
     struct fetch_didx *idx = NULL;
     void *buf = NULL;
     size_t len = 0;
     int r;
 
-    if ((r = read_index(s, snap, file, FETCH_DIDX_FILE_MAX, &buf, &len, err)) < 0 ||
+    if ((r = read_index(s, snap, file, key, FETCH_DIDX_FILE_MAX, &buf, &len, err)) < 0 ||
         (r = fetch_didx_parse(buf, len, &idx, err)) < 0)
         return r;
     if (memcmp(idx->csum, file->csum, sizeof(idx->csum)) != 0)
@@ -568,13 +596,14 @@ int fetch_pbs_open_didx(struct fetch_store *s, const struct fetch_pbs_snapshot *
                             file->name, (unsigned long long)idx->size,
                             (unsigned long long)file->size);
     else
-        r = fetch_image_from_didx(idx, ret, err);
+        r = fetch_image_from_didx(idx, id_key_of(file, key), ret, err);
     fetch_didx_free(idx);
     return r;
 }
 
 int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
-                        const struct fetch_manifest_file *file, fetch_data *ret, fetch_error *err)
+                        const struct fetch_manifest_file *file, const struct fetch_pbs_key *key,
+                        fetch_data *ret, fetch_error *err)
 {
     struct fetch_blob_expect exp = {.max_len = FETCH_PBS_SMALL_BLOB_MAX};
     uint8_t csum[32];
@@ -582,9 +611,10 @@ int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *
     size_t len = 0;
     int r;
 
+    if ((r = fetch_pbs_check_key(snap, file, key, err)) < 0)
+        return r;
     if (file->crypt == FETCH_CRYPT_ENCRYPT)
-        return fetch_error_set(
-            err, -ENOKEY, "%s is encrypted; encryption keys are not supported yet", file->name);
+        exp.key = key;
     r = read_snapshot_file(s, snap, file, FETCH_PBS_SMALL_BLOB_MAX + PBS_BLOB_ENC_HDR_LEN, &raw,
                            &len, err);
     if (r < 0)
@@ -615,10 +645,10 @@ size_t fetch_pbs_chunk_max_raw(size_t len)
     return len + len / 128 + 1024 + PBS_BLOB_ENC_HDR_LEN;
 }
 
-int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, void *raw, size_t raw_len,
-                           fetch_data *ret, fetch_error *err)
+int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, const struct fetch_pbs_key *key,
+                           void *raw, size_t raw_len, fetch_data *ret, fetch_error *err)
 {
-    struct fetch_blob_expect exp = {.len = len, .digest = digest};
+    struct fetch_blob_expect exp = {.len = len, .digest = digest, .key = key};
     char hex[2 * PBS_DIGEST_LEN + 1];
     int r;
 
@@ -626,6 +656,13 @@ int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, void *raw, size
     if (raw_len == 0) {
         fetch_buf_free(raw);
         return fetch_error_set(err, -ENOENT, "chunk %s is missing (empty file)", hex);
+    }
+    r = fetch_blob_kind(raw, raw_len);
+    if (key && r >= 0 && r != FETCH_BLOB_ENCRYPTED && r != FETCH_BLOB_ENCRYPTED_ZSTD) {
+        /* an encrypted archive names only encrypted chunks (pbs.md §7) */
+        fetch_buf_free(raw);
+        return fetch_error_set(err, -EBADMSG,
+                               "chunk %.16s… of an encrypted archive is not encrypted", hex);
     }
     r = fetch_blob_decode(raw, raw_len, &exp, ret, err);
     if (r < 0)
@@ -654,9 +691,17 @@ static int pbs_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetc
                             unsigned name, void *raw, size_t raw_len, fetch_data *ret,
                             fetch_error *err)
 {
-    (void)ctx;
+    const struct fetch_pbs_key *key = NULL;
     (void)name;
-    return fetch_pbs_decode_chunk(ch->digest, ch->len, raw, raw_len, ret, err);
+    if (ch->algo == FETCH_DIGEST_SHA256_KEYED) {
+        /* a chunk of an encrypted archive: its digest is keyed */
+        if (!ctx || !ctx->key) {
+            fetch_buf_free(raw);
+            return fetch_error_set(err, -ENOKEY, "chunk of an encrypted archive, and no key");
+        }
+        key = ctx->key;
+    }
+    return fetch_pbs_decode_chunk(ch->digest, ch->len, key, raw, raw_len, ret, err);
 }
 
 /* A PBS chunk: .chunks/<4 hex>/<64 hex>, a blob (pbs.md §5). */
@@ -680,5 +725,5 @@ int fetch_pbs_read_chunk(struct fetch_store *s, const uint8_t digest[32], size_t
     r = fetch_store_get(s, path, fetch_pbs_chunk_max_raw(len), &raw, &raw_len, err);
     if (r < 0)
         return r == -ENOENT ? fetch_error_set(err, r, "chunk %s is missing", path) : r;
-    return fetch_pbs_decode_chunk(digest, len, raw, raw_len, ret, err);
+    return fetch_pbs_decode_chunk(digest, len, NULL, raw, raw_len, ret, err);
 }

@@ -77,28 +77,43 @@ enum fetch_pbs_archive {
  * ".fidx"/".didx"/".blob". */
 enum fetch_pbs_archive fetch_pbs_archive_kind(const char *file, size_t *ret_stem_len);
 
+struct fetch_pbs_key;
+
 /*
- * Reads a .fidx archive of @snap and builds its image. Checks the index and
- * that its checksum and size equal the manifest's. -ENOKEY for an encrypted
- * archive (keys are not supported yet), -EBADMSG for any inconsistency.
+ * Whether archive @file of @snap can be read with @key (NULL: no key): 0
+ * for an archive that is not encrypted, or an encrypted one whose manifest
+ * names @key's fingerprint (or none); -ENOKEY encrypted and no key;
+ * -EKEYREJECTED encrypted with another key ("this snapshot was encrypted with
+ * key <fp>, the key file is <fp>").
+ */
+int fetch_pbs_check_key(const struct fetch_pbs_snapshot *snap,
+                        const struct fetch_manifest_file *file, const struct fetch_pbs_key *key,
+                        fetch_error *err);
+
+/*
+ * Reads a .fidx archive of @snap and builds its image. Checks the key
+ * (fetch_pbs_check_key), the index and that its checksum and size equal the
+ * manifest's: -ENOKEY, -EKEYREJECTED, -EBADMSG for any inconsistency. The
+ * image of an encrypted archive names its chunks by keyed digests
+ * (FETCH_DIGEST_SHA256_KEYED): the chunk layer needs @key to read them.
  */
 int fetch_pbs_open_fidx(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
-                        const struct fetch_manifest_file *file, struct fetch_image **ret,
-                        fetch_error *err);
+                        const struct fetch_manifest_file *file, const struct fetch_pbs_key *key,
+                        struct fetch_image **ret, fetch_error *err);
 
 /*
  * Reads a .didx archive of @snap (a pxar stream) and builds the image of its
- * stream. Checks the index and that its checksum and size equal the
- * manifest's. -ENOKEY for an encrypted archive, -EBADMSG for any
- * inconsistency.
+ * stream, like fetch_pbs_open_fidx.
  */
 int fetch_pbs_open_didx(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
-                        const struct fetch_manifest_file *file, struct fetch_image **ret,
-                        fetch_error *err);
+                        const struct fetch_manifest_file *file, const struct fetch_pbs_key *key,
+                        struct fetch_image **ret, fetch_error *err);
 
-/* Reads and decodes a small .blob of @snap, verifying the manifest csum. */
+/* Reads and decodes a small .blob of @snap, verifying the manifest csum;
+ * an encrypted one is decrypted with @key (errors as fetch_pbs_check_key). */
 int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
-                        const struct fetch_manifest_file *file, fetch_data *ret, fetch_error *err);
+                        const struct fetch_manifest_file *file, const struct fetch_pbs_key *key,
+                        fetch_data *ret, fetch_error *err);
 
 /* ".chunks/<4 hex>/<64 hex>": the store path of chunk @digest. */
 #define FETCH_PBS_CHUNK_PATH_MAX 80
@@ -107,11 +122,13 @@ void fetch_pbs_chunk_path(const uint8_t digest[32], char *buf, size_t len);
 size_t fetch_pbs_chunk_max_raw(size_t len);
 /*
  * Decodes a fetched chunk object (ownership of the malloc()ed @raw passes to
- * this call) to exactly @len bytes whose SHA-256 is @digest. -ENOENT for a
- * 0-byte object, -EBADMSG when corrupt, -ENOKEY when encrypted.
+ * this call) to exactly @len bytes whose SHA-256 is @digest. With @key, the
+ * chunk of an encrypted archive: it must be encrypted, it is decrypted and
+ * its digest is keyed. -ENOENT for a 0-byte object, -EBADMSG when corrupt or
+ * not authentic, -ENOKEY when encrypted and @key is NULL.
  */
-int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, void *raw, size_t raw_len,
-                           fetch_data *ret, fetch_error *err);
+int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, const struct fetch_pbs_key *key,
+                           void *raw, size_t raw_len, fetch_data *ret, fetch_error *err);
 
 /*
  * Reads chunk @digest from .chunks/ and decodes it to exactly @len bytes whose

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "pbs_key.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -61,6 +63,31 @@ void fetch_pbs_fingerprint_str(const uint8_t fp[32], char out[FETCH_PBS_FINGERPR
 {
     for (int i = 0; i < 32; i++)
         snprintf(out + 3 * i, 4, "%02x%s", fp[i], i < 31 ? ":" : "");
+}
+
+int fetch_pbs_fingerprint_parse(const char *s, uint8_t out[32])
+{
+    if (strlen(s) != FETCH_PBS_FINGERPRINT_STR - 1)
+        return -EINVAL;
+    for (int i = 0; i < 32; i++) {
+        const char *p = s + 3 * i;
+        char hex[3] = {p[0], p[1], 0};
+        if (!isxdigit((unsigned char)p[0]) || !isxdigit((unsigned char)p[1]) ||
+            (i < 31 && p[2] != ':'))
+            return -EINVAL;
+        out[i] = (uint8_t)strtoul(hex, NULL, 16);
+    }
+    return 0;
+}
+
+int fetch_pbs_key_hmac(const struct fetch_pbs_key *k, const void *data, size_t len, uint8_t out[32])
+{
+    size_t n = 0;
+    if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, k->id_key, sizeof(k->id_key), data, len, out,
+                   32, &n) ||
+        n != 32)
+        return -EIO;
+    return 0;
 }
 
 void fetch_pbs_key_clear(struct fetch_pbs_key *k)

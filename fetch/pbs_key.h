@@ -42,6 +42,13 @@ void fetch_pbs_key_clear(struct fetch_pbs_key *k);
 /* @fp as PBS shows it: lowercase hex bytes separated by ':'. */
 void fetch_pbs_fingerprint_str(const uint8_t fp[32], char out[FETCH_PBS_FINGERPRINT_STR]);
 
+/* Parses "xx:xx:…" (32 bytes, either case) into @out: 0 or -EINVAL. */
+int fetch_pbs_fingerprint_parse(const char *s, uint8_t out[32]);
+
+/* HMAC-SHA256 of @data under the id key: what signs a manifest (pbs.md §5). */
+int fetch_pbs_key_hmac(const struct fetch_pbs_key *k, const void *data, size_t len,
+                       uint8_t out[32]);
+
 /* The digest of a chunk of an encrypted archive: SHA-256(@data ‖ id_key). */
 int fetch_pbs_key_digest(const struct fetch_pbs_key *k, const void *data, size_t len,
                          uint8_t out[32]);

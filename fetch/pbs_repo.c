@@ -2,9 +2,12 @@
 /*
  * A Proxmox Backup Server datastore as a repository (fetch/repo.h):
  *   [ns/<n>/…]<type>/<id>/<time>/<archive>   and   <type>/<id>/latest -> <time>
- * Images are the .fidx archives, small files the non-encrypted .blob ones,
- * directories the pxar file archives: `x.pxar.didx` (v1), or the pair
- * `x.mpxar.didx` + `x.ppxar.didx` (v2), both shown as `x.pxar`.
+ * Images are the .fidx archives, small files the .blob ones, directories the
+ * pxar file archives: `x.pxar.didx` (v1), or the pair `x.mpxar.didx` +
+ * `x.ppxar.didx` (v2), both shown as `x.pxar`. Encrypted archives open with
+ * the repository's key (repo->key); encrypted blobs are shown only with one.
+ * With a key, signed manifests are verified: a snapshot whose signature does
+ * not verify refuses every archive (-EBADMSG).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +16,7 @@
 
 #include "pbs.h"
 #include "pbs_format.h"
+#include "pbs_key.h"
 #include "pxar.h"
 #include "repo.h"
 
@@ -86,15 +90,15 @@ static const struct fetch_manifest_file *payload_of(const struct fetch_manifest 
     return NULL;
 }
 
-/* Whether the mount shows archive @f of @m. */
+/* Whether the mount shows archive @f of @m (@keyed: the mount has a key). */
 static bool shown(const struct fetch_manifest *m, const struct fetch_manifest_file *f,
-                  enum fetch_pbs_archive k)
+                  enum fetch_pbs_archive k, bool keyed)
 {
     if (k == FETCH_PBS_ARCHIVE_DIDX)
         return pxar_part(f->name) == PXAR_V1 ||
                (pxar_part(f->name) == PXAR_META && payload_of(m, f));
     return k == FETCH_PBS_ARCHIVE_FIDX ||
-           (k == FETCH_PBS_ARCHIVE_BLOB && f->crypt != FETCH_CRYPT_ENCRYPT &&
+           (k == FETCH_PBS_ARCHIVE_BLOB && (keyed || f->crypt != FETCH_CRYPT_ENCRYPT) &&
             f->size <= FETCH_PBS_SMALL_BLOB_MAX);
 }
 
@@ -114,6 +118,7 @@ static void shown_name(const struct fetch_manifest_file *f, size_t stem, char *b
  */
 static int note_unsupported(struct fetch_repo *repo, const struct fetch_pbs_catalog *cat)
 {
+    bool keyed = repo->key != NULL;
     size_t archives = 0, snaps = 0, empty = 0;
     char tail[96] = "";
     for (size_t i = 0; i < cat->count; i++) {
@@ -122,8 +127,8 @@ static int note_unsupported(struct fetch_repo *repo, const struct fetch_pbs_cata
         for (size_t j = 0; j < m->count; j++) {
             enum fetch_pbs_archive k = fetch_pbs_archive_kind(m->files[j].name, NULL);
             bool half = pxar_part(m->files[j].name) == PXAR_PAYLOAD;
-            n += k == FETCH_PBS_ARCHIVE_DIDX && !half && !shown(m, &m->files[j], k);
-            nshown += shown(m, &m->files[j], k);
+            n += k == FETCH_PBS_ARCHIVE_DIDX && !half && !shown(m, &m->files[j], k, keyed);
+            nshown += shown(m, &m->files[j], k, keyed);
         }
         archives += n;
         snaps += n > 0;
@@ -142,13 +147,13 @@ static int note_unsupported(struct fetch_repo *repo, const struct fetch_pbs_cata
 }
 
 /* Whether archive @j of @m shows under a name an earlier one has taken. */
-static bool name_taken(const struct fetch_manifest *m, size_t j, const char *name)
+static bool name_taken(const struct fetch_manifest *m, size_t j, const char *name, bool keyed)
 {
     char other[300];
     for (size_t i = 0; i < j; i++) {
         size_t st = 0;
         enum fetch_pbs_archive k = fetch_pbs_archive_kind(m->files[i].name, &st);
-        if (!shown(m, &m->files[i], k))
+        if (!shown(m, &m->files[i], k, keyed))
             continue;
         shown_name(&m->files[i], st, other, sizeof(other));
         if (!strcmp(other, name))
@@ -157,12 +162,36 @@ static bool name_taken(const struct fetch_manifest *m, size_t j, const char *nam
     return false;
 }
 
+/*
+ * With a key, the signature of @snap's manifest, when it has one: 0 when it
+ * verifies, or is not the key's to check (a note says so); -EBADMSG (noted)
+ * when it does not verify; -ENOMEM.
+ */
+static int check_signature(struct fetch_repo *repo, const struct fetch_pbs_snapshot *snap)
+{
+    fetch_error err = {""};
+    int r;
+    if (!repo->key || !snap->manifest->has_signature)
+        return 0;
+    r = fetch_manifest_verify(snap->manifest, repo->key, &err);
+    if (r == 0 || r == -ENODATA)
+        return 0;
+    if (fetch_repo_add_note(repo, true, "%s: %s%s", snap->path, err.msg,
+                            r == -EKEYREJECTED ? "; its signature is not checked"
+                                               : "; its archives refuse to open") < 0)
+        return -ENOMEM;
+    return r == -EKEYREJECTED ? 0 : -EBADMSG;
+}
+
 static int add_snapshot(struct fetch_repo *repo, const struct fetch_pbs_snapshot *snap,
                         struct pbs_ref **refs)
 {
     char dir[512], path[1024], name[300];
-    int r;
+    bool keyed = repo->key != NULL;
+    int r, sig;
 
+    if ((sig = check_signature(repo, snap)) == -ENOMEM)
+        return sig;
     snapshot_path(snap, dir, sizeof(dir));
     r = fetch_repo_add_entry(
         repo, &(struct fetch_entry){.path = dir, .type = FETCH_ENTRY_DIR, .mtime = snap->time});
@@ -172,10 +201,10 @@ static int add_snapshot(struct fetch_repo *repo, const struct fetch_pbs_snapshot
         enum fetch_pbs_archive k = fetch_pbs_archive_kind(f->name, &stem);
         struct fetch_entry e = {.path = path, .mtime = snap->time, .handle = *refs};
 
-        if (!shown(snap->manifest, f, k))
-            continue; /* other .didx; encrypted blobs stay hidden */
+        if (!shown(snap->manifest, f, k, keyed))
+            continue; /* other .didx; encrypted blobs stay hidden without a key */
         shown_name(f, stem, name, sizeof(name));
-        if (name_taken(snap->manifest, j, name)) {
+        if (name_taken(snap->manifest, j, name, keyed)) {
             /* "x.fidx" and "x.blob" would both show as "x": keep the first */
             r = fetch_repo_add_note(repo, true, "%s: %s hidden: another archive has the name %s",
                                     snap->path, f->name, name);
@@ -185,12 +214,16 @@ static int add_snapshot(struct fetch_repo *repo, const struct fetch_pbs_snapshot
         if (k == FETCH_PBS_ARCHIVE_FIDX || k == FETCH_PBS_ARCHIVE_DIDX) {
             e.type = k == FETCH_PBS_ARCHIVE_FIDX ? FETCH_ENTRY_IMAGE : FETCH_ENTRY_ARCHIVE;
             e.size = k == FETCH_PBS_ARCHIVE_FIDX ? f->size : 0;
-            if (f->crypt == FETCH_CRYPT_ENCRYPT) {
+            if (f->crypt == FETCH_CRYPT_ENCRYPT && !keyed) {
                 e.refuse = -ENOKEY;
-                e.refuse_msg = "encrypted archive; encryption keys are not supported yet";
+                e.refuse_msg = "encrypted archive: give its key with --keyfile";
             }
         } else {
             e.type = FETCH_ENTRY_BLOB; /* its size is known once decoded */
+        }
+        if (sig < 0) {
+            e.refuse = sig;
+            e.refuse_msg = "the snapshot's manifest signature does not verify with the key";
         }
         **refs = (struct pbs_ref){snap, f};
         (*refs)++;
@@ -265,16 +298,14 @@ static int pbs_open_image(const struct fetch_repo *repo, struct fetch_store *s,
                           const struct fetch_entry *e, struct fetch_image **ret, fetch_error *err)
 {
     const struct pbs_ref *ref = e->handle;
-    (void)repo;
-    return fetch_pbs_open_fidx(s, ref->snap, ref->file, ret, err);
+    return fetch_pbs_open_fidx(s, ref->snap, ref->file, repo->key, ret, err);
 }
 
 static int pbs_read_blob(const struct fetch_repo *repo, struct fetch_store *s,
                          const struct fetch_entry *e, fetch_data *ret, fetch_error *err)
 {
     const struct pbs_ref *ref = e->handle;
-    (void)repo;
-    return fetch_pbs_read_blob(s, ref->snap, ref->file, ret, err);
+    return fetch_pbs_read_blob(s, ref->snap, ref->file, repo->key, ret, err);
 }
 
 static int pbs_open_archive(const struct fetch_repo *repo, struct fetch_store *s,
@@ -285,14 +316,14 @@ static int pbs_open_archive(const struct fetch_repo *repo, struct fetch_store *s
     const struct fetch_manifest_file *payload = NULL;
     struct fetch_archive_src src = {.format = &fetch_pxar_format};
     int r;
-    (void)repo;
 
     if (pxar_part(ref->file->name) == PXAR_META &&
         !(payload = payload_of(ref->snap->manifest, ref->file)))
         return fetch_error_set(err, -EBADMSG, "%s: its payload archive is missing",
                                ref->file->name);
-    if ((r = fetch_pbs_open_didx(s, ref->snap, ref->file, &src.meta, err)) < 0 ||
-        (payload && (r = fetch_pbs_open_didx(s, ref->snap, payload, &src.payload, err)) < 0)) {
+    if ((r = fetch_pbs_open_didx(s, ref->snap, ref->file, repo->key, &src.meta, err)) < 0 ||
+        (payload &&
+         (r = fetch_pbs_open_didx(s, ref->snap, payload, repo->key, &src.payload, err)) < 0)) {
         fetch_archive_src_free(&src);
         return r;
     }
@@ -306,7 +337,6 @@ static int pbs_open_catalog(const struct fetch_repo *repo, struct fetch_store *s
 {
     const struct pbs_ref *ref = e->handle;
     const struct fetch_manifest *m = ref->snap->manifest;
-    (void)repo;
     /* the client writes a catalog of its single-stream archives only */
     if (pxar_part(ref->file->name) != PXAR_V1)
         return -ENOENT;
@@ -314,7 +344,7 @@ static int pbs_open_catalog(const struct fetch_repo *repo, struct fetch_store *s
         if (strcmp(m->files[i].name, PBS_CATALOG_NAME))
             continue;
         snprintf(name, name_len, "%s", ref->file->name);
-        return fetch_pbs_open_didx(s, ref->snap, &m->files[i], ret, err);
+        return fetch_pbs_open_didx(s, ref->snap, &m->files[i], repo->key, ret, err);
     }
     return -ENOENT;
 }
@@ -337,8 +367,10 @@ static const char *archive_kind(const struct fetch_manifest_file *f, size_t *ste
     }
 }
 
-/* Whether the mount shows the file (and can read it): "yes", or why not. */
-static const char *mount_state(const struct fetch_manifest_file *f)
+/* Whether the mount shows file @f of @s (and can read it with @key): "yes",
+ * or why not. */
+static const char *mount_state(const struct fetch_pbs_key *key, const struct fetch_pbs_snapshot *s,
+                               const struct fetch_manifest_file *f)
 {
     enum fetch_pbs_archive k = fetch_pbs_archive_kind(f->name, NULL);
     switch (k) {
@@ -355,8 +387,10 @@ static const char *mount_state(const struct fetch_manifest_file *f)
     default:
         break;
     }
-    if (f->crypt == FETCH_CRYPT_ENCRYPT)
-        return k == FETCH_PBS_ARCHIVE_BLOB ? "hidden (encrypted)" : "encrypted, no key";
+    if (f->crypt == FETCH_CRYPT_ENCRYPT && !key)
+        return k == FETCH_PBS_ARCHIVE_BLOB ? "hidden (encrypted, no key)" : "encrypted, no key";
+    if (fetch_pbs_check_key(s, f, key, NULL) == -EKEYREJECTED)
+        return "no (encrypted with another key)";
     if (k == FETCH_PBS_ARCHIVE_BLOB && f->size > FETCH_PBS_SMALL_BLOB_MAX)
         return "no (blob larger than 16 MiB)";
     return "yes";
@@ -368,7 +402,7 @@ static const char *mount_state(const struct fetch_manifest_file *f)
  * the store; else the manifest's. A blob that cannot be read gets -errno and
  * @errbuf says why.
  */
-static int shown_size(struct fetch_store *store, const struct fetch_pbs_snapshot *s,
+static int shown_size(const struct fetch_repo *repo, const struct fetch_pbs_snapshot *s,
                       const struct fetch_manifest_file *f, uint64_t *ret, char *errbuf,
                       size_t errlen)
 {
@@ -377,9 +411,9 @@ static int shown_size(struct fetch_store *store, const struct fetch_pbs_snapshot
     int r;
     *ret = f->size;
     if (fetch_pbs_archive_kind(f->name, NULL) != FETCH_PBS_ARCHIVE_BLOB ||
-        strcmp(mount_state(f), "yes"))
+        strcmp(mount_state(repo->key, s, f), "yes"))
         return 0;
-    r = fetch_pbs_read_blob(store, s, f, &data, &err);
+    r = fetch_pbs_read_blob(repo->store, s, f, repo->key, &data, &err);
     if (r < 0) {
         snprintf(errbuf, errlen, "%s", err.msg[0] ? err.msg : strerror(-r));
         return r;
@@ -410,12 +444,12 @@ static int pbs_list_rows(struct fetch_repo *repo, fetch_list_row_fn row, void *a
             const char *cells[6] = {path, name, kind, size, fetch_crypt_name(f->crypt), state};
             int r;
             shown_name(f, stem, name, sizeof(name));
-            if (shown_size(repo->store, s, f, &bytes, why, sizeof(why)) < 0) {
+            if (shown_size(repo, s, f, &bytes, why, sizeof(why)) < 0) {
                 snprintf(size, sizeof(size), "-");
                 snprintf(state, sizeof(state), "unreadable: %s", why);
             } else {
                 fetch_format_size(bytes, size, sizeof(size));
-                snprintf(state, sizeof(state), "%s", mount_state(f));
+                snprintf(state, sizeof(state), "%s", mount_state(repo->key, s, f));
             }
             if ((r = row(arg, cells)) < 0)
                 return r;
@@ -445,10 +479,10 @@ static json_object *pbs_list_json(struct fetch_repo *repo)
             const struct fetch_manifest_file *f = &s->manifest->files[j];
             json_object *fo = json_object_new_object();
             size_t stem = 0;
-            const char *kind = archive_kind(f, &stem), *state = mount_state(f);
+            const char *kind = archive_kind(f, &stem), *state = mount_state(repo->key, s, f);
             char why[256], shown[300];
             uint64_t size;
-            int r = shown_size(repo->store, s, f, &size, why, sizeof(why));
+            int r = shown_size(repo, s, f, &size, why, sizeof(why));
             json_object_object_add(fo, "filename", json_object_new_string(f->name));
             shown_name(f, stem, shown, sizeof(shown));
             json_object_object_add(fo, "name", json_object_new_string(shown));

@@ -69,8 +69,8 @@ int fetch_repo_probe(struct fetch_store *s, const struct fetch_repo_format **ret
 }
 
 int fetch_repo_load(const struct fetch_repo_format *f, struct fetch_store *s,
-                    const char *const *paths, size_t n, bool for_mount, struct fetch_repo **ret,
-                    fetch_error *err)
+                    const struct fetch_pbs_key *key, const char *const *paths, size_t n,
+                    bool for_mount, struct fetch_repo **ret, fetch_error *err)
 {
     struct fetch_repo *repo = calloc(1, sizeof(*repo));
     int r;
@@ -78,6 +78,7 @@ int fetch_repo_load(const struct fetch_repo_format *f, struct fetch_store *s,
         return fetch_error_set(err, -ENOMEM, "out of memory");
     repo->format = f;
     repo->store = s;
+    repo->key = key;
     r = f->load(repo, paths, n, for_mount, err);
     if (r < 0) {
         fetch_repo_free(repo);

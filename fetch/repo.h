@@ -66,9 +66,14 @@ struct fetch_repo_note {
 
 struct fetch_repo_format;
 
+struct fetch_pbs_key;
+
 struct fetch_repo {
     const struct fetch_repo_format *format;
     struct fetch_store *store; /* borrowed: the store the catalog came from */
+    /* borrowed: the key encrypted archives are read with (--keyfile), or
+     * NULL; the chunk layer needs the same key (fetch_chunk_ctx) */
+    const struct fetch_pbs_key *key;
     size_t count, cap;
     struct fetch_entry *entries;
     size_t note_count;
@@ -166,10 +171,11 @@ const struct fetch_repo_format *fetch_repo_format_with_chunk_dir(void);
  */
 int fetch_repo_probe(struct fetch_store *s, const struct fetch_repo_format **ret, fetch_error *err);
 
-/* Loads the catalog of @s as format @f (see load above). */
+/* Loads the catalog of @s as format @f (see load above), reading encrypted
+ * archives with @key (borrowed for the repository's life; NULL: none). */
 int fetch_repo_load(const struct fetch_repo_format *f, struct fetch_store *s,
-                    const char *const *paths, size_t n, bool for_mount, struct fetch_repo **ret,
-                    fetch_error *err);
+                    const struct fetch_pbs_key *key, const char *const *paths, size_t n,
+                    bool for_mount, struct fetch_repo **ret, fetch_error *err);
 void fetch_repo_free(struct fetch_repo *repo);
 
 int fetch_repo_open_image(const struct fetch_repo *repo, struct fetch_store *s,

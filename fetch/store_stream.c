@@ -70,12 +70,12 @@ static int stream_read(void *arg, uint64_t off, void *buf, size_t len, fetch_err
 }
 
 void fetch_store_stream_init(struct fetch_store_stream *ss, struct fetch_store *store,
-                             const char *chunk_prefix, const struct fetch_image *img)
+                             const struct fetch_chunk_ctx *cctx, const struct fetch_image *img)
 {
     memset(ss, 0, sizeof(*ss));
     ss->store = store;
     ss->img = img;
-    ss->cctx.prefix = chunk_prefix ? chunk_prefix : "";
+    ss->cctx = *cctx;
     for (unsigned k = 0; k < FETCH_STORE_STREAM_SLOTS; k++)
         ss->slots[k].extent = SIZE_MAX;
     ss->s = (struct fetch_stream){img->size, stream_read, ss};

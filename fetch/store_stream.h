@@ -31,8 +31,8 @@ struct fetch_store_stream {
     uint64_t chunks, bytes; /* fetched from the store: chunks, stored bytes */
 };
 
-/* @store and @img borrowed; @chunk_prefix as in fs_chunks_new ("" or NULL:
- * chunks at the store's root). */
+/* @store, @img and what @cctx points at borrowed: where chunks live below
+ * the store's root and the key of encrypted ones (fetch/chunk.h). */
 void fetch_store_stream_init(struct fetch_store_stream *ss, struct fetch_store *store,
-                             const char *chunk_prefix, const struct fetch_image *img);
+                             const struct fetch_chunk_ctx *cctx, const struct fetch_image *img);
 void fetch_store_stream_release(struct fetch_store_stream *ss);

@@ -67,11 +67,18 @@ static void *disk_loader_main(void *arg);
 
 static enum cache_algo cache_algo_of(uint8_t algo)
 {
-    return algo == FETCH_DIGEST_SHA512_256 ? CACHE_ALGO_SHA512_256 : CACHE_ALGO_SHA256;
+    switch (algo) {
+    case FETCH_DIGEST_SHA512_256:
+        return CACHE_ALGO_SHA512_256;
+    case FETCH_DIGEST_SHA256_KEYED:
+        return CACHE_ALGO_SHA256_KEYED;
+    default:
+        return CACHE_ALGO_SHA256;
+    }
 }
 
 struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget, struct cache_disk *disk,
-                                const char *chunk_prefix)
+                                const char *chunk_prefix, const struct fetch_pbs_key *key)
 {
     struct fs_chunks *c = calloc(1, sizeof(*c));
     if (!c)
@@ -81,6 +88,7 @@ struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget, stru
         return NULL;
     }
     c->ctx.prefix = c->prefix;
+    c->ctx.key = key;
     c->pool = pool;
     pthread_mutex_init(&c->flight_lock, NULL);
     c->disk = disk;

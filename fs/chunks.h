@@ -26,6 +26,8 @@
 #include "fetch/image.h"
 #include "fetch/pool.h"
 
+struct fetch_pbs_key;
+
 struct fs_chunks;
 
 struct fs_chunks_stats {
@@ -46,10 +48,12 @@ struct fs_chunks_stats {
  * ("default.castr/" below a repository that keeps them in a subdirectory, or
  * "" when the stores hold them at their roots); NULL for "". Chunks are named, decoded
  * and verified by their extent's kind (fetch/chunk.h) and digest algorithm;
- * memory and disk caches key them by both.
+ * memory and disk caches key them by both. @key (borrowed; NULL: none)
+ * decrypts the chunks of encrypted archives, whose keyed digests keep their
+ * plaintext apart from every other chunk's in the caches.
  */
 struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget, struct cache_disk *disk,
-                                const char *chunk_prefix);
+                                const char *chunk_prefix, const struct fetch_pbs_key *key);
 /* Stops reading ahead from the disk cache (its thread): before the disk cache
  * closes. Idempotent, NULL-safe. */
 void fs_chunks_stop(struct fs_chunks *c);

@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "control.h"
 #include "hydrate.h"
+#include "key_opts.h"
 #include "log.h"
 #include "offline_store.h"
 
@@ -23,6 +24,7 @@ struct fs_daemon {
     /* over @chunk_sources (sharing @mirrors' active store), or the chunk store */
     struct fetch_mirrors *chunk_mirrors;
     char *chunk_prefix;
+    struct fetch_pbs_key *key;
     char *offline;
     struct cache_disk_options cache;
     bool has_cache;
@@ -47,6 +49,7 @@ static struct fetch_store *chunk_source(struct fetch_store *s)
 static void free_given(const struct fs_daemon_config *cfg)
 {
     fs_tree_free(cfg->tree);
+    fs_key_free(cfg->key);
     for (size_t i = 0; i < cfg->nstores; i++)
         fetch_store_free(cfg->stores[i]);
     fetch_store_free(cfg->chunk_store);
@@ -88,6 +91,7 @@ int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret)
     memcpy(d->stores, cfg->stores, cfg->nstores * sizeof(*d->stores));
     d->nstores = cfg->nstores;
     d->chunk_store = cfg->chunk_store;
+    d->key = cfg->key;
     for (size_t i = 0; i < d->nstores; i++)
         d->chunk_sources[i] = chunk_source(d->stores[i]);
     /* the catalog came from there: the others failed, or it was asked for */
@@ -135,8 +139,9 @@ int fs_daemon_start(struct fs_daemon *d, const char *mountpoint)
         fs_warn("continuing without the disk cache");
     ctx->has_disk_cache = ctx->disk != NULL;
     ctx->pool = fetch_pool_new(d->chunk_mirrors, &d->pool_cfg);
-    ctx->chunks =
-        ctx->pool ? fs_chunks_new(ctx->pool, d->mem_cache, ctx->disk, d->chunk_prefix) : NULL;
+    ctx->chunks = ctx->pool
+                      ? fs_chunks_new(ctx->pool, d->mem_cache, ctx->disk, d->chunk_prefix, d->key)
+                      : NULL;
     if (!ctx->chunks) {
         fs_err("cannot start the fetcher pool: out of memory");
         return -ENOMEM;
@@ -239,6 +244,7 @@ void fs_daemon_free(struct fs_daemon *d)
     fs_files_free_all(ctx);
     pthread_mutex_destroy(&ctx->files_lock);
     fs_tree_free(ctx->tree);
+    fs_key_free(d->key);
     for (size_t i = 0; i < d->nstores; i++)
         fetch_store_free(d->stores[i]);
     fetch_store_free(d->chunk_store);

@@ -46,6 +46,9 @@ struct fs_daemon_config {
     size_t active_store;             /* the one to try first: where the catalog was found */
     struct fetch_store *chunk_store; /* taken: chunks come from here instead, or NULL */
     const char *chunk_prefix;        /* where chunks live below the stores' roots */
+    /* taken: the key of encrypted archives (the tree's repository borrows
+     * it; wiped and freed after the tree), or NULL */
+    struct fetch_pbs_key *key;
     /* the disk cache (the daemon opens it after the fork); NULL: none */
     const struct cache_disk_options *cache;
     const char *offline; /* why catalog metadata came from the cache, or NULL */

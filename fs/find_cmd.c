@@ -21,6 +21,7 @@
 #include "fetch/pcat.h"
 #include "fetch/repo.h"
 #include "fetch/store_stream.h"
+#include "key_opts.h"
 #include "log.h"
 #include "remote_opts.h"
 
@@ -46,7 +47,7 @@ static const char find_usage[] =
     "      --snapshot PATH    only this snapshot ([ns/NS/]TYPE/ID/TIME) or group\n"
     "                         ([ns/NS/]TYPE/ID); may be repeated\n"
     "      --json             print a JSON array of matches instead of a "
-    "table\n" FS_REMOTE_OPTIONS_HELP "  -h, --help             show this help\n"
+    "table\n" FS_KEY_OPTIONS_HELP FS_REMOTE_OPTIONS_HELP "  -h, --help             show this help\n"
     "\n"
     "Exit status: 0 with matches, 1 without, 2 for usage errors, 3 when an archive\n"
     "could not be read (the others are searched all the same).\n";
@@ -62,7 +63,8 @@ struct search {
     const struct fetch_archive_format *format;
     struct fetch_archive *a;
     const char *snapshot, *archive;
-    char chunk_prefix[256]; /* where chunks live below the store's root */
+    char chunk_prefix[256];      /* where chunks live below the store's root */
+    struct fetch_chunk_ctx cctx; /* that prefix, and the key */
 };
 
 /* A payload stream that must not be read: find reads metadata only. */
@@ -160,7 +162,7 @@ static int search_catalog(struct search *s, struct fetch_repo *repo, struct fetc
     if (r == -ENOENT)
         return 0;
     if (r == 0) {
-        fetch_store_stream_init(&cat, store, s->chunk_prefix, img);
+        fetch_store_stream_init(&cat, store, &s->cctx, img);
         r = fetch_pcat_walk(&cat.s, name, catalog_entry, s, &err);
         s->chunks += cat.chunks;
         s->bytes += cat.bytes;
@@ -202,7 +204,7 @@ static void search_archive(struct search *s, struct fetch_repo *repo, struct fet
         s->failed++;
         return;
     }
-    fetch_store_stream_init(&meta, store, s->chunk_prefix, src.meta);
+    fetch_store_stream_init(&meta, store, &s->cctx, src.meta);
     if (src.payload)
         payload.size = src.payload->size;
     else
@@ -250,10 +252,13 @@ int fs_cmd_find(int argc, char **argv)
         {"snapshot", required_argument, NULL, 's'},
         {"json", no_argument, NULL, 'j'},
         FS_REMOTE_LONG_OPTIONS,
+        FS_KEY_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     struct fetch_remote_options ro = {0};
+    struct fs_key_opts ko = {0};
+    struct fetch_pbs_key *key = NULL;
     const struct fetch_repo_format *format = NULL;
     struct fetch_repo *repo = NULL;
     struct fetch_store *store = NULL;
@@ -266,6 +271,8 @@ int fs_cmd_find(int argc, char **argv)
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         int handled = fs_remote_opt_parse(c, optarg, &ro);
+        if (!handled)
+            handled = fs_key_opt_parse(c, optarg, &ko);
         if (handled < 0)
             return 2;
         if (handled)
@@ -295,16 +302,22 @@ int fs_cmd_find(int argc, char **argv)
     }
     s.pattern = argv[optind + 1];
     s.by_path = strchr(s.pattern, '/') != NULL;
-    if (!(store = fs_open_store(argv[optind], &ro, &format)))
+    if (fs_key_load(&ko, &key) < 0)
         return 1;
-    if ((r = fetch_repo_load(format, store, NULL, 0, true, &repo, &err)) < 0) {
+    if (!(store = fs_open_store(argv[optind], &ro, &format))) {
+        fs_key_free(key);
+        return 1;
+    }
+    if ((r = fetch_repo_load(format, store, key, NULL, 0, true, &repo, &err)) < 0) {
         fs_err("%s: %s", store->location, err.msg);
         fetch_store_free(store);
+        fs_key_free(key);
         return 1;
     }
     /* chunks below the format's chunk directory (casync: default.castr/) */
     if (repo->format->chunk_dir)
         snprintf(s.chunk_prefix, sizeof(s.chunk_prefix), "%s/", repo->format->chunk_dir);
+    s.cctx = (struct fetch_chunk_ctx){.prefix = s.chunk_prefix, .key = key};
     if (s.json && !(s.matches = json_object_new_array())) {
         fs_err("out of memory");
         r = -ENOMEM;
@@ -331,6 +344,7 @@ out:
     json_object_put(s.matches);
     fetch_repo_free(repo);
     fetch_store_free(store);
+    fs_key_free(key);
     if (r < 0)
         return 1;
     return s.failed ? 3 : s.found ? 0 : 1;

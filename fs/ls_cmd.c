@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "fetch/repo.h"
+#include "key_opts.h"
 #include "log.h"
 #include "remote_opts.h"
 
@@ -28,7 +29,7 @@ static const char ls_usage_head[] =
     "      --format NAME      what STORE holds, without probing it:\n";
 
 static const char ls_usage_tail[] =
-    FS_REMOTE_OPTIONS_HELP "  -h, --help             show this help\n";
+    FS_KEY_OPTIONS_HELP FS_REMOTE_OPTIONS_HELP "  -h, --help             show this help\n";
 
 static void usage(FILE *out)
 {
@@ -97,13 +98,13 @@ static int print_json(struct fetch_repo *repo)
 int fs_cmd_ls(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"format", required_argument, NULL, 'F'},
-        FS_REMOTE_LONG_OPTIONS,
-        {"help", no_argument, NULL, 'h'},
-        {0},
+        {"json", no_argument, NULL, 'j'}, {"format", required_argument, NULL, 'F'},
+        FS_REMOTE_LONG_OPTIONS,           FS_KEY_LONG_OPTIONS,
+        {"help", no_argument, NULL, 'h'}, {0},
     };
     struct fetch_remote_options ro = {0};
+    struct fs_key_opts ko = {0};
+    struct fetch_pbs_key *key = NULL;
     const struct fetch_repo_format *format = NULL;
     struct fetch_repo *repo = NULL;
     struct fetch_store *store = NULL;
@@ -113,6 +114,8 @@ int fs_cmd_ls(int argc, char **argv)
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         int handled = fs_remote_opt_parse(c, optarg, &ro);
+        if (!handled)
+            handled = fs_key_opt_parse(c, optarg, &ko);
         if (handled < 0)
             return 2;
         if (handled)
@@ -139,23 +142,29 @@ int fs_cmd_ls(int argc, char **argv)
         fs_err("ls: expected one STORE argument (see lazyimg ls --help)");
         return 2;
     }
+    if (fs_key_load(&ko, &key) < 0)
+        return 1;
     if (format) {
-        if (fetch_store_open(argv[optind], &ro, &store, &err) < 0) {
+        if (fetch_store_open(argv[optind], &ro, &store, &err) < 0)
             fs_err("%s", err.msg);
-            return 1;
-        }
-    } else if (!(store = fs_open_store(argv[optind], &ro, &format))) {
+    } else {
+        store = fs_open_store(argv[optind], &ro, &format);
+    }
+    if (!store) {
+        fs_key_free(key);
         return 1;
     }
-    r = fetch_repo_load(format, store, NULL, 0, false, &repo, &err);
+    r = fetch_repo_load(format, store, key, NULL, 0, false, &repo, &err);
     if (r < 0) {
         fs_err("%s: %s", store->location, err.msg);
         fetch_store_free(store);
+        fs_key_free(key);
         return 1;
     }
     fs_repo_report(repo);
     r = json ? print_json(repo) : print_table(repo);
     fetch_repo_free(repo);
     fetch_store_free(store);
+    fs_key_free(key);
     return r < 0 ? 1 : 0;
 }

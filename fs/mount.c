@@ -29,6 +29,7 @@
 #include "read.h"
 #include "mountinfo.h"
 #include "offline_store.h"
+#include "key_opts.h"
 #include "remote_opts.h"
 
 /* Room for the kernel's 16 MiB readahead plus ours (half of it) with the
@@ -110,7 +111,8 @@ static const char mount_usage[] =
     "                         it answers\n"
     "      --allow-other      let other users access the mount (needs\n"
     "                         user_allow_other in /etc/fuse.conf unless "
-    "root)\n" FS_REMOTE_OPTIONS_HELP "  -h, --help             show this help\n";
+    "root)\n" FS_KEY_OPTIONS_HELP FS_REMOTE_OPTIONS_HELP
+    "  -h, --help             show this help\n";
 
 struct mount_opts {
     bool foreground, debug, allow_other, no_cache, offline, page_cache;
@@ -127,6 +129,8 @@ struct mount_opts {
     const char *chunk_store;
     const struct fetch_repo_format *format; /* what STORE holds, once known */
     struct fetch_remote_options remote;
+    struct fs_key_opts key_opts;
+    struct fetch_pbs_key *key; /* loaded by prepare_daemon, then the daemon's */
     const char *store, *mountpoint;
     /* STORE as shown everywhere (fsname, messages, cache): without a password */
     char store_shown[PATH_MAX];
@@ -190,6 +194,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {"offline", no_argument, NULL, OPT_OFFLINE},
         {"page-cache", no_argument, NULL, OPT_PAGE_CACHE},
         FS_REMOTE_LONG_OPTIONS,
+        FS_KEY_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -210,6 +215,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         return 2;
     while ((c = getopt_long(argc, argv, "fdh", opts, NULL)) != -1) {
         int handled = fs_remote_opt_parse(c, optarg, &o->remote);
+        if (!handled)
+            handled = fs_key_opt_parse(c, optarg, &o->key_opts);
         if (handled < 0)
             return 2;
         if (handled)
@@ -653,7 +660,8 @@ static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
 {
     for (size_t i = 0; i <= o->nmirrors; i++) {
         fetch_error err = {""};
-        int r = fetch_repo_load(o->format, stores[i], o->snapshots, o->nsnapshots, true, ret, &err);
+        int r = fetch_repo_load(o->format, stores[i], o->key, o->snapshots, o->nsnapshots, true,
+                                ret, &err);
         if (r == 0) {
             *ret_from = i;
             return 0;
@@ -826,6 +834,8 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
     char cache_dir[PATH_MAX] = "", store_abs[PATH_MAX], offline_desc[512], chunk_prefix[256];
     size_t cat_from = 0;
 
+    if (fs_key_load(&o->key_opts, &o->key) < 0)
+        return -1;
     if (!o->no_cache) {
         /* open once now for a clear error; the daemon reopens it after the fork */
         if (fs_prepare_cache_dir(o->cache_dir, mnt, cache_dir, sizeof(cache_dir)) < 0)
@@ -881,6 +891,8 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
     cfg.active_store = cat_from;
     cfg.chunk_store = chunk_store;
     cfg.chunk_prefix = chunk_prefix;
+    cfg.key = o->key;
+    o->key = NULL; /* the daemon's (freed with it, also on failure) */
     cfg.cache = o->no_cache ? NULL : &copts;
     cfg.mem_cache = (size_t)o->mem_cache;
     cfg.readahead = o->readahead;
@@ -899,6 +911,8 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
 fail:
     o->meta_dir = NULL;
     fs_tree_free(tree);
+    fs_key_free(o->key);
+    o->key = NULL;
     for (size_t i = 0; i <= MAX_MIRRORS; i++)
         fetch_store_free(stores[i]);
     fetch_store_free(chunk_store);

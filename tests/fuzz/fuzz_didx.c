@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (fetch_didx_parse(buf, size, &idx, NULL) < 0)
         return 0;
-    if (fetch_image_from_didx(idx, &img, NULL) == 0) {
+    if (fetch_image_from_didx(idx, NULL, &img, NULL) == 0) {
         if (img->count != idx->count || img->size != idx->size)
             abort();
         for (size_t i = 0; i < img->count; i++) {

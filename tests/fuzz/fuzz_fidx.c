@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(buf, data, size);
     if (fetch_fidx_parse(buf, size, &idx, NULL) < 0)
         return 0;
-    if (fetch_image_from_fidx(idx, &img, NULL) == 0) {
+    if (fetch_image_from_fidx(idx, NULL, &img, NULL) == 0) {
         uint64_t probes[] = {
             0, 1, img->size / 2, img->size ? img->size - 1 : 0, img->size, img->size + 1};
         for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++) {

@@ -60,7 +60,7 @@ static int setup(void **state)
     (void)state;
     fake_pool_reset();
     /* the pool is never touched: every call into it is the test's */
-    chunks = fs_chunks_new(fake_pool(), 8 << 20, NULL, "pre/");
+    chunks = fs_chunks_new(fake_pool(), 8 << 20, NULL, "pre/", NULL);
     return chunks ? 0 : -1;
 }
 

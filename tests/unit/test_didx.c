@@ -47,7 +47,7 @@ static void real_index(void **state)
     assert_int_equal(idx->size, 104859232); /* the payload stream's length (README) */
     assert_memory_equal(idx->csum, body_sum, 32);
 
-    assert_int_equal(fetch_image_from_didx(idx, &img, &err), 0);
+    assert_int_equal(fetch_image_from_didx(idx, NULL, &img, &err), 0);
     assert_int_equal(img->count, 100);
     assert_int_equal(img->size, idx->size);
     assert_int_equal(img->stride, 0);

@@ -138,7 +138,7 @@ static struct fetch_image *build(uint64_t cs, const char *pattern, uint64_t last
     file = fx_fidx(size, cs, dg, n, &len);
     if (fetch_fidx_parse(file, len, &idx, &err) != 0)
         fail_msg("fixture index rejected: %s", err.msg);
-    if (fetch_image_from_fidx(idx, &img, &err) != 0)
+    if (fetch_image_from_fidx(idx, NULL, &img, &err) != 0)
         fail_msg("fetch_image_from_fidx: %s", err.msg);
     fetch_fidx_free(idx);
     if (ret_digests)
@@ -231,7 +231,7 @@ static void zero_digest_of_wrong_length_is_data(void **state)
     ref_zeros(100, dg + 64);    /* last chunk is 200 bytes, digest of 100 zeros */
     file = fx_fidx(2 * cs + 200, cs, dg, 3, &len);
     assert_int_equal(fetch_fidx_parse(file, len, &idx, NULL), 0);
-    assert_int_equal(fetch_image_from_fidx(idx, &img, NULL), 0);
+    assert_int_equal(fetch_image_from_fidx(idx, NULL, &img, NULL), 0);
     assert_false(img->extents[0].zero);
     assert_false(img->extents[1].zero);
     assert_false(img->extents[2].zero);
@@ -412,7 +412,7 @@ static void seek_large_image(void **state)
     fx_sha256("data", 4, dg + 32 * hit);
     file = fx_fidx(n * cs, cs, dg, n, &len);
     assert_int_equal(fetch_fidx_parse(file, len, &idx, NULL), 0);
-    assert_int_equal(fetch_image_from_fidx(idx, &img, NULL), 0);
+    assert_int_equal(fetch_image_from_fidx(idx, NULL, &img, NULL), 0);
     assert_int_equal(img->count, n);
     assert_int_equal(img->zero_count, n - 1);
     assert_int_equal(img->data_bytes, cs);

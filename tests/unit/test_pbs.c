@@ -816,8 +816,8 @@ static void oversized_blobs_not_loaded(void **state)
                  (long long)big);
 
     fx_alloc_track_start();
-    assert_true(fetch_pbs_read_blob(s, &c->snaps[0], &c->snaps[0].manifest->files[0], &d, NULL) <
-                0);
+    assert_true(
+        fetch_pbs_read_blob(s, &c->snaps[0], &c->snaps[0].manifest->files[0], NULL, &d, NULL) < 0);
     largest = fx_alloc_track_stop();
     if (largest > bound)
         fail_msg("read_blob allocated %zu bytes at once for a %lld-byte blob", largest,
@@ -885,7 +885,7 @@ static void open_fidx_and_read_chunks(void **state)
     fetch_error err = {""};
 
     snap_fx_init(&f, ds->root, NULL);
-    if (fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), &img, &err) != 0)
+    if (fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), NULL, &img, &err) != 0)
         fail_msg("fetch_pbs_open_fidx: %s", err.msg);
     assert_int_equal(img->size, f.im.size);
     assert_int_equal(img->count, strlen(IMG_PATTERN));
@@ -923,7 +923,7 @@ static void open_fidx_encrypted(void **state)
     snap_fx_init(&f, ds->root, NULL);
     assert_int_equal(entry(&f, "drive-efidisk0.img.fidx")->crypt, FETCH_CRYPT_ENCRYPT);
     assert_int_equal(
-        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-efidisk0.img.fidx"), &img, &err),
+        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-efidisk0.img.fidx"), NULL, &img, &err),
         -ENOKEY);
     assert_null(img);
     assert_true(err.msg[0] != '\0');
@@ -950,7 +950,7 @@ static void expect_open_fails(const char *root, void (*tamper)(struct fx_file *,
     fetch_error err = {""};
     int r;
     snap_fx_init(&f, root, tamper);
-    r = fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), &img, &err);
+    r = fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), NULL, &img, &err);
     if (r != want)
         fail_msg("%s: got %d, expected %d (%s)", what, r, want, err.msg);
     assert_null(img);
@@ -984,24 +984,27 @@ static void open_fidx_bad_file(void **state)
     raw[4096 + 40] ^= 1;
     fx_write(ds->root, rel, raw, len);
     assert_int_equal(
-        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), &img, NULL), -EBADMSG);
+        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), NULL, &img, NULL),
+        -EBADMSG);
     /* altered consistently (checksum recomputed): differs from the manifest */
     fx_sha256(raw + 4096, len - 4096, raw + 32);
     fx_write(ds->root, rel, raw, len);
     assert_int_equal(
-        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), &img, NULL), -EBADMSG);
+        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), NULL, &img, NULL),
+        -EBADMSG);
     /* truncated */
     fx_write(ds->root, rel, raw, len - 32);
     assert_int_equal(
-        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), &img, NULL), -EBADMSG);
+        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), NULL, &img, NULL),
+        -EBADMSG);
     /* missing */
     {
         char *p = fx_path(ds->root, rel);
         assert_int_equal(unlink(p), 0);
         free(p);
     }
-    assert_true(fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), &img, NULL) <
-                0);
+    assert_true(
+        fetch_pbs_open_fidx(f.s, f.snap, entry(&f, "drive-scsi0.img.fidx"), NULL, &img, NULL) < 0);
     assert_null(img);
     free(raw);
     snap_fx_release(&f);
@@ -1015,12 +1018,12 @@ static void read_blob(void **state)
     fetch_error err = {""};
 
     snap_fx_init(&f, ds->root, NULL);
-    if (fetch_pbs_read_blob(f.s, f.snap, entry(&f, "qemu-server.conf.blob"), &d, &err) != 0)
+    if (fetch_pbs_read_blob(f.s, f.snap, entry(&f, "qemu-server.conf.blob"), NULL, &d, &err) != 0)
         fail_msg("read_blob (zstd): %s", err.msg);
     assert_int_equal(d.len, strlen(CONF_TEXT));
     assert_memory_equal(d.bytes, CONF_TEXT, d.len);
     fetch_data_release(&d);
-    if (fetch_pbs_read_blob(f.s, f.snap, entry(&f, "fw.conf.blob"), &d, &err) != 0)
+    if (fetch_pbs_read_blob(f.s, f.snap, entry(&f, "fw.conf.blob"), NULL, &d, &err) != 0)
         fail_msg("read_blob (plain): %s", err.msg);
     assert_int_equal(d.len, strlen("[OPTIONS]\nenable: 1\n"));
     assert_memory_equal(d.bytes, "[OPTIONS]\nenable: 1\n", d.len);
@@ -1046,23 +1049,26 @@ static void read_blob_mismatch(void **state)
     other = fx_blob_plain(payload, len - 12, &olen);
     assert_int_equal(olen, len);
     fx_write(ds->root, rel, other, olen);
-    assert_int_equal(fetch_pbs_read_blob(f.s, f.snap, entry(&f, "qemu-server.conf.blob"), &d, NULL),
-                     -EBADMSG);
+    assert_int_equal(
+        fetch_pbs_read_blob(f.s, f.snap, entry(&f, "qemu-server.conf.blob"), NULL, &d, NULL),
+        -EBADMSG);
     assert_null(d.base);
     /* the original, one byte short */
     fx_write(ds->root, rel, raw, len - 1);
-    assert_int_equal(fetch_pbs_read_blob(f.s, f.snap, entry(&f, "qemu-server.conf.blob"), &d, NULL),
-                     -EBADMSG);
+    assert_int_equal(
+        fetch_pbs_read_blob(f.s, f.snap, entry(&f, "qemu-server.conf.blob"), NULL, &d, NULL),
+        -EBADMSG);
     /* the original, one byte flipped */
     raw[len - 1] ^= 1;
     fx_write(ds->root, rel, raw, len);
-    assert_int_equal(fetch_pbs_read_blob(f.s, f.snap, entry(&f, "qemu-server.conf.blob"), &d, NULL),
-                     -EBADMSG);
+    assert_int_equal(
+        fetch_pbs_read_blob(f.s, f.snap, entry(&f, "qemu-server.conf.blob"), NULL, &d, NULL),
+        -EBADMSG);
     /* the original again */
     raw[len - 1] ^= 1;
     fx_write(ds->root, rel, raw, len);
-    assert_int_equal(fetch_pbs_read_blob(f.s, f.snap, entry(&f, "qemu-server.conf.blob"), &d, NULL),
-                     0);
+    assert_int_equal(
+        fetch_pbs_read_blob(f.s, f.snap, entry(&f, "qemu-server.conf.blob"), NULL, &d, NULL), 0);
     assert_int_equal(d.len, strlen(CONF_TEXT));
     fetch_data_release(&d);
     free(payload);
@@ -1083,8 +1089,9 @@ static void read_blob_encrypted(void **state)
     struct snap_fx f;
     fetch_data d = {0};
     snap_fx_init(&f, ds->root, tamper_encrypt_blob);
-    assert_int_equal(fetch_pbs_read_blob(f.s, f.snap, entry(&f, "qemu-server.conf.blob"), &d, NULL),
-                     -ENOKEY);
+    assert_int_equal(
+        fetch_pbs_read_blob(f.s, f.snap, entry(&f, "qemu-server.conf.blob"), NULL, &d, NULL),
+        -ENOKEY);
     snap_fx_release(&f);
 }
 
@@ -1100,11 +1107,11 @@ static void hostile_entry_not_opened(void **state)
     snap_fx_init(&f, ds->root, NULL);
     evil = *entry(&f, "qemu-server.conf.blob");
     evil.name = name;
-    assert_true(fetch_pbs_read_blob(f.s, f.snap, &evil, &d, NULL) < 0);
+    assert_true(fetch_pbs_read_blob(f.s, f.snap, &evil, NULL, &d, NULL) < 0);
     assert_null(d.base);
     evil = *entry(&f, "drive-scsi0.img.fidx");
     evil.name = name;
-    assert_true(fetch_pbs_open_fidx(f.s, f.snap, &evil, &img, NULL) < 0);
+    assert_true(fetch_pbs_open_fidx(f.s, f.snap, &evil, NULL, &img, NULL) < 0);
     assert_null(img);
     snap_fx_release(&f);
 }
@@ -1332,12 +1339,12 @@ static void repo_entries(void **state)
     assert_null(f->chunk_dir);
 
     /* for ls: the catalog, no entries */
-    assert_int_equal(fetch_repo_load(f, s, NULL, 0, false, &r, &err), 0);
+    assert_int_equal(fetch_repo_load(f, s, NULL, NULL, 0, false, &r, &err), 0);
     assert_int_equal(r->items, 3);
     assert_int_equal(r->count, 0);
     fetch_repo_free(r);
 
-    assert_int_equal(fetch_repo_load(f, s, NULL, 0, true, &r, &err), 0);
+    assert_int_equal(fetch_repo_load(f, s, NULL, NULL, 0, true, &r, &err), 0);
     assert_int_equal(r->items, 3);
     e = entry_at(r, dir);
     assert_non_null(e);
@@ -1395,7 +1402,7 @@ static void repo_entries(void **state)
 
     /* --snapshot: just that one */
     const char *one[] = {"vm/100/" T0};
-    assert_int_equal(fetch_repo_load(f, s, one, 1, true, &r, &err), 0);
+    assert_int_equal(fetch_repo_load(f, s, NULL, one, 1, true, &r, &err), 0);
     assert_int_equal(r->items, 1);
     assert_non_null(entry_at(r, "vm/100/" T0 "/qemu-server.conf"));
     assert_null(entry_at(r, path));

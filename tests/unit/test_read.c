@@ -116,7 +116,7 @@ static int per_test(void **state)
     fake_pool_reset();
     replies = 0;
     ctx = (struct fs_ctx){.readahead_max = 8, .mem_budget = 64 * MIB};
-    ctx.chunks = fs_chunks_new(fake_pool(), ctx.mem_budget, NULL, "");
+    ctx.chunks = fs_chunks_new(fake_pool(), ctx.mem_budget, NULL, "", NULL);
     assert_non_null(ctx.chunks);
     memset(&file, 0, sizeof(file));
     pthread_mutex_init(&file.lock, NULL);
@@ -289,7 +289,7 @@ static void readahead_bounded_by_memory(void **state)
     /* a memory budget of 8 MiB: at most one unit (4 MiB) ahead, however long the stream */
     fs_chunks_free(ctx.chunks);
     ctx.mem_budget = 8 * MIB;
-    ctx.chunks = fs_chunks_new(fake_pool(), ctx.mem_budget, NULL, "");
+    ctx.chunks = fs_chunks_new(fake_pool(), ctx.mem_budget, NULL, "", NULL);
     for (size_t i = 8; i < 16; i++) {
         read_at(i * MIB, MIB);
         complete_all();

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "key_opts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "fetch/secret.h"
+#include "log.h"
+
+#define KEYFILE_MAX (64u << 10)
+#define PASSWORD_MAX 4096u
+
+int fs_key_opt_parse(int c, const char *arg, struct fs_key_opts *o)
+{
+    const char **slot;
+    switch (c) {
+    case FS_OPT_KEYFILE:
+        slot = &o->keyfile;
+        break;
+    case FS_OPT_KEYFILE_PASSWORD_FILE:
+        slot = &o->password_file;
+        break;
+    default:
+        return 0;
+    }
+    if (!arg || !*arg) {
+        fs_err("--%s: empty value", c == FS_OPT_KEYFILE ? "keyfile" : "keyfile-password-file");
+        return -1;
+    }
+    *slot = arg;
+    return 1;
+}
+
+/* Cuts @s at its first line end. */
+static void first_line(char *s)
+{
+    s[strcspn(s, "\r\n")] = '\0';
+}
+
+/* Reads a password from the terminal without echo, into @buf. 0 or -errno. */
+static int prompt(const char *keyfile, char *buf, size_t len)
+{
+    struct termios old, quiet;
+    int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC), r = 0;
+    FILE *f;
+
+    if (fd < 0)
+        return -errno;
+    if (tcgetattr(fd, &old) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    if (!(f = fdopen(fd, "r+"))) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    quiet = old;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    fprintf(f, "Password for %s: ", keyfile);
+    fflush(f);
+    tcsetattr(fd, TCSAFLUSH, &quiet);
+    if (!fgets(buf, (int)len, f))
+        r = -EIO;
+    tcsetattr(fd, TCSAFLUSH, &old);
+    fputc('\n', f);
+    fclose(f);
+    if (r == 0)
+        first_line(buf);
+    return r;
+}
+
+/* The password of a protected key: into @buf, or -errno after an error. */
+static int get_password(const struct fs_key_opts *o, char *buf, size_t len)
+{
+    const char *env = getenv("LAZYIMG_KEY_PASSWORD");
+    char *file = NULL;
+    size_t flen = 0;
+    int r;
+
+    if (o->password_file) {
+        if ((r = fetch_secret_file_read(o->password_file, PASSWORD_MAX, &file, &flen)) < 0) {
+            fs_err("--keyfile-password-file %s: %s", o->password_file,
+                   r == -EFBIG ? "too large for a password" : strerror(-r));
+            return r;
+        }
+        first_line(file);
+        snprintf(buf, len, "%s", file);
+        fetch_secret_free(file, flen);
+        return 0;
+    }
+    if (env) {
+        snprintf(buf, len, "%s", env);
+        return 0;
+    }
+    if (!isatty(STDIN_FILENO) || (r = prompt(o->keyfile, buf, len)) < 0) {
+        fs_err("%s: the key is protected by a password: give it with "
+               "--keyfile-password-file or $LAZYIMG_KEY_PASSWORD",
+               o->keyfile);
+        return -ENOKEY;
+    }
+    return 0;
+}
+
+int fs_key_load(const struct fs_key_opts *o, struct fetch_pbs_key **ret)
+{
+    struct fetch_pbs_key *k;
+    fetch_error err = {""};
+    char *json = NULL, password[PASSWORD_MAX + 1] = "";
+    size_t len = 0;
+    int r;
+
+    *ret = NULL;
+    if (!o->keyfile) {
+        if (o->password_file)
+            fs_warn("--keyfile-password-file without --keyfile: ignored");
+        return 0;
+    }
+    if ((r = fetch_secret_file_read(o->keyfile, KEYFILE_MAX, &json, &len)) < 0) {
+        fs_err("--keyfile %s: %s", o->keyfile,
+               r == -EFBIG ? "too large for a key file" : strerror(-r));
+        return r;
+    }
+    if (!(k = calloc(1, sizeof(*k)))) {
+        fetch_secret_free(json, len);
+        fs_err("out of memory");
+        return -ENOMEM;
+    }
+    r = fetch_pbs_key_load(json, len, NULL, k, &err);
+    if (r == -ENOKEY) {
+        err.msg[0] = '\0'; /* get_password says why when it fails */
+        if ((r = get_password(o, password, sizeof(password))) == 0)
+            r = fetch_pbs_key_load(json, len, password, k, &err);
+        explicit_bzero(password, sizeof(password));
+    }
+    fetch_secret_free(json, len);
+    if (r < 0) {
+        if (err.msg[0])
+            fs_err("%s: %s", o->keyfile, err.msg);
+        fs_key_free(k);
+        return r;
+    }
+    *ret = k;
+    return 0;
+}
+
+void fs_key_free(struct fetch_pbs_key *k)
+{
+    if (!k)
+        return;
+    fetch_pbs_key_clear(k);
+    free(k);
+}
