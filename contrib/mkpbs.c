@@ -11,6 +11,7 @@
  * the main thread touches the digest array; workers hand digests back in
  * their slot.
  */
+#include "mkpbs_key.h"
 #include "util.h"
 #include "fetch/pbs_format.h"
 
@@ -64,9 +65,11 @@ struct options {
     uint64_t chunk_size;
     bool compress;
     bool zstd_no_content_size;
-    bool encrypt;
+    bool keyed;         /* a key was given: the manifest is signed and names it */
+    bool encrypt;       /* crypt-mode encrypt (else sign-only, with a key) */
     uint8_t key[32];    /* AES-256-GCM key (enc_key) */
     uint8_t id_key[32]; /* PBKDF2(key, "_id_key", 10): appended to plaintext for digests */
+    const char *keyfile_out, *kdf, *password_file;
     bool quiet;
     unsigned jobs;
     struct archive archives[MAX_ARCHIVES];
@@ -891,27 +894,6 @@ static json_object *hex_string(const uint8_t *bytes, size_t len)
     return json_object_new_string(hex);
 }
 
-/* "aa:bb:…" fingerprint of the key (pbs.md §5): SHA-256(sha256(label) || id_key). */
-static json_object *key_fingerprint(const struct options *opt)
-{
-    static const char label[] = "Proxmox Backup Encryption Key Fingerprint";
-    struct encoder enc;
-    uint8_t inner[PBS_DIGEST_LEN], fp[PBS_DIGEST_LEN];
-    char text[3 * PBS_DIGEST_LEN];
-    unsigned int len = 0;
-    size_t pos = 0;
-
-    if (!EVP_Digest(label, strlen(label), inner, &len, md_sha256, NULL))
-        die("SHA-256 failed");
-    encoder_init(&enc, opt);
-    if (!digest_compute(&enc, inner, sizeof(inner), true, fp))
-        die("SHA-256 failed");
-    encoder_release(&enc);
-    for (size_t i = 0; i < PBS_DIGEST_LEN; i++)
-        pos += (size_t)snprintf(text + pos, sizeof(text) - pos, i ? ":%02x" : "%02x", fp[i]);
-    return json_object_new_string(text);
-}
-
 static void write_manifest(const struct options *opt, int snapfd, const struct stats *st)
 {
     json_object *root = json_object_new_object();
@@ -923,33 +905,48 @@ static void write_manifest(const struct options *opt, int snapfd, const struct s
 
     if (!root || !files || !unprotected || !upload)
         die("out of memory (building the manifest)");
-    json_add(root, "backup-type", json_object_new_string(opt->type));
+    /* keys in byte order, as the signature's canonical form has them */
     json_add(root, "backup-id", json_object_new_string(opt->id));
     json_add(root, "backup-time", json_object_new_int64(opt->time));
+    json_add(root, "backup-type", json_object_new_string(opt->type));
     for (size_t i = 0; i < opt->narchives; i++) {
         const struct archive *a = &opt->archives[i];
         json_object *f = json_object_new_object();
 
         if (!f)
             die("out of memory (building the manifest)");
-        json_add(f, "filename", json_object_new_string(a->name));
-        json_add(f, "crypt-mode", json_object_new_string(opt->encrypt ? "encrypt" : "none"));
-        json_add(f, "size", json_object_new_uint64(a->size));
+        json_add(f, "crypt-mode",
+                 json_object_new_string(opt->encrypt ? "encrypt"
+                                        : opt->keyed ? "sign-only"
+                                                     : "none"));
         json_add(f, "csum", hex_string(a->csum, PBS_DIGEST_LEN));
+        json_add(f, "filename", json_object_new_string(a->name));
+        json_add(f, "size", json_object_new_uint64(a->size));
         if (json_object_array_add(files, f) != 0)
             die("out of memory (building the manifest)");
     }
     json_add(root, "files", files);
-    if (opt->encrypt)
-        json_add(unprotected, "key-fingerprint", key_fingerprint(opt));
+    if (opt->keyed) {
+        char fp[96], sig[65];
+        /* the signed part in canonical form (pbs.md §5): every key above was
+         * added in byte order and json-c keeps that order; no whitespace */
+        text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN |
+                                                        JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!text)
+            die("out of memory (serializing the manifest)");
+        mkpbs_sign(opt->id_key, text, strlen(text), sig);
+        mkpbs_fingerprint(opt->id_key, fp);
+        json_add(unprotected, "key-fingerprint", json_object_new_string(fp));
+        json_add(root, "signature", json_object_new_string(sig));
+    } else if (json_object_object_add(root, "signature", NULL) != 0) {
+        die("out of memory (building the manifest)");
+    }
     json_add(upload, "count", json_object_new_uint64(st->chunks));
     json_add(upload, "duplicates", json_object_new_uint64(st->chunks - st->new_chunks));
     json_add(upload, "size", json_object_new_uint64(st->bytes));
     json_add(upload, "compressed_size", json_object_new_uint64(st->stored_bytes));
     json_add(unprotected, "chunk_upload_stats", upload);
     json_add(root, "unprotected", unprotected);
-    if (json_object_object_add(root, "signature", NULL) != 0)
-        die("out of memory (building the manifest)");
 
     text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
                                                     JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -968,6 +965,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: %s [options] DATASTORE ARCHIVE=FILE...\n"
+            "       %s --encrypt-key HEX64 --write-keyfile FILE [--kdf K ...]\n"
             "\n"
             "Writes one Proxmox Backup Server snapshot into the datastore directory\n"
             "DATASTORE (created if missing, with .chunks/0000..ffff and .lock).\n"
@@ -986,13 +984,21 @@ static void usage(FILE *f)
             "                         (default 4M)\n"
             "  --no-compress          store chunks and blobs uncompressed\n"
             "  --zstd-no-content-size write zstd frames without the content size field\n"
-            "  --encrypt-key HEX64    encrypt chunks and blobs with this raw AES-256 key\n"
+            "  --encrypt-key HEX64    encrypt chunks and blobs with this raw AES-256 key,\n"
+            "                         sign the manifest with it and name its fingerprint\n"
+            "  --crypt-mode MODE      with a key: encrypt (default) or sign-only (plain\n"
+            "                         chunks and blobs, signed manifest)\n"
+            "  --write-keyfile FILE   also write the key as a PBS key file (0600; may be\n"
+            "                         given without DATASTORE to write only that)\n"
+            "  --kdf none|scrypt|pbkdf2  how the key file protects the key (default\n"
+            "                         scrypt; none stores it in the clear)\n"
+            "  --keyfile-password-file FILE  the key file's password (first line)\n"
             "  --jobs N               worker threads (default: online CPUs, at most 8)\n"
             "  --quiet                print no summary\n"
             "  --help                 show this help\n"
             "\n"
             "On success prints: SNAPSHOT_DIR chunks=N new=N zero=N bytes=N stored=N\n",
-            util_progname);
+            util_progname, util_progname);
 }
 
 /* [A-Za-z0-9_][A-Za-z0-9._-]* (pbs.md §7: backup id, namespace SAFE_ID) */
@@ -1164,6 +1170,10 @@ static void parse_options(int argc, char **argv, struct options *opt)
         OPT_NO_COMPRESS,
         OPT_NO_CONTENT_SIZE,
         OPT_ENCRYPT_KEY,
+        OPT_CRYPT_MODE,
+        OPT_WRITE_KEYFILE,
+        OPT_KDF,
+        OPT_PASSWORD_FILE,
         OPT_JOBS,
         OPT_QUIET,
         OPT_HELP,
@@ -1178,12 +1188,16 @@ static void parse_options(int argc, char **argv, struct options *opt)
         {"no-compress", no_argument, NULL, OPT_NO_COMPRESS},
         {"zstd-no-content-size", no_argument, NULL, OPT_NO_CONTENT_SIZE},
         {"encrypt-key", required_argument, NULL, OPT_ENCRYPT_KEY},
+        {"crypt-mode", required_argument, NULL, OPT_CRYPT_MODE},
+        {"write-keyfile", required_argument, NULL, OPT_WRITE_KEYFILE},
+        {"kdf", required_argument, NULL, OPT_KDF},
+        {"keyfile-password-file", required_argument, NULL, OPT_PASSWORD_FILE},
         {"jobs", required_argument, NULL, OPT_JOBS},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
-    bool have_time = false;
+    bool have_time = false, sign_only = false;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     uint64_t v;
     int c;
@@ -1229,7 +1243,21 @@ static void parse_options(int argc, char **argv, struct options *opt)
             break;
         case OPT_ENCRYPT_KEY:
             parse_key(optarg, opt->key);
-            opt->encrypt = true;
+            opt->keyed = true;
+            break;
+        case OPT_CRYPT_MODE:
+            if (strcmp(optarg, "encrypt") && strcmp(optarg, "sign-only"))
+                die("--crypt-mode: expected encrypt or sign-only, got '%s'", optarg);
+            sign_only = !strcmp(optarg, "sign-only");
+            break;
+        case OPT_WRITE_KEYFILE:
+            opt->keyfile_out = optarg;
+            break;
+        case OPT_KDF:
+            opt->kdf = optarg;
+            break;
+        case OPT_PASSWORD_FILE:
+            opt->password_file = optarg;
             break;
         case OPT_JOBS:
             if (!parse_u64(optarg, &v) || v < 1 || v > MAX_JOBS)
@@ -1247,6 +1275,13 @@ static void parse_options(int argc, char **argv, struct options *opt)
             die("invalid option or missing argument: %s (try --help)", argv[optind - 1]);
         }
     }
+    opt->encrypt = opt->keyed && !sign_only;
+    if (sign_only && !opt->keyed)
+        die("--crypt-mode sign-only needs --encrypt-key");
+    if (opt->keyfile_out && !opt->keyed)
+        die("--write-keyfile needs --encrypt-key (the key to write)");
+    if (opt->keyfile_out && argc == optind)
+        return; /* only the key file */
     if (argc - optind < 2) {
         usage(stderr);
         exit(1);
@@ -1298,10 +1333,21 @@ int main(int argc, char **argv)
     cipher_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     if (!md_sha256 || !cipher_gcm)
         die("OpenSSL lacks SHA-256 or AES-256-GCM");
-    if (opt.encrypt &&
-        PKCS5_PBKDF2_HMAC((const char *)opt.key, sizeof(opt.key), (const unsigned char *)"_id_key",
-                          7, 10, md_sha256, sizeof(opt.id_key), opt.id_key) != 1)
-        die("PBKDF2 failed");
+    if (opt.keyed)
+        mkpbs_id_key(opt.key, opt.id_key);
+    if (opt.keyfile_out) {
+        char password[1024] = "";
+        FILE *f = opt.password_file ? fopen(opt.password_file, "re") : NULL;
+        if (opt.password_file && (!f || !fgets(password, sizeof(password), f)))
+            die("cannot read %s: %s", opt.password_file, f ? "empty file" : strerror(errno));
+        if (f)
+            fclose(f);
+        password[strcspn(password, "\r\n")] = '\0';
+        mkpbs_write_keyfile(opt.keyfile_out, opt.key, opt.kdf ? opt.kdf : "scrypt", password);
+        OPENSSL_cleanse(password, sizeof(password));
+        if (!opt.datastore)
+            return 0;
+    }
 
     /* [ns/A/ns/B/]TYPE/ID and TYPE/ID/TIME, relative to the datastore */
     for (const char *p = opt.ns; *p;) {

@@ -29,6 +29,8 @@ struct pbs_ref {
 struct pbs_priv {
     struct fetch_pbs_catalog *cat;
     struct pbs_ref *refs;
+    size_t nmsgs;
+    char **msgs; /* refusal messages of entries (why a key does not fit) */
 };
 
 static void pbs_free_priv(void *p)
@@ -36,6 +38,9 @@ static void pbs_free_priv(void *p)
     struct pbs_priv *pp = p;
     fetch_pbs_catalog_free(pp->cat);
     free(pp->refs);
+    for (size_t i = 0; i < pp->nmsgs; i++)
+        free(pp->msgs[i]);
+    free(pp->msgs);
     free(pp);
 }
 
@@ -183,15 +188,46 @@ static int check_signature(struct fetch_repo *repo, const struct fetch_pbs_snaps
     return r == -EKEYREJECTED ? 0 : -EBADMSG;
 }
 
-static int add_snapshot(struct fetch_repo *repo, const struct fetch_pbs_snapshot *snap,
-                        struct pbs_ref **refs)
+/*
+ * With a key, whether it is the one @snap's encrypted archives were
+ * encrypted with: 0, or -EKEYREJECTED with the message (both fingerprints,
+ * kept in @pp) in @ret_msg and a note; -ENOMEM.
+ */
+static int check_key(struct fetch_repo *repo, struct pbs_priv *pp,
+                     const struct fetch_pbs_snapshot *snap, const char **ret_msg)
+{
+    const struct fetch_manifest *m = snap->manifest;
+    fetch_error err = {""};
+    char **msgs;
+    size_t i;
+
+    for (i = 0; i < m->count && m->files[i].crypt != FETCH_CRYPT_ENCRYPT; i++)
+        ;
+    if (!repo->key || i == m->count ||
+        fetch_pbs_check_key(snap, &m->files[i], repo->key, &err) != -EKEYREJECTED)
+        return 0;
+    if (!(msgs = realloc(pp->msgs, (pp->nmsgs + 1) * sizeof(*msgs))))
+        return -ENOMEM;
+    pp->msgs = msgs;
+    if (!(msgs[pp->nmsgs] = strdup(err.msg)) ||
+        fetch_repo_add_note(repo, true, "%s: %s; its encrypted archives refuse to open", snap->path,
+                            err.msg) < 0)
+        return -ENOMEM;
+    *ret_msg = msgs[pp->nmsgs++];
+    return -EKEYREJECTED;
+}
+
+static int add_snapshot(struct fetch_repo *repo, struct pbs_priv *pp,
+                        const struct fetch_pbs_snapshot *snap, struct pbs_ref **refs)
 {
     char dir[512], path[1024], name[300];
+    const char *key_msg = NULL;
     bool keyed = repo->key != NULL;
-    int r, sig;
+    int r, sig, key;
 
-    if ((sig = check_signature(repo, snap)) == -ENOMEM)
-        return sig;
+    if ((sig = check_signature(repo, snap)) == -ENOMEM ||
+        (key = check_key(repo, pp, snap, &key_msg)) == -ENOMEM)
+        return -ENOMEM;
     snapshot_path(snap, dir, sizeof(dir));
     r = fetch_repo_add_entry(
         repo, &(struct fetch_entry){.path = dir, .type = FETCH_ENTRY_DIR, .mtime = snap->time});
@@ -214,12 +250,15 @@ static int add_snapshot(struct fetch_repo *repo, const struct fetch_pbs_snapshot
         if (k == FETCH_PBS_ARCHIVE_FIDX || k == FETCH_PBS_ARCHIVE_DIDX) {
             e.type = k == FETCH_PBS_ARCHIVE_FIDX ? FETCH_ENTRY_IMAGE : FETCH_ENTRY_ARCHIVE;
             e.size = k == FETCH_PBS_ARCHIVE_FIDX ? f->size : 0;
-            if (f->crypt == FETCH_CRYPT_ENCRYPT && !keyed) {
-                e.refuse = -ENOKEY;
-                e.refuse_msg = "encrypted archive: give its key with --keyfile";
-            }
         } else {
             e.type = FETCH_ENTRY_BLOB; /* its size is known once decoded */
+        }
+        if (f->crypt == FETCH_CRYPT_ENCRYPT && !keyed) {
+            e.refuse = -ENOKEY;
+            e.refuse_msg = "encrypted archive: give its key with --keyfile";
+        } else if (f->crypt == FETCH_CRYPT_ENCRYPT && key < 0) {
+            e.refuse = key;
+            e.refuse_msg = key_msg;
         }
         if (sig < 0) {
             e.refuse = sig;
@@ -248,7 +287,7 @@ static int add_entries(struct fetch_repo *repo, struct pbs_priv *pp)
     refs = pp->refs;
     for (size_t i = 0; i < cat->count && r == 0; i++) {
         const struct fetch_pbs_snapshot *s = &cat->snaps[i], *next;
-        r = add_snapshot(repo, s, &refs);
+        r = add_snapshot(repo, pp, s, &refs);
         next = i + 1 < cat->count ? &cat->snaps[i + 1] : NULL;
         if (r == 0 && (!next || strcmp(next->ns, s->ns) || strcmp(next->type, s->type) ||
                        strcmp(next->id, s->id))) {

@@ -48,8 +48,10 @@ struct fetch_entry {
      * stat opens them) */
     uint64_t size;
     char *target; /* symlinks */
-    /* -errno that opening gets without trying (-ENOKEY: encrypted, no key),
-     * with @refuse_msg for the log; 0 */
+    /* -errno that opening gets without trying (-ENOKEY: encrypted, no key;
+     * -EKEYREJECTED: encrypted with another key; -EBADMSG: its snapshot's
+     * signature does not verify), with @refuse_msg for the log (static, or
+     * the repository's); 0 */
     int refuse;
     const char *refuse_msg;
     /* an image the load read already (named with --snapshot): taken by

@@ -86,7 +86,8 @@ static int get_password(const struct fs_key_opts *o, char *buf, size_t len)
 
     if (o->password_file) {
         if ((r = fetch_secret_file_read(o->password_file, PASSWORD_MAX, &file, &flen)) < 0) {
-            fs_err("--keyfile-password-file %s: %s", o->password_file,
+            /* not its name: getopt takes "--keyfile-password SECRET" for this option */
+            fs_err("--keyfile-password-file: cannot read the file: %s",
                    r == -EFBIG ? "too large for a password" : strerror(-r));
             return r;
         }

@@ -6,7 +6,7 @@ Writes a directory tree as a pxar archive into a Proxmox Backup Server
 datastore (format: shared/formats/pbs.md sections 4, 5 and 11):
 
   pxar_tool.py add DATASTORE TYPE/ID/TIME SRC_DIR [--v2] [--name root]
-                   [--chunk-size BYTES]
+                   [--chunk-size BYTES] [--encrypt-key HEX64]
 
 v1 writes NAME.pxar.didx (one stream) and, as the PBS client does in that
 mode, the snapshot's file catalog catalog.pcat1.didx (unless --no-catalog);
@@ -15,7 +15,9 @@ NAME.ppxar.didx (payload). The streams are cut into
 chunks of varying size (up to --chunk-size), stored as uncompressed blobs in
 .chunks/, and the snapshot's manifest (index.json.blob, uncompressed) gets
 the archives with their index checksums and stream sizes; an existing
-manifest written by this tool is extended.
+manifest written by this tool is extended. With --encrypt-key the chunks are
+encrypted blobs named by keyed digests, the archives' crypt-mode is encrypt
+and the manifest names the key's fingerprint and is signed (pbs.md section 5).
 
   pxar_tool.py stream SRC_DIR OUT [--v2 PAYLOAD_OUT]
 
@@ -56,6 +58,7 @@ PAYLOAD_TAIL_MARKER = 0x6c72b78b984c81b5
 K0, K1 = 0x83ac3f1cfbb450db, 0xaa4f1b6879369fbd
 
 BLOB_MAGIC = bytes([66, 171, 56, 7, 190, 131, 112, 161])
+ENCRYPTED_BLOB_MAGIC = bytes([123, 103, 133, 190, 34, 45, 76, 240])
 PCAT_MAGIC = bytes([145, 253, 96, 249, 196, 103, 88, 213])
 DIDX_MAGIC = bytes([28, 145, 78, 165, 25, 186, 179, 205])
 M64 = (1 << 64) - 1
@@ -319,16 +322,46 @@ def cut(stream, max_chunk):
     return out
 
 
-def put_didx(ds, snapdir, fname, stream, max_chunk):
+class Key:
+    """An encryption key (pbs.md §5), with Python's own primitives."""
+
+    def __init__(self, hexkey):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        self.key = bytes.fromhex(hexkey)
+        self.aes = AESGCM(self.key)
+        self.id_key = hashlib.pbkdf2_hmac("sha256", self.key, b"_id_key", 10, 32)
+        fp = hashlib.sha256(hashlib.sha256(b"Proxmox Backup Encryption Key Fingerprint").digest()
+                            + self.id_key).digest()
+        self.fingerprint = ":".join("%02x" % b for b in fp)
+
+    def digest(self, data):
+        return hashlib.sha256(data + self.id_key).digest()
+
+    def blob(self, data):
+        """An encrypted, uncompressed blob: magic, CRC of the ciphertext, IV, tag."""
+        iv = os.urandom(16)
+        sealed = self.aes.encrypt(iv, data, None)
+        ct, tag = sealed[:-16], sealed[-16:]
+        return ENCRYPTED_BLOB_MAGIC + struct.pack("<I", zlib.crc32(ct)) + iv + tag + ct
+
+    def sign(self, manifest):
+        """HMAC-SHA256 under the id key of the canonical JSON of the protected part."""
+        import hmac
+        signed = {k: v for k, v in manifest.items() if k not in ("unprotected", "signature")}
+        text = json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hmac.new(self.id_key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def put_didx(ds, snapdir, fname, stream, max_chunk, key=None):
     entries, end = b"", 0
     for c in cut(stream, max_chunk):
-        d = hashlib.sha256(c).digest()
+        d = key.digest(c) if key else hashlib.sha256(c).digest()
         cdir = os.path.join(ds, ".chunks", d[:2].hex())
         os.makedirs(cdir, exist_ok=True)
         path = os.path.join(cdir, d.hex())
         if not os.path.exists(path):
             with open(path, "wb") as f:
-                f.write(BLOB_MAGIC + struct.pack("<I", zlib.crc32(c)) + c)
+                f.write(key.blob(c) if key else BLOB_MAGIC + struct.pack("<I", zlib.crc32(c)) + c)
         end += len(c)
         entries += struct.pack("<Q", end) + d
     csum = hashlib.sha256(entries).digest()
@@ -339,10 +372,11 @@ def put_didx(ds, snapdir, fname, stream, max_chunk):
     head[32:64] = csum
     with open(os.path.join(snapdir, fname), "wb") as f:
         f.write(bytes(head) + entries)
-    return {"filename": fname, "size": end, "csum": csum.hex(), "crypt-mode": "none"}
+    return {"filename": fname, "size": end, "csum": csum.hex(),
+            "crypt-mode": "encrypt" if key else "none"}
 
 
-def put_manifest(snapdir, group, files):
+def put_manifest(snapdir, group, files, key=None):
     btype, bid, btime = group
     path = os.path.join(snapdir, "index.json.blob")
     if os.path.exists(path):
@@ -359,6 +393,9 @@ def put_manifest(snapdir, group, files):
         t = calendar.timegm(time.strptime(btime, "%Y-%m-%dT%H:%M:%SZ"))
         m = {"backup-type": btype, "backup-id": bid, "backup-time": t, "files": files,
              "unprotected": {}, "signature": None}
+    if key:
+        m["unprotected"]["key-fingerprint"] = key.fingerprint
+        m["signature"] = key.sign(m)
     body = json.dumps(m, indent=2).encode()
     with open(path, "wb") as f:
         f.write(BLOB_MAGIC + struct.pack("<I", zlib.crc32(body)) + body)
@@ -371,15 +408,18 @@ def cmd_add(a):
         sys.exit("pxar_tool: SNAPSHOT must be TYPE/ID/TIME")
     snapdir = os.path.join(a.datastore, *group)
     os.makedirs(snapdir, exist_ok=True)
+    key = Key(a.encrypt_key) if a.encrypt_key else None
     if a.v2:
-        files = [put_didx(a.datastore, snapdir, a.name + ".mpxar.didx", meta, a.chunk_size),
-                 put_didx(a.datastore, snapdir, a.name + ".ppxar.didx", payload, a.chunk_size)]
+        files = [put_didx(a.datastore, snapdir, a.name + ".mpxar.didx", meta, a.chunk_size, key),
+                 put_didx(a.datastore, snapdir, a.name + ".ppxar.didx", payload, a.chunk_size,
+                          key)]
     else:
-        files = [put_didx(a.datastore, snapdir, a.name + ".pxar.didx", meta, a.chunk_size)]
+        files = [put_didx(a.datastore, snapdir, a.name + ".pxar.didx", meta, a.chunk_size, key)]
         if not a.no_catalog:
             cat = catalog([(a.name + ".pxar.didx", a.src)])
-            files.append(put_didx(a.datastore, snapdir, "catalog.pcat1.didx", cat, a.chunk_size))
-    put_manifest(snapdir, group, files)
+            files.append(put_didx(a.datastore, snapdir, "catalog.pcat1.didx", cat, a.chunk_size,
+                                  key))
+    put_manifest(snapdir, group, files, key)
     print("%s: %s, metadata %d bytes%s" % (a.snapshot, "v2" if a.v2 else "v1", len(meta),
                                             ", payload %d bytes" % len(payload) if a.v2 else ""))
 
@@ -405,6 +445,9 @@ def main():
     a.add_argument("--chunk-size", type=int, default=256 * 1024)
     a.add_argument("--no-catalog", action="store_true")
     a.add_argument("--entry-v1", action="store_true", help="the older ENTRY layout")
+    a.add_argument("--encrypt-key", metavar="HEX64",
+                   help="encrypt the chunks with this raw key and sign the manifest "
+                        "(needs python3-cryptography)")
     a.set_defaults(fn=cmd_add)
     s = sub.add_parser("stream")
     s.add_argument("src")
