@@ -3,7 +3,9 @@
  * Unit tests: fetch/chunk.h (the chunk format table): every extent kind
  * names, bounds and decodes its chunks through its format, alternate names
  * are offered in order, and a kind this build does not know is refused
- * (and its object freed) rather than decoded as another kind.
+ * (and its object freed) rather than decoded as another kind. A PBS chunk
+ * with a keyed digest is decrypted with the context's key: refused without
+ * one, and refused when its object is not encrypted.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,10 +15,12 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fetch/chunk.h"
 #include "fetch/digest.h"
+#include "fetch/pbs_key.h"
 #include "fixtures.h"
 
 static void ref_for(uint8_t kind, uint8_t algo, const void *data, size_t len,
@@ -139,12 +143,54 @@ static void unknown_kind_refused(void **state)
     assert_non_null(fetch_chunk_format_of(FETCH_CHUNK_CASYNC));
 }
 
+static void keyed_pbs_chunk(void **state)
+{
+    /* an unprotected key file: the key is 0, 1, ..., 31 */
+    const char *json = "{\"kdf\":null,\"data\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}";
+    struct fetch_pbs_key key;
+    struct fetch_chunk_ctx ctx = {.prefix = ""}, keyed = {.prefix = "", .key = &key};
+    struct fetch_chunk_ref ch = {.kind = FETCH_CHUNK_PBS, .algo = FETCH_DIGEST_SHA256_KEYED};
+    uint8_t data[3000], iv[16] = {7}, cat[3000 + 32], *blob, *plain;
+    size_t blen, plen;
+    fetch_data d = {0};
+    fetch_error err = {""};
+    (void)state;
+
+    assert_int_equal(fetch_pbs_key_load(json, strlen(json), NULL, &key, &err), 0);
+    fx_fill_text(data, sizeof(data), 9);
+    memcpy(cat, data, sizeof(data));
+    memcpy(cat + sizeof(data), key.id_key, 32);
+    fx_sha256(cat, sizeof(cat), ch.digest);
+    ch.len = sizeof(data);
+    blob = fx_blob_encrypted(key.key, iv, data, sizeof(data), true, &blen);
+    plain = fx_blob(fx_magic_plain, data, sizeof(data), &plen);
+
+    assert_int_equal(fetch_chunk_decode(&keyed, &ch, 0, fx_memdup(blob, blen), blen, &d, &err), 0);
+    assert_int_equal(d.len, sizeof(data));
+    assert_memory_equal(d.bytes, data, sizeof(data));
+    fetch_data_release(&d);
+    assert_int_equal(fetch_chunk_decode(&ctx, &ch, 0, fx_memdup(blob, blen), blen, &d, &err),
+                     -ENOKEY);
+    /* a plain object in an encrypted archive, even one whose digest would fit */
+    assert_int_equal(fetch_chunk_decode(&keyed, &ch, 0, fx_memdup(plain, plen), plen, &d, &err),
+                     -EBADMSG);
+    assert_non_null(strstr(err.msg, "not encrypted"));
+    /* an encrypted object where a plain chunk is expected needs a key it is not given */
+    ch.algo = FETCH_DIGEST_SHA256;
+    assert_int_equal(fetch_chunk_decode(&keyed, &ch, 0, fx_memdup(blob, blen), blen, &d, &err),
+                     -ENOKEY);
+    free(blob);
+    free(plain);
+    fetch_pbs_key_clear(&key);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pbs_paths_and_decode),
         cmocka_unit_test(cacnk_names_in_order),
         cmocka_unit_test(unknown_kind_refused),
+        cmocka_unit_test(keyed_pbs_chunk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

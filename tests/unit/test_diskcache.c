@@ -302,7 +302,10 @@ static void data_path(const char *dir, const struct chunk *ch, char *out, size_t
 
     fx_hex(ch->key, CACHE_KEY_LEN, hex);
     snprintf(sub, sizeof(sub), "%s/data/%s/%.2s", dir,
-             ch->algo == CACHE_ALGO_SHA256 ? "sha256" : "sha512_256", hex);
+             ch->algo == CACHE_ALGO_SHA256         ? "sha256"
+             : ch->algo == CACHE_ALGO_SHA256_KEYED ? "sha256_keyed"
+                                                   : "sha512_256",
+             hex);
     d = opendir(sub);
     assert_non_null(d);
     while ((de = readdir(d))) {
@@ -1429,6 +1432,9 @@ static void test_verify(void **state)
     struct chunk crc = make_chunk(2 * CACHE_DISK_BLOCK, 701);
     struct chunk wrong = make_chunk(1000, 702); /* bytes that are not its digest's */
     struct chunk sha512 = make_chunk(5000, 703), orphan = make_chunk(10, 704);
+    /* decrypted chunks under keyed digests: not SHA-256 of their bytes, and
+     * the cache has no key; only their CRCs can be checked */
+    struct chunk keyed = make_chunk(4000, 705), keyed_crc = make_chunk(4000, 706);
     struct bad_report rep = {0};
     char path[512], hex[65], crc_hex[65], wrong_hex[65];
     unsigned mdlen = 0;
@@ -1438,6 +1444,11 @@ static void test_verify(void **state)
     sha512.algo = CACHE_ALGO_SHA512_256;
     assert_true(EVP_Digest(sha512.bytes, sha512.len, sha512.key, &mdlen, EVP_sha512_256(), NULL));
     wrong.key[0] ^= 1;
+    keyed.algo = keyed_crc.algo = CACHE_ALGO_SHA256_KEYED;
+    keyed.key[0] ^= 1;
+    keyed_crc.key[0] ^= 1;
+    insert(c, &keyed);
+    insert(c, &keyed_crc);
     insert(c, &good);
     insert(c, &crc);
     insert(c, &wrong);
@@ -1445,6 +1456,8 @@ static void test_verify(void **state)
     cache_disk_sync(c);
     data_path(f->dir, &crc, path, sizeof(path));
     flip_byte(path, CACHE_DISK_BLOCK + 5);
+    data_path(f->dir, &keyed_crc, path, sizeof(path));
+    flip_byte(path, 5);
     /* an orphan data file, and temp files: stale, fresh, and a live process's */
     fx_hex(orphan.key, CACHE_KEY_LEN, hex);
     snprintf(path, sizeof(path), "%s/data/sha256/%.2s", f->dir, hex);
@@ -1459,15 +1472,16 @@ static void test_verify(void **state)
     snprintf(path, sizeof(path), "%s/tmp/%d.1.3", f->dir, (int)getpid());
     write_file(path, "x", 1);
     age_file(path, 120);
-    assert_int_equal(count_files(f->dir, "data"), 5);
+    assert_int_equal(count_files(f->dir, "data"), 7);
 
-    assert_int_equal(cache_disk_verify(c, &checked, on_bad, &rep), 2);
-    assert_int_equal(checked, 4);
-    assert_int_equal(rep.n, 2);
+    assert_int_equal(cache_disk_verify(c, &checked, on_bad, &rep), 3);
+    assert_int_equal(checked, 6);
+    assert_int_equal(rep.n, 3);
     fx_hex(crc.key, CACHE_KEY_LEN, crc_hex);
     fx_hex(wrong.key, CACHE_KEY_LEN, wrong_hex);
-    for (int i = 0; i < 2; i++) {
-        if (!strcmp(rep.keys[i], crc_hex)) {
+    fx_hex(keyed_crc.key, CACHE_KEY_LEN, hex);
+    for (int i = 0; i < 3; i++) {
+        if (!strcmp(rep.keys[i], crc_hex) || !strcmp(rep.keys[i], hex)) {
             assert_non_null(strstr(rep.why[i], "CRC"));
         } else {
             assert_string_equal(rep.keys[i], wrong_hex);
@@ -1475,11 +1489,13 @@ static void test_verify(void **state)
         }
     }
     assert_string_not_equal(rep.keys[0], rep.keys[1]);
-    assert_int_equal(stats(c).entries, 2);
+    assert_int_equal(stats(c).entries, 3);
     assert_int_equal(check_chunk(c, &good), 1);
     assert_int_equal(check_chunk(c, &sha512), 1);
+    assert_int_equal(check_chunk(c, &keyed), 1);
     assert_int_equal(check_chunk(c, &crc), 0);
-    assert_int_equal(count_files(f->dir, "data"), 2); /* bad entries and the orphan gone */
+    assert_int_equal(check_chunk(c, &keyed_crc), 0);
+    assert_int_equal(count_files(f->dir, "data"), 3); /* bad entries and the orphan gone */
     assert_int_equal(count_files(f->dir, "tmp"), 2);  /* the stale one gone */
     snprintf(path, sizeof(path), "%s/tmp/%d.1.1", f->dir, (int)gone);
     assert_int_equal(access(path, F_OK), -1);
@@ -1487,13 +1503,15 @@ static void test_verify(void **state)
     /* a clean cache verifies clean */
     rep.n = 0;
     assert_int_equal(cache_disk_verify(c, &checked, on_bad, &rep), 0);
-    assert_int_equal(checked, 2);
+    assert_int_equal(checked, 3);
     assert_int_equal(rep.n, 0);
     free(good.bytes);
     free(crc.bytes);
     free(wrong.bytes);
     free(sha512.bytes);
     free(orphan.bytes);
+    free(keyed.bytes);
+    free(keyed_crc.bytes);
     cache_disk_close(c);
 }
 

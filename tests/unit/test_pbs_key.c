@@ -6,7 +6,12 @@
  * fingerprints the files give and the keyed digests of the 4 MiB zero
  * chunk; a wrong or missing password, a flipped byte of the wrapped key, a
  * fingerprint that is not the key's, an unprotected key file, and malformed
- * files each give their error.
+ * files each give their error. With the scrypt key: the keyed zero chunk is
+ * a hole of fixed and variable indexes (and only with the key); HMAC and a
+ * manifest signature whose canonical JSON and HMAC were computed apart, by
+ * Python's json (sort_keys, compact, ensure_ascii=False) and hmac modules,
+ * verify; a changed manifest, another key's fingerprint, a null in the
+ * signed part and an unsigned manifest each give their answer.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fetch/digest.h"
+#include "fetch/fidx.h"
+#include "fetch/image.h"
+#include "fetch/manifest.h"
 #include "fetch/pbs_key.h"
 #include "fixtures.h"
 
@@ -146,13 +155,166 @@ static void unprotected(void **state)
         assert_int_equal(k.key[i], i);
 }
 
+static void load_scrypt(struct fetch_pbs_key *k)
+{
+    size_t len;
+    char *json = load_file("official-scrypt.key", &len);
+    fetch_error err = {""};
+    if (fetch_pbs_key_load(json, len, PASS, k, &err))
+        fail_msg("official-scrypt.key: %s", err.msg);
+    free(json);
+}
+
+/* The 4 MiB zero chunk of the key's archives is a hole; a plain index's is not. */
+static void keyed_holes(void **state)
+{
+    struct fetch_pbs_key k;
+    uint8_t digests[3 * 32], items[3 * FETCH_IMAGE_ITEM];
+    struct fetch_fidx idx = {.size = 12u << 20, .chunk_size = 4u << 20, .count = 3};
+    struct fetch_image *img;
+    (void)state;
+
+    load_scrypt(&k);
+    memset(digests, 0x5a, sizeof(digests));
+    fx_unhex(SCRYPT_ZERO, digests + 32, 32);
+    assert_int_equal(fetch_sha256_zeros(4u << 20, digests + 64), 0); /* the plain one */
+    idx.digests = digests;
+    assert_int_equal(fetch_image_from_fidx(&idx, k.id_key, &img, NULL), 0);
+    assert_false(img->extents[0].zero);
+    assert_true(img->extents[1].zero);
+    assert_false(img->extents[2].zero); /* a plain zero chunk is data in an encrypted index */
+    assert_int_equal(img->extents[1].algo, FETCH_DIGEST_SHA256_KEYED);
+    assert_int_equal(img->data_bytes, 8u << 20);
+    fetch_image_free(img);
+    assert_int_equal(fetch_image_from_fidx(&idx, NULL, &img, NULL), 0);
+    assert_false(img->extents[1].zero);
+    assert_true(img->extents[2].zero);
+    assert_int_equal(img->extents[1].algo, FETCH_DIGEST_SHA256);
+    fetch_image_free(img);
+
+    /* a variable index: the same, at the 4 MiB length only (lengths 4M-1, 4M+1, 4M) */
+    {
+        static const uint64_t ends[3] = {(4u << 20) - 1, 8u << 20, 12u << 20};
+        for (int i = 0; i < 3; i++) {
+            for (int b = 0; b < 8; b++)
+                items[i * FETCH_IMAGE_ITEM + b] = (uint8_t)(ends[i] >> (8 * b));
+            fx_unhex(SCRYPT_ZERO, items + i * FETCH_IMAGE_ITEM + 8, 32);
+        }
+    }
+    assert_int_equal(fetch_image_from_items(items, 3, FETCH_CHUNK_PBS, FETCH_DIGEST_SHA256_KEYED,
+                                            k.id_key, &img, NULL),
+                     0);
+    assert_false(img->extents[0].zero);
+    assert_false(img->extents[1].zero);
+    assert_true(img->extents[2].zero);
+    fetch_image_free(img);
+    assert_int_equal(fetch_image_from_items(items, 3, FETCH_CHUNK_PBS, FETCH_DIGEST_SHA256_KEYED,
+                                            NULL, &img, NULL),
+                     -EINVAL);
+    fetch_pbs_key_clear(&k);
+}
+
+/* Python: hmac.new(id_key, b"abc", hashlib.sha256).hexdigest() */
+#define HMAC_ABC "11d81a6cd89ddedd3de05140be151d41a8f318341ea121607c72be08ec07f965"
+
+static void hmac_and_fingerprints(void **state)
+{
+    struct fetch_pbs_key k;
+    uint8_t mac[32], want[32], fp[32];
+    (void)state;
+    load_scrypt(&k);
+    assert_int_equal(fetch_pbs_key_hmac(&k, "abc", 3, mac), 0);
+    fx_unhex(HMAC_ABC, want, 32);
+    assert_memory_equal(mac, want, 32);
+    assert_int_equal(fetch_pbs_fingerprint_parse(SCRYPT_FP, fp), 0);
+    assert_memory_equal(fp, k.fingerprint, 32);
+    assert_int_equal(fetch_pbs_fingerprint_parse("BE:6C:3E:AE:84:21:9C:EF:A0:89:AA:B2:71:B5:96:7B:"
+                                                 "91:97:F6:71:6F:1B:AC:B5:AE:E9:CC:D0:D6:2A:B7:97",
+                                                 fp),
+                     0);
+    assert_memory_equal(fp, k.fingerprint, 32);
+    assert_int_equal(fetch_pbs_fingerprint_parse("be:6c", fp), -EINVAL);
+    assert_int_equal(fetch_pbs_fingerprint_parse(SCRYPT_FP "0", fp), -EINVAL);
+    assert_int_equal(fetch_pbs_fingerprint_parse("be-6c-3e:ae:84:21:9c:ef:a0:89:aa:b2:71:b5:96:7b:"
+                                                 "91:97:f6:71:6f:1b:ac:b5:ae:e9:cc:d0:d6:2a:b7:97",
+                                                 fp),
+                     -EINVAL);
+    assert_int_equal(fetch_pbs_fingerprint_parse("zz:6c:3e:ae:84:21:9c:ef:a0:89:aa:b2:71:b5:96:7b:"
+                                                 "91:97:f6:71:6f:1b:ac:b5:ae:e9:cc:d0:d6:2a:b7:97",
+                                                 fp),
+                     -EINVAL);
+    fetch_pbs_key_clear(&k);
+}
+
+/* A manifest with keys out of order, nested values, escapes and UTF-8. */
+#define MANIFEST_HEAD                                                                              \
+    "{\n  \"files\": [ {\"size\": 4194304, \"filename\": \"drive-scsi0.img.fidx\", \"csum\": "     \
+    "\"0000000000000000000000000000000000000000000000000000000000000000\", \"crypt-mode\": "       \
+    "\"sign-only\"} ],\n  \"backup-type\": \"vm\", \"backup-time\": %s, \"backup-id\": "           \
+    "\"100\",\n "                                                                                  \
+    " \"notes\": {\"z\": [1, true, false, -5, \"a\\\"b\\\\c\\n\\t\\u0001/\xc3\xa9\"], \"a\": "     \
+    "{}%s},\n "                                                                                    \
+    " \"unprotected\": {\"key-fingerprint\": \"%s\", \"x\": null},\n  \"signature\": %s\n}"
+/* Python: json.dumps(signed part, sort_keys=True, separators=(",", ":"), ensure_ascii=False) */
+#define CANONICAL                                                                                  \
+    "{\"backup-id\":\"100\",\"backup-time\":1700000000,\"backup-type\":\"vm\",\"files\":[{"        \
+    "\"crypt-"                                                                                     \
+    "mode\":\"sign-only\",\"csum\":"                                                               \
+    "\"0000000000000000000000000000000000000000000000000000000000000000\",\"filename\":\"drive-"   \
+    "scsi0.img.fidx\",\"size\":4194304}],\"notes\":{\"a\":{},\"z\":[1,true,false,-5,"              \
+    "\"a\\\"b\\\\c\\n\\t\\u0001/\xc3\xa9\"]}}"
+/* Python: hmac.new(id_key, CANONICAL, hashlib.sha256).hexdigest() */
+#define SIGNATURE "\"ade5ed623434dc2a45e5eea34c99c66c52ac9ef6e0149933a32c33e95e17379a\""
+
+/* fetch_manifest_verify's answer for the manifest made of these parts. */
+static int verify(const struct fetch_pbs_key *k, const char *time, const char *extra,
+                  const char *fp, const char *sig, struct fetch_manifest **keep)
+{
+    char json[2048];
+    struct fetch_manifest *m;
+    fetch_error err = {""};
+    int r;
+    snprintf(json, sizeof(json), MANIFEST_HEAD, time, extra, fp, sig);
+    if (fetch_manifest_parse(json, strlen(json), &m, &err))
+        fail_msg("manifest: %s", err.msg);
+    r = fetch_manifest_verify(m, k, &err);
+    if (keep)
+        *keep = m;
+    else
+        fetch_manifest_free(m);
+    return r;
+}
+
+static void manifest_signature(void **state)
+{
+    struct fetch_pbs_key k;
+    struct fetch_manifest *m;
+    (void)state;
+    load_scrypt(&k);
+    assert_int_equal(verify(&k, "1700000000", "", SCRYPT_FP, SIGNATURE, &m), 0);
+    assert_non_null(m->signed_json);
+    assert_int_equal(m->signed_len, strlen(CANONICAL));
+    assert_memory_equal(m->signed_json, CANONICAL, m->signed_len);
+    assert_true(m->has_fingerprint && m->has_signature);
+    fetch_manifest_free(m);
+    /* changed after signing: a protected value, an added member */
+    assert_int_equal(verify(&k, "1700000001", "", SCRYPT_FP, SIGNATURE, NULL), -EBADMSG);
+    assert_int_equal(verify(&k, "1700000000", ", \"b\": 1", SCRYPT_FP, SIGNATURE, NULL), -EBADMSG);
+    /* signed with another key, or not at all, or not canonical */
+    assert_int_equal(verify(&k, "1700000000", "", PBKDF2_FP, SIGNATURE, NULL), -EKEYREJECTED);
+    assert_int_equal(verify(&k, "1700000000", "", SCRYPT_FP, "null", NULL), -ENODATA);
+    assert_int_equal(verify(&k, "1700000000", ", \"n\": null", SCRYPT_FP, SIGNATURE, NULL),
+                     -EBADMSG);
+    fetch_pbs_key_clear(&k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(official_keys),
-        cmocka_unit_test(wrong_password),
-        cmocka_unit_test(damaged_files),
-        cmocka_unit_test(unprotected),
+        cmocka_unit_test(official_keys),      cmocka_unit_test(wrong_password),
+        cmocka_unit_test(damaged_files),      cmocka_unit_test(unprotected),
+        cmocka_unit_test(keyed_holes),        cmocka_unit_test(hmac_and_fingerprints),
+        cmocka_unit_test(manifest_signature),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
