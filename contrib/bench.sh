@@ -30,7 +30,8 @@
 #   warm, page cache dropped      sync; drop_caches; fresh mount; every chunk cached
 #   warm, page cache warm         the cache's files read first; fresh mount
 # for the local datastore and for the same datastore over HTTP, and cold
-# --no-cache / cache filling for the casync store over HTTP. Daemon CPU is
+# --no-cache / cache filling for the casync store over HTTP and for the same
+# image in an encrypted local datastore (AES-256-GCM, --keyfile; issue 16). Daemon CPU is
 # utime+stime from /proc/PID/stat and peak RSS VmHWM from /proc/PID/status, both
 # taken just before the unmount.
 #
@@ -153,6 +154,17 @@ if [ ! -f "$D/.made-v1" ]; then
   "$B/contrib/lazyimg-mkimage" --seed 7 "$PLAIN" "rand:$((SIZE_MB / 2))M" >/dev/null
   touch "$D/.made-v1"
 fi
+# the same image encrypted with a fixed key (kdf none: no password to give)
+ENC_DS=$D/ds-enc ENC_KEY=$D/enc-key.json
+if [ ! -f "$D/.made-enc-v1" ]; then
+  rm -rf "$ENC_DS" "$ENC_KEY"
+  log "writing the encrypted datastore..."
+  "$B/contrib/lazyimg-mkpbs" --quiet --time 2025-07-10T12:00:00Z \
+    --encrypt-key 4c617a79696d672062656e63686d61726b206b6579206f6620697373756520 \
+    --write-keyfile "$ENC_KEY" --kdf none "$ENC_DS" drive-scsi0.img="$RAW"
+  touch "$D/.made-enc-v1"
+fi
+find "$ENC_DS/vm" "$ENC_DS/.chunks" -type f -print0 >"$W/enc.warm"
 # the distinct data chunks: PBS from the fidx (4096-byte header, then 32-byte
 # digests; the zero chunk is served as a hole), casync from its index
 ZERO=$(head -c 4194304 /dev/zero | sha256sum | cut -c1-64)
@@ -230,18 +242,19 @@ cache_entries() {
 }
 cache_files() { find "$1/data" -type f -print0 >"$W/cachefiles"; }
 
+LZ_EXTRA=() # more mount options (the encrypted datastore's key)
 # lz NAME STORE IMAGE MODE CACHE_DIR WARMLIST N: one timed cat of the image
 # through a fresh mount (N: its distinct data chunks). MODE: nocache, fill, warmdrop or warmpc. Adds NAME.mbps,
 # NAME.cpu (s/GiB of data), NAME.rss (MiB), NAME.loads, NAME.logical (MB/s) and
 # for fill also NAME.{inserts_end,inserts,skipped,sql,sql_exit,settle,cached}.
 lz() {
   local name=$1 store=$2 img=$3 mode=$4 cache=$5 list=$6 n=$7 t0 t1 t cpu rss st
-  local -a opts
+  local -a opts=("${LZ_EXTRA[@]}")
   case $mode in
-    nocache) opts=(--no-cache); files_of "$list" >/dev/null ;;
-    fill) rm -rf "$cache"; opts=(--cache-dir "$cache"); files_of "$list" >/dev/null ;;
-    warmdrop) opts=(--cache-dir "$cache"); drop_caches ;;
-    warmpc) opts=(--cache-dir "$cache"); cache_files "$cache"; files_of "$W/cachefiles" >/dev/null ;;
+    nocache) opts+=(--no-cache); files_of "$list" >/dev/null ;;
+    fill) rm -rf "$cache"; opts+=(--cache-dir "$cache"); files_of "$list" >/dev/null ;;
+    warmdrop) opts+=(--cache-dir "$cache"); drop_caches ;;
+    warmpc) opts+=(--cache-dir "$cache"); cache_files "$cache"; files_of "$W/cachefiles" >/dev/null ;;
   esac
   mount_fresh "$store" "${opts[@]}"
   t0=$EPOCHREALTIME
@@ -308,6 +321,11 @@ for run in $(seq "$RUNS"); do
     lz "$where.warmdrop" "$store" $REL warmdrop "$W/cache-$where" "" "$N_PBS"
     lz "$where.warmpc" "$store" $REL warmpc "$W/cache-$where" "" "$N_PBS"
   done
+  # the encrypted datastore, local
+  LZ_EXTRA=(--keyfile "$ENC_KEY")
+  lz enc.nocache "$ENC_DS" $REL nocache "" "$W/enc.warm" "$N_PBS"
+  lz enc.fill "$ENC_DS" $REL fill "$W/cache-enc" "$W/enc.warm" "$N_PBS"
+  LZ_EXTRA=()
   # casync, 64 KiB average chunks, over HTTP
   lz cas.nocache "$HTTP/casync" $CREL nocache "" "$W/cas.files" "$N_CAS"
   lz cas.fill "$HTTP/casync" $CREL fill "$W/cache-cas" "$W/cas.files" "$N_CAS"
@@ -345,8 +363,10 @@ for run in $(seq "$RUNS"); do
   add ratio1.local "$(calc "$(vals local.fill.mbps | tail -1) / $(vals local.nocache.mbps | tail -1)")"
   add ratio1.http "$(calc "$(vals http.fill.mbps | tail -1) / $(vals http.nocache.mbps | tail -1)")"
   add ratio1.cas "$(calc "$(vals cas.fill.mbps | tail -1) / $(vals cas.nocache.mbps | tail -1)")"
+  add ratio9.nocache "$(calc "$(vals enc.nocache.mbps | tail -1) / $(vals local.nocache.mbps | tail -1)")"
+  add ratio9.fill "$(calc "$(vals enc.fill.mbps | tail -1) / $(vals local.fill.mbps | tail -1)")"
 done
-rm -rf "$W/cache-cp" "$W/cache-local" "$W/cache-http" "$W/cache-cas"
+rm -rf "$W/cache-cp" "$W/cache-local" "$W/cache-http" "$W/cache-cas" "$W/cache-enc"
 
 # CPU taken by other processes: the machine's busy time minus ours (this shell and
 # every child it waited for, from `times`, plus nginx, still running). Kernel
@@ -420,6 +440,8 @@ r2() { fmt %.2f "$1"; }
   line_row "HTTP, warm, page cache warm" http.warmpc
   line_row "casync 64K over HTTP, cold --no-cache" cas.nocache
   line_row "casync 64K over HTTP, cold cache filling" cas.fill
+  line_row "local, encrypted (AES-256-GCM, --keyfile), cold --no-cache" enc.nocache
+  line_row "local, encrypted, cold cache filling (defaults, empty cache)" enc.fill
   printf '| HTTP, cold read with defaults (logical MB/s) | %s | %s–%s | | | | | |\n' \
     "$(fmt %.0f "$(med http.fill.logical)")" "$(fmt %.0f "$(lo http.fill.logical)")" "$(fmt %.0f "$(hi http.fill.logical)")"
   printf '| HTTP, cp --sparse=always to a file, fresh mount and cache (logical MB/s) | %s | %s–%s | | %s | | | |\n' \
@@ -452,6 +474,11 @@ r2() { fmt %.2f "$1"; }
   count_row "8. chunks loaded (status --json) by the cold cache-filling read, local" local.fill.loads "$N_PBS" "= $N_PBS"
   count_row "8. chunks loaded, HTTP" http.fill.loads "$N_PBS" "= $N_PBS"
   count_row "8. chunks loaded, casync 64K" cas.fill.loads "$N_CAS" "= $N_CAS"
+  for k in nocache:--no-cache "fill:cache filling (defaults)"; do
+    printf '| 9. encrypted / unencrypted cold read, local, %s (median; min–max of the runs: %s–%s) | | | | | %s | >= 0.80 | %s |\n' \
+      "${k#*:}" "$(r2 "$(lo "ratio9.${k%%:*}")")" "$(r2 "$(hi "ratio9.${k%%:*}")")" "$(r2 "$(med "ratio9.${k%%:*}")")" "$(judge "$(med "ratio9.${k%%:*}")" ">=" 0.80)"
+  done
+  count_row "9. cached chunks after the cold encrypted read, local" enc.fill.cached "$N_PBS" "= $N_PBS"
   echo
   echo "per run:"
   for w in local:local http:HTTP "cas:casync 64K"; do

@@ -44,10 +44,13 @@ mkpbs --id 101 --time $T --encrypt-key "$K1" --crypt-mode sign-only "$S" drive-s
 mkpbs --id 102 --time $T --encrypt-key "$K1" --chunk-size 64K "$S" drive-scsi0.img=small.raw >/dev/null
 python3 "$PXAR_TOOL" add "$S" ct/200/$T tree --v2 --chunk-size 65536 --encrypt-key "$K1" >/dev/null ||
     fail "pxar_tool.py add --encrypt-key failed"
+python3 "$PXAR_TOOL" add "$S" ct/201/$T tree --chunk-size 65536 --encrypt-key "$K1" >/dev/null ||
+    fail "pxar_tool.py add --encrypt-key (v1, with a catalog) failed"
 ENC=vm/100/$T/drive-scsi0.img
 SIGNED=vm/101/$T/drive-scsi0.img
 SMALL=vm/102/$T/drive-scsi0.img
 PX=ct/200/$T/root.pxar
+PX1=ct/201/$T/root.pxar
 "$SEEKMAP" --expect 4194304 disk.raw >disk.expect || fail "seekmap --expect failed"
 grep -q '^hole' disk.expect || fail "test setup: disk.raw has no all-zero chunk"
 
@@ -88,6 +91,8 @@ expect_same_file "encrypted config blob decrypts" conf "$M/vm/100/$T/qemu-server
 cmp -s tree/data/blob.bin "$M/$PX/data/blob.bin" && cmp -s tree/etc/passwd "$M/$PX/etc/passwd" ||
     fail "encrypted pxar archive: file contents differ"
 ok "encrypted pxar v2 archive: files read byte-exact"
+cmp -s tree/data/blob.bin "$M/$PX1/data/blob.bin" || fail "encrypted pxar v1 archive: file contents differ"
+ok "encrypted pxar v1 archive: files read byte-exact"
 ls -la "$M/$SIGNED" >/dev/null && cmp -s disk.raw "$M/$SIGNED" ||
     fail "sign-only image differs with the key"
 ok "sign-only snapshot: its signature verifies and its image reads byte-exact"
@@ -191,7 +196,9 @@ done
 # --- find with the key ----------------------------------------------------------
 out=$("$LAZYIMG" find --keyfile key-none.json "$S" passwd 2>&1) || fail "find --keyfile failed" "$out"
 grep -q "^ct/200/$T  root.pxar/etc/passwd " <<<"$out" || fail "find --keyfile: the file of the encrypted archive is not found" "$out"
-ok "find --keyfile searches an encrypted pxar archive"
+grep -q "^ct/201/$T  root.pxar/etc/passwd " <<<"$out" ||
+    fail "find --keyfile: the file of the encrypted v1 archive (its encrypted catalog) is not found" "$out"
+ok "find --keyfile searches encrypted pxar archives (v2, and v1 through its encrypted catalog)"
 
 # --- a signed manifest changed after the backup --------------------------------
 # rewrite SNAPDIR: adds a protected member to the manifest, as an uncompressed
