@@ -160,7 +160,7 @@ if [ ! -f "$D/.made-enc-v1" ]; then
   rm -rf "$ENC_DS" "$ENC_KEY"
   log "writing the encrypted datastore..."
   "$B/contrib/lazyimg-mkpbs" --quiet --time 2025-07-10T12:00:00Z \
-    --encrypt-key 4c617a79696d672062656e63686d61726b206b6579206f6620697373756520 \
+    --encrypt-key 4c617a79696d672062656e63686d61726b206b6579206f662069737375652031 \
     --write-keyfile "$ENC_KEY" --kdf none "$ENC_DS" drive-scsi0.img="$RAW"
   touch "$D/.made-enc-v1"
 fi

@@ -240,9 +240,8 @@ static int decompress(const uint8_t *src, size_t src_len, size_t want, size_t ma
 static int decode_encrypted(void *raw, size_t raw_len, bool zstd,
                             const struct fetch_blob_expect *exp, fetch_data *ret, fetch_error *err)
 {
-    const uint8_t *p = raw;
+    uint8_t *p = raw, *plain, *out = NULL;
     size_t max = exp->len ? exp->len : exp->max_len, n;
-    uint8_t *plain = NULL, *out = NULL;
     size_t out_len;
     int r;
 
@@ -264,40 +263,32 @@ static int decode_encrypted(void *raw, size_t raw_len, bool zstd,
                             exp->len ? "" : "at most ", max);
         goto fail;
     }
-    if (!(plain = fetch_buf_alloc(n ? n : 1))) {
-        r = fetch_error_set(err, -ENOMEM, "out of memory");
-        goto fail;
-    }
+    /* in place: the plaintext takes the ciphertext's bytes, as a plain
+     * blob's payload stays in @raw (no second chunk-sized buffer to touch) */
+    plain = p + PBS_BLOB_ENC_HDR_LEN;
     if (fetch_pbs_gcm_decrypt(exp->key->key, p + PBS_BLOB_HDR_LEN,
-                              p + PBS_BLOB_HDR_LEN + PBS_BLOB_IV_LEN, p + PBS_BLOB_ENC_HDR_LEN, n,
-                              plain) < 0) {
+                              p + PBS_BLOB_HDR_LEN + PBS_BLOB_IV_LEN, plain, n, plain) < 0) {
         r = fetch_error_set(err, -EBADMSG,
                             "encrypted blob does not authenticate (a wrong key, or damaged)");
         goto fail;
     }
-    fetch_buf_free(raw);
-    raw = NULL;
     if (zstd) {
         r = decompress(plain, n, exp->len, max, &out, &out_len, err);
-        fetch_buf_free(plain);
-        plain = NULL;
+        fetch_buf_free(raw);
         if (r < 0)
             return r;
+        raw = out;
     } else {
         out = plain;
         out_len = n;
-        plain = NULL;
     }
-    if (exp->digest && (r = check_digest(out, out_len, exp->digest, exp->key, err)) < 0) {
-        fetch_buf_free(out);
-        return r;
-    }
-    ret->base = out;
+    if (exp->digest && (r = check_digest(out, out_len, exp->digest, exp->key, err)) < 0)
+        goto fail;
+    ret->base = raw;
     ret->bytes = out;
     ret->len = out_len;
     return 0;
 fail:
-    fetch_buf_free(plain);
     fetch_buf_free(raw);
     return r;
 }

@@ -55,8 +55,8 @@ int fetch_pbs_key_digest(const struct fetch_pbs_key *k, const void *data, size_t
 
 /*
  * AES-256-GCM decryption with a 16-byte IV and no AAD, as PBS blobs and key
- * files use it: 0 and @len bytes in @out, -EBADMSG when the tag does not
- * authenticate (nothing in @out may be used), -ENOMEM.
+ * files use it: 0 and @len bytes in @out (which may be @in: in place),
+ * -EBADMSG when the tag does not authenticate (@out is wiped), -ENOMEM.
  */
 int fetch_pbs_gcm_decrypt(const uint8_t key[32], const uint8_t iv[16], const uint8_t tag[16],
                           const void *in, size_t len, void *out);
