@@ -236,13 +236,39 @@ static int decompress(const uint8_t *src, size_t src_len, size_t want, size_t ma
     return 0;
 }
 
-/* An encrypted blob: magic, CRC of the ciphertext, IV, tag, ciphertext. Takes @raw. */
+/* The passes that ride along a blob's decryption, step by step. */
+struct enc_pass {
+    uint32_t crc;          /* of the ciphertext */
+    fetch_sha256_ctx *sha; /* of the plaintext, NULL when not checked here */
+};
+
+static int enc_before(void *arg, const uint8_t *bytes, size_t len)
+{
+    struct enc_pass *e = arg;
+    e->crc = crc32_gzip_refl(e->crc, bytes, (uint64_t)len);
+    return 0;
+}
+
+static int enc_after(void *arg, const uint8_t *bytes, size_t len)
+{
+    struct enc_pass *e = arg;
+    return fetch_sha256_update(e->sha, bytes, len);
+}
+
+/*
+ * An encrypted blob: magic, CRC of the ciphertext, IV, tag, ciphertext.
+ * Takes @raw. Decrypted in place (the plaintext takes the ciphertext's
+ * bytes, as a plain blob's payload stays in @raw), in one pass over the
+ * bytes with the CRC and, uncompressed, the keyed digest of the plaintext.
+ */
 static int decode_encrypted(void *raw, size_t raw_len, bool zstd,
                             const struct fetch_blob_expect *exp, fetch_data *ret, fetch_error *err)
 {
-    uint8_t *p = raw, *plain, *out = NULL;
+    uint8_t *p = raw, *plain, *out = NULL, got[FETCH_SHA256_LEN];
     size_t max = exp->len ? exp->len : exp->max_len, n;
+    struct enc_pass pass = {0};
     size_t out_len;
+    uint32_t want_crc;
     int r;
 
     if (!exp->key) {
@@ -254,41 +280,63 @@ static int decode_encrypted(void *raw, size_t raw_len, bool zstd,
         goto fail;
     }
     n = raw_len - PBS_BLOB_ENC_HDR_LEN;
-    if ((r = verify_plain(p + PBS_BLOB_ENC_HDR_LEN, n, read_le32(p + PBS_BLOB_CRC_OFFSET), NULL,
-                          err)) < 0)
-        goto fail;
     if (!zstd && (exp->len ? n != exp->len : n > max)) {
         r = fetch_error_set(err, exp->len ? -EBADMSG : -EFBIG,
                             "encrypted blob holds %zu bytes, expected %s%zu", n,
                             exp->len ? "" : "at most ", max);
         goto fail;
     }
-    /* in place: the plaintext takes the ciphertext's bytes, as a plain
-     * blob's payload stays in @raw (no second chunk-sized buffer to touch) */
+    if (!zstd && exp->digest && !(pass.sha = fetch_sha256_new())) {
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+        goto fail;
+    }
     plain = p + PBS_BLOB_ENC_HDR_LEN;
-    if (fetch_pbs_gcm_decrypt(exp->key->key, p + PBS_BLOB_HDR_LEN,
-                              p + PBS_BLOB_HDR_LEN + PBS_BLOB_IV_LEN, plain, n, plain) < 0) {
-        r = fetch_error_set(err, -EBADMSG,
-                            "encrypted blob does not authenticate (a wrong key, or damaged)");
+    want_crc = read_le32(p + PBS_BLOB_CRC_OFFSET);
+    r = fetch_pbs_gcm_decrypt_steps(exp->key->key, p + PBS_BLOB_HDR_LEN,
+                                    p + PBS_BLOB_HDR_LEN + PBS_BLOB_IV_LEN, plain, n, HASH_STEP,
+                                    enc_before, pass.sha ? enc_after : NULL, &pass);
+    if (pass.crc != want_crc && (r == 0 || r == -EBADMSG)) {
+        r = fetch_error_set(err, -EBADMSG, "CRC-32 mismatch (stored %08x, computed %08x)", want_crc,
+                            pass.crc);
+        goto fail;
+    }
+    if (r < 0) {
+        r = r == -EBADMSG ? fetch_error_set(err, r,
+                                            "encrypted blob does not authenticate (a wrong key, "
+                                            "or damaged)")
+                          : fetch_error_set(err, r, "AES-256-GCM failed");
         goto fail;
     }
     if (zstd) {
         r = decompress(plain, n, exp->len, max, &out, &out_len, err);
         fetch_buf_free(raw);
+        raw = NULL;
         if (r < 0)
-            return r;
+            goto fail;
         raw = out;
+        if (exp->digest && (r = check_digest(out, out_len, exp->digest, exp->key, err)) < 0)
+            goto fail;
     } else {
         out = plain;
         out_len = n;
+        if (pass.sha &&
+            ((r = fetch_sha256_update(pass.sha, exp->key->id_key, sizeof(exp->key->id_key))) < 0 ||
+             (r = fetch_sha256_final(pass.sha, got)) < 0)) {
+            r = fetch_error_set(err, r, "SHA-256 failed");
+            goto fail;
+        }
+        /* a mismatch: the full check says so, with both digests */
+        if (pass.sha && memcmp(got, exp->digest, FETCH_SHA256_LEN) != 0 &&
+            (r = check_digest(out, out_len, exp->digest, exp->key, err)) < 0)
+            goto fail;
     }
-    if (exp->digest && (r = check_digest(out, out_len, exp->digest, exp->key, err)) < 0)
-        goto fail;
+    fetch_sha256_free(pass.sha);
     ret->base = raw;
     ret->bytes = out;
     ret->len = out_len;
     return 0;
 fail:
+    fetch_sha256_free(pass.sha);
     fetch_buf_free(raw);
     return r;
 }

@@ -27,13 +27,14 @@ struct fetch_manifest {
     int64_t time;
     size_t count;
     struct fetch_manifest_file *files;
-    /* unprotected.key-fingerprint: the key that encrypted or signed it */
+    /* unprotected.key-fingerprint: the key that encrypted or signed it
+     * (false when absent or malformed) */
     bool has_fingerprint;
     uint8_t key_fingerprint[32];
     /* signature: HMAC-SHA256 under the key's id key of @signed_json, the
      * canonical JSON of everything but "unprotected" and "signature"
-     * (NULL when unsigned, or when the manifest has no canonical form: a
-     * null value in the signed part) */
+     * (NULL when unsigned, or when the signature cannot verify: not 64 hex
+     * digits, or a null value in the signed part) */
     bool has_signature;
     uint8_t signature[32];
     char *signed_json;

@@ -25,23 +25,69 @@
 #define SALT_MAX 1024u
 #define FINGERPRINT_INPUT "Proxmox Backup Encryption Key Fingerprint"
 
+/* A GCM decryption context for @key and @iv (16 bytes), or NULL. */
+static EVP_CIPHER_CTX *gcm_start(const uint8_t key[32], const uint8_t iv[16])
+{
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    if (ctx && (!EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) ||
+                !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 16, NULL) ||
+                !EVP_DecryptInit_ex(ctx, NULL, NULL, key, iv))) {
+        EVP_CIPHER_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
+/* Whether the tag authenticates what @ctx decrypted. */
+static bool gcm_finish(EVP_CIPHER_CTX *ctx, const uint8_t tag[16])
+{
+    unsigned char end[16];
+    int n = 0;
+    return EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, (void *)tag) &&
+           EVP_DecryptFinal_ex(ctx, end, &n);
+}
+
 int fetch_pbs_gcm_decrypt(const uint8_t key[32], const uint8_t iv[16], const uint8_t tag[16],
                           const void *in, size_t len, void *out)
 {
-    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX *ctx = gcm_start(key, iv);
     int n = 0, ok;
     if (!ctx)
         return -ENOMEM;
-    ok = len <= INT_MAX && EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) &&
-         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 16, NULL) &&
-         EVP_DecryptInit_ex(ctx, NULL, NULL, key, iv) &&
-         EVP_DecryptUpdate(ctx, out, &n, in, (int)len) && (size_t)n == len &&
-         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, (void *)tag) &&
-         EVP_DecryptFinal_ex(ctx, (unsigned char *)out + n, &n);
+    ok = len <= INT_MAX && EVP_DecryptUpdate(ctx, out, &n, in, (int)len) && (size_t)n == len &&
+         gcm_finish(ctx, tag);
     EVP_CIPHER_CTX_free(ctx);
     if (!ok)
         OPENSSL_cleanse(out, len);
     return ok ? 0 : -EBADMSG;
+}
+
+int fetch_pbs_gcm_decrypt_steps(const uint8_t key[32], const uint8_t iv[16], const uint8_t tag[16],
+                                uint8_t *buf, size_t len, size_t step, fetch_pbs_gcm_step_fn before,
+                                fetch_pbs_gcm_step_fn after, void *arg)
+{
+    EVP_CIPHER_CTX *ctx = gcm_start(key, iv);
+    int r = 0;
+    if (!ctx)
+        return -ENOMEM;
+    if (step == 0 || step > INT_MAX)
+        step = INT_MAX;
+    for (size_t off = 0; r == 0 && off < len; off += step) {
+        size_t n = len - off < step ? len - off : step;
+        int got = 0;
+        if (before && (r = before(arg, buf + off, n)) < 0)
+            break;
+        if (!EVP_DecryptUpdate(ctx, buf + off, &got, buf + off, (int)n) || (size_t)got != n)
+            r = -EBADMSG;
+        else if (after)
+            r = after(arg, buf + off, n);
+    }
+    if (r == 0 && !gcm_finish(ctx, tag))
+        r = -EBADMSG;
+    EVP_CIPHER_CTX_free(ctx);
+    if (r == -EBADMSG)
+        OPENSSL_cleanse(buf, len);
+    return r;
 }
 
 int fetch_pbs_key_digest(const struct fetch_pbs_key *k, const void *data, size_t len,

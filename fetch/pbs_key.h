@@ -60,3 +60,16 @@ int fetch_pbs_key_digest(const struct fetch_pbs_key *k, const void *data, size_t
  */
 int fetch_pbs_gcm_decrypt(const uint8_t key[32], const uint8_t iv[16], const uint8_t tag[16],
                           const void *in, size_t len, void *out);
+
+/*
+ * The same in place, in steps of at most @step bytes, so that other passes
+ * over the bytes (a CRC of the ciphertext, a digest of the plaintext) run on
+ * each step while it is in the CPU's cache: @before (may be NULL) sees each
+ * step's ciphertext, @after (may be NULL) its plaintext. 0; -EBADMSG when the
+ * tag does not authenticate (@buf is wiped; @after has seen bytes that must
+ * not be used); a callback's negative return stops there with it; -ENOMEM.
+ */
+typedef int (*fetch_pbs_gcm_step_fn)(void *arg, const uint8_t *bytes, size_t len);
+int fetch_pbs_gcm_decrypt_steps(const uint8_t key[32], const uint8_t iv[16], const uint8_t tag[16],
+                                uint8_t *buf, size_t len, size_t step, fetch_pbs_gcm_step_fn before,
+                                fetch_pbs_gcm_step_fn after, void *arg);

@@ -305,6 +305,12 @@ static void manifest_signature(void **state)
     assert_int_equal(verify(&k, "1700000000", "", SCRYPT_FP, "null", NULL), -ENODATA);
     assert_int_equal(verify(&k, "1700000000", ", \"n\": null", SCRYPT_FP, SIGNATURE, NULL),
                      -EBADMSG);
+    assert_int_equal(verify(&k, "1700000000", "", SCRYPT_FP, "\"zz\"", NULL), -EBADMSG);
+    /* a malformed fingerprint (unprotected) is ignored, the signature still checked */
+    assert_int_equal(verify(&k, "1700000000", "", "be:6c", SIGNATURE, &m), 0);
+    assert_false(m->has_fingerprint);
+    fetch_manifest_free(m);
+    assert_int_equal(verify(&k, "1700000001", "", "be:6c", SIGNATURE, NULL), -EBADMSG);
     fetch_pbs_key_clear(&k);
 }
 
