@@ -11,7 +11,11 @@
  * manifest signature whose canonical JSON and HMAC were computed apart, by
  * Python's json (sort_keys, compact, ensure_ascii=False) and hmac modules,
  * verify; a changed manifest, another key's fingerprint, a null in the
- * signed part and an unsigned manifest each give their answer.
+ * signed part and an unsigned manifest each give their answer. And the
+ * known answers of Proxmox Backup's own tests (proxmox-backup
+ * tests/blob_writer.rs, pbs-key-config fingerprint_checks, pbs-datastore
+ * manifest.rs test_manifest_signature; values only, read from the public
+ * sources): a keyed digest, a fingerprint, a manifest signature.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -314,13 +318,77 @@ static void manifest_signature(void **state)
     fetch_pbs_key_clear(&k);
 }
 
+/* A kdf-null key file holding @b64 (the raw key in base64). */
+static void load_raw(const char *b64, struct fetch_pbs_key *k)
+{
+    char json[256];
+    fetch_error err = {""};
+    snprintf(json, sizeof(json), "{\"kdf\":null,\"data\":\"%s\"}", b64);
+    if (fetch_pbs_key_load(json, strlen(json), NULL, k, &err))
+        fail_msg("raw key: %s", err.msg);
+}
+
+static void pbs_known_answers(void **state)
+{
+    struct fetch_pbs_key k;
+    uint8_t *data = fx_malloc(100000), got[32], want[32];
+    char fp[FETCH_PBS_FINGERPRINT_STR], json[2048];
+    struct fetch_manifest *m;
+    fetch_error err = {""};
+    (void)state;
+
+    /* blob_writer.rs: key [1; 32], data[i] = i % 255, 100000 bytes */
+    load_raw("AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=", &k);
+    for (size_t i = 0; i < 100000; i++)
+        data[i] = (uint8_t)(i % 255);
+    assert_int_equal(fetch_pbs_key_digest(&k, data, 100000, got), 0);
+    fx_unhex("32a2bf5dff84090e7f175c27f666f5cc8268046ab6efda0e501196bceffdc675", want, 32);
+    assert_memory_equal(got, want, 32);
+
+    /* fingerprint_checks: the key 0, 1, ..., 31 */
+    load_raw("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", &k);
+    fx_unhex("0eabd4460b6eb9ca345023dee2b778c790e54a1683b9659c0a57ae199090159b", want, 32);
+    assert_memory_equal(k.fingerprint, want, 32);
+    fetch_pbs_fingerprint_str(k.fingerprint, fp);
+    assert_string_equal(fp, "0e:ab:d4:46:0b:6e:b9:ca:34:50:23:de:e2:b7:78:c7:90:e5:4a:16:83:b9:"
+                            "65:9c:0a:57:ae:19:90:90:15:9b");
+
+    /* test_manifest_signature: the key scrypt("test", no salt, 65536, 8, 1); a
+     * manifest of host/elsa/2020-06-26T13:56:05Z with two files (in the
+     * pretty-printed order of the client, not the canonical one), and an
+     * unprotected note that the signature does not cover */
+    load_raw("KM2xo77zk5bDhg4A1Ej+eg79gkRIarb+swRXaB0xWX4=", &k);
+    snprintf(
+        json, sizeof(json),
+        "{\n  \"backup-type\": \"host\",\n  \"backup-id\": \"elsa\",\n  \"backup-time\": "
+        "1593179765,\n  \"files\": [\n    {\n      \"filename\": \"test1.img.fidx\",\n      "
+        "\"crypt-mode\": \"encrypt\",\n      \"size\": 200,\n      \"csum\": \"%s\"\n    },\n    "
+        "{\n      \"filename\": \"abc.blob\",\n      \"crypt-mode\": \"none\",\n      \"size\": "
+        "200,\n      \"csum\": \"%s\"\n    }\n  ],\n  \"unprotected\": {\n    \"note\": "
+        "\"This is not protected by the signature.\"\n  },\n  \"signature\": "
+        "\"d7b446fb7db081662081d4b40fedd858a1d6307a5aff4ecff7d5bf4fd35679e9\"\n}",
+        "0101010101010101010101010101010101010101010101010101010101010101",
+        "0202020202020202020202020202020202020202020202020202020202020202");
+    if (fetch_manifest_parse(json, strlen(json), &m, &err))
+        fail_msg("manifest: %s", err.msg);
+    assert_int_equal(fetch_manifest_verify(m, &k, &err), 0);
+    fetch_manifest_free(m);
+    /* one byte of a protected value changed */
+    json[strstr(json, "1593179765") - json + 9] = '6';
+    assert_int_equal(fetch_manifest_parse(json, strlen(json), &m, &err), 0);
+    assert_int_equal(fetch_manifest_verify(m, &k, &err), -EBADMSG);
+    fetch_manifest_free(m);
+    fetch_pbs_key_clear(&k);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(official_keys),      cmocka_unit_test(wrong_password),
         cmocka_unit_test(damaged_files),      cmocka_unit_test(unprotected),
         cmocka_unit_test(keyed_holes),        cmocka_unit_test(hmac_and_fingerprints),
-        cmocka_unit_test(manifest_signature),
+        cmocka_unit_test(manifest_signature), cmocka_unit_test(pbs_known_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
