@@ -223,6 +223,36 @@ int cache_disk_store_stats(struct cache_disk *c,
  */
 int cache_disk_verify(struct cache_disk *c, uint64_t *ret_checked,
                       void (*bad)(const char *hex_key, const char *why, void *arg), void *arg);
+/*
+ * Read profiles (fs/profile.h): per key (a store and an image's name across
+ * snapshots), lists of offsets in the order they were first read, the
+ * newest CACHE_PROFILE_KEEP kept. They live in the index (table profiles),
+ * and cache_disk_clear/gc leave them alone. Each call opens a connection of
+ * its own: for a few calls per mount, not per read.
+ */
+#define CACHE_PROFILE_KEEP 3
+#define CACHE_PROFILE_MAX (1u << 20) /* offsets in one profile */
+struct cache_disk_profile_info {
+    char key[512];
+    char image[512]; /* the image it was recorded on */
+    int64_t created_us;
+    size_t count; /* offsets */
+};
+/* Saves @n offsets (1..CACHE_PROFILE_MAX) under @key. 0, -EINVAL, -ENOMEM or -errno. */
+int cache_disk_profile_save(struct cache_disk *c, const char *key, const char *image,
+                            const uint64_t *offsets, size_t n);
+/* The newest profile of @key: a malloc()ed array in *ret (*ret_n offsets),
+ * and @info (may be NULL). -ENOENT when there is none, -EBADMSG, -errno. */
+int cache_disk_profile_load(struct cache_disk *c, const char *key, uint64_t **ret, size_t *ret_n,
+                            struct cache_disk_profile_info *info);
+/* Calls @cb for each profile (of @key; NULL: all), by key, newest first.
+ * The number listed, or -errno. */
+int cache_disk_profile_list(struct cache_disk *c, const char *key,
+                            void (*cb)(const struct cache_disk_profile_info *p, void *arg),
+                            void *arg);
+/* Removes the profiles of @key (NULL: all); *ret_removed (may be NULL) says how many. */
+int cache_disk_profile_clear(struct cache_disk *c, const char *key, uint64_t *ret_removed);
+
 /* Evicts (LRU, ignoring the minimum age) down to @target allocated bytes. */
 int cache_disk_gc(struct cache_disk *c, uint64_t target, uint64_t *ret_evicted);
 /* Removes every entry. */

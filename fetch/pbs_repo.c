@@ -220,7 +220,7 @@ static int check_key(struct fetch_repo *repo, struct pbs_priv *pp,
 static int add_snapshot(struct fetch_repo *repo, struct pbs_priv *pp,
                         const struct fetch_pbs_snapshot *snap, struct pbs_ref **refs)
 {
-    char dir[512], path[1024], name[300];
+    char dir[512], path[1024], name[300], group[1024];
     const char *key_msg = NULL;
     bool keyed = repo->key != NULL;
     int r, sig, key;
@@ -247,6 +247,10 @@ static int add_snapshot(struct fetch_repo *repo, struct pbs_priv *pp,
             continue;
         }
         snprintf(path, sizeof(path), "%s/%s", dir, name);
+        /* the group's directory (the snapshot's without the time) and the name */
+        snprintf(group, sizeof(group), "%.*s%s", (int)(strlen(dir) - strlen(snap->time_str)), dir,
+                 name);
+        e.group = group;
         if (k == FETCH_PBS_ARCHIVE_FIDX || k == FETCH_PBS_ARCHIVE_DIDX) {
             e.type = k == FETCH_PBS_ARCHIVE_FIDX ? FETCH_ENTRY_IMAGE : FETCH_ENTRY_ARCHIVE;
             e.size = k == FETCH_PBS_ARCHIVE_FIDX ? f->size : 0;

@@ -95,6 +95,7 @@ void fetch_repo_free(struct fetch_repo *repo)
     for (size_t i = 0; i < repo->count; i++) {
         free(repo->entries[i].path);
         free(repo->entries[i].target);
+        free(repo->entries[i].group);
         fetch_image_free(repo->entries[i].image);
     }
     free(repo->entries);
@@ -169,9 +170,11 @@ int fetch_repo_add_entry(struct fetch_repo *repo, const struct fetch_entry *e)
     *ne = *e;
     ne->path = strdup(e->path);
     ne->target = e->target ? strdup(e->target) : NULL;
-    if (!ne->path || (e->target && !ne->target)) {
+    ne->group = e->group ? strdup(e->group) : NULL;
+    if (!ne->path || (e->target && !ne->target) || (e->group && !ne->group)) {
         free(ne->path);
         free(ne->target);
+        free(ne->group);
         return -ENOMEM;
     }
     repo->count++;

@@ -48,6 +48,10 @@ struct fetch_entry {
      * stat opens them) */
     uint64_t size;
     char *target; /* symlinks */
+    /* images: the name the same image has across snapshots (PBS:
+     * "[ns/NS/]vm/100/drive-scsi0.img", the path without the time), which
+     * keys its read profile (fs/profile.h); NULL: @path */
+    char *group;
     /* -errno that opening gets without trying (-ENOKEY: encrypted, no key;
      * -EKEYREJECTED: encrypted with another key; -EBADMSG: its snapshot's
      * signature does not verify), with @refuse_msg for the log (static, or

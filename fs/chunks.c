@@ -65,7 +65,7 @@ struct fs_chunks {
 
 static void *disk_loader_main(void *arg);
 
-static enum cache_algo cache_algo_of(uint8_t algo)
+enum cache_algo fs_chunks_cache_algo(uint8_t algo)
 {
     switch (algo) {
     case FETCH_DIGEST_SHA512_256:
@@ -136,8 +136,8 @@ static void disk_load_one(struct fs_chunks *c, const struct disk_load *d)
     uint8_t *buf;
     int r;
 
-    if (cache_mem_contains(c->mem, cache_algo_of(d->algo), d->digest) ||
-        cache_disk_lookup(c->disk, cache_algo_of(d->algo), d->digest, &h) <= 0)
+    if (cache_mem_contains(c->mem, fs_chunks_cache_algo(d->algo), d->digest) ||
+        cache_disk_lookup(c->disk, fs_chunks_cache_algo(d->algo), d->digest, &h) <= 0)
         return;
     if (cache_disk_handle_len(h) != d->len || !(buf = fetch_buf_alloc(d->len))) {
         cache_disk_release(c->disk, h);
@@ -151,7 +151,7 @@ static void disk_load_one(struct fs_chunks *c, const struct disk_load *d)
         fetch_buf_free(buf);
         return;
     }
-    r = cache_mem_insert(c->mem, cache_algo_of(d->algo), d->digest, buf, d->len, buf,
+    r = cache_mem_insert(c->mem, fs_chunks_cache_algo(d->algo), d->digest, buf, d->len, buf,
                          fetch_buf_free, &entry);
     if (r == 1)
         atomic_fetch_add(&c->disk_loads, 1);
@@ -296,7 +296,7 @@ static void queue_insert(struct fs_chunks *c, uint8_t algo, const uint8_t digest
     l->chunks = c;
     l->entry = entry;
     l->cachers = cachers;
-    cache_disk_insert(c->disk, cache_algo_of(algo), digest, bytes, len, l, lent_done);
+    cache_disk_insert(c->disk, fs_chunks_cache_algo(algo), digest, bytes, len, l, lent_done);
     report_disk_trouble(c);
 }
 
@@ -326,7 +326,7 @@ static int read_disk(struct fs_chunks *c, const struct fetch_extent *e, uint32_t
 {
     struct cache_disk_handle *h = NULL;
     int r;
-    if (!c->disk || cache_disk_lookup(c->disk, cache_algo_of(e->algo), e->digest, &h) <= 0)
+    if (!c->disk || cache_disk_lookup(c->disk, fs_chunks_cache_algo(e->algo), e->digest, &h) <= 0)
         return 0;
     if (cache_disk_handle_len(h) != e->length) {
         /* the digest names other bytes than this extent's: not ours to serve */
@@ -349,7 +349,7 @@ int fs_chunks_peek(struct fs_chunks *c, const struct fetch_extent *e, uint32_t o
     struct cache_mem_entry *entry;
     size_t blen;
 
-    if (cache_mem_lookup(c->mem, cache_algo_of(e->algo), e->digest, &entry) == 0) {
+    if (cache_mem_lookup(c->mem, fs_chunks_cache_algo(e->algo), e->digest, &entry) == 0) {
         /* a hostile index can name one digest at two lengths: the bytes
          * loaded for the other length are not this extent's */
         const uint8_t *bytes = cache_mem_entry_bytes(entry, &blen);
@@ -374,7 +374,7 @@ bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)
 {
     struct cache_disk_handle *h = NULL;
     bool yes;
-    if (!c->disk || cache_disk_lookup(c->disk, cache_algo_of(e->algo), e->digest, &h) <= 0)
+    if (!c->disk || cache_disk_lookup(c->disk, fs_chunks_cache_algo(e->algo), e->digest, &h) <= 0)
         return false;
     yes = cache_disk_handle_len(h) == e->length;
     cache_disk_release(c->disk, h);
@@ -391,7 +391,7 @@ static bool disk_prefetch(struct fs_chunks *c, const struct fetch_extent *e)
 {
     struct cache_disk_handle *h = NULL;
     bool yes;
-    if (!c->disk || cache_disk_lookup(c->disk, cache_algo_of(e->algo), e->digest, &h) <= 0)
+    if (!c->disk || cache_disk_lookup(c->disk, fs_chunks_cache_algo(e->algo), e->digest, &h) <= 0)
         return false;
     yes = cache_disk_handle_len(h) == e->length;
     if (yes)
@@ -460,7 +460,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
         f->name--;
     }
     if (r == 0) {
-        r = cache_mem_insert(c->mem, cache_algo_of(f->ch.algo), f->ch.digest, data->bytes,
+        r = cache_mem_insert(c->mem, fs_chunks_cache_algo(f->ch.algo), f->ch.digest, data->bytes,
                              data->len, data->base, fetch_buf_free, &entry);
         if (r == 1) {
             r = 0;
@@ -521,7 +521,7 @@ static int want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_pr
     struct flight **fp, *f;
     struct cache_mem_entry *entry;
 
-    if (!w && (cache_mem_contains(c->mem, cache_algo_of(e->algo), e->digest) ||
+    if (!w && (cache_mem_contains(c->mem, fs_chunks_cache_algo(e->algo), e->digest) ||
                (prio == FETCH_PRIO_READAHEAD ? disk_prefetch(c, e) : fs_chunks_on_disk(c, e))))
         return 0;
 
@@ -542,11 +542,11 @@ static int want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_pr
     /* a flight that completed since the check above has published its chunk
      * in memory before leaving the table: looking again under the lock
      * closes that window (a second fetch of the same chunk) */
-    if (!w && cache_mem_contains(c->mem, cache_algo_of(e->algo), e->digest)) {
+    if (!w && cache_mem_contains(c->mem, fs_chunks_cache_algo(e->algo), e->digest)) {
         pthread_mutex_unlock(&c->flight_lock);
         return 0;
     }
-    if (w && cache_mem_lookup(c->mem, cache_algo_of(e->algo), e->digest, &entry) == 0) {
+    if (w && cache_mem_lookup(c->mem, fs_chunks_cache_algo(e->algo), e->digest, &entry) == 0) {
         pthread_mutex_unlock(&c->flight_lock);
         if (w->cached) {
             w->next = NULL;

@@ -114,6 +114,10 @@ typedef void (*fs_chunk_cached_fn)(void *arg, int fetch_r, int cache_r, const fe
 int fs_chunks_cache(struct fs_chunks *c, const struct fetch_extent *e, fs_chunk_cached_fn cached,
                     void *arg);
 
+/* The cache algorithm that keys chunks of digest algorithm @algo
+ * (enum fetch_digest_algo): keyed digests have one of their own. */
+enum cache_algo fs_chunks_cache_algo(uint8_t algo);
+
 /* Whether the disk cache holds chunk @e (a lookup, no read). */
 bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e);
 

@@ -11,6 +11,7 @@
 #include "key_opts.h"
 #include "log.h"
 #include "offline_store.h"
+#include "profile.h"
 
 struct fs_daemon {
     struct fs_ctx ctx;
@@ -31,6 +32,8 @@ struct fs_daemon {
     size_t mem_cache;
     struct fetch_pool_config pool_cfg;
     bool hydrate;
+    bool profile;
+    unsigned profile_window_s;
     uint64_t bandwidth;
     unsigned stop_hydrate_ms;
 
@@ -106,6 +109,8 @@ int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret)
     d->mem_cache = cfg->mem_cache;
     d->pool_cfg = cfg->pool;
     d->hydrate = cfg->hydrate;
+    d->profile = cfg->profile;
+    d->profile_window_s = cfg->profile_window_s;
     d->bandwidth = cfg->bandwidth;
     d->stop_hydrate_ms = cfg->stop_hydrate_ms;
 
@@ -146,6 +151,10 @@ int fs_daemon_start(struct fs_daemon *d, const char *mountpoint)
         fs_err("cannot start the fetcher pool: out of memory");
         return -ENOMEM;
     }
+    /* read profiles live in the disk cache's index */
+    if (d->profile && ctx->disk &&
+        !(ctx->profiles = fs_profiles_new(ctx, d->cache.store, d->profile_window_s)))
+        fs_warn("no read profiles (out of memory)");
     /* hydration does not depend on the control socket: --hydrate works without it */
     if (!(d->hyd = fs_hydrator_new(ctx)))
         fs_warn("no hydration (out of memory)");
@@ -166,6 +175,8 @@ int fs_daemon_stop(struct fs_daemon *d)
      * hydration itself */
     fs_control_stop(d->control);
     fs_hydrator_stop(d->hyd);
+    /* replay stops; recordings still running are saved while the cache is open */
+    fs_profiles_stop(ctx->profiles);
     /* the pool: its queued and running fetches complete at once with
      * -ECANCELED (the outstanding chunks hydration waits for); later
      * submits fail at once */
@@ -237,6 +248,8 @@ void fs_daemon_free(struct fs_daemon *d)
     if (fs_daemon_stop(d) < 0)
         return; /* a thread may still use all of it */
     fs_control_free(d->control);
+    fs_profiles_free(ctx->profiles); /* the pool is gone: no replay completes any more */
+    ctx->profiles = NULL;
     /* first: the disk cache's writer still holds decoded chunks of the chunk layer */
     fs_chunks_stop(ctx->chunks);
     cache_disk_close(ctx->disk);

@@ -10,19 +10,22 @@
  *                      stores
  *   fs_daemon_start    after the fork, with the session mounted: the disk
  *                      cache (a warning and none if it cannot be opened),
- *                      the pool, the chunk layer, the hydrator (queueing
- *                      every image with --hydrate), the control socket
+ *                      the pool, the chunk layer, the read profiles
+ *                      (with a disk cache), the hydrator (queueing every
+ *                      image with --hydrate), the control socket
  *   (the FUSE loop runs; its userdata is fs_daemon_ctx)
  *   fs_daemon_stop     after the loop: the control socket (no request can
- *                      start anything), the pool (queued and running fetches
+ *                      start anything), hydration and profile replay asked to
+ *                      stop (running recordings saved), the pool (queued and running fetches
  *                      complete with -ECANCELED, later submits fail), the
  *                      chunk layer's reads of the disk cache, hydration
  *                      (waited for, bounded), the pool freed
  *   (the session is unmounted: the mount is gone before the disk cache is
  *   flushed, which may take seconds)
  *   fs_daemon_report   the day's figures in the log; flushes the disk cache
- *   fs_daemon_free     the disk cache closed (its writer finishes), then the
- *                      chunk layer, the files, the tree and the stores
+ *   fs_daemon_free     the profiles, the disk cache closed (its writer
+ *                      finishes), then the chunk layer, the files, the tree,
+ *                      the key and the stores
  * When hydration did not stop (a store request is stuck), fs_daemon_stop
  * says so: the caller syncs (fs_daemon_sync) and exits without freeing,
  * since the stuck thread may still use any of it.
@@ -56,9 +59,11 @@ struct fs_daemon_config {
     unsigned readahead;  /* FS_READAHEAD_UNITs per stream */
     bool direct_io;      /* images bypass the page cache */
     struct fetch_pool_config pool;
-    bool hydrate;             /* queue every image at start */
-    uint64_t bandwidth;       /* its cap, bytes per second (0: none) */
-    unsigned stop_hydrate_ms; /* how long fs_daemon_stop waits for hydration */
+    bool hydrate;              /* queue every image at start */
+    bool profile;              /* record and replay read profiles (fs/profile.h) */
+    unsigned profile_window_s; /* how long after an image's first open reads are recorded */
+    uint64_t bandwidth;        /* its cap, bytes per second (0: none) */
+    unsigned stop_hydrate_ms;  /* how long fs_daemon_stop waits for hydration */
 };
 
 /*

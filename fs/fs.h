@@ -49,6 +49,7 @@
 #define FS_READAHEAD_UNIT (4ull << 20)
 
 struct fs_file;
+struct fs_profiles;
 
 #define FS_MAX_READ (1024u * 1024)
 #define FS_TIMEOUT 86400.0 /* snapshots never change: cache attributes and entries for a day */
@@ -57,7 +58,8 @@ struct fs_ctx {
     struct fs_tree *tree;
     struct fs_chunks *chunks;
     struct fetch_pool *pool;
-    struct cache_disk *disk; /* NULL without a disk cache */
+    struct cache_disk *disk;      /* NULL without a disk cache */
+    struct fs_profiles *profiles; /* read profiles (fs/profile.h); NULL: none */
     /* where chunks come from: the store and its mirrors in order, or the
      * casync chunk store */
     struct fetch_store *const *stores;

@@ -28,6 +28,7 @@ static const char usage[] =
     "  umount MOUNTPOINT        unmount, and wait for the daemon to exit\n"
     "  cache stats|verify|gc|clear\n"
     "                           the persistent chunk cache (lazyimg cache --help)\n"
+    "  profile ls|show|clear    read (boot) profiles kept in the cache (lazyimg profile --help)\n"
     "  status MOUNTPOINT        what the daemon of a mount is doing (--json)\n"
     "  hydrate PATH...          fetch whole images of a mount into its disk cache\n"
     "                           (lazyimg hydrate --help)\n"
@@ -82,9 +83,9 @@ int main(int argc, char **argv)
         const char *name;
         int (*run)(int, char **);
     } cmds[] = {
-        {"mount", fs_cmd_mount},     {"ls", fs_cmd_ls},          {"umount", fs_cmd_umount},
-        {"find", fs_cmd_find},       {"cache", fs_cmd_cache},    {"status", fs_cmd_status},
-        {"hydrate", fs_cmd_hydrate}, {"unmount", fs_cmd_umount},
+        {"mount", fs_cmd_mount},   {"ls", fs_cmd_ls},           {"umount", fs_cmd_umount},
+        {"find", fs_cmd_find},     {"cache", fs_cmd_cache},     {"profile", fs_cmd_profile},
+        {"status", fs_cmd_status}, {"hydrate", fs_cmd_hydrate}, {"unmount", fs_cmd_umount},
     };
 
     if (argc < 2) {

@@ -99,6 +99,13 @@ static const char mount_usage[] =
     "      --readahead-kb N   kernel readahead window of the mount, in KiB, with\n"
     "                         --page-cache (default 16384; needs root, 0 keeps\n"
     "                         the kernel's)\n"
+    "      --no-boot-profile  do not record or replay read profiles: what is read\n"
+    "                         first from an image (a VM's boot) is recorded for\n"
+    "                         --profile-window seconds after its first open and\n"
+    "                         fetched ahead of the reader when an image of the\n"
+    "                         same name (this or a later snapshot) is opened again\n"
+    "                         (needs the disk cache; lazyimg profile manages them)\n"
+    "      --profile-window SECONDS  how long reads are recorded (default 60)\n"
     "      --hydrate          fetch every chunk of every image into the cache in\n"
     "                         the background (lowest priority)\n"
     "      --bandwidth RATE   cap for --hydrate, bytes per second (e.g. 50M)\n"
@@ -120,7 +127,8 @@ struct mount_opts {
     const char *cache_dir;
     unsigned threads, concurrency, retries, readahead;
     unsigned readahead_kb;
-    bool hydrate;
+    bool hydrate, no_profile;
+    unsigned profile_window;
     uint64_t bandwidth;
     const char *mirrors[MAX_MIRRORS];
     size_t nmirrors;
@@ -171,7 +179,9 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         OPT_BANDWIDTH,
         OPT_CHUNK_STORE,
         OPT_OFFLINE,
-        OPT_PAGE_CACHE
+        OPT_PAGE_CACHE,
+        OPT_NO_PROFILE,
+        OPT_PROFILE_WINDOW
     };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
@@ -193,6 +203,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {"chunk-store", required_argument, NULL, OPT_CHUNK_STORE},
         {"offline", no_argument, NULL, OPT_OFFLINE},
         {"page-cache", no_argument, NULL, OPT_PAGE_CACHE},
+        {"no-boot-profile", no_argument, NULL, OPT_NO_PROFILE},
+        {"profile-window", required_argument, NULL, OPT_PROFILE_WINDOW},
         FS_REMOTE_LONG_OPTIONS,
         FS_KEY_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
@@ -300,6 +312,13 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             break;
         case OPT_PAGE_CACHE:
             o->page_cache = true;
+            break;
+        case OPT_NO_PROFILE:
+            o->no_profile = true;
+            break;
+        case OPT_PROFILE_WINDOW:
+            if (parse_count("--profile-window", optarg, 1, 3600, &o->profile_window) < 0)
+                return 2;
             break;
         case OPT_OFFLINE:
             o->offline = true;
@@ -900,6 +919,8 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
     cfg.pool = (struct fetch_pool_config){
         .concurrency = o->concurrency, .workers = o->threads, .retries = o->retries};
     cfg.hydrate = o->hydrate;
+    cfg.profile = !o->no_profile;
+    cfg.profile_window_s = o->profile_window;
     cfg.bandwidth = o->bandwidth;
     cfg.stop_hydrate_ms = TEARDOWN_HYDRATE_MS;
     o->meta_dir = NULL; /* @cache_dir ends here */

@@ -12,6 +12,7 @@
 #include "fetch/names.h"
 #include "archive.h"
 #include "log.h"
+#include "profile.h"
 #include "read.h"
 
 static struct fs_ctx *ctx_of(fuse_req_t req)
@@ -289,6 +290,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     }
     if (n->kind == FS_NODE_IMAGE) {
         struct fs_file *f = calloc(1, sizeof(*f));
+        fs_profile_open(ctx->profiles, n);
         if (!f) {
             fuse_reply_err(req, ENOMEM);
             return;
@@ -334,6 +336,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     if (n->kind == FS_NODE_IMAGE) {
+        fs_profile_read(ctx->profiles, n, (uint64_t)off, size);
         fs_read_image(ctx, n, (struct fs_file *)(uintptr_t)fi->fh, req, (uint64_t)off, size);
         return;
     }

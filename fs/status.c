@@ -9,6 +9,7 @@
 #include "fetch/digest.h"
 #include "fetch/pool.h"
 #include "hydrate.h"
+#include "profile.h"
 
 static int add_u64(json_object *o, const char *key, uint64_t v)
 {
@@ -135,7 +136,7 @@ static json_object *cache_json(const struct fs_ctx *ctx)
 static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd, struct fs_node *n)
 {
     const struct fetch_image *img = n->image;
-    json_object *o = json_object_new_object();
+    json_object *o = json_object_new_object(), *pj;
     struct fs_hydrate_progress p;
     uint64_t cached = 0;
     char path[PATH_MAX];
@@ -147,8 +148,7 @@ static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd
          * (then nothing is evictable and new chunks are not cached) */
         for (size_t i = 0; i < img->count; i++) {
             const struct fetch_extent *e = &img->extents[i];
-            enum cache_algo algo =
-                e->algo == FETCH_DIGEST_SHA512_256 ? CACHE_ALGO_SHA512_256 : CACHE_ALGO_SHA256;
+            enum cache_algo algo = fs_chunks_cache_algo(e->algo);
             uint64_t len = 0;
             if (!e->zero && cache_disk_peek(ctx->disk, algo, e->digest, &len) > 0 &&
                 len == e->length)
@@ -166,6 +166,8 @@ static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd
                img->data_bytes ? (double)(cached * 1000 / img->data_bytes) / 10 : 100.0, 1);
     if (fs_hydrator_node_progress(hyd, n, &p) == 0)
         json_object_object_add(o, "hydration", fs_hydrate_progress_json(&p));
+    if ((pj = fs_profile_json(ctx->profiles, n)))
+        json_object_object_add(o, "profile", pj);
     return o;
 }
 

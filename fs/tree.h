@@ -36,6 +36,8 @@ enum fs_node_kind {
 
 struct fs_archive;
 
+struct fs_prof_img;
+
 struct fs_node {
     uint64_t ino;
     enum fs_node_kind kind;
@@ -60,6 +62,8 @@ struct fs_node {
      * without it by every request inside the archive */
     struct fs_archive *_Atomic archive;
     int archive_failed; /* the decoder refused it: -EIO (logged once) */
+    /* images: its read profile (fs/profile.h), set at the first open */
+    struct fs_prof_img *_Atomic profile;
     /* set (release) once image/blob are complete; test with fs_node_loaded() */
     atomic_bool loaded;
 };
