@@ -23,9 +23,8 @@ static const char profiles_schema[] = "CREATE TABLE IF NOT EXISTS profiles("
 static int profiles_db(struct cache_disk *c, sqlite3 **ret)
 {
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(c->db_path, &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        c->db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_busy_timeout(db, 5000);
     if (rc == SQLITE_OK)
@@ -199,8 +198,7 @@ int cache_disk_profile_clear(struct cache_disk *c, const char *key, uint64_t *re
 
     if ((r = profiles_db(c, &db)) < 0)
         return r;
-    rc = sqlite3_prepare_v2(db, "DELETE FROM profiles WHERE ?1 IS NULL OR key = ?1", -1, &st,
-                            NULL);
+    rc = sqlite3_prepare_v2(db, "DELETE FROM profiles WHERE ?1 IS NULL OR key = ?1", -1, &st, NULL);
     if (rc == SQLITE_OK) {
         if (key)
             sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);

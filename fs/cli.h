@@ -14,6 +14,7 @@ int fs_cmd_find(int argc, char **argv);
 int fs_cmd_umount(int argc, char **argv);
 int fs_cmd_cache(int argc, char **argv);
 int fs_cmd_profile(int argc, char **argv);
+int fs_cmd_overlay(int argc, char **argv);
 int fs_cmd_status(int argc, char **argv);
 int fs_cmd_hydrate(int argc, char **argv);
 

@@ -29,6 +29,8 @@ static const char usage[] =
     "  cache stats|verify|gc|clear\n"
     "                           the persistent chunk cache (lazyimg cache --help)\n"
     "  profile ls|show|clear    read (boot) profiles kept in the cache (lazyimg profile --help)\n"
+    "  overlay IMAGE OUT.qcow2  a qcow2 overlay on a mounted image, by its snapshot's\n"
+    "                           path (not `latest`), to boot a VM from the mount\n"
     "  status MOUNTPOINT        what the daemon of a mount is doing (--json)\n"
     "  hydrate PATH...          fetch whole images of a mount into its disk cache\n"
     "                           (lazyimg hydrate --help)\n"
@@ -83,9 +85,10 @@ int main(int argc, char **argv)
         const char *name;
         int (*run)(int, char **);
     } cmds[] = {
-        {"mount", fs_cmd_mount},   {"ls", fs_cmd_ls},           {"umount", fs_cmd_umount},
-        {"find", fs_cmd_find},     {"cache", fs_cmd_cache},     {"profile", fs_cmd_profile},
-        {"status", fs_cmd_status}, {"hydrate", fs_cmd_hydrate}, {"unmount", fs_cmd_umount},
+        {"mount", fs_cmd_mount},     {"ls", fs_cmd_ls},         {"umount", fs_cmd_umount},
+        {"find", fs_cmd_find},       {"cache", fs_cmd_cache},   {"profile", fs_cmd_profile},
+        {"overlay", fs_cmd_overlay}, {"status", fs_cmd_status}, {"hydrate", fs_cmd_hydrate},
+        {"unmount", fs_cmd_umount},
     };
 
     if (argc < 2) {

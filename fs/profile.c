@@ -26,7 +26,7 @@ struct fs_prof_img {
     bool save_pending, loaded;
     /* per extent: read by the reader, considered by the replay, fetched by it */
     uint8_t *read_bits, *replay_bits, *fetched_bits;
-    uint64_t *order;                  /* recorded offsets, first touch first */
+    uint64_t *order; /* recorded offsets, first touch first */
     size_t norder, cap;
     /* replay */
     uint64_t *offs;
@@ -117,7 +117,8 @@ void fs_profile_read(struct fs_profiles *p, struct fs_node *n, uint64_t off, siz
                 continue;
             if (pi->norder == pi->cap) {
                 size_t cap = pi->cap ? 2 * pi->cap : 64;
-                uint64_t *o = cap <= CACHE_PROFILE_MAX ? realloc(pi->order, cap * sizeof(*o)) : NULL;
+                uint64_t *o =
+                    cap <= CACHE_PROFILE_MAX ? realloc(pi->order, cap * sizeof(*o)) : NULL;
                 if (!o)
                     break; /* the profile stays as long as it is */
                 pi->order = o;
@@ -401,7 +402,7 @@ json_object *fs_profile_json(struct fs_profiles *p, const struct fs_node *n)
     json_object_object_add(
         o, "state", json_object_new_string(atomic_load(&pi->recording) ? "recording" : "recorded"));
     json_object_object_add(o, "replay",
-                           json_object_new_string(pi->replaying     ? "replaying"
+                           json_object_new_string(pi->replaying   ? "replaying"
                                                   : pi->noffs > 0 ? "done"
                                                                   : "none"));
     json_object_object_add(o, "recorded", json_object_new_uint64(pi->norder));
