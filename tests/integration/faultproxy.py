@@ -4,7 +4,8 @@
 
     faultproxy.py --upstream http://127.0.0.1:PORT [--port-file FILE] [--port N]
                   [--match REGEX] [--mode MODE] [--times N|all] [--seconds S]
-                  [--ms MS] [--at start|body] [--log FILE] [--keep-host]
+                  [--ms MS] [--at start|body] [--rate BYTES_PER_S] [--log FILE]
+                  [--keep-host]
 
 Listens on 127.0.0.1 (a free port unless --port is given; the port is written
 to --port-file once the socket listens) and forwards every request to the
@@ -25,8 +26,12 @@ Faults apply to requests whose path matches --match (default '/\\.chunks/'):
 `times` (default all): the first N requests of EACH distinct path get the
 fault, later ones pass (so retries succeed); `all` faults every request.
 
+`rate` (bytes per second, default 0 = unlimited) paces every answer's body,
+all connections together (one token bucket: a link of that bandwidth), in
+any mode; with `delay` it makes a slow, far link (benchmarks).
+
 Control (never forwarded):
-  GET /__fault?mode=M[&times=N|all][&seconds=S][&ms=MS][&at=start|body][&match=RE]
+  GET /__fault?mode=M[&times=N|all][&seconds=S][&ms=MS][&at=start|body][&match=RE][&rate=B]
         sets the fault; counts per path restart at 0 (reset=0 keeps them)
   GET /__stats   JSON {"mode", "times", "match", "total", "counts": {path: n},
                  "faulted": {path: n}, "status": {path: {code: n}}}
@@ -61,7 +66,19 @@ class State:
         self.ms = 0
         self.at = "start"
         self.match = re.compile(r"/\.chunks/")
+        self.rate = 0.0
+        self.paced_until = 0.0  # when the link is free again (monotonic)
         self.reset()
+
+    def pace(self, nbytes):
+        """Seconds to wait before sending @nbytes on the shared link."""
+        with self.lock:
+            if self.rate <= 0:
+                return 0.0
+            now = time.monotonic()
+            start = max(now, self.paced_until)
+            self.paced_until = start + nbytes / self.rate
+            return self.paced_until - now
 
     def reset(self):
         self.counts = {}
@@ -88,7 +105,11 @@ class State:
         if at not in ("start", "body"):
             raise ValueError("at must be start or body")
         match = re.compile(q["match"]) if "match" in q else self.match
+        rate = float(q.get("rate", 0))
+        if rate < 0:
+            raise ValueError("rate must be >= 0")
         with self.lock:
+            self.rate = rate
             self.mode, self.times, self.seconds, self.ms = mode, t, seconds, ms
             self.at, self.match = at, match
             if not keep_counts:
@@ -124,6 +145,7 @@ class State:
                 "seconds": self.seconds,
                 "ms": self.ms,
                 "at": self.at,
+                "rate": self.rate,
                 "total": self.total,
                 "counts": dict(self.counts),
                 "faulted": dict(self.faulted),
@@ -317,7 +339,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if fault is None or status >= 300 or not data:
             self.state.record_status(path, status)
             self._send_head(status, reason, rh, len(data))
-            self.wfile.write(data)
+            self._send_paced(data)
             return
         mode, seconds, at = fault
         self.state.record_status(path, mode)
@@ -342,6 +364,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
             self._abort(rst=False)
 
+    def _send_paced(self, data):
+        """Writes @data at the link's rate (64 KiB at a time), or at once."""
+        step = 65536
+        for off in range(0, len(data), step):
+            wait = self.state.pace(min(step, len(data) - off))
+            if wait > 0:
+                time.sleep(wait)
+            self.wfile.write(data[off:off + step])
+
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _proxy
 
 
@@ -356,6 +387,7 @@ def main():
     ap.add_argument("--seconds", default="60", help="stall duration")
     ap.add_argument("--ms", default="0", help="delay per answer")
     ap.add_argument("--at", default="start", choices=("start", "body"), help="where reset cuts")
+    ap.add_argument("--rate", default="0", help="bytes per second of the link (0: unlimited)")
     ap.add_argument("--log", help="append a line per request to this file")
     ap.add_argument("--keep-host", action="store_true",
                     help="forward the client's Host header (for signed requests: S3 SigV4)")
@@ -364,7 +396,7 @@ def main():
     state = State()
     try:
         state.configure({"mode": a.mode, "times": a.times, "seconds": a.seconds, "ms": a.ms,
-                         "at": a.at, "match": a.match})
+                         "at": a.at, "match": a.match, "rate": a.rate})
     except (ValueError, re.error) as e:
         ap.error(str(e))
     Handler.state = state
