@@ -72,7 +72,8 @@ int fs_cmd_overlay(int argc, char **argv)
         {0},
     };
     char image[PATH_MAX];
-    char *qargv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-b", image, "-F", "raw", NULL, NULL};
+    char *qargv[] = {"qemu-img", "create", "-q",  "-f", "qcow2", "-b",
+                     image,      "-F",     "raw", NULL, NULL};
     bool force = false;
     const char *out;
     pid_t pid;

@@ -283,10 +283,20 @@ static void save(struct fs_profiles *p, struct fs_prof_img *pi)
     pthread_mutex_unlock(&pi->lock);
     /* the recording ended: pi->order no longer changes */
     r = cache_disk_profile_save(p->ctx->disk, pi->key, pi->path, pi->order, pi->norder);
-    if (r < 0)
+    if (r < 0) {
         fs_warn("%s: cannot save its read profile: %s", pi->path, strerror(-r));
+        return;
+    }
+    pthread_mutex_lock(&pi->lock);
+    if (pi->noffs)
+        fs_info("%s: read profile of %zu extents saved; the replay of %s fetched %llu chunks "
+                "(%llu read in the window, %llu not), %llu were cached already",
+                pi->path, pi->norder, pi->replay_of, (unsigned long long)pi->replayed,
+                (unsigned long long)pi->hits, (unsigned long long)pi->useless,
+                (unsigned long long)pi->skipped);
     else
-        fs_debug("%s: read profile saved (%zu extents)", pi->path, pi->norder);
+        fs_info("%s: read profile of %zu extents saved", pi->path, pi->norder);
+    pthread_mutex_unlock(&pi->lock);
 }
 
 static void *profile_main(void *arg)
