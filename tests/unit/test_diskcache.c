@@ -1515,6 +1515,66 @@ static void test_verify(void **state)
     cache_disk_close(c);
 }
 
+struct prof_seen {
+    int n;
+    char keys[8][512];
+    size_t counts[8];
+};
+
+static void on_profile(const struct cache_disk_profile_info *p, void *arg)
+{
+    struct prof_seen *s = arg;
+    if (s->n < 8) {
+        snprintf(s->keys[s->n], sizeof(s->keys[0]), "%s", p->key);
+        s->counts[s->n++] = p->count;
+    }
+}
+
+/* Read profiles: saved and loaded in order, the newest few kept per key,
+ * listed newest first, cleared by key or all, and left alone by
+ * cache_disk_clear. */
+static void test_profiles(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct cache_disk_profile_info info;
+    struct prof_seen seen = {0};
+    uint64_t offs[5] = {48u << 20, 0, 60u << 20, UINT64_C(1) << 40, 4096}, *got = NULL, removed;
+    size_t n = 0;
+
+    assert_int_equal(cache_disk_profile_load(c, "s\na", &got, &n, NULL), -ENOENT);
+    assert_int_equal(cache_disk_profile_save(c, "s\na", "a/t1", offs, 0), -EINVAL);
+    for (size_t k = 1; k <= 5; k++) {
+        assert_int_equal(cache_disk_profile_save(c, "s\na", "a/t1", offs, k), 0);
+        sleep_ms(2); /* created is in µs: distinct and ordered */
+    }
+    assert_int_equal(cache_disk_profile_save(c, "s\nb", "b/t1", offs + 1, 2), 0);
+    assert_int_equal(cache_disk_profile_load(c, "s\na", &got, &n, &info), 0);
+    assert_int_equal(n, 5);
+    assert_memory_equal(got, offs, sizeof(offs));
+    assert_string_equal(info.image, "a/t1");
+    assert_int_equal(info.count, 5);
+    free(got);
+    /* the newest CACHE_PROFILE_KEEP of "a" (5, 4, 3 offsets), then "b" */
+    assert_int_equal(cache_disk_profile_list(c, NULL, on_profile, &seen), CACHE_PROFILE_KEEP + 1);
+    assert_int_equal(seen.counts[0], 5);
+    assert_int_equal(seen.counts[1], 4);
+    assert_int_equal(seen.counts[2], 3);
+    assert_string_equal(seen.keys[3], "s\nb");
+    /* chunks cleared: profiles stay */
+    assert_int_equal(cache_disk_clear(c), 0);
+    seen.n = 0;
+    assert_int_equal(cache_disk_profile_list(c, "s\nb", on_profile, &seen), 1);
+    assert_int_equal(cache_disk_profile_clear(c, "s\na", &removed), 0);
+    assert_int_equal(removed, CACHE_PROFILE_KEEP);
+    assert_int_equal(cache_disk_profile_load(c, "s\na", &got, &n, NULL), -ENOENT);
+    assert_int_equal(cache_disk_profile_clear(c, NULL, &removed), 0);
+    assert_int_equal(removed, 1);
+    seen.n = 0;
+    assert_int_equal(cache_disk_profile_list(c, NULL, on_profile, &seen), 0);
+    cache_disk_close(c);
+}
+
 struct store_seen {
     int n;
     uint64_t inserts, entries, hits, misses;
@@ -2005,6 +2065,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_budget_under_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_clear, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_profiles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_instances, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_full, setup, teardown),
