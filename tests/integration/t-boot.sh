@@ -6,10 +6,11 @@
 # files spread over the disk and prints the hash on the serial console. Every
 # boot checks that line against the hash computed on the host:
 #   (a) -drive …,snapshot=on from a local mount;
-#   (b) a qcow2 overlay made by `lazyimg overlay` (through `latest`): guest
-#       writes land in the overlay, the image is unchanged; then a live
-#       restore (contrib/live-restore.py: QMP drive-mirror) moves the running
-#       guest to a local file and the mount is unmounted under it;
+#   (b) a qcow2 overlay made by `lazyimg overlay` (through `latest`): the
+#       guest's write lands in the overlay, the image is unchanged;
+#   (live) a live restore (contrib/live-restore.py: QMP drive-mirror) moves a
+#       running guest to a local file and the mount is unmounted under it;
+#       the guest finishes on the file, its write there;
 #   (c) over HTTP (nginx), cache=none (O_DIRECT) and aio=io_uring (aio=native
 #       where QEMU has no io_uring);
 #   (d) over HTTP with the store killed mid-boot: the guest sees I/O errors and
@@ -28,7 +29,8 @@ C=$W/cache
 
 # --- the disk: built once per machine (kept in $CACHE_DIR) ----------------------
 mkdir -p "$CACHE_DIR"
-BOOT=$CACHE_DIR/boot-v1.raw
+BOOT=$CACHE_DIR/boot-v2.raw # (v2: the init writes sector 2047)
+LIVE_RESTORE=$T_DIR/../../contrib/live-restore.py
 if [[ ! -s $BOOT.sha256 ]]; then
     out=$("$T_DIR/mkbootimg.sh" "$BOOT.tmp" 2>&1) || fail "mkbootimg.sh failed" "$out"
     mv "$BOOT.tmp.sha256" "$BOOT.sha256"
@@ -78,27 +80,51 @@ wait_console() {
 lazyimg_mount "$S" "$M" --cache-dir "$C"
 boot local -drive "file=$M/$IMG,format=raw,if=virtio,snapshot=on"
 expect_boot local
-data=$(($(stat -c %b "$BOOT") * 512))
-fetched=$("$LAZYIMG" status --json "$M" | python3 -c 'import json, sys; print(json.load(sys.stdin)["cache"]["load_bytes"])')
-((fetched < data)) || fail "the boot fetched $fetched bytes, the whole disk's data is $data"
-ok "the boot fetched $((fetched >> 20)) MiB of the disk's $((data >> 20)) MiB of data"
+read -r fetched data size < <("$LAZYIMG" status --json "$M" | python3 -c 'import json, sys
+s = json.load(sys.stdin)
+i = [x for x in s["images"] if x["path"] == sys.argv[1]][0]
+print(s["cache"]["load_bytes"], i["data_bytes"], i["size"])' "$IMG")
+((fetched <= data)) || fail "the boot fetched $fetched bytes, more than the image's data chunks ($data)"
+ok "the boot fetched $((fetched >> 20)) MiB: at most the $((data >> 20)) MiB of data chunks of the $((size >> 20)) MiB disk (holes never)"
 
-# --- (b) a qcow2 overlay through latest, then a live restore ------------------------
+# sector_2047 FILE [qemu-io format]: the text the guest wrote there, if any
+# (through qemu-io, spaces and dashes read as dots: match with a regex)
+sector_2047() {
+    if [[ -n ${2:-} ]]; then
+        qemu-io -f "$2" -r -c "read -v 1048064 96" "$1" | sed -n 's/^[0-9a-f]*: .*  //p' | tr -d '\n'
+    else
+        dd if="$1" bs=512 skip=2047 count=1 status=none | tr -d '\0'
+    fi
+}
+
+# --- (b) a qcow2 overlay through latest ---------------------------------------------
 out=$("$LAZYIMG" overlay "$M/vm/100/latest/drive-scsi0.img" "$W/ov.qcow2" 2>&1) || fail "lazyimg overlay failed" "$out"
 backing=$(qemu-img info --output=json "$W/ov.qcow2" | python3 -c 'import json, sys; print(json.load(sys.stdin)["backing-filename"])')
 expect_eq "overlay: its backing file is the snapshot's time path, not latest" "$M/$IMG" "$backing"
-boot overlay -qmp "unix:$W/qmp.sock,server=on,wait=off" \
-    -drive "id=disk0,file=$W/ov.qcow2,format=qcow2,if=virtio"
+boot overlay -drive "file=$W/ov.qcow2,format=qcow2,if=virtio"
+expect_boot overlay
+grep -q "LAZYIMG.WROTE.$WANT" <<<"$(sector_2047 "$W/ov.qcow2" qcow2)" ||
+    fail "overlay: the guest's write is not in the overlay" "$(sector_2047 "$W/ov.qcow2" qcow2)"
+[[ -z $(sector_2047 "$M/$IMG") ]] || fail "overlay: the guest's write reached the mounted image"
+ok "overlay: the guest's write is in the overlay, the mounted image is unchanged"
+
+# --- (live) boot from the mount, move to a local file, unmount under the guest -----
+"$LAZYIMG" overlay "$M/$IMG" "$W/live.qcow2" >/dev/null || fail "lazyimg overlay (live) failed"
+boot live -qmp "unix:$W/qmp.sock,server=on,wait=off" \
+    -drive "id=disk0,file=$W/live.qcow2,format=qcow2,if=virtio"
 for ((i = 0; i < 50; i++)); do [[ -S $W/qmp.sock ]] && break; sleep 0.1; done
-out=$(python3 "$ROOT_DIR/contrib/live-restore.py" --qmp "$W/qmp.sock" --device disk0 \
-    --target "$W/restored.raw" --timeout 120 2>&1) || fail "live restore failed" "$out"
+out=$(python3 "$LIVE_RESTORE" --qmp "$W/qmp.sock" --device disk0 --target "$W/restored.raw" \
+    --timeout 120 2>&1) || fail "live restore failed" "$out"
 ok "live restore: the running guest was moved to a local file ($out)"
 lazyimg_umount "$M"
-ok "live restore: the mount is gone under the running guest"
-expect_boot overlay
-cmp -s <(head -c 1048576 "$BOOT") <(head -c 1048576 "$W/restored.raw") ||
-    fail "live restore: the restored disk's first MiB differs from the image"
-ok "live restore: the restored disk holds the image"
+ok "live restore: the mount is unmounted under the running guest"
+expect_boot live
+grep -q "LAZYIMG-WROTE $WANT" <<<"$(sector_2047 "$W/restored.raw")" ||
+    fail "live restore: the guest's write is not in the restored file"
+cmp -s <(head -c 1048064 "$BOOT") <(head -c 1048064 "$W/restored.raw") &&
+    cmp -s <(tail -c +1048577 "$BOOT") <(tail -c +1048577 "$W/restored.raw") ||
+    fail "live restore: the restored file differs from the image (beyond the guest's write)"
+ok "live restore: the restored file is the image plus the guest's write"
 
 # --- (c) HTTP, cache=none, io_uring ------------------------------------------------
 start_nginx "$S"
@@ -122,7 +148,7 @@ grep -q "^vm/100/drive-scsi0.img " <<<"$out" || fail "no read profile was record
 ok "the first boot's read profile was saved"
 "$LAZYIMG" cache clear --cache-dir "$C" >/dev/null
 lazyimg_mount "$S" "$M" --cache-dir "$C"
-exec 7<"$M/$IMG"
+exec 7<"$M/$IMG" # open, read nothing
 for ((i = 0; i < 300; i++)); do
     st=$("$LAZYIMG" status --json "$M" | python3 -c 'import json, sys
 i = [x for x in json.load(sys.stdin)["images"] if x["path"] == sys.argv[1]][0]
