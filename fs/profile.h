@@ -40,8 +40,11 @@
 #include "fs.h"
 
 #define FS_PROFILE_WINDOW_S 60
+/* Few bytes in flight: on a slow link the transfers share its bandwidth, so
+ * many at once would delay the chunk the reader needs next; two 4 MiB chunks
+ * keep a link with 50 ms round trips busy (many small casync chunks). */
 #define FS_PROFILE_INFLIGHT 64
-#define FS_PROFILE_INFLIGHT_BYTES (8 * FS_READAHEAD_UNIT)
+#define FS_PROFILE_INFLIGHT_BYTES (2 * FS_READAHEAD_UNIT)
 
 struct fs_profiles;
 
