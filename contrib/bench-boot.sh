@@ -6,7 +6,7 @@
 #
 #   contrib/bench-boot.sh [WORKDIR]   (root; default /var/tmp/lazyimg-bench-boot)
 #
-# Environment: RUNS (default 5) boots per figure; SIZE_MB (default 1024) of
+# Environment: RUNS (default 5) boots per figure; SIZE_MB (default 512) of
 # the disk; CHANGE (default 4) data files rewritten in the next backup;
 # DELAY_MS (default 50) added to every request and RATE (bytes/s, default
 # 6250000 = 50 Mbit/s) of the constrained link (tests/integration/faultproxy.py
@@ -33,7 +33,7 @@ ROOT=$PWD
 B=${LAZYIMG_BUILD:-$ROOT/build}
 W=${1:-/var/tmp/lazyimg-bench-boot}
 RUNS=${RUNS:-5}
-SIZE_MB=${SIZE_MB:-1024}
+SIZE_MB=${SIZE_MB:-512}
 CHANGE=${CHANGE:-4}
 DELAY_MS=${DELAY_MS:-50}
 RATE=${RATE:-6250000}
@@ -211,11 +211,11 @@ RAW=$(med raw)
   echo
   echo "| target (constrained link) | value | target | result |"
   echo "|---|---|---|---|"
-  printf '| excess without ÷ excess with the profile | %.2f | >= 2 | %s |\n' "$ratio" "$(awk -v v="$ratio" 'BEGIN {print v >= 2 ? "PASS" : "FAIL"}')"
+  printf '| excess without ÷ excess with the profile | %.2f | >= 2 | %s |\n' "$ratio" "$(awk -v v="$ratio" 'BEGIN {print (v >= 2 ? "PASS" : "FAIL")}')"
   t=$(calc "$(med slow.profile) / $RAW")
-  printf '| with the profile ÷ raw file | %.2f | <= 1.3 | %s |\n' "$t" "$(awk -v v="$t" 'BEGIN {print v <= 1.3 ? "PASS" : "FAIL"}')"
+  printf '| with the profile ÷ raw file | %.2f | <= 1.3 | %s |\n' "$t" "$(awk -v v="$t" 'BEGIN {print (v <= 1.3 ? "PASS" : "FAIL")}')"
   u=$(calc "($(med slow.replayed) > 0 ? $(med slow.useless) / $(med slow.replayed) : 0)")
-  printf '| useless prefetches ÷ replayed (chunks of one size: bytes alike) | %.2f | <= 0.10 | %s |\n' "$u" "$(awk -v v="$u" 'BEGIN {print v <= 0.10 ? "PASS" : "FAIL"}')"
+  printf '| useless prefetches ÷ replayed (chunks of one size: bytes alike) | %.2f | <= 0.10 | %s |\n' "$u" "$(awk -v v="$u" 'BEGIN {print (v <= 0.10 ? "PASS" : "FAIL")}')"
   echo
   echo "replay per run (constrained): replayed $(printf '%s' "${V[slow.replayed]}"), useless $(printf '%s' "${V[slow.useless]}"), already cached $(printf '%s' "${V[slow.skipped]}")"
 } | tee "$W/results.txt"
