@@ -24,7 +24,9 @@ static const char status_usage[] =
     "retries, failovers and errors, cache hit rate and disk cache use, and one\n"
     "line per image whose index the daemon has loaded since the mount (images\n"
     "that were opened, stat()ed or hydrated; the others are not listed): bytes\n"
-    "of data in the disk cache, share of zeros, hydration progress.\n"
+    "of data in the disk cache, share of zeros, hydration progress, read profile\n"
+    "(recording; the replay of an earlier one: chunks fetched, found cached,\n"
+    "then read by the reader).\n"
     "\n"
     "When the mount was made from cached metadata (--offline, or the store was\n"
     "unreachable at mount), a line \"mode: offline: REASON\" says so.\n"
@@ -75,6 +77,26 @@ static void format_us(uint64_t us, char *buf, size_t len)
         snprintf(buf, len, "%llu ms", (unsigned long long)(us / 1000));
     else
         snprintf(buf, len, "%llu s", (unsigned long long)(us / 1000000));
+}
+
+/* The read profile of an image: "-", "recording 12 extents", "replaying 30 …". */
+static void profile_text(json_object *p, char *buf, size_t len)
+{
+    const char *state, *replay;
+    json_object *v;
+    int w;
+    if (!p) {
+        snprintf(buf, len, "-");
+        return;
+    }
+    state = json_object_object_get_ex(p, "state", &v) ? json_object_get_string(v) : "?";
+    replay = json_object_object_get_ex(p, "replay", &v) ? json_object_get_string(v) : "none";
+    w = snprintf(buf, len, "%s %llu extents", state, (unsigned long long)u64(p, "recorded"));
+    if (w > 0 && (size_t)w < len && strcmp(replay, "none"))
+        snprintf(buf + w, len - (size_t)w, "; %s: %llu fetched, %llu cached, %llu read",
+                 !strcmp(replay, "replaying") ? "replaying" : "replayed",
+                 (unsigned long long)u64(p, "replayed"), (unsigned long long)u64(p, "skipped"),
+                 (unsigned long long)u64(p, "hits"));
 }
 
 static void hydration_text(json_object *h, char *buf, size_t len)
@@ -152,19 +174,20 @@ static void print_human(json_object *st)
             width = l;
     }
     /* CACHED%: share of the data bytes in the disk cache; ZERO: share of the size */
-    printf("images:\n  %-*s  %17s %7s %5s  %s\n", (int)width, "PATH", "CACHED / DATA", "CACHED%",
-           "ZERO", "HYDRATION");
+    printf("images:\n  %-*s  %17s %7s %5s  %-24s %s\n", (int)width, "PATH", "CACHED / DATA",
+           "CACHED%", "ZERO", "HYDRATION", "READ PROFILE");
     for (size_t i = 0; i < n; i++) {
         json_object *im = json_object_array_get_idx(images, i);
         uint64_t size = u64(im, "size"), zero = u64(im, "zero_bytes");
-        char sz[80], hyd[96];
+        char sz[80], hyd[96], prof[160];
         fetch_format_size(u64(im, "cached_bytes"), a, sizeof(a));
         fetch_format_size(u64(im, "data_bytes"), b, sizeof(b));
         snprintf(sz, sizeof(sz), "%s / %s", a, b);
         hydration_text(obj(im, "hydration"), hyd, sizeof(hyd));
-        printf("  %-*s  %17s %6.1f%% %4.0f%%  %s\n", (int)width,
+        profile_text(obj(im, "profile"), prof, sizeof(prof));
+        printf("  %-*s  %17s %6.1f%% %4.0f%%  %-24s %s\n", (int)width,
                safe(im, "path", text, sizeof(text)), sz, dbl(im, "hydrated_pct"),
-               size ? 100.0 * (double)zero / (double)size : 0.0, hyd);
+               size ? 100.0 * (double)zero / (double)size : 0.0, hyd, prof);
     }
 }
 
