@@ -10,7 +10,9 @@
 # the disk; CHANGE (default 4) data files rewritten in the next backup;
 # DELAY_MS (default 50) added to every request and RATE (bytes/s, default
 # 6250000 = 50 Mbit/s) of the constrained link (tests/integration/faultproxy.py
-# in front of nginx on 127.0.0.1); LAZYIMG_BUILD (default ./build).
+# in front of nginx on 127.0.0.1); READ (default: all) data files the guest's
+# init reads, for a boot that reads part of its disk; LAZYIMG_BUILD (default
+# ./build).
 #
 # The disk: tests/integration/mkbootimg.sh (Debian kernel, busybox initramfs,
 # ext4 with data files the init hashes; mostly zeros), and a copy with CHANGE
@@ -47,7 +49,8 @@ done
 LZ=$B/fs/lazyimg
 mkdir -p "$W"
 W=$(realpath "$W")
-D=$W/data-${SIZE_MB}M
+READ=${READ:-}
+D=$W/data-${SIZE_MB}M${READ:+-read$READ}
 DS=$D/ds MNT=$W/mnt
 mkdir -p "$D" "$MNT"
 T1=2026-03-01T00:00:00Z T2=2026-03-02T00:00:00Z
@@ -64,7 +67,7 @@ trap cleanup EXIT
 if [ ! -f "$D/.made-v1" ]; then
   rm -rf "${D:?}"/*
   log "building the $SIZE_MB MiB disk and its next backup..."
-  tests/integration/mkbootimg.sh "$D/first.raw" --size "$SIZE_MB" --seed 1 >/dev/null
+  tests/integration/mkbootimg.sh "$D/first.raw" --size "$SIZE_MB" --seed 1 ${READ:+--read "$READ"} >/dev/null
   tests/integration/mkbootimg.sh "$D/next.raw" --from "$D/first.raw" --change "$CHANGE" --seed 2 >/dev/null
   mkdir -p "$DS/.chunks"
   : >"$DS/.lock"
@@ -192,7 +195,7 @@ RAW=$(med raw)
 {
   echo
   echo "lazyimg boot benchmark (contrib/bench-boot.sh) — $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) cores, accel $ACCEL"
-  echo "disk: $SIZE_MB MiB, $((DATA >> 20)) MiB of data; the next backup rewrites $CHANGE data files; 4 MiB chunks; $RUNS boots per figure (median, min–max)"
+  echo "disk: $SIZE_MB MiB, $((DATA >> 20)) MiB of data; the guest reads ${READ:-all} of its data files; the next backup rewrites $CHANGE data files; 4 MiB chunks; $RUNS boots per figure (median, min–max)"
   echo "constrained link: faultproxy.py, +$DELAY_MS ms per request, $(calc "$RATE * 8 / 1e6") Mbit/s; direct: nginx on 127.0.0.1"
   echo "the next snapshot's data chunks are $(calc "int($WIRE / 1048576)") MiB on the wire: $(calc "int($WIRE / $RATE * 10) / 10") s at the link's rate (no boot through it can be faster)"
   echo

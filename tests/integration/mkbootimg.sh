@@ -10,9 +10,11 @@
 # "LAZYIMG-WROTE <sha256>" into sector 2047 of the disk, the gap before the
 # partition, so that tests can see where guest writes land)
 # and powers the VM off. OUT.sha256 holds the expected <sha256>.
-#   mkbootimg.sh OUT.raw [--size MiB] [--seed N]
-#   mkbootimg.sh OUT.raw --from BASE.raw --change N [--seed N]
+#   mkbootimg.sh OUT.raw [--size MiB] [--seed N] [--read K]
+#   mkbootimg.sh OUT.raw --from BASE.raw --change N [--seed N] [--read K]
 #       copy of BASE with N data files rewritten in place (same sizes)
+#   --read K: the init hashes only the first K data files (sorted), as a boot
+#       that reads part of its disk (boot/read-files holds K; default: all)
 # The data files are pseudo-random (from --seed), ~15% of the disk, spread
 # over the partition; the rest stays zero (mostly all-zero 4 MiB chunks).
 # Needs root (loop devices, mount) and the Debian packages: extlinux,
@@ -25,13 +27,14 @@
 set -euo pipefail
 
 die() { echo "mkbootimg: $*" >&2; exit 1; }
-usage() { sed -n '13,15s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+usage() { sed -n '13,17s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
-OUT='' SIZE=512 SEED=1 FROM='' CHANGE=''
+OUT='' SIZE=512 SEED=1 FROM='' CHANGE='' READ=''
 while [ $# -gt 0 ]; do
 	case $1 in
 	--size) SIZE=${2:?}; shift 2 ;;
 	--seed) SEED=${2:?}; shift 2 ;;
+	--read) READ=${2:?}; shift 2 ;;
 	--from) FROM=${2:?}; shift 2 ;;
 	--change) CHANGE=${2:?}; shift 2 ;;
 	-h|--help) usage ;;
@@ -42,6 +45,7 @@ done
 [ -n "$OUT" ] || usage
 [[ $SIZE =~ ^[0-9]+$ && $SIZE -ge 64 ]] || die "--size must be >= 64 (MiB)"
 [[ $SEED =~ ^[0-9]+$ ]] || die "--seed must be a number"
+[[ -z $READ || $READ =~ ^[1-9][0-9]*$ ]] || die "--read must be a positive number"
 if [ -n "$FROM" ]; then
 	[[ $CHANGE =~ ^[0-9]+$ ]] || die "--from needs --change N"
 	[ -f "$FROM" ] || die "no such base image: $FROM"
@@ -81,7 +85,12 @@ RS=$SEED
 rnd() { RS=$(( (RS * 1103515245 + 12345) % 2147483648 )); R=$(( (RS >> 4) % $1 )); }
 # Data checksum, as the guest computes it: sha256 of the `sha256sum` lines
 # of data/* in sorted order (a plain `cat | sha256sum` is 2.5x slower in TCG).
-datasum() { (cd "$1" && LC_ALL=C && set -- * && sha256sum "$@" | sha256sum | cut -d' ' -f1); }
+# Only the first K files when boot/read-files (next to data/) says K.
+datasum() {
+	(cd "$1" && LC_ALL=C && set -- * &&
+		if [ -f ../boot/read-files ]; then set -- "${@:1:$(cat ../boot/read-files)}"; fi &&
+		sha256sum "$@" | sha256sum | cut -d' ' -f1)
+}
 attach() { LOOP=$(losetup -f --show -o $((PSTART * 512)) "$1") || die "losetup failed"; }
 detach() { umount "$MNT"; losetup -d "$LOOP"; LOOP=; }
 
@@ -161,6 +170,11 @@ mount -t ext4 -o ro,noload "$dev" /mnt || fail "cannot mount $dev"
 cd /mnt/data || fail "no /data on $dev"
 set -- *
 [ -f "$1" ] || fail "no data files"
+if [ -f /mnt/boot/read-files ]; then # only the first K (a boot reading part of its disk)
+	k=$(cat /mnt/boot/read-files) keep=
+	for f in "$@"; do [ "$k" -gt 0 ] && keep="$keep $f" && k=$((k - 1)); done
+	set -- $keep
+fi
 sums=$(sha256sum "$@") || fail "read error"
 sum=$(echo "$sums" | sha256sum)
 # a guest write, in the gap between the MBR and the partition (sector 2047):
@@ -248,6 +262,7 @@ else
 	make_initrd
 	build_new
 fi
+[ -z "$READ" ] || echo "$READ" >"$MNT/boot/read-files"
 # Re-read the data from disk (fresh ro mount) for the expected sum.
 umount "$MNT"; mount -t ext4 -o ro,noload "$LOOP" "$MNT"
 SUM=$(datasum "$MNT/data")
