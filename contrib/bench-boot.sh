@@ -197,7 +197,7 @@ RAW=$(med raw)
   echo "lazyimg boot benchmark (contrib/bench-boot.sh) — $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) cores, accel $ACCEL"
   echo "disk: $SIZE_MB MiB, $((DATA >> 20)) MiB of data; the guest reads ${READ:-all} of its data files; the next backup rewrites $CHANGE data files; 4 MiB chunks; $RUNS boots per figure (median, min–max)"
   echo "constrained link: faultproxy.py, +$DELAY_MS ms per request, $(calc "$RATE * 8 / 1e6") Mbit/s; direct: nginx on 127.0.0.1"
-  echo "the next snapshot's data chunks are $(calc "int($WIRE / 1048576)") MiB on the wire: $(calc "int($WIRE / $RATE * 10) / 10") s at the link's rate (no boot through it can be faster)"
+  echo "all the next snapshot's data chunks are $(calc "int($WIRE / 1048576)") MiB on the wire: $(calc "int($WIRE / $RATE * 10) / 10") s at the link's rate (a boot that reads all of them cannot be faster)"
   echo
   echo "| boot of the next backup | seconds to marker | min–max | excess over raw | MiB fetched before the marker |"
   echo "|---|---|---|---|---|"
