@@ -10,7 +10,6 @@
 #include <json-c/json.h>
 #include <openssl/crypto.h>
 
-#include "digest.h"
 #include "names.h"
 #include "pbs_key.h"
 
@@ -230,22 +229,29 @@ static int parse_signing(json_object *root, struct fetch_manifest *m, fetch_erro
     return 0; /* no canonical form: signed_json stays NULL, verification fails */
 }
 
+int fetch_manifest_check_key(const struct fetch_manifest *m, const struct fetch_pbs_key *k,
+                             const char *what, fetch_error *err)
+{
+    char mine[FETCH_PBS_FINGERPRINT_STR], theirs[FETCH_PBS_FINGERPRINT_STR];
+    if (!m->has_fingerprint || memcmp(m->key_fingerprint, k->fingerprint, 32) == 0)
+        return 0;
+    fetch_pbs_fingerprint_str(m->key_fingerprint, theirs);
+    fetch_pbs_fingerprint_str(k->fingerprint, mine);
+    return fetch_error_set(err, -EKEYREJECTED,
+                           "this snapshot was %s with key %s, the key file is %s", what, theirs,
+                           mine);
+}
+
 int fetch_manifest_verify(const struct fetch_manifest *m, const struct fetch_pbs_key *k,
                           fetch_error *err)
 {
-    char mine[FETCH_PBS_FINGERPRINT_STR], theirs[FETCH_PBS_FINGERPRINT_STR];
     uint8_t mac[32];
     int r;
 
     if (!m->has_signature)
         return fetch_error_set(err, -ENODATA, "the manifest is not signed");
-    if (m->has_fingerprint && memcmp(m->key_fingerprint, k->fingerprint, 32) != 0) {
-        fetch_pbs_fingerprint_str(m->key_fingerprint, theirs);
-        fetch_pbs_fingerprint_str(k->fingerprint, mine);
-        return fetch_error_set(err, -EKEYREJECTED,
-                               "this snapshot was signed with key %s, the key file is %s", theirs,
-                               mine);
-    }
+    if ((r = fetch_manifest_check_key(m, k, "signed", err)) < 0)
+        return r;
     if (!m->signed_json)
         return fetch_error_set(err, -EBADMSG,
                                "the manifest's signature cannot be checked (not 64 hex digits, "

@@ -53,6 +53,14 @@ void fetch_manifest_free(struct fetch_manifest *m);
 struct fetch_pbs_key;
 
 /*
+ * Whether @m was made with key @k (@what: "encrypted", "signed"): 0 when its
+ * fingerprint is @k's or it names none; -EKEYREJECTED with "this snapshot
+ * was <what> with key <fp>, the key file is <fp>" in @err.
+ */
+int fetch_manifest_check_key(const struct fetch_manifest *m, const struct fetch_pbs_key *k,
+                             const char *what, fetch_error *err);
+
+/*
  * Checks the manifest's signature with key @k: 0 when it verifies,
  * -ENODATA when the manifest is not signed, -EKEYREJECTED when it was
  * signed with another key (its fingerprint is not @k's), -EBADMSG when the

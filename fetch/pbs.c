@@ -515,22 +515,12 @@ int fetch_pbs_check_key(const struct fetch_pbs_snapshot *snap,
                         const struct fetch_manifest_file *file, const struct fetch_pbs_key *key,
                         fetch_error *err)
 {
-    const struct fetch_manifest *m = snap->manifest;
-    char theirs[FETCH_PBS_FINGERPRINT_STR], mine[FETCH_PBS_FINGERPRINT_STR];
-
     if (file->crypt != FETCH_CRYPT_ENCRYPT)
         return 0;
     if (!key)
         return fetch_error_set(err, -ENOKEY, "%s is encrypted: give its key with --keyfile",
                                file->name);
-    if (m->has_fingerprint && memcmp(m->key_fingerprint, key->fingerprint, 32) != 0) {
-        fetch_pbs_fingerprint_str(m->key_fingerprint, theirs);
-        fetch_pbs_fingerprint_str(key->fingerprint, mine);
-        return fetch_error_set(err, -EKEYREJECTED,
-                               "this snapshot was encrypted with key %s, the key file is %s",
-                               theirs, mine);
-    }
-    return 0;
+    return fetch_manifest_check_key(snap->manifest, key, "encrypted", err);
 }
 
 /* Reads index @file of @snap (at most @max bytes), once its key is known to fit. */

@@ -201,10 +201,12 @@ static int check_key(struct fetch_repo *repo, struct pbs_priv *pp,
     char **msgs;
     size_t i;
 
+    /* only a snapshot with encrypted archives (a sign-only one with another
+     * key still reads) */
     for (i = 0; i < m->count && m->files[i].crypt != FETCH_CRYPT_ENCRYPT; i++)
         ;
     if (!repo->key || i == m->count ||
-        fetch_pbs_check_key(snap, &m->files[i], repo->key, &err) != -EKEYREJECTED)
+        fetch_manifest_check_key(m, repo->key, "encrypted", &err) == 0)
         return 0;
     if (!(msgs = realloc(pp->msgs, (pp->nmsgs + 1) * sizeof(*msgs))))
         return -ENOMEM;
