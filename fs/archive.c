@@ -22,84 +22,10 @@ struct chunk_stream {
     struct fetch_stream s;
 };
 
-/* A chunk awaited by a metadata read, on this thread. */
-struct wait_one {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool done;
-    int r;
-    struct cache_mem_entry *entry;
-    fetch_error err;
-};
-
-static void wait_done(void *arg, int r, struct cache_mem_entry *entry, const fetch_error *err)
-{
-    struct wait_one *w = arg;
-    pthread_mutex_lock(&w->lock);
-    w->r = r;
-    w->entry = entry;
-    if (r < 0 && err)
-        w->err = *err;
-    w->done = true;
-    pthread_cond_signal(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-}
-
-/* Copies [@from, @from + @len) of chunk @e into @dst, waiting for a fetch. */
-static int chunk_bytes(struct fs_ctx *ctx, const struct fetch_extent *e, uint32_t from, size_t len,
-                       uint8_t *dst, fetch_error *err)
-{
-    struct wait_one w = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-    struct cache_mem_entry *ref = NULL;
-    const uint8_t *bytes;
-    size_t clen;
-    int r;
-
-    r = fs_chunks_peek(ctx->chunks, e, from, len, dst, &bytes, &ref);
-    if (r == 1) {
-        if (bytes != dst)
-            memcpy(dst, bytes, len);
-        fs_chunks_put(ctx->chunks, ref);
-        return 0;
-    }
-    if (r < 0)
-        return fetch_error_set(err, -EIO, "a chunk used with two lengths");
-    if ((r = fs_chunks_want(ctx->chunks, e, FETCH_PRIO_DEMAND, wait_done, &w)) < 0)
-        return fetch_error_set(err, r, "%s", strerror(-r));
-    pthread_mutex_lock(&w.lock);
-    while (!w.done)
-        pthread_cond_wait(&w.cond, &w.lock);
-    pthread_mutex_unlock(&w.lock);
-    pthread_mutex_destroy(&w.lock);
-    pthread_cond_destroy(&w.cond);
-    if (w.r < 0) {
-        *err = w.err;
-        if (!err->msg[0])
-            fetch_error_set(err, w.r, "%s", strerror(-w.r));
-        return -EIO; /* never a wrong byte: the range fails */
-    }
-    bytes = cache_mem_entry_bytes(w.entry, &clen);
-    if (clen != e->length || (size_t)from + len > clen) {
-        fs_chunks_put(ctx->chunks, w.entry);
-        return fetch_error_set(err, -EIO, "a chunk of %zu bytes where the index says %u", clen,
-                               e->length);
-    }
-    memcpy(dst, bytes + from, len);
-    fs_chunks_put(ctx->chunks, w.entry);
-    return 0;
-}
-
-static int chunk_piece(void *arg, const struct fetch_extent *e, uint32_t from, size_t len,
-                       uint8_t *dst, fetch_error *err)
-{
-    struct chunk_stream *cs = arg;
-    return chunk_bytes(cs->ctx, e, from, len, dst, err);
-}
-
 static int stream_read(void *arg, uint64_t off, void *buf, size_t len, fetch_error *err)
 {
     struct chunk_stream *cs = arg;
-    return fetch_image_read(cs->img, off, buf, len, chunk_piece, cs, err);
+    return fs_read_sync(cs->ctx, cs->img, off, buf, len, err);
 }
 
 static void stream_init(struct chunk_stream *cs, struct fs_ctx *ctx, const struct fetch_image *img)

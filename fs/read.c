@@ -195,19 +195,38 @@ static uint8_t *pending_copy_area(struct pending *p, size_t at)
     return p->copy + at;
 }
 
+/* A range of the image a read covers; a read of a file that is several
+ * ranges of its image (a striped volume) is answered from them in order. */
+struct range {
+    uint64_t off, len;
+};
+
+/* Pieces (extents cut by the ranges) of ranges [@r, @nr), from extent @i on in range @r. */
+static size_t count_pieces(const struct fetch_image *img, const struct range *rg, size_t nr,
+                           size_t r, size_t i)
+{
+    size_t slots = 0;
+    for (; r < nr; r++, i = SIZE_MAX) {
+        size_t first = i != SIZE_MAX ? i : fetch_image_find(img, rg[r].off);
+        slots += fetch_image_find(img, rg[r].off + rg[r].len - 1) - first + 1;
+    }
+    return slots;
+}
+
 /*
  * Finishes a read that hit a chunk which must be fetched: the pieces already
  * gathered in @iov (which may point into a reused scratch buffer) are copied,
- * and the rest of the extents from @i on are filled in or awaited.
+ * and the rest of the extents, from extent @i of range @r on (SIZE_MAX: its
+ * first), are filled in or awaited. The reply is @size bytes.
  */
 static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
-                       fuse_req_t req, uint64_t off, uint64_t end, size_t i,
-                       const struct iovec *iov, size_t niov)
+                       fuse_req_t req, const struct range *rg, size_t nr, size_t r, size_t i,
+                       size_t size, const struct iovec *iov, size_t niov)
 {
-    size_t size = (size_t)(end - off), at = 0, slots;
+    size_t at, slots;
     struct pending *p;
 
-    slots = niov + (fetch_image_find(img, end - 1) - i + 1);
+    slots = niov + count_pieces(img, rg, nr, r, i);
     if (!(p = calloc(1, sizeof(*p) + slots * sizeof(p->pieces[0])))) {
         fuse_reply_err(req, ENOMEM);
         return;
@@ -218,6 +237,7 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
     atomic_init(&p->outstanding, 1);
     atomic_init(&p->error, 0);
     p->size = size;
+    at = 0;
     for (size_t k = 0; k < niov; k++) {
         const uint8_t *bytes = iov[k].iov_base;
         if (bytes != zero_buf) {
@@ -233,46 +253,53 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
         p->pieces[p->n++] = (struct reply_piece){bytes, iov[k].iov_len, NULL};
         at += iov[k].iov_len;
     }
-    for (; i < img->count && img->extents[i].offset < end; i++) {
-        const struct fetch_extent *e = &img->extents[i];
-        uint64_t from = off > e->offset ? off : e->offset;
-        uint64_t to = end < e->offset + e->length ? end : e->offset + e->length;
-        size_t len = (size_t)(to - from), buf_off = (size_t)(from - off);
-        struct reply_piece *rp = &p->pieces[p->n++];
-        struct cache_mem_entry *ref = NULL;
-        uint8_t *area = NULL;
-        const uint8_t *bytes;
-        struct piece *pc;
-        int r;
+    for (; r < nr; r++, i = SIZE_MAX) {
+        uint64_t off = rg[r].off, end = rg[r].off + rg[r].len;
+        if (i == SIZE_MAX)
+            i = fetch_image_find(img, off);
+        for (; i < img->count && img->extents[i].offset < end; i++) {
+            const struct fetch_extent *e = &img->extents[i];
+            uint64_t from = off > e->offset ? off : e->offset;
+            uint64_t to = end < e->offset + e->length ? end : e->offset + e->length;
+            size_t len = (size_t)(to - from), buf_off = at;
+            struct reply_piece *rp = &p->pieces[p->n++];
+            struct cache_mem_entry *ref = NULL;
+            uint8_t *area = NULL;
+            const uint8_t *bytes;
+            struct piece *pc;
+            int rc;
 
-        rp->len = len;
-        if (e->zero) {
-            rp->bytes = zero_buf;
-            continue;
-        }
-        if (ctx->has_disk_cache && !(area = pending_copy_area(p, buf_off))) {
-            r = -ENOMEM;
-        } else {
-            r = fs_chunks_peek(ctx->chunks, e, (uint32_t)(from - e->offset), len, area, &bytes,
-                               &ref);
-            if (r == 1) {
-                *rp = (struct reply_piece){bytes, len, ref};
+            at += len;
+            rp->len = len;
+            if (e->zero) {
+                rp->bytes = zero_buf;
                 continue;
             }
+            if (ctx->has_disk_cache && !(area = pending_copy_area(p, buf_off))) {
+                rc = -ENOMEM;
+            } else {
+                rc = fs_chunks_peek(ctx->chunks, e, (uint32_t)(from - e->offset), len, area, &bytes,
+                                    &ref);
+                if (rc == 1) {
+                    *rp = (struct reply_piece){bytes, len, ref};
+                    continue;
+                }
+            }
+            if (rc == 0 && (pc = malloc(sizeof(*pc)))) {
+                *pc = (struct piece){p, e, (uint32_t)(from - e->offset), (uint32_t)len, p->n - 1};
+                atomic_fetch_add(&p->outstanding, 1);
+                if ((rc = fs_chunks_want(ctx->chunks, e, FETCH_PRIO_DEMAND, piece_done, pc)) == 0)
+                    continue;
+                atomic_fetch_sub(&p->outstanding, 1);
+                free(pc);
+            } else if (rc == 0) {
+                rc = -ENOMEM;
+            }
+            log_chunk_error(n, e, rc, NULL);
+            atomic_store(&p->error, rc == -ENOMEM ? ENOMEM : EIO);
+            pending_put(p);
+            return;
         }
-        if (r == 0 && (pc = malloc(sizeof(*pc)))) {
-            *pc = (struct piece){p, e, (uint32_t)(from - e->offset), (uint32_t)len, p->n - 1};
-            atomic_fetch_add(&p->outstanding, 1);
-            if ((r = fs_chunks_want(ctx->chunks, e, FETCH_PRIO_DEMAND, piece_done, pc)) == 0)
-                continue;
-            atomic_fetch_sub(&p->outstanding, 1);
-            free(pc);
-        } else if (r == 0) {
-            r = -ENOMEM;
-        }
-        log_chunk_error(n, e, r, NULL);
-        atomic_store(&p->error, r == -ENOMEM ? ENOMEM : EIO);
-        break;
     }
     pending_put(p);
 }
@@ -358,33 +385,25 @@ void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *
     fs_read_span(ctx, n, n->image, 0, n->image->size, f, req, off, size);
 }
 
-void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
-                  uint64_t base, uint64_t span, struct fs_file *f, fuse_req_t req, uint64_t off,
-                  size_t size)
+/*
+ * Answers a read of the ranges @rg of @img (together at most FS_MAX_READ
+ * bytes) in order: at once when every piece is a hole, in memory or in the
+ * disk cache, else when the chunks it waits for arrive.
+ */
+static void read_ranges(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
+                        fuse_req_t req, const struct range *rg, size_t nr)
 {
     struct iovec stack_iov[STACK_IOV], *iov = stack_iov;
     struct cache_mem_entry *stack_held[STACK_IOV], **held = stack_held;
-    size_t niov = 0, nheld = 0, first, last, slots;
+    size_t niov = 0, nheld = 0, slots, size = 0, at = 0;
     uint8_t *scratch = NULL; /* disk-cache hits are read into it, at the request offset */
-    uint64_t end;
     int r = 0;
 
-    if (off >= span || size == 0) {
-        fuse_reply_buf(req, NULL, 0);
-        return;
-    }
-    if (size > FS_MAX_READ)
-        size = FS_MAX_READ;
-    atomic_store_explicit(&ctx->last_read_ms, fs_now_ms(), memory_order_relaxed);
-    /* from here on, offsets are the image's */
-    end = base + (off + size > span ? span : off + size);
-    off += base;
-    first = fetch_image_find(img, off);
-    last = fetch_image_find(img, end - 1);
-    prefetch_streams(ctx, f, img, off, end);
-    slots = last - first + 1;
+    for (size_t k = 0; k < nr; k++)
+        size += (size_t)rg[k].len;
+    slots = count_pieces(img, rg, nr, 0, SIZE_MAX);
     if (slots > MAX_REPLY_IOV) {
-        read_async(ctx, n, img, req, off, end, first, NULL, 0);
+        read_async(ctx, n, img, req, rg, nr, 0, SIZE_MAX, size, NULL, 0);
         return;
     }
     if (slots > STACK_IOV) {
@@ -395,41 +414,46 @@ void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetc
             goto out;
         }
     }
-    for (size_t i = first; i <= last; i++) {
-        const struct fetch_extent *e = &img->extents[i];
-        uint64_t from = off > e->offset ? off : e->offset;
-        uint64_t to = end < e->offset + e->length ? end : e->offset + e->length;
-        size_t len = (size_t)(to - from);
+    for (size_t k = 0; k < nr; k++) {
+        uint64_t off = rg[k].off, end = rg[k].off + rg[k].len;
+        for (size_t i = fetch_image_find(img, off); i < img->count && img->extents[i].offset < end;
+             i++) {
+            const struct fetch_extent *e = &img->extents[i];
+            uint64_t from = off > e->offset ? off : e->offset;
+            uint64_t to = end < e->offset + e->length ? end : e->offset + e->length;
+            size_t len = (size_t)(to - from);
 
-        if (e->zero) {
-            /* adjacent hole pieces merge; a read is at most FS_MAX_READ long */
-            if (niov && iov[niov - 1].iov_base == (void *)zero_buf)
-                iov[niov - 1].iov_len += len;
-            else
-                iov[niov++] = (struct iovec){zero_buf, len};
-        } else {
-            struct cache_mem_entry *ref = NULL;
-            const uint8_t *bytes;
-            if (!scratch && ctx->has_disk_cache && !(scratch = thread_scratch())) {
-                r = -ENOMEM;
-                goto out;
+            if (e->zero) {
+                /* adjacent hole pieces merge; a read is at most FS_MAX_READ long */
+                if (niov && iov[niov - 1].iov_base == (void *)zero_buf)
+                    iov[niov - 1].iov_len += len;
+                else
+                    iov[niov++] = (struct iovec){zero_buf, len};
+            } else {
+                struct cache_mem_entry *ref = NULL;
+                const uint8_t *bytes;
+                if (!scratch && ctx->has_disk_cache && !(scratch = thread_scratch())) {
+                    r = -ENOMEM;
+                    goto out;
+                }
+                r = fs_chunks_peek(ctx->chunks, e, (uint32_t)(from - e->offset), len,
+                                   scratch ? scratch + at : NULL, &bytes, &ref);
+                if (r < 0) {
+                    log_chunk_error(n, e, r, NULL);
+                    goto out;
+                }
+                if (r == 0) {
+                    /* to be fetched: the reply is sent when the chunks arrive */
+                    read_async(ctx, n, img, req, rg, nr, k, i, size, iov, niov);
+                    r = 1;
+                    goto out;
+                }
+                r = 0;
+                if (ref)
+                    held[nheld++] = ref;
+                iov[niov++] = (struct iovec){(void *)bytes, len};
             }
-            r = fs_chunks_peek(ctx->chunks, e, (uint32_t)(from - e->offset), len,
-                               scratch ? scratch + (from - off) : NULL, &bytes, &ref);
-            if (r < 0) {
-                log_chunk_error(n, e, r, NULL);
-                goto out;
-            }
-            if (r == 0) {
-                /* to be fetched: the reply is sent when the chunks arrive */
-                read_async(ctx, n, img, req, off, end, i, iov, niov);
-                r = 1;
-                goto out;
-            }
-            r = 0;
-            if (ref)
-                held[nheld++] = ref;
-            iov[niov++] = (struct iovec){(void *)bytes, len};
+            at += len;
         }
     }
 out:
@@ -443,4 +467,163 @@ out:
         free(iov);
     if (held != stack_held)
         free(held);
+}
+
+void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
+                  uint64_t base, uint64_t span, struct fs_file *f, fuse_req_t req, uint64_t off,
+                  size_t size)
+{
+    struct range rg;
+
+    if (off >= span || size == 0) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    if (size > FS_MAX_READ)
+        size = FS_MAX_READ;
+    atomic_store_explicit(&ctx->last_read_ms, fs_now_ms(), memory_order_relaxed);
+    /* from here on, offsets are the image's */
+    rg.off = base + off;
+    rg.len = off + size > span ? span - off : size;
+    prefetch_streams(ctx, f, img, rg.off, rg.off + rg.len);
+    read_ranges(ctx, n, img, req, &rg, 1);
+}
+
+/* a 1 MiB read of a volume striped in 4 KiB units, and its end */
+#define MAX_RANGES (FS_MAX_READ / 4096 + 1)
+
+void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name,
+                  const char *why, const struct fetch_view *v, struct fs_file *f, fuse_req_t req, uint64_t off,
+                  size_t size)
+{
+    struct range stack_rg[16], *rg = stack_rg;
+    const struct fetch_image *img = n->image;
+    size_t nr = 0, cap = sizeof(stack_rg) / sizeof(stack_rg[0]);
+    uint64_t end;
+
+    if (off >= v->size || size == 0) {
+        fuse_reply_buf(req, NULL, 0);
+        return;
+    }
+    if (size > FS_MAX_READ)
+        size = FS_MAX_READ;
+    atomic_store_explicit(&ctx->last_read_ms, fs_now_ms(), memory_order_relaxed);
+    end = off + size > v->size ? v->size : off + size;
+    while (off < end) {
+        uint64_t at, run;
+        if (fetch_view_map(v, off, &at, &run) < 0) {
+            char path[512];
+            fs_node_path(n, path, sizeof(path));
+            fs_err("%s: %s: offset %llu cannot be read: %s", path, name, (unsigned long long)off,
+                   why ? why : "a segment that cannot be read");
+            fuse_reply_err(req, EIO);
+            goto out;
+        }
+        if (run > end - off)
+            run = end - off;
+        if (nr && rg[nr - 1].off + rg[nr - 1].len == at) {
+            rg[nr - 1].len += run; /* contiguous in the image too */
+        } else {
+            if (nr == cap) {
+                struct range *bigger;
+                if (cap >= MAX_RANGES || !(bigger = malloc(MAX_RANGES * sizeof(*bigger)))) {
+                    fuse_reply_err(req, ENOMEM);
+                    goto out;
+                }
+                memcpy(bigger, rg, nr * sizeof(*rg));
+                rg = bigger;
+                cap = MAX_RANGES;
+            }
+            rg[nr++] = (struct range){at, run};
+        }
+        off += run;
+    }
+    /* each range continues a stream of its own (one per stripe) */
+    for (size_t k = 0; k < nr; k++)
+        prefetch_streams(ctx, f, img, rg[k].off, rg[k].off + rg[k].len);
+    read_ranges(ctx, n, img, req, rg, nr);
+out:
+    if (rg != stack_rg)
+        free(rg);
+}
+
+/* ---- reads that wait on this thread ------------------------------------- */
+
+/* A chunk awaited by a metadata read, on this thread. */
+struct wait_one {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+    int r;
+    struct cache_mem_entry *entry;
+    fetch_error err;
+};
+
+static void wait_done(void *arg, int r, struct cache_mem_entry *entry, const fetch_error *err)
+{
+    struct wait_one *w = arg;
+    pthread_mutex_lock(&w->lock);
+    w->r = r;
+    w->entry = entry;
+    if (r < 0 && err)
+        w->err = *err;
+    w->done = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Copies [@from, @from + @len) of chunk @e into @dst, waiting for a fetch. */
+static int chunk_bytes(struct fs_ctx *ctx, const struct fetch_extent *e, uint32_t from, size_t len,
+                       uint8_t *dst, fetch_error *err)
+{
+    struct wait_one w = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    struct cache_mem_entry *ref = NULL;
+    const uint8_t *bytes;
+    size_t clen;
+    int r;
+
+    r = fs_chunks_peek(ctx->chunks, e, from, len, dst, &bytes, &ref);
+    if (r == 1) {
+        if (bytes != dst)
+            memcpy(dst, bytes, len);
+        fs_chunks_put(ctx->chunks, ref);
+        return 0;
+    }
+    if (r < 0)
+        return fetch_error_set(err, -EIO, "a chunk used with two lengths");
+    if ((r = fs_chunks_want(ctx->chunks, e, FETCH_PRIO_DEMAND, wait_done, &w)) < 0)
+        return fetch_error_set(err, r, "%s", strerror(-r));
+    pthread_mutex_lock(&w.lock);
+    while (!w.done)
+        pthread_cond_wait(&w.cond, &w.lock);
+    pthread_mutex_unlock(&w.lock);
+    pthread_mutex_destroy(&w.lock);
+    pthread_cond_destroy(&w.cond);
+    if (w.r < 0) {
+        *err = w.err;
+        if (!err->msg[0])
+            fetch_error_set(err, w.r, "%s", strerror(-w.r));
+        return -EIO; /* never a wrong byte: the range fails */
+    }
+    bytes = cache_mem_entry_bytes(w.entry, &clen);
+    if (clen != e->length || (size_t)from + len > clen) {
+        fs_chunks_put(ctx->chunks, w.entry);
+        return fetch_error_set(err, -EIO, "a chunk of %zu bytes where the index says %u", clen,
+                               e->length);
+    }
+    memcpy(dst, bytes + from, len);
+    fs_chunks_put(ctx->chunks, w.entry);
+    return 0;
+}
+
+static int chunk_piece(void *arg, const struct fetch_extent *e, uint32_t from, size_t len,
+                       uint8_t *dst, fetch_error *err)
+{
+    return chunk_bytes(arg, e, from, len, dst, err);
+}
+
+int fs_read_sync(struct fs_ctx *ctx, const struct fetch_image *img, uint64_t off, void *buf,
+                 size_t len, fetch_error *err)
+{
+    return fetch_image_read(img, off, buf, len, chunk_piece, ctx, err);
 }

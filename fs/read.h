@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fetch/view.h"
 #include "fs.h"
 
 /* A sequential stream in an open file (see fs_read_image). */
@@ -48,3 +49,19 @@ void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *
 void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
                   uint64_t base, uint64_t span, struct fs_file *f, fuse_req_t req, uint64_t off,
                   size_t size);
+
+/* The same for a file that is view @v of image node @n's image (a partition,
+ * a logical volume); @name names it in log lines. A read that reaches a
+ * segment that cannot be read fails with EIO and a log line saying @why. */
+void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name, const char *why,
+                  const struct fetch_view *v, struct fs_file *f, fuse_req_t req, uint64_t off,
+                  size_t size);
+
+/*
+ * Reads [@off, @off + @len) of @img into @buf on this thread, waiting for
+ * the chunks that must be fetched (at demand priority): for metadata that a
+ * request needs before it can answer (archives, partition tables). 0, or
+ * -EIO with @err saying why (never a wrong byte), -ENOMEM.
+ */
+int fs_read_sync(struct fs_ctx *ctx, const struct fetch_image *img, uint64_t off, void *buf,
+                 size_t len, fetch_error *err);
