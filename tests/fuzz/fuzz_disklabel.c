@@ -5,6 +5,9 @@
  * the last LBA is inside it too. Every accepted label is checked against the
  * header's promises: partitions numbered in increasing order, each non-empty,
  * inside the device and overlapping no other, names NUL-terminated.
+ * In the libFuzzer build a custom mutator recomputes the CRC32s of both GPT
+ * headers and their entry arrays after most mutations, so mutated GPT
+ * fields and entries get past the checksums.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -12,6 +15,10 @@
 
 #include "fetch/disklabel.h"
 #include "fuzz.h"
+
+#ifdef FUZZ_LIBFUZZER
+#include <zlib.h>
+#endif
 
 #define FUZZ_DEV_MAX (1u << 20)
 
@@ -88,3 +95,56 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fetch_label_free(l);
     return 0;
 }
+
+#ifdef FUZZ_LIBFUZZER
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Makes the CRCs of the GPT header at @lba (if any) and of its array right. */
+static void repair_gpt(uint8_t *data, size_t size, uint64_t lba)
+{
+    uint8_t *h = data + lba * FETCH_SECTOR;
+    uint64_t array_off, array_len;
+    uint32_t hdr_size;
+
+    if ((lba + 1) * FETCH_SECTOR > size || memcmp(h, "EFI PART", 8) != 0)
+        return;
+    array_len = (uint64_t)get32(h + 80) * get32(h + 84);
+    if (get64(h + 72) < size / FETCH_SECTOR) {
+        array_off = get64(h + 72) * FETCH_SECTOR;
+        if (array_len <= size - array_off)
+            put32(h + 88, (uint32_t)crc32(0, data + array_off, (uInt)array_len));
+    }
+    hdr_size = get32(h + 12);
+    if (hdr_size < 92 || hdr_size > FETCH_SECTOR)
+        return;
+    memset(h + 16, 0, 4);
+    put32(h + 16, (uint32_t)crc32(0, h, hdr_size));
+}
+
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
+{
+    if (max_size > FUZZ_DEV_MAX)
+        max_size = FUZZ_DEV_MAX;
+    size = LLVMFuzzerMutate(data, size, max_size);
+    /* leave 1 in 8 unrepaired: the CRC checks and the backup stay covered */
+    if (seed % 8 != 0) {
+        repair_gpt(data, size, 1);
+        repair_gpt(data, size, size / FETCH_SECTOR - (size >= FETCH_SECTOR));
+    }
+    return size;
+}
+#endif
