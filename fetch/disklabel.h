@@ -7,8 +7,8 @@
  * entry array, and (when the primary GPT is damaged) the backup header at
  * the device's last LBA and its array. Sectors are 512 bytes (FETCH_SECTOR).
  *
- * Not thread-safe per call, but holds no global state: concurrent calls on
- * different (or the same read-only) devices are fine.
+ * Keeps no state between calls: concurrent calls are safe when the
+ * devices' read callbacks are.
  */
 #pragma once
 
@@ -94,8 +94,10 @@ struct fetch_label {
  * inside the device outside the usable range) and then its entry array's
  * CRC32. If either is bad, the backup header at the last LBA and its own
  * array are checked the same way and used (used_backup) when good; when
- * both are bad the error names the primary's problem first. Entries with
- * an all-zero type GUID are unused and skipped.
+ * both are bad the error names the primary's problem first. A read error
+ * is returned as is (never a reason to try the backup), and a bad entry in
+ * an array whose CRC is right is an error (the backup is not consulted).
+ * Entries with an all-zero type GUID are unused and skipped.
  *
  * Both: every partition must lie inside the device (GPT: inside the first
  * to last usable LBA) and no two may overlap; MBR logical partitions must
