@@ -154,6 +154,39 @@ write("manifest", "crypt-modes", (
 write("manifest", "host-no-files",
       b'{"backup-type":"host","backup-id":"h","backup-time":0,"files":[]}\0\0')
 
+# ---- LVM2 PVs: the real PVs of tests/data/lvm, cut to the label, the
+# metadata header and the text (moved next to the header); "#NEXTDEV"
+# separates devices
+def lvm_crc(data):
+    return zlib.crc32(data, 0xf597a6cf ^ 0xffffffff) ^ 0xffffffff
+
+
+def lvm_pv(name, msize=None, roff=512):
+    path = os.path.join(os.path.dirname(__file__), "..", "data", "lvm", name)
+    img = bytearray(subprocess.run(["zstd", "-q", "-d", "-c", path], stdout=subprocess.PIPE,
+                                   check=True).stdout)
+    mda = 4096
+    h = img[mda:mda + 512]
+    toff, tlen = struct.unpack_from("<QQ", h, 40)
+    txt = bytes(img[mda + toff:mda + toff + tlen])
+    msize = msize or struct.unpack_from("<Q", h, 32)[0]
+    area = bytearray(msize)
+    area[:512] = h
+    first = min(tlen, msize - roff)
+    area[roff:roff + first] = txt[:first]
+    area[512:512 + tlen - first] = txt[first:]
+    struct.pack_into("<QQQI", area, 32, msize, roff, tlen, lvm_crc(txt))
+    struct.pack_into("<I", area, 0, lvm_crc(bytes(area[4:512])))
+    out = bytearray(img[:mda]) + area
+    return bytes(out).rstrip(b"\0")
+
+
+write("lvm", "pv1", lvm_pv("vgt-pv1.img.zst"))
+write("lvm", "pv2", lvm_pv("vgt-pv2.img.zst"))
+write("lvm", "pv1-pv2", lvm_pv("vgt-pv1.img.zst") + b"#NEXTDEV" + lvm_pv("vgt-pv2.img.zst"))
+# the text wrapping round a small circular buffer
+write("lvm", "pv1-wrapped", lvm_pv("vgt-pv1.img.zst", msize=8192, roff=8192 - 1024))
+
 # ---- remote listings
 write("listing", "nginx-json-files", (
     b'[{"name":"index.json.blob","type":"file","mtime":"Mon, 01 Jan 2024 00:00:00 GMT","size":366},'
