@@ -11,6 +11,7 @@
 
 #include "fetch/names.h"
 #include "archive.h"
+#include "parts.h"
 #include "log.h"
 #include "profile.h"
 #include "read.h"
@@ -72,6 +73,13 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct fuse_entry_param e;
     int r;
 
+    if (fs_parts_owns(ctx, parent)) {
+        if ((r = fs_parts_lookup(ctx, parent, name, &e)) < 0)
+            fuse_reply_err(req, -r);
+        else
+            fuse_reply_entry(req, &e);
+        return;
+    }
     if (fs_archive_ino(parent) || (dir && dir->kind == FS_NODE_ARCHIVE)) {
         if ((r = fs_archive_lookup(ctx, parent, name, &e)) < 0)
             fuse_reply_err(req, -r);
@@ -111,8 +119,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     struct stat st;
     int r;
     (void)fi;
-    if (fs_archive_ino(ino)) {
-        if ((r = fs_archive_getattr(ctx, ino, &st)) < 0)
+    if (fs_parts_ino(ino) || fs_archive_ino(ino)) {
+        r = fs_parts_ino(ino) ? fs_parts_getattr(ctx, ino, &st) : fs_archive_getattr(ctx, ino, &st);
+        if (r < 0)
             fuse_reply_err(req, -r);
         else
             fuse_reply_attr(req, &st, FS_TIMEOUT);
@@ -133,7 +142,9 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
     struct fs_node *n = fs_tree_get(ctx_of(req)->tree, ino);
-    if (fs_archive_ino(ino))
+    if (fs_parts_ino(ino))
+        fs_parts_readlink(ctx_of(req), req, ino);
+    else if (fs_archive_ino(ino))
         fs_archive_readlink(ctx_of(req), req, ino);
     else if (!n || n->kind != FS_NODE_SYMLINK)
         fuse_reply_err(req, EINVAL);
@@ -145,7 +156,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     struct fs_node *n = fs_tree_get(ctx_of(req)->tree, ino);
     int r;
-    if (fs_archive_ino(ino) || (n && n->kind == FS_NODE_ARCHIVE))
+    if (fs_parts_owns(ctx_of(req), ino))
+        r = fs_parts_opendir(ctx_of(req), ino);
+    else if (fs_archive_ino(ino) || (n && n->kind == FS_NODE_ARCHIVE))
         r = fs_archive_opendir(ctx_of(req), ino);
     else
         r = !n ? -ENOENT : n->kind != FS_NODE_DIR ? -ENOTDIR : 0;
@@ -167,6 +180,10 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     char *buf;
     (void)fi;
 
+    if (fs_parts_owns(ctx, ino)) {
+        fs_parts_readdir(ctx, req, ino, size, off);
+        return;
+    }
     if (fs_archive_ino(ino) || (n && n->kind == FS_NODE_ARCHIVE)) {
         fs_archive_readdir(ctx, req, ino, size, off);
         return;
@@ -197,9 +214,11 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
             const struct fs_node *c = n->children[i - 2];
             name = c->name;
             st.st_ino = c->ino;
-            st.st_mode = c->kind == FS_NODE_DIR || c->kind == FS_NODE_ARCHIVE ? S_IFDIR
-                         : c->kind == FS_NODE_SYMLINK                         ? S_IFLNK
-                                                                              : S_IFREG;
+            st.st_mode =
+                c->kind == FS_NODE_DIR || c->kind == FS_NODE_ARCHIVE || c->kind == FS_NODE_PARTS
+                    ? S_IFDIR
+                : c->kind == FS_NODE_SYMLINK ? S_IFLNK
+                                             : S_IFREG;
         }
         need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
         if (need > size - used)
@@ -247,12 +266,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     int r;
 
     if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-        fuse_reply_err(req, fs_archive_ino(ino) || n ? EROFS : ENOENT);
+        fuse_reply_err(req, fs_archive_ino(ino) || fs_parts_ino(ino) || n ? EROFS : ENOENT);
         return;
     }
-    if (fs_archive_ino(ino)) {
+    if (fs_archive_ino(ino) || fs_parts_ino(ino)) {
         struct fs_file *f;
-        if ((r = fs_archive_open(ctx, ino)) < 0) {
+        r = fs_parts_ino(ino) ? fs_parts_open(ctx, ino) : fs_archive_open(ctx, ino);
+        if (r < 0) {
             fuse_reply_err(req, -r);
             return;
         }
@@ -264,6 +284,9 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         file_link(ctx, f);
         fi->fh = (uintptr_t)f;
         fi->keep_cache = 1;
+        /* partitions and volumes read as their image does (see below) */
+        if (fs_parts_ino(ino) && ctx->direct_io)
+            fi->direct_io = 1;
         if (fuse_reply_open(req, fi) == -ENOENT)
             file_free(ctx, f);
         return;
@@ -272,7 +295,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, ENOENT);
         return;
     }
-    if (n->kind == FS_NODE_DIR || n->kind == FS_NODE_ARCHIVE) {
+    if (n->kind == FS_NODE_DIR || n->kind == FS_NODE_ARCHIVE || n->kind == FS_NODE_PARTS) {
         fuse_reply_err(req, EISDIR);
         return;
     }
@@ -327,6 +350,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     struct fs_ctx *ctx = ctx_of(req);
     struct fs_node *n = fs_tree_get(ctx->tree, ino);
 
+    if (fs_parts_ino(ino) && off >= 0) {
+        fs_parts_read(ctx, req, ino, (struct fs_file *)(uintptr_t)fi->fh, (uint64_t)off, size);
+        return;
+    }
     if (fs_archive_ino(ino) && off >= 0) {
         fs_archive_read(ctx, req, ino, (struct fs_file *)(uintptr_t)fi->fh, (uint64_t)off, size);
         return;
@@ -357,6 +384,10 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
     int64_t pos;
     (void)fi;
 
+    if (fs_parts_ino(ino)) {
+        fs_parts_lseek(ctx, req, ino, off, whence);
+        return;
+    }
     if (fs_archive_ino(ino)) {
         /* files in archives are dense */
         struct stat st;

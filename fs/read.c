@@ -492,8 +492,8 @@ void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetc
 /* a 1 MiB read of a volume striped in 4 KiB units, and its end */
 #define MAX_RANGES (FS_MAX_READ / 4096 + 1)
 
-void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name,
-                  const char *why, const struct fetch_view *v, struct fs_file *f, fuse_req_t req, uint64_t off,
+void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name, const char *why,
+                  const struct fetch_view *v, struct fs_file *f, fuse_req_t req, uint64_t off,
                   size_t size)
 {
     struct range stack_rg[16], *rg = stack_rg;
@@ -512,9 +512,12 @@ void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name,
     while (off < end) {
         uint64_t at, run;
         if (fetch_view_map(v, off, &at, &run) < 0) {
-            char path[512];
+            char path[512], *slash;
+            /* the file is @name beside image @n */
             fs_node_path(n, path, sizeof(path));
-            fs_err("%s: %s: offset %llu cannot be read: %s", path, name, (unsigned long long)off,
+            slash = strrchr(path, '/');
+            fs_err("%.*s%s: offset %llu cannot be read: %s", slash ? (int)(slash - path + 1) : 0,
+                   path, name, (unsigned long long)off,
                    why ? why : "a segment that cannot be read");
             fuse_reply_err(req, EIO);
             goto out;

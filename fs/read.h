@@ -51,7 +51,7 @@ void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetc
                   size_t size);
 
 /* The same for a file that is view @v of image node @n's image (a partition,
- * a logical volume); @name names it in log lines. A read that reaches a
+ * a logical volume) named @name in @n's directory (for log lines). A read that reaches a
  * segment that cannot be read fails with EIO and a log line saying @why. */
 void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name, const char *why,
                   const struct fetch_view *v, struct fs_file *f, fuse_req_t req, uint64_t off,

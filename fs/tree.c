@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "tree.h"
 #include "archive.h"
+#include "parts.h"
 
 #include "fetch/remote.h"
 
@@ -192,6 +193,32 @@ static int add_entry(struct fs_tree *t, struct name_index *x, struct fetch_entry
     }
 }
 
+/* Adds <name>.parts beside each image whose name that leaves free. -ENOMEM. */
+static int add_parts_dirs(struct fs_tree *t, struct name_index *x)
+{
+    size_t count = t->count;
+    for (size_t i = 0; i < count; i++) {
+        struct fs_node *img = t->by_ino[i], **slot, *n;
+        char name[1024];
+        int len;
+
+        if (img->kind != FS_NODE_IMAGE)
+            continue;
+        len = snprintf(name, sizeof(name), "%s" FS_PARTS_SUFFIX, img->name);
+        if (len < 0 || (size_t)len >= sizeof(name) || len > 255)
+            continue;
+        if (name_index_reserve(x, t->count + 1) < 0)
+            return -ENOMEM;
+        slot = name_slot(x, img->parent, name, (size_t)len);
+        if (*slot)
+            continue; /* the store has a file of that name: it wins */
+        if (!(n = *slot = node_new(t, img->parent, FS_NODE_PARTS, name, (size_t)len, img->mtime)))
+            return -ENOMEM;
+        n->of = img;
+    }
+    return 0;
+}
+
 int fs_tree_new(struct fetch_repo *repo, struct fs_tree **ret)
 {
     struct fs_tree *t = calloc(1, sizeof(*t));
@@ -212,6 +239,8 @@ int fs_tree_new(struct fetch_repo *repo, struct fs_tree **ret)
         r = -ENOMEM;
     for (size_t i = 0; i < repo->count && r == 0; i++)
         r = add_entry(t, &x, &repo->entries[i]);
+    if (r == 0)
+        r = add_parts_dirs(t, &x);
     free(x.slots);
     if (r == 0)
         r = finish_dirs(t);
@@ -234,6 +263,7 @@ void fs_tree_free(struct fs_tree *t)
         fetch_image_free(n->image);
         fetch_data_release(&n->blob);
         fs_archive_free(n->archive);
+        fs_parts_free(n->parts);
         fetch_archive_src_free(&n->archive_src);
         pthread_mutex_destroy(&n->lock);
         free(n);
@@ -322,6 +352,10 @@ void fs_node_stat(const struct fs_tree *t, const struct fs_node *n, struct stat 
         st->st_nlink = 2;
         for (size_t i = 0; i < n->child_count; i++)
             st->st_nlink += n->children[i]->kind == FS_NODE_DIR;
+        break;
+    case FS_NODE_PARTS:
+        st->st_mode = S_IFDIR | 0555;
+        st->st_nlink = 2; /* its subdirectories are known once it is read */
         break;
     case FS_NODE_ARCHIVE:
         /* the archive's own root shows its metadata inside (fs/archive.c) */

@@ -32,9 +32,11 @@ enum fs_node_kind {
     FS_NODE_IMAGE,   /* a lazy image */
     FS_NODE_BLOB,    /* a small file, read whole and shown decoded */
     FS_NODE_ARCHIVE, /* a file archive, shown as a directory (fs/archive.h) */
+    FS_NODE_PARTS,   /* <image>.parts: its partitions and volumes (fs/parts.h) */
 };
 
 struct fs_archive;
+struct fs_parts;
 
 struct fs_prof_img;
 
@@ -62,6 +64,9 @@ struct fs_node {
      * without it by every request inside the archive */
     struct fs_archive *_Atomic archive;
     int archive_failed; /* the decoder refused it: -EIO (logged once) */
+    /* .parts nodes: the image node, and its directory (set once, under @lock) */
+    struct fs_node *of;
+    struct fs_parts *_Atomic parts;
     /* images: its read profile (fs/profile.h), set at the first open */
     struct fs_prof_img *_Atomic profile;
     /* set (release) once image/blob are complete; test with fs_node_loaded() */

@@ -11,7 +11,7 @@ build=${1:?usage: run-all.sh BUILD_DIR [SECONDS] [TARGET...]}
 secs=${2:-60}
 shift $(( $# >= 2 ? 2 : 1 ))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(blob fidx caibx cacnk manifest listing didx pxar catar disklabel)
+[ ${#targets[@]} -gt 0 ] || targets=(blob fidx caibx cacnk manifest listing didx pxar catar disklabel lvm)
 artifacts=${FUZZ_ARTIFACTS:-$(mktemp -d)}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -184,6 +184,7 @@ static void taken_names_hidden(void **state)
     add(r, "a", FETCH_ENTRY_IMAGE, 0, 4);     /* a directory has the name */
     add(r, "b/c", FETCH_ENTRY_IMAGE, 0, 5);
     add(r, "b/c/d", FETCH_ENTRY_IMAGE, 0, 6);
+    add(r, "b/c.parts", FETCH_ENTRY_BLOB, 0, 7); /* the store's file wins over c's .parts */
     assert_int_equal(fs_tree_new(r, &t), 0);
 
     n = walk(t, "a/x");
@@ -191,8 +192,13 @@ static void taken_names_hidden(void **state)
     assert_int_equal(n->kind, FS_NODE_IMAGE);
     assert_int_equal(n->entry->size, 1); /* the first one */
     assert_int_equal(walk(t, "a")->kind, FS_NODE_DIR);
-    assert_int_equal(walk(t, "a")->child_count, 1);
-    assert_int_equal(walk(t, "b")->child_count, 1);
+    /* each image has its <name>.parts directory beside it (fs/parts.h) */
+    assert_int_equal(walk(t, "a")->child_count, 2);
+    assert_int_equal(walk(t, "a/x.parts")->kind, FS_NODE_PARTS);
+    assert_ptr_equal(walk(t, "a/x.parts")->of, n);
+    assert_int_equal(walk(t, "b")->child_count, 2);
+    assert_int_equal(walk(t, "b/c.parts")->kind, FS_NODE_BLOB);
+    assert_int_equal(walk(t, "b/c.parts")->entry->size, 7);
     assert_int_equal(t->image_count, 2);
     fs_tree_free(t);
 }
@@ -309,7 +315,7 @@ static void large_flat_directory(void **state)
     add(r, "dir/img00042", FETCH_ENTRY_IMAGE, 0, 1); /* taken */
     assert_int_equal(fs_tree_new(r, &t), 0);
     d = walk(t, "dir");
-    assert_int_equal(d->child_count, N);
+    assert_int_equal(d->child_count, 2 * N); /* and their .parts */
     assert_int_equal(t->image_count, N);
     for (int i = 0; i < N; i += 997) {
         snprintf(path, sizeof(path), "img%05d", i);
