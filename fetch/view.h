@@ -39,8 +39,9 @@ void fetch_view_free(struct fetch_view *v); /* NULL-safe */
  */
 int fetch_view_map(const struct fetch_view *v, uint64_t off, uint64_t *img_off, uint64_t *run);
 
-/* Checks that every piece of @v lies inside an image of @size bytes and
- * that the segments tile the view: 0 or -EINVAL. */
+/* Checks that every piece of @v lies inside an image of @size bytes, that
+ * the segments tile the view and that striped ones are whole rows (each
+ * stripe one contiguous area): 0 or -EINVAL. */
 int fetch_view_check(const struct fetch_view *v, uint64_t size);
 
 /* lseek(2) SEEK_DATA (3) / SEEK_HOLE (4) in @v over @img, as fetch_image_seek;

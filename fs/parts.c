@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ struct part_ent {
     uint64_t data_bytes;
     char *why;  /* files with segments that cannot be read: why (for the log) */
     char *path; /* files: "<image>.parts/lvm/vg/lv", for the log */
+    atomic_bool why_said;
 };
 
 struct fs_parts {
@@ -158,7 +160,8 @@ static int add_file(struct builder *b, uint32_t dir, const char *name, struct fe
     int r;
 
     if (fetch_view_check(v, b->img->size) < 0) {
-        log_image(b, FS_LOG_WARN, "%s: left out: it reaches past the end of the image", name);
+        log_image(b, FS_LOG_WARN,
+                  "%s: left out: its map leaves the image or has a partial row of stripes", name);
         fetch_view_free(v);
         return 0;
     }
@@ -672,8 +675,8 @@ void fs_parts_read(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino, struct fs_f
         fuse_reply_err(req, r < 0 ? -r : EISDIR);
         return;
     }
-    fs_read_view(ctx, pn->of, p->ents[idx].path, p->ents[idx].why, p->ents[idx].view, f, req, off,
-                 size);
+    fs_read_view(ctx, pn->of, p->ents[idx].path, p->ents[idx].why, &p->ents[idx].why_said,
+                 p->ents[idx].view, f, req, off, size);
 }
 
 void fs_parts_lseek(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino, off_t off, int whence)

@@ -489,12 +489,32 @@ void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetc
     read_ranges(ctx, n, img, req, &rg, 1);
 }
 
-/* a 1 MiB read of a volume striped in 4 KiB units, and its end */
-#define MAX_RANGES (FS_MAX_READ / 4096 + 1)
+/* Prefetches the streams of a view read's ranges: the ranges that continue
+ * each other in the image (one stripe's units in a striped volume) as one
+ * read each, so that every stripe keeps its own stream. */
+static void prefetch_ranges(struct fs_ctx *ctx, struct fs_file *f, const struct fetch_image *img,
+                            const struct range *rg, size_t nr)
+{
+    struct range chain[FS_STREAMS];
+    size_t nchain = 0;
+
+    for (size_t k = 0; k < nr; k++) {
+        size_t c = 0;
+        while (c < nchain && chain[c].off + chain[c].len != rg[k].off)
+            c++;
+        if (c < nchain) {
+            chain[c].len += rg[k].len;
+        } else if (nchain < FS_STREAMS) {
+            chain[nchain++] = rg[k];
+        }
+    }
+    for (size_t c = 0; c < nchain; c++)
+        prefetch_streams(ctx, f, img, chain[c].off, chain[c].off + chain[c].len);
+}
 
 void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name, const char *why,
-                  const struct fetch_view *v, struct fs_file *f, fuse_req_t req, uint64_t off,
-                  size_t size)
+                  atomic_bool *said, const struct fetch_view *v, struct fs_file *f, fuse_req_t req,
+                  uint64_t off, size_t size)
 {
     struct range stack_rg[16], *rg = stack_rg;
     const struct fetch_image *img = n->image;
@@ -516,7 +536,9 @@ void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name,
             /* the file is @name beside image @n */
             fs_node_path(n, path, sizeof(path));
             slash = strrchr(path, '/');
-            fs_err("%.*s%s: offset %llu cannot be read: %s", slash ? (int)(slash - path + 1) : 0,
+            /* once per file at error level: readers retry, the kernel reads ahead */
+            fs_log(atomic_exchange(said, true) ? FS_LOG_DEBUG : FS_LOG_ERR,
+                   "%.*s%s: offset %llu cannot be read: %s", slash ? (int)(slash - path + 1) : 0,
                    path, name, (unsigned long long)off,
                    why ? why : "a segment that cannot be read");
             fuse_reply_err(req, EIO);
@@ -528,22 +550,23 @@ void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name,
             rg[nr - 1].len += run; /* contiguous in the image too */
         } else {
             if (nr == cap) {
-                struct range *bigger;
-                if (cap >= MAX_RANGES || !(bigger = malloc(MAX_RANGES * sizeof(*bigger)))) {
+                /* a fragmented map: up to one range per 512-byte sector */
+                struct range *bigger = malloc(cap * 4 * sizeof(*bigger));
+                if (!bigger) {
                     fuse_reply_err(req, ENOMEM);
                     goto out;
                 }
                 memcpy(bigger, rg, nr * sizeof(*rg));
+                if (rg != stack_rg)
+                    free(rg);
                 rg = bigger;
-                cap = MAX_RANGES;
+                cap *= 4;
             }
             rg[nr++] = (struct range){at, run};
         }
         off += run;
     }
-    /* each range continues a stream of its own (one per stripe) */
-    for (size_t k = 0; k < nr; k++)
-        prefetch_streams(ctx, f, img, rg[k].off, rg[k].off + rg[k].len);
+    prefetch_ranges(ctx, f, img, rg, nr);
     read_ranges(ctx, n, img, req, rg, nr);
 out:
     if (rg != stack_rg)

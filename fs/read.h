@@ -7,6 +7,8 @@
 #pragma once
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,7 +24,7 @@ struct fs_stream {
     unsigned window;  /* FS_READAHEAD_UNITs ahead */
 };
 
-#define FS_STREAMS 4
+#define FS_STREAMS 8 /* a volume striped over up to 8 areas keeps them all */
 
 /* Per open() of an image (fi->fh): streams for readahead, guarded by @lock. */
 struct fs_file {
@@ -52,10 +54,11 @@ void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetc
 
 /* The same for a file that is view @v of image node @n's image (a partition,
  * a logical volume) named @name in @n's directory (for log lines). A read that reaches a
- * segment that cannot be read fails with EIO and a log line saying @why. */
+ * segment that cannot be read fails with EIO and a log line saying @why
+ * (an error the first time, as *@said then tells, later at debug level). */
 void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name, const char *why,
-                  const struct fetch_view *v, struct fs_file *f, fuse_req_t req, uint64_t off,
-                  size_t size);
+                  atomic_bool *said, const struct fetch_view *v, struct fs_file *f, fuse_req_t req,
+                  uint64_t off, size_t size);
 
 /*
  * Reads [@off, @off + @len) of @img into @buf on this thread, waiting for

@@ -202,16 +202,26 @@ static int add_parts_dirs(struct fs_tree *t, struct name_index *x)
         char name[1024];
         int len;
 
-        if (img->kind != FS_NODE_IMAGE)
-            continue;
+        if (img->kind != FS_NODE_IMAGE || (img->entry && img->entry->refuse))
+            continue; /* a refused image (encrypted, no key) has nothing to show */
+        if (t->count + 1 >= (size_t)1 << (39 - FS_PARTS_INDEX_BITS)) {
+            /* fs/parts.h: inode numbers of entries below this node would
+             * reach those of archives */
+            fs_warn("%s: too many nodes for %s directories beside the rest of the images",
+                    img->name, FS_PARTS_SUFFIX);
+            break;
+        }
         len = snprintf(name, sizeof(name), "%s" FS_PARTS_SUFFIX, img->name);
         if (len < 0 || (size_t)len >= sizeof(name) || len > 255)
             continue;
         if (name_index_reserve(x, t->count + 1) < 0)
             return -ENOMEM;
         slot = name_slot(x, img->parent, name, (size_t)len);
-        if (*slot)
-            continue; /* the store has a file of that name: it wins */
+        if (*slot) {
+            fs_warn("%s: the store has a file of this name: the partitions of %s are not shown",
+                    name, img->name);
+            continue;
+        }
         if (!(n = *slot = node_new(t, img->parent, FS_NODE_PARTS, name, (size_t)len, img->mtime)))
             return -ENOMEM;
         n->of = img;
@@ -355,7 +365,7 @@ void fs_node_stat(const struct fs_tree *t, const struct fs_node *n, struct stat 
         break;
     case FS_NODE_PARTS:
         st->st_mode = S_IFDIR | 0555;
-        st->st_nlink = 2; /* its subdirectories are known once it is read */
+        st->st_nlink = 1; /* its subdirectories are not known before it is read */
         break;
     case FS_NODE_ARCHIVE:
         /* the archive's own root shows its metadata inside (fs/archive.c) */

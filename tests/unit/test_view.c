@@ -135,7 +135,44 @@ static void test_check_tiling(void **state)
     v->size -= 1;
     v->segs[1].stripe_size = 0;
     assert_int_equal(fetch_view_check(v, img.size), -EINVAL);
+    /* a partial row: stripe 0 would run past its area into the next */
+    v->segs[1].stripe_size = 768 * 1024;
+    assert_int_equal(fetch_view_check(v, img.size), -EINVAL);
     fetch_view_free(v);
+}
+
+/* SEEK_DATA over a large, almost empty striped volume looks at each stripe
+ * once, not once per unit (a per-unit walk takes minutes here). */
+static void test_seek_large_sparse(void **state)
+{
+    enum { N = 1 << 16 };
+    const uint64_t chunk = 64 * 1024, half = (uint64_t)N / 2 * chunk;
+    struct fetch_extent *big = calloc(N, sizeof(*big));
+    struct fetch_image bi = {.size = N * chunk, .stride = chunk, .count = N, .extents = big};
+    struct fetch_view *v = calloc(1, sizeof(*v));
+    (void)state;
+    for (size_t i = 0; i < N; i++)
+        big[i] = (struct fetch_extent){
+            .offset = i * chunk, .length = (uint32_t)chunk, .zero = i != N - 1 && i != 7};
+    /* two stripes of 4 KiB units: the image's halves */
+    v->count = 1;
+    v->size = 2 * half;
+    v->segs = calloc(1, sizeof(*v->segs));
+    v->segs[0] = (struct fetch_view_seg){0, 2 * half, 2, 4096, malloc(2 * sizeof(uint64_t))};
+    v->segs[0].base[0] = 0;
+    v->segs[0].base[1] = half;
+    assert_int_equal(fetch_view_check(v, bi.size), 0);
+    /* extent 7 (stripe 0, image 448 KiB = row 112): view unit 224 */
+    assert_int_equal(fetch_view_seek(v, &bi, 0, SEEK_DATA), 224 * 4096);
+    /* extent 7 is rows 112-127 of stripe 0: view units 224, 226, ..., 254;
+     * after them the last extent, at the end of stripe 1 */
+    assert_int_equal(fetch_view_seek(v, &bi, 240 * 4096, SEEK_DATA), 240 * 4096);
+    assert_int_equal(fetch_view_seek(v, &bi, 256 * 4096, SEEK_DATA),
+                     (int64_t)((half - chunk) / 4096 * 2 + 1) * 4096);
+    assert_int_equal(fetch_view_seek(v, &bi, 224 * 4096, SEEK_HOLE), 225 * 4096);
+    assert_int_equal(fetch_view_data_bytes(v, &bi), 2 * chunk);
+    fetch_view_free(v);
+    free(big);
 }
 
 int main(void)
@@ -145,6 +182,7 @@ int main(void)
         cmocka_unit_test(test_striped),
         cmocka_unit_test(test_striped_holes),
         cmocka_unit_test(test_check_tiling),
+        cmocka_unit_test(test_seek_large_sparse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
