@@ -2,6 +2,8 @@
 /* Command-line helpers shared by the subcommands. */
 #pragma once
 
+#include <stdbool.h>
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +19,11 @@ int fs_cmd_profile(int argc, char **argv);
 int fs_cmd_overlay(int argc, char **argv);
 int fs_cmd_status(int argc, char **argv);
 int fs_cmd_hydrate(int argc, char **argv);
+/* mount(8)'s helper conventions (fs/mount_helper.c): `mount.fuse.lazyimg
+ * STORE MOUNTPOINT [-o OPTIONS]`, and `lazyimg STORE MOUNTPOINT [-o
+ * OPTIONS]` as libfuse's mount.fuse3 runs it (fs_mount_helper_form). */
+int fs_cmd_mount_helper(int argc, char **argv);
+bool fs_mount_helper_form(int argc, char **argv);
 
 #define FS_DEFAULT_CACHE_SIZE (10ull << 30)
 

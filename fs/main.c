@@ -91,6 +91,13 @@ int main(int argc, char **argv)
         {"unmount", fs_cmd_umount},
     };
 
+    const char *self = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+
+    if (!strcmp(self, "mount.fuse.lazyimg") || !strcmp(self, "mount.lazyimg")) {
+        if (!(argv = conceal_url_passwords(argc, argv)))
+            return 1;
+        return fs_cmd_mount_helper(argc, argv);
+    }
     if (argc < 2) {
         fputs(usage, stderr);
         return 2;
@@ -111,6 +118,8 @@ int main(int argc, char **argv)
         if (!strcmp(argv[1], cmds[i].name))
             return cmds[i].run(argc - 1, argv + 1);
     }
+    if (fs_mount_helper_form(argc, argv))
+        return fs_cmd_mount_helper(argc, argv);
     fs_err("unknown command '%s' (see lazyimg --help)", argv[1]);
     return 2;
 }

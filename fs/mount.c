@@ -27,7 +27,9 @@
 #include "fs.h"
 #include "log.h"
 #include "read.h"
+#include "conf_file.h"
 #include "mountinfo.h"
+#include "notify.h"
 #include "offline_store.h"
 #include "key_opts.h"
 #include "remote_opts.h"
@@ -65,11 +67,22 @@ static const char mount_usage[] =
     "chunks in default.castr/ at the top of STORE or in --chunk-store:\n"
     "  MOUNTPOINT/<dir>/<name>        the image of <dir>/<name>.caibx\n"
     "Returns once the mount is in place; the daemon runs until unmounted\n"
-    "(lazyimg umount MOUNTPOINT or fusermount3 -u MOUNTPOINT).\n"
+    "(lazyimg umount MOUNTPOINT or fusermount3 -u MOUNTPOINT). Under systemd\n"
+    "(Type=notify, $NOTIFY_SOCKET) it reports READY=1 once the mount is live and\n"
+    "STOPPING=1 when it unmounts. mount(8) and /etc/fstab reach it as file system\n"
+    "type fuse.lazyimg: mount -t fuse.lazyimg STORE MOUNTPOINT -o cache-size=20G,...\n"
+    "(each -o option is the long option of the same name).\n"
     "\n"
     "Options:\n"
+    "      --config FILE      read options from FILE first: one per line, the long\n"
+    "                         options without their dashes (cache-size = 20G),\n"
+    "                         store = STORE and mountpoint = MOUNTPOINT standing\n"
+    "                         for the arguments; the command line wins. Without\n"
+    "                         it, " FS_CONFIG_DEFAULT " is read if it exists\n"
+    "                         ($LAZYIMG_CONFIG names another file; empty: none)\n"
     "  -f, --foreground       stay in the foreground, log to stderr\n"
     "  -d, --debug            log debug messages (implies --foreground)\n"
+    "      --log-level LEVEL  error, warning, info (the default) or debug\n"
     "      --cache-dir DIR    persistent chunk cache (default: $LAZYIMG_CACHE_DIR,\n"
     "                         else /var/cache/lazyimg as root, else\n"
     "                         $XDG_CACHE_HOME/lazyimg or ~/.cache/lazyimg)\n"
@@ -184,7 +197,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         OPT_OFFLINE,
         OPT_PAGE_CACHE,
         OPT_NO_PROFILE,
-        OPT_PROFILE_WINDOW
+        OPT_PROFILE_WINDOW,
+        OPT_LOG_LEVEL
     };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
@@ -208,15 +222,23 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {"page-cache", no_argument, NULL, OPT_PAGE_CACHE},
         {"no-boot-profile", no_argument, NULL, OPT_NO_PROFILE},
         {"profile-window", required_argument, NULL, OPT_PROFILE_WINDOW},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         FS_REMOTE_LONG_OPTIONS,
         FS_KEY_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {0},
     };
+    static const char *const levels[] = {[FS_LOG_ERR] = "error",
+                                         [FS_LOG_WARN] = "warning",
+                                         [FS_LOG_INFO] = "info",
+                                         [FS_LOG_DEBUG] = "debug"};
     const char *env_conc = getenv("LAZYIMG_FETCH_CONCURRENCY");
+    const char *cfg_store, *cfg_mnt;
     uint64_t v;
     int c;
 
+    if ((c = fs_config_expand(argc, argv, &argc, &argv, &cfg_store, &cfg_mnt)))
+        return c;
     *o = (struct mount_opts){
         .mem_cache = DEFAULT_MEM_CACHE,
         .readahead_kb = DEFAULT_READAHEAD_KB,
@@ -326,6 +348,15 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         case OPT_OFFLINE:
             o->offline = true;
             break;
+        case OPT_LOG_LEVEL:
+            for (v = 0; v < sizeof(levels) / sizeof(levels[0]) && strcmp(optarg, levels[v]); v++)
+                ;
+            if (v == sizeof(levels) / sizeof(levels[0])) {
+                fs_err("--log-level: expected error, warning, info or debug, got '%s'", optarg);
+                return 2;
+            }
+            fs_log_set_level((enum fs_log_level)v);
+            break;
         case 'h':
             fputs(mount_usage, stdout);
             return -1;
@@ -334,12 +365,16 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             return 2;
         }
     }
-    if (argc - optind != 2) {
+    if (argc - optind == 0 && cfg_store && cfg_mnt) {
+        o->store = cfg_store;
+        o->mountpoint = cfg_mnt;
+    } else if (argc - optind != 2) {
         fs_err("mount: expected STORE and MOUNTPOINT (see lazyimg mount --help)");
         return 2;
+    } else {
+        o->store = argv[optind];
+        o->mountpoint = argv[optind + 1];
     }
-    o->store = argv[optind];
-    o->mountpoint = argv[optind + 1];
     fetch_location_mask(o->store, "***", o->store_shown, sizeof(o->store_shown));
     if (o->offline && o->no_cache) {
         fs_err("--offline: everything comes from the cache directory; not with --no-cache");
@@ -1004,6 +1039,21 @@ static int run_loop(struct fuse_session *se, const char *mnt)
     return r < 0 ? 1 : 0;
 }
 
+/* Tells the service manager (systemd, Type=notify) that the mount is live,
+ * or that it is going away. */
+static void notify_state(const char *mounted, bool ready)
+{
+    char state[2 * PATH_MAX + 320];
+    int r;
+
+    if (ready)
+        snprintf(state, sizeof(state), "READY=1\nMAINPID=%ld\nSTATUS=%s", (long)getpid(), mounted);
+    else
+        snprintf(state, sizeof(state), "STOPPING=1\nSTATUS=unmounting");
+    if ((r = fs_notify(state)) < 0)
+        fs_warn("cannot notify the service manager at $NOTIFY_SOCKET: %s", strerror(-r));
+}
+
 int fs_cmd_mount(int argc, char **argv)
 {
     struct mount_opts o;
@@ -1036,10 +1086,12 @@ int fs_cmd_mount(int argc, char **argv)
     fs_info("%s", mounted);
     if (fs_daemon_start(d, mnt) < 0)
         goto out_unmount;
+    notify_state(mounted, true);
     if (set_readahead)
         start_readahead_thread(mnt, o.readahead_kb);
     status = run_loop(se, mnt);
     loop_ran = true;
+    notify_state(NULL, false);
 out_unmount:
     r = fs_daemon_stop(d);
     fuse_session_unmount(se); /* the mount goes before the disk cache is flushed */

@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Mount options from a file (see config.h). */
+#include "conf_file.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_LINE 4096
+#define MAX_SETTINGS 256
+
+struct expand {
+    char **argv;
+    int argc, cap;
+};
+
+static int push(struct expand *x, char *s)
+{
+    if (!s)
+        return -ENOMEM;
+    if (x->argc + 1 >= x->cap) {
+        int ncap = x->cap ? x->cap * 2 : 32;
+        char **nv = realloc(x->argv, (size_t)ncap * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        x->argv = nv;
+        x->cap = ncap;
+    }
+    x->argv[x->argc++] = s;
+    x->argv[x->argc] = NULL;
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    char *e;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+        *--e = '\0';
+    return s;
+}
+
+static bool valid_key(const char *k)
+{
+    if (!*k || *k == '-')
+        return false;
+    for (; *k; k++)
+        if (!islower((unsigned char)*k) && !isdigit((unsigned char)*k) && *k != '-')
+            return false;
+    return true;
+}
+
+/* Reads @path into @x: 0, 1 (cannot read), 2 (a line the file should not
+ * have), or -ENOMEM. */
+static int read_file(const char *path, struct expand *x, const char **store,
+                     const char **mountpoint)
+{
+    char line[MAX_LINE];
+    unsigned lineno = 0, settings = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+
+    if (!f) {
+        fs_err("--config %s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        char *s, *eq, *key, *val = NULL, *opt;
+        size_t len = strlen(line);
+        lineno++;
+        if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+            fs_err("%s:%u: line longer than %d bytes", path, lineno, MAX_LINE - 2);
+            goto usage;
+        }
+        s = trim(line);
+        if (!*s || *s == '#')
+            continue;
+        if ((eq = strchr(s, '='))) {
+            *eq = '\0';
+            val = trim(eq + 1);
+            len = strlen(val);
+            if (len >= 2 && val[0] == '"' && val[len - 1] == '"') {
+                val[len - 1] = '\0';
+                val++;
+            }
+        }
+        key = trim(s);
+        if (!valid_key(key) || !strcmp(key, "config")) {
+            fs_err("%s:%u: '%s' is not a setting (the long options of lazyimg mount, without "
+                   "their dashes, or store or mountpoint)",
+                   path, lineno, key);
+            goto usage;
+        }
+        if (++settings > MAX_SETTINGS) {
+            fs_err("%s:%u: more than %d settings", path, lineno, MAX_SETTINGS);
+            goto usage;
+        }
+        if (!strcmp(key, "store") || !strcmp(key, "mountpoint")) {
+            char *v;
+            if (!val || !*val) {
+                fs_err("%s:%u: %s needs a value", path, lineno, key);
+                goto usage;
+            }
+            if (!(v = strdup(val)))
+                goto nomem;
+            *(!strcmp(key, "store") ? store : mountpoint) = v;
+            continue;
+        }
+        if (val && asprintf(&opt, "--%s=%s", key, val) < 0)
+            goto nomem;
+        if (!val && asprintf(&opt, "--%s", key) < 0)
+            goto nomem;
+        if (push(x, opt) < 0) {
+            free(opt);
+            goto nomem;
+        }
+    }
+    if (ferror(f)) {
+        fs_err("--config %s: %s", path, strerror(errno));
+        fclose(f);
+        return 1;
+    }
+    fclose(f);
+    return 0;
+usage:
+    fclose(f);
+    return 2;
+nomem:
+    fclose(f);
+    return -ENOMEM;
+}
+
+int fs_config_expand(int argc, char **argv, int *ret_argc, char ***ret_argv, const char **store,
+                     const char **mountpoint)
+{
+    struct expand x = {0};
+    const char *path = NULL, *env = getenv("LAZYIMG_CONFIG");
+    int r, given = -1;
+
+    *store = *mountpoint = NULL;
+    /* the file named on the command line (the last --config wins) */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--"))
+            break;
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) {
+                fs_err("--config: expected FILE");
+                return 2;
+            }
+            path = argv[i + 1];
+            given = i;
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            path = argv[i] + 9;
+            given = i;
+        }
+    }
+    if (!path) {
+        path = env ? env : FS_CONFIG_DEFAULT;
+        if (!*path || access(path, F_OK) != 0) {
+            *ret_argc = argc;
+            *ret_argv = argv;
+            return 0;
+        }
+    }
+    if (push(&x, argv[0]) < 0)
+        goto nomem;
+    if ((r = read_file(path, &x, store, mountpoint)) != 0) {
+        free(x.argv);
+        return r < 0 ? 1 : r;
+    }
+    for (int i = 1, dd = 0; i < argc; i++) {
+        if (!dd && !strcmp(argv[i], "--config") && given >= 0) {
+            i++; /* and its FILE */
+            continue;
+        }
+        if (!dd && !strncmp(argv[i], "--config=", 9))
+            continue;
+        dd |= !strcmp(argv[i], "--");
+        if (push(&x, argv[i]) < 0)
+            goto nomem;
+    }
+    *ret_argc = x.argc;
+    *ret_argv = x.argv;
+    return 0;
+nomem:
+    free(x.argv);
+    fs_err("out of memory");
+    return 1;
+}
