@@ -66,6 +66,12 @@ sed 's/^\.SS overlay$/.SS overlays/' "$man" >"$tmp/cmd.1"
 expect_fail "command without subsection" "the man page has no subsection '.SS overlay'" \
   "$lazyimg" "$tmp/cmd.1"
 
+# a page that does not render cleanly (an unknown macro)
+if command -v man >/dev/null; then
+  sed 's/^\.SS status$/.XX bogus\n&/' "$man" >"$tmp/warn.1"
+  expect_fail "rendering warning" "man --warnings -l $tmp/warn.1:" "$lazyimg" "$tmp/warn.1"
+fi
+
 # --help advertises an option the parser does not know (and the man page too)
 cat >"$tmp/lazyimg" <<EOF
 #!/bin/bash

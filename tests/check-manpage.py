@@ -29,8 +29,10 @@ spaces, then "-x, --name ARG" or "--name ARG") and from bracketed forms such
 as "[--size SIZE]" or "[-z|--lazy]" (usage and command lines). Prints every
 difference and exits 1 when there is any.
 """
+import concurrent.futures
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -151,6 +153,20 @@ def man_sections(path):
     return sections, errors
 
 
+def render_warnings(manpage):
+    """The page must format without a warning (man-db and groff: contrib/deps.txt)."""
+    if not shutil.which("man"):
+        print("note: man is not installed; the page's rendering is not checked", file=sys.stderr)
+        return []
+    env = dict(os.environ, LC_ALL="C.UTF-8", MANROFFSEQ="", MANWIDTH="80")
+    p = subprocess.run(["man", "--warnings", "-E", "UTF-8", "-l", manpage], env=env,
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    out = [f"man --warnings -l {manpage}: {l}" for l in p.stderr.splitlines() if l.strip()]
+    if p.returncode != 0 and not out:
+        out.append(f"man --warnings -l {manpage}: exit {p.returncode}")
+    return out
+
+
 def run(argv, cwd):
     p = subprocess.run(argv, capture_output=True, text=True, cwd=cwd, timeout=30,
                        stdin=subprocess.DEVNULL)
@@ -191,6 +207,7 @@ def compare(where, section, helpopts, manopts, errors):
 
 
 def check_accepted(lazyimg, argv_cmd, helptext, opts, where, errors, cwd):
+    runs = []
     for key, o in sorted(opts.items()):
         if key in ("--help", "-h"):
             continue
@@ -200,7 +217,10 @@ def check_accepted(lazyimg, argv_cmd, helptext, opts, where, errors, cwd):
             arg = [f"{name}={value}"] if o.long else [name, value]
         else:
             arg = [name]
-        rc, out, err = run([lazyimg] + argv_cmd + arg + ["--help"], cwd)
+        runs.append((o, name, arg))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda r: run([lazyimg] + argv_cmd + r[2] + ["--help"], cwd), runs))
+    for (o, name, arg), (rc, out, err) in zip(runs, results):
         complaint = next((c for c in GETOPT_COMPLAINTS if c in err), None)
         if complaint:
             errors.append(f"{where}: {o} is in --help but the program says: {err.strip()}")
@@ -217,6 +237,7 @@ def main():
     errors, checked = [], 0
     man, man_errors = man_sections(manpage)
     errors += man_errors
+    errors += render_warnings(manpage)
     with tempfile.TemporaryDirectory(prefix="check-manpage.") as cwd:
         rc, top, err = run([lazyimg, "--help"], cwd)
         if rc != 0 or not top:
