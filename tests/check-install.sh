@@ -50,14 +50,18 @@ else
   echo "FAIL: installed completion: lazyimg mount --no-c<TAB> -> '$got'"; fail=1
 fi
 
-# the optional pieces, when their sources are in the tree
+# the service unit, naming the installed program, and the mount(8) helper link
 src=$(cd "$here/.." && pwd)
-if [ -f "$src/contrib/systemd/lazyimg@.service" ]; then
-  f=$dest$prefix/lib/systemd/system/lazyimg@.service
-  [ -f "$f" ] && echo "ok   installed ${f#"$dest"}" || { echo "FAIL: not installed: ${f#"$dest"}"; fail=1; }
+f=$(find "$dest" -name 'lazyimg@.service' -path '*/systemd/system/*' | head -1)
+if [ -n "$f" ] && grep -q "^ExecStart=$prefix/bin/lazyimg mount --foreground" "$f"; then
+  echo "ok   installed ${f#"$dest"}, ExecStart=$prefix/bin/lazyimg"
+else
+  echo "FAIL: lazyimg@.service not installed under systemd/system, or ExecStart does not name $prefix/bin/lazyimg"; fail=1
 fi
-if [ -f "$src/contrib/mount.fuse.lazyimg" ]; then
-  f=$(under "$sbindir")/mount.fuse.lazyimg
-  [ -x "$f" ] && echo "ok   installed ${f#"$dest"}" || { echo "FAIL: not installed (executable): ${f#"$dest"}"; fail=1; }
+f=$(under "$sbindir")/mount.fuse.lazyimg
+if [ -L "$f" ] && [ "$(readlink "$f")" = "$prefix/bin/lazyimg" ]; then
+  echo "ok   installed ${f#"$dest"} -> $prefix/bin/lazyimg"
+else
+  echo "FAIL: ${f#"$dest"} is not a link to $prefix/bin/lazyimg"; fail=1
 fi
 exit $fail

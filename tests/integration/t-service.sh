@@ -106,11 +106,11 @@ ok "--log-level warning drops info lines; a bad level is refused"
 
 # --- the unit file ------------------------------------------------------------------
 UNIT=$T_DIR/../../contrib/systemd/lazyimg@.service
-grep -q '^Type=notify$' "$UNIT" && grep -q '^ExecStart=/usr/bin/lazyimg mount --foreground --config /etc/lazyimg/%i.conf$' "$UNIT" ||
+grep -q '^Type=notify$' "$UNIT" && grep -q '^ExecStart=@bindir@/lazyimg mount --foreground --config /etc/lazyimg/%i.conf$' "$UNIT" ||
     fail "the unit is not Type=notify running lazyimg mount --foreground --config"
 if command -v systemd-analyze >/dev/null; then
     mkdir -p units
-    sed "s|/usr/bin/lazyimg|$LAZYIMG|; /^AssertPathExists/d" "$UNIT" >units/lazyimg@.service
+    sed "s|@bindir@/lazyimg|$LAZYIMG|; /^AssertPathExists/d" "$UNIT" >units/lazyimg@.service
     ln -sf lazyimg@.service units/lazyimg@t.service
     out=$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no units/lazyimg@t.service 2>&1) ||
         fail "systemd-analyze verify of the unit failed" "$out"
