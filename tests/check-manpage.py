@@ -276,7 +276,9 @@ def main():
                 manopts = dict(man[section])
                 manopts.pop("--help", None)
                 compare(where, section, opts, manopts, errors)
-                check_accepted(lazyimg, argv_cmd, helptext, opts, where, errors, cwd)
+                # (the self-test skips this where it alters only the man page)
+                if not os.environ.get("CHECK_MANPAGE_SKIP_ACCEPT"):
+                    check_accepted(lazyimg, argv_cmd, helptext, opts, where, errors, cwd)
                 checked += len(opts)
         for section in sorted(set(man) - seen):
             errors.append(f"man page: subsection '.SS {section}' is not a command of "
