@@ -25,9 +25,10 @@ expect_fail() {
   fi
 }
 
-python3 "$check" "$lazyimg" "$man" >/dev/null || { echo "FAIL: the real man page does not pass"; exit 1; }
-# the altered man pages below need no run of every option (about 100 processes each)
+# the altered man pages need no run of every option (about 100 processes each;
+# the manpage test runs them for the real one)
 export CHECK_MANPAGE_SKIP_ACCEPT=1
+python3 "$check" "$lazyimg" "$man" >/dev/null || { echo "FAIL: the real man page does not pass"; exit 1; }
 
 # an option the man page documents for mount that mount does not have
 sed '/^\.SS mount$/,/^\.SS /{s/^\\fB\\-\\-no\\-cache\\fR$/&\n.TP\n\\fB\\-\\-fake\\-option\\fR \\fIX\\fR\nnot an option/}' "$man" >"$tmp/extra.1"
