@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "daemon.h"
+#include "read.h"
 
 #include <errno.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +38,12 @@ struct fs_daemon {
     unsigned profile_window_s;
     uint64_t bandwidth;
     unsigned stop_hydrate_ms;
+    /* the stuck-read watchdog (fs_read_watch), once a second */
+    pthread_t watchdog;
+    bool watching;
+    pthread_mutex_t watch_lock;
+    pthread_cond_t watch_cond;
+    bool watch_stop;
 
     struct fs_hydrator *hyd;
     struct fs_control *control;
@@ -115,6 +123,10 @@ int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret)
     d->stop_hydrate_ms = cfg->stop_hydrate_ms;
 
     pthread_mutex_init(&d->ctx.files_lock, NULL);
+    pthread_mutex_init(&d->ctx.waits_lock, NULL);
+    d->ctx.stuck_after_ms = (uint64_t)cfg->stuck_after_s * 1000;
+    pthread_mutex_init(&d->watch_lock, NULL);
+    pthread_cond_init(&d->watch_cond, NULL);
     d->ctx.tree = cfg->tree;
     d->ctx.offline = d->offline;
     d->ctx.readahead_max = cfg->readahead;
@@ -132,6 +144,25 @@ int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret)
 struct fs_ctx *fs_daemon_ctx(struct fs_daemon *d)
 {
     return &d->ctx;
+}
+
+static void *watchdog_main(void *arg)
+{
+    struct fs_daemon *d = arg;
+    pthread_mutex_lock(&d->watch_lock);
+    while (!d->watch_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&d->watch_cond, &d->watch_lock, &until);
+        if (d->watch_stop)
+            break;
+        pthread_mutex_unlock(&d->watch_lock);
+        fs_read_watch(&d->ctx, fs_now_ms());
+        pthread_mutex_lock(&d->watch_lock);
+    }
+    pthread_mutex_unlock(&d->watch_lock);
+    return NULL;
 }
 
 int fs_daemon_start(struct fs_daemon *d, const char *mountpoint)
@@ -162,6 +193,9 @@ int fs_daemon_start(struct fs_daemon *d, const char *mountpoint)
         fs_warn("--hydrate: %s", strerror(-r));
     if ((r = fs_control_start(ctx, d->hyd, mountpoint, &d->control)) < 0)
         fs_warn("no control socket (lazyimg status and hydrate will not work): %s", strerror(-r));
+    if (ctx->stuck_after_ms &&
+        !(d->watching = pthread_create(&d->watchdog, NULL, watchdog_main, d) == 0))
+        fs_warn("no watchdog for stuck reads (cannot start its thread)");
     return 0;
 }
 
@@ -171,6 +205,14 @@ int fs_daemon_stop(struct fs_daemon *d)
     if (d->stopped)
         return d->stuck ? -ETIMEDOUT : 0;
     d->stopped = true;
+    if (d->watching) {
+        pthread_mutex_lock(&d->watch_lock);
+        d->watch_stop = true;
+        pthread_cond_signal(&d->watch_cond);
+        pthread_mutex_unlock(&d->watch_lock);
+        pthread_join(d->watchdog, NULL);
+        d->watching = false;
+    }
     /* first what submits fetches: requests (one can start hydration), then
      * hydration itself */
     fs_control_stop(d->control);
@@ -256,6 +298,9 @@ void fs_daemon_free(struct fs_daemon *d)
     fs_chunks_free(ctx->chunks);
     fs_files_free_all(ctx);
     pthread_mutex_destroy(&ctx->files_lock);
+    pthread_mutex_destroy(&ctx->waits_lock);
+    pthread_mutex_destroy(&d->watch_lock);
+    pthread_cond_destroy(&d->watch_cond);
     fs_tree_free(ctx->tree);
     fs_key_free(d->key);
     for (size_t i = 0; i < d->nstores; i++)

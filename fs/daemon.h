@@ -12,9 +12,10 @@
  *                      cache (a warning and none if it cannot be opened),
  *                      the pool, the chunk layer, the read profiles
  *                      (with a disk cache), the hydrator (queueing every
- *                      image with --hydrate), the control socket
+ *                      image with --hydrate), the control socket, the
+ *                      stuck-read watchdog
  *   (the FUSE loop runs; its userdata is fs_daemon_ctx)
- *   fs_daemon_stop     after the loop: the control socket (no request can
+ *   fs_daemon_stop     after the loop: the watchdog, the control socket (no request can
  *                      start anything), hydration and profile replay asked to
  *                      stop (running recordings saved), the pool (queued and running fetches
  *                      complete with -ECANCELED, later submits fail), the
@@ -64,6 +65,7 @@ struct fs_daemon_config {
     unsigned profile_window_s; /* how long after an image's first open reads are recorded */
     uint64_t bandwidth;        /* its cap, bytes per second (0: none) */
     unsigned stop_hydrate_ms;  /* how long fs_daemon_stop waits for hydration */
+    unsigned stuck_after_s;    /* reads waiting longer are logged (0: never) */
 };
 
 /*

@@ -49,6 +49,7 @@
 #define FS_READAHEAD_UNIT (4ull << 20)
 
 struct fs_file;
+struct pending; /* a read waiting for chunks (fs/read.c) */
 struct fs_profiles;
 
 #define FS_MAX_READ (1024u * 1024)
@@ -75,6 +76,11 @@ struct fs_ctx {
     atomic_uint_least64_t last_read_ms; /* CLOCK_MONOTONIC_COARSE of the last image read */
     pthread_mutex_t files_lock;
     struct fs_file *files; /* open image files (fs/read.h) */
+    /* reads waiting for chunks (fs/read.c), and how long before one is
+     * logged as stuck (fs_read_watch; 0: never) */
+    pthread_mutex_t waits_lock;
+    struct pending *waits;
+    uint64_t stuck_after_ms;
 };
 
 /* Milliseconds on CLOCK_MONOTONIC_COARSE (cheap enough for every read). */

@@ -43,6 +43,7 @@
 #define DEFAULT_READAHEAD 8
 #define DEFAULT_CONCURRENCY 16
 #define DEFAULT_RETRIES 4
+#define DEFAULT_STUCK_AFTER 30
 #define MAX_MIRRORS 8
 #define MAX_SNAPSHOTS 64
 /* At unmount, how long hydration may take to stop (it waits for nothing but
@@ -83,6 +84,10 @@ static const char mount_usage[] =
     "  -f, --foreground       stay in the foreground, log to stderr\n"
     "  -d, --debug            log debug messages (implies --foreground)\n"
     "      --log-level LEVEL  error, warning, info (the default) or debug\n"
+    "      --stuck-after SECONDS  log each read that has waited longer than this\n"
+    "                         for its chunks, naming them (default 30, 0: never).\n"
+    "                         A reader interrupted by a signal while it waits\n"
+    "                         gets EINTR at once\n"
     "      --cache-dir DIR    persistent chunk cache (default: $LAZYIMG_CACHE_DIR,\n"
     "                         else /var/cache/lazyimg as root, else\n"
     "                         $XDG_CACHE_HOME/lazyimg or ~/.cache/lazyimg)\n"
@@ -145,6 +150,7 @@ struct mount_opts {
     unsigned readahead_kb;
     bool hydrate, no_profile;
     unsigned profile_window;
+    unsigned stuck_after; /* seconds */
     uint64_t bandwidth;
     const char *mirrors[MAX_MIRRORS];
     size_t nmirrors;
@@ -198,7 +204,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         OPT_PAGE_CACHE,
         OPT_NO_PROFILE,
         OPT_PROFILE_WINDOW,
-        OPT_LOG_LEVEL
+        OPT_LOG_LEVEL,
+        OPT_STUCK_AFTER
     };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
@@ -223,6 +230,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {"no-boot-profile", no_argument, NULL, OPT_NO_PROFILE},
         {"profile-window", required_argument, NULL, OPT_PROFILE_WINDOW},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"stuck-after", required_argument, NULL, OPT_STUCK_AFTER},
         FS_REMOTE_LONG_OPTIONS,
         FS_KEY_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
@@ -246,6 +254,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         .concurrency = DEFAULT_CONCURRENCY,
         .retries = DEFAULT_RETRIES,
         .cache_size = FS_DEFAULT_CACHE_SIZE,
+        .stuck_after = DEFAULT_STUCK_AFTER,
     };
     if (env_conc && *env_conc &&
         parse_count("LAZYIMG_FETCH_CONCURRENCY", env_conc, 1, 256, &o->concurrency) < 0)
@@ -347,6 +356,10 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             break;
         case OPT_OFFLINE:
             o->offline = true;
+            break;
+        case OPT_STUCK_AFTER:
+            if (parse_count("--stuck-after", optarg, 0, 86400, &o->stuck_after) < 0)
+                return 2;
             break;
         case OPT_LOG_LEVEL:
             for (v = 0; v < sizeof(levels) / sizeof(levels[0]) && strcmp(optarg, levels[v]); v++)
@@ -961,6 +974,7 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
     cfg.profile_window_s = o->profile_window;
     cfg.bandwidth = o->bandwidth;
     cfg.stop_hydrate_ms = TEARDOWN_HYDRATE_MS;
+    cfg.stuck_after_s = o->stuck_after;
     o->meta_dir = NULL; /* @cache_dir ends here */
     if (fs_daemon_new(&cfg, ret) < 0) {
         fs_err("out of memory");

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -81,9 +82,19 @@ static void log_chunk_error(const struct fs_node *n, const struct fetch_extent *
  * or gathered before the read had to wait are copied into @copy.
  */
 struct pending {
+    struct pending *prev, *next; /* in ctx->waits (fs_read_watch) */
     fuse_req_t req;
     struct fs_ctx *ctx;
     const struct fs_node *node;
+    uint64_t off;      /* the read's first image offset (for the watchdog) */
+    uint64_t start_ms; /* when it started waiting */
+    uint64_t said_ms;  /* when the watchdog last logged it (0: never) */
+    /* the reply is sent once: by the last completion, or with EINTR by the
+     * reader's interrupt (see read_interrupted); @replied says it was */
+    pthread_mutex_t ilock;
+    bool replied;
+    bool intr_registered;
+    atomic_int refs;        /* the completions' one, the interrupt handler's one */
     atomic_int outstanding; /* chunks still awaited, +1 while being set up */
     atomic_int error;       /* first errno, positive */
     size_t size;
@@ -95,7 +106,9 @@ struct pending {
     struct reply_piece {
         const uint8_t *bytes; /* NULL: not there (yet) */
         size_t len;
-        struct cache_mem_entry *ref; /* held until the reply is sent */
+        struct cache_mem_entry *ref;     /* held until the reply is sent */
+        const struct fetch_extent *wait; /* the chunk awaited for it, or NULL */
+        atomic_bool arrived;
     } pieces[];
 };
 
@@ -110,10 +123,48 @@ struct piece {
 
 static void pending_free(struct pending *p)
 {
+    struct fs_ctx *ctx = p->ctx;
+    pthread_mutex_lock(&ctx->waits_lock);
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        ctx->waits = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    pthread_mutex_unlock(&ctx->waits_lock);
     for (size_t k = 0; k < p->n; k++)
-        fs_chunks_put(p->ctx->chunks, p->pieces[k].ref);
+        fs_chunks_put(ctx->chunks, p->pieces[k].ref);
+    pthread_mutex_destroy(&p->ilock);
     free(p->copy);
     free(p);
+}
+
+static void pending_unref(struct pending *p)
+{
+    if (atomic_fetch_sub(&p->refs, 1) == 1)
+        pending_free(p);
+}
+
+/*
+ * The reader was interrupted (a signal, e.g. ^C) while its read waits for
+ * chunks: it gets EINTR at once; the chunks still arrive (and are cached),
+ * and the last completion frees the read without a second reply. Runs on a
+ * FUSE thread, with the request's lock held by libfuse.
+ */
+static void read_interrupted(fuse_req_t req, void *data)
+{
+    struct pending *p = data;
+    bool mine;
+
+    pthread_mutex_lock(&p->ilock);
+    mine = !p->replied;
+    p->replied = true;
+    pthread_mutex_unlock(&p->ilock);
+    if (!mine)
+        return;
+    fs_debug("a read waiting for chunks was interrupted: EINTR");
+    fuse_reply_err(req, EINTR);
+    pending_unref(p); /* this handler's: it will not run again */
 }
 
 /* Sends the reply from the pieces (gathered into one buffer when they are
@@ -150,14 +201,26 @@ static void pending_reply(struct pending *p)
 
 static void pending_put(struct pending *p)
 {
+    bool interrupted;
     int err;
     if (atomic_fetch_sub(&p->outstanding, 1) != 1)
         return;
-    if ((err = atomic_load(&p->error)))
-        fuse_reply_err(p->req, err);
-    else
-        pending_reply(p);
-    pending_free(p);
+    pthread_mutex_lock(&p->ilock);
+    interrupted = p->replied;
+    p->replied = true;
+    pthread_mutex_unlock(&p->ilock);
+    if (!interrupted) {
+        if (p->intr_registered) {
+            /* waits for a running handler, which now finds it replied */
+            fuse_req_interrupt_func(p->req, NULL, NULL);
+            pending_unref(p); /* the handler's */
+        }
+        if ((err = atomic_load(&p->error)))
+            fuse_reply_err(p->req, err);
+        else
+            pending_reply(p);
+    }
+    pending_unref(p);
 }
 
 static void piece_done(void *arg, int r, struct cache_mem_entry *entry, const fetch_error *err)
@@ -172,7 +235,8 @@ static void piece_done(void *arg, int r, struct cache_mem_entry *entry, const fe
             fs_chunks_note_read(p->ctx->chunks, entry, pc->len);
             /* only this completion writes its piece; pending_put reads it
              * after the atomic decrement that orders the two */
-            p->pieces[pc->slot] = (struct reply_piece){bytes + pc->chunk_off, pc->len, entry};
+            p->pieces[pc->slot].bytes = bytes + pc->chunk_off;
+            p->pieces[pc->slot].ref = entry;
         } else {
             r = -EIO; /* one digest at two lengths: not this extent's bytes */
             fs_chunks_put(p->ctx->chunks, entry);
@@ -183,6 +247,7 @@ static void piece_done(void *arg, int r, struct cache_mem_entry *entry, const fe
         log_chunk_error(p->node, pc->e, r, err);
         atomic_compare_exchange_strong(&p->error, &none, r == -ENOMEM ? ENOMEM : EIO);
     }
+    atomic_store(&p->pieces[pc->slot].arrived, true);
     free(pc);
     pending_put(p);
 }
@@ -236,7 +301,17 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
     p->node = n;
     atomic_init(&p->outstanding, 1);
     atomic_init(&p->error, 0);
+    atomic_init(&p->refs, 1);
+    pthread_mutex_init(&p->ilock, NULL);
     p->size = size;
+    p->off = r < nr ? rg[r].off : 0;
+    p->start_ms = fs_now_ms();
+    pthread_mutex_lock(&ctx->waits_lock);
+    p->next = ctx->waits;
+    if (p->next)
+        p->next->prev = p;
+    ctx->waits = p;
+    pthread_mutex_unlock(&ctx->waits_lock);
     at = 0;
     for (size_t k = 0; k < niov; k++) {
         const uint8_t *bytes = iov[k].iov_base;
@@ -250,7 +325,7 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
             memcpy(dst, bytes, iov[k].iov_len);
             bytes = dst;
         }
-        p->pieces[p->n++] = (struct reply_piece){bytes, iov[k].iov_len, NULL};
+        p->pieces[p->n++] = (struct reply_piece){.bytes = bytes, .len = iov[k].iov_len};
         at += iov[k].iov_len;
     }
     for (; r < nr; r++, i = SIZE_MAX) {
@@ -281,12 +356,13 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
                 rc = fs_chunks_peek(ctx->chunks, e, (uint32_t)(from - e->offset), len, area, &bytes,
                                     &ref);
                 if (rc == 1) {
-                    *rp = (struct reply_piece){bytes, len, ref};
+                    *rp = (struct reply_piece){.bytes = bytes, .len = len, .ref = ref};
                     continue;
                 }
             }
             if (rc == 0 && (pc = malloc(sizeof(*pc)))) {
                 *pc = (struct piece){p, e, (uint32_t)(from - e->offset), (uint32_t)len, p->n - 1};
+                rp->wait = e;
                 atomic_fetch_add(&p->outstanding, 1);
                 if ((rc = fs_chunks_want(ctx->chunks, e, FETCH_PRIO_DEMAND, piece_done, pc)) == 0)
                     continue;
@@ -301,7 +377,49 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
             return;
         }
     }
+    /* the reader may give up (a signal) while the chunks are on their way */
+    atomic_fetch_add(&p->refs, 1);
+    p->intr_registered = true;
+    fuse_req_interrupt_func(req, read_interrupted, p);
     pending_put(p);
+}
+
+void fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms)
+{
+    uint64_t after = ctx->stuck_after_ms;
+
+    if (!after)
+        return;
+    pthread_mutex_lock(&ctx->waits_lock);
+    for (struct pending *p = ctx->waits; p; p = p->next) {
+        char path[512], chunks[4 * 20 + 16];
+        size_t waiting = 0, at = 0;
+
+        if (now_ms - p->start_ms < after || (p->said_ms && now_ms - p->said_ms < after))
+            continue;
+        p->said_ms = now_ms;
+        chunks[0] = '\0';
+        for (size_t k = 0; k < p->n; k++) {
+            const struct fetch_extent *e = p->pieces[k].wait;
+            if (!e || atomic_load(&p->pieces[k].arrived))
+                continue;
+            if (waiting++ < 4 && at < sizeof(chunks) - 20) {
+                at += (size_t)snprintf(chunks + at, sizeof(chunks) - at,
+                                       "%s%02x%02x%02x%02x%02x%02x%02x%02x", at ? ", " : "",
+                                       e->digest[0], e->digest[1], e->digest[2], e->digest[3],
+                                       e->digest[4], e->digest[5], e->digest[6], e->digest[7]);
+            }
+        }
+        if (!waiting)
+            continue; /* all there: it is being answered */
+        fs_node_path(p->node, path, sizeof(path));
+        fs_warn("%s: a read of %zu bytes at image offset %llu has waited %llu s for %zu chunk%s: "
+                "%s%s",
+                path, p->size, (unsigned long long)p->off,
+                (unsigned long long)((now_ms - p->start_ms) / 1000), waiting,
+                waiting == 1 ? "" : "s", chunks, waiting > 4 ? ", ..." : "");
+    }
+    pthread_mutex_unlock(&ctx->waits_lock);
 }
 
 /*

@@ -68,3 +68,10 @@ void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name,
  */
 int fs_read_sync(struct fs_ctx *ctx, const struct fetch_image *img, uint64_t off, void *buf,
                  size_t len, fetch_error *err);
+
+/*
+ * The watchdog's pass (once a second, fs/daemon.c): every read that has
+ * waited for chunks longer than ctx->stuck_after_ms is logged, with the
+ * chunks it still waits for, and again each such period while it waits.
+ */
+void fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms);

@@ -81,3 +81,34 @@ for mode in status500 reset truncate flip stall; do
     ok "$mode x all: the daemon then serves another snapshot byte-identical"
     lazyimg_umount "$M"
 done
+
+# --- a read stuck on a stalled chunk: the watchdog names it, ^C ends it --------
+# (--stuck-after 2; a fetch deadline of 40 s that the test never reaches)
+proxy_fault stall times=all seconds=60
+lazyimg_mount_fg "$PROXY_URL" "$M" stuck.log -- --no-cache --retries 0 --fetch-timeout 40 \
+    --connect-timeout 2 --readahead 0 --stuck-after 2
+D0=$(fidx_digest "$S/$IMG.fidx" 0)
+# (a background job of a script ignores SIGINT: the reader restores its default)
+python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execvp("dd", ["dd", "if=" + sys.argv[1], "of=/dev/null", "bs=" + sys.argv[2], "count=1", "status=none"])' \
+    "$M/$IMG" "$CH" 2>dd.err &
+reader=$!
+for _ in $(seq 60); do grep -q "has waited" stuck.log && break; sleep 0.1; done
+grep -q "$IMG: a read of $CH bytes at image offset 0 has waited [0-9]* s for 1 chunk: ${D0:0:16}$" stuck.log ||
+    fail "stuck read: no watchdog line naming the read and its chunk ${D0:0:16}" "$(cat stuck.log)"
+ok "stuck read: the watchdog logs it after --stuck-after 2 s, with the chunk it waits for"
+kill -0 "$reader" 2>/dev/null || fail "stuck read: the reader returned although the chunk is stalled"
+t0=$(date +%s%N)
+kill -INT "$reader"
+for _ in $(seq 50); do kill -0 "$reader" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$reader" 2>/dev/null && fail "stuck read: the reader is still waiting 2.5 s after SIGINT (the interrupt did not end its read)"
+ms=$((($(date +%s%N) - t0) / 1000000))
+ok "stuck read: SIGINT ends the reader's wait at once ($ms ms; the fetch deadline was 40 s)"
+pid_alive "$MOUNT_PID" || fail "stuck read: the daemon died after the interrupt"
+cmp -s <(read_range "$M/$IMG" $HOLE_OFF $((1 << 20))) <(head -c $((1 << 20)) /dev/zero) ||
+    fail "stuck read: the hole does not read as zeros after the interrupt"
+proxy_fault none
+out=$(timeout $LIMIT cmp "$M/$OTHER" g.raw 2>&1) || fail "stuck read: another snapshot is not readable after the interrupt" "$out"
+ok "stuck read: after the interrupt the daemon serves holes and other snapshots"
+lazyimg_umount "$M"

@@ -134,6 +134,7 @@ for f in "vm/100/$T1/drive-scsi0.img a1.raw" "vm/100/$T2/drive-scsi0.img a2.raw"
     expect_eq "st_size of $path (before any read)" "$(stat -c %s "$src")" "$(stat -c %s "$M/$path")"
 done
 
+# (each image has its <image>.parts directory: empty, these disks have no table)
 sort >expect.tree <<EOF
 .
 ./ct
@@ -141,6 +142,7 @@ sort >expect.tree <<EOF
 ./ct/200/$TC
 ./ct/200/$TC/pct.conf
 ./ct/200/$TC/root.img
+./ct/200/$TC/root.img.parts
 ./ct/200/latest
 ./ns
 ./ns/prod
@@ -150,20 +152,25 @@ sort >expect.tree <<EOF
 ./ns/prod/ns/eu/vm/100
 ./ns/prod/ns/eu/vm/100/$TE
 ./ns/prod/ns/eu/vm/100/$TE/drive-virtio0.img
+./ns/prod/ns/eu/vm/100/$TE/drive-virtio0.img.parts
 ./ns/prod/ns/eu/vm/100/latest
 ./ns/prod/vm
 ./ns/prod/vm/100
 ./ns/prod/vm/100/$TP
 ./ns/prod/vm/100/$TP/drive-scsi0.img
+./ns/prod/vm/100/$TP/drive-scsi0.img.parts
 ./ns/prod/vm/100/latest
 ./vm
 ./vm/100
 ./vm/100/$T1
 ./vm/100/$T1/drive-scsi0.img
+./vm/100/$T1/drive-scsi0.img.parts
 ./vm/100/$T1/qemu-server.conf
 ./vm/100/$T2
 ./vm/100/$T2/drive-scsi0.img
+./vm/100/$T2/drive-scsi0.img.parts
 ./vm/100/$T2/drive-scsi1.img
+./vm/100/$T2/drive-scsi1.img.parts
 ./vm/100/$T2/qemu-server.conf
 ./vm/100/latest
 EOF
@@ -175,7 +182,7 @@ awk '($1 == "d" && $2 != "555") || ($1 == "f" && $2 != "444") || ($1 != "d" && $
     types.out || fail "modes: directories should be 555, files 444" "$(cat types.out)"
 ok "directories are r-x (555), files r-- (444)"
 ls "$M/vm/100/$T1" >ls1.out
-printf 'drive-scsi0.img\nqemu-server.conf\n' >ls1.exp
+printf 'drive-scsi0.img\ndrive-scsi0.img.parts\nqemu-server.conf\n' >ls1.exp
 expect_same_file "ls of a snapshot dir shows the archives without .fidx/.blob suffix" ls1.exp ls1.out
 
 for g in vm/100:$T2 ct/200:$TC ns/prod/vm/100:$TP ns/prod/ns/eu/vm/100:$TE; do
