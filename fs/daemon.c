@@ -10,6 +10,7 @@
 #include "hydrate.h"
 #include "key_opts.h"
 #include "log.h"
+#include "metrics.h"
 #include "offline_store.h"
 #include "profile.h"
 
@@ -39,6 +40,7 @@ struct fs_daemon {
 
     struct fs_hydrator *hyd;
     struct fs_control *control;
+    struct fs_metrics *metrics;         /* --metrics-listen, or NULL */
     struct fetch_pool_stats pool_stats; /* the pool's last, taken before it is freed */
     bool started, stopped, stuck;
 };
@@ -162,7 +164,14 @@ int fs_daemon_start(struct fs_daemon *d, const char *mountpoint)
         fs_warn("--hydrate: %s", strerror(-r));
     if ((r = fs_control_start(ctx, d->hyd, mountpoint, &d->control)) < 0)
         fs_warn("no control socket (lazyimg status and hydrate will not work): %s", strerror(-r));
+    if (d->metrics && (r = fs_metrics_start(d->metrics, ctx, d->hyd)) < 0)
+        fs_warn("no metrics (--metrics-listen): %s", strerror(-r));
     return 0;
+}
+
+void fs_daemon_set_metrics(struct fs_daemon *d, struct fs_metrics *m)
+{
+    d->metrics = m;
 }
 
 int fs_daemon_stop(struct fs_daemon *d)
@@ -171,6 +180,8 @@ int fs_daemon_stop(struct fs_daemon *d)
     if (d->stopped)
         return d->stuck ? -ETIMEDOUT : 0;
     d->stopped = true;
+    /* it reads the status of everything below */
+    fs_metrics_stop(d->metrics);
     /* first what submits fetches: requests (one can start hydration), then
      * hydration itself */
     fs_control_stop(d->control);
@@ -248,6 +259,7 @@ void fs_daemon_free(struct fs_daemon *d)
     if (fs_daemon_stop(d) < 0)
         return; /* a thread may still use all of it */
     fs_control_free(d->control);
+    fs_metrics_free(d->metrics);
     fs_profiles_free(ctx->profiles); /* the pool is gone: no replay completes any more */
     ctx->profiles = NULL;
     /* first: the disk cache's writer still holds decoded chunks of the chunk layer */

@@ -73,6 +73,9 @@ struct fs_ctx {
     unsigned readahead_max; /* FS_READAHEAD_UNITs a sequential stream may prefetch (0: none) */
     size_t mem_budget;      /* of decoded chunks in memory (bounds the readahead window) */
     atomic_uint_least64_t last_read_ms; /* CLOCK_MONOTONIC_COARSE of the last image read */
+    /* reads of image files (images, partitions, volumes, archive contents):
+     * requests, bytes answered, requests answered with an error (status "reads") */
+    atomic_uint_least64_t reads, read_bytes, read_errors;
     pthread_mutex_t files_lock;
     struct fs_file *files; /* open image files (fs/read.h) */
 };
