@@ -23,13 +23,15 @@
  *    decoded chunk until the bytes are on disk. A pool worker may wait for
  *    it (bounded) after it has answered the readers.
  *  - The control socket (fs/control.h) has one thread; hydration jobs submit
- *    at the lowest priority from their own thread.
+ *    at the lowest priority from their own thread. With --metrics-listen the
+ *    metrics server (fs/metrics.h) has one more, which only reads the status.
  *  - Holes (zero extents) are answered from a static zero buffer and never
  *    reach the store.
  *  - One helper thread, started after the session is mounted, raises the
  *    kernel readahead of the mount (mount.c).
- *  - At unmount the control thread stops first, then the pool (queued jobs
- *    complete with -ECANCELED and their readers get EIO), then the session.
+ *  - At unmount the metrics and control threads stop first, then the pool
+ *    (queued jobs complete with -ECANCELED and their readers get EIO), then
+ *    the session.
  */
 #pragma once
 
