@@ -246,6 +246,7 @@ static void record_latency(struct fetch_pool *p, uint64_t us)
     while (b + 1 < FETCH_LAT_BUCKETS && (us >> (b + 1)))
         b++;
     p->st.latency_us[b]++;
+    p->st.latency_sum_us += us;
 }
 
 /* ---- curl thread ---- */

@@ -108,7 +108,8 @@ struct fetch_pool_stats {
     uint64_t retries, failovers;
     uint64_t bytes; /* raw bytes received */
     uint64_t latency_us[FETCH_LAT_BUCKETS];
-    size_t active_store; /* index into the pool's mirrors */
+    uint64_t latency_sum_us; /* of every request in the histogram */
+    size_t active_store;     /* index into the pool's mirrors */
 };
 void fetch_pool_get_stats(struct fetch_pool *p, struct fetch_pool_stats *ret);
 /* Latency (µs) below which @pct percent of the requests finished, from @s's histogram. */

@@ -12,6 +12,7 @@
 #include "hydrate.h"
 #include "key_opts.h"
 #include "log.h"
+#include "metrics.h"
 #include "offline_store.h"
 #include "profile.h"
 
@@ -47,6 +48,7 @@ struct fs_daemon {
 
     struct fs_hydrator *hyd;
     struct fs_control *control;
+    struct fs_metrics *metrics;         /* --metrics-listen, or NULL */
     struct fetch_pool_stats pool_stats; /* the pool's last, taken before it is freed */
     bool started, stopped, stuck;
 };
@@ -196,7 +198,14 @@ int fs_daemon_start(struct fs_daemon *d, const char *mountpoint)
     if (ctx->stuck_after_ms &&
         !(d->watching = pthread_create(&d->watchdog, NULL, watchdog_main, d) == 0))
         fs_warn("no watchdog for stuck reads (cannot start its thread)");
+    if (d->metrics && (r = fs_metrics_start(d->metrics, ctx, d->hyd)) < 0)
+        fs_warn("no metrics (--metrics-listen): %s", strerror(-r));
     return 0;
+}
+
+void fs_daemon_set_metrics(struct fs_daemon *d, struct fs_metrics *m)
+{
+    d->metrics = m;
 }
 
 int fs_daemon_stop(struct fs_daemon *d)
@@ -205,6 +214,8 @@ int fs_daemon_stop(struct fs_daemon *d)
     if (d->stopped)
         return d->stuck ? -ETIMEDOUT : 0;
     d->stopped = true;
+    /* it reads the status of everything below */
+    fs_metrics_stop(d->metrics);
     if (d->watching) {
         pthread_mutex_lock(&d->watch_lock);
         d->watch_stop = true;
@@ -290,6 +301,7 @@ void fs_daemon_free(struct fs_daemon *d)
     if (fs_daemon_stop(d) < 0)
         return; /* a thread may still use all of it */
     fs_control_free(d->control);
+    fs_metrics_free(d->metrics);
     fs_profiles_free(ctx->profiles); /* the pool is gone: no replay completes any more */
     ctx->profiles = NULL;
     /* first: the disk cache's writer still holds decoded chunks of the chunk layer */

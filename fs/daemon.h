@@ -13,9 +13,12 @@
  *                      the pool, the chunk layer, the read profiles
  *                      (with a disk cache), the hydrator (queueing every
  *                      image with --hydrate), the control socket, the
- *                      stuck-read watchdog
+ *                      stuck-read watchdog, the metrics server
+ *                      (fs_daemon_set_metrics)
  *   (the FUSE loop runs; its userdata is fs_daemon_ctx)
- *   fs_daemon_stop     after the loop: the watchdog, the control socket (no request can
+ *   fs_daemon_stop     after the loop: the metrics server (it reads the
+ *                      pool, the caches, the hydrator and the tree), the
+ *                      watchdog, the control socket (no request can
  *                      start anything), hydration and profile replay asked to
  *                      stop (running recordings saved), the pool (queued and running fetches
  *                      complete with -ECANCELED, later submits fail), the
@@ -84,6 +87,14 @@ struct fs_ctx *fs_daemon_ctx(struct fs_daemon *d);
  * is a warning.
  */
 int fs_daemon_start(struct fs_daemon *d, const char *mountpoint);
+
+/*
+ * Gives the daemon the metrics server's listening sockets (fs/metrics.h),
+ * bound before the fork; it serves them from fs_daemon_start on and frees
+ * them with the daemon. Before fs_daemon_start.
+ */
+struct fs_metrics;
+void fs_daemon_set_metrics(struct fs_daemon *d, struct fs_metrics *m);
 
 /* Stops what fetches (see above). 0, or -ETIMEDOUT: hydration is stuck. */
 int fs_daemon_stop(struct fs_daemon *d);

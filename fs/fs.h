@@ -23,13 +23,15 @@
  *    decoded chunk until the bytes are on disk. A pool worker may wait for
  *    it (bounded) after it has answered the readers.
  *  - The control socket (fs/control.h) has one thread; hydration jobs submit
- *    at the lowest priority from their own thread.
+ *    at the lowest priority from their own thread. With --metrics-listen the
+ *    metrics server (fs/metrics.h) has one more, which only reads the status.
  *  - Holes (zero extents) are answered from a static zero buffer and never
  *    reach the store.
  *  - One helper thread, started after the session is mounted, raises the
  *    kernel readahead of the mount (mount.c).
- *  - At unmount the control thread stops first, then the pool (queued jobs
- *    complete with -ECANCELED and their readers get EIO), then the session.
+ *  - At unmount the metrics and control threads stop first, then the pool
+ *    (queued jobs complete with -ECANCELED and their readers get EIO), then
+ *    the session.
  */
 #pragma once
 
@@ -74,6 +76,9 @@ struct fs_ctx {
     unsigned readahead_max; /* FS_READAHEAD_UNITs a sequential stream may prefetch (0: none) */
     size_t mem_budget;      /* of decoded chunks in memory (bounds the readahead window) */
     atomic_uint_least64_t last_read_ms; /* CLOCK_MONOTONIC_COARSE of the last image read */
+    /* reads of image files (images, partitions, volumes, archive contents):
+     * requests, bytes answered, requests answered with an error (status "reads") */
+    atomic_uint_least64_t reads, read_bytes, read_errors;
     pthread_mutex_t files_lock;
     struct fs_file *files; /* open image files (fs/read.h) */
     /* reads waiting for chunks (fs/read.c), and how long before one is

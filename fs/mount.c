@@ -26,6 +26,7 @@
 #include "fetch/remote.h"
 #include "fs.h"
 #include "log.h"
+#include "metrics.h"
 #include "read.h"
 #include "conf_file.h"
 #include "mountinfo.h"
@@ -137,6 +138,12 @@ static const char mount_usage[] =
     "                         STORE that cannot be reached is mounted that way\n"
     "                         too, with a warning, and fetches chunks again once\n"
     "                         it answers\n"
+    "      --metrics-listen ADDR  serve Prometheus metrics (the figures of\n"
+    "                         lazyimg status) at http://ADDR/metrics; ADDR is\n"
+    "                         HOST:PORT (127.0.0.1:9469, [::1]:9469,\n"
+    "                         localhost:9469: only that address is listened on)\n"
+    "                         or unix:/PATH (a socket of mode 0600, removed at\n"
+    "                         unmount)\n"
     "      --allow-other      let other users access the mount (needs\n"
     "                         user_allow_other in /etc/fuse.conf unless "
     "root)\n" FS_KEY_OPTIONS_HELP FS_REMOTE_OPTIONS_HELP
@@ -157,6 +164,7 @@ struct mount_opts {
     const char *snapshots[MAX_SNAPSHOTS];
     size_t nsnapshots;
     const char *chunk_store;
+    const char *metrics_listen;             /* --metrics-listen ADDR, or NULL */
     const struct fetch_repo_format *format; /* what STORE holds, once known */
     struct fetch_remote_options remote;
     struct fs_key_opts key_opts;
@@ -205,7 +213,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         OPT_NO_PROFILE,
         OPT_PROFILE_WINDOW,
         OPT_LOG_LEVEL,
-        OPT_STUCK_AFTER
+        OPT_STUCK_AFTER,
+        OPT_METRICS_LISTEN
     };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
@@ -231,6 +240,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {"profile-window", required_argument, NULL, OPT_PROFILE_WINDOW},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"stuck-after", required_argument, NULL, OPT_STUCK_AFTER},
+        {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
         FS_REMOTE_LONG_OPTIONS,
         FS_KEY_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
@@ -356,6 +366,9 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             break;
         case OPT_OFFLINE:
             o->offline = true;
+            break;
+        case OPT_METRICS_LISTEN:
+            o->metrics_listen = optarg;
             break;
         case OPT_STUCK_AFTER:
             if (parse_count("--stuck-after", optarg, 0, 86400, &o->stuck_after) < 0)
@@ -992,6 +1005,18 @@ fail:
     return -1;
 }
 
+/* --metrics-listen: bound now, so that a bad address or a port in use fails
+ * the mount command before anything is mounted. 0 or -1 (told). */
+static int listen_metrics(const struct mount_opts *o, const char *mnt, struct fs_metrics **ret)
+{
+    char err[512];
+    if (o->metrics_listen && fs_metrics_listen(o->metrics_listen, mnt, ret, err, sizeof(err)) < 0) {
+        fs_err("--metrics-listen %s", err);
+        return -1;
+    }
+    return 0;
+}
+
 /* The FUSE session (read-only, our fsname and max_read) with signal handlers. */
 static struct fuse_session *session_new(const struct mount_opts *o, struct fs_daemon *d)
 {
@@ -1073,6 +1098,7 @@ int fs_cmd_mount(int argc, char **argv)
     struct mount_opts o;
     struct fs_daemon *d = NULL;
     struct fuse_session *se = NULL;
+    struct fs_metrics *metrics = NULL;
     char mnt[PATH_MAX], mounted[2 * PATH_MAX + 256];
     bool set_readahead, loop_ran = false;
     int r, status = 1;
@@ -1084,7 +1110,12 @@ int fs_cmd_mount(int argc, char **argv)
     tune_malloc();
     fs_read_init();
     if (check_mountpoint(o.mountpoint, mnt, sizeof(mnt)) < 0 || check_dev_fuse() < 0 ||
-        prepare_daemon(&o, mnt, &d, mounted, sizeof(mounted)) < 0 || !(se = session_new(&o, d)))
+        listen_metrics(&o, mnt, &metrics) < 0 ||
+        prepare_daemon(&o, mnt, &d, mounted, sizeof(mounted)) < 0)
+        goto out;
+    fs_daemon_set_metrics(d, metrics);
+    metrics = NULL; /* the daemon's */
+    if (!(se = session_new(&o, d)))
         goto out;
     if (fuse_session_mount(se, mnt) != 0) {
         fs_err("cannot mount at %s (see the message above)", mnt);
@@ -1124,5 +1155,6 @@ out:
     if (se)
         fuse_session_destroy(se);
     fs_daemon_free(d);
+    fs_metrics_free(metrics);
     return status;
 }

@@ -121,6 +121,15 @@ struct piece {
     size_t slot; /* in p->pieces */
 };
 
+/* Counts a read's reply (status "reads"): @bytes answered, or the error @err. */
+static void note_reply(struct fs_ctx *ctx, size_t bytes, int err)
+{
+    if (err)
+        atomic_fetch_add_explicit(&ctx->read_errors, 1, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&ctx->read_bytes, bytes, memory_order_relaxed);
+}
+
 static void pending_free(struct pending *p)
 {
     struct fs_ctx *ctx = p->ctx;
@@ -177,17 +186,20 @@ static void pending_reply(struct pending *p)
 
     if (p->n <= MAX_REPLY_IOV) {
         if (p->n > STACK_IOV && !(iov = malloc(p->n * sizeof(*iov)))) {
+            note_reply(p->ctx, 0, ENOMEM);
             fuse_reply_err(p->req, ENOMEM);
             return;
         }
         for (size_t k = 0; k < p->n; k++)
             iov[k] = (struct iovec){(void *)p->pieces[k].bytes, p->pieces[k].len};
+        note_reply(p->ctx, p->size, 0);
         fuse_reply_iov(p->req, iov, (int)p->n);
         if (iov != stack_iov)
             free(iov);
         return;
     }
     if (!(flat = fetch_buf_alloc(p->size))) {
+        note_reply(p->ctx, 0, ENOMEM);
         fuse_reply_err(p->req, ENOMEM);
         return;
     }
@@ -195,6 +207,7 @@ static void pending_reply(struct pending *p)
         memcpy(flat + at, p->pieces[k].bytes, p->pieces[k].len);
         at += p->pieces[k].len;
     }
+    note_reply(p->ctx, at, 0);
     fuse_reply_buf(p->req, (const char *)flat, at);
     fetch_buf_free(flat);
 }
@@ -215,10 +228,12 @@ static void pending_put(struct pending *p)
             fuse_req_interrupt_func(p->req, NULL, NULL);
             pending_unref(p); /* the handler's */
         }
-        if ((err = atomic_load(&p->error)))
+        if ((err = atomic_load(&p->error))) {
+            note_reply(p->ctx, 0, err);
             fuse_reply_err(p->req, err);
-        else
+        } else {
             pending_reply(p);
+        }
     }
     pending_unref(p);
 }
@@ -293,6 +308,7 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
 
     slots = niov + count_pieces(img, rg, nr, r, i);
     if (!(p = calloc(1, sizeof(*p) + slots * sizeof(p->pieces[0])))) {
+        note_reply(ctx, 0, ENOMEM);
         fuse_reply_err(req, ENOMEM);
         return;
     }
@@ -319,6 +335,7 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
             uint8_t *dst = pending_copy_area(p, at);
             if (!dst) {
                 pending_free(p);
+                note_reply(ctx, 0, ENOMEM);
                 fuse_reply_err(req, ENOMEM);
                 return;
             }
@@ -575,10 +592,13 @@ static void read_ranges(struct fs_ctx *ctx, const struct fs_node *n, const struc
         }
     }
 out:
-    if (r < 0)
+    if (r < 0) {
+        note_reply(ctx, 0, r == -ENOMEM ? ENOMEM : EIO);
         fuse_reply_err(req, r == -ENOMEM ? ENOMEM : EIO);
-    else if (r == 0)
+    } else if (r == 0) {
+        note_reply(ctx, size, 0);
         fuse_reply_iov(req, iov, (int)niov);
+    }
     for (size_t i = 0; i < nheld; i++)
         fs_chunks_put(ctx->chunks, held[i]);
     if (iov != stack_iov)
@@ -593,6 +613,7 @@ void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetc
 {
     struct range rg;
 
+    atomic_fetch_add_explicit(&ctx->reads, 1, memory_order_relaxed);
     if (off >= span || size == 0) {
         fuse_reply_buf(req, NULL, 0);
         return;
@@ -639,6 +660,7 @@ void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name,
     size_t nr = 0, cap = sizeof(stack_rg) / sizeof(stack_rg[0]);
     uint64_t end;
 
+    atomic_fetch_add_explicit(&ctx->reads, 1, memory_order_relaxed);
     if (off >= v->size || size == 0) {
         fuse_reply_buf(req, NULL, 0);
         return;
@@ -659,6 +681,7 @@ void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name,
                    "%.*s%s: offset %llu cannot be read: %s", slash ? (int)(slash - path + 1) : 0,
                    path, name, (unsigned long long)off,
                    why ? why : "a segment that cannot be read");
+            note_reply(ctx, 0, EIO);
             fuse_reply_err(req, EIO);
             goto out;
         }
@@ -671,6 +694,7 @@ void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name,
                 /* a fragmented map: up to one range per 512-byte sector */
                 struct range *bigger = malloc(cap * 4 * sizeof(*bigger));
                 if (!bigger) {
+                    note_reply(ctx, 0, ENOMEM);
                     fuse_reply_err(req, ENOMEM);
                     goto out;
                 }

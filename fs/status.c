@@ -38,6 +38,17 @@ static json_object *stores_json(const struct fs_ctx *ctx, const struct fetch_poo
     return arr;
 }
 
+static json_object *reads_json(const struct fs_ctx *ctx)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return NULL;
+    add_u64(o, "requests", atomic_load_explicit(&ctx->reads, memory_order_relaxed));
+    add_u64(o, "bytes", atomic_load_explicit(&ctx->read_bytes, memory_order_relaxed));
+    add_u64(o, "errors", atomic_load_explicit(&ctx->read_errors, memory_order_relaxed));
+    return o;
+}
+
 static json_object *fetch_json(struct fs_status_rate *rt, const struct fetch_pool_stats *ps)
 {
     json_object *o = json_object_new_object(), *q = json_object_new_object();
@@ -74,6 +85,13 @@ static json_object *fetch_json(struct fs_status_rate *rt, const struct fetch_poo
     add_double(o, "mb_per_s", rate, 2);
     add_u64(lat, "p50", fetch_pool_latency_pct(ps, 50));
     add_u64(lat, "p99", fetch_pool_latency_pct(ps, 99));
+    {
+        uint64_t count = 0;
+        for (unsigned i = 0; i < FETCH_LAT_BUCKETS; i++)
+            count += ps->latency_us[i];
+        add_u64(lat, "count", count);
+    }
+    add_u64(lat, "sum", ps->latency_sum_us);
     for (unsigned i = 0; i < FETCH_LAT_BUCKETS; i++) {
         json_object *pair;
         if (!ps->latency_us[i])
@@ -101,6 +119,8 @@ static json_object *cache_json(const struct fs_ctx *ctx)
     hits = st.mem.hits + st.disk_hits;
     lookups = hits + st.loads + st.load_errors;
     add_u64(o, "memory_hits", st.mem.hits);
+    add_u64(o, "memory_misses", st.mem.misses);
+    add_u64(o, "memory_evictions", st.mem.evictions);
     add_u64(o, "disk_hits", st.disk_hits);
     add_u64(o, "disk_loads", st.disk_loads);
     add_u64(o, "loads", st.loads);
@@ -118,6 +138,8 @@ static json_object *cache_json(const struct fs_ctx *ctx)
             add_u64(d, "bytes", ds.bytes_allocated);
             add_u64(d, "bytes_apparent", ds.bytes_apparent);
             add_u64(d, "budget", ds.budget);
+            add_u64(d, "hits", ds.hits);
+            add_u64(d, "misses", ds.misses);
             add_u64(d, "inserts", ds.inserts);
             add_u64(d, "insert_skipped", ds.insert_skipped);
             add_u64(d, "evictions", ds.evictions);
@@ -190,6 +212,7 @@ json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
     json_object_object_add(o, "offline", json_object_new_boolean(ctx->offline != NULL));
     json_object_object_add(o, "offline_reason",
                            ctx->offline ? json_object_new_string(ctx->offline) : NULL);
+    json_object_object_add(o, "reads", reads_json(ctx));
     json_object_object_add(o, "fetch", fetch_json(rate, &ps));
     json_object_object_add(o, "cache", cache_json(ctx));
     for (size_t i = 0; i < t->count; i++) {

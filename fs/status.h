@@ -5,15 +5,21 @@
  * its --help (fs/status_cmd.c) documents the fields to users:
  *   stores[]        {location, active}: where chunks come from, in order
  *   offline, offline_reason
+ *   reads           reads of image files since the mount: requests, bytes
+ *                   (answered), errors (requests answered with an error)
  *   fetch           the fetcher pool: inflight, queued{demand,readahead,
  *                   hydrate}, decoding, requests, retries, failovers, errors,
  *                   bytes, mb_per_s (since the previous status), latency_us
- *                   {p50, p99, histogram [[upper bound, count]…]}
- *   cache           memory_hits, disk_hits, disk_loads, loads, load_errors,
- *                   hit_rate, memory_entries, memory_bytes, disk (null
- *                   without a disk cache: entries, bytes, bytes_apparent,
- *                   budget, inserts, insert_skipped, evictions, bad_entries,
- *                   enospc, sqlite_writes, direct_writes, not_handed_over)
+ *                   {p50, p99, count, sum, histogram [[upper bound, count]…]
+ *                   (the buckets that are not empty; bucket i of the pool's
+ *                   FETCH_LAT_BUCKETS has upper bound 2 << i)}
+ *   cache           memory_hits, memory_misses, memory_evictions, disk_hits,
+ *                   disk_loads, loads, load_bytes, load_errors, hit_rate,
+ *                   memory_entries, memory_bytes, disk (null without a disk
+ *                   cache: entries, bytes, bytes_apparent, budget, hits,
+ *                   misses (its lookups), inserts, insert_skipped, evictions,
+ *                   bad_entries, enospc, sqlite_writes, direct_writes,
+ *                   not_handed_over)
  *   images[]        the images whose index is loaded (opened, stat()ed or
  *                   hydrated since the mount; loading the others here would
  *                   fetch every index): path, size, zero_bytes, data_bytes,

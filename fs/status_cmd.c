@@ -32,7 +32,7 @@ static const char status_usage[] =
     "unreachable at mount), a line \"mode: offline: REASON\" says so.\n"
     "\n"
     "  --json      print one JSON object instead (keys: stores, offline,\n"
-    "              offline_reason, fetch, cache, images)\n"
+    "              offline_reason, reads, fetch, cache, images)\n"
     "  -h, --help  show this help\n";
 
 static uint64_t u64(json_object *o, const char *key)
