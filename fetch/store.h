@@ -44,6 +44,13 @@ struct fetch_store_ops {
      * converted with fetch_remote_result(). May be called from any thread.
      */
     int (*setup_get)(struct fetch_store *s, void *easy, const char *path, fetch_error *err);
+    /*
+     * Optional: reads the credentials files the store was opened with again
+     * (--http-auth-file, --s3-credentials-file), so that rotated secrets
+     * apply without a remount; requests set up afterwards use them. 0 (also
+     * when the store has none), or -errno with @err: the old ones stay.
+     */
+    int (*reload)(struct fetch_store *s, fetch_error *err);
 };
 
 struct fetch_store {
@@ -58,6 +65,12 @@ int fetch_store_open_local(const char *path, struct fetch_store **ret, fetch_err
 
 /* NULL-safe. */
 void fetch_store_free(struct fetch_store *s);
+
+/* ops->reload where the store has one, else 0. */
+static inline int fetch_store_reload(struct fetch_store *s, fetch_error *err)
+{
+    return s->ops->reload ? s->ops->reload(s, err) : 0;
+}
 
 static inline int fetch_store_list(struct fetch_store *s, const char *dir,
                                    struct fetch_dirent **ret, size_t *ret_n, fetch_error *err)

@@ -10,6 +10,7 @@
 #include "secret.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -29,8 +30,11 @@ struct http_store {
     char *base_url; /* no trailing '/' */
     struct fetch_remote_conf conf;
     struct fetch_easy_cache *ec;
-    char *user, *password; /* basic authentication */
+    /* basic or bearer authentication, swapped by http_reload under @auth_lock */
+    pthread_mutex_t auth_lock;
+    char *user, *password;
     char *bearer;
+    char *auth_file; /* --http-auth-file, read again by http_reload */
 };
 
 /* ---- index parsing ---- */
@@ -281,17 +285,20 @@ static int setup_url(struct http_store *hs, CURL *easy, const char *url, fetch_e
     int r = fetch_remote_easy_setup(easy, &hs->conf, url, err);
     if (r < 0)
         return r;
+    /* libcurl copies these strings: a reload may free them afterwards */
+    pthread_mutex_lock(&hs->auth_lock);
     if (hs->bearer) {
         curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
         if (curl_easy_setopt(easy, CURLOPT_XOAUTH2_BEARER, hs->bearer) != CURLE_OK)
-            return fetch_error_set(err, -ENOMEM, "out of memory");
+            r = fetch_error_set(err, -ENOMEM, "out of memory");
     } else if (hs->user) {
         curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         if (curl_easy_setopt(easy, CURLOPT_USERNAME, hs->user) != CURLE_OK ||
             curl_easy_setopt(easy, CURLOPT_PASSWORD, hs->password) != CURLE_OK)
-            return fetch_error_set(err, -ENOMEM, "out of memory");
+            r = fetch_error_set(err, -ENOMEM, "out of memory");
     }
-    return 0;
+    pthread_mutex_unlock(&hs->auth_lock);
+    return r;
 }
 
 static int http_setup_get(struct fetch_store *s, void *easy, const char *path, fetch_error *err)
@@ -396,9 +403,40 @@ static void http_free(struct fetch_store *s)
     wipe_free(hs->user);
     wipe_free(hs->password);
     wipe_free(hs->bearer);
+    free(hs->auth_file);
+    pthread_mutex_destroy(&hs->auth_lock);
     free(hs->base_url);
     free(hs->base.location);
     free(hs);
+}
+
+static int read_auth_file(struct http_store *hs, const char *file, fetch_error *err);
+
+static int http_reload(struct fetch_store *s, fetch_error *err)
+{
+    struct http_store *hs = (struct http_store *)s, fresh = {0};
+    char *old[3];
+    int r;
+
+    if (!hs->auth_file)
+        return 0;
+    if ((r = read_auth_file(&fresh, hs->auth_file, err)) < 0) {
+        wipe_free(fresh.user);
+        wipe_free(fresh.password);
+        wipe_free(fresh.bearer);
+        return r;
+    }
+    pthread_mutex_lock(&hs->auth_lock);
+    old[0] = hs->user;
+    old[1] = hs->password;
+    old[2] = hs->bearer;
+    hs->user = fresh.user;
+    hs->password = fresh.password;
+    hs->bearer = fresh.bearer;
+    pthread_mutex_unlock(&hs->auth_lock);
+    for (int i = 0; i < 3; i++)
+        wipe_free(old[i]);
+    return 0;
 }
 
 static const struct fetch_store_ops http_ops = {
@@ -407,6 +445,7 @@ static const struct fetch_store_ops http_ops = {
     .get = http_get,
     .free = http_free,
     .setup_get = http_setup_get,
+    .reload = http_reload,
 };
 
 /* ---- opening ---- */
@@ -565,6 +604,7 @@ int fetch_http_open(const char *location, const struct fetch_remote_options *o, 
     if (!hs)
         return fetch_error_set(err, -ENOMEM, "out of memory");
     hs->base.ops = &http_ops;
+    pthread_mutex_init(&hs->auth_lock, NULL);
     r = parse_location(hs, location, err);
     if (r < 0)
         goto fail;
@@ -585,6 +625,12 @@ int fetch_http_open(const char *location, const struct fetch_remote_options *o, 
         r = read_auth_file(hs, o->http_auth_file, err);
         if (r < 0)
             goto fail;
+        /* absolute: the daemon changes to / when it detaches */
+        if (!(hs->auth_file = realpath(o->http_auth_file, NULL)) &&
+            !(hs->auth_file = strdup(o->http_auth_file))) {
+            r = fetch_error_set(err, -ENOMEM, "out of memory");
+            goto fail;
+        }
     }
     if (check) {
         r = check_root(hs, err);

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -54,8 +55,16 @@ struct s3_store {
     bool path_style;
     char *root_url; /* objects are root_url + "/" + key */
     char *sigv4;    /* "aws:amz:<region>:s3" */
+    /* the credentials and the headers (with the session token), swapped by
+     * s3_reload under @cred_lock; a transfer in flight keeps using the
+     * header list it was set up with, so replaced lists are kept (@retired)
+     * until the store is freed */
+    pthread_mutex_t cred_lock;
     struct fetch_s3_creds creds;
-    struct curl_slist *headers; /* constant for the store's life */
+    struct curl_slist *headers;
+    struct curl_slist **retired;
+    size_t nretired;
+    char *creds_file; /* --s3-credentials-file, or NULL: the environment's */
     struct fetch_remote_conf conf;
     struct fetch_easy_cache *ec;
     /* listing bounds (LIST_*_MAX unless the environment says otherwise) */
@@ -141,7 +150,7 @@ int fetch_s3_setup_request(struct fetch_store *s, CURL *easy, const char *path,
                            fetch_error *err)
 {
     struct s3_store *ss = (struct s3_store *)s;
-    struct curl_slist *hdrs = ss->headers;
+    struct curl_slist *hdrs;
     char *key = fetch_s3_key(ss->prefix, ss->pbs4, path), *enc = NULL, *url = NULL;
     int r;
 
@@ -153,23 +162,27 @@ int fetch_s3_setup_request(struct fetch_store *s, CURL *easy, const char *path,
     }
     free(key);
     free(enc);
-    if (extra_headers) {
-        if (!(hdrs = headers_with(ss->headers, extra_headers))) {
-            free(url);
-            return fetch_error_set(err, -ENOMEM, "out of memory");
-        }
-        *ret_headers = hdrs;
-    }
     r = fetch_remote_easy_setup(easy, &ss->conf, url, err);
     free(url);
     if (r < 0)
         return r;
+    /* libcurl copies the strings; the header list lives on (see @retired) */
+    pthread_mutex_lock(&ss->cred_lock);
+    hdrs = ss->headers;
+    if (extra_headers) {
+        if (!(hdrs = headers_with(ss->headers, extra_headers))) {
+            pthread_mutex_unlock(&ss->cred_lock);
+            return fetch_error_set(err, -ENOMEM, "out of memory");
+        }
+        *ret_headers = hdrs;
+    }
     if (curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, ss->sigv4) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_USERNAME, ss->creds.key_id) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_PASSWORD, ss->creds.secret) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, hdrs) != CURLE_OK)
-        return fetch_error_set(err, -ENOMEM, "out of memory");
-    return 0;
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+    pthread_mutex_unlock(&ss->cred_lock);
+    return r;
 }
 
 static int s3_setup_get(struct fetch_store *s, void *easy, const char *path, fetch_error *err)
@@ -193,12 +206,14 @@ static int req_setup(void *arg, CURL *easy, fetch_error *err)
     r = fetch_remote_easy_setup(easy, &ss->conf, q->url, err);
     if (r < 0)
         return r;
+    pthread_mutex_lock(&ss->cred_lock);
     if (curl_easy_setopt(easy, CURLOPT_AWS_SIGV4, ss->sigv4) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_USERNAME, ss->creds.key_id) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_PASSWORD, ss->creds.secret) != CURLE_OK ||
         curl_easy_setopt(easy, CURLOPT_HTTPHEADER, ss->headers) != CURLE_OK)
-        return fetch_error_set(err, -ENOMEM, "out of memory");
-    return 0;
+        r = fetch_error_set(err, -ENOMEM, "out of memory");
+    pthread_mutex_unlock(&ss->cred_lock);
+    return r;
 }
 
 static int s3_get(struct fetch_store *s, const char *path, size_t max, void **ret, size_t *ret_len,
@@ -354,6 +369,11 @@ static void s3_free(struct fetch_store *s)
     struct s3_store *ss = (struct s3_store *)s;
     fetch_easy_cache_free(ss->ec);
     curl_slist_free_all(ss->headers); /* holds the session token */
+    for (size_t i = 0; i < ss->nretired; i++)
+        curl_slist_free_all(ss->retired[i]);
+    free(ss->retired);
+    free(ss->creds_file);
+    pthread_mutex_destroy(&ss->cred_lock);
     fetch_s3_creds_release(&ss->creds);
     fetch_remote_conf_release(&ss->conf);
     free(ss->bucket);
@@ -364,12 +384,62 @@ static void s3_free(struct fetch_store *s)
     free(ss);
 }
 
+/* The headers every request carries: the payload hash S3 requires (and
+ * s3rver insists on: GETs have no body) and the session token, if any. */
+static struct curl_slist *base_headers(const char *token)
+{
+    struct curl_slist *h = curl_slist_append(NULL, "x-amz-content-sha256: " EMPTY_SHA256);
+    if (h && token) {
+        char *line = NULL;
+        struct curl_slist *t = NULL;
+        if (asprintf(&line, "x-amz-security-token: %s", token) >= 0) {
+            t = curl_slist_append(h, line);
+            explicit_bzero(line, strlen(line));
+            free(line);
+        }
+        if (!t) {
+            curl_slist_free_all(h);
+            h = NULL;
+        }
+    }
+    return h;
+}
+
+static int s3_reload(struct fetch_store *s, fetch_error *err)
+{
+    struct s3_store *ss = (struct s3_store *)s;
+    struct fetch_remote_options o = {.s3_credentials_file = ss->creds_file};
+    struct fetch_s3_creds fresh = {0}, old;
+    struct curl_slist *h, **nv;
+    int r;
+
+    if ((r = fetch_s3_load_creds(&o, &fresh, err)) < 0)
+        return fetch_error_prefix(err, r, "%s", ss->base.location);
+    h = base_headers(fresh.token);
+    nv = h ? realloc(ss->retired, (ss->nretired + 1) * sizeof(*nv)) : NULL;
+    if (!nv) {
+        curl_slist_free_all(h);
+        fetch_s3_creds_release(&fresh);
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    }
+    ss->retired = nv;
+    pthread_mutex_lock(&ss->cred_lock);
+    old = ss->creds;
+    ss->creds = fresh;
+    ss->retired[ss->nretired++] = ss->headers;
+    ss->headers = h;
+    pthread_mutex_unlock(&ss->cred_lock);
+    fetch_s3_creds_release(&old);
+    return 0;
+}
+
 static const struct fetch_store_ops s3_ops = {
     .kind = "s3",
     .list = s3_list,
     .get = s3_get,
     .free = s3_free,
     .setup_get = s3_setup_get,
+    .reload = s3_reload,
 };
 
 /* ---- opening ---- */
@@ -528,6 +598,7 @@ int fetch_s3_open(const char *location, const struct fetch_remote_options *o, bo
     if (!ss)
         return fetch_error_set(err, -ENOMEM, "out of memory");
     ss->base.ops = &s3_ops;
+    pthread_mutex_init(&ss->cred_lock, NULL);
     r = parse_location(ss, location, err);
     if (r < 0)
         goto fail;
@@ -548,21 +619,11 @@ int fetch_s3_open(const char *location, const struct fetch_remote_options *o, bo
     ss->list_max_pages = env_bound("LAZYIMG_S3_LIST_MAX_PAGES", LIST_PAGES_MAX);
     ss->list_max_entries = env_bound("LAZYIMG_S3_LIST_MAX_ENTRIES", LIST_ENTRIES_MAX);
     ss->list_max_bytes = env_bound("LAZYIMG_S3_LIST_MAX_BYTES", LIST_BYTES_MAX);
-    /* the payload hash S3 requires (and s3rver insists on): GETs have no body */
-    ss->headers = curl_slist_append(NULL, "x-amz-content-sha256: " EMPTY_SHA256);
-    if (ss->headers && ss->creds.token) {
-        char *h = NULL;
-        struct curl_slist *t = NULL;
-        if (asprintf(&h, "x-amz-security-token: %s", ss->creds.token) >= 0) {
-            t = curl_slist_append(ss->headers, h);
-            explicit_bzero(h, strlen(h));
-            free(h);
-        }
-        if (!t) {
-            curl_slist_free_all(ss->headers);
-            ss->headers = NULL;
-        }
-    }
+    ss->headers = base_headers(ss->creds.token);
+    /* absolute: the daemon changes to / when it detaches */
+    if (o && o->s3_credentials_file && !(ss->creds_file = realpath(o->s3_credentials_file, NULL)) &&
+        !(ss->creds_file = strdup(o->s3_credentials_file)))
+        ss->headers = (curl_slist_free_all(ss->headers), NULL);
     if (!ss->headers) {
         r = fetch_error_set(err, -ENOMEM, "out of memory");
         goto fail;

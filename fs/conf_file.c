@@ -140,6 +140,55 @@ nomem:
     return -ENOMEM;
 }
 
+/* the file the mount read, and the mirrors it named then ("\n"-joined) */
+static char *used_path, *used_mirrors;
+
+/* The mirror settings of @x's options, "\n"-joined (malloc()ed), or NULL. */
+static char *mirrors_of(const struct expand *x)
+{
+    size_t len = 1, at = 0;
+    char *s;
+    for (int i = 0; i < x->argc; i++)
+        if (!strncmp(x->argv[i], "--mirror=", 9))
+            len += strlen(x->argv[i]) - 9 + 1;
+    if (!(s = calloc(1, len)))
+        return NULL;
+    for (int i = 0; i < x->argc; i++)
+        if (!strncmp(x->argv[i], "--mirror=", 9)) {
+            size_t n = strlen(x->argv[i]) - 9;
+            memcpy(s + at, x->argv[i] + 9, n); /* sized above */
+            s[at + n] = '\n';
+            at += n + 1;
+        }
+    return s;
+}
+
+void fs_config_check_reload(void)
+{
+    struct expand x = {0};
+    const char *store = NULL, *mnt = NULL;
+    char *now;
+    int r;
+
+    if (!used_path)
+        return;
+    r = read_file(used_path, &x, &store, &mnt);
+    if (r != 0) {
+        fs_warn("%s: not read again (see above); the mount keeps its settings", used_path);
+    } else if ((now = mirrors_of(&x))) {
+        if (strcmp(now, used_mirrors ? used_mirrors : ""))
+            fs_warn("%s: its mirrors changed: a remount applies them (SIGHUP reads the "
+                    "credentials files again, nothing else)",
+                    used_path);
+        free(now);
+    }
+    for (int i = 0; i < x.argc; i++)
+        free(x.argv[i]);
+    free(x.argv);
+    free((char *)store);
+    free((char *)mnt);
+}
+
 int fs_config_expand(int argc, char **argv, int *ret_argc, char ***ret_argv, const char **store,
                      const char **mountpoint)
 {
@@ -178,6 +227,8 @@ int fs_config_expand(int argc, char **argv, int *ret_argc, char ***ret_argv, con
         free(x.argv);
         return r < 0 ? 1 : r;
     }
+    used_path = strdup(path);
+    used_mirrors = mirrors_of(&x);
     for (int i = 1, dd = 0; i < argc; i++) {
         if (!dd && !strcmp(argv[i], "--config") && given >= 0) {
             i++; /* and its FILE */

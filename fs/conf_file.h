@@ -37,3 +37,7 @@
  */
 int fs_config_expand(int argc, char **argv, int *ret_argc, char ***ret_argv, const char **store,
                      const char **mountpoint);
+
+/* On SIGHUP: reads the file the mount read (if any) again and says when its
+ * mirrors changed, which only a remount applies. */
+void fs_config_check_reload(void);

@@ -3,6 +3,7 @@
 #include "read.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,8 @@ struct fs_daemon {
     pthread_mutex_t watch_lock;
     pthread_cond_t watch_cond;
     bool watch_stop;
+    void (*on_reload)(void *arg); /* after the stores' credentials, on SIGHUP */
+    void *on_reload_arg;
 
     struct fs_hydrator *hyd;
     struct fs_control *control;
@@ -127,6 +130,8 @@ int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret)
     pthread_mutex_init(&d->ctx.files_lock, NULL);
     pthread_mutex_init(&d->ctx.waits_lock, NULL);
     d->ctx.stuck_after_ms = (uint64_t)cfg->stuck_after_s * 1000;
+    d->on_reload = cfg->on_reload;
+    d->on_reload_arg = cfg->on_reload_arg;
     pthread_mutex_init(&d->watch_lock, NULL);
     pthread_cond_init(&d->watch_cond, NULL);
     d->ctx.tree = cfg->tree;
@@ -148,6 +153,34 @@ struct fs_ctx *fs_daemon_ctx(struct fs_daemon *d)
     return &d->ctx;
 }
 
+static atomic_bool reload_asked;
+
+void fs_daemon_ask_reload(void)
+{
+    atomic_store(&reload_asked, true);
+}
+
+/* SIGHUP: the credentials files of every store, read again. */
+static void reload(struct fs_daemon *d)
+{
+    size_t n = d->nstores + (d->chunk_store != NULL);
+    fs_info("SIGHUP: reading the credentials files of the stores again");
+    for (size_t i = 0; i < n; i++) {
+        struct fetch_store *s = i < d->nstores ? d->chunk_sources[i] : d->chunk_store;
+        fetch_error err = {""};
+        int r = fetch_store_reload(s, &err);
+        if (r < 0)
+            fs_warn("%s: credentials not reloaded (the old ones stay): %s", s->location,
+                    err.msg[0] ? err.msg : strerror(-r));
+        else if (s->ops->reload)
+            fs_info("%s: credentials reloaded", s->location);
+    }
+    if (d->on_reload)
+        d->on_reload(d->on_reload_arg);
+}
+
+/* The housekeeping thread: the stuck-read watchdog once a second, and
+ * what SIGHUP asks for. */
 static void *watchdog_main(void *arg)
 {
     struct fs_daemon *d = arg;
@@ -161,6 +194,8 @@ static void *watchdog_main(void *arg)
             break;
         pthread_mutex_unlock(&d->watch_lock);
         fs_read_watch(&d->ctx, fs_now_ms());
+        if (atomic_exchange(&reload_asked, false))
+            reload(d);
         pthread_mutex_lock(&d->watch_lock);
     }
     pthread_mutex_unlock(&d->watch_lock);
@@ -195,9 +230,8 @@ int fs_daemon_start(struct fs_daemon *d, const char *mountpoint)
         fs_warn("--hydrate: %s", strerror(-r));
     if ((r = fs_control_start(ctx, d->hyd, mountpoint, &d->control)) < 0)
         fs_warn("no control socket (lazyimg status and hydrate will not work): %s", strerror(-r));
-    if (ctx->stuck_after_ms &&
-        !(d->watching = pthread_create(&d->watchdog, NULL, watchdog_main, d) == 0))
-        fs_warn("no watchdog for stuck reads (cannot start its thread)");
+    if (!(d->watching = pthread_create(&d->watchdog, NULL, watchdog_main, d) == 0))
+        fs_warn("no watchdog for stuck reads and no reload on SIGHUP (cannot start a thread)");
     if (d->metrics && (r = fs_metrics_start(d->metrics, ctx, d->hyd)) < 0)
         fs_warn("no metrics (--metrics-listen): %s", strerror(-r));
     return 0;

@@ -69,6 +69,10 @@ struct fs_daemon_config {
     uint64_t bandwidth;        /* its cap, bytes per second (0: none) */
     unsigned stop_hydrate_ms;  /* how long fs_daemon_stop waits for hydration */
     unsigned stuck_after_s;    /* reads waiting longer are logged (0: never) */
+    /* called on SIGHUP (on the daemon's housekeeping thread) after the
+     * stores' credentials files were read again; may be NULL */
+    void (*on_reload)(void *arg);
+    void *on_reload_arg;
 };
 
 /*
@@ -104,6 +108,11 @@ void fs_daemon_report(struct fs_daemon *d);
 
 /* Flushes the disk cache to disk (before exiting without fs_daemon_free). */
 void fs_daemon_sync(struct fs_daemon *d);
+
+/* Async-signal-safe (the SIGHUP handler): within a second the daemon reads
+ * the credentials files of its stores again (fetch_store_reload), without
+ * unmounting, and calls the config's on_reload. */
+void fs_daemon_ask_reload(void);
 
 /* Frees everything (after the FUSE session is destroyed). NULL-safe. */
 void fs_daemon_free(struct fs_daemon *d);

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +70,8 @@ static const char mount_usage[] =
     "chunks in default.castr/ at the top of STORE or in --chunk-store:\n"
     "  MOUNTPOINT/<dir>/<name>        the image of <dir>/<name>.caibx\n"
     "Returns once the mount is in place; the daemon runs until unmounted\n"
-    "(lazyimg umount MOUNTPOINT or fusermount3 -u MOUNTPOINT). Under systemd\n"
+    "(lazyimg umount MOUNTPOINT, fusermount3 -u MOUNTPOINT, SIGTERM or SIGINT);\n"
+    "SIGHUP reads the stores' credentials files again. Under systemd\n"
     "(Type=notify, $NOTIFY_SOCKET) it reports READY=1 once the mount is live and\n"
     "STOPPING=1 when it unmounts. mount(8) and /etc/fstab reach it as file system\n"
     "type fuse.lazyimg: mount -t fuse.lazyimg STORE MOUNTPOINT -o cache-size=20G,...\n"
@@ -148,6 +150,8 @@ static const char mount_usage[] =
     "                         user_allow_other in /etc/fuse.conf unless "
     "root)\n" FS_KEY_OPTIONS_HELP FS_REMOTE_OPTIONS_HELP
     "  -h, --help             show this help\n";
+
+static void config_reload(void *arg);
 
 struct mount_opts {
     bool foreground, debug, allow_other, no_cache, offline, page_cache;
@@ -988,6 +992,7 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
     cfg.bandwidth = o->bandwidth;
     cfg.stop_hydrate_ms = TEARDOWN_HYDRATE_MS;
     cfg.stuck_after_s = o->stuck_after;
+    cfg.on_reload = config_reload;
     o->meta_dir = NULL; /* @cache_dir ends here */
     if (fs_daemon_new(&cfg, ret) < 0) {
         fs_err("out of memory");
@@ -1015,6 +1020,18 @@ static int listen_metrics(const struct mount_opts *o, const char *mnt, struct fs
         return -1;
     }
     return 0;
+}
+
+static void on_sighup(int sig)
+{
+    (void)sig;
+    fs_daemon_ask_reload();
+}
+
+static void config_reload(void *arg)
+{
+    (void)arg;
+    fs_config_check_reload();
 }
 
 /* The FUSE session (read-only, our fsname and max_read) with signal handlers. */
@@ -1045,6 +1062,12 @@ static struct fuse_session *session_new(const struct mount_opts *o, struct fs_da
         fuse_session_destroy(se);
         return NULL;
     }
+    /* SIGHUP reloads the credentials files; SIGTERM and SIGINT unmount */
+    {
+        struct sigaction sa = {.sa_handler = on_sighup, .sa_flags = SA_RESTART};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGHUP, &sa, NULL);
+    }
     return se;
 }
 
@@ -1070,7 +1093,7 @@ static int run_loop(struct fuse_session *se, const char *mnt)
     /* and hydration's own index loads */
     fetch_remote_abort_all();
     fuse_loop_cfg_destroy(cfg);
-    /* > 0: the signal (SIGTERM, SIGINT, SIGHUP) that asked us to stop */
+    /* > 0: the signal (SIGTERM, SIGINT) that asked us to stop */
     if (r < 0)
         fs_err("FUSE session ended with an error: %s", strerror(-r));
     else

@@ -131,3 +131,30 @@ no_raw_controls "mount log" evil.log
 grep -qF 'title\x1b]0;pwned\x07' evil.log || fail "mount log: expected the escaped name" "$(cat evil.log)"
 grep -qF '\x1b[31mred\x0d\x07' evil.log || fail "mount log: expected the escaped manifest field" "$(cat evil.log)"
 ok "the mount log shows hostile names and fields escaped"
+
+# --- SIGHUP: a rotated password applies without a remount ---------------------
+printf 'lazy:%s\n' "$PW" >auth1
+chmod 600 auth1
+lazyimg_mount_fg "http://127.0.0.1:$NGINX_PORT/" "$M" hup.log -- --no-cache --readahead 0 --http-auth-file auth1
+IMG=$M/vm/100/$T/drive-scsi0.img
+cmp <(read_range "$IMG" 0 65536) <(head -c 65536 a.raw) || fail "SIGHUP: the first read with the old password failed"
+PW2='n3w-Pw-after-rotation'
+printf 'lazy:%s\n' "$(openssl passwd -apr1 "$PW2")" >htpasswd # the server's password changes
+out=$(read_range "$IMG" 65536 65536 2>&1 >/dev/null) && fail "SIGHUP: a read with the old password succeeded after the server changed it"
+[[ $out == *"Input/output error"* ]] || fail "SIGHUP: expected EIO with the old password" "$out"
+grep -q "HTTP 401" hup.log || fail "SIGHUP: the log does not say the server refused the old password" "$(tail -3 hup.log)"
+printf 'lazy:%s\n' "$PW2" >auth1 # the file is rotated too ...
+kill -HUP "$MOUNT_PID"          # ... and the daemon told
+for _ in $(seq 50); do grep -q "credentials reloaded" hup.log && break; sleep 0.1; done
+grep -q "http://127.0.0.1:$NGINX_PORT: credentials reloaded" hup.log || fail "SIGHUP: no 'credentials reloaded' line" "$(tail -5 hup.log)"
+mountpoint -q "$M" || fail "SIGHUP unmounted the store"
+cmp "$IMG" a.raw || fail "SIGHUP: the image does not read with the new password"
+ok "SIGHUP: the rotated password in --http-auth-file applies without a remount (still mounted)"
+: >auth1 # a broken file: the old credentials stay
+kill -HUP "$MOUNT_PID"
+for _ in $(seq 50); do grep -q "credentials not reloaded" hup.log && break; sleep 0.1; done
+grep -q "credentials not reloaded (the old ones stay)" hup.log || fail "SIGHUP with a broken file: no warning" "$(tail -5 hup.log)"
+no_secret "the log after SIGHUP" hup.log
+pid_alive "$MOUNT_PID" && mountpoint -q "$M" || fail "SIGHUP with a broken file: the daemon went away"
+ok "SIGHUP with a broken credentials file: a warning, the old credentials stay"
+lazyimg_umount "$M"
