@@ -130,6 +130,9 @@ static const char mount_usage[] =
     "                         same name (this or a later snapshot) is opened again\n"
     "                         (needs the disk cache; lazyimg profile manages them)\n"
     "      --profile-window SECONDS  how long reads are recorded (default 60)\n"
+    "      --no-parts         no <image>.parts directories (their tables are read\n"
+    "                         when a directory is first listed: a find or updatedb\n"
+    "                         walking the mount reads every image's first chunks)\n"
     "      --hydrate          fetch every chunk of every image into the cache in\n"
     "                         the background (lowest priority)\n"
     "      --bandwidth RATE   cap for --hydrate, bytes per second (e.g. 50M)\n"
@@ -159,7 +162,7 @@ struct mount_opts {
     const char *cache_dir;
     unsigned threads, concurrency, retries, readahead;
     unsigned readahead_kb;
-    bool hydrate, no_profile;
+    bool hydrate, no_profile, no_parts;
     unsigned profile_window;
     unsigned stuck_after; /* seconds */
     uint64_t bandwidth;
@@ -218,7 +221,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         OPT_PROFILE_WINDOW,
         OPT_LOG_LEVEL,
         OPT_STUCK_AFTER,
-        OPT_METRICS_LISTEN
+        OPT_METRICS_LISTEN,
+        OPT_NO_PARTS
     };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
@@ -244,6 +248,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {"profile-window", required_argument, NULL, OPT_PROFILE_WINDOW},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"stuck-after", required_argument, NULL, OPT_STUCK_AFTER},
+        {"no-parts", no_argument, NULL, OPT_NO_PARTS},
         {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
         FS_REMOTE_LONG_OPTIONS,
         FS_KEY_LONG_OPTIONS,
@@ -373,6 +378,9 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             break;
         case OPT_METRICS_LISTEN:
             o->metrics_listen = optarg;
+            break;
+        case OPT_NO_PARTS:
+            o->no_parts = true;
             break;
         case OPT_STUCK_AFTER:
             if (parse_count("--stuck-after", optarg, 0, 86400, &o->stuck_after) < 0)
@@ -761,11 +769,11 @@ static int load_catalog(const struct mount_opts *o, struct fetch_store **stores,
 }
 
 /* Builds the tree of the catalog (owned by the tree now); tells what was skipped. */
-static int build_tree(struct fetch_repo *repo, struct fs_tree **ret)
+static int build_tree(struct fetch_repo *repo, bool parts, struct fs_tree **ret)
 {
     int r;
     fs_repo_report(repo);
-    r = fs_tree_new(repo, ret);
+    r = fs_tree_new(repo, parts, ret);
     if (r < 0)
         fs_err("cannot build the tree of the mount: %s", strerror(-r));
     return r;
@@ -959,7 +967,7 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
     if (offline_notice(o, stores[cat_from], repo->items, offline_desc, sizeof(offline_desc)))
         cfg.offline = offline_desc;
     /* the catalog is owned by the tree now (freed on failure) */
-    if (build_tree(repo, &tree) < 0 ||
+    if (build_tree(repo, !o->no_parts, &tree) < 0 ||
         open_chunk_store(o, &chunk_store, chunk_prefix, sizeof(chunk_prefix)) < 0)
         goto fail;
     /* (a message: cut short if it must be) */

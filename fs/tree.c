@@ -229,7 +229,7 @@ static int add_parts_dirs(struct fs_tree *t, struct name_index *x)
     return 0;
 }
 
-int fs_tree_new(struct fetch_repo *repo, struct fs_tree **ret)
+int fs_tree_new(struct fetch_repo *repo, bool parts, struct fs_tree **ret)
 {
     struct fs_tree *t = calloc(1, sizeof(*t));
     struct name_index x = {0};
@@ -249,7 +249,7 @@ int fs_tree_new(struct fetch_repo *repo, struct fs_tree **ret)
         r = -ENOMEM;
     for (size_t i = 0; i < repo->count && r == 0; i++)
         r = add_entry(t, &x, &repo->entries[i]);
-    if (r == 0)
+    if (r == 0 && parts)
         r = add_parts_dirs(t, &x);
     free(x.slots);
     if (r == 0)

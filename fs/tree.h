@@ -92,9 +92,10 @@ struct fs_tree {
  * failure too); its store is the one opens use first. An entry whose name,
  * or one of whose directories' names, is taken by an earlier entry is left
  * out with a warning; images the repository read already move into their
- * nodes. -ENOMEM.
+ * nodes. With @parts, each image has its <image>.parts directory beside it
+ * (fs/parts.h). -ENOMEM.
  */
-int fs_tree_new(struct fetch_repo *repo, struct fs_tree **ret);
+int fs_tree_new(struct fetch_repo *repo, bool parts, struct fs_tree **ret);
 void fs_tree_free(struct fs_tree *t);
 /* The stores (borrowed) index and blob loads use instead of the catalog's
  * alone: the active one first, then the others (fetch/mirrors.h). */

@@ -120,7 +120,7 @@ static void dirs_names_and_kinds(void **state)
     add(r, "ct/200/x", FETCH_ENTRY_IMAGE, 0, 512);
     /* a directory entry after its contents gives it its time */
     add(r, "ct/200", FETCH_ENTRY_DIR, 1700000000, 0);
-    assert_int_equal(fs_tree_new(r, &t), 0);
+    assert_int_equal(fs_tree_new(r, true, &t), 0);
 
     root = fs_tree_get(t, FS_ROOT_INO);
     assert_int_equal(root->child_count, 2);
@@ -185,7 +185,7 @@ static void taken_names_hidden(void **state)
     add(r, "b/c", FETCH_ENTRY_IMAGE, 0, 5);
     add(r, "b/c/d", FETCH_ENTRY_IMAGE, 0, 6);
     add(r, "b/c.parts", FETCH_ENTRY_BLOB, 0, 7); /* the store's file wins over c's .parts */
-    assert_int_equal(fs_tree_new(r, &t), 0);
+    assert_int_equal(fs_tree_new(r, true, &t), 0);
 
     n = walk(t, "a/x");
     assert_non_null(n);
@@ -221,7 +221,7 @@ static void loaded_images_and_refusals(void **state)
     add(r, "locked", FETCH_ENTRY_IMAGE, 0, 777);
     r->entries[1].refuse = -ENOKEY;
     r->entries[1].refuse_msg = "encrypted";
-    assert_int_equal(fs_tree_new(r, &t), 0);
+    assert_int_equal(fs_tree_new(r, true, &t), 0);
     assert_null(t->repo->entries[0].image); /* moved into the node */
 
     opens_a = opens_b = 0;
@@ -257,7 +257,7 @@ static void loads_fall_back_to_mirrors(void **state)
     add(r, "one", FETCH_ENTRY_IMAGE, 0, 100);
     add(r, "two", FETCH_ENTRY_IMAGE, 0, 200);
     add(r, "three", FETCH_ENTRY_IMAGE, 0, 300);
-    assert_int_equal(fs_tree_new(r, &t), 0);
+    assert_int_equal(fs_tree_new(r, true, &t), 0);
     fs_tree_set_mirrors(t, m);
 
     /* a failure another copy may not have: the next store is tried, and
@@ -313,7 +313,7 @@ static void large_flat_directory(void **state)
         add(r, path, FETCH_ENTRY_IMAGE, 0, (uint64_t)i + 1);
     }
     add(r, "dir/img00042", FETCH_ENTRY_IMAGE, 0, 1); /* taken */
-    assert_int_equal(fs_tree_new(r, &t), 0);
+    assert_int_equal(fs_tree_new(r, true, &t), 0);
     d = walk(t, "dir");
     assert_int_equal(d->child_count, 2 * N); /* and their .parts */
     assert_int_equal(t->image_count, N);
