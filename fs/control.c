@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "control.h"
+#include "sockio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -276,57 +277,6 @@ static json_object *handle(struct fs_control *c, const char *line)
     return error_reply("unknown request");
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/*
- * Waits until @fd is ready for @events, the deadline passes (-ETIMEDOUT) or
- * @stop_fd (if >= 0) becomes readable (-ECANCELED).
- */
-static int wait_fd(int fd, short events, int stop_fd, int64_t deadline)
-{
-    for (;;) {
-        struct pollfd p[2] = {{fd, events, 0}, {stop_fd, POLLIN, 0}};
-        int64_t left = deadline - now_ms();
-        int r;
-        if (left <= 0)
-            return -ETIMEDOUT;
-        r = poll(p, stop_fd >= 0 ? 2 : 1, (int)(left > INT_MAX ? INT_MAX : left));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        if (stop_fd >= 0 && p[1].revents)
-            return -ECANCELED;
-        if (p[0].revents)
-            return 0;
-    }
-}
-
-static int send_all(int fd, const char *buf, size_t len, int stop_fd, int64_t deadline)
-{
-    while (len) {
-        ssize_t w = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            int r;
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN)
-                return -errno;
-            if ((r = wait_fd(fd, POLLOUT, stop_fd, deadline)) < 0)
-                return r;
-            continue;
-        }
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Reads one request line into @buf (without its '\n'). */
 static int read_request(int fd, char *buf, size_t cap, int stop_fd, int64_t deadline)
 {
@@ -334,7 +284,7 @@ static int read_request(int fd, char *buf, size_t cap, int stop_fd, int64_t dead
     for (;;) {
         ssize_t n;
         char *nl;
-        int r = wait_fd(fd, POLLIN, stop_fd, deadline);
+        int r = fs_sock_wait(fd, POLLIN, stop_fd, deadline);
         if (r < 0)
             return r;
         n = recv(fd, buf + len, cap - len, MSG_DONTWAIT);
@@ -359,30 +309,9 @@ static int read_request(int fd, char *buf, size_t cap, int stop_fd, int64_t dead
     }
 }
 
-/*
- * After refusing an overlong request: closing with its rest unread would
- * reset the connection before the client read the reply. Ends our side and
- * reads (a little, briefly) until the client closes.
- */
-static void drain(int fd, int stop_fd)
-{
-    int64_t deadline = now_ms() + 500;
-    size_t total = 0;
-    char buf[4096];
-    shutdown(fd, SHUT_WR);
-    while (total < 65536 && wait_fd(fd, POLLIN, stop_fd, deadline) == 0) {
-        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n <= 0)
-            break;
-        total += (size_t)n;
-    }
-}
-
 static void serve(struct fs_control *c, int fd)
 {
-    int64_t deadline = now_ms() + FS_CONTROL_TIMEOUT_MS;
+    int64_t deadline = fs_sock_now_ms() + FS_CONTROL_TIMEOUT_MS;
     char line[FS_CONTROL_MAX_REQUEST];
     struct ucred cred;
     socklen_t cl = sizeof(cred);
@@ -407,9 +336,9 @@ static void serve(struct fs_control *c, int fd)
         reply = handle(c, line);
     text = reply ? json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN)
                  : "{\"error\":\"out of memory\"}";
-    if (send_all(fd, text, strlen(text), c->stop_fd, deadline) == 0 &&
-        send_all(fd, "\n", 1, c->stop_fd, deadline) == 0 && r < 0)
-        drain(fd, c->stop_fd);
+    if (fs_sock_send_all(fd, text, strlen(text), c->stop_fd, deadline) == 0 &&
+        fs_sock_send_all(fd, "\n", 1, c->stop_fd, deadline) == 0 && r < 0)
+        fs_sock_drain(fd, c->stop_fd);
     json_object_put(reply);
 }
 
@@ -568,7 +497,7 @@ void fs_control_free(struct fs_control *c)
 int fs_control_request(dev_t dev, const char *request, json_object **ret, char *err, size_t err_len)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
-    int64_t deadline = now_ms() + CLIENT_TIMEOUT_MS;
+    int64_t deadline = fs_sock_now_ms() + CLIENT_TIMEOUT_MS;
     char path[sizeof(addr.sun_path)];
     size_t len = 0, cap = 0;
     char *buf = NULL;
@@ -600,8 +529,8 @@ int fs_control_request(dev_t dev, const char *request, json_object **ret, char *
         close(fd);
         return r;
     }
-    if ((r = send_all(fd, request, strlen(request), -1, deadline)) < 0 ||
-        (r = send_all(fd, "\n", 1, -1, deadline)) < 0) {
+    if ((r = fs_sock_send_all(fd, request, strlen(request), -1, deadline)) < 0 ||
+        (r = fs_sock_send_all(fd, "\n", 1, -1, deadline)) < 0) {
         set_err(err, err_len, "control socket %s: %s", path, strerror(-r));
         close(fd);
         return r;
@@ -623,7 +552,7 @@ int fs_control_request(dev_t dev, const char *request, json_object **ret, char *
             buf = nb;
             cap = cap ? cap * 2 : 16384;
         }
-        if ((r = wait_fd(fd, POLLIN, -1, deadline)) < 0) {
+        if ((r = fs_sock_wait(fd, POLLIN, -1, deadline)) < 0) {
             set_err(err, err_len, "no reply from the daemon (%s)", strerror(-r));
             break;
         }

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "metrics.h"
+#include "sockio.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -627,55 +628,6 @@ char *fs_metrics_render(json_object *st, size_t *ret_len)
 
 /* ---- serving ------------------------------------------------------------ */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for @events on @fd until @deadline (-ETIMEDOUT) or a stop (-ECANCELED). */
-static int wait_fd(int fd, short events, int stop_fd, int64_t deadline)
-{
-    for (;;) {
-        struct pollfd p[2] = {{fd, events, 0}, {stop_fd, POLLIN, 0}};
-        int64_t left = deadline - now_ms();
-        int r;
-        if (left <= 0)
-            return -ETIMEDOUT;
-        r = poll(p, 2, (int)(left > INT_MAX ? INT_MAX : left));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -errno;
-        if (p[1].revents)
-            return -ECANCELED;
-        if (p[0].revents)
-            return 0;
-    }
-}
-
-/* Sends all of @buf (partial writes continued; EPIPE is an error, not a signal). */
-static int send_all(int fd, const char *buf, size_t len, int stop_fd, int64_t deadline)
-{
-    while (len) {
-        ssize_t w = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            int r;
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return -errno;
-            if ((r = wait_fd(fd, POLLOUT, stop_fd, deadline)) < 0)
-                return r;
-            continue;
-        }
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Where the request head ends (after its blank line) in @buf, or NULL. */
 static const char *head_end(const char *buf, size_t len)
 {
@@ -694,7 +646,7 @@ static int read_head(int fd, char *buf, size_t cap, int stop_fd, int64_t deadlin
     size_t len = 0;
     for (;;) {
         ssize_t n;
-        int r = wait_fd(fd, POLLIN, stop_fd, deadline);
+        int r = fs_sock_wait(fd, POLLIN, stop_fd, deadline);
         if (r < 0)
             return r;
         n = recv(fd, buf + len, cap - 1 - len, MSG_DONTWAIT);
@@ -713,26 +665,6 @@ static int read_head(int fd, char *buf, size_t cap, int stop_fd, int64_t deadlin
     }
 }
 
-/*
- * After an error reply to a request we did not read whole: closing with
- * bytes unread would reset the connection before the client read the reply.
- */
-static void drain(int fd, int stop_fd)
-{
-    int64_t deadline = now_ms() + 500;
-    size_t total = 0;
-    char buf[4096];
-    shutdown(fd, SHUT_WR);
-    while (total < 65536 && wait_fd(fd, POLLIN, stop_fd, deadline) == 0) {
-        ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n <= 0)
-            break;
-        total += (size_t)n;
-    }
-}
-
 static int reply(int fd, int stop_fd, int64_t deadline, const char *status, const char *type,
                  const char *extra, const char *body, size_t len)
 {
@@ -744,9 +676,9 @@ static int reply(int fd, int stop_fd, int64_t deadline, const char *status, cons
     int r;
     if (n < 0 || (size_t)n >= sizeof(head))
         return -EOVERFLOW;
-    if ((r = send_all(fd, head, (size_t)n, stop_fd, deadline)) < 0)
+    if ((r = fs_sock_send_all(fd, head, (size_t)n, stop_fd, deadline)) < 0)
         return r;
-    return send_all(fd, body, len, stop_fd, deadline);
+    return fs_sock_send_all(fd, body, len, stop_fd, deadline);
 }
 
 static int reply_text(int fd, int stop_fd, int64_t deadline, const char *status, const char *extra,
@@ -775,7 +707,7 @@ static int parse_request_line(char *head, const char **ret_method, const char **
 
 static void serve(struct fs_metrics *m, int fd)
 {
-    int64_t deadline = now_ms() + FS_METRICS_TIMEOUT_MS;
+    int64_t deadline = fs_sock_now_ms() + FS_METRICS_TIMEOUT_MS;
     struct timeval tv = {FS_METRICS_TIMEOUT_MS / 1000, 0};
     char *head = malloc(FS_METRICS_MAX_REQUEST);
     const char *method, *target;
@@ -792,7 +724,7 @@ static void serve(struct fs_metrics *m, int fd)
         goto out;
     if (r == -E2BIG || parse_request_line(head, &method, &target) < 0) {
         if (reply_text(fd, m->stop_fd, deadline, "400 Bad Request", NULL, "bad request\n") == 0)
-            drain(fd, m->stop_fd);
+            fs_sock_drain(fd, m->stop_fd);
         goto out;
     }
     path_len = strcspn(target, "?");
