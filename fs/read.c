@@ -401,12 +401,13 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
     pending_put(p);
 }
 
-void fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms)
+size_t fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms)
 {
     uint64_t after = ctx->stuck_after_ms;
+    size_t said = 0;
 
     if (!after)
-        return;
+        return 0;
     pthread_mutex_lock(&ctx->waits_lock);
     for (struct pending *p = ctx->waits; p; p = p->next) {
         char path[512], chunks[4 * 20 + 16];
@@ -429,6 +430,7 @@ void fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms)
         }
         if (!waiting)
             continue; /* all there: it is being answered */
+        said++;
         fs_node_path(p->node, path, sizeof(path));
         fs_warn("%s: a read of %zu bytes at image offset %llu has waited %llu s for %zu chunk%s: "
                 "%s%s",
@@ -437,6 +439,7 @@ void fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms)
                 waiting == 1 ? "" : "s", chunks, waiting > 4 ? ", ..." : "");
     }
     pthread_mutex_unlock(&ctx->waits_lock);
+    return said;
 }
 
 /*

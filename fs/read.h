@@ -73,5 +73,6 @@ int fs_read_sync(struct fs_ctx *ctx, const struct fetch_image *img, uint64_t off
  * The watchdog's pass (once a second, fs/daemon.c): every read that has
  * waited for chunks longer than ctx->stuck_after_ms is logged, with the
  * chunks it still waits for, and again each such period while it waits.
+ * Returns how many it logged.
  */
-void fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms);
+size_t fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms);

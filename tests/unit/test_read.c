@@ -86,6 +86,21 @@ int __wrap_fuse_reply_err(fuse_req_t req, int err)
     return 0;
 }
 
+/* The interrupt handler a waiting read registers (libfuse calls it when the
+ * reader gets a signal); NULL once unregistered. */
+static fuse_interrupt_func_t intr_func;
+static void *intr_data;
+static unsigned intr_registrations;
+
+void __wrap_fuse_req_interrupt_func(fuse_req_t req, fuse_interrupt_func_t func, void *data);
+void __wrap_fuse_req_interrupt_func(fuse_req_t req, fuse_interrupt_func_t func, void *data)
+{
+    (void)req;
+    intr_func = func;
+    intr_data = data;
+    intr_registrations += func != NULL;
+}
+
 /* ---- an image of NCHUNKS chunks of 1 MiB, one of them a hole ------------ */
 
 static struct fake_image fi;
@@ -115,7 +130,11 @@ static int per_test(void **state)
     (void)state;
     fake_pool_reset();
     replies = 0;
+    intr_func = NULL;
+    intr_data = NULL;
+    intr_registrations = 0;
     ctx = (struct fs_ctx){.readahead_max = 8, .mem_budget = 64 * MIB};
+    pthread_mutex_init(&ctx.waits_lock, NULL);
     ctx.chunks = fs_chunks_new(fake_pool(), ctx.mem_budget, NULL, "", NULL);
     assert_non_null(ctx.chunks);
     memset(&file, 0, sizeof(file));
@@ -155,6 +174,58 @@ static void check_reply(uint64_t off, size_t size)
     assert_int_equal(reply_err, 0);
     assert_int_equal(reply_len, size);
     assert_memory_equal(reply, fi.source + off, size);
+}
+
+/* A reader interrupted while its read waits gets EINTR once, at once; the
+ * chunks that arrive later answer nothing more, and the read is freed then
+ * (ASan: no leak, no use after free). Reads that did not wait register no
+ * handler; one that completes unregisters it. */
+static void interrupted_read(void **state)
+{
+    (void)state;
+    read_at(2 * MIB + MIB / 2, MIB);
+    assert_int_equal(replies, 0);
+    assert_non_null(intr_func);
+    assert_true(ctx.waits != NULL); /* the watchdog sees it */
+    intr_func((fuse_req_t)&fi.node, intr_data);
+    assert_int_equal(replies, 1);
+    assert_int_equal(reply_err, EINTR);
+    complete_chunk(2);
+    complete_chunk(3);
+    assert_int_equal(replies, 1); /* no second reply */
+    assert_null(ctx.waits);
+    /* the chunks arrived all the same: a read of them now needs no fetch */
+    read_at(2 * MIB, MIB);
+    assert_int_equal(replies, 2);
+    check_reply(2 * MIB, MIB);
+    assert_int_equal(intr_registrations, 1);
+
+    /* a read that completes unregisters its handler before replying */
+    read_at(8 * MIB, 4096);
+    assert_non_null(intr_func);
+    complete_chunk(8);
+    assert_int_equal(replies, 3);
+    check_reply(8 * MIB, 4096);
+    assert_null(intr_func);
+    assert_null(ctx.waits);
+}
+
+/* The watchdog names a read that waits longer than stuck_after_ms, and
+ * nothing else. */
+static void watchdog_logs_stuck_reads(void **state)
+{
+    (void)state;
+    ctx.stuck_after_ms = 1000;
+    read_at(4 * MIB, 4096);
+    assert_int_equal(replies, 0);
+    assert_non_null(ctx.waits);
+    assert_int_equal(fs_read_watch(&ctx, fs_now_ms()), 0); /* too early */
+    assert_int_equal(fs_read_watch(&ctx, fs_now_ms() + 1500), 1);
+    assert_int_equal(fs_read_watch(&ctx, fs_now_ms() + 1600), 0); /* said this period */
+    assert_int_equal(fs_read_watch(&ctx, fs_now_ms() + 2600), 1); /* and the next */
+    complete_chunk(4);
+    assert_int_equal(replies, 1);
+    assert_null(ctx.waits);
 }
 
 static void pieces_in_any_order(void **state)
@@ -304,6 +375,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(pieces_in_any_order, per_test, per_test_end),
+        cmocka_unit_test_setup_teardown(interrupted_read, per_test, per_test_end),
+        cmocka_unit_test_setup_teardown(watchdog_logs_stuck_reads, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(bad_chunk_fails_the_read, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(sequential_reads_read_ahead, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(readahead_bounded_by_memory, per_test, per_test_end),
