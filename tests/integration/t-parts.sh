@@ -203,6 +203,12 @@ grep -q "drive-scsi4.img: the GPT's primary header or table is damaged: its back
     fail "no log line for the backup GPT" "$(tail mount.log)"
 ok "GPT with a damaged primary header: the backup is used (and said)"
 lazyimg_umount "$M"
+# --no-parts: none of the directories
+lazyimg_mount "$S" "$M" --no-parts
+[[ -z $(find "$M" -name '*.parts') ]] || fail "--no-parts: .parts directories shown" "$(find "$M" -name '*.parts' | head -3)"
+cmp "$M/vm/300/$T/drive-scsi0.img" gpt.raw || fail "--no-parts: the image reads wrong"
+lazyimg_umount "$M"
+ok "--no-parts: no .parts directories, the images as before"
 
 # --- an ordinary user: fuse2fs on p1 of the user's own mount --------------------------
 U=65534 # nobody
