@@ -94,6 +94,7 @@ struct pending {
     pthread_mutex_t ilock;
     bool replied;
     bool intr_registered;
+    bool listed;            /* in ctx->waits: from the end of its setup on */
     atomic_int refs;        /* the completions' one, the interrupt handler's one */
     atomic_int outstanding; /* chunks still awaited, +1 while being set up */
     atomic_int error;       /* first errno, positive */
@@ -133,14 +134,16 @@ static void note_reply(struct fs_ctx *ctx, size_t bytes, int err)
 static void pending_free(struct pending *p)
 {
     struct fs_ctx *ctx = p->ctx;
-    pthread_mutex_lock(&ctx->waits_lock);
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        ctx->waits = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    pthread_mutex_unlock(&ctx->waits_lock);
+    if (p->listed) {
+        pthread_mutex_lock(&ctx->waits_lock);
+        if (p->prev)
+            p->prev->next = p->next;
+        else
+            ctx->waits = p->next;
+        if (p->next)
+            p->next->prev = p->prev;
+        pthread_mutex_unlock(&ctx->waits_lock);
+    }
     for (size_t k = 0; k < p->n; k++)
         fs_chunks_put(ctx->chunks, p->pieces[k].ref);
     pthread_mutex_destroy(&p->ilock);
@@ -322,12 +325,6 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
     p->size = size;
     p->off = r < nr ? rg[r].off : 0;
     p->start_ms = fs_now_ms();
-    pthread_mutex_lock(&ctx->waits_lock);
-    p->next = ctx->waits;
-    if (p->next)
-        p->next->prev = p;
-    ctx->waits = p;
-    pthread_mutex_unlock(&ctx->waits_lock);
     at = 0;
     for (size_t k = 0; k < niov; k++) {
         const uint8_t *bytes = iov[k].iov_base;
@@ -394,6 +391,15 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
             return;
         }
     }
+    /* the watchdog may look at it now: its pieces are set up (only their
+     * arrival changes, atomically) */
+    pthread_mutex_lock(&ctx->waits_lock);
+    p->next = ctx->waits;
+    if (p->next)
+        p->next->prev = p;
+    ctx->waits = p;
+    p->listed = true;
+    pthread_mutex_unlock(&ctx->waits_lock);
     /* the reader may give up (a signal) while the chunks are on their way */
     atomic_fetch_add(&p->refs, 1);
     p->intr_registered = true;
