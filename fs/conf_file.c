@@ -197,10 +197,16 @@ int fs_config_expand(int argc, char **argv, int *ret_argc, char ***ret_argv, con
     int r, given = -1;
 
     *store = *mountpoint = NULL;
-    /* the file named on the command line (the last --config wins) */
+    /* the file named on the command line (the last --config wins); --help
+     * works whatever the files say */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--"))
             break;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            *ret_argc = argc;
+            *ret_argv = argv;
+            return 0;
+        }
         if (!strcmp(argv[i], "--config")) {
             if (i + 1 >= argc) {
                 fs_err("--config: expected FILE");

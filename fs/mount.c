@@ -222,7 +222,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         OPT_LOG_LEVEL,
         OPT_STUCK_AFTER,
         OPT_METRICS_LISTEN,
-        OPT_NO_PARTS
+        OPT_NO_PARTS,
+        OPT_CONFIG
     };
     static const struct option opts[] = {
         {"foreground", no_argument, NULL, 'f'},
@@ -249,6 +250,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"stuck-after", required_argument, NULL, OPT_STUCK_AFTER},
         {"no-parts", no_argument, NULL, OPT_NO_PARTS},
+        /* read by fs_config_expand before this (here only beside --help) */
+        {"config", required_argument, NULL, OPT_CONFIG},
         {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
         FS_REMOTE_LONG_OPTIONS,
         FS_KEY_LONG_OPTIONS,
@@ -378,6 +381,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             break;
         case OPT_METRICS_LISTEN:
             o->metrics_listen = optarg;
+            break;
+        case OPT_CONFIG:
             break;
         case OPT_NO_PARTS:
             o->no_parts = true;
