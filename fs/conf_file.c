@@ -111,9 +111,11 @@ static int read_file(const char *path, struct expand *x, const char **store,
                 fs_err("%s:%u: %s needs a value", path, lineno, key);
                 goto usage;
             }
+            const char **slot = !strcmp(key, "store") ? store : mountpoint;
             if (!(v = strdup(val)))
                 goto nomem;
-            *(!strcmp(key, "store") ? store : mountpoint) = v;
+            free((char *)*slot); /* given twice: the last one counts */
+            *slot = v;
             continue;
         }
         if (val && asprintf(&opt, "--%s=%s", key, val) < 0)
@@ -142,6 +144,22 @@ nomem:
 
 /* the file the mount read, and the mirrors it named then ("\n"-joined) */
 static char *used_path, *used_mirrors;
+/* the expanded arguments: they live until the process exits (kept here,
+ * where they stay reachable) */
+static struct expand kept;
+static const char *kept_store, *kept_mountpoint;
+
+/* Frees what @x holds but argv[0] (borrowed), and the store and mountpoint. */
+static void expand_free(struct expand *x, const char **store, const char **mountpoint)
+{
+    for (int i = 1; i < x->argc; i++)
+        free(x->argv[i]);
+    free(x->argv);
+    *x = (struct expand){0};
+    free((char *)*store);
+    free((char *)*mountpoint);
+    *store = *mountpoint = NULL;
+}
 
 /* The mirror settings of @x's options, "\n"-joined (malloc()ed), or NULL. */
 static char *mirrors_of(const struct expand *x)
@@ -194,7 +212,7 @@ int fs_config_expand(int argc, char **argv, int *ret_argc, char ***ret_argv, con
 {
     struct expand x = {0};
     const char *path = NULL, *env = getenv("LAZYIMG_CONFIG");
-    int r, given = -1;
+    int r, given = -1, owned = 1;
 
     *store = *mountpoint = NULL;
     /* the file named on the command line (the last --config wins); --help
@@ -230,11 +248,14 @@ int fs_config_expand(int argc, char **argv, int *ret_argc, char ***ret_argv, con
     if (push(&x, argv[0]) < 0)
         goto nomem;
     if ((r = read_file(path, &x, store, mountpoint)) != 0) {
-        free(x.argv);
+        expand_free(&x, store, mountpoint);
+        if (r < 0)
+            fs_err("out of memory");
         return r < 0 ? 1 : r;
     }
     used_path = strdup(path);
     used_mirrors = mirrors_of(&x);
+    owned = x.argc; /* the file's options; the command line's are borrowed */
     for (int i = 1, dd = 0; i < argc; i++) {
         if (!dd && !strcmp(argv[i], "--config") && given >= 0) {
             i++; /* and its FILE */
@@ -246,11 +267,15 @@ int fs_config_expand(int argc, char **argv, int *ret_argc, char ***ret_argv, con
         if (push(&x, argv[i]) < 0)
             goto nomem;
     }
+    kept = x;
+    kept_store = *store;
+    kept_mountpoint = *mountpoint;
     *ret_argc = x.argc;
     *ret_argv = x.argv;
     return 0;
 nomem:
-    free(x.argv);
+    x.argc = owned;
+    expand_free(&x, store, mountpoint);
     fs_err("out of memory");
     return 1;
 }
