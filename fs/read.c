@@ -323,7 +323,7 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
     atomic_init(&p->refs, 1);
     pthread_mutex_init(&p->ilock, NULL);
     p->size = size;
-    p->off = r < nr ? rg[r].off : 0;
+    p->off = rg[0].off; /* where the read starts, also when it waits from a later range */
     p->start_ms = fs_now_ms();
     at = 0;
     for (size_t k = 0; k < niov; k++) {
