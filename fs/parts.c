@@ -132,22 +132,25 @@ log_image(const struct builder *b, enum fs_log_level level, const char *fmt, ...
 /* "<image>.parts/dir/.../name" of entry @idx, into *@ret. -ENOMEM. */
 static int file_path(const struct builder *b, uint32_t idx, char **ret)
 {
-    char path[1024];
+    const char *names[8]; /* the deepest entry is lvm/<vg>/<lv> */
+    size_t depth = 0;
+    char *path = NULL;
+    FILE *f;
     size_t len;
-    int n = snprintf(path, sizeof(path), "%s" FS_PARTS_SUFFIX, b->image->name);
 
-    for (len = n > 0 ? (size_t)n : 0; idx && len < sizeof(path); idx = b->p->ents[idx].parent) {
-        /* prepend "/name" after the .parts name: build from the leaf up */
-        const char *name = b->p->ents[idx].name;
-        size_t head = strlen(b->image->name) + strlen(FS_PARTS_SUFFIX), nl = strlen(name);
-        if (len + nl + 1 >= sizeof(path))
-            break;
-        memmove(path + head + 1 + nl, path + head, len - head + 1);
-        path[head] = '/';
-        memcpy(path + head + 1, name, nl);
-        len += nl + 1;
+    for (; idx && depth < sizeof(names) / sizeof(names[0]); idx = b->p->ents[idx].parent)
+        names[depth++] = b->p->ents[idx].name;
+    if (!(f = open_memstream(&path, &len)))
+        return -ENOMEM;
+    fprintf(f, "%s" FS_PARTS_SUFFIX, b->image->name);
+    while (depth)
+        fprintf(f, "/%s", names[--depth]);
+    if (fclose(f) != 0) {
+        free(path);
+        return -ENOMEM;
     }
-    return (*ret = strdup(path)) ? 0 : -ENOMEM;
+    *ret = path;
+    return 0;
 }
 
 /* Adds file @name in @dir for view @v (owned); @why: NULL or why some of it
