@@ -45,18 +45,6 @@ struct fs_control {
     struct fs_status_rate rate; /* control thread only */
 };
 
-static void set_err(char *err, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || !len)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- socket location ---------------------------------------------------- */
 
 int fs_control_dir(char *buf, size_t len, int create, char *err, size_t err_len)
@@ -73,24 +61,24 @@ int fs_control_dir(char *buf, size_t len, int create, char *err, size_t err_len)
     else
         w = snprintf(buf, len, "/tmp/lazyimg-%u", (unsigned)uid);
     if (w < 0 || (size_t)w >= len) {
-        set_err(err, err_len, "control socket directory: path too long");
+        fs_sock_set_err(err, err_len, "control socket directory: path too long");
         return -ENAMETOOLONG;
     }
     if (create && mkdir(buf, 0700) < 0 && errno != EEXIST) {
         int e = errno;
-        set_err(err, err_len, "control socket directory %s: %s", buf, strerror(e));
+        fs_sock_set_err(err, err_len, "control socket directory %s: %s", buf, strerror(e));
         return -e;
     }
     if (lstat(buf, &st) < 0) {
         int e = errno;
-        set_err(err, err_len, "control socket directory %s: %s", buf, strerror(e));
+        fs_sock_set_err(err, err_len, "control socket directory %s: %s", buf, strerror(e));
         return -e;
     }
     if (!S_ISDIR(st.st_mode) || st.st_uid != uid || (st.st_mode & 022)) {
-        set_err(err, err_len, "control socket directory %s: refusing it (%s)", buf,
-                !S_ISDIR(st.st_mode) ? "not a directory"
-                : st.st_uid != uid   ? "owned by another user"
-                                     : "writable by group or others");
+        fs_sock_set_err(err, err_len, "control socket directory %s: refusing it (%s)", buf,
+                        !S_ISDIR(st.st_mode) ? "not a directory"
+                        : st.st_uid != uid   ? "owned by another user"
+                                             : "writable by group or others");
         return -EPERM;
     }
     return 0;
@@ -137,11 +125,11 @@ static int owner_socket_path(dev_t dev, uid_t owner, char *buf, size_t len, char
         if (lstat(buf, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_uid == owner)
             return 0;
     }
-    set_err(err, err_len,
-            "mounted by uid %u, whose daemon keeps its control socket in that user's "
-            "$XDG_RUNTIME_DIR/lazyimg; there is no %u:%u.sock of that user in %s or %s "
-            "(run lazyimg status as uid %u)",
-            (unsigned)owner, major(dev), minor(dev), dirs[0], dirs[1], (unsigned)owner);
+    fs_sock_set_err(err, err_len,
+                    "mounted by uid %u, whose daemon keeps its control socket in that user's "
+                    "$XDG_RUNTIME_DIR/lazyimg; there is no %u:%u.sock of that user in %s or %s "
+                    "(run lazyimg status as uid %u)",
+                    (unsigned)owner, major(dev), minor(dev), dirs[0], dirs[1], (unsigned)owner);
     return -ENOENT;
 }
 
@@ -158,7 +146,7 @@ int fs_control_socket_path(dev_t dev, char *buf, size_t len, char *err, size_t e
         return r;
     w = snprintf(buf, len, "%s/%u:%u.sock", dir, major(dev), minor(dev));
     if (w < 0 || (size_t)w >= len) {
-        set_err(err, err_len, "control socket path too long");
+        fs_sock_set_err(err, err_len, "control socket path too long");
         return -ENAMETOOLONG;
     }
     return 0;
@@ -509,29 +497,29 @@ int fs_control_request(dev_t dev, const char *request, json_object **ret, char *
     if (r < 0)
         return r;
     if (strlen(request) + 1 >= FS_CONTROL_MAX_REQUEST || strchr(request, '\n')) {
-        set_err(err, err_len, "request too long");
+        fs_sock_set_err(err, err_len, "request too long");
         return -EINVAL;
     }
     memcpy(addr.sun_path, path, strlen(path) + 1);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         r = -errno;
-        set_err(err, err_len, "socket: %s", strerror(-r));
+        fs_sock_set_err(err, err_len, "socket: %s", strerror(-r));
         return r;
     }
     if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
         r = -errno;
         if (r == -ENOENT || r == -ECONNREFUSED)
-            set_err(err, err_len, "not a lazyimg mount (no control socket %s%s)", path,
-                    r == -ECONNREFUSED ? ": nobody listens" : "");
+            fs_sock_set_err(err, err_len, "not a lazyimg mount (no control socket %s%s)", path,
+                            r == -ECONNREFUSED ? ": nobody listens" : "");
         else
-            set_err(err, err_len, "control socket %s: %s", path, strerror(-r));
+            fs_sock_set_err(err, err_len, "control socket %s: %s", path, strerror(-r));
         close(fd);
         return r;
     }
     if ((r = fs_sock_send_all(fd, request, strlen(request), -1, deadline)) < 0 ||
         (r = fs_sock_send_all(fd, "\n", 1, -1, deadline)) < 0) {
-        set_err(err, err_len, "control socket %s: %s", path, strerror(-r));
+        fs_sock_set_err(err, err_len, "control socket %s: %s", path, strerror(-r));
         close(fd);
         return r;
     }
@@ -541,19 +529,19 @@ int fs_control_request(dev_t dev, const char *request, json_object **ret, char *
             char *nb;
             if (cap >= MAX_REPLY) {
                 r = -EPROTO;
-                set_err(err, err_len, "reply of the daemon too large");
+                fs_sock_set_err(err, err_len, "reply of the daemon too large");
                 break;
             }
             if (!(nb = realloc(buf, cap ? cap * 2 : 16384))) {
                 r = -ENOMEM;
-                set_err(err, err_len, "out of memory");
+                fs_sock_set_err(err, err_len, "out of memory");
                 break;
             }
             buf = nb;
             cap = cap ? cap * 2 : 16384;
         }
         if ((r = fs_sock_wait(fd, POLLIN, -1, deadline)) < 0) {
-            set_err(err, err_len, "no reply from the daemon (%s)", strerror(-r));
+            fs_sock_set_err(err, err_len, "no reply from the daemon (%s)", strerror(-r));
             break;
         }
         n = recv(fd, buf + len, cap - len - 1, MSG_DONTWAIT);
@@ -561,7 +549,7 @@ int fs_control_request(dev_t dev, const char *request, json_object **ret, char *
             continue;
         if (n < 0) {
             r = -errno;
-            set_err(err, err_len, "control socket %s: %s", path, strerror(-r));
+            fs_sock_set_err(err, err_len, "control socket %s: %s", path, strerror(-r));
             break;
         }
         if (n == 0)
@@ -586,6 +574,6 @@ int fs_control_request(dev_t dev, const char *request, json_object **ret, char *
     }
     free(buf);
     if (r < 0)
-        set_err(err, err_len, "the daemon sent no valid reply");
+        fs_sock_set_err(err, err_len, "the daemon sent no valid reply");
     return r;
 }

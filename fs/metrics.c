@@ -41,18 +41,6 @@ struct fs_metrics {
     ino_t sock_ino;
 };
 
-static void set_err(char *err, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || !len)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- address ------------------------------------------------------------ */
 
 int fs_metrics_parse_addr(const char *addr, struct fs_metrics_addr *ret, char *err, size_t err_len)
@@ -67,11 +55,11 @@ int fs_metrics_parse_addr(const char *addr, struct fs_metrics_addr *ret, char *e
     if (!strncmp(addr, "unix:", 5)) {
         const char *path = addr + 5;
         if (path[0] != '/') {
-            set_err(err, err_len, "unix: needs an absolute socket path");
+            fs_sock_set_err(err, err_len, "unix: needs an absolute socket path");
             return -EINVAL;
         }
         if (strlen(path) >= sizeof(a.path)) {
-            set_err(err, err_len, "socket path longer than %zu bytes", sizeof(a.path) - 1);
+            fs_sock_set_err(err, err_len, "socket path longer than %zu bytes", sizeof(a.path) - 1);
             return -EINVAL;
         }
         memcpy(a.path, path, strlen(path) + 1);
@@ -81,7 +69,7 @@ int fs_metrics_parse_addr(const char *addr, struct fs_metrics_addr *ret, char *e
     if (addr[0] == '[') {
         const char *close = strchr(addr, ']');
         if (!close || close[1] != ':') {
-            set_err(err, err_len, "expected [IPv6 address]:PORT");
+            fs_sock_set_err(err, err_len, "expected [IPv6 address]:PORT");
             return -EINVAL;
         }
         host = addr + 1;
@@ -89,38 +77,39 @@ int fs_metrics_parse_addr(const char *addr, struct fs_metrics_addr *ret, char *e
         colon = close + 1;
     } else {
         if (!(colon = strrchr(addr, ':'))) {
-            set_err(err, err_len, "expected HOST:PORT or unix:PATH");
+            fs_sock_set_err(err, err_len, "expected HOST:PORT or unix:PATH");
             return -EINVAL;
         }
         host = addr;
         host_len = (size_t)(colon - addr);
         if (memchr(host, ':', host_len)) {
-            set_err(err, err_len, "an IPv6 address goes in brackets: [ADDRESS]:PORT");
+            fs_sock_set_err(err, err_len, "an IPv6 address goes in brackets: [ADDRESS]:PORT");
             return -EINVAL;
         }
     }
     if (host_len == 0) {
-        set_err(err, err_len, "no host (give the address to listen on, e.g. 127.0.0.1:9469)");
+        fs_sock_set_err(err, err_len,
+                        "no host (give the address to listen on, e.g. 127.0.0.1:9469)");
         return -EINVAL;
     }
     if (host_len >= sizeof(a.host)) {
-        set_err(err, err_len, "host name too long");
+        fs_sock_set_err(err, err_len, "host name too long");
         return -EINVAL;
     }
     port = colon + 1;
     if (!*port || strlen(port) > 5 || port[0] == '0') {
-        set_err(err, err_len, "expected a port from 1 to 65535");
+        fs_sock_set_err(err, err_len, "expected a port from 1 to 65535");
         return -EINVAL;
     }
     for (const char *p = port; *p; p++) {
         if (*p < '0' || *p > '9') {
-            set_err(err, err_len, "expected a port from 1 to 65535");
+            fs_sock_set_err(err, err_len, "expected a port from 1 to 65535");
             return -EINVAL;
         }
         v = v * 10 + (unsigned long)(*p - '0');
     }
     if (v < 1 || v > 65535) {
-        set_err(err, err_len, "expected a port from 1 to 65535");
+        fs_sock_set_err(err, err_len, "expected a port from 1 to 65535");
         return -EINVAL;
     }
     memcpy(a.host, host, host_len);
@@ -183,13 +172,13 @@ static int listen_unix(struct fs_metrics *m, const char *path, const char *mount
     int fd, r;
 
     if (mountpoint && below_mountpoint(path, mountpoint)) {
-        set_err(err, err_len, "the socket cannot be inside the mount %s", mountpoint);
+        fs_sock_set_err(err, err_len, "the socket cannot be inside the mount %s", mountpoint);
         return -EINVAL;
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
         r = -errno;
-        set_err(err, err_len, "socket: %s", strerror(-r));
+        fs_sock_set_err(err, err_len, "socket: %s", strerror(-r));
         return r;
     }
     /* mode 0600 from the start (no thread runs yet: the umask is ours) */
@@ -212,7 +201,7 @@ static int listen_unix(struct fs_metrics *m, const char *path, const char *mount
             r = -errno;
     }
     if (r < 0) {
-        set_err(err, err_len, "cannot listen: %s", strerror(-r));
+        fs_sock_set_err(err, err_len, "cannot listen: %s", strerror(-r));
         close(fd);
         return r;
     }
@@ -230,7 +219,7 @@ static int listen_inet(struct fs_metrics *m, const struct fs_metrics_addr *a, ch
         /* without AI_ADDRCONFIG: loopback names on a host with no other address */
         hints.ai_flags = 0;
         if ((r = getaddrinfo(a->host, a->port, &hints, &res)) != 0) {
-            set_err(err, err_len, "cannot resolve %s: %s", a->host, gai_strerror(r));
+            fs_sock_set_err(err, err_len, "cannot resolve %s: %s", a->host, gai_strerror(r));
             return -EINVAL;
         }
     }
@@ -256,7 +245,7 @@ static int listen_inet(struct fs_metrics *m, const struct fs_metrics_addr *a, ch
                     first_err = r;
                 continue;
             }
-            set_err(err, err_len, "cannot listen: %s", strerror(-r));
+            fs_sock_set_err(err, err_len, "cannot listen: %s", strerror(-r));
             freeaddrinfo(res);
             return r;
         }
@@ -265,7 +254,7 @@ static int listen_inet(struct fs_metrics *m, const struct fs_metrics_addr *a, ch
     freeaddrinfo(res);
     if (!m->nfds) {
         r = first_err ? first_err : -EADDRNOTAVAIL;
-        set_err(err, err_len, "cannot listen: %s", strerror(-r));
+        fs_sock_set_err(err, err_len, "cannot listen: %s", strerror(-r));
         return r;
     }
     return 0;
@@ -280,17 +269,17 @@ int fs_metrics_listen(const char *addr, const char *mountpoint, struct fs_metric
     int r;
 
     if ((r = fs_metrics_parse_addr(addr, &a, why, sizeof(why))) < 0) {
-        set_err(err, err_len, "%s: %s", addr, why);
+        fs_sock_set_err(err, err_len, "%s: %s", addr, why);
         return r;
     }
     if (!(m = metrics_alloc())) {
-        set_err(err, err_len, "%s: out of memory", addr);
+        fs_sock_set_err(err, err_len, "%s: out of memory", addr);
         return -ENOMEM;
     }
     r = a.path[0] ? listen_unix(m, a.path, mountpoint, why, sizeof(why))
                   : listen_inet(m, &a, why, sizeof(why));
     if (r < 0) {
-        set_err(err, err_len, "%s: %s", addr, why);
+        fs_sock_set_err(err, err_len, "%s: %s", addr, why);
         fs_metrics_free(m);
         return r;
     }

@@ -1,14 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Bounded socket I/O for the daemon's small servers (the control socket,
- * fs/control.c, and the metrics server, fs/metrics.c): every wait has a
- * deadline and ends early when the server's stop pipe becomes readable.
+ * Bounded socket I/O, and error text, for the daemon's small servers (the
+ * control socket, fs/control.c, and the metrics server, fs/metrics.c): every
+ * wait has a deadline and ends early when the server's stop pipe becomes
+ * readable.
  */
 #pragma once
 
 #include <poll.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Formats a message for the caller into @err (@len bytes, always
+ * NUL-terminated); nothing when @err is NULL or @len 0. */
+__attribute__((format(printf, 3, 4))) void fs_sock_set_err(char *err, size_t len, const char *fmt,
+                                                           ...);
 
 /* CLOCK_MONOTONIC in milliseconds: the clock of the deadlines below. */
 int64_t fs_sock_now_ms(void);
