@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define BUF_USE_SLOTS 0
@@ -26,6 +27,7 @@ static uint8_t *region; /* FETCH_BUF_SLOTS slots, NULL if not mapped */
 static uint16_t warm[FETCH_BUF_SLOTS], cold[FETCH_BUF_SLOTS];
 static size_t nwarm, ncold, warm_bytes, used;
 static size_t touched[FETCH_BUF_SLOTS]; /* bytes of the slot that may be resident */
+static uint64_t freed_at[FETCH_BUF_SLOTS]; /* CLOCK_MONOTONIC ms when last freed */
 static unsigned long long slot_allocs, heap_allocs, released;
 
 static void region_init(void)
@@ -78,9 +80,49 @@ void *fetch_buf_alloc(size_t len)
     return malloc(len ? len : 1);
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* Moves the free slots freed longest ago to the cold list, giving their pages
+ * back: those freed before @before, then any beyond FETCH_BUF_WARM_MAX bytes.
+ * Takes and releases the lock; returns how many were released. */
+static size_t release_old(uint64_t before)
+{
+    size_t drop[FETCH_BUF_SLOTS], ndrop = 0, keep;
+    pthread_mutex_lock(&lock);
+    for (keep = 0; keep < nwarm; keep++) {
+        size_t s = warm[keep];
+        if (freed_at[s] >= before && warm_bytes <= FETCH_BUF_WARM_MAX)
+            break;
+        warm_bytes -= touched[s];
+        drop[ndrop++] = s;
+    }
+    memmove(warm, warm + keep, (nwarm - keep) * sizeof(warm[0]));
+    nwarm -= keep;
+    pthread_mutex_unlock(&lock);
+    if (!ndrop)
+        return 0;
+    /* outside the lock: the slots are on no list meanwhile, so nobody gets them */
+    for (size_t i = 0; i < ndrop; i++)
+        (void)madvise(region + drop[i] * FETCH_BUF_SLOT, FETCH_BUF_SLOT, MADV_DONTNEED);
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < ndrop; i++) {
+        touched[drop[i]] = 0;
+        cold[ncold++] = (uint16_t)drop[i];
+    }
+    released += ndrop;
+    pthread_mutex_unlock(&lock);
+    return ndrop;
+}
+
 void fetch_buf_free(void *p)
 {
-    size_t s, drop[FETCH_BUF_SLOTS], ndrop = 0;
+    size_t s;
+    bool over;
     if (!p)
         return;
     if (!in_region(p, &s)) {
@@ -89,28 +131,22 @@ void fetch_buf_free(void *p)
     }
     pthread_mutex_lock(&lock);
     used--;
+    freed_at[s] = mono_ms();
     warm[nwarm++] = (uint16_t)s;
     warm_bytes += touched[s];
-    /* beyond the warm limit the slots freed longest ago give their pages back */
-    while (warm_bytes > FETCH_BUF_WARM_MAX && nwarm > 1) {
-        size_t old = warm[0];
-        memmove(warm, warm + 1, (nwarm - 1) * sizeof(warm[0]));
-        nwarm--;
-        warm_bytes -= touched[old];
-        drop[ndrop++] = old;
-    }
+    over = warm_bytes > FETCH_BUF_WARM_MAX;
     pthread_mutex_unlock(&lock);
-    for (size_t i = 0; i < ndrop; i++)
-        (void)madvise(region + drop[i] * FETCH_BUF_SLOT, FETCH_BUF_SLOT, MADV_DONTNEED);
-    if (ndrop) {
-        pthread_mutex_lock(&lock);
-        for (size_t i = 0; i < ndrop; i++) {
-            touched[drop[i]] = 0;
-            cold[ncold++] = (uint16_t)drop[i];
-        }
-        released += ndrop;
-        pthread_mutex_unlock(&lock);
-    }
+    if (over)
+        release_old(0);
+}
+
+size_t fetch_buf_trim(unsigned idle_ms)
+{
+    uint64_t now = mono_ms();
+    pthread_once(&once, region_init);
+    if (!region)
+        return 0;
+    return release_old(now > idle_ms ? now - idle_ms : 0);
 }
 
 void *fetch_buf_realloc(void *p, size_t len)

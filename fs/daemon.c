@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "fetch/buf.h"
 #include "control.h"
 #include "hydrate.h"
 #include "key_opts.h"
@@ -179,8 +180,13 @@ static void reload(struct fs_daemon *d)
         d->on_reload(d->on_reload_arg);
 }
 
-/* The housekeeping thread: the stuck-read watchdog once a second, and
- * what SIGHUP asks for. */
+/* Chunk buffers free this long give their pages back (fetch/buf.h): long
+ * enough that a reader's pauses do not make it fault them in again. */
+#define FS_BUF_IDLE_MS 5000
+
+/* The housekeeping thread: the stuck-read watchdog once a second, chunk
+ * buffers idle for a while give their memory back, and what SIGHUP asks
+ * for. */
 static void *watchdog_main(void *arg)
 {
     struct fs_daemon *d = arg;
@@ -194,6 +200,7 @@ static void *watchdog_main(void *arg)
             break;
         pthread_mutex_unlock(&d->watch_lock);
         fs_read_watch(&d->ctx, fs_now_ms());
+        fetch_buf_trim(FS_BUF_IDLE_MS);
         if (atomic_exchange(&reload_asked, false))
             reload(d);
         pthread_mutex_lock(&d->watch_lock);

@@ -84,10 +84,61 @@ static void test_reuse_and_bounds(void **state)
     assert_int_equal(resident(v[N - 1], 4u << 20), 4u << 20); /* freed last: warm */
 }
 
+/* Free slots keep their pages until they have been idle for the time
+ * fetch_buf_trim() is given; a release per free cost a fault per page. */
+static void test_trim_idle(void **state)
+{
+    struct fetch_buf_stats st;
+    uint8_t *a, *b, *c;
+    unsigned long long before;
+    (void)state;
+
+    a = fetch_buf_alloc(4u << 20);
+    b = fetch_buf_alloc(4u << 20);
+    assert_non_null(a);
+    assert_non_null(b);
+    fetch_buf_get_stats(&st);
+    if (st.slot_allocs == 0) {
+        fetch_buf_free(a);
+        fetch_buf_free(b);
+        skip();
+    }
+    memset(a, 3, 4u << 20);
+    memset(b, 4, 4u << 20);
+    fetch_buf_free(a);
+    fetch_buf_free(b);
+    fetch_buf_get_stats(&st);
+    before = st.released;
+    /* freed just now: kept, pages and all */
+    assert_int_equal(fetch_buf_trim(60000), 0);
+    assert_int_equal(resident(a, 4u << 20), 4u << 20);
+    assert_int_equal(resident(b, 4u << 20), 4u << 20);
+    usleep(30 * 1000);
+    /* b is used again: only a stays idle */
+    c = fetch_buf_alloc(4u << 20);
+    assert_ptr_equal(c, b);
+    assert_int_equal(c[100], 4);
+    assert_true(fetch_buf_trim(20) >= 1);
+    assert_int_equal(resident(a, 4u << 20), 0);
+    assert_int_equal(resident(c, 4u << 20), 4u << 20);
+    fetch_buf_get_stats(&st);
+    assert_true(st.released >= before + 1);
+    /* a slot given back holds no old bytes when it is used again */
+    fetch_buf_free(c);
+    usleep(5 * 1000);
+    assert_true(fetch_buf_trim(1) >= 1);
+    assert_int_equal(resident(c, 4u << 20), 0);
+    c = fetch_buf_alloc(4u << 20);
+    assert_non_null(c);
+    assert_int_equal(c[100], 0);
+    fetch_buf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reuse_and_bounds),
+        cmocka_unit_test(test_trim_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
