@@ -26,7 +26,7 @@ static uint8_t *region; /* FETCH_BUF_SLOTS slots, NULL if not mapped */
 /* free slots, oldest first: warm[nwarm - 1] was freed last */
 static uint16_t warm[FETCH_BUF_SLOTS], cold[FETCH_BUF_SLOTS];
 static size_t nwarm, ncold, warm_bytes, used;
-static size_t touched[FETCH_BUF_SLOTS]; /* bytes of the slot that may be resident */
+static size_t touched[FETCH_BUF_SLOTS];    /* bytes of the slot that may be resident */
 static uint64_t freed_at[FETCH_BUF_SLOTS]; /* CLOCK_MONOTONIC ms when last freed */
 static unsigned long long slot_allocs, heap_allocs, released;
 
