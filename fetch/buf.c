@@ -54,10 +54,10 @@ static bool in_region(const void *p, size_t *ret_slot)
     return true;
 }
 
-void *fetch_buf_alloc(size_t len)
+void *fetch_buf_alloc_skewed(size_t len, size_t skew)
 {
-    size_t s;
-    if (len >= FETCH_BUF_MIN && len <= FETCH_BUF_SLOT) {
+    size_t s, pad = (FETCH_BUF_ALIGN - skew % FETCH_BUF_ALIGN) % FETCH_BUF_ALIGN;
+    if (len >= FETCH_BUF_MIN && len <= FETCH_BUF_SLOT - pad) {
         pthread_once(&once, region_init);
         pthread_mutex_lock(&lock);
         if (region && (nwarm || ncold)) {
@@ -67,17 +67,22 @@ void *fetch_buf_alloc(size_t len)
             } else {
                 s = cold[--ncold];
             }
-            if (touched[s] < len)
-                touched[s] = len;
+            if (touched[s] < pad + len)
+                touched[s] = pad + len;
             used++;
             slot_allocs++;
             pthread_mutex_unlock(&lock);
-            return region + s * FETCH_BUF_SLOT;
+            return region + s * FETCH_BUF_SLOT + pad;
         }
         pthread_mutex_unlock(&lock);
     }
     __atomic_add_fetch(&heap_allocs, 1, __ATOMIC_RELAXED);
     return malloc(len ? len : 1);
+}
+
+void *fetch_buf_alloc(size_t len)
+{
+    return fetch_buf_alloc_skewed(len, 0);
 }
 
 static uint64_t mono_ms(void)
@@ -151,21 +156,23 @@ size_t fetch_buf_trim(unsigned idle_ms)
 
 void *fetch_buf_realloc(void *p, size_t len)
 {
-    size_t s;
+    size_t s, off, room;
     void *n;
     if (!p)
         return fetch_buf_alloc(len);
     if (in_region(p, &s)) {
-        if (len <= FETCH_BUF_SLOT) {
+        off = (size_t)((uint8_t *)p - (region + s * FETCH_BUF_SLOT));
+        room = FETCH_BUF_SLOT - off;
+        if (len <= room) {
             pthread_mutex_lock(&lock);
-            if (touched[s] < len)
-                touched[s] = len;
+            if (touched[s] < off + len)
+                touched[s] = off + len;
             pthread_mutex_unlock(&lock);
             return p;
         }
         if (!(n = malloc(len)))
             return NULL;
-        memcpy(n, p, FETCH_BUF_SLOT);
+        memcpy(n, p, room);
         fetch_buf_free(p);
         return n;
     }

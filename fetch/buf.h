@@ -36,8 +36,19 @@
 /* @len bytes, uninitialised; NULL on ENOMEM. */
 void *fetch_buf_alloc(size_t len);
 
+/* Page alignment that fetch_buf_alloc_skewed() aims for (O_DIRECT writes of
+ * the disk cache need no bounce copy from such bytes). */
+#define FETCH_BUF_ALIGN ((size_t)4096)
+
+/* As fetch_buf_alloc(), placed so that the address @skew bytes in is
+ * FETCH_BUF_ALIGN-aligned when the buffer comes from a slot (a hint: a heap
+ * buffer has malloc's alignment). For an object whose payload follows a
+ * @skew-byte header and is used in place. */
+void *fetch_buf_alloc_skewed(size_t len, size_t skew);
+
 /* Like realloc(): the contents up to the smaller size are kept; NULL (and @p
- * untouched) on ENOMEM. */
+ * untouched) on ENOMEM. A slot's buffer keeps its place (and alignment)
+ * while @len fits in the slot. */
 void *fetch_buf_realloc(void *p, size_t len);
 
 /* NULL-safe. */

@@ -45,6 +45,12 @@ size_t fetch_chunk_max_raw(const struct fetch_chunk_ref *ch, unsigned name)
     return f && name < f->names ? f->max_raw(ch, name) : 0;
 }
 
+size_t fetch_chunk_skew(const struct fetch_chunk_ref *ch, unsigned name)
+{
+    const struct fetch_chunk_format *f = fetch_chunk_format_of(ch->kind);
+    return f && name < f->names && f->skew ? f->skew(ch, name) : 0;
+}
+
 int fetch_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
                        unsigned name, void *raw, size_t raw_len, fetch_data *ret, fetch_error *err)
 {

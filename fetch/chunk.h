@@ -55,6 +55,12 @@ struct fetch_chunk_format {
                 char *buf, size_t len);
     /* The largest stored object a chunk of ch->len plaintext bytes may be. */
     size_t (*max_raw)(const struct fetch_chunk_ref *ch, unsigned name);
+    /* Optional: the bytes before the plaintext in an object whose plaintext
+     * is used where it lies (an uncompressed blob's header), so that the
+     * fetcher places the object with the plaintext page-aligned (the disk
+     * cache then writes it without a copy). A hint: a compressed object is
+     * decoded elsewhere whatever it says. */
+    size_t (*skew)(const struct fetch_chunk_ref *ch, unsigned name);
     /*
      * Decodes a fetched object (ownership of the malloc()ed @raw passes to
      * the call) to exactly ch->len bytes whose digest is ch->digest: 0 with
@@ -78,6 +84,7 @@ bool fetch_chunk_has_next_name(const struct fetch_chunk_ref *ch, unsigned name);
 int fetch_chunk_path(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
                      unsigned name, char *buf, size_t len);
 size_t fetch_chunk_max_raw(const struct fetch_chunk_ref *ch, unsigned name);
+size_t fetch_chunk_skew(const struct fetch_chunk_ref *ch, unsigned name);
 int fetch_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
                        unsigned name, void *raw, size_t raw_len, fetch_data *ret, fetch_error *err);
 

@@ -677,6 +677,14 @@ static size_t pbs_chunk_max_raw(const struct fetch_chunk_ref *ch, unsigned name)
     return fetch_pbs_chunk_max_raw(ch->len);
 }
 
+/* Uncompressed blobs are used in place: plain ones after their 12-byte
+ * header, encrypted ones decrypted where the ciphertext lies after 44. */
+static size_t pbs_chunk_skew(const struct fetch_chunk_ref *ch, unsigned name)
+{
+    (void)name;
+    return ch->algo == FETCH_DIGEST_SHA256_KEYED ? PBS_BLOB_ENC_HDR_LEN : PBS_BLOB_HDR_LEN;
+}
+
 static int pbs_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
                             unsigned name, void *raw, size_t raw_len, fetch_data *ret,
                             fetch_error *err)
@@ -700,6 +708,7 @@ const struct fetch_chunk_format fetch_pbs_chunk_format = {
     .names = 1,
     .path = pbs_chunk_path,
     .max_raw = pbs_chunk_max_raw,
+    .skew = pbs_chunk_skew,
     .decode = pbs_chunk_decode,
 };
 

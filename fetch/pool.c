@@ -27,6 +27,7 @@ struct fetch_job {
     struct fetch_job *next;
     char *path;
     size_t max_len;
+    size_t skew; /* fetch_pool_submit() */
     enum fetch_prio prio;
     bool queued; /* in a priority queue (upgradable) */
     bool in_bg;  /* in the background decode queue */
@@ -275,7 +276,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
             cap *= 2;
         if (cap > j->max_len)
             cap = j->max_len;
-        if (!(b = fetch_buf_realloc(j->buf, cap)))
+        if (!(b = j->buf ? fetch_buf_realloc(j->buf, cap) : fetch_buf_alloc_skewed(cap, j->skew)))
             return 0;
         j->buf = b;
         j->cap = cap;
@@ -432,7 +433,7 @@ static void read_local(struct fetch_pool *p, struct fetch_job *j)
 
     j->err.msg[0] = '\0';
     if (s->ops->get_buf)
-        r = s->ops->get_buf(s, j->path, j->max_len, &buf, &len, &j->err);
+        r = s->ops->get_buf(s, j->path, j->max_len, j->skew, &buf, &len, &j->err);
     else
         r = fetch_store_get(s, j->path, j->max_len, &buf, &len, &j->err);
     pthread_mutex_lock(&p->lock);
@@ -690,8 +691,8 @@ void fetch_pool_free(struct fetch_pool *p)
     free(p);
 }
 
-int fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, enum fetch_prio prio,
-                      fetch_decode_fn decode, fetch_done_fn done, void *arg,
+int fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, size_t skew,
+                      enum fetch_prio prio, fetch_decode_fn decode, fetch_done_fn done, void *arg,
                       struct fetch_job **ret_job)
 {
     struct fetch_job *j = calloc(1, sizeof(*j)), *shell;
@@ -700,6 +701,7 @@ int fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, en
         return -ENOMEM;
     }
     j->max_len = max_len;
+    j->skew = skew;
     j->prio = prio < FETCH_PRIO_COUNT ? prio : FETCH_PRIO_HYDRATE;
     j->decode = decode;
     j->done = done;

@@ -83,13 +83,14 @@ void fetch_pool_free(struct fetch_pool *p);
 
 /*
  * Queues a GET of object @path (copied) of at most @max_len bytes (a larger
- * object fails with -EFBIG) at priority @prio. Returns 0 and *ret_job, valid
- * until its completion has returned (the completion may run before this
- * returns); or -ENOMEM, or -ECANCELED when the pool is stopped: then there is
- * no completion and *ret_job is untouched.
+ * object fails with -EFBIG) at priority @prio. The object's bytes are placed
+ * so that the address @skew bytes in is page-aligned where the buffer allows
+ * (fetch_buf_alloc_skewed(): a header before a payload decoded in place). Returns 0 and *ret_job,
+ * valid until its completion has returned (the completion may run before this returns); or -ENOMEM,
+ * or -ECANCELED when the pool is stopped: then there is no completion and *ret_job is untouched.
  */
-int fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, enum fetch_prio prio,
-                      fetch_decode_fn decode, fetch_done_fn done, void *arg,
+int fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, size_t skew,
+                      enum fetch_prio prio, fetch_decode_fn decode, fetch_done_fn done, void *arg,
                       struct fetch_job **ret_job);
 
 /* Moves a still-queued job up to @prio (never down). The caller guarantees

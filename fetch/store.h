@@ -30,10 +30,11 @@ struct fetch_store_ops {
      * -EFBIG if larger than @max. A 0-byte object is returned as such. */
     int (*get)(struct fetch_store *s, const char *path, size_t max, void **ret, size_t *ret_len,
                fetch_error *err);
-    /* Optional: as get, into a buffer from fetch_buf_alloc() (free it with
-     * fetch_buf_free()); the fetcher pool's local workers use it for chunks. */
-    int (*get_buf)(struct fetch_store *s, const char *path, size_t max, void **ret, size_t *ret_len,
-                   fetch_error *err);
+    /* Optional: as get, into a buffer from fetch_buf_alloc_skewed(len, @skew)
+     * (free it with fetch_buf_free()); the fetcher pool's local workers use
+     * it for chunks. */
+    int (*get_buf)(struct fetch_store *s, const char *path, size_t max, size_t skew, void **ret,
+                   size_t *ret_len, fetch_error *err);
     void (*free)(struct fetch_store *s);
     /*
      * Remote stores only (NULL for local ones): configures @easy, a fresh or

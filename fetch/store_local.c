@@ -117,9 +117,9 @@ static int local_list(struct fetch_store *s, const char *dir, struct fetch_diren
     return 0;
 }
 
-/* @pooled: the buffer from fetch_buf_alloc(), else from malloc() */
-static int read_object(struct fetch_store *s, const char *path, size_t max, bool pooled, void **ret,
-                       size_t *ret_len, fetch_error *err)
+/* @pooled: the buffer from fetch_buf_alloc_skewed(len, @skew), else from malloc() */
+static int read_object(struct fetch_store *s, const char *path, size_t max, bool pooled,
+                       size_t skew, void **ret, size_t *ret_len, fetch_error *err)
 {
     struct local_store *ls = (struct local_store *)s;
     struct stat st;
@@ -146,7 +146,7 @@ static int read_object(struct fetch_store *s, const char *path, size_t max, bool
                                (long long)st.st_size, max);
     }
     len = (size_t)st.st_size;
-    buf = pooled ? fetch_buf_alloc(len) : malloc(len ? len : 1);
+    buf = pooled ? fetch_buf_alloc_skewed(len, skew) : malloc(len ? len : 1);
     if (!buf) {
         close(fd);
         return fetch_error_set(err, -ENOMEM, "out of memory");
@@ -176,13 +176,13 @@ static int read_object(struct fetch_store *s, const char *path, size_t max, bool
 static int local_get(struct fetch_store *s, const char *path, size_t max, void **ret,
                      size_t *ret_len, fetch_error *err)
 {
-    return read_object(s, path, max, false, ret, ret_len, err);
+    return read_object(s, path, max, false, 0, ret, ret_len, err);
 }
 
-static int local_get_buf(struct fetch_store *s, const char *path, size_t max, void **ret,
-                         size_t *ret_len, fetch_error *err)
+static int local_get_buf(struct fetch_store *s, const char *path, size_t max, size_t skew,
+                         void **ret, size_t *ret_len, fetch_error *err)
 {
-    return read_object(s, path, max, true, ret, ret_len, err);
+    return read_object(s, path, max, true, skew, ret, ret_len, err);
 }
 
 static void local_free(struct fetch_store *s)

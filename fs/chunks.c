@@ -435,8 +435,9 @@ static int flight_submit(struct fs_chunks *c, struct flight *f)
     int r = fetch_chunk_path(&c->ctx, &f->ch, f->name, path, sizeof(path));
     if (r < 0)
         return r == -ENAMETOOLONG ? -ENOMEM : r;
-    return fetch_pool_submit(c->pool, path, fetch_chunk_max_raw(&f->ch, f->name), f->prio,
-                             flight_decode, flight_done, f, &f->job);
+    return fetch_pool_submit(c->pool, path, fetch_chunk_max_raw(&f->ch, f->name),
+                             fetch_chunk_skew(&f->ch, f->name), f->prio, flight_decode, flight_done,
+                             f, &f->job);
 }
 
 static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *err)

@@ -84,6 +84,46 @@ static void test_reuse_and_bounds(void **state)
     assert_int_equal(resident(v[N - 1], 4u << 20), 4u << 20); /* freed last: warm */
 }
 
+/* A buffer placed for a payload after a header: the payload page-aligned,
+ * realloc within the slot keeps it so, free takes the interior pointer. */
+static void test_skewed(void **state)
+{
+    struct fetch_buf_stats st;
+    uint8_t *p, *q;
+    (void)state;
+
+    p = fetch_buf_alloc_skewed((4u << 20) + 12, 12);
+    assert_non_null(p);
+    fetch_buf_get_stats(&st);
+    if (st.slot_allocs == 0) {
+        fetch_buf_free(p);
+        skip();
+    }
+    assert_int_equal((uintptr_t)(p + 12) % FETCH_BUF_ALIGN, 0);
+    memset(p, 9, (4u << 20) + 12);
+    /* grows within what is left of the slot: same place */
+    q = fetch_buf_realloc(p, FETCH_BUF_SLOT - (FETCH_BUF_ALIGN - 12));
+    assert_ptr_equal(q, p);
+    /* beyond it: a heap copy of the bytes */
+    q = fetch_buf_realloc(p, FETCH_BUF_SLOT);
+    assert_non_null(q);
+    assert_ptr_not_equal(q, p);
+    assert_int_equal(q[(4u << 20) + 11], 9);
+    fetch_buf_free(q);
+    /* the slot came back: no slot is in use */
+    fetch_buf_get_stats(&st);
+    assert_int_equal(st.slots_used, 0);
+    /* a header larger than a page */
+    p = fetch_buf_alloc_skewed(1u << 20, 5000);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)(p + 5000) % FETCH_BUF_ALIGN, 0);
+    fetch_buf_free(p);
+    /* an object that cannot fit once placed: from the heap */
+    p = fetch_buf_alloc_skewed(FETCH_BUF_SLOT, 12);
+    assert_non_null(p);
+    fetch_buf_free(p);
+}
+
 /* Free slots keep their pages until they have been idle for the time
  * fetch_buf_trim() is given; a release per free cost a fault per page. */
 static void test_trim_idle(void **state)
@@ -139,6 +179,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reuse_and_bounds),
         cmocka_unit_test(test_trim_idle),
+        cmocka_unit_test(test_skewed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
