@@ -82,8 +82,13 @@ struct cache_disk_options {
     unsigned max_open;    /* open entry handles kept; 0 = 512 */
     /* Files are written with O_DIRECT (no page-cache copy) while at most this
      * many bytes of inserts wait behind the one being written, through the
-     * page cache beyond (a disk slower than the store must not hold up the
-     * callers, who wait for room); 0 = 8 MiB, UINT64_MAX = always direct. */
+     * page cache beyond; 0 = UINT64_MAX = always direct. The page cache
+     * does not wait for the disk, but every page it takes is a fresh page
+     * to fill (and, on a VM whose host takes freed memory back, a fault on
+     * the host): measured, a writer that fell back to it fell further
+     * behind, at half the throughput and twice the CPU of direct writes,
+     * which go to the disk several at a time. With a disk slower than the store the
+     * queue fills and inserts wait (queue_bytes). */
     uint64_t direct_backlog;
     /* Bytes of inserts waiting for the writer; beyond, cache_disk_insert()
      * waits for room (its caller holds the bytes until they are written, so

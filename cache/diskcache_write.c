@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <isa-l/crc.h>
+#include <linux/aio_abi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,9 @@
 #define BATCH_BYTES ((uint64_t)256 << 20)
 /* After ENOSPC, inserts are dropped at once for this long. */
 #define ENOSPC_PAUSE_MS 5000
+/* O_DIRECT writes in flight at once (kernel AIO): the writer prepares the
+ * next files while the disk writes these. */
+#define WRITE_DEPTH 4
 /* Rows deleted per eviction transaction (bounds how long the lock is held). */
 #define EVICT_STEP 64
 
@@ -259,6 +263,17 @@ struct wr_state {
     uint8_t *bounce;
     size_t bounce_len;
     bool no_direct;
+    /* Whole-page O_DIRECT writes of aligned chunks go to the disk
+     * asynchronously (kernel AIO, see write_async), WRITE_DEPTH at a time;
+     * the batch is handed over only once they are all done. aio == 0: every
+     * write is synchronous (no AIO in this kernel or no context left). */
+    aio_context_t aio;
+    struct wr_aio {
+        struct iocb cb;
+        struct dc_item *it; /* NULL: the slot is free */
+        size_t file;        /* index in files[] */
+    } inflight[WRITE_DEPTH];
+    unsigned ninflight;
 };
 
 static int insert_failed(struct cache_disk *c, struct wr_state *w, int err)
@@ -316,12 +331,12 @@ static int write_all(int fd, const uint8_t *p, size_t len)
  * fetched the chunk. O_DIRECT writes from memory the writer reuses, and the
  * fsync() of the batch then has only metadata to write. Reads of the file
  * later go through the page cache as before. The price is that the writer
- * waits for the disk: with @backlog bytes queued behind this chunk beyond
- * c->direct_backlog (a disk slower than the store), it writes through the
- * page cache instead, which does not wait (and loaders wait for the writer).
- * Bytes not aligned in memory go through @w's bounce buffer. Page-aligned
- * pieces, so that the buffered tail never shares a page with bytes written
- * directly.
+ * waits for the disk (write_async() spares it that for aligned chunks of
+ * whole pages); with @backlog bytes queued behind this chunk beyond
+ * c->direct_backlog (unlimited unless the cache's user sets it), it writes
+ * through the page cache instead. Bytes not aligned in memory go through
+ * @w's bounce buffer. Page-aligned pieces, so that the buffered tail never
+ * shares a page with bytes written directly.
  */
 #define DIRECT_ALIGN 4096
 
@@ -374,6 +389,149 @@ static int write_chunk(struct cache_disk *c, struct wr_state *w, int fd, const u
         }
     }
     return write_all(fd, p, len);
+}
+
+/* ---- asynchronous O_DIRECT writes ------------------------------------------- */
+
+static void aio_open(struct wr_state *w)
+{
+    aio_context_t ctx = 0;
+    if (syscall(SYS_io_setup, WRITE_DEPTH, &ctx) == 0)
+        w->aio = ctx;
+}
+
+static void aio_close(struct wr_state *w)
+{
+    if (w->aio)
+        syscall(SYS_io_destroy, w->aio);
+    w->aio = 0;
+}
+
+/* The end of a file's write, sync or async: published to lookups (rows come
+ * with the batch's commit), or dropped; the caller's bytes are given back. */
+static void file_written(struct cache_disk *c, struct wr_state *w, struct wr_file *f,
+                         struct dc_item *it, int r)
+{
+    if (r < 0) {
+        file_discard(c, f);
+        insert_failed(c, w, r);
+    } else {
+        /* reopened for the fsync: a batch of small chunks would otherwise
+         * hold thousands of descriptors */
+        close(f->fd);
+        f->fd = -1;
+        f->live = true;
+        pending_add(c, f);
+        r = 1;
+    }
+    item_done(it, r);
+    free(it);
+}
+
+/*
+ * Starts the O_DIRECT write of @it into @f (open, empty) without waiting:
+ * 0, or -errno and nothing started (the caller writes synchronously). Only
+ * for bytes that need no bounce copy and no buffered tail.
+ */
+static int write_async(struct cache_disk *c, struct wr_state *w, struct wr_file *f,
+                       struct dc_item *it, size_t backlog)
+{
+    struct wr_aio *a = NULL;
+    struct iocb *cbp;
+    int fl;
+
+    if (!w->aio || w->no_direct || backlog > c->direct_backlog || it->len % DIRECT_ALIGN ||
+        (uintptr_t)it->bytes % DIRECT_ALIGN)
+        return -EOPNOTSUPP;
+    for (unsigned i = 0; i < WRITE_DEPTH && !a; i++)
+        if (!w->inflight[i].it)
+            a = &w->inflight[i];
+    if (!a)
+        return -EBUSY;
+    /* the file's size first: filesystems wait for a direct write that
+     * extends a file (ext4 does, whatever AIO says) */
+    if (fallocate(f->fd, 0, 0, (off_t)it->len) < 0) {
+        int r = -errno;
+        if (r == -EOPNOTSUPP)
+            aio_close(w); /* nothing in flight: this filesystem writes synchronously */
+        return r;
+    }
+    fl = fcntl(f->fd, F_GETFL);
+    if (fl < 0 || fcntl(f->fd, F_SETFL, fl | O_DIRECT) < 0)
+        return -EOPNOTSUPP;
+    memset(&a->cb, 0, sizeof(a->cb));
+    a->cb.aio_data = (uint64_t)(a - w->inflight);
+    a->cb.aio_lio_opcode = IOCB_CMD_PWRITE;
+    a->cb.aio_fildes = (uint32_t)f->fd;
+    a->cb.aio_buf = (uint64_t)(uintptr_t)it->bytes;
+    a->cb.aio_nbytes = it->len;
+    a->cb.aio_offset = 0;
+    cbp = &a->cb;
+    if (syscall(SYS_io_submit, w->aio, 1L, &cbp) != 1) {
+        int r = -errno;
+        fcntl(f->fd, F_SETFL, fl);
+        return r;
+    }
+    a->it = it;
+    a->file = (size_t)(f - w->files);
+    w->ninflight++;
+    return 0;
+}
+
+/* Waits for at least @min of the writes in flight and finishes them. */
+static void write_reap(struct cache_disk *c, struct wr_state *w, unsigned min)
+{
+    struct io_event ev[WRITE_DEPTH];
+    long n;
+
+    if (min > w->ninflight)
+        min = w->ninflight;
+    if (!w->ninflight)
+        return;
+    do
+        n = syscall(SYS_io_getevents, w->aio, (long)min, (long)WRITE_DEPTH, ev, NULL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        /* not expected (a bad context): destroying it waits for the writes,
+         * whose results are lost, so their files are dropped; synchronous
+         * writes from now on */
+        aio_close(w);
+        for (unsigned i = 0; i < WRITE_DEPTH; i++) {
+            struct wr_aio *a = &w->inflight[i];
+            if (a->it) {
+                struct dc_item *it = a->it;
+                a->it = NULL;
+                w->ninflight--;
+                file_written(c, w, &w->files[a->file], it, -EIO);
+            }
+        }
+        return;
+    }
+    for (long i = 0; i < n; i++) {
+        struct wr_aio *a = &w->inflight[ev[i].data];
+        struct wr_file *f = &w->files[a->file];
+        struct dc_item *it = a->it;
+        int r = 0;
+
+        a->it = NULL;
+        w->ninflight--;
+        if (ev[i].res == (__s64)it->len) {
+            atomic_fetch_add(&c->direct_inserts, 1);
+        } else if (ev[i].res == -ENOSPC || ev[i].res == -EDQUOT || ev[i].res == -EIO) {
+            r = (int)ev[i].res;
+        } else {
+            /* EINVAL (an alignment the device refuses), a short write: the
+             * page cache from now on, this file written again through it */
+            int fl = fcntl(f->fd, F_GETFL);
+            w->no_direct = true;
+            if (fl < 0 || fcntl(f->fd, F_SETFL, fl & ~O_DIRECT) < 0 ||
+                lseek(f->fd, 0, SEEK_SET) < 0)
+                r = -errno;
+            else
+                r = write_all(f->fd, it->bytes, it->len);
+        }
+        file_written(c, w, f, it, r);
+    }
 }
 
 static void bind_key(sqlite3_stmt *st, unsigned algo, const uint8_t *key)
@@ -483,22 +641,26 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
         insert_failed(c, w, r);
         goto out;
     }
+    if (w->ninflight == WRITE_DEPTH)
+        write_reap(c, w, 1);
+    if (write_async(c, w, f, it, backlog) == 0) {
+        /* finished by write_reap() */
+        w->n++;
+        w->batch_bytes += f->len;
+        w->batch_alloc += alloc_estimate(f->len);
+        return;
+    }
     if ((r = write_chunk(c, w, f->fd, it->bytes, it->len, backlog)) < 0) {
         file_discard(c, f);
         free(f->crcs);
         insert_failed(c, w, r);
         goto out;
     }
-    /* reopened for the fsync: a batch of small chunks would otherwise hold
-     * thousands of descriptors */
-    close(f->fd);
-    f->fd = -1;
-    f->live = true;
     w->n++;
     w->batch_bytes += f->len;
     w->batch_alloc += alloc_estimate(f->len);
-    pending_add(c, f);
-    r = 1;
+    file_written(c, w, f, it, 0);
+    return;
 out:
     item_done(it, r);
     free(it);
@@ -1198,6 +1360,7 @@ void *cache_dc_writer_main(void *arg)
     int64_t next_flush = cache_dc_mono_ms() + c->flush_ms;
 
     w->k = committer_start(c); /* NULL: this thread commits too */
+    aio_open(w);
     pthread_mutex_lock(&c->q_lock);
     for (;;) {
         uint64_t req;
@@ -1205,6 +1368,13 @@ void *cache_dc_writer_main(void *arg)
         bool drained, stop;
 
         while (!c->q_head && !c->stop && c->sync_done == c->sync_req && !drops_due(c, w)) {
+            if (w->ninflight) {
+                /* nothing else to do: the writes in flight finish */
+                pthread_mutex_unlock(&c->q_lock);
+                write_reap(c, w, w->ninflight);
+                pthread_mutex_lock(&c->q_lock);
+                continue;
+            }
             /* an open batch is committed flush_ms after it started */
             int64_t due = w->n ? w->batch_started + (int64_t)c->flush_ms : next_flush;
             struct timespec ts;
@@ -1239,6 +1409,8 @@ void *cache_dc_writer_main(void *arg)
         stop = c->stop;
         pthread_mutex_unlock(&c->q_lock);
 
+        /* a batch is committed with its files written */
+        write_reap(c, w, w->ninflight);
         /* a sync or the close waits for the commit; otherwise writing goes on */
         hand_over(c, w, (drained && req > c->sync_done) || stop);
         next_flush = cache_dc_mono_ms() + c->flush_ms;
@@ -1254,6 +1426,7 @@ void *cache_dc_writer_main(void *arg)
     pthread_mutex_unlock(&c->q_lock);
     committer_stop(w->k); /* idle: the last hand-over waited */
     w->k = NULL;
+    aio_close(w);
     free(w->bounce);
     w->bounce = NULL;
     w->bounce_len = 0;

@@ -945,10 +945,8 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
         copts.max_open = cache_open_files(o->concurrency);
         /* chunks waiting for the disk writer are memory entries too: half of
          * --mem-cache for them (loaders wait beyond), half for readahead
-         * (fs/read.c), so that neither evicts the other's; the writer stops
-         * waiting for the disk (O_DIRECT) well before that */
+         * (fs/read.c), so that neither evicts the other's */
         copts.queue_bytes = o->mem_cache / 2;
-        copts.direct_backlog = o->mem_cache / 5;
         /* hits and misses are counted per store the chunks come from */
         canonical_location(o->chunk_store ? o->chunk_store : o->store, store_abs,
                            sizeof(store_abs));
