@@ -149,6 +149,7 @@ struct cache_disk {
     pthread_cond_t q_room; /* inserts waiting for room (CLOCK_MONOTONIC) */
     struct dc_item *q_head, *q_tail;
     size_t q_count, q_bytes;
+    size_t q_writing; /* bytes of items taken by the writer, not yet written */
     size_t q_max_bytes;
     unsigned stall_ms;
     uint64_t q_taken;             /* items the writer took: its progress */

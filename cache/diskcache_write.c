@@ -55,6 +55,19 @@ static void item_done(struct dc_item *it, int result)
         it->done(it->owner, result);
 }
 
+/* An item taken from the queue is done with: its caller gets the result
+ * and its bytes back, and its room in the queue is free. */
+static void item_finish(struct cache_disk *c, struct dc_item *it, int result)
+{
+    size_t len = it->len;
+    item_done(it, result);
+    free(it);
+    pthread_mutex_lock(&c->q_lock);
+    c->q_writing -= len;
+    pthread_cond_broadcast(&c->q_room);
+    pthread_mutex_unlock(&c->q_lock);
+}
+
 /* Counts a refused insert (ENOSPC and EDQUOT also as a full filesystem) and
  * returns @err for its completion. */
 static int skip_insert(struct cache_disk *c, int err)
@@ -70,9 +83,11 @@ static bool inserts_paused(struct cache_disk *c)
     return atomic_load(&c->paused_until) > cache_dc_mono_ms();
 }
 
+/* The writer's items count until they are written: those in flight too. */
 static bool queue_full(const struct cache_disk *c, size_t len)
 {
-    return c->q_count && (c->q_count >= QUEUE_MAX_ITEMS || c->q_bytes + len > c->q_max_bytes);
+    return (c->q_count || c->q_writing) &&
+           (c->q_count >= QUEUE_MAX_ITEMS || c->q_bytes + c->q_writing + len > c->q_max_bytes);
 }
 
 /*
@@ -424,8 +439,7 @@ static void file_written(struct cache_disk *c, struct wr_state *w, struct wr_fil
         pending_add(c, f);
         r = 1;
     }
-    item_done(it, r);
-    free(it);
+    item_finish(c, it, r);
 }
 
 /*
@@ -662,8 +676,7 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
     file_written(c, w, f, it, 0);
     return;
 out:
-    item_done(it, r);
-    free(it);
+    item_finish(c, it, r);
 }
 
 /* Adds @len bytes of @path to the set @dirs (of capacity @max) if missing. */
@@ -1391,6 +1404,7 @@ void *cache_dc_writer_main(void *arg)
                 c->q_tail = NULL;
             c->q_count--;
             c->q_bytes -= it->len;
+            c->q_writing += it->len;
             c->q_taken++;
             pthread_cond_broadcast(&c->q_room);
             backlog = c->q_bytes;
