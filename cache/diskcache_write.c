@@ -1382,9 +1382,10 @@ void *cache_dc_writer_main(void *arg)
 
         while (!c->q_head && !c->stop && c->sync_done == c->sync_req && !drops_due(c, w)) {
             if (w->ninflight) {
-                /* nothing else to do: the writes in flight finish */
+                /* nothing queued: the next write to finish (its room in the
+                 * queue lets a waiting insert in) */
                 pthread_mutex_unlock(&c->q_lock);
-                write_reap(c, w, w->ninflight);
+                write_reap(c, w, 1);
                 pthread_mutex_lock(&c->q_lock);
                 continue;
             }
