@@ -51,6 +51,8 @@ struct fetch_blob_expect {
  * An encrypted blob (AES-256-GCM, the CRC over the ciphertext) is decrypted
  * with @exp->key, then decompressed if it is the compressed kind; its digest
  * is keyed (SHA-256 of the plaintext and the key's id key).
+ * The CRC of an uncompressed blob is checked only without @exp->digest (the
+ * digest is the stronger check of the same bytes).
  * Errors: -EBADMSG (truncated, bad magic, CRC mismatch, corrupt zstd frame,
  * decoded length differs from the expected one, digest mismatch, ciphertext
  * that does not authenticate with the key), -ENOKEY (encrypted blob and no
