@@ -302,6 +302,13 @@ for run in $(seq "$RUNS"); do
   t1=$EPOCHREALTIME
   [ "$got" = "$CURL_BYTES" ] || die "curl fetched $got bytes of $CURL_BYTES"
   add curl "$(mbps "$CURL_BYTES" "$(secs "$t0" "$t1")")"
+  # the cache disk: what cache filling must write, O_DIRECT in 4 MiB writes
+  # to the filesystem of the cache directories, synced at the end
+  t0=$EPOCHREALTIME
+  dd if=/dev/zero of="$W/disk.ref" bs=4M count=$((DATA >> 22)) oflag=direct conv=fsync status=none
+  t1=$EPOCHREALTIME
+  rm -f "$W/disk.ref"
+  add diskw "$(mbps $DATA "$(secs "$t0" "$t1")")"
   log "  references: sha256 $(fmt %.0f "$(calc "$out / 1000")") MB/s, cat plain $(fmt %.0f "$(vals plain | tail -1)") MB/s, curl $(fmt %.0f "$(vals curl | tail -1)") MB/s"
 
   # lazyimg, local datastore and HTTP, and the cache's files read with the page cache dropped
@@ -429,6 +436,7 @@ r2() { fmt %.2f "$1"; }
   ref_row "ref: cat of a plain $((DATA >> 20)) MiB file, page cache dropped" plain
   ref_row "ref: cat of the cache's chunk files, page cache dropped" cachecat
   ref_row "ref: curl -Z --parallel-max 16, the data chunk files from nginx" curl
+  ref_row "ref: the cache disk, dd oflag=direct conv=fsync of $((DATA >> 20)) MiB in 4 MiB writes (what cache filling must write)" diskw
   ref_row "ref (peer): nbdkit curl --filter=readahead, qemu-img convert -O raw to a file (logical MB/s)" peer
   line_row "local, cold --no-cache" local.nocache
   line_row "local, cold cache filling (defaults, empty cache)" local.fill
