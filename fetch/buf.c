@@ -97,17 +97,17 @@ static uint64_t mono_ms(void)
  * Takes and releases the lock; returns how many were released. */
 static size_t release_old(uint64_t before)
 {
-    size_t drop[FETCH_BUF_SLOTS], ndrop = 0, keep;
+    size_t drop[FETCH_BUF_SLOTS], ndrop = 0;
     pthread_mutex_lock(&lock);
-    for (keep = 0; keep < nwarm; keep++) {
-        size_t s = warm[keep];
+    while (ndrop < nwarm) {
+        size_t s = warm[ndrop];
         if (freed_at[s] >= before && warm_bytes <= FETCH_BUF_WARM_MAX)
             break;
         warm_bytes -= touched[s];
         drop[ndrop++] = s;
     }
-    memmove(warm, warm + keep, (nwarm - keep) * sizeof(warm[0]));
-    nwarm -= keep;
+    memmove(warm, warm + ndrop, (nwarm - ndrop) * sizeof(warm[0]));
+    nwarm -= ndrop;
     pthread_mutex_unlock(&lock);
     if (!ndrop)
         return 0;
