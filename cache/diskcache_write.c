@@ -442,6 +442,8 @@ static void file_written(struct cache_disk *c, struct wr_state *w, struct wr_fil
     item_finish(c, it, r);
 }
 
+static void write_reap(struct cache_disk *c, struct wr_state *w, unsigned min);
+
 /*
  * Starts the O_DIRECT write of @it into @f (open, empty) without waiting:
  * 0, or -errno and nothing started (the caller writes synchronously). Only
@@ -466,8 +468,12 @@ static int write_async(struct cache_disk *c, struct wr_state *w, struct wr_file 
      * extends a file (ext4 does, whatever AIO says) */
     if (fallocate(f->fd, 0, 0, (off_t)it->len) < 0) {
         int r = -errno;
-        if (r == -EOPNOTSUPP)
-            aio_close(w); /* nothing in flight: this filesystem writes synchronously */
+        if (r == -EOPNOTSUPP) {
+            /* this filesystem writes synchronously from now on; closing the
+             * context would lose the completions of writes in flight */
+            write_reap(c, w, w->ninflight);
+            aio_close(w);
+        }
         return r;
     }
     fl = fcntl(f->fd, F_GETFL);
