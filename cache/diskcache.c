@@ -17,7 +17,14 @@
  *    never hits a newer copy of the chunk published meanwhile by another
  *    process (which a path made of the digest alone would allow);
  *  - a crash in between leaves files without rows (orphans), which gc and
- *    verify remove; never a row naming missing or wrong bytes.
+ *    verify remove; never a row naming missing or wrong bytes;
+ *  - a pack is created under tmp/, locked (flock) and linked into packs/
+ *    (the directory fsync()ed) before anything is appended; its owner
+ *    fsync()s it before committing rows of chunks appended to it and keeps
+ *    the lock until they are committed, so gc and verify, which remove only
+ *    packs that no row names and nobody holds locked, never remove a pack
+ *    about to get rows; a deleted packed row's pages are punched after the
+ *    commit (never reused: appends only go to a pack's end).
  */
 #include "diskcache.h"
 #include "diskcache_internal.h"
@@ -31,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +54,7 @@
 #define DEFAULT_DIRECT_BACKLOG UINT64_MAX
 #define DEFAULT_QUEUE_BYTES ((uint64_t)64 << 20)
 #define DEFAULT_STALL_MS 30000
+#define DEFAULT_PACK_BELOW ((uint64_t)1 << 20)
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -154,6 +163,74 @@ void cache_dc_data_path(unsigned algo, const uint8_t key[CACHE_KEY_LEN], int64_t
              created);
 }
 
+void cache_dc_pack_path(int64_t pack, char out[DC_PATH_MAX])
+{
+    snprintf(out, DC_PATH_MAX, "packs/%" PRId64, pack);
+}
+
+void cache_dc_entry_path(unsigned algo, const uint8_t key[CACHE_KEY_LEN], int64_t created,
+                         int64_t pack, char out[DC_PATH_MAX])
+{
+    if (pack)
+        cache_dc_pack_path(pack, out);
+    else
+        cache_dc_data_path(algo, key, created, out);
+}
+
+void cache_dc_pack_punch(struct cache_disk *c, int64_t pack, uint64_t off, uint64_t len)
+{
+    char path[DC_PATH_MAX];
+    int fd;
+    cache_dc_pack_path(pack, path);
+    fd = openat(c->dirfd, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    /* whole pages: a packed chunk starts on a page and owns its last one */
+    len = (len + 4095) & ~(uint64_t)4095;
+    (void)fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len);
+    close(fd);
+}
+
+/* 1 if a row names @pack, 0 if none, -errno. */
+static int pack_used(struct cache_disk *c, int64_t pack)
+{
+    int rc;
+    sqlite3_bind_int64(c->st_pack_used, 1, pack);
+    rc = sqlite3_step(c->st_pack_used);
+    sqlite3_reset(c->st_pack_used);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : cache_dc_sql_errno(rc);
+}
+
+int cache_dc_pack_reap(struct cache_disk *c, int64_t pack)
+{
+    char path[DC_PATH_MAX];
+    int fd, r;
+
+    if ((r = pack_used(c, pack)) != 0)
+        return r < 0 ? r : 0;
+    /* Again under the write lock: a writer commits its rows before it lets
+     * go of the pack's lock, so a pack found unlocked with no row while no
+     * commit can happen will never get one. */
+    if ((r = cache_dc_exec(c->st_begin)) < 0)
+        return r;
+    if ((r = pack_used(c, pack)) != 0) {
+        r = r < 0 ? r : 0;
+        goto out;
+    }
+    cache_dc_pack_path(pack, path);
+    fd = openat(c->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        r = errno == ENOENT ? 0 : -errno;
+        goto out;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && unlinkat(c->dirfd, path, 0) == 0)
+        r = 1;
+    close(fd);
+out:
+    cache_dc_exec(c->st_rollback); /* nothing written */
+    return r;
+}
+
 /* Appends to a vector; false when out of memory (the caller drops the item:
  * touches and drops are hints that are found again later). */
 bool cache_dc_vec_push(struct dc_vec *v, unsigned algo, const uint8_t *key, int64_t t)
@@ -169,6 +246,8 @@ bool cache_dc_vec_push(struct dc_vec *v, unsigned algo, const uint8_t *key, int6
     v->v[v->n].algo = (uint8_t)algo;
     memcpy(v->v[v->n].key, key, CACHE_KEY_LEN);
     v->v[v->n].t = t;
+    v->v[v->n].pack = 0;
+    v->v[v->n].off = v->v[v->n].len = 0;
     v->n++;
     return true;
 }
@@ -210,6 +289,13 @@ static const char schema_v1[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
     "INSERT INTO meta VALUES('entries', 0), ('alloc', 0), ('apparent', 0);"
     "PRAGMA user_version = 1;";
+
+/* Version 2: small chunks in pack files (pack 0: a file of its own). */
+static const char schema_v2[] =
+    "ALTER TABLE chunks ADD COLUMN pack INTEGER NOT NULL DEFAULT 0;" /* packs/<pack> */
+    "ALTER TABLE chunks ADD COLUMN off INTEGER NOT NULL DEFAULT 0;"  /* its offset there */
+    "CREATE INDEX chunks_pack ON chunks(pack) WHERE pack != 0;"
+    "PRAGMA user_version = 2;";
 
 /*
  * Durability: connections run with synchronous=NORMAL, under which a WAL
@@ -306,6 +392,8 @@ static int db_schema(sqlite3 *db, char *err, size_t err_len)
         goto sqlfail;
     if (version == 0)
         rc = sqlite3_exec(db, schema_v1, NULL, NULL, NULL);
+    if (rc == SQLITE_OK && version < 2)
+        rc = sqlite3_exec(db, schema_v2, NULL, NULL, NULL);
     if (rc == SQLITE_OK && version > DC_SCHEMA_VERSION) {
         /* a newer lazyimg made this index; later versions migrate, older ones refuse */
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -388,7 +476,8 @@ int cache_dc_rconn_get(struct cache_disk *c, struct dc_rconn **ret)
         (r = cache_dc_sql_errno(sqlite3_exec(rc->db, "PRAGMA query_only=1", NULL, NULL, NULL))) <
             0 ||
         (r = prepare(rc->db,
-                     "SELECT len, crcs, created FROM chunks WHERE algo = ?1 AND digest = ?2",
+                     "SELECT len, crcs, created, pack, off FROM chunks WHERE algo = ?1 AND "
+                     "digest = ?2",
                      &rc->lookup)) < 0 ||
         (r = prepare(rc->db, sql_meta_get, &rc->meta)) < 0) {
         rconn_free(rc);
@@ -419,8 +508,9 @@ static int writer_prepare(struct cache_disk *c)
         S(st_sync_full, "PRAGMA synchronous=FULL"),
         S(st_sync_normal, "PRAGMA synchronous=NORMAL"),
         S(st_insert, "INSERT OR IGNORE INTO chunks(algo, digest, len, alloc, crcs, last_use, "
-                     "created, store) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-        S(st_get, "SELECT alloc, len, created FROM chunks WHERE algo = ?1 AND digest = ?2"),
+                     "created, store, pack, off) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+        S(st_get, "SELECT alloc, len, created, pack, off FROM chunks WHERE algo = ?1 AND "
+                  "digest = ?2"),
         S(st_delete, "DELETE FROM chunks WHERE algo = ?1 AND digest = ?2"),
         S(st_touch, "UPDATE chunks SET last_use = max(last_use, ?3) WHERE algo = ?1 AND "
                     "digest = ?2"),
@@ -428,9 +518,10 @@ static int writer_prepare(struct cache_disk *c)
         S(st_meta_get, sql_meta_get),
         S(st_store_add, "UPDATE stores SET hits = hits + ?2, misses = misses + ?3, "
                         "inserts = inserts + ?4, evictions = evictions + ?5 WHERE id = ?1"),
-        S(st_victims, "SELECT algo, digest, alloc, len, store, created FROM chunks "
+        S(st_victims, "SELECT algo, digest, alloc, len, store, created, pack, off FROM chunks "
                       "WHERE last_use < ?1 "
                       "ORDER BY last_use LIMIT ?2"),
+        S(st_pack_used, "SELECT 1 FROM chunks WHERE pack = ?1 AND pack != 0 LIMIT 1"),
 #undef S
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
@@ -447,7 +538,7 @@ static void writer_finalize(struct cache_disk *c)
     sqlite3_stmt *all[] = {c->st_begin,       c->st_commit,   c->st_rollback, c->st_sync_full,
                            c->st_sync_normal, c->st_insert,   c->st_get,      c->st_delete,
                            c->st_touch,       c->st_meta_add, c->st_meta_get, c->st_store_add,
-                           c->st_victims};
+                           c->st_victims,     c->st_pack_used};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
 }
@@ -627,6 +718,7 @@ static int check_tree(int dirfd, const char *canon, char *err, size_t err_len)
         if ((r = check_at(dirfd, canon, index_files[i], false, true, err, err_len)) < 0)
             return r;
     if ((r = check_at(dirfd, canon, "tmp", true, false, err, err_len)) < 0 ||
+        (r = check_at(dirfd, canon, "packs", true, false, err, err_len)) < 0 ||
         (r = check_at(dirfd, canon, "data", true, false, err, err_len)) < 0)
         return r;
     datafd = openat(dirfd, "data", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -692,7 +784,8 @@ static int open_dir(struct cache_disk *c, const char *dir, char *err, size_t err
         set_err(err, err_len, "cache directory %s changed while it was opened", dir);
         return -EAGAIN;
     }
-    if ((r = make_dir(c->dirfd, "data")) < 0 || (r = make_dir(c->dirfd, "tmp")) < 0) {
+    if ((r = make_dir(c->dirfd, "data")) < 0 || (r = make_dir(c->dirfd, "tmp")) < 0 ||
+        (r = make_dir(c->dirfd, "packs")) < 0) {
         set_err(err, err_len, "cannot create directories in %s: %s", dir, strerror(-r));
         return r;
     }
@@ -733,6 +826,9 @@ int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret,
     c->direct_backlog = o->direct_backlog ? o->direct_backlog : DEFAULT_DIRECT_BACKLOG;
     c->q_max_bytes = o->queue_bytes ? o->queue_bytes : DEFAULT_QUEUE_BYTES;
     c->stall_ms = o->stall_ms ? o->stall_ms : DEFAULT_STALL_MS;
+    c->pack_below = o->pack_below == CACHE_DISK_PACK_OFF ? 0
+                    : o->pack_below                      ? o->pack_below
+                                                         : DEFAULT_PACK_BELOW;
     pthread_mutex_init(&c->db_lock, NULL);
     pthread_mutex_init(&c->pool_lock, NULL);
     pthread_mutex_init(&c->h_lock, NULL);

@@ -8,17 +8,27 @@
  *   index.sqlite (+ -wal, -shm)   SQLite in WAL mode: one row per chunk
  *   data/<algo>/<2 hex>/<64 hex>.<created>   (algo: sha256, sha512_256,
  *                                 sha256_keyed)
- *                                 one file per chunk (plaintext bytes); the
- *                                 row's creation time in the name gives each
- *                                 copy its own path, so removing an evicted
- *                                 copy never removes a newer one
+ *                                 one file per large chunk (plaintext bytes);
+ *                                 the row's creation time in the name gives
+ *                                 each copy its own path, so removing an
+ *                                 evicted copy never removes a newer one
+ *   packs/<id>                    small chunks (shorter than the pack_below
+ *                                 option), appended one after another at
+ *                                 page-aligned offsets; the row names its
+ *                                 pack and offset
  *   tmp/                          files being written (unique names)
  *
- * Why one file per chunk (not pack files): PBS chunks are large (up to 4 MiB,
- * 64 KiB at least for fixed indexes), so per-file overhead is small; eviction
- * is an unlink that returns the space at once (no hole punching, no
- * compaction); a file is published atomically by rename(); two daemons never
- * write into the same file; and a hit can be served straight from the file.
+ * Large chunks (PBS: 4 MiB) get a file each: per-file overhead is small;
+ * eviction is an unlink that returns the space at once; a file is published
+ * atomically by rename(); two daemons never write into the same file. Small
+ * chunks (casync: 64 KiB on average) would cost a file creation, an fsync()
+ * and a rename each, more than fetching them: they are packed instead. A
+ * pack belongs to the process that created it, which alone appends to it and
+ * holds an flock() on it until the rows of everything it appended are
+ * committed; evicting a packed chunk punches a hole over its pages (the space
+ * returns at once), and the pack file is removed once no row names it and
+ * nobody holds its lock. Bytes appended whose rows never came (a crash) stay
+ * until the pack empties.
  *
  * Integrity: every row holds a CRC-32 of each 64 KiB block of the file. Reads
  * verify the blocks they touch before returning any byte; a mismatch drops the
@@ -28,10 +38,12 @@
  *
  * Crash safety: a file is written under tmp/, fsync()ed, renamed into data/
  * and its directory fsync()ed before the row pointing at it is committed
- * (inserts are committed in groups). A crash leaves at worst a file without
- * a row (removed by gc/verify), never a row pointing at missing or wrong bytes.
+ * (inserts are committed in groups); a pack is fsync()ed before the rows of
+ * the chunks appended to it are. A crash leaves at worst bytes without a row
+ * (removed by gc/verify), never a row pointing at missing or wrong bytes.
  *
- * Budget: allocated bytes (st_blocks * 512 of the files), not apparent size.
+ * Budget: allocated bytes (st_blocks * 512 of the files; a packed chunk's
+ * pages), not apparent size.
  * When the total passes the high watermark, least recently used entries older
  * than the minimum age are evicted down to the low watermark. last_use is
  * kept in memory and written in batches, never once per read.
@@ -39,15 +51,18 @@
  * Trust: the CRCs catch damage, not tampering (anyone who can write the
  * directory can recompute them). So the cache is used only if nobody else
  * can write it: cache_disk_open() refuses a directory, data/ or fan-out
- * directory, tmp/ or index file that is a symbolic link, is not owned by the
+ * directory, packs/, tmp/ or index file that is a symbolic link, is not owned by the
  * effective user, or is writable by group or others, and a directory whose
  * parent is owned by another user (not root) or is writable by others without
  * being sticky. Files below are opened without following symbolic links; a
- * data file that is a symbolic link or belongs to another user is a bad entry.
+ * data or pack file that is a symbolic link or belongs to another user is a
+ * bad entry.
  *
  * Sharing: SQLite WAL with a busy timeout; temp names carry pid, thread and a
  * counter; rows are INSERT OR IGNORE (dedup by digest); an entry evicted by
- * another process is seen as a miss (its open file stays readable).
+ * another process is seen as a miss (its open file stays readable; a packed
+ * chunk whose pages were punched meanwhile fails its CRC check and is
+ * fetched again, never served).
  *
  * Threads: all functions are thread-safe. Inserts are queued and written by
  * the cache's own writer thread, off the caller's path; a committer thread
@@ -98,7 +113,12 @@ struct cache_disk_options {
     /* ... and gives up, not caching the chunk, once the writer has taken
      * nothing from the queue for this long (a hung disk); 0 = 30000. */
     unsigned stall_ms;
+    /* Chunks shorter than this many bytes are appended to pack files (see
+     * "Layout"); 0 = 1 MiB (casync's chunks are packed, PBS's 4 MiB ones are
+     * not); CACHE_DISK_PACK_OFF: every chunk gets a file. */
+    uint64_t pack_below;
 };
+#define CACHE_DISK_PACK_OFF UINT64_MAX
 
 /*
  * Opens (creating if needed, mode 0700) the cache in o->dir and starts its
@@ -223,8 +243,9 @@ int cache_disk_store_stats(struct cache_disk *c,
  * checks length, block CRCs and the digest (SHA-256 for CACHE_ALGO_SHA256,
  * SHA-512/256 for CACHE_ALGO_SHA512_256; not for CACHE_ALGO_SHA256_KEYED,
  * which needs the key), drops bad entries and reports each
- * through @bad (may be NULL); it also removes data files without a row and
- * stale temp files. Returns the number of bad entries, or -errno.
+ * through @bad (may be NULL); it also removes data files without a row, packs
+ * no row names and no writer holds, and stale temp files. Returns the number
+ * of bad entries, or -errno.
  */
 int cache_disk_verify(struct cache_disk *c, uint64_t *ret_checked,
                       void (*bad)(const char *hex_key, const char *why, void *arg), void *arg);
@@ -258,7 +279,8 @@ int cache_disk_profile_list(struct cache_disk *c, const char *key,
 /* Removes the profiles of @key (NULL: all); *ret_removed (may be NULL) says how many. */
 int cache_disk_profile_clear(struct cache_disk *c, const char *key, uint64_t *ret_removed);
 
-/* Evicts (LRU, ignoring the minimum age) down to @target allocated bytes. */
+/* Evicts (LRU, ignoring the minimum age) down to @target allocated bytes,
+ * then removes what crashes left (as verify does, without reading entries). */
 int cache_disk_gc(struct cache_disk *c, uint64_t target, uint64_t *ret_evicted);
 /* Removes every entry. */
 int cache_disk_clear(struct cache_disk *c);

@@ -101,7 +101,7 @@ int cache_disk_store_stats(struct cache_disk *c,
 struct vrow {
     uint8_t algo;
     uint8_t key[CACHE_KEY_LEN];
-    int64_t len, created;
+    int64_t len, created, pack, off;
     uint8_t *crcs;
     size_t crcs_len;
 };
@@ -133,11 +133,12 @@ static int check_entry(struct cache_disk *c, const struct vrow *row, uint8_t *bu
         return 1;
     }
     nblocks = (len + CACHE_DISK_BLOCK - 1) / CACHE_DISK_BLOCK;
-    if (row->len <= 0 || len > CACHE_DISK_MAX_CHUNK || row->crcs_len != nblocks * 4) {
+    if (row->len <= 0 || len > CACHE_DISK_MAX_CHUNK || row->crcs_len != nblocks * 4 ||
+        row->pack < 0 || row->off < 0) {
         snprintf(why, why_len, "malformed index row");
         return 1;
     }
-    cache_dc_data_path(row->algo, row->key, row->created, path);
+    cache_dc_entry_path(row->algo, row->key, row->created, row->pack, path);
     fd = openat(c->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         r = -errno;
@@ -156,14 +157,20 @@ static int check_entry(struct cache_disk *c, const struct vrow *row, uint8_t *bu
         r = 1;
         goto out;
     }
-    if ((uint64_t)st.st_size != len) {
+    if (!row->pack && (uint64_t)st.st_size != len) {
         snprintf(why, why_len, "data file has %lld bytes, the index says %llu",
                  (long long)st.st_size, (unsigned long long)len);
         r = 1;
         goto out;
     }
+    if (row->pack && (uint64_t)st.st_size < (uint64_t)row->off + len) {
+        snprintf(why, why_len, "pack file has %lld bytes, the index says the chunk ends at %llu",
+                 (long long)st.st_size, (unsigned long long)((uint64_t)row->off + len));
+        r = 1;
+        goto out;
+    }
     while (done < len) {
-        ssize_t n = pread(fd, buf + done, (size_t)(len - done), (off_t)done);
+        ssize_t n = pread(fd, buf + done, (size_t)(len - done), (off_t)((uint64_t)row->off + done));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -210,7 +217,7 @@ static void vrows_free(struct vrow *rows, size_t n)
 static int read_page(struct cache_disk *c, unsigned algo, const uint8_t *key, size_t keylen,
                      struct vrow *rows)
 {
-    static const char sql[] = "SELECT algo, digest, len, crcs, created FROM chunks"
+    static const char sql[] = "SELECT algo, digest, len, crcs, created, pack, off FROM chunks"
                               " WHERE (algo, digest) > (?1, ?2) ORDER BY algo, digest LIMIT ?3";
     struct dc_rconn *rc;
     sqlite3_stmt *st = NULL;
@@ -234,6 +241,8 @@ static int read_page(struct cache_disk *c, unsigned algo, const uint8_t *key, si
         memcpy(v->key, digest ? digest : "", dlen == CACHE_KEY_LEN ? CACHE_KEY_LEN : 0);
         v->len = sqlite3_column_int64(st, 2);
         v->created = sqlite3_column_int64(st, 4);
+        v->pack = sqlite3_column_int64(st, 5);
+        v->off = sqlite3_column_int64(st, 6);
         v->crcs_len = (size_t)clen;
         if (dlen != CACHE_KEY_LEN) {
             v->len = -1; /* never ours; reported as malformed */
@@ -343,6 +352,37 @@ static bool is_fanout_name(const char *n)
             return false;
     }
     return n[2] == '\0';
+}
+
+/* Removes the packs no row names and no writer holds (its rows still to
+ * come). Whether they hold bytes no row names (a crash) is not looked at:
+ * those pages come back with the pack. */
+static int sweep_packs(struct cache_disk *c, uint64_t *ret_removed)
+{
+    struct dirent *de;
+    DIR *d = open_dir(c, "packs");
+    int r = 0;
+
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    while ((de = readdir(d))) {
+        char *end;
+        long long id;
+        errno = 0;
+        id = strtoll(de->d_name, &end, 10);
+        if (errno || end == de->d_name || *end || id <= 0)
+            continue; /* not a name we give: leave it alone */
+        pthread_mutex_lock(&c->db_lock);
+        r = cache_dc_pack_reap(c, (int64_t)id);
+        pthread_mutex_unlock(&c->db_lock);
+        if (r < 0)
+            break;
+        if (r > 0 && ret_removed)
+            (*ret_removed)++;
+        r = 0;
+    }
+    closedir(d);
+    return r;
 }
 
 static int sweep_orphans(struct cache_disk *c, uint64_t *ret_removed)
@@ -487,6 +527,8 @@ int cache_disk_verify(struct cache_disk *c, uint64_t *ret_checked,
     free(buf);
     if (r == 0)
         r = sweep_orphans(c, NULL);
+    if (r == 0)
+        r = sweep_packs(c, NULL);
     if (r == 0) {
         sweep_tmp(c);
         r = recount(c);
@@ -510,6 +552,8 @@ int cache_disk_gc(struct cache_disk *c, uint64_t target, uint64_t *ret_evicted)
     /* and what crashes left behind, which the budget does not count */
     if (r == 0)
         r = sweep_orphans(c, NULL);
+    if (r == 0)
+        r = sweep_packs(c, NULL);
     if (r < 0)
         return r;
     sweep_tmp(c);

@@ -28,7 +28,7 @@
 
 #include "diskcache.h"
 
-#define DC_SCHEMA_VERSION 1
+#define DC_SCHEMA_VERSION 2
 #define DC_KEY_HEX (2 * CACHE_KEY_LEN + 1)
 /* "data/" + algo name + "/xx/" + 64 hex digits + "." + created, with room to spare */
 #define DC_PATH_MAX 128
@@ -39,7 +39,7 @@ struct wr_state;
 struct dc_rconn {
     struct dc_rconn *next;
     sqlite3 *db;
-    sqlite3_stmt *lookup; /* len, crcs, created of one key */
+    sqlite3_stmt *lookup; /* len, crcs, created, pack, off of one key */
     sqlite3_stmt *meta;   /* the running totals */
 };
 
@@ -54,6 +54,7 @@ struct cache_disk_handle {
     unsigned refs;
     int fd;
     uint64_t len;
+    uint64_t base;    /* where the chunk starts in the file (packs) */
     int64_t created;  /* identifies this incarnation of the row (µs) */
     int64_t last_use; /* ms since the epoch */
     uint32_t nblocks;
@@ -72,6 +73,8 @@ struct dc_pending {
     uint8_t key[CACHE_KEY_LEN];
     uint64_t len;
     int64_t created;
+    int64_t pack; /* 0: its own file, at tmp[] then its data path */
+    uint64_t off; /* in the pack */
     char tmp[64];
     uint8_t crcs[]; /* little-endian, as stored */
 };
@@ -82,11 +85,14 @@ static inline unsigned cache_dc_pending_bucket(const uint8_t *key)
     return ((unsigned)key[0] << 8 | key[1]) % DC_PENDING_BUCKETS;
 }
 
-/* A key with a time: batched last_use updates, and rows to drop. */
+/* A key with a time: batched last_use updates, and rows to drop; for rows
+ * deleted, where their bytes are (pack 0: a file of their own). */
 struct dc_keytime {
     uint8_t algo;
     uint8_t key[CACHE_KEY_LEN];
     int64_t t; /* last_use (touches) or created (drops) */
+    int64_t pack;
+    uint64_t off, len;
 };
 
 struct dc_vec {
@@ -110,6 +116,7 @@ struct cache_disk {
     uint64_t budget;
     unsigned high_pct, low_pct, flush_ms, max_open;
     uint64_t direct_backlog;
+    uint64_t pack_below; /* 0: no packs */
     int64_t min_age_ms;
     char *dir;
     char *db_path;
@@ -122,7 +129,7 @@ struct cache_disk {
     sqlite3_stmt *st_begin, *st_commit, *st_rollback;
     sqlite3_stmt *st_sync_full, *st_sync_normal, *st_insert, *st_get, *st_delete, *st_touch;
     bool sync_full; /* synchronous=FULL is set on wdb */
-    sqlite3_stmt *st_meta_add, *st_meta_get, *st_store_add, *st_victims;
+    sqlite3_stmt *st_meta_add, *st_meta_get, *st_store_add, *st_victims, *st_pack_used;
     uint64_t hits_flushed, misses_flushed; /* counters already written to stores */
     uint64_t total_alloc;                  /* last value read from meta */
 
@@ -217,6 +224,21 @@ const char *cache_dc_algo_name(unsigned algo);
 /* data/<algo>/<2 hex>/<64 hex>.<created>, relative to the cache directory. */
 void cache_dc_data_path(unsigned algo, const uint8_t key[CACHE_KEY_LEN], int64_t created,
                         char out[DC_PATH_MAX]);
+/* packs/<id>, relative to the cache directory. */
+void cache_dc_pack_path(int64_t pack, char out[DC_PATH_MAX]);
+/* The file holding an entry: its pack, or its data path. */
+void cache_dc_entry_path(unsigned algo, const uint8_t key[CACHE_KEY_LEN], int64_t created,
+                         int64_t pack, char out[DC_PATH_MAX]);
+
+/*
+ * Packs (see "Layout" in diskcache.h). With db_lock held, after the commit
+ * that deleted the rows: frees the pages of [@off, @off + @len) of @pack
+ * (a hint: the space comes back with the pack otherwise).
+ */
+void cache_dc_pack_punch(struct cache_disk *c, int64_t pack, uint64_t off, uint64_t len);
+/* With db_lock held: removes @pack if no row names it and no process holds
+ * its lock (its writer, until its rows are committed). 1 if removed. */
+int cache_dc_pack_reap(struct cache_disk *c, int64_t pack);
 
 /* A read connection from the pool (opened if none is free), and its return. */
 int cache_dc_rconn_get(struct cache_disk *c, struct dc_rconn **ret);

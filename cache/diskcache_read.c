@@ -216,7 +216,7 @@ static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
     struct dc_rconn *rc;
     struct cache_disk_handle *h = NULL;
     char path[DC_PATH_MAX];
-    int64_t len = 0, created = 0;
+    int64_t len = 0, created = 0, pack = 0, base = 0;
     int r, step;
 
     if ((r = cache_dc_rconn_get(c, &rc)) < 0)
@@ -229,7 +229,9 @@ static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
         int crcs_len = sqlite3_column_bytes(rc->lookup, 1);
         len = sqlite3_column_int64(rc->lookup, 0);
         created = sqlite3_column_int64(rc->lookup, 2);
-        if (len <= 0 || (uint64_t)len > CACHE_DISK_MAX_CHUNK ||
+        pack = sqlite3_column_int64(rc->lookup, 3);
+        base = sqlite3_column_int64(rc->lookup, 4);
+        if (len <= 0 || (uint64_t)len > CACHE_DISK_MAX_CHUNK || pack < 0 || base < 0 ||
             (uint64_t)crcs_len != (uint64_t)cache_dc_nblocks((uint64_t)len) * 4 || !crcs) {
             r = -EBADMSG; /* a row we did not write: drop it below */
         } else if (!(h = calloc(1, sizeof(*h) + (size_t)crcs_len))) {
@@ -253,7 +255,7 @@ static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
     if (r <= 0)
         return r;
 
-    cache_dc_data_path(algo, key, created, path);
+    cache_dc_entry_path(algo, key, created, pack, path);
     if ((h->fd = open_entry_file(c, path)) < 0) {
         r = h->fd;
         free(h);
@@ -273,6 +275,7 @@ static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
     h->algo = (uint8_t)algo;
     memcpy(h->key, key, CACHE_KEY_LEN);
     h->len = (uint64_t)len;
+    h->base = (uint64_t)base;
     h->created = created;
     *ret = h;
     return 1;
@@ -285,7 +288,7 @@ int cache_dc_pending_open(struct cache_disk *c, unsigned algo, const uint8_t *ke
 {
     struct cache_disk_handle *h = NULL;
     char tmp[sizeof(((struct dc_pending *)0)->tmp)], path[DC_PATH_MAX];
-    int64_t created = 0;
+    int64_t created = 0, pack = 0;
 
     pthread_mutex_lock(&c->p_lock);
     for (struct dc_pending *p = c->pending[cache_dc_pending_bucket(key)]; p; p = p->next) {
@@ -296,7 +299,9 @@ int cache_dc_pending_open(struct cache_disk *c, unsigned algo, const uint8_t *ke
                 for (uint32_t i = 0; i < n; i++)
                     h->crcs[i] = cache_dc_get_le32(p->crcs + 4 * i);
                 h->len = p->len;
+                h->base = p->off;
                 created = p->created;
+                pack = p->pack;
                 memcpy(tmp, p->tmp, sizeof(tmp));
             }
             break;
@@ -305,8 +310,12 @@ int cache_dc_pending_open(struct cache_disk *c, unsigned algo, const uint8_t *ke
     pthread_mutex_unlock(&c->p_lock);
     if (!h)
         return 0;
-    /* at its temporary name until published, then at its data path */
-    if ((h->fd = open_entry_file(c, tmp)) < 0) {
+    /* in its pack, or at its temporary name until published, then at its
+     * data path */
+    if (pack) {
+        cache_dc_pack_path(pack, path);
+        h->fd = open_entry_file(c, path);
+    } else if ((h->fd = open_entry_file(c, tmp)) < 0) {
         cache_dc_data_path(algo, key, created, path);
         h->fd = open_entry_file(c, path);
     }
@@ -403,7 +412,7 @@ size_t cache_disk_handle_len(const struct cache_disk_handle *h)
 void cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h)
 {
     (void)c;
-    (void)posix_fadvise(h->fd, 0, (off_t)h->len, POSIX_FADV_WILLNEED);
+    (void)posix_fadvise(h->fd, (off_t)h->base, (off_t)h->len, POSIX_FADV_WILLNEED);
 }
 
 void cache_disk_release(struct cache_disk *c, struct cache_disk_handle *h)
@@ -473,7 +482,7 @@ static int read_blocks(const struct cache_disk_handle *h, uint64_t from, uint64_
 {
     uint64_t start = from * CACHE_DISK_BLOCK;
     uint64_t end = to * CACHE_DISK_BLOCK < h->len ? to * CACHE_DISK_BLOCK : h->len;
-    ssize_t got = pread_full(h->fd, dst, (size_t)(end - start), start);
+    ssize_t got = pread_full(h->fd, dst, (size_t)(end - start), h->base + start);
     if (got < 0)
         return (int)got;
     if ((uint64_t)got != end - start)

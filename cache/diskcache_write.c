@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -46,6 +47,16 @@
 #define WRITE_DEPTH 4
 /* Rows deleted per eviction transaction (bounds how long the lock is held). */
 #define EVICT_STEP 64
+/* Small chunks (options pack_below) are gathered, each on a page of its
+ * own, into a stage of this many bytes, which is appended to the writer's
+ * pack with one O_DIRECT write; a pack past PACK_MAX bytes is retired (its
+ * lock kept until its rows are committed) and a new one started. */
+#define STAGE_BYTES ((size_t)4 << 20)
+#define PACK_MAX ((uint64_t)512 << 20)
+#define RETIRED_MAX 8
+
+/* Alignment of O_DIRECT writes, and of packed chunks in their pack. */
+#define DIRECT_ALIGN 4096
 
 /* ---- inserts -------------------------------------------------------------- */
 
@@ -193,6 +204,8 @@ struct wr_file {
     uint8_t key[CACHE_KEY_LEN];
     uint64_t len, alloc;
     int64_t created; /* the row's created value, part of its data path */
+    int64_t pack;    /* 0: a file of its own; else appended to this pack ... */
+    uint64_t off;    /* ... at this offset */
     int fd;
     bool live;     /* still to be published */
     bool renamed;  /* now at its data/ path, row not yet committed */
@@ -215,6 +228,8 @@ static void pending_add(struct cache_disk *c, const struct wr_file *f)
     memcpy(p->key, f->key, CACHE_KEY_LEN);
     p->len = f->len;
     p->created = f->created;
+    p->pack = f->pack;
+    p->off = f->off;
     memcpy(p->tmp, f->tmp, sizeof(p->tmp));
     memcpy(p->crcs, f->crcs, ncrc);
     pthread_mutex_lock(&c->p_lock);
@@ -289,6 +304,26 @@ struct wr_state {
         size_t file;        /* index in files[] */
     } inflight[WRITE_DEPTH];
     unsigned ninflight;
+    /* The pack small chunks are appended to (fd -1: none yet), locked while
+     * open; the chunks staged for its next write, whose items are finished
+     * once it is written; packs full since the batch started, whose locks
+     * go with the batch's commit. */
+    struct wr_pack {
+        int fd;
+        int64_t id;
+        uint64_t end; /* bytes written */
+        uint8_t *stage;
+        size_t staged;
+        struct wr_staged {
+            struct dc_item *it;
+            size_t file; /* index in files[] */
+        } items[STAGE_BYTES / DIRECT_ALIGN];
+        size_t nitems;
+        bool no_direct;
+        bool off; /* packs cannot be made here: a file per chunk */
+    } pack;
+    int retired[RETIRED_MAX];
+    size_t nretired;
 };
 
 static int insert_failed(struct cache_disk *c, struct wr_state *w, int err)
@@ -309,7 +344,10 @@ static void file_discard(struct cache_disk *c, struct wr_file *f)
     if (f->fd >= 0)
         close(f->fd);
     f->fd = -1;
-    if (f->renamed) {
+    if (f->pack) {
+        if (f->live)
+            cache_dc_pack_punch(c, f->pack, f->off, f->len);
+    } else if (f->renamed) {
         char path[DC_PATH_MAX];
         cache_dc_data_path(f->algo, f->key, f->created, path);
         unlinkat(c->dirfd, path, 0);
@@ -353,7 +391,6 @@ static int write_all(int fd, const uint8_t *p, size_t len)
  * @w's bounce buffer. Page-aligned pieces, so that the buffered tail never
  * shares a page with bytes written directly.
  */
-#define DIRECT_ALIGN 4096
 
 static int write_direct(struct wr_state *w, int fd, const uint8_t *p, size_t len)
 {
@@ -554,6 +591,175 @@ static void write_reap(struct cache_disk *c, struct wr_state *w, unsigned min)
     }
 }
 
+/* ---- packs -------------------------------------------------------------- */
+
+/* Bytes a chunk takes on disk (budget), and in a pack. */
+static uint64_t alloc_estimate(size_t len)
+{
+    return ((uint64_t)len + 4095) & ~(uint64_t)4095;
+}
+
+static int fsync_dir(struct cache_disk *c, const char *dir);
+
+/*
+ * Starts a new pack: made under tmp/, locked, then linked into packs/ under
+ * a name no other pack has (so that gc never sees it unlocked), and packs/
+ * synced so that the name survives a crash before any row names it.
+ */
+static int pack_create(struct cache_disk *c, struct wr_state *w)
+{
+    struct wr_pack *pk = &w->pack;
+    char tmp[64], path[DC_PATH_MAX];
+    int64_t id = cache_dc_now_us();
+    int fd, r = 0, fl;
+
+    if (!pk->stage) {
+        void *b = NULL;
+        if (posix_memalign(&b, DIRECT_ALIGN, STAGE_BYTES) != 0)
+            return -ENOMEM;
+        pk->stage = b;
+    }
+    snprintf(tmp, sizeof(tmp), "tmp/%d.%ld.%" PRIu64, (int)getpid(), (long)syscall(SYS_gettid),
+             atomic_fetch_add(&c->tmp_counter, 1));
+    fd = openat(c->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX) < 0) {
+        r = -errno;
+        goto fail;
+    }
+    for (;;) {
+        cache_dc_pack_path(id, path);
+        if (linkat(c->dirfd, tmp, c->dirfd, path, 0) == 0)
+            break;
+        if (errno != EEXIST) {
+            r = -errno;
+            goto fail;
+        }
+        id++;
+    }
+    unlinkat(c->dirfd, tmp, 0);
+    if ((r = fsync_dir(c, "packs")) < 0) {
+        unlinkat(c->dirfd, path, 0);
+        close(fd);
+        return r;
+    }
+    fl = fcntl(fd, F_GETFL);
+    pk->no_direct = fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT) < 0;
+    pk->fd = fd;
+    pk->id = id;
+    pk->end = 0;
+    return 0;
+
+fail:
+    unlinkat(c->dirfd, tmp, 0);
+    close(fd);
+    return r;
+}
+
+static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
+{
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (n == 0)
+            return -EIO;
+        p += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Appends the stage to the pack, then publishes its chunks to lookups (rows
+ * come with the batch's commit) and gives their callers' bytes back. */
+static void pack_flush(struct cache_disk *c, struct wr_state *w)
+{
+    struct wr_pack *pk = &w->pack;
+    int r;
+
+    if (!pk->nitems)
+        return;
+    r = pwrite_all(pk->fd, pk->stage, pk->staged, pk->end);
+    if (r < 0 && r != -ENOSPC && r != -EDQUOT && r != -EIO && !pk->no_direct) {
+        /* EINVAL (an alignment the device refuses): the page cache from now on */
+        int fl = fcntl(pk->fd, F_GETFL);
+        pk->no_direct = true;
+        if (fl >= 0 && fcntl(pk->fd, F_SETFL, fl & ~O_DIRECT) == 0)
+            r = pwrite_all(pk->fd, pk->stage, pk->staged, pk->end);
+    }
+    /* failed or not, these bytes are never written again */
+    pk->end += pk->staged;
+    for (size_t i = 0; i < pk->nitems; i++) {
+        struct wr_file *f = &w->files[pk->items[i].file];
+        if (r < 0) {
+            f->live = false;
+            insert_failed(c, w, r);
+        } else {
+            f->live = true;
+            pending_add(c, f);
+            if (!pk->no_direct)
+                atomic_fetch_add(&c->direct_inserts, 1);
+        }
+        item_finish(c, pk->items[i].it, r < 0 ? r : 1);
+    }
+    pk->staged = 0;
+    pk->nitems = 0;
+}
+
+/* The pack is full: its lock goes with the batch holding its last chunks. */
+static void pack_retire(struct wr_state *w)
+{
+    w->retired[w->nretired++] = w->pack.fd;
+    w->pack.fd = -1;
+}
+
+static void close_all(int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+/* Whether @it goes to a pack rather than a file of its own. */
+static bool packed(const struct cache_disk *c, const struct wr_state *w, const struct dc_item *it)
+{
+    return !w->pack.off && it->len < c->pack_below && it->len <= STAGE_BYTES;
+}
+
+/*
+ * Stages @it (file entry @f, filled but for its place) for the writer's
+ * pack: 0, its item then finished by pack_flush(); -errno, nothing staged.
+ */
+static int pack_append(struct cache_disk *c, struct wr_state *w, struct wr_file *f,
+                       struct dc_item *it)
+{
+    struct wr_pack *pk = &w->pack;
+    size_t need = (size_t)alloc_estimate(it->len);
+    int r;
+
+    if (pk->fd >= 0 && pk->end + pk->staged + need > PACK_MAX && w->nretired < RETIRED_MAX) {
+        pack_flush(c, w);
+        pack_retire(w);
+    }
+    if (pk->fd < 0 && (r = pack_create(c, w)) < 0)
+        return r;
+    if (pk->staged + need > STAGE_BYTES)
+        pack_flush(c, w);
+    memcpy(pk->stage + pk->staged, it->bytes, it->len);
+    memset(pk->stage + pk->staged + it->len, 0, need - it->len);
+    f->pack = pk->id;
+    f->off = pk->end + pk->staged;
+    pk->staged += need;
+    pk->items[pk->nitems].it = it;
+    pk->items[pk->nitems].file = (size_t)(f - w->files);
+    pk->nitems++;
+    return 0;
+}
+
 static void bind_key(sqlite3_stmt *st, unsigned algo, const uint8_t *key)
 {
     sqlite3_bind_int(st, 1, (int)algo);
@@ -570,12 +776,6 @@ int cache_dc_row_created(struct cache_disk *c, unsigned algo, const uint8_t *key
         *ret_created = sqlite3_column_int64(c->st_get, 2);
     sqlite3_reset(c->st_get);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : cache_dc_sql_errno(rc);
-}
-
-/* Writes one queued chunk to a temp file and hands its bytes back. */
-static uint64_t alloc_estimate(size_t len)
-{
-    return ((uint64_t)len + 4095) & ~(uint64_t)4095;
 }
 
 /*
@@ -653,6 +853,22 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
         size_t off = (size_t)b * CACHE_DISK_BLOCK;
         size_t n = it->len - off < CACHE_DISK_BLOCK ? it->len - off : CACHE_DISK_BLOCK;
         cache_dc_put_le32(f->crcs + 4 * b, crc32_gzip_refl(0, it->bytes + off, n));
+    }
+    if (packed(c, w, it)) {
+        if ((r = pack_append(c, w, f, it)) == 0) {
+            /* finished by pack_flush() */
+            w->n++;
+            w->batch_bytes += f->len;
+            w->batch_alloc += alloc_estimate(f->len);
+            return;
+        }
+        if (r == -ENOSPC || r == -EDQUOT || r == -ENOMEM) {
+            free(f->crcs);
+            insert_failed(c, w, r);
+            goto out;
+        }
+        /* no hard links or locks here: a file per chunk from now on */
+        w->pack.off = true;
     }
     f->fd = openat(c->dirfd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (f->fd < 0) {
@@ -786,12 +1002,24 @@ static int store_add(struct cache_disk *c, int64_t id, uint64_t hits, uint64_t m
  * every incarnation has its own path (digest + created).
  */
 
+/* Queues the bytes of a deleted row for unlink_doomed(). Out of memory: an
+ * orphan for gc (a file), or pages that come back with their pack. */
+static void doom(struct dc_vec *doomed, unsigned algo, const uint8_t *key, int64_t created,
+                 int64_t pack, int64_t off, int64_t len)
+{
+    if (!cache_dc_vec_push(doomed, algo, key, created))
+        return;
+    doomed->v[doomed->n - 1].pack = pack > 0 ? pack : 0;
+    doomed->v[doomed->n - 1].off = off > 0 ? (uint64_t)off : 0;
+    doomed->v[doomed->n - 1].len = len > 0 ? (uint64_t)len : 0;
+}
+
 /* Inside a write transaction: deletes the row of @key if its created value
  * is @created (any when 0), and queues its file on @doomed. 1 if deleted. */
 static int delete_entry(struct cache_disk *c, unsigned algo, const uint8_t *key, int64_t created,
                         struct deltas *d, struct dc_vec *doomed)
 {
-    int64_t alloc, len, row_created;
+    int64_t alloc, len, row_created, pack, off;
     int rc, r;
 
     bind_key(c->st_get, algo, key);
@@ -803,29 +1031,45 @@ static int delete_entry(struct cache_disk *c, unsigned algo, const uint8_t *key,
     alloc = sqlite3_column_int64(c->st_get, 0);
     len = sqlite3_column_int64(c->st_get, 1);
     row_created = sqlite3_column_int64(c->st_get, 2);
+    pack = sqlite3_column_int64(c->st_get, 3);
+    off = sqlite3_column_int64(c->st_get, 4);
     sqlite3_reset(c->st_get);
     if (created && row_created != created)
         return 0; /* dropped and inserted again meanwhile: the new one stays */
     bind_key(c->st_delete, algo, key);
     if ((r = cache_dc_exec(c->st_delete)) < 0)
         return r;
-    cache_dc_vec_push(doomed, algo, key, row_created); /* out of memory: an orphan for gc */
+    doom(doomed, algo, key, row_created, pack, off, len);
     d->entries--;
     d->alloc -= alloc;
     d->apparent -= len;
     return 1;
 }
 
-/* After the commit that deleted their rows: unlinks the files. */
+/* After the commit that deleted their rows (db_lock held): unlinks the
+ * files, punches the pages of packed chunks, and removes packs left empty. */
 static void unlink_doomed(struct cache_disk *c, struct dc_vec *doomed)
 {
+    int64_t last_pack = 0;
     for (size_t i = 0; i < doomed->n; i++) {
+        const struct dc_keytime *d = &doomed->v[i];
         char path[DC_PATH_MAX];
-        if (!cache_dc_algo_valid(doomed->v[i].algo))
+        if (!cache_dc_algo_valid(d->algo))
             continue;
-        cache_dc_data_path(doomed->v[i].algo, doomed->v[i].key, doomed->v[i].t, path);
-        unlinkat(c->dirfd, path, 0); /* ENOENT: already gone, which is what we want */
-        cache_dc_forget_handle(c, doomed->v[i].algo, doomed->v[i].key);
+        if (d->pack) {
+            cache_dc_pack_punch(c, d->pack, d->off, d->len);
+        } else {
+            cache_dc_data_path(d->algo, d->key, d->t, path);
+            unlinkat(c->dirfd, path, 0); /* ENOENT: already gone, which is what we want */
+        }
+        cache_dc_forget_handle(c, d->algo, d->key);
+    }
+    /* victims come in last-use order, so mostly a few packs in runs */
+    for (size_t i = 0; i < doomed->n; i++) {
+        if (doomed->v[i].pack && doomed->v[i].pack != last_pack) {
+            last_pack = doomed->v[i].pack;
+            cache_dc_pack_reap(c, last_pack);
+        }
     }
     doomed->n = 0;
 }
@@ -888,15 +1132,49 @@ int cache_dc_drop_row(struct cache_disk *c, unsigned algo, const uint8_t *key, i
     return r;
 }
 
+/* fdatasync() of a pack, once per batch: the result of its first call. */
+static int fsync_pack(struct cache_disk *c, int64_t pack, int64_t *done, int *res, size_t *ndone)
+{
+    char path[DC_PATH_MAX];
+    int fd, r = 0;
+    for (size_t i = 0; i < *ndone; i++)
+        if (done[i] == pack)
+            return res[i];
+    cache_dc_pack_path(pack, path);
+    fd = openat(c->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fdatasync(fd) < 0)
+        r = -errno;
+    if (fd >= 0)
+        close(fd);
+    if (*ndone < RETIRED_MAX + 1) {
+        done[*ndone] = pack;
+        res[(*ndone)++] = r;
+    }
+    return r;
+}
+
 /* Step 1 of a commit: the bytes must be durable before anything names them. */
 static size_t fsync_batch(struct cache_disk *c, struct wr_state *w)
 {
-    size_t nlive = 0;
+    int64_t packs[RETIRED_MAX + 1];
+    int res[RETIRED_MAX + 1];
+    size_t nlive = 0, npacks = 0;
     for (size_t i = 0; i < w->n; i++) {
         struct wr_file *f = &w->files[i];
         struct stat st;
         if (!f->live)
             continue;
+        if (f->pack) {
+            int r = fsync_pack(c, f->pack, packs, res, &npacks);
+            if (r < 0) {
+                file_discard(c, f);
+                insert_failed(c, w, r);
+                continue;
+            }
+            f->alloc = alloc_estimate(f->len);
+            nlive++;
+            continue;
+        }
         f->fd = openat(c->dirfd, f->tmp, O_RDONLY | O_CLOEXEC);
         if (f->fd < 0 || fsync(f->fd) < 0 || fstat(f->fd, &st) < 0) {
             int err = -errno;
@@ -935,6 +1213,10 @@ static int publish_batch(struct cache_disk *c, struct wr_state *w)
             if (r < 0)
                 goto out;
             file_discard(c, f);
+            continue;
+        }
+        if (f->pack) {
+            f->renamed = true; /* in place already, its pack synced */
             continue;
         }
         cache_dc_data_path(f->algo, f->key, f->created, path);
@@ -984,6 +1266,8 @@ static int insert_rows(struct cache_disk *c, struct wr_state *w, struct deltas *
         sqlite3_bind_int64(c->st_insert, 6, now);
         sqlite3_bind_int64(c->st_insert, 7, f->created);
         sqlite3_bind_int64(c->st_insert, 8, c->store_id);
+        sqlite3_bind_int64(c->st_insert, 9, f->pack);
+        sqlite3_bind_int64(c->st_insert, 10, (int64_t)f->off);
         if ((r = cache_dc_exec(c->st_insert)) < 0)
             return r;
         if (sqlite3_changes(c->wdb) == 1) {
@@ -1093,7 +1377,7 @@ int cache_dc_evict(struct cache_disk *c, uint64_t target, int64_t cutoff_ms, uin
         struct {
             uint8_t algo;
             uint8_t key[CACHE_KEY_LEN];
-            int64_t alloc, len, store, created;
+            int64_t alloc, len, store, created, pack, off;
         } v[EVICT_STEP];
         struct deltas d = {0};
         uint64_t entries, alloc, apparent, va;
@@ -1120,6 +1404,8 @@ int cache_dc_evict(struct cache_disk *c, uint64_t target, int64_t cutoff_ms, uin
             v[n].len = sqlite3_column_int64(c->st_victims, 3);
             v[n].store = sqlite3_column_int64(c->st_victims, 4);
             v[n].created = sqlite3_column_int64(c->st_victims, 5);
+            v[n].pack = sqlite3_column_int64(c->st_victims, 6);
+            v[n].off = sqlite3_column_int64(c->st_victims, 7);
             n++;
         }
         sqlite3_reset(c->st_victims);
@@ -1130,7 +1416,7 @@ int cache_dc_evict(struct cache_disk *c, uint64_t target, int64_t cutoff_ms, uin
             if ((r = cache_dc_exec(c->st_delete)) < 0 ||
                 (r = store_add(c, v[i].store, 0, 0, 0, 1)) < 0)
                 goto fail;
-            cache_dc_vec_push(&doomed, v[i].algo, v[i].key, v[i].created);
+            doom(&doomed, v[i].algo, v[i].key, v[i].created, v[i].pack, v[i].off, v[i].len);
             d.entries--;
             d.alloc -= v[i].alloc;
             d.apparent -= v[i].len;
@@ -1200,6 +1486,8 @@ struct pending_batch {
     struct pending_batch *next;
     uint64_t bytes; /* allocation estimate (budget) */
     bool enospc;
+    int retired[RETIRED_MAX]; /* packs to unlock once committed */
+    size_t nretired;
     size_t n;
     struct wr_file files[];
 };
@@ -1248,8 +1536,9 @@ static void *committer_main(void *arg)
         k->cw->n = pb->n;
         k->cw->enospc |= pb->enospc;
         bytes = pb->bytes;
-        free(pb);
         commit_batch(k->c, k->cw);
+        close_all(pb->retired, pb->nretired);
+        free(pb);
         writer_evict(k->c, k->cw);
 
         pthread_mutex_lock(&k->lock);
@@ -1313,6 +1602,8 @@ static void hand_over(struct cache_disk *c, struct wr_state *w, bool wait)
 
     if (!k) {
         commit_batch(c, w);
+        close_all(w->retired, w->nretired);
+        w->nretired = 0;
         writer_evict(c, w);
         return;
     }
@@ -1327,10 +1618,15 @@ static void hand_over(struct cache_disk *c, struct wr_state *w, bool wait)
             pthread_cond_wait(&k->cond, &k->lock);
         pthread_mutex_unlock(&k->lock);
         commit_batch(c, w); /* the committer is idle and stays so: nothing queued */
+        close_all(w->retired, w->nretired);
+        w->nretired = 0;
         writer_evict(c, w);
         return;
     }
     memcpy(pb->files, w->files, w->n * sizeof(w->files[0]));
+    memcpy(pb->retired, w->retired, w->nretired * sizeof(w->retired[0]));
+    pb->nretired = w->nretired;
+    w->nretired = 0;
     pb->n = w->n;
     pb->enospc = w->enospc;
     pb->bytes = bytes;
@@ -1387,11 +1683,14 @@ void *cache_dc_writer_main(void *arg)
         bool drained, stop;
 
         while (!c->q_head && !c->stop && c->sync_done == c->sync_req && !drops_due(c, w)) {
-            if (w->ninflight) {
-                /* nothing queued: the next write to finish (its room in the
-                 * queue lets a waiting insert in) */
+            if (w->ninflight || w->pack.nitems) {
+                /* nothing queued: the staged chunks, or the next write to
+                 * finish (its room in the queue lets a waiting insert in) */
                 pthread_mutex_unlock(&c->q_lock);
-                write_reap(c, w, 1);
+                if (w->pack.nitems)
+                    pack_flush(c, w);
+                else
+                    write_reap(c, w, 1);
                 pthread_mutex_lock(&c->q_lock);
                 continue;
             }
@@ -1432,6 +1731,7 @@ void *cache_dc_writer_main(void *arg)
 
         /* a batch is committed with its files written */
         write_reap(c, w, w->ninflight);
+        pack_flush(c, w);
         /* a sync or the close waits for the commit; otherwise writing goes on */
         hand_over(c, w, (drained && req > c->sync_done) || stop);
         next_flush = cache_dc_mono_ms() + c->flush_ms;
@@ -1448,6 +1748,11 @@ void *cache_dc_writer_main(void *arg)
     committer_stop(w->k); /* idle: the last hand-over waited */
     w->k = NULL;
     aio_close(w);
+    if (w->pack.fd >= 0)
+        close(w->pack.fd); /* every row naming it is committed */
+    w->pack.fd = -1;
+    free(w->pack.stage);
+    w->pack.stage = NULL;
     free(w->bounce);
     w->bounce = NULL;
     w->bounce_len = 0;
@@ -1460,5 +1765,8 @@ void *cache_dc_writer_main(void *arg)
 
 struct wr_state *cache_dc_wstate_new(void)
 {
-    return calloc(1, sizeof(struct wr_state));
+    struct wr_state *w = calloc(1, sizeof(struct wr_state));
+    if (w)
+        w->pack.fd = -1;
+    return w;
 }

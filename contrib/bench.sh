@@ -240,7 +240,7 @@ settle() {
 cache_entries() {
   "$LZ" cache stats --json --cache-dir "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["entries"])'
 }
-cache_files() { find "$1/data" -type f -print0 >"$W/cachefiles"; }
+cache_files() { find "$1/data" "$1/packs" -type f -print0 >"$W/cachefiles"; }
 
 LZ_EXTRA=() # more mount options (the encrypted datastore's key)
 # lz NAME STORE IMAGE MODE CACHE_DIR WARMLIST N: one timed cat of the image

@@ -538,6 +538,17 @@ stat "$M/disk.img" >/dev/null
 stop_nginx
 check_image "hydrated, nginx stopped" "$M/disk.img" disk.img "$R/disk.img.caibx"
 lazyimg_umount "$M"
+# casync's chunks (all under 1 MiB) are packed: rows name packs, no chunk has
+# a file of its own, and verify re-hashes them all
+read -r rows packed < <(python3 -c 'import sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+print(*db.execute("SELECT COUNT(*), TOTAL(pack != 0) FROM chunks").fetchone())' "$C/index.sqlite")
+((rows > 0)) || fail "hydrate cached no chunk"
+expect_eq "every cached casync chunk is in a pack ($rows)" "$rows" "${packed%.0}"
+expect_eq "no casync chunk has a file of its own" 0 "$(find "$C/data" -type f | wc -l)"
+out=$("$LAZYIMG" cache verify --cache-dir "$C" 2>&1) || fail "cache verify of packed chunks failed" "$out"
+grep -q "checked $rows entries, 0 bad" <<<"$out" || fail "cache verify: unexpected report" "$out"
+ok "cache verify re-hashes the $rows packed chunks: 0 bad"
 
 # --- S3 (s3rver): the repository in a bucket, and a chunk store in a bucket ----------
 start_s3rver

@@ -98,10 +98,14 @@ ls -la "$M/$SIGNED" >/dev/null && cmp -s disk.raw "$M/$SIGNED" ||
 ok "sign-only snapshot: its signature verifies and its image reads byte-exact"
 lazyimg_umount "$M"
 
-# decrypted chunks are cached under their keyed digests, apart from plain ones
-n=$(find "$C/data/sha256_keyed" -type f 2>/dev/null | wc -l)
-((n > 0)) || fail "no chunk cached under data/sha256_keyed"
-ok "decrypted chunks are cached under data/sha256_keyed ($n files)"
+# decrypted chunks are cached under their keyed digests (algorithm 3 in the
+# index), apart from plain ones; these 64 KiB chunks are packed
+n=$(python3 -c 'import sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+print(db.execute("SELECT COUNT(*) FROM chunks WHERE algo = 3 AND pack != 0").fetchone()[0])' \
+    "$C/index.sqlite")
+((n > 0)) || fail "no chunk cached under a keyed digest in a pack"
+ok "decrypted chunks are cached under their keyed digests, in packs ($n entries)"
 out=$("$LAZYIMG" cache verify --cache-dir "$C" 2>&1) || fail "cache verify failed" "$out"
 grep -q ", 0 bad" <<<"$out" || fail "cache verify: unexpected report" "$out"
 ok "cache verify keeps the decrypted chunks (CRCs checked)"

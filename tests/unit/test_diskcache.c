@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -39,6 +41,7 @@
 /* ---- injected failures ---------------------------------------------------- */
 
 static atomic_int fail_write_errno, fail_fsync_errno, fail_fsync_skip, fail_renameat_errno;
+static atomic_int fail_pwrite_errno, fail_fdatasync_errno;
 static atomic_int fail_commit;
 static atomic_int write_calls, fsync_calls;
 /* while set, writes wait (the writer thread stalls: the queue fills up) */
@@ -55,6 +58,10 @@ int __wrap_fsync(int fd);
 int __real_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 int __wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 int __real_sqlite3_step(sqlite3_stmt *st);
+ssize_t __real_pwrite64(int fd, const void *buf, size_t n, off_t off);
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t off);
+int __real_fdatasync(int fd);
+int __wrap_fdatasync(int fd);
 int __wrap_sqlite3_step(sqlite3_stmt *st);
 
 ssize_t __wrap_write(int fd, const void *buf, size_t n)
@@ -70,6 +77,28 @@ ssize_t __wrap_write(int fd, const void *buf, size_t n)
         return -1;
     }
     return __real_write(fd, buf, n);
+}
+
+/* pwrite (pwrite64 with 64-bit offsets) and fdatasync: the appends to packs
+ * and their syncs */
+ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t off)
+{
+    int e = atomic_load(&fail_pwrite_errno);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return __real_pwrite64(fd, buf, n, off);
+}
+
+int __wrap_fdatasync(int fd)
+{
+    int e = atomic_load(&fail_fdatasync_errno);
+    if (e) {
+        errno = e;
+        return -1;
+    }
+    return __real_fdatasync(fd);
 }
 
 int __wrap_fsync(int fd)
@@ -127,6 +156,8 @@ static void clear_failures(void)
     atomic_store(&fail_fsync_errno, 0);
     atomic_store(&fail_fsync_skip, 0);
     atomic_store(&fail_renameat_errno, 0);
+    atomic_store(&fail_pwrite_errno, 0);
+    atomic_store(&fail_fdatasync_errno, 0);
     atomic_store(&fail_commit, 0);
     set_gate(false);
     set_fsync_gate(false);
@@ -180,6 +211,10 @@ static struct cache_disk *open_cache(const char *dir, struct cache_disk_options 
         o->flush_ms = 20;
     if (!o->store)
         o->store = "test";
+    /* a file per chunk unless a test asks for packs (they have their own
+     * tests below): these tests look at, damage and remove those files */
+    if (!o->pack_below)
+        o->pack_below = CACHE_DISK_PACK_OFF;
     if (cache_disk_open(o, &c, err, sizeof(err)) < 0)
         fail_msg("cache_disk_open: %s", err);
     return c;
@@ -1414,6 +1449,321 @@ static void age_file(const char *path, int seconds)
     assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
 }
 
+/* ---- packs ------------------------------------------------------------------ */
+
+#define PACK_BELOW (256 * KIB)
+
+static struct cache_disk *open_packed(const char *dir, struct cache_disk_options *o)
+{
+    struct cache_disk_options d = {0};
+    if (!o)
+        o = &d;
+    o->pack_below = PACK_BELOW;
+    return open_cache(dir, o);
+}
+
+/* The pack and offset of @ch in the index; 1 if it has a row. */
+static int row_place(const char *dir, const struct chunk *ch, int64_t *pack, int64_t *off)
+{
+    char path[512];
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int r = 0;
+    snprintf(path, sizeof(path), "%s/index.sqlite", dir);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT pack, off FROM chunks WHERE algo = ?1 AND "
+                                        "digest = ?2",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_int(st, 1, (int)ch->algo);
+    sqlite3_bind_blob(st, 2, ch->key, CACHE_KEY_LEN, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *pack = sqlite3_column_int64(st, 0);
+        *off = sqlite3_column_int64(st, 1);
+        r = 1;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return r;
+}
+
+static void pack_file(const char *dir, int64_t pack, char *out, size_t out_len)
+{
+    int n = snprintf(out, out_len, "%s/packs/%" PRId64, dir, pack);
+    assert_true(n > 0 && (size_t)n < out_len);
+}
+
+static long long allocated_kib(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (long long)st.st_blocks / 2;
+}
+
+/* Small chunks share one pack file, each on its own pages; large ones keep
+ * a file each; everything reads back, from this process and the next. */
+static void test_pack_layout(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_packed(f->dir, NULL);
+    static const size_t lens[] = {1, 4096, 4097, 64 * KIB, 100000, PACK_BELOW - 1};
+    enum { N = sizeof(lens) / sizeof(lens[0]) };
+    struct chunk ch[N], big = make_chunk(PACK_BELOW, 2999);
+    int64_t pack0 = 0;
+
+    for (int i = 0; i < N; i++) {
+        ch[i] = make_chunk(lens[i], 2900 + (uint64_t)i);
+        insert(c, &ch[i]);
+    }
+    insert(c, &big);
+    cache_disk_sync(c);
+    assert_int_equal(count_files(f->dir, "packs"), 1);
+    assert_int_equal(count_files(f->dir, "data"), 1); /* the large one */
+    assert_int_equal(count_files(f->dir, "tmp"), 0);
+    for (int i = 0; i < N; i++) {
+        int64_t pack = 0, off = -1;
+        assert_int_equal(check_chunk(c, &ch[i]), 1);
+        assert_int_equal(row_place(f->dir, &ch[i], &pack, &off), 1);
+        assert_true(pack > 0);
+        assert_int_equal(off % 4096, 0);
+        if (i == 0)
+            pack0 = pack;
+        assert_true(pack == pack0);
+    }
+    assert_int_equal(check_chunk(c, &big), 1);
+    /* each packed chunk's pages count against the budget */
+    assert_true(stats(c).bytes_allocated >= 4096 * N + big.len);
+    cache_disk_close(c);
+
+    c = open_packed(f->dir, NULL);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(check_chunk(c, &ch[i]), 1);
+    /* a new process appends to a pack of its own */
+    {
+        struct chunk more = make_chunk(5000, 2998);
+        insert(c, &more);
+        cache_disk_sync(c);
+        assert_int_equal(check_chunk(c, &more), 1);
+        assert_int_equal(count_files(f->dir, "packs"), 2);
+        free(more.bytes);
+    }
+    cache_disk_close(c);
+    for (int i = 0; i < N; i++)
+        free(ch[i].bytes);
+    free(big.bytes);
+}
+
+/* A damaged packed chunk is an error and dropped; its neighbours are not. */
+static void test_pack_corrupt(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_packed(f->dir, NULL);
+    struct chunk a = make_chunk(20000, 3000), b = make_chunk(70000, 3001);
+    struct chunk d = make_chunk(3000, 3002);
+    struct cache_disk_handle *h = NULL;
+    char path[512];
+    int64_t pack = 0, off = 0;
+    uint8_t *buf = fx_malloc(b.len);
+    struct bad_report rep = {0};
+    uint64_t checked = 0;
+
+    insert(c, &a);
+    insert(c, &b);
+    insert(c, &d);
+    cache_disk_sync(c);
+    assert_int_equal(row_place(f->dir, &b, &pack, &off), 1);
+    pack_file(f->dir, pack, path, sizeof(path));
+    flip_byte(path, off + 65536 + 10); /* b's second block */
+    assert_int_equal(cache_disk_lookup(c, b.algo, b.key, &h), 1);
+    assert_int_equal(cache_disk_read(c, h, 0, 100, buf), 0); /* the first block is fine */
+    assert_int_equal(cache_disk_read(c, h, 0, b.len, buf), -EBADMSG);
+    cache_disk_release(c, h);
+    cache_disk_sync(c);
+    assert_int_equal(check_chunk(c, &b), 0);
+    assert_int_equal(check_chunk(c, &a), 1);
+    assert_int_equal(check_chunk(c, &d), 1);
+    assert_int_equal(stats(c).bad_entries, 1);
+    /* fetched again, it is appended anew */
+    insert(c, &b);
+    cache_disk_sync(c);
+    assert_int_equal(check_chunk(c, &b), 1);
+
+    /* verify re-hashes packed chunks too, and finds a damaged one */
+    assert_int_equal(row_place(f->dir, &d, &pack, &off), 1);
+    pack_file(f->dir, pack, path, sizeof(path));
+    flip_byte(path, off + 2999);
+    assert_int_equal(cache_disk_verify(c, &checked, on_bad, &rep), 1);
+    assert_int_equal(checked, 3);
+    assert_int_equal(rep.n, 1);
+    assert_non_null(strstr(rep.why[0], "CRC"));
+    assert_int_equal(check_chunk(c, &d), 0);
+    assert_int_equal(check_chunk(c, &a), 1);
+    free(buf);
+    free(a.bytes);
+    free(b.bytes);
+    free(d.bytes);
+    cache_disk_close(c);
+}
+
+/* Eviction punches a packed chunk's pages; an empty pack is removed, but
+ * not while its writer holds it. */
+static void test_pack_evict(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_packed(f->dir, NULL);
+    struct chunk ch[8];
+    char path[512];
+    int64_t pack = 0, off = 0;
+    uint64_t evicted = 0;
+    long long before;
+
+    for (int i = 0; i < 8; i++) {
+        ch[i] = make_chunk(128 * KIB, 3100 + (uint64_t)i);
+        insert(c, &ch[i]);
+        cache_disk_sync(c);
+        sleep_ms(3);
+    }
+    assert_int_equal(row_place(f->dir, &ch[0], &pack, &off), 1);
+    pack_file(f->dir, pack, path, sizeof(path));
+    before = allocated_kib(path);
+    if (before < 8 * 128)
+        skip(); /* a filesystem that does not allocate as written */
+    /* the least recently used half goes; their pages with them */
+    assert_int_equal(cache_disk_gc(c, stats(c).bytes_allocated / 2, &evicted), 0);
+    assert_int_equal(evicted, 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(check_chunk(c, &ch[i]), 0);
+    for (int i = 4; i < 8; i++)
+        assert_int_equal(check_chunk(c, &ch[i]), 1);
+    assert_true(allocated_kib(path) <= before - 4 * 128);
+    /* everything gone: the pack stays while this writer may append to it */
+    assert_int_equal(cache_disk_clear(c), 0);
+    assert_int_equal(count_rows(f->dir), 0);
+    assert_int_equal(count_files(f->dir, "packs"), 1);
+    assert_true(allocated_kib(path) < 128);
+    cache_disk_close(c);
+    /* ... and goes once nobody does */
+    c = open_packed(f->dir, NULL);
+    assert_int_equal(cache_disk_gc(c, 0, NULL), 0);
+    assert_int_equal(count_files(f->dir, "packs"), 0);
+    cache_disk_close(c);
+    for (int i = 0; i < 8; i++)
+        free(ch[i].bytes);
+}
+
+/* Two caches on one directory: neither removes the other's pack while it
+ * writes to it; a pack left by a crash (no row names it) is removed by gc,
+ * one still locked is not. */
+static void test_pack_sharing(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *a = open_packed(f->dir, NULL), *b = open_packed(f->dir, NULL);
+    struct chunk x = make_chunk(9000, 3200), y = make_chunk(9000, 3201);
+    char orphan[512], held[512];
+    int fd;
+
+    insert(a, &x);
+    cache_disk_sync(a);
+    assert_int_equal(check_chunk(b, &x), 1);
+    /* b clears everything, a's pack included, but a still holds it */
+    assert_int_equal(cache_disk_clear(b), 0);
+    assert_int_equal(count_files(f->dir, "packs"), 1);
+    insert(a, &y);
+    cache_disk_sync(a);
+    assert_int_equal(check_chunk(b, &y), 1);
+    assert_int_equal(check_chunk(a, &y), 1);
+
+    /* a crash's leftovers: a pack nobody names and nobody holds */
+    snprintf(orphan, sizeof(orphan), "%s/packs/12345", f->dir);
+    write_file(orphan, "leftover", 8);
+    /* and one a live writer holds (its rows to come) */
+    snprintf(held, sizeof(held), "%s/packs/12346", f->dir);
+    write_file(held, "written", 7);
+    fd = open(held, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    assert_int_equal(cache_disk_gc(b, UINT64_MAX, NULL), 0);
+    assert_int_equal(access(orphan, F_OK), -1);
+    assert_int_equal(access(held, F_OK), 0);
+    close(fd);
+    assert_int_equal(cache_disk_verify(b, NULL, NULL, NULL), 0);
+    assert_int_equal(access(held, F_OK), -1);
+    assert_int_equal(check_chunk(b, &y), 1); /* a's pack is in use */
+    cache_disk_close(a);
+    cache_disk_close(b);
+    free(x.bytes);
+    free(y.bytes);
+}
+
+/* A failed append or sync of a pack loses those inserts, never serves them;
+ * the cache goes on. */
+static void test_pack_write_fails(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_packed(f->dir, NULL);
+    struct chunk a = make_chunk(5000, 3300), b = make_chunk(5000, 3301);
+    struct chunk d = make_chunk(5000, 3302);
+
+    insert(c, &a);
+    cache_disk_sync(c);
+    atomic_store(&fail_pwrite_errno, ENOSPC);
+    clear_results();
+    insert(c, &b);
+    cache_disk_sync(c);
+    atomic_store(&fail_pwrite_errno, 0);
+    assert_int_equal(results_of(-ENOSPC), 1);
+    assert_int_equal(check_chunk(c, &b), 0);
+    assert_int_equal(stats(c).last_insert_error, -ENOSPC);
+    atomic_store(&fail_fdatasync_errno, EIO);
+    insert(c, &d);
+    cache_disk_sync(c);
+    atomic_store(&fail_fdatasync_errno, 0);
+    assert_int_equal(check_chunk(c, &d), 0);
+    assert_int_equal(count_rows(f->dir), 1);
+    assert_int_equal(check_chunk(c, &a), 1);
+    /* inserts paused after ENOSPC resume after a while; d is not refused */
+    sleep_ms(5100);
+    insert(c, &d);
+    cache_disk_sync(c);
+    assert_int_equal(check_chunk(c, &d), 1);
+    free(a.bytes);
+    free(b.bytes);
+    free(d.bytes);
+    cache_disk_close(c);
+}
+
+/* An index made before packs (schema 1) is upgraded in place. */
+static void test_pack_upgrade(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk old = make_chunk(7000, 3400), fresh = make_chunk(7000, 3401);
+    char path[512];
+    sqlite3 *db;
+
+    insert(c, &old);
+    cache_disk_sync(c);
+    cache_disk_close(c);
+    snprintf(path, sizeof(path), "%s/index.sqlite", f->dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP INDEX chunks_pack; ALTER TABLE chunks DROP COLUMN pack;"
+                                  "ALTER TABLE chunks DROP COLUMN off; PRAGMA user_version = 1;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    c = open_packed(f->dir, NULL);
+    assert_int_equal(check_chunk(c, &old), 1);
+    insert(c, &fresh);
+    cache_disk_sync(c);
+    assert_int_equal(check_chunk(c, &fresh), 1);
+    assert_int_equal(count_files(f->dir, "packs"), 1);
+    cache_disk_close(c);
+    free(old.bytes);
+    free(fresh.bytes);
+}
+
 static pid_t dead_pid(void)
 {
     pid_t pid = fork();
@@ -2075,6 +2425,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fsync_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rename_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_corrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_evict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_sharing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_write_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_upgrade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bench_warm_reads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
