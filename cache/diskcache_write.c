@@ -313,7 +313,8 @@ struct wr_state {
         int64_t id;
         uint64_t end; /* bytes written */
         uint8_t *stage;
-        size_t staged;
+        size_t staged;     /* bytes of the stage in use */
+        size_t staged_len; /* bytes of the items staged (queue accounting) */
         struct wr_staged {
             struct dc_item *it;
             size_t file; /* index in files[] */
@@ -696,6 +697,7 @@ static void pack_flush(struct cache_disk *c, struct wr_state *w)
     pk->end += pk->staged;
     for (size_t i = 0; i < pk->nitems; i++) {
         struct wr_file *f = &w->files[pk->items[i].file];
+        struct dc_item *it = pk->items[i].it;
         if (r < 0) {
             f->live = false;
             insert_failed(c, w, r);
@@ -705,8 +707,15 @@ static void pack_flush(struct cache_disk *c, struct wr_state *w)
             if (!pk->no_direct)
                 atomic_fetch_add(&c->direct_inserts, 1);
         }
-        item_finish(c, pk->items[i].it, r < 0 ? r : 1);
+        item_done(it, r < 0 ? r : 1);
+        free(it);
     }
+    /* their room in the queue at once (item_finish() for the lot) */
+    pthread_mutex_lock(&c->q_lock);
+    c->q_writing -= pk->staged_len;
+    pthread_cond_broadcast(&c->q_room);
+    pthread_mutex_unlock(&c->q_lock);
+    pk->staged_len = 0;
     pk->staged = 0;
     pk->nitems = 0;
 }
@@ -754,6 +763,7 @@ static int pack_append(struct cache_disk *c, struct wr_state *w, struct wr_file 
     f->pack = pk->id;
     f->off = pk->end + pk->staged;
     pk->staged += need;
+    pk->staged_len += it->len;
     pk->items[pk->nitems].it = it;
     pk->items[pk->nitems].file = (size_t)(f - w->files);
     pk->nitems++;
