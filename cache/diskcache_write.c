@@ -36,6 +36,8 @@
  * then commit (and fsync the directories) once per chunk.
  */
 #define BATCH_MAX 2048
+/* Slots of the table of a batch's keys (at most half of them used). */
+#define SEEN_SLOTS (4 * BATCH_MAX)
 /* Directories one batch can touch: data/<algo>/<xx> for each algorithm and
  * first key byte, and their parents. */
 #define BATCH_DIRS_MAX (3 * 256 + 8)
@@ -325,6 +327,12 @@ struct wr_state {
     } pack;
     int retired[RETIRED_MAX];
     size_t nretired;
+    /* the batch's keys (batch_has()) */
+    struct wr_seen {
+        uint32_t gen, file;
+    } seen[SEEN_SLOTS];
+    uint32_t seen_gen;
+    size_t seen_used;
 };
 
 static int insert_failed(struct cache_disk *c, struct wr_state *w, int err)
@@ -820,6 +828,44 @@ static bool budget_room(struct cache_disk *c, struct wr_state *w, size_t len)
     return fits;
 }
 
+/*
+ * Whether @it's chunk is in the batch already; if not, notes that it will
+ * be files[w->n] (a note left by an insert that failed points at a file of
+ * another key, or none: it is skipped). An open-addressing table of the
+ * batch's keys, emptied by starting a new generation with each batch.
+ */
+static bool batch_has(struct wr_state *w, const struct dc_item *it)
+{
+    uint64_t h;
+    if (w->n == 0) {
+        w->seen_used = 0;
+        if (++w->seen_gen == 0) {
+            memset(w->seen, 0, sizeof(w->seen)); /* wrapped: no stale generation left */
+            w->seen_gen = 1;
+        }
+    }
+    if (w->seen_used >= SEEN_SLOTS / 2) {
+        /* many inserts refused in this batch: the table is half full */
+        for (size_t i = 0; i < w->n; i++)
+            if (w->files[i].algo == it->algo && !memcmp(w->files[i].key, it->key, CACHE_KEY_LEN))
+                return true;
+        return false;
+    }
+    memcpy(&h, it->key, sizeof(h)); /* digests are uniformly distributed already */
+    for (size_t i = (size_t)(h ^ it->algo) % SEEN_SLOTS;; i = (i + 1) % SEEN_SLOTS) {
+        struct wr_seen *e = &w->seen[i];
+        if (e->gen != w->seen_gen) {
+            e->gen = w->seen_gen;
+            e->file = (uint32_t)w->n;
+            w->seen_used++;
+            return false;
+        }
+        if (e->file < w->n && w->files[e->file].algo == it->algo &&
+            !memcmp(w->files[e->file].key, it->key, CACHE_KEY_LEN))
+            return true;
+    }
+}
+
 static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item *it,
                         size_t backlog)
 {
@@ -832,11 +878,9 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
         r = skip_insert(c, -ENOSPC);
         goto out;
     }
-    for (size_t i = 0; i < w->n; i++) {
-        if (w->files[i].algo == it->algo && !memcmp(w->files[i].key, it->key, CACHE_KEY_LEN)) {
-            r = 0; /* already in this batch */
-            goto out;
-        }
+    if (batch_has(w, it)) {
+        r = 0; /* already in this batch */
+        goto out;
     }
     /* No index lookup here: it would wait for the committer's lock. A chunk
      * already cached is rarely inserted (inserts follow store loads, which
@@ -1729,9 +1773,11 @@ void *cache_dc_writer_main(void *arg)
                 w->batch_started = cache_dc_mono_ms();
             writer_take(c, w, it, backlog);
             pthread_mutex_lock(&c->q_lock);
-            if (w->n < BATCH_MAX && w->batch_bytes < BATCH_BYTES && !c->stop &&
-                c->sync_done == c->sync_req && !drops_due(c, w) &&
-                cache_dc_mono_ms() - w->batch_started < (int64_t)c->flush_ms)
+            /* a sync, the close or a drop commits once the queue is
+             * drained, not item by item */
+            if (w->n < BATCH_MAX && w->batch_bytes < BATCH_BYTES &&
+                cache_dc_mono_ms() - w->batch_started < (int64_t)c->flush_ms &&
+                (c->q_head || (!c->stop && c->sync_done == c->sync_req && !drops_due(c, w))))
                 continue;
         }
         drained = !c->q_head;

@@ -1733,6 +1733,35 @@ static void test_pack_write_fails(void **state)
     cache_disk_close(c);
 }
 
+/* A chunk queued twice in one batch is written once, among many. */
+static void test_dedup_batch(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk_options o = {.flush_ms = 10000};
+    struct cache_disk *c = open_packed(f->dir, &o);
+    enum { N = 300 };
+    struct chunk *ch = calloc(N, sizeof(*ch));
+
+    assert_non_null(ch);
+    clear_results();
+    for (int i = 0; i < N; i++) {
+        ch[i] = make_chunk(4000 + (size_t)i, 3500 + (uint64_t)i);
+        insert(c, &ch[i]);
+    }
+    for (int i = N - 1; i >= 0; i--)
+        insert(c, &ch[i]);
+    cache_disk_sync(c);
+    assert_int_equal(results_of(1), N);
+    assert_int_equal(results_of(0), N);
+    assert_int_equal(count_rows(f->dir), N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(check_chunk(c, &ch[i]), 1);
+        free(ch[i].bytes);
+    }
+    free(ch);
+    cache_disk_close(c);
+}
+
 /* An index made before packs (schema 1) is upgraded in place. */
 static void test_pack_upgrade(void **state)
 {
@@ -2431,6 +2460,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pack_sharing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_write_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_upgrade, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedup_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bench_warm_reads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
