@@ -876,6 +876,7 @@ int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret,
         goto fail;
     }
     c->writer_joinable = true;
+    (void)pthread_setname_np(c->writer, "lz-cachewrite");
     *ret = c;
     return 0;
 

@@ -1615,7 +1615,9 @@ static struct committer *committer_start(struct cache_disk *c)
     k->c = c;
     pthread_mutex_init(&k->lock, NULL);
     pthread_cond_init(&k->cond, NULL);
-    if (pthread_create(&k->thread, NULL, committer_main, k) != 0) {
+    if (pthread_create(&k->thread, NULL, committer_main, k) == 0) {
+        (void)pthread_setname_np(k->thread, "lz-cachecommit");
+    } else {
         pthread_mutex_destroy(&k->lock);
         pthread_cond_destroy(&k->cond);
         free(k->cw);

@@ -615,6 +615,7 @@ struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
         if (pthread_create(&p->curl_thread, NULL, curl_main, p) != 0)
             goto fail;
         p->curl_started = true;
+        (void)pthread_setname_np(p->curl_thread, "lz-http"); /* top -H, perf */
     }
     if (!(p->worker_threads = calloc(p->cfg.workers + 1, sizeof(pthread_t))))
         goto fail;
@@ -622,6 +623,8 @@ struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
         if (pthread_create(&p->worker_threads[i], NULL,
                            i < p->cfg.workers ? worker_main : bg_worker_main, p) != 0)
             goto fail;
+        (void)pthread_setname_np(p->worker_threads[i],
+                                 i < p->cfg.workers ? "lz-fetch" : "lz-fetch-bg");
         pthread_mutex_lock(&p->lock);
         p->workers_running++;
         p->nworkers++;

@@ -103,6 +103,8 @@ struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget, stru
     /* without the thread, readahead of cached chunks is a kernel hint only */
     if (disk)
         c->dl_running = pthread_create(&c->dl_thread, NULL, disk_loader_main, c) == 0;
+    if (c->dl_running)
+        (void)pthread_setname_np(c->dl_thread, "lz-diskload");
     return c;
 }
 
