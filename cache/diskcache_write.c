@@ -366,10 +366,11 @@ static void file_discard(struct cache_disk *c, struct wr_file *f)
     f->live = f->renamed = false;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
+/* Writes all of @p at @off, or at the file position when @off < 0. */
+static int write_all_at(int fd, const uint8_t *p, size_t len, int64_t off)
 {
     while (len) {
-        ssize_t n = write(fd, p, len);
+        ssize_t n = off < 0 ? write(fd, p, len) : pwrite(fd, p, len, (off_t)off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -379,8 +380,15 @@ static int write_all(int fd, const uint8_t *p, size_t len)
             return -EIO;
         p += n;
         len -= (size_t)n;
+        if (off >= 0)
+            off += n;
     }
     return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+    return write_all_at(fd, p, len, -1);
 }
 
 /*
@@ -666,24 +674,6 @@ fail:
     return r;
 }
 
-static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
-{
-    while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            return -EIO;
-        p += n;
-        off += (uint64_t)n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Appends the stage to the pack, then publishes its chunks to lookups (rows
  * come with the batch's commit) and gives their callers' bytes back. */
 static void pack_flush(struct cache_disk *c, struct wr_state *w)
@@ -693,13 +683,13 @@ static void pack_flush(struct cache_disk *c, struct wr_state *w)
 
     if (!pk->nitems)
         return;
-    r = pwrite_all(pk->fd, pk->stage, pk->staged, pk->end);
+    r = write_all_at(pk->fd, pk->stage, pk->staged, (int64_t)pk->end);
     if (r < 0 && r != -ENOSPC && r != -EDQUOT && r != -EIO && !pk->no_direct) {
         /* EINVAL (an alignment the device refuses): the page cache from now on */
         int fl = fcntl(pk->fd, F_GETFL);
         pk->no_direct = true;
         if (fl >= 0 && fcntl(pk->fd, F_SETFL, fl & ~O_DIRECT) == 0)
-            r = pwrite_all(pk->fd, pk->stage, pk->staged, pk->end);
+            r = write_all_at(pk->fd, pk->stage, pk->staged, (int64_t)pk->end);
     }
     /* failed or not, these bytes are never written again */
     pk->end += pk->staged;
