@@ -55,6 +55,7 @@
 #define DEFAULT_QUEUE_BYTES ((uint64_t)64 << 20)
 #define DEFAULT_STALL_MS 30000
 #define DEFAULT_PACK_BELOW ((uint64_t)1 << 20)
+#define DEFAULT_PACK_BYTES ((uint64_t)512 << 20)
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -829,6 +830,7 @@ int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret,
     c->pack_below = o->pack_below == CACHE_DISK_PACK_OFF ? 0
                     : o->pack_below                      ? o->pack_below
                                                          : DEFAULT_PACK_BELOW;
+    c->pack_bytes = o->pack_bytes ? o->pack_bytes : DEFAULT_PACK_BYTES;
     pthread_mutex_init(&c->db_lock, NULL);
     pthread_mutex_init(&c->pool_lock, NULL);
     pthread_mutex_init(&c->h_lock, NULL);

@@ -117,6 +117,10 @@ struct cache_disk_options {
      * "Layout"); 0 = 1 MiB (casync's chunks are packed, PBS's 4 MiB ones are
      * not); CACHE_DISK_PACK_OFF: every chunk gets a file. */
     uint64_t pack_below;
+    /* A pack past this many bytes is closed and a new one started; 0 =
+     * 512 MiB. (Smaller packs return their space sooner when their chunks
+     * are evicted at different times; tests use a few KiB.) */
+    uint64_t pack_bytes;
 };
 #define CACHE_DISK_PACK_OFF UINT64_MAX
 

@@ -117,6 +117,7 @@ struct cache_disk {
     unsigned high_pct, low_pct, flush_ms, max_open;
     uint64_t direct_backlog;
     uint64_t pack_below; /* 0: no packs */
+    uint64_t pack_bytes; /* a new pack beyond */
     int64_t min_age_ms;
     char *dir;
     char *db_path;

@@ -51,10 +51,10 @@
 #define EVICT_STEP 64
 /* Small chunks (options pack_below) are gathered, each on a page of its
  * own, into a stage of this many bytes, which is appended to the writer's
- * pack with one O_DIRECT write; a pack past PACK_MAX bytes is retired (its
- * lock kept until its rows are committed) and a new one started. */
+ * pack with one O_DIRECT write; a pack past the pack_bytes option is
+ * retired (its lock kept until its rows are committed) and a new one
+ * started. */
 #define STAGE_BYTES ((size_t)4 << 20)
-#define PACK_MAX ((uint64_t)512 << 20)
 #define RETIRED_MAX 8
 
 /* Alignment of O_DIRECT writes, and of packed chunks in their pack. */
@@ -748,7 +748,7 @@ static int pack_append(struct cache_disk *c, struct wr_state *w, struct wr_file 
     size_t need = (size_t)alloc_estimate(it->len);
     int r;
 
-    if (pk->fd >= 0 && pk->end + pk->staged + need > PACK_MAX && w->nretired < RETIRED_MAX) {
+    if (pk->fd >= 0 && pk->end + pk->staged + need > c->pack_bytes && w->nretired < RETIRED_MAX) {
         pack_flush(c, w);
         pack_retire(w);
     }

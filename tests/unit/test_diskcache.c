@@ -1762,6 +1762,52 @@ static void test_dedup_batch(void **state)
     cache_disk_close(c);
 }
 
+/* Full packs are closed and new ones started, within one batch too (more
+ * than the writer keeps locks for: it then goes on past the size); every
+ * chunk reads back, here and in the next process, and clearing the cache
+ * removes every pack once nobody holds them. */
+static void test_pack_rollover(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk_options o = {.flush_ms = 10000, .pack_bytes = 32 * KIB};
+    struct cache_disk *c = open_packed(f->dir, &o);
+    enum { N = 40 };
+    struct chunk ch[N];
+    int packs;
+
+    for (int i = 0; i < N; i++) {
+        ch[i] = make_chunk(10 * KIB, 3600 + (uint64_t)i);
+        insert(c, &ch[i]);
+    }
+    cache_disk_sync(c);
+    packs = count_files(f->dir, "packs");
+    /* 2 chunks of 12 KiB per 32 KiB pack, but a batch retires 8 packs at
+     * most (their locks go with it): 9 packs, the last one past the size */
+    assert_true(packs >= 9 && packs < N / 2);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(check_chunk(c, &ch[i]), 1);
+    /* the next batch goes on from the last pack */
+    {
+        struct chunk more = make_chunk(10 * KIB, 3699);
+        insert(c, &more);
+        cache_disk_sync(c);
+        assert_int_equal(check_chunk(c, &more), 1);
+        assert_int_equal(count_files(f->dir, "packs"), packs + 1);
+        free(more.bytes);
+    }
+    cache_disk_close(c);
+    c = open_packed(f->dir, NULL);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(check_chunk(c, &ch[i]), 1);
+    assert_int_equal(cache_disk_verify(c, NULL, NULL, NULL), 0);
+    assert_true(count_files(f->dir, "packs") >= packs);
+    assert_int_equal(cache_disk_clear(c), 0);
+    assert_int_equal(count_files(f->dir, "packs"), 0);
+    cache_disk_close(c);
+    for (int i = 0; i < N; i++)
+        free(ch[i].bytes);
+}
+
 /* An index made before packs (schema 1) is upgraded in place. */
 static void test_pack_upgrade(void **state)
 {
@@ -2461,6 +2507,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pack_write_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_upgrade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_rollover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bench_warm_reads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
