@@ -68,6 +68,16 @@ static void item_done(struct dc_item *it, int result)
         it->done(it->owner, result);
 }
 
+/* @len bytes of items taken by the writer are written or refused: room in
+ * the queue for waiting inserts. */
+static void queue_room_back(struct cache_disk *c, size_t len)
+{
+    pthread_mutex_lock(&c->q_lock);
+    c->q_writing -= len;
+    pthread_cond_broadcast(&c->q_room);
+    pthread_mutex_unlock(&c->q_lock);
+}
+
 /* An item taken from the queue is done with: its caller gets the result
  * and its bytes back, and its room in the queue is free. */
 static void item_finish(struct cache_disk *c, struct dc_item *it, int result)
@@ -75,10 +85,7 @@ static void item_finish(struct cache_disk *c, struct dc_item *it, int result)
     size_t len = it->len;
     item_done(it, result);
     free(it);
-    pthread_mutex_lock(&c->q_lock);
-    c->q_writing -= len;
-    pthread_cond_broadcast(&c->q_room);
-    pthread_mutex_unlock(&c->q_lock);
+    queue_room_back(c, len);
 }
 
 /* Counts a refused insert (ENOSPC and EDQUOT also as a full filesystem) and
@@ -323,7 +330,7 @@ struct wr_state {
         } items[STAGE_BYTES / DIRECT_ALIGN];
         size_t nitems;
         bool no_direct;
-        bool off; /* packs cannot be made here: a file per chunk */
+        bool unusable; /* packs cannot be made here: a file per chunk */
     } pack;
     int retired[RETIRED_MAX];
     size_t nretired;
@@ -409,10 +416,20 @@ static int write_all(int fd, const uint8_t *p, size_t len)
  * shares a page with bytes written directly.
  */
 
+/* Turns O_DIRECT on or off for @fd: 0, or -errno (on: the filesystem has
+ * none). */
+static int set_direct(int fd, bool on)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, on ? fl | O_DIRECT : fl & ~O_DIRECT) < 0)
+        return -errno;
+    return 0;
+}
+
 static int write_direct(struct wr_state *w, int fd, const uint8_t *p, size_t len)
 {
-    int fl = fcntl(fd, F_GETFL), r;
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT) < 0)
+    int r, err;
+    if (set_direct(fd, true) < 0)
         return -EOPNOTSUPP; /* the filesystem has no O_DIRECT */
     if ((uintptr_t)p % DIRECT_ALIGN) {
         if (w->bounce_len < len) {
@@ -421,7 +438,7 @@ static int write_direct(struct wr_state *w, int fd, const uint8_t *p, size_t len
             w->bounce = NULL;
             w->bounce_len = 0;
             if (posix_memalign(&b, DIRECT_ALIGN, len) != 0) {
-                fcntl(fd, F_SETFL, fl);
+                set_direct(fd, false);
                 return -ENOMEM;
             }
             w->bounce = b;
@@ -431,8 +448,8 @@ static int write_direct(struct wr_state *w, int fd, const uint8_t *p, size_t len
         p = w->bounce;
     }
     r = write_all(fd, p, len);
-    if (fcntl(fd, F_SETFL, fl) < 0 && r == 0)
-        r = -errno;
+    if ((err = set_direct(fd, false)) < 0 && r == 0)
+        r = err;
     return r;
 }
 
@@ -508,7 +525,6 @@ static int write_async(struct cache_disk *c, struct wr_state *w, struct wr_file 
 {
     struct wr_aio *a = NULL;
     struct iocb *cbp;
-    int fl;
 
     if (!w->aio || w->no_direct || backlog > c->direct_backlog || it->len % DIRECT_ALIGN ||
         (uintptr_t)it->bytes % DIRECT_ALIGN)
@@ -530,8 +546,7 @@ static int write_async(struct cache_disk *c, struct wr_state *w, struct wr_file 
         }
         return r;
     }
-    fl = fcntl(f->fd, F_GETFL);
-    if (fl < 0 || fcntl(f->fd, F_SETFL, fl | O_DIRECT) < 0)
+    if (set_direct(f->fd, true) < 0)
         return -EOPNOTSUPP;
     memset(&a->cb, 0, sizeof(a->cb));
     a->cb.aio_data = (uint64_t)(a - w->inflight);
@@ -543,7 +558,7 @@ static int write_async(struct cache_disk *c, struct wr_state *w, struct wr_file 
     cbp = &a->cb;
     if (syscall(SYS_io_submit, w->aio, 1L, &cbp) != 1) {
         int r = -errno;
-        fcntl(f->fd, F_SETFL, fl);
+        set_direct(f->fd, false);
         return r;
     }
     a->it = it;
@@ -596,16 +611,20 @@ static void write_reap(struct cache_disk *c, struct wr_state *w, unsigned min)
         } else {
             /* EINVAL (an alignment the device refuses), a short write: the
              * page cache from now on, this file written again through it */
-            int fl = fcntl(f->fd, F_GETFL);
             w->no_direct = true;
-            if (fl < 0 || fcntl(f->fd, F_SETFL, fl & ~O_DIRECT) < 0 ||
-                lseek(f->fd, 0, SEEK_SET) < 0)
-                r = -errno;
-            else
-                r = write_all(f->fd, it->bytes, it->len);
+            if ((r = set_direct(f->fd, false)) == 0)
+                r = lseek(f->fd, 0, SEEK_SET) < 0 ? -errno : write_all(f->fd, it->bytes, it->len);
         }
         file_written(c, w, f, it, r);
     }
+}
+
+/* A name under tmp/ no other writer uses: pid, thread, counter (gc removes
+ * those of processes that are gone). For chunk files and new packs. */
+static void tmp_name(struct cache_disk *c, char *out, size_t out_len)
+{
+    snprintf(out, out_len, "tmp/%d.%ld.%" PRIu64, (int)getpid(), (long)syscall(SYS_gettid),
+             atomic_fetch_add(&c->tmp_counter, 1));
 }
 
 /* ---- packs -------------------------------------------------------------- */
@@ -628,7 +647,7 @@ static int pack_create(struct cache_disk *c, struct wr_state *w)
     struct wr_pack *pk = &w->pack;
     char tmp[64], path[DC_PATH_MAX];
     int64_t id = cache_dc_now_us();
-    int fd, r = 0, fl;
+    int fd, r = 0;
 
     if (!pk->stage) {
         void *b = NULL;
@@ -636,8 +655,7 @@ static int pack_create(struct cache_disk *c, struct wr_state *w)
             return -ENOMEM;
         pk->stage = b;
     }
-    snprintf(tmp, sizeof(tmp), "tmp/%d.%ld.%" PRIu64, (int)getpid(), (long)syscall(SYS_gettid),
-             atomic_fetch_add(&c->tmp_counter, 1));
+    tmp_name(c, tmp, sizeof(tmp));
     fd = openat(c->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
@@ -661,8 +679,7 @@ static int pack_create(struct cache_disk *c, struct wr_state *w)
         close(fd);
         return r;
     }
-    fl = fcntl(fd, F_GETFL);
-    pk->no_direct = fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT) < 0;
+    pk->no_direct = set_direct(fd, true) < 0;
     pk->fd = fd;
     pk->id = id;
     pk->end = 0;
@@ -686,9 +703,8 @@ static void pack_flush(struct cache_disk *c, struct wr_state *w)
     r = write_all_at(pk->fd, pk->stage, pk->staged, (int64_t)pk->end);
     if (r < 0 && r != -ENOSPC && r != -EDQUOT && r != -EIO && !pk->no_direct) {
         /* EINVAL (an alignment the device refuses): the page cache from now on */
-        int fl = fcntl(pk->fd, F_GETFL);
         pk->no_direct = true;
-        if (fl >= 0 && fcntl(pk->fd, F_SETFL, fl & ~O_DIRECT) == 0)
+        if (set_direct(pk->fd, false) == 0)
             r = write_all_at(pk->fd, pk->stage, pk->staged, (int64_t)pk->end);
     }
     /* failed or not, these bytes are never written again */
@@ -709,10 +725,7 @@ static void pack_flush(struct cache_disk *c, struct wr_state *w)
         free(it);
     }
     /* their room in the queue at once (item_finish() for the lot) */
-    pthread_mutex_lock(&c->q_lock);
-    c->q_writing -= pk->staged_len;
-    pthread_cond_broadcast(&c->q_room);
-    pthread_mutex_unlock(&c->q_lock);
+    queue_room_back(c, pk->staged_len);
     pk->staged_len = 0;
     pk->staged = 0;
     pk->nitems = 0;
@@ -734,7 +747,7 @@ static void close_all(int *fds, size_t n)
 /* Whether @it goes to a pack rather than a file of its own. */
 static bool packed(const struct cache_disk *c, const struct wr_state *w, const struct dc_item *it)
 {
-    return !w->pack.off && it->len < c->pack_below && it->len <= STAGE_BYTES;
+    return !w->pack.unusable && it->len < c->pack_below && it->len <= STAGE_BYTES;
 }
 
 /*
@@ -818,6 +831,11 @@ static bool budget_room(struct cache_disk *c, struct wr_state *w, size_t len)
     return fits;
 }
 
+static bool same_chunk(const struct wr_file *f, const struct dc_item *it)
+{
+    return f->algo == it->algo && !memcmp(f->key, it->key, CACHE_KEY_LEN);
+}
+
 /*
  * Whether @it's chunk is in the batch already; if not, notes that it will
  * be files[w->n] (a note left by an insert that failed points at a file of
@@ -837,7 +855,7 @@ static bool batch_has(struct wr_state *w, const struct dc_item *it)
     if (w->seen_used >= SEEN_SLOTS / 2) {
         /* many inserts refused in this batch: the table is half full */
         for (size_t i = 0; i < w->n; i++)
-            if (w->files[i].algo == it->algo && !memcmp(w->files[i].key, it->key, CACHE_KEY_LEN))
+            if (same_chunk(&w->files[i], it))
                 return true;
         return false;
     }
@@ -850,8 +868,7 @@ static bool batch_has(struct wr_state *w, const struct dc_item *it)
             w->seen_used++;
             return false;
         }
-        if (e->file < w->n && w->files[e->file].algo == it->algo &&
-            !memcmp(w->files[e->file].key, it->key, CACHE_KEY_LEN))
+        if (e->file < w->n && same_chunk(&w->files[e->file], it))
             return true;
     }
 }
@@ -887,8 +904,7 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
     f->len = it->len;
     /* strictly increasing, so that no two incarnations share a data path */
     f->created = w->last_created = now_us > w->last_created ? now_us : w->last_created + 1;
-    snprintf(f->tmp, sizeof(f->tmp), "tmp/%d.%ld.%" PRIu64, (int)getpid(),
-             (long)syscall(SYS_gettid), atomic_fetch_add(&c->tmp_counter, 1));
+    tmp_name(c, f->tmp, sizeof(f->tmp));
     if (!(f->crcs = malloc((size_t)nblocks * 4))) {
         r = insert_failed(c, w, -ENOMEM);
         goto out;
@@ -912,7 +928,7 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
             goto out;
         }
         /* no hard links or locks here: a file per chunk from now on */
-        w->pack.off = true;
+        w->pack.unusable = true;
     }
     f->fd = openat(c->dirfd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (f->fd < 0) {
