@@ -345,6 +345,8 @@ static int read_disk(struct fs_chunks *c, const struct fetch_extent *e, uint32_t
     return 1;
 }
 
+static bool in_flight(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_prio prio);
+
 int fs_chunks_peek(struct fs_chunks *c, const struct fetch_extent *e, uint32_t off, size_t len,
                    uint8_t *scratch, const uint8_t **ret_bytes, struct cache_mem_entry **ret_ref)
 {
@@ -364,7 +366,9 @@ int fs_chunks_peek(struct fs_chunks *c, const struct fetch_extent *e, uint32_t o
         *ret_ref = entry;
         return 1;
     }
-    if (scratch && read_disk(c, e, off, len, scratch)) {
+    /* a chunk being fetched is not on disk (a lookup there, a query in
+     * SQLite, would only miss): the caller waits for the fetch */
+    if (scratch && !in_flight(c, e, FETCH_PRIO_COUNT) && read_disk(c, e, off, len, scratch)) {
         *ret_bytes = scratch;
         *ret_ref = NULL;
         return 1;
@@ -517,6 +521,23 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     free(f);
 }
 
+/*
+ * Whether chunk @e is being fetched; one that is, is raised to @prio if that
+ * is more urgent (FETCH_PRIO_COUNT: leave it).
+ */
+static bool in_flight(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_prio prio)
+{
+    struct flight *f;
+
+    pthread_mutex_lock(&c->flight_lock);
+    if ((f = *flight_find(c, e->algo, e->digest)) && prio < f->prio) {
+        f->prio = prio;
+        fetch_pool_upgrade(c->pool, f->job, prio);
+    }
+    pthread_mutex_unlock(&c->flight_lock);
+    return f != NULL;
+}
+
 /* fs_chunks_want() and fs_chunks_cache(): @w NULL for a prefetch. */
 static int want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_prio prio,
                 struct waiter *w)
@@ -524,7 +545,10 @@ static int want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_pr
     struct flight **fp, *f;
     struct cache_mem_entry *entry;
 
+    /* a prefetch of a chunk in memory, being fetched or on disk has nothing
+     * to do; the disk lookup last, the only one that may query SQLite */
     if (!w && (cache_mem_contains(c->mem, fs_chunks_cache_algo(e->algo), e->digest) ||
+               in_flight(c, e, prio) ||
                (prio == FETCH_PRIO_READAHEAD ? disk_prefetch(c, e) : fs_chunks_on_disk(c, e))))
         return 0;
 

@@ -142,6 +142,7 @@ static json_object *cache_json(const struct fs_ctx *ctx)
             add_u64(d, "misses", ds.misses);
             add_u64(d, "inserts", ds.inserts);
             add_u64(d, "insert_skipped", ds.insert_skipped);
+            add_u64(d, "insert_waits", ds.insert_waits);
             add_u64(d, "evictions", ds.evictions);
             add_u64(d, "bad_entries", ds.bad_entries);
             add_u64(d, "enospc", ds.enospc);

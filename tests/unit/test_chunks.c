@@ -8,7 +8,8 @@
  * (single flight), a demand read upgrading a queued prefetch, every waiter
  * answered with the bytes or the error, a corrupt chunk never reaching
  * memory, a format's second object name tried after -ENOENT, prefetches of
- * chunks in memory costing nothing.
+ * chunks in memory costing nothing, and no disk-cache query for a chunk that
+ * is being fetched (a real disk cache in a temporary directory).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,10 +18,12 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/diskcache.h"
 #include "fetch/digest.h"
 #include "fake_pool.h"
 #include "fixtures.h"
@@ -249,6 +252,82 @@ static void second_name_after_enoent(void **state)
     assert_int_equal(b.r, -ENOENT);
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static uint64_t disk_misses(struct cache_disk *d)
+{
+    struct cache_disk_stats st;
+    cache_disk_get_stats(d, &st);
+    return st.misses;
+}
+
+/*
+ * With a disk cache: a chunk is looked up there once, before its fetch; while
+ * it is in flight, neither a reader's peek nor another prefetch queries the
+ * disk cache again (each such lookup is an SQLite query that can only miss),
+ * and the reader still gets the fetched bytes.
+ */
+static void no_disk_lookup_in_flight(void **state)
+{
+    (void)state;
+    struct cache_disk_options o = {.flush_ms = 20, .store = "test"};
+    struct cache_disk *disk = NULL;
+    struct fs_chunks *c;
+    struct reader a;
+    char dir[256], err[256] = "";
+    const char *tmp = getenv("TMPDIR");
+    uint8_t data[3000], scratch[64], *blob;
+    const uint8_t *bytes;
+    struct cache_mem_entry *ref = NULL;
+    struct fetch_extent e;
+    size_t blob_len;
+    uint64_t before;
+
+    snprintf(dir, sizeof(dir), "%s/lazyimg-chunks-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    o.dir = dir;
+    if (cache_disk_open(&o, &disk, err, sizeof(err)) < 0)
+        fail_msg("cache_disk_open: %s", err);
+    assert_non_null(c = fs_chunks_new(fake_pool(), 8 << 20, disk, "pre/", NULL));
+    a = (struct reader){.c = c};
+
+    fx_fill_random(data, sizeof(data), 5);
+    e = extent_of(FETCH_CHUNK_PBS, data, sizeof(data));
+    /* not in memory, not on disk: the peek looks on disk once and misses */
+    assert_int_equal(fs_chunks_peek(c, &e, 0, 10, scratch, &bytes, &ref), 0);
+    assert_int_equal(disk_misses(disk), 1);
+    assert_int_equal(fs_chunks_want(c, &e, FETCH_PRIO_READAHEAD, NULL, NULL), 0);
+    assert_int_equal(fake_njobs, 1);
+    before = disk_misses(disk);
+    /* in flight: no disk lookup from a peek or a prefetch, one fetch */
+    assert_int_equal(fs_chunks_peek(c, &e, 0, 10, scratch, &bytes, &ref), 0);
+    assert_int_equal(fs_chunks_want(c, &e, FETCH_PRIO_READAHEAD, NULL, NULL), 0);
+    assert_int_equal(disk_misses(disk), before);
+    assert_int_equal(fake_njobs, 1);
+    /* the reader that found it in flight waits for it, raised to demand */
+    assert_int_equal(fs_chunks_want(c, &e, FETCH_PRIO_DEMAND, reader_done, &a), 0);
+    assert_int_equal(fake_upgraded_to, FETCH_PRIO_DEMAND);
+    blob = fx_blob_plain(data, sizeof(data), &blob_len);
+    fake_pool_complete(0, blob, blob_len);
+    free(blob);
+    assert_int_equal(a.calls, 1);
+    assert_int_equal(a.r, 0);
+    assert_memory_equal(a.got, data, sizeof(data));
+    assert_int_equal(fake_njobs, 1);
+
+    fake_pool_reset();
+    fs_chunks_free(c);
+    cache_disk_close(disk);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +335,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(demand_upgrades_prefetch, setup, teardown),
         cmocka_unit_test_setup_teardown(corrupt_chunk_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(second_name_after_enoent, setup, teardown),
+        cmocka_unit_test(no_disk_lookup_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
