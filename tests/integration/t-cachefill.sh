@@ -61,6 +61,10 @@ t1=$(date +%s.%N)
 awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a >= 2.5) }' ||
     fail "the read took under 2.5 s: the slow-write shim did not slow the cache disk"
 ok "cold read with a stalling cache disk equals the source"
+st=$("$LAZYIMG" status --json "$M") || fail "stalling cache disk: lazyimg status failed" "$st"
+n=$(json_field "$st" cache disk insert_waits)
+((n > 0)) || fail "stalling cache disk: status counts no insert that waited for the writer"
+ok "stalling cache disk: $n inserts waited for the writer (status: cache.disk.insert_waits)"
 check_filled "$W/cache2" "stalling cache disk"
 
 
