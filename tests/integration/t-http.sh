@@ -131,6 +131,35 @@ awk '{n = split($2, p, "/"); print p[n]}' gets | sort >chunks.got
 expect_same_file "exactly the image's distinct non-zero chunks were fetched (no zero chunk)" chunks.expect chunks.got
 lazyimg_umount "$M"
 
+# --- one chunk at a time: no fetch waits for the fetcher's poll timeout -------
+# (the curl thread sleeps in curl_multi_poll for up to 1 s and is woken only
+# when it sleeps; a job submitted without a wake-up it needed waits out that
+# second: scattered 4 KiB reads, each a fetch of its own, show it)
+lazyimg_mount "$URL" "$M" --no-cache
+python3 - "$IMG" big.raw <<'PY' || fail "scattered single-chunk reads were slow or wrong"
+import os, random, sys, time
+img, src = sys.argv[1], sys.argv[2]
+size = os.path.getsize(src)
+offs = [o for o in range(0, size, 64 << 10)]
+random.Random(7).shuffle(offs)
+slow = []
+with open(img, "rb", buffering=0) as m, open(src, "rb") as s:
+    for o in offs[:40]:
+        t = time.monotonic()
+        m.seek(o)
+        got = m.read(4096)
+        dt = time.monotonic() - t
+        s.seek(o)
+        if got != s.read(4096):
+            sys.exit("wrong bytes at %d" % o)
+        if dt > 0.5:
+            slow.append((o, round(dt, 3)))
+if len(slow) > 2:
+    sys.exit("%d of 40 reads took over 0.5 s: %s" % (len(slow), slow[:8]))
+PY
+ok "40 scattered single-chunk reads: right bytes, none waited out the fetcher's poll timeout"
+lazyimg_umount "$M"
+
 # --- hydrate, then the image reads fully with nginx gone ----------------------
 C=$W/cache-hyd
 lazyimg_mount "$URL" "$M" --cache-dir "$C"
