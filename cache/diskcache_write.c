@@ -904,7 +904,6 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
     f->len = it->len;
     /* strictly increasing, so that no two incarnations share a data path */
     f->created = w->last_created = now_us > w->last_created ? now_us : w->last_created + 1;
-    tmp_name(c, f->tmp, sizeof(f->tmp));
     if (!(f->crcs = malloc((size_t)nblocks * 4))) {
         r = insert_failed(c, w, -ENOMEM);
         goto out;
@@ -930,6 +929,9 @@ static void writer_take(struct cache_disk *c, struct wr_state *w, struct dc_item
         /* no hard links or locks here: a file per chunk from now on */
         w->pack.unusable = true;
     }
+    /* a chunk file's name (a packed chunk has none: two system calls saved
+     * per chunk) */
+    tmp_name(c, f->tmp, sizeof(f->tmp));
     f->fd = openat(c->dirfd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (f->fd < 0) {
         r = -errno;
