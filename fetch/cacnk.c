@@ -114,6 +114,69 @@ static int decode_zstd(const uint8_t *src, size_t src_len, uint8_t *out, size_t 
     return 0;
 }
 
+static bool has_magic(const uint8_t *p, size_t len, const uint8_t *magic, size_t magic_len)
+{
+    return len >= magic_len && memcmp(p, magic, magic_len) == 0;
+}
+
+/*
+ * Where the plaintext starts in @src when it is a zstd frame (RFC 8878 §3.1)
+ * holding exactly @len bytes as one raw (stored) block and nothing else:
+ * what zstd writes for data it cannot compress, such as already compressed
+ * files. Such a chunk is used in place, without a decompression that is
+ * only a copy. 0 for anything else (a dictionary, a checksum, a frame
+ * content size other than @len, more blocks, trailing bytes...): the
+ * decoder proper handles those.
+ */
+static size_t zstd_stored_at(const uint8_t *src, size_t src_len, size_t len)
+{
+    static const uint8_t fcs_bytes[4] = {0, 2, 4, 8};
+    size_t at, fcs_len;
+    uint32_t block;
+    uint8_t fhd;
+
+    if (src_len < 6 || !has_magic(src, src_len, magic_zstd, sizeof(magic_zstd)))
+        return 0;
+    fhd = src[4];
+    /* reserved bit, content checksum, dictionary id */
+    if (fhd & 0x08 || fhd & 0x04 || fhd & 0x03)
+        return 0;
+    at = 5;
+    fcs_len = fcs_bytes[fhd >> 6];
+    if (fhd & 0x20) {
+        if (!fcs_len)
+            fcs_len = 1; /* a single segment always states the content size */
+    } else {
+        /* the window descriptor: a block is at most the window */
+        unsigned exp = src[at] >> 3, mant = src[at] & 7;
+        uint64_t window = (uint64_t)1 << (10 + exp);
+        window += window / 8 * mant;
+        if (len > window)
+            return 0;
+        at++;
+    }
+    if (fcs_len) {
+        uint64_t fcs = 0;
+        if (src_len < at + fcs_len)
+            return 0;
+        for (size_t i = 0; i < fcs_len; i++)
+            fcs |= (uint64_t)src[at + i] << (8 * i);
+        if (fcs_len == 2)
+            fcs += 256;
+        if (fcs != len)
+            return 0;
+        at += fcs_len;
+    }
+    if (src_len < at + 3)
+        return 0;
+    block = (uint32_t)src[at] | (uint32_t)src[at + 1] << 8 | (uint32_t)src[at + 2] << 16;
+    /* the last block, raw, of @len bytes, at most 128 KiB, ending the object */
+    if (!(block & 1) || ((block >> 1) & 3) != 0 || (block >> 3) != len || len > (128u << 10))
+        return 0;
+    at += 3;
+    return src_len == at + len ? at : 0;
+}
+
 static int decode_xz(const uint8_t *src, size_t src_len, uint8_t *out, size_t len, fetch_error *err)
 {
     lzma_stream s = LZMA_STREAM_INIT;
@@ -222,11 +285,6 @@ static int decode_gzip(const uint8_t *src, size_t src_len, uint8_t *out, size_t 
     return r;
 }
 
-static bool has_magic(const uint8_t *p, size_t len, const uint8_t *magic, size_t magic_len)
-{
-    return len >= magic_len && memcmp(p, magic, magic_len) == 0;
-}
-
 static int decompress(const uint8_t *src, size_t src_len, uint8_t *out, size_t len,
                       fetch_error *err)
 {
@@ -264,6 +322,7 @@ int fetch_cacnk_decode(enum fetch_digest_algo algo, const uint8_t id[32], size_t
 {
     char hex[ID_HEX_LEN + 1];
     uint8_t *plain = NULL;
+    size_t at;
     int r;
 
     fetch_hex_encode(id, 32, hex);
@@ -288,6 +347,14 @@ int fetch_cacnk_decode(enum fetch_digest_algo algo, const uint8_t id[32], size_t
     if (len == SIZE_MAX) {
         r = fetch_error_set(err, -EBADMSG, "chunk length %zu out of range", len);
         goto fail;
+    }
+    if ((at = zstd_stored_at(raw, raw_len, len)) != 0) {
+        if ((r = verify(algo, id, (const uint8_t *)raw + at, len, err)) < 0)
+            goto fail;
+        ret->base = raw;
+        ret->bytes = (const uint8_t *)raw + at;
+        ret->len = len;
+        return 0;
     }
     plain = fetch_buf_alloc(len + 1);
     if (!plain) {

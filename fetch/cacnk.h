@@ -38,8 +38,10 @@ size_t fetch_cacnk_max_raw(size_t len);
  * decoder memory. Frame size fields are never trusted: the output buffer is
  * @len (+1) bytes whatever the stream claims. A 0-byte object is -ENOENT
  * (casync marks known missing chunks with a symlink to /dev/null); -ENOMEM.
- * On success @ret owns the plaintext (for a raw object, @raw itself); @ret is
- * untouched on failure. Thread-safe (one zstd context per thread).
+ * On success @ret owns the plaintext (for a raw object, @raw itself; for a
+ * zstd frame that stores the chunk as one raw block, as zstd does with data
+ * it cannot compress, @raw too, with the bytes in place); @ret is untouched
+ * on failure. Thread-safe (one zstd context per thread).
  */
 int fetch_cacnk_decode(enum fetch_digest_algo algo, const uint8_t id[32], size_t len,
                        bool compressed, void *raw, size_t raw_len, fetch_data *ret,
