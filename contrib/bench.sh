@@ -297,10 +297,13 @@ for run in $(seq "$RUNS"); do
   add sha.mbps "$(calc "$out / 1000")"
   # the same with every core hashing at once: what a core hashes while the
   # others work too (on this project's VMs the cores share their host's)
+  pids=()
   for _ in $(seq "$(nproc)"); do
-    openssl speed -evp sha256 -seconds 3 -bytes 16384 2>/dev/null | awk '$1 == "sha256" {sub(/k$/, "", $2); print $2}' &
-  done >"$W/sha.all"
-  wait
+    openssl speed -evp sha256 -seconds 3 -bytes 16384 2>/dev/null | awk '$1 == "sha256" {sub(/k$/, "", $2); print $2}' >>"$W/sha.all.$run" &
+    pids+=($!)
+  done
+  wait "${pids[@]}" # not nginx, also a child
+  mv "$W/sha.all.$run" "$W/sha.all"
   add sha.all.mbps "$(awk '{s += $1; n++} END {printf "%.3f", s / n / 1000}' "$W/sha.all")"
   drop_caches
   t0=$EPOCHREALTIME; cat "$PLAIN" >/dev/null; t1=$EPOCHREALTIME
