@@ -322,9 +322,11 @@ static void no_disk_lookup_in_flight(void **state)
     assert_memory_equal(a.got, data, sizeof(data));
     assert_int_equal(fake_njobs, 1);
 
+    /* the daemon's order: the cache's writer holds the chunk until closed */
     fake_pool_reset();
-    fs_chunks_free(c);
+    fs_chunks_stop(c);
     cache_disk_close(disk);
+    fs_chunks_free(c);
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
