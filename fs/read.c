@@ -298,13 +298,15 @@ static size_t count_pieces(const struct fetch_image *img, const struct range *rg
 
 /*
  * Finishes a read that hit a chunk which must be fetched: the pieces already
- * gathered in @iov (which may point into a reused scratch buffer) are copied,
- * and the rest of the extents, from extent @i of range @r on (SIZE_MAX: its
- * first), are filled in or awaited. The reply is @size bytes.
+ * gathered in @iov are kept, those in memory with their references @held[k]
+ * (taken over: set to NULL), those read into a reused scratch buffer (no
+ * reference) copied; the rest of the extents, from extent @i of range @r on
+ * (SIZE_MAX: its first), are filled in or awaited. The reply is @size bytes.
  */
 static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
                        fuse_req_t req, const struct range *rg, size_t nr, size_t r, size_t i,
-                       size_t size, const struct iovec *iov, size_t niov)
+                       size_t size, const struct iovec *iov, struct cache_mem_entry **held,
+                       size_t niov)
 {
     size_t at, slots;
     struct pending *p;
@@ -328,6 +330,14 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
     at = 0;
     for (size_t k = 0; k < niov; k++) {
         const uint8_t *bytes = iov[k].iov_base;
+        if (held[k]) {
+            /* a chunk in memory: its reference keeps the bytes */
+            p->pieces[p->n++] =
+                (struct reply_piece){.bytes = bytes, .len = iov[k].iov_len, .ref = held[k]};
+            held[k] = NULL;
+            at += iov[k].iov_len;
+            continue;
+        }
         if (bytes != zero_buf) {
             uint8_t *dst = pending_copy_area(p, at);
             if (!dst) {
@@ -538,8 +548,9 @@ static void read_ranges(struct fs_ctx *ctx, const struct fs_node *n, const struc
                         fuse_req_t req, const struct range *rg, size_t nr)
 {
     struct iovec stack_iov[STACK_IOV], *iov = stack_iov;
-    struct cache_mem_entry *stack_held[STACK_IOV], **held = stack_held;
-    size_t niov = 0, nheld = 0, slots, size = 0, at = 0;
+    /* the reference that keeps each piece's bytes (NULL: zeros, scratch) */
+    struct cache_mem_entry *stack_held[STACK_IOV] = {NULL}, **held = stack_held;
+    size_t niov = 0, slots, size = 0, at = 0;
     uint8_t *scratch = NULL; /* disk-cache hits are read into it, at the request offset */
     int r = 0;
 
@@ -547,7 +558,7 @@ static void read_ranges(struct fs_ctx *ctx, const struct fs_node *n, const struc
         size += (size_t)rg[k].len;
     slots = count_pieces(img, rg, nr, 0, SIZE_MAX);
     if (slots > MAX_REPLY_IOV) {
-        read_async(ctx, n, img, req, rg, nr, 0, SIZE_MAX, size, NULL, 0);
+        read_async(ctx, n, img, req, rg, nr, 0, SIZE_MAX, size, NULL, NULL, 0);
         return;
     }
     if (slots > STACK_IOV) {
@@ -588,13 +599,12 @@ static void read_ranges(struct fs_ctx *ctx, const struct fs_node *n, const struc
                 }
                 if (r == 0) {
                     /* to be fetched: the reply is sent when the chunks arrive */
-                    read_async(ctx, n, img, req, rg, nr, k, i, size, iov, niov);
+                    read_async(ctx, n, img, req, rg, nr, k, i, size, iov, held, niov);
                     r = 1;
                     goto out;
                 }
                 r = 0;
-                if (ref)
-                    held[nheld++] = ref;
+                held[niov] = ref;
                 iov[niov++] = (struct iovec){(void *)bytes, len};
             }
             at += len;
@@ -608,7 +618,7 @@ out:
         note_reply(ctx, size, 0);
         fuse_reply_iov(req, iov, (int)niov);
     }
-    for (size_t i = 0; i < nheld; i++)
+    for (size_t i = 0; i < niov; i++)
         fs_chunks_put(ctx->chunks, held[i]);
     if (iov != stack_iov)
         free(iov);

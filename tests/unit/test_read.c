@@ -270,6 +270,36 @@ static void pieces_in_any_order(void **state)
     check_reply(NCHUNKS * (uint64_t)MIB - 1000, 1000);
 }
 
+/* A read that starts in a chunk in memory and goes on into one that must be
+ * fetched: the first piece is held by its reference while the second is
+ * awaited (not copied), answered right; and freed right when the reader
+ * gives up (ASan: no leak, no use after free). */
+static void memory_piece_then_fetch(void **state)
+{
+    (void)state;
+    read_at(2 * MIB, 4096);
+    complete_chunk(2);
+    assert_int_equal(replies, 1);
+    read_at(2 * MIB + MIB / 2, MIB);
+    assert_int_equal(replies, 1);
+    assert_true(job_of(3) >= 0);
+    complete_chunk(3);
+    assert_int_equal(replies, 2);
+    check_reply(2 * MIB + MIB / 2, MIB);
+
+    read_at(8 * MIB, 4096);
+    complete_chunk(8);
+    assert_int_equal(replies, 3);
+    read_at(8 * MIB + MIB / 4, MIB);
+    assert_int_equal(replies, 3);
+    intr_func((fuse_req_t)&fi.node, intr_data);
+    assert_int_equal(replies, 4);
+    assert_int_equal(reply_err, EINTR);
+    complete_chunk(9);
+    assert_int_equal(replies, 4);
+    assert_null(ctx.waits);
+}
+
 static void bad_chunk_fails_the_read(void **state)
 {
     (void)state;
@@ -375,6 +405,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(pieces_in_any_order, per_test, per_test_end),
+        cmocka_unit_test_setup_teardown(memory_piece_then_fetch, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(interrupted_read, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(watchdog_logs_stuck_reads, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(bad_chunk_fails_the_read, per_test, per_test_end),
