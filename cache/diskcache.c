@@ -446,6 +446,8 @@ static void rconn_free(struct dc_rconn *rc)
         return;
     sqlite3_finalize(rc->lookup);
     sqlite3_finalize(rc->meta);
+    sqlite3_finalize(rc->begin);
+    sqlite3_finalize(rc->end);
     sqlite3_close(rc->db);
     free(rc);
 }
@@ -480,7 +482,9 @@ int cache_dc_rconn_get(struct cache_disk *c, struct dc_rconn **ret)
                      "SELECT len, crcs, created, pack, off FROM chunks WHERE algo = ?1 AND "
                      "digest = ?2",
                      &rc->lookup)) < 0 ||
-        (r = prepare(rc->db, sql_meta_get, &rc->meta)) < 0) {
+        (r = prepare(rc->db, sql_meta_get, &rc->meta)) < 0 ||
+        (r = prepare(rc->db, "BEGIN", &rc->begin)) < 0 ||
+        (r = prepare(rc->db, "COMMIT", &rc->end)) < 0) {
         rconn_free(rc);
         return r;
     }

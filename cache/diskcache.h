@@ -155,6 +155,18 @@ int cache_disk_lookup(struct cache_disk *c, enum cache_algo algo, const uint8_t 
 int cache_disk_peek(struct cache_disk *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
                     uint64_t *ret_len);
 
+/*
+ * Lookups by this thread between these two calls (cache_disk_lookup,
+ * cache_disk_peek) share one SQLite read transaction: one snapshot of the
+ * index, and its locks taken and dropped once rather than for each (a
+ * readahead asks about a dozen 64 KiB chunks at once). For short runs of
+ * lookups only: a transaction held open keeps the WAL from being
+ * checkpointed past it. Not nested: a begin inside a batch is counted and
+ * does nothing. Errors leave the lookups to their own transactions.
+ */
+void cache_disk_batch_begin(struct cache_disk *c);
+void cache_disk_batch_end(struct cache_disk *c);
+
 /* Length of the cached chunk. */
 size_t cache_disk_handle_len(const struct cache_disk_handle *h);
 

@@ -39,8 +39,9 @@ struct wr_state;
 struct dc_rconn {
     struct dc_rconn *next;
     sqlite3 *db;
-    sqlite3_stmt *lookup; /* len, crcs, created, pack, off of one key */
-    sqlite3_stmt *meta;   /* the running totals */
+    sqlite3_stmt *lookup;      /* len, crcs, created, pack, off of one key */
+    sqlite3_stmt *meta;        /* the running totals */
+    sqlite3_stmt *begin, *end; /* one read transaction for a batch of lookups */
 };
 
 struct cache_disk_handle {

@@ -210,6 +210,55 @@ static int open_entry_file(struct cache_disk *c, const char *path)
     return fd;
 }
 
+/* This thread's batch of lookups (cache_disk_batch_begin). */
+static __thread struct {
+    struct cache_disk *c;
+    struct dc_rconn *rc; /* in a read transaction; NULL: none */
+    unsigned depth;
+} batch;
+
+void cache_disk_batch_begin(struct cache_disk *c)
+{
+    struct dc_rconn *rc;
+
+    if (batch.depth++ || !c || cache_dc_rconn_get(c, &rc) < 0)
+        return;
+    if (sqlite3_step(rc->begin) != SQLITE_DONE) {
+        sqlite3_reset(rc->begin);
+        cache_dc_rconn_put(c, rc);
+        return;
+    }
+    sqlite3_reset(rc->begin);
+    batch.c = c;
+    batch.rc = rc;
+}
+
+void cache_disk_batch_end(struct cache_disk *c)
+{
+    (void)c;
+    if (!batch.depth || --batch.depth || !batch.rc)
+        return;
+    (void)sqlite3_step(batch.rc->end);
+    sqlite3_reset(batch.rc->end);
+    if (!sqlite3_get_autocommit(batch.rc->db))
+        (void)sqlite3_exec(batch.rc->db, "ROLLBACK", NULL, NULL, NULL);
+    cache_dc_rconn_put(batch.c, batch.rc);
+    batch.c = NULL;
+    batch.rc = NULL;
+}
+
+/* A read connection for one lookup: the batch's, or one from the pool
+ * (*@own set: to be put back). */
+static int rconn_for_lookup(struct cache_disk *c, struct dc_rconn **ret, bool *own)
+{
+    *own = !(batch.rc && batch.c == c);
+    if (!*own) {
+        *ret = batch.rc;
+        return 0;
+    }
+    return cache_dc_rconn_get(c, ret);
+}
+
 static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
                         struct cache_disk_handle **ret)
 {
@@ -217,9 +266,10 @@ static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
     struct cache_disk_handle *h = NULL;
     char path[DC_PATH_MAX];
     int64_t len = 0, created = 0, pack = 0, base = 0;
+    bool own;
     int r, step;
 
-    if ((r = cache_dc_rconn_get(c, &rc)) < 0)
+    if ((r = rconn_for_lookup(c, &rc, &own)) < 0)
         return r;
     sqlite3_bind_int(rc->lookup, 1, (int)algo);
     sqlite3_bind_blob(rc->lookup, 2, key, CACHE_KEY_LEN, SQLITE_STATIC);
@@ -246,7 +296,8 @@ static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
         r = step == SQLITE_DONE ? 0 : cache_dc_sql_errno(step);
     }
     sqlite3_reset(rc->lookup);
-    cache_dc_rconn_put(c, rc);
+    if (own)
+        cache_dc_rconn_put(c, rc);
     if (r == -EBADMSG) {
         atomic_fetch_add(&c->bad_entries, 1);
         queue_drop(c, algo, key, created);
@@ -382,11 +433,12 @@ int cache_disk_peek(struct cache_disk *c, enum cache_algo algo, const uint8_t ke
                     uint64_t *ret_len)
 {
     struct dc_rconn *rc;
+    bool own;
     int r, step;
 
     if (!cache_dc_algo_valid(algo) || cache_dc_drop_pending(c, algo, key))
         return 0;
-    if ((r = cache_dc_rconn_get(c, &rc)) < 0)
+    if ((r = rconn_for_lookup(c, &rc, &own)) < 0)
         return r;
     sqlite3_bind_int(rc->lookup, 1, (int)algo);
     sqlite3_bind_blob(rc->lookup, 2, key, CACHE_KEY_LEN, SQLITE_STATIC);
@@ -400,7 +452,8 @@ int cache_disk_peek(struct cache_disk *c, enum cache_algo algo, const uint8_t ke
         r = step == SQLITE_DONE ? 0 : cache_dc_sql_errno(step);
     }
     sqlite3_reset(rc->lookup);
-    cache_dc_rconn_put(c, rc);
+    if (own)
+        cache_dc_rconn_put(c, rc);
     return r;
 }
 

@@ -376,6 +376,18 @@ int fs_chunks_peek(struct fs_chunks *c, const struct fetch_extent *e, uint32_t o
     return 0;
 }
 
+void fs_chunks_batch_begin(struct fs_chunks *c)
+{
+    if (c->disk)
+        cache_disk_batch_begin(c->disk);
+}
+
+void fs_chunks_batch_end(struct fs_chunks *c)
+{
+    if (c->disk)
+        cache_disk_batch_end(c->disk);
+}
+
 bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)
 {
     struct cache_disk_handle *h = NULL;

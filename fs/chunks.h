@@ -121,6 +121,12 @@ enum cache_algo fs_chunks_cache_algo(uint8_t algo);
 /* Whether the disk cache holds chunk @e (a lookup, no read). */
 bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e);
 
+/* Around a run of fs_chunks_want() calls on one thread (a readahead of many
+ * chunks): their disk-cache lookups share one index transaction
+ * (cache_disk_batch_begin). */
+void fs_chunks_batch_begin(struct fs_chunks *c);
+void fs_chunks_batch_end(struct fs_chunks *c);
+
 /* A reader has had @len bytes of a chunk from fs_chunks_want()'s callback
  * (fs_chunks_peek() notes its own): chunks read in full leave memory first. */
 void fs_chunks_note_read(struct fs_chunks *c, struct cache_mem_entry *entry, size_t len);

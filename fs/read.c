@@ -473,6 +473,7 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
     struct fs_stream *s = NULL, *lru;
     size_t last, target, from;
     uint64_t max, ahead;
+    bool batch;
 
     if (!f || !ctx->readahead_max)
         return;
@@ -521,9 +522,15 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
         s->requested = target;
     pthread_mutex_unlock(&f->lock);
 
+    /* more than one chunk: one index transaction for their lookups */
+    batch = from < target;
+    if (batch)
+        fs_chunks_batch_begin(ctx->chunks);
     for (size_t i = from; i <= target && i < img->count; i++)
         if (!img->extents[i].zero)
             (void)fs_chunks_want(ctx->chunks, &img->extents[i], FETCH_PRIO_READAHEAD, NULL, NULL);
+    if (batch)
+        fs_chunks_batch_end(ctx->chunks);
 }
 
 uint64_t fs_now_ms(void)

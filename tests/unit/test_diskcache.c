@@ -1655,6 +1655,47 @@ static void test_pack_evict(void **state)
 /* Two caches on one directory: neither removes the other's pack while it
  * writes to it; a pack left by a crash (no row names it) is removed by gc,
  * one still locked is not. */
+/*
+ * A batch of lookups is one read transaction: a chunk another cache commits
+ * after the batch's first lookup is not seen until the batch ends (one
+ * snapshot), and the lookups answer as without a batch otherwise.
+ */
+static void test_lookup_batch(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *a = open_cache(f->dir, NULL), *b = open_cache(f->dir, NULL);
+    struct chunk x = make_chunk(5000, 71), y = make_chunk(7000, 72), z = make_chunk(3000, 73);
+    uint64_t len = 0;
+
+    insert(a, &x);
+    cache_disk_sync(a);
+    cache_disk_batch_begin(a);
+    assert_int_equal(check_chunk(a, &x), 1);
+    assert_int_equal(check_chunk(a, &z), 0);
+    /* committed by the other cache now: not in this batch's snapshot */
+    insert(b, &y);
+    cache_disk_sync(b);
+    assert_int_equal(check_chunk(b, &y), 1);
+    assert_int_equal(check_chunk(a, &y), 0);
+    assert_int_equal(cache_disk_peek(a, y.algo, y.key, &len), 0);
+    /* nested: counted, the outer end closes it */
+    cache_disk_batch_begin(a);
+    cache_disk_batch_end(a);
+    assert_int_equal(check_chunk(a, &y), 0);
+    cache_disk_batch_end(a);
+    assert_int_equal(check_chunk(a, &y), 1);
+    assert_int_equal(cache_disk_peek(a, y.algo, y.key, &len), 1);
+    assert_int_equal(len, y.len);
+    /* an end without a begin does nothing */
+    cache_disk_batch_end(a);
+    assert_int_equal(check_chunk(a, &x), 1);
+    cache_disk_close(b);
+    cache_disk_close(a);
+    free(x.bytes);
+    free(y.bytes);
+    free(z.bytes);
+}
+
 static void test_pack_sharing(void **state)
 {
     struct fx *f = *state;
@@ -2504,6 +2545,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pack_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_evict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_sharing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lookup_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_write_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_upgrade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_batch, setup, teardown),
