@@ -18,7 +18,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,15 +251,6 @@ static void second_name_after_enoent(void **state)
     assert_int_equal(b.r, -ENOENT);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static uint64_t disk_misses(struct cache_disk *d)
 {
     struct cache_disk_stats st;
@@ -281,8 +271,7 @@ static void no_disk_lookup_in_flight(void **state)
     struct cache_disk *disk = NULL;
     struct fs_chunks *c;
     struct reader a;
-    char dir[256], err[256] = "";
-    const char *tmp = getenv("TMPDIR");
+    char *dir = fx_tmpdir(), err[256] = "";
     uint8_t data[3000], scratch[64], *blob;
     const uint8_t *bytes;
     struct cache_mem_entry *ref = NULL;
@@ -290,8 +279,6 @@ static void no_disk_lookup_in_flight(void **state)
     size_t blob_len;
     uint64_t before;
 
-    snprintf(dir, sizeof(dir), "%s/lazyimg-chunks-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    assert_non_null(mkdtemp(dir));
     o.dir = dir;
     if (cache_disk_open(&o, &disk, err, sizeof(err)) < 0)
         fail_msg("cache_disk_open: %s", err);
@@ -327,7 +314,8 @@ static void no_disk_lookup_in_flight(void **state)
     fs_chunks_stop(c);
     cache_disk_close(disk);
     fs_chunks_free(c);
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    fx_rmtree(dir);
+    free(dir);
 }
 
 int main(void)
