@@ -268,13 +268,16 @@ static uint8_t *stored_frame(uint8_t fhd, const uint8_t *hdr, size_t hdr_len, ui
     memcpy(f, "\x28\xb5\x2f\xfd", 4);
     f[4] = fhd;
     at = 5;
-    memcpy(f + at, hdr, hdr_len);
+    if (hdr_len)
+        memcpy(f + at, hdr, hdr_len);
     at += hdr_len;
     f[at++] = (uint8_t)bh;
     f[at++] = (uint8_t)(bh >> 8);
     f[at++] = (uint8_t)(bh >> 16);
-    memcpy(f + at, data, len);
-    memcpy(f + at + len, tail, tail_len);
+    if (len)
+        memcpy(f + at, data, len);
+    if (tail_len)
+        memcpy(f + at + len, tail, tail_len);
     *ret_len = n;
     return f;
 }
