@@ -55,6 +55,24 @@ static void reader_done(void *arg, int r, struct cache_mem_entry *entry, const f
     }
 }
 
+/* Job @job's object arrives: @data as a plain blob. */
+static void complete_plain(size_t job, const uint8_t *data, size_t len)
+{
+    size_t blob_len;
+    uint8_t *blob = fx_blob_plain(data, len, &blob_len);
+    fake_pool_complete(job, blob, blob_len);
+    free(blob);
+}
+
+/* @rd was answered once, with @data. */
+static void expect_got(const struct reader *rd, const uint8_t *data, size_t len)
+{
+    assert_int_equal(rd->calls, 1);
+    assert_int_equal(rd->r, 0);
+    assert_int_equal(rd->got_len, len);
+    assert_memory_equal(rd->got, data, len);
+}
+
 static struct fs_chunks *chunks;
 
 static int setup(void **state)
@@ -98,8 +116,6 @@ static void single_flight(void **state)
     const uint8_t *bytes;
     struct cache_mem_entry *ref = NULL;
     struct fs_chunks_stats st;
-    uint8_t *blob;
-    size_t blob_len;
     char hex[65], want[128];
 
     fx_fill_random(data, sizeof(data), 1);
@@ -115,15 +131,9 @@ static void single_flight(void **state)
     assert_true(fake_jobs[0].max_len >= sizeof(data));
     assert_int_equal(a.calls + b.calls, 0); /* nothing answered before the fetch */
 
-    blob = fx_blob_plain(data, sizeof(data), &blob_len);
-    fake_pool_complete(0, blob, blob_len);
-    free(blob);
-    assert_int_equal(a.calls, 1);
-    assert_int_equal(b.calls, 1);
-    assert_int_equal(a.r, 0);
-    assert_int_equal(a.got_len, sizeof(data));
-    assert_memory_equal(a.got, data, sizeof(data));
-    assert_memory_equal(b.got, data, sizeof(data));
+    complete_plain(0, data, sizeof(data));
+    expect_got(&a, data, sizeof(data));
+    expect_got(&b, data, sizeof(data));
 
     /* in memory now: peek answers, want answers on this thread, no fetch */
     assert_int_equal(fs_chunks_peek(chunks, &e, 100, 50, NULL, &bytes, &ref), 1);
@@ -145,8 +155,6 @@ static void demand_upgrades_prefetch(void **state)
     uint8_t data[2000];
     struct reader a = {.c = chunks};
     struct fetch_extent e;
-    uint8_t *blob;
-    size_t blob_len;
 
     fx_fill_text(data, sizeof(data), 2);
     e = extent_of(FETCH_CHUNK_PBS, data, sizeof(data));
@@ -162,12 +170,8 @@ static void demand_upgrades_prefetch(void **state)
     /* never down */
     assert_int_equal(fs_chunks_want(chunks, &e, FETCH_PRIO_HYDRATE, NULL, NULL), 0);
     assert_int_equal(fake_upgrades, 1);
-    blob = fx_blob_plain(data, sizeof(data), &blob_len);
-    fake_pool_complete(0, blob, blob_len);
-    free(blob);
-    assert_int_equal(a.calls, 1);
-    assert_int_equal(a.r, 0);
-    assert_memory_equal(a.got, data, sizeof(data));
+    complete_plain(0, data, sizeof(data));
+    expect_got(&a, data, sizeof(data));
 }
 
 static void corrupt_chunk_is_an_error(void **state)
@@ -272,11 +276,10 @@ static void no_disk_lookup_in_flight(void **state)
     struct fs_chunks *c;
     struct reader a;
     char *dir = fx_tmpdir(), err[256] = "";
-    uint8_t data[3000], scratch[64], *blob;
+    uint8_t data[3000], scratch[64];
     const uint8_t *bytes;
     struct cache_mem_entry *ref = NULL;
     struct fetch_extent e;
-    size_t blob_len;
     uint64_t before;
 
     o.dir = dir;
@@ -301,12 +304,8 @@ static void no_disk_lookup_in_flight(void **state)
     /* the reader that found it in flight waits for it, raised to demand */
     assert_int_equal(fs_chunks_want(c, &e, FETCH_PRIO_DEMAND, reader_done, &a), 0);
     assert_int_equal(fake_upgraded_to, FETCH_PRIO_DEMAND);
-    blob = fx_blob_plain(data, sizeof(data), &blob_len);
-    fake_pool_complete(0, blob, blob_len);
-    free(blob);
-    assert_int_equal(a.calls, 1);
-    assert_int_equal(a.r, 0);
-    assert_memory_equal(a.got, data, sizeof(data));
+    complete_plain(0, data, sizeof(data));
+    expect_got(&a, data, sizeof(data));
     assert_int_equal(fake_njobs, 1);
 
     /* the daemon's order: the cache's writer holds the chunk until closed */
