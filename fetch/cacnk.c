@@ -321,8 +321,8 @@ int fetch_cacnk_decode(enum fetch_digest_algo algo, const uint8_t id[32], size_t
                        fetch_error *err)
 {
     char hex[ID_HEX_LEN + 1];
-    uint8_t *plain = NULL;
-    size_t at;
+    uint8_t *plain = NULL; /* owns the plaintext, from @at on */
+    size_t at = 0;
     int r;
 
     fetch_hex_encode(id, 32, hex);
@@ -336,40 +336,29 @@ int fetch_cacnk_decode(enum fetch_digest_algo algo, const uint8_t id[32], size_t
                                 len);
             goto fail;
         }
-        if ((r = verify(algo, id, raw, len, err)) < 0)
-            goto fail;
-        ret->base = raw;
-        ret->bytes = raw;
-        ret->len = len;
-        return 0;
-    }
-
-    if (len == SIZE_MAX) {
+        plain = raw; /* the object is the plaintext */
+        raw = NULL;
+    } else if (len == SIZE_MAX) {
         r = fetch_error_set(err, -EBADMSG, "chunk length %zu out of range", len);
         goto fail;
-    }
-    if ((at = zstd_stored_at(raw, raw_len, len)) != 0) {
-        if ((r = verify(algo, id, (const uint8_t *)raw + at, len, err)) < 0)
+    } else if ((at = zstd_stored_at(raw, raw_len, len)) != 0) {
+        plain = raw; /* used in place */
+        raw = NULL;
+    } else {
+        if (!(plain = fetch_buf_alloc(len + 1))) {
+            r = fetch_error_set(err, -ENOMEM, "out of memory");
             goto fail;
-        ret->base = raw;
-        ret->bytes = (const uint8_t *)raw + at;
-        ret->len = len;
-        return 0;
+        }
+        r = decompress(raw, raw_len, plain, len, err);
+        fetch_buf_free(raw);
+        raw = NULL;
+        if (r < 0)
+            goto fail;
     }
-    plain = fetch_buf_alloc(len + 1);
-    if (!plain) {
-        r = fetch_error_set(err, -ENOMEM, "out of memory");
-        goto fail;
-    }
-    r = decompress(raw, raw_len, plain, len, err);
-    fetch_buf_free(raw);
-    raw = NULL;
-    if (r == 0)
-        r = verify(algo, id, plain, len, err);
-    if (r < 0)
+    if ((r = verify(algo, id, plain + at, len, err)) < 0)
         goto fail;
     ret->base = plain;
-    ret->bytes = plain;
+    ret->bytes = plain + at;
     ret->len = len;
     return 0;
 
