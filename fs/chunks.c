@@ -533,6 +533,15 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     free(f);
 }
 
+/* Raises flight @f to @prio if that is more urgent; flight_lock held. */
+static void flight_raise(struct fs_chunks *c, struct flight *f, enum fetch_prio prio)
+{
+    if (prio < f->prio) {
+        f->prio = prio;
+        fetch_pool_upgrade(c->pool, f->job, prio);
+    }
+}
+
 /*
  * Whether chunk @e is being fetched; one that is, is raised to @prio if that
  * is more urgent (FETCH_PRIO_COUNT: leave it).
@@ -542,10 +551,8 @@ static bool in_flight(struct fs_chunks *c, const struct fetch_extent *e, enum fe
     struct flight *f;
 
     pthread_mutex_lock(&c->flight_lock);
-    if ((f = *flight_find(c, e->algo, e->digest)) && prio < f->prio) {
-        f->prio = prio;
-        fetch_pool_upgrade(c->pool, f->job, prio);
-    }
+    if ((f = *flight_find(c, e->algo, e->digest)))
+        flight_raise(c, f, prio);
     pthread_mutex_unlock(&c->flight_lock);
     return f != NULL;
 }
@@ -571,10 +578,7 @@ static int want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_pr
             w->next = f->waiters;
             f->waiters = w;
         }
-        if (prio < f->prio) {
-            f->prio = prio;
-            fetch_pool_upgrade(c->pool, f->job, prio);
-        }
+        flight_raise(c, f, prio);
         pthread_mutex_unlock(&c->flight_lock);
         return 0;
     }
