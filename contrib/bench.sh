@@ -288,22 +288,24 @@ lz() {
 }
 
 # --- the runs --------------------------------------------------------------------
+# SHA-256 speed of one process, kB/s (openssl speed, 16 KiB blocks)
+sha_kbps() { openssl speed -evp sha256 -seconds 3 -bytes 16384 2>/dev/null | awk '$1 == "sha256" {sub(/k$/, "", $2); print $2}'; }
 files_of "$W/pbs.files" >/dev/null
 for run in $(seq "$RUNS"); do
   log "run $run of $RUNS"
   # references
-  out=$(openssl speed -evp sha256 -seconds 3 -bytes 16384 2>/dev/null | awk '$1 == "sha256" {sub(/k$/, "", $2); print $2}')
+  out=$(sha_kbps)
   add sha "$(calc "1073741824 / ($out * 1000)")"
   add sha.mbps "$(calc "$out / 1000")"
   # the same with every core hashing at once: what a core hashes while the
   # others work too (on this project's VMs the cores share their host's)
   pids=()
+  : >"$W/sha.all"
   for _ in $(seq "$(nproc)"); do
-    openssl speed -evp sha256 -seconds 3 -bytes 16384 2>/dev/null | awk '$1 == "sha256" {sub(/k$/, "", $2); print $2}' >>"$W/sha.all.$run" &
+    sha_kbps >>"$W/sha.all" &
     pids+=($!)
   done
   wait "${pids[@]}" # not nginx, also a child
-  mv "$W/sha.all.$run" "$W/sha.all"
   add sha.all.mbps "$(awk '{s += $1; n++} END {printf "%.3f", s / n / 1000}' "$W/sha.all")"
   drop_caches
   t0=$EPOCHREALTIME; cat "$PLAIN" >/dev/null; t1=$EPOCHREALTIME
@@ -428,6 +430,7 @@ count_row() { # LABEL KEY N TARGET-TEXT
   printf '| %s | | | | | %s | %s | %s |\n' "$1" "$(runs_of "$2")" "$4" "$(all_eq "$2" "$3")"
 }
 SHA=$(med sha)
+SHA_ALL=$(calc "1073.741824 / $(med sha.all.mbps)") # s per GiB, every core hashing
 GIB=$(calc "$DATA / 1073741824")
 r2() { fmt %.2f "$1"; }
 {
@@ -447,7 +450,7 @@ r2() { fmt %.2f "$1"; }
     "$(fmt %.0f "$(med sha.mbps)")" "$(fmt %.0f "$(lo sha.mbps)")" "$(fmt %.0f "$(hi sha.mbps)")" "$(r2 "$SHA")"
   printf '| ref: SHA-256 per core with all %s cores hashing at once (as many openssl speed) | %s | %s–%s | %s (s per GiB hashed) | | | | |\n' \
     "$(nproc)" "$(fmt %.0f "$(med sha.all.mbps)")" "$(fmt %.0f "$(lo sha.all.mbps)")" "$(fmt %.0f "$(hi sha.all.mbps)")" \
-    "$(r2 "$(calc "1073.741824 / $(med sha.all.mbps)")")"
+    "$(r2 "$SHA_ALL")"
   ref_row "ref: cat of a plain $((DATA >> 20)) MiB file, page cache dropped" plain
   ref_row "ref: cat of the cache's chunk files, page cache dropped" cachecat
   ref_row "ref: curl -Z --parallel-max 16, the data chunk files from nginx" curl
@@ -481,7 +484,6 @@ r2() { fmt %.2f "$1"; }
   ratio_row "3. CPU per GiB / SHA-256 s per GiB, HTTP --no-cache" "$(r2 "$(calc "$(med http.nocache.cpu) / $SHA")")" "<=" 2
   ratio_row "3. CPU per GiB / SHA-256 s per GiB, local cache filling" "$(r2 "$(calc "$(med local.fill.cpu) / $SHA")")" "<=" 2.5
   ratio_row "3. CPU per GiB / SHA-256 s per GiB, HTTP cache filling" "$(r2 "$(calc "$(med http.fill.cpu) / $SHA")")" "<=" 2.5
-  SHA_ALL=$(calc "1073.741824 / $(med sha.all.mbps)")
   for k in local.nocache:"local --no-cache" http.nocache:"HTTP --no-cache" local.fill:"local cache filling" http.fill:"HTTP cache filling"; do
     printf '| 3. (context, no target) CPU per GiB / SHA-256 s per GiB with all cores hashing, %s | | | | | %s | | |\n' \
       "${k#*:}" "$(r2 "$(calc "$(med "${k%%:*}.cpu") / $SHA_ALL")")"
