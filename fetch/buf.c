@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "buf.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define BUF_USE_SLOTS 0
@@ -23,6 +25,11 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static uint8_t *region; /* FETCH_BUF_SLOTS slots, NULL if not mapped */
+/* Slot i is at region + i * stride. With transparent huge pages, stride is
+ * FETCH_BUF_SLOT rounded up to the huge page size, the first huge_len bytes
+ * of each slot are eligible for huge pages and the rest (the header room)
+ * is not, so that it costs small pages only; huge_len is 0 without them. */
+static size_t stride = FETCH_BUF_SLOT, huge_len, huge_page;
 /* free slots, oldest first: warm[nwarm - 1] was freed last */
 static uint16_t warm[FETCH_BUF_SLOTS], cold[FETCH_BUF_SLOTS];
 static size_t nwarm, ncold, warm_bytes, used;
@@ -30,27 +37,98 @@ static size_t touched[FETCH_BUF_SLOTS];    /* bytes of the slot that may be resi
 static uint64_t freed_at[FETCH_BUF_SLOTS]; /* CLOCK_MONOTONIC ms when last freed */
 static unsigned long long slot_allocs, heap_allocs, released;
 
+/* The size of a transparent huge page if the kernel can give this process
+ * some (sysfs says neither "never" nor an unknown size), else 0. */
+static size_t thp_size(void)
+{
+    char text[64];
+    ssize_t n;
+    unsigned long long v;
+    int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    text[n] = 0;
+    if (strstr(text, "[never]"))
+        return 0;
+    fd = open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    text[n] = 0;
+    v = strtoull(text, NULL, 10);
+    /* a power of two that a chunk fills at least once (2 MiB on x86-64) */
+    if (v < ((size_t)64 << 10) || v > FETCH_BUF_SLOT || (v & (v - 1)))
+        return 0;
+    return (size_t)v;
+}
+
+/* Maps the slots. A buffer's pages are touched for the first time once per
+ * slot (they stay mapped while the slot is reused), and on this project's
+ * virtual machines a first touch costs a fault in the guest and another in
+ * the host per 4 KiB: in huge pages it costs one per 2 MiB (measured: 4 MiB
+ * written to fresh memory at 300-390 MB/s in small pages, 600-1140 MB/s in
+ * huge ones). Kernels set to give huge pages only where asked ("madvise",
+ * as on this project's machines) get asked. */
 static void region_init(void)
 {
-    void *m;
+    size_t hp, len;
+    uint8_t *m, *start;
     if (!BUF_USE_SLOTS)
         return;
-    m = mmap(NULL, (size_t)FETCH_BUF_SLOTS * FETCH_BUF_SLOT, PROT_READ | PROT_WRITE,
-             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    hp = thp_size();
+    if (hp) {
+        stride = (FETCH_BUF_SLOT + hp - 1) / hp * hp;
+        huge_len = FETCH_BUF_SLOT / hp * hp;
+        huge_page = hp;
+    }
+    len = (size_t)FETCH_BUF_SLOTS * stride;
+    m = mmap(NULL, len + hp, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+             -1, 0);
     if (m == MAP_FAILED)
         return; /* everything from malloc */
-    region = m;
+    start = m;
+    if (hp) {
+        /* a huge page needs an aligned address: trim the excess off both ends */
+        start = (uint8_t *)(((uintptr_t)m + hp - 1) & ~(uintptr_t)(hp - 1));
+        if (start > m)
+            munmap(m, (size_t)(start - m));
+        if (start + len < m + len + hp)
+            munmap(start + len, (size_t)(m + len + hp - (start + len)));
+        if (madvise(start, len, MADV_HUGEPAGE) == 0) {
+            for (size_t i = 0; i < FETCH_BUF_SLOTS; i++)
+                (void)madvise(start + i * stride + huge_len, stride - huge_len, MADV_NOHUGEPAGE);
+        } else {
+            huge_len = huge_page = 0;
+        }
+    }
+    region = start;
     for (size_t i = 0; i < FETCH_BUF_SLOTS; i++)
         cold[i] = (uint16_t)(FETCH_BUF_SLOTS - 1 - i);
     ncold = FETCH_BUF_SLOTS;
 }
 
+/* Bytes resident once the first @n bytes of a slot have been touched: the
+ * huge pages count whole. */
+static size_t resident_bytes(size_t n)
+{
+    if (!huge_page || n >= huge_len)
+        return n;
+    return (n + huge_page - 1) / huge_page * huge_page;
+}
+
 static bool in_region(const void *p, size_t *ret_slot)
 {
     uintptr_t a = (uintptr_t)p, r = (uintptr_t)region;
-    if (!region || a < r || a >= r + (uintptr_t)FETCH_BUF_SLOTS * FETCH_BUF_SLOT)
+    if (!region || a < r || a >= r + (uintptr_t)FETCH_BUF_SLOTS * stride)
         return false;
-    *ret_slot = (size_t)((a - r) / FETCH_BUF_SLOT);
+    *ret_slot = (size_t)((a - r) / stride);
     return true;
 }
 
@@ -63,7 +141,7 @@ void *fetch_buf_alloc_skewed(size_t len, size_t skew)
         if (region && (nwarm || ncold)) {
             if (nwarm) {
                 s = warm[--nwarm];
-                warm_bytes -= touched[s];
+                warm_bytes -= resident_bytes(touched[s]);
             } else {
                 s = cold[--ncold];
             }
@@ -72,7 +150,7 @@ void *fetch_buf_alloc_skewed(size_t len, size_t skew)
             used++;
             slot_allocs++;
             pthread_mutex_unlock(&lock);
-            return region + s * FETCH_BUF_SLOT + pad;
+            return region + s * stride + pad;
         }
         pthread_mutex_unlock(&lock);
     }
@@ -103,7 +181,7 @@ static size_t release_old(uint64_t before)
         size_t s = warm[ndrop];
         if (freed_at[s] >= before && warm_bytes <= FETCH_BUF_WARM_MAX)
             break;
-        warm_bytes -= touched[s];
+        warm_bytes -= resident_bytes(touched[s]);
         drop[ndrop++] = s;
     }
     memmove(warm, warm + ndrop, (nwarm - ndrop) * sizeof(warm[0]));
@@ -113,7 +191,7 @@ static size_t release_old(uint64_t before)
         return 0;
     /* outside the lock: the slots are on no list meanwhile, so nobody gets them */
     for (size_t i = 0; i < ndrop; i++)
-        (void)madvise(region + drop[i] * FETCH_BUF_SLOT, FETCH_BUF_SLOT, MADV_DONTNEED);
+        (void)madvise(region + drop[i] * stride, FETCH_BUF_SLOT, MADV_DONTNEED);
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < ndrop; i++) {
         touched[drop[i]] = 0;
@@ -138,7 +216,7 @@ void fetch_buf_free(void *p)
     used--;
     freed_at[s] = mono_ms();
     warm[nwarm++] = (uint16_t)s;
-    warm_bytes += touched[s];
+    warm_bytes += resident_bytes(touched[s]);
     over = warm_bytes > FETCH_BUF_WARM_MAX;
     pthread_mutex_unlock(&lock);
     if (over)
@@ -161,7 +239,7 @@ void *fetch_buf_realloc(void *p, size_t len)
     if (!p)
         return fetch_buf_alloc(len);
     if (in_region(p, &s)) {
-        off = (size_t)((uint8_t *)p - (region + s * FETCH_BUF_SLOT));
+        off = (size_t)((uint8_t *)p - (region + s * stride));
         room = FETCH_BUF_SLOT - off;
         if (len <= room) {
             pthread_mutex_lock(&lock);
