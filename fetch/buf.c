@@ -26,10 +26,12 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static uint8_t *region; /* FETCH_BUF_SLOTS slots, NULL if not mapped */
 /* Slot i is at region + i * stride. With transparent huge pages, stride is
- * FETCH_BUF_SLOT rounded up to the huge page size, the first huge_len bytes
- * of each slot are eligible for huge pages and the rest (the header room)
- * is not, so that it costs small pages only; huge_len is 0 without them. */
+ * FETCH_BUF_SLOT rounded up to the huge page size, and the first huge_len
+ * bytes of a slot are in huge pages while it is a huge slot (huge[i]); the
+ * rest (the header room) never is, so that it costs small pages only.
+ * huge_page is 0 without huge pages. */
 static size_t stride = FETCH_BUF_SLOT, huge_len, huge_page;
+static bool huge[FETCH_BUF_SLOTS];
 /* free slots, oldest first: warm[nwarm - 1] was freed last */
 static uint16_t warm[FETCH_BUF_SLOTS], cold[FETCH_BUF_SLOTS];
 static size_t nwarm, ncold, warm_bytes, used;
@@ -101,12 +103,11 @@ static void region_init(void)
             munmap(m, (size_t)(start - m));
         if (start + len < m + len + hp)
             munmap(start + len, (size_t)(m + len + hp - (start + len)));
-        if (madvise(start, len, MADV_HUGEPAGE) == 0) {
-            for (size_t i = 0; i < FETCH_BUF_SLOTS; i++)
-                (void)madvise(start + i * stride + huge_len, stride - huge_len, MADV_NOHUGEPAGE);
-        } else {
+        /* small pages until a slot is first used for a buffer of at least
+         * a huge page (set_huge), also where the kernel's setting is
+         * "always" */
+        if (madvise(start, len, MADV_NOHUGEPAGE) != 0)
             huge_len = huge_page = 0;
-        }
     }
     region = start;
     for (size_t i = 0; i < FETCH_BUF_SLOTS; i++)
@@ -114,13 +115,60 @@ static void region_init(void)
     ncold = FETCH_BUF_SLOTS;
 }
 
-/* Bytes resident once the first @n bytes of a slot have been touched: the
+/* Bytes resident once the first @n bytes of slot @s have been touched: the
  * huge pages count whole. */
-static size_t resident_bytes(size_t n)
+static size_t resident_bytes(size_t s, size_t n)
 {
-    if (!huge_page || n >= huge_len)
+    if (!huge[s] || n >= huge_len)
         return n;
     return (n + huge_page - 1) / huge_page * huge_page;
+}
+
+/* Whether a buffer of @len bytes belongs in a huge slot: one smaller than a
+ * huge page would hold a whole one (a casync chunk of 256 KiB, 2 MiB). */
+static bool wants_huge(size_t len)
+{
+    return huge_page && len >= huge_page;
+}
+
+/* Makes free, empty slot @s a huge slot or a small one; the slot is the
+ * caller's (on no list), no lock held. */
+static void set_huge(size_t s, bool on)
+{
+    if (huge[s] == on)
+        return;
+    if (madvise(region + s * stride, huge_len, on ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) == 0)
+        huge[s] = on;
+}
+
+/* Takes a free slot for a buffer of @len bytes, lock held: the most recently
+ * freed one of the same kind (huge or small) among the last few freed, else
+ * a cold one, else the most recently freed. SIZE_MAX if none is free;
+ * *@ret_cold tells that the slot had no pages. */
+static size_t take_slot(size_t len, bool *ret_cold)
+{
+    enum { LOOK_BACK = 8 };
+    bool want = wants_huge(len);
+    size_t i, s;
+    *ret_cold = false;
+    for (i = nwarm; i > 0 && nwarm - i < LOOK_BACK; i--) {
+        if (huge[warm[i - 1]] == want)
+            break;
+    }
+    if (i == 0 || nwarm - i >= LOOK_BACK) {
+        if (ncold) {
+            *ret_cold = true;
+            return cold[--ncold];
+        }
+        if (!nwarm)
+            return SIZE_MAX;
+        i = nwarm; /* the most recently freed, of the other kind */
+    }
+    s = warm[i - 1];
+    memmove(warm + i - 1, warm + i, (nwarm - i) * sizeof(warm[0]));
+    nwarm--;
+    warm_bytes -= resident_bytes(s, touched[s]);
+    return s;
 }
 
 static bool in_region(const void *p, size_t *ret_slot)
@@ -137,19 +185,16 @@ void *fetch_buf_alloc_skewed(size_t len, size_t skew)
     size_t s, pad = (FETCH_BUF_ALIGN - skew % FETCH_BUF_ALIGN) % FETCH_BUF_ALIGN;
     if (len >= FETCH_BUF_MIN && len <= FETCH_BUF_SLOT - pad) {
         pthread_once(&once, region_init);
+        bool fresh;
         pthread_mutex_lock(&lock);
-        if (region && (nwarm || ncold)) {
-            if (nwarm) {
-                s = warm[--nwarm];
-                warm_bytes -= resident_bytes(touched[s]);
-            } else {
-                s = cold[--ncold];
-            }
+        if (region && (s = take_slot(len, &fresh)) != SIZE_MAX) {
             if (touched[s] < pad + len)
                 touched[s] = pad + len;
             used++;
             slot_allocs++;
             pthread_mutex_unlock(&lock);
+            if (fresh && huge_page)
+                set_huge(s, wants_huge(pad + len));
             return region + s * stride + pad;
         }
         pthread_mutex_unlock(&lock);
@@ -181,7 +226,7 @@ static size_t release_old(uint64_t before)
         size_t s = warm[ndrop];
         if (freed_at[s] >= before && warm_bytes <= FETCH_BUF_WARM_MAX)
             break;
-        warm_bytes -= resident_bytes(touched[s]);
+        warm_bytes -= resident_bytes(s, touched[s]);
         drop[ndrop++] = s;
     }
     memmove(warm, warm + ndrop, (nwarm - ndrop) * sizeof(warm[0]));
@@ -216,7 +261,7 @@ void fetch_buf_free(void *p)
     used--;
     freed_at[s] = mono_ms();
     warm[nwarm++] = (uint16_t)s;
-    warm_bytes += resident_bytes(touched[s]);
+    warm_bytes += resident_bytes(s, touched[s]);
     over = warm_bytes > FETCH_BUF_WARM_MAX;
     pthread_mutex_unlock(&lock);
     if (over)

@@ -17,11 +17,13 @@
  * longer than fetch_buf_trim() is told give their pages back, and so do the
  * slots freed longest ago beyond FETCH_BUF_WARM_MAX bytes of touched pages.
  * Other sizes, and every size once all slots are in use, come from malloc.
- * Where the kernel has transparent huge pages, a slot's first 4 MiB are
- * asked to be huge pages (a first touch costs a fault per 2 MiB instead of
- * one per 4 KiB: daemon CPU for a cold local read of 4 MiB chunks went from
- * 1.23 to 1.02 s per GiB) and its header room is kept in small ones; a slot
- * touched at all then holds at least one whole huge page.
+ * Where the kernel has transparent huge pages, a slot first used for a
+ * buffer of at least a huge page has its first 4 MiB in huge pages (a first
+ * touch costs a fault per 2 MiB instead of one per 4 KiB: daemon CPU for a
+ * cold local read of 4 MiB chunks went from 1.23 to 1.02 s per GiB), its
+ * header room in small ones; a slot first used for a smaller buffer (a
+ * casync chunk) stays in small pages, so that it holds what it is given.
+ * Free slots are reused by kind where one of the same kind was freed lately.
  *
  * fetch_buf_free() and fetch_buf_realloc() accept any pointer from malloc
  * too, so that a buffer can come from either (a caller's malloc()ed raw

@@ -224,6 +224,17 @@ static void test_huge_pages(void **state)
     assert_int_equal(resident(p + 12 + (4u << 20) - 4096, 4096), 4096);
     assert_int_equal(resident(p + 12 + (4u << 20), 1u << 20), 0);
     fetch_buf_free(p);
+
+    /* a buffer smaller than a huge page, in a fresh slot, takes small pages:
+     * a casync chunk of 512 KiB holds 512 KiB, not 2 MiB */
+    usleep(5 * 1000);
+    fetch_buf_trim(1);
+    p = fetch_buf_alloc(512u << 10);
+    assert_non_null(p);
+    assert_int_equal(resident(p, 2u << 20), 0);
+    memset(p, 6, 512u << 10);
+    assert_int_equal(resident(p, 2u << 20), 512u << 10);
+    fetch_buf_free(p);
 }
 
 int main(void)
