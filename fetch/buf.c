@@ -39,31 +39,31 @@ static size_t touched[FETCH_BUF_SLOTS];    /* bytes of the slot that may be resi
 static uint64_t freed_at[FETCH_BUF_SLOTS]; /* CLOCK_MONOTONIC ms when last freed */
 static unsigned long long slot_allocs, heap_allocs, released;
 
+/* The text of a small file (a sysfs setting), NUL-terminated: 0 or -1. */
+static int read_setting(const char *path, char *text, size_t size)
+{
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    n = read(fd, text, size - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    text[n] = 0;
+    return 0;
+}
+
 /* The size of a transparent huge page if the kernel can give this process
  * some (sysfs says neither "never" nor an unknown size), else 0. */
 static size_t thp_size(void)
 {
     char text[64];
-    ssize_t n;
     unsigned long long v;
-    int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (read_setting("/sys/kernel/mm/transparent_hugepage/enabled", text, sizeof(text)) < 0 ||
+        strstr(text, "[never]") ||
+        read_setting("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", text, sizeof(text)) < 0)
         return 0;
-    n = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    text[n] = 0;
-    if (strstr(text, "[never]"))
-        return 0;
-    fd = open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    n = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    text[n] = 0;
     v = strtoull(text, NULL, 10);
     /* a power of two that a chunk fills at least once (2 MiB on x86-64) */
     if (v < ((size_t)64 << 10) || v > FETCH_BUF_SLOT || (v & (v - 1)))
