@@ -141,14 +141,13 @@ static void set_huge(size_t s, bool on)
         huge[s] = on;
 }
 
-/* Takes a free slot for a buffer of @len bytes, lock held: the most recently
- * freed one of the same kind (huge or small) among the last few freed, else
- * a cold one, else the most recently freed. SIZE_MAX if none is free;
+/* Takes a free slot for a buffer of the kind @want (huge or small), lock
+ * held: the most recently freed one of that kind among the last few freed,
+ * else a cold one, else the most recently freed. SIZE_MAX if none is free;
  * *@ret_cold tells that the slot had no pages. */
-static size_t take_slot(size_t len, bool *ret_cold)
+static size_t take_slot(bool want, bool *ret_cold)
 {
     enum { LOOK_BACK = 8 };
-    bool want = wants_huge(len);
     size_t i, s;
     *ret_cold = false;
     for (i = nwarm; i > 0 && nwarm - i < LOOK_BACK; i--) {
@@ -184,17 +183,18 @@ void *fetch_buf_alloc_skewed(size_t len, size_t skew)
 {
     size_t s, pad = (FETCH_BUF_ALIGN - skew % FETCH_BUF_ALIGN) % FETCH_BUF_ALIGN;
     if (len >= FETCH_BUF_MIN && len <= FETCH_BUF_SLOT - pad) {
+        bool fresh, want;
         pthread_once(&once, region_init);
-        bool fresh;
+        want = wants_huge(pad + len); /* what the buffer spans of its slot */
         pthread_mutex_lock(&lock);
-        if (region && (s = take_slot(len, &fresh)) != SIZE_MAX) {
+        if (region && (s = take_slot(want, &fresh)) != SIZE_MAX) {
             if (touched[s] < pad + len)
                 touched[s] = pad + len;
             used++;
             slot_allocs++;
             pthread_mutex_unlock(&lock);
-            if (fresh && huge_page)
-                set_huge(s, wants_huge(pad + len));
+            if (fresh)
+                set_huge(s, want);
             return region + s * stride + pad;
         }
         pthread_mutex_unlock(&lock);
