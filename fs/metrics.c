@@ -516,7 +516,7 @@ char *fs_metrics_render(json_object *st, size_t *ret_len)
 {
     json_object *stores = member(st, "stores"), *reads = member(st, "reads"),
                 *fetch = member(st, "fetch"), *cache = member(st, "cache"),
-                *disk = member(cache, "disk"), *queued = member(fetch, "queued"), *off;
+                *disk = member(cache, "disk"), *queued = member(fetch, "queued"), *off, *mem;
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -602,6 +602,17 @@ char *fs_metrics_render(json_object *st, size_t *ret_len)
                "Bytes of the chunks in the disk cache.");
         simple(f, disk, "budget", "disk_cache_budget_bytes", "gauge",
                "Disk space the disk cache may take (--cache-size).");
+    }
+    if ((mem = member(st, "memory"))) {
+        json_object *bufs = member(mem, "chunk_buffers");
+        simple(f, mem, "rss_bytes", "resident_memory_bytes", "gauge",
+               "Resident memory of the daemon (VmRSS).");
+        simple(f, mem, "rss_peak_bytes", "resident_memory_peak_bytes", "gauge",
+               "Highest resident memory of the daemon since it started (VmHWM).");
+        simple(f, bufs, "in_use", "chunk_buffers_in_use", "gauge",
+               "Chunk buffer slots holding a chunk or a transfer.");
+        simple(f, bufs, "kept_bytes", "chunk_buffers_kept_bytes", "gauge",
+               "Memory of free chunk buffer slots kept for reuse.");
     }
     errors_metrics(f, st);
     images_metrics(f, member(st, "images"));

@@ -100,6 +100,8 @@ void fs_metrics_free(struct fs_metrics *m);
  *   _insert_skipped_total, _loads_total, disk_cache_entries,
  *   disk_cache_size_bytes, disk_cache_apparent_bytes, disk_cache_budget_bytes
  *                                              (with a disk cache)
+ *   resident_memory_bytes, resident_memory_peak_bytes   the daemon's VmRSS, VmHWM
+ *   chunk_buffers_in_use, chunk_buffers_kept_bytes      fetch/buf.h slots
  *   errors_total{kind=read|fetch|chunk_load|disk_cache_bad_entry|
  *                disk_cache_enospc|disk_cache_not_handed_over}
  *   images_loaded, images_data_bytes, images_cached_bytes   over loaded images

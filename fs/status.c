@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "cache/diskcache.h"
+#include "fetch/buf.h"
 #include "fetch/digest.h"
 #include "fetch/pool.h"
 #include "hydrate.h"
@@ -157,6 +158,50 @@ static json_object *cache_json(const struct fs_ctx *ctx)
     return o;
 }
 
+/* VmRSS and VmHWM of this process in bytes (0 where /proc does not say). */
+static void rss_bytes(uint64_t *ret_now, uint64_t *ret_peak)
+{
+    char line[256];
+    unsigned long long kb;
+    FILE *f = fopen("/proc/self/status", "re");
+
+    *ret_now = *ret_peak = 0;
+    if (!f)
+        return;
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
+            *ret_now = (uint64_t)kb << 10;
+        else if (sscanf(line, "VmHWM: %llu kB", &kb) == 1)
+            *ret_peak = (uint64_t)kb << 10;
+    }
+    fclose(f);
+}
+
+static json_object *memory_json(void)
+{
+    json_object *o = json_object_new_object(), *b = json_object_new_object();
+    struct fetch_buf_stats bs;
+    uint64_t now, peak;
+
+    if (!o || !b) {
+        json_object_put(o);
+        json_object_put(b);
+        return NULL;
+    }
+    rss_bytes(&now, &peak);
+    add_u64(o, "rss_bytes", now);
+    add_u64(o, "rss_peak_bytes", peak);
+    fetch_buf_get_stats(&bs);
+    add_u64(b, "in_use", bs.slots_used);
+    add_u64(b, "kept", bs.slots_warm);
+    add_u64(b, "kept_bytes", bs.warm_bytes);
+    add_u64(b, "slot_allocs", bs.slot_allocs);
+    add_u64(b, "heap_allocs", bs.heap_allocs);
+    add_u64(b, "released", bs.released);
+    json_object_object_add(o, "chunk_buffers", b);
+    return o;
+}
+
 static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd, struct fs_node *n)
 {
     const struct fetch_image *img = n->image;
@@ -216,6 +261,7 @@ json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
     json_object_object_add(o, "reads", reads_json(ctx));
     json_object_object_add(o, "fetch", fetch_json(rate, &ps));
     json_object_object_add(o, "cache", cache_json(ctx));
+    json_object_object_add(o, "memory", memory_json());
     for (size_t i = 0; i < t->count; i++) {
         struct fs_node *n = t->by_ino[i];
         if (n && n->kind == FS_NODE_IMAGE && fs_node_loaded(n) && n->image)

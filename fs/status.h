@@ -20,6 +20,10 @@
  *                   misses (its lookups), inserts, insert_skipped, evictions,
  *                   bad_entries, enospc, sqlite_writes, direct_writes,
  *                   not_handed_over)
+ *   memory          rss_bytes, rss_peak_bytes (the daemon's VmRSS and VmHWM),
+ *                   chunk_buffers (fetch/buf.h: in_use, kept (free slots that
+ *                   keep their pages for reuse), kept_bytes, slot_allocs,
+ *                   heap_allocs, released)
  *   images[]        the images whose index is loaded (opened, stat()ed or
  *                   hydrated since the mount; loading the others here would
  *                   fetch every index): path, size, zero_bytes, data_bytes,

@@ -21,7 +21,8 @@ static const char status_usage[] =
     "doing: its store and mirrors (the one in use marked), chunk transfers in\n"
     "flight and queued per class (demand, readahead, hydrate), throughput since\n"
     "the previous status call (since the mount for the first), fetch latency,\n"
-    "retries, failovers and errors, cache hit rate and disk cache use, and one\n"
+    "retries, failovers and errors, cache hit rate and disk cache use, the\n"
+    "daemon's memory (resident now and at its peak, chunk buffers), and one\n"
     "line per image whose index the daemon has loaded since the mount (images\n"
     "that were opened, stat()ed or hydrated; the others are not listed): bytes\n"
     "of data in the disk cache, share of zeros, hydration progress, read profile\n"
@@ -32,7 +33,7 @@ static const char status_usage[] =
     "unreachable at mount), a line \"mode: offline: REASON\" says so.\n"
     "\n"
     "  --json      print one JSON object instead (keys: stores, offline,\n"
-    "              offline_reason, reads, fetch, cache, images)\n"
+    "              offline_reason, reads, fetch, cache, memory, images)\n"
     "  -h, --help  show this help\n";
 
 static uint64_t u64(json_object *o, const char *key)
@@ -125,7 +126,8 @@ static void print_human(json_object *st)
 {
     json_object *stores = obj(st, "stores"), *f = obj(st, "fetch"), *c = obj(st, "cache");
     json_object *q = obj(f, "queued"), *lat = obj(f, "latency_us"), *d = obj(c, "disk");
-    json_object *images = obj(st, "images");
+    json_object *images = obj(st, "images"), *m = obj(st, "memory"),
+                *bufs = obj(m, "chunk_buffers");
     char a[32], b[32], text[4 * PATH_MAX];
     size_t n, width = 4;
 
@@ -161,6 +163,15 @@ static void print_human(json_object *st)
                (unsigned long long)u64(d, "entries"));
     } else {
         printf("         no disk cache\n");
+    }
+    if (m) {
+        char kept[32];
+        fetch_format_size(u64(m, "rss_bytes"), a, sizeof(a));
+        fetch_format_size(u64(m, "rss_peak_bytes"), b, sizeof(b));
+        fetch_format_size(u64(bufs, "kept_bytes"), kept, sizeof(kept));
+        printf("memory:  %s resident (peak %s); chunk buffers %llu in use, %llu kept (%s)\n", a, b,
+               (unsigned long long)u64(bufs, "in_use"), (unsigned long long)u64(bufs, "kept"),
+               kept);
     }
 
     n = json_object_is_type(images, json_type_array) ? json_object_array_length(images) : 0;

@@ -42,6 +42,18 @@ check_filled() {
 lazyimg_mount "$S" "$M" --cache-dir "$W/cache1"
 cmp "$IMG" a.raw || fail "cold read with the cache filling differs from the source"
 ok "cold read with the cache filling equals the source"
+# the daemon's memory as status reports it: its resident set, and a chunk
+# buffer for every chunk it loaded (from its slots, or the heap under ASan)
+st=$("$LAZYIMG" status --json "$M") || fail "lazyimg status failed" "$st"
+rss=$(json_field "$st" memory rss_bytes)
+peak=$(json_field "$st" memory rss_peak_bytes)
+((rss > 1048576 && peak >= rss)) || fail "status: memory.rss_bytes $rss, rss_peak_bytes $peak"
+bufs=$(($(json_field "$st" memory chunk_buffers slot_allocs) + $(json_field "$st" memory chunk_buffers heap_allocs)))
+((bufs >= DATA_CHUNKS)) || fail "status: $bufs chunk buffers allocated for $DATA_CHUNKS chunks loaded"
+out=$("$LAZYIMG" status "$M") || fail "lazyimg status failed" "$out"
+grep -Eq '^memory: +[0-9.]+[BKMGTP] resident \(peak [0-9.]+[BKMGTP]\); chunk buffers [0-9]+ in use, [0-9]+ kept \([0-9.]+[BKMGTP]\)$' <<<"$out" ||
+    fail "lazyimg status has no memory line" "$out"
+ok "status reports the daemon's memory: $((rss >> 20)) MiB resident (peak $((peak >> 20))), $bufs chunk buffers allocated"
 check_filled "$W/cache1" "defaults"
 
 # --- a cache disk that stalls for 2.5 s twice, with a small memory budget ----

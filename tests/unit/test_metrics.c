@@ -105,6 +105,9 @@ static const char status_json[] =
     "   \"disk\":{\"entries\":20,\"bytes\":21,\"bytes_apparent\":22,\"budget\":23,\"hits\":24,"
     "     \"misses\":25,\"inserts\":26,\"insert_skipped\":27,\"evictions\":28,\"bad_entries\":29,"
     "     \"enospc\":30,\"sqlite_writes\":31,\"direct_writes\":32,\"not_handed_over\":33}},"
+    " \"memory\":{\"rss_bytes\":34,\"rss_peak_bytes\":35,"
+    "   \"chunk_buffers\":{\"in_use\":36,\"kept\":37,\"kept_bytes\":38,\"slot_allocs\":39,"
+    "     \"heap_allocs\":40,\"released\":41}},"
     " \"images\":[{\"path\":\"vm/1/a\\\\b\\\"c\\nd.img\",\"size\":100,\"zero_bytes\":40,"
     "   \"data_bytes\":60,\"cached_bytes\":30,\"hydrated_pct\":50.0,"
     "   \"hydration\":{\"job\":1,\"state\":\"running\",\"total\":60,\"done\":30}},"
@@ -128,6 +131,10 @@ static void exposition(void **state)
     has_line(text, "lazyimg_memory_cache_misses_total 11");
     has_line(text, "lazyimg_disk_cache_hits_total 24");
     has_line(text, "lazyimg_disk_cache_budget_bytes 23");
+    has_line(text, "lazyimg_resident_memory_bytes 34");
+    has_line(text, "lazyimg_resident_memory_peak_bytes 35");
+    has_line(text, "lazyimg_chunk_buffers_in_use 36");
+    has_line(text, "lazyimg_chunk_buffers_kept_bytes 38");
     has_line(text, "lazyimg_errors_total{kind=\"read\"} 1");
     has_line(text, "lazyimg_errors_total{kind=\"disk_cache_not_handed_over\"} 33");
     /* label values escaped: a\b"c<newline>d */
