@@ -157,10 +157,10 @@ REPORTED0=$(reported_kib)
 # Before each timed copy to a file (the peer, cp of the plain file, cp from a
 # mount) the memory it is about to write into is warmed again: WARM_COPY_MB
 # written to /dev/shm and removed right before the copy starts, so that each
-# copy writes into pages the guest has just freed rather than, by chance, some
-# into those and some into pages the host took back (first cp runs of the
-# plain file measured 1.1 GB/s logical after a 3 s pause and 7-12 GB/s
-# without one on this project's VM).
+# copy most likely writes into pages the guest has just freed rather than
+# into pages the host took back (cp of the plain file ran at 1.1 GB/s
+# logical after a 3 s pause and at 11 GB/s right after a removal on this
+# project's VM). Likely, not certain: the host may take them back at once.
 WARM_COPY_MB=${WARM_COPY_MB:-$(( SIZE_MB * 5 / 8 ))}
 warm_for_copy() {
   [ "$WARM_MB" -gt 0 ] || return 0
