@@ -137,14 +137,19 @@ if [ "$WARM_MB" = auto ]; then
   shm=$(df -m --output=avail /dev/shm | tail -1)
   [ "$WARM_MB" -gt $((shm - 1024)) ] && WARM_MB=$((shm - 1024))
 fi
+# shm_warm MB: writes MB MiB to /dev/shm and removes the file; WARM_SECS is
+# how long the writing took
+shm_warm() {
+  local t0=$EPOCHREALTIME
+  dd if=/dev/zero of=/dev/shm/lazyimg-bench-warm bs=1M count="$1" status=none
+  WARM_SECS=$(secs "$t0" "$EPOCHREALTIME")
+  rm -f /dev/shm/lazyimg-bench-warm
+}
 WARMED="no (WARM_MB=0)"
 if [ "$WARM_MB" -gt 0 ]; then
   log "warming memory: $WARM_MB MiB into /dev/shm..."
-  t0=$EPOCHREALTIME
-  dd if=/dev/zero of=/dev/shm/lazyimg-bench-warm bs=1M count="$WARM_MB" status=none
-  t1=$EPOCHREALTIME
-  rm -f /dev/shm/lazyimg-bench-warm
-  WARMED="yes: wrote $WARM_MB MiB to /dev/shm and removed it, $(fmt %.0f "$(mbps $((WARM_MB << 20)) "$(secs "$t0" "$t1")")") MB/s"
+  shm_warm "$WARM_MB"
+  WARMED="yes: wrote $WARM_MB MiB to /dev/shm and removed it, $(fmt %.0f "$(mbps $((WARM_MB << 20)) "$WARM_SECS")") MB/s"
 fi
 # A guest that reports free memory to its host (virtio-balloon free page
 # reporting) has memory freed a few seconds before handed back: touching it
@@ -162,10 +167,15 @@ REPORTED0=$(reported_kib)
 # logical after a 3 s pause and at 11 GB/s right after a removal on this
 # project's VM). Likely, not certain: the host may take them back at once.
 WARM_COPY_MB=${WARM_COPY_MB:-$(( SIZE_MB * 5 / 8 ))}
-warm_for_copy() {
-  [ "$WARM_MB" -gt 0 ] || return 0
-  dd if=/dev/zero of=/dev/shm/lazyimg-bench-warm bs=1M count="$WARM_COPY_MB" status=none
-  rm -f /dev/shm/lazyimg-bench-warm
+warm_for_copy() { if [ "$WARM_MB" -gt 0 ]; then shm_warm "$WARM_COPY_MB"; fi; }
+# copy_done KEY LABEL T0 T1: the end of a timed copy of the image to
+# WORKDIR/out.raw: its logical MB/s as KEY, the copy compared with the image
+# (first run), then removed
+copy_done() {
+  add "$1" "$(mbps $SIZE "$(secs "$3" "$4")")"
+  if [ "$run" = 1 ]; then cmp "$W/out.raw" "$RAW" || die "$2: the copy differs from the image"; fi
+  rm -f "$W/out.raw"; sync
+  log "  $2: $(fmt %.0f "$(vals "$1" | tail -1)") MB/s logical"
 }
 
 # --- the image and its stores (kept between runs) --------------------------------
@@ -390,23 +400,17 @@ for run in $(seq "$RUNS"); do
   qemu-img convert -O raw "nbd+unix:///?socket=$SOCK" "$W/out.raw"
   t1=$EPOCHREALTIME
   kill "$NBD_PID"; wait "$NBD_PID" 2>/dev/null || true; NBD_PID=""
-  add peer "$(mbps $SIZE "$(secs "$t0" "$t1")")"
-  if [ "$run" = 1 ]; then cmp "$W/out.raw" "$RAW" || die "the peer's copy differs from the image"; fi
-  rm -f "$W/out.raw"; sync
-  log "  peer (nbdkit curl, qemu-img convert): $(fmt %.0f "$(vals peer | tail -1)") MB/s logical"
+  copy_done peer "peer (nbdkit curl, qemu-img convert)" "$t0" "$t1"
 
   # the same copy of the image as a plain sparse file in the page cache: what
-  # cp itself costs on this machine (its 128 KiB reads and writes into fresh
-  # page cache of the destination), with no FUSE, no network, no hashing
+  # cp itself costs on this machine (its 128 KiB reads, and writes into the
+  # destination's page cache), with no FUSE, no network, no hashing
   cat "$RAW" >/dev/null
   warm_for_copy
   t0=$EPOCHREALTIME
   cp --sparse=always "$RAW" "$W/out.raw"
   t1=$EPOCHREALTIME
-  add cpplain "$(mbps $SIZE "$(secs "$t0" "$t1")")"
-  if [ "$run" = 1 ]; then cmp "$W/out.raw" "$RAW" || die "cp --sparse=always of the plain file differs from it"; fi
-  rm -f "$W/out.raw"; sync
-  log "  cp --sparse=always of the image as a plain file: $(fmt %.0f "$(vals cpplain | tail -1)") MB/s logical"
+  copy_done cpplain "cp --sparse=always of the image as a plain file" "$t0" "$t1"
 
   # cp --sparse=always of the HTTP image, fresh mount, fresh cache
   rm -rf "$W/cache-cp"
@@ -418,10 +422,7 @@ for run in $(seq "$RUNS"); do
   t1=$EPOCHREALTIME
   add cp.rss "$(calc "$(vmhwm_kb) / 1024")"
   umount_wait
-  add cp "$(mbps $SIZE "$(secs "$t0" "$t1")")"
-  if [ "$run" = 1 ]; then cmp "$W/out.raw" "$RAW" || die "cp --sparse=always's copy differs from the image"; fi
-  rm -f "$W/out.raw"; sync
-  log "  cp --sparse=always: $(fmt %.0f "$(vals cp | tail -1)") MB/s logical"
+  copy_done cp "cp --sparse=always" "$t0" "$t1"
 
   add ratio1.local "$(calc "$(vals local.fill.mbps | tail -1) / $(vals local.nocache.mbps | tail -1)")"
   add ratio1.http "$(calc "$(vals http.fill.mbps | tail -1) / $(vals http.nocache.mbps | tail -1)")"
@@ -534,8 +535,8 @@ r2() { fmt %.2f "$1"; }
   ratio_row "3. CPU per GiB / SHA-256 s per GiB, local cache filling" "$(r2 "$(calc "$(med local.fill.cpu) / $SHA")")" "<=" 2.5
   ratio_row "3. CPU per GiB / SHA-256 s per GiB, HTTP cache filling" "$(r2 "$(calc "$(med http.fill.cpu) / $SHA")")" "<=" 2.5
   for k in local.nocache:"local --no-cache" http.nocache:"HTTP --no-cache" local.fill:"local cache filling" http.fill:"HTTP cache filling"; do
-    printf '| 3. (context, no target) CPU per GiB / SHA-256 s per GiB with all cores hashing, %s | | | | | %s | | |\n' \
-      "${k#*:}" "$(r2 "$(calc "$(med "${k%%:*}.cpu") / $SHA_ALL")")"
+    context_row "3. (context, no target) CPU per GiB / SHA-256 s per GiB with all cores hashing, ${k#*:}" \
+      "$(r2 "$(calc "$(med "${k%%:*}.cpu") / $SHA_ALL")")"
   done
   ratio_row "4. warm (page cache dropped) / cat of the cache's files, local" "$(r2 "$(calc "$(med local.warmdrop.mbps) / $(med cachecat)")")" ">=" 0.85
   ratio_row "4. warm (page cache dropped) / cat of the cache's files, HTTP" "$(r2 "$(calc "$(med http.warmdrop.mbps) / $(med cachecat)")")" ">=" 0.85
