@@ -43,7 +43,7 @@
 static atomic_int fail_write_errno, fail_fsync_errno, fail_fsync_skip, fail_renameat_errno;
 static atomic_int fail_pwrite_errno, fail_fdatasync_errno;
 static atomic_int fail_commit;
-static atomic_int write_calls, fsync_calls;
+static atomic_int write_calls, fsync_calls, pwrite_calls;
 /* while set, writes wait (the writer thread stalls: the queue fills up) */
 static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
@@ -84,6 +84,7 @@ ssize_t __wrap_write(int fd, const void *buf, size_t n)
 ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t off)
 {
     int e = atomic_load(&fail_pwrite_errno);
+    atomic_fetch_add(&pwrite_calls, 1);
     if (e) {
         errno = e;
         return -1;
@@ -1554,6 +1555,45 @@ static void test_pack_layout(void **state)
     free(big.bytes);
 }
 
+/* Small chunks that come one by one, the queue running empty between them,
+ * still go to the pack in whole stages, not a write each; a stage not full
+ * is written soon (its chunks then complete) without a sync. */
+static void test_pack_trickle(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_packed(f->dir, NULL);
+    enum { N = 12 };
+    struct chunk ch[N], last = make_chunk(3000, 3199);
+    long before;
+
+    clear_results();
+    /* a pack exists before counting (its creation is not a stage write) */
+    insert(c, &last);
+    cache_disk_sync(c);
+    before = atomic_load(&pwrite_calls);
+    for (int i = 0; i < N; i++) {
+        ch[i] = make_chunk(16 * KIB + (size_t)i, 3100 + (uint64_t)i);
+        insert(c, &ch[i]);
+        usleep(1000); /* the writer takes it and finds the queue empty */
+    }
+    /* done without a sync: the stage is written once it has lingered */
+    for (int i = 0; i < 500 && atomic_load(&done_calls) < N + 1; i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&done_calls), N + 1);
+    assert_int_equal(results_of(1), N + 1);
+    /* a write per STAGE_LINGER_MS (20) at most: one or two for the lot
+     * (three if the machine paused the test), where each chunk had a write
+     * of its own before */
+    assert_true(atomic_load(&pwrite_calls) - before <= 3);
+    cache_disk_sync(c);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(check_chunk(c, &ch[i]), 1);
+        free(ch[i].bytes);
+    }
+    cache_disk_close(c);
+    free(last.bytes);
+}
+
 /* A damaged packed chunk is an error and dropped; its neighbours are not. */
 static void test_pack_corrupt(void **state)
 {
@@ -2542,6 +2582,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rename_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_layout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_trickle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_evict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_sharing, setup, teardown),
