@@ -427,6 +427,9 @@ for run in $(seq "$RUNS"); do
   add ratio1.local "$(calc "$(vals local.fill.mbps | tail -1) / $(vals local.nocache.mbps | tail -1)")"
   add ratio1.http "$(calc "$(vals http.fill.mbps | tail -1) / $(vals http.nocache.mbps | tail -1)")"
   add ratio1.cas "$(calc "$(vals cas.fill.mbps | tail -1) / $(vals cas.nocache.mbps | tail -1)")"
+  # 4 MiB chunks: cache filling against the disk it must write to, this run
+  add ratio1d.local "$(calc "$(vals local.fill.mbps | tail -1) / $(vals diskw | tail -1)")"
+  add ratio1d.http "$(calc "$(vals http.fill.mbps | tail -1) / $(vals diskw | tail -1)")"
   add ratio9.nocache "$(calc "$(vals enc.nocache.mbps | tail -1) / $(vals local.nocache.mbps | tail -1)")"
   add ratio9.fill "$(calc "$(vals enc.fill.mbps | tail -1) / $(vals local.fill.mbps | tail -1)")"
 done
@@ -526,6 +529,11 @@ r2() { fmt %.2f "$1"; }
     k=${w%%:*}
     printf '| 1. cache filling / --no-cache, %s (median; min–max of the runs: %s–%s) | | | | | %s | >= 0.85 in every run | %s |\n' \
       "${w#*:}" "$(r2 "$(lo "ratio1.$k")")" "$(r2 "$(hi "ratio1.$k")")" "$(r2 "$(med "ratio1.$k")")" "$(judge "$(lo "ratio1.$k")" ">=" 0.85)"
+  done
+  for w in local:local http:HTTP; do
+    k=${w%%:*}
+    context_row "1. (context, no target) cache filling / the cache disk's rate (dd above, same run), ${w#*:} (median; min–max of the runs: $(r2 "$(lo "ratio1d.$k")")–$(r2 "$(hi "ratio1d.$k")"))" \
+      "$(r2 "$(med "ratio1d.$k")")"
   done
   count_row "2. cached chunks after the cold cache-filling read (cache stats), local; distinct data chunks $N_PBS" local.fill.cached "$N_PBS" "= $N_PBS"
   count_row "2. cached chunks, HTTP" http.fill.cached "$N_PBS" "= $N_PBS"
