@@ -94,7 +94,8 @@ struct pending {
     pthread_mutex_t ilock;
     bool replied;
     bool intr_registered;
-    bool listed;            /* in ctx->waits: from the end of its setup on */
+    bool interrupted_early; /* the handler ran inside its registration */
+    bool listed;            /* in ctx->waits: from its setup's end until answered */
     atomic_int refs;        /* the completions' one, the interrupt handler's one */
     atomic_int outstanding; /* chunks still awaited, +1 while being set up */
     atomic_int error;       /* first errno, positive */
@@ -131,19 +132,28 @@ static void note_reply(struct fs_ctx *ctx, size_t bytes, int err)
         atomic_fetch_add_explicit(&ctx->read_bytes, bytes, memory_order_relaxed);
 }
 
-static void pending_free(struct pending *p)
+/* Takes @p off the watchdog's list (once answered, nobody waits for it). */
+static void pending_unlist(struct pending *p)
 {
     struct fs_ctx *ctx = p->ctx;
+    pthread_mutex_lock(&ctx->waits_lock);
     if (p->listed) {
-        pthread_mutex_lock(&ctx->waits_lock);
         if (p->prev)
             p->prev->next = p->next;
         else
             ctx->waits = p->next;
         if (p->next)
             p->next->prev = p->prev;
-        pthread_mutex_unlock(&ctx->waits_lock);
+        p->prev = p->next = NULL;
+        p->listed = false;
     }
+    pthread_mutex_unlock(&ctx->waits_lock);
+}
+
+static void pending_free(struct pending *p)
+{
+    struct fs_ctx *ctx = p->ctx;
+    pending_unlist(p);
     for (size_t k = 0; k < p->n; k++)
         fs_chunks_put(ctx->chunks, p->pieces[k].ref);
     pthread_mutex_destroy(&p->ilock);
@@ -157,17 +167,28 @@ static void pending_unref(struct pending *p)
         pending_free(p);
 }
 
+/* The read whose interrupt handler this thread is registering (read_async). */
+static __thread struct pending *registering;
+
 /*
  * The reader was interrupted (a signal, e.g. ^C) while its read waits for
  * chunks: it gets EINTR at once; the chunks still arrive (and are cached),
  * and the last completion frees the read without a second reply. Runs on a
- * FUSE thread, with the request's lock held by libfuse.
+ * FUSE thread, with the request's lock held by libfuse. When the interrupt
+ * came before the handler was registered, libfuse calls it from inside
+ * fuse_req_interrupt_func(), whose caller still uses the request once the
+ * handler returns: a reply there would free it under libfuse's feet, so the
+ * handler only notes it, and read_async() answers once registered.
  */
 static void read_interrupted(fuse_req_t req, void *data)
 {
     struct pending *p = data;
     bool mine;
 
+    if (registering == p) {
+        p->interrupted_early = true;
+        return;
+    }
     pthread_mutex_lock(&p->ilock);
     mine = !p->replied;
     p->replied = true;
@@ -175,6 +196,7 @@ static void read_interrupted(fuse_req_t req, void *data)
     if (!mine)
         return;
     fs_debug("a read waiting for chunks was interrupted: EINTR");
+    pending_unlist(p);
     fuse_reply_err(req, EINTR);
     pending_unref(p); /* this handler's: it will not run again */
 }
@@ -413,7 +435,14 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
     /* the reader may give up (a signal) while the chunks are on their way */
     atomic_fetch_add(&p->refs, 1);
     p->intr_registered = true;
+    registering = p;
     fuse_req_interrupt_func(req, read_interrupted, p);
+    registering = NULL;
+    /* interrupted before the handler was in place: answered now (the
+     * request lives on: this setup's count keeps the completions from
+     * replying) */
+    if (p->interrupted_early)
+        read_interrupted(req, p);
     pending_put(p);
 }
 
@@ -429,7 +458,9 @@ size_t fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms)
         char path[512], chunks[4 * 20 + 16];
         size_t waiting = 0, at = 0;
 
-        if (now_ms - p->start_ms < after || (p->said_ms && now_ms - p->said_ms < after))
+        /* (now_ms was read before the lock: a read listed since may have
+         * started later) */
+        if (now_ms < p->start_ms + after || (p->said_ms && now_ms < p->said_ms + after))
             continue;
         p->said_ms = now_ms;
         chunks[0] = '\0';

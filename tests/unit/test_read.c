@@ -78,9 +78,15 @@ int __wrap_fuse_reply_buf(fuse_req_t req, const char *buf, size_t size)
 }
 
 int __wrap_fuse_reply_err(fuse_req_t req, int err);
+/* Set while the fake libfuse calls a handler from inside its registration
+ * (the request's lock held; the caller uses the request afterwards). */
+static bool in_registration;
+static unsigned replies_in_registration;
+
 int __wrap_fuse_reply_err(fuse_req_t req, int err)
 {
     (void)req;
+    replies_in_registration += in_registration;
     replies++;
     reply_err = err;
     return 0;
@@ -91,14 +97,21 @@ int __wrap_fuse_reply_err(fuse_req_t req, int err)
 static fuse_interrupt_func_t intr_func;
 static void *intr_data;
 static unsigned intr_registrations;
+/* the kernel's INTERRUPT came before the handler: libfuse 3 then calls the
+ * handler from inside fuse_req_interrupt_func() */
+static bool intr_already;
 
 void __wrap_fuse_req_interrupt_func(fuse_req_t req, fuse_interrupt_func_t func, void *data);
 void __wrap_fuse_req_interrupt_func(fuse_req_t req, fuse_interrupt_func_t func, void *data)
 {
-    (void)req;
     intr_func = func;
     intr_data = data;
     intr_registrations += func != NULL;
+    if (intr_already && func) {
+        in_registration = true;
+        func(req, data);
+        in_registration = false;
+    }
 }
 
 /* ---- an image of NCHUNKS chunks of 1 MiB, one of them a hole ------------ */
@@ -208,6 +221,28 @@ static void interrupted_read(void **state)
     check_reply(8 * MIB, 4096);
     assert_null(intr_func);
     assert_null(ctx.waits);
+}
+
+/* A reader interrupted before its read registered its handler (libfuse then
+ * runs the handler inside the registration, where a reply would free the
+ * request under libfuse) gets EINTR once, right after; the chunks arriving
+ * later answer nothing more, and the watchdog no longer lists the read. */
+static void interrupted_before_registration(void **state)
+{
+    (void)state;
+    intr_already = true;
+    read_at(4 * MIB + MIB / 2, MIB);
+    intr_already = false;
+    assert_int_equal(replies, 1);
+    assert_int_equal(reply_err, EINTR);
+    assert_int_equal(replies_in_registration, 0);
+    assert_null(ctx.waits);
+    complete_chunk(4);
+    complete_chunk(5);
+    assert_int_equal(replies, 1);
+    read_at(4 * MIB, MIB);
+    assert_int_equal(replies, 2);
+    check_reply(4 * MIB, MIB);
 }
 
 /* The watchdog names a read that waits longer than stuck_after_ms, and
@@ -407,6 +442,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(pieces_in_any_order, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(memory_piece_then_fetch, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(interrupted_read, per_test, per_test_end),
+        cmocka_unit_test_setup_teardown(interrupted_before_registration, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(watchdog_logs_stuck_reads, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(bad_chunk_fails_the_read, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(sequential_reads_read_ahead, per_test, per_test_end),
