@@ -492,7 +492,7 @@ static bool host_is_ip_or_local(const char *host)
 static int setup_endpoint(struct s3_store *ss, const struct fetch_remote_options *o,
                           const char *region, fetch_error *err)
 {
-    char *def = NULL, *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
+    char *def = NULL, *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, shown[512];
     const char *endpoint = o ? o->s3_endpoint : NULL;
     CURLU *u = NULL;
     size_t pl;
@@ -503,6 +503,8 @@ static int setup_endpoint(struct s3_store *ss, const struct fetch_remote_options
             return fetch_error_set(err, -ENOMEM, "out of memory");
         endpoint = def;
     }
+    /* the endpoint as messages show it: a password in it masked */
+    fetch_location_mask(endpoint, "***", shown, sizeof(shown));
     if (!(u = curl_url())) {
         r = fetch_error_set(err, -ENOMEM, "out of memory");
         goto out;
@@ -512,7 +514,7 @@ static int setup_endpoint(struct s3_store *ss, const struct fetch_remote_options
         curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
         (strcasecmp(scheme, "http") && strcasecmp(scheme, "https"))) {
         r = fetch_error_set(err, -EINVAL,
-                            "%s: invalid S3 endpoint (expected http(s)://HOST[:PORT])", endpoint);
+                            "%s: invalid S3 endpoint (expected http(s)://HOST[:PORT])", shown);
         goto out;
     }
     {
@@ -523,7 +525,7 @@ static int setup_endpoint(struct s3_store *ss, const struct fetch_remote_options
         curl_free(user);
         if (extra) {
             r = fetch_error_set(err, -EINVAL, "%s: an S3 endpoint takes no query or user name",
-                                endpoint);
+                                shown);
             goto out;
         }
     }

@@ -880,6 +880,17 @@ static void s3_open_errors(void **state)
     assert_int_equal(fetch_store_open("s3://b@d", &o, &s, &err), -EINVAL);
     o.s3_endpoint = "ftp://x";
     assert_int_equal(fetch_store_open("s3://b", &o, &s, &err), -EINVAL);
+    /* an endpoint refused for its user name, or malformed, is named in the
+     * message with its password masked */
+    o.s3_endpoint = "https://user:TOPSECRET@127.0.0.1:1/";
+    assert_int_equal(fetch_store_open("s3://b", &o, &s, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "takes no query or user name"));
+    assert_non_null(strstr(err.msg, "127.0.0.1:1"));
+    assert_null(strstr(err.msg, "TOPSECRET"));
+    o.s3_endpoint = "ftp://user:TOPSECRET@x/";
+    assert_int_equal(fetch_store_open("s3://b", &o, &s, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "invalid S3 endpoint"));
+    assert_null(strstr(err.msg, "TOPSECRET"));
 }
 
 static void virtual_host_url(void **state)
