@@ -75,7 +75,11 @@ struct fetch_archive_format {
     /* -ENOENT, -ENOTDIR, -EBADMSG, -EIO */
     int (*lookup)(struct fetch_archive *a, const struct fetch_archive_entry *dir, const char *name,
                   size_t len, struct fetch_archive_entry *ret, fetch_error *err);
-    /* child @i < dir->goodbye_count, its name in @name (@cap bytes); -ERANGE past the end */
+    /* child @i < dir->goodbye_count, its name in @name (@cap bytes); -ERANGE past the end.
+     * Child 0, where a listing starts, also checks that @dir's items name
+     * distinct children (-EBADMSG). A walk must still not enter one directory
+     * twice (a hostile archive can nest a child inside a sibling): see
+     * fetch_archive_entry.pos. */
     int (*child)(struct fetch_archive *a, const struct fetch_archive_entry *dir, uint64_t i,
                  char *name, size_t cap, struct fetch_archive_entry *ret, fetch_error *err);
     int (*readlink)(struct fetch_archive *a, const struct fetch_archive_entry *e, char *buf,

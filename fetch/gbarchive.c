@@ -467,6 +467,47 @@ static int decode_child(const struct gb_archive *a, const struct fetch_archive_e
     return 0;
 }
 
+static int u64_cmp(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/*
+ * Whether the goodbye items of @dir name distinct children. A hostile table
+ * could name one child twice at every level: a few KiB of archive would
+ * then list 2^depth paths to whoever walks it (and a name twice in one
+ * listing). (Only the starts: a v2 file's item size may count its payload,
+ * so that extents of honest children can overlap.)
+ */
+static int check_children(const struct gb_archive *a, const struct fetch_archive_entry *dir,
+                          fetch_error *err)
+{
+    uint64_t *at, hash, end;
+    int r = 0;
+
+    if (dir->goodbye_count < 2)
+        return 0;
+    if (!(at = calloc((size_t)dir->goodbye_count, sizeof(*at))))
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    for (uint64_t i = 0; i < dir->goodbye_count && r == 0; i++)
+        r = goodbye_item(a, dir, i, &hash, &at[i], &end, err);
+    if (r == 0) {
+        qsort(at, (size_t)dir->goodbye_count, sizeof(*at), u64_cmp);
+        for (uint64_t i = 1; i < dir->goodbye_count; i++) {
+            if (at[i] == at[i - 1]) {
+                r = fetch_error_set(err, -EBADMSG,
+                                    "directory at %llu: two goodbye items name the child at "
+                                    "%llu",
+                                    (unsigned long long)dir->pos, (unsigned long long)at[i]);
+                break;
+            }
+        }
+    }
+    free(at);
+    return r;
+}
+
 int gb_child(struct fetch_archive *base, const struct fetch_archive_entry *dir, uint64_t i,
              char *name, size_t name_cap, struct fetch_archive_entry *ret, fetch_error *err)
 {
@@ -477,6 +518,9 @@ int gb_child(struct fetch_archive *base, const struct fetch_archive_entry *dir, 
         return fetch_error_set(err, -ENOTDIR, "not a directory");
     if (i >= dir->goodbye_count)
         return -ERANGE;
+    /* a listing starts at the first child: the whole table is checked then */
+    if (i == 0 && (r = check_children(a, dir, err)) < 0)
+        return r;
     if ((r = goodbye_item(a, dir, i, &hash, &fname, &end, err)) < 0 ||
         (r = decode_child(a, dir, fname, end, name, name_cap, ret, err)) < 0)
         return r;

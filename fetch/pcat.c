@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "pcat.h"
+#include "posset.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -82,6 +83,7 @@ struct walk {
     int (*cb)(const struct fetch_pcat_entry *e, void *arg);
     void *arg;
     fetch_error *err;
+    struct fetch_posset seen; /* blocks walked: each is one directory's */
     char path[4096];
 };
 
@@ -126,6 +128,13 @@ static int walk_block(struct walk *w, uint64_t start, const char *top, size_t pl
     if (depth > FETCH_PCAT_DEPTH_MAX)
         return fetch_error_set(w->err, -EBADMSG, "catalog: directories nested deeper than %d",
                                FETCH_PCAT_DEPTH_MAX);
+    /* two directories naming one block would list it (and all below it)
+     * twice, 2^depth times down a chain of such blocks */
+    if ((r = fetch_posset_add(&w->seen, start)) <= 0)
+        return r < 0 ? fetch_error_set(w->err, r, "out of memory")
+                     : fetch_error_set(w->err, -EBADMSG,
+                                       "catalog: the block at %llu belongs to two directories",
+                                       (unsigned long long)start);
     if ((r = read_block(w->s, start, &block, &len, w->err)) < 0)
         return r;
     c = (struct cursor){block, block + len};
@@ -231,6 +240,7 @@ int fetch_pcat_walk(const struct fetch_stream *s, const char *top,
         return fetch_error_set(err, -ENOMEM, "out of memory");
     *w = (struct walk){.s = s, .cb = cb, .arg = arg, .err = err};
     r = walk_block(w, root, top, 0, 0);
+    fetch_posset_clear(&w->seen);
     free(w);
     return r;
 }

@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "fetch/archive.h"
 #include "fetch/pcat.h"
+#include "fetch/posset.h"
 #include "fetch/repo.h"
 #include "fetch/store_stream.h"
 #include "key_opts.h"
@@ -65,6 +66,9 @@ struct search {
     const char *snapshot, *archive;
     char chunk_prefix[256];      /* where chunks live below the store's root */
     struct fetch_chunk_ctx cctx; /* that prefix, and the key */
+    /* the archive's directories walked: an archive that lists one
+     * directory at two places is refused, not walked twice */
+    struct fetch_posset seen;
 };
 
 /* A payload stream that must not be read: find reads metadata only. */
@@ -115,12 +119,18 @@ static int walk(struct search *s, const struct fetch_archive_entry *dir, char *p
                 int depth, fetch_error *err)
 {
     char name[4096];
+    int r;
     if (depth > MAX_DEPTH)
         return fetch_error_set(err, -ELOOP, "directories nested deeper than %d", MAX_DEPTH);
+    if ((r = fetch_posset_add(&s->seen, dir->pos)) <= 0)
+        return r < 0 ? fetch_error_set(err, r, "out of memory")
+                     : fetch_error_set(err, -EBADMSG,
+                                       "the archive lists the directory at %llu in two places",
+                                       (unsigned long long)dir->pos);
     for (uint64_t i = 0; i < dir->goodbye_count; i++) {
         struct fetch_archive_entry c;
         size_t nl;
-        int r = s->format->child(s->a, dir, i, name, sizeof(name), &c, err);
+        r = s->format->child(s->a, dir, i, name, sizeof(name), &c, err);
         if (r < 0)
             return r;
         nl = strlen(name);
@@ -216,6 +226,7 @@ static void search_archive(struct search *s, struct fetch_repo *repo, struct fet
         if (r == 0)
             r = walk(s, &root, path, 0, 0, &err);
         src.format->free(s->a);
+        fetch_posset_clear(&s->seen);
     }
     if (r < 0) {
         fs_err("%s: %s", e->path, err.msg[0] ? err.msg : strerror(-r));

@@ -147,11 +147,42 @@ static void damaged(void **state)
     free(orig);
 }
 
+/* A goodbye table that names one child twice is refused when the directory
+ * is listed (down a chain of such directories, a walk would meet 2^depth
+ * paths); lookups of the other names still work. */
+static void child_named_twice(void **state)
+{
+    size_t len = 0;
+    uint8_t *buf = fx_read(TEST_DATA_DIR, TREE, &len);
+    struct fetch_stream s;
+    struct fetch_archive *a = NULL;
+    struct fetch_archive_entry root, c;
+    fetch_error err = {""};
+    char name[256];
+    (void)state;
+
+    fetch_stream_of_buffer(&s, buf, len);
+    assert_int_equal(fetch_catar_open(&s, &a, &err), 0);
+    assert_int_equal(fetch_archive_root(a, &root, &err), 0);
+    assert_true(root.goodbye_count >= 2);
+    assert_int_equal(fetch_archive_child(a, &root, 0, name, sizeof(name), &c, &err), 0);
+    fetch_archive_free(a);
+    /* item 1 becomes a copy of item 0 */
+    memcpy(buf + root.goodbye_off + 24, buf + root.goodbye_off, 24);
+    assert_int_equal(fetch_catar_open(&s, &a, &err), 0);
+    assert_int_equal(fetch_archive_root(a, &root, &err), 0);
+    assert_int_equal(fetch_archive_child(a, &root, 0, name, sizeof(name), &c, &err), -EBADMSG);
+    assert_non_null(strstr(err.msg, "two goodbye items"));
+    fetch_archive_free(a);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(real_tree),
         cmocka_unit_test(damaged),
+        cmocka_unit_test(child_named_twice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

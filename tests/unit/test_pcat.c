@@ -187,11 +187,62 @@ static void malformed(void **state)
     }
 }
 
+static int count_entries(const struct fetch_pcat_entry *e, void *arg)
+{
+    (void)e;
+    ++*(unsigned long *)arg;
+    return 0;
+}
+
+/* Two directories that name one block: a chain of 24 such levels would list
+ * 2^24 paths from a few hundred bytes; the second visit of a block is
+ * refused instead. */
+static void block_named_twice(void **state)
+{
+    struct buf b, t;
+    struct fetch_stream st;
+    fetch_error err = {""};
+    unsigned long n = 0;
+    uint64_t prev, at;
+    (void)state;
+    memset(&b, 0, sizeof(b));
+    put(&b, "\x91\xfd\x60\xf9\xc4\x67\x58\xd5", 8);
+    memset(&t, 0, sizeof(t));
+    put_u64(&t, 1);
+    put_name(&t, 'f', "f");
+    put_u64(&t, 1);
+    put_u64(&t, 1);
+    prev = put_block(&b, &t);
+    for (int level = 0; level < 24; level++) {
+        memset(&t, 0, sizeof(t));
+        put_u64(&t, 2);
+        at = b.n;
+        put_name(&t, 'd', "a");
+        put_u64(&t, at - prev);
+        put_name(&t, 'd', "b");
+        put_u64(&t, at - prev);
+        prev = put_block(&b, &t);
+    }
+    memset(&t, 0, sizeof(t));
+    put_u64(&t, 1);
+    at = b.n;
+    put_name(&t, 'd', "root.pxar.didx");
+    put_u64(&t, at - prev);
+    at = put_block(&b, &t);
+    for (int i = 0; i < 8; i++)
+        put(&b, &(uint8_t){(uint8_t)(at >> (8 * i))}, 1);
+    fetch_stream_of_buffer(&st, b.b, b.n);
+    assert_int_equal(fetch_pcat_walk(&st, "root.pxar.didx", count_entries, &n, &err), -EBADMSG);
+    assert_non_null(strstr(err.msg, "two directories"));
+    assert_true(n < 64);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(entries),
         cmocka_unit_test(malformed),
+        cmocka_unit_test(block_named_twice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
