@@ -41,6 +41,9 @@
 #define TEXT_MAX ((size_t)16 << 20)
 #define CFG_DEPTH_MAX 16
 #define CFG_NODES_MAX ((size_t)1 << 20)
+/* Values of every VG's kept copy in one scan: a disk can hold many VGs'
+ * metadata areas, each up to CFG_NODES_MAX values (~90 MiB as parsed). */
+#define SCAN_NODES_MAX CFG_NODES_MAX
 #define CFG_KEY_MAX 255
 #define PVS_MAX 4096
 #define LVS_MAX 65536
@@ -373,8 +376,8 @@ static int cfg_members(struct cfg_parser *ps, struct cfg_node **first, bool nest
 }
 
 /* Parses @len bytes of text (up to a NUL); -EBADMSG with @msg, or -ENOMEM. */
-static int cfg_parse(const char *text, size_t len, struct cfg_node **ret, char *msg,
-                     size_t msg_size)
+static int cfg_parse(const char *text, size_t len, struct cfg_node **ret, size_t *ret_nodes,
+                     char *msg, size_t msg_size)
 {
     struct cfg_parser ps = {.p = text, .end = text + len};
     struct cfg_node *root = NULL;
@@ -386,6 +389,7 @@ static int cfg_parse(const char *text, size_t len, struct cfg_node **ret, char *
         return r;
     }
     *ret = root;
+    *ret_nodes = ps.nodes;
     return 0;
 }
 
@@ -446,6 +450,7 @@ struct vg_found {
     char id[40];
     uint64_t seqno;
     struct cfg_node *root;     /* the whole text of the best good copy; NULL: none */
+    size_t nodes;              /* its values */
     const struct cfg_node *vg; /* its VG section */
     char error[256];
 };
@@ -456,6 +461,7 @@ struct scan {
     struct pv_label *labels;
     struct vg_found *vgs;
     size_t vg_count, vg_alloc;
+    size_t nodes; /* values of the kept copies (SCAN_NODES_MAX) */
     char note[256];
 };
 
@@ -556,9 +562,14 @@ static int read_label(struct scan *sc, size_t i, uint64_t mdas[][2], size_t *ret
     return 0;
 }
 
-/* A good copy of a VG's metadata: keeps the tree if it is the best so far. */
-static int add_copy(struct scan *sc, struct cfg_node *root, const struct cfg_node *vgsec,
-                    size_t dev, uint64_t mda)
+static int add_bad_copy(struct scan *sc, const char *text, size_t len, size_t dev, uint64_t mda,
+                        const char *why);
+
+/* A good copy of a VG's metadata (@text, @len bytes, parsed into @root of
+ * @nodes values): keeps the tree if it is the best so far. */
+static int add_copy(struct scan *sc, struct cfg_node *root, size_t nodes,
+                    const struct cfg_node *vgsec, const char *text, size_t len, size_t dev,
+                    uint64_t mda)
 {
     const char *id = cfg_str(vgsec, "id");
     uint64_t seqno;
@@ -579,16 +590,27 @@ static int add_copy(struct scan *sc, struct cfg_node *root, const struct cfg_nod
     for (size_t k = 0; k < sc->vg_count && !v; k++)
         if (!sc->vgs[k].root && strcmp(sc->vgs[k].name, vgsec->key) == 0)
             v = &sc->vgs[k];
-    if (!v) {
-        v = scan_add_vg(sc);
-        if (!v) {
-            cfg_free(root);
-            return -ENOMEM;
-        }
-    } else if (v->root && v->seqno >= seqno) {
+    if (v && v->root && v->seqno >= seqno) {
         cfg_free(root); /* an older copy, or the same one again */
         return 0;
     }
+    if (sc->nodes - (v && v->root ? v->nodes : 0) + nodes > SCAN_NODES_MAX) {
+        /* so many VGs' metadata that keeping it all would take gigabytes:
+         * this one is not kept (it learns why if it has no copy) */
+        char why[160];
+        cfg_free(root);
+        say(why, sizeof(why),
+            "more metadata than one scan keeps (the volume groups' values together past %zu)",
+            SCAN_NODES_MAX);
+        return add_bad_copy(sc, text, len, dev, mda, why);
+    }
+    if (!v && !(v = scan_add_vg(sc))) {
+        cfg_free(root);
+        return -ENOMEM;
+    }
+    sc->nodes -= v->root ? v->nodes : 0;
+    sc->nodes += nodes;
+    v->nodes = nodes;
     cfg_free(v->root);
     copy_str(v->name, sizeof(v->name), vgsec->key);
     copy_str(v->id, sizeof(v->id), id);
@@ -636,6 +658,7 @@ static int read_mda(struct scan *sc, size_t i, uint64_t off, uint64_t size, fetc
     uint32_t rsum, rflags;
     char *text, why[200];
     struct cfg_node *root = NULL;
+    size_t nodes = 0;
     const struct cfg_node *vgsec = NULL;
     int r;
 
@@ -689,7 +712,7 @@ static int read_mda(struct scan *sc, size_t i, uint64_t off, uint64_t size, fetc
         r = add_bad_copy(sc, text, (size_t)rsize, i, off, "text checksum mismatch");
         goto out;
     }
-    r = cfg_parse(text, (size_t)rsize, &root, why, sizeof(why));
+    r = cfg_parse(text, (size_t)rsize, &root, &nodes, why, sizeof(why));
     if (r == -EBADMSG) {
         r = add_bad_copy(sc, text, (size_t)rsize, i, off, why);
         goto out;
@@ -704,7 +727,7 @@ static int read_mda(struct scan *sc, size_t i, uint64_t off, uint64_t size, fetc
         r = add_bad_copy(sc, text, (size_t)rsize, i, off, "no volume group section");
         goto out;
     }
-    r = add_copy(sc, root, vgsec, i, off);
+    r = add_copy(sc, root, nodes, vgsec, text, (size_t)rsize, i, off);
 out:
     free(text);
     return r;

@@ -871,6 +871,62 @@ static void read_failure_and_nothing(void **state)
     assert_non_null(strstr(err.msg, "injected"));
 }
 
+/* Devices whose metadata names many volume groups, each with a large text:
+ * the scan keeps at most SCAN_NODES_MAX (2^20) values of them at once and
+ * tells the VGs past that why they are not shown, instead of holding every
+ * parsed text (about 90 MiB per 2^20 values) until it ends. */
+static void many_large_vgs_bounded(void **state)
+{
+    enum { NDEV = 8 };
+    uint8_t *img[NDEV];
+    struct fake f[NDEV];
+    struct fetch_dev devs[NDEV];
+    struct fetch_lvm *l;
+    size_t refused = 0;
+    (void)state;
+
+    for (int k = 0; k < NDEV; k++) {
+        size_t len, pad, plen;
+        char *text, *t1, *t2, *big, name[16], id[48];
+        uint8_t *h;
+
+        img[k] = pv_copy(0);
+        h = img[k] + mda_of(img[k]);
+        text = text_get(img[k], &len);
+        snprintf(name, sizeof(name), "vg%d {", k);
+        snprintf(id, sizeof(id), "id = \"Zsq14F-2UKS-m3rA-VUN9-ZqgY-PyRM-UkRT%02d\"", k);
+        t1 = edit(text, &len, "vgt {", name);
+        t2 = edit(t1, &len, "id = \"Zsq14F-2UKS-m3rA-VUN9-ZqgY-PyRM-UkRT4e\"", id);
+        /* a section of small values after the VG's, filling the area */
+        pad = (size_t)(le64(h + 32) - 512 - len - 64) / 6;
+        big = fx_malloc(len + 16 + 6 * pad);
+        /* (before the text's closing NUL) */
+        plen = len && !t2[len - 1] ? len - 1 : len;
+        memcpy(big, t2, plen);
+        plen += (size_t)sprintf(big + plen, "\npad {\n");
+        for (size_t n = 0; n < pad; n++, plen += 6)
+            memcpy(big + plen, "a = 1\n", 6);
+        plen += (size_t)sprintf(big + plen, "}\n") + 1;
+        text_put(img[k], big, plen, 512);
+        f[k] = fake_pv(img[k], 0);
+        devs[k] = dev_of(&f[k]);
+        free(text);
+        free(t1);
+        free(t2);
+        free(big);
+    }
+    l = scan_ok(devs, NDEV);
+    assert_int_equal(l->vg_count, NDEV);
+    for (size_t k = 0; k < l->vg_count; k++)
+        refused += strstr(l->vgs[k].error, "more metadata than one scan keeps") != NULL;
+    /* each text holds over 2^17 values: 8 of them are more than one scan keeps */
+    assert_true(refused >= 1);
+    assert_true(refused < NDEV);
+    fetch_lvm_free(l);
+    for (int k = 0; k < NDEV; k++)
+        free(img[k]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -886,6 +942,7 @@ int main(void)
         cmocka_unit_test(stripe_past_device_end),
         cmocka_unit_test(unsupported_and_hidden),
         cmocka_unit_test(read_failure_and_nothing),
+        cmocka_unit_test(many_large_vgs_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
