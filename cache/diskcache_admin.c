@@ -413,18 +413,63 @@ static int sweep_orphans(struct cache_disk *c, uint64_t *ret_removed)
     return 0;
 }
 
-/* Whether temp file @name (pid.tid.counter) belongs to a process that is gone. */
-static bool tmp_owner_dead(const char *name)
+/* When process @pid started, in seconds since the epoch; -1 if unknown. */
+static time_t proc_started(pid_t pid)
+{
+    static long long boot = -1; /* btime of /proc/stat; racy but idempotent */
+    char path[64], text[1024];
+    const char *p;
+    unsigned long long ticks;
+    long hz = sysconf(_SC_CLK_TCK);
+    ssize_t n;
+    int fd;
+
+    if (boot < 0) {
+        FILE *f = fopen("/proc/stat", "re");
+        char line[256];
+        while (f && fgets(line, sizeof(line), f))
+            if (sscanf(line, "btime %lld", &boot) == 1)
+                break;
+        if (f)
+            fclose(f);
+    }
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (boot < 0 || hz <= 0 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -1;
+    n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    text[n] = '\0';
+    /* the fields after the command's closing parenthesis, each after a
+     * space: starttime is the 20th of them (field 22 of proc(5)) */
+    if (!(p = strrchr(text, ')')))
+        return -1;
+    for (int field = 0; field < 20; field++)
+        if (!(p = strchr(p + 1, ' ')))
+            return -1;
+    if (sscanf(p, " %llu", &ticks) != 1)
+        return -1;
+    return (time_t)(boot + (long long)(ticks / (unsigned long long)hz));
+}
+
+/* Whether temp file @name (pid.tid.counter), last written at @mtime,
+ * belongs to a process that is gone: its pid names no process, or one that
+ * started after the file was written (the pid was reused: a crashed
+ * daemon's own pid, say, as PID 1 of a container restarted). */
+static bool tmp_owner_dead(const char *name, time_t mtime)
 {
     char *end;
     long pid;
+    time_t started;
     errno = 0;
     pid = strtol(name, &end, 10);
     if (errno || end == name || *end != '.' || pid <= 0 || pid > INT32_MAX)
         return false;
-    if (pid == getpid())
-        return false;
-    return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+    if (pid != getpid() && kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+        return true;
+    /* (a second's slack: start times are whole seconds here) */
+    return (started = proc_started((pid_t)pid)) >= 0 && started > mtime + 1;
 }
 
 /* Removes temp files left by dead processes (a live one may be writing). */
@@ -438,11 +483,11 @@ static void sweep_tmp(struct cache_disk *c)
     while ((de = readdir(d))) {
         char path[sizeof(de->d_name) + sizeof("tmp/")];
         struct stat st;
-        if (de->d_name[0] == '.' || !tmp_owner_dead(de->d_name))
+        if (de->d_name[0] == '.')
             continue;
         snprintf(path, sizeof(path), "tmp/%s", de->d_name);
         if (fstatat(c->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-            st.st_mtime > now - STALE_TMP_SEC)
+            st.st_mtime > now - STALE_TMP_SEC || !tmp_owner_dead(de->d_name, st.st_mtime))
             continue;
         unlinkat(c->dirfd, path, 0);
     }

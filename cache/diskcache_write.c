@@ -300,7 +300,7 @@ struct wr_state {
     int64_t last_created;
     bool inserted; /* rows were added since the last eviction check */
     /* data/<algo>/<xx> directories this writer made or found: bit xx of
-     * made[algo]; saves two mkdirat() per insert */
+     * made[algo - 1] (algorithms are 1 to 3); saves two mkdirat() per insert */
     uint8_t made[3][32];
     bool enospc; /* the filesystem filled up since the last check */
     /* O_DIRECT writes (see write_chunk): an aligned copy of a chunk whose
@@ -714,6 +714,14 @@ static void pack_flush(struct cache_disk *c, struct wr_state *w)
         if (set_direct(pk->fd, false) == 0)
             r = write_all_at(pk->fd, pk->stage, pk->staged, (int64_t)pk->end);
     }
+    /* a write that failed part way (ENOSPC after some blocks) may have
+     * allocated pages no row will name: given back at once, since on a full
+     * filesystem nothing else would free them (eviction needs room for its
+     * own transaction first) */
+    if (r < 0) {
+        (void)fallocate(pk->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)pk->end,
+                        (off_t)pk->staged);
+    }
     /* failed or not, these bytes are never written again */
     pk->end += pk->staged;
     for (size_t i = 0; i < pk->nitems; i++) {
@@ -997,7 +1005,7 @@ static int make_dirs(struct cache_disk *c, struct wr_state *w, const struct wr_f
     const char *algo_end = strchr(path + sizeof("data/") - 1, '/');
     const char *fan_end = algo_end ? strchr(algo_end + 1, '/') : NULL;
     const char *ends[2] = {algo_end, fan_end};
-    uint8_t *made = f->algo < 3 ? &w->made[f->algo][f->key[0] >> 3] : NULL;
+    uint8_t *made = cache_dc_algo_valid(f->algo) ? &w->made[f->algo - 1][f->key[0] >> 3] : NULL;
     uint8_t bit = (uint8_t)(1u << (f->key[0] & 7));
 
     if (!fan_end)
@@ -1294,9 +1302,9 @@ static int publish_batch(struct cache_disk *c, struct wr_state *w)
         r = make_dirs(c, w, f, path, dirs, &ndirs, max);
         if (r == 0 && renameat(c->dirfd, f->tmp, c->dirfd, path) < 0) {
             r = -errno;
-            if (r == -ENOENT && f->algo < 3) {
+            if (r == -ENOENT && cache_dc_algo_valid(f->algo)) {
                 /* the directory went (cache clear in another process): again */
-                w->made[f->algo][f->key[0] >> 3] &= (uint8_t) ~(1u << (f->key[0] & 7));
+                w->made[f->algo - 1][f->key[0] >> 3] &= (uint8_t) ~(1u << (f->key[0] & 7));
                 r = make_dirs(c, w, f, path, dirs, &ndirs, max);
                 if (r == 0 && renameat(c->dirfd, f->tmp, c->dirfd, path) < 0)
                     r = -errno;

@@ -42,6 +42,7 @@
 
 static atomic_int fail_write_errno, fail_fsync_errno, fail_fsync_skip, fail_renameat_errno;
 static atomic_int fail_pwrite_errno, fail_fdatasync_errno;
+static atomic_bool pwrite_half_first;
 static atomic_int fail_commit;
 static atomic_int write_calls, fsync_calls, pwrite_calls;
 /* while set, writes wait (the writer thread stalls: the queue fills up) */
@@ -85,6 +86,11 @@ ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t off)
 {
     int e = atomic_load(&fail_pwrite_errno);
     atomic_fetch_add(&pwrite_calls, 1);
+    if (e && atomic_load(&pwrite_half_first) && n >= 8192) {
+        /* a disk that fills part way: half written, then the error */
+        atomic_store(&pwrite_half_first, false);
+        return __real_pwrite64(fd, buf, n / 2 & ~(size_t)4095, off);
+    }
     if (e) {
         errno = e;
         return -1;
@@ -158,6 +164,7 @@ static void clear_failures(void)
     atomic_store(&fail_fsync_skip, 0);
     atomic_store(&fail_renameat_errno, 0);
     atomic_store(&fail_pwrite_errno, 0);
+    atomic_store(&pwrite_half_first, false);
     atomic_store(&fail_fdatasync_errno, 0);
     atomic_store(&fail_commit, 0);
     set_gate(false);
@@ -1814,6 +1821,44 @@ static void test_pack_write_fails(void **state)
     cache_disk_close(c);
 }
 
+/* A stage write that fails part way (the filesystem filled after some
+ * blocks) leaves no allocated pages behind that no row names: on a full
+ * filesystem nothing else would give them back. */
+static void test_pack_write_fails_part_way(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_packed(f->dir, NULL);
+    struct chunk a = make_chunk(5000, 3310), b[4];
+    char path[512];
+    int64_t pack = 0, off = 0;
+    long long before;
+
+    insert(c, &a);
+    cache_disk_sync(c);
+    assert_int_equal(row_place(f->dir, &a, &pack, &off), 1);
+    pack_file(f->dir, pack, path, sizeof(path));
+    before = allocated_kib(path);
+    clear_results();
+    atomic_store(&pwrite_half_first, true);
+    atomic_store(&fail_pwrite_errno, ENOSPC);
+    for (int i = 0; i < 4; i++) {
+        b[i] = make_chunk(20000, 3311 + (uint64_t)i);
+        insert(c, &b[i]);
+    }
+    cache_disk_sync(c);
+    atomic_store(&fail_pwrite_errno, 0);
+    assert_false(atomic_load(&pwrite_half_first)); /* half of the stage was written */
+    assert_int_equal(results_of(-ENOSPC), 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(check_chunk(c, &b[i]), 0);
+        free(b[i].bytes);
+    }
+    assert_int_equal(allocated_kib(path), before);
+    assert_int_equal(check_chunk(c, &a), 1);
+    free(a.bytes);
+    cache_disk_close(c);
+}
+
 /* A chunk queued twice in one batch is written once, among many. */
 static void test_dedup_batch(void **state)
 {
@@ -1945,7 +1990,7 @@ static void test_verify(void **state)
     char path[512], hex[65], crc_hex[65], wrong_hex[65];
     unsigned mdlen = 0;
     uint64_t checked = 0;
-    pid_t gone = dead_pid();
+    pid_t gone = dead_pid(), reused;
 
     sha512.algo = CACHE_ALGO_SHA512_256;
     assert_true(EVP_Digest(sha512.bytes, sha512.len, sha512.key, &mdlen, EVP_sha512_256(), NULL));
@@ -1975,7 +2020,22 @@ static void test_verify(void **state)
     age_file(path, 120);
     snprintf(path, sizeof(path), "%s/tmp/%d.1.2", f->dir, (int)gone);
     write_file(path, "x", 1);
-    snprintf(path, sizeof(path), "%s/tmp/%d.1.3", f->dir, (int)getpid());
+    /* a live process that started before its file was written (init) */
+    snprintf(path, sizeof(path), "%s/tmp/1.1.3", f->dir);
+    write_file(path, "x", 1);
+    age_file(path, 120);
+    /* pids alive again since their files were written: this process's
+     * (say a daemon restarted as PID 1 of a container), a new child's */
+    snprintf(path, sizeof(path), "%s/tmp/%d.1.4", f->dir, (int)getpid());
+    write_file(path, "x", 1);
+    age_file(path, 120);
+    reused = fork();
+    assert_true(reused >= 0);
+    if (reused == 0) {
+        pause();
+        _exit(0);
+    }
+    snprintf(path, sizeof(path), "%s/tmp/%d.1.5", f->dir, (int)reused);
     write_file(path, "x", 1);
     age_file(path, 120);
     assert_int_equal(count_files(f->dir, "data"), 7);
@@ -2002,7 +2062,11 @@ static void test_verify(void **state)
     assert_int_equal(check_chunk(c, &crc), 0);
     assert_int_equal(check_chunk(c, &keyed_crc), 0);
     assert_int_equal(count_files(f->dir, "data"), 3); /* bad entries and the orphan gone */
-    assert_int_equal(count_files(f->dir, "tmp"), 2);  /* the stale one gone */
+    kill(reused, SIGKILL);
+    assert_int_equal(waitpid(reused, NULL, 0), reused);
+    assert_int_equal(count_files(f->dir, "tmp"), 2); /* the fresh one and init's */
+    snprintf(path, sizeof(path), "%s/tmp/1.1.3", f->dir);
+    assert_int_equal(access(path, F_OK), 0);
     snprintf(path, sizeof(path), "%s/tmp/%d.1.1", f->dir, (int)gone);
     assert_int_equal(access(path, F_OK), -1);
 
@@ -2588,6 +2652,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pack_sharing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lookup_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_write_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_write_fails_part_way, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_upgrade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_rollover, setup, teardown),
