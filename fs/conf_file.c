@@ -253,7 +253,9 @@ int fs_config_expand(int argc, char **argv, int *ret_argc, char ***ret_argv, con
             fs_err("out of memory");
         return r < 0 ? 1 : r;
     }
-    used_path = strdup(path);
+    /* absolute: a reload on SIGHUP comes after the daemon's chdir("/") */
+    if (!(used_path = realpath(path, NULL)))
+        used_path = strdup(path);
     used_mirrors = mirrors_of(&x);
     owned = x.argc; /* the file's options; the command line's are borrowed */
     for (int i = 1, dd = 0; i < argc; i++) {

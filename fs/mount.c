@@ -281,8 +281,18 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
     if (env_conc && *env_conc &&
         parse_count("LAZYIMG_FETCH_CONCURRENCY", env_conc, 1, 256, &o->concurrency) < 0)
         return 2;
-    while ((c = getopt_long(argc, argv, "fdh", opts, NULL)) != -1) {
-        int handled = fs_remote_opt_parse(c, optarg, &o->remote);
+    for (int li = -1; (c = getopt_long(argc, argv, "fdh", opts, &li)) != -1; li = -1) {
+        int handled;
+        /* "--cache-dir --hydrate": a setting without its value (a bare
+         * line of a --config file, a bare -o option) took the next option */
+        if (li >= 0 && opts[li].has_arg == required_argument && optarg && optind > 1 &&
+            optarg == argv[optind - 1] && !strncmp(optarg, "--", 2)) {
+            fs_err("--%s: expected a value, found the option %s (in a --config file or an -o "
+                   "list, write %s=VALUE)",
+                   opts[li].name, optarg, opts[li].name);
+            return 2;
+        }
+        handled = fs_remote_opt_parse(c, optarg, &o->remote);
         if (!handled)
             handled = fs_key_opt_parse(c, optarg, &o->key_opts);
         if (handled < 0)
@@ -383,7 +393,10 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             o->metrics_listen = optarg;
             break;
         case OPT_CONFIG:
-            break;
+            /* the file was read before, where --config is spelled out: an
+             * abbreviation getopt accepts would be ignored */
+            fs_err("--config: write the option in full (--config FILE or --config=FILE)");
+            return 2;
         case OPT_NO_PARTS:
             o->no_parts = true;
             break;

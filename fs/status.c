@@ -233,7 +233,8 @@ static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd
     /* rounded down: 100.0 only when every byte is cached */
     add_double(o, "hydrated_pct",
                img->data_bytes ? (double)(cached * 1000 / img->data_bytes) / 10 : 100.0, 1);
-    if (fs_hydrator_node_progress(hyd, n, &p) == 0)
+    /* (no hydrator when it could not start: the mount runs without) */
+    if (hyd && fs_hydrator_node_progress(hyd, n, &p) == 0)
         json_object_object_add(o, "hydration", fs_hydrate_progress_json(&p));
     if ((pj = fs_profile_json(ctx->profiles, n)))
         json_object_object_add(o, "profile", pj);

@@ -83,6 +83,7 @@ static void format_us(uint64_t us, char *buf, size_t len)
 /* The read profile of an image: "-", "recording 12 extents", "replaying 30 …". */
 static void profile_text(json_object *p, char *buf, size_t len)
 {
+    char st[64];
     const char *state, *replay;
     json_object *v;
     int w;
@@ -90,7 +91,9 @@ static void profile_text(json_object *p, char *buf, size_t len)
         snprintf(buf, len, "-");
         return;
     }
-    state = json_object_object_get_ex(p, "state", &v) ? json_object_get_string(v) : "?";
+    state = safe(p, "state", st, sizeof(st));
+    if (!*state)
+        state = "?";
     replay = json_object_object_get_ex(p, "replay", &v) ? json_object_get_string(v) : "none";
     w = snprintf(buf, len, "%s %llu extents", state, (unsigned long long)u64(p, "recorded"));
     if (w > 0 && (size_t)w < len && strcmp(replay, "none"))

@@ -151,7 +151,17 @@ out=$("$LAZYIMG" mount --config bad2.conf "$S" "$M" 2>&1) && fail "an unknown op
 out=$("$LAZYIMG" mount --config "$W/missing.conf" 2>&1) && fail "a missing config file was accepted"
 [[ $out == *"missing.conf: No such file or directory"* ]] || fail "missing config: message" "$out"
 ! mountpoint -q "$M" || fail "a refused config mounted anyway"
-ok "config errors: FILE:LINE for a bad line, the option for an unknown one, a missing file; no mount"
+# a setting that needs a value, written bare, must not take the next option as its value
+printf 'store = %s\nmountpoint = %s\ncache-dir\n' "$S" "$M" >bare.conf
+out=$("$LAZYIMG" mount --config bare.conf --no-boot-profile 2>&1) && fail "a bare cache-dir line was accepted"
+[[ $out == *"--cache-dir: expected a value, found the option --no-boot-profile"* ]] ||
+    fail "bare setting: no message naming it" "$out"
+[[ ! -e ./--no-boot-profile ]] || fail "the bare setting made a directory of the next option"
+# an abbreviation of --config (which getopt would take) is refused, not ignored
+out=$("$LAZYIMG" mount --conf svc.conf 2>&1) && fail "--conf FILE was accepted"
+[[ $out == *"--config: write the option in full"* ]] || fail "--conf: no message" "$out"
+! mountpoint -q "$M" || fail "a refused config mounted anyway"
+ok "config errors: FILE:LINE for a bad line, the option for an unknown one, a missing file, a bare setting that needs a value, --config abbreviated; no mount"
 printf 'cache-dir = %s\n' "$W/cache-env" >env.conf
 LAZYIMG_CONFIG=$W/env.conf lazyimg_mount "$S" "$M"
 cmp "$M/$IMG" a.raw || fail "\$LAZYIMG_CONFIG: wrong bytes"
