@@ -22,6 +22,11 @@
 #include <json-c/json.h>
 
 #define LIST_MAX (64u << 20)
+/* Entries of one listing, and JSON objects and arrays in one: parsed JSON
+ * costs ~750 bytes per object ("[{},{},...]" would take 16 GiB at LIST_MAX),
+ * so the containers are counted before json-c builds anything. */
+#define LIST_ENTRIES_MAX 250000
+#define LIST_CONTAINERS_MAX (LIST_ENTRIES_MAX + 16)
 #define AUTH_FILE_MAX 4096
 #define ATTEMPTS 3
 
@@ -39,6 +44,32 @@ struct http_store {
 
 /* ---- index parsing ---- */
 
+/* Objects and arrays in JSON text @body (outside strings). */
+static size_t json_containers(const char *body, size_t len)
+{
+    size_t n = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = body[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if (ch == '{' || ch == '[') {
+            n++;
+        }
+    }
+    return n;
+}
+
+static int too_many_entries(fetch_error *err)
+{
+    return fetch_error_set(err, -EFBIG, "directory index: more than %u entries", LIST_ENTRIES_MAX);
+}
+
 static int parse_json_index(const char *body, size_t len, struct fetch_dirvec *d, fetch_error *err)
 {
     struct json_tokener *tok;
@@ -48,6 +79,8 @@ static int parse_json_index(const char *body, size_t len, struct fetch_dirvec *d
 
     if (len > INT_MAX)
         return fetch_error_set(err, -EFBIG, "directory index too large");
+    if (json_containers(body, len) > LIST_CONTAINERS_MAX)
+        return too_many_entries(err);
     tok = json_tokener_new_ex(8);
     if (!tok)
         return fetch_error_set(err, -ENOMEM, "out of memory");
@@ -78,6 +111,10 @@ static int parse_json_index(const char *body, size_t len, struct fetch_dirvec *d
         t = json_object_get_string(type);
         if (strcmp(t, "directory") && strcmp(t, "file"))
             continue; /* "other": symlinks to nowhere, devices */
+        if (d->n >= LIST_ENTRIES_MAX) {
+            json_object_put(root);
+            return too_many_entries(err);
+        }
         r = fetch_dirvec_add(d, json_object_get_string(name),
                              (size_t)json_object_get_string_len(name), !strcmp(t, "directory"));
     }
@@ -176,7 +213,7 @@ static int add_href(struct fetch_dirvec *d, const char *raw, size_t len)
     free(copy);
     if (!decoded)
         return 0; /* malformed escape or %00: not a name we could ask for again */
-    r = fetch_dirvec_add(d, decoded, strlen(decoded), is_dir);
+    r = d->n >= LIST_ENTRIES_MAX ? -EFBIG : fetch_dirvec_add(d, decoded, strlen(decoded), is_dir);
     free(decoded);
     return r;
 }
@@ -254,7 +291,9 @@ int fetch_http_parse_index(const char *body, size_t len, const char *content_typ
         r = parse_json_index(body, len, &d, err);
     } else {
         r = parse_html_index(body, len, &d);
-        if (r < 0)
+        if (r == -EFBIG)
+            too_many_entries(err);
+        else if (r < 0)
             fetch_error_set(err, r, "out of memory");
     }
     if (r < 0) {

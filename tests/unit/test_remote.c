@@ -237,6 +237,51 @@ static void nginx_json(void **state)
     }
 }
 
+/* A listing of more entries than lazyimg takes, or JSON of more objects
+ * ("[{},{},...]": ~750 bytes of memory per object once parsed), is refused
+ * before it is built: -EFBIG, and a message that says why. A JSON string
+ * full of braces is not counted. */
+static void listing_bounded(void **state)
+{
+    enum { N = 260000 };
+    char *body = malloc(12 * (size_t)N + 64), *p = body;
+    struct fetch_dirent *d = NULL;
+    size_t n = 0;
+    fetch_error err = {""};
+    (void)state;
+    assert_non_null(body);
+    *p++ = '[';
+    for (int i = 0; i < N; i++) {
+        memcpy(p, "{},", 3);
+        p += 3;
+    }
+    memcpy(p - 1, "]", 2);
+    assert_int_equal(fetch_http_parse_index(body, strlen(body), "application/json", &d, &n, &err),
+                     -EFBIG);
+    assert_non_null(strstr(err.msg, "more than 250000 entries"));
+    assert_null(d);
+    /* braces in strings are names, not objects */
+    p = body;
+    p += sprintf(p, "[{\"name\":\"");
+    for (int i = 0; i < N; i++)
+        *p++ = '{';
+    p += sprintf(p, "\",\"type\":\"file\"}]");
+    assert_int_equal(fetch_http_parse_index(body, strlen(body), "application/json", &d, &n, &err),
+                     0);
+    assert_int_equal(n, 1);
+    fetch_dirents_free(d, n);
+    /* HTML: an href each, past the bound */
+    p = body;
+    for (int i = 0; i < N; i++)
+        p += sprintf(p, "<a href=%d>", i % 10);
+    d = NULL;
+    n = 0;
+    assert_int_equal(fetch_http_parse_index(body, strlen(body), "text/html", &d, &n, &err), -EFBIG);
+    assert_non_null(strstr(err.msg, "more than 250000 entries"));
+    assert_null(d);
+    free(body);
+}
+
 static void nginx_html(void **state)
 {
     static const char body[] =
@@ -973,14 +1018,23 @@ static void url_userinfo(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(percent_encoding),     cmocka_unit_test(nginx_json),
-        cmocka_unit_test(nginx_html),           cmocka_unit_test(apache_html),
-        cmocka_unit_test(s3_list_pages),        cmocka_unit_test(s3_errors),
-        cmocka_unit_test(s3_credentials),       cmocka_unit_test(s3_key_mapping),
-        cmocka_unit_test(result_mapping),       cmocka_unit_test(sigv4_aws_example),
-        cmocka_unit_test(http_store_transfers), cmocka_unit_test(http_basic_auth_and_errors),
-        cmocka_unit_test(url_userinfo),         cmocka_unit_test(s3_store_transfers),
-        cmocka_unit_test(s3_open_errors),       cmocka_unit_test(virtual_host_url),
+        cmocka_unit_test(percent_encoding),
+        cmocka_unit_test(nginx_json),
+        cmocka_unit_test(listing_bounded),
+        cmocka_unit_test(nginx_html),
+        cmocka_unit_test(apache_html),
+        cmocka_unit_test(s3_list_pages),
+        cmocka_unit_test(s3_errors),
+        cmocka_unit_test(s3_credentials),
+        cmocka_unit_test(s3_key_mapping),
+        cmocka_unit_test(result_mapping),
+        cmocka_unit_test(sigv4_aws_example),
+        cmocka_unit_test(http_store_transfers),
+        cmocka_unit_test(http_basic_auth_and_errors),
+        cmocka_unit_test(url_userinfo),
+        cmocka_unit_test(s3_store_transfers),
+        cmocka_unit_test(s3_open_errors),
+        cmocka_unit_test(virtual_host_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
