@@ -224,8 +224,10 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
 
     if (p->stopping || !fetch_remote_retryable(r))
         return false;
-    /* a server that refuses connections is down: go to a mirror at once */
-    if (j->attempt < p->cfg.retries && !(conn_failed && p->nstores > 1)) {
+    /* a server that refuses connections is down: go to a mirror at once,
+     * if one is left to try (the last one is retried as a single store is:
+     * a restart or a DNS hiccup must not fail every read in flight) */
+    if (j->attempt < p->cfg.retries && !(conn_failed && j->stores_tried + 1 < p->nstores)) {
         unsigned ms = p->cfg.backoff_ms << (j->attempt < 10 ? j->attempt : 10);
         j->attempt++;
         p->st.retries++;

@@ -3,7 +3,9 @@
 # Mirrors: two nginx servers with the same datastore; the mount uses the first
 # and --mirror the second. The first server is stopped in the middle of a
 # read: the read completes with the right bytes from the mirror, and
-# `lazyimg status --json` shows the failover and the mirror active.
+# `lazyimg status --json` shows the failover and the mirror active. Then
+# both servers refuse connections for 0.4 s: the mirror, tried last, is
+# retried with backoff until it answers again.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -65,4 +67,24 @@ PY
 ok "status --json: failovers >= 1 and the mirror active"
 cmp "$IMG" a.raw || fail "a second read (mirror only) differs"
 ok "a second read, from the mirror only, is byte-identical"
+lazyimg_umount "$M"
+
+# --- both stores refusing connections for a moment: the last one tried is
+# retried with backoff (as a single store is), not failed at once
+restart_nginx primary
+lazyimg_mount "$(nginx_url primary)" "$M" --mirror "$MIRROR" --no-cache --readahead 0 \
+    --connect-timeout 2
+head -c 1 "$IMG" >/dev/null || fail "the image's first byte"
+stop_nginx primary
+stop_nginx mirror
+timeout 60 dd if="$IMG" of=blip.out bs=1M skip=8 count=2 status=none &
+reader=$!
+sleep 0.4
+restart_nginx mirror
+rc=0
+wait "$reader" || rc=$?
+((rc == 0)) || fail "a read while both stores refused connections for 0.4 s failed (exit $rc)"
+dd if=a.raw of=blip.want bs=1M skip=8 count=2 status=none
+cmp blip.out blip.want || fail "the read across the refusals returned wrong bytes"
+ok "both stores refused connections for 0.4 s: the mirror, tried last, was retried until it answered"
 lazyimg_umount "$M"
