@@ -356,17 +356,20 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
         to_decode(p, j);
 }
 
-/* Moves due retries back to their queues; returns ms until the next one (or -1). */
-static long due_retries(struct fetch_pool *p)
+/* Moves due retries back to their queues (*@moved: whether any was);
+ * returns ms until the next one (or -1). */
+static long due_retries(struct fetch_pool *p, bool *moved)
 {
     uint64_t now = now_us(), next = UINT64_MAX;
     struct queue keep = {0};
     struct fetch_job *j;
 
+    *moved = false;
     while ((j = q_pop(&p->retry))) {
-        if (j->not_before <= now)
+        if (j->not_before <= now) {
             requeue(p, j);
-        else {
+            *moved = true;
+        } else {
             if (j->not_before < next)
                 next = j->not_before;
             q_push(&keep, j);
@@ -390,7 +393,8 @@ static void *curl_main(void *arg)
 
         if (p->stopping && p->transfers.n == 0)
             break;
-        next = due_retries(p);
+        bool moved;
+        next = due_retries(p, &moved);
         if (next >= 0 && next < timeout_ms)
             timeout_ms = (int)next;
         /* a quarter of the slots stays free of hydration for readers */
@@ -561,8 +565,11 @@ static void worker_loop(struct fetch_pool *p, bool bg)
         }
         if (!p->any_remote && p->retry.n) {
             /* local retries have no curl thread to wake them */
-            long ms = due_retries(p);
-            if (dq->n || (ms < 0 && p->prio[0].n + p->prio[1].n + p->prio[2].n))
+            bool moved;
+            long ms = due_retries(p, &moved);
+            /* (a job moved back is taken now: requeue()'s wakeup went out
+             * while this worker held the lock, so no wait would see it) */
+            if (dq->n || moved || (ms < 0 && p->prio[0].n + p->prio[1].n + p->prio[2].n))
                 continue;
             if (ms >= 0) {
                 struct timespec ts;
