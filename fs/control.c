@@ -324,6 +324,9 @@ static void serve(struct fs_control *c, int fd)
         reply = handle(c, line);
     text = reply ? json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN)
                  : "{\"error\":\"out of memory\"}";
+    /* the client's time to take the reply starts now: a status of many
+     * images can take longer to build than the whole deadline */
+    deadline = fs_sock_now_ms() + FS_CONTROL_TIMEOUT_MS;
     if (fs_sock_send_all(fd, text, strlen(text), c->stop_fd, deadline) == 0 &&
         fs_sock_send_all(fd, "\n", 1, c->stop_fd, deadline) == 0 && r < 0)
         fs_sock_drain(fd, c->stop_fd);

@@ -739,6 +739,8 @@ static void serve(struct fs_metrics *m, int fd)
         size_t len = 0;
         char *text = st ? fs_metrics_render(st, &len) : NULL;
         json_object_put(st);
+        /* the scraper's time to take the reply starts once it is built */
+        deadline = fs_sock_now_ms() + FS_METRICS_TIMEOUT_MS;
         if (text)
             reply(fd, m->stop_fd, deadline, "200 OK", CONTENT_TYPE, NULL, text, len);
         else
