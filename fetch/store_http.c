@@ -621,7 +621,7 @@ static int check_root(struct http_store *hs, fetch_error *err)
     r = fetch_remote_perform(hs->ec, req_setup, &q, LIST_MAX, 1, hs->base.location, &resp, err);
     free(url);
     if (r == -EFBIG)
-        r = 0; /* an answer, even if a large one */
+        return 0; /* an answer, even if a large one (its status is not kept) */
     if (r < 0)
         return r;
     if (resp.status != 403)
