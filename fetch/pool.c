@@ -356,19 +356,19 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
         to_decode(p, j);
 }
 
-/* Moves due retries back to their queues (*@moved: whether any was);
- * returns ms until the next one (or -1). */
+/* Moves due retries back to their queues (*@moved, unless NULL: whether
+ * any was); returns ms until the next one (or -1). */
 static long due_retries(struct fetch_pool *p, bool *moved)
 {
     uint64_t now = now_us(), next = UINT64_MAX;
     struct queue keep = {0};
     struct fetch_job *j;
+    bool any = false;
 
-    *moved = false;
     while ((j = q_pop(&p->retry))) {
         if (j->not_before <= now) {
             requeue(p, j);
-            *moved = true;
+            any = true;
         } else {
             if (j->not_before < next)
                 next = j->not_before;
@@ -376,6 +376,8 @@ static long due_retries(struct fetch_pool *p, bool *moved)
         }
     }
     p->retry = keep;
+    if (moved)
+        *moved = any;
     return next == UINT64_MAX ? -1 : (long)((next - now) / 1000u + 1);
 }
 
@@ -393,8 +395,7 @@ static void *curl_main(void *arg)
 
         if (p->stopping && p->transfers.n == 0)
             break;
-        bool moved;
-        next = due_retries(p, &moved);
+        next = due_retries(p, NULL);
         if (next >= 0 && next < timeout_ms)
             timeout_ms = (int)next;
         /* a quarter of the slots stays free of hydration for readers */
