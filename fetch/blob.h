@@ -42,6 +42,11 @@ struct fetch_blob_expect {
     const uint8_t *digest;
     /* the key encrypted blobs are read with (fetch/pbs_key.h); NULL: none */
     const struct fetch_pbs_key *key;
+    /* NULL, or the SHA-256 of the raw blob's bytes after its header, taken
+     * from these very bytes (as they arrived: fetch/chunk.h's tap); an
+     * uncompressed blob is then checked against @digest without hashing it
+     * again. Ignored for other kinds. */
+    const uint8_t *plain_sha256;
 };
 
 /*

@@ -384,10 +384,11 @@ static size_t cacnk_chunk_max_raw(const struct fetch_chunk_ref *ch, unsigned nam
 }
 
 static int cacnk_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
-                              unsigned name, void *raw, size_t raw_len, fetch_data *ret,
-                              fetch_error *err)
+                              unsigned name, void *raw, size_t raw_len, const uint8_t *plain_sha256,
+                              fetch_data *ret, fetch_error *err)
 {
     (void)ctx;
+    (void)plain_sha256; /* no plain_after_skew: never given */
     return fetch_cacnk_decode((enum fetch_digest_algo)ch->algo, ch->digest, ch->len, name == 0, raw,
                               raw_len, ret, err);
 }

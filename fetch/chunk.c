@@ -51,13 +51,72 @@ size_t fetch_chunk_skew(const struct fetch_chunk_ref *ch, unsigned name)
     return f && name < f->names && f->skew ? f->skew(ch, name) : 0;
 }
 
-int fetch_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
-                       unsigned name, void *raw, size_t raw_len, fetch_data *ret, fetch_error *err)
+enum { TAP_WAIT_HEAD, TAP_HASHING, TAP_OFF, TAP_FAILED };
+
+void fetch_chunk_tap_feed(struct fetch_chunk_tap *t, const struct fetch_chunk_ref *ch,
+                          unsigned name, const uint8_t *obj, size_t off, size_t n)
 {
     const struct fetch_chunk_format *f = fetch_chunk_format_of(ch->kind);
+    size_t skew, from;
+
+    if (!obj) {
+        t->fed = 0;
+        t->state = TAP_WAIT_HEAD;
+        return;
+    }
+    if (off != t->fed)
+        t->state = TAP_FAILED; /* not the bytes in order: never trusted */
+    t->fed += n;
+    if (t->state == TAP_HASHING) {
+        if (fetch_sha256_update(t->sha, obj + off, n) < 0)
+            t->state = TAP_FAILED;
+        return;
+    }
+    if (t->state != TAP_WAIT_HEAD)
+        return;
+    if (!f || name >= f->names || !f->plain_after_skew || !f->skew) {
+        t->state = TAP_OFF;
+        return;
+    }
+    skew = f->skew(ch, name);
+    if (t->fed < skew)
+        return;
+    if (!f->plain_after_skew(ch, name, obj)) {
+        t->state = TAP_OFF;
+        return;
+    }
+    if (t->sha ? fetch_sha256_reset(t->sha) < 0 : !(t->sha = fetch_sha256_new())) {
+        t->state = TAP_FAILED;
+        return;
+    }
+    /* the bytes after the head that have arrived so far, this call's included */
+    from = skew;
+    t->state = fetch_sha256_update(t->sha, obj + from, (size_t)t->fed - from) < 0 ? TAP_FAILED
+                                                                                  : TAP_HASHING;
+}
+
+void fetch_chunk_tap_release(struct fetch_chunk_tap *t)
+{
+    fetch_sha256_free(t->sha);
+    t->sha = NULL;
+}
+
+int fetch_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
+                       unsigned name, void *raw, size_t raw_len, struct fetch_chunk_tap *tap,
+                       fetch_data *ret, fetch_error *err)
+{
+    const struct fetch_chunk_format *f = fetch_chunk_format_of(ch->kind);
+    uint8_t digest[FETCH_SHA256_LEN];
+    const uint8_t *plain_sha256 = NULL;
     if (!f || name >= f->names) {
         fetch_buf_free(raw);
         return fetch_error_set(err, -EINVAL, "chunk of unknown kind %u", (unsigned)ch->kind);
     }
-    return f->decode(ctx, ch, name, raw, raw_len, ret, err);
+    /* the tap's digest describes @raw only if it saw every one of its bytes */
+    if (tap && tap->state == TAP_HASHING && tap->fed == raw_len &&
+        fetch_sha256_final(tap->sha, digest) == 0)
+        plain_sha256 = digest;
+    if (tap)
+        tap->state = TAP_OFF; /* finalised: unusable until the next attempt */
+    return f->decode(ctx, ch, name, raw, raw_len, plain_sha256, ret, err);
 }

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "blob.h"
+#include "digest.h"
 #include "error.h"
 #include "image.h"
 
@@ -61,14 +62,22 @@ struct fetch_chunk_format {
      * cache then writes it without a copy). A hint: a compressed object is
      * decoded elsewhere whatever it says. */
     size_t (*skew)(const struct fetch_chunk_ref *ch, unsigned name);
+    /* Optional: whether an object that starts with the skew() bytes @head
+     * holds the plaintext as it is after them, so that the SHA-256 of the
+     * rest is the chunk's digest (an unencrypted, uncompressed PBS blob):
+     * fetch_chunk_tap_feed() then hashes the object as it arrives. */
+    bool (*plain_after_skew)(const struct fetch_chunk_ref *ch, unsigned name, const uint8_t *head);
     /*
      * Decodes a fetched object (ownership of the malloc()ed @raw passes to
-     * the call) to exactly ch->len bytes whose digest is ch->digest: 0 with
+     * the call) to exactly ch->len bytes whose digest is ch->digest (when
+     * @plain_sha256 is not NULL, it is the SHA-256 of @raw's bytes after
+     * skew(), taken from these very bytes, and need not be taken again): 0 with
      * @ret owning them, -ENOENT for a 0-byte object, -EBADMSG when corrupt,
      * -ENOKEY when it needs a key we do not have, -ENOMEM; @err says why.
      */
     int (*decode)(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
-                  unsigned name, void *raw, size_t raw_len, fetch_data *ret, fetch_error *err);
+                  unsigned name, void *raw, size_t raw_len, const uint8_t *plain_sha256,
+                  fetch_data *ret, fetch_error *err);
 };
 
 /* The format of chunk kind @kind, or NULL for a kind this build does not know. */
@@ -85,8 +94,30 @@ int fetch_chunk_path(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk
                      unsigned name, char *buf, size_t len);
 size_t fetch_chunk_max_raw(const struct fetch_chunk_ref *ch, unsigned name);
 size_t fetch_chunk_skew(const struct fetch_chunk_ref *ch, unsigned name);
+/*
+ * A chunk object's digest taken as it arrives (a fetch_tap_fn of
+ * fetch/pool.h calls fetch_chunk_tap_feed()): a transfer thread that has
+ * just copied the bytes hashes them while they are in its cache, and the
+ * decoder does not read them again. Only objects whose format says so
+ * (plain_after_skew) are hashed; others cost a comparison. Zero-initialise;
+ * one per object being fetched; fed by one thread at a time, read by
+ * fetch_chunk_decode() after the transfer.
+ */
+struct fetch_chunk_tap {
+    fetch_sha256_ctx *sha; /* made on first use, kept for later attempts */
+    uint64_t fed;          /* bytes of the current attempt seen */
+    uint8_t state;         /* private */
+};
+/* One fetch_tap_fn call's bytes (@obj NULL: a new attempt). */
+void fetch_chunk_tap_feed(struct fetch_chunk_tap *t, const struct fetch_chunk_ref *ch,
+                          unsigned name, const uint8_t *obj, size_t off, size_t n);
+void fetch_chunk_tap_release(struct fetch_chunk_tap *t);
+
+/* @tap: NULL, or the tap that saw the object arrive (used only when it saw
+ * all @raw_len bytes and hashed them). */
 int fetch_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
-                       unsigned name, void *raw, size_t raw_len, fetch_data *ret, fetch_error *err);
+                       unsigned name, void *raw, size_t raw_len, struct fetch_chunk_tap *tap,
+                       fetch_data *ret, fetch_error *err);
 
 /* The formats, defined beside their decoders. */
 extern const struct fetch_chunk_format fetch_pbs_chunk_format;

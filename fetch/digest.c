@@ -38,6 +38,11 @@ int fetch_sha256_final(fetch_sha256_ctx *c, uint8_t out[FETCH_SHA256_LEN])
     return 0;
 }
 
+int fetch_sha256_reset(fetch_sha256_ctx *c)
+{
+    return EVP_DigestInit_ex(c->md, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
+}
+
 void fetch_sha256_free(fetch_sha256_ctx *c)
 {
     if (!c)

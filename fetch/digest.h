@@ -21,6 +21,8 @@ typedef struct fetch_sha256_ctx fetch_sha256_ctx;
 fetch_sha256_ctx *fetch_sha256_new(void);
 int fetch_sha256_update(fetch_sha256_ctx *c, const void *data, size_t len);
 int fetch_sha256_final(fetch_sha256_ctx *c, uint8_t out[FETCH_SHA256_LEN]);
+/* Starts over, as a new context would (after a final or part way). 0 or -EIO. */
+int fetch_sha256_reset(fetch_sha256_ctx *c);
 void fetch_sha256_free(fetch_sha256_ctx *c);
 
 /* Chunk id algorithms: PBS uses SHA-256; casync SHA-512/256 or SHA-256. */

@@ -636,9 +636,11 @@ size_t fetch_pbs_chunk_max_raw(size_t len)
 }
 
 int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, const struct fetch_pbs_key *key,
-                           void *raw, size_t raw_len, fetch_data *ret, fetch_error *err)
+                           void *raw, size_t raw_len, const uint8_t *plain_sha256, fetch_data *ret,
+                           fetch_error *err)
 {
-    struct fetch_blob_expect exp = {.len = len, .digest = digest, .key = key};
+    struct fetch_blob_expect exp = {
+        .len = len, .digest = digest, .key = key, .plain_sha256 = plain_sha256};
     char hex[2 * PBS_DIGEST_LEN + 1];
     int r;
 
@@ -685,9 +687,19 @@ static size_t pbs_chunk_skew(const struct fetch_chunk_ref *ch, unsigned name)
     return ch->algo == FETCH_DIGEST_SHA256_KEYED ? PBS_BLOB_ENC_HDR_LEN : PBS_BLOB_HDR_LEN;
 }
 
+/* An unencrypted chunk stored uncompressed: its digest is the SHA-256 of
+ * the bytes after the header. */
+static bool pbs_chunk_plain_after_skew(const struct fetch_chunk_ref *ch, unsigned name,
+                                       const uint8_t *head)
+{
+    (void)name;
+    return ch->algo == FETCH_DIGEST_SHA256 &&
+           fetch_blob_kind(head, PBS_BLOB_HDR_LEN) == FETCH_BLOB_PLAIN;
+}
+
 static int pbs_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetch_chunk_ref *ch,
-                            unsigned name, void *raw, size_t raw_len, fetch_data *ret,
-                            fetch_error *err)
+                            unsigned name, void *raw, size_t raw_len, const uint8_t *plain_sha256,
+                            fetch_data *ret, fetch_error *err)
 {
     const struct fetch_pbs_key *key = NULL;
     (void)name;
@@ -699,7 +711,7 @@ static int pbs_chunk_decode(const struct fetch_chunk_ctx *ctx, const struct fetc
         }
         key = ctx->key;
     }
-    return fetch_pbs_decode_chunk(ch->digest, ch->len, key, raw, raw_len, ret, err);
+    return fetch_pbs_decode_chunk(ch->digest, ch->len, key, raw, raw_len, plain_sha256, ret, err);
 }
 
 /* A PBS chunk: .chunks/<4 hex>/<64 hex>, a blob (pbs.md §5). */
@@ -709,6 +721,7 @@ const struct fetch_chunk_format fetch_pbs_chunk_format = {
     .path = pbs_chunk_path,
     .max_raw = pbs_chunk_max_raw,
     .skew = pbs_chunk_skew,
+    .plain_after_skew = pbs_chunk_plain_after_skew,
     .decode = pbs_chunk_decode,
 };
 
@@ -724,5 +737,5 @@ int fetch_pbs_read_chunk(struct fetch_store *s, const uint8_t digest[32], size_t
     r = fetch_store_get(s, path, fetch_pbs_chunk_max_raw(len), &raw, &raw_len, err);
     if (r < 0)
         return r == -ENOENT ? fetch_error_set(err, r, "chunk %s is missing", path) : r;
-    return fetch_pbs_decode_chunk(digest, len, NULL, raw, raw_len, ret, err);
+    return fetch_pbs_decode_chunk(digest, len, NULL, raw, raw_len, NULL, ret, err);
 }

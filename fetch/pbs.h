@@ -125,10 +125,13 @@ size_t fetch_pbs_chunk_max_raw(size_t len);
  * this call) to exactly @len bytes whose SHA-256 is @digest. With @key, the
  * chunk of an encrypted archive: it must be encrypted, it is decrypted and
  * its digest is keyed. -ENOENT for a 0-byte object, -EBADMSG when corrupt or
- * not authentic, -ENOKEY when encrypted and @key is NULL.
+ * not authentic, -ENOKEY when encrypted and @key is NULL. @plain_sha256:
+ * NULL, or the SHA-256 of @raw's bytes after the blob header, taken from
+ * these very bytes (struct fetch_blob_expect).
  */
 int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, const struct fetch_pbs_key *key,
-                           void *raw, size_t raw_len, fetch_data *ret, fetch_error *err);
+                           void *raw, size_t raw_len, const uint8_t *plain_sha256, fetch_data *ret,
+                           fetch_error *err);
 
 /*
  * Reads chunk @digest from .chunks/ and decodes it to exactly @len bytes whose

@@ -31,6 +31,7 @@ struct fetch_job {
     enum fetch_prio prio;
     bool queued; /* in a priority queue (upgradable) */
     bool in_bg;  /* in the background decode queue */
+    fetch_tap_fn tap;
     fetch_decode_fn decode;
     fetch_done_fn done;
     void *arg;
@@ -298,6 +299,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
         j->cap = cap;
     }
     memcpy(j->buf + j->len, data, n);
+    if (j->tap)
+        j->tap(j->arg, j->buf, j->len, n);
     j->len += n;
     return n;
 }
@@ -312,6 +315,8 @@ static int start_transfer(struct fetch_pool *p, struct fetch_job *j)
         return fetch_error_set(&j->err, -ENOMEM, "out of memory");
     curl_easy_reset(j->easy);
     j->len = 0;
+    if (j->tap)
+        j->tap(j->arg, NULL, 0, 0); /* a new attempt */
     j->too_big = false;
     j->errbuf[0] = '\0';
     r = s->ops->setup_get(s, j->easy, j->path, &j->err);
@@ -459,6 +464,8 @@ static void read_local(struct fetch_pool *p, struct fetch_job *j)
     int r;
 
     j->err.msg[0] = '\0';
+    if (j->tap)
+        j->tap(j->arg, NULL, 0, 0); /* a new attempt, whose bytes it does not see */
     if (s->ops->get_buf)
         r = s->ops->get_buf(s, j->path, j->max_len, j->skew, &buf, &len, &j->err);
     else
@@ -725,8 +732,8 @@ void fetch_pool_free(struct fetch_pool *p)
 }
 
 int fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, size_t skew,
-                      enum fetch_prio prio, fetch_decode_fn decode, fetch_done_fn done, void *arg,
-                      struct fetch_job **ret_job)
+                      enum fetch_prio prio, fetch_tap_fn tap, fetch_decode_fn decode,
+                      fetch_done_fn done, void *arg, struct fetch_job **ret_job)
 {
     struct fetch_job *j = calloc(1, sizeof(*j)), *shell;
     if (!j || !(j->path = strdup(path))) {
@@ -736,6 +743,7 @@ int fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, si
     j->max_len = max_len;
     j->skew = skew;
     j->prio = prio < FETCH_PRIO_COUNT ? prio : FETCH_PRIO_HYDRATE;
+    j->tap = tap;
     j->decode = decode;
     j->done = done;
     j->arg = arg;

@@ -59,6 +59,18 @@ typedef int (*fetch_decode_fn)(void *arg, void *raw, size_t raw_len, fetch_data 
  */
 typedef void (*fetch_done_fn)(void *arg, int r, fetch_data *data, const fetch_error *err);
 
+/*
+ * Optional: sees the object's bytes as a remote transfer receives them, on
+ * the transfer thread, while they are still in the CPU's cache: bytes
+ * [@off, @off + @n) have just been placed at @obj + @off (@obj holds the
+ * object so far). Every attempt, a local read included, starts with a call
+ * with @obj NULL and @off and @n 0, before any of its bytes; so when decode
+ * runs, a tap that saw as many bytes as decode gets saw exactly those bytes.
+ * It runs on the one thread that moves every transfer: keep it to work that
+ * decoding would otherwise do (it is not called for error pages).
+ */
+typedef void (*fetch_tap_fn)(void *arg, const uint8_t *obj, size_t off, size_t n);
+
 struct fetch_pool;
 struct fetch_job;
 
@@ -85,13 +97,14 @@ void fetch_pool_free(struct fetch_pool *p);
  * Queues a GET of object @path (copied) of at most @max_len bytes (a larger
  * object fails with -EFBIG) at priority @prio. The object's bytes are placed
  * so that the address @skew bytes in is page-aligned where the buffer allows
- * (fetch_buf_alloc_skewed(): a header before a payload decoded in place). Returns 0 and *ret_job,
+ * (fetch_buf_alloc_skewed(): a header before a payload decoded in place); @tap (NULL: none) sees
+ * them as they arrive. Returns 0 and *ret_job,
  * valid until its completion has returned (the completion may run before this returns); or -ENOMEM,
  * or -ECANCELED when the pool is stopped: then there is no completion and *ret_job is untouched.
  */
 int fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, size_t skew,
-                      enum fetch_prio prio, fetch_decode_fn decode, fetch_done_fn done, void *arg,
-                      struct fetch_job **ret_job);
+                      enum fetch_prio prio, fetch_tap_fn tap, fetch_decode_fn decode,
+                      fetch_done_fn done, void *arg, struct fetch_job **ret_job);
 
 /* Moves a still-queued job up to @prio (never down). The caller guarantees
  * that the job's completion has not returned yet. */

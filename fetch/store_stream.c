@@ -37,7 +37,7 @@ static int load(struct fetch_store_stream *ss, size_t i, unsigned *ret_slot, fet
             return r;
         ss->chunks++;
         ss->bytes += len;
-        if ((r = fetch_chunk_decode(&ss->cctx, &ch, name, raw, len, &d, err)) < 0)
+        if ((r = fetch_chunk_decode(&ss->cctx, &ch, name, raw, len, NULL, &d, err)) < 0)
             return r;
         fetch_data_release(&ss->slots[victim].data);
         ss->slots[victim].data = d;

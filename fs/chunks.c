@@ -33,6 +33,7 @@ struct flight {
     enum fetch_prio prio;
     struct fetch_job *job;
     struct waiter *waiters;
+    struct fetch_chunk_tap tap; /* fed by the pool's transfer thread */
 };
 
 #define FLIGHT_BUCKETS 1024
@@ -434,10 +435,16 @@ static struct flight **flight_find(struct fs_chunks *c, uint8_t algo, const uint
     return fp;
 }
 
+static void flight_tap(void *arg, const uint8_t *obj, size_t off, size_t n)
+{
+    struct flight *f = arg;
+    fetch_chunk_tap_feed(&f->tap, &f->ch, f->name, obj, off, n);
+}
+
 static int flight_decode(void *arg, void *raw, size_t raw_len, fetch_data *ret, fetch_error *err)
 {
     struct flight *f = arg;
-    return fetch_chunk_decode(&f->chunks->ctx, &f->ch, f->name, raw, raw_len, ret, err);
+    return fetch_chunk_decode(&f->chunks->ctx, &f->ch, f->name, raw, raw_len, &f->tap, ret, err);
 }
 
 static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *err);
@@ -454,8 +461,8 @@ static int flight_submit(struct fs_chunks *c, struct flight *f)
     if (r < 0)
         return r == -ENAMETOOLONG ? -ENOMEM : r;
     return fetch_pool_submit(c->pool, path, fetch_chunk_max_raw(&f->ch, f->name),
-                             fetch_chunk_skew(&f->ch, f->name), f->prio, flight_decode, flight_done,
-                             f, &f->job);
+                             fetch_chunk_skew(&f->ch, f->name), f->prio, flight_tap, flight_decode,
+                             flight_done, f, &f->job);
 }
 
 static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *err)
@@ -530,6 +537,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     } else {
         answer_cachers(cachers, r, 0, fill_err.msg[0] ? &fill_err : err);
     }
+    fetch_chunk_tap_release(&f->tap);
     free(f);
 }
 
@@ -614,6 +622,7 @@ static int want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_pr
     if (r < 0) {
         *flight_find(c, e->algo, e->digest) = f->next;
         pthread_mutex_unlock(&c->flight_lock);
+        fetch_chunk_tap_release(&f->tap);
         free(f);
         return r;
     }

@@ -18,8 +18,8 @@ int fake_upgrades;
 enum fetch_prio fake_upgraded_to;
 
 int __wrap_fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, size_t skew,
-                             enum fetch_prio prio, fetch_decode_fn decode, fetch_done_fn done,
-                             void *arg, struct fetch_job **ret_job);
+                             enum fetch_prio prio, fetch_tap_fn tap, fetch_decode_fn decode,
+                             fetch_done_fn done, void *arg, struct fetch_job **ret_job);
 void __wrap_fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *job, enum fetch_prio prio);
 
 /* Jobs may be submitted from another thread (the hydrator's): the table's
@@ -27,11 +27,12 @@ void __wrap_fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *job, enum
 static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int __wrap_fetch_pool_submit(struct fetch_pool *p, const char *path, size_t max_len, size_t skew,
-                             enum fetch_prio prio, fetch_decode_fn decode, fetch_done_fn done,
-                             void *arg, struct fetch_job **ret_job)
+                             enum fetch_prio prio, fetch_tap_fn tap, fetch_decode_fn decode,
+                             fetch_done_fn done, void *arg, struct fetch_job **ret_job)
 {
     struct fake_job *j;
     (void)skew;
+    (void)tap; /* the fake hands decode the whole object: nothing arrives in pieces */
     assert_ptr_equal(p, fake_pool());
     pthread_mutex_lock(&jobs_lock);
     assert_true(fake_njobs < FAKE_POOL_MAX_JOBS);

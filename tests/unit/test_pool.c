@@ -163,8 +163,8 @@ static struct fetch_job *submit(struct fetch_pool *p, const char *path, size_t m
                                 enum fetch_prio prio, struct item *it)
 {
     struct fetch_job *j = NULL;
-    assert_int_equal(fetch_pool_submit(p, path, max_len, 0, prio, decode_copy, done_rec, it, &j),
-                     0);
+    assert_int_equal(
+        fetch_pool_submit(p, path, max_len, 0, prio, NULL, decode_copy, done_rec, it, &j), 0);
     assert_non_null(j);
     return j;
 }
@@ -339,8 +339,8 @@ static void test_submit_after_stop(void **state)
     usleep(100 * 1000);
     items[8] = (struct item){.rec = &r, .id = 8};
     for (int prio = 0; prio < FETCH_PRIO_COUNT; prio++) {
-        assert_int_equal(fetch_pool_submit(p, "o2", 1024, 0, (enum fetch_prio)prio, decode_copy,
-                                           done_rec, &items[8], &j),
+        assert_int_equal(fetch_pool_submit(p, "o2", 1024, 0, (enum fetch_prio)prio, NULL,
+                                           decode_copy, done_rec, &items[8], &j),
                          -ECANCELED);
         assert_null(j); /* untouched */
     }
@@ -382,8 +382,8 @@ static void test_skew_local(void **state)
     for (int i = 0; i < 3; i++) {
         struct fetch_job *j = NULL;
         items[i] = (struct item){.rec = &r, .id = i};
-        assert_int_equal(fetch_pool_submit(p, "big", len, skews[i], FETCH_PRIO_DEMAND, decode_copy,
-                                           done_rec, &items[i], &j),
+        assert_int_equal(fetch_pool_submit(p, "big", len, skews[i], FETCH_PRIO_DEMAND, NULL,
+                                           decode_copy, done_rec, &items[i], &j),
                          0);
         rec_wait(&r, i + 1);
         assert_int_equal(r.results[i], 0);
