@@ -66,8 +66,8 @@ typedef void (*fetch_done_fn)(void *arg, int r, fetch_data *data, const fetch_er
  * object so far). Every attempt, a local read included, starts with a call
  * with @obj NULL and @off and @n 0, before any of its bytes; so when decode
  * runs, a tap that saw as many bytes as decode gets saw exactly those bytes.
- * It runs on the one thread that moves every transfer: keep it to work that
- * decoding would otherwise do (it is not called for error pages).
+ * It runs on a transfer thread, which moves many transfers: keep it to work
+ * that decoding would otherwise do (it is not called for error pages).
  */
 typedef void (*fetch_tap_fn)(void *arg, const uint8_t *obj, size_t off, size_t n);
 

@@ -34,7 +34,8 @@ Control (never forwarded):
   GET /__fault?mode=M[&times=N|all][&seconds=S][&ms=MS][&at=start|body][&match=RE][&rate=B]
         sets the fault; counts per path restart at 0 (reset=0 keeps them)
   GET /__stats   JSON {"mode", "times", "match", "total", "counts": {path: n},
-                 "faulted": {path: n}, "status": {path: {code: n}}}
+                 "faulted": {path: n}, "status": {path: {code: n}},
+                 "max_inflight": the most requests being answered at once}
   GET /__reset   clears the counts
 """
 
@@ -85,6 +86,17 @@ class State:
         self.faulted = {}
         self.status = {}
         self.total = 0
+        self.inflight = 0
+        self.max_inflight = 0
+
+    def begin(self):
+        with self.lock:
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+
+    def end(self):
+        with self.lock:
+            self.inflight = max(0, self.inflight - 1)
 
     def configure(self, q, keep_counts=False):
         """q: dict of str -> str. Raises ValueError on a bad setting."""
@@ -150,6 +162,7 @@ class State:
                 "counts": dict(self.counts),
                 "faulted": dict(self.faulted),
                 "status": {p: dict(s) for p, s in self.status.items()},
+                "max_inflight": self.max_inflight,
             }
 
 
@@ -296,6 +309,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith("/__"):
             self._control(path, split.query)
             return
+        self.state.begin()
+        try:
+            self._answer(path)
+        finally:
+            self.state.end()
+
+    def _answer(self, path):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else None
         fault = self.state.account(path)

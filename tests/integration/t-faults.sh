@@ -112,3 +112,20 @@ proxy_fault none
 out=$(timeout $LIMIT cmp "$M/$OTHER" g.raw 2>&1) || fail "stuck read: another snapshot is not readable after the interrupt" "$out"
 ok "stuck read: after the interrupt the daemon serves holes and other snapshots"
 lazyimg_umount "$M"
+
+# --- --fetch-concurrency bounds the transfers in flight, over every transfer
+# thread: with each answer held 0.3 s and 8 chunks wanted at once, exactly N
+# requests are answered at a time (the proxy counts them) ---------------------
+for n in 3 1; do
+    lazyimg_mount "$PROXY_URL" "$M" --no-cache --fetch-concurrency "$n" --readahead 8
+    proxy_fault delay ms=300
+    out=$(timeout $LIMIT cmp "$M/$IMG" f.raw 2>&1) || fail "concurrency $n: the image is not byte-identical" "$out"
+    st=$(proxy_stats)
+    python3 -c 'import json, sys
+st, n = json.loads(sys.argv[1]), int(sys.argv[2])
+assert st["max_inflight"] == n, st["max_inflight"]' "$st" "$n" ||
+        fail "--fetch-concurrency $n: the proxy saw $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["max_inflight"])' "$st") requests at once, not $n"
+    ok "--fetch-concurrency $n: exactly $n chunk requests in flight at once"
+    proxy_fault none
+    lazyimg_umount "$M"
+done

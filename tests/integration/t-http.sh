@@ -132,7 +132,7 @@ expect_same_file "exactly the image's distinct non-zero chunks were fetched (no 
 lazyimg_umount "$M"
 
 # --- one chunk at a time: no fetch waits for the fetcher's poll timeout -------
-# (the curl thread sleeps in curl_multi_poll for up to 1 s and is woken only
+# (a transfer thread sleeps in curl_multi_poll for up to 1 s and is woken only
 # when it sleeps; a job submitted without a wake-up it needed waits out that
 # second: scattered 4 KiB reads, each a fetch of its own, show it)
 lazyimg_mount "$URL" "$M" --no-cache
