@@ -4,9 +4,10 @@
  * it is never held across a transfer, a file read, a decode or a completion.
  *
  * A job moves through: queued (in one of the priority queues) → running (a
- * curl transfer on a transfer thread (struct lane), or a file read on a worker for a local
- * store) → waiting for a retry (the retry list, ordered by nothing: it is
- * short) or fetched (the decode queue) → decoded and completed on a worker.
+ * curl transfer on a transfer thread, struct lane, or a file read on a
+ * worker for a local store) → waiting for a retry (the retry list, ordered
+ * by nothing: it is short) or fetched (the decode queue) → decoded and
+ * completed on a worker.
  */
 #include "pool.h"
 #include "buf.h"
