@@ -1127,6 +1127,72 @@ static int run_loop(struct fuse_session *se, const char *mnt)
 
 /* Tells the service manager (systemd, Type=notify) that the mount is live,
  * or that it is going away. */
+/*
+ * Detaches from the terminal as fuse_daemonize() does (fork, setsid, chdir
+ * "/"; in the foreground only the chdir), except that the parent returns only when the daemon says
+ * it is ready (its control socket is there, so a `lazyimg umount` or `status` right after `lazyimg
+ * mount` finds it) or has died: exit status 0 or 1. Until then the daemon keeps the terminal's
+ * stderr, so what fails while it starts is said there. Sets *@ready_fd (the daemon's end of the
+ * pipe) in the daemon; -1 in the foreground. 0 or -errno (in the caller: nothing forked).
+ */
+static int detach_begin(bool foreground, int *ready_fd)
+{
+    int pfd[2];
+    pid_t pid;
+
+    *ready_fd = -1;
+    if (foreground)
+        return chdir("/") < 0 ? -errno : 0; /* as fuse_daemonize() does */
+    if (pipe2(pfd, O_CLOEXEC) < 0)
+        return -errno;
+    fflush(NULL);
+    if ((pid = fork()) < 0) {
+        int e = errno;
+        close(pfd[0]);
+        close(pfd[1]);
+        return -e;
+    }
+    if (pid > 0) {
+        char c = 1;
+        ssize_t n;
+        close(pfd[1]);
+        do
+            n = read(pfd[0], &c, 1);
+        while (n < 0 && errno == EINTR);
+        /* EOF: the daemon exited before it was ready (it said why) */
+        _exit(n == 1 && c == 0 ? 0 : 1);
+    }
+    close(pfd[0]);
+    if (setsid() < 0 || chdir("/") < 0) {
+        int e = errno;
+        close(pfd[1]);
+        return -e;
+    }
+    *ready_fd = pfd[1];
+    return 0;
+}
+
+/* The daemon is ready: stdio goes to /dev/null, and the waiting parent exits
+ * with status 0. No-op in the foreground. */
+static void detach_ready(int *ready_fd)
+{
+    const char c = 0;
+    int nul;
+    if (*ready_fd < 0)
+        return;
+    if ((nul = open("/dev/null", O_RDWR | O_CLOEXEC)) >= 0) {
+        (void)dup2(nul, STDIN_FILENO);
+        (void)dup2(nul, STDOUT_FILENO);
+        (void)dup2(nul, STDERR_FILENO);
+        if (nul > STDERR_FILENO)
+            close(nul);
+    }
+    while (write(*ready_fd, &c, 1) < 0 && errno == EINTR)
+        ;
+    close(*ready_fd);
+    *ready_fd = -1;
+}
+
 static void notify_state(const char *mounted, bool ready)
 {
     char state[2 * PATH_MAX + 320];
@@ -1148,7 +1214,7 @@ int fs_cmd_mount(int argc, char **argv)
     struct fs_metrics *metrics = NULL;
     char mnt[PATH_MAX], mounted[2 * PATH_MAX + 256];
     bool set_readahead, loop_ran = false;
-    int r, status = 1;
+    int r, status = 1, ready_fd = -1;
 
     if ((r = parse_mount_opts(argc, argv, &o)))
         return r < 0 ? 0 : r;
@@ -1169,15 +1235,16 @@ int fs_cmd_mount(int argc, char **argv)
         goto out_handlers;
     }
     set_readahead = o.page_cache && readahead_settable(mnt, o.readahead_kb);
-    if (fuse_daemonize(o.foreground) != 0) {
-        fs_err("cannot detach from the terminal");
+    if ((r = detach_begin(o.foreground, &ready_fd)) < 0) {
+        fs_err("cannot detach from the terminal: %s", strerror(-r));
         goto out_unmount;
     }
-    if (!o.foreground)
-        fs_log_use_syslog(true);
-    fs_info("%s", mounted);
     if (fs_daemon_start(d, mnt) < 0)
         goto out_unmount;
+    if (!o.foreground)
+        fs_log_use_syslog(true);
+    detach_ready(&ready_fd);
+    fs_info("%s", mounted);
     notify_state(mounted, true);
     if (set_readahead)
         start_readahead_thread(mnt, o.readahead_kb);
@@ -1185,6 +1252,8 @@ int fs_cmd_mount(int argc, char **argv)
     loop_ran = true;
     notify_state(NULL, false);
 out_unmount:
+    if (ready_fd >= 0)
+        close(ready_fd); /* never ready: the parent exits with status 1 */
     r = fs_daemon_stop(d);
     fuse_session_unmount(se); /* the mount goes before the disk cache is flushed */
     if (loop_ran)

@@ -161,6 +161,21 @@ out=$(timeout 60 "$LAZYIMG" umount "$M" 2>&1) || fail "lazyimg umount failed" "$
 out=$(rm -rf "$D" 2>&1) || fail "rm -rf CACHE right after lazyimg umount failed" "$out"
 ok "lazyimg umount M; rm -rf CACHE: the daemon had exited, the cache directory was free"
 
+# --- right after lazyimg mount returns, the daemon is ready: its control socket
+# is there, so lazyimg umount at once finds it and waits for it (the parent
+# used to return as soon as the daemon had detached, before it made the
+# socket; a review saw no socket in 4 of 20 mounts) -------------------------------
+for ((i = 0; i < 10; i++)); do
+    rm -rf "$D"
+    out=$("$LAZYIMG" mount --cache-dir "$D" "$S" "$M" 2>&1) || fail "mount round $i failed" "$out"
+    out=$(timeout 60 "$LAZYIMG" umount "$M" 2>&1) || fail "umount right after mount, round $i: failed" "$out"
+    ! grep -q "cannot find its daemon" <<<"$out" ||
+        fail "umount right after mount, round $i: the daemon had no control socket yet" "$out"
+    pids=$(daemon_pids "$M")
+    [[ -z $pids ]] || fail "umount right after mount, round $i: returned with the daemon ($pids) still running"
+done
+ok "umount right after mount (10 rounds): the daemon was found and had exited when umount returned"
+
 # --- lazyimg umount: help, not mounted, a daemon that does not exit ---------------
 "$LAZYIMG" umount --help | grep -q "waits until its daemon has exited" ||
     fail "lazyimg umount --help does not say that it waits for the daemon"
