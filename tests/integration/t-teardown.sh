@@ -175,6 +175,21 @@ for ((i = 0; i < 10; i++)); do
     [[ -z $pids ]] || fail "umount right after mount, round $i: returned with the daemon ($pids) still running"
 done
 ok "umount right after mount (10 rounds): the daemon was found and had exited when umount returned"
+# the same with the daemon's socket() calls held 0.7 s by strace (detached,
+# -D: the mount command returns to this shell when its parent process exits),
+# so that a parent that does not wait for the daemon is seen every time
+if command -v strace >/dev/null; then
+    rm -rf "$D"
+    # (to a file: the detached tracer keeps the output open until the daemon exits)
+    strace -D -f -qq -o /dev/null -e trace=socket -e inject=socket:delay_enter=700000 \
+        "$LAZYIMG" mount --cache-dir "$D" "$S" "$M" >"$W/strace-mount.out" 2>&1 ||
+        fail "mount under strace failed" "$(cat "$W/strace-mount.out")"
+    dev=$(stat -c '%Hd:%Ld' "$M")
+    [[ -S /run/lazyimg/$dev.sock ]] ||
+        fail "lazyimg mount returned before the daemon had made its control socket (socket() held 0.7 s)"
+    out=$(timeout 60 "$LAZYIMG" umount "$M" 2>&1) || fail "umount of the mount under strace failed" "$out"
+    ok "a daemon slow to make its control socket (0.7 s): lazyimg mount returned after it was there"
+fi
 
 # --- lazyimg umount: help, not mounted, a daemon that does not exit ---------------
 "$LAZYIMG" umount --help | grep -q "waits until its daemon has exited" ||
