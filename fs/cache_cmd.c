@@ -8,6 +8,7 @@
 
 #include <json-c/json.h>
 
+#include "json_out.h"
 #include "fetch/repo.h"
 #include "cache/diskcache.h"
 #include "cli.h"
@@ -80,8 +81,7 @@ static int cmd_stats(struct cache_disk *c, const char *dir, bool json)
                                json_object_new_int64((int64_t)st.bytes_apparent));
         r = cache_disk_store_stats(c, print_store, stores);
         json_object_object_add(o, "stores", stores);
-        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+        fs_json_write(stdout, o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
         json_object_put(o);
         return r;
     }

@@ -16,6 +16,7 @@
 
 #include <json-c/json.h>
 
+#include "json_out.h"
 #include "cli.h"
 #include "fetch/archive.h"
 #include "fetch/pcat.h"
@@ -340,8 +341,7 @@ int fs_cmd_find(int argc, char **argv)
             search_archive(&s, repo, store, e);
     }
     if (s.json)
-        puts(json_object_to_json_string_ext(s.matches, JSON_C_TO_STRING_PRETTY |
-                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+        fs_json_write(stdout, s.matches, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
     fetch_format_size(s.bytes, size, sizeof(size));
     fprintf(stderr,
             "find: %zu match%s in %zu archive%s; fetched %llu chunk%s (%s), of file contents "

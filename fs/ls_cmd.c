@@ -9,6 +9,7 @@
 
 #include <json-c/json.h>
 
+#include "json_out.h"
 #include "cli.h"
 #include "fetch/repo.h"
 #include "key_opts.h"
@@ -89,8 +90,7 @@ static int print_json(struct fetch_repo *repo)
         fs_err("out of memory");
         return -1;
     }
-    puts(json_object_to_json_string_ext(arr,
-                                        JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    fs_json_write(stdout, arr, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
     json_object_put(arr);
     return 0;
 }

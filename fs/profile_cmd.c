@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "json_out.h"
 #include "cache/diskcache.h"
 #include "cli.h"
 #include "log.h"
@@ -104,7 +105,7 @@ static int cmd_show(struct cache_disk *c, const char *image, bool json)
         arr = json_object_new_array();
         for (size_t i = 0; i < n; i++)
             json_object_array_add(arr, json_object_new_uint64(offs[i]));
-        puts(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN));
+        fs_json_write(stdout, arr, JSON_C_TO_STRING_PLAIN);
         json_object_put(arr);
     } else {
         printf("# %s, recorded on %s: %zu extents, offsets in the order first read\n", image,
@@ -169,8 +170,7 @@ int fs_cmd_profile(int argc, char **argv)
         struct listing l = {.image = image, .json = json ? json_object_new_array() : NULL};
         r = cache_disk_profile_list(c, NULL, list_one, &l);
         if (r >= 0 && json)
-            puts(json_object_to_json_string_ext(l.json, JSON_C_TO_STRING_PRETTY |
-                                                            JSON_C_TO_STRING_NOSLASHESCAPE));
+            fs_json_write(stdout, l.json, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
         else if (r >= 0 && !l.shown)
             printf("no read profiles in %s\n", dir);
         json_object_put(l.json);

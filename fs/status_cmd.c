@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "json_out.h"
 #include "fetch/repo.h"
 #include "cli.h"
 #include "control.h"
@@ -253,8 +254,7 @@ int fs_cmd_status(int argc, char **argv)
         return 1;
     }
     if (json)
-        printf("%s\n", json_object_to_json_string_ext(st, JSON_C_TO_STRING_PRETTY |
-                                                              JSON_C_TO_STRING_NOSLASHESCAPE));
+        fs_json_write(stdout, st, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
     else
         print_human(st);
     json_object_put(st);
