@@ -1125,15 +1125,15 @@ static int run_loop(struct fuse_session *se, const char *mnt)
     return r < 0 ? 1 : 0;
 }
 
-/* Tells the service manager (systemd, Type=notify) that the mount is live,
- * or that it is going away. */
 /*
  * Detaches from the terminal as fuse_daemonize() does (fork, setsid, chdir
- * "/"; in the foreground only the chdir), except that the parent returns only when the daemon says
- * it is ready (its control socket is there, so a `lazyimg umount` or `status` right after `lazyimg
- * mount` finds it) or has died: exit status 0 or 1. Until then the daemon keeps the terminal's
- * stderr, so what fails while it starts is said there. Sets *@ready_fd (the daemon's end of the
- * pipe) in the daemon; -1 in the foreground. 0 or -errno (in the caller: nothing forked).
+ * "/"; in the foreground only the chdir), except that the parent returns
+ * only when the daemon says it is ready (its control socket is there, so a
+ * `lazyimg umount` or `status` right after `lazyimg mount` finds it) or has
+ * died: exit status 0 or 1. Until then the daemon keeps the terminal's
+ * stderr, so what fails while it starts is said there. Sets *@ready_fd (the
+ * daemon's end of the pipe) in the daemon; -1 in the foreground. 0 or
+ * -errno (in the caller: nothing forked).
  */
 static int detach_begin(bool foreground, int *ready_fd)
 {
@@ -1193,6 +1193,8 @@ static void detach_ready(int *ready_fd)
     *ready_fd = -1;
 }
 
+/* Tells the service manager (systemd, Type=notify) that the mount is live,
+ * or that it is going away. */
 static void notify_state(const char *mounted, bool ready)
 {
     char state[2 * PATH_MAX + 320];
