@@ -485,6 +485,31 @@ void fs_control_free(struct fs_control *c)
 
 /* ---- client ------------------------------------------------------------- */
 
+int fs_control_check_peer(int fd, dev_t dev, const char *path, struct ucred *ret_cred, char *err,
+                          size_t err_len)
+{
+    struct ucred cred;
+    socklen_t cl = sizeof(cred);
+    uid_t owner;
+    int r;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+        r = -errno;
+        fs_sock_set_err(err, err_len, "control socket %s: %s", path, strerror(-r));
+        return r;
+    }
+    if (mount_owner(dev, &owner) == 0 && cred.uid != owner) {
+        fs_sock_set_err(err, err_len,
+                        "control socket %s is answered by a process of uid %u, not by the daemon "
+                        "of uid %u that mounted it (was the socket replaced?)",
+                        path, (unsigned)cred.uid, (unsigned)owner);
+        return -EPERM;
+    }
+    if (ret_cred)
+        *ret_cred = cred;
+    return 0;
+}
+
 int fs_control_request(dev_t dev, const char *request, json_object **ret, char *err, size_t err_len)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -517,6 +542,10 @@ int fs_control_request(dev_t dev, const char *request, json_object **ret, char *
                             r == -ECONNREFUSED ? ": nobody listens" : "");
         else
             fs_sock_set_err(err, err_len, "control socket %s: %s", path, strerror(-r));
+        close(fd);
+        return r;
+    }
+    if ((r = fs_control_check_peer(fd, dev, path, NULL, err, err_len)) < 0) {
         close(fd);
         return r;
     }

@@ -100,6 +100,21 @@ int fs_control_dir(char *buf, size_t len, int create, char *err, size_t err_len)
 int fs_control_socket_path(dev_t dev, char *buf, size_t len, char *err, size_t err_len);
 
 /*
+ * After a connect() to that path: whether the process that answers is the
+ * mount's owner's (its SO_PEERCRED uid is the user_id= of the mount with
+ * device @dev). The path is checked before the connect, and the user who owns
+ * a socket directory could swap the socket for a symlink in between: root's
+ * `lazyimg status` of that user's mount would then talk to a socket of the
+ * user's choosing, root's own daemons' included. 0; -EPERM with a message
+ * in @err (naming @path) when another uid answers; 0 when the mount's owner
+ * is unknown (no user_id=). Stores the peer's credentials in *@ret_cred
+ * (may be NULL).
+ */
+struct ucred;
+int fs_control_check_peer(int fd, dev_t dev, const char *path, struct ucred *ret_cred, char *err,
+                          size_t err_len);
+
+/*
  * Sends @request (one line without the '\n') to the daemon serving the
  * filesystem with device @dev and parses its reply into *ret (the caller
  * puts it). 0, or -errno with a message in @err: -ENOENT or -ECONNREFUSED

@@ -116,7 +116,6 @@ static int find_daemon(dev_t dev, pid_t *ret_pid, int *ret_pidfd, char *err, siz
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     struct ucred cred;
-    socklen_t cl = sizeof(cred);
     struct pollfd p;
     int fd, pidfd, r;
 
@@ -127,10 +126,14 @@ static int find_daemon(dev_t dev, pid_t *ret_pid, int *ret_pidfd, char *err, siz
     if (fd < 0)
         return -errno;
     /* non-blocking: a full backlog (a busy daemon) is EAGAIN, not a wait */
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
         r = -errno;
         snprintf(err, err_len, "%s: %s", addr.sun_path, strerror(-r));
+        close(fd);
+        return r;
+    }
+    /* the daemon of the mount's owner, not whoever a swapped-in symlink names */
+    if ((r = fs_control_check_peer(fd, dev, addr.sun_path, &cred, err, err_len)) < 0) {
         close(fd);
         return r;
     }

@@ -182,6 +182,36 @@ ms=$((($(date +%s%N) - start) / 1000000))
 kill $stuck 2>/dev/null || true
 ok "a client that sends nothing delays others by at most the timeout ($ms ms)"
 
+# the socket swapped for a symlink to another uid's socket (between the
+# client's check of the path and its connect): status and umount refuse to
+# talk to it, and say why
+# (the system's python3: one below /root is not readable by uid 65534)
+if command -v setpriv >/dev/null && [[ -x /usr/bin/python3 ]]; then
+    EV=$(mktemp -d /tmp/lazyimg-evil.XXXXXX)
+    add_cleanup "rm -rf $EV"
+    chmod 0777 "$EV"
+    setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(4)
+while True:
+    c, _ = s.accept(); c.recv(4096); c.sendall(b"{\"images\": []}\n"); c.close()' "$EV/s.sock" &
+evil=$!
+    add_cleanup "kill $evil"
+    for _ in $(seq 50); do [[ -S $EV/s.sock ]] && break; sleep 0.1; done
+    mv "$SOCK" "$SOCK.real"
+    ln -s "$EV/s.sock" "$SOCK"
+    rc=0
+    out=$("$LAZYIMG" status "$M" 2>&1) || rc=$?
+    rm -f "$SOCK"
+    mv "$SOCK.real" "$SOCK"
+    kill $evil 2>/dev/null || true
+    ((rc != 0)) || fail "status talked to a socket of uid 65534 in place of the daemon's" "$out"
+    grep -q "answered by a process of uid 65534, not by the daemon of uid 0" <<<"$out" ||
+        fail "status: no message naming the other uid" "$out"
+    "$LAZYIMG" status "$M" >/dev/null || fail "status after the socket was put back failed"
+    ok "a control socket swapped for another uid's: status refuses it ($out)"
+fi
+
 # --- from the cache alone ---------------------------------------------------
 lazyimg_umount "$M"
 [[ ! -e $SOCK ]] || fail "the control socket $SOCK is left after the unmount"
