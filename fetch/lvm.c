@@ -574,6 +574,7 @@ static int add_copy(struct scan *sc, struct cfg_node *root, size_t nodes,
     const char *id = cfg_str(vgsec, "id");
     uint64_t seqno;
     struct vg_found *v = NULL;
+    size_t replaced;
 
     if (strlen(vgsec->key) >= sizeof(v->name) || !id || strlen(id) >= sizeof(v->id) ||
         !cfg_uint(vgsec, "seqno", &seqno)) {
@@ -594,7 +595,9 @@ static int add_copy(struct scan *sc, struct cfg_node *root, size_t nodes,
         cfg_free(root); /* an older copy, or the same one again */
         return 0;
     }
-    if (sc->nodes - (v && v->root ? v->nodes : 0) + nodes > SCAN_NODES_MAX) {
+    /* the values of the copy this one replaces, if any */
+    replaced = v && v->root ? v->nodes : 0;
+    if (sc->nodes - replaced + nodes > SCAN_NODES_MAX) {
         /* so many VGs' metadata that keeping it all would take gigabytes:
          * this one is not kept (it learns why if it has no copy) */
         char why[160];
@@ -608,8 +611,7 @@ static int add_copy(struct scan *sc, struct cfg_node *root, size_t nodes,
         cfg_free(root);
         return -ENOMEM;
     }
-    sc->nodes -= v->root ? v->nodes : 0;
-    sc->nodes += nodes;
+    sc->nodes = sc->nodes - replaced + nodes;
     v->nodes = nodes;
     cfg_free(v->root);
     copy_str(v->name, sizeof(v->name), vgsec->key);
