@@ -57,7 +57,7 @@ void fetch_chunk_tap_feed(struct fetch_chunk_tap *t, const struct fetch_chunk_re
                           unsigned name, const uint8_t *obj, size_t off, size_t n)
 {
     const struct fetch_chunk_format *f = fetch_chunk_format_of(ch->kind);
-    size_t skew, from;
+    size_t skew;
 
     if (!obj) {
         t->fed = 0;
@@ -90,8 +90,7 @@ void fetch_chunk_tap_feed(struct fetch_chunk_tap *t, const struct fetch_chunk_re
         return;
     }
     /* the bytes after the head that have arrived so far, this call's included */
-    from = skew;
-    t->state = fetch_sha256_update(t->sha, obj + from, (size_t)t->fed - from) < 0 ? TAP_FAILED
+    t->state = fetch_sha256_update(t->sha, obj + skew, (size_t)t->fed - skew) < 0 ? TAP_FAILED
                                                                                   : TAP_HASHING;
 }
 
