@@ -39,6 +39,8 @@ struct flight {
 #define FLIGHT_BUCKETS 1024
 /* chunks queued for readahead from the disk cache (disk_loader_main) */
 #define DISK_LOAD_QUEUE 16
+/* threads loading them (see disk_load_one) */
+#define DISK_LOADERS 2
 
 struct fs_chunks {
     struct fetch_pool *pool;
@@ -54,14 +56,15 @@ struct fs_chunks {
     /* readahead from the disk cache (disk_loader_main), dl_lock */
     pthread_mutex_t dl_lock;
     pthread_cond_t dl_cond;
+    pthread_cond_t dl_done; /* a load ended (dl_busy cleared) */
     struct disk_load {
         uint8_t digest[32];
         uint32_t len;
         uint8_t algo;
-    } dl_queue[DISK_LOAD_QUEUE], dl_busy; /* dl_busy.len 0: idle */
-    unsigned dl_head, dl_count;
-    bool dl_running, dl_quit;
-    pthread_t dl_thread;
+    } dl_queue[DISK_LOAD_QUEUE], dl_busy[DISK_LOADERS]; /* dl_busy[i].len 0: idle */
+    unsigned dl_head, dl_count, dl_threads, dl_ids;
+    bool dl_quit;
+    pthread_t dl_thread[DISK_LOADERS];
 };
 
 static void *disk_loader_main(void *arg);
@@ -101,11 +104,14 @@ struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget, stru
     }
     pthread_mutex_init(&c->dl_lock, NULL);
     pthread_cond_init(&c->dl_cond, NULL);
+    pthread_cond_init(&c->dl_done, NULL);
     /* without the thread, readahead of cached chunks is a kernel hint only */
-    if (disk)
-        c->dl_running = pthread_create(&c->dl_thread, NULL, disk_loader_main, c) == 0;
-    if (c->dl_running)
-        (void)pthread_setname_np(c->dl_thread, "lz-diskload");
+    for (unsigned i = 0; disk && i < DISK_LOADERS; i++) {
+        if (pthread_create(&c->dl_thread[i], NULL, disk_loader_main, c) != 0)
+            break;
+        (void)pthread_setname_np(c->dl_thread[i], "lz-diskload");
+        c->dl_threads++;
+    }
     return c;
 }
 
@@ -116,6 +122,7 @@ void fs_chunks_free(struct fs_chunks *c)
     fs_chunks_stop(c);
     pthread_mutex_destroy(&c->dl_lock);
     pthread_cond_destroy(&c->dl_cond);
+    pthread_cond_destroy(&c->dl_done);
     cache_mem_free(c->mem);
     pthread_mutex_destroy(&c->flight_lock);
     free(c->prefix);
@@ -124,10 +131,13 @@ void fs_chunks_free(struct fs_chunks *c)
 
 /*
  * Readahead from the disk cache: a chunk a sequential reader will want next
- * is read from its cache file (CRC-checked) into memory on this thread, so
- * that the reader's requests are answered from memory while the next chunk
- * is read and checked on another core. Without it every request would read
- * and check its range on the FUSE thread first. The queue is small and
+ * is read from its cache file (CRC-checked) into memory on one of these
+ * threads, so that the reader's requests are answered from memory while the
+ * next chunks are read and checked on other cores. Without them every
+ * request would read and check its range on the FUSE thread first. Two, so
+ * that one checks while the other waits for the disk (measured on this
+ * project's VM, whose disk is fast: 1,664 vs 1,612 MB/s with one, 5
+ * alternating warm reads each, within their spread). The queue is small and
  * bounded; a chunk that does not fit is only hinted to the kernel
  * (POSIX_FADV_WILLNEED) and read by the reader as before.
  */
@@ -167,7 +177,9 @@ static void disk_load_one(struct fs_chunks *c, const struct disk_load *d)
 static void *disk_loader_main(void *arg)
 {
     struct fs_chunks *c = arg;
+    struct disk_load *busy;
     pthread_mutex_lock(&c->dl_lock);
+    busy = &c->dl_busy[c->dl_ids++];
     for (;;) {
         struct disk_load d;
         while (!c->dl_count && !c->dl_quit)
@@ -175,16 +187,26 @@ static void *disk_loader_main(void *arg)
         if (c->dl_quit)
             break;
         d = c->dl_queue[c->dl_head];
-        c->dl_busy = d;
+        *busy = d;
         c->dl_head = (c->dl_head + 1) % DISK_LOAD_QUEUE;
         c->dl_count--;
         pthread_mutex_unlock(&c->dl_lock);
         disk_load_one(c, &d);
         pthread_mutex_lock(&c->dl_lock);
-        c->dl_busy.len = 0;
+        busy->len = 0;
+        pthread_cond_broadcast(&c->dl_done);
     }
     pthread_mutex_unlock(&c->dl_lock);
     return NULL;
+}
+
+/* Whether a loader is loading the chunk of @digest now. dl_lock held. */
+static bool disk_loading(const struct fs_chunks *c, const uint8_t digest[32])
+{
+    for (unsigned i = 0; i < DISK_LOADERS; i++)
+        if (c->dl_busy[i].len && !memcmp(c->dl_busy[i].digest, digest, 32))
+            return true;
+    return false;
 }
 
 /* Queues the load of @e from the disk cache; false when the queue is full. */
@@ -192,8 +214,8 @@ static bool disk_load_queue(struct fs_chunks *c, const struct fetch_extent *e)
 {
     bool queued = false;
     pthread_mutex_lock(&c->dl_lock);
-    if (c->dl_running && !c->dl_quit) {
-        queued = c->dl_busy.len && !memcmp(c->dl_busy.digest, e->digest, 32);
+    if (c->dl_threads && !c->dl_quit) {
+        queued = disk_loading(c, e->digest);
         for (unsigned i = 0; i < c->dl_count && !queued; i++) {
             const struct disk_load *q = &c->dl_queue[(c->dl_head + i) % DISK_LOAD_QUEUE];
             queued = !memcmp(q->digest, e->digest, 32);
@@ -212,19 +234,51 @@ static bool disk_load_queue(struct fs_chunks *c, const struct fetch_extent *e)
     return queued;
 }
 
+/*
+ * A reader found @e neither in memory nor being fetched: it is about to read
+ * its range from the disk cache itself. If a loader is reading that chunk
+ * now, waits for it instead (the chunk lands in memory: the file is read and
+ * checked once, not twice); true then. If it is queued, takes it off the
+ * queue with the entries queued before it: the reader reads it, and a
+ * sequential reader is past the earlier ones. Without this, a reader that
+ * overtook the (then single) loader stayed ahead for good: the loader went on
+ * loading the chunks it had passed (measured: 387 of 1,026 requests of a warm read read
+ * the disk themselves while the loader loaded 249 of the 256 chunks).
+ */
+static bool disk_load_overtaken(struct fs_chunks *c, const struct fetch_extent *e)
+{
+    bool waited = false;
+    pthread_mutex_lock(&c->dl_lock);
+    if (disk_loading(c, e->digest)) {
+        while (disk_loading(c, e->digest))
+            pthread_cond_wait(&c->dl_done, &c->dl_lock);
+        waited = true;
+    } else {
+        for (unsigned i = 0; i < c->dl_count; i++) {
+            if (!memcmp(c->dl_queue[(c->dl_head + i) % DISK_LOAD_QUEUE].digest, e->digest, 32)) {
+                c->dl_head = (c->dl_head + i + 1) % DISK_LOAD_QUEUE;
+                c->dl_count -= i + 1;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->dl_lock);
+    return waited;
+}
+
 void fs_chunks_stop(struct fs_chunks *c)
 {
-    bool join;
+    unsigned n;
     if (!c)
         return;
     pthread_mutex_lock(&c->dl_lock);
     c->dl_quit = true;
-    join = c->dl_running;
-    c->dl_running = false;
+    n = c->dl_threads;
+    c->dl_threads = 0;
     pthread_cond_broadcast(&c->dl_cond);
     pthread_mutex_unlock(&c->dl_lock);
-    if (join)
-        pthread_join(c->dl_thread, NULL);
+    for (unsigned i = 0; i < n; i++)
+        pthread_join(c->dl_thread[i], NULL);
 }
 
 /* A memory entry lent to the disk cache's writer until it has the bytes on
@@ -353,7 +407,9 @@ int fs_chunks_peek(struct fs_chunks *c, const struct fetch_extent *e, uint32_t o
 {
     struct cache_mem_entry *entry;
     size_t blen;
+    bool again = true;
 
+lookup:
     if (cache_mem_lookup(c->mem, fs_chunks_cache_algo(e->algo), e->digest, &entry) == 0) {
         /* a hostile index can name one digest at two lengths: the bytes
          * loaded for the other length are not this extent's */
@@ -369,7 +425,13 @@ int fs_chunks_peek(struct fs_chunks *c, const struct fetch_extent *e, uint32_t o
     }
     /* a chunk being fetched is not on disk (a lookup there, a query in
      * SQLite, would only miss): the caller waits for the fetch */
-    if (scratch && !in_flight(c, e, FETCH_PRIO_COUNT) && read_disk(c, e, off, len, scratch)) {
+    if (!scratch || in_flight(c, e, FETCH_PRIO_COUNT))
+        return 0;
+    if (again && disk_load_overtaken(c, e)) {
+        again = false;
+        goto lookup;
+    }
+    if (read_disk(c, e, off, len, scratch)) {
         *ret_bytes = scratch;
         *ret_ref = NULL;
         return 1;
@@ -406,7 +468,7 @@ bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)
  * finds it there. Without this, a warm read of small chunks waits for the
  * disk once per chunk. true if the chunk is on disk.
  */
-static bool disk_prefetch(struct fs_chunks *c, const struct fetch_extent *e)
+static bool disk_hint(struct fs_chunks *c, const struct fetch_extent *e)
 {
     struct cache_disk_handle *h = NULL;
     bool yes;
@@ -416,9 +478,20 @@ static bool disk_prefetch(struct fs_chunks *c, const struct fetch_extent *e)
     if (yes)
         cache_disk_prefetch(c->disk, h);
     cache_disk_release(c->disk, h);
-    if (yes)
-        disk_load_queue(c, e);
     return yes;
+}
+
+bool fs_chunks_hint_disk(struct fs_chunks *c, const struct fetch_extent *e)
+{
+    return cache_mem_contains(c->mem, fs_chunks_cache_algo(e->algo), e->digest) || disk_hint(c, e);
+}
+
+static bool disk_prefetch(struct fs_chunks *c, const struct fetch_extent *e)
+{
+    if (!disk_hint(c, e))
+        return false;
+    disk_load_queue(c, e);
+    return true;
 }
 
 static unsigned flight_bucket(const uint8_t digest[32])

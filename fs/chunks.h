@@ -121,6 +121,12 @@ enum cache_algo fs_chunks_cache_algo(uint8_t algo);
 /* Whether the disk cache holds chunk @e (a lookup, no read). */
 bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e);
 
+/* If the disk cache holds chunk @e, has the kernel start reading its bytes
+ * into the page cache (POSIX_FADV_WILLNEED): for chunks a reader will want
+ * after those fs_chunks_want() brings into memory. No memory of ours, no
+ * fetch. Whether the disk cache holds it (or memory does). */
+bool fs_chunks_hint_disk(struct fs_chunks *c, const struct fetch_extent *e);
+
 /* Around a run of fs_chunks_want() calls on one thread (a readahead of many
  * chunks): their disk-cache lookups share one index transaction
  * (cache_disk_batch_begin). */

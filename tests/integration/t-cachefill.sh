@@ -8,7 +8,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-begin_mount_test python3
+begin_mount_test python3 strace
 T1=2025-08-01T00:00:00Z
 
 # 18 distinct data chunks of 4 MiB and 2 zero ones
@@ -104,4 +104,42 @@ n=$(json_field "$st" cache disk_loads)
 ((n >= DATA_CHUNKS / 2 && n <= DATA_CHUNKS)) ||
     fail "warm: $n of $DATA_CHUNKS data chunks read ahead from the disk cache (expected at least half)"
 ok "warm: $n of $DATA_CHUNKS data chunks read ahead from the disk cache into memory"
+lazyimg_umount "$M"
+
+# --- warm: a reader that outruns the disk loaders reads no chunk twice --------
+# The loaders' reads of the cache files are held 100 ms each (strace attached
+# to those threads only), so a reader reading as fast as it can passes them.
+# It must wait for a chunk a loader is reading, and read a queued one itself
+# in the loader's stead, so that the loaders go on ahead of it: each chunk is
+# read from the cache once, by a loader or by the reader. (Before, the loaders
+# went on loading the chunks the reader had passed and read itself.)
+lazyimg_mount "$S" "$M" --cache-dir "$W/cache1"
+tids=()
+for t in /proc/"$MOUNT_PID"/task/*; do
+    [[ $(cat "$t/comm") == lz-diskload ]] && tids+=(-p "${t##*/}")
+done
+((${#tids[@]} > 0)) || fail "no lz-diskload thread in daemon $MOUNT_PID"
+strace -qq -e trace=pread64 -e inject=pread64:delay_enter=100000 -o /dev/null "${tids[@]}" &
+STRACE_PID=$!
+T_PIDS+=("$STRACE_PID")
+sleep 1 # attached
+dd if="$IMG" bs=1M status=none | cmp - a.raw || fail "warm read past the disk loaders differs from the source"
+# the loaders finish what they were given (at 100 ms a chunk)
+prev=-1
+for _ in $(seq 40); do
+    st=$("$LAZYIMG" status --json "$M") || fail "outrun loaders: lazyimg status failed" "$st"
+    n=$(json_field "$st" cache disk_loads)
+    [[ $n == "$prev" ]] && break
+    prev=$n
+    sleep 0.5
+done
+kill "$STRACE_PID"
+wait "$STRACE_PID" 2>/dev/null || true
+direct=$(json_field "$st" cache disk_hits)
+expect_eq "outrun loaders: nothing loaded from the store" 0 "$(json_field "$st" cache loads)"
+# disk_hits counts 1 MiB requests the reader read from the cache itself: 4
+# per chunk of 4 MiB
+((n + (direct + 3) / 4 <= DATA_CHUNKS + 2)) ||
+    fail "outrun loaders: $n chunks loaded ahead and $direct MiB read by the reader itself, for $DATA_CHUNKS data chunks: chunks were read twice"
+ok "outrun loaders: $n chunks loaded ahead, $direct MiB read by the reader itself, for $DATA_CHUNKS data chunks"
 lazyimg_umount "$M"
