@@ -491,18 +491,60 @@ size_t fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms)
 
 /*
  * Sequential streams of one open file: a read that starts where a stream
- * ended continues it and widens its window (doubling, up to the --readahead
- * limit) each time it enters a new chunk; any other read starts a new stream
- * (replacing the least recently used one) with no window, so random access
- * prefetches nothing. Windows are in bytes (units of FS_READAHEAD_UNIT), so
- * that an image of 64 KiB chunks reads as far ahead as one of 4 MiB chunks:
- * all the chunks a step reaches are submitted at once.
+ * ended, or past it with nothing but holes in between (a copy that skips
+ * holes with SEEK_DATA), continues it and widens its window (doubling, up to
+ * the --readahead limit) each time it enters a new chunk; any other read
+ * starts a new stream (replacing the least recently used one) with no
+ * window, so random access prefetches nothing. Windows are bytes of data
+ * (units of FS_READAHEAD_UNIT; holes take no memory and no fetch, so they
+ * do not count), so that an image of 64 KiB chunks reads as far ahead as one
+ * of 4 MiB chunks, and the next run of data is on its way while a reader
+ * goes through the holes before it: all the chunks a step reaches are
+ * submitted at once.
  */
+
+/*
+ * Chunks of the disk cache are hinted to the kernel (fs_chunks_hint_disk)
+ * this many windows further on: holes are answered at memory speed, so
+ * without it the disk sat idle while a reader went through the holes before
+ * the next run of data, until the window reached it. Page cache, not the
+ * daemon's memory; the hints stop at the first chunk not on disk.
+ */
+#define DISK_HINT_WINDOWS 4
+
+/* Holes a window looks past, at most (4 GiB of 4 MiB chunks): the walk is
+ * per read. */
+#define AHEAD_HOLES_MAX 1024
+
+/* Whether [@from, @to) of @img holds no data (@from < @to). */
+static bool only_holes(const struct fetch_image *img, uint64_t from, uint64_t to)
+{
+    int64_t data = fetch_image_seek(img, from, SEEK_DATA);
+    return data < 0 || (uint64_t)data >= to;
+}
+
+/* The last extent of a window of @ahead bytes of data after extent @last,
+ * with one data extent at least (a chunk larger than the window, or a stream
+ * whose window has not opened yet). */
+static size_t window_end(const struct fetch_image *img, size_t last, uint64_t ahead)
+{
+    size_t i = last, holes = 0;
+    uint64_t data = 0;
+    while (i + 1 < img->count && (data < ahead || !data)) {
+        const struct fetch_extent *e = &img->extents[++i];
+        if (!e->zero)
+            data += e->length;
+        else if (++holes > AHEAD_HOLES_MAX)
+            break;
+    }
+    return i;
+}
+
 static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct fetch_image *img,
                              uint64_t off, uint64_t end)
 {
     struct fs_stream *s = NULL, *lru;
-    size_t last, target, from;
+    size_t last, target, from, hint_to, hint_from;
     uint64_t max, ahead;
     bool batch;
 
@@ -521,7 +563,7 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
     f->clock++;
     for (unsigned k = 0; k < FS_STREAMS; k++) {
         struct fs_stream *x = &f->streams[k];
-        if (x->used && off == x->next) {
+        if (x->used && (off == x->next || (off > x->next && only_holes(img, x->next, off)))) {
             s = x;
             break;
         }
@@ -529,7 +571,8 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
             lru = x;
     }
     if (!s) {
-        *lru = (struct fs_stream){.next = end, .used = f->clock, .chunk = last, .requested = last};
+        *lru = (struct fs_stream){
+            .next = end, .used = f->clock, .chunk = last, .requested = last, .hinted = last};
         pthread_mutex_unlock(&f->lock);
         return;
     }
@@ -541,25 +584,28 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
         if (s->window > max)
             s->window = max;
     }
-    /* the window in bytes past the read (chunks larger than the window: one) */
+    /* the window in bytes of data past the chunk of the read */
     ahead = (uint64_t)s->window * FS_READAHEAD_UNIT;
-    target = end - 1 + ahead >= img->size ? img->count - 1 : fetch_image_find(img, end - 1 + ahead);
-    if (target <= last)
-        target = last + 1;
-    if (target >= img->count)
-        target = img->count - 1;
+    target = window_end(img, last, ahead);
     from = s->requested > last ? s->requested + 1 : last + 1;
     if (target > s->requested)
         s->requested = target;
+    hint_to = window_end(img, target, ahead * DISK_HINT_WINDOWS);
+    hint_from = (s->hinted > target ? s->hinted : target) + 1;
+    if (hint_to > s->hinted)
+        s->hinted = hint_to;
     pthread_mutex_unlock(&f->lock);
 
     /* more than one chunk: one index transaction for their lookups */
-    batch = from < target;
+    batch = from < target || hint_from < hint_to;
     if (batch)
         fs_chunks_batch_begin(ctx->chunks);
     for (size_t i = from; i <= target && i < img->count; i++)
         if (!img->extents[i].zero)
             (void)fs_chunks_want(ctx->chunks, &img->extents[i], FETCH_PRIO_READAHEAD, NULL, NULL);
+    for (size_t i = hint_from; i <= hint_to && i < img->count; i++)
+        if (!img->extents[i].zero && !fs_chunks_hint_disk(ctx->chunks, &img->extents[i]))
+            break;
     if (batch)
         fs_chunks_batch_end(ctx->chunks);
 }

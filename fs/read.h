@@ -21,6 +21,7 @@ struct fs_stream {
     uint64_t used;    /* file clock at its last read; 0 = unused slot */
     size_t chunk;     /* extent index of its last read's end */
     size_t requested; /* highest extent index prefetched */
+    size_t hinted;    /* highest extent index hinted to the disk cache */
     unsigned window;  /* FS_READAHEAD_UNITs ahead */
 };
 

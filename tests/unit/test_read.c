@@ -391,10 +391,11 @@ static void sequential_reads_read_ahead(void **state)
     assert_int_equal(fake_jobs[job_of(1)].prio, FETCH_PRIO_DEMAND);
     complete_all();
     check_reply(MIB, MIB);
-    /* the next chunk: the window doubles to 8 MiB (chunks up to 10, 6 a hole) */
+    /* the next chunk: the window doubles to 8 MiB of data past chunk 2
+     * (chunks up to 11: 6 is a hole) */
     read_at(2 * MIB, MIB);
     check_reply(2 * MIB, MIB); /* read ahead: answered at once */
-    assert_int_equal(readahead_set(), 0x3cu | 0x780u);
+    assert_int_equal(readahead_set(), 0x3cu | 0xf80u);
     assert_int_equal(job_of(ZERO_CHUNK), -1);
     complete_all();
 
@@ -405,7 +406,7 @@ static void sequential_reads_read_ahead(void **state)
     assert_int_equal(fake_jobs[job_of(20)].prio, FETCH_PRIO_DEMAND);
     complete_all();
     check_reply(20 * MIB + 12345, 1000);
-    /* the first stream goes on where it was: 16 MiB ahead now (up to chunk 19) */
+    /* the first stream goes on where it was: 16 MiB ahead now (up to chunk 20) */
     read_at(3 * MIB, MIB);
     check_reply(3 * MIB, MIB);
     assert_true(job_of(19) >= 0);
@@ -418,6 +419,51 @@ static void sequential_reads_read_ahead(void **state)
     fs_read_image(&ctx, &fi.node, NULL, (fuse_req_t)&fi.node, 22 * MIB, MIB);
     assert_int_equal(fake_njobs, before + 2);
     complete_all();
+}
+
+/* Windows count bytes of data: holes are looked past (they take no memory
+ * and no fetch), and a reader that skips holes (cp with SEEK_DATA) goes on
+ * with its stream instead of starting one with no window. */
+static void readahead_across_holes(void **state)
+{
+    (void)state;
+    uint8_t *saved = fx_memdup(fi.source + 12 * MIB, 6 * MIB);
+    for (size_t i = 12; i < 18; i++)
+        fi.extents[i].zero = true;
+    memset(fi.source + 12 * MIB, 0, 6 * MIB);
+
+    read_at(10 * MIB, MIB / 2);
+    complete_all();
+    check_reply(10 * MIB, MIB / 2);
+    /* the stream goes on in the same chunk: no window yet, the next chunk */
+    read_at(10 * MIB + MIB / 2, MIB / 2);
+    check_reply(10 * MIB + MIB / 2, MIB / 2);
+    assert_int_equal(readahead_set(), 1u << 11);
+    /* one unit (4 MiB) of data past chunk 11: 12..17 are holes */
+    read_at(11 * MIB, MIB);
+    assert_int_equal(readahead_set(), 0xfu << 18);                   /* chunks 18..21 */
+    assert_int_equal(fake_jobs[job_of(11)].prio, FETCH_PRIO_DEMAND); /* upgraded */
+    complete_all();
+    check_reply(11 * MIB, MIB);
+    /* a jump over the holes continues the stream: 8 MiB past chunk 18 (the
+     * last chunk is 23) */
+    read_at(18 * MIB, MIB);
+    check_reply(18 * MIB, MIB); /* read ahead: answered at once */
+    assert_true(job_of(22) >= 0);
+    assert_int_equal(fake_jobs[job_of(22)].prio, FETCH_PRIO_READAHEAD);
+    assert_true(job_of(23) >= 0);
+    complete_all();
+    /* a jump over data does not: a new stream, nothing ahead */
+    size_t before = fake_njobs;
+    read_at(2 * MIB, MIB);
+    assert_int_equal(fake_njobs, before + 1);
+    complete_all();
+    check_reply(2 * MIB, MIB);
+
+    for (size_t i = 12; i < 18; i++)
+        fi.extents[i].zero = false;
+    memcpy(fi.source + 12 * MIB, saved, 6 * MIB);
+    free(saved);
 }
 
 static void readahead_bounded_by_memory(void **state)
@@ -448,6 +494,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(bad_chunk_fails_the_read, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(sequential_reads_read_ahead, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(readahead_bounded_by_memory, per_test, per_test_end),
+        cmocka_unit_test_setup_teardown(readahead_across_holes, per_test, per_test_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
