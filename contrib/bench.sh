@@ -13,7 +13,7 @@
 #                 that no figure pays for pages the machine touches for the first
 #                 time (default: 3/4 of the available memory; 0: do not warm)
 #   WARM_COPY_MB=N  MiB written to /dev/shm (then removed) again right before
-#                 each timed copy to a file (default: 5/8 of SIZE_MB; not done
+#                 each timed copy to a file (default: twice SIZE_MB; not done
 #                 with WARM_MB=0): a guest with free page reporting hands
 #                 freed memory back to its host within seconds
 #   LAZYIMG_BUILD=DIR  the build directory (default ./build)
@@ -166,7 +166,15 @@ REPORTED0=$(reported_kib)
 # into pages the host took back (cp of the plain file ran at 1.1 GB/s
 # logical after a 3 s pause and at 11 GB/s right after a removal on this
 # project's VM). Likely, not certain: the host may take them back at once.
-WARM_COPY_MB=${WARM_COPY_MB:-$(( SIZE_MB * 5 / 8 ))}
+# Twice the image: what a copy from a mount writes (the copy, the daemon's
+# buffers) takes longer than the 2 s after which freed pages are reported, so
+# 5/8 of the image (the earlier default) left runs writing into pages the
+# host had taken back: cp from a mount (cache filling) ran at 557-1,568
+# logical MB/s in 6 runs with 1,280 MiB warmed and 1,207-1,748 in 8 with
+# 4,096; the peer 978-1,361 (3) and 1,181-1,426 (6) (2026-12-05, by hand).
+WARM_COPY_MB=${WARM_COPY_MB:-$(( SIZE_MB * 2 ))}
+# no more than the first warming (which fits the memory and /dev/shm)
+[ "$WARM_COPY_MB" -gt "$WARM_MB" ] && WARM_COPY_MB=$WARM_MB
 warm_for_copy() { if [ "$WARM_MB" -gt 0 ]; then shm_warm "$WARM_COPY_MB"; fi; }
 # copy_done KEY LABEL T0 T1: the end of a timed copy of the image to
 # WORKDIR/out.raw: its logical MB/s as KEY, the copy compared with the image
