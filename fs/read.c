@@ -516,11 +516,15 @@ size_t fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms)
  * per read. */
 #define AHEAD_HOLES_MAX 1024
 
-/* Whether [@from, @to) of @img holds no data (@from < @to). */
+/* Whether [@from, @to) of @img holds nothing but holes, AHEAD_HOLES_MAX at
+ * most (@from < @to <= size): a stream is looked for at every read. */
 static bool only_holes(const struct fetch_image *img, uint64_t from, uint64_t to)
 {
-    int64_t data = fetch_image_seek(img, from, SEEK_DATA);
-    return data < 0 || (uint64_t)data >= to;
+    size_t i = fetch_image_find(img, from), n = 0;
+    for (; i < img->count && img->extents[i].offset < to; i++)
+        if (!img->extents[i].zero || ++n > AHEAD_HOLES_MAX)
+            return false;
+    return true;
 }
 
 /* The last extent of a window of @ahead bytes of data after extent @last,
