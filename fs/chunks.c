@@ -105,7 +105,7 @@ struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget, stru
     pthread_mutex_init(&c->dl_lock, NULL);
     pthread_cond_init(&c->dl_cond, NULL);
     pthread_cond_init(&c->dl_done, NULL);
-    /* without the thread, readahead of cached chunks is a kernel hint only */
+    /* without loaders, readahead of cached chunks is a kernel hint only */
     for (unsigned i = 0; disk && i < DISK_LOADERS; i++) {
         if (pthread_create(&c->dl_thread[i], NULL, disk_loader_main, c) != 0)
             break;
@@ -239,8 +239,9 @@ static bool disk_load_queue(struct fs_chunks *c, const struct fetch_extent *e)
  * its range from the disk cache itself. If a loader is reading that chunk
  * now, waits for it instead (the chunk lands in memory: the file is read and
  * checked once, not twice); true then. If it is queued, takes it off the
- * queue with the entries queued before it: the reader reads it, and a
- * sequential reader is past the earlier ones. Without this, a reader that
+ * queue: the reader reads it. (A sequential reader takes off each queued
+ * chunk it reaches, so none it has passed is left for the loaders; entries
+ * of other readers stay.) Without this, a reader that
  * overtook the (then single) loader stayed ahead for good: the loader went on
  * loading the chunks it had passed (measured: 387 of 1,026 requests of a warm read read
  * the disk themselves while the loader loaded 249 of the 256 chunks).
@@ -255,11 +256,14 @@ static bool disk_load_overtaken(struct fs_chunks *c, const struct fetch_extent *
         waited = true;
     } else {
         for (unsigned i = 0; i < c->dl_count; i++) {
-            if (!memcmp(c->dl_queue[(c->dl_head + i) % DISK_LOAD_QUEUE].digest, e->digest, 32)) {
-                c->dl_head = (c->dl_head + i + 1) % DISK_LOAD_QUEUE;
-                c->dl_count -= i + 1;
-                break;
-            }
+            if (memcmp(c->dl_queue[(c->dl_head + i) % DISK_LOAD_QUEUE].digest, e->digest, 32))
+                continue;
+            /* the entries behind it move up one */
+            for (unsigned k = i; k + 1 < c->dl_count; k++)
+                c->dl_queue[(c->dl_head + k) % DISK_LOAD_QUEUE] =
+                    c->dl_queue[(c->dl_head + k + 1) % DISK_LOAD_QUEUE];
+            c->dl_count--;
+            break;
         }
     }
     pthread_mutex_unlock(&c->dl_lock);

@@ -54,7 +54,7 @@ struct fs_chunks_stats {
  */
 struct fs_chunks *fs_chunks_new(struct fetch_pool *pool, size_t mem_budget, struct cache_disk *disk,
                                 const char *chunk_prefix, const struct fetch_pbs_key *key);
-/* Stops reading ahead from the disk cache (its thread): before the disk cache
+/* Stops reading ahead from the disk cache (its threads): before the disk cache
  * closes. Idempotent, NULL-safe. */
 void fs_chunks_stop(struct fs_chunks *c);
 /* The pool must have been freed first (all completions done). NULL-safe. */
@@ -67,7 +67,8 @@ void fs_chunks_free(struct fs_chunks *c);
  * in memory (*ret_ref set: drop it with fs_chunks_put) or in @scratch (at
  * least @len bytes, may be NULL when there is no disk cache; *ret_ref NULL).
  * Returns 0 when the chunk has to be fetched, -EIO for a digest used with two
- * lengths.
+ * lengths. May wait for a disk loader that is reading the chunk (the time of
+ * one read of it from the disk cache).
  */
 int fs_chunks_peek(struct fs_chunks *c, const struct fetch_extent *e, uint32_t off, size_t len,
                    uint8_t *scratch, const uint8_t **ret_bytes, struct cache_mem_entry **ret_ref);

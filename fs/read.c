@@ -508,7 +508,10 @@ size_t fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms)
  * this many windows further on: holes are answered at memory speed, so
  * without it the disk sat idle while a reader went through the holes before
  * the next run of data, until the window reached it. Page cache, not the
- * daemon's memory; the hints stop at the first chunk not on disk.
+ * daemon's memory. The hints of a step stop at the first chunk not on disk
+ * (a cold read then costs one more index lookup per step, not one per
+ * chunk), and the rest of that step is not hinted later: those chunks get
+ * their hint when the window itself reaches them.
  */
 #define DISK_HINT_WINDOWS 4
 
@@ -527,9 +530,10 @@ static bool only_holes(const struct fetch_image *img, uint64_t from, uint64_t to
     return true;
 }
 
-/* The last extent of a window of @ahead bytes of data after extent @last,
- * with one data extent at least (a chunk larger than the window, or a stream
- * whose window has not opened yet). */
+/* The last extent of a window of @ahead bytes of data after extent @last:
+ * at least one data extent where there is one within AHEAD_HOLES_MAX holes
+ * (a chunk larger than the window, or a stream whose window has not opened
+ * yet); @last itself at the end of the image. */
 static size_t window_end(const struct fetch_image *img, size_t last, uint64_t ahead)
 {
     size_t i = last, holes = 0;
@@ -567,12 +571,18 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
     f->clock++;
     for (unsigned k = 0; k < FS_STREAMS; k++) {
         struct fs_stream *x = &f->streams[k];
-        if (x->used && (off == x->next || (off > x->next && only_holes(img, x->next, off)))) {
+        if (x->used && off == x->next) {
             s = x;
             break;
         }
         if (x->used < lru->used)
             lru = x;
+    }
+    /* past holes only when no stream ends right there */
+    for (unsigned k = 0; k < FS_STREAMS && !s; k++) {
+        struct fs_stream *x = &f->streams[k];
+        if (x->used && off > x->next && only_holes(img, x->next, off))
+            s = x;
     }
     if (!s) {
         *lru = (struct fs_stream){

@@ -81,12 +81,12 @@ check_filled "$W/cache2" "stalling cache disk"
 
 
 # --- warm: readahead of a sequential reader comes from the disk cache --------
-# (read ahead into memory on the daemon's disk-loader thread, CRC-checked)
+# (read ahead into memory on the daemon's disk-loader threads, CRC-checked)
 lazyimg_mount "$S" "$M" --cache-dir "$W/cache1"
 # a reader that consumes 1 MiB every 10 ms (100 MB/s): the chunks it is about
 # to read must already be in memory, loaded ahead from the disk cache (a
-# reader that outruns the single disk loader reads the cache files itself,
-# which proves nothing about readahead)
+# reader that outruns the disk loaders reads the cache files itself, which
+# proves nothing about readahead)
 python3 - "$IMG" a.raw <<'PY' || fail "warm read from the cache differs from the source"
 import sys, time
 with open(sys.argv[1], "rb") as m, open(sys.argv[2], "rb") as s:
@@ -122,14 +122,21 @@ done
 strace -qq -e trace=pread64 -e inject=pread64:delay_enter=100000 -o /dev/null "${tids[@]}" &
 STRACE_PID=$!
 T_PIDS+=("$STRACE_PID")
-sleep 1 # attached
+for _ in $(seq 100); do
+    grep -q "^TracerPid:[[:space:]]*$STRACE_PID$" /proc/"$MOUNT_PID"/task/"${tids[-1]}"/status && break
+    sleep 0.05
+done
+grep -q "^TracerPid:[[:space:]]*$STRACE_PID$" /proc/"$MOUNT_PID"/task/"${tids[-1]}"/status ||
+    fail "strace could not attach to the daemon's disk loaders (ptrace restricted?)"
+sleep 0.2 # the other loader
 dd if="$IMG" bs=1M status=none | cmp - a.raw || fail "warm read past the disk loaders differs from the source"
-# the loaders finish what they were given (at 100 ms a chunk)
-prev=-1
-for _ in $(seq 40); do
+# the loaders finish what they were given (each read of theirs held 100 ms,
+# the index's too): the count unchanged for 2 s
+prev=-1 same=0
+for _ in $(seq 60); do
     st=$("$LAZYIMG" status --json "$M") || fail "outrun loaders: lazyimg status failed" "$st"
     n=$(json_field "$st" cache disk_loads)
-    [[ $n == "$prev" ]] && break
+    if [[ $n == "$prev" ]]; then ((++same >= 4)) && break; else same=0; fi
     prev=$n
     sleep 0.5
 done
