@@ -328,7 +328,7 @@ int fetch_cacnk_decode(enum fetch_digest_algo algo, const uint8_t id[32], size_t
     fetch_hex_encode(id, 32, hex);
     if (raw_len == 0) {
         fetch_buf_free(raw);
-        return fetch_error_set(err, -ENOENT, "chunk %s is missing (empty file)", hex);
+        return fetch_error_set(err, -ENOENT, "chunk %s is missing (empty object)", hex);
     }
     if (!compressed) {
         if (raw_len != len) {

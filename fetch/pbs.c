@@ -647,7 +647,7 @@ int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, const struct fe
     fetch_hex_encode(digest, PBS_DIGEST_LEN, hex);
     if (raw_len == 0) {
         fetch_buf_free(raw);
-        return fetch_error_set(err, -ENOENT, "chunk %s is missing (empty file)", hex);
+        return fetch_error_set(err, -ENOENT, "chunk %s is missing (empty object)", hex);
     }
     r = fetch_blob_kind(raw, raw_len);
     if (key && r >= 0 && r != FETCH_BLOB_ENCRYPTED && r != FETCH_BLOB_ENCRYPTED_ZSTD) {

@@ -79,6 +79,15 @@ static void pbs_paths_and_decode(void **state)
     fx_blob_fix_crc(blob, blob_len);
     assert_int_equal(fetch_chunk_decode(&ctx, &ch, 0, blob, blob_len, NULL, &d, &err), -EBADMSG);
     assert_null(d.bytes);
+
+    /* an empty object (a file, or an HTTP 200 with no body) is a missing
+     * chunk, for PBS and casync alike: another name or store may have it */
+    assert_int_equal(fetch_chunk_decode(&ctx, &ch, 0, malloc(1), 0, NULL, &d, &err), -ENOENT);
+    assert_non_null(strstr(err.msg, "is missing (empty object)"));
+    ref_for(FETCH_CHUNK_CASYNC, FETCH_DIGEST_SHA256, data, sizeof(data), &ch);
+    assert_int_equal(fetch_chunk_decode(&ctx, &ch, 0, malloc(1), 0, NULL, &d, &err), -ENOENT);
+    assert_non_null(strstr(err.msg, "is missing (empty object)"));
+    assert_null(d.bytes);
 }
 
 /* Feeds @t the object @obj as a transfer would: a new attempt, then pieces
