@@ -46,7 +46,8 @@ struct fs_chunks {
     struct fetch_pool *pool;
     struct cache_mem *mem;
     struct cache_disk *disk;
-    atomic_uint_fast64_t loads, load_errors, load_bytes, disk_hits, disk_bad, disk_loads;
+    atomic_uint_fast64_t loads, load_errors, load_bytes, disk_hits, disk_bad, disk_loads,
+        disk_hints;
     atomic_uint_fast64_t enospc_seen, enospc_warned_at;
     atomic_uint_fast64_t not_cached; /* the disk writer stalled */
     pthread_mutex_t flight_lock;
@@ -487,7 +488,12 @@ static bool disk_hint(struct fs_chunks *c, const struct fetch_extent *e)
 
 bool fs_chunks_hint_disk(struct fs_chunks *c, const struct fetch_extent *e)
 {
-    return cache_mem_contains(c->mem, fs_chunks_cache_algo(e->algo), e->digest) || disk_hint(c, e);
+    if (cache_mem_contains(c->mem, fs_chunks_cache_algo(e->algo), e->digest))
+        return true;
+    if (!disk_hint(c, e))
+        return false;
+    atomic_fetch_add(&c->disk_hints, 1);
+    return true;
 }
 
 static bool disk_prefetch(struct fs_chunks *c, const struct fetch_extent *e)
@@ -757,6 +763,7 @@ void fs_chunks_get_stats(struct fs_chunks *c, struct fs_chunks_stats *ret)
     ret->load_bytes = atomic_load(&c->load_bytes);
     ret->disk_hits = atomic_load(&c->disk_hits);
     ret->disk_loads = atomic_load(&c->disk_loads);
+    ret->disk_hints = atomic_load(&c->disk_hints);
     ret->disk_bad = atomic_load(&c->disk_bad);
     ret->not_cached = atomic_load(&c->not_cached);
     cache_mem_get_stats(c->mem, &ret->mem);

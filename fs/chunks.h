@@ -36,6 +36,7 @@ struct fs_chunks_stats {
     uint64_t load_bytes;  /* plaintext bytes of loaded chunks */
     uint64_t disk_hits;   /* reads answered from the disk cache */
     uint64_t disk_loads;  /* chunks read ahead from the disk cache into memory */
+    uint64_t disk_hints;  /* cached chunks further on hinted to the kernel */
     uint64_t disk_bad;    /* disk cache entries that failed their check */
     uint64_t not_cached;  /* loaded chunks the disk cache refused: its writer stalled */
     struct cache_mem_stats mem;

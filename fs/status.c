@@ -124,6 +124,7 @@ static json_object *cache_json(const struct fs_ctx *ctx)
     add_u64(o, "memory_evictions", st.mem.evictions);
     add_u64(o, "disk_hits", st.disk_hits);
     add_u64(o, "disk_loads", st.disk_loads);
+    add_u64(o, "disk_hints", st.disk_hints);
     add_u64(o, "loads", st.loads);
     add_u64(o, "load_bytes", st.load_bytes);
     add_u64(o, "load_errors", st.load_errors);

@@ -14,7 +14,8 @@
  *                   (the buckets that are not empty; bucket i of the pool's
  *                   FETCH_LAT_BUCKETS has upper bound 2 << i)}
  *   cache           memory_hits, memory_misses, memory_evictions, disk_hits,
- *                   disk_loads, loads, load_bytes, load_errors, hit_rate,
+ *                   disk_loads, disk_hints, loads, load_bytes, load_errors,
+ *                   hit_rate,
  *                   memory_entries, memory_bytes, disk (null without a disk
  *                   cache: entries, bytes, bytes_apparent, budget, hits,
  *                   misses (its lookups), inserts, insert_skipped, evictions,

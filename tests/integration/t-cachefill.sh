@@ -106,6 +106,21 @@ n=$(json_field "$st" cache disk_loads)
 ok "warm: $n of $DATA_CHUNKS data chunks read ahead from the disk cache into memory"
 lazyimg_umount "$M"
 
+# --- warm: cached chunks beyond the window are hinted to the kernel ----------
+# The first 12 MiB (chunks 0-2) open a window of 8 MiB (chunks up to 4 in
+# memory); cached chunks up to four windows further on, past the 2 holes,
+# get a WILLNEED: 11 of them (1 + 4 + 6 over the three chunks' steps).
+lazyimg_mount "$S" "$M" --cache-dir "$W/cache1"
+dd if="$IMG" bs=1M count=12 status=none | cmp -n $((12 << 20)) - a.raw ||
+    fail "hints: the first 12 MiB differ from the source"
+st=$("$LAZYIMG" status --json "$M") || fail "hints: lazyimg status failed" "$st"
+hints=$(json_field "$st" cache disk_hints)
+loaded=$(json_field "$st" cache disk_loads)
+((hints >= 10 && loaded <= 6)) ||
+    fail "hints: $hints cached chunks hinted and $loaded loaded into memory after 12 MiB (expected about 11, and at most 6)"
+ok "hints: after 12 MiB, $hints cached chunks hinted to the kernel beyond the $loaded loaded into memory"
+lazyimg_umount "$M"
+
 # --- warm: a reader that outruns the disk loaders reads no chunk twice --------
 # The loaders' reads of the cache files are held 100 ms each (strace attached
 # to those threads only), so a reader reading as fast as it can passes them.
