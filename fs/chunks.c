@@ -242,9 +242,9 @@ static bool disk_load_queue(struct fs_chunks *c, const struct fetch_extent *e)
  * checked once, not twice); true then. If it is queued, takes it off the
  * queue: the reader reads it. (A sequential reader takes off each queued
  * chunk it reaches, so none it has passed is left for the loaders; entries
- * of other readers stay.) Without this, a reader that
- * overtook the (then single) loader stayed ahead for good: the loader went on
- * loading the chunks it had passed (measured: 387 of 1,026 requests of a warm read read
+ * of other readers stay.) Without this, a reader that overtook the (then
+ * single) loader stayed ahead for good: the loader went on loading the
+ * chunks it had passed (measured: 387 of 1,026 requests of a warm read read
  * the disk themselves while the loader loaded 249 of the 256 chunks).
  */
 static bool disk_load_overtaken(struct fs_chunks *c, const struct fetch_extent *e)
