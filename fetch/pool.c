@@ -74,7 +74,7 @@ struct lane {
     struct fetch_pool *p;
     CURLM *multi;
     pthread_t thread;
-    bool started;
+    bool started; /* its thread runs and is to be joined; pool lock */
     /* wake-ups (see wake_curl): bumped for each reason to look at the
      * queues again; whether it sleeps in curl_multi_poll(), and whether it
      * has been woken from that sleep already */
@@ -102,7 +102,7 @@ struct fetch_pool {
     unsigned workers_running;
 
     struct lane lanes[LANES_MAX];
-    unsigned nlanes, lanes_started;
+    unsigned nlanes;
     struct queue idle_easy; /* reusable easy handles (job shells) */
     pthread_t *worker_threads;
     unsigned nworkers;
@@ -564,6 +564,16 @@ static void complete(struct fetch_pool *p, struct fetch_job *j)
     free(j);
 }
 
+/* Whether a transfer thread still runs (workers wait for its last
+ * completions); pool lock held. */
+static bool lanes_started(const struct fetch_pool *p)
+{
+    for (unsigned i = 0; i < p->nlanes; i++)
+        if (p->lanes[i].started)
+            return true;
+    return false;
+}
+
 /*
  * Foreground workers decode demand and readahead jobs (and read them from
  * local stores); the background worker does the same for hydration at the
@@ -617,7 +627,7 @@ static void worker_loop(struct fetch_pool *p, bool bg)
                 continue;
             }
         }
-        if (p->stopping && !dq->n && !other->n && p->running == 0 && p->lanes_started == 0)
+        if (p->stopping && !dq->n && !other->n && p->running == 0 && !lanes_started(p))
             break;
         pthread_cond_wait(&p->work, &p->lock);
     }
@@ -693,7 +703,6 @@ struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
                 goto fail;
             pthread_mutex_lock(&p->lock);
             l->started = true;
-            p->lanes_started++;
             pthread_mutex_unlock(&p->lock);
             (void)pthread_setname_np(l->thread, "lz-http"); /* top -H, perf */
         }
@@ -758,7 +767,6 @@ void fetch_pool_free(struct fetch_pool *p)
         pthread_join(l->thread, NULL);
         pthread_mutex_lock(&p->lock);
         l->started = false;
-        p->lanes_started--;
         pthread_cond_broadcast(&p->work);
         pthread_mutex_unlock(&p->lock);
     }
