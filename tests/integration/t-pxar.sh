@@ -30,6 +30,8 @@ ln -s ../etc/app/hello.txt "$SRC/data/to-hello"
 mkfifo "$SRC/var/fifo"
 mknod "$SRC/var/null" c 1 3
 for i in $(seq 1 300); do printf '%s\n' "$i" >"$SRC/data/n$i"; done
+# a name that is not UTF-8 (Latin-1 "café")
+printf 'latin-1\n' >"$SRC/data/caf"$'\xe9'
 chmod 0640 "$SRC/etc/app/conf"
 chown 1234:5678 "$SRC/etc/app/conf"
 touch -d '2021-02-03 04:05:06.789' "$SRC/etc/app/hello.txt"
@@ -168,6 +170,18 @@ assert len(m) == 111, len(m)  # n1, n10..n19, n100..n199
 assert all(x["snapshot"].startswith("host/web/") and x["type"] == "file" for x in m), m[:3]
 assert "root.pxar/data/n1" in paths and "root.pxar/data/n199" in paths, paths[:5]
 EOF
+# a name that is not UTF-8: valid UTF-8 JSON all the same, the byte escaped
+# as \udce9 (Python's surrogateescape gives it back)
+"$LAZYIMG" find --json --snapshot host/web "$URL" 'caf*' >find-latin1.json 2>/dev/null || fail "find --json of a Latin-1 name failed"
+python3 - find-latin1.json <<'EOF' || fail "find --json of a Latin-1 name: unexpected output" "$(od -c find-latin1.json | head -20)"
+import json, sys
+raw = open(sys.argv[1], "rb").read()
+raw.decode("utf-8")  # strict: raises on a byte that is not UTF-8
+assert b"caf\\udce9" in raw, raw
+m = json.loads(raw)
+assert [x["path"].encode("utf-8", "surrogateescape") for x in m] == [b"root.pxar/data/caf\xe9"], m
+EOF
+ok "find --json: a Latin-1 file name as valid UTF-8 JSON, its byte given back by surrogateescape"
 # an archive without a catalog is walked, and find says so
 "$LAZYIMG" find --snapshot ct/201 "$URL" 'hello.txt' >find1.out 2>find1.err || fail "find (no catalog) failed" "$(cat find1.err)"
 grep -q "^ct/201/$T  root.pxar/etc/app/hello.txt  11 " find1.out || fail "find (no catalog): no match" "$(cat find1.out)"
