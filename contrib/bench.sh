@@ -50,6 +50,14 @@
 # cp --sparse=always of the raw image itself (a sparse file in the page cache) to
 # a file: what cp costs with no FUSE, network or hashing in the way.
 #
+# Where the machine's TCP congestion control is not cubic (Debian's default)
+# but, say, bbr: bbr paces nginx's sends with timers, and over loopback that
+# work and the delivery of the paced segments run in softirq on the same CPUs
+# as the daemon, which a client across a network never pays. For context, a
+# second nginx serves the same files with its connections on cubic (LD_PRELOAD
+# lazyimg-tcpcc.so, contrib/tcpcc.c) and the HTTP --no-cache read is measured
+# once more against it; the targets are judged on the machine's own setting.
+#
 # The table goes to stdout and to WORKDIR/results.txt; progress goes to stderr.
 set -euo pipefail
 . "$(dirname "$0")/bench-lib.sh"
@@ -95,13 +103,14 @@ read -r BUSY0 STEAL0 < <(cpu_stat)
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
 # --- cleanup ---------------------------------------------------------------------
-PID="" NGINX_PID="" NBD_PID=""
+PID="" NGINX_PID="" NGINX_CUBIC_PID="" NBD_PID=""
 cleanup() {
   set +e
   mountpoint -q "$MNT" && fusermount3 -u -z "$MNT"
   [ -n "$PID" ] && kill "$PID" 2>/dev/null
   [ -n "$NBD_PID" ] && kill "$NBD_PID" 2>/dev/null
   [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null
+  [ -n "$NGINX_CUBIC_PID" ] && kill "$NGINX_CUBIC_PID" 2>/dev/null
   wait 2>/dev/null
   rm -f /dev/shm/lazyimg-bench-warm "$W/out.raw" "$SOCK"
   true
@@ -231,6 +240,34 @@ start_nginx "$W" "$D" ds/ || die "nginx did not start"
 HTTP=http://127.0.0.1:$PORT
 sed "s|^$D/\\(.*\\)\$|url = \"$HTTP/\\1\"\\noutput = \"/dev/null\"|" < <(tr '\0' '\n' <"$W/pbs.files") >"$W/curl.cfg"
 CURL_BYTES=$(bytes_of "$W/pbs.files")
+
+# --- the same files from an nginx whose connections use cubic (see the top) ------
+TCP_CC=$(cat /proc/sys/net/ipv4/tcp_congestion_control)
+HTTP_CUBIC=""
+if [ "$TCP_CC" != cubic ] && grep -qw cubic /proc/sys/net/ipv4/tcp_available_congestion_control; then
+  mkdir -p "$W/nginx-cubic"
+  port_main=$PORT nginx_main=$NGINX_PID
+  if LD_PRELOAD=$B/contrib/lazyimg-tcpcc.so LAZYIMG_TCPCC=cubic start_nginx "$W/nginx-cubic" "$D" ds/; then
+    NGINX_CUBIC_PID=$NGINX_PID
+    HTTP_CUBIC=http://127.0.0.1:$PORT
+    # check what the connections get: a slow transfer, seen by ss
+    curl -s -o /dev/null --limit-rate 1M "$HTTP_CUBIC/img.raw" &
+    probe=$!
+    sleep 0.5
+    got=$(ss -tinH "sport = :$PORT" | grep -ow "cubic\|$TCP_CC" | sort -u | tr '\n' ' ')
+    kill "$probe" 2>/dev/null || true
+    wait "$probe" 2>/dev/null || true
+    if [ "$got" != "cubic " ]; then
+      log "the nginx meant to use cubic got: ${got:-no connection}; its rows are left out"
+      kill "$NGINX_CUBIC_PID" 2>/dev/null || true
+      wait "$NGINX_CUBIC_PID" 2>/dev/null || true
+      NGINX_CUBIC_PID="" HTTP_CUBIC=""
+    fi
+  else
+    log "a second nginx (cubic) did not start; its rows are left out"
+  fi
+  PORT=$port_main NGINX_PID=$nginx_main
+fi
 
 # --- mounts ----------------------------------------------------------------------
 # mount_fresh STORE [OPTIONS...]: a new daemon in our background (log $W/daemon.log)
@@ -387,6 +424,7 @@ for run in $(seq "$RUNS"); do
     lz "$where.warmdrop" "$store" $REL warmdrop "$W/cache-$where" "" "$N_PBS"
     lz "$where.warmpc" "$store" $REL warmpc "$W/cache-$where" "" "$N_PBS"
   done
+  [ -z "$HTTP_CUBIC" ] || lz http.cubic.nocache "$HTTP_CUBIC/ds" $REL nocache "" "$W/pbs.warm" "$N_PBS"
   # the encrypted datastore, local
   LZ_EXTRA=(--keyfile "$ENC_KEY")
   lz enc.nocache "$ENC_DS" $REL nocache "" "$W/enc.warm" "$N_PBS"
@@ -450,7 +488,7 @@ read -r BUSY1 STEAL1 < <(cpu_stat)
 T_RUN=$(secs "$T_START" "$EPOCHREALTIME")
 times >"$W/times.txt" # (in this shell: a pipe would run it in a subshell that has no children yet)
 own=$(awk '{for (i = 1; i <= NF; i++) {split($i, a, /[ms]/); s += a[1] * 60 + a[2]}} END {print s}' "$W/times.txt")
-for p in "$NGINX_PID" $(pgrep -P "$NGINX_PID"); do
+for p in "$NGINX_PID" $(pgrep -P "$NGINX_PID") ${NGINX_CUBIC_PID:+"$NGINX_CUBIC_PID" $(pgrep -P "$NGINX_CUBIC_PID")}; do
   own=$(calc "$own + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') / $TICK")
 done
 OTHERS=$(calc "($BUSY1 - $BUSY0) / $TICK - $own")
@@ -503,6 +541,11 @@ r2() { fmt %.2f "$1"; }
   echo "HTTP: nginx on 127.0.0.1; store files in the page cache for every cold read; each lazyimg figure from a fresh mount" \
     "with default options (--no-cache or --cache-dir only), read by cat; $RUNS runs: median, min–max"
   echo "MB/s of data = $((DATA >> 20)) MiB / time; CPU = daemon utime+stime per GiB of data; RSS = daemon VmHWM (highest run)"
+  if [ -n "$HTTP_CUBIC" ]; then
+    echo "TCP congestion control: $TCP_CC (Debian's default is cubic; bbr paces nginx's sends with timers, which over loopback run on the CPUs the daemon uses too); rows \"nginx on cubic\" (context) read from a second nginx whose connections use cubic"
+  else
+    echo "TCP congestion control: $TCP_CC"
+  fi
   echo
   echo "| what | MB/s | min–max | CPU s/GiB | peak RSS MiB | ratio | target | result |"
   echo "|---|---|---|---|---|---|---|---|"
@@ -525,6 +568,7 @@ r2() { fmt %.2f "$1"; }
   line_row "HTTP, cold cache filling (defaults, empty cache)" http.fill
   line_row "HTTP, warm, page cache dropped" http.warmdrop
   line_row "HTTP, warm, page cache warm" http.warmpc
+  [ -z "$HTTP_CUBIC" ] || line_row "HTTP, cold --no-cache, nginx on cubic (context)" http.cubic.nocache
   line_row "casync 64K over HTTP, cold --no-cache" cas.nocache
   line_row "casync 64K over HTTP, cold cache filling" cas.fill
   line_row "local, encrypted (AES-256-GCM, --keyfile), cold --no-cache" enc.nocache
@@ -550,6 +594,8 @@ r2() { fmt %.2f "$1"; }
   ratio_row "3. CPU per GiB / SHA-256 s per GiB, HTTP --no-cache" "$(r2 "$(calc "$(med http.nocache.cpu) / $SHA")")" "<=" 2
   ratio_row "3. CPU per GiB / SHA-256 s per GiB, local cache filling" "$(r2 "$(calc "$(med local.fill.cpu) / $SHA")")" "<=" 2.5
   ratio_row "3. CPU per GiB / SHA-256 s per GiB, HTTP cache filling" "$(r2 "$(calc "$(med http.fill.cpu) / $SHA")")" "<=" 2.5
+  [ -z "$HTTP_CUBIC" ] || context_row "3. (context, no target) CPU per GiB / SHA-256 s per GiB, HTTP --no-cache, nginx on cubic instead of $TCP_CC" \
+    "$(r2 "$(calc "$(med http.cubic.nocache.cpu) / $SHA")")"
   for k in local.nocache:"local --no-cache" http.nocache:"HTTP --no-cache" local.fill:"local cache filling" http.fill:"HTTP cache filling"; do
     context_row "3. (context, no target) CPU per GiB / SHA-256 s per GiB with all cores hashing, ${k#*:}" \
       "$(r2 "$(calc "$(med "${k%%:*}.cpu") / $SHA_ALL")")"
