@@ -41,7 +41,9 @@
 #
 # References, same run: openssl speed -evp sha256 (16384-byte blocks), alone and
 # as one process per core at once (for context: a daemon hashes while the
-# reader, nginx and its own other threads use the other core); cat of the
+# reader, nginx and its own other threads use the other core), and of the
+# casync index's digest when it is another (casync make's default is
+# SHA-512/256, which x86's SHA extensions do not cover); cat of the
 # plain file and of the cache's chunk files with the page cache dropped; curl -Z
 # --parallel-max 16 of the image's data chunk files from nginx; the peer: nbdkit's
 # curl plugin with its readahead filter serving the raw image from nginx, copied
@@ -231,6 +233,14 @@ python3 "$CT" chunks "$CAS/$CREL.caibx" | awk '$4 == "data" {print $3}' | sort -
 N_CAS=$(wc -l <"$W/cas.ids")
 find "$CAS" -type f -print0 >"$W/cas.files"
 N_CAS_ALL=$(python3 "$CT" chunks "$CAS/$CREL.caibx" | wc -l)
+# the casync index's digest (casync make's default is SHA-512/256), and its
+# name for openssl speed
+CAS_DIGEST=$(python3 "$CT" info "$CAS/$CREL.caibx" | sed -n 's/.*digest=\([a-z0-9_]*\).*/\1/p')
+case $CAS_DIGEST in
+  sha512_256) CAS_EVP=sha512-256 CAS_DNAME=SHA-512/256 ;;
+  sha256) CAS_EVP=sha256 CAS_DNAME=SHA-256 ;;
+  *) die "unknown digest '$CAS_DIGEST' of $CAS/$CREL.caibx" ;;
+esac
 for f in $(tr '\0' ' ' <"$W/pbs.files"); do [ -f "$f" ] || die "missing chunk file $f"; done
 # what a cold read of the datastore reads: the snapshot's files and the chunk files
 { find "$DS/vm" -type f -print0; cat "$W/pbs.files"; } >"$W/pbs.warm"
@@ -371,7 +381,7 @@ lz() {
 
 # --- the runs --------------------------------------------------------------------
 # SHA-256 speed of one process, kB/s (openssl speed, 16 KiB blocks)
-sha_kbps() { openssl speed -evp sha256 -seconds 3 -bytes 16384 2>/dev/null | awk '$1 == "sha256" {sub(/k$/, "", $2); print $2}'; }
+sha_kbps() { openssl speed -evp "${1:-sha256}" -seconds 3 -bytes 16384 2>/dev/null | awk -v d="${1:-sha256}" '$1 == d {sub(/k$/, "", $2); print $2}'; }
 files_of "$W/pbs.files" >/dev/null
 for run in $(seq "$RUNS"); do
   log "run $run of $RUNS"
@@ -379,6 +389,11 @@ for run in $(seq "$RUNS"); do
   out=$(sha_kbps)
   add sha "$(calc "1073741824 / ($out * 1000)")"
   add sha.mbps "$(calc "$out / 1000")"
+  if [ "$CAS_EVP" != sha256 ]; then
+    out=$(sha_kbps "$CAS_EVP")
+    add casdigest "$(calc "1073741824 / ($out * 1000)")"
+    add casdigest.mbps "$(calc "$out / 1000")"
+  fi
   # the same with every core hashing at once: what a core hashes while the
   # others work too (on this project's VMs the cores share their host's)
   pids=()
@@ -554,6 +569,11 @@ r2() { fmt %.2f "$1"; }
   printf '| ref: SHA-256 per core with all %s cores hashing at once (as many openssl speed) | %s | %s–%s | %s (s per GiB hashed) | | | | |\n' \
     "$(nproc)" "$(fmt %.0f "$(med sha.all.mbps)")" "$(fmt %.0f "$(lo sha.all.mbps)")" "$(fmt %.0f "$(hi sha.all.mbps)")" \
     "$(r2 "$SHA_ALL")"
+  if [ "$CAS_EVP" != sha256 ]; then
+    printf '| ref: %s, the casync index'"'"'s digest (casync make'"'"'s default), openssl speed -evp %s, 16 KiB blocks (1 core) | %s | %s–%s | %s (s per GiB hashed) | | | | |\n' \
+      "$CAS_DNAME" "$CAS_EVP" "$(fmt %.0f "$(med casdigest.mbps)")" "$(fmt %.0f "$(lo casdigest.mbps)")" "$(fmt %.0f "$(hi casdigest.mbps)")" \
+      "$(r2 "$(med casdigest)")"
+  fi
   ref_row "ref: cat of a plain $((DATA >> 20)) MiB file, page cache dropped" plain
   ref_row "ref: cat of the cache's chunk files, page cache dropped" cachecat
   ref_row "ref: curl -Z --parallel-max 16, the data chunk files from nginx" curl
@@ -596,6 +616,12 @@ r2() { fmt %.2f "$1"; }
   ratio_row "3. CPU per GiB / SHA-256 s per GiB, HTTP cache filling" "$(r2 "$(calc "$(med http.fill.cpu) / $SHA")")" "<=" 2.5
   [ -z "$HTTP_CUBIC" ] || context_row "3. (context, no target) CPU per GiB / SHA-256 s per GiB, HTTP --no-cache, nginx on cubic instead of $TCP_CC" \
     "$(r2 "$(calc "$(med http.cubic.nocache.cpu) / $SHA")")"
+  CAS_SHA=$SHA
+  [ "$CAS_EVP" = sha256 ] || CAS_SHA=$(med casdigest)
+  for k in nocache:--no-cache fill:"cache filling"; do
+    context_row "3. (context, no target) CPU per GiB / $CAS_DNAME s per GiB (its digest), casync 64K ${k#*:}" \
+      "$(r2 "$(calc "$(med "cas.${k%%:*}.cpu") / $CAS_SHA")")"
+  done
   for k in local.nocache:"local --no-cache" http.nocache:"HTTP --no-cache" local.fill:"local cache filling" http.fill:"HTTP cache filling"; do
     context_row "3. (context, no target) CPU per GiB / SHA-256 s per GiB with all cores hashing, ${k#*:}" \
       "$(r2 "$(calc "$(med "${k%%:*}.cpu") / $SHA_ALL")")"
