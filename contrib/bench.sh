@@ -43,7 +43,7 @@
 # as one process per core at once (for context: a daemon hashes while the
 # reader, nginx and its own other threads use the other core), and of the
 # casync index's digest when it is another (casync make's default is
-# SHA-512/256, which x86's SHA extensions do not cover); cat of the
+# SHA-512/256, which the SHA extensions of most x86 CPUs do not cover); cat of the
 # plain file and of the cache's chunk files with the page cache dropped; curl -Z
 # --parallel-max 16 of the image's data chunk files from nginx; the peer: nbdkit's
 # curl plugin with its readahead filter serving the raw image from nginx, copied
