@@ -80,7 +80,7 @@ exec 9>/run/lock/lazyimg-bench.lock
 flock -n 9 || die "another contrib/bench.sh is running on this machine (/run/lock/lazyimg-bench.lock)"
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive number"
 if ! [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || [ $((SIZE_MB % 128)) != 0 ]; then die "SIZE_MB must be a multiple of 128"; fi
-for c in nginx curl nbdkit qemu-img openssl casync python3 fusermount3 mountpoint cmp; do
+for c in nginx curl nbdkit qemu-img openssl casync python3 fusermount3 mountpoint cmp ss; do
   command -v "$c" >/dev/null || die "$c is needed (contrib/install-deps.sh)"
 done
 [ -x "$B/fs/lazyimg" ] || contrib/build.sh >/dev/null
@@ -264,7 +264,7 @@ if [ "$TCP_CC" != cubic ] && grep -qw cubic /proc/sys/net/ipv4/tcp_available_con
     curl -s -o /dev/null --limit-rate 1M "$HTTP_CUBIC/img.raw" &
     probe=$!
     sleep 0.5
-    got=$(ss -tinH "sport = :$PORT" | grep -ow "cubic\|$TCP_CC" | sort -u | tr '\n' ' ')
+    got=$(ss -tinH "sport = :$PORT" 2>/dev/null | grep -ow "cubic\|$TCP_CC" | sort -u | tr '\n' ' ') || true
     kill "$probe" 2>/dev/null || true
     wait "$probe" 2>/dev/null || true
     if [ "$got" != "cubic " ]; then
