@@ -83,7 +83,8 @@ if ! [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || [ $((SIZE_MB % 128)) != 0 ]; then die "S
 for c in nginx curl nbdkit qemu-img openssl casync python3 fusermount3 mountpoint cmp ss; do
   command -v "$c" >/dev/null || die "$c is needed (contrib/install-deps.sh)"
 done
-[ -x "$B/fs/lazyimg" ] || contrib/build.sh >/dev/null
+# (a build from before the congestion-control shim existed is brought up to date)
+[ -x "$B/fs/lazyimg" ] && [ -f "$B/contrib/lazyimg-tcpcc.so" ] || contrib/build.sh >/dev/null
 LZ=$B/fs/lazyimg
 CT=$ROOT/tests/integration/casync_tool.py
 
@@ -105,7 +106,7 @@ read -r BUSY0 STEAL0 < <(cpu_stat)
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
 # --- cleanup ---------------------------------------------------------------------
-PID="" NGINX_PID="" NGINX_CUBIC_PID="" NBD_PID=""
+PID="" NGINX_PID="" NGINX_MAIN_PID="" NGINX_CUBIC_PID="" NBD_PID=""
 cleanup() {
   set +e
   mountpoint -q "$MNT" && fusermount3 -u -z "$MNT"
@@ -113,6 +114,7 @@ cleanup() {
   [ -n "$NBD_PID" ] && kill "$NBD_PID" 2>/dev/null
   [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null
   [ -n "$NGINX_CUBIC_PID" ] && kill "$NGINX_CUBIC_PID" 2>/dev/null
+  [ -n "$NGINX_MAIN_PID" ] && kill "$NGINX_MAIN_PID" 2>/dev/null
   wait 2>/dev/null
   rm -f /dev/shm/lazyimg-bench-warm "$W/out.raw" "$SOCK"
   true
@@ -256,7 +258,9 @@ TCP_CC=$(cat /proc/sys/net/ipv4/tcp_congestion_control)
 HTTP_CUBIC=""
 if [ "$TCP_CC" != cubic ] && grep -qw cubic /proc/sys/net/ipv4/tcp_available_congestion_control; then
   mkdir -p "$W/nginx-cubic"
-  port_main=$PORT nginx_main=$NGINX_PID
+  # start_nginx sets PORT and NGINX_PID: the main one's are kept meanwhile
+  # (NGINX_MAIN_PID also for cleanup, should the bench stop in between)
+  port_main=$PORT NGINX_MAIN_PID=$NGINX_PID
   if LD_PRELOAD=$B/contrib/lazyimg-tcpcc.so LAZYIMG_TCPCC=cubic start_nginx "$W/nginx-cubic" "$D" ds/; then
     NGINX_CUBIC_PID=$NGINX_PID
     HTTP_CUBIC=http://127.0.0.1:$PORT
@@ -276,7 +280,7 @@ if [ "$TCP_CC" != cubic ] && grep -qw cubic /proc/sys/net/ipv4/tcp_available_con
   else
     log "a second nginx (cubic) did not start; its rows are left out"
   fi
-  PORT=$port_main NGINX_PID=$nginx_main
+  PORT=$port_main NGINX_PID=$NGINX_MAIN_PID NGINX_MAIN_PID=""
 fi
 
 # --- mounts ----------------------------------------------------------------------
@@ -380,7 +384,8 @@ lz() {
 }
 
 # --- the runs --------------------------------------------------------------------
-# SHA-256 speed of one process, kB/s (openssl speed, 16 KiB blocks)
+# the hashing speed of one process, kB/s (openssl speed, 16 KiB blocks): of
+# SHA-256, or of the digest named (an openssl speed -evp name)
 sha_kbps() { openssl speed -evp "${1:-sha256}" -seconds 3 -bytes 16384 2>/dev/null | awk -v d="${1:-sha256}" '$1 == d {sub(/k$/, "", $2); print $2}'; }
 files_of "$W/pbs.files" >/dev/null
 for run in $(seq "$RUNS"); do
@@ -390,9 +395,9 @@ for run in $(seq "$RUNS"); do
   add sha "$(calc "1073741824 / ($out * 1000)")"
   add sha.mbps "$(calc "$out / 1000")"
   if [ "$CAS_EVP" != sha256 ]; then
-    out=$(sha_kbps "$CAS_EVP")
-    add casdigest "$(calc "1073741824 / ($out * 1000)")"
-    add casdigest.mbps "$(calc "$out / 1000")"
+    cas_out=$(sha_kbps "$CAS_EVP")
+    add casdigest "$(calc "1073741824 / ($cas_out * 1000)")"
+    add casdigest.mbps "$(calc "$cas_out / 1000")"
   fi
   # the same with every core hashing at once: what a core hashes while the
   # others work too (on this project's VMs the cores share their host's)
@@ -497,7 +502,7 @@ done
 rm -rf "$W/cache-cp" "$W/cache-local" "$W/cache-http" "$W/cache-cas" "$W/cache-enc"
 
 # CPU taken by other processes: the machine's busy time minus ours (this shell and
-# every child it waited for, from `times`, plus nginx, still running). Kernel
+# every child it waited for, from `times`, plus both nginx, still running). Kernel
 # threads working for us (writeback) count as others: a few seconds on an idle machine.
 read -r BUSY1 STEAL1 < <(cpu_stat)
 T_RUN=$(secs "$T_START" "$EPOCHREALTIME")

@@ -12,8 +12,8 @@
  *    0xNN is printed as \udcNN, a lone low surrogate, as Python's
  *    "surrogateescape" does. The text is then valid UTF-8; Python's json
  *    module reads the string back and name.encode("utf-8",
- *    "surrogateescape") gives the original bytes, and readers that refuse
- *    lone surrogates (jq, Go) put U+FFFD in their place.
+ *    "surrogateescape") gives the original bytes; jq and Go put U+FFFD in
+ *    their place, and strict readers (Rust's serde_json) refuse the text.
  */
 #pragma once
 

@@ -172,7 +172,7 @@ assert "root.pxar/data/n1" in paths and "root.pxar/data/n199" in paths, paths[:5
 EOF
 # a name that is not UTF-8: valid UTF-8 JSON all the same, the byte escaped
 # as \udce9 (Python's surrogateescape gives it back)
-"$LAZYIMG" find --json --snapshot host/web "$URL" 'caf*' >find-latin1.json 2>/dev/null || fail "find --json of a Latin-1 name failed"
+"$LAZYIMG" find --json --snapshot host/web "$URL" 'caf*' >find-latin1.json 2>find-latin1.err || fail "find --json of a Latin-1 name failed" "$(cat find-latin1.err)"
 python3 - find-latin1.json <<'EOF' || fail "find --json of a Latin-1 name: unexpected output" "$(od -c find-latin1.json | head -20)"
 import json, sys
 raw = open(sys.argv[1], "rb").read()
