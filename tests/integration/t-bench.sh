@@ -1,0 +1,111 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# contrib/bench.sh on a small image (128 MiB, one run, memory not warmed): the
+# README's figures come from it, so it has to run on a fresh machine with the
+# dependencies contrib/install-deps.sh installs. Its speeds mean nothing at
+# this size and are not judged; what is checked is that it finishes, prints
+# every row of its table with numbers in it, and that the rows which do not
+# depend on speed hold: every data chunk cached after a cold filling read
+# (target 2), each loaded once (8), none loaded by warm reads, the encrypted
+# image cached too, the peer's and cp's copies identical to the image. Where
+# the machine's TCP congestion control is not cubic, the context rows from
+# the second nginx (connections on cubic, contrib/tcpcc.c) are there.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+require_fuse
+require_cmd nginx curl nbdkit qemu-img openssl casync python3 mountpoint cmp ss
+setup_workdir
+cd "$W"
+ROOT=$(cd "$T_DIR/../.." && pwd)
+B=$(cd "$(dirname "$LAZYIMG")/.." && pwd)
+[[ -f $B/contrib/lazyimg-tcpcc.so ]] || fail "no $B/contrib/lazyimg-tcpcc.so (contrib/meson.build)"
+# not under $W's filesystem if that is a tmpfs: the bench measures its cache
+# disk with O_DIRECT writes
+BW=$(mktemp -d /var/tmp/lazyimg-t-bench.XXXXXX)
+add_cleanup "rm -rf '$BW'"
+
+if ! RUNS=1 SIZE_MB=128 WARM_MB=0 LAZYIMG_BUILD=$B bash "$ROOT/contrib/bench.sh" "$BW" >bench.out 2>bench.err; then
+    fail "contrib/bench.sh failed" "$(tail -20 bench.err)"
+fi
+cmp bench.out "$BW/results.txt" || fail "results.txt differs from what the bench printed"
+ok "contrib/bench.sh ran (128 MiB, one run) and wrote results.txt"
+
+TCP_CC=$(cat /proc/sys/net/ipv4/tcp_congestion_control)
+CUBIC=no
+if [[ $TCP_CC != cubic ]] && grep -qw cubic /proc/sys/net/ipv4/tcp_available_congestion_control; then
+    CUBIC=yes
+fi
+python3 - bench.out "$CUBIC" <<'EOF' || fail "the bench's table is not as expected" "$(cat bench.out)"
+import re, sys
+text = open(sys.argv[1]).read()
+cubic = sys.argv[2] == "yes"
+rows = {}
+for line in text.splitlines():
+    if line.startswith("| ") and not line.startswith("| what |"):
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        assert len(cells) == 8, line
+        rows[cells[0]] = cells
+def row(prefix):
+    # "LABEL |": that label exactly, else every label starting with it
+    if prefix.endswith(" |"):
+        hits = [r for k, r in rows.items() if k == prefix[:-2]]
+    else:
+        hits = [r for k, r in rows.items() if k.startswith(prefix)]
+    assert len(hits) == 1, (prefix, len(hits))
+    return hits[0]
+num = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+# measured rows: MB/s and min-max numbers, the daemon's CPU and RSS where lazyimg ran
+measured = ["ref: SHA-256, openssl speed", "ref: SHA-256 per core", "ref: cat of a plain",
+            "ref: cat of the cache's chunk files", "ref: curl -Z", "ref: the cache disk",
+            "ref (peer)", "ref: cp --sparse=always of the image",
+            "HTTP, cold read with defaults", "HTTP, cp --sparse=always to a file"]
+daemon = ["local, cold --no-cache", "local, cold cache filling", "local, warm, page cache dropped",
+          "local, warm, page cache warm", "HTTP, cold --no-cache |", "HTTP, cold cache filling",
+          "HTTP, warm, page cache dropped", "HTTP, warm, page cache warm",
+          "casync 64K over HTTP, cold --no-cache", "casync 64K over HTTP, cold cache filling",
+          "local, encrypted (AES-256-GCM", "local, encrypted, cold cache filling"]
+if cubic:
+    daemon.append("HTTP, cold --no-cache, nginx on cubic")
+for p in measured + daemon:
+    r = row(p)
+    assert num.match(r[1]) and float(r[1]) > 0, (p, r)
+    lo, hi = r[2].split("\u2013")
+    assert num.match(lo) and num.match(hi) and float(lo) <= float(r[1]) <= float(hi), (p, r)
+for p in daemon:
+    r = row(p)
+    assert num.match(r[3]) and float(r[3]) > 0, (p, "CPU", r)
+    assert num.match(r[4]) and float(r[4]) > 0, (p, "RSS", r)
+# every target row has a value and a verdict
+targets = [r for k, r in rows.items() if re.match(r"^[1-9]\. ", k)]
+assert len(targets) >= 30, len(targets)
+for r in targets:
+    assert r[5], r
+    if "(context, no target)" in r[0]:
+        assert num.match(r[5]) and not r[7], r
+    else:
+        assert r[7] in ("PASS", "FAIL"), r
+# what does not depend on speed holds at any size
+for p in ["2. cached chunks after the cold cache-filling read", "2. cached chunks, HTTP",
+          "2. cached chunks, casync 64K", "8. chunks loaded (status --json)", "8. chunks loaded, HTTP",
+          "8. chunks loaded, casync 64K", "9. cached chunks after the cold encrypted read"]:
+    assert row(p)[7] == "PASS", row(p)
+assert "chunks loaded by warm reads (expected 0): local 0 (page cache dropped), 0 (warm); HTTP 0, 0" in text, "warm loads"
+assert "were compared with the image (first run): identical" in text, "copies"
+assert re.search(r"^TCP congestion control: " + re.escape(open("/proc/sys/net/ipv4/tcp_congestion_control").read().strip()), text, re.M)
+if cubic:
+    row("3. (context, no target) CPU per GiB / SHA-256 s per GiB, HTTP --no-cache, nginx on cubic")
+    assert 'rows "nginx on cubic"' in text
+else:
+    assert "nginx on cubic" not in text
+# casync make's digest, SHA-512/256, gets its reference row
+row("ref: SHA-512/256, the casync index's digest")
+row("3. (context, no target) CPU per GiB / SHA-512/256 s per GiB (its digest), casync 64K --no-cache")
+EOF
+ok "every row of the table has its numbers and verdict; targets 2 and 8, the encrypted cache and warm loads hold; the copies are identical"
+if [[ $CUBIC == yes ]]; then
+    ok "the congestion control is $TCP_CC: the rows from the nginx on cubic are there"
+fi
+! pgrep -f "$BW/nginx" >/dev/null || fail "an nginx of the bench is still running" "$(pgrep -af "$BW/nginx")"
+! mountpoint -q "$BW/mnt" || fail "the bench left its mount"
+ok "the bench stopped its nginx servers and unmounted"
