@@ -74,7 +74,7 @@ void fetch_chunk_tap_feed(struct fetch_chunk_tap *t, const struct fetch_chunk_re
     }
     if (t->state != TAP_WAIT_HEAD)
         return;
-    if (!f || name >= f->names || !f->plain_after_skew || !f->skew) {
+    if (!f || name >= f->names || !f->plain_after_skew || !f->skew || fetch_sha256_pairs()) {
         t->state = TAP_OFF;
         return;
     }

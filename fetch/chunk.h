@@ -99,7 +99,8 @@ size_t fetch_chunk_skew(const struct fetch_chunk_ref *ch, unsigned name);
  * fetch/pool.h calls fetch_chunk_tap_feed()): a transfer thread that has
  * just copied the bytes hashes them while they are in its cache, and the
  * decoder does not read them again. Only objects whose format says so
- * (plain_after_skew) are hashed; others cost a comparison. Zero-initialise;
+ * (plain_after_skew) are hashed, and none where fetch_sha256_pairs() (the
+ * decoder's one call hashes them for less); others cost a comparison. Zero-initialise;
  * one per object being fetched; fed by one thread at a time, read by
  * fetch_chunk_decode() after the transfer.
  */

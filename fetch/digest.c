@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "digest.h"
+#include "sha256ni.h"
+#include "simd.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -27,6 +29,7 @@ fetch_sha256_ctx *fetch_sha256_new(void)
 
 int fetch_sha256_update(fetch_sha256_ctx *c, const void *data, size_t len)
 {
+    fetch_simd_clean_upper(); /* OpenSSL's SHA-NI code is SSE: fetch/simd.h */
     return EVP_DigestUpdate(c->md, data, len) == 1 ? 0 : -EIO;
 }
 
@@ -51,12 +54,182 @@ void fetch_sha256_free(fetch_sha256_ctx *c)
     free(c);
 }
 
+/* ---- one-shot SHA-256, two messages at a time -------------------------------
+ *
+ * On a CPU with the SHA extensions, one message hashes at the latency of its
+ * rounds, and two interleaved hash in about the same time (fetch/sha256ni.h).
+ * A thread hashing a long message (a "runner") looks for a partner every
+ * SOLO_STEP blocks: another thread's message, posted in the exchange while
+ * that thread sleeps. The runner then hashes both until one has no full
+ * block left and hands the partner back; the partner's thread finishes its
+ * message itself (its last block, or the rest as a runner in turn). Its CPU
+ * is free for other work meanwhile, and its wait is about what hashing alone
+ * would have taken. One runner at a time takes partners; a thread that finds
+ * that place taken hashes alone. Threads that run at a low priority (the
+ * pool's hydration worker) neither take nor become partners: a reader's
+ * chunk must not wait on them.
+ */
+
+#define PAIR_MIN (64u * 1024) /* shorter messages are hashed alone */
+#define SOLO_STEP 1024u       /* blocks (64 KiB) between looks for a partner */
+
+static const uint32_t SHA256_IV[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                      0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+
+struct sha_msg {
+    const uint8_t *p;
+    size_t blocks, done; /* full 64-byte blocks, and how many of them are hashed */
+    uint32_t h[8];
+    bool waiting; /* posted as a partner and not yet handed back; exchange lock */
+};
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t back; /* a partner was handed back */
+    bool open;           /* a runner takes a partner */
+    struct sha_msg *partner;
+    uint64_t paired, alone; /* blocks hashed two at a time, and alone */
+} ex = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, NULL, 0, 0};
+
+static __thread bool thread_solo;
+static int ni_state = -1; /* whether the SHA extensions are used; -1: not yet asked */
+
+static bool use_ni(void)
+{
+    int s = __atomic_load_n(&ni_state, __ATOMIC_RELAXED);
+    if (s < 0) {
+        const char *off = getenv("LAZYIMG_NO_SHA_NI");
+        s = fetch_simd_has_sha() && !(off && *off && strcmp(off, "0") != 0);
+        __atomic_store_n(&ni_state, s, __ATOMIC_RELAXED);
+    }
+    return s;
+}
+
+bool fetch_sha256_pairs(void)
+{
+    return use_ni();
+}
+
+void fetch_sha256_thread_solo(void)
+{
+    thread_solo = true;
+}
+
+/* Exchange lock held. */
+static void hand_back(struct sha_msg *q)
+{
+    q->waiting = false;
+    pthread_cond_broadcast(&ex.back);
+}
+
+/* Hashes @m's full blocks, beside a partner's where one comes. */
+static void run(struct sha_msg *m)
+{
+    struct sha_msg *q;
+    bool taking;
+
+    pthread_mutex_lock(&ex.lock);
+    if (ex.open && !ex.partner) {
+        m->waiting = true;
+        __atomic_store_n(&ex.partner, m, __ATOMIC_RELAXED);
+        while (m->waiting)
+            pthread_cond_wait(&ex.back, &ex.lock);
+    }
+    taking = m->done < m->blocks && !ex.open;
+    if (taking)
+        ex.open = true;
+    pthread_mutex_unlock(&ex.lock);
+
+    while (m->done < m->blocks) {
+        size_t n = m->blocks - m->done;
+        /* a racy look first: the lock only when there is someone to take */
+        if (taking && __atomic_load_n(&ex.partner, __ATOMIC_RELAXED)) {
+            pthread_mutex_lock(&ex.lock);
+            q = ex.partner;
+            __atomic_store_n(&ex.partner, NULL, __ATOMIC_RELAXED);
+            ex.open = taking = false;
+            pthread_mutex_unlock(&ex.lock);
+
+            if (q->blocks - q->done < n)
+                n = q->blocks - q->done;
+            fetch_sha256ni_blocks_x2(m->h, m->p + 64 * m->done, q->h, q->p + 64 * q->done, n);
+            m->done += n;
+            q->done += n;
+
+            pthread_mutex_lock(&ex.lock);
+            ex.paired += 2 * n;
+            hand_back(q);
+            if (m->done < m->blocks && !ex.open)
+                ex.open = taking = true;
+            pthread_mutex_unlock(&ex.lock);
+        } else {
+            if (n > SOLO_STEP)
+                n = SOLO_STEP;
+            fetch_sha256ni_blocks(m->h, m->p + 64 * m->done, n);
+            m->done += n;
+            __atomic_fetch_add(&ex.alone, n, __ATOMIC_RELAXED);
+        }
+    }
+    if (taking) {
+        pthread_mutex_lock(&ex.lock);
+        ex.open = false;
+        if ((q = ex.partner)) { /* came after the last look: it runs itself */
+            __atomic_store_n(&ex.partner, NULL, __ATOMIC_RELAXED);
+            hand_back(q);
+        }
+        pthread_mutex_unlock(&ex.lock);
+    }
+}
+
+/* The padding after @len bytes at @p whose full blocks @h has taken, and the digest. */
+static void finish(uint32_t h[8], const uint8_t *p, size_t len, uint8_t out[FETCH_SHA256_LEN])
+{
+    uint8_t tail[128] = {0};
+    size_t rest = len % 64, nb = rest < 56 ? 1 : 2;
+    uint64_t bits = (uint64_t)len * 8;
+
+    if (rest)
+        memcpy(tail, p + (len - rest), rest);
+    tail[rest] = 0x80;
+    for (int i = 0; i < 8; i++)
+        tail[64 * nb - 1 - i] = (uint8_t)(bits >> (8 * i));
+    fetch_sha256ni_blocks(h, tail, nb);
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (uint8_t)(h[i] >> 24);
+        out[4 * i + 1] = (uint8_t)(h[i] >> 16);
+        out[4 * i + 2] = (uint8_t)(h[i] >> 8);
+        out[4 * i + 3] = (uint8_t)h[i];
+    }
+}
+
 int fetch_sha256(const void *data, size_t len, uint8_t out[FETCH_SHA256_LEN])
 {
     unsigned int n = 0;
+
+    if (use_ni()) {
+        struct sha_msg m = {.p = data, .blocks = len / 64};
+        memcpy(m.h, SHA256_IV, sizeof(m.h));
+        if (len >= PAIR_MIN && !thread_solo) {
+            run(&m);
+        } else {
+            fetch_sha256ni_blocks(m.h, m.p, m.blocks);
+            __atomic_fetch_add(&ex.alone, m.blocks, __ATOMIC_RELAXED);
+        }
+        finish(m.h, data, len, out);
+        return 0;
+    }
+    fetch_simd_clean_upper();
     if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != FETCH_SHA256_LEN)
         return -EIO;
     return 0;
+}
+
+void fetch_sha256_pair_stats(uint64_t *paired, uint64_t *alone)
+{
+    pthread_mutex_lock(&ex.lock);
+    *paired = ex.paired;
+    pthread_mutex_unlock(&ex.lock);
+    *alone = __atomic_load_n(&ex.alone, __ATOMIC_RELAXED);
 }
 
 #define ZERO_MEMO 16
@@ -127,6 +300,8 @@ int fetch_digest(enum fetch_digest_algo algo, const void *data, size_t len, uint
     unsigned int n = 0;
     if (!md)
         return -EINVAL;
+    if (algo == FETCH_DIGEST_SHA256)
+        return fetch_sha256(data, len, out);
     if (EVP_Digest(data, len, out, &n, md, NULL) != 1 || n != 32)
         return -EIO;
     return 0;

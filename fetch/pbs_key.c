@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "digest.h"
+#include "simd.h"
 
 /* Bounds on the parameters a key file may ask for (the client's defaults:
  * scrypt n 65536, r 8, p 1; PBKDF2 65535 iterations). */
@@ -98,6 +99,7 @@ int fetch_pbs_key_digest(const struct fetch_pbs_key *k, const void *data, size_t
     int ok;
     if (!ctx)
         return -ENOMEM;
+    fetch_simd_clean_upper(); /* OpenSSL's SHA-NI code is SSE: fetch/simd.h */
     ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, data, len) &&
          EVP_DigestUpdate(ctx, k->id_key, sizeof(k->id_key)) && EVP_DigestFinal_ex(ctx, out, &n) &&
          n == 32;

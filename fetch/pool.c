@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "digest.h"
 #include "remote.h"
 
 struct lane;
@@ -646,6 +647,7 @@ static void *bg_worker_main(void *arg)
 {
     /* per thread on Linux; failure only costs the readers some latency */
     (void)setpriority(PRIO_PROCESS, (id_t)gettid(), 19);
+    fetch_sha256_thread_solo(); /* no reader's chunk may wait on this thread */
     worker_loop(arg, true);
     return NULL;
 }

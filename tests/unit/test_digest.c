@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * fetch_sha256() against OpenSSL (fixtures.c's fx_sha256): every length
+ * that changes the padding, long messages from odd addresses, and many
+ * threads at once, so that messages are hashed two at a time beside each
+ * other (the SHA-extension path), or by OpenSSL when the test runs with
+ * LAZYIMG_NO_SHA_NI=1 (the "-openssl" run).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fetch/digest.h"
+#include "fixtures.h"
+
+static bool openssl_run(void)
+{
+    const char *e = getenv("LAZYIMG_NO_SHA_NI");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+static void check(const uint8_t *p, size_t len)
+{
+    uint8_t got[32], want[32];
+    fx_sha256(p, len, want);
+    assert_int_equal(fetch_sha256(p, len, got), 0);
+    if (memcmp(got, want, 32) != 0)
+        fail_msg("SHA-256 of %zu bytes at offset %zu differs from OpenSSL's", len,
+                 (size_t)((uintptr_t)p & 63));
+    assert_int_equal(fetch_digest(FETCH_DIGEST_SHA256, p, len, got), 0);
+    assert_memory_equal(got, want, 32);
+}
+
+/* Known answers (FIPS 180-4's examples), so that a fault shared with the
+ * reference could not pass. */
+static void known_answers(void **state)
+{
+    (void)state;
+    static const char *abc = "abc";
+    static const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    uint8_t got[32], want[32];
+
+    assert_int_equal(fetch_sha256(abc, 3, got), 0);
+    fx_unhex("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", want, 32);
+    assert_memory_equal(got, want, 32);
+    assert_int_equal(fetch_sha256(two, strlen(two), got), 0);
+    fx_unhex("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1", want, 32);
+    assert_memory_equal(got, want, 32);
+    assert_int_equal(fetch_sha256("", 0, got), 0);
+    fx_unhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", want, 32);
+    assert_memory_equal(got, want, 32);
+}
+
+/* Every length up to three blocks and a half, at each alignment class. */
+static void short_lengths(void **state)
+{
+    (void)state;
+    uint8_t buf[300];
+    fx_fill_random(buf, sizeof(buf), 3);
+    for (size_t len = 0; len <= 230; len++)
+        for (size_t off = 0; off < 8 && off + len <= sizeof(buf); off += 3)
+            check(buf + off, len);
+}
+
+/* Around 64 KiB (the shortest message that may be paired) and long ones. */
+static void long_lengths(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {65535,   65536,    65537,         65536 + 55, 65536 + 56,
+                                  1 << 20, 1048589,  (4 << 20) - 1, 4 << 20,    (4 << 20) + 64,
+                                  131072 + 119};
+    size_t cap = (4 << 20) + 128;
+    uint8_t *buf = malloc(cap + 16);
+    assert_non_null(buf);
+    fx_fill_random(buf, cap + 16, 5);
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        check(buf, lens[i]);
+        check(buf + 13, lens[i]);
+    }
+    free(buf);
+}
+
+#define THREADS 4
+#define PER_THREAD 48
+
+struct worker {
+    const uint8_t *pool;
+    size_t pool_len;
+    unsigned seed;
+    bool solo;
+    int bad;
+};
+
+/* Messages of 64 KiB to 1.5 MiB (and a few of 4 MiB) from anywhere in the
+ * pool, each checked against OpenSSL. */
+static void *hash_many(void *arg)
+{
+    struct worker *w = arg;
+    if (w->solo)
+        fetch_sha256_thread_solo();
+    for (int i = 0; i < PER_THREAD; i++) {
+        uint8_t got[32], want[32];
+        size_t len = i % 16 == 0 ? (size_t)4 << 20 : 65536 + (size_t)(rand_r(&w->seed) % (3 << 19));
+        size_t off = (size_t)rand_r(&w->seed) % (w->pool_len - len);
+        if (fetch_sha256(w->pool + off, len, got) != 0)
+            w->bad++;
+        fx_sha256(w->pool + off, len, want);
+        if (memcmp(got, want, 32) != 0)
+            w->bad++;
+    }
+    return NULL;
+}
+
+static void threads_at_once(void **state)
+{
+    (void)state;
+    size_t pool_len = (size_t)24 << 20;
+    uint8_t *pool = malloc(pool_len);
+    pthread_t t[THREADS];
+    struct worker w[THREADS];
+    uint64_t paired0, alone0, paired, alone;
+
+    assert_non_null(pool);
+    fx_fill_random(pool, pool_len, 9);
+    fetch_sha256_pair_stats(&paired0, &alone0);
+    for (int i = 0; i < THREADS; i++) {
+        /* one thread hashes alone, as the pool's hydration worker does */
+        w[i] = (struct worker){.pool = pool, .pool_len = pool_len, .seed = 100u + (unsigned)i,
+                               .solo = i == THREADS - 1};
+        assert_int_equal(pthread_create(&t[i], NULL, hash_many, &w[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(w[i].bad, 0);
+    }
+    fetch_sha256_pair_stats(&paired, &alone);
+    if (openssl_run()) {
+        assert_false(fetch_sha256_pairs());
+        assert_int_equal(paired, 0);
+        assert_int_equal(alone, 0);
+    } else if (fetch_sha256_pairs()) {
+        /* three threads hashing megabytes at once pair up */
+        print_message("blocks hashed two at a time: %llu, alone: %llu\n",
+                      (unsigned long long)(paired - paired0),
+                      (unsigned long long)(alone - alone0));
+        assert_true(paired - paired0 > 0);
+        assert_true(alone - alone0 > 0);
+    }
+    free(pool);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(known_answers),
+        cmocka_unit_test(short_lengths),
+        cmocka_unit_test(long_lengths),
+        cmocka_unit_test(threads_at_once),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
