@@ -279,7 +279,10 @@ static int decode_encrypted(void *raw, size_t raw_len, bool zstd,
                             exp->len ? "" : "at most ", max);
         goto fail;
     }
-    if (!zstd && exp->digest && !(pass.sha = fetch_sha256_new())) {
+    /* hashed in the decryption's pass, step by step while the plaintext is
+     * in the CPU's cache, unless fetch_sha256() pairs messages: then the
+     * whole plaintext afterwards, in one call, costs less */
+    if (!zstd && exp->digest && !fetch_sha256_pairs() && !(pass.sha = fetch_sha256_new())) {
         r = fetch_error_set(err, -ENOMEM, "out of memory");
         goto fail;
     }
@@ -319,7 +322,7 @@ static int decode_encrypted(void *raw, size_t raw_len, bool zstd,
             goto fail;
         }
         /* a mismatch: the full check says so, with both digests */
-        if (pass.sha && memcmp(got, exp->digest, FETCH_SHA256_LEN) != 0 &&
+        if (exp->digest && (!pass.sha || memcmp(got, exp->digest, FETCH_SHA256_LEN) != 0) &&
             (r = check_digest(out, out_len, exp->digest, exp->key, err)) < 0)
             goto fail;
     }

@@ -181,16 +181,22 @@ static void run(struct sha_msg *m)
     }
 }
 
-/* The padding after @len bytes at @p whose full blocks @h has taken, and the digest. */
-static void finish(uint32_t h[8], const uint8_t *p, size_t len, uint8_t out[FETCH_SHA256_LEN])
+/*
+ * The bytes after the full blocks of @len bytes at @p that @h has taken: the
+ * rest of them, the @sfx_len bytes at @sfx, the padding; and the digest.
+ */
+static void finish(uint32_t h[8], const uint8_t *p, size_t len, const uint8_t *sfx, size_t sfx_len,
+                   uint8_t out[FETCH_SHA256_LEN])
 {
-    uint8_t tail[128] = {0};
-    size_t rest = len % 64, nb = rest < 56 ? 1 : 2;
-    uint64_t bits = (uint64_t)len * 8;
+    uint8_t tail[192] = {0}; /* 63 + 64 + 9 bytes round up to 3 blocks */
+    size_t rest = len % 64, used = rest + sfx_len, nb = (used + 9 + 63) / 64;
+    uint64_t bits = ((uint64_t)len + sfx_len) * 8;
 
     if (rest)
         memcpy(tail, p + (len - rest), rest);
-    tail[rest] = 0x80;
+    if (sfx_len)
+        memcpy(tail + rest, sfx, sfx_len);
+    tail[used] = 0x80;
     for (int i = 0; i < 8; i++)
         tail[64 * nb - 1 - i] = (uint8_t)(bits >> (8 * i));
     fetch_sha256ni_blocks(h, tail, nb);
@@ -202,10 +208,15 @@ static void finish(uint32_t h[8], const uint8_t *p, size_t len, uint8_t out[FETC
     }
 }
 
-int fetch_sha256(const void *data, size_t len, uint8_t out[FETCH_SHA256_LEN])
+int fetch_sha256_suffixed(const void *data, size_t len, const void *sfx, size_t sfx_len,
+                          uint8_t out[FETCH_SHA256_LEN])
 {
+    EVP_MD_CTX *md;
     unsigned int n = 0;
+    int ok;
 
+    if (sfx_len > 64)
+        return -EINVAL;
     if (use_ni()) {
         struct sha_msg m = {.p = data, .blocks = len / 64};
         memcpy(m.h, SHA256_IV, sizeof(m.h));
@@ -215,13 +226,26 @@ int fetch_sha256(const void *data, size_t len, uint8_t out[FETCH_SHA256_LEN])
             fetch_sha256ni_blocks(m.h, m.p, m.blocks);
             __atomic_fetch_add(&ex.alone, m.blocks, __ATOMIC_RELAXED);
         }
-        finish(m.h, data, len, out);
+        finish(m.h, data, len, sfx, sfx_len, out);
         return 0;
     }
     fetch_simd_clean_upper();
-    if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != FETCH_SHA256_LEN)
-        return -EIO;
-    return 0;
+    if (!sfx_len)
+        return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 && n == FETCH_SHA256_LEN
+                   ? 0
+                   : -EIO;
+    if (!(md = EVP_MD_CTX_new()))
+        return -ENOMEM;
+    ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(md, data, len) == 1 &&
+         EVP_DigestUpdate(md, sfx, sfx_len) == 1 && EVP_DigestFinal_ex(md, out, &n) == 1 &&
+         n == FETCH_SHA256_LEN;
+    EVP_MD_CTX_free(md);
+    return ok ? 0 : -EIO;
+}
+
+int fetch_sha256(const void *data, size_t len, uint8_t out[FETCH_SHA256_LEN])
+{
+    return fetch_sha256_suffixed(data, len, NULL, 0, out);
 }
 
 void fetch_sha256_pair_stats(uint64_t *paired, uint64_t *alone)

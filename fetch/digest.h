@@ -17,6 +17,10 @@
  * once) leaves every message to OpenSSL.
  */
 int fetch_sha256(const void *data, size_t len, uint8_t out[FETCH_SHA256_LEN]);
+/* The same for @len bytes at @data followed by @sfx_len (at most 64) at
+ * @sfx, in one call (a keyed chunk digest, pbs.md §5); -EINVAL beyond 64. */
+int fetch_sha256_suffixed(const void *data, size_t len, const void *sfx, size_t sfx_len,
+                          uint8_t out[FETCH_SHA256_LEN]);
 /*
  * Whether fetch_sha256() hashes two threads' messages at once (the SHA
  * extensions are used): a caller that could hash a message piece by piece as

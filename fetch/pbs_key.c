@@ -14,7 +14,6 @@
 #include <openssl/evp.h>
 
 #include "digest.h"
-#include "simd.h"
 
 /* Bounds on the parameters a key file may ask for (the client's defaults:
  * scrypt n 65536, r 8, p 1; PBKDF2 65535 iterations). */
@@ -94,17 +93,7 @@ int fetch_pbs_gcm_decrypt_steps(const uint8_t key[32], const uint8_t iv[16], con
 int fetch_pbs_key_digest(const struct fetch_pbs_key *k, const void *data, size_t len,
                          uint8_t out[32])
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    unsigned n = 0;
-    int ok;
-    if (!ctx)
-        return -ENOMEM;
-    fetch_simd_clean_upper(); /* OpenSSL's SHA-NI code is SSE: fetch/simd.h */
-    ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) && EVP_DigestUpdate(ctx, data, len) &&
-         EVP_DigestUpdate(ctx, k->id_key, sizeof(k->id_key)) && EVP_DigestFinal_ex(ctx, out, &n) &&
-         n == 32;
-    EVP_MD_CTX_free(ctx);
-    return ok ? 0 : -EIO;
+    return fetch_sha256_suffixed(data, len, k->id_key, sizeof(k->id_key), out);
 }
 
 void fetch_pbs_fingerprint_str(const uint8_t fp[32], char out[FETCH_PBS_FINGERPRINT_STR])

@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,9 +72,9 @@ static void short_lengths(void **state)
 static void long_lengths(void **state)
 {
     (void)state;
-    static const size_t lens[] = {65535,   65536,    65537,         65536 + 55, 65536 + 56,
-                                  1 << 20, 1048589,  (4 << 20) - 1, 4 << 20,    (4 << 20) + 64,
-                                  131072 + 119};
+    static const size_t lens[] = {65535,      65536,          65537,       65536 + 55,
+                                  65536 + 56, 1 << 20,        1048589,     (4 << 20) - 1,
+                                  4 << 20,    (4 << 20) + 64, 131072 + 119};
     size_t cap = (4 << 20) + 128;
     uint8_t *buf = malloc(cap + 16);
     assert_non_null(buf);
@@ -83,6 +84,38 @@ static void long_lengths(void **state)
         check(buf + 13, lens[i]);
     }
     free(buf);
+}
+
+/* SHA-256(data ‖ suffix) in one call, as the keyed digests of encrypted
+ * PBS chunks take it, against OpenSSL's of the two joined. */
+static void suffixed(void **state)
+{
+    (void)state;
+    static const size_t sfx_lens[] = {0, 1, 31, 32, 55, 56, 63, 64};
+    static const size_t lens[] = {0,  1,   7,    55,    56,         63,     64,
+                                  65, 127, 1000, 65536, 65536 + 40, 1 << 20};
+    size_t cap = (1 << 20) + 64;
+    uint8_t *buf = malloc(cap), *joined = malloc(cap + 64), sfx[65], got[32], want[32];
+
+    assert_non_null(buf);
+    assert_non_null(joined);
+    fx_fill_random(buf, cap, 21);
+    fx_fill_random(sfx, sizeof(sfx), 22);
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        for (size_t j = 0; j < sizeof(sfx_lens) / sizeof(sfx_lens[0]); j++) {
+            size_t len = lens[i], sl = sfx_lens[j];
+            memcpy(joined, buf + 3, len);
+            memcpy(joined + len, sfx, sl);
+            fx_sha256(joined, len + sl, want);
+            assert_int_equal(fetch_sha256_suffixed(buf + 3, len, sfx, sl, got), 0);
+            if (memcmp(got, want, 32) != 0)
+                fail_msg("SHA-256 of %zu bytes and a %zu-byte suffix differs from OpenSSL's", len,
+                         sl);
+        }
+    }
+    assert_int_equal(fetch_sha256_suffixed(buf, 10, sfx, 65, got), -EINVAL);
+    free(buf);
+    free(joined);
 }
 
 #define THREADS 4
@@ -130,7 +163,9 @@ static void threads_at_once(void **state)
     fetch_sha256_pair_stats(&paired0, &alone0);
     for (int i = 0; i < THREADS; i++) {
         /* one thread hashes alone, as the pool's hydration worker does */
-        w[i] = (struct worker){.pool = pool, .pool_len = pool_len, .seed = 100u + (unsigned)i,
+        w[i] = (struct worker){.pool = pool,
+                               .pool_len = pool_len,
+                               .seed = 100u + (unsigned)i,
                                .solo = i == THREADS - 1};
         assert_int_equal(pthread_create(&t[i], NULL, hash_many, &w[i]), 0);
     }
@@ -146,8 +181,7 @@ static void threads_at_once(void **state)
     } else if (fetch_sha256_pairs()) {
         /* three threads hashing megabytes at once pair up */
         print_message("blocks hashed two at a time: %llu, alone: %llu\n",
-                      (unsigned long long)(paired - paired0),
-                      (unsigned long long)(alone - alone0));
+                      (unsigned long long)(paired - paired0), (unsigned long long)(alone - alone0));
         assert_true(paired - paired0 > 0);
         assert_true(alone - alone0 > 0);
     }
@@ -157,9 +191,8 @@ static void threads_at_once(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(known_answers),
-        cmocka_unit_test(short_lengths),
-        cmocka_unit_test(long_lengths),
+        cmocka_unit_test(known_answers),   cmocka_unit_test(short_lengths),
+        cmocka_unit_test(long_lengths),    cmocka_unit_test(suffixed),
         cmocka_unit_test(threads_at_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
