@@ -252,7 +252,8 @@ static int enc_after(void *arg, const uint8_t *bytes, size_t len)
  * An encrypted blob: magic, CRC of the ciphertext, IV, tag, ciphertext.
  * Takes @raw. Decrypted in place (the plaintext takes the ciphertext's
  * bytes, as a plain blob's payload stays in @raw), in one pass over the
- * bytes with the CRC and, uncompressed, the keyed digest of the plaintext.
+ * bytes with the CRC and, uncompressed, the keyed digest of the plaintext
+ * (where fetch_sha256_pairs(), that digest is taken afterwards, in one call).
  */
 static int decode_encrypted(void *raw, size_t raw_len, bool zstd,
                             const struct fetch_blob_expect *exp, fetch_data *ret, fetch_error *err)

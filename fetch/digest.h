@@ -10,7 +10,7 @@
 
 /*
  * SHA-256 of @len bytes; 0 or -ENOMEM/-EIO when OpenSSL fails. On a CPU with
- * the SHA extensions this is our own code: a message of 64 KiB or more that
+ * the SHA extensions this is our own code: a message of 1 MiB or more that
  * two threads hash at the same time is hashed beside the other one by one of
  * them, two blocks at a time, while the other sleeps (about half the CPU,
  * for the same wall time). LAZYIMG_NO_SHA_NI=1 in the environment (read
@@ -22,11 +22,12 @@ int fetch_sha256(const void *data, size_t len, uint8_t out[FETCH_SHA256_LEN]);
 int fetch_sha256_suffixed(const void *data, size_t len, const void *sfx, size_t sfx_len,
                           uint8_t out[FETCH_SHA256_LEN]);
 /*
- * Whether fetch_sha256() hashes two threads' messages at once (the SHA
- * extensions are used): a caller that could hash a message piece by piece as
- * it arrives (fetch_sha256_ctx) then spends less CPU leaving it whole to
- * fetch_sha256() (measured: 1.36 against 1.46 s of daemon CPU per GiB for a
- * cold read over HTTP with the cache filling).
+ * Whether fetch_sha256() is our code on the SHA extensions, which hashes two
+ * threads' messages of 1 MiB or more at once: a caller that could hash a
+ * message piece by piece as it arrives (fetch_sha256_ctx) then spends less
+ * CPU leaving it whole to fetch_sha256() (measured: 1.36 against 1.46 s of
+ * daemon CPU per GiB for a cold read over HTTP with the cache filling),
+ * even though a given message may end up hashed alone.
  */
 bool fetch_sha256_pairs(void);
 /* This thread's fetch_sha256() calls hash alone and take no one's message

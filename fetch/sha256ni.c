@@ -139,17 +139,21 @@ TARGET void fetch_sha256ni_blocks_x2(uint32_t ha[8], const uint8_t *pa, uint32_t
     lane_store(&b, hb);
 }
 
-#else /* not x86-64: fetch_simd_has_sha() says false, and these are not called */
+#else /* not x86-64: fetch_simd_has_sha() says false, so these are never called */
+
+#include <stdlib.h>
 
 void fetch_sha256ni_blocks(uint32_t h[8], const uint8_t *p, size_t nblocks)
 {
     (void)h, (void)p, (void)nblocks;
+    abort();
 }
 
 void fetch_sha256ni_blocks_x2(uint32_t ha[8], const uint8_t *pa, uint32_t hb[8], const uint8_t *pb,
                               size_t nblocks)
 {
     (void)ha, (void)pa, (void)hb, (void)pb, (void)nblocks;
+    abort();
 }
 
 #endif

@@ -15,6 +15,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "fetch/digest.h"
 #include "fixtures.h"
@@ -68,13 +70,13 @@ static void short_lengths(void **state)
             check(buf + off, len);
 }
 
-/* Around 64 KiB (the shortest message that may be paired) and long ones. */
+/* Around 64 KiB and 1 MiB (the shortest message that may be paired), and long ones. */
 static void long_lengths(void **state)
 {
     (void)state;
-    static const size_t lens[] = {65535,      65536,          65537,       65536 + 55,
-                                  65536 + 56, 1 << 20,        1048589,     (4 << 20) - 1,
-                                  4 << 20,    (4 << 20) + 64, 131072 + 119};
+    static const size_t lens[] = {65535,         65536,         65537,          65536 + 55,
+                                  65536 + 56,    (1 << 20) - 1, 1 << 20,        1048589,
+                                  (4 << 20) - 1, 4 << 20,       (4 << 20) + 64, 131072 + 119};
     size_t cap = (4 << 20) + 128;
     uint8_t *buf = malloc(cap + 16);
     assert_non_null(buf);
@@ -129,7 +131,7 @@ struct worker {
     int bad;
 };
 
-/* Messages of 64 KiB to 1.5 MiB (and a few of 4 MiB) from anywhere in the
+/* Messages of 64 KiB to 1.6 MiB (and a few of 4 MiB) from anywhere in the
  * pool, each checked against OpenSSL. */
 static void *hash_many(void *arg)
 {
@@ -138,7 +140,7 @@ static void *hash_many(void *arg)
         fetch_sha256_thread_solo();
     for (int i = 0; i < PER_THREAD; i++) {
         uint8_t got[32], want[32];
-        size_t len = i % 16 == 0 ? (size_t)4 << 20 : 65536 + (size_t)(rand_r(&w->seed) % (3 << 19));
+        size_t len = i % 8 == 0 ? (size_t)4 << 20 : 65536 + (size_t)(rand_r(&w->seed) % (3 << 19));
         size_t off = (size_t)rand_r(&w->seed) % (w->pool_len - len);
         if (fetch_sha256(w->pool + off, len, got) != 0)
             w->bad++;
@@ -188,12 +190,124 @@ static void threads_at_once(void **state)
     free(pool);
 }
 
+/* ---- a partner posted at the last moment is never left waiting ---- */
+
+static uint8_t *late_buf;
+static pthread_barrier_t late_bar;
+static unsigned late_delay_us;
+
+static void *late_runner(void *arg)
+{
+    uint8_t o[32];
+    (void)arg;
+    pthread_barrier_wait(&late_bar);
+    fetch_sha256(late_buf, (size_t)2 << 20, o); /* about 1.2 ms alone */
+    return NULL;
+}
+
+static void *late_partner(void *arg)
+{
+    uint8_t o[32], want[32];
+    int *bad = arg;
+    pthread_barrier_wait(&late_bar);
+    usleep(late_delay_us);
+    fetch_sha256(late_buf + ((size_t)2 << 20), (size_t)1 << 20, o);
+    fx_sha256(late_buf + ((size_t)2 << 20), (size_t)1 << 20, want);
+    *bad = memcmp(o, want, 32) != 0;
+    return NULL;
+}
+
+/*
+ * Two threads, the second starting at a random moment of the first's hash:
+ * whenever it posts its message (before the runner's first look, between
+ * looks, after the runner closed the exchange), it gets it back. Nothing
+ * else hashes, so a partner the runner forgot would wait forever: each
+ * round must end within seconds.
+ */
+static void late_partner_returns(void **state)
+{
+    (void)state;
+    unsigned seed = 7;
+    uint64_t p0, a0, p1, a1;
+    late_buf = malloc((size_t)3 << 20);
+    assert_non_null(late_buf);
+    fx_fill_random(late_buf, (size_t)3 << 20, 31);
+    fetch_sha256_pair_stats(&p0, &a0);
+    for (int round = 0; round < 300; round++) {
+        pthread_t a, b;
+        struct timespec dl;
+        int bad = 0;
+        late_delay_us = (unsigned)(rand_r(&seed) % 1600);
+        assert_int_equal(pthread_barrier_init(&late_bar, NULL, 2), 0);
+        assert_int_equal(pthread_create(&a, NULL, late_runner, NULL), 0);
+        assert_int_equal(pthread_create(&b, NULL, late_partner, &bad), 0);
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 10;
+        if (pthread_timedjoin_np(a, NULL, &dl) != 0 || pthread_timedjoin_np(b, NULL, &dl) != 0)
+            fail_msg("round %d: a thread never got its message back (start %u us late)", round,
+                     late_delay_us);
+        assert_int_equal(bad, 0);
+        pthread_barrier_destroy(&late_bar);
+    }
+    fetch_sha256_pair_stats(&p1, &a1);
+    if (fetch_sha256_pairs())
+        assert_true(p1 > p0); /* some rounds did pair */
+    free(late_buf);
+}
+
+static void *solo_hash(void *arg)
+{
+    struct worker *w = arg;
+    fetch_sha256_thread_solo();
+    for (int i = 0; i < 12; i++) {
+        uint8_t got[32], want[32];
+        const uint8_t *p = w->pool + (size_t)(i % 4) * ((size_t)4 << 20);
+        if (fetch_sha256(p, (size_t)4 << 20, got) != 0)
+            w->bad++;
+        fx_sha256(p, (size_t)4 << 20, want);
+        w->bad += memcmp(got, want, 32) != 0;
+    }
+    return NULL;
+}
+
+/* Threads marked solo (the hydration worker) never pair, even all at once. */
+static void solo_threads_never_pair(void **state)
+{
+    (void)state;
+    size_t pool_len = (size_t)16 << 20;
+    uint8_t *pool = malloc(pool_len);
+    pthread_t t[3];
+    struct worker w[3];
+    uint64_t p0, a0, p1, a1;
+
+    assert_non_null(pool);
+    fx_fill_random(pool, pool_len, 41);
+    fetch_sha256_pair_stats(&p0, &a0);
+    for (int i = 0; i < 3; i++) {
+        w[i] = (struct worker){.pool = pool, .pool_len = pool_len};
+        assert_int_equal(pthread_create(&t[i], NULL, solo_hash, &w[i]), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(w[i].bad, 0);
+    }
+    fetch_sha256_pair_stats(&p1, &a1);
+    assert_int_equal(p1, p0);
+    if (fetch_sha256_pairs())
+        assert_true(a1 - a0 >= 3 * 12 * (((size_t)4 << 20) / 64));
+    free(pool);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(known_answers),   cmocka_unit_test(short_lengths),
-        cmocka_unit_test(long_lengths),    cmocka_unit_test(suffixed),
+        cmocka_unit_test(known_answers),
+        cmocka_unit_test(short_lengths),
+        cmocka_unit_test(long_lengths),
+        cmocka_unit_test(suffixed),
         cmocka_unit_test(threads_at_once),
+        cmocka_unit_test(late_partner_returns),
+        cmocka_unit_test(solo_threads_never_pair),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
