@@ -50,6 +50,22 @@ static json_object *reads_json(const struct fs_ctx *ctx)
     return o;
 }
 
+/* Who takes the chunks' SHA-256 digests, and the blocks hashed two at a
+ * time and alone (the daemon's, from its start; fetch/digest.h). */
+static json_object *sha256_json(void)
+{
+    json_object *o = json_object_new_object();
+    uint64_t paired, alone;
+    if (!o)
+        return NULL;
+    fetch_sha256_pair_stats(&paired, &alone);
+    json_object_object_add(o, "engine",
+                           json_object_new_string(fetch_sha256_pairs() ? "sha-ni" : "openssl"));
+    add_u64(o, "blocks_paired", paired);
+    add_u64(o, "blocks_alone", alone);
+    return o;
+}
+
 static json_object *fetch_json(struct fs_status_rate *rt, const struct fetch_pool_stats *ps)
 {
     json_object *o = json_object_new_object(), *q = json_object_new_object();
@@ -105,6 +121,7 @@ static json_object *fetch_json(struct fs_status_rate *rt, const struct fetch_poo
     }
     json_object_object_add(lat, "histogram", hist);
     json_object_object_add(o, "latency_us", lat);
+    json_object_object_add(o, "sha256", sha256_json());
     return o;
 }
 

@@ -130,6 +130,7 @@ static void print_human(json_object *st)
 {
     json_object *stores = obj(st, "stores"), *f = obj(st, "fetch"), *c = obj(st, "cache");
     json_object *q = obj(f, "queued"), *lat = obj(f, "latency_us"), *d = obj(c, "disk");
+    json_object *sha = obj(f, "sha256");
     json_object *images = obj(st, "images"), *m = obj(st, "memory"),
                 *bufs = obj(m, "chunk_buffers");
     char a[32], b[32], text[4 * PATH_MAX];
@@ -157,6 +158,14 @@ static void print_human(json_object *st)
     printf("         %llu retries, %llu failovers, %llu errors\n",
            (unsigned long long)u64(f, "retries"), (unsigned long long)u64(f, "failovers"),
            (unsigned long long)u64(f, "errors"));
+    if (sha) {
+        uint64_t paired = u64(sha, "blocks_paired"), alone = u64(sha, "blocks_alone");
+        if (strcmp(safe(sha, "engine", text, sizeof(text)), "sha-ni") == 0)
+            printf("         SHA-256 on the CPU's SHA extensions, %.0f%% of blocks two at a time\n",
+                   paired + alone ? 100.0 * (double)paired / (double)(paired + alone) : 0.0);
+        else
+            printf("         SHA-256 by OpenSSL\n");
+    }
     printf("cache:   hit rate %.1f%% (memory %llu, disk %llu, loaded from the store %llu)\n",
            100 * dbl(c, "hit_rate"), (unsigned long long)u64(c, "memory_hits"),
            (unsigned long long)u64(c, "disk_hits"), (unsigned long long)u64(c, "loads"));

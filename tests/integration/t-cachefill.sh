@@ -25,6 +25,24 @@ for k in sys.argv[2:]: o=o[k]
 print(o)' "$@"
 }
 
+# check_sha256 STATUS_JSON LABEL: the digests were taken by our code on the
+# SHA extensions where the CPU has them (every data chunk's 64-byte blocks
+# counted, alone or two at a time), by OpenSSL elsewhere
+check_sha256() {
+    local engine paired alone
+    engine=$(json_field "$1" fetch sha256 engine)
+    paired=$(json_field "$1" fetch sha256 blocks_paired)
+    alone=$(json_field "$1" fetch sha256 blocks_alone)
+    if grep -qw sha_ni /proc/cpuinfo; then
+        expect_eq "$2: SHA-256 on the SHA extensions" sha-ni "$engine"
+        [ $((paired + alone)) -ge $((DATA_CHUNKS * 65536)) ] ||
+            fail "$2: $paired + $alone blocks hashed, fewer than the $DATA_CHUNKS chunks' $((DATA_CHUNKS * 65536))"
+        ok "$2: $((paired + alone)) blocks hashed, $paired of them two at a time"
+    else
+        expect_eq "$2: SHA-256 by OpenSSL (no SHA extensions)" openssl "$engine"
+    fi
+}
+
 # check_filled CACHE LABEL: after a cold read (mounted), then unmounted
 check_filled() {
     local st
@@ -33,6 +51,7 @@ check_filled() {
         "$(json_field "$st" cache loads)"
     expect_eq "$2: no insert skipped by the disk cache" 0 "$(json_field "$st" cache disk insert_skipped)"
     expect_eq "$2: no chunk withheld from the disk cache" 0 "$(json_field "$st" cache disk not_handed_over)"
+    check_sha256 "$st" "$2"
     lazyimg_umount "$M"
     expect_eq "$2: the cache holds every data chunk of the image" $DATA_CHUNKS \
         "$(find "$1/data" -type f | wc -l)"
