@@ -321,6 +321,14 @@ c = json.load(sys.stdin)["cache"]
 d = c.get("disk") or {}
 print(c["loads"], d.get("inserts", 0), d.get("insert_skipped", 0), d.get("sqlite_writes", 0))'
 }
+# pairs: the share (%) of SHA-256 blocks hashed two at a time, or "openssl"
+pairs() {
+  "$LZ" status --json "$MNT" | python3 -c '
+import json, sys
+h = json.load(sys.stdin)["fetch"].get("sha256") or {}
+p, a = h.get("blocks_paired", 0), h.get("blocks_alone", 0)
+print("%.0f%%" % (100.0 * p / (p + a)) if h.get("engine") == "sha-ni" and p + a else h.get("engine", "?"))'
+}
 # settle N: until N chunks (the image's distinct data chunks) are inserted or
 # skipped, or nothing changes for 3 s (at most 60 s); prints the status line and
 # the seconds waited
@@ -362,6 +370,7 @@ lz() {
   t1=$EPOCHREALTIME
   t=$(secs "$t0" "$t1")
   st=$(status)
+  add "$name.pairs" "$(pairs)"
   if [ "$mode" = fill ]; then
     add "$name.inserts_end" "$(echo "$st" | cut -d' ' -f2)"
     st=$(settle "$n")
@@ -665,6 +674,8 @@ r2() { fmt %.2f "$1"; }
       "SQLite write transactions $(runs_of "$k.fill.sql") (status --json), $(runs_of "$k.fill.sql_exit") (daemon log at exit);" \
       "chunks loaded by --no-cache reads: $(runs_of "$k.nocache.loads")"
   done
+  echo "- SHA-256 blocks hashed two at a time (status --json; \"openssl\": by OpenSSL, one at a time): local $(runs_of local.nocache.pairs) --no-cache," \
+    "$(runs_of local.fill.pairs) filling; HTTP $(runs_of http.nocache.pairs), $(runs_of http.fill.pairs); encrypted $(runs_of enc.nocache.pairs), $(runs_of enc.fill.pairs)"
   echo "- chunks loaded by warm reads (expected 0): local $(runs_of local.warmdrop.loads) (page cache dropped), $(runs_of local.warmpc.loads) (warm);" \
     "HTTP $(runs_of http.warmdrop.loads), $(runs_of http.warmpc.loads)"
   echo "SHA-256 s per GiB: $(r2 "$SHA"); the copies of the peer and of cp were compared with the image (first run): identical"

@@ -92,6 +92,14 @@ for p in ["2. cached chunks after the cold cache-filling read", "2. cached chunk
           "8. chunks loaded, casync 64K", "9. cached chunks after the cold encrypted read"]:
     assert row(p)[7] == "PASS", row(p)
 assert "chunks loaded by warm reads (expected 0): local 0 (page cache dropped), 0 (warm); HTTP 0, 0" in text, "warm loads"
+# who hashed, per cold read: a share of blocks paired where the CPU has the
+# SHA extensions, "openssl" elsewhere
+sha_ni = " sha_ni " in " " + open("/proc/cpuinfo").read().replace("\n", " ") + " "
+m = re.search(r"SHA-256 blocks hashed two at a time \(.*\): local (\S+) --no-cache, (\S+) filling; "
+              r"HTTP (\S+), (\S+); encrypted (\S+), (\S+)$", text, re.M)
+assert m, "no line of SHA-256 pairs"
+for v in m.groups():
+    assert re.match(r"^[0-9]+%$", v) if sha_ni else v == "openssl", (v, sha_ni)
 assert "were compared with the image (first run): identical" in text, "copies"
 assert re.search(r"^TCP congestion control: " + re.escape(tcp_cc), text, re.M)
 if cubic:
