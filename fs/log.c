@@ -22,17 +22,12 @@ void fs_log_use_syslog(bool on)
     use_syslog = on;
 }
 
-/*
- * The length of the valid UTF-8 sequence at @s (@n bytes available), or 0:
- * no overlong forms, no surrogates, nothing above U+10FFFF, and no C1
- * control (U+0080..U+009F), which some terminals obey like ESC [.
- */
-static size_t utf8_printable_len(const unsigned char *s, size_t n)
+size_t fs_utf8_len(const unsigned char *s, size_t n)
 {
     uint32_t cp;
     size_t len;
 
-    if (s[0] < 0xc2 || s[0] > 0xf4)
+    if (n == 0 || s[0] < 0xc2 || s[0] > 0xf4)
         return 0;
     len = s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : 4;
     if (n < len)
@@ -44,9 +39,16 @@ static size_t utf8_printable_len(const unsigned char *s, size_t n)
         cp = cp << 6 | (s[i] & 0x3f);
     }
     if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+        (cp >= 0xd800 && cp <= 0xdfff))
         return 0;
     return len;
+}
+
+/* A C1 control (U+0080..U+009F, C2 80..C2 9F), which some terminals obey
+ * like ESC [. */
+static bool is_c1(const unsigned char *s, size_t len)
+{
+    return len == 2 && s[0] == 0xc2 && s[1] <= 0x9f;
 }
 
 size_t fs_escape(const char *s, char *buf, size_t size)
@@ -62,7 +64,7 @@ size_t fs_escape(const char *s, char *buf, size_t size)
 
         if (p[i] >= 0x20 && p[i] < 0x7f) {
             i++;
-        } else if (p[i] >= 0x80 && (u = utf8_printable_len(p + i, n - i))) {
+        } else if ((u = fs_utf8_len(p + i, n - i)) && !is_c1(p + i, u)) {
             plen = u;
             i += u;
         } else {

@@ -28,6 +28,15 @@ void fs_log_use_syslog(bool on);
  */
 size_t fs_escape(const char *s, char *buf, size_t size);
 
+/*
+ * The length of the well-formed UTF-8 sequence of two to four bytes at @s
+ * (@n bytes available), or 0 if none starts there (ASCII included): no
+ * overlong forms, no surrogates, nothing above U+10FFFF (Unicode §3.9,
+ * table 3-7). C1 controls are well-formed; callers that print to a
+ * terminal treat them apart.
+ */
+size_t fs_utf8_len(const unsigned char *s, size_t n);
+
 /* Formats and writes one message; the formatted text is passed through
  * fs_escape(), so arguments cannot inject control sequences or lines. */
 __attribute__((format(printf, 2, 3))) void fs_log(enum fs_log_level level, const char *fmt, ...);
