@@ -14,7 +14,6 @@
 #include "digest.h"
 #include "names.h"
 #include "pbs_format.h"
-#include "simd.h"
 
 /* CRC and digest are computed in steps of this size so the bytes stay in L2 between them. */
 #define HASH_STEP (256u * 1024)
@@ -124,7 +123,6 @@ static int verify_plain(const uint8_t *p, size_t len, uint32_t want_crc, const u
         return check_digest(p, len, digest, NULL, err);
     /* ISA-L's folded CRC-32 (IEEE, reflected: same as zlib's) runs ~6x faster than zlib */
     crc = crc32_gzip_refl(0, p, (uint64_t)len);
-    fetch_simd_clean_upper(); /* ISA-L leaves the AVX registers dirty (fetch/simd.h) */
     if (crc != want_crc)
         return fetch_error_set(err, -EBADMSG, "CRC-32 mismatch (stored %08x, computed %08x)",
                                want_crc, crc);
