@@ -313,21 +313,17 @@ umount_wait() {
 cpu_ticks() { sed 's/.*) //' "/proc/$PID/stat" | awk '{print $12 + $13}'; }
 vmhwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$PID/status"; }
 TICK=$(getconf CLK_TCK)
-# status: "loads inserts insert_skipped sqlite_writes" from status --json
+# status: "loads inserts insert_skipped sqlite_writes pairs" from status --json
+# (pairs: the share of SHA-256 blocks hashed two at a time, or "openssl")
 status() {
   "$LZ" status --json "$MNT" | python3 -c '
 import json, sys
-c = json.load(sys.stdin)["cache"]
+j = json.load(sys.stdin)
+c, h = j["cache"], j["fetch"].get("sha256") or {}
 d = c.get("disk") or {}
-print(c["loads"], d.get("inserts", 0), d.get("insert_skipped", 0), d.get("sqlite_writes", 0))'
-}
-# pairs: the share (%) of SHA-256 blocks hashed two at a time, or "openssl"
-pairs() {
-  "$LZ" status --json "$MNT" | python3 -c '
-import json, sys
-h = json.load(sys.stdin)["fetch"].get("sha256") or {}
 p, a = h.get("blocks_paired", 0), h.get("blocks_alone", 0)
-print("%.0f%%" % (100.0 * p / (p + a)) if h.get("engine") == "sha-ni" and p + a else h.get("engine", "?"))'
+pairs = "%.0f%%" % (100.0 * p / (p + a)) if h.get("engine") == "sha-ni" and p + a else h.get("engine", "?")
+print(c["loads"], d.get("inserts", 0), d.get("insert_skipped", 0), d.get("sqlite_writes", 0), pairs)'
 }
 # settle N: until N chunks (the image's distinct data chunks) are inserted or
 # skipped, or nothing changes for 3 s (at most 60 s); prints the status line and
@@ -370,14 +366,14 @@ lz() {
   t1=$EPOCHREALTIME
   t=$(secs "$t0" "$t1")
   st=$(status)
-  add "$name.pairs" "$(pairs)"
+  add "$name.pairs" "$(echo "$st" | cut -d' ' -f5)"
   if [ "$mode" = fill ]; then
     add "$name.inserts_end" "$(echo "$st" | cut -d' ' -f2)"
     st=$(settle "$n")
     add "$name.inserts" "$(echo "$st" | cut -d' ' -f2)"
     add "$name.skipped" "$(echo "$st" | cut -d' ' -f3)"
     add "$name.sql" "$(echo "$st" | cut -d' ' -f4)"
-    add "$name.settle" "$(echo "$st" | cut -d' ' -f5)"
+    add "$name.settle" "$(echo "$st" | cut -d' ' -f6)"
   fi
   add "$name.loads" "$(echo "$st" | cut -d' ' -f1)"
   cpu=$(cpu_ticks)

@@ -92,6 +92,12 @@ for p in ["2. cached chunks after the cold cache-filling read", "2. cached chunk
           "8. chunks loaded, casync 64K", "9. cached chunks after the cold encrypted read"]:
     assert row(p)[7] == "PASS", row(p)
 assert "chunks loaded by warm reads (expected 0): local 0 (page cache dropped), 0 (warm); HTTP 0, 0" in text, "warm loads"
+# the fill runs' per-run figures, each in its place (fields of one status line)
+for what in ("local", "HTTP", "casync 64K"):
+    assert re.search(r"^- " + what + r", cold cache filling: [0-9]+ chunks inserted when the read ended; "
+                     r"after waiting [0-9]+\.[0-9] s: [0-9]+ inserted, [0-9]+ skipped; "
+                     r"SQLite write transactions [0-9]+ \(status --json\), [0-9]+ \(daemon log at exit\); "
+                     r"chunks loaded by --no-cache reads: [0-9]+$", text, re.M), what
 # who hashed, per cold read: a share of blocks paired where the CPU has the
 # SHA extensions, "openssl" elsewhere
 sha_ni = " sha_ni " in " " + open("/proc/cpuinfo").read().replace("\n", " ") + " "
