@@ -25,17 +25,43 @@
 #define SALT_MAX 1024u
 #define FINGERPRINT_INPUT "Proxmox Backup Encryption Key Fingerprint"
 
-/* A GCM decryption context for @key and @iv (16 bytes), or NULL. */
-static EVP_CIPHER_CTX *gcm_start(const uint8_t key[32], const uint8_t iv[16])
+/* A GCM context for @key and @iv (16 bytes) that decrypts (@enc: encrypts), or NULL. */
+static EVP_CIPHER_CTX *gcm_context(const uint8_t key[32], const uint8_t iv[16], int enc)
 {
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-    if (ctx && (!EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL) ||
+    if (ctx && (!EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) ||
                 !EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 16, NULL) ||
-                !EVP_DecryptInit_ex(ctx, NULL, NULL, key, iv))) {
+                !EVP_CipherInit_ex(ctx, NULL, NULL, key, iv, enc))) {
         EVP_CIPHER_CTX_free(ctx);
         ctx = NULL;
     }
     return ctx;
+}
+
+static EVP_CIPHER_CTX *gcm_start(const uint8_t key[32], const uint8_t iv[16])
+{
+    return gcm_context(key, iv, 0);
+}
+
+/*
+ * Puts back the ciphertext that @len bytes of @buf were decrypted from, in
+ * place: GCM encrypts and decrypts with the same key stream, so encrypting
+ * the (unauthenticated) plaintext again with the same key and IV gives the
+ * ciphertext. 0, or -ENOMEM / -EIO with @buf wiped.
+ */
+static int gcm_restore(const uint8_t key[32], const uint8_t iv[16], uint8_t *buf, size_t len)
+{
+    EVP_CIPHER_CTX *ctx = gcm_context(key, iv, 1);
+    int r = ctx ? 0 : -ENOMEM;
+    for (size_t off = 0; r == 0 && off < len; off += INT_MAX) {
+        int n = (int)(len - off < INT_MAX ? len - off : INT_MAX), got = 0;
+        if (!EVP_EncryptUpdate(ctx, buf + off, &got, buf + off, n) || got != n)
+            r = -EIO;
+    }
+    EVP_CIPHER_CTX_free(ctx);
+    if (r < 0)
+        OPENSSL_cleanse(buf, len);
+    return r;
 }
 
 /* Whether the tag authenticates what @ctx decrypted. */
@@ -63,8 +89,8 @@ int fetch_pbs_gcm_decrypt(const uint8_t key[32], const uint8_t iv[16], const uin
 }
 
 int fetch_pbs_gcm_decrypt_steps(const uint8_t key[32], const uint8_t iv[16], const uint8_t tag[16],
-                                uint8_t *buf, size_t len, size_t step, fetch_pbs_gcm_step_fn before,
-                                fetch_pbs_gcm_step_fn after, void *arg)
+                                uint8_t *buf, size_t len, size_t step, fetch_pbs_gcm_step_fn after,
+                                void *arg)
 {
     EVP_CIPHER_CTX *ctx = gcm_start(key, iv);
     int r = 0;
@@ -75,18 +101,21 @@ int fetch_pbs_gcm_decrypt_steps(const uint8_t key[32], const uint8_t iv[16], con
     for (size_t off = 0; r == 0 && off < len; off += step) {
         size_t n = len - off < step ? len - off : step;
         int got = 0;
-        if (before && (r = before(arg, buf + off, n)) < 0)
-            break;
         if (!EVP_DecryptUpdate(ctx, buf + off, &got, buf + off, (int)n) || (size_t)got != n)
-            r = -EBADMSG;
+            r = -EIO;
         else if (after)
             r = after(arg, buf + off, n);
     }
     if (r == 0 && !gcm_finish(ctx, tag))
         r = -EBADMSG;
     EVP_CIPHER_CTX_free(ctx);
-    if (r == -EBADMSG)
+    if (r == -EBADMSG) {
+        int e = gcm_restore(key, iv, buf, len);
+        if (e < 0)
+            r = e;
+    } else if (r == -EIO) {
         OPENSSL_cleanse(buf, len);
+    }
     return r;
 }
 

@@ -62,14 +62,16 @@ int fetch_pbs_gcm_decrypt(const uint8_t key[32], const uint8_t iv[16], const uin
                           const void *in, size_t len, void *out);
 
 /*
- * The same in place, in steps of at most @step bytes, so that other passes
- * over the bytes (a CRC of the ciphertext, a digest of the plaintext) run on
- * each step while it is in the CPU's cache: @before (may be NULL) sees each
- * step's ciphertext, @after (may be NULL) its plaintext. 0; -EBADMSG when the
- * tag does not authenticate (@buf is wiped; @after has seen bytes that must
- * not be used); a callback's negative return stops there with it; -ENOMEM.
+ * The same in place, in steps of at most @step bytes, so that another pass
+ * over the plaintext (its digest) runs on each step while it is in the CPU's
+ * cache: @after (may be NULL) sees each step's plaintext. 0; -EBADMSG when
+ * the tag does not authenticate: @buf then holds the ciphertext again (the
+ * caller may look at what arrived, e.g. its CRC, to say why) and @after has
+ * seen bytes that must not be used; a callback's negative return stops there
+ * with it (@buf is then part plaintext); -EIO or -ENOMEM from the library
+ * (@buf wiped where it was touched).
  */
 typedef int (*fetch_pbs_gcm_step_fn)(void *arg, const uint8_t *bytes, size_t len);
 int fetch_pbs_gcm_decrypt_steps(const uint8_t key[32], const uint8_t iv[16], const uint8_t tag[16],
-                                uint8_t *buf, size_t len, size_t step, fetch_pbs_gcm_step_fn before,
-                                fetch_pbs_gcm_step_fn after, void *arg);
+                                uint8_t *buf, size_t len, size_t step, fetch_pbs_gcm_step_fn after,
+                                void *arg);

@@ -469,7 +469,8 @@ static int decode_with(const struct fetch_pbs_key *key, const uint8_t *blob, siz
 
 /* Encrypted blobs decrypt with the right key, to the right bytes, and
  * otherwise fail: a wrong key, a flipped byte of the ciphertext (CRC fixed
- * or not), a flipped tag, a digest that is not keyed with the key's id. */
+ * or not: the message tells which), a flipped tag, a digest that is not
+ * keyed with the key's id; a wrong stored CRC alone does not matter. */
 static void decrypted(void **state)
 {
     /* an unprotected key file: the key is 0, 1, ..., 31 */
@@ -506,15 +507,32 @@ static void decrypted(void **state)
                          -EBADMSG);
         assert_non_null(strstr(err.msg, "digest"));
 
-        blob[len - 1] ^= 1; /* the CRC catches it */
+        /* a stored CRC that is wrong, over ciphertext the tag proves: the
+         * bytes are right (the CRC is read only to explain a failed tag) */
+        blob[8] ^= 1;
+        assert_int_equal(decode_with(&key, blob, len, sizeof(data), digest, &d, &err), 0);
+        assert_memory_equal(d.bytes, data, sizeof(data));
+        fetch_data_release(&d);
+        blob[8] ^= 1;
+
+        blob[len - 1] ^= 1; /* the tag fails, and the CRC says why */
         assert_int_equal(decode_with(&key, blob, len, sizeof(data), digest, &d, &err), -EBADMSG);
-        fx_put_le32(blob + 8, fx_crc32(blob + 44, len - 44)); /* now the tag does */
+        assert_non_null(strstr(err.msg, "CRC-32 mismatch"));
+        /* with the CRC made to fit, the tag alone: the CRC is taken of the
+         * ciphertext put back after the failed decryption (a CRC of the
+         * decrypted garbage would not match) */
+        fx_put_le32(blob + 8, fx_crc32(blob + 44, len - 44));
         assert_int_equal(decode_with(&key, blob, len, sizeof(data), digest, &d, &err), -EBADMSG);
         assert_non_null(strstr(err.msg, "does not authenticate"));
         blob[len - 1] ^= 1;
         fx_put_le32(blob + 8, fx_crc32(blob + 44, len - 44));
         blob[30] ^= 0x40; /* the tag (not covered by the CRC) */
         assert_int_equal(decode_with(&key, blob, len, sizeof(data), digest, &d, &err), -EBADMSG);
+        assert_non_null(strstr(err.msg, "does not authenticate"));
+        blob[30] ^= 0x40;
+        /* a wrong key: its garbage put back to the ciphertext, whose CRC fits */
+        assert_int_equal(decode_with(&other, blob, len, sizeof(data), NULL, &d, &err), -EBADMSG);
+        assert_non_null(strstr(err.msg, "does not authenticate"));
         free(blob);
     }
     free(cat);

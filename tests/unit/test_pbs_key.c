@@ -382,13 +382,83 @@ static void pbs_known_answers(void **state)
     free(data);
 }
 
+/* Counts the plaintext steps decrypt_steps() shows. */
+static int count_step(void *arg, const uint8_t *bytes, size_t len)
+{
+    (void)bytes;
+    *(size_t *)arg += len;
+    return 0;
+}
+
+/*
+ * In-place decryption in steps: the plaintext with the right tag; with a
+ * flipped tag, a flipped ciphertext byte or another key, -EBADMSG and the
+ * buffer holding exactly the ciphertext again (for the caller's CRC), at
+ * lengths around the step and OpenSSL's block.
+ */
+static void decrypt_steps_put_back(void **state)
+{
+    const size_t lens[] = {1, 15, 16, 17, 4095, 4096, 70001};
+    uint8_t key[32], other[32], iv[16];
+    (void)state;
+    fx_fill_random(key, sizeof(key), 21);
+    memcpy(other, key, sizeof(other));
+    other[31] ^= 0x80;
+    fx_fill_random(iv, sizeof(iv), 22);
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        size_t len = lens[i], blen, seen = 0;
+        uint8_t *data = fx_malloc(len), *blob, *ct, *buf = fx_malloc(len);
+        fx_fill_random(data, len, (unsigned)(30 + i));
+        blob = fx_blob_encrypted(key, iv, data, len, false, &blen);
+        assert_int_equal(blen, 44 + len);
+        ct = blob + 44; /* magic, CRC, IV, tag */
+        memcpy(buf, ct, len);
+        assert_int_equal(fetch_pbs_gcm_decrypt_steps(key, blob + 12, blob + 28, buf, len, 4096,
+                                                     count_step, &seen),
+                         0);
+        assert_memory_equal(buf, data, len);
+        assert_int_equal(seen, len);
+
+        blob[28] ^= 1; /* the tag */
+        memcpy(buf, ct, len);
+        assert_int_equal(
+            fetch_pbs_gcm_decrypt_steps(key, blob + 12, blob + 28, buf, len, 4096, NULL, NULL),
+            -EBADMSG);
+        assert_memory_equal(buf, ct, len);
+        blob[28] ^= 1;
+
+        memcpy(buf, ct, len);
+        buf[len / 2] ^= 4; /* a ciphertext byte: the damaged ciphertext comes back */
+        assert_int_equal(
+            fetch_pbs_gcm_decrypt_steps(key, blob + 12, blob + 28, buf, len, 0, NULL, NULL),
+            -EBADMSG);
+        assert_int_equal(buf[len / 2], ct[len / 2] ^ 4);
+        buf[len / 2] ^= 4;
+        assert_memory_equal(buf, ct, len);
+
+        memcpy(buf, ct, len);
+        assert_int_equal(
+            fetch_pbs_gcm_decrypt_steps(other, blob + 12, blob + 28, buf, len, 4096, NULL, NULL),
+            -EBADMSG);
+        assert_memory_equal(buf, ct, len);
+        free(data);
+        free(blob);
+        free(buf);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(official_keys),      cmocka_unit_test(wrong_password),
-        cmocka_unit_test(damaged_files),      cmocka_unit_test(unprotected),
-        cmocka_unit_test(keyed_holes),        cmocka_unit_test(hmac_and_fingerprints),
-        cmocka_unit_test(manifest_signature), cmocka_unit_test(pbs_known_answers),
+        cmocka_unit_test(official_keys),
+        cmocka_unit_test(wrong_password),
+        cmocka_unit_test(damaged_files),
+        cmocka_unit_test(unprotected),
+        cmocka_unit_test(keyed_holes),
+        cmocka_unit_test(hmac_and_fingerprints),
+        cmocka_unit_test(manifest_signature),
+        cmocka_unit_test(pbs_known_answers),
+        cmocka_unit_test(decrypt_steps_put_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
