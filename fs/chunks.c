@@ -456,15 +456,24 @@ void fs_chunks_batch_end(struct fs_chunks *c)
         cache_disk_batch_end(c->disk);
 }
 
-bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)
+/* Whether @e's chunk is on disk (at @e's length); @prefetch: its file is
+ * then read into the page cache in the background (cache_disk_prefetch). */
+static bool on_disk(struct fs_chunks *c, const struct fetch_extent *e, bool prefetch)
 {
     struct cache_disk_handle *h = NULL;
     bool yes;
     if (!c->disk || cache_disk_lookup(c->disk, fs_chunks_cache_algo(e->algo), e->digest, &h) <= 0)
         return false;
     yes = cache_disk_handle_len(h) == e->length;
+    if (yes && prefetch)
+        cache_disk_prefetch(c->disk, h);
     cache_disk_release(c->disk, h);
     return yes;
+}
+
+bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)
+{
+    return on_disk(c, e, false);
 }
 
 /*
@@ -475,15 +484,7 @@ bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)
  */
 static bool disk_hint(struct fs_chunks *c, const struct fetch_extent *e)
 {
-    struct cache_disk_handle *h = NULL;
-    bool yes;
-    if (!c->disk || cache_disk_lookup(c->disk, fs_chunks_cache_algo(e->algo), e->digest, &h) <= 0)
-        return false;
-    yes = cache_disk_handle_len(h) == e->length;
-    if (yes)
-        cache_disk_prefetch(c->disk, h);
-    cache_disk_release(c->disk, h);
-    return yes;
+    return on_disk(c, e, true);
 }
 
 bool fs_chunks_hint_disk(struct fs_chunks *c, const struct fetch_extent *e)
