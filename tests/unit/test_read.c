@@ -421,17 +421,38 @@ static void sequential_reads_read_ahead(void **state)
     complete_all();
 }
 
+/* The bytes of chunks 12..17 while holes_begin() has made them holes. */
+static uint8_t *holes_saved;
+
+/* per_test(), with chunks 12..17 of the shared image made holes (zero
+ * extents, zero bytes); holes_end() puts them back whether the test passed
+ * or not, so that no later test sees them. */
+static int holes_begin(void **state)
+{
+    int r = per_test(state);
+    holes_saved = fx_memdup(fi.source + 12 * MIB, 6 * MIB);
+    for (size_t i = 12; i < 18; i++)
+        fi.extents[i].zero = true;
+    memset(fi.source + 12 * MIB, 0, 6 * MIB);
+    return r;
+}
+
+static int holes_end(void **state)
+{
+    for (size_t i = 12; i < 18; i++)
+        fi.extents[i].zero = false;
+    memcpy(fi.source + 12 * MIB, holes_saved, 6 * MIB);
+    free(holes_saved);
+    holes_saved = NULL;
+    return per_test_end(state);
+}
+
 /* Windows count bytes of data: holes are looked past (they take no memory
  * and no fetch), and a reader that skips holes (cp with SEEK_DATA) goes on
  * with its stream instead of starting one with no window. */
 static void readahead_across_holes(void **state)
 {
     (void)state;
-    uint8_t *saved = fx_memdup(fi.source + 12 * MIB, 6 * MIB);
-    for (size_t i = 12; i < 18; i++)
-        fi.extents[i].zero = true;
-    memset(fi.source + 12 * MIB, 0, 6 * MIB);
-
     read_at(10 * MIB, MIB / 2);
     complete_all();
     check_reply(10 * MIB, MIB / 2);
@@ -459,11 +480,6 @@ static void readahead_across_holes(void **state)
     assert_int_equal(fake_jobs[job_of(22)].prio, FETCH_PRIO_READAHEAD);
     assert_true(job_of(23) >= 0);
     complete_all();
-
-    for (size_t i = 12; i < 18; i++)
-        fi.extents[i].zero = false;
-    memcpy(fi.source + 12 * MIB, saved, 6 * MIB);
-    free(saved);
 }
 
 static void readahead_bounded_by_memory(void **state)
@@ -493,8 +509,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(watchdog_logs_stuck_reads, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(bad_chunk_fails_the_read, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(sequential_reads_read_ahead, per_test, per_test_end),
+        cmocka_unit_test_setup_teardown(readahead_across_holes, holes_begin, holes_end),
+        /* after the holes test: sees chunks 12..17 as data again */
         cmocka_unit_test_setup_teardown(readahead_bounded_by_memory, per_test, per_test_end),
-        cmocka_unit_test_setup_teardown(readahead_across_holes, per_test, per_test_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
