@@ -93,6 +93,7 @@ int fetch_pbs_gcm_decrypt_steps(const uint8_t key[32], const uint8_t iv[16], con
                                 void *arg)
 {
     EVP_CIPHER_CTX *ctx = gcm_start(key, iv);
+    bool forged = false; /* all of @buf decrypted, and the tag refused it */
     int r = 0;
     if (!ctx)
         return -ENOMEM;
@@ -106,10 +107,12 @@ int fetch_pbs_gcm_decrypt_steps(const uint8_t key[32], const uint8_t iv[16], con
         else if (after)
             r = after(arg, buf + off, n);
     }
-    if (r == 0 && !gcm_finish(ctx, tag))
+    if (r == 0 && !gcm_finish(ctx, tag)) {
         r = -EBADMSG;
+        forged = true;
+    }
     EVP_CIPHER_CTX_free(ctx);
-    if (r == -EBADMSG) {
+    if (forged) {
         int e = gcm_restore(key, iv, buf, len);
         if (e < 0)
             r = e;
