@@ -243,8 +243,9 @@ static int enc_after(void *arg, const uint8_t *bytes, size_t len)
  * The CRC is read only when the tag does not authenticate: GCM's tag proves
  * the ciphertext, so a CRC of it on every chunk would be a pass for nothing
  * (AES-256-GCM decrypts 4.5 GB/s alone, 4.1-4.2 with it, in a test program:
- * 2-3% of an encrypted read's CPU), as it is with a digest for plain blobs. When the tag fails, the
- * ciphertext is put back and its CRC tells damage (a mismatch) from a wrong key.
+ * 2-3% of an encrypted read's CPU), as it is with a digest for plain blobs.
+ * When the tag fails, the ciphertext is put back and its CRC tells damage (a
+ * mismatch) from a wrong key.
  */
 static int decode_encrypted(void *raw, size_t raw_len, bool zstd,
                             const struct fetch_blob_expect *exp, fetch_data *ret, fetch_error *err)
