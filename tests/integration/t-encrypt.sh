@@ -5,8 +5,9 @@
 # cryptography), read through real mounts with --keyfile: images byte-exact
 # with their holes, config blobs, pxar archives, key files of each KDF and
 # each way of giving a password; a wrong password, another key, no key, a
-# flipped byte of ciphertext or tag, a changed signed manifest: each gives
-# its clear error and never a wrong byte. Decrypted chunks are cached under
+# flipped byte of ciphertext (the log telling damage from a failed tag) or
+# tag, a changed signed manifest: each gives its clear error and never a
+# wrong byte; a flipped stored CRC alone does not matter. Decrypted chunks are cached under
 # keyed digests and serve a later mount without the store.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -159,17 +160,23 @@ ok "another key: a sign-only image still reads, its signature noted as not check
 lazyimg_umount "$M"
 
 # --- damaged ciphertext or tag: EIO for that chunk only -------------------------
-# tamper MODE CHUNK: flips a byte of the ciphertext (the CRC made to match, so
-# that only AES-GCM's authentication can catch it) or of the tag.
+# tamper MODE CHUNK: flips a byte of the ciphertext with the CRC made to match,
+# so that only AES-GCM's authentication can catch it (ct), or left as it was,
+# so that the CRC (read only when the tag fails) tells damage (ctraw); a byte
+# of the tag (tag); or a byte of the stored CRC alone, over ciphertext the
+# tag proves (crc: the chunk reads).
 tamper() {
     python3 - "$1" "$2" <<'EOF' || fail "tamper $1 $2 failed"
 import struct, sys, zlib
 mode, path = sys.argv[1], sys.argv[2]
 b = bytearray(open(path, "rb").read())
 assert b[:8] in (bytes([123, 103, 133, 190, 34, 45, 76, 240]), bytes([230, 89, 27, 191, 11, 191, 216, 11]))
-if mode == "ct":
+if mode in ("ct", "ctraw"):
     b[44 + (len(b) - 44) // 2] ^= 0x01
-    b[8:12] = struct.pack("<I", zlib.crc32(bytes(b[44:])))
+    if mode == "ct":
+        b[8:12] = struct.pack("<I", zlib.crc32(bytes(b[44:])))
+elif mode == "crc":
+    b[9] ^= 0x10
 else:
     b[28 + 5] ^= 0x80
 open(path, "wb").write(bytes(b))
@@ -178,16 +185,23 @@ EOF
 # two data chunks of the 64 KiB image, used once each, not the first
 mapfile -t ds < <(fidx_digests "$S/$SMALL.fidx" | sort | uniq -u | head -8)
 ((${#ds[@]} >= 2)) || fail "test setup: the 64 KiB image has too few distinct chunks"
-for mode in ct tag; do
+for mode in ct ctraw tag crc; do
     d=${ds[0]}
     [[ $mode == tag ]] && d=${ds[1]}
     n=$(fidx_digests "$S/$SMALL.fidx" | grep -nx "$d" | cut -d: -f1)
     idx=$((n - 1))
     cp "$(chunk_path "$S" "$d")" "$d.orig"
     tamper $mode "$(chunk_path "$S" "$d")"
-    lazyimg_mount "$S" "$M" --no-cache --keyfile key-none.json
-    expect_err "flipped $mode byte: reading its chunk fails with EIO" "Input/output error" \
-        read_range "$M/$SMALL" $((idx * 65536)) 65536
+    lazyimg_mount_fg "$S" "$M" "tamper-$mode.log" -- --no-cache --keyfile key-none.json
+    if [[ $mode == crc ]]; then
+        cmp -s <(read_range small.raw $((idx * 65536)) 65536) <(read_range "$M/$SMALL" $((idx * 65536)) 65536) ||
+            fail "flipped stored CRC alone: the chunk (its ciphertext authentic) does not read byte-exact" \
+                "$(cat tamper-$mode.log)"
+        ok "flipped stored CRC alone: the chunk reads byte-exact (the tag proves the ciphertext)"
+    else
+        expect_err "flipped $mode byte: reading its chunk fails with EIO" "Input/output error" \
+            read_range "$M/$SMALL" $((idx * 65536)) 65536
+    fi
     size=$(stat -c %s small.raw)
     other=$(((idx + 3) * 65536 < size ? idx + 3 : idx - 3))
     cmp -s <(read_range small.raw $((other * 65536)) 65536) <(read_range "$M/$SMALL" $((other * 65536)) 65536) ||
@@ -195,6 +209,18 @@ for mode in ct tag; do
     ok "flipped $mode byte: the other chunks still read byte-exact"
     lazyimg_umount "$M"
     cp "$d.orig" "$(chunk_path "$S" "$d")"
+    # the log says why: damage (the CRC of what arrived does not match) or
+    # a tag that does not authenticate (the CRC made to match, or the tag)
+    why="does not authenticate"
+    [[ $mode == ctraw ]] && why="CRC-32 mismatch"
+    if [[ $mode == crc ]]; then
+        ! grep -qE "CRC-32 mismatch|does not authenticate" "tamper-$mode.log" ||
+            fail "flipped stored CRC alone: the log reports an error" "$(cat tamper-$mode.log)"
+    else
+        grep -qF "$why" "tamper-$mode.log" ||
+            fail "flipped $mode byte: the log does not say \"$why\"" "$(cat tamper-$mode.log)"
+        ok "flipped $mode byte: the log says \"$why\""
+    fi
 done
 
 # --- find with the key ----------------------------------------------------------
