@@ -15,7 +15,9 @@
  * known answers of Proxmox Backup's own tests (proxmox-backup
  * tests/blob_writer.rs, pbs-key-config fingerprint_checks, pbs-datastore
  * manifest.rs test_manifest_signature; values only, read from the public
- * sources): a keyed digest, a fingerprint, a manifest signature.
+ * sources): a keyed digest, a fingerprint, a manifest signature. In-place
+ * decryption in steps gives the plaintext, and on a refused tag puts back
+ * exactly the ciphertext it was given (blob.c takes its CRC then).
  */
 #include <setjmp.h>
 #include <stdarg.h>
