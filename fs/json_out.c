@@ -18,7 +18,7 @@ int fs_json_write(FILE *f, struct json_object *o, int flags)
     for (run = s; *s;) {
         const unsigned char *u = (const unsigned char *)s;
         size_t n = u[0] < 0x80 ? 1 : fs_utf8_len(u, (size_t)(end - s));
-        if (n == 2 && u[0] == 0xC2 && u[1] <= 0x9F) {
+        if (fs_utf8_is_c1(u, n)) {
             /* U+0080..U+009F: a C1 control */
             fwrite(run, 1, (size_t)(s - run), f);
             fprintf(f, "\\u%04x", u[1]);

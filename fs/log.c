@@ -44,9 +44,7 @@ size_t fs_utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
-/* A C1 control (U+0080..U+009F, C2 80..C2 9F), which some terminals obey
- * like ESC [. */
-static bool is_c1(const unsigned char *s, size_t len)
+bool fs_utf8_is_c1(const unsigned char *s, size_t len)
 {
     return len == 2 && s[0] == 0xc2 && s[1] <= 0x9f;
 }
@@ -64,7 +62,7 @@ size_t fs_escape(const char *s, char *buf, size_t size)
 
         if (p[i] >= 0x20 && p[i] < 0x7f) {
             i++;
-        } else if ((u = fs_utf8_len(p + i, n - i)) && !is_c1(p + i, u)) {
+        } else if ((u = fs_utf8_len(p + i, n - i)) && !fs_utf8_is_c1(p + i, u)) {
             plen = u;
             i += u;
         } else {

@@ -37,6 +37,11 @@ size_t fs_escape(const char *s, char *buf, size_t size);
  */
 size_t fs_utf8_len(const unsigned char *s, size_t n);
 
+/* Whether the sequence of @len bytes at @s (from fs_utf8_len()) is a C1
+ * control (U+0080..U+009F, C2 80..C2 9F), which some terminals obey like
+ * ESC [. */
+bool fs_utf8_is_c1(const unsigned char *s, size_t len);
+
 /* Formats and writes one message; the formatted text is passed through
  * fs_escape(), so arguments cannot inject control sequences or lines. */
 __attribute__((format(printf, 2, 3))) void fs_log(enum fs_log_level level, const char *fmt, ...);
