@@ -174,9 +174,11 @@ size_t cache_disk_handle_len(const struct cache_disk_handle *h);
  * Asks the kernel to start reading the chunk's file into the page cache
  * (POSIX_FADV_WILLNEED) without waiting for it, so that a later
  * cache_disk_read() of a prefetched chunk does not wait for the disk.
- * A hint: failures are ignored.
+ * A hint: failures are ignored. Not for a chunk that cache_disk_load()
+ * would read with O_DIRECT (its pages would be read twice, the page cache's
+ * copy for nothing): false then, true when hinted.
  */
-void cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h);
+bool cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h);
 
 /*
  * Reads [@off, @off + @len) of the chunk into @buf after checking the CRC of
@@ -187,6 +189,19 @@ void cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h);
  */
 int cache_disk_read(struct cache_disk *c, struct cache_disk_handle *h, uint64_t off, size_t len,
                     void *buf);
+
+/*
+ * Reads the whole chunk into @buf, as cache_disk_read() does (the same
+ * checks, the same results), for a chunk about to be kept in memory. Where
+ * the file's pages are not all in the page cache, the chunk is large (1 MiB
+ * or more), @buf and the chunk's place in its file are page-aligned and the
+ * filesystem allows, its whole pages are read with O_DIRECT: into @buf from
+ * the disk, without filling page-cache pages that nothing would read again
+ * and copying out of them (counted in direct_reads). Otherwise, or when the
+ * filesystem refuses O_DIRECT (then never again for this cache), it reads
+ * through the page cache.
+ */
+int cache_disk_load(struct cache_disk *c, struct cache_disk_handle *h, void *buf);
 
 /* Drops a handle from lookup. NULL-safe. */
 void cache_disk_release(struct cache_disk *c, struct cache_disk_handle *h);
@@ -235,6 +250,7 @@ struct cache_disk_stats {
     uint64_t insert_stalled; /* ... and gave up (-EAGAIN) */
     uint64_t sqlite_writes;  /* committed write transactions */
     uint64_t direct_inserts; /* files written with O_DIRECT (the rest: page cache) */
+    uint64_t direct_reads;   /* chunks loaded with O_DIRECT (cache_disk_load) */
     uint64_t enospc;         /* inserts dropped because the cache filesystem is full */
     int last_insert_error;   /* -errno of the last failed insert, 0 if none */
 };

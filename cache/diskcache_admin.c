@@ -49,6 +49,7 @@ void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret)
     s.bad_entries = atomic_load(&c->bad_entries);
     s.sqlite_writes = atomic_load(&c->sqlite_writes);
     s.direct_inserts = atomic_load(&c->direct_inserts);
+    s.direct_reads = atomic_load(&c->direct_reads);
     s.enospc = atomic_load(&c->enospc);
     s.insert_waits = atomic_load(&c->insert_waits);
     s.insert_stalled = atomic_load(&c->insert_stalled);

@@ -175,6 +175,8 @@ struct cache_disk {
     /* this process since open */
     _Atomic uint64_t hits, misses, inserts, insert_skipped, evictions, bad_entries;
     _Atomic uint64_t sqlite_writes, enospc, direct_inserts, insert_waits, insert_stalled;
+    _Atomic uint64_t direct_reads;
+    _Atomic bool no_direct_reads; /* the filesystem refused an O_DIRECT read */
     _Atomic int last_insert_error;
     _Atomic uint64_t tmp_counter;
 };

@@ -9,10 +9,26 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <isa-l/crc.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* The alignment O_DIRECT reads are given (offset, length, buffer), and the
+ * least a chunk has to be for one. */
+#define DIRECT_ALIGN ((uint64_t)4096)
+#define DIRECT_MIN ((uint64_t)1 << 20)
+
+/* Whether cache_disk_load() reads @h's chunk with O_DIRECT unless its pages
+ * are in the page cache already. */
+static bool direct_candidate(struct cache_disk *c, const struct cache_disk_handle *h)
+{
+    return !atomic_load_explicit(&c->no_direct_reads, memory_order_relaxed) &&
+           h->len >= DIRECT_MIN && h->base % DIRECT_ALIGN == 0;
+}
 
 /* ---- the table of open handles ----------------------------------------- */
 
@@ -462,10 +478,12 @@ size_t cache_disk_handle_len(const struct cache_disk_handle *h)
     return (size_t)h->len;
 }
 
-void cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h)
+bool cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h)
 {
-    (void)c;
+    if (direct_candidate(c, h))
+        return false;
     (void)posix_fadvise(h->fd, (off_t)h->base, (off_t)h->len, POSIX_FADV_WILLNEED);
+    return true;
 }
 
 void cache_disk_release(struct cache_disk *c, struct cache_disk_handle *h)
@@ -530,6 +548,22 @@ static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
     return (ssize_t)done;
 }
 
+/* Checks the CRCs of blocks [@from, @to) of the chunk, read into @dst
+ * (which holds the chunk's bytes from block @from on). */
+static int check_blocks(const struct cache_disk_handle *h, uint64_t from, uint64_t to,
+                        const uint8_t *dst)
+{
+    uint64_t start = from * CACHE_DISK_BLOCK;
+    uint64_t end = to * CACHE_DISK_BLOCK < h->len ? to * CACHE_DISK_BLOCK : h->len;
+    for (uint64_t b = from; b < to; b++) {
+        uint64_t off = b * CACHE_DISK_BLOCK - start;
+        uint64_t n = end - start - off < CACHE_DISK_BLOCK ? end - start - off : CACHE_DISK_BLOCK;
+        if (crc32_gzip_refl(0, dst + off, n) != h->crcs[b])
+            return -EBADMSG;
+    }
+    return 0;
+}
+
 /* Reads blocks [@from, @to) of the chunk into @dst and checks their CRCs. */
 static int read_blocks(const struct cache_disk_handle *h, uint64_t from, uint64_t to, uint8_t *dst)
 {
@@ -540,13 +574,86 @@ static int read_blocks(const struct cache_disk_handle *h, uint64_t from, uint64_
         return (int)got;
     if ((uint64_t)got != end - start)
         return -EBADMSG; /* the file is shorter than its row says */
-    for (uint64_t b = from; b < to; b++) {
-        uint64_t off = b * CACHE_DISK_BLOCK - start;
-        uint64_t n = end - start - off < CACHE_DISK_BLOCK ? end - start - off : CACHE_DISK_BLOCK;
-        if (crc32_gzip_refl(0, dst + off, n) != h->crcs[b])
-            return -EBADMSG;
+    return check_blocks(h, from, to, dst);
+}
+
+/* Whether every page of [@off, @off + @len) of @fd is in the page cache: the
+ * residency of a mapping never touched (mincore), so nothing is read. */
+static bool in_page_cache(int fd, uint64_t off, uint64_t len)
+{
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), first = off / page * page;
+    size_t maplen = (size_t)(off + len - first), npages = (maplen + page - 1) / page;
+    unsigned char vec[256];
+    bool all = true;
+    uint8_t *map = mmap(NULL, maplen, PROT_READ, MAP_SHARED, fd, (off_t)first);
+    if (map == MAP_FAILED)
+        return true; /* unknown: the page cache path is always right */
+    for (size_t i = 0; i < npages && all; i += sizeof(vec)) {
+        size_t n = npages - i < sizeof(vec) ? npages - i : sizeof(vec);
+        size_t bytes = n * page < maplen - i * page ? n * page : maplen - i * page;
+        if (mincore(map + i * page, bytes, vec) < 0)
+            break;
+        for (size_t k = 0; k < n && all; k++)
+            all = vec[k] & 1;
     }
-    return 0;
+    munmap(map, maplen);
+    return all;
+}
+
+/*
+ * Reads the chunk's whole pages into @dst with O_DIRECT, through a second
+ * descriptor of the same file (the handle's is shared with readers that go
+ * through the page cache), and the rest through the page cache. 1 when read
+ * (0 or -errno in @ret), 0 when O_DIRECT cannot be used (nothing read).
+ */
+static int read_direct(struct cache_disk *c, const struct cache_disk_handle *h, uint8_t *dst,
+                       int *ret)
+{
+    uint64_t body = h->len / DIRECT_ALIGN * DIRECT_ALIGN;
+    char path[32];
+    ssize_t got;
+    int fd;
+
+    if (!direct_candidate(c, h) || (uintptr_t)dst % DIRECT_ALIGN ||
+        in_page_cache(h->fd, h->base, h->len))
+        return 0;
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", h->fd);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_DIRECT);
+    if (fd < 0) {
+        if (errno == EINVAL) /* the filesystem has no O_DIRECT */
+            atomic_store(&c->no_direct_reads, true);
+        return 0;
+    }
+    got = pread_full(fd, dst, (size_t)body, h->base);
+    close(fd);
+    if (got == -EINVAL) {
+        /* an alignment this device does not take: the page cache from now on */
+        atomic_store(&c->no_direct_reads, true);
+        return 0;
+    }
+    if (got >= 0 && (uint64_t)got == body && body < h->len) {
+        /* the partial last page */
+        ssize_t tail = pread_full(h->fd, dst + body, (size_t)(h->len - body), h->base + body);
+        got = tail < 0 ? tail : got + tail;
+    }
+    if (got < 0)
+        *ret = (int)got;
+    else if ((uint64_t)got != h->len)
+        *ret = -EBADMSG; /* the file is shorter than its row says */
+    else
+        *ret = check_blocks(h, 0, h->nblocks, dst);
+    atomic_fetch_add(&c->direct_reads, 1);
+    return 1;
+}
+
+int cache_disk_load(struct cache_disk *c, struct cache_disk_handle *h, void *buf)
+{
+    int r;
+    if (!read_direct(c, h, buf, &r))
+        return cache_disk_read(c, h, 0, (size_t)h->len, buf);
+    if (r == -EBADMSG && !entry_bad(c, h))
+        r = -ESTALE;
+    return r;
 }
 
 int cache_disk_read(struct cache_disk *c, struct cache_disk_handle *h, uint64_t off, size_t len,

@@ -157,7 +157,7 @@ static void disk_load_one(struct fs_chunks *c, const struct disk_load *d)
         cache_disk_release(c->disk, h);
         return;
     }
-    r = cache_disk_read(c->disk, h, 0, d->len, buf);
+    r = cache_disk_load(c->disk, h, buf);
     cache_disk_release(c->disk, h);
     if (r < 0) {
         if (r == -EBADMSG)
@@ -456,50 +456,51 @@ void fs_chunks_batch_end(struct fs_chunks *c)
         cache_disk_batch_end(c->disk);
 }
 
-/* Whether @e's chunk is on disk (at @e's length); @prefetch: its file is
- * then read into the page cache in the background (cache_disk_prefetch). */
-static bool on_disk(struct fs_chunks *c, const struct fetch_extent *e, bool prefetch)
+/* Whether @e's chunk is on disk (at @e's length). @ret_hinted, if not NULL:
+ * its file is then read into the page cache in the background, unless the
+ * disk loaders will read it with O_DIRECT (cache_disk_prefetch); whether it
+ * was. */
+static bool on_disk(struct fs_chunks *c, const struct fetch_extent *e, bool *ret_hinted)
 {
     struct cache_disk_handle *h = NULL;
     bool yes;
     if (!c->disk || cache_disk_lookup(c->disk, fs_chunks_cache_algo(e->algo), e->digest, &h) <= 0)
         return false;
     yes = cache_disk_handle_len(h) == e->length;
-    if (yes && prefetch)
-        cache_disk_prefetch(c->disk, h);
+    if (yes && ret_hinted)
+        *ret_hinted = cache_disk_prefetch(c->disk, h);
     cache_disk_release(c->disk, h);
     return yes;
 }
 
 bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)
 {
-    return on_disk(c, e, false);
+    return on_disk(c, e, NULL);
 }
 
 /*
- * Readahead of a chunk on disk: its file is read into the page cache in the
- * background, so that the reader's synchronous read of it (fs_chunks_peek)
- * finds it there. Without this, a warm read of small chunks waits for the
- * disk once per chunk. true if the chunk is on disk.
+ * Readahead of a chunk on disk further on: its file is read into the page
+ * cache in the background, so that the reader's synchronous read of it
+ * (fs_chunks_peek) or a loader's finds it there. Without this, a warm read of
+ * small chunks waits for the disk once per chunk. Large chunks are left to
+ * the loaders' O_DIRECT reads. true if the chunk is on disk.
  */
-static bool disk_hint(struct fs_chunks *c, const struct fetch_extent *e)
-{
-    return on_disk(c, e, true);
-}
-
 bool fs_chunks_hint_disk(struct fs_chunks *c, const struct fetch_extent *e)
 {
+    bool hinted = false;
     if (cache_mem_contains(c->mem, fs_chunks_cache_algo(e->algo), e->digest))
         return true;
-    if (!disk_hint(c, e))
+    if (!on_disk(c, e, &hinted))
         return false;
-    atomic_fetch_add(&c->disk_hints, 1);
+    if (hinted)
+        atomic_fetch_add(&c->disk_hints, 1);
     return true;
 }
 
 static bool disk_prefetch(struct fs_chunks *c, const struct fetch_extent *e)
 {
-    if (!disk_hint(c, e))
+    bool hinted;
+    if (!on_disk(c, e, &hinted))
         return false;
     disk_load_queue(c, e);
     return true;

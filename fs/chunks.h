@@ -36,7 +36,7 @@ struct fs_chunks_stats {
     uint64_t load_bytes;  /* plaintext bytes of loaded chunks */
     uint64_t disk_hits;   /* reads answered from the disk cache */
     uint64_t disk_loads;  /* chunks read ahead from the disk cache into memory */
-    uint64_t disk_hints;  /* cached chunks further on hinted to the kernel */
+    uint64_t disk_hints;  /* cached chunks further on hinted to the kernel (small ones) */
     uint64_t disk_bad;    /* disk cache entries that failed their check */
     uint64_t not_cached;  /* loaded chunks the disk cache refused: its writer stalled */
     struct cache_mem_stats mem;
@@ -126,7 +126,8 @@ bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e);
 /* If the disk cache holds chunk @e, has the kernel start reading its bytes
  * into the page cache (POSIX_FADV_WILLNEED): for chunks a reader will want
  * after those fs_chunks_want() brings into memory. No memory of ours, no
- * fetch. Whether the disk cache holds it (or memory does). */
+ * fetch; no hint for a chunk the loaders will read with O_DIRECT
+ * (cache_disk_prefetch). Whether the disk cache holds it (or memory does). */
 bool fs_chunks_hint_disk(struct fs_chunks *c, const struct fetch_extent *e);
 
 /* Around a run of fs_chunks_want() calls on one thread (a readahead of many

@@ -167,6 +167,7 @@ static json_object *cache_json(const struct fs_ctx *ctx)
             add_u64(d, "enospc", ds.enospc);
             add_u64(d, "sqlite_writes", ds.sqlite_writes);
             add_u64(d, "direct_writes", ds.direct_inserts);
+            add_u64(d, "direct_reads", ds.direct_reads);
             add_u64(d, "not_handed_over", st.not_cached);
         }
         json_object_object_add(o, "disk", d);

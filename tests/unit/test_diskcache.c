@@ -1305,6 +1305,103 @@ static void test_direct_writes(void **state)
     cache_disk_close(c);
 }
 
+/* Writes @path's dirty pages and drops all of them from the page cache. */
+static void evict(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(fsync(fd), 0);
+    assert_int_equal(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    close(fd);
+}
+
+/* Loads @ch (looked up) into @buf: cache_disk_load()'s result. */
+static int load(struct cache_disk *c, const struct chunk *ch, uint8_t *buf)
+{
+    struct cache_disk_handle *h = NULL;
+    int r;
+    assert_int_equal(cache_disk_lookup(c, ch->algo, ch->key, &h), 1);
+    r = cache_disk_load(c, h, buf);
+    cache_disk_release(c, h);
+    return r;
+}
+
+/*
+ * A large chunk whose pages are not in the page cache is loaded with
+ * O_DIRECT where the filesystem allows (and not hinted into the page cache
+ * first): its bytes arrive checked, its file's pages stay out of the page
+ * cache but the partial last one, and a corrupt block is refused as on the
+ * page cache path. A chunk all in the page cache, a buffer not on a page and
+ * a chunk under 1 MiB go through the page cache.
+ */
+static void test_direct_loads(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk big = make_chunk(2 * MIB + 4096 + 100, 1400), bad = make_chunk(MIB, 1401);
+    struct chunk small = make_chunk(MIB - 4096, 1402);
+    bool bypasses, direct = direct_supported(f->dir, &bypasses);
+    struct cache_disk_handle *h = NULL;
+    void *mem = NULL;
+    uint8_t *buf;
+    char path[512];
+    uint64_t before;
+
+    assert_int_equal(posix_memalign(&mem, 4096, big.len + 4096), 0);
+    buf = mem;
+    insert(c, &big);
+    insert(c, &bad);
+    insert(c, &small);
+    cache_disk_sync(c);
+
+    data_path(f->dir, &big, path, sizeof(path));
+    evict(path);
+    assert_int_equal(cache_disk_lookup(c, big.algo, big.key, &h), 1);
+    assert_int_equal(cache_disk_prefetch(c, h), !direct);
+    cache_disk_release(c, h);
+    if (bypasses)
+        assert_int_equal(resident_pages(path, false), 0);
+    assert_int_equal(load(c, &big, buf), 0);
+    assert_memory_equal(buf, big.bytes, big.len);
+    assert_int_equal(stats(c).direct_reads, direct ? 1 : 0);
+    if (bypasses)
+        assert_true(resident_pages(path, false) <= 1);
+
+    /* all its pages in the page cache (read by someone else): from there */
+    assert_int_equal(check_chunk(c, &big), 1);
+    if (bypasses)
+        assert_int_equal(resident_pages(path, false), (long)((big.len + 4095) / 4096));
+    memset(buf, 0, big.len);
+    assert_int_equal(load(c, &big, buf), 0);
+    assert_memory_equal(buf, big.bytes, big.len);
+    /* a buffer not on a page: the page cache too */
+    evict(path);
+    assert_int_equal(load(c, &big, buf + 1), 0);
+    assert_memory_equal(buf + 1, big.bytes, big.len);
+    data_path(f->dir, &small, path, sizeof(path));
+    evict(path);
+    assert_int_equal(load(c, &small, buf), 0);
+    assert_memory_equal(buf, small.bytes, small.len);
+    assert_int_equal(stats(c).direct_reads, direct ? 1 : 0);
+
+    /* a flipped byte on disk: refused, counted and dropped, whichever path */
+    data_path(f->dir, &bad, path, sizeof(path));
+    flip_byte(path, 3 * CACHE_DISK_BLOCK + 5);
+    evict(path);
+    before = stats(c).direct_reads;
+    assert_int_equal(load(c, &bad, buf), -EBADMSG);
+    assert_int_equal(stats(c).direct_reads - before, direct ? 1 : 0);
+    assert_int_equal(cache_disk_lookup(c, bad.algo, bad.key, &h), 0);
+    cache_disk_sync(c);
+    assert_int_equal(stats(c).bad_entries, 1);
+
+    free(mem);
+    free(big.bytes);
+    free(bad.bytes);
+    free(small.bytes);
+    cache_disk_close(c);
+}
+
 /* The writer goes on while the committer waits for the disk: batches queue
  * behind a commit whose fsync() stalls, and the writer's memory comes back;
  * the chunks written meanwhile are found and read before their commit. */
@@ -2632,6 +2729,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_min_age, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batched_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_loads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commits_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_under_stream, setup, teardown),
