@@ -620,7 +620,8 @@ static int read_direct(struct cache_disk *c, const struct cache_disk_handle *h, 
     snprintf(path, sizeof(path), "/proc/self/fd/%d", h->fd);
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_DIRECT);
     if (fd < 0) {
-        if (errno == EINVAL) /* the filesystem has no O_DIRECT */
+        /* no O_DIRECT on this filesystem (EINVAL), no /proc: not again */
+        if (errno != EMFILE && errno != ENFILE && errno != ENOMEM)
             atomic_store(&c->no_direct_reads, true);
         return 0;
     }
