@@ -174,11 +174,11 @@ size_t cache_disk_handle_len(const struct cache_disk_handle *h);
  * Asks the kernel to start reading the chunk's file into the page cache
  * (POSIX_FADV_WILLNEED) without waiting for it, so that a later
  * cache_disk_read() of a prefetched chunk does not wait for the disk.
- * A hint: failures are ignored. Not for a chunk that cache_disk_load()
- * would read with O_DIRECT (its pages would be read twice, the page cache's
- * copy for nothing): false then, true when hinted.
+ * A hint: failures are ignored. @loading: cache_disk_load() will read the
+ * chunk; if it would read it with O_DIRECT, no hint is given (the pages
+ * would be read twice, the page cache's copy for nothing). Whether it was.
  */
-bool cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h);
+bool cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h, bool loading);
 
 /*
  * Reads [@off, @off + @len) of the chunk into @buf after checking the CRC of

@@ -478,9 +478,9 @@ size_t cache_disk_handle_len(const struct cache_disk_handle *h)
     return (size_t)h->len;
 }
 
-bool cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h)
+bool cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h, bool loading)
 {
-    if (direct_candidate(c, h))
+    if (loading && direct_candidate(c, h))
         return false;
     (void)posix_fadvise(h->fd, (off_t)h->base, (off_t)h->len, POSIX_FADV_WILLNEED);
     return true;
@@ -600,6 +600,26 @@ static bool in_page_cache(int fd, uint64_t off, uint64_t len)
     return all;
 }
 
+/* pread() of @len bytes (whole pages) with O_DIRECT: bytes read (fewer at
+ * the end of the file), or -errno when the first read fails. */
+static ssize_t pread_direct(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && !done)
+            return -errno;
+        if (n <= 0)
+            break; /* an error past the start: the short read says it */
+        done += (size_t)n;
+        if ((uint64_t)n % DIRECT_ALIGN)
+            break; /* the end of the file, off a page */
+    }
+    return (ssize_t)done;
+}
+
 /*
  * Reads the chunk's whole pages into @dst with O_DIRECT, through a second
  * descriptor of the same file (the handle's is shared with readers that go
@@ -621,14 +641,15 @@ static int read_direct(struct cache_disk *c, const struct cache_disk_handle *h, 
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_DIRECT);
     if (fd < 0) {
         /* no O_DIRECT on this filesystem (EINVAL), no /proc: not again */
-        if (errno != EMFILE && errno != ENFILE && errno != ENOMEM)
+        if (errno != EMFILE && errno != ENFILE && errno != ENOMEM && errno != EINTR)
             atomic_store(&c->no_direct_reads, true);
         return 0;
     }
-    got = pread_full(fd, dst, (size_t)body, h->base);
+    got = pread_direct(fd, dst, (size_t)body, h->base);
     close(fd);
     if (got == -EINVAL) {
-        /* an alignment this device does not take: the page cache from now on */
+        /* an alignment this device does not take (its first read refused):
+         * the page cache from now on */
         atomic_store(&c->no_direct_reads, true);
         return 0;
     }

@@ -200,6 +200,13 @@ void *fetch_buf_alloc_skewed(size_t len, size_t skew)
         pthread_mutex_unlock(&lock);
     }
     __atomic_add_fetch(&heap_allocs, 1, __ATOMIC_RELAXED);
+    if (len >= FETCH_BUF_MIN && !pad) {
+        /* on a page all the same: a chunk larger than a slot, or any under
+         * AddressSanitizer, is then loaded from the disk cache with O_DIRECT
+         * too (free() and realloc() take it) */
+        void *p;
+        return posix_memalign(&p, FETCH_BUF_ALIGN, len) == 0 ? p : NULL;
+    }
     return malloc(len ? len : 1);
 }
 

@@ -40,7 +40,8 @@
 #define FETCH_BUF_SLOTS 256
 #define FETCH_BUF_WARM_MAX ((size_t)256 << 20)
 
-/* @len bytes, uninitialised; NULL on ENOMEM. */
+/* @len bytes, uninitialised; NULL on ENOMEM. From FETCH_BUF_MIN bytes on,
+ * on a FETCH_BUF_ALIGN boundary (slot or heap: O_DIRECT reads into it). */
 void *fetch_buf_alloc(size_t len);
 
 /* Page alignment that fetch_buf_alloc_skewed() aims for (O_DIRECT writes of
@@ -49,8 +50,8 @@ void *fetch_buf_alloc(size_t len);
 
 /* As fetch_buf_alloc(), placed so that the address @skew bytes in is
  * FETCH_BUF_ALIGN-aligned when the buffer comes from a slot (a hint: a heap
- * buffer has malloc's alignment). For an object whose payload follows a
- * @skew-byte header and is used in place. */
+ * buffer with a @skew off the alignment has malloc's). For an object whose
+ * payload follows a @skew-byte header and is used in place. */
 void *fetch_buf_alloc_skewed(size_t len, size_t skew);
 
 /* Like realloc(): the contents up to the smaller size are kept; NULL (and @p

@@ -382,19 +382,28 @@ static void cacher_take(struct fs_chunks *c, uint8_t algo, const uint8_t digest[
     cache_mem_release(c->mem, entry);
 }
 
+/* The disk cache's handle of @e's chunk (to release), or NULL: not there, or
+ * at another length (a digest that names other bytes than this extent's). */
+static struct cache_disk_handle *disk_handle(struct fs_chunks *c, const struct fetch_extent *e)
+{
+    struct cache_disk_handle *h = NULL;
+    if (!c->disk || cache_disk_lookup(c->disk, fs_chunks_cache_algo(e->algo), e->digest, &h) <= 0)
+        return NULL;
+    if (cache_disk_handle_len(h) != e->length) {
+        cache_disk_release(c->disk, h);
+        return NULL;
+    }
+    return h;
+}
+
 /* 1 and the bytes in @scratch when the disk cache has a good copy; 0 if not. */
 static int read_disk(struct fs_chunks *c, const struct fetch_extent *e, uint32_t off, size_t len,
                      uint8_t *scratch)
 {
-    struct cache_disk_handle *h = NULL;
+    struct cache_disk_handle *h = disk_handle(c, e);
     int r;
-    if (!c->disk || cache_disk_lookup(c->disk, fs_chunks_cache_algo(e->algo), e->digest, &h) <= 0)
+    if (!h)
         return 0;
-    if (cache_disk_handle_len(h) != e->length) {
-        /* the digest names other bytes than this extent's: not ours to serve */
-        cache_disk_release(c->disk, h);
-        return 0;
-    }
     r = cache_disk_read(c->disk, h, off, len, scratch);
     cache_disk_release(c->disk, h);
     if (r == -EBADMSG)
@@ -456,53 +465,43 @@ void fs_chunks_batch_end(struct fs_chunks *c)
         cache_disk_batch_end(c->disk);
 }
 
-/* Whether @e's chunk is on disk (at @e's length). @ret_hinted, if not NULL:
- * its file is then read into the page cache in the background, unless the
- * disk loaders will read it with O_DIRECT (cache_disk_prefetch); whether it
- * was. */
-static bool on_disk(struct fs_chunks *c, const struct fetch_extent *e, bool *ret_hinted)
-{
-    struct cache_disk_handle *h = NULL;
-    bool yes;
-    if (!c->disk || cache_disk_lookup(c->disk, fs_chunks_cache_algo(e->algo), e->digest, &h) <= 0)
-        return false;
-    yes = cache_disk_handle_len(h) == e->length;
-    if (yes && ret_hinted)
-        *ret_hinted = cache_disk_prefetch(c->disk, h);
-    cache_disk_release(c->disk, h);
-    return yes;
-}
-
 bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)
 {
-    return on_disk(c, e, NULL);
+    struct cache_disk_handle *h = disk_handle(c, e);
+    cache_disk_release(c->disk, h);
+    return h != NULL;
 }
 
 /*
  * Readahead of a chunk on disk further on: its file is read into the page
  * cache in the background, so that the reader's synchronous read of it
  * (fs_chunks_peek) or a loader's finds it there. Without this, a warm read of
- * small chunks waits for the disk once per chunk. Large chunks are left to
- * the loaders' O_DIRECT reads. true if the chunk is on disk.
+ * small chunks waits for the disk once per chunk. Chunks the loaders will
+ * read with O_DIRECT are not hinted. true if the chunk is on disk.
  */
 bool fs_chunks_hint_disk(struct fs_chunks *c, const struct fetch_extent *e)
 {
-    bool hinted = false;
+    struct cache_disk_handle *h;
     if (cache_mem_contains(c->mem, fs_chunks_cache_algo(e->algo), e->digest))
         return true;
-    if (!on_disk(c, e, &hinted))
+    if (!(h = disk_handle(c, e)))
         return false;
-    if (hinted)
+    if (cache_disk_prefetch(c->disk, h, true))
         atomic_fetch_add(&c->disk_hints, 1);
+    cache_disk_release(c->disk, h);
     return true;
 }
 
+/* Readahead of a chunk on disk in the window: queued for a loader, and hinted
+ * unless the loader will read it with O_DIRECT; hinted when the queue is full
+ * (the reader will read it, through the page cache). */
 static bool disk_prefetch(struct fs_chunks *c, const struct fetch_extent *e)
 {
-    bool hinted;
-    if (!on_disk(c, e, &hinted))
+    struct cache_disk_handle *h = disk_handle(c, e);
+    if (!h)
         return false;
-    disk_load_queue(c, e);
+    cache_disk_prefetch(c->disk, h, disk_load_queue(c, e));
+    cache_disk_release(c->disk, h);
     return true;
 }
 

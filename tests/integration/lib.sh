@@ -162,7 +162,7 @@ daemon_pids() {
     local p args
     for p in /proc/[0-9]*; do
         args=()
-        mapfile -d '' -t args <"$p/cmdline" 2>/dev/null || continue
+        mapfile -d '' -t args 2>/dev/null <"$p/cmdline" || continue
         # a daemon that hid a URL password in its arguments leaves NULs at the end
         while ((${#args[@]})) && [[ -z ${args[-1]} ]]; do unset 'args[-1]'; done
         ((${#args[@]} >= 3)) || continue

@@ -144,7 +144,10 @@ n=$(json_field "$st" cache disk_loads)
 ok "warm: $n of $DATA_CHUNKS data chunks read ahead from the disk cache into memory"
 nd=$(json_field "$st" cache disk direct_reads)
 if ((bypass)); then
-    expect_eq "warm: every chunk loaded with O_DIRECT ($(stat -f -c %T "$W"))" "$n" "$nd"
+    # (a load whose chunk another thread brought into memory meanwhile is
+    # read but not counted in disk_loads)
+    ((nd >= n)) || fail "warm: $nd of $n chunks loaded with O_DIRECT ($(stat -f -c %T "$W"))"
+    ok "warm: every chunk loaded with O_DIRECT ($nd reads, $(stat -f -c %T "$W"))"
 else
     expect_eq "warm: no chunk loaded with O_DIRECT ($(stat -f -c %T "$W"), O_DIRECT $odirect)" 0 "$nd"
 fi
