@@ -22,12 +22,12 @@
 #define DIRECT_ALIGN ((uint64_t)4096)
 #define DIRECT_MIN ((uint64_t)1 << 20)
 
-/* Whether cache_disk_load() reads @h's chunk with O_DIRECT unless its pages
- * are in the page cache already. */
-static bool direct_candidate(struct cache_disk *c, const struct cache_disk_handle *h)
+/* Whether @len bytes at @off of a cache file are read with O_DIRECT
+ * (cache_dc_pread_direct) unless its pages are in the page cache already. */
+static bool direct_candidate(struct cache_disk *c, uint64_t off, uint64_t len)
 {
-    return !atomic_load_explicit(&c->no_direct_reads, memory_order_relaxed) &&
-           h->len >= DIRECT_MIN && h->base % DIRECT_ALIGN == 0;
+    return !atomic_load_explicit(&c->no_direct_reads, memory_order_relaxed) && len >= DIRECT_MIN &&
+           off % DIRECT_ALIGN == 0;
 }
 
 /* ---- the table of open handles ----------------------------------------- */
@@ -480,7 +480,7 @@ size_t cache_disk_handle_len(const struct cache_disk_handle *h)
 
 bool cache_disk_prefetch(struct cache_disk *c, struct cache_disk_handle *h, bool loading)
 {
-    if (loading && direct_candidate(c, h))
+    if (loading && direct_candidate(c, h->base, h->len))
         return false;
     (void)posix_fadvise(h->fd, (off_t)h->base, (off_t)h->len, POSIX_FADV_WILLNEED);
     return true;
@@ -620,44 +620,54 @@ static ssize_t pread_direct(int fd, uint8_t *buf, size_t len, uint64_t off)
     return (ssize_t)done;
 }
 
-/*
- * Reads the chunk's whole pages into @dst with O_DIRECT, through a second
- * descriptor of the same file (the handle's is shared with readers that go
- * through the page cache), and the rest through the page cache. 1 when read
- * (0 or -errno in @ret), 0 when O_DIRECT cannot be used (nothing read).
- */
-static int read_direct(struct cache_disk *c, const struct cache_disk_handle *h, uint8_t *dst,
-                       int *ret)
+int cache_dc_pread_direct(struct cache_disk *c, int fd, uint64_t off, uint64_t len, uint8_t *dst,
+                          ssize_t *ret_got)
 {
-    uint64_t body = h->len / DIRECT_ALIGN * DIRECT_ALIGN;
+    uint64_t body = len / DIRECT_ALIGN * DIRECT_ALIGN;
     char path[32];
     ssize_t got;
-    int fd;
+    int dfd;
 
-    if (!direct_candidate(c, h) || (uintptr_t)dst % DIRECT_ALIGN ||
-        in_page_cache(h->fd, h->base, h->len))
+    if (!direct_candidate(c, off, len) || (uintptr_t)dst % DIRECT_ALIGN ||
+        in_page_cache(fd, off, len))
         return 0;
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", h->fd);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_DIRECT);
-    if (fd < 0) {
+    /* a descriptor of its own: @fd may be shared with page cache readers */
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    dfd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_DIRECT);
+    if (dfd < 0) {
         /* no O_DIRECT on this filesystem (EINVAL), no /proc: not again */
         if (errno != EMFILE && errno != ENFILE && errno != ENOMEM && errno != EINTR)
             atomic_store(&c->no_direct_reads, true);
         return 0;
     }
-    got = pread_direct(fd, dst, (size_t)body, h->base);
-    close(fd);
+    got = pread_direct(dfd, dst, (size_t)body, off);
+    close(dfd);
     if (got == -EINVAL) {
         /* an alignment this device does not take (its first read refused):
          * the page cache from now on */
         atomic_store(&c->no_direct_reads, true);
         return 0;
     }
-    if (got >= 0 && (uint64_t)got == body && body < h->len) {
+    if (got >= 0 && (uint64_t)got == body && body < len) {
         /* the partial last page */
-        ssize_t tail = pread_full(h->fd, dst + body, (size_t)(h->len - body), h->base + body);
+        ssize_t tail = pread_full(fd, dst + body, (size_t)(len - body), off + body);
         got = tail < 0 ? tail : got + tail;
     }
+    *ret_got = got;
+    return 1;
+}
+
+/*
+ * Reads the chunk into @dst with O_DIRECT where cache_dc_pread_direct() can
+ * and checks its CRCs: 1 when read (0 or -errno in @ret), 0 when O_DIRECT
+ * cannot be used (nothing read).
+ */
+static int read_direct(struct cache_disk *c, const struct cache_disk_handle *h, uint8_t *dst,
+                       int *ret)
+{
+    ssize_t got;
+    if (!cache_dc_pread_direct(c, h->fd, h->base, h->len, dst, &got))
+        return 0;
     if (got < 0)
         *ret = (int)got;
     else if ((uint64_t)got != h->len)

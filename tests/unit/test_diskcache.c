@@ -1769,6 +1769,41 @@ static void test_pack_corrupt(void **state)
     cache_disk_close(c);
 }
 
+/* verify reads large entries around the page cache where the filesystem
+ * bypasses it (their pages stay out of it, the partial last one aside), and
+ * finds a flipped byte there as anywhere. */
+static void test_verify_direct(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(2 * MIB + 100, 1500), b = make_chunk(MIB, 1501);
+    bool bypasses;
+    struct bad_report rep = {0};
+    char pa[512], pb[512];
+    uint64_t checked = 0;
+
+    direct_supported(f->dir, &bypasses);
+    insert(c, &a);
+    insert(c, &b);
+    cache_disk_sync(c);
+    data_path(f->dir, &a, pa, sizeof(pa));
+    data_path(f->dir, &b, pb, sizeof(pb));
+    flip_byte(pb, 5 * CACHE_DISK_BLOCK + 1);
+    evict(pa);
+    evict(pb);
+    assert_int_equal(cache_disk_verify(c, &checked, on_bad, &rep), 1);
+    assert_int_equal(checked, 2);
+    assert_int_equal(rep.n, 1);
+    assert_non_null(strstr(rep.why[0], "CRC mismatch in block 5"));
+    if (bypasses)
+        assert_true(resident_pages(pa, false) <= 1);
+    assert_int_equal(check_chunk(c, &a), 1);
+    assert_int_equal(check_chunk(c, &b), 0);
+    free(a.bytes);
+    free(b.bytes);
+    cache_disk_close(c);
+}
+
 /* Eviction punches a packed chunk's pages; an empty pack is removed, but
  * not while its writer holds it. */
 static void test_pack_evict(void **state)
@@ -2749,6 +2784,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batched_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_direct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commits_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_under_stream, setup, teardown),
