@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -96,7 +97,9 @@ static struct {
     uint64_t paired, alone; /* blocks hashed two at a time, and alone */
 } ex = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, NULL, 0, 0};
 
-static __thread bool thread_solo;
+#define PATIENCE_US 3000u /* how long a patient message waits for a runner */
+
+static __thread bool thread_solo, thread_patient;
 static int ni_state = -1; /* whether the SHA extensions are used; -1: not yet asked */
 
 static bool use_ni(void)
@@ -118,6 +121,37 @@ bool fetch_sha256_pairs(void)
 void fetch_sha256_thread_solo(void)
 {
     thread_solo = true;
+}
+
+void fetch_sha256_thread_patient(bool on)
+{
+    thread_patient = on;
+}
+
+/* With no runner, a patient @m waits as the partner of the next thread to
+ * come (which becomes a runner and takes it) for up to PATIENCE_US, then
+ * goes on alone. Exchange lock held; @m->waiting false on return. */
+static void wait_for_runner(struct sha_msg *m)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl); /* ex.back's clock */
+    dl.tv_nsec += (long)PATIENCE_US * 1000;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    m->waiting = true;
+    __atomic_store_n(&ex.partner, m, __ATOMIC_RELAXED);
+    while (m->waiting) {
+        if (ex.partner != m) {
+            /* taken: hashed beside a runner's until it hands it back */
+            pthread_cond_wait(&ex.back, &ex.lock);
+        } else if (pthread_cond_timedwait(&ex.back, &ex.lock, &dl) == ETIMEDOUT &&
+                   ex.partner == m) {
+            __atomic_store_n(&ex.partner, NULL, __ATOMIC_RELAXED);
+            m->waiting = false;
+        }
+    }
 }
 
 /* Exchange lock held. */
@@ -151,6 +185,8 @@ static void run(struct sha_msg *m)
         __atomic_store_n(&ex.partner, m, __ATOMIC_RELAXED);
         while (m->waiting)
             pthread_cond_wait(&ex.back, &ex.lock);
+    } else if (!ex.open && !ex.partner && thread_patient && m->blocks >= TAKE_MIN) {
+        wait_for_runner(m);
     }
     taking = m->blocks - m->done >= TAKE_MIN && !ex.open;
     if (taking)

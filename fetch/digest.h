@@ -33,6 +33,10 @@ bool fetch_sha256_pairs(void);
 /* This thread's fetch_sha256() calls hash alone and take no one's message
  * along (a thread at a low priority, on which no reader may wait). */
 void fetch_sha256_thread_solo(void);
+/* While @on, a message of this thread that finds no other being hashed
+ * waits up to a few milliseconds for another thread's to come, so that the
+ * two are hashed together (for a chunk no reader waits on yet). */
+void fetch_sha256_thread_patient(bool on);
 /* 64-byte blocks hashed by fetch_sha256() so far, two messages at a time and
  * alone (both 0 where OpenSSL hashes). */
 void fetch_sha256_pair_stats(uint64_t *paired, uint64_t *alone);

@@ -528,7 +528,12 @@ static void complete(struct fetch_pool *p, struct fetch_job *j)
         j->buf = NULL;
         j->cap = 0;
         j->err.msg[0] = '\0';
+        /* a chunk no reader waits for yet may wait a little to be hashed
+         * beside another (fetch_sha256_thread_patient) */
+        fetch_sha256_thread_patient(__atomic_load_n(&j->prio, __ATOMIC_RELAXED) ==
+                                    FETCH_PRIO_READAHEAD);
         r = j->decode(j->arg, raw, j->len, &data, &j->err);
+        fetch_sha256_thread_patient(false);
         if (r == -EBADMSG && is_remote(p, j->store)) {
             /* bytes damaged in transit look like a corrupt chunk: fetch again */
             pthread_mutex_lock(&p->lock);
@@ -852,7 +857,9 @@ void fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *j, enum fetch_pr
             q_push(&p->decode, j);
             pthread_cond_broadcast(&p->work);
         }
-        j->prio = prio; /* a retry or a failover requeues it at the new class */
+        /* a retry or a failover requeues it at the new class; a decode
+         * running now reads it (fetch_sha256_thread_patient) */
+        __atomic_store_n(&j->prio, prio, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&p->lock);
 }

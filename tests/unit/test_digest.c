@@ -255,6 +255,102 @@ static void late_partner_returns(void **state)
     free(late_buf);
 }
 
+struct patient {
+    const uint8_t *msg;
+    bool patient;
+    unsigned delay_us;
+    int bad;
+    double took_ms;
+};
+
+static pthread_barrier_t pat_bar;
+
+/* Hashes 4 MiB at @msg, after a delay, patient or not; checked against OpenSSL. */
+static void *patient_hash(void *arg)
+{
+    struct patient *p = arg;
+    struct timespec t0, t1;
+    uint8_t got[32], want[32];
+    pthread_barrier_wait(&pat_bar);
+    usleep(p->delay_us);
+    fetch_sha256_thread_patient(p->patient);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    p->bad += fetch_sha256(p->msg, (size_t)4 << 20, got) != 0;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fetch_sha256_thread_patient(false);
+    fx_sha256(p->msg, (size_t)4 << 20, want);
+    p->bad += memcmp(got, want, 32) != 0;
+    p->took_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    return NULL;
+}
+
+/* Runs one round of two threads (@b NULL: @a alone); joins within 10 s. */
+static void patient_round(struct patient *a, struct patient *b)
+{
+    pthread_t ta, tb;
+    struct timespec dl;
+    assert_int_equal(pthread_barrier_init(&pat_bar, NULL, b ? 2 : 1), 0);
+    assert_int_equal(pthread_create(&ta, NULL, patient_hash, a), 0);
+    if (b)
+        assert_int_equal(pthread_create(&tb, NULL, patient_hash, b), 0);
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 10;
+    if (pthread_timedjoin_np(ta, NULL, &dl) != 0 || (b && pthread_timedjoin_np(tb, NULL, &dl) != 0))
+        fail_msg("a patient message never came back (second thread %u us late)",
+                 b ? b->delay_us : 0);
+    assert_int_equal(a->bad, 0);
+    if (b)
+        assert_int_equal(b->bad, 0);
+    pthread_barrier_destroy(&pat_bar);
+}
+
+/*
+ * A patient message that finds nobody hashing waits for the next thread's:
+ * one that comes 1 ms later takes it along (almost every block of both is
+ * hashed two at a time); alone, it waits its 3 ms and is hashed alone. With
+ * the second thread at random moments (patient or not, before, during or
+ * after the wait), every message comes back right.
+ */
+static void patient_waits_for_a_partner(void **state)
+{
+    (void)state;
+    size_t len = (size_t)8 << 20;
+    uint8_t *buf = malloc(len);
+    unsigned seed = 11;
+    uint64_t p0, a0, p1, a1;
+    struct patient a, b;
+
+    assert_non_null(buf);
+    fx_fill_random(buf, len, 51);
+
+    fetch_sha256_pair_stats(&p0, &a0);
+    a = (struct patient){.msg = buf, .patient = true};
+    b = (struct patient){.msg = buf + len / 2, .delay_us = 1000};
+    patient_round(&a, &b);
+    fetch_sha256_pair_stats(&p1, &a1);
+    if (fetch_sha256_pairs())
+        assert_true(p1 - p0 >= 2 * 60000); /* of 2 x 65,536 blocks */
+
+    fetch_sha256_pair_stats(&p0, &a0);
+    a = (struct patient){.msg = buf, .patient = true};
+    patient_round(&a, NULL);
+    fetch_sha256_pair_stats(&p1, &a1);
+    if (fetch_sha256_pairs()) {
+        assert_int_equal(p1, p0);
+        assert_true(a1 - a0 >= 65536);
+        assert_true(a.took_ms >= 3.0);
+    }
+
+    for (int round = 0; round < 200; round++) {
+        a = (struct patient){.msg = buf, .patient = true};
+        b = (struct patient){.msg = buf + len / 2,
+                             .patient = round % 2,
+                             .delay_us = (unsigned)(rand_r(&seed) % 5000)};
+        patient_round(&a, &b);
+    }
+    free(buf);
+}
+
 static void *solo_hash(void *arg)
 {
     struct worker *w = arg;
@@ -308,6 +404,7 @@ int main(void)
         cmocka_unit_test(threads_at_once),
         cmocka_unit_test(late_partner_returns),
         cmocka_unit_test(solo_threads_never_pair),
+        cmocka_unit_test(patient_waits_for_a_partner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
