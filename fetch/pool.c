@@ -529,9 +529,11 @@ static void complete(struct fetch_pool *p, struct fetch_job *j)
         j->cap = 0;
         j->err.msg[0] = '\0';
         /* a chunk no reader waits for yet may wait a little to be hashed
-         * beside another (fetch_sha256_thread_patient) */
-        fetch_sha256_thread_patient(__atomic_load_n(&j->prio, __ATOMIC_RELAXED) ==
-                                    FETCH_PRIO_READAHEAD);
+         * beside another (fetch_sha256_thread_patient), when another worker
+         * can bring one */
+        fetch_sha256_thread_patient(p->cfg.workers >= 2 &&
+                                    __atomic_load_n(&j->prio, __ATOMIC_RELAXED) ==
+                                        FETCH_PRIO_READAHEAD);
         r = j->decode(j->arg, raw, j->len, &data, &j->err);
         fetch_sha256_thread_patient(false);
         if (r == -EBADMSG && is_remote(p, j->store)) {
