@@ -134,7 +134,7 @@ void fetch_sha256_thread_patient(bool on)
 static void wait_for_runner(struct sha_msg *m)
 {
     struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl); /* ex.back's clock */
+    clock_gettime(CLOCK_MONOTONIC, &dl); /* a step of the wall clock cannot stretch it */
     dl.tv_nsec += (long)PATIENCE_US * 1000;
     if (dl.tv_nsec >= 1000000000L) {
         dl.tv_sec++;
@@ -146,7 +146,7 @@ static void wait_for_runner(struct sha_msg *m)
         if (ex.partner != m) {
             /* taken: hashed beside a runner's until it hands it back */
             pthread_cond_wait(&ex.back, &ex.lock);
-        } else if (pthread_cond_timedwait(&ex.back, &ex.lock, &dl) == ETIMEDOUT &&
+        } else if (pthread_cond_clockwait(&ex.back, &ex.lock, CLOCK_MONOTONIC, &dl) == ETIMEDOUT &&
                    ex.partner == m) {
             __atomic_store_n(&ex.partner, NULL, __ATOMIC_RELAXED);
             m->waiting = false;
@@ -205,7 +205,12 @@ static void run(struct sha_msg *m)
          * (only the runner that opened the exchange takes a partner out) */
         if (taking && __atomic_load_n(&ex.partner, __ATOMIC_RELAXED)) {
             pthread_mutex_lock(&ex.lock);
-            q = ex.partner;
+            if (!(q = ex.partner)) {
+                /* a patient partner withdrew since the look (its time ran
+                 * out): the next step goes alone */
+                pthread_mutex_unlock(&ex.lock);
+                continue;
+            }
             __atomic_store_n(&ex.partner, NULL, __ATOMIC_RELAXED);
             ex.open = taking = false;
             pthread_mutex_unlock(&ex.lock);
