@@ -70,9 +70,13 @@ void fetch_sha256_free(fetch_sha256_ctx *c)
  * review's measurement), so only messages of PAIR_MIN bytes or more are
  * paired, and a runner with less than TAKE_MIN blocks left takes no one.
  * One runner at a time takes partners; a thread that finds that place taken
- * hashes alone. Threads that run at a low priority (the pool's hydration
- * worker) neither take nor become partners: a reader's chunk must not wait
- * on them.
+ * hashes alone. A patient thread (fetch_sha256_thread_patient: the pool's
+ * decodes of readahead chunks) that finds no runner and no partner posts its
+ * message all the same and waits up to PATIENCE_US: the next thread to come
+ * becomes a runner and takes it; if none comes, it withdraws it (a runner
+ * that looked just then finds no one under the lock) and hashes alone. Threads that run at a low
+ * priority (the pool's hydration worker) neither take nor become partners: a reader's chunk must
+ * not wait on them.
  */
 
 #define PAIR_MIN (1024u * 1024) /* shorter messages are hashed alone */
