@@ -125,9 +125,10 @@ static int check_entry(struct cache_disk *c, const struct vrow *row, uint8_t *bu
 {
     char path[DC_PATH_MAX];
     uint8_t digest[CACHE_KEY_LEN];
-    uint64_t len = (uint64_t)row->len, nblocks, done = 0;
+    uint64_t len = (uint64_t)row->len, nblocks;
     struct stat st;
     ssize_t got;
+    bool direct;
     int fd, r = 0;
 
     if (!cache_dc_algo_name(row->algo)) {
@@ -173,26 +174,12 @@ static int check_entry(struct cache_disk *c, const struct vrow *row, uint8_t *bu
     }
     /* around the page cache where it can: a verify of the whole cache does
      * not push everything else out of it */
-    if (cache_dc_pread_direct(c, fd, (uint64_t)row->off, len, buf, &got)) {
-        if (got < 0 || (uint64_t)got != len) {
-            snprintf(why, why_len, "data file unreadable: %s",
-                     got < 0 ? strerror((int)-got) : "unexpected end of file");
-            r = 1;
-            goto out;
-        }
-        done = len;
-    }
-    while (done < len) {
-        ssize_t n = pread(fd, buf + done, (size_t)(len - done), (off_t)((uint64_t)row->off + done));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            snprintf(why, why_len, "data file unreadable: %s",
-                     n < 0 ? strerror(errno) : "unexpected end of file");
-            r = 1;
-            goto out;
-        }
-        done += (uint64_t)n;
+    got = cache_dc_pread(c, fd, (uint64_t)row->off, len, buf, &direct);
+    if (got < 0 || (uint64_t)got != len) {
+        snprintf(why, why_len, "data file unreadable: %s",
+                 got < 0 ? strerror((int)-got) : "unexpected end of file");
+        r = 1;
+        goto out;
     }
     for (uint64_t b = 0; b < nblocks; b++) {
         uint64_t off = b * CACHE_DISK_BLOCK;

@@ -236,16 +236,16 @@ void cache_dc_entry_path(unsigned algo, const uint8_t key[CACHE_KEY_LEN], int64_
                          int64_t pack, char out[DC_PATH_MAX]);
 
 /*
- * Reads @len bytes at @off of the cache file @fd into @dst with O_DIRECT
+ * Reads @len bytes at @off of the cache file @fd into @dst: with O_DIRECT
  * (its whole pages; the partial last one through the page cache) when @len
  * is 1 MiB or more, @off and @dst are page-aligned, the range's pages are not
  * all in the page cache and the cache's filesystem takes O_DIRECT (after a
- * refusal, never again for @c). 1 and the bytes read in *@ret_got (fewer
- * when the file ends early) or -errno; 0 when not read that way (nothing
- * read: the caller reads through the page cache).
+ * refusal, never again for @c), through the page cache otherwise; whether
+ * O_DIRECT was used in *@ret_direct. Bytes read (fewer when the file ends
+ * early), or -errno.
  */
-int cache_dc_pread_direct(struct cache_disk *c, int fd, uint64_t off, uint64_t len, uint8_t *dst,
-                          ssize_t *ret_got);
+ssize_t cache_dc_pread(struct cache_disk *c, int fd, uint64_t off, uint64_t len, uint8_t *dst,
+                       bool *ret_direct);
 
 /*
  * Packs (see "Layout" in diskcache.h). With db_lock held, after the commit

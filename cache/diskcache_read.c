@@ -23,7 +23,7 @@
 #define DIRECT_MIN ((uint64_t)1 << 20)
 
 /* Whether @len bytes at @off of a cache file are read with O_DIRECT
- * (cache_dc_pread_direct) unless its pages are in the page cache already. */
+ * (cache_dc_pread) unless its pages are in the page cache already. */
 static bool direct_candidate(struct cache_disk *c, uint64_t off, uint64_t len)
 {
     return !atomic_load_explicit(&c->no_direct_reads, memory_order_relaxed) && len >= DIRECT_MIN &&
@@ -620,8 +620,12 @@ static ssize_t pread_direct(int fd, uint8_t *buf, size_t len, uint64_t off)
     return (ssize_t)done;
 }
 
-int cache_dc_pread_direct(struct cache_disk *c, int fd, uint64_t off, uint64_t len, uint8_t *dst,
-                          ssize_t *ret_got)
+/*
+ * The O_DIRECT read of cache_dc_pread(): 1 and the bytes read (or -errno) in
+ * *@ret_got, or 0 when O_DIRECT is not for this range (nothing read).
+ */
+static int pread_around_cache(struct cache_disk *c, int fd, uint64_t off, uint64_t len,
+                              uint8_t *dst, ssize_t *ret_got)
 {
     uint64_t body = len / DIRECT_ALIGN * DIRECT_ALIGN;
     char path[32];
@@ -657,32 +661,25 @@ int cache_dc_pread_direct(struct cache_disk *c, int fd, uint64_t off, uint64_t l
     return 1;
 }
 
-/*
- * Reads the chunk into @dst with O_DIRECT where cache_dc_pread_direct() can
- * and checks its CRCs: 1 when read (0 or -errno in @ret), 0 when O_DIRECT
- * cannot be used (nothing read).
- */
-static int read_direct(struct cache_disk *c, const struct cache_disk_handle *h, uint8_t *dst,
-                       int *ret)
+ssize_t cache_dc_pread(struct cache_disk *c, int fd, uint64_t off, uint64_t len, uint8_t *dst,
+                       bool *ret_direct)
 {
     ssize_t got;
-    if (!cache_dc_pread_direct(c, h->fd, h->base, h->len, dst, &got))
-        return 0;
-    if (got < 0)
-        *ret = (int)got;
-    else if ((uint64_t)got != h->len)
-        *ret = -EBADMSG; /* the file is shorter than its row says */
-    else
-        *ret = check_blocks(h, 0, h->nblocks, dst);
-    atomic_fetch_add(&c->direct_reads, 1);
-    return 1;
+    *ret_direct = pread_around_cache(c, fd, off, len, dst, &got);
+    return *ret_direct ? got : pread_full(fd, dst, (size_t)len, off);
 }
 
 int cache_disk_load(struct cache_disk *c, struct cache_disk_handle *h, void *buf)
 {
+    bool direct;
+    ssize_t got = cache_dc_pread(c, h->fd, h->base, h->len, buf, &direct);
     int r;
-    if (!read_direct(c, h, buf, &r))
-        return cache_disk_read(c, h, 0, (size_t)h->len, buf);
+    if (direct)
+        atomic_fetch_add(&c->direct_reads, 1);
+    if (got < 0)
+        return (int)got;
+    /* a file shorter than its row says, or a bad block: dropped */
+    r = (uint64_t)got != h->len ? -EBADMSG : check_blocks(h, 0, h->nblocks, buf);
     if (r == -EBADMSG && !entry_bad(c, h))
         r = -ESTALE;
     return r;
