@@ -199,7 +199,8 @@ int cache_disk_read(struct cache_disk *c, struct cache_disk_handle *h, uint64_t 
  * the disk, without filling page-cache pages that nothing would read again
  * and copying out of them (counted in direct_reads). Otherwise, or when the
  * filesystem refuses O_DIRECT (then never again for this cache), it reads
- * through the page cache.
+ * through the page cache; so does the rest of a direct read that comes up
+ * short or fails (its error alone drops nothing: an I/O error is -errno).
  */
 int cache_disk_load(struct cache_disk *c, struct cache_disk_handle *h, void *buf);
 

@@ -240,9 +240,10 @@ void cache_dc_entry_path(unsigned algo, const uint8_t key[CACHE_KEY_LEN], int64_
  * (its whole pages; the partial last one through the page cache) when @len
  * is 1 MiB or more, @off and @dst are page-aligned, the range's pages are not
  * all in the page cache and the cache's filesystem takes O_DIRECT (after a
- * refusal, never again for @c), through the page cache otherwise; whether
- * O_DIRECT was used in *@ret_direct. Bytes read (fewer when the file ends
- * early), or -errno.
+ * refusal, never again for @c), through the page cache otherwise (and for
+ * whatever a direct read left: short, or failed); whether O_DIRECT read any
+ * of it in *@ret_direct. Bytes read (fewer when the file ends early), or
+ * -errno.
  */
 ssize_t cache_dc_pread(struct cache_disk *c, int fd, uint64_t off, uint64_t len, uint8_t *dst,
                        bool *ret_direct);

@@ -600,64 +600,76 @@ static bool in_page_cache(int fd, uint64_t off, uint64_t len)
     return all;
 }
 
-/* pread() of @len bytes (whole pages) with O_DIRECT: bytes read (fewer at
- * the end of the file), or -errno when the first read fails. */
-static ssize_t pread_direct(int fd, uint8_t *buf, size_t len, uint64_t off)
+/* pread() of @len bytes (whole pages) with O_DIRECT: the bytes read, which
+ * stop early at the end of the file, at a read that returns less than it
+ * was asked for or at an error (its errno in *@ret_err, else 0 there). */
+static size_t pread_direct(int fd, uint8_t *buf, size_t len, uint64_t off, int *ret_err)
 {
     size_t done = 0;
+    *ret_err = 0;
     while (done < len) {
         ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && !done)
-            return -errno;
+        if (n < 0)
+            *ret_err = errno;
         if (n <= 0)
-            break; /* an error past the start: the short read says it */
+            break;
         done += (size_t)n;
         if ((uint64_t)n % DIRECT_ALIGN)
-            break; /* the end of the file, off a page */
+            break; /* the end of the file off a page, or a short read */
     }
-    return (ssize_t)done;
+    return done;
+}
+
+/* Whether the descriptors of this thread can be opened again by path. */
+static bool proc_fds_present(void)
+{
+    return access("/proc/thread-self/fd", F_OK) == 0;
 }
 
 /*
  * The O_DIRECT read of cache_dc_pread(): 1 and the bytes read (or -errno) in
  * *@ret_got, or 0 when O_DIRECT is not for this range (nothing read).
+ * Whatever O_DIRECT did not read (the partial last page; the rest after a
+ * read that came up short or failed) is read through the page cache, so a
+ * filesystem's short direct reads or an error it gives only to O_DIRECT
+ * cost speed, never a good entry; an error there too is the result.
  */
 static int pread_around_cache(struct cache_disk *c, int fd, uint64_t off, uint64_t len,
                               uint8_t *dst, ssize_t *ret_got)
 {
     uint64_t body = len / DIRECT_ALIGN * DIRECT_ALIGN;
-    char path[32];
-    ssize_t got;
-    int dfd;
+    char path[48];
+    size_t got;
+    ssize_t rest;
+    int dfd, err;
 
     if (!direct_candidate(c, off, len) || (uintptr_t)dst % DIRECT_ALIGN ||
         in_page_cache(fd, off, len))
         return 0;
     /* a descriptor of its own: @fd may be shared with page cache readers */
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    snprintf(path, sizeof(path), "/proc/thread-self/fd/%d", fd);
     dfd = open(path, O_RDONLY | O_CLOEXEC | O_NOATIME | O_DIRECT);
     if (dfd < 0) {
-        /* no O_DIRECT on this filesystem (EINVAL), no /proc: not again */
-        if (errno != EMFILE && errno != ENFILE && errno != ENOMEM && errno != EINTR)
+        /* no O_DIRECT on this filesystem, or no /proc: not again. Anything
+         * else (a file gone stale under a network filesystem, a shortage of
+         * descriptors) concerns this read only */
+        if (errno == EINVAL || !proc_fds_present())
             atomic_store(&c->no_direct_reads, true);
         return 0;
     }
-    got = pread_direct(dfd, dst, (size_t)body, off);
+    got = pread_direct(dfd, dst, (size_t)body, off, &err);
     close(dfd);
-    if (got == -EINVAL) {
-        /* an alignment this device does not take (its first read refused):
-         * the page cache from now on */
-        atomic_store(&c->no_direct_reads, true);
+    if (got == 0) {
+        /* an alignment this device does not take: the page cache from now
+         * on; any other failure of the first read, for this read only */
+        if (err == EINVAL)
+            atomic_store(&c->no_direct_reads, true);
         return 0;
     }
-    if (got >= 0 && (uint64_t)got == body && body < len) {
-        /* the partial last page */
-        ssize_t tail = pread_full(fd, dst + body, (size_t)(len - body), off + body);
-        got = tail < 0 ? tail : got + tail;
-    }
-    *ret_got = got;
+    rest = got < len ? pread_full(fd, dst + got, (size_t)(len - got), off + got) : 0;
+    *ret_got = rest < 0 ? rest : (ssize_t)(got + (size_t)rest);
     return 1;
 }
 

@@ -51,6 +51,13 @@ static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
 static bool gate_closed;
 /* while set, fsync() waits (the committer stalls) */
 static bool fsync_gate_closed;
+/* O_DIRECT reads of the cache's files (cache_disk_load): the reopen of a
+ * descriptor through /proc fails with fail_reopen_errno; the direct reads
+ * act as direct_read_mode says (failing with direct_read_errno); reads
+ * through the page cache of 64 KiB or more fail with fail_pc_read_errno */
+enum { DR_NONE, DR_FAIL, DR_HALF_THEN_FAIL, DR_ZERO, DR_ODD };
+static atomic_int fail_reopen_errno, direct_read_mode, direct_read_errno, fail_pc_read_errno;
+static atomic_int reopen_calls, direct_read_calls;
 
 ssize_t __real_write(int fd, const void *buf, size_t n);
 ssize_t __wrap_write(int fd, const void *buf, size_t n);
@@ -63,6 +70,10 @@ ssize_t __real_pwrite64(int fd, const void *buf, size_t n, off_t off);
 ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t off);
 int __real_fdatasync(int fd);
 int __wrap_fdatasync(int fd);
+int __real_open64(const char *path, int flags, ...);
+int __wrap_open64(const char *path, int flags, ...);
+ssize_t __real_pread64(int fd, void *buf, size_t n, off_t off);
+ssize_t __wrap_pread64(int fd, void *buf, size_t n, off_t off);
 int __wrap_sqlite3_step(sqlite3_stmt *st);
 
 ssize_t __wrap_write(int fd, const void *buf, size_t n)
@@ -96,6 +107,59 @@ ssize_t __wrap_pwrite64(int fd, const void *buf, size_t n, off_t off)
         return -1;
     }
     return __real_pwrite64(fd, buf, n, off);
+}
+
+int __wrap_open64(const char *path, int flags, ...)
+{
+    mode_t mode = 0;
+    int e = atomic_load(&fail_reopen_errno);
+    if (flags & (O_CREAT | O_TMPFILE)) {
+        va_list ap;
+        va_start(ap, flags);
+        mode = va_arg(ap, mode_t);
+        va_end(ap);
+    }
+    if ((flags & O_DIRECT) && strncmp(path, "/proc/", 6) == 0) {
+        atomic_fetch_add(&reopen_calls, 1);
+        if (e) {
+            errno = e;
+            return -1;
+        }
+    }
+    return __real_open64(path, flags, mode);
+}
+
+ssize_t __wrap_pread64(int fd, void *buf, size_t n, off_t off)
+{
+    int mode = atomic_load(&direct_read_mode), e = atomic_load(&direct_read_errno);
+    int pc_e = atomic_load(&fail_pc_read_errno);
+    int fl = mode != DR_NONE || pc_e ? fcntl(fd, F_GETFL) : 0;
+    ssize_t got;
+
+    if (fl >= 0 && (fl & O_DIRECT) && mode != DR_NONE) {
+        int call = atomic_fetch_add(&direct_read_calls, 1);
+        switch (mode) {
+        case DR_HALF_THEN_FAIL:
+            if (call == 0 && n >= 8192)
+                return __real_pread64(fd, buf, n / 2 & ~(size_t)4095, off);
+            /* fall through */
+        case DR_FAIL:
+            errno = e;
+            return -1;
+        case DR_ZERO:
+            return 0;
+        case DR_ODD:
+            /* fewer bytes than asked, and not whole pages: what a network
+             * filesystem's direct read may return before the end */
+            got = __real_pread64(fd, buf, 8192 < n ? 8192 : n, off);
+            return got < 1000 ? got : 1000;
+        }
+    }
+    if (fl >= 0 && !(fl & O_DIRECT) && pc_e && n >= 64 * KIB) {
+        errno = pc_e;
+        return -1;
+    }
+    return __real_pread64(fd, buf, n, off);
 }
 
 int __wrap_fdatasync(int fd)
@@ -167,6 +231,10 @@ static void clear_failures(void)
     atomic_store(&pwrite_half_first, false);
     atomic_store(&fail_fdatasync_errno, 0);
     atomic_store(&fail_commit, 0);
+    atomic_store(&fail_reopen_errno, 0);
+    atomic_store(&direct_read_mode, DR_NONE);
+    atomic_store(&direct_read_errno, 0);
+    atomic_store(&fail_pc_read_errno, 0);
     set_gate(false);
     set_fsync_gate(false);
 }
@@ -1418,6 +1486,117 @@ static void test_direct_loads(void **state)
     free(big.bytes);
     free(bad.bytes);
     free(small.bytes);
+    cache_disk_close(c);
+}
+
+/* Evicts @ch's file and loads it into @buf: the load's result; the bytes
+ * must be the chunk's when it succeeds. */
+static int load_evicted(struct fx *f, struct cache_disk *c, const struct chunk *ch, uint8_t *buf)
+{
+    char path[512];
+    int r;
+    data_path(f->dir, ch, path, sizeof(path));
+    evict(path);
+    memset(buf, 0xA5, ch->len);
+    r = load(c, ch, buf);
+    if (r == 0)
+        assert_memory_equal(buf, ch->bytes, ch->len);
+    return r;
+}
+
+/*
+ * What O_DIRECT does not manage is read through the page cache, and costs
+ * no entry: a reopen that fails for one file (a stale handle) or a first
+ * direct read that fails other than with EINVAL leaves direct loads on for
+ * the next chunk; a direct read that comes up short (nothing, or not whole
+ * pages) or fails part way is finished through the page cache; an error
+ * there too is the load's -errno, and the entry stays. Only EINVAL (no
+ * O_DIRECT here) turns direct loads off.
+ */
+static void test_direct_faults(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(2 * MIB + 4096 + 100, 1410), b = make_chunk(2 * MIB, 1411);
+    bool bypasses, direct = direct_supported(f->dir, &bypasses);
+    struct cache_disk_handle *h = NULL;
+    void *mem = NULL;
+    uint8_t *buf;
+    uint64_t before;
+
+    assert_int_equal(posix_memalign(&mem, 4096, a.len + 4096), 0);
+    buf = mem;
+    insert(c, &a);
+    insert(c, &b);
+    cache_disk_sync(c);
+
+    /* a reopen refused for this file only */
+    atomic_store(&reopen_calls, 0);
+    atomic_store(&fail_reopen_errno, ESTALE);
+    before = stats(c).direct_reads;
+    assert_int_equal(load_evicted(f, c, &a, buf), 0);
+    assert_int_equal(stats(c).direct_reads, before);
+    if (bypasses)
+        assert_int_equal(atomic_load(&reopen_calls), 1);
+    atomic_store(&fail_reopen_errno, 0);
+    assert_int_equal(load_evicted(f, c, &b, buf), 0);
+    expect_direct(c, before, direct, bypasses);
+
+    /* a first direct read that fails other than with EINVAL */
+    atomic_store(&direct_read_calls, 0);
+    atomic_store(&direct_read_mode, DR_FAIL);
+    atomic_store(&direct_read_errno, EOPNOTSUPP);
+    before = stats(c).direct_reads;
+    assert_int_equal(load_evicted(f, c, &a, buf), 0);
+    assert_int_equal(stats(c).direct_reads, before);
+    if (bypasses)
+        assert_int_equal(atomic_load(&direct_read_calls), 1);
+    atomic_store(&direct_read_mode, DR_NONE);
+    assert_int_equal(load_evicted(f, c, &b, buf), 0);
+    expect_direct(c, before, direct, bypasses);
+
+    /* half read, then an I/O error: the rest from the page cache */
+    atomic_store(&direct_read_calls, 0);
+    atomic_store(&direct_read_mode, DR_HALF_THEN_FAIL);
+    atomic_store(&direct_read_errno, EIO);
+    before = stats(c).direct_reads;
+    assert_int_equal(load_evicted(f, c, &a, buf), 0);
+    expect_direct(c, before, direct, bypasses);
+    if (bypasses)
+        assert_int_equal(atomic_load(&direct_read_calls), 2);
+
+    /* nothing, or less than a page, before the end of the file */
+    atomic_store(&direct_read_mode, DR_ZERO);
+    assert_int_equal(load_evicted(f, c, &a, buf), 0);
+    atomic_store(&direct_read_mode, DR_ODD);
+    before = stats(c).direct_reads;
+    assert_int_equal(load_evicted(f, c, &b, buf), 0);
+    expect_direct(c, before, direct, bypasses);
+
+    /* the disk fails both ways: the error, and the entry stays */
+    atomic_store(&direct_read_mode, DR_FAIL);
+    atomic_store(&fail_pc_read_errno, EIO);
+    assert_int_equal(load_evicted(f, c, &a, buf), -EIO);
+    atomic_store(&direct_read_mode, DR_NONE);
+    atomic_store(&fail_pc_read_errno, 0);
+    assert_int_equal(cache_disk_lookup(c, a.algo, a.key, &h), 1);
+    cache_disk_release(c, h);
+    assert_int_equal(stats(c).bad_entries, 0);
+    assert_int_equal(load_evicted(f, c, &a, buf), 0);
+
+    /* EINVAL: no O_DIRECT on this filesystem, never again */
+    atomic_store(&fail_reopen_errno, EINVAL);
+    assert_int_equal(load_evicted(f, c, &a, buf), 0);
+    atomic_store(&fail_reopen_errno, 0);
+    atomic_store(&reopen_calls, 0);
+    before = stats(c).direct_reads;
+    assert_int_equal(load_evicted(f, c, &b, buf), 0);
+    assert_int_equal(stats(c).direct_reads, before);
+    assert_int_equal(atomic_load(&reopen_calls), 0);
+
+    free(mem);
+    free(a.bytes);
+    free(b.bytes);
     cache_disk_close(c);
 }
 
@@ -2784,6 +2963,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batched_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_direct_loads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_direct_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_direct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commits_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_bad, setup, teardown),
