@@ -142,7 +142,8 @@ ssize_t __wrap_pread64(int fd, void *buf, size_t n, off_t off)
         case DR_HALF_THEN_FAIL:
             if (call == 0 && n >= 8192)
                 return __real_pread64(fd, buf, n / 2 & ~(size_t)4095, off);
-            /* fall through */
+            errno = e;
+            return -1;
         case DR_FAIL:
             errno = e;
             return -1;
