@@ -510,8 +510,6 @@ static int writer_prepare(struct cache_disk *c)
         S(st_begin, "BEGIN IMMEDIATE"),
         S(st_commit, "COMMIT"),
         S(st_rollback, "ROLLBACK"),
-        S(st_sync_full, "PRAGMA synchronous=FULL"),
-        S(st_sync_normal, "PRAGMA synchronous=NORMAL"),
         S(st_insert, "INSERT OR IGNORE INTO chunks(algo, digest, len, alloc, crcs, last_use, "
                      "created, store, pack, off) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
         S(st_get, "SELECT alloc, len, created, pack, off FROM chunks WHERE algo = ?1 AND "
@@ -540,10 +538,9 @@ static int writer_prepare(struct cache_disk *c)
 
 static void writer_finalize(struct cache_disk *c)
 {
-    sqlite3_stmt *all[] = {c->st_begin,       c->st_commit,   c->st_rollback, c->st_sync_full,
-                           c->st_sync_normal, c->st_insert,   c->st_get,      c->st_delete,
-                           c->st_touch,       c->st_meta_add, c->st_meta_get, c->st_store_add,
-                           c->st_victims,     c->st_pack_used};
+    sqlite3_stmt *all[] = {c->st_begin,    c->st_commit,    c->st_rollback, c->st_insert,
+                           c->st_get,      c->st_delete,    c->st_touch,    c->st_meta_add,
+                           c->st_meta_get, c->st_store_add, c->st_victims,  c->st_pack_used};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         sqlite3_finalize(all[i]);
 }

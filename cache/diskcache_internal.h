@@ -130,7 +130,7 @@ struct cache_disk {
     pthread_mutex_t db_lock;
     sqlite3 *wdb;
     sqlite3_stmt *st_begin, *st_commit, *st_rollback;
-    sqlite3_stmt *st_sync_full, *st_sync_normal, *st_insert, *st_get, *st_delete, *st_touch;
+    sqlite3_stmt *st_insert, *st_get, *st_delete, *st_touch;
     bool sync_full; /* synchronous=FULL is set on wdb */
     sqlite3_stmt *st_meta_add, *st_meta_get, *st_store_add, *st_victims, *st_pack_used;
     uint64_t hits_flushed, misses_flushed; /* counters already written to stores */

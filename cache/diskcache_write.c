@@ -1153,13 +1153,21 @@ static void unlink_doomed(struct cache_disk *c, struct dc_vec *doomed)
     doomed->n = 0;
 }
 
-/* BEGIN IMMEDIATE; @durable: this transaction deletes rows (see above). */
+/*
+ * BEGIN IMMEDIATE; @durable: this transaction deletes rows (see above). The
+ * pragma is run from its text each time: SQLite applies synchronous= when
+ * it compiles the statement, so stepping a statement prepared earlier does
+ * not set it again (the setting stayed NORMAL, and deletions were not
+ * durable before their files went).
+ */
 static int txn_begin(struct cache_disk *c, bool durable)
 {
     if (durable != c->sync_full) {
-        int r = cache_dc_exec(durable ? c->st_sync_full : c->st_sync_normal);
-        if (r < 0)
-            return r;
+        int rc =
+            sqlite3_exec(c->wdb, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                         NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            return cache_dc_sql_errno(rc);
         c->sync_full = durable;
     }
     return cache_dc_exec(c->st_begin);

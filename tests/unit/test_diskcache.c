@@ -58,6 +58,12 @@ static bool fsync_gate_closed;
 enum { DR_NONE, DR_FAIL, DR_HALF_THEN_FAIL, DR_ZERO, DR_ODD };
 static atomic_int fail_reopen_errno, direct_read_mode, direct_read_errno, fail_pc_read_errno;
 static atomic_int reopen_calls, direct_read_calls;
+/* transactions that deleted chunk rows, by their synchronous= level at
+ * COMMIT: every one must be FULL (the teardown checks) */
+#define DELETING_MAX 8
+static pthread_mutex_t deleting_lock = PTHREAD_MUTEX_INITIALIZER;
+static sqlite3 *deleting[DELETING_MAX];
+static atomic_int durable_deletes, undurable_deletes;
 
 ssize_t __real_write(int fd, const void *buf, size_t n);
 ssize_t __wrap_write(int fd, const void *buf, size_t n);
@@ -198,11 +204,50 @@ int __wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char 
     return __real_renameat(olddirfd, oldpath, newdirfd, newpath);
 }
 
+/* The synchronous= level in force on @db (2: FULL). */
+static int synchronous_level(sqlite3 *db)
+{
+    sqlite3_stmt *q = NULL;
+    int level = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &q, NULL) == SQLITE_OK &&
+        __real_sqlite3_step(q) == SQLITE_ROW)
+        level = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return level;
+}
+
 int __wrap_sqlite3_step(sqlite3_stmt *st)
 {
     const char *sql = sqlite3_sql(st);
+    sqlite3 *db = sqlite3_db_handle(st);
     if (atomic_load(&fail_commit) && sql && !strcmp(sql, "COMMIT"))
         return SQLITE_IOERR; /* as a failed WAL write would; the transaction stays open */
+    if (sql && !strncmp(sql, "DELETE FROM chunks", 18)) {
+        /* a row deleted: its transaction must commit with synchronous=FULL,
+         * durable before the files go (checked at its COMMIT) */
+        pthread_mutex_lock(&deleting_lock);
+        for (size_t i = 0; i < DELETING_MAX; i++) {
+            if (deleting[i] == db)
+                break;
+            if (!deleting[i]) {
+                deleting[i] = db;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&deleting_lock);
+    } else if (sql && !strcmp(sql, "COMMIT")) {
+        bool deleted = false;
+        pthread_mutex_lock(&deleting_lock);
+        for (size_t i = 0; i < DELETING_MAX; i++) {
+            if (deleting[i] == db) {
+                deleting[i] = NULL;
+                deleted = true;
+            }
+        }
+        pthread_mutex_unlock(&deleting_lock);
+        if (deleted)
+            atomic_fetch_add(synchronous_level(db) == 2 ? &durable_deletes : &undurable_deletes, 1);
+    }
     return __real_sqlite3_step(st);
 }
 
@@ -263,6 +308,8 @@ static int setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "%s/lazyimg-dc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(f->dir));
     clear_failures();
+    atomic_store(&durable_deletes, 0);
+    atomic_store(&undurable_deletes, 0);
     *state = f;
     return 0;
 }
@@ -270,10 +317,15 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
+    int undurable = atomic_load(&undurable_deletes);
     clear_failures();
     nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(f);
-    return 0;
+    /* rows deleted without synchronous=FULL could come back after a power
+     * loss, naming files already gone */
+    if (undurable)
+        fprintf(stderr, "%d transactions deleted rows without synchronous=FULL\n", undurable);
+    return undurable ? -1 : 0;
 }
 
 static struct cache_disk *open_cache(const char *dir, struct cache_disk_options *o)
@@ -1187,6 +1239,9 @@ static void test_eviction_lru(void **state)
     for (int i = 3; i < 11; i++)
         assert_int_equal(check_chunk(c, &ch[i]), 1);
     assert_int_equal(count_files(f->dir, "data"), 9);
+    /* the evictions' deletions were durable before the files went */
+    assert_true(atomic_load(&durable_deletes) >= 1);
+    assert_int_equal(atomic_load(&undurable_deletes), 0);
     for (int i = 0; i < 11; i++)
         free(ch[i].bytes);
     cache_disk_close(c);
