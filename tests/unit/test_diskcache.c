@@ -1560,6 +1560,27 @@ static int load_evicted(struct fx *f, struct cache_disk *c, const struct chunk *
     return r;
 }
 
+/* Loads @a with a fault armed (*@armed set to @value): through the page
+ * cache, not counted as direct, the fault's path taken once (*@calls) where
+ * the filesystem bypasses the page cache; then, disarmed, @b loads with
+ * O_DIRECT again. */
+static void fault_once(struct fx *f, struct cache_disk *c, const struct chunk *a,
+                       const struct chunk *b, uint8_t *buf, atomic_int *armed, int value,
+                       atomic_int *calls)
+{
+    bool bypasses, direct = direct_supported(f->dir, &bypasses);
+    uint64_t before = stats(c).direct_reads;
+    atomic_store(calls, 0);
+    atomic_store(armed, value);
+    assert_int_equal(load_evicted(f, c, a, buf), 0);
+    assert_int_equal(stats(c).direct_reads, before);
+    if (bypasses)
+        assert_int_equal(atomic_load(calls), 1);
+    atomic_store(armed, 0);
+    assert_int_equal(load_evicted(f, c, b, buf), 0);
+    expect_direct(c, before, direct, bypasses);
+}
+
 /*
  * What O_DIRECT does not manage is read through the page cache, and costs
  * no entry: a reopen that fails for one file (a stale handle) or a first
@@ -1586,30 +1607,11 @@ static void test_direct_faults(void **state)
     insert(c, &b);
     cache_disk_sync(c);
 
-    /* a reopen refused for this file only */
-    atomic_store(&reopen_calls, 0);
-    atomic_store(&fail_reopen_errno, ESTALE);
-    before = stats(c).direct_reads;
-    assert_int_equal(load_evicted(f, c, &a, buf), 0);
-    assert_int_equal(stats(c).direct_reads, before);
-    if (bypasses)
-        assert_int_equal(atomic_load(&reopen_calls), 1);
-    atomic_store(&fail_reopen_errno, 0);
-    assert_int_equal(load_evicted(f, c, &b, buf), 0);
-    expect_direct(c, before, direct, bypasses);
-
-    /* a first direct read that fails other than with EINVAL */
-    atomic_store(&direct_read_calls, 0);
-    atomic_store(&direct_read_mode, DR_FAIL);
+    /* a reopen refused for this file only; a first direct read that fails
+     * other than with EINVAL */
+    fault_once(f, c, &a, &b, buf, &fail_reopen_errno, ESTALE, &reopen_calls);
     atomic_store(&direct_read_errno, EOPNOTSUPP);
-    before = stats(c).direct_reads;
-    assert_int_equal(load_evicted(f, c, &a, buf), 0);
-    assert_int_equal(stats(c).direct_reads, before);
-    if (bypasses)
-        assert_int_equal(atomic_load(&direct_read_calls), 1);
-    atomic_store(&direct_read_mode, DR_NONE);
-    assert_int_equal(load_evicted(f, c, &b, buf), 0);
-    expect_direct(c, before, direct, bypasses);
+    fault_once(f, c, &a, &b, buf, &direct_read_mode, DR_FAIL, &direct_read_calls);
 
     /* half read, then an I/O error: the rest from the page cache */
     atomic_store(&direct_read_calls, 0);
