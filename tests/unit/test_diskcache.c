@@ -119,7 +119,7 @@ int __wrap_open64(const char *path, int flags, ...)
 {
     mode_t mode = 0;
     int e = atomic_load(&fail_reopen_errno);
-    if (flags & (O_CREAT | O_TMPFILE)) {
+    if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) {
         va_list ap;
         va_start(ap, flags);
         mode = va_arg(ap, mode_t);
