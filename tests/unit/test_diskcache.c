@@ -235,7 +235,7 @@ int __wrap_sqlite3_step(sqlite3_stmt *st)
             }
         }
         pthread_mutex_unlock(&deleting_lock);
-    } else if (sql && !strcmp(sql, "COMMIT")) {
+    } else if (sql && (!strcmp(sql, "COMMIT") || !strcmp(sql, "ROLLBACK"))) {
         bool deleted = false;
         pthread_mutex_lock(&deleting_lock);
         for (size_t i = 0; i < DELETING_MAX; i++) {
@@ -245,7 +245,7 @@ int __wrap_sqlite3_step(sqlite3_stmt *st)
             }
         }
         pthread_mutex_unlock(&deleting_lock);
-        if (deleted)
+        if (deleted && sql[0] == 'C') /* a rolled back deletion deletes nothing */
             atomic_fetch_add(synchronous_level(db) == 2 ? &durable_deletes : &undurable_deletes, 1);
     }
     return __real_sqlite3_step(st);
