@@ -629,20 +629,15 @@ static bool proc_fds_present(void)
 }
 
 /*
- * The O_DIRECT read of cache_dc_pread(): 1 and the bytes read (or -errno) in
- * *@ret_got, or 0 when O_DIRECT is not for this range (nothing read).
- * Whatever O_DIRECT did not read (the partial last page; the rest after a
- * read that came up short or failed) is read through the page cache, so a
- * filesystem's short direct reads or an error it gives only to O_DIRECT
- * cost speed, never a good entry; an error there too is the result.
+ * The O_DIRECT part of cache_dc_pread(): the bytes of [@off, @off + @len)
+ * read into @dst with O_DIRECT, from the start (whole pages; fewer when a
+ * read came up short or failed), or 0 when O_DIRECT is not for this range.
  */
-static int pread_around_cache(struct cache_disk *c, int fd, uint64_t off, uint64_t len,
-                              uint8_t *dst, ssize_t *ret_got)
+static size_t pread_direct_part(struct cache_disk *c, int fd, uint64_t off, uint64_t len,
+                                uint8_t *dst)
 {
-    uint64_t body = len / DIRECT_ALIGN * DIRECT_ALIGN;
     char path[48];
     size_t got;
-    ssize_t rest;
     int dfd, err;
 
     if (!direct_candidate(c, off, len) || (uintptr_t)dst % DIRECT_ALIGN ||
@@ -659,26 +654,28 @@ static int pread_around_cache(struct cache_disk *c, int fd, uint64_t off, uint64
             atomic_store(&c->no_direct_reads, true);
         return 0;
     }
-    got = pread_direct(dfd, dst, (size_t)body, off, &err);
+    got = pread_direct(dfd, dst, (size_t)(len / DIRECT_ALIGN * DIRECT_ALIGN), off, &err);
     close(dfd);
-    if (got == 0) {
-        /* an alignment this device does not take: the page cache from now
-         * on; any other failure of the first read, for this read only */
-        if (err == EINVAL)
-            atomic_store(&c->no_direct_reads, true);
-        return 0;
-    }
-    rest = got < len ? pread_full(fd, dst + got, (size_t)(len - got), off + got) : 0;
-    *ret_got = rest < 0 ? rest : (ssize_t)(got + (size_t)rest);
-    return 1;
+    /* an alignment this device does not take: the page cache from now on;
+     * any other failure of the first read, for this read only */
+    if (got == 0 && err == EINVAL)
+        atomic_store(&c->no_direct_reads, true);
+    return got;
 }
 
+/*
+ * Whatever O_DIRECT did not read (all of it; the partial last page; the rest
+ * after a read that came up short or failed) is read through the page
+ * cache, so a filesystem's short direct reads or an error it gives only to
+ * O_DIRECT cost speed, never a good entry; an error there too is the result.
+ */
 ssize_t cache_dc_pread(struct cache_disk *c, int fd, uint64_t off, uint64_t len, uint8_t *dst,
                        bool *ret_direct)
 {
-    ssize_t got;
-    *ret_direct = pread_around_cache(c, fd, off, len, dst, &got);
-    return *ret_direct ? got : pread_full(fd, dst, (size_t)len, off);
+    size_t got = pread_direct_part(c, fd, off, len, dst);
+    ssize_t rest = got < len ? pread_full(fd, dst + got, (size_t)(len - got), off + got) : 0;
+    *ret_direct = got > 0;
+    return rest < 0 ? rest : (ssize_t)(got + (size_t)rest);
 }
 
 int cache_disk_load(struct cache_disk *c, struct cache_disk_handle *h, void *buf)
