@@ -224,6 +224,7 @@ struct wr_file {
     int fd;
     bool live;     /* still to be published */
     bool renamed;  /* now at its data/ path, row not yet committed */
+    bool dropped;  /* its write failed: the batch does not hold its chunk */
     uint8_t *crcs; /* little-endian, as stored */
     char tmp[64];
 };
@@ -378,6 +379,7 @@ static void file_discard(struct cache_disk *c, struct wr_file *f)
         unlinkat(c->dirfd, f->tmp, 0);
     }
     f->live = f->renamed = false;
+    f->dropped = true;
 }
 
 /* Writes all of @p at @off, or at the file position when @off < 0. */
@@ -729,6 +731,7 @@ static void pack_flush(struct cache_disk *c, struct wr_state *w)
         struct dc_item *it = pk->items[i].it;
         if (r < 0) {
             f->live = false;
+            f->dropped = true;
             insert_failed(c, w, r);
         } else {
             f->live = true;
@@ -855,8 +858,10 @@ static bool same_chunk(const struct wr_file *f, const struct dc_item *it)
 
 /*
  * Whether @it's chunk is in the batch already; if not, notes that it will
- * be files[w->n] (a note left by an insert that failed points at a file of
- * another key, or none: it is skipped). An open-addressing table of the
+ * be files[w->n] (a note left by an insert that failed before it took its
+ * entry points at a file of another key, or none: it is skipped; one whose
+ * write failed afterwards is dropped, and the note moves to the new file,
+ * so that the chunk is written again). An open-addressing table of the
  * batch's keys, emptied by starting a new generation with each batch.
  */
 static bool batch_has(struct wr_state *w, const struct dc_item *it)
@@ -872,7 +877,7 @@ static bool batch_has(struct wr_state *w, const struct dc_item *it)
     if (w->seen_used >= SEEN_SLOTS / 2) {
         /* many inserts refused in this batch: the table is half full */
         for (size_t i = 0; i < w->n; i++)
-            if (same_chunk(&w->files[i], it))
+            if (same_chunk(&w->files[i], it) && !w->files[i].dropped)
                 return true;
         return false;
     }
@@ -885,8 +890,12 @@ static bool batch_has(struct wr_state *w, const struct dc_item *it)
             w->seen_used++;
             return false;
         }
-        if (e->file < w->n && same_chunk(&w->files[e->file], it))
-            return true;
+        if (e->file < w->n && same_chunk(&w->files[e->file], it)) {
+            if (!w->files[e->file].dropped)
+                return true;
+            e->file = (uint32_t)w->n;
+            return false;
+        }
     }
 }
 

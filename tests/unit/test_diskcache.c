@@ -2247,6 +2247,36 @@ static void test_pack_write_fails_part_way(void **state)
     cache_disk_close(c);
 }
 
+/* A chunk whose stage write failed (EIO) and that is inserted again in the
+ * same batch is written again: the batch does not count it as held. */
+static void test_pack_write_fails_retried(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk_options o = {.flush_ms = 10000};
+    struct cache_disk *c = open_packed(f->dir, &o);
+    struct chunk a = make_chunk(5000, 3320), b = make_chunk(6000, 3321);
+
+    clear_results();
+    atomic_store(&fail_pwrite_errno, EIO);
+    insert(c, &a);
+    /* the stage is written once it has lingered, the batch still open */
+    for (int i = 0; i < 500 && results_of(-EIO) < 1; i++)
+        sleep_ms(10);
+    atomic_store(&fail_pwrite_errno, 0);
+    assert_int_equal(results_of(-EIO), 1);
+    insert(c, &b);
+    insert(c, &a);
+    cache_disk_sync(c);
+    assert_int_equal(results_of(0), 0);
+    assert_int_equal(results_of(1), 2);
+    assert_int_equal(check_chunk(c, &a), 1);
+    assert_int_equal(check_chunk(c, &b), 1);
+    assert_int_equal(count_rows(f->dir), 2);
+    free(a.bytes);
+    free(b.bytes);
+    cache_disk_close(c);
+}
+
 /* A chunk queued twice in one batch is written once, among many. */
 static void test_dedup_batch(void **state)
 {
@@ -3044,6 +3074,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lookup_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_write_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_write_fails_part_way, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_write_fails_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_upgrade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_rollover, setup, teardown),
