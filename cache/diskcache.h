@@ -317,3 +317,15 @@ int cache_disk_profile_clear(struct cache_disk *c, const char *key, uint64_t *re
 int cache_disk_gc(struct cache_disk *c, uint64_t target, uint64_t *ret_evicted);
 /* Removes every entry. */
 int cache_disk_clear(struct cache_disk *c);
+/*
+ * Removes what processes that stopped without finishing (kill -9, a crash,
+ * a power loss) left in the cache, as gc does but evicting nothing: temp
+ * files of processes that are gone (and unchanged for a minute), packs and
+ * data files that no row names and no writer holds. The budget does not
+ * count them, so a daemon calls this now and then. Safe while other
+ * processes use the cache. @ret (may be NULL): what was removed. 0 or -errno.
+ */
+struct cache_disk_tidy_stats {
+    uint64_t files, bytes; /* bytes: as allocated on the disk */
+};
+int cache_disk_tidy(struct cache_disk *c, struct cache_disk_tidy_stats *ret);

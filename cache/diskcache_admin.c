@@ -23,8 +23,24 @@
 /* Rows read per verify query: short read transactions, so that the WAL can
  * be checkpointed while a long verify runs. */
 #define VERIFY_PAGE 64
-/* A temp file of a dead process older than this is removed by verify. */
+/* A temp file of a dead process older than this is removed by verify, gc
+ * and tidy (a younger one may be a live writer's in another PID namespace). */
 #define STALE_TMP_SEC 60
+
+/* Removes @path (relative to the cache directory) and counts it in @st
+ * (may be NULL): true if it was removed. */
+static bool remove_counted(struct cache_disk *c, const char *path, struct cache_disk_tidy_stats *st)
+{
+    struct stat sb;
+    bool known = fstatat(c->dirfd, path, &sb, AT_SYMLINK_NOFOLLOW) == 0;
+    if (unlinkat(c->dirfd, path, 0) < 0)
+        return false;
+    if (st) {
+        st->files++;
+        st->bytes += known ? (uint64_t)sb.st_blocks * 512 : 0;
+    }
+    return true;
+}
 
 uint64_t cache_disk_enospc_count(struct cache_disk *c)
 {
@@ -306,7 +322,7 @@ static int parse_data_name(const char *name, const char *sub, uint8_t key[CACHE_
  * file seen here without a row is not one about to get its row.
  */
 static int sweep_orphans_in(struct cache_disk *c, unsigned algo, const char *sub,
-                            uint64_t *ret_removed)
+                            struct cache_disk_tidy_stats *st)
 {
     char dir[DC_PATH_MAX], path[DC_PATH_MAX];
     struct dirent *de;
@@ -331,8 +347,7 @@ static int sweep_orphans_in(struct cache_disk *c, unsigned algo, const char *sub
             break;
         if (r == 0 || row_created != created) {
             cache_dc_data_path(algo, key, created, path);
-            if (unlinkat(c->dirfd, path, 0) == 0 && ret_removed)
-                (*ret_removed)++;
+            remove_counted(c, path, st);
         }
         r = 0;
     }
@@ -357,7 +372,7 @@ static bool is_fanout_name(const char *n)
 /* Removes the packs no row names and no writer holds (its rows still to
  * come). Whether they hold bytes no row names (a crash) is not looked at:
  * those pages come back with the pack. */
-static int sweep_packs(struct cache_disk *c, uint64_t *ret_removed)
+static int sweep_packs(struct cache_disk *c, struct cache_disk_tidy_stats *st)
 {
     struct dirent *de;
     DIR *d = open_dir(c, "packs");
@@ -366,26 +381,32 @@ static int sweep_packs(struct cache_disk *c, uint64_t *ret_removed)
     if (!d)
         return errno == ENOENT ? 0 : -errno;
     while ((de = readdir(d))) {
-        char *end;
+        char *end, path[DC_PATH_MAX];
+        struct stat sb;
         long long id;
+        bool known;
         errno = 0;
         id = strtoll(de->d_name, &end, 10);
         if (errno || end == de->d_name || *end || id <= 0)
             continue; /* not a name we give: leave it alone */
+        cache_dc_pack_path((int64_t)id, path);
+        known = fstatat(c->dirfd, path, &sb, AT_SYMLINK_NOFOLLOW) == 0;
         pthread_mutex_lock(&c->db_lock);
         r = cache_dc_pack_reap(c, (int64_t)id);
         pthread_mutex_unlock(&c->db_lock);
         if (r < 0)
             break;
-        if (r > 0 && ret_removed)
-            (*ret_removed)++;
+        if (r > 0 && st) {
+            st->files++;
+            st->bytes += known ? (uint64_t)sb.st_blocks * 512 : 0;
+        }
         r = 0;
     }
     closedir(d);
     return r;
 }
 
-static int sweep_orphans(struct cache_disk *c, uint64_t *ret_removed)
+static int sweep_orphans(struct cache_disk *c, struct cache_disk_tidy_stats *st)
 {
     static const unsigned algos[] = {CACHE_ALGO_SHA256, CACHE_ALGO_SHA512_256,
                                      CACHE_ALGO_SHA256_KEYED};
@@ -403,7 +424,7 @@ static int sweep_orphans(struct cache_disk *c, uint64_t *ret_removed)
         }
         while ((de = readdir(d))) {
             if (is_fanout_name(de->d_name) &&
-                (r = sweep_orphans_in(c, algos[i], de->d_name, ret_removed)) < 0)
+                (r = sweep_orphans_in(c, algos[i], de->d_name, st)) < 0)
                 break;
         }
         closedir(d);
@@ -473,7 +494,7 @@ static bool tmp_owner_dead(const char *name, time_t mtime)
 }
 
 /* Removes temp files left by dead processes (a live one may be writing). */
-static void sweep_tmp(struct cache_disk *c)
+static void sweep_tmp(struct cache_disk *c, struct cache_disk_tidy_stats *tst)
 {
     time_t now = time(NULL);
     struct dirent *de;
@@ -489,9 +510,21 @@ static void sweep_tmp(struct cache_disk *c)
         if (fstatat(c->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
             st.st_mtime > now - STALE_TMP_SEC || !tmp_owner_dead(de->d_name, st.st_mtime))
             continue;
-        unlinkat(c->dirfd, path, 0);
+        remove_counted(c, path, tst);
     }
     closedir(d);
+}
+
+/* What crashes left behind, which the budget does not count: data files and
+ * packs no row names (and no writer holds), temp files of dead processes. */
+static int sweep_leftovers(struct cache_disk *c, struct cache_disk_tidy_stats *st)
+{
+    int r = sweep_orphans(c, st);
+    if (r == 0)
+        r = sweep_packs(c, st);
+    if (r == 0)
+        sweep_tmp(c, st);
+    return r;
 }
 
 /* Recomputes the running totals from the rows (repairs any drift). */
@@ -571,13 +604,9 @@ int cache_disk_verify(struct cache_disk *c, uint64_t *ret_checked,
     }
     free(buf);
     if (r == 0)
-        r = sweep_orphans(c, NULL);
+        r = sweep_leftovers(c, NULL);
     if (r == 0)
-        r = sweep_packs(c, NULL);
-    if (r == 0) {
-        sweep_tmp(c);
         r = recount(c);
-    }
     if (r < 0)
         return r;
     if (ret_checked)
@@ -594,17 +623,22 @@ int cache_disk_gc(struct cache_disk *c, uint64_t target, uint64_t *ret_evicted)
     pthread_mutex_lock(&c->db_lock);
     r = cache_dc_evict(c, target, INT64_MAX, &evicted);
     pthread_mutex_unlock(&c->db_lock);
-    /* and what crashes left behind, which the budget does not count */
     if (r == 0)
-        r = sweep_orphans(c, NULL);
-    if (r == 0)
-        r = sweep_packs(c, NULL);
+        r = sweep_leftovers(c, NULL);
     if (r < 0)
         return r;
-    sweep_tmp(c);
     if (ret_evicted)
         *ret_evicted = evicted;
     return 0;
+}
+
+int cache_disk_tidy(struct cache_disk *c, struct cache_disk_tidy_stats *ret)
+{
+    struct cache_disk_tidy_stats st = {0};
+    int r = sweep_leftovers(c, &st);
+    if (ret)
+        *ret = st;
+    return r;
 }
 
 int cache_disk_clear(struct cache_disk *c)

@@ -2393,6 +2393,60 @@ static pid_t dead_pid(void)
     return pid;
 }
 
+/* What crashed processes left (a data file and a pack no row names, a stale
+ * temp file of a dead process) is removed and counted by cache_disk_tidy();
+ * entries, a fresh temp file and a live process's stay. */
+static void test_tidy(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk good = make_chunk(3 * CACHE_DISK_BLOCK, 720), orphan = make_chunk(10, 721);
+    struct cache_disk_tidy_stats st = {99, 99};
+    char path[512], hex[65];
+    static uint8_t junk[8192];
+    pid_t gone = dead_pid();
+
+    insert(c, &good);
+    cache_disk_sync(c);
+    fx_hex(orphan.key, CACHE_KEY_LEN, hex);
+    snprintf(path, sizeof(path), "%s/data/sha256/%.2s", f->dir, hex);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/data/sha256/%.2s/%s.12345", f->dir, hex, hex);
+    write_file(path, orphan.bytes, orphan.len);
+    snprintf(path, sizeof(path), "%s/packs", f->dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof(path), "%s/packs/12345", f->dir);
+    write_file(path, "leftover", 8);
+    snprintf(path, sizeof(path), "%s/tmp/%d.1.1", f->dir, (int)gone);
+    write_file(path, junk, sizeof(junk));
+    age_file(path, 120);
+    snprintf(path, sizeof(path), "%s/tmp/%d.1.2", f->dir, (int)gone); /* fresh */
+    write_file(path, "x", 1);
+    /* a live process that started before its file was written (init) */
+    snprintf(path, sizeof(path), "%s/tmp/1.1.3", f->dir);
+    write_file(path, "x", 1);
+    age_file(path, 120);
+
+    assert_int_equal(cache_disk_tidy(c, &st), 0);
+    assert_int_equal(st.files, 3);
+    assert_true(st.bytes >= 3 * 4096 + sizeof(junk) - 4096);
+    assert_int_equal(count_files(f->dir, "tmp"), 2);
+    snprintf(path, sizeof(path), "%s/tmp/%d.1.1", f->dir, (int)gone);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof(path), "%s/packs/12345", f->dir);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(count_files(f->dir, "data"), 1);
+    assert_int_equal(stats(c).entries, 1);
+    assert_int_equal(check_chunk(c, &good), 1);
+    /* nothing left the second time */
+    assert_int_equal(cache_disk_tidy(c, &st), 0);
+    assert_int_equal(st.files, 0);
+    assert_int_equal(st.bytes, 0);
+    free(good.bytes);
+    free(orphan.bytes);
+    cache_disk_close(c);
+}
+
 static void test_verify(void **state)
 {
     struct fx *f = *state;
@@ -3057,6 +3111,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pending_bad, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_under_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gc_clear, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tidy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_profiles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_instances, setup, teardown),
