@@ -22,6 +22,7 @@ struct waiter {
     fs_chunk_done_fn done;
     fs_chunk_cached_fn cached;
     void *arg;
+    uint32_t len; /* a cacher's extent length (an index may name one digest at two) */
 };
 
 /* One fetch of one chunk, however many readers wait for it. */
@@ -362,23 +363,33 @@ static void queue_insert(struct fs_chunks *c, uint8_t algo, const uint8_t digest
     report_disk_trouble(c);
 }
 
-/* Hands @entry (a reference, dropped) to the cachers @list: its length is
- * checked against the extent's, then it goes to the disk cache. */
+/* Hands @entry (a reference, dropped) to the disk cache for the cachers
+ * @list: each one whose extent gives the chunk another length gets -EIO (as
+ * a reader of that extent would), the others the disk cache's answer. */
 static void cacher_take(struct fs_chunks *c, uint8_t algo, const uint8_t digest[32],
-                        uint32_t want_len, struct cache_mem_entry *entry, struct waiter *list)
+                        struct cache_mem_entry *entry, struct waiter *list)
 {
+    struct waiter *match = NULL;
     size_t len;
     cache_mem_entry_bytes(entry, &len);
-    if (len != want_len) {
-        fetch_error err;
-        fetch_error_set(&err, -EIO, "the chunk has %zu bytes where the index says %u", len,
-                        want_len);
-        answer_cachers(list, -EIO, 0, &err);
-    } else {
-        /* hydrated chunks leave memory before the ones readers use */
-        cache_mem_note_read(c->mem, entry, len);
-        queue_insert(c, algo, digest, entry, list);
+    while (list) {
+        struct waiter *next = list->next;
+        if (list->len == len) {
+            list->next = match;
+            match = list;
+        } else {
+            fetch_error err;
+            fetch_error_set(&err, -EIO, "the chunk has %zu bytes where the index says %u", len,
+                            list->len);
+            list->next = NULL;
+            answer_cachers(list, -EIO, 0, &err);
+        }
+        list = next;
     }
+    /* hydrated chunks leave memory before the ones readers use */
+    if (match)
+        cache_mem_note_read(c->mem, entry, len);
+    queue_insert(c, algo, digest, entry, match);
     cache_mem_release(c->mem, entry);
 }
 
@@ -614,7 +625,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
         w = next;
     }
     if (r == 0 && cachers) {
-        cacher_take(c, f->ch.algo, f->ch.digest, f->ch.len, entry, cachers);
+        cacher_take(c, f->ch.algo, f->ch.digest, entry, cachers);
     } else if (r == 0) {
         queue_insert(c, f->ch.algo, f->ch.digest, entry, NULL);
         cache_mem_release(c->mem, entry);
@@ -685,7 +696,7 @@ static int want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_pr
         pthread_mutex_unlock(&c->flight_lock);
         if (w->cached) {
             w->next = NULL;
-            cacher_take(c, e->algo, e->digest, e->length, entry, w);
+            cacher_take(c, e->algo, e->digest, entry, w);
         } else {
             w->done(w->arg, 0, entry, NULL);
             free(w);
@@ -722,7 +733,7 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
     if (done && !(w = malloc(sizeof(*w))))
         return -ENOMEM;
     if (w)
-        *w = (struct waiter){NULL, done, NULL, arg};
+        *w = (struct waiter){NULL, done, NULL, arg, e->length};
     if ((r = want(c, e, prio, w)) < 0)
         free(w);
     return r;
@@ -741,7 +752,7 @@ int fs_chunks_cache(struct fs_chunks *c, const struct fetch_extent *e, fs_chunk_
     }
     if (!(w = malloc(sizeof(*w))))
         return -ENOMEM;
-    *w = (struct waiter){NULL, NULL, cached, arg};
+    *w = (struct waiter){NULL, NULL, cached, arg, e->length};
     if ((r = want(c, e, FETCH_PRIO_HYDRATE, w)) < 0)
         free(w);
     return r;

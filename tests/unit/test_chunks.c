@@ -317,6 +317,71 @@ static void no_disk_lookup_in_flight(void **state)
     free(dir);
 }
 
+struct cacher {
+    int calls, fetch_r, cache_r;
+};
+
+static void cacher_cb(void *arg, int fetch_r, int cache_r, const fetch_error *err)
+{
+    struct cacher *k = arg;
+    (void)err;
+    k->calls++;
+    k->fetch_r = fetch_r;
+    k->cache_r = cache_r;
+}
+
+/* An index that names one digest at two lengths: a cacher of the wrong
+ * extent gets -EIO whether it joins a fetch started for the right one or
+ * finds the chunk in memory; a cacher of the right extent in the same fetch
+ * gets it cached. */
+static void cacher_checks_its_own_length(void **state)
+{
+    struct cache_disk_options o = {.flush_ms = 20, .store = "test"};
+    struct cache_disk *disk = NULL;
+    struct fs_chunks *c;
+    struct reader a;
+    struct cacher right = {0}, wrong = {0}, later = {0};
+    char *dir = fx_tmpdir(), err[256] = "";
+    uint8_t data[3000];
+    struct fetch_extent e1, e2;
+
+    (void)state;
+    o.dir = dir;
+    if (cache_disk_open(&o, &disk, err, sizeof(err)) < 0)
+        fail_msg("cache_disk_open: %s", err);
+    assert_non_null(c = fs_chunks_new(fake_pool(), 8 << 20, disk, "pre/", NULL));
+    a = (struct reader){.c = c};
+    fx_fill_random(data, sizeof(data), 9);
+    e1 = extent_of(FETCH_CHUNK_PBS, data, sizeof(data));
+    e2 = e1;
+    e2.length = 2000;
+
+    assert_int_equal(fs_chunks_want(c, &e1, FETCH_PRIO_DEMAND, reader_done, &a), 0);
+    assert_int_equal(fs_chunks_cache(c, &e2, cacher_cb, &wrong), 0);
+    assert_int_equal(fs_chunks_cache(c, &e1, cacher_cb, &right), 0);
+    assert_int_equal(fake_njobs, 1);
+    complete_plain(0, data, sizeof(data));
+    expect_got(&a, data, sizeof(data));
+    cache_disk_sync(disk);
+    assert_int_equal(wrong.calls, 1);
+    assert_int_equal(wrong.fetch_r, -EIO);
+    assert_int_equal(right.calls, 1);
+    assert_int_equal(right.fetch_r, 0);
+    assert_int_equal(right.cache_r, 1);
+    /* the chunk in memory now: the same answer */
+    assert_int_equal(fs_chunks_cache(c, &e2, cacher_cb, &later), 0);
+    cache_disk_sync(disk);
+    assert_int_equal(later.calls, 1);
+    assert_int_equal(later.fetch_r, -EIO);
+
+    fake_pool_reset();
+    fs_chunks_stop(c);
+    cache_disk_close(disk);
+    fs_chunks_free(c);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +390,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(corrupt_chunk_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(second_name_after_enoent, setup, teardown),
         cmocka_unit_test(no_disk_lookup_in_flight),
+        cmocka_unit_test_setup_teardown(cacher_checks_its_own_length, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
