@@ -268,24 +268,52 @@ static uint64_t disk_misses(struct cache_disk *d)
  * disk cache again (each such lookup is an SQLite query that can only miss),
  * and the reader still gets the fetched bytes.
  */
+/* Chunks over the fake pool with a real disk cache in a new directory. */
+struct with_disk {
+    char *dir;
+    struct cache_disk *disk;
+    struct fs_chunks *c;
+};
+
+static void with_disk_open(struct with_disk *w)
+{
+    struct cache_disk_options o = {.flush_ms = 20, .store = "test"};
+    char err[256] = "";
+    w->dir = fx_tmpdir();
+    w->disk = NULL;
+    o.dir = w->dir;
+    if (cache_disk_open(&o, &w->disk, err, sizeof(err)) < 0)
+        fail_msg("cache_disk_open: %s", err);
+    assert_non_null(w->c = fs_chunks_new(fake_pool(), 8 << 20, w->disk, "pre/", NULL));
+}
+
+/* In the daemon's order: the cache's writer holds chunks until closed. */
+static void with_disk_close(struct with_disk *w)
+{
+    fake_pool_reset();
+    fs_chunks_stop(w->c);
+    cache_disk_close(w->disk);
+    fs_chunks_free(w->c);
+    fx_rmtree(w->dir);
+    free(w->dir);
+}
+
 static void no_disk_lookup_in_flight(void **state)
 {
-    (void)state;
-    struct cache_disk_options o = {.flush_ms = 20, .store = "test"};
-    struct cache_disk *disk = NULL;
+    struct with_disk wd;
+    struct cache_disk *disk;
     struct fs_chunks *c;
     struct reader a;
-    char *dir = fx_tmpdir(), err[256] = "";
     uint8_t data[3000], scratch[64];
     const uint8_t *bytes;
     struct cache_mem_entry *ref = NULL;
     struct fetch_extent e;
     uint64_t before;
 
-    o.dir = dir;
-    if (cache_disk_open(&o, &disk, err, sizeof(err)) < 0)
-        fail_msg("cache_disk_open: %s", err);
-    assert_non_null(c = fs_chunks_new(fake_pool(), 8 << 20, disk, "pre/", NULL));
+    (void)state;
+    with_disk_open(&wd);
+    disk = wd.disk;
+    c = wd.c;
     a = (struct reader){.c = c};
 
     fx_fill_random(data, sizeof(data), 5);
@@ -307,14 +335,7 @@ static void no_disk_lookup_in_flight(void **state)
     complete_plain(0, data, sizeof(data));
     expect_got(&a, data, sizeof(data));
     assert_int_equal(fake_njobs, 1);
-
-    /* the daemon's order: the cache's writer holds the chunk until closed */
-    fake_pool_reset();
-    fs_chunks_stop(c);
-    cache_disk_close(disk);
-    fs_chunks_free(c);
-    fx_rmtree(dir);
-    free(dir);
+    with_disk_close(&wd);
 }
 
 struct cacher {
@@ -336,20 +357,18 @@ static void cacher_cb(void *arg, int fetch_r, int cache_r, const fetch_error *er
  * gets it cached. */
 static void cacher_checks_its_own_length(void **state)
 {
-    struct cache_disk_options o = {.flush_ms = 20, .store = "test"};
-    struct cache_disk *disk = NULL;
+    struct with_disk wd;
+    struct cache_disk *disk;
     struct fs_chunks *c;
     struct reader a;
     struct cacher right = {0}, wrong = {0}, later = {0};
-    char *dir = fx_tmpdir(), err[256] = "";
     uint8_t data[3000];
     struct fetch_extent e1, e2;
 
     (void)state;
-    o.dir = dir;
-    if (cache_disk_open(&o, &disk, err, sizeof(err)) < 0)
-        fail_msg("cache_disk_open: %s", err);
-    assert_non_null(c = fs_chunks_new(fake_pool(), 8 << 20, disk, "pre/", NULL));
+    with_disk_open(&wd);
+    disk = wd.disk;
+    c = wd.c;
     a = (struct reader){.c = c};
     fx_fill_random(data, sizeof(data), 9);
     e1 = extent_of(FETCH_CHUNK_PBS, data, sizeof(data));
@@ -373,13 +392,7 @@ static void cacher_checks_its_own_length(void **state)
     cache_disk_sync(disk);
     assert_int_equal(later.calls, 1);
     assert_int_equal(later.fetch_r, -EIO);
-
-    fake_pool_reset();
-    fs_chunks_stop(c);
-    cache_disk_close(disk);
-    fs_chunks_free(c);
-    fx_rmtree(dir);
-    free(dir);
+    with_disk_close(&wd);
 }
 
 int main(void)
