@@ -102,16 +102,20 @@ int fetch_remote_result(int curl_code, long http_status, const char *curl_errbuf
         r = -ETIMEDOUT;
         why = "timed out";
         break;
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
     case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_ENGINE_NOTFOUND:
     case CURLE_SSL_ENGINE_SETFAILED:
     case CURLE_SSL_ENGINE_INITFAILED:
+        /* a local file or setting, which no retry mends */
+        r = -EINVAL;
+        why = "TLS setup failed (a certificate file: see --ca-cert)";
+        break;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CIPHER:
     case CURLE_SSL_SHUTDOWN_FAILED:
-    case CURLE_SSL_CRL_BADFILE:
     case CURLE_SSL_ISSUER_ERROR:
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
     case CURLE_SSL_INVALIDCERTSTATUS:
@@ -214,7 +218,10 @@ int fetch_remote_conf_init(struct fetch_remote_conf *c, const struct fetch_remot
         c->connect_timeout_ms = o->connect_timeout_ms;
     if (o->timeout_ms > 0)
         c->timeout_ms = o->timeout_ms;
-    if (o->ca_cert && !(c->ca_cert = strdup(o->ca_cert)))
+    /* absolute: the daemon changes to / when it detaches, and every
+     * transfer opens the file again */
+    if (o->ca_cert && !(c->ca_cert = realpath(o->ca_cert, NULL)) &&
+        !(c->ca_cert = strdup(o->ca_cert)))
         return -ENOMEM;
     return 0;
 }

@@ -96,7 +96,8 @@ int fetch_store_open_unchecked(const char *location, const struct fetch_remote_o
  * remote store: 0 for 2xx; -ENOENT for 404; -EACCES for 401/403; -EIO for
  * other 4xx; -EAGAIN for 5xx and 429; -ETIMEDOUT for deadlines;
  * -ECONNREFUSED, -ECONNRESET, -EHOSTUNREACH; -EPROTO for TLS and protocol
- * errors and truncated bodies. @curl_errbuf (may be NULL) is the transfer's
+ * errors and truncated bodies; -EINVAL when TLS cannot be set up from the
+ * local files (an unreadable --ca-cert). @curl_errbuf (may be NULL) is the transfer's
  * CURLOPT_ERRORBUFFER; the message names @what (the object path).
  */
 int fetch_remote_result(int curl_code, long http_status, const char *curl_errbuf, const char *what,

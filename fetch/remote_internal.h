@@ -111,10 +111,12 @@ void fetch_s3_creds_release(struct fetch_s3_creds *c);
  * The credentials of an S3 store, in order: the file given in @o; the
  * environment ($AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN);
  * the shared credentials file. -EINVAL with a message saying where to put
- * them, -ENOMEM (s3_creds.c).
+ * them, -ENOMEM (s3_creds.c). @ret_file (may be NULL): the file they were
+ * read from as an absolute path (malloc()ed; a reload reads it again after
+ * the daemon has changed to /), or NULL when they came from the environment.
  */
 int fetch_s3_load_creds(const struct fetch_remote_options *o, struct fetch_s3_creds *ret,
-                        fetch_error *err);
+                        char **ret_file, fetch_error *err);
 
 /* Parses an AWS shared credentials file (INI) for section @profile
  * ("[name]" or "[profile name]"). -ENOENT if the section or its keys are

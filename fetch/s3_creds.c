@@ -106,7 +106,8 @@ int fetch_s3_parse_credentials(const char *text, size_t len, const char *profile
     return 0;
 }
 
-static int creds_from_file(const char *file, struct fetch_s3_creds *ret, fetch_error *err)
+static int creds_from_file(const char *file, struct fetch_s3_creds *ret, char **ret_file,
+                           fetch_error *err)
 {
     const char *profile = getenv("AWS_PROFILE");
     char *text = NULL;
@@ -124,6 +125,10 @@ static int creds_from_file(const char *file, struct fetch_s3_creds *ret, fetch_e
     fetch_secret_free(text, len);
     if (r < 0)
         return fetch_error_prefix(err, r == -ENOMEM ? r : -EINVAL, "%s", file);
+    if (ret_file && !(*ret_file = realpath(file, NULL)) && !(*ret_file = strdup(file))) {
+        fetch_s3_creds_release(ret);
+        return fetch_error_set(err, -ENOMEM, "out of memory");
+    }
     return 0;
 }
 
@@ -133,14 +138,16 @@ static int creds_from_file(const char *file, struct fetch_s3_creds *ret, fetch_e
  * credentials file ($AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials).
  */
 int fetch_s3_load_creds(const struct fetch_remote_options *o, struct fetch_s3_creds *ret,
-                        fetch_error *err)
+                        char **ret_file, fetch_error *err)
 {
     const char *id = getenv("AWS_ACCESS_KEY_ID"), *secret = getenv("AWS_SECRET_ACCESS_KEY");
     const char *token = getenv("AWS_SESSION_TOKEN"), *file, *home;
     char buf[PATH_MAX];
 
+    if (ret_file)
+        *ret_file = NULL;
     if (o && o->s3_credentials_file)
-        return creds_from_file(o->s3_credentials_file, ret, err);
+        return creds_from_file(o->s3_credentials_file, ret, ret_file, err);
     if (id && *id && secret && *secret) {
         struct fetch_s3_creds c = {0};
         if (!(c.key_id = strdup(id)) || !(c.secret = strdup(secret)) ||
@@ -157,7 +164,7 @@ int fetch_s3_load_creds(const struct fetch_remote_options *o, struct fetch_s3_cr
             file = buf;
     }
     if (file && *file && access(file, F_OK) == 0)
-        return creds_from_file(file, ret, err);
+        return creds_from_file(file, ret, ret_file, err);
     return fetch_error_set(err, -EINVAL,
                            "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
                            "(and AWS_SESSION_TOKEN), or give an AWS credentials file with "

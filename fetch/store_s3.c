@@ -64,7 +64,7 @@ struct s3_store {
     struct curl_slist *headers;
     struct curl_slist **retired;
     size_t nretired;
-    char *creds_file; /* --s3-credentials-file, or NULL: the environment's */
+    char *creds_file; /* where the keys came from (absolute), or NULL: the environment */
     struct fetch_remote_conf conf;
     struct fetch_easy_cache *ec;
     /* listing bounds (LIST_*_MAX unless the environment says otherwise) */
@@ -413,7 +413,7 @@ static int s3_reload(struct fetch_store *s, fetch_error *err)
     struct curl_slist *h, **nv;
     int r;
 
-    if ((r = fetch_s3_load_creds(&o, &fresh, err)) < 0)
+    if ((r = fetch_s3_load_creds(&o, &fresh, NULL, err)) < 0)
         return fetch_error_prefix(err, r, "%s", ss->base.location);
     h = base_headers(fresh.token);
     nv = h ? realloc(ss->retired, (ss->nretired + 1) * sizeof(*nv)) : NULL;
@@ -451,6 +451,13 @@ static int parse_location(struct s3_store *ss, const char *location, fetch_error
     const char *p = slash ? slash + 1 : "";
     size_t pl;
 
+    /* no bucket name has a ':': "s3://KEY:SECRET/WITH/SLASHES@bucket" is not
+     * echoed (a secret with a '/' ends the part fetch_location_mask() hides) */
+    if (memchr(b, ':', bl))
+        return fetch_error_set(err, -EINVAL,
+                               "s3://...: an s3:// location takes no credentials and a bucket "
+                               "name has no ':' (use --s3-credentials-file or "
+                               "$AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY)");
     if (bl == 0 || bl > 255)
         return fetch_error_set(err, -EINVAL, "%s: expected s3://BUCKET[/PREFIX]", location);
     for (size_t i = 0; i < bl; i++) {
@@ -607,7 +614,8 @@ int fetch_s3_open(const char *location, const struct fetch_remote_options *o, bo
     r = setup_endpoint(ss, o, region, err);
     if (r < 0)
         goto fail;
-    r = fetch_s3_load_creds(o, &ss->creds, err);
+    /* the file they came from as an absolute path, read again on reload */
+    r = fetch_s3_load_creds(o, &ss->creds, &ss->creds_file, err);
     if (r < 0) {
         fetch_error_prefix(err, r, "%s", ss->base.location);
         goto fail;
@@ -622,10 +630,6 @@ int fetch_s3_open(const char *location, const struct fetch_remote_options *o, bo
     ss->list_max_entries = env_bound("LAZYIMG_S3_LIST_MAX_ENTRIES", LIST_ENTRIES_MAX);
     ss->list_max_bytes = env_bound("LAZYIMG_S3_LIST_MAX_BYTES", LIST_BYTES_MAX);
     ss->headers = base_headers(ss->creds.token);
-    /* absolute: the daemon changes to / when it detaches */
-    if (o && o->s3_credentials_file && !(ss->creds_file = realpath(o->s3_credentials_file, NULL)) &&
-        !(ss->creds_file = strdup(o->s3_credentials_file)))
-        ss->headers = (curl_slist_free_all(ss->headers), NULL);
     if (!ss->headers) {
         r = fetch_error_set(err, -ENOMEM, "out of memory");
         goto fail;

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 
@@ -52,8 +53,11 @@ int fs_remote_opt_parse(int c, const char *arg, struct fetch_remote_options *o)
     case FS_OPT_S3_ENDPOINT:
         if (need_value("s3-endpoint", arg) < 0)
             return -1;
-        if (strncmp(arg, "http://", 7) && strncmp(arg, "https://", 8)) {
-            fs_err("--s3-endpoint: expected an http:// or https:// URL, got '%s'", arg);
+        if (strncasecmp(arg, "http://", 7) && strncasecmp(arg, "https://", 8)) {
+            char *shown = fetch_location_shown(arg);
+            fs_err("--s3-endpoint: expected an http:// or https:// URL, got '%s'",
+                   shown ? shown : "...");
+            free(shown);
             return -1;
         }
         o->s3_endpoint = arg;

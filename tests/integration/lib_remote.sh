@@ -6,8 +6,10 @@
 # contrib/install-deps.sh). Every server listens on 127.0.0.1 only and is
 # stopped by the EXIT trap of lib.sh (add_cleanup hooks).
 #
-#   start_nginx [--autoindex json|html|off] [--name NAME] [--htpasswd FILE] ROOT
-#       (--htpasswd: HTTP basic authentication against FILE is required)
+#   start_nginx [--autoindex json|html|off] [--name NAME] [--htpasswd FILE] [--tls] ROOT
+#       (--htpasswd: HTTP basic authentication against FILE is required;
+#       --tls: HTTPS with a new self-signed certificate for 127.0.0.1, whose
+#       file is NGINX_CERT: the CA a client must be given)
 #       serves ROOT; sets NGINX_NAME NGINX_PORT NGINX_URL NGINX_PID NGINX_LOG
 #   stop_nginx [NAME]              fast stop (connections cut); default: the last one
 #   restart_nginx [NAME]           starts a stopped one again on its port
@@ -39,7 +41,7 @@ free_port() {
 wait_http() {
     local i n=$(($2 * 10)) code
     for ((i = 0; i < n; i++)); do
-        code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null) || code=000
+        code=$(curl -k -s -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null) || code=000
         [[ $code != 000 ]] && return 0
         sleep 0.1
     done
@@ -57,15 +59,16 @@ kill_wait() {
 # --- nginx --------------------------------------------------------------------
 declare -A NGINX_PIDS=() NGINX_PORTS=() NGINX_LOGS=()
 NGINX_N=0
-NGINX_NAME="" NGINX_PORT="" NGINX_URL="" NGINX_PID="" NGINX_LOG=""
+NGINX_NAME="" NGINX_PORT="" NGINX_URL="" NGINX_PID="" NGINX_LOG="" NGINX_CERT=""
 
 start_nginx() {
-    local fmt=json name="" root dir port try conf auth=""
+    local fmt=json name="" root dir port try conf auth="" tls=false scheme=http ssl="" certs=""
     while (($#)); do
         case $1 in
         --autoindex) fmt=$2; shift 2 ;;
         --name) name=$2; shift 2 ;;
         --htpasswd) auth="auth_basic \"lazyimg\"; auth_basic_user_file $(realpath "$2");"; shift 2 ;;
+        --tls) tls=true; shift ;;
         *) break ;;
         esac
     done
@@ -76,6 +79,14 @@ start_nginx() {
     [[ -n $name ]] || name=nginx$NGINX_N
     dir=$W/$name
     mkdir -p "$dir/tmp"
+    if $tls; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+            -keyout "$dir/key.pem" -out "$dir/cert.pem" >"$dir/openssl.log" 2>&1 ||
+            fail "start_nginx --tls: openssl req failed" "$(cat "$dir/openssl.log")"
+        scheme=https ssl=" ssl"
+        certs="ssl_certificate $dir/cert.pem; ssl_certificate_key $dir/key.pem;"
+    fi
     local autoindex
     case $fmt in
     json | html | xml) autoindex="autoindex on; autoindex_format $fmt;" ;;
@@ -108,8 +119,9 @@ http {
     keepalive_timeout 120s;
     keepalive_requests 100000;
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$port$ssl;
         server_name localhost;
+        $certs
         root $root;
         location / { $autoindex $auth }
     }
@@ -121,10 +133,11 @@ EOF
         disown "$pid" # no "Killed" message from stop_nginx; a bare `wait` skips it
         T_PIDS+=("$pid")
         add_cleanup "kill_wait $pid"
-        if wait_http "http://127.0.0.1:$port/" 10 && pid_alive "$pid"; then
+        if wait_http "$scheme://127.0.0.1:$port/" 10 && pid_alive "$pid"; then
             NGINX_PIDS[$name]=$pid NGINX_PORTS[$name]=$port NGINX_LOGS[$name]=$dir/access.log
-            NGINX_NAME=$name NGINX_PORT=$port NGINX_URL=http://127.0.0.1:$port NGINX_PID=$pid
-            NGINX_LOG=$dir/access.log
+            NGINX_NAME=$name NGINX_PORT=$port NGINX_URL=$scheme://127.0.0.1:$port NGINX_PID=$pid
+            NGINX_LOG=$dir/access.log NGINX_CERT=""
+            $tls && NGINX_CERT=$dir/cert.pem
             return 0
         fi
         kill_wait "$pid"

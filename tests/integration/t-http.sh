@@ -5,7 +5,8 @@
 # ls` of the URL; --snapshot mounts without any directory index (and a clear
 # error without --snapshot); 16 parallel readers of one image on an empty
 # cache fetch every chunk exactly once; hydrate, then a remount reads the
-# whole image with nginx gone.
+# whole image with nginx gone; HTTPS: certificates verified by default,
+# --ca-cert (relative too) and --insecure.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -187,3 +188,24 @@ out=$(cmp "$M/$REL" a1.raw 2>&1) || fail "remount after hydrate, nginx stopped: 
 ok "remount after hydrate, nginx stopped: the whole image reads from the cache, byte-identical"
 expect_eq "no chunk request reached nginx after the hydrate" "$before" "$(nginx_count "" '/\.chunks/')"
 lazyimg_umount "$M"
+
+# --- HTTPS: certificates are verified by default; --ca-cert, also relative ----
+start_nginx --tls --name tls --autoindex json "$S"
+TLS_URL=$NGINX_URL
+rc=0
+out=$("$LAZYIMG" mount --no-cache "$TLS_URL/" "$M" 2>&1) || rc=$?
+! mountpoint -q "$M" || { fusermount3 -u "$M"; fail "HTTPS: a self-signed server was accepted without --ca-cert"; }
+((rc != 0)) && grep -qi "certificate" <<<"$out" || fail "HTTPS without --ca-cert: expected a certificate error" "$out"
+ok "HTTPS: a server whose certificate nobody vouches for is refused at mount: $(head -1 <<<"$out")"
+# relative: the daemon changes to / once it runs, and each transfer opens the file
+mkdir -p tlsdir
+cp "$NGINX_CERT" tlsdir/ca.pem
+pushd tlsdir >/dev/null
+lazyimg_mount "$TLS_URL" "$M" --no-cache --ca-cert ca.pem
+popd >/dev/null
+out=$(cmp "$M/vm/100/$T2/drive-scsi1.img" big.raw 2>&1) || fail "HTTPS with a relative --ca-cert: the image does not read" "$out"
+ok "HTTPS with a relative --ca-cert (the daemon in /): every chunk fetched, the image byte-identical"
+lazyimg_umount "$M"
+out=$("$LAZYIMG" ls --insecure "$TLS_URL" 2>&1) || fail "HTTPS --insecure: lazyimg ls failed" "$out"
+grep -q "drive-scsi1.img" <<<"$out" || fail "HTTPS --insecure: lazyimg ls lists no image" "$out"
+ok "HTTPS --insecure: lazyimg ls of the same server lists the images"

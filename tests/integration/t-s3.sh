@@ -108,6 +108,22 @@ mountpoint -q "$M" || fail "S3 SIGHUP unmounted the store"
 cmp "$M/vm/100/$T2/drive-scsi1.img" a2.raw || fail "S3 SIGHUP: the image does not read with the right key again"
 ok "SIGHUP: S3 credentials read again from --s3-credentials-file (a wrong key refused, the right one works; still mounted)"
 lazyimg_umount "$M"
+# the shared credentials file named relative to where the daemon started
+# (it runs in /): SIGHUP reads that file again
+lazyimg_mount_fg "$LOC" "$M" s3hup2.log env AWS_SHARED_CREDENTIALS_FILE=creds -- --no-cache \
+    --readahead 0 --snapshot "vm/100/$T2" "${S3OPTS[@]}"
+cmp <(read_range "$M/vm/100/$T2/drive-scsi1.img" 0 4096) <(head -c 4096 a2.raw) ||
+    fail "relative \$AWS_SHARED_CREDENTIALS_FILE: the first read differs"
+printf '[default]\naws_access_key_id = NOSUCHKEY\naws_secret_access_key = %s\n' "$S3_SK" >creds
+kill -HUP "$MOUNT_PID"
+for _ in $(seq 50); do grep -q "credentials reloaded\|no S3 credentials" s3hup2.log && break; sleep 0.1; done
+grep -q "credentials reloaded" s3hup2.log ||
+    fail "relative \$AWS_SHARED_CREDENTIALS_FILE: SIGHUP did not reload" "$(tail -3 s3hup2.log)"
+read_range "$M/vm/100/$T2/drive-scsi1.img" $((128 << 10)) 4096 >/dev/null 2>&1 &&
+    fail "relative \$AWS_SHARED_CREDENTIALS_FILE: a read with the reloaded unknown key succeeded"
+ok "SIGHUP: a relative \$AWS_SHARED_CREDENTIALS_FILE is read again (from where the daemon started)"
+lazyimg_umount "$M"
+printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$S3_AK" "$S3_SK" >creds
 export AWS_ACCESS_KEY_ID=$S3_AK AWS_SECRET_ACCESS_KEY=$S3_SK
 
 rc=0

@@ -575,6 +575,8 @@ static void result_mapping(void **state)
         {CURLE_OPERATION_TIMEDOUT, 0, NULL, -ETIMEDOUT},
         {CURLE_PEER_FAILED_VERIFICATION, 0, NULL, -EPROTO},
         {CURLE_SSL_CONNECT_ERROR, 0, NULL, -EPROTO},
+        /* a local file: not retried */
+        {CURLE_SSL_CACERT_BADFILE, 0, "error setting certificate file: ca.pem", -EINVAL},
         {CURLE_PARTIAL_FILE, 200, NULL, -EPROTO},
         {CURLE_RECV_ERROR, 0, NULL, -ECONNRESET},
         {CURLE_SEND_ERROR, 0, NULL, -ECONNRESET},
@@ -1012,6 +1014,10 @@ static void url_userinfo(void **state)
     assert_null(strstr(err.msg, "Secret1"));
     assert_int_equal(fetch_store_open("s3://AKIA:Secret1@bucket/x", NULL, &s, &err), -EINVAL);
     assert_null(strstr(err.msg, "Secret1"));
+    /* an AWS secret with a '/' ends the authority before its '@' */
+    assert_int_equal(fetch_store_open("s3://AKIA:Sec/ret1@bucket/x", NULL, &s, &err), -EINVAL);
+    assert_null(strstr(err.msg, "Sec"));
+    assert_non_null(strstr(err.msg, "takes no credentials"));
     free(r_ok);
 }
 
