@@ -180,6 +180,13 @@ struct cache_disk {
     _Atomic bool no_direct_reads; /* the filesystem refused an O_DIRECT read */
     _Atomic int last_insert_error;
     _Atomic uint64_t tmp_counter;
+    /* this process's packs whose sync failed (the latest DC_BAD_PACKS; 0:
+     * free): nothing is appended to them again, and later batches' chunks
+     * in them are dropped at their commit, since a write-back error is
+     * reported once, to whichever sync comes first, not to the pages' batch */
+#define DC_BAD_PACKS 8
+    _Atomic int64_t bad_packs[DC_BAD_PACKS];
+    _Atomic unsigned bad_pack_next;
 };
 
 static inline bool cache_dc_algo_valid(unsigned algo)

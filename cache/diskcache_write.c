@@ -749,6 +749,21 @@ static void pack_flush(struct cache_disk *c, struct wr_state *w)
     pk->nitems = 0;
 }
 
+/* Whether @pack's sync failed (see bad_packs). */
+static bool pack_bad(struct cache_disk *c, int64_t pack)
+{
+    for (unsigned i = 0; i < DC_BAD_PACKS; i++)
+        if (atomic_load(&c->bad_packs[i]) == pack)
+            return true;
+    return false;
+}
+
+static void pack_mark_bad(struct cache_disk *c, int64_t pack)
+{
+    if (!pack_bad(c, pack))
+        atomic_store(&c->bad_packs[atomic_fetch_add(&c->bad_pack_next, 1) % DC_BAD_PACKS], pack);
+}
+
 /* The pack is full: its lock goes with the batch holding its last chunks. */
 static void pack_retire(struct wr_state *w)
 {
@@ -779,7 +794,9 @@ static int pack_append(struct cache_disk *c, struct wr_state *w, struct wr_file 
     size_t need = (size_t)alloc_estimate(it->len);
     int r;
 
-    if (pk->fd >= 0 && pk->end + pk->staged + need > c->pack_bytes && w->nretired < RETIRED_MAX) {
+    /* full, or its sync failed: a new one */
+    if (pk->fd >= 0 && w->nretired < RETIRED_MAX &&
+        (pk->end + pk->staged + need > c->pack_bytes || pack_bad(c, pk->id))) {
         pack_flush(c, w);
         pack_retire(w);
     }
@@ -1236,12 +1253,16 @@ static int fsync_pack(struct cache_disk *c, int64_t pack, int64_t *done, int *re
     for (size_t i = 0; i < *ndone; i++)
         if (done[i] == pack)
             return res[i];
+    if (pack_bad(c, pack))
+        return -EIO;
     cache_dc_pack_path(pack, path);
     fd = openat(c->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 || fdatasync(fd) < 0)
         r = -errno;
     if (fd >= 0)
         close(fd);
+    if (r < 0)
+        pack_mark_bad(c, pack);
     if (*ndone < RETIRED_MAX + 1) {
         done[*ndone] = pack;
         res[(*ndone)++] = r;

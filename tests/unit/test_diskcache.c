@@ -2209,6 +2209,37 @@ static void test_pack_write_fails(void **state)
     cache_disk_close(c);
 }
 
+/* A pack whose sync failed takes no more chunks (a write-back error is
+ * reported once, to whichever sync comes first): the next go to a new pack;
+ * what the failed one held before stays readable. */
+static void test_pack_sync_fails(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_packed(f->dir, NULL);
+    struct chunk a = make_chunk(5000, 3330), b = make_chunk(5000, 3331);
+    struct chunk d = make_chunk(5000, 3332);
+    int64_t pack_a = 0, pack_d = 0, off = 0;
+
+    insert(c, &a);
+    cache_disk_sync(c);
+    assert_int_equal(row_place(f->dir, &a, &pack_a, &off), 1);
+    atomic_store(&fail_fdatasync_errno, EIO);
+    insert(c, &b);
+    cache_disk_sync(c);
+    atomic_store(&fail_fdatasync_errno, 0);
+    assert_int_equal(check_chunk(c, &b), 0);
+    insert(c, &d);
+    cache_disk_sync(c);
+    assert_int_equal(check_chunk(c, &d), 1);
+    assert_int_equal(row_place(f->dir, &d, &pack_d, &off), 1);
+    assert_true(pack_d != pack_a);
+    assert_int_equal(check_chunk(c, &a), 1);
+    free(a.bytes);
+    free(b.bytes);
+    free(d.bytes);
+    cache_disk_close(c);
+}
+
 /* A stage write that fails part way (the filesystem filled after some
  * blocks) leaves no allocated pages behind that no row names: on a full
  * filesystem nothing else would give them back. */
@@ -3129,6 +3160,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lookup_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_write_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_write_fails_part_way, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_sync_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_write_fails_retried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pack_upgrade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dedup_batch, setup, teardown),
