@@ -84,7 +84,9 @@ static int ask(struct target *t, const char *request, json_object **ret)
         return r;
     }
     if (json_object_object_get_ex(o, "error", &e) && !json_object_object_get_ex(o, "job", NULL)) {
-        snprintf(t->error, sizeof(t->error), "%s", json_object_get_string(e));
+        /* (NULL for a JSON null) */
+        snprintf(t->error, sizeof(t->error), "%s",
+                 json_object_get_string(e) ? json_object_get_string(e) : "error");
         json_object_put(o);
         return -EINVAL;
     }
@@ -140,7 +142,7 @@ static void poll_one(struct target *t)
     t->uncached_chunks = u64(o, "uncached_chunks");
     t->elapsed = json_object_object_get_ex(o, "elapsed_s", &v) ? json_object_get_double(v) : 0;
     t->cancelled = json_object_object_get_ex(o, "cancelled", &v) && json_object_get_boolean(v);
-    if (json_object_object_get_ex(o, "error", &v))
+    if (json_object_object_get_ex(o, "error", &v) && json_object_get_string(v))
         snprintf(t->error, sizeof(t->error), "%s", json_object_get_string(v));
     t->finished = json_object_object_get_ex(o, "finished", &v) && json_object_get_boolean(v);
     if (t->finished && (t->errors || t->uncached || t->cancelled || t->error[0]))

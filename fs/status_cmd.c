@@ -86,7 +86,6 @@ static void profile_text(json_object *p, char *buf, size_t len)
 {
     char st[64];
     const char *state, *replay;
-    json_object *v;
     int w;
     if (!p) {
         snprintf(buf, len, "-");
@@ -95,7 +94,10 @@ static void profile_text(json_object *p, char *buf, size_t len)
     state = safe(p, "state", st, sizeof(st));
     if (!*state)
         state = "?";
-    replay = json_object_object_get_ex(p, "replay", &v) ? json_object_get_string(v) : "none";
+    /* not a string (null, from a daemon of another user): none */
+    replay = str(p, "replay");
+    if (!*replay)
+        replay = "none";
     w = snprintf(buf, len, "%s %llu extents", state, (unsigned long long)u64(p, "recorded"));
     if (w > 0 && (size_t)w < len && strcmp(replay, "none"))
         snprintf(buf + w, len - (size_t)w, "; %s: %llu fetched, %llu cached, %llu read",
@@ -258,7 +260,7 @@ int fs_cmd_status(int argc, char **argv)
         return 1;
     }
     if (json_object_object_get_ex(st, "error", &e)) {
-        fs_err("%s: %s", argv[optind], json_object_get_string(e));
+        fs_err("%s: %s", argv[optind], str(st, "error"));
         json_object_put(st);
         return 1;
     }

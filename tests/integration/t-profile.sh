@@ -139,4 +139,37 @@ rd "$M/$IMG" 0
 expect_eq "--no-cache: no profile state (profiles live in the cache)" none "$(status_profile "$M" "$IMG" state)"
 lazyimg_umount "$M"
 expect_eq "nothing recorded with either" "no read profiles in $C" "$("$LAZYIMG" profile ls --cache-dir "$C")"
+
+# --- a daemon's reply is not trusted: JSON null where a string is expected ------
+# (the socket is replaced by a listener that answers every request with it)
+lazyimg_mount "$S" "$M" --no-cache
+sock=$(ss -xlpn | awk -v p="pid=$MOUNT_PID," 'index($0, p) {print $5; exit}')
+[[ -S $sock ]] || fail "no control socket of daemon $MOUNT_PID found" "$(ss -xlpn | tail -5)"
+mv "$sock" "$sock.real"
+python3 - "$sock" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(4)
+s.settimeout(20)
+status = b'{"stores":[],"images":[{"path":"x","profile":{"state":"recording","replay":null}}]}'
+for _ in range(2):
+    c, _ = s.accept()
+    req = c.recv(4096)
+    c.sendall(status if req.startswith(b"status") else b'{"error":null}')
+    c.close()
+PY
+fake=$!
+for _ in $(seq 50); do [[ -S $sock ]] && break; sleep 0.05; done
+rc=0
+out=$("$LAZYIMG" status "$M" 2>&1) || rc=$?
+((rc <= 1)) || fail "lazyimg status on a reply with null strings: exit $rc" "$out"
+rc=0
+out=$(timeout 20 "$LAZYIMG" hydrate "$M/$IMG" 2>&1) || rc=$?
+((rc <= 2)) || fail "lazyimg hydrate on a reply with null strings: exit $rc" "$out"
+wait "$fake" || true
+rm -f "$sock"
+mv "$sock.real" "$sock"
+lazyimg_umount "$M"
+ok "status and hydrate survive a reply with null where strings belong"
 ok "unmounted"
