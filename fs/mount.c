@@ -464,43 +464,82 @@ static bool is_mounted(const char *path)
     return fs_mountinfo_find(path, &e) == 1;
 }
 
-static int check_mountpoint(const char *mnt, char *abs, size_t abs_len)
+/*
+ * Checks the mountpoint @mnt (a directory, empty, not mounted on) and
+ * returns its canonical path in @abs and in *ret_fd an O_PATH descriptor of
+ * the directory checked: the store may take seconds to open, and a
+ * directory on the path replaced meanwhile (a symlink to another place)
+ * must not move the mount there (see pinned_mount_target).
+ */
+static int check_mountpoint(const char *mnt, char *abs, size_t abs_len, int *ret_fd)
 {
-    struct stat st;
+    struct stat st, pin;
     struct dirent *de;
     DIR *d;
     char resolved[PATH_MAX];
+    int fd, dfd;
 
-    if (stat(mnt, &st) < 0) {
+    if (!realpath(mnt, resolved) || (fd = open(resolved, O_PATH | O_CLOEXEC)) < 0) {
         fs_err("mountpoint %s: %s", mnt, strerror(errno));
         return -1;
     }
-    if (!S_ISDIR(st.st_mode)) {
+    if (fstat(fd, &pin) < 0 || !S_ISDIR(pin.st_mode)) {
         fs_err("mountpoint %s: not a directory", mnt);
-        return -1;
+        goto fail;
     }
-    if (!realpath(mnt, resolved)) {
-        fs_err("mountpoint %s: %s", mnt, strerror(errno));
-        return -1;
+    if (stat(resolved, &st) < 0 || st.st_dev != pin.st_dev || st.st_ino != pin.st_ino) {
+        fs_err("mountpoint %s: changed while it was checked", mnt);
+        goto fail;
     }
     if (is_mounted(resolved)) {
         fs_err("mountpoint %s: already mounted (unmount it first: lazyimg umount %s)", mnt, mnt);
-        return -1;
+        goto fail;
     }
-    d = opendir(resolved);
-    if (!d) {
+    if ((dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || !(d = fdopendir(dfd))) {
         fs_err("mountpoint %s: %s", mnt, strerror(errno));
-        return -1;
+        if (dfd >= 0)
+            close(dfd);
+        goto fail;
     }
     while ((de = readdir(d))) {
         if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
             closedir(d);
             fs_err("mountpoint %s: not empty", mnt);
-            return -1;
+            goto fail;
         }
     }
     closedir(d);
     snprintf(abs, abs_len, "%s", resolved);
+    *ret_fd = fd;
+    return 0;
+fail:
+    close(fd);
+    return -1;
+}
+
+/*
+ * Where to mount: the directory checked by check_mountpoint (@fd, canonical
+ * path @mnt). The path must still lead to it (else -1: a directory on it was
+ * replaced since). As root, whose mount(2) libfuse calls in this process, the
+ * target is the descriptor itself (/proc/self/fd/N, which the kernel follows
+ * to that very directory, and through which libfuse unmounts it too): no
+ * later change of the path can move the mount. fusermount3, for other
+ * users, resolves the path itself.
+ */
+static int pinned_mount_target(const char *mnt, int fd, char *buf, size_t len)
+{
+    struct stat now, pin;
+    if (stat(mnt, &now) < 0 || fstat(fd, &pin) < 0 || now.st_dev != pin.st_dev ||
+        now.st_ino != pin.st_ino) {
+        fs_err("mountpoint %s: no longer the directory that was checked (a directory on its "
+               "path was replaced); not mounting",
+               mnt);
+        return -1;
+    }
+    if (geteuid() == 0)
+        snprintf(buf, len, "/proc/self/fd/%d", fd);
+    else
+        snprintf(buf, len, "%s", mnt);
     return 0;
 }
 
@@ -1214,9 +1253,9 @@ int fs_cmd_mount(int argc, char **argv)
     struct fs_daemon *d = NULL;
     struct fuse_session *se = NULL;
     struct fs_metrics *metrics = NULL;
-    char mnt[PATH_MAX], mounted[2 * PATH_MAX + 256];
+    char mnt[PATH_MAX], target[PATH_MAX], mounted[2 * PATH_MAX + 256];
     bool set_readahead, loop_ran = false;
-    int r, status = 1, ready_fd = -1;
+    int r, status = 1, ready_fd = -1, mnt_fd = -1;
 
     if ((r = parse_mount_opts(argc, argv, &o)))
         return r < 0 ? 0 : r;
@@ -1224,7 +1263,7 @@ int fs_cmd_mount(int argc, char **argv)
         fs_log_set_level(FS_LOG_DEBUG);
     tune_malloc();
     fs_read_init();
-    if (check_mountpoint(o.mountpoint, mnt, sizeof(mnt)) < 0 || check_dev_fuse() < 0 ||
+    if (check_mountpoint(o.mountpoint, mnt, sizeof(mnt), &mnt_fd) < 0 || check_dev_fuse() < 0 ||
         listen_metrics(&o, mnt, &metrics) < 0 ||
         prepare_daemon(&o, mnt, &d, mounted, sizeof(mounted)) < 0)
         goto out;
@@ -1232,7 +1271,9 @@ int fs_cmd_mount(int argc, char **argv)
     metrics = NULL; /* the daemon's */
     if (!(se = session_new(&o, d)))
         goto out;
-    if (fuse_session_mount(se, mnt) != 0) {
+    if (pinned_mount_target(mnt, mnt_fd, target, sizeof(target)) < 0)
+        goto out_handlers;
+    if (fuse_session_mount(se, target) != 0) {
         fs_err("cannot mount at %s (see the message above)", mnt);
         goto out_handlers;
     }
@@ -1249,7 +1290,7 @@ int fs_cmd_mount(int argc, char **argv)
     fs_info("%s", mounted);
     notify_state(mounted, true);
     if (set_readahead)
-        start_readahead_thread(mnt, o.readahead_kb);
+        start_readahead_thread(target, o.readahead_kb);
     status = run_loop(se, mnt);
     loop_ran = true;
     notify_state(NULL, false);
@@ -1272,6 +1313,8 @@ out_handlers:
 out:
     if (se)
         fuse_session_destroy(se);
+    if (mnt_fd >= 0)
+        close(mnt_fd); /* after the unmount through it */
     fs_daemon_free(d);
     fs_metrics_free(metrics);
     return status;

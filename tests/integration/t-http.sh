@@ -161,6 +161,37 @@ PY
 ok "40 scattered single-chunk reads: right bytes, none waited out the fetcher's poll timeout"
 lazyimg_umount "$M"
 
+# --- root's mount stays on the directory it checked -----------------------------
+# Opening a slow store takes seconds; a directory on the mountpoint's path
+# replaced meanwhile by a symlink to another place must not move the mount
+# there (root mounts over whatever the path names at mount(2) time otherwise).
+mkdir -p race/a/mnt victim/mnt
+echo keep >victim/mnt/important
+start_proxy "$URL"
+proxy_fault delay ms=300
+"$LAZYIMG" mount --no-cache "$PROXY_URL/" "$W/race/a/mnt" >race.out 2>&1 &
+mp=$!
+sleep 0.4
+mv race/a race/a.old
+ln -s "$W/victim" race/a
+rc=0
+wait "$mp" || rc=$?
+proxy_fault none
+if mountpoint -q victim/mnt; then
+    umount -l victim/mnt
+    fail "root's mount followed a replaced directory onto victim/mnt" "$(cat race.out)"
+fi
+if ((rc == 0)); then
+    mountpoint -q race/a.old/mnt || fail "mount succeeded, but not on the checked directory" "$(cat race.out)"
+    lazyimg_umount "$W/race/a.old/mnt"
+else
+    grep -q "no longer the directory that was checked" race.out ||
+        fail "mount refused without saying why" "$(cat race.out)"
+fi
+[[ $(cat victim/mnt/important) == keep ]] || fail "victim/mnt no longer shows its file"
+ok "a mountpoint path changed while the store opened: $(tail -1 race.out)"
+kill_wait "$PROXY_PID"
+
 # --- hydrate, then the image reads fully with nginx gone ----------------------
 C=$W/cache-hyd
 lazyimg_mount "$URL" "$M" --cache-dir "$C"
