@@ -49,6 +49,7 @@ static bool parse_line(char *line, struct fs_mount_entry *e)
     /* id parent major:minor root mountpoint options [optional...] - fstype source superopts */
     char *fields[5], *p = line, *sep, *rest[3];
     unsigned maj, min;
+    unsigned long long id;
     char end;
     int i;
 
@@ -62,7 +63,8 @@ static bool parse_line(char *line, struct fs_mount_entry *e)
         if (*p)
             *p++ = '\0';
     }
-    if (i < 5 || sscanf(fields[2], "%u:%u%c", &maj, &min, &end) != 2)
+    if (i < 5 || sscanf(fields[2], "%u:%u%c", &maj, &min, &end) != 2 ||
+        sscanf(fields[0], "%llu%c", &id, &end) != 1)
         return false;
     p = sep + 3;
     for (i = 0; i < 3; i++) {
@@ -74,6 +76,7 @@ static bool parse_line(char *line, struct fs_mount_entry *e)
     unescape(fields[4]);
     if (strlen(fields[4]) >= sizeof(e->mountpoint))
         return false;
+    e->id = id;
     e->dev = makedev(maj, min);
     memcpy(e->mountpoint, fields[4], strlen(fields[4]) + 1);
     snprintf(e->fstype, sizeof(e->fstype), "%s", rest[0]);

@@ -7,10 +7,12 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* One line of mountinfo (fields unescaped: "\040" is a space). */
 struct fs_mount_entry {
+    uint64_t id; /* the mount ID (statx's stx_mnt_id) */
     dev_t dev;
     char mountpoint[PATH_MAX];
     char fstype[64];

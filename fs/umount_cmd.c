@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
@@ -278,8 +279,70 @@ static int run_fusermount(const char *path, bool lazy, char *msg, size_t msg_len
 #define BUSY_STEP_MS 50
 
 /*
+ * Root's unmount of the mount with ID @id at @path (canonical), which must
+ * stay that mount: the parent directory is held open, the last name looked
+ * up in it without following a symlink, and its mount ID compared (without
+ * asking the daemon, which may be stuck) before each try. Otherwise a user
+ * who owns a directory on the path could swap it for a symlink to another
+ * place between the check and the unmount, and root would unmount whatever
+ * is mounted there under that name. 0 or -1 (told).
+ */
+static int unmount_pinned(const char *path, uint64_t id, bool lazy)
+{
+    int64_t deadline = now_ms() + BUSY_RETRY_MS;
+    char parent[PATH_MAX];
+    const char *base = strrchr(path, '/');
+    int pfd, cwd, r = -1;
+
+    if (!base || !base[1] || (size_t)(base - path) >= sizeof(parent)) {
+        fs_err("umount %s: not a path to a mount", path);
+        return -1;
+    }
+    memcpy(parent, path, (size_t)(base - path));
+    parent[base - path] = '\0';
+    base++;
+    if ((pfd = open(parent[0] ? parent : "/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        (cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        fs_err("umount %s: %s", path, strerror(errno));
+        if (pfd >= 0)
+            close(pfd);
+        return -1;
+    }
+    for (;;) {
+        struct statx sx;
+        if (statx(pfd, base, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_DONT_SYNC,
+                  STATX_MNT_ID, &sx) < 0 ||
+            !(sx.stx_mask & STATX_MNT_ID) || sx.stx_mnt_id != id) {
+            fs_err("umount %s: the path no longer leads to the lazyimg mount that was checked "
+                   "(a directory on it was replaced?); not unmounting",
+                   path);
+            break;
+        }
+        if (fchdir(pfd) < 0) {
+            fs_err("umount %s: %s", path, strerror(errno));
+            break;
+        }
+        r = umount2(base, (lazy ? MNT_DETACH : 0) | UMOUNT_NOFOLLOW);
+        int e = errno;
+        if (fchdir(cwd) < 0)
+            fs_warn("umount: cannot return to the working directory: %s", strerror(errno));
+        if (r == 0)
+            break;
+        if (e != EBUSY || now_ms() >= deadline) {
+            fs_err("umount %s: %s", path, strerror(e));
+            break;
+        }
+        usleep(BUSY_STEP_MS * 1000);
+    }
+    close(cwd);
+    close(pfd);
+    return r == 0 ? 0 : -1;
+}
+
+/*
  * fusermount3 -u [-z] PATH, tried again while the mount is busy for at most
- * BUSY_RETRY_MS; umount2 where there is no fusermount3. 0 or -1 (told).
+ * BUSY_RETRY_MS (fusermount3 refuses mounts that are not the caller's);
+ * umount2 where there is no fusermount3. 0 or -1 (told).
  */
 static int do_unmount(const char *path, bool lazy)
 {
@@ -387,7 +450,7 @@ int fs_cmd_umount(int argc, char **argv)
     else if (r != -ENOENT && r != -ECONNREFUSED && r != -ESRCH)
         fs_warn("umount %s: cannot find its daemon (%s); not waiting for it to exit", arg, err);
 
-    if (do_unmount(path, lazy) < 0) {
+    if ((geteuid() == 0 ? unmount_pinned(path, me.id, lazy) : do_unmount(path, lazy)) < 0) {
         if (pidfd >= 0)
             close(pidfd);
         return 1;

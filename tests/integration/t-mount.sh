@@ -345,3 +345,28 @@ cmp "$M/vm/301/$T1/drive-scsi0.img" b.raw || fail "plain image next to an encryp
 ok "plain image in the same store still reads fine"
 lazyimg_umount "$M"
 ok "unmounted"
+
+# --- root's umount unmounts the lazyimg mount it checked, nothing else -------------
+# The mount is busy (a file open in it), so umount tries again for 2 s; a
+# directory on its path replaced meanwhile by a symlink to a place where
+# another filesystem is mounted under the same name must not get that one
+# unmounted instead.
+mkdir -p race/a/mnt victim/mnt
+mount -t tmpfs -o size=1M lazyimg-victim victim/mnt
+add_cleanup "umount -l '$W/victim/mnt' 2>/dev/null"
+lazyimg_mount "$S" "$W/race/a/mnt"
+exec {held}<"$W/race/a/mnt/vm/100/$T1/drive-scsi0.img"
+rc=0
+"$LAZYIMG" umount --timeout 2 "$W/race/a/mnt" >race.out 2>&1 &
+up=$!
+sleep 0.6
+mv race/a race/a.old
+ln -s "$W/victim" race/a
+wait "$up" || rc=$?
+mountpoint -q victim/mnt || fail "root's umount unmounted the tmpfs it was redirected to" "$(cat race.out)"
+mountpoint -q race/a.old/mnt || fail "the lazyimg mount went, though it was busy" "$(cat race.out)"
+((rc != 0)) || fail "umount said it succeeded" "$(cat race.out)"
+exec {held}<&-
+lazyimg_umount "$W/race/a.old/mnt"
+umount victim/mnt
+ok "umount of a path changed while it waited for a busy mount: $(tail -1 race.out)"
