@@ -66,6 +66,26 @@ static int prepare(struct fs_ctx *ctx, struct fs_node *n)
     return 0;
 }
 
+/*
+ * The attributes of tree node @n. An archive's shows those of the archive's
+ * own root directory: its mode and owner guard what is inside (the mount
+ * uses default_permissions), so this opens the archive. One that does not
+ * open keeps the tree's (nothing inside can be read then).
+ */
+static void node_stat(struct fs_ctx *ctx, struct fs_node *n, struct stat *st)
+{
+    if (n->kind == FS_NODE_ARCHIVE && fs_archive_getattr(ctx, n->ino, st) == 0)
+        return;
+    fs_node_stat(ctx->tree, n, st);
+}
+
+/* Whether @ino has an archive's entries, or is an archive (its root entry). */
+static bool archive_ino(struct fs_ctx *ctx, fuse_ino_t ino)
+{
+    struct fs_node *n;
+    return fs_archive_ino(ino) || ((n = fs_tree_get(ctx->tree, ino)) && n->kind == FS_NODE_ARCHIVE);
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fs_ctx *ctx = ctx_of(req);
@@ -108,7 +128,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     e.generation = 1;
     e.attr_timeout = FS_TIMEOUT;
     e.entry_timeout = FS_TIMEOUT;
-    fs_node_stat(ctx->tree, n, &e.attr);
+    node_stat(ctx, n, &e.attr);
     fuse_reply_entry(req, &e);
 }
 
@@ -135,7 +155,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, -r);
         return;
     }
-    fs_node_stat(ctx->tree, n, &st);
+    node_stat(ctx, n, &st);
     fuse_reply_attr(req, &st, FS_TIMEOUT);
 }
 
@@ -423,10 +443,11 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
         fuse_reply_lseek(req, (off_t)pos);
 }
 
-/* Extended attributes: entries of archives have theirs; nothing else has any. */
+/* Extended attributes: entries of archives (their roots too) have theirs;
+ * nothing else has any. */
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    if (fs_archive_ino(ino))
+    if (archive_ino(ctx_of(req), ino))
         fs_archive_getxattr(ctx_of(req), req, ino, name, size);
     else
         fuse_reply_err(req, ENODATA);
@@ -434,7 +455,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-    if (fs_archive_ino(ino))
+    if (archive_ino(ctx_of(req), ino))
         fs_archive_listxattr(ctx_of(req), req, ino, size);
     else if (size == 0)
         fuse_reply_xattr(req, 0);

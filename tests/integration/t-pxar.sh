@@ -56,6 +56,12 @@ EOF
     XATTRS=1
 fi
 
+# the root's own metadata: what guards the tree (see the --allow-other check)
+chmod 0750 "$SRC"
+chown 4321:8765 "$SRC"
+((XATTRS)) && python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.rootattr", b"rootval")' "$SRC"
+touch -d '2022-03-04 05:06:07.5' "$SRC"
+
 make_image disk.raw rand:64K 1
 mkpbs --chunk-size 64K --time $T "$S" drive-scsi0.img=disk.raw >/dev/null
 python3 "$PXAR_TOOL" add "$S" "ct/200/$T" "$SRC" --chunk-size 65536 >/dev/null
@@ -88,6 +94,13 @@ for dirpath, dirs, files in os.walk(src):
             bad.append("%s: rdev" % b)
         if stat.S_ISLNK(sa.st_mode) and os.readlink(a) != os.readlink(b):
             bad.append("%s: link target" % b)
+# the archive's root directory shows the source root's metadata
+sa, sb = os.lstat(src), os.lstat(got)
+for f in ("st_mode", "st_uid", "st_gid", "st_mtime_ns"):
+    if getattr(sa, f) != getattr(sb, f):
+        bad.append("the root: %s %o != %o" % (f, getattr(sa, f), getattr(sb, f)))
+if xattrs and (os.getxattr(got, "user.rootattr") != b"rootval" or "user.rootattr" not in os.listxattr(got)):
+    bad.append("the root: xattr user.rootattr")
 if os.lstat(os.path.join(got, "data/mid.bin")).st_ino != os.lstat(os.path.join(got, "data/mid.link")).st_ino:
     bad.append("the hardlinks are two inodes")
 if xattrs:
@@ -125,6 +138,20 @@ expect_eq "the device's numbers" 1:3 "$(stat -c %t:%T "$V2/var/null")"
 expect_eq "a lookup of a missing name" "No such file or directory" \
     "$(LC_ALL=C cat "$V2/etc/nope" 2>&1 | sed 's/.*: //' || true)"
 ok "FIFO and character device shown as such; missing names are ENOENT"
+lazyimg_umount "$M"
+
+# --- with --allow-other, the archive root's mode and owner guard its tree
+# (the mount checks permissions in the kernel from the attributes it shows:
+# hello.txt is 0644, but the root is 0750 of uid 4321)
+lazyimg_mount "$S" "$M" --no-cache --allow-other
+for v in "$V1" "$V2"; do
+    if out=$(setpriv --reuid=65534 --regid=65534 --clear-groups cat "$v/etc/app/hello.txt" 2>&1); then
+        fail "uid 65534 read a file under an archive root of mode 0750 (uid 4321)" "$(stat "$v")"
+    fi
+    grep -q "Permission denied" <<<"$out" || fail "uid 65534: expected EACCES" "$out"
+done
+expect_eq "root still reads it" "hello pxar" "$(cat "$V1/etc/app/hello.txt")"
+ok "--allow-other: another user is refused under an archive root of mode 0750 ($(stat -c '%A %u' "$V1"))"
 lazyimg_umount "$M"
 
 # --- over HTTP: a file read fetches only its chunks, not the whole payload
