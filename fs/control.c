@@ -136,20 +136,38 @@ static int owner_socket_path(dev_t dev, uid_t owner, char *buf, size_t len, char
 int fs_control_socket_path(dev_t dev, char *buf, size_t len, char *err, size_t err_len)
 {
     char dir[PATH_MAX];
-    uid_t owner = 0;
+    uid_t me = geteuid(), owner = me;
+    bool known = mount_owner(dev, &owner) == 0;
+    struct stat st;
     int r, w;
 
-    if (geteuid() == 0 && mount_owner(dev, &owner) == 0 && owner != 0)
-        return owner_socket_path(dev, owner, buf, len, err, err_len);
+    if (known && owner != me) {
+        if (me == 0)
+            return owner_socket_path(dev, owner, buf, len, err, err_len);
+        fs_sock_set_err(err, err_len,
+                        "mounted by uid %u: only that user or root can ask its daemon",
+                        (unsigned)owner);
+        return -EACCES;
+    }
     r = fs_control_dir(dir, sizeof(dir), 0, err, err_len);
+    if (r == 0) {
+        w = snprintf(buf, len, "%s/%u:%u.sock", dir, major(dev), minor(dev));
+        if (w < 0 || (size_t)w >= len) {
+            fs_sock_set_err(err, err_len, "control socket path too long");
+            return -ENAMETOOLONG;
+        }
+        if (me == 0 || (lstat(buf, &st) == 0 && S_ISSOCK(st.st_mode)))
+            return 0;
+    }
+    /* a daemon started with another $XDG_RUNTIME_DIR than this shell's (a
+     * login session's, where an ssh or cron one has none): the places such a
+     * daemon uses, before the error for the one this environment implies */
+    if (me != 0 && known && owner_socket_path(dev, me, buf, len, NULL, 0) == 0)
+        return 0;
     if (r < 0)
         return r;
     w = snprintf(buf, len, "%s/%u:%u.sock", dir, major(dev), minor(dev));
-    if (w < 0 || (size_t)w >= len) {
-        fs_sock_set_err(err, err_len, "control socket path too long");
-        return -ENAMETOOLONG;
-    }
-    return 0;
+    return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -537,7 +555,14 @@ int fs_control_request(dev_t dev, const char *request, json_object **ret, char *
     }
     if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
         r = -errno;
-        if (r == -ENOENT || r == -ECONNREFUSED)
+        struct fs_mount_entry e;
+        if ((r == -ENOENT || r == -ECONNREFUSED) && fs_mountinfo_find_dev(dev, &e) == 1 &&
+            !strcmp(e.fstype, "fuse.lazyimg"))
+            fs_sock_set_err(err, err_len,
+                            "its daemon does not answer (no control socket %s%s): it was "
+                            "killed or started without one; lazyimg umount unmounts it",
+                            path, r == -ECONNREFUSED ? ": nobody listens" : "");
+        else if (r == -ENOENT || r == -ECONNREFUSED)
             fs_sock_set_err(err, err_len, "not a lazyimg mount (no control socket %s%s)", path,
                             r == -ECONNREFUSED ? ": nobody listens" : "");
         else

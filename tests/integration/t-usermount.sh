@@ -62,6 +62,11 @@ expect_eq "a user's mount without --page-cache says nothing" "" "$(cat m2.log)"
 "$LAZYIMG" status "$W/m2" >st2.out 2>&1 || fail "root: status of the user's mount (XDG) failed" "$(cat st2.out)"
 grep -qF "* $S (active)" st2.out || fail "root: status (XDG)" "$(cat st2.out)"
 ok "root's status reaches the user's daemon (/run/user/$U/lazyimg)"
+# the user's own shell without $XDG_RUNTIME_DIR (ssh, cron, su) finds the
+# daemon there too
+as_user "$LAZYIMG" status "$W/m2" >st2u.out 2>&1 || fail "user: status without \$XDG_RUNTIME_DIR failed" "$(cat st2u.out)"
+grep -qF "* $S (active)" st2u.out || fail "user: status without \$XDG_RUNTIME_DIR" "$(cat st2u.out)"
+ok "the user's status without \$XDG_RUNTIME_DIR finds the daemon in /run/user/$U/lazyimg"
 
 # somewhere root cannot guess: an exact reason
 mkdir -p "$W/run/x" && chown $U "$W/run/x" && chmod 700 "$W/run/x"
@@ -80,3 +85,13 @@ T_MOUNTS+=("$W/m4")
 T_PIDS+=("$(daemon_pid "$W/m4")")
 ! grep -q "readahead" m4.log || fail "root's mount warns about readahead" "$(cat m4.log)"
 ok "root's mount raises the readahead silently"
+
+# another user's status of root's --allow-other mount: who can ask, not
+# "not a lazyimg mount"
+mkdir -p m5
+T_MOUNTS+=("$W/m5")
+"$LAZYIMG" mount --no-cache --allow-other "$S" "$W/m5" >m5.log 2>&1 || fail "root mount --allow-other failed" "$(cat m5.log)"
+T_PIDS+=("$(daemon_pid "$W/m5")")
+out=$(as_user "$LAZYIMG" status "$W/m5" 2>&1) && fail "uid $U: status of root's mount succeeded" "$out"
+[[ $out == *"mounted by uid 0"* && $out != *"not a lazyimg mount"* ]] || fail "uid $U: status of root's mount" "$out"
+ok "another user's status names the mount's owner: $out"
