@@ -65,6 +65,16 @@ static bool is_generic(const char *opt)
     return false;
 }
 
+/* Whether @opt (NAME[=VALUE]) would ask for the usage or the version: a
+ * mount option must mount (mount(8) takes a 0 exit for a mount), and long
+ * options may be abbreviated ("-o he" is --help). */
+static bool asks_help(const char *opt)
+{
+    size_t n = strcspn(opt, "=");
+    return n > 0 &&
+           ((n <= 4 && !strncmp(opt, "help", n)) || (n <= 7 && !strncmp(opt, "version", n)));
+}
+
 bool fs_mount_helper_form(int argc, char **argv)
 {
     /* lazyimg STORE MOUNTPOINT [-o OPTIONS], as mount.fuse3 runs it: a STORE
@@ -126,6 +136,11 @@ int fs_cmd_mount_helper(int argc, char **argv)
         size_t name_len = strcspn(o, "=");
         if (is_generic(o))
             continue;
+        if (asks_help(o)) {
+            fs_err("%s: '%s' is not a mount option (see lazyimg mount --help)", argv[0], o);
+            r = 2;
+            break;
+        }
         for (size_t k = 0; k < name_len; k++)
             if (o[k] == '_')
                 o[k] = '-';

@@ -213,4 +213,10 @@ cmp "$M/$IMG" a.raw || fail "mount.fuse.lazyimg: wrong bytes"
 lazyimg_umount "$M"
 out=$(bin/mount.fuse.lazyimg "$S" "$M" -o no-such-thing 2>&1) && fail "mount.fuse.lazyimg accepted -o no-such-thing"
 [[ $out == *"no-such-thing"* ]] || fail "unknown -o option: no message naming it" "$out"
+for o in help he version; do
+    rc=0
+    out=$(bin/mount.fuse.lazyimg "$S" "$M" -o "ro,$o" 2>&1) || rc=$?
+    ((rc != 0)) || fail "mount.fuse.lazyimg -o ro,$o exited 0 without mounting" "$out"
+    ! mountpoint -q "$M" || fail "mount.fuse.lazyimg -o ro,$o mounted"
+done
 ok "mount.fuse.lazyimg: generic options ignored (still read-only), lazyimg's mapped, unknown ones refused"
