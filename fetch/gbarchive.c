@@ -473,25 +473,69 @@ static int u64_cmp(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
+struct gb_item {
+    uint64_t hash, at, end;
+};
+
+static int item_hash_cmp(const void *x, const void *y)
+{
+    const struct gb_item *a = x, *b = y;
+    return a->hash < b->hash ? -1 : a->hash > b->hash;
+}
+
 /*
- * Whether the goodbye items of @dir name distinct children. A hostile table
- * could name one child twice at every level: a few KiB of archive would
- * then list 2^depth paths to whoever walks it (and a name twice in one
- * listing). (Only the starts: a v2 file's item size may count its payload,
- * so that extents of honest children can overlap.)
+ * Whether two of the @n items (sorted by hash) of @dir are children of one
+ * name: the same name twice in a listing, one of them out of reach of a
+ * lookup. Only items of equal hashes are decoded (rare in an honest table).
  */
-static int check_children(const struct gb_archive *a, const struct fetch_archive_entry *dir,
+static int check_names(struct gb_archive *a, const struct fetch_archive_entry *dir,
+                       const struct gb_item *it, uint64_t n, fetch_error *err)
+{
+    char x[FETCH_ARCHIVE_NAME_MAX + 1], y[FETCH_ARCHIVE_NAME_MAX + 1];
+    struct fetch_archive_entry ex, ey;
+    int r;
+
+    for (uint64_t i = 0; i + 1 < n; i++) {
+        for (uint64_t j = i + 1; j < n && it[j].hash == it[i].hash; j++) {
+            if ((r = decode_child(a, dir, it[i].at, it[i].end, x, sizeof(x), &ex, err)) < 0 ||
+                (r = decode_child(a, dir, it[j].at, it[j].end, y, sizeof(y), &ey, err)) < 0)
+                return r;
+            if (!strcmp(x, y))
+                return fetch_error_set(err, -EBADMSG,
+                                       "directory at %llu: two children named \"%s\"",
+                                       (unsigned long long)dir->pos, x);
+        }
+    }
+    return 0;
+}
+
+/*
+ * Whether the goodbye items of @dir name distinct children, of distinct
+ * names. A hostile table could name one child twice at every level: a few
+ * KiB of archive would then list 2^depth paths to whoever walks it (and a
+ * name twice in one listing). (Only the starts: a v2 file's item size may
+ * count its payload, so that extents of honest children can overlap.)
+ */
+static int check_children(struct gb_archive *a, const struct fetch_archive_entry *dir,
                           fetch_error *err)
 {
-    uint64_t *at, hash, end;
+    uint64_t *at;
+    struct gb_item *it;
     int r = 0;
 
     if (dir->goodbye_count < 2)
         return 0;
-    if (!(at = calloc((size_t)dir->goodbye_count, sizeof(*at))))
+    at = calloc((size_t)dir->goodbye_count, sizeof(*at));
+    it = calloc((size_t)dir->goodbye_count, sizeof(*it));
+    if (!at || !it) {
+        free(at);
+        free(it);
         return fetch_error_set(err, -ENOMEM, "out of memory");
-    for (uint64_t i = 0; i < dir->goodbye_count && r == 0; i++)
-        r = goodbye_item(a, dir, i, &hash, &at[i], &end, err);
+    }
+    for (uint64_t i = 0; i < dir->goodbye_count && r == 0; i++) {
+        r = goodbye_item(a, dir, i, &it[i].hash, &it[i].at, &it[i].end, err);
+        at[i] = it[i].at;
+    }
     if (r == 0) {
         qsort(at, (size_t)dir->goodbye_count, sizeof(*at), u64_cmp);
         for (uint64_t i = 1; i < dir->goodbye_count; i++) {
@@ -504,7 +548,12 @@ static int check_children(const struct gb_archive *a, const struct fetch_archive
             }
         }
     }
+    if (r == 0) {
+        qsort(it, (size_t)dir->goodbye_count, sizeof(*it), item_hash_cmp);
+        r = check_names(a, dir, it, dir->goodbye_count, err);
+    }
     free(at);
+    free(it);
     return r;
 }
 

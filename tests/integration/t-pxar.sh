@@ -284,3 +284,26 @@ expect_eq "the other archive reads on" "hello pxar" "$(cat "$M/host/web/$T/root.
 lazyimg_umount "$M"
 expect_eq "the malformed archive is logged once, naming the rule" 1 "$(grep -c "goodbye tail" "$W/daemon.log")"
 ok "a malformed archive: EIO, logged once with the rule it breaks; the rest of the mount reads on"
+
+# --- two children of one name in a directory: EIO, not a name listed twice
+# (one of which no lookup could reach)
+mkdir -p dupsrc/d
+echo first >dupsrc/d/dup1
+echo second >dupsrc/d/dup2
+python3 - "$S" "ct/202/$T" dupsrc "$T_DIR" <<'EOF'
+import os, sys
+sys.path.insert(0, sys.argv[4])
+import pxar_tool
+real = os.fsencode
+pxar_tool.os.fsencode = lambda n: b"dup" if n in ("dup1", "dup2") else real(n)
+sys.argv = ["pxar_tool.py", "add"] + sys.argv[1:4]
+pxar_tool.main()
+EOF
+lazyimg_mount_fg "$S" "$M" "$W/dup.log" -- --no-cache
+if ls "$M/ct/202/$T/root.pxar/d" >ls.out 2>ls.err; then
+    fail "a directory with two children named dup listed without an error" "$(cat ls.out)"
+fi
+grep -q "Input/output error" ls.err || fail "two children of one name: not EIO" "$(cat ls.err)"
+lazyimg_umount "$M"
+grep -q 'two children named "dup"' "$W/dup.log" || fail "two children of one name: not logged" "$(cat "$W/dup.log")"
+ok "two children of one name in a directory: EIO, logged: $(grep -m1 -o 'directory at.*' "$W/dup.log")"
