@@ -88,16 +88,24 @@ static const char *kind_name(enum fetch_archive_kind k)
     return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }
 
+/* A match; @known false: size and time are not known (a catalog's hardlink
+ * names its target, not its attributes), shown as "-" (JSON: null). */
 static void print_match(struct search *s, const char *path, enum fetch_archive_kind kind,
-                        uint64_t fsize, int64_t mtime)
+                        uint64_t fsize, int64_t mtime, bool known)
 {
-    char when[32], shown[4096], snap[1024];
+    char when[32], size[24], shown[4096], snap[1024];
     struct tm tm;
     time_t t = (time_t)mtime;
 
     s->found++;
-    if (!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
+    if (!known)
+        snprintf(when, sizeof(when), "-");
+    else if (!gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
         snprintf(when, sizeof(when), "%lld", (long long)mtime);
+    if (known)
+        snprintf(size, sizeof(size), "%llu", (unsigned long long)fsize);
+    else
+        snprintf(size, sizeof(size), "-");
     if (s->json) {
         json_object *o = json_object_new_object();
         char full[4400];
@@ -105,14 +113,14 @@ static void print_match(struct search *s, const char *path, enum fetch_archive_k
         json_object_object_add(o, "snapshot", json_object_new_string(s->snapshot));
         json_object_object_add(o, "path", json_object_new_string(full));
         json_object_object_add(o, "type", json_object_new_string(kind_name(kind)));
-        json_object_object_add(o, "size", json_object_new_uint64(fsize));
-        json_object_object_add(o, "mtime", json_object_new_string(when));
+        json_object_object_add(o, "size", known ? json_object_new_uint64(fsize) : NULL);
+        json_object_object_add(o, "mtime", known ? json_object_new_string(when) : NULL);
         json_object_array_add(s->matches, o);
         return;
     }
     fs_escape(s->snapshot, snap, sizeof(snap));
     fs_escape(path, shown, sizeof(shown));
-    printf("%s  %s/%s  %llu  %s\n", snap, s->archive, shown, (unsigned long long)fsize, when);
+    printf("%s  %s/%s  %s  %s\n", snap, s->archive, shown, size, when);
 }
 
 /* Walks directory @dir (at @path inside the archive). -errno on a read error. */
@@ -141,7 +149,7 @@ static int walk(struct search *s, const struct fetch_archive_entry *dir, char *p
             path[plen] = '/';
         memcpy(path + plen + (plen > 0), name, nl + 1);
         if (fnmatch(s->pattern, s->by_path ? path : name, s->by_path ? FNM_PATHNAME : 0) == 0)
-            print_match(s, path, c.kind, c.size, c.mtime_sec);
+            print_match(s, path, c.kind, c.size, c.mtime_sec, true);
         if (c.kind == FETCH_ARCHIVE_DIR &&
             (r = walk(s, &c, path, plen + (plen > 0) + nl, depth + 1, err)) < 0)
             return r;
@@ -154,7 +162,7 @@ static int catalog_entry(const struct fetch_pcat_entry *e, void *arg)
 {
     struct search *s = arg;
     if (fnmatch(s->pattern, s->by_path ? e->path : e->name, s->by_path ? FNM_PATHNAME : 0) == 0)
-        print_match(s, e->path, e->kind, e->size, e->mtime);
+        print_match(s, e->path, e->kind, e->size, e->mtime, !e->hardlink);
     return 0;
 }
 

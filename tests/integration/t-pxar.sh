@@ -188,6 +188,10 @@ hit = [d for d in digests(sys.argv[1]) | digests(sys.argv[2]) if d in log]
 sys.exit(1 if hit else 0)
 EOF
 grep -q "in 2 archives; fetched .*, of file contents none" find.err || fail "find: no summary of what it fetched" "$(cat find.err)"
+# a catalog's hardlink names its target, not its size or time: "-", not 0 and 1970
+"$LAZYIMG" find --snapshot ct/200 "$URL" 'mid.link' >findh.out 2>findh.err || fail "find mid.link failed" "$(cat findh.err)"
+grep -q "^ct/200/$T  root.pxar/data/mid.link  -  -$" findh.out || fail "find: a catalog's hardlink" "$(cat findh.out)"
+ok "find through a catalog: a hardlink's size and time shown as unknown ($(cat findh.out))"
 "$LAZYIMG" find --json --snapshot host/web "$URL" 'data/n1*' >find.json 2>/dev/null || fail "find --json failed"
 python3 - find.json <<'EOF' || fail "find --json: unexpected output" "$(cat find.json)"
 import json, sys
