@@ -23,6 +23,9 @@ struct job {
     uint64_t bandwidth;
     enum fs_hydrate_state state;
     bool cancel;
+    /* who asked for it (mount --hydrate, each lazyimg hydrate): it stops only
+     * when every one of them has cancelled */
+    unsigned requesters;
     uint64_t total, done, fetched, errors, uncached, uncached_chunks;
     int uncached_why; /* the first refusal's -errno; -ESTALE: evicted again */
     unsigned outstanding;
@@ -538,6 +541,7 @@ int fs_hydrator_add(struct fs_hydrator *h, struct fs_node *n, uint64_t bandwidth
     for (jp = &h->jobs; *jp; jp = &(*jp)->next) {
         job = *jp;
         if (job->node == n && job->state != FS_HYDRATE_DONE && !job->cancel) {
+            job->requesters++;
             *ret_job = job->id;
             pthread_mutex_unlock(&h->lock);
             return 0;
@@ -549,6 +553,7 @@ int fs_hydrator_add(struct fs_hydrator *h, struct fs_node *n, uint64_t bandwidth
         return -ENOMEM;
     }
     job->id = h->next_id++;
+    job->requesters = 1;
     job->node = n;
     job->bandwidth = bandwidth;
     job->state = FS_HYDRATE_QUEUED;
@@ -599,7 +604,10 @@ int fs_hydrator_cancel(struct fs_hydrator *h, uint64_t id)
     struct job *j;
     pthread_mutex_lock(&h->lock);
     j = find_job(h, id);
-    if (j) {
+    /* a finished job has nothing to stop; one that others asked for too goes on */
+    if (j && j->state != FS_HYDRATE_DONE && j->requesters > 1) {
+        j->requesters--;
+    } else if (j && j->state != FS_HYDRATE_DONE) {
         j->cancel = true;
         pthread_cond_broadcast(&h->cond);
     }
@@ -614,7 +622,8 @@ static void fill_progress(const struct job *j, struct fs_hydrate_progress *p)
     *p = (struct fs_hydrate_progress){
         .job = j->id,
         .state = j->state,
-        .cancelled = j->cancel,
+        /* a cancel that came after every chunk was asked for stopped nothing */
+        .cancelled = j->cancel && (j->state != FS_HYDRATE_DONE || j->done < j->total),
         .total = j->total,
         .done = j->done,
         .fetched = j->fetched,

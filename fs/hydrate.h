@@ -84,7 +84,8 @@ int fs_hydrator_free(struct fs_hydrator *h, unsigned timeout_ms);
 /*
  * Queues a job for image node @n with a cap of @bandwidth bytes per second
  * (0: none). When a job for @n is already queued or running, that job's id
- * is returned instead. 0 and *ret_job, or -ENOTSUP (no disk cache), -EINVAL
+ * is returned instead (and the job has one more requester). 0 and *ret_job, or -ENOTSUP (no disk
+ * cache), -EINVAL
  * (@n is not an image), -ENOMEM; *ret_msg (static text) says why.
  */
 int fs_hydrator_add(struct fs_hydrator *h, struct fs_node *n, uint64_t bandwidth, uint64_t *ret_job,
@@ -97,7 +98,9 @@ int fs_hydrator_add(struct fs_hydrator *h, struct fs_node *n, uint64_t bandwidth
  */
 int fs_hydrator_add_all(struct fs_hydrator *h, uint64_t bandwidth);
 
-/* Asks job @job to stop (its outstanding chunks still complete). 0 or -ENOENT. */
+/* Asks job @job to stop (its outstanding chunks still complete): a job that
+ * several asked for (fs_hydrator_add) stops once each has cancelled; a
+ * finished one is left as it is. 0 or -ENOENT. */
 int fs_hydrator_cancel(struct fs_hydrator *h, uint64_t job);
 
 /* Progress of job @job. 0 or -ENOENT (unknown, or forgotten: the newest

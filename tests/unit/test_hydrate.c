@@ -230,6 +230,53 @@ static void budget_too_small(void **state)
     json_object_put(o);
 }
 
+static void wait_state(uint64_t id, enum fs_hydrate_state st)
+{
+    struct fs_hydrate_progress p;
+    for (int i = 0; i < 5000; i++) {
+        assert_int_equal(fs_hydrator_progress(hyd, id, &p), 0);
+        if (p.state == st)
+            return;
+        sleep_ms(1);
+    }
+    fail_msg("job %llu never reached state %d", (unsigned long long)id, (int)st);
+}
+
+/* A job two asked for (mount --hydrate, then lazyimg hydrate): the second's
+ * cancel (its Ctrl-C) leaves it running for the first. */
+static void shared_job_cancel(void **state)
+{
+    struct fs_hydrate_progress p;
+    uint64_t a = 0, b = 0;
+    const char *msg = NULL;
+    (void)state;
+    start(0);
+    a = add_job();
+    wait_state(a, FS_HYDRATE_RUNNING);
+    assert_int_equal(fs_hydrator_add(hyd, &fi.node, 0, &b, &msg), 0);
+    assert_int_equal(b, a);
+    assert_int_equal(fs_hydrator_cancel(hyd, b), 0);
+    p = serve(a, -1);
+    assert_false(p.cancelled);
+    assert_int_equal(p.done, fi.img.data_bytes);
+}
+
+/* A cancel after the job finished stops nothing: it is not "cancelled". */
+static void cancel_after_done(void **state)
+{
+    struct fs_hydrate_progress p;
+    uint64_t id;
+    (void)state;
+    start(0);
+    id = add_job();
+    p = serve(id, -1);
+    assert_false(p.cancelled);
+    assert_int_equal(fs_hydrator_cancel(hyd, id), 0);
+    assert_int_equal(fs_hydrator_progress(hyd, id, &p), 0);
+    assert_false(p.cancelled);
+    assert_int_equal(p.done, fi.img.data_bytes);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -237,6 +284,8 @@ int main(void)
         cmocka_unit_test_teardown(chunk_in_memory, per_test_end),
         cmocka_unit_test_teardown(failed_fetch, per_test_end),
         cmocka_unit_test_teardown(budget_too_small, per_test_end),
+        cmocka_unit_test_teardown(shared_job_cancel, per_test_end),
+        cmocka_unit_test_teardown(cancel_after_done, per_test_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
