@@ -1,15 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "metacache.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -107,6 +110,48 @@ static int check_owned(int fd)
     return 0;
 }
 
+/* A temp file (".tmp.PID.N") of a writer that is gone for good: a put
+ * writes its file in well under this, so one older is no live writer's,
+ * even one in another PID namespace (whose pid means nothing here). */
+#define STALE_TMP_SEC 60
+
+/*
+ * Removes the temp files of puts that a crash or a kill interrupted: their
+ * process is gone and they are unchanged for a minute (a pid in use again
+ * keeps its files: harmless). Nothing else removes them, and no budget
+ * counts them (an entry is up to CACHE_META_ENTRY_MAX bytes).
+ */
+static void sweep_stale_tmp(int dirfd)
+{
+    time_t now = time(NULL);
+    struct dirent *de;
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    while ((de = readdir(d))) {
+        struct stat st;
+        char *end;
+        long pid;
+        if (strncmp(de->d_name, ".tmp.", 5))
+            continue;
+        errno = 0;
+        pid = strtol(de->d_name + 5, &end, 10);
+        if (errno || end == de->d_name + 5 || *end != '.' || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            st.st_mtime > now - STALE_TMP_SEC)
+            continue;
+        if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+            unlinkat(dirfd, de->d_name, 0);
+    }
+    closedir(d);
+}
+
 int cache_meta_open(const char *cache_dir, const char *location, struct cache_meta **ret, char *msg,
                     size_t msg_len)
 {
@@ -151,6 +196,7 @@ int cache_meta_open(const char *cache_dir, const char *location, struct cache_me
     }
     close(meta);
     close(top);
+    sweep_stale_tmp(m->dirfd);
     *ret = m;
     return 0;
 fail:

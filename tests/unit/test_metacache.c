@@ -7,12 +7,15 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -318,6 +321,55 @@ static void test_concurrent_puts(void **state)
     only_entry(f, path, sizeof(path)); /* one entry, no temporary files left */
 }
 
+static void write_aged(const char *dir, const char *name, int age_s)
+{
+    char path[PATH_MAX];
+    struct timespec ts[2];
+    int fd;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "partial", 7), 7);
+    close(fd);
+    clock_gettime(CLOCK_REALTIME, &ts[0]);
+    ts[0].tv_sec -= age_s;
+    ts[1] = ts[0];
+    assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+static bool exists_in(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    return access(path, F_OK) == 0;
+}
+
+/* A put that a crash interrupted leaves a temp file: the next open removes
+ * it once its process is gone and it is a minute old, and no other. */
+static void test_stale_tmp_swept(void **state)
+{
+    struct fixture *f = *state;
+    char stale[64], fresh[64], mine[64], msg[256];
+    pid_t gone = fork();
+    assert_true(gone >= 0);
+    if (gone == 0)
+        _exit(0);
+    assert_int_equal(waitpid(gone, NULL, 0), gone);
+    snprintf(stale, sizeof(stale), ".tmp.%d.0", (int)gone);
+    snprintf(fresh, sizeof(fresh), ".tmp.%d.1", (int)gone);
+    snprintf(mine, sizeof(mine), ".tmp.%d.2", (int)getpid());
+    write_aged(f->entries, stale, 120);
+    write_aged(f->entries, fresh, 0);
+    write_aged(f->entries, ".tmp.1.3", 120); /* init: alive */
+    write_aged(f->entries, mine, 120);
+    cache_meta_free(f->m);
+    assert_int_equal(cache_meta_open(f->dir, LOC, &f->m, msg, sizeof(msg)), 0);
+    assert_false(exists_in(f->entries, stale));
+    assert_true(exists_in(f->entries, fresh));
+    assert_true(exists_in(f->entries, ".tmp.1.3"));
+    assert_true(exists_in(f->entries, mine));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -330,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_store_key),
         cmocka_unit_test_setup_teardown(test_no_credentials_on_disk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_puts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_tmp_swept, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
