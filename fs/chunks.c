@@ -23,6 +23,7 @@ struct waiter {
     fs_chunk_cached_fn cached;
     void *arg;
     uint32_t len; /* a cacher's extent length (an index may name one digest at two) */
+    bool fetched; /* a cacher whose chunk a fetch brought (not memory) */
 };
 
 /* One fetch of one chunk, however many readers wait for it. */
@@ -301,7 +302,7 @@ static void answer_cachers(struct waiter *w, int fetch_r, int cache_r, const fet
 {
     while (w) {
         struct waiter *next = w->next;
-        w->cached(w->arg, fetch_r, cache_r, err);
+        w->cached(w->arg, fetch_r == 0 && w->fetched ? 1 : fetch_r, cache_r, err);
         free(w);
         w = next;
     }
@@ -611,6 +612,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     while (w) {
         struct waiter *next = w->next;
         if (w->cached) {
+            w->fetched = true;
             w->next = cachers;
             cachers = w;
         } else {
@@ -733,7 +735,7 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
     if (done && !(w = malloc(sizeof(*w))))
         return -ENOMEM;
     if (w)
-        *w = (struct waiter){NULL, done, NULL, arg, e->length};
+        *w = (struct waiter){NULL, done, NULL, arg, e->length, false};
     if ((r = want(c, e, prio, w)) < 0)
         free(w);
     return r;
@@ -752,7 +754,7 @@ int fs_chunks_cache(struct fs_chunks *c, const struct fetch_extent *e, fs_chunk_
     }
     if (!(w = malloc(sizeof(*w))))
         return -ENOMEM;
-    *w = (struct waiter){NULL, NULL, cached, arg, e->length};
+    *w = (struct waiter){NULL, NULL, cached, arg, e->length, false};
     if ((r = want(c, e, FETCH_PRIO_HYDRATE, w)) < 0)
         free(w);
     return r;

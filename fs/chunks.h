@@ -97,11 +97,11 @@ int fs_chunks_want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch
                    fs_chunk_done_fn done, void *arg);
 
 /*
- * Called once per fs_chunks_cache(): @fetch_r is 0 when the chunk was in
- * memory or was fetched and verified, else the fetch's -errno (as for
- * fs_chunk_done_fn, with @err); then @cache_r is the disk cache's outcome
- * (cache/diskcache.h: 1 written, 0 already there, -errno refused; -ENOMEM
- * when memory was short). Runs on a pool worker, or on the caller's thread.
+ * Called once per fs_chunks_cache(): @fetch_r is 1 when the chunk was
+ * fetched (and verified) for it, 0 when it was in memory or on disk
+ * already, else the fetch's -errno (as for fs_chunk_done_fn, with @err); then @cache_r is the disk
+ * cache's outcome (cache/diskcache.h: 1 written, 0 already there, -errno refused; -ENOMEM when
+ * memory was short). Runs on a pool worker, or on the caller's thread.
  */
 typedef void (*fs_chunk_cached_fn)(void *arg, int fetch_r, int cache_r, const fetch_error *err);
 

@@ -100,7 +100,8 @@ static void chunk_cached(void *arg, int fetch_r, int cache_r, const fetch_error 
         job->errors++;
         job_error(job, "%s", err && err->msg[0] ? err->msg : strerror(-fetch_r));
     } else {
-        job->fetched += w->len;
+        if (fetch_r > 0)
+            job->fetched += w->len; /* from the store, not from memory */
         job->done += w->u->bytes;
         if (cache_r >= 0)
             w->u->cached = true;

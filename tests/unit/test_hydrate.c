@@ -189,7 +189,8 @@ static void chunk_in_memory(void **state)
     assert_int_equal(p.errors, 0);
     assert_int_equal(p.uncached, 0);
     assert_int_equal(p.done, fi.img.data_bytes);
-    assert_int_equal(fake_njobs, 1 + DISTINCT - 1); /* not fetched again */
+    assert_int_equal(fake_njobs, 1 + DISTINCT - 1);                /* not fetched again */
+    assert_int_equal(p.fetched, (DISTINCT - 1) * (uint64_t)CHUNK); /* nor counted */
     assert_true(fs_chunks_on_disk(ctx.chunks, &fi.extents[5]));
 }
 
