@@ -310,8 +310,11 @@ static int unmount_pinned(const char *path, uint64_t id, bool lazy)
     }
     for (;;) {
         struct statx sx;
-        if (statx(pfd, base, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_DONT_SYNC,
-                  STATX_MNT_ID, &sx) < 0 ||
+        /* nothing asked of the file system: the mount ID comes from the VFS,
+         * and FUSE answers even root for another user's mount (without
+         * allow_other it refuses any attribute, and asks no daemon) */
+        if (statx(pfd, base, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_DONT_SYNC, 0, &sx) <
+                0 ||
             !(sx.stx_mask & STATX_MNT_ID) || sx.stx_mnt_id != id) {
             fs_err("umount %s: the path no longer leads to the lazyimg mount that was checked "
                    "(a directory on it was replaced?); not unmounting",
