@@ -34,9 +34,11 @@ static const char hydrate_usage[] =
     "                        50M; suffixes K, M, G, T; at least 4K)\n"
     "  -h, --help            show this help\n"
     "\n"
-    "Interrupting it (Ctrl-C) stops the hydration in the daemon; what was fetched\n"
-    "stays in the cache. Exit status: 0 when every chunk of every image is in the\n"
-    "cache, 1 on any error (or chunks the cache could not keep), 2 for bad usage.\n";
+    "Interrupting it (Ctrl-C) stops the hydration in the daemon, unless others\n"
+    "asked for the same image too (mount --hydrate, another lazyimg hydrate):\n"
+    "then it goes on for them. What was fetched stays in the cache. Exit\n"
+    "status: 0 when every chunk of every image is in the cache, 1 on any error\n"
+    "(or chunks the cache could not keep), 2 for bad usage.\n";
 
 #define POLL_NS 250000000L
 #define PLAIN_EVERY_S 2.0
