@@ -149,13 +149,14 @@ struct mbr_walk {
 static int mbr_chain(const struct fetch_dev *dev, struct mbr_walk *w, unsigned slot,
                      const struct mbr_entry *ext, fetch_error *err)
 {
-    uint64_t rel = 0, ext_end = ext->lba + ext->count;
+    uint64_t rel = 0, ext_end = ext->lba + ext->count, cur_count = ext->count;
     uint8_t sector[FETCH_SECTOR];
+    bool have_link;
     int r;
 
     for (;;) {
         uint64_t ebr = ext->lba + rel;
-        struct mbr_entry part, link;
+        struct mbr_entry part, link = {0};
 
         if (rel >= ext->count)
             return fetch_error_set(err, -EBADMSG,
@@ -185,14 +186,32 @@ static int mbr_chain(const struct fetch_dev *dev, struct mbr_walk *w, unsigned s
                                    "%u) has no 0x55AA signature",
                                    (unsigned long long)ebr, slot);
         }
-        mbr_entry(sector, 0, &part);
-        mbr_entry(sector, 1, &link);
-
-        if (part.type != 0 && part.count != 0) {
+        /* as the kernel reads an EBR (block/partitions/msdos.c): a logical
+         * partition in every entry with a size that is not an extended
+         * type, whatever its type byte, numbered in order; then the link,
+         * the first entry of an extended type */
+        have_link = false;
+        for (unsigned i = 0; i < 4; i++) {
             unsigned number = 5 + (unsigned)w->nlogical;
-            uint64_t start = ebr + part.lba, end = start + part.count;
+            uint64_t start, end;
             struct fetch_partition *p;
 
+            mbr_entry(sector, i, &part);
+            if (part.count == 0)
+                continue;
+            if (mbr_is_extended(part.type)) {
+                if (!have_link) {
+                    link = part;
+                    have_link = true;
+                }
+                continue;
+            }
+            start = ebr + part.lba;
+            end = start + part.count;
+            /* the 3rd and 4th entries often hold garbage: the kernel skips
+             * those that do not fit */
+            if (i >= 2 && (part.lba + part.count > cur_count || end > ext_end))
+                continue;
             if (part.lba == 0)
                 return fetch_error_set(err, -EBADMSG,
                                        "MBR: logical partition %u starts on its own EBR "
@@ -205,6 +224,9 @@ static int mbr_chain(const struct fetch_dev *dev, struct mbr_walk *w, unsigned s
                     "its extended partition %u (sectors %llu..%llu)",
                     number, (unsigned long long)start, (unsigned long long)(end - 1), slot,
                     (unsigned long long)ext->lba, (unsigned long long)(ext_end - 1));
+            if (w->nlogical == FETCH_LABEL_MAX_LOGICAL)
+                return fetch_error_set(err, -EBADMSG, "MBR: more than %u logical partitions",
+                                       FETCH_LABEL_MAX_LOGICAL);
             r = add_partition(w->l, &w->cap, &p, err);
             if (r < 0)
                 return r;
@@ -215,9 +237,10 @@ static int mbr_chain(const struct fetch_dev *dev, struct mbr_walk *w, unsigned s
             p->bootable = part.status == 0x80;
             w->logical[w->nlogical++] = (struct span){start, end, number, false};
         }
-        if (!mbr_is_extended(link.type) || link.count == 0)
+        if (!have_link)
             return 0;
         rel = link.lba;
+        cur_count = link.count;
     }
 }
 

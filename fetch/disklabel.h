@@ -74,17 +74,21 @@ struct fetch_label {
  * sector is then taken for a filesystem boot sector such as FAT or NTFS,
  * whose code and BPB occupy those bytes).
  *
- * MBR: empty slots (type 0) and entries of size 0 are skipped. Each extended
- * partition (types 0x05, 0x0F, 0x85) is followed through its EBR chain and
- * is not itself returned. In an EBR the first entry is the logical
- * partition (start relative to that EBR; it must start after it) and the
- * second the link to the next EBR (relative to the extended partition's
- * start; only an extended type links, anything else ends the chain); an EBR
- * whose first entry is empty is passed through. A first EBR without the
- * 0x55AA signature means an empty extended partition; a linked EBR without
- * it is an error. The chain is refused when it loops (an EBR offset seen
- * before), leaves its extended partition, or has more than
- * FETCH_LABEL_MAX_LOGICAL EBRs in all.
+ * MBR: primary slots of type 0 or size 0 are skipped (their numbers stay
+ * free). Each extended partition (types 0x05, 0x0F, 0x85) is followed
+ * through its EBR chain and is not itself returned. An EBR is read as the
+ * kernel reads it (block/partitions/msdos.c): every entry with a size that
+ * is not of an extended type is a logical partition, whatever its type
+ * byte (start relative to that EBR; it must start after it), numbered from
+ * 5 in order; in the 3rd and 4th entries, which often hold garbage, one
+ * that does not fit in the EBR's part of the extended partition is
+ * skipped. The first entry of an extended type links to the next EBR
+ * (relative to the extended partition's start); an EBR without one ends
+ * the chain. A first EBR without the 0x55AA signature means an empty
+ * extended partition; a linked EBR without it is an error. The chain is
+ * refused when it loops (an EBR offset seen before), leaves its extended
+ * partition, or has more than FETCH_LABEL_MAX_LOGICAL EBRs or logical
+ * partitions in all.
  *
  * GPT (any MBR slot of type 0xEE): the header at LBA 1 is checked
  * (signature "EFI PART", revision 1.x, header size 92..512, header CRC32,

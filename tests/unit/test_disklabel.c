@@ -215,6 +215,39 @@ static void mbr_empty_ebr_and_slots(void **state)
     memdev_free(m);
 }
 
+/*
+ * EBRs as the kernel reads them (block/partitions/msdos.c): a link in the
+ * first entry and no partition (the "DRDOS" layout), a partition of type 0
+ * with a size (numbered all the same), and a partition in the 3rd entry.
+ */
+static void mbr_ebr_entries_as_the_kernel(void **state)
+{
+    struct memdev *m = memdev_new(64 * FX_MIB);
+    struct fetch_label *l;
+    (void)state;
+    mbr_entry(sector(m, 0), 0, 0x00, 0x83, 2048, 2048);
+    mbr_entry(sector(m, 0), 1, 0x00, 0x05, 8192, 32768);
+    /* EBR 8192: only a link, in entry 0, to the EBR at 16384 */
+    mbr_entry(sector(m, 8192), 0, 0, 0x05, 8192, 6144);
+    /* EBR 16384: a type-0 partition (a size, so the kernel numbers it), a
+     * Linux one in entry 2, the link in entry 3 to the EBR at 24576 */
+    mbr_entry(sector(m, 16384), 0, 0, 0x00, 2048, 1024);
+    mbr_entry(sector(m, 16384), 2, 0, 0x83, 4096, 2048);
+    mbr_entry(sector(m, 16384), 3, 0, 0x0F, 16384, 8192);
+    /* EBR 24576: a partition, and garbage in entry 3 that fits nowhere */
+    mbr_entry(sector(m, 24576), 0, 0, 0x8E, 2048, 4096);
+    mbr_entry(sector(m, 24576), 3, 0, 0x07, 100000, 100000);
+    l = read_ok(m);
+    assert_int_equal(l->count, 4);
+    check_part(&l->parts[0], 1, 2048, 2048);
+    check_part(&l->parts[1], 5, 18432, 1024);
+    assert_int_equal(l->parts[1].mbr_type, 0);
+    check_part(&l->parts[2], 6, 20480, 2048);
+    check_part(&l->parts[3], 7, 26624, 4096);
+    fetch_label_free(l);
+    memdev_free(m);
+}
+
 static void mbr_ebr_missing_signature(void **state)
 {
     struct memdev *m = mbr_disk();
@@ -891,6 +924,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(mbr_primaries_and_logicals),
         cmocka_unit_test(mbr_empty_ebr_and_slots),
+        cmocka_unit_test(mbr_ebr_entries_as_the_kernel),
         cmocka_unit_test(mbr_ebr_missing_signature),
         cmocka_unit_test(mbr_ebr_loop),
         cmocka_unit_test(mbr_ebr_outside),
