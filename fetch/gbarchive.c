@@ -467,15 +467,15 @@ static int decode_child(const struct gb_archive *a, const struct fetch_archive_e
     return 0;
 }
 
-static int u64_cmp(const void *x, const void *y)
-{
-    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
-    return a < b ? -1 : a > b;
-}
-
 struct gb_item {
     uint64_t hash, at, end;
 };
+
+static int item_at_cmp(const void *x, const void *y)
+{
+    const struct gb_item *a = x, *b = y;
+    return a->at < b->at ? -1 : a->at > b->at;
+}
 
 static int item_hash_cmp(const void *x, const void *y)
 {
@@ -519,31 +519,23 @@ static int check_names(struct gb_archive *a, const struct fetch_archive_entry *d
 static int check_children(struct gb_archive *a, const struct fetch_archive_entry *dir,
                           fetch_error *err)
 {
-    uint64_t *at;
     struct gb_item *it;
     int r = 0;
 
     if (dir->goodbye_count < 2)
         return 0;
-    at = calloc((size_t)dir->goodbye_count, sizeof(*at));
-    it = calloc((size_t)dir->goodbye_count, sizeof(*it));
-    if (!at || !it) {
-        free(at);
-        free(it);
+    if (!(it = calloc((size_t)dir->goodbye_count, sizeof(*it))))
         return fetch_error_set(err, -ENOMEM, "out of memory");
-    }
-    for (uint64_t i = 0; i < dir->goodbye_count && r == 0; i++) {
+    for (uint64_t i = 0; i < dir->goodbye_count && r == 0; i++)
         r = goodbye_item(a, dir, i, &it[i].hash, &it[i].at, &it[i].end, err);
-        at[i] = it[i].at;
-    }
     if (r == 0) {
-        qsort(at, (size_t)dir->goodbye_count, sizeof(*at), u64_cmp);
+        qsort(it, (size_t)dir->goodbye_count, sizeof(*it), item_at_cmp);
         for (uint64_t i = 1; i < dir->goodbye_count; i++) {
-            if (at[i] == at[i - 1]) {
+            if (it[i].at == it[i - 1].at) {
                 r = fetch_error_set(err, -EBADMSG,
                                     "directory at %llu: two goodbye items name the child at "
                                     "%llu",
-                                    (unsigned long long)dir->pos, (unsigned long long)at[i]);
+                                    (unsigned long long)dir->pos, (unsigned long long)it[i].at);
                 break;
             }
         }
@@ -552,7 +544,6 @@ static int check_children(struct gb_archive *a, const struct fetch_archive_entry
         qsort(it, (size_t)dir->goodbye_count, sizeof(*it), item_hash_cmp);
         r = check_names(a, dir, it, dir->goodbye_count, err);
     }
-    free(at);
     free(it);
     return r;
 }
