@@ -205,6 +205,12 @@ int fetch_remote_global_init(fetch_error *err)
     return 0;
 }
 
+char *fetch_remote_abs_path(const char *path)
+{
+    char *p = realpath(path, NULL);
+    return p ? p : strdup(path);
+}
+
 int fetch_remote_conf_init(struct fetch_remote_conf *c, const struct fetch_remote_options *o)
 {
     *c = (struct fetch_remote_conf){
@@ -218,10 +224,8 @@ int fetch_remote_conf_init(struct fetch_remote_conf *c, const struct fetch_remot
         c->connect_timeout_ms = o->connect_timeout_ms;
     if (o->timeout_ms > 0)
         c->timeout_ms = o->timeout_ms;
-    /* absolute: the daemon changes to / when it detaches, and every
-     * transfer opens the file again */
-    if (o->ca_cert && !(c->ca_cert = realpath(o->ca_cert, NULL)) &&
-        !(c->ca_cert = strdup(o->ca_cert)))
+    /* every transfer opens the file again */
+    if (o->ca_cert && !(c->ca_cert = fetch_remote_abs_path(o->ca_cert)))
         return -ENOMEM;
     return 0;
 }

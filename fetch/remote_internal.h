@@ -32,6 +32,12 @@ struct fetch_remote_conf {
 int fetch_remote_conf_init(struct fetch_remote_conf *c, const struct fetch_remote_options *o);
 void fetch_remote_conf_release(struct fetch_remote_conf *c);
 
+/* @path as a file a daemon can open again after it has changed to / (made
+ * absolute; as given when it cannot be resolved now), malloc()ed; NULL on
+ * ENOMEM. For files read again later: the CA file, auth and credentials
+ * files on reload. */
+char *fetch_remote_abs_path(const char *path);
+
 /* curl_global_init() and xmlInitParser(), once per process. 0 or -ENOMEM. */
 int fetch_remote_global_init(fetch_error *err);
 

@@ -125,7 +125,7 @@ static int creds_from_file(const char *file, struct fetch_s3_creds *ret, char **
     fetch_secret_free(text, len);
     if (r < 0)
         return fetch_error_prefix(err, r == -ENOMEM ? r : -EINVAL, "%s", file);
-    if (ret_file && !(*ret_file = realpath(file, NULL)) && !(*ret_file = strdup(file))) {
+    if (ret_file && !(*ret_file = fetch_remote_abs_path(file))) {
         fetch_s3_creds_release(ret);
         return fetch_error_set(err, -ENOMEM, "out of memory");
     }

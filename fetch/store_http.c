@@ -664,9 +664,7 @@ int fetch_http_open(const char *location, const struct fetch_remote_options *o, 
         r = read_auth_file(hs, o->http_auth_file, err);
         if (r < 0)
             goto fail;
-        /* absolute: the daemon changes to / when it detaches */
-        if (!(hs->auth_file = realpath(o->http_auth_file, NULL)) &&
-            !(hs->auth_file = strdup(o->http_auth_file))) {
+        if (!(hs->auth_file = fetch_remote_abs_path(o->http_auth_file))) {
             r = fetch_error_set(err, -ENOMEM, "out of memory");
             goto fail;
         }
