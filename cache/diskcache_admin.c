@@ -27,19 +27,23 @@
  * and tidy (a younger one may be a live writer's in another PID namespace). */
 #define STALE_TMP_SEC 60
 
-/* Removes @path (relative to the cache directory) and counts it in @st
- * (may be NULL): true if it was removed. */
-static bool remove_counted(struct cache_disk *c, const char *path, struct cache_disk_tidy_stats *st)
+/* Counts a file removed in @st (may be NULL): @sb its stat from before
+ * (NULL: not known, no bytes counted). */
+static void count_removed(struct cache_disk_tidy_stats *st, const struct stat *sb)
+{
+    if (st) {
+        st->files++;
+        st->bytes += sb ? (uint64_t)sb->st_blocks * 512 : 0;
+    }
+}
+
+/* Removes @path (relative to the cache directory) and counts it in @st. */
+static void remove_counted(struct cache_disk *c, const char *path, struct cache_disk_tidy_stats *st)
 {
     struct stat sb;
     bool known = fstatat(c->dirfd, path, &sb, AT_SYMLINK_NOFOLLOW) == 0;
-    if (unlinkat(c->dirfd, path, 0) < 0)
-        return false;
-    if (st) {
-        st->files++;
-        st->bytes += known ? (uint64_t)sb.st_blocks * 512 : 0;
-    }
-    return true;
+    if (unlinkat(c->dirfd, path, 0) == 0)
+        count_removed(st, known ? &sb : NULL);
 }
 
 uint64_t cache_disk_enospc_count(struct cache_disk *c)
@@ -396,10 +400,8 @@ static int sweep_packs(struct cache_disk *c, struct cache_disk_tidy_stats *st)
         pthread_mutex_unlock(&c->db_lock);
         if (r < 0)
             break;
-        if (r > 0 && st) {
-            st->files++;
-            st->bytes += known ? (uint64_t)sb.st_blocks * 512 : 0;
-        }
+        if (r > 0)
+            count_removed(st, known ? &sb : NULL);
         r = 0;
     }
     closedir(d);
