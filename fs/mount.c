@@ -464,6 +464,14 @@ static bool is_mounted(const char *path)
     return fs_mountinfo_find(path, &e) == 1;
 }
 
+/* Whether @path leads to the directory held by @fd. */
+static bool leads_to(const char *path, int fd)
+{
+    struct stat now, pin;
+    return stat(path, &now) == 0 && fstat(fd, &pin) == 0 && now.st_dev == pin.st_dev &&
+           now.st_ino == pin.st_ino;
+}
+
 /*
  * Checks the mountpoint @mnt (a directory, empty, not mounted on) and
  * returns its canonical path in @abs and in *ret_fd an O_PATH descriptor of
@@ -473,7 +481,7 @@ static bool is_mounted(const char *path)
  */
 static int check_mountpoint(const char *mnt, char *abs, size_t abs_len, int *ret_fd)
 {
-    struct stat st, pin;
+    struct stat pin;
     struct dirent *de;
     DIR *d;
     char resolved[PATH_MAX];
@@ -487,7 +495,7 @@ static int check_mountpoint(const char *mnt, char *abs, size_t abs_len, int *ret
         fs_err("mountpoint %s: not a directory", mnt);
         goto fail;
     }
-    if (stat(resolved, &st) < 0 || st.st_dev != pin.st_dev || st.st_ino != pin.st_ino) {
+    if (!leads_to(resolved, fd)) {
         fs_err("mountpoint %s: changed while it was checked", mnt);
         goto fail;
     }
@@ -528,9 +536,7 @@ fail:
  */
 static int pinned_mount_target(const char *mnt, int fd, char *buf, size_t len)
 {
-    struct stat now, pin;
-    if (stat(mnt, &now) < 0 || fstat(fd, &pin) < 0 || now.st_dev != pin.st_dev ||
-        now.st_ino != pin.st_ino) {
+    if (!leads_to(mnt, fd)) {
         fs_err("mountpoint %s: no longer the directory that was checked (a directory on its "
                "path was replaced); not mounting",
                mnt);
