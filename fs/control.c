@@ -161,13 +161,15 @@ int fs_control_socket_path(dev_t dev, char *buf, size_t len, char *err, size_t e
     }
     /* a daemon started with another $XDG_RUNTIME_DIR than this shell's (a
      * login session's, where an ssh or cron one has none): the places such a
-     * daemon uses, before the error for the one this environment implies */
-    if (me != 0 && known && owner_socket_path(dev, me, buf, len, NULL, 0) == 0)
-        return 0;
-    if (r < 0)
-        return r;
-    w = snprintf(buf, len, "%s/%u:%u.sock", dir, major(dev), minor(dev));
-    return w < 0 || (size_t)w >= len ? -ENAMETOOLONG : 0;
+     * daemon uses, before the error (or the path) this environment implies */
+    if (me != 0 && known) {
+        char alt[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        if (owner_socket_path(dev, me, alt, sizeof(alt), NULL, 0) == 0 && strlen(alt) < len) {
+            memcpy(buf, alt, strlen(alt) + 1);
+            return 0;
+        }
+    }
+    return r;
 }
 
 /* ---- requests ----------------------------------------------------------- */
