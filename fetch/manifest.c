@@ -242,12 +242,32 @@ int fetch_manifest_check_key(const struct fetch_manifest *m, const struct fetch_
                            mine);
 }
 
+/* Whether the client that wrote @m had a key: it names the key's fingerprint,
+ * or an archive is encrypted or signed (pbs.md §7: it then signs the manifest). */
+static bool made_with_key(const struct fetch_manifest *m)
+{
+    if (m->has_fingerprint)
+        return true;
+    for (size_t i = 0; i < m->count; i++) {
+        if (m->files[i].crypt != FETCH_CRYPT_NONE)
+            return true;
+    }
+    return false;
+}
+
 int fetch_manifest_verify(const struct fetch_manifest *m, const struct fetch_pbs_key *k,
                           fetch_error *err)
 {
     uint8_t mac[32];
     int r;
 
+    if (!m->has_signature && made_with_key(m))
+        return fetch_error_set(err, -EBADMSG,
+                               "the manifest is not signed, although %s: the backup client "
+                               "signs every manifest it writes with a key, so it was changed "
+                               "after the backup",
+                               m->has_fingerprint ? "it names a key's fingerprint"
+                                                  : "its archives are encrypted or signed");
     if (!m->has_signature)
         return fetch_error_set(err, -ENODATA, "the manifest is not signed");
     if ((r = fetch_manifest_check_key(m, k, "signed", err)) < 0)

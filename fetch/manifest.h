@@ -62,10 +62,13 @@ int fetch_manifest_check_key(const struct fetch_manifest *m, const struct fetch_
 
 /*
  * Checks the manifest's signature with key @k: 0 when it verifies,
- * -ENODATA when the manifest is not signed, -EKEYREJECTED when it was
- * signed with another key (its fingerprint is not @k's), -EBADMSG when the
- * signature does not verify (the protected part was changed, or the
- * manifest has no canonical form), -EIO. @err says which.
+ * -ENODATA when the manifest is not signed and was made without a key,
+ * -EKEYREJECTED when it was signed with another key (its fingerprint is not
+ * @k's), -EBADMSG when the signature does not verify (the protected part
+ * was changed, or the manifest has no canonical form) or is missing from a
+ * manifest made with a key (it names a fingerprint, or an archive is
+ * encrypted or signed: the client signs every such manifest), -EIO. @err
+ * says which.
  */
 int fetch_manifest_verify(const struct fetch_manifest *m, const struct fetch_pbs_key *k,
                           fetch_error *err);

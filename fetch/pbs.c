@@ -591,6 +591,25 @@ int fetch_pbs_open_didx(struct fetch_store *s, const struct fetch_pbs_snapshot *
     return r;
 }
 
+/*
+ * Whether blob @raw (@what, for the message) is encrypted exactly when its
+ * archive is (@encrypted): an encrypted archive names only encrypted blobs
+ * and chunks, a plain or signed one only plain ones (pbs.md §7). 0, or
+ * -EBADMSG; a blob of unknown kind is left to the decoder to refuse.
+ */
+static int check_crypt(const void *raw, size_t len, bool encrypted, const char *what,
+                       fetch_error *err)
+{
+    int k = fetch_blob_kind(raw, len);
+    if (k < 0 || (k == FETCH_BLOB_ENCRYPTED || k == FETCH_BLOB_ENCRYPTED_ZSTD) == encrypted)
+        return 0;
+    return fetch_error_set(err, -EBADMSG,
+                           encrypted ? "%s of an encrypted archive is not encrypted"
+                                     : "%s is encrypted, although the manifest "
+                                       "says its archive is not",
+                           what);
+}
+
 int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *snap,
                         const struct fetch_manifest_file *file, const struct fetch_pbs_key *key,
                         fetch_data *ret, fetch_error *err)
@@ -617,6 +636,10 @@ int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *
         fetch_buf_free(raw);
         return fetch_error_set(err, -EBADMSG, "%s does not match the manifest's size/checksum",
                                file->name);
+    }
+    if ((r = check_crypt(raw, len, file->crypt == FETCH_CRYPT_ENCRYPT, file->name, err)) < 0) {
+        fetch_buf_free(raw);
+        return r;
     }
     return fetch_blob_decode(raw, len, &exp, ret, err);
 }
@@ -649,12 +672,13 @@ int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, const struct fe
         fetch_buf_free(raw);
         return fetch_error_set(err, -ENOENT, "chunk %s is missing (empty object)", hex);
     }
-    r = fetch_blob_kind(raw, raw_len);
-    if (key && r >= 0 && r != FETCH_BLOB_ENCRYPTED && r != FETCH_BLOB_ENCRYPTED_ZSTD) {
-        /* an encrypted archive names only encrypted chunks (pbs.md §7) */
-        fetch_buf_free(raw);
-        return fetch_error_set(err, -EBADMSG,
-                               "chunk %.16s… of an encrypted archive is not encrypted", hex);
+    if (key) {
+        char what[40];
+        snprintf(what, sizeof(what), "chunk %.16s…", hex);
+        if ((r = check_crypt(raw, raw_len, true, what, err)) < 0) {
+            fetch_buf_free(raw);
+            return r;
+        }
     }
     r = fetch_blob_decode(raw, raw_len, &exp, ret, err);
     if (r < 0)

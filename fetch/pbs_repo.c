@@ -168,15 +168,16 @@ static bool name_taken(const struct fetch_manifest *m, size_t j, const char *nam
 }
 
 /*
- * With a key, the signature of @snap's manifest, when it has one: 0 when it
- * verifies, or is not the key's to check (a note says so); -EBADMSG (noted)
- * when it does not verify; -ENOMEM.
+ * With a key, the signature of @snap's manifest: 0 when it verifies, when
+ * it is not the key's to check (a note says so), or when the manifest was
+ * made without a key and is not signed; -EBADMSG (noted) when it does not
+ * verify, or is missing although the manifest was made with a key; -ENOMEM.
  */
 static int check_signature(struct fetch_repo *repo, const struct fetch_pbs_snapshot *snap)
 {
     fetch_error err = {""};
     int r;
-    if (!repo->key || !snap->manifest->has_signature)
+    if (!repo->key)
         return 0;
     r = fetch_manifest_verify(snap->manifest, repo->key, &err);
     if (r == 0 || r == -ENODATA)
@@ -268,7 +269,8 @@ static int add_snapshot(struct fetch_repo *repo, struct pbs_priv *pp,
         }
         if (sig < 0) {
             e.refuse = sig;
-            e.refuse_msg = "the snapshot's manifest signature does not verify with the key";
+            e.refuse_msg = "the snapshot's manifest signature is missing or does not verify "
+                           "with the key";
         }
         **refs = (struct pbs_ref){snap, f};
         (*refs)++;
@@ -436,6 +438,8 @@ static const char *mount_state(const struct fetch_pbs_key *key, const struct fet
         return k == FETCH_PBS_ARCHIVE_BLOB ? "hidden (encrypted, no key)" : "encrypted, no key";
     if (fetch_pbs_check_key(s, f, key, NULL) == -EKEYREJECTED)
         return "no (encrypted with another key)";
+    if (key && fetch_manifest_verify(s->manifest, key, NULL) == -EBADMSG)
+        return "no (manifest signature missing or wrong: changed after the backup)";
     if (k == FETCH_PBS_ARCHIVE_BLOB && f->size > FETCH_PBS_SMALL_BLOB_MAX)
         return "no (blob larger than 16 MiB)";
     return "yes";

@@ -257,3 +257,67 @@ cmp -s disk.raw "$M/$ENC" || fail "changed manifest of another snapshot: the enc
 ok "the other snapshots are not affected"
 lazyimg_umount "$M"
 ok "unmounted"
+out=$("$LAZYIMG" ls --keyfile key-none.json "$S" 2>&1) || fail "ls --keyfile failed" "$out"
+grep -E "^vm/101/$T +drive-scsi0.img .*no \(manifest signature missing or wrong" <<<"$out" >/dev/null ||
+    fail "changed signed manifest: ls does not say the image will not open" "$out"
+grep -E "^vm/100/$T +drive-scsi0.img .* yes$" <<<"$out" >/dev/null ||
+    fail "ls: the untouched encrypted image is not shown mountable" "$out"
+ok "ls --keyfile says the snapshot with the changed manifest will not open, the others will"
+
+# --- a manifest whose signature was removed, one re-signed around a plain blob ---
+# rewrite MODE: "unsign" sets vm/100's signature to null, keeping its
+# fingerprint and crypt modes (the client never writes that); "plainconf"
+# puts a plain blob in place of its encrypted config blob, with the manifest
+# updated and signed again with the key (only the blob's kind can tell).
+snap=$S/vm/100/$T
+cp "$snap/index.json.blob" man.orig
+cp "$snap/qemu-server.conf.blob" conf.orig
+rewrite() {
+    python3 - "$T_DIR" "$snap" "$1" "$K1" <<'EOF' || fail "rewriting vm/100 ($1) failed"
+import hashlib, json, struct, subprocess, sys, zlib
+sys.path.insert(0, sys.argv[1])
+from pxar_tool import Key
+snap, mode, key = sys.argv[2], sys.argv[3], Key(sys.argv[4])
+plain = bytes([66, 171, 56, 7, 190, 131, 112, 161])
+def blob(body):
+    return plain + struct.pack("<I", zlib.crc32(body)) + body
+raw = open(snap + "/index.json.blob", "rb").read()
+body = raw[12:]
+if raw[:8] != plain:
+    body = subprocess.run(["zstd", "-dc"], input=body, capture_output=True, check=True).stdout
+m = json.loads(body)
+assert m["unprotected"]["key-fingerprint"] == key.fingerprint and m["signature"]
+if mode == "unsign":
+    m["signature"] = None
+else:
+    conf = blob(b"args: -evil\n")
+    open(snap + "/qemu-server.conf.blob", "wb").write(conf)
+    f = [x for x in m["files"] if x["filename"] == "qemu-server.conf.blob"][0]
+    assert f["crypt-mode"] == "encrypt"
+    f["size"], f["csum"] = len(conf), hashlib.sha256(conf).hexdigest()
+    m["signature"] = key.sign(m)
+open(snap + "/index.json.blob", "wb").write(blob(json.dumps(m, indent=1).encode()))
+EOF
+}
+rewrite unsign
+lazyimg_mount_fg "$S" "$M" unsigned.log -- --no-cache --keyfile key-none.json
+expect_err "manifest made with the key, its signature removed: its image refuses to open" \
+    "Bad message" cat "$M/$ENC"
+expect_err "manifest made with the key, its signature removed: its config refuses to open" \
+    "Bad message" cat "$M/vm/100/$T/qemu-server.conf"
+grep -qF "the manifest is not signed, although it names a key's fingerprint" unsigned.log ||
+    fail "signature removed: the log does not say why" "$(cat unsigned.log)"
+ok "signature removed: the log says the manifest is not signed although made with a key"
+lazyimg_umount "$M"
+cp man.orig "$snap/index.json.blob"
+rewrite plainconf
+lazyimg_mount_fg "$S" "$M" plainconf.log -- --no-cache --keyfile key-none.json
+cmp -s disk.raw "$M/$ENC" || fail "re-signed manifest: the encrypted image differs"
+expect_err "a plain blob where the manifest names an encrypted one: EIO, never its bytes" \
+    "Input/output error" cat "$M/vm/100/$T/qemu-server.conf"
+grep -qF "qemu-server.conf.blob of an encrypted archive is not encrypted" plainconf.log ||
+    fail "plain blob for an encrypted one: the log does not say so" "$(cat plainconf.log)"
+ok "plain blob for an encrypted one: the log says it is not encrypted"
+lazyimg_umount "$M"
+cp man.orig "$snap/index.json.blob"
+cp conf.orig "$snap/qemu-server.conf.blob"

@@ -308,7 +308,11 @@ static void manifest_signature(void **state)
     assert_int_equal(verify(&k, "1700000000", ", \"b\": 1", SCRYPT_FP, SIGNATURE, NULL), -EBADMSG);
     /* signed with another key, or not at all, or not canonical */
     assert_int_equal(verify(&k, "1700000000", "", PBKDF2_FP, SIGNATURE, NULL), -EKEYREJECTED);
-    assert_int_equal(verify(&k, "1700000000", "", SCRYPT_FP, "null", NULL), -ENODATA);
+    /* not signed: refused when made with a key (a fingerprint, a signed
+     * archive), for the client signs every such manifest */
+    assert_int_equal(verify(&k, "1700000000", "", SCRYPT_FP, "null", NULL), -EBADMSG);
+    assert_int_equal(verify(&k, "1700000000", "", PBKDF2_FP, "null", NULL), -EBADMSG);
+    assert_int_equal(verify(&k, "1700000000", "", "be:6c", "null", NULL), -EBADMSG);
     assert_int_equal(verify(&k, "1700000000", ", \"n\": null", SCRYPT_FP, SIGNATURE, NULL),
                      -EBADMSG);
     assert_int_equal(verify(&k, "1700000000", "", SCRYPT_FP, "\"zz\"", NULL), -EBADMSG);
@@ -317,6 +321,34 @@ static void manifest_signature(void **state)
     assert_false(m->has_fingerprint);
     fetch_manifest_free(m);
     assert_int_equal(verify(&k, "1700000001", "", "be:6c", SIGNATURE, NULL), -EBADMSG);
+    fetch_pbs_key_clear(&k);
+}
+
+/* A manifest made without a key (no fingerprint, plain archives) need not be signed. */
+static void manifest_unsigned_plain(void **state)
+{
+    static const char json[] =
+        "{\"backup-type\": \"vm\", \"backup-id\": \"100\", \"backup-time\": 1700000000, "
+        "\"files\": [{\"filename\": \"drive-scsi0.img.fidx\", \"crypt-mode\": \"%s\", "
+        "\"size\": 4194304, \"csum\": "
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"}], "
+        "\"unprotected\": {}, \"signature\": null}";
+    static const char *const modes[] = {"none", "sign-only", "encrypt"};
+    static const int want[] = {-ENODATA, -EBADMSG, -EBADMSG};
+    struct fetch_pbs_key k;
+    (void)state;
+    load_scrypt(&k);
+    for (size_t i = 0; i < 3; i++) {
+        char text[1024];
+        struct fetch_manifest *m;
+        fetch_error err = {""};
+        snprintf(text, sizeof(text), json, modes[i]);
+        assert_int_equal(fetch_manifest_parse(text, strlen(text), &m, &err), 0);
+        assert_int_equal(fetch_manifest_verify(m, &k, &err), want[i]);
+        if (want[i] == -EBADMSG)
+            assert_non_null(strstr(err.msg, "not signed, although its archives are"));
+        fetch_manifest_free(m);
+    }
     fetch_pbs_key_clear(&k);
 }
 
@@ -452,15 +484,11 @@ static void decrypt_steps_put_back(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(official_keys),
-        cmocka_unit_test(wrong_password),
-        cmocka_unit_test(damaged_files),
-        cmocka_unit_test(unprotected),
-        cmocka_unit_test(keyed_holes),
-        cmocka_unit_test(hmac_and_fingerprints),
-        cmocka_unit_test(manifest_signature),
-        cmocka_unit_test(pbs_known_answers),
-        cmocka_unit_test(decrypt_steps_put_back),
+        cmocka_unit_test(official_keys),      cmocka_unit_test(wrong_password),
+        cmocka_unit_test(damaged_files),      cmocka_unit_test(unprotected),
+        cmocka_unit_test(keyed_holes),        cmocka_unit_test(hmac_and_fingerprints),
+        cmocka_unit_test(manifest_signature), cmocka_unit_test(manifest_unsigned_plain),
+        cmocka_unit_test(pbs_known_answers),  cmocka_unit_test(decrypt_steps_put_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
