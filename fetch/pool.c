@@ -349,8 +349,11 @@ static int start_transfer(struct fetch_pool *p, struct lane *l, struct fetch_job
     j->too_big = false;
     j->errbuf[0] = '\0';
     r = s->ops->setup_get(s, j->easy, j->path, &j->err);
-    if (r < 0)
+    if (r < 0) {
+        curl_easy_cleanup(j->easy); /* the next attempt tries a fresh one */
+        j->easy = NULL;
         return r;
+    }
     curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
     curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
@@ -382,6 +385,14 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
     } else {
         j->err.msg[0] = '\0';
         j->result = fetch_remote_result((int)cc, status, j->errbuf, j->path, &j->err);
+    }
+    if (cc != CURLE_OK) {
+        /* a handle whose transfer failed may keep state that a reset does
+         * not clear (libcurl 7.88 refuses an option on it after a refused
+         * redirect): the next attempt, and later jobs, get a fresh one (the
+         * lane's multi handle keeps the connections) */
+        curl_easy_cleanup(j->easy);
+        j->easy = NULL;
     }
     if (j->result == 0) {
         to_decode(p, j);

@@ -134,9 +134,14 @@ int fetch_remote_result(int curl_code, long http_status, const char *curl_errbuf
     case CURLE_HTTP3:
     case CURLE_WEIRD_SERVER_REPLY:
     case CURLE_BAD_CONTENT_ENCODING:
-    case CURLE_UNSUPPORTED_PROTOCOL:
         r = -EPROTO;
         why = "protocol error";
+        break;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        /* the store's own URL is checked at start: only a redirect gets
+         * here, to a scheme the store does not follow (no retry mends it) */
+        r = -EIO;
+        why = "redirect refused (an https store follows https only; others http and https)";
         break;
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
@@ -338,9 +343,15 @@ static CURL *easy_take(struct fetch_easy_cache *ec)
     return curl_easy_init();
 }
 
-static void easy_give(struct fetch_easy_cache *ec, CURL *e)
+/*
+ * Puts @e back for a later request when its transfer ended well (@ok); one
+ * that failed is closed: libcurl may keep state from a failed transfer that
+ * curl_easy_reset() does not clear (7.88, after a refused redirect, refuses
+ * CURLOPT_BUFFERSIZE on that handle from then on).
+ */
+static void easy_give(struct fetch_easy_cache *ec, CURL *e, bool ok)
 {
-    if (ec) {
+    if (ec && ok) {
         pthread_mutex_lock(&ec->lock);
         if (ec->n < EASY_CACHE_MAX) {
             ec->idle[ec->n++] = e;
@@ -510,7 +521,7 @@ int fetch_remote_perform(struct fetch_easy_cache *ec, fetch_request_setup_fn set
         if (!(easy = easy_take(ec)))
             return fetch_error_set(err, -ENOMEM, "out of memory");
         r = perform_once(easy, setup, arg, max, what, &resp, err);
-        easy_give(ec, easy);
+        easy_give(ec, easy, r == 0);
         if (r == 0 && (resp.status == 429 || resp.status >= 500) && i + 1 < attempts) {
             fetch_response_release(&resp);
             r = -EAGAIN;

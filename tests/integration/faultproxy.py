@@ -22,6 +22,7 @@ Faults apply to requests whose path matches --match (default '/\\.chunks/'):
   truncate   announce the full Content-Length, send half the body, close
   flip       flip one byte in the middle of the body (length unchanged)
   delay      wait `ms` milliseconds before every answer, on every path
+  redirect   answer 302 Found to file:///etc/passwd, a scheme no store follows
 
 `times` (default all): the first N requests of EACH distinct path get the
 fault, later ones pass (so retries succeed); `all` faults every request.
@@ -55,7 +56,7 @@ import urllib.parse
 
 HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
        "te", "trailers", "transfer-encoding", "upgrade", "content-length"}
-MODES = ("none", "status500", "reset", "stall", "truncate", "flip", "delay")
+MODES = ("none", "status500", "reset", "stall", "truncate", "flip", "delay", "redirect")
 
 
 class State:
@@ -325,6 +326,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if fault and fault[0] == "reset" and fault[2] == "start":
             self.state.record_status(path, "reset")
             self._abort(rst=True)
+            return
+        if fault and fault[0] == "redirect":
+            self.state.record_status(path, 302)
+            self.send_response(302)
+            self.send_header("Location", "file:///etc/passwd")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if fault and fault[0] == "status500":
             self.state.record_status(path, 500)

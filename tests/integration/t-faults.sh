@@ -82,6 +82,32 @@ for mode in status500 reset truncate flip stall; do
     lazyimg_umount "$M"
 done
 
+# --- a redirect to a scheme the store does not follow ---------------------------
+# EIO for the read it answered (no retry mends it), with the reason in the log;
+# the transfer's handle is not used again (libcurl refused an option on it from
+# then on, and every later fetch failed until a remount)
+proxy_fault redirect times=1
+lazyimg_mount_fg "$PROXY_URL" "$M" redirect.log -- "${OPTS[@]}"
+rc=0
+err=$(timeout $LIMIT dd if="$M/$IMG" of=/dev/null bs=$CH count=1 status=none 2>&1) || rc=$?
+((rc != 0 && rc != 124)) || fail "redirect to file://: the read did not fail at once (rc $rc)" "$err"
+grep -q "Input/output error" <<<"$err" || fail "redirect to file://: expected EIO" "$err"
+grep -qF "redirect refused" redirect.log || fail "redirect to file://: the log does not say so" "$(cat redirect.log)"
+ok "redirect to file://: EIO, the log says the redirect was refused"
+proxy_fault none
+out=$(timeout $LIMIT cmp "$M/$IMG" f.raw 2>&1) ||
+    fail "after a refused redirect: the image does not read byte-identical" "$out$(tail -5 redirect.log)"
+ok "after a refused redirect: the whole image reads byte-identical"
+# the same for an index, loaded with a blocking request of its own
+proxy_fault redirect times=1 match='/drive-scsi0\.img\.fidx$'
+! out=$(timeout $LIMIT cat "$M/$OTHER" 2>&1 >/dev/null) ||
+    fail "redirect to file:// of an index: the image opened"
+proxy_fault none match='/\.chunks/[0-9a-f]{4}/[0-9a-f]{64}$'
+out=$(timeout $LIMIT cmp "$M/$OTHER" g.raw 2>&1) ||
+    fail "after a refused redirect of an index: the image does not read byte-identical" "$out$(tail -5 redirect.log)"
+ok "after a refused redirect of its index: another image opens and reads byte-identical"
+lazyimg_umount "$M"
+
 # --- a read stuck on a stalled chunk: the watchdog names it, ^C ends it --------
 # (--stuck-after 2; a fetch deadline of 40 s that the test never reaches)
 proxy_fault stall times=all seconds=60
