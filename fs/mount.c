@@ -563,13 +563,17 @@ static int check_dev_fuse(void)
 
 struct readahead_job {
     char mountpoint[PATH_MAX];
+    dev_t dev; /* the mount's, from mountinfo */
     unsigned kb;
 };
 
 /*
  * The kernel lowers the bdi readahead to what INIT negotiated, so the window
  * can only be raised once INIT is done: stat() of the mountpoint returns only
- * then. This runs on its own thread, never on a FUSE worker.
+ * then. The bdi written is the mount's own device (from mountinfo), and only
+ * if the path still leads to it: never the filesystem under the mountpoint
+ * (the pinned /proc/self/fd path leads there) or another one a changed path
+ * leads to. This runs on its own thread, never on a FUSE worker.
  */
 static void *raise_readahead(void *arg)
 {
@@ -578,7 +582,11 @@ static void *raise_readahead(void *arg)
     struct stat st;
     int fd;
 
-    if (stat(job->mountpoint, &st) == 0) {
+    if (stat(job->mountpoint, &st) < 0) {
+        fs_debug("kernel readahead not raised: %s: %s", job->mountpoint, strerror(errno));
+    } else if (st.st_dev != job->dev) {
+        fs_debug("kernel readahead not raised: %s no longer leads to the mount", job->mountpoint);
+    } else {
         snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
                  minor(st.st_dev));
         fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -602,16 +610,22 @@ static void *raise_readahead(void *arg)
  * session not yet answering) can be set to @kb: that takes writing the
  * mount's read_ahead_kb in sysfs, which only root may do. If not, says so
  * once, on the terminal of `lazyimg mount`, with the window the mount keeps.
+ * *@ret_dev: the mount's device, when it can.
  */
-static bool readahead_settable(const char *mountpoint, unsigned kb)
+static bool readahead_settable(const char *mountpoint, unsigned kb, dev_t *ret_dev)
 {
     char path[128], cur[32] = "";
     dev_t dev;
     ssize_t n;
     int fd;
 
-    if (kb == 0 || fs_mountinfo_dev(mountpoint, &dev) < 0)
-        return kb != 0; /* the thread tries, and logs at debug level */
+    if (kb == 0)
+        return false;
+    if (fs_mountinfo_dev(mountpoint, &dev) < 0) {
+        fs_debug("kernel readahead not raised: %s is not in mountinfo", mountpoint);
+        return false;
+    }
+    *ret_dev = dev;
     snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(dev), minor(dev));
     if (access(path, W_OK) == 0)
         return true;
@@ -629,13 +643,14 @@ static bool readahead_settable(const char *mountpoint, unsigned kb)
     return false;
 }
 
-static void start_readahead_thread(const char *mountpoint, unsigned kb)
+static void start_readahead_thread(const char *mountpoint, dev_t dev, unsigned kb)
 {
     struct readahead_job *job;
     pthread_t t;
     if (kb == 0 || !(job = calloc(1, sizeof(*job))))
         return;
     snprintf(job->mountpoint, sizeof(job->mountpoint), "%s", mountpoint);
+    job->dev = dev;
     job->kb = kb;
     if (pthread_create(&t, NULL, raise_readahead, job) != 0) {
         free(job);
@@ -1261,6 +1276,7 @@ int fs_cmd_mount(int argc, char **argv)
     struct fs_metrics *metrics = NULL;
     char mnt[PATH_MAX], target[PATH_MAX], mounted[2 * PATH_MAX + 256];
     bool set_readahead, loop_ran = false;
+    dev_t mnt_dev = 0;
     int r, status = 1, ready_fd = -1, mnt_fd = -1;
 
     if ((r = parse_mount_opts(argc, argv, &o)))
@@ -1283,7 +1299,7 @@ int fs_cmd_mount(int argc, char **argv)
         fs_err("cannot mount at %s (see the message above)", mnt);
         goto out_handlers;
     }
-    set_readahead = o.page_cache && readahead_settable(mnt, o.readahead_kb);
+    set_readahead = o.page_cache && readahead_settable(mnt, o.readahead_kb, &mnt_dev);
     if ((r = detach_begin(o.foreground, &ready_fd)) < 0) {
         fs_err("cannot detach from the terminal: %s", strerror(-r));
         goto out_unmount;
@@ -1296,7 +1312,7 @@ int fs_cmd_mount(int argc, char **argv)
     fs_info("%s", mounted);
     notify_state(mounted, true);
     if (set_readahead)
-        start_readahead_thread(target, o.readahead_kb);
+        start_readahead_thread(mnt, mnt_dev, o.readahead_kb);
     status = run_loop(se, mnt);
     loop_ran = true;
     notify_state(NULL, false);

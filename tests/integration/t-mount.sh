@@ -305,8 +305,26 @@ for id in 410:--no-compress 411:--zstd-no-content-size; do
 done
 lazyimg_umount "$M"
 # --page-cache: the same images through the kernel's page cache, and
-# mmap(MAP_SHARED), which the default refuses, works
-lazyimg_mount "$F" "$M" --page-cache
+# mmap(MAP_SHARED), which the default refuses, works; as root, the kernel
+# readahead of the mount (its own bdi) is raised to --readahead-kb, and that
+# of the filesystem under the mountpoint is left alone
+under=$(stat -c '%Hd:%Ld' "$M")
+under_ra=/sys/class/bdi/$under/read_ahead_kb
+under_was=$(cat "$under_ra" 2>/dev/null || true)
+lazyimg_mount "$F" "$M" --page-cache --readahead-kb 4096
+if ((EUID == 0)); then
+    ra=/sys/class/bdi/$(mountpoint -d "$M")/read_ahead_kb
+    for _ in $(seq 50); do
+        [[ $(cat "$ra") == 4096 ]] && break
+        sleep 0.1
+    done
+    now=$(cat "$under_ra" 2>/dev/null || true)
+    if [[ $now != "$under_was" ]]; then
+        echo "$under_was" >"$under_ra"
+        fail "--readahead-kb 4096 changed the readahead of the filesystem under the mountpoint ($under: $under_was -> $now KiB)"
+    fi
+    expect_eq "--page-cache --readahead-kb 4096, as root: the mount's own readahead (KiB)" 4096 "$(cat "$ra")"
+fi
 for i in 0 6; do
     out=$(cmp "$M/vm/$((400 + i))/$T1/drive-scsi0.img" f.raw 2>&1) ||
         fail "--page-cache, chunk size ${sizes[i]}: image differs from the source" "$out"
