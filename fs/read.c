@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,9 @@ struct pending {
     bool replied;
     bool intr_registered;
     bool interrupted_early; /* the handler ran inside its registration */
+    /* the reader's thread, once interrupted by a signal that does not end
+     * it: the watchdog answers EINTR should it be told to end meanwhile */
+    atomic_int intr_tid;
     bool listed;            /* in ctx->waits: from its setup's end until answered */
     atomic_int refs;        /* the completions' one, the interrupt handler's one */
     atomic_int outstanding; /* chunks still awaited, +1 while being set up */
@@ -171,34 +175,123 @@ static void pending_unref(struct pending *p)
 static __thread struct pending *registering;
 
 /*
- * The reader was interrupted (a signal, e.g. ^C) while its read waits for
- * chunks: it gets EINTR at once; the chunks still arrive (and are cached),
- * and the last completion frees the read without a second reply. Runs on a
- * FUSE thread, with the request's lock held by libfuse. When the interrupt
- * came before the handler was registered, libfuse calls it from inside
- * fuse_req_interrupt_func(), whose caller still uses the request once the
- * handler returns: a reply there would free it under libfuse's feet, so the
- * handler only notes it, and read_async() answers once registered.
+ * Whether thread @tid has a signal pending (not blocked) that asks a
+ * program to end: SIGKILL (also what the kernel turns any fatal signal
+ * into, on every thread of the process), SIGINT, SIGTERM, SIGQUIT, SIGHUP,
+ * which programs often catch to clean up before they exit (dd prints its
+ * counts). true when it cannot tell (no /proc entry for it here).
  */
-static void read_interrupted(fuse_req_t req, void *data)
+static bool reader_ending(pid_t tid)
 {
-    struct pending *p = data;
-    bool mine;
+    static const int ending[] = {SIGKILL, SIGINT, SIGTERM, SIGQUIT, SIGHUP};
+    char path[64], line[256];
+    unsigned long long mask, pending = 0, blocked = 0, want = 0;
+    int found = 0;
+    FILE *f;
 
-    if (registering == p) {
-        p->interrupted_early = true;
-        return;
+    if (tid <= 0)
+        return true;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+    if (!(f = fopen(path, "re")))
+        return true;
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "SigPnd: %llx", &mask) == 1 || sscanf(line, "ShdPnd: %llx", &mask) == 1) {
+            pending |= mask;
+            found++;
+        } else if (sscanf(line, "SigBlk: %llx", &mask) == 1) {
+            blocked = mask;
+            found++;
+        }
     }
+    fclose(f);
+    for (size_t i = 0; i < sizeof(ending) / sizeof(ending[0]); i++)
+        want |= 1ULL << (ending[i] - 1);
+    return found < 3 || (pending & ~blocked & want);
+}
+
+/* Answers @p with EINTR, unless it was answered already; by its interrupt
+ * handler (@in_handler), or by another thread, which unregisters it first. */
+static void answer_interrupted(struct pending *p, bool in_handler)
+{
+    bool mine;
     pthread_mutex_lock(&p->ilock);
     mine = !p->replied;
     p->replied = true;
     pthread_mutex_unlock(&p->ilock);
     if (!mine)
         return;
+    if (!in_handler)
+        fuse_req_interrupt_func(p->req, NULL, NULL); /* waits for a running one */
     fs_debug("a read waiting for chunks was interrupted: EINTR");
     pending_unlist(p);
-    fuse_reply_err(req, EINTR);
-    pending_unref(p); /* this handler's: it will not run again */
+    fuse_reply_err(p->req, EINTR);
+    pending_unref(p); /* the handler's: it will not run again */
+}
+
+/*
+ * The reader was interrupted while its read waits for chunks. The kernel
+ * asks for any signal, and then keeps waiting for the answer even if the
+ * signal kills the reader: a reader told to end (^C, SIGTERM, SIGKILL; see
+ * reader_ending) gets EINTR at once, so that it dies or runs its handler;
+ * the chunks still arrive (and are cached), and the last completion frees
+ * the read without a second reply. Any other signal (a timer, SIGCHLD,
+ * SIGWINCH) leaves the read to finish, as on a disk: EINTR would reach a
+ * program that does not expect it from a file (a handler installed with
+ * SA_RESTART); should that reader be told to end later, the watchdog
+ * answers (fs_read_watch).
+ * Runs on a FUSE thread, with the request's lock held by libfuse. When the
+ * interrupt came before the handler was registered, libfuse calls it from
+ * inside fuse_req_interrupt_func(), whose caller still uses the request
+ * once the handler returns: a reply there would free it under libfuse's
+ * feet, so the handler only notes it, and read_async() calls it again once
+ * registered.
+ */
+static void read_interrupted(fuse_req_t req, void *data)
+{
+    struct pending *p = data;
+    pid_t tid = fuse_req_ctx(req)->pid;
+
+    if (registering == p) {
+        p->interrupted_early = true;
+        return;
+    }
+    if (!reader_ending(tid)) {
+        fs_debug("a read waiting for chunks was interrupted by a signal that does not end its "
+                 "reader: it goes on");
+        atomic_store(&p->intr_tid, (int)tid);
+        return;
+    }
+    answer_interrupted(p, true);
+}
+
+/*
+ * Answers EINTR to the reads whose readers went on after an interrupt and
+ * are told to end now (the kernel sends no second interrupt). At most 16 a
+ * pass (once a second).
+ */
+static void answer_dying(struct fs_ctx *ctx)
+{
+    struct pending *dying[16];
+    size_t n = 0;
+
+    pthread_mutex_lock(&ctx->waits_lock);
+    for (struct pending *p = ctx->waits; p && n < 16; p = p->next) {
+        int tid = atomic_load(&p->intr_tid), refs;
+        if (!tid || !reader_ending(tid))
+            continue;
+        /* a reference, unless its last one is being dropped (then it is
+         * answered already and waits for this lock to be freed) */
+        refs = atomic_load(&p->refs);
+        while (refs > 0 && !atomic_compare_exchange_weak(&p->refs, &refs, refs + 1))
+            ;
+        if (refs > 0)
+            dying[n++] = p;
+    }
+    pthread_mutex_unlock(&ctx->waits_lock);
+    for (size_t i = 0; i < n; i++) {
+        answer_interrupted(dying[i], false);
+        pending_unref(dying[i]);
+    }
 }
 
 /* Sends the reply from the pieces (gathered into one buffer when they are
@@ -451,6 +544,7 @@ size_t fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms)
     uint64_t after = ctx->stuck_after_ms;
     size_t said = 0;
 
+    answer_dying(ctx);
     if (!after)
         return 0;
     pthread_mutex_lock(&ctx->waits_lock);

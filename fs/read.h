@@ -71,9 +71,10 @@ int fs_read_sync(struct fs_ctx *ctx, const struct fetch_image *img, uint64_t off
                  size_t len, fetch_error *err);
 
 /*
- * The watchdog's pass (once a second, fs/daemon.c): every read that has
- * waited for chunks longer than ctx->stuck_after_ms is logged, with the
- * chunks it still waits for, and again each such period while it waits.
- * Returns how many it logged.
+ * The watchdog's pass (once a second, fs/daemon.c): a read whose reader
+ * went on after an interrupt and is told to end now is answered EINTR; every
+ * read that has waited for chunks longer than ctx->stuck_after_ms is
+ * logged, with the chunks it still waits for, and again each such period
+ * while it waits. Returns how many it logged.
  */
 size_t fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms);

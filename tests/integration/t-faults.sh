@@ -139,6 +139,40 @@ out=$(timeout $LIMIT cmp "$M/$OTHER" g.raw 2>&1) || fail "stuck read: another sn
 ok "stuck read: after the interrupt the daemon serves holes and other snapshots"
 lazyimg_umount "$M"
 
+# --- signals that do not end a reader do not fail its read -----------------------
+# a timer every 50 ms (handler with SA_RESTART) while the read waits 1 s for
+# its chunk: the read returns the right bytes, as on a disk (the daemon got an
+# interrupt and let the read go on; the kernel holds the later signals, one
+# pending at a time, until the read returns) ...
+SIGREAD=${SIGREAD:?SIGREAD must point to the sigread helper}
+proxy_fault delay ms=1000
+lazyimg_mount_fg "$PROXY_URL" "$M" signals.log -- --no-cache --retries 0 --fetch-timeout 40 \
+    --connect-timeout 2 --readahead 0 -d
+out=$(timeout $LIMIT "$SIGREAD" "$M/$IMG" $CH $CH 50 2>sigread.err >sigread.out) ||
+    fail "a timer signal during a waiting read: the read failed" "$(cat sigread.err)"
+cmp -s sigread.out <(read_range f.raw $CH $CH) || fail "a timer signal during a waiting read: wrong bytes"
+grep -qE "bytes, [1-9][0-9]* signals" sigread.err ||
+    fail "test setup: no signal arrived during the read" "$(cat sigread.err)"
+grep -q "interrupted by a signal that does not end its" signals.log ||
+    fail "test setup: the daemon got no interrupt for the timer's signals" "$(tail -5 signals.log)"
+ok "a timer signal (SA_RESTART) during a waiting read: the read returns its bytes ($(cat sigread.err))"
+# ... and once such a reader is killed while its chunk is stalled, it dies
+# within the watchdog's second (the kernel sends no second interrupt)
+proxy_fault stall times=all seconds=60
+"$SIGREAD" "$M/$IMG" $((2 * CH)) $CH 50 >/dev/null 2>&1 &
+reader=$!
+sleep 1
+kill -0 "$reader" 2>/dev/null || fail "stalled read with a timer: the reader returned although its chunk is stalled"
+t0=$(date +%s%N)
+kill -KILL "$reader"
+for _ in $(seq 60); do kill -0 "$reader" 2>/dev/null || break; sleep 0.05; done
+kill -0 "$reader" 2>/dev/null && fail "stalled read with a timer: the reader is still there 3 s after SIGKILL"
+ms=$((($(date +%s%N) - t0) / 1000000))
+ok "stalled read with a timer: SIGKILL ends the reader in $ms ms (the fetch deadline was 40 s)"
+pid_alive "$MOUNT_PID" || fail "stalled read with a timer: the daemon died"
+proxy_fault none
+lazyimg_umount "$M"
+
 # --- --fetch-concurrency bounds the transfers in flight, over every transfer
 # thread: with each answer held 0.3 s and 8 chunks wanted at once, exactly N
 # requests are answered at a time (the proxy counts them) ---------------------
