@@ -24,6 +24,9 @@ int fs_cmd_hydrate(int argc, char **argv);
  * OPTIONS]` as libfuse's mount.fuse3 runs it (fs_mount_helper_form). */
 int fs_cmd_mount_helper(int argc, char **argv);
 bool fs_mount_helper_form(int argc, char **argv);
+/* Whether `lazyimg mount --NAME` takes a value: required_argument or
+ * no_argument (getopt.h), -1 when mount has no such option. */
+int fs_mount_opt_has_arg(const char *name);
 
 #define FS_DEFAULT_CACHE_SIZE (10ull << 30)
 

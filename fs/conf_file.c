@@ -5,11 +5,13 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "log.h"
 
 #define MAX_LINE 4096
@@ -117,6 +119,11 @@ static int read_file(const char *path, struct expand *x, const char **store,
             free((char *)*slot); /* given twice: the last one counts */
             *slot = v;
             continue;
+        }
+        if (!val && fs_mount_opt_has_arg(key) == required_argument) {
+            /* "--key" would take the command line's next word as its value */
+            fs_err("%s:%u: %s needs a value (%s = VALUE)", path, lineno, key, key);
+            goto usage;
         }
         if (val && asprintf(&opt, "--%s=%s", key, val) < 0)
             goto nomem;

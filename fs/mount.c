@@ -197,67 +197,77 @@ static int parse_count(const char *opt, const char *arg, unsigned lo, unsigned h
     return 0;
 }
 
+enum {
+    OPT_MEM = 256,
+    OPT_THREADS,
+    OPT_RA,
+    OPT_ALLOW_OTHER,
+    OPT_CACHE_DIR,
+    OPT_CACHE_SIZE,
+    OPT_NO_CACHE,
+    OPT_CONC,
+    OPT_RETRIES,
+    OPT_MIRROR,
+    OPT_SNAPSHOT,
+    OPT_READAHEAD,
+    OPT_HYDRATE,
+    OPT_BANDWIDTH,
+    OPT_CHUNK_STORE,
+    OPT_OFFLINE,
+    OPT_PAGE_CACHE,
+    OPT_NO_PROFILE,
+    OPT_PROFILE_WINDOW,
+    OPT_LOG_LEVEL,
+    OPT_STUCK_AFTER,
+    OPT_METRICS_LISTEN,
+    OPT_NO_PARTS,
+    OPT_CONFIG
+};
+static const struct option mount_opts[] = {
+    {"foreground", no_argument, NULL, 'f'},
+    {"debug", no_argument, NULL, 'd'},
+    {"mem-cache", required_argument, NULL, OPT_MEM},
+    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+    {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
+    {"no-cache", no_argument, NULL, OPT_NO_CACHE},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"readahead-kb", required_argument, NULL, OPT_RA},
+    {"allow-other", no_argument, NULL, OPT_ALLOW_OTHER},
+    {"fetch-concurrency", required_argument, NULL, OPT_CONC},
+    {"retries", required_argument, NULL, OPT_RETRIES},
+    {"mirror", required_argument, NULL, OPT_MIRROR},
+    {"snapshot", required_argument, NULL, OPT_SNAPSHOT},
+    {"readahead", required_argument, NULL, OPT_READAHEAD},
+    {"hydrate", no_argument, NULL, OPT_HYDRATE},
+    {"bandwidth", required_argument, NULL, OPT_BANDWIDTH},
+    {"chunk-store", required_argument, NULL, OPT_CHUNK_STORE},
+    {"offline", no_argument, NULL, OPT_OFFLINE},
+    {"page-cache", no_argument, NULL, OPT_PAGE_CACHE},
+    {"no-boot-profile", no_argument, NULL, OPT_NO_PROFILE},
+    {"profile-window", required_argument, NULL, OPT_PROFILE_WINDOW},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"stuck-after", required_argument, NULL, OPT_STUCK_AFTER},
+    {"no-parts", no_argument, NULL, OPT_NO_PARTS},
+    /* read by fs_config_expand before this (here only beside --help) */
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+    FS_REMOTE_LONG_OPTIONS,
+    FS_KEY_LONG_OPTIONS,
+    {"help", no_argument, NULL, 'h'},
+    {0},
+};
+
+int fs_mount_opt_has_arg(const char *name)
+{
+    for (const struct option *op = mount_opts; op->name; op++) {
+        if (!strcmp(op->name, name))
+            return op->has_arg;
+    }
+    return -1;
+}
+
 static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
 {
-    enum {
-        OPT_MEM = 256,
-        OPT_THREADS,
-        OPT_RA,
-        OPT_ALLOW_OTHER,
-        OPT_CACHE_DIR,
-        OPT_CACHE_SIZE,
-        OPT_NO_CACHE,
-        OPT_CONC,
-        OPT_RETRIES,
-        OPT_MIRROR,
-        OPT_SNAPSHOT,
-        OPT_READAHEAD,
-        OPT_HYDRATE,
-        OPT_BANDWIDTH,
-        OPT_CHUNK_STORE,
-        OPT_OFFLINE,
-        OPT_PAGE_CACHE,
-        OPT_NO_PROFILE,
-        OPT_PROFILE_WINDOW,
-        OPT_LOG_LEVEL,
-        OPT_STUCK_AFTER,
-        OPT_METRICS_LISTEN,
-        OPT_NO_PARTS,
-        OPT_CONFIG
-    };
-    static const struct option opts[] = {
-        {"foreground", no_argument, NULL, 'f'},
-        {"debug", no_argument, NULL, 'd'},
-        {"mem-cache", required_argument, NULL, OPT_MEM},
-        {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
-        {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
-        {"no-cache", no_argument, NULL, OPT_NO_CACHE},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"readahead-kb", required_argument, NULL, OPT_RA},
-        {"allow-other", no_argument, NULL, OPT_ALLOW_OTHER},
-        {"fetch-concurrency", required_argument, NULL, OPT_CONC},
-        {"retries", required_argument, NULL, OPT_RETRIES},
-        {"mirror", required_argument, NULL, OPT_MIRROR},
-        {"snapshot", required_argument, NULL, OPT_SNAPSHOT},
-        {"readahead", required_argument, NULL, OPT_READAHEAD},
-        {"hydrate", no_argument, NULL, OPT_HYDRATE},
-        {"bandwidth", required_argument, NULL, OPT_BANDWIDTH},
-        {"chunk-store", required_argument, NULL, OPT_CHUNK_STORE},
-        {"offline", no_argument, NULL, OPT_OFFLINE},
-        {"page-cache", no_argument, NULL, OPT_PAGE_CACHE},
-        {"no-boot-profile", no_argument, NULL, OPT_NO_PROFILE},
-        {"profile-window", required_argument, NULL, OPT_PROFILE_WINDOW},
-        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-        {"stuck-after", required_argument, NULL, OPT_STUCK_AFTER},
-        {"no-parts", no_argument, NULL, OPT_NO_PARTS},
-        /* read by fs_config_expand before this (here only beside --help) */
-        {"config", required_argument, NULL, OPT_CONFIG},
-        {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
-        FS_REMOTE_LONG_OPTIONS,
-        FS_KEY_LONG_OPTIONS,
-        {"help", no_argument, NULL, 'h'},
-        {0},
-    };
     static const char *const levels[] = {[FS_LOG_ERR] = "error",
                                          [FS_LOG_WARN] = "warning",
                                          [FS_LOG_INFO] = "info",
@@ -281,15 +291,15 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
     if (env_conc && *env_conc &&
         parse_count("LAZYIMG_FETCH_CONCURRENCY", env_conc, 1, 256, &o->concurrency) < 0)
         return 2;
-    for (int li = -1; (c = getopt_long(argc, argv, "fdh", opts, &li)) != -1; li = -1) {
+    for (int li = -1; (c = getopt_long(argc, argv, "fdh", mount_opts, &li)) != -1; li = -1) {
         int handled;
         /* "--cache-dir --hydrate": a setting without its value (a bare
          * line of a --config file, a bare -o option) took the next option */
-        if (li >= 0 && opts[li].has_arg == required_argument && optarg && optind > 1 &&
+        if (li >= 0 && mount_opts[li].has_arg == required_argument && optarg && optind > 1 &&
             optarg == argv[optind - 1] && !strncmp(optarg, "--", 2)) {
             fs_err("--%s: expected a value, found the option %s (in a --config file or an -o "
                    "list, write %s=VALUE)",
-                   opts[li].name, optarg, opts[li].name);
+                   mount_opts[li].name, optarg, mount_opts[li].name);
             return 2;
         }
         handled = fs_remote_opt_parse(c, optarg, &o->remote);

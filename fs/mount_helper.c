@@ -11,6 +11,7 @@
  * concern lazyimg (the mount is read-only whatever they say).
  */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,12 @@ int fs_cmd_mount_helper(int argc, char **argv)
         for (size_t k = 0; k < name_len; k++)
             if (o[k] == '_')
                 o[k] = '-';
+        if (!o[name_len] && fs_mount_opt_has_arg(o) == required_argument) {
+            /* "--o" would take the mountpoint (or STORE) as its value */
+            fs_err("%s: -o %s needs a value (%s=VALUE)", argv[0], o, o);
+            r = 2;
+            break;
+        }
         if (asprintf(&arg, "--%s", o) < 0) {
             r = 1;
             break;

@@ -153,10 +153,12 @@ out=$("$LAZYIMG" mount --config "$W/missing.conf" 2>&1) && fail "a missing confi
 ! mountpoint -q "$M" || fail "a refused config mounted anyway"
 # a setting that needs a value, written bare, must not take the next option as its value
 printf 'store = %s\nmountpoint = %s\ncache-dir\n' "$S" "$M" >bare.conf
-out=$("$LAZYIMG" mount --config bare.conf --no-boot-profile 2>&1) && fail "a bare cache-dir line was accepted"
-[[ $out == *"--cache-dir: expected a value, found the option --no-boot-profile"* ]] ||
-    fail "bare setting: no message naming it" "$out"
-[[ ! -e ./--no-boot-profile ]] || fail "the bare setting made a directory of the next option"
+for next in --no-boot-profile -f; do
+    out=$("$LAZYIMG" mount --config bare.conf "$next" 2>&1) && fail "a bare cache-dir line was accepted (before $next)"
+    [[ $out == *"bare.conf:3: cache-dir needs a value (cache-dir = VALUE)"* ]] ||
+        fail "bare setting before $next: no message naming FILE:LINE" "$out"
+    [[ ! -e ./$next ]] || fail "the bare setting made a directory of the next option $next"
+done
 # an abbreviation of --config (which getopt would take) is refused, not ignored
 out=$("$LAZYIMG" mount --conf svc.conf 2>&1) && fail "--conf FILE was accepted"
 [[ $out == *"--config: write the option in full"* ]] || fail "--conf: no message" "$out"
@@ -213,6 +215,9 @@ cmp "$M/$IMG" a.raw || fail "mount.fuse.lazyimg: wrong bytes"
 lazyimg_umount "$M"
 out=$(bin/mount.fuse.lazyimg "$S" "$M" -o no-such-thing 2>&1) && fail "mount.fuse.lazyimg accepted -o no-such-thing"
 [[ $out == *"no-such-thing"* ]] || fail "unknown -o option: no message naming it" "$out"
+# a bare valued setting as the last option of an -o list, which the mountpoint follows
+out=$(bin/mount.fuse.lazyimg "$S" "$M" -o "ro,cache-dir" 2>&1) && fail "mount.fuse.lazyimg -o ro,cache-dir was accepted"
+[[ $out == *"-o cache-dir needs a value (cache-dir=VALUE)"* ]] || fail "-o ro,cache-dir: no message naming it" "$out"
 for o in help he version; do
     rc=0
     out=$(bin/mount.fuse.lazyimg "$S" "$M" -o "ro,$o" 2>&1) || rc=$?
