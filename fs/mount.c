@@ -483,6 +483,33 @@ static bool leads_to(const char *path, int fd)
 }
 
 /*
+ * A lazyimg mount at @mnt whose daemon is gone (the kernel answers
+ * ENOTCONN): removed as `lazyimg umount` removes it, so that mounting again
+ * (a restart by systemd's Restart=on-failure, say) needs no hand. 0 when
+ * it was; a mount of another kind is left (umount says which it is).
+ */
+/* Whether the mount on top at @path is lazyimg's and its daemon is gone: the
+ * kernel answers a forced getattr with ENOTCONN (a live daemon answers it
+ * from memory). */
+static bool dead_lazyimg_mount(const char *path)
+{
+    struct fs_mount_entry me;
+    struct statx stx;
+    return fs_mountinfo_find(path, &me) == 1 && !strcmp(me.fstype, "fuse.lazyimg") &&
+           statx(AT_FDCWD, path, AT_STATX_FORCE_SYNC, STATX_TYPE, &stx) < 0 && errno == ENOTCONN;
+}
+
+static int clear_dead_mount(const char *mnt)
+{
+    char *argv[] = {(char *)"umount", (char *)mnt, NULL};
+    fs_warn("mountpoint %s: the mount there does not answer (its daemon is gone): unmounting "
+            "it first, if it is lazyimg's",
+            mnt);
+    optind = 0; /* umount parses its own arguments (0: getopt starts afresh) */
+    return fs_cmd_umount(2, argv) == 0 ? 0 : -1;
+}
+
+/*
  * Checks the mountpoint @mnt (a directory, empty, not mounted on) and
  * returns its canonical path in @abs and in *ret_fd an O_PATH descriptor of
  * the directory checked: the store may take seconds to open, and a
@@ -495,13 +522,25 @@ static int check_mountpoint(const char *mnt, char *abs, size_t abs_len, int *ret
     struct dirent *de;
     DIR *d;
     char resolved[PATH_MAX];
-    int fd, dfd;
+    bool cleared = false;
+    int fd, dfd, e;
 
+again:
     if (!realpath(mnt, resolved) || (fd = open(resolved, O_PATH | O_CLOEXEC)) < 0) {
-        fs_err("mountpoint %s: %s", mnt, strerror(errno));
+        e = errno;
+        if (e == ENOTCONN && !cleared && clear_dead_mount(mnt) == 0) {
+            cleared = true;
+            goto again;
+        }
+        fs_err("mountpoint %s: %s%s", mnt, strerror(e),
+               e == ENOTCONN ? " (a mount whose daemon is gone: lazyimg umount removes it)" : "");
         return -1;
     }
-    if (fstat(fd, &pin) < 0 || !S_ISDIR(pin.st_mode)) {
+    if (fstat(fd, &pin) < 0) {
+        fs_err("mountpoint %s: %s", mnt, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISDIR(pin.st_mode)) {
         fs_err("mountpoint %s: not a directory", mnt);
         goto fail;
     }
@@ -510,6 +549,15 @@ static int check_mountpoint(const char *mnt, char *abs, size_t abs_len, int *ret
         goto fail;
     }
     if (is_mounted(resolved)) {
+        if (!cleared && dead_lazyimg_mount(resolved)) {
+            close(fd); /* it holds the mount's root: the mount would be busy */
+            cleared = true;
+            if (clear_dead_mount(mnt) == 0)
+                goto again;
+            fs_err("mountpoint %s: already mounted (unmount it first: lazyimg umount %s)", mnt,
+                   mnt);
+            return -1;
+        }
         fs_err("mountpoint %s: already mounted (unmount it first: lazyimg umount %s)", mnt, mnt);
         goto fail;
     }

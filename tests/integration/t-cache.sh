@@ -202,3 +202,22 @@ lazyimg_umount "$M"
 out=$("$LAZYIMG" cache verify --cache-dir "$C6") || fail "cache verify after the tidy" "$out"
 grep -q " 0 bad" <<<"$out" || fail "cache verify after the tidy" "$out"
 ok "kill -9 left $left temp files (${kb} KiB in the cache); the next daemon removed them (${kb2} KiB): $(grep -m1 'removed' tidy.log)"
+
+# --- a mount whose daemon was killed: mounting there again clears it ---------
+# (what systemd's Restart=on-failure does after a crash)
+lazyimg_mount "$S" "$M" --cache-dir "$C6"
+pid=$MOUNT_PID
+kill -KILL "$pid"
+wait_pid_exit "$pid" 5 || fail "killed daemon still there"
+! stat "$M" >/dev/null 2>&1 || fail "test setup: the killed daemon's mount still answers"
+out=$("$LAZYIMG" mount --cache-dir "$C6" "$S" "$M" 2>&1) ||
+    fail "mount on the dead mount of a killed daemon failed" "$out"
+grep -q "the mount there does not answer (its daemon is gone): unmounting it first" <<<"$out" ||
+    fail "mount on a dead mount: no warning saying so" "$out"
+MOUNT_PID=$(daemon_pid "$M")
+T_PIDS+=("$MOUNT_PID")
+cmp "$M/vm/200/$T1/drive-scsi0.img" big.raw || fail "wrong bytes after mounting over a dead mount"
+[[ $(grep -c " $M fuse.lazyimg " /proc/self/mounts) == 1 ]] ||
+    fail "mounting over a dead mount left it underneath" "$(grep " $M " /proc/self/mounts)"
+lazyimg_umount "$M"
+ok "a killed daemon's dead mount: mounting there again removes it first, then reads right"
