@@ -52,7 +52,9 @@ static const char find_usage[] =
     "table\n" FS_KEY_OPTIONS_HELP FS_REMOTE_OPTIONS_HELP "  -h, --help             show this help\n"
     "\n"
     "Exit status: 0 with matches, 1 without, 2 for usage errors, 3 when an archive\n"
-    "could not be read (the others are searched all the same).\n";
+    "could not be read (the others are searched all the same), 4 when the store or\n"
+    "the key could not be read or a --snapshot names nothing in the store (nothing,\n"
+    "or not all that was asked, was searched).\n";
 
 struct search {
     const char *pattern;
@@ -252,6 +254,9 @@ static void search_archive(struct search *s, struct fetch_repo *repo, struct fet
 }
 
 /* Whether @path is below (or is) one of the @n snapshot or group paths. */
+/* find's exit status when the store, the key or a --snapshot is not there */
+#define FIND_UNREADABLE 4
+
 static bool selected(const char *path, char *const *sel, size_t n)
 {
     if (n == 0)
@@ -285,6 +290,7 @@ int fs_cmd_find(int argc, char **argv)
     struct search s = {0};
     char *sel[MAX_SNAPSHOT_ARGS];
     size_t nsel = 0;
+    bool missing = false;
     fetch_error err = {""};
     char size[32];
     int c, r;
@@ -323,16 +329,26 @@ int fs_cmd_find(int argc, char **argv)
     s.pattern = argv[optind + 1];
     s.by_path = strchr(s.pattern, '/') != NULL;
     if (fs_key_load(&ko, &key) < 0)
-        return 1;
+        return FIND_UNREADABLE;
     if (!(store = fs_open_store(argv[optind], &ro, &format))) {
         fs_key_free(key);
-        return 1;
+        return FIND_UNREADABLE;
     }
     if ((r = fetch_repo_load(format, store, key, NULL, 0, true, &repo, &err)) < 0) {
         fs_err("%s: %s", store->location, err.msg);
         fetch_store_free(store);
         fs_key_free(key);
-        return 1;
+        return FIND_UNREADABLE;
+    }
+    for (size_t i = 0; i < nsel; i++) {
+        size_t j = 0;
+        while (j < repo->count && !selected(repo->entries[j].path, &sel[i], 1))
+            j++;
+        if (j == repo->count) {
+            fs_err("find: --snapshot %s: no snapshot or group of that name in %s", sel[i],
+                   store->location);
+            missing = true;
+        }
     }
     /* chunks below the format's chunk directory (casync: default.castr/) */
     if (repo->format->chunk_dir)
@@ -366,5 +382,5 @@ out:
     fs_key_free(key);
     if (r < 0)
         return 1;
-    return s.failed ? 3 : s.found ? 0 : 1;
+    return missing ? FIND_UNREADABLE : s.failed ? 3 : s.found ? 0 : 1;
 }

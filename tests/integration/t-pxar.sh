@@ -220,6 +220,14 @@ grep -q "without a catalog: walked" find1.err || fail "find does not say it walk
 RC=0
 "$LAZYIMG" find "$URL" 'no-such-file' >/dev/null 2>&1 || RC=$?
 expect_eq "find without a match exits 1" 1 "$RC"
+RC=0
+"$LAZYIMG" find --snapshot ct/999 "$URL" 'hello.txt' >/dev/null 2>find2.err || RC=$?
+expect_eq "find --snapshot naming nothing in the store exits 4" 4 "$RC"
+grep -q "find: --snapshot ct/999: no snapshot or group of that name" find2.err ||
+    fail "find --snapshot ct/999: no message naming it" "$(cat find2.err)"
+RC=0
+"$LAZYIMG" find "$W/no-such-store" 'hello.txt' >/dev/null 2>&1 || RC=$?
+expect_eq "find in a store that cannot be read exits 4 (not 1, no match)" 4 "$RC"
 ok "find: matches in both archives with size and mtime (v1 through its catalog), no chunk of file contents fetched, --json and --snapshot"
 
 # --- a corrupt payload chunk: EIO for the file in it, the rest reads on
