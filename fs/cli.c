@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "cli.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,8 @@ int fs_parse_size(const char *s, uint64_t *ret)
     unsigned long long v;
     int shift = 0;
 
-    if (!s || !*s || *s == '-')
+    /* digits first: strtoull() would skip white space and take a sign */
+    if (!s || !isdigit((unsigned char)*s))
         return -EINVAL;
     errno = 0;
     v = strtoull(s, &end, 10);
@@ -160,8 +162,18 @@ int fs_prepare_cache_dir(const char *opt, const char *mountpoint, char *buf, siz
     else if (home && *home == '/')
         snprintf(path, sizeof(path), "%s/.cache/lazyimg", home);
     else {
-        fs_err("no cache directory: set --cache-dir or LAZYIMG_CACHE_DIR (or use --no-cache)");
+        fs_err("no cache directory: set --cache-dir or LAZYIMG_CACHE_DIR%s",
+               mountpoint ? " (or use --no-cache)" : "");
         return -1;
+    }
+    if (!mountpoint) {
+        char index[PATH_MAX + 16];
+        snprintf(index, sizeof(index), "%s/index.sqlite", path);
+        if (access(index, F_OK) < 0) {
+            fs_err("no cache at %s (%s)", path,
+                   errno == ENOENT ? "no index.sqlite: check --cache-dir" : strerror(errno));
+            return -1;
+        }
     }
     if ((r = mkdir_parents(path)) < 0) {
         fs_err("cache directory %s: %s", path, strerror(-r));

@@ -36,10 +36,12 @@ struct cache_disk_options;
 /*
  * The cache directory: @opt if given, else $LAZYIMG_CACHE_DIR, else
  * /var/cache/lazyimg for root, else $XDG_CACHE_HOME/lazyimg or
- * ~/.cache/lazyimg. Created (0700) if missing and resolved to an absolute
- * path in @buf. With @mountpoint (absolute), refuses a directory at or below
- * it: the daemon must never use paths under its own mount. Prints a one-line
- * error and returns -1 on failure.
+ * ~/.cache/lazyimg. Resolved to an absolute path in @buf. For a mount
+ * (@mountpoint, absolute) created (0700) if missing, and refused at or
+ * below @mountpoint: the daemon must never use paths under its own mount.
+ * Without @mountpoint (the cache's own commands) it must be a cache already
+ * (a mistyped path is not made into an empty one). Prints a one-line error
+ * and returns -1 on failure.
  */
 int fs_prepare_cache_dir(const char *opt, const char *mountpoint, char *buf, size_t len);
 

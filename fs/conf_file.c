@@ -245,8 +245,10 @@ int fs_config_expand(int argc, char **argv, int *ret_argc, char ***ret_argv, con
         }
     }
     if (!path) {
-        path = env ? env : FS_CONFIG_DEFAULT;
-        if (!*path || access(path, F_OK) != 0) {
+        /* the default file is read when there; one named by the
+         * environment must be there, as one named by --config */
+        path = env ? env : FS_CONFIG_DEFAULT; /* set and empty: no file */
+        if (!*path || (!env && access(path, F_OK) != 0)) {
             *ret_argc = argc;
             *ret_argv = argv;
             return 0;

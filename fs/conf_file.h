@@ -28,7 +28,8 @@
 /*
  * Expands `lazyimg mount` arguments @argc/@argv (argv[0] is "mount"): a
  * "--config FILE" or "--config=FILE" is taken out and the file's options are
- * put right after argv[0]; without one, FS_CONFIG_DEFAULT is read if it
+ * put right after argv[0]; without one, the file $LAZYIMG_CONFIG names
+ * (which must exist; set and empty: none), else FS_CONFIG_DEFAULT if it
  * exists. The file's `store` and `mountpoint` go to *@store and
  * *@mountpoint (else NULL): the caller uses them when the command line gives
  * neither. The new vector (and its strings) live until the process exits.

@@ -288,9 +288,6 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         .cache_size = FS_DEFAULT_CACHE_SIZE,
         .stuck_after = DEFAULT_STUCK_AFTER,
     };
-    if (env_conc && *env_conc &&
-        parse_count("LAZYIMG_FETCH_CONCURRENCY", env_conc, 1, 256, &o->concurrency) < 0)
-        return 2;
     for (int li = -1; (c = getopt_long(argc, argv, "fdh", mount_opts, &li)) != -1; li = -1) {
         int handled;
         /* "--cache-dir --hydrate": a setting without its value (a bare
@@ -329,6 +326,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         case OPT_CONC:
             if (parse_count("--fetch-concurrency", optarg, 1, 256, &o->concurrency) < 0)
                 return 2;
+            env_conc = NULL; /* the option wins */
             break;
         case OPT_RETRIES:
             if (parse_count("--retries", optarg, 0, 20, &o->retries) < 0)
@@ -431,6 +429,9 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             return 2;
         }
     }
+    if (env_conc && *env_conc &&
+        parse_count("LAZYIMG_FETCH_CONCURRENCY", env_conc, 1, 256, &o->concurrency) < 0)
+        return 2;
     if (argc - optind == 0 && cfg_store && cfg_mnt) {
         o->store = cfg_store;
         o->mountpoint = cfg_mnt;

@@ -95,6 +95,15 @@ out=$("$LAZYIMG" cache gc --size 5M --cache-dir "$C") || fail "cache gc failed" 
 n=$(find "$C/data" -type f | wc -l)
 ((n <= 5)) || fail "cache gc --size 5M left $n entries of 1 MiB" "$out"
 ok "cache gc --size 5M: $n entries left ($out)"
+RC=0
+out=$("$LAZYIMG" cache gc --size ' -1' --cache-dir "$C" 2>&1) || RC=$?
+expect_eq "cache gc --size ' -1' (a sign after white space) is refused as a usage error" 2 "$RC"
+RC=0
+out=$("$LAZYIMG" cache clear --cache-dir "$W/typo/cache" 2>&1) || RC=$?
+expect_eq "cache clear --cache-dir of a directory that is no cache fails" 1 "$RC"
+[[ $out == *"no cache at $W/typo/cache"* ]] || fail "cache clear of no cache: unclear message" "$out"
+[[ ! -e $W/typo ]] || fail "cache clear of a mistyped --cache-dir created it"
+ok "the cache commands refuse a mistyped --cache-dir (nothing created) and a size with a sign"
 "$LAZYIMG" cache clear --cache-dir "$C" >/dev/null || fail "cache clear failed"
 expect_eq "cache clear removes every entry" 0 "$(find "$C/data" -type f | wc -l)"
 
@@ -153,7 +162,8 @@ C5=$W/cache-kill
 ROUNDS=${LAZYIMG_KILL_ROUNDS:-6}
 for ((i = 0; i < ROUNDS; i++)); do
     # keep about half of what the crashes left, so each read is partly cold
-    "$LAZYIMG" cache gc --size 24M --cache-dir "$C5" >/dev/null || fail "cache gc after a crash failed"
+    ((i == 0)) || "$LAZYIMG" cache gc --size 24M --cache-dir "$C5" >/dev/null ||
+        fail "cache gc after a crash failed"
     lazyimg_mount "$S" "$M" --cache-dir "$C5"
     pid=$MOUNT_PID
     cat "$M/vm/200/$T1/drive-scsi0.img" >/dev/null 2>&1 &

@@ -169,7 +169,16 @@ LAZYIMG_CONFIG=$W/env.conf lazyimg_mount "$S" "$M"
 cmp "$M/$IMG" a.raw || fail "\$LAZYIMG_CONFIG: wrong bytes"
 [[ -d $W/cache-env/data ]] || fail "\$LAZYIMG_CONFIG: its cache-dir was not used"
 lazyimg_umount "$M"
-ok "\$LAZYIMG_CONFIG names the default file"
+RC=0
+out=$(LAZYIMG_CONFIG=$W/no-such.conf "$LAZYIMG" mount "$S" "$M" 2>&1) || RC=$?
+((RC != 0)) || fail "\$LAZYIMG_CONFIG naming a missing file: mounted without it"
+[[ $out == *"no-such.conf: No such file or directory"* ]] || fail "\$LAZYIMG_CONFIG missing: message" "$out"
+! mountpoint -q "$M" || fail "\$LAZYIMG_CONFIG missing: mounted"
+# a bad \$LAZYIMG_FETCH_CONCURRENCY: --help still works, --fetch-concurrency wins
+LAZYIMG_FETCH_CONCURRENCY=0 "$LAZYIMG" mount --help >/dev/null || fail "a bad \$LAZYIMG_FETCH_CONCURRENCY broke mount --help"
+LAZYIMG_FETCH_CONCURRENCY=abc lazyimg_mount "$S" "$M" --fetch-concurrency 4
+lazyimg_umount "$M"
+ok "\$LAZYIMG_CONFIG names the default file, and must exist; \$LAZYIMG_FETCH_CONCURRENCY yields to --fetch-concurrency"
 
 # --- mount(8), fstab -------------------------------------------------------------------
 # mount.fuse3 runs "lazyimg STORE MOUNTPOINT -o OPTIONS" from mount(8)'s own
