@@ -275,6 +275,7 @@ void fs_tree_free(struct fs_tree *t)
         fs_archive_free(n->archive);
         fs_parts_free(n->parts);
         fetch_archive_src_free(&n->archive_src);
+        free(n->load_msg);
         pthread_mutex_destroy(&n->lock);
         free(n);
     }
@@ -332,10 +333,22 @@ int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
     if (fs_node_loaded(n))
         return 0;
     pthread_mutex_lock(&n->lock);
-    if (!atomic_load_explicit(&n->loaded, memory_order_relaxed)) {
+    if (atomic_load_explicit(&n->loaded, memory_order_relaxed)) {
+        r = 0;
+    } else if (n->load_err < 0 && fs_now_ms() < n->load_failed_ms + FS_LOAD_FAILED_MS) {
+        /* a load failed just now (perhaps while this call waited for the
+         * lock, or the kernel held this lookup until that one ended): its
+         * answer, not another wait for the same store */
+        r = n->load_err;
+        fetch_error_set(err, r, "%s", n->load_msg ? n->load_msg : strerror(-r));
+    } else {
         struct load l = {t, n, err};
         /* the mirrors in turn while the failure is one another copy may not have */
         r = t->mirrors ? fetch_mirrors_run(t->mirrors, load_from, &l) : load_from(t->store, &l);
+        n->load_err = r;
+        n->load_failed_ms = fs_now_ms();
+        free(n->load_msg);
+        n->load_msg = r < 0 && err->msg[0] ? strdup(err->msg) : NULL;
         if (r == 0)
             atomic_store_explicit(&n->loaded, true, memory_order_release);
     }

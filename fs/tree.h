@@ -71,6 +71,10 @@ struct fs_node {
     struct fs_prof_img *_Atomic profile;
     /* set (release) once image/blob are complete; test with fs_node_loaded() */
     atomic_bool loaded;
+    /* the last load's failure, and when it ended (under @lock) */
+    int load_err;
+    char *load_msg;
+    uint64_t load_failed_ms;
 };
 
 struct fs_tree {
@@ -109,10 +113,13 @@ struct fs_node *fs_tree_lookup(struct fs_node *dir, const char *name);
 /*
  * Loads the index (images) or decoded bytes (small files) of @n once, from
  * the tree's mirrors (or the repository's store); later calls return at once.
- * Thread-safe. The entry's refusal (-ENOKEY for an encrypted archive),
- * -EBADMSG for malformed ones, -ENOENT/-EIO from the store; @err says why.
+ * Thread-safe. A failure is the answer for FS_LOAD_FAILED_MS after it,
+ * without loading again: callers that waited for it (the kernel queues
+ * lookups of one name) do not wait for a stalled store once each. The entry's refusal (-ENOKEY for
+ * an encrypted archive), -EBADMSG for malformed ones, -ENOENT/-EIO from the store; @err says why.
  */
 int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err);
+#define FS_LOAD_FAILED_MS 2000
 
 /* Whether @n's image or blob is loaded and may be read without the lock. */
 static inline bool fs_node_loaded(const struct fs_node *n)

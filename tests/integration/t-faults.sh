@@ -103,9 +103,44 @@ proxy_fault redirect times=1 match='/drive-scsi0\.img\.fidx$'
 ! out=$(timeout $LIMIT cat "$M/$OTHER" 2>&1 >/dev/null) ||
     fail "redirect to file:// of an index: the image opened"
 proxy_fault none match='/\.chunks/[0-9a-f]{4}/[0-9a-f]{64}$'
+sleep 2 # a failed load is the answer for 2 s (FS_LOAD_FAILED_MS)
 out=$(timeout $LIMIT cmp "$M/$OTHER" g.raw 2>&1) ||
     fail "after a refused redirect of an index: the image does not read byte-identical" "$out$(tail -5 redirect.log)"
 ok "after a refused redirect of its index: another image opens and reads byte-identical"
+lazyimg_umount "$M"
+
+# --- an index whose load stalls: concurrent openers wait for one load ----------
+# (3 attempts of --fetch-timeout each; before, each waiting opener loaded it
+# again in turn, the k-th waiting k times as long)
+proxy_fault stall times=all seconds=60 match='/drive-scsi0\.img\.fidx$'
+lazyimg_mount "$PROXY_URL" "$M" "${OPTS[@]}"
+t0=$SECONDS
+pids=()
+for i in 1 2 3; do
+    (
+        rc=0
+        timeout 60 cat "$M/$OTHER" >/dev/null 2>&1 || rc=$?
+        echo "$rc" >"open$i.rc"
+    ) &
+    pids+=($!)
+done
+wait "${pids[@]}"
+took=$((SECONDS - t0))
+for i in 1 2 3; do
+    rc=$(cat "open$i.rc")
+    ((rc != 0 && rc != 124)) || fail "stalled index: opener $i ended with $rc (0: opened, 124: still waiting after 60 s)"
+done
+((took <= FT * 3 + 8)) || fail "stalled index: 3 concurrent openers took $took s (one load is at most $((FT * 3)) s)"
+n=$(proxy_count '/drive-scsi0\.img\.fidx$')
+((n <= 4)) || fail "stalled index: $n requests for it, for 3 concurrent openers (one load: 3 attempts)"
+ok "stalled index: 3 concurrent openers fail together after $took s, $n requests for the index"
+proxy_fault none match='/\.chunks/[0-9a-f]{4}/[0-9a-f]{64}$'
+RC=0
+cat "$M/$OTHER" >/dev/null 2>&1 || RC=$?
+((RC != 0)) || fail "stalled index: an open right after the failure loaded it again (the failure is the answer for 2 s)"
+sleep 2
+out=$(timeout $LIMIT cmp "$M/$OTHER" g.raw 2>&1) || fail "stalled index, then healthy: the image does not read" "$out"
+ok "stalled index, then healthy: an open within 2 s gets the failure, the next one loads it"
 lazyimg_umount "$M"
 
 # --- a read stuck on a stalled chunk: the watchdog names it, ^C ends it --------
