@@ -42,8 +42,9 @@ struct fetch_job {
 
     size_t store; /* index of the store being tried */
     unsigned stores_tried;
-    unsigned attempt;    /* on this store */
-    uint64_t not_before; /* µs, CLOCK_MONOTONIC: when a retry may start */
+    unsigned attempt;        /* on this store */
+    uint64_t not_before;     /* µs, CLOCK_MONOTONIC: when a retry may start */
+    unsigned retry_after_ms; /* a busy server's Retry-After, for the next retry */
     uint64_t started;
 
     /* transfer */
@@ -89,6 +90,9 @@ struct lane {
 };
 
 #define LANES_MAX 2
+/* the longest wait a busy server's Retry-After gets (per retry; --retries
+ * bounds how many) */
+#define RETRY_AFTER_MAX_MS 60000u
 
 struct fetch_pool {
     struct fetch_mirrors *mirrors; /* borrowed */
@@ -259,6 +263,9 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
      * a restart or a DNS hiccup must not fail every read in flight) */
     if (j->attempt < p->cfg.retries && !(conn_failed && j->stores_tried + 1 < p->nstores)) {
         unsigned ms = p->cfg.backoff_ms << (j->attempt < 10 ? j->attempt : 10);
+        if (j->retry_after_ms > ms)
+            ms = j->retry_after_ms; /* what a busy server asked for */
+        j->retry_after_ms = 0;
         j->attempt++;
         p->st.retries++;
         j->not_before = now_us() + (uint64_t)jitter(p, ms) * 1000u;
@@ -368,6 +375,41 @@ static int start_transfer(struct fetch_pool *p, struct lane *l, struct fetch_job
     return 0;
 }
 
+/*
+ * The wait a busy server (429, 503) asks for in its Retry-After header
+ * (seconds, or an HTTP date), at most RETRY_AFTER_MAX_MS; 0 when none.
+ */
+static unsigned retry_after_ms(CURL *easy, long status)
+{
+#if LIBCURL_VERSION_NUM >= 0x075400
+    struct curl_header *h = NULL;
+    const char *v;
+    long long s = -1;
+
+    if ((status != 429 && status != 503) ||
+        curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h)
+        return 0;
+    v = h->value;
+    if (*v >= '0' && *v <= '9') {
+        char *end;
+        s = strtoll(v, &end, 10);
+        if (*end != '\0' && *end != ' ')
+            s = -1;
+    } else {
+        time_t t = curl_getdate(v, NULL);
+        if (t != (time_t)-1)
+            s = (long long)(t - time(NULL));
+    }
+    if (s <= 0)
+        return 0;
+    return s >= RETRY_AFTER_MAX_MS / 1000 ? RETRY_AFTER_MAX_MS : (unsigned)s * 1000u;
+#else
+    (void)easy;
+    (void)status;
+    return 0;
+#endif
+}
+
 static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode cc)
 {
     long status = 0;
@@ -385,6 +427,8 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
     } else {
         j->err.msg[0] = '\0';
         j->result = fetch_remote_result((int)cc, status, j->errbuf, j->path, &j->err);
+        if (cc == CURLE_OK)
+            j->retry_after_ms = retry_after_ms(j->easy, status);
     }
     if (cc != CURLE_OK) {
         /* a handle whose transfer failed may keep state that a reset does

@@ -23,6 +23,7 @@ Faults apply to requests whose path matches --match (default '/\\.chunks/'):
   flip       flip one byte in the middle of the body (length unchanged)
   delay      wait `ms` milliseconds before every answer, on every path
   redirect   answer 302 Found to file:///etc/passwd, a scheme no store follows
+  busy429    answer 429 Too Many Requests with Retry-After: `seconds` (an integer)
 
 `times` (default all): the first N requests of EACH distinct path get the
 fault, later ones pass (so retries succeed); `all` faults every request.
@@ -56,7 +57,8 @@ import urllib.parse
 
 HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
        "te", "trailers", "transfer-encoding", "upgrade", "content-length"}
-MODES = ("none", "status500", "reset", "stall", "truncate", "flip", "delay", "redirect")
+MODES = ("none", "status500", "reset", "stall", "truncate", "flip", "delay", "redirect",
+         "busy429")
 
 
 class State:
@@ -326,6 +328,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if fault and fault[0] == "reset" and fault[2] == "start":
             self.state.record_status(path, "reset")
             self._abort(rst=True)
+            return
+        if fault and fault[0] == "busy429":
+            self.state.record_status(path, 429)
+            self.send_response(429)
+            self.send_header("Retry-After", str(int(fault[1])))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if fault and fault[0] == "redirect":
             self.state.record_status(path, 302)

@@ -143,6 +143,20 @@ out=$(timeout $LIMIT cmp "$M/$OTHER" g.raw 2>&1) || fail "stalled index, then he
 ok "stalled index, then healthy: an open within 2 s gets the failure, the next one loads it"
 lazyimg_umount "$M"
 
+# --- a busy server's Retry-After is waited for ---------------------------------
+# (429 with Retry-After: 2 on each chunk's first request; the default backoff
+# would retry after 100 ms and meet the throttle again)
+proxy_fault busy429 times=1 seconds=2
+lazyimg_mount "$PROXY_URL" "$M" "${OPTS[@]}"
+t0=$(date +%s%N)
+cmp -s <(read_range "$M/$IMG" 0 $CH) <(read_range f.raw 0 $CH) || fail "429 with Retry-After: 2: the chunk does not read right after the retry"
+ms=$((($(date +%s%N) - t0) / 1000000))
+((ms >= 1900)) || fail "429 with Retry-After: 2: retried after $ms ms"
+((ms < 2000 * 3 / 2 + 2000)) || fail "429 with Retry-After: 2: the read took $ms ms"
+ok "429 with Retry-After: 2: the chunk is requested again after $ms ms, and reads right"
+proxy_fault none
+lazyimg_umount "$M"
+
 # --- a read stuck on a stalled chunk: the watchdog names it, ^C ends it --------
 # (--stuck-after 2; a fetch deadline of 40 s that the test never reaches)
 proxy_fault stall times=all seconds=60
