@@ -18,5 +18,13 @@
  */
 int fetch_secret_file_read(const char *path, size_t max, char **ret, size_t *ret_len);
 
+/*
+ * The same for a secret read once, at start (a key file's password): a
+ * pipe or FIFO is read too (blocking until its writer ends it), so that
+ * `--keyfile-password-file <(pass show …)` or /dev/stdin works; -EFBIG when
+ * it says more than @max bytes.
+ */
+int fetch_secret_once_read(const char *path, size_t max, char **ret, size_t *ret_len);
+
 /* Frees a buffer of fetch_secret_file_read after wiping it. NULL-safe. */
 void fetch_secret_free(char *buf, size_t len);

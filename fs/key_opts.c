@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,9 +43,26 @@ static void first_line(char *s)
     s[strcspn(s, "\r\n")] = '\0';
 }
 
+/* The terminal a prompt turned echo off on, and its settings before. */
+static int prompt_fd = -1;
+static struct termios prompt_saved;
+static const int prompt_signals[] = {SIGINT, SIGTERM, SIGQUIT, SIGHUP};
+#define PROMPT_SIGNALS (sizeof(prompt_signals) / sizeof(prompt_signals[0]))
+
+/* A signal that ends the process during a prompt: echo back on, then the
+ * signal's own action (the handler is reset as it runs). */
+static void prompt_interrupted(int sig)
+{
+    tcsetattr(prompt_fd, TCSAFLUSH, &prompt_saved);
+    raise(sig);
+}
+
 /* Reads a password from the terminal without echo, into @buf. 0 or -errno. */
 static int prompt(const char *keyfile, char *buf, size_t len)
 {
+    struct sigaction on_sig = {.sa_handler = prompt_interrupted,
+                               .sa_flags = SA_RESETHAND | SA_NODEFER},
+                     before[PROMPT_SIGNALS];
     struct termios old, quiet;
     int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC), r = 0;
     FILE *f;
@@ -65,10 +83,18 @@ static int prompt(const char *keyfile, char *buf, size_t len)
     quiet.c_lflag &= ~(tcflag_t)ECHO;
     fprintf(f, "Password for %s: ", keyfile);
     fflush(f);
+    /* ^C at the prompt must not leave the terminal without echo */
+    prompt_fd = fd;
+    prompt_saved = old;
+    sigemptyset(&on_sig.sa_mask);
+    for (size_t i = 0; i < PROMPT_SIGNALS; i++)
+        sigaction(prompt_signals[i], &on_sig, &before[i]);
     tcsetattr(fd, TCSAFLUSH, &quiet);
     if (!fgets(buf, (int)len, f))
         r = -EIO;
     tcsetattr(fd, TCSAFLUSH, &old);
+    for (size_t i = 0; i < PROMPT_SIGNALS; i++)
+        sigaction(prompt_signals[i], &before[i], NULL);
     fputc('\n', f);
     fclose(f);
     if (r == 0)
@@ -85,7 +111,7 @@ static int get_password(const struct fs_key_opts *o, char *buf, size_t len)
     int r;
 
     if (o->password_file) {
-        if ((r = fetch_secret_file_read(o->password_file, PASSWORD_MAX, &file, &flen)) < 0) {
+        if ((r = fetch_secret_once_read(o->password_file, PASSWORD_MAX, &file, &flen)) < 0) {
             /* not its name: getopt takes "--keyfile-password SECRET" for this option */
             fs_err("--keyfile-password-file: cannot read the file: %s",
                    r == -EFBIG ? "too large for a password" : strerror(-r));
@@ -98,6 +124,10 @@ static int get_password(const struct fs_key_opts *o, char *buf, size_t len)
     }
     if (env) {
         snprintf(buf, len, "%s", env);
+        /* out of the environment a daemon would keep for its whole life
+         * (/proc/PID/environ shows the original block: wiped in place) */
+        explicit_bzero((char *)env, strlen(env));
+        unsetenv("LAZYIMG_KEY_PASSWORD");
         return 0;
     }
     if (!isatty(STDIN_FILENO) || (r = prompt(o->keyfile, buf, len)) < 0) {

@@ -130,7 +130,32 @@ expect_eq "scrypt key file, password from --keyfile-password-file" "$SUM" "$(sha
 lazyimg_umount "$M"
 LAZYIMG_KEY_PASSWORD='correct horse battery' lazyimg_mount "$S" "$M" --no-cache --keyfile key-pbkdf2.json
 expect_eq "PBKDF2 key file, password from \$LAZYIMG_KEY_PASSWORD" "$SUM" "$(sha_of "$M/$ENC")"
+pid_env=$(tr '\0' '\n' </proc/"$MOUNT_PID"/environ | grep -c 'correct horse' || true)
+expect_eq "\$LAZYIMG_KEY_PASSWORD is gone from the daemon's /proc/PID/environ" 0 "$pid_env"
 lazyimg_umount "$M"
+# a password given through a pipe (process substitution): no file, no variable
+lazyimg_mount "$S" "$M" --no-cache --keyfile key-scrypt.json \
+    --keyfile-password-file <(printf 'correct horse battery\n')
+expect_eq "scrypt key file, password from a pipe (--keyfile-password-file <(...))" "$SUM" "$(sha_of "$M/$ENC")"
+lazyimg_umount "$M"
+# ^C at the terminal's password prompt leaves the terminal's echo on
+python3 - "$LAZYIMG" "$S" <<'EOF' || fail "^C at the password prompt: the terminal is left without echo"
+import os, pty, signal, sys, termios, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "ls", "--keyfile", "key-scrypt.json", sys.argv[2]])
+out = b""
+deadline = time.time() + 20
+while b"Password for" not in out and time.time() < deadline:
+    out += os.read(fd, 1024)
+assert b"Password for" in out, out
+assert not termios.tcgetattr(fd)[3] & termios.ECHO, "echo is on while the prompt waits"
+os.kill(pid, signal.SIGINT)
+_, status = os.waitpid(pid, 0)
+assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGINT, status
+sys.exit(0 if termios.tcgetattr(fd)[3] & termios.ECHO else 1)
+EOF
+ok "^C at the password prompt: the process ends by SIGINT, the terminal's echo is back on"
 mkdir -p "$M"
 expect_err "wrong password: the mount says so" "wrong password for the key file" \
     env LAZYIMG_KEY_PASSWORD=nope "$LAZYIMG" mount --no-cache --keyfile key-scrypt.json "$S" "$M"
