@@ -13,6 +13,7 @@
 
 #include "fetch/chunk.h"
 #include "fetch/digest.h"
+#include "fetch/pbs_key.h"
 #include "log.h"
 
 /* A reader (done) or a cacher (cached: answered once the disk cache has
@@ -145,15 +146,35 @@ void fs_chunks_free(struct fs_chunks *c)
  * (POSIX_FADV_WILLNEED) and read by the reader as before.
  */
 
+/*
+ * The digest the disk cache files chunk @digest (@algo) under, in @out when
+ * it differs. A decrypted chunk's keyed digest binds its key only through
+ * the index that names it: another key's index may name it, and a cache
+ * shared by mounts of several keys would answer with the first key's
+ * plaintext. Such chunks are filed under SHA-256(digest ‖ the mount key's id
+ * key): only a mount of the same key finds them.
+ */
+static const uint8_t *disk_digest(const struct fs_chunks *c, uint8_t algo, const uint8_t *digest,
+                                  uint8_t out[32])
+{
+    if (algo != FETCH_DIGEST_SHA256_KEYED || !c->ctx.key)
+        return digest;
+    if (fetch_sha256_suffixed(digest, 32, c->ctx.key->id_key, sizeof(c->ctx.key->id_key), out) < 0)
+        memset(out, 0, 32); /* cannot fail with these lengths; no entry has it */
+    return out;
+}
+
 static void disk_load_one(struct fs_chunks *c, const struct disk_load *d)
 {
+    uint8_t filed[32];
     struct cache_disk_handle *h = NULL;
     struct cache_mem_entry *entry;
     uint8_t *buf;
     int r;
 
     if (cache_mem_contains(c->mem, fs_chunks_cache_algo(d->algo), d->digest) ||
-        cache_disk_lookup(c->disk, fs_chunks_cache_algo(d->algo), d->digest, &h) <= 0)
+        cache_disk_lookup(c->disk, fs_chunks_cache_algo(d->algo),
+                          disk_digest(c, d->algo, d->digest, filed), &h) <= 0)
         return;
     if (cache_disk_handle_len(h) != d->len || !(buf = fetch_buf_alloc(d->len))) {
         cache_disk_release(c->disk, h);
@@ -349,6 +370,7 @@ static void queue_insert(struct fs_chunks *c, uint8_t algo, const uint8_t digest
 {
     struct lent *l;
     const uint8_t *bytes;
+    uint8_t filed[32];
     size_t len;
     if (!c->disk || !(l = malloc(sizeof(*l)))) {
         /* not caching it costs a later fetch, never a wrong byte */
@@ -360,7 +382,8 @@ static void queue_insert(struct fs_chunks *c, uint8_t algo, const uint8_t digest
     l->chunks = c;
     l->entry = entry;
     l->cachers = cachers;
-    cache_disk_insert(c->disk, fs_chunks_cache_algo(algo), digest, bytes, len, l, lent_done);
+    cache_disk_insert(c->disk, fs_chunks_cache_algo(algo), disk_digest(c, algo, digest, filed),
+                      bytes, len, l, lent_done);
     report_disk_trouble(c);
 }
 
@@ -399,7 +422,9 @@ static void cacher_take(struct fs_chunks *c, uint8_t algo, const uint8_t digest[
 static struct cache_disk_handle *disk_handle(struct fs_chunks *c, const struct fetch_extent *e)
 {
     struct cache_disk_handle *h = NULL;
-    if (!c->disk || cache_disk_lookup(c->disk, fs_chunks_cache_algo(e->algo), e->digest, &h) <= 0)
+    uint8_t filed[32];
+    if (!c->disk || cache_disk_lookup(c->disk, fs_chunks_cache_algo(e->algo),
+                                      disk_digest(c, e->algo, e->digest, filed), &h) <= 0)
         return NULL;
     if (cache_disk_handle_len(h) != e->length) {
         cache_disk_release(c->disk, h);

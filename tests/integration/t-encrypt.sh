@@ -346,3 +346,40 @@ ok "plain blob for an encrypted one: the log says it is not encrypted"
 lazyimg_umount "$M"
 cp man.orig "$snap/index.json.blob"
 cp conf.orig "$snap/qemu-server.conf.blob"
+
+# --- a shared cache: one key's decrypted chunks never answer another key -------
+# A holder of key 2 signs an index that names key 1's chunks (their digests
+# are in the store for anyone to read); a mount of key 2 on the cache that a
+# mount of key 1 filled must not be answered with key 1's plaintext.
+C2=$W/cache-shared
+lazyimg_mount "$S" "$M" --cache-dir "$C2" --keyfile key-none.json
+cmp -s disk.raw "$M/$ENC" || fail "shared cache: key 1's image differs"
+lazyimg_umount "$M"
+S2=$W/store-key2
+mkpbs --id 100 --time $T --encrypt-key "$K2" "$S2" drive-scsi0.img=disk.raw >/dev/null
+cp "$S/$ENC.fidx" "$S2/$ENC.fidx"
+python3 - "$T_DIR" "$S/vm/100/$T" "$S2/vm/100/$T" "$K2" <<'EOF' || fail "signing key 2's manifest around key 1's index failed"
+import json, struct, subprocess, sys, zlib
+sys.path.insert(0, sys.argv[1])
+from pxar_tool import Key
+plain = bytes([66, 171, 56, 7, 190, 131, 112, 161])
+def manifest(d):
+    raw = open(d + "/index.json.blob", "rb").read()
+    body = raw[12:]
+    if raw[:8] != plain:
+        body = subprocess.run(["zstd", "-dc"], input=body, capture_output=True, check=True).stdout
+    return json.loads(body)
+one, two, key = manifest(sys.argv[2]), manifest(sys.argv[3]), Key(sys.argv[4])
+src = [f for f in one["files"] if f["filename"] == "drive-scsi0.img.fidx"][0]
+dst = [f for f in two["files"] if f["filename"] == "drive-scsi0.img.fidx"][0]
+dst["csum"], dst["size"] = src["csum"], src["size"]
+assert two["unprotected"]["key-fingerprint"] == key.fingerprint
+two["signature"] = key.sign(two)
+body = json.dumps(two, indent=1).encode()
+open(sys.argv[3] + "/index.json.blob", "wb").write(plain + struct.pack("<I", zlib.crc32(body)) + body)
+EOF
+lazyimg_mount_fg "$S2" "$M" key2.log -- --cache-dir "$C2" --keyfile other.json
+# (the first chunk: data; key 1's zero chunk is no hole under key 2's id key)
+expect_err "shared cache: key 2's index naming key 1's chunks reads EIO, not key 1's plaintext" \
+    "Input/output error" read_range "$M/$ENC" 0 4194304
+lazyimg_umount "$M"
