@@ -268,7 +268,9 @@ static void entry_stat(const struct fetch_archive_entry *e, uint64_t ino, struct
     st->st_mode = (mode_t)e->mode;
     st->st_uid = e->uid;
     st->st_gid = e->gid;
-    st->st_nlink = e->kind == FETCH_ARCHIVE_DIR ? 2 : 1;
+    /* a directory's subdirectories are not counted: 1 says so (find and
+     * fts then do not take 2 + subdirectories for granted) */
+    st->st_nlink = 1;
     st->st_size = (off_t)e->size;
     st->st_blocks = (blkcnt_t)((e->size + 511) / 512);
     st->st_blksize = FS_BLKSIZE;

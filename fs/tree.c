@@ -373,17 +373,21 @@ void fs_node_stat(const struct fs_tree *t, const struct fs_node *n, struct stat 
     case FS_NODE_DIR:
         st->st_mode = S_IFDIR | 0555;
         st->st_nlink = 2;
-        for (size_t i = 0; i < n->child_count; i++)
-            st->st_nlink += n->children[i]->kind == FS_NODE_DIR;
+        for (size_t i = 0; i < n->child_count; i++) {
+            enum fs_node_kind k = n->children[i]->kind;
+            /* every subdirectory's "..": archives and .parts are ones too */
+            st->st_nlink += k == FS_NODE_DIR || k == FS_NODE_ARCHIVE || k == FS_NODE_PARTS;
+        }
         break;
     case FS_NODE_PARTS:
         st->st_mode = S_IFDIR | 0555;
         st->st_nlink = 1; /* its subdirectories are not known before it is read */
         break;
     case FS_NODE_ARCHIVE:
-        /* the archive's own root shows its metadata inside (fs/archive.c) */
+        /* the archive's own root shows its metadata inside (fs/archive.c);
+         * its subdirectories are not known before it is read */
         st->st_mode = S_IFDIR | 0555;
-        st->st_nlink = 2;
+        st->st_nlink = 1;
         break;
     case FS_NODE_SYMLINK:
         st->st_mode = S_IFLNK | 0777;

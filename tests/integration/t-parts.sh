@@ -87,6 +87,8 @@ expect_eq "MBR: primaries and logicals, not the extended container" "p1 p2 p3 p5
 [[ $(stat -c %F "$G") == directory && $(stat -c %a "$G") == 555 ]] || fail "$G: not a 0555 directory"
 [[ $(stat -c %a "$G/p1") == 444 ]] || fail "$G/p1 is not mode 0444"
 ok "modes: directories 0555, files 0444"
+out=$(python3 "$T_DIR/nlink_check.py" "$M") || fail "directories whose link count is neither 1 nor 2 + subdirectories" "$out"
+ok "link counts of directories (snapshots with .parts): 1 or 2 + subdirectories ($out)"
 
 # --- every partition and volume byte for byte ------------------------------------
 # check_region LABEL FILE IMAGE OFFSET SIZE

@@ -138,6 +138,8 @@ expect_eq "the device's numbers" 1:3 "$(stat -c %t:%T "$V2/var/null")"
 expect_eq "a lookup of a missing name" "No such file or directory" \
     "$(LC_ALL=C cat "$V2/etc/nope" 2>&1 | sed 's/.*: //' || true)"
 ok "FIFO and character device shown as such; missing names are ENOENT"
+out=$(python3 "$T_DIR/nlink_check.py" "$M") || fail "directories whose link count is neither 1 nor 2 + subdirectories" "$out"
+ok "link counts of directories: 1 or 2 + subdirectories ($out)"
 lazyimg_umount "$M"
 
 # --- with --allow-other, the archive root's mode and owner guard its tree
