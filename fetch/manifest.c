@@ -72,12 +72,13 @@ static int parse_file(json_object *f, size_t i, struct fetch_manifest_file *out,
     if (crypt && parse_crypt(json_object_get_string(crypt), &out->crypt) < 0)
         return fetch_error_set(err, -EBADMSG, "manifest: unknown crypt-mode '%s' for %s",
                                json_object_get_string(crypt), json_object_get_string(name));
+    /* json-c clamps what int64 cannot hold: the unsigned reading tells */
     errno = 0;
     sz = json_object_get_int64(size);
-    if (sz < 0 || errno != 0)
+    if (sz < 0 || errno != 0 || json_object_get_uint64(size) > (uint64_t)INT64_MAX)
         return fetch_error_set(err, -EBADMSG, "manifest: invalid size for %s",
                                json_object_get_string(name));
-    out->size = json_object_get_uint64(size);
+    out->size = (uint64_t)sz;
     if (fetch_hex_decode(json_object_get_string(csum), out->csum, sizeof(out->csum)) < 0)
         return fetch_error_set(err, -EBADMSG, "manifest: invalid csum for %s",
                                json_object_get_string(name));
