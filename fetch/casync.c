@@ -102,7 +102,7 @@ int fetch_casync_open_index(struct fetch_store *s, const char *path, struct fetc
         return fetch_error_set(err, r, "%s: larger than %llu bytes, the largest index read", path,
                                (unsigned long long)FETCH_CAIBX_FILE_MAX);
     if (r < 0)
-        return fetch_error_prefix(err, r, "%s", path);
+        return r; /* the store's message names the path */
     if ((r = fetch_caibx_parse(raw, len, &idx, err)) < 0)
         return fetch_error_prefix(err, r, "%s", path);
     r = fetch_image_from_caibx(idx, &ret->image, err);

@@ -27,6 +27,18 @@ struct local_store {
     int rootfd;
 };
 
+/* The error of an open_beneath() of @path that failed (errno). */
+static int open_error(const char *path, fetch_error *err)
+{
+    int e = errno;
+    if (e == ELOOP)
+        return fetch_error_set(err, -e,
+                               "%s: a symbolic link on the way (links inside a store are "
+                               "not followed)",
+                               path);
+    return fetch_error_set(err, -e, "%s: %s", path, strerror(e));
+}
+
 static int open_beneath(int rootfd, const char *path, int flags)
 {
     static bool no_openat2;
@@ -67,7 +79,7 @@ static int local_list(struct fetch_store *s, const char *dir, struct fetch_diren
 
     fd = open_beneath(ls->rootfd, dir[0] ? dir : ".", O_RDONLY | O_DIRECTORY);
     if (fd < 0)
-        return fetch_error_set(err, -errno, "%s: %s", dir[0] ? dir : ".", strerror(errno));
+        return open_error(dir[0] ? dir : ".", err);
     d = fdopendir(fd);
     if (!d) {
         r = -errno;
@@ -130,7 +142,7 @@ static int read_object(struct fetch_store *s, const char *path, size_t max, bool
     /* O_NONBLOCK: a FIFO planted in the store must not hang us */
     fd = open_beneath(ls->rootfd, path, O_RDONLY | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
-        return fetch_error_set(err, -errno, "%s: %s", path, strerror(errno));
+        return open_error(path, err);
     if (fstat(fd, &st) < 0) {
         r = -errno;
         close(fd);

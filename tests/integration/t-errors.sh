@@ -324,3 +324,16 @@ expect_same_file "name clash: x.img is the image listed first" good.raw "$W/m1/v
 expect_same_file "name clash: the other snapshots of the store are served" good.raw "$W/m1/vm/301/$T/drive-scsi0.img"
 lazyimg_umount "$W/m1"
 ok "unmounted"
+
+# --- a symbolic link inside a local store: not followed, and the log says so ---
+SL=$W/symstore
+mkpbs --chunk-size 64K --id 400 --time $T "$SL" drive-scsi0.img=good.raw >/dev/null
+idx=$SL/vm/400/$T/drive-scsi0.img.fidx
+mv "$idx" "$W/moved.fidx"
+ln -s "$W/moved.fidx" "$idx"
+lazyimg_mount_fg "$SL" "$W/m1" symlink.log -- --no-cache
+! cat "$W/m1/vm/400/$T/drive-scsi0.img" >/dev/null 2>&1 || fail "an index that is a symbolic link was followed"
+grep -q "drive-scsi0.img.fidx: a symbolic link on the way (links inside a store are not followed)" symlink.log ||
+    fail "symbolic link in the store: the log does not say so" "$(cat symlink.log)"
+lazyimg_umount "$W/m1"
+ok "an index that is a symbolic link is not followed, and the log says why"
