@@ -248,42 +248,55 @@ static int index_cmp(const void *a, const void *b)
                   ((const struct fetch_casync_index *)b)->path);
 }
 
-/* strcmp(NAME + ".caibx", path) for the @len bytes of NAME at @name. */
-static int blob_name_cmp(const char *name, size_t len, const char *path)
+/* strcmp(NAME + @sfx, path) for the @len bytes of NAME at @name. */
+static int index_name_cmp(const char *name, size_t len, const char *sfx, const char *path)
 {
     int c = strncmp(name, path, len);
-    return c ? c : strcmp(".caibx", path + len);
+    return c ? c : strcmp(sfx, path + len);
 }
 
-/* The blob index named by the @len bytes at @name in sorted @v, or NULL. */
-static struct fetch_casync_index *find_blob(struct fetch_casync_index *v, size_t n,
-                                            const char *name, size_t len)
+/* The index whose mount name is the @len bytes at @name (NAME.caibx, else
+ * NAME.caidx) in sorted @v, or NULL. */
+static struct fetch_casync_index *find_named(struct fetch_casync_index *v, size_t n,
+                                             const char *name, size_t len)
 {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = blob_name_cmp(name, len, v[mid].path);
-        if (c == 0)
-            return v[mid].archive ? NULL : &v[mid];
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
+    static const char *const sfx[] = {".caibx", ".caidx"};
+    for (size_t k = 0; k < 2; k++) {
+        size_t lo = 0, hi = n;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            int c = index_name_cmp(name, len, sfx[k], v[mid].path);
+            if (c == 0)
+                return &v[mid];
+            if (c < 0)
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
     }
     return NULL;
 }
 
 /*
- * Marks the indexes below a directory whose name a blob index takes. In
- * sorted order "x.caibx" comes before "x/..." ('.' < '/'), so the index that
- * takes a name is always decided before the ones it hides.
+ * Marks the indexes the mount cannot show because another index takes
+ * their name: "x.caidx" beside "x.caibx" (both would be x: the file, listed
+ * first, is shown), and the indexes below a directory whose name an index
+ * takes ("x.caibx" or "x.caidx" beside "x/y.caibx"). In sorted order
+ * "x.caibx" comes before "x.caidx" and both before "x/..." ('.' < '/'), so
+ * the index that takes a name is always decided before the ones it hides.
  */
 static void mark_shadowed(struct fetch_casync_index *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const char *p = v[i].path;
+        size_t len = strlen(p);
+        if (v[i].archive && len > 6) {
+            const struct fetch_casync_index *o = find_named(v, n, p, len - 6);
+            if (o && o != &v[i] && !o->shadowed_by)
+                v[i].shadowed_by = o->path;
+        }
         for (const char *s = strchr(p, '/'); s && !v[i].shadowed_by; s = strchr(s + 1, '/')) {
-            const struct fetch_casync_index *o = find_blob(v, n, p, (size_t)(s - p));
+            const struct fetch_casync_index *o = find_named(v, n, p, (size_t)(s - p));
             if (o && !o->shadowed_by)
                 v[i].shadowed_by = o->path;
         }

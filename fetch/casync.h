@@ -35,10 +35,11 @@ struct fetch_casync_index {
     int error;
     char *error_msg;
     /*
-     * The path of another blob index whose mount name is one of this path's
-     * directories ("x.caibx" beside "x/y.caibx": the file x takes the name, so
-     * x/y is not mounted); NULL when nothing hides it. Set by path alone,
-     * whether or not either index is valid, as the mount does.
+     * The path of another index whose mount name is this one's ("x.caibx"
+     * beside "x.caidx": the file x is shown) or one of this path's
+     * directories ("x.caibx" or "x.caidx" beside "x/y.caibx": x takes the
+     * name, so x/y is not mounted); NULL when nothing hides it. Set by path
+     * alone, whether or not either index is valid, as the mount does.
      */
     const char *shadowed_by;
 };

@@ -67,6 +67,18 @@ static int check_catalog(struct fetch_repo *repo, const struct fetch_casync_cata
     return 0;
 }
 
+/* Why hidden index @x is not shown: another index takes its name, or the
+ * name of one of its directories. */
+static const char *hidden_why(const struct fetch_casync_index *x)
+{
+    static __thread char why[4200];
+    size_t a = strlen(x->path), b = strlen(x->shadowed_by);
+    bool same = a == b && a > 6 && !strncmp(x->path, x->shadowed_by, a - 6);
+    snprintf(why, sizeof(why), "its %sname is taken by the index %s", same ? "" : "directory's ",
+             x->shadowed_by);
+    return why;
+}
+
 /* One entry per index that can be shown: an image per blob index, a
  * directory tree per archive index; notes for the others. */
 static int add_entries(struct fetch_repo *repo, struct fetch_casync_catalog *c)
@@ -76,17 +88,15 @@ static int add_entries(struct fetch_repo *repo, struct fetch_casync_catalog *c)
     for (size_t i = 0; i < c->count && r == 0; i++) {
         struct fetch_casync_index *x = &c->indexes[i];
         char path[4096];
-        if (x->archive) {
+        if (x->shadowed_by) {
+            r = fetch_repo_add_note(repo, true, "%s: hidden: %s", x->path, hidden_why(x));
+        } else if (x->archive) {
             /* read when first opened: the tree only needs the name */
             snprintf(path, sizeof(path), "%.*s", name_len(x), x->path);
             r = fetch_repo_add_entry(
                 repo,
                 &(struct fetch_entry){.path = path, .type = FETCH_ENTRY_ARCHIVE, .handle = x});
             images++;
-        } else if (x->shadowed_by) {
-            r = fetch_repo_add_note(repo, true,
-                                    "%s: hidden: its directory's name is taken by the index %s",
-                                    x->path, x->shadowed_by);
         } else if (x->error) {
             r = fetch_repo_add_note(repo, true, "skipping %s",
                                     x->error_msg ? x->error_msg : strerror(-x->error));
@@ -224,8 +234,7 @@ static int casync_list_rows(struct fetch_repo *repo, fetch_list_row_fn row, void
             fetch_format_size(x->chunk_avg, avg, sizeof(avg));
             cells[5] = digest_name(x->algo);
             if (x->shadowed_by)
-                snprintf(state, sizeof(state), "no (hidden: its directory's name is taken by %s)",
-                         x->shadowed_by);
+                snprintf(state, sizeof(state), "no (hidden: %s)", hidden_why(x));
             else
                 snprintf(state, sizeof(state), "%s",
                          x->archive ? "yes (a directory: its catar archive)" : "yes");

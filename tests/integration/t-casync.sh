@@ -296,6 +296,29 @@ for x in json.load(sys.stdin):
     print(x["index"], x["mounted"], x.get("hidden-by", "-"))' <<<"$out") || fail "ls --json: not the expected JSON" "$out"
 expect_eq "ls --json: mounted and hidden-by" "$(printf '%s\n' 'w/y.caibx True -' 'x.caibx True -' 'x/y.caibx False x.caibx')" "$got"
 
+# x.caibx beside x.caidx (both would be x: the file, listed first, is shown),
+# and an archive's name taken as a directory (t.caidx beside t/in.caibx)
+SH2=$W/shadow2
+mkdir -p "$SH2/t"
+cp "$R/small.img.caibx" "$SH2/v.caibx"
+cp "$R/tree.caidx" "$SH2/v.caidx"
+cp "$R/tree.caidx" "$SH2/t.caidx"
+cp "$R/small.img.caibx" "$SH2/t/in.caibx"
+mount_out "$SH2" "$M" --no-cache --chunk-store "$R/default.castr"
+[[ -f $M/v && -d $M/t && ! -e $M/t/in ]] || fail "v.caibx beside v.caidx, t.caidx beside t/in.caibx: not v the file, t the archive"
+lazyimg_umount "$M"
+grep -qF 'v.caidx: hidden: its name is taken by the index v.caibx' <<<"$MOUNT_OUT" ||
+    fail "the mount does not say v.caidx is hidden by v.caibx" "$MOUNT_OUT"
+grep -qF "t/in.caibx: hidden: its directory's name is taken by the index t.caidx" <<<"$MOUNT_OUT" ||
+    fail "the mount does not say t/in.caibx is hidden by t.caidx" "$MOUNT_OUT"
+out=$("$LAZYIMG" ls --json "$SH2" 2>&1) || fail "lazyimg ls --json $SH2 failed" "$out"
+got=$(python3 -c 'import json, sys
+for x in json.load(sys.stdin):
+    print(x["index"], x["mounted"], x.get("hidden-by", "-"))' <<<"$out") || fail "ls --json: not the expected JSON" "$out"
+expect_eq "ls --json: the hidden ones not mounted, naming the index that hides them" \
+    "$(printf '%s\n' 't.caidx True -' 't/in.caibx False t.caidx' 'v.caibx True -' 'v.caidx False v.caibx')" "$got"
+ok "x.caibx beside x.caidx, and an archive's name over a directory: the mount and ls agree on what is hidden"
+
 # --- malformed indexes -------------------------------------------------------------
 # one copy of small.img.caibx per rule of the reader checklist, next to a good one
 Bd=$W/bad
