@@ -343,13 +343,19 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             }
             o->mirrors[o->nmirrors++] = optarg;
             break;
-        case OPT_SNAPSHOT:
+        case OPT_SNAPSHOT: {
+            size_t k = 0;
+            while (k < o->nsnapshots && strcmp(o->snapshots[k], optarg))
+                k++;
+            if (k < o->nsnapshots)
+                break; /* given twice (a --config file and the command line) */
             if (o->nsnapshots == MAX_SNAPSHOTS) {
                 fs_err("--snapshot: at most %d snapshots", MAX_SNAPSHOTS);
                 return 2;
             }
             o->snapshots[o->nsnapshots++] = optarg;
             break;
+        }
         case OPT_HYDRATE:
             o->hydrate = true;
             break;

@@ -85,7 +85,14 @@ fi
 grep -qiE 'index|list|--snapshot' <<<"$out" || fail "mount without a directory index: the error does not say listing is impossible" "$out"
 ok "mount without a directory index fails (exit 1): $out"
 
-lazyimg_mount "$URL" "$M" --no-cache --snapshot "vm/100/$T2" --snapshot "ns/prod/vm/100/$TP"
+# (one given twice, as a --config file and the command line may: no
+# "hidden" warnings, one snapshot)
+out=$("$LAZYIMG" mount --no-cache --snapshot "vm/100/$T2" --snapshot "ns/prod/vm/100/$TP" \
+    --snapshot "vm/100/$T2" "$URL" "$M" 2>&1) || fail "--snapshot mount failed" "$out"
+T_MOUNTS+=("$M")
+MOUNT_PID=$(daemon_pid "$M")
+T_PIDS+=("$MOUNT_PID")
+! grep -q "hidden" <<<"$out" || fail "--snapshot given twice: spurious warnings" "$out"
 (cd "$M" && find . -name '*.img' | sort) >snap.tree
 printf '%s\n' "./ns/prod/vm/100/$TP/drive-scsi0.img" "./vm/100/$T2/drive-scsi0.img" "./vm/100/$T2/drive-scsi1.img" >snap.expect
 expect_same_file "--snapshot (x2, one in a namespace): exactly those snapshots' images, without a listing" snap.expect snap.tree
