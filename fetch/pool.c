@@ -301,6 +301,10 @@ static void record_latency(struct fetch_pool *p, uint64_t us)
         b++;
     p->st.latency_us[b]++;
     p->st.latency_sum_us += us;
+    if (!p->st.latency_max_us || us < p->st.latency_min_us)
+        p->st.latency_min_us = us;
+    if (us > p->st.latency_max_us)
+        p->st.latency_max_us = us;
 }
 
 /* ---- transfer threads ---- */
@@ -942,9 +946,19 @@ uint64_t fetch_pool_latency_pct(const struct fetch_pool_stats *s, double pct)
     if (!total)
         return 0;
     for (int i = 0; i < FETCH_LAT_BUCKETS; i++) {
-        seen += s->latency_us[i];
-        if ((double)seen * 100.0 >= pct * (double)total)
-            return (uint64_t)2 << i; /* the bucket's upper bound */
+        double want = pct * (double)total / 100.0, lo = i ? (double)(1ull << i) : 0.0;
+        double hi = (double)(2ull << i), v;
+        if (!s->latency_us[i] || (double)(seen + s->latency_us[i]) < want) {
+            seen += s->latency_us[i];
+            continue;
+        }
+        /* [2^i, 2^(i+1)) µs: where in it, if its requests spread evenly */
+        v = lo + (hi - lo) * (want - (double)seen) / (double)s->latency_us[i];
+        if (s->latency_max_us && v > (double)s->latency_max_us)
+            v = (double)s->latency_max_us;
+        if (v < (double)s->latency_min_us)
+            v = (double)s->latency_min_us;
+        return (uint64_t)v;
     }
-    return (uint64_t)1 << (FETCH_LAT_BUCKETS - 1);
+    return s->latency_max_us;
 }

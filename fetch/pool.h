@@ -122,9 +122,12 @@ struct fetch_pool_stats {
     uint64_t retries, failovers;
     uint64_t bytes; /* raw bytes received */
     uint64_t latency_us[FETCH_LAT_BUCKETS];
-    uint64_t latency_sum_us; /* of every request in the histogram */
-    size_t active_store;     /* index into the pool's mirrors */
+    uint64_t latency_sum_us;                 /* of every request in the histogram */
+    uint64_t latency_min_us, latency_max_us; /* of those requests (0, 0: none) */
+    size_t active_store;                     /* index into the pool's mirrors */
 };
 void fetch_pool_get_stats(struct fetch_pool *p, struct fetch_pool_stats *ret);
-/* Latency (µs) below which @pct percent of the requests finished, from @s's histogram. */
+/* Latency (µs) below which @pct percent of the requests finished, from @s's
+ * histogram: interpolated inside its power-of-two bucket, and within the
+ * fastest and slowest request seen (all requests alike: that latency). */
 uint64_t fetch_pool_latency_pct(const struct fetch_pool_stats *s, double pct);
