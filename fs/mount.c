@@ -189,11 +189,30 @@ struct mount_opts {
 static int parse_count(const char *opt, const char *arg, unsigned lo, unsigned hi, unsigned *ret)
 {
     uint64_t v;
-    if (fs_parse_size(arg, &v) < 0 || v < lo || v > hi) {
+    /* a plain number: a count takes no K/M/G suffix */
+    if (arg[strspn(arg, "0123456789")] != '\0' || fs_parse_size(arg, &v) < 0 || v < lo || v > hi) {
         fs_err("%s: expected %u to %u, got '%s'", opt, lo, hi, arg);
         return -1;
     }
     *ret = (unsigned)v;
+    return 0;
+}
+
+/* Size @arg of option @opt, at least @min (@min_text): 0, or -1 with a
+ * message saying which of the two it failed. */
+static int parse_min_size(const char *opt, const char *arg, uint64_t min, const char *min_text,
+                          uint64_t *ret)
+{
+    int r = fs_parse_size(arg, ret);
+    if (r < 0) {
+        fs_err("%s: '%s' is %s", opt, arg,
+               r == -ERANGE ? "too large" : "not a size (a number, with K, M, G or T: 64M)");
+        return -1;
+    }
+    if (*ret < min) {
+        fs_err("%s: %s is less than the least, %s", opt, arg, min_text);
+        return -1;
+    }
     return 0;
 }
 
@@ -314,10 +333,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             o->debug = o->foreground = true;
             break;
         case OPT_MEM:
-            if (fs_parse_size(optarg, &o->mem_cache) < 0 || o->mem_cache < (4u << 20)) {
-                fs_err("--mem-cache: invalid size '%s' (at least 4M)", optarg);
+            if (parse_min_size("--mem-cache", optarg, 4u << 20, "4M", &o->mem_cache) < 0)
                 return 2;
-            }
             break;
         case OPT_THREADS:
             if (parse_count("--threads", optarg, 1, 256, &o->threads) < 0)
@@ -363,17 +380,14 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             o->chunk_store = optarg;
             break;
         case OPT_BANDWIDTH:
-            if (fs_parse_size(optarg, &o->bandwidth) < 0 || o->bandwidth < 4096) {
-                fs_err("--bandwidth: invalid rate '%s' (bytes per second, at least 4K)", optarg);
+            if (parse_min_size("--bandwidth", optarg, 4096, "4K (bytes per second)",
+                               &o->bandwidth) < 0)
                 return 2;
-            }
             break;
         case OPT_RA:
-            if (fs_parse_size(optarg, &v) < 0 || v > 1024 * 1024) {
-                fs_err("--readahead-kb: expected 0 to 1048576, got '%s'", optarg);
+            /* KiB already: "1M" would be 1 GiB */
+            if (parse_count("--readahead-kb", optarg, 0, 1024 * 1024, &o->readahead_kb) < 0)
                 return 2;
-            }
-            o->readahead_kb = (unsigned)v;
             break;
         case OPT_ALLOW_OTHER:
             o->allow_other = true;
@@ -382,10 +396,8 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             o->cache_dir = optarg;
             break;
         case OPT_CACHE_SIZE:
-            if (fs_parse_size(optarg, &o->cache_size) < 0 || o->cache_size < (16u << 20)) {
-                fs_err("--cache-size: invalid size '%s' (at least 16M)", optarg);
+            if (parse_min_size("--cache-size", optarg, 16u << 20, "16M", &o->cache_size) < 0)
                 return 2;
-            }
             break;
         case OPT_NO_CACHE:
             o->no_cache = true;
@@ -565,7 +577,12 @@ again:
                    mnt);
             return -1;
         }
-        fs_err("mountpoint %s: already mounted (unmount it first: lazyimg umount %s)", mnt, mnt);
+        struct fs_mount_entry me;
+        if (fs_mountinfo_find(resolved, &me) == 1 && strcmp(me.fstype, "fuse.lazyimg"))
+            fs_err("mountpoint %s: a %s is mounted there (unmount it first)", mnt, me.fstype);
+        else
+            fs_err("mountpoint %s: already mounted (unmount it first: lazyimg umount %s)", mnt,
+                   mnt);
         goto fail;
     }
     if ((dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || !(d = fdopendir(dfd))) {
@@ -618,8 +635,11 @@ static int check_dev_fuse(void)
 {
     int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
     if (fd < 0) {
-        fs_err("cannot open /dev/fuse: %s (is the fuse module loaded and fuse3 installed?)",
-               strerror(errno));
+        int e = errno;
+        fs_err("cannot open /dev/fuse: %s%s", strerror(e),
+               e == EACCES || e == EPERM
+                   ? " (this user may not read and write it: see its mode and group)"
+                   : " (is the fuse module loaded and fuse3 installed?)");
         return -1;
     }
     close(fd);

@@ -179,6 +179,23 @@ LAZYIMG_FETCH_CONCURRENCY=0 "$LAZYIMG" mount --help >/dev/null || fail "a bad \$
 LAZYIMG_FETCH_CONCURRENCY=abc lazyimg_mount "$S" "$M" --fetch-concurrency 4
 lazyimg_umount "$M"
 ok "\$LAZYIMG_CONFIG names the default file, and must exist; \$LAZYIMG_FETCH_CONCURRENCY yields to --fetch-concurrency"
+# size and count errors say which rule a value broke
+for bad in "--mem-cache 1.5G:not a size" "--mem-cache 1M:less than the least, 4M" \
+    "--mem-cache 99999999999999T:too large" "--readahead-kb 1M:expected 0 to 1048576"; do
+    RC=0
+    out=$("$LAZYIMG" mount ${bad%%:*} "$S" "$M" 2>&1) || RC=$?
+    expect_eq "mount ${bad%%:*}: a usage error" 2 "$RC"
+    [[ $out == *"${bad#*:}"* ]] || fail "mount ${bad%%:*}: the message does not say '${bad#*:}'" "$out"
+done
+# a mountpoint where another filesystem is mounted: not lazyimg's to unmount
+mkdir -p tmpfs-mnt
+mount -t tmpfs none tmpfs-mnt
+RC=0
+out=$("$LAZYIMG" mount "$S" tmpfs-mnt 2>&1) || RC=$?
+umount tmpfs-mnt
+((RC != 0)) || fail "mount over a tmpfs succeeded"
+[[ $out == *"a tmpfs is mounted there (unmount it first)"* ]] || fail "mount over a tmpfs: message" "$out"
+ok "size errors say not a size / too small / too large; a count takes no suffix; another filesystem on the mountpoint is named"
 
 # --- mount(8), fstab -------------------------------------------------------------------
 # mount.fuse3 runs "lazyimg STORE MOUNTPOINT -o OPTIONS" from mount(8)'s own
