@@ -544,6 +544,15 @@ static int check_mountpoint(const char *mnt, char *abs, size_t abs_len, int *ret
     bool cleared = false;
     int fd, dfd, e;
 
+    if (!strncmp(mnt, "/dev/fd/", 8)) {
+        /* mount.fuse3's drop_privileges: it mounted already and hands over
+         * the session's descriptor */
+        fs_err("mountpoint %s: a FUSE descriptor (mount.fuse3's drop_privileges option), which "
+               "lazyimg does not take: remove drop_privileges, and unmount what mount.fuse3 "
+               "mounted",
+               mnt);
+        return -1;
+    }
 again:
     if (!realpath(mnt, resolved) || (fd = open(resolved, O_PATH | O_CLOEXEC)) < 0) {
         e = errno;

@@ -196,6 +196,13 @@ umount tmpfs-mnt
 ((RC != 0)) || fail "mount over a tmpfs succeeded"
 [[ $out == *"a tmpfs is mounted there (unmount it first)"* ]] || fail "mount over a tmpfs: message" "$out"
 ok "size errors say not a size / too small / too large; a count takes no suffix; another filesystem on the mountpoint is named"
+# mount.fuse3's drop_privileges hands over /dev/fd/N as the mountpoint
+RC=0
+out=$("$LAZYIMG" mount "$S" /dev/fd/3 2>&1 3</dev/null) || RC=$?
+((RC != 0)) || fail "a /dev/fd/N mountpoint was accepted"
+[[ $out == *"mount.fuse3's drop_privileges option), which lazyimg does not take"* ]] ||
+    fail "/dev/fd/N mountpoint: the message does not name drop_privileges" "$out"
+ok "a /dev/fd/N mountpoint (drop_privileges) is refused, naming the option"
 
 # --- mount(8), fstab -------------------------------------------------------------------
 # mount.fuse3 runs "lazyimg STORE MOUNTPOINT -o OPTIONS" from mount(8)'s own
