@@ -61,6 +61,9 @@ expect "lazyimg mount -<TAB>: short options" has -f -d --foreground --s3-region 
 expect "lazyimg umount -<TAB>" is -h -z --help --lazy --timeout -- "$L" umount -
 expect "lazyimg cache <TAB>: sub-commands" is stats verify gc clear -- "$L" cache ""
 expect "lazyimg cache --cache-dir D g<TAB>" is gc -- "$L" cache --cache-dir /tmp g
+# bash splits "--opt=VALUE" at "=": COMP_WORDS holds "--opt" "=" "VALUE"
+expect "lazyimg cache --cache-dir=D s<TAB>" is stats -- "$L" cache --cache-dir = /tmp s
+expect "lazyimg mount --keyfile=F<TAB>: files" has "$tmp/dir/file.img" -- "$L" mount --keyfile = "$tmp/dir/f"
 expect "lazyimg cache gc --<TAB>" has --size --cache-dir --json -- "$L" cache gc --
 expect "lazyimg profile s<TAB>" is show -- "$L" profile s
 expect "lazyimg umount <TAB>: lazyimg mounts only" is "/mnt/my backups" /srv/b -- "$L" umount ""
