@@ -502,6 +502,16 @@ void fs_chunks_batch_end(struct fs_chunks *c)
         cache_disk_batch_end(c->disk);
 }
 
+bool fs_chunks_peek_disk(struct fs_chunks *c, const struct fetch_extent *e)
+{
+    uint8_t filed[32];
+    uint64_t len = 0;
+    return c->disk && !e->zero &&
+           cache_disk_peek(c->disk, fs_chunks_cache_algo(e->algo),
+                           disk_digest(c, e->algo, e->digest, filed), &len) > 0 &&
+           len == e->length;
+}
+
 bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)
 {
     struct cache_disk_handle *h = disk_handle(c, e);

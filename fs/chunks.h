@@ -123,6 +123,11 @@ enum cache_algo fs_chunks_cache_algo(uint8_t algo);
 /* Whether the disk cache holds chunk @e (a lookup, no read). */
 bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e);
 
+/* The same as a peek (cache_disk_peek: no "recently used", no hit or miss
+ * counted), for reports: a status poller must not keep chunks from
+ * eviction. */
+bool fs_chunks_peek_disk(struct fs_chunks *c, const struct fetch_extent *e);
+
 /* If the disk cache holds chunk @e, has the kernel start reading its bytes
  * into the page cache (POSIX_FADV_WILLNEED): for chunks a reader will want
  * after those fs_chunks_want() brings into memory. No memory of ours, no

@@ -236,10 +236,7 @@ static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd
          * (then nothing is evictable and new chunks are not cached) */
         for (size_t i = 0; i < img->count; i++) {
             const struct fetch_extent *e = &img->extents[i];
-            enum cache_algo algo = fs_chunks_cache_algo(e->algo);
-            uint64_t len = 0;
-            if (!e->zero && cache_disk_peek(ctx->disk, algo, e->digest, &len) > 0 &&
-                len == e->length)
+            if (fs_chunks_peek_disk(ctx->chunks, e))
                 cached += e->length;
         }
     }

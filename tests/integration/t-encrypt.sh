@@ -354,6 +354,15 @@ cp conf.orig "$snap/qemu-server.conf.blob"
 C2=$W/cache-shared
 lazyimg_mount "$S" "$M" --cache-dir "$C2" --keyfile key-none.json
 cmp -s disk.raw "$M/$ENC" || fail "shared cache: key 1's image differs"
+# status sees the chunks where the cache files them
+pct=""
+for _ in $(seq 50); do
+    pct=$("$LAZYIMG" status --json "$M" | python3 -c 'import json, sys
+print([i["hydrated_pct"] for i in json.load(sys.stdin)["images"] if i["path"] == sys.argv[1]][0])' "$ENC")
+    [[ $pct == 100.0 ]] && break
+    sleep 0.1
+done
+expect_eq "status: the encrypted image, read whole, is 100% in the cache" 100.0 "$pct"
 lazyimg_umount "$M"
 S2=$W/store-key2
 mkpbs --id 100 --time $T --encrypt-key "$K2" "$S2" drive-scsi0.img=disk.raw >/dev/null
