@@ -291,7 +291,15 @@ static void loads_fall_back_to_mirrors(void **state)
     assert_int_equal(opens_b, 3);
     assert_false(fs_node_loaded(n));
     fail_b = 0;
+    /* for FS_LOAD_FAILED_MS the failure is the answer, the store not asked */
+    err.msg[0] = '\0';
+    assert_int_equal(fs_node_load(t, n, &err), -ENOENT);
+    assert_non_null(strstr(err.msg, "store b"));
+    assert_int_equal(opens_b, 3);
+    /* then the next call loads again */
+    n->load_failed_ms -= FS_LOAD_FAILED_MS;
     assert_int_equal(fs_node_load(t, n, &err), 0);
+    assert_int_equal(opens_b, 4);
     assert_int_equal(n->image->size, 300);
     assert_int_equal(fetch_mirrors_failovers(m), 1);
     fs_tree_free(t);
