@@ -637,7 +637,8 @@ int fetch_pbs_read_blob(struct fetch_store *s, const struct fetch_pbs_snapshot *
         return fetch_error_set(err, -EBADMSG, "%s does not match the manifest's size/checksum",
                                file->name);
     }
-    if ((r = check_crypt(raw, len, file->crypt == FETCH_CRYPT_ENCRYPT, file->name, err)) < 0) {
+    if (strcmp(file->name, PBS_MASTER_KEY_BLOB_NAME) &&
+        (r = check_crypt(raw, len, file->crypt == FETCH_CRYPT_ENCRYPT, file->name, err)) < 0) {
         fetch_buf_free(raw);
         return r;
     }

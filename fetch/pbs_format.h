@@ -44,6 +44,10 @@
 #define PBS_MANIFEST_NAME "index.json.blob"
 /* the dynamic index of the catalog of a snapshot's pxar archives */
 #define PBS_CATALOG_NAME "catalog.pcat1.didx"
+/* the backup key encrypted to an RSA master key (pbs.md §5): the client
+ * uploads it as a plain blob, and its manifest entry has the backup's
+ * crypt-mode ("encrypt") all the same */
+#define PBS_MASTER_KEY_BLOB_NAME "rsa-encrypted.key.blob"
 #define PBS_CHUNK_DIR ".chunks"
 #define PBS_NS_DIR "ns"
 #define PBS_NS_MAX_DEPTH 7

@@ -314,6 +314,14 @@ m = json.loads(body)
 assert m["unprotected"]["key-fingerprint"] == key.fingerprint and m["signature"]
 if mode == "unsign":
     m["signature"] = None
+elif mode == "masterkey":
+    # the backup key wrapped for an RSA master key: a plain blob, its entry
+    # with the backup's crypt-mode (as the client writes it)
+    b = blob(b"RSA-WRAPPED-KEY\n")
+    open(snap + "/rsa-encrypted.key.blob", "wb").write(b)
+    m["files"].append({"filename": "rsa-encrypted.key.blob", "crypt-mode": "encrypt",
+                       "size": len(b), "csum": hashlib.sha256(b).hexdigest()})
+    m["signature"] = key.sign(m)
 else:
     conf = blob(b"args: -evil\n")
     open(snap + "/qemu-server.conf.blob", "wb").write(conf)
@@ -346,6 +354,13 @@ ok "plain blob for an encrypted one: the log says it is not encrypted"
 lazyimg_umount "$M"
 cp man.orig "$snap/index.json.blob"
 cp conf.orig "$snap/qemu-server.conf.blob"
+rewrite masterkey
+lazyimg_mount_fg "$S" "$M" masterkey.log -- --no-cache --keyfile key-none.json
+expect_eq "the master key's blob (plain, its entry 'encrypt', as the client writes it) reads" \
+    "RSA-WRAPPED-KEY" "$(cat "$M/vm/100/$T/rsa-encrypted.key")"
+lazyimg_umount "$M"
+cp man.orig "$snap/index.json.blob"
+rm "$snap/rsa-encrypted.key.blob"
 
 # --- a shared cache: one key's decrypted chunks never answer another key -------
 # A holder of key 2 signs an index that names key 1's chunks (their digests
