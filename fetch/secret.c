@@ -28,9 +28,19 @@ static int read_secret(const char *path, size_t max, bool pipes, char **ret, siz
         r = -EINVAL;
     else if ((uint64_t)st.st_size > max)
         r = -EFBIG;
-    /* a pipe is read to its end, as its writer gives it */
-    if (r == 0 && pipe && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
-        r = -errno;
+    /* a pipe is read to its end, as its writer gives it: opened again
+     * without O_NONBLOCK, which waits for a writer of a named FIFO (opened
+     * without one, it would read as empty at once) */
+    if (r == 0 && pipe) {
+        struct stat again;
+        close(fd);
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0)
+            return -errno;
+        if (fstat(fd, &again) < 0)
+            r = -errno;
+        else if (!S_ISFIFO(again.st_mode))
+            r = -EINVAL; /* replaced meanwhile */
+    }
     if (r < 0) {
         close(fd);
         return r;

@@ -14,7 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "fetch/secret.h"
 #include "fixtures.h"
@@ -54,10 +57,42 @@ static void reads_and_refuses(void **state)
     free(dir);
 }
 
+/* A secret read once may come through a FIFO whose writer opens it later. */
+static void once_from_a_fifo(void **state)
+{
+    (void)state;
+    char *dir = fx_tmpdir(), path[512], *buf = NULL;
+    size_t len = 0;
+    pid_t pid;
+    int status;
+
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd;
+        usleep(200 * 1000); /* the reader is waiting by now */
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        _exit(fd >= 0 && write(fd, "secret\n", 7) == 7 ? 0 : 1);
+    }
+    assert_int_equal(fetch_secret_once_read(path, 64, &buf, &len), 0);
+    assert_int_equal(len, 7);
+    assert_string_equal(buf, "secret\n");
+    fetch_secret_free(buf, len);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* the same reader refuses a directory, as the other one does */
+    assert_int_equal(fetch_secret_once_read(dir, 64, &buf, &len), -EINVAL);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(reads_and_refuses),
+        cmocka_unit_test(once_from_a_fifo),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
