@@ -279,6 +279,7 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
         fetch_buf_free(j->buf); /* what the failed attempt received */
         j->buf = NULL;
         j->len = j->cap = 0;
+        j->retry_after_ms = 0; /* the busy server's wish, not the mirror's */
         j->stores_tried++;
         j->store = fetch_mirrors_next(p->mirrors, j->store);
         j->attempt = 0;
@@ -301,7 +302,7 @@ static void record_latency(struct fetch_pool *p, uint64_t us)
         b++;
     p->st.latency_us[b]++;
     p->st.latency_sum_us += us;
-    if (!p->st.latency_max_us || us < p->st.latency_min_us)
+    if (p->st.latency_count++ == 0 || us < p->st.latency_min_us)
         p->st.latency_min_us = us;
     if (us > p->st.latency_max_us)
         p->st.latency_max_us = us;
@@ -954,9 +955,9 @@ uint64_t fetch_pool_latency_pct(const struct fetch_pool_stats *s, double pct)
         }
         /* [2^i, 2^(i+1)) µs: where in it, if its requests spread evenly */
         v = lo + (hi - lo) * (want - (double)seen) / (double)s->latency_us[i];
-        if (s->latency_max_us && v > (double)s->latency_max_us)
+        if (s->latency_count && v > (double)s->latency_max_us)
             v = (double)s->latency_max_us;
-        if (v < (double)s->latency_min_us)
+        if (s->latency_count && v < (double)s->latency_min_us)
             v = (double)s->latency_min_us;
         return (uint64_t)v;
     }

@@ -123,7 +123,8 @@ struct fetch_pool_stats {
     uint64_t bytes; /* raw bytes received */
     uint64_t latency_us[FETCH_LAT_BUCKETS];
     uint64_t latency_sum_us;                 /* of every request in the histogram */
-    uint64_t latency_min_us, latency_max_us; /* of those requests (0, 0: none) */
+    uint64_t latency_count;                  /* requests in the histogram */
+    uint64_t latency_min_us, latency_max_us; /* of those requests */
     size_t active_store;                     /* index into the pool's mirrors */
 };
 void fetch_pool_get_stats(struct fetch_pool *p, struct fetch_pool_stats *ret);

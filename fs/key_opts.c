@@ -87,8 +87,12 @@ static int prompt(const char *keyfile, char *buf, size_t len)
     prompt_fd = fd;
     prompt_saved = old;
     sigemptyset(&on_sig.sa_mask);
-    for (size_t i = 0; i < PROMPT_SIGNALS; i++)
-        sigaction(prompt_signals[i], &on_sig, &before[i]);
+    /* (a signal the caller ignores, nohup's SIGHUP say, stays ignored) */
+    for (size_t i = 0; i < PROMPT_SIGNALS; i++) {
+        sigaction(prompt_signals[i], NULL, &before[i]);
+        if (before[i].sa_handler == SIG_DFL)
+            sigaction(prompt_signals[i], &on_sig, NULL);
+    }
     tcsetattr(fd, TCSAFLUSH, &quiet);
     if (!fgets(buf, (int)len, f))
         r = -EIO;

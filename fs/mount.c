@@ -520,12 +520,12 @@ static bool dead_lazyimg_mount(const char *path)
 
 static int clear_dead_mount(const char *mnt)
 {
-    char *argv[] = {(char *)"umount", (char *)mnt, NULL};
+    char *argv[] = {(char *)"umount", (char *)"--", (char *)mnt, NULL};
     fs_warn("mountpoint %s: the mount there does not answer (its daemon is gone): unmounting "
             "it first, if it is lazyimg's",
             mnt);
     optind = 0; /* umount parses its own arguments (0: getopt starts afresh) */
-    return fs_cmd_umount(2, argv) == 0 ? 0 : -1;
+    return fs_cmd_umount(3, argv) == 0 ? 0 : -1;
 }
 
 /*

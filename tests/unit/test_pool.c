@@ -428,6 +428,7 @@ static void test_latency_pct(void **state)
     assert_int_equal(fetch_pool_latency_pct(&st, 50), 0);
     st.latency_us[10] = 90; /* [1024, 2048) µs */
     st.latency_us[20] = 10; /* [1 Mi, 2 Mi) µs */
+    st.latency_count = 100;
     st.latency_min_us = 1024;
     st.latency_max_us = 1900000;
     /* interpolated in the bucket: 50 of its 90 requests, 90 of 90 */
@@ -438,6 +439,7 @@ static void test_latency_pct(void **state)
     /* every request took 5.0 s (bucket [4.19 s, 8.39 s)): 5.0 s, not the bound */
     memset(&st, 0, sizeof(st));
     st.latency_us[22] = 7;
+    st.latency_count = 7;
     st.latency_min_us = st.latency_max_us = 5000000;
     assert_int_equal(fetch_pool_latency_pct(&st, 50), 5000000);
     assert_int_equal(fetch_pool_latency_pct(&st, 99), 5000000);
