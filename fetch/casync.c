@@ -229,7 +229,12 @@ static void walk_dir(struct walk *w, const char *dir, int depth)
             w->fatal = -ENOMEM;
             break;
         }
-        if (!d[i].is_dir) {
+        if (strlen(path) >= FETCH_CASYNC_PATH_MAX) {
+            /* a mount path must hold it (local stores cannot have such) */
+            warn(w, "%.64s…: a path longer than %d bytes: skipped", path,
+                 FETCH_CASYNC_PATH_MAX - 1);
+            free(path);
+        } else if (!d[i].is_dir) {
             add_index(w, path, kind == 2);
         } else if (depth >= FETCH_CASYNC_MAX_DEPTH) {
             warn(w, "%s: deeper than %d levels: not searched", path, FETCH_CASYNC_MAX_DEPTH);

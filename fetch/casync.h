@@ -21,6 +21,9 @@
 #define FETCH_CASYNC_DEFAULT_STORE "default.castr"
 /* directories below the root the catalog walk descends into, at most */
 #define FETCH_CASYNC_MAX_DEPTH 16
+/* an index's path below the root, its NUL included, at most (it becomes a
+ * path of the mount: longer ones are skipped with a warning) */
+#define FETCH_CASYNC_PATH_MAX 4096
 #define FETCH_CASYNC_MAX_DIRS 4096
 #define FETCH_CASYNC_MAX_INDEXES 65536
 

@@ -87,7 +87,7 @@ static int add_entries(struct fetch_repo *repo, struct fetch_casync_catalog *c)
     int r = 0;
     for (size_t i = 0; i < c->count && r == 0; i++) {
         struct fetch_casync_index *x = &c->indexes[i];
-        char path[4096];
+        char path[FETCH_CASYNC_PATH_MAX];
         if (x->shadowed_by) {
             r = fetch_repo_add_note(repo, true, "%s: hidden: %s", x->path, hidden_why(x));
         } else if (x->archive) {

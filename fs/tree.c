@@ -3,6 +3,7 @@
 #include "archive.h"
 #include "parts.h"
 
+#include "cache/diskcache.h"
 #include "fetch/remote.h"
 
 #include "log.h"
@@ -325,6 +326,25 @@ static int load_from(struct fetch_store *s, void *arg)
     return fetch_repo_read_blob(l->t->repo, s, l->n->entry, &l->n->blob, l->err);
 }
 
+/* Says once, when image @n loads, that its largest chunks are more than
+ * the disk cache keeps: each read that needs one fetches it again once the
+ * memory cache has let it go (casync allows chunks up to 128 MiB). */
+static void note_large_chunks(const struct fs_node *n)
+{
+    uint64_t max = 0;
+    char path[512];
+    for (size_t i = 0; i < n->image->count; i++) {
+        if (!n->image->extents[i].zero && n->image->extents[i].length > max)
+            max = n->image->extents[i].length;
+    }
+    if (max <= CACHE_DISK_MAX_CHUNK)
+        return;
+    fs_node_path(n, path, sizeof(path));
+    fs_warn("%s: chunks of up to %llu MiB, more than the %u MiB the disk cache keeps: such a "
+            "chunk is fetched again whenever the memory cache (--mem-cache) has let it go",
+            path, (unsigned long long)(max >> 20), CACHE_DISK_MAX_CHUNK >> 20);
+}
+
 int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
 {
     int r = 0;
@@ -349,6 +369,8 @@ int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
         n->load_failed_ms = fs_now_ms();
         free(n->load_msg);
         n->load_msg = r < 0 && err->msg[0] ? strdup(err->msg) : NULL;
+        if (r == 0 && n->kind == FS_NODE_IMAGE)
+            note_large_chunks(n);
         if (r == 0)
             atomic_store_explicit(&n->loaded, true, memory_order_release);
     }

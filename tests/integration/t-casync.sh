@@ -418,6 +418,38 @@ out=$(timeout 60 cmp "$M/tiny.img" tiny.img 2>&1) || fail "tiny chunks, warm: ti
 lazyimg_umount "$M"
 ok "tiny chunks (64:256:1024, $n chunks): 1 MiB reads over thousands of chunks, cold and warm, equal the source"
 
+# --- chunks larger than the disk cache keeps: said once, when the image loads ------
+DB=$W/bigchunks
+mkdir -p "$DB"
+make_image big.img rand:40M 8
+cmk --store="$DB/default.castr" --chunk-size=20M:24M:32M "$DB/big.img.caibx" big.img
+lazyimg_mount_fg "$DB" "$M" bigchunks.log -- --cache-dir "$W/big-cache"
+out=$(timeout 60 cmp "$M/big.img" big.img 2>&1) || fail "chunks of 20-32 MiB: big.img differs" "$out"
+lazyimg_umount "$M"
+grep -qE "big.img: chunks of up to (2[0-9]|3[0-2]) MiB, more than the 16 MiB the disk cache keeps" bigchunks.log ||
+    fail "chunks of 20-32 MiB: the log does not say the disk cache will not keep them" "$(cat bigchunks.log)"
+ok "chunks of 20-32 MiB read right, and the log says they are more than the disk cache keeps"
+
+# --- an index whose path would not fit a path of the mount: skipped, said so -------
+DP=$W/deep
+mkdir -p "$DP"
+cp "$R/small.img.caibx" "$DP/ok.caibx"
+python3 - "$DP" "$R/small.img.caibx" <<'EOF' || fail "test setup: the deep directories"
+import os, shutil, sys
+os.chdir(sys.argv[1])
+src = open(sys.argv[2], "rb").read()
+for i in range(16):
+    d = "d%02d" % i + "x" * 250
+    os.mkdir(d)
+    os.chdir(d)
+open("y" * 200 + ".caibx", "wb").write(src)
+EOF
+out=$("$LAZYIMG" ls "$DP" 2>&1) || fail "lazyimg ls of a store with a too long path failed" "$out"
+grep -qE "d00x+…: a path longer than 4095 bytes: skipped" <<<"$out" ||
+    fail "an index path longer than 4095 bytes: no warning" "$out"
+grep -qE "^ok .*yes$" <<<"$out" || fail "the index beside it is not listed as mounted" "$out"
+ok "an index path longer than 4095 bytes is skipped with a warning; the others are listed"
+
 # --- uncompressed store (desync 'uncompressed': no .cacnk suffix) --------------------
 RAW=$SRV/raw.castr
 ct rawstore --index "$R/disk.img.caibx" --index "$R/small.img.caibx" "$R/default.castr" "$RAW" >/dev/null
