@@ -32,6 +32,20 @@ RETRIES=2 # --retries: 3 attempts per chunk
 OPTS=(--no-cache --retries "$RETRIES" --fetch-timeout "$FT" --connect-timeout 2 --readahead 0)
 LIMIT=$((FT * (RETRIES + 1) + 10)) # seconds any read may take
 
+# ends_reader SIGNAL PID SECONDS WHAT: sends SIGNAL to the reader PID, which
+# must be gone within SECONDS; ENDED_MS: how long it took
+ends_reader() {
+    local sig=$1 pid=$2 secs=$3 what=$4 t0
+    t0=$(date +%s%N)
+    kill "-$sig" "$pid"
+    for _ in $(seq $((secs * 20))); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -0 "$pid" 2>/dev/null && fail "$what: the reader is still there $secs s after SIG$sig"
+    ENDED_MS=$((($(date +%s%N) - t0) / 1000000))
+}
+
 # --- 2 faults per chunk: the retries make every read succeed -------------------
 for mode in status500 reset truncate flip stall; do
     extra=()
@@ -174,12 +188,8 @@ grep -q "$IMG: a read of $CH bytes at image offset 0 has waited [0-9]* s for 1 c
     fail "stuck read: no watchdog line naming the read and its chunk ${D0:0:16}" "$(cat stuck.log)"
 ok "stuck read: the watchdog logs it after --stuck-after 2 s, with the chunk it waits for"
 kill -0 "$reader" 2>/dev/null || fail "stuck read: the reader returned although the chunk is stalled"
-t0=$(date +%s%N)
-kill -INT "$reader"
-for _ in $(seq 50); do kill -0 "$reader" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$reader" 2>/dev/null && fail "stuck read: the reader is still waiting 2.5 s after SIGINT (the interrupt did not end its read)"
-ms=$((($(date +%s%N) - t0) / 1000000))
-ok "stuck read: SIGINT ends the reader's wait at once ($ms ms; the fetch deadline was 40 s)"
+ends_reader INT "$reader" 3 "stuck read (the interrupt did not end its read)"
+ok "stuck read: SIGINT ends the reader's wait at once ($ENDED_MS ms; the fetch deadline was 40 s)"
 pid_alive "$MOUNT_PID" || fail "stuck read: the daemon died after the interrupt"
 cmp -s <(read_range "$M/$IMG" $HOLE_OFF $((1 << 20))) <(head -c $((1 << 20)) /dev/zero) ||
     fail "stuck read: the hole does not read as zeros after the interrupt"
@@ -212,12 +222,8 @@ proxy_fault stall times=all seconds=60
 reader=$!
 sleep 1
 kill -0 "$reader" 2>/dev/null || fail "stalled read with a timer: the reader returned although its chunk is stalled"
-t0=$(date +%s%N)
-kill -KILL "$reader"
-for _ in $(seq 60); do kill -0 "$reader" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$reader" 2>/dev/null && fail "stalled read with a timer: the reader is still there 3 s after SIGKILL"
-ms=$((($(date +%s%N) - t0) / 1000000))
-ok "stalled read with a timer: SIGKILL ends the reader in $ms ms (the fetch deadline was 40 s)"
+ends_reader KILL "$reader" 3 "stalled read with a timer"
+ok "stalled read with a timer: SIGKILL ends the reader in $ENDED_MS ms (the fetch deadline was 40 s)"
 pid_alive "$MOUNT_PID" || fail "stalled read with a timer: the daemon died"
 proxy_fault none
 lazyimg_umount "$M"
