@@ -40,6 +40,7 @@ int main(int argc, char **argv)
     }
     if (!(buf = malloc((size_t)len)) || (fd = open(argv[1], O_RDONLY | O_CLOEXEC)) < 0) {
         fprintf(stderr, "sigread: %s: %s\n", argv[1], strerror(errno));
+        free(buf);
         return 1;
     }
     sigemptyset(&sa.sa_mask);
@@ -52,12 +53,15 @@ int main(int argc, char **argv)
     n = pread(fd, buf, (size_t)len, (off_t)off);
     every = (struct itimerval){{0, 0}, {0, 0}};
     setitimer(ITIMER_REAL, &every, NULL);
+    close(fd);
     if (n < 0) {
         fprintf(stderr, "sigread: read: %s (%d signals)\n", strerror(errno), (int)signals);
+        free(buf);
         return 1;
     }
     fprintf(stderr, "sigread: %zd bytes, %d signals\n", n, (int)signals);
     if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
-        return 1;
+        n = -1;
+    free(buf); /* (a sanitizer build reports what is left) */
     return n == len ? 0 : 1;
 }
