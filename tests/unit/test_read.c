@@ -18,7 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "fake_image.h"
 #include "fake_pool.h"
@@ -114,6 +118,17 @@ void __wrap_fuse_req_interrupt_func(fuse_req_t req, fuse_interrupt_func_t func, 
     }
 }
 
+/* The request's context (the reader's thread: pid): 0, "cannot tell", so
+ * an interrupt ends the read, unless a test names a thread. */
+static struct fuse_ctx req_ctx;
+
+const struct fuse_ctx *__wrap_fuse_req_ctx(fuse_req_t req);
+const struct fuse_ctx *__wrap_fuse_req_ctx(fuse_req_t req)
+{
+    (void)req;
+    return &req_ctx;
+}
+
 /* ---- an image of NCHUNKS chunks of 1 MiB, one of them a hole ------------ */
 
 static struct fake_image fi;
@@ -146,6 +161,7 @@ static int per_test(void **state)
     intr_func = NULL;
     intr_data = NULL;
     intr_registrations = 0;
+    req_ctx = (struct fuse_ctx){0};
     ctx = (struct fs_ctx){.readahead_max = 8, .mem_budget = 64 * MIB};
     pthread_mutex_init(&ctx.waits_lock, NULL);
     ctx.chunks = fs_chunks_new(fake_pool(), ctx.mem_budget, NULL, "", NULL);
@@ -244,6 +260,45 @@ static void interrupted_before_registration(void **state)
     read_at(4 * MIB, MIB);
     assert_int_equal(replies, 2);
     check_reply(4 * MIB, MIB);
+}
+
+/* An interrupt whose reader is not told to end (a timer, SIGCHLD) leaves
+ * the read to finish with its bytes; once that reader is gone (killed
+ * meanwhile: the kernel sends no second interrupt), the watchdog answers
+ * EINTR. The reader: a child process sleeping with no signal pending. */
+static void interrupt_that_does_not_end_the_reader(void **state)
+{
+    (void)state;
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* not left behind by a failed test */
+        pause();
+        _exit(0);
+    }
+    req_ctx.pid = child;
+    read_at(9 * MIB, 4096);
+    assert_non_null(intr_func);
+    intr_func((fuse_req_t)&fi.node, intr_data);
+    assert_int_equal(replies, 0); /* it goes on */
+    assert_int_equal(fs_read_watch(&ctx, fs_now_ms()), 0);
+    assert_int_equal(replies, 0); /* the reader lives, nothing pending */
+    complete_chunk(9);
+    assert_int_equal(replies, 1);
+    check_reply(9 * MIB, 4096);
+
+    /* the same, and the reader is killed before its chunk comes */
+    read_at(7 * MIB, 4096);
+    intr_func((fuse_req_t)&fi.node, intr_data);
+    assert_int_equal(replies, 1);
+    kill(child, SIGKILL);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    fs_read_watch(&ctx, fs_now_ms());
+    assert_int_equal(replies, 2);
+    assert_int_equal(reply_err, EINTR);
+    assert_null(ctx.waits);
+    complete_chunk(7);
+    assert_int_equal(replies, 2); /* no second reply */
 }
 
 /* The watchdog names a read that waits longer than stuck_after_ms, and
@@ -505,6 +560,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(pieces_in_any_order, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(memory_piece_then_fetch, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(interrupted_read, per_test, per_test_end),
+        cmocka_unit_test_setup_teardown(interrupt_that_does_not_end_the_reader, per_test,
+                                        per_test_end),
         cmocka_unit_test_setup_teardown(interrupted_before_registration, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(watchdog_logs_stuck_reads, per_test, per_test_end),
         cmocka_unit_test_setup_teardown(bad_chunk_fails_the_read, per_test, per_test_end),
