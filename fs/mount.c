@@ -487,12 +487,6 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
 }
 
 /* Whether @path (absolute, canonical) is a mountpoint, from /proc/self/mountinfo. */
-static bool is_mounted(const char *path)
-{
-    struct fs_mount_entry e;
-    return fs_mountinfo_find(path, &e) == 1;
-}
-
 /* Whether @path leads to the directory held by @fd. */
 static bool leads_to(const char *path, int fd)
 {
@@ -507,15 +501,13 @@ static bool leads_to(const char *path, int fd)
  * (a restart by systemd's Restart=on-failure, say) needs no hand. 0 when
  * it was; a mount of another kind is left (umount says which it is).
  */
-/* Whether the mount on top at @path is lazyimg's and its daemon is gone: the
- * kernel answers a forced getattr with ENOTCONN (a live daemon answers it
- * from memory). */
-static bool dead_lazyimg_mount(const char *path)
+/* Whether the FUSE mount on top at @path lost its daemon: the kernel answers
+ * a forced getattr with ENOTCONN (a live lazyimg daemon answers it from
+ * memory). */
+static bool daemon_gone(const char *path)
 {
-    struct fs_mount_entry me;
     struct statx stx;
-    return fs_mountinfo_find(path, &me) == 1 && !strcmp(me.fstype, "fuse.lazyimg") &&
-           statx(AT_FDCWD, path, AT_STATX_FORCE_SYNC, STATX_TYPE, &stx) < 0 && errno == ENOTCONN;
+    return statx(AT_FDCWD, path, AT_STATX_FORCE_SYNC, STATX_TYPE, &stx) < 0 && errno == ENOTCONN;
 }
 
 static int clear_dead_mount(const char *mnt)
@@ -537,6 +529,7 @@ static int clear_dead_mount(const char *mnt)
  */
 static int check_mountpoint(const char *mnt, char *abs, size_t abs_len, int *ret_fd)
 {
+    struct fs_mount_entry me;
     struct stat pin;
     struct dirent *de;
     DIR *d;
@@ -576,23 +569,20 @@ again:
         fs_err("mountpoint %s: changed while it was checked", mnt);
         goto fail;
     }
-    if (is_mounted(resolved)) {
-        if (!cleared && dead_lazyimg_mount(resolved)) {
-            close(fd); /* it holds the mount's root: the mount would be busy */
+    if (fs_mountinfo_find(resolved, &me) == 1) {
+        bool ours = !strcmp(me.fstype, "fuse.lazyimg");
+        close(fd); /* it holds the mount's root: a dead mount would be busy */
+        if (ours && !cleared && daemon_gone(resolved)) {
             cleared = true;
             if (clear_dead_mount(mnt) == 0)
                 goto again;
-            fs_err("mountpoint %s: already mounted (unmount it first: lazyimg umount %s)", mnt,
-                   mnt);
-            return -1;
         }
-        struct fs_mount_entry me;
-        if (fs_mountinfo_find(resolved, &me) == 1 && strcmp(me.fstype, "fuse.lazyimg"))
-            fs_err("mountpoint %s: a %s is mounted there (unmount it first)", mnt, me.fstype);
-        else
+        if (ours)
             fs_err("mountpoint %s: already mounted (unmount it first: lazyimg umount %s)", mnt,
                    mnt);
-        goto fail;
+        else
+            fs_err("mountpoint %s: a %s is mounted there (unmount it first)", mnt, me.fstype);
+        return -1;
     }
     if ((dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || !(d = fdopendir(dfd))) {
         fs_err("mountpoint %s: %s", mnt, strerror(errno));
