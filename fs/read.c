@@ -171,6 +171,18 @@ static void pending_unref(struct pending *p)
         pending_free(p);
 }
 
+/* Whether the caller is the one to answer @p (the last completion, or an
+ * interrupt): the first to ask is; @p is marked answered. */
+static bool take_reply(struct pending *p)
+{
+    bool mine;
+    pthread_mutex_lock(&p->ilock);
+    mine = !p->replied;
+    p->replied = true;
+    pthread_mutex_unlock(&p->ilock);
+    return mine;
+}
+
 /* The read whose interrupt handler this thread is registering (read_async). */
 static __thread struct pending *registering;
 
@@ -213,12 +225,7 @@ static bool reader_ending(pid_t tid)
  * handler (@in_handler), or by another thread, which unregisters it first. */
 static void answer_interrupted(struct pending *p, bool in_handler)
 {
-    bool mine;
-    pthread_mutex_lock(&p->ilock);
-    mine = !p->replied;
-    p->replied = true;
-    pthread_mutex_unlock(&p->ilock);
-    if (!mine)
+    if (!take_reply(p))
         return;
     if (!in_handler)
         fuse_req_interrupt_func(p->req, NULL, NULL); /* waits for a running one */
@@ -332,15 +339,10 @@ static void pending_reply(struct pending *p)
 
 static void pending_put(struct pending *p)
 {
-    bool interrupted;
     int err;
     if (atomic_fetch_sub(&p->outstanding, 1) != 1)
         return;
-    pthread_mutex_lock(&p->ilock);
-    interrupted = p->replied;
-    p->replied = true;
-    pthread_mutex_unlock(&p->ilock);
-    if (!interrupted) {
+    if (take_reply(p)) {
         if (p->intr_registered) {
             /* waits for a running handler, which now finds it replied */
             fuse_req_interrupt_func(p->req, NULL, NULL);
