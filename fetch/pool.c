@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "digest.h"
-#include "remote.h"
+#include "remote_internal.h"
 
 struct lane;
 
@@ -90,9 +90,6 @@ struct lane {
 };
 
 #define LANES_MAX 2
-/* the longest wait a busy server's Retry-After gets (per retry; --retries
- * bounds how many) */
-#define RETRY_AFTER_MAX_MS 60000u
 
 struct fetch_pool {
     struct fetch_mirrors *mirrors; /* borrowed */
@@ -380,41 +377,6 @@ static int start_transfer(struct fetch_pool *p, struct lane *l, struct fetch_job
     return 0;
 }
 
-/*
- * The wait a busy server (429, 503) asks for in its Retry-After header
- * (seconds, or an HTTP date), at most RETRY_AFTER_MAX_MS; 0 when none.
- */
-static unsigned retry_after_ms(CURL *easy, long status)
-{
-#if LIBCURL_VERSION_NUM >= 0x075400
-    struct curl_header *h = NULL;
-    const char *v;
-    long long s = -1;
-
-    if ((status != 429 && status != 503) ||
-        curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h)
-        return 0;
-    v = h->value;
-    if (*v >= '0' && *v <= '9') {
-        char *end;
-        s = strtoll(v, &end, 10);
-        if (*end != '\0' && *end != ' ')
-            s = -1;
-    } else {
-        time_t t = curl_getdate(v, NULL);
-        if (t != (time_t)-1)
-            s = (long long)(t - time(NULL));
-    }
-    if (s <= 0)
-        return 0;
-    return s >= RETRY_AFTER_MAX_MS / 1000 ? RETRY_AFTER_MAX_MS : (unsigned)s * 1000u;
-#else
-    (void)easy;
-    (void)status;
-    return 0;
-#endif
-}
-
 static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode cc)
 {
     long status = 0;
@@ -433,7 +395,7 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
         j->err.msg[0] = '\0';
         j->result = fetch_remote_result((int)cc, status, j->errbuf, j->path, &j->err);
         if (cc == CURLE_OK)
-            j->retry_after_ms = retry_after_ms(j->easy, status);
+            j->retry_after_ms = fetch_remote_retry_after_ms(j->easy, status);
     }
     if (cc != CURLE_OK) {
         /* a handle whose transfer failed may keep state that a reset does

@@ -423,6 +423,37 @@ void fetch_response_release(struct fetch_response *r)
     *r = (struct fetch_response){0};
 }
 
+unsigned fetch_remote_retry_after_ms(CURL *easy, long status)
+{
+#if LIBCURL_VERSION_NUM >= 0x075400
+    struct curl_header *h = NULL;
+    const char *v;
+    long long s = -1;
+
+    if ((status != 429 && status != 503) ||
+        curl_easy_header(easy, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h)
+        return 0;
+    v = h->value;
+    if (*v >= '0' && *v <= '9') {
+        char *end;
+        s = strtoll(v, &end, 10);
+        if (*end != '\0' && *end != ' ')
+            s = -1;
+    } else {
+        time_t t = curl_getdate(v, NULL);
+        if (t != (time_t)-1)
+            s = (long long)(t - time(NULL));
+    }
+    if (s <= 0)
+        return 0;
+    return s >= FETCH_RETRY_AFTER_MAX_MS / 1000 ? FETCH_RETRY_AFTER_MAX_MS : (unsigned)s * 1000u;
+#else
+    (void)easy;
+    (void)status;
+    return 0;
+#endif
+}
+
 static void sleep_ms(unsigned ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
@@ -502,7 +533,7 @@ int fetch_remote_perform(struct fetch_easy_cache *ec, fetch_request_setup_fn set
                          size_t max, unsigned attempts, const char *what,
                          struct fetch_response *ret, fetch_error *err)
 {
-    unsigned delay_ms = 100;
+    unsigned delay_ms = 100, wait_ms = 0;
     int r = -EIO;
 
     if (attempts == 0)
@@ -510,23 +541,28 @@ int fetch_remote_perform(struct fetch_easy_cache *ec, fetch_request_setup_fn set
     for (unsigned i = 0; i < attempts; i++) {
         struct fetch_response resp = {0};
         CURL *easy;
-        /* the backoff in steps, so that an abort is seen within 100 ms */
-        for (unsigned slept = 0; i > 0 && slept < delay_ms && !atomic_load(&abort_all);
-             slept += 100)
-            sleep_ms(delay_ms - slept < 100 ? delay_ms - slept : 100);
+        /* the backoff (or what a busy server asked for, if longer) in steps,
+         * so that an abort is seen within 100 ms */
+        if (i > 0 && wait_ms < delay_ms)
+            wait_ms = delay_ms;
+        for (unsigned slept = 0; slept < wait_ms && !atomic_load(&abort_all); slept += 100)
+            sleep_ms(wait_ms - slept < 100 ? wait_ms - slept : 100);
         delay_ms *= i > 0 ? 4 : 1;
+        wait_ms = 0;
         if (atomic_load(&abort_all))
             return fetch_error_set(err, -ECANCELED, "%s: cancelled (the mount is going away)",
                                    what);
         if (!(easy = easy_take(ec)))
             return fetch_error_set(err, -ENOMEM, "out of memory");
         r = perform_once(easy, setup, arg, max, what, &resp, err);
-        easy_give(ec, easy, r == 0);
         if (r == 0 && (resp.status == 429 || resp.status >= 500) && i + 1 < attempts) {
+            wait_ms = fetch_remote_retry_after_ms(easy, resp.status);
+            easy_give(ec, easy, true);
             fetch_response_release(&resp);
             r = -EAGAIN;
             continue;
         }
+        easy_give(ec, easy, r == 0);
         if (r == 0) {
             *ret = resp;
             return 0;

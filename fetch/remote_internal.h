@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Internals shared by remote.c, store_http.c and store_s3.c, exposed for the
+ * Internals shared by remote.c, pool.c, store_http.c and store_s3.c, exposed for the
  * unit tests: the pure parsers (directory indexes, ListObjectsV2, S3 error
  * bodies, AWS credentials files), key mapping and the blocking transfer
  * helper. Not part of the public API; nothing outside fetch/ and tests/
@@ -18,6 +18,15 @@
 #include "store.h"
 
 /* ---- common (remote.c) ---- */
+
+/* The longest wait a busy server's Retry-After gets, per retry (the retry
+ * count bounds how many). */
+#define FETCH_RETRY_AFTER_MAX_MS 60000u
+
+/* The wait a busy server (429, 503) asks for in the Retry-After header of
+ * the response @easy holds (seconds, or an HTTP date), at most
+ * FETCH_RETRY_AFTER_MAX_MS; 0 when none or for another @status. */
+unsigned fetch_remote_retry_after_ms(CURL *easy, long status);
 
 /* Transport settings a remote store copies from fetch_remote_options. */
 struct fetch_remote_conf {

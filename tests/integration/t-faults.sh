@@ -168,6 +168,17 @@ ms=$((($(date +%s%N) - t0) / 1000000))
 ((ms >= 1900)) || fail "429 with Retry-After: 2: retried after $ms ms"
 ((ms < 2000 * 3 / 2 + 2000)) || fail "429 with Retry-After: 2: the read took $ms ms"
 ok "429 with Retry-After: 2: the chunk is requested again after $ms ms, and reads right"
+# the same for an index, loaded with a blocking request of its own (its
+# backoff alone would retry after 100 ms, then 400 ms, and fail)
+proxy_fault busy429 times=2 seconds=2 match='/drive-scsi0\.img\.fidx$'
+t0=$(date +%s%N)
+out=$(timeout $LIMIT cmp "$M/$OTHER" g.raw 2>&1) ||
+    fail "429 with Retry-After: 2 on an index: the image does not read right" "$out"
+ms=$((($(date +%s%N) - t0) / 1000000))
+n=$(proxy_count '/drive-scsi0\.img\.fidx$')
+((ms >= 3900)) || fail "429 with Retry-After: 2 on an index: loaded after $ms ms (two waits of 2 s expected)"
+((n == 3)) || fail "429 with Retry-After: 2 on an index: $n requests for it (3 expected)"
+ok "429 with Retry-After: 2 on an index, twice: loaded on the 3rd request after $ms ms, reads right"
 proxy_fault none
 lazyimg_umount "$M"
 
