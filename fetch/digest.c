@@ -265,6 +265,8 @@ static void finish(uint32_t h[8], const uint8_t *p, size_t len, const uint8_t *s
     for (int i = 0; i < 8; i++)
         tail[64 * nb - 1 - i] = (uint8_t)(bits >> (8 * i));
     fetch_sha256ni_blocks(h, tail, nb);
+    if (sfx_len)
+        OPENSSL_cleanse(tail, sizeof(tail)); /* a suffix may be a key (pbs_key.h) */
     for (int i = 0; i < 8; i++) {
         out[4 * i] = (uint8_t)(h[i] >> 24);
         out[4 * i + 1] = (uint8_t)(h[i] >> 16);

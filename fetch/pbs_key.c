@@ -269,12 +269,13 @@ int fetch_pbs_key_load(const char *json, size_t len, const char *password,
 {
     struct json_tokener *tok = json_tokener_new();
     json_object *root = NULL, *kdf = NULL;
-    struct fetch_pbs_key k;
+    /* straight into @ret (no copy of the key on this stack to wipe) */
+    struct fetch_pbs_key *k = ret;
     uint8_t data[128], wrap[32];
-    const char *data64, *fp;
+    const char *data64 = NULL, *fp;
     int n, r;
 
-    memset(&k, 0, sizeof(k));
+    memset(k, 0, sizeof(*k));
     if (!tok)
         return fetch_error_set(err, -ENOMEM, "out of memory");
     if (len > 65536 || !(root = json_tokener_parse_ex(tok, json, (int)len)) ||
@@ -293,7 +294,7 @@ int fetch_pbs_key_load(const char *json, size_t len, const char *password,
             r = fetch_error_set(err, -EBADMSG, "key file: a key of %d bytes (32 expected)", n);
             goto out;
         }
-        memcpy(k.key, data, 32);
+        memcpy(k->key, data, 32);
     } else {
         if (!json_object_is_type(kdf, json_type_object)) {
             r = fetch_error_set(err, -EBADMSG, "key file: \"kdf\" is not an object");
@@ -312,7 +313,7 @@ int fetch_pbs_key_load(const char *json, size_t len, const char *password,
         }
         if ((r = derive(kdf, password, wrap, err)) < 0)
             goto out;
-        r = fetch_pbs_gcm_decrypt(wrap, data, data + 16, data + 32, 32, k.key);
+        r = fetch_pbs_gcm_decrypt(wrap, data, data + 16, data + 32, 32, k->key);
         if (r < 0) {
             r = fetch_error_set(err, -EKEYREJECTED,
                                 "wrong password for the key file (its key does not "
@@ -320,11 +321,11 @@ int fetch_pbs_key_load(const char *json, size_t len, const char *password,
             goto out;
         }
     }
-    if ((r = finish(&k, err)) < 0)
+    if ((r = finish(k, err)) < 0)
         goto out;
     if ((fp = get_str(root, "fingerprint"))) {
         char mine[FETCH_PBS_FINGERPRINT_STR];
-        fetch_pbs_fingerprint_str(k.fingerprint, mine);
+        fetch_pbs_fingerprint_str(k->fingerprint, mine);
         if (strcmp(fp, mine)) {
             r = fetch_error_set(err, -EBADMSG,
                                 "key file: its fingerprint %.100s is not that of its key (%s)", fp,
@@ -332,10 +333,14 @@ int fetch_pbs_key_load(const char *json, size_t len, const char *password,
             goto out;
         }
     }
-    *ret = k;
     r = 0;
 out:
-    OPENSSL_cleanse(&k, sizeof(k));
+    if (r < 0)
+        OPENSSL_cleanse(k, sizeof(*k));
+    /* json-c's copy of "data" (the key itself without a kdf): the string is
+     * the object's own memory, freed below without being wiped */
+    if (data64)
+        OPENSSL_cleanse((char *)data64, strlen(data64));
     OPENSSL_cleanse(data, sizeof(data));
     OPENSSL_cleanse(wrap, sizeof(wrap));
     json_object_put(root);

@@ -31,7 +31,9 @@ struct fetch_pbs_key {
  * given; -EKEYREJECTED the password is wrong (the wrapped key does not
  * authenticate); -EBADMSG a malformed file (unknown kdf, parameters beyond
  * bounds, bad base64, wrong lengths, a fingerprint that is not the key's);
- * -ENOMEM. @err says which.
+ * -ENOMEM. @err says which. The key is written to @ret directly, and @ret
+ * wiped on failure: no copy of it is left in memory the caller cannot wipe
+ * or keep out of a core dump (fs/key_opts.c).
  */
 int fetch_pbs_key_load(const char *json, size_t len, const char *password,
                        struct fetch_pbs_key *ret, fetch_error *err);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -81,8 +82,6 @@ static int prompt(const char *keyfile, char *buf, size_t len)
     }
     quiet = old;
     quiet.c_lflag &= ~(tcflag_t)ECHO;
-    fprintf(f, "Password for %s: ", keyfile);
-    fflush(f);
     /* ^C at the prompt must not leave the terminal without echo */
     prompt_fd = fd;
     prompt_saved = old;
@@ -93,7 +92,10 @@ static int prompt(const char *keyfile, char *buf, size_t len)
         if (before[i].sa_handler == SIG_DFL)
             sigaction(prompt_signals[i], &on_sig, NULL);
     }
+    /* echo off before the prompt shows: nothing typed at it is echoed */
     tcsetattr(fd, TCSAFLUSH, &quiet);
+    fprintf(f, "Password for %s: ", keyfile);
+    fflush(f);
     if (!fgets(buf, (int)len, f))
         r = -EIO;
     tcsetattr(fd, TCSAFLUSH, &old);
@@ -143,6 +145,31 @@ static int get_password(const struct fs_key_opts *o, char *buf, size_t len)
     return 0;
 }
 
+static size_t key_page_len(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t n = page > 0 ? (size_t)page : 4096;
+    return (sizeof(struct fetch_pbs_key) + n - 1) / n * n;
+}
+
+/*
+ * A key's own zeroed page(s): left out of core dumps (MADV_DONTDUMP: a
+ * daemon that crashes must not write the key into a core file, which
+ * systemd-coredump keeps) and, where RLIMIT_MEMLOCK allows, locked so that
+ * it is never written to swap. NULL on ENOMEM.
+ */
+static struct fetch_pbs_key *key_page_new(void)
+{
+    size_t len = key_page_len();
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (madvise(p, len, MADV_DONTDUMP) < 0)
+        fs_warn("the key's memory cannot be left out of core dumps: %s", strerror(errno));
+    (void)mlock(p, len); /* best effort: the limit may be 0 */
+    return p;
+}
+
 int fs_key_load(const struct fs_key_opts *o, struct fetch_pbs_key **ret)
 {
     struct fetch_pbs_key *k;
@@ -162,7 +189,7 @@ int fs_key_load(const struct fs_key_opts *o, struct fetch_pbs_key **ret)
                r == -EFBIG ? "too large for a key file" : strerror(-r));
         return r;
     }
-    if (!(k = calloc(1, sizeof(*k)))) {
+    if (!(k = key_page_new())) {
         fetch_secret_free(json, len);
         fs_err("out of memory");
         return -ENOMEM;
@@ -190,5 +217,5 @@ void fs_key_free(struct fetch_pbs_key *k)
     if (!k)
         return;
     fetch_pbs_key_clear(k);
-    free(k);
+    munmap(k, key_page_len());
 }
