@@ -337,16 +337,19 @@ static void run_job(struct fs_hydrator *h, struct job *job)
     bool stopping;
     int r;
 
-    r = fs_node_load(h->ctx->tree, job->node, &err);
+    /* the job holds the index until its last completion has come */
+    r = fs_image_get(h->ctx->tree, job->node, &img, &err);
     pthread_mutex_lock(&h->lock);
     if (job_stopping(h, job)) {
         /* stopped while the index loaded (a remote one may take long) */
         pthread_mutex_unlock(&h->lock);
+        if (r == 0)
+            fs_image_put(h->ctx->tree, job->node);
         return;
     }
     pthread_mutex_unlock(&h->lock);
-    if (r == 0)
-        r = distinct_chunks(job->node->image, &list, &n);
+    if (r == 0 && (r = distinct_chunks(img, &list, &n)) < 0)
+        fs_image_put(h->ctx->tree, job->node);
     if (r < 0) {
         pthread_mutex_lock(&h->lock);
         job->errors++;
@@ -354,7 +357,6 @@ static void run_job(struct fs_hydrator *h, struct job *job)
         pthread_mutex_unlock(&h->lock);
         return;
     }
-    img = job->node->image;
     pthread_mutex_lock(&h->lock);
     job->total = img->data_bytes;
     pthread_mutex_unlock(&h->lock);
@@ -369,6 +371,7 @@ static void run_job(struct fs_hydrator *h, struct job *job)
     if (!stopping)
         count_evicted(h, job, img, list, n);
     free(list);
+    fs_image_put(h->ctx->tree, job->node);
 }
 
 /* Why chunks are missing from the cache, for people. */
@@ -559,7 +562,7 @@ int fs_hydrator_add(struct fs_hydrator *h, struct fs_node *n, uint64_t bandwidth
     job->bandwidth = bandwidth;
     job->state = FS_HYDRATE_QUEUED;
     if (fs_node_loaded(n))
-        job->total = n->image->data_bytes;
+        job->total = n->data_bytes;
     *jp = job;
     *ret_job = job->id;
     pthread_cond_broadcast(&h->cond);

@@ -159,6 +159,7 @@ static void config_reload(void *arg);
 struct mount_opts {
     bool foreground, debug, allow_other, no_cache, offline, page_cache;
     uint64_t mem_cache, cache_size;
+    uint64_t index_keep; /* bytes of unused image indexes kept ($LAZYIMG_INDEX_KEEP) */
     const char *cache_dir;
     unsigned threads, concurrency, retries, readahead;
     unsigned readahead_kb;
@@ -292,6 +293,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
                                          [FS_LOG_INFO] = "info",
                                          [FS_LOG_DEBUG] = "debug"};
     const char *env_conc = getenv("LAZYIMG_FETCH_CONCURRENCY");
+    const char *env_keep = getenv("LAZYIMG_INDEX_KEEP");
     const char *cfg_store, *cfg_mnt;
     uint64_t v;
     int c;
@@ -306,6 +308,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         .retries = DEFAULT_RETRIES,
         .cache_size = FS_DEFAULT_CACHE_SIZE,
         .stuck_after = DEFAULT_STUCK_AFTER,
+        .index_keep = FS_INDEX_KEEP,
     };
     for (int li = -1; (c = getopt_long(argc, argv, "fdh", mount_opts, &li)) != -1; li = -1) {
         int handled;
@@ -449,6 +452,9 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
     }
     if (env_conc && *env_conc &&
         parse_count("LAZYIMG_FETCH_CONCURRENCY", env_conc, 1, 256, &o->concurrency) < 0)
+        return 2;
+    if (env_keep && *env_keep &&
+        parse_min_size("LAZYIMG_INDEX_KEEP", env_keep, 0, "0", &o->index_keep) < 0)
         return 2;
     if (argc - optind == 0 && cfg_store && cfg_mnt) {
         o->store = cfg_store;
@@ -1140,6 +1146,7 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
                         chunk_store ? chunk_store->location : o->store_shown,
                         chunk_store ? "" : "/", chunk_store ? "" : o->format->chunk_dir)) < 0)
         mounted[0] = '\0';
+    fs_tree_set_index_keep(tree, o->index_keep);
     cfg.tree = tree;
     cfg.stores = stores;
     cfg.nstores = o->nmirrors + 1;

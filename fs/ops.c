@@ -49,7 +49,8 @@ static void log_load_error(const struct fs_node *n, int r, const fetch_error *er
         fs_err("%s: %s", path, err->msg[0] ? err->msg : strerror(-r));
 }
 
-/* Loads what stat needs: images need their index for st_blocks, blobs their size. */
+/* Loads what stat needs: images their size and data bytes (from their
+ * index, the first time only), blobs their size. */
 static int prepare(struct fs_ctx *ctx, struct fs_node *n)
 {
     fetch_error err = {""};
@@ -261,6 +262,7 @@ static void file_link(struct fs_ctx *ctx, struct fs_file *f)
 
 static void file_free(struct fs_ctx *ctx, struct fs_file *f)
 {
+    fs_image_put(ctx->tree, f->image_node);
     pthread_mutex_lock(&ctx->files_lock);
     if (f->prev)
         f->prev->next = f->next;
@@ -290,14 +292,16 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     if (fs_archive_ino(ino) || fs_parts_ino(ino)) {
-        struct fs_file *f;
-        r = fs_parts_ino(ino) ? fs_parts_open(ctx, ino) : fs_archive_open(ctx, ino);
-        if (r < 0) {
-            fuse_reply_err(req, -r);
+        struct fs_file *f = calloc(1, sizeof(*f));
+        if (!f) {
+            fuse_reply_err(req, ENOMEM);
             return;
         }
-        if (!(f = calloc(1, sizeof(*f)))) {
-            fuse_reply_err(req, ENOMEM);
+        /* a partition or volume holds its image's index until the release */
+        r = fs_parts_ino(ino) ? fs_parts_open(ctx, ino, f) : fs_archive_open(ctx, ino);
+        if (r < 0) {
+            free(f);
+            fuse_reply_err(req, -r);
             return;
         }
         pthread_mutex_init(&f->lock, NULL);
@@ -327,20 +331,30 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, -n->entry->refuse);
         return;
     }
-    if ((r = prepare(ctx, n)) < 0) {
-        fuse_reply_err(req, -r);
-        return;
-    }
     if (n->kind == FS_NODE_IMAGE) {
-        struct fs_file *f = calloc(1, sizeof(*f));
-        fs_profile_open(ctx->profiles, n);
-        if (!f) {
+        /* the file holds the index from here to its release */
+        const struct fetch_image *img;
+        fetch_error err = {""};
+        struct fs_file *f;
+        if ((r = fs_image_get(ctx->tree, n, &img, &err)) < 0) {
+            log_load_error(n, r, &err);
+            fuse_reply_err(req, r == -ENOMEM ? ENOMEM : EIO);
+            return;
+        }
+        if (!(f = calloc(1, sizeof(*f)))) {
+            fs_image_put(ctx->tree, n);
             fuse_reply_err(req, ENOMEM);
             return;
         }
+        f->image_node = n;
+        f->image = img;
+        fs_profile_open(ctx->profiles, n, img);
         pthread_mutex_init(&f->lock, NULL);
         file_link(ctx, f);
         fi->fh = (uintptr_t)f;
+    } else if ((r = prepare(ctx, n)) < 0) {
+        fuse_reply_err(req, -r);
+        return;
     }
     fi->keep_cache = 1; /* snapshots are immutable */
     /* Streaming an image through the kernel's page cache costs a fresh page
@@ -378,13 +392,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fs_archive_read(ctx, req, ino, (struct fs_file *)(uintptr_t)fi->fh, (uint64_t)off, size);
         return;
     }
-    if (!n || !fs_node_loaded(n) || off < 0) {
-        fuse_reply_err(req, n ? EIO : ENOENT);
+    if (n && n->kind == FS_NODE_IMAGE && off >= 0) {
+        /* the index the open took */
+        struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
+        if (!f || !f->image) {
+            fuse_reply_err(req, EIO);
+            return;
+        }
+        fs_profile_read(ctx->profiles, n, f->image, (uint64_t)off, size);
+        fs_read_image(ctx, n, f->image, f, req, (uint64_t)off, size);
         return;
     }
-    if (n->kind == FS_NODE_IMAGE) {
-        fs_profile_read(ctx->profiles, n, (uint64_t)off, size);
-        fs_read_image(ctx, n, (struct fs_file *)(uintptr_t)fi->fh, req, (uint64_t)off, size);
+    if (!n || !fs_node_loaded(n) || off < 0) {
+        fuse_reply_err(req, n ? EIO : ENOENT);
         return;
     }
     if ((uint64_t)off >= n->blob.len) {
@@ -401,11 +421,11 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 {
     struct fs_ctx *ctx = ctx_of(req);
     struct fs_node *n = fs_tree_get(ctx->tree, ino);
+    struct fs_file *f = (struct fs_file *)(uintptr_t)fi->fh;
     int64_t pos;
-    (void)fi;
 
     if (fs_parts_ino(ino)) {
-        fs_parts_lseek(ctx, req, ino, off, whence);
+        fs_parts_lseek(ctx, req, ino, (struct fs_file *)(uintptr_t)fi->fh, off, whence);
         return;
     }
     if (fs_archive_ino(ino)) {
@@ -436,7 +456,11 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
             fuse_reply_lseek(req, whence == SEEK_HOLE ? (off_t)n->blob.len : off);
         return;
     }
-    pos = fetch_image_seek(n->image, (uint64_t)off, whence);
+    if (!f || !f->image) {
+        fuse_reply_err(req, EIO);
+        return;
+    }
+    pos = fetch_image_seek(f->image, (uint64_t)off, whence);
     if (pos < 0)
         fuse_reply_err(req, (int)-pos);
     else

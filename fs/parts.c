@@ -329,12 +329,12 @@ static int add_volumes(struct builder *b, const struct fetch_lvm *lvm, const str
     return 0;
 }
 
-/* Reads @image's table and volumes into *@ret. -EIO (the store: logged,
+/* Reads the table and volumes of @image (index @img, held) into *@ret. -EIO (the store: logged,
  * tried again next time) or -ENOMEM; malformed contents are logged and
  * left out. */
-static int build(struct fs_ctx *ctx, const struct fs_node *image, struct fs_parts **ret)
+static int build(struct fs_ctx *ctx, const struct fs_node *image, const struct fetch_image *img,
+                 struct fs_parts **ret)
 {
-    const struct fetch_image *img = image->image;
     struct builder b = {.image = image, .img = img};
     struct fetch_label *label = NULL;
     struct fetch_lvm *lvm = NULL;
@@ -428,6 +428,7 @@ out:
 static int parts_of(struct fs_ctx *ctx, struct fs_node *pn, struct fs_parts **ret)
 {
     struct fs_node *image = pn->of;
+    const struct fetch_image *img;
     struct fs_parts *p;
     fetch_error err = {""};
     int r;
@@ -438,7 +439,8 @@ static int parts_of(struct fs_ctx *ctx, struct fs_node *pn, struct fs_parts **re
     }
     if (image->entry && image->entry->refuse)
         return image->entry->refuse; /* open() of the image says why */
-    if ((r = fs_node_load(ctx->tree, image, &err)) < 0) {
+    /* the index while the table is read; the directory keeps no pointer into it */
+    if ((r = fs_image_get(ctx->tree, image, &img, &err)) < 0) {
         char path[512];
         fs_node_path(image, path, sizeof(path));
         fs_err("%s: %s", path, err.msg[0] ? err.msg : strerror(-r));
@@ -446,9 +448,10 @@ static int parts_of(struct fs_ctx *ctx, struct fs_node *pn, struct fs_parts **re
     }
     pthread_mutex_lock(&pn->lock);
     r = 0;
-    if (!(p = pn->parts) && (r = build(ctx, image, &p)) == 0)
+    if (!(p = pn->parts) && (r = build(ctx, image, img, &p)) == 0)
         atomic_store_explicit(&pn->parts, p, memory_order_release);
     pthread_mutex_unlock(&pn->lock);
+    fs_image_put(ctx->tree, image);
     *ret = p;
     return r;
 }
@@ -652,8 +655,10 @@ void fs_parts_readlink(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino)
         fuse_reply_readlink(req, p->ents[idx].target);
 }
 
-int fs_parts_open(struct fs_ctx *ctx, uint64_t ino)
+int fs_parts_open(struct fs_ctx *ctx, uint64_t ino, struct fs_file *f)
 {
+    const struct fetch_image *img;
+    fetch_error err = {""};
     struct fs_node *pn;
     struct fs_parts *p;
     uint32_t idx;
@@ -663,7 +668,17 @@ int fs_parts_open(struct fs_ctx *ctx, uint64_t ino)
         return r;
     if (p->ents[idx].type == S_IFDIR)
         return -EISDIR;
-    return p->ents[idx].type == S_IFREG ? 0 : -EINVAL;
+    if (p->ents[idx].type != S_IFREG)
+        return -EINVAL;
+    if ((r = fs_image_get(ctx->tree, pn->of, &img, &err)) < 0) {
+        char path[512];
+        fs_node_path(pn->of, path, sizeof(path));
+        fs_err("%s: %s", path, err.msg[0] ? err.msg : strerror(-r));
+        return r == -ENOMEM ? -ENOMEM : -EIO;
+    }
+    f->image_node = pn->of;
+    f->image = img;
+    return 0;
 }
 
 void fs_parts_read(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino, struct fs_file *f,
@@ -678,11 +693,16 @@ void fs_parts_read(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino, struct fs_f
         fuse_reply_err(req, r < 0 ? -r : EISDIR);
         return;
     }
-    fs_read_view(ctx, pn->of, p->ents[idx].path, p->ents[idx].why, &p->ents[idx].why_said,
+    if (!f || f->image_node != pn->of) {
+        fuse_reply_err(req, EIO); /* not opened by fs_parts_open */
+        return;
+    }
+    fs_read_view(ctx, pn->of, f->image, p->ents[idx].path, p->ents[idx].why, &p->ents[idx].why_said,
                  p->ents[idx].view, f, req, off, size);
 }
 
-void fs_parts_lseek(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino, off_t off, int whence)
+void fs_parts_lseek(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino, struct fs_file *f, off_t off,
+                    int whence)
 {
     struct fs_node *pn;
     struct fs_parts *p;
@@ -694,11 +714,15 @@ void fs_parts_lseek(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino, off_t off,
         fuse_reply_err(req, r < 0 ? -r : EINVAL);
         return;
     }
+    if (!f || f->image_node != pn->of) {
+        fuse_reply_err(req, EIO);
+        return;
+    }
     if (off < 0) {
         fuse_reply_err(req, ENXIO);
         return;
     }
-    pos = fetch_view_seek(p->ents[idx].view, pn->of->image, (uint64_t)off, whence);
+    pos = fetch_view_seek(p->ents[idx].view, f->image, (uint64_t)off, whence);
     if (pos < 0)
         fuse_reply_err(req, (int)-pos);
     else

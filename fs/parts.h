@@ -13,7 +13,9 @@
  * (SEEK_DATA/SEEK_HOLE, st_blocks) and readahead are the image's, through
  * the same read path. The table and the volume metadata are read on the
  * first lookup or listing of the directory (on that FUSE worker, through the
- * chunk layer: fs_read_sync) and kept for the life of the mount. A missing or
+ * chunk layer: fs_read_sync, holding the image's index meanwhile) and kept
+ * for the life of the mount (no pointer into the index: an open file holds
+ * its own reference). A missing or
  * malformed table, or refused LVM metadata, gives fewer entries and a log
  * line, never an error for the image; a read error of the store gives EIO
  * and is tried again on the next request. Segments that cannot be read
@@ -56,8 +58,12 @@ int fs_parts_getattr(struct fs_ctx *ctx, uint64_t ino, struct stat *st);
 int fs_parts_opendir(struct fs_ctx *ctx, uint64_t ino);
 void fs_parts_readdir(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino, size_t size, off_t off);
 void fs_parts_readlink(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino);
-/* A regular file: 0, -EISDIR, -EINVAL (a symlink), -EIO. */
-int fs_parts_open(struct fs_ctx *ctx, uint64_t ino);
+/* A regular file, opened as @f: 0 with a reference to its image's index in
+ * @f (f->image_node, f->image; the release drops it), or -EISDIR, -EINVAL
+ * (a symlink), -EIO, -ENOMEM. */
+int fs_parts_open(struct fs_ctx *ctx, uint64_t ino, struct fs_file *f);
+/* Reads and seeks through the index @f (fs_parts_open) holds. */
 void fs_parts_read(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino, struct fs_file *f,
                    uint64_t off, size_t size);
-void fs_parts_lseek(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino, off_t off, int whence);
+void fs_parts_lseek(struct fs_ctx *ctx, fuse_req_t req, uint64_t ino, struct fs_file *f, off_t off,
+                    int whence);

@@ -15,12 +15,15 @@
 struct fs_prof_img {
     struct fs_profiles *owner;
     struct fs_node *node;
-    const struct fetch_image *img;
+    size_t count;             /* extents of the image (the bits below are per extent) */
     struct fs_prof_img *next; /* in owner->imgs (only ever prepended) */
     char key[1024];
     char path[512];
 
     pthread_mutex_t lock; /* everything below */
+    /* a reference to the image's index until the replay is done (or no
+     * profile was found to replay): dropped on the profile thread */
+    const struct fetch_image *img;
     uint64_t start_ms;
     atomic_bool recording; /* read without the lock on the read path */
     bool save_pending, loaded;
@@ -84,22 +87,22 @@ static void end_recording(struct fs_prof_img *pi)
     if (!atomic_load(&pi->recording))
         return;
     atomic_store(&pi->recording, false);
-    for (size_t i = 0; i < pi->img->count; i++)
+    for (size_t i = 0; i < pi->count; i++)
         if (bit(pi->fetched_bits, i) && !bit(pi->read_bits, i))
             pi->useless++;
     pi->save_pending = pi->norder > 0;
 }
 
-void fs_profile_read(struct fs_profiles *p, struct fs_node *n, uint64_t off, size_t len)
+void fs_profile_read(struct fs_profiles *p, struct fs_node *n, const struct fetch_image *img,
+                     uint64_t off, size_t len)
 {
     struct fs_prof_img *pi = p ? atomic_load_explicit(&n->profile, memory_order_acquire) : NULL;
-    const struct fetch_image *img;
     bool ended = false;
 
     if (!pi || !atomic_load_explicit(&pi->recording, memory_order_relaxed) || len == 0)
         return;
-    img = pi->img;
-    if (off >= img->size)
+    /* (a copy loaded again is the same index; the count guards the bits) */
+    if (off >= img->size || img->count != pi->count)
         return;
     pthread_mutex_lock(&pi->lock);
     if (fs_now_ms() - pi->start_ms >= (uint64_t)p->window_s * 1000) {
@@ -132,16 +135,16 @@ void fs_profile_read(struct fs_profiles *p, struct fs_node *n, uint64_t off, siz
         kick(p);
 }
 
-void fs_profile_open(struct fs_profiles *p, struct fs_node *n)
+void fs_profile_open(struct fs_profiles *p, struct fs_node *n, const struct fetch_image *img)
 {
     struct fs_prof_img *pi, *none = NULL;
     size_t nbytes;
 
-    if (!p || n->kind != FS_NODE_IMAGE || !fs_node_loaded(n) || atomic_load(&n->profile))
+    if (!p || n->kind != FS_NODE_IMAGE || atomic_load(&n->profile))
         return;
     if (!(pi = calloc(1, sizeof(*pi))))
         return;
-    nbytes = n->image->count / 8 + 1;
+    nbytes = img->count / 8 + 1;
     pi->read_bits = calloc(1, nbytes);
     pi->replay_bits = calloc(1, nbytes);
     pi->fetched_bits = calloc(1, nbytes);
@@ -149,13 +152,16 @@ void fs_profile_open(struct fs_profiles *p, struct fs_node *n)
         goto fail;
     pi->owner = p;
     pi->node = n;
-    pi->img = n->image;
+    pi->count = img->count;
+    pi->img = img;
     fs_profile_key(p->store, n, pi->key, sizeof(pi->key));
     fs_node_path(n, pi->path, sizeof(pi->path));
     pthread_mutex_init(&pi->lock, NULL);
     pi->start_ms = fs_now_ms();
     atomic_store(&pi->recording, true);
+    fs_image_ref(n); /* pi->img, from the caller's */
     if (!atomic_compare_exchange_strong(&n->profile, &none, pi)) {
+        fs_image_put(p->ctx->tree, n);
         pthread_mutex_destroy(&pi->lock);
         goto fail; /* another open won */
     }
@@ -226,7 +232,7 @@ static void load(struct fs_profiles *p, struct fs_prof_img *pi)
 static void replay_more(struct fs_profiles *p, struct fs_prof_img *pi)
 {
     pthread_mutex_lock(&pi->lock);
-    while (pi->replaying && pi->inflight < FS_PROFILE_INFLIGHT &&
+    while (pi->replaying && pi->img && pi->inflight < FS_PROFILE_INFLIGHT &&
            pi->inflight_bytes < FS_PROFILE_INFLIGHT_BYTES && pi->next_off < pi->noffs) {
         uint64_t off = pi->offs[pi->next_off++];
         const struct fetch_extent *e;
@@ -299,6 +305,21 @@ static void save(struct fs_profiles *p, struct fs_prof_img *pi)
     pthread_mutex_unlock(&pi->lock);
 }
 
+/* Drops @pi's reference to the index once the replay does not need it: no
+ * profile to replay, or its replay done (on the profile thread, or at stop).
+ * The recording needs none: the reader's reads come with theirs. */
+static void let_go(struct fs_profiles *p, struct fs_prof_img *pi, bool stopping)
+{
+    bool drop;
+    pthread_mutex_lock(&pi->lock);
+    drop = pi->img && (stopping || (pi->loaded && !pi->replaying));
+    if (drop)
+        pi->img = NULL;
+    pthread_mutex_unlock(&pi->lock);
+    if (drop)
+        fs_image_put(p->ctx->tree, pi->node);
+}
+
 static void *profile_main(void *arg)
 {
     struct fs_profiles *p = arg;
@@ -331,6 +352,7 @@ static void *profile_main(void *arg)
                 load(p, pi);
             replay_more(p, pi);
             save(p, pi);
+            let_go(p, pi, false);
         }
     }
     return NULL;
@@ -376,6 +398,7 @@ void fs_profiles_stop(struct fs_profiles *p)
         end_recording(pi);
         pthread_mutex_unlock(&pi->lock);
         save(p, pi);
+        let_go(p, pi, true);
     }
 }
 

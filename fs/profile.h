@@ -66,11 +66,16 @@ void fs_profiles_stop(struct fs_profiles *p);
 /* After fs_profiles_stop and the pool's end. NULL-safe. */
 void fs_profiles_free(struct fs_profiles *p);
 
-/* Image node @n (loaded) was opened: the first time, recording and replay start. */
-void fs_profile_open(struct fs_profiles *p, struct fs_node *n);
+/* Image node @n was opened, with index @img (a reference the caller holds):
+ * the first time, recording and replay start, the profile holding a
+ * reference of its own to the index until its replay has ended (or no
+ * profile was found to replay). */
+void fs_profile_open(struct fs_profiles *p, struct fs_node *n, const struct fetch_image *img);
 
-/* A reader read [@off, @off + @len) of image node @n. */
-void fs_profile_read(struct fs_profiles *p, struct fs_node *n, uint64_t off, size_t len);
+/* A reader read [@off, @off + @len) of image node @n, through index @img
+ * (the open file's). */
+void fs_profile_read(struct fs_profiles *p, struct fs_node *n, const struct fetch_image *img,
+                     uint64_t off, size_t len);
 
 /*
  * The profile state of node @n: {"state": "recording"|"recorded"|"off",

@@ -87,6 +87,9 @@ struct pending {
     fuse_req_t req;
     struct fs_ctx *ctx;
     const struct fs_node *node;
+    /* the image node whose index reference this read holds (the pieces
+     * point into the index), or NULL (an archive's stream: never let go) */
+    struct fs_node *hold;
     uint64_t off;      /* the read's first image offset (for the watchdog) */
     uint64_t start_ms; /* when it started waiting */
     uint64_t said_ms;  /* when the watchdog last logged it (0: never) */
@@ -160,6 +163,7 @@ static void pending_free(struct pending *p)
     pending_unlist(p);
     for (size_t k = 0; k < p->n; k++)
         fs_chunks_put(ctx->chunks, p->pieces[k].ref);
+    fs_image_put(ctx->tree, p->hold);
     pthread_mutex_destroy(&p->ilock);
     free(p->copy);
     free(p);
@@ -419,11 +423,12 @@ static size_t count_pieces(const struct fetch_image *img, const struct range *rg
  * (taken over: set to NULL), those read into a reused scratch buffer (no
  * reference) copied; the rest of the extents, from extent @i of range @r on
  * (SIZE_MAX: its first), are filled in or awaited. The reply is @size bytes.
+ * @hold: as for read_ranges.
  */
-static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
-                       fuse_req_t req, const struct range *rg, size_t nr, size_t r, size_t i,
-                       size_t size, const struct iovec *iov, struct cache_mem_entry **held,
-                       size_t niov)
+static void read_async(struct fs_ctx *ctx, const struct fs_node *n, struct fs_node *hold,
+                       const struct fetch_image *img, fuse_req_t req, const struct range *rg,
+                       size_t nr, size_t r, size_t i, size_t size, const struct iovec *iov,
+                       struct cache_mem_entry **held, size_t niov)
 {
     size_t at, slots;
     struct pending *p;
@@ -437,6 +442,9 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, const struct
     p->req = req;
     p->ctx = ctx;
     p->node = n;
+    /* the caller's reference lasts until this returns; the pieces outlive it */
+    if ((p->hold = hold))
+        fs_image_ref(hold);
     atomic_init(&p->outstanding, 1);
     atomic_init(&p->error, 0);
     atomic_init(&p->refs, 1);
@@ -727,19 +735,16 @@ uint64_t fs_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f, fuse_req_t req,
-                   uint64_t off, size_t size)
-{
-    fs_read_span(ctx, n, n->image, 0, n->image->size, f, req, off, size);
-}
-
 /*
  * Answers a read of the ranges @rg of @img (together at most FS_MAX_READ
  * bytes) in order: at once when every piece is a hole, in memory or in the
- * disk cache, else when the chunks it waits for arrive.
+ * disk cache, else when the chunks it waits for arrive. @hold: the image
+ * node whose index @img is (the caller holds a reference; a read that waits
+ * takes one of its own), or NULL when @img lives as long as the mount.
  */
-static void read_ranges(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
-                        fuse_req_t req, const struct range *rg, size_t nr)
+static void read_ranges(struct fs_ctx *ctx, const struct fs_node *n, struct fs_node *hold,
+                        const struct fetch_image *img, fuse_req_t req, const struct range *rg,
+                        size_t nr)
 {
     struct iovec stack_iov[STACK_IOV], *iov = stack_iov;
     /* the reference that keeps each piece's bytes (NULL: zeros, scratch) */
@@ -752,7 +757,7 @@ static void read_ranges(struct fs_ctx *ctx, const struct fs_node *n, const struc
         size += (size_t)rg[k].len;
     slots = count_pieces(img, rg, nr, 0, SIZE_MAX);
     if (slots > MAX_REPLY_IOV) {
-        read_async(ctx, n, img, req, rg, nr, 0, SIZE_MAX, size, NULL, NULL, 0);
+        read_async(ctx, n, hold, img, req, rg, nr, 0, SIZE_MAX, size, NULL, NULL, 0);
         return;
     }
     if (slots > STACK_IOV) {
@@ -793,7 +798,7 @@ static void read_ranges(struct fs_ctx *ctx, const struct fs_node *n, const struc
                 }
                 if (r == 0) {
                     /* to be fetched: the reply is sent when the chunks arrive */
-                    read_async(ctx, n, img, req, rg, nr, k, i, size, iov, held, niov);
+                    read_async(ctx, n, hold, img, req, rg, nr, k, i, size, iov, held, niov);
                     r = 1;
                     goto out;
                 }
@@ -820,9 +825,10 @@ out:
         free(held);
 }
 
-void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
-                  uint64_t base, uint64_t span, struct fs_file *f, fuse_req_t req, uint64_t off,
-                  size_t size)
+/* fs_read_span, with @hold as for read_ranges */
+static void read_span(struct fs_ctx *ctx, const struct fs_node *n, struct fs_node *hold,
+                      const struct fetch_image *img, uint64_t base, uint64_t span,
+                      struct fs_file *f, fuse_req_t req, uint64_t off, size_t size)
 {
     struct range rg;
 
@@ -838,7 +844,20 @@ void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetc
     rg.off = base + off;
     rg.len = off + size > span ? span - off : size;
     prefetch_streams(ctx, f, img, rg.off, rg.off + rg.len);
-    read_ranges(ctx, n, img, req, &rg, 1);
+    read_ranges(ctx, n, hold, img, req, &rg, 1);
+}
+
+void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
+                  uint64_t base, uint64_t span, struct fs_file *f, fuse_req_t req, uint64_t off,
+                  size_t size)
+{
+    read_span(ctx, n, NULL, img, base, span, f, req, off, size);
+}
+
+void fs_read_image(struct fs_ctx *ctx, struct fs_node *n, const struct fetch_image *img,
+                   struct fs_file *f, fuse_req_t req, uint64_t off, size_t size)
+{
+    read_span(ctx, n, n, img, 0, img->size, f, req, off, size);
 }
 
 /* Prefetches the streams of a view read's ranges: the ranges that continue
@@ -864,12 +883,11 @@ static void prefetch_ranges(struct fs_ctx *ctx, struct fs_file *f, const struct 
         prefetch_streams(ctx, f, img, chain[c].off, chain[c].off + chain[c].len);
 }
 
-void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name, const char *why,
-                  atomic_bool *said, const struct fetch_view *v, struct fs_file *f, fuse_req_t req,
-                  uint64_t off, size_t size)
+void fs_read_view(struct fs_ctx *ctx, struct fs_node *n, const struct fetch_image *img,
+                  const char *name, const char *why, atomic_bool *said, const struct fetch_view *v,
+                  struct fs_file *f, fuse_req_t req, uint64_t off, size_t size)
 {
     struct range stack_rg[16], *rg = stack_rg;
-    const struct fetch_image *img = n->image;
     size_t nr = 0, cap = sizeof(stack_rg) / sizeof(stack_rg[0]);
     uint64_t end;
 
@@ -922,7 +940,7 @@ void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name,
         off += run;
     }
     prefetch_ranges(ctx, f, img, rg, nr);
-    read_ranges(ctx, n, img, req, rg, nr);
+    read_ranges(ctx, n, n, img, req, rg, nr);
 out:
     if (rg != stack_rg)
         free(rg);

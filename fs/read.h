@@ -30,6 +30,11 @@ struct fs_stream {
 /* Per open() of an image (fi->fh): streams for readahead, guarded by @lock. */
 struct fs_file {
     struct fs_file *prev, *next; /* in fs_ctx.files: freed at unmount if never released */
+    /* the index the file reads (an image's, or the image's of a partition or
+     * volume): a reference (fs_image_get) of @image_node, from the open to
+     * the release; both NULL for files of archives */
+    struct fs_node *image_node;
+    const struct fetch_image *image;
     pthread_mutex_t lock;
     uint64_t clock;
     struct fs_stream streams[FS_STREAMS];
@@ -39,30 +44,34 @@ struct fs_file {
 void fs_read_init(void);
 
 /*
- * Answers a read of [@off, @off + @size) of image node @n opened as @f (may
- * be NULL: no readahead); replies exactly once: at once when every chunk is
- * in memory or in the disk cache, else from the pool worker that completes
- * the last missing chunk. Starts readahead of @f's sequential streams.
+ * Answers a read of [@off, @off + @size) of image node @n, whose index @img
+ * the caller holds a reference to (fs_image_get: the open file's), opened as
+ * @f (may be NULL: no readahead); replies exactly once: at once when every
+ * chunk is in memory or in the disk cache, else from the pool worker that
+ * completes the last missing chunk, the read holding a reference of its own
+ * to @img until then. Starts readahead of @f's sequential streams.
  */
-void fs_read_image(struct fs_ctx *ctx, const struct fs_node *n, struct fs_file *f, fuse_req_t req,
-                   uint64_t off, size_t size);
+void fs_read_image(struct fs_ctx *ctx, struct fs_node *n, const struct fetch_image *img,
+                   struct fs_file *f, fuse_req_t req, uint64_t off, size_t size);
 
 /* The same for a file that is @span bytes of @img from @base on (a file in
- * an archive's stream); @n names it in log lines. base + span <= img->size. */
+ * an archive's stream, whose images live as long as the mount: no
+ * reference); @n names it in log lines. base + span <= img->size. */
 void fs_read_span(struct fs_ctx *ctx, const struct fs_node *n, const struct fetch_image *img,
                   uint64_t base, uint64_t span, struct fs_file *f, fuse_req_t req, uint64_t off,
                   size_t size);
 
-/* The same for a file that is view @v of image node @n's image (a partition,
- * a logical volume) named @name in @n's directory (for log lines). A read that reaches a
+/* The same for a file that is view @v of image node @n's index @img (a
+ * reference the caller holds, as for fs_read_image: a partition, a logical
+ * volume) named @name in @n's directory (for log lines). A read that reaches a
  * segment that cannot be read fails with EIO and a log line saying @why
  * (an error the first time, as *@said then tells, later at debug level). */
-void fs_read_view(struct fs_ctx *ctx, const struct fs_node *n, const char *name, const char *why,
-                  atomic_bool *said, const struct fetch_view *v, struct fs_file *f, fuse_req_t req,
-                  uint64_t off, size_t size);
+void fs_read_view(struct fs_ctx *ctx, struct fs_node *n, const struct fetch_image *img,
+                  const char *name, const char *why, atomic_bool *said, const struct fetch_view *v,
+                  struct fs_file *f, fuse_req_t req, uint64_t off, size_t size);
 
 /*
- * Reads [@off, @off + @len) of @img into @buf on this thread, waiting for
+ * Reads [@off, @off + @len) of @img (held by the caller) into @buf on this thread, waiting for
  * the chunks that must be fetched (at demand priority): for metadata that a
  * request needs before it can answer (archives, partition tables). 0, or
  * -EIO with @err saying why (never a wrong byte), -ENOMEM.

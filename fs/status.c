@@ -221,9 +221,10 @@ static json_object *memory_json(void)
     return o;
 }
 
-static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd, struct fs_node *n)
+/* Image node @n, whose index @img the caller holds. */
+static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd, struct fs_node *n,
+                               const struct fetch_image *img)
 {
-    const struct fetch_image *img = n->image;
     json_object *o = json_object_new_object(), *pj;
     struct fs_hydrate_progress p;
     uint64_t cached = 0;
@@ -257,6 +258,25 @@ static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd
     return o;
 }
 
+static json_object *indexes_json(struct fs_tree *t)
+{
+    json_object *o = json_object_new_object();
+    struct fs_index_stats st;
+
+    if (!o)
+        return NULL;
+    fs_tree_index_stats(t, &st);
+    add_u64(o, "loaded", st.loaded);
+    add_u64(o, "loaded_bytes", st.loaded_bytes);
+    add_u64(o, "in_use", st.loaded - st.unused);
+    add_u64(o, "unused", st.unused);
+    add_u64(o, "unused_bytes", st.unused_bytes);
+    add_u64(o, "unused_max_bytes", st.keep_bytes);
+    add_u64(o, "loads", st.loads);
+    add_u64(o, "evictions", st.evictions);
+    return o;
+}
+
 json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
                             struct fs_status_rate *rate)
 {
@@ -279,10 +299,15 @@ json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
     json_object_object_add(o, "fetch", fetch_json(rate, &ps));
     json_object_object_add(o, "cache", cache_json(ctx));
     json_object_object_add(o, "memory", memory_json());
+    json_object_object_add(o, "indexes", indexes_json(t));
     for (size_t i = 0; i < t->count; i++) {
         struct fs_node *n = t->by_ino[i];
-        if (n && n->kind == FS_NODE_IMAGE && fs_node_loaded(n) && n->image)
-            json_object_array_add(images, image_json(ctx, hyd, n));
+        const struct fetch_image *img;
+        /* those in memory; a peek neither loads one nor keeps it from going */
+        if (!n || n->kind != FS_NODE_IMAGE || !(img = fs_image_peek(t, n)))
+            continue;
+        json_object_array_add(images, image_json(ctx, hyd, n, img));
+        fs_image_put(t, n);
     }
     json_object_object_add(o, "images", images);
     return o;

@@ -25,10 +25,17 @@
  *                   chunk_buffers (fetch/buf.h: in_use, kept (free slots that
  *                   keep their pages for reuse), kept_bytes, slot_allocs,
  *                   heap_allocs, released)
- *   images[]        the images whose index is loaded (opened, stat()ed or
- *                   hydrated since the mount; loading the others here would
- *                   fetch every index): path, size, zero_bytes, data_bytes,
- *                   cached_bytes, hydrated_pct, hydration (fs/hydrate.h)
+ *   indexes         image indexes in memory (fs/tree.h): loaded,
+ *                   loaded_bytes, in_use (held by open files, waiting reads,
+ *                   hydration, profiles), unused, unused_bytes (kept for a
+ *                   later open), unused_max_bytes (the bound:
+ *                   $LAZYIMG_INDEX_KEEP), loads (since the mount, reloads
+ *                   included), evictions (unused ones freed beyond the bound)
+ *   images[]        the images whose index is in memory now (in use, or
+ *                   unused and kept: opened, stat()ed or hydrated lately;
+ *                   loading the others here would fetch every index): path,
+ *                   size, zero_bytes, data_bytes, cached_bytes, hydrated_pct,
+ *                   hydration (fs/hydrate.h), profile
  */
 #pragma once
 

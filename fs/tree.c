@@ -134,6 +134,167 @@ static int finish_dirs(struct fs_tree *t)
     return 0;
 }
 
+/* ---- image indexes in memory ---------------------------------------------- */
+
+static uint64_t index_bytes(const struct fetch_image *img)
+{
+    return sizeof(*img) + (uint64_t)img->count * sizeof(*img->extents);
+}
+
+/* img_lock held */
+static void idle_link(struct fs_tree *t, struct fs_node *n)
+{
+    n->idle_prev = NULL;
+    n->idle_next = t->idle_head;
+    if (t->idle_head)
+        t->idle_head->idle_prev = n;
+    else
+        t->idle_tail = n;
+    t->idle_head = n;
+    n->image_idle = true;
+    t->index.unused++;
+    t->index.unused_bytes += n->image_bytes;
+}
+
+/* img_lock held */
+static void idle_unlink(struct fs_tree *t, struct fs_node *n)
+{
+    if (n->idle_prev)
+        n->idle_prev->idle_next = n->idle_next;
+    else
+        t->idle_head = n->idle_next;
+    if (n->idle_next)
+        n->idle_next->idle_prev = n->idle_prev;
+    else
+        t->idle_tail = n->idle_prev;
+    n->idle_prev = n->idle_next = NULL;
+    n->image_idle = false;
+    t->index.unused--;
+    t->index.unused_bytes -= n->image_bytes;
+}
+
+/*
+ * Makes @img the index of image node @n (which has none): with one
+ * reference (@held), or unused. Records what stat needs on the first load.
+ * n->lock held (or the tree being built).
+ */
+static void publish(struct fs_tree *t, struct fs_node *n, struct fetch_image *img, bool held)
+{
+    if (!atomic_load_explicit(&n->loaded, memory_order_relaxed)) {
+        n->size = img->size;
+        n->data_bytes = img->data_bytes;
+    }
+    pthread_mutex_lock(&t->img_lock);
+    n->image = img;
+    n->image_bytes = index_bytes(img);
+    t->index.loaded++;
+    t->index.loaded_bytes += n->image_bytes;
+    t->index.loads++;
+    if (held)
+        atomic_fetch_add_explicit(&n->image_refs, 1, memory_order_relaxed);
+    else
+        idle_link(t, n);
+    pthread_mutex_unlock(&t->img_lock);
+    atomic_store_explicit(&n->loaded, true, memory_order_release);
+}
+
+#define TRIM_BATCH 16
+
+/*
+ * Takes the least recently used unused indexes off their nodes while the
+ * unused ones exceed the bound, up to TRIM_BATCH, into @out (freed by the
+ * caller, outside the lock); how many. An index that a report peeked at
+ * (referenced, still listed) stays. img_lock held.
+ */
+static size_t trim_locked(struct fs_tree *t, struct fetch_image **out)
+{
+    struct fs_node *n = t->idle_tail, *prev;
+    size_t k = 0;
+    for (; n && k < TRIM_BATCH && t->index.unused_bytes > t->index.keep_bytes; n = prev) {
+        prev = n->idle_prev;
+        /* references rise from 0 only under img_lock: 0 here stays 0 */
+        if (atomic_load_explicit(&n->image_refs, memory_order_acquire))
+            continue;
+        idle_unlink(t, n);
+        out[k++] = n->image;
+        t->index.loaded--;
+        t->index.loaded_bytes -= n->image_bytes;
+        t->index.evictions++;
+        n->image = NULL;
+        n->image_bytes = 0;
+    }
+    return k;
+}
+
+/* Frees unused indexes beyond the bound, after making @n (its last
+ * reference dropped; NULL: none) the most recently used unused one. */
+static void trim(struct fs_tree *t, struct fs_node *n)
+{
+    struct fetch_image *gone[TRIM_BATCH];
+    size_t k;
+    do {
+        pthread_mutex_lock(&t->img_lock);
+        /* not when a reference was taken since, or a put that raced with
+         * this one listed it already */
+        if (n && n->image && !n->image_idle &&
+            atomic_load_explicit(&n->image_refs, memory_order_acquire) == 0)
+            idle_link(t, n);
+        n = NULL;
+        k = trim_locked(t, gone);
+        pthread_mutex_unlock(&t->img_lock);
+        for (size_t i = 0; i < k; i++)
+            fetch_image_free(gone[i]);
+    } while (k == TRIM_BATCH);
+}
+
+/* A reference to @n's index if it is in memory (@use: a use, which takes it
+ * off the unused ones), else NULL. */
+static struct fetch_image *take(struct fs_tree *t, struct fs_node *n, bool use)
+{
+    struct fetch_image *img;
+    pthread_mutex_lock(&t->img_lock);
+    if ((img = n->image)) {
+        atomic_fetch_add_explicit(&n->image_refs, 1, memory_order_acquire);
+        if (use && n->image_idle)
+            idle_unlink(t, n);
+    }
+    pthread_mutex_unlock(&t->img_lock);
+    return img;
+}
+
+const struct fetch_image *fs_image_peek(struct fs_tree *t, struct fs_node *n)
+{
+    return n->kind == FS_NODE_IMAGE ? take(t, n, false) : NULL;
+}
+
+void fs_image_ref(struct fs_node *n)
+{
+    atomic_fetch_add_explicit(&n->image_refs, 1, memory_order_relaxed);
+}
+
+void fs_image_put(struct fs_tree *t, struct fs_node *n)
+{
+    if (!n || atomic_fetch_sub_explicit(&n->image_refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (t)
+        trim(t, n);
+}
+
+void fs_tree_set_index_keep(struct fs_tree *t, uint64_t bytes)
+{
+    pthread_mutex_lock(&t->img_lock);
+    t->index.keep_bytes = bytes;
+    pthread_mutex_unlock(&t->img_lock);
+    trim(t, NULL);
+}
+
+void fs_tree_index_stats(struct fs_tree *t, struct fs_index_stats *ret)
+{
+    pthread_mutex_lock(&t->img_lock);
+    *ret = t->index;
+    pthread_mutex_unlock(&t->img_lock);
+}
+
 static const enum fs_node_kind kind_of_entry[] = {
     [FETCH_ENTRY_DIR] = FS_NODE_DIR,         [FETCH_ENTRY_IMAGE] = FS_NODE_IMAGE,
     [FETCH_ENTRY_BLOB] = FS_NODE_BLOB,       [FETCH_ENTRY_SYMLINK] = FS_NODE_SYMLINK,
@@ -185,9 +346,9 @@ static int add_entry(struct fs_tree *t, struct name_index *x, struct fetch_entry
         if (e->type == FETCH_ENTRY_IMAGE) {
             t->image_count++;
             if (e->image) {
-                n->image = e->image;
+                /* unused until opened: trimmed to the bound once built */
+                publish(t, n, e->image, false);
                 e->image = NULL;
-                atomic_store_explicit(&n->loaded, true, memory_order_release);
             }
         }
         return 0;
@@ -242,6 +403,8 @@ int fs_tree_new(struct fetch_repo *repo, bool parts, struct fs_tree **ret)
     }
     t->repo = repo;
     t->store = repo->store;
+    pthread_mutex_init(&t->img_lock, NULL);
+    t->index.keep_bytes = FS_INDEX_KEEP;
     t->mount_time = (int64_t)time(NULL);
     t->uid = getuid();
     t->gid = getgid();
@@ -259,6 +422,7 @@ int fs_tree_new(struct fetch_repo *repo, bool parts, struct fs_tree **ret)
         fs_tree_free(t);
         return r;
     }
+    trim(t, NULL); /* images the repository read, beyond the bound */
     *ret = t;
     return 0;
 }
@@ -281,6 +445,7 @@ void fs_tree_free(struct fs_tree *t)
         free(n);
     }
     free(t->by_ino);
+    pthread_mutex_destroy(&t->img_lock);
     fs_archive_inodes_free(t->archive_inodes);
     fetch_repo_free(t->repo);
     free(t);
@@ -313,6 +478,7 @@ struct load {
     struct fs_tree *t;
     struct fs_node *n;
     fetch_error *err;
+    struct fetch_image *img; /* images: the index loaded */
 };
 
 static int load_from(struct fetch_store *s, void *arg)
@@ -320,22 +486,22 @@ static int load_from(struct fetch_store *s, void *arg)
     struct load *l = arg;
     l->err->msg[0] = '\0';
     if (l->n->kind == FS_NODE_IMAGE)
-        return fetch_repo_open_image(l->t->repo, s, l->n->entry, &l->n->image, l->err);
+        return fetch_repo_open_image(l->t->repo, s, l->n->entry, &l->img, l->err);
     if (l->n->kind == FS_NODE_ARCHIVE)
         return fetch_repo_open_archive(l->t->repo, s, l->n->entry, &l->n->archive_src, l->err);
     return fetch_repo_read_blob(l->t->repo, s, l->n->entry, &l->n->blob, l->err);
 }
 
-/* Says once, when image @n loads, that its largest chunks are more than
- * the disk cache keeps: each read that needs one fetches it again once the
- * memory cache has let it go (casync allows chunks up to 128 MiB). */
-static void note_large_chunks(const struct fs_node *n)
+/* Says once, when image @n first loads, that its largest chunks are more
+ * than the disk cache keeps: each read that needs one fetches it again once
+ * the memory cache has let it go (casync allows chunks up to 128 MiB). */
+static void note_large_chunks(const struct fs_node *n, const struct fetch_image *img)
 {
     uint64_t max = 0;
     char path[512];
-    for (size_t i = 0; i < n->image->count; i++) {
-        if (!n->image->extents[i].zero && n->image->extents[i].length > max)
-            max = n->image->extents[i].length;
+    for (size_t i = 0; i < img->count; i++) {
+        if (!img->extents[i].zero && img->extents[i].length > max)
+            max = img->extents[i].length;
     }
     if (max <= CACHE_DISK_MAX_CHUNK)
         return;
@@ -345,35 +511,89 @@ static void note_large_chunks(const struct fs_node *n)
             path, (unsigned long long)(max >> 20), CACHE_DISK_MAX_CHUNK >> 20);
 }
 
-int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
+/*
+ * Loads @n from the mirrors (or the store), or answers the failure of a load
+ * that ended less than FS_LOAD_FAILED_MS ago. An image's index goes to
+ * *@ret_img (not published yet). n->lock held.
+ */
+static int load_locked(struct fs_tree *t, struct fs_node *n, struct fetch_image **ret_img,
+                       fetch_error *err)
 {
-    int r = 0;
-    if (n->kind != FS_NODE_IMAGE && n->kind != FS_NODE_BLOB && n->kind != FS_NODE_ARCHIVE)
-        return 0;
-    if (fs_node_loaded(n))
-        return 0;
-    pthread_mutex_lock(&n->lock);
-    if (atomic_load_explicit(&n->loaded, memory_order_relaxed)) {
-        r = 0;
-    } else if (n->load_err < 0 && fs_now_ms() < n->load_failed_ms + FS_LOAD_FAILED_MS) {
+    struct load l = {t, n, err, NULL};
+    int r;
+    if (n->load_err < 0 && fs_now_ms() < n->load_failed_ms + FS_LOAD_FAILED_MS) {
         /* a load failed just now (perhaps while this call waited for the
          * lock, or the kernel held this lookup until that one ended): its
          * answer, not another wait for the same store */
         r = n->load_err;
         fetch_error_set(err, r, "%s", n->load_msg ? n->load_msg : strerror(-r));
-    } else {
-        struct load l = {t, n, err};
-        /* the mirrors in turn while the failure is one another copy may not have */
-        r = t->mirrors ? fetch_mirrors_run(t->mirrors, load_from, &l) : load_from(t->store, &l);
-        n->load_err = r;
-        n->load_failed_ms = fs_now_ms();
-        free(n->load_msg);
-        n->load_msg = r < 0 && err->msg[0] ? strdup(err->msg) : NULL;
-        if (r == 0 && n->kind == FS_NODE_IMAGE)
-            note_large_chunks(n);
-        if (r == 0)
-            atomic_store_explicit(&n->loaded, true, memory_order_release);
+        return r;
     }
+    /* the mirrors in turn while the failure is one another copy may not have */
+    r = t->mirrors ? fetch_mirrors_run(t->mirrors, load_from, &l) : load_from(t->store, &l);
+    n->load_err = r;
+    n->load_failed_ms = fs_now_ms();
+    free(n->load_msg);
+    n->load_msg = r < 0 && err->msg[0] ? strdup(err->msg) : NULL;
+    if (r == 0 && n->kind == FS_NODE_IMAGE) {
+        if (!atomic_load_explicit(&n->loaded, memory_order_relaxed))
+            note_large_chunks(n, l.img);
+        *ret_img = l.img;
+    }
+    return r;
+}
+
+int fs_image_get(struct fs_tree *t, struct fs_node *n, const struct fetch_image **ret,
+                 fetch_error *err)
+{
+    struct fetch_image *img;
+    int r;
+
+    if (n->kind != FS_NODE_IMAGE)
+        return fetch_error_set(err, -EINVAL, "%s: not an image", n->name);
+    if (!t) {
+        /* a node outside any tree (the unit tests' images): never loaded */
+        if (!n->image)
+            return fetch_error_set(err, -ENOENT, "%s: no index", n->name);
+        fs_image_ref(n);
+        *ret = n->image;
+        return 0;
+    }
+    if ((img = take(t, n, true))) {
+        *ret = img;
+        return 0;
+    }
+    pthread_mutex_lock(&n->lock);
+    /* another caller may have loaded it while this one waited */
+    if ((img = take(t, n, true))) {
+        r = 0;
+    } else if ((r = load_locked(t, n, &img, err)) == 0) {
+        publish(t, n, img, true);
+    }
+    pthread_mutex_unlock(&n->lock);
+    if (r == 0)
+        *ret = img;
+    return r;
+}
+
+int fs_node_load(struct fs_tree *t, struct fs_node *n, fetch_error *err)
+{
+    const struct fetch_image *img;
+    int r = 0;
+    if (n->kind != FS_NODE_IMAGE && n->kind != FS_NODE_BLOB && n->kind != FS_NODE_ARCHIVE)
+        return 0;
+    if (fs_node_loaded(n))
+        return 0;
+    if (n->kind == FS_NODE_IMAGE) {
+        /* what stat needs comes with the index, which is unused afterwards */
+        if ((r = fs_image_get(t, n, &img, err)) == 0)
+            fs_image_put(t, n);
+        return r;
+    }
+    pthread_mutex_lock(&n->lock);
+    if (!atomic_load_explicit(&n->loaded, memory_order_relaxed) &&
+        (r = load_locked(t, n, NULL, err)) == 0)
+        atomic_store_explicit(&n->loaded, true, memory_order_release);
     pthread_mutex_unlock(&n->lock);
     return r;
 }
@@ -420,8 +640,8 @@ void fs_node_stat(const struct fs_tree *t, const struct fs_node *n, struct stat 
         st->st_mode = S_IFREG | 0444;
         st->st_nlink = 1;
         if (fs_node_loaded(n)) {
-            st->st_size = (off_t)n->image->size;
-            st->st_blocks = (blkcnt_t)((n->image->data_bytes + 511) / 512);
+            st->st_size = (off_t)n->size;
+            st->st_blocks = (blkcnt_t)((n->data_bytes + 511) / 512);
         } else {
             /* not loaded (refused, or not yet): the repository's size */
             st->st_size = (off_t)n->entry->size;

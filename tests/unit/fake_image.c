@@ -47,7 +47,12 @@ void fake_image_init(struct fake_image *fi, size_t n, uint32_t chunk, long hole,
                                    .zero_count = hole >= 0};
     fi->node = (struct fs_node){.kind = FS_NODE_IMAGE, .name = (char *)"img", .image = &fi->img};
     pthread_mutex_init(&fi->node.lock, NULL);
+    fi->node.size = fi->img.size;
+    fi->node.data_bytes = fi->img.data_bytes;
     atomic_store(&fi->node.loaded, true); /* no tree: the index is "loaded" */
+    /* the fixture's own reference: reads that wait add theirs, and the last
+     * one never drops (there is no tree to keep unused indexes) */
+    atomic_store(&fi->node.image_refs, 1);
 }
 
 void fake_image_free(struct fake_image *fi)

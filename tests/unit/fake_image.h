@@ -21,7 +21,7 @@ struct fake_image {
     char (*names)[65]; /* each chunk's digest in hex: the end of its object path */
     struct fetch_extent *extents;
     struct fetch_image img;
-    struct fs_node node; /* an image node with @img loaded */
+    struct fs_node node; /* an image node with @img loaded, and referenced once */
 };
 
 /*

@@ -195,7 +195,7 @@ static void complete_chunk(size_t i)
 
 static void read_at(uint64_t off, size_t size)
 {
-    fs_read_image(&ctx, &fi.node, &file, (fuse_req_t)&fi.node, off, size);
+    fs_read_image(&ctx, &fi.node, &fi.img, &file, (fuse_req_t)&fi.node, off, size);
 }
 
 static void check_reply(uint64_t off, size_t size)
@@ -470,8 +470,8 @@ static void sequential_reads_read_ahead(void **state)
 
     /* without an open file (no streams) nothing is read ahead */
     before = fake_njobs;
-    fs_read_image(&ctx, &fi.node, NULL, (fuse_req_t)&fi.node, 21 * MIB, MIB);
-    fs_read_image(&ctx, &fi.node, NULL, (fuse_req_t)&fi.node, 22 * MIB, MIB);
+    fs_read_image(&ctx, &fi.node, &fi.img, NULL, (fuse_req_t)&fi.node, 21 * MIB, MIB);
+    fs_read_image(&ctx, &fi.node, &fi.img, NULL, (fuse_req_t)&fi.node, 22 * MIB, MIB);
     assert_int_equal(fake_njobs, before + 2);
     complete_all();
 }

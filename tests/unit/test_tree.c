@@ -5,8 +5,8 @@
  * directories made for paths, names kept unique (a later entry whose name
  * or directory name is taken is left out), a directory entry listed after
  * its contents, symlinks, images read at load time moving into their nodes,
- * sizes before loading, refusals, loads falling back to mirrors, and a
- * large flat directory.
+ * sizes before loading, refusals, loads falling back to mirrors, a large
+ * flat directory, and image indexes let go beyond the bound once unused.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +15,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,8 @@
 /* The stores of the test: only their identity matters. */
 static struct fetch_store store_a, store_b;
 
-static int opens_a, opens_b;
+static atomic_int opens_a, opens_b;
+#define EXTENT 65536u
 static int fail_a, fail_b; /* what store_a and store_b answer an open with */
 
 static int fake_open_image(const struct fetch_repo *repo, struct fetch_store *s,
@@ -47,6 +50,18 @@ static int fake_open_image(const struct fetch_repo *repo, struct fetch_store *s,
     img = calloc(1, sizeof(*img));
     assert_non_null(img);
     img->size = (uint64_t)(uintptr_t)e->handle;
+    /* extents of 64 KiB, each digest its index (none below 64 KiB) */
+    img->count = (size_t)(img->size / EXTENT);
+    img->stride = EXTENT;
+    img->data_bytes = img->count * (uint64_t)EXTENT;
+    if (img->count) {
+        img->extents = calloc(img->count, sizeof(*img->extents));
+        assert_non_null(img->extents);
+    }
+    for (size_t i = 0; i < img->count; i++) {
+        img->extents[i] = (struct fetch_extent){.offset = i * (uint64_t)EXTENT, .length = EXTENT};
+        memcpy(img->extents[i].digest, &i, sizeof(i));
+    }
     *ret = img;
     return 0;
 }
@@ -306,6 +321,218 @@ static void loads_fall_back_to_mirrors(void **state)
     fetch_mirrors_free(m);
 }
 
+/* Whether @img is the fake index of a @size-byte image, read in full. */
+static bool index_intact(const struct fetch_image *img, uint64_t size)
+{
+    if (img->size != size || img->count != size / EXTENT)
+        return false;
+    for (size_t i = 0; i < img->count; i++) {
+        size_t d;
+        memcpy(&d, img->extents[i].digest, sizeof(d));
+        if (img->extents[i].offset != i * (uint64_t)EXTENT || d != i)
+            return false;
+    }
+    return fetch_image_find(img, size - 1) == img->count - 1;
+}
+
+#define BOUND_IMAGES 40
+#define KEEP 3
+#define IMG_SIZE (64ull << 20) /* 1024 extents: 48 KiB of index */
+
+static struct fs_tree *many_images(void)
+{
+    struct fetch_repo *r = repo_new();
+    struct fs_tree *t = NULL;
+    char path[64];
+    for (int i = 0; i < BOUND_IMAGES; i++) {
+        snprintf(path, sizeof(path), "vm/%03d/drive.img", i);
+        add(r, path, FETCH_ENTRY_IMAGE, 0, IMG_SIZE);
+    }
+    assert_int_equal(fs_tree_new(r, true, &t), 0);
+    return t;
+}
+
+static struct fs_node *image_no(struct fs_tree *t, int i)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "vm/%03d/drive.img", i);
+    return walk(t, path);
+}
+
+/* What the indexes of KEEP images take, and a little less than one more. */
+static uint64_t keep_bytes(void)
+{
+    uint64_t one = sizeof(struct fetch_image) + IMG_SIZE / EXTENT * sizeof(struct fetch_extent);
+    return KEEP * one + one / 2;
+}
+
+static void unused_indexes_are_bounded(void **state)
+{
+    (void)state;
+    struct fs_tree *t = many_images();
+    struct fs_index_stats st;
+    const struct fetch_image *held, *again, *peeked;
+    struct fs_node *n, *open_n;
+    fetch_error err = {""};
+    struct stat sb;
+
+    fs_tree_set_index_keep(t, keep_bytes());
+    opens_a = opens_b = 0;
+    /* stat() of every image (lookup, getattr): the index once each; at most
+     * KEEP of them stay in memory */
+    for (int i = 0; i < BOUND_IMAGES; i++) {
+        n = image_no(t, i);
+        assert_int_equal(fs_node_load(t, n, &err), 0);
+        fs_node_stat(t, n, &sb);
+        assert_int_equal(sb.st_size, IMG_SIZE);
+        assert_int_equal(sb.st_blocks, IMG_SIZE / 512);
+        fs_tree_index_stats(t, &st);
+        assert_true(st.loaded <= KEEP);
+        assert_true(st.unused_bytes <= keep_bytes());
+    }
+    fs_tree_index_stats(t, &st);
+    assert_int_equal(st.loaded, KEEP);
+    assert_int_equal(st.unused, KEEP);
+    assert_int_equal(st.loads, BOUND_IMAGES);
+    assert_int_equal(st.evictions, BOUND_IMAGES - KEEP);
+    assert_int_equal(opens_a, BOUND_IMAGES);
+    /* the most recently used stay, the others went */
+    assert_null(image_no(t, 0)->image);
+    assert_non_null(image_no(t, BOUND_IMAGES - 1)->image);
+    /* stat again: from the node, no load */
+    for (int i = 0; i < BOUND_IMAGES; i++) {
+        n = image_no(t, i);
+        assert_int_equal(fs_node_load(t, n, &err), 0);
+        fs_node_stat(t, n, &sb);
+        assert_int_equal(sb.st_size, IMG_SIZE);
+        assert_int_equal(sb.st_blocks, IMG_SIZE / 512);
+    }
+    assert_int_equal(opens_a, BOUND_IMAGES);
+
+    /* an open image loads again, and stays while open however many others
+     * come and go */
+    open_n = image_no(t, 0);
+    assert_int_equal(fs_image_get(t, open_n, &held, &err), 0);
+    assert_int_equal(opens_a, BOUND_IMAGES + 1);
+    assert_true(index_intact(held, IMG_SIZE));
+    for (int i = 1; i < BOUND_IMAGES; i++) {
+        n = image_no(t, i);
+        assert_int_equal(fs_image_get(t, n, &again, &err), 0);
+        assert_true(index_intact(again, IMG_SIZE));
+        fs_image_put(t, n);
+        fs_tree_index_stats(t, &st);
+        assert_true(st.unused <= KEEP);
+        assert_int_equal(st.loaded - st.unused, 1); /* the open one */
+    }
+    assert_ptr_equal(open_n->image, held);
+    assert_true(index_intact(held, IMG_SIZE)); /* read after the others went */
+    /* a second opener shares it; a read that waits adds its own */
+    assert_int_equal(fs_image_get(t, open_n, &again, &err), 0);
+    assert_ptr_equal(again, held);
+    fs_image_ref(open_n);
+    fs_image_put(t, open_n);
+    fs_image_put(t, open_n);
+    assert_ptr_equal(open_n->image, held);
+    /* each went before the loop reached it (the newest pushed out the oldest) */
+    assert_int_equal(opens_a, 2 * BOUND_IMAGES);
+    /* the last release: unused, the most recent of them, so it stays */
+    fs_image_put(t, open_n);
+    assert_ptr_equal(open_n->image, held);
+    fs_tree_index_stats(t, &st);
+    assert_int_equal(st.loaded, KEEP);
+    assert_int_equal(st.unused, KEEP);
+
+    /* a peek (status) neither loads nor makes one recently used: the least
+     * recently used goes next all the same */
+    assert_null(fs_image_peek(t, image_no(t, 1)));
+    n = image_no(t, BOUND_IMAGES - 2); /* the least recently used kept */
+    assert_non_null(n->image);
+    assert_non_null(peeked = fs_image_peek(t, n));
+    assert_true(index_intact(peeked, IMG_SIZE));
+    fs_image_put(t, n);
+    assert_int_equal(fs_image_get(t, image_no(t, 1), &again, &err), 0);
+    fs_image_put(t, image_no(t, 1));
+    assert_null(n->image);
+    /* ... but one peeked at stays while it is looked at */
+    n = image_no(t, BOUND_IMAGES - 1);
+    assert_non_null(peeked = fs_image_peek(t, n));
+    fs_tree_set_index_keep(t, 0);
+    assert_ptr_equal(n->image, peeked);
+    assert_true(index_intact(peeked, IMG_SIZE));
+    fs_image_put(t, n);
+    assert_null(n->image);
+    fs_tree_index_stats(t, &st);
+    assert_int_equal(st.loaded, 0);
+    assert_int_equal(st.loaded_bytes, 0);
+    assert_int_equal(st.unused_bytes, 0);
+    fs_tree_free(t);
+}
+
+/* Threads that get, read and put images (and peek at them) while the bound
+ * lets most go: every index read is whole (the sanitizer builds see a use
+ * after free). */
+struct churn {
+    struct fs_tree *t;
+    unsigned seed;
+    atomic_int *bad;
+};
+
+static void *churn_main(void *arg)
+{
+    struct churn *c = arg;
+    for (int k = 0; k < 400; k++) {
+        struct fs_node *n = image_no(c->t, (int)(rand_r(&c->seed) % 12));
+        const struct fetch_image *img;
+        fetch_error err = {""};
+        if (k % 5 == 0) {
+            if ((img = fs_image_peek(c->t, n))) {
+                if (!index_intact(img, IMG_SIZE))
+                    atomic_fetch_add(c->bad, 1);
+                fs_image_put(c->t, n);
+            }
+            continue;
+        }
+        if (fs_image_get(c->t, n, &img, &err) < 0) {
+            atomic_fetch_add(c->bad, 1);
+            continue;
+        }
+        if (k % 3 == 0)
+            fs_image_ref(n); /* a read that waits */
+        if (!index_intact(img, IMG_SIZE))
+            atomic_fetch_add(c->bad, 1);
+        if (k % 3 == 0)
+            fs_image_put(c->t, n);
+        fs_image_put(c->t, n);
+    }
+    return NULL;
+}
+
+static void indexes_churn_across_threads(void **state)
+{
+    (void)state;
+    struct fs_tree *t = many_images();
+    struct churn c[4];
+    pthread_t th[4];
+    atomic_int bad = 0;
+    struct fs_index_stats st;
+
+    fs_tree_set_index_keep(t, keep_bytes());
+    for (unsigned i = 0; i < 4; i++) {
+        c[i] = (struct churn){t, i + 1, &bad};
+        assert_int_equal(pthread_create(&th[i], NULL, churn_main, &c[i]), 0);
+    }
+    for (unsigned i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(bad, 0);
+    fs_tree_index_stats(t, &st);
+    assert_int_equal(st.loaded, st.unused); /* nobody holds one */
+    assert_true(st.unused <= KEEP);
+    assert_true(st.evictions > 0);
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(atomic_load(&image_no(t, i)->image_refs), 0);
+    fs_tree_free(t);
+}
+
 static void large_flat_directory(void **state)
 {
     (void)state;
@@ -337,9 +564,13 @@ static void large_flat_directory(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(dirs_names_and_kinds),       cmocka_unit_test(taken_names_hidden),
-        cmocka_unit_test(loaded_images_and_refusals), cmocka_unit_test(loads_fall_back_to_mirrors),
+        cmocka_unit_test(dirs_names_and_kinds),
+        cmocka_unit_test(taken_names_hidden),
+        cmocka_unit_test(loaded_images_and_refusals),
+        cmocka_unit_test(loads_fall_back_to_mirrors),
         cmocka_unit_test(large_flat_directory),
+        cmocka_unit_test(unused_indexes_are_bounded),
+        cmocka_unit_test(indexes_churn_across_threads),
     };
     fs_log_set_level(FS_LOG_ERR);
     return cmocka_run_group_tests(tests, NULL, NULL);
