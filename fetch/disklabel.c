@@ -264,7 +264,9 @@ static int mbr_read(const struct fetch_dev *dev, const uint8_t *mbr, struct fetc
     for (unsigned slot = 0; slot < 4; slot++) {
         uint64_t end;
         mbr_entry(mbr, slot, &e[slot]);
-        if (e[slot].type == 0 || e[slot].count == 0)
+        /* as the kernel: only a size of 0 makes an entry empty, whatever
+         * its type byte */
+        if (e[slot].count == 0)
             continue;
         end = e[slot].lba + e[slot].count;
         if (end > nsect) {

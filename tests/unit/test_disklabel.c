@@ -207,6 +207,16 @@ static void mbr_empty_ebr_and_slots(void **state)
     check_part(&l->parts[2], 6, 30720, 4096);
     fetch_label_free(l);
 
+    /* a primary of type 0 with a size is a partition to the kernel (only a
+     * size of 0 makes an entry empty), as to partx */
+    mbr_entry(sector(m, 0), 2, 0x00, 0x00, 8192, 2048);
+    l = read_ok(m);
+    assert_int_equal(l->count, 4);
+    check_part(&l->parts[1], 3, 8192, 2048);
+    assert_int_equal(l->parts[1].mbr_type, 0x00);
+    fetch_label_free(l);
+    mbr_entry(sector(m, 0), 2, 0x00, 0x00, 8192, 0);
+
     /* an extended partition whose first EBR has no signature holds nothing */
     memset(sector(m, 16384), 0, SECT);
     l = read_ok(m);
