@@ -846,9 +846,67 @@ static int build_pvs(struct scan *sc, const struct cfg_node *vgsec, struct fetch
     return 0;
 }
 
+/* Whether the status array of LV section @lvsec holds @flag. */
+static bool lv_has_status(const struct cfg_node *lvsec, const char *flag)
+{
+    const struct cfg_node *status = cfg_get(lvsec, "status");
+    if (status && status->kind == CFG_ARRAY)
+        for (const struct cfg_node *s = status->child; s; s = s->next)
+            if (s->kind == CFG_STR && strcmp(s->str, flag) == 0)
+                return true;
+    return false;
+}
+
+/*
+ * A stripe on LV @name of @lvs (the VG's logical_volumes) from its extent
+ * @pe on, for @n extents, rather than on a PV: what LVs being moved by a
+ * pvmove sit on while it runs. Their bytes are on the first leg of the
+ * pvmove's mirror, the source, which is whole until the move ends: 1 with
+ * that leg's PV name and extent; 0 when @name is an LV of another kind, or
+ * the range is not in one mirror segment (the segment cannot be mapped);
+ * -1 when @name is no LV either (malformed).
+ */
+static int pvmove_source(const struct cfg_node *lvs, const char *name, uint64_t pe, uint64_t n,
+                         const char **ret_pv, uint64_t *ret_pe)
+{
+    const struct cfg_node *lv = cfg_get(lvs, name);
+    if (!lv || lv->kind != CFG_SECTION)
+        return -1;
+    if (!lv_has_status(lv, "PVMOVE"))
+        return 0;
+    for (const struct cfg_node *sec = lv->child; sec; sec = sec->next) {
+        const struct cfg_node *legs = cfg_get(sec, "mirrors"), *pv, *at;
+        const char *type = cfg_str(sec, "type");
+        uint64_t start, count;
+        if (sec->kind != CFG_SECTION || !cfg_uint(sec, "start_extent", &start) ||
+            !cfg_uint(sec, "extent_count", &count) || pe < start || pe - start >= count ||
+            n > count - (pe - start))
+            continue;
+        if (!type || strcmp(type, "mirror") || !legs || legs->kind != CFG_ARRAY ||
+            !(pv = legs->child) || pv->kind != CFG_STR || !(at = pv->next) || at->kind != CFG_INT ||
+            at->num < 0 || (uint64_t)at->num > UINT64_MAX - (pe - start))
+            return 0;
+        *ret_pv = pv->str;
+        *ret_pe = (uint64_t)at->num + (pe - start);
+        return 1;
+    }
+    return 0;
+}
+
+/* Makes @seg one that cannot be mapped, named @why in its type_name. */
+static void seg_unsupported(struct fetch_lvm_seg *seg, const char *why)
+{
+    free(seg->stripes);
+    seg->stripes = NULL;
+    seg->stripe_count = 0;
+    seg->stripe_size = 0;
+    seg->type = FETCH_LVM_UNSUPPORTED;
+    snprintf(seg->type_name, sizeof(seg->type_name), "%s", why);
+}
+
 static int build_striped(struct scan *sc, struct fetch_lvm_vg *vg, const char *lvname,
-                         const struct seg_src *src, const struct pv_map *pvs, size_t pv_count,
-                         struct fetch_lvm_seg *seg)
+                         const struct seg_src *src, const struct cfg_node *lvs,
+                         const struct pv_map *pvs, size_t pv_count, struct fetch_lvm_seg *seg)
 {
     const struct cfg_node *sec = src->sec, *stripes = cfg_get(sec, "stripes"), *e;
     uint64_t count, ssize = 0, per_stripe;
@@ -880,6 +938,7 @@ static int build_striped(struct scan *sc, struct fetch_lvm_vg *vg, const char *l
     for (unsigned k = 0; k < count; k++) {
         const struct cfg_node *name = e, *pe_node = e ? e->next : NULL;
         const struct pv_map *pv = NULL;
+        const char *on;
         uint64_t pe, end, bytes;
 
         if (!name || !pe_node || name->kind != CFG_STR || pe_node->kind != CFG_INT ||
@@ -888,12 +947,24 @@ static int build_striped(struct scan *sc, struct fetch_lvm_vg *vg, const char *l
                              sec->key, (unsigned long long)count);
         e = pe_node->next;
         pe = (uint64_t)pe_node->num;
+        on = name->str;
         for (size_t p = 0; p < pv_count && !pv; p++)
-            if (strcmp(pvs[p].key, name->str) == 0)
+            if (strcmp(pvs[p].key, on) == 0)
                 pv = &pvs[p];
-        if (!pv)
-            return vg_refuse(vg, "%s %s: stripe %u is on unknown PV \"%.40s\"", lvname, sec->key, k,
-                             name->str);
+        if (!pv) {
+            /* on an LV: a pvmove's (its source), else not mapped */
+            int m = pvmove_source(lvs, on, pe, per_stripe, &on, &pe);
+            if (m < 0)
+                return vg_refuse(vg, "%s %s: stripe %u is on unknown PV \"%.40s\"", lvname,
+                                 sec->key, k, name->str);
+            for (size_t p = 0; p < pv_count && !pv && m > 0; p++)
+                if (strcmp(pvs[p].key, on) == 0)
+                    pv = &pvs[p];
+            if (!pv) {
+                seg_unsupported(seg, m > 0 ? "pvmove" : "striped on an LV");
+                return 0;
+            }
+        }
         if (pe > pv->pe_count || per_stripe > pv->pe_count - pe)
             return vg_refuse(vg, "%s %s: stripe %u (extents %llu+%llu) beyond %s's %llu extents",
                              lvname, sec->key, k, (unsigned long long)pe,
@@ -921,10 +992,10 @@ static int build_striped(struct scan *sc, struct fetch_lvm_vg *vg, const char *l
     return 0;
 }
 
-static int build_lv(struct scan *sc, struct fetch_lvm_vg *vg, const struct cfg_node *lvsec,
-                    const struct pv_map *pvs, size_t pv_count, struct fetch_lvm_lv *lv)
+static int build_lv(struct scan *sc, struct fetch_lvm_vg *vg, const struct cfg_node *lvs,
+                    const struct cfg_node *lvsec, const struct pv_map *pvs, size_t pv_count,
+                    struct fetch_lvm_lv *lv)
 {
-    const struct cfg_node *status = cfg_get(lvsec, "status");
     uint64_t declared, next = 0;
     size_t count = 0;
     struct seg_src *src;
@@ -933,10 +1004,7 @@ static int build_lv(struct scan *sc, struct fetch_lvm_vg *vg, const struct cfg_n
     if (strlen(lvsec->key) >= sizeof(lv->name))
         return vg_refuse(vg, "LV name longer than %zu characters", sizeof(lv->name) - 1);
     copy_str(lv->name, sizeof(lv->name), lvsec->key);
-    if (status && status->kind == CFG_ARRAY)
-        for (const struct cfg_node *s = status->child; s; s = s->next)
-            if (s->kind == CFG_STR && strcmp(s->str, "VISIBLE") == 0)
-                lv->visible = true;
+    lv->visible = lv_has_status(lvsec, "VISIBLE");
     if (!cfg_uint(lvsec, "segment_count", &declared) || declared < 1 || declared > SEGS_MAX)
         return vg_refuse(vg, "%s: segment_count missing or not in 1..%d", lv->name, SEGS_MAX);
     for (const struct cfg_node *n = lvsec->child; n; n = n->next)
@@ -992,7 +1060,7 @@ static int build_lv(struct scan *sc, struct fetch_lvm_vg *vg, const struct cfg_n
         lv->seg_count = k + 1;
         next += src[k].extent_count;
         if (strcmp(type, "striped") == 0) {
-            r = build_striped(sc, vg, lv->name, &src[k], pvs, pv_count, seg);
+            r = build_striped(sc, vg, lv->name, &src[k], lvs, pvs, pv_count, seg);
             if (r < 0)
                 goto out;
         } else {
@@ -1003,6 +1071,52 @@ static int build_lv(struct scan *sc, struct fetch_lvm_vg *vg, const struct cfg_n
 out:
     free(src);
     return r;
+}
+
+static struct fetch_lvm_lv *find_lv(struct fetch_lvm_vg *vg, const char *name)
+{
+    for (size_t i = 0; i < vg->lv_count; i++)
+        if (strcmp(vg->lvs[i].name, name) == 0)
+            return &vg->lvs[i];
+    return NULL;
+}
+
+/*
+ * Snapshots as lvs shows them. LVM keeps an old-style snapshot as a hidden
+ * LV holding its copy-on-write store (the name the user gave, "snap") and a
+ * visible one of type "snapshot" under an internal name ("snapshot0") that
+ * names its origin and that store: the visible one takes the store's name
+ * (it stays unmappable). An origin with a merge pending (lvconvert --merge
+ * deferred to the next activation: "merging_store") is to take the
+ * snapshot's bytes, which only device-mapper would give: its own bytes
+ * would be the wrong ones, so it is marked unreadable.
+ */
+static void snapshots(struct fetch_lvm_vg *vg, const struct cfg_node *lvs)
+{
+    for (const struct cfg_node *n = lvs ? lvs->child : NULL; n; n = n->next) {
+        const struct cfg_node *seg;
+        const char *type, *origin, *store, *merging;
+        struct fetch_lvm_lv *lv, *o;
+
+        if (n->kind != CFG_SECTION || !(seg = n->child))
+            continue;
+        while (seg && seg->kind != CFG_SECTION)
+            seg = seg->next;
+        if (!seg || !(type = cfg_str(seg, "type")) || strcmp(type, "snapshot") ||
+            !(lv = find_lv(vg, n->key)))
+            continue;
+        origin = cfg_str(seg, "origin");
+        store = cfg_str(seg, "cow_store");
+        merging = cfg_str(seg, "merging_store");
+        if (!store)
+            store = merging;
+        if (merging && origin && (o = find_lv(vg, origin)))
+            snprintf(o->unreadable, sizeof(o->unreadable),
+                     "a merge of snapshot %.60s into it is pending (lvconvert --merge)", merging);
+        if (lv->visible && store && strlen(store) < sizeof(lv->name) && (o = find_lv(vg, store)) &&
+            !o->visible)
+            copy_str(lv->name, sizeof(lv->name), store);
+    }
 }
 
 /* Fills @vg from a good copy; a refusal leaves vg->error said and no LVs. */
@@ -1046,11 +1160,12 @@ static int build_vg(struct scan *sc, const struct vg_found *f, struct fetch_lvm_
     for (const struct cfg_node *n = lvs ? lvs->child : NULL; n; n = n->next) {
         if (n->kind != CFG_SECTION)
             continue;
-        r = build_lv(sc, vg, n, pvs, pv_count, &vg->lvs[vg->lv_count]);
+        r = build_lv(sc, vg, lvs, n, pvs, pv_count, &vg->lvs[vg->lv_count]);
         vg->lv_count++;
         if (r < 0)
             goto out;
     }
+    snapshots(vg, lvs);
 out:
     free(pvs);
     if (r < 0) {

@@ -21,7 +21,11 @@
  *     node count, name lengths).
  * Only "striped" segments (linear is striped with one stripe) are mapped;
  * other types (thin, raid*, snapshot, mirror, cache, ...) are listed as
- * FETCH_LVM_UNSUPPORTED with their type name.
+ * FETCH_LVM_UNSUPPORTED with their type name. A stripe on a pvmove's LV
+ * (a move in progress) is mapped to the move's source; one on another LV
+ * makes its segment unsupported. A snapshot is listed under the name lvs
+ * shows (its copy-on-write store's), and an origin with a snapshot merge
+ * pending is unreadable as a whole (fetch_lvm_lv.unreadable).
  *
  * Nothing here is thread-safe or shared: a scan reads through the devices
  * and returns one owned result.
@@ -65,6 +69,9 @@ struct fetch_lvm_lv {
     char name[128];
     uint64_t size; /* bytes: sum of segment lengths */
     bool visible;  /* status contains "VISIBLE" (hidden: pool data, raid images...) */
+    /* non-empty: none of it can be read (its segments notwithstanding), and
+     * why: an origin whose snapshot merge is pending */
+    char unreadable[128];
     size_t seg_count;
     struct fetch_lvm_seg *segs; /* sorted by start, contiguous from 0 */
 };

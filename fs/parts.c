@@ -238,6 +238,14 @@ static int lv_view(const struct fetch_lvm_lv *lv, const struct dev_src *srcs, si
         return -ENOMEM;
     }
     v->size = lv->size;
+    if (lv->unreadable[0]) {
+        /* one segment that fails every read */
+        snprintf(why, why_len, "%s", lv->unreadable);
+        v->segs[0] = (struct fetch_view_seg){.start = 0, .length = lv->size};
+        v->count = 1;
+        *ret = v;
+        return 0;
+    }
     for (size_t i = 0; i < lv->seg_count; i++) {
         const struct fetch_lvm_seg *s = &lv->segs[i];
         struct fetch_view_seg *vs = &v->segs[v->count++];

@@ -845,6 +845,105 @@ static void unsupported_and_hidden(void **state)
     free(t3);
 }
 
+/* The visible LV named @name (a snapshot takes its hidden store's name). */
+static const struct fetch_lvm_lv *find_visible(const struct fetch_lvm_vg *vg, const char *name)
+{
+    for (size_t i = 0; i < vg->lv_count; i++)
+        if (vg->lvs[i].visible && strcmp(vg->lvs[i].name, name) == 0)
+            return &vg->lvs[i];
+    fail_msg("no visible LV %s", name);
+    return NULL;
+}
+
+/*
+ * LVs moved by a pvmove sit on its mirror LV while it runs: mapped to the
+ * mirror's first leg, the source (the state an interrupted pvmove leaves;
+ * it hid the whole VG); a stripe on another LV leaves that segment unmapped,
+ * not the VG refused. Snapshots as lvs shows them: under their store's
+ * name; an origin with a merge pending cannot be read (it read as its
+ * pre-merge bytes).
+ */
+static void pvmove_and_snapshots(void **state)
+{
+    static const char mid_end[] = "\"pv1\", 6\n]\n}\n}\n}\n\n}";
+    static const char mid_status[] = "id = \"dJnlfJ-yqE5-6WKX-zCNV-eyGW-icom-zOQLYR\"\n"
+                                     "status = [\"READ\", \"WRITE\", \"VISIBLE\"]";
+    size_t len, len0;
+    char *text = text_get(fx.img[0], &len), *t, *t2;
+    struct fetch_lvm *l0, *l;
+    const struct fetch_lvm_lv *mid0, *lv;
+    (void)state;
+
+    len0 = len;
+    l0 = scan_text(text, len0, text_off(fx.img[0]));
+    mid0 = find_lv(&l0->vgs[0], "mid");
+
+    /* mid on pvmove0's extent 0, which mirrors pv1:6 (mid's place) to pv0:17 */
+    t = edit(text, &len, mid_end,
+             "\"pvmove0\", 0\n]\n}\n}\n\npvmove0 {\nid = \"x\"\n"
+             "status = [\"READ\", \"WRITE\", \"PVMOVE\", \"LOCKED\"]\nflags = []\n"
+             "segment_count = 1\n\nsegment1 {\nstart_extent = 0\nextent_count = 2\n\n"
+             "type = \"mirror\"\nmirror_count = 2\nextents_moved = 0\n\nmirrors = [\n"
+             "\"pv1\", 6,\n\"pv0\", 17\n]\n}\n}\n}\n\n}");
+    l = scan_text(t, len, text_off(fx.img[0]));
+    assert_string_equal(l->vgs[0].error, "");
+    lv = find_visible(&l->vgs[0], "mid");
+    assert_int_equal(lv->segs[0].type, FETCH_LVM_LINEAR);
+    assert_int_equal(lv->segs[0].stripes[0].dev, mid0->segs[0].stripes[0].dev);
+    assert_int_equal(lv->segs[0].stripes[0].offset, mid0->segs[0].stripes[0].offset);
+    assert_false(find_lv(&l->vgs[0], "pvmove0")->visible);
+    assert_int_equal(find_visible(&l->vgs[0], "lin")->segs[0].type, FETCH_LVM_LINEAR);
+    fetch_lvm_free(l);
+    free(t);
+
+    /* on another LV: that segment unmapped, the others there */
+    len = len0;
+    t = edit(text, &len, "\"pv1\", 6\n]", "\"lin\", 0\n]");
+    l = scan_text(t, len, text_off(fx.img[0]));
+    assert_string_equal(l->vgs[0].error, "");
+    lv = find_visible(&l->vgs[0], "mid");
+    assert_int_equal(lv->segs[0].type, FETCH_LVM_UNSUPPORTED);
+    assert_string_equal(lv->segs[0].type_name, "striped on an LV");
+    assert_int_equal(find_visible(&l->vgs[0], "str")->segs[0].type, FETCH_LVM_STRIPED);
+    fetch_lvm_free(l);
+    free(t);
+
+    /* mid as the store of snapshot0, a snapshot of lin */
+    for (int merging = 0; merging < 2; merging++) {
+        char snap[512];
+        len = len0;
+        t = edit(text, &len, mid_status,
+                 "id = \"dJnlfJ-yqE5-6WKX-zCNV-eyGW-icom-zOQLYR\"\n"
+                 "status = [\"READ\", \"WRITE\"]");
+        snprintf(snap, sizeof(snap),
+                 "\"pv1\", 6\n]\n}\n}\n\nsnapshot0 {\nid = \"y\"\n"
+                 "status = [\"READ\", \"WRITE\", \"VISIBLE\"]\nflags = []\nsegment_count = 1\n\n"
+                 "segment1 {\nstart_extent = 0\nextent_count = 8\n\ntype = \"snapshot\"\n"
+                 "chunk_size = 8\norigin = \"lin\"\n%s = \"mid\"\n}\n}\n}\n\n}",
+                 merging ? "merging_store" : "cow_store");
+        t2 = edit(t, &len, mid_end, snap);
+        l = scan_text(t2, len, text_off(fx.img[0]));
+        assert_string_equal(l->vgs[0].error, "");
+        lv = find_visible(&l->vgs[0], "mid");
+        assert_int_equal(lv->size, 8 * FX_MIB);
+        assert_int_equal(lv->segs[0].type, FETCH_LVM_UNSUPPORTED);
+        assert_string_equal(lv->segs[0].type_name, "snapshot");
+        for (size_t i = 0; i < l->vgs[0].lv_count; i++)
+            assert_string_not_equal(l->vgs[0].lvs[i].name, "snapshot0");
+        lv = find_visible(&l->vgs[0], "lin");
+        if (merging)
+            assert_non_null(strstr(lv->unreadable, "merge of snapshot mid into it is pending"));
+        else
+            assert_string_equal(lv->unreadable, "");
+        assert_int_equal(lv->segs[0].type, FETCH_LVM_LINEAR);
+        fetch_lvm_free(l);
+        free(t);
+        free(t2);
+    }
+    fetch_lvm_free(l0);
+    free(text);
+}
+
 static void read_failure_and_nothing(void **state)
 {
     struct fake z = {.size = 64 * FX_MIB}, tiny = {.size = 100}, a = fake_pv(fx.img[0], 0);
@@ -941,6 +1040,7 @@ int main(void)
         cmocka_unit_test(malformed_texts),
         cmocka_unit_test(stripe_past_device_end),
         cmocka_unit_test(unsupported_and_hidden),
+        cmocka_unit_test(pvmove_and_snapshots),
         cmocka_unit_test(read_failure_and_nothing),
         cmocka_unit_test(many_large_vgs_bounded),
     };
