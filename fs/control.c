@@ -20,7 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "archive.h"
 #include "fs.h"
+#include "parts.h"
 #include "hydrate.h"
 #include "status.h"
 #include "log.h"
@@ -255,6 +257,11 @@ static json_object *handle(struct fs_control *c, const char *line)
         struct fs_node *n = fs_tree_get(c->ctx->tree, a[0]);
         const char *msg = "";
         uint64_t job;
+        if (fs_parts_ino(a[0]))
+            return error_reply("a partition or volume file: hydrate its image (the file beside "
+                               "the .parts directory) instead");
+        if (fs_archive_ino(a[0]))
+            return error_reply("a file inside an archive: hydration takes disk images only");
         if (!n)
             return error_reply("no such inode %llu in this mount", (unsigned long long)a[0]);
         if (n->kind != FS_NODE_IMAGE)

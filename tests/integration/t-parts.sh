@@ -204,6 +204,13 @@ cmp "$X/drive-scsi4.img.parts/lvm/vgt/str" lv-str.img || fail "backup GPT: LV st
 grep -q "drive-scsi4.img: the GPT's primary header or table is damaged: its backup is used" mount.log ||
     fail "no log line for the backup GPT" "$(tail mount.log)"
 ok "GPT with a damaged primary header: the backup is used (and said)"
+# hydration takes images: a partition file gets a message that says what to do
+RC=0
+out=$("$LAZYIMG" hydrate "$G/p1" 2>&1) || RC=$?
+((RC != 0)) || fail "lazyimg hydrate of a partition file succeeded" "$out"
+grep -q "a partition or volume file: hydrate its image" <<<"$out" ||
+    fail "lazyimg hydrate of a partition file: unclear message" "$out"
+ok "lazyimg hydrate of a partition file: refused, naming the image to hydrate"
 lazyimg_umount "$M"
 # --no-parts: none of the directories
 lazyimg_mount "$S" "$M" --no-parts
