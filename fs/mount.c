@@ -793,11 +793,15 @@ static unsigned cache_open_files(unsigned concurrency)
 /*
  * How the caches name a store: a directory by where it is, not by how it was
  * typed ("."): its real path, or (gone, --offline) its absolute path; a URL
- * without its password.
+ * without its password; an s3:// URL with the service it is at when that is
+ * not AWS (--s3-endpoint): a bucket of one name at two services is two
+ * stores, and one's cached catalog must never answer for the other.
  */
-static void canonical_location(const char *loc, char *buf, size_t size)
+static void canonical_location(const char *loc, const struct fetch_remote_options *ro, char *buf,
+                               size_t size)
 {
     char real[PATH_MAX], cwd[PATH_MAX];
+    size_t n;
     if (!fetch_location_is_remote(loc)) {
         if (realpath(loc, real) && snprintf(buf, size, "%s", real) < (int)size)
             return;
@@ -805,7 +809,23 @@ static void canonical_location(const char *loc, char *buf, size_t size)
             snprintf(buf, size, "%s/%s", cwd, loc) < (int)size)
             return;
     }
-    fetch_location_mask(loc, "***", buf, size);
+    n = fetch_location_mask(loc, "***", buf, size);
+    if (!strncmp(loc, "s3://", 5) && ro->s3_endpoint && ro->s3_endpoint[0] && n < size) {
+        char ep[PATH_MAX];
+        size_t len = fetch_location_mask(ro->s3_endpoint, "***", ep, sizeof(ep));
+        if (len >= sizeof(ep))
+            len = sizeof(ep) - 1;
+        /* the scheme and host in lower case, no trailing '/' */
+        for (size_t i = 0, slashes = 0; i < len && slashes < 3; i++) {
+            if (ep[i] == '/')
+                slashes++;
+            else if (ep[i] >= 'A' && ep[i] <= 'Z')
+                ep[i] = (char)(ep[i] - 'A' + 'a');
+        }
+        while (len > 0 && ep[len - 1] == '/')
+            ep[--len] = '\0';
+        snprintf(buf + n, size - n, " at %.*s", (int)(size - n > 5 ? size - n - 5 : 0), ep);
+    }
 }
 
 /*
@@ -864,7 +884,7 @@ static int open_offline_aware(struct mount_opts *o, const char *loc, bool primar
         }
     }
     char key[PATH_MAX];
-    canonical_location(loc, key, sizeof(key));
+    canonical_location(loc, &o->remote, key, sizeof(key));
     r = cache_meta_open(o->meta_dir, key, &meta, msg, sizeof(msg));
     if (r < 0 && mode == FS_OFFLINE_NO) {
         fs_warn("%s (%s will not be mountable while it is unreachable)", msg, shown);
@@ -1111,7 +1131,7 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
          * (fs/read.c), so that neither evicts the other's */
         copts.queue_bytes = o->mem_cache / 2;
         /* hits and misses are counted per store the chunks come from */
-        canonical_location(o->chunk_store ? o->chunk_store : o->store, store_abs,
+        canonical_location(o->chunk_store ? o->chunk_store : o->store, &o->remote, store_abs,
                            sizeof(store_abs));
         copts.store = store_abs;
         if (fs_open_cache(&copts, &disk) < 0)

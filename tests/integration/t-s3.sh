@@ -140,3 +140,25 @@ out=$(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$LAZYIMG" mount "${S3OP
 ((rc == 1)) || fail "missing credentials: exit $rc, expected 1" "$out"
 grep -qi 'credential' <<<"$out" || fail "missing credentials: the error does not say credentials are missing" "$out"
 ok "missing credentials: exit 1: $out"
+
+# --- the same bucket at another service is another store -------------------
+# (a mount through the proxy caches its catalog; the same s3:// URL at a
+# service that is down must not be answered with it: it was, whatever the
+# endpoint; the same service typed with a trailing '/' still is)
+LOC=s3://lazyimg/plain/store
+lazyimg_mount "$LOC" "$M" --cache-dir "$W/cache-ep" "${S3OPTS[@]}"
+cmp "$M/vm/900/latest/drive-scsi0.img" tiny.raw || fail "cache-ep: the image differs from its source"
+lazyimg_umount "$M"
+down=http://127.0.0.1:$(free_port)
+rc=0
+out=$("$LAZYIMG" mount --cache-dir "$W/cache-ep" --s3-endpoint "$down" --s3-region us-east-1 \
+    --s3-path-style "$LOC" "$M" 2>&1) || rc=$?
+! mountpoint -q "$M" || { fusermount3 -u "$M"; fail "another service, down: mounted from the first one's cached catalog" "$out"; }
+((rc != 0)) && grep -q "no cached" <<<"$out" ||
+    fail "another service, down: expected 'no cached ...' and a failure (exit $rc)" "$out"
+ok "the same bucket at another service (down): not answered from the first service's cache"
+lazyimg_mount "$LOC" "$M" --cache-dir "$W/cache-ep" --offline --s3-endpoint "$PROXY_URL/" \
+    --s3-region us-east-1 --s3-path-style
+cmp "$M/vm/900/latest/drive-scsi0.img" tiny.raw || fail "--offline, the same service: the image differs"
+ok "--offline at the same service (its endpoint with a trailing '/'): from its cache, byte-identical"
+lazyimg_umount "$M"
