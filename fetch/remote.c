@@ -9,12 +9,15 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libxml/parser.h>
 
@@ -212,8 +215,15 @@ int fetch_remote_global_init(fetch_error *err)
 
 char *fetch_remote_abs_path(const char *path)
 {
-    char *p = realpath(path, NULL);
-    return p ? p : strdup(path);
+    /* not realpath(): a link stays a link, so that a file rotated by
+     * swapping a symbolic link (current -> v2, as Kubernetes Secret
+     * volumes do) is the new one when read again */
+    char cwd[PATH_MAX], *p;
+    if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+        return strdup(path);
+    if (asprintf(&p, "%s/%s", cwd, path) < 0)
+        return NULL;
+    return p;
 }
 
 int fetch_remote_conf_init(struct fetch_remote_conf *c, const struct fetch_remote_options *o)

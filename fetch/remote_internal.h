@@ -42,7 +42,8 @@ int fetch_remote_conf_init(struct fetch_remote_conf *c, const struct fetch_remot
 void fetch_remote_conf_release(struct fetch_remote_conf *c);
 
 /* @path as a file a daemon can open again after it has changed to / (made
- * absolute; as given when it cannot be resolved now), malloc()ed; NULL on
+ * absolute from the current directory, symbolic links kept: a file rotated
+ * by swapping a link is the new one when read again), malloc()ed; NULL on
  * ENOMEM. For files read again later: the CA file, auth and credentials
  * files on reload. */
 char *fetch_remote_abs_path(const char *path);

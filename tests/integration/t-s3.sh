@@ -123,6 +123,26 @@ read_range "$M/vm/100/$T2/drive-scsi1.img" $((128 << 10)) 4096 >/dev/null 2>&1 &
     fail "relative \$AWS_SHARED_CREDENTIALS_FILE: a read with the reloaded unknown key succeeded"
 ok "SIGHUP: a relative \$AWS_SHARED_CREDENTIALS_FILE is read again (from where the daemon started)"
 lazyimg_umount "$M"
+# rotated by swapping a symbolic link (as Kubernetes Secret volumes do): the
+# old version's directory removed, SIGHUP reads the new one (it read the
+# path the link pointed to at the mount, gone, and kept the old keys)
+mkdir -p sec/v1 sec/v2
+printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$S3_AK" "$S3_SK" >sec/v1/credentials
+printf '[default]\naws_access_key_id = NOSUCHKEY\naws_secret_access_key = %s\n' "$S3_SK" >sec/v2/credentials
+ln -s v1 sec/current
+lazyimg_mount_fg "$LOC" "$M" s3hup3.log -- --no-cache --readahead 0 --snapshot "vm/100/$T2" \
+    --s3-credentials-file sec/current/credentials "${S3OPTS[@]}"
+cmp <(read_range "$M/vm/100/$T2/drive-scsi1.img" 0 4096) <(head -c 4096 a2.raw) ||
+    fail "credentials through a link: the first read differs"
+ln -s v2 sec/next && mv -T sec/next sec/current && rm -r sec/v1
+kill -HUP "$MOUNT_PID"
+for _ in $(seq 50); do grep -q "credentials reloaded\|not reloaded" s3hup3.log && break; sleep 0.1; done
+grep -q "credentials reloaded" s3hup3.log ||
+    fail "credentials rotated by a link swap: SIGHUP did not read the new file" "$(tail -3 s3hup3.log)"
+read_range "$M/vm/100/$T2/drive-scsi1.img" $((128 << 10)) 4096 >/dev/null 2>&1 &&
+    fail "credentials rotated by a link swap: a read with the new (unknown) key succeeded"
+ok "SIGHUP: credentials rotated by swapping a symbolic link are read from the new target"
+lazyimg_umount "$M"
 printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$S3_AK" "$S3_SK" >creds
 export AWS_ACCESS_KEY_ID=$S3_AK AWS_SECRET_ACCESS_KEY=$S3_SK
 
