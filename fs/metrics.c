@@ -442,7 +442,8 @@ static void images_metrics(FILE *f, json_object *images)
             cached += v;
     }
     family(f, "images_loaded", "gauge",
-           "Images whose index is loaded (opened, stat()ed or hydrated since the mount).");
+           "Images whose index is in memory (open, being hydrated, or opened or stat()ed "
+           "lately; the others' series are left out until then).");
     sample(f, "images_loaded", NULL, NULL, n);
     family(f, "images_data_bytes", "gauge", "Data (non-zero) bytes of the loaded images.");
     sample(f, "images_data_bytes", NULL, NULL, data);
@@ -516,7 +517,7 @@ char *fs_metrics_render(json_object *st, size_t *ret_len)
 {
     json_object *stores = member(st, "stores"), *reads = member(st, "reads"),
                 *fetch = member(st, "fetch"), *cache = member(st, "cache"),
-                *disk = member(cache, "disk"), *queued = member(fetch, "queued"), *off, *mem;
+                *disk = member(cache, "disk"), *queued = member(fetch, "queued"), *off, *mem, *idx;
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -613,6 +614,16 @@ char *fs_metrics_render(json_object *st, size_t *ret_len)
                "Chunk buffer slots holding a chunk or a transfer.");
         simple(f, bufs, "kept_bytes", "chunk_buffers_kept_bytes", "gauge",
                "Memory of free chunk buffer slots kept for reuse.");
+    }
+    if ((idx = member(st, "indexes"))) {
+        simple(f, idx, "loaded_bytes", "image_indexes_bytes", "gauge",
+               "Memory of the image indexes in memory (48 bytes per chunk).");
+        simple(f, idx, "unused_bytes", "image_indexes_unused_bytes", "gauge",
+               "Memory of the indexes nothing uses, kept for a later open.");
+        simple(f, idx, "loads", "image_index_loads_total", "counter",
+               "Image indexes loaded since the mount, loads again after eviction included.");
+        simple(f, idx, "evictions", "image_index_evictions_total", "counter",
+               "Unused image indexes let go beyond $LAZYIMG_INDEX_KEEP.");
     }
     errors_metrics(f, st);
     images_metrics(f, member(st, "images"));

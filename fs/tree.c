@@ -204,7 +204,10 @@ static void publish(struct fs_tree *t, struct fs_node *n, struct fetch_image *im
  * Takes the least recently used unused indexes off their nodes while the
  * unused ones exceed the bound, up to TRIM_BATCH, into @out (freed by the
  * caller, outside the lock); how many. An index that a report peeked at
- * (referenced, still listed) stays. img_lock held.
+ * (referenced, still listed) stays, and so does the most recently used one
+ * unless the bound is 0: an index larger than the bound (1 TiB of 64 KiB
+ * casync chunks is 800 MB of it) would otherwise be fetched again at every
+ * open of its image (qemu-img info, then convert). img_lock held.
  */
 static size_t trim_locked(struct fs_tree *t, struct fetch_image **out)
 {
@@ -212,6 +215,8 @@ static size_t trim_locked(struct fs_tree *t, struct fetch_image **out)
     size_t k = 0;
     for (; n && k < TRIM_BATCH && t->index.unused_bytes > t->index.keep_bytes; n = prev) {
         prev = n->idle_prev;
+        if (n == t->idle_head && t->index.keep_bytes)
+            break;
         /* references rise from 0 only under img_lock: 0 here stays 0 */
         if (atomic_load_explicit(&n->image_refs, memory_order_acquire))
             continue;

@@ -108,6 +108,8 @@ static const char status_json[] =
     " \"memory\":{\"rss_bytes\":34,\"rss_peak_bytes\":35,"
     "   \"chunk_buffers\":{\"in_use\":36,\"kept\":37,\"kept_bytes\":38,\"slot_allocs\":39,"
     "     \"heap_allocs\":40,\"released\":41}},"
+    " \"indexes\":{\"loaded\":3,\"loaded_bytes\":42,\"in_use\":1,\"unused\":2,"
+    "   \"unused_bytes\":43,\"unused_max_bytes\":67108864,\"loads\":44,\"evictions\":45},"
     " \"images\":[{\"path\":\"vm/1/a\\\\b\\\"c\\nd.img\",\"size\":100,\"zero_bytes\":40,"
     "   \"data_bytes\":60,\"cached_bytes\":30,\"hydrated_pct\":50.0,"
     "   \"hydration\":{\"job\":1,\"state\":\"running\",\"total\":60,\"done\":30}},"
@@ -135,6 +137,11 @@ static void exposition(void **state)
     has_line(text, "lazyimg_resident_memory_peak_bytes 35");
     has_line(text, "lazyimg_chunk_buffers_in_use 36");
     has_line(text, "lazyimg_chunk_buffers_kept_bytes 38");
+    has_line(text, "lazyimg_image_indexes_bytes 42");
+    has_line(text, "lazyimg_image_indexes_unused_bytes 43");
+    has_line(text, "# TYPE lazyimg_image_index_loads_total counter");
+    has_line(text, "lazyimg_image_index_loads_total 44");
+    has_line(text, "lazyimg_image_index_evictions_total 45");
     has_line(text, "lazyimg_errors_total{kind=\"read\"} 1");
     has_line(text, "lazyimg_errors_total{kind=\"disk_cache_not_handed_over\"} 33");
     /* label values escaped: a\b"c<newline>d */

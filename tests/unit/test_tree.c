@@ -453,6 +453,20 @@ static void unused_indexes_are_bounded(void **state)
     assert_int_equal(fs_image_get(t, image_no(t, 1), &again, &err), 0);
     fs_image_put(t, image_no(t, 1));
     assert_null(n->image);
+    /* a bound smaller than one index keeps the most recently used one (it
+     * would be fetched again at every open), a bound of 0 none */
+    fs_tree_set_index_keep(t, 1);
+    fs_tree_index_stats(t, &st);
+    assert_int_equal(st.unused, 1);
+    assert_non_null(image_no(t, 1)->image);
+    assert_int_equal(fs_image_get(t, image_no(t, 2), &again, &err), 0);
+    fs_image_put(t, image_no(t, 2));
+    fs_tree_index_stats(t, &st);
+    assert_int_equal(st.unused, 1);
+    assert_null(image_no(t, 1)->image);
+    assert_non_null(image_no(t, 2)->image);
+    assert_int_equal(fs_image_get(t, image_no(t, BOUND_IMAGES - 1), &again, &err), 0);
+    fs_image_put(t, image_no(t, BOUND_IMAGES - 1));
     /* ... but one peeked at stays while it is looked at */
     n = image_no(t, BOUND_IMAGES - 1);
     assert_non_null(peeked = fs_image_peek(t, n));
