@@ -116,6 +116,21 @@ static const char status_json[] =
     "  {\"path\":\"vm/2/x.img\",\"size\":8,\"zero_bytes\":0,\"data_bytes\":8,\"cached_bytes\":8,"
     "   \"hydrated_pct\":100.0}]}";
 
+/* A path that is not UTF-8 (a directory named with Latin-1 bytes, an S3
+ * prefix) would make Prometheus refuse the whole scrape: each byte that is
+ * not part of a well-formed sequence is U+FFFD, the others are kept. */
+static void label_values_are_utf8(void **state)
+{
+    (void)state;
+    char *text = render("{\"images\":[{\"path\":\"vm/\xff"
+                        "a\xc3\xa9\xed\xa0\x80"
+                        "b\xf0\x9f\x98\x80.img\",\"size\":1}]}");
+    has_line(text, "lazyimg_image_size_bytes{image=\"vm/\xef\xbf\xbd"
+                   "a\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+                   "b\xf0\x9f\x98\x80.img\"} 1");
+    free(text);
+}
+
 static void exposition(void **state)
 {
     (void)state;
@@ -202,9 +217,8 @@ static void without_disk_cache(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(addr_accepted),
-        cmocka_unit_test(addr_refused),
-        cmocka_unit_test(exposition),
+        cmocka_unit_test(addr_accepted),      cmocka_unit_test(addr_refused),
+        cmocka_unit_test(exposition),         cmocka_unit_test(label_values_are_utf8),
         cmocka_unit_test(without_disk_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
