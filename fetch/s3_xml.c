@@ -95,12 +95,27 @@ static int add_entry(struct fetch_dirvec *d, const char *full, const char *prefi
     return fetch_dirvec_add(d, name, l, is_dir);
 }
 
+/* A key as encoding-type=url sends it ('+' for a space, %XX for the
+ * rest), decoded; NULL when malformed (or ENOMEM). */
+static char *url_decode(const char *s)
+{
+    char *t = strdup(s), *out;
+    if (!t)
+        return NULL;
+    for (char *p = t; *p; p++)
+        if (*p == '+')
+            *p = ' ';
+    out = fetch_percent_decode(t, strlen(t));
+    free(t);
+    return out;
+}
+
 int fetch_s3_parse_list(const char *xml, size_t len, const char *prefix, struct fetch_dirvec *d,
                         char **ret_token, fetch_error *err)
 {
     const xmlNode *root;
     char *token = NULL;
-    bool truncated = false;
+    bool truncated = false, encoded = false;
     xmlDoc *doc;
     int r;
 
@@ -114,6 +129,19 @@ int fetch_s3_parse_list(const char *xml, size_t len, const char *prefix, struct 
         xmlFreeDoc(doc);
         return fetch_error_set(err, -EBADMSG, "S3 listing: unexpected <%s> document", name);
     }
+    /* keys URL-encoded when the request asked and the server did it (one
+     * that ignores encoding-type sends them as they are) */
+    for (const xmlNode *c = root->children; c; c = c->next) {
+        char *t;
+        if (!node_is(c, "EncodingType"))
+            continue;
+        if (!(t = text_of(c))) {
+            xmlFreeDoc(doc);
+            return fetch_error_set(err, -ENOMEM, "out of memory");
+        }
+        encoded = !strcmp(t, "url");
+        free(t);
+    }
     for (const xmlNode *c = root->children; c && r == 0; c = c->next) {
         const xmlNode *k;
         char *t;
@@ -124,6 +152,17 @@ int fetch_s3_parse_list(const char *xml, size_t len, const char *prefix, struct 
             if (!(t = text_of(k))) {
                 r = -ENOMEM;
                 break;
+            }
+            if (encoded) {
+                char *plain = url_decode(t);
+                free(t);
+                if (!plain) {
+                    xmlFreeDoc(doc);
+                    free(token);
+                    return fetch_error_set(err, -EBADMSG,
+                                           "S3 listing: a key that is not URL-encoded");
+                }
+                t = plain;
             }
             r = add_entry(d, t, prefix, is_dir);
             free(t);

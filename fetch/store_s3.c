@@ -240,7 +240,9 @@ static int s3_get(struct fetch_store *s, const char *path, size_t max, void **re
 }
 
 /* The URL of a ListObjectsV2 request; its query is in SigV4 canonical
- * order (sorted, fully encoded) as libcurl signs it as given. */
+ * order (sorted, fully encoded) as libcurl signs it as given. Keys come
+ * back URL-encoded (encoding-type=url): XML 1.0 cannot carry some bytes a
+ * key may hold (a control character made the whole listing malformed). */
 static char *list_url(const struct s3_store *ss, const char *prefix, const char *token)
 {
     char *ep = fetch_percent_encode(prefix, false), *et = NULL, *url = NULL;
@@ -248,9 +250,9 @@ static char *list_url(const struct s3_store *ss, const char *prefix, const char 
         free(ep);
         return NULL;
     }
-    if (asprintf(&url, "%s%s?%s%s%sdelimiter=%%2F&list-type=2&prefix=%s", ss->root_url,
-                 ss->path_style ? "" : "/", et ? "continuation-token=" : "", et ? et : "",
-                 et ? "&" : "", ep) < 0)
+    if (asprintf(&url, "%s%s?%s%s%sdelimiter=%%2F&encoding-type=url&list-type=2&prefix=%s",
+                 ss->root_url, ss->path_style ? "" : "/", et ? "continuation-token=" : "",
+                 et ? et : "", et ? "&" : "", ep) < 0)
         url = NULL;
     free(ep);
     free(et);
