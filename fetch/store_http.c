@@ -618,7 +618,10 @@ static int check_root(struct http_store *hs, fetch_error *err)
     if (!url)
         return fetch_error_set(err, -ENOMEM, "out of memory");
     q.url = url;
-    r = fetch_remote_perform(hs->ec, req_setup, &q, LIST_MAX, 1, hs->base.location, &resp, err);
+    /* as often as an index load tries: one server error at the mount must
+     * not make it a mount from the cache for its whole life */
+    r = fetch_remote_perform(hs->ec, req_setup, &q, LIST_MAX, ATTEMPTS, hs->base.location, &resp,
+                             err);
     free(url);
     if (r == -EFBIG)
         return 0; /* an answer, even if a large one (its status is not kept) */

@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -51,6 +52,11 @@ struct s3_store {
     struct fetch_store base;
     char *bucket;
     char *prefix; /* "" or without leading/trailing '/' */
+    /* the PBS 4 layout (snapshots below .cnt/), known once the top level has
+     * been listed: at the open, or (opened without the check while the
+     * store was down) at its first listing or object that needs it */
+    pthread_mutex_t layout_lock;
+    _Atomic bool layout_known;
     bool pbs4;
     bool path_style;
     char *root_url; /* objects are root_url + "/" + key */
@@ -216,6 +222,8 @@ static int req_setup(void *arg, CURL *easy, fetch_error *err)
     return r;
 }
 
+static int find_layout(struct s3_store *ss, unsigned attempts, fetch_error *err);
+
 static int s3_get(struct fetch_store *s, const char *path, size_t max, void **ret, size_t *ret_len,
                   fetch_error *err)
 {
@@ -224,6 +232,9 @@ static int s3_get(struct fetch_store *s, const char *path, size_t max, void **re
     struct req q = {.ss = ss, .path = path};
     int r;
 
+    /* (a chunk's key is the same in both layouts) */
+    if (!is_chunk_path(path) && (r = find_layout(ss, ATTEMPTS, err)) < 0)
+        return r;
     r = fetch_remote_perform(ss->ec, req_setup, &q, max, ATTEMPTS, path, &resp, err);
     if (r < 0)
         return r;
@@ -339,15 +350,56 @@ static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempt
     return r;
 }
 
+/*
+ * Lists one page of the top level (@attempts of it): whether the store is
+ * there, with these credentials, and in which layout. 0 with ss->pbs4 set
+ * and known; -ENOENT when nothing is below the prefix; the failure else.
+ */
+static int find_layout(struct s3_store *ss, unsigned attempts, fetch_error *err)
+{
+    struct fetch_dirvec d = {0};
+    char *prefix;
+    bool pbs4 = false;
+    int r = 0;
+
+    if (atomic_load(&ss->layout_known))
+        return 0;
+    pthread_mutex_lock(&ss->layout_lock);
+    if (!atomic_load(&ss->layout_known)) {
+        if (!(prefix = fetch_s3_dir_prefix(ss->prefix, false, ""))) {
+            r = fetch_error_set(err, -ENOMEM, "out of memory");
+        } else {
+            r = list_prefix(ss, prefix, attempts, 1, ss->base.location, &d, err);
+            free(prefix);
+        }
+        if (r == 0 && d.n == 0 && ss->prefix[0])
+            r = fetch_error_set(err, -ENOENT, "%s: no objects below this prefix",
+                                ss->base.location);
+        for (size_t i = 0; r == 0 && i < d.n; i++)
+            if (d.v[i].is_dir && !strcmp(d.v[i].name, CNT_DIR))
+                pbs4 = true;
+        fetch_dirvec_release(&d);
+        if (r == 0) {
+            ss->pbs4 = pbs4;
+            atomic_store(&ss->layout_known, true);
+        }
+    }
+    pthread_mutex_unlock(&ss->layout_lock);
+    return r;
+}
+
 static int s3_list(struct fetch_store *s, const char *dir, struct fetch_dirent **ret, size_t *ret_n,
                    fetch_error *err)
 {
     struct s3_store *ss = (struct s3_store *)s;
     struct fetch_dirvec d = {0};
     const char *what = dir[0] ? dir : "/";
-    char *prefix = fetch_s3_dir_prefix(ss->prefix, ss->pbs4, dir);
+    char *prefix;
     int r;
 
+    if ((r = find_layout(ss, ATTEMPTS, err)) < 0)
+        return r;
+    prefix = fetch_s3_dir_prefix(ss->prefix, ss->pbs4, dir);
     if (!prefix)
         return fetch_error_set(err, -ENOMEM, "out of memory");
     r = list_prefix(ss, prefix, ATTEMPTS, 0, what, &d, err);
@@ -376,6 +428,7 @@ static void s3_free(struct fetch_store *s)
     free(ss->retired);
     free(ss->creds_file);
     pthread_mutex_destroy(&ss->cred_lock);
+    pthread_mutex_destroy(&ss->layout_lock);
     fetch_s3_creds_release(&ss->creds);
     fetch_remote_conf_release(&ss->conf);
     free(ss->bucket);
@@ -610,6 +663,7 @@ int fetch_s3_open(const char *location, const struct fetch_remote_options *o, bo
         return fetch_error_set(err, -ENOMEM, "out of memory");
     ss->base.ops = &s3_ops;
     pthread_mutex_init(&ss->cred_lock, NULL);
+    pthread_mutex_init(&ss->layout_lock, NULL);
     r = parse_location(ss, location, err);
     if (r < 0)
         goto fail;
@@ -636,27 +690,11 @@ int fetch_s3_open(const char *location, const struct fetch_remote_options *o, bo
         r = fetch_error_set(err, -ENOMEM, "out of memory");
         goto fail;
     }
-    if (check) {
-        /* one page of the top level: reachability, credentials, bucket, layout */
-        struct fetch_dirvec d = {0};
-        char *prefix = fetch_s3_dir_prefix(ss->prefix, false, "");
-        if (!prefix) {
-            r = fetch_error_set(err, -ENOMEM, "out of memory");
-            goto fail;
-        }
-        r = list_prefix(ss, prefix, 1, 1, ss->base.location, &d, err);
-        free(prefix);
-        if (r == 0 && d.n == 0 && ss->prefix[0])
-            r = fetch_error_set(err, -ENOENT, "%s: no objects below this prefix",
-                                ss->base.location);
-        for (size_t i = 0; r == 0 && i < d.n; i++) {
-            if (d.v[i].is_dir && !strcmp(d.v[i].name, CNT_DIR))
-                ss->pbs4 = true;
-        }
-        fetch_dirvec_release(&d);
-        if (r < 0)
-            goto fail;
-    }
+    /* one page of the top level: reachability, credentials, bucket, layout
+     * (as often as an index load tries: one server error must not make the
+     * mount one from the cache for its whole life) */
+    if (check && (r = find_layout(ss, ATTEMPTS, err)) < 0)
+        goto fail;
     *ret = &ss->base;
     return 0;
 fail:

@@ -182,3 +182,29 @@ lazyimg_mount "$LOC" "$M" --cache-dir "$W/cache-ep" --offline --s3-endpoint "$PR
 cmp "$M/vm/900/latest/drive-scsi0.img" tiny.raw || fail "--offline, the same service: the image differs"
 ok "--offline at the same service (its endpoint with a trailing '/'): from its cache, byte-identical"
 lazyimg_umount "$M"
+
+# --- the PBS 4 layout when the store was down at the mount ------------------
+# (its layout was found only by the mount's reachability check: a mount made
+# while the store was down looked for snapshots outside .cnt/ once it was
+# back, and an image whose index was not cached stayed unreadable; and that
+# check made one attempt, so one server error made a mount one from the
+# cache for its whole life)
+LOC=s3://lazyimg/pbs4/store
+C=$W/cache-p4
+lazyimg_mount "$LOC" "$M" --cache-dir "$C" "${S3OPTS[@]}"
+cmp "$M/vm/100/$T1/drive-scsi0.img" a1.raw || fail "pbs4, online: the image differs"
+lazyimg_umount "$M"
+proxy_fault status500 times=1 match='.'
+lazyimg_mount_fg "$LOC" "$M" p4a.log -- --cache-dir "$C" "${S3OPTS[@]}"
+! grep -q "unreachable" p4a.log || fail "pbs4: one server error at the mount made it a mount from the cache" "$(cat p4a.log)"
+cmp "$M/vm/100/$T2/drive-scsi1.img" a2.raw || fail "pbs4, one 500 at the mount: an image differs"
+ok "PBS 4 layout: one server error at the mount is retried; the mount is online"
+lazyimg_umount "$M"
+proxy_fault status500 times=all match='.'
+lazyimg_mount_fg "$LOC" "$M" p4b.log -- --cache-dir "$C" "${S3OPTS[@]}"
+grep -q "unreachable" p4b.log || fail "pbs4, store down: the mount did not say so" "$(cat p4b.log)"
+proxy_fault none match='/\.chunks/'
+out=$(cmp "$M/vm/100/$T2/drive-scsi1.img" a2.raw 2>&1) ||
+    fail "pbs4, down at the mount, back now: an image whose index was not cached does not read" "$out$(tail -3 p4b.log)"
+ok "PBS 4 layout, store down at the mount and back: an image not cached before loads and reads byte-identical"
+lazyimg_umount "$M"
