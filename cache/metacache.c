@@ -444,3 +444,131 @@ int cache_meta_sync(struct cache_meta *m)
 {
     return syncfs(m->dirfd) < 0 ? -errno : 0;
 }
+
+/* ---- the whole meta/ directory (lazyimg cache stats, clear) ---- */
+
+/*
+ * Calls @fn for each entry of every store directory below CACHE_DIR/meta
+ * (symbolic links and other non-directories at the store level are passed
+ * with @store_dirfd -1); -errno of opening meta/ (-ENOENT: none).
+ */
+static int
+walk_meta(const char *cache_dir,
+          void (*fn)(int store_dirfd, const char *name, const struct stat *st, void *arg),
+          void (*store_done)(int meta_fd, const char *name, bool is_dir, void *arg), void *arg)
+{
+    int top = open(cache_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), meta, fd;
+    DIR *d;
+    struct dirent *de;
+
+    if (top < 0)
+        return -errno;
+    meta = openat(top, "meta", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    close(top);
+    if (meta < 0)
+        return -errno;
+    if ((fd = dup(meta)) < 0 || !(d = fdopendir(fd))) {
+        int r = -errno;
+        if (fd >= 0)
+            close(fd);
+        close(meta);
+        return r;
+    }
+    while ((de = readdir(d))) {
+        int sd;
+        DIR *sdir;
+        struct dirent *e;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        sd = openat(meta, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sd < 0) {
+            if (store_done)
+                store_done(meta, de->d_name, false, arg);
+            continue;
+        }
+        if ((fd = dup(sd)) >= 0 && (sdir = fdopendir(fd))) {
+            while ((e = readdir(sdir))) {
+                struct stat st;
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+                    fstatat(sd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                    continue;
+                fn(sd, e->d_name, &st, arg);
+            }
+            closedir(sdir);
+        } else if (fd >= 0) {
+            close(fd);
+        }
+        close(sd);
+        if (store_done)
+            store_done(meta, de->d_name, true, arg);
+    }
+    closedir(d);
+    close(meta);
+    return 0;
+}
+
+static void count_entry(int store_dirfd, const char *name, const struct stat *st, void *arg)
+{
+    struct cache_meta_usage *u = arg;
+    (void)store_dirfd;
+    if (!S_ISREG(st->st_mode) || !strncmp(name, ".tmp.", 5))
+        return;
+    u->entries++;
+    u->bytes += (uint64_t)st->st_blocks * 512;
+}
+
+static void count_store(int meta_fd, const char *name, bool is_dir, void *arg)
+{
+    struct cache_meta_usage *u = arg;
+    (void)meta_fd;
+    (void)name;
+    if (is_dir)
+        u->stores++;
+}
+
+int cache_meta_usage(const char *cache_dir, struct cache_meta_usage *ret)
+{
+    int r;
+    *ret = (struct cache_meta_usage){0};
+    r = walk_meta(cache_dir, count_entry, count_store, ret);
+    return r == -ENOENT ? 0 : r;
+}
+
+struct clear_state {
+    uint64_t removed;
+    int err;
+};
+
+static void remove_entry(int store_dirfd, const char *name, const struct stat *st, void *arg)
+{
+    struct clear_state *cs = arg;
+    if (S_ISDIR(st->st_mode))
+        return; /* none is made here: left alone, as the store directory then */
+    if (unlinkat(store_dirfd, name, 0) < 0) {
+        if (errno != ENOENT && !cs->err)
+            cs->err = -errno;
+        return;
+    }
+    if (S_ISREG(st->st_mode) && strncmp(name, ".tmp.", 5))
+        cs->removed++;
+}
+
+static void remove_store(int meta_fd, const char *name, bool is_dir, void *arg)
+{
+    struct clear_state *cs = arg;
+    /* a daemon's put may make a file meanwhile: that store stays */
+    if (unlinkat(meta_fd, name, is_dir ? AT_REMOVEDIR : 0) < 0 && errno != ENOENT &&
+        errno != ENOTEMPTY && !cs->err)
+        cs->err = -errno;
+}
+
+int cache_meta_clear(const char *cache_dir, uint64_t *ret_removed)
+{
+    struct clear_state cs = {0, 0};
+    int r = walk_meta(cache_dir, remove_entry, remove_store, &cs);
+    if (ret_removed)
+        *ret_removed = cs.removed;
+    if (r == -ENOENT)
+        r = 0;
+    return r < 0 ? r : cs.err;
+}

@@ -11,6 +11,7 @@
 #include "json_out.h"
 #include "fetch/repo.h"
 #include "cache/diskcache.h"
+#include "cache/metacache.h"
 #include "cli.h"
 #include "log.h"
 
@@ -29,7 +30,8 @@ static const char cache_usage[] =
     "                   (exit status 1 if any was bad)\n"
     "  gc [--size SIZE] evict least recently used entries down to SIZE now\n"
     "                   (default 10G)\n"
-    "  clear            remove every entry\n";
+    "  clear            remove every entry, and the metadata kept to mount stores\n"
+    "                   that are down\n";
 
 struct cache_cli {
     const char *dir;
@@ -67,11 +69,17 @@ static void print_store(const struct cache_disk_store_stats *s, void *arg)
 static int cmd_stats(struct cache_disk *c, const char *dir, bool json)
 {
     struct cache_disk_stats st;
-    char alloc[32], apparent[32];
+    struct cache_meta_usage mu;
+    char alloc[32], apparent[32], meta[32];
     int r;
 
     cache_disk_get_stats(c, &st);
+    if ((r = cache_meta_usage(dir, &mu)) < 0) {
+        fs_warn("cache %s/meta: %s", dir, strerror(-r));
+        mu = (struct cache_meta_usage){0};
+    }
     if (json) {
+        json_object *m = json_object_new_object();
         json_object *o = json_object_new_object(), *stores = json_object_new_array();
         json_object_object_add(o, "dir", json_object_new_string(dir));
         json_object_object_add(o, "entries", json_object_new_int64((int64_t)st.entries));
@@ -81,14 +89,22 @@ static int cmd_stats(struct cache_disk *c, const char *dir, bool json)
                                json_object_new_int64((int64_t)st.bytes_apparent));
         r = cache_disk_store_stats(c, print_store, stores);
         json_object_object_add(o, "stores", stores);
+        json_object_object_add(m, "stores", json_object_new_int64((int64_t)mu.stores));
+        json_object_object_add(m, "entries", json_object_new_int64((int64_t)mu.entries));
+        json_object_object_add(m, "bytes_allocated", json_object_new_int64((int64_t)mu.bytes));
+        json_object_object_add(o, "meta", m);
         fs_json_write(stdout, o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
         json_object_put(o);
         return r;
     }
     fetch_format_size(st.bytes_allocated, alloc, sizeof(alloc));
     fetch_format_size(st.bytes_apparent, apparent, sizeof(apparent));
-    printf("cache %s: %llu entries, %s on disk (%s of chunk data)\n\n", dir,
+    fetch_format_size(mu.bytes, meta, sizeof(meta));
+    printf("cache %s: %llu entries, %s on disk (%s of chunk data)\n", dir,
            (unsigned long long)st.entries, alloc, apparent);
+    printf("metadata (listings, manifests, indexes kept to mount a store that is down): "
+           "%llu entries of %llu stores, %s on disk (outside --cache-size)\n\n",
+           (unsigned long long)mu.entries, (unsigned long long)mu.stores, meta);
     printf("%-40s %9s %10s %10s %10s %10s %10s\n", "STORE", "ENTRIES", "ON DISK", "HITS", "MISSES",
            "INSERTS", "EVICTIONS");
     return cache_disk_store_stats(c, print_store, NULL);
@@ -174,9 +190,12 @@ int fs_cmd_cache(int argc, char **argv)
         if (r >= 0)
             printf("evicted %llu entries (target %s)\n", (unsigned long long)evicted, size);
     } else {
+        uint64_t metas = 0;
         r = cache_disk_clear(c);
+        if (r >= 0 && (r = cache_meta_clear(dir, &metas)) < 0)
+            fs_err("cache clear: %s/meta: %s", dir, strerror(-r));
         if (r >= 0)
-            printf("cleared %s\n", dir);
+            printf("cleared %s (and %llu metadata entries)\n", dir, (unsigned long long)metas);
     }
     if (r < 0) {
         fs_err("cache %s: %s", cmd, strerror(-r));

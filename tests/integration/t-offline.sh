@@ -188,4 +188,18 @@ cmp -s <(head -c 65536 "$W/ml/$IMG") <(head -c 65536 a.raw) ||
     fail "local --offline by another spelling: the cached chunk reads wrong"
 lazyimg_umount "$W/ml"
 ok "a local store mounted as '.' is found again --offline through a symlink to it"
+# --- lazyimg cache stats and clear count and remove the metadata too --------
+out=$("$LAZYIMG" cache stats --cache-dir "$CL") || fail "cache stats failed" "$out"
+grep -q "^metadata (.*): [1-9][0-9]* entries of 1 stores, .* on disk (outside --cache-size)" <<<"$out" ||
+    fail "cache stats: no metadata line" "$out"
+n=$("$LAZYIMG" cache stats --json --cache-dir "$CL" | python3 -c 'import json, sys; print(json.load(sys.stdin)["meta"]["entries"])')
+((n > 0)) || fail "cache stats --json: meta.entries is $n"
+out=$("$LAZYIMG" cache clear --cache-dir "$CL") || fail "cache clear failed" "$out"
+grep -q "cleared .* (and $n metadata entries)" <<<"$out" || fail "cache clear: expected $n metadata entries" "$out"
+[[ -z $(find "$CL/meta" -type f) ]] || fail "cache clear left files in meta/" "$(find "$CL/meta" | head)"
+RC=0
+out=$("$LAZYIMG" mount --cache-dir "$CL" --offline "$S" "$W/ml" 2>&1) || RC=$?
+! mountpoint -q "$W/ml" || { fusermount3 -u "$W/ml"; fail "--offline after cache clear: mounted"; }
+((RC != 0)) && grep -q "not in the metadata cache" <<<"$out" || fail "--offline after cache clear: expected 'not in the metadata cache'" "$out"
+ok "cache stats counts the metadata ($n entries), cache clear removes it (--offline then has nothing)"
 echo "# $T_CHECKS checks passed"
