@@ -554,6 +554,18 @@ count_row() { # LABEL KEY N TARGET-TEXT
 SHA=$(med sha)
 SHA_ALL=$(calc "1073.741824 / $(med sha.all.mbps)") # s per GiB, every core hashing
 GIB=$(calc "$DATA / 1073741824")
+# disk_of DIR: the block device under DIR and its kernel readahead (it moves
+# the local and warm figures: the same VM read with 128 and 16384 KiB)
+disk_of() {
+  local majmin bdi
+  majmin=$(findmnt -n -o MAJ:MIN -T "$1" 2>/dev/null | tr -d ' ') || true
+  bdi=/sys/class/bdi/$majmin/read_ahead_kb
+  if [ -n "$majmin" ] && [ -r "$bdi" ]; then
+    echo "$(findmnt -n -o SOURCE -T "$1") ($majmin), readahead $(cat "$bdi") KiB"
+  else
+    echo "unknown"
+  fi
+}
 r2() { fmt %.2f "$1"; }
 {
   echo
@@ -568,6 +580,7 @@ r2() { fmt %.2f "$1"; }
   echo "HTTP: nginx on 127.0.0.1; store files in the page cache for every cold read; each lazyimg figure from a fresh mount" \
     "with default options (--no-cache or --cache-dir only), read by cat; $RUNS runs: median, min–max"
   echo "MB/s of data = $((DATA >> 20)) MiB / time; CPU = daemon utime+stime per GiB of data; RSS = daemon VmHWM (highest run)"
+  echo "the disk holding $W (store files and caches): $(disk_of "$W")"
   if [ -n "$HTTP_CUBIC" ]; then
     echo "TCP congestion control: $TCP_CC (Debian's default is cubic; bbr paces nginx's sends with timers, which over loopback run on the CPUs the daemon uses too); rows \"nginx on cubic\" (context) read from a second nginx whose connections use cubic"
   else
