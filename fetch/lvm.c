@@ -860,11 +860,13 @@ static bool lv_has_status(const struct cfg_node *lvsec, const char *flag)
 /*
  * A stripe on LV @name of @lvs (the VG's logical_volumes) from its extent
  * @pe on, for @n extents, rather than on a PV: what LVs being moved by a
- * pvmove sit on while it runs. Their bytes are on the first leg of the
- * pvmove's mirror, the source, which is whole until the move ends: 1 with
- * that leg's PV name and extent; 0 when @name is an LV of another kind, or
- * the range is not in one mirror segment (the segment cannot be mapped);
- * -1 when @name is no LV either (malformed).
+ * pvmove sit on while it runs. A segment of the move's mirror not moved yet
+ * or being moved is whole on its first leg, the source (writes go to both
+ * legs); one moved already ("extents_moved" its whole length) only on the
+ * second, the destination, where writes have gone since (as LVM2 activates
+ * it). 1 with that leg's PV name and extent; 0 when @name is an LV of
+ * another kind, or the range is not in one mirror segment (the segment
+ * cannot be mapped); -1 when @name is no LV either (malformed).
  */
 static int pvmove_source(const struct cfg_node *lvs, const char *name, uint64_t pe, uint64_t n,
                          const char **ret_pv, uint64_t *ret_pe)
@@ -877,14 +879,19 @@ static int pvmove_source(const struct cfg_node *lvs, const char *name, uint64_t 
     for (const struct cfg_node *sec = lv->child; sec; sec = sec->next) {
         const struct cfg_node *legs = cfg_get(sec, "mirrors"), *pv, *at;
         const char *type = cfg_str(sec, "type");
-        uint64_t start, count;
+        uint64_t start, count, moved = 0;
         if (sec->kind != CFG_SECTION || !cfg_uint(sec, "start_extent", &start) ||
             !cfg_uint(sec, "extent_count", &count) || pe < start || pe - start >= count ||
             n > count - (pe - start))
             continue;
         if (!type || strcmp(type, "mirror") || !legs || legs->kind != CFG_ARRAY ||
-            !(pv = legs->child) || pv->kind != CFG_STR || !(at = pv->next) || at->kind != CFG_INT ||
-            at->num < 0 || (uint64_t)at->num > UINT64_MAX - (pe - start))
+            !(pv = legs->child))
+            return 0;
+        /* moved: the second leg, the destination */
+        if (cfg_uint(sec, "extents_moved", &moved) && moved >= count)
+            pv = pv->next ? pv->next->next : NULL;
+        if (!pv || pv->kind != CFG_STR || !(at = pv->next) || at->kind != CFG_INT || at->num < 0 ||
+            (uint64_t)at->num > UINT64_MAX - (pe - start))
             return 0;
         *ret_pv = pv->str;
         *ret_pe = (uint64_t)at->num + (pe - start);

@@ -312,32 +312,14 @@ static bool get_u64(json_object *o, const char *key, uint64_t *ret)
     return true;
 }
 
-/* The length of the well-formed UTF-8 sequence at @s (1 to 4), or 0: a
- * stray byte, an overlong form, a surrogate, beyond U+10FFFF. */
-static size_t utf8_len(const unsigned char *s)
-{
-    size_t n = s[0] < 0x80                    ? 1
-               : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
-               : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
-               : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
-                                              : 0;
-    for (size_t i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    if ((n == 3 && ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F))) ||
-        (n == 4 && ((s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))))
-        return 0;
-    return n;
-}
-
 /* A label value as the format wants it: \\, \" and \n escaped, and valid
  * UTF-8 (Prometheus refuses the whole scrape for one label that is not): a
  * byte of a path that is not is shown as U+FFFD. */
 static void put_label_value(FILE *f, const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
     while (*p) {
-        size_t n = utf8_len(p);
+        size_t n = *p < 0x80 ? 1 : fs_utf8_len(p, (size_t)(end - p));
         if (*p == '\\')
             fputs("\\\\", f);
         else if (*p == '"')

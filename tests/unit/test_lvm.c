@@ -894,6 +894,17 @@ static void pvmove_and_snapshots(void **state)
     assert_false(find_lv(&l->vgs[0], "pvmove0")->visible);
     assert_int_equal(find_visible(&l->vgs[0], "lin")->segs[0].type, FETCH_LVM_LINEAR);
     fetch_lvm_free(l);
+    /* that segment moved already: on the destination, pv0:17 */
+    t2 = edit(t, &len, "extents_moved = 0", "extents_moved = 2");
+    l = scan_text(t2, len, text_off(fx.img[0]));
+    lv = find_visible(&l->vgs[0], "mid");
+    assert_int_equal(lv->segs[0].type, FETCH_LVM_LINEAR);
+    assert_int_equal(lv->segs[0].stripes[0].dev,
+                     find_lv(&l->vgs[0], "lin")->segs[0].stripes[0].dev);
+    assert_int_equal(lv->segs[0].stripes[0].offset,
+                     find_lv(&l->vgs[0], "lin")->segs[0].stripes[0].offset + 17 * FX_MIB);
+    fetch_lvm_free(l);
+    free(t2);
     free(t);
 
     /* on another LV: that segment unmapped, the others there */
