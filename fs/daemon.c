@@ -243,6 +243,9 @@ int fs_daemon_start(struct fs_daemon *d, const char *mountpoint)
     int r;
 
     d->started = true;
+    /* the key's page was locked before the fork that detached this process:
+     * a lock is not inherited */
+    fs_key_lock(d->key);
     if (d->has_cache && fs_open_cache(&d->cache, &ctx->disk) < 0)
         fs_warn("continuing without the disk cache");
     ctx->has_disk_cache = ctx->disk != NULL;

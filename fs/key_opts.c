@@ -212,6 +212,12 @@ int fs_key_load(const struct fs_key_opts *o, struct fetch_pbs_key **ret)
     return 0;
 }
 
+void fs_key_lock(struct fetch_pbs_key *k)
+{
+    if (k)
+        (void)mlock(k, key_page_len()); /* best effort, as at the load */
+}
+
 void fs_key_free(struct fetch_pbs_key *k)
 {
     if (!k)

@@ -48,3 +48,6 @@ int fs_key_opt_parse(int c, const char *arg, struct fs_key_opts *o);
  */
 int fs_key_load(const struct fs_key_opts *o, struct fetch_pbs_key **ret);
 void fs_key_free(struct fetch_pbs_key *k);
+/* Locks @k's page in memory again (within RLIMIT_MEMLOCK; NULL-safe): in a
+ * process forked after fs_key_load(), which does not inherit the lock. */
+void fs_key_lock(struct fetch_pbs_key *k);

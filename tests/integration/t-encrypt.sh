@@ -104,11 +104,19 @@ ok "sign-only snapshot: its signature verifies and its image reads byte-exact"
 IDK1=$(python3 -c 'import hashlib, sys
 print(hashlib.pbkdf2_hmac("sha256", bytes.fromhex(sys.argv[1]), b"_id_key", 10, 32).hex())' "$K1")
 B64=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["data"])' key-none.json)
-out=$(python3 "$T_DIR/dump_scan.py" "$MOUNT_PID" "hex:$K1" "hex:$IDK1" "$B64") ||
+out=$(python3 "$T_DIR/dump_scan.py" "$MOUNT_PID" "hex:$K1" "hex:$IDK1" "$B64" \
+    "hex:${K1:0:32}" "hex:${K1:32}" "hex:${IDK1:0:32}" "hex:${IDK1:32}") ||
     fail "a core dump of the daemon would hold the key (dump_scan.py: dumped=N)" "$out"
 grep -q "^hex:$K1 dumped=0 excluded=[1-9]" <<<"$out" ||
     fail "dump_scan.py did not find the key in its own page" "$out"
-ok "the key, its id key and the key file's base64 are in no memory a core dump holds"
+ok "the key, its id key, their halves and the key file's base64 are in no memory a core dump holds"
+# ... and the page is locked in the (detached) daemon, where the limit allows
+lim=$(ulimit -l)
+if [[ $lim == unlimited ]] || ((lim >= 4)); then
+    grep -q "^hex:$K1 .* locked=[1-9]" <<<"$out" ||
+        fail "the key's page is not locked in the daemon (ulimit -l $lim)" "$out"
+    ok "the key's page is locked in memory in the detached daemon"
+fi
 lazyimg_umount "$M"
 
 # decrypted chunks are cached under their keyed digests (algorithm 3 in the
