@@ -539,9 +539,27 @@ static int perform_once(CURL *easy, fetch_request_setup_fn setup, void *arg, siz
     return 0;
 }
 
+static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg, size_t max,
+                   unsigned attempts, bool transport_retries, const char *what,
+                   struct fetch_response *ret, fetch_error *err);
+
 int fetch_remote_perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg,
                          size_t max, unsigned attempts, const char *what,
                          struct fetch_response *ret, fetch_error *err)
+{
+    return perform(ec, setup, arg, max, attempts, true, what, ret, err);
+}
+
+int fetch_remote_probe(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg,
+                       size_t max, unsigned attempts, const char *what, struct fetch_response *ret,
+                       fetch_error *err)
+{
+    return perform(ec, setup, arg, max, attempts, false, what, ret, err);
+}
+
+static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg, size_t max,
+                   unsigned attempts, bool transport_retries, const char *what,
+                   struct fetch_response *ret, fetch_error *err)
 {
     unsigned delay_ms = 100, wait_ms = 0;
     int r = -EIO;
@@ -577,7 +595,7 @@ int fetch_remote_perform(struct fetch_easy_cache *ec, fetch_request_setup_fn set
             *ret = resp;
             return 0;
         }
-        if (!fetch_remote_retryable(r) || r == -EBADMSG)
+        if (!transport_retries || !fetch_remote_retryable(r) || r == -EBADMSG)
             return r;
     }
     return r;

@@ -75,7 +75,8 @@ void fetch_response_release(struct fetch_response *r);
 
 /*
  * Performs a GET set up by @setup, up to @attempts times while the failure is
- * fetch_remote_retryable() (backoff 100 ms, then ×4). Bodies of 2xx answers
+ * fetch_remote_retryable() or the answer a 429 or 5xx (backoff 100 ms, then
+ * ×4, or the answer's Retry-After if longer). Bodies of 2xx answers
  * larger than @max fail with -EFBIG; other bodies are kept up to 64 KiB (for
  * error details) and returned with the status. Returns 0 when a response
  * arrived (whatever its status: map it with fetch_remote_result) or the
@@ -84,6 +85,13 @@ void fetch_response_release(struct fetch_response *r);
 int fetch_remote_perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg,
                          size_t max, unsigned attempts, const char *what,
                          struct fetch_response *ret, fetch_error *err);
+/* The same, but only an answer (429, 5xx) is tried again, never a failure
+ * to get one (refused, timed out, reset): whether a store is there, asked
+ * at the mount, where a store that is down must be known as soon as the
+ * first attempt says so (the mount then comes from the cache). */
+int fetch_remote_probe(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg,
+                       size_t max, unsigned attempts, const char *what, struct fetch_response *ret,
+                       fetch_error *err);
 
 /* Percent-encodes every byte outside the RFC 3986 unreserved set
  * (A-Z a-z 0-9 - . _ ~), and '/' too unless @keep_slash. NULL on ENOMEM. */

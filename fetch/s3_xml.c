@@ -154,14 +154,12 @@ int fetch_s3_parse_list(const char *xml, size_t len, const char *prefix, struct 
                 break;
             }
             if (encoded) {
+                /* one key that does not decode (an encoded NUL, a bad escape
+                 * from a server of its own) is left out, not the listing */
                 char *plain = url_decode(t);
                 free(t);
-                if (!plain) {
-                    xmlFreeDoc(doc);
-                    free(token);
-                    return fetch_error_set(err, -EBADMSG,
-                                           "S3 listing: a key that is not URL-encoded");
-                }
+                if (!plain)
+                    continue;
                 t = plain;
             }
             r = add_entry(d, t, prefix, is_dir);

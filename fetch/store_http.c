@@ -618,10 +618,11 @@ static int check_root(struct http_store *hs, fetch_error *err)
     if (!url)
         return fetch_error_set(err, -ENOMEM, "out of memory");
     q.url = url;
-    /* as often as an index load tries: one server error at the mount must
-     * not make it a mount from the cache for its whole life */
-    r = fetch_remote_perform(hs->ec, req_setup, &q, LIST_MAX, ATTEMPTS, hs->base.location, &resp,
-                             err);
+    /* a server error again, as an index load would: one at the mount must
+     * not make it a mount from the cache for its whole life (a store that
+     * does not answer is known at once) */
+    r = fetch_remote_probe(hs->ec, req_setup, &q, LIST_MAX, ATTEMPTS, hs->base.location, &resp,
+                           err);
     free(url);
     if (r == -EFBIG)
         return 0; /* an answer, even if a large one (its status is not kept) */

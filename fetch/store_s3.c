@@ -57,7 +57,13 @@ struct s3_store {
      * store was down) at its first listing or object that needs it */
     pthread_mutex_t layout_lock;
     _Atomic bool layout_known;
-    bool pbs4;
+    _Atomic bool pbs4;
+    /* a failed look at the layout is the answer for LAYOUT_RETRY_MS, so
+     * that callers queued on the lock do not each wait for a store that is
+     * down (@layout_lock) */
+    int layout_err;
+    uint64_t layout_failed_ms;
+    char layout_msg[sizeof(((fetch_error *)0)->msg)];
     bool path_style;
     char *root_url; /* objects are root_url + "/" + key */
     char *sigv4;    /* "aws:amz:<region>:s3" */
@@ -288,7 +294,7 @@ static unsigned long long env_bound(const char *name, unsigned long long def)
  * pages, within the store's listing bounds (beyond one: -EFBIG and a message
  * naming it); else stops quietly after @max_pages pages.
  */
-static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempts,
+static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempts, bool probe,
                        unsigned max_pages, const char *what, struct fetch_dirvec *d,
                        fetch_error *err)
 {
@@ -315,7 +321,10 @@ static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempt
             break;
         }
         q.url = url;
-        r = fetch_remote_perform(ss->ec, req_setup, &q, LIST_PAGE_MAX, attempts, what, &resp, err);
+        r = probe ? fetch_remote_probe(ss->ec, req_setup, &q, LIST_PAGE_MAX, attempts, what, &resp,
+                                       err)
+                  : fetch_remote_perform(ss->ec, req_setup, &q, LIST_PAGE_MAX, attempts, what,
+                                         &resp, err);
         free(url);
         if (r == 0)
             r = fetch_s3_error(resp.status, resp.body, resp.len, what, err);
@@ -350,6 +359,15 @@ static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempt
     return r;
 }
 
+#define LAYOUT_RETRY_MS 2000
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 /*
  * Lists one page of the top level (@attempts of it): whether the store is
  * there, with these credentials, and in which layout. 0 with ss->pbs4 set
@@ -365,11 +383,14 @@ static int find_layout(struct s3_store *ss, unsigned attempts, fetch_error *err)
     if (atomic_load(&ss->layout_known))
         return 0;
     pthread_mutex_lock(&ss->layout_lock);
-    if (!atomic_load(&ss->layout_known)) {
+    if (!atomic_load(&ss->layout_known) && ss->layout_err < 0 &&
+        mono_ms() < ss->layout_failed_ms + LAYOUT_RETRY_MS) {
+        r = fetch_error_set(err, ss->layout_err, "%s", ss->layout_msg);
+    } else if (!atomic_load(&ss->layout_known)) {
         if (!(prefix = fetch_s3_dir_prefix(ss->prefix, false, ""))) {
             r = fetch_error_set(err, -ENOMEM, "out of memory");
         } else {
-            r = list_prefix(ss, prefix, attempts, 1, ss->base.location, &d, err);
+            r = list_prefix(ss, prefix, attempts, true, 1, ss->base.location, &d, err);
             free(prefix);
         }
         if (r == 0 && d.n == 0 && ss->prefix[0])
@@ -380,8 +401,12 @@ static int find_layout(struct s3_store *ss, unsigned attempts, fetch_error *err)
                 pbs4 = true;
         fetch_dirvec_release(&d);
         if (r == 0) {
-            ss->pbs4 = pbs4;
+            atomic_store(&ss->pbs4, pbs4);
             atomic_store(&ss->layout_known, true);
+        } else {
+            ss->layout_err = r;
+            ss->layout_failed_ms = mono_ms();
+            snprintf(ss->layout_msg, sizeof(ss->layout_msg), "%s", err->msg);
         }
     }
     pthread_mutex_unlock(&ss->layout_lock);
@@ -402,7 +427,7 @@ static int s3_list(struct fetch_store *s, const char *dir, struct fetch_dirent *
     prefix = fetch_s3_dir_prefix(ss->prefix, ss->pbs4, dir);
     if (!prefix)
         return fetch_error_set(err, -ENOMEM, "out of memory");
-    r = list_prefix(ss, prefix, ATTEMPTS, 0, what, &d, err);
+    r = list_prefix(ss, prefix, ATTEMPTS, false, 0, what, &d, err);
     free(prefix);
     if (r == 0 && ss->pbs4 && !dir[0] && fetch_dirvec_add(&d, CHUNK_DIR, strlen(CHUNK_DIR), true))
         r = fetch_error_set(err, -ENOMEM, "out of memory");

@@ -202,4 +202,24 @@ out=$("$LAZYIMG" mount --cache-dir "$CL" --offline "$S" "$W/ml" 2>&1) || RC=$?
 ! mountpoint -q "$W/ml" || { fusermount3 -u "$W/ml"; fail "--offline after cache clear: mounted"; }
 ((RC != 0)) && grep -q "not in the metadata cache" <<<"$out" || fail "--offline after cache clear: expected 'not in the metadata cache'" "$out"
 ok "cache stats counts the metadata ($n entries), cache clear removes it (--offline then has nothing)"
+# --- a store that accepts and never answers: known after one deadline -------
+# (the mount's look at the store retries a server's error answer, not a
+# missing answer: three deadlines of a hung server before the mount failed
+# or came from the cache)
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
+print(s.getsockname()[1], flush=True)
+held = []
+while True:
+    held.append(s.accept())' >hung.port &
+T_PIDS+=($!)
+for _ in $(seq 50); do [[ -s hung.port ]] && break; sleep 0.1; done
+t0=$(date +%s%N)
+RC=0
+out=$("$LAZYIMG" mount --no-cache "${FAST[@]}" "http://127.0.0.1:$(cat hung.port)/store" "$W/ml" 2>&1) || RC=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+! mountpoint -q "$W/ml" || { fusermount3 -u "$W/ml"; fail "a hung store: mounted" "$out"; }
+((RC != 0)) || fail "a hung store: the mount succeeded" "$out"
+((ms < 4000 * 3 / 2 + 2000)) || fail "a hung store (--fetch-timeout 4): the mount failed after $ms ms, not after one deadline" "$out"
+ok "a store that never answers: the mount fails after one deadline ($ms ms): $out"
 echo "# $T_CHECKS checks passed"

@@ -388,7 +388,9 @@ static void s3_list_url_encoded(void **state)
                                 "</ListBucketResult>";
     static const char bad[] = "<ListBucketResult><EncodingType>url</EncodingType>"
                               "<IsTruncated>false</IsTruncated>"
-                              "<Contents><Key>ds/vm/x%zz</Key></Contents></ListBucketResult>";
+                              "<Contents><Key>ds/vm/x%zz</Key></Contents>"
+                              "<Contents><Key>ds/vm/nul%00</Key></Contents>"
+                              "<Contents><Key>ds/vm/ok</Key></Contents></ListBucketResult>";
     struct fetch_dirvec d = {0};
     fetch_error err = {""};
     char *token = NULL;
@@ -405,7 +407,11 @@ static void s3_list_url_encoded(void **state)
     fetch_dirvec_finish(&d);
     assert_true(has_entry(d.v, d.n, "a+b%2B", false));
     fetch_dirvec_release(&d);
-    assert_int_equal(fetch_s3_parse_list(bad, strlen(bad), "ds/vm/", &d, &token, &err), -EBADMSG);
+    /* keys that do not decode are left out, not the listing */
+    assert_int_equal(fetch_s3_parse_list(bad, strlen(bad), "ds/vm/", &d, &token, &err), 0);
+    fetch_dirvec_finish(&d);
+    assert_int_equal(d.n, 1);
+    assert_true(has_entry(d.v, d.n, "ok", false));
     fetch_dirvec_release(&d);
 }
 
