@@ -507,30 +507,37 @@ walk_meta(const char *cache_dir,
     return 0;
 }
 
+struct usage_state {
+    struct cache_meta_usage u;
+    uint64_t entries_before; /* when the current store began */
+};
+
 static void count_entry(int store_dirfd, const char *name, const struct stat *st, void *arg)
 {
-    struct cache_meta_usage *u = arg;
+    struct usage_state *us = arg;
     (void)store_dirfd;
     if (!S_ISREG(st->st_mode) || !strncmp(name, ".tmp.", 5))
         return;
-    u->entries++;
-    u->bytes += (uint64_t)st->st_blocks * 512;
+    us->u.entries++;
+    us->u.bytes += (uint64_t)st->st_blocks * 512;
 }
 
+/* a store with entries (an empty directory: one cleared) */
 static void count_store(int meta_fd, const char *name, bool is_dir, void *arg)
 {
-    struct cache_meta_usage *u = arg;
+    struct usage_state *us = arg;
     (void)meta_fd;
     (void)name;
-    if (is_dir)
-        u->stores++;
+    if (is_dir && us->u.entries > us->entries_before)
+        us->u.stores++;
+    us->entries_before = us->u.entries;
 }
 
 int cache_meta_usage(const char *cache_dir, struct cache_meta_usage *ret)
 {
-    int r;
-    *ret = (struct cache_meta_usage){0};
-    r = walk_meta(cache_dir, count_entry, count_store, ret);
+    struct usage_state us = {{0, 0, 0}, 0};
+    int r = walk_meta(cache_dir, count_entry, count_store, &us);
+    *ret = us.u;
     return r == -ENOENT ? 0 : r;
 }
 
@@ -556,9 +563,10 @@ static void remove_entry(int store_dirfd, const char *name, const struct stat *s
 static void remove_store(int meta_fd, const char *name, bool is_dir, void *arg)
 {
     struct clear_state *cs = arg;
-    /* a daemon's put may make a file meanwhile: that store stays */
-    if (unlinkat(meta_fd, name, is_dir ? AT_REMOVEDIR : 0) < 0 && errno != ENOENT &&
-        errno != ENOTEMPTY && !cs->err)
+    /* a store's directory stays: a running daemon writes through its open
+     * descriptor of it, and would write into a removed one for the rest of
+     * its mount; what is not a directory there goes */
+    if (!is_dir && unlinkat(meta_fd, name, 0) < 0 && errno != ENOENT && !cs->err)
         cs->err = -errno;
 }
 

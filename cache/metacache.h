@@ -73,13 +73,14 @@ int cache_meta_sync(struct cache_meta *m);
 
 /* What the metadata caches of every store below @cache_dir hold: their
  * entries, the disk space they take (allocated bytes) and how many stores
- * have one. No meta/ directory is 0 of each. -errno of opening it. */
+ * have entries. No meta/ directory is 0 of each. -errno of opening it. */
 struct cache_meta_usage {
     uint64_t stores, entries, bytes;
 };
 int cache_meta_usage(const char *cache_dir, struct cache_meta_usage *ret);
 
-/* Removes every store's entries (and their directories) below @cache_dir;
+/* Removes every store's entries below @cache_dir (their directories stay:
+ * a running daemon writes through its open descriptor of its store's);
  * *@ret_removed (may be NULL) gets how many entries went. Symbolic links
  * are removed, never followed. -errno of the first failure (the rest is
  * still removed). */

@@ -202,6 +202,14 @@ out=$("$LAZYIMG" mount --cache-dir "$CL" --offline "$S" "$W/ml" 2>&1) || RC=$?
 ! mountpoint -q "$W/ml" || { fusermount3 -u "$W/ml"; fail "--offline after cache clear: mounted"; }
 ((RC != 0)) && grep -q "not in the metadata cache" <<<"$out" || fail "--offline after cache clear: expected 'not in the metadata cache'" "$out"
 ok "cache stats counts the metadata ($n entries), cache clear removes it (--offline then has nothing)"
+# a clear while a daemon runs leaves its store's directory, which it goes on
+# writing to (it wrote into a removed one for the rest of its mount)
+mount_capture "$S" "$W/ml" --cache-dir "$CL"
+"$LAZYIMG" cache clear --cache-dir "$CL" >/dev/null || fail "cache clear with a daemon running failed"
+cmp -s "$W/ml/vm/100/$T1/qemu-server.conf" conf || fail "after a clear: the config blob reads wrong"
+[[ -n $(find "$CL/meta" -type f) ]] || fail "after a clear with a daemon running: it cached no metadata since"
+lazyimg_umount "$W/ml"
+ok "cache clear while a daemon runs: it goes on caching metadata"
 # --- a store that accepts and never answers: known after one deadline -------
 # (the mount's look at the store retries a server's error answer, not a
 # missing answer: three deadlines of a hung server before the mount failed
