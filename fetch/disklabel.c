@@ -261,14 +261,25 @@ static int mbr_read(const struct fetch_dev *dev, const uint8_t *mbr, struct fetc
     l->kind = FETCH_LABEL_MBR;
     l->disk_id = le32(mbr + MBR_DISK_ID);
 
+    for (unsigned slot = 0; slot < 4; slot++)
+        mbr_entry(mbr, slot, &e[slot]);
     for (unsigned slot = 0; slot < 4; slot++) {
         uint64_t end;
-        mbr_entry(mbr, slot, &e[slot]);
         /* as the kernel: only a size of 0 makes an entry empty, whatever
          * its type byte */
         if (e[slot].count == 0)
             continue;
         end = e[slot].lba + e[slot].count;
+        /* but an entry of type 0 is often a stale one: one that does not
+         * fit (past the end, over another) is left out, not the table */
+        if (e[slot].type == 0) {
+            bool stale = end > nsect;
+            for (unsigned o = 0; o < 4 && !stale; o++)
+                stale = o != slot && e[o].count && e[slot].lba < e[o].lba + e[o].count &&
+                        e[o].lba < end;
+            if (stale)
+                continue;
+        }
         if (end > nsect) {
             r = fetch_error_set(err, -EBADMSG,
                                 "MBR: partition %u (sectors %llu..%llu) ends past the device's "

@@ -215,6 +215,15 @@ static void mbr_empty_ebr_and_slots(void **state)
     check_part(&l->parts[1], 3, 8192, 2048);
     assert_int_equal(l->parts[1].mbr_type, 0x00);
     fetch_label_free(l);
+    /* ... unless it does not fit, a stale entry: left out, not the table */
+    mbr_entry(sector(m, 0), 2, 0x00, 0x00, 8192, 0xfffff000u);
+    l = read_ok(m);
+    assert_int_equal(l->count, 3);
+    fetch_label_free(l);
+    mbr_entry(sector(m, 0), 2, 0x00, 0x00, 2048, 100);
+    l = read_ok(m);
+    assert_int_equal(l->count, 3);
+    fetch_label_free(l);
     mbr_entry(sector(m, 0), 2, 0x00, 0x00, 8192, 0);
 
     /* an extended partition whose first EBR has no signature holds nothing */
