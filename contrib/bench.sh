@@ -557,14 +557,16 @@ GIB=$(calc "$DATA / 1073741824")
 # disk_of DIR: the block device under DIR and its kernel readahead (it moves
 # the local and warm figures: the same VM read with 128 and 16384 KiB)
 disk_of() {
-  local majmin bdi
+  local majmin ra
   majmin=$(findmnt -n -o MAJ:MIN -T "$1" 2>/dev/null | tr -d ' ') || true
-  bdi=/sys/class/bdi/$majmin/read_ahead_kb
-  if [ -n "$majmin" ] && [ -r "$bdi" ]; then
-    echo "$(findmnt -n -o SOURCE -T "$1") ($majmin), readahead $(cat "$bdi") KiB"
-  else
-    echo "unknown"
-  fi
+  # a disk has its queue; a partition, its disk's (one level up)
+  for ra in "/sys/dev/block/$majmin/queue/read_ahead_kb" "/sys/dev/block/$majmin/../queue/read_ahead_kb"; do
+    if [ -n "$majmin" ] && [ -r "$ra" ]; then
+      echo "$(findmnt -n -o SOURCE -T "$1") ($majmin), readahead $(cat "$ra") KiB"
+      return
+    fi
+  done
+  echo "unknown"
 }
 r2() { fmt %.2f "$1"; }
 {
