@@ -366,6 +366,17 @@ static uint64_t keep_bytes(void)
     return KEEP * one + one / 2;
 }
 
+/* stat() of image @n (lookup, getattr): its size and blocks, all data */
+static void stat_image(struct fs_tree *t, struct fs_node *n)
+{
+    fetch_error err = {""};
+    struct stat sb;
+    assert_int_equal(fs_node_load(t, n, &err), 0);
+    fs_node_stat(t, n, &sb);
+    assert_int_equal(sb.st_size, IMG_SIZE);
+    assert_int_equal(sb.st_blocks, IMG_SIZE / 512);
+}
+
 static void unused_indexes_are_bounded(void **state)
 {
     (void)state;
@@ -374,18 +385,13 @@ static void unused_indexes_are_bounded(void **state)
     const struct fetch_image *held, *again, *peeked;
     struct fs_node *n, *open_n;
     fetch_error err = {""};
-    struct stat sb;
 
     fs_tree_set_index_keep(t, keep_bytes());
     opens_a = opens_b = 0;
     /* stat() of every image (lookup, getattr): the index once each; at most
      * KEEP of them stay in memory */
     for (int i = 0; i < BOUND_IMAGES; i++) {
-        n = image_no(t, i);
-        assert_int_equal(fs_node_load(t, n, &err), 0);
-        fs_node_stat(t, n, &sb);
-        assert_int_equal(sb.st_size, IMG_SIZE);
-        assert_int_equal(sb.st_blocks, IMG_SIZE / 512);
+        stat_image(t, image_no(t, i));
         fs_tree_index_stats(t, &st);
         assert_true(st.loaded <= KEEP);
         assert_true(st.unused_bytes <= keep_bytes());
@@ -400,13 +406,8 @@ static void unused_indexes_are_bounded(void **state)
     assert_null(image_no(t, 0)->image);
     assert_non_null(image_no(t, BOUND_IMAGES - 1)->image);
     /* stat again: from the node, no load */
-    for (int i = 0; i < BOUND_IMAGES; i++) {
-        n = image_no(t, i);
-        assert_int_equal(fs_node_load(t, n, &err), 0);
-        fs_node_stat(t, n, &sb);
-        assert_int_equal(sb.st_size, IMG_SIZE);
-        assert_int_equal(sb.st_blocks, IMG_SIZE / 512);
-    }
+    for (int i = 0; i < BOUND_IMAGES; i++)
+        stat_image(t, image_no(t, i));
     assert_int_equal(opens_a, BOUND_IMAGES);
 
     /* an open image loads again, and stays while open however many others
