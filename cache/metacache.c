@@ -448,9 +448,10 @@ int cache_meta_sync(struct cache_meta *m)
 /* ---- the whole meta/ directory (lazyimg cache stats, clear) ---- */
 
 /*
- * Calls @fn for each entry of every store directory below CACHE_DIR/meta
- * (symbolic links and other non-directories at the store level are passed
- * with @store_dirfd -1); -errno of opening meta/ (-ENOENT: none).
+ * Calls @fn for each file of every store directory below CACHE_DIR/meta,
+ * then @store_done for that store (@is_dir false: what stands there is not
+ * a directory, a symbolic link say, never followed); -errno of opening
+ * meta/ (-ENOENT: none).
  */
 static int
 walk_meta(const char *cache_dir,
@@ -482,8 +483,7 @@ walk_meta(const char *cache_dir,
             continue;
         sd = openat(meta, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (sd < 0) {
-            if (store_done)
-                store_done(meta, de->d_name, false, arg);
+            store_done(meta, de->d_name, false, arg);
             continue;
         }
         if ((fd = dup(sd)) >= 0 && (sdir = fdopendir(fd))) {
@@ -499,12 +499,18 @@ walk_meta(const char *cache_dir,
             close(fd);
         }
         close(sd);
-        if (store_done)
-            store_done(meta, de->d_name, true, arg);
+        store_done(meta, de->d_name, true, arg);
     }
     closedir(d);
     close(meta);
     return 0;
+}
+
+/* Whether file @name of a store's directory is an entry (not a temporary
+ * file of a put in progress) */
+static bool is_entry(const char *name, const struct stat *st)
+{
+    return S_ISREG(st->st_mode) && strncmp(name, ".tmp.", 5) != 0;
 }
 
 struct usage_state {
@@ -516,7 +522,7 @@ static void count_entry(int store_dirfd, const char *name, const struct stat *st
 {
     struct usage_state *us = arg;
     (void)store_dirfd;
-    if (!S_ISREG(st->st_mode) || !strncmp(name, ".tmp.", 5))
+    if (!is_entry(name, st))
         return;
     us->u.entries++;
     us->u.bytes += (uint64_t)st->st_blocks * 512;
@@ -550,13 +556,13 @@ static void remove_entry(int store_dirfd, const char *name, const struct stat *s
 {
     struct clear_state *cs = arg;
     if (S_ISDIR(st->st_mode))
-        return; /* none is made here: left alone, as the store directory then */
+        return; /* the cache makes none here: not ours to remove */
     if (unlinkat(store_dirfd, name, 0) < 0) {
         if (errno != ENOENT && !cs->err)
             cs->err = -errno;
         return;
     }
-    if (S_ISREG(st->st_mode) && strncmp(name, ".tmp.", 5))
+    if (is_entry(name, st))
         cs->removed++;
 }
 

@@ -541,24 +541,6 @@ static int perform_once(CURL *easy, fetch_request_setup_fn setup, void *arg, siz
 
 static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg, size_t max,
                    unsigned attempts, bool transport_retries, const char *what,
-                   struct fetch_response *ret, fetch_error *err);
-
-int fetch_remote_perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg,
-                         size_t max, unsigned attempts, const char *what,
-                         struct fetch_response *ret, fetch_error *err)
-{
-    return perform(ec, setup, arg, max, attempts, true, what, ret, err);
-}
-
-int fetch_remote_probe(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg,
-                       size_t max, unsigned attempts, const char *what, struct fetch_response *ret,
-                       fetch_error *err)
-{
-    return perform(ec, setup, arg, max, attempts, false, what, ret, err);
-}
-
-static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg, size_t max,
-                   unsigned attempts, bool transport_retries, const char *what,
                    struct fetch_response *ret, fetch_error *err)
 {
     unsigned delay_ms = 100, wait_ms = 0;
@@ -599,6 +581,20 @@ static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, vo
             return r;
     }
     return r;
+}
+
+int fetch_remote_perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg,
+                         size_t max, unsigned attempts, const char *what,
+                         struct fetch_response *ret, fetch_error *err)
+{
+    return perform(ec, setup, arg, max, attempts, true, what, ret, err);
+}
+
+int fetch_remote_probe(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg,
+                       size_t max, unsigned attempts, const char *what, struct fetch_response *ret,
+                       fetch_error *err)
+{
+    return perform(ec, setup, arg, max, attempts, false, what, ret, err);
 }
 
 /* ---- percent encoding, dirent vectors ---- */

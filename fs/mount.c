@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* `lazyimg mount`: checks, FUSE session setup, daemonizing, kernel readahead. */
 #include <dirent.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -817,10 +818,8 @@ static void canonical_location(const char *loc, const struct fetch_remote_option
             len = sizeof(ep) - 1;
         /* the scheme and host in lower case, no trailing '/' */
         for (size_t i = 0, slashes = 0; i < len && slashes < 3; i++) {
-            if (ep[i] == '/')
-                slashes++;
-            else if (ep[i] >= 'A' && ep[i] <= 'Z')
-                ep[i] = (char)(ep[i] - 'A' + 'a');
+            slashes += ep[i] == '/';
+            ep[i] = (char)tolower((unsigned char)ep[i]);
         }
         while (len > 0 && ep[len - 1] == '/')
             ep[--len] = '\0';
