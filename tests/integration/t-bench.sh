@@ -6,7 +6,8 @@
 # this size and are not judged; what is checked is that it finishes, prints
 # every row of its table with numbers in it, and that the rows which do not
 # depend on speed hold: every data chunk cached after a cold filling read
-# (target 2), each loaded once (8), none loaded by warm reads, the encrypted
+# (target 2), each loaded once (8), none loaded by warm reads, target 1
+# judged on the median of each run's three pairs, the encrypted
 # image cached too, the peer's and cp's copies identical to the image. Where
 # the machine's TCP congestion control is not cubic, the context rows from
 # the second nginx (connections on cubic, contrib/tcpcc.c) are there.
@@ -98,6 +99,18 @@ for what in ("local", "HTTP", "casync 64K"):
                      r"after waiting [0-9]+\.[0-9] s: [0-9]+ inserted, [0-9]+ skipped; "
                      r"SQLite write transactions [0-9]+ \(status --json\), [0-9]+ \(daemon log at exit\); "
                      r"chunks loaded by --no-cache reads: [0-9]+$", text, re.M), what
+# target 1: every pair's ratio, and each store's verdict on the median of them
+m = re.search(r"^- target 1, the ratio of each pair \(cache filling / --no-cache\), .*: "
+              r"local (\S+); HTTP (\S+); casync 64K (\S+)$", text, re.M)
+assert m, "no line of target 1's pairs"
+for what, v in zip(("local", "HTTP", "casync 64K"), m.groups()):
+    pairs = v.split("/")
+    assert len(pairs) == 3 and all(num.match(x) for x in pairs), (what, v)
+    r = row("1. cache filling / --no-cache, " + what + " (")
+    assert r[5] == sorted(pairs, key=float)[1], (what, r, pairs)
+    assert "the median of its 3 pairs" in r[0], r
+assert re.search(r"^- target 1, MB/s of data of the pairs after the first .*: local [0-9]+, [0-9]+ and [0-9]+, [0-9]+; "
+                 r"HTTP [0-9]+, [0-9]+ and [0-9]+, [0-9]+; casync 64K [0-9]+, [0-9]+ and [0-9]+, [0-9]+$", text, re.M), "pairs' MB/s"
 # who hashed, per cold read: a share of blocks paired where the CPU has the
 # SHA extensions, "openssl" elsewhere
 sha_ni = " sha_ni " in " " + open("/proc/cpuinfo").read().replace("\n", " ") + " "
