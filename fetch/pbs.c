@@ -673,10 +673,13 @@ int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, const struct fe
         fetch_buf_free(raw);
         return fetch_error_set(err, -ENOENT, "chunk %s is missing (empty object)", hex);
     }
-    if (key) {
+    /* with a key, the chunk of an encrypted archive; without, of a plain
+     * one, whose encrypted chunk is a mix-up to name as such (not a key
+     * to ask for: one may have been given for the other archives) */
+    {
         char what[40];
         snprintf(what, sizeof(what), "chunk %.16s…", hex);
-        if ((r = check_crypt(raw, raw_len, true, what, err)) < 0) {
+        if ((r = check_crypt(raw, raw_len, key != NULL, what, err)) < 0) {
             fetch_buf_free(raw);
             return r;
         }

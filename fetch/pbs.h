@@ -124,8 +124,9 @@ size_t fetch_pbs_chunk_max_raw(size_t len);
  * Decodes a fetched chunk object (ownership of the malloc()ed @raw passes to
  * this call) to exactly @len bytes whose SHA-256 is @digest. With @key, the
  * chunk of an encrypted archive: it must be encrypted, it is decrypted and
- * its digest is keyed. -ENOENT for a 0-byte object, -EBADMSG when corrupt or
- * not authentic, -ENOKEY when encrypted and @key is NULL. @plain_sha256:
+ * its digest is keyed; without, the chunk of a plain archive, which must not
+ * be. -ENOENT for a 0-byte object, -EBADMSG when corrupt, not authentic or
+ * encrypted where it must not be (or the other way round). @plain_sha256:
  * NULL, or the SHA-256 of @raw's bytes after the blob header, taken from
  * these very bytes (struct fetch_blob_expect).
  */

@@ -271,6 +271,22 @@ for mode in ct ctraw tag crc; do
     fi
 done
 
+# an encrypted chunk where the sign-only image (plain chunks) names one, read
+# with the key given: the log names the mix-up, not a key to give
+p=$(fidx_digest "$S/$SIGNED.fidx" 0)
+cp "$(chunk_path "$S" "$p")" signed0.orig
+cp "$(chunk_path "$S" "$(fidx_digest "$S/$ENC.fidx" 0)")" "$(chunk_path "$S" "$p")"
+lazyimg_mount_fg "$S" "$M" mixup.log -- --no-cache --keyfile key-none.json
+expect_err "an encrypted chunk in the sign-only image: EIO, never its bytes" "Input/output error" \
+    read_range "$M/$SIGNED" 0 65536
+lazyimg_umount "$M"
+cp signed0.orig "$(chunk_path "$S" "$p")"
+grep -qF "is encrypted, although the manifest says its archive is not" mixup.log ||
+    fail "an encrypted chunk in the sign-only image: the log does not name the mix-up" "$(cat mixup.log)"
+! grep -qF "no key is configured" mixup.log ||
+    fail "an encrypted chunk in the sign-only image: the log asks for a key that was given" "$(cat mixup.log)"
+ok "an encrypted chunk in the sign-only image: the log says it is encrypted although its archive is not"
+
 # --- find with the key ----------------------------------------------------------
 out=$("$LAZYIMG" find --keyfile key-none.json "$S" passwd 2>&1) || fail "find --keyfile failed" "$out"
 grep -q "^ct/200/$T  root.pxar/etc/passwd " <<<"$out" || fail "find --keyfile: the file of the encrypted archive is not found" "$out"

@@ -1189,6 +1189,7 @@ static void read_chunk_corrupt(void **state)
     struct fetch_store *s = open_store(ds->root);
     uint8_t *data = fx_malloc(CS), digest[32], other[32], *raw;
     fetch_data d = {0};
+    fetch_error err = {""};
     char *rel, *orel;
     size_t len;
 
@@ -1222,11 +1223,12 @@ static void read_chunk_corrupt(void **state)
     fx_write(ds->root, rel, raw, len);
     assert_int_equal(fetch_pbs_read_chunk(s, digest, CS, &d, NULL), -EBADMSG);
     assert_null(d.base);
-    /* an encrypted chunk */
+    /* an encrypted chunk where a plain one belongs: a mix-up, not a key to ask for */
     free(raw);
     raw = fx_blob(fx_magic_encrypted, data, 200, &len);
     fx_write(ds->root, rel, raw, len);
-    assert_int_equal(fetch_pbs_read_chunk(s, digest, CS, &d, NULL), -ENOKEY);
+    assert_int_equal(fetch_pbs_read_chunk(s, digest, CS, &d, &err), -EBADMSG);
+    assert_non_null(strstr(err.msg, "is encrypted, although the manifest says its archive is not"));
 
     free(raw);
     free(rel);
