@@ -279,10 +279,16 @@ int fetch_manifest_verify(const struct fetch_manifest *m, const struct fetch_pbs
                                "or a null value in its signed part)");
     if ((r = fetch_pbs_key_hmac(k, m->signed_json, m->signed_len, mac)) < 0)
         return fetch_error_set(err, r, "HMAC-SHA256 failed");
+    /* a manifest that names its key's fingerprint was checked against the
+     * key above; one that does not (older clients) may be another key's */
     if (CRYPTO_memcmp(mac, m->signature, sizeof(mac)) != 0)
         return fetch_error_set(err, -EBADMSG,
-                               "the manifest's signature does not verify with the key: it was "
-                               "changed after the backup");
+                               m->has_fingerprint
+                                   ? "the manifest's signature does not verify with the key: it "
+                                     "was changed after the backup"
+                                   : "the manifest's signature does not verify with the key: it "
+                                     "names no key fingerprint, so either the backup was made "
+                                     "with another key or the manifest was changed after it");
     return 0;
 }
 

@@ -439,7 +439,10 @@ static const char *mount_state(const struct fetch_pbs_key *key, const struct fet
     if (fetch_pbs_check_key(s, f, key, NULL) == -EKEYREJECTED)
         return "no (encrypted with another key)";
     if (key && fetch_manifest_verify(s->manifest, key, NULL) == -EBADMSG)
-        return "no (manifest signature missing or wrong: changed after the backup)";
+        return s->manifest->has_fingerprint
+                   ? "no (manifest signature missing or wrong: changed after the backup)"
+                   : "no (manifest signature missing or wrong: another key's, or changed after "
+                     "the backup)";
     if (k == FETCH_PBS_ARCHIVE_BLOB && f->size > FETCH_PBS_SMALL_BLOB_MAX)
         return "no (blob larger than 16 MiB)";
     return "yes";

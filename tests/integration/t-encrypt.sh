@@ -330,7 +330,9 @@ ok "ls --keyfile says the snapshot with the changed manifest will not open, the 
 
 # --- a manifest whose signature was removed, one re-signed around a plain blob ---
 # rewrite MODE: "unsign" sets vm/100's signature to null, keeping its
-# fingerprint and crypt modes (the client never writes that); "plainconf"
+# fingerprint and crypt modes (the client never writes that); "nofp" leaves
+# out the key's fingerprint, which the signature does not cover (as older
+# clients wrote it); "plainconf"
 # puts a plain blob in place of its encrypted config blob, with the manifest
 # updated and signed again with the key (only the blob's kind can tell).
 snap=$S/vm/100/$T
@@ -353,6 +355,8 @@ m = json.loads(body)
 assert m["unprotected"]["key-fingerprint"] == key.fingerprint and m["signature"]
 if mode == "unsign":
     m["signature"] = None
+elif mode == "nofp":
+    del m["unprotected"]["key-fingerprint"]
 elif mode == "masterkey":
     # the backup key wrapped for an RSA master key: a plain blob, its entry
     # with the backup's crypt-mode (as the client writes it)
@@ -380,6 +384,19 @@ expect_err "manifest made with the key, its signature removed: its config refuse
 grep -qF "the manifest is not signed, although it names a key's fingerprint" unsigned.log ||
     fail "signature removed: the log does not say why" "$(cat unsigned.log)"
 ok "signature removed: the log says the manifest is not signed although made with a key"
+lazyimg_umount "$M"
+cp man.orig "$snap/index.json.blob"
+rewrite nofp
+lazyimg_mount_fg "$S" "$M" nofp.log -- --no-cache --keyfile key-none.json
+cmp -s disk.raw "$M/$ENC" || fail "manifest without its key's fingerprint: the image differs with its key"
+lazyimg_umount "$M"
+lazyimg_mount_fg "$S" "$M" nofp-other.log -- --no-cache --keyfile other.json
+expect_err "manifest without its key's fingerprint, read with another key: its image refuses to open" \
+    "Bad message" cat "$M/$ENC"
+grep -qF "either the backup was made with another key or the manifest was changed after it" nofp-other.log ||
+    fail "manifest without its key's fingerprint, another key: the log does not allow for another key" \
+        "$(cat nofp-other.log)"
+ok "manifest without its key's fingerprint: reads with its key; with another, the log names both causes"
 lazyimg_umount "$M"
 cp man.orig "$snap/index.json.blob"
 rewrite plainconf

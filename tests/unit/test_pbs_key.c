@@ -272,6 +272,9 @@ static void hmac_and_fingerprints(void **state)
 /* Python: hmac.new(id_key, CANONICAL, hashlib.sha256).hexdigest() */
 #define SIGNATURE "\"ade5ed623434dc2a45e5eea34c99c66c52ac9ef6e0149933a32c33e95e17379a\""
 
+/* the message of verify()'s last refusal */
+static char verify_msg[sizeof(((fetch_error *)0)->msg)];
+
 /* fetch_manifest_verify's answer for the manifest made of these parts. */
 static int verify(const struct fetch_pbs_key *k, const char *time, const char *extra,
                   const char *fp, const char *sig, struct fetch_manifest **keep)
@@ -284,6 +287,7 @@ static int verify(const struct fetch_pbs_key *k, const char *time, const char *e
     if (fetch_manifest_parse(json, strlen(json), &m, &err))
         fail_msg("manifest: %s", err.msg);
     r = fetch_manifest_verify(m, k, &err);
+    memcpy(verify_msg, err.msg, sizeof(verify_msg));
     if (keep)
         *keep = m;
     else
@@ -305,6 +309,7 @@ static void manifest_signature(void **state)
     fetch_manifest_free(m);
     /* changed after signing: a protected value, an added member */
     assert_int_equal(verify(&k, "1700000001", "", SCRYPT_FP, SIGNATURE, NULL), -EBADMSG);
+    assert_non_null(strstr(verify_msg, "it was changed after the backup"));
     assert_int_equal(verify(&k, "1700000000", ", \"b\": 1", SCRYPT_FP, SIGNATURE, NULL), -EBADMSG);
     /* signed with another key, or not at all, or not canonical */
     assert_int_equal(verify(&k, "1700000000", "", PBKDF2_FP, SIGNATURE, NULL), -EKEYREJECTED);
@@ -320,7 +325,10 @@ static void manifest_signature(void **state)
     assert_int_equal(verify(&k, "1700000000", "", "be:6c", SIGNATURE, &m), 0);
     assert_false(m->has_fingerprint);
     fetch_manifest_free(m);
+    /* without a fingerprint, a signature that does not verify may be another key's */
     assert_int_equal(verify(&k, "1700000001", "", "be:6c", SIGNATURE, NULL), -EBADMSG);
+    assert_non_null(strstr(verify_msg, "either the backup was made with another key or the "
+                                       "manifest was changed after it"));
     fetch_pbs_key_clear(&k);
 }
 
