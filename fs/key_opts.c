@@ -129,6 +129,12 @@ static int get_password(const struct fs_key_opts *o, char *buf, size_t len)
         return 0;
     }
     if (env) {
+        if (strlen(env) >= len) {
+            /* cut, it would only be called wrong */
+            fs_err("$LAZYIMG_KEY_PASSWORD: longer than %zu bytes, too long for a password",
+                   len - 1);
+            return -E2BIG;
+        }
         snprintf(buf, len, "%s", env);
         /* out of the environment a daemon would keep for its whole life
          * (/proc/PID/environ shows the original block: wiped in place) */

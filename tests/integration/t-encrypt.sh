@@ -182,6 +182,10 @@ ok "^C at the password prompt: the process ends by SIGINT, the terminal's echo i
 mkdir -p "$M"
 expect_err "wrong password: the mount says so" "wrong password for the key file" \
     env LAZYIMG_KEY_PASSWORD=nope "$LAZYIMG" mount --no-cache --keyfile key-scrypt.json "$S" "$M"
+expect_err "a password of 4097 bytes: the mount says it is too long (not wrong)" \
+    "longer than 4096 bytes, too long for a password" \
+    env LAZYIMG_KEY_PASSWORD="$(head -c 4097 /dev/zero | tr '\0' x)" "$LAZYIMG" mount --no-cache \
+    --keyfile key-scrypt.json "$S" "$M"
 expect_err "protected key without a password: the mount says how to give it" \
     "protected by a password" \
     env -u LAZYIMG_KEY_PASSWORD "$LAZYIMG" mount --no-cache --keyfile key-pbkdf2.json "$S" "$M" </dev/null
