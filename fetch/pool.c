@@ -54,6 +54,9 @@ struct fetch_job {
     size_t len, cap;
     bool too_big;
     char errbuf[CURL_ERROR_SIZE];
+    /* the start of an error answer's body, for the store to explain */
+    char errbody[1024];
+    size_t errlen;
 
     int result;
     fetch_error err;
@@ -312,10 +315,15 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
     struct fetch_job *j = userdata;
     size_t n = size * nmemb;
     long status = 0;
-    /* an error page is not the object: the status says what happened */
+    /* an error page is not the object: the status says what happened, and
+     * the start of the page may say why (fetch_store_ops.explain) */
     if (curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
-        (status < 200 || status > 299))
+        (status < 200 || status > 299)) {
+        size_t room = sizeof(j->errbody) - j->errlen;
+        memcpy(j->errbody + j->errlen, data, n < room ? n : room);
+        j->errlen += n < room ? n : room;
         return n;
+    }
     if (n > j->max_len - j->len) {
         j->too_big = true;
         return 0;
@@ -357,6 +365,7 @@ static int start_transfer(struct fetch_pool *p, struct lane *l, struct fetch_job
         j->tap(j->arg, NULL, 0, 0); /* a new attempt */
     j->too_big = false;
     j->errbuf[0] = '\0';
+    j->errlen = 0;
     r = s->ops->setup_get(s, j->easy, j->path, &j->err);
     if (r < 0) {
         curl_easy_cleanup(j->easy); /* the next attempt tries a fresh one */
@@ -396,6 +405,11 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
         j->result = fetch_remote_result((int)cc, status, j->errbuf, j->path, &j->err);
         if (cc == CURLE_OK)
             j->retry_after_ms = fetch_remote_retry_after_ms(j->easy, status);
+        if (cc == CURLE_OK && j->result < 0 && j->errlen) {
+            struct fetch_store *s = fetch_mirrors_store(p->mirrors, j->store);
+            if (s->ops->explain)
+                (void)s->ops->explain(s, status, j->errbody, j->errlen, j->path, &j->err);
+        }
     }
     if (cc != CURLE_OK) {
         /* a handle whose transfer failed may keep state that a reset does

@@ -164,6 +164,11 @@ int fetch_s3_parse_list(const char *xml, size_t len, const char *prefix, struct 
  */
 int fetch_s3_error(long status, const char *xml, size_t len, const char *what, fetch_error *err);
 
+/* As fetch_s3_error(), for an answer whose -errno the caller took from its
+ * status: 1 with @err set when the body names an S3 error code, else 0
+ * (@err untouched). For fetch_store_ops.explain. */
+int fetch_s3_explain(long status, const char *xml, size_t len, const char *what, fetch_error *err);
+
 /* Object key of store path @path: plain layout "<prefix>/<path>"; PBS 4 S3
  * layout "<prefix>/.chunks/..." for chunks and "<prefix>/.cnt/<path>" for
  * everything else. @prefix is "" or has no leading/trailing '/'. NULL on ENOMEM. */

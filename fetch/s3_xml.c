@@ -193,11 +193,15 @@ int fetch_s3_parse_list(const char *xml, size_t len, const char *prefix, struct 
     return 0;
 }
 
-int fetch_s3_error(long status, const char *xml, size_t len, const char *what, fetch_error *err)
+/* fetch_s3_error(); *@coded (unless NULL): whether the body named an S3 error code */
+static int s3_error(long status, const char *xml, size_t len, const char *what, fetch_error *err,
+                    bool *coded)
 {
     char code[64] = "", msg[128] = "", region[64] = "", endpoint[128] = "";
     xmlDoc *doc = NULL;
 
+    if (coded)
+        *coded = false;
     if (status >= 200 && status < 300)
         return 0;
     if (xml && len && parse_xml(xml, len, &doc, NULL) == 0) {
@@ -218,6 +222,8 @@ int fetch_s3_error(long status, const char *xml, size_t len, const char *what, f
     }
     if (!*code)
         return fetch_remote_result(CURLE_OK, status, NULL, what, err);
+    if (coded)
+        *coded = true;
 
     if (!strcmp(code, "NoSuchKey"))
         return fetch_error_set(err, -ENOENT, "%s: not found (NoSuchKey)", what);
@@ -262,4 +268,21 @@ int fetch_s3_error(long status, const char *xml, size_t len, const char *what, f
     if (*msg)
         return fetch_error_set(err, r, "%s: S3 error %s (HTTP %ld): %s", what, code, status, msg);
     return fetch_error_set(err, r, "%s: S3 error %s (HTTP %ld)", what, code, status);
+}
+
+int fetch_s3_error(long status, const char *xml, size_t len, const char *what, fetch_error *err)
+{
+    return s3_error(status, xml, len, what, err, NULL);
+}
+
+int fetch_s3_explain(long status, const char *xml, size_t len, const char *what, fetch_error *err)
+{
+    fetch_error mine = {""};
+    bool coded;
+    (void)s3_error(status, xml, len, what, &mine, &coded);
+    if (!coded)
+        return 0;
+    if (err)
+        *err = mine;
+    return 1;
 }

@@ -52,6 +52,15 @@ struct fetch_store_ops {
      * when the store has none), or -errno with @err: the old ones stay.
      */
     int (*reload)(struct fetch_store *s, fetch_error *err);
+    /*
+     * Optional, remote stores: an error answer to a GET of @path (HTTP
+     * @status, not 2xx) whose body, @len bytes at @body (its start when it
+     * was longer), explains it (S3's XML <Error>): 1 with @err set to that
+     * explanation, else 0. The caller keeps the -errno it took from the
+     * status (its retries depend on it); only the message changes.
+     */
+    int (*explain)(struct fetch_store *s, long status, const char *body, size_t len,
+                   const char *path, fetch_error *err);
 };
 
 struct fetch_store {

@@ -513,6 +513,13 @@ static int s3_reload(struct fetch_store *s, fetch_error *err)
     return 0;
 }
 
+static int s3_explain(struct fetch_store *s, long status, const char *body, size_t len,
+                      const char *path, fetch_error *err)
+{
+    (void)s;
+    return fetch_s3_explain(status, body, len, path, err);
+}
+
 static const struct fetch_store_ops s3_ops = {
     .kind = "s3",
     .list = s3_list,
@@ -520,6 +527,7 @@ static const struct fetch_store_ops s3_ops = {
     .free = s3_free,
     .setup_get = s3_setup_get,
     .reload = s3_reload,
+    .explain = s3_explain,
 };
 
 /* ---- opening ---- */

@@ -101,6 +101,9 @@ for _ in $(seq 50); do grep -q "credentials reloaded" s3hup.log && break; sleep 
 grep -q "s3://lazyimg/plain/store: credentials reloaded" s3hup.log || fail "S3 SIGHUP: no reload line" "$(tail -3 s3hup.log)"
 read_range "$M/vm/100/$T2/drive-scsi1.img" $((128 << 10)) 4096 >/dev/null 2>&1 &&
     fail "S3 SIGHUP: a read with an unknown access key succeeded"
+# the chunk's GET went through the fetcher pool: its error answer explained
+grep -q "S3 rejected the access key (InvalidAccessKeyId)" s3hup.log ||
+    fail "S3 SIGHUP: the failed chunk read does not say why" "$(tail -5 s3hup.log)"
 printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$S3_AK" "$S3_SK" >creds
 kill -HUP "$MOUNT_PID"
 for _ in $(seq 50); do (($(grep -c "credentials reloaded" s3hup.log) >= 2)) && break; sleep 0.1; done

@@ -522,6 +522,18 @@ static void s3_errors(void **state)
         assert_int_equal(fetch_s3_error(404, "<html>", 6, "x", &err), -ENOENT);
         assert_int_equal(fetch_s3_error(200, "", 0, "x", &err), 0);
     }
+    /* fetch_s3_explain: only a body that names a code says more than its status */
+    {
+        static const char body[] = "<Error><Code>ExpiredToken</Code></Error>";
+        fetch_error err = {"untouched"};
+        assert_int_equal(fetch_s3_explain(400, body, strlen(body), "p", &err), 1);
+        assert_string_equal(err.msg, "p: S3 rejected the session token (ExpiredToken)");
+        strcpy(err.msg, "untouched");
+        assert_int_equal(fetch_s3_explain(403, "<html>denied</html>", 19, "p", &err), 0);
+        assert_int_equal(fetch_s3_explain(500, "", 0, "p", &err), 0);
+        assert_int_equal(fetch_s3_explain(403, body, 20, "p", &err), 0); /* cut short */
+        assert_string_equal(err.msg, "untouched");
+    }
 }
 
 static void s3_credentials(void **state)
