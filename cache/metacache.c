@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "metacache.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,16 +66,35 @@ int cache_meta_store_key(const char *location, char out[CACHE_META_STORE_KEY_LEN
     if (!norm)
         return -ENOMEM;
     if (scheme_end && !memchr(location, '/', (size_t)(scheme_end - location))) {
-        /* scheme://[userinfo@]authority[/path]: drop the userinfo */
-        const char *auth = scheme_end + 3;
-        size_t auth_len = strcspn(auth, "/?#");
-        const char *at = NULL;
-        for (size_t i = 0; i < auth_len; i++)
-            if (auth[i] == '@')
-                at = auth + i;
-        size_t head = (size_t)(auth - location);
-        memcpy(norm, location, head);
-        snprintf(norm + head, len + 1 - head, "%s", at ? at + 1 : auth);
+        /* scheme://[userinfo@]host[:port][/path]: the userinfo dropped; for
+         * http and https also the scheme and host in lower case and a port
+         * that is the scheme's default (or empty): each names the same
+         * server either way (not so an s3:// bucket: legacy names have case) */
+        const char *auth = scheme_end + 3, *end = auth + strcspn(auth, "/?#"), *host = auth;
+        const char *colon = NULL;
+        size_t scheme_len = (size_t)(scheme_end - location), at = 0, host_len;
+        bool http = scheme_len == 4 && !strncasecmp(location, "http", 4);
+        bool https = scheme_len == 5 && !strncasecmp(location, "https", 5);
+
+        for (const char *c = auth; c < end; c++)
+            if (*c == '@')
+                host = c + 1;
+        for (const char *c = host; c < end; c++)
+            colon = *c == ':' ? c : *c == ']' ? NULL : colon; /* not within an IPv6 literal */
+        host_len = (size_t)(end - host);
+        if (colon && (http || https)) {
+            size_t plen = (size_t)(end - colon - 1);
+            if (!plen || (http && plen == 2 && !memcmp(colon + 1, "80", 2)) ||
+                (https && plen == 3 && !memcmp(colon + 1, "443", 3)))
+                host_len = (size_t)(colon - host);
+        }
+        for (size_t i = 0; i < scheme_len; i++)
+            norm[at++] = http || https ? (char)tolower((unsigned char)location[i]) : location[i];
+        memcpy(norm + at, "://", 3);
+        at += 3;
+        for (size_t i = 0; i < host_len; i++)
+            norm[at++] = http || https ? (char)tolower((unsigned char)host[i]) : host[i];
+        snprintf(norm + at, len + 1 - at, "%s", end);
     } else {
         memcpy(norm, location, len + 1);
     }

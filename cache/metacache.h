@@ -16,7 +16,10 @@
  *
  * The store key is the SHA-256 of the store location with any "user:password@"
  * removed and trailing slashes dropped, so credentials never reach the cache
- * and a location given with or without them shares one cache.
+ * and a location given with or without them shares one cache; so do
+ * http(s) locations whose scheme or host differ in case only, or by a port
+ * that is the scheme's default (http://h:80/x and HTTP://H/x, https with
+ * 443).
  *
  * Thread-safe: entries are independent files; concurrent puts of one key by
  * several threads or processes leave one complete copy. Never logs.

@@ -250,6 +250,31 @@ static void test_store_key(void **state)
     assert_string_equal(a, b);
     assert_int_equal(cache_meta_store_key("http://other:pw@h.example/x//", c), 0);
     assert_string_equal(a, c);
+    /* scheme and host in any case, the scheme's default port (or an empty
+     * one) written out: the same store */
+    assert_int_equal(cache_meta_store_key("HTTP://H.Example:80/x", c), 0);
+    assert_string_equal(a, c);
+    assert_int_equal(cache_meta_store_key("http://u@h.example:/x", c), 0);
+    assert_string_equal(a, c);
+    assert_int_equal(cache_meta_store_key("https://h.example:443/x", b), 0);
+    assert_int_equal(cache_meta_store_key("https://h.example/x", c), 0);
+    assert_string_equal(b, c);
+    assert_int_equal(cache_meta_store_key("http://[::1]:80/x", b), 0);
+    assert_int_equal(cache_meta_store_key("http://[::1]/x", c), 0);
+    assert_string_equal(b, c);
+    /* another port, or one of the other scheme, or a path in other case: another store */
+    assert_int_equal(cache_meta_store_key("http://h.example:8080/x", c), 0);
+    assert_string_not_equal(a, c);
+    assert_int_equal(cache_meta_store_key("http://h.example:443/x", c), 0);
+    assert_string_not_equal(a, c);
+    assert_int_equal(cache_meta_store_key("http://h.example/X", c), 0);
+    assert_string_not_equal(a, c);
+    assert_int_equal(cache_meta_store_key("http://[::1]:8080/x", c), 0);
+    assert_string_not_equal(b, c);
+    /* an S3 bucket's name is not lowered (legacy names have case) */
+    assert_int_equal(cache_meta_store_key("s3://Bucket/x", b), 0);
+    assert_int_equal(cache_meta_store_key("s3://bucket/x", c), 0);
+    assert_string_not_equal(b, c);
     /* an '@' in the path is not userinfo */
     assert_int_equal(cache_meta_store_key("http://h.example/x@y", c), 0);
     assert_string_not_equal(a, c);
