@@ -898,11 +898,20 @@ static int open_offline_aware(struct mount_opts *o, const char *loc, bool primar
     }
     if (primary)
         o->store_mode = mode;
-    if (ret_kind && fs_store_kind(*ret, ret_kind) < 0) {
-        if (mode != FS_OFFLINE_NO)
+    if (ret_kind && mode != FS_OFFLINE_NO) {
+        /* the store's error, unless it is only the cache's miss (which
+         * repeated the location), then what to do */
+        err.msg[0] = '\0';
+        r = fetch_repo_probe(*ret, ret_kind, &err);
+        if (r < 0 && r != -ENETDOWN)
+            fs_err("%s: %s", shown, err.msg);
+        if (r < 0) {
             fs_err("%s: no cached listing of the store in %s/meta (mount it once while it is "
                    "reachable)",
                    shown, o->meta_dir);
+            return -1;
+        }
+    } else if (ret_kind && fs_store_kind(*ret, ret_kind) < 0) {
         return -1;
     }
     return 0;

@@ -200,7 +200,10 @@ grep -q "cleared .* (and $n metadata entries)" <<<"$out" || fail "cache clear: e
 RC=0
 out=$("$LAZYIMG" mount --cache-dir "$CL" --offline "$S" "$W/ml" 2>&1) || RC=$?
 ! mountpoint -q "$W/ml" || { fusermount3 -u "$W/ml"; fail "--offline after cache clear: mounted"; }
-((RC != 0)) && grep -q "not in the metadata cache" <<<"$out" || fail "--offline after cache clear: expected 'not in the metadata cache'" "$out"
+((RC != 0)) && grep -q "no cached listing of the store" <<<"$out" || fail "--offline after cache clear: expected 'no cached listing of the store'" "$out"
+# said once, the location once (the cache's miss repeated it, in a line of its own)
+[[ $(wc -l <<<"$out") == 1 && $(grep -o -F "$S" <<<"$out" | wc -l) == 1 ]] ||
+    fail "--offline after cache clear: the error is not one line naming the store once" "$out"
 ok "cache stats counts the metadata ($n entries), cache clear removes it (--offline then has nothing)"
 # a clear while a daemon runs leaves its store's directory, which it goes on
 # writing to (it wrote into a removed one for the rest of its mount)
