@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "buf.h"
+#include "clock.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -215,13 +216,6 @@ void *fetch_buf_alloc(size_t len)
     return fetch_buf_alloc_skewed(len, 0);
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 /* Moves the free slots freed longest ago to the cold list, giving their pages
  * back: those freed before @before, then any beyond FETCH_BUF_WARM_MAX bytes.
  * Takes and releases the lock; returns how many were released. */
@@ -266,7 +260,7 @@ void fetch_buf_free(void *p)
     }
     pthread_mutex_lock(&lock);
     used--;
-    freed_at[s] = mono_ms();
+    freed_at[s] = fetch_mono_ms();
     warm[nwarm++] = (uint16_t)s;
     warm_bytes += resident_bytes(s, touched[s]);
     over = warm_bytes > FETCH_BUF_WARM_MAX;
@@ -277,7 +271,7 @@ void fetch_buf_free(void *p)
 
 size_t fetch_buf_trim(unsigned idle_ms)
 {
-    uint64_t now = mono_ms();
+    uint64_t now = fetch_mono_ms();
     pthread_once(&once, region_init);
     if (!region)
         return 0;

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "digest.h"
 #include "remote_internal.h"
 
@@ -120,13 +121,6 @@ struct fetch_pool {
     uint64_t decoding;
     unsigned rand_state;
 };
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static void q_push(struct queue *q, struct fetch_job *j)
 {
@@ -268,7 +262,7 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
         j->retry_after_ms = 0;
         j->attempt++;
         p->st.retries++;
-        j->not_before = now_us() + (uint64_t)jitter(p, ms) * 1000u;
+        j->not_before = fetch_mono_us() + (uint64_t)jitter(p, ms) * 1000u;
         q_push(&p->retry, j);
         wake_curl(p);
         if (!is_remote(p, j->store))
@@ -378,7 +372,7 @@ static int start_transfer(struct fetch_pool *p, struct lane *l, struct fetch_job
     curl_easy_setopt(j->easy, CURLOPT_ERRORBUFFER, j->errbuf);
     if (curl_multi_add_handle(l->multi, j->easy) != CURLM_OK)
         return fetch_error_set(&j->err, -ENOMEM, "cannot start a transfer");
-    j->started = now_us();
+    j->started = fetch_mono_us();
     j->lane = l;
     q_push(&l->transfers, j);
     p->running++;
@@ -393,7 +387,7 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
     q_remove(&j->lane->transfers, j);
     p->running--;
-    record_latency(p, now_us() - j->started);
+    record_latency(p, fetch_mono_us() - j->started);
     p->st.bytes += j->len;
     if (j->too_big) {
         j->result = fetch_error_set(&j->err, -EFBIG, "%s: object larger than %zu bytes", j->path,
@@ -431,7 +425,7 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
  * any was); returns ms until the next one (or -1). */
 static long due_retries(struct fetch_pool *p, bool *moved)
 {
-    uint64_t now = now_us(), next = UINT64_MAX;
+    uint64_t now = fetch_mono_us(), next = UINT64_MAX;
     struct queue keep = {0};
     struct fetch_job *j;
     bool any = false;
@@ -528,7 +522,7 @@ static void read_local(struct fetch_pool *p, struct fetch_job *j)
     struct fetch_store *s = fetch_mirrors_store(p->mirrors, j->store);
     void *buf = NULL;
     size_t len = 0;
-    uint64_t t0 = now_us();
+    uint64_t t0 = fetch_mono_us();
     int r;
 
     j->err.msg[0] = '\0';
@@ -540,7 +534,7 @@ static void read_local(struct fetch_pool *p, struct fetch_job *j)
         r = fetch_store_get(s, j->path, j->max_len, &buf, &len, &j->err);
     pthread_mutex_lock(&p->lock);
     p->running--;
-    record_latency(p, now_us() - t0);
+    record_latency(p, fetch_mono_us() - t0);
     if (r == 0) {
         p->st.bytes += len;
         j->buf = buf;
@@ -717,7 +711,7 @@ struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
         p->cfg.workers = ncpu > 0 ? (unsigned)ncpu : 2;
     if (!p->cfg.backoff_ms)
         p->cfg.backoff_ms = 100;
-    p->rand_state = (unsigned)now_us();
+    p->rand_state = (unsigned)fetch_mono_us();
     pthread_mutex_init(&p->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -12,6 +12,7 @@
  * the canonical form SigV4 signs, so the URL and the signature agree.
  * The XML of listings and errors is in s3_xml.c, credentials in s3_creds.c.
  */
+#include "clock.h"
 #include "remote_internal.h"
 
 #include <arpa/inet.h>
@@ -361,13 +362,6 @@ static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempt
 
 #define LAYOUT_RETRY_MS 2000
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /*
  * Lists one page of the top level (@attempts of it): whether the store is
  * there, with these credentials, and in which layout. 0 with ss->pbs4 set
@@ -384,7 +378,7 @@ static int find_layout(struct s3_store *ss, unsigned attempts, fetch_error *err)
         return 0;
     pthread_mutex_lock(&ss->layout_lock);
     if (!atomic_load(&ss->layout_known) && ss->layout_err < 0 &&
-        mono_ms() < ss->layout_failed_ms + LAYOUT_RETRY_MS) {
+        fetch_mono_ms() < ss->layout_failed_ms + LAYOUT_RETRY_MS) {
         r = fetch_error_set(err, ss->layout_err, "%s", ss->layout_msg);
     } else if (!atomic_load(&ss->layout_known)) {
         if (!(prefix = fetch_s3_dir_prefix(ss->prefix, false, ""))) {
@@ -405,7 +399,7 @@ static int find_layout(struct s3_store *ss, unsigned attempts, fetch_error *err)
             atomic_store(&ss->layout_known, true);
         } else {
             ss->layout_err = r;
-            ss->layout_failed_ms = mono_ms();
+            ss->layout_failed_ms = fetch_mono_ms();
             snprintf(ss->layout_msg, sizeof(ss->layout_msg), "%s", err->msg);
         }
     }
