@@ -241,48 +241,42 @@ static void test_trust(void **state)
 
 static void test_store_key(void **state)
 {
-    char a[CACHE_META_STORE_KEY_LEN + 1], b[CACHE_META_STORE_KEY_LEN + 1];
-    char c[CACHE_META_STORE_KEY_LEN + 1];
+    /* pairs of locations, and whether they name one store */
+    static const struct {
+        const char *one, *other;
+        bool same;
+    } pairs[] = {
+        /* credentials and trailing slashes do not change the key */
+        {"http://u:p@h.example/x/", "http://h.example/x", true},
+        {"http://u:p@h.example/x/", "http://other:pw@h.example/x//", true},
+        /* scheme and host in any case, the scheme's default port (or an
+         * empty one) written out: the same store */
+        {"http://h.example/x", "HTTP://H.Example:80/x", true},
+        {"http://h.example/x", "http://u@h.example:/x", true},
+        {"https://h.example:443/x", "https://h.example/x", true},
+        {"http://[::1]:80/x", "http://[::1]/x", true},
+        /* another port, or one of the other scheme, or a path in other case */
+        {"http://h.example/x", "http://h.example:8080/x", false},
+        {"http://h.example/x", "http://h.example:443/x", false},
+        {"http://h.example/x", "http://h.example/X", false},
+        {"http://[::1]/x", "http://[::1]:8080/x", false},
+        /* an S3 bucket's name is not lowered (legacy names have case) */
+        {"s3://Bucket/x", "s3://bucket/x", false},
+        /* an '@' in the path is not userinfo */
+        {"http://h.example/x", "http://h.example/x@y", false},
+        /* other host, other scheme */
+        {"http://h.example/x", "http://h2.example/x", false},
+        {"http://h.example/x", "https://h.example/x", false},
+    };
+    char a[CACHE_META_STORE_KEY_LEN + 1], c[CACHE_META_STORE_KEY_LEN + 1];
     (void)state;
-    /* credentials and trailing slashes do not change the key */
-    assert_int_equal(cache_meta_store_key("http://u:p@h.example/x/", a), 0);
-    assert_int_equal(cache_meta_store_key("http://h.example/x", b), 0);
-    assert_string_equal(a, b);
-    assert_int_equal(cache_meta_store_key("http://other:pw@h.example/x//", c), 0);
-    assert_string_equal(a, c);
-    /* scheme and host in any case, the scheme's default port (or an empty
-     * one) written out: the same store */
-    assert_int_equal(cache_meta_store_key("HTTP://H.Example:80/x", c), 0);
-    assert_string_equal(a, c);
-    assert_int_equal(cache_meta_store_key("http://u@h.example:/x", c), 0);
-    assert_string_equal(a, c);
-    assert_int_equal(cache_meta_store_key("https://h.example:443/x", b), 0);
-    assert_int_equal(cache_meta_store_key("https://h.example/x", c), 0);
-    assert_string_equal(b, c);
-    assert_int_equal(cache_meta_store_key("http://[::1]:80/x", b), 0);
-    assert_int_equal(cache_meta_store_key("http://[::1]/x", c), 0);
-    assert_string_equal(b, c);
-    /* another port, or one of the other scheme, or a path in other case: another store */
-    assert_int_equal(cache_meta_store_key("http://h.example:8080/x", c), 0);
-    assert_string_not_equal(a, c);
-    assert_int_equal(cache_meta_store_key("http://h.example:443/x", c), 0);
-    assert_string_not_equal(a, c);
-    assert_int_equal(cache_meta_store_key("http://h.example/X", c), 0);
-    assert_string_not_equal(a, c);
-    assert_int_equal(cache_meta_store_key("http://[::1]:8080/x", c), 0);
-    assert_string_not_equal(b, c);
-    /* an S3 bucket's name is not lowered (legacy names have case) */
-    assert_int_equal(cache_meta_store_key("s3://Bucket/x", b), 0);
-    assert_int_equal(cache_meta_store_key("s3://bucket/x", c), 0);
-    assert_string_not_equal(b, c);
-    /* an '@' in the path is not userinfo */
-    assert_int_equal(cache_meta_store_key("http://h.example/x@y", c), 0);
-    assert_string_not_equal(a, c);
-    /* other host, other scheme, other path: other key */
-    assert_int_equal(cache_meta_store_key("http://h2.example/x", c), 0);
-    assert_string_not_equal(a, c);
-    assert_int_equal(cache_meta_store_key("https://h.example/x", c), 0);
-    assert_string_not_equal(a, c);
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        assert_int_equal(cache_meta_store_key(pairs[i].one, a), 0);
+        assert_int_equal(cache_meta_store_key(pairs[i].other, c), 0);
+        if ((strcmp(a, c) == 0) != pairs[i].same)
+            fail_msg("%s and %s: %s keys", pairs[i].one, pairs[i].other,
+                     pairs[i].same ? "different" : "the same");
+    }
     assert_int_equal(cache_meta_store_key("/srv/store", c), 0);
     assert_int_equal(strlen(c), CACHE_META_STORE_KEY_LEN);
     assert_int_equal(cache_meta_store_key("", c), -EINVAL);
