@@ -332,8 +332,9 @@ int fs_cmd_hydrate(int argc, char **argv)
             if (t->error[0])
                 fs_err("%s: %s", t->path, t->error);
             else if (t->uncached)
-                fs_err("%s: %llu chunks (%llu bytes) are not in the disk cache (cache budget "
-                       "too small? see lazyimg status)",
+                fs_err("%s: %llu chunks (%llu bytes) are not in the disk cache (a budget too "
+                       "small, a full filesystem or a failing disk: the daemon's log and lazyimg "
+                       "status say which)",
                        t->path, (unsigned long long)t->uncached_chunks,
                        (unsigned long long)t->uncached);
             else if (t->cancelled)
@@ -342,9 +343,13 @@ int fs_cmd_hydrate(int argc, char **argv)
                 status = 1;
         }
         size_t images = 0;
-        for (size_t i = 0; i < n; i++)
+        uint64_t uncached = 0;
+        for (size_t i = 0; i < n; i++) {
             images += !ts[i].dup;
-        fetch_format_size(done, a, sizeof(a));
+            uncached += ts[i].dup ? 0 : ts[i].uncached;
+        }
+        /* what is in the cache, not what went through the daemon */
+        fetch_format_size(done > uncached ? done - uncached : 0, a, sizeof(a));
         fetch_format_size(fetched, b, sizeof(b));
         printf("%s %zu image%s: %s of data cached, %s fetched in %.1f s (%.2f MB/s)\n",
                status ? "hydrate incomplete:" : "hydrated", images, images == 1 ? "" : "s", a, b,

@@ -272,3 +272,31 @@ ok "an unmount during hydration stops it; the CLI exits 1: $(grep "lost the daem
 lazyimg_mount "$S" "$M" --no-cache
 expect_fail "hydrate on a --no-cache mount" 1 "needs the disk cache" "$LAZYIMG" hydrate "$IMGA"
 lazyimg_umount "$M"
+
+# --- a cache too small for the image: the summary counts what is cached -----
+# (16 MiB, the least budget, for 24 MiB of distinct chunks none of which may
+# be evicted yet: some stay out, and the summary said all were cached)
+lazyimg_mount "$S" "$M" --cache-dir "$W/cache-small" --cache-size 16M
+rc=0
+out=$("$LAZYIMG" hydrate "$IMGB" 2>&1) || rc=$?
+((rc == 1)) || fail "hydrate into a cache too small: exit $rc, expected 1" "$out"
+grep -q "chunks ([0-9]* bytes) are not in the disk cache (a budget too small" <<<"$out" ||
+    fail "hydrate into a cache too small: no line on what is not cached" "$out"
+uncached=$(sed -n 's/.* chunks (\([0-9]*\) bytes) are not in the disk cache.*/\1/p' <<<"$out")
+((uncached > 0 && uncached < (24 << 20))) || fail "hydrate: $uncached bytes not cached" "$out"
+status_json "$M" st9.json
+cached=$(image_field st9.json vm/100/$T1/drive-scsi1.img cached_bytes)
+expect_eq "hydrate into a cache too small: cached + not cached = the image's data" $((24 << 20)) \
+    $((cached + uncached))
+want=$(python3 -c "
+import sys
+n = $cached
+for u in ('B', 'K', 'M', 'G'):
+    if n < 1024 or u == 'G':
+        print(('%dB' % n) if u == 'B' else ('%.1f%s' % (n, u)))
+        break
+    n /= 1024")
+grep -q "^hydrate incomplete: 1 image: $want of data cached" <<<"$out" ||
+    fail "hydrate into a cache too small: the summary does not say $want cached" "$out"
+ok "hydrate into a cache too small: $(tail -1 <<<"$out")"
+lazyimg_umount "$M"
