@@ -318,26 +318,38 @@ static int db_configure(sqlite3 *db)
     return cache_dc_sql_errno(rc);
 }
 
-static int db_open(const char *path, sqlite3 **ret)
+/* *@rc: SQLite's extended result code of a failure (for db_damaged()) */
+static int db_open(const char *path, sqlite3 **ret, int *rc)
 {
     sqlite3 *db = NULL;
     /* the path has no symbolic link (see open_dir), so none may appear */
-    int rc = sqlite3_open_v2(path, &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-                                 SQLITE_OPEN_NOFOLLOW,
-                             NULL);
     int r;
-    if (rc != SQLITE_OK) {
-        r = db ? cache_dc_sql_errno(rc) : -ENOMEM;
+    *rc = sqlite3_open_v2(path, &db,
+                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                              SQLITE_OPEN_NOFOLLOW,
+                          NULL);
+    if (*rc != SQLITE_OK) {
+        r = db ? cache_dc_sql_errno(*rc) : -ENOMEM;
+        if (db)
+            *rc = sqlite3_extended_errcode(db);
         sqlite3_close(db);
         return r;
     }
     if ((r = db_configure(db)) < 0) {
+        *rc = sqlite3_extended_errcode(db);
         sqlite3_close(db);
         return r;
     }
     *ret = db;
     return 0;
+}
+
+/* Whether SQLite's extended result @rc says the index file itself is damaged
+ * (not a disk's I/O error, a lock, a full disk or a permission). */
+static bool db_damaged(int rc)
+{
+    return (rc & 0xff) == SQLITE_CORRUPT || (rc & 0xff) == SQLITE_NOTADB ||
+           rc == SQLITE_IOERR_SHORT_READ;
 }
 
 static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
@@ -462,7 +474,7 @@ static void rconn_free(struct dc_rconn *rc)
 int cache_dc_rconn_get(struct cache_disk *c, struct dc_rconn **ret)
 {
     struct dc_rconn *rc;
-    int r;
+    int r, src;
 
     pthread_mutex_lock(&c->pool_lock);
     rc = c->pool;
@@ -475,7 +487,7 @@ int cache_dc_rconn_get(struct cache_disk *c, struct dc_rconn **ret)
     }
     if (!(rc = calloc(1, sizeof(*rc))))
         return -ENOMEM;
-    if ((r = db_open(c->db_path, &rc->db)) < 0 ||
+    if ((r = db_open(c->db_path, &rc->db, &src)) < 0 ||
         (r = cache_dc_sql_errno(sqlite3_exec(rc->db, "PRAGMA query_only=1", NULL, NULL, NULL))) <
             0 ||
         (r = prepare(rc->db,
@@ -538,11 +550,13 @@ static int writer_prepare(struct cache_disk *c)
 
 static void writer_finalize(struct cache_disk *c)
 {
-    sqlite3_stmt *all[] = {c->st_begin,    c->st_commit,    c->st_rollback, c->st_insert,
-                           c->st_get,      c->st_delete,    c->st_touch,    c->st_meta_add,
-                           c->st_meta_get, c->st_store_add, c->st_victims,  c->st_pack_used};
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        sqlite3_finalize(all[i]);
+    sqlite3_stmt **all[] = {&c->st_begin,    &c->st_commit,    &c->st_rollback, &c->st_insert,
+                            &c->st_get,      &c->st_delete,    &c->st_touch,    &c->st_meta_add,
+                            &c->st_meta_get, &c->st_store_add, &c->st_victims,  &c->st_pack_used};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        sqlite3_finalize(*all[i]);
+        *all[i] = NULL;
+    }
 }
 
 /* The id of store @name in the stores table, created if missing. */
@@ -801,12 +815,67 @@ static int open_dir(struct cache_disk *c, const char *dir, char *err, size_t err
     return 0;
 }
 
+/*
+ * Opens the index (c->wdb) with its schema, statements and store row. On
+ * failure c->wdb is closed again and *@rc is SQLite's extended code (0 when
+ * the failure was not SQLite's).
+ */
+static int open_index(struct cache_disk *c, const char *store, int *rc, char *err, size_t err_len)
+{
+    int r;
+
+    *rc = 0;
+    if ((r = db_open(c->db_path, &c->wdb, rc)) < 0) {
+        set_err(err, err_len, "cannot open cache index %s: %s", c->db_path,
+                *rc ? sqlite3_errstr(*rc) : strerror(-r));
+        return r;
+    }
+    if ((r = db_schema(c->wdb, err, err_len)) == 0 && (r = writer_prepare(c)) == 0 &&
+        (r = store_id(c->wdb, store, &c->store_id)) == 0)
+        return 0;
+    if (r != -EPROTO)
+        *rc = sqlite3_extended_errcode(c->wdb);
+    if (r != -EPROTO && !(err && err[0]))
+        set_err(err, err_len, "cache index %s: %s", c->db_path, sqlite3_errmsg(c->wdb));
+    writer_finalize(c);
+    sqlite3_close(c->wdb);
+    c->wdb = NULL;
+    return r;
+}
+
+/*
+ * Moves a damaged index (and its WAL, whose frames must not be applied to a
+ * new one) aside as index.sqlite.damaged-<time>[-wal]; its shared-memory file
+ * goes. The chunk files it named become strays, which the start's tidy-up
+ * (cache_disk_tidy) removes. 0 or -errno.
+ */
+static int set_aside(struct cache_disk *c, char *aside, size_t len)
+{
+    static const char *const names[] = {"index.sqlite-wal", "index.sqlite"};
+    char to[64];
+    long t = (long)time(NULL);
+
+    (void)unlinkat(c->dirfd, "index.sqlite-shm", 0);
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(to, sizeof(to), "index.sqlite.damaged-%ld%s", t, i ? "" : "-wal");
+        if (renameat(c->dirfd, names[i], c->dirfd, to) < 0 && (i || errno != ENOENT))
+            return -errno;
+    }
+    snprintf(aside, len, "%s/index.sqlite.damaged-%ld", c->dir, t);
+    return 0;
+}
+
+const char *cache_disk_open_note(const struct cache_disk *c)
+{
+    return c->open_note;
+}
+
 int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret, char *err,
                     size_t err_len)
 {
     struct cache_disk *c;
     pthread_condattr_t ca;
-    int r;
+    int r, rc;
 
     if (!o || !o->dir || !o->dir[0]) {
         set_err(err, err_len, "no cache directory given");
@@ -851,18 +920,25 @@ int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret,
     if ((r = open_dir(c, o->dir, err, err_len)) < 0)
         goto fail;
 
-    if ((r = db_open(c->db_path, &c->wdb)) < 0) {
-        set_err(err, err_len, "cannot open cache index %s: %s", c->db_path,
-                c->wdb ? sqlite3_errmsg(c->wdb) : strerror(-r));
-        goto fail;
+    r = open_index(c, o->store ? o->store : "", &rc, err, err_len);
+    if (r < 0 && db_damaged(rc)) {
+        /* the index is what makes files entries, and nothing else holds
+         * what it held: a damaged one is replaced by an empty one (its
+         * chunks are fetched again), not left to refuse every mount */
+        char why[256], aside[PATH_MAX + 64];
+        snprintf(why, sizeof(why), "%s", err && err[0] ? err : sqlite3_errstr(rc));
+        if (set_aside(c, aside, sizeof(aside)) == 0) {
+            if (err)
+                err[0] = '\0';
+            snprintf(c->open_note, sizeof(c->open_note),
+                     "%s; it was moved aside to %s and a new, empty index started (the cached "
+                     "chunks are fetched again)",
+                     why, aside);
+            r = open_index(c, o->store ? o->store : "", &rc, err, err_len);
+        }
     }
-    if ((r = db_schema(c->wdb, err, err_len)) < 0)
+    if (r < 0)
         goto fail;
-    if ((r = writer_prepare(c)) < 0 ||
-        (r = store_id(c->wdb, o->store ? o->store : "", &c->store_id)) < 0) {
-        set_err(err, err_len, "cache index %s: %s", c->db_path, sqlite3_errmsg(c->wdb));
-        goto fail;
-    }
     cache_dc_refresh_total(c);
 
     for (c->nbuckets = 64; c->nbuckets < 2 * (size_t)c->max_open; c->nbuckets *= 2)

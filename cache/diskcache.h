@@ -133,6 +133,15 @@ struct cache_disk_options {
 int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret, char *err,
                     size_t err_len);
 
+/*
+ * What the open did that its caller should tell the user, or "": an index
+ * file found damaged (SQLite: malformed, not a database, cut short) is moved
+ * aside and replaced by an empty one, which the note says (where it went,
+ * and that the cached chunks will be fetched again), rather than refusing
+ * every open until someone removes it by hand.
+ */
+const char *cache_disk_open_note(const struct cache_disk *c);
+
 /* Writes every queued insert and batched last_use, stops the writer thread,
  * closes everything. NULL-safe. No handle may still be held. */
 void cache_disk_close(struct cache_disk *c);
@@ -253,12 +262,17 @@ struct cache_disk_stats {
     uint64_t direct_inserts; /* files written with O_DIRECT (the rest: page cache) */
     uint64_t direct_reads;   /* chunks loaded with O_DIRECT (cache_disk_load) */
     uint64_t enospc;         /* inserts dropped because the cache filesystem is full */
+    uint64_t insert_errors;  /* inserts that failed writing files or rows otherwise */
     int last_insert_error;   /* -errno of the last failed insert, 0 if none */
 };
 void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret);
 
 /* The enospc counter alone: no query, cheap enough for every insert. */
 uint64_t cache_disk_enospc_count(struct cache_disk *c);
+
+/* As cheap, the insert_errors counter, and the last insert's -errno (unless
+ * @ret_last is NULL). */
+uint64_t cache_disk_insert_errors(struct cache_disk *c, int *ret_last);
 
 /* Per store, as persisted in the index (all processes, all time). */
 struct cache_disk_store_stats {
@@ -327,5 +341,8 @@ int cache_disk_clear(struct cache_disk *c);
  */
 struct cache_disk_tidy_stats {
     uint64_t files, bytes; /* bytes: as allocated on the disk */
+    /* seconds until the youngest temp file kept for its age, of a process
+     * that seems gone, is a minute old, 0 if none: when to tidy again */
+    unsigned again_sec;
 };
 int cache_disk_tidy(struct cache_disk *c, struct cache_disk_tidy_stats *ret);

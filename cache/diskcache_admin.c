@@ -51,6 +51,13 @@ uint64_t cache_disk_enospc_count(struct cache_disk *c)
     return atomic_load(&c->enospc);
 }
 
+uint64_t cache_disk_insert_errors(struct cache_disk *c, int *ret_last)
+{
+    if (ret_last)
+        *ret_last = atomic_load(&c->last_insert_error);
+    return atomic_load(&c->insert_errors);
+}
+
 void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret)
 {
     struct cache_disk_stats s = {0};
@@ -73,6 +80,7 @@ void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret)
     s.enospc = atomic_load(&c->enospc);
     s.insert_waits = atomic_load(&c->insert_waits);
     s.insert_stalled = atomic_load(&c->insert_stalled);
+    s.insert_errors = atomic_load(&c->insert_errors);
     s.last_insert_error = atomic_load(&c->last_insert_error);
     *ret = s;
 }
@@ -509,8 +517,18 @@ static void sweep_tmp(struct cache_disk *c, struct cache_disk_tidy_stats *tst)
         if (de->d_name[0] == '.')
             continue;
         snprintf(path, sizeof(path), "tmp/%s", de->d_name);
-        if (fstatat(c->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-            st.st_mtime > now - STALE_TMP_SEC || !tmp_owner_dead(de->d_name, st.st_mtime))
+        if (fstatat(c->dirfd, path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (st.st_mtime > now - STALE_TMP_SEC) {
+            /* kept for now: a live writer's in another PID namespace, or
+             * one that a daemon killed and restarted at once left */
+            time_t due = st.st_mtime + STALE_TMP_SEC + 1 - now;
+            if (tst && due > 0 && (!tst->again_sec || (unsigned)due < tst->again_sec) &&
+                tmp_owner_dead(de->d_name, st.st_mtime))
+                tst->again_sec = (unsigned)due;
+            continue;
+        }
+        if (!tmp_owner_dead(de->d_name, st.st_mtime))
             continue;
         remove_counted(c, path, tst);
     }

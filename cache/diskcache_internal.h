@@ -123,6 +123,7 @@ struct cache_disk {
     int64_t min_age_ms;
     char *dir;
     char *db_path;
+    char open_note[4608]; /* cache_disk_open_note(): a path and a reason */
     int dirfd;
     int64_t store_id;
 
@@ -176,6 +177,7 @@ struct cache_disk {
     /* this process since open */
     _Atomic uint64_t hits, misses, inserts, insert_skipped, evictions, bad_entries;
     _Atomic uint64_t sqlite_writes, enospc, direct_inserts, insert_waits, insert_stalled;
+    _Atomic uint64_t insert_errors; /* failed inserts but for a full filesystem */
     _Atomic uint64_t direct_reads;
     _Atomic bool no_direct_reads; /* the filesystem refused an O_DIRECT read */
     _Atomic int last_insert_error;

@@ -3,6 +3,7 @@
 #include "fetch/buf.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdatomic.h>
@@ -52,6 +53,7 @@ struct fs_chunks {
     atomic_uint_fast64_t loads, load_errors, load_bytes, disk_hits, disk_bad, disk_loads,
         disk_hints;
     atomic_uint_fast64_t enospc_seen, enospc_warned_at;
+    atomic_uint_fast64_t errors_seen, errors_warned_at;
     atomic_uint_fast64_t not_cached; /* the disk writer stalled */
     pthread_mutex_t flight_lock;
     struct flight *flights[FLIGHT_BUCKETS];
@@ -341,23 +343,37 @@ static void lent_done(void *owner, int result)
     free(l);
 }
 
-/* Says, at most once a minute, that chunks are not being cached because the
- * cache filesystem is full; reads go on from the store. */
-static void report_disk_trouble(struct fs_chunks *c)
+/* Whether counter @now moved past *@seen and no warning was given within a
+ * minute (*@warned_at, seconds of CLOCK_MONOTONIC): this caller gives it. */
+static bool time_to_warn(uint64_t now, atomic_uint_fast64_t *seen, atomic_uint_fast64_t *warned_at)
 {
-    uint64_t now = cache_disk_enospc_count(c->disk), before, last;
+    uint64_t before = atomic_exchange(seen, now), last;
     struct timespec ts;
 
-    before = atomic_exchange(&c->enospc_seen, now);
     if (now <= before)
-        return;
+        return false;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    last = atomic_load(&c->enospc_warned_at);
-    if ((last && (uint64_t)ts.tv_sec - last < 60) ||
-        !atomic_compare_exchange_strong(&c->enospc_warned_at, &last, (uint64_t)ts.tv_sec))
-        return;
-    fs_warn("disk cache: no space left on the cache filesystem; chunks are not being cached "
-            "(reads continue from the store)");
+    last = atomic_load(warned_at);
+    return !(last && (uint64_t)ts.tv_sec - last < 60) &&
+           atomic_compare_exchange_strong(warned_at, &last, (uint64_t)ts.tv_sec);
+}
+
+/* Says, at most once a minute each, that chunks are not being cached because
+ * the cache filesystem is full, or because writing them failed otherwise
+ * (and how: a read-only filesystem, a damaged index); reads go on from the
+ * store. */
+static void report_disk_trouble(struct fs_chunks *c)
+{
+    int last = 0;
+    uint64_t errors = cache_disk_insert_errors(c->disk, &last);
+
+    if (time_to_warn(cache_disk_enospc_count(c->disk), &c->enospc_seen, &c->enospc_warned_at))
+        fs_warn("disk cache: no space left on the cache filesystem; chunks are not being "
+                "cached (reads continue from the store)");
+    if (time_to_warn(errors, &c->errors_seen, &c->errors_warned_at))
+        fs_warn("disk cache: chunks are not being cached: %s (%" PRIu64
+                " so far; reads continue from the store)",
+                last ? strerror(-last) : "an error", errors);
 }
 
 /*

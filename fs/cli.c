@@ -210,5 +210,7 @@ int fs_open_cache(const struct cache_disk_options *o, struct cache_disk **ret)
             fs_err("cache %s: %s", o->dir, strerror(-r));
         return -1;
     }
+    if (cache_disk_open_note(*ret)[0])
+        fs_warn("%s", cache_disk_open_note(*ret));
     return 0;
 }

@@ -187,13 +187,17 @@ static void reload(struct fs_daemon *d)
 /* How often a daemon removes from its disk cache what processes killed or
  * crashed left there (cache_disk_tidy), the first time at start: the budget
  * does not count it (measured: 150 MiB of temp files per kill -9 during a
- * cold read of 4 MiB chunks). Temp files a minute old or younger are kept,
- * so a daemon restarted at once removes its predecessor's at the next. */
+ * cold read of 4 MiB chunks). Temp files a minute old or younger are kept:
+ * a daemon restarted at once tidies again when its predecessor's are a
+ * minute old (on a small cache filesystem they could keep it full: nothing
+ * was cached for the 10 minutes to the next tidy). */
 #define FS_CACHE_TIDY_MS (10 * 60 * 1000)
 
-static void tidy_cache(struct fs_daemon *d, bool *warned)
+/* Tidies; returns ms until the next tidy (@first: the one at start, which
+ * comes again for what a predecessor left less than a minute before). */
+static uint64_t tidy_cache(struct fs_daemon *d, bool first, bool *warned)
 {
-    struct cache_disk_tidy_stats st;
+    struct cache_disk_tidy_stats st = {0};
     int r = cache_disk_tidy(d->ctx.disk, &st);
     if (r < 0 && !*warned) {
         *warned = true;
@@ -203,6 +207,9 @@ static void tidy_cache(struct fs_daemon *d, bool *warned)
         fs_info("disk cache: removed %llu file(s) (%llu MiB) that processes which stopped "
                 "without finishing left behind",
                 (unsigned long long)st.files, (unsigned long long)(st.bytes >> 20));
+    return first && st.again_sec && (uint64_t)st.again_sec * 1000 < FS_CACHE_TIDY_MS
+               ? (uint64_t)st.again_sec * 1000
+               : FS_CACHE_TIDY_MS;
 }
 
 /* The housekeeping thread: the stuck-read watchdog once a second, chunk
@@ -213,7 +220,7 @@ static void *watchdog_main(void *arg)
 {
     struct fs_daemon *d = arg;
     uint64_t next_tidy = fs_now_ms();
-    bool tidy_warned = false;
+    bool tidy_warned = false, tidied = false;
     pthread_mutex_lock(&d->watch_lock);
     while (!d->watch_stop) {
         struct timespec until;
@@ -226,8 +233,8 @@ static void *watchdog_main(void *arg)
         fs_read_watch(&d->ctx, fs_now_ms());
         fetch_buf_trim(FS_BUF_IDLE_MS);
         if (d->ctx.disk && fs_now_ms() >= next_tidy) {
-            tidy_cache(d, &tidy_warned);
-            next_tidy = fs_now_ms() + FS_CACHE_TIDY_MS;
+            next_tidy = fs_now_ms() + tidy_cache(d, !tidied, &tidy_warned);
+            tidied = true;
         }
         if (atomic_exchange(&reload_asked, false))
             reload(d);
@@ -350,11 +357,14 @@ void fs_daemon_report(struct fs_daemon *d)
         struct cache_disk_stats ds;
         cache_disk_sync(ctx->disk);
         cache_disk_get_stats(ctx->disk, &ds);
-        fs_info("disk cache %s: %llu inserted, %llu not inserted (%llu for lack of space), "
-                "%llu evicted, %llu entries, %llu SQLite write transactions",
+        fs_info("disk cache %s: %llu inserted, %llu not inserted (%llu for lack of space, %llu "
+                "failed%s%s), %llu evicted, %llu entries, %llu SQLite write transactions",
                 d->cache.dir, (unsigned long long)ds.inserts, (unsigned long long)ds.insert_skipped,
-                (unsigned long long)ds.enospc, (unsigned long long)ds.evictions,
-                (unsigned long long)ds.entries, (unsigned long long)ds.sqlite_writes);
+                (unsigned long long)ds.enospc, (unsigned long long)ds.insert_errors,
+                ds.insert_errors && ds.last_insert_error ? ": " : "",
+                ds.insert_errors && ds.last_insert_error ? strerror(-ds.last_insert_error) : "",
+                (unsigned long long)ds.evictions, (unsigned long long)ds.entries,
+                (unsigned long long)ds.sqlite_writes);
     }
 }
 

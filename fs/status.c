@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "cache/diskcache.h"
@@ -165,6 +166,11 @@ static json_object *cache_json(const struct fs_ctx *ctx)
             add_u64(d, "evictions", ds.evictions);
             add_u64(d, "bad_entries", ds.bad_entries);
             add_u64(d, "enospc", ds.enospc);
+            add_u64(d, "insert_errors", ds.insert_errors);
+            json_object_object_add(d, "last_insert_error",
+                                   ds.last_insert_error
+                                       ? json_object_new_string(strerror(-ds.last_insert_error))
+                                       : NULL);
             add_u64(d, "sqlite_writes", ds.sqlite_writes);
             add_u64(d, "direct_writes", ds.direct_inserts);
             add_u64(d, "direct_reads", ds.direct_reads);

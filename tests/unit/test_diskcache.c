@@ -741,6 +741,67 @@ static void test_reopen(void **state)
 
 /* ---- integrity ---------------------------------------------------------------- */
 
+/* Entries of @dir whose name starts with @prefix. */
+static int count_named(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int n = 0;
+    assert_non_null(d);
+    while ((de = readdir(d)))
+        n += !strncmp(de->d_name, prefix, strlen(prefix));
+    closedir(d);
+    return n;
+}
+
+/* A damaged index (garbage after its first page, cut in half, a header that
+ * is not SQLite's) is moved aside and an empty one started: the open says
+ * so, what it named is a miss (fetched again), and the next open is quiet. */
+static void test_damaged_index(void **state)
+{
+    struct fx *f = *state;
+    char path[512];
+    join(path, sizeof(path), f->dir, "index.sqlite");
+    for (int mode = 0; mode < 3; mode++) {
+        struct cache_disk *c = open_cache(f->dir, NULL);
+        struct chunk a = make_chunk(100000, 40 + (uint64_t)mode);
+        struct stat st;
+        int fd;
+
+        insert(c, &a);
+        cache_disk_close(c); /* the last connection: the WAL is checkpointed in */
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(st.st_size >= 3 * 4096);
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        assert_true(fd >= 0);
+        if (mode == 0) {
+            uint8_t *junk = fx_malloc((size_t)st.st_size - 4096);
+            for (off_t i = 0; i < st.st_size - 4096; i++)
+                junk[i] = (uint8_t)(i * 131 + 7);
+            assert_int_equal(pwrite(fd, junk, (size_t)st.st_size - 4096, 4096), st.st_size - 4096);
+            free(junk);
+        } else if (mode == 1) {
+            assert_int_equal(ftruncate(fd, st.st_size / 2 + 100), 0);
+        } else {
+            assert_int_equal(pwrite(fd, "not an SQLite database", 22, 0), 22);
+        }
+        close(fd);
+        c = open_cache(f->dir, NULL);
+        if (!strstr(cache_disk_open_note(c), "moved aside to"))
+            fail_msg("damage %d: note '%s'", mode, cache_disk_open_note(c));
+        assert_int_equal(check_chunk(c, &a), 0);
+        assert_int_equal(stats(c).entries, 0);
+        insert(c, &a); /* the new index works */
+        cache_disk_close(c);
+        assert_true(count_named(f->dir, "index.sqlite.damaged-") >= 1);
+        c = open_cache(f->dir, NULL);
+        assert_string_equal(cache_disk_open_note(c), "");
+        assert_int_equal(check_chunk(c, &a), 1);
+        cache_disk_close(c);
+        free(a.bytes);
+    }
+}
+
 /* ---- trust: nobody else may be able to change the cache ------------------- */
 
 /* One integer from the index, read with SQLite directly. */
@@ -2432,7 +2493,7 @@ static void test_tidy(void **state)
     struct fx *f = *state;
     struct cache_disk *c = open_cache(f->dir, NULL);
     struct chunk good = make_chunk(3 * CACHE_DISK_BLOCK, 720), orphan = make_chunk(10, 721);
-    struct cache_disk_tidy_stats st = {99, 99};
+    struct cache_disk_tidy_stats st = {99, 99, 99};
     char path[512], hex[65];
     static uint8_t junk[8192];
     pid_t gone = dead_pid();
@@ -2461,6 +2522,8 @@ static void test_tidy(void **state)
     assert_int_equal(cache_disk_tidy(c, &st), 0);
     assert_int_equal(st.files, 3);
     assert_true(st.bytes >= 3 * 4096 + sizeof(junk) - 4096);
+    /* the dead process's fresh file: a minute old in about 61 s */
+    assert_true(st.again_sec >= 55 && st.again_sec <= 61);
     assert_int_equal(count_files(f->dir, "tmp"), 2);
     snprintf(path, sizeof(path), "%s/tmp/%d.1.1", f->dir, (int)gone);
     assert_int_equal(access(path, F_OK), -1);
@@ -2473,6 +2536,15 @@ static void test_tidy(void **state)
     assert_int_equal(cache_disk_tidy(c, &st), 0);
     assert_int_equal(st.files, 0);
     assert_int_equal(st.bytes, 0);
+    /* a live process's fresh file is no reason to come again */
+    snprintf(path, sizeof(path), "%s/tmp/%d.1.2", f->dir, (int)gone);
+    assert_int_equal(unlink(path), 0);
+    snprintf(path, sizeof(path), "%s/tmp/%d.9.9", f->dir, (int)getpid());
+    write_file(path, "x", 1);
+    assert_int_equal(cache_disk_tidy(c, &st), 0);
+    assert_int_equal(st.files, 0);
+    assert_int_equal(st.again_sec, 0);
+    assert_int_equal(unlink(path), 0);
     free(good.bytes);
     free(orphan.bytes);
     cache_disk_close(c);
@@ -3121,6 +3193,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_miss_and_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trust_modes_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trust_parent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trust_owner, setup, teardown),
