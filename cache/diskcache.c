@@ -318,15 +318,17 @@ static int db_configure(sqlite3 *db)
     return cache_dc_sql_errno(rc);
 }
 
-/* *@rc: SQLite's extended result code of a failure (for db_damaged()) */
-static int db_open(const char *path, sqlite3 **ret, int *rc)
+/* *@rc: SQLite's extended result code of a failure (for db_damaged()).
+ * @create: the writer's connection (a read connection never makes an index:
+ * one that went away meanwhile is an error, not a new empty index). */
+static int db_open(const char *path, bool create, sqlite3 **ret, int *rc)
 {
     sqlite3 *db = NULL;
     /* the path has no symbolic link (see open_dir), so none may appear */
     int r;
     *rc = sqlite3_open_v2(path, &db,
-                          SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-                              SQLITE_OPEN_NOFOLLOW,
+                          SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) |
+                              SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
                           NULL);
     if (*rc != SQLITE_OK) {
         r = db ? cache_dc_sql_errno(*rc) : -ENOMEM;
@@ -386,12 +388,15 @@ static int db_wal(sqlite3 *db)
     return rc;
 }
 
-/* Creates the schema, or checks that the existing one is one we know. */
-static int db_schema(sqlite3 *db, char *err, size_t err_len)
+/* Creates the schema, or checks that the existing one is one we know.
+ * *@code: SQLite's extended code of a failure, taken before the rollback
+ * (which clears it), 0 for none. */
+static int db_schema(sqlite3 *db, int *code, char *err, size_t err_len)
 {
     sqlite3_stmt *st = NULL;
     int version = -1, rc, r;
 
+    *code = 0;
     rc = db_wal(db);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -422,6 +427,7 @@ static int db_schema(sqlite3 *db, char *err, size_t err_len)
 
 sqlfail:
     r = cache_dc_sql_errno(rc ? rc : SQLITE_ERROR);
+    *code = sqlite3_extended_errcode(db);
     set_err(err, err_len, "cache index %s: %s", sqlite3_db_filename(db, "main"),
             sqlite3_errmsg(db));
     if (!sqlite3_get_autocommit(db))
@@ -487,7 +493,7 @@ int cache_dc_rconn_get(struct cache_disk *c, struct dc_rconn **ret)
     }
     if (!(rc = calloc(1, sizeof(*rc))))
         return -ENOMEM;
-    if ((r = db_open(c->db_path, &rc->db, &src)) < 0 ||
+    if ((r = db_open(c->db_path, false, &rc->db, &src)) < 0 ||
         (r = cache_dc_sql_errno(sqlite3_exec(rc->db, "PRAGMA query_only=1", NULL, NULL, NULL))) <
             0 ||
         (r = prepare(rc->db,
@@ -815,25 +821,51 @@ static int open_dir(struct cache_disk *c, const char *dir, char *err, size_t err
     return 0;
 }
 
+/* With @check (the cache commands), every page of the index is read
+ * (PRAGMA quick_check): a damage where a daemon's open does not look is
+ * found there too. 0, or -EIO with *@rc SQLITE_CORRUPT. */
+static int check_index(struct cache_disk *c, bool check, int *rc)
+{
+    sqlite3_stmt *st = NULL;
+    int r = 0, step;
+    if (!check)
+        return 0;
+    *rc = sqlite3_prepare_v2(c->wdb, "PRAGMA quick_check(1)", -1, &st, NULL);
+    if (*rc == SQLITE_OK) {
+        step = sqlite3_step(st);
+        if (step != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(st, 0) ?: "", "ok") != 0)
+            *rc = step == SQLITE_ROW ? SQLITE_CORRUPT : sqlite3_extended_errcode(c->wdb);
+    }
+    sqlite3_finalize(st);
+    if (*rc != SQLITE_OK)
+        r = -EIO;
+    return r;
+}
+
 /*
  * Opens the index (c->wdb) with its schema, statements and store row. On
  * failure c->wdb is closed again and *@rc is SQLite's extended code (0 when
  * the failure was not SQLite's).
  */
-static int open_index(struct cache_disk *c, const char *store, int *rc, char *err, size_t err_len)
+static int open_index(struct cache_disk *c, const char *store, bool check, int *rc, char *err,
+                      size_t err_len)
 {
     int r;
 
     *rc = 0;
-    if ((r = db_open(c->db_path, &c->wdb, rc)) < 0) {
+    if ((r = db_open(c->db_path, true, &c->wdb, rc)) < 0) {
         set_err(err, err_len, "cannot open cache index %s: %s", c->db_path,
                 *rc ? sqlite3_errstr(*rc) : strerror(-r));
         return r;
     }
-    if ((r = db_schema(c->wdb, err, err_len)) == 0 && (r = writer_prepare(c)) == 0 &&
-        (r = store_id(c->wdb, store, &c->store_id)) == 0)
-        return 0;
-    if (r != -EPROTO)
+    if ((r = db_schema(c->wdb, rc, err, err_len)) == 0 && (r = writer_prepare(c)) == 0 &&
+        (r = store_id(c->wdb, store, &c->store_id)) == 0) {
+        if ((r = check_index(c, check, rc)) == 0)
+            return 0;
+        set_err(err, err_len, "cache index %s: %s (PRAGMA quick_check)", c->db_path,
+                sqlite3_errstr(*rc));
+    }
+    if (r != -EPROTO && !*rc)
         *rc = sqlite3_extended_errcode(c->wdb);
     if (r != -EPROTO && !(err && err[0]))
         set_err(err, err_len, "cache index %s: %s", c->db_path, sqlite3_errmsg(c->wdb));
@@ -843,26 +875,119 @@ static int open_index(struct cache_disk *c, const char *store, int *rc, char *er
     return r;
 }
 
+/* The schema version in the header of the index file (user_version, a
+ * big-endian 32-bit number at offset 60), -1 when it cannot be read. */
+static int64_t header_version(struct cache_disk *c)
+{
+    uint8_t h[64];
+    int fd = openat(c->dirfd, "index.sqlite", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : pread(fd, h, sizeof(h), 0);
+    if (fd >= 0)
+        close(fd);
+    if (n != (ssize_t)sizeof(h) || memcmp(h, "SQLite format 3", 16) != 0)
+        return -1;
+    return (int64_t)h[60] << 24 | (int64_t)h[61] << 16 | (int64_t)h[62] << 8 | h[63];
+}
+
 /*
  * Moves a damaged index (and its WAL, whose frames must not be applied to a
- * new one) aside as index.sqlite.damaged-<time>[-wal]; its shared-memory file
- * goes. The chunk files it named become strays, which the start's tidy-up
- * (cache_disk_tidy) removes. 0 or -errno.
+ * new one) aside as index.sqlite.damaged-<time>-<n>[-wal], names no earlier
+ * one has; its shared-memory file goes after them. The caller holds the
+ * cache's lock exclusively: no other process has the index open. The chunk
+ * files it named become strays, which the start's tidy-up (cache_disk_tidy)
+ * removes. 0 or -errno.
  */
 static int set_aside(struct cache_disk *c, char *aside, size_t len)
 {
-    static const char *const names[] = {"index.sqlite-wal", "index.sqlite"};
-    char to[64];
+    char to[96], wal[100];
     long t = (long)time(NULL);
+    int r = -EEXIST;
 
-    (void)unlinkat(c->dirfd, "index.sqlite-shm", 0);
-    for (size_t i = 0; i < 2; i++) {
-        snprintf(to, sizeof(to), "index.sqlite.damaged-%ld%s", t, i ? "" : "-wal");
-        if (renameat(c->dirfd, names[i], c->dirfd, to) < 0 && (i || errno != ENOENT))
-            return -errno;
+    for (unsigned n = 0; n < 1000 && r == -EEXIST; n++) {
+        snprintf(to, sizeof(to), "index.sqlite.damaged-%ld-%u", t, n);
+        snprintf(wal, sizeof(wal), "%s-wal", to);
+        if (faccessat(c->dirfd, wal, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+            continue;
+        r = renameat2(c->dirfd, "index.sqlite", c->dirfd, to, RENAME_NOREPLACE) < 0 ? -errno : 0;
+        if (r == -EINVAL) /* a filesystem without RENAME_NOREPLACE; we hold the lock */
+            r = faccessat(c->dirfd, to, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ? -EEXIST
+                : renameat(c->dirfd, "index.sqlite", c->dirfd, to) < 0  ? -errno
+                                                                        : 0;
     }
-    snprintf(aside, len, "%s/index.sqlite.damaged-%ld", c->dir, t);
+    if (r < 0)
+        return r;
+    snprintf(aside, len, "%s/%s", c->dir, to);
+    /* the WAL must not stay for the new index: kept beside the old one, or gone */
+    if (renameat2(c->dirfd, "index.sqlite-wal", c->dirfd, wal, RENAME_NOREPLACE) < 0 &&
+        errno != ENOENT && unlinkat(c->dirfd, "index.sqlite-wal", 0) < 0 && errno != ENOENT)
+        return -errno;
+    (void)unlinkat(c->dirfd, "index.sqlite-shm", 0);
     return 0;
+}
+
+/*
+ * The cache's lock (index.lock): every handle holds it shared while it is
+ * open; moving the index aside needs it alone. 0 or -errno.
+ */
+static int lock_cache(struct cache_disk *c, char *err, size_t err_len)
+{
+    struct stat st;
+    c->lockfd = openat(c->dirfd, "index.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (c->lockfd < 0 || fstat(c->lockfd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        st.st_uid != geteuid()) {
+        int r = c->lockfd < 0 ? -errno : -EPERM;
+        set_err(err, err_len, "cache lock %s/index.lock: %s", c->dir,
+                r == -EPERM ? "not a file of this user" : strerror(-r));
+        return r;
+    }
+    while (flock(c->lockfd, LOCK_SH) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return 0;
+}
+
+/*
+ * After open_index() found the index damaged (@why: how): a newer lazyimg's
+ * index (a schema this SQLite cannot read) is refused as such; otherwise,
+ * when no other process has the cache open, the index is moved aside and a
+ * new one opened (c->open_note says so); when one has, the open fails and
+ * says what to do.
+ */
+static int replace_damaged(struct cache_disk *c, const char *store, bool check, int *rc,
+                           const char *why, char *err, size_t err_len)
+{
+    char aside[PATH_MAX + 128];
+    int64_t v = header_version(c);
+    int r;
+
+    if (v > DC_SCHEMA_VERSION) {
+        set_err(err, err_len,
+                "cache index %s: schema version %lld is newer than this lazyimg's (%d)", c->db_path,
+                (long long)v, DC_SCHEMA_VERSION);
+        return -EPROTO;
+    }
+    if (flock(c->lockfd, LOCK_EX | LOCK_NB) < 0) {
+        set_err(err, err_len,
+                "%s; another process has this cache open: stop it (or give another "
+                "--cache-dir), and the next open moves the damaged index aside",
+                why);
+        return -EIO;
+    }
+    r = set_aside(c, aside, sizeof(aside));
+    if (r == 0) {
+        snprintf(c->open_note, sizeof(c->open_note),
+                 "%s; it was moved aside to %s and a new, empty index started (the cached "
+                 "chunks are fetched again)",
+                 why, aside);
+        if (err)
+            err[0] = '\0';
+        r = open_index(c, store, check, rc, err, err_len);
+    } else {
+        set_err(err, err_len, "%s; it could not be moved aside: %s", why, strerror(-r));
+    }
+    while (flock(c->lockfd, LOCK_SH) < 0 && errno == EINTR)
+        ;
+    return r;
 }
 
 const char *cache_disk_open_note(const struct cache_disk *c)
@@ -883,7 +1008,7 @@ int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret,
     }
     if (!(c = calloc(1, sizeof(*c))))
         return -ENOMEM;
-    c->dirfd = -1;
+    c->dirfd = c->lockfd = -1;
     c->budget = o->budget ? o->budget : DEFAULT_BUDGET;
     c->high_pct = o->high_pct ? o->high_pct : DEFAULT_HIGH_PCT;
     c->low_pct = o->low_pct ? o->low_pct : DEFAULT_LOW_PCT;
@@ -920,22 +1045,16 @@ int cache_disk_open(const struct cache_disk_options *o, struct cache_disk **ret,
     if ((r = open_dir(c, o->dir, err, err_len)) < 0)
         goto fail;
 
-    r = open_index(c, o->store ? o->store : "", &rc, err, err_len);
+    if ((r = lock_cache(c, err, err_len)) < 0)
+        goto fail;
+    r = open_index(c, o->store ? o->store : "", o->check_index, &rc, err, err_len);
     if (r < 0 && db_damaged(rc)) {
         /* the index is what makes files entries, and nothing else holds
          * what it held: a damaged one is replaced by an empty one (its
          * chunks are fetched again), not left to refuse every mount */
-        char why[256], aside[PATH_MAX + 64];
+        char why[1024];
         snprintf(why, sizeof(why), "%s", err && err[0] ? err : sqlite3_errstr(rc));
-        if (set_aside(c, aside, sizeof(aside)) == 0) {
-            if (err)
-                err[0] = '\0';
-            snprintf(c->open_note, sizeof(c->open_note),
-                     "%s; it was moved aside to %s and a new, empty index started (the cached "
-                     "chunks are fetched again)",
-                     why, aside);
-            r = open_index(c, o->store ? o->store : "", &rc, err, err_len);
-        }
+        r = replace_damaged(c, o->store ? o->store : "", o->check_index, &rc, why, err, err_len);
     }
     if (r < 0)
         goto fail;
@@ -997,6 +1116,8 @@ void cache_disk_close(struct cache_disk *c)
     sqlite3_close(c->wdb);
     if (c->dirfd >= 0)
         close(c->dirfd);
+    if (c->lockfd >= 0)
+        close(c->lockfd);
     pthread_mutex_destroy(&c->db_lock);
     pthread_mutex_destroy(&c->pool_lock);
     pthread_mutex_destroy(&c->h_lock);

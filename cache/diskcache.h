@@ -121,6 +121,11 @@ struct cache_disk_options {
      * 512 MiB. (Smaller packs return their space sooner when their chunks
      * are evicted at different times; tests use a few KiB.) */
     uint64_t pack_bytes;
+    /* Read every page of the index at open (PRAGMA quick_check), so that a
+     * damaged one is found and replaced (cache_disk_open_note()) even where
+     * an open does not look: for the cache commands, not for mounts (it
+     * reads the whole index). */
+    bool check_index;
 };
 #define CACHE_DISK_PACK_OFF UINT64_MAX
 
@@ -263,15 +268,16 @@ struct cache_disk_stats {
     uint64_t direct_reads;   /* chunks loaded with O_DIRECT (cache_disk_load) */
     uint64_t enospc;         /* inserts dropped because the cache filesystem is full */
     uint64_t insert_errors;  /* inserts that failed writing files or rows otherwise */
-    int last_insert_error;   /* -errno of the last failed insert, 0 if none */
+    int last_insert_failure; /* -errno of the last of those, 0 if none */
+    int last_insert_error;   /* -errno of the last failed insert (any), 0 if none */
 };
 void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret);
 
 /* The enospc counter alone: no query, cheap enough for every insert. */
 uint64_t cache_disk_enospc_count(struct cache_disk *c);
 
-/* As cheap, the insert_errors counter, and the last insert's -errno (unless
- * @ret_last is NULL). */
+/* As cheap, the insert_errors counter, and the -errno of the last of those
+ * (unless @ret_last is NULL). */
 uint64_t cache_disk_insert_errors(struct cache_disk *c, int *ret_last);
 
 /* Per store, as persisted in the index (all processes, all time). */

@@ -54,7 +54,7 @@ uint64_t cache_disk_enospc_count(struct cache_disk *c)
 uint64_t cache_disk_insert_errors(struct cache_disk *c, int *ret_last)
 {
     if (ret_last)
-        *ret_last = atomic_load(&c->last_insert_error);
+        *ret_last = atomic_load(&c->last_insert_failure);
     return atomic_load(&c->insert_errors);
 }
 
@@ -81,6 +81,7 @@ void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret)
     s.insert_waits = atomic_load(&c->insert_waits);
     s.insert_stalled = atomic_load(&c->insert_stalled);
     s.insert_errors = atomic_load(&c->insert_errors);
+    s.last_insert_failure = atomic_load(&c->last_insert_failure);
     s.last_insert_error = atomic_load(&c->last_insert_error);
     *ret = s;
 }
@@ -523,9 +524,9 @@ static void sweep_tmp(struct cache_disk *c, struct cache_disk_tidy_stats *tst)
             /* kept for now: a live writer's in another PID namespace, or
              * one that a daemon killed and restarted at once left */
             time_t due = st.st_mtime + STALE_TMP_SEC + 1 - now;
-            if (tst && due > 0 && (!tst->again_sec || (unsigned)due < tst->again_sec) &&
+            if (tst && due > 0 && (unsigned)due > tst->again_sec &&
                 tmp_owner_dead(de->d_name, st.st_mtime))
-                tst->again_sec = (unsigned)due;
+                tst->again_sec = (unsigned)due; /* the youngest: all of them then */
             continue;
         }
         if (!tmp_owner_dead(de->d_name, st.st_mtime))

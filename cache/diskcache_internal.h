@@ -123,8 +123,9 @@ struct cache_disk {
     int64_t min_age_ms;
     char *dir;
     char *db_path;
-    char open_note[4608]; /* cache_disk_open_note(): a path and a reason */
+    char open_note[6144]; /* cache_disk_open_note(): a path and a reason */
     int dirfd;
+    int lockfd; /* index.lock, held shared (lock_cache) */
     int64_t store_id;
 
     /* writer connection (db_lock) */
@@ -177,7 +178,8 @@ struct cache_disk {
     /* this process since open */
     _Atomic uint64_t hits, misses, inserts, insert_skipped, evictions, bad_entries;
     _Atomic uint64_t sqlite_writes, enospc, direct_inserts, insert_waits, insert_stalled;
-    _Atomic uint64_t insert_errors; /* failed inserts but for a full filesystem */
+    _Atomic uint64_t insert_errors;  /* failed inserts but for a full filesystem */
+    _Atomic int last_insert_failure; /* -errno of the last of those */
     _Atomic uint64_t direct_reads;
     _Atomic bool no_direct_reads; /* the filesystem refused an O_DIRECT read */
     _Atomic int last_insert_error;

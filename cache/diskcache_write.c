@@ -358,6 +358,7 @@ static int insert_failed(struct cache_disk *c, struct wr_state *w, int err)
         w->enospc = true;
         atomic_store(&c->paused_until, cache_dc_mono_ms() + ENOSPC_PAUSE_MS);
     } else {
+        atomic_store(&c->last_insert_failure, err);
         atomic_fetch_add(&c->insert_errors, 1);
     }
     return err;

@@ -55,13 +55,18 @@ struct fetch_job {
     size_t len, cap;
     bool too_big;
     char errbuf[CURL_ERROR_SIZE];
-    /* the start of an error answer's body, for the store to explain */
-    char errbody[1024];
+    /* the start of an error answer's body, for the store to explain
+     * (ERRBODY_MAX bytes, allocated at the first error answer) */
+    char *errbody;
     size_t errlen;
 
     int result;
     fetch_error err;
 };
+
+/* AWS's error answers carry the request's canonical form or a session
+ * token: several KiB before the end of the <Error> */
+#define ERRBODY_MAX ((size_t)16 << 10)
 
 struct queue {
     struct fetch_job *head, *tail;
@@ -313,7 +318,9 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
      * the start of the page may say why (fetch_store_ops.explain) */
     if (curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK &&
         (status < 200 || status > 299)) {
-        size_t room = sizeof(j->errbody) - j->errlen;
+        size_t room = ERRBODY_MAX - j->errlen;
+        if (!j->errbody && !(j->errbody = malloc(ERRBODY_MAX)))
+            return n; /* the status alone, then */
         memcpy(j->errbody + j->errlen, data, n < room ? n : room);
         j->errlen += n < room ? n : room;
         return n;
@@ -601,6 +608,7 @@ static void complete(struct fetch_pool *p, struct fetch_job *j)
     if (j->easy)
         curl_easy_cleanup(j->easy);
     fetch_buf_free(j->buf);
+    free(j->errbody);
     free(j->path);
     free(j);
 }

@@ -193,6 +193,26 @@ int fetch_s3_parse_list(const char *xml, size_t len, const char *prefix, struct 
     return 0;
 }
 
+/* The text of the first <@tag>…</@tag> in @xml (@len bytes, not parsed: the
+ * start of an answer cut short), cleaned into @dst; "" if there is none. */
+static void cut_tag_text(const char *xml, size_t len, const char *tag, char *dst, size_t cap)
+{
+    char open[32], close[32], text[256];
+    const char *a, *b;
+    size_t ol = (size_t)snprintf(open, sizeof(open), "<%s>", tag);
+    size_t cl = (size_t)snprintf(close, sizeof(close), "</%s>", tag);
+
+    dst[0] = '\0';
+    if (!(a = memmem(xml, len, open, ol)))
+        return;
+    a += ol;
+    if (!(b = memmem(a, len - (size_t)(a - xml), close, cl)) || (size_t)(b - a) >= sizeof(text))
+        return;
+    memcpy(text, a, (size_t)(b - a));
+    text[b - a] = '\0';
+    clean_copy(dst, cap, text);
+}
+
 /* fetch_s3_error(); *@coded (unless NULL): whether the body named an S3 error code */
 static int s3_error(long status, const char *xml, size_t len, const char *what, fetch_error *err,
                     bool *coded)
@@ -219,6 +239,12 @@ static int s3_error(long status, const char *xml, size_t len, const char *what, 
             }
         }
         xmlFreeDoc(doc);
+    } else if (xml && len && memmem(xml, len, "<Error>", 7)) {
+        /* cut short (a caller keeps the start of a long answer) */
+        cut_tag_text(xml, len, "Code", code, sizeof(code));
+        cut_tag_text(xml, len, "Message", msg, sizeof(msg));
+        cut_tag_text(xml, len, "Region", region, sizeof(region));
+        cut_tag_text(xml, len, "Endpoint", endpoint, sizeof(endpoint));
     }
     if (!*code)
         return fetch_remote_result(CURLE_OK, status, NULL, what, err);

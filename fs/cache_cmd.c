@@ -169,6 +169,9 @@ int fs_cmd_cache(int argc, char **argv)
         return 1;
     copts.dir = dir;
     copts.budget = o.size;
+    /* the commands that repair: a damage anywhere in the index is found and
+     * the index replaced (stats stays quick) */
+    copts.check_index = strcmp(cmd, "stats") != 0;
     if (fs_open_cache(&copts, &c) < 0)
         return 1;
 

@@ -361,8 +361,8 @@ void fs_daemon_report(struct fs_daemon *d)
                 "failed%s%s), %llu evicted, %llu entries, %llu SQLite write transactions",
                 d->cache.dir, (unsigned long long)ds.inserts, (unsigned long long)ds.insert_skipped,
                 (unsigned long long)ds.enospc, (unsigned long long)ds.insert_errors,
-                ds.insert_errors && ds.last_insert_error ? ": " : "",
-                ds.insert_errors && ds.last_insert_error ? strerror(-ds.last_insert_error) : "",
+                ds.insert_errors && ds.last_insert_failure ? ": " : "",
+                ds.insert_errors && ds.last_insert_failure ? strerror(-ds.last_insert_failure) : "",
                 (unsigned long long)ds.evictions, (unsigned long long)ds.entries,
                 (unsigned long long)ds.sqlite_writes);
     }

@@ -81,7 +81,14 @@ static void list_one(const struct cache_disk_profile_info *p, void *arg)
     }
     if (l->shown == 1)
         printf("%-32s %-20s %8s  %s\n", "IMAGE", "RECORDED", "EXTENTS", "ON (STORE)");
-    printf("%-32s %-20s %8zu  %s (%s)\n", image, when, p->count, p->image, store);
+    /* names as the cache holds them: no byte of theirs acts on the terminal */
+    {
+        char e_image[1024], e_on[1024], e_store[1024];
+        fs_escape(image, e_image, sizeof(e_image));
+        fs_escape(p->image, e_on, sizeof(e_on));
+        fs_escape(store, e_store, sizeof(e_store));
+        printf("%-32s %-20s %8zu  %s (%s)\n", e_image, when, p->count, e_on, e_store);
+    }
 }
 
 static int cmd_show(struct cache_disk *c, const char *image, bool json)
@@ -108,8 +115,11 @@ static int cmd_show(struct cache_disk *c, const char *image, bool json)
         fs_json_write(stdout, arr, JSON_C_TO_STRING_PLAIN);
         json_object_put(arr);
     } else {
-        printf("# %s, recorded on %s: %zu extents, offsets in the order first read\n", image,
-               info.image, n);
+        char e_image[1024], e_on[1024];
+        fs_escape(image, e_image, sizeof(e_image));
+        fs_escape(info.image, e_on, sizeof(e_on));
+        printf("# %s, recorded on %s: %zu extents, offsets in the order first read\n", e_image,
+               e_on, n);
         for (size_t i = 0; i < n; i++)
             printf("%llu\n", (unsigned long long)offs[i]);
     }

@@ -168,8 +168,8 @@ static json_object *cache_json(const struct fs_ctx *ctx)
             add_u64(d, "enospc", ds.enospc);
             add_u64(d, "insert_errors", ds.insert_errors);
             json_object_object_add(d, "last_insert_error",
-                                   ds.last_insert_error
-                                       ? json_object_new_string(strerror(-ds.last_insert_error))
+                                   ds.last_insert_failure
+                                       ? json_object_new_string(strerror(-ds.last_insert_failure))
                                        : NULL);
             add_u64(d, "sqlite_writes", ds.sqlite_writes);
             add_u64(d, "direct_writes", ds.direct_inserts);

@@ -66,6 +66,27 @@ expect_eq "profile show: the offsets in the order first read" "40 0 60" \
 out=$("$LAZYIMG" profile ls --cache-dir "$C") || fail "profile ls failed" "$out"
 grep -q "^vm/100/drive-scsi0.img .* 3  $IMG ($S)$" <<<"$out" || fail "profile ls: unexpected listing" "$out"
 ok "profile ls: the image, its 3 extents, the snapshot and store it was recorded on"
+# a row whose "recorded on" holds terminal controls: printed escaped
+python3 - "$C/index.sqlite" <<'PY' || fail "test setup: cannot change the profile row"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("UPDATE profiles SET image = image || ?", ("\x1b]0;owned\x07\x1b[2J",))
+db.commit()
+PY
+out=$("$LAZYIMG" profile ls --cache-dir "$C") || fail "profile ls failed" "$out"
+out2=$("$LAZYIMG" profile show --cache-dir "$C" vm/100/drive-scsi0.img) || fail "profile show failed" "$out2"
+if grep -q $'\x1b\|\x07' <<<"$out$out2"; then
+    fail "profile ls/show print a control character from the cache" "$(od -c <<<"$out$out2" | head)"
+fi
+grep -qF '\x1b]0;owned\x07\x1b[2J' <<<"$out" && grep -qF '\x1b]0;owned\x07\x1b[2J' <<<"$out2" ||
+    fail "profile ls/show: the name is not shown escaped" "$out$out2"
+python3 - "$C/index.sqlite" <<'PY' || fail "test setup: cannot restore the profile row"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("UPDATE profiles SET image = substr(image, 1, length(image) - length(?))", ("\x1b]0;owned\x07\x1b[2J",))
+db.commit()
+PY
+ok "profile ls and show print the names of a profile escaped (\\xNN), no byte acts on the terminal"
 
 # --- replay after the cache was cleared: fetched at the open, before any read ---
 "$LAZYIMG" cache clear --cache-dir "$C" >/dev/null || fail "cache clear failed"

@@ -793,13 +793,84 @@ static void test_damaged_index(void **state)
         assert_int_equal(stats(c).entries, 0);
         insert(c, &a); /* the new index works */
         cache_disk_close(c);
-        assert_true(count_named(f->dir, "index.sqlite.damaged-") >= 1);
+        /* each damaged index kept under a name of its own, in the same second too */
+        assert_int_equal(count_named(f->dir, "index.sqlite.damaged-"), mode + 1);
         c = open_cache(f->dir, NULL);
         assert_string_equal(cache_disk_open_note(c), "");
         assert_int_equal(check_chunk(c, &a), 1);
         cache_disk_close(c);
         free(a.bytes);
     }
+}
+
+/* Overwrites the index's pages after the first with junk (the header, and
+ * with it the schema version, stays). */
+static void junk_pages(const char *dir)
+{
+    char path[512];
+    struct stat st;
+    uint8_t *junk;
+    int fd;
+    join(path, sizeof(path), dir, "index.sqlite");
+    assert_int_equal(stat(path, &st), 0);
+    junk = fx_malloc((size_t)st.st_size - 4096);
+    for (off_t i = 0; i < st.st_size - 4096; i++)
+        junk[i] = (uint8_t)(i * 131 + 7);
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, junk, (size_t)st.st_size - 4096, 4096), st.st_size - 4096);
+    close(fd);
+    free(junk);
+}
+
+/* A damaged index that another handle (process) has open is not moved
+ * aside: the open fails and says so; once that one is closed it is. One
+ * whose header names a newer schema is refused as a newer lazyimg's. */
+static void test_damaged_index_in_use(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk_options o = {
+        .dir = f->dir, .flush_ms = 20, .store = "test", .pack_below = CACHE_DISK_PACK_OFF};
+    struct cache_disk *c = open_cache(f->dir, NULL), *other = NULL, *user;
+    struct chunk a = make_chunk(100000, 50);
+    char err[2048] = "", path[512];
+    int fd;
+
+    insert(c, &a);
+    cache_disk_close(c);
+    user = open_cache(f->dir, NULL); /* the other user */
+    junk_pages(f->dir);
+    assert_int_equal(cache_disk_open(&o, &other, err, sizeof(err)), -EIO);
+    if (!strstr(err, "another process has this cache open"))
+        fail_msg("in use: '%s'", err);
+    assert_int_equal(count_named(f->dir, "index.sqlite.damaged-"), 0);
+    cache_disk_close(user);
+    c = open_cache(f->dir, NULL);
+    assert_non_null(strstr(cache_disk_open_note(c), "moved aside to"));
+    cache_disk_close(c);
+
+    /* a newer lazyimg's index: never moved aside */
+    c = open_cache(f->dir, NULL);
+    insert(c, &a);
+    cache_disk_close(c);
+    junk_pages(f->dir);
+    join(path, sizeof(path), f->dir, "index.sqlite");
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "\0\0\0\x63", 4, 60), 4); /* user_version 99 */
+    {
+        /* and a schema this SQLite cannot read (as a newer one's may be) */
+        uint8_t junk[4096 - 100];
+        memset(junk, 0x5a, sizeof(junk));
+        assert_int_equal(pwrite(fd, junk, sizeof(junk), 100), (ssize_t)sizeof(junk));
+    }
+    close(fd);
+    err[0] = '\0';
+    assert_int_equal(cache_disk_open(&o, &other, err, sizeof(err)), -EIO);
+    if (!strstr(err, "schema version 99 is newer"))
+        fail_msg("newer: '%s'", err);
+    assert_int_equal(count_named(f->dir, "index.sqlite.damaged-"), 1);
+    free(a.bytes);
 }
 
 /* ---- trust: nobody else may be able to change the cache ------------------- */
@@ -819,6 +890,41 @@ static int64_t db_int(const char *dir, const char *sql)
     sqlite3_finalize(st);
     sqlite3_close(db);
     return v;
+}
+
+/* Damage where an open does not look (the chunks table's root page): a
+ * mount's open goes on, the cache commands' (check_index) find it and
+ * replace the index. */
+static void test_damaged_index_checked(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk_options o = {.check_index = true};
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(1000, 60);
+    char path[512];
+    uint8_t junk[4096];
+    int64_t root;
+    int fd;
+
+    insert(c, &a);
+    cache_disk_close(c);
+    root = db_int(f->dir, "SELECT rootpage FROM sqlite_master WHERE name = 'chunks'");
+    assert_true(root > 1);
+    join(path, sizeof(path), f->dir, "index.sqlite");
+    memset(junk, 0xa5, sizeof(junk));
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, junk, sizeof(junk), (off_t)(root - 1) * 4096), 4096);
+    close(fd);
+    c = open_cache(f->dir, NULL);
+    assert_string_equal(cache_disk_open_note(c), "");
+    cache_disk_close(c);
+    c = open_cache(f->dir, &o);
+    if (!strstr(cache_disk_open_note(c), "(PRAGMA quick_check); it was moved aside to"))
+        fail_msg("checked: '%s'", cache_disk_open_note(c));
+    assert_int_equal(stats(c).entries, 0);
+    cache_disk_close(c);
+    free(a.bytes);
 }
 
 /* cache_disk_open(@dir) fails with -EPERM and a message containing @needle. */
@@ -3194,6 +3300,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_index_in_use, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_index_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trust_modes_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trust_parent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trust_owner, setup, teardown),

@@ -531,8 +531,21 @@ static void s3_errors(void **state)
         strcpy(err.msg, "untouched");
         assert_int_equal(fetch_s3_explain(403, "<html>denied</html>", 19, "p", &err), 0);
         assert_int_equal(fetch_s3_explain(500, "", 0, "p", &err), 0);
-        assert_int_equal(fetch_s3_explain(403, body, 20, "p", &err), 0); /* cut short */
+        assert_int_equal(fetch_s3_explain(403, body, 20, "p", &err), 0); /* cut before the code */
         assert_string_equal(err.msg, "untouched");
+    }
+    /* AWS's answers can run to KiBs (a request's canonical form, a token):
+     * the start of one kept, its code still found */
+    {
+        char body[4096];
+        fetch_error err = {""};
+        int n = snprintf(body, sizeof(body),
+                         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>"
+                         "SignatureDoesNotMatch</Code><Message>The request signature we "
+                         "calculated does not match</Message><StringToSignBytes>");
+        memset(body + n, '4', sizeof(body) - (size_t)n);
+        assert_int_equal(fetch_s3_explain(403, body, sizeof(body), "p", &err), 1);
+        assert_non_null(strstr(err.msg, "S3 rejected the request signature"));
     }
 }
 
