@@ -728,9 +728,10 @@ r2() { fmt %.2f "$1"; }
   done
   echo "- target 1, the ratio of each pair (cache filling / --no-cache), pairs separated by /, runs by commas:" \
     "local $(runs_of ratio1p.local.runs); HTTP $(runs_of ratio1p.http.runs); casync 64K $(runs_of ratio1p.cas.runs)"
-  echo "- target 1, MB/s of data of the pairs after the first (not in the rows above), --no-cache then filling:" \
-    "local $(runs_of local.pnc.mbps %.0f) and $(runs_of local.pfill.mbps %.0f); HTTP $(runs_of http.pnc.mbps %.0f) and" \
-    "$(runs_of http.pfill.mbps %.0f); casync 64K $(runs_of cas.pnc.mbps %.0f) and $(runs_of cas.pfill.mbps %.0f)"
+  [ "$PAIRS" -lt 2 ] ||
+    echo "- target 1, MB/s of data of the pairs after the first (not in the rows above), --no-cache then filling:" \
+      "local $(runs_of local.pnc.mbps %.0f) and $(runs_of local.pfill.mbps %.0f); HTTP $(runs_of http.pnc.mbps %.0f) and" \
+      "$(runs_of http.pfill.mbps %.0f); casync 64K $(runs_of cas.pnc.mbps %.0f) and $(runs_of cas.pfill.mbps %.0f)"
   echo "- SHA-256 blocks hashed two at a time (status --json; \"openssl\": by OpenSSL, one at a time): local $(runs_of local.nocache.pairs) --no-cache," \
     "$(runs_of local.fill.pairs) filling; HTTP $(runs_of http.nocache.pairs), $(runs_of http.fill.pairs); encrypted $(runs_of enc.nocache.pairs), $(runs_of enc.fill.pairs)"
   echo "- chunks loaded by warm reads (expected 0): local $(runs_of local.warmdrop.loads) (page cache dropped), $(runs_of local.warmpc.loads) (warm);" \

@@ -31,7 +31,9 @@ static const char cache_usage[] =
     "  gc [--size SIZE] evict least recently used entries down to SIZE now\n"
     "                   (default 10G)\n"
     "  clear            remove every entry, and the metadata kept to mount stores\n"
-    "                   that are down\n";
+    "                   that are down\n"
+    "verify, gc and clear first read the whole index: a damaged one is moved aside\n"
+    "(index.sqlite.damaged-*) and an empty one started, when no mount uses DIR.\n";
 
 struct cache_cli {
     const char *dir;
