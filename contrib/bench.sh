@@ -666,8 +666,8 @@ r2() { fmt %.2f "$1"; }
     "$(fmt %.0f "$(med cp)")" "$(fmt %.0f "$(lo cp)")" "$(fmt %.0f "$(hi cp)")" "$(fmt %.0f "$(hi cp.rss)")"
   for w in local:local http:HTTP "cas:casync 64K"; do
     k=${w%%:*}
-    printf '| 1. cache filling / --no-cache, %s (each run: the median of its %s pairs: %s; every pair: %s–%s) | | | | | %s | >= 0.85 in every run | %s |\n' \
-      "${w#*:}" "$PAIRS" "$(runs_of "ratio1.$k" %.2f)" "$(r2 "$(lo "ratio1p.$k")")" "$(r2 "$(hi "ratio1p.$k")")" \
+    printf '| 1. cache filling / --no-cache, %s (each run: the median of its %s: %s; every pair: %s–%s) | | | | | %s | >= 0.85 in every run | %s |\n' \
+      "${w#*:}" "$([ "$PAIRS" = 1 ] && echo "1 pair" || echo "$PAIRS pairs")" "$(runs_of "ratio1.$k" %.2f)" "$(r2 "$(lo "ratio1p.$k")")" "$(r2 "$(hi "ratio1p.$k")")" \
       "$(r2 "$(med "ratio1.$k")")" "$(judge "$(lo "ratio1.$k")" ">=" 0.85)"
   done
   for w in local:local http:HTTP; do
