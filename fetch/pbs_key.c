@@ -283,6 +283,13 @@ int fetch_pbs_key_load(const char *json, size_t len, const char *password,
         r = fetch_error_set(err, -EBADMSG, "key file: not a JSON object");
         goto out;
     }
+    /* one object and white space, as the PBS client reads it */
+    for (size_t i = json_tokener_get_parse_end(tok); i < len; i++) {
+        if (!strchr(" \t\r\n", json[i]) || !json[i]) {
+            r = fetch_error_set(err, -EBADMSG, "key file: bytes after its JSON object");
+            goto out;
+        }
+    }
     if (!(data64 = get_str(root, "data")) || (n = unbase64(data64, data, sizeof(data))) < 0) {
         r = fetch_error_set(err, -EBADMSG, "key file: no base64 \"data\"");
         goto out;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -194,6 +195,15 @@ int fs_key_load(const struct fs_key_opts *o, struct fetch_pbs_key **ret)
         fs_err("--keyfile %s: %s", o->keyfile,
                r == -EFBIG ? "too large for a key file" : strerror(-r));
         return r;
+    }
+    {
+        /* as ssh says of a private key: others can read it (not refused:
+         * the PBS client does not either, and its password may protect it) */
+        struct stat st;
+        if (stat(o->keyfile, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+            fs_warn("--keyfile %s can be read by other users (mode %03o): keep a backup key "
+                    "in a file only its owner can read (chmod 600)",
+                    o->keyfile, (unsigned)(st.st_mode & 0777));
     }
     if (!(k = key_page_new())) {
         fetch_secret_free(json, len);

@@ -290,6 +290,17 @@ grep -qF "is encrypted, although the manifest says its archive is not" mixup.log
 ! grep -qF "no key is configured" mixup.log ||
     fail "an encrypted chunk in the sign-only image: the log asks for a key that was given" "$(cat mixup.log)"
 ok "an encrypted chunk in the sign-only image: the log says it is encrypted although its archive is not"
+# a key file others can read is warned about (as ssh does); a 0600 one is not
+! grep -q "can be read by other users" mixup.log ||
+    fail "a key file of mode 0600 was warned about" "$(cat mixup.log)"
+cp key-none.json key-open.json
+chmod 0644 key-open.json
+lazyimg_mount_fg "$S" "$M" keyopen.log -- --no-cache --keyfile key-open.json
+cmp -s disk.raw "$M/$ENC" || fail "a key file of mode 0644: the image differs"
+lazyimg_umount "$M"
+grep -q "key-open.json can be read by other users (mode 644)" keyopen.log ||
+    fail "a key file of mode 0644: no warning" "$(cat keyopen.log)"
+ok "a key file others can read: warned (mode 644), the image still reads; 0600: no warning"
 
 # --- find with the key ----------------------------------------------------------
 out=$("$LAZYIMG" find --keyfile key-none.json "$S" passwd 2>&1) || fail "find --keyfile failed" "$out"

@@ -159,6 +159,21 @@ static void unprotected(void **state)
     assert_int_equal(fetch_pbs_key_load(json, strlen(json), NULL, &k, &err), 0);
     for (int i = 0; i < 32; i++)
         assert_int_equal(k.key[i], i);
+    /* white space after the object is fine; anything else is not (as the
+     * PBS client reads a key file) */
+    {
+        char buf[256];
+        snprintf(buf, sizeof(buf), "%s \r\n\n", json);
+        assert_int_equal(fetch_pbs_key_load(buf, strlen(buf), NULL, &k, &err), 0);
+        snprintf(buf, sizeof(buf), "%s\n{}", json);
+        assert_int_equal(fetch_pbs_key_load(buf, strlen(buf), NULL, &k, &err), -EBADMSG);
+        assert_non_null(strstr(err.msg, "bytes after its JSON object"));
+        snprintf(buf, sizeof(buf), "%sX", json);
+        assert_int_equal(fetch_pbs_key_load(buf, strlen(buf), NULL, &k, &err), -EBADMSG);
+        memcpy(buf, json, strlen(json));
+        buf[strlen(json)] = '\0';
+        assert_int_equal(fetch_pbs_key_load(buf, strlen(json) + 1, NULL, &k, &err), -EBADMSG);
+    }
 }
 
 static void load_scrypt(struct fetch_pbs_key *k)
