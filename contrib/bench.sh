@@ -64,7 +64,7 @@
 #
 # Target 1 is a ratio of two reads, each of which moves by about 10% from one
 # read to the next on this project's VMs (the same --no-cache read over HTTP:
-# 913 to 1264 MB/s in 19 reads within 40 minutes): a single pair per run FAILed
+# 913 to 1195 MB/s in four reads within two minutes): a single pair per run FAILed
 # or PASSed by chance. Each run therefore reads PAIRS pairs per store, each
 # --no-cache read followed at once by its cache-filling read (the first pair
 # is the one of the rows above; the others use a cache directory of their own),
