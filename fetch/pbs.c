@@ -665,7 +665,7 @@ int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, const struct fe
 {
     struct fetch_blob_expect exp = {
         .len = len, .digest = digest, .key = key, .plain_sha256 = plain_sha256};
-    char hex[2 * PBS_DIGEST_LEN + 1];
+    char hex[2 * PBS_DIGEST_LEN + 1], what[40];
     int r;
 
     fetch_hex_encode(digest, PBS_DIGEST_LEN, hex);
@@ -676,13 +676,10 @@ int fetch_pbs_decode_chunk(const uint8_t digest[32], size_t len, const struct fe
     /* with a key, the chunk of an encrypted archive; without, of a plain
      * one, whose encrypted chunk is a mix-up to name as such (not a key
      * to ask for: one may have been given for the other archives) */
-    {
-        char what[40];
-        snprintf(what, sizeof(what), "chunk %.16s…", hex);
-        if ((r = check_crypt(raw, raw_len, key != NULL, what, err)) < 0) {
-            fetch_buf_free(raw);
-            return r;
-        }
+    snprintf(what, sizeof(what), "chunk %.16s…", hex);
+    if ((r = check_crypt(raw, raw_len, key != NULL, what, err)) < 0) {
+        fetch_buf_free(raw);
+        return r;
     }
     r = fetch_blob_decode(raw, raw_len, &exp, ret, err);
     if (r < 0)

@@ -217,7 +217,10 @@ static void cut_tag_text(const char *xml, size_t len, const char *tag, char *dst
 static int s3_error(long status, const char *xml, size_t len, const char *what, fetch_error *err,
                     bool *coded)
 {
+    static const char *const tags[] = {"Code", "Message", "Region", "Endpoint"};
     char code[64] = "", msg[128] = "", region[64] = "", endpoint[128] = "";
+    char *dst[] = {code, msg, region, endpoint};
+    const size_t caps[] = {sizeof(code), sizeof(msg), sizeof(region), sizeof(endpoint)};
     xmlDoc *doc = NULL;
 
     if (coded)
@@ -226,25 +229,18 @@ static int s3_error(long status, const char *xml, size_t len, const char *what, 
         return 0;
     if (xml && len && parse_xml(xml, len, &doc, NULL) == 0) {
         const xmlNode *root = xmlDocGetRootElement(doc), *n;
-        if (node_is(root, "Error")) {
-            static const char *const tags[] = {"Code", "Message", "Region", "Endpoint"};
-            char *dst[] = {code, msg, region, endpoint};
-            const size_t caps[] = {sizeof(code), sizeof(msg), sizeof(region), sizeof(endpoint)};
-            for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++) {
-                xmlChar *t;
-                if (!(n = child(root, tags[i])) || !(t = xmlNodeGetContent(n)))
-                    continue;
-                clean_copy(dst[i], caps[i], (const char *)t);
-                xmlFree(t);
-            }
+        for (size_t i = 0; node_is(root, "Error") && i < sizeof(tags) / sizeof(tags[0]); i++) {
+            xmlChar *t;
+            if (!(n = child(root, tags[i])) || !(t = xmlNodeGetContent(n)))
+                continue;
+            clean_copy(dst[i], caps[i], (const char *)t);
+            xmlFree(t);
         }
         xmlFreeDoc(doc);
     } else if (xml && len && memmem(xml, len, "<Error>", 7)) {
         /* cut short (a caller keeps the start of a long answer) */
-        cut_tag_text(xml, len, "Code", code, sizeof(code));
-        cut_tag_text(xml, len, "Message", msg, sizeof(msg));
-        cut_tag_text(xml, len, "Region", region, sizeof(region));
-        cut_tag_text(xml, len, "Endpoint", endpoint, sizeof(endpoint));
+        for (size_t i = 0; i < sizeof(tags) / sizeof(tags[0]); i++)
+            cut_tag_text(xml, len, tags[i], dst[i], caps[i]);
     }
     if (!*code)
         return fetch_remote_result(CURLE_OK, status, NULL, what, err);
