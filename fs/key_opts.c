@@ -182,6 +182,7 @@ int fs_key_load(const struct fs_key_opts *o, struct fetch_pbs_key **ret)
     struct fetch_pbs_key *k;
     fetch_error err = {""};
     char *json = NULL, password[PASSWORD_MAX + 1] = "";
+    struct stat st;
     size_t len = 0;
     int r;
 
@@ -196,15 +197,12 @@ int fs_key_load(const struct fs_key_opts *o, struct fetch_pbs_key **ret)
                r == -EFBIG ? "too large for a key file" : strerror(-r));
         return r;
     }
-    {
-        /* as ssh says of a private key: others can read it (not refused:
-         * the PBS client does not either, and its password may protect it) */
-        struct stat st;
-        if (stat(o->keyfile, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
-            fs_warn("--keyfile %s can be read by other users (mode %03o): keep a backup key "
-                    "in a file only its owner can read (chmod 600)",
-                    o->keyfile, (unsigned)(st.st_mode & 0777));
-    }
+    /* as ssh says of a private key: others can read it (not refused: the
+     * PBS client does not either, and its password may protect it) */
+    if (stat(o->keyfile, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+        fs_warn("--keyfile %s can be read by other users (mode %03o): keep a backup key in a "
+                "file only its owner can read (chmod 600)",
+                o->keyfile, (unsigned)(st.st_mode & 0777));
     if (!(k = key_page_new())) {
         fetch_secret_free(json, len);
         fs_err("out of memory");

@@ -54,7 +54,7 @@ struct listing {
 static void list_one(const struct cache_disk_profile_info *p, void *arg)
 {
     struct listing *l = arg;
-    char when[32], store[512];
+    char when[32], store[512], e_image[1024], e_on[1024], e_store[1024];
     time_t t = (time_t)(p->created_us / 1000000);
     struct tm tm;
     const char *image = image_of(p->key);
@@ -82,13 +82,10 @@ static void list_one(const struct cache_disk_profile_info *p, void *arg)
     if (l->shown == 1)
         printf("%-32s %-20s %8s  %s\n", "IMAGE", "RECORDED", "EXTENTS", "ON (STORE)");
     /* names as the cache holds them: no byte of theirs acts on the terminal */
-    {
-        char e_image[1024], e_on[1024], e_store[1024];
-        fs_escape(image, e_image, sizeof(e_image));
-        fs_escape(p->image, e_on, sizeof(e_on));
-        fs_escape(store, e_store, sizeof(e_store));
-        printf("%-32s %-20s %8zu  %s (%s)\n", e_image, when, p->count, e_on, e_store);
-    }
+    fs_escape(image, e_image, sizeof(e_image));
+    fs_escape(p->image, e_on, sizeof(e_on));
+    fs_escape(store, e_store, sizeof(e_store));
+    printf("%-32s %-20s %8zu  %s (%s)\n", e_image, when, p->count, e_on, e_store);
 }
 
 static int cmd_show(struct cache_disk *c, const char *image, bool json)
