@@ -413,12 +413,11 @@ more_pairs() {
   done
 }
 # run_ratio1 KIND: the ratio of each of this run's pairs into ratio1p.KIND (and
-# ratio1p.KIND.run, this run's as text), their median into ratio1.KIND
+# ratio1p.KIND.runs, this run's as text), their median into ratio1.KIND
 run_ratio1() {
   local k=$1 i r
   local -a nc fl
   V[r1tmp]=""
-  V[$k.r1run]=""
   mapfile -t nc < <(vals "$k.nocache.mbps" | tail -1; [ "$PAIRS" -lt 2 ] || vals "$k.pnc.mbps" | tail -n $((PAIRS - 1)))
   mapfile -t fl < <(vals "$k.fill.mbps" | tail -1; [ "$PAIRS" -lt 2 ] || vals "$k.pfill.mbps" | tail -n $((PAIRS - 1)))
   for i in "${!nc[@]}"; do
