@@ -754,55 +754,6 @@ static int count_named(const char *dir, const char *prefix)
     return n;
 }
 
-/* A damaged index (garbage after its first page, cut in half, a header that
- * is not SQLite's) is moved aside and an empty one started: the open says
- * so, what it named is a miss (fetched again), and the next open is quiet. */
-static void test_damaged_index(void **state)
-{
-    struct fx *f = *state;
-    char path[512];
-    join(path, sizeof(path), f->dir, "index.sqlite");
-    for (int mode = 0; mode < 3; mode++) {
-        struct cache_disk *c = open_cache(f->dir, NULL);
-        struct chunk a = make_chunk(100000, 40 + (uint64_t)mode);
-        struct stat st;
-        int fd;
-
-        insert(c, &a);
-        cache_disk_close(c); /* the last connection: the WAL is checkpointed in */
-        assert_int_equal(stat(path, &st), 0);
-        assert_true(st.st_size >= 3 * 4096);
-        fd = open(path, O_RDWR | O_CLOEXEC);
-        assert_true(fd >= 0);
-        if (mode == 0) {
-            uint8_t *junk = fx_malloc((size_t)st.st_size - 4096);
-            for (off_t i = 0; i < st.st_size - 4096; i++)
-                junk[i] = (uint8_t)(i * 131 + 7);
-            assert_int_equal(pwrite(fd, junk, (size_t)st.st_size - 4096, 4096), st.st_size - 4096);
-            free(junk);
-        } else if (mode == 1) {
-            assert_int_equal(ftruncate(fd, st.st_size / 2 + 100), 0);
-        } else {
-            assert_int_equal(pwrite(fd, "not an SQLite database", 22, 0), 22);
-        }
-        close(fd);
-        c = open_cache(f->dir, NULL);
-        if (!strstr(cache_disk_open_note(c), "moved aside to"))
-            fail_msg("damage %d: note '%s'", mode, cache_disk_open_note(c));
-        assert_int_equal(check_chunk(c, &a), 0);
-        assert_int_equal(stats(c).entries, 0);
-        insert(c, &a); /* the new index works */
-        cache_disk_close(c);
-        /* each damaged index kept under a name of its own, in the same second too */
-        assert_int_equal(count_named(f->dir, "index.sqlite.damaged-"), mode + 1);
-        c = open_cache(f->dir, NULL);
-        assert_string_equal(cache_disk_open_note(c), "");
-        assert_int_equal(check_chunk(c, &a), 1);
-        cache_disk_close(c);
-        free(a.bytes);
-    }
-}
-
 /* Overwrites the index's pages after the first with junk (the header, and
  * with it the schema version, stays). */
 static void junk_pages(const char *dir)
@@ -821,6 +772,52 @@ static void junk_pages(const char *dir)
     assert_int_equal(pwrite(fd, junk, (size_t)st.st_size - 4096, 4096), st.st_size - 4096);
     close(fd);
     free(junk);
+}
+
+/* A damaged index (garbage after its first page, cut in half, a header that
+ * is not SQLite's) is moved aside and an empty one started: the open says
+ * so, what it named is a miss (fetched again), and the next open is quiet. */
+static void test_damaged_index(void **state)
+{
+    struct fx *f = *state;
+    char path[512];
+    join(path, sizeof(path), f->dir, "index.sqlite");
+    for (int mode = 0; mode < 3; mode++) {
+        struct cache_disk *c = open_cache(f->dir, NULL);
+        struct chunk a = make_chunk(100000, 40 + (uint64_t)mode);
+        struct stat st;
+        int fd;
+
+        insert(c, &a);
+        cache_disk_close(c); /* the last connection: the WAL is checkpointed in */
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(st.st_size >= 3 * 4096);
+        if (mode == 0) {
+            junk_pages(f->dir);
+        } else {
+            fd = open(path, O_RDWR | O_CLOEXEC);
+            assert_true(fd >= 0);
+            if (mode == 1)
+                assert_int_equal(ftruncate(fd, st.st_size / 2 + 100), 0);
+            else
+                assert_int_equal(pwrite(fd, "not an SQLite database", 22, 0), 22);
+            close(fd);
+        }
+        c = open_cache(f->dir, NULL);
+        if (!strstr(cache_disk_open_note(c), "moved aside to"))
+            fail_msg("damage %d: note '%s'", mode, cache_disk_open_note(c));
+        assert_int_equal(check_chunk(c, &a), 0);
+        assert_int_equal(stats(c).entries, 0);
+        insert(c, &a); /* the new index works */
+        cache_disk_close(c);
+        /* each damaged index kept under a name of its own, in the same second too */
+        assert_int_equal(count_named(f->dir, "index.sqlite.damaged-"), mode + 1);
+        c = open_cache(f->dir, NULL);
+        assert_string_equal(cache_disk_open_note(c), "");
+        assert_int_equal(check_chunk(c, &a), 1);
+        cache_disk_close(c);
+        free(a.bytes);
+    }
 }
 
 /* A damaged index that another handle (process) has open is not moved
