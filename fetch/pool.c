@@ -414,7 +414,7 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
     }
     if (cc != CURLE_OK) {
         /* a handle whose transfer failed may keep state that a reset does
-         * not clear (libcurl 7.88 refuses an option on it after a refused
+         * not clear (libcurl 7.88 keeps its receive buffer after a refused
          * redirect): the next attempt, and later jobs, get a fresh one (the
          * lane's multi handle keeps the connections) */
         curl_easy_cleanup(j->easy);

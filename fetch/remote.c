@@ -295,8 +295,15 @@ int fetch_remote_easy_setup(CURL *easy, const struct fetch_remote_conf *c, const
     SET(CURLOPT_TCP_KEEPINTVL, 15L);
     /* curl reads the socket in pieces of this size (16 KiB by default; 512 KiB
      * is the most libcurl 7.88 takes): fewer recv() calls and write callbacks
-     * per chunk, 10-20% less daemon CPU per GiB over HTTP on the bench */
-    SET(CURLOPT_BUFFERSIZE, 512L * 1024);
+     * per chunk, 10-20% less daemon CPU per GiB over HTTP on the bench. Not
+     * an error when refused: libcurl 7.88 frees a handle's receive buffer
+     * only when its connection is idle, so a handle reused after an HTTP/2
+     * transfer that shared its connection still has one, and the option then
+     * fails ("a libcurl function was given a bad argument"); the handle
+     * works on with the buffer it has (allocated at an earlier setting, at
+     * least the default that curl_easy_reset() restored). */
+    if (cc == CURLE_OK)
+        (void)curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 512L * 1024);
     SET(CURLOPT_USERAGENT, "lazyimg/" LAZYIMG_VERSION);
     SET(CURLOPT_SSL_VERIFYPEER, c->insecure ? 0L : 1L);
     SET(CURLOPT_SSL_VERIFYHOST, c->insecure ? 0L : 2L);
@@ -356,8 +363,9 @@ static CURL *easy_take(struct fetch_easy_cache *ec)
 /*
  * Puts @e back for a later request when its transfer ended well (@ok); one
  * that failed is closed: libcurl may keep state from a failed transfer that
- * curl_easy_reset() does not clear (7.88, after a refused redirect, refuses
- * CURLOPT_BUFFERSIZE on that handle from then on).
+ * curl_easy_reset() does not clear (7.88 keeps the receive buffer after a
+ * refused redirect, as after a shared HTTP/2 connection: see
+ * fetch_remote_easy_setup()).
  */
 static void easy_give(struct fetch_easy_cache *ec, CURL *e, bool ok)
 {

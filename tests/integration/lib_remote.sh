@@ -6,11 +6,13 @@
 # contrib/install-deps.sh). Every server listens on 127.0.0.1 only and is
 # stopped by the EXIT trap of lib.sh (add_cleanup hooks).
 #
-#   start_nginx [--autoindex json|html|off] [--name NAME] [--htpasswd FILE] [--tls] ROOT
+#   start_nginx [--autoindex json|html|off] [--name NAME] [--htpasswd FILE] [--tls [--http2]] ROOT
 #       (--htpasswd: HTTP basic authentication against FILE is required;
 #       --tls: HTTPS with a new self-signed certificate for 127.0.0.1, whose
-#       file is NGINX_CERT: the CA a client must be given)
+#       file is NGINX_CERT: the CA a client must be given; --http2: HTTP/2
+#       offered too)
 #       serves ROOT; sets NGINX_NAME NGINX_PORT NGINX_URL NGINX_PID NGINX_LOG
+#       (a line per request: URI STATUS METHOD BODY_BYTES PROTOCOL)
 #   stop_nginx [NAME]              fast stop (connections cut); default: the last one
 #   restart_nginx [NAME]           starts a stopped one again on its port
 #   nginx_url NAME / nginx_log NAME / nginx_pid NAME
@@ -62,13 +64,14 @@ NGINX_N=0
 NGINX_NAME="" NGINX_PORT="" NGINX_URL="" NGINX_PID="" NGINX_LOG="" NGINX_CERT=""
 
 start_nginx() {
-    local fmt=json name="" root dir port try conf auth="" tls=false scheme=http ssl="" certs=""
+    local fmt=json name="" root dir port try conf auth="" tls=false h2=false scheme=http ssl="" certs=""
     while (($#)); do
         case $1 in
         --autoindex) fmt=$2; shift 2 ;;
         --name) name=$2; shift 2 ;;
         --htpasswd) auth="auth_basic \"lazyimg\"; auth_basic_user_file $(realpath "$2");"; shift 2 ;;
         --tls) tls=true; shift ;;
+        --http2) h2=true; shift ;;
         *) break ;;
         esac
     done
@@ -85,6 +88,7 @@ start_nginx() {
             -keyout "$dir/key.pem" -out "$dir/cert.pem" >"$dir/openssl.log" 2>&1 ||
             fail "start_nginx --tls: openssl req failed" "$(cat "$dir/openssl.log")"
         scheme=https ssl=" ssl"
+        $h2 && ssl=" ssl http2" # (nginx 1.22: no "http2 on;" yet)
         certs="ssl_certificate $dir/cert.pem; ssl_certificate_key $dir/key.pem;"
     fi
     local autoindex
@@ -108,7 +112,7 @@ error_log $dir/error.log info;
 events { worker_connections 1024; }
 http {
     default_type application/octet-stream;
-    log_format lazyimg '\$request_uri \$status \$request_method \$body_bytes_sent';
+    log_format lazyimg '\$request_uri \$status \$request_method \$body_bytes_sent \$server_protocol';
     access_log $dir/access.log lazyimg;
     client_body_temp_path $dir/tmp/body;
     proxy_temp_path $dir/tmp/proxy;

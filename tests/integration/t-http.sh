@@ -247,3 +247,17 @@ lazyimg_umount "$M"
 out=$("$LAZYIMG" ls --insecure "$TLS_URL" 2>&1) || fail "HTTPS --insecure: lazyimg ls failed" "$out"
 grep -q "drive-scsi1.img" <<<"$out" || fail "HTTPS --insecure: lazyimg ls lists no image" "$out"
 ok "HTTPS --insecure: lazyimg ls of the same server lists the images"
+
+# HTTP/2 (ALPN): concurrent chunk GETs share one connection. libcurl 7.88
+# keeps a handle's receive buffer while its connection serves other streams,
+# and refused the next transfer's buffer size on that handle: reads failed
+# with EIO ("a libcurl function was given a bad argument").
+start_nginx --tls --http2 --name h2 --autoindex json "$S"
+cp "$NGINX_CERT" h2.pem
+lazyimg_mount "$NGINX_URL" "$M" --no-cache --ca-cert "$W/h2.pem"
+out=$(cmp "$M/vm/100/$T2/drive-scsi1.img" big.raw 2>&1) || fail "HTTPS over HTTP/2: the image does not read" "$out"
+lazyimg_umount "$M"
+n2=$(awk '$1 ~ /\/\.chunks\// && $2 == 200 && $5 == "HTTP/2.0"' "$NGINX_LOG" | wc -l)
+n1=$(awk '$1 ~ /\/\.chunks\// && $5 != "HTTP/2.0"' "$NGINX_LOG" | wc -l)
+((n2 >= 100 && n1 == 0)) || fail "HTTPS over HTTP/2: expected every chunk GET over HTTP/2 ($n2 over HTTP/2, $n1 not)" "$(head -5 "$NGINX_LOG")"
+ok "HTTPS over HTTP/2: $n2 chunk GETs on shared connections, the image byte-identical"
