@@ -26,6 +26,8 @@
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
 #define DEFAULT_TIMEOUT_MS 60000L
+/* A request slower than this for the fetch timeout is abandoned. */
+#define STALL_BYTES_PER_S 1024L
 #define ERROR_BODY_MAX (64 * 1024)
 #define EASY_CACHE_MAX 8
 
@@ -288,7 +290,17 @@ int fetch_remote_easy_setup(CURL *easy, const struct fetch_remote_conf *c, const
 #endif
     SET(CURLOPT_FAILONERROR, 0L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-    SET(CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    /* No deadline for a whole request: on a slow link a chunk shares it with
+     * the other transfers in flight (a hydration's 12 chunks of 4 MiB on an
+     * 8 Mbit/s link took over a minute each, so every one was cut off and
+     * fetched again), and a large index takes longer still. A request is
+     * abandoned (and retried) when it moves less than STALL_BYTES_PER_S for
+     * timeout_ms, in whole seconds: a server that stopped answering, or one
+     * that only trickles. libcurl averages the speed over the last 5 s, so a
+     * transfer that stops mid-body is cut off up to 5 s later than one that
+     * never starts. */
+    SET(CURLOPT_LOW_SPEED_LIMIT, STALL_BYTES_PER_S);
+    SET(CURLOPT_LOW_SPEED_TIME, (c->timeout_ms + 999) / 1000);
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_TCP_KEEPIDLE, 30L);

@@ -36,7 +36,9 @@ struct fetch_remote_options {
      * from $AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials if present;
      * never from the command line. */
     const char *s3_credentials_file;
-    /* Per request, in milliseconds; 0 picks the default (10 s connect, 60 s total). */
+    /* In milliseconds; 0 picks the default: 10 s per connection attempt, and
+     * a request that moves less than 1 KiB/s for 60 s is abandoned (no
+     * deadline for a whole transfer). */
     long connect_timeout_ms;
     long timeout_ms;
 };

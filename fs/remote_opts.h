@@ -56,7 +56,9 @@ enum {
     "                         $AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN, then\n"                  \
     "                         ~/.aws/credentials\n"                                                \
     "      --connect-timeout SECONDS  per connection attempt (default 10)\n"                       \
-    "      --fetch-timeout SECONDS    per request, transfer included (default 60)\n"
+    "      --fetch-timeout SECONDS    abandon (and retry) a request that moves\n"                  \
+    "                         less than 1 KiB/s for this long (default 60); a\n"                   \
+    "                         slow link's long transfers are not cut off\n"
 
 /*
  * Handles option @c (with its argument @arg) if it is one of the above: 1

@@ -30,7 +30,8 @@ fault, later ones pass (so retries succeed); `all` faults every request.
 
 `rate` (bytes per second, default 0 = unlimited) paces every answer's body,
 all connections together (one token bucket: a link of that bandwidth), in
-any mode; with `delay` it makes a slow, far link (benchmarks).
+any mode, in pieces of at most 64 KiB sent every 1/8 s or more often; with
+`delay` it makes a slow, far link (benchmarks).
 
 Control (never forwarded):
   GET /__fault?mode=M[&times=N|all][&seconds=S][&ms=MS][&at=start|body][&match=RE][&rate=B]
@@ -402,8 +403,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._abort(rst=False)
 
     def _send_paced(self, data):
-        """Writes @data at the link's rate (64 KiB at a time), or at once."""
-        step = 65536
+        """Writes @data at the link's rate, in pieces of at most 64 KiB and
+        of an eighth of a second (a slow link still moves every 1/8 s), or
+        at once."""
+        rate = self.state.rate
+        step = 65536 if rate <= 0 else max(1024, min(65536, int(rate / 8)))
         for off in range(0, len(data), step):
             wait = self.state.pace(min(step, len(data) - off))
             if wait > 0:

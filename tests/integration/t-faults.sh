@@ -182,6 +182,22 @@ ok "429 with Retry-After: 2 on an index, twice: loaded on the 3rd request after 
 proxy_fault none match='/\.chunks/[0-9a-f]{4}/[0-9a-f]{64}$'
 lazyimg_umount "$M"
 
+# --- a slow link: a transfer longer than --fetch-timeout that keeps moving -----
+# (32 KiB/s: a 256 KiB chunk takes 8 s. A deadline for the whole request cut
+# every attempt off after 2 s: EIO on a link that works.)
+proxy_fault none rate=32768
+lazyimg_mount "$PROXY_URL" "$M" "${OPTS[@]}"
+t0=$(date +%s%N)
+out=$(timeout 60 cmp <(read_range "$M/$IMG" $CH $CH) <(read_range f.raw $CH $CH) 2>&1) ||
+    fail "slow link (32 KiB/s): a chunk that takes longer than --fetch-timeout $FT s does not read" "$out"
+ms=$((($(date +%s%N) - t0) / 1000000))
+((ms > FT * 1000)) || fail "test setup: the chunk took $ms ms, not longer than --fetch-timeout $FT s"
+n=$(proxy_count '/\.chunks/[0-9a-f]{4}/[0-9a-f]{64}$')
+((n == 1)) || fail "slow link: $n requests for one chunk (a transfer was cut off and retried)"
+ok "slow link (32 KiB/s): a chunk that takes $ms ms (--fetch-timeout $FT s) is read in one request"
+lazyimg_umount "$M"
+proxy_fault none
+
 # --- a read stuck on a stalled chunk: the watchdog names it, ^C ends it --------
 # (--stuck-after 2; a fetch deadline of 40 s that the test never reaches)
 proxy_fault stall times=all seconds=60
