@@ -117,12 +117,14 @@ void fetch_dirvec_release(struct fetch_dirvec *d);
 
 /*
  * Parses a directory index: nginx `autoindex_format json`, or the HTML of
- * nginx/Apache autoindex (every <a href> that names an entry of this very
- * directory). JSON is recognized by @content_type (may be NULL) or by a
- * leading '['. The result is sorted and without duplicates. -EBADMSG for
- * malformed JSON; HTML never fails (an unknown page yields no entries).
+ * nginx/Apache autoindex and other servers (every <a href> that names an
+ * entry of this very directory: relative, or absolute below @dir, the
+ * directory's URL path percent-decoded and ending in '/'; NULL: relative
+ * only). JSON is recognized by @content_type (may be NULL) or by a leading
+ * '['. The result is sorted and without duplicates. -EBADMSG for malformed
+ * JSON; HTML never fails (an unknown page yields no entries).
  */
-int fetch_http_parse_index(const char *body, size_t len, const char *content_type,
+int fetch_http_parse_index(const char *body, size_t len, const char *content_type, const char *dir,
                            struct fetch_dirent **ret, size_t *ret_n, fetch_error *err);
 
 /* ---- S3 (store_s3.c, s3_xml.c, s3_creds.c) ---- */

@@ -179,19 +179,40 @@ static bool has_scheme(const char *href, size_t len)
     return i < len && href[i] == ':';
 }
 
-/* One href of an index page: an entry of this directory, or nothing. */
-static int add_href(struct fetch_dirvec *d, const char *raw, size_t len)
+/* The entry @name (percent-decoded, "NAME" or "NAME/") of a directory, or nothing. */
+static int add_name(struct fetch_dirvec *d, char *name)
 {
-    char *copy, *name;
-    size_t n;
+    size_t n = strlen(name);
     bool is_dir = false;
-    int r;
+
+    if (n && name[n - 1] == '/') {
+        is_dir = true;
+        name[--n] = '\0';
+    }
+    /* "a/b" is not an entry of this directory ("." and ".." are refused there) */
+    if (!n || strchr(name, '/'))
+        return 0;
+    return d->n >= LIST_ENTRIES_MAX ? -EFBIG : fetch_dirvec_add(d, name, n, is_dir);
+}
+
+/*
+ * One href of an index page: an entry of this directory, or nothing. @dir:
+ * the directory's URL path, percent-decoded, ending in '/' ("/pbs/ds/"), for
+ * hrefs that name an entry by its absolute path ("/pbs/ds/vm/", as npm's
+ * serve writes them); NULL: those are skipped.
+ */
+static int add_href(struct fetch_dirvec *d, const char *dir, const char *raw, size_t len)
+{
+    char *copy, *name, *decoded;
+    size_t n;
+    bool absolute;
+    int r = 0;
 
     if (!(copy = strndup(raw, len)))
         return -ENOMEM;
     html_unescape(copy);
     n = strcspn(copy, "?#"); /* queries: Apache's sort links; fragments */
-    if (n == 0 || copy[0] == '/' || has_scheme(copy, n) || strstr(copy, "//")) {
+    if (n == 0 || has_scheme(copy, n) || strstr(copy, "//")) {
         free(copy);
         return 0;
     }
@@ -199,21 +220,21 @@ static int add_href(struct fetch_dirvec *d, const char *raw, size_t len)
     name = copy;
     if (!strncmp(name, "./", 2)) /* Apache writes "./a:b" for names with a colon */
         name += 2;
-    n = strlen(name);
-    if (n && name[n - 1] == '/') {
-        is_dir = true;
-        name[--n] = '\0';
-    }
-    /* "a/b" is not an entry of this directory; "../" is its parent */
-    if (!n || strchr(name, '/')) {
-        free(copy);
-        return 0;
-    }
-    char *decoded = fetch_percent_decode(name, n);
+    absolute = name[0] == '/';
+    /* a malformed escape or %00 is not a name we could ask for again */
+    decoded = fetch_percent_decode(name, strlen(name));
     free(copy);
     if (!decoded)
-        return 0; /* malformed escape or %00: not a name we could ask for again */
-    r = d->n >= LIST_ENTRIES_MAX ? -EFBIG : fetch_dirvec_add(d, decoded, strlen(decoded), is_dir);
+        return 0;
+    if (!absolute) {
+        /* relative: a '/' in it, even an escaped one, is no entry of ours */
+        r = add_name(d, decoded);
+    } else if (dir) {
+        /* absolute: an entry when right below @dir ("/pbs/" is the parent) */
+        size_t dl = strlen(dir);
+        if (!strncmp(decoded, dir, dl))
+            r = add_name(d, decoded + dl);
+    }
     free(decoded);
     return r;
 }
@@ -228,7 +249,7 @@ static const char *find_ci(const char *p, const char *end, const char *needle)
     return NULL;
 }
 
-static int parse_html_index(const char *body, size_t len, struct fetch_dirvec *d)
+static int parse_html_index(const char *body, size_t len, const char *dir, struct fetch_dirvec *d)
 {
     const char *p = body, *end = body + len;
 
@@ -266,7 +287,7 @@ static int parse_html_index(const char *body, size_t len, struct fetch_dirvec *d
                 for (vend = v; vend < tag_end && !isspace((unsigned char)*vend); vend++)
                     ;
             }
-            int r = add_href(d, v, (size_t)(vend - v));
+            int r = add_href(d, dir, v, (size_t)(vend - v));
             if (r < 0)
                 return r;
             break;
@@ -276,7 +297,7 @@ static int parse_html_index(const char *body, size_t len, struct fetch_dirvec *d
     return 0;
 }
 
-int fetch_http_parse_index(const char *body, size_t len, const char *content_type,
+int fetch_http_parse_index(const char *body, size_t len, const char *content_type, const char *dir,
                            struct fetch_dirent **ret, size_t *ret_n, fetch_error *err)
 {
     struct fetch_dirvec d = {0};
@@ -290,7 +311,7 @@ int fetch_http_parse_index(const char *body, size_t len, const char *content_typ
     if (json) {
         r = parse_json_index(body, len, &d, err);
     } else {
-        r = parse_html_index(body, len, &d);
+        r = parse_html_index(body, len, dir, &d);
         if (r == -EFBIG)
             too_many_entries(err);
         else if (r < 0)
@@ -324,6 +345,11 @@ static int setup_url(struct http_store *hs, CURL *easy, const char *url, fetch_e
     int r = fetch_remote_easy_setup(easy, &hs->conf, url, err);
     if (r < 0)
         return r;
+    /* Objects are asked for as they are ("Accept-Encoding: identity": chunks
+     * are compressed already), and one a server compresses anyway, as some
+     * do to a request that names no coding, is decoded (libcurl does once
+     * this is set); listings accept any coding (req_setup). */
+    curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "identity");
     /* libcurl copies these strings: a reload may free them afterwards */
     pthread_mutex_lock(&hs->auth_lock);
     if (hs->bearer) {
@@ -367,27 +393,46 @@ static int req_setup(void *arg, CURL *easy, fetch_error *err)
     return r;
 }
 
+/* The path of directory @url ("http://h/pbs/ds/"), percent-decoded
+ * ("/pbs/ds/"); NULL when it has none that decodes. */
+static char *url_dir_path(const char *url)
+{
+    CURLU *u = curl_url();
+    char *path = NULL, *decoded = NULL;
+
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && path[0] == '/')
+        decoded = fetch_percent_decode(path, strlen(path));
+    curl_free(path);
+    curl_url_cleanup(u);
+    return decoded;
+}
+
 static int do_list(struct http_store *hs, const char *dir, unsigned attempts, const char *what,
                    struct fetch_dirent **ret, size_t *ret_n, fetch_error *err)
 {
     struct fetch_response resp = {0};
     struct req q = {.hs = hs, .compress = true};
-    char *url = object_url(hs, dir, true);
+    char *url = object_url(hs, dir, true), *path;
     int r;
 
     if (!url)
         return fetch_error_set(err, -ENOMEM, "out of memory");
     q.url = url;
     r = fetch_remote_perform(hs->ec, req_setup, &q, LIST_MAX, attempts, what, &resp, err);
-    free(url);
-    if (r < 0)
+    if (r < 0) {
+        free(url);
         return r;
+    }
     r = fetch_remote_result(CURLE_OK, resp.status, NULL, what, err);
     if (r == 0) {
-        r = fetch_http_parse_index(resp.body, resp.len, resp.content_type, ret, ret_n, err);
+        path = url_dir_path(url);
+        r = fetch_http_parse_index(resp.body, resp.len, resp.content_type, path, ret, ret_n, err);
+        free(path);
         if (r < 0)
             fetch_error_prefix(err, r, "%s", what);
     }
+    free(url);
     fetch_response_release(&resp);
     return r;
 }
@@ -603,10 +648,12 @@ out:
 }
 
 /*
- * Whether the server answers for the datastore directory: any answer but
- * 403 (a server without a directory index, usable with known snapshot
- * paths) must be a success; a refused connection, a TLS failure, 401 or 404
- * fail here with a clear message.
+ * Whether the server answers for the store's directory: any answer but 403
+ * and 404 must be a success; a refused connection, a TLS failure or a 401
+ * fail here with a clear message. 403 and 404 are what servers without a
+ * directory index answer (nginx and Apache 403; Caddy's file_server, static
+ * hosts and CDNs 404): such a store works with known paths (--snapshot,
+ * --chunk-store), and a wrong URL fails at its first listing or object.
  */
 static int check_root(struct http_store *hs, fetch_error *err)
 {
@@ -628,7 +675,7 @@ static int check_root(struct http_store *hs, fetch_error *err)
         return 0; /* an answer, even if a large one (its status is not kept) */
     if (r < 0)
         return r;
-    if (resp.status != 403)
+    if (resp.status != 403 && resp.status != 404)
         r = fetch_remote_result(CURLE_OK, resp.status, NULL, hs->base.location, err);
     fetch_response_release(&resp);
     return r;

@@ -102,8 +102,12 @@ int fs_store_kind(struct fetch_store *s, const struct fetch_repo_format **ret_fo
         for (size_t i = 0; i < n && off < sizeof(hints); i++)
             off += (size_t)snprintf(hints + off, sizeof(hints) - off, "%s--snapshot %s (%s)",
                                     i ? " or " : "", f[i]->snapshot_hint, f[i]->label);
-        fs_err("%s: %s: the server gives no directory listing; name what to mount with %s",
-               s->location, err.msg, hints);
+        /* servers without directory listings answer 403 or 404 (Caddy, CDNs),
+         * and a wrong URL 404 */
+        fs_err("%s: %s: %sname what to mount with %s", s->location, err.msg,
+               r == -ENOENT ? "a wrong URL, or a server that gives no directory listing: then "
+                            : "the server gives no directory listing; ",
+               hints);
         return -1;
     }
     if (r < 0) {

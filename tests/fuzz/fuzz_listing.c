@@ -35,13 +35,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(body, data, size);
     body[size] = '\0';
 
-    if (fetch_http_parse_index(body, size, "text/html", &d, &n, &err) == 0) {
+    if (fetch_http_parse_index(body, size, "text/html", "/pbs/ds/", &d, &n, &err) == 0) {
         check_names(d, n);
         fetch_dirents_free(d, n);
     }
     d = NULL;
     n = 0;
-    if (fetch_http_parse_index(body, size, "application/json", &d, &n, &err) == 0) {
+    if (fetch_http_parse_index(body, size, "application/json", NULL, &d, &n, &err) == 0) {
         check_names(d, n);
         fetch_dirents_free(d, n);
     }

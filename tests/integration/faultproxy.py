@@ -24,6 +24,8 @@ Faults apply to requests whose path matches --match (default '/\\.chunks/'):
   delay      wait `ms` milliseconds before every answer, on every path
   redirect   answer 302 Found to file:///etc/passwd, a scheme no store follows
   busy429    answer 429 Too Many Requests with Retry-After: `seconds` (an integer)
+  gzip       gzip the body and say so (Content-Encoding: gzip) whatever the
+             request's Accept-Encoding, as some servers and CDNs do
 
 `times` (default all): the first N requests of EACH distinct path get the
 fault, later ones pass (so retries succeed); `all` faults every request.
@@ -43,6 +45,7 @@ Control (never forwarded):
 """
 
 import argparse
+import gzip
 import http.client
 import http.server
 import json
@@ -59,7 +62,7 @@ import urllib.parse
 HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
        "te", "trailers", "transfer-encoding", "upgrade", "content-length"}
 MODES = ("none", "status500", "reset", "stall", "truncate", "flip", "delay", "redirect",
-         "busy429")
+         "busy429", "gzip")
 
 
 class State:
@@ -386,6 +389,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             b[len(b) // 2] ^= 0x5A
             self._send_head(status, reason, rh, len(b))
             self.wfile.write(bytes(b))
+        elif mode == "gzip":
+            z = gzip.compress(data)
+            rh = [(k, v) for k, v in rh if k.lower() != "content-encoding"]
+            rh.append(("Content-Encoding", "gzip"))
+            self._send_head(status, reason, rh, len(z))
+            self._send_paced(z)
         elif mode == "truncate":
             self._send_head(status, reason, rh, len(data))
             self.wfile.write(data[: len(data) // 2])

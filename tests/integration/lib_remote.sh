@@ -6,7 +6,7 @@
 # contrib/install-deps.sh). Every server listens on 127.0.0.1 only and is
 # stopped by the EXIT trap of lib.sh (add_cleanup hooks).
 #
-#   start_nginx [--autoindex json|html|off] [--name NAME] [--htpasswd FILE] [--tls [--http2]] ROOT
+#   start_nginx [--autoindex json|html|off|404] [--name NAME] [--htpasswd FILE] [--tls [--http2]] ROOT
 #       (--htpasswd: HTTP basic authentication against FILE is required;
 #       --tls: HTTPS with a new self-signed certificate for 127.0.0.1, whose
 #       file is NGINX_CERT: the CA a client must be given; --http2: HTTP/2
@@ -18,6 +18,8 @@
 #   nginx_url NAME / nginx_log NAME / nginx_pid NAME
 #   nginx_count NAME REGEX [STATUS]  requests whose URI matches REGEX (and status)
 #   nginx_chunk_gets NAME          "COUNT URI" of every .chunks/ GET answered 200
+#   start_serve ROOT               npm's serve (absolute links in its listings);
+#                                  sets SERVE_URL SERVE_PID
 #   start_proxy UPSTREAM_URL [faultproxy options]   sets PROXY_PORT PROXY_URL PROXY_PID
 #   proxy_fault MODE [KEY=VALUE...]  e.g. proxy_fault status500 times=2
 #   proxy_stats                    the proxy's JSON counters
@@ -95,7 +97,10 @@ start_nginx() {
     case $fmt in
     json | html | xml) autoindex="autoindex on; autoindex_format $fmt;" ;;
     off) autoindex="autoindex off;" ;;
-    *) fail "start_nginx: --autoindex json|html|off, not '$fmt'" ;;
+    # no index and 404 for every directory, as Caddy's file_server and static
+    # hosts answer (nginx and Apache answer 403)
+    404) autoindex="autoindex off; if (\$uri ~ /\$) { return 404; }" ;;
+    *) fail "start_nginx: --autoindex json|html|off|404, not '$fmt'" ;;
     esac
     local user=""
     [[ $(id -u) == 0 ]] && user="user root;"
@@ -199,6 +204,35 @@ nginx_chunk_gets() {
     log=$(nginx_log "${1:-}")
     awk '$1 ~ /\/\.chunks\/[^\/]+\/[^\/]+$/ && $2 == 200 && $3 == "GET" {n[$1]++} END {for (u in n) print n[u], u}' "$log" |
         sort -k2
+}
+
+# --- serve (npm) -------------------------------------------------------------------
+SERVE_URL="" SERVE_PID=""
+
+# start_serve ROOT: npm's serve on 127.0.0.1 (a free port), whose HTML
+# listings link each entry by its absolute path; sets SERVE_URL SERVE_PID.
+start_serve() {
+    local bin=$LAZYIMG_NPM_PREFIX/node_modules/serve/build/main.js root port pid try
+    [[ -f $bin ]] || fail "serve not installed in $LAZYIMG_NPM_PREFIX (run contrib/install-deps.sh)"
+    command -v node >/dev/null || fail "node not found (install nodejs: contrib/install-deps.sh)"
+    root=$(realpath "$1")
+    for try in 1 2 3 4 5; do
+        port=$(free_port)
+        node "$bin" -l "tcp://127.0.0.1:$port" -n --no-port-switching --no-request-logging "$root" \
+            >"$W/serve.log" 2>&1 &
+        pid=$!
+        disown "$pid"
+        T_PIDS+=("$pid")
+        add_cleanup "kill_wait $pid"
+        if wait_http "http://127.0.0.1:$port/" 10 && pid_alive "$pid"; then
+            SERVE_URL=http://127.0.0.1:$port SERVE_PID=$pid
+            return 0
+        fi
+        kill_wait "$pid"
+        grep -q "EADDRINUSE\|already in use" "$W/serve.log" 2>/dev/null && continue
+        fail "serve did not start on 127.0.0.1:$port" "$(tail -20 "$W/serve.log")"
+    done
+    fail "serve: no free port after 5 tries"
 }
 
 # --- faultproxy -----------------------------------------------------------------

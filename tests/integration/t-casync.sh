@@ -562,21 +562,30 @@ ok "raw store over HTTP: bare chunk files fetched"
 stop_nginx
 
 # --- no directory index: --snapshot ----------------------------------------------------
-start_nginx --autoindex off "$SRV"
-URL=$NGINX_URL
-[[ $(curl -s -o /dev/null -w '%{http_code}' "$URL/repo/") == 403 ]] || fail "nginx with autoindex off should answer 403 for a directory"
-lazyimg_mount "$URL/repo" "$M" --no-cache --snapshot disk.img.caibx --snapshot releases/x.img.caibx
-expect_eq "--snapshot (x2, one nested) without a directory index: exactly those images" \
-    "$(printf '%s\n' ./disk.img ./releases/x.img)" "$(files "$M")"
-check_image "snapshot disk" "$M/disk.img" disk.img "$R/disk.img.caibx"
-check_image "snapshot nested" "$M/releases/x.img" x.img "$R/releases/x.img.caibx"
-lazyimg_umount "$M"
-expect_eq "no directory listing was answered 200 to the --snapshot mount" 0 \
-    "$(awk '$1 ~ /\/$/ && $2 == 200' "$NGINX_LOG" | wc -l)"
-mount_fails "--snapshot of a missing index over HTTP" "$URL/repo" "$M" --no-cache --snapshot nosuch.img.caibx
-grep -qF nosuch.img <<<"$FAIL_OUT" || fail "--snapshot nosuch.img.caibx over HTTP: the message does not name the index" "$FAIL_OUT"
-ok "--snapshot of a missing index over HTTP fails: $(head -1 <<<"$FAIL_OUT")"
-stop_nginx
+# (directories answered 403, as nginx and Apache do, or 404, as Caddy's
+# file_server and static hosts do: refused before, also as --chunk-store)
+for fmt in off 404; do
+    code=403
+    [[ $fmt == 404 ]] && code=404
+    start_nginx --autoindex $fmt "$SRV"
+    URL=$NGINX_URL
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$URL/repo/") == "$code" ]] || fail "nginx --autoindex $fmt should answer $code for a directory"
+    lazyimg_mount "$URL/repo" "$M" --no-cache --snapshot disk.img.caibx --snapshot releases/x.img.caibx
+    expect_eq "--snapshot (x2, one nested), directories answered $code: exactly those images" \
+        "$(printf '%s\n' ./disk.img ./releases/x.img)" "$(files "$M")"
+    check_image "snapshot disk ($code)" "$M/disk.img" disk.img "$R/disk.img.caibx"
+    check_image "snapshot nested ($code)" "$M/releases/x.img" x.img "$R/releases/x.img.caibx"
+    lazyimg_umount "$M"
+    expect_eq "no directory listing was answered 200 to the --snapshot mount ($code)" 0 \
+        "$(awk '$1 ~ /\/$/ && $2 == 200' "$NGINX_LOG" | wc -l)"
+    lazyimg_mount "$D" "$M" --no-cache --chunk-store "$URL/repo/default.castr"
+    check_image "chunk-store URL, directories answered $code" "$M/disk.img" disk.img "$R/disk.img.caibx"
+    lazyimg_umount "$M"
+    mount_fails "--snapshot of a missing index over HTTP ($code)" "$URL/repo" "$M" --no-cache --snapshot nosuch.img.caibx
+    grep -qF nosuch.img <<<"$FAIL_OUT" || fail "--snapshot nosuch.img.caibx over HTTP: the message does not name the index" "$FAIL_OUT"
+    ok "--snapshot of a missing index over HTTP ($code) fails: $(head -1 <<<"$FAIL_OUT")"
+    stop_nginx
+done
 
 # --- hydrate, then the image reads with nginx gone ------------------------------------
 start_nginx --autoindex json "$SRV"

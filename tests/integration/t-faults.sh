@@ -198,6 +198,19 @@ ok "slow link (32 KiB/s): a chunk that takes $ms ms (--fetch-timeout $FT s) is r
 lazyimg_umount "$M"
 proxy_fault none
 
+# --- a server that gzips answers nobody asked it to compress -----------------
+# (read as the objects before: "manifest: not a blob", "index: file size …")
+proxy_fault gzip match='.'
+lazyimg_mount "$PROXY_URL" "$M" "${OPTS[@]}"
+out=$(timeout $LIMIT cmp "$M/$IMG" f.raw 2>&1) || fail "answers gzipped unasked: the image does not read right" "$out"
+lazyimg_umount "$M"
+n=$(proxy_stats | python3 -c 'import json, re, sys
+st = json.load(sys.stdin)
+print(sum(n for p, n in st["faulted"].items() if re.search(r"\.(fidx|blob)$|/\.chunks/[0-9a-f]{4}/", p)))')
+((n >= 8)) || fail "test setup: only $n index, blob and chunk answers were gzipped"
+ok "answers gzipped unasked (Content-Encoding: gzip on $n indexes, blobs and chunks): decoded, the image byte-identical"
+proxy_fault none match='/\.chunks/[0-9a-f]{4}/[0-9a-f]{64}$'
+
 # --- a read stuck on a stalled chunk: the watchdog names it, ^C ends it --------
 # (--stuck-after 2; a fetch deadline of 40 s that the test never reaches)
 proxy_fault stall times=all seconds=60

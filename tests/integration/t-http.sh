@@ -2,11 +2,12 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # HTTP stores served by nginx: the mounted tree and every image equal those of
 # the local-store mount, with nginx's JSON and HTML directory indexes; `lazyimg
-# ls` of the URL; --snapshot mounts without any directory index (and a clear
-# error without --snapshot); 16 parallel readers of one image on an empty
-# cache fetch every chunk exactly once; hydrate, then a remount reads the
-# whole image with nginx gone; HTTPS: certificates verified by default,
-# --ca-cert (relative too) and --insecure.
+# ls` of the URL; npm's serve (absolute links); --snapshot mounts without any
+# directory index, 403 or 404 (and a clear error without --snapshot); 16
+# parallel readers of one image on an empty cache fetch every chunk exactly
+# once; hydrate, then a remount reads the whole image with nginx gone; HTTPS:
+# certificates verified by default, --ca-cert (relative too), --insecure and
+# HTTP/2.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -69,6 +70,36 @@ for fmt in json html; do
     expect_same_file "autoindex $fmt: lazyimg ls of the URL equals that of the directory" ls.local "ls.$fmt"
     stop_nginx
 done
+
+# --- npm's serve: HTML listings that link each entry by its absolute path -----
+# ("/store/vm/"; they read as empty before: a mount with 0 snapshots, exit 0)
+start_serve "$(dirname "$S")"
+URL=$SERVE_URL/$(basename "$S")
+curl -s "$URL/" | grep -q "href=\"&#47;$(basename "$S")&#47;vm&#47;\"" ||
+    fail "test setup: serve's listing does not link vm/ by its absolute path" "$(curl -s "$URL/" | head -c 2000)"
+lazyimg_mount "$URL" "$M" --no-cache
+check_tree "$M" "serve (absolute links)"
+lazyimg_umount "$M"
+out=$("$LAZYIMG" ls "$URL" 2>&1) || fail "lazyimg ls $URL (serve) failed" "$out"
+tail -n +2 <<<"$out" | awk '{print $1, $2, $3}' | sort >ls.serve
+expect_same_file "serve: lazyimg ls of the URL equals that of the directory" ls.local ls.serve
+kill_wait "$SERVE_PID"
+
+# --- a server that answers 404 for directories (Caddy's file_server, CDNs) ----
+# --snapshot needs no listing: refused before ("not found (HTTP 404)")
+start_nginx --autoindex 404 "$S"
+[[ $(curl -s -o /dev/null -w '%{http_code}' "$NGINX_URL/") == 404 ]] || fail "test setup: nginx --autoindex 404 should answer 404 for a directory"
+lazyimg_mount "$NGINX_URL" "$M" --no-cache --snapshot "vm/100/$T2"
+cmp "$M/vm/100/$T2/drive-scsi1.img" big.raw || fail "directories answered 404: the --snapshot mount's image differs"
+lazyimg_umount "$M"
+ok "directories answered 404: a --snapshot mount reads its images"
+rc=0
+out=$("$LAZYIMG" mount --no-cache "$NGINX_URL" "$M" 2>&1) || rc=$?
+! mountpoint -q "$M" || { fusermount3 -u "$M"; fail "directories answered 404: a mount without --snapshot succeeded"; }
+((rc == 1)) && grep -q "wrong URL" <<<"$out" && grep -q -- "--snapshot" <<<"$out" ||
+    fail "directories answered 404, no --snapshot: expected exit 1, naming a wrong URL and --snapshot" "$out"
+ok "directories answered 404, no --snapshot: $out"
+stop_nginx
 
 # --- no directory index: --snapshot, and a clear error without it --------------
 start_nginx --autoindex off "$S"

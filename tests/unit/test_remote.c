@@ -150,7 +150,7 @@ static bool has_entry(const struct fetch_dirent *d, size_t n, const char *name, 
 static void parse_index(const char *body, const char *ctype, struct fetch_dirent **d, size_t *n)
 {
     fetch_error err = {""};
-    int r = fetch_http_parse_index(body, strlen(body), ctype, d, n, &err);
+    int r = fetch_http_parse_index(body, strlen(body), ctype, NULL, d, n, &err);
     if (r < 0)
         fail_msg("parse failed: %d %s", r, err.msg);
 }
@@ -231,7 +231,7 @@ static void nginx_json(void **state)
         d = NULL;
         n = 0;
         assert_int_equal(
-            fetch_http_parse_index(bad[i], strlen(bad[i]), "application/json", &d, &n, &err),
+            fetch_http_parse_index(bad[i], strlen(bad[i]), "application/json", NULL, &d, &n, &err),
             -EBADMSG);
         assert_null(d);
     }
@@ -256,8 +256,8 @@ static void listing_bounded(void **state)
         p += 3;
     }
     memcpy(p - 1, "]", 2);
-    assert_int_equal(fetch_http_parse_index(body, strlen(body), "application/json", &d, &n, &err),
-                     -EFBIG);
+    assert_int_equal(
+        fetch_http_parse_index(body, strlen(body), "application/json", NULL, &d, &n, &err), -EFBIG);
     assert_non_null(strstr(err.msg, "more than 250000 entries"));
     assert_null(d);
     /* braces in strings are names, not objects */
@@ -266,8 +266,8 @@ static void listing_bounded(void **state)
     for (int i = 0; i < N; i++)
         *p++ = '{';
     p += sprintf(p, "\",\"type\":\"file\"}]");
-    assert_int_equal(fetch_http_parse_index(body, strlen(body), "application/json", &d, &n, &err),
-                     0);
+    assert_int_equal(
+        fetch_http_parse_index(body, strlen(body), "application/json", NULL, &d, &n, &err), 0);
     assert_int_equal(n, 1);
     fetch_dirents_free(d, n);
     /* HTML: an href each, past the bound */
@@ -276,7 +276,8 @@ static void listing_bounded(void **state)
         p += sprintf(p, "<a href=%d>", i % 10);
     d = NULL;
     n = 0;
-    assert_int_equal(fetch_http_parse_index(body, strlen(body), "text/html", &d, &n, &err), -EFBIG);
+    assert_int_equal(fetch_http_parse_index(body, strlen(body), "text/html", NULL, &d, &n, &err),
+                     -EFBIG);
     assert_non_null(strstr(err.msg, "more than 250000 entries"));
     assert_null(d);
     free(body);
@@ -359,6 +360,45 @@ static void apache_html(void **state)
 
     /* an unrelated page yields no entries, not an error */
     parse_index("<html><body>It works!</body></html>", "text/html", &d, &n);
+    assert_int_equal(n, 0);
+    fetch_dirents_free(d, n);
+}
+
+/* Links by absolute path (npm's serve writes "&#47;pbs&#47;ds&#47;vm&#47;"): an
+ * entry when right below the listed directory, nothing else. */
+static void absolute_html(void **state)
+{
+    static const char body[] =
+        "<ul><li><a href=\"&#47;pbs&#47;\">..</a></li>\n"
+        "<li><a href=\"&#47;pbs&#47;my%20ds&#47;vm&#47;\">vm/</a></li>\n"
+        "<li><a href=\"/pbs/my%20ds/.chunks/\">.chunks/</a></li>\n"
+        "<li><a href=\"/pbs/my ds/index.json.blob\">index.json.blob</a></li>\n"
+        "<li><a href=\"/pbs/my%20ds/owner?download\">owner</a></li>\n"
+        /* none of these is an entry of /pbs/my ds/ */
+        "<li><a href=\"/pbs/my%20ds/\">itself</a></li>\n"
+        "<li><a href=\"/pbs/my%20ds/vm/100/\">deeper</a></li>\n"
+        "<li><a href=\"/pbs/my%20dsx/y/\">sibling</a></li>\n"
+        "<li><a href=\"/pbs/my%20ds/../etc/\">up</a></li>\n"
+        "<li><a href=\"/pbs/my%20ds/%2e%2e/\">dotdot</a></li>\n"
+        "<li><a href=\"/pbs/my%20ds/a%2Fb\">slash</a></li>\n"
+        "<li><a href=\"//evil.example/pbs/my%20ds/x/\">host</a></li>\n"
+        "<li><a href=\"/other/ns/\">other</a></li>\n"
+        "<li><a href=\"%2Fpbs%2Fmy%20ds%2Fsneaky\">encoded</a></li></ul>\n";
+    struct fetch_dirent *d = NULL;
+    size_t n = 0;
+    fetch_error err = {""};
+    (void)state;
+    assert_int_equal(
+        fetch_http_parse_index(body, strlen(body), "text/html", "/pbs/my ds/", &d, &n, &err), 0);
+    assert_true(has_entry(d, n, "vm", true));
+    assert_true(has_entry(d, n, ".chunks", true));
+    assert_true(has_entry(d, n, "index.json.blob", false));
+    assert_true(has_entry(d, n, "owner", false));
+    assert_int_equal(n, 4);
+    fetch_dirents_free(d, n);
+    /* without the directory's path, absolute links name nothing */
+    assert_int_equal(fetch_http_parse_index(body, strlen(body), "text/html", NULL, &d, &n, &err),
+                     0);
     assert_int_equal(n, 0);
     fetch_dirents_free(d, n);
 }
@@ -1096,15 +1136,25 @@ static void url_userinfo(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(percent_encoding),     cmocka_unit_test(nginx_json),
-        cmocka_unit_test(listing_bounded),      cmocka_unit_test(nginx_html),
-        cmocka_unit_test(apache_html),          cmocka_unit_test(s3_list_pages),
-        cmocka_unit_test(s3_list_url_encoded),  cmocka_unit_test(s3_errors),
-        cmocka_unit_test(s3_credentials),       cmocka_unit_test(s3_key_mapping),
-        cmocka_unit_test(result_mapping),       cmocka_unit_test(sigv4_aws_example),
-        cmocka_unit_test(http_store_transfers), cmocka_unit_test(http_basic_auth_and_errors),
-        cmocka_unit_test(url_userinfo),         cmocka_unit_test(s3_store_transfers),
-        cmocka_unit_test(s3_open_errors),       cmocka_unit_test(virtual_host_url),
+        cmocka_unit_test(percent_encoding),
+        cmocka_unit_test(nginx_json),
+        cmocka_unit_test(listing_bounded),
+        cmocka_unit_test(nginx_html),
+        cmocka_unit_test(apache_html),
+        cmocka_unit_test(absolute_html),
+        cmocka_unit_test(s3_list_pages),
+        cmocka_unit_test(s3_list_url_encoded),
+        cmocka_unit_test(s3_errors),
+        cmocka_unit_test(s3_credentials),
+        cmocka_unit_test(s3_key_mapping),
+        cmocka_unit_test(result_mapping),
+        cmocka_unit_test(sigv4_aws_example),
+        cmocka_unit_test(http_store_transfers),
+        cmocka_unit_test(http_basic_auth_and_errors),
+        cmocka_unit_test(url_userinfo),
+        cmocka_unit_test(s3_store_transfers),
+        cmocka_unit_test(s3_open_errors),
+        cmocka_unit_test(virtual_host_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
