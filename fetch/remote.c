@@ -450,7 +450,20 @@ void fetch_response_release(struct fetch_response *r)
 {
     free(r->body);
     free(r->content_type);
+    free(r->redirected_to);
     *r = (struct fetch_response){0};
+}
+
+int fetch_response_result(const struct fetch_response *r, const char *what, fetch_error *err)
+{
+    int e = fetch_remote_result(CURLE_OK, r->status, NULL, what, err);
+    if (e == -EACCES && r->status == 401 && r->redirected_to)
+        fetch_error_set(err, e,
+                        "%s: authentication required (HTTP 401) after a redirect to %s; "
+                        "credentials are not sent on to another scheme, host or port: give "
+                        "that location as the store",
+                        what ? what : "request", r->redirected_to);
+    return e;
 }
 
 unsigned fetch_remote_retry_after_ms(CURL *easy, long status)
@@ -552,6 +565,14 @@ static int perform_once(CURL *easy, fetch_request_setup_fn setup, void *arg, siz
         !(ret->content_type = strdup(ct))) {
         free(s.buf);
         return fetch_error_set(err, -ENOMEM, "out of memory");
+    }
+    if (status == 401) {
+        long redirects = 0;
+        const char *url = NULL;
+        if (curl_easy_getinfo(easy, CURLINFO_REDIRECT_COUNT, &redirects) == CURLE_OK &&
+            redirects > 0 && curl_easy_getinfo(easy, CURLINFO_EFFECTIVE_URL, &url) == CURLE_OK &&
+            url)
+            ret->redirected_to = fetch_location_shown(url); /* NULL: the message without it */
     }
     ret->status = status;
     ret->body = s.buf;

@@ -70,8 +70,19 @@ struct fetch_response {
     char *body;  /* malloc()ed, NUL-terminated (not counted in @len) */
     size_t len;
     char *content_type; /* malloc()ed or NULL */
+    /* a 401 reached through a redirect: where it led (password masked),
+     * malloc()ed; else NULL */
+    char *redirected_to;
 };
 void fetch_response_release(struct fetch_response *r);
+
+/*
+ * fetch_remote_result() of a completed response's status; a 401 reached
+ * through a redirect says where it went, and that libcurl does not send
+ * credentials on to another scheme, host or port (an http:// store that
+ * redirects to https://, with --http-auth-file).
+ */
+int fetch_response_result(const struct fetch_response *r, const char *what, fetch_error *err);
 
 /*
  * Performs a GET set up by @setup, up to @attempts times while the failure is

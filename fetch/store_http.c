@@ -424,7 +424,7 @@ static int do_list(struct http_store *hs, const char *dir, unsigned attempts, co
         free(url);
         return r;
     }
-    r = fetch_remote_result(CURLE_OK, resp.status, NULL, what, err);
+    r = fetch_response_result(&resp, what, err);
     if (r == 0) {
         path = url_dir_path(url);
         r = fetch_http_parse_index(resp.body, resp.len, resp.content_type, path, ret, ret_n, err);
@@ -459,7 +459,7 @@ static int http_get(struct fetch_store *s, const char *path, size_t max, void **
     free(url);
     if (r < 0)
         return r;
-    r = fetch_remote_result(CURLE_OK, resp.status, NULL, path, err);
+    r = fetch_response_result(&resp, path, err);
     if (r < 0) {
         fetch_response_release(&resp);
         return r;
@@ -676,7 +676,7 @@ static int check_root(struct http_store *hs, fetch_error *err)
     if (r < 0)
         return r;
     if (resp.status != 403 && resp.status != 404)
-        r = fetch_remote_result(CURLE_OK, resp.status, NULL, hs->base.location, err);
+        r = fetch_response_result(&resp, hs->base.location, err);
     fetch_response_release(&resp);
     return r;
 }

@@ -6,11 +6,13 @@
 # contrib/install-deps.sh). Every server listens on 127.0.0.1 only and is
 # stopped by the EXIT trap of lib.sh (add_cleanup hooks).
 #
-#   start_nginx [--autoindex json|html|off|404] [--name NAME] [--htpasswd FILE] [--tls [--http2]] ROOT
+#   start_nginx [--autoindex json|html|off|404] [--name NAME] [--htpasswd FILE] [--tls [--http2]]
+#               [--redirect URL] ROOT
 #       (--htpasswd: HTTP basic authentication against FILE is required;
 #       --tls: HTTPS with a new self-signed certificate for 127.0.0.1, whose
 #       file is NGINX_CERT: the CA a client must be given; --http2: HTTP/2
-#       offered too)
+#       offered too; --redirect URL: every request answered 301 to URL +
+#       the request's path)
 #       serves ROOT; sets NGINX_NAME NGINX_PORT NGINX_URL NGINX_PID NGINX_LOG
 #       (a line per request: URI STATUS METHOD BODY_BYTES PROTOCOL)
 #   stop_nginx [NAME]              fast stop (connections cut); default: the last one
@@ -66,7 +68,7 @@ NGINX_N=0
 NGINX_NAME="" NGINX_PORT="" NGINX_URL="" NGINX_PID="" NGINX_LOG="" NGINX_CERT=""
 
 start_nginx() {
-    local fmt=json name="" root dir port try conf auth="" tls=false h2=false scheme=http ssl="" certs=""
+    local fmt=json name="" root dir port try conf auth="" tls=false h2=false scheme=http ssl="" certs="" redirect=""
     while (($#)); do
         case $1 in
         --autoindex) fmt=$2; shift 2 ;;
@@ -74,6 +76,7 @@ start_nginx() {
         --htpasswd) auth="auth_basic \"lazyimg\"; auth_basic_user_file $(realpath "$2");"; shift 2 ;;
         --tls) tls=true; shift ;;
         --http2) h2=true; shift ;;
+        --redirect) redirect=$2; shift 2 ;;
         *) break ;;
         esac
     done
@@ -102,6 +105,7 @@ start_nginx() {
     404) autoindex="autoindex off; if (\$uri ~ /\$) { return 404; }" ;;
     *) fail "start_nginx: --autoindex json|html|off|404, not '$fmt'" ;;
     esac
+    [[ -z $redirect ]] || autoindex="return 301 $redirect\$request_uri;"
     local user=""
     [[ $(id -u) == 0 ]] && user="user root;"
     for try in 1 2 3 4 5; do

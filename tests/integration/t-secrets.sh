@@ -158,3 +158,21 @@ no_secret "the log after SIGHUP" hup.log
 pid_alive "$MOUNT_PID" && mountpoint -q "$M" || fail "SIGHUP with a broken file: the daemon went away"
 ok "SIGHUP with a broken credentials file: a warning, the old credentials stay"
 lazyimg_umount "$M"
+
+# --- an http:// store that redirects to https://, with --http-auth-file -------
+# libcurl does not send credentials on to another scheme, host or port: the
+# 401 at the end of the redirect said "authentication required or rejected",
+# as for a wrong password
+start_nginx --tls --htpasswd htpasswd --name authtls "$S"
+TLS_URL=$NGINX_URL
+cp "$NGINX_CERT" authtls.pem
+start_nginx --redirect "$TLS_URL" --name redir "$S"
+printf 'lazy:%s\n' "$PW2" >auth.redir # htpasswd holds PW2 since the rotation above
+chmod 600 auth.redir
+"$LAZYIMG" ls --ca-cert authtls.pem --http-auth-file auth.redir "$TLS_URL" >ls.tls 2>&1 ||
+    fail "test setup: ls of the https store with its credentials failed" "$(cat ls.tls)"
+out=$("$LAZYIMG" ls --ca-cert authtls.pem --http-auth-file auth.redir "$NGINX_URL" 2>&1) &&
+    fail "ls through a redirect that drops the credentials succeeded" "$out"
+[[ $out == *"HTTP 401"*"after a redirect to $TLS_URL/"*"give that location as the store"* ]] ||
+    fail "401 after a redirect: the message does not name the redirect's target" "$out"
+ok "401 after an http -> https redirect: $out"
