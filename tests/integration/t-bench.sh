@@ -61,7 +61,8 @@ num = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 measured = ["ref: SHA-256, openssl speed", "ref: SHA-256 per core", "ref: cat of a plain",
             "ref: cat of the cache's chunk files", "ref: curl -Z", "ref: the cache disk",
             "ref (peer)", "ref: cp --sparse=always of the image",
-            "HTTP, cold read with defaults", "HTTP, cp --sparse=always to a file"]
+            "HTTP, cold read with defaults", "HTTP, target 5's cold reads",
+            "HTTP, cp --sparse=always to a file"]
 daemon = ["local, cold --no-cache", "local, cold cache filling", "local, warm, page cache dropped",
           "local, warm, page cache warm", "HTTP, cold --no-cache |", "HTTP, cold cache filling",
           "HTTP, warm, page cache dropped", "HTTP, warm, page cache warm",
@@ -111,6 +112,18 @@ for what, v in zip(("local", "HTTP", "casync 64K"), m.groups()):
     assert "the median of its 3 pairs" in r[0], r
 assert re.search(r"^- target 1, MB/s of data of the pairs after the first .*: local [0-9]+, [0-9]+ and [0-9]+, [0-9]+; "
                  r"HTTP [0-9]+, [0-9]+ and [0-9]+, [0-9]+; casync 64K [0-9]+, [0-9]+ and [0-9]+, [0-9]+$", text, re.M), "pairs' MB/s"
+# target 5: every pair's ratios (ours / the peer right before), each verdict
+# on the median of them
+m = re.search(r"^- target 5, the ratio of each pair \(ours / the peer right before it\), .*: "
+              r"cold read (\S+); cp (\S+); the peer ([0-9]+, [0-9]+, [0-9]+), cp ([0-9]+, [0-9]+, [0-9]+), "
+              r"cold read ([0-9]+, [0-9]+, [0-9]+) logical MB/s$", text, re.M)
+assert m, "no line of target 5's pairs"
+for what, v in zip(("cold read with defaults (cat)", "cp --sparse=always"), m.groups()[:2]):
+    pairs = v.split("/")
+    assert len(pairs) == 3 and all(num.match(x) for x in pairs), (what, v)
+    r = row("5. HTTP " + what + " / peer")
+    assert r[5] == sorted(pairs, key=float)[1], (what, r, pairs)
+    assert "the median of its 3 pairs" in r[0], r
 # who hashed, per cold read: a share of blocks paired where the CPU has the
 # SHA extensions, "openssl" elsewhere
 sha_ni = " sha_ni " in " " + open("/proc/cpuinfo").read().replace("\n", " ") + " "
@@ -119,7 +132,7 @@ m = re.search(r"SHA-256 blocks hashed two at a time \(.*\): local (\S+) --no-cac
 assert m, "no line of SHA-256 pairs"
 for v in m.groups():
     assert re.match(r"^[0-9]+%$", v) if sha_ni else v == "openssl", (v, sha_ni)
-assert "were compared with the image (first run): identical" in text, "copies"
+assert "were compared with the image (first run, first pair): identical" in text, "copies"
 assert re.search(r"^TCP congestion control: " + re.escape(tcp_cc), text, re.M)
 if cubic:
     row("3. (context, no target) CPU per GiB / SHA-256 s per GiB, HTTP --no-cache, nginx on cubic")
