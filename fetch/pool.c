@@ -122,7 +122,11 @@ struct fetch_pool {
     unsigned nworkers;
 
     struct fetch_pool_stats st; /* queued[] and inflight derived on read */
-    uint64_t running;           /* transfers or local reads in progress */
+    /* st.bytes, counted as they arrive (transfer threads add without the
+     * lock): on a slow link a transfer takes minutes, and a rate taken from
+     * finished ones read 0 MB/s while every transfer was moving */
+    _Atomic uint64_t received;
+    uint64_t running; /* transfers or local reads in progress */
     uint64_t decoding;
     unsigned rand_state;
 };
@@ -346,6 +350,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
         j->cap = cap;
     }
     memcpy(j->buf + j->len, data, n);
+    atomic_fetch_add_explicit(&j->lane->p->received, n, memory_order_relaxed);
     if (j->tap)
         j->tap(j->arg, j->buf, j->len, n);
     j->len += n;
@@ -395,7 +400,6 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
     q_remove(&j->lane->transfers, j);
     p->running--;
     record_latency(p, fetch_mono_us() - j->started);
-    p->st.bytes += j->len;
     if (j->too_big) {
         j->result = fetch_error_set(&j->err, -EFBIG, "%s: object larger than %zu bytes", j->path,
                                     j->max_len);
@@ -543,7 +547,7 @@ static void read_local(struct fetch_pool *p, struct fetch_job *j)
     p->running--;
     record_latency(p, fetch_mono_us() - t0);
     if (r == 0) {
-        p->st.bytes += len;
+        atomic_fetch_add_explicit(&p->received, len, memory_order_relaxed);
         j->buf = buf;
         j->len = len;
     }
@@ -908,6 +912,7 @@ void fetch_pool_get_stats(struct fetch_pool *p, struct fetch_pool_stats *ret)
 {
     pthread_mutex_lock(&p->lock);
     *ret = p->st;
+    ret->bytes = atomic_load_explicit(&p->received, memory_order_relaxed);
     for (int c = 0; c < FETCH_PRIO_COUNT; c++)
         ret->queued[c] = p->prio[c].n;
     ret->inflight = p->running + p->retry.n;

@@ -120,7 +120,7 @@ struct fetch_pool_stats {
     uint64_t done, failed;             /* jobs completed, of which failed */
     uint64_t requests;                 /* attempts, retries included */
     uint64_t retries, failovers;
-    uint64_t bytes; /* raw bytes received */
+    uint64_t bytes; /* raw bytes received, as they arrive (of transfers in flight too) */
     uint64_t latency_us[FETCH_LAT_BUCKETS];
     uint64_t latency_sum_us;                 /* of every request in the histogram */
     uint64_t latency_count;                  /* requests in the histogram */

@@ -188,8 +188,18 @@ lazyimg_umount "$M"
 proxy_fault none rate=32768
 lazyimg_mount "$PROXY_URL" "$M" "${OPTS[@]}"
 t0=$(date +%s%N)
-out=$(timeout 60 cmp <(read_range "$M/$IMG" $CH $CH) <(read_range f.raw $CH $CH) 2>&1) ||
-    fail "slow link (32 KiB/s): a chunk that takes longer than --fetch-timeout $FT s does not read" "$out"
+timeout 60 cmp <(read_range "$M/$IMG" $CH $CH) <(read_range f.raw $CH $CH) >slow.out 2>&1 &
+slow=$!
+# status while the transfer moves: its bytes count before it ends (a rate of
+# finished transfers read 0 MB/s for minutes on a slow link)
+sleep 3
+st=$("$LAZYIMG" status --json "$M") || fail "slow link: status --json failed" "$st"
+python3 -c 'import json, sys
+f = json.loads(sys.argv[1])["fetch"]
+assert f["inflight"] == 1 and f["latency_us"]["count"] == 0, f
+assert 32768 <= f["bytes"] < 262144, f["bytes"]' "$st" || fail "slow link: status 3 s into the transfer does not count its bytes" "$st"
+ok "slow link: status 3 s into an 8 s transfer counts $(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["fetch"]["bytes"])' "$st") bytes received"
+wait "$slow" || fail "slow link (32 KiB/s): a chunk that takes longer than --fetch-timeout $FT s does not read" "$(cat slow.out)"
 ms=$((($(date +%s%N) - t0) / 1000000))
 ((ms > FT * 1000)) || fail "test setup: the chunk took $ms ms, not longer than --fetch-timeout $FT s"
 n=$(proxy_count '/\.chunks/[0-9a-f]{4}/[0-9a-f]{64}$')
