@@ -44,6 +44,7 @@ struct fetch_job {
     size_t store; /* index of the store being tried */
     unsigned stores_tried;
     unsigned attempt;        /* on this store */
+    uint64_t down_since;     /* µs: the first of the store-unavailable failures in a row, or 0 */
     uint64_t not_before;     /* µs, CLOCK_MONOTONIC: when a retry may start */
     unsigned retry_after_ms; /* a busy server's Retry-After, for the next retry */
     uint64_t started;
@@ -258,20 +259,32 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
 {
     int r = j->result;
     bool conn_failed = r == -ECONNREFUSED || r == -EHOSTUNREACH;
+    bool unavailable = fetch_remote_unavailable(r);
+    uint64_t now = fetch_mono_us();
+    bool outage;
 
     if (p->stopping || !fetch_remote_retryable(r))
         return false;
+    if (!unavailable)
+        j->down_since = 0;
+    else if (!j->down_since)
+        j->down_since = now;
+    /* still within the time a store unavailable is waited for */
+    outage = unavailable && now - j->down_since < (uint64_t)p->cfg.outage_ms * 1000u;
     /* a server that refuses connections is down: go to a mirror at once,
      * if one is left to try (the last one is retried as a single store is:
      * a restart or a DNS hiccup must not fail every read in flight) */
-    if (j->attempt < p->cfg.retries && !(conn_failed && j->stores_tried + 1 < p->nstores)) {
+    if ((j->attempt < p->cfg.retries || outage) &&
+        !(conn_failed && j->stores_tried + 1 < p->nstores)) {
         unsigned ms = p->cfg.backoff_ms << (j->attempt < 10 ? j->attempt : 10);
+        if (j->attempt >= p->cfg.retries && ms > FETCH_OUTAGE_STEP_MS)
+            ms = FETCH_OUTAGE_STEP_MS; /* back soon after the store is */
         if (j->retry_after_ms > ms)
             ms = j->retry_after_ms; /* what a busy server asked for */
         j->retry_after_ms = 0;
         j->attempt++;
         p->st.retries++;
-        j->not_before = fetch_mono_us() + (uint64_t)jitter(p, ms) * 1000u;
+        j->not_before = now + (uint64_t)jitter(p, ms) * 1000u;
         q_push(&p->retry, j);
         wake_curl(p);
         if (!is_remote(p, j->store))
@@ -286,6 +299,7 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
         j->stores_tried++;
         j->store = fetch_mirrors_next(p->mirrors, j->store);
         j->attempt = 0;
+        j->down_since = 0;
         requeue(p, j);
         return true;
     }

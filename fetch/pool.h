@@ -42,6 +42,12 @@ struct fetch_pool_config {
     unsigned workers;     /* decode threads; default: online CPUs */
     unsigned retries;     /* extra attempts per store; default 4 */
     unsigned backoff_ms;  /* first retry delay, doubled each time, with jitter; default 100 */
+    /* A job whose store is unavailable (connections refused, unreachable or
+     * cut, answers 5xx or 429) is retried for at least this long after the
+     * first of those failures, its attempts spent or not, at most
+     * FETCH_OUTAGE_STEP_MS apart (remote_internal.h): a store that restarts
+     * must not fail the reads of its few seconds away. 0: the attempts only. */
+    unsigned outage_ms;
 };
 
 /*

@@ -21,17 +21,23 @@
 
 #include <libxml/parser.h>
 
+#include "clock.h"
 #include "config.h"
 #include "names.h"
 
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
-#define DEFAULT_TIMEOUT_MS 60000L
+#define DEFAULT_TIMEOUT_MS FETCH_REMOTE_DEFAULT_TIMEOUT_MS
 /* A request slower than this for the fetch timeout is abandoned. */
 #define STALL_BYTES_PER_S 1024L
 #define ERROR_BODY_MAX (64 * 1024)
 #define EASY_CACHE_MAX 8
 
 /* ---- result conversion ---- */
+
+bool fetch_remote_unavailable(int r)
+{
+    return r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ECONNRESET || r == -EAGAIN;
+}
 
 bool fetch_remote_retryable(int r)
 {
@@ -581,16 +587,19 @@ static int perform_once(CURL *easy, fetch_request_setup_fn setup, void *arg, siz
 }
 
 static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg, size_t max,
-                   unsigned attempts, bool transport_retries, const char *what,
+                   unsigned attempts, long outage_ms, bool transport_retries, const char *what,
                    struct fetch_response *ret, fetch_error *err)
 {
     unsigned delay_ms = 100, wait_ms = 0;
+    uint64_t down_since = 0;
     int r = -EIO;
 
     if (attempts == 0)
         attempts = 1;
-    for (unsigned i = 0; i < attempts; i++) {
+    for (unsigned i = 0;; i++) {
         struct fetch_response resp = {0};
+        bool busy, unavailable, more;
+        uint64_t now;
         CURL *easy;
         /* the backoff (or what a busy server asked for, if longer) in steps,
          * so that an abort is seen within 100 ms */
@@ -599,6 +608,8 @@ static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, vo
         for (unsigned slept = 0; slept < wait_ms && !atomic_load(&abort_all); slept += 100)
             sleep_ms(wait_ms - slept < 100 ? wait_ms - slept : 100);
         delay_ms *= i > 0 ? 4 : 1;
+        if (i + 1 >= attempts && delay_ms > FETCH_OUTAGE_STEP_MS)
+            delay_ms = FETCH_OUTAGE_STEP_MS; /* waiting out an outage: back soon after the store */
         wait_ms = 0;
         if (atomic_load(&abort_all))
             return fetch_error_set(err, -ECANCELED, "%s: cancelled (the mount is going away)",
@@ -606,7 +617,16 @@ static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, vo
         if (!(easy = easy_take(ec)))
             return fetch_error_set(err, -ENOMEM, "out of memory");
         r = perform_once(easy, setup, arg, max, what, &resp, err);
-        if (r == 0 && (resp.status == 429 || resp.status >= 500) && i + 1 < attempts) {
+        busy = r == 0 && (resp.status == 429 || resp.status >= 500);
+        unavailable = busy || fetch_remote_unavailable(r);
+        now = fetch_mono_us();
+        if (!unavailable)
+            down_since = 0;
+        else if (!down_since)
+            down_since = now;
+        more = i + 1 < attempts || (transport_retries && unavailable && outage_ms > 0 &&
+                                    now - down_since < (uint64_t)outage_ms * 1000u);
+        if (busy && more) {
             wait_ms = fetch_remote_retry_after_ms(easy, resp.status);
             easy_give(ec, easy, true);
             fetch_response_release(&resp);
@@ -618,24 +638,23 @@ static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, vo
             *ret = resp;
             return 0;
         }
-        if (!transport_retries || !fetch_remote_retryable(r) || r == -EBADMSG)
+        if (!transport_retries || !fetch_remote_retryable(r) || r == -EBADMSG || !more)
             return r;
     }
-    return r;
 }
 
 int fetch_remote_perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg,
-                         size_t max, unsigned attempts, const char *what,
+                         size_t max, unsigned attempts, long outage_ms, const char *what,
                          struct fetch_response *ret, fetch_error *err)
 {
-    return perform(ec, setup, arg, max, attempts, true, what, ret, err);
+    return perform(ec, setup, arg, max, attempts, outage_ms, true, what, ret, err);
 }
 
 int fetch_remote_probe(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg,
                        size_t max, unsigned attempts, const char *what, struct fetch_response *ret,
                        fetch_error *err)
 {
-    return perform(ec, setup, arg, max, attempts, false, what, ret, err);
+    return perform(ec, setup, arg, max, attempts, 0, false, what, ret, err);
 }
 
 /* ---- percent encoding, dirent vectors ---- */

@@ -43,6 +43,9 @@ struct fetch_remote_options {
     long timeout_ms;
 };
 
+/* The fetch timeout when fetch_remote_options.timeout_ms is 0. */
+#define FETCH_REMOTE_DEFAULT_TIMEOUT_MS 60000L
+
 /*
  * The form of @location that may be shown to anyone (messages, the mount's
  * fsname in /proc/mounts, the store name in the cache, status, ls): the

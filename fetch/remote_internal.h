@@ -84,17 +84,27 @@ void fetch_response_release(struct fetch_response *r);
  */
 int fetch_response_result(const struct fetch_response *r, const char *what, fetch_error *err);
 
+/* Whether failure @r (a -errno of fetch_remote_result) says the store is not
+ * there for now: connections refused, unreachable or cut, an answer 5xx or
+ * 429 (-EAGAIN). Such failures are retried for a while past the attempts. */
+bool fetch_remote_unavailable(int r);
+/* The longest wait between two attempts made past the attempts. */
+#define FETCH_OUTAGE_STEP_MS 2000
+
 /*
  * Performs a GET set up by @setup, up to @attempts times while the failure is
  * fetch_remote_retryable() or the answer a 429 or 5xx (backoff 100 ms, then
- * ×4, or the answer's Retry-After if longer). Bodies of 2xx answers
- * larger than @max fail with -EFBIG; other bodies are kept up to 64 KiB (for
- * error details) and returned with the status. Returns 0 when a response
- * arrived (whatever its status: map it with fetch_remote_result) or the
- * transport error mapped by fetch_remote_result (@what names the object).
+ * ×4, or the answer's Retry-After if longer), and past @attempts while the
+ * store is unavailable (connections refused, unreachable or cut, answers 5xx
+ * or 429) for less than @outage_ms since the first such failure (backoff at
+ * most FETCH_OUTAGE_STEP_MS): a store that restarts is waited for. Bodies of
+ * 2xx answers larger than @max fail with -EFBIG; other bodies are kept up to
+ * 64 KiB (for error details) and returned with the status. Returns 0 when a
+ * response arrived (whatever its status: map it with fetch_remote_result) or
+ * the transport error mapped by fetch_remote_result (@what names the object).
  */
 int fetch_remote_perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, void *arg,
-                         size_t max, unsigned attempts, const char *what,
+                         size_t max, unsigned attempts, long outage_ms, const char *what,
                          struct fetch_response *ret, fetch_error *err);
 /* The same, but only an answer (429, 5xx) is tried again, never a failure
  * to get one (refused, timed out, reset): whether a store is there, asked

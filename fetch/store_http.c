@@ -419,7 +419,8 @@ static int do_list(struct http_store *hs, const char *dir, unsigned attempts, co
     if (!url)
         return fetch_error_set(err, -ENOMEM, "out of memory");
     q.url = url;
-    r = fetch_remote_perform(hs->ec, req_setup, &q, LIST_MAX, attempts, what, &resp, err);
+    r = fetch_remote_perform(hs->ec, req_setup, &q, LIST_MAX, attempts, hs->conf.timeout_ms, what,
+                             &resp, err);
     if (r < 0) {
         free(url);
         return r;
@@ -455,7 +456,8 @@ static int http_get(struct fetch_store *s, const char *path, size_t max, void **
     if (!url)
         return fetch_error_set(err, -ENOMEM, "out of memory");
     q.url = url;
-    r = fetch_remote_perform(hs->ec, req_setup, &q, max, ATTEMPTS, path, &resp, err);
+    r = fetch_remote_perform(hs->ec, req_setup, &q, max, ATTEMPTS, hs->conf.timeout_ms, path, &resp,
+                             err);
     free(url);
     if (r < 0)
         return r;

@@ -242,7 +242,8 @@ static int s3_get(struct fetch_store *s, const char *path, size_t max, void **re
     /* (a chunk's key is the same in both layouts) */
     if (!is_chunk_path(path) && (r = find_layout(ss, ATTEMPTS, err)) < 0)
         return r;
-    r = fetch_remote_perform(ss->ec, req_setup, &q, max, ATTEMPTS, path, &resp, err);
+    r = fetch_remote_perform(ss->ec, req_setup, &q, max, ATTEMPTS, ss->conf.timeout_ms, path, &resp,
+                             err);
     if (r < 0)
         return r;
     r = fetch_s3_error(resp.status, resp.body, resp.len, path, err);
@@ -324,8 +325,8 @@ static int list_prefix(struct s3_store *ss, const char *prefix, unsigned attempt
         q.url = url;
         r = probe ? fetch_remote_probe(ss->ec, req_setup, &q, LIST_PAGE_MAX, attempts, what, &resp,
                                        err)
-                  : fetch_remote_perform(ss->ec, req_setup, &q, LIST_PAGE_MAX, attempts, what,
-                                         &resp, err);
+                  : fetch_remote_perform(ss->ec, req_setup, &q, LIST_PAGE_MAX, attempts,
+                                         ss->conf.timeout_ms, what, &resp, err);
         free(url);
         if (r == 0)
             r = fetch_s3_error(resp.status, resp.body, resp.len, what, err);

@@ -1188,7 +1188,12 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
     cfg.readahead = o->readahead;
     cfg.direct_io = !o->page_cache;
     cfg.pool = (struct fetch_pool_config){
-        .concurrency = o->concurrency, .workers = o->threads, .retries = o->retries};
+        .concurrency = o->concurrency,
+        .workers = o->threads,
+        .retries = o->retries,
+        /* a store unavailable is waited for as long as one that stalls */
+        .outage_ms = (unsigned)(o->remote.timeout_ms > 0 ? o->remote.timeout_ms
+                                                         : FETCH_REMOTE_DEFAULT_TIMEOUT_MS)};
     cfg.hydrate = o->hydrate;
     cfg.profile = !o->no_profile;
     cfg.profile_window_s = o->profile_window;

@@ -131,6 +131,38 @@ out=$("$LAZYIMG" mount --cache-dir "$C" "$URL/nonexistent" "$M" 2>&1) || rc=$?
 ((rc == 1)) && ! grep -q "cached catalog" <<<"$out" || fail "404 store: exit $rc, expected 1 without a cache fallback" "$out"
 ok "a store answering 404 fails as before: $out"
 
+# --- a store that restarts while mounted: its reads wait for it ------------------
+# (--retries 1: the attempts alone were spent 0.1 s after the refusals began,
+# and a read during a 3 s restart failed; a store unavailable is now waited for
+# up to --fetch-timeout, here 4 s)
+lazyimg_mount "$URL" "$M" --no-cache "${FAST[@]}"
+head -c 1 "$M/$IMG" >/dev/null # its index is loaded: a chunk's read waits in the fetcher pool
+stop_nginx
+dd if="$M/$IMG" of=restart.out iflag=skip_bytes,count_bytes,direct skip=$LAST count=65536 bs=64K \
+    status=none 2>restart.err &
+reader=$!
+# ... and this image's index is not: its open waits in the index load
+CT=ct/200/$T2/root.img
+cat "$M/$CT" >restart.ct 2>restart.ct.err &
+opener=$!
+sleep 3
+restart_nginx
+rc=0
+wait "$reader" || rc=$?
+((rc == 0)) || fail "a chunk's read during a 3 s restart of the store failed (exit $rc)" "$(cat restart.err)"
+cmp -s restart.out <(tail -c 65536 a.raw) || fail "a chunk's read during a 3 s restart of the store: wrong bytes"
+rc=0
+wait "$opener" || rc=$?
+((rc == 0)) || fail "an image opened during a 3 s restart of the store failed (exit $rc)" "$(cat restart.ct.err)"
+cmp -s restart.ct ct.raw || fail "an image opened during a 3 s restart of the store: wrong bytes"
+stop_nginx
+timed_read "$M/$IMG" $((LAST - 65536)) 65536 gone.out
+((RC != 0)) && grep -q "Input/output error" gone.out.err || fail "a store gone for good: the read did not fail with EIO" "$(cat gone.out.err)"
+((MS >= 3500 && MS < 8000)) || fail "a store gone for good: EIO after $MS ms (expected after --fetch-timeout 4 s, and within 8 s)"
+ok "a store that restarts for 3 s: a chunk's read and an image's open wait and succeed; one gone for good: EIO after $MS ms"
+restart_nginx
+lazyimg_umount "$M"
+
 # --- 5. down, nothing cached: a clear error --------------------------------------
 stop_nginx
 rc=0
