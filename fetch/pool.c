@@ -429,6 +429,7 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
         j->result = fetch_error_set(&j->err, -ENOMEM, "%s: out of memory", j->path);
     } else {
         j->err.msg[0] = '\0';
+        fetch_remote_connect_detail(j->easy, (int)cc, j->errbuf);
         j->result = fetch_remote_result((int)cc, status, j->errbuf, j->path, &j->err);
         if (cc == CURLE_OK)
             j->retry_after_ms = fetch_remote_retry_after_ms(j->easy, status);

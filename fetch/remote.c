@@ -34,6 +34,18 @@
 
 /* ---- result conversion ---- */
 
+void fetch_remote_connect_detail(CURL *easy, int cc, char *errbuf)
+{
+    long os_errno = 0;
+    size_t len = strlen(errbuf);
+    if (cc != CURLE_COULDNT_CONNECT ||
+        curl_easy_getinfo(easy, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK || os_errno <= 0)
+        return;
+    while (len && (errbuf[len - 1] == '\n' || errbuf[len - 1] == '\r'))
+        len--;
+    snprintf(errbuf + len, CURL_ERROR_SIZE - len, "%s%s", len ? ": " : "", strerror((int)os_errno));
+}
+
 bool fetch_remote_unavailable(int r)
 {
     return r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ECONNRESET || r == -EAGAIN;
@@ -99,9 +111,15 @@ int fetch_remote_result(int curl_code, long http_status, const char *curl_errbuf
         } else if (contains_ci(detail, "timed out") || contains_ci(detail, "timeout")) {
             r = -ETIMEDOUT;
             why = "connection timed out";
-        } else {
+        } else if (!detail || !*detail || contains_ci(detail, "refused")) {
             r = -ECONNREFUSED;
             why = "connection refused";
+        } else {
+            /* "Couldn't connect to server" after seconds: no answer to the
+             * connection attempts (a link down, packets dropped), which is
+             * not the server refusing; the store is away all the same */
+            r = -EHOSTUNREACH;
+            why = "cannot connect";
         }
         break;
     case CURLE_COULDNT_RESOLVE_HOST:
@@ -562,6 +580,7 @@ static int perform_once(CURL *easy, fetch_request_setup_fn setup, void *arg, siz
     }
     if (cc != CURLE_OK) {
         free(s.buf);
+        fetch_remote_connect_detail(easy, (int)cc, errbuf);
         return fetch_remote_result((int)cc, status, errbuf, what, err);
     }
     if (!s.buf && !(s.buf = malloc(1)))

@@ -84,6 +84,12 @@ void fetch_response_release(struct fetch_response *r);
  */
 int fetch_response_result(const struct fetch_response *r, const char *what, fetch_error *err);
 
+/* For a failed connection (@cc CURLE_COULDNT_CONNECT), appends the reason
+ * the system gave (CURLINFO_OS_ERRNO: "Connection refused", "No route to
+ * host", ...) to @errbuf (CURL_ERROR_SIZE bytes), which libcurl 7.88 words
+ * the same for a refusal and for attempts nobody answered. */
+void fetch_remote_connect_detail(CURL *easy, int cc, char *errbuf);
+
 /* Whether failure @r (a -errno of fetch_remote_result) says the store is not
  * there for now: connections refused, unreachable or cut, an answer 5xx or
  * 429 (-EAGAIN). Such failures are retried for a while past the attempts. */

@@ -686,6 +686,10 @@ static void result_mapping(void **state)
         {CURLE_COULDNT_CONNECT, 0, "Failed to connect to 127.0.0.1 port 9: Connection refused",
          -ECONNREFUSED},
         {CURLE_COULDNT_CONNECT, 0, "Failed to connect: No route to host", -EHOSTUNREACH},
+        /* no answer to the attempts (a link down): not "refused" */
+        {CURLE_COULDNT_CONNECT, 0,
+         "Failed to connect to 10.78.0.2 port 8080 after 6130 ms: Couldn't connect to server",
+         -EHOSTUNREACH},
         {CURLE_COULDNT_RESOLVE_HOST, 0, "Could not resolve host: nowhere.invalid", -EHOSTUNREACH},
         {CURLE_OPERATION_TIMEDOUT, 0, NULL, -ETIMEDOUT},
         {CURLE_PEER_FAILED_VERIFICATION, 0, NULL, -EPROTO},
@@ -723,6 +727,23 @@ static void result_mapping(void **state)
     assert_false(fetch_remote_retryable(-EIO));
     assert_false(fetch_remote_retryable(-EFBIG));
     assert_false(fetch_remote_retryable(0));
+    /* the failures a store that restarts gives: waited out past the attempts */
+    assert_true(fetch_remote_unavailable(-ECONNREFUSED));
+    assert_true(fetch_remote_unavailable(-EHOSTUNREACH));
+    assert_true(fetch_remote_unavailable(-ECONNRESET));
+    assert_true(fetch_remote_unavailable(-EAGAIN));
+    assert_false(fetch_remote_unavailable(-ETIMEDOUT)); /* a stall: each attempt waited already */
+    assert_false(fetch_remote_unavailable(-EBADMSG));
+    assert_false(fetch_remote_unavailable(-EPROTO));
+    assert_false(fetch_remote_unavailable(-ENOENT));
+    {
+        /* and its message: "cannot connect", not "connection refused" */
+        fetch_error err = {""};
+        fetch_remote_result(
+            CURLE_COULDNT_CONNECT, 0,
+            "Failed to connect to h port 1 after 6130 ms: Couldn't connect to server", "x", &err);
+        assert_non_null(strstr(err.msg, "x: cannot connect"));
+    }
 
     assert_true(fetch_location_is_remote("http://x/ds"));
     assert_true(fetch_location_is_remote("HTTPS://x/ds"));
