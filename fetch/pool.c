@@ -53,6 +53,9 @@ struct fetch_job {
     struct lane *lane; /* whose multi handle runs it */
     CURL *easy;
     bool paused; /* a hydration giving way to readers (give_way) */
+    /* the next attempt asks for the rest, from len (resume), or must not */
+    bool resume, no_resume;
+    size_t resumed_from; /* this attempt's first byte */
     uint8_t *buf;
     size_t len, cap;
     bool too_big;
@@ -281,6 +284,13 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
         unsigned ms = p->cfg.backoff_ms << (j->attempt < 10 ? j->attempt : 10);
         if (j->attempt >= p->cfg.retries && ms > FETCH_OUTAGE_STEP_MS)
             ms = FETCH_OUTAGE_STEP_MS; /* back soon after the store is */
+        /* a transfer cut off (reset, truncated, stalled) after some bytes of
+         * its object: the next attempt asks for the rest (chunks and indexes
+         * do not change; the whole is verified as ever). Not after bytes
+         * that failed verification, nor from a server that sent the whole
+         * object when asked for the rest. */
+        j->resume = !j->no_resume && j->len > 0 && j->buf &&
+                    (r == -ECONNRESET || r == -EPROTO || r == -ETIMEDOUT);
         if (j->retry_after_ms > ms)
             ms = j->retry_after_ms; /* what a busy server asked for */
         j->retry_after_ms = 0;
@@ -297,6 +307,7 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
         fetch_buf_free(j->buf); /* what the failed attempt received */
         j->buf = NULL;
         j->len = j->cap = 0;
+        j->resume = j->no_resume = false; /* another server: the whole object */
         j->retry_after_ms = 0; /* the busy server's wish, not the mirror's */
         j->stores_tried++;
         j->store = fetch_mirrors_next(p->mirrors, j->store);
@@ -382,9 +393,13 @@ static int start_transfer(struct fetch_pool *p, struct lane *l, struct fetch_job
     if (!j->easy && !(j->easy = curl_easy_init()))
         return fetch_error_set(&j->err, -ENOMEM, "out of memory");
     curl_easy_reset(j->easy);
-    j->len = 0;
-    if (j->tap)
-        j->tap(j->arg, NULL, 0, 0); /* a new attempt */
+    if (!j->resume || !j->buf || !j->len) {
+        j->len = 0;
+        if (j->tap)
+            j->tap(j->arg, NULL, 0, 0); /* a new attempt */
+    }
+    j->resume = false;
+    j->resumed_from = j->len; /* the tap goes on from there: the same bytes, in order */
     j->too_big = false;
     j->errbuf[0] = '\0';
     j->errlen = 0;
@@ -394,6 +409,8 @@ static int start_transfer(struct fetch_pool *p, struct lane *l, struct fetch_job
         j->easy = NULL;
         return r;
     }
+    if (j->resumed_from)
+        curl_easy_setopt(j->easy, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)j->resumed_from);
     curl_easy_setopt(j->easy, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(j->easy, CURLOPT_WRITEDATA, j);
     curl_easy_setopt(j->easy, CURLOPT_PRIVATE, j);
@@ -427,6 +444,11 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
                                     j->max_len);
     } else if (cc == CURLE_WRITE_ERROR) {
         j->result = fetch_error_set(&j->err, -ENOMEM, "%s: out of memory", j->path);
+    } else if (cc == CURLE_RANGE_ERROR && j->resumed_from) {
+        /* the server sent the whole object, not the rest: from 0 again */
+        j->no_resume = true;
+        j->result = fetch_error_set(&j->err, -EPROTO, "%s: the server did not resume at byte %zu",
+                                    j->path, j->resumed_from);
     } else {
         j->err.msg[0] = '\0';
         fetch_remote_connect_detail(j->easy, (int)cc, j->errbuf);

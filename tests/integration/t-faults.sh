@@ -65,6 +65,29 @@ assert len(f) == 8 and all(n == 2 for n in f.values()), f' "$st" ||
     lazyimg_umount "$M"
 done
 
+# --- a transfer cut off after some of its bytes: the retry asks for the rest --
+# (Range: the 2nd and 3rd requests of each chunk are answered 206, and about
+# one chunk's bytes are received per chunk, not two: half, a quarter, a quarter)
+for fault in truncate "reset at=body"; do
+    # shellcheck disable=SC2086 # (the fault's words)
+    proxy_fault $fault times=2
+    lazyimg_mount "$PROXY_URL" "$M" "${OPTS[@]}"
+    out=$(timeout $((LIMIT * 3)) cmp "$M/$IMG" f.raw 2>&1) || fail "$fault x2 per chunk, resumed: the image is not byte-identical" "$out"
+    st=$("$LAZYIMG" status --json "$M")
+    lazyimg_umount "$M"
+    python3 -c 'import json, sys
+st = json.loads(sys.argv[1])
+ranged = [p for p, c in st["status"].items() if c.get("206")]
+assert len(ranged) == 8, st["status"]' "$(proxy_stats)" ||
+        fail "$fault: the retries of the 8 data chunks did not ask for the rest (no 206)" "$(proxy_stats)"
+    python3 -c 'import json, sys
+f = json.loads(sys.argv[1])["fetch"]
+chunk = 256 << 10
+assert f["bytes"] < 8 * chunk * 1.5, f["bytes"]' "$st" ||
+        fail "$fault: more bytes received than resumed transfers need" "$st"
+    ok "$fault x2 per chunk: the retries resumed (206), the image byte-identical"
+done
+
 # --- every attempt fails: EIO, in time, never wrong bytes ----------------------
 for mode in status500 reset truncate flip stall; do
     extra=()

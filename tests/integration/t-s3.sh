@@ -212,3 +212,16 @@ out=$(cmp "$M/vm/100/$T2/drive-scsi1.img" a2.raw 2>&1) ||
     fail "pbs4, down at the mount, back now: an image whose index was not cached does not read" "$out$(tail -3 p4b.log)"
 ok "PBS 4 layout, store down at the mount and back: an image not cached before loads and reads byte-identical"
 lazyimg_umount "$M"
+# a chunk transfer cut off after half its bytes: the retry asks S3 for the rest
+# (a Range header outside the signature, as S3 allows)
+proxy_fault truncate times=1 match='/\.chunks/'
+lazyimg_mount "$LOC" "$M" --no-cache "${S3OPTS[@]}"
+out=$(cmp "$M/vm/100/$T2/drive-scsi1.img" a2.raw 2>&1) || fail "pbs4, chunks cut off once: the image differs" "$out"
+lazyimg_umount "$M"
+python3 -c 'import json, sys
+st = json.loads(sys.argv[1])
+cut = [p for p in st["faulted"] if "/.chunks/" in p]
+assert cut and all(st["status"][p].get("206") for p in cut), st["status"]' "$(proxy_stats)" ||
+    fail "pbs4, chunks cut off once: the retries did not resume (no 206 from S3)" "$(proxy_stats)"
+ok "PBS 4 layout, chunks cut off once: the retries ask S3 for the rest (206), the image byte-identical"
+proxy_fault none match='/\.chunks/'
