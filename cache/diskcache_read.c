@@ -506,13 +506,42 @@ void cache_disk_release(struct cache_disk *c, struct cache_disk_handle *h)
 }
 
 /*
+ * Whether the index still has @h's row (the same incarnation). A chunk in a
+ * pack that another process evicted (`cache gc`, a daemon sharing the
+ * cache) reads as the hole punched in its place, while the pack, unlike an
+ * evicted chunk's own file, is still there: no damage to count. Unknown
+ * (the index unreadable): true.
+ */
+static bool row_still_there(struct cache_disk *c, const struct cache_disk_handle *h)
+{
+    struct dc_rconn *rc;
+    bool own, there = true;
+    int step;
+
+    if (rconn_for_lookup(c, &rc, &own) < 0)
+        return true;
+    sqlite3_bind_int(rc->lookup, 1, (int)h->algo);
+    sqlite3_bind_blob(rc->lookup, 2, h->key, CACHE_KEY_LEN, SQLITE_STATIC);
+    step = sqlite3_step(rc->lookup);
+    if (step == SQLITE_ROW)
+        there = sqlite3_column_int64(rc->lookup, 2) == h->created;
+    else if (step == SQLITE_DONE)
+        there = false;
+    sqlite3_reset(rc->lookup);
+    if (own)
+        cache_dc_rconn_put(c, rc);
+    return there;
+}
+
+/*
  * A failed integrity check: the entry is never served again by anyone.
  * false when another reader of the same handle (or pending file) found it
- * bad first: it is dropped and counted already.
+ * bad first (it is dropped and counted already), or when another process
+ * had evicted it (a miss, not damage).
  */
 static bool entry_bad(struct cache_disk *c, struct cache_disk_handle *h)
 {
-    bool first;
+    bool first, pending;
     pthread_mutex_lock(&c->h_lock);
     first = h->in_table;
     if (h->in_table) {
@@ -521,9 +550,10 @@ static bool entry_bad(struct cache_disk *c, struct cache_disk_handle *h)
     }
     pthread_mutex_unlock(&c->h_lock);
     /* a file not committed yet is not handed out again either */
-    if (cache_dc_pending_forget(c, h->algo, h->key, h->created))
+    pending = cache_dc_pending_forget(c, h->algo, h->key, h->created);
+    if (pending)
         first = true;
-    if (!first)
+    if (!first || (!pending && !row_still_there(c, h)))
         return false;
     atomic_fetch_add(&c->bad_entries, 1);
     queue_drop(c, h->algo, h->key, h->created);
