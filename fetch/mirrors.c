@@ -88,7 +88,10 @@ int fetch_mirrors_run(struct fetch_mirrors *m, int (*op)(struct fetch_store *s, 
     size_t i = fetch_mirrors_active(m);
     int r = -EIO;
     for (size_t tried = 0; tried < m->n; tried++, i = fetch_mirrors_next(m, i)) {
+        /* an unavailable store is waited for only when it is the last one */
+        bool prev = fetch_remote_wait_outages(tried + 1 >= m->n);
         r = op(m->stores[i], arg);
+        fetch_remote_wait_outages(prev);
         if (r == 0) {
             fetch_mirrors_worked(m, i, tried);
             break;

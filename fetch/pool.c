@@ -53,8 +53,9 @@ struct fetch_job {
     struct lane *lane; /* whose multi handle runs it */
     CURL *easy;
     bool paused; /* a hydration giving way to readers (give_way) */
-    /* the next attempt asks for the rest, from len (resume), or must not */
-    bool resume, no_resume;
+    /* the next attempt asks for the rest, from len (resume), or must not;
+     * range_refused: this attempt's was (the next starts at once, uncounted) */
+    bool resume, no_resume, range_refused;
     size_t resumed_from; /* this attempt's first byte */
     uint8_t *buf;
     size_t len, cap;
@@ -274,8 +275,20 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
         j->down_since = 0;
     else if (!j->down_since)
         j->down_since = now;
-    /* still within the time a store unavailable is waited for */
-    outage = unavailable && now - j->down_since < (uint64_t)p->cfg.outage_ms * 1000u;
+    /* still within the time a store unavailable is waited for, when no
+     * mirror is left to try (one that is would answer now) */
+    outage = unavailable && j->stores_tried + 1 >= p->nstores &&
+             now - j->down_since < (uint64_t)p->cfg.outage_ms * 1000u;
+    if (j->range_refused) {
+        /* the server sent the whole object when asked for the rest: at
+         * once, from byte 0, and not counted as a failed attempt */
+        j->range_refused = false;
+        j->resume = false;
+        j->not_before = now;
+        q_push(&p->retry, j);
+        wake_curl(p);
+        return true;
+    }
     /* a server that refuses connections is down: go to a mirror at once,
      * if one is left to try (the last one is retried as a single store is:
      * a restart or a DNS hiccup must not fail every read in flight) */
@@ -284,17 +297,24 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
         unsigned ms = p->cfg.backoff_ms << (j->attempt < 10 ? j->attempt : 10);
         if (j->attempt >= p->cfg.retries && ms > FETCH_OUTAGE_STEP_MS)
             ms = FETCH_OUTAGE_STEP_MS; /* back soon after the store is */
-        /* a transfer cut off (reset, truncated, stalled) after some bytes of
-         * its object: the next attempt asks for the rest (chunks and indexes
-         * do not change; the whole is verified as ever). Not after bytes
-         * that failed verification, nor from a server that sent the whole
-         * object when asked for the rest. */
-        j->resume = !j->no_resume && j->len > 0 && j->buf &&
-                    (r == -ECONNRESET || r == -EPROTO || r == -ETIMEDOUT);
+        /* bytes of the object arrived (this attempt or one before, cut off:
+         * a reset, a truncated body, a stall, then maybe a refusal or a 503):
+         * the next attempt asks for the rest (chunks do not change; the
+         * whole is verified as ever). Not after bytes that failed
+         * verification, nor from a server that sent the whole object when
+         * asked for the rest. */
+        bool progressed = j->len > j->resumed_from;
+        j->resume = !j->no_resume && j->len > 0 && j->buf && r != -EBADMSG;
         if (j->retry_after_ms > ms)
             ms = j->retry_after_ms; /* what a busy server asked for */
         j->retry_after_ms = 0;
-        j->attempt++;
+        /* an attempt that moved the object on is not a failed one: a paused
+         * hydration transfer cut by the server's send timeout, or a flaky
+         * link, resumes with its attempts intact */
+        if (progressed && j->resume)
+            j->attempt = 0;
+        else
+            j->attempt++;
         p->st.retries++;
         j->not_before = now + (uint64_t)jitter(p, ms) * 1000u;
         q_push(&p->retry, j);
@@ -308,7 +328,7 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
         j->buf = NULL;
         j->len = j->cap = 0;
         j->resume = j->no_resume = false; /* another server: the whole object */
-        j->retry_after_ms = 0; /* the busy server's wish, not the mirror's */
+        j->retry_after_ms = 0;            /* the busy server's wish, not the mirror's */
         j->stores_tried++;
         j->store = fetch_mirrors_next(p->mirrors, j->store);
         j->attempt = 0;
@@ -444,11 +464,21 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
                                     j->max_len);
     } else if (cc == CURLE_WRITE_ERROR) {
         j->result = fetch_error_set(&j->err, -ENOMEM, "%s: out of memory", j->path);
-    } else if (cc == CURLE_RANGE_ERROR && j->resumed_from) {
+    } else if (cc == CURLE_RANGE_ERROR && j->resumed_from && status >= 200 && status <= 299) {
         /* the server sent the whole object, not the rest: from 0 again */
         j->no_resume = true;
+        j->range_refused = true;
         j->result = fetch_error_set(&j->err, -EPROTO, "%s: the server did not resume at byte %zu",
                                     j->path, j->resumed_from);
+    } else if (cc == CURLE_RANGE_ERROR && j->resumed_from) {
+        /* libcurl 7.88 reports any other answer with a body to a range
+         * request so: the answer's own status says what happened */
+        j->err.msg[0] = '\0';
+        j->result = fetch_remote_result(CURLE_OK, status, NULL, j->path, &j->err);
+        if (j->result == 0)
+            j->result = fetch_error_set(&j->err, -EPROTO, "%s: HTTP %ld to a range request",
+                                        j->path, status);
+        j->retry_after_ms = fetch_remote_retry_after_ms(j->easy, status);
     } else {
         j->err.msg[0] = '\0';
         fetch_remote_connect_detail(j->easy, (int)cc, j->errbuf);

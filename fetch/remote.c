@@ -34,6 +34,15 @@
 
 /* ---- result conversion ---- */
 
+static __thread bool no_outage_wait;
+
+bool fetch_remote_wait_outages(bool wait)
+{
+    bool prev = !no_outage_wait;
+    no_outage_wait = !wait;
+    return prev;
+}
+
 void fetch_remote_connect_detail(CURL *easy, int cc, char *errbuf)
 {
     long os_errno = 0;
@@ -615,6 +624,8 @@ static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, vo
 
     if (attempts == 0)
         attempts = 1;
+    if (no_outage_wait)
+        outage_ms = 0; /* a mirror is left to try */
     for (unsigned i = 0;; i++) {
         struct fetch_response resp = {0};
         bool busy, unavailable, more;

@@ -46,6 +46,12 @@ struct fetch_remote_options {
 /* The fetch timeout when fetch_remote_options.timeout_ms is 0. */
 #define FETCH_REMOTE_DEFAULT_TIMEOUT_MS 60000L
 
+/* Whether the requests this thread makes wait out an unavailable store past
+ * their attempts (the default): fetch_mirrors_run() turns it off while
+ * another mirror is left to try, which answers now. Returns the previous
+ * setting. */
+bool fetch_remote_wait_outages(bool wait);
+
 /*
  * The form of @location that may be shown to anyone (messages, the mount's
  * fsname in /proc/mounts, the store name in the cache, status, ls): the

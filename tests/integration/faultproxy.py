@@ -27,6 +27,9 @@ Faults apply to requests whose path matches --match (default '/\\.chunks/'):
   gzip       gzip the body and say so (Content-Encoding: gzip) whatever the
              request's Accept-Encoding, as some servers and CDNs do
 
+`norange=1` drops every request's Range header: a server that answers each
+GET with the whole object (python's http.server does).
+
 `times` (default all): the first N requests of EACH distinct path get the
 fault, later ones pass (so retries succeed); `all` faults every request.
 
@@ -36,7 +39,7 @@ any mode, in pieces of at most 64 KiB sent every 1/8 s or more often; with
 `delay` it makes a slow, far link (benchmarks).
 
 Control (never forwarded):
-  GET /__fault?mode=M[&times=N|all][&seconds=S][&ms=MS][&at=start|body][&match=RE][&rate=B]
+  GET /__fault?mode=M[&times=N|all][&seconds=S][&ms=MS][&at=start|body][&match=RE][&rate=B][&norange=1]
         sets the fault; counts per path restart at 0 (reset=0 keeps them)
   GET /__stats   JSON {"mode", "times", "match", "total", "counts": {path: n},
                  "faulted": {path: n}, "status": {path: {code: n}},
@@ -75,6 +78,7 @@ class State:
         self.at = "start"
         self.match = re.compile(r"/\.chunks/")
         self.rate = 0.0
+        self.norange = False  # drop Range headers: a server that answers every GET whole
         self.paced_until = 0.0  # when the link is free again (monotonic)
         self.reset()
 
@@ -125,10 +129,12 @@ class State:
             raise ValueError("at must be start or body")
         match = re.compile(q["match"]) if "match" in q else self.match
         rate = float(q.get("rate", 0))
+        norange = q.get("norange", "0") == "1"
         if rate < 0:
             raise ValueError("rate must be >= 0")
         with self.lock:
             self.rate = rate
+            self.norange = norange
             self.mode, self.times, self.seconds, self.ms = mode, t, seconds, ms
             self.at, self.match = at, match
             if not keep_counts:
@@ -357,7 +363,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if self.command != "HEAD":
                 self.wfile.write(data)
             return
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "host"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP and k.lower() != "host"
+                   and not (self.state.norange and k.lower() == "range")}
         if not self.keep_host or "Host" not in self.headers:
             headers["Host"] = "%s:%d" % (self.upstream.host, self.upstream.port)
         else:

@@ -88,6 +88,17 @@ assert f["bytes"] < 8 * chunk * 1.5, f["bytes"]' "$st" ||
     ok "$fault x2 per chunk: the retries resumed (206), the image byte-identical"
 done
 
+# a server that answers a request for the rest with the whole object: asked
+# for all of it at once, which costs no attempt (--retries 1: a cut, then the
+# whole object, then all of it again)
+proxy_fault truncate times=1 norange=1
+lazyimg_mount "$PROXY_URL" "$M" --no-cache --retries 1 --fetch-timeout "$FT" --connect-timeout 2 --readahead 0
+out=$(timeout $((LIMIT * 3)) cmp "$M/$IMG" f.raw 2>&1) ||
+    fail "a server that ignores Range, after a cut: the image does not read (--retries 1)" "$out"
+lazyimg_umount "$M"
+ok "a server that ignores Range: after a cut, the whole object again at once, the image byte-identical with --retries 1"
+proxy_fault none
+
 # --- every attempt fails: EIO, in time, never wrong bytes ----------------------
 for mode in status500 reset truncate flip stall; do
     extra=()

@@ -88,3 +88,21 @@ dd if=a.raw of=blip.want bs=1M skip=8 count=2 status=none
 cmp blip.out blip.want || fail "the read across the refusals returned wrong bytes"
 ok "both stores refused connections for 0.4 s: the mirror, tried last, was retried until it answered"
 lazyimg_umount "$M"
+
+# --- a store that answers 500 while a mirror is left: the mirror answers now --
+# (a store unavailable is waited for up to --fetch-timeout only when it is the
+# last one to try: here 15 s, which the failover must not take)
+restart_nginx primary
+start_proxy "$(nginx_url primary)" --mode status500 --match '\.fidx$|/\.chunks/[0-9a-f]{4}/[0-9a-f]{64}$'
+PRIMARY=$PROXY_URL
+lazyimg_mount "$PRIMARY" "$M" --mirror "$MIRROR" --no-cache --readahead 0 --retries 1 \
+    --fetch-timeout 15 --connect-timeout 2
+t0=$(date +%s%N)
+out=$(timeout 60 dd if="$IMG" of=fo.out bs=1M skip=4 count=1 status=none 2>&1) ||
+    fail "a store answering 500, a mirror left: the read failed" "$out"
+ms=$((($(date +%s%N) - t0) / 1000000))
+dd if=a.raw of=fo.want bs=1M skip=4 count=1 status=none
+cmp fo.out fo.want || fail "a store answering 500, a mirror left: wrong bytes"
+((ms < 10000)) || fail "a store answering 500, a mirror left: the read took $ms ms (the outage wait of 15 s was spent on the store)"
+ok "a store answering 500 for indexes and chunks, a mirror left: the index and the chunk came from the mirror in $ms ms"
+lazyimg_umount "$M"
