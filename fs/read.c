@@ -65,14 +65,47 @@ static uint8_t *thread_scratch(void)
  * (tiny chunks) the read is gathered into one buffer instead */
 #define MAX_REPLY_IOV 1000
 
+/* Read errors logged at most READ_ERR_BURST in each READ_ERR_WINDOW_MS: a
+ * reader that retries a missing chunk in a loop logged a line per read (a
+ * soak: 190 KiB of log a minute per daemon after snapshots were deleted).
+ * The others are counted, and said with the next line logged. */
+#define READ_ERR_BURST 10
+#define READ_ERR_WINDOW_MS 10000
+static pthread_mutex_t read_err_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t read_err_window; /* its start, ms */
+static unsigned read_err_said;   /* lines in it */
+static uint64_t read_err_quiet;  /* not logged since the last line */
+
 static void log_chunk_error(const struct fs_node *n, const struct fetch_extent *e, int r,
                             const fetch_error *err)
 {
-    char path[512];
+    char path[512], more[80] = "";
+    uint64_t now = fs_now_ms(), quiet = 0;
+    bool say;
+
+    pthread_mutex_lock(&read_err_lock);
+    if (now - read_err_window >= READ_ERR_WINDOW_MS) {
+        read_err_window = now;
+        read_err_said = 0;
+    }
+    say = read_err_said < READ_ERR_BURST;
+    if (say) {
+        read_err_said++;
+        quiet = read_err_quiet;
+        read_err_quiet = 0;
+    } else {
+        read_err_quiet++;
+    }
+    pthread_mutex_unlock(&read_err_lock);
+    if (!say)
+        return;
+    if (quiet)
+        snprintf(more, sizeof(more), " (and %llu more read errors not logged before it)",
+                 (unsigned long long)quiet);
     fs_node_path(n, path, sizeof(path));
-    fs_err("%s: read error at offset %llu (chunk %zu bytes): %s", path,
+    fs_err("%s: read error at offset %llu (chunk %zu bytes): %s%s", path,
            (unsigned long long)e->offset, (size_t)e->length,
-           err && err->msg[0] ? err->msg : strerror(-r));
+           err && err->msg[0] ? err->msg : strerror(-r), more);
 }
 
 /*

@@ -296,6 +296,19 @@ cli_error "mount: no /dev/fuse" "/dev/fuse" \
 [[ -z $(daemon_pids "$W/m1") ]] || fail "a daemon was left running after the mount without /dev/fuse"
 ok "no daemon left after the mount without /dev/fuse"
 
+# --- a reader that retries a missing chunk in a loop does not flood the log -------
+# (a line per read before: 1,000 reads, 1,000 lines; now at most 10 in 10 s,
+# the rest counted in the next line)
+lazyimg_mount_fg "$S" "$W/m1" flood.log -- --no-cache --readahead 0
+first=${BAD2%% *}
+for _ in $(seq 200); do
+    read_range "$W/m1/vm/102/$T/drive-scsi0.img" $((first * CS)) 4096 direct >/dev/null 2>&1 && fail "a read of the missing chunk succeeded"
+done
+n=$(grep -c "read error at offset" flood.log || true)
+((n >= 1 && n <= 10)) || fail "200 reads of a missing chunk logged $n read errors (at most 10 in 10 s expected)" "$(head -3 flood.log)"
+lazyimg_umount "$W/m1"
+ok "200 reads of a missing chunk within seconds: $n lines of read errors in the log"
+
 # --- foreground daemon: SIGTERM is a clean exit (status 0) -------------------------
 "$LAZYIMG" mount -f "$S" "$W/m1" 2>fg.err &
 fg_pid=$!
