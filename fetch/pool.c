@@ -44,7 +44,6 @@ struct fetch_job {
     size_t store; /* index of the store being tried */
     unsigned stores_tried;
     unsigned attempt;        /* on this store */
-    uint64_t down_since;     /* µs: the first of the store-unavailable failures in a row, or 0 */
     uint64_t not_before;     /* µs, CLOCK_MONOTONIC: when a retry may start */
     unsigned retry_after_ms; /* a busy server's Retry-After, for the next retry */
     uint64_t started;
@@ -109,6 +108,11 @@ struct lane {
 struct fetch_pool {
     struct fetch_mirrors *mirrors; /* borrowed */
     size_t nstores;
+    /* per store: when its unavailable failures began (µs; 0: it answers),
+     * for every job alike: once it has been away for cfg.outage_ms, reads
+     * fail after their attempts again, until it answers (a guest booting
+     * from a store gone for good must not wait that long at every read) */
+    uint64_t *down_since;
     struct fetch_pool_config cfg;
     bool any_remote;
 
@@ -271,14 +275,12 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
 
     if (p->stopping || !fetch_remote_retryable(r))
         return false;
-    if (!unavailable)
-        j->down_since = 0;
-    else if (!j->down_since)
-        j->down_since = now;
+    if (unavailable && !p->down_since[j->store])
+        p->down_since[j->store] = now;
     /* still within the time a store unavailable is waited for, when no
      * mirror is left to try (one that is would answer now) */
     outage = unavailable && j->stores_tried + 1 >= p->nstores &&
-             now - j->down_since < (uint64_t)p->cfg.outage_ms * 1000u;
+             now - p->down_since[j->store] < (uint64_t)p->cfg.outage_ms * 1000u;
     if (j->range_refused) {
         /* the server sent the whole object when asked for the rest: at
          * once, from byte 0, and not counted as a failed attempt */
@@ -332,7 +334,6 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
         j->stores_tried++;
         j->store = fetch_mirrors_next(p->mirrors, j->store);
         j->attempt = 0;
-        j->down_since = 0;
         requeue(p, j);
         return true;
     }
@@ -342,6 +343,7 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
 /* A job worked on store j->store: after a failover, it becomes the active store. */
 static void note_success(struct fetch_pool *p, struct fetch_job *j)
 {
+    p->down_since[j->store] = 0; /* it answers */
     fetch_mirrors_worked(p->mirrors, j->store, j->stores_tried);
 }
 
@@ -861,6 +863,10 @@ struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
         return NULL;
     p->mirrors = mirrors;
     p->nstores = fetch_mirrors_count(mirrors);
+    if (!(p->down_since = calloc(p->nstores ? p->nstores : 1, sizeof(*p->down_since)))) {
+        free(p);
+        return NULL;
+    }
     p->cfg = *cfg;
     if (!p->cfg.concurrency)
         p->cfg.concurrency = 16;
@@ -984,6 +990,7 @@ void fetch_pool_free(struct fetch_pool *p)
             curl_multi_cleanup(p->lanes[i].multi);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->work);
+    free(p->down_since);
     free(p);
 }
 

@@ -159,7 +159,12 @@ stop_nginx
 timed_read "$M/$IMG" $((LAST - 65536)) 65536 gone.out
 ((RC != 0)) && grep -q "Input/output error" gone.out.err || fail "a store gone for good: the read did not fail with EIO" "$(cat gone.out.err)"
 ((MS >= 3500 && MS < 8000)) || fail "a store gone for good: EIO after $MS ms (expected after --fetch-timeout 4 s, and within 8 s)"
-ok "a store that restarts for 3 s: a chunk's read and an image's open wait and succeed; one gone for good: EIO after $MS ms"
+first=$MS
+# the wait is the store's, not each read's: the next read fails after its attempts
+timed_read "$M/$IMG" $((LAST - 131072)) 65536 gone2.out
+((RC != 0)) && grep -q "Input/output error" gone2.out.err || fail "a store gone for good, the next read: no EIO" "$(cat gone2.out.err)"
+((MS < 2000)) || fail "a store gone for good, the next read: EIO after $MS ms (the store's wait was over)"
+ok "a store that restarts for 3 s: a chunk's read and an image's open wait and succeed; one gone for good: EIO after $first ms, the next read after $MS ms"
 restart_nginx
 lazyimg_umount "$M"
 
