@@ -267,6 +267,7 @@ struct cache_disk_stats {
     uint64_t direct_inserts; /* files written with O_DIRECT (the rest: page cache) */
     uint64_t direct_reads;   /* chunks loaded with O_DIRECT (cache_disk_load) */
     uint64_t enospc;         /* inserts dropped because the cache filesystem is full */
+    uint64_t over_budget;    /* inserts dropped for want of room within the budget */
     uint64_t insert_errors;  /* inserts that failed writing files or rows otherwise */
     int last_insert_failure; /* -errno of the last of those, 0 if none */
     int last_insert_error;   /* -errno of the last failed insert (any), 0 if none */

@@ -78,6 +78,7 @@ void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret)
     s.direct_inserts = atomic_load(&c->direct_inserts);
     s.direct_reads = atomic_load(&c->direct_reads);
     s.enospc = atomic_load(&c->enospc);
+    s.over_budget = atomic_load(&c->over_budget);
     s.insert_waits = atomic_load(&c->insert_waits);
     s.insert_stalled = atomic_load(&c->insert_stalled);
     s.insert_errors = atomic_load(&c->insert_errors);

@@ -177,7 +177,8 @@ struct cache_disk {
 
     /* this process since open */
     _Atomic uint64_t hits, misses, inserts, insert_skipped, evictions, bad_entries;
-    _Atomic uint64_t sqlite_writes, enospc, direct_inserts, insert_waits, insert_stalled;
+    _Atomic uint64_t sqlite_writes, enospc, over_budget, direct_inserts, insert_waits,
+        insert_stalled;
     _Atomic uint64_t insert_errors;  /* failed inserts but for a full filesystem */
     _Atomic int last_insert_failure; /* -errno of the last of those */
     _Atomic uint64_t direct_reads;

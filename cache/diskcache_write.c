@@ -101,6 +101,8 @@ static int skip_insert(struct cache_disk *c, int err)
     atomic_fetch_add(&c->insert_skipped, 1);
     if (err == -ENOSPC || err == -EDQUOT)
         atomic_fetch_add(&c->enospc, 1);
+    else if (err == -ENOBUFS)
+        atomic_fetch_add(&c->over_budget, 1);
     return err;
 }
 
@@ -1579,6 +1581,14 @@ static void writer_evict(struct cache_disk *c, struct wr_state *w)
     } else if (c->total_alloc > high) {
         cache_dc_evict(c, low, cutoff, NULL);
     }
+    /* Still past the budget: other daemons sharing the cache committed
+     * while this one did (each checks the budget against what is committed,
+     * not against the others' batches). A burst of this process never gets
+     * here (its inserts are refused at the cap), so the excess is taken
+     * back at once, least recently used first, whatever its age: down to
+     * the budget, not to the low watermark. */
+    if (c->total_alloc > c->budget)
+        cache_dc_evict(c, c->budget, INT64_MAX, NULL);
     pthread_mutex_unlock(&c->db_lock);
     w->inserted = w->enospc = false;
 }

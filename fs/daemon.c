@@ -357,10 +357,12 @@ void fs_daemon_report(struct fs_daemon *d)
         struct cache_disk_stats ds;
         cache_disk_sync(ctx->disk);
         cache_disk_get_stats(ctx->disk, &ds);
-        fs_info("disk cache %s: %llu inserted, %llu not inserted (%llu for lack of space, %llu "
-                "failed%s%s), %llu evicted, %llu entries, %llu SQLite write transactions",
+        fs_info("disk cache %s: %llu inserted, %llu not inserted (%llu for lack of space on its "
+                "filesystem, %llu for lack of room within --cache-size, %llu failed%s%s), %llu "
+                "evicted, %llu entries, %llu SQLite write transactions",
                 d->cache.dir, (unsigned long long)ds.inserts, (unsigned long long)ds.insert_skipped,
-                (unsigned long long)ds.enospc, (unsigned long long)ds.insert_errors,
+                (unsigned long long)ds.enospc, (unsigned long long)ds.over_budget,
+                (unsigned long long)ds.insert_errors,
                 ds.insert_errors && ds.last_insert_failure ? ": " : "",
                 ds.insert_errors && ds.last_insert_failure ? strerror(-ds.last_insert_failure) : "",
                 (unsigned long long)ds.evictions, (unsigned long long)ds.entries,

@@ -601,6 +601,8 @@ char *fs_metrics_render(json_object *st, size_t *ret_len)
                "Chunks written to the disk cache.");
         simple(f, disk, "insert_skipped", "disk_cache_insert_skipped_total", "counter",
                "Chunks not written to the disk cache.");
+        simple(f, disk, "over_budget", "disk_cache_over_budget_total", "counter",
+               "Chunks not written to the disk cache for want of room within its budget.");
         simple(f, disk, "evictions", "disk_cache_evictions_total", "counter",
                "Chunks evicted from the disk cache.");
         simple(f, disk, "entries", "disk_cache_entries", "gauge", "Chunks in the disk cache.");

@@ -104,7 +104,9 @@ static const char status_json[] =
     "   \"hit_rate\":0.5,\"memory_entries\":18,\"memory_bytes\":19,"
     "   \"disk\":{\"entries\":20,\"bytes\":21,\"bytes_apparent\":22,\"budget\":23,\"hits\":24,"
     "     \"misses\":25,\"inserts\":26,\"insert_skipped\":27,\"evictions\":28,\"bad_entries\":29,"
-    "     \"enospc\":30,\"sqlite_writes\":31,\"direct_writes\":32,\"not_handed_over\":33}},"
+    "     "
+    "\"enospc\":30,\"over_budget\":46,\"sqlite_writes\":31,\"direct_writes\":32,\"not_handed_"
+    "over\":33}},"
     " \"memory\":{\"rss_bytes\":34,\"rss_peak_bytes\":35,"
     "   \"chunk_buffers\":{\"in_use\":36,\"kept\":37,\"kept_bytes\":38,\"slot_allocs\":39,"
     "     \"heap_allocs\":40,\"released\":41}},"
@@ -148,6 +150,7 @@ static void exposition(void **state)
     has_line(text, "lazyimg_memory_cache_misses_total 11");
     has_line(text, "lazyimg_disk_cache_hits_total 24");
     has_line(text, "lazyimg_disk_cache_budget_bytes 23");
+    has_line(text, "lazyimg_disk_cache_over_budget_total 46");
     has_line(text, "lazyimg_resident_memory_bytes 34");
     has_line(text, "lazyimg_resident_memory_peak_bytes 35");
     has_line(text, "lazyimg_chunk_buffers_in_use 36");
