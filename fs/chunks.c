@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "fetch/chunk.h"
+#include "fetch/clock.h"
 #include "fetch/digest.h"
 #include "fetch/pbs_key.h"
 #include "log.h"
@@ -45,6 +46,16 @@ struct flight {
 #define DISK_LOAD_QUEUE 16
 /* threads loading them (see disk_load_one) */
 #define DISK_LOADERS 2
+/*
+ * Chunks the stores answered "not found" for are remembered this long, so
+ * that a reader retrying one (a snapshot deleted under a mount, a damaged
+ * store) fails at once with the same error instead of sending a request per
+ * read. Forgotten sooner by SIGHUP (fs_chunks_forget_missing), e.g. once the
+ * store is repaired. A direct-mapped table: a chunk pushed out by another
+ * one is only asked for again.
+ */
+#define MISSING_SLOTS 64
+#define MISSING_TTL_MS 30000
 
 struct fs_chunks {
     struct fetch_pool *pool;
@@ -55,8 +66,16 @@ struct fs_chunks {
     atomic_uint_fast64_t enospc_seen, enospc_warned_at;
     atomic_uint_fast64_t errors_seen, errors_warned_at;
     atomic_uint_fast64_t not_cached; /* the disk writer stalled */
+    atomic_uint_fast64_t missing_known;
     pthread_mutex_t flight_lock;
     struct flight *flights[FLIGHT_BUCKETS];
+    /* chunks found missing (flight_lock): until 0 for a free slot */
+    struct missing {
+        uint64_t until; /* fetch_mono_ms() */
+        uint8_t digest[32];
+        uint8_t algo;
+        fetch_error err;
+    } missing[MISSING_SLOTS];
     char *prefix;               /* where chunk objects live in the stores */
     struct fetch_chunk_ctx ctx; /* of every chunk: ctx.prefix is @prefix */
     /* readahead from the disk cache (disk_loader_main), dl_lock */
@@ -596,6 +615,47 @@ static int flight_decode(void *arg, void *raw, size_t raw_len, fetch_data *ret, 
 
 static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *err);
 
+static struct missing *missing_slot(struct fs_chunks *c, uint8_t algo, const uint8_t digest[32])
+{
+    return &c->missing[((unsigned)digest[2] << 8 | digest[3] | (unsigned)algo << 16) %
+                       MISSING_SLOTS];
+}
+
+/* The stores do not have chunk @digest (@err says so): remembered for
+ * MISSING_TTL_MS. flight_lock held. */
+static void missing_note(struct fs_chunks *c, uint8_t algo, const uint8_t digest[32],
+                         const fetch_error *err)
+{
+    struct missing *m = missing_slot(c, algo, digest);
+    m->until = fetch_mono_ms() + MISSING_TTL_MS;
+    m->algo = algo;
+    memcpy(m->digest, digest, sizeof(m->digest));
+    if (err && err->msg[0])
+        m->err = *err;
+    else
+        fetch_error_set(&m->err, -ENOENT, "chunk not found in the store");
+}
+
+/* Whether chunk @e was found missing within MISSING_TTL_MS, and then the
+ * error of that time in @err. flight_lock held. */
+static bool missing_known(struct fs_chunks *c, const struct fetch_extent *e, fetch_error *err)
+{
+    struct missing *m = missing_slot(c, e->algo, e->digest);
+    if (!m->until || m->algo != e->algo || memcmp(m->digest, e->digest, sizeof(m->digest)) ||
+        fetch_mono_ms() >= m->until)
+        return false;
+    *err = m->err;
+    return true;
+}
+
+void fs_chunks_forget_missing(struct fs_chunks *c)
+{
+    pthread_mutex_lock(&c->flight_lock);
+    for (size_t i = 0; i < MISSING_SLOTS; i++)
+        c->missing[i].until = 0;
+    pthread_mutex_unlock(&c->flight_lock);
+}
+
 /*
  * Submits the fetch of @f's chunk object under its current name and sets
  * f->job. flight_lock held. 0, -ENOMEM, -EINVAL (a chunk kind this build
@@ -657,6 +717,8 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     if (*fp == f)
         *fp = f->next;
     w = f->waiters;
+    if (r == -ENOENT)
+        missing_note(c, f->ch.algo, f->ch.digest, err); /* before a want() can ask again */
     pthread_mutex_unlock(&c->flight_lock);
 
     /* readers first: the disk cache may make this worker wait */
@@ -756,6 +818,22 @@ static int want(struct fs_chunks *c, const struct fetch_extent *e, enum fetch_pr
         }
         return 0;
     }
+    fetch_error gone;
+    if (missing_known(c, e, &gone)) {
+        /* not found a moment ago: the same answer, without a request */
+        pthread_mutex_unlock(&c->flight_lock);
+        if (w) {
+            atomic_fetch_add(&c->missing_known, 1);
+            w->next = NULL;
+            if (w->cached) {
+                answer_cachers(w, -ENOENT, 0, &gone);
+            } else {
+                w->done(w->arg, -ENOENT, NULL, &gone);
+                free(w);
+            }
+        }
+        return 0;
+    }
     if (!(f = calloc(1, sizeof(*f)))) {
         pthread_mutex_unlock(&c->flight_lock);
         return -ENOMEM;
@@ -831,5 +909,6 @@ void fs_chunks_get_stats(struct fs_chunks *c, struct fs_chunks_stats *ret)
     ret->disk_hints = atomic_load(&c->disk_hints);
     ret->disk_bad = atomic_load(&c->disk_bad);
     ret->not_cached = atomic_load(&c->not_cached);
+    ret->missing_known = atomic_load(&c->missing_known);
     cache_mem_get_stats(c->mem, &ret->mem);
 }

@@ -31,14 +31,16 @@ struct fetch_pbs_key;
 struct fs_chunks;
 
 struct fs_chunks_stats {
-    uint64_t loads;       /* chunks read from the store and verified */
-    uint64_t load_errors; /* missing or corrupt */
-    uint64_t load_bytes;  /* plaintext bytes of loaded chunks */
-    uint64_t disk_hits;   /* reads answered from the disk cache */
-    uint64_t disk_loads;  /* chunks read ahead from the disk cache into memory */
-    uint64_t disk_hints;  /* cached chunks further on hinted to the kernel (small ones) */
-    uint64_t disk_bad;    /* disk cache entries that failed their check */
-    uint64_t not_cached;  /* loaded chunks the disk cache refused: its writer stalled */
+    uint64_t loads;         /* chunks read from the store and verified */
+    uint64_t load_errors;   /* missing or corrupt */
+    uint64_t load_bytes;    /* plaintext bytes of loaded chunks */
+    uint64_t disk_hits;     /* reads answered from the disk cache */
+    uint64_t disk_loads;    /* chunks read ahead from the disk cache into memory */
+    uint64_t disk_hints;    /* cached chunks further on hinted to the kernel (small ones) */
+    uint64_t disk_bad;      /* disk cache entries that failed their check */
+    uint64_t not_cached;    /* loaded chunks the disk cache refused: its writer stalled */
+    uint64_t missing_known; /* wants answered "not found" without a request: the
+                             * stores did not have the chunk moments ago */
     struct cache_mem_stats mem;
 };
 
@@ -148,3 +150,8 @@ void fs_chunks_note_read(struct fs_chunks *c, struct cache_mem_entry *entry, siz
 void fs_chunks_put(struct fs_chunks *c, struct cache_mem_entry *entry);
 
 void fs_chunks_get_stats(struct fs_chunks *c, struct fs_chunks_stats *ret);
+
+/* Chunks the stores answered "not found" for are answered so again without a
+ * request for 30 s (fs_chunks_want(): -ENOENT and that time's error); this
+ * forgets them at once (SIGHUP: a repaired store). */
+void fs_chunks_forget_missing(struct fs_chunks *c);

@@ -161,11 +161,15 @@ void fs_daemon_ask_reload(void)
     atomic_store(&reload_asked, true);
 }
 
-/* SIGHUP: the credentials files of every store, read again. */
+/* SIGHUP: the credentials files of every store, read again; chunks found
+ * missing are asked for again at their next read. */
 static void reload(struct fs_daemon *d)
 {
     size_t n = d->nstores + (d->chunk_store != NULL);
-    fs_info("SIGHUP: reading the credentials files of the stores again");
+    fs_info("SIGHUP: reading the credentials files of the stores again, forgetting the chunks "
+            "found missing");
+    if (d->ctx.chunks)
+        fs_chunks_forget_missing(d->ctx.chunks);
     for (size_t i = 0; i < n; i++) {
         struct fetch_store *s = i < d->nstores ? d->chunk_sources[i] : d->chunk_store;
         fetch_error err = {""};

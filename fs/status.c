@@ -146,6 +146,7 @@ static json_object *cache_json(const struct fs_ctx *ctx)
     add_u64(o, "loads", st.loads);
     add_u64(o, "load_bytes", st.load_bytes);
     add_u64(o, "load_errors", st.load_errors);
+    add_u64(o, "missing_known", st.missing_known);
     add_double(o, "hit_rate", lookups ? (double)hits / (double)lookups : 0, 4);
     add_u64(o, "memory_entries", st.mem.entries);
     add_u64(o, "memory_bytes", st.mem.bytes);

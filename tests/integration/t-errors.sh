@@ -88,7 +88,8 @@ for j in 1 9; do
 done
 # vm/102: the chunk file is missing
 BAD2=$(bad_set 102 2)
-rm "$(chunk_path "$S" "$(fidx_digest "$(fidx 102)" 2)")"
+MISSING=$(chunk_path "$S" "$(fidx_digest "$(fidx 102)" 2)")
+mv "$MISSING" missing-chunk.saved
 # vm/103: the chunk file is empty
 BAD3=$(bad_set 103 6)
 : >"$(chunk_path "$S" "$(fidx_digest "$(fidx 103)" 6)")"
@@ -306,8 +307,25 @@ for _ in $(seq 200); do
 done
 n=$(grep -c "read error at offset" flood.log || true)
 ((n >= 1 && n <= 10)) || fail "200 reads of a missing chunk logged $n read errors (at most 10 in 10 s expected)" "$(head -3 flood.log)"
-lazyimg_umount "$W/m1"
 ok "200 reads of a missing chunk within seconds: $n lines of read errors in the log"
+# ... nor the store: a chunk not found is answered so again for 30 s without
+# asking (a request per read before: 200 reads, 200 requests)
+st=$("$LAZYIMG" status --json "$W/m1") || fail "status --json failed"
+read -r requests known < <(python3 -c 'import json,sys
+o=json.loads(sys.argv[1]); print(o["fetch"]["requests"], o["cache"]["missing_known"])' "$st")
+((requests <= 2 && known >= 198)) ||
+    fail "200 reads of a missing chunk: $requests store requests, $known answered from memory (expected <= 2, >= 198)"
+ok "200 reads of a missing chunk: $requests store request(s), $known answered 'missing' without one"
+# once the store is repaired, SIGHUP makes the next read ask again
+mv missing-chunk.saved "$MISSING"
+kill -HUP "$MOUNT_PID"
+for _ in $(seq 50); do grep -q "forgetting the chunks found missing" flood.log && break; sleep 0.1; done
+grep -q "forgetting the chunks found missing" flood.log || fail "no SIGHUP line in the log" "$(tail -3 flood.log)"
+cmp <(read_range "$W/m1/vm/102/$T/drive-scsi0.img" $((first * CS)) 4096 direct) \
+    <(read_range e2.raw $((first * CS)) 4096) || fail "the repaired chunk does not read right after SIGHUP"
+ok "after the chunk came back and SIGHUP, it reads right"
+lazyimg_umount "$W/m1"
+mv "$MISSING" missing-chunk.saved
 
 # --- foreground daemon: SIGTERM is a clean exit (status 0) -------------------------
 "$LAZYIMG" mount -f "$S" "$W/m1" 2>fg.err &
