@@ -32,7 +32,8 @@ struct fetch_job {
     struct fetch_job *next;
     char *path;
     size_t max_len;
-    size_t skew; /* fetch_pool_submit() */
+    size_t skew;  /* fetch_pool_submit() */
+    size_t units; /* of its lane's slots, while it is a transfer there */
     enum fetch_prio prio;
     bool queued; /* in a priority queue (upgradable) */
     bool in_bg;  /* in the background decode queue */
@@ -99,7 +100,10 @@ struct lane {
      * has been woken from that sleep already */
     uint64_t gen;
     bool polling, woken;
-    size_t slots;           /* its share of the concurrency */
+    /* its share of the transfers in flight, in units: a small object's
+     * transfer takes one, a large one's big_units (fetch_pool_config's
+     * concurrency_small over concurrency); units in use */
+    size_t slots, big_units, units;
     struct queue transfers; /* in this multi */
 };
 
@@ -138,6 +142,9 @@ struct fetch_pool {
     _Atomic uint64_t received;
     uint64_t running;        /* transfers or local reads in progress */
     _Atomic unsigned paused; /* hydration transfers paused for readers (give_way) */
+    /* small objects' transfers: moving average (µs) of the time to their
+     * first byte, for far_store() */
+    uint64_t small_ttfb_us;
     uint64_t decoding;
     unsigned rand_state;
 };
@@ -406,6 +413,32 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/*
+ * Whether transfers of small objects wait 10 ms or more for their first
+ * byte (a moving average): a far store, answering each request a round trip
+ * late, whose link only more of them in flight can fill
+ * (fetch_pool_config.concurrency_small). On a LAN an answer comes within a
+ * millisecond or two. Pool lock held.
+ */
+#define FAR_TTFB_US 10000
+static bool far_store(const struct fetch_pool *p)
+{
+    return p->small_ttfb_us >= FAR_TTFB_US;
+}
+
+/* A small object's transfer that succeeded: its time to the first byte
+ * into the average (weight 1/8: a few dozen transfers move it). */
+static void note_small_ttfb(struct fetch_pool *p, CURL *easy)
+{
+    curl_off_t ttfb = 0;
+    if (curl_easy_getinfo(easy, CURLINFO_STARTTRANSFER_TIME_T, &ttfb) != CURLE_OK || ttfb <= 0)
+        return;
+    if (!p->small_ttfb_us)
+        p->small_ttfb_us = (uint64_t)ttfb;
+    else
+        p->small_ttfb_us = p->small_ttfb_us - p->small_ttfb_us / 8 + (uint64_t)ttfb / 8;
+}
+
 /* Starts the transfer of @j on @l; pool lock held (setup_get only formats). */
 static int start_transfer(struct fetch_pool *p, struct lane *l, struct fetch_job *j)
 {
@@ -441,6 +474,8 @@ static int start_transfer(struct fetch_pool *p, struct lane *l, struct fetch_job
         return fetch_error_set(&j->err, -ENOMEM, "cannot start a transfer");
     j->started = fetch_mono_us();
     j->lane = l;
+    j->units = j->max_len <= FETCH_SMALL_OBJECT && far_store(p) ? 1 : l->big_units;
+    l->units += j->units;
     q_push(&l->transfers, j);
     p->running++;
     p->st.requests++;
@@ -459,6 +494,7 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
     curl_multi_remove_handle(j->lane->multi, j->easy);
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &status);
     q_remove(&j->lane->transfers, j);
+    j->lane->units -= j->units;
     p->running--;
     record_latency(p, fetch_mono_us() - j->started);
     if (j->too_big) {
@@ -502,6 +538,8 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
         j->easy = NULL;
     }
     if (j->result == 0) {
+        if (j->max_len <= FETCH_SMALL_OBJECT && !j->resumed_from && j->easy)
+            note_small_ttfb(p, j->easy);
         to_decode(p, j);
         return;
     }
@@ -618,11 +656,13 @@ static void *curl_main(void *arg)
         hold = readers_waiting(p, fetch_mono_us(), &wake_ms);
         if (wake_ms >= 0 && wake_ms < timeout_ms)
             timeout_ms = (int)wake_ms;
-        /* a quarter of the slots stays free of hydration for readers */
+        /* a quarter of the slots stays free of hydration for readers (a
+         * transfer starts while a unit is free: a large one among small
+         * ones may go a few units over) */
         while (!p->stopping &&
-               ((l->transfers.n < slots &&
+               ((l->units < slots &&
                  (j = take_queued(p, true, FETCH_PRIO_DEMAND, FETCH_PRIO_READAHEAD))) ||
-                (!hold && l->transfers.n < slots - slots / 4 &&
+                (!hold && l->units < slots - slots / 4 &&
                  (j = take_queued(p, true, FETCH_PRIO_HYDRATE, FETCH_PRIO_HYDRATE))))) {
             int r = start_transfer(p, l, j);
             if (r < 0) {
@@ -646,6 +686,7 @@ static void *curl_main(void *arg)
         if (p->stopping) {
             /* abort what runs: completions see -ECANCELED */
             while ((j = q_pop(&l->transfers))) {
+                l->units -= j->units;
                 curl_multi_remove_handle(l->multi, j->easy);
                 if (j->paused) {
                     j->paused = false;
@@ -870,6 +911,8 @@ struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
     p->cfg = *cfg;
     if (!p->cfg.concurrency)
         p->cfg.concurrency = 16;
+    if (p->cfg.concurrency_small < p->cfg.concurrency)
+        p->cfg.concurrency_small = p->cfg.concurrency;
     if (!p->cfg.workers)
         p->cfg.workers = ncpu > 0 ? (unsigned)ncpu : 2;
     if (!p->cfg.backoff_ms)
@@ -895,7 +938,10 @@ struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
             struct lane *l = &p->lanes[i];
             l->p = p;
             /* the concurrency split evenly, the first lanes taking the rest */
-            l->slots = p->cfg.concurrency / p->nlanes + (i < p->cfg.concurrency % p->nlanes);
+            size_t big = p->cfg.concurrency / p->nlanes + (i < p->cfg.concurrency % p->nlanes);
+            l->slots =
+                p->cfg.concurrency_small / p->nlanes + (i < p->cfg.concurrency_small % p->nlanes);
+            l->big_units = (l->slots + big - 1) / big;
             if (!(l->multi = curl_multi_init()))
                 goto fail;
             curl_multi_setopt(l->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
@@ -1071,6 +1117,8 @@ void fetch_pool_get_stats(struct fetch_pool *p, struct fetch_pool_stats *ret)
         ret->queued[c] = p->prio[c].n;
     ret->inflight = p->running + p->retry.n;
     ret->decoding = p->decoding;
+    ret->small_ttfb_us = p->small_ttfb_us;
+    ret->small_limit = far_store(p) ? p->cfg.concurrency_small : p->cfg.concurrency;
     ret->active_store = fetch_mirrors_active(p->mirrors);
     ret->failovers = fetch_mirrors_failovers(p->mirrors);
     pthread_mutex_unlock(&p->lock);

@@ -30,6 +30,9 @@
 #include "mirrors.h"
 #include "store.h"
 
+/* Objects up to this size count as small (fetch_pool_config.concurrency_small). */
+#define FETCH_SMALL_OBJECT ((size_t)1 << 20)
+
 enum fetch_prio {
     FETCH_PRIO_DEMAND,    /* someone waits for it */
     FETCH_PRIO_READAHEAD, /* a sequential stream will want it soon */
@@ -39,9 +42,15 @@ enum fetch_prio {
 
 struct fetch_pool_config {
     unsigned concurrency; /* transfers in flight (remote stores); default 16 */
-    unsigned workers;     /* decode threads; default: online CPUs */
-    unsigned retries;     /* extra attempts per store; default 4 */
-    unsigned backoff_ms;  /* first retry delay, doubled each time, with jitter; default 100 */
+    /* transfers in flight when they are all of small objects (at most
+     * FETCH_SMALL_OBJECT bytes): a far store answers each request a round
+     * trip late, so small chunks need more of them in flight to fill its
+     * link; a large one counts as concurrency_small / concurrency small
+     * ones. 0: the same as concurrency (every transfer counts as one). */
+    unsigned concurrency_small;
+    unsigned workers;    /* decode threads; default: online CPUs */
+    unsigned retries;    /* extra attempts per store; default 4 */
+    unsigned backoff_ms; /* first retry delay, doubled each time, with jitter; default 100 */
     /* A job whose store is unavailable (connections refused, unreachable or
      * cut, answers 5xx or 429) is retried for at least this long after the
      * first of those failures, its attempts spent or not, at most
@@ -132,6 +141,11 @@ struct fetch_pool_stats {
     uint64_t latency_count;                  /* requests in the histogram */
     uint64_t latency_min_us, latency_max_us; /* of those requests */
     size_t active_store;                     /* index into the pool's mirrors */
+    /* small objects: moving average of their time to the first byte (µs;
+     * 0: none yet), and how many of their transfers may be in flight now
+     * (concurrency_small where that is 10 ms or more, else concurrency) */
+    uint64_t small_ttfb_us;
+    unsigned small_limit;
 };
 void fetch_pool_get_stats(struct fetch_pool *p, struct fetch_pool_stats *ret);
 /* Latency (µs) below which @pct percent of the requests finished, from @s's

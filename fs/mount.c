@@ -45,6 +45,7 @@
 #define DEFAULT_READAHEAD_KB 16384
 #define DEFAULT_READAHEAD 8
 #define DEFAULT_CONCURRENCY 16
+#define DEFAULT_CONCURRENCY_SMALL 64
 #define DEFAULT_RETRIES 4
 #define DEFAULT_STUCK_AFTER 30
 #define MAX_MIRRORS 8
@@ -101,7 +102,9 @@ static const char mount_usage[] =
     "                         readahead uses at most half of it\n"
     "      --threads N        chunk decode threads (default: number of CPUs)\n"
     "      --fetch-concurrency N  chunk transfers in flight (default 16, or\n"
-    "                         $LAZYIMG_FETCH_CONCURRENCY)\n"
+    "                         $LAZYIMG_FETCH_CONCURRENCY; without either, 64 of\n"
+    "                         chunks of 1 MiB or less from a store whose answers\n"
+    "                         take 10 ms or more to start)\n"
     "      --retries N        extra attempts per chunk and store after a server\n"
     "                         error, timeout, reset or damaged transfer (default 4)\n"
     "      --mirror STORE     another copy of STORE, tried in the order given when\n"
@@ -163,6 +166,7 @@ struct mount_opts {
     uint64_t index_keep; /* bytes of unused image indexes kept ($LAZYIMG_INDEX_KEEP) */
     const char *cache_dir;
     unsigned threads, concurrency, retries, readahead;
+    bool concurrency_given; /* --fetch-concurrency or its variable */
     unsigned readahead_kb;
     bool hydrate, no_profile, no_parts;
     unsigned profile_window;
@@ -347,6 +351,7 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
         case OPT_CONC:
             if (parse_count("--fetch-concurrency", optarg, 1, 256, &o->concurrency) < 0)
                 return 2;
+            o->concurrency_given = true;
             env_conc = NULL; /* the option wins */
             break;
         case OPT_RETRIES:
@@ -451,9 +456,11 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
             return 2;
         }
     }
-    if (env_conc && *env_conc &&
-        parse_count("LAZYIMG_FETCH_CONCURRENCY", env_conc, 1, 256, &o->concurrency) < 0)
-        return 2;
+    if (env_conc && *env_conc) {
+        if (parse_count("LAZYIMG_FETCH_CONCURRENCY", env_conc, 1, 256, &o->concurrency) < 0)
+            return 2;
+        o->concurrency_given = true;
+    }
     if (env_keep && *env_keep &&
         parse_min_size("LAZYIMG_INDEX_KEEP", env_keep, 0, "0", &o->index_keep) < 0)
         return 2;
@@ -1133,7 +1140,8 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
             goto fail;
         copts.dir = cache_dir;
         copts.budget = o->cache_size;
-        copts.max_open = cache_open_files(o->concurrency);
+        copts.max_open =
+            cache_open_files(o->concurrency_given ? o->concurrency : DEFAULT_CONCURRENCY_SMALL);
         /* chunks waiting for the disk writer are memory entries too: half of
          * --mem-cache for them (loaders wait beyond), half for readahead
          * (fs/read.c), so that neither evicts the other's */
@@ -1189,6 +1197,10 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
     cfg.direct_io = !o->page_cache;
     cfg.pool = (struct fetch_pool_config){
         .concurrency = o->concurrency,
+        /* small chunks (casync's) need more requests in flight to fill the
+         * link to a far store; a number given applies to every transfer (a
+         * server that takes few connections at once) */
+        .concurrency_small = o->concurrency_given ? o->concurrency : DEFAULT_CONCURRENCY_SMALL,
         .workers = o->threads,
         .retries = o->retries,
         /* a store unavailable is waited for as long as one that stalls */

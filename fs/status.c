@@ -98,6 +98,8 @@ static json_object *fetch_json(struct fs_status_rate *rt, const struct fetch_poo
     add_u64(o, "requests", ps->requests);
     add_u64(o, "retries", ps->retries);
     add_u64(o, "failovers", ps->failovers);
+    add_u64(o, "small_ttfb_us", ps->small_ttfb_us);
+    add_u64(o, "small_limit", ps->small_limit);
     add_u64(o, "errors", ps->failed);
     add_u64(o, "bytes", ps->bytes);
     add_double(o, "mb_per_s", rate, 2);

@@ -328,3 +328,44 @@ assert st["max_inflight"] == n, st["max_inflight"]' "$st" "$n" ||
     proxy_fault none
     lazyimg_umount "$M"
 done
+
+# --- by default, small chunks from a far store get more transfers in flight:
+# such a store answers each request a round trip late (here the proxy holds
+# every answer 0.3 s), and only more requests at once fill its link. Not
+# large chunks, not a store that answers at once (nginx on 127.0.0.1), not
+# with the option given.
+# 128 chunks of 64 KiB or 24 of 2 MiB, all wanted at once (the memory cache
+# is made large enough to hold them) ------------------------------------------
+make_image small.raw rand:8M 11
+make_image large.raw rand:48M 12
+mkpbs --chunk-size 64K --id 102 --time $T1 "$S" drive-scsi0.img=small.raw >/dev/null
+mkpbs --chunk-size 2M --id 103 --time $T1 "$S" drive-scsi0.img=large.raw >/dev/null
+for run in "far 102 small.raw" "far 103 large.raw" "far 102 small.raw --fetch-concurrency 16" \
+    "near 102 small.raw"; do
+    read -r where id raw opt <<<"$run"
+    # near: nginx itself (the proxy, in Python, takes tens of ms to answer
+    # 16 requests at once: for lazyimg it is far)
+    url=$PROXY_URL
+    [[ $where == near ]] && url=$NGINX_URL
+    # shellcheck disable=SC2086 # $opt: no option or one with its value
+    lazyimg_mount "$url" "$M" --no-cache --readahead 16 --mem-cache 256M $opt
+    [[ $where == far ]] && proxy_fault delay ms=300
+    proxy_reset
+    out=$(timeout $LIMIT cmp "$M/vm/$id/$T1/drive-scsi0.img" "$raw" 2>&1) ||
+        fail "$where store, $raw ${opt:-by default}: not byte-identical" "$out"
+    got=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["max_inflight"])' "$(proxy_stats)")
+    [[ $where == near ]] && got="(nginx: not counted)"
+    read -r ttfb limit < <(python3 -c 'import json, sys
+f = json.loads(sys.argv[1])["fetch"]; print(f["small_ttfb_us"], f["small_limit"])' \
+        "$("$LAZYIMG" status --json "$M")")
+    what="$where store, ${raw%.raw} chunks, ${opt:-defaults}: $got requests in flight at most (small objects: first byte after $((ttfb / 1000)).$(printf %03d $((ttfb % 1000))) ms on average, limit $limit)"
+    case $where-$raw${opt:+-given} in
+    far-small.raw) ((got > 32 && got <= 64 && limit == 64)) || fail "$what; expected 33-64, limit 64" ;;
+    far-large.raw) ((got == 16)) || fail "$what; expected 16" ;;
+    far-small.raw-given) ((got == 16 && limit == 16)) || fail "$what; expected 16" ;;
+    near-small.raw) ((limit == 16 && ttfb < 10000)) || fail "$what; expected limit 16" ;;
+    esac
+    ok "$what"
+    proxy_fault none
+    lazyimg_umount "$M"
+done
