@@ -1583,10 +1583,11 @@ static void writer_evict(struct cache_disk *c, struct wr_state *w)
     }
     /* Still past the budget: other daemons sharing the cache committed
      * while this one did (each checks the budget against what is committed,
-     * not against the others' batches). A burst of this process never gets
-     * here (its inserts are refused at the cap), so the excess is taken
-     * back at once, least recently used first, whatever its age: down to
-     * the budget, not to the low watermark. */
+     * not against the others' batches), or one with a smaller budget shares
+     * it. A burst of this process alone gets here only by what its files
+     * take beyond alloc_estimate() (its inserts are refused at the cap), so
+     * the excess is taken back at once, least recently used first, whatever
+     * its age: down to the budget, not to the low watermark. */
     if (c->total_alloc > c->budget)
         cache_dc_evict(c, c->budget, INT64_MAX, NULL);
     pthread_mutex_unlock(&c->db_lock);

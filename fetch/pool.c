@@ -108,6 +108,8 @@ struct lane {
 };
 
 #define LANES_MAX 2
+/* far_store()'s window of small transfers */
+#define TTFB_WINDOW 32
 
 struct fetch_pool {
     struct fetch_mirrors *mirrors; /* borrowed */
@@ -142,8 +144,10 @@ struct fetch_pool {
     _Atomic uint64_t received;
     uint64_t running;        /* transfers or local reads in progress */
     _Atomic unsigned paused; /* hydration transfers paused for readers (give_way) */
-    /* small objects' transfers: moving average (µs) of the time to their
-     * first byte, for far_store() */
+    /* small objects' transfers: their times to the first byte (µs), the
+     * last TTFB_WINDOW of them, and the least of those (far_store()) */
+    uint64_t ttfb[TTFB_WINDOW];
+    unsigned ttfb_n, ttfb_next;
     uint64_t small_ttfb_us;
     uint64_t decoding;
     unsigned rand_state;
@@ -414,29 +418,37 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 }
 
 /*
- * Whether transfers of small objects wait 10 ms or more for their first
- * byte (a moving average): a far store, answering each request a round trip
- * late, whose link only more of them in flight can fill
- * (fetch_pool_config.concurrency_small). On a LAN an answer comes within a
- * millisecond or two. Pool lock held.
+ * Whether even the quickest of the last TTFB_WINDOW transfers of small
+ * objects (at least TTFB_SAMPLES of them) waited 10 ms or more for its first
+ * byte: a far store, answering each request a round trip late, whose link
+ * only more of them in flight can fill (fetch_pool_config.concurrency_small).
+ * The least, not an average: a server's queue (or this thread's own delay)
+ * adds to some answers, not to all, unless the server is busy all along. On
+ * a LAN an answer starts within a millisecond or two. Pool lock held.
  */
 #define FAR_TTFB_US 10000
+#define TTFB_SAMPLES 8
 static bool far_store(const struct fetch_pool *p)
 {
-    return p->small_ttfb_us >= FAR_TTFB_US;
+    return p->ttfb_n >= TTFB_SAMPLES && p->small_ttfb_us >= FAR_TTFB_US;
 }
 
 /* A small object's transfer that succeeded: its time to the first byte
- * into the average (weight 1/8: a few dozen transfers move it). */
+ * into the window. */
 static void note_small_ttfb(struct fetch_pool *p, CURL *easy)
 {
     curl_off_t ttfb = 0;
+    uint64_t least = UINT64_MAX;
     if (curl_easy_getinfo(easy, CURLINFO_STARTTRANSFER_TIME_T, &ttfb) != CURLE_OK || ttfb <= 0)
         return;
-    if (!p->small_ttfb_us)
-        p->small_ttfb_us = (uint64_t)ttfb;
-    else
-        p->small_ttfb_us = p->small_ttfb_us - p->small_ttfb_us / 8 + (uint64_t)ttfb / 8;
+    p->ttfb[p->ttfb_next] = (uint64_t)ttfb;
+    p->ttfb_next = (p->ttfb_next + 1) % TTFB_WINDOW;
+    if (p->ttfb_n < TTFB_WINDOW)
+        p->ttfb_n++;
+    for (unsigned i = 0; i < p->ttfb_n; i++)
+        if (p->ttfb[i] < least)
+            least = p->ttfb[i];
+    p->small_ttfb_us = least;
 }
 
 /* Starts the transfer of @j on @l; pool lock held (setup_get only formats). */

@@ -43,10 +43,12 @@ enum fetch_prio {
 struct fetch_pool_config {
     unsigned concurrency; /* transfers in flight (remote stores); default 16 */
     /* transfers in flight when they are all of small objects (at most
-     * FETCH_SMALL_OBJECT bytes): a far store answers each request a round
-     * trip late, so small chunks need more of them in flight to fill its
-     * link; a large one counts as concurrency_small / concurrency small
-     * ones. 0: the same as concurrency (every transfer counts as one). */
+     * FETCH_SMALL_OBJECT bytes as stored) from a far store (the quickest of
+     * the last 32 answers started 10 ms late or more): such a store answers
+     * each request a round trip late, so small chunks need more of them in
+     * flight to fill its link; a large one counts as concurrency_small /
+     * concurrency small ones. 0: the same as concurrency (every transfer
+     * counts as one). */
     unsigned concurrency_small;
     unsigned workers;    /* decode threads; default: online CPUs */
     unsigned retries;    /* extra attempts per store; default 4 */
@@ -141,7 +143,7 @@ struct fetch_pool_stats {
     uint64_t latency_count;                  /* requests in the histogram */
     uint64_t latency_min_us, latency_max_us; /* of those requests */
     size_t active_store;                     /* index into the pool's mirrors */
-    /* small objects: moving average of their time to the first byte (µs;
+    /* small objects: the least time to the first byte of the last 32 (µs;
      * 0: none yet), and how many of their transfers may be in flight now
      * (concurrency_small where that is 10 ms or more, else concurrency) */
     uint64_t small_ttfb_us;

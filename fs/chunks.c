@@ -717,7 +717,7 @@ static void flight_done(void *arg, int r, fetch_data *data, const fetch_error *e
     if (*fp == f)
         *fp = f->next;
     w = f->waiters;
-    if (r == -ENOENT)
+    if (r == -ENOENT && !fetch_chunk_has_next_name(&f->ch, f->name))
         missing_note(c, f->ch.algo, f->ch.digest, err); /* before a want() can ask again */
     pthread_mutex_unlock(&c->flight_lock);
 

@@ -2969,8 +2969,9 @@ static void test_shared_overshoot(void **state)
     struct fx *f = *state;
     const size_t len = 64 * KIB;
     uint64_t a = alloc_of(f->dir, len);
+    /* minimum age 60 s; b commits only when synced: its three in one batch */
     struct cache_disk_options oa = {.store = "a", .budget = 4 * a},
-                              ob = {.store = "b", .budget = 4 * a}; /* minimum age 60 s */
+                              ob = {.store = "b", .budget = 4 * a, .flush_ms = 600000};
     struct cache_disk *ca = open_cache(f->dir, &oa), *cb = open_cache(f->dir, &ob);
     struct chunk ch[6];
     struct cache_disk_stats st;
