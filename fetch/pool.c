@@ -114,11 +114,6 @@ struct lane {
 struct fetch_pool {
     struct fetch_mirrors *mirrors; /* borrowed */
     size_t nstores;
-    /* per store: when its unavailable failures began (µs; 0: it answers),
-     * for every job alike: once it has been away for cfg.outage_ms, reads
-     * fail after their attempts again, until it answers (a guest booting
-     * from a store gone for good must not wait that long at every read) */
-    uint64_t *down_since;
     struct fetch_pool_config cfg;
     bool any_remote;
 
@@ -282,16 +277,21 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
     bool conn_failed = r == -ECONNREFUSED || r == -EHOSTUNREACH;
     bool unavailable = fetch_remote_unavailable(r);
     uint64_t now = fetch_mono_us();
+    struct fetch_store *s = fetch_mirrors_store(p->mirrors, j->store);
     bool outage;
 
+    if (unavailable) /* (a success ends it: note_success) */
+        fetch_store_note_answer(s, true, now);
     if (p->stopping || !fetch_remote_retryable(r))
         return false;
-    if (unavailable && !p->down_since[j->store])
-        p->down_since[j->store] = now;
-    /* still within the time a store unavailable is waited for, when no
-     * mirror is left to try (one that is would answer now) */
+    /* still within the time a store unavailable is waited for (the store's
+     * outage, begun by this job or by any request to it: once it has lasted
+     * cfg.outage_ms, reads fail after their attempts again until it answers;
+     * a guest booting from a store gone for good must not wait that long at
+     * every read), when no mirror is left to try (one that is would answer
+     * now) */
     outage = unavailable && j->stores_tried + 1 >= p->nstores &&
-             now - p->down_since[j->store] < (uint64_t)p->cfg.outage_ms * 1000u;
+             fetch_store_outage_young(s, now, p->cfg.outage_ms);
     if (j->range_refused) {
         /* the server sent the whole object when asked for the rest: at
          * once, from byte 0, and not counted as a failed attempt */
@@ -354,7 +354,7 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
 /* A job worked on store j->store: after a failover, it becomes the active store. */
 static void note_success(struct fetch_pool *p, struct fetch_job *j)
 {
-    p->down_since[j->store] = 0; /* it answers */
+    fetch_store_note_answer(fetch_mirrors_store(p->mirrors, j->store), false, 0); /* it answers */
     fetch_mirrors_worked(p->mirrors, j->store, j->stores_tried);
 }
 
@@ -916,10 +916,6 @@ struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
         return NULL;
     p->mirrors = mirrors;
     p->nstores = fetch_mirrors_count(mirrors);
-    if (!(p->down_since = calloc(p->nstores ? p->nstores : 1, sizeof(*p->down_since)))) {
-        free(p);
-        return NULL;
-    }
     p->cfg = *cfg;
     if (!p->cfg.concurrency)
         p->cfg.concurrency = 16;
@@ -1048,7 +1044,6 @@ void fetch_pool_free(struct fetch_pool *p)
             curl_multi_cleanup(p->lanes[i].multi);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->work);
-    free(p->down_since);
     free(p);
 }
 

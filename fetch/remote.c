@@ -368,16 +368,15 @@ struct fetch_easy_cache {
     pthread_mutex_t lock;
     CURL *idle[EASY_CACHE_MAX];
     size_t n;
-    /* the store's: when its unavailable failures began (µs, CLOCK_MONOTONIC;
-     * 0: it answers), shared by its requests (fetch_remote_perform) */
-    _Atomic uint64_t down_since;
+    struct fetch_store *owner; /* its outage is noted by every request */
 };
 
-struct fetch_easy_cache *fetch_easy_cache_new(void)
+struct fetch_easy_cache *fetch_easy_cache_new(struct fetch_store *owner)
 {
     struct fetch_easy_cache *ec = calloc(1, sizeof(*ec));
     if (!ec)
         return NULL;
+    ec->owner = owner;
     pthread_mutex_init(&ec->lock, NULL);
     return ec;
 }
@@ -622,7 +621,8 @@ static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, vo
                    struct fetch_response *ret, fetch_error *err)
 {
     unsigned delay_ms = 100, wait_ms = 0;
-    _Atomic uint64_t own_since = 0, *down_since = ec ? &ec->down_since : &own_since;
+    /* the store's outage; without a store, this request's */
+    struct fetch_store own = {0}, *store = ec && ec->owner ? ec->owner : &own;
     int r = -EIO;
 
     if (attempts == 0)
@@ -653,16 +653,12 @@ static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, vo
         busy = r == 0 && (resp.status == 429 || resp.status >= 500);
         unavailable = busy || fetch_remote_unavailable(r);
         now = fetch_mono_us();
-        if (!unavailable) {
-            atomic_store(down_since, 0);
-        } else {
-            uint64_t zero = 0;
-            atomic_compare_exchange_strong(down_since, &zero, now);
-        }
-        /* the store's outage, not this request's: once it has lasted
-         * outage_ms, requests fail after their attempts until it answers */
+        fetch_store_note_answer(store, unavailable, now);
+        /* the store's outage, not this request's (chunk fetches in the
+         * fetcher pool note it too): once it has lasted outage_ms, requests
+         * fail after their attempts until it answers */
         more = i + 1 < attempts || (transport_retries && unavailable && outage_ms > 0 &&
-                                    now - atomic_load(down_since) < (uint64_t)outage_ms * 1000u);
+                                    fetch_store_outage_young(store, now, (uint64_t)outage_ms));
         if (busy && more) {
             wait_ms = fetch_remote_retry_after_ms(easy, resp.status);
             easy_give(ec, easy, true);

@@ -56,9 +56,11 @@ int fetch_remote_global_init(fetch_error *err);
 int fetch_remote_easy_setup(CURL *easy, const struct fetch_remote_conf *c, const char *url,
                             fetch_error *err);
 
-/* A set of idle easy handles kept for their live connections; thread-safe. */
+/* A set of idle easy handles kept for their live connections, of store
+ * @owner (borrowed: it owns the cache), whose outage the requests through
+ * them note and obey (fetch_store_note_answer()); thread-safe. */
 struct fetch_easy_cache;
-struct fetch_easy_cache *fetch_easy_cache_new(void);
+struct fetch_easy_cache *fetch_easy_cache_new(struct fetch_store *owner);
 void fetch_easy_cache_free(struct fetch_easy_cache *ec);
 
 /* Configures an easy handle for one attempt (after fetch_remote_easy_setup's

@@ -8,8 +8,10 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 
@@ -66,7 +68,37 @@ struct fetch_store_ops {
 struct fetch_store {
     const struct fetch_store_ops *ops;
     char *location; /* as given by the user, for messages */
+    /* when its unavailable failures began (µs of CLOCK_MONOTONIC; 0: it
+     * answers): one outage for every request to it, index and blob loads
+     * (fetch/remote.c) and chunk fetches (fetch/pool.c) alike; see
+     * fetch_store_note_answer() */
+    _Atomic uint64_t down_since;
 };
+
+/*
+ * The outage of a store. Each answer (or failure to get one) is noted:
+ * @unavailable for a refused or reset connection, an unreachable host or a
+ * busy server (fetch_remote_unavailable(), 429, 5xx), which starts the
+ * outage if none has; anything else (data, a 404, a timeout) ends it.
+ */
+static inline void fetch_store_note_answer(struct fetch_store *s, bool unavailable, uint64_t now_us)
+{
+    uint64_t zero = 0;
+    if (!unavailable)
+        atomic_store(&s->down_since, 0);
+    else
+        atomic_compare_exchange_strong(&s->down_since, &zero, now_us);
+}
+
+/* Whether the store's outage, noted unavailable at @now_us, is younger than
+ * @outage_ms: requests are retried while it is (a restart is waited for),
+ * and fail after their own attempts once it is not. */
+static inline bool fetch_store_outage_young(const struct fetch_store *s, uint64_t now_us,
+                                            uint64_t outage_ms)
+{
+    uint64_t since = atomic_load(&s->down_since);
+    return since && now_us - since < outage_ms * 1000u;
+}
 
 /*
  * Opens a local directory store. Errors: -ENOENT (missing), -ENOTDIR, -EACCES.

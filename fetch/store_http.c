@@ -700,7 +700,7 @@ int fetch_http_open(const char *location, const struct fetch_remote_options *o, 
     r = parse_location(hs, location, err);
     if (r < 0)
         goto fail;
-    if (fetch_remote_conf_init(&hs->conf, o) < 0 || !(hs->ec = fetch_easy_cache_new())) {
+    if (fetch_remote_conf_init(&hs->conf, o) < 0 || !(hs->ec = fetch_easy_cache_new(&hs->base))) {
         r = fetch_error_set(err, -ENOMEM, "out of memory");
         goto fail;
     }

@@ -704,7 +704,7 @@ int fetch_s3_open(const char *location, const struct fetch_remote_options *o, bo
         fetch_error_prefix(err, r, "%s", ss->base.location);
         goto fail;
     }
-    if (fetch_remote_conf_init(&ss->conf, o) < 0 || !(ss->ec = fetch_easy_cache_new()) ||
+    if (fetch_remote_conf_init(&ss->conf, o) < 0 || !(ss->ec = fetch_easy_cache_new(&ss->base)) ||
         asprintf(&ss->sigv4, "aws:amz:%s:s3", region) < 0) {
         ss->sigv4 = NULL;
         r = fetch_error_set(err, -ENOMEM, "out of memory");

@@ -164,7 +164,20 @@ first=$MS
 timed_read "$M/$IMG" $((LAST - 131072)) 65536 gone2.out
 ((RC != 0)) && grep -q "Input/output error" gone2.out.err || fail "a store gone for good, the next read: no EIO" "$(cat gone2.out.err)"
 ((MS < 2000)) || fail "a store gone for good, the next read: EIO after $MS ms (the store's wait was over)"
-ok "a store that restarts for 3 s: a chunk's read and an image's open wait and succeed; one gone for good: EIO after $first ms, the next read after $MS ms"
+next=$MS
+# ... and for every kind of request: a blob never read by this mount (its
+# load is not the fetcher pool's) fails after its attempts too, without an
+# outage wait of its own (before: --fetch-timeout again, from its own first
+# refusal)
+t0=$(date +%s%N)
+rc=0
+cat "$M/vm/100/$T1/qemu-server.conf" >gone3.out 2>gone3.err || rc=$?
+MS=$((($(date +%s%N) - t0) / 1000000))
+((rc != 0)) && grep -q "Input/output error" gone3.err ||
+    fail "a store gone for good, a blob not read before: no EIO (exit $rc)" "$(cat gone3.err)"
+((MS < 2500)) ||
+    fail "a store gone for good, a blob not read before: EIO after $MS ms (a wait of its own for the outage the chunk reads had waited out)"
+ok "a store that restarts for 3 s: a chunk's read and an image's open wait and succeed; one gone for good: EIO after $first ms, the next read after $next ms, a blob's load after $MS ms"
 restart_nginx
 lazyimg_umount "$M"
 
