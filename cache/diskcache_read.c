@@ -275,13 +275,43 @@ static int rconn_for_lookup(struct cache_disk *c, struct dc_rconn **ret, bool *o
     return cache_dc_rconn_get(c, ret);
 }
 
-static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
-                        struct cache_disk_handle **ret)
+/* The columns of an index row that lookups use. */
+struct dc_row {
+    int64_t len, created, pack, base;
+};
+
+/* A handle for row @row, holding the block CRCs in column 1 of @st (the
+ * current row): 1, -EBADMSG for a row we did not write (bad lengths), or
+ * -ENOMEM. */
+static int row_handle(sqlite3_stmt *st, const struct dc_row *row, struct cache_disk_handle **ret)
+{
+    const void *crcs = sqlite3_column_blob(st, 1);
+    int crcs_len = sqlite3_column_bytes(st, 1);
+    struct cache_disk_handle *h;
+
+    if (row->len <= 0 || (uint64_t)row->len > CACHE_DISK_MAX_CHUNK || row->pack < 0 ||
+        row->base < 0 || !crcs ||
+        (uint64_t)crcs_len != (uint64_t)cache_dc_nblocks((uint64_t)row->len) * 4)
+        return -EBADMSG;
+    if (!(h = calloc(1, sizeof(*h) + (size_t)crcs_len)))
+        return -ENOMEM;
+    h->nblocks = cache_dc_nblocks((uint64_t)row->len);
+    for (uint32_t i = 0; i < h->nblocks; i++)
+        h->crcs[i] = cache_dc_get_le32((const uint8_t *)crcs + 4 * i);
+    *ret = h;
+    return 1;
+}
+
+/*
+ * The index's row for (@algo, @key), read on the batch's read connection or
+ * a pooled one: 1 with its columns in *@row, 0 when there is none, -errno.
+ * With @ret_h, also a handle holding its block CRCs (row_handle(): -EBADMSG
+ * for a row that is not one of ours, *@row filled all the same).
+ */
+static int index_row(struct cache_disk *c, unsigned algo, const uint8_t *key, struct dc_row *row,
+                     struct cache_disk_handle **ret_h)
 {
     struct dc_rconn *rc;
-    struct cache_disk_handle *h = NULL;
-    char path[DC_PATH_MAX];
-    int64_t len = 0, created = 0, pack = 0, base = 0;
     bool own;
     int r, step;
 
@@ -291,59 +321,58 @@ static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
     sqlite3_bind_blob(rc->lookup, 2, key, CACHE_KEY_LEN, SQLITE_STATIC);
     step = sqlite3_step(rc->lookup);
     if (step == SQLITE_ROW) {
-        const void *crcs = sqlite3_column_blob(rc->lookup, 1);
-        int crcs_len = sqlite3_column_bytes(rc->lookup, 1);
-        len = sqlite3_column_int64(rc->lookup, 0);
-        created = sqlite3_column_int64(rc->lookup, 2);
-        pack = sqlite3_column_int64(rc->lookup, 3);
-        base = sqlite3_column_int64(rc->lookup, 4);
-        if (len <= 0 || (uint64_t)len > CACHE_DISK_MAX_CHUNK || pack < 0 || base < 0 ||
-            (uint64_t)crcs_len != (uint64_t)cache_dc_nblocks((uint64_t)len) * 4 || !crcs) {
-            r = -EBADMSG; /* a row we did not write: drop it below */
-        } else if (!(h = calloc(1, sizeof(*h) + (size_t)crcs_len))) {
-            r = -ENOMEM;
-        } else {
-            h->nblocks = cache_dc_nblocks((uint64_t)len);
-            for (uint32_t i = 0; i < h->nblocks; i++)
-                h->crcs[i] = cache_dc_get_le32((const uint8_t *)crcs + 4 * i);
-            r = 1;
-        }
+        row->len = sqlite3_column_int64(rc->lookup, 0);
+        row->created = sqlite3_column_int64(rc->lookup, 2);
+        row->pack = sqlite3_column_int64(rc->lookup, 3);
+        row->base = sqlite3_column_int64(rc->lookup, 4);
+        r = ret_h ? row_handle(rc->lookup, row, ret_h) : 1;
     } else {
         r = step == SQLITE_DONE ? 0 : cache_dc_sql_errno(step);
     }
     sqlite3_reset(rc->lookup);
     if (own)
         cache_dc_rconn_put(c, rc);
+    return r;
+}
+
+static int lookup_index(struct cache_disk *c, unsigned algo, const uint8_t *key,
+                        struct cache_disk_handle **ret)
+{
+    struct cache_disk_handle *h = NULL;
+    char path[DC_PATH_MAX];
+    struct dc_row row = {0};
+    int r = index_row(c, algo, key, &row, &h);
+
     if (r == -EBADMSG) {
         atomic_fetch_add(&c->bad_entries, 1);
-        queue_drop(c, algo, key, created);
+        queue_drop(c, algo, key, row.created);
         return 0;
     }
     if (r <= 0)
         return r;
 
-    cache_dc_entry_path(algo, key, created, pack, path);
+    cache_dc_entry_path(algo, key, row.created, row.pack, path);
     if ((h->fd = open_entry_file(c, path)) < 0) {
         r = h->fd;
         free(h);
         if (r == -ELOOP || r == -EPERM || r == -EBADMSG) {
             /* a symbolic link or not a file of ours: never served */
             atomic_fetch_add(&c->bad_entries, 1);
-            queue_drop(c, algo, key, created);
+            queue_drop(c, algo, key, row.created);
             return 0;
         }
         if (r != -ENOENT)
             return r;
         /* evicted between the query and the open (then the drop finds a
          * newer row or none and does nothing), or removed by hand: a miss */
-        queue_drop(c, algo, key, created);
+        queue_drop(c, algo, key, row.created);
         return 0;
     }
     h->algo = (uint8_t)algo;
     memcpy(h->key, key, CACHE_KEY_LEN);
-    h->len = (uint64_t)len;
-    h->base = (uint64_t)base;
-    h->created = created;
+    h->len = (uint64_t)row.len;
+    h->base = (uint64_t)row.base;
+    h->created = row.created;
     *ret = h;
     return 1;
 }
@@ -448,29 +477,18 @@ int cache_disk_lookup(struct cache_disk *c, enum cache_algo algo, const uint8_t 
 int cache_disk_peek(struct cache_disk *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN],
                     uint64_t *ret_len)
 {
-    struct dc_rconn *rc;
-    bool own;
-    int r, step;
+    struct dc_row row;
+    int r;
 
     if (!cache_dc_algo_valid(algo) || cache_dc_drop_pending(c, algo, key))
         return 0;
-    if ((r = rconn_for_lookup(c, &rc, &own)) < 0)
+    if ((r = index_row(c, algo, key, &row, NULL)) <= 0)
         return r;
-    sqlite3_bind_int(rc->lookup, 1, (int)algo);
-    sqlite3_bind_blob(rc->lookup, 2, key, CACHE_KEY_LEN, SQLITE_STATIC);
-    step = sqlite3_step(rc->lookup);
-    if (step == SQLITE_ROW) {
-        int64_t len = sqlite3_column_int64(rc->lookup, 0);
-        r = len > 0 && (uint64_t)len <= CACHE_DISK_MAX_CHUNK;
-        if (r && ret_len)
-            *ret_len = (uint64_t)len;
-    } else {
-        r = step == SQLITE_DONE ? 0 : cache_dc_sql_errno(step);
-    }
-    sqlite3_reset(rc->lookup);
-    if (own)
-        cache_dc_rconn_put(c, rc);
-    return r;
+    if (row.len <= 0 || (uint64_t)row.len > CACHE_DISK_MAX_CHUNK)
+        return 0;
+    if (ret_len)
+        *ret_len = (uint64_t)row.len;
+    return 1;
 }
 
 size_t cache_disk_handle_len(const struct cache_disk_handle *h)
@@ -514,23 +532,10 @@ void cache_disk_release(struct cache_disk *c, struct cache_disk_handle *h)
  */
 static bool row_still_there(struct cache_disk *c, const struct cache_disk_handle *h)
 {
-    struct dc_rconn *rc;
-    bool own, there = true;
-    int step;
+    struct dc_row row;
+    int r = index_row(c, h->algo, h->key, &row, NULL);
 
-    if (rconn_for_lookup(c, &rc, &own) < 0)
-        return true;
-    sqlite3_bind_int(rc->lookup, 1, (int)h->algo);
-    sqlite3_bind_blob(rc->lookup, 2, h->key, CACHE_KEY_LEN, SQLITE_STATIC);
-    step = sqlite3_step(rc->lookup);
-    if (step == SQLITE_ROW)
-        there = sqlite3_column_int64(rc->lookup, 2) == h->created;
-    else if (step == SQLITE_DONE)
-        there = false;
-    sqlite3_reset(rc->lookup);
-    if (own)
-        cache_dc_rconn_put(c, rc);
-    return there;
+    return r < 0 || (r == 1 && row.created == h->created);
 }
 
 /*
