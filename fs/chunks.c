@@ -65,6 +65,8 @@ struct fs_chunks {
         disk_hints;
     atomic_uint_fast64_t enospc_seen, enospc_warned_at;
     atomic_uint_fast64_t errors_seen, errors_warned_at;
+    /* reads of cached chunks that failed (an I/O error of the cache's disk) */
+    atomic_uint_fast64_t disk_read_errors, read_errors_seen, read_errors_warned_at;
     atomic_uint_fast64_t not_cached; /* the disk writer stalled */
     atomic_uint_fast64_t missing_known;
     pthread_mutex_t flight_lock;
@@ -185,6 +187,8 @@ static const uint8_t *disk_digest(const struct fs_chunks *c, uint8_t algo, const
     return out;
 }
 
+static void note_disk_read_error(struct fs_chunks *c, int r);
+
 static void disk_load_one(struct fs_chunks *c, const struct disk_load *d)
 {
     uint8_t filed[32];
@@ -206,6 +210,7 @@ static void disk_load_one(struct fs_chunks *c, const struct disk_load *d)
     if (r < 0) {
         if (r == -EBADMSG)
             atomic_fetch_add(&c->disk_bad, 1); /* dropped: a reader fetches it */
+        note_disk_read_error(c, r);
         fetch_buf_free(buf);
         return;
     }
@@ -377,6 +382,27 @@ static bool time_to_warn(uint64_t now, atomic_uint_fast64_t *seen, atomic_uint_f
            atomic_compare_exchange_strong(warned_at, &last, (uint64_t)ts.tv_sec);
 }
 
+/*
+ * A read of a cached chunk that failed with @r (0: it did not): an error of
+ * the disk under the cache (EIO from a bad sector, a disk gone) is counted
+ * and said at most once a minute; the chunk is fetched from the store, and
+ * its entry stays (the next read tries it again: a disk that recovers serves
+ * it). A failed check (-EBADMSG, the entry dropped; -ESTALE) is counted as
+ * bad elsewhere, and ENOMEM is not the disk's.
+ */
+static void note_disk_read_error(struct fs_chunks *c, int r)
+{
+    uint64_t n;
+
+    if (r >= 0 || r == -EBADMSG || r == -ESTALE || r == -ENOMEM)
+        return;
+    n = atomic_fetch_add(&c->disk_read_errors, 1) + 1;
+    if (time_to_warn(n, &c->read_errors_seen, &c->read_errors_warned_at))
+        fs_warn("disk cache: reading a cached chunk failed: %s (%" PRIu64
+                " so far; those chunks are fetched from the store)",
+                strerror(-r), n);
+}
+
 /* Says, at most once a minute each, that chunks are not being cached because
  * the cache filesystem is full, or because writing them failed otherwise
  * (and how: a read-only filesystem, a damaged index); reads go on from the
@@ -480,6 +506,7 @@ static int read_disk(struct fs_chunks *c, const struct fetch_extent *e, uint32_t
     cache_disk_release(c->disk, h);
     if (r == -EBADMSG)
         atomic_fetch_add(&c->disk_bad, 1);
+    note_disk_read_error(c, r);
     if (r < 0)
         return 0; /* dropped or unreadable: fetch it from the store */
     atomic_fetch_add(&c->disk_hits, 1);
@@ -908,6 +935,7 @@ void fs_chunks_get_stats(struct fs_chunks *c, struct fs_chunks_stats *ret)
     ret->disk_loads = atomic_load(&c->disk_loads);
     ret->disk_hints = atomic_load(&c->disk_hints);
     ret->disk_bad = atomic_load(&c->disk_bad);
+    ret->disk_read_errors = atomic_load(&c->disk_read_errors);
     ret->not_cached = atomic_load(&c->not_cached);
     ret->missing_known = atomic_load(&c->missing_known);
     cache_mem_get_stats(c->mem, &ret->mem);

@@ -31,16 +31,17 @@ struct fetch_pbs_key;
 struct fs_chunks;
 
 struct fs_chunks_stats {
-    uint64_t loads;         /* chunks read from the store and verified */
-    uint64_t load_errors;   /* missing or corrupt */
-    uint64_t load_bytes;    /* plaintext bytes of loaded chunks */
-    uint64_t disk_hits;     /* reads answered from the disk cache */
-    uint64_t disk_loads;    /* chunks read ahead from the disk cache into memory */
-    uint64_t disk_hints;    /* cached chunks further on hinted to the kernel (small ones) */
-    uint64_t disk_bad;      /* disk cache entries that failed their check */
-    uint64_t not_cached;    /* loaded chunks the disk cache refused: its writer stalled */
-    uint64_t missing_known; /* wants answered "not found" without a request: the
-                             * stores did not have the chunk moments ago */
+    uint64_t loads;            /* chunks read from the store and verified */
+    uint64_t load_errors;      /* missing or corrupt */
+    uint64_t load_bytes;       /* plaintext bytes of loaded chunks */
+    uint64_t disk_hits;        /* reads answered from the disk cache */
+    uint64_t disk_loads;       /* chunks read ahead from the disk cache into memory */
+    uint64_t disk_hints;       /* cached chunks further on hinted to the kernel (small ones) */
+    uint64_t disk_bad;         /* disk cache entries that failed their check */
+    uint64_t disk_read_errors; /* reads of cached chunks that failed (EIO): fetched instead */
+    uint64_t not_cached;       /* loaded chunks the disk cache refused: its writer stalled */
+    uint64_t missing_known;    /* wants answered "not found" without a request: the
+                                * stores did not have the chunk moments ago */
     struct cache_mem_stats mem;
 };
 

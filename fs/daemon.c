@@ -346,11 +346,11 @@ void fs_daemon_report(struct fs_daemon *d)
         return;
     fs_chunks_get_stats(ctx->chunks, &st);
     fs_info("chunks loaded from the store %llu (%llu MiB), failed %llu; disk cache hits %llu, "
-            "bad %llu; memory hits %llu, evictions %llu",
+            "bad %llu, unreadable %llu; memory hits %llu, evictions %llu",
             (unsigned long long)st.loads, (unsigned long long)(st.load_bytes >> 20),
             (unsigned long long)st.load_errors, (unsigned long long)st.disk_hits,
-            (unsigned long long)st.disk_bad, (unsigned long long)st.mem.hits,
-            (unsigned long long)st.mem.evictions);
+            (unsigned long long)st.disk_bad, (unsigned long long)st.disk_read_errors,
+            (unsigned long long)st.mem.hits, (unsigned long long)st.mem.evictions);
     fs_info("fetch requests %llu, retries %llu, failovers %llu, latency p50 %llu us, "
             "p99 %llu us; active store %s",
             (unsigned long long)ps->requests, (unsigned long long)ps->retries,

@@ -496,6 +496,7 @@ static void errors_metrics(FILE *f, json_object *st)
         {"fetch", "fetch", "errors"},
         {"chunk_load", "cache", "load_errors"},
         {"disk_cache_bad_entry", "disk", "bad_entries"},
+        {"disk_cache_read", "disk", "read_errors"},
         {"disk_cache_enospc", "disk", "enospc"},
         {"disk_cache_not_handed_over", "disk", "not_handed_over"},
     };
@@ -513,7 +514,9 @@ static void errors_metrics(FILE *f, json_object *st)
             family(f, "errors_total", "counter",
                    "Errors by kind: read (reads answered with an error), fetch (store "
                    "requests that failed for good), chunk_load (chunks missing or corrupt), "
-                   "disk_cache_bad_entry, disk_cache_enospc, disk_cache_not_handed_over "
+                   "disk_cache_bad_entry, disk_cache_read (reads of cached chunks that failed; "
+                   "fetched from the store instead), disk_cache_enospc, "
+                   "disk_cache_not_handed_over "
                    "(loaded chunks the disk cache's writer did not take).");
         any = true;
         sample(f, "errors_total", "kind", kinds[i].kind, v);

@@ -168,6 +168,7 @@ static json_object *cache_json(const struct fs_ctx *ctx)
             add_u64(d, "insert_waits", ds.insert_waits);
             add_u64(d, "evictions", ds.evictions);
             add_u64(d, "bad_entries", ds.bad_entries);
+            add_u64(d, "read_errors", st.disk_read_errors);
             add_u64(d, "enospc", ds.enospc);
             add_u64(d, "over_budget", ds.over_budget);
             add_u64(d, "insert_errors", ds.insert_errors);

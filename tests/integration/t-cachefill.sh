@@ -4,7 +4,8 @@
 # than the budget every data chunk is in the cache, each fetched once, even
 # when the cache disk stalls for longer than a chunk takes to load (loaders
 # wait for the writer; nothing is dropped silently), and that a warm
-# sequential read is read ahead from the cache into memory.
+# sequential read is read ahead from the cache into memory; a cache disk
+# whose reads fail with EIO costs fetches from the store, never a read.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -218,4 +219,30 @@ expect_eq "outrun loaders: nothing loaded from the store" 0 "$(json_field "$st" 
 ((n + (direct + 3) / 4 <= DATA_CHUNKS + 2)) ||
     fail "outrun loaders: $n chunks loaded ahead and $direct MiB read by the reader itself, for $DATA_CHUNKS data chunks: chunks were read twice"
 ok "outrun loaders: $n chunks loaded ahead, $direct MiB read by the reader itself, for $DATA_CHUNKS data chunks"
+lazyimg_umount "$M"
+
+# --- a cache disk whose reads fail (EIO: a bad sector under the cache files) ---
+# (the daemon said nothing and counted nothing before; the chunks came from
+# the store all the same): every chunk is fetched from the store instead,
+# the reads are right, the daemon says so once and counts the failures, and
+# the entries stay: without the fault the same cache serves every chunk
+[[ -f ${FAILREAD:-} ]] || fail "FAILREAD (the failing-read shim) is not set"
+lazyimg_mount_fg "$S" "$M" failread.log env LD_PRELOAD="$FAILREAD" \
+    FAILREAD_MATCH="$W/cache1/data/:$W/cache1/packs/" \
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" -- --cache-dir "$W/cache1"
+cmp "$IMG" a.raw || fail "a cache disk whose reads fail: the read differs from the source"
+st=$("$LAZYIMG" status --json "$M") || fail "failing cache disk: lazyimg status failed" "$st"
+errors=$(json_field "$st" cache disk read_errors)
+loads=$(json_field "$st" cache loads)
+((errors > 0)) || fail "failing cache disk: status counts no failed read (cache.disk.read_errors $errors)"
+expect_eq "failing cache disk: every data chunk fetched from the store" "$DATA_CHUNKS" "$loads"
+grep -q "disk cache: reading a cached chunk failed: Input/output error" failread.log ||
+    fail "failing cache disk: the daemon does not say that reads of the cache fail" "$(cat failread.log)"
+expect_eq "failing cache disk: the entries stay" "$DATA_CHUNKS" "$(json_field "$st" cache disk entries)"
+lazyimg_umount "$M"
+lazyimg_mount "$S" "$M" --cache-dir "$W/cache1"
+cmp "$IMG" a.raw || fail "the cache disk healed: the read differs from the source"
+st=$("$LAZYIMG" status --json "$M") || fail "healed cache disk: lazyimg status failed" "$st"
+expect_eq "healed cache disk: nothing fetched from the store" 0 "$(json_field "$st" cache loads)"
+ok "a cache disk whose reads fail with EIO: the image reads right, $loads chunks fetched from the store, $errors failed reads counted and said; healed, every chunk comes from the cache again"
 lazyimg_umount "$M"

@@ -150,7 +150,7 @@ lbl="{image=\"$IMG\"}"
 expect_eq "one image loaded" 1 "$(val m2.json lazyimg_images_loaded)"
 expect_eq "lazyimg_image_size_bytes$lbl" "$size" "$(val m2.json "lazyimg_image_size_bytes$lbl")"
 expect_eq "lazyimg_image_data_bytes$lbl" "$data_bytes" "$(val m2.json "lazyimg_image_data_bytes$lbl")"
-for k in read fetch chunk_load disk_cache_bad_entry disk_cache_enospc; do
+for k in read fetch chunk_load disk_cache_bad_entry disk_cache_read disk_cache_enospc; do
     expect_eq "lazyimg_errors_total{kind=\"$k\"} is 0" 0 "$(val m2.json "lazyimg_errors_total{kind=\"$k\"}")"
 done
 
