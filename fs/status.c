@@ -245,12 +245,16 @@ static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd
         return NULL;
     if (ctx->disk) {
         /* a peek: a status poller must not make every chunk "recently used"
-         * (then nothing is evictable and new chunks are not cached) */
+         * (then nothing is evictable and new chunks are not cached); in one
+         * read transaction (each lookup in its own took a lock and released
+         * it: 76 ms of the daemon's CPU per status of a 1 GiB casync image) */
+        fs_chunks_batch_begin(ctx->chunks);
         for (size_t i = 0; i < img->count; i++) {
             const struct fetch_extent *e = &img->extents[i];
             if (fs_chunks_peek_disk(ctx->chunks, e))
                 cached += e->length;
         }
+        fs_chunks_batch_end(ctx->chunks);
     }
     fs_node_path(n, path, sizeof(path));
     json_object_object_add(o, "path", json_object_new_string(path));
