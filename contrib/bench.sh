@@ -346,21 +346,28 @@ p, a = h.get("blocks_paired", 0), h.get("blocks_alone", 0)
 pairs = "%.0f%%" % (100.0 * p / (p + a)) if h.get("engine") == "sha-ni" and p + a else h.get("engine", "?")
 print(c["loads"], d.get("inserts", 0), d.get("insert_skipped", 0), d.get("sqlite_writes", 0), pairs)'
 }
-# settle N: until N chunks (the image's distinct data chunks) are inserted or
-# skipped, or nothing changes for 3 s (at most 60 s); prints the status line and
-# the seconds waited
+# settle DIR N: until cache directory DIR holds N entries (the image's distinct
+# data chunks), or nothing changes for 3 s (at most 60 s); prints the entries
+# and the seconds waited. Counted in the cache's index through a read-only
+# SQLite connection (index_rows): a status call would cost the daemon CPU that
+# its figure would count, and `lazyimg cache stats` writes to the index.
 settle() {
-  local st last="" since=$EPOCHREALTIME t0=$EPOCHREALTIME i s
+  local e last="" since=$EPOCHREALTIME t0=$EPOCHREALTIME
   while :; do
-    st=$(status)
-    read -r _ i s _ <<<"$st"
-    [ $((i + s)) -ge "$1" ] && break
-    [ "$st" != "$last" ] && since=$EPOCHREALTIME
-    last=$st
+    e=$(index_rows "$1")
+    [ "$e" -ge "$2" ] && break
+    [ "$e" != "$last" ] && since=$EPOCHREALTIME
+    last=$e
     awk -v a="$since" -v b="$t0" -v n="$EPOCHREALTIME" 'BEGIN {exit !(n - a >= 3 || n - b >= 60)}' && break
     sleep 0.1
   done
-  echo "$st $(secs "$t0" "$EPOCHREALTIME")"
+  echo "$e $(secs "$t0" "$EPOCHREALTIME")"
+}
+# index_rows DIR: the rows of DIR's cache index (0 if it cannot be read)
+index_rows() {
+  python3 -c 'import sqlite3, sys
+db = sqlite3.connect("file:%s/index.sqlite?mode=ro" % sys.argv[1], uri=True, timeout=5)
+print(db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])' "$1" 2>/dev/null || echo 0
 }
 cache_entries() {
   "$LZ" cache stats --json --cache-dir "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["entries"])'
@@ -386,19 +393,22 @@ lz() {
   cat "$MNT/$img" >/dev/null
   t1=$EPOCHREALTIME
   t=$(secs "$t0" "$t1")
+  if [ "$mode" = fill ]; then
+    add "$name.inserts_end" "$(index_rows "$cache")"
+    add "$name.settle" "$(settle "$cache" "$n" | cut -d' ' -f2)"
+  fi
+  # the daemon's CPU for the read (and, filling, for caching all of it), before
+  # any status call
+  cpu=$(cpu_ticks)
+  rss=$(vmhwm_kb)
   st=$(status)
   add "$name.pairs" "$(echo "$st" | cut -d' ' -f5)"
   if [ "$mode" = fill ]; then
-    add "$name.inserts_end" "$(echo "$st" | cut -d' ' -f2)"
-    st=$(settle "$n")
     add "$name.inserts" "$(echo "$st" | cut -d' ' -f2)"
     add "$name.skipped" "$(echo "$st" | cut -d' ' -f3)"
     add "$name.sql" "$(echo "$st" | cut -d' ' -f4)"
-    add "$name.settle" "$(echo "$st" | cut -d' ' -f6)"
   fi
   add "$name.loads" "$(echo "$st" | cut -d' ' -f1)"
-  cpu=$(cpu_ticks)
-  rss=$(vmhwm_kb)
   umount_wait
   add "$name.mbps" "$(mbps $DATA "$t")"
   add "$name.logical" "$(mbps $SIZE "$t")"
@@ -645,7 +655,7 @@ r2() { fmt %.2f "$1"; }
     "($N_CAS_ALL chunks, $N_CAS distinct data chunks)"
   echo "HTTP: nginx on 127.0.0.1; store files in the page cache for every cold read; each lazyimg figure from a fresh mount" \
     "with default options (--no-cache or --cache-dir only), read by cat; $RUNS runs: median, min–max"
-  echo "MB/s of data = $((DATA >> 20)) MiB / time; CPU = daemon utime+stime per GiB of data; RSS = daemon VmHWM (highest run)"
+  echo "MB/s of data = $((DATA >> 20)) MiB / time; CPU = daemon utime+stime per GiB of data, taken before any status call (cache filling: once every chunk is in the cache index); RSS = daemon VmHWM (highest run)"
   echo "the disk holding $W (store files and caches): $(disk_of "$W")"
   if [ -n "$HTTP_CUBIC" ]; then
     echo "TCP congestion control: $TCP_CC (Debian's default is cubic; bbr paces nginx's sends with timers, which over loopback run on the CPUs the daemon uses too); rows \"nginx on cubic\" (context) read from a second nginx whose connections use cubic"
@@ -750,8 +760,8 @@ r2() { fmt %.2f "$1"; }
   echo "per run:"
   for w in local:local http:HTTP "cas:casync 64K"; do
     k=${w%%:*}
-    echo "- ${w#*:}, cold cache filling: $(runs_of "$k.fill.inserts_end") chunks inserted when the read ended;" \
-      "after waiting $(runs_of "$k.fill.settle" %.1f) s: $(runs_of "$k.fill.inserts") inserted, $(runs_of "$k.fill.skipped") skipped;" \
+    echo "- ${w#*:}, cold cache filling: $(runs_of "$k.fill.inserts_end") chunks in the cache's index when the read ended;" \
+      "after waiting $(runs_of "$k.fill.settle" %.1f) s: $(runs_of "$k.fill.inserts") inserted, $(runs_of "$k.fill.skipped") skipped (status --json);" \
       "SQLite write transactions $(runs_of "$k.fill.sql") (status --json), $(runs_of "$k.fill.sql_exit") (daemon log at exit);" \
       "chunks loaded by --no-cache reads: $(runs_of "$k.nocache.loads")"
   done

@@ -280,8 +280,10 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
     struct fetch_store *s = fetch_mirrors_store(p->mirrors, j->store);
     bool outage;
 
-    if (unavailable) /* (a success ends it: note_success) */
-        fetch_store_note_answer(s, true, now);
+    /* the store's outage: begun, or ended by its answer "not found" (a
+     * success ends it too: note_success) */
+    if (unavailable || r == -ENOENT)
+        fetch_store_note_answer(s, unavailable, now);
     if (p->stopping || !fetch_remote_retryable(r))
         return false;
     /* still within the time a store unavailable is waited for (the store's

@@ -653,7 +653,8 @@ static int perform(struct fetch_easy_cache *ec, fetch_request_setup_fn setup, vo
         busy = r == 0 && (resp.status == 429 || resp.status >= 500);
         unavailable = busy || fetch_remote_unavailable(r);
         now = fetch_mono_us();
-        fetch_store_note_answer(store, unavailable, now);
+        if (unavailable || r == 0) /* (r == 0: an HTTP answer, a 404 too) */
+            fetch_store_note_answer(store, unavailable, now);
         /* the store's outage, not this request's (chunk fetches in the
          * fetcher pool note it too): once it has lasted outage_ms, requests
          * fail after their attempts until it answers */

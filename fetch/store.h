@@ -76,10 +76,11 @@ struct fetch_store {
 };
 
 /*
- * The outage of a store. Each answer (or failure to get one) is noted:
- * @unavailable for a refused or reset connection, an unreachable host or a
- * busy server (fetch_remote_unavailable(), 429, 5xx), which starts the
- * outage if none has; anything else (data, a 404, a timeout) ends it.
+ * The outage of a store: noted @unavailable for a refused or reset
+ * connection, an unreachable host or a busy server (fetch_remote_unavailable(),
+ * 429, 5xx), which starts it if none has begun; noted not unavailable for an
+ * answer of the store (data, a 404), which ends it. A failure that says
+ * nothing about the store either way (a timeout, a local error) is not noted.
  */
 static inline void fetch_store_note_answer(struct fetch_store *s, bool unavailable, uint64_t now_us)
 {
@@ -97,7 +98,8 @@ static inline bool fetch_store_outage_young(const struct fetch_store *s, uint64_
                                             uint64_t outage_ms)
 {
     uint64_t since = atomic_load(&s->down_since);
-    return since && now_us - since < outage_ms * 1000u;
+    /* (begun by another thread after @now_us was read: it has just begun) */
+    return since && (since >= now_us || now_us - since < outage_ms * 1000u);
 }
 
 /*

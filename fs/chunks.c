@@ -384,17 +384,18 @@ static bool time_to_warn(uint64_t now, atomic_uint_fast64_t *seen, atomic_uint_f
 
 /*
  * A read of a cached chunk that failed with @r (0: it did not): an error of
- * the disk under the cache (EIO from a bad sector, a disk gone) is counted
+ * the disk under the cache (EIO from a bad sector under an entry) is counted
  * and said at most once a minute; the chunk is fetched from the store, and
  * its entry stays (the next read tries it again: a disk that recovers serves
  * it). A failed check (-EBADMSG, the entry dropped; -ESTALE) is counted as
- * bad elsewhere, and ENOMEM is not the disk's.
+ * bad elsewhere; ENOMEM and EINVAL (a range outside the entry) are not the
+ * disk's.
  */
 static void note_disk_read_error(struct fs_chunks *c, int r)
 {
     uint64_t n;
 
-    if (r >= 0 || r == -EBADMSG || r == -ESTALE || r == -ENOMEM)
+    if (r >= 0 || r == -EBADMSG || r == -ESTALE || r == -ENOMEM || r == -EINVAL)
         return;
     n = atomic_fetch_add(&c->disk_read_errors, 1) + 1;
     if (time_to_warn(n, &c->read_errors_seen, &c->read_errors_warned_at))

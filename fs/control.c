@@ -473,6 +473,7 @@ int fs_control_start(struct fs_ctx *ctx, struct fs_hydrator *hyd, const char *mo
         goto fail;
     if ((r = -pthread_create(&c->thread, NULL, control_thread, c)) < 0)
         goto fail;
+    (void)pthread_setname_np(c->thread, "lz-control"); /* top -H, tests */
     fs_debug("control socket %s", c->path);
     *ret = c;
     return 0;

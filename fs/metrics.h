@@ -105,7 +105,7 @@ void fs_metrics_free(struct fs_metrics *m);
  *   image_indexes_bytes, image_indexes_unused_bytes,
  *   image_index_loads_total, image_index_evictions_total   fs/tree.h
  *   errors_total{kind=read|fetch|chunk_load|disk_cache_bad_entry|
- *                disk_cache_enospc|disk_cache_not_handed_over}
+ *                disk_cache_read|disk_cache_enospc|disk_cache_not_handed_over}
  *   images_loaded, images_data_bytes, images_cached_bytes   over the images
  *                                              whose index is in memory
  *   image_size_bytes{image}, image_data_bytes{image}, image_cached_bytes{image}

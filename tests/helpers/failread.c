@@ -4,7 +4,8 @@
  * pread(), preadv() and preadv2() (and their 64-bit names) of a file whose path contains
  * one of the ':'-separated strings in $FAILREAD_MATCH fail with EIO, as a
  * bad sector under a cache file does; other files read as usual (the cache's
- * SQLite index among them, when it is not matched).
+ * SQLite index among them, when it is not matched). Paths are compared as
+ * the kernel shows them (/proc/self/fd): give real paths, without ':'.
  */
 /* pread and pread64 both defined here: not the one redirected to the other */
 #undef _FILE_OFFSET_BITS
@@ -45,72 +46,67 @@ static int fails(int fd)
     return 0;
 }
 
-typedef ssize_t (*pread_fn)(int, void *, size_t, off64_t);
-typedef ssize_t (*preadv_fn)(int, const struct iovec *, int, off64_t);
-typedef ssize_t (*preadv2_fn)(int, const struct iovec *, int, off64_t, int);
+typedef ssize_t (*pread_fn)(int, void *, size_t, off_t);
+typedef ssize_t (*pread64_fn)(int, void *, size_t, off64_t);
+typedef ssize_t (*preadv_fn)(int, const struct iovec *, int, off_t);
+typedef ssize_t (*preadv64_fn)(int, const struct iovec *, int, off64_t);
+typedef ssize_t (*preadv2_fn)(int, const struct iovec *, int, off_t, int);
+typedef ssize_t (*preadv64v2_fn)(int, const struct iovec *, int, off64_t, int);
 
-/* The next definition of @name, looked up once. */
-#define REAL(fn_type, name) \
-    static fn_type real; \
-    if (!real) \
-        real = (fn_type)dlsym(RTLD_NEXT, name)
+/* the next definitions, looked up before any thread runs */
+static pread_fn real_pread;
+static pread64_fn real_pread64;
+static preadv_fn real_preadv;
+static preadv64_fn real_preadv64;
+static preadv2_fn real_preadv2;
+static preadv64v2_fn real_preadv64v2;
+
+__attribute__((constructor)) static void init(void)
+{
+    real_pread = (pread_fn)dlsym(RTLD_NEXT, "pread");
+    real_pread64 = (pread64_fn)dlsym(RTLD_NEXT, "pread64");
+    real_preadv = (preadv_fn)dlsym(RTLD_NEXT, "preadv");
+    real_preadv64 = (preadv64_fn)dlsym(RTLD_NEXT, "preadv64");
+    real_preadv2 = (preadv2_fn)dlsym(RTLD_NEXT, "preadv2");
+    real_preadv64v2 = (preadv64v2_fn)dlsym(RTLD_NEXT, "preadv64v2");
+}
+
+/* EIO where @fd is to fail, else the real call */
+#define FAIL_OR(call)                                                                              \
+    do {                                                                                           \
+        if (fails(fd)) {                                                                           \
+            errno = EIO;                                                                           \
+            return -1;                                                                             \
+        }                                                                                          \
+        return call;                                                                               \
+    } while (0)
 
 ssize_t pread(int fd, void *buf, size_t len, off_t off)
 {
-    REAL(pread_fn, "pread");
-    if (fails(fd)) {
-        errno = EIO;
-        return -1;
-    }
-    return real(fd, buf, len, off);
+    FAIL_OR(real_pread(fd, buf, len, off));
 }
 
 ssize_t pread64(int fd, void *buf, size_t len, off64_t off)
 {
-    REAL(pread_fn, "pread64");
-    if (fails(fd)) {
-        errno = EIO;
-        return -1;
-    }
-    return real(fd, buf, len, off);
+    FAIL_OR(real_pread64(fd, buf, len, off));
 }
 
 ssize_t preadv(int fd, const struct iovec *iov, int n, off_t off)
 {
-    REAL(preadv_fn, "preadv");
-    if (fails(fd)) {
-        errno = EIO;
-        return -1;
-    }
-    return real(fd, iov, n, off);
+    FAIL_OR(real_preadv(fd, iov, n, off));
 }
 
 ssize_t preadv64(int fd, const struct iovec *iov, int n, off64_t off)
 {
-    REAL(preadv_fn, "preadv64");
-    if (fails(fd)) {
-        errno = EIO;
-        return -1;
-    }
-    return real(fd, iov, n, off);
+    FAIL_OR(real_preadv64(fd, iov, n, off));
 }
 
 ssize_t preadv2(int fd, const struct iovec *iov, int n, off_t off, int flags)
 {
-    REAL(preadv2_fn, "preadv2");
-    if (fails(fd)) {
-        errno = EIO;
-        return -1;
-    }
-    return real(fd, iov, n, off, flags);
+    FAIL_OR(real_preadv2(fd, iov, n, off, flags));
 }
 
 ssize_t preadv64v2(int fd, const struct iovec *iov, int n, off64_t off, int flags)
 {
-    REAL(preadv2_fn, "preadv64v2");
-    if (fails(fd)) {
-        errno = EIO;
-        return -1;
-    }
-    return real(fd, iov, n, off, flags);
+    FAIL_OR(real_preadv64v2(fd, iov, n, off, flags));
 }

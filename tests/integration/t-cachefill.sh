@@ -250,16 +250,22 @@ ok "a cache disk whose reads fail with EIO: the image reads right, $loads chunks
 # --- lazyimg status looks an image's chunks up in one SQLite read transaction ---
 # (one transaction per chunk took a lock and released it each time: 76 ms of
 # the daemon's CPU per status call of a 1 GiB casync image; fcntl() locks
-# counted with strace while one status call runs)
+# of the control thread, which answers it, counted with strace)
 "$LAZYIMG" status --json "$M" >/dev/null # the image's index is loaded
-strace -f -qq -e trace=fcntl -o status.trace -p "$MOUNT_PID" &
+ctl=""
+for t in /proc/"$MOUNT_PID"/task/*; do
+    [[ $(cat "$t/comm") == lz-control ]] && ctl=${t##*/}
+done
+[[ -n $ctl ]] || fail "the daemon has no thread named lz-control (the control socket's)"
+strace -qq -e trace=fcntl -o status.trace -p "$ctl" &
 STRACE_PID=$!
 T_PIDS+=("$STRACE_PID")
 for _ in $(seq 100); do
-    grep -q "^TracerPid:[[:space:]]*$STRACE_PID$" /proc/"$MOUNT_PID"/status && break
+    grep -q "^TracerPid:[[:space:]]*$STRACE_PID$" /proc/"$MOUNT_PID"/task/"$ctl"/status && break
     sleep 0.05
 done
-sleep 0.2 # every thread attached
+grep -q "^TracerPid:[[:space:]]*$STRACE_PID$" /proc/"$MOUNT_PID"/task/"$ctl"/status ||
+    fail "strace could not attach to the daemon's control thread (ptrace restricted?)"
 "$LAZYIMG" status --json "$M" >status.json || fail "status under strace failed"
 sleep 0.2
 kill "$STRACE_PID"
@@ -267,6 +273,7 @@ wait "$STRACE_PID" 2>/dev/null || true
 locks=$(grep -c F_SETLK status.trace || true)
 expect_eq "status under strace: the image fully cached" 100.0 \
     "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["images"][0]["hydrated_pct"])' status.json)"
+((locks > 0)) || fail "lazyimg status: strace saw no fcntl() lock on the control thread (the test sees nothing)"
 ((locks < DATA_CHUNKS)) ||
     fail "lazyimg status took $locks fcntl() locks for an image of $DATA_CHUNKS data chunks (one read transaction per chunk)"
 ok "lazyimg status of an image of $DATA_CHUNKS cached data chunks: $locks fcntl() locks (one read transaction)"
