@@ -661,6 +661,31 @@ static void s3_key_mapping(void **state)
     }
 }
 
+/* ---- a store's outage (fetch/store.h) ---- */
+
+static void store_outage(void **state)
+{
+    struct fetch_store s = {0};
+    (void)state;
+    assert_false(fetch_store_outage_young(&s, 1000000, 1000)); /* none */
+    fetch_store_note_answer(&s, true, 1000000);                /* begins at 1 s */
+    assert_true(fetch_store_outage_young(&s, 1500000, 1000));
+    assert_false(fetch_store_outage_young(&s, 2000000, 1000)); /* lasted 1 s: over */
+    /* a later failure does not begin it again */
+    fetch_store_note_answer(&s, true, 3000000);
+    assert_false(fetch_store_outage_young(&s, 3000000, 1000));
+    /* a thread that read the clock before another began it: just begun
+     * (the unsigned difference wrapped: "over" at once) */
+    fetch_store_note_answer(&s, false, 0);
+    fetch_store_note_answer(&s, true, 4000000);
+    assert_true(fetch_store_outage_young(&s, 3999000, 1000));
+    /* the store's answer ends it; the next failure begins another */
+    fetch_store_note_answer(&s, false, 0);
+    assert_false(fetch_store_outage_young(&s, 4100000, 1000));
+    fetch_store_note_answer(&s, true, 9000000);
+    assert_true(fetch_store_outage_young(&s, 9999000, 1000));
+}
+
 /* ---- result mapping ---- */
 
 static void result_mapping(void **state)
@@ -1168,6 +1193,7 @@ int main(void)
         cmocka_unit_test(s3_errors),
         cmocka_unit_test(s3_credentials),
         cmocka_unit_test(s3_key_mapping),
+        cmocka_unit_test(store_outage),
         cmocka_unit_test(result_mapping),
         cmocka_unit_test(sigv4_aws_example),
         cmocka_unit_test(http_store_transfers),
