@@ -54,7 +54,7 @@ enum {
     "      --s3-credentials-file FILE  AWS credentials file, profile [default] or\n"               \
     "                         $AWS_PROFILE; otherwise $AWS_ACCESS_KEY_ID,\n"                       \
     "                         $AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN, then\n"                  \
-    "                         ~/.aws/credentials\n"                                                \
+    "                         $AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials\n"                \
     "      --connect-timeout SECONDS  per connection attempt (default 10)\n"                       \
     "      --fetch-timeout SECONDS    abandon (and retry) a request that moves\n"                  \
     "                         less than 1 KiB/s for this long (default 60); a\n"                   \

@@ -96,8 +96,8 @@ for p in ["2. cached chunks after the cold cache-filling read", "2. cached chunk
 assert "chunks loaded by warm reads (expected 0): local 0 (page cache dropped), 0 (warm); HTTP 0, 0" in text, "warm loads"
 # the fill runs' per-run figures, each in its place (fields of one status line)
 for what in ("local", "HTTP", "casync 64K"):
-    assert re.search(r"^- " + what + r", cold cache filling: [0-9]+ chunks inserted when the read ended; "
-                     r"after waiting [0-9]+\.[0-9] s: [0-9]+ inserted, [0-9]+ skipped; "
+    assert re.search(r"^- " + what + r", cold cache filling: [0-9]+ chunks in the cache's index when the read ended; "
+                     r"after waiting [0-9]+\.[0-9] s: [0-9]+ inserted, [0-9]+ skipped \(status --json\); "
                      r"SQLite write transactions [0-9]+ \(status --json\), [0-9]+ \(daemon log at exit\); "
                      r"chunks loaded by --no-cache reads: [0-9]+$", text, re.M), what
 # target 1: every pair's ratio, and each store's verdict on the median of them

@@ -27,6 +27,38 @@ for k in sys.argv[2:]: o=o[k]
 print(o)' "$@"
 }
 
+# daemon_threads NAME: the ids of the mounted daemon's (MOUNT_PID) threads named NAME
+daemon_threads() {
+    local t
+    for t in /proc/"$MOUNT_PID"/task/*; do
+        [[ $(cat "$t/comm") == "$1" ]] && echo "${t##*/}"
+    done
+    return 0
+}
+
+# strace_threads WHAT TID... -- STRACE_OPTION...: strace attached to those
+# threads of the daemon (STRACE_PID), or the test fails naming WHAT
+strace_threads() {
+    local what=$1 last=""
+    local -a ps=()
+    shift
+    while (($#)) && [[ $1 != -- ]]; do
+        ps+=(-p "$1")
+        last=$1
+        shift
+    done
+    (($#)) && shift
+    [[ -n $last ]] || fail "no $what thread in daemon $MOUNT_PID"
+    strace -qq "$@" "${ps[@]}" &
+    STRACE_PID=$!
+    T_PIDS+=("$STRACE_PID")
+    for _ in $(seq 100); do
+        grep -q "^TracerPid:[[:space:]]*$STRACE_PID$" /proc/"$MOUNT_PID"/task/"$last"/status && return 0
+        sleep 0.05
+    done
+    fail "strace could not attach to the daemon's $what (ptrace restricted?)"
+}
+
 # check_sha256 STATUS_JSON LABEL: the digests were taken by our code on the
 # SHA extensions where the CPU has them (every data chunk's 64-byte blocks
 # counted, alone or two at a time), by OpenSSL elsewhere
@@ -185,20 +217,9 @@ lazyimg_umount "$M"
 # read from the cache once, by a loader or by the reader. (Before, the loaders
 # went on loading the chunks the reader had passed and read itself.)
 lazyimg_mount "$S" "$M" --cache-dir "$W/cache1"
-tids=()
-for t in /proc/"$MOUNT_PID"/task/*; do
-    [[ $(cat "$t/comm") == lz-diskload ]] && tids+=(-p "${t##*/}")
-done
-((${#tids[@]} > 0)) || fail "no lz-diskload thread in daemon $MOUNT_PID"
-strace -qq -e trace=pread64 -e inject=pread64:delay_enter=100000 -o /dev/null "${tids[@]}" &
-STRACE_PID=$!
-T_PIDS+=("$STRACE_PID")
-for _ in $(seq 100); do
-    grep -q "^TracerPid:[[:space:]]*$STRACE_PID$" /proc/"$MOUNT_PID"/task/"${tids[-1]}"/status && break
-    sleep 0.05
-done
-grep -q "^TracerPid:[[:space:]]*$STRACE_PID$" /proc/"$MOUNT_PID"/task/"${tids[-1]}"/status ||
-    fail "strace could not attach to the daemon's disk loaders (ptrace restricted?)"
+mapfile -t tids < <(daemon_threads lz-diskload)
+strace_threads "disk loaders (lz-diskload)" "${tids[@]}" -- \
+    -e trace=pread64 -e inject=pread64:delay_enter=100000 -o /dev/null
 sleep 0.2 # the other loader
 dd if="$IMG" bs=1M status=none | cmp - a.raw || fail "warm read past the disk loaders differs from the source"
 # the loaders finish what they were given (each read of theirs held 100 ms,
@@ -252,20 +273,8 @@ ok "a cache disk whose reads fail with EIO: the image reads right, $loads chunks
 # the daemon's CPU per status call of a 1 GiB casync image; fcntl() locks
 # of the control thread, which answers it, counted with strace)
 "$LAZYIMG" status --json "$M" >/dev/null # the image's index is loaded
-ctl=""
-for t in /proc/"$MOUNT_PID"/task/*; do
-    [[ $(cat "$t/comm") == lz-control ]] && ctl=${t##*/}
-done
-[[ -n $ctl ]] || fail "the daemon has no thread named lz-control (the control socket's)"
-strace -qq -e trace=fcntl -o status.trace -p "$ctl" &
-STRACE_PID=$!
-T_PIDS+=("$STRACE_PID")
-for _ in $(seq 100); do
-    grep -q "^TracerPid:[[:space:]]*$STRACE_PID$" /proc/"$MOUNT_PID"/task/"$ctl"/status && break
-    sleep 0.05
-done
-grep -q "^TracerPid:[[:space:]]*$STRACE_PID$" /proc/"$MOUNT_PID"/task/"$ctl"/status ||
-    fail "strace could not attach to the daemon's control thread (ptrace restricted?)"
+strace_threads "control thread (lz-control)" $(daemon_threads lz-control) -- \
+    -e trace=fcntl -o status.trace
 "$LAZYIMG" status --json "$M" >status.json || fail "status under strace failed"
 sleep 0.2
 kill "$STRACE_PID"
