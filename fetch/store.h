@@ -85,10 +85,14 @@ struct fetch_store {
 static inline void fetch_store_note_answer(struct fetch_store *s, bool unavailable, uint64_t now_us)
 {
     uint64_t zero = 0;
-    if (!unavailable)
-        atomic_store(&s->down_since, 0);
-    else
+    if (!unavailable) {
+        /* (written only when it changes: every request notes its answer,
+         * and the store's other fields are read by all of them) */
+        if (atomic_load_explicit(&s->down_since, memory_order_relaxed))
+            atomic_store(&s->down_since, 0);
+    } else {
         atomic_compare_exchange_strong(&s->down_since, &zero, now_us);
+    }
 }
 
 /* Whether the store's outage, noted unavailable at @now_us, is younger than
