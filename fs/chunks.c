@@ -187,7 +187,7 @@ static const uint8_t *disk_digest(const struct fs_chunks *c, uint8_t algo, const
     return out;
 }
 
-static void note_disk_read_error(struct fs_chunks *c, int r);
+static void note_disk_read(struct fs_chunks *c, int r);
 
 static void disk_load_one(struct fs_chunks *c, const struct disk_load *d)
 {
@@ -208,9 +208,7 @@ static void disk_load_one(struct fs_chunks *c, const struct disk_load *d)
     r = cache_disk_load(c->disk, h, buf);
     cache_disk_release(c->disk, h);
     if (r < 0) {
-        if (r == -EBADMSG)
-            atomic_fetch_add(&c->disk_bad, 1); /* dropped: a reader fetches it */
-        note_disk_read_error(c, r);
+        note_disk_read(c, r); /* a bad entry is dropped: a reader fetches it */
         fetch_buf_free(buf);
         return;
     }
@@ -383,18 +381,20 @@ static bool time_to_warn(uint64_t now, atomic_uint_fast64_t *seen, atomic_uint_f
 }
 
 /*
- * A read of a cached chunk that failed with @r (0: it did not): an error of
- * the disk under the cache (EIO from a bad sector under an entry) is counted
- * and said at most once a minute; the chunk is fetched from the store, and
- * its entry stays (the next read tries it again: a disk that recovers serves
- * it). A failed check (-EBADMSG, the entry dropped; -ESTALE) is counted as
- * bad elsewhere; ENOMEM and EINVAL (a range outside the entry) are not the
- * disk's.
+ * The outcome @r of a read of a cached chunk (0: it worked), which failed
+ * over to the store otherwise: a failed check (-EBADMSG: the entry was
+ * dropped) is counted as bad; an error of the disk under the cache (EIO from
+ * a bad sector under an entry) is counted and said at most once a minute,
+ * and its entry stays (the next read tries it again: a disk that recovers
+ * serves it). -ESTALE (another reader found it bad first, or it was
+ * evicted), ENOMEM and EINVAL (a range outside the entry) are neither.
  */
-static void note_disk_read_error(struct fs_chunks *c, int r)
+static void note_disk_read(struct fs_chunks *c, int r)
 {
     uint64_t n;
 
+    if (r == -EBADMSG)
+        atomic_fetch_add(&c->disk_bad, 1);
     if (r >= 0 || r == -EBADMSG || r == -ESTALE || r == -ENOMEM || r == -EINVAL)
         return;
     n = atomic_fetch_add(&c->disk_read_errors, 1) + 1;
@@ -505,9 +505,7 @@ static int read_disk(struct fs_chunks *c, const struct fetch_extent *e, uint32_t
         return 0;
     r = cache_disk_read(c->disk, h, off, len, scratch);
     cache_disk_release(c->disk, h);
-    if (r == -EBADMSG)
-        atomic_fetch_add(&c->disk_bad, 1);
-    note_disk_read_error(c, r);
+    note_disk_read(c, r);
     if (r < 0)
         return 0; /* dropped or unreadable: fetch it from the store */
     atomic_fetch_add(&c->disk_hits, 1);

@@ -252,19 +252,15 @@ static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd
          * read transaction per STATUS_BATCH extents (each lookup in its own
          * took a lock and released it: 76 ms of the daemon's CPU per status
          * of a 1 GiB casync image) */
-        for (size_t i = 0; i < img->count; i++) {
-            const struct fetch_extent *e = &img->extents[i];
+        for (size_t from = 0; from < img->count; from += STATUS_BATCH) {
+            size_t to = img->count - from > STATUS_BATCH ? from + STATUS_BATCH : img->count;
             /* short transactions (a long one holds the WAL back) */
-            if (i % STATUS_BATCH == 0) {
-                if (i)
-                    fs_chunks_batch_end(ctx->chunks);
-                fs_chunks_batch_begin(ctx->chunks);
-            }
-            if (fs_chunks_peek_disk(ctx->chunks, e))
-                cached += e->length;
-        }
-        if (img->count)
+            fs_chunks_batch_begin(ctx->chunks);
+            for (size_t i = from; i < to; i++)
+                if (fs_chunks_peek_disk(ctx->chunks, &img->extents[i]))
+                    cached += img->extents[i].length;
             fs_chunks_batch_end(ctx->chunks);
+        }
     }
     fs_node_path(n, path, sizeof(path));
     json_object_object_add(o, "path", json_object_new_string(path));
