@@ -124,6 +124,15 @@ for what, v in zip(("cold read with defaults (cat)", "cp --sparse=always"), m.gr
     r = row("5. HTTP " + what + " / peer")
     assert r[5] == sorted(pairs, key=float)[1], (what, r, pairs)
     assert "the median of its 3 pairs" in r[0], r
+# target 9: each encrypted read against the unencrypted one right before it
+m = re.search(r"^- target 9, MB/s of data of each pair, unencrypted then encrypted: --no-cache ([0-9]+) then ([0-9]+); "
+              r"cache filling ([0-9]+) then ([0-9]+)$", text, re.M)
+assert m, "no line of target 9's pairs"
+for i, k in ((0, "--no-cache"), (2, "cache filling")):
+    r = row("9. encrypted / unencrypted cold read, local, " + k + " (")
+    want = float(m.group(i + 2)) / float(m.group(i + 1))
+    assert abs(float(r[5]) - want) <= 0.02 + 0.01 * want, (k, r, want)
+    assert "the unencrypted read right before the encrypted one" in r[0], r
 # who hashed, per cold read: a share of blocks paired where the CPU has the
 # SHA extensions, "openssl" elsewhere
 sha_ni = " sha_ni " in " " + open("/proc/cpuinfo").read().replace("\n", " ") + " "
