@@ -53,7 +53,9 @@
 # by qemu-img convert -O raw to a file; against which lazyimg's cold remote read
 # and cp --sparse=always of the remote image (fresh mount, fresh cache) are set;
 # cp --sparse=always of the raw image itself (a sparse file in the page cache) to
-# a file: what cp costs with no FUSE, network or hashing in the way.
+# a file: what cp costs with no FUSE, network or hashing in the way; and the
+# same cp from a warm mount (every chunk cached, page cache warm): what cp
+# costs through the mount with nothing to fetch or verify.
 #
 # Where the machine's TCP congestion control is not cubic (Debian's default)
 # but, say, bbr: bbr paces nginx's sends with timers, and over loopback that
@@ -580,6 +582,23 @@ for run in $(seq "$RUNS"); do
     add r5cp "$(calc "$(vals cp | tail -1) / $peer")"
     add r5read "$(calc "$(vals http.t5.logical | tail -1) / $peer")"
   done
+  # the same cp from a warm mount (every chunk in the cache the last pair's cp
+  # filled, its files in the page cache): what cp through the mount reaches
+  # with nothing to fetch or verify, the ceiling of target 5's cp on this
+  # machine (context)
+  cache_files "$W/cache-cp"
+  files_of "$W/cachefiles" >/dev/null
+  rm -f "$W/out.raw"
+  mount_fresh "$HTTP/ds" --cache-dir "$W/cache-cp"
+  warm_for_copy
+  t0=$EPOCHREALTIME
+  cp --sparse=always "$MNT/$REL" "$W/out.raw"
+  t1=$EPOCHREALTIME
+  st=$(status)
+  umount_wait
+  add cpwarm.loads "$(echo "$st" | cut -d' ' -f1)"
+  copy_done cpwarm "cp --sparse=always from a warm mount" "$t0" "$t1"
+
   for k in cp read; do
     add "ratio5.$k" "$(med "r5$k")"
     for v in ${V[r5$k]}; do add "ratio5p.$k" "$v"; done
@@ -695,6 +714,7 @@ r2() { fmt %.2f "$1"; }
   ref_row "ref: the cache disk, dd oflag=direct conv=fsync of $((DATA >> 20)) MiB in 4 MiB writes (what cache filling must write)" diskw
   ref_row "ref (peer): nbdkit curl --filter=readahead, qemu-img convert -O raw to a file (logical MB/s)" peer
   ref_row "ref: cp --sparse=always of the image as a plain sparse file in the page cache, to a file (logical MB/s)" cpplain
+  ref_row "HTTP, cp --sparse=always to a file from a warm mount: every chunk cached, page cache warm (logical MB/s)" cpwarm
   line_row "local, cold --no-cache" local.nocache
   line_row "local, cold cache filling (defaults, empty cache)" local.fill
   line_row "local, warm, page cache dropped" local.warmdrop
@@ -755,6 +775,7 @@ r2() { fmt %.2f "$1"; }
   done
   context_row "5. (context, no target) HTTP cp --sparse=always / cp --sparse=always of the plain file" "$(r2 "$(calc "$(med cp) / $(med cpplain)")")"
   context_row "5. (context, no target) cp --sparse=always of the plain file / peer (what cp alone reaches)" "$(r2 "$(calc "$(med cpplain) / $(med peer)")")"
+  context_row "5. (context, no target) HTTP cp --sparse=always from a warm mount (every chunk cached, page cache warm) / peer: target 5's cp with nothing to fetch" "$(r2 "$(calc "$(med cpwarm) / $(med peer)")")"
   ratio_row "6. peak RSS MiB, cold read with defaults, local (highest run)" "$(fmt %.0f "$(hi local.fill.rss)")" "<=" 100 "100 MiB"
   ratio_row "6. peak RSS MiB, cold read with defaults, HTTP (highest run)" "$(fmt %.0f "$(hi http.fill.rss)")" "<=" 100 "100 MiB"
   for w in local:local http:HTTP "cas:casync 64K"; do
@@ -793,7 +814,7 @@ r2() { fmt %.2f "$1"; }
   echo "- SHA-256 blocks hashed two at a time (status --json; \"openssl\": by OpenSSL, one at a time): local $(runs_of local.nocache.pairs) --no-cache," \
     "$(runs_of local.fill.pairs) filling; HTTP $(runs_of http.nocache.pairs), $(runs_of http.fill.pairs); encrypted $(runs_of enc.nocache.pairs), $(runs_of enc.fill.pairs)"
   echo "- chunks loaded by warm reads (expected 0): local $(runs_of local.warmdrop.loads) (page cache dropped), $(runs_of local.warmpc.loads) (warm);" \
-    "HTTP $(runs_of http.warmdrop.loads), $(runs_of http.warmpc.loads)"
+    "HTTP $(runs_of http.warmdrop.loads), $(runs_of http.warmpc.loads); cp from a warm mount $(runs_of cpwarm.loads)"
   echo "SHA-256 s per GiB: $(r2 "$SHA"); the copies of the peer and of cp were compared with the image (first run, first pair): identical"
   echo "duration of the benchmark: $(fmt %.0f "$T_RUN") s; CPU time of other processes meanwhile: about $(fmt %.0f "$OTHERS") s" \
     "($(fmt %.0f "$(calc "100 * $OTHERS / $T_RUN / $(nproc)")")% of the machine); stolen by the hypervisor: $(fmt %.0f "$STEAL")%"

@@ -62,7 +62,7 @@ measured = ["ref: SHA-256, openssl speed", "ref: SHA-256 per core", "ref: cat of
             "ref: cat of the cache's chunk files", "ref: curl -Z", "ref: the cache disk",
             "ref (peer)", "ref: cp --sparse=always of the image",
             "HTTP, cold read with defaults", "HTTP, target 5's cold reads",
-            "HTTP, cp --sparse=always to a file"]
+            "HTTP, cp --sparse=always to a file, fresh mount", "HTTP, cp --sparse=always to a file from a warm mount"]
 daemon = ["local, cold --no-cache", "local, cold cache filling", "local, warm, page cache dropped",
           "local, warm, page cache warm", "HTTP, cold --no-cache |", "HTTP, cold cache filling",
           "HTTP, warm, page cache dropped", "HTTP, warm, page cache warm",
@@ -93,7 +93,8 @@ for p in ["2. cached chunks after the cold cache-filling read", "2. cached chunk
           "2. cached chunks, casync 64K", "8. chunks loaded (status --json)", "8. chunks loaded, HTTP",
           "8. chunks loaded, casync 64K", "9. cached chunks after the cold encrypted read"]:
     assert row(p)[7] == "PASS", row(p)
-assert "chunks loaded by warm reads (expected 0): local 0 (page cache dropped), 0 (warm); HTTP 0, 0" in text, "warm loads"
+assert "chunks loaded by warm reads (expected 0): local 0 (page cache dropped), 0 (warm); HTTP 0, 0; cp from a warm mount 0" in text, "warm loads"
+row("5. (context, no target) HTTP cp --sparse=always from a warm mount")
 # the fill runs' per-run figures, each in its place (fields of one status line)
 for what in ("local", "HTTP", "casync 64K"):
     assert re.search(r"^- " + what + r", cold cache filling: [0-9]+ chunks in the cache's index when the read ended; "
