@@ -412,6 +412,10 @@ static int db_schema(sqlite3 *db, int *code, char *err, size_t err_len)
         rc = sqlite3_exec(db, schema_v1, NULL, NULL, NULL);
     if (rc == SQLITE_OK && version < 2)
         rc = sqlite3_exec(db, schema_v2, NULL, NULL, NULL);
+    /* rows added and removed (cache_disk_generation); a lazyimg from before
+     * it ignores the row */
+    if (rc == SQLITE_OK && version <= DC_SCHEMA_VERSION)
+        rc = sqlite3_exec(db, "INSERT OR IGNORE INTO meta VALUES('changes', 0)", NULL, NULL, NULL);
     if (rc == SQLITE_OK && version > DC_SCHEMA_VERSION) {
         /* a newer lazyimg made this index; later versions migrate, older ones refuse */
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -435,10 +439,13 @@ sqlfail:
     return r;
 }
 
-int cache_dc_read_meta(sqlite3_stmt *meta, uint64_t *entries, uint64_t *alloc, uint64_t *apparent)
+int cache_dc_read_meta(sqlite3_stmt *meta, uint64_t *entries, uint64_t *alloc, uint64_t *apparent,
+                       uint64_t *changes)
 {
     int rc;
     *entries = *alloc = *apparent = 0;
+    if (changes)
+        *changes = 0;
     while ((rc = sqlite3_step(meta)) == SQLITE_ROW) {
         const char *k = (const char *)sqlite3_column_text(meta, 0);
         sqlite3_int64 v = sqlite3_column_int64(meta, 1);
@@ -451,6 +458,8 @@ int cache_dc_read_meta(sqlite3_stmt *meta, uint64_t *entries, uint64_t *alloc, u
             *alloc = u;
         else if (!strcmp(k, "apparent"))
             *apparent = u;
+        else if (changes && !strcmp(k, "changes"))
+            *changes = u;
     }
     sqlite3_reset(meta);
     return rc == SQLITE_DONE ? 0 : cache_dc_sql_errno(rc);

@@ -181,6 +181,30 @@ int cache_disk_peek(struct cache_disk *c, enum cache_algo algo, const uint8_t ke
 void cache_disk_batch_begin(struct cache_disk *c);
 void cache_disk_batch_end(struct cache_disk *c);
 
+/*
+ * What the index holds, as a value that changes whenever a row is added or
+ * removed (by any process) or a drop is queued (cache_disk_peek() answers
+ * "absent" for it at once): the index's count of rows added and removed
+ * (meta "changes"), its totals of rows and allocated bytes (so that a lazyimg
+ * from before the count, sharing the cache, still changes it), and this
+ * process's drops queued and settled. Equal generations: every
+ * cache_disk_peek() answers as before (but for a lazyimg from before the
+ * count that removed and added rows of equal totals in between). For reports that would otherwise
+ * look every chunk up again
+ * (`lazyimg status`). 0 or -errno.
+ */
+struct cache_disk_gen {
+    uint64_t changes, entries, alloc, drops;
+};
+int cache_disk_generation(struct cache_disk *c, struct cache_disk_gen *ret);
+
+static inline bool cache_disk_gen_equal(const struct cache_disk_gen *a,
+                                        const struct cache_disk_gen *b)
+{
+    return a->changes == b->changes && a->entries == b->entries && a->alloc == b->alloc &&
+           a->drops == b->drops;
+}
+
 /* Length of the cached chunk. */
 size_t cache_disk_handle_len(const struct cache_disk_handle *h);
 

@@ -58,13 +58,28 @@ uint64_t cache_disk_insert_errors(struct cache_disk *c, int *ret_last)
     return atomic_load(&c->insert_errors);
 }
 
+int cache_disk_generation(struct cache_disk *c, struct cache_disk_gen *ret)
+{
+    struct dc_rconn *rc;
+    uint64_t apparent;
+    int r;
+
+    /* the drops first: one queued after this read shows as a change later */
+    ret->drops = atomic_load(&c->drops_changes);
+    if ((r = cache_dc_rconn_get(c, &rc)) < 0)
+        return r;
+    r = cache_dc_read_meta(rc->meta, &ret->entries, &ret->alloc, &apparent, &ret->changes);
+    cache_dc_rconn_put(c, rc);
+    return r;
+}
+
 void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret)
 {
     struct cache_disk_stats s = {0};
     struct dc_rconn *rc;
 
     if (cache_dc_rconn_get(c, &rc) == 0) {
-        cache_dc_read_meta(rc->meta, &s.entries, &s.bytes_allocated, &s.bytes_apparent);
+        cache_dc_read_meta(rc->meta, &s.entries, &s.bytes_allocated, &s.bytes_apparent, NULL);
         cache_dc_rconn_put(c, rc);
     }
     s.budget = c->budget;
@@ -566,7 +581,7 @@ static int recount(struct cache_disk *c)
     sqlite3_finalize(st);
     if (r == 0) {
         uint64_t entries, alloc, apparent;
-        if (cache_dc_read_meta(c->st_meta_get, &entries, &alloc, &apparent) == 0)
+        if (cache_dc_read_meta(c->st_meta_get, &entries, &alloc, &apparent, NULL) == 0)
             __atomic_store_n(&c->total_alloc, alloc, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&c->db_lock);

@@ -182,6 +182,9 @@ struct cache_disk {
     _Atomic uint64_t insert_errors;  /* failed inserts but for a full filesystem */
     _Atomic int last_insert_failure; /* -errno of the last of those */
     _Atomic uint64_t direct_reads;
+    /* drops queued, and batches of them settled, since the open
+     * (cache_disk_generation: a pending drop makes a row absent to lookups) */
+    _Atomic uint64_t drops_changes;
     _Atomic bool no_direct_reads; /* the filesystem refused an O_DIRECT read */
     _Atomic int last_insert_error;
     _Atomic uint64_t tmp_counter;
@@ -275,7 +278,10 @@ int cache_dc_rconn_get(struct cache_disk *c, struct dc_rconn **ret);
 void cache_dc_rconn_put(struct cache_disk *c, struct dc_rconn *rc);
 
 /* Reads the running totals (entries, allocated and apparent bytes). */
-int cache_dc_read_meta(sqlite3_stmt *meta, uint64_t *entries, uint64_t *alloc, uint64_t *apparent);
+/* The running totals (meta); @changes may be NULL (0 where a cache made
+ * before the count has no row for it yet). */
+int cache_dc_read_meta(sqlite3_stmt *meta, uint64_t *entries, uint64_t *alloc, uint64_t *apparent,
+                       uint64_t *changes);
 
 /* Removes the handle of @key from the table if it is there (it stays valid
  * for its holders and is freed at the last release). */

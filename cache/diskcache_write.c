@@ -1080,6 +1080,7 @@ static int meta_add(struct cache_disk *c, const char *key, int64_t delta)
 
 struct deltas {
     int64_t entries, alloc, apparent;
+    int64_t changes; /* rows added and removed (not their difference) */
 };
 
 static int meta_apply(struct cache_disk *c, const struct deltas *d)
@@ -1089,6 +1090,8 @@ static int meta_apply(struct cache_disk *c, const struct deltas *d)
         r = meta_add(c, "alloc", d->alloc);
     if (r == 0)
         r = meta_add(c, "apparent", d->apparent);
+    if (r == 0)
+        r = meta_add(c, "changes", d->changes);
     return r;
 }
 
@@ -1150,6 +1153,7 @@ static int delete_entry(struct cache_disk *c, unsigned algo, const uint8_t *key,
     if ((r = cache_dc_exec(c->st_delete)) < 0)
         return r;
     doom(doomed, algo, key, row_created, pack, off, len);
+    d->changes++;
     d->entries--;
     d->alloc -= alloc;
     d->apparent -= len;
@@ -1221,7 +1225,7 @@ static void txn_rollback(struct cache_disk *c)
 void cache_dc_refresh_total(struct cache_disk *c)
 {
     uint64_t entries, alloc, apparent;
-    if (cache_dc_read_meta(c->st_meta_get, &entries, &alloc, &apparent) == 0)
+    if (cache_dc_read_meta(c->st_meta_get, &entries, &alloc, &apparent, NULL) == 0)
         __atomic_store_n(&c->total_alloc, alloc, __ATOMIC_RELAXED);
 }
 
@@ -1393,6 +1397,7 @@ static int insert_rows(struct cache_disk *c, struct wr_state *w, struct deltas *
         if ((r = cache_dc_exec(c->st_insert)) < 0)
             return r;
         if (sqlite3_changes(c->wdb) == 1) {
+            d->changes++;
             d->entries++;
             d->alloc += (int64_t)f->alloc;
             d->apparent += (int64_t)f->len;
@@ -1485,6 +1490,9 @@ out:
     pthread_mutex_lock(&c->q_lock);
     memset(&c->drops_inflight, 0, sizeof(c->drops_inflight));
     pthread_mutex_unlock(&c->q_lock);
+    /* settled (deleted, or found inserted again): lookups see the rows */
+    if (drops.n)
+        atomic_fetch_add(&c->drops_changes, 1);
     free(drops.v);
     free(touches.v);
     free(doomed.v);
@@ -1508,7 +1516,7 @@ int cache_dc_evict(struct cache_disk *c, uint64_t target, int64_t cutoff_ms, uin
 
         if ((r = txn_begin(c, true)) < 0)
             break;
-        if ((r = cache_dc_read_meta(c->st_meta_get, &entries, &alloc, &apparent)) < 0)
+        if ((r = cache_dc_read_meta(c->st_meta_get, &entries, &alloc, &apparent, NULL)) < 0)
             goto fail;
         __atomic_store_n(&c->total_alloc, alloc, __ATOMIC_RELAXED);
         /* a target of 0 means every entry, even files that take no blocks */
@@ -1539,6 +1547,7 @@ int cache_dc_evict(struct cache_disk *c, uint64_t target, int64_t cutoff_ms, uin
                 (r = store_add(c, v[i].store, 0, 0, 0, 1)) < 0)
                 goto fail;
             doom(&doomed, v[i].algo, v[i].key, v[i].created, v[i].pack, v[i].off, v[i].len);
+            d.changes++;
             d.entries--;
             d.alloc -= v[i].alloc;
             d.apparent -= v[i].len;

@@ -573,6 +573,11 @@ bool fs_chunks_peek_disk(struct fs_chunks *c, const struct fetch_extent *e)
            len == e->length;
 }
 
+int fs_chunks_disk_gen(struct fs_chunks *c, struct cache_disk_gen *ret)
+{
+    return c->disk ? cache_disk_generation(c->disk, ret) : -ENOENT;
+}
+
 bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)
 {
     struct cache_disk_handle *h = disk_handle(c, e);

@@ -131,6 +131,11 @@ bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e);
  * eviction. */
 bool fs_chunks_peek_disk(struct fs_chunks *c, const struct fetch_extent *e);
 
+/* The disk cache's generation (cache_disk_generation): while it is the
+ * same, every fs_chunks_peek_disk() answers as before. -ENOENT without a
+ * disk cache. */
+int fs_chunks_disk_gen(struct fs_chunks *c, struct cache_disk_gen *ret);
+
 /* If the disk cache holds chunk @e, has the kernel start reading its bytes
  * into the page cache (POSIX_FADV_WILLNEED): for chunks a reader will want
  * after those fs_chunks_want() brings into memory. No memory of ours, no

@@ -44,7 +44,7 @@ struct fs_control {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     dev_t sock_dev; /* the socket file we bound, removed only if still ours */
     ino_t sock_ino;
-    struct fs_status_rate rate; /* control thread only */
+    struct fs_status_state rate; /* control thread only */
 };
 
 /* ---- socket location ---------------------------------------------------- */
@@ -508,6 +508,7 @@ void fs_control_free(struct fs_control *c)
         return;
     fs_control_stop(c);
     close(c->stop_fd);
+    fs_status_state_release(&c->rate);
     free(c);
 }
 

@@ -35,7 +35,7 @@ struct fs_metrics {
     bool running; /* the thread was started and not joined */
     struct fs_ctx *ctx;
     struct fs_hydrator *hyd;
-    struct fs_status_rate rate;                             /* server thread only */
+    struct fs_status_state rate;                            /* server thread only */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* Unix socket, or "" */
     dev_t sock_dev; /* the socket file we bound: removed only if still ours */
     ino_t sock_ino;
@@ -851,5 +851,6 @@ void fs_metrics_free(struct fs_metrics *m)
         return;
     fs_metrics_stop(m);
     close(m->stop_fd);
+    fs_status_state_release(&m->rate);
     free(m);
 }

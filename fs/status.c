@@ -67,7 +67,7 @@ static json_object *sha256_json(void)
     return o;
 }
 
-static json_object *fetch_json(struct fs_status_rate *rt, const struct fetch_pool_stats *ps)
+static json_object *fetch_json(struct fs_status_state *rt, const struct fetch_pool_stats *ps)
 {
     json_object *o = json_object_new_object(), *q = json_object_new_object();
     json_object *lat = json_object_new_object(), *hist = json_object_new_array();
@@ -235,9 +235,80 @@ static json_object *memory_json(void)
 /* Extents looked up in one read transaction (about 4 ms of lookups) */
 #define STATUS_BATCH 4096
 
+/* An image's count of cached bytes, and the generation of the disk cache
+ * it was counted at. */
+struct fs_status_memo {
+    struct cache_disk_gen gen;
+    uint64_t cached;
+    bool valid;
+};
+
+/* The bytes of @img the disk cache holds. */
+static uint64_t count_cached(const struct fs_ctx *ctx, const struct fetch_image *img)
+{
+    uint64_t cached = 0;
+    /* a peek: a status poller must not make every chunk "recently used"
+     * (then nothing is evictable and new chunks are not cached); in one
+     * read transaction per STATUS_BATCH extents (each lookup in its own
+     * took a lock and released it: 76 ms of the daemon's CPU per status
+     * of a 1 GiB casync image) */
+    for (size_t from = 0; from < img->count; from += STATUS_BATCH) {
+        size_t to = img->count - from > STATUS_BATCH ? from + STATUS_BATCH : img->count;
+        /* short transactions (a long one holds the WAL back) */
+        fs_chunks_batch_begin(ctx->chunks);
+        for (size_t i = from; i < to; i++)
+            if (fs_chunks_peek_disk(ctx->chunks, &img->extents[i]))
+                cached += img->extents[i].length;
+        fs_chunks_batch_end(ctx->chunks);
+    }
+    return cached;
+}
+
+/* The memo of image node @n in @st, or NULL (out of memory: not kept). */
+static struct fs_status_memo *memo_of(struct fs_status_state *st, const struct fs_node *n)
+{
+    size_t i = (size_t)(n->ino - 1);
+    if (i >= st->memo_count) {
+        size_t count = i + 1 > 2 * st->memo_count ? i + 1 : 2 * st->memo_count;
+        struct fs_status_memo *m = realloc(st->memo, count * sizeof(*m));
+        if (!m)
+            return NULL;
+        memset(m + st->memo_count, 0, (count - st->memo_count) * sizeof(*m));
+        st->memo = m;
+        st->memo_count = count;
+    }
+    return &st->memo[i];
+}
+
+/* The bytes of image @n (index @img) the disk cache holds: counted again
+ * only when the cache's rows changed since the last count (@gen, read
+ * before any lookup; @have_gen false: no generation, always counted). */
+static uint64_t cached_bytes(const struct fs_ctx *ctx, struct fs_status_state *st,
+                             const struct fs_node *n, const struct fetch_image *img,
+                             const struct cache_disk_gen *gen, bool have_gen)
+{
+    struct fs_status_memo *m = have_gen ? memo_of(st, n) : NULL;
+    uint64_t cached;
+
+    if (m && m->valid && cache_disk_gen_equal(&m->gen, gen))
+        return m->cached;
+    cached = count_cached(ctx, img);
+    if (m)
+        *m = (struct fs_status_memo){.gen = *gen, .cached = cached, .valid = true};
+    return cached;
+}
+
+void fs_status_state_release(struct fs_status_state *st)
+{
+    free(st->memo);
+    st->memo = NULL;
+    st->memo_count = 0;
+}
+
 /* Image node @n, whose index @img the caller holds. */
 static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd, struct fs_node *n,
-                               const struct fetch_image *img)
+                               const struct fetch_image *img, struct fs_status_state *st,
+                               const struct cache_disk_gen *gen, bool have_gen)
 {
     json_object *o = json_object_new_object(), *pj;
     struct fs_hydrate_progress p;
@@ -246,22 +317,8 @@ static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd
 
     if (!o)
         return NULL;
-    if (ctx->disk) {
-        /* a peek: a status poller must not make every chunk "recently used"
-         * (then nothing is evictable and new chunks are not cached); in one
-         * read transaction per STATUS_BATCH extents (each lookup in its own
-         * took a lock and released it: 76 ms of the daemon's CPU per status
-         * of a 1 GiB casync image) */
-        for (size_t from = 0; from < img->count; from += STATUS_BATCH) {
-            size_t to = img->count - from > STATUS_BATCH ? from + STATUS_BATCH : img->count;
-            /* short transactions (a long one holds the WAL back) */
-            fs_chunks_batch_begin(ctx->chunks);
-            for (size_t i = from; i < to; i++)
-                if (fs_chunks_peek_disk(ctx->chunks, &img->extents[i]))
-                    cached += img->extents[i].length;
-            fs_chunks_batch_end(ctx->chunks);
-        }
-    }
+    if (ctx->disk)
+        cached = cached_bytes(ctx, st, n, img, gen, have_gen);
     fs_node_path(n, path, sizeof(path));
     json_object_object_add(o, "path", json_object_new_string(path));
     add_u64(o, "size", img->size);
@@ -299,11 +356,14 @@ static json_object *indexes_json(struct fs_tree *t)
 }
 
 json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
-                            struct fs_status_rate *rate)
+                            struct fs_status_state *st)
 {
     json_object *o = json_object_new_object(), *images = json_object_new_array();
     struct fetch_pool_stats ps;
     struct fs_tree *t = ctx->tree;
+    struct cache_disk_gen gen = {0};
+    /* before any image's lookups: a change during them shows next time */
+    bool have_gen = ctx->disk && fs_chunks_disk_gen(ctx->chunks, &gen) == 0;
 
     if (!o || !images) {
         json_object_put(o);
@@ -317,7 +377,7 @@ json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
     json_object_object_add(o, "offline_reason",
                            ctx->offline ? json_object_new_string(ctx->offline) : NULL);
     json_object_object_add(o, "reads", reads_json(ctx));
-    json_object_object_add(o, "fetch", fetch_json(rate, &ps));
+    json_object_object_add(o, "fetch", fetch_json(st, &ps));
     json_object_object_add(o, "cache", cache_json(ctx));
     json_object_object_add(o, "memory", memory_json());
     json_object_object_add(o, "indexes", indexes_json(t));
@@ -327,7 +387,7 @@ json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
         /* those in memory; a peek neither loads one nor keeps it from going */
         if (!n || n->kind != FS_NODE_IMAGE || !(img = fs_image_peek(t, n)))
             continue;
-        json_object_array_add(images, image_json(ctx, hyd, n, img));
+        json_object_array_add(images, image_json(ctx, hyd, n, img, st, &gen, have_gen));
         fs_image_put(t, n);
     }
     json_object_object_add(o, "images", images);

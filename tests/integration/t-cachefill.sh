@@ -271,8 +271,11 @@ ok "a cache disk whose reads fail with EIO: the image reads right, $loads chunks
 # --- lazyimg status looks an image's chunks up in one SQLite read transaction ---
 # (one transaction per chunk took a lock and released it each time: 76 ms of
 # the daemon's CPU per status call of a 1 GiB casync image; fcntl() locks
-# of the control thread, which answers it, counted with strace)
-"$LAZYIMG" status --json "$M" >/dev/null # the image's index is loaded
+# of the control thread, which answers it, counted with strace). A fresh
+# mount whose image index is in memory (read): its first status counts.
+lazyimg_umount "$M"
+lazyimg_mount "$S" "$M" --cache-dir "$W/cache1"
+cmp "$IMG" a.raw || fail "the read before status differs from the source"
 strace_threads "control thread (lz-control)" $(daemon_threads lz-control) -- \
     -e trace=fcntl -o status.trace
 "$LAZYIMG" status --json "$M" >status.json || fail "status under strace failed"
@@ -286,4 +289,34 @@ expect_eq "status under strace: the image fully cached" 100.0 \
 ((locks < DATA_CHUNKS)) ||
     fail "lazyimg status took $locks fcntl() locks for an image of $DATA_CHUNKS data chunks (one read transaction per chunk)"
 ok "lazyimg status of an image of $DATA_CHUNKS cached data chunks: $locks fcntl() locks (one read transaction)"
+
+# --- status counts an image's cached bytes again only when the cache changed ---
+# (every status and metrics scrape looked every chunk up again: about 1 µs
+# each, seconds for a large casync image on a mount nobody reads). Nothing
+# changed since the last status: only the cache's generation is read (one
+# read transaction, fewer locks than the count's two)
+pct() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["images"][0]["hydrated_pct"])' "$1"; }
+strace_threads "control thread (lz-control)" $(daemon_threads lz-control) -- \
+    -e trace=fcntl -o status2.trace
+"$LAZYIMG" status --json "$M" >status2.json || fail "the second status under strace failed"
+sleep 0.2
+kill "$STRACE_PID"
+wait "$STRACE_PID" 2>/dev/null || true
+locks2=$(grep -c F_SETLK status2.trace || true)
+expect_eq "the second status: the image fully cached" 100.0 "$(pct status2.json)"
+((locks2 > 0 && locks2 < locks)) ||
+    fail "lazyimg status with the cache unchanged took $locks2 fcntl() locks, the count before it $locks: the image's chunks were looked up again"
+# ... and counts again when another process changed the cache: evicted by
+# `lazyimg cache gc`, then cached again by a read
+"$LAZYIMG" cache gc --cache-dir "$W/cache1" --size 0 >gc.out 2>&1 || fail "lazyimg cache gc failed" "$(cat gc.out)"
+"$LAZYIMG" status --json "$M" >status3.json || fail "status after cache gc failed"
+expect_eq "status after another process evicted every chunk" 0.0 "$(pct status3.json)"
+cmp "$IMG" a.raw || fail "the read after cache gc differs from the source"
+for _ in $(seq 100); do
+    "$LAZYIMG" status --json "$M" >status4.json || fail "status after the read failed"
+    [[ $(pct status4.json) == 100.0 ]] && break
+    sleep 0.1
+done
+expect_eq "status after the image was read again" 100.0 "$(pct status4.json)"
+ok "lazyimg status with the cache unchanged: $locks2 fcntl() locks (the count: $locks); after cache gc by another process 0.0%, after a read 100.0%"
 lazyimg_umount "$M"

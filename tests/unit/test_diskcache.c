@@ -1305,6 +1305,101 @@ static void test_evicted_elsewhere(void **state)
     cache_disk_close(c2);
 }
 
+static struct cache_disk_gen gen_of(struct cache_disk *c)
+{
+    struct cache_disk_gen g;
+    assert_int_equal(cache_disk_generation(c, &g), 0);
+    return g;
+}
+
+/* The generation changes with every row added or removed, by this process
+ * or another, and with a drop queued; not with lookups, peeks and touches. */
+static void test_generation(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL), *other = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(4 * CACHE_DISK_BLOCK, 61), b = make_chunk(5000, 62);
+    struct cache_disk_handle *h = NULL;
+    struct cache_disk_gen g0 = gen_of(c), g;
+    uint8_t *buf = fx_malloc(a.len);
+    char path[512];
+    uint64_t evicted = 0;
+
+    assert_int_equal(g0.changes, 0);
+    insert(c, &a);
+    cache_disk_sync(c);
+    g = gen_of(c);
+    assert_false(cache_disk_gen_equal(&g, &g0));
+    assert_int_equal(g.changes, 1);
+    assert_int_equal(g.entries, 1);
+
+    /* reading changes nothing, though last_use is written */
+    assert_int_equal(check_chunk(c, &a), 1);
+    assert_int_equal(cache_disk_peek(c, a.algo, a.key, NULL), 1);
+    sleep_ms(50);
+    cache_disk_sync(c);
+    g0 = gen_of(c);
+    assert_true(cache_disk_gen_equal(&g, &g0));
+
+    /* another process's insert and eviction */
+    insert(other, &b);
+    cache_disk_sync(other);
+    g = gen_of(c);
+    assert_false(cache_disk_gen_equal(&g, &g0));
+    assert_int_equal(g.changes, 2);
+    assert_int_equal(cache_disk_gc(other, 0, &evicted), 0);
+    assert_int_equal(evicted, 2);
+    g0 = g;
+    g = gen_of(c);
+    assert_false(cache_disk_gen_equal(&g, &g0));
+    assert_int_equal(g.changes, 4);
+    assert_int_equal(g.entries, 0);
+
+    /* a damaged entry: absent to peeks as soon as its drop is queued, and
+     * the generation says so before the drop is written (a reader looks
+     * first: a miss, then the insert) */
+    assert_int_equal(check_chunk(c, &a), 0);
+    insert(c, &a);
+    cache_disk_sync(c);
+    g0 = gen_of(c);
+    data_path(f->dir, &a, path, sizeof(path));
+    flip_byte(path, 5);
+    assert_int_equal(cache_disk_lookup(c, a.algo, a.key, &h), 1);
+    assert_int_equal(cache_disk_read(c, h, 0, a.len, buf), -EBADMSG);
+    cache_disk_release(c, h);
+    g = gen_of(c);
+    assert_false(cache_disk_gen_equal(&g, &g0));
+    assert_int_equal(cache_disk_peek(c, a.algo, a.key, NULL), 0);
+    cache_disk_sync(c);
+    g0 = g;
+    g = gen_of(c);
+    assert_false(cache_disk_gen_equal(&g, &g0));
+    assert_int_equal(g.changes, 6);
+
+    /* a cache made before the count gets its row at the next open */
+    cache_disk_close(other);
+    cache_disk_close(c);
+    {
+        sqlite3 *db;
+        join(path, sizeof(path), f->dir, "index.sqlite");
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(
+            sqlite3_exec(db, "DELETE FROM meta WHERE key = 'changes'", NULL, NULL, NULL),
+            SQLITE_OK);
+        sqlite3_close(db);
+    }
+    assert_int_equal(db_int(f->dir, "SELECT COUNT(*) FROM meta WHERE key = 'changes'"), 0);
+    c = open_cache(f->dir, NULL);
+    assert_int_equal(db_int(f->dir, "SELECT COUNT(*) FROM meta WHERE key = 'changes'"), 1);
+    insert(c, &b);
+    cache_disk_sync(c);
+    assert_int_equal(gen_of(c).changes, 1);
+    cache_disk_close(c);
+    free(buf);
+    free(a.bytes);
+    free(b.bytes);
+}
+
 static int count_fds(void)
 {
     int n = 0;
@@ -3391,6 +3486,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncated_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evicted_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_lru, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_age, setup, teardown),
