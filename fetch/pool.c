@@ -280,10 +280,10 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
     struct fetch_store *s = fetch_mirrors_store(p->mirrors, j->store);
     bool outage;
 
-    /* the store's outage: begun, or ended by its answer "not found" (a
-     * success ends it too: note_success) */
-    if (unavailable || r == -ENOENT)
-        fetch_store_note_answer(s, unavailable, now);
+    /* the store's outage: begun (an HTTP answer, busy or not, was noted
+     * when the transfer ended: finish_transfer) */
+    if (unavailable)
+        fetch_store_note_answer(s, true, now);
     if (p->stopping || !fetch_remote_retryable(r))
         return false;
     /* still within the time a store unavailable is waited for (the store's
@@ -356,7 +356,6 @@ static bool after_failure(struct fetch_pool *p, struct fetch_job *j)
 /* A job worked on store j->store: after a failover, it becomes the active store. */
 static void note_success(struct fetch_pool *p, struct fetch_job *j)
 {
-    fetch_store_note_answer(fetch_mirrors_store(p->mirrors, j->store), false, 0); /* it answers */
     fetch_mirrors_worked(p->mirrors, j->store, j->stores_tried);
 }
 
@@ -543,6 +542,13 @@ static void finish_transfer(struct fetch_pool *p, struct fetch_job *j, CURLcode 
                 (void)s->ops->explain(s, status, j->errbody, j->errlen, j->path, &j->err);
         }
     }
+    /* the store answered (any HTTP answer, as for every other request to it:
+     * fetch/remote.c), busy or not: its outage goes on, or is over; a
+     * transport failure that says it is unavailable begins one
+     * (after_failure) */
+    if (cc == CURLE_OK || (cc == CURLE_RANGE_ERROR && status > 0))
+        fetch_store_note_answer(fetch_mirrors_store(p->mirrors, j->store),
+                                fetch_remote_unavailable(j->result), fetch_mono_us());
     if (cc != CURLE_OK) {
         /* a handle whose transfer failed may keep state that a reset does
          * not clear (libcurl 7.88 keeps its receive buffer after a refused

@@ -178,7 +178,33 @@ MS=$((($(date +%s%N) - t0) / 1000000))
 ((MS < 2500)) ||
     fail "a store gone for good, a blob not read before: EIO after $MS ms (a wait of its own for the outage the chunk reads had waited out)"
 ok "a store that restarts for 3 s: a chunk's read and an image's open wait and succeed; one gone for good: EIO after $first ms, the next read after $next ms, a blob's load after $MS ms"
+# ... until it answers again, whatever the answer: a chunk sent damaged (HTTP
+# 200) ends the outage as a good one would, so that when the store goes away
+# once more a read waits for it again (the fetcher pool took only a chunk
+# that verified, or a 404, for an answer: the old outage stood, and the read
+# failed after its attempts)
+FIDX=$S/vm/100/$T1/drive-scsi0.img.fidx
+bad=$(chunk_path "$S" "$(fidx_digest "$FIDX" 36)")
+cp "$bad" bad.keep
+printf 'damaged' | dd of="$bad" bs=1 seek=100 conv=notrunc status=none
 restart_nginx
+timed_read "$M/$IMG" $((36 * 65536)) 65536 damaged.out
+((RC != 0)) && grep -q "Input/output error" damaged.out.err ||
+    fail "a damaged chunk from the store back again: no EIO" "$(cat damaged.out.err)"
+cp bad.keep "$bad"
+stop_nginx
+dd if="$M/$IMG" of=again.out iflag=skip_bytes,count_bytes,direct skip=$((35 * 65536)) count=65536 bs=64K \
+    status=none 2>again.err &
+reader=$!
+sleep 1.5
+restart_nginx
+rc=0
+wait "$reader" || rc=$?
+((rc == 0)) ||
+    fail "a store that answered (a damaged chunk), then went away for 1.5 s: a read meanwhile did not wait for it (exit $rc)" "$(cat again.err)"
+cmp -s again.out <(head -c $((36 * 65536)) a.raw | tail -c 65536) ||
+    fail "a store that answered, then went away for 1.5 s: the read meanwhile got wrong bytes"
+ok "a store that answered (a damaged chunk: EIO) ends its outage: gone again for 1.5 s, a read waits for it and succeeds"
 lazyimg_umount "$M"
 
 # --- 5. down, nothing cached: a clear error --------------------------------------
