@@ -276,33 +276,34 @@ ok "a cache disk whose reads fail with EIO: the image reads right, $loads chunks
 lazyimg_umount "$M"
 lazyimg_mount "$S" "$M" --cache-dir "$W/cache1"
 cmp "$IMG" a.raw || fail "the read before status differs from the source"
-strace_threads "control thread (lz-control)" $(daemon_threads lz-control) -- \
-    -e trace=fcntl -o status.trace
-"$LAZYIMG" status --json "$M" >status.json || fail "status under strace failed"
-sleep 0.2
-kill "$STRACE_PID"
-wait "$STRACE_PID" 2>/dev/null || true
-locks=$(grep -c F_SETLK status.trace || true)
-expect_eq "status under strace: the image fully cached" 100.0 \
-    "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["images"][0]["hydrated_pct"])' status.json)"
+# pct JSON: the first image's hydrated_pct in a status --json file
+pct() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["images"][0]["hydrated_pct"])' "$1"; }
+# traced_status NAME: lazyimg status --json into NAME.json, the fcntl() locks
+# the control thread took meanwhile into LOCKS
+traced_status() {
+    strace_threads "control thread (lz-control)" $(daemon_threads lz-control) -- \
+        -e trace=fcntl -o "$1.trace"
+    "$LAZYIMG" status --json "$M" >"$1.json" || fail "status under strace ($1) failed"
+    sleep 0.2
+    kill "$STRACE_PID"
+    wait "$STRACE_PID" 2>/dev/null || true
+    LOCKS=$(grep -c F_SETLK "$1.trace" || true)
+}
+traced_status status
+locks=$LOCKS
+expect_eq "status under strace: the image fully cached" 100.0 "$(pct status.json)"
 ((locks > 0)) || fail "lazyimg status: strace saw no fcntl() lock on the control thread (the test sees nothing)"
 ((locks < DATA_CHUNKS)) ||
     fail "lazyimg status took $locks fcntl() locks for an image of $DATA_CHUNKS data chunks (one read transaction per chunk)"
-ok "lazyimg status of an image of $DATA_CHUNKS cached data chunks: $locks fcntl() locks (one read transaction)"
+ok "lazyimg status of an image of $DATA_CHUNKS cached data chunks: $locks fcntl() locks (its lookups in one read transaction)"
 
 # --- status counts an image's cached bytes again only when the cache changed ---
 # (every status and metrics scrape looked every chunk up again: about 1 µs
 # each, seconds for a large casync image on a mount nobody reads). Nothing
 # changed since the last status: only the cache's generation is read (one
 # read transaction, fewer locks than the count's two)
-pct() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["images"][0]["hydrated_pct"])' "$1"; }
-strace_threads "control thread (lz-control)" $(daemon_threads lz-control) -- \
-    -e trace=fcntl -o status2.trace
-"$LAZYIMG" status --json "$M" >status2.json || fail "the second status under strace failed"
-sleep 0.2
-kill "$STRACE_PID"
-wait "$STRACE_PID" 2>/dev/null || true
-locks2=$(grep -c F_SETLK status2.trace || true)
+traced_status status2
+locks2=$LOCKS
 expect_eq "the second status: the image fully cached" 100.0 "$(pct status2.json)"
 ((locks2 > 0 && locks2 < locks)) ||
     fail "lazyimg status with the cache unchanged took $locks2 fcntl() locks, the count before it $locks: the image's chunks were looked up again"
