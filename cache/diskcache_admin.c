@@ -64,8 +64,12 @@ int cache_disk_generation(struct cache_disk *c, struct cache_disk_gen *ret)
     uint64_t apparent;
     int r;
 
-    /* the drops first: one queued after this read shows as a change later */
+    /* the drops first (their count changes under q_lock, with the drop
+     * vectors lookups consult): one queued after this shows as a change
+     * later */
+    pthread_mutex_lock(&c->q_lock);
     ret->drops = atomic_load(&c->drops_changes);
+    pthread_mutex_unlock(&c->q_lock);
     if ((r = cache_dc_rconn_get(c, &rc)) < 0)
         return r;
     r = cache_dc_read_meta(rc->meta, &ret->entries, &ret->alloc, &apparent, &ret->changes);

@@ -172,9 +172,9 @@ static void queue_drop(struct cache_disk *c, unsigned algo, const uint8_t *key, 
     pthread_mutex_lock(&c->q_lock);
     if (cache_dc_vec_push(&c->drops, algo, key, created))
         pthread_cond_signal(&c->q_wake);
-    pthread_mutex_unlock(&c->q_lock);
-    /* after the push: a generation read after this sees the row as gone */
+    /* with the push: a generation read after it sees the row as gone */
     atomic_fetch_add(&c->drops_changes, 1);
+    pthread_mutex_unlock(&c->q_lock);
 }
 
 /* ---- lookups and reads --------------------------------------------------- */

@@ -1489,10 +1489,10 @@ out:
     w->batch_alloc = 0;
     pthread_mutex_lock(&c->q_lock);
     memset(&c->drops_inflight, 0, sizeof(c->drops_inflight));
-    pthread_mutex_unlock(&c->q_lock);
     /* settled (deleted, or found inserted again): lookups see the rows */
     if (drops.n)
         atomic_fetch_add(&c->drops_changes, 1);
+    pthread_mutex_unlock(&c->q_lock);
     free(drops.v);
     free(touches.v);
     free(doomed.v);

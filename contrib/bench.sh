@@ -597,6 +597,7 @@ for run in $(seq "$RUNS"); do
   st=$(status)
   umount_wait
   add cpwarm.loads "$(echo "$st" | cut -d' ' -f1)"
+  pair=0 # (the first run's copy is compared with the image, as the first pair's)
   copy_done cpwarm "cp --sparse=always from a warm mount" "$t0" "$t1"
 
   for k in cp read; do

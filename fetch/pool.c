@@ -760,6 +760,11 @@ static void read_local(struct fetch_pool *p, struct fetch_job *j)
         j->len = len;
     }
     j->result = r;
+    /* the store answered (its object, or "not found"), as an HTTP answer
+     * does in finish_transfer: an outage begun by failures that said it
+     * was unavailable (after_failure) is over */
+    if (r == 0 || r == -ENOENT)
+        fetch_store_note_answer(s, false, 0);
     if (r == 0 || !after_failure(p, j))
         to_decode(p, j);
     pthread_mutex_unlock(&p->lock);

@@ -563,14 +563,17 @@ void fs_chunks_batch_end(struct fs_chunks *c)
         cache_disk_batch_end(c->disk);
 }
 
-bool fs_chunks_peek_disk(struct fs_chunks *c, const struct fetch_extent *e)
+int fs_chunks_peek_disk(struct fs_chunks *c, const struct fetch_extent *e)
 {
     uint8_t filed[32];
     uint64_t len = 0;
-    return c->disk && !e->zero &&
-           cache_disk_peek(c->disk, fs_chunks_cache_algo(e->algo),
-                           disk_digest(c, e->algo, e->digest, filed), &len) > 0 &&
-           len == e->length;
+    int r;
+
+    if (!c->disk || e->zero)
+        return 0;
+    r = cache_disk_peek(c->disk, fs_chunks_cache_algo(e->algo),
+                        disk_digest(c, e->algo, e->digest, filed), &len);
+    return r <= 0 ? r : len == e->length;
 }
 
 int fs_chunks_disk_gen(struct fs_chunks *c, struct cache_disk_gen *ret)

@@ -128,8 +128,9 @@ bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e);
 
 /* The same as a peek (cache_disk_peek: no "recently used", no hit or miss
  * counted), for reports: a status poller must not keep chunks from
- * eviction. */
-bool fs_chunks_peek_disk(struct fs_chunks *c, const struct fetch_extent *e);
+ * eviction. 1 if it does, 0 if not, -errno when the index could not be
+ * asked. */
+int fs_chunks_peek_disk(struct fs_chunks *c, const struct fetch_extent *e);
 
 /* The disk cache's generation (cache_disk_generation): while it is the
  * same, every fs_chunks_peek_disk() answers as before. -ENOENT without a

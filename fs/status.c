@@ -238,15 +238,19 @@ static json_object *memory_json(void)
 /* An image's count of cached bytes, and the generation of the disk cache
  * it was counted at. */
 struct fs_status_memo {
+    const struct fs_node *node;
     struct cache_disk_gen gen;
     uint64_t cached;
-    bool valid;
+    bool valid;    /* @gen and @cached are a count's (no lookup failed) */
+    uint64_t seen; /* the status call that last reported it */
 };
 
-/* The bytes of @img the disk cache holds. */
-static uint64_t count_cached(const struct fs_ctx *ctx, const struct fetch_image *img)
+/* The bytes of @img the disk cache holds; *@failed set when a lookup
+ * failed (those chunks count as not cached). */
+static uint64_t count_cached(const struct fs_ctx *ctx, const struct fetch_image *img, bool *failed)
 {
     uint64_t cached = 0;
+    int r;
     /* a peek: a status poller must not make every chunk "recently used"
      * (then nothing is evictable and new chunks are not cached); in one
      * read transaction per STATUS_BATCH extents (each lookup in its own
@@ -256,45 +260,68 @@ static uint64_t count_cached(const struct fs_ctx *ctx, const struct fetch_image 
         size_t to = img->count - from > STATUS_BATCH ? from + STATUS_BATCH : img->count;
         /* short transactions (a long one holds the WAL back) */
         fs_chunks_batch_begin(ctx->chunks);
-        for (size_t i = from; i < to; i++)
-            if (fs_chunks_peek_disk(ctx->chunks, &img->extents[i]))
+        for (size_t i = from; i < to; i++) {
+            if ((r = fs_chunks_peek_disk(ctx->chunks, &img->extents[i])) > 0)
                 cached += img->extents[i].length;
+            else if (r < 0)
+                *failed = true;
+        }
         fs_chunks_batch_end(ctx->chunks);
     }
     return cached;
 }
 
-/* The memo of image node @n in @st, or NULL (out of memory: not kept). */
+/* The memo of image node @n in @st (one per image whose index is in
+ * memory: a short list), added if missing; NULL when out of memory. */
 static struct fs_status_memo *memo_of(struct fs_status_state *st, const struct fs_node *n)
 {
-    size_t i = (size_t)(n->ino - 1);
-    if (i >= st->memo_count) {
-        size_t count = i + 1 > 2 * st->memo_count ? i + 1 : 2 * st->memo_count;
-        struct fs_status_memo *m = realloc(st->memo, count * sizeof(*m));
+    for (size_t i = 0; i < st->memo_count; i++)
+        if (st->memo[i].node == n)
+            return &st->memo[i];
+    if (st->memo_count == st->memo_cap) {
+        size_t cap = st->memo_cap ? 2 * st->memo_cap : 8;
+        struct fs_status_memo *m = realloc(st->memo, cap * sizeof(*m));
         if (!m)
             return NULL;
-        memset(m + st->memo_count, 0, (count - st->memo_count) * sizeof(*m));
         st->memo = m;
-        st->memo_count = count;
+        st->memo_cap = cap;
     }
-    return &st->memo[i];
+    st->memo[st->memo_count] = (struct fs_status_memo){.node = n};
+    return &st->memo[st->memo_count++];
+}
+
+/* Forgets the images this status call did not report (their index left
+ * memory; counted again if it comes back). */
+static void memo_sweep(struct fs_status_state *st)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < st->memo_count; i++)
+        if (st->memo[i].seen == st->calls)
+            st->memo[k++] = st->memo[i];
+    st->memo_count = k;
 }
 
 /* The bytes of image @n (index @img) the disk cache holds: counted again
  * only when the cache's rows changed since the last count (@gen, read
- * before any lookup; @have_gen false: no generation, always counted). */
+ * before any lookup; @have_gen false: no generation, always counted). A
+ * count in which a lookup failed is not kept. */
 static uint64_t cached_bytes(const struct fs_ctx *ctx, struct fs_status_state *st,
                              const struct fs_node *n, const struct fetch_image *img,
                              const struct cache_disk_gen *gen, bool have_gen)
 {
     struct fs_status_memo *m = have_gen ? memo_of(st, n) : NULL;
+    bool failed = false;
     uint64_t cached;
 
-    if (m && m->valid && cache_disk_gen_equal(&m->gen, gen))
-        return m->cached;
-    cached = count_cached(ctx, img);
+    if (m) {
+        m->seen = st->calls;
+        if (m->valid && cache_disk_gen_equal(&m->gen, gen))
+            return m->cached;
+    }
+    cached = count_cached(ctx, img, &failed);
     if (m)
-        *m = (struct fs_status_memo){.gen = *gen, .cached = cached, .valid = true};
+        *m = (struct fs_status_memo){
+            .node = n, .gen = *gen, .cached = cached, .valid = !failed, .seen = st->calls};
     return cached;
 }
 
@@ -302,7 +329,7 @@ void fs_status_state_release(struct fs_status_state *st)
 {
     free(st->memo);
     st->memo = NULL;
-    st->memo_count = 0;
+    st->memo_count = st->memo_cap = 0;
 }
 
 /* Image node @n, whose index @img the caller holds. */
@@ -365,6 +392,8 @@ json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
     /* before any image's lookups: a change during them shows next time */
     bool have_gen = ctx->disk && fs_chunks_disk_gen(ctx->chunks, &gen) == 0;
 
+    st->calls++;
+
     if (!o || !images) {
         json_object_put(o);
         json_object_put(images);
@@ -390,6 +419,7 @@ json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
         json_object_array_add(images, image_json(ctx, hyd, n, img, st, &gen, have_gen));
         fs_image_put(t, n);
     }
+    memo_sweep(st);
     json_object_object_add(o, "images", images);
     return o;
 }

@@ -60,8 +60,9 @@ struct fs_status_memo;
 struct fs_status_state {
     uint64_t prev_bytes;
     struct timespec prev_time;
-    struct fs_status_memo *memo; /* by inode number - 1 */
-    size_t memo_count;
+    struct fs_status_memo *memo; /* the images reported by the last call */
+    size_t memo_count, memo_cap;
+    uint64_t calls;
 };
 
 /* The status object (the caller puts it), or NULL when out of memory.
