@@ -1070,6 +1070,8 @@ static int build_lv(struct scan *sc, struct fetch_lvm_vg *vg, const struct cfg_n
             r = build_striped(sc, vg, lv->name, &src[k], lvs, pvs, pv_count, seg);
             if (r < 0)
                 goto out;
+        } else if (strcmp(type, "zero") == 0) {
+            seg->type = FETCH_LVM_ZERO;
         } else {
             seg->type = FETCH_LVM_UNSUPPORTED;
         }

@@ -19,8 +19,9 @@
  *     start + 512), with the text's CRC;
  *   - the text, in LVM's config syntax, parsed with fixed bounds (size, depth,
  *     node count, name lengths).
- * Only "striped" segments (linear is striped with one stripe) are mapped;
- * other types (thin, raid*, snapshot, mirror, cache, ...) are listed as
+ * Only "striped" segments (linear is striped with one stripe) are mapped,
+ * and "zero" ones (zeros, FETCH_LVM_ZERO); other types (error, thin, raid*,
+ * snapshot, mirror, cache, ...) are listed as
  * FETCH_LVM_UNSUPPORTED with their type name. A stripe on a pvmove's LV
  * (a move in progress) is mapped to the move's source; one on another LV
  * makes its segment unsupported. A snapshot is listed under the name lvs
@@ -42,6 +43,7 @@
 enum fetch_lvm_seg_type {
     FETCH_LVM_LINEAR,     /* "striped" with stripe_count 1 */
     FETCH_LVM_STRIPED,    /* "striped" with stripe_count > 1 */
+    FETCH_LVM_ZERO,       /* "zero": reads as zeros; no stripes */
     FETCH_LVM_UNSUPPORTED /* any other type: see type_name; no stripes */
 };
 

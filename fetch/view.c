@@ -57,7 +57,7 @@ int fetch_view_map(const struct fetch_view *v, uint64_t off, uint64_t *img_off, 
     if (s->stripe_count == 0) {
         *img_off = 0;
         *run = left;
-        return -EIO;
+        return s->zero ? 1 : -EIO;
     }
     if (s->stripe_count == 1) {
         *img_off = s->base[0] + in;
@@ -145,8 +145,14 @@ int64_t fetch_view_seek(const struct fetch_view *v, const struct fetch_image *im
         int64_t pos;
 
         if (s->stripe_count == 0) {
-            if (whence == SEEK_DATA)
+            if (s->zero)
+                pos = whence == SEEK_HOLE ? (int64_t)in : -1;
+            else if (whence == SEEK_DATA)
                 return (int64_t)off; /* unreadable: not a hole */
+            else
+                continue;
+            if (pos >= 0)
+                return (int64_t)(s->start + (uint64_t)pos);
             continue;
         }
         if (s->stripe_count == 1) {
@@ -183,7 +189,7 @@ uint64_t fetch_view_data_bytes(const struct fetch_view *v, const struct fetch_im
     for (size_t i = 0; i < v->count; i++) {
         const struct fetch_view_seg *s = &v->segs[i];
         uint64_t per_stripe = s->stripe_count ? s->length / s->stripe_count : 0;
-        if (s->stripe_count == 0)
+        if (s->stripe_count == 0 && !s->zero)
             data += s->length; /* unreadable: not a hole */
         for (unsigned k = 0; k < s->stripe_count; k++)
             data += image_data(img, s->base[k], s->base[k] + per_stripe);

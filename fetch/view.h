@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,10 +17,12 @@
 struct fetch_view_seg {
     uint64_t start, length; /* in the view; segments are contiguous from 0 */
     /* 0: the segment cannot be read (its reads fail with EIO, it counts as
-     * data); 1: linear, at base[0]; more: striped in stripe_size units */
+     * data), unless @zero; 1: linear, at base[0]; more: striped in
+     * stripe_size units */
     unsigned stripe_count;
     uint64_t stripe_size; /* bytes (striped) */
     uint64_t *base;       /* stripe_count offsets in the image */
+    bool zero;            /* (stripe_count 0) zeros, a hole: LVM2's "zero" segments */
 };
 
 struct fetch_view {
@@ -35,7 +38,8 @@ void fetch_view_free(struct fetch_view *v); /* NULL-safe */
 /*
  * Where view offset @off (< size) is: its image offset and how many bytes
  * from there on are contiguous in the image (at least 1, never past the
- * view's end). 0, or -EIO in a segment that cannot be read.
+ * view's end). 0; 1 in a zero segment (*@run bytes of zeros, no image
+ * offset); -EIO in a segment that cannot be read.
  */
 int fetch_view_map(const struct fetch_view *v, uint64_t off, uint64_t *img_off, uint64_t *run);
 
@@ -45,7 +49,7 @@ int fetch_view_map(const struct fetch_view *v, uint64_t off, uint64_t *img_off, 
 int fetch_view_check(const struct fetch_view *v, uint64_t size);
 
 /* lseek(2) SEEK_DATA (3) / SEEK_HOLE (4) in @v over @img, as fetch_image_seek;
- * unreadable segments count as data. */
+ * unreadable segments count as data, zero segments as holes. */
 int64_t fetch_view_seek(const struct fetch_view *v, const struct fetch_image *img, uint64_t off,
                         int whence);
 

@@ -67,7 +67,7 @@ static const char mount_usage[] =
     "  MOUNTPOINT/[ns/<name>/...]<type>/<id>/latest                 -> newest snapshot\n"
     "  MOUNTPOINT/[ns/<name>/...]<type>/<id>/<time>/<name>.pxar/    file archives as trees\n"
     "and beside each image <image>.parts/: its partitions p1, p2, ... (MBR, GPT),\n"
-    "by-name/<GPT name> links and lvm/<vg>/<lv> (LVM2 linear and striped volumes),\n"
+    "by-name/<GPT name> links and lvm/<vg>/<lv> (LVM2 linear, striped and zero volumes),\n"
     "each a file read through the image\n"
     "or a casync/desync repository: *.caibx blob indexes at any depth, with their\n"
     "chunks in default.castr/ at the top of STORE or in --chunk-store:\n"

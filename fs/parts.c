@@ -253,6 +253,10 @@ static int lv_view(const struct fetch_lvm_lv *lv, const struct dev_src *srcs, si
 
         vs->start = s->start;
         vs->length = s->length;
+        if (s->type == FETCH_LVM_ZERO) {
+            vs->zero = true; /* zeros, a hole */
+            continue;
+        }
         for (unsigned k = 0; k < s->stripe_count && s->type != FETCH_LVM_UNSUPPORTED; k++)
             missing |= s->stripes[k].dev >= ndevs;
         if (s->type == FETCH_LVM_UNSUPPORTED || missing || s->stripe_count == 0) {
@@ -264,7 +268,7 @@ static int lv_view(const struct fetch_lvm_lv *lv, const struct dev_src *srcs, si
                 else
                     snprintf(why, why_len,
                              "segment %zu is of type \"%s\", which lazyimg cannot map "
-                             "(linear and striped only)",
+                             "(linear, striped and zero only)",
                              i + 1, s->type_name);
             }
             continue; /* stripe_count 0: EIO */

@@ -433,10 +433,12 @@ static uint8_t *pending_copy_area(struct pending *p, size_t at)
 }
 
 /* A range of the image a read covers; a read of a file that is several
- * ranges of its image (a striped volume) is answered from them in order. */
+ * ranges of its image (a striped volume) is answered from them in order.
+ * One at ZERO_RANGE is zeros, not the image's (an LVM2 "zero" segment). */
 struct range {
     uint64_t off, len;
 };
+#define ZERO_RANGE UINT64_MAX
 
 /* Pieces (extents cut by the ranges) of ranges [@r, @nr), from extent @i on in range @r. */
 static size_t count_pieces(const struct fetch_image *img, const struct range *rg, size_t nr,
@@ -444,6 +446,10 @@ static size_t count_pieces(const struct fetch_image *img, const struct range *rg
 {
     size_t slots = 0;
     for (; r < nr; r++, i = SIZE_MAX) {
+        if (rg[r].off == ZERO_RANGE) {
+            slots++;
+            continue;
+        }
         size_t first = i != SIZE_MAX ? i : fetch_image_find(img, rg[r].off);
         slots += fetch_image_find(img, rg[r].off + rg[r].len - 1) - first + 1;
     }
@@ -512,6 +518,11 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, struct fs_no
     }
     for (; r < nr; r++, i = SIZE_MAX) {
         uint64_t off = rg[r].off, end = rg[r].off + rg[r].len;
+        if (off == ZERO_RANGE) {
+            p->pieces[p->n++] = (struct reply_piece){.bytes = zero_buf, .len = (size_t)rg[r].len};
+            at += (size_t)rg[r].len;
+            continue;
+        }
         if (i == SIZE_MAX)
             i = fetch_image_find(img, off);
         for (; i < img->count && img->extents[i].offset < end; i++) {
@@ -803,6 +814,14 @@ static void read_ranges(struct fs_ctx *ctx, const struct fs_node *n, struct fs_n
     }
     for (size_t k = 0; k < nr; k++) {
         uint64_t off = rg[k].off, end = rg[k].off + rg[k].len;
+        if (off == ZERO_RANGE) {
+            if (niov && iov[niov - 1].iov_base == (void *)zero_buf)
+                iov[niov - 1].iov_len += (size_t)rg[k].len;
+            else
+                iov[niov++] = (struct iovec){zero_buf, (size_t)rg[k].len};
+            at += (size_t)rg[k].len;
+            continue;
+        }
         for (size_t i = fetch_image_find(img, off); i < img->count && img->extents[i].offset < end;
              i++) {
             const struct fetch_extent *e = &img->extents[i];
@@ -904,6 +923,8 @@ static void prefetch_ranges(struct fs_ctx *ctx, struct fs_file *f, const struct 
 
     for (size_t k = 0; k < nr; k++) {
         size_t c = 0;
+        if (rg[k].off == ZERO_RANGE)
+            continue;
         while (c < nchain && chain[c].off + chain[c].len != rg[k].off)
             c++;
         if (c < nchain) {
@@ -935,7 +956,8 @@ void fs_read_view(struct fs_ctx *ctx, struct fs_node *n, const struct fetch_imag
     end = off + size > v->size ? v->size : off + size;
     while (off < end) {
         uint64_t at, run;
-        if (fetch_view_map(v, off, &at, &run) < 0) {
+        int m = fetch_view_map(v, off, &at, &run);
+        if (m < 0) {
             char path[512], *slash;
             /* the file is @name beside image @n */
             fs_node_path(n, path, sizeof(path));
@@ -951,7 +973,11 @@ void fs_read_view(struct fs_ctx *ctx, struct fs_node *n, const struct fetch_imag
         }
         if (run > end - off)
             run = end - off;
-        if (nr && rg[nr - 1].off + rg[nr - 1].len == at) {
+        if (m == 1)
+            at = ZERO_RANGE; /* zeros */
+        if (nr && (at == ZERO_RANGE
+                       ? rg[nr - 1].off == ZERO_RANGE
+                       : rg[nr - 1].off != ZERO_RANGE && rg[nr - 1].off + rg[nr - 1].len == at)) {
             rg[nr - 1].len += run; /* contiguous in the image too */
         } else {
             if (nr == cap) {

@@ -8,9 +8,11 @@
 #             mount), p3 "pv-a" and p4 "pv/b" (24M each) LVM2 physical
 #             volumes of VG "vgt" (1M extents) holding "lin" (linear, two
 #             segments: 8M then 4M more after "str"), "str" (16M, striped
-#             over both PVs in 64K units) and "ee" (an "error" segment):
-#             lin and str hold ext4 file systems made from tree/
-#   lv-lin.img, lv-str.img   the contents written into those volumes
+#             over both PVs in 64K units), "ee" (an "error" segment), "zz"
+#             (a "zero" segment, 3M) and "mix" (2M linear, then 2M "zero"):
+#             lin and str hold ext4 file systems made from tree/, mix 2M of
+#             random bytes
+#   lv-lin.img, lv-str.img, lv-mix.img   the contents of those volumes
 #   lvm.json  `lvs --segments` as LVM reports the layout (the oracle)
 #   gpt.parts one "N START SIZE" line (bytes) per partition, from sfdisk -J
 #   mbr.raw   MBR (sfdisk): primaries 1, 2, 3, an extended 4 with logicals
@@ -89,6 +91,9 @@ lvm_ lvcreate -an -Zn -L 8M -n lin vgt "$A"
 lvm_ lvcreate -an -Zn -L 16M -i2 -I64k -n str vgt
 lvm_ lvextend -L +4M vgt/lin "$A"
 lvm_ lvcreate -an -Zn --type error -L 2M -n ee vgt
+lvm_ lvcreate -an -Zn --type zero -L 3M -n zz vgt
+lvm_ lvcreate -an -Zn -L 2M -n mix vgt "$B"
+lvm_ lvextend --type zero -L +2M vgt/mix
 lvs --driverloaded n --config "$C" --reportformat json --segments --units b --nosuffix \
     -o lv_name,seg_start,seg_size,segtype,stripes,stripe_size,seg_pe_ranges vgt >lvm.json 2>>lvm.log
 pvs --driverloaded n --config "$C" --reportformat json --units b --nosuffix \
@@ -98,7 +103,10 @@ vgs --driverloaded n --config "$C" --reportformat json --units b --nosuffix \
 losetup -d "$A" "$B"
 trap - EXIT
 
-rm -f lv-lin.img lv-str.img
+rm -f lv-lin.img lv-str.img lv-mix.img
+# mix: 2 MiB of data (its linear segment), then its zero segment's 2 MiB
+head -c 2M /dev/urandom >lv-mix.img
+truncate -s 4M lv-mix.img
 mkfs.ext4 -q -F -d tree -b 1024 lv-lin.img 12M >/dev/null 2>&1 || die "mkfs.ext4 lin failed"
 mkfs.ext4 -q -F -d tree -b 4096 lv-str.img 16M >/dev/null 2>&1 || die "mkfs.ext4 str failed"
 # write each LV's file system where LVM's report puts its extents
@@ -110,7 +118,7 @@ ext = int(json.load(open("vgs.json"))["report"][0]["vg"][0]["vg_extent_size"])
 segs = json.load(open("lvm.json"))["report"][0]["seg"]
 with open("gpt.raw", "r+b") as disk:
     for s in segs:
-        if s["lv_name"] not in ("lin", "str"):
+        if s["lv_name"] not in ("lin", "str", "mix") or s["segtype"] not in ("linear", "striped"):
             continue
         src = open("lv-%s.img" % s["lv_name"], "rb")
         start, size = int(s["seg_start"]), int(s["seg_size"])

@@ -80,7 +80,7 @@ expect_eq "GPT: by-name links for the valid names (not pv/b)" \
     "data -> ../p2 pv-a -> ../p3 root -> ../p1" \
     "$(cd "$G/by-name" && for l in *; do printf '%s -> %s ' "$l" "$(readlink "$l")"; done | sed 's/ $//')"
 expect_eq "GPT: by-name/root is p1" "$(stat -L -c %i "$G/p1")" "$(stat -L -c %i "$G/by-name/root")"
-expect_eq "LVM: the volume group and its visible volumes" "vgt: ee lin str" \
+expect_eq "LVM: the volume group and its visible volumes" "vgt: ee lin mix str zz" \
     "$(cd "$G/lvm" && for v in *; do printf '%s: %s' "$v" "$(ls "$v" | tr '\n' ' ' | sed 's/ $//')"; done)"
 expect_eq "MBR: primaries and logicals, not the extended container" "p1 p2 p3 p5 p6 p7" \
     "$(ls "$B" | tr '\n' ' ' | sed 's/ $//')"
@@ -180,6 +180,34 @@ fi
 grep -q "$T/drive-scsi0.img.parts/lvm/vgt/ee: offset 0 cannot be read: segment 1 is of type \"error\"" mount.log ||
     fail "LV ee: no log line naming the segment type" "$(tail -5 mount.log)"
 ok "LV ee: EIO with a log line naming the segment type \"error\""
+# a "zero" segment reads as zeros (it failed with EIO as unsupported): a
+# hole, no data, no log line
+ZZ=$G/lvm/vgt/zz
+expect_eq "LV zz (a \"zero\" segment) has its size" 3145728 "$(stat -c %s "$ZZ")"
+cmp "$ZZ" <(head -c 3145728 /dev/zero) || fail "LV zz: does not read as zeros"
+cmp <(read_range "$ZZ" 1000 200000 direct) <(head -c 200000 /dev/zero) ||
+    fail "LV zz: an unaligned direct read is not zeros"
+expect_eq "LV zz: no data blocks" 0 "$(stat -c %b "$ZZ")"
+expect_eq "LV zz: SEEK_DATA/SEEK_HOLE walk: one hole" "hole 0 3145728" "$("$SEEKMAP" "$ZZ")"
+! grep -q "vgt/zz" mount.log || fail "LV zz: a log line about it" "$(grep vgt/zz mount.log)"
+ok "LV zz (a \"zero\" segment): 3 MiB of zeros, a hole, no data blocks"
+# a linear segment, then a zero one: reads across the two, each part right.
+# First on a mount of its own without a cache, before anything else is
+# read: the 64 KiB requests across the boundary wait for the linear part's
+# chunk to be fetched (one request: 32 KiB of each); then on this mount
+lazyimg_mount "$S" "$W/m2" --no-cache
+cmp <(read_range "$W/m2/vm/300/$T/drive-scsi0.img.parts/lvm/vgt/mix" 2064384 65536 direct) \
+    <(read_range lv-mix.img 2064384 65536) || fail "LV mix: a first read across its segments differs"
+lazyimg_umount "$W/m2"
+for r in "2000000 200000" "0 4194304" "2097152 65536" "1048576 2097152"; do
+    read -r off len <<<"$r"
+    cmp <(read_range "$G/lvm/vgt/mix" "$off" "$len" direct) <(read_range lv-mix.img "$off" "$len") ||
+        fail "LV mix: $len bytes at $off (direct) differ"
+done
+cmp "$G/lvm/vgt/mix" lv-mix.img || fail "LV mix (linear, then zero) differs from its contents"
+expect_eq "LV mix: SEEK_DATA/SEEK_HOLE walk: its data, then the zero segment's hole" \
+    "data 0 2097152 hole 2097152 2097152" "$("$SEEKMAP" "$G/lvm/vgt/mix" | tr '\n' ' ' | sed 's/ $//')"
+ok "LV mix (2 MiB linear, then 2 MiB \"zero\"): reads across both segments right, the zero one a hole"
 
 # --- malformed tables and metadata ------------------------------------------------------
 for i in 0 1 2; do

@@ -35,13 +35,13 @@ static struct fetch_view *striped(void)
     struct fetch_view *v = calloc(1, sizeof(*v));
     v->count = 3;
     v->segs = calloc(3, sizeof(*v->segs));
-    v->segs[0] = (struct fetch_view_seg){0, 512 * 1024, 1, 0, malloc(sizeof(uint64_t))};
+    v->segs[0] = (struct fetch_view_seg){0, 512 * 1024, 1, 0, malloc(sizeof(uint64_t)), false};
     v->segs[0].base[0] = 7 * MIB + 512 * 1024;
-    v->segs[1] =
-        (struct fetch_view_seg){512 * 1024, 2 * MIB, 2, 64 * 1024, malloc(2 * sizeof(uint64_t))};
+    v->segs[1] = (struct fetch_view_seg){
+        512 * 1024, 2 * MIB, 2, 64 * 1024, malloc(2 * sizeof(uint64_t)), false};
     v->segs[1].base[0] = 1 * MIB;
     v->segs[1].base[1] = 5 * MIB;
-    v->segs[2] = (struct fetch_view_seg){512 * 1024 + 2 * MIB, 4096, 0, 0, NULL};
+    v->segs[2] = (struct fetch_view_seg){512 * 1024 + 2 * MIB, 4096, 0, 0, NULL, false};
     v->size = 512 * 1024 + 2 * MIB + 4096;
     return v;
 }
@@ -158,7 +158,7 @@ static void test_seek_large_sparse(void **state)
     v->count = 1;
     v->size = 2 * half;
     v->segs = calloc(1, sizeof(*v->segs));
-    v->segs[0] = (struct fetch_view_seg){0, 2 * half, 2, 4096, malloc(2 * sizeof(uint64_t))};
+    v->segs[0] = (struct fetch_view_seg){0, 2 * half, 2, 4096, malloc(2 * sizeof(uint64_t)), false};
     v->segs[0].base[0] = 0;
     v->segs[0].base[1] = half;
     assert_int_equal(fetch_view_check(v, bi.size), 0);
@@ -175,6 +175,33 @@ static void test_seek_large_sparse(void **state)
     free(big);
 }
 
+/* An LVM2 "zero" segment between a linear one (image data at 0) and one
+ * that cannot be read: zeros, a hole, no image bytes. */
+static void test_zero_segment(void **state)
+{
+    struct fetch_view *v = calloc(1, sizeof(*v));
+    uint64_t at, run;
+    (void)state;
+    image_init();
+    v->count = 3;
+    v->segs = calloc(3, sizeof(*v->segs));
+    v->segs[0] = (struct fetch_view_seg){0, MIB, 1, 0, malloc(sizeof(uint64_t)), false};
+    v->segs[0].base[0] = 0; /* extent 0: data */
+    v->segs[1] = (struct fetch_view_seg){MIB, 2 * MIB, 0, 0, NULL, true};
+    v->segs[2] = (struct fetch_view_seg){3 * MIB, 4096, 0, 0, NULL, false};
+    v->size = 3 * MIB + 4096;
+    assert_int_equal(fetch_view_check(v, img.size), 0);
+    assert_int_equal(fetch_view_map(v, MIB + 100, &at, &run), 1);
+    assert_int_equal(run, 2 * MIB - 100);
+    assert_int_equal(fetch_view_map(v, 3 * MIB, &at, &run), -EIO);
+    /* a hole: data resumes at the unreadable segment (counted as data) */
+    assert_int_equal(fetch_view_seek(v, &img, 0, SEEK_HOLE), MIB);
+    assert_int_equal(fetch_view_seek(v, &img, MIB, SEEK_DATA), 3 * MIB);
+    assert_int_equal(fetch_view_seek(v, &img, MIB + 5, SEEK_HOLE), MIB + 5);
+    assert_int_equal(fetch_view_data_bytes(v, &img), MIB + 4096);
+    fetch_view_free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_striped_holes),
         cmocka_unit_test(test_check_tiling),
         cmocka_unit_test(test_seek_large_sparse),
+        cmocka_unit_test(test_zero_segment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
