@@ -635,7 +635,7 @@ char *fs_metrics_render(json_object *st, size_t *ret_len)
         simple(f, idx, "loads", "image_index_loads_total", "counter",
                "Image indexes loaded since the mount, loads again after eviction included.");
         simple(f, idx, "evictions", "image_index_evictions_total", "counter",
-               "Unused image indexes let go beyond $LAZYIMG_INDEX_KEEP.");
+               "Unused image indexes let go beyond --index-memory.");
     }
     errors_metrics(f, st);
     images_metrics(f, member(st, "images"));

@@ -104,6 +104,10 @@ static const char mount_usage[] =
     "      --no-cache         read every chunk from the store (no disk cache)\n"
     "      --mem-cache SIZE   decoded chunks kept in memory (default 40M);\n"
     "                         readahead uses at most half of it\n"
+    "      --index-memory SIZE  image indexes (48 bytes a chunk) that nothing uses\n"
+    "                         kept in memory for a later open (default 64M, or\n"
+    "                         $LAZYIMG_INDEX_KEEP; 0: none); beyond it the least\n"
+    "                         recently used are loaded again when next opened\n"
     "      --threads N        chunk decode threads (default: number of CPUs)\n"
     "      --fetch-concurrency N  chunk transfers in flight (default 16, or\n"
     "                         $LAZYIMG_FETCH_CONCURRENCY; without either, 64 of\n"
@@ -168,7 +172,7 @@ static void config_reload(void *arg);
 struct mount_opts {
     bool foreground, debug, allow_other, no_cache, offline, page_cache;
     uint64_t mem_cache, cache_size;
-    uint64_t index_keep; /* bytes of unused image indexes kept ($LAZYIMG_INDEX_KEEP) */
+    uint64_t index_keep; /* bytes of unused image indexes kept (--index-memory) */
     const char *cache_dir;
     unsigned threads, concurrency, retries, readahead;
     bool concurrency_given; /* --fetch-concurrency or its variable */
@@ -251,6 +255,7 @@ enum {
     OPT_STUCK_AFTER,
     OPT_METRICS_LISTEN,
     OPT_NO_PARTS,
+    OPT_INDEX_MEMORY,
     OPT_CONFIG
 };
 static const struct option mount_opts[] = {
@@ -278,6 +283,7 @@ static const struct option mount_opts[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"stuck-after", required_argument, NULL, OPT_STUCK_AFTER},
     {"no-parts", no_argument, NULL, OPT_NO_PARTS},
+    {"index-memory", required_argument, NULL, OPT_INDEX_MEMORY},
     /* read by fs_config_expand before this (here only beside --help) */
     {"config", required_argument, NULL, OPT_CONFIG},
     {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
@@ -358,6 +364,11 @@ static int parse_mount_opts(int argc, char **argv, struct mount_opts *o)
                 return 2;
             o->concurrency_given = true;
             env_conc = NULL; /* the option wins */
+            break;
+        case OPT_INDEX_MEMORY:
+            if (parse_min_size("--index-memory", optarg, 0, "0", &o->index_keep) < 0)
+                return 2;
+            env_keep = NULL; /* the option wins */
             break;
         case OPT_RETRIES:
             if (parse_count("--retries", optarg, 0, 20, &o->retries) < 0)

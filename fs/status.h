@@ -29,7 +29,7 @@
  *                   loaded_bytes, in_use (held by open files, waiting reads,
  *                   hydration, profiles), unused, unused_bytes (kept for a
  *                   later open), unused_max_bytes (the bound:
- *                   $LAZYIMG_INDEX_KEEP), loads (since the mount, reloads
+ *                   --index-memory), loads (since the mount, reloads
  *                   included), evictions (unused ones freed beyond the bound)
  *   images[]        the images whose index is in memory now (in use, or
  *                   unused and kept: opened, stat()ed or hydrated lately;

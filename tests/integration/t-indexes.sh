@@ -106,3 +106,17 @@ ok "... the unused ones within the bound"
 rss=$(field memory.rss_bytes)
 ok "daemon resident memory after $N images: $((rss >> 20)) MiB"
 lazyimg_umount "$M"
+
+# the bound as an option, which wins over the variable; refused when not a size
+if out=$("$LAZYIMG" mount --index-memory lots "$S" "$W/bad" 2>&1); then
+    fail "--index-memory lots was accepted" "$out"
+fi
+grep -q -- '--index-memory' <<<"$out" || fail "--index-memory lots: no message naming it" "$out"
+LAZYIMG_INDEX_KEEP=$KEEP lazyimg_mount "$S" "$M" --index-memory $((2 * ONE))
+find "$M" -name '*.img' -type f -exec stat -c '%s' {} + >/dev/null
+status_json
+expect_eq "--index-memory: the bound (over \$LAZYIMG_INDEX_KEEP)" "$(field indexes.unused_max_bytes)" $((2 * ONE))
+[[ $(field indexes.unused_bytes) -le $((2 * ONE)) && $(field indexes.evictions) -gt 0 ]] ||
+    fail "--index-memory: unused indexes beyond it, or none let go" "$(cat st.json)"
+ok "--index-memory $((2 * ONE)): the bound, unused indexes within it, $(field indexes.evictions) let go"
+lazyimg_umount "$M"
