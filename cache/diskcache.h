@@ -189,9 +189,9 @@ void cache_disk_batch_end(struct cache_disk *c);
  * from before the count, sharing the cache, still changes it), and this
  * process's drops queued and settled. Equal generations: every
  * cache_disk_peek() answers as before (but for a lazyimg from before the
- * count that removed and added rows of equal totals in between). For reports that would otherwise
- * look every chunk up again
- * (`lazyimg status`). 0 or -errno.
+ * count that removed and added rows of equal totals in between). For
+ * reports that would otherwise look every chunk up again (`lazyimg
+ * status`). 0 or -errno.
  */
 struct cache_disk_gen {
     uint64_t changes, entries, alloc, drops;

@@ -277,8 +277,8 @@ int cache_dc_pack_reap(struct cache_disk *c, int64_t pack);
 int cache_dc_rconn_get(struct cache_disk *c, struct dc_rconn **ret);
 void cache_dc_rconn_put(struct cache_disk *c, struct dc_rconn *rc);
 
-/* Reads the running totals (entries, allocated and apparent bytes). */
-/* The running totals (meta); @changes may be NULL (0 where a cache made
+/* Reads the running totals (meta: entries, allocated and apparent bytes,
+ * rows added and removed); @changes may be NULL (0 where a cache made
  * before the count has no row for it yet). */
 int cache_dc_read_meta(sqlite3_stmt *meta, uint64_t *entries, uint64_t *alloc, uint64_t *apparent,
                        uint64_t *changes);

@@ -145,14 +145,8 @@ int64_t fetch_view_seek(const struct fetch_view *v, const struct fetch_image *im
         int64_t pos;
 
         if (s->stripe_count == 0) {
-            if (s->zero)
-                pos = whence == SEEK_HOLE ? (int64_t)in : -1;
-            else if (whence == SEEK_DATA)
-                return (int64_t)off; /* unreadable: not a hole */
-            else
-                continue;
-            if (pos >= 0)
-                return (int64_t)(s->start + (uint64_t)pos);
+            if (s->zero ? whence == SEEK_HOLE : whence == SEEK_DATA)
+                return (int64_t)off; /* zeros: a hole; unreadable: not one */
             continue;
         }
         if (s->stripe_count == 1) {

@@ -272,12 +272,19 @@ static uint64_t count_cached(const struct fs_ctx *ctx, const struct fetch_image 
 }
 
 /* The memo of image node @n in @st (one per image whose index is in
- * memory: a short list), added if missing; NULL when out of memory. */
+ * memory, in inode order), added if missing; NULL when out of memory. */
 static struct fs_status_memo *memo_of(struct fs_status_state *st, const struct fs_node *n)
 {
-    for (size_t i = 0; i < st->memo_count; i++)
-        if (st->memo[i].node == n)
-            return &st->memo[i];
+    size_t lo = 0, hi = st->memo_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (st->memo[mid].node->ino < n->ino)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < st->memo_count && st->memo[lo].node == n)
+        return &st->memo[lo];
     if (st->memo_count == st->memo_cap) {
         size_t cap = st->memo_cap ? 2 * st->memo_cap : 8;
         struct fs_status_memo *m = realloc(st->memo, cap * sizeof(*m));
@@ -286,8 +293,10 @@ static struct fs_status_memo *memo_of(struct fs_status_state *st, const struct f
         st->memo = m;
         st->memo_cap = cap;
     }
-    st->memo[st->memo_count] = (struct fs_status_memo){.node = n};
-    return &st->memo[st->memo_count++];
+    memmove(&st->memo[lo + 1], &st->memo[lo], (st->memo_count - lo) * sizeof(*st->memo));
+    st->memo_count++;
+    st->memo[lo] = (struct fs_status_memo){.node = n};
+    return &st->memo[lo];
 }
 
 /* Forgets the images this status call did not report (their index left
