@@ -77,10 +77,6 @@
 # casync reads in a row (2026-12-07), and pairs' ratios ranged 0.70-1.12 in
 # one run, so the median of three moved across target 1's margin by chance.
 #
-# Target 9 (encrypted / unencrypted, local) likewise: each encrypted read
-# right after the same read of the unencrypted datastore, not against the
-# unencrypted rows measured a minute or two earlier in the run.
-#
 # Target 5 likewise: each run measures PAIRS pairs, each the peer's copy
 # followed at once by ours (cp --sparse=always, then a cold cat, each on a
 # fresh mount and cache): the machine's speed drifts within a run (the
@@ -88,6 +84,10 @@
 # minute apart), so a peer measured minutes before the copy it is compared
 # with judged the drift as much as the copy. The run's ratio is the median
 # of its pairs'; the table's, the median of the runs'.
+#
+# Target 9 (encrypted / unencrypted, local) likewise: each encrypted read
+# right after the same read of the unencrypted datastore, not against the
+# unencrypted rows measured a minute or two earlier in the run.
 #
 # The table goes to stdout and to WORKDIR/results.txt; progress goes to stderr.
 set -euo pipefail
