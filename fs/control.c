@@ -44,7 +44,7 @@ struct fs_control {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     dev_t sock_dev; /* the socket file we bound, removed only if still ours */
     ino_t sock_ino;
-    struct fs_status_state rate; /* control thread only */
+    struct fs_status_state status; /* control thread only */
 };
 
 /* ---- socket location ---------------------------------------------------- */
@@ -252,7 +252,7 @@ static json_object *handle(struct fs_control *c, const char *line)
                            "cancel JOB)");
     switch (q.verb) {
     case FS_CONTROL_STATUS:
-        return fs_status_json(c->ctx, c->hyd, &c->rate);
+        return fs_status_json(c->ctx, c->hyd, &c->status);
     case FS_CONTROL_HYDRATE: {
         struct fs_node *n = fs_tree_get(c->ctx->tree, a[0]);
         const char *msg = "";
@@ -463,7 +463,7 @@ int fs_control_start(struct fs_ctx *ctx, struct fs_hydrator *hyd, const char *mo
     c->ctx = ctx;
     c->hyd = hyd;
     c->listen_fd = -1;
-    clock_gettime(CLOCK_MONOTONIC, &c->rate.prev_time);
+    clock_gettime(CLOCK_MONOTONIC, &c->status.prev_time);
     c->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (c->stop_fd < 0) {
         r = -errno;
@@ -508,7 +508,7 @@ void fs_control_free(struct fs_control *c)
         return;
     fs_control_stop(c);
     close(c->stop_fd);
-    fs_status_state_release(&c->rate);
+    fs_status_state_release(&c->status);
     free(c);
 }
 

@@ -35,7 +35,7 @@ struct fs_metrics {
     bool running; /* the thread was started and not joined */
     struct fs_ctx *ctx;
     struct fs_hydrator *hyd;
-    struct fs_status_state rate;                            /* server thread only */
+    struct fs_status_state status;                          /* server thread only */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* Unix socket, or "" */
     dev_t sock_dev; /* the socket file we bound: removed only if still ours */
     ino_t sock_ino;
@@ -758,7 +758,7 @@ static void serve(struct fs_metrics *m, int fd)
         reply_text(fd, m->stop_fd, deadline, "405 Method Not Allowed", "Allow: GET\r\n",
                    "method not allowed\n");
     } else {
-        json_object *st = fs_status_json(m->ctx, m->hyd, &m->rate);
+        json_object *st = fs_status_json(m->ctx, m->hyd, &m->status);
         size_t len = 0;
         char *text = st ? fs_metrics_render(st, &len) : NULL;
         json_object_put(st);
@@ -817,7 +817,7 @@ int fs_metrics_start(struct fs_metrics *m, struct fs_ctx *ctx, struct fs_hydrato
         return -EALREADY;
     m->ctx = ctx;
     m->hyd = hyd;
-    clock_gettime(CLOCK_MONOTONIC, &m->rate.prev_time);
+    clock_gettime(CLOCK_MONOTONIC, &m->status.prev_time);
     if ((r = pthread_create(&m->thread, NULL, metrics_thread, m)) != 0)
         return -r;
     m->running = true;
@@ -851,6 +851,6 @@ void fs_metrics_free(struct fs_metrics *m)
         return;
     fs_metrics_stop(m);
     close(m->stop_fd);
-    fs_status_state_release(&m->rate);
+    fs_status_state_release(&m->status);
     free(m);
 }

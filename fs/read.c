@@ -440,6 +440,27 @@ struct range {
 };
 #define ZERO_RANGE UINT64_MAX
 
+/* Whether a range at @at (ZERO_RANGE: zeros) continues @prev: zeros after
+ * zeros, or the image's bytes right after @prev's. */
+static bool range_continues(const struct range *prev, uint64_t at)
+{
+    if (prev->off == ZERO_RANGE || at == ZERO_RANGE)
+        return prev->off == at;
+    return prev->off + prev->len == at;
+}
+
+/* Appends @len bytes of zeros to the @niov pieces of @iov (merged with
+ * zeros before them; a read is at most FS_MAX_READ long); their new count. */
+static size_t add_zeros(struct iovec *iov, size_t niov, size_t len)
+{
+    if (niov && iov[niov - 1].iov_base == (void *)zero_buf) {
+        iov[niov - 1].iov_len += len;
+        return niov;
+    }
+    iov[niov] = (struct iovec){zero_buf, len};
+    return niov + 1;
+}
+
 /* Pieces (extents cut by the ranges) of ranges [@r, @nr), from extent @i on in range @r. */
 static size_t count_pieces(const struct fetch_image *img, const struct range *rg, size_t nr,
                            size_t r, size_t i)
@@ -815,10 +836,7 @@ static void read_ranges(struct fs_ctx *ctx, const struct fs_node *n, struct fs_n
     for (size_t k = 0; k < nr; k++) {
         uint64_t off = rg[k].off, end = rg[k].off + rg[k].len;
         if (off == ZERO_RANGE) {
-            if (niov && iov[niov - 1].iov_base == (void *)zero_buf)
-                iov[niov - 1].iov_len += (size_t)rg[k].len;
-            else
-                iov[niov++] = (struct iovec){zero_buf, (size_t)rg[k].len};
+            niov = add_zeros(iov, niov, (size_t)rg[k].len);
             at += (size_t)rg[k].len;
             continue;
         }
@@ -830,11 +848,7 @@ static void read_ranges(struct fs_ctx *ctx, const struct fs_node *n, struct fs_n
             size_t len = (size_t)(to - from);
 
             if (e->zero) {
-                /* adjacent hole pieces merge; a read is at most FS_MAX_READ long */
-                if (niov && iov[niov - 1].iov_base == (void *)zero_buf)
-                    iov[niov - 1].iov_len += len;
-                else
-                    iov[niov++] = (struct iovec){zero_buf, len};
+                niov = add_zeros(iov, niov, len);
             } else {
                 struct cache_mem_entry *ref = NULL;
                 const uint8_t *bytes;
@@ -975,10 +989,8 @@ void fs_read_view(struct fs_ctx *ctx, struct fs_node *n, const struct fetch_imag
             run = end - off;
         if (m == 1)
             at = ZERO_RANGE; /* zeros */
-        if (nr && (at == ZERO_RANGE
-                       ? rg[nr - 1].off == ZERO_RANGE
-                       : rg[nr - 1].off != ZERO_RANGE && rg[nr - 1].off + rg[nr - 1].len == at)) {
-            rg[nr - 1].len += run; /* contiguous in the image too */
+        if (nr && range_continues(&rg[nr - 1], at)) {
+            rg[nr - 1].len += run; /* contiguous in the image too, or zeros */
         } else {
             if (nr == cap) {
                 /* a fragmented map: up to one range per 512-byte sector */

@@ -312,13 +312,13 @@ static void memo_sweep(struct fs_status_state *st)
 
 /* The bytes of image @n (index @img) the disk cache holds: counted again
  * only when the cache's rows changed since the last count (@gen, read
- * before any lookup; @have_gen false: no generation, always counted). A
- * count in which a lookup failed is not kept. */
+ * before any lookup; NULL: no generation, always counted). A count in
+ * which a lookup failed is not kept. */
 static uint64_t cached_bytes(const struct fs_ctx *ctx, struct fs_status_state *st,
                              const struct fs_node *n, const struct fetch_image *img,
-                             const struct cache_disk_gen *gen, bool have_gen)
+                             const struct cache_disk_gen *gen)
 {
-    struct fs_status_memo *m = have_gen ? memo_of(st, n) : NULL;
+    struct fs_status_memo *m = gen ? memo_of(st, n) : NULL;
     bool failed = false;
     uint64_t cached;
 
@@ -344,7 +344,7 @@ void fs_status_state_release(struct fs_status_state *st)
 /* Image node @n, whose index @img the caller holds. */
 static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd, struct fs_node *n,
                                const struct fetch_image *img, struct fs_status_state *st,
-                               const struct cache_disk_gen *gen, bool have_gen)
+                               const struct cache_disk_gen *gen)
 {
     json_object *o = json_object_new_object(), *pj;
     struct fs_hydrate_progress p;
@@ -354,7 +354,7 @@ static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd
     if (!o)
         return NULL;
     if (ctx->disk)
-        cached = cached_bytes(ctx, st, n, img, gen, have_gen);
+        cached = cached_bytes(ctx, st, n, img, gen);
     fs_node_path(n, path, sizeof(path));
     json_object_object_add(o, "path", json_object_new_string(path));
     add_u64(o, "size", img->size);
@@ -397,9 +397,10 @@ json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
     json_object *o = json_object_new_object(), *images = json_object_new_array();
     struct fetch_pool_stats ps;
     struct fs_tree *t = ctx->tree;
-    struct cache_disk_gen gen = {0};
+    struct cache_disk_gen gen_now = {0};
     /* before any image's lookups: a change during them shows next time */
-    bool have_gen = ctx->disk && fs_chunks_disk_gen(ctx->chunks, &gen) == 0;
+    const struct cache_disk_gen *gen =
+        ctx->disk && fs_chunks_disk_gen(ctx->chunks, &gen_now) == 0 ? &gen_now : NULL;
 
     st->calls++;
 
@@ -425,7 +426,7 @@ json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
         /* those in memory; a peek neither loads one nor keeps it from going */
         if (!n || n->kind != FS_NODE_IMAGE || !(img = fs_image_peek(t, n)))
             continue;
-        json_object_array_add(images, image_json(ctx, hyd, n, img, st, &gen, have_gen));
+        json_object_array_add(images, image_json(ctx, hyd, n, img, st, gen));
         fs_image_put(t, n);
     }
     memo_sweep(st);
