@@ -416,6 +416,12 @@ static int db_schema(sqlite3 *db, int *code, char *err, size_t err_len)
      * it ignores the row */
     if (rc == SQLITE_OK && version <= DC_SCHEMA_VERSION)
         rc = sqlite3_exec(db, "INSERT OR IGNORE INTO meta VALUES('changes', 0)", NULL, NULL, NULL);
+    /* the rows added since a report counted (cache_disk_added_since), found
+     * without a scan; SQLite keeps it up to date for a lazyimg from before
+     * it too */
+    if (rc == SQLITE_OK && version <= DC_SCHEMA_VERSION)
+        rc = sqlite3_exec(db, "CREATE INDEX IF NOT EXISTS chunks_created ON chunks(created)", NULL,
+                          NULL, NULL);
     if (rc == SQLITE_OK && version > DC_SCHEMA_VERSION) {
         /* a newer lazyimg made this index; later versions migrate, older ones refuse */
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

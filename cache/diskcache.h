@@ -205,6 +205,39 @@ static inline bool cache_disk_gen_equal(const struct cache_disk_gen *a,
            a->drops == b->drops;
 }
 
+/*
+ * A generation and the creation time of the index's newest row, read in one
+ * snapshot: where a report that looked chunks up (cache_disk_peek) stands,
+ * so that it can later ask for the rows added since instead of looking
+ * every chunk up again. 0 or -errno.
+ */
+struct cache_disk_mark {
+    struct cache_disk_gen gen;
+    int64_t newest; /* the largest "created" of a row (µs); 0: no rows */
+};
+int cache_disk_mark(struct cache_disk *c, struct cache_disk_mark *ret);
+
+/* A row of the index: what cache_disk_peek() would find. */
+struct cache_disk_row {
+    uint8_t algo; /* enum cache_algo */
+    uint8_t key[CACHE_KEY_LEN];
+    uint64_t len;
+};
+
+/*
+ * The rows added to the index since @then, when that is all that changed:
+ * returns 1 with the rows in *@ret (malloc()ed, *@ret_n of them; NULL and 0
+ * when nothing changed) and the mark now in *@now; every cache_disk_peek()
+ * then answers as at @then but for those rows. Returns 0 (*@now set, no
+ * rows) when it cannot tell: a row was removed or a drop queued, more than
+ * @max rows were added, or the rows created since @then's newest are not
+ * the rows the index counts as added (an inserter whose clock went back, or
+ * a lazyimg from before the count of changes, which do not bump it) — the
+ * caller looks its chunks up again. -errno on failure.
+ */
+int cache_disk_added_since(struct cache_disk *c, const struct cache_disk_mark *then, size_t max,
+                           struct cache_disk_row **ret, size_t *ret_n, struct cache_disk_mark *now);
+
 /* Length of the cached chunk. */
 size_t cache_disk_handle_len(const struct cache_disk_handle *h);
 

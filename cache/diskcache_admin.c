@@ -77,6 +77,164 @@ int cache_disk_generation(struct cache_disk *c, struct cache_disk_gen *ret)
     return r;
 }
 
+/* The largest "created" of the index's rows (0: none), through the
+ * chunks_created index where it exists. */
+static int read_newest(sqlite3 *db, int64_t *ret)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT max(created) FROM chunks", -1, &st, NULL);
+    *ret = 0;
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *ret = sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return cache_dc_sql_errno(rc);
+}
+
+/* The mark (drops first, then the rest in one read transaction of @rc). */
+static int read_mark(struct cache_disk *c, struct dc_rconn *rc, struct cache_disk_mark *ret)
+{
+    uint64_t apparent;
+    int r;
+
+    pthread_mutex_lock(&c->q_lock);
+    ret->gen.drops = atomic_load(&c->drops_changes);
+    pthread_mutex_unlock(&c->q_lock);
+    if ((r = cache_dc_read_meta(rc->meta, &ret->gen.entries, &ret->gen.alloc, &apparent,
+                                &ret->gen.changes)) < 0)
+        return r;
+    return read_newest(rc->db, &ret->newest);
+}
+
+/* Starts and ends the read transaction of @rc's statements. */
+static int rconn_begin(struct dc_rconn *rc)
+{
+    int s = sqlite3_step(rc->begin);
+    sqlite3_reset(rc->begin);
+    return s == SQLITE_DONE ? 0 : cache_dc_sql_errno(s);
+}
+
+static void rconn_end(struct dc_rconn *rc)
+{
+    (void)sqlite3_step(rc->end);
+    sqlite3_reset(rc->end);
+    if (!sqlite3_get_autocommit(rc->db))
+        (void)sqlite3_exec(rc->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int cache_disk_mark(struct cache_disk *c, struct cache_disk_mark *ret)
+{
+    struct dc_rconn *rc;
+    int r;
+
+    *ret = (struct cache_disk_mark){.newest = 0};
+    if ((r = cache_dc_rconn_get(c, &rc)) < 0)
+        return r;
+    if ((r = rconn_begin(rc)) == 0) {
+        r = read_mark(c, rc, ret);
+        rconn_end(rc);
+    }
+    cache_dc_rconn_put(c, rc);
+    return r;
+}
+
+/* Whether the rows only grew from @then to @now, by @added rows (both
+ * counts of the index moved by as much; a lazyimg from before the count of
+ * changes moves only the totals). */
+static bool only_added(const struct cache_disk_gen *then, const struct cache_disk_gen *now,
+                       uint64_t *added)
+{
+    if (now->drops != then->drops || now->changes < then->changes || now->entries < then->entries ||
+        now->alloc < then->alloc)
+        return false;
+    *added = now->entries - then->entries;
+    if (now->changes - then->changes != *added)
+        return false;
+    return *added || now->alloc == then->alloc;
+}
+
+/* The rows created after @newest, into @ret (room for @max); *@ret_n is
+ * @max + 1 when there are more. */
+static int rows_after(sqlite3 *db, int64_t newest, size_t max, struct cache_disk_row *ret,
+                      size_t *ret_n)
+{
+    sqlite3_stmt *st = NULL;
+    size_t n = 0;
+    int rc = sqlite3_prepare_v2(db, "SELECT algo, digest, len FROM chunks WHERE created > ?1", -1,
+                                &st, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(st, 1, newest);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const void *d = sqlite3_column_blob(st, 1);
+        sqlite3_int64 algo = sqlite3_column_int64(st, 0), len = sqlite3_column_int64(st, 2);
+        rc = SQLITE_OK;
+        if (n == max) { /* one more than the caller counts */
+            n++;
+            break;
+        }
+        /* a row not of this form is kept with length 0: it matches no chunk */
+        ret[n] = (struct cache_disk_row){.len = 0};
+        if (d && sqlite3_column_bytes(st, 1) == CACHE_KEY_LEN && algo >= 0 && algo <= UINT8_MAX &&
+            len > 0) {
+            ret[n].algo = (uint8_t)algo;
+            memcpy(ret[n].key, d, CACHE_KEY_LEN);
+            ret[n].len = (uint64_t)len;
+        }
+        n++;
+    }
+    if (rc == SQLITE_DONE)
+        rc = SQLITE_OK;
+    sqlite3_finalize(st);
+    *ret_n = n;
+    return cache_dc_sql_errno(rc);
+}
+
+int cache_disk_added_since(struct cache_disk *c, const struct cache_disk_mark *then, size_t max,
+                           struct cache_disk_row **ret, size_t *ret_n, struct cache_disk_mark *now)
+{
+    struct cache_disk_row *rows = NULL;
+    struct dc_rconn *rc;
+    uint64_t added = 0;
+    size_t n = 0;
+    int r;
+
+    *ret = NULL;
+    *ret_n = 0;
+    *now = (struct cache_disk_mark){.newest = 0};
+    if ((r = cache_dc_rconn_get(c, &rc)) < 0)
+        return r;
+    if ((r = rconn_begin(rc)) < 0)
+        goto out;
+    if ((r = read_mark(c, rc, now)) < 0 || !only_added(&then->gen, &now->gen, &added) ||
+        added > max) {
+        r = r < 0 ? r : 0;
+        goto end;
+    }
+    if (!added) {
+        r = 1;
+        goto end;
+    }
+    if (!(rows = malloc((size_t)added * sizeof(*rows)))) {
+        r = -ENOMEM;
+        goto end;
+    }
+    /* one row more than counted shows a row the count does not know */
+    if ((r = rows_after(rc->db, then->newest, (size_t)added, rows, &n)) == 0)
+        r = n == added ? 1 : 0;
+end:
+    rconn_end(rc);
+out:
+    cache_dc_rconn_put(c, rc);
+    if (r == 1 && n) {
+        *ret = rows;
+        *ret_n = n;
+    } else {
+        free(rows);
+    }
+    return r;
+}
+
 void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret)
 {
     struct cache_disk_stats s = {0};

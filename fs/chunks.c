@@ -576,9 +576,32 @@ int fs_chunks_peek_disk(struct fs_chunks *c, const struct fetch_extent *e)
     return r <= 0 ? r : len == e->length;
 }
 
-int fs_chunks_disk_gen(struct fs_chunks *c, struct cache_disk_gen *ret)
+int fs_chunks_disk_mark(struct fs_chunks *c, struct cache_disk_mark *ret)
 {
-    return c->disk ? cache_disk_generation(c->disk, ret) : -ENOENT;
+    return c->disk ? cache_disk_mark(c->disk, ret) : -ENOENT;
+}
+
+int fs_chunks_disk_added(struct fs_chunks *c, const struct cache_disk_mark *then, size_t max,
+                         struct cache_disk_row **ret, size_t *ret_n, struct cache_disk_mark *now)
+{
+    if (!c->disk) {
+        *ret = NULL;
+        *ret_n = 0;
+        return -ENOENT;
+    }
+    return cache_disk_added_since(c->disk, then, max, ret, ret_n, now);
+}
+
+bool fs_chunks_disk_row(struct fs_chunks *c, const struct fetch_extent *e,
+                        struct cache_disk_row *ret)
+{
+    uint8_t filed[32];
+    if (!c->disk || e->zero)
+        return false;
+    ret->algo = (uint8_t)fs_chunks_cache_algo(e->algo);
+    memcpy(ret->key, disk_digest(c, e->algo, e->digest, filed), CACHE_KEY_LEN);
+    ret->len = e->length;
+    return true;
 }
 
 bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e)

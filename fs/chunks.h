@@ -132,10 +132,21 @@ bool fs_chunks_on_disk(struct fs_chunks *c, const struct fetch_extent *e);
  * asked. */
 int fs_chunks_peek_disk(struct fs_chunks *c, const struct fetch_extent *e);
 
-/* The disk cache's generation (cache_disk_generation): while it is the
- * same, every fs_chunks_peek_disk() answers as before. -ENOENT without a
- * disk cache. */
-int fs_chunks_disk_gen(struct fs_chunks *c, struct cache_disk_gen *ret);
+/* Where the disk cache's index stands (cache_disk_mark), for a report
+ * about to peek: -ENOENT without a disk cache. */
+int fs_chunks_disk_mark(struct fs_chunks *c, struct cache_disk_mark *ret);
+
+/* The rows added to the disk cache since @then (cache_disk_added_since):
+ * 1 with the rows, 0 when a report must peek again, -errno (-ENOENT
+ * without a disk cache). */
+int fs_chunks_disk_added(struct fs_chunks *c, const struct cache_disk_mark *then, size_t max,
+                         struct cache_disk_row **ret, size_t *ret_n, struct cache_disk_mark *now);
+
+/* The row fs_chunks_peek_disk() looks for @e under (the cache's algorithm,
+ * the digest it is filed under, @e's length); false for a zero extent and
+ * without a disk cache. */
+bool fs_chunks_disk_row(struct fs_chunks *c, const struct fetch_extent *e,
+                        struct cache_disk_row *ret);
 
 /* If the disk cache holds chunk @e, has the kernel start reading its bytes
  * into the page cache (POSIX_FADV_WILLNEED): for chunks a reader will want

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "status.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -235,19 +237,33 @@ static json_object *memory_json(void)
 /* Extents looked up in one read transaction (about 4 ms of lookups) */
 #define STATUS_BATCH 4096
 
-/* An image's count of cached bytes, and the generation of the disk cache
- * it was counted at. */
+/* An image's count of cached bytes, and where the disk cache's index stood
+ * when it was counted. */
 struct fs_status_memo {
     const struct fs_node *node;
-    struct cache_disk_gen gen;
+    struct cache_disk_mark mark;
     uint64_t cached;
-    bool valid;    /* @gen and @cached are a count's (no lookup failed) */
+    uint64_t *bits; /* one per extent: counted as cached */
+    size_t nbits;
+    bool valid;    /* @mark, @cached and @bits are a count's (no lookup failed) */
     uint64_t seen; /* the status call that last reported it */
 };
 
-/* The bytes of @img the disk cache holds; *@failed set when a lookup
- * failed (those chunks count as not cached). */
-static uint64_t count_cached(const struct fs_ctx *ctx, const struct fetch_image *img, bool *failed)
+static bool bit_get(const uint64_t *bits, size_t i)
+{
+    return bits[i / 64] >> (i % 64) & 1;
+}
+
+static void bit_set(uint64_t *bits, size_t i)
+{
+    bits[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
+/* The bytes of @img the disk cache holds, each extent found (or zero)
+ * marked in @bits (zeroed, one per extent; NULL: none); *@failed set when a lookup failed (those
+ * chunks count as not cached). */
+static uint64_t count_cached(const struct fs_ctx *ctx, struct fs_status_state *st,
+                             const struct fetch_image *img, uint64_t *bits, bool *failed)
 {
     uint64_t cached = 0;
     int r;
@@ -261,14 +277,99 @@ static uint64_t count_cached(const struct fs_ctx *ctx, const struct fetch_image 
         /* short transactions (a long one holds the WAL back) */
         fs_chunks_batch_begin(ctx->chunks);
         for (size_t i = from; i < to; i++) {
-            if ((r = fs_chunks_peek_disk(ctx->chunks, &img->extents[i])) > 0)
+            if (img->extents[i].zero) { /* nothing to count: marked, skipped later */
+                if (bits)
+                    bit_set(bits, i);
+                continue;
+            }
+            st->lookups++;
+            if ((r = fs_chunks_peek_disk(ctx->chunks, &img->extents[i])) > 0) {
                 cached += img->extents[i].length;
-            else if (r < 0)
+                if (bits)
+                    bit_set(bits, i);
+            } else if (r < 0) {
                 *failed = true;
+            }
         }
         fs_chunks_batch_end(ctx->chunks);
     }
     return cached;
+}
+
+/* A table of rows, for the lookups of fs_status_added(): open addressing on
+ * the key's first bytes (a digest's: evenly spread). */
+struct row_table {
+    const struct cache_disk_row *rows;
+    uint32_t *slots; /* row index + 1; 0: empty */
+    size_t mask;
+};
+
+static uint64_t row_hash(const struct cache_disk_row *r)
+{
+    uint64_t h;
+    memcpy(&h, r->key, sizeof(h));
+    return h ^ r->algo;
+}
+
+static int row_table_init(struct row_table *t, const struct cache_disk_row *rows, size_t n)
+{
+    size_t size = 16;
+    if (n > UINT32_MAX - 1)
+        return -E2BIG;
+    while (size < 2 * n)
+        size *= 2;
+    if (!(t->slots = calloc(size, sizeof(*t->slots))))
+        return -ENOMEM;
+    t->rows = rows;
+    t->mask = size - 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = (size_t)row_hash(&rows[i]) & t->mask;
+        while (t->slots[k])
+            k = (k + 1) & t->mask;
+        t->slots[k] = (uint32_t)i + 1;
+    }
+    return 0;
+}
+
+/* Whether the table holds @want (its algorithm, key and length). */
+static bool row_table_has(const struct row_table *t, const struct cache_disk_row *want)
+{
+    for (size_t k = (size_t)row_hash(want) & t->mask; t->slots[k]; k = (k + 1) & t->mask) {
+        const struct cache_disk_row *r = &t->rows[t->slots[k] - 1];
+        if (r->algo == want->algo && r->len == want->len &&
+            !memcmp(r->key, want->key, CACHE_KEY_LEN))
+            return true;
+    }
+    return false;
+}
+
+/* The bytes that @rows (rows added to the disk cache since @m was counted)
+ * add to @m's count of @img: the extents not counted yet whose chunk is
+ * among them, marked counted. -errno (the caller counts again). */
+static int64_t count_added(const struct fs_ctx *ctx, struct fs_status_memo *m,
+                           const struct fetch_image *img, const struct cache_disk_row *rows,
+                           size_t n)
+{
+    struct row_table t;
+    uint64_t added = 0;
+    int r;
+
+    if ((r = row_table_init(&t, rows, n)) < 0)
+        return r;
+    for (size_t i = 0; i < img->count; i++) {
+        struct cache_disk_row want;
+        if (i % 64 == 0 && m->bits[i / 64] == UINT64_MAX) { /* 64 counted */
+            i += 63;
+            continue;
+        }
+        if (bit_get(m->bits, i) || !fs_chunks_disk_row(ctx->chunks, &img->extents[i], &want) ||
+            !row_table_has(&t, &want))
+            continue;
+        bit_set(m->bits, i);
+        added += img->extents[i].length;
+    }
+    free(t.slots);
+    return (int64_t)added;
 }
 
 /* The memo of image node @n in @st (one per image whose index is in
@@ -304,38 +405,83 @@ static struct fs_status_memo *memo_of(struct fs_status_state *st, const struct f
 static void memo_sweep(struct fs_status_state *st)
 {
     size_t k = 0;
-    for (size_t i = 0; i < st->memo_count; i++)
+    for (size_t i = 0; i < st->memo_count; i++) {
         if (st->memo[i].seen == st->calls)
             st->memo[k++] = st->memo[i];
+        else
+            free(st->memo[i].bits);
+    }
     st->memo_count = k;
 }
 
-/* The bytes of image @n (index @img) the disk cache holds: counted again
- * only when the cache's rows changed since the last count (@gen, read
- * before any lookup; NULL: no generation, always counted). A count in
- * which a lookup failed is not kept. */
-static uint64_t cached_bytes(const struct fs_ctx *ctx, struct fs_status_state *st,
-                             const struct fs_node *n, const struct fetch_image *img,
-                             const struct cache_disk_gen *gen)
+/* The memo's count brought up to date from the rows added to the disk
+ * cache since it was made, when those are all that changed: 1, or 0 (count
+ * again). */
+static int update_memo(const struct fs_ctx *ctx, struct fs_status_memo *m,
+                       const struct fetch_image *img)
 {
-    struct fs_status_memo *m = gen ? memo_of(st, n) : NULL;
-    bool failed = false;
-    uint64_t cached;
+    struct cache_disk_row *rows = NULL;
+    struct cache_disk_mark now;
+    size_t n = 0;
+    int64_t added = 0;
+
+    if (!m->valid || !m->bits || m->nbits != img->count ||
+        fs_chunks_disk_added(ctx->chunks, &m->mark, img->count, &rows, &n, &now) != 1)
+        return 0;
+    if (n && (added = count_added(ctx, m, img, rows, n)) < 0) {
+        free(rows);
+        return 0;
+    }
+    free(rows);
+    m->cached += (uint64_t)added;
+    m->mark = now;
+    return 1;
+}
+
+/* The bytes of image @n (index @img) the disk cache holds: counted by
+ * looking every chunk up the first time, then brought up to date from the
+ * rows added to the cache since (none: the count as it was); counted again
+ * when rows were removed or cannot be told apart (cache_disk_added_since).
+ * A count in which a lookup failed is not kept. */
+static uint64_t cached_bytes(const struct fs_ctx *ctx, struct fs_status_state *st,
+                             const struct fs_node *n, const struct fetch_image *img)
+{
+    struct fs_status_memo *m = memo_of(st, n);
+    struct cache_disk_mark mark;
+    size_t words = (img->count + 63) / 64;
+    uint64_t *bits = NULL, cached;
+    bool failed = false, marked;
 
     if (m) {
         m->seen = st->calls;
-        if (m->valid && cache_disk_gen_equal(&m->gen, gen))
+        if (update_memo(ctx, m, img))
             return m->cached;
-    }
-    cached = count_cached(ctx, img, &failed);
-    if (m)
+        if (m->bits && m->nbits == img->count) {
+            bits = m->bits;
+            memset(bits, 0, words * sizeof(*bits));
+        } else {
+            free(m->bits);
+            bits = calloc(words ? words : 1, sizeof(*bits));
+        }
         *m = (struct fs_status_memo){
-            .node = n, .gen = *gen, .cached = cached, .valid = !failed, .seen = st->calls};
+            .node = n, .bits = bits, .nbits = img->count, .seen = st->calls};
+    }
+    /* before any lookup: the rows added during them are looked for next
+     * time among the extents not found (the bits) */
+    marked = fs_chunks_disk_mark(ctx->chunks, &mark) == 0;
+    cached = count_cached(ctx, st, img, bits, &failed);
+    if (m && bits) {
+        m->mark = mark;
+        m->cached = cached;
+        m->valid = !failed && marked;
+    }
     return cached;
 }
 
 void fs_status_state_release(struct fs_status_state *st)
 {
+    for (size_t i = 0; i < st->memo_count; i++)
+        free(st->memo[i].bits);
     free(st->memo);
     st->memo = NULL;
     st->memo_count = st->memo_cap = 0;
@@ -343,8 +489,7 @@ void fs_status_state_release(struct fs_status_state *st)
 
 /* Image node @n, whose index @img the caller holds. */
 static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd, struct fs_node *n,
-                               const struct fetch_image *img, struct fs_status_state *st,
-                               const struct cache_disk_gen *gen)
+                               const struct fetch_image *img, struct fs_status_state *st)
 {
     json_object *o = json_object_new_object(), *pj;
     struct fs_hydrate_progress p;
@@ -354,7 +499,7 @@ static json_object *image_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd
     if (!o)
         return NULL;
     if (ctx->disk)
-        cached = cached_bytes(ctx, st, n, img, gen);
+        cached = cached_bytes(ctx, st, n, img);
     fs_node_path(n, path, sizeof(path));
     json_object_object_add(o, "path", json_object_new_string(path));
     add_u64(o, "size", img->size);
@@ -391,16 +536,24 @@ static json_object *indexes_json(struct fs_tree *t)
     return o;
 }
 
+/* What this caller's reports cost: its status objects, and the chunks it
+ * looked up to count cached bytes (this one's included). */
+static json_object *report_json(const struct fs_status_state *st)
+{
+    json_object *o = json_object_new_object();
+    if (!o)
+        return NULL;
+    add_u64(o, "calls", st->calls);
+    add_u64(o, "lookups", st->lookups);
+    return o;
+}
+
 json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
                             struct fs_status_state *st)
 {
     json_object *o = json_object_new_object(), *images = json_object_new_array();
     struct fetch_pool_stats ps;
     struct fs_tree *t = ctx->tree;
-    struct cache_disk_gen gen_now = {0};
-    /* before any image's lookups: a change during them shows next time */
-    const struct cache_disk_gen *gen =
-        ctx->disk && fs_chunks_disk_gen(ctx->chunks, &gen_now) == 0 ? &gen_now : NULL;
 
     st->calls++;
 
@@ -426,10 +579,11 @@ json_object *fs_status_json(const struct fs_ctx *ctx, struct fs_hydrator *hyd,
         /* those in memory; a peek neither loads one nor keeps it from going */
         if (!n || n->kind != FS_NODE_IMAGE || !(img = fs_image_peek(t, n)))
             continue;
-        json_object_array_add(images, image_json(ctx, hyd, n, img, st, gen));
+        json_object_array_add(images, image_json(ctx, hyd, n, img, st));
         fs_image_put(t, n);
     }
     memo_sweep(st);
     json_object_object_add(o, "images", images);
+    json_object_object_add(o, "report", report_json(st));
     return o;
 }

@@ -36,6 +36,11 @@
  *                   loading the others here would fetch every index): path,
  *                   size, zero_bytes, data_bytes, cached_bytes, hydrated_pct,
  *                   hydration (fs/hydrate.h), profile
+ *   report          what this caller's reports cost (the control socket's
+ *                   and the metrics endpoint's are separate): calls (status
+ *                   objects made), lookups (chunks looked up in the disk
+ *                   cache's index to count cached_bytes; none while the
+ *                   cache is unchanged or only gained rows)
  */
 #pragma once
 
@@ -52,10 +57,12 @@ struct fs_status_memo;
 /*
  * What one caller keeps between its status objects (not thread-safe; zeroed
  * to start, prev_time set): the previous sample, for mb_per_s; each image's
- * cached_bytes and the disk cache's generation it was counted at, reused
- * while the cache holds the same rows (counting looks every chunk up: about
- * 1 µs each, 21 ms for a 1 GiB casync image, seconds for a large one at every
- * scrape of an idle mount).
+ * cached_bytes, which extents it found cached, and where the disk cache's
+ * index stood when it counted (cache_disk_mark): reused while the cache
+ * holds the same rows, brought up to date from the rows added since when
+ * rows were only added (counting looks every chunk up: about 1 µs each, 21
+ * ms for a 1 GiB casync image, seconds for a large one, at every scrape
+ * while an image is being cached).
  */
 struct fs_status_state {
     uint64_t prev_bytes;
@@ -63,6 +70,7 @@ struct fs_status_state {
     struct fs_status_memo *memo; /* the images reported by the last call */
     size_t memo_count, memo_cap;
     uint64_t calls;
+    uint64_t lookups; /* chunks looked up to count cached bytes */
 };
 
 /* The status object (the caller puts it), or NULL when out of memory.

@@ -35,7 +35,8 @@ static const char status_usage[] =
     "\n"
     "  --json      print one JSON object instead (keys: stores, offline,\n"
     "              offline_reason, reads, fetch, cache, memory, indexes,\n"
-    "              images)\n"
+    "              images, report: the status calls answered and the chunks\n"
+    "              they looked up to count cached bytes)\n"
     "  -h, --help  show this help\n";
 
 static uint64_t u64(json_object *o, const char *key)

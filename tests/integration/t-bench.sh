@@ -10,7 +10,8 @@
 # judged on the median of each run's three pairs, the encrypted
 # image cached too, the peer's and cp's copies identical to the image. Where
 # the machine's TCP congestion control is not cubic, the context rows from
-# the second nginx (connections on cubic, contrib/tcpcc.c) are there.
+# the second nginx (connections on cubic, contrib/tcpcc.c) are there. And
+# contrib/bench-status.sh runs, its status calls looking each chunk up once.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -160,3 +161,19 @@ fi
 ! pgrep -f "$BW/nginx" >/dev/null || fail "an nginx of the bench is still running" "$(pgrep -af "$BW/nginx")"
 ! mountpoint -q "$BW/mnt" || fail "the bench left its mount"
 ok "the bench stopped its nginx servers and unmounted"
+
+# --- contrib/bench-status.sh (the README's figure for status during a cold
+# read): it runs, and the status calls during and after the read looked the
+# image's chunks up once (the first count; then the rows added), and the
+# image ends fully cached
+if ! RUNS=1 SIZE_MB=32 LAZYIMG_BUILD=$B bash "$ROOT/contrib/bench-status.sh" "$BW/status" >status.out 2>status.err; then
+    fail "contrib/bench-status.sh failed" "$(tail -20 status.err)"
+fi
+line=$(grep '^run 1:' status.out) || fail "contrib/bench-status.sh printed no run" "$(cat status.out)"
+chunks=$(sed -n 's/.*casync store with \([0-9]*\) chunks.*/\1/p' status.out)
+lookups=$(sed -n 's/.*chunk lookups \([0-9]*\),.*/\1/p' <<<"$line")
+[[ -n $chunks && $chunks -gt 0 ]] || fail "contrib/bench-status.sh: no chunk count" "$(cat status.out)"
+expect_eq "bench-status.sh: chunks looked up by all its status calls (one count)" "$chunks" "$lookups"
+[[ $line == *"hydrated 100.0%"* ]] || fail "bench-status.sh: the image is not fully cached after its read" "$line"
+! mountpoint -q "$BW/status/mnt" || fail "bench-status.sh left its mount"
+ok "contrib/bench-status.sh: $line"

@@ -1400,6 +1400,130 @@ static void test_generation(void **state)
     free(b.bytes);
 }
 
+/* Runs @sql on the index directly (a write by another program). */
+static void db_exec(const char *dir, const char *sql)
+{
+    char path[512];
+    sqlite3 *db;
+    join(path, sizeof(path), dir, "index.sqlite");
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_busy_timeout(db, 5000), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+static struct cache_disk_mark mark_of(struct cache_disk *c)
+{
+    struct cache_disk_mark m;
+    assert_int_equal(cache_disk_mark(c, &m), 0);
+    return m;
+}
+
+/* Whether @rows (@n of them) hold @x with its length. */
+static bool rows_have(const struct cache_disk_row *rows, size_t n, const struct chunk *x)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].algo == x->algo && !memcmp(rows[i].key, x->key, CACHE_KEY_LEN) &&
+            rows[i].len == x->len)
+            return true;
+    return false;
+}
+
+/* The rows added since a mark, by this process or another; "cannot tell"
+ * once a row was removed, past the caller's limit, and where the rows
+ * created since are not those counted (an inserter whose clock went back, a
+ * lazyimg that does not count changes). */
+static void test_added_since(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL), *other = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(4 * CACHE_DISK_BLOCK, 71), b = make_chunk(5000, 72),
+                 d = make_chunk(3000, 73), e = make_chunk(2000, 74), g = make_chunk(1000, 75);
+    struct cache_disk_mark m0 = mark_of(c), m1, m2, now;
+    struct cache_disk_row *rows = NULL;
+    uint64_t evicted = 0;
+    size_t n = 0;
+    char sql[256];
+
+    assert_int_equal(db_int(f->dir, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' "
+                                    "AND name = 'chunks_created'"),
+                     1);
+    assert_int_equal(m0.newest, 0);
+    insert(c, &a);
+    insert(c, &b);
+    cache_disk_sync(c);
+    assert_int_equal(cache_disk_added_since(c, &m0, 10, &rows, &n, &m1), 1);
+    assert_int_equal(n, 2);
+    assert_true(rows_have(rows, n, &a));
+    assert_true(rows_have(rows, n, &b));
+    assert_true(m1.newest > 0);
+    assert_int_equal(m1.gen.entries, 2);
+    free(rows);
+    /* nothing since */
+    assert_int_equal(cache_disk_added_since(c, &m1, 10, &rows, &n, &now), 1);
+    assert_int_equal(n, 0);
+    assert_null(rows);
+    assert_true(cache_disk_gen_equal(&now.gen, &m1.gen));
+    /* another process's insert; one row past the caller's limit */
+    insert(other, &d);
+    cache_disk_sync(other);
+    assert_int_equal(cache_disk_added_since(c, &m1, 1, &rows, &n, &m2), 1);
+    assert_int_equal(n, 1);
+    assert_true(rows_have(rows, n, &d));
+    free(rows);
+    assert_int_equal(cache_disk_added_since(c, &m0, 2, &rows, &n, &now), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(cache_disk_added_since(c, &m0, 3, &rows, &n, &now), 1);
+    assert_int_equal(n, 3);
+    free(rows);
+
+    /* a row removed (another process's eviction): cannot tell */
+    assert_int_equal(cache_disk_gc(other, 4000 + 2 * CACHE_DISK_BLOCK, &evicted), 0);
+    assert_true(evicted >= 1);
+    assert_int_equal(cache_disk_added_since(c, &m2, 10, &rows, &n, &now), 0);
+    assert_null(rows);
+    /* ... and from the mark after it, the additions again */
+    m2 = mark_of(c);
+    insert(c, &e);
+    cache_disk_sync(c);
+    assert_int_equal(cache_disk_added_since(c, &m2, 10, &rows, &n, &now), 1);
+    assert_int_equal(n, 1);
+    assert_true(rows_have(rows, n, &e));
+    free(rows);
+
+    /* a row whose creation time is not after the mark's newest (its
+     * inserter's clock went back) */
+    m2 = now;
+    insert(c, &g);
+    cache_disk_sync(c);
+    snprintf(sql, sizeof(sql), "UPDATE chunks SET created = 1 WHERE len = %zu", g.len);
+    db_exec(f->dir, sql);
+    assert_int_equal(cache_disk_added_since(c, &m2, 10, &rows, &n, &now), 0);
+    /* a lazyimg that does not count changes inserted a row */
+    m2 = mark_of(c);
+    db_exec(f->dir, "UPDATE meta SET value = value + 1 WHERE key = 'entries'");
+    assert_int_equal(cache_disk_added_since(c, &m2, 10, &rows, &n, &now), 0);
+    db_exec(f->dir, "UPDATE meta SET value = value - 1 WHERE key = 'entries'");
+
+    /* an index made before chunks_created gets it at the next open */
+    cache_disk_close(other);
+    cache_disk_close(c);
+    db_exec(f->dir, "DROP INDEX chunks_created");
+    assert_int_equal(db_int(f->dir, "SELECT COUNT(*) FROM sqlite_master WHERE name = "
+                                    "'chunks_created'"),
+                     0);
+    c = open_cache(f->dir, NULL);
+    assert_int_equal(db_int(f->dir, "SELECT COUNT(*) FROM sqlite_master WHERE name = "
+                                    "'chunks_created'"),
+                     1);
+    cache_disk_close(c);
+    free(a.bytes);
+    free(b.bytes);
+    free(d.bytes);
+    free(e.bytes);
+    free(g.bytes);
+}
+
 static int count_fds(void)
 {
     int n = 0;
@@ -3487,6 +3611,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evicted_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_added_since, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_lru, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_age, setup, teardown),
