@@ -238,6 +238,16 @@ struct cache_disk_row {
 int cache_disk_added_since(struct cache_disk *c, const struct cache_disk_mark *then, size_t max,
                            struct cache_disk_row **ret, size_t *ret_n, struct cache_disk_mark *now);
 
+/*
+ * Every row of the index, with the mark of the same snapshot, when there
+ * are at most @max: returns 1 with the rows in *@ret (malloc()ed, *@ret_n of
+ * them; a row whose drop is queued, absent to cache_disk_peek(), has length
+ * 0), 0 when there are more, -errno. Reading them all costs less than
+ * looking up far more chunks than the index has rows.
+ */
+int cache_disk_rows(struct cache_disk *c, size_t max, struct cache_disk_row **ret, size_t *ret_n,
+                    struct cache_disk_mark *mark);
+
 /* Length of the cached chunk. */
 size_t cache_disk_handle_len(const struct cache_disk_handle *h);
 

@@ -235,6 +235,54 @@ out:
     return r;
 }
 
+int cache_disk_rows(struct cache_disk *c, size_t max, struct cache_disk_row **ret, size_t *ret_n,
+                    struct cache_disk_mark *mark)
+{
+    struct cache_disk_row *rows = NULL;
+    struct dc_rconn *rc;
+    size_t n = 0, room;
+    int r;
+
+    *ret = NULL;
+    *ret_n = 0;
+    *mark = (struct cache_disk_mark){.newest = 0};
+    if ((r = cache_dc_rconn_get(c, &rc)) < 0)
+        return r;
+    if ((r = rconn_begin(rc)) < 0)
+        goto out;
+    if ((r = read_mark(c, rc, mark)) < 0)
+        goto end;
+    if (mark->gen.entries > max) {
+        r = 0;
+        goto end;
+    }
+    room = (size_t)mark->gen.entries;
+    if (room && !(rows = malloc(room * sizeof(*rows)))) {
+        r = -ENOMEM;
+        goto end;
+    }
+    /* (the totals count every row: one more than they say is a damaged
+     * index, looked up chunk by chunk instead) */
+    if ((r = rows_after(rc->db, INT64_MIN, room, rows, &n)) == 0)
+        r = n <= room ? 1 : 0;
+end:
+    rconn_end(rc);
+out:
+    cache_dc_rconn_put(c, rc);
+    if (r == 1) {
+        for (size_t i = 0; i < n; i++)
+            if (rows[i].len && cache_dc_drop_pending(c, rows[i].algo, rows[i].key))
+                rows[i].len = 0;
+        *ret = n ? rows : NULL;
+        *ret_n = n;
+        if (!n)
+            free(rows);
+    } else {
+        free(rows);
+    }
+    return r;
+}
+
 void cache_disk_get_stats(struct cache_disk *c, struct cache_disk_stats *ret)
 {
     struct cache_disk_stats s = {0};

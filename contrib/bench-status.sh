@@ -5,10 +5,10 @@
 # 16K:64K:256K) in a local store; a fresh mount with an empty --cache-dir;
 # while `cat` reads the image once, `lazyimg status` every 0.2 s, then ten
 # more a little apart with the cache settled. Prints, per run, the CPU time
-# of the daemon's control thread (the thread that answers status; its
-# lookups are the whole cost), the status calls, the chunk lookups they made
-# (status --json: report.lookups; builds from before 2026-12-07 have no such
-# field) and the read's time.
+# of the daemon's control thread (the thread that answers status; counting
+# cached chunks is nearly all of it), the status calls, the image's counts
+# afresh, chunk lookups and index rows read (status --json: report; builds
+# from before 2026-12-07 have no such field) and the read's time.
 #
 #   contrib/bench-status.sh [WORKDIR]   (root; default /var/tmp/lazyimg-bench-status)
 #   LAZYIMG_BUILD=DIR  the build directory (default ./build)
@@ -102,9 +102,10 @@ ms = float(sys.argv[6]) - float(sys.argv[5])
 read_s = float(sys.argv[8]) - float(sys.argv[7])
 img = o["images"][0] if o["images"] else {}
 rep = o.get("report")
-looked = rep["lookups"] if rep else "n/a (no report field)"
+cost = (f"counts {rep['counts']}, chunk lookups {rep['lookups']}, index rows read {rep['rows']}"
+        if rep else "counts n/a (no report field)")
 print(f"run {run}: {calls} status calls ({during} during the {read_s:.2f} s read), "
       f"control thread {ms:.0f} ms of CPU ({ms / calls:.1f} ms per call), "
-      f"chunk lookups {looked}, hydrated {img.get('hydrated_pct', 'n/a')}%")
+      f"{cost}, hydrated {img.get('hydrated_pct', 'n/a')}%")
 EOF
 done

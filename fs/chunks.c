@@ -592,6 +592,17 @@ int fs_chunks_disk_added(struct fs_chunks *c, const struct cache_disk_mark *then
     return cache_disk_added_since(c->disk, then, max, ret, ret_n, now);
 }
 
+int fs_chunks_disk_rows(struct fs_chunks *c, size_t max, struct cache_disk_row **ret, size_t *ret_n,
+                        struct cache_disk_mark *mark)
+{
+    if (!c->disk) {
+        *ret = NULL;
+        *ret_n = 0;
+        return -ENOENT;
+    }
+    return cache_disk_rows(c->disk, max, ret, ret_n, mark);
+}
+
 bool fs_chunks_disk_row(struct fs_chunks *c, const struct fetch_extent *e,
                         struct cache_disk_row *ret)
 {

@@ -142,6 +142,11 @@ int fs_chunks_disk_mark(struct fs_chunks *c, struct cache_disk_mark *ret);
 int fs_chunks_disk_added(struct fs_chunks *c, const struct cache_disk_mark *then, size_t max,
                          struct cache_disk_row **ret, size_t *ret_n, struct cache_disk_mark *now);
 
+/* Every row of the disk cache's index when there are at most @max
+ * (cache_disk_rows): 1, 0 (more), -errno (-ENOENT without a disk cache). */
+int fs_chunks_disk_rows(struct fs_chunks *c, size_t max, struct cache_disk_row **ret, size_t *ret_n,
+                        struct cache_disk_mark *mark);
+
 /* The row fs_chunks_peek_disk() looks for @e under (the cache's algorithm,
  * the digest it is filed under, @e's length); false for a zero extent and
  * without a disk cache. */

@@ -236,6 +236,9 @@ static json_object *memory_json(void)
 
 /* Extents looked up in one read transaction (about 4 ms of lookups) */
 #define STATUS_BATCH 4096
+/* The most rows of the disk cache's index a count reads at once (48 bytes
+ * each while it counts) instead of looking the image's chunks up. */
+#define SCAN_ROWS_MAX ((size_t)1 << 20)
 
 /* An image's count of cached bytes, and where the disk cache's index stood
  * when it was counted. */
@@ -343,33 +346,40 @@ static bool row_table_has(const struct row_table *t, const struct cache_disk_row
     return false;
 }
 
-/* The bytes that @rows (rows added to the disk cache since @m was counted)
- * add to @m's count of @img: the extents not counted yet whose chunk is
- * among them, marked counted. -errno (the caller counts again). */
-static int64_t count_added(const struct fs_ctx *ctx, struct fs_status_memo *m,
-                           const struct fetch_image *img, const struct cache_disk_row *rows,
-                           size_t n)
+/* The bytes of @img's extents not marked in @bits (NULL: none marked) whose
+ * chunk is among @rows (rows of the disk cache's index), marking them and
+ * the zero extents. -errno. */
+static int64_t count_rows(const struct fs_ctx *ctx, uint64_t *bits, const struct fetch_image *img,
+                          const struct cache_disk_row *rows, size_t n)
 {
     struct row_table t;
-    uint64_t added = 0;
+    uint64_t found = 0;
     int r;
 
     if ((r = row_table_init(&t, rows, n)) < 0)
         return r;
     for (size_t i = 0; i < img->count; i++) {
+        const struct fetch_extent *e = &img->extents[i];
         struct cache_disk_row want;
-        if (i % 64 == 0 && m->bits[i / 64] == UINT64_MAX) { /* 64 counted */
+        if (bits && i % 64 == 0 && bits[i / 64] == UINT64_MAX) { /* 64 counted */
             i += 63;
             continue;
         }
-        if (bit_get(m->bits, i) || !fs_chunks_disk_row(ctx->chunks, &img->extents[i], &want) ||
-            !row_table_has(&t, &want))
+        if (bits && bit_get(bits, i))
             continue;
-        bit_set(m->bits, i);
-        added += img->extents[i].length;
+        if (e->zero) {
+            if (bits)
+                bit_set(bits, i);
+            continue;
+        }
+        if (!fs_chunks_disk_row(ctx->chunks, e, &want) || !row_table_has(&t, &want))
+            continue;
+        if (bits)
+            bit_set(bits, i);
+        found += e->length;
     }
     free(t.slots);
-    return (int64_t)added;
+    return (int64_t)found;
 }
 
 /* The memo of image node @n in @st (one per image whose index is in
@@ -417,8 +427,8 @@ static void memo_sweep(struct fs_status_state *st)
 /* The memo's count brought up to date from the rows added to the disk
  * cache since it was made, when those are all that changed: 1, or 0 (count
  * again). */
-static int update_memo(const struct fs_ctx *ctx, struct fs_status_memo *m,
-                       const struct fetch_image *img)
+static int update_memo(const struct fs_ctx *ctx, struct fs_status_state *st,
+                       struct fs_status_memo *m, const struct fetch_image *img)
 {
     struct cache_disk_row *rows = NULL;
     struct cache_disk_mark now;
@@ -428,13 +438,38 @@ static int update_memo(const struct fs_ctx *ctx, struct fs_status_memo *m,
     if (!m->valid || !m->bits || m->nbits != img->count ||
         fs_chunks_disk_added(ctx->chunks, &m->mark, img->count, &rows, &n, &now) != 1)
         return 0;
-    if (n && (added = count_added(ctx, m, img, rows, n)) < 0) {
+    st->rows += n;
+    if (n && (added = count_rows(ctx, m->bits, img, rows, n)) < 0) {
         free(rows);
         return 0;
     }
     free(rows);
     m->cached += (uint64_t)added;
     m->mark = now;
+    return 1;
+}
+
+/* Counts @img from every row of the disk cache's index, where it has at
+ * most a quarter as many rows as @img has extents (up to SCAN_ROWS_MAX):
+ * 1 with *@ret_cached, @bits marked; 0 when it has more (look the chunks
+ * up); both with the index's *@mark. -errno (no mark either). */
+static int count_by_rows(const struct fs_ctx *ctx, struct fs_status_state *st,
+                         const struct fetch_image *img, uint64_t *bits,
+                         struct cache_disk_mark *mark, uint64_t *ret_cached)
+{
+    size_t max = img->count / 4 < SCAN_ROWS_MAX ? img->count / 4 : SCAN_ROWS_MAX, n = 0;
+    struct cache_disk_row *rows = NULL;
+    int64_t found;
+    int r;
+
+    if ((r = fs_chunks_disk_rows(ctx->chunks, max, &rows, &n, mark)) != 1)
+        return r;
+    st->rows += n;
+    found = count_rows(ctx, bits, img, rows, n);
+    free(rows);
+    if (found < 0)
+        return (int)found;
+    *ret_cached = (uint64_t)found;
     return 1;
 }
 
@@ -449,12 +484,13 @@ static uint64_t cached_bytes(const struct fs_ctx *ctx, struct fs_status_state *s
     struct fs_status_memo *m = memo_of(st, n);
     struct cache_disk_mark mark;
     size_t words = (img->count + 63) / 64;
-    uint64_t *bits = NULL, cached;
+    uint64_t *bits = NULL, cached = 0;
     bool failed = false, marked;
+    int r;
 
     if (m) {
         m->seen = st->calls;
-        if (update_memo(ctx, m, img))
+        if (update_memo(ctx, st, m, img))
             return m->cached;
         if (m->bits && m->nbits == img->count) {
             bits = m->bits;
@@ -466,10 +502,21 @@ static uint64_t cached_bytes(const struct fs_ctx *ctx, struct fs_status_state *s
         *m = (struct fs_status_memo){
             .node = n, .bits = bits, .nbits = img->count, .seen = st->calls};
     }
-    /* before any lookup: the rows added during them are looked for next
-     * time among the extents not found (the bits) */
-    marked = fs_chunks_disk_mark(ctx->chunks, &mark) == 0;
-    cached = count_cached(ctx, st, img, bits, &failed);
+    st->counts++;
+    /* an index with far fewer rows than the image has chunks: its rows
+     * read at once (one snapshot, with its mark) cost less than the
+     * lookups */
+    r = count_by_rows(ctx, st, img, bits, &mark, &cached);
+    marked = r >= 0;
+    if (r != 1) {
+        /* the mark before any lookup: the rows added during them are
+         * looked for next time among the extents not found (the bits) */
+        if (bits)
+            memset(bits, 0, words * sizeof(*bits));
+        if (!marked)
+            marked = fs_chunks_disk_mark(ctx->chunks, &mark) == 0;
+        cached = count_cached(ctx, st, img, bits, &failed);
+    }
     if (m && bits) {
         m->mark = mark;
         m->cached = cached;
@@ -544,7 +591,9 @@ static json_object *report_json(const struct fs_status_state *st)
     if (!o)
         return NULL;
     add_u64(o, "calls", st->calls);
+    add_u64(o, "counts", st->counts);
     add_u64(o, "lookups", st->lookups);
+    add_u64(o, "rows", st->rows);
     return o;
 }
 

@@ -38,9 +38,12 @@
  *                   hydration (fs/hydrate.h), profile
  *   report          what this caller's reports cost (the control socket's
  *                   and the metrics endpoint's are separate): calls (status
- *                   objects made), lookups (chunks looked up in the disk
- *                   cache's index to count cached_bytes; none while the
- *                   cache is unchanged or only gained rows)
+ *                   objects made), counts (images' cached_bytes counted
+ *                   afresh: the first time, and after rows were removed
+ *                   from the disk cache), lookups (chunks looked up in the
+ *                   disk cache's index for them), rows (rows of the index
+ *                   read instead: all of them where it has far fewer rows
+ *                   than the image chunks, and those added since a count)
  */
 #pragma once
 
@@ -70,7 +73,9 @@ struct fs_status_state {
     struct fs_status_memo *memo; /* the images reported by the last call */
     size_t memo_count, memo_cap;
     uint64_t calls;
+    uint64_t counts;  /* images counted afresh (not from their memo) */
     uint64_t lookups; /* chunks looked up to count cached bytes */
+    uint64_t rows;    /* rows of the disk cache's index read to count them */
 };
 
 /* The status object (the caller puts it), or NULL when out of memory.

@@ -1524,6 +1524,53 @@ static void test_added_since(void **state)
     free(g.bytes);
 }
 
+/* Every row at once, with the mark of the same snapshot; none past the
+ * caller's limit; a row whose drop is queued has length 0 (absent to a peek). */
+static void test_rows(void **state)
+{
+    struct fx *f = *state;
+    struct cache_disk *c = open_cache(f->dir, NULL);
+    struct chunk a = make_chunk(4 * CACHE_DISK_BLOCK, 81), b = make_chunk(5000, 82);
+    struct cache_disk_mark m, now;
+    struct cache_disk_row *rows = NULL;
+    struct cache_disk_handle *h = NULL;
+    uint8_t *buf = fx_malloc(a.len);
+    char path[512];
+    size_t n = 0;
+
+    assert_int_equal(cache_disk_rows(c, 0, &rows, &n, &m), 1);
+    assert_int_equal(n, 0);
+    assert_null(rows);
+    insert(c, &a);
+    insert(c, &b);
+    cache_disk_sync(c);
+    assert_int_equal(cache_disk_rows(c, 1, &rows, &n, &m), 0);
+    assert_null(rows);
+    assert_int_equal(m.gen.entries, 2);
+    assert_int_equal(cache_disk_rows(c, 2, &rows, &n, &m), 1);
+    assert_int_equal(n, 2);
+    assert_true(rows_have(rows, n, &a));
+    assert_true(rows_have(rows, n, &b));
+    free(rows);
+    now = mark_of(c);
+    assert_true(cache_disk_gen_equal(&now.gen, &m.gen));
+    assert_int_equal(now.newest, m.newest);
+    /* a damaged entry: its drop queued, not yet written */
+    data_path(f->dir, &a, path, sizeof(path));
+    flip_byte(path, 5);
+    assert_int_equal(cache_disk_lookup(c, a.algo, a.key, &h), 1);
+    assert_int_equal(cache_disk_read(c, h, 0, a.len, buf), -EBADMSG);
+    cache_disk_release(c, h);
+    assert_int_equal(cache_disk_rows(c, 2, &rows, &n, &m), 1);
+    assert_false(rows_have(rows, n, &a));
+    assert_true(rows_have(rows, n, &b));
+    free(rows);
+    cache_disk_close(c);
+    free(buf);
+    free(a.bytes);
+    free(b.bytes);
+}
+
 static int count_fds(void)
 {
     int n = 0;
@@ -3612,6 +3659,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_evicted_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_added_since, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_lru, setup, teardown),
         cmocka_unit_test_setup_teardown(test_min_age, setup, teardown),
