@@ -55,7 +55,9 @@
 # cp --sparse=always of the raw image itself (a sparse file in the page cache) to
 # a file: what cp costs with no FUSE, network or hashing in the way; and the
 # same cp from a warm mount (every chunk cached, page cache warm): what cp
-# costs through the mount with nothing to fetch or verify.
+# costs through the mount with nothing to fetch or verify; and that cp once
+# more with cp and the daemon's request threads pinned to one CPU (taskset):
+# what the wakeups across CPUs of its 8,192 round trips per GiB cost.
 #
 # Where the machine's TCP congestion control is not cubic (Debian's default)
 # but, say, bbr: bbr paces nginx's sends with timers, and over loopback that
@@ -599,6 +601,22 @@ for run in $(seq "$RUNS"); do
   add cpwarm.loads "$(echo "$st" | cut -d' ' -f1)"
   pair=0 # (the first run's copy is compared with the image, as the first pair's)
   copy_done cpwarm "cp --sparse=always from a warm mount" "$t0" "$t1"
+  # the same with cp and the daemon's request threads (named lazyimg: the
+  # FUSE loop and its workers) on one CPU: cp's 128 KiB reads are round
+  # trips to the daemon, each a wakeup on the other CPU otherwise; what that
+  # costs (context)
+  if [ "$(nproc)" -ge 2 ]; then
+    mount_fresh "$HTTP/ds" --cache-dir "$W/cache-cp"
+    for t in /proc/"$PID"/task/*; do
+      [ "$(cat "$t/comm")" = lazyimg ] && taskset -pc 0 "${t##*/}" >/dev/null
+    done
+    warm_for_copy
+    t0=$EPOCHREALTIME
+    taskset -c 0 cp --sparse=always "$MNT/$REL" "$W/out.raw"
+    t1=$EPOCHREALTIME
+    umount_wait
+    copy_done cpwarm1 "cp --sparse=always from a warm mount, cp and the request threads on one CPU" "$t0" "$t1"
+  fi
 
   for k in cp read; do
     add "ratio5.$k" "$(med "r5$k")"
@@ -719,6 +737,9 @@ rt() { if [ "$(r2 "$1")" = "$(r2 "$2")" ]; then fmt %.3f "$1"; else r2 "$1"; fi;
   ref_row "ref (peer): nbdkit curl --filter=readahead, qemu-img convert -O raw to a file (logical MB/s)" peer
   ref_row "ref: cp --sparse=always of the image as a plain sparse file in the page cache, to a file (logical MB/s)" cpplain
   ref_row "HTTP, cp --sparse=always to a file from a warm mount: every chunk cached, page cache warm (logical MB/s)" cpwarm
+  if [ -n "${V[cpwarm1]:-}" ]; then
+    ref_row "HTTP, the same cp from a warm mount with cp and the daemon's request threads on one CPU (taskset -c 0; context) (logical MB/s)" cpwarm1
+  fi
   line_row "local, cold --no-cache" local.nocache
   line_row "local, cold cache filling (defaults, empty cache)" local.fill
   line_row "local, warm, page cache dropped" local.warmdrop
@@ -780,6 +801,9 @@ rt() { if [ "$(r2 "$1")" = "$(r2 "$2")" ]; then fmt %.3f "$1"; else r2 "$1"; fi;
   context_row "5. (context, no target) HTTP cp --sparse=always / cp --sparse=always of the plain file" "$(r2 "$(calc "$(med cp) / $(med cpplain)")")"
   context_row "5. (context, no target) cp --sparse=always of the plain file / peer (what cp alone reaches)" "$(r2 "$(calc "$(med cpplain) / $(med peer)")")"
   context_row "5. (context, no target) HTTP cp --sparse=always from a warm mount (every chunk cached, page cache warm) / peer: target 5's cp with nothing to fetch" "$(r2 "$(calc "$(med cpwarm) / $(med peer)")")"
+  if [ -n "${V[cpwarm1]:-}" ]; then
+    context_row "5. (context, no target) the warm-mount cp with cp and the request threads on one CPU / the same cp on any CPU: what the cross-CPU round trips cost" "$(r2 "$(calc "$(med cpwarm1) / $(med cpwarm)")")"
+  fi
   ratio_row "6. peak RSS MiB, cold read with defaults, local (highest run)" "$(fmt %.0f "$(hi local.fill.rss)")" "<=" 100 "100 MiB"
   ratio_row "6. peak RSS MiB, cold read with defaults, HTTP (highest run)" "$(fmt %.0f "$(hi http.fill.rss)")" "<=" 100 "100 MiB"
   for w in local:local http:HTTP "cas:casync 64K"; do

@@ -38,11 +38,12 @@ CUBIC=no
 if [[ $TCP_CC != cubic ]] && grep -qw cubic /proc/sys/net/ipv4/tcp_available_congestion_control; then
     CUBIC=yes
 fi
-python3 - bench.out "$CUBIC" "$TCP_CC" <<'EOF' || fail "the bench's table is not as expected" "$(cat bench.out)"
+python3 - bench.out "$CUBIC" "$TCP_CC" "$(nproc)" <<'EOF' || fail "the bench's table is not as expected" "$(cat bench.out)"
 import re, sys
 text = open(sys.argv[1]).read()
 cubic = sys.argv[2] == "yes"
 tcp_cc = sys.argv[3]  # the machine's congestion control, as the bench read it
+ncpu = int(sys.argv[4])
 rows = {}
 for line in text.splitlines():
     if line.startswith("| ") and not line.startswith("| what |"):
@@ -96,6 +97,11 @@ for p in ["2. cached chunks after the cold cache-filling read", "2. cached chunk
     assert row(p)[7] == "PASS", row(p)
 assert "chunks loaded by warm reads (expected 0): local 0 (page cache dropped), 0 (warm); HTTP 0, 0; cp from a warm mount 0" in text, "warm loads"
 row("5. (context, no target) HTTP cp --sparse=always from a warm mount")
+# (2 cores or more) the same warm cp with cp and the request threads on one CPU
+if ncpu >= 2:
+    r = row("HTTP, the same cp from a warm mount with cp and the daemon's request threads on one CPU")
+    assert num.match(r[1]) and float(r[1]) > 0, r
+    row("5. (context, no target) the warm-mount cp with cp and the request threads on one CPU")
 # the fill runs' per-run figures, each in its place (fields of one status line)
 for what in ("local", "HTTP", "casync 64K"):
     assert re.search(r"^- " + what + r", cold cache filling: [0-9]+ chunks in the cache's index when the read ended; "
