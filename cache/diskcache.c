@@ -412,7 +412,7 @@ static int db_schema(sqlite3 *db, int *code, char *err, size_t err_len)
         rc = sqlite3_exec(db, schema_v1, NULL, NULL, NULL);
     if (rc == SQLITE_OK && version < 2)
         rc = sqlite3_exec(db, schema_v2, NULL, NULL, NULL);
-    /* rows added and removed (cache_disk_generation); a lazyimg from before
+    /* rows added and removed (cache_disk_mark); a lazyimg from before
      * it ignores the row */
     if (rc == SQLITE_OK && version <= DC_SCHEMA_VERSION)
         rc = sqlite3_exec(db, "INSERT OR IGNORE INTO meta VALUES('changes', 0)", NULL, NULL, NULL);

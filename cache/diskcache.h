@@ -189,14 +189,11 @@ void cache_disk_batch_end(struct cache_disk *c);
  * from before the count, sharing the cache, still changes it), and this
  * process's drops queued and settled. Equal generations: every
  * cache_disk_peek() answers as before (but for a lazyimg from before the
- * count that removed and added rows of equal totals in between). For
- * reports that would otherwise look every chunk up again (`lazyimg
- * status`). 0 or -errno.
+ * count that removed and added rows of equal totals in between).
  */
 struct cache_disk_gen {
     uint64_t changes, entries, alloc, drops;
 };
-int cache_disk_generation(struct cache_disk *c, struct cache_disk_gen *ret);
 
 static inline bool cache_disk_gen_equal(const struct cache_disk_gen *a,
                                         const struct cache_disk_gen *b)
@@ -206,16 +203,23 @@ static inline bool cache_disk_gen_equal(const struct cache_disk_gen *a,
 }
 
 /*
- * A generation and the creation time of the index's newest row, read in one
- * snapshot: where a report that looked chunks up (cache_disk_peek) stands,
- * so that it can later ask for the rows added since instead of looking
- * every chunk up again. 0 or -errno.
+ * Where the index stands, read in one snapshot: its generation and the
+ * creation time of its newest row, so that a report that looked chunks up
+ * (cache_disk_peek) after it can later ask for the rows added since instead
+ * of looking every chunk up again (`lazyimg status`). With @window > 0 also
+ * the rows created in the last @window µs before the newest: a cache that
+ * two processes fill at once commits rows created before another's newest
+ * (each commits its batch up to its flush_ms after taking the batch's first
+ * chunk), and those are found among the rows created since newest - window.
+ * 0 or -errno.
  */
 struct cache_disk_mark {
     struct cache_disk_gen gen;
     int64_t newest; /* the largest "created" of a row (µs); 0: no rows */
+    int64_t window; /* µs before @newest whose rows @recent counts (0: none) */
+    uint64_t recent;
 };
-int cache_disk_mark(struct cache_disk *c, struct cache_disk_mark *ret);
+int cache_disk_mark(struct cache_disk *c, int64_t window, struct cache_disk_mark *ret);
 
 /* A row of the index: what cache_disk_peek() would find. */
 struct cache_disk_row {
@@ -227,26 +231,33 @@ struct cache_disk_row {
 /*
  * The rows added to the index since @then, when that is all that changed:
  * returns 1 with the rows in *@ret (malloc()ed, *@ret_n of them; NULL and 0
- * when nothing changed) and the mark now in *@now; every cache_disk_peek()
- * then answers as at @then but for those rows. Returns 0 (*@now set, no
- * rows) when it cannot tell: a row was removed or a drop queued, more than
- * @max rows were added, or the rows created since @then's newest are not
- * the rows the index counts as added (an inserter whose clock went back, or
- * a lazyimg from before the count of changes, which do not bump it) — the
- * caller looks its chunks up again. -errno on failure.
+ * when nothing changed; with @then's window also the @then->recent rows it
+ * counted, which the caller had seen) and the mark now (the same window) in
+ * *@now; every cache_disk_peek() then answers as at @then but for those
+ * rows. Returns 0 (*@now set, no rows) when it cannot tell: a row was
+ * removed or a drop queued, more than @max rows were added, or the rows
+ * created since are more than the index counts as added (a lazyimg from
+ * before the count of changes, which does not bump it); and
+ * CACHE_DISK_ADDED_LATE when fewer: rows were committed that were created
+ * before @then's newest (less its window), by another process filling the
+ * cache at once, or an inserter whose clock went back. The caller looks its
+ * chunks up again, with a window from then on for the first. -errno on
+ * failure.
  */
+#define CACHE_DISK_ADDED_LATE 2
 int cache_disk_added_since(struct cache_disk *c, const struct cache_disk_mark *then, size_t max,
                            struct cache_disk_row **ret, size_t *ret_n, struct cache_disk_mark *now);
 
 /*
- * Every row of the index, with the mark of the same snapshot, when there
- * are at most @max: returns 1 with the rows in *@ret (malloc()ed, *@ret_n of
- * them; a row whose drop is queued, absent to cache_disk_peek(), has length
- * 0), 0 when there are more, -errno. Reading them all costs less than
- * looking up far more chunks than the index has rows.
+ * Every row of the index, with the mark of the same snapshot (@window as
+ * for cache_disk_mark), when there are at most @max: returns 1 with the rows
+ * in *@ret (malloc()ed, *@ret_n of them; a row whose drop is queued, absent
+ * to cache_disk_peek(), has length 0), 0 when there are more, -errno.
+ * Reading them all costs less than looking up far more chunks than the
+ * index has rows.
  */
-int cache_disk_rows(struct cache_disk *c, size_t max, struct cache_disk_row **ret, size_t *ret_n,
-                    struct cache_disk_mark *mark);
+int cache_disk_rows(struct cache_disk *c, size_t max, int64_t window, struct cache_disk_row **ret,
+                    size_t *ret_n, struct cache_disk_mark *mark);
 
 /* Length of the cached chunk. */
 size_t cache_disk_handle_len(const struct cache_disk_handle *h);

@@ -58,32 +58,17 @@ uint64_t cache_disk_insert_errors(struct cache_disk *c, int *ret_last)
     return atomic_load(&c->insert_errors);
 }
 
-int cache_disk_generation(struct cache_disk *c, struct cache_disk_gen *ret)
-{
-    struct dc_rconn *rc;
-    uint64_t apparent;
-    int r;
-
-    /* the drops first (their count changes under q_lock, with the drop
-     * vectors lookups consult): one queued after this shows as a change
-     * later */
-    pthread_mutex_lock(&c->q_lock);
-    ret->drops = atomic_load(&c->drops_changes);
-    pthread_mutex_unlock(&c->q_lock);
-    if ((r = cache_dc_rconn_get(c, &rc)) < 0)
-        return r;
-    r = cache_dc_read_meta(rc->meta, &ret->entries, &ret->alloc, &apparent, &ret->changes);
-    cache_dc_rconn_put(c, rc);
-    return r;
-}
-
 /* The largest "created" of the index's rows (0: none), through the
  * chunks_created index where it exists. */
-static int read_newest(sqlite3 *db, int64_t *ret)
+/* One integer of @sql (bound to @arg when it has a parameter): 0 where
+ * it gives NULL (max() of no rows). */
+static int read_int(sqlite3 *db, const char *sql, int64_t arg, int64_t *ret)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "SELECT max(created) FROM chunks", -1, &st, NULL);
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     *ret = 0;
+    if (rc == SQLITE_OK && sqlite3_bind_parameter_count(st) > 0)
+        rc = sqlite3_bind_int64(st, 1, arg);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         *ret = sqlite3_column_int64(st, 0);
         rc = SQLITE_OK;
@@ -92,19 +77,28 @@ static int read_newest(sqlite3 *db, int64_t *ret)
     return cache_dc_sql_errno(rc);
 }
 
-/* The mark (drops first, then the rest in one read transaction of @rc). */
-static int read_mark(struct cache_disk *c, struct dc_rconn *rc, struct cache_disk_mark *ret)
+/* The mark (drops first, then the rest in one read transaction of @rc),
+ * with the rows of its last @window µs counted when @window > 0. */
+static int read_mark(struct cache_disk *c, struct dc_rconn *rc, int64_t window,
+                     struct cache_disk_mark *ret)
 {
     uint64_t apparent;
+    int64_t recent = 0;
     int r;
 
+    *ret = (struct cache_disk_mark){.window = window > 0 ? window : 0};
     pthread_mutex_lock(&c->q_lock);
     ret->gen.drops = atomic_load(&c->drops_changes);
     pthread_mutex_unlock(&c->q_lock);
     if ((r = cache_dc_read_meta(rc->meta, &ret->gen.entries, &ret->gen.alloc, &apparent,
-                                &ret->gen.changes)) < 0)
+                                &ret->gen.changes)) < 0 ||
+        (r = read_int(rc->db, "SELECT max(created) FROM chunks", 0, &ret->newest)) < 0)
         return r;
-    return read_newest(rc->db, &ret->newest);
+    if (ret->window && (r = read_int(rc->db, "SELECT count(*) FROM chunks WHERE created > ?1",
+                                     ret->newest - ret->window, &recent)) < 0)
+        return r;
+    ret->recent = recent > 0 ? (uint64_t)recent : 0;
+    return 0;
 }
 
 /* Starts and ends the read transaction of @rc's statements. */
@@ -123,7 +117,7 @@ static void rconn_end(struct dc_rconn *rc)
         (void)sqlite3_exec(rc->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-int cache_disk_mark(struct cache_disk *c, struct cache_disk_mark *ret)
+int cache_disk_mark(struct cache_disk *c, int64_t window, struct cache_disk_mark *ret)
 {
     struct dc_rconn *rc;
     int r;
@@ -132,7 +126,7 @@ int cache_disk_mark(struct cache_disk *c, struct cache_disk_mark *ret)
     if ((r = cache_dc_rconn_get(c, &rc)) < 0)
         return r;
     if ((r = rconn_begin(rc)) == 0) {
-        r = read_mark(c, rc, ret);
+        r = read_mark(c, rc, window, ret);
         rconn_end(rc);
     }
     cache_dc_rconn_put(c, rc);
@@ -173,10 +167,11 @@ static int rows_after(sqlite3 *db, int64_t newest, size_t max, struct cache_disk
             n++;
             break;
         }
-        /* a row not of this form is kept with length 0: it matches no chunk */
+        /* a row cache_disk_peek() would not find (an unknown algorithm, a
+         * length out of bounds) is kept with length 0: it matches no chunk */
         ret[n] = (struct cache_disk_row){.len = 0};
         if (d && sqlite3_column_bytes(st, 1) == CACHE_KEY_LEN && algo >= 0 && algo <= UINT8_MAX &&
-            len > 0) {
+            cache_dc_algo_valid((unsigned)algo) && len > 0 && len <= CACHE_DISK_MAX_CHUNK) {
             ret[n].algo = (uint8_t)algo;
             memcpy(ret[n].key, d, CACHE_KEY_LEN);
             ret[n].len = (uint64_t)len;
@@ -195,7 +190,7 @@ int cache_disk_added_since(struct cache_disk *c, const struct cache_disk_mark *t
 {
     struct cache_disk_row *rows = NULL;
     struct dc_rconn *rc;
-    uint64_t added = 0;
+    uint64_t added = 0, want;
     size_t n = 0;
     int r;
 
@@ -206,8 +201,8 @@ int cache_disk_added_since(struct cache_disk *c, const struct cache_disk_mark *t
         return r;
     if ((r = rconn_begin(rc)) < 0)
         goto out;
-    if ((r = read_mark(c, rc, now)) < 0 || !only_added(&then->gen, &now->gen, &added) ||
-        added > max) {
+    if ((r = read_mark(c, rc, then->window, now)) < 0 ||
+        !only_added(&then->gen, &now->gen, &added) || added > max) {
         r = r < 0 ? r : 0;
         goto end;
     }
@@ -215,13 +210,16 @@ int cache_disk_added_since(struct cache_disk *c, const struct cache_disk_mark *t
         r = 1;
         goto end;
     }
-    if (!(rows = malloc((size_t)added * sizeof(*rows)))) {
+    /* with a window, the rows of its end at @then come again (counted
+     * then: the caller matches them again to no effect) */
+    want = added + then->recent;
+    if (want > SIZE_MAX / sizeof(*rows) - 1 || !(rows = malloc((size_t)want * sizeof(*rows)))) {
         r = -ENOMEM;
         goto end;
     }
     /* one row more than counted shows a row the count does not know */
-    if ((r = rows_after(rc->db, then->newest, (size_t)added, rows, &n)) == 0)
-        r = n == added ? 1 : 0;
+    if ((r = rows_after(rc->db, then->newest - then->window, (size_t)want, rows, &n)) == 0)
+        r = n == want ? 1 : n < want ? CACHE_DISK_ADDED_LATE : 0;
 end:
     rconn_end(rc);
 out:
@@ -235,8 +233,8 @@ out:
     return r;
 }
 
-int cache_disk_rows(struct cache_disk *c, size_t max, struct cache_disk_row **ret, size_t *ret_n,
-                    struct cache_disk_mark *mark)
+int cache_disk_rows(struct cache_disk *c, size_t max, int64_t window, struct cache_disk_row **ret,
+                    size_t *ret_n, struct cache_disk_mark *mark)
 {
     struct cache_disk_row *rows = NULL;
     struct dc_rconn *rc;
@@ -250,7 +248,7 @@ int cache_disk_rows(struct cache_disk *c, size_t max, struct cache_disk_row **re
         return r;
     if ((r = rconn_begin(rc)) < 0)
         goto out;
-    if ((r = read_mark(c, rc, mark)) < 0)
+    if ((r = read_mark(c, rc, window, mark)) < 0)
         goto end;
     if (mark->gen.entries > max) {
         r = 0;

@@ -183,7 +183,7 @@ struct cache_disk {
     _Atomic int last_insert_failure; /* -errno of the last of those */
     _Atomic uint64_t direct_reads;
     /* drops queued, and batches of them settled, since the open
-     * (cache_disk_generation: a pending drop makes a row absent to lookups) */
+     * (cache_disk_mark: a pending drop makes a row absent to lookups) */
     _Atomic uint64_t drops_changes;
     _Atomic bool no_direct_reads; /* the filesystem refused an O_DIRECT read */
     _Atomic int last_insert_error;

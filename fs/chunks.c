@@ -576,9 +576,9 @@ int fs_chunks_peek_disk(struct fs_chunks *c, const struct fetch_extent *e)
     return r <= 0 ? r : len == e->length;
 }
 
-int fs_chunks_disk_mark(struct fs_chunks *c, struct cache_disk_mark *ret)
+int fs_chunks_disk_mark(struct fs_chunks *c, int64_t window, struct cache_disk_mark *ret)
 {
-    return c->disk ? cache_disk_mark(c->disk, ret) : -ENOENT;
+    return c->disk ? cache_disk_mark(c->disk, window, ret) : -ENOENT;
 }
 
 int fs_chunks_disk_added(struct fs_chunks *c, const struct cache_disk_mark *then, size_t max,
@@ -592,15 +592,15 @@ int fs_chunks_disk_added(struct fs_chunks *c, const struct cache_disk_mark *then
     return cache_disk_added_since(c->disk, then, max, ret, ret_n, now);
 }
 
-int fs_chunks_disk_rows(struct fs_chunks *c, size_t max, struct cache_disk_row **ret, size_t *ret_n,
-                        struct cache_disk_mark *mark)
+int fs_chunks_disk_rows(struct fs_chunks *c, size_t max, int64_t window,
+                        struct cache_disk_row **ret, size_t *ret_n, struct cache_disk_mark *mark)
 {
     if (!c->disk) {
         *ret = NULL;
         *ret_n = 0;
         return -ENOENT;
     }
-    return cache_disk_rows(c->disk, max, ret, ret_n, mark);
+    return cache_disk_rows(c->disk, max, window, ret, ret_n, mark);
 }
 
 bool fs_chunks_disk_row(struct fs_chunks *c, const struct fetch_extent *e,

@@ -134,18 +134,19 @@ int fs_chunks_peek_disk(struct fs_chunks *c, const struct fetch_extent *e);
 
 /* Where the disk cache's index stands (cache_disk_mark), for a report
  * about to peek: -ENOENT without a disk cache. */
-int fs_chunks_disk_mark(struct fs_chunks *c, struct cache_disk_mark *ret);
+int fs_chunks_disk_mark(struct fs_chunks *c, int64_t window, struct cache_disk_mark *ret);
 
 /* The rows added to the disk cache since @then (cache_disk_added_since):
- * 1 with the rows, 0 when a report must peek again, -errno (-ENOENT
- * without a disk cache). */
+ * 1 with the rows, 0 or CACHE_DISK_ADDED_LATE when a report must peek
+ * again, -errno (-ENOENT without a disk cache). */
 int fs_chunks_disk_added(struct fs_chunks *c, const struct cache_disk_mark *then, size_t max,
                          struct cache_disk_row **ret, size_t *ret_n, struct cache_disk_mark *now);
 
-/* Every row of the disk cache's index when there are at most @max
- * (cache_disk_rows): 1, 0 (more), -errno (-ENOENT without a disk cache). */
-int fs_chunks_disk_rows(struct fs_chunks *c, size_t max, struct cache_disk_row **ret, size_t *ret_n,
-                        struct cache_disk_mark *mark);
+/* Every row of the disk cache's index when there are at most @max, and
+ * its mark with @window (cache_disk_rows): 1, 0 (more), -errno (-ENOENT
+ * without a disk cache). */
+int fs_chunks_disk_rows(struct fs_chunks *c, size_t max, int64_t window,
+                        struct cache_disk_row **ret, size_t *ret_n, struct cache_disk_mark *mark);
 
 /* The row fs_chunks_peek_disk() looks for @e under (the cache's algorithm,
  * the digest it is filed under, @e's length); false for a zero extent and

@@ -239,12 +239,21 @@ static json_object *memory_json(void)
 /* The most rows of the disk cache's index a count reads at once (48 bytes
  * each while it counts) instead of looking the image's chunks up. */
 #define SCAN_ROWS_MAX ((size_t)1 << 20)
+/* How far before the newest row a row may have been created and still be
+ * committed after it, by another process filling the cache (each commits
+ * a batch up to its flush_ms, 2 s by default, after taking its first
+ * chunk; more when its disk is slow). */
+#define STATUS_WINDOW_US ((int64_t)10 * 1000000)
 
 /* An image's count of cached bytes, and where the disk cache's index stood
  * when it was counted. */
 struct fs_status_memo {
     const struct fs_node *node;
     struct cache_disk_mark mark;
+    /* 0, or STATUS_WINDOW_US once another process was seen filling the
+     * cache at the same time (cache_disk_added_since: its rows committed
+     * late), for the marks of this image's later counts */
+    int64_t window;
     uint64_t cached;
     uint64_t *bits; /* one per extent: counted as cached */
     size_t nbits;
@@ -299,7 +308,7 @@ static uint64_t count_cached(const struct fs_ctx *ctx, struct fs_status_state *s
     return cached;
 }
 
-/* A table of rows, for the lookups of fs_status_added(): open addressing on
+/* A table of rows, for the lookups of count_rows(): open addressing on
  * the key's first bytes (a digest's: evenly spread). */
 struct row_table {
     const struct cache_disk_row *rows;
@@ -434,9 +443,14 @@ static int update_memo(const struct fs_ctx *ctx, struct fs_status_state *st,
     struct cache_disk_mark now;
     size_t n = 0;
     int64_t added = 0;
+    int r;
 
-    if (!m->valid || !m->bits || m->nbits != img->count ||
-        fs_chunks_disk_added(ctx->chunks, &m->mark, img->count, &rows, &n, &now) != 1)
+    if (!m->valid || !m->bits || m->nbits != img->count)
+        return 0;
+    r = fs_chunks_disk_added(ctx->chunks, &m->mark, img->count + m->mark.recent, &rows, &n, &now);
+    if (r == CACHE_DISK_ADDED_LATE)
+        m->window = STATUS_WINDOW_US;
+    if (r != 1)
         return 0;
     st->rows += n;
     if (n && (added = count_rows(ctx, m->bits, img, rows, n)) < 0) {
@@ -454,7 +468,7 @@ static int update_memo(const struct fs_ctx *ctx, struct fs_status_state *st,
  * 1 with *@ret_cached, @bits marked; 0 when it has more (look the chunks
  * up); both with the index's *@mark. -errno (no mark either). */
 static int count_by_rows(const struct fs_ctx *ctx, struct fs_status_state *st,
-                         const struct fetch_image *img, uint64_t *bits,
+                         const struct fetch_image *img, uint64_t *bits, int64_t window,
                          struct cache_disk_mark *mark, uint64_t *ret_cached)
 {
     size_t max = img->count / 4 < SCAN_ROWS_MAX ? img->count / 4 : SCAN_ROWS_MAX, n = 0;
@@ -462,7 +476,7 @@ static int count_by_rows(const struct fs_ctx *ctx, struct fs_status_state *st,
     int64_t found;
     int r;
 
-    if ((r = fs_chunks_disk_rows(ctx->chunks, max, &rows, &n, mark)) != 1)
+    if ((r = fs_chunks_disk_rows(ctx->chunks, max, window, &rows, &n, mark)) != 1)
         return r;
     st->rows += n;
     found = count_rows(ctx, bits, img, rows, n);
@@ -500,13 +514,13 @@ static uint64_t cached_bytes(const struct fs_ctx *ctx, struct fs_status_state *s
             bits = calloc(words ? words : 1, sizeof(*bits));
         }
         *m = (struct fs_status_memo){
-            .node = n, .bits = bits, .nbits = img->count, .seen = st->calls};
+            .node = n, .window = m->window, .bits = bits, .nbits = img->count, .seen = st->calls};
     }
     st->counts++;
     /* an index with far fewer rows than the image has chunks: its rows
      * read at once (one snapshot, with its mark) cost less than the
      * lookups */
-    r = count_by_rows(ctx, st, img, bits, &mark, &cached);
+    r = count_by_rows(ctx, st, img, bits, m ? m->window : 0, &mark, &cached);
     marked = r >= 0;
     if (r != 1) {
         /* the mark before any lookup: the rows added during them are
@@ -514,7 +528,7 @@ static uint64_t cached_bytes(const struct fs_ctx *ctx, struct fs_status_state *s
         if (bits)
             memset(bits, 0, words * sizeof(*bits));
         if (!marked)
-            marked = fs_chunks_disk_mark(ctx->chunks, &mark) == 0;
+            marked = fs_chunks_disk_mark(ctx->chunks, m ? m->window : 0, &mark) == 0;
         cached = count_cached(ctx, st, img, bits, &failed);
     }
     if (m && bits) {

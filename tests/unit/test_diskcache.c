@@ -1307,9 +1307,9 @@ static void test_evicted_elsewhere(void **state)
 
 static struct cache_disk_gen gen_of(struct cache_disk *c)
 {
-    struct cache_disk_gen g;
-    assert_int_equal(cache_disk_generation(c, &g), 0);
-    return g;
+    struct cache_disk_mark m;
+    assert_int_equal(cache_disk_mark(c, 0, &m), 0);
+    return m.gen;
 }
 
 /* The generation changes with every row added or removed, by this process
@@ -1415,7 +1415,7 @@ static void db_exec(const char *dir, const char *sql)
 static struct cache_disk_mark mark_of(struct cache_disk *c)
 {
     struct cache_disk_mark m;
-    assert_int_equal(cache_disk_mark(c, &m), 0);
+    assert_int_equal(cache_disk_mark(c, 0, &m), 0);
     return m;
 }
 
@@ -1432,13 +1432,15 @@ static bool rows_have(const struct cache_disk_row *rows, size_t n, const struct 
 /* The rows added since a mark, by this process or another; "cannot tell"
  * once a row was removed, past the caller's limit, and where the rows
  * created since are not those counted (an inserter whose clock went back, a
- * lazyimg that does not count changes). */
+ * lazyimg that does not count changes); rows committed late are found with
+ * a window. */
 static void test_added_since(void **state)
 {
     struct fx *f = *state;
     struct cache_disk *c = open_cache(f->dir, NULL), *other = open_cache(f->dir, NULL);
     struct chunk a = make_chunk(4 * CACHE_DISK_BLOCK, 71), b = make_chunk(5000, 72),
-                 d = make_chunk(3000, 73), e = make_chunk(2000, 74), g = make_chunk(1000, 75);
+                 d = make_chunk(3000, 73), e = make_chunk(2000, 74), g = make_chunk(1000, 75),
+                 k = make_chunk(1500, 76);
     struct cache_disk_mark m0 = mark_of(c), m1, m2, now;
     struct cache_disk_row *rows = NULL;
     uint64_t evicted = 0;
@@ -1498,7 +1500,25 @@ static void test_added_since(void **state)
     cache_disk_sync(c);
     snprintf(sql, sizeof(sql), "UPDATE chunks SET created = 1 WHERE len = %zu", g.len);
     db_exec(f->dir, sql);
-    assert_int_equal(cache_disk_added_since(c, &m2, 10, &rows, &n, &now), 0);
+    assert_int_equal(cache_disk_added_since(c, &m2, 10, &rows, &n, &now), CACHE_DISK_ADDED_LATE);
+    /* another process's batch committed after the mark, its row created
+     * before the mark's newest: late without a window, found with one (the
+     * rows of the window's end come again) */
+    assert_int_equal(cache_disk_mark(c, 10 * 1000000, &m2), 0);
+    assert_int_equal(m2.window, 10 * 1000000);
+    assert_true(m2.recent >= 1);
+    m1 = mark_of(c);
+    insert(c, &k);
+    cache_disk_sync(c);
+    snprintf(sql, sizeof(sql), "UPDATE chunks SET created = %lld WHERE len = %zu",
+             (long long)(m2.newest - 1000), k.len);
+    db_exec(f->dir, sql);
+    assert_int_equal(cache_disk_added_since(c, &m1, 10, &rows, &n, &now), CACHE_DISK_ADDED_LATE);
+    assert_int_equal(cache_disk_added_since(c, &m2, 10, &rows, &n, &now), 1);
+    assert_int_equal(n, 1 + m2.recent);
+    assert_true(rows_have(rows, n, &k));
+    assert_int_equal(now.window, m2.window);
+    free(rows);
     /* a lazyimg that does not count changes inserted a row */
     m2 = mark_of(c);
     db_exec(f->dir, "UPDATE meta SET value = value + 1 WHERE key = 'entries'");
@@ -1522,6 +1542,7 @@ static void test_added_since(void **state)
     free(d.bytes);
     free(e.bytes);
     free(g.bytes);
+    free(k.bytes);
 }
 
 /* Every row at once, with the mark of the same snapshot; none past the
@@ -1538,16 +1559,16 @@ static void test_rows(void **state)
     char path[512];
     size_t n = 0;
 
-    assert_int_equal(cache_disk_rows(c, 0, &rows, &n, &m), 1);
+    assert_int_equal(cache_disk_rows(c, 0, 0, &rows, &n, &m), 1);
     assert_int_equal(n, 0);
     assert_null(rows);
     insert(c, &a);
     insert(c, &b);
     cache_disk_sync(c);
-    assert_int_equal(cache_disk_rows(c, 1, &rows, &n, &m), 0);
+    assert_int_equal(cache_disk_rows(c, 1, 0, &rows, &n, &m), 0);
     assert_null(rows);
     assert_int_equal(m.gen.entries, 2);
-    assert_int_equal(cache_disk_rows(c, 2, &rows, &n, &m), 1);
+    assert_int_equal(cache_disk_rows(c, 2, 0, &rows, &n, &m), 1);
     assert_int_equal(n, 2);
     assert_true(rows_have(rows, n, &a));
     assert_true(rows_have(rows, n, &b));
@@ -1561,7 +1582,7 @@ static void test_rows(void **state)
     assert_int_equal(cache_disk_lookup(c, a.algo, a.key, &h), 1);
     assert_int_equal(cache_disk_read(c, h, 0, a.len, buf), -EBADMSG);
     cache_disk_release(c, h);
-    assert_int_equal(cache_disk_rows(c, 2, &rows, &n, &m), 1);
+    assert_int_equal(cache_disk_rows(c, 2, 0, &rows, &n, &m), 1);
     assert_false(rows_have(rows, n, &a));
     assert_true(rows_have(rows, n, &b));
     free(rows);
