@@ -271,9 +271,10 @@ static void bit_set(uint64_t *bits, size_t i)
     bits[i / 64] |= (uint64_t)1 << (i % 64);
 }
 
-/* The bytes of @img the disk cache holds, each extent found (or zero)
- * marked in @bits (zeroed, one per extent; NULL: none); *@failed set when a lookup failed (those
- * chunks count as not cached). */
+/* The bytes of @img the disk cache holds, looked up chunk by chunk, each
+ * extent found (or zero) marked in @bits (zeroed, one per extent; NULL:
+ * none); *@failed set when a lookup failed (those chunks count as not
+ * cached). */
 static uint64_t count_cached(const struct fs_ctx *ctx, struct fs_status_state *st,
                              const struct fetch_image *img, uint64_t *bits, bool *failed)
 {
@@ -487,11 +488,12 @@ static int count_by_rows(const struct fs_ctx *ctx, struct fs_status_state *st,
     return 1;
 }
 
-/* The bytes of image @n (index @img) the disk cache holds: counted by
- * looking every chunk up the first time, then brought up to date from the
- * rows added to the cache since (none: the count as it was); counted again
- * when rows were removed or cannot be told apart (cache_disk_added_since).
- * A count in which a lookup failed is not kept. */
+/* The bytes of image @n (index @img) the disk cache holds: counted afresh
+ * the first time (from the index's rows where it has few, else chunk by
+ * chunk), then brought up to date from the rows added to the cache since
+ * (none: the count as it was); counted afresh again when rows were removed
+ * or the added ones cannot be told (cache_disk_added_since). A count in
+ * which a lookup failed is not kept. */
 static uint64_t cached_bytes(const struct fs_ctx *ctx, struct fs_status_state *st,
                              const struct fs_node *n, const struct fetch_image *img)
 {
@@ -597,8 +599,9 @@ static json_object *indexes_json(struct fs_tree *t)
     return o;
 }
 
-/* What this caller's reports cost: its status objects, and the chunks it
- * looked up to count cached bytes (this one's included). */
+/* What this caller's reports cost, this one's included: its status
+ * objects, the images it counted afresh, the chunks it looked up and the
+ * index rows it read to count cached bytes. */
 static json_object *report_json(const struct fs_status_state *st)
 {
     json_object *o = json_object_new_object();
