@@ -58,8 +58,6 @@ uint64_t cache_disk_insert_errors(struct cache_disk *c, int *ret_last)
     return atomic_load(&c->insert_errors);
 }
 
-/* The largest "created" of the index's rows (0: none), through the
- * chunks_created index where it exists. */
 /* One integer of @sql (bound to @arg when it has a parameter): 0 where
  * it gives NULL (max() of no rows). */
 static int read_int(sqlite3 *db, const char *sql, int64_t arg, int64_t *ret)
