@@ -526,8 +526,9 @@ static uint64_t cached_bytes(const struct fs_ctx *ctx, struct fs_status_state *s
     marked = r >= 0;
     if (r != 1) {
         /* the mark before any lookup: the rows added during them are
-         * looked for next time among the extents not found (the bits) */
-        if (bits)
+         * looked for next time among the extents not found (the bits,
+         * cleared again only where a count from rows failed midway) */
+        if (bits && r < 0)
             memset(bits, 0, words * sizeof(*bits));
         if (!marked)
             marked = fs_chunks_disk_mark(ctx->chunks, m ? m->window : 0, &mark) == 0;

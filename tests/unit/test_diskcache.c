@@ -1429,6 +1429,19 @@ static bool rows_have(const struct cache_disk_row *rows, size_t n, const struct 
     return false;
 }
 
+/* cache_disk_added_since() from @then finds one row added, @x's; the mark
+ * after it in *@now. */
+static void expect_added_one(struct cache_disk *c, const struct cache_disk_mark *then, size_t max,
+                             const struct chunk *x, struct cache_disk_mark *now)
+{
+    struct cache_disk_row *rows = NULL;
+    size_t n = 0;
+    assert_int_equal(cache_disk_added_since(c, then, max, &rows, &n, now), 1);
+    assert_int_equal(n, 1);
+    assert_true(rows_have(rows, n, x));
+    free(rows);
+}
+
 /* The rows added since a mark, by this process or another; "cannot tell"
  * once a row was removed, past the caller's limit, and where the rows
  * created since are not those counted (an inserter whose clock went back, a
@@ -1469,10 +1482,7 @@ static void test_added_since(void **state)
     /* another process's insert; one row past the caller's limit */
     insert(other, &d);
     cache_disk_sync(other);
-    assert_int_equal(cache_disk_added_since(c, &m1, 1, &rows, &n, &m2), 1);
-    assert_int_equal(n, 1);
-    assert_true(rows_have(rows, n, &d));
-    free(rows);
+    expect_added_one(c, &m1, 1, &d, &m2);
     assert_int_equal(cache_disk_added_since(c, &m0, 2, &rows, &n, &now), 0);
     assert_int_equal(n, 0);
     assert_int_equal(cache_disk_added_since(c, &m0, 3, &rows, &n, &now), 1);
@@ -1488,10 +1498,7 @@ static void test_added_since(void **state)
     m2 = mark_of(c);
     insert(c, &e);
     cache_disk_sync(c);
-    assert_int_equal(cache_disk_added_since(c, &m2, 10, &rows, &n, &now), 1);
-    assert_int_equal(n, 1);
-    assert_true(rows_have(rows, n, &e));
-    free(rows);
+    expect_added_one(c, &m2, 10, &e, &now);
 
     /* a row whose creation time is not after the mark's newest (its
      * inserter's clock went back) */
