@@ -42,6 +42,9 @@ struct shard {
     size_t bytes, entries;
     size_t budget;
     size_t read_bytes; /* of the entries on lru_read */
+    /* of the entries read in full, held or not: those held (by the disk
+     * cache's writer behind the readers) are read_all_bytes - read_bytes */
+    size_t read_all_bytes;
     uint64_t hits, misses, evictions;
 };
 
@@ -144,6 +147,8 @@ static void table_remove(struct shard *s, struct cache_mem_entry *e)
     e->in_table = false;
     s->entries--;
     s->bytes -= e->len;
+    if (e->read)
+        s->read_all_bytes -= e->len;
 }
 
 static struct cache_mem_entry *table_find(struct shard *s, uint8_t algo, const uint8_t *key)
@@ -293,10 +298,27 @@ void cache_mem_note_read(struct cache_mem *c, struct cache_mem_entry *e, size_t 
         if (e->refs == 0 && e->in_table)
             lru_unlink(s, e);
         e->read = true;
+        if (e->in_table)
+            s->read_all_bytes += e->len;
         if (e->refs == 0 && e->in_table)
             lru_push(s, e);
     }
     pthread_mutex_unlock(&s->lock);
+}
+
+size_t cache_mem_unread_room(struct cache_mem *c)
+{
+    size_t room = 0;
+    for (unsigned i = 0; i < SHARDS; i++) {
+        struct shard *s = &c->shards[i];
+        size_t held;
+        pthread_mutex_lock(&s->lock);
+        held = s->read_all_bytes - s->read_bytes;
+        if (s->budget > held)
+            room += s->budget - held;
+        pthread_mutex_unlock(&s->lock);
+    }
+    return room;
 }
 
 int cache_mem_contains(struct cache_mem *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN])

@@ -67,6 +67,15 @@ int cache_mem_lookup(struct cache_mem *c, enum cache_algo algo, const uint8_t ke
  */
 void cache_mem_note_read(struct cache_mem *c, struct cache_mem_entry *e, size_t n);
 
+/*
+ * The bytes that entries not read in full may take before one of them is
+ * evicted: the budget less the entries read in full that someone still
+ * holds (the disk cache's writer, behind the readers), which are not
+ * evicted while held. A readahead window bounded by it keeps its chunks
+ * until they are read.
+ */
+size_t cache_mem_unread_room(struct cache_mem *c);
+
 /* Whether the chunk is present (no reference, no statistics). */
 int cache_mem_contains(struct cache_mem *c, enum cache_algo algo, const uint8_t key[CACHE_KEY_LEN]);
 

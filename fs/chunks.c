@@ -957,6 +957,11 @@ int fs_chunks_cache(struct fs_chunks *c, const struct fetch_extent *e, fs_chunk_
     return r;
 }
 
+size_t fs_chunks_unread_room(struct fs_chunks *c)
+{
+    return cache_mem_unread_room(c->mem);
+}
+
 void fs_chunks_note_read(struct fs_chunks *c, struct cache_mem_entry *entry, size_t len)
 {
     cache_mem_note_read(c->mem, entry, len);

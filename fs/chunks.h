@@ -173,6 +173,10 @@ void fs_chunks_note_read(struct fs_chunks *c, struct cache_mem_entry *entry, siz
 
 void fs_chunks_put(struct fs_chunks *c, struct cache_mem_entry *entry);
 
+/* Bytes of memory that chunks not read in full yet (readahead) may take
+ * before one is evicted (cache_mem_unread_room). */
+size_t fs_chunks_unread_room(struct fs_chunks *c);
+
 void fs_chunks_get_stats(struct fs_chunks *c, struct fs_chunks_stats *ret);
 
 /* Chunks the stores answered "not found" for are answered so again without a

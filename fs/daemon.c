@@ -139,7 +139,6 @@ int fs_daemon_new(const struct fs_daemon_config *cfg, struct fs_daemon **ret)
     d->ctx.offline = d->offline;
     d->ctx.readahead_max = cfg->readahead;
     d->ctx.direct_io = cfg->direct_io;
-    d->ctx.mem_budget = cfg->mem_cache;
     /* index and blob loads go to the active store, then the others */
     fs_tree_set_mirrors(d->ctx.tree, d->mirrors);
     /* chunks come from STORE and its mirrors, or from the chunk store */

@@ -74,7 +74,10 @@ struct fs_ctx {
      * comes here, in the reader's order and sizes (up to FS_MAX_READ) */
     bool direct_io;
     unsigned readahead_max; /* FS_READAHEAD_UNITs a sequential stream may prefetch (0: none) */
-    size_t mem_budget;      /* of decoded chunks in memory (bounds the readahead window) */
+    /* sequential streams reading lately, whose readahead windows share the
+     * memory (fs/read.c): counted per epoch, this one's and the last one's */
+    atomic_uint_least64_t stream_epoch;
+    atomic_uint stream_now, stream_last;
     atomic_uint_least64_t last_read_ms; /* CLOCK_MONOTONIC_COARSE of the last image read */
     /* reads of image files (images, partitions, volumes, archive contents):
      * requests, bytes answered, requests answered with an error (status "reads") */

@@ -37,8 +37,9 @@
 #include "key_opts.h"
 #include "remote_opts.h"
 
-/* Room for the kernel's 16 MiB readahead plus ours (half of it) with the
- * chunks in between: below that, chunks the kernel asks for out of order
+/* Room for the kernel's 16 MiB readahead (--page-cache) and for ours (all
+ * of it but two chunks, fs/read.c: 32 MiB, --readahead's default) with the
+ * chunk being read: below that, chunks the kernel asks for out of order
  * leave memory before it gets to them and are loaded twice. */
 #define DEFAULT_MEM_CACHE (40ull << 20)
 #define FUSE_THREADS 16
@@ -103,7 +104,9 @@ static const char mount_usage[] =
     "      --cache-size SIZE  disk space the cache may take (default 10G)\n"
     "      --no-cache         read every chunk from the store (no disk cache)\n"
     "      --mem-cache SIZE   decoded chunks kept in memory (default 40M);\n"
-    "                         readahead uses at most half of it\n"
+    "                         readahead may use all of it but 4 MiB for the\n"
+    "                         chunk each sequential reader is in and 4 MiB more,\n"
+    "                         shared by the readers of the moment\n"
     "      --index-memory SIZE  image indexes (48 bytes a chunk) that nothing uses\n"
     "                         kept in memory for a later open (default 64M, or\n"
     "                         $LAZYIMG_INDEX_KEEP; 0: none); beyond it the least\n"
@@ -1159,8 +1162,9 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
         copts.max_open =
             cache_open_files(o->concurrency_given ? o->concurrency : DEFAULT_CONCURRENCY_SMALL);
         /* chunks waiting for the disk writer are memory entries too: half of
-         * --mem-cache for them (loaders wait beyond), half for readahead
-         * (fs/read.c), so that neither evicts the other's */
+         * --mem-cache for them (loaders wait beyond); readahead windows
+         * shrink by those of them already read (fs/read.c), so that neither
+         * evicts the other's */
         copts.queue_bytes = o->mem_cache / 2;
         /* hits and misses are counted per store the chunks come from */
         canonical_location(o->chunk_store ? o->chunk_store : o->store, &o->remote, store_abs,

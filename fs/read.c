@@ -717,25 +717,64 @@ static size_t window_end(const struct fetch_image *img, size_t last, uint64_t ah
     return i;
 }
 
+/* A stream counts as reading lately for one to two epochs after its last read. */
+#define STREAM_EPOCH_MS 1000
+
+/*
+ * How many sequential streams (of every open file) have read in this epoch
+ * or the last one, @s counted now; at least 1. A stream that stops is
+ * forgotten within two epochs. Approximate when two threads start an epoch
+ * at once (a count may be lost until the next one): it only sizes windows.
+ */
+static unsigned streams_active(struct fs_ctx *ctx, struct fs_stream *s)
+{
+    uint64_t e = fs_now_ms() / STREAM_EPOCH_MS + 1; /* 0: never counted */
+    uint64_t cur = atomic_load_explicit(&ctx->stream_epoch, memory_order_relaxed);
+    unsigned now, last;
+
+    if (cur < e && atomic_compare_exchange_strong(&ctx->stream_epoch, &cur, e)) {
+        unsigned n = atomic_exchange(&ctx->stream_now, 0);
+        atomic_store(&ctx->stream_last, cur + 1 == e ? n : 0);
+    }
+    if (s->epoch != e) {
+        s->epoch = e;
+        atomic_fetch_add(&ctx->stream_now, 1);
+    }
+    now = atomic_load_explicit(&ctx->stream_now, memory_order_relaxed);
+    last = atomic_load_explicit(&ctx->stream_last, memory_order_relaxed);
+    if (now < last)
+        now = last;
+    return now ? now : 1;
+}
+
+/*
+ * The largest window, in FS_READAHEAD_UNITs, of a stream among @active:
+ * prefetched chunks wait in memory until they are read, and memory evicts
+ * the chunks read in full first, so the windows share what it holds for
+ * chunks not read yet (@units of it), less the chunk each reader is in and
+ * one arriving. At least one unit, at most --readahead.
+ */
+static uint64_t window_max(const struct fs_ctx *ctx, uint64_t units, unsigned active)
+{
+    uint64_t max = units > active + 1u ? (units - active - 1) / active : 0;
+    if (max > ctx->readahead_max)
+        max = ctx->readahead_max;
+    return max ? max : 1;
+}
+
 static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct fetch_image *img,
                              uint64_t off, uint64_t end)
 {
     struct fs_stream *s = NULL, *lru;
     size_t last, target, from, hint_to, hint_from;
-    uint64_t max, ahead;
+    uint64_t max, ahead, units;
     bool batch;
 
     if (!f || !ctx->readahead_max)
         return;
     lru = &f->streams[0];
     last = fetch_image_find(img, end - 1);
-    /* prefetched chunks wait in memory: a window larger than half of it
-     * would evict them before they are read */
-    max = ctx->readahead_max;
-    if (ctx->mem_budget / 2 / FS_READAHEAD_UNIT < max)
-        max = ctx->mem_budget / 2 / FS_READAHEAD_UNIT;
-    if (!max)
-        max = 1;
+    units = fs_chunks_unread_room(ctx->chunks) / FS_READAHEAD_UNIT;
     pthread_mutex_lock(&f->lock);
     f->clock++;
     for (unsigned k = 0; k < FS_STREAMS; k++) {
@@ -761,12 +800,14 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
     }
     s->used = f->clock;
     s->next = end;
+    max = window_max(ctx, units, streams_active(ctx, s));
     if (last != s->chunk) {
         s->chunk = last;
         s->window = s->window ? s->window * 2 : 1;
-        if (s->window > max)
-            s->window = max;
     }
+    /* the bound may have shrunk since (more streams, a writer behind) */
+    if (s->window > max)
+        s->window = (unsigned)max;
     /* the window in bytes of data past the chunk of the read */
     ahead = (uint64_t)s->window * FS_READAHEAD_UNIT;
     target = window_end(img, last, ahead);

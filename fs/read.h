@@ -23,6 +23,7 @@ struct fs_stream {
     size_t requested; /* highest extent index prefetched */
     size_t hinted;    /* highest extent index hinted to the disk cache */
     unsigned window;  /* FS_READAHEAD_UNITs ahead */
+    uint64_t epoch;   /* fs_ctx.stream_epoch it was last counted in */
 };
 
 #define FS_STREAMS 8 /* a volume striped over up to 8 areas keeps them all */

@@ -72,8 +72,8 @@ static void start(uint64_t budget)
     dir = fx_tmpdir();
     o.dir = dir;
     assert_int_equal(cache_disk_open(&o, &disk, err, sizeof(err)), 0);
-    ctx = (struct fs_ctx){.disk = disk, .has_disk_cache = true, .mem_budget = 4u << 20};
-    ctx.chunks = fs_chunks_new(fake_pool(), ctx.mem_budget, disk, "", NULL);
+    ctx = (struct fs_ctx){.disk = disk, .has_disk_cache = true};
+    ctx.chunks = fs_chunks_new(fake_pool(), 4u << 20, disk, "", NULL);
     assert_non_null(ctx.chunks);
     hyd = fs_hydrator_new(&ctx);
     assert_non_null(hyd);

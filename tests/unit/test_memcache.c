@@ -240,6 +240,52 @@ static void test_unread_evicted_last(void **state)
     assert_int_equal(released, 6);
 }
 
+/* The room for entries not read yet is the budget less the entries read in
+ * full that someone still holds (the disk cache's writer behind a reader):
+ * those are not evicted, the others read in full go first. */
+static void test_unread_room(void **state)
+{
+    struct cache_mem *c = cache_mem_new(100);
+    struct cache_mem_entry *a, *b, *u;
+    uint8_t ka[CACHE_KEY_LEN], kb[CACHE_KEY_LEN], ku[CACHE_KEY_LEN];
+    (void)state;
+
+    released = 0;
+    key_of(ka, 40);
+    key_of(kb, 41);
+    key_of(ku, 42);
+    assert_int_equal(cache_mem_unread_room(c), 100);
+    /* a prefetched entry, not read, held or not: all the room stays */
+    assert_int_equal(insert(c, ku, 30, 1, &u), 1);
+    assert_int_equal(cache_mem_unread_room(c), 100);
+    cache_mem_release(c, u);
+    /* read in part while held: not read yet */
+    assert_int_equal(insert(c, ka, 20, 2, &a), 1);
+    cache_mem_note_read(c, a, 10);
+    assert_int_equal(cache_mem_unread_room(c), 100);
+    /* read in full, still held: its bytes are taken from the room */
+    cache_mem_note_read(c, a, 10);
+    assert_int_equal(cache_mem_unread_room(c), 80);
+    assert_int_equal(insert(c, kb, 25, 3, &b), 1);
+    cache_mem_note_read(c, b, 25);
+    assert_int_equal(cache_mem_unread_room(c), 55);
+    /* released: evicted before any entry not read, so its room is back */
+    cache_mem_release(c, a);
+    assert_int_equal(cache_mem_unread_room(c), 75);
+    /* over budget: a (read) goes, then u (not read), never b (held) */
+    key_of(ka, 43);
+    assert_int_equal(insert(c, ka, 60, 4, &a), 1);
+    cache_mem_release(c, a);
+    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, ku), 0);
+    assert_int_equal(cache_mem_contains(c, CACHE_ALGO_SHA256, kb), 1);
+    assert_int_equal(cache_mem_unread_room(c), 75);
+    cache_mem_release(c, b);
+    assert_int_equal(cache_mem_unread_room(c), 100);
+    assert_int_equal(released, 2);
+    cache_mem_free(c);
+    assert_int_equal(released, 4);
+}
+
 struct hammer {
     struct cache_mem *c;
     int loads;
@@ -302,9 +348,9 @@ static void test_concurrent_consistency(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_insert_lookup),          cmocka_unit_test(test_insert_race),
-        cmocka_unit_test(test_eviction_lru_and_refs),  cmocka_unit_test(test_unread_evicted_last),
-        cmocka_unit_test(test_concurrent_consistency),
+        cmocka_unit_test(test_insert_lookup),         cmocka_unit_test(test_insert_race),
+        cmocka_unit_test(test_eviction_lru_and_refs), cmocka_unit_test(test_unread_evicted_last),
+        cmocka_unit_test(test_unread_room),           cmocka_unit_test(test_concurrent_consistency),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -162,9 +162,9 @@ static int per_test(void **state)
     intr_data = NULL;
     intr_registrations = 0;
     req_ctx = (struct fuse_ctx){0};
-    ctx = (struct fs_ctx){.readahead_max = 8, .mem_budget = 64 * MIB};
+    ctx = (struct fs_ctx){.readahead_max = 8};
     pthread_mutex_init(&ctx.waits_lock, NULL);
-    ctx.chunks = fs_chunks_new(fake_pool(), ctx.mem_budget, NULL, "", NULL);
+    ctx.chunks = fs_chunks_new(fake_pool(), 64 * MIB, NULL, "", NULL);
     assert_non_null(ctx.chunks);
     memset(&file, 0, sizeof(file));
     pthread_mutex_init(&file.lock, NULL);
@@ -537,21 +537,74 @@ static void readahead_across_holes(void **state)
     complete_all();
 }
 
-static void readahead_bounded_by_memory(void **state)
+/* A fresh chunk layer whose memory holds @budget bytes of chunks. */
+static void set_memory(size_t budget)
 {
-    (void)state;
-    /* a memory budget of 8 MiB: at most one unit (4 MiB) ahead, however long the stream */
     fs_chunks_free(ctx.chunks);
-    ctx.mem_budget = 8 * MIB;
-    ctx.chunks = fs_chunks_new(fake_pool(), ctx.mem_budget, NULL, "", NULL);
-    for (size_t i = 8; i < 16; i++) {
+    ctx.chunks = fs_chunks_new(fake_pool(), budget, NULL, "", NULL);
+    assert_non_null(ctx.chunks);
+}
+
+/* Reads chunks @from..@to (1 MiB each) in order, each answered. */
+static void read_chunks(size_t from, size_t to)
+{
+    for (size_t i = from; i <= to; i++) {
         read_at(i * MIB, MIB);
         complete_all();
         check_reply(i * MIB, MIB);
     }
+}
+
+static void readahead_bounded_by_memory(void **state)
+{
+    (void)state;
+    /* a memory budget of 8 MiB (two units, the chunk being read and one
+     * arriving): at most one unit (4 MiB) ahead, however long the stream */
+    set_memory(8 * MIB);
+    read_chunks(8, 15);
     /* the last read (chunk 15) had chunks up to 19 ahead, not further */
     assert_true(job_of(19) >= 0);
     assert_int_equal(job_of(20), -1);
+}
+
+/* Memory evicts chunks read in full first, so one stream's window may take
+ * all of it but two units (where it reads, one arriving): with 24 MiB, four
+ * units (16 MiB of data) ahead, where half of the memory gave three. */
+static void readahead_takes_the_memory_not_read_yet(void **state)
+{
+    (void)state;
+    set_memory(24 * MIB);
+    read_chunks(0, 4);
+    /* the window doubled to 4, then 8, then 16 MiB: from chunk 4, sixteen
+     * chunks of data (chunk 6 is a hole) up to 21 */
+    assert_true(job_of(21) >= 0);
+    assert_int_equal(fake_jobs[job_of(21)].prio, FETCH_PRIO_READAHEAD);
+    assert_int_equal(job_of(22), -1);
+    /* and no further, however long the stream */
+    read_chunks(5, 5);
+    assert_int_equal(job_of(23), -1);
+}
+
+/* Streams reading at once share that memory: two of them with 24 MiB (six
+ * units, less each one's chunk and one arriving) get one unit each. */
+static void readahead_streams_share_the_memory(void **state)
+{
+    (void)state;
+    set_memory(24 * MIB);
+    read_chunks(0, 0);
+    read_chunks(12, 12);
+    read_chunks(1, 1);   /* stream A goes on: a window of one unit, chunks 2..5 */
+    read_chunks(13, 13); /* stream B too: chunks 14..17 */
+    assert_true(job_of(17) >= 0);
+    assert_int_equal(job_of(18), -1);
+    /* A's window would double to two units (up to chunk 11); shared, it
+     * stays at one: four chunks of data past chunk 2, the hole skipped */
+    read_chunks(2, 2);
+    assert_true(job_of(7) >= 0);
+    assert_int_equal(job_of(8), -1);
+    read_chunks(14, 14);
+    assert_true(job_of(18) >= 0);
+    assert_int_equal(job_of(19), -1);
 }
 
 int main(void)
@@ -569,6 +622,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(readahead_across_holes, holes_begin, holes_end),
         /* after the holes test: sees chunks 12..17 as data again */
         cmocka_unit_test_setup_teardown(readahead_bounded_by_memory, per_test, per_test_end),
+        cmocka_unit_test_setup_teardown(readahead_takes_the_memory_not_read_yet, per_test,
+                                        per_test_end),
+        cmocka_unit_test_setup_teardown(readahead_streams_share_the_memory, per_test, per_test_end),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
