@@ -774,7 +774,6 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
         return;
     lru = &f->streams[0];
     last = fetch_image_find(img, end - 1);
-    units = fs_chunks_unread_room(ctx->chunks) / FS_READAHEAD_UNIT;
     pthread_mutex_lock(&f->lock);
     f->clock++;
     for (unsigned k = 0; k < FS_STREAMS; k++) {
@@ -800,6 +799,8 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
     }
     s->used = f->clock;
     s->next = end;
+    /* the memory cache's lock is a leaf: taken under the file's */
+    units = fs_chunks_unread_room(ctx->chunks) / FS_READAHEAD_UNIT;
     max = window_max(ctx, units, streams_active(ctx, s));
     if (last != s->chunk) {
         s->chunk = last;
