@@ -37,7 +37,7 @@
 #include "key_opts.h"
 #include "remote_opts.h"
 
-/* Our readahead may use all of it but two chunks (fs/read.c): 24 MiB for
+/* Our readahead may use all of it but two 4 MiB units (fs/read.c): 24 MiB for
  * one reader, 6 of --readahead's 8 units. 40M (all 8) read as fast by
  * hand (medians of 5 pairs: HTTP cache filling 1027 against 1109 MB/s,
  * local --no-cache 1806 against 1748) while a cold casync read's peak RSS
@@ -105,10 +105,11 @@ static const char mount_usage[] =
     "                         $XDG_CACHE_HOME/lazyimg or ~/.cache/lazyimg)\n"
     "      --cache-size SIZE  disk space the cache may take (default 10G)\n"
     "      --no-cache         read every chunk from the store (no disk cache)\n"
-    "      --mem-cache SIZE   decoded chunks kept in memory (default 32M);\n"
-    "                         readahead may use all of it but 4 MiB for the\n"
-    "                         chunk each sequential reader is in and 4 MiB more,\n"
-    "                         shared by the readers of the moment\n"
+    "      --mem-cache SIZE   decoded chunks kept in memory (default 32M); the\n"
+    "                         readahead of the sequential readers of the moment\n"
+    "                         shares it, less 4 MiB for the chunk each one is in,\n"
+    "                         4 MiB more and the chunks read that the disk\n"
+    "                         cache's writer still holds\n"
     "      --index-memory SIZE  image indexes (48 bytes a chunk) that nothing uses\n"
     "                         kept in memory for a later open (default 64M, or\n"
     "                         $LAZYIMG_INDEX_KEEP; 0: none); beyond it the least\n"
@@ -130,7 +131,8 @@ static const char mount_usage[] =
     "                         s3:// location holding <4 hex>/<id>.cacnk), when it\n"
     "                         is not STORE/default.castr\n"
     "      --readahead N      how far a sequential reader is prefetched ahead, per\n"
-    "                         stream, in units of 4 MiB (default 8, 0 disables)\n"
+    "                         stream, in units of 4 MiB (default 8, 0 disables;\n"
+    "                         at most what --mem-cache leaves it: 6 at 32M)\n"
     "      --page-cache       let the kernel keep image bytes in its page cache,\n"
     "                         as for ordinary files. Without it (the default)\n"
     "                         image reads go straight to the daemon, which holds\n"

@@ -722,11 +722,15 @@ static size_t window_end(const struct fetch_image *img, size_t last, uint64_t ah
 
 /*
  * How many sequential streams (of every open file) have read in this epoch
- * or the last one, @s counted now; at least 1. A stream that stops is
- * forgotten within two epochs. Approximate when two threads start an epoch
- * at once (a count may be lost until the next one): it only sizes windows.
+ * or the last one, @s counted now if @count; at least 1. A stream slot
+ * counts once per epoch (a slot taken over keeps its epoch), and a stream
+ * counts only once it has gone on past two chunks (its window has grown to
+ * 2 units), so that random reads of a few touching requests do not shrink
+ * everyone's window. A stream that stops is forgotten within two epochs.
+ * Approximate when two threads start an epoch at once (a count may be lost
+ * until the next one): it only sizes windows.
  */
-static unsigned streams_active(struct fs_ctx *ctx, struct fs_stream *s)
+static unsigned streams_active(struct fs_ctx *ctx, struct fs_stream *s, bool count)
 {
     uint64_t e = fs_now_ms() / STREAM_EPOCH_MS + 1; /* 0: never counted */
     uint64_t cur = atomic_load_explicit(&ctx->stream_epoch, memory_order_relaxed);
@@ -736,7 +740,7 @@ static unsigned streams_active(struct fs_ctx *ctx, struct fs_stream *s)
         unsigned n = atomic_exchange(&ctx->stream_now, 0);
         atomic_store(&ctx->stream_last, cur + 1 == e ? n : 0);
     }
-    if (s->epoch != e) {
+    if (count && s->epoch != e) {
         s->epoch = e;
         atomic_fetch_add(&ctx->stream_now, 1);
     }
@@ -792,20 +796,24 @@ static void prefetch_streams(struct fs_ctx *ctx, struct fs_file *f, const struct
             s = x;
     }
     if (!s) {
-        *lru = (struct fs_stream){
-            .next = end, .used = f->clock, .chunk = last, .requested = last, .hinted = last};
+        *lru = (struct fs_stream){.next = end,
+                                  .used = f->clock,
+                                  .chunk = last,
+                                  .requested = last,
+                                  .hinted = last,
+                                  .epoch = lru->epoch};
         pthread_mutex_unlock(&f->lock);
         return;
     }
     s->used = f->clock;
     s->next = end;
-    /* the memory cache's lock is a leaf: taken under the file's */
-    units = fs_chunks_unread_room(ctx->chunks) / FS_READAHEAD_UNIT;
-    max = window_max(ctx, units, streams_active(ctx, s));
     if (last != s->chunk) {
         s->chunk = last;
         s->window = s->window ? s->window * 2 : 1;
     }
+    /* the memory cache's lock is a leaf: taken under the file's */
+    units = fs_chunks_unread_room(ctx->chunks) / FS_READAHEAD_UNIT;
+    max = window_max(ctx, units, streams_active(ctx, s, s->window >= 2));
     /* the bound may have shrunk since (more streams, a writer behind) */
     if (s->window > max)
         s->window = (unsigned)max;

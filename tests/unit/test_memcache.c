@@ -269,7 +269,7 @@ static void test_unread_room(void **state)
     assert_int_equal(insert(c, kb, 25, 3, &b), 1);
     cache_mem_note_read(c, b, 25);
     assert_int_equal(cache_mem_unread_room(c), 55);
-    /* released: evicted before any entry not read, so its room is back */
+    /* released: nobody holds it (it goes first when room is needed), so its room is back */
     cache_mem_release(c, a);
     assert_int_equal(cache_mem_unread_room(c), 75);
     /* over budget: a (read) goes, then u (not read), never b (held) */
