@@ -717,9 +717,6 @@ static size_t window_end(const struct fetch_image *img, size_t last, uint64_t ah
     return i;
 }
 
-/* A stream counts as reading lately for one to two epochs after its last read. */
-#define STREAM_EPOCH_MS 1000
-
 /*
  * How many sequential streams (of every open file) have read in this epoch
  * or the last one, @s counted now if @count; at least 1. A stream slot
@@ -732,7 +729,7 @@ static size_t window_end(const struct fetch_image *img, size_t last, uint64_t ah
  */
 static unsigned streams_active(struct fs_ctx *ctx, struct fs_stream *s, bool count)
 {
-    uint64_t e = fs_now_ms() / STREAM_EPOCH_MS + 1; /* 0: never counted */
+    uint64_t e = fs_now_ms() / FS_STREAM_EPOCH_MS + 1; /* 0: never counted */
     uint64_t cur = atomic_load_explicit(&ctx->stream_epoch, memory_order_relaxed);
     unsigned now, last;
 

@@ -28,6 +28,10 @@ struct fs_stream {
 
 #define FS_STREAMS 8 /* a volume striped over up to 8 areas keeps them all */
 
+/* A stream counts among those sharing the readahead memory for one to two
+ * epochs of this length after its last read (fs_ctx.stream_epoch). */
+#define FS_STREAM_EPOCH_MS 1000
+
 /* Per open() of an image (fi->fh): streams for readahead, guarded by @lock. */
 struct fs_file {
     struct fs_file *prev, *next; /* in fs_ctx.files: freed at unmount if never released */

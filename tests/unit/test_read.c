@@ -585,9 +585,6 @@ static void readahead_takes_the_memory_not_read_yet(void **state)
     assert_int_equal(job_of(23), -1);
 }
 
-/* fs/read.c's epoch of streams reading lately (STREAM_EPOCH_MS) */
-#define STREAM_EPOCH_MS 1000
-
 /*
  * Streams reading at once share that memory: two of them with 24 MiB (six
  * units, less each one's chunk and one arriving) get one unit each. A
@@ -604,7 +601,7 @@ static void readahead_streams_share_the_memory(void **state)
     for (;;) {
         set_memory(24 * MIB);
         read_chunks(0, 1); /* stream A: a window of one unit */
-        e0 = fs_now_ms() / STREAM_EPOCH_MS;
+        e0 = fs_now_ms() / FS_STREAM_EPOCH_MS;
         read_chunks(2, 2);   /* two units (up to chunk 11): A counts */
         read_chunks(12, 13); /* stream B: one unit, chunks 14..17 */
         j17 = job_of(17);
@@ -616,7 +613,7 @@ static void readahead_streams_share_the_memory(void **state)
         read_chunks(15, 15);
         j19b = job_of(19);
         j20 = job_of(20);
-        if (fs_now_ms() / STREAM_EPOCH_MS == e0 || ++tries == 5)
+        if (fs_now_ms() / FS_STREAM_EPOCH_MS == e0 || ++tries == 5)
             break;
         per_test_end(state);
         per_test(state);
