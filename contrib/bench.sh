@@ -180,19 +180,7 @@ FUZZ_BEFORE=$(pgrep -f fuzz_ || true)
 
 # --- memory first ----------------------------------------------------------------
 MEM_MB=$(awk '/^MemTotal/ {printf "%d", $2 / 1024}' /proc/meminfo)
-if [ "$WARM_MB" = auto ]; then
-  WARM_MB=$(awk '/^MemAvailable/ {printf "%d", $2 / 1024 * 3 / 4}' /proc/meminfo)
-  shm=$(df -m --output=avail /dev/shm | tail -1)
-  [ "$WARM_MB" -gt $((shm - 1024)) ] && WARM_MB=$((shm - 1024))
-fi
-# shm_warm MB: writes MB MiB to /dev/shm and removes the file; WARM_SECS is
-# how long the writing took
-shm_warm() {
-  local t0=$EPOCHREALTIME
-  dd if=/dev/zero of=/dev/shm/lazyimg-bench-warm bs=1M count="$1" status=none
-  WARM_SECS=$(secs "$t0" "$EPOCHREALTIME")
-  rm -f /dev/shm/lazyimg-bench-warm
-}
+[ "$WARM_MB" = auto ] && WARM_MB=$(warm_auto_mb)
 WARMED="no (WARM_MB=0)"
 if [ "$WARM_MB" -gt 0 ]; then
   log "warming memory: $WARM_MB MiB into /dev/shm..."
@@ -234,53 +222,8 @@ copy_done() {
   log "  $2: $(fmt %.0f "$(vals "$1" | tail -1)") MB/s logical"
 }
 
-# --- the image and its stores (kept between runs) --------------------------------
-RAW=$D/img.raw DS=$D/ds CAS=$D/casync PLAIN=$D/plain
-FIDX=$DS/vm/100/2025-07-10T12:00:00Z/drive-scsi0.img.fidx
-REL=vm/100/latest/drive-scsi0.img CREL=img64k
-if [ ! -f "$D/.made-v1" ]; then
-  rm -rf "${D:?}"/*
-  log "writing the $SIZE_MB MiB image, its PBS datastore and its casync store..."
-  layout=$(for _ in 1 2 3 4 5 6 7 8; do printf 'rand:%dM,zero:%dM,' "$SEG" "$SEG"; done)
-  "$B/contrib/lazyimg-mkimage" "$RAW" "${layout%,}" >/dev/null
-  "$B/contrib/lazyimg-mkpbs" --quiet --time 2025-07-10T12:00:00Z "$DS" drive-scsi0.img="$RAW"
-  mkdir -p "$CAS"
-  casync make --store="$CAS/default.castr" "$CAS/$CREL.caibx" "$RAW" >/dev/null
-  "$B/contrib/lazyimg-mkimage" --seed 7 "$PLAIN" "rand:$((SIZE_MB / 2))M" >/dev/null
-  touch "$D/.made-v1"
-fi
-# the same image encrypted with a fixed key (kdf none: no password to give)
-ENC_DS=$D/ds-enc ENC_KEY=$D/enc-key.json
-if [ ! -f "$D/.made-enc-v1" ]; then
-  rm -rf "$ENC_DS" "$ENC_KEY"
-  log "writing the encrypted datastore..."
-  "$B/contrib/lazyimg-mkpbs" --quiet --time 2025-07-10T12:00:00Z \
-    --encrypt-key 4c617a79696d672062656e63686d61726b206b6579206f662069737375652031 \
-    --write-keyfile "$ENC_KEY" --kdf none "$ENC_DS" drive-scsi0.img="$RAW"
-  touch "$D/.made-enc-v1"
-fi
-find "$ENC_DS/vm" "$ENC_DS/.chunks" -type f -print0 >"$W/enc.warm"
-# the distinct data chunks: PBS from the fidx (4096-byte header, then 32-byte
-# digests; the zero chunk is served as a hole), casync from its index
-ZERO=$(head -c 4194304 /dev/zero | sha256sum | cut -c1-64)
-tail -c +4097 "$FIDX" | od -An -v -tx1 -w32 | tr -d ' ' | sort -u | grep -vx "$ZERO" >"$W/pbs.ids"
-N_PBS=$(wc -l <"$W/pbs.ids")
-sed -E "s|^(....)(.*)\$|$DS/.chunks/\\1/\\1\\2|" "$W/pbs.ids" | tr '\n' '\0' >"$W/pbs.files"
-python3 "$CT" chunks "$CAS/$CREL.caibx" | awk '$4 == "data" {print $3}' | sort -u >"$W/cas.ids"
-N_CAS=$(wc -l <"$W/cas.ids")
-find "$CAS" -type f -print0 >"$W/cas.files"
-N_CAS_ALL=$(python3 "$CT" chunks "$CAS/$CREL.caibx" | wc -l)
-# the casync index's digest (casync make's default is SHA-512/256), and its
-# name for openssl speed
-CAS_DIGEST=$(python3 "$CT" info "$CAS/$CREL.caibx" | sed -n 's/.*digest=\([a-z0-9_]*\).*/\1/p')
-case $CAS_DIGEST in
-  sha512_256) CAS_EVP=sha512-256 CAS_DNAME=SHA-512/256 ;;
-  sha256) CAS_EVP=sha256 CAS_DNAME=SHA-256 ;;
-  *) die "unknown digest '$CAS_DIGEST' of $CAS/$CREL.caibx" ;;
-esac
-for f in $(tr '\0' ' ' <"$W/pbs.files"); do [ -f "$f" ] || die "missing chunk file $f"; done
-# what a cold read of the datastore reads: the snapshot's files and the chunk files
-{ find "$DS/vm" -type f -print0; cat "$W/pbs.files"; } >"$W/pbs.warm"
+# --- the image and its stores (kept between runs; contrib/bench-lib.sh) ----------
+bench_stores
 
 # --- nginx on a free port --------------------------------------------------------
 start_nginx "$W" "$D" ds/ || die "nginx did not start"
@@ -319,30 +262,6 @@ if [ "$TCP_CC" != cubic ] && grep -qw cubic /proc/sys/net/ipv4/tcp_available_con
 fi
 
 # --- mounts ----------------------------------------------------------------------
-# mount_fresh STORE [OPTIONS...]: a new daemon in our background (log $W/daemon.log)
-mount_fresh() {
-  local store=$1
-  shift
-  "$LZ" mount -f "$@" "$store" "$MNT" >"$W/daemon.log" 2>&1 &
-  PID=$!
-  for _ in $(seq 600); do
-    mountpoint -q "$MNT" && return 0
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  cat "$W/daemon.log" >&2
-  die "mount of $store failed"
-}
-umount_wait() {
-  local i
-  for i in $(seq 20); do
-    fusermount3 -u "$MNT" 2>/dev/null && break
-    [ "$i" = 20 ] && die "cannot unmount $MNT"
-    sleep 0.2
-  done
-  wait "$PID" || die "the daemon exited with status $? (log: $W/daemon.log)"
-  PID=""
-}
 cpu_ticks() { sed 's/.*) //' "/proc/$PID/stat" | awk '{print $12 + $13}'; }
 vmhwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$PID/status"; }
 TICK=$(getconf CLK_TCK)

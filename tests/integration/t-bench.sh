@@ -184,3 +184,40 @@ chunks=$(sed -n 's/.*casync store with \([0-9]*\) chunks.*/\1/p' status.out)
 [[ $line == *"hydrated 100.0%"* ]] || fail "bench-status.sh: the image is not fully cached after its read" "$line"
 ! mountpoint -q "$BW/status/mnt" || fail "bench-status.sh left its mount"
 ok "contrib/bench-status.sh: $line"
+
+# --- contrib/bench-ab.sh (the README's before-and-after tables): it runs on
+# the bench's image, with options given to one side only; every mode asked
+# for gets its row with numbers, B's options reach B's daemons and only
+# them; an unknown mode is refused before anything is read
+if ! PAIRS=2 SIZE_MB=128 WARM_MB=0 A=$B B=$B B_OPTS="--readahead 1" MODES="local-nocache http-fill warm-cp" \
+    bash "$ROOT/contrib/bench-ab.sh" "$BW" >ab.out 2>ab.err; then
+    fail "contrib/bench-ab.sh failed" "$(tail -20 ab.err)"
+fi
+cmp ab.out "$BW/ab-results.txt" || fail "ab-results.txt differs from what bench-ab.sh printed"
+python3 - ab.out <<'PYEOF' || fail "bench-ab.sh's table is not as expected" "$(cat ab.out)"
+import re, sys
+text = open(sys.argv[1]).read()
+assert re.search(r"^B: .* options: --readahead 1$", text, re.M), "B's options"
+assert not re.search(r"^A: .*options", text, re.M), "A has no options"
+n = r"[0-9]+(\.[0-9]+)?"
+for mode in ("local-nocache", "http-fill", "warm-cp"):
+    m = re.search(r"^\| " + mode + r" \| (" + n + r") \((" + n + r")–(" + n + r")\) \| (" + n + r") \((" + n +
+                  r")–(" + n + r")\) \| (" + n + r") \| " + n + r" \(" + n + "–" + n + r"\) \| [0-2] of 2 \| " +
+                  n + " / " + n + r" \|$", text, re.M)
+    assert m, mode
+    a, alo, ahi, b, blo, bhi, ratio = (float(m.group(i)) for i in (1, 3, 5, 7, 9, 11, 13))
+    assert 0 < alo <= a <= ahi and 0 < blo <= b <= bhi, mode
+    assert abs(ratio - b / a) < 0.01 * ratio + 0.001, (mode, ratio, a, b)
+PYEOF
+# each read's progress line names the daemon's command: B's with the option,
+# A's without, six reads each (three modes, two pairs)
+[[ $(grep -c "pair [12] B: .* mount .*--readahead 1)\$" ab.err) == 6 ]] || fail "bench-ab.sh: B's reads without its options" "$(cat ab.err)"
+[[ $(grep -c "pair [12] A: .* mount " ab.err) == 6 && $(grep -c "pair [12] A: .*--readahead" ab.err) == 0 ]] ||
+    fail "bench-ab.sh: A's reads not as expected" "$(cat ab.err)"
+if PAIRS=1 MODES="local-nocache bogus" bash "$ROOT/contrib/bench-ab.sh" "$BW" >ab2.out 2>ab2.err; then
+    fail "bench-ab.sh accepted an unknown mode"
+fi
+grep -q "unknown mode 'bogus'" ab2.err || fail "bench-ab.sh: no message for an unknown mode" "$(cat ab2.err)"
+[[ ! -s ab2.out ]] || fail "bench-ab.sh printed a table for an unknown mode"
+! mountpoint -q "$BW/mnt" || fail "bench-ab.sh left its mount"
+ok "contrib/bench-ab.sh: a row of figures for each mode, B's options on B only, unknown modes refused"
