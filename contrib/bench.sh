@@ -610,11 +610,25 @@ disk_of() {
   # a disk has its queue; a partition, its disk's (one level up)
   for ra in "/sys/dev/block/$majmin/queue/read_ahead_kb" "/sys/dev/block/$majmin/../queue/read_ahead_kb"; do
     if [ -n "$majmin" ] && [ -r "$ra" ]; then
-      echo "$(findmnt -n -o SOURCE -T "$1") ($majmin), readahead $(cat "$ra") KiB"
+      echo "$(findmnt -n -o SOURCE -T "$1") ($majmin), readahead $(cat "$ra") KiB, $(findmnt -n -o FSTYPE -T "$1") mounted $(findmnt -n -o OPTIONS -T "$1")$(findmnt -n -o OPTIONS -T "$1" | grep -qw discard && echo " (discard: removing a cache sends its blocks' discards to the disk)")"
       return
     fi
   done
   echo "unknown"
+}
+# idle_facts: how this machine's idle CPUs wake (target 5's cp is a chain of
+# wakeups between cp and the daemon), and the fuse module's parameters
+idle_facts() {
+  local d=/sys/devices/system/cpu/cpuidle p=/sys/module/haltpoll/parameters/guest_halt_poll_ns f
+  local out="cpuidle driver $(cat "$d/current_driver" 2>/dev/null || echo none), governor $(cat "$d/current_governor_ro" 2>/dev/null || cat "$d/current_governor" 2>/dev/null || echo none)"
+  if [ -r "$p" ]; then
+    out+=", guest_halt_poll_ns $(cat "$p")"
+    [ "$(cat "$p")" = 0 ] && out+=" (an idle vCPU halts at once: waking a thread on it goes through the host)"
+  fi
+  for f in /sys/module/fuse/parameters/*; do
+    [ -r "$f" ] && out+="; fuse ${f##*/} $(cat "$f")"
+  done
+  echo "$out"
 }
 r2() { fmt %.2f "$1"; }
 # r2 VALUE, or 3 decimals where 2 would show the THRESHOLD it is judged by
@@ -634,6 +648,7 @@ rt() { if [ "$(r2 "$1")" = "$(r2 "$2")" ]; then fmt %.3f "$1"; else r2 "$1"; fi;
     "with default options (--no-cache or --cache-dir only), read by cat; $RUNS runs: median, min–max"
   echo "MB/s of data = $((DATA >> 20)) MiB / time; CPU = daemon utime+stime per GiB of data, taken before any status call (cache filling: once every chunk is in the cache index); RSS = daemon VmHWM (highest run)"
   echo "the disk holding $W (store files and caches): $(disk_of "$W")"
+  echo "idle CPUs and FUSE: $(idle_facts)"
   if [ -n "$HTTP_CUBIC" ]; then
     echo "TCP congestion control: $TCP_CC (Debian's default is cubic; bbr paces nginx's sends with timers, which over loopback run on the CPUs the daemon uses too); rows \"nginx on cubic\" (context) read from a second nginx whose connections use cubic"
   else

@@ -151,6 +151,9 @@ for v in m.groups():
     assert re.match(r"^[0-9]+%$", v) if sha_ni else v == "openssl", (v, sha_ni)
 assert "were compared with the image (first run, first pair): identical" in text, "copies"
 assert re.search(r"^TCP congestion control: " + re.escape(tcp_cc), text, re.M)
+# the machine's facts behind target 5 and target 1: idle CPUs, the disk's mount
+assert re.search(r"^idle CPUs and FUSE: cpuidle driver \S+, governor \S+", text, re.M), "idle CPUs line"
+assert re.search(r"^the disk holding .*, readahead [0-9]+ KiB, \S+ mounted \S+", text, re.M), "disk line"
 if cubic:
     row("3. (context, no target) CPU per GiB / SHA-256 s per GiB, HTTP --no-cache, nginx on cubic")
     assert 'rows "nginx on cubic"' in text
