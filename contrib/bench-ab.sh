@@ -37,10 +37,14 @@
 # store's files in the page cache, as contrib/bench.sh reads. The table goes to
 # stdout and WORKDIR/ab-results.txt; progress to stderr.
 set -euo pipefail
+export LC_ALL=C
 . "$(dirname "$0")/bench-lib.sh"
+# a build directory or WORKDIR given relative to where we were started
+HERE=$PWD
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 W=${1:-/var/tmp/lazyimg-bench}
+[[ $W == /* ]] || W=$HERE/$W
 PAIRS=${PAIRS:-6}
 SIZE_MB=${SIZE_MB:-2048}
 WARM_MB=${WARM_MB:-auto}
@@ -63,22 +67,44 @@ for c in nginx curl casync python3 fusermount3 mountpoint git; do
 done
 mkdir -p "$W"
 W=$(realpath "$W")
+# each side's options and environment, split on spaces (no globbing)
+read -ra OPTS_A <<<"${A_OPTS:-}"
+read -ra OPTS_B <<<"${B_OPTS:-}"
+read -ra ENV_A <<<"${A_ENV:-}"
+read -ra ENV_B <<<"${B_ENV:-}"
+for e in "${ENV_A[@]}" "${ENV_B[@]}"; do
+  [[ $e =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "A_ENV and B_ENV take NAME=VALUE words, not '$e'"
+done
 
-# build_of SPEC: the build directory of SPEC (a build directory or a revision)
+# build_of SPEC: the build directory of SPEC (a build directory, relative to
+# where we were started or absolute, or a revision of this repository)
 build_of() {
-  local spec=$1 commit src
-  if [ -x "$spec/fs/lazyimg" ]; then realpath "$spec"; return; fi
+  local spec=$1 dir commit src
+  [[ $spec == /* ]] && dir=$spec || dir=$HERE/$spec
+  if [ -x "$dir/fs/lazyimg" ]; then realpath "$dir"; return; fi
   commit=$(git rev-parse --verify -q "$spec^{commit}") || die "'$spec' is neither a build directory nor a revision"
   src=$W/ab-src-$commit
   if [ ! -x "$src/build/fs/lazyimg" ]; then
     log "building $spec ($commit) in $src..."
-    [ -d "$src" ] || git worktree add -q --detach "$src" "$commit" >&2
+    if [ ! -d "$src" ]; then
+      git worktree prune # (a worktree whose directory was removed)
+      git worktree add -q --detach "$src" "$commit" >&2 || die "git worktree add of $spec failed"
+    fi
     "$src/contrib/build.sh" >"$W/ab-build.log" 2>&1 || { tail -20 "$W/ab-build.log" >&2; die "the build of $spec failed"; }
   fi
   echo "$src/build"
 }
-BA=$(build_of "${A:-$ROOT/build}")
-BB=$(build_of "${B:-$ROOT/build}")
+# desc_of SPEC BUILD: what the table calls a side
+desc_of() {
+  if [[ $2 == "$W"/ab-src-* ]]; then
+    echo "revision $1 ($(git -C "$2/.." rev-parse --short HEAD)), built in $2"
+  else
+    echo "build directory $2"
+  fi
+}
+SPEC_A=${A:-$ROOT/build} SPEC_B=${B:-$ROOT/build}
+BA=$(build_of "$SPEC_A")
+BB=$(build_of "$SPEC_B")
 # the stores are made with B's tools (they are kept, whichever build made them)
 B=$BB CT=$ROOT/tests/integration/casync_tool.py
 D=$W/data-${SIZE_MB}M MNT=$W/mnt SEG=$((SIZE_MB / 16))
@@ -118,10 +144,8 @@ fi
 one() {
   local side=$1 mode=$2 store img list cache=$W/ab-cache t0 t1 bytes=$DATA
   local -a opts extra=()
-  local -n build=B$side
+  local -n build=B$side o=OPTS_$side e=ENV_$side
   LZ=$build/fs/lazyimg
-  # shellcheck disable=SC2206 # (options and assignments, split on spaces)
-  local -a o=(${!side_opts}) e=(${!side_env})
   MOUNT_ENV=("${e[@]}")
   case ${mode%-*} in
     local) store=$DS img=$REL list=$W/pbs.warm ;;
@@ -132,7 +156,7 @@ one() {
   case $mode in
     *-nocache) opts=(--no-cache) ;;
     warm-cp) cache=$W/ab-cache-warm-$side opts=(--cache-dir "$cache") ;;
-    *) rm -rf "$cache"; opts=(--cache-dir "$cache") ;;
+    *) opts=(--cache-dir "$cache") ;;
   esac
   if [ "$mode" = warm-cp ]; then
     if [ ! -f "$cache/.ab-filled" ]; then # filled once by this side's own build
@@ -162,11 +186,14 @@ one() {
   fi
   ONE_RSS=$(awk '/^VmHWM/ {print $2 / 1024}' "/proc/$PID/status")
   umount_wait
-  rm -f "$W/ab-out.raw"
+  # what this read wrote goes now, not during the next read (its writeback
+  # and, on a disk mounted with discard, its discards)
+  rm -rf "$W/ab-out.raw" "$W/ab-cache"
   sync
   ONE_MBPS=$(calc "$bytes / ($t1 - $t0) / 1e6")
 }
 A_OPTS=${A_OPTS:-} B_OPTS=${B_OPTS:-} A_ENV=${A_ENV:-} B_ENV=${B_ENV:-}
+rm -rf "$W/ab-cache"
 
 # the measurements: R[mode.side] "MB/s ..." and M[mode.side] "RSS ..."
 declare -A R M
@@ -175,10 +202,9 @@ for mode in $MODES; do
   for ((p = 1; p <= PAIRS; p++)); do
     if ((p % 2)); then order="A B"; else order="B A"; fi
     for side in $order; do
-      side_opts=${side}_OPTS side_env=${side}_ENV
       one "$side" "$mode"
       R[$mode.$side]+="$ONE_MBPS " M[$mode.$side]+="$ONE_RSS "
-      log "$mode pair $p $side: $(printf %.0f "$ONE_MBPS") MB/s, $(printf %.0f "$ONE_RSS") MiB ($ONE_CMD)"
+      log "$mode pair $p $side: $(printf %.1f "$ONE_MBPS") MB/s, $(printf %.0f "$ONE_RSS") MiB ($ONE_CMD)"
     done
   done
 done
@@ -188,8 +214,8 @@ done
 stats() { printf '%s\n' $1 | sort -g | awk '{v[++n] = $1} END {printf "%s %s %s\n", (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2), v[1], v[n]}'; }
 {
   echo "lazyimg A/B (contrib/bench-ab.sh) — $(date -u '+%Y-%m-%d %H:%M UTC'), kernel $(uname -r), $(nproc) cores"
-  echo "A: $BA $(git -C "$BA/.." rev-parse --short HEAD 2>/dev/null)${A_OPTS:+ options: $A_OPTS}${A_ENV:+ environment: $A_ENV}"
-  echo "B: $BB $(git -C "$BB/.." rev-parse --short HEAD 2>/dev/null)${B_OPTS:+ options: $B_OPTS}${B_ENV:+ environment: $B_ENV}"
+  echo "A: $(desc_of "$SPEC_A" "$BA")${A_OPTS:+; options: $A_OPTS}${A_ENV:+; environment: $A_ENV}"
+  echo "B: $(desc_of "$SPEC_B" "$BB")${B_OPTS:+; options: $B_OPTS}${B_ENV:+; environment: $B_ENV}"
   echo "image: $SIZE_MB MiB (contrib/bench.sh's); $PAIRS pair(s) per read, A first in odd pairs; memory warmed first: $WARMED"
   echo "MB/s of data (cat), logical MB/s (cp); each read from a fresh daemon with the store's files in the page cache"
   echo
