@@ -94,10 +94,13 @@
 # The table goes to stdout and to WORKDIR/results.txt; progress goes to stderr.
 set -euo pipefail
 . "$(dirname "$0")/bench-lib.sh"
+HERE=$PWD # (a WORKDIR or LAZYIMG_BUILD given relative to where we were started)
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 B=${LAZYIMG_BUILD:-$ROOT/build}
+[[ $B == /* ]] || B=$HERE/$B
 W=${1:-/var/tmp/lazyimg-bench}
+[[ $W == /* ]] || W=$HERE/$W
 RUNS=${RUNS:-2}
 PAIRS=${PAIRS:-5}
 SIZE_MB=${SIZE_MB:-2048}
