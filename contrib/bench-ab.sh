@@ -129,15 +129,7 @@ bench_stores
 start_nginx "$W" "$D" ds/ || die "nginx did not start"
 HTTP=http://127.0.0.1:$PORT
 
-[ "$WARM_MB" = auto ] && WARM_MB=$(warm_auto_mb)
-WARM_COPY_MB=${WARM_COPY_MB:-$((SIZE_MB * 2))}
-[ "$WARM_COPY_MB" -gt "$WARM_MB" ] && WARM_COPY_MB=$WARM_MB
-WARMED="no (WARM_MB=0)"
-if [ "$WARM_MB" -gt 0 ]; then
-  log "warming memory: $WARM_MB MiB into /dev/shm..."
-  shm_warm "$WARM_MB"
-  WARMED="yes, $WARM_MB MiB written to /dev/shm and removed"
-fi
+warm_first # (contrib/bench-lib.sh: WARM_MB, WARMED, WARM_COPY_MB)
 
 # one SIDE MODE: one timed read by side A or B; sets ONE_MBPS, ONE_RSS (MiB)
 # and ONE_CMD (the daemon's environment and command, but the store and mount point)
@@ -169,13 +161,13 @@ one() {
     find "$cache" -type f -print0 >"$W/ab-cachefiles"
     list=$W/ab-cachefiles
   fi
-  xargs -0 cat <"$list" >/dev/null
+  files_of "$list" >/dev/null
   mount_fresh "$store" "${opts[@]}" "${extra[@]}" "${o[@]}"
   ONE_CMD="${e[*]}${e[*]:+ }$LZ mount ${opts[*]} ${extra[*]}${extra[*]:+ }${o[*]}"
   if [[ $mode == *-cp ]]; then
     bytes=$SIZE
     rm -f "$W/ab-out.raw"
-    [ "$WARM_MB" -gt 0 ] && shm_warm "$WARM_COPY_MB"
+    warm_for_copy
     t0=$EPOCHREALTIME
     cp --sparse=always "$MNT/$img" "$W/ab-out.raw"
     t1=$EPOCHREALTIME

@@ -99,6 +99,9 @@ bench_stores() {
   { find "$DS/vm" -type f -print0; cat "$W/pbs.files"; } >"$W/pbs.warm"
 }
 
+# files_of LIST: cat every file named in LIST (NUL-separated) to stdout
+files_of() { xargs -0 cat <"$1"; }
+
 # mount_fresh STORE [OPTIONS...]: a new daemon ($LZ, with the environment
 # assignments of the array MOUNT_ENV if set) in our background, on $MNT (log
 # $W/daemon.log); sets PID
@@ -127,6 +130,25 @@ umount_wait() {
   PID=""
 }
 
+# warm_first: warms the machine's memory once, before measuring (see
+# contrib/bench.sh): WARM_MB MiB (auto: warm_auto_mb; 0: not) written to
+# /dev/shm and removed. Sets WARM_MB, WARMED (what was done, for the
+# header) and WARM_COPY_MB (what warm_for_copy writes: twice SIZE_MB by
+# default, no more than WARM_MB, which fits the memory and /dev/shm).
+warm_first() {
+  [ "$WARM_MB" = auto ] && WARM_MB=$(warm_auto_mb)
+  WARM_COPY_MB=${WARM_COPY_MB:-$((SIZE_MB * 2))}
+  [ "$WARM_COPY_MB" -gt "$WARM_MB" ] && WARM_COPY_MB=$WARM_MB
+  WARMED="no (WARM_MB=0)"
+  if [ "$WARM_MB" -gt 0 ]; then
+    log "warming memory: $WARM_MB MiB into /dev/shm..."
+    shm_warm "$WARM_MB"
+    WARMED="yes: wrote $WARM_MB MiB to /dev/shm and removed it, $(awk -v m="$WARM_MB" -v t="$WARM_SECS" 'BEGIN {printf "%.0f", m * 1048576 / t / 1e6}') MB/s"
+  fi
+}
+# warm_for_copy: right before a timed copy to a file, WARM_COPY_MB MiB
+# written to /dev/shm and removed (not when WARM_MB is 0)
+warm_for_copy() { if [ "$WARM_MB" -gt 0 ]; then shm_warm "$WARM_COPY_MB"; fi; }
 # warm_auto_mb: the MiB to write to /dev/shm to warm the machine's memory
 # (see contrib/bench.sh): 3/4 of the memory available, less than /dev/shm holds
 warm_auto_mb() {

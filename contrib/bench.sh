@@ -174,8 +174,6 @@ fmt() { awk -v v="$2" "BEGIN {printf \"$1\", v}"; }
 secs() { calc "$2 - $1"; } # T0 T1
 mbps() { calc "$1 / $2 / 1e6"; } # BYTES SECONDS
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-# files_of LIST: cat every file named in LIST (NUL-separated) to stdout
-files_of() { xargs -0 cat <"$1"; }
 bytes_of() { xargs -0 stat -c %s <"$1" | awk '{s += $1} END {printf "%d\n", s}'; }
 
 FUZZ_BEFORE=$(pgrep -f fuzz_ || true)
@@ -183,13 +181,7 @@ FUZZ_BEFORE=$(pgrep -f fuzz_ || true)
 
 # --- memory first ----------------------------------------------------------------
 MEM_MB=$(awk '/^MemTotal/ {printf "%d", $2 / 1024}' /proc/meminfo)
-[ "$WARM_MB" = auto ] && WARM_MB=$(warm_auto_mb)
-WARMED="no (WARM_MB=0)"
-if [ "$WARM_MB" -gt 0 ]; then
-  log "warming memory: $WARM_MB MiB into /dev/shm..."
-  shm_warm "$WARM_MB"
-  WARMED="yes: wrote $WARM_MB MiB to /dev/shm and removed it, $(fmt %.0f "$(mbps $((WARM_MB << 20)) "$WARM_SECS")") MB/s"
-fi
+warm_first # (contrib/bench-lib.sh: WARM_MB, WARMED, WARM_COPY_MB)
 # A guest that reports free memory to its host (virtio-balloon free page
 # reporting) has memory freed a few seconds before handed back: touching it
 # again costs a fault on the host per page, as on a fresh machine. The warming
@@ -211,10 +203,7 @@ REPORTED0=$(reported_kib)
 # host had taken back: cp from a mount (cache filling) ran at 557-1,568
 # logical MB/s in 6 runs with 1,280 MiB warmed and 1,207-1,748 in 8 with
 # 4,096; the peer 978-1,361 (3) and 1,181-1,426 (6) (2026-12-05, by hand).
-WARM_COPY_MB=${WARM_COPY_MB:-$(( SIZE_MB * 2 ))}
-# no more than the first warming (which fits the memory and /dev/shm)
-[ "$WARM_COPY_MB" -gt "$WARM_MB" ] && WARM_COPY_MB=$WARM_MB
-warm_for_copy() { if [ "$WARM_MB" -gt 0 ]; then shm_warm "$WARM_COPY_MB"; fi; }
+# warm_first set WARM_COPY_MB; warm_for_copy (contrib/bench-lib.sh) writes it.
 # copy_done KEY LABEL T0 T1: the end of a timed copy of the image to
 # WORKDIR/out.raw: its logical MB/s as KEY, the copy compared with the image
 # (first run, first pair), then removed
