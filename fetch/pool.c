@@ -1120,7 +1120,8 @@ void fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *j, enum fetch_pr
             pthread_cond_broadcast(&p->work);
         }
         /* a retry or a failover requeues it at the new class; a decode
-         * running now reads it (fetch_sha256_thread_patient) */
+         * running now keeps what it was told at its start (its patience,
+         * fetch_sha256_thread_patient: a reader may wait out the rest of it) */
         __atomic_store_n(&j->prio, prio, __ATOMIC_RELAXED);
         if (atomic_load(&p->paused))
             wake_curl(p); /* a transfer paused for readers is one now */

@@ -554,6 +554,18 @@ char *fs_metrics_render(json_object *st, size_t *ret_len)
 
     simple(f, reads, "requests", "reads_total", "counter", "Read requests of image files.");
     simple(f, reads, "bytes", "read_bytes_total", "counter", "Bytes answered to image reads.");
+    simple(f, reads, "waits", "read_waits_total", "counter",
+           "Image reads answered only once a chunk was fetched or loaded from the disk cache.");
+    {
+        uint64_t us;
+        if (get_u64(reads, "wait_us", &us)) {
+            family(f, "read_wait_seconds_total", "counter",
+                   "Time those reads waited for their chunks, summed.");
+            fputs("lazyimg_read_wait_seconds_total ", f);
+            put_seconds(f, us);
+            fputc('\n', f);
+        }
+    }
 
     simple(f, fetch, "inflight", "fetch_inflight", "gauge",
            "Store requests running or waiting for a retry.");

@@ -88,6 +88,7 @@ void fs_metrics_free(struct fs_metrics *m);
  *   store_active{store}                        gauge, 1 for the store in use
  *   offline                                    gauge
  *   reads_total, read_bytes_total              image file reads (status "reads")
+ *   read_waits_total, read_wait_seconds_total  those that waited for a chunk, and how long
  *   fetch_inflight, fetch_decoding             gauges
  *   fetch_queued{class=demand|readahead|hydrate} gauge
  *   fetch_requests_total, fetch_retries_total, fetch_failovers_total,

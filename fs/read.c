@@ -2,6 +2,7 @@
 /* The image read path: offsets to extents, holes from a zero buffer, chunks from fs/chunks. */
 #include "read.h"
 #include "fetch/buf.h"
+#include "fetch/clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -125,6 +126,7 @@ struct pending {
     struct fs_node *hold;
     uint64_t off;      /* the read's first image offset (for the watchdog) */
     uint64_t start_ms; /* when it started waiting */
+    uint64_t start_us; /* the same, in microseconds (status "reads": wait_us) */
     uint64_t said_ms;  /* when the watchdog last logged it (0: never) */
     /* the reply is sent once: by the last completion, or with EINTR by the
      * reader's interrupt (see read_interrupted); @replied says it was */
@@ -209,7 +211,8 @@ static void pending_unref(struct pending *p)
 }
 
 /* Whether the caller is the one to answer @p (the last completion, or an
- * interrupt): the first to ask is; @p is marked answered. */
+ * interrupt): the first to ask is; @p is marked answered, and its wait
+ * counted (status "reads": waits, wait_us). */
 static bool take_reply(struct pending *p)
 {
     bool mine;
@@ -217,6 +220,12 @@ static bool take_reply(struct pending *p)
     mine = !p->replied;
     p->replied = true;
     pthread_mutex_unlock(&p->ilock);
+    if (mine) {
+        uint64_t now = fetch_mono_us();
+        atomic_fetch_add_explicit(&p->ctx->read_waits, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&p->ctx->read_wait_us, now > p->start_us ? now - p->start_us : 0,
+                                  memory_order_relaxed);
+    }
     return mine;
 }
 
@@ -512,6 +521,7 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, struct fs_no
     p->size = size;
     p->off = rg[0].off; /* where the read starts, also when it waits from a later range */
     p->start_ms = fs_now_ms();
+    p->start_us = fetch_mono_us();
     at = 0;
     for (size_t k = 0; k < niov; k++) {
         const uint8_t *bytes = iov[k].iov_base;

@@ -50,6 +50,8 @@ static json_object *reads_json(const struct fs_ctx *ctx)
     add_u64(o, "requests", atomic_load_explicit(&ctx->reads, memory_order_relaxed));
     add_u64(o, "bytes", atomic_load_explicit(&ctx->read_bytes, memory_order_relaxed));
     add_u64(o, "errors", atomic_load_explicit(&ctx->read_errors, memory_order_relaxed));
+    add_u64(o, "waits", atomic_load_explicit(&ctx->read_waits, memory_order_relaxed));
+    add_u64(o, "wait_us", atomic_load_explicit(&ctx->read_wait_us, memory_order_relaxed));
     return o;
 }
 

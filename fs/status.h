@@ -6,7 +6,10 @@
  *   stores[]        {location, active}: where chunks come from, in order
  *   offline, offline_reason
  *   reads           reads of image files since the mount: requests, bytes
- *                   (answered), errors (requests answered with an error)
+ *                   (answered), errors (requests answered with an error),
+ *                   waits (requests answered only once a chunk was fetched
+ *                   or loaded from the disk cache), wait_us (their waits,
+ *                   summed: from reaching a missing chunk to the answer)
  *   fetch           the fetcher pool: inflight, queued{demand,readahead,
  *                   hydrate}, decoding, requests, retries, failovers, errors,
  *                   bytes, mb_per_s (since the previous status), latency_us

@@ -93,6 +93,7 @@ import json, sys
 fams = json.load(open(sys.argv[1]))["families"]
 want = {
     "lazyimg_reads": "counter", "lazyimg_read_bytes": "counter",
+    "lazyimg_read_waits": "counter", "lazyimg_read_wait_seconds": "counter",
     "lazyimg_fetch_requests": "counter", "lazyimg_fetch_retries": "counter",
     "lazyimg_fetch_failovers": "counter", "lazyimg_fetch_failures": "counter",
     "lazyimg_fetch_received_bytes": "counter", "lazyimg_fetch_inflight": "gauge",
@@ -126,6 +127,16 @@ ok "lazyimg_reads_total moved by $reads"
 rb=$(d lazyimg_read_bytes_total)
 ((rb >= size)) || fail "lazyimg_read_bytes_total moved by $rb, less than the image ($size)"
 ok "lazyimg_read_bytes_total moved by $rb >= the image size $size"
+# nothing was loaded before this read: its first read of a data chunk waited
+waits=$(d lazyimg_read_waits_total)
+((waits >= 1 && waits <= reads)) || fail "lazyimg_read_waits_total moved by $waits (reads: $reads)"
+ok "lazyimg_read_waits_total moved by $waits of $reads reads"
+$PY - m1.json m2.json <<'EOF' || fail "lazyimg_read_wait_seconds_total did not move with the waits"
+import json, sys
+a, b = (json.load(open(f))["samples"]["lazyimg_read_wait_seconds_total"] for f in sys.argv[1:])
+assert a == 0 and b > 0, (a, b)
+EOF
+ok "lazyimg_read_wait_seconds_total moved"
 expect_eq "lazyimg_chunk_loads_total moved by the distinct data chunks" "$n_data" "$(d lazyimg_chunk_loads_total)"
 expect_eq "lazyimg_chunk_load_bytes_total moved by their bytes" $((n_data * 65536)) \
     "$(d lazyimg_chunk_load_bytes_total)"
@@ -173,6 +184,7 @@ print(o)' status.json "$1"; }
 expect_eq "chunk loads: metrics = status" "$(js cache.loads)" "$(val m3.json lazyimg_chunk_loads_total)"
 expect_eq "fetch requests: metrics = status" "$(js fetch.requests)" "$(val m3.json lazyimg_fetch_requests_total)"
 expect_eq "read bytes: metrics = status" "$(js reads.bytes)" "$(val m3.json lazyimg_read_bytes_total)"
+expect_eq "read waits: metrics = status" "$(js reads.waits)" "$(val m3.json lazyimg_read_waits_total)"
 expect_eq "disk cache budget: metrics = status" "$(js cache.disk.budget)" \
     "$(val m3.json lazyimg_disk_cache_budget_bytes)"
 expect_eq "cached bytes of the image: metrics = status" "$(js images.0.cached_bytes)" \
@@ -187,6 +199,8 @@ hits=$(($(val m4.json lazyimg_memory_cache_hits_total) + $(val m4.json lazyimg_d
     $(val m3.json lazyimg_memory_cache_hits_total) - $(val m3.json lazyimg_disk_cache_hits_total)))
 ((hits >= n_data)) || fail "cache hits moved by $hits on a second read of $n_data chunks"
 ok "a second read moves the cache hits (by $hits)"
+expect_eq "a second read waits for no chunk" "$(val m3.json lazyimg_read_waits_total)" \
+    "$(val m4.json lazyimg_read_waits_total)"
 
 # --- other requests -----------------------------------------------------------
 expect_eq "another path is 404" 404 "$(curl -s -m 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/")"

@@ -93,7 +93,7 @@ static const char status_json[] =
     "{\"stores\":[{\"location\":\"http://a/\",\"active\":false},"
     "             {\"location\":\"/b\",\"active\":true}],"
     " \"offline\":false, \"offline_reason\":null,"
-    " \"reads\":{\"requests\":7,\"bytes\":4096,\"errors\":1},"
+    " \"reads\":{\"requests\":7,\"bytes\":4096,\"errors\":1,\"waits\":5,\"wait_us\":2500010},"
     " \"fetch\":{\"inflight\":1,\"queued\":{\"demand\":2,\"readahead\":3,\"hydrate\":4},"
     "   \"decoding\":0,\"requests\":5,\"retries\":1,\"failovers\":0,\"errors\":2,"
     "   \"bytes\":999,\"mb_per_s\":1.5,"
@@ -141,6 +141,10 @@ static void exposition(void **state)
     has_line(text, "# TYPE lazyimg_reads_total counter");
     has_line(text, "lazyimg_reads_total 7");
     has_line(text, "lazyimg_read_bytes_total 4096");
+    has_line(text, "# TYPE lazyimg_read_waits_total counter");
+    has_line(text, "lazyimg_read_waits_total 5");
+    has_line(text, "# TYPE lazyimg_read_wait_seconds_total counter");
+    has_line(text, "lazyimg_read_wait_seconds_total 2.50001");
     has_line(text, "lazyimg_store_active{store=\"http://a/\"} 0");
     has_line(text, "lazyimg_store_active{store=\"/b\"} 1");
     has_line(text, "lazyimg_fetch_queued{class=\"readahead\"} 3");
