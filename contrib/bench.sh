@@ -257,8 +257,10 @@ fi
 cpu_ticks() { sed 's/.*) //' "/proc/$PID/stat" | awk '{print $12 + $13}'; }
 vmhwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$PID/status"; }
 TICK=$(getconf CLK_TCK)
-# status: "loads inserts insert_skipped sqlite_writes pairs" from status --json
-# (pairs: the share of SHA-256 blocks hashed two at a time, or "openssl")
+# status: "loads inserts insert_skipped sqlite_writes pairs waits wait_s" from
+# status --json (pairs: the share of SHA-256 blocks hashed two at a time, or
+# "openssl"; waits, wait_s: the reads that waited for a chunk, and their
+# waits summed in seconds)
 status() {
   "$LZ" status --json "$MNT" | python3 -c '
 import json, sys
@@ -267,7 +269,9 @@ c, h = j["cache"], j["fetch"].get("sha256") or {}
 d = c.get("disk") or {}
 p, a = h.get("blocks_paired", 0), h.get("blocks_alone", 0)
 pairs = "%.0f%%" % (100.0 * p / (p + a)) if h.get("engine") == "sha-ni" and p + a else h.get("engine", "?")
-print(c["loads"], d.get("inserts", 0), d.get("insert_skipped", 0), d.get("sqlite_writes", 0), pairs)'
+r = j.get("reads") or {}
+print(c["loads"], d.get("inserts", 0), d.get("insert_skipped", 0), d.get("sqlite_writes", 0), pairs,
+      r.get("waits", 0), r.get("wait_us", 0) / 1e6)'
 }
 # settle DIR N: until cache directory DIR holds N entries (the image's distinct
 # data chunks), or nothing changes for 3 s (at most 60 s); prints the entries
@@ -332,6 +336,8 @@ lz() {
     add "$name.sql" "$(echo "$st" | cut -d' ' -f4)"
   fi
   add "$name.loads" "$(echo "$st" | cut -d' ' -f1)"
+  add "$name.waits" "$(echo "$st" | cut -d' ' -f6)"
+  add "$name.waitpct" "$(calc "100 * $(echo "$st" | cut -d' ' -f7) / $t")"
   umount_wait
   add "$name.mbps" "$(mbps $DATA "$t")"
   add "$name.logical" "$(mbps $SIZE "$t")"
@@ -770,6 +776,13 @@ rt() { if [ "$(r2 "$1")" = "$(r2 "$2")" ]; then fmt %.3f "$1"; else r2 "$1"; fi;
     "$(runs_of enc.nocache.mbps %.0f); cache filling $(runs_of enc.plain.fill.mbps %.0f) then $(runs_of enc.fill.mbps %.0f)"
   echo "- SHA-256 blocks hashed two at a time (status --json; \"openssl\": by OpenSSL, one at a time): local $(runs_of local.nocache.pairs) --no-cache," \
     "$(runs_of local.fill.pairs) filling; HTTP $(runs_of http.nocache.pairs), $(runs_of http.fill.pairs); encrypted $(runs_of enc.nocache.pairs), $(runs_of enc.fill.pairs)"
+  echo "- the read's time its reads waited for a chunk (status --json: reads.wait_us; the rest of it the reader, cat, and the FUSE" \
+    "replies took), and how many reads waited: local --no-cache $(runs_of local.nocache.waitpct %.0f%%) ($(runs_of local.nocache.waits))," \
+    "filling $(runs_of local.fill.waitpct %.0f%%) ($(runs_of local.fill.waits)); HTTP --no-cache $(runs_of http.nocache.waitpct %.0f%%)" \
+    "($(runs_of http.nocache.waits)), filling $(runs_of http.fill.waitpct %.0f%%) ($(runs_of http.fill.waits)); casync 64K --no-cache" \
+    "$(runs_of cas.nocache.waitpct %.0f%%) ($(runs_of cas.nocache.waits)), filling $(runs_of cas.fill.waitpct %.0f%%) ($(runs_of cas.fill.waits));" \
+    "encrypted --no-cache $(runs_of enc.nocache.waitpct %.0f%%), filling $(runs_of enc.fill.waitpct %.0f%%); warm, page cache dropped:" \
+    "local $(runs_of local.warmdrop.waitpct %.0f%%), HTTP $(runs_of http.warmdrop.waitpct %.0f%%)"
   echo "- chunks loaded by warm reads (expected 0): local $(runs_of local.warmdrop.loads) (page cache dropped), $(runs_of local.warmpc.loads) (warm);" \
     "HTTP $(runs_of http.warmdrop.loads), $(runs_of http.warmpc.loads); cp from a warm mount $(runs_of cpwarm.loads)"
   echo "SHA-256 s per GiB: $(r2 "$SHA"); the copies of the peer and of cp were compared with the image (first run, first pair): identical"

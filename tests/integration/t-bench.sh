@@ -149,6 +149,18 @@ m = re.search(r"SHA-256 blocks hashed two at a time \(.*\): local (\S+) --no-cac
 assert m, "no line of SHA-256 pairs"
 for v in m.groups():
     assert re.match(r"^[0-9]+%$", v) if sha_ni else v == "openssl", (v, sha_ni)
+# how long the cold reads waited for chunks (status --json: reads.waits,
+# wait_us): a share of the read's time (one reader: its waits do not overlap)
+# and a count; a cold read waits at least for its first data chunk
+pct, cnt = r"([0-9]+)%", r"([0-9]+)"
+m = re.search(r"^- the read's time its reads waited for a chunk \(status --json: reads\.wait_us; .*\), and how many reads waited: "
+              r"local --no-cache %s \(%s\), filling %s \(%s\); HTTP --no-cache %s \(%s\), filling %s \(%s\); "
+              r"casync 64K --no-cache %s \(%s\), filling %s \(%s\); encrypted --no-cache %s, filling %s; "
+              r"warm, page cache dropped: local %s, HTTP %s$" % ((pct, cnt) * 6 + (pct,) * 4), text, re.M)
+assert m, "no line of the reads' waits"
+g = [int(x) for x in m.groups()]
+assert all(0 <= v <= 101 for v in g[0:12:2] + g[12:]), g
+assert all(v >= 1 for v in g[1:12:2]), g
 assert "were compared with the image (first run, first pair): identical" in text, "copies"
 assert re.search(r"^TCP congestion control: " + re.escape(tcp_cc), text, re.M)
 # the machine's facts behind target 5 and target 1: idle CPUs, the disk's mount
