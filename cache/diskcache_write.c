@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -65,8 +66,41 @@
 
 /* Alignment of O_DIRECT writes, and of packed chunks in their pack. */
 #define DIRECT_ALIGN 4096
+/* Where the stage is placed so that it can sit in transparent huge pages. */
+#define STAGE_HUGE_ALIGN ((size_t)2 << 20)
 
 /* ---- inserts -------------------------------------------------------------- */
+
+/*
+ * The pack's stage: STAGE_BYTES mapped on a huge-page boundary and, where the
+ * kernel gives transparent huge pages on request, in them. Every O_DIRECT
+ * write of the stage pins its pages for the disk: 1,024 small ones per 4 MiB
+ * (a cold casync read of the bench's image: 231 of the writer's samples in
+ * gup_fast_fallback at 9,999 Hz, none in huge pages, and the writer's CPU
+ * went from 28-32 to 23-27 ticks per GiB). NULL on ENOMEM.
+ */
+static uint8_t *stage_alloc(void)
+{
+    size_t len = STAGE_BYTES + STAGE_HUGE_ALIGN;
+    uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t *start;
+
+    if (m == MAP_FAILED)
+        return NULL;
+    start = (uint8_t *)(((uintptr_t)m + STAGE_HUGE_ALIGN - 1) & ~(uintptr_t)(STAGE_HUGE_ALIGN - 1));
+    if (start > m)
+        munmap(m, (size_t)(start - m));
+    if (start + STAGE_BYTES < m + len)
+        munmap(start + STAGE_BYTES, (size_t)(m + len - (start + STAGE_BYTES)));
+    (void)madvise(start, STAGE_BYTES, MADV_HUGEPAGE); /* small pages where it cannot */
+    return start;
+}
+
+static void stage_free(uint8_t *stage)
+{
+    if (stage)
+        munmap(stage, STAGE_BYTES);
+}
 
 static void item_done(struct dc_item *it, int result)
 {
@@ -663,12 +697,8 @@ static int pack_create(struct cache_disk *c, struct wr_state *w)
     int64_t id = cache_dc_now_us();
     int fd, r = 0;
 
-    if (!pk->stage) {
-        void *b = NULL;
-        if (posix_memalign(&b, DIRECT_ALIGN, STAGE_BYTES) != 0)
-            return -ENOMEM;
-        pk->stage = b;
-    }
+    if (!pk->stage && !(pk->stage = stage_alloc()))
+        return -ENOMEM;
     tmp_name(c, tmp, sizeof(tmp));
     fd = openat(c->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
@@ -1899,7 +1929,7 @@ void *cache_dc_writer_main(void *arg)
     if (w->pack.fd >= 0)
         close(w->pack.fd); /* every row naming it is committed */
     w->pack.fd = -1;
-    free(w->pack.stage);
+    stage_free(w->pack.stage);
     w->pack.stage = NULL;
     free(w->bounce);
     w->bounce = NULL;
