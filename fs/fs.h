@@ -82,10 +82,11 @@ struct fs_ctx {
     /* reads of image files (images, partitions, volumes, archive contents):
      * requests, bytes answered, requests answered with an error (status "reads") */
     atomic_uint_least64_t reads, read_bytes, read_errors;
-    /* of those, the requests answered only once a chunk was fetched or
-     * loaded from the disk cache, and the microseconds from their arrival
-     * at a missing chunk to their answer, summed: what readers waited for
-     * chunks, as against the time the reads themselves took */
+    /* of those, the requests that waited for a chunk being fetched or
+     * loaded by a disk loader (fs/read.c: answered by a completion), and
+     * the microseconds from their arrival at a missing chunk to their
+     * answer, summed: what readers waited for chunks, as against the time
+     * the reads themselves took */
     atomic_uint_least64_t read_waits, read_wait_us;
     pthread_mutex_t files_lock;
     struct fs_file *files; /* open image files (fs/read.h) */

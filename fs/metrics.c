@@ -555,7 +555,7 @@ char *fs_metrics_render(json_object *st, size_t *ret_len)
     simple(f, reads, "requests", "reads_total", "counter", "Read requests of image files.");
     simple(f, reads, "bytes", "read_bytes_total", "counter", "Bytes answered to image reads.");
     simple(f, reads, "waits", "read_waits_total", "counter",
-           "Image reads answered only once a chunk was fetched or loaded from the disk cache.");
+           "Image reads that waited for a chunk to be fetched or loaded from the disk cache.");
     {
         uint64_t us;
         if (get_u64(reads, "wait_us", &us)) {

@@ -7,9 +7,12 @@
  *   offline, offline_reason
  *   reads           reads of image files since the mount: requests, bytes
  *                   (answered), errors (requests answered with an error),
- *                   waits (requests answered only once a chunk was fetched
- *                   or loaded from the disk cache), wait_us (their waits,
- *                   summed: from reaching a missing chunk to the answer)
+ *                   waits (requests that waited for a chunk to be fetched
+ *                   from the store or loaded from the disk cache by a
+ *                   loader: answered with it, or with an error; a cached
+ *                   chunk read on the request's own thread is no wait),
+ *                   wait_us (their waits, summed: from reaching the missing
+ *                   chunk to the answer)
  *   fetch           the fetcher pool: inflight, queued{demand,readahead,
  *                   hydrate}, decoding, requests, retries, failovers, errors,
  *                   bytes, mb_per_s (since the previous status), latency_us
