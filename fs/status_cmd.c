@@ -19,16 +19,17 @@ static const char status_usage[] =
     "Usage: lazyimg status [--json] MOUNTPOINT\n"
     "\n"
     "Shows what the daemon serving MOUNTPOINT (or any path inside the mount) is\n"
-    "doing: its store and mirrors (the one in use marked), chunk transfers in\n"
-    "flight and queued per class (demand, readahead, hydrate), throughput since\n"
-    "the previous status call (since the mount for the first), fetch latency,\n"
-    "retries, failovers and errors, cache hit rate and disk cache use, the\n"
-    "daemon's memory (resident now and at its peak, chunk buffers), and one\n"
-    "line per image whose index the daemon holds in memory (images open,\n"
-    "hydrating, or opened, stat()ed or hydrated lately; the others are not\n"
-    "listed): bytes of data in the disk cache, share of zeros, hydration\n"
-    "progress, read profile (recording; the replay of an earlier one: chunks\n"
-    "fetched, found cached, then read by the reader).\n"
+    "doing: its store and mirrors (the one in use marked), image reads (requests,\n"
+    "bytes answered, errors, and how many waited for a chunk and how long in\n"
+    "all), chunk transfers in flight and queued per class (demand, readahead,\n"
+    "hydrate), throughput since the previous status call (since the mount for\n"
+    "the first), fetch latency, retries, failovers and errors, cache hit rate\n"
+    "and disk cache use, the daemon's memory (resident now and at its peak,\n"
+    "chunk buffers), and one line per image whose index the daemon holds in\n"
+    "memory (images open, hydrating, or opened, stat()ed or hydrated lately;\n"
+    "the others are not listed): bytes of data in the disk cache, share of\n"
+    "zeros, hydration progress, read profile (recording; the replay of an\n"
+    "earlier one: chunks fetched, found cached, then read by the reader).\n"
     "\n"
     "When the mount was made from cached metadata (--offline, or the store was\n"
     "unreachable at mount), a line \"mode: offline: REASON\" says so.\n"
@@ -150,6 +151,15 @@ static void print_human(json_object *st)
     }
     if (json_object_get_boolean(obj(st, "offline")))
         printf("mode:    offline: %s\n", safe(st, "offline_reason", text, sizeof(text)));
+    {
+        json_object *r = obj(st, "reads");
+        fetch_format_size(u64(r, "bytes"), a, sizeof(a));
+        format_us(u64(r, "wait_us"), b, sizeof(b));
+        printf("reads:   %llu requests, %s answered, %llu errors; %llu waited for a chunk, "
+               "%s in all\n",
+               (unsigned long long)u64(r, "requests"), a, (unsigned long long)u64(r, "errors"),
+               (unsigned long long)u64(r, "waits"), b);
+    }
     format_us(u64(lat, "p50"), a, sizeof(a));
     format_us(u64(lat, "p99"), b, sizeof(b));
     printf("fetch:   %llu in flight, queued %llu demand / %llu readahead / %llu hydrate, "

@@ -185,6 +185,11 @@ expect_eq "chunk loads: metrics = status" "$(js cache.loads)" "$(val m3.json laz
 expect_eq "fetch requests: metrics = status" "$(js fetch.requests)" "$(val m3.json lazyimg_fetch_requests_total)"
 expect_eq "read bytes: metrics = status" "$(js reads.bytes)" "$(val m3.json lazyimg_read_bytes_total)"
 expect_eq "read waits: metrics = status" "$(js reads.waits)" "$(val m3.json lazyimg_read_waits_total)"
+# the same counts in the summary for people (nothing read in between)
+out=$("$LAZYIMG" status "$M") || fail "lazyimg status failed" "$out"
+want="reads:   $(js reads.requests) requests, .* answered, $(js reads.errors) errors; $(js reads.waits) waited for a chunk, [0-9]+ (us|ms|s) in all"
+grep -Eq "^$want\$" <<<"$out" || fail "lazyimg status: no line like \"$want\"" "$out"
+ok "lazyimg status shows the reads and their waits"
 expect_eq "disk cache budget: metrics = status" "$(js cache.disk.budget)" \
     "$(val m3.json lazyimg_disk_cache_budget_bytes)"
 expect_eq "cached bytes of the image: metrics = status" "$(js images.0.cached_bytes)" \
