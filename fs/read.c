@@ -124,10 +124,12 @@ struct pending {
     /* the image node whose index reference this read holds (the pieces
      * point into the index), or NULL (an archive's stream: never let go) */
     struct fs_node *hold;
-    uint64_t off;      /* the read's first image offset (for the watchdog) */
-    uint64_t start_ms; /* when it started waiting */
-    uint64_t start_us; /* the same, in microseconds (status "reads": wait_us) */
-    uint64_t said_ms;  /* when the watchdog last logged it (0: never) */
+    uint64_t off; /* the read's first image offset (for the watchdog) */
+    /* when it started waiting (CLOCK_MONOTONIC, fetch_mono_us): for status
+     * "reads": wait_us, and in ms for the watchdog (fs_now_ms is the same
+     * clock, coarse: a tick behind at most) */
+    uint64_t start_us;
+    uint64_t said_ms; /* when the watchdog last logged it (0: never) */
     /* the reply is sent once: by the last completion, or with EINTR by the
      * reader's interrupt (see read_interrupted); @replied says it was */
     pthread_mutex_t ilock;
@@ -520,7 +522,6 @@ static void read_async(struct fs_ctx *ctx, const struct fs_node *n, struct fs_no
     pthread_mutex_init(&p->ilock, NULL);
     p->size = size;
     p->off = rg[0].off; /* where the read starts, also when it waits from a later range */
-    p->start_ms = fs_now_ms();
     p->start_us = fetch_mono_us();
     at = 0;
     for (size_t k = 0; k < niov; k++) {
@@ -639,7 +640,7 @@ size_t fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms)
 
         /* (now_ms was read before the lock: a read listed since may have
          * started later) */
-        if (now_ms < p->start_ms + after || (p->said_ms && now_ms < p->said_ms + after))
+        if (now_ms < p->start_us / 1000 + after || (p->said_ms && now_ms < p->said_ms + after))
             continue;
         p->said_ms = now_ms;
         chunks[0] = '\0';
@@ -661,7 +662,7 @@ size_t fs_read_watch(struct fs_ctx *ctx, uint64_t now_ms)
         fs_warn("%s: a read of %zu bytes at image offset %llu has waited %llu s for %zu chunk%s: "
                 "%s%s",
                 path, p->size, (unsigned long long)p->off,
-                (unsigned long long)((now_ms - p->start_ms) / 1000), waiting,
+                (unsigned long long)((now_ms - p->start_us / 1000) / 1000), waiting,
                 waiting == 1 ? "" : "s", chunks, waiting > 4 ? ", ..." : "");
     }
     pthread_mutex_unlock(&ctx->waits_lock);

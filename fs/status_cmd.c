@@ -135,7 +135,7 @@ static void print_human(json_object *st)
 {
     json_object *stores = obj(st, "stores"), *f = obj(st, "fetch"), *c = obj(st, "cache");
     json_object *q = obj(f, "queued"), *lat = obj(f, "latency_us"), *d = obj(c, "disk");
-    json_object *sha = obj(f, "sha256");
+    json_object *sha = obj(f, "sha256"), *r = obj(st, "reads");
     json_object *images = obj(st, "images"), *m = obj(st, "memory"),
                 *bufs = obj(m, "chunk_buffers");
     char a[32], b[32], text[4 * PATH_MAX];
@@ -151,15 +151,11 @@ static void print_human(json_object *st)
     }
     if (json_object_get_boolean(obj(st, "offline")))
         printf("mode:    offline: %s\n", safe(st, "offline_reason", text, sizeof(text)));
-    {
-        json_object *r = obj(st, "reads");
-        fetch_format_size(u64(r, "bytes"), a, sizeof(a));
-        format_us(u64(r, "wait_us"), b, sizeof(b));
-        printf("reads:   %llu requests, %s answered, %llu errors; %llu waited for a chunk, "
-               "%s in all\n",
-               (unsigned long long)u64(r, "requests"), a, (unsigned long long)u64(r, "errors"),
-               (unsigned long long)u64(r, "waits"), b);
-    }
+    fetch_format_size(u64(r, "bytes"), a, sizeof(a));
+    format_us(u64(r, "wait_us"), b, sizeof(b));
+    printf("reads:   %llu requests, %s answered, %llu errors; %llu waited for a chunk, %s in all\n",
+           (unsigned long long)u64(r, "requests"), a, (unsigned long long)u64(r, "errors"),
+           (unsigned long long)u64(r, "waits"), b);
     format_us(u64(lat, "p50"), a, sizeof(a));
     format_us(u64(lat, "p99"), b, sizeof(b));
     printf("fetch:   %llu in flight, queued %llu demand / %llu readahead / %llu hydrate, "
