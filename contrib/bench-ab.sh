@@ -11,8 +11,8 @@
 #
 # Environment:
 #   A, B          what to compare: a build directory (holding fs/lazyimg) or
-#                 a git revision of this repository, which is checked out
-#                 (git worktree) and built once in WORKDIR/ab-src-<commit>
+#                 a git revision of this repository, whose files are written
+#                 (git archive) and built once in WORKDIR/ab-src-<commit>
 #                 (default: both ./build, to compare options)
 #   A_OPTS, B_OPTS  more mount options for A's and B's daemons (split on spaces)
 #   A_ENV, B_ENV  environment assignments for A's and B's daemons (NAME=VALUE ...)
@@ -86,9 +86,12 @@ build_of() {
   src=$W/ab-src-$commit
   if [ ! -x "$src/build/fs/lazyimg" ]; then
     log "building $spec ($commit) in $src..."
-    if [ ! -d "$src" ]; then
-      git worktree prune # (a worktree whose directory was removed)
-      git worktree add -q --detach "$src" "$commit" >&2 || die "git worktree add of $spec failed"
+    # the revision's files only (git archive): no worktree is left in the
+    # repository, and the tree is kept in WORKDIR for the next comparison
+    if [ ! -f "$src/meson.build" ]; then
+      rm -rf "$src"
+      mkdir -p "$src"
+      git archive --format=tar "$commit" | tar -x -C "$src" || die "git archive of $spec failed"
     fi
     "$src/contrib/build.sh" >"$W/ab-build.log" 2>&1 || { tail -20 "$W/ab-build.log" >&2; die "the build of $spec failed"; }
   fi
@@ -97,7 +100,7 @@ build_of() {
 # desc_of SPEC BUILD: what the table calls a side
 desc_of() {
   if [[ $2 == "$W"/ab-src-* ]]; then
-    echo "revision $1 ($(git -C "$2/.." rev-parse --short HEAD)), built in $2"
+    echo "revision $1 ($(git rev-parse --short "$1^{commit}")), built in $2"
   else
     echo "build directory $2"
   fi
