@@ -261,7 +261,8 @@ TICK=$(getconf CLK_TCK)
 # status: "loads inserts insert_skipped sqlite_writes pairs waits wait_s" from
 # status --json (pairs: the share of SHA-256 blocks hashed two at a time, or
 # "openssl"; waits, wait_s: the reads that waited for a chunk, and their
-# waits summed in seconds)
+# waits summed in seconds; direct: the chunks the local stores read with
+# O_DIRECT)
 status() {
   "$LZ" status --json "$MNT" | python3 -c '
 import json, sys
@@ -272,7 +273,7 @@ p, a = h.get("blocks_paired", 0), h.get("blocks_alone", 0)
 pairs = "%.0f%%" % (100.0 * p / (p + a)) if h.get("engine") == "sha-ni" and p + a else h.get("engine", "?")
 r = j.get("reads") or {}
 print(c["loads"], d.get("inserts", 0), d.get("insert_skipped", 0), d.get("sqlite_writes", 0), pairs,
-      r.get("waits", 0), r.get("wait_us", 0) / 1e6)'
+      r.get("waits", 0), r.get("wait_us", 0) / 1e6, sum(s.get("direct_reads", 0) for s in j["stores"]))'
 }
 # settle DIR N: until cache directory DIR holds N entries (the image's distinct
 # data chunks), or nothing changes for 3 s (at most 60 s); prints the entries
@@ -312,6 +313,7 @@ lz() {
   local -a opts=("${LZ_EXTRA[@]}")
   case $mode in
     nocache) opts+=(--no-cache); files_of "$list" >/dev/null ;;
+    colddisk) opts+=(--no-cache); drop_caches ;;
     fill) rm -rf "$cache"; opts+=(--cache-dir "$cache"); files_of "$list" >/dev/null ;;
     warmdrop) opts+=(--cache-dir "$cache"); drop_caches ;;
     warmpc) opts+=(--cache-dir "$cache"); cache_files "$cache"; files_of "$W/cachefiles" >/dev/null ;;
@@ -339,6 +341,7 @@ lz() {
   add "$name.loads" "$(echo "$st" | cut -d' ' -f1)"
   add "$name.waits" "$(echo "$st" | cut -d' ' -f6)"
   add "$name.waitpct" "$(calc "100 * $(echo "$st" | cut -d' ' -f7) / $t")"
+  add "$name.direct" "$(echo "$st" | cut -d' ' -f8)"
   umount_wait
   add "$name.mbps" "$(mbps $DATA "$t")"
   add "$name.logical" "$(mbps $SIZE "$t")"
@@ -446,6 +449,12 @@ for run in $(seq "$RUNS"); do
       t0=$EPOCHREALTIME; files_of "$W/cachefiles" >/dev/null; t1=$EPOCHREALTIME
       add cachecat "$(mbps "$cbytes" "$(secs "$t0" "$t1")")"
       log "  cat of the cache's chunk files, page cache dropped: $(fmt %.0f "$(vals cachecat | tail -1)") MB/s"
+      # the datastore not in memory: its chunk files out of the page cache
+      # (store_local.c reads them with O_DIRECT), against cat of those files
+      drop_caches
+      t0=$EPOCHREALTIME; files_of "$W/pbs.files" >/dev/null; t1=$EPOCHREALTIME
+      add storecat "$(mbps "$(bytes_of "$W/pbs.files")" "$(secs "$t0" "$t1")")"
+      lz local.colddisk "$store" $REL colddisk "" "" "$N_PBS"
     fi
     lz "$where.warmdrop" "$store" $REL warmdrop "$W/cache-$where" "" "$N_PBS"
     lz "$where.warmpc" "$store" $REL warmpc "$W/cache-$where" "" "$N_PBS"
@@ -679,6 +688,7 @@ rt() { if [ "$(r2 "$1")" = "$(r2 "$2")" ]; then fmt %.3f "$1"; else r2 "$1"; fi;
   fi
   ref_row "ref: cat of a plain $((DATA >> 20)) MiB file, page cache dropped" plain
   ref_row "ref: cat of the cache's chunk files, page cache dropped" cachecat
+  ref_row "ref: cat of the datastore's chunk files, page cache dropped" storecat
   ref_row "ref: curl -Z --parallel-max 16, the data chunk files from nginx" curl
   ref_row "ref: the cache disk, dd oflag=direct conv=fsync of $((DATA >> 20)) MiB in 4 MiB writes (what cache filling must write)" diskw
   ref_row "ref (peer): nbdkit curl --filter=readahead, qemu-img convert -O raw to a file (logical MB/s)" peer
@@ -689,6 +699,7 @@ rt() { if [ "$(r2 "$1")" = "$(r2 "$2")" ]; then fmt %.3f "$1"; else r2 "$1"; fi;
   fi
   line_row "local, cold --no-cache" local.nocache
   line_row "local, cold cache filling (defaults, empty cache)" local.fill
+  line_row "local, cold --no-cache, the datastore's files out of the page cache (context)" local.colddisk
   line_row "local, warm, page cache dropped" local.warmdrop
   line_row "local, warm, page cache warm" local.warmpc
   line_row "HTTP, cold --no-cache" http.nocache
@@ -736,6 +747,8 @@ rt() { if [ "$(r2 "$1")" = "$(r2 "$2")" ]; then fmt %.3f "$1"; else r2 "$1"; fi;
     context_row "3. (context, no target) CPU per GiB / SHA-256 s per GiB with all cores hashing, ${k#*:}" \
       "$(r2 "$(calc "$(med "${k%%:*}.cpu") / $SHA_ALL")")"
   done
+  context_row "1. (context, no target) local cold --no-cache with the datastore's files out of the page cache / cat of those files, page cache dropped" \
+    "$(r2 "$(calc "$(med local.colddisk.mbps) / $(med storecat)")")"
   ratio_row "4. warm (page cache dropped) / cat of the cache's files, local" "$(r2 "$(calc "$(med local.warmdrop.mbps) / $(med cachecat)")")" ">=" 0.85
   ratio_row "4. warm (page cache dropped) / cat of the cache's files, HTTP" "$(r2 "$(calc "$(med http.warmdrop.mbps) / $(med cachecat)")")" ">=" 0.85
   ratio_row "4. warm, page cache warm, local (MB/s of data)" "$(fmt %.0f "$(med local.warmpc.mbps)")" ">=" 1500 "1500 MB/s"
@@ -798,6 +811,8 @@ rt() { if [ "$(r2 "$1")" = "$(r2 "$2")" ]; then fmt %.3f "$1"; else r2 "$1"; fi;
     "$(runs_of cas.nocache.waitpct %.0f%%) ($(runs_of cas.nocache.waits)), filling $(runs_of cas.fill.waitpct %.0f%%) ($(runs_of cas.fill.waits));" \
     "encrypted --no-cache $(runs_of enc.nocache.waitpct %.0f%%), filling $(runs_of enc.fill.waitpct %.0f%%); warm, page cache dropped:" \
     "local $(runs_of local.warmdrop.waitpct %.0f%%), HTTP $(runs_of http.warmdrop.waitpct %.0f%%)"
+  echo "- chunks read with O_DIRECT by the local store (status --json: stores[].direct_reads): with its files out of the page cache $(runs_of local.colddisk.direct)" \
+    "(distinct data chunks $N_PBS); with them in the page cache (local --no-cache) $(runs_of local.nocache.direct)"
   echo "- chunks loaded by warm reads (expected 0): local $(runs_of local.warmdrop.loads) (page cache dropped), $(runs_of local.warmpc.loads) (warm);" \
     "HTTP $(runs_of http.warmdrop.loads), $(runs_of http.warmpc.loads); cp from a warm mount $(runs_of cpwarm.loads)"
   echo "SHA-256 s per GiB: $(r2 "$SHA"); the copies of the peer and of cp were compared with the image (first run, first pair): identical"

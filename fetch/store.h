@@ -38,6 +38,9 @@ struct fetch_store_ops {
     int (*get_buf)(struct fetch_store *s, const char *path, size_t max, size_t skew, void **ret,
                    size_t *ret_len, fetch_error *err);
     void (*free)(struct fetch_store *s);
+    /* Optional: how many objects get_buf read with O_DIRECT (local stores:
+     * chunks not in the page cache, see store_local.c). */
+    uint64_t (*direct_reads)(struct fetch_store *s);
     /*
      * Remote stores only (NULL for local ones): configures @easy, a fresh or
      * reset CURL easy handle owned by the caller, for a GET of object @path:

@@ -11,11 +11,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -25,7 +27,27 @@
 struct local_store {
     struct fetch_store base;
     int rootfd;
+    atomic_bool no_direct;         /* the filesystem refused O_DIRECT */
+    _Atomic uint64_t direct_reads; /* chunk objects read with O_DIRECT */
 };
+
+/*
+ * Chunk objects (the fetcher pool's reads, get_buf) of at least DIRECT_MIN
+ * bytes whose pages are not all in the page cache are read with O_DIRECT,
+ * from the disk straight into the chunk's buffer: a datastore that is not in
+ * memory is read without filling page-cache pages that nothing reads again
+ * and without copying out of them. Measured on this project's VM (a cold
+ * --no-cache read of 1 GiB of 4 MiB chunks, the store's files dropped from
+ * the page cache, 4 alternating pairs): 1,055-1,147 MB/s and 0.75-0.86 s of
+ * daemon CPU per GiB against 802-931 MB/s and 1.12-1.36 s; the same read
+ * filling the cache 711-865 against 634-726 MB/s. The buffer then starts on
+ * a page, so the payload after the blob's header is not page-aligned as a
+ * skewed buffer's is (an O_DIRECT read needs the file offset and the memory
+ * aligned alike): the disk cache's writer copies such a chunk through its
+ * bounce buffer.
+ */
+#define DIRECT_MIN ((size_t)1 << 20)
+#define DIRECT_ALIGN ((size_t)4096)
 
 /* The error of an open_beneath() of @path that failed (errno). */
 static int open_error(const char *path, fetch_error *err)
@@ -129,6 +151,67 @@ static int local_list(struct fetch_store *s, const char *dir, struct fetch_diren
     return 0;
 }
 
+/* Whether every page of the first @len bytes of @fd is in the page cache
+ * (mincore() of a mapping never touched reads nothing); true when unknown. */
+static bool all_cached(int fd, size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), npages = (len + page - 1) / page;
+    unsigned char vec[256];
+    bool all = true;
+    uint8_t *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED)
+        return true;
+    for (size_t i = 0; all && i < npages; i += sizeof(vec)) {
+        size_t n = npages - i < sizeof(vec) ? npages - i : sizeof(vec);
+        if (mincore(map + i * page, n * page, vec) < 0)
+            break;
+        for (size_t k = 0; all && k < n; k++)
+            all = vec[k] & 1;
+    }
+    munmap(map, len);
+    return all;
+}
+
+/*
+ * The @len bytes of @fd (a regular file of that size, opened by us) read
+ * with O_DIRECT into a page-aligned buffer from fetch_buf_alloc(), or NULL
+ * when that does not work out (the caller then reads through the page
+ * cache, which also reports any error). O_DIRECT stays off for the store
+ * once the filesystem refuses it. @fd is left without O_DIRECT.
+ */
+static uint8_t *read_direct(struct local_store *ls, int fd, size_t len)
+{
+    size_t cap = (len + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN, done = 0;
+    int fl = fcntl(fd, F_GETFL);
+    uint8_t *buf;
+
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT) < 0) {
+        if (errno == EINVAL)
+            atomic_store(&ls->no_direct, true);
+        return NULL;
+    }
+    buf = fetch_buf_alloc(cap);
+    while (buf && done < len) {
+        ssize_t n = pread(fd, buf + done, cap - done, (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EINVAL && done == 0)
+            atomic_store(&ls->no_direct, true); /* an alignment the device refuses */
+        if (n <= 0)
+            break;
+        done += (size_t)n;
+        if ((size_t)n % DIRECT_ALIGN)
+            break; /* the end of the file, or a short read */
+    }
+    (void)fcntl(fd, F_SETFL, fl);
+    if (done != len) { /* an error, a short read, a file that changed size */
+        fetch_buf_free(buf);
+        return NULL;
+    }
+    atomic_fetch_add(&ls->direct_reads, 1);
+    return buf;
+}
+
 /* @pooled: the buffer from fetch_buf_alloc_skewed(len, @skew), else from malloc() */
 static int read_object(struct fetch_store *s, const char *path, size_t max, bool pooled,
                        size_t skew, void **ret, size_t *ret_len, fetch_error *err)
@@ -158,6 +241,13 @@ static int read_object(struct fetch_store *s, const char *path, size_t max, bool
                                (long long)st.st_size, max);
     }
     len = (size_t)st.st_size;
+    if (pooled && len >= DIRECT_MIN && !atomic_load(&ls->no_direct) && !all_cached(fd, len) &&
+        (buf = read_direct(ls, fd, len))) {
+        close(fd);
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+    }
     buf = pooled ? fetch_buf_alloc_skewed(len, skew) : malloc(len ? len : 1);
     if (!buf) {
         close(fd);
@@ -197,6 +287,11 @@ static int local_get_buf(struct fetch_store *s, const char *path, size_t max, si
     return read_object(s, path, max, true, skew, ret, ret_len, err);
 }
 
+static uint64_t local_direct_reads(struct fetch_store *s)
+{
+    return atomic_load(&((struct local_store *)s)->direct_reads);
+}
+
 static void local_free(struct fetch_store *s)
 {
     struct local_store *ls = (struct local_store *)s;
@@ -211,6 +306,7 @@ static const struct fetch_store_ops local_ops = {
     .get = local_get,
     .get_buf = local_get_buf,
     .free = local_free,
+    .direct_reads = local_direct_reads,
 };
 
 int fetch_store_open_local(const char *path, struct fetch_store **ret, fetch_error *err)

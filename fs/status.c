@@ -37,6 +37,8 @@ static json_object *stores_json(const struct fs_ctx *ctx, const struct fetch_poo
             break;
         json_object_object_add(s, "location", json_object_new_string(ctx->stores[i]->location));
         json_object_object_add(s, "active", json_object_new_boolean(i == ps->active_store));
+        if (ctx->stores[i]->ops->direct_reads)
+            add_u64(s, "direct_reads", ctx->stores[i]->ops->direct_reads(ctx->stores[i]));
         json_object_array_add(arr, s);
     }
     return arr;

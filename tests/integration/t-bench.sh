@@ -61,11 +61,12 @@ def row(prefix):
 num = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 # measured rows: MB/s and min-max numbers, the daemon's CPU and RSS where lazyimg ran
 measured = ["ref: SHA-256, openssl speed", "ref: SHA-256 per core", "ref: cat of a plain",
-            "ref: cat of the cache's chunk files", "ref: curl -Z", "ref: the cache disk",
+            "ref: cat of the cache's chunk files", "ref: cat of the datastore's chunk files", "ref: curl -Z", "ref: the cache disk",
             "ref (peer)", "ref: cp --sparse=always of the image",
             "HTTP, cold read with defaults", "HTTP, target 5's cold reads",
             "HTTP, cp --sparse=always to a file, fresh mount", "HTTP, cp --sparse=always to a file from a warm mount"]
-daemon = ["local, cold --no-cache", "local, cold cache filling", "local, warm, page cache dropped",
+daemon = ["local, cold --no-cache |", "local, cold --no-cache, the datastore's files out of the page cache",
+          "local, cold cache filling", "local, warm, page cache dropped",
           "local, warm, page cache warm", "HTTP, cold --no-cache |", "HTTP, cold cache filling",
           "HTTP, warm, page cache dropped", "HTTP, warm, page cache warm",
           "casync 64K over HTTP, cold --no-cache", "casync 64K over HTTP, cold cache filling",
@@ -96,6 +97,14 @@ for p in ["2. cached chunks after the cold cache-filling read", "2. cached chunk
           "8. chunks loaded, casync 64K", "9. cached chunks after the cold encrypted read"]:
     assert row(p)[7] == "PASS", row(p)
 assert "chunks loaded by warm reads (expected 0): local 0 (page cache dropped), 0 (warm); HTTP 0, 0; cp from a warm mount 0" in text, "warm loads"
+# the local store reads its chunks with O_DIRECT when its files are out of the
+# page cache (every data chunk of the image), not when they are in it
+m = re.search(r"^- chunks read with O_DIRECT by the local store \(status --json: stores\[\]\.direct_reads\): "
+              r"with its files out of the page cache ([0-9]+) \(distinct data chunks ([0-9]+)\); "
+              r"with them in the page cache \(local --no-cache\) ([0-9]+)$", text, re.M)
+assert m, "no line of the O_DIRECT reads"
+assert m.group(1) == m.group(2) and m.group(3) == "0", m.groups()
+row("1. (context, no target) local cold --no-cache with the datastore's files out of the page cache / cat of those files")
 row("5. (context, no target) HTTP cp --sparse=always from a warm mount")
 # (2 cores or more) the same warm cp with cp and the request threads on one CPU
 if ncpu >= 2:

@@ -3,7 +3,8 @@
 # Errors: damaged chunks give EIO on their own ranges only (never wrong
 # bytes) and the daemon keeps serving; a damaged index fails the image, not
 # the mount; CLI errors are one clear line and exit status 1; SIGTERM
-# unmounts cleanly.
+# unmounts cleanly; a datastore out of the page cache is read with O_DIRECT,
+# the same bytes, a damaged chunk still EIO.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -368,3 +369,88 @@ grep -q "drive-scsi0.img.fidx: a symbolic link on the way (links inside a store 
     fail "symbolic link in the store: the log does not say so" "$(cat symlink.log)"
 lazyimg_umount "$W/m1"
 ok "an index that is a symbolic link is not followed, and the log says why"
+
+# --- a datastore not in the page cache: chunks of 1 MiB and more are read with
+# O_DIRECT (store_local.c), the same bytes, a damaged chunk still EIO, and the
+# disk cache filled from such reads (their payload is not page-aligned) right;
+# chunks whose pages are cached are read through the page cache
+SD=$W/directstore
+mkpbs --chunk-size 1M --id 500 --time $T "$SD" drive-scsi0.img=good.raw >/dev/null
+make_image dbig.raw rand:3M,zero:1M,rand:3M 21 # 6 data chunks of 1 MiB, incompressible
+mkpbs --chunk-size 1M --id 501 --time $T "$SD" drive-scsi0.img=dbig.raw >/dev/null
+mapfile -t dchunks < <(find "$SD/.chunks" -type f -size +1000k | sort)
+((${#dchunks[@]} >= 6)) || fail "the direct-read store has ${#dchunks[@]} chunk files of 1 MiB and more, expected 6 or more"
+# evict PATH...: their pages out of the page cache; prints how many stayed
+evict() {
+    sync
+    python3 - "$@" <<'PYEOF'
+import os, sys
+for p in sys.argv[1:]:
+    fd = os.open(p, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+PYEOF
+    fincore --bytes --noheadings --output RES "$@" | awk '{s += $1} END {print s + 0}'
+}
+direct_reads() { # MNT: the local store's status --json direct_reads
+    "$LAZYIMG" status --json "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["stores"][0]["direct_reads"])'
+}
+left=$(evict "${dchunks[@]}")
+if ((left > 0)); then
+    echo "# $W's filesystem keeps files in memory ($left bytes stayed after POSIX_FADV_DONTNEED): the O_DIRECT reads are not checked here"
+else
+    lazyimg_mount_fg "$SD" "$W/m1" direct.log -- --no-cache
+    expect_same_file "store out of the page cache: the image reads byte-exact" dbig.raw "$W/m1/vm/501/$T/drive-scsi0.img"
+    n=$(direct_reads "$W/m1")
+    ((n == 6)) || fail "store out of the page cache: $n chunks read with O_DIRECT, expected 6" "$(cat direct.log)"
+    ok "store out of the page cache: its 6 chunks of 1 MiB were read with O_DIRECT"
+    lazyimg_umount "$W/m1"
+
+    # the chunk files in the page cache: read through it
+    cat "${dchunks[@]}" >/dev/null
+    lazyimg_mount_fg "$SD" "$W/m1" direct.log -- --no-cache
+    expect_same_file "store in the page cache: the image reads byte-exact" dbig.raw "$W/m1/vm/501/$T/drive-scsi0.img"
+    n=$(direct_reads "$W/m1")
+    ((n == 0)) || fail "store in the page cache: $n chunks read with O_DIRECT, expected none"
+    ok "store in the page cache: no chunk read with O_DIRECT"
+    lazyimg_umount "$W/m1"
+
+    # cache filling from O_DIRECT reads, then the cache alone (the store moved away)
+    evict "${dchunks[@]}" >/dev/null
+    lazyimg_mount_fg "$SD" "$W/m1" direct.log -- --cache-dir "$W/dcache"
+    expect_same_file "cache filling from O_DIRECT reads: the image reads byte-exact" dbig.raw "$W/m1/vm/501/$T/drive-scsi0.img"
+    n=$(direct_reads "$W/m1")
+    ((n == 6)) || fail "cache filling: $n chunks read with O_DIRECT, expected 6" "$(cat direct.log)"
+    lazyimg_umount "$W/m1"
+    mkdir away
+    for f in "${dchunks[@]}"; do mv "$f" "away/${f##*/}"; done
+    lazyimg_mount_fg "$SD" "$W/m1" direct.log -- --cache-dir "$W/dcache"
+    expect_same_file "the chunks cached from O_DIRECT reads read byte-exact without the store's chunk files" dbig.raw "$W/m1/vm/501/$T/drive-scsi0.img"
+    lazyimg_umount "$W/m1"
+    for f in "${dchunks[@]}"; do mv "away/${f##*/}" "$f"; done
+
+    # a damaged chunk read with O_DIRECT: EIO on its range, the rest reads
+    first=$(python3 -c 'import sys; print(open(sys.argv[1], "rb").read(1 << 20).hex()[:16])' dbig.raw)
+    victim=""
+    for f in "${dchunks[@]}"; do # the chunk of the image's first MiB
+        python3 - "$f" "$first" <<'PYEOF' && victim=$f && break
+import sys
+raw = open(sys.argv[1], "rb").read()
+sys.exit(0 if raw[12:20].hex() == sys.argv[2] else 1)
+PYEOF
+    done
+    [[ -n $victim ]] || fail "no chunk file holds the image's first MiB unencrypted and uncompressed"
+    cp "$victim" victim.saved
+    printf '\xff' | dd of="$victim" bs=1 seek=4096 conv=notrunc status=none
+    evict "${dchunks[@]}" >/dev/null
+    lazyimg_mount_fg "$SD" "$W/m1" direct.log -- --no-cache
+    ! read_range "$W/m1/vm/501/$T/drive-scsi0.img" 0 65536 direct >/dev/null 2>&1 ||
+        fail "a damaged chunk read with O_DIRECT gave data"
+    cmp <(read_range "$W/m1/vm/501/$T/drive-scsi0.img" $((1 << 20)) $((2 << 20)) direct) \
+        <(read_range dbig.raw $((1 << 20)) $((2 << 20))) || fail "the chunks after a damaged one do not read right"
+    n=$(direct_reads "$W/m1")
+    ((n >= 2)) || fail "damaged chunk: $n chunks read with O_DIRECT, expected 2 or more"
+    ok "a damaged chunk read with O_DIRECT gives EIO, the next chunks read right ($n direct reads)"
+    lazyimg_umount "$W/m1"
+    cp victim.saved "$victim"
+fi
