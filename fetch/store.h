@@ -33,8 +33,9 @@ struct fetch_store_ops {
     int (*get)(struct fetch_store *s, const char *path, size_t max, void **ret, size_t *ret_len,
                fetch_error *err);
     /* Optional: as get, into a buffer from fetch_buf_alloc_skewed(len, @skew)
-     * (free it with fetch_buf_free()); the fetcher pool's local workers use
-     * it for chunks. */
+     * (free it with fetch_buf_free()), or one from fetch_buf_alloc() where
+     * the object was read with O_DIRECT (@skew is a wish); the fetcher
+     * pool's local readers and workers use it for chunks. */
     int (*get_buf)(struct fetch_store *s, const char *path, size_t max, size_t skew, void **ret,
                    size_t *ret_len, fetch_error *err);
     void (*free)(struct fetch_store *s);

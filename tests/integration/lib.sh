@@ -316,6 +316,15 @@ read_range() {
     dd if="$1" iflag="$fl" skip="$2" count="$3" bs=64K status=none
 }
 
+# daemon_threads NAME: the ids of the mounted daemon's (MOUNT_PID) threads named NAME
+daemon_threads() {
+    local t
+    for t in /proc/"$MOUNT_PID"/task/*; do
+        [[ $(cat "$t/comm") == "$1" ]] && echo "${t##*/}"
+    done
+    return 0
+}
+
 # zero_digest SIZE: sha256 of SIZE zero bytes.
 zero_digest() {
     head -c "$1" /dev/zero | sha256sum | cut -d' ' -f1

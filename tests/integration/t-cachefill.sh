@@ -27,15 +27,6 @@ for k in sys.argv[2:]: o=o[int(k)] if isinstance(o, list) else o[k]
 print(o)' "$@"
 }
 
-# daemon_threads NAME: the ids of the mounted daemon's (MOUNT_PID) threads named NAME
-daemon_threads() {
-    local t
-    for t in /proc/"$MOUNT_PID"/task/*; do
-        [[ $(cat "$t/comm") == "$1" ]] && echo "${t##*/}"
-    done
-    return 0
-}
-
 # strace_threads WHAT TID... -- STRACE_OPTION...: strace attached to those
 # threads of the daemon (STRACE_PID), or the test fails naming WHAT
 strace_threads() {

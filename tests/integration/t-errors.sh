@@ -400,10 +400,25 @@ if ((left > 0)); then
     echo "# $W's filesystem keeps files in memory ($left bytes stayed after POSIX_FADV_DONTNEED): the O_DIRECT reads are not checked here"
 else
     lazyimg_mount_fg "$SD" "$W/m1" direct.log -- --no-cache
+    # the pool's two readers (lz-read) read the chunk files; the workers decode
+    mapfile -t readers < <(daemon_threads lz-read)
+    ((${#readers[@]} == 2)) || fail "a local store's daemon has ${#readers[@]} lz-read threads, expected 2"
+    strace -qq -e trace=pread64 -o readers.trace "${readers[@]/#/-p}" &
+    spid=$!
+    T_PIDS+=("$spid")
+    for _ in $(seq 100); do
+        grep -q "^TracerPid:[[:space:]]*$spid$" /proc/"$MOUNT_PID"/task/"${readers[1]}"/status && break
+        sleep 0.05
+    done
     expect_same_file "store out of the page cache: the image reads byte-exact" dbig.raw "$W/m1/vm/501/$T/drive-scsi0.img"
+    kill "$spid" 2>/dev/null
+    wait "$spid" 2>/dev/null || true
     n=$(direct_reads "$W/m1")
     ((n == 6)) || fail "store out of the page cache: $n chunks read with O_DIRECT, expected 6" "$(cat direct.log)"
     ok "store out of the page cache: its 6 chunks of 1 MiB were read with O_DIRECT"
+    r=$(grep -c "pread64(" readers.trace || true)
+    ((r >= 1)) || fail "the lz-read threads read no chunk file" "$(head -5 readers.trace)"
+    ok "the pool's 2 reader threads (lz-read) read chunk files ($r pread64 calls)"
     lazyimg_umount "$W/m1"
 
     # the chunk files in the page cache: read through it

@@ -53,7 +53,7 @@ python3 - st0.json "$S" <<'PY' || fail "status --json is not what was expected" 
 import json, sys
 st = json.load(open(sys.argv[1]))
 assert set(st) >= {"stores", "fetch", "cache", "images"}, st.keys()
-assert st["stores"] == [{"location": sys.argv[2], "active": True}], st["stores"]
+assert st["stores"] == [{"location": sys.argv[2], "active": True, "direct_reads": 0}], st["stores"]
 f = st["fetch"]
 for k in ("inflight", "decoding", "requests", "retries", "failovers", "errors", "bytes"):
     assert isinstance(f[k], int), k
