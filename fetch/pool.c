@@ -108,8 +108,6 @@ struct lane {
 };
 
 #define LANES_MAX 2
-/* reader threads for local stores (reader_main) */
-#define LOCAL_READERS 2u
 /* far_store()'s window of small transfers */
 #define TTFB_WINDOW 32
 
@@ -974,6 +972,8 @@ struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
         p->cfg.concurrency_small = p->cfg.concurrency;
     if (!p->cfg.workers)
         p->cfg.workers = ncpu > 0 ? (unsigned)ncpu : 2;
+    if (p->cfg.readers > FETCH_POOL_READERS_MAX)
+        p->cfg.readers = FETCH_POOL_READERS_MAX;
     if (!p->cfg.backoff_ms)
         p->cfg.backoff_ms = 100;
     p->rand_state = (unsigned)fetch_mono_us();
@@ -1020,7 +1020,7 @@ struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
             (void)pthread_setname_np(l->thread, "lz-http"); /* top -H, perf */
         }
     }
-    if (!(p->worker_threads = calloc(p->cfg.workers + 1 + LOCAL_READERS, sizeof(pthread_t))))
+    if (!(p->worker_threads = calloc(p->cfg.workers + 1 + p->cfg.readers, sizeof(pthread_t))))
         goto fail;
     for (unsigned i = 0; i <= p->cfg.workers; i++) {
         if (pthread_create(&p->worker_threads[i], NULL,
@@ -1033,7 +1033,7 @@ struct fetch_pool *fetch_pool_new(struct fetch_mirrors *mirrors,
         p->nworkers++;
         pthread_mutex_unlock(&p->lock);
     }
-    for (unsigned i = 0; any_local && i < LOCAL_READERS; i++) {
+    for (unsigned i = 0; any_local && i < p->cfg.readers; i++) {
         pthread_t *t = &p->worker_threads[p->nworkers];
         if (pthread_create(t, NULL, reader_main, p) != 0)
             goto fail;

@@ -40,6 +40,8 @@ enum fetch_prio {
     FETCH_PRIO_COUNT,
 };
 
+#define FETCH_POOL_READERS_MAX 8u
+
 struct fetch_pool_config {
     unsigned concurrency; /* transfers in flight (remote stores); default 16 */
     /* transfers in flight when they are all of small objects (at most
@@ -50,7 +52,12 @@ struct fetch_pool_config {
      * concurrency small ones. 0: the same as concurrency (every transfer
      * counts as one). */
     unsigned concurrency_small;
-    unsigned workers;    /* decode threads; default: online CPUs */
+    unsigned workers; /* decode threads; default: online CPUs */
+    /* threads that only read local stores' objects for demand and readahead
+     * jobs and hand them to the workers (pool.c, reader_main), so that reads
+     * overlap decoding; 0: the workers read them, one at a time each. At
+     * most FETCH_POOL_READERS_MAX; none where every store is remote. */
+    unsigned readers;
     unsigned retries;    /* extra attempts per store; default 4 */
     unsigned backoff_ms; /* first retry delay, doubled each time, with jitter; default 100 */
     /* A job whose store is unavailable (connections refused, unreachable or

@@ -1226,6 +1226,8 @@ static int prepare_daemon(struct mount_opts *o, const char *mnt, struct fs_daemo
          * server that takes few connections at once) */
         .concurrency_small = o->concurrency_given ? o->concurrency : DEFAULT_CONCURRENCY_SMALL,
         .workers = o->threads,
+        /* a local datastore's chunk files read while the workers verify */
+        .readers = 2,
         .retries = o->retries,
         /* a store unavailable is waited for as long as one that stalls */
         .outage_ms = (unsigned)(o->remote.timeout_ms > 0 ? o->remote.timeout_ms

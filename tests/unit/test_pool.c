@@ -302,6 +302,59 @@ static void test_cancel(void **state)
 }
 
 /*
+ * Readers: with the one worker held decoding a first job, the local jobs
+ * after it are read all the same (by the readers, in class order) and wait
+ * only for a worker to decode them; without readers they stay queued. Each
+ * completes once, with its bytes, and the pool stops cleanly.
+ */
+static void test_readers(void **state)
+{
+    for (unsigned readers = 0; readers <= 2; readers += 2) {
+        struct fetch_store *s = open_store(dir_a);
+        struct fetch_pool_config cfg = {.workers = 1, .readers = readers};
+        struct fetch_pool *p = pool_new(&s, 1, &cfg);
+        struct fetch_pool_stats st;
+        struct rec r;
+        struct item items[5];
+        (void)state;
+
+        assert_non_null(p);
+        rec_init(&r);
+        r.hold = true;
+        for (int i = 0; i < 5; i++) {
+            items[i] = (struct item){.rec = &r, .id = i};
+            submit(p, "o1", 1024, i % 2 ? FETCH_PRIO_DEMAND : FETCH_PRIO_READAHEAD, &items[i]);
+            if (i == 0)
+                wait_held(&r, 1);
+        }
+        for (int tries = 0; tries < 200; tries++) {
+            fetch_pool_get_stats(p, &st);
+            if (st.queued[FETCH_PRIO_DEMAND] + st.queued[FETCH_PRIO_READAHEAD] == 0)
+                break;
+            usleep(5000);
+        }
+        fetch_pool_get_stats(p, &st);
+        if (readers) {
+            assert_int_equal(st.queued[FETCH_PRIO_DEMAND] + st.queued[FETCH_PRIO_READAHEAD], 0);
+            assert_int_equal(st.requests, 5); /* all read while the worker is held */
+        } else {
+            assert_int_equal(st.queued[FETCH_PRIO_DEMAND] + st.queued[FETCH_PRIO_READAHEAD], 4);
+            assert_int_equal(st.requests, 1);
+        }
+        pthread_mutex_lock(&r.lock);
+        r.hold = false;
+        pthread_cond_broadcast(&r.cond);
+        pthread_mutex_unlock(&r.lock);
+        rec_wait(&r, 5);
+        for (int i = 0; i < 5; i++)
+            assert_int_equal(r.results[i], 0);
+        pool_free(p);
+        assert_int_equal(r.n, 5);
+        fetch_store_free(s);
+    }
+}
+
+/*
  * fetch_pool_stop(): queued jobs complete with -ECANCELED, each exactly once;
  * a submit after the stop fails at once with -ECANCELED and never completes,
  * even once the workers of a local store have left (they did: nothing was
@@ -451,7 +504,7 @@ int main(void)
         cmocka_unit_test(test_priorities),    cmocka_unit_test(test_errors),
         cmocka_unit_test(test_cancel),        cmocka_unit_test(test_submit_after_stop),
         cmocka_unit_test(test_mirrors_local), cmocka_unit_test(test_skew_local),
-        cmocka_unit_test(test_latency_pct),
+        cmocka_unit_test(test_latency_pct),   cmocka_unit_test(test_readers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
