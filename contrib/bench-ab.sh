@@ -21,7 +21,9 @@
 #                   STORE-nocache, STORE-fill   cold cat of the image, MB/s of
 #                       data, --no-cache or cache filling (defaults, empty
 #                       cache); STORE: local, http, casync (64 KiB chunks over
-#                       HTTP) or enc (the encrypted local datastore)
+#                       HTTP), enc (the encrypted local datastore) or disk
+#                       (the local datastore with the page cache dropped
+#                       before each read: its files read from the disk)
 #                   http-cp    cp --sparse=always of the HTTP image to a file,
 #                       fresh mount and cache (logical MB/s, bench.sh's target 5)
 #                   warm-cp    the same cp from a warm mount: every chunk
@@ -60,7 +62,7 @@ flock -n 9 || die "another benchmark is running on this machine (/run/lock/lazyi
 [[ $PAIRS =~ ^[1-9][0-9]*$ ]] || die "PAIRS must be a positive number"
 if ! [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || [ $((SIZE_MB % 128)) != 0 ]; then die "SIZE_MB must be a multiple of 128"; fi
 for m in $MODES; do
-  [[ $m =~ ^(local|http|casync|enc)-(nocache|fill)$|^http-cp$|^warm-cp$ ]] || die "unknown mode '$m' (see the top of $0)"
+  [[ $m =~ ^(local|disk|http|casync|enc)-(nocache|fill)$|^http-cp$|^warm-cp$ ]] || die "unknown mode '$m' (see the top of $0)"
 done
 for c in nginx curl casync python3 fusermount3 mountpoint git; do
   command -v "$c" >/dev/null || die "$c is needed (contrib/install-deps.sh)"
@@ -144,6 +146,7 @@ one() {
   MOUNT_ENV=("${e[@]}")
   case ${mode%-*} in
     local) store=$DS img=$REL list=$W/pbs.warm ;;
+    disk) store=$DS img=$REL list="" ;; # the datastore's files out of the page cache
     http | warm) store=$HTTP/ds img=$REL list=$W/pbs.warm ;;
     casync) store=$HTTP/casync img=$CREL list=$W/cas.files ;;
     enc) store=$ENC_DS img=$REL list=$W/enc.warm extra=(--keyfile "$ENC_KEY") ;;
@@ -164,7 +167,12 @@ one() {
     find "$cache" -type f -print0 >"$W/ab-cachefiles"
     list=$W/ab-cachefiles
   fi
-  files_of "$list" >/dev/null
+  if [ -n "$list" ]; then
+    files_of "$list" >/dev/null
+  else
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+  fi
   mount_fresh "$store" "${opts[@]}" "${extra[@]}" "${o[@]}"
   ONE_CMD="${e[*]}${e[*]:+ }$LZ mount ${opts[*]} ${extra[*]}${extra[*]:+ }${o[*]}"
   if [[ $mode == *-cp ]]; then
