@@ -770,6 +770,17 @@ static void read_local(struct fetch_pool *p, struct fetch_job *j)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* A local job just taken from its queue, read on this thread (by a worker
+ * or a reader); pool lock held, and held again on return. */
+static void read_taken(struct fetch_pool *p, struct fetch_job *j)
+{
+    p->running++;
+    p->st.requests++;
+    pthread_mutex_unlock(&p->lock);
+    read_local(p, j);
+    pthread_mutex_lock(&p->lock);
+}
+
 static void complete(struct fetch_pool *p, struct fetch_job *j)
 {
     fetch_data data = {0};
@@ -868,11 +879,7 @@ static void worker_loop(struct fetch_pool *p, bool bg)
             continue;
         }
         if (!p->stopping && (j = take_queued(p, false, from, to))) {
-            p->running++;
-            p->st.requests++;
-            pthread_mutex_unlock(&p->lock);
-            read_local(p, j);
-            pthread_mutex_lock(&p->lock);
+            read_taken(p, j);
             continue;
         }
         if (!p->any_remote && p->retry.n) {
@@ -932,11 +939,7 @@ static void *reader_main(void *arg)
             pthread_cond_wait(&p->work, &p->lock);
             continue;
         }
-        p->running++;
-        p->st.requests++;
-        pthread_mutex_unlock(&p->lock);
-        read_local(p, j);
-        pthread_mutex_lock(&p->lock);
+        read_taken(p, j);
     }
     p->workers_running--;
     pthread_cond_broadcast(&p->work);

@@ -169,6 +169,15 @@ static struct fetch_job *submit(struct fetch_pool *p, const char *path, size_t m
     return j;
 }
 
+/* Lets the held decodes (and every later one) go on. */
+static void rec_release(struct rec *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->hold = false;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void wait_held(struct rec *r, int n)
 {
     pthread_mutex_lock(&r->lock);
@@ -222,10 +231,7 @@ static void test_priorities(void **state)
         assert_int_equal(st.queued[FETCH_PRIO_READAHEAD], 2);
         assert_int_equal(st.queued[FETCH_PRIO_HYDRATE], 1);
     }
-    pthread_mutex_lock(&r.lock);
-    r.hold = false;
-    pthread_cond_broadcast(&r.cond);
-    pthread_mutex_unlock(&r.lock);
+    rec_release(&r);
     rec_wait(&r, 8);
     for (int i = 0; i < 8; i++) {
         char want[16];
@@ -290,10 +296,7 @@ static void test_cancel(void **state)
         if (i == 0)
             wait_held(&r, 1);
     }
-    pthread_mutex_lock(&r.lock);
-    r.hold = false;
-    pthread_cond_broadcast(&r.cond);
-    pthread_mutex_unlock(&r.lock);
+    rec_release(&r);
     pool_free(p);
     assert_int_equal(r.n, 4);
     for (int i = 0; i < 4; i++)
@@ -341,10 +344,7 @@ static void test_readers(void **state)
             assert_int_equal(st.queued[FETCH_PRIO_DEMAND] + st.queued[FETCH_PRIO_READAHEAD], 4);
             assert_int_equal(st.requests, 1);
         }
-        pthread_mutex_lock(&r.lock);
-        r.hold = false;
-        pthread_cond_broadcast(&r.cond);
-        pthread_mutex_unlock(&r.lock);
+        rec_release(&r);
         rec_wait(&r, 5);
         for (int i = 0; i < 5; i++)
             assert_int_equal(r.results[i], 0);
@@ -381,10 +381,7 @@ static void test_submit_after_stop(void **state)
     }
     wait_held(&r, 1);
     fetch_pool_stop(p);
-    pthread_mutex_lock(&r.lock);
-    r.hold = false;
-    pthread_cond_broadcast(&r.cond);
-    pthread_mutex_unlock(&r.lock);
+    rec_release(&r);
     rec_wait(&r, 8);
     for (int i = 0; i < 8; i++)
         assert_true(r.results[i] == 0 || r.results[i] == -ECANCELED);
