@@ -170,8 +170,7 @@ one() {
   if [ -n "$list" ]; then
     files_of "$list" >/dev/null
   else
-    sync
-    echo 3 >/proc/sys/vm/drop_caches
+    drop_caches
   fi
   mount_fresh "$store" "${opts[@]}" "${extra[@]}" "${o[@]}"
   ONE_CMD="${e[*]}${e[*]:+ }$LZ mount ${opts[*]} ${extra[*]}${extra[*]:+ }${o[*]}"

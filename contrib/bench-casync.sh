@@ -69,7 +69,6 @@ now() { date +%s.%N; }
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 mbps() { awk -v b="$1" -v t="$2" 'BEGIN {printf "%.0f", b / t / 1e6}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 warm_store() { find "$STORE" -type f -print0 | xargs -0 cat >/dev/null; }
 
 # --- the image and the indexes (kept between runs) -----------------------------------

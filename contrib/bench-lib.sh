@@ -101,6 +101,8 @@ bench_stores() {
 
 # files_of LIST: cat every file named in LIST (NUL-separated) to stdout
 files_of() { xargs -0 cat <"$1"; }
+# drop_caches: every clean page of the page cache dropped (root)
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 # mount_fresh STORE [OPTIONS...]: a new daemon ($LZ, with the environment
 # assignments of the array MOUNT_ENV if set) in our background, on $MNT (log

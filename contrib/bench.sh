@@ -174,7 +174,6 @@ calc() { awk "BEGIN {print $*}"; }
 fmt() { awk -v v="$2" "BEGIN {printf \"$1\", v}"; }
 secs() { calc "$2 - $1"; } # T0 T1
 mbps() { calc "$1 / $2 / 1e6"; } # BYTES SECONDS
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 bytes_of() { xargs -0 stat -c %s <"$1" | awk '{s += $1} END {printf "%d\n", s}'; }
 
 FUZZ_BEFORE=$(pgrep -f fuzz_ || true)
