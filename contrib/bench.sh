@@ -46,7 +46,9 @@
 # as one process per core at once (for context: a daemon hashes while the
 # reader, nginx and its own other threads use the other core), and of the
 # casync index's digest when it is another (casync make's default is
-# SHA-512/256, which the SHA extensions of most x86 CPUs do not cover); cat of the
+# SHA-512/256, which the SHA extensions of most x86 CPUs do not cover), and
+# openssl speed -decrypt -evp aes-256-gcm (what target 9's decryption costs a
+# core; context rows set it against the CPU the encrypted read adds); cat of the
 # plain file and of the cache's chunk files with the page cache dropped; curl -Z
 # --parallel-max 16 of the image's data chunk files from nginx; the peer: nbdkit's
 # curl plugin with its readahead filter serving the raw image from nginx, copied
@@ -395,6 +397,9 @@ enc_pair() {
 # the hashing speed of one process, kB/s (openssl speed, 16 KiB blocks): of
 # SHA-256, or of the digest named (an openssl speed -evp name)
 sha_kbps() { openssl speed -evp "${1:-sha256}" -seconds 3 -bytes 16384 2>/dev/null | awk -v d="${1:-sha256}" '$1 == d {sub(/k$/, "", $2); print $2}'; }
+# the same for AES-256-GCM decryption, what an encrypted chunk costs on top of
+# its digest (openssl names the row AES-256-GCM)
+aes_kbps() { openssl speed -decrypt -evp aes-256-gcm -seconds 3 -bytes 16384 2>/dev/null | awk '$1 == "AES-256-GCM" {sub(/k$/, "", $2); print $2}'; }
 files_of "$W/pbs.files" >/dev/null
 for run in $(seq "$RUNS"); do
   log "run $run of $RUNS"
@@ -402,6 +407,9 @@ for run in $(seq "$RUNS"); do
   out=$(sha_kbps)
   add sha "$(calc "1073741824 / ($out * 1000)")"
   add sha.mbps "$(calc "$out / 1000")"
+  out=$(aes_kbps)
+  add aes "$(calc "1073741824 / ($out * 1000)")"
+  add aes.mbps "$(calc "$out / 1000")"
   if [ "$CAS_EVP" != sha256 ]; then
     cas_out=$(sha_kbps "$CAS_EVP")
     add casdigest "$(calc "1073741824 / ($cas_out * 1000)")"
@@ -685,6 +693,8 @@ rt() { if [ "$(r2 "$1")" = "$(r2 "$2")" ]; then fmt %.3f "$1"; else r2 "$1"; fi;
       "$CAS_DNAME" "$CAS_EVP" "$(fmt %.0f "$(med casdigest.mbps)")" "$(fmt %.0f "$(lo casdigest.mbps)")" "$(fmt %.0f "$(hi casdigest.mbps)")" \
       "$(r2 "$(med casdigest)")"
   fi
+  printf '| ref: AES-256-GCM decryption, openssl speed -decrypt -evp aes-256-gcm, 16 KiB blocks (1 core) | %s | %s–%s | %s (s per GiB decrypted) | | | | |\n' \
+    "$(fmt %.0f "$(med aes.mbps)")" "$(fmt %.0f "$(lo aes.mbps)")" "$(fmt %.0f "$(hi aes.mbps)")" "$(r2 "$(med aes)")"
   ref_row "ref: cat of a plain $((DATA >> 20)) MiB file, page cache dropped" plain
   ref_row "ref: cat of the cache's chunk files, page cache dropped" cachecat
   ref_row "ref: cat of the datastore's chunk files, page cache dropped" storecat
@@ -727,6 +737,10 @@ rt() { if [ "$(r2 "$1")" = "$(r2 "$2")" ]; then fmt %.3f "$1"; else r2 "$1"; fi;
     context_row "1. (context, no target) cache filling / the cache disk's rate (dd above, same run), ${w#*:} (median; min–max of the runs: $(r2 "$(lo "ratio1d.$k")")–$(r2 "$(hi "ratio1d.$k")"))" \
       "$(r2 "$(med "ratio1d.$k")")"
   done
+  # what the disk allows target 1, local: filling writes every byte it reads,
+  # so it runs no faster than the disk takes new files
+  context_row "1. (context, no target) the cache disk's rate (dd above) / local cold --no-cache: the most cache filling / --no-cache can reach locally when the disk is the limit" \
+    "$(r2 "$(calc "$(med diskw) / $(med local.nocache.mbps)")")"
   count_row "2. cached chunks after the cold cache-filling read (cache stats), local; distinct data chunks $N_PBS" local.fill.cached "$N_PBS" "= $N_PBS"
   count_row "2. cached chunks, HTTP" http.fill.cached "$N_PBS" "= $N_PBS"
   count_row "2. cached chunks, casync 64K" cas.fill.cached "$N_CAS" "= $N_CAS"
@@ -779,6 +793,13 @@ rt() { if [ "$(r2 "$1")" = "$(r2 "$2")" ]; then fmt %.3f "$1"; else r2 "$1"; fi;
       "$(rt "$(med "ratio9.${k%%:*}")" 0.80)" "$(judge "$(med "ratio9.${k%%:*}")" ">=" 0.80)"
   done
   count_row "9. cached chunks after the cold encrypted read, local" enc.fill.cached "$N_PBS" "= $N_PBS"
+  # what decryption alone costs target 9: the daemon CPU the encrypted read
+  # adds, against openssl's rate; and the ratio if a read ran at a speed in
+  # proportion to its CPU, the unencrypted read's plus that decryption
+  context_row "9. (context, no target) daemon CPU per GiB the encryption adds (encrypted --no-cache - local --no-cache) / AES-256-GCM decryption s per GiB (ref above)" \
+    "$(r2 "$(calc "($(med enc.nocache.cpu) - $(med local.nocache.cpu)) / $(med aes)")")"
+  context_row "9. (context, no target) local --no-cache CPU per GiB / (the same + AES-256-GCM decryption s per GiB): the --no-cache ratio if reads ran in proportion to CPU and decryption were all the encryption added" \
+    "$(r2 "$(calc "$(med local.nocache.cpu) / ($(med local.nocache.cpu) + $(med aes))")")"
   echo
   echo "per run:"
   for w in local:local http:HTTP "cas:casync 64K"; do

@@ -60,7 +60,7 @@ def row(prefix):
     return hits[0]
 num = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 # measured rows: MB/s and min-max numbers, the daemon's CPU and RSS where lazyimg ran
-measured = ["ref: SHA-256, openssl speed", "ref: SHA-256 per core", "ref: cat of a plain",
+measured = ["ref: SHA-256, openssl speed", "ref: SHA-256 per core", "ref: AES-256-GCM decryption", "ref: cat of a plain",
             "ref: cat of the cache's chunk files", "ref: cat of the datastore's chunk files", "ref: curl -Z", "ref: the cache disk",
             "ref (peer)", "ref: cp --sparse=always of the image",
             "HTTP, cold read with defaults", "HTTP, target 5's cold reads",
@@ -106,6 +106,20 @@ assert m, "no line of the O_DIRECT reads"
 assert m.group(1) == m.group(2) and m.group(3) == "0", m.groups()
 row("1. (context, no target) local cold --no-cache with the datastore's files out of the page cache / cat of those files")
 row("5. (context, no target) HTTP cp --sparse=always from a warm mount")
+# the bounds of targets 1 (local) and 9 (--no-cache): each the arithmetic of
+# the rows it names (their printed medians are rounded: a tolerance)
+def f(p, i):
+    return float(row(p)[i])
+disk = f("ref: the cache disk", 1) / f("local, cold --no-cache |", 1)
+r = f("1. (context, no target) the cache disk's rate (dd above) / local cold --no-cache", 5)
+assert abs(r - disk) <= 0.02 + 0.01 * disk, ("disk bound", r, disk)
+aes = float(row("ref: AES-256-GCM decryption")[3].split()[0])
+plain_cpu = f("local, cold --no-cache |", 3)
+enc_cpu = f("local, encrypted (AES-256-GCM", 3)
+r = f("9. (context, no target) daemon CPU per GiB the encryption adds", 5)
+assert abs(r - (enc_cpu - plain_cpu) / aes) <= 0.15, ("encryption's CPU", r, enc_cpu, plain_cpu, aes)
+r = f("9. (context, no target) local --no-cache CPU per GiB / (the same + AES-256-GCM", 5)
+assert abs(r - plain_cpu / (plain_cpu + aes)) <= 0.03, ("AES bound", r, plain_cpu, aes)
 # (2 cores or more) the same warm cp with cp and the request threads on one CPU
 if ncpu >= 2:
     r = row("HTTP, the same cp from a warm mount with cp and the daemon's request threads on one CPU")
