@@ -231,7 +231,7 @@ chunks=$(sed -n 's/.*casync store with \([0-9]*\) chunks.*/\1/p' status.out)
 ! mountpoint -q "$BW/status/mnt" || fail "bench-status.sh left its mount"
 ok "contrib/bench-status.sh: $line"
 
-# --- contrib/bench-ab.sh (the README's before-and-after tables): it runs on
+# --- contrib/bench-ab.sh (the before-and-after tables of docs/performance.md): it runs on
 # the bench's image, with options given to one side only; every mode asked
 # for gets its row with numbers, B's options reach B's daemons and only
 # them; an unknown mode is refused before anything is read
