@@ -20,20 +20,24 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <linux/capability.h>
 #include <linux/openat2.h>
 
 struct local_store {
     struct fetch_store base;
     int rootfd;
     atomic_bool no_direct;         /* the filesystem refused O_DIRECT */
+    bool fowner;                   /* CAP_FOWNER: mincore() answers for any file */
     _Atomic uint64_t direct_reads; /* chunk objects read with O_DIRECT */
 };
 
 /*
  * Chunk objects (the fetcher pool's reads, get_buf) of at least DIRECT_MIN
- * bytes whose pages are not all in the page cache are read with O_DIRECT,
+ * bytes whose pages are not all in the page cache (residency()) are read
+ * with O_DIRECT,
  * from the disk straight into the chunk's buffer: a datastore that is not in
  * memory is read without filling page-cache pages that nothing reads again
  * and without copying out of them. Measured on this project's VM (a cold
@@ -153,7 +157,7 @@ static int local_list(struct fetch_store *s, const char *dir, struct fetch_diren
 
 /* Whether every page of the first @len bytes of @fd is in the page cache
  * (mincore() of a mapping never touched reads nothing); true when unknown. */
-static bool all_cached(int fd, size_t len)
+static bool mincore_cached(int fd, size_t len)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE), npages = (len + page - 1) / page;
     unsigned char vec[256];
@@ -170,6 +174,50 @@ static bool all_cached(int fd, size_t len)
     }
     munmap(map, len);
     return all;
+}
+
+/*
+ * Where a chunk file's pages are, for the choice of O_DIRECT. The kernel
+ * answers mincore() truthfully only to the file's owner, to a caller with
+ * CAP_FOWNER, and to one who may write the file; to anyone else (a daemon
+ * reading a datastore owned by "backup", say) every page reads as cached.
+ * For those files a read of the last page with RWF_NOWAIT tells instead: it
+ * fails with EAGAIN when that page is not in the page cache. It also reads
+ * that page in (checked on kernel 6.18), which PROBE_NOT_CACHED asks the
+ * caller to drop after its direct read, or the next probe of the file
+ * would find it. Only the last page is asked about: a file read in part
+ * goes through the page cache, as before. A daemon running as nobody,
+ * reading root's datastore with the page cache dropped before each read
+ * (4 alternating pairs): 1,626-1,705 MB/s against 976-1,297 with mincore().
+ */
+enum residency { CACHED, NOT_CACHED, PROBE_NOT_CACHED };
+
+static enum residency residency(const struct local_store *ls, int fd, const struct stat *st,
+                                size_t len)
+{
+    uint8_t page[DIRECT_ALIGN];
+    size_t last = (len - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
+    struct iovec iov = {page, len - last};
+    ssize_t n;
+
+    if (ls->fowner || st->st_uid == geteuid())
+        return mincore_cached(fd, len) ? CACHED : NOT_CACHED;
+    do
+        n = preadv2(fd, &iov, 1, (off_t)last, RWF_NOWAIT);
+    while (n < 0 && errno == EINTR);
+    /* anything but EAGAIN (EOPNOTSUPP: no such reads here) is unknown */
+    return n < 0 && errno == EAGAIN ? PROBE_NOT_CACHED : CACHED;
+}
+
+/* Whether this process has CAP_FOWNER in its effective set. */
+static bool has_fowner(void)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+    if (syscall(SYS_capget, &hdr, data) < 0)
+        return false;
+    return data[CAP_FOWNER / 32].effective & (1u << (CAP_FOWNER % 32));
 }
 
 /*
@@ -220,6 +268,7 @@ static int read_object(struct fetch_store *s, const char *path, size_t max, bool
     struct stat st;
     size_t len, done = 0;
     uint8_t *buf;
+    enum residency res;
     int fd, r;
 
     /* O_NONBLOCK: a FIFO planted in the store must not hang us */
@@ -241,12 +290,18 @@ static int read_object(struct fetch_store *s, const char *path, size_t max, bool
                                (long long)st.st_size, max);
     }
     len = (size_t)st.st_size;
-    if (pooled && len >= DIRECT_MIN && !atomic_load(&ls->no_direct) && !all_cached(fd, len) &&
-        (buf = read_direct(ls, fd, len))) {
-        close(fd);
-        *ret = buf;
-        *ret_len = len;
-        return 0;
+    if (pooled && len >= DIRECT_MIN && !atomic_load(&ls->no_direct) &&
+        (res = residency(ls, fd, &st, len)) != CACHED) {
+        buf = read_direct(ls, fd, len);
+        if (res == PROBE_NOT_CACHED)
+            (void)posix_fadvise(fd, (off_t)((len - 1) / DIRECT_ALIGN * DIRECT_ALIGN), 0,
+                                POSIX_FADV_DONTNEED);
+        if (buf) {
+            close(fd);
+            *ret = buf;
+            *ret_len = len;
+            return 0;
+        }
     }
     buf = pooled ? fetch_buf_alloc_skewed(len, skew) : malloc(len ? len : 1);
     if (!buf) {
@@ -323,6 +378,7 @@ int fetch_store_open_local(const char *path, struct fetch_store **ret, fetch_err
     }
     ls->base.ops = &local_ops;
     ls->rootfd = fd;
+    ls->fowner = has_fowner();
     *ret = &ls->base;
     return 0;
 }

@@ -5,7 +5,9 @@
 # at the kernel's window (a root mount does not); root's `lazyimg status`
 # reaches that user's daemon through its socket in /tmp/lazyimg-UID or
 # /run/user/UID/lazyimg, and names the places it looked at when the socket
-# is elsewhere. Runs in a private mount namespace; where /dev/fuse is not
+# is elsewhere. A user's daemon reads root's datastore out of the page
+# cache with O_DIRECT (store_local.c cannot use mincore() for files it does
+# not own). Runs in a private mount namespace; where /dev/fuse is not
 # usable by other users (no udev), a 0666 node of the same device is bound
 # over it there only.
 set -euo pipefail
@@ -95,3 +97,46 @@ T_PIDS+=("$(daemon_pid "$W/m5")")
 out=$(as_user "$LAZYIMG" status "$W/m5" 2>&1) && fail "uid $U: status of root's mount succeeded" "$out"
 [[ $out == *"mounted by uid 0"* && $out != *"not a lazyimg mount"* ]] || fail "uid $U: status of root's mount" "$out"
 ok "another user's status names the mount's owner: $out"
+
+# --- a user's daemon reading a datastore it does not own (root's files, mode
+# 0644): mincore() would call every page cached for such files, so
+# store_local.c asks with an RWF_NOWAIT read of a chunk file's last page
+# instead. Out of the page cache: every chunk of 1 MiB read with O_DIRECT,
+# twice in a row (the probe drops the page it read in); in it: none.
+SD=$W/directstore
+make_image dbig.raw rand:3M,zero:1M,rand:3M 21 # 6 data chunks of 1 MiB, incompressible
+mkpbs --chunk-size 1M --id 501 --time $T "$SD" drive-scsi0.img=dbig.raw >/dev/null
+chmod -R a+rX "$SD" dbig.raw
+mapfile -t dchunks < <(find "$SD/.chunks" -type f -size +1000k | sort)
+((${#dchunks[@]} == 6)) || fail "the store has ${#dchunks[@]} chunk files of 1 MiB and more, expected 6"
+evict() { # PATH...: out of the page cache; prints the bytes that stayed
+    sync
+    python3 -c 'import os, sys
+for p in sys.argv[1:]:
+    fd = os.open(p, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' "$@"
+    fincore --bytes --noheadings --output RES "$@" | awk '{s += $1} END {print s + 0}'
+}
+user_read() { # TAG: a fresh --no-cache mount by the user, read whole; prints its direct_reads
+    local n
+    mkdir -p "$W/m6" && chown $U "$W/m6"
+    as_user "$LAZYIMG" mount --no-cache "$SD" "$W/m6" >"m6-$1.log" 2>&1 || fail "user mount ($1) failed" "$(cat "m6-$1.log")"
+    as_user cat "$W/m6/vm/501/$T/drive-scsi0.img" | cmp - dbig.raw || fail "the user's mount reads wrong bytes ($1)"
+    n=$("$LAZYIMG" status --json "$W/m6" | python3 -c 'import json, sys; print(json.load(sys.stdin)["stores"][0]["direct_reads"])')
+    lazyimg_umount "$W/m6"
+    echo "$n"
+}
+T_MOUNTS+=("$W/m6")
+left=$(evict "${dchunks[@]}")
+if ((left > 0)); then
+    echo "# $W's filesystem keeps files in memory ($left bytes stayed after POSIX_FADV_DONTNEED): the user's O_DIRECT reads are not checked here"
+else
+    n=$(user_read cold)
+    ((n == 6)) || fail "the user's daemon, store out of the page cache: $n chunks read with O_DIRECT, expected 6"
+    n=$(user_read again)
+    ((n == 6)) || fail "the user's daemon, second read out of the page cache: $n chunks read with O_DIRECT, expected 6 ($(fincore --bytes --noheadings --output RES "${dchunks[@]}" | tr '\n' ' ')bytes of the chunk files in the page cache)"
+    ok "a user's daemon reads root's datastore out of the page cache with O_DIRECT: 6 of 6 chunks, twice in a row"
+    cat "${dchunks[@]}" >/dev/null
+    n=$(user_read warm)
+    ((n == 0)) || fail "the user's daemon, store in the page cache: $n chunks read with O_DIRECT, expected none"
+    ok "and through the page cache when the chunk files are in it: 0 direct reads"
+fi
