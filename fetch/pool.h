@@ -7,10 +7,13 @@
  *  - One thread drives a curl multi handle for remote stores: up to
  *    @concurrency transfers in flight, connections kept alive and reused,
  *    HTTP/2 multiplexing where the server offers it. Local stores are read by
- *    the workers directly.
+ *    the workers directly, and by @readers threads that hand what they read
+ *    to the workers.
  *  - @workers threads run the caller's decode function (CRC, decompression,
  *    digest verification) and then its completion, outside any pool lock.
- *  - Three strict priority classes; a queued job can be upgraded.
+ *  - Three strict priority classes, for transfers, reads and decodes alike
+ *    (a demand job is decoded before the readahead jobs fetched or read
+ *    before it); a queued job can be upgraded.
  *  - Failures that fetch_remote_retryable() accepts are retried with
  *    exponential backoff and jitter, up to @retries times; then the next
  *    mirror is tried (fetch/mirrors.h), and if it works it becomes the
