@@ -168,35 +168,6 @@ static void q_push_front(struct queue *q, struct fetch_job *j)
     q->n++;
 }
 
-/*
- * Queues @j for decoding behind the demand jobs already there but ahead of
- * every readahead job: a reader waits for it. Jobs reach the decode queue in
- * the order their reads or transfers end, and the reader threads read local
- * readahead chunks ahead of the workers, so a demand chunk read last would
- * otherwise wait for every readahead decode queued before it.
- */
-static void q_push_decode(struct queue *q, struct fetch_job *j)
-{
-    struct fetch_job *prev = NULL, *x = q->head;
-
-    if (__atomic_load_n(&j->prio, __ATOMIC_RELAXED) != FETCH_PRIO_DEMAND) {
-        q_push(q, j);
-        return;
-    }
-    while (x && __atomic_load_n(&x->prio, __ATOMIC_RELAXED) == FETCH_PRIO_DEMAND) {
-        prev = x;
-        x = x->next;
-    }
-    j->next = x;
-    if (prev)
-        prev->next = j;
-    else
-        q->head = j;
-    if (!x)
-        q->tail = j;
-    q->n++;
-}
-
 static struct fetch_job *q_pop(struct queue *q)
 {
     struct fetch_job *j = q->head;
@@ -273,10 +244,7 @@ static void wake_curl(struct fetch_pool *p)
 static void to_decode(struct fetch_pool *p, struct fetch_job *j)
 {
     j->in_bg = j->prio == FETCH_PRIO_HYDRATE;
-    if (j->in_bg)
-        q_push(&p->decode_bg, j);
-    else
-        q_push_decode(&p->decode, j);
+    q_push(j->in_bg ? &p->decode_bg : &p->decode, j);
     p->decoding++;
     pthread_cond_broadcast(&p->work);
 }
@@ -1194,12 +1162,7 @@ void fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *j, enum fetch_pr
 {
     pthread_mutex_lock(&p->lock);
     if (prio < j->prio) {
-        enum fetch_prio was = j->prio;
-        /* a retry or a failover requeues it at the new class; a decode
-         * running now keeps what it was told at its start (its patience,
-         * fetch_sha256_thread_patient: a reader may wait out the rest of it) */
-        __atomic_store_n(&j->prio, prio, __ATOMIC_RELAXED);
-        if (j->queued && q_remove(&p->prio[was], j)) {
+        if (j->queued && q_remove(&p->prio[j->prio], j)) {
             q_push(&p->prio[prio], j);
             if (is_remote(p, j->store))
                 wake_curl(p);
@@ -1208,12 +1171,13 @@ void fetch_pool_upgrade(struct fetch_pool *p, struct fetch_job *j, enum fetch_pr
         } else if (j->in_bg && q_remove(&p->decode_bg, j)) {
             /* fetched for hydration, now wanted by a reader: decode it now */
             j->in_bg = false;
-            q_push_decode(&p->decode, j);
+            q_push(&p->decode, j);
             pthread_cond_broadcast(&p->work);
-        } else if (prio == FETCH_PRIO_DEMAND && !j->queued && q_remove(&p->decode, j)) {
-            /* read ahead, waiting for a worker: now ahead of the readahead */
-            q_push_decode(&p->decode, j);
         }
+        /* a retry or a failover requeues it at the new class; a decode
+         * running now keeps what it was told at its start (its patience,
+         * fetch_sha256_thread_patient: a reader may wait out the rest of it) */
+        __atomic_store_n(&j->prio, prio, __ATOMIC_RELAXED);
         if (atomic_load(&p->paused))
             wake_curl(p); /* a transfer paused for readers is one now */
     }

@@ -355,56 +355,6 @@ static void test_readers(void **state)
 }
 
 /*
- * The decode queue puts demand jobs first. With the one worker held on a
- * first job, the readers read three readahead jobs and then a demand job
- * into the decode queue; then a fourth readahead job, upgraded to demand
- * while it waits there. Released, the worker decodes the demand job, the
- * upgraded one, and the readahead jobs in the order they came. (First in,
- * first out, the demand job waited for every readahead decode before it.)
- */
-static void test_decode_order(void **state)
-{
-    struct fetch_store *s = open_store(dir_a);
-    struct fetch_pool_config cfg = {.workers = 1, .readers = 2};
-    struct fetch_pool *p = pool_new(&s, 1, &cfg);
-    static const enum fetch_prio prio[6] = {FETCH_PRIO_READAHEAD, FETCH_PRIO_READAHEAD,
-                                            FETCH_PRIO_READAHEAD, FETCH_PRIO_READAHEAD,
-                                            FETCH_PRIO_DEMAND,    FETCH_PRIO_READAHEAD};
-    static const int want[6] = {0, 4, 5, 1, 2, 3};
-    struct fetch_job *jobs[6];
-    struct fetch_pool_stats st;
-    struct item items[6];
-    struct rec r;
-    (void)state;
-
-    assert_non_null(p);
-    rec_init(&r);
-    r.hold = true;
-    for (int i = 0; i < 6; i++) {
-        items[i] = (struct item){.rec = &r, .id = i};
-        jobs[i] = submit(p, "o1", 1024, prio[i], &items[i]);
-        if (i == 0)
-            wait_held(&r, 1);
-        for (int tries = 0; tries < 400; tries++) { /* read, in the decode queue */
-            fetch_pool_get_stats(p, &st);
-            if (st.decoding == (uint64_t)i + 1)
-                break;
-            usleep(5000);
-        }
-        assert_int_equal(st.decoding, i + 1);
-    }
-    fetch_pool_upgrade(p, jobs[5], FETCH_PRIO_DEMAND);
-    rec_release(&r);
-    rec_wait(&r, 6);
-    for (int i = 0; i < 6; i++) {
-        assert_int_equal(r.results[i], 0);
-        assert_int_equal(r.order[i], want[i]);
-    }
-    pool_free(p);
-    fetch_store_free(s);
-}
-
-/*
  * fetch_pool_stop(): queued jobs complete with -ECANCELED, each exactly once;
  * a submit after the stop fails at once with -ECANCELED and never completes,
  * even once the workers of a local store have left (they did: nothing was
@@ -552,7 +502,6 @@ int main(void)
         cmocka_unit_test(test_cancel),        cmocka_unit_test(test_submit_after_stop),
         cmocka_unit_test(test_mirrors_local), cmocka_unit_test(test_skew_local),
         cmocka_unit_test(test_latency_pct),   cmocka_unit_test(test_readers),
-        cmocka_unit_test(test_decode_order),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
