@@ -11,9 +11,8 @@
  *    to the workers.
  *  - @workers threads run the caller's decode function (CRC, decompression,
  *    digest verification) and then its completion, outside any pool lock.
- *  - Three strict priority classes, for transfers, reads and decodes alike
- *    (a demand job is decoded before the readahead jobs fetched or read
- *    before it); a queued job can be upgraded.
+ *  - Three strict priority classes for the jobs waiting for a transfer or a
+ *    read (decodes are first in, first out); a queued job can be upgraded.
  *  - Failures that fetch_remote_retryable() accepts are retried with
  *    exponential backoff and jitter, up to @retries times; then the next
  *    mirror is tried (fetch/mirrors.h), and if it works it becomes the
