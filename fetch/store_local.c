@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -37,18 +38,17 @@ struct local_store {
 /*
  * Chunk objects (the fetcher pool's reads, get_buf) of at least DIRECT_MIN
  * bytes whose pages are not all in the page cache (residency()) are read
- * with O_DIRECT,
- * from the disk straight into the chunk's buffer: a datastore that is not in
- * memory is read without filling page-cache pages that nothing reads again
- * and without copying out of them. Measured on this project's VM (a cold
- * --no-cache read of 1 GiB of 4 MiB chunks, the store's files dropped from
- * the page cache, 4 alternating pairs): 1,055-1,147 MB/s and 0.75-0.86 s of
- * daemon CPU per GiB against 802-931 MB/s and 1.12-1.36 s; the same read
- * filling the cache 711-865 against 634-726 MB/s. The buffer then starts on
- * a page, so the payload after the blob's header is not page-aligned as a
- * skewed buffer's is (an O_DIRECT read needs the file offset and the memory
- * aligned alike): the disk cache's writer copies such a chunk through its
- * bounce buffer.
+ * with O_DIRECT, from the disk straight into the chunk's buffer: a datastore
+ * that is not in memory is read without filling page-cache pages that
+ * nothing reads again and without copying out of them. Measured on this
+ * project's VM (a cold --no-cache read of 1 GiB of 4 MiB chunks, the store's
+ * files dropped from the page cache, 4 alternating pairs): 1,055-1,147 MB/s
+ * and 0.75-0.86 s of daemon CPU per GiB against 802-931 MB/s and 1.12-1.36
+ * s; the same read filling the cache 711-865 against 634-726 MB/s. The
+ * buffer then starts on a page, so the payload after the blob's header is
+ * not page-aligned as a skewed buffer's is (an O_DIRECT read needs the file
+ * offset and the memory aligned alike): the disk cache's writer copies such
+ * a chunk through its bounce buffer.
  */
 #define DIRECT_MIN ((size_t)1 << 20)
 #define DIRECT_ALIGN ((size_t)4096)
@@ -226,15 +226,23 @@ static void drop_probed(int fd, size_t len)
         (void)posix_fadvise(fd, (off_t)last, 0, POSIX_FADV_DONTNEED);
 }
 
-/* Whether this process has CAP_FOWNER in its effective set. */
+/* Whether this process has CAP_FOWNER in its effective set (the CapEff line
+ * of /proc/self/status; false when unknown: the probe then decides). */
 static bool has_fowner(void)
 {
-    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
-    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+    char line[256];
+    bool yes = false;
+    FILE *f = fopen("/proc/self/status", "re");
 
-    if (syscall(SYS_capget, &hdr, data) < 0)
+    if (!f)
         return false;
-    return data[CAP_FOWNER / 32].effective & (1u << (CAP_FOWNER % 32));
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, "CapEff:", 7) == 0) {
+            yes = (strtoull(line + 7, NULL, 16) >> CAP_FOWNER) & 1;
+            break;
+        }
+    fclose(f);
+    return yes;
 }
 
 /*
